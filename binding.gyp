@@ -1,0 +1,20 @@
+{
+  "targets": [
+    {
+      "target_name": "andromeda_cpu",
+      "sources": [
+        "native/cpu/binding.cc",
+        "native/cpu/elementwise.cc",
+        "native/cpu/reduce.cc",
+        "native/cpu/gemm.cc",
+        "native/cpu/nn.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
+      "cflags!": ["-fno-exceptions", "-O2"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-O2"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fopenmp", "-fno-math-errno"],
+      "ldflags": ["-fopenmp"]
+    }
+  ]
+}

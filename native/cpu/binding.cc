@@ -1,0 +1,303 @@
+// N-API surface of the CPU engine: buffer management and one function per kernel. Buffers are
+// 64-byte-aligned heap blocks addressed from JavaScript by their address (a double holds 53 bits).
+#include <napi.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <stdexcept>
+#include <unordered_map>
+#include <vector>
+
+#include "../common/dtype.h"
+#include "kernels.h"
+#include "parallel.h"
+
+using namespace andromeda;
+
+namespace {
+
+std::mutex g_mutex;
+std::unordered_map<uintptr_t, size_t> g_sizes;
+size_t g_allocated = 0, g_peak = 0;
+
+char* ptr_of(const Napi::Value& v) { return reinterpret_cast<char*>(uintptr_t(v.As<Napi::Number>().DoubleValue())); }
+int64_t i64(const Napi::Value& v) { return int64_t(v.As<Napi::Number>().DoubleValue()); }
+int i32(const Napi::Value& v) { return v.As<Napi::Number>().Int32Value(); }
+double f64(const Napi::Value& v) { return v.As<Napi::Number>().DoubleValue(); }
+// A null buffer is passed as 0.
+char* opt_ptr(const Napi::Value& v) { return v.IsNumber() ? ptr_of(v) : nullptr; }
+
+std::vector<int64_t> int_array(const Napi::Value& v) {
+  Napi::Array arr = v.As<Napi::Array>();
+  std::vector<int64_t> out(arr.Length());
+  for (uint32_t i = 0; i < arr.Length(); i++) out[i] = int64_t(arr.Get(i).As<Napi::Number>().DoubleValue());
+  return out;
+}
+
+// Runs a kernel, turning C++ exceptions into JavaScript errors instead of aborting the process.
+template <typename Fn>
+Napi::Value guarded(const Napi::CallbackInfo& info, Fn fn) {
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    Napi::Error::New(info.Env(), std::string("cpu engine: ") + e.what()).ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+}
+
+Napi::Value Alloc(const Napi::CallbackInfo& info) {
+  const size_t bytes = size_t(i64(info[0]));
+  const size_t rounded = ((bytes ? bytes : 1) + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, rounded);
+  if (!p) {
+    Napi::RangeError::New(info.Env(), "cpu engine: out of memory allocating " + std::to_string(bytes) + " bytes (" +
+                                          std::to_string(g_allocated) + " bytes already held by tensors)")
+        .ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    g_sizes[uintptr_t(p)] = rounded;
+    g_allocated += rounded;
+    if (g_allocated > g_peak) g_peak = g_allocated;
+  }
+  return Napi::Number::New(info.Env(), double(uintptr_t(p)));
+}
+
+Napi::Value Free(const Napi::CallbackInfo& info) {
+  char* p = ptr_of(info[0]);
+  {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    auto it = g_sizes.find(uintptr_t(p));
+    if (it == g_sizes.end()) {
+      Napi::Error::New(info.Env(), "cpu engine: free of an unknown buffer (double free?)").ThrowAsJavaScriptException();
+      return info.Env().Undefined();
+    }
+    g_allocated -= it->second;
+    g_sizes.erase(it);
+  }
+  std::free(p);
+  return info.Env().Undefined();
+}
+
+Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("allocated", double(g_allocated));
+  o.Set("peakAllocated", double(g_peak));
+  o.Set("reserved", double(g_allocated));
+  return o;
+}
+
+Napi::Value ResetPeak(const Napi::CallbackInfo& info) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  g_peak = g_allocated;
+  return info.Env().Undefined();
+}
+
+// upload(dst, byteOffset, typedArray)
+Napi::Value Upload(const Napi::CallbackInfo& info) {
+  char* dst = ptr_of(info[0]) + i64(info[1]);
+  Napi::TypedArray arr = info[2].As<Napi::TypedArray>();
+  const uint8_t* src = static_cast<const uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+  std::memcpy(dst, src, arr.ByteLength());
+  return info.Env().Undefined();
+}
+
+// download(src, byteOffset, bytes) -> ArrayBuffer
+Napi::Value Download(const Napi::CallbackInfo& info) {
+  const char* src = ptr_of(info[0]) + i64(info[1]);
+  const size_t bytes = size_t(i64(info[2]));
+  Napi::ArrayBuffer out = Napi::ArrayBuffer::New(info.Env(), bytes);
+  std::memcpy(out.Data(), src, bytes);
+  return out;
+}
+
+Napi::Value Copy(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {
+    // (srcDtype, src, srcStrides, dstDtype, dst, dstStrides, shape)
+    auto ss = int_array(info[2]), ds = int_array(info[5]), shape = int_array(info[6]);
+    cpu::copy_strided(i32(info[0]), ptr_of(info[1]), ss.data(), i32(info[3]), ptr_of(info[4]), ds.data(), shape.data(), int(shape.size()));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value Fill(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {
+    cpu::fill(i32(info[0]), ptr_of(info[1]), i64(info[2]), f64(info[3]));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value Unary(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {  // (op, dtype, x, out, count, scalar)
+    cpu::unary(i32(info[0]), i32(info[1]), ptr_of(info[2]), ptr_of(info[3]), i64(info[4]), f64(info[5]));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value UnaryGrad(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {  // (op, dtype, x, gy, gx, count)
+    cpu::unary_grad(i32(info[0]), i32(info[1]), ptr_of(info[2]), ptr_of(info[3]), ptr_of(info[4]), i64(info[5]));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value Binary(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {  // (op, dtype, a, aStrides, b, bStrides, out, shape)
+    auto sa = int_array(info[3]), sb = int_array(info[5]), shape = int_array(info[7]);
+    cpu::binary(i32(info[0]), i32(info[1]), ptr_of(info[2]), sa.data(), ptr_of(info[4]), sb.data(), ptr_of(info[6]), shape.data(), int(shape.size()));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value Reduce(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {  // (op, dtype, x, out, outer, size, inner)
+    cpu::reduce(i32(info[0]), i32(info[1]), ptr_of(info[2]), ptr_of(info[3]), i64(info[4]), i64(info[5]), i64(info[6]));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value Gemm(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {
+    // (dtype, transA, transB, m, n, k, alpha, a, lda, strideA, b, ldb, strideB, beta, c, ldc, strideC, batch)
+    cpu::GemmArgs g;
+    g.dtype = i32(info[0]);
+    g.trans_a = info[1].As<Napi::Boolean>().Value();
+    g.trans_b = info[2].As<Napi::Boolean>().Value();
+    g.m = i64(info[3]); g.n = i64(info[4]); g.k = i64(info[5]);
+    g.alpha = f64(info[6]);
+    g.a = ptr_of(info[7]); g.lda = i64(info[8]); g.stride_a = i64(info[9]);
+    g.b = ptr_of(info[10]); g.ldb = i64(info[11]); g.stride_b = i64(info[12]);
+    g.beta = f64(info[13]);
+    g.c = ptr_of(info[14]); g.ldc = i64(info[15]); g.stride_c = i64(info[16]);
+    g.batch = i64(info[17]);
+    cpu::gemm(g);
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value Softmax(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {  // (dtype, x, out, rows, cols, log)
+    cpu::softmax(i32(info[0]), ptr_of(info[1]), ptr_of(info[2]), i64(info[3]), i64(info[4]), info[5].As<Napi::Boolean>().Value());
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value SoftmaxGrad(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {  // (dtype, y, gy, gx, rows, cols, log)
+    cpu::softmax_grad(i32(info[0]), ptr_of(info[1]), ptr_of(info[2]), ptr_of(info[3]), i64(info[4]), i64(info[5]), info[6].As<Napi::Boolean>().Value());
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value Norm(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {  // (rms, dtype, x, weight|null, bias|null, out, stats, rows, cols, eps)
+    cpu::norm(info[0].As<Napi::Boolean>().Value(), i32(info[1]), ptr_of(info[2]), opt_ptr(info[3]), opt_ptr(info[4]),
+              ptr_of(info[5]), ptr_of(info[6]), i64(info[7]), i64(info[8]), f64(info[9]));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value NormGrad(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {  // (rms, dtype, x, weight|null, stats, gy, gx, gw|null, gb|null, rows, cols)
+    cpu::norm_grad(info[0].As<Napi::Boolean>().Value(), i32(info[1]), ptr_of(info[2]), opt_ptr(info[3]), ptr_of(info[4]),
+                   ptr_of(info[5]), ptr_of(info[6]), opt_ptr(info[7]), opt_ptr(info[8]), i64(info[9]), i64(info[10]));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {  // (dtype, logits, targets, losses, lse, rows, vocab, ignore)
+    cpu::cross_entropy(i32(info[0]), ptr_of(info[1]), reinterpret_cast<const int32_t*>(ptr_of(info[2])), ptr_of(info[3]),
+                       ptr_of(info[4]), i64(info[5]), i64(info[6]), i64(info[7]));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value CrossEntropyGrad(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {  // (dtype, logits, targets, lse, gradLoss, gradLogits, rows, vocab, ignore)
+    cpu::cross_entropy_grad(i32(info[0]), ptr_of(info[1]), reinterpret_cast<const int32_t*>(ptr_of(info[2])), ptr_of(info[3]),
+                            ptr_of(info[4]), ptr_of(info[5]), i64(info[6]), i64(info[7]), i64(info[8]));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value Embedding(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {  // (dtype, table, ids, out, count, dim, vocab) -> bad position or -1
+    const int64_t bad = cpu::embedding(i32(info[0]), ptr_of(info[1]), reinterpret_cast<const int32_t*>(ptr_of(info[2])),
+                                       ptr_of(info[3]), i64(info[4]), i64(info[5]), i64(info[6]));
+    return Napi::Number::New(info.Env(), double(bad));
+  });
+}
+
+Napi::Value EmbeddingGrad(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {  // (dtype, ids, gy, gtable, count, dim)
+    cpu::embedding_grad(i32(info[0]), reinterpret_cast<const int32_t*>(ptr_of(info[1])), ptr_of(info[2]), ptr_of(info[3]),
+                        i64(info[4]), i64(info[5]));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value Dropout(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {  // (dtype, x, out, count, p, seed)
+    cpu::dropout(i32(info[0]), ptr_of(info[1]), ptr_of(info[2]), i64(info[3]), f64(info[4]), uint64_t(f64(info[5])));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value AdamW(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {
+    // (param, gradDtype, grad, m, v, count, lr, beta1, beta2, eps, weightDecay, bc1, bc2, gradScale)
+    cpu::AdamWArgs a{f64(info[6]), f64(info[7]), f64(info[8]), f64(info[9]), f64(info[10]), f64(info[11]), f64(info[12]), f64(info[13])};
+    cpu::adamw(reinterpret_cast<float*>(ptr_of(info[0])), i32(info[1]), ptr_of(info[2]), reinterpret_cast<float*>(ptr_of(info[3])),
+               reinterpret_cast<float*>(ptr_of(info[4])), i64(info[5]), a);
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value SumOfSquares(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {  // (dtype, x, count)
+    return Napi::Number::New(info.Env(), cpu::sum_of_squares(i32(info[0]), ptr_of(info[1]), i64(info[2])));
+  });
+}
+
+Napi::Value Threads(const Napi::CallbackInfo& info) {
+  if (info.Length() > 0 && info[0].IsNumber()) omp_set_num_threads(std::max(1, i32(info[0])));
+  return Napi::Number::New(info.Env(), omp_get_max_threads());
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("alloc", Napi::Function::New(env, Alloc));
+  exports.Set("free", Napi::Function::New(env, Free));
+  exports.Set("memoryStats", Napi::Function::New(env, MemoryStats));
+  exports.Set("resetPeakMemory", Napi::Function::New(env, ResetPeak));
+  exports.Set("upload", Napi::Function::New(env, Upload));
+  exports.Set("download", Napi::Function::New(env, Download));
+  exports.Set("copy", Napi::Function::New(env, Copy));
+  exports.Set("fill", Napi::Function::New(env, Fill));
+  exports.Set("unary", Napi::Function::New(env, Unary));
+  exports.Set("unaryGrad", Napi::Function::New(env, UnaryGrad));
+  exports.Set("binary", Napi::Function::New(env, Binary));
+  exports.Set("reduce", Napi::Function::New(env, Reduce));
+  exports.Set("gemm", Napi::Function::New(env, Gemm));
+  exports.Set("softmax", Napi::Function::New(env, Softmax));
+  exports.Set("softmaxGrad", Napi::Function::New(env, SoftmaxGrad));
+  exports.Set("norm", Napi::Function::New(env, Norm));
+  exports.Set("normGrad", Napi::Function::New(env, NormGrad));
+  exports.Set("crossEntropy", Napi::Function::New(env, CrossEntropy));
+  exports.Set("crossEntropyGrad", Napi::Function::New(env, CrossEntropyGrad));
+  exports.Set("embedding", Napi::Function::New(env, Embedding));
+  exports.Set("embeddingGrad", Napi::Function::New(env, EmbeddingGrad));
+  exports.Set("dropout", Napi::Function::New(env, Dropout));
+  exports.Set("adamw", Napi::Function::New(env, AdamW));
+  exports.Set("sumOfSquares", Napi::Function::New(env, SumOfSquares));
+  exports.Set("threads", Napi::Function::New(env, Threads));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(andromeda_cpu, Init)

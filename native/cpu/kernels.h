@@ -1,0 +1,59 @@
+// CPU kernels of the Andromeda engine. Pointers already include the element offset; dtype arguments
+// are codes of andromeda::DType. Every kernel is synchronous and parallelised internally.
+#pragma once
+#include <cstdint>
+
+namespace andromeda::cpu {
+
+void copy_strided(int src_dtype, const char* src, const int64_t* src_strides, int dst_dtype, char* dst,
+                  const int64_t* dst_strides, const int64_t* shape, int rank);
+void fill(int dtype, char* dst, int64_t count, double value);
+void unary(int op, int dtype, const char* x, char* out, int64_t count, double scalar);
+void unary_grad(int op, int dtype, const char* x, const char* grad_out, char* grad_in, int64_t count);
+void binary(int op, int dtype, const char* a, const int64_t* a_strides, const char* b, const int64_t* b_strides,
+            char* out, const int64_t* shape, int rank);
+void reduce(int op, int dtype, const char* x, char* out, int64_t outer, int64_t size, int64_t inner);
+
+struct GemmArgs {
+  int dtype;
+  bool trans_a, trans_b;
+  int64_t m, n, k;
+  double alpha, beta;
+  const char* a; int64_t lda, stride_a;
+  const char* b; int64_t ldb, stride_b;
+  char* c; int64_t ldc, stride_c;
+  int64_t batch;
+};
+void gemm(const GemmArgs& args);
+
+void softmax(int dtype, const char* x, char* out, int64_t rows, int64_t cols, bool log);
+void softmax_grad(int dtype, const char* y, const char* grad_out, char* grad_in, int64_t rows, int64_t cols, bool log);
+// Statistics buffers (norm stats, losses, lse, grad_loss) are float64 when dtype is float64, else float32.
+void norm(bool rms, int dtype, const char* x, const char* weight, const char* bias, char* out, char* stats,
+          int64_t rows, int64_t cols, double eps);
+void norm_grad(bool rms, int dtype, const char* x, const char* weight, const char* stats, const char* grad_out,
+               char* grad_in, char* grad_weight, char* grad_bias, int64_t rows, int64_t cols);
+void cross_entropy(int dtype, const char* logits, const int32_t* targets, char* losses, char* lse, int64_t rows,
+                   int64_t vocab, int64_t ignore_index);
+void cross_entropy_grad(int dtype, const char* logits, const int32_t* targets, const char* lse,
+                        const char* grad_loss, char* grad_logits, int64_t rows, int64_t vocab, int64_t ignore_index);
+int64_t embedding(int dtype, const char* table, const int32_t* ids, char* out, int64_t count, int64_t dim, int64_t vocab);
+void embedding_grad(int dtype, const int32_t* ids, const char* grad_out, char* grad_table, int64_t count, int64_t dim);
+void dropout(int dtype, const char* x, char* out, int64_t count, double p, uint64_t seed);
+
+struct AdamWArgs {
+  double lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2, grad_scale;
+};
+void adamw(float* param, int grad_dtype, const char* grad, float* m, float* v, int64_t count, const AdamWArgs& args);
+double sum_of_squares(int dtype, const char* x, int64_t count);
+
+// Counter-based uniform in [0, 1): the same (seed, index) gives the same number on every engine.
+inline double uniform_from_counter(uint64_t seed, uint64_t index) {
+  uint64_t z = seed * 0x9E3779B97F4A7C15ull + index + 0x632BE59BD9B4E019ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return double(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+}  // namespace andromeda::cpu

@@ -1,0 +1,276 @@
+// Row-wise neural-network kernels: softmax, layer/RMS norm, cross-entropy, embedding, dropout, AdamW.
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+#include "../common/dtype.h"
+#include "kernels.h"
+#include "parallel.h"
+
+namespace andromeda::cpu {
+namespace {
+constexpr int64_t kRowGrain = 1 << 14;  // elements per task
+int64_t row_grain(int64_t cols) { return std::max<int64_t>(1, kRowGrain / std::max<int64_t>(cols, 1)); }
+// Per-row statistics (norm mean/rstd, cross-entropy loss/lse) are float64 for float64 tensors, else float32.
+template <typename T> using Stat = std::conditional_t<std::is_same<T, double>::value, double, float>;
+}  // namespace
+
+void softmax(int dtype, const char* x, char* out, int64_t rows, int64_t cols, bool log) {
+  ANDROMEDA_DISPATCH_FLOAT(dtype, {
+    using C = typename Compute<T>::type;
+    const T* in = reinterpret_cast<const T*>(x);
+    T* o = reinterpret_cast<T*>(out);
+    parallel_for(rows, row_grain(cols), [&](int64_t begin, int64_t end) {
+      std::vector<C> buf(static_cast<size_t>(cols));
+      for (int64_t r = begin; r < end; r++) {
+        const T* xr = in + r * cols;
+        T* yr = o + r * cols;
+        C mx = -std::numeric_limits<C>::infinity();
+        for (int64_t j = 0; j < cols; j++) { buf[j] = load(xr + j); mx = std::max(mx, buf[j]); }
+        if (mx == -std::numeric_limits<C>::infinity()) mx = 0;  // fully masked row: no NaN from inf − inf
+        C sum = 0;
+        for (int64_t j = 0; j < cols; j++) sum += std::exp(buf[j] - mx);
+        if (log) {
+          const C lse = mx + std::log(sum);
+          for (int64_t j = 0; j < cols; j++) store(yr + j, buf[j] - lse);
+        } else {
+          const C inv = sum > 0 ? C(1) / sum : C(0);
+          for (int64_t j = 0; j < cols; j++) store(yr + j, std::exp(buf[j] - mx) * inv);
+        }
+      }
+    });
+  });
+}
+
+void softmax_grad(int dtype, const char* y, const char* grad_out, char* grad_in, int64_t rows, int64_t cols, bool log) {
+  ANDROMEDA_DISPATCH_FLOAT(dtype, {
+    using C = typename Compute<T>::type;
+    const T* Y = reinterpret_cast<const T*>(y);
+    const T* G = reinterpret_cast<const T*>(grad_out);
+    T* GX = reinterpret_cast<T*>(grad_in);
+    parallel_for(rows, row_grain(cols), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; r++) {
+        const T* yr = Y + r * cols;
+        const T* gr = G + r * cols;
+        T* gx = GX + r * cols;
+        C dot = 0;
+        if (log) {
+          for (int64_t j = 0; j < cols; j++) dot += load(gr + j);
+          for (int64_t j = 0; j < cols; j++) store(gx + j, load(gr + j) - std::exp(C(load(yr + j))) * dot);
+        } else {
+          for (int64_t j = 0; j < cols; j++) dot += C(load(gr + j)) * C(load(yr + j));
+          for (int64_t j = 0; j < cols; j++) store(gx + j, C(load(yr + j)) * (C(load(gr + j)) - dot));
+        }
+      }
+    });
+  });
+}
+
+void norm(bool rms, int dtype, const char* x, const char* weight, const char* bias, char* out, char* stats_raw,
+          int64_t rows, int64_t cols, double eps) {
+  ANDROMEDA_DISPATCH_FLOAT(dtype, {
+    using C = typename Compute<T>::type;
+    Stat<T>* stats = reinterpret_cast<Stat<T>*>(stats_raw);
+    const T* X = reinterpret_cast<const T*>(x);
+    const T* W = reinterpret_cast<const T*>(weight);
+    const T* B = reinterpret_cast<const T*>(bias);
+    T* Y = reinterpret_cast<T*>(out);
+    parallel_for(rows, row_grain(cols), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; r++) {
+        const T* xr = X + r * cols;
+        T* yr = Y + r * cols;
+        double mean = 0;
+        if (!rms) {
+          for (int64_t j = 0; j < cols; j++) mean += double(load(xr + j));
+          mean /= double(cols);
+        }
+        double var = 0;
+        for (int64_t j = 0; j < cols; j++) { const double d = double(load(xr + j)) - mean; var += d * d; }
+        var /= double(cols);
+        const double rstd = 1.0 / std::sqrt(var + eps);
+        stats[2 * r] = Stat<T>(mean);
+        stats[2 * r + 1] = Stat<T>(rstd);
+        const C m = C(mean), s = C(rstd);
+        for (int64_t j = 0; j < cols; j++) {
+          C v = (C(load(xr + j)) - m) * s;
+          if (W) v *= C(load(W + j));
+          if (B) v += C(load(B + j));
+          store(yr + j, v);
+        }
+      }
+    });
+  });
+}
+
+void norm_grad(bool rms, int dtype, const char* x, const char* weight, const char* stats_raw, const char* grad_out,
+               char* grad_in, char* grad_weight, char* grad_bias, int64_t rows, int64_t cols) {
+  ANDROMEDA_DISPATCH_FLOAT(dtype, {
+    using C = typename Compute<T>::type;
+    const Stat<T>* stats = reinterpret_cast<const Stat<T>*>(stats_raw);
+    const T* X = reinterpret_cast<const T*>(x);
+    const T* W = reinterpret_cast<const T*>(weight);
+    const T* G = reinterpret_cast<const T*>(grad_out);
+    T* GX = reinterpret_cast<T*>(grad_in);
+    const int threads = omp_get_max_threads();
+    std::vector<double> gw_part(size_t(threads) * cols, 0.0), gb_part(size_t(threads) * cols, 0.0);
+    _Pragma("omp parallel for schedule(static) num_threads(threads)")
+    for (int t = 0; t < threads; t++) {
+      const int64_t begin = rows * t / threads, end = rows * (t + 1) / threads;
+      std::vector<double> xhat(static_cast<size_t>(cols)), gxhat(static_cast<size_t>(cols));
+      double* gw = gw_part.data() + size_t(t) * cols;
+      double* gb = gb_part.data() + size_t(t) * cols;
+      for (int64_t r = begin; r < end; r++) {
+        const T* xr = X + r * cols;
+        const T* gr = G + r * cols;
+        const double mean = stats[2 * r], rstd = stats[2 * r + 1];
+        double sum_g = 0, sum_gx = 0;
+        for (int64_t j = 0; j < cols; j++) {
+          const double g = double(load(gr + j));
+          xhat[j] = (double(load(xr + j)) - mean) * rstd;
+          gxhat[j] = W ? g * double(load(W + j)) : g;
+          gw[j] += g * xhat[j];
+          gb[j] += g;
+          sum_g += gxhat[j];
+          sum_gx += gxhat[j] * xhat[j];
+        }
+        const double n = double(cols);
+        for (int64_t j = 0; j < cols; j++) {
+          const double v = rms ? rstd * (gxhat[j] - xhat[j] * sum_gx / n)
+                               : rstd * (gxhat[j] - sum_g / n - xhat[j] * sum_gx / n);
+          store(GX + r * cols + j, C(v));
+        }
+      }
+    }
+    if (grad_weight || grad_bias) {
+      T* GW = reinterpret_cast<T*>(grad_weight);
+      T* GB = reinterpret_cast<T*>(grad_bias);
+      for (int64_t j = 0; j < cols; j++) {
+        double sw = 0, sb = 0;
+        for (int t = 0; t < threads; t++) { sw += gw_part[size_t(t) * cols + j]; sb += gb_part[size_t(t) * cols + j]; }
+        if (GW) store(GW + j, C(sw));
+        if (GB) store(GB + j, C(sb));
+      }
+    }
+  });
+}
+
+void cross_entropy(int dtype, const char* logits, const int32_t* targets, char* losses_raw, char* lse_raw, int64_t rows,
+                   int64_t vocab, int64_t ignore_index) {
+  ANDROMEDA_DISPATCH_FLOAT(dtype, {
+    Stat<T>* losses = reinterpret_cast<Stat<T>*>(losses_raw);
+    Stat<T>* lse = reinterpret_cast<Stat<T>*>(lse_raw);
+    const T* L = reinterpret_cast<const T*>(logits);
+    parallel_for(rows, row_grain(vocab), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; r++) {
+        const T* lr = L + r * vocab;
+        double mx = -std::numeric_limits<double>::infinity();
+        for (int64_t j = 0; j < vocab; j++) mx = std::max(mx, double(load(lr + j)));
+        double sum = 0;
+        for (int64_t j = 0; j < vocab; j++) sum += std::exp(double(load(lr + j)) - mx);
+        const double l = mx + std::log(sum);
+        lse[r] = Stat<T>(l);
+        const int32_t t = targets[r];
+        losses[r] = t == ignore_index ? Stat<T>(0) : Stat<T>(l - double(load(lr + t)));
+      }
+    });
+  });
+}
+
+void cross_entropy_grad(int dtype, const char* logits, const int32_t* targets, const char* lse_raw,
+                        const char* grad_loss_raw, char* grad_logits, int64_t rows, int64_t vocab, int64_t ignore_index) {
+  ANDROMEDA_DISPATCH_FLOAT(dtype, {
+    using C = typename Compute<T>::type;
+    const Stat<T>* lse = reinterpret_cast<const Stat<T>*>(lse_raw);
+    const Stat<T>* grad_loss = reinterpret_cast<const Stat<T>*>(grad_loss_raw);
+    const T* L = reinterpret_cast<const T*>(logits);
+    T* G = reinterpret_cast<T*>(grad_logits);
+    parallel_for(rows, row_grain(vocab), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; r++) {
+        const T* lr = L + r * vocab;
+        T* gr = G + r * vocab;
+        const int32_t t = targets[r];
+        if (t == ignore_index) {
+          for (int64_t j = 0; j < vocab; j++) store(gr + j, C(0));
+          continue;
+        }
+        const double l = lse[r];
+        const double g = grad_loss[r];
+        for (int64_t j = 0; j < vocab; j++) {
+          const double p = std::exp(double(load(lr + j)) - l);
+          store(gr + j, C(g * (p - (j == t ? 1.0 : 0.0))));
+        }
+      }
+    });
+  });
+}
+
+int64_t embedding(int dtype, const char* table, const int32_t* ids, char* out, int64_t count, int64_t dim, int64_t vocab) {
+  for (int64_t i = 0; i < count; i++)
+    if (ids[i] < 0 || ids[i] >= vocab) return i;
+  ANDROMEDA_DISPATCH_ALL(dtype, {
+    const T* W = reinterpret_cast<const T*>(table);
+    T* O = reinterpret_cast<T*>(out);
+    parallel_for(count, row_grain(dim), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; i++) std::memcpy(O + i * dim, W + int64_t(ids[i]) * dim, sizeof(T) * dim);
+    });
+  });
+  return -1;
+}
+
+void embedding_grad(int dtype, const int32_t* ids, const char* grad_out, char* grad_table, int64_t count, int64_t dim) {
+  ANDROMEDA_DISPATCH_FLOAT(dtype, {
+    using C = typename Compute<T>::type;
+    const T* G = reinterpret_cast<const T*>(grad_out);
+    T* GT = reinterpret_cast<T*>(grad_table);
+    // Parallel over feature columns so that no two threads add into the same element.
+    parallel_for(dim, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t i = 0; i < count; i++) {
+        T* row = GT + int64_t(ids[i]) * dim;
+        const T* g = G + i * dim;
+        for (int64_t j = begin; j < end; j++) store(row + j, C(load(row + j)) + C(load(g + j)));
+      }
+    });
+  });
+}
+
+void dropout(int dtype, const char* x, char* out, int64_t count, double p, uint64_t seed) {
+  ANDROMEDA_DISPATCH_FLOAT(dtype, {
+    using C = typename Compute<T>::type;
+    const T* X = reinterpret_cast<const T*>(x);
+    T* O = reinterpret_cast<T*>(out);
+    const C keep_scale = C(1.0 / (1.0 - p));
+    parallel_for(count, 1 << 14, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; i++) {
+        const bool keep = uniform_from_counter(seed, uint64_t(i)) >= p;
+        store(O + i, keep ? C(load(X + i)) * keep_scale : C(0));
+      }
+    });
+  });
+}
+
+void adamw(float* param, int grad_dtype, const char* grad, float* m, float* v, int64_t count, const AdamWArgs& a) {
+  ANDROMEDA_DISPATCH_FLOAT(grad_dtype, {
+    const T* G = reinterpret_cast<const T*>(grad);
+    const float lr = float(a.lr), b1 = float(a.beta1), b2 = float(a.beta2), eps = float(a.eps);
+    const float decay = float(1.0 - a.lr * a.weight_decay);
+    const float step = float(a.lr / a.bias_correction1);
+    const float inv_sqrt_bc2 = float(1.0 / std::sqrt(a.bias_correction2));
+    const float gs = float(a.grad_scale);
+    (void)lr;
+    parallel_for(count, 1 << 14, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; i++) {
+        const float g = float(load(G + i)) * gs;
+        const float mi = b1 * m[i] + (1.0f - b1) * g;
+        const float vi = b2 * v[i] + (1.0f - b2) * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        param[i] = param[i] * decay - step * mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps);
+      }
+    });
+  });
+}
+
+}  // namespace andromeda::cpu

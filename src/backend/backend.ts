@@ -1,0 +1,174 @@
+import type { DType } from '../tensor/dtype.js';
+
+/**
+ * The contract between the tensor library and an engine (CPU or CUDA).
+ *
+ * Kernels take buffers plus element offsets and never allocate their outputs: the tensor layer
+ * owns allocation, shapes and autograd, so model code is identical on every engine. Engines may
+ * run asynchronously (CUDA enqueues on a stream); only `download` and `synchronize` wait.
+ */
+export type Handle = number;
+
+/** A buffer region holding `dtype` elements, starting `offset` elements into the buffer. */
+export interface Dense {
+  readonly handle: Handle;
+  readonly offset: number;
+  readonly dtype: DType;
+}
+
+/** A dense region read through per-axis element strides (0 for broadcast axes). */
+export interface Strided extends Dense {
+  readonly strides: readonly number[];
+}
+
+export type UnaryOp =
+  | 'neg' | 'exp' | 'log' | 'sqrt' | 'rsqrt' | 'gelu' | 'sigmoid' | 'silu' | 'tanh' | 'abs' | 'relu'
+  | 'square' | 'reciprocal' | 'scale' | 'addScalar' | 'powScalar' | 'sin' | 'cos';
+/** Derivative kernels for the unary ops whose gradient needs the input: gx = gy · f'(x). */
+export type UnaryGradOp = 'gelu' | 'sigmoid' | 'silu' | 'tanh' | 'relu' | 'abs';
+export type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'max' | 'min' | 'pow' | 'gt' | 'lt' | 'eq';
+export type ReduceOp = 'sum' | 'max' | 'min';
+
+export const UNARY_CODE: Record<UnaryOp, number> = {
+  neg: 0, exp: 1, log: 2, sqrt: 3, rsqrt: 4, gelu: 5, sigmoid: 6, silu: 7, tanh: 8, abs: 9, relu: 10,
+  square: 11, reciprocal: 12, scale: 13, addScalar: 14, powScalar: 15, sin: 16, cos: 17,
+};
+export const UNARY_GRAD_CODE: Record<UnaryGradOp, number> = { gelu: 0, sigmoid: 1, silu: 2, tanh: 3, relu: 4, abs: 5 };
+export const BINARY_CODE: Record<BinaryOp, number> = { add: 0, sub: 1, mul: 2, div: 3, max: 4, min: 5, pow: 6, gt: 7, lt: 8, eq: 9 };
+export const REDUCE_CODE: Record<ReduceOp, number> = { sum: 0, max: 1, min: 2 };
+
+/** C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b], row-major, op = transpose when the flag is set. */
+export interface MatmulArgs {
+  readonly a: Dense;
+  readonly b: Dense;
+  readonly c: Dense;
+  readonly m: number;
+  readonly n: number;
+  readonly k: number;
+  readonly transA: boolean;
+  readonly transB: boolean;
+  /** Leading dimensions (row strides in elements) of A, B and C as stored. */
+  readonly lda: number;
+  readonly ldb: number;
+  readonly ldc: number;
+  /** Element strides between batch items; 0 broadcasts one matrix over the batch. */
+  readonly strideA: number;
+  readonly strideB: number;
+  readonly strideC: number;
+  readonly batch: number;
+  readonly alpha: number;
+  readonly beta: number;
+}
+
+export interface AdamWArgs {
+  readonly lr: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly weightDecay: number;
+  /** Bias corrections 1 − β^t for the current step. */
+  readonly biasCorrection1: number;
+  readonly biasCorrection2: number;
+  /** Multiplies the gradient first (global-norm clipping, loss-scale removal). */
+  readonly gradScale: number;
+}
+
+/**
+ * Attention as Andromeda defines it (spec "Attention"), for a fused kernel:
+ * q [batch, heads, queryLen, headDim], k/v [batch, kvHeads, keyLen, headDim], out like q,
+ * lse float32 [batch, heads, queryLen] (natural-log sum-exp of the scaled, biased scores).
+ * The kernel applies, in order: per-head key scale (qk-norm dim scale with one KV head), rotary to the
+ * first `rotaryDim` features using each token's position, relative xPos, scale, ALiBi, masks.
+ */
+export interface AttentionArgs {
+  readonly batch: number;
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly queryLen: number;
+  readonly keyLen: number;
+  readonly headDim: number;
+  readonly scale: number;
+  readonly causal: boolean;
+  /** Position of query 0 relative to key 0 (keyLen − queryLen when appending to a KV cache). */
+  readonly queryOffset: number;
+  /** Per-head ALiBi slope; 0 means no bias for that head. Null: no ALiBi at all. */
+  readonly alibiSlopes: Float32Array | null;
+  /** Rotary: rotated feature count (0 = none) and inverse frequencies (rotaryDim / 2 of them). */
+  readonly rotaryDim: number;
+  readonly rotaryInvFreq: Float32Array | null;
+  /** xPos scale base B (0 = no xPos). */
+  readonly xposScaleBase: number;
+  /** float32 [heads, headDim] key scale, or null. */
+  readonly keyScale: Dense | null;
+  /** int32 [batch, queryLen] / [batch, keyLen] positions (for rotary, xPos, ALiBi), or null for 0.. */
+  readonly queryPositions: Dense | null;
+  readonly keyPositions: Dense | null;
+  /** int32 [batch, queryLen] / [batch, keyLen] document ids; attention only within one id. */
+  readonly querySegments: Dense | null;
+  readonly keySegments: Dense | null;
+}
+
+export interface MemoryStats {
+  /** Bytes held by live tensors. */
+  readonly allocated: number;
+  /** Highest `allocated` since the last reset. */
+  readonly peakAllocated: number;
+  /** Bytes the engine holds from the system (caching pools included). */
+  readonly reserved: number;
+}
+
+export interface Backend {
+  /** 'cpu' or 'cuda:N'. */
+  readonly device: string;
+  /** True when kernels are enqueued and may still be running after a call returns. */
+  readonly asynchronous: boolean;
+
+  alloc(bytes: number): Handle;
+  free(handle: Handle): void;
+  upload(dst: Handle, byteOffset: number, data: ArrayBufferView): void;
+  /** Waits for pending work, then copies `bytes` bytes out. */
+  download(src: Handle, byteOffset: number, bytes: number): ArrayBuffer;
+  synchronize(): void;
+  memoryStats(): MemoryStats;
+  resetPeakMemory(): void;
+
+  /** dst (strided) ← src (strided, broadcast allowed), converting dtype; both of `shape`. */
+  copy(src: Strided, dst: Strided, shape: readonly number[]): void;
+  fill(dst: Dense, count: number, value: number): void;
+  unary(op: UnaryOp, x: Dense, out: Dense, count: number, scalar: number): void;
+  unaryGrad(op: UnaryGradOp, x: Dense, gradOut: Dense, gradIn: Dense, count: number): void;
+  /** out (contiguous, `shape`) = a op b, reading a and b through broadcast strides. */
+  binary(op: BinaryOp, a: Strided, b: Strided, out: Dense, shape: readonly number[]): void;
+  /** Reduces the middle axis of a contiguous [outer, size, inner] to [outer, inner]. */
+  reduce(op: ReduceOp, x: Dense, out: Dense, outer: number, size: number, inner: number): void;
+  matmul(args: MatmulArgs): void;
+  /** Row-wise softmax or log-softmax over contiguous [rows, cols]. */
+  softmax(x: Dense, out: Dense, rows: number, cols: number, log: boolean): void;
+  softmaxGrad(y: Dense, gradOut: Dense, gradIn: Dense, rows: number, cols: number, log: boolean): void;
+  /**
+   * Layer norm (`rms` false) or RMS norm over the last axis of contiguous [rows, cols]; `stats` is
+   * float32 [rows, 2] (float64 when x is float64) receiving (mean, rstd) for the backward pass. Weight/bias may be null.
+   */
+  norm(rms: boolean, x: Dense, weight: Dense | null, bias: Dense | null, out: Dense, stats: Dense, rows: number, cols: number, eps: number): void;
+  /** Writes gradIn; gradWeight / gradBias (when given) are overwritten with the sums over rows. */
+  normGrad(rms: boolean, x: Dense, weight: Dense | null, stats: Dense, gradOut: Dense, gradIn: Dense, gradWeight: Dense | null, gradBias: Dense | null, rows: number, cols: number): void;
+  /** Per-row loss and log-sum-exp, float32 [rows] (float64 for float64 logits); rows whose target is ignoreIndex get loss 0. */
+  crossEntropy(logits: Dense, targets: Dense, losses: Dense, lse: Dense, rows: number, vocab: number, ignoreIndex: number): void;
+  /** gradLogits = (softmax − onehot) · gradLoss[row] (dtype as losses); ignored rows get 0. */
+  crossEntropyGrad(logits: Dense, targets: Dense, lse: Dense, gradLoss: Dense, gradLogits: Dense, rows: number, vocab: number, ignoreIndex: number): void;
+  /** out[i] = table[ids[i]]; returns −1, or the first position whose id is out of [0, vocab). */
+  embedding(table: Dense, ids: Dense, out: Dense, count: number, dim: number, vocab: number): number;
+  /** gradTable[ids[i]] += gradOut[i] (gradTable must be zeroed by the caller). */
+  embeddingGrad(ids: Dense, gradOut: Dense, gradTable: Dense, count: number, dim: number): void;
+  /** out = x · mask / (1 − p), mask drawn from a counter-based generator keyed by seed (same seed, same mask). */
+  dropout(x: Dense, out: Dense, count: number, p: number, seed: number): void;
+  /** One AdamW step on float32 master weights with float32 state; grad may be any float dtype. */
+  adamw(param: Dense, grad: Dense, m: Dense, v: Dense, count: number, args: AdamWArgs): void;
+  /** Sum of squares of a float buffer, accumulated in float64, returned to the host. */
+  sumOfSquares(x: Dense, count: number): number;
+
+  /** Fused attention; engines without it leave these undefined and the reference form is used. */
+  attentionForward?(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void;
+  attentionBackward?(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, gradOut: Dense,
+    gradQ: Dense, gradK: Dense, gradV: Dense, gradKeyScale: Dense | null, args: AttentionArgs): void;
+}

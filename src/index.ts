@@ -1,0 +1,13 @@
+// Public API of the andromeda package.
+import './backend/index.js';
+
+export { Tensor } from './tensor/tensor.js';
+export { Storage } from './tensor/storage.js';
+export * from './tensor/dtype.js';
+export * from './tensor/shape.js';
+export { tidy, keep, scopeDepth } from './tensor/scope.js';
+export { Generator, defaultGenerator, manualSeed } from './tensor/random.js';
+export { noGrad, withGrad, isGradEnabled } from './autograd/grad-mode.js';
+export * as ops from './ops/index.js';
+export * from './ops/index.js';
+export * from './backend/index.js';

@@ -1,0 +1,49 @@
+import { Tensor } from '../tensor/tensor.js';
+import { runBackward } from '../autograd/tape.js';
+import { ones } from './creation.js';
+import { formatShape } from '../tensor/shape.js';
+import { keep } from '../tensor/scope.js';
+
+function accumulateInto(leaf: Tensor, g: Tensor): void {
+  const gradValue = g.dtype === leaf.dtype ? g : castForLeaf(g, leaf);
+  if (!leaf.grad) {
+    const own = Tensor.empty(leaf.shape, leaf.dtype, leaf.device);
+    if (own.size > 0) leaf.backend.copy(gradValue.strided(), own.strided(), leaf.shape);
+    leaf.grad = keep(own);
+  } else {
+    const dst = leaf.grad;
+    if (dst.size > 0) leaf.backend.binary('add', dst.strided(), gradValue.strided(), dst.dense(), dst.shape);
+  }
+  if (gradValue !== g) gradValue.dispose();
+}
+
+function castForLeaf(g: Tensor, leaf: Tensor): Tensor {
+  const out = Tensor.empty(g.shape, leaf.dtype, g.device);
+  if (out.size > 0) g.backend.copy(g.strided(), out.strided(), g.shape);
+  return out;
+}
+
+/**
+ * Computes gradients of `root` (a scalar unless `grad` is given) with respect to every leaf that
+ * requires one, accumulating into their `.grad`.
+ */
+export function backward(root: Tensor, grad?: Tensor): void {
+  root.assertAlive('backward', 'tensor');
+  if (!grad && root.size !== 1) {
+    throw new RangeError(`backward: a gradient must be given for a non-scalar tensor of shape ${formatShape(root.shape)}`);
+  }
+  const seed = grad ?? ones(root.shape, root.dtype, root.device);
+  try {
+    runBackward(root, seed, accumulateInto, (t) => t.view(t.shape, t.strides, t.offset));
+  } finally {
+    if (!grad) seed.dispose();
+  }
+}
+
+/** Clears `.grad` of the given tensors (freeing the memory). */
+export function zeroGrad(tensors: Iterable<Tensor>): void {
+  for (const t of tensors) {
+    t.grad?.dispose();
+    t.grad = null;
+  }
+}

@@ -1,0 +1,89 @@
+import { Tensor } from '../tensor/tensor.js';
+import type { DType } from '../tensor/dtype.js';
+import { numel, validateShape } from '../tensor/shape.js';
+import { defaultGenerator, type Generator } from '../tensor/random.js';
+
+export interface CreateOptions {
+  dtype?: DType;
+  device?: string;
+  requiresGrad?: boolean;
+}
+
+function finish(t: Tensor, o: CreateOptions): Tensor {
+  if (o.requiresGrad) t.requiresGrad = true;
+  return t;
+}
+
+/** A tensor from nested arrays or flat values with an explicit shape. */
+export function tensor(data: number | readonly unknown[] | ArrayLike<number>, shape?: readonly number[], o: CreateOptions = {}): Tensor {
+  let flat: ArrayLike<number>;
+  let inferred: number[];
+  if (typeof data === 'number') {
+    flat = [data];
+    inferred = [];
+  } else if (ArrayBuffer.isView(data)) {
+    flat = data as unknown as ArrayLike<number>;
+    inferred = [flat.length];
+  } else {
+    inferred = [];
+    let level: unknown = data;
+    while (Array.isArray(level)) {
+      inferred.push(level.length);
+      level = level[0];
+    }
+    flat = (data as unknown[]).flat(Infinity) as number[];
+    if (flat.length !== numel(inferred)) throw new RangeError('tensor: nested arrays are ragged');
+    for (let i = 0; i < flat.length; i++) {
+      if (typeof flat[i] !== 'number') throw new TypeError(`tensor: element ${i} is ${typeof flat[i]}, not a number`);
+    }
+  }
+  const s = shape ?? inferred;
+  validateShape(s, 'tensor');
+  return finish(Tensor.fromArray(flat, s, o.dtype ?? 'float32', o.device), o);
+}
+
+export function full(shape: readonly number[], value: number, dtype: DType = 'float32', device?: string): Tensor {
+  validateShape(shape, 'full');
+  const t = Tensor.empty(shape, dtype, device);
+  if (t.size > 0) t.backend.fill(t.dense(), t.size, value);
+  return t;
+}
+
+export function zeros(shape: readonly number[], dtype: DType = 'float32', device?: string): Tensor {
+  return full(shape, 0, dtype, device);
+}
+
+export function ones(shape: readonly number[], dtype: DType = 'float32', device?: string): Tensor {
+  return full(shape, 1, dtype, device);
+}
+
+export function scalar(value: number, dtype: DType = 'float32', device?: string): Tensor {
+  return full([], value, dtype, device);
+}
+
+/** [start, start + step, …) below `end`. */
+export function arange(start: number, end: number, step = 1, dtype: DType = 'int32', device?: string): Tensor {
+  const n = Math.max(0, Math.ceil((end - start) / step));
+  const values = new Float64Array(n);
+  for (let i = 0; i < n; i++) values[i] = start + i * step;
+  return Tensor.fromArray(values, [n], dtype, device);
+}
+
+export function randn(shape: readonly number[], o: CreateOptions & { std?: number; mean?: number; generator?: Generator } = {}): Tensor {
+  validateShape(shape, 'randn');
+  const g = o.generator ?? defaultGenerator;
+  const std = o.std ?? 1, mean = o.mean ?? 0;
+  const values = new Float64Array(numel(shape));
+  for (let i = 0; i < values.length; i++) values[i] = mean + std * g.normal();
+  return finish(Tensor.fromArray(values, shape, o.dtype ?? 'float32', o.device), o);
+}
+
+/** Uniform in [low, high). */
+export function rand(shape: readonly number[], o: CreateOptions & { low?: number; high?: number; generator?: Generator } = {}): Tensor {
+  validateShape(shape, 'rand');
+  const g = o.generator ?? defaultGenerator;
+  const low = o.low ?? 0, high = o.high ?? 1;
+  const values = new Float64Array(numel(shape));
+  for (let i = 0; i < values.length; i++) values[i] = low + (high - low) * g.uniform();
+  return finish(Tensor.fromArray(values, shape, o.dtype ?? 'float32', o.device), o);
+}

@@ -1,0 +1,31 @@
+import type { Backend, Handle } from '../backend/backend.js';
+
+/** A device buffer shared by a tensor and its views; freed when the last holder lets go. */
+export class Storage {
+  private refs = 1;
+
+  constructor(
+    readonly backend: Backend,
+    readonly handle: Handle,
+    readonly bytes: number,
+  ) {}
+
+  static allocate(backend: Backend, bytes: number): Storage {
+    return new Storage(backend, backend.alloc(bytes), bytes);
+  }
+
+  retain(): this {
+    if (this.refs <= 0) throw new Error('internal: retain of a freed storage');
+    this.refs++;
+    return this;
+  }
+
+  release(): void {
+    if (this.refs <= 0) return;
+    if (--this.refs === 0) this.backend.free(this.handle);
+  }
+
+  get alive(): boolean {
+    return this.refs > 0;
+  }
+}

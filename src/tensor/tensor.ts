@@ -1,0 +1,190 @@
+import type { Backend, Dense, Strided } from '../backend/backend.js';
+import { getBackend } from '../backend/registry.js';
+import { DTYPE_BYTES, decodeHost, encodeHost, type DType, type HostArray } from './dtype.js';
+import { contiguousStrides, formatShape, numel, type Shape } from './shape.js';
+import { Storage } from './storage.js';
+import { setTensorPredicate, trackTensor, untrackTensor } from './scope.js';
+import type { GradFn } from '../autograd/tape.js';
+import * as ops from '../ops/index.js';
+
+let nextId = 1;
+
+/**
+ * An n-dimensional array on one device. A tensor is a view (shape, strides, offset) of a shared
+ * `Storage`; reshape/transpose/slice/expand make new views without copying. Memory is released by
+ * `dispose()` or by the enclosing `tidy` scope, never by the garbage collector.
+ */
+export class Tensor {
+  readonly id = nextId++;
+  /** True for trainable leaves and for results of operations on them. */
+  requiresGrad = false;
+  /** Accumulated gradient of a leaf after `backward()`. Owned by this tensor. */
+  grad: Tensor | null = null;
+  /** How this tensor was computed, for autograd; null for leaves. */
+  gradFn: GradFn | null = null;
+  /** Optional name used in error messages (parameters carry their path). */
+  name: string | undefined;
+  private disposedFlag = false;
+
+  constructor(
+    readonly storage: Storage,
+    readonly shape: readonly number[],
+    readonly dtype: DType,
+    readonly strides: readonly number[] = contiguousStrides(shape),
+    readonly offset = 0,
+  ) {
+    trackTensor(this);
+  }
+
+  /** A fresh, uninitialised contiguous tensor. */
+  static empty(shape: Shape, dtype: DType = 'float32', device?: string): Tensor {
+    const backend = getBackend(device);
+    const bytes = numel(shape) * DTYPE_BYTES[dtype];
+    return new Tensor(Storage.allocate(backend, bytes), [...shape], dtype);
+  }
+
+  /** Uploads host values (numbers, or a typed array) into a new tensor. */
+  static fromArray(values: ArrayLike<number>, shape: Shape, dtype: DType = 'float32', device?: string): Tensor {
+    const n = numel(shape);
+    if (values.length !== n) {
+      throw new RangeError(`tensor: ${values.length} values do not fill shape ${formatShape(shape)} (${n} elements)`);
+    }
+    const t = Tensor.empty(shape, dtype, device);
+    if (n > 0) t.backend.upload(t.storage.handle, 0, encodeHost(dtype, values));
+    return t;
+  }
+
+  get backend(): Backend {
+    return this.storage.backend;
+  }
+
+  get device(): string {
+    return this.storage.backend.device;
+  }
+
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  get size(): number {
+    return numel(this.shape);
+  }
+
+  get isDisposed(): boolean {
+    return this.disposedFlag;
+  }
+
+  isContiguous(): boolean {
+    let expected = 1;
+    for (let i = this.shape.length - 1; i >= 0; i--) {
+      if (this.shape[i] !== 1 && this.strides[i] !== expected) return false;
+      expected *= this.shape[i]!;
+    }
+    return true;
+  }
+
+  /** Throws if disposed; `op` and `arg` name the caller in the message. */
+  assertAlive(op: string, arg = 'input'): void {
+    if (this.disposedFlag) {
+      throw new Error(`${op}: argument '${arg}'${this.name ? ` (${this.name})` : ''} of shape ${formatShape(this.shape)} was already disposed`);
+    }
+  }
+
+  /** Kernel view of a contiguous tensor. */
+  dense(op = 'kernel'): Dense {
+    this.assertAlive(op);
+    if (!this.isContiguous()) throw new Error(`internal: ${op} needs a contiguous tensor`);
+    return { handle: this.storage.handle, offset: this.offset, dtype: this.dtype };
+  }
+
+  strided(op = 'kernel'): Strided {
+    this.assertAlive(op);
+    return { handle: this.storage.handle, offset: this.offset, dtype: this.dtype, strides: this.strides };
+  }
+
+  /** A new view of the same storage. */
+  view(shape: readonly number[], strides: readonly number[], offset: number): Tensor {
+    this.assertAlive('view');
+    return new Tensor(this.storage.retain(), shape, this.dtype, strides, offset);
+  }
+
+  dispose(): void {
+    if (this.disposedFlag) return;
+    this.disposedFlag = true;
+    untrackTensor(this);
+    this.storage.release();
+    this.gradFn = null;
+    if (this.grad) {
+      this.grad.dispose();
+      this.grad = null;
+    }
+  }
+
+  /** Takes this tensor out of every scope: the caller now disposes it. */
+  keep(): this {
+    untrackTensor(this);
+    return this;
+  }
+
+  /** Copies the elements to the host in row-major order (half types widen to float32). */
+  toArray(): HostArray {
+    this.assertAlive('toArray');
+    const c = this.isContiguous() ? this : ops.contiguous(this);
+    try {
+      const bytes = c.size * DTYPE_BYTES[c.dtype];
+      const raw = bytes === 0 ? new ArrayBuffer(0) : c.backend.download(c.storage.handle, c.offset * DTYPE_BYTES[c.dtype], bytes);
+      return decodeHost(c.dtype, raw, c.size);
+    } finally {
+      if (c !== this) c.dispose();
+    }
+  }
+
+  /** The single value of a one-element tensor. */
+  item(): number {
+    if (this.size !== 1) throw new RangeError(`item: tensor of shape ${formatShape(this.shape)} has ${this.size} elements, not 1`);
+    return this.toArray()[0]!;
+  }
+
+  toString(): string {
+    return `Tensor(${formatShape(this.shape)}, ${this.dtype}, ${this.device}${this.requiresGrad ? ', requiresGrad' : ''})`;
+  }
+
+  // Autograd
+  backward(grad?: Tensor): void {
+    ops.backward(this, grad);
+  }
+
+  detach(): Tensor {
+    return this.view(this.shape, this.strides, this.offset);
+  }
+
+  /** Marks this leaf as trainable. */
+  requireGrad(flag = true): this {
+    if (this.gradFn) throw new Error('requireGrad: only leaf tensors can be marked trainable');
+    this.requiresGrad = flag;
+    return this;
+  }
+
+  // Shorthands for the functional ops in src/ops.
+  add(o: Tensor | number): Tensor { return ops.add(this, o); }
+  sub(o: Tensor | number): Tensor { return ops.sub(this, o); }
+  mul(o: Tensor | number): Tensor { return ops.mul(this, o); }
+  div(o: Tensor | number): Tensor { return ops.div(this, o); }
+  neg(): Tensor { return ops.neg(this); }
+  exp(): Tensor { return ops.exp(this); }
+  log(): Tensor { return ops.log(this); }
+  sqrt(): Tensor { return ops.sqrt(this); }
+  matmul(o: Tensor): Tensor { return ops.matmul(this, o); }
+  reshape(shape: readonly number[]): Tensor { return ops.reshape(this, shape); }
+  transpose(a = -2, b = -1): Tensor { return ops.transpose(this, a, b); }
+  permute(order: readonly number[]): Tensor { return ops.permute(this, order); }
+  narrow(axis: number, start: number, length: number): Tensor { return ops.narrow(this, axis, start, length); }
+  expand(shape: readonly number[]): Tensor { return ops.expand(this, shape); }
+  contiguous(): Tensor { return ops.contiguous(this); }
+  sum(axes?: number | readonly number[], keepDims = false): Tensor { return ops.sum(this, axes, keepDims); }
+  mean(axes?: number | readonly number[], keepDims = false): Tensor { return ops.mean(this, axes, keepDims); }
+  max(axes?: number | readonly number[], keepDims = false): Tensor { return ops.max(this, axes, keepDims); }
+  to(dtypeOrDevice: string): Tensor { return ops.to(this, dtypeOrDevice); }
+}
+
+setTensorPredicate((v: unknown): v is Tensor => v instanceof Tensor);
