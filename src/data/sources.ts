@@ -26,6 +26,8 @@ export interface InputFile {
 export interface ReadOptions {
   /** JSONL field holding the text; a dotted path such as "meta.body" reaches nested objects. Default "text". */
   jsonlField?: string;
+  /** JSONL field whose string value becomes the document id (default: `path:line`). */
+  jsonlIdField?: string;
   /** Bytes per read. Default 1 MiB. */
   chunkBytes?: number;
   /** A plain-text file longer than this many UTF-16 code units is cut at line breaks into several documents. Default 16 Mi. */
@@ -147,7 +149,8 @@ export async function* readJsonlFile(path: string, options: ReadOptions = {}): A
       const problem = text === undefined ? 'missing' : `a ${text === null ? 'null' : typeof text}, not a string`;
       throw new Error(`${path}:${lineNumber}: text field "${field}" is ${problem} (fields present: ${present}); choose the field with --jsonl-field`);
     }
-    return { id: `${path}:${lineNumber}`, text };
+    const id = options.jsonlIdField !== undefined ? (value as Record<string, unknown>)[options.jsonlIdField] : undefined;
+    return { id: typeof id === 'string' ? id : `${path}:${lineNumber}`, text };
   };
   for await (const chunk of readChunks(path, options)) {
     pending += decoder.decode(chunk, { stream: true });
