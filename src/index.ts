@@ -11,3 +11,4 @@ export { noGrad, withGrad, isGradEnabled } from './autograd/grad-mode.js';
 export * as ops from './ops/index.js';
 export * from './ops/index.js';
 export * from './backend/index.js';
+export * from './optim/index.js';

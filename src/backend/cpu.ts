@@ -58,6 +58,15 @@ function loadAddon(): CpuAddon {
 const at = (d: Dense): number => d.handle + d.offset * DTYPE_BYTES[d.dtype];
 const atOrNull = (d: Dense | null): number | null => (d ? at(d) : null);
 
+/** Strides of the wrong rank would make the kernel read or write out of bounds: refuse them. */
+function checkRank(kernel: string, shape: readonly number[], ...operands: Strided[]): void {
+  for (const o of operands) {
+    if (o.strides.length !== shape.length) {
+      throw new Error(`internal: cpu ${kernel} got ${o.strides.length} strides for a ${shape.length}-d shape [${shape.join(', ')}]`);
+    }
+  }
+}
+
 export class CpuBackend implements Backend {
   readonly device = 'cpu';
   readonly asynchronous = false;
@@ -83,6 +92,7 @@ export class CpuBackend implements Backend {
   resetPeakMemory(): void { this.addon.resetPeakMemory(); }
 
   copy(src: Strided, dst: Strided, shape: readonly number[]): void {
+    checkRank('copy', shape, src, dst);
     this.addon.copy(DTYPE_CODE[src.dtype], at(src), src.strides, DTYPE_CODE[dst.dtype], at(dst), dst.strides, shape);
   }
   fill(dst: Dense, count: number, value: number): void { this.addon.fill(DTYPE_CODE[dst.dtype], at(dst), count, value); }
@@ -93,6 +103,7 @@ export class CpuBackend implements Backend {
     this.addon.unaryGrad(UNARY_GRAD_CODE[op], DTYPE_CODE[x.dtype], at(x), at(gradOut), at(gradIn), count);
   }
   binary(op: BinaryOp, a: Strided, b: Strided, out: Dense, shape: readonly number[]): void {
+    checkRank('binary', shape, a, b);
     this.addon.binary(BINARY_CODE[op], DTYPE_CODE[out.dtype], at(a), a.strides, at(b), b.strides, at(out), shape);
   }
   reduce(op: ReduceOp, x: Dense, out: Dense, outer: number, size: number, inner: number): void {

@@ -141,7 +141,7 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
   const wc = weight.isContiguous() ? weight : contiguousRaw(weight);
   const out = emptyLike(x, [...x.shape.slice(0, -1), outF]);
   if (out.size > 0) {
-    if (bias) x.backend.copy({ ...bias.strided(op), strides: [0, 1] }, out.strided(), [rows, outF]);
+    if (bias) x.backend.copy({ ...bias.strided(op), strides: [0, 1] }, { ...out.dense(), strides: [outF, 1] }, [rows, outF]);
     if (inF === 0 && !bias) x.backend.fill(out.dense(), out.size, 0);
     if (inF > 0) {
       x.backend.matmul({

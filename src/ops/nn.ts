@@ -6,7 +6,7 @@ import { record } from '../autograd/tape.js';
 import { assertDType, assertFloat, assertSameDType, assertSameDevice, emptyLike } from './util.js';
 import { contiguousRaw } from './raw.js';
 import { zeros } from './creation.js';
-import { normalizeAxis } from '../tensor/shape.js';
+import { contiguousStrides, normalizeAxis } from '../tensor/shape.js';
 
 const asContiguous = (t: Tensor): Tensor => (t.isContiguous() ? t : contiguousRaw(t));
 const freeIfCopy = (copy: Tensor, original: Tensor): void => { if (copy !== original) copy.dispose(); };
@@ -181,7 +181,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, o: CrossEntropyOpt
     // Per-row upstream gradient in the statistics dtype.
     const perRow = emptyLike(logits, [rows], sdt);
     const gs = g.dtype === sdt ? asContiguous(g) : castRaw(g, sdt);
-    if (reduction === 'none') logits.backend.copy(gs.strided(), perRow.strided(), [rows]);
+    if (reduction === 'none') logits.backend.copy(gs.strided(), { ...perRow.dense(), strides: contiguousStrides(rowShape) }, rowShape);
     else {
       const scaled = emptyLike(gs, []);
       logits.backend.unary('scale', gs.dense(), scaled.dense(), 1, scale);
