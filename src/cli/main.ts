@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+// The `andromeda` command line: dispatches to one subcommand per file in ./commands.
+import '../backend/index.js';
+import { UsageError, type Command } from './command.js';
+import { tokenizeCommand } from './commands/tokenize.js';
+
+const commands: Command[] = [tokenizeCommand];
+
+function overview(): string {
+  const width = Math.max(...commands.map((c) => c.name.length));
+  return [
+    'Usage: andromeda <command> [options]',
+    '',
+    'Andromeda: long-context language models in TypeScript (CPU and CUDA engines).',
+    '',
+    'Commands:',
+    ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    '',
+    'Run `andromeda <command> --help` for the options of a command.',
+  ].join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    console.log(overview());
+    return name ? 0 : 1;
+  }
+  const command = commands.find((c) => c.name === name);
+  if (!command) {
+    console.error(`andromeda: unknown command '${name}'\n\n${overview()}`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    console.log(command.usage);
+    return 0;
+  }
+  try {
+    await command.run(rest);
+    return 0;
+  } catch (e) {
+    const err = e as Error;
+    if (err instanceof UsageError) console.error(`andromeda ${name}: ${err.message}\n\n${command.usage}`);
+    else if (process.env.ANDROMEDA_DEBUG) console.error(err.stack);
+    else console.error(`andromeda ${name}: ${err.message}`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));
