@@ -20,7 +20,7 @@
  */
 import { closeSync, fstatSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
 import { crc32 } from './crc32.js';
-import { checkRange, type TokenSource } from './token-source.js';
+import { checkRange, ConcatTokenSource, type TokenSource } from './token-source.js';
 
 export const SHARD_MAGIC = 'ANDRTOKS';
 export const SHARD_VERSION = 1;
@@ -251,17 +251,9 @@ function hex(n: number): string {
 }
 
 /** Several shards read as one token stream, in order. */
-export class ShardSequence implements TokenSource {
-  private readonly starts: number[] = [];
-  readonly length: number;
-
+export class ShardSequence extends ConcatTokenSource {
   constructor(readonly shards: readonly TokenShard[]) {
-    let total = 0;
-    for (const shard of shards) {
-      this.starts.push(total);
-      total += shard.length;
-    }
-    this.length = total;
+    super(shards);
   }
 
   static open(paths: readonly string[]): ShardSequence {
@@ -275,34 +267,7 @@ export class ShardSequence implements TokenSource {
     return new ShardSequence(shards);
   }
 
-  read(start: number, count: number): Int32Array {
-    checkRange(start, count, this.length, `${this.shards.length} shard(s)`);
-    const out = new Int32Array(count);
-    let filled = 0;
-    let index = this.shardIndex(start);
-    while (filled < count) {
-      const shard = this.shards[index];
-      const offset = start + filled - this.starts[index];
-      const take = Math.min(count - filled, shard.length - offset);
-      if (take > 0) out.set(shard.read(offset, take), filled);
-      filled += take;
-      index++;
-    }
-    return out;
-  }
-
   close(): void {
     for (const s of this.shards) s.close();
-  }
-
-  private shardIndex(position: number): number {
-    let lo = 0;
-    let hi = this.starts.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (this.starts[mid] <= position) lo = mid;
-      else hi = mid - 1;
-    }
-    return lo;
   }
 }

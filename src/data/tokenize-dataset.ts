@@ -139,13 +139,16 @@ export async function resolveTokenizer(
   if (bpe) {
     const vocabSize = Number(bpe[1]);
     const started = Date.now();
-    const bar = (options.progress ?? true) ? new ProgressBar({ label: 'learning BPE merges', format: (n) => formatCount(n) }) : null;
+    const progress: { bar?: ProgressBar } = {};
     const tokenizer = await trainBpe(trainingTexts(), {
       vocabSize,
       maxTrainChars: options.bpeTrainChars ?? 200_000_000,
-      onProgress: (done, total) => bar?.update(done, `of ${total}`),
+      onProgress: (done, total) => {
+        if (options.progress ?? true) progress.bar ??= new ProgressBar({ label: 'learning BPE merges', total, format: formatCount });
+        progress.bar?.update(done);
+      },
     });
-    bar?.finish();
+    progress.bar?.finish();
     log(`trained BPE: ${tokenizer.merges.length} merges, vocab ${tokenizer.vocabSize}, ${((Date.now() - started) / 1000).toFixed(1)}s`);
     return tokenizer;
   }
