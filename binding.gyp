@@ -7,7 +7,8 @@
         "native/cpu/elementwise.cc",
         "native/cpu/reduce.cc",
         "native/cpu/gemm.cc",
-        "native/cpu/nn.cc"
+        "native/cpu/nn.cc",
+        "native/cpu/attention.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

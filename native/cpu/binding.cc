@@ -264,6 +264,56 @@ Napi::Value SumOfSquares(const Napi::CallbackInfo& info) {
   });
 }
 
+// Attention arguments from the object built by src/backend/cpu.ts (attentionConfig): numbers, booleans,
+// Float32Arrays (alibiSlopes, rotaryInvFreq) and buffer addresses or null (keyScale, positions, segments).
+cpu::AttentionArgs attention_args(const Napi::Object& o) {
+  auto num = [&](const char* name) { return o.Get(name).As<Napi::Number>().DoubleValue(); };
+  auto f32s = [&](const char* name) -> const float* {
+    Napi::Value v = o.Get(name);
+    if (!v.IsTypedArray()) return nullptr;
+    Napi::TypedArray t = v.As<Napi::TypedArray>();
+    if (t.TypedArrayType() != napi_float32_array) throw std::invalid_argument(std::string("attention: ") + name + " must be a Float32Array");
+    return reinterpret_cast<const float*>(static_cast<const uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset());
+  };
+  auto ints = [&](const char* name) { return reinterpret_cast<const int32_t*>(opt_ptr(o.Get(name))); };
+  cpu::AttentionArgs a{};
+  a.dtype = int(num("dtype"));
+  a.lse_dtype = int(num("lseDtype"));
+  a.key_scale_dtype = int(num("keyScaleDtype"));
+  a.batch = int64_t(num("batch")); a.heads = int64_t(num("heads")); a.kv_heads = int64_t(num("kvHeads"));
+  a.query_len = int64_t(num("queryLen")); a.key_len = int64_t(num("keyLen")); a.head_dim = int64_t(num("headDim"));
+  a.scale = num("scale");
+  a.causal = o.Get("causal").As<Napi::Boolean>().Value();
+  a.query_offset = int64_t(num("queryOffset"));
+  a.alibi_slopes = f32s("alibiSlopes");
+  a.rotary_dim = int64_t(num("rotaryDim"));
+  a.rotary_inv_freq = f32s("rotaryInvFreq");
+  a.xpos_scale_base = num("xposScaleBase");
+  a.key_scale = opt_ptr(o.Get("keyScale"));
+  a.query_positions = ints("queryPositions");
+  a.key_positions = ints("keyPositions");
+  a.query_segments = ints("querySegments");
+  a.key_segments = ints("keySegments");
+  return a;
+}
+
+Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {  // (q, k, v, out, lse, config)
+    const cpu::AttentionArgs a = attention_args(info[5].As<Napi::Object>());
+    cpu::attention_forward(a, ptr_of(info[0]), ptr_of(info[1]), ptr_of(info[2]), ptr_of(info[3]), ptr_of(info[4]));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {  // (q, k, v, out, lse, gradOut, gradQ, gradK, gradV, gradKeyScale|null, config)
+    const cpu::AttentionArgs a = attention_args(info[10].As<Napi::Object>());
+    cpu::attention_backward(a, ptr_of(info[0]), ptr_of(info[1]), ptr_of(info[2]), ptr_of(info[3]), ptr_of(info[4]),
+                            ptr_of(info[5]), ptr_of(info[6]), ptr_of(info[7]), ptr_of(info[8]), opt_ptr(info[9]));
+    return info.Env().Undefined();
+  });
+}
+
 Napi::Value Threads(const Napi::CallbackInfo& info) {
   if (info.Length() > 0 && info[0].IsNumber()) omp_set_num_threads(std::max(1, i32(info[0])));
   return Napi::Number::New(info.Env(), omp_get_max_threads());
@@ -295,6 +345,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("adamw", Napi::Function::New(env, AdamW));
   exports.Set("sumOfSquares", Napi::Function::New(env, SumOfSquares));
   exports.Set("threads", Napi::Function::New(env, Threads));
+  exports.Set("attentionForward", Napi::Function::New(env, AttentionForward));
+  exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward));
   return exports;
 }
 

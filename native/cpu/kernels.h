@@ -47,6 +47,33 @@ struct AdamWArgs {
 void adamw(float* param, int grad_dtype, const char* grad, float* m, float* v, int64_t count, const AdamWArgs& args);
 double sum_of_squares(int dtype, const char* x, int64_t count);
 
+// Fused attention (attention.cc): FlashAttention-style tiles with online softmax, memory linear in the
+// sequence length. Semantics are those of AttentionArgs in src/backend/backend.ts (head h reads KV
+// head h mod kv_heads; the causal mask compares indices, key j ≤ query i + query_offset).
+struct AttentionArgs {
+  int dtype;                  // q, k, v, out, grad_out and the q/k/v gradients: F32, F64 or BF16
+  int lse_dtype;              // F32 or F64
+  int key_scale_dtype;        // of key_scale and grad_key_scale: F32, F64 or BF16
+  int64_t batch, heads, kv_heads, query_len, key_len, head_dim;
+  double scale;
+  bool causal;
+  int64_t query_offset;
+  const float* alibi_slopes;  // [heads] or null
+  int64_t rotary_dim;
+  const float* rotary_inv_freq;  // [rotary_dim / 2] or null
+  double xpos_scale_base;        // 0: no xPos
+  const char* key_scale;         // [heads, head_dim] or null
+  const int32_t* query_positions;  // [batch, query_len] or null
+  const int32_t* key_positions;    // [batch, key_len] or null
+  const int32_t* query_segments;   // [batch, query_len] or null
+  const int32_t* key_segments;     // [batch, key_len] or null
+};
+void attention_forward(const AttentionArgs& args, const char* q, const char* k, const char* v, char* out, char* lse);
+// Overwrites grad_q, grad_k, grad_v and (when not null) grad_key_scale.
+void attention_backward(const AttentionArgs& args, const char* q, const char* k, const char* v, const char* out,
+                        const char* lse, const char* grad_out, char* grad_q, char* grad_k, char* grad_v,
+                        char* grad_key_scale);
+
 // Counter-based uniform in [0, 1): the same (seed, index) gives the same number on every engine.
 inline double uniform_from_counter(uint64_t seed, uint64_t index) {
   uint64_t z = seed * 0x9E3779B97F4A7C15ull + index + 0x632BE59BD9B4E019ull;

@@ -1,0 +1,181 @@
+// Fused attention for the CPU engine: validation, instruction-set dispatch, and the kernels of
+// attention_impl.h compiled three times (SSE2 baseline, AVX2+FMA, AVX-512) and picked at run time.
+#include <omp.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
+
+#include "../common/dtype.h"
+#include "kernels.h"
+
+namespace andromeda::cpu {
+namespace attn_common {
+
+// A 64-byte-aligned scratch block (zeroed unless asked not to). Not a template, so that the
+// per-instruction-set code below instantiates nothing shared.
+class Buf {
+ public:
+  Buf() = default;
+  explicit Buf(size_t bytes, bool zero = true) { reset(bytes, zero); }
+  Buf(const Buf&) = delete;
+  Buf& operator=(const Buf&) = delete;
+  ~Buf() { std::free(p_); }
+  void reset(size_t bytes, bool zero = true) {
+    std::free(p_);
+    const size_t rounded = ((bytes ? bytes : 1) + 63) / 64 * 64;
+    p_ = std::aligned_alloc(64, rounded);
+    if (!p_) throw std::runtime_error("attention: out of memory for " + std::to_string(bytes) + " bytes of scratch");
+    if (zero) std::memset(p_, 0, rounded);
+  }
+  void* get() const { return p_; }
+
+ private:
+  void* p_ = nullptr;
+};
+
+// Flush-to-zero / denormals-are-zero while a kernel thread runs: xPos factors and far-away softmax
+// weights reach the subnormal range, where x86 arithmetic is ~100× slower. Restored on exit.
+class FtzScope {
+ public:
+#if defined(__x86_64__) || defined(__i386__)
+  FtzScope() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040u); }
+  ~FtzScope() { _mm_setcsr(saved_); }
+
+ private:
+  unsigned saved_;
+#endif
+};
+
+[[noreturn]] inline void throw_unsupported_dtype() {
+  throw std::invalid_argument("attention: q/k/v must be float32, float64 or bfloat16");
+}
+
+}  // namespace attn_common
+
+namespace attn_generic {
+using namespace attn_common;
+#define ATTN_VBYTES 16
+#define ATTN_RM 4
+#include "attention_impl.h"
+#undef ATTN_VBYTES
+#undef ATTN_RM
+}  // namespace attn_generic
+
+#if defined(__x86_64__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace attn_avx2 {
+using namespace attn_common;
+#define ATTN_VBYTES 32
+#define ATTN_RM 4
+#include "attention_impl.h"
+#undef ATTN_VBYTES
+#undef ATTN_RM
+}  // namespace attn_avx2
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
+namespace attn_avx512 {
+using namespace attn_common;
+#define ATTN_VBYTES 64
+#define ATTN_RM 8
+#include "attention_impl.h"
+#undef ATTN_VBYTES
+#undef ATTN_RM
+}  // namespace attn_avx512
+#pragma GCC pop_options
+#endif
+
+namespace {
+
+enum class AttnIsa { Generic, Avx2, Avx512 };
+
+AttnIsa best_isa() {
+#if defined(__x86_64__)
+  static const AttnIsa best = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("fma"))
+      return AttnIsa::Avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return AttnIsa::Avx2;
+    return AttnIsa::Generic;
+  }();
+  return best;
+#else
+  return AttnIsa::Generic;
+#endif
+}
+
+// The best supported instruction set, capped by ANDROMEDA_CPU_ISA=generic|avx2 (read on every call,
+// so tests can exercise each path in one process).
+AttnIsa pick_isa() {
+  AttnIsa isa = best_isa();
+  if (const char* e = std::getenv("ANDROMEDA_CPU_ISA")) {
+    if (!std::strcmp(e, "generic")) isa = AttnIsa::Generic;
+    else if (!std::strcmp(e, "avx2") && isa == AttnIsa::Avx512) isa = AttnIsa::Avx2;
+  }
+  return isa;
+}
+
+void validate(const AttentionArgs& a) {
+  auto fail = [](const std::string& m) { throw std::invalid_argument("attention: " + m); };
+  if (a.batch < 0 || a.heads <= 0 || a.kv_heads <= 0 || a.query_len < 0 || a.key_len < 0 || a.head_dim <= 0)
+    fail("bad sizes");
+  if (a.heads % a.kv_heads != 0)
+    fail("heads (" + std::to_string(a.heads) + ") must be a multiple of kvHeads (" + std::to_string(a.kv_heads) + ")");
+  if (a.rotary_dim < 0 || a.rotary_dim % 2 != 0 || a.rotary_dim > a.head_dim)
+    fail("rotaryDim (" + std::to_string(a.rotary_dim) + ") must be even and at most headDim (" +
+         std::to_string(a.head_dim) + ")");
+  if (a.rotary_dim > 0 && !a.rotary_inv_freq) fail("rotaryDim > 0 needs rotaryInvFreq");
+  if (a.xpos_scale_base < 0 || !std::isfinite(a.xpos_scale_base)) fail("xposScaleBase must be finite and >= 0");
+  if ((a.query_segments == nullptr) != (a.key_segments == nullptr))
+    fail("querySegments and keySegments must be given together");
+  if (a.lse_dtype != int(DType::F32) && a.lse_dtype != int(DType::F64)) fail("lse must be float32 or float64");
+  if (a.key_scale && a.key_scale_dtype != int(DType::F32) && a.key_scale_dtype != int(DType::F64) &&
+      a.key_scale_dtype != int(DType::BF16))
+    fail("keyScale must be float32, float64 or bfloat16");
+}
+
+}  // namespace
+
+void attention_forward(const AttentionArgs& args, const char* q, const char* k, const char* v, char* out, char* lse) {
+  validate(args);
+  if (args.batch == 0 || args.query_len == 0) return;
+  switch (pick_isa()) {
+#if defined(__x86_64__)
+    case AttnIsa::Avx512: attn_avx512::forward(args, q, k, v, out, lse); break;
+    case AttnIsa::Avx2: attn_avx2::forward(args, q, k, v, out, lse); break;
+#endif
+    default: attn_generic::forward(args, q, k, v, out, lse); break;
+  }
+}
+
+void attention_backward(const AttentionArgs& args, const char* q, const char* k, const char* v, const char* out,
+                        const char* lse, const char* grad_out, char* grad_q, char* grad_k, char* grad_v,
+                        char* grad_key_scale) {
+  validate(args);
+  switch (pick_isa()) {
+#if defined(__x86_64__)
+    case AttnIsa::Avx512:
+      attn_avx512::backward(args, q, k, v, out, lse, grad_out, grad_q, grad_k, grad_v, grad_key_scale);
+      break;
+    case AttnIsa::Avx2:
+      attn_avx2::backward(args, q, k, v, out, lse, grad_out, grad_q, grad_k, grad_v, grad_key_scale);
+      break;
+#endif
+    default:
+      attn_generic::backward(args, q, k, v, out, lse, grad_out, grad_q, grad_k, grad_v, grad_key_scale);
+      break;
+  }
+}
+
+}  // namespace andromeda::cpu

@@ -1,0 +1,935 @@
+// The fused attention kernels (FlashAttention-2 style), written once over GCC vector extensions and
+// compiled by attention.cc once per instruction set. attention.cc includes this file inside
+// namespace andromeda::cpu::attn_<isa>, under that instruction set's target pragma, with
+//   ATTN_VBYTES  vector width in bytes (16: SSE2, 32: AVX2+FMA, 64: AVX-512)
+//   ATTN_RM      rows per micro-kernel block
+// No standard-library template is instantiated here (an instantiation could be emitted with this
+// target's instructions and then shared with code that runs on any CPU): only C math functions,
+// builtins, dtype.h's plain inline functions and the types defined below.
+//
+// Layout and notation. Per (batch b, head h) with KV head g = h mod kvHeads (x-transformers' grouping):
+//   q' = scale · xq ⊙ R(p_q) q                  (R: rotate-half on the first rotaryDim features)
+//   k' = xk ⊙ R(p_k) (k ⊙ keyScale[h])          (keyScale optional)
+//   s  = q'·k' − slope_h·|p_q − p_k|, masked (causal by index: key j visible to query i when
+//        j ≤ i + queryOffset; segments: same id);  P = softmax(s);  out = P v
+// xPos is relative: per query sub-tile with reference position p0, xq = ζ^((p_q − p0)/B) and
+// xk = ζ^((p0 − p_k)/B), so each product carries exactly ζ^((p_q − p_k)/B) and nothing overflows.
+// Query tiles are BQ rows (split further when their positions spread too far for xPos), key tiles
+// BK keys. Forward: one task per (batch, head, query tile), online softmax. Backward: one task per
+// (batch, KV head, key tile) covering the whole head group, recomputing P from the saved lse; dK/dV
+// are private to the task, dQ goes to per-thread accumulators summed afterwards.
+
+static constexpr int kVBytes = ATTN_VBYTES;
+static constexpr int kRM = ATTN_RM;
+
+template <typename C> struct Vec;
+template <> struct Vec<float> {
+  typedef float V __attribute__((vector_size(kVBytes)));
+  typedef float VU __attribute__((vector_size(kVBytes), aligned(4), may_alias));
+  typedef int32_t I __attribute__((vector_size(kVBytes)));
+  static constexpr int W = kVBytes / 4;
+};
+template <> struct Vec<double> {
+  typedef double V __attribute__((vector_size(kVBytes)));
+  typedef double VU __attribute__((vector_size(kVBytes), aligned(8), may_alias));
+  typedef int64_t I __attribute__((vector_size(kVBytes)));
+  static constexpr int W = kVBytes / 8;
+};
+
+template <typename C> inline typename Vec<C>::V vload(const C* p) {
+  return *reinterpret_cast<const typename Vec<C>::VU*>(p);
+}
+template <typename C> inline void vstore(C* p, typename Vec<C>::V v) {
+  *reinterpret_cast<typename Vec<C>::VU*>(p) = v;
+}
+template <typename C> inline typename Vec<C>::V vset(C s) {
+  const typename Vec<C>::V v = {s};
+  return __builtin_shuffle(v, typename Vec<C>::I{});  // one broadcast instruction
+}
+template <typename C> inline C hsum(typename Vec<C>::V v) {
+  C s = 0;
+  for (int i = 0; i < Vec<C>::W; i++) s += v[i];
+  return s;
+}
+template <typename C> inline C hmax(typename Vec<C>::V v) {
+  C m = v[0];
+  for (int i = 1; i < Vec<C>::W; i++) m = v[i] > m ? v[i] : m;
+  return m;
+}
+
+// exp on a vector: Cody–Waite reduction x = n·ln2 + r, a polynomial for e^r, 2^n built in the
+// exponent bits. float: Cephes' degree-6 polynomial (about 1 ulp); double: Taylor to r^13 (|r| ≤ ln2/2,
+// truncation < 1e-17). Results below the smallest normal become 0 (no subnormals); NaN stays NaN.
+inline Vec<float>::V vexp(Vec<float>::V x) {
+  typedef Vec<float>::V V;
+  typedef Vec<float>::I I;
+  const V lo = vset(-87.3f), hi = vset(88.3f), magic = vset(12582912.0f);  // 1.5·2^23
+  V xc = x < lo ? lo : x;
+  xc = xc > hi ? hi : xc;
+  const V t = xc * 1.44269504088896341f + magic;
+  const V n = t - magic;
+  V r = xc - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  V p = vset(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+  const I e = ((I)t - (I)magic + 127) << 23;
+  V y = p * (V)e;
+  y = x < lo ? vset(0.0f) : y;
+  y = x > hi ? vset(__builtin_inff()) : y;
+  return y;
+}
+
+inline Vec<double>::V vexp(Vec<double>::V x) {
+  typedef Vec<double>::V V;
+  typedef Vec<double>::I I;
+  const V lo = vset(-708.0), hi = vset(709.0), magic = vset(6755399441055744.0);  // 1.5·2^52
+  V xc = x < lo ? lo : x;
+  xc = xc > hi ? hi : xc;
+  const V t = xc * 1.4426950408889634074 + magic;
+  const V n = t - magic;
+  V r = xc - n * 6.93147180369123816490e-01;
+  r = r - n * 1.90821492927058770002e-10;
+  V p = vset(1.0 / 6227020800.0);        // 1/13!
+  p = p * r + 1.0 / 479001600.0;          // 1/12!
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = p * r + 1.0;
+  p = p * r + 1.0;
+  const I e = ((I)t - (I)magic + 1023) << 52;
+  V y = p * (V)e;
+  y = x < lo ? vset(0.0) : y;
+  y = x > hi ? vset(__builtin_inf()) : y;
+  return y;
+}
+
+inline float sexp(float x) { return ::expf(x); }
+inline double sexp(double x) { return ::exp(x); }
+
+// Storage ↔ compute conversions (bf16 computes in float).
+inline float ld(const float* p) { return *p; }
+inline double ld(const double* p) { return *p; }
+inline float ld(const bf16* p) { return bf16_to_float(p->bits); }
+inline void st(float* p, float v) { *p = v; }
+inline void st(double* p, double v) { *p = v; }
+inline void st(bf16* p, float v) { p->bits = float_to_bf16(v); }
+
+// C[M×N] (+)= A[M×K] · B[K×N]. A element (i, k) at A[i·rs + k·cs] (rs = lda, cs = 1 for A; rs = 1,
+// cs = lda for Aᵀ); B row-major with leading dimension ldb; C leading dimension ldc. N must be a
+// multiple of 2W (the column block); any M and K. Register-blocked RMx rows × 2 vectors.
+template <typename C, int RMx>
+inline void mk_rows(int64_t K, const C* A, int64_t rs, int64_t cs, const C* Bm, int64_t ldb, C* Cm, int64_t ldc,
+                    int64_t N, bool acc) {
+  typedef typename Vec<C>::V V;
+  constexpr int W = Vec<C>::W;
+  for (int64_t j = 0; j < N; j += 2 * W) {
+    V c0[RMx], c1[RMx];
+#pragma GCC unroll 16
+    for (int r = 0; r < RMx; r++) {
+      if (acc) {
+        c0[r] = vload(Cm + r * ldc + j);
+        c1[r] = vload(Cm + r * ldc + j + W);
+      } else {
+        c0[r] = V{};
+        c1[r] = V{};
+      }
+    }
+    const C* ap = A;
+    const C* bp = Bm + j;
+    for (int64_t kk = 0; kk < K; kk++, ap += cs, bp += ldb) {
+      const V b0 = vload(bp), b1 = vload(bp + W);
+#pragma GCC unroll 16
+      for (int r = 0; r < RMx; r++) {
+        const V av = vset(ap[r * rs]);
+        c0[r] += av * b0;
+        c1[r] += av * b1;
+      }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < RMx; r++) {
+      vstore(Cm + r * ldc + j, c0[r]);
+      vstore(Cm + r * ldc + j + W, c1[r]);
+    }
+  }
+}
+
+template <typename C>
+inline void gemm_tile(int64_t M, int64_t N, int64_t K, const C* A, int64_t rs, int64_t cs, const C* Bm, int64_t ldb,
+                      C* Cm, int64_t ldc, bool acc) {
+  int64_t i = 0;
+  for (; i + kRM <= M; i += kRM) mk_rows<C, kRM>(K, A + i * rs, rs, cs, Bm, ldb, Cm + i * ldc, ldc, N, acc);
+  for (; i < M; i++) mk_rows<C, 1>(K, A + i * rs, rs, cs, Bm, ldb, Cm + i * ldc, ldc, N, acc);
+}
+
+inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+
+// A query sub-tile: rows [i0, i1) of one batch item, its xPos reference p0 and position/segment ranges.
+struct Sub {
+  int64_t i0, i1, p0, pmin, pmax;
+  int32_t smin, smax;
+};
+struct KTile {
+  int32_t smin, smax;
+};
+
+template <typename T, typename C>
+struct Attn {
+  typedef typename Vec<C>::V V;
+  static constexpr int W = Vec<C>::W;
+  static constexpr int NB = 2 * W;  // micro-kernel column block
+  static constexpr C kNegInf = -C(__builtin_inf());
+
+  const AttentionArgs& a;
+  int64_t B, H, KVH, G, NQ, NK, D, Dp, R, H2, BQ, BK, NQT, NKT, QPB, KPB;
+  bool xpos, alibi, causal, seg;
+  C scale;
+  C xk_clamp;
+  Buf lnz_b, slopes_b, ks_b, qcos_b, qsin_b, kcos_b, ksin_b, qx_b, subs_b, suboff_b, ktiles_b;
+  C *lnz = nullptr, *slopes = nullptr, *ks = nullptr, *qcos = nullptr, *qsin = nullptr, *kcos = nullptr,
+    *ksin = nullptr, *qx = nullptr;
+  Sub* subs = nullptr;
+  int64_t* suboff = nullptr;
+  KTile* ktiles = nullptr;
+
+  explicit Attn(const AttentionArgs& args) : a(args) {
+    B = a.batch; H = a.heads; KVH = a.kv_heads; G = H / KVH;
+    NQ = a.query_len; NK = a.key_len; D = a.head_dim;
+    Dp = (D + NB - 1) / NB * NB;
+    R = a.rotary_dim; H2 = R / 2;
+    BQ = 64;
+    BK = 64;
+    NQT = (NQ + BQ - 1) / BQ;
+    NKT = (NK + BK - 1) / BK;
+    QPB = a.query_positions ? B : 1;
+    KPB = a.key_positions ? B : 1;
+    xpos = a.xpos_scale_base != 0 && R > 0;
+    causal = a.causal;
+    seg = a.query_segments != nullptr;
+    scale = C(a.scale);
+    xk_clamp = sizeof(C) == 4 ? C(60) : C(600);
+    build();
+  }
+
+  int64_t qpos(int64_t b, int64_t i) const {
+    return a.query_positions ? int64_t(a.query_positions[b * NQ + i]) : a.query_offset + i;
+  }
+  int64_t kpos(int64_t b, int64_t j) const { return a.key_positions ? int64_t(a.key_positions[b * NK + j]) : j; }
+  int32_t qseg(int64_t b, int64_t i) const { return seg ? a.query_segments[b * NQ + i] : 0; }
+  int32_t kseg(int64_t b, int64_t j) const { return seg ? a.key_segments[b * NK + j] : 0; }
+
+  // ---- precomputation: rotary tables, xPos factors, query sub-tiles, key-tile ranges ----
+  void build() {
+    slopes_b.reset(sizeof(C) * size_t(H));
+    slopes = static_cast<C*>(slopes_b.get());
+    alibi = false;
+    for (int64_t h = 0; h < H; h++) {
+      slopes[h] = a.alibi_slopes ? C(a.alibi_slopes[h]) : C(0);
+      if (slopes[h] != 0) alibi = true;
+    }
+    if (a.key_scale) {
+      ks_b.reset(sizeof(C) * size_t(H * D));
+      ks = static_cast<C*>(ks_b.get());
+      for (int64_t i = 0; i < H * D; i++) ks[i] = C(load_any(a.key_scale_dtype, a.key_scale, i));
+    }
+    if (H2 > 0) {
+      lnz_b.reset(sizeof(C) * size_t(H2));
+      lnz = static_cast<C*>(lnz_b.get());
+      for (int64_t i = 0; i < H2; i++) {
+        const double zeta = (2.0 * double(i) + 0.4 * double(R)) / (1.4 * double(R));
+        lnz[i] = xpos ? C(::log(zeta) / a.xpos_scale_base) : C(0);
+      }
+      qcos_b.reset(sizeof(C) * size_t(QPB * NQ * H2));
+      qsin_b.reset(sizeof(C) * size_t(QPB * NQ * H2));
+      kcos_b.reset(sizeof(C) * size_t(KPB * NK * H2));
+      ksin_b.reset(sizeof(C) * size_t(KPB * NK * H2));
+      qcos = static_cast<C*>(qcos_b.get()); qsin = static_cast<C*>(qsin_b.get());
+      kcos = static_cast<C*>(kcos_b.get()); ksin = static_cast<C*>(ksin_b.get());
+      const int64_t nq_rows = QPB * NQ, nk_rows = KPB * NK;
+#pragma omp parallel for schedule(static)
+      for (int64_t row = 0; row < nq_rows + nk_rows; row++) {
+        const bool isq = row < nq_rows;
+        const int64_t rr = isq ? row : row - nq_rows;
+        const int64_t n = isq ? NQ : NK;
+        const int64_t pos = isq ? qpos(rr / n, rr % n) : kpos(rr / n, rr % n);
+        C* co = (isq ? qcos : kcos) + rr * H2;
+        C* si = (isq ? qsin : ksin) + rr * H2;
+        for (int64_t i = 0; i < H2; i++) {
+          // float32 engines form the angle as a float32 product (as PyTorch does), float64 in double.
+          const double ang = sizeof(C) == 4 ? double(float(pos) * a.rotary_inv_freq[i])
+                                            : double(pos) * double(a.rotary_inv_freq[i]);
+          co[i] = C(::cos(ang));
+          si[i] = C(::sin(ang));
+        }
+      }
+    }
+    // Query sub-tiles. Without xPos a sub-tile is the query tile. With xPos a tile whose positions
+    // spread more than `limit` (so that ζ^(spread/B) stays far inside the floating range) is halved.
+    int64_t limit = int64_t(1) << 40;
+    if (xpos) {
+      const double worst = ::fabs(double(lnz[0]));  // ζ is smallest at i = 0
+      limit = worst > 0 ? imax(1, int64_t((sizeof(C) == 4 ? 30.0 : 300.0) / worst)) : limit;
+    }
+    subs_b.reset(sizeof(Sub) * size_t(B * NQ + 1));
+    suboff_b.reset(sizeof(int64_t) * size_t(B * NQT + 1));
+    subs = static_cast<Sub*>(subs_b.get());
+    suboff = static_cast<int64_t*>(suboff_b.get());
+    int64_t count = 0;
+    for (int64_t b = 0; b < B; b++) {
+      for (int64_t t = 0; t < NQT; t++) {
+        suboff[b * NQT + t] = count;
+        split(b, t * BQ, imin(NQ, (t + 1) * BQ), limit, count);
+      }
+    }
+    suboff[B * NQT] = count;
+    if (xpos) {
+      qx_b.reset(sizeof(C) * size_t(QPB * NQ * H2));
+      qx = static_cast<C*>(qx_b.get());
+#pragma omp parallel for schedule(static)
+      for (int64_t bt = 0; bt < QPB * NQT; bt++) {
+        const int64_t b = bt / NQT, t = bt % NQT;
+        for (int64_t s = suboff[b * NQT + t]; s < suboff[b * NQT + t + 1]; s++) {
+          for (int64_t i = subs[s].i0; i < subs[s].i1; i++) {
+            const double d = double(qpos(b, i) - subs[s].p0);
+            for (int64_t c = 0; c < H2; c++) qx[(b * NQ + i) * H2 + c] = C(::exp(double(lnz[c]) * d));
+          }
+        }
+      }
+    }
+    ktiles_b.reset(sizeof(KTile) * size_t(B * NKT));
+    ktiles = static_cast<KTile*>(ktiles_b.get());
+    for (int64_t b = 0; b < B; b++) {
+      for (int64_t t = 0; t < NKT; t++) {
+        KTile kt{INT32_MAX, INT32_MIN};
+        for (int64_t j = t * BK; j < imin(NK, (t + 1) * BK); j++) {
+          const int32_t s = kseg(b, j);
+          kt.smin = s < kt.smin ? s : kt.smin; kt.smax = s > kt.smax ? s : kt.smax;
+        }
+        ktiles[b * NKT + t] = kt;
+      }
+    }
+  }
+
+  void split(int64_t b, int64_t i0, int64_t i1, int64_t limit, int64_t& count) {
+    Sub s{i0, i1, 0, int64_t(1) << 62, -(int64_t(1) << 62), INT32_MAX, INT32_MIN};
+    for (int64_t i = i0; i < i1; i++) {
+      const int64_t p = qpos(b, i);
+      const int32_t g = qseg(b, i);
+      s.pmin = imin(s.pmin, p); s.pmax = imax(s.pmax, p);
+      s.smin = g < s.smin ? g : s.smin; s.smax = g > s.smax ? g : s.smax;
+    }
+    if (s.pmax - s.pmin > limit && i1 - i0 > 1) {
+      const int64_t mid = i0 + (i1 - i0) / 2;
+      split(b, i0, mid, limit, count);
+      split(b, mid, i1, limit, count);
+      return;
+    }
+    s.p0 = s.pmin;
+    subs[count++] = s;
+  }
+
+  static double load_any(int dtype, const char* p, int64_t i) {
+    switch (DType(dtype)) {
+      case DType::F64: return reinterpret_cast<const double*>(p)[i];
+      case DType::BF16: return bf16_to_float(reinterpret_cast<const uint16_t*>(p)[i]);
+      default: return reinterpret_cast<const float*>(p)[i];
+    }
+  }
+  static void store_any(int dtype, char* p, int64_t i, double v) {
+    switch (DType(dtype)) {
+      case DType::F64: reinterpret_cast<double*>(p)[i] = v; break;
+      case DType::BF16: reinterpret_cast<uint16_t*>(p)[i] = float_to_bf16(float(v)); break;
+      default: reinterpret_cast<float*>(p)[i] = float(v); break;
+    }
+  }
+
+  // Sub-tile × key tile [j0, j0 + nkv): 0 every score masked (skip), 1 some masked, 2 none masked.
+  // The causal mask compares indices: key j is visible to query i when j ≤ i + queryOffset.
+  int classify(const Sub& s, const KTile& kt, int64_t j0, int64_t nkv) const {
+    if (causal && j0 > s.i1 - 1 + a.query_offset) return 0;
+    if (seg && (kt.smax < s.smin || kt.smin > s.smax)) return 0;
+    const bool full = (!causal || j0 + nkv - 1 <= s.i0 + a.query_offset) &&
+                      (!seg || (s.smin == s.smax && kt.smin == kt.smax && s.smin == kt.smin)) && nkv == BK;
+    return full ? 2 : 1;
+  }
+
+  // q' rows [i0, i0 + mq) of (b, h): rotated, xPos-scaled, times `scale`; columns ≥ D untouched.
+  void prep_q(const T* q, int64_t b, int64_t h, int64_t i0, int64_t mq, C* Qh) const {
+    const int64_t tb = QPB == 1 ? 0 : b;
+    for (int64_t r = 0; r < mq; r++) {
+      const int64_t i = i0 + r;
+      const T* x = q + ((b * H + h) * NQ + i) * D;
+      C* y = Qh + r * Dp;
+      if (H2 > 0) {
+        const C* co = qcos + (tb * NQ + i) * H2;
+        const C* si = qsin + (tb * NQ + i) * H2;
+        const C* xf = xpos ? qx + (tb * NQ + i) * H2 : nullptr;
+        for (int64_t c = 0; c < H2; c++) {
+          const C x1 = ld(x + c), x2 = ld(x + c + H2);
+          C y1 = x1 * co[c] - x2 * si[c];
+          C y2 = x2 * co[c] + x1 * si[c];
+          const C f = xf ? xf[c] * scale : scale;
+          y[c] = y1 * f;
+          y[c + H2] = y2 * f;
+        }
+      }
+      for (int64_t d = R; d < D; d++) y[d] = ld(x + d) * scale;
+    }
+  }
+
+  // R(p_k)(k ⊙ keyScale[h]) for key j of (b, g): D values into y.
+  void key_row(const T* k, int64_t b, int64_t g, int64_t h, int64_t j, C* y) const {
+    const T* x = k + ((b * KVH + g) * NK + j) * D;
+    const C* kh = ks ? ks + h * D : nullptr;
+    if (H2 > 0) {
+      const int64_t tb = KPB == 1 ? 0 : b;
+      const C* co = kcos + (tb * NK + j) * H2;
+      const C* si = ksin + (tb * NK + j) * H2;
+      for (int64_t c = 0; c < H2; c++) {
+        C x1 = ld(x + c), x2 = ld(x + c + H2);
+        if (kh) { x1 *= kh[c]; x2 *= kh[c + H2]; }
+        y[c] = x1 * co[c] - x2 * si[c];
+        y[c + H2] = x2 * co[c] + x1 * si[c];
+      }
+    }
+    if (kh) {
+      for (int64_t d = R; d < D; d++) y[d] = ld(x + d) * kh[d];
+    } else {
+      for (int64_t d = R; d < D; d++) y[d] = ld(x + d);
+    }
+  }
+
+  // xk = ζ^((p0 − p_k)/B) for the H2 frequencies. The exponent is clamped: with positions that grow
+  // with the index, only masked keys reach the clamp; a visible key beyond it would carry a logit
+  // factor ζ^((p_q − p_k)/B) > e^30, an overflow in any form of xPos.
+  void xk_row(int64_t p0, int64_t pk, C* f) const {
+    const C d = C(p0 - pk);
+    int64_t c = 0;
+    for (; c + W <= H2; c += W) {
+      V e = vload(lnz + c) * d;
+      e = e > vset(xk_clamp) ? vset(xk_clamp) : e;
+      e = e < vset(-xk_clamp) ? vset(-xk_clamp) : e;
+      vstore(f + c, vexp(e));
+    }
+    for (; c < H2; c++) {
+      C e = lnz[c] * d;
+      e = e > xk_clamp ? xk_clamp : (e < -xk_clamp ? -xk_clamp : e);
+      f[c] = sexp(e);
+    }
+  }
+
+  // Scores of one row after the Q·Kᵀ product: ALiBi, masks, padding columns → −inf.
+  // `visible`: keys [0, visible) of the tile pass the causal mask (row i sees j0 + j ≤ i + queryOffset).
+  void finish_scores(C* s, int64_t nkv, int kind, C slope, int64_t pq, int32_t sq, const int32_t* kp,
+                     const int32_t* kg, int64_t visible) const {
+    const int32_t pq32 = int32_t(pq);
+    if (slope != 0) {
+      for (int64_t j = 0; j < nkv; j++) {
+        const int32_t dist = pq32 - kp[j];
+        s[j] -= slope * C(dist < 0 ? -dist : dist);
+      }
+    }
+    if (kind == 1) {
+      if (causal) {
+        for (int64_t j = imax(0, visible); j < nkv; j++) s[j] = kNegInf;
+      }
+      if (seg) {
+        for (int64_t j = 0; j < nkv; j++) s[j] = kg[j] != sq ? kNegInf : s[j];
+      }
+    }
+    for (int64_t j = nkv; j < BK; j++) s[j] = kNegInf;
+  }
+
+  void key_tile_info(int64_t b, int64_t j0, int64_t nkv, int32_t* kp, int32_t* kg) const {
+    for (int64_t j = 0; j < nkv; j++) {
+      kp[j] = int32_t(kpos(b, j0 + j));
+      kg[j] = kseg(b, j0 + j);
+    }
+  }
+
+  // ---------------------------------------------------------------- forward
+  struct FwdScratch {
+    Buf buf;
+    C *Qh, *Kt, *S, *O, *Vb, *row, *xk, *m, *l;
+    int32_t *kp, *kg;
+  };
+
+  void forward(const T* q, const T* k, const T* v, T* out, char* lse) {
+    const int64_t ntasks = B * H * NQT;
+    const bool direct_v = sizeof(T) == sizeof(C) && D % NB == 0;
+#pragma omp parallel
+    {
+      FtzScope ftz;
+      FwdScratch w;
+      const size_t n = size_t(BQ * Dp + Dp * BK + BQ * BK + BQ * Dp + BK * Dp + Dp + (H2 + W) + 2 * BQ);
+      w.buf.reset(sizeof(C) * n + sizeof(int32_t) * size_t(2 * BK) + 64 * 12);
+      char* p = static_cast<char*>(w.buf.get());
+      auto take = [&](size_t bytes) { char* r = p; p += (bytes + 63) / 64 * 64; return r; };
+      w.Qh = reinterpret_cast<C*>(take(sizeof(C) * BQ * Dp));
+      w.Kt = reinterpret_cast<C*>(take(sizeof(C) * Dp * BK));
+      w.S = reinterpret_cast<C*>(take(sizeof(C) * BQ * BK));
+      w.O = reinterpret_cast<C*>(take(sizeof(C) * BQ * Dp));
+      w.Vb = reinterpret_cast<C*>(take(sizeof(C) * BK * Dp));
+      w.row = reinterpret_cast<C*>(take(sizeof(C) * Dp));
+      w.xk = reinterpret_cast<C*>(take(sizeof(C) * (H2 + W)));
+      w.m = reinterpret_cast<C*>(take(sizeof(C) * BQ));
+      w.l = reinterpret_cast<C*>(take(sizeof(C) * BQ));
+      w.kp = reinterpret_cast<int32_t*>(take(sizeof(int32_t) * BK));
+      w.kg = reinterpret_cast<int32_t*>(take(sizeof(int32_t) * BK));
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t task = 0; task < ntasks; task++) {
+        const int64_t t = NQT - 1 - task / (B * H);  // late query tiles see the most keys: first
+        const int64_t bh = task % (B * H);
+        fwd_tile(q, k, v, out, lse, bh / H, bh % H, t, direct_v, w);
+      }
+    }
+  }
+
+  void fwd_tile(const T* q, const T* k, const T* v, T* out, char* lse, int64_t b, int64_t h, int64_t t,
+                bool direct_v, FwdScratch& w) const {
+    const int64_t g = h % KVH;  // x-transformers grouping: head h reads KV head h mod kvHeads
+    const C slope = slopes[h];
+    for (int64_t si = suboff[b * NQT + t]; si < suboff[b * NQT + t + 1]; si++) {
+      const Sub& sub = subs[si];
+      const int64_t i0 = sub.i0, mq = sub.i1 - sub.i0;
+      prep_q(q, b, h, i0, mq, w.Qh);
+      for (int64_t x = 0; x < mq * Dp; x++) w.O[x] = 0;
+      for (int64_t r = 0; r < mq; r++) { w.m[r] = kNegInf; w.l[r] = 0; }
+      for (int64_t kt = 0; kt < NKT; kt++) {
+        const int64_t j0 = kt * BK, nkv = imin(BK, NK - j0);
+        const int kind = classify(sub, ktiles[b * NKT + kt], j0, nkv);
+        if (kind == 0) continue;
+        key_tile_info(b, j0, nkv, w.kp, w.kg);
+        // Kᵀ tile (D × BK) with keyScale, rotary and xPos applied; padding columns zero.
+        for (int64_t j = 0; j < nkv; j++) {
+          key_row(k, b, g, h, j0 + j, w.row);
+          if (xpos) {
+            xk_row(sub.p0, w.kp[j], w.xk);
+            for (int64_t c = 0; c < H2; c++) { w.row[c] *= w.xk[c]; w.row[c + H2] *= w.xk[c]; }
+          }
+          for (int64_t d = 0; d < D; d++) w.Kt[d * BK + j] = w.row[d];
+        }
+        if (nkv < BK) {
+          for (int64_t d = 0; d < D; d++)
+            for (int64_t j = nkv; j < BK; j++) w.Kt[d * BK + j] = 0;
+        }
+        const C* vs;
+        int64_t ldv;
+        const T* vsrc = v + ((b * KVH + g) * NK + j0) * D;
+        if (direct_v) {
+          vs = reinterpret_cast<const C*>(vsrc);
+          ldv = D;
+        } else {
+          for (int64_t j = 0; j < nkv; j++) {
+            for (int64_t d = 0; d < D; d++) w.Vb[j * Dp + d] = ld(vsrc + j * D + d);
+            for (int64_t d = D; d < Dp; d++) w.Vb[j * Dp + d] = 0;
+          }
+          vs = w.Vb;
+          ldv = Dp;
+        }
+        gemm_tile<C>(mq, BK, D, w.Qh, Dp, 1, w.Kt, BK, w.S, BK, false);
+        for (int64_t r = 0; r < mq; r++) {
+          C* s = w.S + r * BK;
+          finish_scores(s, nkv, kind, slope, qpos(b, i0 + r), qseg(b, i0 + r), w.kp, w.kg,
+                        i0 + r + a.query_offset - j0 + 1);
+          V vm = vset(kNegInf);
+          for (int64_t j = 0; j < BK; j += W) { const V x = vload(s + j); vm = x > vm ? x : vm; }
+          const C mt = hmax<C>(vm);
+          const C mold = w.m[r];
+          const C mnew = mt > mold ? mt : mold;
+          if (mnew == kNegInf) {  // nothing visible yet: P = 0, state unchanged
+            for (int64_t j = 0; j < BK; j++) s[j] = 0;
+            continue;
+          }
+          const V mv = vset(mnew);
+          V acc = V{};
+          for (int64_t j = 0; j < BK; j += W) {
+            const V p = vexp(vload(s + j) - mv);
+            vstore(s + j, p);
+            acc += p;
+          }
+          const C alpha = mold == kNegInf ? C(0) : sexp(mold - mnew);
+          w.l[r] = w.l[r] * alpha + hsum<C>(acc);
+          w.m[r] = mnew;
+          if (alpha != C(1)) {
+            C* o = w.O + r * Dp;
+            const V av = vset(alpha);
+            for (int64_t d = 0; d < Dp; d += W) vstore(o + d, vload(o + d) * av);
+          }
+        }
+        gemm_tile<C>(mq, Dp, nkv, w.S, BK, 1, vs, ldv, w.O, Dp, true);
+      }
+      for (int64_t r = 0; r < mq; r++) {
+        const int64_t i = i0 + r;
+        const C l = w.l[r];
+        const C inv = l > 0 ? C(1) / l : C(0);
+        T* o = out + ((b * H + h) * NQ + i) * D;
+        for (int64_t d = 0; d < D; d++) st(o, w.O[r * Dp + d] * inv), o++;
+        const double lv = l > 0 ? double(w.m[r]) + ::log(double(l)) : -__builtin_inf();
+        store_any(a.lse_dtype, lse, (b * H + h) * NQ + i, lv);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- backward
+  struct BwdScratch {
+    Buf buf;
+    C *Qh, *Kr, *Kp, *Kt, *Vt, *Vb, *S, *dP, *dOb, *tmp, *dV, *dKr, *dK, *xk, *row, *kraw;
+    int32_t *kp, *kg;
+  };
+
+  void backward(const T* q, const T* k, const T* v, const T* out, const char* lse, const T* gout, T* gq, T* gk,
+                T* gv, char* gks) {
+    const int threads = omp_get_max_threads();
+    if (B * NQ == 0 || NK == 0) {  // no scores: every gradient is zero
+      for (int64_t x = 0; x < B * H * NQ * D; x++) st(gq + x, C(0));
+      for (int64_t x = 0; x < B * KVH * NK * D; x++) { st(gk + x, C(0)); st(gv + x, C(0)); }
+      if (gks)
+        for (int64_t x = 0; x < H * D; x++) store_any(a.key_scale_dtype, gks, x, 0.0);
+      return;
+    }
+    // D_i = rowsum(dO ⊙ O) and the lse as the compute type (−inf, a fully masked row, → +inf: P = 0).
+    Buf dvec_b(sizeof(C) * size_t(B * H * NQ)), lse_b(sizeof(C) * size_t(B * H * NQ));
+    C* dvec = static_cast<C*>(dvec_b.get());
+    C* lsec = static_cast<C*>(lse_b.get());
+#pragma omp parallel for schedule(static)
+    for (int64_t row = 0; row < B * H * NQ; row++) {
+      const T* o = out + row * D;
+      const T* g = gout + row * D;
+      C s = 0;
+      for (int64_t d = 0; d < D; d++) s += ld(o + d) * ld(g + d);
+      dvec[row] = s;
+      const double l = load_any(a.lse_dtype, lse, row);
+      lsec[row] = l == -__builtin_inf() ? C(__builtin_inf()) : C(l);
+    }
+    Buf dks_b;
+    double* dks = nullptr;
+    if (gks && ks) {
+      dks_b.reset(sizeof(double) * size_t(threads) * size_t(H * D));
+      dks = static_cast<double*>(dks_b.get());
+    }
+    // Per-thread dQ accumulators cover `gp` (batch, KV head) groups × query rows [qa, qa + qc).
+    // Capped at kAccBytes in all: above it the work runs in several passes (no extra arithmetic).
+    const int64_t ngroups = B * KVH;
+    const double kAccBytes = 256.0 * 1024 * 1024;
+    const double per_group = double(threads) * double(G * NQ * Dp) * sizeof(C);
+    int64_t gp = 1, qc = NQ;
+    if (per_group <= kAccBytes) {
+      gp = imin(ngroups, imax(1, int64_t(kAccBytes / per_group)));
+    } else {
+      const double per_row = double(threads) * double(G * Dp) * sizeof(C);
+      qc = imax(BQ, int64_t(kAccBytes / per_row) / BQ * BQ);
+    }
+    const int64_t acc_elems = gp * G * qc * Dp;
+    Buf acc_b(sizeof(C) * size_t(threads) * size_t(acc_elems), false);
+    C* acc = static_cast<C*>(acc_b.get());
+    const bool direct = sizeof(T) == sizeof(C) && D % NB == 0;
+
+    for (int64_t g0 = 0; g0 < ngroups; g0 += gp) {
+      const int64_t g1 = imin(ngroups, g0 + gp);
+      for (int64_t qa = 0; qa < NQ; qa += qc) {
+        const int64_t qb = imin(NQ, qa + qc);
+        const int64_t ntasks = (g1 - g0) * NKT;
+        const int64_t acc_total = int64_t(threads) * acc_elems;
+#pragma omp parallel for schedule(static)
+        for (int64_t x = 0; x < acc_total; x++) acc[x] = 0;
+#pragma omp parallel
+        {
+          FtzScope ftz;
+          const int tid = omp_get_thread_num();
+          C* my_acc = acc + size_t(tid) * size_t(acc_elems);
+          BwdScratch w;
+          alloc_bwd(w);
+          double* my_dks = dks ? dks + size_t(tid) * size_t(H * D) : nullptr;
+#pragma omp for schedule(dynamic, 1)
+          for (int64_t task = 0; task < ntasks; task++) {
+            const int64_t kt = task / (g1 - g0);  // early key tiles meet the most queries: first
+            const int64_t gi = g0 + task % (g1 - g0);
+            bwd_task(q, k, v, gout, gk, gv, dvec, lsec, gi, kt, g0, qa, qb, qc, my_acc, my_dks, direct, w);
+          }
+        }
+        // dq = Rᵀ(scale · xq ⊙ Σ_threads dQ̂).
+        const int64_t rows = (g1 - g0) * G * (qb - qa);
+        const int nthreads_used = threads;
+#pragma omp parallel
+        {
+          Buf ub(sizeof(C) * size_t(Dp));
+          C* u = static_cast<C*>(ub.get());
+#pragma omp for schedule(static)
+          for (int64_t row = 0; row < rows; row++) {
+            const int64_t gl = row / (G * (qb - qa));
+            const int64_t hh = (row / (qb - qa)) % G;
+            const int64_t i = qa + row % (qb - qa);
+            const int64_t gi = g0 + gl, b = gi / KVH, h = gi % KVH + hh * KVH;
+            const int64_t off = ((gl * G + hh) * qc + (i - qa)) * Dp;
+            for (int64_t d = 0; d < Dp; d++) u[d] = 0;
+            for (int t = 0; t < nthreads_used; t++) {
+              const C* src = acc + size_t(t) * size_t(acc_elems) + off;
+              for (int64_t d = 0; d < Dp; d++) u[d] += src[d];
+            }
+            T* dst = gq + ((b * H + h) * NQ + i) * D;
+            if (H2 > 0) {
+              const int64_t tb = QPB == 1 ? 0 : b;
+              const C* co = qcos + (tb * NQ + i) * H2;
+              const C* si = qsin + (tb * NQ + i) * H2;
+              const C* xf = xpos ? qx + (tb * NQ + i) * H2 : nullptr;
+              for (int64_t c = 0; c < H2; c++) {
+                const C f = xf ? xf[c] * scale : scale;
+                const C g1v = u[c] * f, g2v = u[c + H2] * f;
+                st(dst + c, g1v * co[c] + g2v * si[c]);
+                st(dst + c + H2, g2v * co[c] - g1v * si[c]);
+              }
+            }
+            for (int64_t d = R; d < D; d++) st(dst + d, u[d] * scale);
+          }
+        }
+      }
+    }
+    if (gks) {
+      for (int64_t x = 0; x < H * D; x++) {
+        double s = 0;
+        if (dks)
+          for (int t = 0; t < threads; t++) s += dks[size_t(t) * size_t(H * D) + x];
+        store_any(a.key_scale_dtype, gks, x, s);
+      }
+    }
+  }
+
+  void alloc_bwd(BwdScratch& w) const {
+    const size_t tile = size_t(BK * Dp), qtile = size_t(BQ * Dp), st_ = size_t(BQ * BK);
+    const size_t n = qtile * 3 + tile * 9 + st_ * 2 + size_t(BK * (H2 + W)) + size_t(Dp) + size_t(BK * Dp);
+    w.buf.reset(sizeof(C) * n + sizeof(int32_t) * size_t(2 * BK) + 64 * 24);
+    char* p = static_cast<char*>(w.buf.get());
+    auto take = [&](size_t elems) { char* r = p; p += (elems * sizeof(C) + 63) / 64 * 64; return reinterpret_cast<C*>(r); };
+    w.Qh = take(qtile);
+    w.Kr = take(tile);
+    w.Kp = take(tile);
+    w.Kt = take(tile);
+    w.Vt = take(tile);
+    w.Vb = take(tile);
+    w.S = take(st_);
+    w.dP = take(st_);
+    w.dOb = take(qtile);
+    w.tmp = take(tile);
+    w.dV = take(tile);
+    w.dKr = take(tile);
+    w.dK = take(tile);
+    w.xk = take(size_t(BK * (H2 + W)));
+    w.row = take(size_t(Dp));
+    w.kraw = take(size_t(BK * Dp));
+    w.kp = reinterpret_cast<int32_t*>(p);
+    p += (sizeof(int32_t) * BK + 63) / 64 * 64;
+    w.kg = reinterpret_cast<int32_t*>(p);
+  }
+
+  void bwd_task(const T* q, const T* k, const T* v, const T* gout, T* gk, T* gv, const C* dvec, const C* lsec,
+                int64_t gi, int64_t kt, int64_t g0, int64_t qa, int64_t qb, int64_t qc, C* my_acc, double* my_dks,
+                bool direct, BwdScratch& w) const {
+    const int64_t b = gi / KVH, g = gi % KVH;
+    const int64_t j0 = kt * BK, nkv = imin(BK, NK - j0);
+    const KTile& ktile = ktiles[b * NKT + kt];
+    key_tile_info(b, j0, nkv, w.kp, w.kg);
+    // Vᵀ (D × BK), padding zero.
+    const T* vsrc = v + ((b * KVH + g) * NK + j0) * D;
+    for (int64_t j = 0; j < BK; j++)
+      for (int64_t d = 0; d < Dp; d++) w.Vt[d * BK + j] = (j < nkv && d < D) ? ld(vsrc + j * D + d) : C(0);
+    for (int64_t x = 0; x < BK * Dp; x++) { w.dV[x] = 0; w.dK[x] = 0; }
+    if (my_dks) {
+      const T* ksrc = k + ((b * KVH + g) * NK + j0) * D;
+      for (int64_t j = 0; j < nkv; j++)
+        for (int64_t d = 0; d < D; d++) w.kraw[j * Dp + d] = ld(ksrc + j * D + d);
+    }
+    const int64_t t_begin = qa / BQ, t_end = (qb + BQ - 1) / BQ;
+    for (int64_t hh = 0; hh < G; hh++) {
+      const int64_t h = g + hh * KVH;
+      const C slope = slopes[h];
+      for (int64_t x = 0; x < BK * Dp; x++) { w.Kr[x] = 0; w.dKr[x] = 0; }
+      for (int64_t j = 0; j < nkv; j++) key_row(k, b, g, h, j0 + j, w.Kr + j * Dp);
+      if (!xpos) transpose_keys(w.Kr, nkv, w.Kt);
+      bool any = false;
+      for (int64_t t = t_begin; t < t_end; t++) {
+        for (int64_t si = suboff[b * NQT + t]; si < suboff[b * NQT + t + 1]; si++) {
+          const Sub& sub = subs[si];
+          const int kind = classify(sub, ktile, j0, nkv);
+          if (kind == 0) continue;
+          any = true;
+          const int64_t i0 = sub.i0, mq = sub.i1 - sub.i0;
+          const C* Kp = w.Kr;
+          if (xpos) {
+            for (int64_t j = 0; j < nkv; j++) {
+              C* f = w.xk + j * (H2 + W);
+              xk_row(sub.p0, w.kp[j], f);
+              const C* src = w.Kr + j * Dp;
+              C* dst = w.Kp + j * Dp;
+              for (int64_t c = 0; c < H2; c++) { dst[c] = src[c] * f[c]; dst[c + H2] = src[c + H2] * f[c]; }
+              for (int64_t d = R; d < Dp; d++) dst[d] = src[d];
+            }
+            transpose_keys(w.Kp, nkv, w.Kt);
+            Kp = w.Kp;
+          }
+          prep_q(q, b, h, i0, mq, w.Qh);
+          const C* dO;
+          int64_t ldo;
+          const T* gsrc = gout + ((b * H + h) * NQ + i0) * D;
+          if (direct) {
+            dO = reinterpret_cast<const C*>(gsrc);
+            ldo = D;
+          } else {
+            for (int64_t r = 0; r < mq; r++) {
+              for (int64_t d = 0; d < D; d++) w.dOb[r * Dp + d] = ld(gsrc + r * D + d);
+              for (int64_t d = D; d < Dp; d++) w.dOb[r * Dp + d] = 0;
+            }
+            dO = w.dOb;
+            ldo = Dp;
+          }
+          gemm_tile<C>(mq, BK, D, w.Qh, Dp, 1, w.Kt, BK, w.S, BK, false);   // S = Q̂ K'ᵀ
+          gemm_tile<C>(mq, BK, D, dO, ldo, 1, w.Vt, BK, w.dP, BK, false);   // dP = dO Vᵀ
+          const int64_t rowbase = (b * H + h) * NQ + i0;
+          for (int64_t r = 0; r < mq; r++) {
+            C* s = w.S + r * BK;
+            C* dp = w.dP + r * BK;
+            finish_scores(s, nkv, kind, slope, qpos(b, i0 + r), qseg(b, i0 + r), w.kp, w.kg,
+                          i0 + r + a.query_offset - j0 + 1);
+            const V lv = vset(lsec[rowbase + r]);
+            const V dv = vset(dvec[rowbase + r]);
+            for (int64_t j = 0; j < BK; j += W) {
+              const V p = vexp(vload(s + j) - lv);
+              vstore(s + j, p);
+              vstore(dp + j, p * (vload(dp + j) - dv));  // dS = P ⊙ (dP − D_i)
+            }
+          }
+          // dV += Pᵀ dO
+          gemm_tile<C>(nkv, Dp, mq, w.S, 1, BK, dO, ldo, w.dV, Dp, true);
+          // dK' += dSᵀ Q̂ (then through xk, which depends on this sub-tile's p0)
+          if (xpos) {
+            gemm_tile<C>(nkv, Dp, mq, w.dP, 1, BK, w.Qh, Dp, w.tmp, Dp, false);
+            for (int64_t j = 0; j < nkv; j++) {
+              const C* f = w.xk + j * (H2 + W);
+              const C* src = w.tmp + j * Dp;
+              C* dst = w.dKr + j * Dp;
+              for (int64_t c = 0; c < H2; c++) { dst[c] += src[c] * f[c]; dst[c + H2] += src[c + H2] * f[c]; }
+              for (int64_t d = R; d < Dp; d++) dst[d] += src[d];
+            }
+          } else {
+            gemm_tile<C>(nkv, Dp, mq, w.dP, 1, BK, w.Qh, Dp, w.dKr, Dp, true);
+          }
+          // dQ̂ += dS K'
+          const int64_t gl = gi - g0;
+          C* accrow = my_acc + ((gl * G + hh) * qc + (i0 - qa)) * Dp;
+          gemm_tile<C>(mq, Dp, nkv, w.dP, BK, 1, Kp, Dp, accrow, Dp, true);
+        }
+      }
+      if (!any) continue;
+      // Through the rotation and the key scale: dk̃ = Rᵀ dK_rot; dk += keyScale[h] ⊙ dk̃; dks[h] += dk̃ ⊙ k.
+      const C* kh = ks ? ks + h * D : nullptr;
+      const int64_t tb = KPB == 1 ? 0 : b;
+      for (int64_t j = 0; j < nkv; j++) {
+        C* gr = w.dKr + j * Dp;
+        if (H2 > 0) {
+          const C* co = kcos + (tb * NK + j0 + j) * H2;
+          const C* si = ksin + (tb * NK + j0 + j) * H2;
+          for (int64_t c = 0; c < H2; c++) {
+            const C g1v = gr[c], g2v = gr[c + H2];
+            gr[c] = g1v * co[c] + g2v * si[c];
+            gr[c + H2] = g2v * co[c] - g1v * si[c];
+          }
+        }
+        C* dk = w.dK + j * Dp;
+        if (kh) {
+          for (int64_t d = 0; d < D; d++) dk[d] += gr[d] * kh[d];
+          if (my_dks) {
+            double* dst = my_dks + h * D;
+            const C* kr = w.kraw + j * Dp;
+            for (int64_t d = 0; d < D; d++) dst[d] += double(gr[d] * kr[d]);
+          }
+        } else {
+          for (int64_t d = 0; d < D; d++) dk[d] += gr[d];
+        }
+      }
+    }
+    const bool first = qa == 0;
+    for (int64_t j = 0; j < nkv; j++) {
+      T* dk = gk + ((b * KVH + g) * NK + j0 + j) * D;
+      T* dv = gv + ((b * KVH + g) * NK + j0 + j) * D;
+      for (int64_t d = 0; d < D; d++) {
+        if (first) {
+          st(dk + d, w.dK[j * Dp + d]);
+          st(dv + d, w.dV[j * Dp + d]);
+        } else {
+          st(dk + d, C(ld(dk + d)) + w.dK[j * Dp + d]);
+          st(dv + d, C(ld(dv + d)) + w.dV[j * Dp + d]);
+        }
+      }
+    }
+  }
+
+  void transpose_keys(const C* K, int64_t nkv, C* Kt) const {
+    for (int64_t d = 0; d < Dp; d++) {
+      C* dst = Kt + d * BK;
+      for (int64_t j = 0; j < nkv; j++) dst[j] = K[j * Dp + d];
+      for (int64_t j = nkv; j < BK; j++) dst[j] = 0;
+    }
+  }
+};
+
+template <typename T, typename C>
+void run_forward(const AttentionArgs& args, const char* q, const char* k, const char* v, char* out, char* lse) {
+  Attn<T, C> at(args);
+  at.forward(reinterpret_cast<const T*>(q), reinterpret_cast<const T*>(k), reinterpret_cast<const T*>(v),
+             reinterpret_cast<T*>(out), lse);
+}
+
+template <typename T, typename C>
+void run_backward(const AttentionArgs& args, const char* q, const char* k, const char* v, const char* out,
+                  const char* lse, const char* gout, char* gq, char* gk, char* gv, char* gks) {
+  if (sizeof(C) == 8 && DType(args.lse_dtype) == DType::F32 && args.batch * args.query_len > 0) {
+    // A float32 lse would limit float64 gradients to ~1e-7: recompute it in float64 first.
+    AttentionArgs a64 = args;
+    a64.lse_dtype = int(DType::F64);
+    const size_t rows = size_t(args.batch * args.heads * args.query_len);
+    Buf out64(rows * size_t(args.head_dim) * sizeof(T), false), lse64(rows * sizeof(double), false);
+    Attn<T, C> at(a64);
+    at.forward(reinterpret_cast<const T*>(q), reinterpret_cast<const T*>(k), reinterpret_cast<const T*>(v),
+               static_cast<T*>(out64.get()), static_cast<char*>(lse64.get()));
+    at.backward(reinterpret_cast<const T*>(q), reinterpret_cast<const T*>(k), reinterpret_cast<const T*>(v),
+                reinterpret_cast<const T*>(out), static_cast<const char*>(lse64.get()),
+                reinterpret_cast<const T*>(gout), reinterpret_cast<T*>(gq), reinterpret_cast<T*>(gk),
+                reinterpret_cast<T*>(gv), gks);
+    return;
+  }
+  Attn<T, C> at(args);
+  at.backward(reinterpret_cast<const T*>(q), reinterpret_cast<const T*>(k), reinterpret_cast<const T*>(v),
+              reinterpret_cast<const T*>(out), lse, reinterpret_cast<const T*>(gout), reinterpret_cast<T*>(gq),
+              reinterpret_cast<T*>(gk), reinterpret_cast<T*>(gv), gks);
+}
+
+inline void forward(const AttentionArgs& args, const char* q, const char* k, const char* v, char* out, char* lse) {
+  switch (DType(args.dtype)) {
+    case DType::F32: run_forward<float, float>(args, q, k, v, out, lse); break;
+    case DType::F64: run_forward<double, double>(args, q, k, v, out, lse); break;
+    case DType::BF16: run_forward<bf16, float>(args, q, k, v, out, lse); break;
+    default: throw_unsupported_dtype();
+  }
+}
+
+inline void backward(const AttentionArgs& args, const char* q, const char* k, const char* v, const char* out,
+                     const char* lse, const char* gout, char* gq, char* gk, char* gv, char* gks) {
+  switch (DType(args.dtype)) {
+    case DType::F32: run_backward<float, float>(args, q, k, v, out, lse, gout, gq, gk, gv, gks); break;
+    case DType::F64: run_backward<double, double>(args, q, k, v, out, lse, gout, gq, gk, gv, gks); break;
+    case DType::BF16: run_backward<bf16, float>(args, q, k, v, out, lse, gout, gq, gk, gv, gks); break;
+    default: throw_unsupported_dtype();
+  }
+}

@@ -1,0 +1,475 @@
+// The CPU engine's fused attention (native/cpu/attention.cc) against a plain float64 reference written
+// here with O(n²) loops: forward output, lse and every gradient, over head dims, odd lengths, MQA/GQA/MHA
+// and each feature on and off (key scale, rotary, xPos, ALiBi, causal with a query offset, segments,
+// custom positions), in float64 (rel. error < 1e-10) and float32 (< 1e-5), on every instruction set the
+// machine has; plus finite differences, fully masked rows and xPos at 80,000 tokens.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CpuBackend } from '../../src/backend/cpu.js';
+import type { AttentionArgs, Dense } from '../../src/backend/backend.js';
+import type { DType } from '../../src/tensor/dtype.js';
+
+const backend = new CpuBackend();
+
+// ---------------------------------------------------------------- random data
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+function randArray(n: number, rand: () => number, lo = -1, hi = 1): Float64Array {
+  const a = new Float64Array(n);
+  for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * rand();
+  return a;
+}
+
+// ---------------------------------------------------------------- device buffers
+const live: number[] = [];
+function toDevice(data: Float64Array | Int32Array, dtype: DType): Dense {
+  let host: ArrayBufferView;
+  if (dtype === 'float64') host = data instanceof Float64Array ? data : Float64Array.from(data);
+  else if (dtype === 'float32') host = Float32Array.from(data);
+  else if (dtype === 'int32') host = data instanceof Int32Array ? data : Int32Array.from(data);
+  else {
+    const f = Float32Array.from(data);
+    const u = new Uint32Array(f.buffer);
+    const b = new Uint16Array(f.length);
+    for (let i = 0; i < f.length; i++) b[i] = (u[i]! + 0x7fff + ((u[i]! >>> 16) & 1)) >>> 16;
+    host = b;
+  }
+  const handle = backend.alloc(Math.max(host.byteLength, 8));
+  backend.upload(handle, 0, host);
+  live.push(handle);
+  return { handle, offset: 0, dtype };
+}
+function empty(n: number, dtype: DType, fill = NaN): Dense {
+  return toDevice(new Float64Array(n).fill(fill), dtype);
+}
+function fromDevice(d: Dense, n: number): Float64Array {
+  if (d.dtype === 'float64') return new Float64Array(backend.download(d.handle, 0, n * 8));
+  if (d.dtype === 'float32') return Float64Array.from(new Float32Array(backend.download(d.handle, 0, n * 4)));
+  const b = new Uint16Array(backend.download(d.handle, 0, n * 2));
+  const u = new Uint32Array(n);
+  for (let i = 0; i < n; i++) u[i] = b[i]! << 16;
+  return Float64Array.from(new Float32Array(u.buffer));
+}
+function freeAll(): void {
+  while (live.length) backend.free(live.pop()!);
+}
+/** Values as the kernel sees them after storage in `dtype`. */
+function rounded(a: Float64Array, dtype: DType): Float64Array {
+  if (dtype === 'float64') return a;
+  if (dtype === 'float32') return Float64Array.from(Float32Array.from(a));
+  const f = Float32Array.from(a);
+  const u = new Uint32Array(f.buffer);
+  for (let i = 0; i < f.length; i++) u[i] = (((u[i]! + 0x7fff + ((u[i]! >>> 16) & 1)) >>> 16) << 16) >>> 0;
+  return Float64Array.from(f);
+}
+
+// ---------------------------------------------------------------- problem description
+interface Case {
+  name: string;
+  B: number; H: number; KVH: number; NQ: number; NK: number; D: number;
+  causal?: boolean;
+  offset?: number;          // queryOffset (defaults to NK − NQ when causal)
+  alibi?: boolean;          // slopes with some heads 0
+  rotary?: number;          // rotaryDim
+  xpos?: number;            // scale base
+  keyScale?: boolean;
+  positions?: 'custom' | 'reset' | 'jump';
+  segments?: boolean;
+  allMaskedRows?: boolean;  // some query segments have no key of their id
+  seed?: number;
+}
+
+interface Inputs {
+  q: Float64Array; k: Float64Array; v: Float64Array; gout: Float64Array;
+  ks: Float64Array | null;
+  slopes: Float32Array | null;
+  invFreq: Float32Array | null;
+  qpos: Int32Array | null; kpos: Int32Array | null;
+  qseg: Int32Array | null; kseg: Int32Array | null;
+  offset: number;
+}
+
+function makeInputs(c: Case): Inputs {
+  const rand = rng(c.seed ?? 1234 + c.NQ * 7 + c.NK * 13 + c.D);
+  const { B, H, KVH, NQ, NK, D } = c;
+  const offset = c.offset ?? (c.causal ? NK - NQ : 0);
+  const q = randArray(B * H * NQ * D, rand);
+  const k = randArray(B * KVH * NK * D, rand);
+  const v = randArray(B * KVH * NK * D, rand);
+  const gout = randArray(B * H * NQ * D, rand);
+  const ks = c.keyScale ? randArray(H * D, rand, 0.5, 1.5) : null;
+  const slopes = c.alibi ? Float32Array.from({ length: H }, (_, h) => (h % 2 === 0 ? 0.25 / (h + 1) : 0)) : null;
+  const r = c.rotary ?? 0;
+  const invFreq = r > 0 ? Float32Array.from({ length: r / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / r)) : null;
+  let kpos: Int32Array | null = null, qpos: Int32Array | null = null;
+  let kseg: Int32Array | null = null, qseg: Int32Array | null = null;
+  if (c.positions || c.segments) {
+    kpos = new Int32Array(B * NK);
+    kseg = new Int32Array(B * NK);
+    for (let b = 0; b < B; b++) {
+      let doc = 0, p = 0;
+      for (let j = 0; j < NK; j++) {
+        if (c.segments && j > 0 && rand() < 0.08) { doc++; if (c.positions === 'reset') p = 0; }
+        kseg[b * NK + j] = doc * 3 + 1;
+        if (c.positions === 'custom') kpos[b * NK + j] = p + Math.floor(rand() * 3);  // non-decreasing with repeats
+        else if (c.positions === 'jump') kpos[b * NK + j] = j < NK / 2 ? j : j + 250000;  // a huge gap mid-tile
+        else kpos[b * NK + j] = p;
+        p = kpos[b * NK + j]! + (c.positions === 'custom' ? 0 : 1);
+      }
+    }
+    qpos = new Int32Array(B * NQ);
+    qseg = new Int32Array(B * NQ);
+    for (let b = 0; b < B; b++) {
+      for (let i = 0; i < NQ; i++) {
+        qpos[b * NQ + i] = kpos[b * NK + offset + i]!;
+        qseg[b * NQ + i] = kseg[b * NK + offset + i]!;
+        if (c.allMaskedRows && i % 5 === 2) qseg[b * NQ + i] = -7;  // an id no key has
+      }
+    }
+    if (!c.positions) { qpos = null; kpos = null; }
+    if (!c.segments) { qseg = null; kseg = null; }
+  }
+  return { q, k, v, gout, ks, slopes, invFreq, qpos, kpos, qseg, kseg, offset };
+}
+
+function argsFor(c: Case, inp: Inputs, dev: { ks: Dense | null; qpos: Dense | null; kpos: Dense | null; qseg: Dense | null; kseg: Dense | null }): AttentionArgs {
+  return {
+    batch: c.B, heads: c.H, kvHeads: c.KVH, queryLen: c.NQ, keyLen: c.NK, headDim: c.D,
+    scale: 1 / Math.sqrt(c.D), causal: !!c.causal, queryOffset: inp.offset,
+    alibiSlopes: inp.slopes, rotaryDim: c.rotary ?? 0, rotaryInvFreq: inp.invFreq, xposScaleBase: c.xpos ?? 0,
+    keyScale: dev.ks, queryPositions: dev.qpos, keyPositions: dev.kpos, querySegments: dev.qseg, keySegments: dev.kseg,
+  };
+}
+
+// ---------------------------------------------------------------- float64 reference
+interface Result { out: Float64Array; lse: Float64Array; dq: Float64Array; dk: Float64Array; dv: Float64Array; dks: Float64Array | null }
+
+function reference(c: Case, inp: Inputs, float32Angles: boolean): Result {
+  const { B, H, KVH, NQ, NK, D } = c;
+  const r = c.rotary ?? 0, h2 = r / 2, XB = c.xpos ?? 0, scale = 1 / Math.sqrt(D);
+  const qp = (b: number, i: number) => (inp.qpos ? inp.qpos[b * NQ + i]! : inp.offset + i);
+  const kp = (b: number, j: number) => (inp.kpos ? inp.kpos[b * NK + j]! : j);
+  const angle = (p: number, i: number) => (float32Angles ? Math.fround(p * inp.invFreq![i]!) : p * inp.invFreq![i]!);
+  const rot = (x: Float64Array, p: number, inverse: boolean): Float64Array => {
+    const y = Float64Array.from(x);
+    for (let i = 0; i < h2; i++) {
+      const a = angle(p, i), co = Math.cos(a), si = Math.sin(a), x1 = x[i]!, x2 = x[i + h2]!;
+      if (!inverse) { y[i] = x1 * co - x2 * si; y[i + h2] = x2 * co + x1 * si; }
+      else { y[i] = x1 * co + x2 * si; y[i + h2] = x2 * co - x1 * si; }
+    }
+    return y;
+  };
+  const zeta = Array.from({ length: h2 }, (_, i) => (2 * i + 0.4 * r) / (1.4 * r));
+  const out = new Float64Array(B * H * NQ * D), lse = new Float64Array(B * H * NQ);
+  const dq = new Float64Array(B * H * NQ * D), dk = new Float64Array(B * KVH * NK * D), dv = new Float64Array(B * KVH * NK * D);
+  const dks = inp.ks ? new Float64Array(H * D) : null;
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < H; h++) {
+      const g = h % KVH;  // x-transformers grouping
+      const slope = inp.slopes ? inp.slopes[h]! : 0;
+      const kraw: Float64Array[] = [], krot: Float64Array[] = [];
+      for (let j = 0; j < NK; j++) {
+        const x = inp.k.slice(((b * KVH + g) * NK + j) * D, ((b * KVH + g) * NK + j + 1) * D);
+        kraw.push(x);
+        const xs = Float64Array.from(x, (val, d) => (inp.ks ? val * inp.ks[h * D + d]! : val));
+        krot.push(rot(xs, kp(b, j), false));
+      }
+      const dkrot = Array.from({ length: NK }, () => new Float64Array(D));
+      for (let i = 0; i < NQ; i++) {
+        const row = (b * H + h) * NQ + i;
+        const qrot = rot(inp.q.slice(row * D, (row + 1) * D), qp(b, i), false);
+        const pq = qp(b, i);
+        const s = new Float64Array(NK).fill(-Infinity);
+        const fac: (Float64Array | null)[] = [];
+        for (let j = 0; j < NK; j++) {
+          const pk = kp(b, j);
+          fac.push(null);
+          if (c.causal && j > i + inp.offset) continue;  // causal by index
+          if (inp.qseg && inp.qseg[b * NQ + i] !== inp.kseg![b * NK + j]) continue;
+          const f = new Float64Array(D).fill(1);
+          if (XB) for (let d = 0; d < r; d++) f[d] = Math.pow(zeta[d % h2]!, (pq - pk) / XB);
+          fac[j] = f;
+          let dot = 0;
+          for (let d = 0; d < D; d++) dot += qrot[d]! * krot[j]![d]! * f[d]!;
+          s[j] = scale * dot - slope * Math.abs(pq - pk);
+        }
+        let m = -Infinity;
+        for (let j = 0; j < NK; j++) m = Math.max(m, s[j]!);
+        if (m === -Infinity) { lse[row] = -Infinity; continue; }
+        let l = 0;
+        for (let j = 0; j < NK; j++) l += Math.exp(s[j]! - m);
+        lse[row] = m + Math.log(l);
+        const P = Float64Array.from(s, (x) => Math.exp(x - lse[row]!));
+        const o = new Float64Array(D);
+        for (let j = 0; j < NK; j++) {
+          if (P[j] === 0) continue;
+          for (let d = 0; d < D; d++) o[d] += P[j]! * inp.v[((b * KVH + g) * NK + j) * D + d]!;
+        }
+        out.set(o, row * D);
+        // backward
+        const go = inp.gout.subarray(row * D, (row + 1) * D);
+        let Di = 0;
+        for (let d = 0; d < D; d++) Di += go[d]! * o[d]!;
+        const dqrot = new Float64Array(D);
+        for (let j = 0; j < NK; j++) {
+          if (!fac[j]) continue;
+          const vj = (b * KVH + g) * NK + j;
+          let dP = 0;
+          for (let d = 0; d < D; d++) { dP += go[d]! * inp.v[vj * D + d]!; dv[vj * D + d] += P[j]! * go[d]!; }
+          const dS = P[j]! * (dP - Di);
+          for (let d = 0; d < D; d++) {
+            dqrot[d] += dS * scale * krot[j]![d]! * fac[j]![d]!;
+            dkrot[j]![d] += dS * scale * qrot[d]! * fac[j]![d]!;
+          }
+        }
+        dq.set(rot(dqrot, pq, true), row * D);
+      }
+      for (let j = 0; j < NK; j++) {
+        const dkt = rot(dkrot[j]!, kp(b, j), true);
+        const base = ((b * KVH + g) * NK + j) * D;
+        for (let d = 0; d < D; d++) {
+          dk[base + d] += inp.ks ? dkt[d]! * inp.ks[h * D + d]! : dkt[d]!;
+          if (dks) dks[h * D + d] += dkt[d]! * kraw[j]![d]!;
+        }
+      }
+    }
+  }
+  return { out, lse, dq, dk, dv, dks };
+}
+
+// ---------------------------------------------------------------- running the kernel
+function runKernel(c: Case, inp: Inputs, dtype: DType, backwardToo = true, lseType: DType = dtype === 'float64' ? 'float64' : 'float32'): Result {
+  const ksType: DType = dtype === 'float64' ? 'float64' : 'float32';
+  const { B, H, KVH, NQ, NK, D } = c;
+  const q = toDevice(inp.q, dtype), k = toDevice(inp.k, dtype), v = toDevice(inp.v, dtype);
+  const dev = {
+    ks: inp.ks ? toDevice(inp.ks, ksType) : null,
+    qpos: inp.qpos ? toDevice(inp.qpos, 'int32') : null, kpos: inp.kpos ? toDevice(inp.kpos, 'int32') : null,
+    qseg: inp.qseg ? toDevice(inp.qseg, 'int32') : null, kseg: inp.kseg ? toDevice(inp.kseg, 'int32') : null,
+  };
+  const args = argsFor(c, inp, dev);
+  const out = empty(B * H * NQ * D, dtype), lse = empty(B * H * NQ, lseType);
+  backend.attentionForward(q, k, v, out, lse, args);
+  const res: Result = { out: fromDevice(out, B * H * NQ * D), lse: fromDevice(lse, B * H * NQ), dq: new Float64Array(0), dk: new Float64Array(0), dv: new Float64Array(0), dks: null };
+  if (backwardToo) {
+    const gout = toDevice(inp.gout, dtype);
+    const dq = empty(B * H * NQ * D, dtype), dk = empty(B * KVH * NK * D, dtype), dv = empty(B * KVH * NK * D, dtype);
+    const dks = inp.ks ? empty(H * D, ksType) : null;
+    backend.attentionBackward(q, k, v, out, lse, gout, dq, dk, dv, dks, args);
+    res.dq = fromDevice(dq, B * H * NQ * D);
+    res.dk = fromDevice(dk, B * KVH * NK * D);
+    res.dv = fromDevice(dv, B * KVH * NK * D);
+    res.dks = dks ? fromDevice(dks, H * D) : null;
+  }
+  freeAll();
+  return res;
+}
+
+function relErr(got: Float64Array, ref: Float64Array): number {
+  assert.equal(got.length, ref.length);
+  let num = 0, den = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const a = got[i]!, b = ref[i]!;
+    if (b === -Infinity || a === -Infinity) {
+      assert.equal(a, b, `element ${i}: ${a} vs ${b}`);
+      continue;
+    }
+    assert.ok(Number.isFinite(a), `element ${i} is ${a}`);
+    num += (a - b) ** 2;
+    den += b * b;
+  }
+  return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+}
+
+function roundedInputs(inp: Inputs, dtype: DType): Inputs {
+  return {
+    ...inp, q: rounded(inp.q, dtype), k: rounded(inp.k, dtype), v: rounded(inp.v, dtype), gout: rounded(inp.gout, dtype),
+    ks: inp.ks ? rounded(inp.ks, dtype === 'bfloat16' ? 'float32' : dtype) : null,
+  };
+}
+
+function check(c: Case, dtype: DType, tol: number): void {
+  const inp = roundedInputs(makeInputs(c), dtype);
+  const ref = reference(c, inp, dtype !== 'float64');
+  const got = runKernel(c, inp, dtype);
+  const errs: Record<string, number> = {
+    out: relErr(got.out, ref.out), lse: relErr(got.lse, ref.lse),
+    dq: relErr(got.dq, ref.dq), dk: relErr(got.dk, ref.dk), dv: relErr(got.dv, ref.dv),
+  };
+  if (ref.dks) errs.dks = relErr(got.dks!, ref.dks);
+  for (const [name, e] of Object.entries(errs)) {
+    assert.ok(e < tol, `${c.name} [${dtype}]: ${name} relative error ${e.toExponential(2)} ≥ ${tol}`);
+  }
+}
+
+// ---------------------------------------------------------------- the cases
+const CASES: Case[] = [
+  { name: 'plain MHA d32 n7', B: 2, H: 4, KVH: 4, NQ: 7, NK: 7, D: 32 },
+  { name: 'plain MHA d64 n1', B: 1, H: 4, KVH: 4, NQ: 1, NK: 1, D: 64 },
+  { name: 'causal MQA d64 n33', B: 2, H: 4, KVH: 1, NQ: 33, NK: 33, D: 64, causal: true },
+  { name: 'causal GQA d32 n100 alibi', B: 1, H: 4, KVH: 2, NQ: 100, NK: 100, D: 32, causal: true, alibi: true },
+  { name: 'keyScale MQA d32 n33', B: 2, H: 4, KVH: 1, NQ: 33, NK: 33, D: 32, keyScale: true },
+  { name: 'keyScale MHA d64 causal', B: 1, H: 4, KVH: 4, NQ: 33, NK: 33, D: 64, keyScale: true, causal: true },
+  { name: 'rotary r32<d64 causal GQA', B: 1, H: 4, KVH: 2, NQ: 100, NK: 100, D: 64, rotary: 32, causal: true },
+  { name: 'rotary+xpos d32 full', B: 2, H: 4, KVH: 1, NQ: 33, NK: 33, D: 32, rotary: 32, xpos: 512, causal: true },
+  { name: 'xpos base 8 (strong decay) d64 r32', B: 1, H: 4, KVH: 4, NQ: 100, NK: 100, D: 64, rotary: 32, xpos: 8, causal: true },
+  { name: 'offset n1 vs 7 keys', B: 2, H: 4, KVH: 1, NQ: 1, NK: 7, D: 32, causal: true, rotary: 16, xpos: 512, alibi: true },
+  { name: 'offset 33 vs 100 all features', B: 1, H: 4, KVH: 2, NQ: 33, NK: 100, D: 64, causal: true, rotary: 32, xpos: 512, alibi: true, keyScale: true },
+  { name: 'non-causal alibi+rotary d64', B: 1, H: 4, KVH: 1, NQ: 33, NK: 100, D: 64, rotary: 32, alibi: true, keyScale: true },
+  { name: 'segments causal MQA', B: 2, H: 4, KVH: 1, NQ: 100, NK: 100, D: 32, causal: true, segments: true },
+  { name: 'packed docs: segments + reset positions + all', B: 2, H: 4, KVH: 1, NQ: 100, NK: 100, D: 64, causal: true, segments: true, positions: 'reset', rotary: 32, xpos: 512, alibi: true, keyScale: true },
+  { name: 'custom positions non-causal', B: 1, H: 4, KVH: 2, NQ: 33, NK: 33, D: 32, positions: 'custom', rotary: 32, alibi: true },
+  { name: 'custom positions causal offset', B: 2, H: 4, KVH: 4, NQ: 7, NK: 33, D: 64, causal: true, positions: 'custom', rotary: 16, xpos: 256, alibi: true, keyScale: true },
+  { name: 'fully masked rows', B: 1, H: 4, KVH: 1, NQ: 33, NK: 33, D: 32, segments: true, allMaskedRows: true, rotary: 32, xpos: 512 },
+  { name: 'position gap of 250k inside a tile (xPos sub-tiles)', B: 1, H: 4, KVH: 1, NQ: 100, NK: 100, D: 32, causal: true, positions: 'jump', rotary: 16, xpos: 512 },
+];
+
+for (const dtype of ['float64', 'float32'] as const) {
+  test(`fused attention matches the float64 reference (${dtype})`, () => {
+    for (const c of CASES) check(c, dtype, dtype === 'float64' ? 1e-10 : 1e-5);
+  });
+}
+
+test('every instruction-set path of the kernel agrees with the reference', (t) => {
+  const saved = process.env.ANDROMEDA_CPU_ISA;
+  const c = CASES.find((x) => x.name.startsWith('packed docs'))!;
+  const c2 = CASES.find((x) => x.name.startsWith('offset 33'))!;
+  try {
+    for (const isa of ['generic', 'avx2', 'avx512']) {
+      process.env.ANDROMEDA_CPU_ISA = isa;
+      for (const cc of [c, c2]) {
+        check(cc, 'float64', 1e-10);
+        check(cc, 'float32', 1e-5);
+      }
+    }
+    t.diagnostic('generic, avx2 and avx512 paths checked (those above the CPU fall back to the best it has)');
+  } finally {
+    if (saved === undefined) delete process.env.ANDROMEDA_CPU_ISA;
+    else process.env.ANDROMEDA_CPU_ISA = saved;
+  }
+});
+
+test('float64 gradients keep full precision when the saved lse is float32', () => {
+  const c = CASES.find((x) => x.name.startsWith('packed docs'))!;
+  const inp = makeInputs(c);
+  const ref = reference(c, inp, false);
+  const got = runKernel(c, inp, 'float64', true, 'float32');
+  for (const [name, a, b] of [['dq', got.dq, ref.dq], ['dk', got.dk, ref.dk], ['dv', got.dv, ref.dv], ['dks', got.dks!, ref.dks!]] as const) {
+    const e = relErr(a, b);
+    assert.ok(e < 1e-10, `${name}: ${e}`);
+  }
+});
+
+test('bfloat16 inputs follow the float64 reference within bf16 rounding', () => {
+  const c = CASES.find((x) => x.name.startsWith('offset 33'))!;
+  const inp = roundedInputs(makeInputs(c), 'bfloat16');
+  const ref = reference(c, inp, true);
+  const got = runKernel(c, inp, 'bfloat16');
+  for (const [name, a, b] of [['out', got.out, ref.out], ['dq', got.dq, ref.dq], ['dk', got.dk, ref.dk], ['dv', got.dv, ref.dv]] as const) {
+    const e = relErr(a, b);
+    assert.ok(e < 1e-2, `bf16 ${name}: ${e}`);
+  }
+});
+
+test('gradients match central finite differences of the kernel itself (float64)', () => {
+  const c: Case = { name: 'fd', B: 1, H: 2, KVH: 1, NQ: 5, NK: 9, D: 32, causal: true, rotary: 16, xpos: 64, alibi: true, keyScale: true };
+  const inp = makeInputs(c);
+  const g = runKernel(c, inp, 'float64');
+  const loss = (x: Inputs): number => {
+    const o = runKernel(c, x, 'float64', false).out;
+    let s = 0;
+    for (let i = 0; i < o.length; i++) s += o[i]! * inp.gout[i]!;
+    return s;
+  };
+  const rand = rng(99);
+  const eps = 1e-5;
+  for (const key of ['q', 'k', 'v', 'ks'] as const) {
+    const base = inp[key]!;
+    const dir = randArray(base.length, rand);
+    const plus = Float64Array.from(base, (x, i) => x + eps * dir[i]!);
+    const minus = Float64Array.from(base, (x, i) => x - eps * dir[i]!);
+    const fd = (loss({ ...inp, [key]: plus }) - loss({ ...inp, [key]: minus })) / (2 * eps);
+    const grad = { q: g.dq, k: g.dk, v: g.dv, ks: g.dks! }[key];
+    let an = 0;
+    for (let i = 0; i < base.length; i++) an += grad[i]! * dir[i]!;
+    assert.ok(Math.abs(fd - an) <= 1e-7 * Math.max(1, Math.abs(an)), `${key}: finite difference ${fd} vs gradient ${an}`);
+  }
+});
+
+test('fully masked rows give output 0, lse −inf and no NaN anywhere', () => {
+  const c = CASES.find((x) => x.name === 'fully masked rows')!;
+  const inp = makeInputs(c);
+  const got = runKernel(c, inp, 'float32');
+  for (let h = 0; h < c.H; h++) {
+    for (let i = 2; i < c.NQ; i += 5) {
+      assert.equal(got.lse[h * c.NQ + i], -Infinity);
+      for (let d = 0; d < c.D; d++) assert.equal(got.out[(h * c.NQ + i) * c.D + d], 0);
+    }
+  }
+  for (const a of [got.out, got.dq, got.dk, got.dv]) for (const x of a) assert.ok(!Number.isNaN(x));
+});
+
+test('xPos + rotary at 80,000 tokens stays finite and exact (2 heads × 32, forward)', (t) => {
+  const n = 80000, H = 2, D = 32;
+  const c: Case = { name: 'long', B: 1, H, KVH: H, NQ: n, NK: n, D, causal: true, rotary: 32, xpos: 512 };
+  const rand = rng(7);
+  const inp: Inputs = {
+    q: randArray(H * n * D, rand), k: randArray(H * n * D, rand), v: randArray(H * n * D, rand), gout: new Float64Array(0),
+    ks: null, slopes: null, invFreq: Float32Array.from({ length: 16 }, (_, i) => 1 / 10000 ** ((2 * i) / 32)),
+    qpos: null, kpos: null, qseg: null, kseg: null, offset: 0,
+  };
+  const q = toDevice(inp.q, 'float32'), k = toDevice(inp.k, 'float32'), v = toDevice(inp.v, 'float32');
+  const out = empty(H * n * D, 'float32'), lse = empty(H * n, 'float32');
+  const args = argsFor(c, inp, { ks: null, qpos: null, kpos: null, qseg: null, kseg: null });
+  const t0 = performance.now();
+  backend.attentionForward(q, k, v, out, lse, args);
+  const ms = performance.now() - t0;
+  const o = fromDevice(out, H * n * D), l = fromDevice(lse, H * n);
+  freeAll();
+  t.diagnostic(`forward at ${n} tokens: ${(ms / 1000).toFixed(2)} s on ${backend.threads()} threads`);
+  for (const x of o) assert.ok(Number.isFinite(x));
+  for (const x of l) assert.ok(Number.isFinite(x));
+  // A few rows against the float64 reference (one row is O(n·D)).
+  const q32 = rounded(inp.q, 'float32'), k32 = rounded(inp.k, 'float32'), v32 = rounded(inp.v, 'float32');
+  const zeta = Array.from({ length: 16 }, (_, i) => (2 * i + 0.4 * 32) / (1.4 * 32));
+  const rot = (x: Float64Array, p: number) => {
+    const y = Float64Array.from(x);
+    for (let i = 0; i < 16; i++) {
+      const a = Math.fround(p * inp.invFreq![i]!), co = Math.cos(a), si = Math.sin(a);
+      y[i] = x[i]! * co - x[i + 16]! * si;
+      y[i + 16] = x[i + 16]! * co + x[i]! * si;
+    }
+    return y;
+  };
+  for (const [h, i] of [[0, 0], [1, 777], [0, 40001], [1, n - 1]] as const) {
+    const qr = rot(q32.slice((h * n + i) * D, (h * n + i + 1) * D), i);
+    const s = new Float64Array(i + 1);
+    let m = -Infinity;
+    for (let j = 0; j <= i; j++) {
+      const kr = rot(k32.slice((h * n + j) * D, (h * n + j + 1) * D), j);
+      let dot = 0;
+      for (let d = 0; d < D; d++) dot += qr[d]! * kr[d]! * Math.pow(zeta[d % 16]!, (i - j) / 512);
+      s[j] = dot / Math.sqrt(D);
+      m = Math.max(m, s[j]!);
+    }
+    let sum = 0;
+    const ref = new Float64Array(D);
+    for (let j = 0; j <= i; j++) {
+      const p = Math.exp(s[j]! - m);
+      sum += p;
+      for (let d = 0; d < D; d++) ref[d] += p * v32[(h * n + j) * D + d]!;
+    }
+    for (let d = 0; d < D; d++) ref[d] /= sum;
+    const e = relErr(o.slice((h * n + i) * D, (h * n + i + 1) * D), ref);
+    assert.ok(e < 1e-4, `row ${i} of head ${h}: relative error ${e}`);
+    assert.ok(Math.abs(l[h * n + i]! - (m + Math.log(sum))) < 1e-4, `lse of row ${i}`);
+  }
+});
