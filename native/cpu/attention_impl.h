@@ -209,8 +209,10 @@ struct Attn {
     NQ = a.query_len; NK = a.key_len; D = a.head_dim;
     Dp = (D + NB - 1) / NB * NB;
     R = a.rotary_dim; H2 = R / 2;
-    BQ = 64;
-    BK = 64;
+    // 64 × 64 tiles for short sequences (less causal waste on the diagonal, more tasks); 128 × 128
+    // for long ones (halves the per-pair key preparation: rotary, xPos factors, transposes).
+    // Both multiples of every column block (2W ≤ 32).
+    BQ = BK = (NQ >= 1024 && NK >= 1024 && D <= 128) ? 128 : 64;
     NQT = (NQ + BQ - 1) / BQ;
     NKT = (NK + BK - 1) / BK;
     QPB = a.query_positions ? B : 1;
@@ -462,10 +464,14 @@ struct Attn {
   // ---------------------------------------------------------------- forward
   struct FwdScratch {
     Buf buf;
-    C *Qh, *Kt, *S, *O, *Vb, *row, *xk, *m, *l;
-    int32_t *kp, *kg;
+    C *Qr, *QT, *Kr, *ST, *O, *Vb, *xk, *m, *l, *alpha, *mt, *lsum, *pq;
+    int32_t *qg;
   };
 
+  // Forward, per (batch, head, query tile), with the scores transposed: Sᵀ = K'·Q̂ᵀ is keys × queries,
+  // so the online-softmax statistics of the tile's queries are vectors across the columns (no
+  // horizontal reductions), Q̂ᵀ is built once per task, the keys need no transposition (without a
+  // transform they are read in place), and O += P·V reads Pᵀ as the transposed left operand.
   void forward(const T* q, const T* k, const T* v, T* out, char* lse) {
     const int64_t ntasks = B * H * NQT;
     const bool direct_v = sizeof(T) == sizeof(C) && D % NB == 0;
@@ -473,21 +479,25 @@ struct Attn {
     {
       FtzScope ftz;
       FwdScratch w;
-      const size_t n = size_t(BQ * Dp + Dp * BK + BQ * BK + BQ * Dp + BK * Dp + Dp + (H2 + W) + 2 * BQ);
-      w.buf.reset(sizeof(C) * n + sizeof(int32_t) * size_t(2 * BK) + 64 * 12);
+      const size_t qt = size_t(BQ * Dp), kt = size_t(BK * Dp), row = size_t(BQ);
+      const size_t n = qt * 3 + kt * 2 + size_t(BK * BQ) + size_t(BK * (H2 + W)) + row * 7;
+      w.buf.reset(sizeof(C) * n + sizeof(int32_t) * row + 64 * 20);
       char* p = static_cast<char*>(w.buf.get());
-      auto take = [&](size_t bytes) { char* r = p; p += (bytes + 63) / 64 * 64; return r; };
-      w.Qh = reinterpret_cast<C*>(take(sizeof(C) * BQ * Dp));
-      w.Kt = reinterpret_cast<C*>(take(sizeof(C) * Dp * BK));
-      w.S = reinterpret_cast<C*>(take(sizeof(C) * BQ * BK));
-      w.O = reinterpret_cast<C*>(take(sizeof(C) * BQ * Dp));
-      w.Vb = reinterpret_cast<C*>(take(sizeof(C) * BK * Dp));
-      w.row = reinterpret_cast<C*>(take(sizeof(C) * Dp));
-      w.xk = reinterpret_cast<C*>(take(sizeof(C) * (H2 + W)));
-      w.m = reinterpret_cast<C*>(take(sizeof(C) * BQ));
-      w.l = reinterpret_cast<C*>(take(sizeof(C) * BQ));
-      w.kp = reinterpret_cast<int32_t*>(take(sizeof(int32_t) * BK));
-      w.kg = reinterpret_cast<int32_t*>(take(sizeof(int32_t) * BK));
+      auto take = [&](size_t elems) { char* r = p; p += (elems * sizeof(C) + 63) / 64 * 64; return reinterpret_cast<C*>(r); };
+      w.Qr = take(qt);
+      w.QT = take(qt);
+      w.O = take(qt);
+      w.Kr = take(kt);
+      w.Vb = take(kt);
+      w.ST = take(size_t(BK * BQ));
+      w.xk = take(size_t(BK * (H2 + W)));
+      w.m = take(row);
+      w.l = take(row);
+      w.alpha = take(row);
+      w.mt = take(row);
+      w.lsum = take(row);
+      w.pq = take(row);
+      w.qg = reinterpret_cast<int32_t*>(p);
 #pragma omp for schedule(dynamic, 1)
       for (int64_t task = 0; task < ntasks; task++) {
         const int64_t t = NQT - 1 - task / (B * H);  // late query tiles see the most keys: first
@@ -501,29 +511,49 @@ struct Attn {
                 bool direct_v, FwdScratch& w) const {
     const int64_t g = h % KVH;  // x-transformers grouping: head h reads KV head h mod kvHeads
     const C slope = slopes[h];
+    const int64_t ti0 = t * BQ, nqt = imin(BQ, NQ - ti0);
+    const int64_t off = a.query_offset;
+    // Q̂ᵀ (D × BQ; padding columns zero), query positions/segments, softmax state.
+    prep_q(q, b, h, ti0, nqt, w.Qr);
+    for (int64_t d = 0; d < D; d++) {
+      C* dst = w.QT + d * BQ;
+      for (int64_t c = 0; c < nqt; c++) dst[c] = w.Qr[c * Dp + d];
+      for (int64_t c = nqt; c < BQ; c++) dst[c] = 0;
+    }
+    for (int64_t c = 0; c < BQ; c++) {
+      w.pq[c] = c < nqt ? C(qpos(b, ti0 + c)) : C(0);
+      w.qg[c] = c < nqt ? qseg(b, ti0 + c) : 0;
+      w.m[c] = kNegInf;
+      w.l[c] = 0;
+    }
+    for (int64_t x = 0; x < nqt * Dp; x++) w.O[x] = 0;
+    const bool transform = ks || H2 > 0 || sizeof(T) != sizeof(C);
+    const bool masked_any = causal || seg;
     for (int64_t si = suboff[b * NQT + t]; si < suboff[b * NQT + t + 1]; si++) {
       const Sub& sub = subs[si];
-      const int64_t i0 = sub.i0, mq = sub.i1 - sub.i0;
-      prep_q(q, b, h, i0, mq, w.Qh);
-      for (int64_t x = 0; x < mq * Dp; x++) w.O[x] = 0;
-      for (int64_t r = 0; r < mq; r++) { w.m[r] = kNegInf; w.l[r] = 0; }
+      const int64_t c0 = sub.i0 - ti0, c1 = sub.i1 - ti0;
+      const bool whole = c0 == 0 && c1 == BQ;  // the sub-tile spans every column of the tile
       for (int64_t kt = 0; kt < NKT; kt++) {
         const int64_t j0 = kt * BK, nkv = imin(BK, NK - j0);
         const int kind = classify(sub, ktiles[b * NKT + kt], j0, nkv);
         if (kind == 0) continue;
-        key_tile_info(b, j0, nkv, w.kp, w.kg);
-        // Kᵀ tile (D × BK) with keyScale, rotary and xPos applied; padding columns zero.
-        for (int64_t j = 0; j < nkv; j++) {
-          key_row(k, b, g, h, j0 + j, w.row);
-          if (xpos) {
-            xk_row(sub.p0, w.kp[j], w.xk);
-            for (int64_t c = 0; c < H2; c++) { w.row[c] *= w.xk[c]; w.row[c + H2] *= w.xk[c]; }
+        // K' rows: keyScale, rotary, xPos; read in place when there is nothing to apply.
+        const C* Kp;
+        int64_t ldk;
+        if (transform || xpos) {
+          for (int64_t j = 0; j < nkv; j++) {
+            C* rowp = w.Kr + j * Dp;
+            key_row(k, b, g, h, j0 + j, rowp);
+            if (xpos) {
+              xk_row(sub.p0, kpos(b, j0 + j), w.xk);
+              for (int64_t c = 0; c < H2; c++) { rowp[c] *= w.xk[c]; rowp[c + H2] *= w.xk[c]; }
+            }
           }
-          for (int64_t d = 0; d < D; d++) w.Kt[d * BK + j] = w.row[d];
-        }
-        if (nkv < BK) {
-          for (int64_t d = 0; d < D; d++)
-            for (int64_t j = nkv; j < BK; j++) w.Kt[d * BK + j] = 0;
+          Kp = w.Kr;
+          ldk = Dp;
+        } else {
+          Kp = reinterpret_cast<const C*>(k + ((b * KVH + g) * NK + j0) * D);
+          ldk = D;
         }
         const C* vs;
         int64_t ldv;
@@ -539,47 +569,76 @@ struct Attn {
           vs = w.Vb;
           ldv = Dp;
         }
-        gemm_tile<C>(mq, BK, D, w.Qh, Dp, 1, w.Kt, BK, w.S, BK, false);
-        for (int64_t r = 0; r < mq; r++) {
-          C* s = w.S + r * BK;
-          finish_scores(s, nkv, kind, slope, qpos(b, i0 + r), qseg(b, i0 + r), w.kp, w.kg,
-                        i0 + r + a.query_offset - j0 + 1);
-          V vm = vset(kNegInf);
-          for (int64_t j = 0; j < BK; j += W) { const V x = vload(s + j); vm = x > vm ? x : vm; }
-          const C mt = hmax<C>(vm);
-          const C mold = w.m[r];
-          const C mnew = mt > mold ? mt : mold;
-          if (mnew == kNegInf) {  // nothing visible yet: P = 0, state unchanged
-            for (int64_t j = 0; j < BK; j++) s[j] = 0;
-            continue;
+        gemm_tile<C>(nkv, BQ, D, Kp, ldk, 1, w.QT, BQ, w.ST, BQ, false);  // Sᵀ = K' Q̂ᵀ
+        // Bias and masks, row by row (a row is one key against the tile's queries).
+        const bool mask = kind == 1 || !whole || nqt < BQ;
+        for (int64_t j = 0; j < nkv; j++) {
+          C* s = w.ST + j * BQ;
+          if (slope != 0) {
+            const V pk = vset(C(kpos(b, j0 + j))), sl = vset(slope);
+            for (int64_t c = 0; c < BQ; c += W) {
+              const V dd = vload(w.pq + c) - pk;
+              vstore(s + c, vload(s + c) - sl * (dd < vset(C(0)) ? -dd : dd));
+            }
           }
-          const V mv = vset(mnew);
-          V acc = V{};
-          for (int64_t j = 0; j < BK; j += W) {
-            const V p = vexp(vload(s + j) - mv);
-            vstore(s + j, p);
-            acc += p;
-          }
-          const C alpha = mold == kNegInf ? C(0) : sexp(mold - mnew);
-          w.l[r] = w.l[r] * alpha + hsum<C>(acc);
-          w.m[r] = mnew;
-          if (alpha != C(1)) {
-            C* o = w.O + r * Dp;
-            const V av = vset(alpha);
-            for (int64_t d = 0; d < Dp; d += W) vstore(o + d, vload(o + d) * av);
+          if (mask) {
+            // Visible columns: [max(c0, first causal column), min(c1, nqt)), same segment.
+            int64_t lo = c0, hi = imin(c1, nqt);
+            if (masked_any && causal) lo = imax(lo, j0 + j - off - ti0);
+            for (int64_t c = 0; c < imin(lo, BQ); c++) s[c] = kNegInf;
+            for (int64_t c = imax(hi, int64_t(0)); c < BQ; c++) s[c] = kNegInf;
+            if (seg && kind == 1) {
+              const int32_t kg = kseg(b, j0 + j);
+              for (int64_t c = 0; c < BQ; c++) s[c] = w.qg[c] != kg ? kNegInf : s[c];
+            }
           }
         }
-        gemm_tile<C>(mq, Dp, nkv, w.S, BK, 1, vs, ldv, w.O, Dp, true);
+        // Column maxima, rescale factors, P = exp(S − m), column sums.
+        for (int64_t c = 0; c < BQ; c += W) { vstore(w.mt + c, vset(kNegInf)); vstore(w.lsum + c, V{}); }
+        for (int64_t j = 0; j < nkv; j++) {
+          const C* s = w.ST + j * BQ;
+          for (int64_t c = 0; c < BQ; c += W) {
+            const V x = vload(s + c), mo = vload(w.mt + c);
+            vstore(w.mt + c, x > mo ? x : mo);
+          }
+        }
+        for (int64_t c = 0; c < BQ; c += W) {
+          const V mo = vload(w.m + c), mt = vload(w.mt + c);
+          const V mn = mt > mo ? mt : mo;
+          const V ms = mn == vset(kNegInf) ? vset(C(0)) : mn;  // nothing visible yet: P = 0, α = 0
+          vstore(w.alpha + c, vexp(mo - ms));
+          vstore(w.m + c, mn);
+          vstore(w.mt + c, ms);
+        }
+        for (int64_t j = 0; j < nkv; j++) {
+          C* s = w.ST + j * BQ;
+          for (int64_t c = 0; c < BQ; c += W) {
+            const V p = vexp(vload(s + c) - vload(w.mt + c));
+            vstore(s + c, p);
+            vstore(w.lsum + c, vload(w.lsum + c) + p);
+          }
+        }
+        for (int64_t c = 0; c < BQ; c += W) vstore(w.l + c, vload(w.l + c) * vload(w.alpha + c) + vload(w.lsum + c));
+        const int64_t r0 = c0, r1 = imin(c1, nqt);
+        for (int64_t r = r0; r < r1; r++) {
+          const C al = w.alpha[r];
+          if (al == C(1)) continue;
+          C* o = w.O + r * Dp;
+          const V av = vset(al);
+          for (int64_t d = 0; d < Dp; d += W) vstore(o + d, vload(o + d) * av);
+        }
+        // O[r0:r1] += P V, P read from Sᵀ as a transposed operand.
+        if (r1 > r0) gemm_tile<C>(r1 - r0, Dp, nkv, w.ST + r0, 1, BQ, vs, ldv, w.O + r0 * Dp, Dp, true);
       }
-      for (int64_t r = 0; r < mq; r++) {
-        const int64_t i = i0 + r;
-        const C l = w.l[r];
-        const C inv = l > 0 ? C(1) / l : C(0);
-        T* o = out + ((b * H + h) * NQ + i) * D;
-        for (int64_t d = 0; d < D; d++) st(o, w.O[r * Dp + d] * inv), o++;
-        const double lv = l > 0 ? double(w.m[r]) + ::log(double(l)) : -__builtin_inf();
-        store_any(a.lse_dtype, lse, (b * H + h) * NQ + i, lv);
-      }
+    }
+    for (int64_t r = 0; r < nqt; r++) {
+      const int64_t i = ti0 + r;
+      const C l = w.l[r];
+      const C inv = l > 0 ? C(1) / l : C(0);
+      T* o = out + ((b * H + h) * NQ + i) * D;
+      for (int64_t d = 0; d < D; d++) st(o + d, w.O[r * Dp + d] * inv);
+      const double lv = l > 0 ? double(w.m[r]) + ::log(double(l)) : -__builtin_inf();
+      store_any(a.lse_dtype, lse, (b * H + h) * NQ + i, lv);
     }
   }
 
