@@ -43,8 +43,14 @@ template <typename C> inline void vstore(C* p, typename Vec<C>::V v) {
   *reinterpret_cast<typename Vec<C>::VU*>(p) = v;
 }
 template <typename C> inline typename Vec<C>::V vset(C s) {
+#if defined(__clang__)
+  typename Vec<C>::V v;
+  for (int i = 0; i < Vec<C>::W; i++) v[i] = s;
+  return v;
+#else
   const typename Vec<C>::V v = {s};
   return __builtin_shuffle(v, typename Vec<C>::I{});  // one broadcast instruction
+#endif
 }
 template <typename C> inline C hsum(typename Vec<C>::V v) {
   C s = 0;
@@ -682,7 +688,8 @@ struct Attn {
     // Per-thread dQ accumulators cover `gp` (batch, KV head) groups × query rows [qa, qa + qc).
     // Capped at kAccBytes in all: above it the work runs in several passes (no extra arithmetic).
     const int64_t ngroups = B * KVH;
-    const double kAccBytes = 256.0 * 1024 * 1024;
+    double kAccBytes = 256.0 * 1024 * 1024;
+    if (const char* e = ::getenv("ANDROMEDA_ATTN_ACC_BYTES")) kAccBytes = ::atof(e);  // tests: force passes
     const double per_group = double(threads) * double(G * NQ * Dp) * sizeof(C);
     int64_t gp = 1, qc = NQ;
     if (per_group <= kAccBytes) {

@@ -329,6 +329,8 @@ const CASES: Case[] = [
   { name: 'custom positions non-causal', B: 1, H: 4, KVH: 2, NQ: 33, NK: 33, D: 32, positions: 'custom', rotary: 32, alibi: true },
   { name: 'custom positions causal offset', B: 2, H: 4, KVH: 4, NQ: 7, NK: 33, D: 64, causal: true, positions: 'custom', rotary: 16, xpos: 256, alibi: true, keyScale: true },
   { name: 'fully masked rows', B: 1, H: 4, KVH: 1, NQ: 33, NK: 33, D: 32, segments: true, allMaskedRows: true, rotary: 32, xpos: 512 },
+  { name: 'odd head dim 40, rotary 20, GQA', B: 2, H: 4, KVH: 2, NQ: 33, NK: 100, D: 40, causal: true, rotary: 20, xpos: 512, alibi: true },
+  { name: 'head dim 128 MQA keyScale', B: 1, H: 4, KVH: 1, NQ: 33, NK: 33, D: 128, causal: true, rotary: 64, xpos: 512, keyScale: true },
   { name: 'position gap of 250k inside a tile (xPos sub-tiles)', B: 1, H: 4, KVH: 1, NQ: 100, NK: 100, D: 32, causal: true, positions: 'jump', rotary: 16, xpos: 512 },
 ];
 
@@ -354,6 +356,22 @@ test('every instruction-set path of the kernel agrees with the reference', (t) =
   } finally {
     if (saved === undefined) delete process.env.ANDROMEDA_CPU_ISA;
     else process.env.ANDROMEDA_CPU_ISA = saved;
+  }
+});
+
+test('backward split into passes (small dQ accumulator budget) gives the same gradients', () => {
+  const saved = process.env.ANDROMEDA_ATTN_ACC_BYTES;
+  const c: Case = { name: 'passes', B: 3, H: 4, KVH: 2, NQ: 200, NK: 200, D: 32, causal: true, rotary: 32, xpos: 512, alibi: true, segments: true, positions: 'reset' };
+  try {
+    // 200 kB: several (batch, KV head) groups per pass; 2 kB: one group and one 64-row query chunk per pass.
+    for (const budget of ['200000', '2000']) {
+      process.env.ANDROMEDA_ATTN_ACC_BYTES = budget;
+      check(c, 'float64', 1e-10);
+      check(c, 'float32', 1e-5);
+    }
+  } finally {
+    if (saved === undefined) delete process.env.ANDROMEDA_ATTN_ACC_BYTES;
+    else process.env.ANDROMEDA_ATTN_ACC_BYTES = saved;
   }
 });
 
