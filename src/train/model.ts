@@ -1,0 +1,60 @@
+/**
+ * What the trainer and the generator need from a language model, as a small interface. The
+ * Andromeda model (src/model) is adapted to it in ./andromeda-adapter.ts; tests use toy models.
+ * Keeping the training loop behind this interface keeps it engine- and architecture-agnostic.
+ */
+import type { Tensor } from '../tensor/tensor.js';
+import type { DType } from '../tensor/dtype.js';
+
+export interface ForwardOptions {
+  /** int32 [batch, seqLen]: attention stays within one id (documents packed in a row). */
+  segmentIds?: Tensor;
+  /** int32 [batch, seqLen]: position of each token within its document. */
+  positions?: Tensor;
+  /** Dtype of the activations (bfloat16 on engines that support it; weights stay float32 masters). */
+  computeDType?: DType;
+}
+
+/** A decoder-only language model: tokens → next-token logits. */
+export interface LanguageModel {
+  readonly vocabSize: number;
+  /** [path, tensor] of every trainable parameter, in a fixed order. */
+  namedParameters(): [string, Tensor][];
+  /** Live parameter and buffer tensors by name (for saving). */
+  stateDict(): Map<string, Tensor>;
+  /** Copies values into the model (names and shapes must match). */
+  loadStateDict(state: ReadonlyMap<string, Tensor>): void;
+  /** int32 tokens [batch, seqLen] → float logits [batch, seqLen, vocab]. */
+  forward(tokens: Tensor, options?: ForwardOptions): Tensor;
+  train(mode?: boolean): unknown;
+  eval(): unknown;
+  dispose(): void;
+}
+
+/** Incremental decoding state: keys and values of the tokens seen so far. */
+export interface DecodingSession {
+  /** Tokens already in the cache. */
+  readonly length: number;
+  /**
+   * Feeds `tokens` (int32 [1, n]) after those already cached and returns the logits of the last
+   * one as a host array [vocab].
+   */
+  step(tokens: Int32Array): Float32Array;
+  dispose(): void;
+}
+
+/** A model as a checkpoint describes it: a JSON config and a way to build and run it. */
+export interface ModelFamily<Config = Record<string, unknown>> {
+  /** Preset names this family can build, in increasing size. */
+  presets(): string[];
+  /** The config of a preset, with the vocabulary size set (and optional overrides). */
+  presetConfig(preset: string, vocabSize: number, overrides?: Record<string, unknown>): Config;
+  /** A freshly initialised model (weights drawn from `seed`). */
+  create(config: Config, options: { seed: number; device: string }): LanguageModel;
+  /** Number of parameters of a config, without building it. */
+  parameterCount?(config: Config): number;
+  /** Decoding with a KV cache; null when the model cannot cache (then decoding recomputes). */
+  createDecodingSession?(model: LanguageModel, maxLength: number): DecodingSession | null;
+  /** Whether the model can run its activations in `dtype` on `device`. */
+  supportsComputeDType?(dtype: DType, device: string): boolean;
+}
