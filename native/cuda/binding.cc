@@ -1,0 +1,199 @@
+// N-API surface of the CUDA engine: device setup, memory, and one function per kernel, with the
+// same argument order as the CPU engine's binding. Buffers are device addresses passed as doubles
+// (they fit in 53 bits). Every C++ exception becomes a JavaScript error; nothing aborts the process.
+#include <napi.h>
+
+#include <stdexcept>
+#include <vector>
+
+#include "engine.h"
+
+namespace cu = andromeda::cuda;
+
+namespace {
+
+char* ptr_of(const Napi::Value& v) { return reinterpret_cast<char*>(uintptr_t(v.As<Napi::Number>().DoubleValue())); }
+int64_t i64(const Napi::Value& v) { return int64_t(v.As<Napi::Number>().DoubleValue()); }
+int i32(const Napi::Value& v) { return v.As<Napi::Number>().Int32Value(); }
+double f64(const Napi::Value& v) { return v.As<Napi::Number>().DoubleValue(); }
+bool flag(const Napi::Value& v) { return v.As<Napi::Boolean>().Value(); }
+// A null buffer is passed as null.
+char* opt_ptr(const Napi::Value& v) { return v.IsNumber() ? ptr_of(v) : nullptr; }
+const int32_t* ids_of(const Napi::Value& v) { return reinterpret_cast<const int32_t*>(ptr_of(v)); }
+
+std::vector<int64_t> int_array(const Napi::Value& v) {
+  Napi::Array arr = v.As<Napi::Array>();
+  std::vector<int64_t> out(arr.Length());
+  for (uint32_t i = 0; i < arr.Length(); i++) out[i] = int64_t(arr.Get(i).As<Napi::Number>().DoubleValue());
+  return out;
+}
+
+template <typename Fn>
+Napi::Value guarded(const Napi::CallbackInfo& info, Fn fn) {
+  try {
+    return fn();
+  } catch (const std::range_error& e) {
+    Napi::RangeError::New(info.Env(), std::string("cuda engine: ") + e.what()).ThrowAsJavaScriptException();
+  } catch (const std::exception& e) {
+    Napi::Error::New(info.Env(), std::string("cuda engine: ") + e.what()).ThrowAsJavaScriptException();
+  }
+  return info.Env().Undefined();
+}
+
+#define VOID_KERNEL(name, ...)                                  \
+  Napi::Value name(const Napi::CallbackInfo& info) {            \
+    return guarded(info, [&] {                                  \
+      __VA_ARGS__;                                              \
+      return info.Env().Undefined();                            \
+    });                                                         \
+  }
+
+Napi::Value DeviceCount(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] { return Napi::Number::New(info.Env(), cu::device_count()); });
+}
+
+Napi::Value Init(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {
+    cu::init(i32(info[0]));
+    return Napi::String::New(info.Env(), cu::device_description());
+  });
+}
+
+Napi::Value GemmLibrary(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] { return Napi::String::New(info.Env(), cu::gemm_library()); });
+}
+
+Napi::Value Alloc(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] { return Napi::Number::New(info.Env(), double(uintptr_t(cu::alloc(size_t(i64(info[0])))))); });
+}
+
+VOID_KERNEL(Free, cu::free(ptr_of(info[0])))
+VOID_KERNEL(Synchronize, cu::synchronize())
+VOID_KERNEL(ResetPeak, cu::reset_peak())
+VOID_KERNEL(EmptyCache, cu::empty_cache())
+VOID_KERNEL(SetMemoryLimit, cu::set_memory_limit(size_t(i64(info[0]))))
+
+Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {
+    const cu::MemoryStats s = cu::memory_stats();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("allocated", double(s.allocated));
+    o.Set("peakAllocated", double(s.peak));
+    o.Set("reserved", double(s.reserved));
+    o.Set("liveBlocks", double(s.live_blocks));
+    o.Set("cachedBlocks", double(s.cached_blocks));
+    o.Set("deviceFree", double(s.device_free));
+    o.Set("deviceTotal", double(s.device_total));
+    return o;
+  });
+}
+
+// upload(dst, byteOffset, typedArray)
+VOID_KERNEL(Upload, {
+  Napi::TypedArray arr = info[2].As<Napi::TypedArray>();
+  const uint8_t* src = static_cast<const uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+  cu::upload(ptr_of(info[0]) + i64(info[1]), src, arr.ByteLength());
+})
+
+// download(src, byteOffset, bytes) -> ArrayBuffer
+Napi::Value Download(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {
+    const size_t bytes = size_t(i64(info[2]));
+    Napi::ArrayBuffer out = Napi::ArrayBuffer::New(info.Env(), bytes);
+    cu::download(out.Data(), ptr_of(info[0]) + i64(info[1]), bytes);
+    return out;
+  });
+}
+
+// (srcDtype, src, srcStrides, dstDtype, dst, dstStrides, shape)
+VOID_KERNEL(Copy, {
+  auto ss = int_array(info[2]), ds = int_array(info[5]), shape = int_array(info[6]);
+  cu::copy_strided(i32(info[0]), ptr_of(info[1]), ss.data(), i32(info[3]), ptr_of(info[4]), ds.data(), shape.data(), int(shape.size()));
+})
+// (dtype, dst, count, value)
+VOID_KERNEL(Fill, cu::fill(i32(info[0]), ptr_of(info[1]), i64(info[2]), f64(info[3])))
+// (op, dtype, x, out, count, scalar)
+VOID_KERNEL(Unary, cu::unary(i32(info[0]), i32(info[1]), ptr_of(info[2]), ptr_of(info[3]), i64(info[4]), f64(info[5])))
+// (op, dtype, x, gy, gx, count)
+VOID_KERNEL(UnaryGrad, cu::unary_grad(i32(info[0]), i32(info[1]), ptr_of(info[2]), ptr_of(info[3]), ptr_of(info[4]), i64(info[5])))
+// (op, dtype, a, aStrides, b, bStrides, out, shape)
+VOID_KERNEL(Binary, {
+  auto sa = int_array(info[3]), sb = int_array(info[5]), shape = int_array(info[7]);
+  cu::binary(i32(info[0]), i32(info[1]), ptr_of(info[2]), sa.data(), ptr_of(info[4]), sb.data(), ptr_of(info[6]), shape.data(), int(shape.size()));
+})
+// (op, dtype, x, out, outer, size, inner)
+VOID_KERNEL(Reduce, cu::reduce(i32(info[0]), i32(info[1]), ptr_of(info[2]), ptr_of(info[3]), i64(info[4]), i64(info[5]), i64(info[6])))
+
+// (dtype, transA, transB, m, n, k, alpha, a, lda, strideA, b, ldb, strideB, beta, c, ldc, strideC, batch)
+VOID_KERNEL(Gemm, {
+  cu::GemmArgs g;
+  g.dtype = i32(info[0]);
+  g.trans_a = flag(info[1]);
+  g.trans_b = flag(info[2]);
+  g.m = i64(info[3]); g.n = i64(info[4]); g.k = i64(info[5]);
+  g.alpha = f64(info[6]);
+  g.a = ptr_of(info[7]); g.lda = i64(info[8]); g.stride_a = i64(info[9]);
+  g.b = ptr_of(info[10]); g.ldb = i64(info[11]); g.stride_b = i64(info[12]);
+  g.beta = f64(info[13]);
+  g.c = ptr_of(info[14]); g.ldc = i64(info[15]); g.stride_c = i64(info[16]);
+  g.batch = i64(info[17]);
+  cu::gemm(g);
+})
+
+// (dtype, x, out, rows, cols, log)
+VOID_KERNEL(Softmax, cu::softmax(i32(info[0]), ptr_of(info[1]), ptr_of(info[2]), i64(info[3]), i64(info[4]), flag(info[5])))
+// (dtype, y, gy, gx, rows, cols, log)
+VOID_KERNEL(SoftmaxGrad, cu::softmax_grad(i32(info[0]), ptr_of(info[1]), ptr_of(info[2]), ptr_of(info[3]), i64(info[4]), i64(info[5]), flag(info[6])))
+// (rms, dtype, x, weight|null, bias|null, out, stats, rows, cols, eps)
+VOID_KERNEL(Norm, cu::norm(flag(info[0]), i32(info[1]), ptr_of(info[2]), opt_ptr(info[3]), opt_ptr(info[4]), ptr_of(info[5]),
+                           ptr_of(info[6]), i64(info[7]), i64(info[8]), f64(info[9])))
+// (rms, dtype, x, weight|null, stats, gy, gx, gw|null, gb|null, rows, cols)
+VOID_KERNEL(NormGrad, cu::norm_grad(flag(info[0]), i32(info[1]), ptr_of(info[2]), opt_ptr(info[3]), ptr_of(info[4]), ptr_of(info[5]),
+                                    ptr_of(info[6]), opt_ptr(info[7]), opt_ptr(info[8]), i64(info[9]), i64(info[10])))
+// (dtype, logits, targets, losses, lse, rows, vocab, ignore)
+VOID_KERNEL(CrossEntropy, cu::cross_entropy(i32(info[0]), ptr_of(info[1]), ids_of(info[2]), ptr_of(info[3]), ptr_of(info[4]),
+                                            i64(info[5]), i64(info[6]), i64(info[7])))
+// (dtype, logits, targets, lse, gradLoss, gradLogits, rows, vocab, ignore)
+VOID_KERNEL(CrossEntropyGrad, cu::cross_entropy_grad(i32(info[0]), ptr_of(info[1]), ids_of(info[2]), ptr_of(info[3]), ptr_of(info[4]),
+                                                     ptr_of(info[5]), i64(info[6]), i64(info[7]), i64(info[8])))
+
+// (dtype, table, ids, out, count, dim, vocab) -> first bad position or -1
+Napi::Value Embedding(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {
+    const int64_t bad = cu::embedding(i32(info[0]), ptr_of(info[1]), ids_of(info[2]), ptr_of(info[3]), i64(info[4]), i64(info[5]), i64(info[6]));
+    return Napi::Number::New(info.Env(), double(bad));
+  });
+}
+// (dtype, ids, gy, gtable, count, dim)
+VOID_KERNEL(EmbeddingGrad, cu::embedding_grad(i32(info[0]), ids_of(info[1]), ptr_of(info[2]), ptr_of(info[3]), i64(info[4]), i64(info[5])))
+// (dtype, x, out, count, p, seed)
+VOID_KERNEL(Dropout, cu::dropout(i32(info[0]), ptr_of(info[1]), ptr_of(info[2]), i64(info[3]), f64(info[4]), uint64_t(f64(info[5]))))
+// (param, gradDtype, grad, m, v, count, lr, beta1, beta2, eps, weightDecay, bc1, bc2, gradScale)
+VOID_KERNEL(AdamW, {
+  cu::AdamWArgs a{f64(info[6]), f64(info[7]), f64(info[8]), f64(info[9]), f64(info[10]), f64(info[11]), f64(info[12]), f64(info[13])};
+  cu::adamw(reinterpret_cast<float*>(ptr_of(info[0])), i32(info[1]), ptr_of(info[2]), reinterpret_cast<float*>(ptr_of(info[3])),
+            reinterpret_cast<float*>(ptr_of(info[4])), i64(info[5]), a);
+})
+// (dtype, x, count) -> number
+Napi::Value SumOfSquares(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] { return Napi::Number::New(info.Env(), cu::sum_of_squares(i32(info[0]), ptr_of(info[1]), i64(info[2]))); });
+}
+
+Napi::Object Register(Napi::Env env, Napi::Object exports) {
+  const std::pair<const char*, Napi::Value (*)(const Napi::CallbackInfo&)> functions[] = {
+      {"deviceCount", DeviceCount}, {"init", Init}, {"gemmLibrary", GemmLibrary},
+      {"alloc", Alloc}, {"free", Free}, {"synchronize", Synchronize}, {"memoryStats", MemoryStats},
+      {"resetPeakMemory", ResetPeak}, {"emptyCache", EmptyCache}, {"setMemoryLimit", SetMemoryLimit},
+      {"upload", Upload}, {"download", Download}, {"copy", Copy}, {"fill", Fill}, {"unary", Unary},
+      {"unaryGrad", UnaryGrad}, {"binary", Binary}, {"reduce", Reduce}, {"gemm", Gemm}, {"softmax", Softmax},
+      {"softmaxGrad", SoftmaxGrad}, {"norm", Norm}, {"normGrad", NormGrad}, {"crossEntropy", CrossEntropy},
+      {"crossEntropyGrad", CrossEntropyGrad}, {"embedding", Embedding}, {"embeddingGrad", EmbeddingGrad},
+      {"dropout", Dropout}, {"adamw", AdamW}, {"sumOfSquares", SumOfSquares},
+  };
+  for (const auto& [name, fn] : functions) exports.Set(name, Napi::Function::New(env, fn, name));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(andromeda_cuda, Register)

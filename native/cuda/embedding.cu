@@ -1,0 +1,96 @@
+// Embedding lookup and its gradient. The backward pass is deterministic: ids are sorted (stable
+// radix sort, positions as values), then each run of equal ids sums its gradient rows in order in
+// float and adds the sum to its table row once, so no atomics touch the table.
+#include <climits>
+#include <cub/device/device_radix_sort.cuh>
+
+#include "common.cuh"
+
+namespace andromeda::cuda {
+namespace {
+
+__global__ void find_first_bad_id(const int32_t* ids, int64_t count, int64_t vocab, int* first_bad) {
+  ANDROMEDA_GRID_STRIDE(i, count) {
+    if (ids[i] < 0 || ids[i] >= vocab) atomicMin(first_bad, int(i));
+  }
+}
+
+template <typename T>
+__global__ void gather_rows(const T* table, const int32_t* ids, T* out, int64_t count, int64_t dim, int64_t vocab) {
+  ANDROMEDA_GRID_STRIDE(e, count * dim) {
+    const int64_t i = e / dim, j = e - i * dim;
+    const int32_t id = ids[i];
+    out[e] = id >= 0 && id < vocab ? table[int64_t(id) * dim + j] : T(0);
+  }
+}
+
+__global__ void iota(int32_t* out, int64_t count) {
+  ANDROMEDA_GRID_STRIDE(i, count) out[i] = int32_t(i);
+}
+
+// One block per sorted position; the block at the start of a run of equal ids reduces the run.
+template <typename T>
+__global__ void accumulate_runs(const int32_t* sorted_ids, const int32_t* positions, const T* grad_out, T* grad_table,
+                                int64_t count, int64_t dim) {
+  using C = compute_t<T>;
+  const int64_t p = blockIdx.x;
+  const int32_t id = sorted_ids[p];
+  if (p > 0 && sorted_ids[p - 1] == id) return;
+  int64_t end = p + 1;
+  while (end < count && sorted_ids[end] == id) end++;
+  T* row = grad_table + int64_t(id) * dim;
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+    C acc = C(load(row + j));
+    for (int64_t q = p; q < end; q++) acc += C(load(grad_out + int64_t(positions[q]) * dim + j));
+    store(row + j, acc);
+  }
+}
+
+}  // namespace
+
+int64_t embedding(int dtype, const char* table, const int32_t* ids, char* out, int64_t count, int64_t dim, int64_t vocab) {
+  if (count == 0) return -1;
+  if (count > INT_MAX) throw std::invalid_argument("embedding: more than 2^31 ids");
+  Scratch flag(sizeof(int));
+  const int sentinel = INT_MAX;
+  check(cudaMemcpyAsync(flag.as<int>(), &sentinel, sizeof(int), cudaMemcpyHostToDevice, stream()), "embedding (flag)");
+  find_first_bad_id<<<grid_for(count), kThreads, 0, stream()>>>(ids, count, vocab, flag.as<int>());
+  check_launch("embedding");
+  if (dim > 0) {
+    ANDROMEDA_CUDA_DISPATCH_ALL(dtype, {
+      gather_rows<T><<<grid_for(count * dim), kThreads, 0, stream()>>>(reinterpret_cast<const T*>(table), ids,
+                                                                       reinterpret_cast<T*>(out), count, dim, vocab);
+    });
+    check_launch("embedding");
+  }
+  int first_bad = sentinel;
+  download(&first_bad, reinterpret_cast<const char*>(flag.as<int>()), sizeof(int));
+  return first_bad == sentinel ? -1 : int64_t(first_bad);
+}
+
+void embedding_grad(int dtype, const int32_t* ids, const char* grad_out, char* grad_table, int64_t count, int64_t dim) {
+  if (count == 0 || dim == 0) return;
+  if (count > INT_MAX) throw std::invalid_argument("embedding_grad: more than 2^31 ids");
+  const int n = int(count);
+  size_t sort_bytes = 0;
+  check(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, ids, (int32_t*)nullptr, (const int32_t*)nullptr,
+                                        (int32_t*)nullptr, n, 0, 32, stream()),
+        "embedding_grad (sort size)");
+  Scratch buffers(size_t(3) * n * sizeof(int32_t) + sort_bytes + 256);
+  int32_t* positions = buffers.as<int32_t>();
+  int32_t* sorted_ids = positions + n;
+  int32_t* sorted_positions = sorted_ids + n;
+  void* sort_temp = reinterpret_cast<char*>(sorted_positions + n) + (256 - (size_t(3) * n * sizeof(int32_t)) % 256) % 256;
+  iota<<<grid_for(count), kThreads, 0, stream()>>>(positions, count);
+  check_launch("embedding_grad");
+  check(cub::DeviceRadixSort::SortPairs(sort_temp, sort_bytes, ids, sorted_ids, positions, sorted_positions, n, 0, 32,
+                                        stream()),
+        "embedding_grad (sort)");
+  ANDROMEDA_CUDA_DISPATCH_FLOAT(dtype, {
+    accumulate_runs<T><<<unsigned(count), row_threads(dim, 1) > 256 ? 256 : row_threads(dim, 1), 0, stream()>>>(
+        sorted_ids, sorted_positions, reinterpret_cast<const T*>(grad_out), reinterpret_cast<T*>(grad_table), count, dim);
+  });
+  check_launch("embedding_grad");
+}
+
+}  // namespace andromeda::cuda
