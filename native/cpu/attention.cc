@@ -8,6 +8,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>
@@ -19,7 +20,77 @@
 namespace andromeda::cpu {
 namespace attn_common {
 
-// A 64-byte-aligned scratch block (zeroed unless asked not to). Not a template, so that the
+inline size_t round64(size_t bytes) { return ((bytes ? bytes : 1) + 63) / 64 * 64; }
+
+inline void* aligned_or_throw(size_t bytes) {
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) throw std::runtime_error("attention: out of memory for " + std::to_string(bytes) + " bytes of scratch");
+  return p;
+}
+
+// Workspace of the calling thread, kept between calls: the tables and gradient staging buffers of
+// a call are carved from one block that stays mapped, so repeated calls (training steps) do not pay
+// page faults and zeroing for fresh memory. Grows to the largest call's need (released when that
+// exceeds kKeep). Used only between ArenaScope construction and destruction on that thread.
+class Arena {
+ public:
+  static Arena& local() {
+    thread_local Arena arena;
+    return arena;
+  }
+  ~Arena() { std::free(base_); }
+  void begin() {
+    if (depth_++ == 0) used_ = 0;
+  }
+  void end() {
+    if (--depth_ != 0) return;
+    const size_t total = used_ + extra_bytes_;
+    for (void* p : extras_) std::free(p);
+    extras_.clear();
+    extra_bytes_ = 0;
+    if (total > cap_ && total <= kKeep) {
+      std::free(base_);
+      base_ = static_cast<char*>(std::aligned_alloc(64, total));
+      cap_ = base_ ? total : 0;
+    } else if (cap_ > kKeep) {
+      std::free(base_);
+      base_ = nullptr;
+      cap_ = 0;
+    }
+  }
+  // nullptr outside a scope.
+  void* take(size_t bytes) {
+    if (depth_ == 0) return nullptr;
+    bytes = round64(bytes);
+    if (used_ + bytes <= cap_) {
+      void* p = base_ + used_;
+      used_ += bytes;
+      return p;
+    }
+    void* p = aligned_or_throw(bytes);
+    extras_.push_back(p);
+    extra_bytes_ += bytes;
+    return p;
+  }
+
+ private:
+  static constexpr size_t kKeep = size_t(512) << 20;
+  char* base_ = nullptr;
+  size_t cap_ = 0, used_ = 0, extra_bytes_ = 0;
+  int depth_ = 0;
+  std::vector<void*> extras_;
+};
+
+class ArenaScope {
+ public:
+  ArenaScope() { Arena::local().begin(); }
+  ~ArenaScope() { Arena::local().end(); }
+  ArenaScope(const ArenaScope&) = delete;
+  ArenaScope& operator=(const ArenaScope&) = delete;
+};
+
+// A 64-byte-aligned scratch block, zeroed when asked. Outside parallel regions it comes from the
+// calling thread's Arena (when a scope is open), else from the heap. Not a template, so that the
 // per-instruction-set code below instantiates nothing shared.
 class Buf {
  public:
@@ -27,18 +98,22 @@ class Buf {
   explicit Buf(size_t bytes, bool zero = true) { reset(bytes, zero); }
   Buf(const Buf&) = delete;
   Buf& operator=(const Buf&) = delete;
-  ~Buf() { std::free(p_); }
+  ~Buf() {
+    if (owned_) std::free(p_);
+  }
   void reset(size_t bytes, bool zero = true) {
-    std::free(p_);
-    const size_t rounded = ((bytes ? bytes : 1) + 63) / 64 * 64;
-    p_ = std::aligned_alloc(64, rounded);
-    if (!p_) throw std::runtime_error("attention: out of memory for " + std::to_string(bytes) + " bytes of scratch");
+    if (owned_) std::free(p_);
+    const size_t rounded = round64(bytes);
+    p_ = omp_in_parallel() ? nullptr : Arena::local().take(rounded);
+    owned_ = p_ == nullptr;
+    if (owned_) p_ = aligned_or_throw(rounded);
     if (zero) std::memset(p_, 0, rounded);
   }
   void* get() const { return p_; }
 
  private:
   void* p_ = nullptr;
+  bool owned_ = false;
 };
 
 // Flush-to-zero / denormals-are-zero while a kernel thread runs: xPos factors and far-away softmax
@@ -96,6 +171,7 @@ using namespace attn_common;
 #endif
 
 namespace {
+using attn_common::ArenaScope;
 
 enum class AttnIsa { Generic, Avx2, Avx512 };
 
@@ -150,6 +226,7 @@ void validate(const AttentionArgs& a) {
 void attention_forward(const AttentionArgs& args, const char* q, const char* k, const char* v, char* out, char* lse) {
   validate(args);
   if (args.batch == 0 || args.query_len == 0) return;
+  ArenaScope scope;
   switch (pick_isa()) {
 #if defined(__x86_64__)
     case AttnIsa::Avx512: attn_avx512::forward(args, q, k, v, out, lse); break;
@@ -163,6 +240,7 @@ void attention_backward(const AttentionArgs& args, const char* q, const char* k,
                         const char* lse, const char* grad_out, char* grad_q, char* grad_k, char* grad_v,
                         char* grad_key_scale) {
   validate(args);
+  ArenaScope scope;
   switch (pick_isa()) {
 #if defined(__x86_64__)
     case AttnIsa::Avx512:

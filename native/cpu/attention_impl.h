@@ -259,10 +259,10 @@ struct Attn {
         const double zeta = (2.0 * double(i) + 0.4 * double(R)) / (1.4 * double(R));
         lnz[i] = xpos ? C(::log(zeta) / a.xpos_scale_base) : C(0);
       }
-      qcos_b.reset(sizeof(C) * size_t(QPB * NQ * H2));
-      qsin_b.reset(sizeof(C) * size_t(QPB * NQ * H2));
-      kcos_b.reset(sizeof(C) * size_t(KPB * NK * H2));
-      ksin_b.reset(sizeof(C) * size_t(KPB * NK * H2));
+      qcos_b.reset(sizeof(C) * size_t(QPB * NQ * H2), false);
+      qsin_b.reset(sizeof(C) * size_t(QPB * NQ * H2), false);
+      kcos_b.reset(sizeof(C) * size_t(KPB * NK * H2), false);
+      ksin_b.reset(sizeof(C) * size_t(KPB * NK * H2), false);
       qcos = static_cast<C*>(qcos_b.get()); qsin = static_cast<C*>(qsin_b.get());
       kcos = static_cast<C*>(kcos_b.get()); ksin = static_cast<C*>(ksin_b.get());
       const int64_t nq_rows = QPB * NQ, nk_rows = KPB * NK;
@@ -290,8 +290,8 @@ struct Attn {
       const double worst = ::fabs(double(lnz[0]));  // ζ is smallest at i = 0
       limit = worst > 0 ? imax(1, int64_t((sizeof(C) == 4 ? 30.0 : 300.0) / worst)) : limit;
     }
-    subs_b.reset(sizeof(Sub) * size_t(B * NQ + 1));
-    suboff_b.reset(sizeof(int64_t) * size_t(B * NQT + 1));
+    subs_b.reset(sizeof(Sub) * size_t(B * NQ + 1), false);
+    suboff_b.reset(sizeof(int64_t) * size_t(B * NQT + 1), false);
     subs = static_cast<Sub*>(subs_b.get());
     suboff = static_cast<int64_t*>(suboff_b.get());
     int64_t count = 0;
@@ -303,7 +303,7 @@ struct Attn {
     }
     suboff[B * NQT] = count;
     if (xpos) {
-      qx_b.reset(sizeof(C) * size_t(QPB * NQ * H2));
+      qx_b.reset(sizeof(C) * size_t(QPB * NQ * H2), false);
       qx = static_cast<C*>(qx_b.get());
 #pragma omp parallel for schedule(static)
       for (int64_t bt = 0; bt < QPB * NQT; bt++) {
@@ -316,7 +316,7 @@ struct Attn {
         }
       }
     }
-    ktiles_b.reset(sizeof(KTile) * size_t(B * NKT));
+    ktiles_b.reset(sizeof(KTile) * size_t(B * NKT), false);
     ktiles = static_cast<KTile*>(ktiles_b.get());
     for (int64_t b = 0; b < B; b++) {
       for (int64_t t = 0; t < NKT; t++) {
@@ -649,10 +649,18 @@ struct Attn {
   }
 
   // ---------------------------------------------------------------- backward
+  // Per pair the scores are again transposed (keys × queries): Sᵀ = K'Q̂ᵀ, dPᵀ = V dOᵀ, then
+  // dV += Pᵀ dO, dK' += dSᵀ Q̂ and dQ̂ += (dSᵀ)ᵀ K'. Q̂, Q̂ᵀ and dOᵀ are built once for every query
+  // tile (memory: three copies of q), so a pair only prepares its keys.
   struct BwdScratch {
     Buf buf;
-    C *Qh, *Kr, *Kp, *Kt, *Vt, *Vb, *S, *dP, *dOb, *tmp, *dV, *dKr, *dK, *xk, *row, *kraw;
-    int32_t *kp, *kg;
+    C *Kr, *Kp, *Vb, *ST, *dPT, *tmp, *dV, *dKr, *dK, *xk, *kraw;
+  };
+
+  struct Prepared {
+    const C *Qhat, *QhatT, *dOT, *dOr, *lsec, *dvec;  // per query tile (b, h, t): BQ·Dp, D·BQ, D·BQ, BQ·Dp, BQ, BQ
+    bool direct_do;
+    const C* pqc;  // query positions per (b, t): BQ
   };
 
   void backward(const T* q, const T* k, const T* v, const T* out, const char* lse, const T* gout, T* gq, T* gk,
@@ -665,19 +673,59 @@ struct Attn {
         for (int64_t x = 0; x < H * D; x++) store_any(a.key_scale_dtype, gks, x, 0.0);
       return;
     }
-    // D_i = rowsum(dO ⊙ O) and the lse as the compute type (−inf, a fully masked row, → +inf: P = 0).
-    Buf dvec_b(sizeof(C) * size_t(B * H * NQ)), lse_b(sizeof(C) * size_t(B * H * NQ));
-    C* dvec = static_cast<C*>(dvec_b.get());
-    C* lsec = static_cast<C*>(lse_b.get());
-#pragma omp parallel for schedule(static)
-    for (int64_t row = 0; row < B * H * NQ; row++) {
-      const T* o = out + row * D;
-      const T* g = gout + row * D;
-      C s = 0;
-      for (int64_t d = 0; d < D; d++) s += ld(o + d) * ld(g + d);
-      dvec[row] = s;
-      const double l = load_any(a.lse_dtype, lse, row);
-      lsec[row] = l == -__builtin_inf() ? C(__builtin_inf()) : C(l);
+    // Per query tile: Q̂ (rows), Q̂ᵀ, dOᵀ, dO rows when they cannot be read in place, the lse
+    // (−inf, a fully masked row, and padding → +inf: P = 0) and D_i = rowsum(dO ⊙ O).
+    const int64_t ntiles = B * H * NQT;
+    const bool direct_do = sizeof(T) == sizeof(C) && D % NB == 0;
+    // (Not zeroed: every element the products read is written below, padding included.)
+    Buf qhat_b(sizeof(C) * size_t(ntiles * BQ * Dp), false), qhatT_b(sizeof(C) * size_t(ntiles * D * BQ), false);
+    Buf doT_b(sizeof(C) * size_t(ntiles * D * BQ), false), dor_b(direct_do ? 0 : sizeof(C) * size_t(ntiles * BQ * Dp), false);
+    Buf lse_b(sizeof(C) * size_t(ntiles * BQ), false), dvec_b(sizeof(C) * size_t(ntiles * BQ), false);
+    Buf pqc_b(sizeof(C) * size_t(B * NQT * BQ), false);
+    C* pqc = static_cast<C*>(pqc_b.get());
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t i = 0; i < NQT * BQ; i++) pqc[b * NQT * BQ + i] = i < NQ ? C(qpos(b, i)) : C(0);
+    Prepared pr{static_cast<C*>(qhat_b.get()), static_cast<C*>(qhatT_b.get()), static_cast<C*>(doT_b.get()),
+                static_cast<C*>(dor_b.get()), static_cast<C*>(lse_b.get()), static_cast<C*>(dvec_b.get()), direct_do,
+                pqc};
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t tix = 0; tix < ntiles; tix++) {
+      const int64_t bh = tix / NQT, t = tix % NQT, b = bh / H, h = bh % H;
+      const int64_t i0 = t * BQ, nqt = imin(BQ, NQ - i0);
+      C* Qr = const_cast<C*>(pr.Qhat) + tix * BQ * Dp;
+      C* QT = const_cast<C*>(pr.QhatT) + tix * D * BQ;
+      C* dT = const_cast<C*>(pr.dOT) + tix * D * BQ;
+      C* dr = direct_do ? nullptr : const_cast<C*>(pr.dOr) + tix * BQ * Dp;
+      C* ls = const_cast<C*>(pr.lsec) + tix * BQ;
+      C* dv = const_cast<C*>(pr.dvec) + tix * BQ;
+      prep_q(q, b, h, i0, nqt, Qr);
+      for (int64_t c = 0; c < nqt; c++) {
+        const int64_t row = bh * NQ + i0 + c;
+        const T* o = out + row * D;
+        const T* g = gout + row * D;
+        C s = 0;
+        for (int64_t d = 0; d < D; d++) {
+          const C gd = ld(g + d);
+          s += ld(o + d) * gd;
+          dT[d * BQ + c] = gd;
+          QT[d * BQ + c] = Qr[c * Dp + d];
+          if (dr) dr[c * Dp + d] = gd;
+        }
+        dv[c] = s;
+        const double l = load_any(a.lse_dtype, lse, row);
+        ls[c] = l == -__builtin_inf() ? C(__builtin_inf()) : C(l);
+      }
+      for (int64_t c = nqt; c < BQ; c++) {
+        ls[c] = C(__builtin_inf());
+        dv[c] = 0;
+        for (int64_t d = 0; d < D; d++) { dT[d * BQ + c] = 0; QT[d * BQ + c] = 0; }
+      }
+      for (int64_t c = 0; c < BQ; c++) {  // padding rows and columns of the row-major copies
+        for (int64_t d = c < nqt ? D : 0; d < Dp; d++) {
+          Qr[c * Dp + d] = 0;
+          if (dr) dr[c * Dp + d] = 0;
+        }
+      }
     }
     Buf dks_b;
     double* dks = nullptr;
@@ -701,7 +749,6 @@ struct Attn {
     const int64_t acc_elems = gp * G * qc * Dp;
     Buf acc_b(sizeof(C) * size_t(threads) * size_t(acc_elems), false);
     C* acc = static_cast<C*>(acc_b.get());
-    const bool direct = sizeof(T) == sizeof(C) && D % NB == 0;
 
     for (int64_t g0 = 0; g0 < ngroups; g0 += gp) {
       const int64_t g1 = imin(ngroups, g0 + gp);
@@ -723,12 +770,11 @@ struct Attn {
           for (int64_t task = 0; task < ntasks; task++) {
             const int64_t kt = task / (g1 - g0);  // early key tiles meet the most queries: first
             const int64_t gi = g0 + task % (g1 - g0);
-            bwd_task(q, k, v, gout, gk, gv, dvec, lsec, gi, kt, g0, qa, qb, qc, my_acc, my_dks, direct, w);
+            bwd_task(k, v, gout, gk, gv, pr, gi, kt, g0, qa, qb, qc, my_acc, my_dks, w);
           }
         }
         // dq = Rᵀ(scale · xq ⊙ Σ_threads dQ̂).
         const int64_t rows = (g1 - g0) * G * (qb - qa);
-        const int nthreads_used = threads;
 #pragma omp parallel
         {
           Buf ub(sizeof(C) * size_t(Dp));
@@ -741,7 +787,7 @@ struct Attn {
             const int64_t gi = g0 + gl, b = gi / KVH, h = gi % KVH + hh * KVH;
             const int64_t off = ((gl * G + hh) * qc + (i - qa)) * Dp;
             for (int64_t d = 0; d < Dp; d++) u[d] = 0;
-            for (int t = 0; t < nthreads_used; t++) {
+            for (int t = 0; t < threads; t++) {
               const C* src = acc + size_t(t) * size_t(acc_elems) + off;
               for (int64_t d = 0; d < Dp; d++) u[d] += src[d];
             }
@@ -774,44 +820,43 @@ struct Attn {
   }
 
   void alloc_bwd(BwdScratch& w) const {
-    const size_t tile = size_t(BK * Dp), qtile = size_t(BQ * Dp), st_ = size_t(BQ * BK);
-    const size_t n = qtile * 3 + tile * 9 + st_ * 2 + size_t(BK * (H2 + W)) + size_t(Dp) + size_t(BK * Dp);
-    w.buf.reset(sizeof(C) * n + sizeof(int32_t) * size_t(2 * BK) + 64 * 24);
+    const size_t tile = size_t(BK * Dp), st_ = size_t(BK * BQ);
+    const size_t n = tile * 9 + st_ * 2 + size_t(BK * (H2 + W));
+    w.buf.reset(sizeof(C) * n + 64 * 16);
     char* p = static_cast<char*>(w.buf.get());
     auto take = [&](size_t elems) { char* r = p; p += (elems * sizeof(C) + 63) / 64 * 64; return reinterpret_cast<C*>(r); };
-    w.Qh = take(qtile);
     w.Kr = take(tile);
     w.Kp = take(tile);
-    w.Kt = take(tile);
-    w.Vt = take(tile);
     w.Vb = take(tile);
-    w.S = take(st_);
-    w.dP = take(st_);
-    w.dOb = take(qtile);
+    w.ST = take(st_);
+    w.dPT = take(st_);
     w.tmp = take(tile);
     w.dV = take(tile);
     w.dKr = take(tile);
     w.dK = take(tile);
+    w.kraw = take(tile);
     w.xk = take(size_t(BK * (H2 + W)));
-    w.row = take(size_t(Dp));
-    w.kraw = take(size_t(BK * Dp));
-    w.kp = reinterpret_cast<int32_t*>(p);
-    p += (sizeof(int32_t) * BK + 63) / 64 * 64;
-    w.kg = reinterpret_cast<int32_t*>(p);
   }
 
-  void bwd_task(const T* q, const T* k, const T* v, const T* gout, T* gk, T* gv, const C* dvec, const C* lsec,
-                int64_t gi, int64_t kt, int64_t g0, int64_t qa, int64_t qb, int64_t qc, C* my_acc, double* my_dks,
-                bool direct, BwdScratch& w) const {
+  void bwd_task(const T* k, const T* v, const T* gout, T* gk, T* gv, const Prepared& pr, int64_t gi, int64_t kt,
+                int64_t g0, int64_t qa, int64_t qb, int64_t qc, C* my_acc, double* my_dks, BwdScratch& w) const {
     const int64_t b = gi / KVH, g = gi % KVH;
     const int64_t j0 = kt * BK, nkv = imin(BK, NK - j0);
     const KTile& ktile = ktiles[b * NKT + kt];
-    key_tile_info(b, j0, nkv, w.kp, w.kg);
-    // Vᵀ (D × BK), padding zero.
+    const int64_t off = a.query_offset;
     const T* vsrc = v + ((b * KVH + g) * NK + j0) * D;
-    for (int64_t j = 0; j < BK; j++)
-      for (int64_t d = 0; d < Dp; d++) w.Vt[d * BK + j] = (j < nkv && d < D) ? ld(vsrc + j * D + d) : C(0);
-    for (int64_t x = 0; x < BK * Dp; x++) { w.dV[x] = 0; w.dK[x] = 0; }
+    const C* Vr;
+    int64_t ldv;
+    if (sizeof(T) == sizeof(C)) {
+      Vr = reinterpret_cast<const C*>(vsrc);
+      ldv = D;
+    } else {
+      for (int64_t j = 0; j < nkv; j++)
+        for (int64_t d = 0; d < D; d++) w.Vb[j * Dp + d] = ld(vsrc + j * D + d);
+      Vr = w.Vb;
+      ldv = Dp;
+    }
+    for (int64_t x = 0; x < nkv * Dp; x++) { w.dV[x] = 0; w.dK[x] = 0; }
     if (my_dks) {
       const T* ksrc = k + ((b * KVH + g) * NK + j0) * D;
       for (int64_t j = 0; j < nkv; j++)
@@ -821,66 +866,83 @@ struct Attn {
     for (int64_t hh = 0; hh < G; hh++) {
       const int64_t h = g + hh * KVH;
       const C slope = slopes[h];
-      for (int64_t x = 0; x < BK * Dp; x++) { w.Kr[x] = 0; w.dKr[x] = 0; }
+      for (int64_t x = 0; x < nkv * Dp; x++) w.dKr[x] = 0;
       for (int64_t j = 0; j < nkv; j++) key_row(k, b, g, h, j0 + j, w.Kr + j * Dp);
-      if (!xpos) transpose_keys(w.Kr, nkv, w.Kt);
       bool any = false;
       for (int64_t t = t_begin; t < t_end; t++) {
+        const int64_t tix = (b * H + h) * NQT + t;
+        const int64_t ti0 = t * BQ, nqt = imin(BQ, NQ - ti0);
+        const C* Qr = pr.Qhat + tix * BQ * Dp;
+        const C* QT = pr.QhatT + tix * D * BQ;
+        const C* dT = pr.dOT + tix * D * BQ;
+        const C* ls = pr.lsec + tix * BQ;
+        const C* dv = pr.dvec + tix * BQ;
+        const C* pq = pr.pqc + (b * NQT + t) * BQ;
+        const C* dOr;
+        int64_t ldo;
+        if (pr.direct_do) {
+          dOr = reinterpret_cast<const C*>(gout + ((b * H + h) * NQ + ti0) * D);
+          ldo = D;
+        } else {
+          dOr = pr.dOr + tix * BQ * Dp;
+          ldo = Dp;
+        }
         for (int64_t si = suboff[b * NQT + t]; si < suboff[b * NQT + t + 1]; si++) {
           const Sub& sub = subs[si];
           const int kind = classify(sub, ktile, j0, nkv);
           if (kind == 0) continue;
           any = true;
-          const int64_t i0 = sub.i0, mq = sub.i1 - sub.i0;
+          const int64_t c0 = sub.i0 - ti0, c1 = sub.i1 - ti0;
           const C* Kp = w.Kr;
           if (xpos) {
             for (int64_t j = 0; j < nkv; j++) {
               C* f = w.xk + j * (H2 + W);
-              xk_row(sub.p0, w.kp[j], f);
+              xk_row(sub.p0, kpos(b, j0 + j), f);
               const C* src = w.Kr + j * Dp;
               C* dst = w.Kp + j * Dp;
               for (int64_t c = 0; c < H2; c++) { dst[c] = src[c] * f[c]; dst[c + H2] = src[c + H2] * f[c]; }
               for (int64_t d = R; d < Dp; d++) dst[d] = src[d];
             }
-            transpose_keys(w.Kp, nkv, w.Kt);
             Kp = w.Kp;
           }
-          prep_q(q, b, h, i0, mq, w.Qh);
-          const C* dO;
-          int64_t ldo;
-          const T* gsrc = gout + ((b * H + h) * NQ + i0) * D;
-          if (direct) {
-            dO = reinterpret_cast<const C*>(gsrc);
-            ldo = D;
-          } else {
-            for (int64_t r = 0; r < mq; r++) {
-              for (int64_t d = 0; d < D; d++) w.dOb[r * Dp + d] = ld(gsrc + r * D + d);
-              for (int64_t d = D; d < Dp; d++) w.dOb[r * Dp + d] = 0;
+          gemm_tile<C>(nkv, BQ, D, Kp, Dp, 1, QT, BQ, w.ST, BQ, false);   // Sᵀ = K' Q̂ᵀ
+          gemm_tile<C>(nkv, BQ, D, Vr, ldv, 1, dT, BQ, w.dPT, BQ, false);  // dPᵀ = V dOᵀ
+          const bool whole = c0 == 0 && c1 == BQ;
+          const bool mask = kind == 1 || !whole || nqt < BQ;
+          for (int64_t j = 0; j < nkv; j++) {
+            C* s = w.ST + j * BQ;
+            C* dp = w.dPT + j * BQ;
+            if (slope != 0) {
+              const V pk = vset(C(kpos(b, j0 + j))), sl = vset(slope);
+              for (int64_t c = 0; c < BQ; c += W) {
+                const V dd = vload(pq + c) - pk;
+                vstore(s + c, vload(s + c) - sl * (dd < vset(C(0)) ? -dd : dd));
+              }
             }
-            dO = w.dOb;
-            ldo = Dp;
-          }
-          gemm_tile<C>(mq, BK, D, w.Qh, Dp, 1, w.Kt, BK, w.S, BK, false);   // S = Q̂ K'ᵀ
-          gemm_tile<C>(mq, BK, D, dO, ldo, 1, w.Vt, BK, w.dP, BK, false);   // dP = dO Vᵀ
-          const int64_t rowbase = (b * H + h) * NQ + i0;
-          for (int64_t r = 0; r < mq; r++) {
-            C* s = w.S + r * BK;
-            C* dp = w.dP + r * BK;
-            finish_scores(s, nkv, kind, slope, qpos(b, i0 + r), qseg(b, i0 + r), w.kp, w.kg,
-                          i0 + r + a.query_offset - j0 + 1);
-            const V lv = vset(lsec[rowbase + r]);
-            const V dv = vset(dvec[rowbase + r]);
-            for (int64_t j = 0; j < BK; j += W) {
-              const V p = vexp(vload(s + j) - lv);
-              vstore(s + j, p);
-              vstore(dp + j, p * (vload(dp + j) - dv));  // dS = P ⊙ (dP − D_i)
+            if (mask) {
+              int64_t lo = c0, hi = imin(c1, nqt);
+              if (causal) lo = imax(lo, j0 + j - off - ti0);
+              for (int64_t c = 0; c < imin(lo, BQ); c++) s[c] = kNegInf;
+              for (int64_t c = imax(hi, int64_t(0)); c < BQ; c++) s[c] = kNegInf;
+              if (seg && kind == 1) {
+                const int32_t kg = kseg(b, j0 + j);
+                const int32_t* qg = a.query_segments + b * NQ + ti0;
+                for (int64_t c = 0; c < nqt; c++) s[c] = qg[c] != kg ? kNegInf : s[c];
+              }
+            }
+            for (int64_t c = 0; c < BQ; c += W) {
+              const V p = vexp(vload(s + c) - vload(ls + c));
+              vstore(s + c, p);
+              vstore(dp + c, p * (vload(dp + c) - vload(dv + c)));  // dSᵀ = Pᵀ ⊙ (dPᵀ − D)
             }
           }
+          const int64_t r0 = c0, r1 = imin(c1, nqt), mc = r1 - r0;
+          if (mc <= 0) continue;
           // dV += Pᵀ dO
-          gemm_tile<C>(nkv, Dp, mq, w.S, 1, BK, dO, ldo, w.dV, Dp, true);
+          gemm_tile<C>(nkv, Dp, mc, w.ST + r0, BQ, 1, dOr + r0 * ldo, ldo, w.dV, Dp, true);
           // dK' += dSᵀ Q̂ (then through xk, which depends on this sub-tile's p0)
           if (xpos) {
-            gemm_tile<C>(nkv, Dp, mq, w.dP, 1, BK, w.Qh, Dp, w.tmp, Dp, false);
+            gemm_tile<C>(nkv, Dp, mc, w.dPT + r0, BQ, 1, Qr + r0 * Dp, Dp, w.tmp, Dp, false);
             for (int64_t j = 0; j < nkv; j++) {
               const C* f = w.xk + j * (H2 + W);
               const C* src = w.tmp + j * Dp;
@@ -889,12 +951,12 @@ struct Attn {
               for (int64_t d = R; d < Dp; d++) dst[d] += src[d];
             }
           } else {
-            gemm_tile<C>(nkv, Dp, mq, w.dP, 1, BK, w.Qh, Dp, w.dKr, Dp, true);
+            gemm_tile<C>(nkv, Dp, mc, w.dPT + r0, BQ, 1, Qr + r0 * Dp, Dp, w.dKr, Dp, true);
           }
-          // dQ̂ += dS K'
+          // dQ̂ += dS K', dS read from dSᵀ as a transposed operand
           const int64_t gl = gi - g0;
-          C* accrow = my_acc + ((gl * G + hh) * qc + (i0 - qa)) * Dp;
-          gemm_tile<C>(mq, Dp, nkv, w.dP, BK, 1, Kp, Dp, accrow, Dp, true);
+          C* accrow = my_acc + ((gl * G + hh) * qc + (ti0 + r0 - qa)) * Dp;
+          gemm_tile<C>(mc, Dp, nkv, w.dPT + r0, 1, BQ, Kp, Dp, accrow, Dp, true);
         }
       }
       if (!any) continue;
@@ -938,14 +1000,6 @@ struct Attn {
           st(dv + d, C(ld(dv + d)) + w.dV[j * Dp + d]);
         }
       }
-    }
-  }
-
-  void transpose_keys(const C* K, int64_t nkv, C* Kt) const {
-    for (int64_t d = 0; d < Dp; d++) {
-      C* dst = Kt + d * BK;
-      for (int64_t j = 0; j < nkv; j++) dst[j] = K[j * Dp + d];
-      for (int64_t j = nkv; j < BK; j++) dst[j] = 0;
     }
   }
 };
