@@ -27,7 +27,13 @@ export class TrainProgress {
   private readonly intervalMs: number;
   private drawn = false;
 
-  constructor(private readonly stream: NodeJS.WriteStream = process.stderr, intervalMs?: number, private readonly enabled = true) {
+  constructor(
+    private readonly stream: NodeJS.WriteStream = process.stderr,
+    intervalMs?: number,
+    private readonly enabled = true,
+    /** Where `log` lines go (default: the stream). */
+    private readonly sink: (line: string) => void = (line) => stream.write(line + '\n'),
+  ) {
     this.isTty = stream.isTTY === true;
     this.intervalMs = intervalMs ?? (this.isTty ? 150 : 10_000);
   }
@@ -62,7 +68,7 @@ export class TrainProgress {
   /** Prints a message on its own line without breaking the bar. */
   log(message: string): void {
     if (this.isTty && this.drawn) this.stream.write('\r\x1b[2K');
-    this.stream.write(message + '\n');
+    this.sink(message);
     this.drawn = false;
     this.lastDraw = 0;
   }

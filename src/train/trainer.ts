@@ -14,6 +14,7 @@
  * position, RNG states, guard counters — is in the checkpoint, so a resumed run continues with
  * bit-identical results on the CPU.
  */
+import '../backend/index.js';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Tensor } from '../tensor/tensor.js';
@@ -265,7 +266,7 @@ export async function train(initialConfig: TrainConfig, options: TrainOptions = 
     };
 
     // ---- the loop ----
-    const progress = new TrainProgress(process.stderr, undefined, options.progress ?? true);
+    const progress = new TrainProgress(process.stderr, undefined, options.progress ?? true, log);
     const stepDelay = Number(process.env.ANDROMEDA_TEST_STEP_DELAY_MS ?? 0);
     const computeDType = precision.compute === 'float32' ? undefined : precision.compute;
     const recent: number[] = [];
