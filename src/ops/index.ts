@@ -6,3 +6,4 @@ export * from './matmul.js';
 export * from './nn.js';
 export * from './convert.js';
 export * from './backward.js';
+export * from './attention.js';

@@ -1,0 +1,86 @@
+import type { Tensor } from '../tensor/tensor.js';
+import { attention } from '../ops/attention.js';
+import { mul } from '../ops/elementwise.js';
+import { permute, reshape } from '../ops/layout.js';
+import { l2Normalize } from '../ops/nn.js';
+import { Module } from '../nn/module.js';
+import { Linear } from '../nn/linear.js';
+import { constantTensor, type ParameterOptions } from '../nn/parameter.js';
+import type { AndromedaConfig } from './config.js';
+import type { RotarySettings } from './rotary.js';
+import type { LayerState } from './context.js';
+
+/**
+ * Self-attention: q/k/v/output projections without bias; multi-head, grouped-query or multi-query
+ * (kvHeads); optional qk-norm (L2-normalised q and k, scale qkNormScale) with learned per-head
+ * scales; rotary + xPos, ALiBi and masks applied by the attention op.
+ */
+export class SelfAttention extends Module {
+  readonly query: Linear;
+  readonly key: Linear;
+  readonly value: Linear;
+  readonly output: Linear;
+  private readonly heads: number;
+  private readonly kvHeads: number;
+  private readonly headDim: number;
+  private readonly qkNorm: boolean;
+  private readonly dimScale: boolean;
+  private readonly scale: number;
+
+  constructor(config: AndromedaConfig, private readonly rotary: RotarySettings | null, private readonly slopes: Float64Array | null, o: ParameterOptions = {}) {
+    super();
+    const { dim, heads, kvHeads, headDim } = config;
+    this.heads = heads;
+    this.kvHeads = kvHeads;
+    this.headDim = headDim;
+    const linear = { ...o, bias: false, initialize: false };
+    this.query = this.addModule('query', new Linear(dim, heads * headDim, linear));
+    this.key = this.addModule('key', new Linear(dim, kvHeads * headDim, linear));
+    this.value = this.addModule('value', new Linear(dim, kvHeads * headDim, linear));
+    this.output = this.addModule('output', new Linear(heads * headDim, dim, linear));
+    this.qkNorm = config.qkNorm;
+    this.dimScale = config.qkNormDimScale;
+    if (this.dimScale) {
+      this.addParameter('queryScale', constantTensor([heads, headDim], 1, o));
+      this.addParameter('keyScale', constantTensor([heads, headDim], 1, o));
+    }
+    this.scale = (config.qkNorm ? config.qkNormScale : headDim ** -0.5) * (rotary?.scaleMultiplier ?? 1);
+  }
+
+  /** x [batch, n, dim] → [batch, n, dim]. */
+  forward(x: Tensor, state: LayerState): Tensor {
+    const [b, n] = x.shape as [number, number];
+    const split = (t: Tensor, heads: number): Tensor => permute(reshape(t, [b, n, heads, this.headDim]), [0, 2, 1, 3]);
+    let q = split(this.query.forward(x), this.heads);
+    let k = split(this.key.forward(x), this.kvHeads);
+    let v = split(this.value.forward(x), this.kvHeads);
+    if (this.qkNorm) {
+      q = l2Normalize(q);
+      k = l2Normalize(k);
+      if (this.dimScale) q = mul(q, reshape(this.param('queryScale'), [1, this.heads, 1, this.headDim]));
+    }
+    let queryOffset: number | undefined;
+    if (state.cache) {
+      const all = state.cache.append(k, v);
+      k = all.keys;
+      v = all.values;
+      queryOffset = all.queryOffset;
+    }
+    const { positions, segments, implementation } = state.sequence;
+    const out = attention(q, k, v, {
+      scale: this.scale,
+      causal: true,
+      queryOffset,
+      keyScale: this.dimScale ? this.param('keyScale') : null,
+      rotary: this.rotary,
+      alibiSlopes: this.slopes,
+      queryPositions: positions,
+      keyPositions: positions,
+      querySegments: segments,
+      keySegments: segments,
+      implementation,
+    });
+    const merged = reshape(permute(out, [0, 2, 1, 3]), [b, n, this.heads * this.headDim]);
+    return this.output.forward(merged);
+  }
+}

@@ -1,0 +1,236 @@
+/**
+ * The model configuration: every architecture choice of the spec plus the options beyond it. A
+ * `AndromedaConfigInput` (partial, with shorthands such as `deepnorm`) resolves into a complete
+ * `AndromedaConfig`, or fails with every problem listed and why it is one.
+ */
+
+export type NormKind = 'layernorm' | 'rmsnorm';
+export type FeedForwardActivation = 'gelu' | 'swiglu' | 'geglu';
+
+export interface YarnConfig {
+  /** Context extension factor s (≥ 1). */
+  readonly factor: number;
+  /** Context length the model was trained at. */
+  readonly originalMaxSeqLen: number;
+  /** Frequencies with more than betaFast rotations over the original context are not interpolated… */
+  readonly betaFast: number;
+  /** …those with fewer than betaSlow are fully interpolated; ramp in between. */
+  readonly betaSlow: number;
+  /** Logit temperature factor applied to q·k as its square; default 0.1·ln(s) + 1. */
+  readonly attentionFactor: number;
+}
+
+export interface RotaryConfig {
+  /** Rotated features per head; default max(headDim / 2, 32) as in x-transformers. */
+  readonly dim: number;
+  readonly base: number;
+  readonly xpos: boolean;
+  readonly xposScaleBase: number;
+  /** Positions are divided by this (linear position interpolation), ≥ 1. */
+  readonly interpolationFactor: number;
+  /** NTK-aware rescale: base · factor^(dim / (dim − 2)). */
+  readonly ntkBaseRescale: number;
+  readonly yarn: YarnConfig | null;
+}
+
+export interface AndromedaConfig {
+  readonly vocabSize: number;
+  readonly dim: number;
+  readonly depth: number;
+  readonly heads: number;
+  readonly headDim: number;
+  /** Key/value heads: 1 is multi-query attention, `heads` is multi-head, in between grouped-query. */
+  readonly kvHeads: number;
+  /** The context length the model is meant for (nothing in the model limits it). */
+  readonly maxSeqLen: number;
+  /** Feed-forward inner width is floor(dim · ffMult). */
+  readonly ffMult: number;
+  readonly ffActivation: FeedForwardActivation;
+  readonly norm: NormKind;
+  readonly normEps: number;
+  /** 'pre': norm before each branch plus a final norm; 'post': norm after each residual sum. */
+  readonly normPosition: 'pre' | 'post';
+  /** Learned per-feature residual scale (init 1) in every sub-layer. */
+  readonly scaleResidual: boolean;
+  /** Constant c multiplying the residual (DeepNorm: (2·depth)^0.25). */
+  readonly residualConstant: number;
+  /** 'deepnorm': xavier-normal with gain (8·depth)^-0.25 on value/output/feed-forward; 'default': PyTorch's. */
+  readonly init: 'default' | 'deepnorm';
+  /** Attention and feed-forward read the same normed input and add to one residual (pre-norm only). */
+  readonly parallelBlocks: boolean;
+  /** Logits use the embedding table (no separate head, no logits bias). */
+  readonly tiedEmbeddings: boolean;
+  readonly shiftTokens: number;
+  readonly qkNorm: boolean;
+  readonly qkNormScale: number;
+  readonly qkNormDimScale: boolean;
+  /** The first `alibiHeads` heads get ALiBi; 0 for none. */
+  readonly alibiHeads: number;
+  readonly rotary: RotaryConfig | null;
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+export type AndromedaConfigInput = Partial<Omit<AndromedaConfig, 'rotary'>> & {
+  readonly vocabSize: number;
+  readonly dim: number;
+  readonly depth: number;
+  readonly heads: number;
+  /** Shorthand: post-norm, learned residual scale, c = (2·depth)^0.25 and DeepNorm init. */
+  readonly deepnorm?: boolean;
+  /** null or false: no rotary; true: defaults; an object: those settings over the defaults. */
+  readonly rotary?: (Partial<Omit<RotaryConfig, 'yarn'>> & { readonly yarn?: Partial<YarnConfig> | null }) | boolean | null;
+};
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const TOP_LEVEL_KEYS = new Set([
+  'vocabSize', 'dim', 'depth', 'heads', 'headDim', 'kvHeads', 'maxSeqLen', 'ffMult', 'ffActivation', 'norm', 'normEps',
+  'normPosition', 'scaleResidual', 'residualConstant', 'init', 'parallelBlocks', 'tiedEmbeddings', 'shiftTokens',
+  'qkNorm', 'qkNormScale', 'qkNormDimScale', 'alibiHeads', 'rotary', 'deepnorm',
+]);
+const ROTARY_KEYS = new Set(['dim', 'base', 'xpos', 'xposScaleBase', 'interpolationFactor', 'ntkBaseRescale', 'yarn']);
+const YARN_KEYS = new Set(['factor', 'originalMaxSeqLen', 'betaFast', 'betaSlow', 'attentionFactor']);
+
+export const DEFAULT_HEAD_DIM = 64;
+
+/** Fills defaults and validates; throws a ConfigError listing every problem. */
+export function resolveConfig(input: AndromedaConfigInput): AndromedaConfig {
+  const problems: string[] = [];
+  if (input === null || typeof input !== 'object') throw new ConfigError('model config: expected an object');
+  for (const key of Object.keys(input)) if (!TOP_LEVEL_KEYS.has(key)) problems.push(`unknown setting '${key}'`);
+
+  const deepnorm = input.deepnorm ?? false;
+  if (deepnorm) {
+    if (input.normPosition === 'pre') problems.push("deepnorm is a post-norm scheme: it cannot be combined with normPosition 'pre'");
+    if (input.scaleResidual === false) problems.push('deepnorm learns a residual scale: scaleResidual cannot be false');
+    if (input.residualConstant !== undefined) problems.push('deepnorm sets residualConstant to (2·depth)^0.25: do not give both');
+    if (input.init === 'default') problems.push("deepnorm uses its own init: init cannot be 'default'");
+  }
+  const depth = input.depth;
+  const config: Mutable<AndromedaConfig> = {
+    vocabSize: input.vocabSize,
+    dim: input.dim,
+    depth,
+    heads: input.heads,
+    headDim: input.headDim ?? DEFAULT_HEAD_DIM,
+    kvHeads: input.kvHeads ?? input.heads,
+    maxSeqLen: input.maxSeqLen ?? 8192,
+    ffMult: input.ffMult ?? 4,
+    ffActivation: input.ffActivation ?? 'gelu',
+    norm: input.norm ?? 'layernorm',
+    normEps: input.normEps ?? (input.norm === 'rmsnorm' ? 1e-6 : 1e-5),
+    normPosition: input.normPosition ?? (deepnorm ? 'post' : 'pre'),
+    scaleResidual: input.scaleResidual ?? deepnorm,
+    residualConstant: input.residualConstant ?? (deepnorm ? (2 * depth) ** 0.25 : 1),
+    init: input.init ?? (deepnorm ? 'deepnorm' : 'default'),
+    parallelBlocks: input.parallelBlocks ?? false,
+    tiedEmbeddings: input.tiedEmbeddings ?? false,
+    shiftTokens: input.shiftTokens ?? 0,
+    qkNorm: input.qkNorm ?? false,
+    qkNormScale: input.qkNormScale ?? 10,
+    qkNormDimScale: input.qkNormDimScale ?? false,
+    alibiHeads: input.alibiHeads ?? 0,
+    rotary: null,
+  };
+  config.rotary = resolveRotary(input.rotary, config.headDim, problems);
+  validate(config, problems);
+  if (problems.length) throw new ConfigError(`invalid model config:\n  - ${problems.join('\n  - ')}`);
+  return config;
+}
+
+function resolveRotary(input: AndromedaConfigInput['rotary'], headDim: number, problems: string[]): RotaryConfig | null {
+  if (input === undefined || input === null || input === false) return null;
+  const given = input === true ? {} : input;
+  if (typeof given !== 'object') {
+    problems.push(`rotary must be true, false, null or an object, got ${JSON.stringify(input)}`);
+    return null;
+  }
+  for (const key of Object.keys(given)) if (!ROTARY_KEYS.has(key)) problems.push(`unknown rotary setting '${key}'`);
+  let yarn: YarnConfig | null = null;
+  if (given.yarn) {
+    for (const key of Object.keys(given.yarn)) if (!YARN_KEYS.has(key)) problems.push(`unknown rotary.yarn setting '${key}'`);
+    const factor = given.yarn.factor ?? 1;
+    yarn = {
+      factor,
+      originalMaxSeqLen: given.yarn.originalMaxSeqLen ?? 8192,
+      betaFast: given.yarn.betaFast ?? 32,
+      betaSlow: given.yarn.betaSlow ?? 1,
+      attentionFactor: given.yarn.attentionFactor ?? (factor > 1 ? 0.1 * Math.log(factor) + 1 : 1),
+    };
+  }
+  return {
+    dim: given.dim ?? Math.max(Math.floor(headDim / 2), 32),
+    base: given.base ?? 10000,
+    xpos: given.xpos ?? false,
+    xposScaleBase: given.xposScaleBase ?? 512,
+    interpolationFactor: given.interpolationFactor ?? 1,
+    ntkBaseRescale: given.ntkBaseRescale ?? 1,
+    yarn,
+  };
+}
+
+const isPositiveInteger = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v > 0;
+const isPositive = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v > 0;
+
+function validate(c: AndromedaConfig, problems: string[]): void {
+  for (const key of ['vocabSize', 'dim', 'depth', 'heads', 'headDim', 'kvHeads', 'maxSeqLen'] as const) {
+    if (!isPositiveInteger(c[key])) problems.push(`${key} must be a positive integer, got ${JSON.stringify(c[key])}`);
+  }
+  if (isPositiveInteger(c.heads) && isPositiveInteger(c.kvHeads)) {
+    if (c.kvHeads > c.heads) problems.push(`kvHeads (${c.kvHeads}) cannot exceed heads (${c.heads})`);
+    else if (c.heads % c.kvHeads !== 0) {
+      problems.push(`heads (${c.heads}) must be a multiple of kvHeads (${c.kvHeads}): each key/value head serves the same number of query heads`);
+    }
+  }
+  if (!isPositive(c.ffMult) || !(Math.floor(c.dim * c.ffMult) > 0)) problems.push(`ffMult must be positive (the inner width floor(dim·ffMult) must be ≥ 1), got ${c.ffMult}`);
+  if (!['gelu', 'swiglu', 'geglu'].includes(c.ffActivation)) problems.push(`ffActivation must be 'gelu', 'swiglu' or 'geglu', got '${c.ffActivation}'`);
+  if (!['layernorm', 'rmsnorm'].includes(c.norm)) problems.push(`norm must be 'layernorm' or 'rmsnorm', got '${c.norm}'`);
+  if (!isPositive(c.normEps)) problems.push(`normEps must be positive, got ${c.normEps}`);
+  if (c.normPosition !== 'pre' && c.normPosition !== 'post') problems.push(`normPosition must be 'pre' or 'post', got '${c.normPosition}'`);
+  if (!isPositive(c.residualConstant)) problems.push(`residualConstant must be positive, got ${c.residualConstant}`);
+  if (c.init !== 'default' && c.init !== 'deepnorm') problems.push(`init must be 'default' or 'deepnorm', got '${c.init}'`);
+  if (c.parallelBlocks && c.normPosition !== 'pre') problems.push('parallelBlocks needs pre-norm (one shared norm feeds both branches); post-norm/DeepNorm stacks are sequential');
+  if (!Number.isInteger(c.shiftTokens) || c.shiftTokens < 0) problems.push(`shiftTokens must be a non-negative integer, got ${c.shiftTokens}`);
+  else if (c.shiftTokens > 0 && Math.floor(c.dim / (c.shiftTokens + 1)) < 1) {
+    problems.push(`shiftTokens ${c.shiftTokens} splits dim ${c.dim} into ${c.shiftTokens + 1} chunks of zero features`);
+  }
+  if (c.qkNormDimScale && !c.qkNorm) problems.push('qkNormDimScale scales the normalised q and k: it needs qkNorm');
+  if (c.qkNorm && !isPositive(c.qkNormScale)) problems.push(`qkNormScale must be positive, got ${c.qkNormScale}`);
+  if (c.qkNormDimScale && c.kvHeads > 1 && c.kvHeads < c.heads) {
+    problems.push(`qkNormDimScale with ${c.kvHeads} KV heads for ${c.heads} heads: the learned key scale is per query head, `
+      + 'which makes the key per-head; that is expressible with one KV head or one per head, not with grouped-query attention '
+      + '(x-transformers 1.20 cannot broadcast it either)');
+  }
+  if (!Number.isInteger(c.alibiHeads) || c.alibiHeads < 0 || c.alibiHeads > c.heads) {
+    problems.push(`alibiHeads must be an integer from 0 to heads (${c.heads}), got ${c.alibiHeads}`);
+  }
+  const r = c.rotary;
+  if (!r) return;
+  if (!isPositiveInteger(r.dim) || r.dim % 2 !== 0) problems.push(`rotary dim must be a positive even integer, got ${r.dim}`);
+  else if (r.dim > c.headDim) {
+    problems.push(`rotary dim ${r.dim} is larger than the head dim ${c.headDim} (the default is max(headDim/2, 32); set rotary.dim ≤ headDim)`);
+  }
+  if (!isPositive(r.base)) problems.push(`rotary base must be positive, got ${r.base}`);
+  if (r.xpos && !isPositive(r.xposScaleBase)) problems.push(`rotary xposScaleBase must be positive, got ${r.xposScaleBase}`);
+  if (!(r.interpolationFactor >= 1)) problems.push(`rotary interpolationFactor must be ≥ 1, got ${r.interpolationFactor}`);
+  if (!isPositive(r.ntkBaseRescale)) problems.push(`rotary ntkBaseRescale must be positive, got ${r.ntkBaseRescale}`);
+  if (r.ntkBaseRescale !== 1 && r.dim <= 2) problems.push('rotary ntkBaseRescale needs a rotary dim above 2');
+  if (r.yarn) {
+    const y = r.yarn;
+    if (!(y.factor >= 1)) problems.push(`rotary yarn factor must be ≥ 1, got ${y.factor}`);
+    if (!isPositiveInteger(y.originalMaxSeqLen)) problems.push(`rotary yarn originalMaxSeqLen must be a positive integer, got ${y.originalMaxSeqLen}`);
+    if (!isPositive(y.betaFast) || !isPositive(y.betaSlow) || y.betaFast <= y.betaSlow) {
+      problems.push(`rotary yarn needs betaFast > betaSlow > 0, got ${y.betaFast} and ${y.betaSlow}`);
+    }
+    if (!isPositive(y.attentionFactor)) problems.push(`rotary yarn attentionFactor must be positive, got ${y.attentionFactor}`);
+    if (r.interpolationFactor !== 1) problems.push('rotary: use either interpolationFactor or yarn (YaRN interpolates by itself)');
+  }
+}
+
+/** Width of the feed-forward hidden layer. */
+export function feedForwardInnerDim(c: AndromedaConfig): number {
+  return Math.floor(c.dim * c.ffMult);
+}

@@ -1,0 +1,40 @@
+import type { Tensor } from '../tensor/tensor.js';
+import { gelu, mul, silu } from '../ops/elementwise.js';
+import { narrow } from '../ops/layout.js';
+import { Module } from '../nn/module.js';
+import { Linear } from '../nn/linear.js';
+import type { ParameterOptions } from '../nn/parameter.js';
+import { feedForwardInnerDim, type AndromedaConfig, type FeedForwardActivation } from './config.js';
+
+/**
+ * Linear(dim, inner) → GELU (exact) → Linear(inner, dim), both with bias. The gated variants
+ * (SwiGLU, GEGLU) project to 2·inner features [value, gate] and use value · act(gate), as
+ * x-transformers' GLU does.
+ */
+export class FeedForward extends Module {
+  readonly activation: FeedForwardActivation;
+  readonly innerDim: number;
+  readonly input: Linear;
+  readonly output: Linear;
+
+  constructor(config: AndromedaConfig, o: ParameterOptions = {}) {
+    super();
+    this.activation = config.ffActivation;
+    this.innerDim = feedForwardInnerDim(config);
+    const gated = this.activation !== 'gelu';
+    this.input = this.addModule('input', new Linear(config.dim, gated ? 2 * this.innerDim : this.innerDim, { ...o, initialize: false }));
+    this.output = this.addModule('output', new Linear(this.innerDim, config.dim, { ...o, initialize: false }));
+  }
+
+  forward(x: Tensor): Tensor {
+    const h = this.input.forward(x);
+    let activated: Tensor;
+    if (this.activation === 'gelu') activated = gelu(h);
+    else {
+      const value = narrow(h, -1, 0, this.innerDim);
+      const gate = narrow(h, -1, this.innerDim, this.innerDim);
+      activated = mul(value, this.activation === 'swiglu' ? silu(gate) : gelu(gate));
+    }
+    return this.output.forward(activated);
+  }
+}

@@ -1,0 +1,14 @@
+export * from './config.js';
+export * from './presets.js';
+export * from './alibi.js';
+export * from './rotary.js';
+export * from './parameter-shapes.js';
+export { Andromeda, positionsFromSegments, type AndromedaOptions, type ForwardOptions, type LossOptions, type TokenIndices } from './andromeda.js';
+export { Block } from './block.js';
+export { SelfAttention } from './attention.js';
+export { FeedForward } from './feed-forward.js';
+export { shiftTokens, shiftTokensWithHistory } from './token-shift.js';
+export { KVCache, LayerKVCache, type KVCacheOptions } from './kv-cache.js';
+export { initializeAndromeda, deepnormGain } from './init.js';
+export * from './xtransformers-import.js';
+export * from './checkpoint.js';
