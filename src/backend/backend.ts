@@ -79,6 +79,9 @@ export interface AdamWArgs {
  * lse float32 [batch, heads, queryLen] (natural-log sum-exp of the scaled, biased scores).
  * The kernel applies, in order: per-head key scale (qk-norm dim scale with one KV head), rotary to the
  * first `rotaryDim` features using each token's position, relative xPos, scale, ALiBi, masks.
+ * Query head h reads KV head h mod kvHeads (x-transformers' grouping). Causal masking compares
+ * indices (key j is visible to query i when j ≤ i + queryOffset), not positions. The reference
+ * implementation is `attention` in src/ops/attention.ts (its 'reference' path).
  */
 export interface AttentionArgs {
   readonly batch: number;
@@ -100,7 +103,8 @@ export interface AttentionArgs {
   readonly xposScaleBase: number;
   /** float32 [heads, headDim] key scale, or null. */
   readonly keyScale: Dense | null;
-  /** int32 [batch, queryLen] / [batch, keyLen] positions (for rotary, xPos, ALiBi), or null for 0.. */
+  /** int32 [batch, queryLen] / [batch, keyLen] positions (for rotary, xPos, ALiBi), or null for the
+   *  defaults: queryOffset + i for queries, j for keys. */
   readonly queryPositions: Dense | null;
   readonly keyPositions: Dense | null;
   /** int32 [batch, queryLen] / [batch, keyLen] document ids; attention only within one id. */
