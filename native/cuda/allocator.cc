@@ -58,7 +58,7 @@ class CachingAllocator {
       slabs_[size_t(b.slab)].free_blocks++;
       small_free_[b.size].push_back(p);
     } else {
-      large_free_.emplace(b.size, p);
+      large_free_.emplace_hint(large_free_.lower_bound(b.size), b.size, p);  // reused first (LIFO)
     }
   }
 

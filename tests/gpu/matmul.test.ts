@@ -1,0 +1,77 @@
+// CUDA engine vs CPU engine: matmul through cuBLASLt in every transpose combination, batched with
+// strides (including a broadcast operand), with alpha/beta, at unaligned and tensor-core shapes.
+import assert from 'node:assert/strict';
+import type { MatmulArgs } from '../../src/backend/backend.js';
+import type { DType } from '../../src/tensor/dtype.js';
+import { Twins, assertClose, cpu, gpu, gpuTest } from './harness.js';
+import { CudaBackend } from '../../src/backend/cuda.js';
+
+interface Case { m: number; n: number; k: number; batch: number; broadcastB?: boolean; alpha?: number; beta?: number }
+
+function runCase(t: Twins, dtype: DType, c: Case, transA: boolean, transB: boolean, tol: number): void {
+  const { m, n, k, batch } = c;
+  const a = t.random(dtype, batch * m * k);
+  const bBatch = c.broadcastB ? 1 : batch;
+  const b = t.random(dtype, bBatch * k * n);
+  const beta = c.beta ?? 0;
+  const out = beta === 0 ? t.output(dtype, batch * m * n) : t.random(dtype, batch * m * n);
+  const args = (side: 'cpu' | 'gpu'): MatmulArgs => ({
+    a: a[side], b: b[side], c: out[side], m, n, k, transA, transB,
+    lda: transA ? m : k, ldb: transB ? k : n, ldc: n,
+    strideA: m * k, strideB: c.broadcastB ? 0 : k * n, strideC: m * n, batch,
+    alpha: c.alpha ?? 1, beta,
+  });
+  cpu().matmul(args('cpu'));
+  gpu().matmul(args('gpu'));
+  assertClose(`matmul ${dtype} m=${m} n=${n} k=${k} batch=${batch}${c.broadcastB ? ' (B broadcast)' : ''} transA=${transA} transB=${transB} alpha=${c.alpha ?? 1} beta=${beta}`, out, tol);
+}
+
+gpuTest('matmul: cuBLASLt loads and names its library', () => {
+  const lib = (gpu() as CudaBackend).gemmLibrary();
+  assert.match(lib, /cuBLASLt \d+/);
+  console.log(`# ${(gpu() as CudaBackend).description}; ${lib}`);
+});
+
+gpuTest('matmul: float32 (no TF32), bfloat16 and float64 against the CPU engine', () => {
+  const t = new Twins(11);
+  try {
+    const cases: Case[] = [
+      { m: 1, n: 1, k: 1, batch: 1 },
+      { m: 17, n: 9, k: 33, batch: 1 },
+      { m: 64, n: 48, k: 32, batch: 3 },
+      { m: 129, n: 65, k: 257, batch: 2, broadcastB: true },
+      { m: 100, n: 70, k: 50, batch: 1, alpha: 0.5, beta: 0.75 },
+      { m: 256, n: 512, k: 384, batch: 1 },
+    ];
+    // float32 through cuBLASLt's exact fp32 path: far below TF32's ~1e-3.
+    const tol: Record<string, number> = { float32: 1e-5, bfloat16: 1e-2, float64: 1e-12 };
+    for (const dtype of ['float32', 'bfloat16', 'float64'] as DType[]) {
+      for (const c of cases) {
+        for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as [boolean, boolean][]) {
+          runCase(t, dtype, c, ta, tb, tol[dtype]!);
+        }
+      }
+    }
+  } finally {
+    t.dispose();
+  }
+});
+
+gpuTest('matmul: offset (unaligned) operands', () => {
+  const t = new Twins(12);
+  try {
+    for (const dtype of ['float32', 'bfloat16'] as DType[]) {
+      const m = 31, n = 45, k = 27;
+      const a = t.random(dtype, m * k + 3), b = t.random(dtype, k * n + 5), out = t.output(dtype, m * n + 1);
+      const args = (side: 'cpu' | 'gpu'): MatmulArgs => ({
+        a: { ...a[side], offset: 3 }, b: { ...b[side], offset: 5 }, c: { ...out[side], offset: 1 }, m, n, k,
+        transA: false, transB: false, lda: k, ldb: n, ldc: n, strideA: 0, strideB: 0, strideC: 0, batch: 1, alpha: 1, beta: 0,
+      });
+      cpu().matmul(args('cpu'));
+      gpu().matmul(args('gpu'));
+      assertClose(`matmul ${dtype} with odd offsets`, out, dtype === 'float32' ? 1e-5 : 1e-2, m * n + 1);
+    }
+  } finally {
+    t.dispose();
+  }
+});
