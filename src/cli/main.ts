@@ -3,8 +3,10 @@
 import '../backend/index.js';
 import { UsageError, type Command } from './command.js';
 import { tokenizeCommand } from './commands/tokenize.js';
+import { convertCommand } from './commands/convert.js';
+import { scoreCommand } from './commands/score.js';
 
-const commands: Command[] = [tokenizeCommand];
+const commands: Command[] = [tokenizeCommand, convertCommand, scoreCommand];
 
 function overview(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

@@ -1,0 +1,73 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { assertDType, isFloating } from '../../tensor/dtype.js';
+import { importXTransformers } from '../../model/xtransformers-import.js';
+import { saveCheckpoint } from '../../model/checkpoint.js';
+import { UsageError, type Command } from '../command.js';
+
+const USAGE = `Usage: andromeda convert <source dir> <out dir> [options]
+
+Converts an x-transformers 1.20 checkpoint — the form Andromeda's PyTorch code trains — into an
+Andromeda checkpoint (config.json + model.safetensors). The source directory holds:
+  config.json          {"wrapper": {TransformerWrapper arguments}, "decoder": {Decoder arguments}}
+  weights.safetensors  the state dict, e.g. safetensors.torch.save_file(model.state_dict(), ...)
+
+Argument and parameter names are mapped to ours; the name map is kept in the output's config.json,
+so \`andromeda score --grads\` reports gradients under the original names. Missing, unexpected or
+mis-shaped tensors are an error that lists them.
+
+Options:
+  --dtype <dtype>   stored parameter dtype: float32 (default), float64, bfloat16, float16
+  --force           write into <out dir> even if it is not empty
+  -h, --help        show this help
+
+Example:
+  andromeda convert runs/andromeda-pytorch checkpoints/andromeda`;
+
+export const convertCommand: Command = {
+  name: 'convert',
+  summary: 'convert an x-transformers (Andromeda PyTorch) checkpoint into an Andromeda checkpoint',
+  usage: USAGE,
+  async run(args: string[]): Promise<void> {
+    let parsed;
+    try {
+      parsed = parseArgs({
+        args,
+        allowPositionals: true,
+        options: {
+          dtype: { type: 'string', default: 'float32' },
+          force: { type: 'boolean', default: false },
+          help: { type: 'boolean', short: 'h', default: false },
+        },
+      });
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+    const { values, positionals } = parsed;
+    if (values.help) {
+      process.stdout.write(`${USAGE}\n`);
+      return;
+    }
+    if (positionals.length !== 2) throw new UsageError(`expected <source dir> and <out dir>, got ${positionals.length} argument(s)`);
+    const [source, out] = positionals as [string, string];
+    let dtype;
+    try {
+      dtype = assertDType(values.dtype!, '--dtype');
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+    if (!isFloating(dtype)) throw new UsageError('--dtype must be a floating-point type');
+    if (!existsSync(source)) throw new UsageError(`source directory ${source} does not exist`);
+    if (existsSync(out) && readdirSync(out).length > 0 && !values.force) {
+      throw new Error(`${out} is not empty (use --force to write into it anyway)`);
+    }
+    const { model, origin, warnings } = importXTransformers(source, { dtype });
+    try {
+      for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
+      saveCheckpoint(out, model, { origin });
+      process.stdout.write(`converted ${source} → ${out}: ${model.parameterCount().toLocaleString('en-US')} parameters in ${origin.parameters.length} tensors (${dtype})\n`);
+    } finally {
+      model.dispose();
+    }
+  },
+};
