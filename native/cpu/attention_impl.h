@@ -14,10 +14,15 @@
 //        j ≤ i + queryOffset; segments: same id);  P = softmax(s);  out = P v
 // xPos is relative: per query sub-tile with reference position p0, xq = ζ^((p_q − p0)/B) and
 // xk = ζ^((p0 − p_k)/B), so each product carries exactly ζ^((p_q − p_k)/B) and nothing overflows.
-// Query tiles are BQ rows (split further when their positions spread too far for xPos), key tiles
-// BK keys. Forward: one task per (batch, head, query tile), online softmax. Backward: one task per
-// (batch, KV head, key tile) covering the whole head group, recomputing P from the saved lse; dK/dV
-// are private to the task, dQ goes to per-thread accumulators summed afterwards.
+// Query tiles are BQ rows (split into sub-tiles when their positions spread too far for xPos), key
+// tiles BK keys. Score tiles are kept transposed, Sᵀ = K'·Q̂ᵀ (keys × queries), so per-query softmax
+// statistics are vectors across columns and keys need no transposition.
+// Forward: one task per (batch, head, query tile), online softmax (running max and sum), lse saved.
+// Backward (FlashAttention-2): D_i = rowsum(dO ⊙ O); one task per (batch, KV head, key tile) covering
+// the heads of that group, recomputing P = exp(S − lse); dK/dV are private to the task (gradients of
+// the group's heads summed there), dQ goes to per-thread accumulators summed afterwards; the chain
+// rule runs back through xPos, rotary (Rᵀ) and the key scale.
+// Micro-kernel: C (+)= A·B with RM × 2 vectors of accumulators (gemm_tile), A possibly transposed.
 
 static constexpr int kVBytes = ATTN_VBYTES;
 static constexpr int kRM = ATTN_RM;
@@ -52,17 +57,6 @@ template <typename C> inline typename Vec<C>::V vset(C s) {
   return __builtin_shuffle(v, typename Vec<C>::I{});  // one broadcast instruction
 #endif
 }
-template <typename C> inline C hsum(typename Vec<C>::V v) {
-  C s = 0;
-  for (int i = 0; i < Vec<C>::W; i++) s += v[i];
-  return s;
-}
-template <typename C> inline C hmax(typename Vec<C>::V v) {
-  C m = v[0];
-  for (int i = 1; i < Vec<C>::W; i++) m = v[i] > m ? v[i] : m;
-  return m;
-}
-
 // exp on a vector: Cody–Waite reduction x = n·ln2 + r, a polynomial for e^r, 2^n built in the
 // exponent bits. float: Cephes' degree-6 polynomial (about 1 ulp); double: Taylor to r^13 (|r| ≤ ln2/2,
 // truncation < 1e-17). Results below the smallest normal become 0 (no subnormals); NaN stays NaN.
@@ -435,35 +429,6 @@ struct Attn {
       C e = lnz[c] * d;
       e = e > xk_clamp ? xk_clamp : (e < -xk_clamp ? -xk_clamp : e);
       f[c] = sexp(e);
-    }
-  }
-
-  // Scores of one row after the Q·Kᵀ product: ALiBi, masks, padding columns → −inf.
-  // `visible`: keys [0, visible) of the tile pass the causal mask (row i sees j0 + j ≤ i + queryOffset).
-  void finish_scores(C* s, int64_t nkv, int kind, C slope, int64_t pq, int32_t sq, const int32_t* kp,
-                     const int32_t* kg, int64_t visible) const {
-    const int32_t pq32 = int32_t(pq);
-    if (slope != 0) {
-      for (int64_t j = 0; j < nkv; j++) {
-        const int32_t dist = pq32 - kp[j];
-        s[j] -= slope * C(dist < 0 ? -dist : dist);
-      }
-    }
-    if (kind == 1) {
-      if (causal) {
-        for (int64_t j = imax(0, visible); j < nkv; j++) s[j] = kNegInf;
-      }
-      if (seg) {
-        for (int64_t j = 0; j < nkv; j++) s[j] = kg[j] != sq ? kNegInf : s[j];
-      }
-    }
-    for (int64_t j = nkv; j < BK; j++) s[j] = kNegInf;
-  }
-
-  void key_tile_info(int64_t b, int64_t j0, int64_t nkv, int32_t* kp, int32_t* kg) const {
-    for (int64_t j = 0; j < nkv; j++) {
-      kp[j] = int32_t(kpos(b, j0 + j));
-      kg[j] = kseg(b, j0 + j);
     }
   }
 
