@@ -8,13 +8,14 @@
         "native/cpu/reduce.cc",
         "native/cpu/gemm.cc",
         "native/cpu/nn.cc",
-        "native/cpu/attention.cc"
+        "native/cpu/attention.cc",
+        "native/cpu/simd.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions", "-O2"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-O2"],
-      "cflags_cc": ["-std=c++17", "-O3", "-fopenmp", "-fno-math-errno"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fopenmp", "-fno-math-errno", "-Wall", "-Wno-unknown-pragmas"],
       "ldflags": ["-fopenmp"]
     }
   ]

@@ -11,8 +11,10 @@
 #include <vector>
 
 #include "../common/dtype.h"
+#include "gemm.h"
 #include "kernels.h"
 #include "parallel.h"
+#include "simd.h"
 
 using namespace andromeda;
 
@@ -319,6 +321,33 @@ Napi::Value Threads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), omp_get_max_threads());
 }
 
+// cpuInfo() -> { isa, cpuIsa, gemmF32, gemmF64, threads }: the instruction set in use and the GEMM micro-kernels.
+Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("isa", cpu::isa_name(cpu::active_isa()));
+  o.Set("cpuIsa", cpu::isa_name(cpu::cpu_isa()));
+  o.Set("gemmF32", cpu::gemm_kernel_name(int(DType::F32)));
+  o.Set("gemmF64", cpu::gemm_kernel_name(int(DType::F64)));
+  o.Set("threads", omp_get_max_threads());
+  return o;
+}
+
+// limitIsa('generic' | 'avx2' | 'avx512'): caps the instruction set the kernels use (tests, benchmarks).
+Napi::Value LimitIsa(const Napi::CallbackInfo& info) {
+  const std::string name = info[0].As<Napi::String>().Utf8Value();
+  cpu::limit_isa(name == "generic" ? cpu::Isa::Generic : name == "avx2" ? cpu::Isa::Avx2 : cpu::Isa::Avx512);
+  return Napi::String::New(info.Env(), cpu::isa_name(cpu::active_isa()));
+}
+
+// probeCpu() -> { clockGHz, fmaGflops512, fmaGflops256 }: measured on the calling thread (takes ~0.5 s).
+Napi::Value ProbeCpu(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("clockGHz", cpu::measure_clock_ghz());
+  o.Set("fmaGflops512", cpu::measure_fma_gflops(cpu::Isa::Avx512));
+  o.Set("fmaGflops256", cpu::measure_fma_gflops(cpu::Isa::Avx2));
+  return o;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("alloc", Napi::Function::New(env, Alloc));
   exports.Set("free", Napi::Function::New(env, Free));
@@ -347,6 +376,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("threads", Napi::Function::New(env, Threads));
   exports.Set("attentionForward", Napi::Function::New(env, AttentionForward));
   exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward));
+  exports.Set("cpuInfo", Napi::Function::New(env, CpuInfo));
+  exports.Set("limitIsa", Napi::Function::New(env, LimitIsa));
+  exports.Set("probeCpu", Napi::Function::New(env, ProbeCpu));
   return exports;
 }
 

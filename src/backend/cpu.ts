@@ -39,6 +39,9 @@ interface CpuAddon {
     lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number, gradScale: number): void;
   sumOfSquares(dtype: number, x: number, count: number): number;
   threads(set?: number): number;
+  cpuInfo(): CpuInfo;
+  limitIsa(isa: CpuIsa): CpuIsa;
+  probeCpu(): { clockGHz: number; fmaGflops512: number; fmaGflops256: number };
   attentionForward(q: number, k: number, v: number, out: number, lse: number, config: AttentionConfig): void;
   attentionBackward(q: number, k: number, v: number, out: number, lse: number, gradOut: number,
     gradQ: number, gradK: number, gradV: number, gradKeyScale: number | null, config: AttentionConfig): void;
@@ -96,6 +99,18 @@ function attentionConfig(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, a
   };
 }
 
+/** SIMD instruction sets the CPU kernels are compiled for (chosen at run time). */
+export type CpuIsa = 'generic' | 'avx2' | 'avx512';
+export interface CpuInfo {
+  /** Instruction set in use, and the best one this CPU supports. */
+  readonly isa: CpuIsa;
+  readonly cpuIsa: CpuIsa;
+  /** GEMM micro-kernels in use for float32 (and half types) and float64, e.g. "avx512 12x32". */
+  readonly gemmF32: string;
+  readonly gemmF64: string;
+  readonly threads: number;
+}
+
 function loadAddon(): CpuAddon {
   const here = dirname(fileURLToPath(import.meta.url));
   // dist/src/backend → package root is three levels up.
@@ -135,6 +150,13 @@ export class CpuBackend implements Backend {
   threads(set?: number): number {
     return this.addon.threads(set);
   }
+
+  /** Instruction set and GEMM micro-kernels in use. */
+  cpuInfo(): CpuInfo { return this.addon.cpuInfo(); }
+  /** Caps the SIMD instruction set (also ANDROMEDA_CPU_ISA); returns the one now in use. */
+  limitIsa(isa: CpuIsa): CpuIsa { return this.addon.limitIsa(isa); }
+  /** Measures the core clock and single-thread FMA throughput on this thread (~0.5 s). */
+  probeCpu(): { clockGHz: number; fmaGflops512: number; fmaGflops256: number } { return this.addon.probeCpu(); }
 
   alloc(bytes: number): Handle { return this.addon.alloc(bytes); }
   free(handle: Handle): void { this.addon.free(handle); }

@@ -1,0 +1,135 @@
+// Instruction-set detection for the run-time dispatch declared in simd.h.
+#include "simd.h"
+
+#include <immintrin.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <algorithm>
+
+namespace andromeda::cpu {
+namespace {
+
+Isa detect() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  // libgcc's checks include the OS's XSAVE state support (XCR0) for AVX and AVX-512 registers.
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma"))
+    return Isa::Avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::Avx2;
+#endif
+  return Isa::Generic;
+}
+
+int env_limit() {
+  const char* e = std::getenv("ANDROMEDA_CPU_ISA");
+  if (!e || !*e) return int(Isa::Avx512);
+  if (!std::strcmp(e, "generic")) return int(Isa::Generic);
+  if (!std::strcmp(e, "avx2")) return int(Isa::Avx2);
+  return int(Isa::Avx512);
+}
+
+std::atomic<int> g_limit{-1};
+
+}  // namespace
+
+Isa cpu_isa() {
+  static const Isa isa = detect();
+  return isa;
+}
+
+Isa active_isa() {
+  int limit = g_limit.load(std::memory_order_relaxed);
+  if (limit < 0) {
+    limit = env_limit();
+    g_limit.store(limit, std::memory_order_relaxed);
+  }
+  const int best = int(cpu_isa());
+  return Isa(limit < best ? limit : best);
+}
+
+void limit_isa(Isa isa) { g_limit.store(int(isa), std::memory_order_relaxed); }
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Avx512: return "avx512";
+    case Isa::Avx2: return "avx2";
+    default: return "generic";
+  }
+}
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+#if defined(__x86_64__)
+// 16 independent accumulator chains per iteration: enough to cover FMA latency × throughput.
+#define ANDROMEDA_FMA_LOOP(R, SET1, FMA, LANES)                                    \
+  R acc[16];                                                                      \
+  for (int i = 0; i < 16; i++) acc[i] = SET1(float(i) * 1e-3f);                   \
+  const R x = SET1(0.999999f), y = SET1(1e-7f);                                   \
+  const auto t0 = std::chrono::steady_clock::now();                               \
+  for (int64_t it = 0; it < iters; it++) {                                        \
+    _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) acc[i] = FMA(acc[i], x, y); \
+  }                                                                               \
+  const double s = seconds_since(t0);                                             \
+  float sink = 0;                                                                 \
+  for (int i = 0; i < 16; i++) sink += reinterpret_cast<const float*>(&acc[i])[0]; \
+  volatile float keep = sink;                                                     \
+  (void)keep;                                                                     \
+  return double(iters) * 16 * LANES * 2 / s / 1e9;
+
+__attribute__((target("avx512f,fma"))) double fma_gflops_512(int64_t iters) {
+  ANDROMEDA_FMA_LOOP(__m512, _mm512_set1_ps, _mm512_fmadd_ps, 16)
+}
+__attribute__((target("avx2,fma"))) double fma_gflops_256(int64_t iters) {
+  ANDROMEDA_FMA_LOOP(__m256, _mm256_set1_ps, _mm256_fmadd_ps, 8)
+}
+#undef ANDROMEDA_FMA_LOOP
+#endif
+
+}  // namespace
+
+double measure_clock_ghz() {
+  double best = 0;
+  for (int run = 0; run < 5; run++) {
+    const int64_t iters = 20'000'000;
+    uint64_t x = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < iters; i++) {
+#if defined(__x86_64__)
+      // 8 dependent adds (1 cycle each); the loop counter runs on other ALUs in parallel.
+      asm volatile("add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
+                   "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0" : "+r"(x));
+#else
+      x += 8;
+#endif
+    }
+    const double s = seconds_since(t0);
+    volatile uint64_t keep = x;
+    (void)keep;
+    best = std::max(best, double(iters) * 8 / s / 1e9);
+  }
+  return best;
+}
+
+double measure_fma_gflops(Isa isa) {
+  double best = 0;
+#if defined(__x86_64__)
+  const int64_t iters = 5'000'000;
+  for (int run = 0; run < 3; run++) {
+    if (isa == Isa::Avx512 && cpu_isa() == Isa::Avx512) best = std::max(best, fma_gflops_512(iters));
+    else if (isa >= Isa::Avx2 && cpu_isa() >= Isa::Avx2) best = std::max(best, fma_gflops_256(iters));
+  }
+#else
+  (void)isa;
+#endif
+  return best;
+}
+
+}  // namespace andromeda::cpu
