@@ -101,7 +101,7 @@ export interface AttentionArgs {
   readonly rotaryInvFreq: Float32Array | null;
   /** xPos scale base B (0 = no xPos). */
   readonly xposScaleBase: number;
-  /** float32 [heads, headDim] key scale, or null. */
+  /** [heads, headDim] key scale, float32 (float64 when q is float64), or null; gradKeyScale likewise. */
   readonly keyScale: Dense | null;
   /** int32 [batch, queryLen] / [batch, keyLen] positions (for rotary, xPos, ALiBi), or null for the
    *  defaults: queryOffset + i for queries, j for keys. */

@@ -193,9 +193,11 @@ function fusedAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor {
     return dense(input.device).dense('attention');
   };
   const qc = dense(q), kc = dense(k), vc = dense(v);
+  // The contract's key scale is float32, float64 for float64 attention.
+  const scaleDType: DType = q.dtype === 'float64' ? 'float64' : 'float32';
   let keyScale32: Tensor | null = null;
   if (p.keyScale) {
-    keyScale32 = p.keyScale.dtype === 'float32' ? dense(p.keyScale) : castRaw(p.keyScale, 'float32');
+    keyScale32 = p.keyScale.dtype === scaleDType ? dense(p.keyScale) : castRaw(p.keyScale, scaleDType);
     if (keyScale32 !== p.keyScale && !temps.includes(keyScale32)) temps.push(keyScale32);
   }
   const args: AttentionArgs = {
@@ -221,7 +223,7 @@ function fusedAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor {
   return record(out, 'attention', inputs, (g) => {
     const gc = g.isContiguous() ? g : contiguousRaw(g);
     const gq = emptyLike(q), gk = emptyLike(k), gv = emptyLike(v);
-    const gks = p.keyScale ? zeros([p.heads, p.headDim], 'float32', q.device) : null;
+    const gks = p.keyScale ? zeros([p.heads, p.headDim], scaleDType, q.device) : null;
     if (out.size > 0) {
       backend.attentionBackward!(qc.dense(), kc.dense(), vc.dense(), out.dense(), lse.dense(), gc.dense(),
         gq.dense(), gk.dense(), gv.dense(), gks ? gks.dense() : null, args);
@@ -230,7 +232,7 @@ function fusedAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor {
     }
     if (gc !== g) gc.dispose();
     let gScale: Tensor | null = gks;
-    if (gks && p.keyScale!.dtype !== 'float32') {
+    if (gks && p.keyScale!.dtype !== scaleDType) {
       gScale = castRaw(gks, p.keyScale!.dtype);
       gks.dispose();
     }
