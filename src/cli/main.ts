@@ -3,10 +3,13 @@
 import '../backend/index.js';
 import { UsageError, type Command } from './command.js';
 import { tokenizeCommand } from './commands/tokenize.js';
+import { trainCommand } from './commands/train.js';
+import { generateCommand } from './commands/generate.js';
+import { quickstartCommand } from './commands/quickstart.js';
 import { convertCommand } from './commands/convert.js';
 import { scoreCommand } from './commands/score.js';
 
-const commands: Command[] = [tokenizeCommand, convertCommand, scoreCommand];
+const commands: Command[] = [quickstartCommand, tokenizeCommand, trainCommand, generateCommand, convertCommand, scoreCommand];
 
 function overview(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

@@ -7,7 +7,7 @@ import { tidy } from '../tensor/scope.js';
 import { noGrad } from '../autograd/grad-mode.js';
 import { crossEntropy } from '../ops/nn.js';
 import { reshape } from '../ops/layout.js';
-import type { Batch } from '../data/packing.js';
+import { makeBatch, type Batch } from '../data/packing.js';
 import type { TrainingData } from '../data/training-data.js';
 import type { DType } from '../tensor/dtype.js';
 import type { LanguageModel } from './model.js';
@@ -17,7 +17,13 @@ export interface EvalResult {
   loss: number;
   /** Targets scored. */
   tokens: number;
+  /** UTF-8 bytes of the targets scored (end-of-document tokens count 0). */
+  bytes: number;
+  /** Total loss over the targets in bits, divided by their bytes. */
   bitsPerByte: number;
+  /** The unigram baseline on the same targets (NaN without unigram costs). */
+  unigramLoss: number;
+  unigramBitsPerByte: number;
   seconds: number;
 }
 
@@ -52,52 +58,59 @@ export interface EvaluateOptions {
   batchSize: number;
   segments: boolean;
   device: string;
-  /** Score at most this many targets (whole batches, from the start of the held-out split); 0 = all. */
+  /** Score about this many targets (whole rows spread evenly over the held-out split); 0 = all. */
   maxTokens: number;
   computeDType?: DType;
+  /** −ln p(t) of the unigram baseline per id, to score the same targets under it. */
+  unigramCosts?: Float64Array;
   onBatch?: (done: number, total: number) => void;
+}
+
+/**
+ * Rows of seqLen + 1 held-out tokens (overlapping by one, so every token after the first is a
+ * target once); with a token limit, that many rows evenly spaced over the split (a sample of every
+ * source, not just the first), always the same ones.
+ */
+export function heldOutRows(length: number, seqLen: number, maxTokens: number): number[] {
+  const available = length > seqLen ? Math.floor((length - 1) / seqLen) : 0;
+  const wanted = maxTokens > 0 ? Math.min(available, Math.max(1, Math.ceil(maxTokens / seqLen))) : available;
+  return Array.from({ length: wanted }, (_, i) => Math.floor((i * available) / wanted));
 }
 
 export function evaluate(model: LanguageModel, data: TrainingData, o: EvaluateOptions): EvalResult {
   const started = Date.now();
-  const rowsAvailable = data.heldOut.length > o.seqLen ? Math.floor((data.heldOut.length - 1) / o.seqLen) : 0;
-  if (rowsAvailable === 0) throw new Error(`the held-out split has ${data.heldOut.length} tokens, fewer than seqLen + 1 = ${o.seqLen + 1}; hold out more text or use a shorter --seq-len`);
-  const maxRows = o.maxTokens > 0 ? Math.max(1, Math.ceil(o.maxTokens / o.seqLen)) : rowsAvailable;
-  const rows = Math.min(rowsAvailable, maxRows);
-  const maxBatches = Math.ceil(rows / o.batchSize);
+  const rows = heldOutRows(data.heldOut.length, o.seqLen, o.maxTokens);
+  if (rows.length === 0) throw new Error(`the held-out split has ${data.heldOut.length} tokens, fewer than seqLen + 1 = ${o.seqLen + 1}; hold out more text or use a shorter --seq-len`);
+  const { tokenizer } = data;
+  const tokenBytes = new Float64Array(tokenizer.vocabSize);
+  for (let t = 0; t < tokenizer.vocabSize; t++) tokenBytes[t] = t === tokenizer.eosId ? 0 : tokenizer.tokenBytes(t).length;
   let total = 0;
   let tokens = 0;
-  let done = 0;
+  let bytes = 0;
+  let unigram = 0;
   model.eval();
   try {
-    for (const batch of data.heldOutBatches({ seqLen: o.seqLen, batchSize: o.batchSize, segments: o.segments, maxBatches })) {
-      let use = batch;
-      const keepRows = Math.min(batch.batchSize, rows - done);
-      if (keepRows < batch.batchSize) use = trimBatch(batch, keepRows);
-      total += tidy(() => noGrad(() => batchLoss(model, batchTensors(use, o.device, o.segments), 'sum', o.computeDType).item()));
-      tokens += use.batchSize * use.seqLen;
-      done += use.batchSize;
-      o.onBatch?.(done, rows);
-      if (done >= rows) break;
+    for (let first = 0; first < rows.length; first += o.batchSize) {
+      const chosen = rows.slice(first, first + o.batchSize).map((r) => data.heldOut.read(r * o.seqLen, o.seqLen + 1));
+      const batch = makeBatch(chosen, { seqLen: o.seqLen, eosId: tokenizer.eosId, segments: o.segments });
+      total += tidy(() => noGrad(() => batchLoss(model, batchTensors(batch, o.device, o.segments), 'sum', o.computeDType).item()));
+      for (const t of batch.targets) {
+        bytes += tokenBytes[t] ?? 0;
+        if (o.unigramCosts) unigram += o.unigramCosts[t];
+      }
+      tokens += batch.targets.length;
+      o.onBatch?.(Math.min(first + o.batchSize, rows.length), rows.length);
     }
   } finally {
     model.train();
   }
-  const loss = total / tokens;
-  // Bytes per token of the held-out split as a whole (exact for a full evaluation).
-  const bytesPerToken = data.heldOutBytesPerToken;
-  return { loss, tokens, bitsPerByte: bytesPerToken > 0 ? loss / (Math.LN2 * bytesPerToken) : NaN, seconds: (Date.now() - started) / 1000 };
-}
-
-function trimBatch(b: Batch, rows: number): Batch {
-  const n = rows * b.seqLen;
   return {
-    batchSize: rows,
-    seqLen: b.seqLen,
-    tokens: b.tokens.subarray(0, rows * (b.seqLen + 1)),
-    inputs: b.inputs.subarray(0, n),
-    targets: b.targets.subarray(0, n),
-    segmentIds: b.segmentIds.subarray(0, n),
-    positions: b.positions.subarray(0, n),
+    loss: total / tokens,
+    tokens,
+    bytes,
+    bitsPerByte: bytes > 0 ? total / (Math.LN2 * bytes) : NaN,
+    unigramLoss: o.unigramCosts ? unigram / tokens : NaN,
+    unigramBitsPerByte: o.unigramCosts && bytes > 0 ? unigram / (Math.LN2 * bytes) : NaN,
+    seconds: (Date.now() - started) / 1000,
   };
 }

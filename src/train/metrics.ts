@@ -28,6 +28,8 @@ export interface EvalRecord {
   loss: number;
   bitsPerByte: number;
   tokens: number;
+  /** The unigram baseline on the same targets. */
+  unigramLoss?: number;
 }
 
 export interface EventRecord {

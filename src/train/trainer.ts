@@ -36,6 +36,7 @@ import { MetricsLog, type TrainRecord } from './metrics.js';
 import { writePlot } from './plot.js';
 import { TrainProgress } from './progress.js';
 import { batchLoss, batchTensors, evaluate, type EvalResult } from './evaluate.js';
+import { unigramCosts } from './baseline.js';
 import { CheckpointError, listCheckpoints, loadCheckpoint, loadOptimizerState, saveCheckpoint } from './checkpoint.js';
 import { resolvePrecision, type Precision } from './precision.js';
 import { getModelFamily } from './families.js';
@@ -204,9 +205,8 @@ export async function train(initialConfig: TrainConfig, options: TrainOptions = 
       rmSync(join(out, 'plot.html'), { force: true });
       writeFileSync(join(out, 'train-config.json'), JSON.stringify(config, null, 2) + '\n');
     }
-    const unigramLoss = data.unigramBaseline();
-    const bpt = data.heldOutBytesPerToken;
-    const unigram = { loss: unigramLoss, bitsPerByte: bpt > 0 ? unigramLoss / (Math.LN2 * bpt) : NaN };
+    const costs = unigramCosts(data.sources.map((s) => s.tokens), tokenizer.vocabSize);
+    const unigram = heldOutUnigram(data, costs);
 
     log(`model: ${familyName} preset "${preset}", ${(parameterCount / 1e6).toFixed(2)}M parameters; vocab ${tokenizer.vocabSize} (${tokenizer.kind}); device ${device}; compute ${precision.compute}, master weights ${precision.master}`);
     log(`optimizer: AdamW (β ${config.beta1}/${config.beta2}, wd ${config.weightDecay} on ${grouped.decay.length} matrices, 0 on ${grouped.noDecay.length} norms/biases/embeddings), lr ${config.lr} warmup ${config.warmup} cosine → ${config.minLrRatio * 100}%${config.cooldown ? ` then cool-down ${config.cooldown}` : ''}, clip ${config.clip || 'off'}`);
@@ -258,9 +258,12 @@ export async function train(initialConfig: TrainConfig, options: TrainOptions = 
     };
 
     const runEval = (step: number, maxTokens: number, label: string): EvalResult => {
-      const result = evaluate(model, data, { seqLen: config.seqLen, batchSize: config.batchSize, segments: config.segments, device, maxTokens, computeDType: precision.compute === 'float32' ? undefined : precision.compute });
-      metrics.append({ kind: 'eval', step, loss: result.loss, bitsPerByte: result.bitsPerByte, tokens: result.tokens });
-      progress.log(`${label} step ${step}: held-out loss ${result.loss.toFixed(4)} nats/token, ${result.bitsPerByte.toFixed(4)} bits/byte (${result.tokens} tokens, ${result.seconds.toFixed(1)}s; unigram ${unigram.loss.toFixed(4)})`);
+      const result = evaluate(model, data, {
+        seqLen: config.seqLen, batchSize: config.batchSize, segments: config.segments, device, maxTokens, unigramCosts: costs,
+        computeDType: precision.compute === 'float32' ? undefined : precision.compute,
+      });
+      metrics.append({ kind: 'eval', step, loss: result.loss, bitsPerByte: result.bitsPerByte, tokens: result.tokens, unigramLoss: result.unigramLoss });
+      progress.log(`${label} step ${step}: held-out loss ${result.loss.toFixed(4)} nats/token, ${result.bitsPerByte.toFixed(4)} bits/byte (unigram baseline on the same ${result.tokens} tokens: ${result.unigramLoss.toFixed(4)}, ${result.unigramBitsPerByte.toFixed(4)} bits/byte; ${result.seconds.toFixed(1)}s)`);
       refreshPlot();
       return result;
     };
@@ -348,3 +351,16 @@ export async function train(initialConfig: TrainConfig, options: TrainOptions = 
   }
 }
 
+
+/** The unigram baseline over the whole held-out split: nats/token and bits/byte. */
+function heldOutUnigram(data: TrainingData, costs: Float64Array): { loss: number; bitsPerByte: number } {
+  const heldOut = data.heldOut;
+  let total = 0;
+  const chunk = 1 << 20;
+  for (let start = 0; start < heldOut.length; start += chunk) {
+    const part = heldOut.read(start, Math.min(chunk, heldOut.length - start));
+    for (let i = 0; i < part.length; i++) total += costs[part[i]];
+  }
+  const loss = heldOut.length > 0 ? total / heldOut.length : NaN;
+  return { loss, bitsPerByte: data.heldOutTextBytes > 0 ? total / (Math.LN2 * data.heldOutTextBytes) : NaN };
+}

@@ -1,0 +1,95 @@
+/**
+ * Autoregressive generation: the prompt is fed once, then one token at a time, through the
+ * model's KV cache (or, with `cache: false` or a model without one, by recomputing the whole
+ * sequence each step). Tokens are chosen by ./sampling.ts and decoded text is streamed as it
+ * completes (./text-stream.ts). Generation stops at the end-of-document token or the token budget.
+ */
+import { Tensor } from '../tensor/tensor.js';
+import { tidy } from '../tensor/scope.js';
+import { noGrad } from '../autograd/grad-mode.js';
+import { narrow } from '../ops/layout.js';
+import { Generator } from '../tensor/random.js';
+import type { Tokenizer } from '../data/tokenizer/tokenizer.js';
+import type { LanguageModel, ModelFamily } from '../train/model.js';
+import { sampleToken, validateSampling, type SamplingOptions } from './sampling.js';
+import { TokenTextStream } from './text-stream.js';
+
+export interface GenerateOptions extends SamplingOptions {
+  /** Most tokens to generate. Default 200. */
+  maxTokens?: number;
+  /** Seed of the sampling generator. Default 0. */
+  seed?: number;
+  /** Stop when the model emits the end-of-document token. Default true. */
+  stopAtEos?: boolean;
+  /** Use the KV cache (when the model family has one). Default true. */
+  cache?: boolean;
+  /** Start the context with the end-of-document token, as documents start in training. Default true. */
+  startWithEos?: boolean;
+  /** Receives decoded text as soon as it is complete (whole UTF-8 characters). */
+  onText?: (text: string) => void;
+  /** Receives every generated token id. */
+  onToken?: (id: number) => void;
+}
+
+export interface GenerateResult {
+  /** Generated ids (the end-of-document token, when reached, is not included). */
+  ids: number[];
+  text: string;
+  stoppedBy: 'eos' | 'max-tokens';
+  promptTokens: number;
+  usedCache: boolean;
+  seconds: number;
+}
+
+/** Logits [vocab] of the last position of `ids`, by a full forward pass. */
+function lastLogitsUncached(model: LanguageModel, ids: readonly number[], device: string): Float32Array {
+  return tidy(() => noGrad(() => {
+    const input = Tensor.fromArray(Int32Array.from(ids), [1, ids.length], 'int32', device);
+    const logits = model.forward(input);
+    return Float32Array.from(narrow(logits, 1, ids.length - 1, 1).toArray());
+  }));
+}
+
+export function generate(
+  model: LanguageModel,
+  family: ModelFamily<any>,
+  tokenizer: Tokenizer,
+  prompt: string | Int32Array,
+  options: GenerateOptions = {},
+): GenerateResult {
+  validateSampling(options);
+  const maxTokens = options.maxTokens ?? 200;
+  if (!Number.isInteger(maxTokens) || maxTokens < 0) throw new RangeError(`max tokens must be an integer ≥ 0, got ${maxTokens}`);
+  const started = Date.now();
+  const promptIds = typeof prompt === 'string' ? tokenizer.encode(prompt) : prompt;
+  const context: number[] = [...(options.startWithEos ?? true ? [tokenizer.eosId] : []), ...promptIds];
+  if (context.length === 0) context.push(tokenizer.eosId);
+  const device = model.namedParameters()[0]?.[1].device ?? 'cpu';
+  const generator = new Generator(options.seed ?? 0);
+  const stream = new TokenTextStream(tokenizer, options.onText);
+  const session = (options.cache ?? true) ? family.createDecodingSession?.(model, context.length + maxTokens) ?? null : null;
+  model.eval();
+  const ids: number[] = [];
+  let stoppedBy: GenerateResult['stoppedBy'] = 'max-tokens';
+  try {
+    let logits = session ? session.step(Int32Array.from(context)) : lastLogitsUncached(model, context, device);
+    while (ids.length < maxTokens) {
+      const next = sampleToken(logits.subarray(0, tokenizer.vocabSize), options, generator);
+      if (next === tokenizer.eosId && (options.stopAtEos ?? true)) {
+        stoppedBy = 'eos';
+        break;
+      }
+      ids.push(next);
+      options.onToken?.(next);
+      stream.push(next);
+      if (ids.length >= maxTokens) break;
+      context.push(next);
+      logits = session ? session.step(Int32Array.of(next)) : lastLogitsUncached(model, context, device);
+    }
+    stream.flush();
+  } finally {
+    session?.dispose();
+    model.train();
+  }
+  return { ids, text: stream.value, stoppedBy, promptTokens: promptIds.length, usedCache: session !== null, seconds: (Date.now() - started) / 1000 };
+}
