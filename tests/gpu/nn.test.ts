@@ -1,7 +1,7 @@
 // CUDA engine vs CPU engine: softmax, layer/RMS norm, cross-entropy, embedding, dropout, AdamW.
 import assert from 'node:assert/strict';
 import type { DType } from '../../src/tensor/dtype.js';
-import { FLOAT_DTYPES, Twins, assertClose, cpu, gpu, gpuTest, read } from './harness.js';
+import { FLOAT_DTYPES, Twins, assertClose, cpu, gpu, gpuTest, read, relativeError } from './harness.js';
 
 const statDtype = (dtype: DType): DType => (dtype === 'float64' ? 'float64' : 'float32');
 
@@ -20,7 +20,16 @@ gpuTest('softmax and log-softmax, forward and backward', () => {
           const y = t.output(dtype, n), gx = t.output(dtype, n);
           cpu().softmax(x.cpu, y.cpu, rows, cols, log);
           gpu().softmax(x.gpu, y.gpu, rows, cols, log);
-          assertClose(`${log ? 'log-' : ''}softmax [${rows}, ${cols}]`, y);
+          if (dtype === 'float32') {
+            // The CPU sums long float32 rows sequentially (error grows with cols); judge both against float64.
+            const x64 = t.from('float64', read(x).cpu), y64 = t.output('float64', n);
+            cpu().softmax(x64.cpu, y64.cpu, rows, cols, log);
+            const ref = read(y64).cpu, got = read(y);
+            const gpuError = relativeError(ref, got.gpu), cpuError = relativeError(ref, got.cpu);
+            assert.ok(gpuError <= Math.max(1e-5, 2 * cpuError), `${log ? 'log-' : ''}softmax [${rows}, ${cols}] float32: GPU error ${gpuError.toExponential(2)} vs float64 (CPU float32: ${cpuError.toExponential(2)})`);
+          } else {
+            assertClose(`${log ? 'log-' : ''}softmax [${rows}, ${cols}]`, y);
+          }
           // Both backward passes read the CPU forward output so only the backward kernel is compared.
           const yRef = t.from(dtype, read(y).cpu);
           cpu().softmaxGrad(yRef.cpu, gy.cpu, gx.cpu, rows, cols, log);
@@ -102,7 +111,7 @@ gpuTest('embedding: gather, out-of-range ids reported, deterministic gradient wi
   const t = new Twins(24);
   try {
     for (const dtype of [...FLOAT_DTYPES, 'float64'] as DType[]) {
-      for (const [count, dim, vocab] of [[10, 8, 5], [4096, 256, 1000], [300, 3072, 50257]]) {
+      for (const [count, dim, vocab] of [[10, 8, 5], [4096, 256, 1000], [3000, 1024, 8192]]) {
         const table = t.random(dtype, vocab * dim);
         const ids = t.ints(count, 0, vocab);
         const out = t.output(dtype, count * dim);

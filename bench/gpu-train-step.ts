@@ -1,0 +1,112 @@
+// Training-step figures on the CUDA engine with mixed precision: bf16 weights and activations,
+// float32 master weights and float32 AdamW state, global-norm clipping. Attention is the model's
+// reference form (the engine has no fused attention kernel yet).
+//   node dist/bench/gpu-train-step.js <preset> <batch> <seqLen> [steps]
+// The model code does not wire a compute dtype yet (src/train/andromeda-adapter.ts), so this bench
+// keeps the float32 masters itself: the model is built in bf16, each step's bf16 gradients feed the
+// engine's AdamW kernel on the float32 masters, which are then cast back into the bf16 weights.
+import { getBackend } from '../src/backend/index.js';
+import type { CudaBackend } from '../src/backend/cuda.js';
+import { Andromeda } from '../src/model/andromeda.js';
+import { Tensor } from '../src/tensor/tensor.js';
+import { tidy, keep } from '../src/tensor/scope.js';
+import { noGrad } from '../src/autograd/grad-mode.js';
+import { cast } from '../src/ops/convert.js';
+import { gradNorm } from '../src/optim/clip.js';
+import { encodeHost, DTYPE_BYTES } from '../src/tensor/dtype.js';
+import { Generator } from '../src/tensor/random.js';
+
+const [preset = 'orca', batchArg = '1', seqArg = '2048', stepsArg = '6'] = process.argv.slice(2);
+const batch = Number(batchArg), seqLen = Number(seqArg), steps = Number(stepsArg);
+// ANDROMEDA_BENCH_DEVICE=cpu runs the same step on the CPU engine (a smoke test of this script).
+const device = process.env.ANDROMEDA_BENCH_DEVICE ?? 'cuda';
+const gpu = getBackend(device) as CudaBackend;
+const GiB = 2 ** 30;
+
+/** Fills a bf16 parameter with normal(0, std) values from a repeated random block (fast, never zeros). */
+function randomize(t: Tensor, std: number, gen: Generator): void {
+  const block = 1 << 20;
+  const values = new Float64Array(block + 4099);
+  for (let i = 0; i < values.length; i++) values[i] = std * gen.normal();
+  const raw = encodeHost(t.dtype, values);
+  const bytes = DTYPE_BYTES[t.dtype];
+  for (let at = 0, shift = 0; at < t.size; at += block, shift = (shift + 1031) % 4099) {
+    const n = Math.min(block, t.size - at);
+    gpu.upload(t.storage.handle, (t.offset + at) * bytes, new Uint8Array(raw.buffer, raw.byteOffset + shift * bytes, n * bytes));
+  }
+}
+
+const t0 = performance.now();
+// initialize: false skips the model's second (host-side) initialisation pass; matrices are
+// randomised on upload below, vectors (norm weights, scales) keep their constructed values.
+const model = Andromeda.fromPreset(preset, { maxSeqLen: Math.max(seqLen, 8192) }, { device, dtype: 'bfloat16', initialize: false });
+const gen = new Generator(1);
+const params = model.parameters();
+for (const p of params) if (p.rank >= 2) randomize(p, 0.02, gen);
+const paramCount = params.reduce((n, p) => n + p.size, 0);
+const masters = noGrad(() => params.map((p) => keep(cast(p, 'float32'))));
+const moments = masters.map((m) => {
+  const mm = keep(Tensor.empty(m.shape, 'float32', device)), vv = keep(Tensor.empty(m.shape, 'float32', device));
+  gpu.fill(mm.dense(), m.size, 0);
+  gpu.fill(vv.dense(), m.size, 0);
+  return { m: mm, v: vv };
+});
+gpu.synchronize();
+const setupSeconds = (performance.now() - t0) / 1000;
+
+const c = model.config;
+const tokensHost = new Int32Array(batch * seqLen);
+for (let i = 0; i < tokensHost.length; i++) tokensHost[i] = Math.floor(gen.uniform() * c.vocabSize);
+const tokens = keep(Tensor.fromArray(tokensHost, [batch, seqLen], 'int32', device));
+
+const hyper = { lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
+let stepCount = 0;
+function trainStep(): { loss: number; fwdBwd: number; optim: number; norm: number } {
+  const s0 = performance.now();
+  const loss = tidy(() => {
+    const l = model.loss(tokens);
+    l.backward();
+    return l.item();
+  });
+  gpu.synchronize();
+  const s1 = performance.now();
+  const norm = gradNorm(params);
+  const scale = Number.isFinite(norm) && norm > 1 ? 1 / (norm + 1e-6) : 1;
+  stepCount++;
+  for (let i = 0; i < params.length; i++) {
+    const p = params[i]!, master = masters[i]!, { m, v } = moments[i]!;
+    if (!p.grad) continue;
+    gpu.adamw(master.dense(), p.grad.dense(), m.dense(), v.dense(), p.size, {
+      ...hyper, biasCorrection1: 1 - hyper.beta1 ** stepCount, biasCorrection2: 1 - hyper.beta2 ** stepCount, gradScale: scale,
+    });
+    gpu.copy(master.strided(), p.strided(), p.shape);
+    p.grad.dispose();
+    p.grad = null;
+  }
+  gpu.synchronize();
+  const s2 = performance.now();
+  return { loss, fwdBwd: s1 - s0, optim: s2 - s1, norm };
+}
+
+const stepsDone: ReturnType<typeof trainStep>[] = [];
+let error: string | null = null;
+gpu.resetPeakMemory();
+try {
+  for (let i = 0; i < steps; i++) stepsDone.push(trainStep());
+} catch (e) {
+  error = (e as Error).message;
+}
+const stats = gpu.memoryStats();
+const measured = stepsDone.slice(2);  // the first two steps warm the allocator and cuBLASLt's plans
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+const stepMs = median(measured.map((s) => s.fwdBwd + s.optim));
+const tokensPerStep = batch * seqLen;
+// Model FLOPs as the anchors count them: 6·N per token plus causal attention (QKᵀ and PV, fwd + bwd).
+const flops = 6 * paramCount * tokensPerStep + 6 * c.depth * c.heads * c.headDim * seqLen * seqLen * batch;
+console.log(`# ${gpu.description ?? device}; ${gpu.gemmLibrary?.() ?? ''}`);
+console.log(`# ${preset}: ${paramCount.toLocaleString('en')} parameters, batch ${batch} × ${seqLen}, setup ${setupSeconds.toFixed(1)} s`);
+for (const [i, s] of stepsDone.entries()) {
+  console.log(`step ${i + 1}: loss ${s.loss.toFixed(4)}, grad norm ${s.norm.toFixed(3)}, forward+backward ${s.fwdBwd.toFixed(1)} ms, clip+AdamW ${s.optim.toFixed(1)} ms`);
+}
+if (error) console.log(`stopped: ${error}`);
+console.log(`| ${preset} | ${batch} × ${seqLen} | ${measured.length ? stepMs.toFixed(1) : '–'} ms | ${measured.length ? Math.round(tokensPerStep / (stepMs / 1000)).toLocaleString('en') : '–'} tok/s | ${measured.length ? (flops / (stepMs / 1000) / 1e12).toFixed(1) : '–'} TFLOP/s | peak ${(stats.peakAllocated / GiB).toFixed(1)} GiB allocated, ${(stats.reserved / GiB).toFixed(1)} GiB reserved |`);
