@@ -134,6 +134,7 @@ export async function train(initialConfig: TrainConfig, options: TrainOptions = 
   const out = resolve(config.out);
   const familyName = typeof options.family === 'string' ? options.family : options.family ? 'custom' : 'andromeda';
   const family: ModelFamily<any> = typeof options.family === 'object' ? options.family : getModelFamily(familyName);
+  if (!options.resume && !family.presets().includes(config.preset)) throw new ConfigError(`unknown model preset '${config.preset}' (known: ${family.presets().join(', ')})`);
 
   // ---- where we start: fresh, or from the latest checkpoint ----
   const existing = listCheckpoints(out);

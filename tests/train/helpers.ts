@@ -31,6 +31,7 @@ export function toyConfig(data: string, out: string, overrides: Partial<TrainCon
   return {
     ...DEFAULT_CONFIG,
     data: [data],
+    preset: 'toy',
     out,
     device: 'cpu',
     steps: 12,

@@ -103,7 +103,10 @@ export function parseTrainArgs(args: string[], base: TrainConfig = DEFAULT_CONFI
       else (explicit as Record<string, unknown>)[key] = parseFlagValue(key, raw as string);
     }
     if (positionals.length > 0) explicit.inputs = positionals;
-    const config = validateConfig({ ...base, ...explicit }, 'train');
+    const merged = { ...base, ...explicit };
+    // A short run without an explicit warmup gets 10% of its steps instead of the default.
+    if (explicit.warmup === undefined && merged.warmup + merged.cooldown > merged.steps) merged.warmup = Math.floor((merged.steps - merged.cooldown) / 10);
+    const config = validateConfig(merged, 'train');
     return { config, explicit, resume: values.resume === true, overwrite: values.overwrite === true, quiet: values.quiet === true };
   } catch (error) {
     if (error instanceof ConfigError) throw new UsageError(error.message.replace(/^train: /, ''));
@@ -142,7 +145,8 @@ export function summarize(result: TrainResult): string {
     `trained ${result.step - result.startStep} steps (${result.startStep} → ${result.step}) in ${(result.trainSeconds / 60).toFixed(1)} min on ${result.device}; stopped by ${result.stoppedBy === 'steps' ? 'reaching --steps' : result.stoppedBy === 'time' ? '--max-minutes' : 'interrupt'}`,
   ];
   if (result.finalEval) {
-    lines.push(`held-out loss ${result.finalEval.loss.toFixed(4)} nats/token (${result.finalEval.bitsPerByte.toFixed(4)} bits/byte) vs unigram baseline ${result.unigram.loss.toFixed(4)} (${result.unigram.bitsPerByte.toFixed(4)} bits/byte)`);
+    const e = result.finalEval;
+    lines.push(`held-out loss ${e.loss.toFixed(4)} nats/token (${e.bitsPerByte.toFixed(4)} bits/byte) vs unigram baseline ${e.unigramLoss.toFixed(4)} (${e.unigramBitsPerByte.toFixed(4)} bits/byte) on the same ${e.tokens} tokens`);
   }
   lines.push(`checkpoint: ${result.checkpointDir}`, `metrics: ${result.out}/metrics.jsonl`, `plot: ${result.out}/plot.html`);
   return lines.join('\n');
