@@ -3,48 +3,77 @@
  * floor(dim / (shifts + 1)); chunk k at position t comes from position t − k (zeros before the
  * start, and — for packed sequences — zeros when t − k lies in another document). The remainder
  * features are left as they are.
+ *
+ * One op with its own gradient, made of strided engine copies (a copy of x, then each chunk
+ * rewritten from its shifted source), instead of narrow/pad/concat with their temporaries.
  */
 import { Tensor } from '../tensor/tensor.js';
-import { concat, narrow, shift } from '../ops/layout.js';
-import { mul } from '../ops/elementwise.js';
-import { release } from '../ops/util.js';
+import type { Strided } from '../backend/backend.js';
+import { record } from '../autograd/tape.js';
+import { concat, narrow } from '../ops/layout.js';
+import { emptyLike } from '../ops/util.js';
+import { contiguousRaw } from '../ops/raw.js';
+
+/** A [rows, length, width] window of a contiguous [batch, n, dim] tensor, as engine strides. */
+function window(t: Tensor, row: number, rows: number, start: number, length: number, feature: number, width: number): { view: Strided; shape: number[] } {
+  const [, n, dim] = t.shape as [number, number, number];
+  return {
+    view: { handle: t.storage.handle, dtype: t.dtype, offset: t.offset + (row * n + start) * dim + feature, strides: [n * dim, dim, 1] },
+    shape: [rows, length, width],
+  };
+}
+
+function zeroWindow(t: Tensor, zero: Tensor, w: { view: Strided; shape: number[] }): void {
+  if (w.shape.some((d) => d === 0)) return;
+  t.backend.copy({ ...zero.strided(), strides: [0, 0, 0] }, w.view, w.shape);
+}
+
+/** Positions t (per row) where chunk k must be zero because t − k is in another document. */
+function boundaries(segments: Int32Array, batch: number, n: number, k: number): [number, number][] {
+  const out: [number, number][] = [];
+  for (let b = 0; b < batch; b++) for (let t = k; t < n; t++) if (segments[b * n + t] !== segments[b * n + t - k]) out.push([b, t]);
+  return out;
+}
 
 /** x [batch, n, dim]; `segments` (host, [batch, n]) stops shifts across document boundaries. */
 export function shiftTokens(x: Tensor, shifts: number, segments: Int32Array | null = null): Tensor {
   if (shifts === 0) return x;
+  x.assertAlive('shiftTokens', 'x');
   const [batch, n, dim] = x.shape as [number, number, number];
   const chunk = Math.floor(dim / (shifts + 1));
-  const parts: Tensor[] = [];
-  for (let k = 0; k <= shifts; k++) {
-    const features = narrow(x, 2, k * chunk, chunk);
-    if (k === 0) {
-      parts.push(features);
-      continue;
+  const src = x.isContiguous() ? x : contiguousRaw(x);
+  const out = emptyLike(x);
+  const zero = Tensor.fromArray([0], [1], x.dtype, x.device);
+  const cuts = segments ? Array.from({ length: shifts + 1 }, (_, k) => (k === 0 ? [] : boundaries(segments, batch, n, k))) : null;
+  if (out.size > 0) {
+    x.backend.copy(src.strided('shiftTokens'), out.strided(), x.shape);
+    for (let k = 1; k <= shifts; k++) {
+      const kept = Math.max(n - k, 0);
+      const from = window(src, 0, batch, 0, kept, k * chunk, chunk), to = window(out, 0, batch, n - kept, kept, k * chunk, chunk);
+      if (kept > 0) x.backend.copy(from.view, to.view, to.shape);
+      zeroWindow(out, zero, window(out, 0, batch, 0, n - kept, k * chunk, chunk));
+      for (const [b, t] of cuts?.[k] ?? []) zeroWindow(out, zero, window(out, b, 1, t, 1, k * chunk, chunk));
     }
-    let moved = shift(features, 1, k);
-    release(features);
-    if (segments) {
-      const mask = sameDocumentMask(segments, batch, n, k, x);
-      const masked = mul(moved, mask);
-      release(moved);
-      moved = masked;
+  }
+  if (src !== x) src.dispose();
+  if (!x.requiresGrad) zero.dispose();
+  return record(out, 'shiftTokens', [x], (g) => {
+    const gc = g.isContiguous() ? g : contiguousRaw(g);
+    const gx = emptyLike(x);
+    if (gx.size > 0) {
+      x.backend.copy(gc.strided(), gx.strided(), x.shape);
+      for (let k = 1; k <= shifts; k++) {
+        const kept = Math.max(n - k, 0);
+        // Output row t of chunk k came from input row t − k, except where it was zeroed.
+        const from = window(gc, 0, batch, n - kept, kept, k * chunk, chunk), to = window(gx, 0, batch, 0, kept, k * chunk, chunk);
+        if (kept > 0) x.backend.copy(from.view, to.view, to.shape);
+        zeroWindow(gx, zero, window(gx, 0, batch, kept, n - kept, k * chunk, chunk));
+        for (const [b, t] of cuts?.[k] ?? []) zeroWindow(gx, zero, window(gx, b, 1, t - k, 1, k * chunk, chunk));
+      }
     }
-    parts.push(moved);
-  }
-  const rest = dim - (shifts + 1) * chunk;
-  if (rest > 0) parts.push(narrow(x, 2, (shifts + 1) * chunk, rest));
-  const out = concat(parts, 2);
-  for (const p of parts) release(p);
-  return out;
-}
-
-/** [batch, n, 1]: 1 where position t − k exists and is in the same document as t. */
-function sameDocumentMask(segments: Int32Array, batch: number, n: number, k: number, like: Tensor): Tensor {
-  const values = new Float64Array(batch * n);
-  for (let b = 0; b < batch; b++) {
-    for (let t = k; t < n; t++) values[b * n + t] = segments[b * n + t] === segments[b * n + t - k] ? 1 : 0;
-  }
-  return Tensor.fromArray(values, [batch, n, 1], like.dtype, like.device);
+    if (gc !== g) gc.dispose();
+    return [gx];
+  });
 }
 
 /**
