@@ -53,6 +53,9 @@ export function batchLoss(model: LanguageModel, t: BatchTensors, reduction: 'mea
   return crossEntropy(flat, reshape(t.targets, [t.targets.size]), { reduction });
 }
 
+/** Target id that is not scored (the cross-entropy's default ignore index). */
+const IGNORE = -100;
+
 export interface EvaluateOptions {
   seqLen: number;
   batchSize: number;
@@ -66,15 +69,28 @@ export interface EvaluateOptions {
   onBatch?: (done: number, total: number) => void;
 }
 
+/** A held-out row: tokens [start, start + seqLen] with the first `skip` targets not scored. */
+export interface HeldOutRow {
+  start: number;
+  skip: number;
+}
+
 /**
- * Rows of seqLen + 1 held-out tokens (overlapping by one, so every token after the first is a
- * target once); with a token limit, that many rows evenly spaced over the split (a sample of every
- * source, not just the first), always the same ones.
+ * Rows of seqLen + 1 held-out tokens (overlapping by one). A full evaluation (maxTokens 0) scores
+ * every token after the first exactly once: consecutive rows, plus a last row ending at the end of
+ * the split whose targets already scored are skipped. With a token limit: that many rows evenly
+ * spaced over the split (a sample of every source, not just the first), always the same ones.
  */
-export function heldOutRows(length: number, seqLen: number, maxTokens: number): number[] {
+export function heldOutRows(length: number, seqLen: number, maxTokens: number): HeldOutRow[] {
   const available = length > seqLen ? Math.floor((length - 1) / seqLen) : 0;
-  const wanted = maxTokens > 0 ? Math.min(available, Math.max(1, Math.ceil(maxTokens / seqLen))) : available;
-  return Array.from({ length: wanted }, (_, i) => Math.floor((i * available) / wanted));
+  if (maxTokens > 0 && maxTokens < length - 1) {
+    const wanted = Math.min(available, Math.max(1, Math.ceil(maxTokens / seqLen)));
+    return Array.from({ length: wanted }, (_, i) => ({ start: Math.floor((i * available) / wanted) * seqLen, skip: 0 }));
+  }
+  const rows = Array.from({ length: available }, (_, i) => ({ start: i * seqLen, skip: 0 }));
+  const remaining = length - 1 - available * seqLen;
+  if (available > 0 && remaining > 0) rows.push({ start: length - 1 - seqLen, skip: seqLen - remaining });
+  return rows;
 }
 
 export function evaluate(model: LanguageModel, data: TrainingData, o: EvaluateOptions): EvalResult {
@@ -91,14 +107,16 @@ export function evaluate(model: LanguageModel, data: TrainingData, o: EvaluateOp
   model.eval();
   try {
     for (let first = 0; first < rows.length; first += o.batchSize) {
-      const chosen = rows.slice(first, first + o.batchSize).map((r) => data.heldOut.read(r * o.seqLen, o.seqLen + 1));
-      const batch = makeBatch(chosen, { seqLen: o.seqLen, eosId: tokenizer.eosId, segments: o.segments });
+      const chosen = rows.slice(first, first + o.batchSize);
+      const batch = makeBatch(chosen.map((r) => data.heldOut.read(r.start, o.seqLen + 1)), { seqLen: o.seqLen, eosId: tokenizer.eosId, segments: o.segments });
+      chosen.forEach((r, i) => batch.targets.fill(IGNORE, i * o.seqLen, i * o.seqLen + r.skip));
       total += tidy(() => noGrad(() => batchLoss(model, batchTensors(batch, o.device, o.segments), 'sum', o.computeDType).item()));
       for (const t of batch.targets) {
+        if (t === IGNORE) continue;
         bytes += tokenBytes[t] ?? 0;
         if (o.unigramCosts) unigram += o.unigramCosts[t];
+        tokens++;
       }
-      tokens += batch.targets.length;
       o.onBatch?.(Math.min(first + o.batchSize, rows.length), rows.length);
     }
   } finally {
