@@ -5,6 +5,7 @@
  * rebuilds the same architecture.
  */
 import { Tensor } from '../tensor/tensor.js';
+import type { DType } from '../tensor/dtype.js';
 import { tidy } from '../tensor/scope.js';
 import { noGrad } from '../autograd/grad-mode.js';
 import { narrow } from '../ops/layout.js';
@@ -36,8 +37,11 @@ class AndromedaLM implements LanguageModel {
   }
 
   forward(tokens: Tensor, o: ForwardOptions = {}): Tensor {
-    // computeDType is not forwarded: the model computes in its parameters' dtype (see precision.ts).
     return this.model.forward(tokens, { segmentIds: o.segmentIds, positions: o.positions });
+  }
+
+  to(dtype: DType) {
+    return this.model.to(dtype);
   }
 
   train(mode = true) {
@@ -94,7 +98,7 @@ export const andromedaFamily: ModelFamily<AndromedaConfig> = {
     const inner = unwrapAndromeda(model);
     return inner ? new AndromedaSession(inner, maxLength) : null;
   },
-  supportsComputeDType: () => false,
+  supportsComputeDType: (dtype) => dtype === 'float32' || dtype === 'bfloat16',
 };
 
 registerModelFamily('andromeda', andromedaFamily);

@@ -9,7 +9,6 @@ import { crossEntropy } from '../ops/nn.js';
 import { reshape } from '../ops/layout.js';
 import { makeBatch, type Batch } from '../data/packing.js';
 import type { TrainingData } from '../data/training-data.js';
-import type { DType } from '../tensor/dtype.js';
 import type { LanguageModel } from './model.js';
 
 export interface EvalResult {
@@ -46,8 +45,8 @@ export function batchTensors(batch: Batch, device: string, segments: boolean): B
 }
 
 /** Next-token cross-entropy of one batch (mean or sum over every target). */
-export function batchLoss(model: LanguageModel, t: BatchTensors, reduction: 'mean' | 'sum', computeDType?: DType): Tensor {
-  const logits = model.forward(t.inputs, { segmentIds: t.segmentIds, positions: t.positions, computeDType });
+export function batchLoss(model: LanguageModel, t: BatchTensors, reduction: 'mean' | 'sum'): Tensor {
+  const logits = model.forward(t.inputs, { segmentIds: t.segmentIds, positions: t.positions });
   const vocab = logits.shape[logits.rank - 1]!;
   const flat = reshape(logits, [t.targets.size, vocab]);
   return crossEntropy(flat, reshape(t.targets, [t.targets.size]), { reduction });
@@ -63,7 +62,6 @@ export interface EvaluateOptions {
   device: string;
   /** Score about this many targets (whole rows spread evenly over the held-out split); 0 = all. */
   maxTokens: number;
-  computeDType?: DType;
   /** −ln p(t) of the unigram baseline per id, to score the same targets under it. */
   unigramCosts?: Float64Array;
   onBatch?: (done: number, total: number) => void;
@@ -110,7 +108,7 @@ export function evaluate(model: LanguageModel, data: TrainingData, o: EvaluateOp
       const chosen = rows.slice(first, first + o.batchSize);
       const batch = makeBatch(chosen.map((r) => data.heldOut.read(r.start, o.seqLen + 1)), { seqLen: o.seqLen, eosId: tokenizer.eosId, segments: o.segments });
       chosen.forEach((r, i) => batch.targets.fill(IGNORE, i * o.seqLen, i * o.seqLen + r.skip));
-      total += tidy(() => noGrad(() => batchLoss(model, batchTensors(batch, o.device, o.segments), 'sum', o.computeDType).item()));
+      total += tidy(() => noGrad(() => batchLoss(model, batchTensors(batch, o.device, o.segments), 'sum').item()));
       for (const t of batch.targets) {
         if (t === IGNORE) continue;
         bytes += tokenBytes[t] ?? 0;

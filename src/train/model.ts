@@ -11,8 +11,6 @@ export interface ForwardOptions {
   segmentIds?: Tensor;
   /** int32 [batch, seqLen]: position of each token within its document. */
   positions?: Tensor;
-  /** Dtype of the activations (bfloat16 on engines that support it; weights stay float32 masters). */
-  computeDType?: DType;
 }
 
 /** A decoder-only language model: tokens → next-token logits. */
@@ -26,6 +24,11 @@ export interface LanguageModel {
   loadStateDict(state: ReadonlyMap<string, Tensor>): void;
   /** int32 tokens [batch, seqLen] → float logits [batch, seqLen, vocab]. */
   forward(tokens: Tensor, options?: ForwardOptions): Tensor;
+  /**
+   * Casts every floating parameter to `dtype` (mixed precision builds a bfloat16 compute copy this
+   * way; see precision.ts). Optional: families without it train in float32 only.
+   */
+  to?(dtype: DType): unknown;
   train(mode?: boolean): unknown;
   eval(): unknown;
   dispose(): void;

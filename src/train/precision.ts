@@ -1,15 +1,21 @@
 /**
- * Mixed precision: the parameters (master weights) and optimizer state are always float32; the
- * forward/backward activations run in the compute dtype. "auto" picks bfloat16 on CUDA when the
- * model supports it there, float32 elsewhere. Casting each weight to the compute dtype happens
- * inside the model (ForwardOptions.computeDType): the cast's gradient brings the update back to
- * float32, so AdamW always steps float32 masters.
+ * Mixed precision with float32 master weights.
+ *
+ * The parameters the optimizer updates (the masters) and the AdamW moments are always float32.
+ * With a bfloat16 compute dtype the trainer keeps a second copy of the model cast to bfloat16:
+ * forward and backward run on that copy; its gradients are cast to float32 onto the masters
+ * (`pushGradients`), clipping and AdamW work on the masters, and the updated masters are cast back
+ * into the copy (`pullWeights`). Everything goes through the tensor API (dtype-converting copies),
+ * so any engine whose kernels take bfloat16 can use it; "auto" picks bfloat16 on CUDA and float32
+ * on the CPU.
  */
+import { Tensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
-import type { ModelFamily } from './model.js';
+import { keep } from '../tensor/scope.js';
+import type { LanguageModel, ModelFamily } from './model.js';
 
 export interface Precision {
-  /** Dtype of activations. */
+  /** Dtype of the forward/backward computation. */
   compute: DType;
   /** Dtype of parameters and optimizer state. */
   master: 'float32';
@@ -21,8 +27,56 @@ export function resolvePrecision(requested: string, device: string, family: Mode
     return { compute: device.startsWith('cuda') && supports('bfloat16') ? 'bfloat16' : 'float32', master: 'float32' };
   }
   if (requested !== 'float32' && requested !== 'bfloat16') throw new Error(`--dtype must be auto, float32 or bfloat16, got "${requested}"`);
-  if (!supports(requested)) {
-    throw new Error(`--dtype ${requested}: this model cannot compute in ${requested} on ${device}; use --dtype float32${device === 'cpu' ? ' (bfloat16 compute is meant for the CUDA engine)' : ''}`);
-  }
+  if (!supports(requested)) throw new Error(`--dtype ${requested}: this model cannot compute in ${requested} on ${device}; use --dtype float32`);
   return { compute: requested, master: 'float32' };
+}
+
+/** Pairs a float32 master model with its low-precision compute copy. */
+export class MasterWeights {
+  private readonly pairs: Array<{ name: string; master: Tensor; compute: Tensor }>;
+
+  constructor(readonly master: LanguageModel, readonly compute: LanguageModel) {
+    const computeByName = new Map(compute.namedParameters());
+    this.pairs = master.namedParameters().map(([name, m]) => {
+      const c = computeByName.get(name);
+      if (!c) throw new Error(`mixed precision: the compute copy has no parameter ${name}`);
+      return { name, master: m, compute: c };
+    });
+  }
+
+  /** Builds the compute copy of `master` in `dtype` (a second model of the same config) and syncs it. */
+  static create(family: ModelFamily<any>, config: unknown, master: LanguageModel, dtype: DType, device: string): MasterWeights {
+    const compute = family.create(config as never, { seed: 0, device });
+    if (!compute.to) {
+      compute.dispose();
+      throw new Error(`mixed precision: this model family cannot cast its parameters to ${dtype}`);
+    }
+    compute.to(dtype);
+    const mw = new MasterWeights(master, compute);
+    mw.pullWeights();
+    return mw;
+  }
+
+  /** compute ← cast(master), after every optimizer step. */
+  pullWeights(): void {
+    for (const { master, compute } of this.pairs) {
+      if (master.size > 0) master.backend.copy(master.strided('mixed precision'), compute.strided('mixed precision'), master.shape);
+    }
+  }
+
+  /** master.grad ← float32(compute.grad); the compute copy's gradients are freed. */
+  pushGradients(): void {
+    for (const { master, compute } of this.pairs) {
+      const g = compute.grad;
+      if (!g) continue;
+      if (!master.grad) master.grad = keep(Tensor.empty(master.shape, 'float32', master.device));
+      if (master.size > 0) g.backend.copy(g.strided('mixed precision'), master.grad.strided('mixed precision'), master.shape);
+      g.dispose();
+      compute.grad = null;
+    }
+  }
+
+  dispose(): void {
+    this.compute.dispose();
+  }
 }

@@ -38,7 +38,7 @@ import { TrainProgress } from './progress.js';
 import { batchLoss, batchTensors, evaluate, type EvalResult } from './evaluate.js';
 import { unigramCosts } from './baseline.js';
 import { CheckpointError, listCheckpoints, loadCheckpoint, loadOptimizerState, saveCheckpoint } from './checkpoint.js';
-import { resolvePrecision, type Precision } from './precision.js';
+import { MasterWeights, resolvePrecision, type Precision } from './precision.js';
 import { getModelFamily } from './families.js';
 import type { LanguageModel, ModelFamily } from './model.js';
 import { sleepSync } from './sleep.js';
@@ -193,6 +193,10 @@ export async function train(initialConfig: TrainConfig, options: TrainOptions = 
     const optimizer = new AdamW(grouped.groups, { lr: config.lr, beta1: config.beta1, beta2: config.beta2, eps: config.eps });
     if (loaded) loadOptimizerState(loaded.dir, optimizer as never, names);
     const params = named.map(([, t]) => t);
+    // Mixed precision: forward/backward on a low-precision copy, updates on the float32 masters.
+    const mixed = precision.compute === 'float32' ? null : MasterWeights.create(family, modelConfig, model, precision.compute, device);
+    const computeModel = mixed ? mixed.compute : model;
+    computeModel.train();
 
     // ---- loader, RNG, guard, metrics ----
     const loader = data.createLoader({ seqLen: config.seqLen, batchSize: config.batchSize, seed: config.seed, segments: config.segments }, saved?.loader);
@@ -259,9 +263,8 @@ export async function train(initialConfig: TrainConfig, options: TrainOptions = 
     };
 
     const runEval = (step: number, maxTokens: number, label: string): EvalResult => {
-      const result = evaluate(model, data, {
+      const result = evaluate(computeModel, data, {
         seqLen: config.seqLen, batchSize: config.batchSize, segments: config.segments, device, maxTokens, unigramCosts: costs,
-        computeDType: precision.compute === 'float32' ? undefined : precision.compute,
       });
       metrics.append({ kind: 'eval', step, loss: result.loss, bitsPerByte: result.bitsPerByte, tokens: result.tokens, unigramLoss: result.unigramLoss });
       progress.log(`${label} step ${step}: held-out loss ${result.loss.toFixed(4)} nats/token, ${result.bitsPerByte.toFixed(4)} bits/byte (unigram baseline on the same ${result.tokens} tokens: ${result.unigramLoss.toFixed(4)}, ${result.unigramBitsPerByte.toFixed(4)} bits/byte; ${result.seconds.toFixed(1)}s)`);
@@ -272,7 +275,6 @@ export async function train(initialConfig: TrainConfig, options: TrainOptions = 
     // ---- the loop ----
     const progress = new TrainProgress(process.stderr, undefined, options.progress ?? true, log);
     const stepDelay = Number(process.env.ANDROMEDA_TEST_STEP_DELAY_MS ?? 0);
-    const computeDType = precision.compute === 'float32' ? undefined : precision.compute;
     const recent: number[] = [];
     let step = startStep;
     let stoppedBy: TrainResult['stoppedBy'] = 'steps';
@@ -297,17 +299,19 @@ export async function train(initialConfig: TrainConfig, options: TrainOptions = 
       for (let micro = 0; micro < config.gradAccum; micro++) {
         const batch = loader.next();
         lossSum += tidy(() => {
-          const loss = batchLoss(model, batchTensors(batch, device, config.segments), 'mean', computeDType);
+          const loss = batchLoss(computeModel, batchTensors(batch, device, config.segments), 'mean');
           const value = loss.item();
           if (Number.isFinite(value)) (config.gradAccum > 1 ? mul(loss, 1 / config.gradAccum) : loss).backward();
           return value;
         });
       }
       const loss = lossSum / config.gradAccum;
+      mixed?.pushGradients();
       const { norm, scale } = Number.isFinite(loss) ? clipGradNorm(params, config.clip > 0 ? config.clip : Infinity) : { norm: NaN, scale: 1 };
       const verdict = guard.check(step + 1, loss, norm);
       if (!verdict.skip) optimizer.step({ gradScale: scale });
       optimizer.zeroGrad();
+      if (!verdict.skip) mixed?.pullWeights();
       sleepSync(stepDelay);
       step++;
 
@@ -343,6 +347,7 @@ export async function train(initialConfig: TrainConfig, options: TrainOptions = 
     refreshPlot();
     data.close();
     optimizer.dispose();
+    mixed?.dispose();
     return {
       config, out, device, precision, step, startStep, stoppedBy, checkpointDir: lastCheckpoint, finalEval, unigram,
       parameterCount, trainSeconds: trainSeconds(), totalTokens, model, tokenizer, family, familyName, modelConfig,

@@ -52,6 +52,7 @@ export class ToyModel extends Module implements LanguageModel {
 export function toyFamily(dim = 16, hook?: (m: ToyModel) => void): ModelFamily<ToyConfig> {
   return {
     presets: () => ['toy'],
+    supportsComputeDType: () => true,
     presetConfig: (_preset, vocabSize, overrides) => ({ vocabSize, dim, ...(overrides as Partial<ToyConfig>) }),
     create: (config, { seed }) => {
       const m = new ToyModel(config, seed);
