@@ -9,7 +9,8 @@
         "native/cpu/gemm.cc",
         "native/cpu/nn.cc",
         "native/cpu/attention.cc",
-        "native/cpu/simd.cc"
+        "native/cpu/simd.cc",
+        "native/cpu/simd_kernels.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

@@ -4,11 +4,13 @@
 #include <type_traits>
 #include <limits>
 #include <stdexcept>
+#include <algorithm>
 #include <vector>
 
 #include "../common/dtype.h"
 #include "kernels.h"
 #include "parallel.h"
+#include "simd_kernels.h"
 
 namespace andromeda::cpu {
 namespace {
@@ -16,6 +18,15 @@ constexpr int64_t kRowGrain = 1 << 14;  // elements per task
 int64_t row_grain(int64_t cols) { return std::max<int64_t>(1, kRowGrain / std::max<int64_t>(cols, 1)); }
 // Per-row statistics (norm mean/rstd, cross-entropy loss/lse) are float64 for float64 tensors, else float32.
 template <typename T> using Stat = std::conditional_t<std::is_same<T, double>::value, double, float>;
+
+// Scratch memory kept per thread between calls (no allocation per call in steady state).
+template <typename C>
+C* scratch(int slot, size_t count) {
+  static thread_local std::vector<C> bufs[2];
+  std::vector<C>& b = bufs[slot];
+  if (b.size() < count) b.resize(count);
+  return b.data();
+}
 }  // namespace
 
 void softmax(int dtype, const char* x, char* out, int64_t rows, int64_t cols, bool log) {
@@ -23,8 +34,16 @@ void softmax(int dtype, const char* x, char* out, int64_t rows, int64_t cols, bo
     using C = typename Compute<T>::type;
     const T* in = reinterpret_cast<const T*>(x);
     T* o = reinterpret_cast<T*>(out);
+    if (std::is_same<T, float>::value) {
+      const F32Ops& vec = f32_ops();
+      parallel_for(rows, row_grain(cols), [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; r++)
+          vec.softmax_row(reinterpret_cast<const float*>(in + r * cols), reinterpret_cast<float*>(o + r * cols), cols, log);
+      });
+      return;
+    }
     parallel_for(rows, row_grain(cols), [&](int64_t begin, int64_t end) {
-      std::vector<C> buf(static_cast<size_t>(cols));
+      C* buf = scratch<C>(0, size_t(cols));
       for (int64_t r = begin; r < end; r++) {
         const T* xr = in + r * cols;
         T* yr = o + r * cols;
@@ -51,6 +70,15 @@ void softmax_grad(int dtype, const char* y, const char* grad_out, char* grad_in,
     const T* Y = reinterpret_cast<const T*>(y);
     const T* G = reinterpret_cast<const T*>(grad_out);
     T* GX = reinterpret_cast<T*>(grad_in);
+    if (std::is_same<T, float>::value) {
+      const F32Ops& vec = f32_ops();
+      parallel_for(rows, row_grain(cols), [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; r++)
+          vec.softmax_grad_row(reinterpret_cast<const float*>(Y + r * cols), reinterpret_cast<const float*>(G + r * cols),
+                               reinterpret_cast<float*>(GX + r * cols), cols, log);
+      });
+      return;
+    }
     parallel_for(rows, row_grain(cols), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; r++) {
         const T* yr = Y + r * cols;
@@ -78,6 +106,17 @@ void norm(bool rms, int dtype, const char* x, const char* weight, const char* bi
     const T* W = reinterpret_cast<const T*>(weight);
     const T* B = reinterpret_cast<const T*>(bias);
     T* Y = reinterpret_cast<T*>(out);
+    if (std::is_same<T, float>::value) {
+      const F32Ops& vec = f32_ops();
+      float* st = reinterpret_cast<float*>(stats_raw);
+      parallel_for(rows, row_grain(cols), [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; r++)
+          vec.norm_row(reinterpret_cast<const float*>(X + r * cols), reinterpret_cast<const float*>(W),
+                       reinterpret_cast<const float*>(B), reinterpret_cast<float*>(Y + r * cols), cols, float(eps), rms,
+                       st + 2 * r, st + 2 * r + 1);
+      });
+      return;
+    }
     parallel_for(rows, row_grain(cols), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; r++) {
         const T* xr = X + r * cols;
@@ -114,14 +153,38 @@ void norm_grad(bool rms, int dtype, const char* x, const char* weight, const cha
     const T* W = reinterpret_cast<const T*>(weight);
     const T* G = reinterpret_cast<const T*>(grad_out);
     T* GX = reinterpret_cast<T*>(grad_in);
-    const int threads = omp_get_max_threads();
-    std::vector<double> gw_part(size_t(threads) * cols, 0.0), gb_part(size_t(threads) * cols, 0.0);
+    const int threads = std::max(1, std::min<int>(omp_get_max_threads(), int((rows * cols + 4095) / 4096)));
+    const bool want_gw = grad_weight != nullptr, want_gb = grad_bias != nullptr;
+    // Per-thread float64 partial sums of the weight/bias gradients, reduced below.
+    double* gw_part = scratch<double>(0, size_t(threads) * cols * 2);
+    double* gb_part = gw_part + size_t(threads) * cols;
+    std::fill(gw_part, gw_part + size_t(threads) * cols * 2, 0.0);
     _Pragma("omp parallel for schedule(static) num_threads(threads)")
     for (int t = 0; t < threads; t++) {
       const int64_t begin = rows * t / threads, end = rows * (t + 1) / threads;
-      std::vector<double> xhat(static_cast<size_t>(cols)), gxhat(static_cast<size_t>(cols));
-      double* gw = gw_part.data() + size_t(t) * cols;
-      double* gb = gb_part.data() + size_t(t) * cols;
+      double* gw = gw_part + size_t(t) * cols;
+      double* gb = gb_part + size_t(t) * cols;
+      if (std::is_same<T, float>::value) {
+        // float accumulators over blocks of 32 rows, flushed into the float64 partials.
+        const F32Ops& vec = f32_ops();
+        float* acc = scratch<float>(1, size_t(cols) * 2);
+        float* gwf = acc;
+        float* gbf = acc + cols;
+        for (int64_t r0 = begin; r0 < end; r0 += 32) {
+          std::fill(acc, acc + 2 * cols, 0.f);
+          const int64_t r1 = std::min(end, r0 + 32);
+          for (int64_t r = r0; r < r1; r++)
+            vec.norm_grad_row(reinterpret_cast<const float*>(X + r * cols), reinterpret_cast<const float*>(W),
+                              reinterpret_cast<const float*>(G + r * cols), reinterpret_cast<float*>(GX + r * cols),
+                              want_gw ? gwf : nullptr, want_gb ? gbf : nullptr, cols, float(stats[2 * r]),
+                              float(stats[2 * r + 1]), rms);
+          if (want_gw) vec.accumulate_f64(gw, gwf, cols);
+          if (want_gb) vec.accumulate_f64(gb, gbf, cols);
+        }
+        continue;
+      }
+      double* xhat = scratch<double>(1, size_t(cols) * 2);
+      double* gxhat = xhat + cols;
       for (int64_t r = begin; r < end; r++) {
         const T* xr = X + r * cols;
         const T* gr = G + r * cols;
@@ -163,6 +226,19 @@ void cross_entropy(int dtype, const char* logits, const int32_t* targets, char* 
     Stat<T>* losses = reinterpret_cast<Stat<T>*>(losses_raw);
     Stat<T>* lse = reinterpret_cast<Stat<T>*>(lse_raw);
     const T* L = reinterpret_cast<const T*>(logits);
+    if (std::is_same<T, float>::value) {
+      const F32Ops& vec = f32_ops();
+      parallel_for(rows, row_grain(vocab), [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; r++) {
+          const float* lr = reinterpret_cast<const float*>(L + r * vocab);
+          const float l = vec.logsumexp_row(lr, vocab);
+          lse[r] = Stat<T>(l);
+          const int32_t t = targets[r];
+          losses[r] = t == ignore_index ? Stat<T>(0) : Stat<T>(l - lr[t]);
+        }
+      });
+      return;
+    }
     parallel_for(rows, row_grain(vocab), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; r++) {
         const T* lr = L + r * vocab;
@@ -187,6 +263,21 @@ void cross_entropy_grad(int dtype, const char* logits, const int32_t* targets, c
     const Stat<T>* grad_loss = reinterpret_cast<const Stat<T>*>(grad_loss_raw);
     const T* L = reinterpret_cast<const T*>(logits);
     T* G = reinterpret_cast<T*>(grad_logits);
+    if (std::is_same<T, float>::value) {
+      const F32Ops& vec = f32_ops();
+      parallel_for(rows, row_grain(vocab), [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; r++) {
+          float* gr = reinterpret_cast<float*>(G + r * vocab);
+          const int32_t t = targets[r];
+          if (t == ignore_index) {
+            std::memset(static_cast<void*>(gr), 0, sizeof(float) * size_t(vocab));
+            continue;
+          }
+          vec.ce_grad_row(reinterpret_cast<const float*>(L + r * vocab), gr, vocab, float(lse[r]), float(grad_loss[r]), t);
+        }
+      });
+      return;
+    }
     parallel_for(rows, row_grain(vocab), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; r++) {
         const T* lr = L + r * vocab;
@@ -260,6 +351,15 @@ void adamw(float* param, int grad_dtype, const char* grad, float* m, float* v, i
     const float inv_sqrt_bc2 = float(1.0 / std::sqrt(a.bias_correction2));
     const float gs = float(a.grad_scale);
     (void)lr;
+    if (std::is_same<T, float>::value) {
+      const F32Ops& vec = f32_ops();
+      const AdamWConsts c{b1, b2, eps, decay, step, inv_sqrt_bc2, gs};
+      const float* gf = reinterpret_cast<const float*>(G);
+      parallel_for(count, 1 << 14, [&](int64_t begin, int64_t end) {
+        vec.adamw(param + begin, gf + begin, m + begin, v + begin, end - begin, c);
+      });
+      return;
+    }
     parallel_for(count, 1 << 14, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; i++) {
         const float g = float(load(G + i)) * gs;

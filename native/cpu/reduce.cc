@@ -2,15 +2,57 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
+#include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "../common/dtype.h"
 #include "kernels.h"
 #include "parallel.h"
+#include "simd_kernels.h"
 
 namespace andromeda::cpu {
+namespace {
+
+double* scratch_f64(size_t count) {
+  static thread_local std::vector<double> buf;
+  if (buf.size() < count) buf.resize(count);
+  return buf.data();
+}
+
+// Float32 sums: rows (inner == 1) with the vector kernel; middle-axis sums (inner > 1, e.g. bias
+// gradients) as float64 column accumulators over chunks of the inner axis, split across threads.
+void sum_f32(const float* in, float* o, int64_t outer, int64_t size, int64_t inner) {
+  const F32Ops& vec = f32_ops();
+  if (inner == 1) {
+    parallel_for(outer, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(size, 1)), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; r++) o[r] = float(vec.sum(in + r * size, size));
+    });
+    return;
+  }
+  const int threads = omp_get_max_threads();
+  int64_t chunk = std::max<int64_t>(64, (inner + threads - 1) / threads);
+  chunk = std::min(inner, (chunk + 15) / 16 * 16);
+  const int64_t chunks = (inner + chunk - 1) / chunk;
+  parallel_for(outer * chunks, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(size * chunk, 1)), [&](int64_t begin, int64_t end) {
+    double* acc = scratch_f64(size_t(chunk));
+    for (int64_t task = begin; task < end; task++) {
+      const int64_t a = task / chunks, j0 = task % chunks * chunk, width = std::min(chunk, inner - j0);
+      std::fill(acc, acc + width, 0.0);
+      const float* base = in + a * size * inner + j0;
+      for (int64_t s = 0; s < size; s++) vec.accumulate_f64(acc, base + s * inner, width);
+      for (int64_t j = 0; j < width; j++) o[a * inner + j0 + j] = float(acc[j]);
+    }
+  });
+}
+
+}  // namespace
 
 void reduce(int op, int dtype, const char* x, char* out, int64_t outer, int64_t size, int64_t inner) {
+  if (op == 0 && DType(dtype) == DType::F32 && outer * inner > 0) {
+    sum_f32(reinterpret_cast<const float*>(x), reinterpret_cast<float*>(out), outer, size, inner);
+    return;
+  }
   ANDROMEDA_DISPATCH_ALL(dtype, {
     using Acc = double;
     const T* in = reinterpret_cast<const T*>(x);
@@ -52,11 +94,16 @@ double sum_of_squares(int dtype, const char* x, int64_t count) {
   double total = 0;
   ANDROMEDA_DISPATCH_FLOAT(dtype, {
     const T* in = reinterpret_cast<const T*>(x);
-    const int threads = omp_get_max_threads();
-    std::vector<double> partial(threads, 0.0);
+    const int threads = std::max(1, std::min<int>(omp_get_max_threads(), int((count + 16383) / 16384)));
+    double* partial = scratch_f64(size_t(threads));
+    const F32Ops* vec = std::is_same<T, float>::value ? &f32_ops() : nullptr;
     _Pragma("omp parallel for schedule(static) num_threads(threads)")
     for (int t = 0; t < threads; t++) {
       const int64_t begin = count * t / threads, end = count * (t + 1) / threads;
+      if (vec) {
+        partial[t] = vec->sum_squares(reinterpret_cast<const float*>(in) + begin, end - begin);
+        continue;
+      }
       double acc = 0;
       for (int64_t i = begin; i < end; i++) {
         const double v = double(load(in + i));
@@ -64,7 +111,7 @@ double sum_of_squares(int dtype, const char* x, int64_t count) {
       }
       partial[t] = acc;
     }
-    for (double p : partial) total += p;
+    for (int t = 0; t < threads; t++) total += partial[t];
   });
   return total;
 }

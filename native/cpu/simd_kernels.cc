@@ -1,0 +1,205 @@
+// The float32 kernels of simd_kernels.inc, compiled for AVX-512, AVX2+FMA and portable C++ (the
+// baseline target, which the compiler vectorises with SSE2 where it can), selected at run time.
+#include "simd_kernels.h"
+
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "simd.h"
+
+// GCC 12 reports its own _mm512_reduce_* helpers (which start from an undefined vector) as
+// uninitialised, and the ABI note for vector-returning lambdas is moot here (internal linkage).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace andromeda::cpu {
+
+// ---- portable: one lane ---------------------------------------------------------------------
+namespace generic {
+namespace {
+struct V {
+  using R = float;
+  static constexpr int L = 1;
+  static inline R zero() { return 0.f; }
+  static inline R set1(float v) { return v; }
+  static inline R load(const float* p) { return *p; }
+  static inline void store(float* p, R v) { *p = v; }
+  static inline R load_part(const float* p, int64_t n, float fill) { return n > 0 ? *p : fill; }
+  static inline void store_part(float* p, R v, int64_t n) { if (n > 0) *p = v; }
+  static inline R add(R a, R b) { return a + b; }
+  static inline R sub(R a, R b) { return a - b; }
+  static inline R mul(R a, R b) { return a * b; }
+  static inline R div(R a, R b) { return a / b; }
+  static inline R fma(R a, R b, R c) { return a * b + c; }
+  static inline R fnma(R a, R b, R c) { return c - a * b; }
+  static inline R max(R a, R b) { return a > b ? a : b; }
+  static inline R sqrt(R a) { return std::sqrt(a); }
+  static inline R abs(R a) { return std::fabs(a); }
+  static inline R neg(R a) { return -a; }
+  static inline R exp(R a) { return std::exp(a); }
+  static inline R select_gt(R a, R b, R x, R y) { return a > b ? x : y; }
+  static inline float hsum(R a) { return a; }
+  static inline float hmax(R a) { return a; }
+};
+constexpr const char* kIsaName = "generic";
+#include "simd_kernels.inc"
+}  // namespace
+const F32Ops& ops() { return kOps; }
+}  // namespace generic
+
+#if defined(__x86_64__)
+// Shared constants of the vector exp: exp(x) = 2^n · p(r), n = round(x·log2 e), r = x − n·ln 2,
+// p a degree-7 polynomial (Cephes expf), |error| ≈ 1 ulp. x > 88.72 gives +inf, x < −87.33 gives 0
+// (no subnormal results), NaN stays NaN.
+#define ANDROMEDA_EXP_CONSTANTS                                            \
+  constexpr float kExpHi = 88.72283935546875f, kExpLo = -87.33654022216797f; \
+  constexpr float kLog2e = 1.44269504088896341f, kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
+
+// ---- AVX-512 ----------------------------------------------------------------------------------
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
+namespace avx512 {
+namespace {
+struct V {
+  using R = __m512;
+  static constexpr int L = 16;
+  static inline __mmask16 mask(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
+  static inline R zero() { return _mm512_setzero_ps(); }
+  static inline R set1(float v) { return _mm512_set1_ps(v); }
+  static inline R load(const float* p) { return _mm512_loadu_ps(p); }
+  static inline void store(float* p, R v) { _mm512_storeu_ps(p, v); }
+  static inline R load_part(const float* p, int64_t n, float fill) { return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), mask(n), p); }
+  static inline void store_part(float* p, R v, int64_t n) { _mm512_mask_storeu_ps(p, mask(n), v); }
+  static inline R add(R a, R b) { return _mm512_add_ps(a, b); }
+  static inline R sub(R a, R b) { return _mm512_sub_ps(a, b); }
+  static inline R mul(R a, R b) { return _mm512_mul_ps(a, b); }
+  static inline R div(R a, R b) { return _mm512_div_ps(a, b); }
+  static inline R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
+  static inline R fnma(R a, R b, R c) { return _mm512_fnmadd_ps(a, b, c); }
+  static inline R max(R a, R b) { return _mm512_max_ps(a, b); }
+  static inline R sqrt(R a) { return _mm512_sqrt_ps(a); }
+  static inline R abs(R a) { return _mm512_abs_ps(a); }
+  static inline R neg(R a) { return _mm512_xor_ps(a, _mm512_set1_ps(-0.f)); }
+  static inline R select_gt(R a, R b, R x, R y) { return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_GT_OQ), y, x); }
+  static inline float hsum(R a) { return _mm512_reduce_add_ps(a); }
+  static inline float hmax(R a) { return _mm512_reduce_max_ps(a); }
+  static inline R exp(R x) {
+    ANDROMEDA_EXP_CONSTANTS
+    const R xc = _mm512_min_ps(_mm512_max_ps(x, set1(kExpLo)), set1(kExpHi));
+    const R n = _mm512_roundscale_ps(_mm512_mul_ps(xc, set1(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    R r = _mm512_fnmadd_ps(n, set1(kLn2Hi), xc);
+    r = _mm512_fnmadd_ps(n, set1(kLn2Lo), r);
+    R p = set1(1.9875691500e-4f);
+    p = fma(p, r, set1(1.3981999507e-3f));
+    p = fma(p, r, set1(8.3334519073e-3f));
+    p = fma(p, r, set1(4.1665795894e-2f));
+    p = fma(p, r, set1(1.6666665459e-1f));
+    p = fma(p, r, set1(5.0000001201e-1f));
+    p = fma(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, set1(1.f)));
+    // 2^n in two factors so that n = 128 (x near the top of the range) does not overflow the exponent.
+    const __m512i e = _mm512_cvtps_epi32(n);
+    const __m512i e1 = _mm512_srai_epi32(e, 1), e2 = _mm512_sub_epi32(e, e1);
+    const R s1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(e1, _mm512_set1_epi32(127)), 23));
+    const R s2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(e2, _mm512_set1_epi32(127)), 23));
+    R y = _mm512_mul_ps(_mm512_mul_ps(p, s1), s2);
+    y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, set1(kExpLo), _CMP_LT_OQ), y, zero());
+    y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, set1(kExpHi), _CMP_GT_OQ), y, set1(__builtin_inff()));
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), y, x);
+  }
+};
+constexpr const char* kIsaName = "avx512";
+#include "simd_kernels.inc"
+}  // namespace
+const F32Ops& ops() { return kOps; }
+}  // namespace avx512
+#pragma GCC pop_options
+
+// ---- AVX2 + FMA ---------------------------------------------------------------------------------
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+namespace {
+alignas(32) const int32_t kMaskTable[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+struct V {
+  using R = __m256;
+  static constexpr int L = 8;
+  static inline __m256i mask(int64_t n) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMaskTable + 8 - (n >= 8 ? 8 : n))); }
+  static inline R zero() { return _mm256_setzero_ps(); }
+  static inline R set1(float v) { return _mm256_set1_ps(v); }
+  static inline R load(const float* p) { return _mm256_loadu_ps(p); }
+  static inline void store(float* p, R v) { _mm256_storeu_ps(p, v); }
+  static inline R load_part(const float* p, int64_t n, float fill) {
+    const __m256i m = mask(n);
+    return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
+  }
+  static inline void store_part(float* p, R v, int64_t n) { _mm256_maskstore_ps(p, mask(n), v); }
+  static inline R add(R a, R b) { return _mm256_add_ps(a, b); }
+  static inline R sub(R a, R b) { return _mm256_sub_ps(a, b); }
+  static inline R mul(R a, R b) { return _mm256_mul_ps(a, b); }
+  static inline R div(R a, R b) { return _mm256_div_ps(a, b); }
+  static inline R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
+  static inline R fnma(R a, R b, R c) { return _mm256_fnmadd_ps(a, b, c); }
+  static inline R max(R a, R b) { return _mm256_max_ps(a, b); }
+  static inline R sqrt(R a) { return _mm256_sqrt_ps(a); }
+  static inline R abs(R a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.f), a); }
+  static inline R neg(R a) { return _mm256_xor_ps(a, _mm256_set1_ps(-0.f)); }
+  static inline R select_gt(R a, R b, R x, R y) { return _mm256_blendv_ps(y, x, _mm256_cmp_ps(a, b, _CMP_GT_OQ)); }
+  static inline float hsum(R a) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static inline float hmax(R a) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static inline R exp(R x) {
+    ANDROMEDA_EXP_CONSTANTS
+    const R xc = _mm256_min_ps(_mm256_max_ps(x, set1(kExpLo)), set1(kExpHi));
+    const R n = _mm256_round_ps(_mm256_mul_ps(xc, set1(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    R r = _mm256_fnmadd_ps(n, set1(kLn2Hi), xc);
+    r = _mm256_fnmadd_ps(n, set1(kLn2Lo), r);
+    R p = set1(1.9875691500e-4f);
+    p = fma(p, r, set1(1.3981999507e-3f));
+    p = fma(p, r, set1(8.3334519073e-3f));
+    p = fma(p, r, set1(4.1665795894e-2f));
+    p = fma(p, r, set1(1.6666665459e-1f));
+    p = fma(p, r, set1(5.0000001201e-1f));
+    p = fma(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, set1(1.f)));
+    const __m256i e = _mm256_cvtps_epi32(n);
+    const __m256i e1 = _mm256_srai_epi32(e, 1), e2 = _mm256_sub_epi32(e, e1);
+    const R s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e1, _mm256_set1_epi32(127)), 23));
+    const R s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e2, _mm256_set1_epi32(127)), 23));
+    R y = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+    y = _mm256_blendv_ps(y, zero(), _mm256_cmp_ps(x, set1(kExpLo), _CMP_LT_OQ));
+    y = _mm256_blendv_ps(y, set1(__builtin_inff()), _mm256_cmp_ps(x, set1(kExpHi), _CMP_GT_OQ));
+    return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+  }
+};
+constexpr const char* kIsaName = "avx2";
+#include "simd_kernels.inc"
+}  // namespace
+const F32Ops& ops() { return kOps; }
+}  // namespace avx2
+#pragma GCC pop_options
+#undef ANDROMEDA_EXP_CONSTANTS
+#endif
+
+const F32Ops& f32_ops() {
+#if defined(__x86_64__)
+  switch (active_isa()) {
+    case Isa::Avx512: return avx512::ops();
+    case Isa::Avx2: return avx2::ops();
+    default: break;
+  }
+#endif
+  return generic::ops();
+}
+
+}  // namespace andromeda::cpu
