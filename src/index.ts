@@ -12,3 +12,6 @@ export * as ops from './ops/index.js';
 export * from './ops/index.js';
 export * from './backend/index.js';
 export * from './optim/index.js';
+export * from './nn/index.js';
+export * from './model/index.js';
+export * from './io/index.js';

@@ -247,16 +247,21 @@ export function importXTransformers(dir: string, o: ImportOptions = {}): { model
     if (problems.length) throw new Error(`${weightsPath}: the tensors do not match the model of config.json:\n  ${problems.join('\n  ')}`);
     const model = new Andromeda(config, { device: o.device, dtype: o.dtype, initialize: false });
     const params = new Map(model.namedParameters());
-    noGrad(() => {
-      for (const n of names) {
-        const target = params.get(n.name)!;
-        const source = reader.readTensor(n.originalName, target.device);
-        const reshaped = source.reshape(target.shape);
-        if (target.size > 0) target.backend.copy(reshaped.strided(), target.strided(), target.shape);
-        reshaped.dispose();
-        source.dispose();
-      }
-    });
+    try {
+      noGrad(() => {
+        for (const n of names) {
+          const target = params.get(n.name)!;
+          const source = reader.readTensor(n.originalName, target.device);
+          const reshaped = source.reshape(target.shape);
+          if (target.size > 0) target.backend.copy(reshaped.strided(), target.strided(), target.shape);
+          reshaped.dispose();
+          source.dispose();
+        }
+      });
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
     return { model, origin: { format: XTRANSFORMERS_FORMAT, parameters: names }, warnings };
   } finally {
     reader.close();
