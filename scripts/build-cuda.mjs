@@ -69,13 +69,16 @@ const archs = (process.env.ANDROMEDA_CUDA_ARCHS ?? '80,90a').split(',').map((a) 
 const gencode = archs.flatMap((a) => ['-gencode', `arch=compute_${a},code=sm_${a}`]);
 const cxx = process.env.CXX ?? 'g++';
 
-const files = readdirSync(sourceDir).sort();
+// Sources directly in native/cuda plus one level of kernel-family folders (native/cuda/attention/).
+const files = readdirSync(sourceDir, { withFileTypes: true })
+  .flatMap((e) => (e.isDirectory() ? readdirSync(join(sourceDir, e.name)).map((f) => join(e.name, f)) : [e.name]))
+  .sort();
 const headers = files.filter((f) => f.endsWith('.h') || f.endsWith('.cuh')).map((f) => join(sourceDir, f));
 const newestInput = Math.max(statSync(new URL(import.meta.url).pathname).mtimeMs, ...headers.map((h) => statSync(h).mtimeMs));
 
 const units = files.filter((f) => f.endsWith('.cu') || f.endsWith('.cc')).map((f) => {
   const src = join(sourceDir, f);
-  const obj = join(objDir, `${basename(f)}.o`);
+  const obj = join(objDir, `${f.replaceAll('/', '_')}.o`);
   const cmd = f.endsWith('.cu')
     ? [nvcc, ['-c', '-O3', '-std=c++17', '-Xcompiler', '-fPIC', '--expt-relaxed-constexpr', ...gencode, '-o', obj, src]]
     : [cxx, ['-c', '-O2', '-std=c++17', '-fPIC', '-Wall', '-DNAPI_VERSION=8', '-DNAPI_CPP_EXCEPTIONS',

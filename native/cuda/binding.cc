@@ -179,6 +179,13 @@ Napi::Value SumOfSquares(const Napi::CallbackInfo& info) {
   return guarded(info, [&] { return Napi::Number::New(info.Env(), cu::sum_of_squares(i32(info[0]), ptr_of(info[1]), i64(info[2]))); });
 }
 
+}  // namespace
+
+// attentionForward / attentionBackward (native/cuda/attention/binding_attention.cc).
+namespace andromeda::cuda { void register_attention(Napi::Env env, Napi::Object exports); }
+
+namespace {
+
 Napi::Object Register(Napi::Env env, Napi::Object exports) {
   const std::pair<const char*, Napi::Value (*)(const Napi::CallbackInfo&)> functions[] = {
       {"deviceCount", DeviceCount}, {"init", Init}, {"gemmLibrary", GemmLibrary},
@@ -191,6 +198,7 @@ Napi::Object Register(Napi::Env env, Napi::Object exports) {
       {"dropout", Dropout}, {"adamw", AdamW}, {"sumOfSquares", SumOfSquares},
   };
   for (const auto& [name, fn] : functions) exports.Set(name, Napi::Function::New(env, fn, name));
+  cu::register_attention(env, exports);
   return exports;
 }
 

@@ -5,9 +5,10 @@ import { dirname, join } from 'node:path';
 import { DTYPE_CODE, DTYPE_BYTES } from '../tensor/dtype.js';
 import {
   BINARY_CODE, REDUCE_CODE, UNARY_CODE, UNARY_GRAD_CODE,
-  type AdamWArgs, type Backend, type BinaryOp, type Dense, type Handle, type MatmulArgs, type MemoryStats,
+  type AdamWArgs, type AttentionArgs, type Backend, type BinaryOp, type Dense, type Handle, type MatmulArgs, type MemoryStats,
   type ReduceOp, type Strided, type UnaryGradOp, type UnaryOp,
 } from './backend.js';
+import { cudaAttentionBackward, cudaAttentionForward, type CudaAttentionAddon, type CudaAttentionPath } from './cuda-attention.js';
 
 /** Memory statistics of the CUDA engine: the Backend's, plus the caching allocator's state. */
 export interface CudaMemoryStats extends MemoryStats {
@@ -20,7 +21,7 @@ export interface CudaMemoryStats extends MemoryStats {
 }
 
 /** The compiled addon's functions (native/cuda/binding.cc); argument order matches the CPU addon. */
-interface CudaAddon {
+interface CudaAddon extends CudaAttentionAddon {
   deviceCount(): number;
   init(device: number): string;
   gemmLibrary(): string;
@@ -183,4 +184,17 @@ export class CudaBackend implements Backend {
       a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, a.biasCorrection1, a.biasCorrection2, a.gradScale);
   }
   sumOfSquares(x: Dense, count: number): number { return this.addon.sumOfSquares(DTYPE_CODE[x.dtype], at(x), count); }
+
+  // Fused attention (native/cuda/attention, src/backend/cuda-attention.ts).
+  attentionForward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void {
+    cudaAttentionForward(this.addon, q, k, v, out, lse, args);
+  }
+  /** The forward on a chosen kernel ('tiled' tensor-core or 'decode' split-KV), for tests and benchmarks. */
+  attentionForwardOn(path: CudaAttentionPath, q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void {
+    cudaAttentionForward(this.addon, q, k, v, out, lse, args, path);
+  }
+  attentionBackward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, gradOut: Dense,
+    gradQ: Dense, gradK: Dense, gradV: Dense, gradKeyScale: Dense | null, args: AttentionArgs): void {
+    cudaAttentionBackward(this.addon, q, k, v, out, lse, gradOut, gradQ, gradK, gradV, gradKeyScale, args);
+  }
 }

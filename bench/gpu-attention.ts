@@ -1,0 +1,128 @@
+// Fused attention on the CUDA engine (native/cuda/attention) against PyTorch SDPA's cuDNN backend measured
+// in the same run (bench/gpu-attention-sdpa.py): causal forward and backward at 32k tokens, plain and with
+// Andromeda's features (ALiBi on half the heads, rotary + xPos, key scale with one KV head), and the
+// split-KV decode kernel against a long cache.
+//   node dist/bench/gpu-attention.js [n] [--no-torch]
+// TFLOP/s count causal work as half the square: forward 4·n²·d·h / 2, backward 2.5× that (as FlashAttention
+// and PyTorch's benchmarks do), so the ratios compare like with like.
+import { spawnSync } from 'node:child_process';
+import { getBackend, type AttentionArgs, type Dense } from '../src/backend/index.js';
+import type { CudaBackend } from '../src/backend/cuda.js';
+import type { CudaAttentionPath } from '../src/backend/cuda-attention.js';
+import { DTYPE_BYTES, encodeHost, type DType } from '../src/tensor/dtype.js';
+import { Generator } from '../src/tensor/random.js';
+
+const gpu = getBackend('cuda') as CudaBackend;
+const argv = process.argv.slice(2);
+const N = Number(argv.find((a) => /^\d+$/.test(a)) ?? 32768);
+const withTorch = !argv.includes('--no-torch');
+const gen = new Generator(5);
+
+/** A device buffer of random normal values (a random block repeated at shifting offsets). */
+function randomBuffer(dtype: DType, count: number, scale = 1, offset = 0): Dense {
+  const block = 1 << 20;
+  const values = Float64Array.from({ length: block + 4099 }, () => offset + scale * gen.normal());
+  const raw = encodeHost(dtype, values);
+  const bytesPer = DTYPE_BYTES[dtype];
+  const handle = gpu.alloc(Math.max(16, count * bytesPer));
+  for (let at = 0, shift = 0; at < count; at += block, shift = (shift + 1031) % 4099) {
+    const n = Math.min(block, count - at);
+    gpu.upload(handle, at * bytesPer, new Uint8Array(raw.buffer, raw.byteOffset + shift * bytesPer, n * bytesPer));
+  }
+  return { handle, offset: 0, dtype };
+}
+
+function medianMs(fn: () => void, samples = 5): number {
+  fn();
+  gpu.synchronize();
+  const once = (() => { const t = performance.now(); fn(); gpu.synchronize(); return performance.now() - t; })();
+  const reps = Math.max(1, Math.min(200, Math.ceil(20 / Math.max(once, 1e-3))));
+  const times: number[] = [];
+  for (let s = 0; s < samples; s++) {
+    const t0 = performance.now();
+    for (let i = 0; i < reps; i++) fn();
+    gpu.synchronize();
+    times.push((performance.now() - t0) / reps);
+  }
+  times.sort((a, b) => a - b);
+  return times[samples >> 1]!;
+}
+
+interface Setup { label: string; heads: number; kvHeads: number; dim: number; alibi: boolean; xpos: boolean; keyScale: boolean }
+
+function argsFor(s: Setup, n: number, qLen: number, extra: { keyScale: Dense | null }): AttentionArgs {
+  const r = s.xpos ? Math.max(s.dim / 2, 32) : 0;
+  return {
+    batch: 1, heads: s.heads, kvHeads: s.kvHeads, queryLen: qLen, keyLen: n, headDim: s.dim, scale: 1 / Math.sqrt(s.dim),
+    causal: true, queryOffset: n - qLen,
+    alibiSlopes: s.alibi ? Float32Array.from({ length: s.heads }, (_, h) => (h < s.heads / 2 ? 2 ** (-8 * (h + 1) / (s.heads / 2)) : 0)) : null,
+    rotaryDim: r, rotaryInvFreq: r ? Float32Array.from({ length: r / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / r)) : null,
+    xposScaleBase: s.xpos ? 512 : 0, keyScale: extra.keyScale,
+    queryPositions: null, keyPositions: null, querySegments: null, keySegments: null,
+  };
+}
+
+const rows: string[] = [];
+const ours = new Map<string, { fwd: number; bwd: number }>();
+
+function benchPrefill(s: Setup, n: number): void {
+  const q = randomBuffer('bfloat16', s.heads * n * s.dim), k = randomBuffer('bfloat16', s.kvHeads * n * s.dim), v = randomBuffer('bfloat16', s.kvHeads * n * s.dim);
+  const ks = s.keyScale ? randomBuffer('float32', s.heads * s.dim, 0.2, 1) : null;
+  const out = randomBuffer('bfloat16', s.heads * n * s.dim), lse = randomBuffer('float32', s.heads * n);
+  const go = randomBuffer('bfloat16', s.heads * n * s.dim);
+  const dq = randomBuffer('bfloat16', s.heads * n * s.dim), dk = randomBuffer('bfloat16', s.kvHeads * n * s.dim), dv = randomBuffer('bfloat16', s.kvHeads * n * s.dim);
+  const dks = ks ? randomBuffer('float32', s.heads * s.dim) : null;
+  const args = argsFor(s, n, n, { keyScale: ks });
+  const fwd = medianMs(() => gpu.attentionForwardOn('tiled', q, k, v, out, lse, args));
+  const bwd = medianMs(() => gpu.attentionBackward(q, k, v, out, lse, go, dq, dk, dv, dks, args));
+  const flops = (4 * n * n * s.dim * s.heads) / 2;
+  ours.set(s.label, { fwd, bwd });
+  rows.push(`| ${s.label} | ${n} | ${fwd.toFixed(2)} | ${(flops / fwd / 1e9).toFixed(0)} | ${bwd.toFixed(2)} | ${((2.5 * flops) / bwd / 1e9).toFixed(0)} |`);
+  for (const d of [q, k, v, out, lse, go, dq, dk, dv, ks, dks]) if (d) gpu.free(d.handle);
+}
+
+function benchDecode(s: Setup, n: number, qLen: number, path: CudaAttentionPath): string {
+  const q = randomBuffer('bfloat16', s.heads * qLen * s.dim), k = randomBuffer('bfloat16', s.kvHeads * n * s.dim), v = randomBuffer('bfloat16', s.kvHeads * n * s.dim);
+  const ks = s.keyScale ? randomBuffer('float32', s.heads * s.dim, 0.2, 1) : null;
+  const out = randomBuffer('bfloat16', s.heads * qLen * s.dim), lse = randomBuffer('float32', s.heads * qLen);
+  const args = argsFor(s, n, qLen, { keyScale: ks });
+  const ms = medianMs(() => gpu.attentionForwardOn(path, q, k, v, out, lse, args), 7);
+  const bytes = 2 * s.kvHeads * n * s.dim * 2;
+  for (const d of [q, k, v, out, lse, ks]) if (d) gpu.free(d.handle);
+  return `| ${s.label} | ${path} | ${qLen} | ${n} | ${(ms * 1e3).toFixed(0)} | ${(bytes / (ms * 1e-3) / 1e9).toFixed(0)} |`;
+}
+
+const plain: Setup = { label: 'plain causal 24×128', heads: 24, kvHeads: 24, dim: 128, alibi: false, xpos: false, keyScale: false };
+const featured: Setup = { label: 'ALiBi (12 of 24 heads) + rotary + xPos, 24×128', heads: 24, kvHeads: 24, dim: 128, alibi: true, xpos: true, keyScale: false };
+const andromeda: Setup = { label: 'andromeda-3b attention: MQA + key scale + ALiBi + xPos', heads: 24, kvHeads: 1, dim: 128, alibi: true, xpos: true, keyScale: true };
+const small: Setup = { label: 'plain causal 8×64', heads: 8, kvHeads: 8, dim: 64, alibi: false, xpos: false, keyScale: false };
+const orca: Setup = { label: 'orca attention: MQA 8×64 + ALiBi + xPos', heads: 8, kvHeads: 1, dim: 64, alibi: true, xpos: true, keyScale: false };
+
+console.log(`# fused attention, ${gpu.description}`);
+for (const s of [plain, featured, andromeda, small, orca]) benchPrefill(s, N);
+console.log('\n| attention | n | forward ms | forward TFLOP/s | backward ms | backward TFLOP/s |\n|---|---|---|---|---|---|');
+for (const r of rows) console.log(r);
+
+console.log('\n| decode | kernel | queries | keys | µs | K+V GB/s |\n|---|---|---|---|---|---|');
+for (const n of [32768, 131072]) {
+  console.log(benchDecode(andromeda, n, 1, 'decode'));
+  console.log(benchDecode(andromeda, n, 1, 'tiled'));
+}
+
+if (withTorch) {
+  const res = spawnSync('python3', ['bench/gpu-attention-sdpa.py', String(N), '24', '128', String(N), '8', '64'], { encoding: 'utf8', env: { ...process.env, PYTHONUNBUFFERED: '1' } });
+  if (res.status !== 0) console.log(`\nPyTorch SDPA failed: ${res.stderr.slice(-2000)}`);
+  const lines = res.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, number | string>);
+  const info = lines.find((l) => 'torch' in l);
+  console.log(`\n## PyTorch SDPA in the same run (torch ${info?.torch}, ${info?.device})`);
+  console.log('| backend | shape | forward ms | forward TFLOP/s | backward ms | backward TFLOP/s | ours / it, forward (plain, featured) | backward (plain, featured) |\n|---|---|---|---|---|---|---|---|');
+  for (const l of lines.filter((x) => 'backend' in x)) {
+    if ('error' in l) { console.log(`| ${l.backend} | ${l.heads}×${l.dim} | ${l.error} |`); continue; }
+    const flops = (4 * N * N * Number(l.dim) * Number(l.heads)) / 2;
+    const fwd = Number(l.fwd_ms), bwd = Number(l.bwd_ms);
+    const mine = Number(l.heads) === 24 ? [ours.get(plain.label)!, ours.get(featured.label)!] : [ours.get(small.label)!, ours.get(orca.label)!];
+    const ratio = (a: number, b: number): string => (b / a).toFixed(2);
+    console.log(`| ${l.backend} | ${l.heads}×${l.dim} | ${fwd.toFixed(2)} | ${(flops / fwd / 1e9).toFixed(0)} | ${bwd.toFixed(2)} | ${((2.5 * flops) / bwd / 1e9).toFixed(0)} | `
+      + `${ratio(mine[0]!.fwd, fwd)}, ${ratio(mine[1]!.fwd, fwd)} | ${ratio(mine[0]!.bwd, bwd)}, ${ratio(mine[1]!.bwd, bwd)} |`);
+  }
+}

@@ -1,0 +1,233 @@
+// Public entry points (attention.h): validate the problem, build the launch parameters and the rotary
+// tables, and run the forward, decode or backward kernels on the engine's stream.
+#include "attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "../runtime.h"
+#include "launch.h"
+
+namespace andromeda::cuda {
+namespace {
+
+using attention::Params;
+
+constexpr int kF32 = 0, kBf16 = 2;  // andromeda::DType codes
+
+/**
+ * float32 callers: bf16 copies of the inputs go through the bf16 kernels (tensor cores take bf16), and
+ * the results are widened back, so float32 attention on the GPU has bf16-operand accuracy.
+ */
+class Bf16Copy {
+ public:
+  Bf16Copy(const char* src, int64_t count) : scratch_(size_t(std::max<int64_t>(count, 8)) * 2) {
+    attention::launch_to_bf16(reinterpret_cast<const float*>(src), scratch_.as<attention::bf16>(), count);
+  }
+  char* get() const { return scratch_.as<char>(); }
+
+ private:
+  Scratch scratch_;
+};
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw std::invalid_argument("attention: " + message);
+}
+
+void require_aligned(const void* ptr, const char* what) {
+  require(ptr != nullptr, std::string(what) + " is null");
+  require(reinterpret_cast<uintptr_t>(ptr) % 16 == 0,
+          std::string(what) + " must start on a 16-byte boundary (an element offset that is a multiple of 8)");
+}
+
+/** Launch parameters plus the scratch they point into (rotary tables), alive until the launches are queued. */
+struct Prepared {
+  Params params{};
+  bool transform = false;
+  std::unique_ptr<Scratch> q_rot, k_rot;
+};
+
+/** Shapes only (enough to size float32 conversions); validate() checks everything. */
+void validate_shape(const AttentionProblem& pr) {
+  require(pr.batch > 0 && pr.heads > 0 && pr.kv_heads > 0 && pr.head_dim > 0 && pr.q_len >= 0 && pr.k_len >= 0,
+          "batch, heads, kv_heads and head dim must be positive, lengths non-negative");
+}
+
+void validate(const AttentionProblem& pr) {
+  require(pr.batch > 0 && pr.heads > 0 && pr.kv_heads > 0, "batch, heads and kv_heads must be positive");
+  require(pr.heads % pr.kv_heads == 0, "heads (" + std::to_string(pr.heads) + ") must be a multiple of kv_heads (" +
+                                           std::to_string(pr.kv_heads) + ")");
+  require(pr.head_dim == 32 || pr.head_dim == 64 || pr.head_dim == 128,
+          "head dim " + std::to_string(pr.head_dim) + " (the CUDA kernels support 32, 64 and 128)");
+  require(pr.dtype == kBf16, "the CUDA kernels take bfloat16 q, k, v (dtype code " + std::to_string(pr.dtype) + ")");
+  require(pr.q_len >= 0 && pr.k_len >= 0 && pr.q_len < (1ll << 31) && pr.k_len < (1ll << 31), "lengths out of range");
+  require(std::llabs(pr.query_offset) < (1ll << 30), "query offset out of range");
+  require(!pr.alibi_slopes || pr.heads <= attention::kMaxHeads,
+          "ALiBi supports at most " + std::to_string(attention::kMaxHeads) + " heads");
+  require(pr.rotary_dim >= 0 && pr.rotary_dim <= pr.head_dim && pr.rotary_dim % 16 == 0 &&
+              pr.rotary_dim <= 2 * attention::kMaxRotaryPairs,
+          "rotary dim " + std::to_string(pr.rotary_dim) + " must be a multiple of 16 no larger than the head dim");
+  require(pr.rotary_dim == 0 || pr.rotary_inv_freq, "rotary needs its inverse frequencies");
+  require(pr.xpos_scale_base == 0 || pr.rotary_dim > 0, "xPos acts on the rotary features: it needs rotary_dim > 0");
+  require((pr.q_segments == nullptr) == (pr.k_segments == nullptr), "give both query and key segments, or neither");
+}
+
+Prepared prepare(const AttentionProblem& pr, const char* q, const char* k, const char* v) {
+  validate(pr);
+  require_aligned(q, "q");
+  require_aligned(k, "k");
+  require_aligned(v, "v");
+  Prepared prep;
+  Params& p = prep.params;
+  p.q = reinterpret_cast<const attention::bf16*>(q);
+  p.k = reinterpret_cast<const attention::bf16*>(k);
+  p.v = reinterpret_cast<const attention::bf16*>(v);
+  p.batch = pr.batch;
+  p.heads = pr.heads;
+  p.kv_heads = pr.kv_heads;
+  p.q_len = int(pr.q_len);
+  p.k_len = int(pr.k_len);
+  p.scale = float(pr.scale);
+  p.scale_log2 = float(pr.scale * 1.4426950408889634);
+  p.causal = pr.causal;
+  p.query_offset = int(pr.query_offset);
+  p.q_pos = pr.q_positions;
+  p.k_pos = pr.k_positions;
+  p.q_seg = pr.q_segments;
+  p.k_seg = pr.k_segments;
+  p.key_scale = pr.key_scale;
+  if (pr.alibi_slopes) {
+    p.has_alibi = 1;
+    for (int h = 0; h < pr.heads; h++) p.alibi_slope_log2[h] = float(double(pr.alibi_slopes[h]) * 1.4426950408889634);
+  }
+  p.rotary_dim = pr.rotary_dim;
+  if (pr.rotary_dim > 0) {
+    const int pairs = pr.rotary_dim / 2;
+    attention::InvFreq inv{};
+    for (int f = 0; f < pairs; f++) inv.value[f] = pr.rotary_inv_freq[f];
+    const int q_items = pr.q_positions ? pr.batch : 1, k_items = pr.k_positions ? pr.batch : 1;
+    prep.q_rot = std::make_unique<Scratch>(std::max<size_t>(1, size_t(q_items) * pr.q_len * pairs) * sizeof(float2));
+    prep.k_rot = std::make_unique<Scratch>(std::max<size_t>(1, size_t(k_items) * pr.k_len * pairs) * sizeof(float2));
+    attention::launch_rotary_table(prep.q_rot->as<float2>(), pr.q_positions, pr.query_offset, q_items, int(pr.q_len),
+                                   pairs, inv);
+    attention::launch_rotary_table(prep.k_rot->as<float2>(), pr.k_positions, 0, k_items, int(pr.k_len), pairs, inv);
+    p.q_rot = prep.q_rot->as<float2>();
+    p.k_rot = prep.k_rot->as<float2>();
+    p.q_rot_batch_stride = pr.q_positions ? int64_t(pr.q_len) * pairs : 0;
+    p.k_rot_batch_stride = pr.k_positions ? int64_t(pr.k_len) * pairs : 0;
+    if (pr.xpos_scale_base != 0) {
+      p.has_xpos = 1;
+      const double r = pr.rotary_dim;
+      for (int f = 0; f < pairs; f++) p.xpos_rate[f] = float(std::log2((2.0 * f + 0.4 * r) / (1.4 * r)) / pr.xpos_scale_base);
+    }
+  }
+  prep.transform = pr.rotary_dim > 0 || pr.key_scale != nullptr;
+  return prep;
+}
+
+}  // namespace
+
+void attention_forward(const AttentionProblem& problem, const char* q, const char* k, const char* v, char* out,
+                       float* lse, AttentionPath path) {
+  if (problem.dtype == kF32) {
+    validate_shape(problem);
+    const int64_t nq = problem.q_elements(), nk = problem.kv_elements();
+    const Bf16Copy q16(q, nq), k16(k, nk), v16(v, nk);
+    Scratch out_bf16(size_t(std::max<int64_t>(nq, 8)) * 2);
+    AttentionProblem narrow = problem;
+    narrow.dtype = kBf16;
+    attention_forward(narrow, q16.get(), k16.get(), v16.get(), out_bf16.as<char>(), lse, path);
+    attention::launch_to_f32(out_bf16.as<attention::bf16>(), reinterpret_cast<float*>(out), nq);
+    return;
+  }
+  Prepared prep = prepare(problem, q, k, v);
+  Params& p = prep.params;
+  require_aligned(out, "out");
+  require(lse != nullptr, "lse is null");
+  p.out = reinterpret_cast<attention::bf16*>(out);
+  p.lse = lse;
+  if (problem.q_len == 0) return;
+  const bool decode_fits = int64_t(problem.heads / problem.kv_heads) * problem.q_len <= attention::kDecodeRowsLimit;
+  if (path == AttentionPath::Decode || (path == AttentionPath::Auto && decode_fits && problem.q_len <= 16)) {
+    attention::launch_decode(p, problem.head_dim);
+  } else {
+    attention::launch_forward_tiled(p, problem.head_dim, prep.transform);
+  }
+}
+
+void attention_decode(const AttentionProblem& problem, const char* q, const char* k, const char* v, char* out, float* lse) {
+  attention_forward(problem, q, k, v, out, lse, AttentionPath::Decode);
+}
+
+void attention_backward(const AttentionProblem& problem, const char* q, const char* k, const char* v, const char* out,
+                        const float* lse, const char* grad_out, char* grad_q, char* grad_k, char* grad_v,
+                        float* grad_key_scale) {
+  if (problem.dtype == kF32) {
+    validate_shape(problem);
+    const int64_t nq = problem.q_elements(), nk = problem.kv_elements();
+    const Bf16Copy q16(q, nq), k16(k, nk), v16(v, nk), out16(out, nq), go16(grad_out, nq);
+    Scratch grads(size_t(std::max<int64_t>(nq + 2 * nk, 8)) * 2);
+    attention::bf16* gq = grads.as<attention::bf16>();
+    AttentionProblem narrow = problem;
+    narrow.dtype = kBf16;
+    attention_backward(narrow, q16.get(), k16.get(), v16.get(), out16.get(), lse, go16.get(), reinterpret_cast<char*>(gq),
+                       reinterpret_cast<char*>(gq + nq), reinterpret_cast<char*>(gq + nq + nk), grad_key_scale);
+    attention::launch_to_f32(gq, reinterpret_cast<float*>(grad_q), nq);
+    attention::launch_to_f32(gq + nq, reinterpret_cast<float*>(grad_k), nk);
+    attention::launch_to_f32(gq + nq + nk, reinterpret_cast<float*>(grad_v), nk);
+    return;
+  }
+  Prepared prep = prepare(problem, q, k, v);
+  Params& p = prep.params;
+  require_aligned(out, "out");
+  require_aligned(grad_out, "grad_out");
+  require_aligned(grad_q, "grad_q");
+  require_aligned(grad_k, "grad_k");
+  require_aligned(grad_v, "grad_v");
+  require(lse != nullptr, "lse is null");
+  require(!problem.key_scale || grad_key_scale, "a key scale needs grad_key_scale");
+  p.lse = const_cast<float*>(lse);
+  p.grad_out = reinterpret_cast<const attention::bf16*>(grad_out);
+  p.grad_q = reinterpret_cast<attention::bf16*>(grad_q);
+  p.grad_k = reinterpret_cast<attention::bf16*>(grad_k);
+  p.grad_v = reinterpret_cast<attention::bf16*>(grad_v);
+  const int D = problem.head_dim;
+  if (problem.key_scale) {
+    p.grad_key_scale = grad_key_scale;
+    check(cudaMemsetAsync(grad_key_scale, 0, size_t(problem.heads) * D * sizeof(float), stream()),
+          "attention backward: clearing grad_key_scale");
+  }
+  const int64_t kv_elements = int64_t(problem.batch) * problem.kv_heads * problem.k_len * D;
+  if (kv_elements == 0) {
+    // No keys: every query saw nothing, so dQ is zero.
+    const int64_t q_elements = int64_t(problem.batch) * problem.heads * problem.q_len * D;
+    check(cudaMemsetAsync(grad_q, 0, size_t(q_elements) * 2, stream()), "attention backward: clearing grad_q");
+    return;
+  }
+  Scratch delta(std::max<size_t>(1, size_t(problem.batch) * problem.heads * problem.q_len) * sizeof(float));
+  p.delta = delta.as<float>();
+  attention::launch_delta(p, reinterpret_cast<const attention::bf16*>(out), delta.as<float>(), D);
+
+  const bool grouped = problem.heads != problem.kv_heads;
+  std::unique_ptr<Scratch> accum;
+  if (grouped) {
+    accum = std::make_unique<Scratch>(size_t(2 * kv_elements) * sizeof(float));
+    check(cudaMemsetAsync(accum->as<float>(), 0, size_t(2 * kv_elements) * sizeof(float), stream()),
+          "attention backward: clearing the dK/dV accumulators");
+    p.grad_k_accum = accum->as<float>();
+    p.grad_v_accum = accum->as<float>() + kv_elements;
+  }
+  if (problem.q_len > 0) attention::launch_backward_dq(p, D, prep.transform);
+  attention::launch_backward_dkdv(p, D, prep.transform);
+  if (grouped) {
+    attention::launch_to_bf16(p.grad_k_accum, p.grad_k, kv_elements);
+    attention::launch_to_bf16(p.grad_v_accum, p.grad_v, kv_elements);
+  }
+}
+
+}  // namespace andromeda::cuda

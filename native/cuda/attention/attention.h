@@ -1,0 +1,57 @@
+// Fused attention on the GPU (FlashAttention-2 style, bf16 operands, fp32 softmax): forward with saved
+// log-sum-exp, backward (dQ, dK, dV, d keyScale), and a split-KV decode path. Semantics are those of
+// AttentionArgs in src/backend/backend.ts; NOTES.md beside this file says how each feature is computed.
+//
+// Every pointer is a device address (already offset to the first element), except the ALiBi slopes and
+// rotary inverse frequencies, which are host arrays (they travel to the kernels as launch parameters).
+// Work is enqueued on the engine's stream; errors are thrown as std::invalid_argument (bad arguments)
+// or std::runtime_error (CUDA failures).
+#pragma once
+#include <cstdint>
+
+namespace andromeda::cuda {
+
+struct AttentionProblem {
+  int batch = 0, heads = 0, kv_heads = 0;
+  int64_t q_len = 0, k_len = 0;
+  int head_dim = 0;
+  // andromeda::DType code of q, k, v, out and the gradients: bfloat16 (2), or float32 (0), which is
+  // narrowed to bf16 for the tensor cores (so it has bf16-operand accuracy).
+  int dtype = 2;
+  double scale = 0;
+  bool causal = false;
+  int64_t query_offset = 0;
+  const float* alibi_slopes = nullptr;     // host [heads], or null for no ALiBi
+  int rotary_dim = 0;                      // 0: no rotary
+  const float* rotary_inv_freq = nullptr;  // host [rotary_dim / 2]
+  double xpos_scale_base = 0;              // 0: no xPos
+  const float* key_scale = nullptr;        // device float32 [heads, head_dim], or null
+  const int32_t* q_positions = nullptr;    // device int32 [batch, q_len] or null (query_offset + i)
+  const int32_t* k_positions = nullptr;    // device int32 [batch, k_len] or null (j)
+  const int32_t* q_segments = nullptr;     // device int32 [batch, q_len] or null
+  const int32_t* k_segments = nullptr;     // device int32 [batch, k_len] or null
+
+  int64_t q_elements() const { return int64_t(batch) * heads * q_len * head_dim; }
+  int64_t kv_elements() const { return int64_t(batch) * kv_heads * k_len * head_dim; }
+};
+
+/** Which forward kernel runs: the tiled tensor-core kernel, the split-KV decode kernel, or the better one. */
+enum class AttentionPath { Auto = 0, Tiled = 1, Decode = 2 };
+
+/** out [batch, heads, q_len, head_dim] and lse float32 [batch, heads, q_len] (natural log; −∞ for rows that see no key). */
+void attention_forward(const AttentionProblem& problem, const char* q, const char* k, const char* v, char* out,
+                       float* lse, AttentionPath path = AttentionPath::Auto);
+
+/** One or a few queries against a long KV cache: attention_forward on the split-KV decode kernel. */
+void attention_decode(const AttentionProblem& problem, const char* q, const char* k, const char* v, char* out, float* lse);
+
+/**
+ * Gradients with respect to q, k, v as given (before key scale, rotary and xPos) from the forward's out and
+ * lse. grad_k / grad_v are summed over the query heads that share a KV head. grad_key_scale (float32
+ * [heads, head_dim], required when key_scale is set, else ignored) is overwritten.
+ */
+void attention_backward(const AttentionProblem& problem, const char* q, const char* k, const char* v, const char* out,
+                        const float* lse, const char* grad_out, char* grad_q, char* grad_k, char* grad_v,
+                        float* grad_key_scale);
+
+}  // namespace andromeda::cuda

@@ -1,0 +1,68 @@
+// Launches the backward kernels (dQ; dK and dV) for head dims 32, 64 and 128.
+#include <stdexcept>
+#include <string>
+
+#include "../runtime.h"
+#include "backward_dkdv_kernel.cuh"
+#include "backward_dq_kernel.cuh"
+#include "launch.h"
+
+namespace andromeda::cuda::attention {
+namespace {
+
+// Tile sizes keep each thread's accumulators and score tiles in registers: at head dim 128, dQ (64
+// floats) with 32-key tiles; dK + dV (128 floats) with 32-query tiles.
+template <int D> constexpr int dq_block_n() { return D == 128 ? 32 : 64; }
+template <int D> constexpr int dkdv_block_m() { return D == 128 ? 32 : 64; }
+
+template <int D, bool kTransform>
+void launch_dq(const Params& p) {
+  constexpr int kWarps = 4, kBlockN = dq_block_n<D>();
+  using Cfg = BackwardDqConfig<D, kWarps, kBlockN>;
+  auto kernel = attention_backward_dq_kernel<D, kWarps, kBlockN, kTransform>;
+  static const cudaError_t attr =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
+  check(attr, "attention backward dQ: raising the shared-memory limit");
+  const dim3 grid(unsigned((p.q_len + Cfg::kBlockM - 1) / Cfg::kBlockM), unsigned(p.heads), unsigned(p.batch));
+  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream()>>>(p);
+  check_launch("attention backward dQ kernel");
+}
+
+template <int D, bool kTransform>
+void launch_dkdv(const Params& p) {
+  constexpr int kWarps = 4, kBlockM = dkdv_block_m<D>();
+  using Cfg = BackwardDkDvConfig<D, kWarps, kBlockM>;
+  auto kernel = attention_backward_dkdv_kernel<D, kWarps, kBlockM, kTransform>;
+  static const cudaError_t attr =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
+  check(attr, "attention backward dK/dV: raising the shared-memory limit");
+  const dim3 grid(unsigned((p.k_len + Cfg::kBlockN - 1) / Cfg::kBlockN), unsigned(p.heads), unsigned(p.batch));
+  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream()>>>(p);
+  check_launch("attention backward dK/dV kernel");
+}
+
+[[noreturn]] void bad_dim(int head_dim) {
+  throw std::invalid_argument("attention: head dim " + std::to_string(head_dim) + " (supported: 32, 64, 128)");
+}
+
+}  // namespace
+
+void launch_backward_dq(const Params& p, int head_dim, bool transform) {
+  switch (head_dim) {
+    case 32: transform ? launch_dq<32, true>(p) : launch_dq<32, false>(p); break;
+    case 64: transform ? launch_dq<64, true>(p) : launch_dq<64, false>(p); break;
+    case 128: transform ? launch_dq<128, true>(p) : launch_dq<128, false>(p); break;
+    default: bad_dim(head_dim);
+  }
+}
+
+void launch_backward_dkdv(const Params& p, int head_dim, bool transform) {
+  switch (head_dim) {
+    case 32: transform ? launch_dkdv<32, true>(p) : launch_dkdv<32, false>(p); break;
+    case 64: transform ? launch_dkdv<64, true>(p) : launch_dkdv<64, false>(p); break;
+    case 128: transform ? launch_dkdv<128, true>(p) : launch_dkdv<128, false>(p); break;
+    default: bad_dim(head_dim);
+  }
+}
+
+}  // namespace andromeda::cuda::attention

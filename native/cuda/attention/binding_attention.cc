@@ -1,0 +1,89 @@
+// N-API functions of the fused attention (attentionForward, attentionBackward, attentionDecode), added
+// to the CUDA engine's exports by register_attention. The configuration object has the fields of
+// CudaAttentionConfig in src/backend/cuda-attention.ts; buffers are device addresses (doubles) or null.
+#include <napi.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "attention.h"
+
+namespace andromeda::cuda {
+namespace {
+
+char* address(const Napi::Value& v) { return reinterpret_cast<char*>(uintptr_t(v.As<Napi::Number>().DoubleValue())); }
+char* optional_address(const Napi::Value& v) { return v.IsNumber() ? address(v) : nullptr; }
+
+const float* float32_array(const Napi::Object& o, const char* name) {
+  const Napi::Value v = o.Get(name);
+  if (v.IsNull() || v.IsUndefined()) return nullptr;
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    throw std::invalid_argument(std::string("attention: ") + name + " must be a Float32Array or null");
+  }
+  return v.As<Napi::Float32Array>().Data();
+}
+
+double number(const Napi::Object& o, const char* name) { return o.Get(name).As<Napi::Number>().DoubleValue(); }
+
+AttentionProblem problem_of(const Napi::Object& o) {
+  AttentionProblem p;
+  p.dtype = int(number(o, "dtype"));
+  p.batch = int(number(o, "batch"));
+  p.heads = int(number(o, "heads"));
+  p.kv_heads = int(number(o, "kvHeads"));
+  p.q_len = int64_t(number(o, "queryLen"));
+  p.k_len = int64_t(number(o, "keyLen"));
+  p.head_dim = int(number(o, "headDim"));
+  p.scale = number(o, "scale");
+  p.causal = o.Get("causal").As<Napi::Boolean>().Value();
+  p.query_offset = int64_t(number(o, "queryOffset"));
+  p.alibi_slopes = float32_array(o, "alibiSlopes");
+  p.rotary_dim = int(number(o, "rotaryDim"));
+  p.rotary_inv_freq = float32_array(o, "rotaryInvFreq");
+  p.xpos_scale_base = number(o, "xposScaleBase");
+  p.key_scale = reinterpret_cast<const float*>(optional_address(o.Get("keyScale")));
+  p.q_positions = reinterpret_cast<const int32_t*>(optional_address(o.Get("queryPositions")));
+  p.k_positions = reinterpret_cast<const int32_t*>(optional_address(o.Get("keyPositions")));
+  p.q_segments = reinterpret_cast<const int32_t*>(optional_address(o.Get("querySegments")));
+  p.k_segments = reinterpret_cast<const int32_t*>(optional_address(o.Get("keySegments")));
+  return p;
+}
+
+template <typename Fn>
+Napi::Value guarded(const Napi::CallbackInfo& info, Fn fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    Napi::Error::New(info.Env(), std::string("cuda engine: ") + e.what()).ThrowAsJavaScriptException();
+  }
+  return info.Env().Undefined();
+}
+
+// (q, k, v, out, lse, config, path) with path 0 auto, 1 tiled, 2 decode
+Napi::Value Forward(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {
+    const AttentionPath path = info.Length() > 6 && info[6].IsNumber() ? AttentionPath(info[6].As<Napi::Number>().Int32Value())
+                                                                       : AttentionPath::Auto;
+    attention_forward(problem_of(info[5].As<Napi::Object>()), address(info[0]), address(info[1]), address(info[2]),
+                      address(info[3]), reinterpret_cast<float*>(address(info[4])), path);
+  });
+}
+
+// (q, k, v, out, lse, gradOut, gradQ, gradK, gradV, gradKeyScale | null, config)
+Napi::Value Backward(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {
+    attention_backward(problem_of(info[10].As<Napi::Object>()), address(info[0]), address(info[1]), address(info[2]),
+                       address(info[3]), reinterpret_cast<const float*>(address(info[4])), address(info[5]),
+                       address(info[6]), address(info[7]), address(info[8]),
+                       reinterpret_cast<float*>(optional_address(info[9])));
+  });
+}
+
+}  // namespace
+
+void register_attention(Napi::Env env, Napi::Object exports) {
+  exports.Set("attentionForward", Napi::Function::New(env, Forward, "attentionForward"));
+  exports.Set("attentionBackward", Napi::Function::New(env, Backward, "attentionBackward"));
+}
+
+}  // namespace andromeda::cuda

@@ -1,0 +1,40 @@
+// Internal: the host-side launchers of each kernel family, called by attention.cu once the problem is
+// validated and the launch parameters are built. Each checks its launch and throws on failure.
+#pragma once
+#include <cstdint>
+
+#include "params.cuh"
+
+namespace andromeda::cuda::attention {
+
+/** The decode kernel scores at most this many (head, query) rows per KV head. */
+constexpr int kDecodeRowsLimit = 64;
+
+/** Tiled tensor-core forward. `transform`: rotary, xPos or key scale is on. */
+void launch_forward_tiled(const Params& p, int head_dim, bool transform);
+
+/** Split-KV decode into partial rows, then their combination; scratch comes from the engine's allocator. */
+void launch_decode(const Params& p, int head_dim);
+
+/** δ = rowsum(dO ⊙ O) into p.delta (float32 [batch, heads, q_len]). */
+void launch_delta(const Params& p, const bf16* out, float* delta, int head_dim);
+
+void launch_backward_dq(const Params& p, int head_dim, bool transform);
+void launch_backward_dkdv(const Params& p, int head_dim, bool transform);
+
+/** float32 → bf16 copy of `count` elements (the summed dK / dV of grouped heads, float32 inputs). */
+void launch_to_bf16(const float* src, bf16* dst, int64_t count);
+/** bf16 → float32 copy (results for float32 callers). */
+void launch_to_f32(const bf16* src, float* dst, int64_t count);
+
+/**
+ * Rotary (cos θ, sin θ) tables [items][len][pairs] with θ = position · inv_freq, in double precision.
+ * positions: device int32 [items][len], or null for default_first + t (then items is 1).
+ */
+struct InvFreq {
+  float value[kMaxRotaryPairs];
+};
+void launch_rotary_table(float2* table, const int32_t* positions, int64_t default_first, int items, int len, int pairs,
+                         const InvFreq& inv_freq);
+
+}  // namespace andromeda::cuda::attention

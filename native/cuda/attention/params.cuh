@@ -1,0 +1,106 @@
+// The launch parameters every attention kernel receives (by value, as a __grid_constant__), and the
+// per-element feature helpers built on them: positions, masks and the ALiBi bias.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace andromeda::cuda::attention {
+
+using bf16 = __nv_bfloat16;
+
+constexpr int kMaxHeads = 256;        // ALiBi slopes travel in the parameters
+constexpr int kMaxRotaryPairs = 64;   // rotary_dim ≤ 128
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+struct Params {
+  const bf16* q;
+  const bf16* k;
+  const bf16* v;
+  bf16* out;
+  float* lse;
+  // Backward only.
+  const bf16* grad_out;
+  bf16* grad_q;
+  bf16* grad_k;
+  bf16* grad_v;
+  float* grad_key_scale;      // [heads, head_dim], accumulated with atomics (zeroed by the launcher)
+  const float* delta;         // rowsum(dO ∘ O), [batch, heads, q_len]
+  float* grad_k_accum;        // float32 [batch, kv_heads, k_len, head_dim] when several heads share a KV head
+  float* grad_v_accum;
+
+  int batch, heads, kv_heads;
+  int q_len, k_len;
+  float scale;                // natural units
+  float scale_log2;           // scale · log2(e): scores are kept in base 2
+  int causal;
+  int query_offset;
+  const int32_t* q_pos;
+  const int32_t* k_pos;
+  const int32_t* q_seg;
+  const int32_t* k_seg;
+  int has_alibi;
+  float alibi_slope_log2[kMaxHeads];  // slope_h · log2(e)
+  int rotary_dim;             // 0 = none; a multiple of 16
+  const float2* q_rot;        // (cos, sin) [batch or 1][q_len][rotary_dim / 2]
+  const float2* k_rot;
+  int64_t q_rot_batch_stride; // 0 when positions are the defaults (one table for every batch item)
+  int64_t k_rot_batch_stride;
+  int has_xpos;
+  float xpos_rate[kMaxRotaryPairs];   // log2(ζ_f) / B: the xPos factor of distance δ is exp2(rate · δ)
+  const float* key_scale;     // [heads, head_dim] or null
+};
+
+/** KV head read by query head h: x-transformers' grouping, h mod kv_heads. */
+__device__ __forceinline__ int kv_head_of(const Params& p, int h) { return h % p.kv_heads; }
+
+__device__ __forceinline__ int query_position(const Params& p, int b, int i) {
+  return p.q_pos ? __ldg(p.q_pos + int64_t(b) * p.q_len + i) : p.query_offset + i;
+}
+__device__ __forceinline__ int key_position(const Params& p, int b, int j) {
+  return p.k_pos ? __ldg(p.k_pos + int64_t(b) * p.k_len + j) : j;
+}
+__device__ __forceinline__ int query_segment(const Params& p, int b, int i) {
+  return p.q_seg ? __ldg(p.q_seg + int64_t(b) * p.q_len + i) : 0;
+}
+__device__ __forceinline__ int key_segment(const Params& p, int b, int j) {
+  return p.k_seg ? __ldg(p.k_seg + int64_t(b) * p.k_len + j) : 0;
+}
+
+/** What one query row needs to score keys: its index, position and segment. */
+struct QueryRow {
+  int index;
+  int pos;
+  int seg;
+  bool valid;
+};
+
+__device__ __forceinline__ QueryRow query_row(const Params& p, int b, int i) {
+  QueryRow r;
+  r.index = i;
+  r.valid = i < p.q_len;
+  const int ic = r.valid ? i : p.q_len - 1;
+  r.pos = query_position(p, b, ic);
+  r.seg = query_segment(p, b, ic);
+  return r;
+}
+
+/**
+ * The base-2 score of (query row, key j) from the raw dot product of the transformed q and k: scale,
+ * ALiBi, and −∞ where masked (key past the end, causal by index, other document).
+ */
+__device__ __forceinline__ float score_log2(const Params& p, int b, float slope_log2, const QueryRow& row, int j,
+                                            float dot, bool check_masks) {
+  if (check_masks) {
+    if (j >= p.k_len) return -INFINITY;
+    if (p.causal && j > row.index + p.query_offset) return -INFINITY;
+    if (p.q_seg && row.seg != key_segment(p, b, j)) return -INFINITY;
+  }
+  float x = dot * p.scale_log2;
+  if (p.has_alibi) x -= slope_log2 * fabsf(float(row.pos - key_position(p, b, j)));
+  return x;
+}
+
+}  // namespace andromeda::cuda::attention

@@ -1,0 +1,128 @@
+// The CUDA fused attention (native/cuda/attention) against a float64 reference (attention-reference.ts)
+// on random bf16 inputs: forward output, lse and every input gradient, over head dims 32/64/128, odd
+// lengths, 1 / 2 / all KV heads and each feature on and off; the tiled tensor-core kernel and the
+// split-KV decode kernel. Relative errors must stay under 1e-2 (bf16 operands) and nothing may be NaN:
+// outputs are poisoned with NaN before each call, so an unwritten element fails.
+import assert from 'node:assert/strict';
+import type { AttentionArgs, Dense } from '../../src/backend/backend.js';
+import type { CudaBackend } from '../../src/backend/cuda.js';
+import type { CudaAttentionPath } from '../../src/backend/cuda-attention.js';
+import { DTYPE_BYTES, decodeHost, encodeHost, type DType } from '../../src/tensor/dtype.js';
+import { gpu, gpuTest } from './harness.js';
+import { makeInputs, reference, relativeError, type AttentionCase, type AttentionInputs, type AttentionResult } from './attention-reference.js';
+
+const TOLERANCE = 1e-2;
+
+class DeviceBuffers {
+  private readonly handles: number[] = [];
+  constructor(private readonly backend: CudaBackend) {}
+  put(values: ArrayLike<number>, dtype: DType): Dense {
+    const handle = this.backend.alloc(Math.max(16, values.length * DTYPE_BYTES[dtype]));
+    this.handles.push(handle);
+    if (values.length) this.backend.upload(handle, 0, encodeHost(dtype, values));
+    return { handle, offset: 0, dtype };
+  }
+  /** NaN-filled (poisoned) output. */
+  output(count: number, dtype: DType): Dense { return this.put(new Float64Array(count).fill(NaN), dtype); }
+  get(d: Dense, count: number): Float64Array {
+    return Float64Array.from(decodeHost(d.dtype, this.backend.download(d.handle, 0, count * DTYPE_BYTES[d.dtype]), count));
+  }
+  dispose(): void { for (const h of this.handles.splice(0)) this.backend.free(h); }
+}
+
+function run(c: AttentionCase, inp: AttentionInputs, path: CudaAttentionPath, backward: boolean, dtype: DType): AttentionResult {
+  const backend = gpu() as CudaBackend;
+  const mem = new DeviceBuffers(backend);
+  try {
+    const { B, H, KVH, NQ, NK, D } = c;
+    const q = mem.put(inp.q, dtype), k = mem.put(inp.k, dtype), v = mem.put(inp.v, dtype);
+    const args: AttentionArgs = {
+      batch: B, heads: H, kvHeads: KVH, queryLen: NQ, keyLen: NK, headDim: D, scale: inp.scale,
+      causal: !!c.causal, queryOffset: inp.offset, alibiSlopes: inp.slopes,
+      rotaryDim: c.rotary ?? 0, rotaryInvFreq: inp.invFreq, xposScaleBase: c.xpos ?? 0,
+      keyScale: inp.ks ? mem.put(inp.ks, 'float32') : null,
+      queryPositions: inp.qpos ? mem.put(inp.qpos, 'int32') : null, keyPositions: inp.kpos ? mem.put(inp.kpos, 'int32') : null,
+      querySegments: inp.qseg ? mem.put(inp.qseg, 'int32') : null, keySegments: inp.kseg ? mem.put(inp.kseg, 'int32') : null,
+    };
+    const out = mem.output(B * H * NQ * D, dtype), lse = mem.output(B * H * NQ, 'float32');
+    backend.attentionForwardOn(path, q, k, v, out, lse, args);
+    const res: AttentionResult = {
+      out: mem.get(out, B * H * NQ * D), lse: mem.get(lse, B * H * NQ),
+      dq: new Float64Array(0), dk: new Float64Array(0), dv: new Float64Array(0), dks: null,
+    };
+    if (backward) {
+      const gout = mem.put(inp.gout, dtype);
+      const dq = mem.output(B * H * NQ * D, dtype), dk = mem.output(B * KVH * NK * D, dtype), dv = mem.output(B * KVH * NK * D, dtype);
+      const dks = inp.ks ? mem.output(H * D, 'float32') : null;
+      backend.attentionBackward(q, k, v, out, lse, gout, dq, dk, dv, dks, args);
+      res.dq = mem.get(dq, B * H * NQ * D);
+      res.dk = mem.get(dk, B * KVH * NK * D);
+      res.dv = mem.get(dv, B * KVH * NK * D);
+      res.dks = dks ? mem.get(dks, H * D) : null;
+    }
+    return res;
+  } finally {
+    mem.dispose();
+  }
+}
+
+function check(c: AttentionCase, path: CudaAttentionPath, backward: boolean, dtype: DType = 'bfloat16'): void {
+  const inp = makeInputs(c);
+  const ref = reference(c, inp);
+  const got = run(c, inp, path, backward, dtype);
+  const errors: [string, number][] = [['out', relativeError(got.out, ref.out)], ['lse', relativeError(got.lse, ref.lse)]];
+  if (backward) {
+    errors.push(['dq', relativeError(got.dq, ref.dq)], ['dk', relativeError(got.dk, ref.dk)], ['dv', relativeError(got.dv, ref.dv)]);
+    if (ref.dks) errors.push(['dKeyScale', relativeError(got.dks!, ref.dks)]);
+  }
+  console.log(`  ${path.padEnd(6)} ${dtype.padEnd(8)} ${c.name.padEnd(58)} ${errors.map(([n, e]) => `${n} ${e.toExponential(1)}`).join('  ')}`);
+  for (const [name, e] of errors) assert.ok(e < TOLERANCE, `${c.name} (${path}, ${dtype}): ${name} relative error ${e.toExponential(2)} ≥ ${TOLERANCE}`);
+}
+
+const TILED: AttentionCase[] = [
+  { name: 'plain MHA d32 n7', B: 2, H: 4, KVH: 4, NQ: 7, NK: 7, D: 32 },
+  { name: 'plain MHA d64 n1', B: 1, H: 4, KVH: 4, NQ: 1, NK: 1, D: 64 },
+  { name: 'causal MQA d64 n130', B: 1, H: 4, KVH: 1, NQ: 130, NK: 130, D: 64, causal: true },
+  { name: 'causal GQA2 d128 n257 alibi', B: 1, H: 4, KVH: 2, NQ: 257, NK: 257, D: 128, causal: true, alibi: true },
+  { name: 'keyScale MQA d32 n77 non-causal', B: 2, H: 4, KVH: 1, NQ: 77, NK: 77, D: 32, keyScale: true },
+  { name: 'keyScale MHA d128 causal n130', B: 1, H: 3, KVH: 3, NQ: 130, NK: 130, D: 128, keyScale: true, causal: true },
+  { name: 'rotary r32<d64 causal GQA2 n200', B: 1, H: 4, KVH: 2, NQ: 200, NK: 200, D: 64, rotary: 32, causal: true },
+  { name: 'rotary r16 d32 non-causal', B: 1, H: 2, KVH: 1, NQ: 65, NK: 90, D: 32, rotary: 16 },
+  { name: 'rotary+xPos d32 causal MQA n150', B: 2, H: 4, KVH: 1, NQ: 150, NK: 150, D: 32, rotary: 32, xpos: 512, causal: true },
+  { name: 'andromeda-like d128 r64 xPos ALiBi keyScale MQA n257', B: 1, H: 4, KVH: 1, NQ: 257, NK: 257, D: 128, rotary: 64, xpos: 512, alibi: true, keyScale: true, causal: true },
+  { name: 'xPos base 8 (strong decay) d64 r32 n130', B: 1, H: 2, KVH: 2, NQ: 130, NK: 130, D: 64, rotary: 32, xpos: 8, causal: true },
+  { name: 'query offset 33 vs 200 keys, all features, GQA2', B: 1, H: 4, KVH: 2, NQ: 33, NK: 200, D: 64, causal: true, rotary: 32, xpos: 512, alibi: true, keyScale: true },
+  { name: 'non-causal ALiBi+rotary+keyScale d64 70×150', B: 1, H: 4, KVH: 1, NQ: 70, NK: 150, D: 64, rotary: 32, alibi: true, keyScale: true },
+  { name: 'segments causal MQA d32 n200', B: 2, H: 4, KVH: 1, NQ: 200, NK: 200, D: 32, causal: true, segments: true },
+  { name: 'packed docs: segments, reset positions, all features d128', B: 2, H: 4, KVH: 1, NQ: 260, NK: 260, D: 128, causal: true, segments: true, positions: 'reset', rotary: 64, xpos: 512, alibi: true, keyScale: true },
+  { name: 'custom positions, causal offset d64', B: 2, H: 4, KVH: 4, NQ: 20, NK: 90, D: 64, causal: true, positions: 'custom', rotary: 16, xpos: 256, alibi: true, keyScale: true },
+  { name: 'rows with no visible key (lse −∞, zero output)', B: 1, H: 2, KVH: 1, NQ: 100, NK: 100, D: 64, causal: true, segments: true, allMaskedRows: true, alibi: true },
+  { name: 'positions past 150,000 with xPos d128 r64', B: 1, H: 2, KVH: 1, NQ: 200, NK: 200, D: 128, causal: true, positions: 'far', rotary: 64, xpos: 512, alibi: true },
+];
+
+const DECODE: AttentionCase[] = [
+  { name: '1 query vs 1000 keys, MQA 8 heads, all features d128', B: 1, H: 8, KVH: 1, NQ: 1, NK: 1000, D: 128, causal: true, rotary: 64, xpos: 512, alibi: true, keyScale: true },
+  { name: '3 queries vs 500 keys, GQA2 d64 ALiBi rotary xPos', B: 2, H: 4, KVH: 2, NQ: 3, NK: 500, D: 64, causal: true, rotary: 32, xpos: 512, alibi: true },
+  { name: '1 query vs 2000 keys, MHA d32 plain', B: 1, H: 4, KVH: 4, NQ: 1, NK: 2000, D: 32, causal: true },
+  { name: '2 queries vs 300 keys, segments + custom positions + keyScale', B: 2, H: 4, KVH: 1, NQ: 2, NK: 300, D: 64, causal: true, segments: true, positions: 'custom', rotary: 32, xpos: 512, keyScale: true },
+  { name: '1 query at position 150,600 with xPos d128', B: 1, H: 4, KVH: 1, NQ: 1, NK: 600, D: 128, causal: true, positions: 'far', rotary: 64, xpos: 512, alibi: true },
+  { name: '4 queries, non-causal, 130 keys d64', B: 1, H: 2, KVH: 2, NQ: 4, NK: 130, D: 64, rotary: 32 },
+];
+
+gpuTest('fused attention, tiled kernel: forward and gradients match the float64 reference', () => {
+  for (const c of TILED) check(c, 'tiled', true);
+});
+
+gpuTest('fused attention, split-KV decode kernel: forward matches the float64 reference', () => {
+  for (const c of DECODE) check(c, 'decode', false);
+});
+
+gpuTest('fused attention: float32 inputs (computed with bf16 operands) and the automatic path', () => {
+  check({ name: 'float32 all features d64 GQA2 n150', B: 1, H: 4, KVH: 2, NQ: 150, NK: 150, D: 64, causal: true, rotary: 32, xpos: 512, alibi: true, keyScale: true }, 'auto', true, 'float32');
+  check({ name: 'auto path, 2 queries (decode)', B: 1, H: 4, KVH: 1, NQ: 2, NK: 400, D: 64, causal: true, rotary: 32, xpos: 512 }, 'auto', true);
+});
+
+gpuTest('fused attention rejects unsupported head dims and misaligned buffers with an error', () => {
+  const c: AttentionCase = { name: 'd48', B: 1, H: 1, KVH: 1, NQ: 4, NK: 4, D: 48 };
+  assert.throws(() => run(c, makeInputs(c), 'auto', false, 'bfloat16'), /head dim 48/);
+});
