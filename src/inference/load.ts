@@ -1,12 +1,12 @@
 /** Loads a trained model from a checkpoint directory for generation. */
 import '../backend/index.js';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { loadCheckpoint, CheckpointError } from '../train/checkpoint.js';
 import { getModelFamily } from '../train/families.js';
 import '../train/andromeda-adapter.js';
 import type { LanguageModel, ModelFamily } from '../train/model.js';
 import type { Tokenizer } from '../data/tokenizer/tokenizer.js';
+import { ByteTokenizer } from '../data/tokenizer/byte.js';
+import { loadTokenizer } from '../data/tokenizer/load.js';
 
 export interface LoadedModel {
   model: LanguageModel;
@@ -17,9 +17,16 @@ export interface LoadedModel {
   config: Record<string, unknown>;
 }
 
-export async function loadModelForInference(path: string, device: string): Promise<LoadedModel> {
+/**
+ * `tokenizerSpec` overrides or supplies the tokenizer: "byte" or a tokenizer.json path; undefined
+ * uses the checkpoint's own tokenizer.json.
+ */
+export async function loadModelForInference(path: string, device: string, tokenizerSpec?: string): Promise<LoadedModel> {
   const ckpt = await loadCheckpoint(path, device);
   try {
+    let tokenizer = ckpt.tokenizer;
+    if (tokenizerSpec) tokenizer = tokenizerSpec === 'byte' ? new ByteTokenizer() : await loadTokenizer(tokenizerSpec);
+    if (!tokenizer) throw new CheckpointError(`checkpoint ${ckpt.dir} has no tokenizer.json (converted checkpoints do not carry one): pass --tokenizer <tokenizer.json> or --tokenizer byte`);
     const familyName = typeof ckpt.trainer?.family === 'string' ? ckpt.trainer.family : 'andromeda';
     const family = getModelFamily(familyName);
     let model: LanguageModel;
@@ -34,18 +41,12 @@ export async function loadModelForInference(path: string, device: string): Promi
       model.dispose();
       throw new CheckpointError(`checkpoint ${ckpt.dir}: the weights do not fit the model in config.json: ${(error as Error).message}`);
     }
-    if (ckpt.tokenizer.vocabSize > model.vocabSize) {
+    if (tokenizer.vocabSize > model.vocabSize) {
       model.dispose();
-      throw new CheckpointError(`checkpoint ${ckpt.dir}: tokenizer vocabulary (${ckpt.tokenizer.vocabSize}) exceeds the model's (${model.vocabSize})`);
+      throw new CheckpointError(`checkpoint ${ckpt.dir}: tokenizer vocabulary (${tokenizer.vocabSize}) exceeds the model's (${model.vocabSize})`);
     }
-    return { model, family, tokenizer: ckpt.tokenizer, dir: ckpt.dir, step: ckpt.step, config: ckpt.modelConfig };
+    return { model, family, tokenizer, dir: ckpt.dir, step: ckpt.step, config: ckpt.modelConfig };
   } finally {
     for (const t of ckpt.weights.values()) t.dispose();
   }
-}
-
-/** The `train-config.json` of the run a checkpoint belongs to, when present (for display). */
-export function runConfigOf(checkpointDir: string): Record<string, unknown> | null {
-  const path = join(checkpointDir, '..', '..', 'train-config.json');
-  return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>) : null;
 }

@@ -2,7 +2,9 @@
  * Training checkpoints, written atomically.
  *
  *   <out>/checkpoints/step-000010/
- *     config.json            the model config (with "family" and "preset")
+ *     config.json            the model config, in src/model/checkpoint.ts's format
+ *                            ({format: "andromeda-checkpoint", version: 1, model: <config>}), so
+ *                            `andromeda score` and the model's loadCheckpoint read these directories
  *     model.safetensors      weights (float32 masters)
  *     optimizer.safetensors  AdamW moments per parameter name, step and hyperparameters in metadata
  *     tokenizer.json         the tokenizer the model was trained with
@@ -105,7 +107,7 @@ export async function saveCheckpoint(outDir: string, data: CheckpointWrite, keep
       written.push(file);
       checkpointWriteHook?.(file);
     };
-    writeFileSync(join(tmp, 'config.json'), JSON.stringify(data.modelConfig, null, 2) + '\n');
+    writeFileSync(join(tmp, 'config.json'), JSON.stringify({ format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, model: data.modelConfig }, null, 2) + '\n');
     done('config.json');
     writeSafetensors(join(tmp, 'model.safetensors'), data.weights, { format: 'andromeda', step: String(data.step) });
     done('model.safetensors');
@@ -211,7 +213,8 @@ export interface LoadedCheckpoint {
   modelConfig: Record<string, unknown>;
   /** Weights on `device` (the caller loads them into a model, then disposes them). */
   weights: Map<string, Tensor>;
-  tokenizer: Tokenizer;
+  /** Null for checkpoints without tokenizer.json (e.g. converted from x-transformers). */
+  tokenizer: Tokenizer | null;
   trainer: Record<string, unknown> | null;
   hasOptimizer: boolean;
 }
@@ -232,14 +235,19 @@ export async function loadCheckpoint(path: string, device?: string): Promise<Loa
   for (const file of ['config.json', 'model.safetensors']) {
     if (!existsSync(join(dir, file))) throw new CheckpointError(`checkpoint ${dir} is incomplete: ${file} is missing`);
   }
-  const modelConfig = readJson(dir, 'config.json');
+  const configFile = readJson(dir, 'config.json');
+  // The model's checkpoint format wraps the config; a bare config is accepted too.
+  const modelConfig = configFile.format === CHECKPOINT_FORMAT && typeof configFile.model === 'object' && configFile.model !== null
+    ? (configFile.model as Record<string, unknown>)
+    : configFile;
   const trainer = existsSync(join(dir, 'trainer.json')) ? readJson(dir, 'trainer.json') : null;
-  if (!existsSync(join(dir, 'tokenizer.json'))) throw new CheckpointError(`checkpoint ${dir} has no tokenizer.json; generation needs the tokenizer the model was trained with`);
-  let tokenizer: Tokenizer;
-  try {
-    tokenizer = await loadTokenizer(join(dir, 'tokenizer.json'));
-  } catch (error) {
-    throw new CheckpointError(`checkpoint ${dir}: ${(error as Error).message}`);
+  let tokenizer: Tokenizer | null = null;
+  if (existsSync(join(dir, 'tokenizer.json'))) {
+    try {
+      tokenizer = await loadTokenizer(join(dir, 'tokenizer.json'));
+    } catch (error) {
+      throw new CheckpointError(`checkpoint ${dir}: ${(error as Error).message}`);
+    }
   }
   let weights: Map<string, Tensor>;
   try {

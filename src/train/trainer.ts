@@ -172,7 +172,8 @@ export async function train(initialConfig: TrainConfig, options: TrainOptions = 
 
     // ---- data ----
     log(`data: ${describeData(config)}`);
-    const data: TrainingData = await openData(config, { tokenizer: loaded?.tokenizer, progress: options.progress ?? true, log });
+    if (loaded && !loaded.tokenizer) throw new CheckpointError(`checkpoint ${loaded.dir} has no tokenizer.json; it cannot be resumed`);
+    const data: TrainingData = await openData(config, { tokenizer: loaded?.tokenizer ?? undefined, progress: options.progress ?? true, log });
     const tokenizer = data.tokenizer;
 
     // ---- model ----

@@ -18,6 +18,8 @@ Options:
                            1 = all (default: 0.95)
   --seed <n>               sampling seed; the same seed gives the same text (default: 0)
   --device <d>             auto | cpu | cuda | cuda:N (default: auto)
+  --tokenizer <spec>       tokenizer.json path or byte, for checkpoints without one
+                           (e.g. from "andromeda convert"); default: the checkpoint's
   --no-cache               recompute the whole sequence each step instead of the KV cache
   --ignore-eos             keep going past the end-of-document token
   -h, --help               show this help
@@ -50,6 +52,7 @@ export const generateCommand: Command = {
           'top-p': { type: 'string' },
           seed: { type: 'string' },
           device: { type: 'string', default: 'auto' },
+          tokenizer: { type: 'string' },
           'no-cache': { type: 'boolean', default: false },
           'ignore-eos': { type: 'boolean', default: false },
           help: { type: 'boolean', short: 'h', default: false },
@@ -68,7 +71,7 @@ export const generateCommand: Command = {
     if (!/^(auto|cpu|cuda(:\d+)?)$/.test(values.device!)) throw new UsageError(`--device must be auto, cpu, cuda or cuda:N, got "${values.device}"`);
     const device = resolveDevice(values.device);
     setDefaultDevice(device);
-    const loaded = await loadModelForInference(positionals[0], device);
+    const loaded = await loadModelForInference(positionals[0], device, values.tokenizer);
     try {
       process.stderr.write(`loaded ${loaded.dir} (step ${loaded.step}, vocab ${loaded.tokenizer.vocabSize}, ${device})\n`);
       const prompt = values.prompt ?? '';
