@@ -13,13 +13,13 @@ export function quickstartConfig(device: string): TrainConfig {
   const common = { ...DEFAULT_CONFIG, tokenizer: 'byte', device, out: 'runs/quickstart', seed: 0, weightDecay: 0.1, clip: 1, segments: true };
   if (device === 'cpu') {
     return {
-      ...common, preset: 'tiny', steps: 600, batchSize: 16, seqLen: 128, lr: 3e-3, warmup: 30,
-      evalEvery: 150, evalTokens: 8192, finalEvalTokens: 32768, checkpointEvery: 150, maxMinutes: 7,
+      ...common, preset: 'tiny', steps: 1200, batchSize: 16, seqLen: 128, lr: 3e-3, warmup: 50,
+      evalEvery: 200, evalTokens: 8192, finalEvalTokens: 32768, checkpointEvery: 200, maxMinutes: 7,
     };
   }
   return {
-    ...common, preset: 'small', steps: 2000, batchSize: 32, seqLen: 256, lr: 2e-3, warmup: 100,
-    evalEvery: 250, evalTokens: 65536, finalEvalTokens: 0, checkpointEvery: 500, maxMinutes: 8,
+    ...common, preset: 'small', steps: 6000, batchSize: 32, seqLen: 256, lr: 2e-3, warmup: 200,
+    evalEvery: 500, evalTokens: 65536, finalEvalTokens: 0, checkpointEvery: 1000, maxMinutes: 8,
   };
 }
 
