@@ -56,6 +56,26 @@ test('train 20 steps straight == train, kill -9 after the step-10 checkpoint, re
   }
   const losses = (out: string) => readMetrics(join(out, 'metrics.jsonl')).map((r) => (r.kind === 'train' ? [r.step, r.loss, r.lr] : r.kind === 'eval' ? [r.step, r.loss] : [r.step]));
   assert.deepEqual(losses(killed), losses(straight), 'the metrics log of the resumed run matches the straight run');
+
+  // generate streams text from the run directory; the cache does not change greedy output.
+  const gen = (extra: string[]) => new Promise<{ code: number | null; stdout: string; stderr: string }>((done) => {
+    const child = spawn(process.execPath, [CLI, 'generate', killed, '--prompt', 'the whale', '--max-tokens', '24', '--temperature', '0', '--device', 'cpu', ...extra]);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c));
+    child.stderr.on('data', (c: Buffer) => (stderr += c));
+    child.on('close', (code) => done({ code, stdout, stderr }));
+  });
+  const cached = await gen([]);
+  assert.equal(cached.code, 0, cached.stderr);
+  assert.ok(cached.stdout.startsWith('the whale'));
+  assert.match(cached.stderr, /loaded .*step-000020 \(step 20/);
+  assert.match(cached.stderr, /KV cache/);
+  const uncached = await gen(['--no-cache']);
+  assert.equal(uncached.stdout, cached.stdout);
+  const bad = await gen(['--top-p', '2']);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /--top-p must be a number in \(0, 1\]/);
 });
 
 test('train CLI: clear errors for bad flags, files and checkpoints', { timeout: 60_000 }, async () => {
