@@ -195,6 +195,12 @@ struct Attn {
   const AttentionArgs& a;
   int64_t B, H, KVH, G, NQ, NK, D, Dp, R, H2, BQ, BK, NQT, NKT, QPB, KPB;
   bool xpos, alibi, causal, seg;
+  // ALiBi folded into the score product: true when every visible key has p_k ≤ p_q (causal with
+  // positions growing along each document), so −slope·|p_q − p_k| = −slope·(p_q − r_q) + slope·(p_k − r_k)
+  // + slope·(r_k − r_q): two extra features on Q̂ᵀ (rows D, D + 1) and on K' (columns D, D + 1), and a
+  // per-pair constant added in the softmax. r_q, r_k: first position of the query / key tile.
+  bool alibi_sep = false;
+  int64_t KS, DQ;  // row stride of key tiles (room for the two features), rows of Q̂ᵀ
   C scale;
   C xk_clamp;
   Buf lnz_b, slopes_b, ks_b, qcos_b, qsin_b, kcos_b, ksin_b, qx_b, subs_b, suboff_b, ktiles_b;
@@ -208,6 +214,7 @@ struct Attn {
     B = a.batch; H = a.heads; KVH = a.kv_heads; G = H / KVH;
     NQ = a.query_len; NK = a.key_len; D = a.head_dim;
     Dp = (D + NB - 1) / NB * NB;
+    KS = (D + 2 + NB - 1) / NB * NB;
     R = a.rotary_dim; H2 = R / 2;
     // 64 × 64 tiles for short sequences (less causal waste on the diagonal, more tasks); 128 × 128
     // for long ones (halves the per-pair key preparation: rotary, xPos factors, transposes).
@@ -223,6 +230,25 @@ struct Attn {
     scale = C(a.scale);
     xk_clamp = sizeof(C) == 4 ? C(60) : C(600);
     build();
+    DQ = alibi_sep ? D + 2 : D;
+  }
+
+  // Whether every key visible to a query (causal by index, same segment) has p_k ≤ p_q.
+  bool positions_ordered() const {
+    if (!causal) return false;
+    if (!a.query_positions && !a.key_positions) return true;  // p_k = j ≤ i + offset = p_q
+    if (!a.query_positions || !a.key_positions) return false;
+    for (int64_t b = 0; b < B; b++) {
+      for (int64_t i = 0; i < NQ; i++) {  // query i is key i + offset (self-attention over a packed row)
+        const int64_t j = i + a.query_offset;
+        if (j < 0 || j >= NK || qpos(b, i) != kpos(b, j) || qseg(b, i) != kseg(b, j)) return false;
+      }
+      for (int64_t j = 1; j < NK; j++) {  // one run per document, positions non-decreasing inside it
+        if (kseg(b, j) < kseg(b, j - 1)) return false;
+        if (kseg(b, j) == kseg(b, j - 1) && kpos(b, j) < kpos(b, j - 1)) return false;
+      }
+    }
+    return true;
   }
 
   int64_t qpos(int64_t b, int64_t i) const {
@@ -310,6 +336,7 @@ struct Attn {
         }
       }
     }
+    alibi_sep = alibi && positions_ordered();
     ktiles_b.reset(sizeof(KTile) * size_t(B * NKT), false);
     ktiles = static_cast<KTile*>(ktiles_b.get());
     for (int64_t b = 0; b < B; b++) {
@@ -450,13 +477,13 @@ struct Attn {
     {
       FtzScope ftz;
       FwdScratch w;
-      const size_t qt = size_t(BQ * Dp), kt = size_t(BK * Dp), row = size_t(BQ);
-      const size_t n = qt * 3 + kt * 2 + size_t(BK * BQ) + size_t(BK * (H2 + W)) + row * 7;
+      const size_t qt = size_t(BQ * Dp), kt = size_t(BK * KS), row = size_t(BQ);
+      const size_t n = qt * 3 + kt * 2 + size_t(BK * BQ) + size_t(BK * (H2 + W)) + row * 7 + size_t(2 * BQ);
       w.buf.reset(sizeof(C) * n + sizeof(int32_t) * row + 64 * 20);
       char* p = static_cast<char*>(w.buf.get());
       auto take = [&](size_t elems) { char* r = p; p += (elems * sizeof(C) + 63) / 64 * 64; return reinterpret_cast<C*>(r); };
       w.Qr = take(qt);
-      w.QT = take(qt);
+      w.QT = take(qt + size_t(2 * BQ));
       w.O = take(qt);
       w.Kr = take(kt);
       w.Vb = take(kt);
@@ -498,8 +525,15 @@ struct Attn {
       w.l[c] = 0;
     }
     for (int64_t x = 0; x < nqt * Dp; x++) w.O[x] = 0;
-    const bool transform = ks || H2 > 0 || sizeof(T) != sizeof(C);
-    const bool masked_any = causal || seg;
+    const bool aug = alibi_sep && slope != 0;
+    const int64_t rq = qpos(b, ti0);
+    if (aug) {
+      for (int64_t c = 0; c < BQ; c++) {
+        w.QT[D * BQ + c] = c < nqt ? -slope * C(qpos(b, ti0 + c) - rq) : C(0);
+        w.QT[(D + 1) * BQ + c] = c < nqt ? C(1) : C(0);
+      }
+    }
+    const bool transform = ks || H2 > 0 || sizeof(T) != sizeof(C) || aug;
     for (int64_t si = suboff[b * NQT + t]; si < suboff[b * NQT + t + 1]; si++) {
       const Sub& sub = subs[si];
       const int64_t c0 = sub.i0 - ti0, c1 = sub.i1 - ti0;
@@ -511,17 +545,22 @@ struct Attn {
         // K' rows: keyScale, rotary, xPos; read in place when there is nothing to apply.
         const C* Kp;
         int64_t ldk;
+        const int64_t rk = kpos(b, j0);
         if (transform || xpos) {
           for (int64_t j = 0; j < nkv; j++) {
-            C* rowp = w.Kr + j * Dp;
+            C* rowp = w.Kr + j * KS;
             key_row(k, b, g, h, j0 + j, rowp);
             if (xpos) {
               xk_row(sub.p0, kpos(b, j0 + j), w.xk);
               for (int64_t c = 0; c < H2; c++) { rowp[c] *= w.xk[c]; rowp[c + H2] *= w.xk[c]; }
             }
+            if (aug) {
+              rowp[D] = 1;
+              rowp[D + 1] = slope * C(kpos(b, j0 + j) - rk);
+            }
           }
           Kp = w.Kr;
-          ldk = Dp;
+          ldk = KS;
         } else {
           Kp = reinterpret_cast<const C*>(k + ((b * KVH + g) * NK + j0) * D);
           ldk = D;
@@ -540,12 +579,14 @@ struct Attn {
           vs = w.Vb;
           ldv = Dp;
         }
-        gemm_tile<C>(nkv, BQ, D, Kp, ldk, 1, w.QT, BQ, w.ST, BQ, false);  // Sᵀ = K' Q̂ᵀ
-        // Bias and masks, row by row (a row is one key against the tile's queries).
+        gemm_tile<C>(nkv, BQ, aug ? D + 2 : D, Kp, ldk, 1, w.QT, BQ, w.ST, BQ, false);  // Sᵀ = K' Q̂ᵀ
+        const C cp = aug ? slope * C(rk - rq) : C(0);  // the pair's ALiBi constant
+        // Bias and masks, then column maxima, row by row (a row is one key against the tile's queries).
         const bool mask = kind == 1 || !whole || nqt < BQ;
+        for (int64_t c = 0; c < BQ; c += W) { vstore(w.mt + c, vset(kNegInf)); vstore(w.lsum + c, V{}); }
         for (int64_t j = 0; j < nkv; j++) {
           C* s = w.ST + j * BQ;
-          if (slope != 0) {
+          if (slope != 0 && !aug) {
             const V pk = vset(C(kpos(b, j0 + j))), sl = vset(slope);
             for (int64_t c = 0; c < BQ; c += W) {
               const V dd = vload(w.pq + c) - pk;
@@ -555,7 +596,7 @@ struct Attn {
           if (mask) {
             // Visible columns: [max(c0, first causal column), min(c1, nqt)), same segment.
             int64_t lo = c0, hi = imin(c1, nqt);
-            if (masked_any && causal) lo = imax(lo, j0 + j - off - ti0);
+            if (causal) lo = imax(lo, j0 + j - off - ti0);
             for (int64_t c = 0; c < imin(lo, BQ); c++) s[c] = kNegInf;
             for (int64_t c = imax(hi, int64_t(0)); c < BQ; c++) s[c] = kNegInf;
             if (seg && kind == 1) {
@@ -563,23 +604,20 @@ struct Attn {
               for (int64_t c = 0; c < BQ; c++) s[c] = w.qg[c] != kg ? kNegInf : s[c];
             }
           }
-        }
-        // Column maxima, rescale factors, P = exp(S − m), column sums.
-        for (int64_t c = 0; c < BQ; c += W) { vstore(w.mt + c, vset(kNegInf)); vstore(w.lsum + c, V{}); }
-        for (int64_t j = 0; j < nkv; j++) {
-          const C* s = w.ST + j * BQ;
           for (int64_t c = 0; c < BQ; c += W) {
             const V x = vload(s + c), mo = vload(w.mt + c);
             vstore(w.mt + c, x > mo ? x : mo);
           }
         }
+        // Rescale factors, then P = exp(S + cp − m) and column sums.
+        const V cpv = vset(cp);
         for (int64_t c = 0; c < BQ; c += W) {
-          const V mo = vload(w.m + c), mt = vload(w.mt + c);
+          const V mo = vload(w.m + c), mt = vload(w.mt + c) + cpv;
           const V mn = mt > mo ? mt : mo;
           const V ms = mn == vset(kNegInf) ? vset(C(0)) : mn;  // nothing visible yet: P = 0, α = 0
           vstore(w.alpha + c, vexp(mo - ms));
           vstore(w.m + c, mn);
-          vstore(w.mt + c, ms);
+          vstore(w.mt + c, ms - cpv);
         }
         for (int64_t j = 0; j < nkv; j++) {
           C* s = w.ST + j * BQ;
@@ -619,7 +657,7 @@ struct Attn {
   // tile (memory: three copies of q), so a pair only prepares its keys.
   struct BwdScratch {
     Buf buf;
-    C *Kr, *Kp, *Vb, *ST, *dPT, *tmp, *dV, *dKr, *dK, *xk, *kraw;
+    C *Kr, *Kp, *Vb, *ST, *dPT, *tmp, *dV, *dKr, *dK, *xk, *kraw, *lsm;
   };
 
   struct Prepared {
@@ -643,7 +681,7 @@ struct Attn {
     const int64_t ntiles = B * H * NQT;
     const bool direct_do = sizeof(T) == sizeof(C) && D % NB == 0;
     // (Not zeroed: every element the products read is written below, padding included.)
-    Buf qhat_b(sizeof(C) * size_t(ntiles * BQ * Dp), false), qhatT_b(sizeof(C) * size_t(ntiles * D * BQ), false);
+    Buf qhat_b(sizeof(C) * size_t(ntiles * BQ * Dp), false), qhatT_b(sizeof(C) * size_t(ntiles * DQ * BQ), false);
     Buf doT_b(sizeof(C) * size_t(ntiles * D * BQ), false), dor_b(direct_do ? 0 : sizeof(C) * size_t(ntiles * BQ * Dp), false);
     Buf lse_b(sizeof(C) * size_t(ntiles * BQ), false), dvec_b(sizeof(C) * size_t(ntiles * BQ), false);
     Buf pqc_b(sizeof(C) * size_t(B * NQT * BQ), false);
@@ -658,7 +696,7 @@ struct Attn {
       const int64_t bh = tix / NQT, t = tix % NQT, b = bh / H, h = bh % H;
       const int64_t i0 = t * BQ, nqt = imin(BQ, NQ - i0);
       C* Qr = const_cast<C*>(pr.Qhat) + tix * BQ * Dp;
-      C* QT = const_cast<C*>(pr.QhatT) + tix * D * BQ;
+      C* QT = const_cast<C*>(pr.QhatT) + tix * DQ * BQ;
       C* dT = const_cast<C*>(pr.dOT) + tix * D * BQ;
       C* dr = direct_do ? nullptr : const_cast<C*>(pr.dOr) + tix * BQ * Dp;
       C* ls = const_cast<C*>(pr.lsec) + tix * BQ;
@@ -684,6 +722,14 @@ struct Attn {
         ls[c] = C(__builtin_inf());
         dv[c] = 0;
         for (int64_t d = 0; d < D; d++) { dT[d * BQ + c] = 0; QT[d * BQ + c] = 0; }
+      }
+      if (alibi_sep) {  // the two ALiBi features (zero for heads without ALiBi)
+        const C sl = slopes[h];
+        const int64_t rq = qpos(b, i0);
+        for (int64_t c = 0; c < BQ; c++) {
+          QT[D * BQ + c] = c < nqt ? -sl * C(qpos(b, i0 + c) - rq) : C(0);
+          QT[(D + 1) * BQ + c] = c < nqt ? C(1) : C(0);
+        }
       }
       for (int64_t c = 0; c < BQ; c++) {  // padding rows and columns of the row-major copies
         for (int64_t d = c < nqt ? D : 0; d < Dp; d++) {
@@ -786,12 +832,12 @@ struct Attn {
 
   void alloc_bwd(BwdScratch& w) const {
     const size_t tile = size_t(BK * Dp), st_ = size_t(BK * BQ);
-    const size_t n = tile * 9 + st_ * 2 + size_t(BK * (H2 + W));
+    const size_t n = tile * 7 + size_t(2 * BK * KS) + st_ * 2 + size_t(BK * (H2 + W)) + size_t(BQ);
     w.buf.reset(sizeof(C) * n + 64 * 16);
     char* p = static_cast<char*>(w.buf.get());
     auto take = [&](size_t elems) { char* r = p; p += (elems * sizeof(C) + 63) / 64 * 64; return reinterpret_cast<C*>(r); };
-    w.Kr = take(tile);
-    w.Kp = take(tile);
+    w.Kr = take(size_t(BK * KS));
+    w.Kp = take(size_t(BK * KS));
     w.Vb = take(tile);
     w.ST = take(st_);
     w.dPT = take(st_);
@@ -801,6 +847,7 @@ struct Attn {
     w.dK = take(tile);
     w.kraw = take(tile);
     w.xk = take(size_t(BK * (H2 + W)));
+    w.lsm = take(size_t(BQ));
   }
 
   void bwd_task(const T* k, const T* v, const T* gout, T* gk, T* gv, const Prepared& pr, int64_t gi, int64_t kt,
@@ -832,13 +879,23 @@ struct Attn {
       const int64_t h = g + hh * KVH;
       const C slope = slopes[h];
       for (int64_t x = 0; x < nkv * Dp; x++) w.dKr[x] = 0;
-      for (int64_t j = 0; j < nkv; j++) key_row(k, b, g, h, j0 + j, w.Kr + j * Dp);
+      const bool aug = alibi_sep && slope != 0;
+      const int64_t rk = kpos(b, j0);
+      for (int64_t j = 0; j < nkv; j++) {
+        C* rowp = w.Kr + j * KS;
+        key_row(k, b, g, h, j0 + j, rowp);
+        for (int64_t d = D; d < KS; d++) rowp[d] = 0;
+        if (aug) {
+          rowp[D] = 1;
+          rowp[D + 1] = slope * C(kpos(b, j0 + j) - rk);
+        }
+      }
       bool any = false;
       for (int64_t t = t_begin; t < t_end; t++) {
         const int64_t tix = (b * H + h) * NQT + t;
         const int64_t ti0 = t * BQ, nqt = imin(BQ, NQ - ti0);
         const C* Qr = pr.Qhat + tix * BQ * Dp;
-        const C* QT = pr.QhatT + tix * D * BQ;
+        const C* QT = pr.QhatT + tix * DQ * BQ;
         const C* dT = pr.dOT + tix * D * BQ;
         const C* ls = pr.lsec + tix * BQ;
         const C* dv = pr.dvec + tix * BQ;
@@ -863,21 +920,23 @@ struct Attn {
             for (int64_t j = 0; j < nkv; j++) {
               C* f = w.xk + j * (H2 + W);
               xk_row(sub.p0, kpos(b, j0 + j), f);
-              const C* src = w.Kr + j * Dp;
-              C* dst = w.Kp + j * Dp;
+              const C* src = w.Kr + j * KS;
+              C* dst = w.Kp + j * KS;
               for (int64_t c = 0; c < H2; c++) { dst[c] = src[c] * f[c]; dst[c + H2] = src[c + H2] * f[c]; }
-              for (int64_t d = R; d < Dp; d++) dst[d] = src[d];
+              for (int64_t d = R; d < KS; d++) dst[d] = src[d];
             }
             Kp = w.Kp;
           }
-          gemm_tile<C>(nkv, BQ, D, Kp, Dp, 1, QT, BQ, w.ST, BQ, false);   // Sᵀ = K' Q̂ᵀ
+          gemm_tile<C>(nkv, BQ, aug ? D + 2 : D, Kp, KS, 1, QT, BQ, w.ST, BQ, false);  // Sᵀ = K' Q̂ᵀ
+          const V cpv = vset(aug ? slope * C(rk - qpos(b, ti0)) : C(0));  // the pair's ALiBi constant
+          for (int64_t c = 0; c < BQ; c += W) vstore(w.lsm + c, vload(ls + c) - cpv);
           gemm_tile<C>(nkv, BQ, D, Vr, ldv, 1, dT, BQ, w.dPT, BQ, false);  // dPᵀ = V dOᵀ
           const bool whole = c0 == 0 && c1 == BQ;
           const bool mask = kind == 1 || !whole || nqt < BQ;
           for (int64_t j = 0; j < nkv; j++) {
             C* s = w.ST + j * BQ;
             C* dp = w.dPT + j * BQ;
-            if (slope != 0) {
+            if (slope != 0 && !aug) {
               const V pk = vset(C(kpos(b, j0 + j))), sl = vset(slope);
               for (int64_t c = 0; c < BQ; c += W) {
                 const V dd = vload(pq + c) - pk;
@@ -896,7 +955,7 @@ struct Attn {
               }
             }
             for (int64_t c = 0; c < BQ; c += W) {
-              const V p = vexp(vload(s + c) - vload(ls + c));
+              const V p = vexp(vload(s + c) - vload(w.lsm + c));
               vstore(s + c, p);
               vstore(dp + c, p * (vload(dp + c) - vload(dv + c)));  // dSᵀ = Pᵀ ⊙ (dPᵀ − D)
             }
@@ -921,7 +980,7 @@ struct Attn {
           // dQ̂ += dS K', dS read from dSᵀ as a transposed operand
           const int64_t gl = gi - g0;
           C* accrow = my_acc + ((gl * G + hh) * qc + (ti0 + r0 - qa)) * Dp;
-          gemm_tile<C>(mc, Dp, nkv, w.dPT + r0, 1, BQ, Kp, Dp, accrow, Dp, true);
+          gemm_tile<C>(mc, Dp, nkv, w.dPT + r0, 1, BQ, Kp, KS, accrow, Dp, true);
         }
       }
       if (!any) continue;

@@ -81,7 +81,7 @@ interface Case {
   rotary?: number;          // rotaryDim
   xpos?: number;            // scale base
   keyScale?: boolean;
-  positions?: 'custom' | 'reset' | 'jump';
+  positions?: 'custom' | 'reset' | 'jump' | 'shuffled';
   segments?: boolean;
   allMaskedRows?: boolean;  // some query segments have no key of their id
   seed?: number;
@@ -121,6 +121,7 @@ function makeInputs(c: Case): Inputs {
         kseg[b * NK + j] = doc * 3 + 1;
         if (c.positions === 'custom') kpos[b * NK + j] = p + Math.floor(rand() * 3);  // non-decreasing with repeats
         else if (c.positions === 'jump') kpos[b * NK + j] = j < NK / 2 ? j : j + 250000;  // a huge gap mid-tile
+        else if (c.positions === 'shuffled') kpos[b * NK + j] = Math.floor(rand() * 2 * NK);  // no order at all
         else kpos[b * NK + j] = p;
         p = kpos[b * NK + j]! + (c.positions === 'custom' ? 0 : 1);
       }
@@ -329,6 +330,7 @@ const CASES: Case[] = [
   { name: 'custom positions non-causal', B: 1, H: 4, KVH: 2, NQ: 33, NK: 33, D: 32, positions: 'custom', rotary: 32, alibi: true },
   { name: 'custom positions causal offset', B: 2, H: 4, KVH: 4, NQ: 7, NK: 33, D: 64, causal: true, positions: 'custom', rotary: 16, xpos: 256, alibi: true, keyScale: true },
   { name: 'fully masked rows', B: 1, H: 4, KVH: 1, NQ: 33, NK: 33, D: 32, segments: true, allMaskedRows: true, rotary: 32, xpos: 512 },
+  { name: 'causal with unordered positions (ALiBi per element)', B: 2, H: 4, KVH: 2, NQ: 33, NK: 100, D: 32, causal: true, positions: 'shuffled', rotary: 32, alibi: true, keyScale: true },
   { name: 'odd head dim 40, rotary 20, GQA', B: 2, H: 4, KVH: 2, NQ: 33, NK: 100, D: 40, causal: true, rotary: 20, xpos: 512, alibi: true },
   { name: 'head dim 128 MQA keyScale', B: 1, H: 4, KVH: 1, NQ: 33, NK: 33, D: 128, causal: true, rotary: 64, xpos: 512, keyScale: true },
   { name: 'position gap of 250k inside a tile (xPos sub-tiles)', B: 1, H: 4, KVH: 1, NQ: 100, NK: 100, D: 32, causal: true, positions: 'jump', rotary: 16, xpos: 512 },
