@@ -21,6 +21,9 @@ const batch = Number(batchArg), seqLen = Number(seqArg), steps = Number(stepsArg
 // ANDROMEDA_BENCH_DEVICE=cpu runs the same step on the CPU engine (a smoke test of this script).
 const device = process.env.ANDROMEDA_BENCH_DEVICE ?? 'cuda';
 const gpu = getBackend(device) as CudaBackend;
+// The CUDA engine's extensions: one device wait for the gradient norm, AdamW writing the bf16 weights
+// in its pass. ANDROMEDA_BENCH_PLAIN=1 uses only the Backend contract (gradNorm, adamw + copy).
+const fused = device.startsWith('cuda') && process.env.ANDROMEDA_BENCH_PLAIN !== '1';
 const GiB = 2 ** 30;
 
 /** Fills a bf16 parameter with normal(0, std) values from a repeated random block (fast, never zeros). */
@@ -70,16 +73,21 @@ function trainStep(): { loss: number; fwdBwd: number; optim: number; norm: numbe
   });
   gpu.synchronize();
   const s1 = performance.now();
-  const norm = gradNorm(params);
+  const norm = fused
+    ? Math.sqrt(gpu.sumOfSquaresMany(params.filter((p) => p.grad).map((p) => ({ x: p.grad!.dense(), count: p.size }))))
+    : gradNorm(params);
   const scale = Number.isFinite(norm) && norm > 1 ? 1 / (norm + 1e-6) : 1;
   stepCount++;
   for (let i = 0; i < params.length; i++) {
     const p = params[i]!, master = masters[i]!, { m, v } = moments[i]!;
     if (!p.grad) continue;
-    gpu.adamw(master.dense(), p.grad.dense(), m.dense(), v.dense(), p.size, {
-      ...hyper, biasCorrection1: 1 - hyper.beta1 ** stepCount, biasCorrection2: 1 - hyper.beta2 ** stepCount, gradScale: scale,
-    });
-    gpu.copy(master.strided(), p.strided(), p.shape);
+    const args = { ...hyper, biasCorrection1: 1 - hyper.beta1 ** stepCount, biasCorrection2: 1 - hyper.beta2 ** stepCount, gradScale: scale };
+    if (fused) {
+      gpu.adamwWithShadow(master.dense(), p.grad.dense(), m.dense(), v.dense(), p.size, args, p.dense());
+    } else {
+      gpu.adamw(master.dense(), p.grad.dense(), m.dense(), v.dense(), p.size, args);
+      gpu.copy(master.strided(), p.strided(), p.shape);
+    }
     p.grad.dispose();
     p.grad = null;
   }
@@ -104,7 +112,7 @@ const tokensPerStep = batch * seqLen;
 // Model FLOPs as the anchors count them: 6·N per token plus causal attention (QKᵀ and PV, fwd + bwd).
 const flops = 6 * paramCount * tokensPerStep + 6 * c.depth * c.heads * c.headDim * seqLen * seqLen * batch;
 console.log(`# ${gpu.description ?? device}; ${gpu.gemmLibrary?.() ?? ''}`);
-console.log(`# ${preset}: ${paramCount.toLocaleString('en')} parameters, batch ${batch} × ${seqLen}, setup ${setupSeconds.toFixed(1)} s`);
+console.log(`# ${preset}: ${paramCount.toLocaleString('en')} parameters, batch ${batch} × ${seqLen}, setup ${setupSeconds.toFixed(1)} s, optimizer path: ${fused ? 'fused (sumOfSquaresMany, adamwWithShadow)' : 'Backend contract (gradNorm, adamw + cast copy)'}`);
 for (const [i, s] of stepsDone.entries()) {
   console.log(`step ${i + 1}: loss ${s.loss.toFixed(4)}, grad norm ${s.norm.toFixed(3)}, forward+backward ${s.fwdBwd.toFixed(1)} ms, clip+AdamW ${s.optim.toFixed(1)} ms`);
 }

@@ -168,11 +168,12 @@ Napi::Value Embedding(const Napi::CallbackInfo& info) {
 VOID_KERNEL(EmbeddingGrad, cu::embedding_grad(i32(info[0]), ids_of(info[1]), ptr_of(info[2]), ptr_of(info[3]), i64(info[4]), i64(info[5])))
 // (dtype, x, out, count, p, seed)
 VOID_KERNEL(Dropout, cu::dropout(i32(info[0]), ptr_of(info[1]), ptr_of(info[2]), i64(info[3]), f64(info[4]), uint64_t(f64(info[5]))))
-// (param, gradDtype, grad, m, v, count, lr, beta1, beta2, eps, weightDecay, bc1, bc2, gradScale)
+// (param, gradDtype, grad, m, v, count, lr, beta1, beta2, eps, weightDecay, bc1, bc2, gradScale[, shadowDtype, shadow])
 VOID_KERNEL(AdamW, {
   cu::AdamWArgs a{f64(info[6]), f64(info[7]), f64(info[8]), f64(info[9]), f64(info[10]), f64(info[11]), f64(info[12]), f64(info[13])};
+  const bool shadow = info.Length() > 15 && info[15].IsNumber();
   cu::adamw(reinterpret_cast<float*>(ptr_of(info[0])), i32(info[1]), ptr_of(info[2]), reinterpret_cast<float*>(ptr_of(info[3])),
-            reinterpret_cast<float*>(ptr_of(info[4])), i64(info[5]), a);
+            reinterpret_cast<float*>(ptr_of(info[4])), i64(info[5]), a, shadow ? i32(info[14]) : 0, shadow ? ptr_of(info[15]) : nullptr);
 })
 // (dtype, x, count) -> number
 Napi::Value SumOfSquares(const Napi::CallbackInfo& info) {
@@ -186,6 +187,18 @@ namespace andromeda::cuda { void register_attention(Napi::Env env, Napi::Object 
 
 namespace {
 
+// (dtypes[], ptrs[], counts[]) -> number
+Napi::Value SumOfSquaresMany(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {
+    auto dtypes = int_array(info[0]), ptrs = int_array(info[1]), counts = int_array(info[2]);
+    if (dtypes.size() != ptrs.size() || ptrs.size() != counts.size()) throw std::invalid_argument("sumOfSquaresMany: array lengths differ");
+    std::vector<cu::SquaresInput> inputs(dtypes.size());
+    for (size_t i = 0; i < inputs.size(); i++)
+      inputs[i] = {int(dtypes[i]), reinterpret_cast<const char*>(uintptr_t(ptrs[i])), counts[i]};
+    return Napi::Number::New(info.Env(), cu::sum_of_squares_many(inputs.data(), inputs.size()));
+  });
+}
+
 Napi::Object Register(Napi::Env env, Napi::Object exports) {
   const std::pair<const char*, Napi::Value (*)(const Napi::CallbackInfo&)> functions[] = {
       {"deviceCount", DeviceCount}, {"init", Init}, {"gemmLibrary", GemmLibrary},
@@ -195,7 +208,7 @@ Napi::Object Register(Napi::Env env, Napi::Object exports) {
       {"unaryGrad", UnaryGrad}, {"binary", Binary}, {"reduce", Reduce}, {"gemm", Gemm}, {"softmax", Softmax},
       {"softmaxGrad", SoftmaxGrad}, {"norm", Norm}, {"normGrad", NormGrad}, {"crossEntropy", CrossEntropy},
       {"crossEntropyGrad", CrossEntropyGrad}, {"embedding", Embedding}, {"embeddingGrad", EmbeddingGrad},
-      {"dropout", Dropout}, {"adamw", AdamW}, {"sumOfSquares", SumOfSquares},
+      {"dropout", Dropout}, {"adamw", AdamW}, {"sumOfSquares", SumOfSquares}, {"sumOfSquaresMany", SumOfSquaresMany},
   };
   for (const auto& [name, fn] : functions) exports.Set(name, Napi::Function::New(env, fn, name));
   cu::register_attention(env, exports);

@@ -119,8 +119,9 @@ __device__ C block_max(C v) {
   return total;
 }
 
-/** Threads per block for a row of `cols` items: a multiple of 32 between 32 and 1024. */
-inline int row_threads(int64_t cols, int per_thread = 4) {
+/** Threads per block for a row of `cols` items: a multiple of 32 between 32 and 1024, each thread
+ *  taking about `per_thread` items (enough work per thread to hide the block reductions). */
+inline int row_threads(int64_t cols, int per_thread = 16) {
   int64_t t = (cols + per_thread - 1) / per_thread;
   int threads = 32;
   while (threads < t && threads < 1024) threads <<= 1;

@@ -57,7 +57,7 @@ void cross_entropy(int dtype, const char* logits, const int32_t* targets, char* 
                    int64_t vocab, int64_t ignore_index) {
   if (rows == 0) return;
   ANDROMEDA_CUDA_DISPATCH_FLOAT(dtype, {
-    cross_entropy_kernel<T><<<unsigned(rows), row_threads(vocab, 8), 0, stream()>>>(
+    cross_entropy_kernel<T><<<unsigned(rows), row_threads(vocab), 0, stream()>>>(
         reinterpret_cast<const T*>(logits), targets, reinterpret_cast<stat_t<T>*>(losses), reinterpret_cast<stat_t<T>*>(lse),
         vocab, ignore_index);
   });

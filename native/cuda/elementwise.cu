@@ -26,7 +26,7 @@ template <typename S, typename D, typename Index>
 __global__ void copy_strided_kernel(const S* src, D* dst, StridedLayout<2> l, int64_t n) {
   ANDROMEDA_GRID_STRIDE(i, n) {
     int64_t off[2];
-    strided_offsets<Index, 2>(l, Index(i), off);
+    strided_offsets<2>(l, Index(i), off);
     store(dst + off[1], load(src + off[0]));
   }
 }
@@ -153,7 +153,7 @@ __global__ void binary_strided_kernel(int op, const T* a, const T* b, T* out, St
   using C = compute_t<T>;
   ANDROMEDA_GRID_STRIDE(i, n) {
     int64_t off[3];
-    strided_offsets<Index, 3>(l, Index(i), off);
+    strided_offsets<3>(l, Index(i), off);
     store(out + off[2], apply_binary<C>(op, C(load(a + off[0])), C(load(b + off[1]))));
   }
 }

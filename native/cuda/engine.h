@@ -43,6 +43,13 @@ void binary(int op, int dtype, const char* a, const int64_t* a_strides, const ch
             char* out, const int64_t* shape, int rank);
 void reduce(int op, int dtype, const char* x, char* out, int64_t outer, int64_t size, int64_t inner);
 double sum_of_squares(int dtype, const char* x, int64_t count);
+struct SquaresInput {
+  int dtype;
+  const char* x;
+  int64_t count;
+};
+/** Σ over several buffers with a single wait (global-norm clipping over all gradients). */
+double sum_of_squares_many(const SquaresInput* inputs, size_t n);
 
 struct GemmArgs {
   int dtype;
@@ -77,6 +84,9 @@ void dropout(int dtype, const char* x, char* out, int64_t count, double p, uint6
 struct AdamWArgs {
   double lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2, grad_scale;
 };
-void adamw(float* param, int grad_dtype, const char* grad, float* m, float* v, int64_t count, const AdamWArgs& args);
+/** When `shadow` is given, the updated weights are also stored there in `shadow_dtype` (the bf16
+ *  compute copy of float32 masters), saving a separate cast pass over the masters. */
+void adamw(float* param, int grad_dtype, const char* grad, float* m, float* v, int64_t count, const AdamWArgs& args,
+           int shadow_dtype = 0, char* shadow = nullptr);
 
 }  // namespace andromeda::cuda

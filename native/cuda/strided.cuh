@@ -15,7 +15,19 @@ struct StridedLayout {
   int rank;
   int64_t shape[kMaxRank];
   int64_t strides[N][kMaxRank];
+  // Division by shape[d] as a multiply-high and shift (valid for dividends below 2^31): integer
+  // division has no hardware instruction and would dominate broadcast and transpose kernels.
+  uint32_t div_mul[kMaxRank];
+  uint32_t div_shift[kMaxRank];
 };
+
+inline void fast_divisor(uint64_t d, uint32_t& mul, uint32_t& shift) {
+  if (d == 0 || d > (uint64_t(1) << 31)) { mul = 0; shift = 0; return; }  // only the 64-bit path is used then
+  uint32_t s = 0;
+  while (s < 32 && (uint64_t(1) << s) < d) s++;
+  mul = uint32_t(((uint64_t(1) << 32) * ((uint64_t(1) << s) - d)) / d + 1);
+  shift = s;
+}
 
 /** Simplified layout of `rank`-d `shape` read by N operands through `strides[k]`. */
 template <int N>
@@ -57,6 +69,7 @@ StridedLayout<N> simplify_layout(const int64_t* shape, int rank, const int64_t* 
   for (int i = 0; i < out; i++) {  // back to outermost-first order
     layout.shape[i] = msh[out - 1 - i];
     for (int k = 0; k < N; k++) layout.strides[k][i] = mst[k][out - 1 - i];
+    fast_divisor(uint64_t(layout.shape[i]), layout.div_mul[i], layout.div_shift[i]);
   }
   return layout;
 }
@@ -67,16 +80,39 @@ bool is_dense(const StridedLayout<N>& l, int k) {
 }
 
 /** Element offsets of linear index i (row-major over the layout's shape) for each operand. */
-template <typename Index, int N>
-__device__ __forceinline__ void strided_offsets(const StridedLayout<N>& l, Index i, int64_t (&off)[N]) {
+template <int N>
+__device__ __forceinline__ void strided_offsets(const StridedLayout<N>& l, uint64_t i, int64_t (&off)[N]) {
 #pragma unroll
   for (int k = 0; k < N; k++) off[k] = 0;
-  for (int d = l.rank - 1; d >= 0; d--) {
-    const Index extent = Index(l.shape[d]);
-    const Index idx = i % extent;
-    i /= extent;
+  for (int d = l.rank - 1; d > 0; d--) {
+    const uint64_t extent = uint64_t(l.shape[d]);
+    const uint64_t q = i / extent;
+    const int64_t idx = int64_t(i - q * extent);
+    i = q;
 #pragma unroll
-    for (int k = 0; k < N; k++) off[k] += int64_t(idx) * l.strides[k][d];
+    for (int k = 0; k < N; k++) off[k] += idx * l.strides[k][d];
+  }
+  if (l.rank > 0) {
+#pragma unroll
+    for (int k = 0; k < N; k++) off[k] += int64_t(i) * l.strides[k][0];
+  }
+}
+
+/** The same for indices below 2^31, with the precomputed fast divisions. */
+template <int N>
+__device__ __forceinline__ void strided_offsets(const StridedLayout<N>& l, uint32_t i, int64_t (&off)[N]) {
+#pragma unroll
+  for (int k = 0; k < N; k++) off[k] = 0;
+  for (int d = l.rank - 1; d > 0; d--) {
+    const uint32_t q = (__umulhi(i, l.div_mul[d]) + i) >> l.div_shift[d];
+    const int64_t idx = int64_t(i - q * uint32_t(l.shape[d]));
+    i = q;
+#pragma unroll
+    for (int k = 0; k < N; k++) off[k] += idx * l.strides[k][d];
+  }
+  if (l.rank > 0) {
+#pragma unroll
+    for (int k = 0; k < N; k++) off[k] += int64_t(i) * l.strides[k][0];
   }
 }
 

@@ -53,8 +53,10 @@ interface CudaAddon extends CudaAttentionAddon {
   embeddingGrad(dtype: number, ids: number, gy: number, gTable: number, count: number, dim: number): void;
   dropout(dtype: number, x: number, out: number, count: number, p: number, seed: number): void;
   adamw(param: number, gradDtype: number, grad: number, m: number, v: number, count: number,
-    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number, gradScale: number): void;
+    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number, gradScale: number,
+    shadowDtype?: number, shadow?: number): void;
   sumOfSquares(dtype: number, x: number, count: number): number;
+  sumOfSquaresMany(dtypes: readonly number[], ptrs: readonly number[], counts: readonly number[]): number;
 }
 
 let addon: CudaAddon | null = null;
@@ -184,6 +186,20 @@ export class CudaBackend implements Backend {
       a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, a.biasCorrection1, a.biasCorrection2, a.gradScale);
   }
   sumOfSquares(x: Dense, count: number): number { return this.addon.sumOfSquares(DTYPE_CODE[x.dtype], at(x), count); }
+
+  // Extensions beyond the Backend contract, for mixed-precision training loops.
+
+  /** Σx² over several buffers with one wait for the device (the global gradient norm in one call). */
+  sumOfSquaresMany(items: readonly { x: Dense; count: number }[]): number {
+    return this.addon.sumOfSquaresMany(items.map((i) => DTYPE_CODE[i.x.dtype]), items.map((i) => at(i.x)), items.map((i) => i.count));
+  }
+
+  /** `adamw`, also storing the updated float32 masters into `shadow` (bfloat16/float16 compute weights) in the same pass. */
+  adamwWithShadow(param: Dense, grad: Dense, m: Dense, v: Dense, count: number, a: AdamWArgs, shadow: Dense): void {
+    this.addon.adamw(at(param), DTYPE_CODE[grad.dtype], at(grad), at(m), at(v), count,
+      a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, a.biasCorrection1, a.biasCorrection2, a.gradScale,
+      DTYPE_CODE[shadow.dtype], at(shadow));
+  }
 
   // Fused attention (native/cuda/attention, src/backend/cuda-attention.ts).
   attentionForward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void {
