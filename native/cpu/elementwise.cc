@@ -94,11 +94,11 @@ void for_each_run(const Walk& w, int64_t begin, int64_t end, Fn fn) {
   }
 }
 
-// dst ← src where the source's unit-stride axis `p` is not the last axis: 32 × 32 tiles of the
-// (p, last) plane so that both sides stay in L1.
+// dst ← src where the source's unit-stride axis `p` is not the last axis: 64 × 64 tiles of the
+// (p, last) plane, float32 through 8 × 8 register transposes (whole cache lines in and out).
 template <typename S, typename D>
 void copy_transposed(const S* src, D* dst, const Walk& w, int p) {
-  constexpr int64_t kTile = 32;
+  constexpr int64_t kTile = 64;
   const int last = w.rank - 1;
   const int64_t np = w.shape[p], nl = w.shape[last];
   const int64_t sp = w.sa[p], sl = w.sa[last], dp = w.sb[p], dl = w.sb[last];
@@ -106,6 +106,7 @@ void copy_transposed(const S* src, D* dst, const Walk& w, int p) {
   for (int d = 0; d < last; d++)
     if (d != p) outer *= w.shape[d];
   const int64_t pt = (np + kTile - 1) / kTile, lt = (nl + kTile - 1) / kTile;
+  const F32Ops* vec = std::is_same<S, float>::value && std::is_same<D, float>::value && sp == 1 && dl == 1 ? &f32_ops() : nullptr;
   parallel_for(outer * pt * lt, std::max<int64_t>(1, (1 << 15) / (kTile * kTile)), [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; task++) {
       int64_t rest = task / (pt * lt);
@@ -119,6 +120,11 @@ void copy_transposed(const S* src, D* dst, const Walk& w, int p) {
         od += i * w.sb[d];
       }
       const int64_t p1 = std::min(np, p0 + kTile), l1 = std::min(nl, l0 + kTile);
+      if (vec) {  // dst[q·dp + l] = src[l·sl + q]
+        vec->transpose(reinterpret_cast<const float*>(src + os + l0 * sl + p0), sl, reinterpret_cast<float*>(dst + od + p0 * dp + l0),
+                       dp, l1 - l0, p1 - p0);
+        continue;
+      }
       for (int64_t l = l0; l < l1; l++) {
         const S* s = src + os + l * sl;
         D* t = dst + od + l * dl;

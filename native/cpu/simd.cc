@@ -68,27 +68,27 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 
 #if defined(__x86_64__)
-// 16 independent accumulator chains per iteration: enough to cover FMA latency × throughput.
-#define ANDROMEDA_FMA_LOOP(R, SET1, FMA, LANES)                                    \
-  R acc[16];                                                                      \
-  for (int i = 0; i < 16; i++) acc[i] = SET1(float(i) * 1e-3f);                   \
+// Independent accumulator chains (16 zmm / 12 ymm, fitting the register file) cover FMA latency × throughput.
+#define ANDROMEDA_FMA_LOOP(R, SET1, FMA, LANES, NACC)                                    \
+  R acc[NACC];                                                                    \
+  for (int i = 0; i < NACC; i++) acc[i] = SET1(float(i) * 1e-3f);                 \
   const R x = SET1(0.999999f), y = SET1(1e-7f);                                   \
   const auto t0 = std::chrono::steady_clock::now();                               \
   for (int64_t it = 0; it < iters; it++) {                                        \
-    _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) acc[i] = FMA(acc[i], x, y); \
+    _Pragma("GCC unroll 16") for (int i = 0; i < NACC; i++) acc[i] = FMA(acc[i], x, y); \
   }                                                                               \
   const double s = seconds_since(t0);                                             \
   float sink = 0;                                                                 \
-  for (int i = 0; i < 16; i++) sink += reinterpret_cast<const float*>(&acc[i])[0]; \
+  for (int i = 0; i < NACC; i++) sink += reinterpret_cast<const float*>(&acc[i])[0]; \
   volatile float keep = sink;                                                     \
   (void)keep;                                                                     \
-  return double(iters) * 16 * LANES * 2 / s / 1e9;
+  return double(iters) * NACC * LANES * 2 / s / 1e9;
 
 __attribute__((target("avx512f,fma"))) double fma_gflops_512(int64_t iters) {
-  ANDROMEDA_FMA_LOOP(__m512, _mm512_set1_ps, _mm512_fmadd_ps, 16)
+  ANDROMEDA_FMA_LOOP(__m512, _mm512_set1_ps, _mm512_fmadd_ps, 16, 16)
 }
 __attribute__((target("avx2,fma"))) double fma_gflops_256(int64_t iters) {
-  ANDROMEDA_FMA_LOOP(__m256, _mm256_set1_ps, _mm256_fmadd_ps, 8)
+  ANDROMEDA_FMA_LOOP(__m256, _mm256_set1_ps, _mm256_fmadd_ps, 8, 12)
 }
 #undef ANDROMEDA_FMA_LOOP
 #endif
@@ -96,9 +96,10 @@ __attribute__((target("avx2,fma"))) double fma_gflops_256(int64_t iters) {
 }  // namespace
 
 double measure_clock_ghz() {
+  // Many short runs (~3 ms each): on a busy machine some of them run without being preempted.
   double best = 0;
-  for (int run = 0; run < 5; run++) {
-    const int64_t iters = 20'000'000;
+  for (int run = 0; run < 60; run++) {
+    const int64_t iters = 1'000'000;
     uint64_t x = 0;
     const auto t0 = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < iters; i++) {
@@ -121,8 +122,8 @@ double measure_clock_ghz() {
 double measure_fma_gflops(Isa isa) {
   double best = 0;
 #if defined(__x86_64__)
-  const int64_t iters = 5'000'000;
-  for (int run = 0; run < 3; run++) {
+  const int64_t iters = 200'000;
+  for (int run = 0; run < 40; run++) {
     if (isa == Isa::Avx512 && cpu_isa() == Isa::Avx512) best = std::max(best, fma_gflops_512(iters));
     else if (isa >= Isa::Avx2 && cpu_isa() >= Isa::Avx2) best = std::max(best, fma_gflops_256(iters));
   }

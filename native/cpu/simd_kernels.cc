@@ -36,6 +36,7 @@ struct V {
   static inline R fma(R a, R b, R c) { return a * b + c; }
   static inline R fnma(R a, R b, R c) { return c - a * b; }
   static inline R max(R a, R b) { return a > b ? a : b; }
+  static inline R min(R a, R b) { return a < b ? a : b; }
   static inline R sqrt(R a) { return std::sqrt(a); }
   static inline R abs(R a) { return std::fabs(a); }
   static inline R neg(R a) { return -a; }
@@ -43,6 +44,11 @@ struct V {
   static inline R select_gt(R a, R b, R x, R y) { return a > b ? x : y; }
   static inline float hsum(R a) { return a; }
   static inline float hmax(R a) { return a; }
+  static inline R rcp(R a) { return 1.f / a; }
+  static inline void transpose8(const float* s, int64_t ss, float* d, int64_t ds) {
+    for (int r = 0; r < 8; r++)
+      for (int c = 0; c < 8; c++) d[c * ds + r] = s[r * ss + c];
+  }
 };
 constexpr const char* kIsaName = "generic";
 #include "simd_kernels.inc"
@@ -80,12 +86,39 @@ struct V {
   static inline R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
   static inline R fnma(R a, R b, R c) { return _mm512_fnmadd_ps(a, b, c); }
   static inline R max(R a, R b) { return _mm512_max_ps(a, b); }
+  static inline R min(R a, R b) { return _mm512_min_ps(a, b); }
   static inline R sqrt(R a) { return _mm512_sqrt_ps(a); }
   static inline R abs(R a) { return _mm512_abs_ps(a); }
   static inline R neg(R a) { return _mm512_xor_ps(a, _mm512_set1_ps(-0.f)); }
   static inline R select_gt(R a, R b, R x, R y) { return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_GT_OQ), y, x); }
   static inline float hsum(R a) { return _mm512_reduce_add_ps(a); }
   static inline float hmax(R a) { return _mm512_reduce_max_ps(a); }
+  // 1/a from the 14-bit estimate and one Newton step (~23 bits), for finite a ≥ 1 (erfc's t).
+  static inline R rcp(R a) {
+    const R r = _mm512_rcp14_ps(a);
+    return _mm512_mul_ps(r, _mm512_fnmadd_ps(a, r, _mm512_set1_ps(2.f)));
+  }
+  static inline void transpose8(const float* s, int64_t ss, float* d, int64_t ds) {
+    const __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + ss), r2 = _mm256_loadu_ps(s + 2 * ss),
+                 r3 = _mm256_loadu_ps(s + 3 * ss), r4 = _mm256_loadu_ps(s + 4 * ss), r5 = _mm256_loadu_ps(s + 5 * ss),
+                 r6 = _mm256_loadu_ps(s + 6 * ss), r7 = _mm256_loadu_ps(s + 7 * ss);
+    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+                 t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+                 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+                 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+                 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+                 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(d, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(d + ds, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(d + 2 * ds, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(d + 3 * ds, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(d + 4 * ds, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(d + 5 * ds, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(d + 6 * ds, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(d + 7 * ds, _mm256_permute2f128_ps(u3, u7, 0x31));
+  }
+
   static inline R exp(R x) {
     ANDROMEDA_EXP_CONSTANTS
     const R xc = _mm512_min_ps(_mm512_max_ps(x, set1(kExpLo)), set1(kExpHi));
@@ -143,6 +176,7 @@ struct V {
   static inline R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
   static inline R fnma(R a, R b, R c) { return _mm256_fnmadd_ps(a, b, c); }
   static inline R max(R a, R b) { return _mm256_max_ps(a, b); }
+  static inline R min(R a, R b) { return _mm256_min_ps(a, b); }
   static inline R sqrt(R a) { return _mm256_sqrt_ps(a); }
   static inline R abs(R a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.f), a); }
   static inline R neg(R a) { return _mm256_xor_ps(a, _mm256_set1_ps(-0.f)); }
@@ -159,6 +193,32 @@ struct V {
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
   }
+  // 1/a from the 12-bit estimate and one Newton step (~22 bits), for finite a ≥ 1 (erfc's t).
+  static inline R rcp(R a) {
+    const R r = _mm256_rcp_ps(a);
+    return _mm256_mul_ps(r, _mm256_fnmadd_ps(a, r, _mm256_set1_ps(2.f)));
+  }
+  static inline void transpose8(const float* s, int64_t ss, float* d, int64_t ds) {
+    const __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + ss), r2 = _mm256_loadu_ps(s + 2 * ss),
+                 r3 = _mm256_loadu_ps(s + 3 * ss), r4 = _mm256_loadu_ps(s + 4 * ss), r5 = _mm256_loadu_ps(s + 5 * ss),
+                 r6 = _mm256_loadu_ps(s + 6 * ss), r7 = _mm256_loadu_ps(s + 7 * ss);
+    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+                 t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+                 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+                 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+                 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+                 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(d, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(d + ds, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(d + 2 * ds, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(d + 3 * ds, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(d + 4 * ds, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(d + 5 * ds, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(d + 6 * ds, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(d + 7 * ds, _mm256_permute2f128_ps(u3, u7, 0x31));
+  }
+
   static inline R exp(R x) {
     ANDROMEDA_EXP_CONSTANTS
     const R xc = _mm256_min_ps(_mm256_max_ps(x, set1(kExpLo)), set1(kExpHi));

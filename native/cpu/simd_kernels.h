@@ -38,6 +38,8 @@ struct F32Ops {
   double (*sum)(const float* x, int64_t n);
   // acc[j] += x[j] (float64 accumulators), for column sums.
   void (*accumulate_f64)(double* acc, const float* x, int64_t n);
+  // dst[c·ds + r] = src[r·ss + c] for r < rows, c < cols (8 × 8 register transposes).
+  void (*transpose)(const float* src, int64_t ss, float* dst, int64_t ds, int64_t rows, int64_t cols);
 };
 
 // The kernels for the instruction set in use now.
