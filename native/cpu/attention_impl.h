@@ -183,6 +183,8 @@ struct Sub {
 };
 struct KTile {
   int32_t smin, smax;
+  int64_t pmin;   // smallest key position: the tile's xPos reference
+  bool regular;   // positions spread little enough for the per-key xPos table (kx)
 };
 
 template <typename T, typename C>
@@ -197,13 +199,15 @@ struct Attn {
   bool xpos, alibi, causal, seg;
   // ALiBi folded into the score product: true when every visible key has p_k ≤ p_q (causal with
   // positions growing along each document), so −slope·|p_q − p_k| = −slope·(p_q − r_q) + slope·(p_k − r_k)
-  // + slope·(r_k − r_q): two extra features on Q̂ᵀ (rows D, D + 1) and on K' (columns D, D + 1), and a
-  // per-pair constant added in the softmax. r_q, r_k: first position of the query / key tile.
+  // + slope·(r_k − r_q): two extra features, Q̂ᵀ rows D, D + 1 = (−slope·(p_q − r_q), slope) and K'
+  // columns D, D + 1 = (1, p_k − r_k), and a per-pair constant added in the softmax. r_q, r_k: first
+  // position of the query / key tile.
   bool alibi_sep = false;
   int64_t KS, DQ;  // row stride of key tiles (room for the two features), rows of Q̂ᵀ
   C scale;
   C xk_clamp;
-  Buf lnz_b, slopes_b, ks_b, qcos_b, qsin_b, kcos_b, ksin_b, qx_b, subs_b, suboff_b, ktiles_b;
+  Buf lnz_b, slopes_b, ks_b, qcos_b, qsin_b, kcos_b, ksin_b, qx_b, subs_b, suboff_b, ktiles_b, kx_b;
+  C* kx = nullptr;  // xPos: ζ^((pmin of the key's tile − p_k)/B) per key and frequency [KPB, NK, H2]
   C *lnz = nullptr, *slopes = nullptr, *ks = nullptr, *qcos = nullptr, *qsin = nullptr, *kcos = nullptr,
     *ksin = nullptr, *qx = nullptr;
   Sub* subs = nullptr;
@@ -341,12 +345,26 @@ struct Attn {
     ktiles = static_cast<KTile*>(ktiles_b.get());
     for (int64_t b = 0; b < B; b++) {
       for (int64_t t = 0; t < NKT; t++) {
-        KTile kt{INT32_MAX, INT32_MIN};
+        KTile kt{INT32_MAX, INT32_MIN, int64_t(1) << 62, true};
+        int64_t pmax = -(int64_t(1) << 62);
         for (int64_t j = t * BK; j < imin(NK, (t + 1) * BK); j++) {
           const int32_t s = kseg(b, j);
+          kt.pmin = imin(kt.pmin, kpos(b, j));
+          pmax = imax(pmax, kpos(b, j));
           kt.smin = s < kt.smin ? s : kt.smin; kt.smax = s > kt.smax ? s : kt.smax;
         }
+        kt.regular = pmax - kt.pmin <= limit;
         ktiles[b * NKT + t] = kt;
+      }
+    }
+    if (xpos) {
+      kx_b.reset(sizeof(C) * size_t(KPB * NK * H2), false);
+      kx = static_cast<C*>(kx_b.get());
+#pragma omp parallel for schedule(static)
+      for (int64_t row = 0; row < KPB * NK; row++) {
+        const int64_t b = row / NK, j = row % NK;
+        const double d = double(ktiles[b * NKT + j / BK].pmin - kpos(b, j));
+        for (int64_t c = 0; c < H2; c++) kx[row * H2 + c] = C(::exp(double(lnz[c]) * d));
       }
     }
   }
@@ -470,9 +488,46 @@ struct Attn {
   // so the online-softmax statistics of the tile's queries are vectors across the columns (no
   // horizontal reductions), Q̂ᵀ is built once per task, the keys need no transposition (without a
   // transform they are read in place), and O += P·V reads Pᵀ as the transposed left operand.
+  // Keys with keyScale, rotary, the xPos table factor and the ALiBi features applied, built once for
+  // every query tile to share (forward): [B, KH, NK, KS] with KH = heads with a key scale, else kvHeads.
+  // Null when nothing is to be applied, or above kKeyCacheBytes (then each pair prepares its keys).
+  const C* kcache = nullptr;
+  int64_t KH = 0;
+
+  void build_key_cache(const T* k, Buf& store) {
+    const bool needed = ks || H2 > 0 || sizeof(T) != sizeof(C) || alibi_sep;
+    KH = ks ? H : KVH;
+    const double bytes = double(B * KH * NK) * double(KS) * sizeof(C);
+    double budget = 512.0 * 1024 * 1024;
+    if (const char* e = ::getenv("ANDROMEDA_ATTN_KEY_CACHE_BYTES")) budget = ::atof(e);  // tests: force the fallback
+    if (!needed || bytes > budget) return;
+    store.reset(size_t(bytes), false);
+    C* kc = static_cast<C*>(store.get());
+#pragma omp parallel for schedule(static)
+    for (int64_t row = 0; row < B * KH * NK; row++) {
+      const int64_t b = row / (KH * NK), kh = (row / NK) % KH, j = row % NK;
+      const int64_t g = ks ? kh % KVH : kh;
+      C* y = kc + row * KS;
+      key_row(k, b, g, kh, j, y);  // kh is the head when there is a key scale (else unused)
+      const KTile& kt = ktiles[b * NKT + j / BK];
+      if (xpos && kt.regular) {
+        const C* f = kx + ((KPB == 1 ? 0 : b) * NK + j) * H2;
+        for (int64_t c = 0; c < H2; c++) { y[c] *= f[c]; y[c + H2] *= f[c]; }
+      }
+      for (int64_t d = D; d < KS; d++) y[d] = 0;
+      if (alibi_sep) {
+        y[D] = 1;
+        y[D + 1] = C(kpos(b, j) - kpos(b, j / BK * BK));
+      }
+    }
+    kcache = kc;
+  }
+
   void forward(const T* q, const T* k, const T* v, T* out, char* lse) {
     const int64_t ntasks = B * H * NQT;
     const bool direct_v = sizeof(T) == sizeof(C) && D % NB == 0;
+    Buf kcache_b;
+    build_key_cache(k, kcache_b);
 #pragma omp parallel
     {
       FtzScope ftz;
@@ -530,7 +585,7 @@ struct Attn {
     if (aug) {
       for (int64_t c = 0; c < BQ; c++) {
         w.QT[D * BQ + c] = c < nqt ? -slope * C(qpos(b, ti0 + c) - rq) : C(0);
-        w.QT[(D + 1) * BQ + c] = c < nqt ? C(1) : C(0);
+        w.QT[(D + 1) * BQ + c] = c < nqt ? slope : C(0);
       }
     }
     const bool transform = ks || H2 > 0 || sizeof(T) != sizeof(C) || aug;
@@ -546,7 +601,24 @@ struct Attn {
         const C* Kp;
         int64_t ldk;
         const int64_t rk = kpos(b, j0);
-        if (transform || xpos) {
+        const int64_t DK = aug ? D + 2 : D;  // product depth for the scores
+        bool split = false;                  // rotated features from w.Kr, the rest from the cache
+        if (kcache) {
+          const KTile& ktl = ktiles[b * NKT + kt];
+          Kp = kcache + ((b * KH + (ks ? h : g)) * NK + j0) * KS;
+          ldk = KS;
+          if (xpos) {
+            // ζ^((p0 − p_k)/B) = ζ^((p0 − pmin)/B) · kx (already in the cache), or per key when irregular.
+            if (ktl.regular) xk_row(sub.p0, ktl.pmin, w.xk);
+            for (int64_t j = 0; j < nkv; j++) {
+              if (!ktl.regular) xk_row(sub.p0, kpos(b, j0 + j), w.xk);
+              const C* src = Kp + j * KS;
+              C* dst = w.Kr + j * KS;
+              for (int64_t c = 0; c < H2; c++) { dst[c] = src[c] * w.xk[c]; dst[c + H2] = src[c + H2] * w.xk[c]; }
+            }
+            split = true;
+          }
+        } else if (transform || xpos) {
           for (int64_t j = 0; j < nkv; j++) {
             C* rowp = w.Kr + j * KS;
             key_row(k, b, g, h, j0 + j, rowp);
@@ -556,7 +628,7 @@ struct Attn {
             }
             if (aug) {
               rowp[D] = 1;
-              rowp[D + 1] = slope * C(kpos(b, j0 + j) - rk);
+              rowp[D + 1] = C(kpos(b, j0 + j) - rk);
             }
           }
           Kp = w.Kr;
@@ -579,7 +651,12 @@ struct Attn {
           vs = w.Vb;
           ldv = Dp;
         }
-        gemm_tile<C>(nkv, BQ, aug ? D + 2 : D, Kp, ldk, 1, w.QT, BQ, w.ST, BQ, false);  // Sᵀ = K' Q̂ᵀ
+        if (split) {  // Sᵀ = K' Q̂ᵀ over the rotated features, then the others
+          gemm_tile<C>(nkv, BQ, R, w.Kr, KS, 1, w.QT, BQ, w.ST, BQ, false);
+          if (DK > R) gemm_tile<C>(nkv, BQ, DK - R, Kp + R, ldk, 1, w.QT + R * BQ, BQ, w.ST, BQ, true);
+        } else {
+          gemm_tile<C>(nkv, BQ, DK, Kp, ldk, 1, w.QT, BQ, w.ST, BQ, false);  // Sᵀ = K' Q̂ᵀ
+        }
         const C cp = aug ? slope * C(rk - rq) : C(0);  // the pair's ALiBi constant
         // Bias and masks, then column maxima, row by row (a row is one key against the tile's queries).
         const bool mask = kind == 1 || !whole || nqt < BQ;
@@ -728,7 +805,7 @@ struct Attn {
         const int64_t rq = qpos(b, i0);
         for (int64_t c = 0; c < BQ; c++) {
           QT[D * BQ + c] = c < nqt ? -sl * C(qpos(b, i0 + c) - rq) : C(0);
-          QT[(D + 1) * BQ + c] = c < nqt ? C(1) : C(0);
+          QT[(D + 1) * BQ + c] = c < nqt ? sl : C(0);
         }
       }
       for (int64_t c = 0; c < BQ; c++) {  // padding rows and columns of the row-major copies
@@ -887,7 +964,7 @@ struct Attn {
         for (int64_t d = D; d < KS; d++) rowp[d] = 0;
         if (aug) {
           rowp[D] = 1;
-          rowp[D + 1] = slope * C(kpos(b, j0 + j) - rk);
+          rowp[D + 1] = C(kpos(b, j0 + j) - rk);
         }
       }
       bool any = false;

@@ -377,6 +377,20 @@ test('backward split into passes (small dQ accumulator budget) gives the same gr
   }
 });
 
+test('forward without the shared key cache (keys prepared per tile pair) gives the same results', () => {
+  const saved = process.env.ANDROMEDA_ATTN_KEY_CACHE_BYTES;
+  try {
+    process.env.ANDROMEDA_ATTN_KEY_CACHE_BYTES = '0';
+    for (const c of CASES.filter((x) => x.rotary || x.keyScale || x.alibi)) {
+      check(c, 'float64', 1e-10);
+      check(c, 'float32', 1e-5);
+    }
+  } finally {
+    if (saved === undefined) delete process.env.ANDROMEDA_ATTN_KEY_CACHE_BYTES;
+    else process.env.ANDROMEDA_ATTN_KEY_CACHE_BYTES = saved;
+  }
+});
+
 test('float64 gradients keep full precision when the saved lse is float32', () => {
   const c = CASES.find((x) => x.name.startsWith('packed docs'))!;
   const inp = makeInputs(c);
