@@ -1,6 +1,7 @@
 // Training-step figures on the CUDA engine with mixed precision: bf16 weights and activations,
 // float32 master weights and float32 AdamW state, global-norm clipping. Attention is the model's
-// reference form (the engine has no fused attention kernel yet).
+// choice ('auto': the fused kernels where the engine has them) or, with
+// ANDROMEDA_BENCH_ATTENTION=reference, the reference form.
 //   node dist/bench/gpu-train-step.js <preset> <batch> <seqLen> [steps]
 // The model code does not wire a compute dtype yet (src/train/andromeda-adapter.ts), so this bench
 // keeps the float32 masters itself: the model is built in bf16, each step's bf16 gradients feed the
@@ -24,6 +25,8 @@ const gpu = getBackend(device) as CudaBackend;
 // The CUDA engine's extensions: one device wait for the gradient norm, AdamW writing the bf16 weights
 // in its pass. ANDROMEDA_BENCH_PLAIN=1 uses only the Backend contract (gradNorm, adamw + copy).
 const fused = device.startsWith('cuda') && process.env.ANDROMEDA_BENCH_PLAIN !== '1';
+// ANDROMEDA_BENCH_ATTENTION=reference forces the reference attention (default: the model's 'auto').
+const attention = (process.env.ANDROMEDA_BENCH_ATTENTION ?? 'auto') as 'auto' | 'fused' | 'reference';
 const GiB = 2 ** 30;
 
 /** Fills a bf16 parameter with normal(0, std) values from a repeated random block (fast, never zeros). */
@@ -67,7 +70,7 @@ let stepCount = 0;
 function trainStep(): { loss: number; fwdBwd: number; optim: number; norm: number } {
   const s0 = performance.now();
   const loss = tidy(() => {
-    const l = model.loss(tokens);
+    const l = model.loss(tokens, { attention });
     l.backward();
     return l.item();
   });
@@ -112,7 +115,7 @@ const tokensPerStep = batch * seqLen;
 // Model FLOPs as the anchors count them: 6·N per token plus causal attention (QKᵀ and PV, fwd + bwd).
 const flops = 6 * paramCount * tokensPerStep + 6 * c.depth * c.heads * c.headDim * seqLen * seqLen * batch;
 console.log(`# ${gpu.description ?? device}; ${gpu.gemmLibrary?.() ?? ''}`);
-console.log(`# ${preset}: ${paramCount.toLocaleString('en')} parameters, batch ${batch} × ${seqLen}, setup ${setupSeconds.toFixed(1)} s, optimizer path: ${fused ? 'fused (sumOfSquaresMany, adamwWithShadow)' : 'Backend contract (gradNorm, adamw + cast copy)'}`);
+console.log(`# ${preset}: ${paramCount.toLocaleString('en')} parameters, batch ${batch} × ${seqLen}, setup ${setupSeconds.toFixed(1)} s, optimizer path: ${fused ? 'fused (sumOfSquaresMany, adamwWithShadow)' : 'Backend contract (gradNorm, adamw + cast copy)'}, attention ${attention}${attention === 'auto' ? ` (${typeof gpu.attentionForward === 'function' ? 'fused kernels' : 'reference'})` : ''}`);
 for (const [i, s] of stepsDone.entries()) {
   console.log(`step ${i + 1}: loss ${s.loss.toFixed(4)}, grad norm ${s.norm.toFixed(3)}, forward+backward ${s.fwdBwd.toFixed(1)} ms, clip+AdamW ${s.optim.toFixed(1)} ms`);
 }

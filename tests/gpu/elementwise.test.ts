@@ -147,7 +147,8 @@ gpuTest('sumOfSquares: float64 accumulation of float32 and bfloat16 buffers', ()
       for (const n of [1, 4097, 3_000_001]) {
         const x = t.random(dtype, n);
         const c = cpu().sumOfSquares(x.cpu, n), g = gpu().sumOfSquares(x.gpu, n);
-        assert.ok(Math.abs(c - g) <= 1e-10 * c, `sumOfSquares ${dtype} n=${n}: cpu ${c} gpu ${g}`);
+        // The CPU squares float32 values in float (its SIMD path), the GPU in double: agree to ~1e-7.
+        assert.ok(Math.abs(c - g) <= 1e-6 * c, `sumOfSquares ${dtype} n=${n}: cpu ${c} gpu ${g}`);
       }
     }
   } finally {

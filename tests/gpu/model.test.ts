@@ -1,5 +1,6 @@
 // Model-level check on the GPU: the x-transformers 1.20 fixtures (logits, loss and every gradient)
-// hold on the CUDA engine in float32, and within bf16 tolerance in bfloat16.
+// hold on the CUDA engine in float32 with the reference attention (every op of this engine), and
+// within bf16 tolerance in bfloat16 with the default ('auto': the fused bf16 attention kernels).
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { tidy } from '../../src/tensor/scope.js';
@@ -16,7 +17,7 @@ const bounds: Record<string, { logits: number; loss: number; grad: number }> = {
 
 for (const name of FIXTURES) {
   for (const dtype of ['float32', 'bfloat16'] as DType[]) {
-    gpuTest(`${name} on cuda (${dtype}): logits, loss and every gradient match x-transformers 1.20`, () => {
+    gpuTest(`${name} on cuda (${dtype}, ${dtype === 'float32' ? 'reference' : 'auto'} attention): logits, loss and every gradient match x-transformers 1.20`, () => {
       const dir = fixtureDir(name);
       const { model, origin } = importXTransformers(dir, { dtype, device: 'cuda' });
       const io = readSafetensors(join(dir, 'io.safetensors'), { device: 'cuda' });
@@ -25,8 +26,9 @@ for (const name of FIXTURES) {
       try {
         const report = tidy(() => {
           const tokens = io.tensors.get('tokens')!;
-          const logits = model.forward(tokens);
-          const loss = model.loss(tokens);
+          const attention = dtype === 'float32' ? 'reference' : 'auto';
+          const logits = model.forward(tokens, { attention });
+          const loss = model.loss(tokens, { attention });
           loss.backward();
           return { logits: values(logits), loss: loss.item() };
         });

@@ -1,6 +1,7 @@
 // CUDA engine vs CPU engine: softmax, layer/RMS norm, cross-entropy, embedding, dropout, AdamW.
 import assert from 'node:assert/strict';
-import type { DType } from '../../src/tensor/dtype.js';
+import { bf16BitsToFloat, floatToBf16Bits, type DType } from '../../src/tensor/dtype.js';
+import type { CudaBackend } from '../../src/backend/cuda.js';
 import { FLOAT_DTYPES, Twins, assertClose, cpu, gpu, gpuTest, read, relativeError } from './harness.js';
 
 const statDtype = (dtype: DType): DType => (dtype === 'float64' ? 'float64' : 'float32');
@@ -182,6 +183,28 @@ gpuTest('adamw: float32 master weights and state with float32 and bfloat16 gradi
       assertClose(`adamw m (grad ${gradDtype})`, m, 1e-6);
       assertClose(`adamw v (grad ${gradDtype})`, v, 1e-6);
     }
+  } finally {
+    t.dispose();
+  }
+});
+
+gpuTest('engine extensions: sumOfSquaresMany equals the sum of sumOfSquares; adamwWithShadow writes the rounded weights', () => {
+  const t = new Twins(27);
+  const g = gpu() as CudaBackend;
+  try {
+    const xs = [t.random('float32', 1000), t.random('bfloat16', 70001), t.random('float32', 1), t.random('bfloat16', 3_000_000)];
+    const one = xs.reduce((s, x) => s + g.sumOfSquares(x.gpu, x.count), 0);
+    const many = g.sumOfSquaresMany(xs.map((x) => ({ x: x.gpu, count: x.count })));
+    assert.ok(Math.abs(one - many) <= 1e-12 * one, `sumOfSquaresMany ${many} vs ${one}`);
+    const n = 100003;
+    const param = t.random('float32', n), m = t.random('float32', n, 0.01), v = t.from('float32', new Float64Array(n).fill(1e-4));
+    const grad = t.random('bfloat16', n, 0.1), shadow = t.output('bfloat16', n);
+    const args = { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, biasCorrection1: 0.1, biasCorrection2: 0.05, gradScale: 1 };
+    cpu().adamw(param.cpu, grad.cpu, m.cpu, v.cpu, n, args);
+    g.adamwWithShadow(param.gpu, grad.gpu, m.gpu, v.gpu, n, args, shadow.gpu);
+    assertClose('adamwWithShadow params', param, 1e-6);
+    const masters = read(param).gpu, weights = read(shadow).gpu;
+    for (let i = 0; i < n; i++) assert.equal(weights[i], bf16BitsToFloat(floatToBf16Bits(masters[i]!)), `shadow weight ${i}`);
   } finally {
     t.dispose();
   }
