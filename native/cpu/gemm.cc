@@ -29,6 +29,7 @@
 #include "parallel.h"
 #include "gemm.h"
 #include "simd.h"
+#include "simd_kernels.h"
 
 namespace andromeda::cpu {
 namespace {
@@ -213,7 +214,10 @@ void pack_a(const Problem<T, C>& P, int64_t i0, int64_t rows, int64_t p0, int64_
   for (int64_t ir = 0; ir < rows; ir += MR) {
     const int r = int(std::min<int64_t>(MR, rows - ir));
     C* d = dst + ir * kc;
-    if (!P.ta) {  // A(i, p) = a[i·lda + p]
+    if (!P.ta && std::is_same<T, float>::value && std::is_same<C, float>::value && r == MR && MR % 8 == 0) {
+      // MR rows × kc → kc × MR: 8 × 8 register transposes
+      f32_ops().transpose(reinterpret_cast<const float*>(P.a + (i0 + ir) * P.lda + p0), P.lda, reinterpret_cast<float*>(d), MR, MR, kc);
+    } else if (!P.ta) {  // A(i, p) = a[i·lda + p]
       for (int i = 0; i < r; i++) {
         const T* src = P.a + (i0 + ir + i) * P.lda + p0;
         for (int64_t p = 0; p < kc; p++) d[p * MR + i] = ld<T, C>(src + p);
@@ -244,6 +248,9 @@ void pack_b_panel(const Problem<T, C>& P, int64_t p0, int64_t kc, int64_t j0, in
         for (int j = cols; j < NR; j++) d[j] = C(0);
       }
     }
+  } else if (std::is_same<T, float>::value && std::is_same<C, float>::value && cols == NR && NR % 8 == 0) {
+    // NR columns stored as rows of length kc → kc × NR: 8 × 8 register transposes
+    f32_ops().transpose(reinterpret_cast<const float*>(P.b + j0 * P.ldb + p0), P.ldb, reinterpret_cast<float*>(dst), NR, NR, kc);
   } else {  // B(p, j) = b[j·ldb + p]
     for (int j = 0; j < cols; j++) {
       const T* src = P.b + (j0 + j) * P.ldb + p0;
