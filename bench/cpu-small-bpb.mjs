@@ -42,13 +42,17 @@ const command = [
   '--eval-every', '300', '--eval-tokens', '16384', '--final-eval-tokens', '0', '--checkpoint-every', '300',
   '--max-minutes', maxMinutes, '--out', out, '--overwrite', '--quiet',
 ];
+// --report-only: rewrite the report from an existing run (wall time as recorded then, if given).
+const reportOnly = process.argv.includes('--report-only');
 const started = Date.now();
-const run = spawnSync(command[0], command.slice(1), { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
-const wallMinutes = (Date.now() - started) / 60000;
-if (run.status !== 0) {
-  console.error(`training failed with status ${run.status}`);
-  process.exit(1);
+if (!reportOnly) {
+  const run = spawnSync(command[0], command.slice(1), { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
+  if (run.status !== 0) {
+    console.error(`training failed with status ${run.status}`);
+    process.exit(1);
+  }
 }
+const wallMinutes = reportOnly ? Number(arg('wall-minutes', 'NaN')) : (Date.now() - started) / 60000;
 const records = readFileSync(join(root, out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
 const evals = records.filter((r) => r.kind === 'eval');
 const final = evals[evals.length - 1];
@@ -75,7 +79,7 @@ byte below \`gzip -9\` and \`xz -9\` on the same held-out text. **${pass ? 'Met'
   The compressors get exactly these bytes. The model is scored on every byte of it after the first
   (byte-level tokens; end-of-document tokens are predicted too but count 0 bytes, so they only add
   to the model's cost): held-out loss ${final.loss.toFixed(4)} nats/token over ${final.tokens} tokens.
-- Training: ${last.step} steps of 16 × 256 byte tokens on the training split only; wall time
+- Training: ${last.step} steps of 16 × 256 byte tokens on the training split only${last.step < Number(steps) ? ` — stopped by \`--max-minutes ${maxMinutes}\` at step ${last.step} of the ${steps} planned, so the cosine schedule had not finished (learning rate ${last.lr.toExponential(2)} at the end, peak 2e-3)` : ''}; wall time
   ${wallMinutes.toFixed(1)} minutes for the whole command (data loading, training, evaluations,
   checkpoints, the final full held-out evaluation); training alone ${(last.elapsed / 60).toFixed(1)} minutes.
 - Machine: ${cpus().length} CPU cores (${cpus()[0]?.model ?? 'unknown'}), Node ${process.version}, the CPU engine.
