@@ -2,7 +2,8 @@
 // in the same run (bench/gpu-attention-sdpa.py): causal forward and backward at 32k tokens, plain and with
 // Andromeda's features (ALiBi on half the heads, rotary + xPos, key scale with one KV head), and the
 // split-KV decode kernel against a long cache.
-//   node dist/bench/gpu-attention.js [n] [--no-torch]
+//   node dist/bench/gpu-attention.js [n] [--no-torch] [--forward-once]
+// --forward-once: one plain and one featured forward launch and nothing else (for a profiler).
 // TFLOP/s count causal work as half the square: forward 4·n²·d·h / 2, backward 2.5× that (as FlashAttention
 // and PyTorch's benchmarks do), so the ratios compare like with like.
 import { spawnSync } from 'node:child_process';
@@ -98,7 +99,17 @@ const andromeda: Setup = { label: 'andromeda-3b attention: MQA + key scale + ALi
 const small: Setup = { label: 'plain causal 8×64', heads: 8, kvHeads: 8, dim: 64, alibi: false, xpos: false, keyScale: false };
 const orca: Setup = { label: 'orca attention: MQA 8×64 + ALiBi + xPos', heads: 8, kvHeads: 1, dim: 64, alibi: true, xpos: true, keyScale: false };
 
-console.log(`# fused attention, ${gpu.description}`);
+if (argv.includes('--forward-once')) {
+  for (const s of [plain, featured]) {
+    const q = randomBuffer('bfloat16', s.heads * N * s.dim), k = randomBuffer('bfloat16', s.kvHeads * N * s.dim), v = randomBuffer('bfloat16', s.kvHeads * N * s.dim);
+    const out = randomBuffer('bfloat16', s.heads * N * s.dim), lse = randomBuffer('float32', s.heads * N);
+    gpu.attentionForwardOn('tiled', q, k, v, out, lse, argsFor(s, N, N, { keyScale: null }));
+    gpu.synchronize();
+  }
+  process.exit(0);
+}
+
+console.log(`# fused attention, ${gpu.description}, forward layout ${process.env.ANDROMEDA_ATTENTION_FORWARD_LAYOUT ?? '4x32 (default)'}`);
 for (const s of [plain, featured, andromeda, small, orca]) benchPrefill(s, N);
 console.log('\n| attention | n | forward ms | forward TFLOP/s | backward ms | backward TFLOP/s |\n|---|---|---|---|---|---|');
 for (const r of rows) console.log(r);

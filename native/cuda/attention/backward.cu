@@ -20,11 +20,11 @@ void launch_dq(const Params& p) {
   constexpr int kWarps = 4, kBlockN = dq_block_n<D>();
   using Cfg = BackwardDqConfig<D, kWarps, kBlockN>;
   auto kernel = attention_backward_dq_kernel<D, kWarps, kBlockN, kTransform>;
-  static const cudaError_t attr =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
+  constexpr int kSmem = Cfg::kSmemBytes + (kTransform ? Cfg::kTransformBytes : 0);
+  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   check(attr, "attention backward dQ: raising the shared-memory limit");
   const dim3 grid(unsigned((p.q_len + Cfg::kBlockM - 1) / Cfg::kBlockM), unsigned(p.heads), unsigned(p.batch));
-  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream()>>>(p);
+  kernel<<<grid, Cfg::kThreads, kSmem, stream()>>>(p);
   check_launch("attention backward dQ kernel");
 }
 
@@ -33,11 +33,11 @@ void launch_dkdv(const Params& p) {
   constexpr int kWarps = 4, kBlockM = dkdv_block_m<D>();
   using Cfg = BackwardDkDvConfig<D, kWarps, kBlockM>;
   auto kernel = attention_backward_dkdv_kernel<D, kWarps, kBlockM, kTransform>;
-  static const cudaError_t attr =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
+  constexpr int kSmem = Cfg::kSmemBytes + (kTransform ? Cfg::kTransformBytes : 0);
+  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   check(attr, "attention backward dK/dV: raising the shared-memory limit");
   const dim3 grid(unsigned((p.k_len + Cfg::kBlockN - 1) / Cfg::kBlockN), unsigned(p.heads), unsigned(p.batch));
-  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream()>>>(p);
+  kernel<<<grid, Cfg::kThreads, kSmem, stream()>>>(p);
   check_launch("attention backward dK/dV kernel");
 }
 

@@ -15,9 +15,11 @@ struct BackwardDkDvConfig {
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kBlockN = 16 * kWarps;
   static constexpr int LD = tile_ld<D>();
-  // K', V, 2 × Q, 2 × dO, then per stage the query rows' lse (base 2), δ, position and segment.
+  // K', V, 2 × Q, 2 × dO, then per stage the query rows' lse, δ, position and segment (as loaded).
   static constexpr int kTileBytes = (2 * kBlockN + 4 * kBlockM) * LD * int(sizeof(bf16));
   static constexpr int kSmemBytes = kTileBytes + 2 * 4 * kBlockM * 4;
+  // With the transform: per stage the query tile's rotary rows (at most D/2 pairs) and positions.
+  static constexpr int kTransformBytes = 2 * kBlockM * (D / 2) * int(sizeof(float2)) + 2 * kBlockM * int(sizeof(int));
 };
 
 template <int D, int kWarps, int kBlockM, bool kTransform>
@@ -30,6 +32,8 @@ __global__ void __launch_bounds__(kWarps * 32) attention_backward_dkdv_kernel(co
   bf16* sQ = sV + kBlockN * LD;
   bf16* sdO = sQ + 2 * kBlockM * LD;
   float* sInfo = reinterpret_cast<float*>(smem + Cfg::kTileBytes);  // [stage][4][kBlockM]
+  float2* sRot = reinterpret_cast<float2*>(smem + Cfg::kSmemBytes);  // only with kTransform
+  int* sPos = reinterpret_cast<int*>(sRot + 2 * kBlockM * (D / 2));
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const int key_tile = gridDim.x - 1 - blockIdx.x;  // early keys see the most queries: start them first
@@ -49,16 +53,19 @@ __global__ void __launch_bounds__(kWarps * 32) attention_backward_dkdv_kernel(co
     const int valid = min(kBlockM, p.q_len - m0);
     load_tile_async<D, kBlockM, kThreads>(sQ + stage * kBlockM * LD, p.q + (head_row0 + m0) * D, valid);
     load_tile_async<D, kBlockM, kThreads>(sdO + stage * kBlockM * LD, p.grad_out + (head_row0 + m0) * D, valid);
+    // Per-query statistics, asynchronously too (rows past the end are zero and masked).
     float* info = sInfo + stage * 4 * kBlockM;
     for (int i = threadIdx.x; i < kBlockM; i += kThreads) {
       const int row = m0 + i;
       const bool ok = row < p.q_len;
-      const float l = ok ? p.lse[head_row0 + row] : -INFINITY;
-      info[i] = l == -INFINITY ? INFINITY : l * kLog2e;
-      info[kBlockM + i] = ok ? p.delta[head_row0 + row] : 0.f;
-      info[2 * kBlockM + i] = __int_as_float(ok ? query_position(p, b, row) : 0);
-      info[3 * kBlockM + i] = __int_as_float(ok ? query_segment(p, b, row) : 0);
+      cp_async_4(info + i, p.lse + head_row0 + (ok ? row : 0), ok);
+      cp_async_4(info + kBlockM + i, p.delta + head_row0 + (ok ? row : 0), ok);
+      if (p.q_pos) cp_async_4(info + 2 * kBlockM + i, p.q_pos + int64_t(b) * p.q_len + (ok ? row : 0), ok);
+      if (p.q_seg) cp_async_4(info + 3 * kBlockM + i, p.q_seg + int64_t(b) * p.q_len + (ok ? row : 0), ok);
     }
+    if constexpr (kTransform)
+      load_transform_inputs_async<kBlockM, kThreads>(sRot + stage * kBlockM * (D / 2), sPos + stage * kBlockM, p, false, b,
+                                                     m0, valid);
   };
 
   load_tile_async<D, kBlockN, kThreads>(sK, p.k + kv_row0 * D + int64_t(n0) * D, keys_valid);
@@ -74,7 +81,8 @@ __global__ void __launch_bounds__(kWarps * 32) attention_backward_dkdv_kernel(co
   __syncthreads();
   const int anchor = key_position(p, b, n0);
   if (kTransform) {
-    transform_tile<D, kBlockN, kThreads>(sK, p, b, n0, keys_valid, true, anchor, g_row);
+    transform_tile<D, kBlockN, kThreads>(sK, p, b, n0, keys_valid, true, anchor, g_row,
+                                         p.rotary_dim ? rotary_rows(p, true, b, n0) : nullptr, nullptr);
     __syncthreads();
   }
 
@@ -108,7 +116,8 @@ __global__ void __launch_bounds__(kWarps * 32) attention_backward_dkdv_kernel(co
     const float* info = sInfo + stage * 4 * kBlockM;
     const int m0 = mt * kBlockM;
     if (kTransform) {
-      transform_tile<D, kBlockM, kThreads>(qS, p, b, m0, min(kBlockM, p.q_len - m0), false, anchor, nullptr);
+      transform_tile<D, kBlockM, kThreads>(qS, p, b, m0, min(kBlockM, p.q_len - m0), false, anchor, nullptr,
+                                           sRot + stage * kBlockM * (D / 2), sPos + stage * kBlockM);
       __syncthreads();
     }
 
@@ -149,8 +158,12 @@ __global__ void __launch_bounds__(kWarps * 32) attention_backward_dkdv_kernel(co
                     (!p.q_seg || __float_as_int(info[3 * kBlockM + c]) == key_seg[r]);
         }
         float x = s[n][e] * p.scale_log2;
-        if (p.has_alibi) x -= slope * fabsf(float(__float_as_int(info[2 * kBlockM + c]) - key_pos[r]));
-        const float prob = visible ? fast_exp2(x - info[c]) : 0.f;
+        if (p.has_alibi) {
+          const int qpos = p.q_pos ? __float_as_int(info[2 * kBlockM + c]) : p.query_offset + i;
+          x -= slope * fabsf(float(qpos - key_pos[r]));
+        }
+        const float lse = info[c];
+        const float prob = visible && lse != -INFINITY ? fast_exp2(x - lse * kLog2e) : 0.f;
         s[n][e] = prob;
         dp[n][e] = prob * (dp[n][e] - info[kBlockM + c]);
       }

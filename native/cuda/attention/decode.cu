@@ -16,10 +16,10 @@ template <int D>
 void launch(const Params& p) {
   using Cfg = DecodeConfig<D>;
   const int64_t rows = int64_t(p.batch) * p.heads * p.q_len;
-  // Enough chunks for about two CTAs per multiprocessor, each at least 256 keys.
+  // Enough chunks for about four CTAs per multiprocessor, each at least 128 keys.
   const int64_t groups = int64_t(p.batch) * p.kv_heads;
-  const int64_t max_splits = std::max<int64_t>(1, (p.k_len + 255) / 256);
-  const int64_t splits = std::clamp<int64_t>((2 * sm_count() + groups - 1) / groups, 1, max_splits);
+  const int64_t max_splits = std::max<int64_t>(1, (p.k_len + 127) / 128);
+  const int64_t splits = std::clamp<int64_t>((4 * sm_count() + groups - 1) / groups, 1, max_splits);
   const int64_t chunk = ((p.k_len + splits - 1) / splits + kDecodeKeys - 1) / kDecodeKeys * kDecodeKeys;
   const int64_t used = chunk > 0 ? std::max<int64_t>(1, (p.k_len + chunk - 1) / chunk) : 1;
 

@@ -49,6 +49,8 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
   const int anchor = query_position(p, b, 0);
   // Row r: query r % q_len of head hk + kv_heads · (r / q_len) (the heads h with h mod kv_heads = hk).
   auto head_of = [&](int r) { return hk + p.kv_heads * (r / p.q_len); };
+  // Rows are dealt round-robin: row r = slot · warps + warp, so every warp has work from 8 rows up.
+  const int slots = (rows - warp + kDecodeWarps - 1) / kDecodeWarps;
 
   // Prepared query rows.
   for (int item = threadIdx.x; item < rows * D; item += kThreads) {
@@ -119,21 +121,24 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
       const float k1 = kr[f], k2 = kr[f + half], cz = sCz[lane * RLD + f], sz = sSz[lane * RLD + f];
 #pragma unroll
       for (int s = 0; s < kDecodeRowsPerWarp; s++) {
-        const float* qr = sQ + min(warp * kDecodeRowsPerWarp + s, rows - 1) * QW;
+        if (s >= slots) break;
+        const float* qr = sQ + (s * kDecodeWarps + warp) * QW;
         dot[s] += cz * (k1 * qr[f] + k2 * qr[half + f]) + sz * (k1 * qr[2 * half + f] - k2 * qr[3 * half + f]);
       }
     }
     for (int f = r_dim; f < D; f++) {
       const float kf = kr[f];
 #pragma unroll
-      for (int s = 0; s < kDecodeRowsPerWarp; s++)
-        dot[s] += kf * sQ[min(warp * kDecodeRowsPerWarp + s, rows - 1) * QW + r_dim + f];
+      for (int s = 0; s < kDecodeRowsPerWarp; s++) {
+        if (s >= slots) break;
+        dot[s] += kf * sQ[(s * kDecodeWarps + warp) * QW + r_dim + f];
+      }
     }
 
 #pragma unroll
     for (int s = 0; s < kDecodeRowsPerWarp; s++) {
-      const int r = warp * kDecodeRowsPerWarp + s;
-      if (r >= rows) break;  // warp-uniform
+      const int r = s * kDecodeWarps + warp;
+      if (s >= slots) break;  // warp-uniform
       const int h = head_of(r);
       const QueryRow row = query_row(p, b, r % p.q_len);
       const float slope = p.has_alibi ? p.alibi_slope_log2[h] : 0.f;
@@ -162,8 +167,8 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
 
 #pragma unroll
   for (int s = 0; s < kDecodeRowsPerWarp; s++) {
-    const int r = warp * kDecodeRowsPerWarp + s;
-    if (r >= rows) break;
+    const int r = s * kDecodeWarps + warp;
+    if (s >= slots) break;
     const int64_t out_row = (int64_t(b) * p.heads + head_of(r)) * p.q_len + r % p.q_len;
     const int64_t part = out_row * splits + split;
 #pragma unroll

@@ -1,4 +1,9 @@
 // Launches the tiled forward kernel for head dims 32, 64 and 128.
+//
+// Layout: 4 warps × 32 query rows (128-row tiles, two per multiprocessor) by default. The former layout,
+// 8 warps × 16 rows, stays selectable for comparison with ANDROMEDA_ATTENTION_FORWARD_LAYOUT=8x16.
+#include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -9,24 +14,35 @@
 namespace andromeda::cuda::attention {
 namespace {
 
-// 8 warps × 16 rows = 128 queries per CTA, 64 keys per tile.
-template <int D, bool kTransform>
+// 32-key tiles at head dim 128 with two row tiles per warp: O (128 floats) and S must fit 255 registers.
+template <int D, int kWarps, int kMTiles, bool kTransform>
 void launch(const Params& p) {
-  constexpr int kWarps = 8, kBlockN = 64;
-  using Cfg = ForwardConfig<D, kWarps, kBlockN>;
-  auto kernel = attention_forward_kernel<D, kWarps, kBlockN, kTransform>;
-  static const cudaError_t attr =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
+  constexpr int kBlockN = (D == 128 && kMTiles == 2) ? 32 : 64;
+  using Cfg = ForwardConfig<D, kWarps, kMTiles, kBlockN>;
+  auto kernel = attention_forward_kernel<D, kWarps, kMTiles, kBlockN, kTransform>;
+  constexpr int kSmem = Cfg::kSmemBytes + (kTransform ? Cfg::kTransformBytes : 0);
+  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   check(attr, "attention forward: raising the shared-memory limit");
   const dim3 grid(unsigned((p.q_len + Cfg::kBlockM - 1) / Cfg::kBlockM), unsigned(p.heads), unsigned(p.batch));
-  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream()>>>(p);
+  kernel<<<grid, Cfg::kThreads, kSmem, stream()>>>(p);
   check_launch("attention forward kernel");
+}
+
+bool sixteen_row_layout() {
+  static const bool chosen = [] {
+    const char* v = std::getenv("ANDROMEDA_ATTENTION_FORWARD_LAYOUT");
+    return v && std::strcmp(v, "8x16") == 0;
+  }();
+  return chosen;
 }
 
 template <int D>
 void launch_dim(const Params& p, bool transform) {
-  if (transform) launch<D, true>(p);
-  else launch<D, false>(p);
+  if (sixteen_row_layout()) {
+    transform ? launch<D, 8, 1, true>(p) : launch<D, 8, 1, false>(p);
+  } else {
+    transform ? launch<D, 4, 2, true>(p) : launch<D, 4, 2, false>(p);
+  }
 }
 
 }  // namespace

@@ -12,9 +12,15 @@ __global__ void rotary_table_kernel(float2* table, const int32_t* positions, int
     const int64_t row = idx / pairs;
     const int f = int(idx % pairs);
     const double pos = positions ? double(positions[row]) : double(default_first + row % len);
-    double s, c;
-    sincos(pos * double(inv_freq.value[f]), &s, &c);  // angles reach 10^5 rad: float32 would lose them
-    table[idx] = make_float2(float(c), float(s));
+    // Angles reach 10^5 rad, which float32 would lose: the product and the reduction to [−π, π] are done
+    // in double, the sine and cosine of the small remainder in float (double sincos of large angles takes
+    // a slow path that dominated decode steps).
+    const double theta = pos * double(inv_freq.value[f]);
+    const double turns = rint(theta * 0.15915494309189535);  // 1 / 2π
+    const float reduced = float(fma(-turns, 6.283185307179586, theta));
+    float s, c;
+    sincosf(reduced, &s, &c);
+    table[idx] = make_float2(c, s);
   }
 }
 

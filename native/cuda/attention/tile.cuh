@@ -31,19 +31,47 @@ __device__ __forceinline__ const float2* rotary_rows(const Params& p, bool key_s
 }
 
 /**
+ * Prefetch for the transform of a tile of rows [first, first + Rows): its rotary table rows into
+ * table[Rows][rotary_dim / 2] and, when positions are given, its positions into positions[Rows]. Rows
+ * past `valid` are zero-filled. Without this the transform would wait on L2 between two barriers.
+ */
+template <int Rows, int Threads>
+__device__ __forceinline__ void load_transform_inputs_async(float2* table, int* positions, const Params& p, bool key_side,
+                                                            int b, int first, int valid) {
+  const int half = p.rotary_dim / 2;
+  if (half > 0) {
+    const float2* src = rotary_rows(p, key_side, b, first);
+    const int chunks = half / 2;  // 16 bytes = two (cos, sin) pairs
+    for (int c = threadIdx.x; c < Rows * chunks; c += Threads) {
+      const int row = c / chunks, col = (c % chunks) * 2;
+      const bool ok = row < valid;
+      cp_async_16(table + row * half + col, ok ? src + int64_t(row) * half + col : src, ok);
+    }
+  }
+  const int32_t* pos = key_side ? p.k_pos : p.q_pos;
+  if (pos && p.has_xpos) {
+    const int64_t base = int64_t(b) * (key_side ? p.k_len : p.q_len) + first;
+    for (int row = threadIdx.x; row < Rows; row += Threads) {
+      const bool ok = row < valid;
+      cp_async_4(positions + row, ok ? pos + base + row : pos, ok);
+    }
+  }
+}
+
+/**
  * In place on rows [0, valid) of a tile holding rows first.. of q (key_side false) or k (true):
  *   k: x ← ζ^((anchor − p)/B) ⊙ R(p) (x ⊙ g)      q: x ← ζ^((p − anchor)/B) ⊙ R(p) x
  * where g is the key scale row of the query head (or null), R rotates pairs (f, f + r/2) of the first r
- * features and ζ applies to those features only. Products of a transformed q and k of the same anchor
+ * features and ζ applies to those features only. `table` holds the tile's rotary rows ([Rows][r/2], shared
+ * or global memory); `staged_positions` its positions when custom positions were prefetched, else null. Products of a transformed q and k of the same anchor
  * carry exactly ζ^((p_q − p_k)/B), whatever the anchor, and stay finite near it.
  */
 template <int D, int Rows, int Threads>
 __device__ void transform_tile(bf16* tile, const Params& p, int b, int first, int valid, bool key_side, int anchor,
-                               const float* __restrict__ g) {
+                               const float* __restrict__ g, const float2* table, const int* staged_positions) {
   constexpr int LD = tile_ld<D>();
   const int half = p.rotary_dim / 2;
   if (half > 0) {
-    const float2* table = rotary_rows(p, key_side, b, first);
     const int pairs = half / 2;  // two frequencies per work item
     for (int item = threadIdx.x; item < Rows * pairs; item += Threads) {
       const int row = item / pairs, f = (item % pairs) * 2;
@@ -60,7 +88,9 @@ __device__ void transform_tile(bf16* tile, const Params& p, int b, int first, in
       const float4 cs = *reinterpret_cast<const float4*>(table + int64_t(row) * half + f);  // c0 s0 c1 s1
       float z0 = 1.f, z1 = 1.f;
       if (p.has_xpos) {
-        const int pos = key_side ? key_position(p, b, first + row) : query_position(p, b, first + row);
+        const int pos = staged_positions && (key_side ? p.k_pos : p.q_pos)
+                            ? staged_positions[row]
+                            : (key_side ? key_position(p, b, first + row) : query_position(p, b, first + row));
         const float delta = float(key_side ? anchor - pos : pos - anchor);
         z0 = exp2f(p.xpos_rate[f] * delta);
         z1 = exp2f(p.xpos_rate[f + 1] * delta);
