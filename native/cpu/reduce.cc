@@ -30,7 +30,26 @@ void sum_f32(const float* in, float* o, int64_t outer, int64_t size, int64_t inn
     });
     return;
   }
-  const int threads = omp_get_max_threads();
+  const int threads = std::max(1, std::min<int>(omp_get_max_threads(), int(outer * size * inner / 16384)));
+  if (outer < threads && size >= 2 * threads) {
+    // Few outputs rows (bias gradients): each thread sums a contiguous block of rows over the whole
+    // inner width (streaming reads), then the per-thread float64 partials are added.
+    double* partial = scratch_f64(size_t(threads) * size_t(outer * inner));
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int t = 0; t < threads; t++) {
+      double* acc = partial + size_t(t) * size_t(outer * inner);
+      std::fill(acc, acc + outer * inner, 0.0);
+      const int64_t s0 = size * t / threads, s1 = size * (t + 1) / threads;
+      for (int64_t a = 0; a < outer; a++)
+        for (int64_t s = s0; s < s1; s++) vec.accumulate_f64(acc + a * inner, in + (a * size + s) * inner, inner);
+    }
+    for (int64_t j = 0; j < outer * inner; j++) {
+      double total = 0;
+      for (int t = 0; t < threads; t++) total += partial[size_t(t) * size_t(outer * inner) + size_t(j)];
+      o[j] = float(total);
+    }
+    return;
+  }
   int64_t chunk = std::max<int64_t>(64, (inner + threads - 1) / threads);
   chunk = std::min(inner, (chunk + 15) / 16 * 16);
   const int64_t chunks = (inner + chunk - 1) / chunk;

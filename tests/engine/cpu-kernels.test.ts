@@ -414,6 +414,13 @@ for (const isa of ISAS) {
         }
     assertClose(red.toArray(), wantRed, 1e-6, 1e-5, `reduce sum middle axis (${isa})`);
     assertClose(red1.toArray(), wantRed1, 1e-6, 1e-5, `reduce sum last axis (${isa})`);
+    // One output row over many rows (bias gradient: rows split across threads).
+    const Rb = f32From(2048 * 67, 22), rb = empty32(67);
+    cpu.reduce('sum', Rb.t.dense(), rb.dense(), 1, 2048, 67);
+    const wantRb = new Float64Array(67);
+    for (let s2 = 0; s2 < 2048; s2++) for (let j = 0; j < 67; j++) wantRb[j] += Rb.v[s2 * 67 + j]!;
+    assertClose(rb.toArray(), wantRb, 1e-6, 1e-5, `reduce sum over rows (${isa})`);
+    Rb.t.dispose(); rb.dispose();
     for (const t of [logits, tg, losses, lse, gl.t, grad, P.t, Gd.t, M.t, V2.t, v, S.t, R.t, red, red1]) t.dispose();
   });
 }
