@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { DTYPE_CODE, DTYPE_BYTES } from '../tensor/dtype.js';
+import { installProfiler } from './cuda-profile.js';
 import {
   BINARY_CODE, REDUCE_CODE, UNARY_CODE, UNARY_GRAD_CODE,
   type AdamWArgs, type AttentionArgs, type Backend, type BinaryOp, type Dense, type Handle, type MatmulArgs, type MemoryStats,
@@ -115,6 +116,7 @@ export class CudaBackend implements Backend {
     } catch (e) {
       throw new Error(`no CUDA device: ${(e as Error).message.replace(/^cuda engine: /, '')}`);
     }
+    if (process.env.ANDROMEDA_CUDA_PROFILE === '1') installProfiler(this);
   }
 
   /** The matrix library in use, loading it if needed (throws, naming ANDROMEDA_CUBLASLT, when missing). */

@@ -1,0 +1,53 @@
+// Per-kernel timing of an engine, for finding the slow call in a training step:
+// ANDROMEDA_CUDA_PROFILE=1 wraps every kernel method with a device wait before and after it, sums the
+// time per (method, arguments' shape) and prints the costliest entries at exit. Waiting serialises
+// the engine, so totals are for comparing calls, not for throughput.
+import type { Backend } from './backend.js';
+
+const KERNELS = [
+  'copy', 'fill', 'unary', 'unaryGrad', 'binary', 'reduce', 'matmul', 'softmax', 'softmaxGrad', 'norm', 'normGrad',
+  'crossEntropy', 'crossEntropyGrad', 'embedding', 'embeddingGrad', 'dropout', 'adamw', 'sumOfSquares',
+  'attentionForward', 'attentionBackward',
+] as const;
+
+/** A short description of a call's sizes (numbers and number arrays; buffers by dtype and strides). */
+function signature(args: unknown[]): string {
+  return args.map((a) => {
+    if (typeof a === 'number' || typeof a === 'boolean' || typeof a === 'string') return String(a);
+    if (Array.isArray(a)) return `[${a.join(',')}]`;
+    if (a && typeof a === 'object') {
+      const o = a as Record<string, unknown>;
+      if ('handle' in o) return `${o.dtype}${Array.isArray(o.strides) ? `/${(o.strides as number[]).join(',')}` : ''}`;
+      if ('m' in o) return `m${o.m} n${o.n} k${o.k} b${o.batch} ${o.transA ? 'T' : 'N'}${o.transB ? 'T' : 'N'} sA${o.strideA} sB${o.strideB} ${(o.c as { dtype: string }).dtype}`;
+      if ('batch' in o && 'heads' in o) return `b${o.batch} h${o.heads}/${o.kvHeads} q${o.queryLen} k${o.keyLen} d${o.headDim}`;
+    }
+    return a === null ? 'null' : '·';
+  }).join(' ');
+}
+
+export function installProfiler(engine: Backend): void {
+  const totals = new Map<string, { ms: number; calls: number }>();
+  const target = engine as unknown as Record<string, (...args: unknown[]) => unknown>;
+  for (const name of KERNELS) {
+    const original = target[name];
+    if (typeof original !== 'function') continue;
+    target[name] = (...args: unknown[]) => {
+      engine.synchronize();
+      const t0 = performance.now();
+      const result = original.apply(engine, args);
+      engine.synchronize();
+      const key = `${name} ${signature(args)}`;
+      const entry = totals.get(key) ?? { ms: 0, calls: 0 };
+      entry.ms += performance.now() - t0;
+      entry.calls++;
+      totals.set(key, entry);
+      return result;
+    };
+  }
+  process.on('exit', () => {
+    const rows = [...totals.entries()].sort((a, b) => b[1].ms - a[1].ms);
+    const all = rows.reduce((s, [, e]) => s + e.ms, 0);
+    console.log(`\n# ${engine.device} kernel profile: ${all.toFixed(1)} ms in ${rows.reduce((s, [, e]) => s + e.calls, 0)} calls; costliest:`);
+    for (const [key, e] of rows.slice(0, 30)) console.log(`${e.ms.toFixed(1).padStart(10)} ms ${String(e.calls).padStart(6)}×  ${key}`);
+  });
+}
