@@ -155,7 +155,18 @@ export async function train(initialConfig: TrainConfig, options: TrainOptions = 
   const previousDevice = getDefaultDevice();
   setDefaultDevice(device);
   try {
-    const loaded = resumeDir ? await loadCheckpoint(resumeDir, device) : null;
+    let loaded: Awaited<ReturnType<typeof loadCheckpoint>> | null = null;
+    if (resumeDir) {
+      try {
+        loaded = await loadCheckpoint(resumeDir, device);
+      } catch (error) {
+        const older = existing[existing.length - 1];
+        if (error instanceof CheckpointError && older) {
+          throw new CheckpointError(`${error.message}. An older checkpoint exists (${older.dir}, step ${older.step}): remove ${resumeDir} to resume from it.`);
+        }
+        throw error;
+      }
+    }
     if (loaded) {
       saved = loaded.trainer as unknown as TrainerState | null;
       if (!saved || saved.version !== 1 || !saved.config || !saved.loader) {
