@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { train } from '../../src/train/trainer.js';
 import { readMetrics } from '../../src/train/metrics.js';
@@ -94,4 +95,19 @@ test('progress line shows step, loss, lr, throughput and ETA', () => {
   assert.match(line, /lr 3\.00e-4/);
   assert.match(line, /12\.3k tok\/s/);
   assert.match(line, /ETA 2m05s/);
+});
+
+const chromium = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => existsSync(p));
+
+test('the plot renders in a headless browser (when Chromium is installed)', { skip: chromium ? false : 'no chromium on this machine', timeout: 90_000 }, async () => {
+  const data = await smallDataset();
+  const out = await tempDir();
+  const result = await train(toyConfig(data, out, { steps: 6, evalEvery: 3, checkpointEvery: 0 }), { family: toyFamily(8), ...quiet });
+  result.model.dispose();
+  const png = join(out, 'plot.png');
+  const r = spawnSync(chromium!, ['--headless', '--no-sandbox', '--disable-gpu', `--screenshot=${png}`, '--window-size=800,1300', `file://${join(out, 'plot.html')}`], { timeout: 80_000 });
+  assert.ok(existsSync(png), `chromium wrote no screenshot: ${r.stderr?.toString().slice(-500)}`);
+  const bytes = readFileSync(png);
+  assert.equal(bytes.subarray(1, 4).toString(), 'PNG');
+  assert.ok(bytes.length > 20_000, `a screenshot with charts is not tiny (${bytes.length} bytes)`);
 });
