@@ -41,6 +41,7 @@ struct V {
   static inline R abs(R a) { return std::fabs(a); }
   static inline R neg(R a) { return -a; }
   static inline R exp(R a) { return std::exp(a); }
+  static inline R expn(R a) { return std::exp(a); }
   static inline R select_gt(R a, R b, R x, R y) { return a > b ? x : y; }
   static inline float hsum(R a) { return a; }
   static inline float hmax(R a) { return a; }
@@ -142,6 +143,24 @@ struct V {
     y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, set1(kExpHi), _CMP_GT_OQ), y, set1(__builtin_inff()));
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), y, x);
   }
+  // exp for x ≤ ~0 (softmax, log-sum-exp, Gaussian tails): one scale factor, no overflow handling.
+  static inline R expn(R x) {
+    ANDROMEDA_EXP_CONSTANTS
+    (void)kExpHi;
+    const R xc = _mm512_max_ps(set1(kExpLo), x);  // NaN stays NaN (max returns its second operand)
+    const R n = _mm512_roundscale_ps(_mm512_mul_ps(xc, set1(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    R r = _mm512_fnmadd_ps(n, set1(kLn2Hi), xc);
+    r = _mm512_fnmadd_ps(n, set1(kLn2Lo), r);
+    R p = set1(1.9875691500e-4f);
+    p = fma(p, r, set1(1.3981999507e-3f));
+    p = fma(p, r, set1(8.3334519073e-3f));
+    p = fma(p, r, set1(4.1665795894e-2f));
+    p = fma(p, r, set1(1.6666665459e-1f));
+    p = fma(p, r, set1(5.0000001201e-1f));
+    p = fma(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, set1(1.f)));
+    const R s = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23));
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, set1(kExpLo), _CMP_LT_OQ), _mm512_mul_ps(p, s), zero());
+  }
 };
 constexpr const char* kIsaName = "avx512";
 #include "simd_kernels.inc"
@@ -240,6 +259,24 @@ struct V {
     y = _mm256_blendv_ps(y, zero(), _mm256_cmp_ps(x, set1(kExpLo), _CMP_LT_OQ));
     y = _mm256_blendv_ps(y, set1(__builtin_inff()), _mm256_cmp_ps(x, set1(kExpHi), _CMP_GT_OQ));
     return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+  }
+  // exp for x ≤ ~0 (softmax, log-sum-exp, Gaussian tails): one scale factor, no overflow handling.
+  static inline R expn(R x) {
+    ANDROMEDA_EXP_CONSTANTS
+    (void)kExpHi;
+    const R xc = _mm256_max_ps(set1(kExpLo), x);
+    const R n = _mm256_round_ps(_mm256_mul_ps(xc, set1(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    R r = _mm256_fnmadd_ps(n, set1(kLn2Hi), xc);
+    r = _mm256_fnmadd_ps(n, set1(kLn2Lo), r);
+    R p = set1(1.9875691500e-4f);
+    p = fma(p, r, set1(1.3981999507e-3f));
+    p = fma(p, r, set1(8.3334519073e-3f));
+    p = fma(p, r, set1(4.1665795894e-2f));
+    p = fma(p, r, set1(1.6666665459e-1f));
+    p = fma(p, r, set1(5.0000001201e-1f));
+    p = fma(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, set1(1.f)));
+    const R s = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+    return _mm256_blendv_ps(_mm256_mul_ps(p, s), zero(), _mm256_cmp_ps(x, set1(kExpLo), _CMP_LT_OQ));
   }
 };
 constexpr const char* kIsaName = "avx2";
