@@ -1,9 +1,9 @@
 import { existsSync, readdirSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { assertDType, isFloating } from '../../tensor/dtype.js';
 import { importXTransformers } from '../../model/xtransformers-import.js';
 import { saveCheckpoint } from '../../model/checkpoint.js';
 import { UsageError, type Command } from '../command.js';
+import { parseCommandArgs } from '../args.js';
 
 const USAGE = `Usage: andromeda convert <source dir> <out dir> [options]
 
@@ -29,20 +29,11 @@ export const convertCommand: Command = {
   summary: 'convert an x-transformers (Andromeda PyTorch) checkpoint into an Andromeda checkpoint',
   usage: USAGE,
   async run(args: string[]): Promise<void> {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args,
-        allowPositionals: true,
-        options: {
-          dtype: { type: 'string', default: 'float32' },
-          force: { type: 'boolean', default: false },
-          help: { type: 'boolean', short: 'h', default: false },
-        },
-      });
-    } catch (error) {
-      throw new UsageError((error as Error).message);
-    }
+    const parsed = parseCommandArgs(args, {
+      dtype: { type: 'string', default: 'float32' },
+      force: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    }, true);
     const { values, positionals } = parsed;
     if (values.help) {
       process.stdout.write(`${USAGE}\n`);

@@ -1,8 +1,8 @@
-import { parseArgs } from 'node:util';
 import { resolveDevice, setDefaultDevice } from '../../backend/registry.js';
 import { loadModelForInference } from '../../inference/load.js';
 import { generate } from '../../inference/generate.js';
 import { UsageError, type Command } from '../command.js';
+import { deviceFlag, numberFlag, parseCommandArgs } from '../args.js';
 
 const USAGE = `Usage: andromeda generate <checkpoint> [options]
 
@@ -27,49 +27,32 @@ Options:
 Example:
   andromeda generate runs/quickstart --prompt "Call me Ishmael." --max-tokens 300`;
 
-function number(name: string, raw: string | undefined, fallback: number, check: (n: number) => boolean, what: string): number {
-  if (raw === undefined) return fallback;
-  const n = raw.trim() === '' ? NaN : Number(raw);
-  if (!check(n)) throw new UsageError(`--${name} must be ${what}, got "${raw}"`);
-  return n;
-}
-
 export const generateCommand: Command = {
   name: 'generate',
   summary: 'generate text from a checkpoint (KV cache, temperature, top-k, top-p, seed)',
   usage: USAGE,
   async run(args: string[]): Promise<void> {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args,
-        allowPositionals: true,
-        options: {
-          prompt: { type: 'string', default: '' },
-          'max-tokens': { type: 'string' },
-          temperature: { type: 'string' },
-          'top-k': { type: 'string' },
-          'top-p': { type: 'string' },
-          seed: { type: 'string' },
-          device: { type: 'string', default: 'auto' },
-          tokenizer: { type: 'string' },
-          'no-cache': { type: 'boolean', default: false },
-          'ignore-eos': { type: 'boolean', default: false },
-          help: { type: 'boolean', short: 'h', default: false },
-        },
-      });
-    } catch (error) {
-      throw new UsageError((error as Error).message.replace(/\. To specify a positional argument.*$/s, ''));
-    }
+    const parsed = parseCommandArgs(args, {
+      prompt: { type: 'string', default: '' },
+      'max-tokens': { type: 'string' },
+      temperature: { type: 'string' },
+      'top-k': { type: 'string' },
+      'top-p': { type: 'string' },
+      seed: { type: 'string' },
+      device: { type: 'string', default: 'auto' },
+      tokenizer: { type: 'string' },
+      'no-cache': { type: 'boolean', default: false },
+      'ignore-eos': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    }, true);
     const { values, positionals } = parsed;
     if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'give the checkpoint (a run directory or a checkpoint directory)' : `expected one checkpoint, got ${positionals.length} arguments: ${positionals.join(' ')}`);
-    const maxTokens = number('max-tokens', values['max-tokens'], 200, (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0');
-    const temperature = number('temperature', values.temperature, 0.8, (n) => Number.isFinite(n) && n >= 0, 'a number ≥ 0');
-    const topK = number('top-k', values['top-k'], 40, (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0');
-    const topP = number('top-p', values['top-p'], 0.95, (n) => n > 0 && n <= 1, 'a number in (0, 1]');
-    const seed = number('seed', values.seed, 0, (n) => Number.isInteger(n), 'an integer');
-    if (!/^(auto|cpu|cuda(:\d+)?)$/.test(values.device!)) throw new UsageError(`--device must be auto, cpu, cuda or cuda:N, got "${values.device}"`);
-    const device = resolveDevice(values.device);
+    const maxTokens = numberFlag('max-tokens', values['max-tokens'], 200, (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0');
+    const temperature = numberFlag('temperature', values.temperature, 0.8, (n) => Number.isFinite(n) && n >= 0, 'a number ≥ 0');
+    const topK = numberFlag('top-k', values['top-k'], 40, (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0');
+    const topP = numberFlag('top-p', values['top-p'], 0.95, (n) => n > 0 && n <= 1, 'a number in (0, 1]');
+    const seed = numberFlag('seed', values.seed, 0, (n) => Number.isInteger(n), 'an integer');
+    const device = resolveDevice(deviceFlag(values.device));
     setDefaultDevice(device);
     const loaded = await loadModelForInference(positionals[0], device, values.tokenizer);
     try {

@@ -1,8 +1,8 @@
-import { parseArgs } from 'node:util';
 import { resolveDevice, setDefaultDevice } from '../../backend/registry.js';
 import { DEFAULT_CONFIG, type TrainConfig } from '../../train/config.js';
 import { generate } from '../../inference/generate.js';
 import { UsageError, type Command } from '../command.js';
+import { deviceFlag, numberFlag, parseCommandArgs, positiveIntegerFlag } from '../args.js';
 import { runTraining, summarize } from './train.js';
 
 /**
@@ -48,40 +48,26 @@ export const quickstartCommand: Command = {
   summary: 'train a tiny model on the bundled corpus, report held-out loss vs the unigram baseline, generate',
   usage: USAGE,
   async run(args: string[]): Promise<void> {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args,
-        options: {
-          out: { type: 'string' },
-          device: { type: 'string', default: 'auto' },
-          steps: { type: 'string' },
-          'max-minutes': { type: 'string' },
-          prompt: { type: 'string', default: 'The ' },
-          quiet: { type: 'boolean', default: false },
-          help: { type: 'boolean', short: 'h', default: false },
-        },
-      });
-    } catch (error) {
-      throw new UsageError((error as Error).message);
-    }
+    const parsed = parseCommandArgs(args, {
+      out: { type: 'string' },
+      device: { type: 'string', default: 'auto' },
+      steps: { type: 'string' },
+      'max-minutes': { type: 'string' },
+      prompt: { type: 'string', default: 'The ' },
+      quiet: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    });
     const { values } = parsed;
-    if (!/^(auto|cpu|cuda(:\d+)?)$/.test(values.device!)) throw new UsageError(`--device must be auto, cpu, cuda or cuda:N, got "${values.device}"`);
     const started = Date.now();
-    const device = resolveDevice(values.device);
+    const device = resolveDevice(deviceFlag(values.device));
     const config = quickstartConfig(device);
     if (values.out) config.out = values.out;
     if (values.steps !== undefined) {
-      const steps = Number(values.steps);
-      if (!Number.isInteger(steps) || steps < 1) throw new UsageError(`--steps must be a positive integer, got "${values.steps}"`);
+      const steps = positiveIntegerFlag('steps', values.steps, config.steps);
       config.steps = steps;
       config.warmup = Math.min(config.warmup, Math.floor(steps / 10));
     }
-    if (values['max-minutes'] !== undefined) {
-      const minutes = Number(values['max-minutes']);
-      if (!(minutes >= 0)) throw new UsageError(`--max-minutes must be a number ≥ 0, got "${values['max-minutes']}"`);
-      config.maxMinutes = minutes;
-    }
+    config.maxMinutes = numberFlag('max-minutes', values['max-minutes'], config.maxMinutes, (m) => m >= 0, 'a number ≥ 0');
     process.stderr.write(`Andromeda quickstart: ${config.preset} preset on ${device}, default corpus, ${config.steps} steps of ${config.batchSize}×${config.seqLen} byte tokens (at most ${config.maxMinutes} min) → ${config.out}\n`);
     const result = await runTraining({ config, explicit: {}, resume: false, overwrite: true, quiet: values.quiet! });
     try {

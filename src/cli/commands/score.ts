@@ -1,5 +1,4 @@
 import { existsSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { Tensor } from '../../tensor/tensor.js';
 import { assertDType } from '../../tensor/dtype.js';
 import { formatShape } from '../../tensor/shape.js';
@@ -9,6 +8,7 @@ import { resolveDevice } from '../../backend/registry.js';
 import { SafetensorsReader, writeSafetensors } from '../../io/safetensors.js';
 import { loadCheckpoint } from '../../model/checkpoint.js';
 import { UsageError, type Command } from '../command.js';
+import { parseCommandArgs } from '../args.js';
 
 const USAGE = `Usage: andromeda score <checkpoint> <in.safetensors> <out.safetensors> [options]
 
@@ -41,22 +41,13 @@ export const scoreCommand: Command = {
   summary: 'compute logits, loss and gradients of a checkpoint on given tokens',
   usage: USAGE,
   async run(args: string[]): Promise<void> {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args,
-        allowPositionals: true,
-        options: {
-          grads: { type: 'boolean', default: false },
-          dtype: { type: 'string', default: 'float32' },
-          device: { type: 'string', default: 'cpu' },
-          attention: { type: 'string', default: 'auto' },
-          help: { type: 'boolean', short: 'h', default: false },
-        },
-      });
-    } catch (error) {
-      throw new UsageError((error as Error).message);
-    }
+    const parsed = parseCommandArgs(args, {
+      grads: { type: 'boolean', default: false },
+      dtype: { type: 'string', default: 'float32' },
+      device: { type: 'string', default: 'cpu' },
+      attention: { type: 'string', default: 'auto' },
+      help: { type: 'boolean', short: 'h', default: false },
+    }, true);
     const { values, positionals } = parsed;
     if (values.help) {
       process.stdout.write(`${USAGE}\n`);

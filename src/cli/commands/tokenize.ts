@@ -1,6 +1,6 @@
-import { parseArgs } from 'node:util';
 import { tokenizeToDataset } from '../../data/tokenize-dataset.js';
 import { UsageError, type Command } from '../command.js';
+import { numberFlag, parseCommandArgs, positiveIntegerFlag } from '../args.js';
 
 const USAGE = `Usage: andromeda tokenize [inputs...] --out <dir> [options]
 
@@ -31,49 +31,29 @@ Options:
 Example:
   andromeda tokenize books/ web.jsonl --tokenizer bpe:8192 --out data/mix --val-fraction 0.02`;
 
-function parsePositiveInteger(name: string, value: string | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${name} must be a positive integer, got "${value}"`);
-  return n;
-}
-
 export const tokenizeCommand: Command = {
   name: 'tokenize',
   summary: 'tokenize text files, directories or JSONL into training shards',
   usage: USAGE,
   async run(args: string[]): Promise<void> {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args,
-        allowPositionals: true,
-        options: {
-          out: { type: 'string' },
-          tokenizer: { type: 'string', default: 'byte' },
-          'jsonl-field': { type: 'string', default: 'text' },
-          'shard-tokens': { type: 'string' },
-          'val-fraction': { type: 'string' },
-          'bpe-train-chars': { type: 'string' },
-          'eos-token': { type: 'string' },
-          quiet: { type: 'boolean', default: false },
-          help: { type: 'boolean', short: 'h', default: false },
-        },
-      });
-    } catch (error) {
-      throw new UsageError(`${(error as Error).message}\n\n${USAGE}`);
-    }
+    const parsed = parseCommandArgs(args, {
+      out: { type: 'string' },
+      tokenizer: { type: 'string', default: 'byte' },
+      'jsonl-field': { type: 'string', default: 'text' },
+      'shard-tokens': { type: 'string' },
+      'val-fraction': { type: 'string' },
+      'bpe-train-chars': { type: 'string' },
+      'eos-token': { type: 'string' },
+      quiet: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    }, true);
     const { values, positionals } = parsed;
     if (values.help) {
       process.stdout.write(USAGE + '\n');
       return;
     }
-    if (!values.out) throw new UsageError(`tokenize: --out <dir> is required\n\n${USAGE}`);
-    let valFraction = 0.01;
-    if (values['val-fraction'] !== undefined) {
-      valFraction = Number(values['val-fraction']);
-      if (!(valFraction >= 0 && valFraction < 1)) throw new UsageError(`--val-fraction must be a number in [0, 1), got "${values['val-fraction']}"`);
-    }
+    if (!values.out) throw new UsageError('--out <dir> is required');
+    const valFraction = numberFlag('val-fraction', values['val-fraction'], 0.01, (f) => f >= 0 && f < 1, 'a number in [0, 1)');
     const tokenizer = values.tokenizer as string;
     const bpe = /^bpe:(\d+)$/.exec(tokenizer);
     if (tokenizer.startsWith('bpe:') && (!bpe || Number(bpe[1]) < 258)) {
@@ -84,9 +64,9 @@ export const tokenizeCommand: Command = {
       tokenizer,
       outDir: values.out,
       jsonlField: values['jsonl-field'],
-      shardTokens: parsePositiveInteger('shard-tokens', values['shard-tokens'], 100_000_000),
+      shardTokens: positiveIntegerFlag('shard-tokens', values['shard-tokens'], 100_000_000),
       valFraction,
-      bpeTrainChars: parsePositiveInteger('bpe-train-chars', values['bpe-train-chars'], 200_000_000),
+      bpeTrainChars: positiveIntegerFlag('bpe-train-chars', values['bpe-train-chars'], 200_000_000),
       eosToken: values['eos-token'],
       progress: !values.quiet,
     });

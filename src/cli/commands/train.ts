@@ -1,8 +1,8 @@
-import { parseArgs } from 'node:util';
 import '../../train/andromeda-adapter.js';
 import { CONFIG_KINDS, ConfigError, DEFAULT_CONFIG, flagName, parseFlagValue, readConfigFile, validateConfig, type TrainConfig } from '../../train/config.js';
 import { train, type TrainResult } from '../../train/trainer.js';
 import { UsageError, type Command } from '../command.js';
+import { parseCommandArgs } from '../args.js';
 
 const USAGE = `Usage: andromeda train [options]
 
@@ -86,12 +86,7 @@ export function parseTrainArgs(args: string[], base: TrainConfig = DEFAULT_CONFI
     if (key === 'inputs') continue;
     options[flagName(key)] = { type: 'string', ...(key === 'data' ? { multiple: true } : {}) };
   }
-  let parsed;
-  try {
-    parsed = parseArgs({ args, allowPositionals: true, options, strict: true });
-  } catch (error) {
-    throw new UsageError((error as Error).message.replace(/\. To specify a positional argument.*$/s, ''));
-  }
+  const parsed = parseCommandArgs(args, options, true);
   const { values, positionals } = parsed as { values: Record<string, string | string[] | boolean | undefined>; positionals: string[] };
   try {
     const explicit: Partial<TrainConfig> = values.config ? readConfigFile(values.config as string) : {};
