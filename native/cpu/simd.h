@@ -21,8 +21,8 @@ const char* isa_name(Isa isa);
 
 namespace andromeda::cpu {
 
-// Core clock in GHz measured on the calling thread with a chain of dependent 1-cycle integer adds
-// (best of several runs; in a VM this is the clock the guest actually gets).
+// Core clock in GHz measured on the calling thread with a chain of dependent 64-bit multiplies
+// (3-cycle latency; best of many short runs; in a VM this is the clock the guest actually gets).
 double measure_clock_ghz();
 // Measured single-thread FMA throughput in GFLOP/s for float32 with the given instruction set
 // (independent register FMAs, no memory traffic): the practical peak the GEMM is compared with.
