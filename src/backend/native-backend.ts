@@ -1,0 +1,135 @@
+// What the CPU and CUDA engines share: the kernel ABI of their N-API addons (same functions, same
+// argument order) and the Backend methods that only translate tensor regions into addresses.
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { DTYPE_CODE, DTYPE_BYTES } from '../tensor/dtype.js';
+import {
+  BINARY_CODE, REDUCE_CODE, UNARY_CODE, UNARY_GRAD_CODE,
+  type AdamWArgs, type Backend, type BinaryOp, type Dense, type Handle, type MatmulArgs, type MemoryStats,
+  type ReduceOp, type Strided, type UnaryGradOp, type UnaryOp,
+} from './backend.js';
+
+/** The kernel functions both addons export (native/cpu/binding.cc, native/cuda/binding.cc). */
+export interface NativeKernels {
+  alloc(bytes: number): number;
+  free(ptr: number): void;
+  memoryStats(): MemoryStats;
+  resetPeakMemory(): void;
+  upload(dst: number, byteOffset: number, data: ArrayBufferView): void;
+  download(src: number, byteOffset: number, bytes: number): ArrayBuffer;
+  copy(srcDtype: number, src: number, srcStrides: readonly number[], dstDtype: number, dst: number, dstStrides: readonly number[], shape: readonly number[]): void;
+  fill(dtype: number, dst: number, count: number, value: number): void;
+  unary(op: number, dtype: number, x: number, out: number, count: number, scalar: number): void;
+  unaryGrad(op: number, dtype: number, x: number, gy: number, gx: number, count: number): void;
+  binary(op: number, dtype: number, a: number, aStrides: readonly number[], b: number, bStrides: readonly number[], out: number, shape: readonly number[]): void;
+  reduce(op: number, dtype: number, x: number, out: number, outer: number, size: number, inner: number): void;
+  gemm(dtype: number, transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
+    a: number, lda: number, strideA: number, b: number, ldb: number, strideB: number, beta: number,
+    c: number, ldc: number, strideC: number, batch: number): void;
+  softmax(dtype: number, x: number, out: number, rows: number, cols: number, log: boolean): void;
+  softmaxGrad(dtype: number, y: number, gy: number, gx: number, rows: number, cols: number, log: boolean): void;
+  norm(rms: boolean, dtype: number, x: number, w: number | null, b: number | null, out: number, stats: number, rows: number, cols: number, eps: number): void;
+  normGrad(rms: boolean, dtype: number, x: number, w: number | null, stats: number, gy: number, gx: number, gw: number | null, gb: number | null, rows: number, cols: number): void;
+  crossEntropy(dtype: number, logits: number, targets: number, losses: number, lse: number, rows: number, vocab: number, ignore: number): void;
+  crossEntropyGrad(dtype: number, logits: number, targets: number, lse: number, gLoss: number, gLogits: number, rows: number, vocab: number, ignore: number): void;
+  embedding(dtype: number, table: number, ids: number, out: number, count: number, dim: number, vocab: number): number;
+  embeddingGrad(dtype: number, ids: number, gy: number, gTable: number, count: number, dim: number): void;
+  dropout(dtype: number, x: number, out: number, count: number, p: number, seed: number): void;
+  adamw(param: number, gradDtype: number, grad: number, m: number, v: number, count: number,
+    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number, gradScale: number): void;
+  sumOfSquares(dtype: number, x: number, count: number): number;
+}
+
+/** Address of element `offset` of a dense region. */
+export const at = (d: Dense): number => d.handle + d.offset * DTYPE_BYTES[d.dtype];
+export const atOrNull = (d: Dense | null): number | null => (d ? at(d) : null);
+
+/** Loads `build/Release/<file>` of this package (dist/src/backend → the root is three levels up). */
+export function requireAddon<T>(file: string): { path: string; load: () => T } {
+  const path = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'build', 'Release', file);
+  return { path, load: () => createRequire(import.meta.url)(path) as T };
+}
+
+/** Strides of the wrong rank would make a kernel read or write out of bounds: refuse them. */
+function checkRank(kernel: string, shape: readonly number[], ...operands: Strided[]): void {
+  for (const o of operands) {
+    if (o.strides.length !== shape.length) {
+      throw new Error(`internal: ${kernel} got ${o.strides.length} strides for a ${shape.length}-d shape [${shape.join(', ')}]`);
+    }
+  }
+}
+
+/** A Backend whose kernels live in a native addon with the `NativeKernels` ABI. */
+export abstract class NativeBackend<A extends NativeKernels = NativeKernels> implements Backend {
+  abstract readonly device: string;
+  abstract readonly asynchronous: boolean;
+
+  constructor(protected readonly addon: A) {}
+
+  abstract synchronize(): void;
+
+  alloc(bytes: number): Handle { return this.addon.alloc(bytes); }
+  free(handle: Handle): void { this.addon.free(handle); }
+  upload(dst: Handle, byteOffset: number, data: ArrayBufferView): void { this.addon.upload(dst, byteOffset, data); }
+  download(src: Handle, byteOffset: number, bytes: number): ArrayBuffer { return this.addon.download(src, byteOffset, bytes); }
+  memoryStats(): MemoryStats { return this.addon.memoryStats(); }
+  resetPeakMemory(): void { this.addon.resetPeakMemory(); }
+
+  copy(src: Strided, dst: Strided, shape: readonly number[]): void {
+    checkRank(`${this.device} copy`, shape, src, dst);
+    this.addon.copy(DTYPE_CODE[src.dtype], at(src), src.strides, DTYPE_CODE[dst.dtype], at(dst), dst.strides, shape);
+  }
+  fill(dst: Dense, count: number, value: number): void { this.addon.fill(DTYPE_CODE[dst.dtype], at(dst), count, value); }
+  unary(op: UnaryOp, x: Dense, out: Dense, count: number, scalar: number): void {
+    this.addon.unary(UNARY_CODE[op], DTYPE_CODE[x.dtype], at(x), at(out), count, scalar);
+  }
+  unaryGrad(op: UnaryGradOp, x: Dense, gradOut: Dense, gradIn: Dense, count: number): void {
+    this.addon.unaryGrad(UNARY_GRAD_CODE[op], DTYPE_CODE[x.dtype], at(x), at(gradOut), at(gradIn), count);
+  }
+  binary(op: BinaryOp, a: Strided, b: Strided, out: Dense, shape: readonly number[]): void {
+    checkRank(`${this.device} binary`, shape, a, b);
+    this.addon.binary(BINARY_CODE[op], DTYPE_CODE[out.dtype], at(a), a.strides, at(b), b.strides, at(out), shape);
+  }
+  reduce(op: ReduceOp, x: Dense, out: Dense, outer: number, size: number, inner: number): void {
+    this.addon.reduce(REDUCE_CODE[op], DTYPE_CODE[x.dtype], at(x), at(out), outer, size, inner);
+  }
+  matmul(g: MatmulArgs): void {
+    this.addon.gemm(DTYPE_CODE[g.c.dtype], g.transA, g.transB, g.m, g.n, g.k, g.alpha,
+      at(g.a), g.lda, g.strideA, at(g.b), g.ldb, g.strideB, g.beta, at(g.c), g.ldc, g.strideC, g.batch);
+  }
+  softmax(x: Dense, out: Dense, rows: number, cols: number, log: boolean): void {
+    this.addon.softmax(DTYPE_CODE[x.dtype], at(x), at(out), rows, cols, log);
+  }
+  softmaxGrad(y: Dense, gradOut: Dense, gradIn: Dense, rows: number, cols: number, log: boolean): void {
+    this.addon.softmaxGrad(DTYPE_CODE[y.dtype], at(y), at(gradOut), at(gradIn), rows, cols, log);
+  }
+  norm(rms: boolean, x: Dense, weight: Dense | null, bias: Dense | null, out: Dense, stats: Dense, rows: number, cols: number, eps: number): void {
+    this.addon.norm(rms, DTYPE_CODE[x.dtype], at(x), atOrNull(weight), atOrNull(bias), at(out), at(stats), rows, cols, eps);
+  }
+  normGrad(rms: boolean, x: Dense, weight: Dense | null, stats: Dense, gradOut: Dense, gradIn: Dense,
+    gradWeight: Dense | null, gradBias: Dense | null, rows: number, cols: number): void {
+    this.addon.normGrad(rms, DTYPE_CODE[x.dtype], at(x), atOrNull(weight), at(stats), at(gradOut), at(gradIn),
+      atOrNull(gradWeight), atOrNull(gradBias), rows, cols);
+  }
+  crossEntropy(logits: Dense, targets: Dense, losses: Dense, lse: Dense, rows: number, vocab: number, ignoreIndex: number): void {
+    this.addon.crossEntropy(DTYPE_CODE[logits.dtype], at(logits), at(targets), at(losses), at(lse), rows, vocab, ignoreIndex);
+  }
+  crossEntropyGrad(logits: Dense, targets: Dense, lse: Dense, gradLoss: Dense, gradLogits: Dense, rows: number, vocab: number, ignoreIndex: number): void {
+    this.addon.crossEntropyGrad(DTYPE_CODE[logits.dtype], at(logits), at(targets), at(lse), at(gradLoss), at(gradLogits), rows, vocab, ignoreIndex);
+  }
+  embedding(table: Dense, ids: Dense, out: Dense, count: number, dim: number, vocab: number): number {
+    return this.addon.embedding(DTYPE_CODE[table.dtype], at(table), at(ids), at(out), count, dim, vocab);
+  }
+  embeddingGrad(ids: Dense, gradOut: Dense, gradTable: Dense, count: number, dim: number): void {
+    this.addon.embeddingGrad(DTYPE_CODE[gradTable.dtype], at(ids), at(gradOut), at(gradTable), count, dim);
+  }
+  dropout(x: Dense, out: Dense, count: number, p: number, seed: number): void {
+    this.addon.dropout(DTYPE_CODE[x.dtype], at(x), at(out), count, p, seed);
+  }
+  adamw(param: Dense, grad: Dense, m: Dense, v: Dense, count: number, a: AdamWArgs): void {
+    this.addon.adamw(at(param), DTYPE_CODE[grad.dtype], at(grad), at(m), at(v), count,
+      a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, a.biasCorrection1, a.biasCorrection2, a.gradScale);
+  }
+  sumOfSquares(x: Dense, count: number): number { return this.addon.sumOfSquares(DTYPE_CODE[x.dtype], at(x), count); }
+}
