@@ -17,7 +17,9 @@ ANDROMEDA_ATTENTION_FORWARD_LAYOUT=8x16 timeout 120 node "$root/dist/bench/gpu-a
 timeout 150 ncu --clock-control none --kernel-name regex:attention_forward --launch-count 2 \
   --section SpeedOfLight --section WarpStateStats --section Occupancy --section LaunchStats \
   node "$root/dist/bench/gpu-attention.js" --forward-once > "$out/ncu.txt" 2>&1
-grep -E 'attention_forward_kernel|^ +(Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Theoretical Occupancy|Warp Cycles Per Issued)' "$out/ncu.txt" | cut -c1-150 | head -30
+timeout 100 ncu --clock-control none --kernel-name regex:'rotary|decode' --launch-skip 4 --launch-count 4 --section SpeedOfLight \
+  node "$root/dist/bench/gpu-attention.js" --decode-once > "$out/ncu-decode.txt" 2>&1
+grep -E 'attention_forward_kernel|rotary_table|decode|^ +(Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Theoretical Occupancy|Warp Cycles Per Issued)' "$out/ncu.txt" "$out/ncu-decode.txt" | cut -c1-170 | head -40
 fi
 timeout 240 node "$root/dist/bench/gpu-attention.js" 2>&1 | tee "$out/bench.md"
 exit $status

@@ -3,7 +3,8 @@
 // Andromeda's features (ALiBi on half the heads, rotary + xPos, key scale with one KV head), and the
 // split-KV decode kernel against a long cache.
 //   node dist/bench/gpu-attention.js [n] [--no-torch] [--forward-once]
-// --forward-once: one plain and one featured forward launch and nothing else (for a profiler).
+// --forward-once: one plain and one featured forward launch and nothing else (for a profiler);
+// --decode-once: one decode step of andromeda-3b attention against 32,768 cached keys.
 // TFLOP/s count causal work as half the square: forward 4·n²·d·h / 2, backward 2.5× that (as FlashAttention
 // and PyTorch's benchmarks do), so the ratios compare like with like.
 import { spawnSync } from 'node:child_process';
@@ -106,6 +107,16 @@ if (argv.includes('--forward-once')) {
     gpu.attentionForwardOn('tiled', q, k, v, out, lse, argsFor(s, N, N, { keyScale: null }));
     gpu.synchronize();
   }
+  process.exit(0);
+}
+
+if (argv.includes('--decode-once')) {
+  const s = andromeda, n = 32768;
+  const q = randomBuffer('bfloat16', s.heads * s.dim), k = randomBuffer('bfloat16', n * s.dim), v = randomBuffer('bfloat16', n * s.dim);
+  const ks = randomBuffer('float32', s.heads * s.dim, 0.2, 1);
+  const out = randomBuffer('bfloat16', s.heads * s.dim), lse = randomBuffer('float32', s.heads);
+  for (let i = 0; i < 2; i++) gpu.attentionForwardOn('decode', q, k, v, out, lse, argsFor(s, n, 1, { keyScale: ks }));
+  gpu.synchronize();
   process.exit(0);
 }
 

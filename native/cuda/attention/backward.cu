@@ -20,11 +20,13 @@ void launch_dq(const Params& p) {
   constexpr int kWarps = 4, kBlockN = dq_block_n<D>();
   using Cfg = BackwardDqConfig<D, kWarps, kBlockN>;
   auto kernel = attention_backward_dq_kernel<D, kWarps, kBlockN, kTransform>;
-  constexpr int kSmem = Cfg::kSmemBytes + (kTransform ? Cfg::kTransformBytes : 0);
-  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  // The transform reads its rotary rows from global memory here: staging them in shared memory (as the
+  // forward does) made these kernels slower (orca backward 34 → 45 ms; NOTES.md).
+  constexpr int smem = Cfg::kSmemBytes;
+  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   check(attr, "attention backward dQ: raising the shared-memory limit");
   const dim3 grid(unsigned((p.q_len + Cfg::kBlockM - 1) / Cfg::kBlockM), unsigned(p.heads), unsigned(p.batch));
-  kernel<<<grid, Cfg::kThreads, kSmem, stream()>>>(p);
+  kernel<<<grid, Cfg::kThreads, smem, stream()>>>(p);
   check_launch("attention backward dQ kernel");
 }
 
@@ -33,11 +35,13 @@ void launch_dkdv(const Params& p) {
   constexpr int kWarps = 4, kBlockM = dkdv_block_m<D>();
   using Cfg = BackwardDkDvConfig<D, kWarps, kBlockM>;
   auto kernel = attention_backward_dkdv_kernel<D, kWarps, kBlockM, kTransform>;
-  constexpr int kSmem = Cfg::kSmemBytes + (kTransform ? Cfg::kTransformBytes : 0);
-  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  // The transform reads its rotary rows from global memory here: staging them in shared memory (as the
+  // forward does) made these kernels slower (orca backward 34 → 45 ms; NOTES.md).
+  constexpr int smem = Cfg::kSmemBytes;
+  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   check(attr, "attention backward dK/dV: raising the shared-memory limit");
   const dim3 grid(unsigned((p.k_len + Cfg::kBlockN - 1) / Cfg::kBlockN), unsigned(p.heads), unsigned(p.batch));
-  kernel<<<grid, Cfg::kThreads, kSmem, stream()>>>(p);
+  kernel<<<grid, Cfg::kThreads, smem, stream()>>>(p);
   check_launch("attention backward dK/dV kernel");
 }
 

@@ -18,8 +18,6 @@ struct BackwardDkDvConfig {
   // K', V, 2 × Q, 2 × dO, then per stage the query rows' lse, δ, position and segment (as loaded).
   static constexpr int kTileBytes = (2 * kBlockN + 4 * kBlockM) * LD * int(sizeof(bf16));
   static constexpr int kSmemBytes = kTileBytes + 2 * 4 * kBlockM * 4;
-  // With the transform: per stage the query tile's rotary rows (at most D/2 pairs) and positions.
-  static constexpr int kTransformBytes = 2 * kBlockM * (D / 2) * int(sizeof(float2)) + 2 * kBlockM * int(sizeof(int));
 };
 
 template <int D, int kWarps, int kBlockM, bool kTransform>
@@ -32,8 +30,6 @@ __global__ void __launch_bounds__(kWarps * 32) attention_backward_dkdv_kernel(co
   bf16* sQ = sV + kBlockN * LD;
   bf16* sdO = sQ + 2 * kBlockM * LD;
   float* sInfo = reinterpret_cast<float*>(smem + Cfg::kTileBytes);  // [stage][4][kBlockM]
-  float2* sRot = reinterpret_cast<float2*>(smem + Cfg::kSmemBytes);  // only with kTransform
-  int* sPos = reinterpret_cast<int*>(sRot + 2 * kBlockM * (D / 2));
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const int key_tile = gridDim.x - 1 - blockIdx.x;  // early keys see the most queries: start them first
@@ -63,9 +59,6 @@ __global__ void __launch_bounds__(kWarps * 32) attention_backward_dkdv_kernel(co
       if (p.q_pos) cp_async_4(info + 2 * kBlockM + i, p.q_pos + int64_t(b) * p.q_len + (ok ? row : 0), ok);
       if (p.q_seg) cp_async_4(info + 3 * kBlockM + i, p.q_seg + int64_t(b) * p.q_len + (ok ? row : 0), ok);
     }
-    if constexpr (kTransform)
-      load_transform_inputs_async<kBlockM, kThreads>(sRot + stage * kBlockM * (D / 2), sPos + stage * kBlockM, p, false, b,
-                                                     m0, valid);
   };
 
   load_tile_async<D, kBlockN, kThreads>(sK, p.k + kv_row0 * D + int64_t(n0) * D, keys_valid);
@@ -117,7 +110,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_backward_dkdv_kernel(co
     const int m0 = mt * kBlockM;
     if (kTransform) {
       transform_tile<D, kBlockM, kThreads>(qS, p, b, m0, min(kBlockM, p.q_len - m0), false, anchor, nullptr,
-                                           sRot + stage * kBlockM * (D / 2), sPos + stage * kBlockM);
+                                           p.rotary_dim ? rotary_rows(p, false, b, m0) : nullptr, nullptr);
       __syncthreads();
     }
 

@@ -13,8 +13,6 @@ struct BackwardDqConfig {
   static constexpr int kBlockM = 16 * kWarps;
   static constexpr int LD = tile_ld<D>();
   static constexpr int kSmemBytes = (2 * kBlockM + 4 * kBlockN) * LD * int(sizeof(bf16));  // Q, dO, 2 × K, 2 × V
-  // With the transform: per stage the key tile's rotary rows (at most D/2 pairs) and positions.
-  static constexpr int kTransformBytes = 2 * kBlockN * (D / 2) * int(sizeof(float2)) + 2 * kBlockN * int(sizeof(int));
 };
 
 template <int D, int kWarps, int kBlockN, bool kTransform>
@@ -26,8 +24,6 @@ __global__ void __launch_bounds__(kWarps * 32) attention_backward_dq_kernel(cons
   bf16* sdO = sQ + kBlockM * LD;
   bf16* sK = sdO + kBlockM * LD;
   bf16* sV = sK + 2 * kBlockN * LD;
-  float2* sRot = reinterpret_cast<float2*>(sV + 2 * kBlockN * LD);  // only with kTransform
-  int* sPos = reinterpret_cast<int*>(sRot + 2 * kBlockN * (D / 2));
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const int q_tile = gridDim.x - 1 - blockIdx.x;
@@ -48,9 +44,6 @@ __global__ void __launch_bounds__(kWarps * 32) attention_backward_dq_kernel(cons
     const int n0 = tile * kBlockN;
     load_tile_async<D, kBlockN, kThreads>(sK + stage * kBlockN * LD, k + int64_t(n0) * D, p.k_len - n0);
     load_tile_async<D, kBlockN, kThreads>(sV + stage * kBlockN * LD, v + int64_t(n0) * D, p.k_len - n0);
-    if constexpr (kTransform)
-      load_transform_inputs_async<kBlockN, kThreads>(sRot + stage * kBlockN * (D / 2), sPos + stage * kBlockN, p, true, b,
-                                                     n0, p.k_len - n0);
   };
 
   load_tile_async<D, kBlockM, kThreads>(sQ, p.q + (head_row0 + m0) * D, rows_valid);
@@ -105,7 +98,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_backward_dq_kernel(cons
     const int n0 = it * kBlockN;
     if (kTransform) {
       transform_tile<D, kBlockN, kThreads>(kS, p, b, n0, min(kBlockN, p.k_len - n0), true, anchor, g_row,
-                                           sRot + stage * kBlockN * (D / 2), sPos + stage * kBlockN);
+                                           p.rotary_dim ? rotary_rows(p, true, b, n0) : nullptr, nullptr);
       __syncthreads();
     }
 

@@ -32,7 +32,7 @@ void launch(const Params& p) {
   kernel<<<dim3(unsigned(used), unsigned(p.kv_heads), unsigned(p.batch)), Cfg::kThreads, Cfg::kSmemBytes, stream()>>>(
       p, part_out.as<float>(), part_stats.as<float2>(), int(std::max<int64_t>(chunk, 1)));
   check_launch("attention decode kernel");
-  attention_decode_combine_kernel<D><<<unsigned(rows), D, 0, stream()>>>(p, part_out.as<float>(),
+  attention_decode_combine_kernel<D><<<unsigned(rows), kCombineThreads, 0, stream()>>>(p, part_out.as<float>(),
                                                                         part_stats.as<float2>(), int(used));
   check_launch("attention decode combine kernel");
 }

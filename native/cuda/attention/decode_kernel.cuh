@@ -9,6 +9,7 @@
 //   qa = q_f g_f, qb = q_f+h g_f+h, qc = q_f+h g_f, qd = q_f g_f+h, qe = q_f g_f,
 // computed once per row (q already rotated and xPos-scaled relative to the anchor).
 #pragma once
+#include "../common.cuh"
 #include "tile.cuh"
 
 namespace andromeda::cuda::attention {
@@ -52,7 +53,8 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
   // Rows are dealt round-robin: row r = slot · warps + warp, so every warp has work from 8 rows up.
   const int slots = (rows - warp + kDecodeWarps - 1) / kDecodeWarps;
 
-  // Prepared query rows.
+  // Prepared query rows (unrolled so that several rows' loads are in flight at once).
+#pragma unroll 4
   for (int item = threadIdx.x; item < rows * D; item += kThreads) {
     const int r = item / D, f = item % D, h = head_of(r), i = r % p.q_len;
     const bf16* q = p.q + ((int64_t(b) * p.heads + h) * p.q_len + i) * D;
@@ -91,24 +93,37 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
 
   for (int j0 = c0; j0 < c1; j0 += kDecodeKeys) {
     __syncthreads();  // the previous sub-tile (and, the first time, the query rows) are done with
-    for (int item = threadIdx.x; item < kDecodeKeys * (D / 2); item += kThreads) {
+    // Stage K, V and the per-key rotary × xPos factors: every load of the sub-tile is issued before the
+    // first store (a loop that stores as it loads waits on memory once per item).
+    constexpr int kStageItems = kDecodeKeys * (D / 2) / kThreads;
+    static_assert(kStageItems * kThreads == kDecodeKeys * (D / 2), "the staging loop must divide evenly");
+    float2 kvals[kStageItems], vvals[kStageItems], rot[kStageItems];
+#pragma unroll
+    for (int u = 0; u < kStageItems; u++) {
+      const int item = threadIdx.x + u * kThreads;
       const int jl = item / (D / 2), f = (item % (D / 2)) * 2, j = j0 + jl;
-      float2 kv = make_float2(0.f, 0.f), vv = make_float2(0.f, 0.f);
+      kvals[u] = vvals[u] = make_float2(0.f, 0.f);
       if (j < c1) {
-        kv = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(k + int64_t(j) * D + f));
-        vv = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(v + int64_t(j) * D + f));
+        kvals[u] = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(k + int64_t(j) * D + f));
+        vvals[u] = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(v + int64_t(j) * D + f));
       }
-      sK[jl * KLD + f] = kv.x;
-      sK[jl * KLD + f + 1] = kv.y;
-      sV[jl * KLD + f] = vv.x;
-      sV[jl * KLD + f + 1] = vv.y;
+      const int jr = item / max(half, 1), fr = item % max(half, 1);
+      if (item < kDecodeKeys * half) rot[u] = rotary_rows(p, true, b, min(j0 + jr, p.k_len - 1))[fr];
     }
-    for (int item = threadIdx.x; item < kDecodeKeys * half; item += kThreads) {
-      const int jl = item / half, f = item % half, j = min(j0 + jl, p.k_len - 1);
-      const float2 cs = rotary_rows(p, true, b, j)[f];
-      const float z = p.has_xpos ? exp2f(p.xpos_rate[f] * float(anchor - key_position(p, b, j))) : 1.f;
-      sCz[jl * RLD + f] = cs.x * z;
-      sSz[jl * RLD + f] = cs.y * z;
+#pragma unroll
+    for (int u = 0; u < kStageItems; u++) {
+      const int item = threadIdx.x + u * kThreads;
+      const int jl = item / (D / 2), f = (item % (D / 2)) * 2;
+      sK[jl * KLD + f] = kvals[u].x;
+      sK[jl * KLD + f + 1] = kvals[u].y;
+      sV[jl * KLD + f] = vvals[u].x;
+      sV[jl * KLD + f + 1] = vvals[u].y;
+      if (item < kDecodeKeys * half) {
+        const int jr = item / half, fr = item % half;
+        const float z = p.has_xpos ? exp2f(p.xpos_rate[fr] * float(anchor - key_position(p, b, min(j0 + jr, p.k_len - 1)))) : 1.f;
+        sCz[jr * RLD + fr] = rot[u].x * z;
+        sSz[jr * RLD + fr] = rot[u].y * z;
+      }
     }
     __syncthreads();
 
@@ -177,25 +192,39 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
   }
 }
 
-/** One block of D threads per output row: merges the chunks, writes out and lse. */
+constexpr int kCombineThreads = 256;
+
+/**
+ * One block per output row merges the chunks and writes out and lse. The 256 threads split the chunks
+ * among kCombineThreads / D groups (one feature per thread) so that the loads overlap; a plain loop over
+ * hundreds of chunks waits on memory once per chunk.
+ */
 template <int D>
-__global__ void __launch_bounds__(D) attention_decode_combine_kernel(const __grid_constant__ Params p,
-                                                                     const float* part_out, const float2* part_stats,
-                                                                     int splits) {
+__global__ void __launch_bounds__(kCombineThreads)
+    attention_decode_combine_kernel(const __grid_constant__ Params p, const float* part_out, const float2* part_stats,
+                                    int splits) {
+  constexpr int kGroups = kCombineThreads / D;
+  __shared__ float partial[kGroups][D];
   const int64_t row = blockIdx.x;
-  const int f = threadIdx.x;
+  const float2* stats = part_stats + row * splits;
   float m = -INFINITY;
-  for (int s = 0; s < splits; s++) m = fmaxf(m, part_stats[row * splits + s].x);
+  for (int s = threadIdx.x; s < splits; s += kCombineThreads) m = fmaxf(m, stats[s].x);
+  m = block_max(m);
   const float base = m == -INFINITY ? 0.f : m;
-  float sum = 0.f, acc = 0.f;
-  for (int s = 0; s < splits; s++) {
-    const float2 st = part_stats[row * splits + s];
-    const float w = fast_exp2(st.x - base);
-    sum += st.y * w;
-    acc += part_out[(row * splits + s) * D + f] * w;
+  float sum = 0.f;
+  for (int s = threadIdx.x; s < splits; s += kCombineThreads) sum += stats[s].y * fast_exp2(stats[s].x - base);
+  sum = block_sum(sum);
+  const int f = threadIdx.x % D, group = threadIdx.x / D;
+  float acc = 0.f;
+#pragma unroll 4
+  for (int s = group; s < splits; s += kGroups) acc += part_out[(row * splits + s) * D + f] * fast_exp2(stats[s].x - base);
+  partial[group][f] = acc;
+  __syncthreads();
+  if (group == 0) {
+    for (int gi = 1; gi < kGroups; gi++) acc += partial[gi][f];
+    p.out[row * D + f] = __float2bfloat16_rn(sum > 0.f ? acc / sum : 0.f);
+    if (f == 0) p.lse[row] = sum > 0.f ? (m + log2f(sum)) * kLn2 : -INFINITY;
   }
-  p.out[row * D + f] = __float2bfloat16_rn(sum > 0.f ? acc / sum : 0.f);
-  if (f == 0) p.lse[row] = sum > 0.f ? (m + log2f(sum)) * kLn2 : -INFINITY;
 }
 
 }  // namespace andromeda::cuda::attention

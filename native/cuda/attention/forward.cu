@@ -20,11 +20,13 @@ void launch(const Params& p) {
   constexpr int kBlockN = (D == 128 && kMTiles == 2) ? 32 : 64;
   using Cfg = ForwardConfig<D, kWarps, kMTiles, kBlockN>;
   auto kernel = attention_forward_kernel<D, kWarps, kMTiles, kBlockN, kTransform>;
-  constexpr int kSmem = Cfg::kSmemBytes + (kTransform ? Cfg::kTransformBytes : 0);
-  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  // Shared memory grows with the rotary width only as far as it is used (occupancy at small widths).
+  constexpr int kMaxSmem = Cfg::kSmemBytes + (kTransform ? Cfg::transform_bytes(D) : 0);
+  const int smem = Cfg::kSmemBytes + (kTransform ? Cfg::transform_bytes(p.rotary_dim) : 0);
+  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxSmem);
   check(attr, "attention forward: raising the shared-memory limit");
   const dim3 grid(unsigned((p.q_len + Cfg::kBlockM - 1) / Cfg::kBlockM), unsigned(p.heads), unsigned(p.batch));
-  kernel<<<grid, Cfg::kThreads, kSmem, stream()>>>(p);
+  kernel<<<grid, Cfg::kThreads, smem, stream()>>>(p);
   check_launch("attention forward kernel");
 }
 

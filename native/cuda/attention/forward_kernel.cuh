@@ -14,8 +14,10 @@ struct ForwardConfig {
   static constexpr int kBlockM = 16 * kMTiles * kWarps;
   static constexpr int LD = tile_ld<D>();
   static constexpr int kSmemBytes = (kBlockM + 4 * kBlockN) * LD * int(sizeof(bf16));  // Q, 2 × K, 2 × V
-  // With the transform: per stage the key tile's rotary rows (at most D/2 pairs) and positions.
-  static constexpr int kTransformBytes = 2 * kBlockN * (D / 2) * int(sizeof(float2)) + 2 * kBlockN * int(sizeof(int));
+  // With the transform: per stage the tile's rotary rows (rotary_dim / 2 pairs) and positions.
+  static constexpr int transform_bytes(int rotary_dim) {
+    return 2 * kBlockN * (rotary_dim / 2) * int(sizeof(float2)) + 2 * kBlockN * int(sizeof(int));
+  }
 };
 
 /**
@@ -31,8 +33,10 @@ __global__ void __launch_bounds__(kWarps * 32) attention_forward_kernel(const __
   bf16* sQ = reinterpret_cast<bf16*>(smem);
   bf16* sK = sQ + kBlockM * LD;
   bf16* sV = sK + 2 * kBlockN * LD;
-  float2* sRot = reinterpret_cast<float2*>(sV + 2 * kBlockN * LD);  // only with kTransform
-  int* sPos = reinterpret_cast<int*>(sRot + 2 * kBlockN * (D / 2));
+  // Only with kTransform: per stage the tile's rotary rows ([kBlockN][rotary_dim / 2]) and positions.
+  const int rot_half = p.rotary_dim / 2;
+  float2* sRot = reinterpret_cast<float2*>(sV + 2 * kBlockN * LD);
+  int* sPos = reinterpret_cast<int*>(sRot + 2 * kBlockN * rot_half);
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const int q_tile = gridDim.x - 1 - blockIdx.x;  // the longest causal rows first
@@ -56,7 +60,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_forward_kernel(const __
     load_tile_async<D, kBlockN, kThreads>(sK + stage * kBlockN * LD, k + int64_t(n0) * D, p.k_len - n0);
     load_tile_async<D, kBlockN, kThreads>(sV + stage * kBlockN * LD, v + int64_t(n0) * D, p.k_len - n0);
     if constexpr (kTransform)
-      load_transform_inputs_async<kBlockN, kThreads>(sRot + stage * kBlockN * (D / 2), sPos + stage * kBlockN, p, true, b,
+      load_transform_inputs_async<kBlockN, kThreads>(sRot + stage * kBlockN * rot_half, sPos + stage * kBlockN, p, true, b,
                                                      n0, p.k_len - n0);
   };
 
@@ -113,7 +117,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_forward_kernel(const __
     const int n0 = it * kBlockN;
     if (kTransform) {
       transform_tile<D, kBlockN, kThreads>(kS, p, b, n0, min(kBlockN, p.k_len - n0), true, anchor, g_row,
-                                           sRot + stage * kBlockN * (D / 2), sPos + stage * kBlockN);
+                                           sRot + stage * kBlockN * rot_half, sPos + stage * kBlockN);
       __syncthreads();
     }
 
