@@ -19,18 +19,28 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const outPath = outIdx >= 0 ? resolve(args[outIdx + 1]!) : join(root, 'bench', 'results', 'cpu-kernels.md');
 const cpu = getBackend('cpu') as CpuBackend;
 const maxThreads = cpu.threads();
-const budgetMs = quick ? 150 : 600;
+const budgetMs = quick ? 150 : 450;
 
-/** Best (minimum) wall time of `fn` in seconds over at least `minReps` runs and ~budgetMs. */
-function bestTime(fn: () => void, minReps = 3): number {
+const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+const sleep = (ms: number) => Atomics.wait(sleepCell, 0, 0, ms);
+
+/**
+ * Best (minimum) wall time of `fn` in seconds: three rounds of ≥ 2 runs and ≥ budgetMs / 3 each, 400 ms
+ * apart, so that a burst of other work on this shared machine does not spoil every sample of a case.
+ */
+function bestTime(fn: () => void): number {
   fn();  // warm-up (page faults, packing buffers)
-  let best = Infinity, reps = 0;
-  const t0 = performance.now();
-  while (reps < minReps || performance.now() - t0 < budgetMs) {
-    const a = performance.now();
-    fn();
-    best = Math.min(best, performance.now() - a);
-    reps++;
+  let best = Infinity;
+  for (let round = 0; round < 3; round++) {
+    if (round > 0) sleep(400);
+    let reps = 0;
+    const t0 = performance.now();
+    while (reps < 2 || performance.now() - t0 < budgetMs / 3) {
+      const a = performance.now();
+      fn();
+      best = Math.min(best, performance.now() - a);
+      reps++;
+    }
   }
   return best / 1000;
 }
@@ -227,8 +237,8 @@ const lines = [
   `npx tsc -p tsconfig.json && node dist/bench/cpu-kernels.js${quick ? ' --quick' : ''}`,
   '```',
   '',
-  `Run ${new Date().toISOString()}. Times are the best of repeated runs (≥ 3 runs and ≥ ${budgetMs} ms per case); the`,
-  'machine is shared with other work, so the best run is the closest to an idle-machine figure.',
+  `Run ${new Date().toISOString()}. Times are the best of repeated runs (three rounds 400 ms apart, each ≥ 2 runs and`,
+  `≥ ${Math.round(budgetMs / 3)} ms, per case); the machine is shared with other work, so the best run is the closest to an idle-machine figure.`,
   `Load average before / after: ${loadBefore.map((l) => fmt(l)).join(', ')} / ${loadAfter.map((l) => fmt(l)).join(', ')} (1, 5, 15 min).`,
   '',
   '## Machine',
