@@ -2,7 +2,8 @@ import { Tensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
 import { formatShape } from '../tensor/shape.js';
 import { Generator } from '../tensor/random.js';
-import { noGrad } from '../autograd/grad-mode.js';
+import { isGradEnabled, noGrad } from '../autograd/grad-mode.js';
+import { tidy } from '../tensor/scope.js';
 import { linear } from '../ops/matmul.js';
 import { narrow } from '../ops/layout.js';
 import { crossEntropy } from '../ops/nn.js';
@@ -113,7 +114,15 @@ export class Andromeda extends Module {
     const sequence = this.sequenceContext(batch, n, o);
     let x = this.embedding.forward(tokens);
     let layer = 0;
-    for (const block of this.blocks) x = block.forward(x, { sequence, cache: cache?.layers[layer++] ?? null });
+    // Without autograd nothing needs a layer's intermediates after it: free them layer by layer,
+    // so inference memory is one layer's activations, not the whole stack's.
+    const inference = !isGradEnabled();
+    for (const block of this.blocks) {
+      const context = { sequence, cache: cache?.layers[layer++] ?? null };
+      const input = x;
+      x = inference ? tidy(() => block.forward(input, context)) : block.forward(input, context);
+      if (inference && x !== input) input.dispose();
+    }
     if (this.finalNorm) x = this.finalNorm.forward(x);
     return this.logits ? this.logits.forward(x) : linear(x, this.embedding.weight);
   }
