@@ -170,6 +170,8 @@ export interface Backend {
   adamw(param: Dense, grad: Dense, m: Dense, v: Dense, count: number, args: AdamWArgs): void;
   /** Sum of squares of a float buffer, accumulated in float64, returned to the host. */
   sumOfSquares(x: Dense, count: number): number;
+  /** Σx² over several buffers with one wait (the global gradient norm); engines without it loop over sumOfSquares. */
+  sumOfSquaresMany?(items: readonly { x: Dense; count: number }[]): number;
 
   /** Fused attention; engines without it leave these undefined and the reference form is used. */
   attentionForward?(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void;

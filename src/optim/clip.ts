@@ -2,14 +2,21 @@ import type { Tensor } from '../tensor/tensor.js';
 
 /** The global L2 norm of the parameters' gradients (accumulated in float64). */
 export function gradNorm(params: readonly Tensor[]): number {
-  let total = 0;
-  for (const p of params) {
-    if (!p.grad || p.grad.size === 0) continue;
-    const g = p.grad.isContiguous() ? p.grad : p.grad.contiguous();
-    total += p.backend.sumOfSquares(g.dense('gradNorm'), g.size);
-    if (g !== p.grad) g.dispose();
+  const withGrad = params.filter((p) => p.grad && p.grad.size > 0);
+  const grads = withGrad.map((p) => (p.grad!.isContiguous() ? p.grad! : p.grad!.contiguous()));
+  try {
+    let total = 0;
+    // One call per engine, so an asynchronous engine waits once rather than once per parameter.
+    for (const backend of new Set(grads.map((g) => g.backend))) {
+      const mine = grads.filter((g) => g.backend === backend);
+      total += backend.sumOfSquaresMany
+        ? backend.sumOfSquaresMany(mine.map((g) => ({ x: g.dense('gradNorm'), count: g.size })))
+        : mine.reduce((sum, g) => sum + backend.sumOfSquares(g.dense('gradNorm'), g.size), 0);
+    }
+    return Math.sqrt(total);
+  } finally {
+    grads.forEach((g, i) => { if (g !== withGrad[i]!.grad) g.dispose(); });
   }
-  return Math.sqrt(total);
 }
 
 /**
