@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
-import { DTYPE_CODE } from '../tensor/dtype.js';
 import type { AttentionArgs, Dense } from './backend.js';
 import { NativeBackend, at, atOrNull, requireAddon, type NativeKernels } from './native-backend.js';
+import { nativeAttentionConfig, type NativeAttentionConfig } from './attention-config.js';
 
 /** The compiled addon's functions (native/cpu/binding.cc): the shared kernels plus the CPU's own. */
 interface CpuAddon extends NativeKernels {
@@ -9,61 +9,17 @@ interface CpuAddon extends NativeKernels {
   cpuInfo(): CpuInfo;
   limitIsa(isa: CpuIsa): CpuIsa;
   probeCpu(): { clockGHz: number; fmaGflops512: number; fmaGflops256: number };
-  attentionForward(q: number, k: number, v: number, out: number, lse: number, config: AttentionConfig): void;
+  attentionForward(q: number, k: number, v: number, out: number, lse: number, config: NativeAttentionConfig): void;
   attentionBackward(q: number, k: number, v: number, out: number, lse: number, gradOut: number,
-    gradQ: number, gradK: number, gradV: number, gradKeyScale: number | null, config: AttentionConfig): void;
+    gradQ: number, gradK: number, gradV: number, gradKeyScale: number | null, config: NativeAttentionConfig): void;
 }
 
-/** AttentionArgs as the addon reads them (native/cpu/binding.cc, attention_args). */
-interface AttentionConfig {
-  dtype: number;
-  lseDtype: number;
-  keyScaleDtype: number;
-  batch: number;
-  heads: number;
-  kvHeads: number;
-  queryLen: number;
-  keyLen: number;
-  headDim: number;
-  scale: number;
-  causal: boolean;
-  queryOffset: number;
-  alibiSlopes: Float32Array | null;
-  rotaryDim: number;
-  rotaryInvFreq: Float32Array | null;
-  xposScaleBase: number;
-  keyScale: number | null;
-  queryPositions: number | null;
-  keyPositions: number | null;
-  querySegments: number | null;
-  keySegments: number | null;
-}
 
-function attentionConfig(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, a: AttentionArgs, grads: readonly Dense[] = []): AttentionConfig {
-  const fail = (m: string): never => { throw new Error(`attention: ${m}`); };
-  for (const [name, d] of [['k', k], ['v', v], ['out', out], ...grads.map((g, i) => [`grad${i}`, g] as const)] as const) {
-    if (d.dtype !== q.dtype) fail(`${name} is ${d.dtype} but q is ${q.dtype}`);
-  }
-  if (q.dtype !== 'float32' && q.dtype !== 'float64' && q.dtype !== 'bfloat16') fail(`unsupported dtype ${q.dtype}`);
-  if (lse.dtype !== 'float32' && lse.dtype !== 'float64') fail(`lse must be float32 or float64, got ${lse.dtype}`);
-  for (const [name, d] of [['queryPositions', a.queryPositions], ['keyPositions', a.keyPositions],
-    ['querySegments', a.querySegments], ['keySegments', a.keySegments]] as const) {
-    if (d && d.dtype !== 'int32') fail(`${name} must be int32, got ${d.dtype}`);
-  }
-  if (a.alibiSlopes && a.alibiSlopes.length < a.heads) fail(`alibiSlopes has ${a.alibiSlopes.length} entries for ${a.heads} heads`);
-  if (a.rotaryDim > 0 && (!a.rotaryInvFreq || a.rotaryInvFreq.length < a.rotaryDim / 2)) {
-    fail(`rotaryDim ${a.rotaryDim} needs ${a.rotaryDim / 2} inverse frequencies`);
-  }
-  return {
-    dtype: DTYPE_CODE[q.dtype], lseDtype: DTYPE_CODE[lse.dtype],
-    keyScaleDtype: a.keyScale ? DTYPE_CODE[a.keyScale.dtype] : DTYPE_CODE.float32,
-    batch: a.batch, heads: a.heads, kvHeads: a.kvHeads, queryLen: a.queryLen, keyLen: a.keyLen, headDim: a.headDim,
-    scale: a.scale, causal: a.causal, queryOffset: a.queryOffset,
-    alibiSlopes: a.alibiSlopes, rotaryDim: a.rotaryDim, rotaryInvFreq: a.rotaryInvFreq, xposScaleBase: a.xposScaleBase,
-    keyScale: atOrNull(a.keyScale),
-    queryPositions: atOrNull(a.queryPositions), keyPositions: atOrNull(a.keyPositions),
-    querySegments: atOrNull(a.querySegments), keySegments: atOrNull(a.keySegments),
-  };
+function attentionConfig(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, a: AttentionArgs, grads: readonly Dense[] = []): NativeAttentionConfig {
+  if (q.dtype !== 'float32' && q.dtype !== 'float64' && q.dtype !== 'bfloat16') throw new Error(`attention: unsupported dtype ${q.dtype}`);
+  if (lse.dtype !== 'float32' && lse.dtype !== 'float64') throw new Error(`attention: lse must be float32 or float64, got ${lse.dtype}`);
+  const operands: [string, Dense][] = [['k', k], ['v', v], ['out', out], ...grads.map((g, i): [string, Dense] => [`grad${i}`, g])];
+  return nativeAttentionConfig('attention', q, operands, lse, a);
 }
 
 /** SIMD instruction sets the CPU kernels are compiled for (chosen at run time). */

@@ -1,0 +1,57 @@
+// The fused-attention arguments as both native addons read them (native/cpu/binding.cc and
+// native/cuda/attention/binding_attention.cc): sizes, flags, host arrays, and device addresses.
+import { DTYPE_CODE } from '../tensor/dtype.js';
+import type { AttentionArgs, Dense } from './backend.js';
+import { atOrNull } from './native-backend.js';
+
+export interface NativeAttentionConfig {
+  dtype: number;
+  lseDtype: number;
+  keyScaleDtype: number;
+  batch: number;
+  heads: number;
+  kvHeads: number;
+  queryLen: number;
+  keyLen: number;
+  headDim: number;
+  scale: number;
+  causal: boolean;
+  queryOffset: number;
+  alibiSlopes: Float32Array | null;
+  rotaryDim: number;
+  rotaryInvFreq: Float32Array | null;
+  xposScaleBase: number;
+  keyScale: number | null;
+  queryPositions: number | null;
+  keyPositions: number | null;
+  querySegments: number | null;
+  keySegments: number | null;
+}
+
+/**
+ * Checks what every engine needs (operands share q's dtype, index tensors are int32, enough slopes and
+ * inverse frequencies) and builds the config; `label` prefixes the errors ("attention (cuda)").
+ * Engine-specific dtype rules stay with each engine.
+ */
+export function nativeAttentionConfig(label: string, q: Dense, operands: readonly [string, Dense][], lse: Dense, a: AttentionArgs): NativeAttentionConfig {
+  const fail = (m: string): never => { throw new Error(`${label}: ${m}`); };
+  for (const [name, d] of operands) if (d.dtype !== q.dtype) fail(`${name} is ${d.dtype} but q is ${q.dtype}`);
+  for (const [name, d] of [['queryPositions', a.queryPositions], ['keyPositions', a.keyPositions],
+    ['querySegments', a.querySegments], ['keySegments', a.keySegments]] as const) {
+    if (d && d.dtype !== 'int32') fail(`${name} must be int32, got ${d.dtype}`);
+  }
+  if (a.alibiSlopes && a.alibiSlopes.length < a.heads) fail(`alibiSlopes has ${a.alibiSlopes.length} entries for ${a.heads} heads`);
+  if (a.rotaryDim > 0 && (!a.rotaryInvFreq || a.rotaryInvFreq.length < a.rotaryDim / 2)) {
+    fail(`rotaryDim ${a.rotaryDim} needs ${a.rotaryDim / 2} inverse frequencies`);
+  }
+  return {
+    dtype: DTYPE_CODE[q.dtype], lseDtype: DTYPE_CODE[lse.dtype],
+    keyScaleDtype: a.keyScale ? DTYPE_CODE[a.keyScale.dtype] : DTYPE_CODE.float32,
+    batch: a.batch, heads: a.heads, kvHeads: a.kvHeads, queryLen: a.queryLen, keyLen: a.keyLen, headDim: a.headDim,
+    scale: a.scale, causal: a.causal, queryOffset: a.queryOffset,
+    alibiSlopes: a.alibiSlopes, rotaryDim: a.rotaryDim, rotaryInvFreq: a.rotaryInvFreq, xposScaleBase: a.xposScaleBase,
+    keyScale: atOrNull(a.keyScale),
+    queryPositions: atOrNull(a.queryPositions), keyPositions: atOrNull(a.keyPositions),
+    querySegments: atOrNull(a.querySegments), keySegments: atOrNull(a.keySegments),
+  };
+}
