@@ -11,43 +11,20 @@
 #include <vector>
 
 #include "../common/dtype.h"
+#include "../common/napi_args.h"
 #include "gemm.h"
 #include "kernels.h"
 #include "parallel.h"
 #include "simd.h"
 
 using namespace andromeda;
+using namespace andromeda::napi_args;
 
 namespace {
 
 std::mutex g_mutex;
 std::unordered_map<uintptr_t, size_t> g_sizes;
 size_t g_allocated = 0, g_peak = 0;
-
-char* ptr_of(const Napi::Value& v) { return reinterpret_cast<char*>(uintptr_t(v.As<Napi::Number>().DoubleValue())); }
-int64_t i64(const Napi::Value& v) { return int64_t(v.As<Napi::Number>().DoubleValue()); }
-int i32(const Napi::Value& v) { return v.As<Napi::Number>().Int32Value(); }
-double f64(const Napi::Value& v) { return v.As<Napi::Number>().DoubleValue(); }
-// A null buffer is passed as 0.
-char* opt_ptr(const Napi::Value& v) { return v.IsNumber() ? ptr_of(v) : nullptr; }
-
-std::vector<int64_t> int_array(const Napi::Value& v) {
-  Napi::Array arr = v.As<Napi::Array>();
-  std::vector<int64_t> out(arr.Length());
-  for (uint32_t i = 0; i < arr.Length(); i++) out[i] = int64_t(arr.Get(i).As<Napi::Number>().DoubleValue());
-  return out;
-}
-
-// Runs a kernel, turning C++ exceptions into JavaScript errors instead of aborting the process.
-template <typename Fn>
-Napi::Value guarded(const Napi::CallbackInfo& info, Fn fn) {
-  try {
-    return fn();
-  } catch (const std::exception& e) {
-    Napi::Error::New(info.Env(), std::string("cpu engine: ") + e.what()).ThrowAsJavaScriptException();
-    return info.Env().Undefined();
-  }
-}
 
 Napi::Value Alloc(const Napi::CallbackInfo& info) {
   const size_t bytes = size_t(i64(info[0]));
@@ -118,7 +95,7 @@ Napi::Value Download(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Copy(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {
+  return guarded(info, "cpu engine", [&] {
     // (srcDtype, src, srcStrides, dstDtype, dst, dstStrides, shape)
     auto ss = int_array(info[2]), ds = int_array(info[5]), shape = int_array(info[6]);
     cpu::copy_strided(i32(info[0]), ptr_of(info[1]), ss.data(), i32(info[3]), ptr_of(info[4]), ds.data(), shape.data(), int(shape.size()));
@@ -127,28 +104,28 @@ Napi::Value Copy(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Fill(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {
+  return guarded(info, "cpu engine", [&] {
     cpu::fill(i32(info[0]), ptr_of(info[1]), i64(info[2]), f64(info[3]));
     return info.Env().Undefined();
   });
 }
 
 Napi::Value Unary(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {  // (op, dtype, x, out, count, scalar)
+  return guarded(info, "cpu engine", [&] {  // (op, dtype, x, out, count, scalar)
     cpu::unary(i32(info[0]), i32(info[1]), ptr_of(info[2]), ptr_of(info[3]), i64(info[4]), f64(info[5]));
     return info.Env().Undefined();
   });
 }
 
 Napi::Value UnaryGrad(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {  // (op, dtype, x, gy, gx, count)
+  return guarded(info, "cpu engine", [&] {  // (op, dtype, x, gy, gx, count)
     cpu::unary_grad(i32(info[0]), i32(info[1]), ptr_of(info[2]), ptr_of(info[3]), ptr_of(info[4]), i64(info[5]));
     return info.Env().Undefined();
   });
 }
 
 Napi::Value Binary(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {  // (op, dtype, a, aStrides, b, bStrides, out, shape)
+  return guarded(info, "cpu engine", [&] {  // (op, dtype, a, aStrides, b, bStrides, out, shape)
     auto sa = int_array(info[3]), sb = int_array(info[5]), shape = int_array(info[7]);
     cpu::binary(i32(info[0]), i32(info[1]), ptr_of(info[2]), sa.data(), ptr_of(info[4]), sb.data(), ptr_of(info[6]), shape.data(), int(shape.size()));
     return info.Env().Undefined();
@@ -156,14 +133,14 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Reduce(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {  // (op, dtype, x, out, outer, size, inner)
+  return guarded(info, "cpu engine", [&] {  // (op, dtype, x, out, outer, size, inner)
     cpu::reduce(i32(info[0]), i32(info[1]), ptr_of(info[2]), ptr_of(info[3]), i64(info[4]), i64(info[5]), i64(info[6]));
     return info.Env().Undefined();
   });
 }
 
 Napi::Value Gemm(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {
+  return guarded(info, "cpu engine", [&] {
     // (dtype, transA, transB, m, n, k, alpha, a, lda, strideA, b, ldb, strideB, beta, c, ldc, strideC, batch)
     cpu::GemmArgs g;
     g.dtype = i32(info[0]);
@@ -182,21 +159,21 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Softmax(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {  // (dtype, x, out, rows, cols, log)
+  return guarded(info, "cpu engine", [&] {  // (dtype, x, out, rows, cols, log)
     cpu::softmax(i32(info[0]), ptr_of(info[1]), ptr_of(info[2]), i64(info[3]), i64(info[4]), info[5].As<Napi::Boolean>().Value());
     return info.Env().Undefined();
   });
 }
 
 Napi::Value SoftmaxGrad(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {  // (dtype, y, gy, gx, rows, cols, log)
+  return guarded(info, "cpu engine", [&] {  // (dtype, y, gy, gx, rows, cols, log)
     cpu::softmax_grad(i32(info[0]), ptr_of(info[1]), ptr_of(info[2]), ptr_of(info[3]), i64(info[4]), i64(info[5]), info[6].As<Napi::Boolean>().Value());
     return info.Env().Undefined();
   });
 }
 
 Napi::Value Norm(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {  // (rms, dtype, x, weight|null, bias|null, out, stats, rows, cols, eps)
+  return guarded(info, "cpu engine", [&] {  // (rms, dtype, x, weight|null, bias|null, out, stats, rows, cols, eps)
     cpu::norm(info[0].As<Napi::Boolean>().Value(), i32(info[1]), ptr_of(info[2]), opt_ptr(info[3]), opt_ptr(info[4]),
               ptr_of(info[5]), ptr_of(info[6]), i64(info[7]), i64(info[8]), f64(info[9]));
     return info.Env().Undefined();
@@ -204,7 +181,7 @@ Napi::Value Norm(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NormGrad(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {  // (rms, dtype, x, weight|null, stats, gy, gx, gw|null, gb|null, rows, cols)
+  return guarded(info, "cpu engine", [&] {  // (rms, dtype, x, weight|null, stats, gy, gx, gw|null, gb|null, rows, cols)
     cpu::norm_grad(info[0].As<Napi::Boolean>().Value(), i32(info[1]), ptr_of(info[2]), opt_ptr(info[3]), ptr_of(info[4]),
                    ptr_of(info[5]), ptr_of(info[6]), opt_ptr(info[7]), opt_ptr(info[8]), i64(info[9]), i64(info[10]));
     return info.Env().Undefined();
@@ -212,7 +189,7 @@ Napi::Value NormGrad(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {  // (dtype, logits, targets, losses, lse, rows, vocab, ignore)
+  return guarded(info, "cpu engine", [&] {  // (dtype, logits, targets, losses, lse, rows, vocab, ignore)
     cpu::cross_entropy(i32(info[0]), ptr_of(info[1]), reinterpret_cast<const int32_t*>(ptr_of(info[2])), ptr_of(info[3]),
                        ptr_of(info[4]), i64(info[5]), i64(info[6]), i64(info[7]));
     return info.Env().Undefined();
@@ -220,7 +197,7 @@ Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value CrossEntropyGrad(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {  // (dtype, logits, targets, lse, gradLoss, gradLogits, rows, vocab, ignore)
+  return guarded(info, "cpu engine", [&] {  // (dtype, logits, targets, lse, gradLoss, gradLogits, rows, vocab, ignore)
     cpu::cross_entropy_grad(i32(info[0]), ptr_of(info[1]), reinterpret_cast<const int32_t*>(ptr_of(info[2])), ptr_of(info[3]),
                             ptr_of(info[4]), ptr_of(info[5]), i64(info[6]), i64(info[7]), i64(info[8]));
     return info.Env().Undefined();
@@ -228,7 +205,7 @@ Napi::Value CrossEntropyGrad(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Embedding(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {  // (dtype, table, ids, out, count, dim, vocab) -> bad position or -1
+  return guarded(info, "cpu engine", [&] {  // (dtype, table, ids, out, count, dim, vocab) -> bad position or -1
     const int64_t bad = cpu::embedding(i32(info[0]), ptr_of(info[1]), reinterpret_cast<const int32_t*>(ptr_of(info[2])),
                                        ptr_of(info[3]), i64(info[4]), i64(info[5]), i64(info[6]));
     return Napi::Number::New(info.Env(), double(bad));
@@ -236,7 +213,7 @@ Napi::Value Embedding(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value EmbeddingGrad(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {  // (dtype, ids, gy, gtable, count, dim)
+  return guarded(info, "cpu engine", [&] {  // (dtype, ids, gy, gtable, count, dim)
     cpu::embedding_grad(i32(info[0]), reinterpret_cast<const int32_t*>(ptr_of(info[1])), ptr_of(info[2]), ptr_of(info[3]),
                         i64(info[4]), i64(info[5]));
     return info.Env().Undefined();
@@ -244,14 +221,14 @@ Napi::Value EmbeddingGrad(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Dropout(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {  // (dtype, x, out, count, p, seed)
+  return guarded(info, "cpu engine", [&] {  // (dtype, x, out, count, p, seed)
     cpu::dropout(i32(info[0]), ptr_of(info[1]), ptr_of(info[2]), i64(info[3]), f64(info[4]), uint64_t(f64(info[5])));
     return info.Env().Undefined();
   });
 }
 
 Napi::Value AdamW(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {
+  return guarded(info, "cpu engine", [&] {
     // (param, gradDtype, grad, m, v, count, lr, beta1, beta2, eps, weightDecay, bc1, bc2, gradScale)
     cpu::AdamWArgs a{f64(info[6]), f64(info[7]), f64(info[8]), f64(info[9]), f64(info[10]), f64(info[11]), f64(info[12]), f64(info[13])};
     cpu::adamw(reinterpret_cast<float*>(ptr_of(info[0])), i32(info[1]), ptr_of(info[2]), reinterpret_cast<float*>(ptr_of(info[3])),
@@ -261,7 +238,7 @@ Napi::Value AdamW(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SumOfSquares(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {  // (dtype, x, count)
+  return guarded(info, "cpu engine", [&] {  // (dtype, x, count)
     return Napi::Number::New(info.Env(), cpu::sum_of_squares(i32(info[0]), ptr_of(info[1]), i64(info[2])));
   });
 }
@@ -300,7 +277,7 @@ cpu::AttentionArgs attention_args(const Napi::Object& o) {
 }
 
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {  // (q, k, v, out, lse, config)
+  return guarded(info, "cpu engine", [&] {  // (q, k, v, out, lse, config)
     const cpu::AttentionArgs a = attention_args(info[5].As<Napi::Object>());
     cpu::attention_forward(a, ptr_of(info[0]), ptr_of(info[1]), ptr_of(info[2]), ptr_of(info[3]), ptr_of(info[4]));
     return info.Env().Undefined();
@@ -308,7 +285,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {  // (q, k, v, out, lse, gradOut, gradQ, gradK, gradV, gradKeyScale|null, config)
+  return guarded(info, "cpu engine", [&] {  // (q, k, v, out, lse, gradOut, gradQ, gradK, gradV, gradKeyScale|null, config)
     const cpu::AttentionArgs a = attention_args(info[10].As<Napi::Object>());
     cpu::attention_backward(a, ptr_of(info[0]), ptr_of(info[1]), ptr_of(info[2]), ptr_of(info[3]), ptr_of(info[4]),
                             ptr_of(info[5]), ptr_of(info[6]), ptr_of(info[7]), ptr_of(info[8]), opt_ptr(info[9]));

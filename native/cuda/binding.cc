@@ -6,65 +6,41 @@
 #include <stdexcept>
 #include <vector>
 
+#include "../common/napi_args.h"
 #include "engine.h"
 
 namespace cu = andromeda::cuda;
+using namespace andromeda::napi_args;
 
 namespace {
 
-char* ptr_of(const Napi::Value& v) { return reinterpret_cast<char*>(uintptr_t(v.As<Napi::Number>().DoubleValue())); }
-int64_t i64(const Napi::Value& v) { return int64_t(v.As<Napi::Number>().DoubleValue()); }
-int i32(const Napi::Value& v) { return v.As<Napi::Number>().Int32Value(); }
-double f64(const Napi::Value& v) { return v.As<Napi::Number>().DoubleValue(); }
-bool flag(const Napi::Value& v) { return v.As<Napi::Boolean>().Value(); }
-// A null buffer is passed as null.
-char* opt_ptr(const Napi::Value& v) { return v.IsNumber() ? ptr_of(v) : nullptr; }
 const int32_t* ids_of(const Napi::Value& v) { return reinterpret_cast<const int32_t*>(ptr_of(v)); }
-
-std::vector<int64_t> int_array(const Napi::Value& v) {
-  Napi::Array arr = v.As<Napi::Array>();
-  std::vector<int64_t> out(arr.Length());
-  for (uint32_t i = 0; i < arr.Length(); i++) out[i] = int64_t(arr.Get(i).As<Napi::Number>().DoubleValue());
-  return out;
-}
-
-template <typename Fn>
-Napi::Value guarded(const Napi::CallbackInfo& info, Fn fn) {
-  try {
-    return fn();
-  } catch (const std::range_error& e) {
-    Napi::RangeError::New(info.Env(), std::string("cuda engine: ") + e.what()).ThrowAsJavaScriptException();
-  } catch (const std::exception& e) {
-    Napi::Error::New(info.Env(), std::string("cuda engine: ") + e.what()).ThrowAsJavaScriptException();
-  }
-  return info.Env().Undefined();
-}
 
 #define VOID_KERNEL(name, ...)                                  \
   Napi::Value name(const Napi::CallbackInfo& info) {            \
-    return guarded(info, [&] {                                  \
+    return guarded(info, "cuda engine", [&] {                                  \
       __VA_ARGS__;                                              \
       return info.Env().Undefined();                            \
     });                                                         \
   }
 
 Napi::Value DeviceCount(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] { return Napi::Number::New(info.Env(), cu::device_count()); });
+  return guarded(info, "cuda engine", [&] { return Napi::Number::New(info.Env(), cu::device_count()); });
 }
 
 Napi::Value Init(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {
+  return guarded(info, "cuda engine", [&] {
     cu::init(i32(info[0]));
     return Napi::String::New(info.Env(), cu::device_description());
   });
 }
 
 Napi::Value GemmLibrary(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] { return Napi::String::New(info.Env(), cu::gemm_library()); });
+  return guarded(info, "cuda engine", [&] { return Napi::String::New(info.Env(), cu::gemm_library()); });
 }
 
 Napi::Value Alloc(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] { return Napi::Number::New(info.Env(), double(uintptr_t(cu::alloc(size_t(i64(info[0])))))); });
+  return guarded(info, "cuda engine", [&] { return Napi::Number::New(info.Env(), double(uintptr_t(cu::alloc(size_t(i64(info[0])))))); });
 }
 
 VOID_KERNEL(Free, cu::free(ptr_of(info[0])))
@@ -74,7 +50,7 @@ VOID_KERNEL(EmptyCache, cu::empty_cache())
 VOID_KERNEL(SetMemoryLimit, cu::set_memory_limit(size_t(i64(info[0]))))
 
 Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {
+  return guarded(info, "cuda engine", [&] {
     const cu::MemoryStats s = cu::memory_stats();
     Napi::Object o = Napi::Object::New(info.Env());
     o.Set("allocated", double(s.allocated));
@@ -97,7 +73,7 @@ VOID_KERNEL(Upload, {
 
 // download(src, byteOffset, bytes) -> ArrayBuffer
 Napi::Value Download(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {
+  return guarded(info, "cuda engine", [&] {
     const size_t bytes = size_t(i64(info[2]));
     Napi::ArrayBuffer out = Napi::ArrayBuffer::New(info.Env(), bytes);
     cu::download(out.Data(), ptr_of(info[0]) + i64(info[1]), bytes);
@@ -159,7 +135,7 @@ VOID_KERNEL(CrossEntropyGrad, cu::cross_entropy_grad(i32(info[0]), ptr_of(info[1
 
 // (dtype, table, ids, out, count, dim, vocab) -> first bad position or -1
 Napi::Value Embedding(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {
+  return guarded(info, "cuda engine", [&] {
     const int64_t bad = cu::embedding(i32(info[0]), ptr_of(info[1]), ids_of(info[2]), ptr_of(info[3]), i64(info[4]), i64(info[5]), i64(info[6]));
     return Napi::Number::New(info.Env(), double(bad));
   });
@@ -177,7 +153,7 @@ VOID_KERNEL(AdamW, {
 })
 // (dtype, x, count) -> number
 Napi::Value SumOfSquares(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] { return Napi::Number::New(info.Env(), cu::sum_of_squares(i32(info[0]), ptr_of(info[1]), i64(info[2]))); });
+  return guarded(info, "cuda engine", [&] { return Napi::Number::New(info.Env(), cu::sum_of_squares(i32(info[0]), ptr_of(info[1]), i64(info[2]))); });
 }
 
 }  // namespace
@@ -189,7 +165,7 @@ namespace {
 
 // (dtypes[], ptrs[], counts[]) -> number
 Napi::Value SumOfSquaresMany(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {
+  return guarded(info, "cuda engine", [&] {
     auto dtypes = int_array(info[0]), ptrs = int_array(info[1]), counts = int_array(info[2]);
     if (dtypes.size() != ptrs.size() || ptrs.size() != counts.size()) throw std::invalid_argument("sumOfSquaresMany: array lengths differ");
     std::vector<cu::SquaresInput> inputs(dtypes.size());

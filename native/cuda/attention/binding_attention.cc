@@ -6,13 +6,13 @@
 #include <stdexcept>
 #include <string>
 
+#include "../../common/napi_args.h"
 #include "attention.h"
 
 namespace andromeda::cuda {
 namespace {
 
-char* address(const Napi::Value& v) { return reinterpret_cast<char*>(uintptr_t(v.As<Napi::Number>().DoubleValue())); }
-char* optional_address(const Napi::Value& v) { return v.IsNumber() ? address(v) : nullptr; }
+using namespace andromeda::napi_args;
 
 const float* float32_array(const Napi::Object& o, const char* name) {
   const Napi::Value v = o.Get(name);
@@ -41,41 +41,31 @@ AttentionProblem problem_of(const Napi::Object& o) {
   p.rotary_dim = int(number(o, "rotaryDim"));
   p.rotary_inv_freq = float32_array(o, "rotaryInvFreq");
   p.xpos_scale_base = number(o, "xposScaleBase");
-  p.key_scale = reinterpret_cast<const float*>(optional_address(o.Get("keyScale")));
-  p.q_positions = reinterpret_cast<const int32_t*>(optional_address(o.Get("queryPositions")));
-  p.k_positions = reinterpret_cast<const int32_t*>(optional_address(o.Get("keyPositions")));
-  p.q_segments = reinterpret_cast<const int32_t*>(optional_address(o.Get("querySegments")));
-  p.k_segments = reinterpret_cast<const int32_t*>(optional_address(o.Get("keySegments")));
+  p.key_scale = reinterpret_cast<const float*>(opt_ptr(o.Get("keyScale")));
+  p.q_positions = reinterpret_cast<const int32_t*>(opt_ptr(o.Get("queryPositions")));
+  p.k_positions = reinterpret_cast<const int32_t*>(opt_ptr(o.Get("keyPositions")));
+  p.q_segments = reinterpret_cast<const int32_t*>(opt_ptr(o.Get("querySegments")));
+  p.k_segments = reinterpret_cast<const int32_t*>(opt_ptr(o.Get("keySegments")));
   return p;
-}
-
-template <typename Fn>
-Napi::Value guarded(const Napi::CallbackInfo& info, Fn fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    Napi::Error::New(info.Env(), std::string("cuda engine: ") + e.what()).ThrowAsJavaScriptException();
-  }
-  return info.Env().Undefined();
 }
 
 // (q, k, v, out, lse, config, path) with path 0 auto, 1 tiled, 2 decode
 Napi::Value Forward(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {
+  return guarded(info, "cuda engine", [&] {
     const AttentionPath path = info.Length() > 6 && info[6].IsNumber() ? AttentionPath(info[6].As<Napi::Number>().Int32Value())
                                                                        : AttentionPath::Auto;
-    attention_forward(problem_of(info[5].As<Napi::Object>()), address(info[0]), address(info[1]), address(info[2]),
-                      address(info[3]), reinterpret_cast<float*>(address(info[4])), path);
+    attention_forward(problem_of(info[5].As<Napi::Object>()), ptr_of(info[0]), ptr_of(info[1]), ptr_of(info[2]),
+                      ptr_of(info[3]), reinterpret_cast<float*>(ptr_of(info[4])), path);
   });
 }
 
 // (q, k, v, out, lse, gradOut, gradQ, gradK, gradV, gradKeyScale | null, config)
 Napi::Value Backward(const Napi::CallbackInfo& info) {
-  return guarded(info, [&] {
-    attention_backward(problem_of(info[10].As<Napi::Object>()), address(info[0]), address(info[1]), address(info[2]),
-                       address(info[3]), reinterpret_cast<const float*>(address(info[4])), address(info[5]),
-                       address(info[6]), address(info[7]), address(info[8]),
-                       reinterpret_cast<float*>(optional_address(info[9])));
+  return guarded(info, "cuda engine", [&] {
+    attention_backward(problem_of(info[10].As<Napi::Object>()), ptr_of(info[0]), ptr_of(info[1]), ptr_of(info[2]),
+                       ptr_of(info[3]), reinterpret_cast<const float*>(ptr_of(info[4])), ptr_of(info[5]),
+                       ptr_of(info[6]), ptr_of(info[7]), ptr_of(info[8]),
+                       reinterpret_cast<float*>(opt_ptr(info[9])));
   });
 }
 
