@@ -197,7 +197,7 @@ function fusedAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor {
   const scaleDType: DType = q.dtype === 'float64' ? 'float64' : 'float32';
   let keyScale32: Tensor | null = null;
   if (p.keyScale) {
-    keyScale32 = p.keyScale.dtype === scaleDType ? dense(p.keyScale) : castRaw(p.keyScale, scaleDType);
+    keyScale32 = p.keyScale.dtype === scaleDType ? dense(p.keyScale) : contiguousRaw(p.keyScale, scaleDType);
     if (keyScale32 !== p.keyScale && !temps.includes(keyScale32)) temps.push(keyScale32);
   }
   const args: AttentionArgs = {
@@ -233,17 +233,11 @@ function fusedAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor {
     if (gc !== g) gc.dispose();
     let gScale: Tensor | null = gks;
     if (gks && p.keyScale!.dtype !== scaleDType) {
-      gScale = castRaw(gks, p.keyScale!.dtype);
+      gScale = contiguousRaw(gks, p.keyScale!.dtype);
       gks.dispose();
     }
     return p.keyScale ? [gq, gk, gv, gScale] : [gq, gk, gv];
   });
-}
-
-function castRaw(x: Tensor, dtype: DType): Tensor {
-  const out = emptyLike(x, x.shape, dtype);
-  if (out.size > 0) x.backend.copy(x.strided(), out.strided(), x.shape);
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------

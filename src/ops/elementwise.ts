@@ -1,46 +1,31 @@
 // Elementwise arithmetic with numpy broadcasting, and the unary maps, each with its gradient.
 import type { BinaryOp, UnaryGradOp, UnaryOp } from '../backend/backend.js';
 import { Tensor } from '../tensor/tensor.js';
-import { broadcastShapes } from '../tensor/shape.js';
 import { record } from '../autograd/tape.js';
 import { assertFloat, assertSameDType, assertSameDevice, emptyLike } from './util.js';
 import { sumTo } from './layout.js';
-import { broadcastStrides } from './raw.js';
+import { binaryRaw, contiguousRaw } from './raw.js';
 
 
 function binaryKernel(op: BinaryOp, a: Tensor, b: Tensor, name: string): Tensor {
   assertSameDevice(name, { a, b });
   assertSameDType(name, { a, b });
-  const shape = broadcastShapes(a.shape, b.shape, name);
-  const out = emptyLike(a, shape);
-  if (out.size > 0) {
-    a.backend.binary(op,
-      { ...a.strided(name), strides: broadcastStrides(a, shape) },
-      { ...b.strided(name), strides: broadcastStrides(b, shape) },
-      out.dense(), shape);
-  }
-  return out;
+  return binaryRaw(op, a, b, name);
 }
 
 export function unaryKernel(op: UnaryOp, x: Tensor, scalarArg = 0, name: string = op): Tensor {
   x.assertAlive(name, 'x');
   assertFloat(name, 'x', x);
-  const src = x.isContiguous() ? x : cloneRaw(x);
+  const src = x.isContiguous() ? x : contiguousRaw(x);
   const out = emptyLike(x);
   if (out.size > 0) x.backend.unary(op, src.dense(name), out.dense(), out.size, scalarArg);
   if (src !== x) src.dispose();
   return out;
 }
 
-function cloneRaw(x: Tensor): Tensor {
-  const c = emptyLike(x);
-  if (c.size > 0) x.backend.copy(x.strided(), c.strided(), x.shape);
-  return c;
-}
-
 function unaryGradKernel(op: UnaryGradOp, x: Tensor, g: Tensor): Tensor {
-  const xs = x.isContiguous() ? x : cloneRaw(x);
-  const gs = g.isContiguous() ? g : cloneRaw(g);
+  const xs = x.isContiguous() ? x : contiguousRaw(x);
+  const gs = g.isContiguous() ? g : contiguousRaw(g);
   const out = emptyLike(x);
   if (out.size > 0) x.backend.unaryGrad(op, xs.dense(), gs.dense(), out.dense(), out.size);
   if (xs !== x) xs.dispose();

@@ -180,7 +180,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, o: CrossEntropyOpt
   return record(out, op, [logits], (g) => {
     // Per-row upstream gradient in the statistics dtype.
     const perRow = emptyLike(logits, [rows], sdt);
-    const gs = g.dtype === sdt ? asContiguous(g) : castRaw(g, sdt);
+    const gs = g.dtype === sdt ? asContiguous(g) : contiguousRaw(g, sdt);
     if (reduction === 'none') logits.backend.copy(gs.strided(), { ...perRow.dense(), strides: contiguousStrides(rowShape) }, rowShape);
     else {
       const scaled = emptyLike(gs, []);
@@ -194,12 +194,6 @@ export function crossEntropy(logits: Tensor, targets: Tensor, o: CrossEntropyOpt
     perRow.dispose();
     return [gl];
   });
-}
-
-function castRaw(x: Tensor, dtype: 'float32' | 'float64'): Tensor {
-  const out = emptyLike(x, x.shape, dtype);
-  if (out.size > 0) x.backend.copy(x.strided(), out.strided(), x.shape);
-  return out;
 }
 
 /**

@@ -1,6 +1,7 @@
 // Unrecorded engine calls shared by the ops' backward passes.
 import type { BinaryOp } from '../backend/backend.js';
 import { Tensor } from '../tensor/tensor.js';
+import type { DType } from '../tensor/dtype.js';
 import { broadcastShapes } from '../tensor/shape.js';
 import { emptyLike } from './util.js';
 
@@ -9,21 +10,19 @@ function broadcastStrides(t: Tensor, shape: readonly number[]): number[] {
   return shape.map((d, i) => (i < lead || t.shape[i - lead] !== d ? 0 : t.strides[i - lead]!));
 }
 
-/** a op b with broadcasting, never recorded for autograd. */
-export function binaryRaw(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
-  const shape = broadcastShapes(a.shape, b.shape, op);
+/** a op b with broadcasting, never recorded for autograd; `name` is the op named in errors. */
+export function binaryRaw(op: BinaryOp, a: Tensor, b: Tensor, name: string = op): Tensor {
+  const shape = broadcastShapes(a.shape, b.shape, name);
   const out = emptyLike(a, shape);
   if (out.size > 0) {
-    a.backend.binary(op, { ...a.strided(op), strides: broadcastStrides(a, shape) }, { ...b.strided(op), strides: broadcastStrides(b, shape) }, out.dense(), shape);
+    a.backend.binary(op, { ...a.strided(name), strides: broadcastStrides(a, shape) }, { ...b.strided(name), strides: broadcastStrides(b, shape) }, out.dense(), shape);
   }
   return out;
 }
 
-export { broadcastStrides };
-
-/** A contiguous copy of `x` (or `x` itself when already contiguous is not wanted: always copies). */
-export function contiguousRaw(x: Tensor): Tensor {
-  const c = emptyLike(x);
+/** A contiguous copy of `x` (always a copy), converted to `dtype`; never recorded for autograd. */
+export function contiguousRaw(x: Tensor, dtype: DType = x.dtype): Tensor {
+  const c = emptyLike(x, x.shape, dtype);
   if (c.size > 0) x.backend.copy(x.strided('contiguous'), c.strided(), x.shape);
   return c;
 }

@@ -4,7 +4,8 @@ import { Tensor } from '../tensor/tensor.js';
 import { record } from '../autograd/tape.js';
 import { emptyLike, normalizeAxes } from './util.js';
 import { contiguous, expand, reshape } from './layout.js';
-import { binaryRaw } from './raw.js';
+import { binaryRaw, contiguousRaw } from './raw.js';
+import { contiguousStrides } from '../tensor/shape.js';
 
 /** Reduces one axis of a contiguous tensor with the engine kernel (no autograd). */
 function reduceAxis(op: ReduceOp, x: Tensor, axis: number): Tensor {
@@ -33,22 +34,9 @@ export function reduceRaw(op: ReduceOp, x: Tensor, axes: number | readonly numbe
   const keptShape = x.shape.map((d, i) => (list.includes(i) ? 1 : d));
   const finalShape = keepDims ? keptShape : x.shape.filter((_, i) => !list.includes(i));
   if (current === x) return x.view(x.shape, x.strides, x.offset);
-  const out = current.view(finalShape, contiguousStridesOf(finalShape), current.offset);
+  const out = current.view(finalShape, contiguousStrides(finalShape), current.offset);
   current.dispose();
   return out;
-}
-
-function contiguousStridesOf(shape: readonly number[]): number[] {
-  const s = new Array<number>(shape.length);
-  let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) { s[i] = acc; acc *= shape[i]!; }
-  return s;
-}
-
-function contiguousRaw(x: Tensor): Tensor {
-  const c = emptyLike(x);
-  if (c.size > 0) x.backend.copy(x.strided(), c.strided(), x.shape);
-  return c;
 }
 
 /** Broadcasts a reduced gradient back over the reduced axes (a contiguous copy). */
