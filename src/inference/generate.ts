@@ -45,8 +45,10 @@ export interface GenerateResult {
 function lastLogitsUncached(model: LanguageModel, ids: readonly number[], device: string): Float32Array {
   return tidy(() => noGrad(() => {
     const input = Tensor.fromArray(Int32Array.from(ids), [1, ids.length], 'int32', device);
-    const logits = model.forward(input);
-    return Float32Array.from(narrow(logits, 1, ids.length - 1, 1).toArray());
+    // Families that ignore logits: 'last' return every position.
+    const logits = model.forward(input, { logits: 'last' });
+    const n = logits.shape[1]!;
+    return Float32Array.from((n === 1 ? logits : narrow(logits, 1, n - 1, 1)).toArray());
   }));
 }
 

@@ -42,6 +42,11 @@ export interface ForwardOptions {
   kvCache?: KVCache;
   /** Force the fused or the reference attention; default 'auto'. */
   attention?: 'auto' | 'fused' | 'reference';
+  /**
+   * 'all' (default): logits for every position, [batch, n, vocab]. 'last': only for each row's last
+   * position, [batch, 1, vocab] — what generation needs after a prompt, without the [n, vocab] head.
+   */
+  logits?: 'all' | 'last';
 }
 
 export interface LossOptions extends ForwardOptions {
@@ -93,7 +98,7 @@ export class Andromeda extends Module {
     return this.embedding.weight.dtype;
   }
 
-  /** tokens int32 [batch, n] → logits [batch, n, vocabSize]. */
+  /** tokens int32 [batch, n] → logits [batch, n, vocabSize] ([batch, 1, vocabSize] with logits: 'last'). */
   forward(tokens: Tensor, o: ForwardOptions = {}): Tensor {
     if (o.kvCache) return noGrad(() => this.run(tokens, o));
     return this.run(tokens, o);
@@ -105,6 +110,9 @@ export class Andromeda extends Module {
       throw new TypeError(`Andromeda.forward: tokens must be int32 [batch, n], got ${tokens.dtype} ${formatShape(tokens.shape)}`);
     }
     const [batch, n] = tokens.shape as [number, number];
+    if (o.logits !== undefined && o.logits !== 'all' && o.logits !== 'last') {
+      throw new RangeError(`Andromeda.forward: logits must be 'all' or 'last', got '${String(o.logits)}'`);
+    }
     const cache = o.kvCache ?? null;
     if (cache) {
       if (o.segmentIds || o.positions) throw new Error('Andromeda.forward: a KV cache decodes one document per row: segmentIds and positions are not supported with it');
@@ -122,6 +130,11 @@ export class Andromeda extends Module {
       const input = x;
       x = inference ? tidy(() => block.forward(input, context)) : block.forward(input, context);
       if (inference && x !== input) input.dispose();
+    }
+    if (o.logits === 'last' && n > 1) {
+      const last = narrow(x, 1, n - 1, 1);
+      if (inference) x.dispose();
+      x = last;
     }
     if (this.finalNorm) x = this.finalNorm.forward(x);
     return this.logits ? this.logits.forward(x) : linear(x, this.embedding.weight);

@@ -8,7 +8,6 @@ import { Tensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
 import { tidy } from '../tensor/scope.js';
 import { noGrad } from '../autograd/grad-mode.js';
-import { narrow } from '../ops/layout.js';
 import { Andromeda } from '../model/andromeda.js';
 import { PRESET_NAMES, presetInput } from '../model/presets.js';
 import { resolveConfig, type AndromedaConfig, type AndromedaConfigInput } from '../model/config.js';
@@ -37,7 +36,7 @@ class AndromedaLM implements LanguageModel {
   }
 
   forward(tokens: Tensor, o: ForwardOptions = {}): Tensor {
-    return this.model.forward(tokens, { segmentIds: o.segmentIds, positions: o.positions });
+    return this.model.forward(tokens, { segmentIds: o.segmentIds, positions: o.positions, logits: o.logits });
   }
 
   to(dtype: DType) {
@@ -73,8 +72,7 @@ class AndromedaSession implements DecodingSession {
   step(tokens: Int32Array): Float32Array {
     const logits = tidy(() => noGrad(() => {
       const input = Tensor.fromArray(tokens, [1, tokens.length], 'int32', this.model.device);
-      const out = this.model.forward(input, { kvCache: this.cache });
-      return narrow(out, 1, tokens.length - 1, 1).toArray();
+      return this.model.forward(input, { kvCache: this.cache, logits: 'last' }).toArray();
     }));
     this.length += tokens.length;
     return Float32Array.from(logits);

@@ -11,6 +11,8 @@ export interface ForwardOptions {
   segmentIds?: Tensor;
   /** int32 [batch, seqLen]: position of each token within its document. */
   positions?: Tensor;
+  /** 'last': logits of each row's last position only ([batch, 1, vocab]); default 'all'. */
+  logits?: 'all' | 'last';
 }
 
 /** A decoder-only language model: tokens → next-token logits. */

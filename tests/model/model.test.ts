@@ -100,6 +100,34 @@ test('KV cache: greedy decoding with the cache gives the same logits and tokens 
   }
 });
 
+test("logits: 'last' gives each row's last-position logits, with and without a KV cache, for pre- and post-norm", () => {
+  for (const variant of [tiny, { ...tiny, deepnorm: true }] as AndromedaConfigInput[]) {
+    const model = new Andromeda(variant, { seed: 4 });
+    withoutLeaks(() => {
+      const vocab = 257, batch = 2, n = 9;
+      const ids = randomTokens(batch * n, vocab, 21);
+      const all = logitsOf(model, ids, batch);
+      const last = tidy(() => noGrad(() => {
+        const out = model.forward(tokensOf(ids, batch), { logits: 'last' });
+        assert.deepEqual(out.shape, [batch, 1, vocab]);
+        return values(out);
+      }));
+      for (let b = 0; b < batch; b++) {
+        const expected = all.subarray(((b + 1) * n - 1) * vocab, (b + 1) * n * vocab);
+        assert.ok(maxAbsDiff(last.subarray(b * vocab, (b + 1) * vocab), expected) < 1e-5, `row ${b}`);
+      }
+      const cache = model.createKVCache(1, { capacity: 16 });
+      const first = logitsOf(model, ids.subarray(0, 5), 1, { kvCache: cache, logits: 'last' });
+      const second = logitsOf(model, ids.subarray(5, n), 1, { kvCache: cache, logits: 'last' });
+      assert.equal(first.length, vocab);
+      assert.ok(maxAbsDiff(second, all.subarray((n - 1) * vocab, n * vocab)) < 1e-4);
+      cache.dispose();
+      assert.throws(() => tidy(() => model.forward(tokensOf(ids, batch), { logits: 'first' as 'last' })), /logits must be 'all' or 'last'/);
+    });
+    model.dispose();
+  }
+});
+
 const variants: [string, AndromedaConfigInput][] = [
   ['parallel blocks', { ...tiny, parallelBlocks: true, scaleResidual: true }],
   ['tied embeddings', { ...tiny, tiedEmbeddings: true }],
