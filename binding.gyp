@@ -8,6 +8,7 @@
         "native/cpu/reduce.cc",
         "native/cpu/gemm.cc",
         "native/cpu/nn.cc",
+        "native/cpu/random.cc",
         "native/cpu/attention.cc",
         "native/cpu/simd.cc",
         "native/cpu/simd_kernels.cc"

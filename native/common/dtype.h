@@ -1,6 +1,7 @@
 // Element types shared by the native engines; codes match src/tensor/dtype.ts (DTYPE_CODE).
 #pragma once
 #include <cstdint>
+#include <stdexcept>
 #include <cstring>
 
 namespace andromeda {

@@ -220,6 +220,14 @@ Napi::Value EmbeddingGrad(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value RandomFill(const Napi::CallbackInfo& info) {
+  return guarded(info, "cpu engine", [&] {  // (dtype, dst, count, normal, a, b, seed)
+    cpu::random_fill(i32(info[0]), ptr_of(info[1]), i64(info[2]), info[3].ToBoolean().Value(), f64(info[4]), f64(info[5]),
+                     uint64_t(f64(info[6])));
+    return info.Env().Undefined();
+  });
+}
+
 Napi::Value Dropout(const Napi::CallbackInfo& info) {
   return guarded(info, "cpu engine", [&] {  // (dtype, x, out, count, p, seed)
     cpu::dropout(i32(info[0]), ptr_of(info[1]), ptr_of(info[2]), i64(info[3]), f64(info[4]), uint64_t(f64(info[5])));
@@ -348,6 +356,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("embedding", Napi::Function::New(env, Embedding));
   exports.Set("embeddingGrad", Napi::Function::New(env, EmbeddingGrad));
   exports.Set("dropout", Napi::Function::New(env, Dropout));
+  exports.Set("randomFill", Napi::Function::New(env, RandomFill));
   exports.Set("adamw", Napi::Function::New(env, AdamW));
   exports.Set("sumOfSquares", Napi::Function::New(env, SumOfSquares));
   exports.Set("threads", Napi::Function::New(env, Threads));

@@ -3,6 +3,8 @@
 #pragma once
 #include <cstdint>
 
+#include "../common/counter_random.h"
+
 namespace andromeda::cpu {
 
 void copy_strided(int src_dtype, const char* src, const int64_t* src_strides, int dst_dtype, char* dst,
@@ -40,6 +42,8 @@ void cross_entropy_grad(int dtype, const char* logits, const int32_t* targets, c
 int64_t embedding(int dtype, const char* table, const int32_t* ids, char* out, int64_t count, int64_t dim, int64_t vocab);
 void embedding_grad(int dtype, const int32_t* ids, const char* grad_out, char* grad_table, int64_t count, int64_t dim);
 void dropout(int dtype, const char* x, char* out, int64_t count, double p, uint64_t seed);
+/** normal: a + b·N(0, 1); else uniform in [a, b). Element i depends only on (seed, i). */
+void random_fill(int dtype, char* dst, int64_t count, bool normal, double a, double b, uint64_t seed);
 
 struct AdamWArgs {
   double lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2, grad_scale;
@@ -73,14 +77,5 @@ void attention_forward(const AttentionArgs& args, const char* q, const char* k, 
 void attention_backward(const AttentionArgs& args, const char* q, const char* k, const char* v, const char* out,
                         const char* lse, const char* grad_out, char* grad_q, char* grad_k, char* grad_v,
                         char* grad_key_scale);
-
-// Counter-based uniform in [0, 1): the same (seed, index) gives the same number on every engine.
-inline double uniform_from_counter(uint64_t seed, uint64_t index) {
-  uint64_t z = seed * 0x9E3779B97F4A7C15ull + index + 0x632BE59BD9B4E019ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return double(z >> 11) * (1.0 / 9007199254740992.0);
-}
 
 }  // namespace andromeda::cpu

@@ -144,6 +144,8 @@ Napi::Value Embedding(const Napi::CallbackInfo& info) {
 VOID_KERNEL(EmbeddingGrad, cu::embedding_grad(i32(info[0]), ids_of(info[1]), ptr_of(info[2]), ptr_of(info[3]), i64(info[4]), i64(info[5])))
 // (dtype, x, out, count, p, seed)
 VOID_KERNEL(Dropout, cu::dropout(i32(info[0]), ptr_of(info[1]), ptr_of(info[2]), i64(info[3]), f64(info[4]), uint64_t(f64(info[5]))))
+// (dtype, dst, count, normal, a, b, seed)
+VOID_KERNEL(RandomFill, cu::random_fill(i32(info[0]), ptr_of(info[1]), i64(info[2]), info[3].ToBoolean().Value(), f64(info[4]), f64(info[5]), uint64_t(f64(info[6]))))
 // (param, gradDtype, grad, m, v, count, lr, beta1, beta2, eps, weightDecay, bc1, bc2, gradScale[, shadowDtype, shadow])
 VOID_KERNEL(AdamW, {
   cu::AdamWArgs a{f64(info[6]), f64(info[7]), f64(info[8]), f64(info[9]), f64(info[10]), f64(info[11]), f64(info[12]), f64(info[13])};
@@ -184,7 +186,7 @@ Napi::Object Register(Napi::Env env, Napi::Object exports) {
       {"unaryGrad", UnaryGrad}, {"binary", Binary}, {"reduce", Reduce}, {"gemm", Gemm}, {"softmax", Softmax},
       {"softmaxGrad", SoftmaxGrad}, {"norm", Norm}, {"normGrad", NormGrad}, {"crossEntropy", CrossEntropy},
       {"crossEntropyGrad", CrossEntropyGrad}, {"embedding", Embedding}, {"embeddingGrad", EmbeddingGrad},
-      {"dropout", Dropout}, {"adamw", AdamW}, {"sumOfSquares", SumOfSquares}, {"sumOfSquaresMany", SumOfSquaresMany},
+      {"dropout", Dropout}, {"randomFill", RandomFill}, {"adamw", AdamW}, {"sumOfSquares", SumOfSquares}, {"sumOfSquaresMany", SumOfSquaresMany},
   };
   for (const auto& [name, fn] : functions) exports.Set(name, Napi::Function::New(env, fn, name));
   cu::register_attention(env, exports);

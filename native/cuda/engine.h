@@ -80,6 +80,8 @@ void cross_entropy_grad(int dtype, const char* logits, const int32_t* targets, c
 int64_t embedding(int dtype, const char* table, const int32_t* ids, char* out, int64_t count, int64_t dim, int64_t vocab);
 void embedding_grad(int dtype, const int32_t* ids, const char* grad_out, char* grad_table, int64_t count, int64_t dim);
 void dropout(int dtype, const char* x, char* out, int64_t count, double p, uint64_t seed);
+/** normal: a + b·N(0, 1); else uniform in [a, b). The CPU engine's numbers (native/common/counter_random.h). */
+void random_fill(int dtype, char* dst, int64_t count, bool normal, double a, double b, uint64_t seed);
 
 struct AdamWArgs {
   double lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2, grad_scale;

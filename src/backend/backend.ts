@@ -28,6 +28,8 @@ export type UnaryOp =
 export type UnaryGradOp = 'gelu' | 'sigmoid' | 'silu' | 'tanh' | 'relu' | 'abs';
 export type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'max' | 'min' | 'pow' | 'gt' | 'lt' | 'eq';
 export type ReduceOp = 'sum' | 'max' | 'min';
+/** 'normal': a + b · N(0, 1); 'uniform': in [a, b). */
+export type RandomDistribution = 'normal' | 'uniform';
 
 export const UNARY_CODE: Record<UnaryOp, number> = {
   neg: 0, exp: 1, log: 2, sqrt: 3, rsqrt: 4, gelu: 5, sigmoid: 6, silu: 7, tanh: 8, abs: 9, relu: 10,
@@ -166,6 +168,11 @@ export interface Backend {
   embeddingGrad(ids: Dense, gradOut: Dense, gradTable: Dense, count: number, dim: number): void;
   /** out = x · mask / (1 − p), mask drawn from a counter-based generator keyed by seed (same seed, same mask). */
   dropout(x: Dense, out: Dense, count: number, p: number, seed: number): void;
+  /**
+   * Fills a float buffer with random numbers from a counter-based generator: element i depends only on
+   * (seed, i) — the same seed gives the same values on every engine (to float rounding). seed < 2^53.
+   */
+  randomFill(dst: Dense, count: number, distribution: RandomDistribution, a: number, b: number, seed: number): void;
   /** One AdamW step on float32 master weights with float32 state; grad may be any float dtype. */
   adamw(param: Dense, grad: Dense, m: Dense, v: Dense, count: number, args: AdamWArgs): void;
   /** Sum of squares of a float buffer, accumulated in float64, returned to the host. */

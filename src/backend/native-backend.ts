@@ -7,7 +7,7 @@ import { DTYPE_CODE, DTYPE_BYTES } from '../tensor/dtype.js';
 import {
   BINARY_CODE, REDUCE_CODE, UNARY_CODE, UNARY_GRAD_CODE,
   type AdamWArgs, type Backend, type BinaryOp, type Dense, type Handle, type MatmulArgs, type MemoryStats,
-  type ReduceOp, type Strided, type UnaryGradOp, type UnaryOp,
+  type RandomDistribution, type ReduceOp, type Strided, type UnaryGradOp, type UnaryOp,
 } from './backend.js';
 
 /** The kernel functions both addons export (native/cpu/binding.cc, native/cuda/binding.cc). */
@@ -36,6 +36,7 @@ export interface NativeKernels {
   embedding(dtype: number, table: number, ids: number, out: number, count: number, dim: number, vocab: number): number;
   embeddingGrad(dtype: number, ids: number, gy: number, gTable: number, count: number, dim: number): void;
   dropout(dtype: number, x: number, out: number, count: number, p: number, seed: number): void;
+  randomFill(dtype: number, dst: number, count: number, normal: boolean, a: number, b: number, seed: number): void;
   adamw(param: number, gradDtype: number, grad: number, m: number, v: number, count: number,
     lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number, gradScale: number): void;
   sumOfSquares(dtype: number, x: number, count: number): number;
@@ -126,6 +127,9 @@ export abstract class NativeBackend<A extends NativeKernels = NativeKernels> imp
   }
   dropout(x: Dense, out: Dense, count: number, p: number, seed: number): void {
     this.addon.dropout(DTYPE_CODE[x.dtype], at(x), at(out), count, p, seed);
+  }
+  randomFill(dst: Dense, count: number, distribution: RandomDistribution, a: number, b: number, seed: number): void {
+    this.addon.randomFill(DTYPE_CODE[dst.dtype], at(dst), count, distribution === 'normal', a, b, seed);
   }
   adamw(param: Dense, grad: Dense, m: Dense, v: Dense, count: number, a: AdamWArgs): void {
     this.addon.adamw(at(param), DTYPE_CODE[grad.dtype], at(grad), at(m), at(v), count,

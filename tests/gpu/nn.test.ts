@@ -1,4 +1,4 @@
-// CUDA engine vs CPU engine: softmax, layer/RMS norm, cross-entropy, embedding, dropout, AdamW.
+// CUDA engine vs CPU engine: softmax, layer/RMS norm, cross-entropy, embedding, dropout, random fills, AdamW.
 import assert from 'node:assert/strict';
 import { bf16BitsToFloat, floatToBf16Bits, type DType } from '../../src/tensor/dtype.js';
 import type { CudaBackend } from '../../src/backend/cuda.js';
@@ -157,6 +157,24 @@ gpuTest('dropout: the same seed drops the same elements on both engines', () => 
         }
         assert.ok(Math.abs(dropped / n - p) < 0.01, `dropout ${dtype}: dropped fraction ${dropped / n} for p=${p}`);
         assertClose(`dropout ${dtype} p=${p}`, out);
+      }
+    }
+  } finally {
+    t.dispose();
+  }
+});
+
+gpuTest('random fills: the same seed gives the same normal and uniform values on both engines', () => {
+  const t = new Twins(27);
+  try {
+    for (const dtype of [...FLOAT_DTYPES, 'float64'] as DType[]) {
+      const n = 100001;
+      for (const [distribution, a, b] of [['normal', 0.5, 0.02], ['uniform', -0.3, 0.3]] as const) {
+        const out = t.output(dtype, n);
+        cpu().randomFill(out.cpu, n, distribution, a, b, 2 ** 52 + 12345);
+        gpu().randomFill(out.gpu, n, distribution, a, b, 2 ** 52 + 12345);
+        // float64 transcendental functions differ by an ulp or so between the CPU and the GPU.
+        assertClose(`random ${distribution} ${dtype}`, out, dtype === 'float64' ? 1e-14 : dtype === 'float32' ? 1e-7 : 1e-3);
       }
     }
   } finally {
