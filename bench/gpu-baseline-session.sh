@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# One GPU call: GPU tests, then model-level figures with the x-transformers anchors re-measured in the
+# same call (prefill with last-position and all-position logits, 3B training at 2,048 and 8,192).
+# Logs go to $OUT (or ./gpu-logs).
+set -uo pipefail
+out=${OUT:-gpu-logs}; mkdir -p "$out"
+if ! command -v node >/dev/null; then tar xJf .device/node.tar.xz -C /opt && export PATH=/opt/node/bin:$PATH; fi
+mkdir -p build/Release && cp .device/release/*.node build/Release/
+if [[ -z "${ANDROMEDA_CUBLASLT:-}" ]] && ! ldconfig -p | grep -q libcublasLt.so; then
+  lib=$(find /usr /opt -name 'libcublasLt.so.1[23]' 2>/dev/null | head -1); [[ -n "$lib" ]] && export ANDROMEDA_CUBLASLT=$lib
+fi
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv | tee "$out/env.txt"
+for step in "$@"; do
+  echo "=== $step" | tee -a "$out/session.log"
+  case $step in
+    tests) ANDROMEDA_REQUIRE_GPU=1 node --test dist/tests/gpu/*.test.js 2>&1 | tee "$out/tests.log" | grep -E '^# (pass|fail)|^not ok' ;;
+    prefill) node dist/bench/gpu-prefill.js orca:32768,100000,200000 andromeda-3b:8192,32768 2>&1 | tee "$out/prefill.log" | grep -E 'RESULT|built|rror' ;;
+    train) for c in "andromeda-3b 1 2048 5" "andromeda-3b 1 8192 3" "orca 4 8192 4"; do node dist/bench/gpu-train-step.js $c 2>&1 | tail -2; done | tee "$out/train.log" ;;
+    train-ref) for c in "andromeda-3b 1 2048 5"; do ANDROMEDA_BENCH_ATTENTION=reference node dist/bench/gpu-train-step.js $c 2>&1 | tail -2; done | tee "$out/train-ref.log" ;;
+    anchors) XT_DIR=.device/xt python3 bench/gpu-anchor-xt.py train:andromeda:2048x1 prefill:andromeda:8192 prefill:orca:8192 train:orca:8192x4 2>&1 | grep RESULT | tee "$out/anchors.log" ;;
+    *) echo "unknown step $step" ;;
+  esac
+done 2>&1 | tee -a "$out/session.log"
