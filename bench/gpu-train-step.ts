@@ -27,6 +27,8 @@ const gpu = getBackend(device) as CudaBackend;
 const fused = device.startsWith('cuda') && process.env.ANDROMEDA_BENCH_PLAIN !== '1';
 // ANDROMEDA_BENCH_ATTENTION=reference forces the reference attention (default: the model's 'auto').
 const attention = (process.env.ANDROMEDA_BENCH_ATTENTION ?? 'auto') as 'auto' | 'fused' | 'reference';
+// ANDROMEDA_BENCH_CHECKPOINT=1: activation checkpointing (each block recomputed in the backward pass).
+const checkpointBlocks = process.env.ANDROMEDA_BENCH_CHECKPOINT === '1';
 const GiB = 2 ** 30;
 
 /** Fills a bf16 parameter with normal(0, std) values from a repeated random block (fast, never zeros). */
@@ -70,7 +72,7 @@ let stepCount = 0;
 function trainStep(): { loss: number; fwdBwd: number; optim: number; norm: number } {
   const s0 = performance.now();
   const loss = tidy(() => {
-    const l = model.loss(tokens, { attention });
+    const l = model.loss(tokens, { attention, checkpoint: checkpointBlocks });
     l.backward();
     return l.item();
   });
@@ -115,7 +117,7 @@ const tokensPerStep = batch * seqLen;
 // Model FLOPs as the anchors count them: 6·N per token plus causal attention (QKᵀ and PV, fwd + bwd).
 const flops = 6 * paramCount * tokensPerStep + 6 * c.depth * c.heads * c.headDim * seqLen * seqLen * batch;
 console.log(`# ${gpu.description ?? device}; ${gpu.gemmLibrary?.() ?? ''}`);
-console.log(`# ${preset}: ${paramCount.toLocaleString('en')} parameters, batch ${batch} × ${seqLen}, setup ${setupSeconds.toFixed(1)} s, optimizer path: ${fused ? 'fused (sumOfSquaresMany, adamwWithShadow)' : 'Backend contract (gradNorm, adamw + cast copy)'}, attention ${attention}${attention === 'auto' ? ` (${typeof gpu.attentionForward === 'function' ? 'fused kernels' : 'reference'})` : ''}`);
+console.log(`# ${preset}: ${paramCount.toLocaleString('en')} parameters, batch ${batch} × ${seqLen}, setup ${setupSeconds.toFixed(1)} s, optimizer path: ${fused ? 'fused (sumOfSquaresMany, adamwWithShadow)' : 'Backend contract (gradNorm, adamw + cast copy)'}, attention ${attention}${attention === 'auto' ? ` (${typeof gpu.attentionForward === 'function' ? 'fused kernels' : 'reference'})` : ''}${checkpointBlocks ? ', activation checkpointing' : ''}`);
 for (const [i, s] of stepsDone.entries()) {
   console.log(`step ${i + 1}: loss ${s.loss.toFixed(4)}, grad norm ${s.norm.toFixed(3)}, forward+backward ${s.fwdBwd.toFixed(1)} ms, clip+AdamW ${s.optim.toFixed(1)} ms`);
 }

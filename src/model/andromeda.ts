@@ -7,6 +7,7 @@ import { tidy } from '../tensor/scope.js';
 import { linear } from '../ops/matmul.js';
 import { narrow } from '../ops/layout.js';
 import { crossEntropy } from '../ops/nn.js';
+import { checkpoint } from '../ops/checkpoint.js';
 import type { TokenIndexInput } from '../ops/attention.js';
 import { Module, ModuleList } from '../nn/module.js';
 import { Embedding } from '../nn/embedding.js';
@@ -47,6 +48,11 @@ export interface ForwardOptions {
    * position, [batch, 1, vocab] — what generation needs after a prompt, without the [n, vocab] head.
    */
   logits?: 'all' | 'last';
+  /**
+   * Activation checkpointing: keep only each block's input during training and recompute the block in
+   * the backward pass (about one more forward per step, for a fraction of the activation memory).
+   */
+  checkpoint?: boolean;
 }
 
 export interface LossOptions extends ForwardOptions {
@@ -128,7 +134,9 @@ export class Andromeda extends Module {
     for (const block of this.blocks) {
       const context = { sequence, cache: cache?.layers[layer++] ?? null };
       const input = x;
-      x = inference ? tidy(() => block.forward(input, context)) : block.forward(input, context);
+      if (inference) x = tidy(() => block.forward(input, context));
+      else if (o.checkpoint) x = checkpoint((h) => block.forward(h, context), input, block.parameters());
+      else x = block.forward(input, context);
       if (inference && x !== input) input.dispose();
     }
     if (o.logits === 'last' && n > 1) {

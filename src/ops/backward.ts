@@ -4,7 +4,8 @@ import { ones } from './creation.js';
 import { formatShape } from '../tensor/shape.js';
 import { keep } from '../tensor/scope.js';
 
-function accumulateInto(leaf: Tensor, g: Tensor): void {
+/** Adds g into leaf.grad (creating it, in the leaf's dtype, on first use). */
+export function accumulateInto(leaf: Tensor, g: Tensor): void {
   const gradValue = g.dtype === leaf.dtype ? g : castForLeaf(g, leaf);
   if (!leaf.grad) {
     const own = Tensor.empty(leaf.shape, leaf.dtype, leaf.device);

@@ -60,6 +60,8 @@ export interface TrainConfig {
   segments: boolean;
   /** Stop after this many non-finite steps in a row. */
   maxBadSteps: number;
+  /** Recompute each block in the backward pass instead of keeping its activations (long sequences, big models). */
+  activationCheckpointing: boolean;
 }
 
 export const DEFAULT_CONFIG: TrainConfig = {
@@ -95,6 +97,7 @@ export const DEFAULT_CONFIG: TrainConfig = {
   maxMinutes: 0,
   segments: true,
   maxBadSteps: 5,
+  activationCheckpointing: false,
 };
 
 export class ConfigError extends Error {
@@ -112,6 +115,7 @@ export const CONFIG_KINDS: Record<keyof TrainConfig, Kind> = {
   beta1: 'fraction', beta2: 'fraction', eps: 'posnumber', clip: 'number',
   evalEvery: 'int', evalTokens: 'int', finalEvalTokens: 'int', checkpointEvery: 'int', keepCheckpoints: 'int',
   out: 'string', device: 'string', dtype: 'string', seed: 'int', maxMinutes: 'number', segments: 'bool', maxBadSteps: 'posint',
+  activationCheckpointing: 'bool',
 };
 
 /** kebab-case flag name of a config key: batchSize → batch-size. */

@@ -13,6 +13,8 @@ export interface ForwardOptions {
   positions?: Tensor;
   /** 'last': logits of each row's last position only ([batch, 1, vocab]); default 'all'. */
   logits?: 'all' | 'last';
+  /** Activation checkpointing (training): recompute blocks in the backward pass. */
+  checkpoint?: boolean;
 }
 
 /** A decoder-only language model: tokens → next-token logits. */

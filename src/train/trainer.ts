@@ -311,7 +311,7 @@ export async function train(initialConfig: TrainConfig, options: TrainOptions = 
       for (let micro = 0; micro < config.gradAccum; micro++) {
         const batch = loader.next();
         lossSum += tidy(() => {
-          const loss = batchLoss(computeModel, batchTensors(batch, device, config.segments), 'mean');
+          const loss = batchLoss(computeModel, batchTensors(batch, device, config.segments), 'mean', { checkpoint: config.activationCheckpointing });
           const value = loss.item();
           if (Number.isFinite(value)) (config.gradAccum > 1 ? mul(loss, 1 / config.gradAccum) : loss).backward();
           return value;

@@ -128,6 +128,29 @@ test("logits: 'last' gives each row's last-position logits, with and without a K
   }
 });
 
+test('activation checkpointing: same loss and gradients as without it, with less memory held for the backward pass', () => {
+  const config: AndromedaConfigInput = { ...tiny, depth: 4, deepnorm: true, qkNorm: true, qkNormDimScale: true };
+  const ids = randomTokens(2 * 64, 257, 31);
+  const run = (checkpointBlocks: boolean) => {
+    const model = new Andromeda(config, { seed: 9 });
+    const before = cpu.memoryStats().allocated;
+    let held = 0;
+    const loss = tidy(() => {
+      const l = model.loss(tokensOf(ids, 2), { checkpoint: checkpointBlocks });
+      held = cpu.memoryStats().allocated - before;
+      l.backward();
+      return l.item();
+    });
+    const grads = model.parameters().map((p) => values(p.grad!));
+    model.dispose();
+    return { loss, grads, held };
+  };
+  const plain = run(false), checkpointed = run(true);
+  assert.equal(checkpointed.loss, plain.loss);
+  plain.grads.forEach((g, i) => assert.ok(maxAbsDiff(g, checkpointed.grads[i]!) < 1e-6, `parameter ${i}: ${maxAbsDiff(g, checkpointed.grads[i]!)}`));
+  assert.ok(checkpointed.held < plain.held / 2, `held for backward: ${checkpointed.held} bytes checkpointed vs ${plain.held}`);
+});
+
 const variants: [string, AndromedaConfigInput][] = [
   ['parallel blocks', { ...tiny, parallelBlocks: true, scaleResidual: true }],
   ['tied embeddings', { ...tiny, tiedEmbeddings: true }],

@@ -36,6 +36,9 @@ Model and optimisation:
   --clip <x>               global gradient-norm clip, 0 = off (default: 1)
   --segments <bool>        reset attention/positions at document boundaries (default: true)
   --max-bad-steps <n>      stop after this many NaN/inf steps in a row (default: 5)
+  --activation-checkpointing <bool>
+                           recompute each block in the backward pass instead of keeping
+                           its activations: less memory, ~1/3 more compute (default: false)
 
 Evaluation, checkpoints, run:
   --eval-every <n>         held-out evaluation every n steps, 0 = only at the end (default: 100)
