@@ -120,36 +120,39 @@ __global__ void untransform_q_kernel(const __grid_constant__ Params p, const flo
 }
 
 constexpr int kKeyThreads = 128;
-constexpr int kKeyRows = 16;  // key rows per CTA
+constexpr int kKeyRowsPerThread = 2;
 
 /**
- * One CTA per (16 keys, KV head hk, batch item). For each key head kh that maps onto hk (kh ≡ hk mod
+ * One CTA per (key block, KV head hk, batch item). For each key head kh that maps onto hk (kh ≡ hk mod
  * kv_heads: one when k was not expanded, heads / kv_heads when it was), u = Rᵀ(z ⊙ dK'_kh), then
- *   grad_k = Σ_kh g_kh ⊙ u_kh   (g = 1 without a key scale)
- *   partial[b · gridDim.x + x][kh] = Σ_{the CTA's keys} k ⊙ u_kh   (key scale only; summed in order later)
- * Thread layout: quad t = tid mod (D/4) of key slot tid / (D/4); a slot covers every S-th key of the CTA.
+ *   grad_k = Σ_kh g_kh ⊙ u_kh   (g = 1 without a key scale; summed in registers, no atomics)
+ *   partial[b · gridDim.x + x][kh] = Σ_{the CTA's keys} k ⊙ u_kh   (key scale only)
+ * Thread layout: warp w takes quads [w·Q, (w + 1)·Q) with Q = D/16; lane = slot · Q + quad, so the slots
+ * (S = 32/Q of them, each kKeyRowsPerThread keys apart) of one quad sit in one warp and the key-scale sum
+ * over the CTA's keys is a fixed butterfly of shuffles: no barrier inside the loop over heads.
  */
 template <int D>
 __global__ void __launch_bounds__(kKeyThreads)
     untransform_k_kernel(const __grid_constant__ Params p, const float* dk_prime, int k_heads, int anchor, bf16* grad_k,
                          float* dg_partial) {
-  constexpr int kQuads = D / 4, kSlots = kKeyThreads / kQuads, kRows = kKeyRows / kSlots;
-  static_assert(kRows * kSlots == kKeyRows, "key rows must split evenly over the slots");
-  __shared__ float red[kSlots][D];
-  const int t = threadIdx.x % kQuads, slot = threadIdx.x / kQuads;
-  const int hk = blockIdx.y, b = blockIdx.z, j0 = blockIdx.x * kKeyRows;
+  constexpr int kQ = D / 16, kSlots = 32 / kQ, kRows = kSlots * kKeyRowsPerThread;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int t = warp * kQ + lane % kQ, slot = lane / kQ;
+  const int hk = blockIdx.y, b = blockIdx.z, j0 = blockIdx.x * kRows;
   const QuadOffsets o = quad_offsets(t, p.rotary_dim);
   const bool with_scale = p.key_scale != nullptr;
 
-  int key[kRows];
-  RotaryFactors rot[kRows];
-  float2 k_lo[kRows], k_hi[kRows], dk_lo[kRows], dk_hi[kRows];
+  int key[kKeyRowsPerThread];
+  RotaryFactors rot[kKeyRowsPerThread];
+  float2 k_lo[kKeyRowsPerThread], k_hi[kKeyRowsPerThread], dk_lo[kKeyRowsPerThread], dk_hi[kKeyRowsPerThread];
   const bf16* k_rows = p.k + (int64_t(b) * p.kv_heads + hk) * p.k_len * D;
 #pragma unroll
-  for (int s = 0; s < kRows; s++) {
+  for (int s = 0; s < kKeyRowsPerThread; s++) {
     key[s] = j0 + slot + kSlots * s;
     const int j = min(key[s], p.k_len - 1);
+    rot[s] = RotaryFactors{1.f, 0.f, 1.f, 0.f, 1.f, 1.f};
     if (o.rotary) rot[s] = rotary_factors(p, true, b, j, o.lo, float(anchor - key_position(p, b, j)));
+    k_lo[s] = k_hi[s] = make_float2(0.f, 0.f);
     if (with_scale) {
       k_lo[s] = load_pair(k_rows + int64_t(j) * D + o.lo);
       k_hi[s] = load_pair(k_rows + int64_t(j) * D + o.hi);
@@ -157,6 +160,7 @@ __global__ void __launch_bounds__(kKeyThreads)
     dk_lo[s] = dk_hi[s] = make_float2(0.f, 0.f);
   }
 
+#pragma unroll 4
   for (int kh = hk; kh < k_heads; kh += p.kv_heads) {
     const float* src = dk_prime + (int64_t(b) * k_heads + kh) * p.k_len * D;
     float2 g_lo = make_float2(1.f, 1.f), g_hi = g_lo, dg_lo = make_float2(0.f, 0.f), dg_hi = dg_lo;
@@ -165,69 +169,86 @@ __global__ void __launch_bounds__(kKeyThreads)
       g_hi = load_scale(p.key_scale + int64_t(kh) * D, o.hi);
     }
 #pragma unroll
-    for (int s = 0; s < kRows; s++) {
+    for (int s = 0; s < kKeyRowsPerThread; s++) {
       if (key[s] >= p.k_len) continue;
       float2 lo = *reinterpret_cast<const float2*>(src + int64_t(key[s]) * D + o.lo);
       float2 hi = *reinterpret_cast<const float2*>(src + int64_t(key[s]) * D + o.hi);
       if (o.rotary) rotate_back(lo, hi, rot[s]);
-      if (with_scale) {
-        dg_lo.x += k_lo[s].x * lo.x;
-        dg_lo.y += k_lo[s].y * lo.y;
-        dg_hi.x += k_hi[s].x * hi.x;
-        dg_hi.y += k_hi[s].y * hi.y;
-      }
+      dg_lo.x += k_lo[s].x * lo.x;
+      dg_lo.y += k_lo[s].y * lo.y;
+      dg_hi.x += k_hi[s].x * hi.x;
+      dg_hi.y += k_hi[s].y * hi.y;
       dk_lo[s].x += g_lo.x * lo.x;
       dk_lo[s].y += g_lo.y * lo.y;
       dk_hi[s].x += g_hi.x * hi.x;
       dk_hi[s].y += g_hi.y * hi.y;
     }
     if (dg_partial) {
-      red[slot][o.lo] = dg_lo.x;
-      red[slot][o.lo + 1] = dg_lo.y;
-      red[slot][o.hi] = dg_hi.x;
-      red[slot][o.hi + 1] = dg_hi.y;
-      __syncthreads();
-      for (int f = threadIdx.x; f < D; f += kKeyThreads) {
-        float sum = 0.f;
 #pragma unroll
-        for (int sl = 0; sl < kSlots; sl++) sum += red[sl][f];
-        dg_partial[((int64_t(b) * gridDim.x + blockIdx.x) * p.heads + kh) * D + f] = sum;
+      for (int m = kQ; m < 32; m <<= 1) {
+        dg_lo.x += __shfl_xor_sync(0xffffffffu, dg_lo.x, m);
+        dg_lo.y += __shfl_xor_sync(0xffffffffu, dg_lo.y, m);
+        dg_hi.x += __shfl_xor_sync(0xffffffffu, dg_hi.x, m);
+        dg_hi.y += __shfl_xor_sync(0xffffffffu, dg_hi.y, m);
       }
-      __syncthreads();  // red is refilled for the next head
+      if (slot == 0) {
+        float* dst = dg_partial + ((int64_t(b) * gridDim.x + blockIdx.x) * p.heads + kh) * D;
+        *reinterpret_cast<float2*>(dst + o.lo) = dg_lo;
+        *reinterpret_cast<float2*>(dst + o.hi) = dg_hi;
+      }
     }
   }
 
   bf16* dst = grad_k + (int64_t(b) * p.kv_heads + hk) * p.k_len * D;
 #pragma unroll
-  for (int s = 0; s < kRows; s++) {
+  for (int s = 0; s < kKeyRowsPerThread; s++) {
     if (key[s] >= p.k_len) continue;
     store_pair(dst + int64_t(key[s]) * D + o.lo, dk_lo[s]);
     store_pair(dst + int64_t(key[s]) * D + o.hi, dk_hi[s]);
   }
 }
 
-/** out[i] = Σ_c partial[c][i] for i < count, in order of c (deterministic). */
-__global__ void sum_partials_kernel(const float* partial, int64_t chunks, int count, float* out) {
-  ANDROMEDA_GRID_STRIDE(i, count) {
-    float sum = 0.f;
-    for (int64_t c = 0; c < chunks; c++) sum += partial[c * count + i];
-    out[i] = sum;
+constexpr int kSumFeatures = 32, kSumLanes = 8;
+
+/**
+ * out[i] = Σ_c partial[c][i] for i < count: a CTA per 32 consecutive i; lane group w sums the chunks
+ * c ≡ w (mod 8) in order, then the 8 group sums are added in order (deterministic).
+ */
+__global__ void __launch_bounds__(kSumFeatures * kSumLanes)
+    sum_partials_kernel(const float* partial, int64_t chunks, int count, float* out) {
+  __shared__ float sums[kSumLanes][kSumFeatures];
+  const int f = threadIdx.x % kSumFeatures, w = threadIdx.x / kSumFeatures;
+  const int i = blockIdx.x * kSumFeatures + f;
+  float sum = 0.f;
+  if (i < count) {
+#pragma unroll 8
+    for (int64_t c = w; c < chunks; c += kSumLanes) sum += partial[c * count + i];
+  }
+  sums[w][f] = sum;
+  __syncthreads();
+  if (w == 0 && i < count) {
+    float total = 0.f;
+#pragma unroll
+    for (int l = 0; l < kSumLanes; l++) total += sums[l][f];
+    out[i] = total;
   }
 }
 
 template <int D>
 void launch_untransform_k_dim(const Params& p, const float* dk_prime, int k_heads, int anchor, bf16* grad_k,
                               float* grad_key_scale) {
-  const unsigned chunks_per_item = unsigned((p.k_len + kKeyRows - 1) / kKeyRows);
-  const int64_t chunks = int64_t(p.batch) * chunks_per_item;
+  constexpr int kRows = (32 / (D / 16)) * kKeyRowsPerThread;  // keys per CTA
+  const unsigned blocks_per_item = unsigned((p.k_len + kRows - 1) / kRows);
+  const int64_t chunks = int64_t(p.batch) * blocks_per_item;
   const int count = p.heads * D;
   std::unique_ptr<Scratch> partial;
   if (grad_key_scale) partial = std::make_unique<Scratch>(size_t(std::max<int64_t>(1, chunks * count)) * sizeof(float));
-  untransform_k_kernel<D><<<dim3(chunks_per_item, unsigned(p.kv_heads), unsigned(p.batch)), kKeyThreads, 0, stream()>>>(
+  untransform_k_kernel<D><<<dim3(blocks_per_item, unsigned(p.kv_heads), unsigned(p.batch)), kKeyThreads, 0, stream()>>>(
       p, dk_prime, k_heads, anchor, grad_k, partial ? partial->as<float>() : nullptr);
   check_launch("attention pre-pass: dK back through the transform");
   if (grad_key_scale) {
-    sum_partials_kernel<<<grid_for(count), kThreads, 0, stream()>>>(partial->as<float>(), chunks, count, grad_key_scale);
+    sum_partials_kernel<<<unsigned((count + kSumFeatures - 1) / kSumFeatures), kSumFeatures * kSumLanes, 0, stream()>>>(
+        partial->as<float>(), chunks, count, grad_key_scale);
     check_launch("attention pre-pass: key-scale gradient sum");
   }
 }
