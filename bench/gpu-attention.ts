@@ -5,6 +5,9 @@
 //   node dist/bench/gpu-attention.js [n] [--no-torch] [--forward-once]
 // --forward-once: one plain and one featured forward launch and nothing else (for a profiler);
 // --decode-once: one decode step of andromeda-3b attention against 32,768 cached keys.
+// --transforms: andromeda-3b attention (MQA, key scale, rotary + xPos, ALiBi on 12 of 24 heads) at 2,048
+// and 32,768 tokens with rotary / xPos / key scale applied in the kernels' tiles and by the pre-pass
+// (ANDROMEDA_ATTENTION_TRANSFORM), beside the plain MQA kernel of the same shape; nothing else.
 // TFLOP/s count causal work as half the square: forward 4·n²·d·h / 2, backward 2.5× that (as FlashAttention
 // and PyTorch's benchmarks do), so the ratios compare like with like.
 import { spawnSync } from 'node:child_process';
@@ -13,6 +16,7 @@ import type { CudaBackend } from '../src/backend/cuda.js';
 import type { CudaAttentionPath } from '../src/backend/cuda-attention.js';
 import { DTYPE_BYTES, encodeHost, type DType } from '../src/tensor/dtype.js';
 import { Generator } from '../src/tensor/random.js';
+import { attentionTransformPlan, setAttentionTransform, type AttentionTransform } from '../tests/gpu/attention-transform.js';
 
 const gpu = getBackend('cuda') as CudaBackend;
 const argv = process.argv.slice(2);
@@ -67,7 +71,8 @@ function argsFor(s: Setup, n: number, qLen: number, extra: { keyScale: Dense | n
 const rows: string[] = [];
 const ours = new Map<string, { fwd: number; bwd: number }>();
 
-function benchPrefill(s: Setup, n: number): void {
+/** Median forward and backward ms of one causal prefill of n tokens, and the transform path it took. */
+function timePrefill(s: Setup, n: number): { fwd: number; bwd: number; plan: string } {
   const q = randomBuffer('bfloat16', s.heads * n * s.dim), k = randomBuffer('bfloat16', s.kvHeads * n * s.dim), v = randomBuffer('bfloat16', s.kvHeads * n * s.dim);
   const ks = s.keyScale ? randomBuffer('float32', s.heads * s.dim, 0.2, 1) : null;
   const out = randomBuffer('bfloat16', s.heads * n * s.dim), lse = randomBuffer('float32', s.heads * n);
@@ -77,10 +82,16 @@ function benchPrefill(s: Setup, n: number): void {
   const args = argsFor(s, n, n, { keyScale: ks });
   const fwd = medianMs(() => gpu.attentionForwardOn('tiled', q, k, v, out, lse, args));
   const bwd = medianMs(() => gpu.attentionBackward(q, k, v, out, lse, go, dq, dk, dv, dks, args));
+  const plan = attentionTransformPlan(gpu, q, lse, args);
+  for (const d of [q, k, v, out, lse, go, dq, dk, dv, ks, dks]) if (d) gpu.free(d.handle);
+  return { fwd, bwd, plan };
+}
+
+function benchPrefill(s: Setup, n: number): void {
+  const { fwd, bwd } = timePrefill(s, n);
   const flops = (4 * n * n * s.dim * s.heads) / 2;
   ours.set(s.label, { fwd, bwd });
   rows.push(`| ${s.label} | ${n} | ${fwd.toFixed(2)} | ${(flops / fwd / 1e9).toFixed(0)} | ${bwd.toFixed(2)} | ${((2.5 * flops) / bwd / 1e9).toFixed(0)} |`);
-  for (const d of [q, k, v, out, lse, go, dq, dk, dv, ks, dks]) if (d) gpu.free(d.handle);
 }
 
 function benchDecode(s: Setup, n: number, qLen: number, path: CudaAttentionPath): string {
@@ -107,6 +118,24 @@ if (argv.includes('--forward-once')) {
     gpu.attentionForwardOn('tiled', q, k, v, out, lse, argsFor(s, N, N, { keyScale: null }));
     gpu.synchronize();
   }
+  process.exit(0);
+}
+
+if (argv.includes('--transforms')) {
+  const plainMqa: Setup = { label: 'plain causal MQA 24×128 (no transform)', heads: 24, kvHeads: 1, dim: 128, alibi: false, xpos: false, keyScale: false };
+  console.log(`# andromeda-3b attention: transform in the kernels vs the pre-pass, ${gpu.description}`);
+  console.log('\n| attention | n | transform | path taken | forward ms | forward TFLOP/s | backward ms | backward TFLOP/s |\n|---|---|---|---|---|---|---|---|');
+  const before = setAttentionTransform(gpu, 'auto');
+  for (const n of [2048, 32768]) {
+    const flops = (4 * n * n * 128 * 24) / 2;
+    const runs: [Setup, AttentionTransform][] = [[plainMqa, 'auto'], [andromeda, 'kernel'], [andromeda, 'prepass']];
+    for (const [s, mode] of runs) {
+      setAttentionTransform(gpu, mode);
+      const r = timePrefill(s, n);
+      console.log(`| ${s.label} | ${n} | ${mode} | ${r.plan} | ${r.fwd.toFixed(3)} | ${(flops / r.fwd / 1e9).toFixed(0)} | ${r.bwd.toFixed(3)} | ${((2.5 * flops) / r.bwd / 1e9).toFixed(0)} |`);
+    }
+  }
+  setAttentionTransform(gpu, before);
   process.exit(0);
 }
 

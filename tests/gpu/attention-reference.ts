@@ -8,6 +8,7 @@ export interface AttentionCase {
   causal?: boolean;
   offset?: number;             // queryOffset (defaults to NK − NQ when causal, else 0)
   alibi?: boolean;
+  alibiHeads?: number;         // heads with a slope (default ⌈3H/4⌉), the others get 0
   rotary?: number;             // rotaryDim
   xpos?: number;               // scale base B
   keyScale?: boolean;
@@ -78,7 +79,7 @@ export function makeInputs(c: AttentionCase): AttentionInputs {
   const q = toBf16(arr(B * H * NQ * D)), k = toBf16(arr(B * KVH * NK * D)), v = toBf16(arr(B * KVH * NK * D));
   const gout = toBf16(arr(B * H * NQ * D));
   const ks = c.keyScale ? Float64Array.from(Float32Array.from({ length: H * D }, () => 0.6 + 0.8 * rand())) : null;
-  const slopes = c.alibi ? alibiSlopes(H, Math.max(1, Math.ceil((H * 3) / 4))) : null;
+  const slopes = c.alibi ? alibiSlopes(H, c.alibiHeads ?? Math.max(1, Math.ceil((H * 3) / 4))) : null;
   const r = c.rotary ?? 0;
   const invFreq = r > 0 ? Float32Array.from({ length: r / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / r)) : null;
   let kpos: Int32Array | null = null, qpos: Int32Array | null = null, kseg: Int32Array | null = null, qseg: Int32Array | null = null;

@@ -3,6 +3,9 @@
 // lengths, 1 / 2 / all KV heads and each feature on and off; the tiled tensor-core kernel and the
 // split-KV decode kernel. Relative errors must stay under 1e-2 (bf16 operands) and nothing may be NaN:
 // outputs are poisoned with NaN before each call, so an unwritten element fails.
+// Every tiled case runs twice: rotary / xPos / key scale applied in the kernels' tiles ('kernel') and
+// once per call by the pre-pass ('prepass'), and the path each call takes is checked against the rule
+// (the pre-pass where one xPos anchor stays in float range: default positions, ζ exponent ≤ 60).
 import assert from 'node:assert/strict';
 import type { AttentionArgs, Dense } from '../../src/backend/backend.js';
 import type { CudaBackend } from '../../src/backend/cuda.js';
@@ -10,6 +13,7 @@ import type { CudaAttentionPath } from '../../src/backend/cuda-attention.js';
 import { DTYPE_BYTES, decodeHost, encodeHost, type DType } from '../../src/tensor/dtype.js';
 import { gpu, gpuTest } from './harness.js';
 import { makeInputs, reference, relativeError, type AttentionCase, type AttentionInputs, type AttentionResult } from './attention-reference.js';
+import { attentionTransform, attentionTransformPlan, setAttentionTransform, type AttentionTransform, type AttentionTransformPlan } from './attention-transform.js';
 
 const TOLERANCE = 1e-2;
 
@@ -30,7 +34,23 @@ class DeviceBuffers {
   dispose(): void { for (const h of this.handles.splice(0)) this.backend.free(h); }
 }
 
-function run(c: AttentionCase, inp: AttentionInputs, path: CudaAttentionPath, backward: boolean, dtype: DType): AttentionResult {
+/** The path the engine must take for a case under a forced mode (the rule of plan_transform in attention.cu). */
+function expectedPlan(c: AttentionCase, mode: AttentionTransform): AttentionTransformPlan {
+  if (!(c.rotary ?? 0) && !c.keyScale) return 'none';
+  if (mode === 'kernel') return 'kernel';
+  if (c.xpos) {
+    if (c.positions) return 'kernel';
+    const offset = c.offset ?? (c.causal ? c.NK - c.NQ : 0);
+    const lo = Math.min(offset, 0), hi = Math.max(offset + c.NQ - 1, c.NK - 1);
+    const anchor = lo + Math.floor((hi - lo) / 2);
+    if ((Math.log2(3.5) / c.xpos) * Math.max(anchor - lo, hi - anchor) > 60) return 'kernel';
+  }
+  return 'prepass';
+}
+
+interface RunResult extends AttentionResult { plan: AttentionTransformPlan }
+
+function run(c: AttentionCase, inp: AttentionInputs, path: CudaAttentionPath, backward: boolean, dtype: DType): RunResult {
   const backend = gpu() as CudaBackend;
   const mem = new DeviceBuffers(backend);
   try {
@@ -46,9 +66,10 @@ function run(c: AttentionCase, inp: AttentionInputs, path: CudaAttentionPath, ba
     };
     const out = mem.output(B * H * NQ * D, dtype), lse = mem.output(B * H * NQ, 'float32');
     backend.attentionForwardOn(path, q, k, v, out, lse, args);
-    const res: AttentionResult = {
+    const res: RunResult = {
       out: mem.get(out, B * H * NQ * D), lse: mem.get(lse, B * H * NQ),
       dq: new Float64Array(0), dk: new Float64Array(0), dv: new Float64Array(0), dks: null,
+      plan: attentionTransformPlan(backend, q, lse, args),
     };
     if (backward) {
       const gout = mem.put(inp.gout, dtype);
@@ -66,17 +87,33 @@ function run(c: AttentionCase, inp: AttentionInputs, path: CudaAttentionPath, ba
   }
 }
 
-function check(c: AttentionCase, path: CudaAttentionPath, backward: boolean, dtype: DType = 'bfloat16'): void {
+/**
+ * Runs a case under each transform mode (the decode kernel applies the transform itself, so it runs
+ * under one) against one reference; the tiled path must be the one expectedPlan names.
+ */
+function check(c: AttentionCase, path: CudaAttentionPath, backward: boolean, dtype: DType = 'bfloat16',
+  modes: readonly AttentionTransform[] = path === 'decode' ? ['auto'] : ['kernel', 'prepass']): void {
   const inp = makeInputs(c);
   const ref = reference(c, inp);
-  const got = run(c, inp, path, backward, dtype);
-  const errors: [string, number][] = [['out', relativeError(got.out, ref.out)], ['lse', relativeError(got.lse, ref.lse)]];
-  if (backward) {
-    errors.push(['dq', relativeError(got.dq, ref.dq)], ['dk', relativeError(got.dk, ref.dk)], ['dv', relativeError(got.dv, ref.dv)]);
-    if (ref.dks) errors.push(['dKeyScale', relativeError(got.dks!, ref.dks)]);
+  const backend = gpu() as CudaBackend;
+  const before = attentionTransform(backend);
+  try {
+    for (const mode of modes) {
+      setAttentionTransform(backend, mode);
+      const got = run(c, inp, path, backward, dtype);
+      const errors: [string, number][] = [['out', relativeError(got.out, ref.out)], ['lse', relativeError(got.lse, ref.lse)]];
+      if (backward) {
+        errors.push(['dq', relativeError(got.dq, ref.dq)], ['dk', relativeError(got.dk, ref.dk)], ['dv', relativeError(got.dv, ref.dv)]);
+        if (ref.dks) errors.push(['dKeyScale', relativeError(got.dks!, ref.dks)]);
+      }
+      const label = `${c.name} (${path}, ${dtype}, transform ${mode} → ${got.plan})`;
+      console.log(`  ${path.padEnd(6)} ${dtype.padEnd(8)} ${got.plan.padEnd(7)} ${c.name.padEnd(62)} ${errors.map(([n, e]) => `${n} ${e.toExponential(1)}`).join('  ')}`);
+      if (mode !== 'auto') assert.equal(got.plan, expectedPlan(c, mode), `${label}: the transform took the wrong path`);
+      for (const [name, e] of errors) assert.ok(e < TOLERANCE, `${label}: ${name} relative error ${e.toExponential(2)} ≥ ${TOLERANCE}`);
+    }
+  } finally {
+    setAttentionTransform(backend, before);
   }
-  console.log(`  ${path.padEnd(6)} ${dtype.padEnd(8)} ${c.name.padEnd(58)} ${errors.map(([n, e]) => `${n} ${e.toExponential(1)}`).join('  ')}`);
-  for (const [name, e] of errors) assert.ok(e < TOLERANCE, `${c.name} (${path}, ${dtype}): ${name} relative error ${e.toExponential(2)} ≥ ${TOLERANCE}`);
 }
 
 const TILED: AttentionCase[] = [
@@ -98,7 +135,24 @@ const TILED: AttentionCase[] = [
   { name: 'custom positions, causal offset d64', B: 2, H: 4, KVH: 4, NQ: 20, NK: 90, D: 64, causal: true, positions: 'custom', rotary: 16, xpos: 256, alibi: true, keyScale: true },
   { name: 'rows with no visible key (lse −∞, zero output)', B: 1, H: 2, KVH: 1, NQ: 100, NK: 100, D: 64, causal: true, segments: true, allMaskedRows: true, alibi: true },
   { name: 'positions past 150,000 with xPos d128 r64', B: 1, H: 2, KVH: 1, NQ: 200, NK: 200, D: 128, causal: true, positions: 'far', rotary: 64, xpos: 512, alibi: true },
+  { name: 'rotary with custom positions, no xPos (pre-pass tables per item)', B: 2, H: 4, KVH: 2, NQ: 90, NK: 90, D: 64, causal: true, positions: 'custom', rotary: 32, keyScale: true },
+  { name: 'MHA rotary+xPos, no key scale (dK\' stored, not added)', B: 2, H: 3, KVH: 3, NQ: 100, NK: 100, D: 64, causal: true, rotary: 64, xpos: 512 },
+  { name: 'xPos base 8 over 520 positions: ζ^±58.7, inside the pre-pass range', B: 1, H: 2, KVH: 1, NQ: 520, NK: 520, D: 64, causal: true, rotary: 32, xpos: 8, keyScale: true },
+  { name: 'xPos base 8 over 600 positions: beyond the pre-pass range (kernel)', B: 1, H: 2, KVH: 1, NQ: 600, NK: 600, D: 64, causal: true, rotary: 32, xpos: 8 },
+  { name: 'negative query offset, non-causal xPos keyScale GQA2', B: 1, H: 4, KVH: 2, NQ: 60, NK: 80, D: 32, offset: -25, rotary: 32, xpos: 512, keyScale: true, alibi: true },
 ];
+
+/** andromeda-3b's attention at a test-sized length: forward and every gradient on both transform paths. */
+const ANDROMEDA_3B: AttentionCase = {
+  name: 'andromeda-3b: 24×128, MQA, keyScale, rotary 64 + xPos, ALiBi on 12 heads, n300',
+  B: 1, H: 24, KVH: 1, NQ: 300, NK: 300, D: 128, causal: true, rotary: 64, xpos: 512, alibi: true, alibiHeads: 12, keyScale: true,
+};
+
+/** 64 queries at the end of 32,768 keys with xPos: one anchor puts ζ^±57.8 on q' and k' (the pre-pass limit at B = 512). */
+const LONG_XPOS: AttentionCase = {
+  name: 'xPos across 32,768 positions, 64 queries at the end, keyScale MQA',
+  B: 1, H: 2, KVH: 1, NQ: 64, NK: 32768, D: 64, causal: true, rotary: 32, xpos: 512, keyScale: true,
+};
 
 const DECODE: AttentionCase[] = [
   { name: '1 query vs 1000 keys, MQA 8 heads, all features d128', B: 1, H: 8, KVH: 1, NQ: 1, NK: 1000, D: 128, causal: true, rotary: 64, xpos: 512, alibi: true, keyScale: true },
@@ -109,8 +163,20 @@ const DECODE: AttentionCase[] = [
   { name: '4 queries, non-causal, 130 keys d64', B: 1, H: 2, KVH: 2, NQ: 4, NK: 130, D: 64, rotary: 32 },
 ];
 
-gpuTest('fused attention, tiled kernel: forward and gradients match the float64 reference', () => {
+gpuTest('fused attention, tiled kernel: forward and gradients match the float64 reference (transform in the kernels and by the pre-pass)', () => {
   for (const c of TILED) check(c, 'tiled', true);
+});
+
+gpuTest('fused attention at andromeda-3b\'s shape: forward and gradients on both transform paths', () => {
+  check(ANDROMEDA_3B, 'tiled', true);
+});
+
+gpuTest('fused attention, xPos over 32,768 positions with one pre-pass anchor', () => {
+  check(LONG_XPOS, 'tiled', true);
+});
+
+gpuTest('the transform switch refuses an unknown mode', () => {
+  assert.throws(() => setAttentionTransform(gpu() as CudaBackend, 'sometimes' as AttentionTransform), /expected auto, kernel or prepass/);
 });
 
 gpuTest('fused attention, split-KV decode kernel: forward matches the float64 reference', () => {
@@ -118,7 +184,7 @@ gpuTest('fused attention, split-KV decode kernel: forward matches the float64 re
 });
 
 gpuTest('fused attention: float32 inputs (computed with bf16 operands) and the automatic path', () => {
-  check({ name: 'float32 all features d64 GQA2 n150', B: 1, H: 4, KVH: 2, NQ: 150, NK: 150, D: 64, causal: true, rotary: 32, xpos: 512, alibi: true, keyScale: true }, 'auto', true, 'float32');
+  check({ name: 'float32 all features d64 GQA2 n150', B: 1, H: 4, KVH: 2, NQ: 150, NK: 150, D: 64, causal: true, rotary: 32, xpos: 512, alibi: true, keyScale: true }, 'auto', true, 'float32', ['auto', 'kernel', 'prepass']);
   check({ name: 'auto path, 2 queries (decode)', B: 1, H: 4, KVH: 1, NQ: 2, NK: 400, D: 64, causal: true, rotary: 32, xpos: 512 }, 'auto', true);
 });
 

@@ -3,6 +3,7 @@
 #include "attention.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -90,6 +91,7 @@ Prepared prepare(const AttentionProblem& pr, const char* q, const char* k, const
   p.batch = pr.batch;
   p.heads = pr.heads;
   p.kv_heads = pr.kv_heads;
+  p.k_heads = pr.kv_heads;
   p.q_len = int(pr.q_len);
   p.k_len = int(pr.k_len);
   p.scale = float(pr.scale);
@@ -130,7 +132,155 @@ Prepared prepare(const AttentionProblem& pr, const char* q, const char* k, const
   return prep;
 }
 
+// ---- The pre-pass path: rotary / xPos / key scale once per call (pretransform.cu) ----
+
+std::atomic<int> g_transform_mode{-1};
+
+AttentionTransform transform_mode_from_env() {
+  const char* v = std::getenv("ANDROMEDA_ATTENTION_TRANSFORM");
+  if (!v || !*v || std::strcmp(v, "auto") == 0) return AttentionTransform::Auto;
+  if (std::strcmp(v, "kernel") == 0) return AttentionTransform::Kernel;
+  if (std::strcmp(v, "prepass") == 0) return AttentionTransform::Prepass;
+  throw std::invalid_argument(std::string("ANDROMEDA_ATTENTION_TRANSFORM=") + v + ": expected auto, kernel or prepass");
+}
+
+// ζ^(δ/B) with δ up to half the span of positions on either side of the anchor: the largest factor is
+// 2^(log2(1.4/0.4)·δ/B). Keeping the exponent ≤ 60 leaves q', k' within 2^±60 of their true scale,
+// far inside bf16/float32's 2^±126, with room for the tiny gradient terms that later meet the
+// opposite factor (at B = 512 this allows 34,000 positions; andromeda's 32,768 reach 2^57.8).
+constexpr double kMaxXposExponent = 60;
+// Auto leaves the transform in the kernels when the pre-pass would hold more scratch than this
+// (q', k' in bf16, dQ', dK' in float32 for the backward).
+constexpr double kAutoScratchLimit = 2.0 * (1ull << 30);
+
+struct TransformPlan {
+  bool prepass = false;
+  int k_heads = 0;  // heads of k': kv_heads, or heads with a key scale (then k' is per query head)
+  int anchor = 0;   // xPos anchor c: q' carries ζ^((p − c)/B), k' ζ^((c − p)/B)
+};
+
+TransformPlan plan_transform(const AttentionProblem& pr) {
+  TransformPlan plan;
+  plan.k_heads = pr.kv_heads;
+  if ((pr.rotary_dim == 0 && !pr.key_scale) || attention_transform() == AttentionTransform::Kernel) return plan;
+  if (pr.xpos_scale_base != 0) {
+    // One anchor needs bounded positions: custom positions are unknown here, so they keep the in-kernel path.
+    if (pr.q_positions || pr.k_positions) return plan;
+    int64_t lo = 0, hi = 0;
+    bool any = false;
+    auto cover = [&](int64_t first, int64_t count) {
+      if (count <= 0) return;
+      lo = any ? std::min(lo, first) : first;
+      hi = any ? std::max(hi, first + count - 1) : first + count - 1;
+      any = true;
+    };
+    cover(pr.query_offset, pr.q_len);
+    cover(0, pr.k_len);
+    if (hi - lo >= (1ll << 30)) return plan;
+    const int64_t c = lo + (hi - lo) / 2;
+    const double exponent = std::log2(3.5) / std::fabs(pr.xpos_scale_base) * double(std::max(c - lo, hi - c));
+    if (exponent > kMaxXposExponent) return plan;
+    plan.anchor = int(c);
+  }
+  plan.k_heads = pr.key_scale ? pr.heads : pr.kv_heads;
+  const double q_elements = pr.rotary_dim > 0 ? double(pr.q_elements()) : 0;
+  const double k_elements = double(pr.batch) * plan.k_heads * double(pr.k_len) * pr.head_dim;
+  if (attention_transform() == AttentionTransform::Auto && (q_elements + k_elements) * 6 > kAutoScratchLimit) return plan;
+  plan.prepass = true;
+  return plan;
+}
+
+/** Launch parameters of the plain kernels over q', k' (transform off), plus the copies they point into. */
+struct Pretransformed {
+  Params params{};
+  std::unique_ptr<Scratch> q, k;
+};
+
+Pretransformed pretransform(const AttentionProblem& pr, const Params& p, const TransformPlan& plan) {
+  Pretransformed out;
+  out.params = p;
+  Params& pp = out.params;
+  const int D = pr.head_dim;
+  if (pr.rotary_dim > 0) {
+    out.q = std::make_unique<Scratch>(size_t(std::max<int64_t>(pr.q_elements(), 8)) * 2);
+    attention::launch_pretransform(p, D, false, pr.heads, plan.anchor, out.q->as<attention::bf16>());
+    pp.q = out.q->as<attention::bf16>();
+  }
+  const int64_t k_elements = int64_t(pr.batch) * plan.k_heads * pr.k_len * D;
+  out.k = std::make_unique<Scratch>(size_t(std::max<int64_t>(k_elements, 8)) * 2);
+  attention::launch_pretransform(p, D, true, plan.k_heads, plan.anchor, out.k->as<attention::bf16>());
+  pp.k = out.k->as<attention::bf16>();
+  pp.k_heads = plan.k_heads;
+  pp.rotary_dim = 0;
+  pp.q_rot = pp.k_rot = nullptr;
+  pp.q_rot_batch_stride = pp.k_rot_batch_stride = 0;
+  pp.has_xpos = 0;
+  pp.key_scale = nullptr;
+  pp.grad_key_scale = nullptr;
+  return out;
+}
+
+/**
+ * Backward on the pre-pass path: q', k' again (nothing is kept from the forward), the plain kernels give
+ * dQ' and dK' in float32 (dK' per key head of k'), and the post-passes take them back through the transform:
+ * dq = Rᵀ(z_q ⊙ dQ'), u_kh = Rᵀ(z_k ⊙ dK'_kh), dk = Σ g_kh ⊙ u_kh, d keyScale_kh = Σ_{b, j} k ⊙ u_kh.
+ * `p` is complete (gradients, δ, lse) with the transform on.
+ */
+void backward_prepass(const AttentionProblem& pr, const Params& p, const TransformPlan& plan, char* grad_q, char* grad_k,
+                      char* grad_v, float* grad_key_scale) {
+  const int D = pr.head_dim;
+  Pretransformed pt = pretransform(pr, p, plan);
+  Params& pp = pt.params;
+  std::unique_ptr<Scratch> dq, dk, dv;
+  if (pr.rotary_dim > 0) {
+    dq = std::make_unique<Scratch>(size_t(std::max<int64_t>(pr.q_elements(), 8)) * sizeof(float));
+    pp.grad_q_f32 = dq->as<float>();
+  }
+  const int64_t dk_elements = int64_t(pr.batch) * plan.k_heads * pr.k_len * D;
+  dk = std::make_unique<Scratch>(size_t(std::max<int64_t>(dk_elements, 8)) * sizeof(float));
+  pp.grad_k_accum = dk->as<float>();
+  if (plan.k_heads != pr.heads) {
+    check(cudaMemsetAsync(dk->as<float>(), 0, size_t(dk_elements) * sizeof(float), stream()),
+          "attention backward: clearing the dK' accumulator");
+  }
+  pp.grad_v_accum = nullptr;
+  const int64_t kv_elements = pr.kv_elements();
+  if (pr.heads != pr.kv_heads) {
+    dv = std::make_unique<Scratch>(size_t(kv_elements) * sizeof(float));
+    check(cudaMemsetAsync(dv->as<float>(), 0, size_t(kv_elements) * sizeof(float), stream()),
+          "attention backward: clearing the dV accumulator");
+    pp.grad_v_accum = dv->as<float>();
+  }
+  if (pr.q_len > 0) attention::launch_backward_dq(pp, D, false);
+  attention::launch_backward_dkdv(pp, D, false);
+  if (dq) attention::launch_untransform_q(p, D, plan.anchor, dq->as<float>(), reinterpret_cast<attention::bf16*>(grad_q));
+  attention::launch_untransform_k(p, D, plan.k_heads, plan.anchor, dk->as<float>(),
+                                  reinterpret_cast<attention::bf16*>(grad_k), pr.key_scale ? grad_key_scale : nullptr);
+  if (dv) attention::launch_to_bf16(dv->as<float>(), reinterpret_cast<attention::bf16*>(grad_v), kv_elements);
+}
+
 }  // namespace
+
+AttentionTransform attention_transform() {
+  int mode = g_transform_mode.load();
+  if (mode < 0) {
+    mode = int(transform_mode_from_env());
+    int expected = -1;
+    if (!g_transform_mode.compare_exchange_strong(expected, mode)) mode = expected;
+  }
+  return AttentionTransform(mode);
+}
+
+AttentionTransform set_attention_transform(AttentionTransform mode) {
+  const AttentionTransform previous = attention_transform();
+  g_transform_mode.store(int(mode));
+  return previous;
+}
+
+const char* attention_transform_plan(const AttentionProblem& problem) {
+  if (problem.rotary_dim == 0 && !problem.key_scale) return "none";
+  return plan_transform(problem).prepass ? "prepass" : "kernel";
+}
 
 void attention_forward(const AttentionProblem& problem, const char* q, const char* k, const char* v, char* out,
                        float* lse, AttentionPath path) {
@@ -154,7 +304,13 @@ void attention_forward(const AttentionProblem& problem, const char* q, const cha
   if (problem.q_len == 0) return;
   const bool decode_fits = int64_t(problem.heads / problem.kv_heads) * problem.q_len <= attention::kDecodeRowsLimit;
   if (path == AttentionPath::Decode || (path == AttentionPath::Auto && decode_fits && problem.q_len <= 16)) {
-    attention::launch_decode(p, problem.head_dim);
+    attention::launch_decode(p, problem.head_dim);  // applies the transform itself (to q only)
+    return;
+  }
+  const TransformPlan plan = prep.transform ? plan_transform(problem) : TransformPlan{};
+  if (plan.prepass) {
+    const Pretransformed pt = pretransform(problem, p, plan);
+    attention::launch_forward_tiled(pt.params, problem.head_dim, false);
   } else {
     attention::launch_forward_tiled(p, problem.head_dim, prep.transform);
   }
@@ -212,6 +368,10 @@ void attention_backward(const AttentionProblem& problem, const char* q, const ch
   Scratch delta(std::max<size_t>(1, size_t(problem.batch) * problem.heads * problem.q_len) * sizeof(float));
   p.delta = delta.as<float>();
   attention::launch_delta(p, reinterpret_cast<const attention::bf16*>(out), delta.as<float>(), D);
+  if (prep.transform) {
+    const TransformPlan plan = plan_transform(problem);
+    if (plan.prepass) return backward_prepass(problem, p, plan, grad_q, grad_k, grad_v, grad_key_scale);
+  }
 
   const bool grouped = problem.heads != problem.kv_heads;
   std::unique_ptr<Scratch> accum;

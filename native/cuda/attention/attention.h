@@ -38,6 +38,19 @@ struct AttentionProblem {
 /** Which forward kernel runs: the tiled tensor-core kernel, the split-KV decode kernel, or the better one. */
 enum class AttentionPath { Auto = 0, Tiled = 1, Decode = 2 };
 
+/**
+ * Where the tiled kernels get rotary, xPos and the key scale applied (NOTES.md): Kernel, per tile in
+ * shared memory; Prepass, once per call into bf16 copies of q and k (and back on the gradients) wherever
+ * float range allows xPos with one anchor, else per tile; Auto, the pre-pass unless its scratch would
+ * exceed 2 GiB. The first value comes from ANDROMEDA_ATTENTION_TRANSFORM=auto|kernel|prepass (default auto).
+ */
+enum class AttentionTransform { Auto = 0, Kernel = 1, Prepass = 2 };
+AttentionTransform attention_transform();
+/** For tests and benchmarks: changes the mode for later calls, returns the previous one. */
+AttentionTransform set_attention_transform(AttentionTransform mode);
+/** What the tiled forward and the backward do for this problem: "none" (no transform), "kernel" or "prepass". */
+const char* attention_transform_plan(const AttentionProblem& problem);
+
 /** out [batch, heads, q_len, head_dim] and lse float32 [batch, heads, q_len] (natural log; −∞ for rows that see no key). */
 void attention_forward(const AttentionProblem& problem, const char* q, const char* k, const char* v, char* out,
                        float* lse, AttentionPath path = AttentionPath::Auto);

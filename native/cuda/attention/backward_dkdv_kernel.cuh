@@ -4,7 +4,8 @@
 //   Pᵀ = 2^(Sᵀ − lse),  dV += Pᵀ dO,  dPᵀ = V dOᵀ,  dSᵀ = Pᵀ ⊙ (dPᵀ − δ),  dK' += scale · dSᵀ Q'.
 // xPos is anchored at the key tile's first position here (q tiles are transformed per key tile). At
 // the end dK' goes back through xPos, rotary and the key scale (whose gradient is summed with atomics);
-// with one query head per KV head the rows are stored, otherwise added to float32 accumulators.
+// rows are stored when one query head owns them, otherwise added to float32 accumulators (K and V apart:
+// a K expanded per query head by the pre-pass is owned by one head while its V is still shared).
 #pragma once
 #include "tile.cuh"
 
@@ -33,10 +34,11 @@ __global__ void __launch_bounds__(kWarps * 32) attention_backward_dkdv_kernel(co
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const int key_tile = gridDim.x - 1 - blockIdx.x;  // early keys see the most queries: start them first
-  const int h = blockIdx.y, b = blockIdx.z, hk = kv_head_of(p, h);
+  const int h = blockIdx.y, b = blockIdx.z;
   const int n0 = key_tile * kBlockN;
   const int keys_valid = min(kBlockN, p.k_len - n0);
-  const int64_t kv_row0 = (int64_t(b) * p.kv_heads + hk) * p.k_len;
+  const int64_t k_row0 = (int64_t(b) * p.k_heads + key_head_of(p, h)) * p.k_len;
+  const int64_t v_row0 = (int64_t(b) * p.kv_heads + kv_head_of(p, h)) * p.k_len;
   const int64_t head_row0 = (int64_t(b) * p.heads + h) * p.q_len;
   const float* g_row = p.key_scale ? p.key_scale + int64_t(h) * D : nullptr;
   const float slope = p.has_alibi ? p.alibi_slope_log2[h] : 0.f;
@@ -61,8 +63,8 @@ __global__ void __launch_bounds__(kWarps * 32) attention_backward_dkdv_kernel(co
     }
   };
 
-  load_tile_async<D, kBlockN, kThreads>(sK, p.k + kv_row0 * D + int64_t(n0) * D, keys_valid);
-  load_tile_async<D, kBlockN, kThreads>(sV, p.v + kv_row0 * D + int64_t(n0) * D, keys_valid);
+  load_tile_async<D, kBlockN, kThreads>(sK, p.k + k_row0 * D + int64_t(n0) * D, keys_valid);
+  load_tile_async<D, kBlockN, kThreads>(sV, p.v + v_row0 * D + int64_t(n0) * D, keys_valid);
   cp_async_commit();
   if (m_first < m_tiles) {
     load_q(m_first, 0);
@@ -193,7 +195,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_backward_dkdv_kernel(co
     untransform<D>(dk, p, t0, t1, float(anchor - key_pos[0]), float(anchor - key_pos[1]), t);
   }
   if (g_row) {
-    const bf16* k = p.k + kv_row0 * D;
+    const bf16* k = p.k + k_row0 * D;
 #pragma unroll
     for (int n = 0; n < D / 8; n++) {
 #pragma unroll
@@ -213,22 +215,28 @@ __global__ void __launch_bounds__(kWarps * 32) attention_backward_dkdv_kernel(co
     }
   }
 
+  const bool k_shared = p.k_heads != p.heads;  // several query heads add into one key head's rows
 #pragma unroll
   for (int r = 0; r < 2; r++) {
     const int j = key_index[r];
     if (j >= p.k_len) continue;
-    const int64_t row = (kv_row0 + j) * D;
+    const int64_t k_row = (k_row0 + j) * D, v_row = (v_row0 + j) * D;
 #pragma unroll
     for (int n = 0; n < D / 8; n++) {
       const int f = 8 * n + 2 * t;
-      if (p.grad_k_accum) {
-        atomicAdd(p.grad_k_accum + row + f, dk[n][2 * r]);
-        atomicAdd(p.grad_k_accum + row + f + 1, dk[n][2 * r + 1]);
-        atomicAdd(p.grad_v_accum + row + f, dv[n][2 * r]);
-        atomicAdd(p.grad_v_accum + row + f + 1, dv[n][2 * r + 1]);
+      if (p.grad_k_accum && k_shared) {
+        atomicAdd(p.grad_k_accum + k_row + f, dk[n][2 * r]);
+        atomicAdd(p.grad_k_accum + k_row + f + 1, dk[n][2 * r + 1]);
+      } else if (p.grad_k_accum) {
+        *reinterpret_cast<float2*>(p.grad_k_accum + k_row + f) = make_float2(dk[n][2 * r], dk[n][2 * r + 1]);
       } else {
-        *reinterpret_cast<__nv_bfloat162*>(p.grad_k + row + f) = __floats2bfloat162_rn(dk[n][2 * r], dk[n][2 * r + 1]);
-        *reinterpret_cast<__nv_bfloat162*>(p.grad_v + row + f) = __floats2bfloat162_rn(dv[n][2 * r], dv[n][2 * r + 1]);
+        *reinterpret_cast<__nv_bfloat162*>(p.grad_k + k_row + f) = __floats2bfloat162_rn(dk[n][2 * r], dk[n][2 * r + 1]);
+      }
+      if (p.grad_v_accum) {
+        atomicAdd(p.grad_v_accum + v_row + f, dv[n][2 * r]);
+        atomicAdd(p.grad_v_accum + v_row + f + 1, dv[n][2 * r + 1]);
+      } else {
+        *reinterpret_cast<__nv_bfloat162*>(p.grad_v + v_row + f) = __floats2bfloat162_rn(dv[n][2 * r], dv[n][2 * r + 1]);
       }
     }
   }

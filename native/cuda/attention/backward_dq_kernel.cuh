@@ -1,7 +1,8 @@
 // Backward, query side: one CTA per (query tile, head, batch item) walks the key tiles like the
 // forward, recomputes P = 2^(S − lse) and accumulates dQ' = scale · Σ dS K' in registers, where
 // dS = P ⊙ (dP − δ), dP = dO Vᵀ and δ = rowsum(dO ⊙ O). No atomics: every dQ row has one owner.
-// At the end dQ' goes back through xPos and rotary to the gradient of q as given.
+// At the end dQ' goes back through xPos and rotary to the gradient of q as given (in-kernel transform),
+// or is stored as float32 for the pre-pass path's post-pass (grad_q_f32).
 #pragma once
 #include "tile.cuh"
 
@@ -27,12 +28,12 @@ __global__ void __launch_bounds__(kWarps * 32) attention_backward_dq_kernel(cons
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const int q_tile = gridDim.x - 1 - blockIdx.x;
-  const int h = blockIdx.y, b = blockIdx.z, hk = kv_head_of(p, h);
+  const int h = blockIdx.y, b = blockIdx.z;
   const int m0 = q_tile * kBlockM;
   const int rows_valid = min(kBlockM, p.q_len - m0);
   const int64_t head_row0 = (int64_t(b) * p.heads + h) * p.q_len;
-  const bf16* k = p.k + (int64_t(b) * p.kv_heads + hk) * p.k_len * D;
-  const bf16* v = p.v + (int64_t(b) * p.kv_heads + hk) * p.k_len * D;
+  const bf16* k = p.k + (int64_t(b) * p.k_heads + key_head_of(p, h)) * p.k_len * D;
+  const bf16* v = p.v + (int64_t(b) * p.kv_heads + kv_head_of(p, h)) * p.k_len * D;
   const float* g_row = p.key_scale ? p.key_scale + int64_t(h) * D : nullptr;
   const float slope = p.has_alibi ? p.alibi_slope_log2[h] : 0.f;
 
@@ -161,10 +162,16 @@ __global__ void __launch_bounds__(kWarps * 32) attention_backward_dq_kernel(cons
 #pragma unroll
   for (int r = 0; r < 2; r++) {
     if (!rows[r].valid) continue;
-    bf16* dst = p.grad_q + (head_row0 + rows[r].index) * D;
+    const int64_t row = (head_row0 + rows[r].index) * D;
 #pragma unroll
-    for (int n = 0; n < D / 8; n++)
-      *reinterpret_cast<__nv_bfloat162*>(dst + 8 * n + 2 * t) = __floats2bfloat162_rn(dq[n][2 * r], dq[n][2 * r + 1]);
+    for (int n = 0; n < D / 8; n++) {
+      if (p.grad_q_f32) {
+        *reinterpret_cast<float2*>(p.grad_q_f32 + row + 8 * n + 2 * t) = make_float2(dq[n][2 * r], dq[n][2 * r + 1]);
+      } else {
+        *reinterpret_cast<__nv_bfloat162*>(p.grad_q + row + 8 * n + 2 * t) =
+            __floats2bfloat162_rn(dq[n][2 * r], dq[n][2 * r + 1]);
+      }
+    }
   }
 }
 

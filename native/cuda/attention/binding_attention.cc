@@ -69,11 +69,36 @@ Napi::Value Backward(const Napi::CallbackInfo& info) {
   });
 }
 
+const char* const kTransformNames[] = {"auto", "kernel", "prepass"};
+
+// ([mode: 'auto' | 'kernel' | 'prepass']) → the mode before the call (tests and benchmarks compare both paths)
+Napi::Value Transform(const Napi::CallbackInfo& info) {
+  return guarded(info, "cuda engine", [&]() -> Napi::Value {
+    if (info.Length() == 0 || info[0].IsUndefined()) return Napi::String::New(info.Env(), kTransformNames[int(attention_transform())]);
+    const std::string name = info[0].As<Napi::String>().Utf8Value();
+    for (int m = 0; m < 3; m++) {
+      if (name == kTransformNames[m]) {
+        return Napi::String::New(info.Env(), kTransformNames[int(set_attention_transform(AttentionTransform(m)))]);
+      }
+    }
+    throw std::invalid_argument("attention transform '" + name + "': expected auto, kernel or prepass");
+  });
+}
+
+// (config) → 'none' | 'kernel' | 'prepass': where the tiled forward and the backward apply the transform
+Napi::Value PlanTransform(const Napi::CallbackInfo& info) {
+  return guarded(info, "cuda engine", [&]() -> Napi::Value {
+    return Napi::String::New(info.Env(), attention_transform_plan(problem_of(info[0].As<Napi::Object>())));
+  });
+}
+
 }  // namespace
 
 void register_attention(Napi::Env env, Napi::Object exports) {
   exports.Set("attentionForward", Napi::Function::New(env, Forward, "attentionForward"));
   exports.Set("attentionBackward", Napi::Function::New(env, Backward, "attentionBackward"));
+  exports.Set("attentionTransform", Napi::Function::New(env, Transform, "attentionTransform"));
+  exports.Set("attentionTransformPlan", Napi::Function::New(env, PlanTransform, "attentionTransformPlan"));
 }
 
 }  // namespace andromeda::cuda

@@ -40,13 +40,13 @@ __global__ void __launch_bounds__(kWarps * 32) attention_forward_kernel(const __
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const int q_tile = gridDim.x - 1 - blockIdx.x;  // the longest causal rows first
-  const int h = blockIdx.y, b = blockIdx.z, hk = kv_head_of(p, h);
+  const int h = blockIdx.y, b = blockIdx.z;
   const int m0 = q_tile * kBlockM;
   const int warp_row0 = warp * 16 * kMTiles;  // this warp's first row within the tile
   const int rows_valid = min(kBlockM, p.q_len - m0);
   const bf16* q = p.q + (int64_t(b) * p.heads + h) * p.q_len * D;
-  const bf16* k = p.k + (int64_t(b) * p.kv_heads + hk) * p.k_len * D;
-  const bf16* v = p.v + (int64_t(b) * p.kv_heads + hk) * p.k_len * D;
+  const bf16* k = p.k + (int64_t(b) * p.k_heads + key_head_of(p, h)) * p.k_len * D;
+  const bf16* v = p.v + (int64_t(b) * p.kv_heads + kv_head_of(p, h)) * p.k_len * D;
   const float* g_row = p.key_scale ? p.key_scale + int64_t(h) * D : nullptr;
   const float slope = p.has_alibi ? p.alibi_slope_log2[h] : 0.f;
 

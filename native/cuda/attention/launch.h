@@ -22,6 +22,23 @@ void launch_delta(const Params& p, const bf16* out, float* delta, int head_dim);
 void launch_backward_dq(const Params& p, int head_dim, bool transform);
 void launch_backward_dkdv(const Params& p, int head_dim, bool transform);
 
+/**
+ * The pre-pass path (pretransform.cu). `p` carries the transform (tables, xPos rates, key scale); anchor
+ * is the xPos anchor c of the call. launch_pretransform writes q' [batch][heads][q_len][D] (key_side
+ * false, out_heads = heads) or k' [batch][out_heads][k_len][D], head kh from k head kh mod kv_heads and
+ * key scale row kh (out_heads = heads when there is a key scale).
+ */
+void launch_pretransform(const Params& p, int head_dim, bool key_side, int out_heads, int anchor, bf16* dst);
+/** grad_q = Rᵀ(z ⊙ dQ') from float32 dQ' [batch][heads][q_len][D]. */
+void launch_untransform_q(const Params& p, int head_dim, int anchor, const float* dq_prime, bf16* grad_q);
+/**
+ * grad_k [batch][kv_heads][k_len][D] = Σ over the key heads kh ≡ h (mod kv_heads) of g_kh ⊙ Rᵀ(z ⊙ dK'_kh)
+ * from float32 dK' [batch][k_heads][k_len][D]; with a key scale also grad_key_scale [heads][D] (overwritten,
+ * summed in a fixed order).
+ */
+void launch_untransform_k(const Params& p, int head_dim, int k_heads, int anchor, const float* dk_prime, bf16* grad_k,
+                          float* grad_key_scale);
+
 /** float32 → bf16 copy of `count` elements (the summed dK / dV of grouped heads, float32 inputs). */
 void launch_to_bf16(const float* src, bf16* dst, int64_t count);
 /** bf16 → float32 copy (results for float32 callers). */

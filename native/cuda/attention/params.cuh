@@ -28,10 +28,14 @@ struct Params {
   bf16* grad_v;
   float* grad_key_scale;      // [heads, head_dim], accumulated with atomics (zeroed by the launcher)
   const float* delta;         // rowsum(dO ∘ O), [batch, heads, q_len]
-  float* grad_k_accum;        // float32 [batch, kv_heads, k_len, head_dim] when several heads share a KV head
-  float* grad_v_accum;
+  float* grad_q_f32;          // or null: dQ is stored here as float32 [batch, heads, q_len, head_dim] instead of grad_q
+  // float32 [batch, k_heads, k_len, head_dim] or null (then dK is stored in grad_k): added with atomics when
+  // several query heads share a key head, stored otherwise.
+  float* grad_k_accum;
+  float* grad_v_accum;        // float32 [batch, kv_heads, k_len, head_dim] when several heads share a KV head
 
   int batch, heads, kv_heads;
+  int k_heads;                // heads of k (and grad_k): kv_heads, or heads when k was expanded per query head
   int q_len, k_len;
   float scale;                // natural units
   float scale_log2;           // scale · log2(e): scores are kept in base 2
@@ -55,6 +59,7 @@ struct Params {
 
 /** KV head read by query head h: x-transformers' grouping, h mod kv_heads. */
 __device__ __forceinline__ int kv_head_of(const Params& p, int h) { return h % p.kv_heads; }
+__device__ __forceinline__ int key_head_of(const Params& p, int h) { return h % p.k_heads; }
 
 __device__ __forceinline__ int query_position(const Params& p, int b, int i) {
   return p.q_pos ? __ldg(p.q_pos + int64_t(b) * p.q_len + i) : p.query_offset + i;

@@ -1,0 +1,38 @@
+// Choosing where the CUDA attention applies rotary / xPos / the key scale (in the kernels' tiles, or once
+// per call by a pre-pass: native/cuda/attention/NOTES.md), for the tests and the benchmark that compare
+// both paths in one process. The addon's switch starts from ANDROMEDA_ATTENTION_TRANSFORM.
+import type { AttentionArgs, Dense } from '../../src/backend/backend.js';
+import type { CudaBackend } from '../../src/backend/cuda.js';
+import { nativeAttentionConfig } from '../../src/backend/attention-config.js';
+
+export type AttentionTransform = 'auto' | 'kernel' | 'prepass';
+export type AttentionTransformPlan = 'none' | 'kernel' | 'prepass';
+
+interface TransformAddon {
+  attentionTransform(mode?: AttentionTransform): AttentionTransform;
+  attentionTransformPlan(config: object): AttentionTransformPlan;
+}
+
+function addonOf(backend: CudaBackend): TransformAddon {
+  // The engine's addon is a protected member of the backend; this switch is not part of the Backend contract.
+  const addon = (backend as unknown as { addon: Partial<TransformAddon> }).addon;
+  if (typeof addon?.attentionTransform !== 'function' || typeof addon.attentionTransformPlan !== 'function') {
+    throw new Error('the CUDA addon has no attentionTransform switch: rebuild it (node scripts/build-cuda.mjs)');
+  }
+  return addon as TransformAddon;
+}
+
+/** Sets the mode for later attention calls; returns the previous one. */
+export function setAttentionTransform(backend: CudaBackend, mode: AttentionTransform): AttentionTransform {
+  return addonOf(backend).attentionTransform(mode);
+}
+
+/** The mode in effect. */
+export function attentionTransform(backend: CudaBackend): AttentionTransform {
+  return addonOf(backend).attentionTransform();
+}
+
+/** Where the tiled forward and the backward would apply the transform for these arguments under the current mode. */
+export function attentionTransformPlan(backend: CudaBackend, q: Dense, lse: Dense, args: AttentionArgs): AttentionTransformPlan {
+  return addonOf(backend).attentionTransformPlan(nativeAttentionConfig('attention (cuda)', q, [], lse, args));
+}
