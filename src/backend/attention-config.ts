@@ -26,6 +26,8 @@ export interface NativeAttentionConfig {
   keyPositions: number | null;
   querySegments: number | null;
   keySegments: number | null;
+  positionMin: number | null;
+  positionMax: number | null;
 }
 
 /**
@@ -53,5 +55,6 @@ export function nativeAttentionConfig(label: string, q: Dense, operands: readonl
     keyScale: atOrNull(a.keyScale),
     queryPositions: atOrNull(a.queryPositions), keyPositions: atOrNull(a.keyPositions),
     querySegments: atOrNull(a.querySegments), keySegments: atOrNull(a.keySegments),
+    positionMin: a.positionRange ? a.positionRange.min : null, positionMax: a.positionRange ? a.positionRange.max : null,
   };
 }

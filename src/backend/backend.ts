@@ -109,6 +109,9 @@ export interface AttentionArgs {
    *  defaults: queryOffset + i for queries, j for keys. */
   readonly queryPositions: Dense | null;
   readonly keyPositions: Dense | null;
+  /** Smallest and largest value of the given positions when the caller knows them on the host (engines may
+   *  use it to pick a faster path; it never changes the result). Absent for default positions. */
+  readonly positionRange?: { readonly min: number; readonly max: number } | null;
   /** int32 [batch, queryLen] / [batch, keyLen] document ids; attention only within one id. */
   readonly querySegments: Dense | null;
   readonly keySegments: Dense | null;

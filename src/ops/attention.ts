@@ -170,6 +170,28 @@ function positionsOf(input: TokenIndexInput | null, length: number, offset: numb
   return { values: Float64Array.from(hostIndices(input)), perBatch: true };
 }
 
+/** Range of the custom positions when all of them are known on the host (default positions count as q/k indices). */
+function hostPositionRange(p: Problem): { min: number; max: number } | null {
+  if (!p.queryPositions && !p.keyPositions) return null;
+  const known = (input: TokenIndexInput | null, first: number, length: number): Int32Array | { min: number; max: number } | null => {
+    if (!input) return { min: first, max: first + length - 1 };
+    if (input instanceof Int32Array) return input;
+    if (input instanceof Tensor) return null;  // on the device only: finding the range would mean a wait
+    return input.host;
+  };
+  let min = Infinity, max = -Infinity;
+  for (const part of [known(p.queryPositions, p.queryOffset, p.queryLen), known(p.keyPositions, 0, p.keyLen)]) {
+    if (!part) return null;
+    if (part instanceof Int32Array) {
+      for (const v of part) { if (v < min) min = v; if (v > max) max = v; }
+    } else {
+      min = Math.min(min, part.min);
+      max = Math.max(max, part.max);
+    }
+  }
+  return Number.isFinite(min) ? { min, max } : null;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Fused path
 
@@ -209,6 +231,7 @@ function fusedAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor {
     keyScale: keyScale32 ? keyScale32.dense('attention') : null,
     queryPositions: deviceIndices(p.queryPositions), keyPositions: deviceIndices(p.keyPositions),
     querySegments: deviceIndices(p.querySegments), keySegments: deviceIndices(p.keySegments),
+    positionRange: hostPositionRange(p),
   };
   const out = emptyLike(q);
   const lse = Tensor.empty([p.batch, p.heads, p.queryLen], 'float32', q.device);

@@ -35,17 +35,26 @@ class DeviceBuffers {
 }
 
 /** The path the engine must take for a case under a forced mode (the rule of plan_transform in attention.cu). */
-function expectedPlan(c: AttentionCase, mode: AttentionTransform): AttentionTransformPlan {
+function expectedPlan(c: AttentionCase, mode: AttentionTransform, inp: AttentionInputs): AttentionTransformPlan {
   if (!(c.rotary ?? 0) && !c.keyScale) return 'none';
   if (mode === 'kernel') return 'kernel';
   if (c.xpos) {
-    if (c.positions) return 'kernel';
     const offset = c.offset ?? (c.causal ? c.NK - c.NQ : 0);
-    const lo = Math.min(offset, 0), hi = Math.max(offset + c.NQ - 1, c.NK - 1);
+    // Custom positions: the range the caller passes (positionRange), as the attention op does from host values.
+    const range = positionRange(inp);
+    const lo = range ? range.min : Math.min(offset, 0), hi = range ? range.max : Math.max(offset + c.NQ - 1, c.NK - 1);
     const anchor = lo + Math.floor((hi - lo) / 2);
     if ((Math.log2(3.5) / c.xpos) * Math.max(anchor - lo, hi - anchor) > 60) return 'kernel';
   }
   return 'prepass';
+}
+
+/** Smallest and largest custom position of a case's inputs, or null for default positions. */
+function positionRange(inp: AttentionInputs): { min: number; max: number } | null {
+  if (!inp.qpos && !inp.kpos) return null;
+  let min = Infinity, max = -Infinity;
+  for (const v of [...(inp.qpos ?? []), ...(inp.kpos ?? [])]) { min = Math.min(min, v); max = Math.max(max, v); }
+  return { min, max };
 }
 
 interface RunResult extends AttentionResult { plan: AttentionTransformPlan }
@@ -63,6 +72,7 @@ function run(c: AttentionCase, inp: AttentionInputs, path: CudaAttentionPath, ba
       keyScale: inp.ks ? mem.put(inp.ks, 'float32') : null,
       queryPositions: inp.qpos ? mem.put(inp.qpos, 'int32') : null, keyPositions: inp.kpos ? mem.put(inp.kpos, 'int32') : null,
       querySegments: inp.qseg ? mem.put(inp.qseg, 'int32') : null, keySegments: inp.kseg ? mem.put(inp.kseg, 'int32') : null,
+      positionRange: positionRange(inp),
     };
     const out = mem.output(B * H * NQ * D, dtype), lse = mem.output(B * H * NQ, 'float32');
     backend.attentionForwardOn(path, q, k, v, out, lse, args);
@@ -108,7 +118,7 @@ function check(c: AttentionCase, path: CudaAttentionPath, backward: boolean, dty
       }
       const label = `${c.name} (${path}, ${dtype}, transform ${mode} → ${got.plan})`;
       console.log(`  ${path.padEnd(6)} ${dtype.padEnd(8)} ${got.plan.padEnd(7)} ${c.name.padEnd(62)} ${errors.map(([n, e]) => `${n} ${e.toExponential(1)}`).join('  ')}`);
-      if (mode !== 'auto') assert.equal(got.plan, expectedPlan(c, mode), `${label}: the transform took the wrong path`);
+      if (mode !== 'auto') assert.equal(got.plan, expectedPlan(c, mode, inp), `${label}: the transform took the wrong path`);
       for (const [name, e] of errors) assert.ok(e < TOLERANCE, `${label}: ${name} relative error ${e.toExponential(2)} ≥ ${TOLERANCE}`);
     }
   } finally {

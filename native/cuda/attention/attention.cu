@@ -164,18 +164,23 @@ TransformPlan plan_transform(const AttentionProblem& pr) {
   plan.k_heads = pr.kv_heads;
   if ((pr.rotary_dim == 0 && !pr.key_scale) || attention_transform() == AttentionTransform::Kernel) return plan;
   if (pr.xpos_scale_base != 0) {
-    // One anchor needs bounded positions: custom positions are unknown here, so they keep the in-kernel path.
-    if (pr.q_positions || pr.k_positions) return plan;
+    // One anchor needs bounded positions: custom positions qualify only when the caller gave their range.
     int64_t lo = 0, hi = 0;
-    bool any = false;
-    auto cover = [&](int64_t first, int64_t count) {
-      if (count <= 0) return;
-      lo = any ? std::min(lo, first) : first;
-      hi = any ? std::max(hi, first + count - 1) : first + count - 1;
-      any = true;
-    };
-    cover(pr.query_offset, pr.q_len);
-    cover(0, pr.k_len);
+    if (pr.q_positions || pr.k_positions) {
+      if (!pr.has_position_range) return plan;
+      lo = pr.position_min;
+      hi = pr.position_max;
+    } else {
+      bool any = false;
+      auto cover = [&](int64_t first, int64_t count) {
+        if (count <= 0) return;
+        lo = any ? std::min(lo, first) : first;
+        hi = any ? std::max(hi, first + count - 1) : first + count - 1;
+        any = true;
+      };
+      cover(pr.query_offset, pr.q_len);
+      cover(0, pr.k_len);
+    }
     if (hi - lo >= (1ll << 30)) return plan;
     const int64_t c = lo + (hi - lo) / 2;
     const double exponent = std::log2(3.5) / std::fabs(pr.xpos_scale_base) * double(std::max(c - lo, hi - c));

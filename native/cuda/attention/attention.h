@@ -30,6 +30,9 @@ struct AttentionProblem {
   const int32_t* k_positions = nullptr;    // device int32 [batch, k_len] or null (j)
   const int32_t* q_segments = nullptr;     // device int32 [batch, q_len] or null
   const int32_t* k_segments = nullptr;     // device int32 [batch, k_len] or null
+  // Range of the custom positions when the caller knows it (has_position_range); lets xPos use the pre-pass.
+  bool has_position_range = false;
+  int64_t position_min = 0, position_max = 0;
 
   int64_t q_elements() const { return int64_t(batch) * heads * q_len * head_dim; }
   int64_t kv_elements() const { return int64_t(batch) * kv_heads * k_len * head_dim; }

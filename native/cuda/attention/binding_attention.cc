@@ -46,6 +46,12 @@ AttentionProblem problem_of(const Napi::Object& o) {
   p.k_positions = reinterpret_cast<const int32_t*>(opt_ptr(o.Get("keyPositions")));
   p.q_segments = reinterpret_cast<const int32_t*>(opt_ptr(o.Get("querySegments")));
   p.k_segments = reinterpret_cast<const int32_t*>(opt_ptr(o.Get("keySegments")));
+  const Napi::Value lo = o.Get("positionMin"), hi = o.Get("positionMax");
+  if (lo.IsNumber() && hi.IsNumber()) {
+    p.has_position_range = true;
+    p.position_min = int64_t(lo.As<Napi::Number>().DoubleValue());
+    p.position_max = int64_t(hi.As<Napi::Number>().DoubleValue());
+  }
   return p;
 }
 
