@@ -9,6 +9,7 @@
         "native/cpu/gemm.cc",
         "native/cpu/nn.cc",
         "native/cpu/attention.cc",
+        "native/cpu/attention_reference.cc",
         "native/cpu/simd.cc",
         "native/cpu/simd_kernels.cc"
       ],
