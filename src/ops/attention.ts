@@ -1,8 +1,9 @@
 // Attention as Andromeda defines it (docs: shared/spec/andromeda-model.md, "Attention"), as one op:
 // per-head key scale, rotary with relative xPos, scale, ALiBi, causal and per-document masks,
 // softmax, and the weighted sum of values. Engines with a fused kernel (Backend.attentionForward)
-// run it in O(n) memory; otherwise a reference composition of matmul/softmax computes it exactly,
-// in O(n²) memory, with gradients through the ordinary ops.
+// run it in O(n) memory; otherwise a reference composition computes it exactly, in O(n²) memory, with
+// gradients through the ordinary ops: matmuls around the engine's maskedSoftmax (ALiBi and masks added
+// in the kernel) and rotary (rotary + xPos) kernels, so nothing n × n is built on the host.
 import { Tensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
 import { formatShape } from '../tensor/shape.js';
