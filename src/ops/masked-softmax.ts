@@ -40,19 +40,18 @@ export function maskedSoftmax(scores: Tensor, mask: ScoreMask, o: { inPlace?: bo
   if (!mask.querySegments !== !mask.keySegments) throw new RangeError(`${op}: give both querySegments and keySegments, or neither`);
   const queryStride = sharedStride(op, 'query', mask.queryPositions, mask.querySegments);
   const keyStride = sharedStride(op, 'key', mask.keyPositions, mask.keySegments);
+  const args = {
+    batch, heads, queryLen, keyLen, causal: mask.causal, queryOffset: mask.queryOffset, alibiSlopes: mask.alibiSlopes,
+    queryPositions: tokenRegion(op, 'queryPositions', mask.queryPositions, batch, queryLen, scores.device),
+    keyPositions: tokenRegion(op, 'keyPositions', mask.keyPositions, batch, keyLen, scores.device),
+    querySegments: tokenRegion(op, 'querySegments', mask.querySegments, batch, queryLen, scores.device),
+    keySegments: tokenRegion(op, 'keySegments', mask.keySegments, batch, keyLen, scores.device),
+    queryStride, keyStride,
+  };
   const inPlace = (o.inPlace ?? false) && scores.isContiguous();
   const source = scores.isContiguous() ? scores : contiguousRaw(scores);
   const out = inPlace ? scores.view(scores.shape, scores.strides, scores.offset) : emptyLike(scores);
-  if (out.size > 0) {
-    backend.maskedSoftmax(source.dense(op), out.dense(op), {
-      batch, heads, queryLen, keyLen, causal: mask.causal, queryOffset: mask.queryOffset, alibiSlopes: mask.alibiSlopes,
-      queryPositions: tokenRegion(op, 'queryPositions', mask.queryPositions, batch, queryLen),
-      keyPositions: tokenRegion(op, 'keyPositions', mask.keyPositions, batch, keyLen),
-      querySegments: tokenRegion(op, 'querySegments', mask.querySegments, batch, queryLen),
-      keySegments: tokenRegion(op, 'keySegments', mask.keySegments, batch, keyLen),
-      queryStride, keyStride,
-    });
-  }
+  if (out.size > 0) backend.maskedSoftmax(source.dense(op), out.dense(op), args);
   if (source !== scores) source.dispose();
   const rows = batch * heads * queryLen;
   return record(out, op, [scores], (g) => {

@@ -42,13 +42,13 @@ export function rotary(x: Tensor, spec: RotarySpec): Tensor {
 function rotaryRaw(x: Tensor, spec: RotarySpec, transpose: boolean): Tensor {
   const op = 'rotary';
   const [batch, heads, length, headDim] = x.shape as [number, number, number, number];
+  const positions = tokenRegion(op, 'positions', spec.positions, batch, length, x.device);
   const xc = x.isContiguous() ? x : contiguousRaw(x);
   const out = emptyLike(x);
   if (out.size > 0) {
     x.backend.rotary!(xc.dense(op), out.dense(), {
       batch, heads, length, headDim, rotaryDim: spec.rotaryDim, invFreq: spec.invFreq,
-      positions: tokenRegion(op, 'positions', spec.positions, batch, length),
-      positionStride: spec.positions?.stride ?? 0, positionOffset: spec.positionOffset,
+      positions, positionStride: spec.positions?.stride ?? 0, positionOffset: spec.positionOffset,
       xposScaleBase: spec.xpos?.scaleBase ?? 0, xposAnchor: spec.xpos?.anchor ?? 0, xposSign: spec.xpos?.sign ?? 1,
       xposMinDistance: spec.xpos?.minDistance ?? -Infinity, multiplier: spec.multiplier, transpose,
     });

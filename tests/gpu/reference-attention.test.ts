@@ -184,7 +184,8 @@ const attentionCases: AttentionCase[] = [
   { name: 'one KV head, 1,024 tokens, 8 heads × 64 (the andromeda shape, scaled down)', batch: 1, heads: 8, kvHeads: 1, queryLen: 1024, keyLen: 1024, headDim: 64, rotaryDim: 64, xpos: true, alibiHeads: 4, keyScale: true },
 ];
 
-const ATTENTION_BOUNDS: Record<string, { out: number; grad: number }> = { float32: { out: 1e-4, grad: 1e-3 }, bfloat16: { out: 2e-2, grad: 6e-2 } };
+// The CPU engine's own bfloat16 run of these cases gives about 4e-3 (out) and 5e-3 (gradients).
+const ATTENTION_BOUNDS: Record<string, { out: number; grad: number }> = { float32: { out: 1e-5, grad: 1e-5 }, bfloat16: { out: 1.5e-2, grad: 2e-2 } };
 
 gpuTest('attention (implementation reference) on CUDA in bfloat16 and float32 equals the CPU float64 reference path, output and gradients', () => {
   for (const c of attentionCases) {
