@@ -52,19 +52,25 @@ noGrad(() => tidy(() => {
   report('rotary + xPos + scale [1, 24, n, 128]', time(() => { rotary(q, spec); }), 2 * H * n * d * 2);
 }));
 
+const inputs = {
+  q: randn([1, H, n, d], { generator: gen, dtype: 'bfloat16', device: 'cuda', requiresGrad: true }).keep(),
+  k: randn([1, 1, n, d], { generator: gen, dtype: 'bfloat16', device: 'cuda', requiresGrad: true }).keep(),
+  v: randn([1, 1, n, d], { generator: gen, dtype: 'bfloat16', device: 'cuda', requiresGrad: true }).keep(),
+  ks: randn([H, d], { generator: gen, dtype: 'bfloat16', device: 'cuda', mean: 1, std: 0.1, requiresGrad: true }).keep(),
+};
 for (const implementation of ['reference', 'fused'] as const) {
+  const options: AttentionOptions = {
+    scale: 10, keyScale: inputs.ks, rotary: { dim: d, invFreq: plainInverseFrequencies(d, 10000), xposScaleBase: 512 },
+    alibiSlopes: slopes, implementation,
+  };
   const ms = time(() => {
-    const q = randn([1, H, n, d], { generator: gen, dtype: 'bfloat16', device: 'cuda', requiresGrad: true });
-    const k = randn([1, 1, n, d], { generator: gen, dtype: 'bfloat16', device: 'cuda', requiresGrad: true });
-    const v = randn([1, 1, n, d], { generator: gen, dtype: 'bfloat16', device: 'cuda', requiresGrad: true });
-    const ks = randn([H, d], { generator: gen, dtype: 'bfloat16', device: 'cuda', mean: 1, std: 0.1, requiresGrad: true });
-    const options: AttentionOptions = {
-      scale: 10, keyScale: ks, rotary: { dim: d, invFreq: plainInverseFrequencies(d, 10000), xposScaleBase: 512 },
-      alibiSlopes: slopes, implementation,
-    };
-    sum(mul(attention(q, k, v, options), 1)).backward();
+    sum(mul(attention(inputs.q, inputs.k, inputs.v, options), 1)).backward();
+    for (const t of Object.values(inputs)) {
+      t.grad?.dispose();
+      t.grad = null;
+    }
   });
-  report(`attention ${implementation}, forward + backward (with input creation)`, ms);
+  report(`attention ${implementation}, forward + backward`, ms);
 }
 const stats = gpu.memoryStats();
 console.log(`\npeak ${(stats.peakAllocated / 2 ** 30).toFixed(2)} GiB allocated`);
