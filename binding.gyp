@@ -10,6 +10,7 @@
         "native/cpu/nn.cc",
         "native/cpu/random.cc",
         "native/cpu/attention.cc",
+        "native/cpu/attention_reference.cc",
         "native/cpu/simd.cc",
         "native/cpu/simd_kernels.cc"
       ],

@@ -12,6 +12,8 @@
 
 #include "../common/dtype.h"
 #include "../common/napi_args.h"
+#include "../common/reference_attention_napi.h"
+#include "attention_reference.h"
 #include "gemm.h"
 #include "kernels.h"
 #include "parallel.h"
@@ -301,6 +303,24 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   });
 }
 
+// ---- Reference attention form: masked softmax over explicit scores, rotary/xPos (attention_reference.cc) ----
+// maskedSoftmax(dtype, scores, out, config) and rotary(dtype, x, out, config); configs as in src/backend/native-backend.ts.
+Napi::Value MaskedSoftmax(const Napi::CallbackInfo& info) {
+  return guarded(info, "cpu engine", [&] {
+    cpu::masked_softmax(masked_softmax_args(info[0], info[3]), ptr_of(info[1]), ptr_of(info[2]));
+  });
+}
+
+Napi::Value Rotary(const Napi::CallbackInfo& info) {
+  return guarded(info, "cpu engine", [&] { cpu::rotary(rotary_args(info[0], info[3]), ptr_of(info[1]), ptr_of(info[2])); });
+}
+
+void register_reference_attention(Napi::Env env, Napi::Object exports) {
+  exports.Set("maskedSoftmax", Napi::Function::New(env, MaskedSoftmax));
+  exports.Set("rotary", Napi::Function::New(env, Rotary));
+}
+// ---- end of the reference attention form ----
+
 Napi::Value Threads(const Napi::CallbackInfo& info) {
   if (info.Length() > 0 && info[0].IsNumber()) omp_set_num_threads(std::max(1, i32(info[0])));
   return Napi::Number::New(info.Env(), omp_get_max_threads());
@@ -365,6 +385,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cpuInfo", Napi::Function::New(env, CpuInfo));
   exports.Set("limitIsa", Napi::Function::New(env, LimitIsa));
   exports.Set("probeCpu", Napi::Function::New(env, ProbeCpu));
+  register_reference_attention(env, exports);
   return exports;
 }
 

@@ -7,7 +7,9 @@
 #include <vector>
 
 #include "../common/napi_args.h"
+#include "../common/reference_attention_napi.h"
 #include "engine.h"
+#include "reference_attention.h"
 
 namespace cu = andromeda::cuda;
 using namespace andromeda::napi_args;
@@ -177,6 +179,17 @@ Napi::Value SumOfSquaresMany(const Napi::CallbackInfo& info) {
   });
 }
 
+// ---- Reference attention form: masked softmax over explicit scores, rotary/xPos (masked_softmax.cu, rotary.cu) ----
+// maskedSoftmax(dtype, scores, out, config) and rotary(dtype, x, out, config); configs as in src/backend/native-backend.ts.
+VOID_KERNEL(MaskedSoftmax, cu::masked_softmax(masked_softmax_args(info[0], info[3]), ptr_of(info[1]), ptr_of(info[2])))
+VOID_KERNEL(Rotary, cu::rotary(rotary_args(info[0], info[3]), ptr_of(info[1]), ptr_of(info[2])))
+
+void register_reference_attention(Napi::Env env, Napi::Object exports) {
+  exports.Set("maskedSoftmax", Napi::Function::New(env, MaskedSoftmax, "maskedSoftmax"));
+  exports.Set("rotary", Napi::Function::New(env, Rotary, "rotary"));
+}
+// ---- end of the reference attention form ----
+
 Napi::Object Register(Napi::Env env, Napi::Object exports) {
   const std::pair<const char*, Napi::Value (*)(const Napi::CallbackInfo&)> functions[] = {
       {"deviceCount", DeviceCount}, {"init", Init}, {"gemmLibrary", GemmLibrary},
@@ -190,6 +203,7 @@ Napi::Object Register(Napi::Env env, Napi::Object exports) {
   };
   for (const auto& [name, fn] : functions) exports.Set(name, Napi::Function::New(env, fn, name));
   cu::register_attention(env, exports);
+  register_reference_attention(env, exports);
   return exports;
 }
 

@@ -187,4 +187,70 @@ export interface Backend {
   attentionForward?(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void;
   attentionBackward?(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, gradOut: Dense,
     gradQ: Dense, gradK: Dense, gradV: Dense, gradKeyScale: Dense | null, args: AttentionArgs): void;
+
+  // The reference (explicit n × n scores) attention form's kernels; src/ops/attention.ts needs them for
+  // implementation 'reference' (both native engines have them).
+  /** Attention probabilities from scores (see MaskedSoftmaxArgs); out may be the scores' own region. */
+  maskedSoftmax?(scores: Dense, out: Dense, args: MaskedSoftmaxArgs): void;
+  /** Rotary + xPos + multiplier on q or k (see RotaryArgs); out may be x's own region. */
+  rotary?(x: Dense, out: Dense, args: RotaryArgs): void;
+}
+
+/**
+ * Row softmax of attention scores [batch, heads, queryLen, keyLen] (contiguous, any float dtype; float
+ * arithmetic, double for float64) with, added in the kernel: ALiBi −slope_h·|p_q − p_k| and −∞ for keys
+ * a row may not see: causal by index (key j is visible to row i when j ≤ i + queryOffset) and keys of
+ * another document (segment ids differ). Masked entries become exactly 0; a row that sees no key
+ * becomes all 0 (callers report such rows: src/ops/attention.ts checks on the host).
+ * Its gradient is the plain softmax gradient (Backend.softmaxGrad): the bias is constant.
+ */
+export interface MaskedSoftmaxArgs {
+  readonly batch: number;
+  readonly heads: number;
+  readonly queryLen: number;
+  readonly keyLen: number;
+  readonly causal: boolean;
+  /** The causal offset of row 0; also the default query positions queryOffset + i (keys default to j). */
+  readonly queryOffset: number;
+  /** [heads] slopes (0: no bias on that head), or null for no ALiBi. */
+  readonly alibiSlopes: Float64Array | null;
+  /** int32 per-token values: row b's value i at element b·queryStride + i of the region (keys: b·keyStride + j).
+   *  Null positions take the defaults; null segments (both or neither) mean one document. */
+  readonly queryPositions: Dense | null;
+  readonly keyPositions: Dense | null;
+  readonly querySegments: Dense | null;
+  readonly keySegments: Dense | null;
+  readonly queryStride: number;
+  readonly keyStride: number;
+}
+
+/**
+ * Rotary position embedding with xPos on x [batch, heads, length, headDim] (contiguous):
+ * out = multiplier · ζ_f^e · R(p) x on the first rotaryDim features, multiplier · x on the rest, where
+ * R(p) rotates the pair (f, f + rotaryDim/2) by θ = p · invFreq[f] (angles in double):
+ * (x_f cos θ − x_{f+r/2} sin θ, x_{f+r/2} cos θ + x_f sin θ); `transpose` applies R(p)ᵀ (the backward,
+ * with the same factors). xPos (xposScaleBase > 0): ζ_f = (2f + 0.4r)/(1.4r) and
+ * e = max(xposSign · (p − xposAnchor), xposMinDistance) / xposScaleBase — queries take sign +1, keys −1,
+ * so a query–key product carries ζ^((p_q − p_k)/B) whatever the anchor.
+ */
+export interface RotaryArgs {
+  readonly batch: number;
+  readonly heads: number;
+  readonly length: number;
+  readonly headDim: number;
+  readonly rotaryDim: number;
+  /** rotaryDim / 2 inverse frequencies. */
+  readonly invFreq: Float64Array;
+  /** int32 positions, row b's position j at element b·positionStride + j; null: j + positionOffset. */
+  readonly positions: Dense | null;
+  readonly positionStride: number;
+  readonly positionOffset: number;
+  /** 0: no xPos factor. */
+  readonly xposScaleBase: number;
+  readonly xposAnchor: number;
+  readonly xposSign: 1 | -1;
+  /** Lower clamp of xposSign · (p − xposAnchor); −Infinity for none. */
+  readonly xposMinDistance: number;
+  readonly multiplier: number;
+  readonly transpose: boolean;
 }

@@ -7,7 +7,7 @@ import type { Backend } from './backend.js';
 const KERNELS = [
   'copy', 'fill', 'unary', 'unaryGrad', 'binary', 'reduce', 'matmul', 'softmax', 'softmaxGrad', 'norm', 'normGrad',
   'crossEntropy', 'crossEntropyGrad', 'embedding', 'embeddingGrad', 'dropout', 'adamw', 'sumOfSquares',
-  'attentionForward', 'attentionBackward',
+  'attentionForward', 'attentionBackward', 'maskedSoftmax', 'rotary',
 ] as const;
 
 /** A short description of a call's sizes (numbers and number arrays; buffers by dtype and strides). */
@@ -19,6 +19,8 @@ function signature(args: unknown[]): string {
       const o = a as Record<string, unknown>;
       if ('handle' in o) return `${o.dtype}${Array.isArray(o.strides) ? `/${(o.strides as number[]).join(',')}` : ''}`;
       if ('m' in o) return `m${o.m} n${o.n} k${o.k} b${o.batch} ${o.transA ? 'T' : 'N'}${o.transB ? 'T' : 'N'} sA${o.strideA} sB${o.strideB} ${(o.c as { dtype: string }).dtype}`;
+      if ('rotaryDim' in o && 'length' in o) return `b${o.batch} h${o.heads} n${o.length} d${o.headDim} r${o.rotaryDim}${o.transpose ? ' T' : ''}`;
+      if ('batch' in o && 'heads' in o && !('kvHeads' in o)) return `b${o.batch} h${o.heads} q${o.queryLen} k${o.keyLen}`;
       if ('batch' in o && 'heads' in o) return `b${o.batch} h${o.heads}/${o.kvHeads} q${o.queryLen} k${o.keyLen} d${o.headDim}`;
     }
     return a === null ? 'null' : '·';

@@ -7,7 +7,7 @@ import { DTYPE_CODE, DTYPE_BYTES } from '../tensor/dtype.js';
 import {
   BINARY_CODE, REDUCE_CODE, UNARY_CODE, UNARY_GRAD_CODE,
   type AdamWArgs, type Backend, type BinaryOp, type Dense, type Handle, type MatmulArgs, type MemoryStats,
-  type RandomDistribution, type ReduceOp, type Strided, type UnaryGradOp, type UnaryOp,
+  type RandomDistribution, type ReduceOp, type Strided, type UnaryGradOp, type UnaryOp, type MaskedSoftmaxArgs, type RotaryArgs,
 } from './backend.js';
 
 /** The kernel functions both addons export (native/cpu/binding.cc, native/cuda/binding.cc). */
@@ -40,6 +40,9 @@ export interface NativeKernels {
   adamw(param: number, gradDtype: number, grad: number, m: number, v: number, count: number,
     lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number, gradScale: number): void;
   sumOfSquares(dtype: number, x: number, count: number): number;
+  // The reference attention form (configs: maskedSoftmaxConfig, rotaryConfig below).
+  maskedSoftmax(dtype: number, scores: number, out: number, config: object): void;
+  rotary(dtype: number, x: number, out: number, config: object): void;
 }
 
 /** Address of element `offset` of a dense region. */
@@ -136,4 +139,26 @@ export abstract class NativeBackend<A extends NativeKernels = NativeKernels> imp
       a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, a.biasCorrection1, a.biasCorrection2, a.gradScale);
   }
   sumOfSquares(x: Dense, count: number): number { return this.addon.sumOfSquares(DTYPE_CODE[x.dtype], at(x), count); }
+
+  // ---- The reference attention form ----
+  maskedSoftmax(scores: Dense, out: Dense, a: MaskedSoftmaxArgs): void {
+    if (scores.dtype !== out.dtype) throw new Error(`maskedSoftmax: scores are ${scores.dtype} but out is ${out.dtype}`);
+    const indices = [a.queryPositions, a.keyPositions, a.querySegments, a.keySegments];
+    if (indices.some((d) => d && d.dtype !== 'int32')) throw new Error('maskedSoftmax: positions and segments must be int32');
+    this.addon.maskedSoftmax(DTYPE_CODE[scores.dtype], at(scores), at(out), {
+      batch: a.batch, heads: a.heads, queryLen: a.queryLen, keyLen: a.keyLen, causal: a.causal, queryOffset: a.queryOffset,
+      alibiSlopes: a.alibiSlopes, queryPositions: atOrNull(a.queryPositions), keyPositions: atOrNull(a.keyPositions),
+      querySegments: atOrNull(a.querySegments), keySegments: atOrNull(a.keySegments), queryStride: a.queryStride, keyStride: a.keyStride,
+    });
+  }
+  rotary(x: Dense, out: Dense, a: RotaryArgs): void {
+    if (x.dtype !== out.dtype) throw new Error(`rotary: x is ${x.dtype} but out is ${out.dtype}`);
+    if (a.positions && a.positions.dtype !== 'int32') throw new Error(`rotary: positions must be int32, got ${a.positions.dtype}`);
+    this.addon.rotary(DTYPE_CODE[x.dtype], at(x), at(out), {
+      batch: a.batch, heads: a.heads, length: a.length, headDim: a.headDim, rotaryDim: a.rotaryDim, invFreq: a.invFreq,
+      positions: atOrNull(a.positions), positionStride: a.positionStride, positionOffset: a.positionOffset,
+      xposScaleBase: a.xposScaleBase, xposAnchor: a.xposAnchor, xposSign: a.xposSign, xposMinDistance: a.xposMinDistance,
+      multiplier: a.multiplier, transpose: a.transpose,
+    });
+  }
 }

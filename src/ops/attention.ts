@@ -1,8 +1,9 @@
 // Attention as Andromeda defines it (docs: shared/spec/andromeda-model.md, "Attention"), as one op:
 // per-head key scale, rotary with relative xPos, scale, ALiBi, causal and per-document masks,
 // softmax, and the weighted sum of values. Engines with a fused kernel (Backend.attentionForward)
-// run it in O(n) memory; otherwise a reference composition of matmul/softmax computes it exactly,
-// in O(n²) memory, with gradients through the ordinary ops.
+// run it in O(n) memory; otherwise a reference composition computes it exactly, in O(n²) memory, with
+// gradients through the ordinary ops: matmuls around the engine's maskedSoftmax (ALiBi and masks added
+// in the kernel) and rotary (rotary + xPos) kernels, so nothing n × n is built on the host.
 import { Tensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
 import { formatShape } from '../tensor/shape.js';
@@ -12,10 +13,12 @@ import { isGradEnabled } from '../autograd/grad-mode.js';
 import { assertFloat, assertSameDType, assertSameDevice, emptyLike } from './util.js';
 import { contiguousRaw } from './raw.js';
 import { concat, narrow, permute, reshape, transpose } from './layout.js';
-import { add, mul } from './elementwise.js';
+import { mul } from './elementwise.js';
 import { matmul } from './matmul.js';
-import { softmax } from './nn.js';
 import { zeros } from './creation.js';
+import { maskedSoftmax } from './masked-softmax.js';
+import { rotary } from './rotary.js';
+import type { TokenRows } from './token-rows.js';
 
 /** Per-token int32 values for a [batch, length] sequence: host values, a device tensor, or both. */
 export type TokenIndexInput = Int32Array | Tensor | { readonly host: Int32Array; readonly device: Tensor };
@@ -50,11 +53,6 @@ export interface AttentionOptions {
   /** 'auto' (default): the fused kernel when the engine has one and the dtype is not float64. */
   readonly implementation?: 'auto' | 'fused' | 'reference';
 }
-
-/** Query blocks of the reference path under xPos (keeps the relative factors bounded). */
-const XPOS_QUERY_BLOCK = 256;
-/** Largest position spread inside one query block, and the clamp on key exponents (in positions). */
-const XPOS_MAX_SPREAD = 1024;
 
 interface Problem {
   batch: number;
@@ -164,12 +162,6 @@ function hostIndices(input: TokenIndexInput): Int32Array {
   return input.host;
 }
 
-/** Positions as float64 [batch or 1][length]; `perBatch` false when they are the default 0.. + offset. */
-function positionsOf(input: TokenIndexInput | null, length: number, offset: number): { values: Float64Array; perBatch: boolean } {
-  if (!input) return { values: Float64Array.from({ length }, (_, i) => i + offset), perBatch: false };
-  return { values: Float64Array.from(hostIndices(input)), perBatch: true };
-}
-
 /** Range of the custom positions when all of them are known on the host (default positions count as q/k indices). */
 function hostPositionRange(p: Problem): { min: number; max: number } | null {
   if (!p.queryPositions && !p.keyPositions) return null;
@@ -267,78 +259,115 @@ function fusedAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor {
 // Reference path
 
 /**
- * The spec's attention from differentiable ops. Rotary and xPos use host-computed tables; xPos is
- * applied relatively per query block (q by ζ^((i−a)/B), k by ζ^((a−j)/B) with a the block's anchor
- * position), which equals the reference ζ^((i−j)/B) exactly and never overflows.
+ * Largest natural log of an xPos factor one anchor may give a query or key. Float32 (and bfloat16)
+ * hold e^±87; the margin leaves room for the vectors' own size and for the products of masked pairs
+ * (up to e^80, which the masked softmax never reads).
+ */
+const XPOS_MAX_LOG_FACTOR = 40;
+/** |ln ζ| of the smallest xPos ζ, 0.4r / 1.4r = 2/7 (feature 0). */
+const XPOS_LOG_ZETA_MIN = Math.log(3.5);
+/** Query blocks for rows whose positions span more than one anchor serves (as today's long-context fallback). */
+const XPOS_QUERY_BLOCK = 256;
+/** Largest position spread inside one query block, and the clamp on key exponents (in positions). */
+const XPOS_MAX_SPREAD = 1024;
+
+/**
+ * The spec's attention in its explicit form: scores = (rotated, xPos-scaled q)·(rotated k)ᵀ, a masked
+ * softmax adding ALiBi and the masks in the kernel, then probabilities · v; gradients flow through the
+ * ordinary ops (matmul, the masked softmax, the rotary transform, the key-scale product). xPos is
+ * applied relatively: queries get ζ^((p − a)/B), keys ζ^((a − p)/B) around an anchor a, which equals
+ * the reference ζ^((p_q − p_k)/B) exactly. One anchor serves the whole call while the positions span at
+ * most 2·B·40/ln 3.5 (32,696 for B = 512): every factor then stays within e^±40. Beyond that each
+ * batch row gets its own anchor, and rows spanning more are cut into query blocks anchored at their
+ * first position (keys' exponents clamped at −1024/B: later keys are masked anyway).
  */
 function referenceAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor {
   const grad = isGradEnabled();
-  // Tensors made here that no recorded op saved are freed as soon as they are used (inference at
-  // long lengths); with autograd on they stay until the enclosing scope ends.
-  const scratch: Tensor[] = [];
+  // Without autograd, intermediates are freed as soon as they are used (inference at long lengths);
+  // with it, they stay until the enclosing scope ends (the tape may hold them).
   const drop = (...ts: Tensor[]): void => {
-    for (const t of ts) if (!t.gradFn && !grad) t.dispose();
+    if (!grad) for (const t of ts) if (!t.gradFn) t.dispose();
   };
-  const constant = (values: Float64Array, shape: number[]): Tensor => {
-    const t = Tensor.fromArray(values, shape, q.dtype, q.device);
-    scratch.push(t);
+  checkEveryQuerySeesAKey(p);
+  // Index tensors on the device; uploads made here (host-only inputs) also live until the scope ends
+  // when autograd is on: the rotary backward reads the positions.
+  const uploads: Tensor[] = [];
+  const device = (input: TokenIndexInput | null): Tensor | null => {
+    if (!input) return null;
+    let t = input instanceof Int32Array ? null : input instanceof Tensor ? input : input.device;
+    if (!t) {
+      t = Tensor.fromArray(input as Int32Array, [(input as Int32Array).length], 'int32', q.device);
+      uploads.push(t);
+    } else if (!t.isContiguous()) {
+      t = contiguousRaw(t);
+      uploads.push(t);
+    }
     return t;
   };
-
-  const queryPos = positionsOf(p.queryPositions, p.queryLen, p.queryOffset);
-  const keyPos = positionsOf(p.keyPositions, p.keyLen, 0);
-  const querySeg = p.querySegments ? hostIndices(p.querySegments) : null;
-  const keySeg = p.keySegments ? hostIndices(p.keySegments) : null;
+  const index = {
+    queryPositions: device(p.queryPositions), keyPositions: device(p.keyPositions),
+    querySegments: device(p.querySegments), keySegments: device(p.keySegments),
+  };
+  const rowsOf = (data: Tensor | null, length: number, batchStart: number, start: number): TokenRows | null =>
+    data ? { data, offset: batchStart * length + start, stride: length } : null;
 
   let keys = k;
   if (p.keyScale) keys = mul(k, reshape(p.keyScale, [1, p.heads, 1, p.headDim]));
-  let queries = q;
-  if (p.rotaryDim > 0) {
-    queries = applyRotary(q, rotaryTables(queryPos, p, constant));
-    const rotatedKeys = applyRotary(keys, rotaryTables(keyPos, p, constant));
-    if (keys !== k) drop(keys);
-    keys = rotatedKeys;
-  }
   const xpos = p.xposScaleBase > 0;
-  if (!xpos) {
-    const scaled = mul(queries, p.scale);
-    if (queries !== q) drop(queries);
-    queries = scaled;
-  }
 
-  const outputs: Tensor[] = [];
-  for (const block of planBlocks(p, queryPos, xpos)) {
-    const length = block.end - block.start;
-    let qb = narrow(queries, 2, block.start, length);
-    let kb = narrow(keys, 2, 0, block.keyEnd);
-    const vb = narrow(v, 2, 0, block.keyEnd);
-    if (xpos) {
-      const [qFactor, kFactor] = xposFactors(p, queryPos, keyPos, block, constant);
-      const qs = mul(qb, qFactor), ks = mul(kb, kFactor);
-      drop(qb, kb);
-      qb = qs;
-      kb = ks;
-    }
-    const kt = transpose(kb, -2, -1);
-    let scores = groupedMatmul(qb, kt);
-    drop(qb, kt, kb);
-    const bias = biasAndMask(p, queryPos, keyPos, querySeg, keySeg, block, constant);
-    if (bias) {
-      const biased = add(scores, bias);
+  const groupOutputs: Tensor[] = [];
+  for (const group of planBlocks(p)) {
+    const rows = group.batchEnd - group.batchStart;
+    const batchRows = (t: Tensor): Tensor => (rows === p.batch ? t : narrow(t, 0, group.batchStart, rows));
+    const qg = batchRows(q), kg = batchRows(keys), vg = batchRows(v);
+    const outputs: Tensor[] = [];
+    for (const block of group.blocks) {
+      const length = block.end - block.start;
+      const qb = length === p.queryLen ? qg : narrow(qg, 2, block.start, length);
+      const kb = block.keyEnd === p.keyLen ? kg : narrow(kg, 2, 0, block.keyEnd);
+      const vb = block.keyEnd === p.keyLen ? vg : narrow(vg, 2, 0, block.keyEnd);
+      let queries: Tensor, blockKeys: Tensor;
+      if (p.rotaryDim > 0) {
+        const rotation = { rotaryDim: p.rotaryDim, invFreq: p.invFreq! };
+        queries = rotary(qb, {
+          ...rotation, positions: rowsOf(index.queryPositions, p.queryLen, group.batchStart, block.start),
+          positionOffset: p.queryOffset + block.start, multiplier: p.scale,
+          xpos: xpos ? { scaleBase: p.xposScaleBase, anchor: block.anchor, sign: 1, minDistance: -Infinity } : null,
+        });
+        blockKeys = rotary(kb, {
+          ...rotation, positions: rowsOf(index.keyPositions, p.keyLen, group.batchStart, 0), positionOffset: 0, multiplier: 1,
+          xpos: xpos ? { scaleBase: p.xposScaleBase, anchor: block.anchor, sign: -1, minDistance: block.minKeyDistance } : null,
+        });
+      } else {
+        queries = mul(qb, p.scale);
+        blockKeys = kb;
+      }
+      const kt = transpose(blockKeys, -2, -1);
+      const scores = groupedMatmul(queries, kt);
+      drop(queries, kt);
+      if (blockKeys !== kb) drop(blockKeys);
+      if (qb !== qg) drop(qb);
+      if (kb !== kg) drop(kb);
+      const probs = maskedSoftmax(scores, {
+        causal: p.causal, queryOffset: p.queryOffset + block.start, alibiSlopes: p.slopes,
+        queryPositions: rowsOf(index.queryPositions, p.queryLen, group.batchStart, block.start),
+        keyPositions: rowsOf(index.keyPositions, p.keyLen, group.batchStart, 0),
+        querySegments: rowsOf(index.querySegments, p.queryLen, group.batchStart, block.start),
+        keySegments: rowsOf(index.keySegments, p.keyLen, group.batchStart, 0),
+      }, { inPlace: true });
       drop(scores);
-      scores = biased;
+      outputs.push(groupedMatmul(probs, vb));
+      drop(probs);
+      if (vb !== vg) drop(vb);
     }
-    const probs = softmax(scores, -1);
-    drop(scores);
-    outputs.push(groupedMatmul(probs, vb));
-    drop(probs, vb);
-    if (!grad) for (const t of scratch.splice(0)) t.dispose();
+    groupOutputs.push(outputs.length === 1 ? outputs[0]! : concat(outputs, 2));
+    if (outputs.length > 1) drop(...outputs);
+    for (const [t, full] of [[qg, q], [kg, keys], [vg, v]] as const) if (t !== full) drop(t);
   }
-  if (queries !== q) drop(queries);
   if (keys !== k) drop(keys);
-  const out = outputs.length === 1 ? outputs[0]! : concat(outputs, 2);
-  if (outputs.length > 1) drop(...outputs);
-  if (!grad) for (const t of scratch) t.dispose();
+  const out = groupOutputs.length === 1 ? groupOutputs[0]! : concat(groupOutputs, 0);
+  if (groupOutputs.length > 1) drop(...groupOutputs);
+  if (!grad) for (const t of uploads) t.dispose();
   return out;
 }
 
@@ -361,46 +390,29 @@ function groupedMatmul(a: Tensor, m: Tensor): Tensor {
   return reshape(permute(reshape(r, [b, G, R, T, y]), [0, 2, 1, 3, 4]), [b, H, T, y]);
 }
 
-interface RotaryTables {
-  /** [B', 1, n, r]: cos θ, and sin θ with the first half negated (so rot(x) = x·cos + swap(x)·sin). */
-  cos: Tensor;
-  sin: Tensor;
-  rotaryDim: number;
-}
-
-function rotaryTables(pos: { values: Float64Array; perBatch: boolean }, p: Problem, constant: (v: Float64Array, s: number[]) => Tensor): RotaryTables {
-  const r = p.rotaryDim, half = r / 2;
-  const rows = pos.values.length;
-  const cos = new Float64Array(rows * r), sin = new Float64Array(rows * r);
-  for (let t = 0; t < rows; t++) {
-    for (let i = 0; i < half; i++) {
-      const angle = pos.values[t]! * p.invFreq![i]!;
-      const c = Math.cos(angle), s = Math.sin(angle);
-      cos[t * r + i] = c;
-      cos[t * r + half + i] = c;
-      sin[t * r + i] = -s;
-      sin[t * r + half + i] = s;
+/**
+ * The masked softmax gives a query that sees no key all-zero probabilities; the spec has no meaning
+ * for it, so name the first such query (from the host's segment ids: O(batch · (queries + keys))).
+ */
+function checkEveryQuerySeesAKey(p: Problem): void {
+  if (p.queryLen === 0 || p.keyLen === 0) return;
+  const lastVisible = (i: number): number => (p.causal ? Math.min(p.keyLen - 1, i + p.queryOffset) : p.keyLen - 1);
+  const fail = (i: number, b: number): never => {
+    throw new RangeError(`attention: query ${i} of batch row ${b} can attend to no key (check causal offset and segment ids)`);
+  };
+  if (!p.querySegments || !p.keySegments) {
+    if (lastVisible(0) < 0) fail(0, 0);
+    return;
+  }
+  const qs = hostIndices(p.querySegments), ks = hostIndices(p.keySegments);
+  for (let b = 0; b < p.batch; b++) {
+    const firstKey = new Map<number, number>();
+    for (let j = p.keyLen - 1; j >= 0; j--) firstKey.set(ks[b * p.keyLen + j]!, j);
+    for (let i = 0; i < p.queryLen; i++) {
+      const first = firstKey.get(qs[b * p.queryLen + i]!);
+      if (first === undefined || first > lastVisible(i)) fail(i, b);
     }
   }
-  const batchDim = pos.perBatch ? p.batch : 1;
-  const n = rows / batchDim;
-  return { cos: constant(cos, [batchDim, 1, n, r]), sin: constant(sin, [batchDim, 1, n, r]), rotaryDim: r };
-}
-
-/** Rotates the first r features: x·cos θ + [x2, x1]·[−sin θ, sin θ]; the rest pass through. */
-function applyRotary(x: Tensor, tables: RotaryTables): Tensor {
-  const d = x.shape[3]!, r = tables.rotaryDim, half = r / 2;
-  const rotated = r === d ? x : narrow(x, 3, 0, r);
-  const x1 = narrow(rotated, 3, 0, half), x2 = narrow(rotated, 3, half, half);
-  const swapped = concat([x2, x1], 3);
-  const a = mul(rotated, tables.cos), b = mul(swapped, tables.sin);
-  const turned = add(a, b);
-  for (const t of [x1, x2, swapped, a, b]) if (!t.gradFn) t.dispose();
-  if (r === d) return turned;
-  const rest = narrow(x, 3, r, d - r);
-  const out = concat([turned, rest], 3);
-  for (const t of [rotated, rest, turned]) if (!t.gradFn) t.dispose();
-  return out;
 }
 
 interface QueryBlock {
@@ -408,108 +420,79 @@ interface QueryBlock {
   end: number;
   /** Keys [0, keyEnd) can be attended by some query of the block. */
   keyEnd: number;
+  /** xPos anchor position, and the lower clamp of the keys' (anchor − p) (−∞: none). */
+  anchor: number;
+  minKeyDistance: number;
 }
 
-function planBlocks(p: Problem, queryPos: { values: Float64Array; perBatch: boolean }, xpos: boolean): QueryBlock[] {
+interface RowGroup {
+  batchStart: number;
+  batchEnd: number;
+  blocks: QueryBlock[];
+}
+
+/** Batch rows and query blocks computed together: everything at once unless xPos needs more anchors. */
+function planBlocks(p: Problem): RowGroup[] {
   const keyEndFor = (end: number): number => (p.causal ? Math.max(0, Math.min(p.keyLen, end + p.queryOffset)) : p.keyLen);
-  if (!xpos || p.queryLen <= XPOS_QUERY_BLOCK) {
-    if (!xpos || spread(queryPos, p, 0, p.queryLen) <= XPOS_MAX_SPREAD) return [{ start: 0, end: p.queryLen, keyEnd: keyEndFor(p.queryLen) }];
-  }
-  const blocks: QueryBlock[] = [];
-  let start = 0;
-  while (start < p.queryLen) {
-    let end = start + 1;
-    while (end < p.queryLen && end - start < XPOS_QUERY_BLOCK && spread(queryPos, p, start, end + 1) <= XPOS_MAX_SPREAD) end++;
-    blocks.push({ start, end, keyEnd: keyEndFor(end) });
-    start = end;
-  }
-  return blocks;
-}
-
-/** Largest (max − min) of query positions over [start, end) within any batch row. */
-function spread(pos: { values: Float64Array; perBatch: boolean }, p: Problem, start: number, end: number): number {
-  const rows = pos.perBatch ? p.batch : 1;
-  let worst = 0;
-  for (let b = 0; b < rows; b++) {
-    let lo = Infinity, hi = -Infinity;
-    for (let i = start; i < end; i++) {
-      const v = pos.values[b * p.queryLen + i]!;
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
+  const whole = (batchStart: number, batchEnd: number, anchor: number): RowGroup => ({
+    batchStart, batchEnd, blocks: [{ start: 0, end: p.queryLen, keyEnd: keyEndFor(p.queryLen), anchor, minKeyDistance: -Infinity }],
+  });
+  if (p.xposScaleBase === 0 || p.queryLen === 0) return [whole(0, p.batch, 0)];
+  const maxSpan = (2 * p.xposScaleBase * XPOS_MAX_LOG_FACTOR) / XPOS_LOG_ZETA_MIN;
+  const queries = hostPositions(p.queryPositions, p.queryLen, p.queryOffset);
+  const keys = hostPositions(p.keyPositions, p.keyLen, 0);
+  const keyEnd = keyEndFor(p.queryLen);
+  const span = (b0: number, b1: number): { low: number; high: number } => {
+    const [ql, qh] = queries.range(b0, b1, 0, p.queryLen), [kl, kh] = keys.range(b0, b1, 0, keyEnd);
+    return { low: Math.min(ql, kl), high: Math.max(qh, kh) };
+  };
+  const all = span(0, p.batch);
+  if (all.high - all.low <= maxSpan) return [whole(0, p.batch, (all.low + all.high) / 2)];
+  const perRow = queries.perBatch || keys.perBatch;
+  const groups: RowGroup[] = [];
+  for (let b0 = 0; b0 < p.batch; b0 = perRow ? b0 + 1 : p.batch) {
+    const b1 = perRow ? b0 + 1 : p.batch;
+    const s = span(b0, b1);
+    if (s.high - s.low <= maxSpan) {
+      groups.push(whole(b0, b1, (s.low + s.high) / 2));
+      continue;
     }
-    if (end > start) worst = Math.max(worst, hi - lo);
-  }
-  return worst;
-}
-
-/** ζ per rotated feature: (2i + 0.4r) / (1.4r), duplicated over the two halves. */
-function xposZeta(r: number): Float64Array {
-  const zeta = new Float64Array(r);
-  for (let i = 0; i < r / 2; i++) zeta[i] = zeta[i + r / 2] = (2 * i + 0.4 * r) / (1.4 * r);
-  return zeta;
-}
-
-/**
- * q factor [B', 1, T, d] = scale · ζ^((p_i − a)/B) and k factor [B', 1, keyEnd, d] = ζ^((a − p_j)/B)
- * on the rotated features (1 elsewhere), a = the smallest query position of the block.
- */
-function xposFactors(p: Problem, queryPos: { values: Float64Array; perBatch: boolean }, keyPos: { values: Float64Array; perBatch: boolean },
-  block: QueryBlock, constant: (v: Float64Array, s: number[]) => Tensor): [Tensor, Tensor] {
-  const r = p.rotaryDim, d = p.headDim, B = p.xposScaleBase;
-  const logZeta = Array.from(xposZeta(r), Math.log);
-  const rows = queryPos.perBatch || keyPos.perBatch ? p.batch : 1;
-  const T = block.end - block.start, K = block.keyEnd;
-  const qf = new Float64Array(rows * T * d), kf = new Float64Array(rows * K * d);
-  for (let b = 0; b < rows; b++) {
-    const qBase = queryPos.perBatch ? b * p.queryLen : 0;
-    const kBase = keyPos.perBatch ? b * p.keyLen : 0;
-    let anchor = Infinity;
-    for (let i = block.start; i < block.end; i++) anchor = Math.min(anchor, queryPos.values[qBase + i]!);
-    for (let i = 0; i < T; i++) {
-      const e = (queryPos.values[qBase + block.start + i]! - anchor) / B;
-      const row = (b * T + i) * d;
-      for (let f = 0; f < d; f++) qf[row + f] = p.scale * (f < r ? Math.exp(logZeta[f]! * e) : 1);
+    const blocks: QueryBlock[] = [];
+    for (let start = 0; start < p.queryLen;) {
+      let end = start + 1;
+      while (end < p.queryLen && end - start < XPOS_QUERY_BLOCK) {
+        const [lo, hi] = queries.range(b0, b1, start, end + 1);
+        if (hi - lo > XPOS_MAX_SPREAD) break;
+        end++;
+      }
+      blocks.push({ start, end, keyEnd: keyEndFor(end), anchor: queries.range(b0, b1, start, end)[0], minKeyDistance: -XPOS_MAX_SPREAD });
+      start = end;
     }
-    for (let j = 0; j < K; j++) {
-      // Keys far after the anchor can only be masked ones (xPos is causal); clamping keeps them finite.
-      const e = Math.max(anchor - keyPos.values[kBase + j]!, -XPOS_MAX_SPREAD) / B;
-      const row = (b * K + j) * d;
-      for (let f = 0; f < d; f++) kf[row + f] = f < r ? Math.exp(logZeta[f]! * e) : 1;
-    }
+    groups.push({ batchStart: b0, batchEnd: b1, blocks });
   }
-  return [constant(qf, [rows, 1, T, d]), constant(kf, [rows, 1, K, d])];
+  return groups;
 }
 
-/** ALiBi bias plus −∞ at masked (causal, other-document) entries, [B', H', T, keyEnd], or null. */
-function biasAndMask(p: Problem, queryPos: { values: Float64Array; perBatch: boolean }, keyPos: { values: Float64Array; perBatch: boolean },
-  querySeg: Int32Array | null, keySeg: Int32Array | null, block: QueryBlock, constant: (v: Float64Array, s: number[]) => Tensor): Tensor | null {
-  const T = block.end - block.start, K = block.keyEnd;
-  if (!p.slopes && !querySeg && !(p.causal && hasCausalMask(p, block))) return null;
-  const rows = queryPos.perBatch || keyPos.perBatch || querySeg ? p.batch : 1;
-  const H = p.slopes ? p.heads : 1;
-  const values = new Float64Array(rows * H * T * K);
-  for (let b = 0; b < rows; b++) {
-    const qBase = queryPos.perBatch ? b * p.queryLen : 0, kBase = keyPos.perBatch ? b * p.keyLen : 0;
-    for (let i = 0; i < T; i++) {
-      const qi = block.start + i;
-      let visible = 0;
-      for (let j = 0; j < K; j++) {
-        const masked = (p.causal && j > qi + p.queryOffset) || (querySeg !== null && querySeg[b * p.queryLen + qi] !== keySeg![b * p.keyLen + j]);
-        if (!masked) visible++;
-        const distance = Math.abs(queryPos.values[qBase + qi]! - keyPos.values[kBase + j]!);
-        for (let h = 0; h < H; h++) {
-          values[((b * H + h) * T + i) * K + j] = masked ? -Infinity : p.slopes ? -p.slopes[h]! * distance : 0;
+/** Host view of positions for planning: explicit per-row values, or the default first + i. */
+function hostPositions(input: TokenIndexInput | null, length: number, first: number): {
+  perBatch: boolean;
+  /** [min, max] over rows [b0, b1) and indices [start, end) (end > start). */
+  range(b0: number, b1: number, start: number, end: number): [number, number];
+} {
+  if (!input) return { perBatch: false, range: (_b0, _b1, start, end) => [first + start, first + end - 1] };
+  const values = hostIndices(input);
+  return {
+    perBatch: true,
+    range: (b0, b1, start, end) => {
+      let low = Infinity, high = -Infinity;
+      for (let b = b0; b < b1; b++) {
+        for (let i = start; i < end; i++) {
+          const v = values[b * length + i]!;
+          if (v < low) low = v;
+          if (v > high) high = v;
         }
       }
-      if (visible === 0) {
-        throw new RangeError(`attention: query ${qi} of batch row ${b} can attend to no key (check causal offset and segment ids)`);
-      }
-    }
-  }
-  return constant(values, [rows, H, T, K]);
-}
-
-function hasCausalMask(p: Problem, block: QueryBlock): boolean {
-  // Some key of the block's range lies after some query: the first query sees keys up to start + offset.
-  return block.keyEnd - 1 > block.start + p.queryOffset;
+      return [low, high];
+    },
+  };
 }

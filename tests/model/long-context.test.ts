@@ -36,7 +36,7 @@ test('xPos: tiny-config logits stay finite over 80,000 tokens (fused attention) 
   }
 });
 
-test('xPos: the reference path stays finite and causal at 4,096 tokens (several query blocks)', () => {
+test('xPos: the reference path stays finite and causal at 4,096 tokens (one xPos anchor for the call)', () => {
   const model = new Andromeda(presetInput('tiny', { depth: 1 }), { seed: 22 });
   try {
     const n = 4096;
