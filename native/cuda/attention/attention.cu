@@ -90,6 +90,7 @@ Prepared prepare(const AttentionProblem& pr, const char* q, const char* k, const
   p.batch = pr.batch;
   p.heads = pr.heads;
   p.kv_heads = pr.kv_heads;
+  p.k_heads = p.kv_heads;
   p.q_len = int(pr.q_len);
   p.k_len = int(pr.k_len);
   p.scale = float(pr.scale);

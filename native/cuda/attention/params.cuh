@@ -32,6 +32,7 @@ struct Params {
   float* grad_v_accum;
 
   int batch, heads, kv_heads;
+  int k_heads;
   int q_len, k_len;
   float scale;                // natural units
   float scale_log2;           // scale · log2(e): scores are kept in base 2
@@ -55,6 +56,7 @@ struct Params {
 
 /** KV head read by query head h: x-transformers' grouping, h mod kv_heads. */
 __device__ __forceinline__ int kv_head_of(const Params& p, int h) { return h % p.kv_heads; }
+__device__ __forceinline__ int key_head_of(const Params& p, int h) { return h % p.k_heads; }
 
 __device__ __forceinline__ int query_position(const Params& p, int b, int i) {
   return p.q_pos ? __ldg(p.q_pos + int64_t(b) * p.q_len + i) : p.query_offset + i;
