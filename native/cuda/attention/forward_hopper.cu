@@ -22,8 +22,8 @@ namespace {
 using hopper::ForwardConfig;
 using hopper::TensorMaps;
 
-enum class Choice { Auto, Mma, Hopper, CpAsync, TmaSerial, Tma };
-enum class Variant { CpAsync, TmaSerial, Tma };
+enum class Choice { Auto, Mma, Hopper, CpAsync, TmaSerial, Tma, TmaPingPong };
+enum class Variant { CpAsync, TmaSerial, Tma, TmaPingPong };
 constexpr Variant kDefaultVariant = Variant::Tma;
 constexpr int kBlockN = 128;
 
@@ -38,8 +38,9 @@ Choice choice_from_env(std::string& value) {
   if (value == "hopper-cpasync") return Choice::CpAsync;
   if (value == "hopper-tma-serial") return Choice::TmaSerial;
   if (value == "hopper-tma") return Choice::Tma;
+  if (value == "hopper-tma-pingpong") return Choice::TmaPingPong;
   throw std::invalid_argument(std::string("attention: ") + kEnv + "=" + value +
-                              " (expected auto, mma, hopper, hopper-cpasync, hopper-tma-serial or hopper-tma)");
+                              " (expected auto, mma, hopper, hopper-cpasync, hopper-tma-serial, hopper-tma or hopper-tma-pingpong)");
 }
 
 int device_major() {
@@ -56,7 +57,7 @@ int device_major() {
 bool has_sm90a_image() {
   static const bool has = [] {
     cudaFuncAttributes attr{};
-    check(cudaFuncGetAttributes(&attr, hopper::attention_forward_hopper_kernel<128, kBlockN, 2, true, true, false>),
+    check(cudaFuncGetAttributes(&attr, hopper::attention_forward_hopper_kernel<128, kBlockN, 2, true, true, false, false>),
           "attention: reading the Hopper kernel's attributes");
     return attr.binaryVersion >= 90;
   }();
@@ -111,10 +112,11 @@ CUtensorMap tile_map(const bf16* data, int D, int len, int items, int box_rows, 
 template <int D, Variant V, bool kAlibi>
 void launch(const Params& p) {
   constexpr bool kTma = V != Variant::CpAsync;
-  constexpr bool kOverlap = V == Variant::Tma;
+  constexpr bool kOverlap = V == Variant::Tma || V == Variant::TmaPingPong;
+  constexpr bool kPingPong = V == Variant::TmaPingPong;
   constexpr int kStages = D == 64 ? 3 : 2;
   using Cfg = ForwardConfig<D, kBlockN, kStages, kTma>;
-  auto kernel = hopper::attention_forward_hopper_kernel<D, kBlockN, kStages, kTma, kOverlap, kAlibi>;
+  auto kernel = hopper::attention_forward_hopper_kernel<D, kBlockN, kStages, kTma, kOverlap, kPingPong, kAlibi>;
   static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
   check(attr, "attention forward (Hopper): raising the shared-memory limit");
   TensorMaps maps{};
@@ -152,11 +154,13 @@ bool launch_forward_hopper_if_chosen(const Params& p, int head_dim, bool transfo
   const Variant variant = choice == Choice::CpAsync     ? Variant::CpAsync
                           : choice == Choice::TmaSerial ? Variant::TmaSerial
                           : choice == Choice::Tma       ? Variant::Tma
+                          : choice == Choice::TmaPingPong ? Variant::TmaPingPong
                                                         : kDefaultVariant;
   switch (variant) {
     case Variant::CpAsync: launch_variant<Variant::CpAsync>(p, head_dim); break;
     case Variant::TmaSerial: launch_variant<Variant::TmaSerial>(p, head_dim); break;
     case Variant::Tma: launch_variant<Variant::Tma>(p, head_dim); break;
+    case Variant::TmaPingPong: launch_variant<Variant::TmaPingPong>(p, head_dim); break;
   }
   return true;
 }

@@ -8,6 +8,7 @@
 //   hopper-cpasync   Hopper variant: cp.async loads by all threads, no warp specialisation (the simple one)
 //   hopper-tma-serial  TMA producer warpgroup + 2 consumer warpgroups, softmax and GEMMs in sequence
 //   hopper-tma       TMA producer + consumers, softmax of tile j overlapped with P·V of tile j − 1
+//   hopper-tma-pingpong  hopper-tma plus turns between the two consumer warpgroups for the tensor cores
 #pragma once
 #include "params.cuh"
 

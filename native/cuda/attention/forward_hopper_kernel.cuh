@@ -9,6 +9,8 @@
 //             full/empty mbarriers per stage, separately for K and V; consumers get 240 registers.
 // kOverlap (TMA only): issue S(j) = Q Kⱼᵀ and O += P(j−1) V(j−1) together, then do the softmax of S(j) while
 // the P·V product runs (FlashAttention-3's intra-warpgroup overlap).
+// kPingPong (with kOverlap): the two consumer warpgroups take turns issuing their GEMMs (named barriers 1, 2),
+// so one warpgroup's softmax runs while the other's GEMMs have the tensor cores (FlashAttention-3's ping-pong).
 //
 // Supported: head dims 64 and 128, bf16, causal by index (with the query offset), ALiBi with default
 // positions (template kAlibi), GQA (key_head_of for K, kv_head_of for V). Custom positions, segments and the
@@ -124,12 +126,13 @@ __device__ __forceinline__ void softmax_tile(float (&s)[kBlockN / 2], float (&ro
   }
 }
 
-template <int D, int kBlockN, int kStages, bool kTma, bool kOverlap, bool kAlibi>
+template <int D, int kBlockN, int kStages, bool kTma, bool kOverlap, bool kPingPong, bool kAlibi>
 __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages, kTma>::kThreads, 1)
     attention_forward_hopper_kernel(const __grid_constant__ Params p, const __grid_constant__ TensorMaps maps) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Cfg = ForwardConfig<D, kBlockN, kStages, kTma>;
   static_assert(kTma || !kOverlap, "the overlapped order needs the TMA pipeline (a stage stays busy one tile longer)");
+  static_assert(kOverlap || !kPingPong, "ping-pong is built on the overlapped order");
   constexpr int kBlockM = Cfg::kBlockM;
   extern __shared__ unsigned char smem_raw[];
   const uint32_t base = (smem_address(smem_raw) + 1023u) & ~1023u;
@@ -284,6 +287,13 @@ __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages, kTma>::kThr
       if (lane == 0) mbarrier_arrive(k_empty(j % kStages));
     }
   };
+  // Ping-pong turns: warpgroup w waits on barrier 1 + w before issuing GEMMs and then opens the other's.
+  auto turn_begin = [&]() {
+    if constexpr (kPingPong) named_barrier_sync(1 + wg, 256);
+  };
+  auto turn_end = [&]() {
+    if constexpr (kPingPong) named_barrier_arrive(2 - wg, 256);
+  };
   auto release_v = [&](int j) {
     if constexpr (kTma) {
       if (lane == 0) mbarrier_arrive(v_empty(j % kStages));
@@ -304,8 +314,11 @@ __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages, kTma>::kThr
     }
     if constexpr (kOverlap) {
       float corr[2];
+      if (kPingPong && wg == 1) named_barrier_arrive(1, 256);  // warpgroup 0 takes the first turn
       wait_k(0);
+      turn_begin();
       issue_s(0);
+      turn_end();
       wgmma_wait<0>();
       fence_operands(s);
       release_k(0);
@@ -313,9 +326,11 @@ __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages, kTma>::kThr
       convert_p();
       for (int j = 1; j < n_tiles; j++) {
         wait_k(j);
-        issue_s(j);
         wait_v(j - 1);
+        turn_begin();
+        issue_s(j);
         issue_pv(j - 1);
+        turn_end();
         wgmma_wait<1>();  // S(j) done; P(j−1)·V(j−1) may still run
         fence_operands(s);
         release_k(j);
@@ -327,7 +342,9 @@ __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages, kTma>::kThr
         convert_p();
       }
       wait_v(n_tiles - 1);
+      turn_begin();
       issue_pv(n_tiles - 1);
+      turn_end();
       wgmma_wait<0>();
       fence_operands(o);
       release_v(n_tiles - 1);
