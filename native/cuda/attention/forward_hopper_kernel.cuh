@@ -104,25 +104,28 @@ __device__ __forceinline__ void softmax_tile(float (&s)[kBlockN / 2], float (&ro
       s[4 * j + e] = x;
     }
   }
+  // Max and sum over four independent chains each: a single chain of kBlockN / 4 dependent operations per row
+  // would be latency-bound.
 #pragma unroll
   for (int r = 0; r < 2; r++) {
-    float mx = -INFINITY;
+    float m4[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
 #pragma unroll
-    for (int j = 0; j < kBlockN / 8; j++) mx = fmaxf(mx, fmaxf(s[4 * j + 2 * r], s[4 * j + 2 * r + 1]));
+    for (int j = 0; j < kBlockN / 8; j++) m4[j % 4] = fmaxf(m4[j % 4], fmaxf(s[4 * j + 2 * r], s[4 * j + 2 * r + 1]));
+    float mx = fmaxf(fmaxf(m4[0], m4[1]), fmaxf(m4[2], m4[3]));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
     const float new_max = fmaxf(row_max[r], mx * k);
     const float base = new_max == -INFINITY ? 0.f : new_max;  // a row with nothing visible yet
     corr[r] = fast_exp2(row_max[r] - base);
     row_max[r] = new_max;
-    float sum = 0.f;
+    float sum4[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
     for (int j = 0; j < kBlockN / 8; j++) {
       s[4 * j + 2 * r] = fast_exp2(fmaf(s[4 * j + 2 * r], k, -base));
       s[4 * j + 2 * r + 1] = fast_exp2(fmaf(s[4 * j + 2 * r + 1], k, -base));
-      sum += s[4 * j + 2 * r] + s[4 * j + 2 * r + 1];
+      sum4[j % 4] += s[4 * j + 2 * r] + s[4 * j + 2 * r + 1];
     }
-    row_sum[r] = row_sum[r] * corr[r] + sum;
+    row_sum[r] = row_sum[r] * corr[r] + ((sum4[0] + sum4[1]) + (sum4[2] + sum4[3]));
   }
 }
 
