@@ -15,8 +15,12 @@ for step in "$@"; do
   case $step in
     tests) ANDROMEDA_REQUIRE_GPU=1 node --test dist/tests/gpu/*.test.js 2>&1 | tee "$out/tests.log" | grep -E '^# (pass|fail)|^not ok' ;;
     prefill) node dist/bench/gpu-prefill.js orca:32768,100000,200000 andromeda-3b:8192,32768 2>&1 | tee "$out/prefill.log" | grep -E 'RESULT|built|rror' ;;
-    train) for c in "andromeda-3b 1 2048 5" "andromeda-3b 1 8192 3" "orca 4 8192 4"; do node dist/bench/gpu-train-step.js $c 2>&1 | tail -2; done | tee "$out/train.log" ;;
-    train-ref) for c in "andromeda-3b 1 2048 5"; do ANDROMEDA_BENCH_ATTENTION=reference node dist/bench/gpu-train-step.js $c 2>&1 | tail -2; done | tee "$out/train-ref.log" ;;
+    train) for c in "andromeda-3b 1 2048 5" "orca 4 8192 4"; do node dist/bench/gpu-train-step.js $c 2>&1 | tail -2; done | tee "$out/train.log" ;;
+    train-long) ANDROMEDA_BENCH_CHECKPOINT=1 node dist/bench/gpu-train-step.js andromeda-3b 1 8192 3 2>&1 | tail -2 | tee "$out/train-long.log" ;;
+    train-ref) for c in "andromeda-3b 1 2048 5" "orca 4 8192 4"; do ANDROMEDA_BENCH_ATTENTION=reference node dist/bench/gpu-train-step.js $c 2>&1 | tail -2; done | tee "$out/train-ref.log" ;;
+    profile) ANDROMEDA_CUDA_PROFILE=1 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 3 2>&1 | tail -32 | tee "$out/profile.log" ;;
+    attention) node dist/bench/gpu-attention.js --transforms 2>&1 | tee "$out/attention-transforms.log" | tail -30; node dist/bench/gpu-reference-attention.js 2048 2>&1 | tee "$out/reference-attention.log" | tail -20 ;;
+    prefill-quick) node dist/bench/gpu-prefill.js orca:32768 andromeda-3b:8192 2>&1 | grep -E 'RESULT' ;;
     anchors) XT_DIR=.device/xt python3 bench/gpu-anchor-xt.py train:andromeda:2048x1 prefill:andromeda:8192 prefill:orca:8192 train:orca:8192x4 2>&1 | grep RESULT | tee "$out/anchors.log" ;;
     *) echo "unknown step $step" ;;
   esac

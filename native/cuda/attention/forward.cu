@@ -1,4 +1,5 @@
-// Launches the tiled forward kernel for head dims 32, 64 and 128.
+// Launches the tiled forward kernel for head dims 32, 64 and 128: the Hopper (wgmma) kernel where it applies
+// and ANDROMEDA_ATTENTION_FORWARD allows it (forward_hopper.h), else the mma.sync kernel below.
 //
 // Layout: 4 warps × 32 query rows (128-row tiles, two per multiprocessor) by default. The former layout,
 // 8 warps × 16 rows, stays selectable for comparison with ANDROMEDA_ATTENTION_FORWARD_LAYOUT=8x16.
@@ -8,6 +9,7 @@
 #include <string>
 
 #include "../runtime.h"
+#include "forward_hopper.h"
 #include "forward_kernel.cuh"
 #include "launch.h"
 
@@ -50,6 +52,7 @@ void launch_dim(const Params& p, bool transform) {
 }  // namespace
 
 void launch_forward_tiled(const Params& p, int head_dim, bool transform) {
+  if (launch_forward_hopper_if_chosen(p, head_dim, transform)) return;
   switch (head_dim) {
     case 32: launch_dim<32>(p, transform); break;
     case 64: launch_dim<64>(p, transform); break;

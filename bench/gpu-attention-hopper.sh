@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The Hopper attention forward on a GPU machine, one process per step so that a kernel that crashes the CUDA
+# context cannot hide the others: the float64-reference tests of each variant, the dispatch tests, the existing
+# attention tests (forward on the automatic choice, backward from its out/lse), then timings of each kernel and
+# PyTorch SDPA (cuDNN) at the same size. Logs go to $OUT (default gpu-logs).
+#   bash bench/gpu-attention-hopper.sh [n]      (n: tokens for the timings, default 32768)
+set -uo pipefail
+n=${1:-32768}
+out=${OUT:-gpu-logs}; mkdir -p "$out"
+if ! command -v node >/dev/null; then tar xJf .device/node.tar.xz -C /opt && export PATH=/opt/node/bin:$PATH; fi
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$out/env.txt"
+status=0
+step() {  # name, command...
+  local name=$1; shift
+  echo "== $name"
+  timeout 300 "$@" > "$out/$name.log" 2>&1
+  local rc=$?
+  grep -E '^ +(hopper-|auto |mma |tiled |decode )|✔|✖|﹣|ℹ (tests|pass|fail|skipped)|Error' "$out/$name.log" | grep -v '^ *at ' | head -60
+  echo "   exit $rc"
+  [[ $rc -ne 0 ]] && status=1
+}
+for v in hopper-cpasync hopper-tma-serial hopper-tma hopper-tma-pingpong; do
+  step "test-$v" env ANDROMEDA_REQUIRE_GPU=1 node --test --test-reporter=spec --test-name-pattern="$v:" dist/tests/gpu/attention-hopper.test.js
+done
+step test-dispatch env ANDROMEDA_REQUIRE_GPU=1 node --test --test-reporter=spec --test-name-pattern="automatic choice|forced Hopper" dist/tests/gpu/attention-hopper.test.js
+step test-attention env ANDROMEDA_REQUIRE_GPU=1 node --test --test-reporter=spec dist/tests/gpu/attention.test.js
+for k in mma hopper-cpasync hopper-tma-serial hopper-tma hopper-tma-pingpong; do
+  echo "== bench $k"
+  timeout 240 node dist/bench/gpu-attention-hopper.js "$n" --kernel "$k" 2>&1 | tee "$out/bench-$k.md" | grep '^|' | grep -v -- '---' | grep -v '^| kernel'
+done
+echo "== PyTorch SDPA (causal, $n tokens, 24×128 and 8×64)"
+timeout 240 python3 bench/gpu-attention-sdpa.py "$n" 24 128 "$n" 8 64 2>&1 | tee "$out/sdpa.jsonl"
+exit $status

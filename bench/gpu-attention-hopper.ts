@@ -1,0 +1,140 @@
+// A/B of the attention forward kernels (ANDROMEDA_ATTENTION_FORWARD, native/cuda/attention/forward_hopper.h):
+// for each chosen kernel, first its agreement with the mma.sync kernel on mid-size problems, then forward
+// timings at n tokens (default 32,768), batch 1: plain causal 24×128 (issue 5's bar: ≥ 0.8× cuDNN), causal +
+// ALiBi 24×128 (bar ≥ 0.7×), plain non-causal 24×128 at n/4, plain causal 8×64.
+//   node dist/bench/gpu-attention-hopper.js [n] [--kernel mma|hopper-cpasync|hopper-tma-serial|hopper-tma|hopper-tma-pingpong ...]
+// Without --kernel every kernel runs in this process (a kernel that crashes the context then hides the rest:
+// bench/gpu-attention-hopper.sh runs one process per kernel). TFLOP/s count causal work as half the square.
+import { getBackend, type AttentionArgs, type Dense } from '../src/backend/index.js';
+import type { CudaBackend } from '../src/backend/cuda.js';
+import { DTYPE_BYTES, decodeHost, encodeHost, type DType } from '../src/tensor/dtype.js';
+import { Generator } from '../src/tensor/random.js';
+
+const ENV = 'ANDROMEDA_ATTENTION_FORWARD';
+const ALL = ['mma', 'hopper-cpasync', 'hopper-tma-serial', 'hopper-tma', 'hopper-tma-pingpong'];
+const gpu = getBackend('cuda') as CudaBackend;
+const argv = process.argv.slice(2);
+const N = Number(argv.find((a) => /^\d+$/.test(a)) ?? 32768);
+const kernels = argv.flatMap((a, i) => (a === '--kernel' && argv[i + 1] ? [argv[i + 1]!] : []));
+const gen = new Generator(7);
+
+function randomBuffer(dtype: DType, count: number): Dense {
+  const block = 1 << 20;
+  const raw = encodeHost(dtype, Float64Array.from({ length: block + 4099 }, () => gen.normal()));
+  const bytesPer = DTYPE_BYTES[dtype];
+  const handle = gpu.alloc(Math.max(16, count * bytesPer));
+  for (let at = 0, shift = 0; at < count; at += block, shift = (shift + 1031) % 4099) {
+    const n = Math.min(block, count - at);
+    gpu.upload(handle, at * bytesPer, new Uint8Array(raw.buffer, raw.byteOffset + shift * bytesPer, n * bytesPer));
+  }
+  return { handle, offset: 0, dtype };
+}
+
+function read(d: Dense, count: number): Float64Array {
+  return Float64Array.from(decodeHost(d.dtype, gpu.download(d.handle, 0, count * DTYPE_BYTES[d.dtype]), count));
+}
+
+function medianMs(fn: () => void, samples = 5): number {
+  fn();
+  gpu.synchronize();
+  const once = (() => { const t = performance.now(); fn(); gpu.synchronize(); return performance.now() - t; })();
+  const reps = Math.max(1, Math.min(200, Math.ceil(30 / Math.max(once, 1e-3))));
+  const times: number[] = [];
+  for (let s = 0; s < samples; s++) {
+    const t0 = performance.now();
+    for (let i = 0; i < reps; i++) fn();
+    gpu.synchronize();
+    times.push((performance.now() - t0) / reps);
+  }
+  times.sort((a, b) => a - b);
+  return times[samples >> 1]!;
+}
+
+interface Shape { label: string; n: number; heads: number; kvHeads: number; dim: number; causal: boolean; alibi: boolean }
+
+function args(s: Shape): AttentionArgs {
+  return {
+    batch: 1, heads: s.heads, kvHeads: s.kvHeads, queryLen: s.n, keyLen: s.n, headDim: s.dim, scale: 1 / Math.sqrt(s.dim),
+    causal: s.causal, queryOffset: 0,
+    alibiSlopes: s.alibi ? Float32Array.from({ length: s.heads }, (_, h) => 2 ** (-8 * (h + 1) / s.heads)) : null,
+    rotaryDim: 0, rotaryInvFreq: null, xposScaleBase: 0, keyScale: null,
+    queryPositions: null, keyPositions: null, querySegments: null, keySegments: null,
+  };
+}
+
+interface Buffers { q: Dense; k: Dense; v: Dense; out: Dense; lse: Dense }
+function buffers(s: Shape): Buffers {
+  return {
+    q: randomBuffer('bfloat16', s.heads * s.n * s.dim), k: randomBuffer('bfloat16', s.kvHeads * s.n * s.dim),
+    v: randomBuffer('bfloat16', s.kvHeads * s.n * s.dim), out: randomBuffer('bfloat16', s.heads * s.n * s.dim),
+    lse: randomBuffer('float32', s.heads * s.n),
+  };
+}
+function free(b: Buffers): void { for (const d of Object.values(b)) gpu.free(d.handle); }
+
+function run(kernel: string, s: Shape, b: Buffers): void {
+  process.env[ENV] = kernel;
+  gpu.attentionForwardOn('tiled', b.q, b.k, b.v, b.out, b.lse, args(s));
+}
+
+/** max |a − b| / max |b| over finite entries; ∞ where one side is non-finite and the other is not. */
+function difference(a: Float64Array, b: Float64Array): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < b.length; i++) {
+    if (!Number.isFinite(a[i]!) || !Number.isFinite(b[i]!)) {
+      if (a[i] !== b[i]) return Infinity;
+      continue;
+    }
+    num = Math.max(num, Math.abs(a[i]! - b[i]!));
+    den = Math.max(den, Math.abs(b[i]!));
+  }
+  return den === 0 ? num : num / den;
+}
+
+const checks: Shape[] = [
+  { label: 'causal 8×128 n 3000', n: 3000, heads: 8, kvHeads: 8, dim: 128, causal: true, alibi: false },
+  { label: 'causal ALiBi GQA 8/2×128 n 3000', n: 3000, heads: 8, kvHeads: 2, dim: 128, causal: true, alibi: true },
+  { label: 'non-causal 8×64 n 2500', n: 2500, heads: 8, kvHeads: 8, dim: 64, causal: false, alibi: false },
+  { label: 'causal ALiBi MQA 8/1×64 n 3000', n: 3000, heads: 8, kvHeads: 1, dim: 64, causal: true, alibi: true },
+];
+const timed: Shape[] = [
+  { label: 'plain causal 24×128', n: N, heads: 24, kvHeads: 24, dim: 128, causal: true, alibi: false },
+  { label: 'ALiBi causal 24×128', n: N, heads: 24, kvHeads: 24, dim: 128, causal: true, alibi: true },
+  { label: 'plain non-causal 24×128', n: N / 4, heads: 24, kvHeads: 24, dim: 128, causal: false, alibi: false },
+  { label: 'plain causal 8×64', n: N, heads: 8, kvHeads: 8, dim: 64, causal: true, alibi: false },
+];
+
+console.log(`# attention forward kernels, ${gpu.description}`);
+const chosen = kernels.length ? kernels : ALL;
+console.log('\n| kernel | check (vs mma) | out max rel diff | lse max rel diff |\n|---|---|---|---|');
+for (const kernel of chosen.filter((k) => k !== 'mma')) {
+  for (const s of checks) {
+    const b = buffers(s);
+    try {
+      run('mma', s, b);
+      const refOut = read(b.out, s.heads * s.n * s.dim), refLse = read(b.lse, s.heads * s.n);
+      run(kernel, s, b);
+      const out = read(b.out, s.heads * s.n * s.dim), lse = read(b.lse, s.heads * s.n);
+      console.log(`| ${kernel} | ${s.label} | ${difference(out, refOut).toExponential(1)} | ${difference(lse, refLse).toExponential(1)} |`);
+    } catch (e) {
+      console.log(`| ${kernel} | ${s.label} | error: ${(e as Error).message} | |`);
+    } finally {
+      free(b);
+    }
+  }
+}
+
+console.log('\n| kernel | forward | n | ms | TFLOP/s |\n|---|---|---|---|---|');
+for (const s of timed) {
+  const b = buffers(s);
+  for (const kernel of chosen) {
+    try {
+      const ms = medianMs(() => run(kernel, s, b));
+      const flops = (4 * s.n * s.n * s.dim * s.heads) / (s.causal ? 2 : 1);
+      console.log(`| ${kernel} | ${s.label} | ${s.n} | ${ms.toFixed(2)} | ${(flops / ms / 1e9).toFixed(0)} |`);
+    } catch (e) {
+      console.log(`| ${kernel} | ${s.label} | ${s.n} | error: ${(e as Error).message} | |`);
+    }
+  }
+  free(b);
+}
