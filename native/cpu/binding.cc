@@ -325,6 +325,13 @@ Napi::Value ProbeCpu(const Napi::CallbackInfo& info) {
   return o;
 }
 
+}  // namespace
+
+// addNorm, biasGelu, … (native/cpu/binding_fused.cc).
+namespace andromeda::cpu { void register_fused(Napi::Env env, Napi::Object exports); }
+
+namespace {
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("alloc", Napi::Function::New(env, Alloc));
   exports.Set("free", Napi::Function::New(env, Free));
@@ -356,6 +363,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cpuInfo", Napi::Function::New(env, CpuInfo));
   exports.Set("limitIsa", Napi::Function::New(env, LimitIsa));
   exports.Set("probeCpu", Napi::Function::New(env, ProbeCpu));
+  cpu::register_fused(env, exports);
   return exports;
 }
 
