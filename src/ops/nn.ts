@@ -8,9 +8,7 @@ import { contiguousRaw } from './raw.js';
 import { zeros } from './creation.js';
 import { contiguousStrides, normalizeAxis } from '../tensor/shape.js';
 
-const asContiguous = (t: Tensor): Tensor => (t.isContiguous() ? t : contiguousRaw(t));
-const freeIfCopy = (copy: Tensor, original: Tensor): void => { if (copy !== original) copy.dispose(); };
-const statsDType = (t: Tensor) => (t.dtype === 'float64' ? 'float64' : 'float32') as 'float64' | 'float32';
+import { asContiguous, freeIfCopy, normShape, recordNorm, statsDType } from './norm-record.js';
 
 function lastAxisOnly(op: string, x: Tensor, axis: number): void {
   if (normalizeAxis(axis, x.rank, op) !== x.rank - 1) throw new RangeError(`${op}: only the last axis is supported (got axis ${axis} of ${formatShape(x.shape)})`);
@@ -47,25 +45,12 @@ function normImpl(rms: boolean, x: Tensor, weight: Tensor | null, bias: Tensor |
   assertSameDevice(op, named);
   assertSameDType(op, named);
   assertFloat(op, 'x', x);
-  const cols = x.shape[x.rank - 1]!;
-  for (const [name, p] of [['weight', weight], ['bias', bias]] as const) {
-    if (p && (p.rank !== 1 || p.shape[0] !== cols)) throw new RangeError(`${op}: ${name} ${formatShape(p.shape)} does not match the last axis of x ${formatShape(x.shape)}`);
-  }
-  const rows = cols === 0 ? 0 : x.size / cols;
+  const [rows, cols] = normShape(op, x, weight, bias);
   const xc = asContiguous(x);
   const out = emptyLike(x);
   const stats = emptyLike(x, [rows, 2], statsDType(x));
   if (out.size > 0) x.backend.norm(rms, xc.dense(op), weight?.dense(op) ?? null, bias?.dense(op) ?? null, out.dense(), stats.dense(), rows, cols, eps);
-  const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
-  return record(out, op, inputs, (g) => {
-    const gc = asContiguous(g);
-    const gx = emptyLike(x);
-    const gw = weight?.requiresGrad ? emptyLike(weight) : null;
-    const gb = bias?.requiresGrad ? emptyLike(bias) : null;
-    if (gx.size > 0) x.backend.normGrad(rms, xc.dense(op), weight?.dense(op) ?? null, stats.dense(), gc.dense(), gx.dense(), gw?.dense() ?? null, gb?.dense() ?? null, rows, cols);
-    freeIfCopy(gc, g);
-    return [gx, ...(weight ? [gw] : []), ...(bias ? [gb] : [])];
-  });
+  return recordNorm(op, rms, out, x, xc, weight, bias, stats, rows, cols);
 }
 
 /** Layer norm over the last axis (weight and bias optional). */
