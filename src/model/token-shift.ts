@@ -4,8 +4,8 @@
  * start, and — for packed sequences — zeros when t − k lies in another document). The remainder
  * features are left as they are.
  *
- * One op with its own gradient, made of strided engine copies (a copy of x, then each chunk
- * rewritten from its shifted source), instead of narrow/pad/concat with their temporaries.
+ * One op with its own gradient, made of strided engine copies (the unshifted features, then each
+ * shifted chunk from its source), instead of narrow/pad/concat with their temporaries.
  */
 import { Tensor } from '../tensor/tensor.js';
 import type { Strided } from '../backend/backend.js';
@@ -28,6 +28,17 @@ function zeroWindow(t: Tensor, zero: Tensor, w: { view: Strided; shape: number[]
   t.backend.copy({ ...zero.strided(), strides: [0, 0, 0] }, w.view, w.shape);
 }
 
+/** Copies the features no chunk shifts (chunk 0 and the remainder past the last chunk) from src to dst. */
+function copyUnshifted(src: Tensor, dst: Tensor, shifts: number, chunk: number): void {
+  const [batch, n, dim] = src.shape as [number, number, number];
+  const pieces: [number, number][] = [[0, chunk], [(shifts + 1) * chunk, dim - (shifts + 1) * chunk]];
+  for (const [feature, width] of pieces) {
+    if (width <= 0 || n === 0 || batch === 0) continue;
+    const from = window(src, 0, batch, 0, n, feature, width), to = window(dst, 0, batch, 0, n, feature, width);
+    src.backend.copy(from.view, to.view, to.shape);
+  }
+}
+
 /** Positions t (per row) where chunk k must be zero because t − k is in another document. */
 function boundaries(segments: Int32Array, batch: number, n: number, k: number): [number, number][] {
   const out: [number, number][] = [];
@@ -46,7 +57,8 @@ export function shiftTokens(x: Tensor, shifts: number, segments: Int32Array | nu
   const zero = Tensor.fromArray([0], [1], x.dtype, x.device);
   const cuts = segments ? Array.from({ length: shifts + 1 }, (_, k) => (k === 0 ? [] : boundaries(segments, batch, n, k))) : null;
   if (out.size > 0) {
-    x.backend.copy(src.strided('shiftTokens'), out.strided(), x.shape);
+    src.assertAlive('shiftTokens', 'x');
+    copyUnshifted(src, out, shifts, chunk);
     for (let k = 1; k <= shifts; k++) {
       const kept = Math.max(n - k, 0);
       const from = window(src, 0, batch, 0, kept, k * chunk, chunk), to = window(out, 0, batch, n - kept, kept, k * chunk, chunk);
@@ -61,7 +73,7 @@ export function shiftTokens(x: Tensor, shifts: number, segments: Int32Array | nu
     const gc = g.isContiguous() ? g : contiguousRaw(g);
     const gx = emptyLike(x);
     if (gx.size > 0) {
-      x.backend.copy(gc.strided(), gx.strided(), x.shape);
+      copyUnshifted(gc, gx, shifts, chunk);
       for (let k = 1; k <= shifts; k++) {
         const kept = Math.max(n - k, 0);
         // Output row t of chunk k came from input row t − k, except where it was zeroed.
