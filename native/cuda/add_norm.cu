@@ -206,7 +206,8 @@ Residual<T> residual_of(const AddNormArgs& a) {
           compute_t<T>(a.c), a.cols};
 }
 
-constexpr size_t kSharedAccumulatorBytes = 48 * 1024;
+// Below the 48 KiB a block may use without opting in, leaving room for block_sum's static arrays.
+constexpr size_t kSharedAccumulatorBytes = 44 * 1024;
 
 }  // namespace
 
@@ -227,7 +228,7 @@ void add_norm(const AddNormArgs& a, char* out, char* sum, char* stats) {
 void add_norm_grad(const AddNormArgs& a, const char* stats, const char* grad_out, char* grad_a, char* grad_b,
                    char* grad_scale, char* grad_weight, char* grad_bias) {
   if (a.cols == 0) return;
-  if (grad_scale && !a.scale) throw std::invalid_argument("addNormGrad: a scale gradient without a scale");
+  if (grad_scale && (!a.scale || !a.b)) throw std::invalid_argument("addNormGrad: a scale gradient needs b and a scale");
   Slots slots{-1, -1, -1, 0};
   if (grad_weight) slots.weight = slots.count++;
   if (grad_bias) slots.bias = slots.count++;
