@@ -120,10 +120,15 @@ __global__ void add_norm_grad_kernel(bool rms, Residual<T> r, const T* w, const 
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   const int64_t cols = r.cols, packs = cols / W;
   C* acc = shared_acc ? reinterpret_cast<C*>(shared_bytes) : o.partial + int64_t(blockIdx.x) * slots.count * cols;
+  // Element k of pack p of slot q. In shared memory the packs are interleaved (consecutive threads,
+  // consecutive banks); in global memory (the partial row itself) the order is the columns'.
+  auto at = [&](int q, int64_t p, int k) -> C& {
+    return acc[q * cols + (shared_acc ? k * packs + p : p * W + k)];
+  };
   for (int64_t p = threadIdx.x; p < packs; p += blockDim.x)
     for (int q = 0; q < slots.count; q++)
 #pragma unroll
-      for (int k = 0; k < W; k++) acc[q * cols + p * W + k] = C(0);
+      for (int k = 0; k < W; k++) at(q, p, k) = C(0);
   const int64_t r0 = int64_t(blockIdx.x) * rows_per_block, r1 = min(rows, r0 + rows_per_block);
   for (int64_t i = r0; i < r1; i++) {
     const int64_t row = i * cols;
@@ -142,8 +147,8 @@ __global__ void add_norm_grad_kernel(bool rms, Residual<T> r, const T* w, const 
         const C g = w ? g0 * C(load(&pw.v[k])) : g0;
         sum_g += g;
         sum_gx += g * xhat;
-        if (slots.weight >= 0) acc[slots.weight * cols + j + k] += g0 * xhat;
-        if (slots.bias >= 0) acc[slots.bias * cols + j + k] += g0;
+        if (slots.weight >= 0) at(slots.weight, p, k) += g0 * xhat;
+        if (slots.bias >= 0) at(slots.bias, p, k) += g0;
       }
     }
     sum_g = block_sum(sum_g) / C(cols);
@@ -164,7 +169,7 @@ __global__ void add_norm_grad_kernel(bool rms, Residual<T> r, const T* w, const 
         const C gs = rms ? rstd * (g - xhat * sum_gx) : rstd * (g - sum_g - xhat * sum_gx);
         store(&out_a.v[k], gs);
         if (o.gb) store(&out_b.v[k], gs * (r.scale ? C(load(&ps.v[k])) * r.c : r.c));
-        if (slots.scale >= 0) acc[slots.scale * cols + j + k] += gs * C(load(&pb.v[k])) * r.c;
+        if (slots.scale >= 0) at(slots.scale, p, k) += gs * C(load(&pb.v[k])) * r.c;
       }
       store_pack<T, W>(o.ga + row + j, out_a);
       if (o.gb) store_pack<T, W>(o.gb + row + j, out_b);
@@ -175,7 +180,7 @@ __global__ void add_norm_grad_kernel(bool rms, Residual<T> r, const T* w, const 
     for (int64_t p = threadIdx.x; p < packs; p += blockDim.x)
       for (int q = 0; q < slots.count; q++)
 #pragma unroll
-        for (int k = 0; k < W; k++) dst[q * cols + p * W + k] = acc[q * cols + p * W + k];
+        for (int k = 0; k < W; k++) dst[q * cols + p * W + k] = at(q, p, k);
   }
 }
 
