@@ -12,7 +12,9 @@
         "native/cpu/attention.cc",
         "native/cpu/attention_reference.cc",
         "native/cpu/simd.cc",
-        "native/cpu/simd_kernels.cc"
+        "native/cpu/simd_kernels.cc",
+        "native/cpu/fused.cc",
+        "native/cpu/binding_fused.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

@@ -4,8 +4,9 @@
 // ANDROMEDA_BENCH_ATTENTION=reference, the reference form.
 //   node dist/bench/gpu-train-step.js <preset> <batch> <seqLen> [steps]
 // The model code does not wire a compute dtype yet (src/train/andromeda-adapter.ts), so this bench
-// keeps the float32 masters itself: the model is built in bf16, each step's bf16 gradients feed the
-// engine's AdamW kernel on the float32 masters, which are then cast back into the bf16 weights.
+// keeps the float32 masters itself: the model is built in bf16, each step's bf16 gradients become the
+// gradients of the float32 masters, and the AdamW optimizer updates the masters and writes them back
+// into the bf16 weights (one many-tensor launch on CUDA: Backend.adamwMany).
 import { getBackend } from '../src/backend/index.js';
 import type { CudaBackend } from '../src/backend/cuda.js';
 import { Andromeda } from '../src/model/andromeda.js';
@@ -14,6 +15,7 @@ import { tidy, keep } from '../src/tensor/scope.js';
 import { noGrad } from '../src/autograd/grad-mode.js';
 import { cast } from '../src/ops/convert.js';
 import { gradNorm } from '../src/optim/clip.js';
+import { AdamW } from '../src/optim/adamw.js';
 import { encodeHost, DTYPE_BYTES } from '../src/tensor/dtype.js';
 import { Generator } from '../src/tensor/random.js';
 
@@ -22,9 +24,10 @@ const batch = Number(batchArg), seqLen = Number(seqArg), steps = Number(stepsArg
 // ANDROMEDA_BENCH_DEVICE=cpu runs the same step on the CPU engine (a smoke test of this script).
 const device = process.env.ANDROMEDA_BENCH_DEVICE ?? 'cuda';
 const gpu = getBackend(device) as CudaBackend;
-// The CUDA engine's extensions: one device wait for the gradient norm, AdamW writing the bf16 weights
-// in its pass. ANDROMEDA_BENCH_PLAIN=1 uses only the Backend contract (gradNorm, adamw + copy).
-const fused = device.startsWith('cuda') && process.env.ANDROMEDA_BENCH_PLAIN !== '1';
+// The optimizer path: gradNorm (one device wait on CUDA) and AdamW with the bf16 weights as shadows
+// (one many-tensor launch writing them in its pass). ANDROMEDA_BENCH_PLAIN=1 loops over the tensors
+// with the one-tensor kernels instead (sumOfSquares per tensor, adamw + cast copy), for comparison.
+const fused = process.env.ANDROMEDA_BENCH_PLAIN !== '1';
 // ANDROMEDA_BENCH_ATTENTION=reference forces the reference attention (default: the model's 'auto').
 const attention = (process.env.ANDROMEDA_BENCH_ATTENTION ?? 'auto') as 'auto' | 'fused' | 'reference';
 // ANDROMEDA_BENCH_CHECKPOINT=1: activation checkpointing (each block recomputed in the backward pass).
@@ -52,8 +55,12 @@ const gen = new Generator(1);
 const params = model.parameters();
 for (const p of params) if (p.rank >= 2) randomize(p, 0.02, gen);
 const paramCount = params.reduce((n, p) => n + p.size, 0);
-const masters = noGrad(() => params.map((p) => keep(cast(p, 'float32'))));
-const moments = masters.map((m) => {
+const masters = noGrad(() => params.map((p) => keep(cast(p, 'float32')).requireGrad(true)));
+const hyper = { lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
+const optimizer = new AdamW(masters, hyper);
+if (fused) optimizer.setShadows(new Map(masters.map((m, i) => [m, params[i]!])));
+// The plain path's own moments (the optimizer keeps its own).
+const moments = fused ? [] : masters.map((m) => {
   const mm = keep(Tensor.empty(m.shape, 'float32', device)), vv = keep(Tensor.empty(m.shape, 'float32', device));
   gpu.fill(mm.dense(), m.size, 0);
   gpu.fill(vv.dense(), m.size, 0);
@@ -67,7 +74,6 @@ const tokensHost = new Int32Array(batch * seqLen);
 for (let i = 0; i < tokensHost.length; i++) tokensHost[i] = Math.floor(gen.uniform() * c.vocabSize);
 const tokens = keep(Tensor.fromArray(tokensHost, [batch, seqLen], 'int32', device));
 
-const hyper = { lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
 let stepCount = 0;
 function trainStep(): { loss: number; fwdBwd: number; optim: number; norm: number } {
   const s0 = performance.now();
@@ -78,24 +84,26 @@ function trainStep(): { loss: number; fwdBwd: number; optim: number; norm: numbe
   });
   gpu.synchronize();
   const s1 = performance.now();
-  const norm = fused
-    ? Math.sqrt(gpu.sumOfSquaresMany(params.filter((p) => p.grad).map((p) => ({ x: p.grad!.dense(), count: p.size }))))
-    : gradNorm(params);
+  // The bf16 gradients become the masters' gradients (AdamW reads any float dtype).
+  for (let i = 0; i < params.length; i++) {
+    masters[i]!.grad = params[i]!.grad;
+    params[i]!.grad = null;
+  }
+  const norm = fused ? gradNorm(masters) : Math.sqrt(masters.reduce((sum, m) => sum + (m.grad ? gpu.sumOfSquares(m.grad.dense(), m.size) : 0), 0));
   const scale = Number.isFinite(norm) && norm > 1 ? 1 / (norm + 1e-6) : 1;
   stepCount++;
-  for (let i = 0; i < params.length; i++) {
-    const p = params[i]!, master = masters[i]!, { m, v } = moments[i]!;
-    if (!p.grad) continue;
+  if (fused) {
+    optimizer.step({ gradScale: scale });
+  } else {
     const args = { ...hyper, biasCorrection1: 1 - hyper.beta1 ** stepCount, biasCorrection2: 1 - hyper.beta2 ** stepCount, gradScale: scale };
-    if (fused) {
-      gpu.adamwWithShadow(master.dense(), p.grad.dense(), m.dense(), v.dense(), p.size, args, p.dense());
-    } else {
-      gpu.adamw(master.dense(), p.grad.dense(), m.dense(), v.dense(), p.size, args);
+    for (let i = 0; i < params.length; i++) {
+      const p = params[i]!, master = masters[i]!, { m, v } = moments[i]!;
+      if (!master.grad) continue;
+      gpu.adamw(master.dense(), master.grad.dense(), m.dense(), v.dense(), p.size, args);
       gpu.copy(master.strided(), p.strided(), p.shape);
     }
-    p.grad.dispose();
-    p.grad = null;
   }
+  optimizer.zeroGrad();
   gpu.synchronize();
   const s2 = performance.now();
   return { loss, fwdBwd: s1 - s0, optim: s2 - s1, norm };
@@ -117,7 +125,7 @@ const tokensPerStep = batch * seqLen;
 // Model FLOPs as the anchors count them: 6·N per token plus causal attention (QKᵀ and PV, fwd + bwd).
 const flops = 6 * paramCount * tokensPerStep + 6 * c.depth * c.heads * c.headDim * seqLen * seqLen * batch;
 console.log(`# ${gpu.description ?? device}; ${gpu.gemmLibrary?.() ?? ''}`);
-console.log(`# ${preset}: ${paramCount.toLocaleString('en')} parameters, batch ${batch} × ${seqLen}, setup ${setupSeconds.toFixed(1)} s, optimizer path: ${fused ? 'fused (sumOfSquaresMany, adamwWithShadow)' : 'Backend contract (gradNorm, adamw + cast copy)'}, attention ${attention}${attention === 'auto' ? ` (${typeof gpu.attentionForward === 'function' ? 'fused kernels' : 'reference'})` : ''}${checkpointBlocks ? ', activation checkpointing' : ''}`);
+console.log(`# ${preset}: ${paramCount.toLocaleString('en')} parameters, batch ${batch} × ${seqLen}, setup ${setupSeconds.toFixed(1)} s, optimizer path: ${fused ? 'AdamW optimizer (gradNorm with one wait, adamwMany writing the bf16 weights)' : 'per tensor (sumOfSquares, adamw + cast copy)'}, attention ${attention}${attention === 'auto' ? ` (${typeof gpu.attentionForward === 'function' ? 'fused kernels' : 'reference'})` : ''}${checkpointBlocks ? ', activation checkpointing' : ''}`);
 for (const [i, s] of stepsDone.entries()) {
   console.log(`step ${i + 1}: loss ${s.loss.toFixed(4)}, grad norm ${s.norm.toFixed(3)}, forward+backward ${s.fwdBwd.toFixed(1)} ms, clip+AdamW ${s.optim.toFixed(1)} ms`);
 }

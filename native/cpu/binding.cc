@@ -353,6 +353,13 @@ Napi::Value ProbeCpu(const Napi::CallbackInfo& info) {
   return o;
 }
 
+}  // namespace
+
+// addNorm, biasGelu, … (native/cpu/binding_fused.cc).
+namespace andromeda::cpu { void register_fused(Napi::Env env, Napi::Object exports); }
+
+namespace {
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("alloc", Napi::Function::New(env, Alloc));
   exports.Set("free", Napi::Function::New(env, Free));
@@ -386,6 +393,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("limitIsa", Napi::Function::New(env, LimitIsa));
   exports.Set("probeCpu", Napi::Function::New(env, ProbeCpu));
   register_reference_attention(env, exports);
+  cpu::register_fused(env, exports);
   return exports;
 }
 

@@ -164,6 +164,8 @@ Napi::Value SumOfSquares(const Napi::CallbackInfo& info) {
 
 // attentionForward / attentionBackward (native/cuda/attention/binding_attention.cc).
 namespace andromeda::cuda { void register_attention(Napi::Env env, Napi::Object exports); }
+// addNorm, biasGelu, adamwMany, … (native/cuda/binding_fused.cc).
+namespace andromeda::cuda { void register_fused(Napi::Env env, Napi::Object exports); }
 
 namespace {
 
@@ -204,6 +206,7 @@ Napi::Object Register(Napi::Env env, Napi::Object exports) {
   for (const auto& [name, fn] : functions) exports.Set(name, Napi::Function::New(env, fn, name));
   cu::register_attention(env, exports);
   register_reference_attention(env, exports);
+  cu::register_fused(env, exports);
   return exports;
 }
 

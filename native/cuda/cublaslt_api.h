@@ -36,7 +36,9 @@ constexpr int kCompute64F = 70;
 // cublasOperation_t
 constexpr int kOpN = 0, kOpT = 1;
 // cublasLtMatmulDescAttributes_t
-constexpr int kDescTransA = 3, kDescTransB = 4;
+constexpr int kDescTransA = 3, kDescTransB = 4, kDescEpilogue = 7, kDescBiasPointer = 8;
+// cublasLtEpilogue_t
+constexpr int32_t kEpilogueBias = 4;
 // cublasLtMatrixLayoutAttribute_t
 constexpr int kLayoutBatchCount = 5, kLayoutStridedBatchOffset = 6;
 // cublasLtMatmulPreferenceAttributes_t

@@ -68,6 +68,15 @@ int64_t embedding(int dtype, const char* table, const int32_t* ids, char* out, i
   return first_bad == sentinel ? -1 : int64_t(first_bad);
 }
 
+void embedding_gather(int dtype, const char* table, const int32_t* ids, char* out, int64_t count, int64_t dim, int64_t vocab) {
+  if (count == 0 || dim == 0) return;
+  ANDROMEDA_CUDA_DISPATCH_ALL(dtype, {
+    gather_rows<T><<<grid_for(count * dim), kThreads, 0, stream()>>>(reinterpret_cast<const T*>(table), ids,
+                                                                     reinterpret_cast<T*>(out), count, dim, vocab);
+  });
+  check_launch("embedding");
+}
+
 void embedding_grad(int dtype, const int32_t* ids, const char* grad_out, char* grad_table, int64_t count, int64_t dim) {
   if (count == 0 || dim == 0) return;
   if (count > INT_MAX) throw std::invalid_argument("embedding_grad: more than 2^31 ids");

@@ -60,6 +60,8 @@ struct GemmArgs {
   const char* b; int64_t ldb, stride_b;
   char* c; int64_t ldc, stride_c;
   int64_t batch;
+  /** [n] vector added to every row of C (cuBLASLt's bias epilogue); needs beta == 0. */
+  const char* bias = nullptr;
 };
 void gemm(const GemmArgs& args);
 /** "cuBLASLt 130000 (/usr/local/cuda/lib64/libcublasLt.so.13)", loading the library if needed. */
@@ -90,5 +92,46 @@ struct AdamWArgs {
  *  compute copy of float32 masters), saving a separate cast pass over the masters. */
 void adamw(float* param, int grad_dtype, const char* grad, float* m, float* v, int64_t count, const AdamWArgs& args,
            int shadow_dtype = 0, char* shadow = nullptr);
+
+// ---- Fused bandwidth kernels (add_norm.cu, bias_gelu.cu, adamw.cu, embedding.cu) ----
+/** Residual add + norm over contiguous [rows, cols]: s = a + b · (scale · c), out = norm(s) · weight + bias.
+ *  b, scale, weight and bias may be null (null b: a plain norm of a). */
+struct AddNormArgs {
+  int dtype;
+  bool rms;
+  const char* a;
+  const char* b;
+  const char* scale;
+  double c;
+  const char* weight;
+  const char* bias;
+  int64_t rows, cols;
+  double eps;
+};
+/** stats as in `norm`; `sum` (may be null) receives s rounded to the dtype, and out is then the norm of that. */
+void add_norm(const AddNormArgs& args, char* out, char* sum, char* stats);
+/** grad_a = ∂L/∂s; grad_b = grad_a · scale · c; grad_scale, grad_weight, grad_bias: sums over rows
+ *  (overwritten). Every output but grad_a may be null. s is recomputed from a and b (sum = null in the forward). */
+void add_norm_grad(const AddNormArgs& args, const char* stats, const char* grad_out, char* grad_a, char* grad_b,
+                   char* grad_scale, char* grad_weight, char* grad_bias);
+/** out = gelu(x + bias) over contiguous [rows, cols], bias [cols] (exact erf GELU). */
+void bias_gelu(int dtype, const char* x, const char* bias, char* out, int64_t rows, int64_t cols);
+/** grad_in = grad_out · gelu'(x + bias); grad_bias (may be null) = Σ_rows grad_in, overwritten. */
+void bias_gelu_grad(int dtype, const char* x, const char* bias, const char* grad_out, char* grad_in, char* grad_bias,
+                    int64_t rows, int64_t cols);
+struct AdamWTensorArgs {
+  float* param;
+  int grad_dtype;
+  const char* grad;
+  float* m;
+  float* v;
+  int64_t count;
+  int shadow_dtype;
+  char* shadow;  // null: no low-precision copy
+};
+/** `adamw` over many tensors with shared hyperparameters, in one launch per (grad dtype, shadow dtype). */
+void adamw_many(const AdamWTensorArgs* tensors, size_t n, const AdamWArgs& args);
+/** `embedding` for ids already checked on the host: no device wait (out-of-range ids give zero rows). */
+void embedding_gather(int dtype, const char* table, const int32_t* ids, char* out, int64_t count, int64_t dim, int64_t vocab);
 
 }  // namespace andromeda::cuda

@@ -102,7 +102,9 @@ struct Plan {
   size_t workspace = 0;
 };
 
-using PlanKey = std::array<int64_t, 16>;
+// dtype, transposes, sizes, leading dimensions, batch strides, batch, alignments of A/B/C, bias
+// (0: none, else the bias pointer's alignment).
+using PlanKey = std::array<int64_t, 17>;
 
 uint32_t alignment_of(const void* p) {
   const uintptr_t v = reinterpret_cast<uintptr_t>(p);
@@ -138,6 +140,15 @@ lt::MatrixLayout make_layout(Library& lib, cudaDataType type, int64_t rows, int6
   return layout;
 }
 
+void destroy_plan(Library& lib, Plan& p) {
+  if (p.a) lib.api.layout_destroy(p.a);
+  if (p.b) lib.api.layout_destroy(p.b);
+  if (p.c) lib.api.layout_destroy(p.c);
+  if (p.desc) lib.api.desc_destroy(p.desc);
+  p = Plan{};
+}
+
+/** A plan for g, or (with a bias) an empty plan when cuBLASLt has no bias-epilogue algorithm for it. */
 Plan make_plan(Library& lib, const GemmArgs& g, uint32_t align_a, uint32_t align_b, uint32_t align_c) {
   const cudaDataType type = data_type(g.dtype);
   const bool f64 = g.dtype == 1;
@@ -149,6 +160,12 @@ Plan make_plan(Library& lib, const GemmArgs& g, uint32_t align_a, uint32_t align
   const int32_t op_second = g.trans_a ? lt::kOpT : lt::kOpN;
   check_lt(lib, lib.api.desc_set(p.desc, lt::kDescTransA, &op_first, sizeof op_first), "MatmulDescSetAttribute");
   check_lt(lib, lib.api.desc_set(p.desc, lt::kDescTransB, &op_second, sizeof op_second), "MatmulDescSetAttribute");
+  if (g.bias) {
+    // The bias runs along Lt's rows (our columns, n): one value per output feature.
+    const int32_t epilogue = lt::kEpilogueBias;
+    check_lt(lib, lib.api.desc_set(p.desc, lt::kDescEpilogue, &epilogue, sizeof epilogue), "MatmulDescSetAttribute");
+    check_lt(lib, lib.api.desc_set(p.desc, lt::kDescBiasPointer, &g.bias, sizeof g.bias), "MatmulDescSetAttribute");
+  }
   p.a = g.trans_b ? make_layout(lib, type, g.k, g.n, g.ldb, g.batch, g.stride_b, "B")
                   : make_layout(lib, type, g.n, g.k, g.ldb, g.batch, g.stride_b, "B");
   p.b = g.trans_a ? make_layout(lib, type, g.m, g.k, g.lda, g.batch, g.stride_a, "A")
@@ -168,6 +185,10 @@ Plan make_plan(Library& lib, const GemmArgs& g, uint32_t align_a, uint32_t align
   int returned = 0;
   const lt::Status status = lib.api.heuristic(lib.handle, p.desc, p.a, p.b, p.c, p.c, pref, 1, &result, &returned);
   lib.api.pref_destroy(pref);
+  if (g.bias && (status != lt::kSuccess || returned == 0)) {
+    destroy_plan(lib, p);
+    return Plan{};
+  }
   check_lt(lib, status, "MatmulAlgoGetHeuristic");
   if (returned == 0) {
     throw std::runtime_error("cuBLASLt has no algorithm for this matrix product (m=" + std::to_string(g.m) +
@@ -176,6 +197,14 @@ Plan make_plan(Library& lib, const GemmArgs& g, uint32_t align_a, uint32_t align
   p.algo = result.algo;
   p.workspace = result.workspace_size;
   return p;
+}
+
+/** C (+ batch) ← broadcast bias rows, for the products whose bias epilogue cuBLASLt cannot run. */
+void fill_with_bias(const GemmArgs& g) {
+  const int64_t src_strides[3] = {0, 0, 1};
+  const int64_t dst_strides[3] = {g.stride_c, g.ldc, 1};
+  const int64_t shape[3] = {g.batch, g.m, g.n};
+  copy_strided(g.dtype, g.bias, src_strides, g.dtype, g.c, dst_strides, shape, 3);
 }
 
 }  // namespace
@@ -188,14 +217,28 @@ std::string gemm_library() {
 void gemm(const GemmArgs& g) {
   if (g.m == 0 || g.n == 0 || g.batch == 0) return;
   if (g.k == 0) throw std::invalid_argument("matmul: k == 0 (the caller fills C instead)");
+  if (g.bias && g.beta != 0) throw std::invalid_argument("matmul: a bias needs beta = 0");
   Library& lib = library();
   const uint32_t align_a = alignment_of(g.a), align_b = alignment_of(g.b), align_c = alignment_of(g.c);
   const PlanKey key{g.dtype, g.trans_a, g.trans_b, g.m, g.n, g.k, g.lda, g.ldb, g.ldc, g.batch > 1 ? g.stride_a : 0,
-                    g.batch > 1 ? g.stride_b : 0, g.batch > 1 ? g.stride_c : 0, g.batch, align_a, align_b, align_c};
+                    g.batch > 1 ? g.stride_b : 0, g.batch > 1 ? g.stride_c : 0, g.batch, align_a, align_b, align_c,
+                    g.bias ? int64_t(alignment_of(g.bias)) : 0};
   static std::map<PlanKey, Plan> plans;
   auto it = plans.find(key);
   if (it == plans.end()) it = plans.emplace(key, make_plan(lib, g, align_a, align_b, align_c)).first;
   const Plan& p = it->second;
+  if (g.bias && !p.desc) {
+    // No bias epilogue for this product: the bias is copied into C and accumulated with beta = 1.
+    fill_with_bias(g);
+    GemmArgs plain = g;
+    plain.bias = nullptr;
+    plain.beta = 1;
+    gemm(plain);
+    return;
+  }
+  if (g.bias) {
+    check_lt(lib, lib.api.desc_set(p.desc, lt::kDescBiasPointer, &g.bias, sizeof g.bias), "MatmulDescSetAttribute");
+  }
   const float alpha32 = float(g.alpha), beta32 = float(g.beta);
   const bool f64 = g.dtype == 1;
   const void* alpha = f64 ? static_cast<const void*>(&g.alpha) : &alpha32;

@@ -53,8 +53,8 @@ function topologicalOrder(root: Tensor): Tensor[] {
 
 /**
  * Reverse-mode differentiation from `root`. Leaves that require gradients accumulate into `.grad`
- * (`accumulateInto` copies or adds, never taking the tensor it is given); intermediate gradients are
- * freed as soon as they have been propagated.
+ * (`accumulateInto` copies, adds, or keeps a view of a buffer nothing else holds; never the tensor it
+ * is given); intermediate gradients are freed as soon as they have been propagated.
  */
 export function runBackward(root: Tensor, seed: Tensor, accumulateInto: (leaf: Tensor, g: Tensor) => void, alias: (t: Tensor) => Tensor): void {
   if (!root.requiresGrad) throw new Error(`backward: the tensor ${formatShape(root.shape)} does not require a gradient (no trainable input reached it, or it was computed under noGrad)`);
@@ -99,7 +99,10 @@ export function runBackward(root: Tensor, seed: Tensor, accumulateInto: (leaf: T
           existing.dispose();
         }
       });
-      for (const t of new Set([g, ...inputGrads])) if (t && !handedOut.has(t)) t.dispose();
+      // This node's gradient is spent (an input given it got a view or a copy): free it now, not at
+      // the end of the enclosing scope, so a backward pass holds only the gradients still to be used.
+      g.dispose();
+      for (const t of new Set(inputGrads)) if (t && t !== g && !handedOut.has(t)) t.dispose();
     }
   });
   for (const g of grads.values()) g.dispose();

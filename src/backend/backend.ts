@@ -117,6 +117,47 @@ export interface AttentionArgs {
   readonly keySegments: Dense | null;
 }
 
+/** A residual add fused with a norm (Backend.addNorm): s = a + b · (scale · c), out = norm(s) · weight + bias. */
+export interface AddNormArgs {
+  /** RMS norm (true) or layer norm. */
+  readonly rms: boolean;
+  /** Contiguous [rows, cols]. */
+  readonly a: Dense;
+  /** Contiguous [rows, cols] or null (then s = a: a plain norm). */
+  readonly b: Dense | null;
+  /** [cols] per-feature residual scale, or null. */
+  readonly scale: Dense | null;
+  /** The residual constant c. */
+  readonly c: number;
+  readonly weight: Dense | null;
+  readonly bias: Dense | null;
+  readonly rows: number;
+  readonly cols: number;
+  readonly eps: number;
+}
+
+/** Gradient outputs of Backend.addNormGrad; all but `a` may be null (not wanted). */
+export interface AddNormGrads {
+  readonly a: Dense;
+  readonly b: Dense | null;
+  readonly scale: Dense | null;
+  readonly weight: Dense | null;
+  readonly bias: Dense | null;
+}
+
+/** One tensor of a many-tensor AdamW step (Backend.adamwMany). */
+export interface AdamWItem {
+  /** float32 master weights, and their float32 moments. */
+  readonly param: Dense;
+  readonly m: Dense;
+  readonly v: Dense;
+  /** Any float dtype. */
+  readonly grad: Dense;
+  readonly count: number;
+  /** A bfloat16/float16 copy of the weights written with the update, or null. */
+  readonly shadow: Dense | null;
+}
+
 export interface MemoryStats {
   /** Bytes held by live tensors. */
   readonly allocated: number;
@@ -194,6 +235,29 @@ export interface Backend {
   maskedSoftmax?(scores: Dense, out: Dense, args: MaskedSoftmaxArgs): void;
   /** Rotary + xPos + multiplier on q or k (see RotaryArgs); out may be x's own region. */
   rotary?(x: Dense, out: Dense, args: RotaryArgs): void;
+  // Fused bandwidth kernels. Engines without them leave them undefined and the ops compose the
+  // kernels above instead.
+  /**
+   * Residual add + norm over the last axis (AddNormArgs): stats (mean, rstd) as in `norm`. When `sum`
+   * is given it receives s in a's dtype and out is the norm of that rounded s (pre-norm blocks keep s as
+   * their residual stream); without it s is never stored.
+   */
+  addNorm?(args: AddNormArgs, out: Dense, sum: Dense | null, stats: Dense): void;
+  /**
+   * Backward of addNorm (run without `sum`), recomputing s from a and b: grads.a = ∂L/∂s,
+   * grads.b = grads.a · scale · c, grads.scale / weight / bias overwritten with sums over rows.
+   */
+  addNormGrad?(args: AddNormArgs, stats: Dense, gradOut: Dense, grads: AddNormGrads): void;
+  /** out = gelu(x + bias) over contiguous [rows, cols], bias [cols] (exact erf GELU). */
+  biasGelu?(x: Dense, bias: Dense, out: Dense, rows: number, cols: number): void;
+  /** gradIn = gradOut · gelu'(x + bias); gradBias (when given) overwritten with Σ_rows gradIn. */
+  biasGeluGrad?(x: Dense, bias: Dense, gradOut: Dense, gradIn: Dense, gradBias: Dense | null, rows: number, cols: number): void;
+  /** `adamw` on every item with the same hyperparameters, in one or a few launches (same arithmetic, same bits). */
+  adamwMany?(items: readonly AdamWItem[], args: AdamWArgs): void;
+  /** `embedding` for ids already checked on the host: never waits for the device. */
+  embeddingUnchecked?(table: Dense, ids: Dense, out: Dense, count: number, dim: number, vocab: number): void;
+  /** `matmul` with beta = 0 plus `bias` [n] added to every row of C, in the product's epilogue. */
+  matmulBias?(args: MatmulArgs, bias: Dense): void;
 }
 
 /**

@@ -8,16 +8,18 @@ const KERNELS = [
   'copy', 'fill', 'unary', 'unaryGrad', 'binary', 'reduce', 'matmul', 'softmax', 'softmaxGrad', 'norm', 'normGrad',
   'crossEntropy', 'crossEntropyGrad', 'embedding', 'embeddingGrad', 'dropout', 'adamw', 'sumOfSquares',
   'attentionForward', 'attentionBackward', 'maskedSoftmax', 'rotary',
+  'addNorm', 'addNormGrad', 'biasGelu', 'biasGeluGrad', 'adamwMany', 'embeddingUnchecked', 'matmulBias',
 ] as const;
 
 /** A short description of a call's sizes (numbers and number arrays; buffers by dtype and strides). */
 function signature(args: unknown[]): string {
   return args.map((a) => {
     if (typeof a === 'number' || typeof a === 'boolean' || typeof a === 'string') return String(a);
-    if (Array.isArray(a)) return `[${a.join(',')}]`;
+    if (Array.isArray(a)) return a.every((v) => typeof v === 'number') ? `[${a.join(',')}]` : `${a.length} items`;
     if (a && typeof a === 'object') {
       const o = a as Record<string, unknown>;
       if ('handle' in o) return `${o.dtype}${Array.isArray(o.strides) ? `/${(o.strides as number[]).join(',')}` : ''}`;
+      if ('rows' in o && 'cols' in o && 'rms' in o) return `${o.rms ? 'rms' : 'layer'} ${(o.a as { dtype: string }).dtype} ${o.rows}x${o.cols}${o.b ? ' +residual' : ''}`;
       if ('m' in o) return `m${o.m} n${o.n} k${o.k} b${o.batch} ${o.transA ? 'T' : 'N'}${o.transB ? 'T' : 'N'} sA${o.strideA} sB${o.strideB} ${(o.c as { dtype: string }).dtype}`;
       if ('rotaryDim' in o && 'length' in o) return `b${o.batch} h${o.heads} n${o.length} d${o.headDim} r${o.rotaryDim}${o.transpose ? ' T' : ''}`;
       if ('batch' in o && 'heads' in o && !('kvHeads' in o)) return `b${o.batch} h${o.heads} q${o.queryLen} k${o.keyLen}`;

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { DTYPE_CODE } from '../tensor/dtype.js';
 import { installProfiler } from './cuda-profile.js';
-import type { AdamWArgs, AttentionArgs, Dense, MemoryStats } from './backend.js';
+import type { AdamWArgs, AdamWItem, AttentionArgs, Dense, MatmulArgs, MemoryStats } from './backend.js';
 import { NativeBackend, at, requireAddon, type NativeKernels } from './native-backend.js';
 import { cudaAttentionBackward, cudaAttentionForward, type CudaAttentionAddon, type CudaAttentionPath } from './cuda-attention.js';
 
@@ -29,6 +29,14 @@ interface CudaAddon extends NativeKernels, CudaAttentionAddon {
     lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number, gradScale: number,
     shadowDtype?: number, shadow?: number): void;
   sumOfSquaresMany(dtypes: readonly number[], ptrs: readonly number[], counts: readonly number[]): number;
+  // native/cuda/binding_fused.cc
+  adamwMany(params: readonly number[], gradDtypes: readonly number[], grads: readonly number[], ms: readonly number[], vs: readonly number[],
+    counts: readonly number[], shadowDtypes: readonly number[], shadows: readonly number[],
+    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number, gradScale: number): void;
+  embeddingGather(dtype: number, table: number, ids: number, out: number, count: number, dim: number, vocab: number): void;
+  gemmBias(dtype: number, transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
+    a: number, lda: number, strideA: number, b: number, ldb: number, strideB: number, beta: number,
+    c: number, ldc: number, strideC: number, batch: number, bias: number): void;
 }
 
 let addon: CudaAddon | null = null;
@@ -63,7 +71,8 @@ function loadAddon(): CudaAddon {
 
 /**
  * The CUDA engine: kernels are enqueued on one stream and return at once; `download`,
- * `synchronize`, `sumOfSquares` and `embedding` (which reports bad ids) wait for the device.
+ * `synchronize`, `sumOfSquares` and `embedding` (which reports bad ids; `embeddingUnchecked` does not)
+ * wait for the device.
  * Memory comes from a caching allocator, so freed blocks are reused without cudaMalloc.
  */
 export class CudaBackend extends NativeBackend<CudaAddon> {
@@ -105,6 +114,24 @@ export class CudaBackend extends NativeBackend<CudaAddon> {
     this.addon.adamw(at(param), DTYPE_CODE[grad.dtype], at(grad), at(m), at(v), count,
       a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, a.biasCorrection1, a.biasCorrection2, a.gradScale,
       DTYPE_CODE[shadow.dtype], at(shadow));
+  }
+
+  // Fused bandwidth kernels beyond the shared ones (native/cuda/binding_fused.cc).
+
+  adamwMany(items: readonly AdamWItem[], a: AdamWArgs): void {
+    if (items.length === 0) return;
+    const addr = (d: Dense | null) => (d ? at(d) : 0);
+    this.addon.adamwMany(items.map((i) => at(i.param)), items.map((i) => DTYPE_CODE[i.grad.dtype]), items.map((i) => at(i.grad)),
+      items.map((i) => at(i.m)), items.map((i) => at(i.v)), items.map((i) => i.count),
+      items.map((i) => (i.shadow ? DTYPE_CODE[i.shadow.dtype] : 0)), items.map((i) => addr(i.shadow)),
+      a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, a.biasCorrection1, a.biasCorrection2, a.gradScale);
+  }
+  embeddingUnchecked(table: Dense, ids: Dense, out: Dense, count: number, dim: number, vocab: number): void {
+    this.addon.embeddingGather(DTYPE_CODE[table.dtype], at(table), at(ids), at(out), count, dim, vocab);
+  }
+  matmulBias(g: MatmulArgs, bias: Dense): void {
+    this.addon.gemmBias(DTYPE_CODE[g.c.dtype], g.transA, g.transB, g.m, g.n, g.k, g.alpha,
+      at(g.a), g.lda, g.strideA, at(g.b), g.ldb, g.strideB, g.beta, at(g.c), g.ldc, g.strideC, g.batch, at(bias));
   }
 
   // Fused attention (native/cuda/attention, src/backend/cuda-attention.ts).

@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { DTYPE_CODE, DTYPE_BYTES } from '../tensor/dtype.js';
 import {
   BINARY_CODE, REDUCE_CODE, UNARY_CODE, UNARY_GRAD_CODE,
-  type AdamWArgs, type Backend, type BinaryOp, type Dense, type Handle, type MatmulArgs, type MemoryStats,
+  type AddNormArgs, type AddNormGrads, type AdamWArgs, type Backend, type BinaryOp, type Dense, type Handle, type MatmulArgs, type MemoryStats,
   type RandomDistribution, type ReduceOp, type Strided, type UnaryGradOp, type UnaryOp, type MaskedSoftmaxArgs, type RotaryArgs,
 } from './backend.js';
 
@@ -43,6 +43,13 @@ export interface NativeKernels {
   // The reference attention form (configs: maskedSoftmaxConfig, rotaryConfig below).
   maskedSoftmax(dtype: number, scores: number, out: number, config: object): void;
   rotary(dtype: number, x: number, out: number, config: object): void;
+  // Fused kernels (native/cpu/binding_fused.cc, native/cuda/binding_fused.cc).
+  addNorm(rms: boolean, dtype: number, a: number, b: number | null, scale: number | null, c: number, w: number | null, bias: number | null,
+    out: number, sum: number | null, stats: number, rows: number, cols: number, eps: number): void;
+  addNormGrad(rms: boolean, dtype: number, a: number, b: number | null, scale: number | null, c: number, w: number | null, stats: number,
+    gy: number, ga: number, gb: number | null, gscale: number | null, gw: number | null, gbias: number | null, rows: number, cols: number): void;
+  biasGelu(dtype: number, x: number, bias: number, out: number, rows: number, cols: number): void;
+  biasGeluGrad(dtype: number, x: number, bias: number, gy: number, gx: number, gbias: number | null, rows: number, cols: number): void;
 }
 
 /** Address of element `offset` of a dense region. */
@@ -160,5 +167,20 @@ export abstract class NativeBackend<A extends NativeKernels = NativeKernels> imp
       xposScaleBase: a.xposScaleBase, xposAnchor: a.xposAnchor, xposSign: a.xposSign, xposMinDistance: a.xposMinDistance,
       multiplier: a.multiplier, transpose: a.transpose,
     });
+  }
+  // Fused kernels: both engines have them.
+  addNorm(a: AddNormArgs, out: Dense, sum: Dense | null, stats: Dense): void {
+    this.addon.addNorm(a.rms, DTYPE_CODE[a.a.dtype], at(a.a), atOrNull(a.b), atOrNull(a.scale), a.c, atOrNull(a.weight), atOrNull(a.bias),
+      at(out), atOrNull(sum), at(stats), a.rows, a.cols, a.eps);
+  }
+  addNormGrad(a: AddNormArgs, stats: Dense, gradOut: Dense, g: AddNormGrads): void {
+    this.addon.addNormGrad(a.rms, DTYPE_CODE[a.a.dtype], at(a.a), atOrNull(a.b), atOrNull(a.scale), a.c, atOrNull(a.weight), at(stats),
+      at(gradOut), at(g.a), atOrNull(g.b), atOrNull(g.scale), atOrNull(g.weight), atOrNull(g.bias), a.rows, a.cols);
+  }
+  biasGelu(x: Dense, bias: Dense, out: Dense, rows: number, cols: number): void {
+    this.addon.biasGelu(DTYPE_CODE[x.dtype], at(x), at(bias), at(out), rows, cols);
+  }
+  biasGeluGrad(x: Dense, bias: Dense, gradOut: Dense, gradIn: Dense, gradBias: Dense | null, rows: number, cols: number): void {
+    this.addon.biasGeluGrad(DTYPE_CODE[x.dtype], at(x), at(bias), at(gradOut), at(gradIn), atOrNull(gradBias), rows, cols);
   }
 }

@@ -4,6 +4,7 @@ import { formatShape } from '../tensor/shape.js';
 import { Generator } from '../tensor/random.js';
 import { isGradEnabled, noGrad } from '../autograd/grad-mode.js';
 import { tidy } from '../tensor/scope.js';
+import { hostInts } from '../tensor/host-ints.js';
 import { linear } from '../ops/matmul.js';
 import { narrow } from '../ops/layout.js';
 import { crossEntropy } from '../ops/nn.js';
@@ -106,8 +107,17 @@ export class Andromeda extends Module {
 
   /** tokens int32 [batch, n] → logits [batch, n, vocabSize] ([batch, 1, vocabSize] with logits: 'last'). */
   forward(tokens: Tensor, o: ForwardOptions = {}): Tensor {
+    return this.logitsOf(this.hiddenStates(tokens, o));
+  }
+
+  /** tokens → the last layer's output (after the final norm), [batch, n, dim]. */
+  private hiddenStates(tokens: Tensor, o: ForwardOptions): Tensor {
     if (o.kvCache) return noGrad(() => this.run(tokens, o));
     return this.run(tokens, o);
+  }
+
+  private logitsOf(x: Tensor): Tensor {
+    return this.logits ? this.logits.forward(x) : linear(x, this.embedding.weight);
   }
 
   private run(tokens: Tensor, o: ForwardOptions): Tensor {
@@ -145,7 +155,7 @@ export class Andromeda extends Module {
       x = last;
     }
     if (this.finalNorm) x = this.finalNorm.forward(x);
-    return this.logits ? this.logits.forward(x) : linear(x, this.embedding.weight);
+    return x;
   }
 
   private sequenceContext(batch: number, n: number, o: ForwardOptions): SequenceContext {
@@ -164,14 +174,21 @@ export class Andromeda extends Module {
     return { positions, segments, implementation: o.attention ?? 'auto' };
   }
 
-  /** Mean cross-entropy (see LossOptions); a scalar tensor. */
+  /**
+   * Mean cross-entropy (see LossOptions); a scalar tensor. Next-token loss computes logits only for
+   * the predicting positions (the hidden states are narrowed, not the logits, so the logits are made
+   * once, contiguous, and their gradient needs no padding).
+   */
   loss(tokens: Tensor, o: LossOptions = {}): Tensor {
-    const logits = this.forward(tokens, o);
-    if (o.targets) return crossEntropy(logits, o.targets, { ignoreIndex: o.ignoreIndex });
-    const n = tokens.shape[1]!;
+    if (o.targets) return crossEntropy(this.forward(tokens, o), o.targets, { ignoreIndex: o.ignoreIndex });
+    const [batch, n] = tokens.shape as [number, number];
     if (n < 2) throw new RangeError(`Andromeda.loss: next-token loss needs at least 2 tokens per row, got ${n}`);
-    const predictions = narrow(logits, 1, 0, n - 1);
-    const targets = narrow(tokens, 1, 1, n - 1).contiguous();
+    const predictions = this.logitsOf(narrow(this.hiddenStates(tokens, o), 1, 0, n - 1));
+    // Targets from the host copy of tokens uploaded from host memory (checked without a device read).
+    const host = hostInts(tokens);
+    const targets = host
+      ? Tensor.fromArray(nextTokenTargets(host, batch, n), [batch, n - 1], 'int32', tokens.device)
+      : narrow(tokens, 1, 1, n - 1).contiguous();
     return crossEntropy(predictions, targets, { ignoreIndex: o.ignoreIndex });
   }
 
@@ -179,6 +196,13 @@ export class Andromeda extends Module {
   createKVCache(batch: number, o: Omit<KVCacheOptions, 'device' | 'dtype'> = {}): KVCache {
     return new KVCache(this.config, batch, { ...o, device: this.device, dtype: this.dtype });
   }
+}
+
+/** tokens[:, 1:] of a [batch, n] row-major array. */
+function nextTokenTargets(tokens: Int32Array, batch: number, n: number): Int32Array {
+  const out = new Int32Array(batch * (n - 1));
+  for (let b = 0; b < batch; b++) out.set(tokens.subarray(b * n + 1, (b + 1) * n), b * (n - 1));
+  return out;
 }
 
 /** Positions counting from 0 at each change of segment id along a row. */

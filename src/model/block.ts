@@ -1,7 +1,7 @@
 import type { Tensor } from '../tensor/tensor.js';
 import { add, mul } from '../ops/elementwise.js';
 import { Module } from '../nn/module.js';
-import { LayerNorm } from '../nn/layer-norm.js';
+import { LayerNorm, type ResidualInput } from '../nn/layer-norm.js';
 import { RMSNorm } from '../nn/rms-norm.js';
 import { constantTensor, type ParameterOptions } from '../nn/parameter.js';
 import type { AndromedaConfig } from './config.js';
@@ -22,7 +22,8 @@ export function makeNorm(config: AndromedaConfig, o: ParameterOptions): Norm {
  * One layer: an attention sub-layer then a feed-forward sub-layer, each
  *   pre-norm:  x = branch(shift(norm(x))) + x · s · c
  *   post-norm: x = norm(branch(shift(x)) + x · s · c)
- * with s the learned residual scale (scaleResidual) and c the residual constant (DeepNorm).
+ * with s the learned residual scale (scaleResidual) and c the residual constant (DeepNorm). A residual
+ * add and the norm that reads it run as one fused op (src/ops/add-norm.ts).
  * Parallel blocks (pre-norm): x = attn(shift(norm(x))) + ff(shift(norm(x))) + x · s · c.
  */
 export class Block extends Module {
@@ -61,17 +62,23 @@ export class Block extends Module {
       const f = this.feedForward.forward(this.shift(h, state, 'feedForward'));
       return add(add(a, f), this.residual(x, 'residualScale'));
     }
-    x = this.subLayer(x, state, 'attention', this.attentionNorm!, 'attentionResidualScale', (h) => this.attention.forward(h, state));
-    return this.subLayer(x, state, 'feedForward', this.feedForwardNorm!, 'feedForwardResidualScale', (h) => this.feedForward.forward(h));
+    if (c.normPosition === 'pre') {
+      // The attention residual and the feed-forward norm share one fused pass; the feed-forward
+      // residual is added here and normalised by the next layer (or the final norm).
+      const a = this.attention.forward(this.shift(this.attentionNorm!.forward(x), state, 'attention'), state);
+      const { sum, out: h } = this.feedForwardNorm!.forwardResidualWithSum(a, x, this.residualInput('attentionResidualScale'));
+      const f = this.feedForward.forward(this.shift(h, state, 'feedForward'));
+      return add(f, this.residual(sum, 'feedForwardResidualScale'));
+    }
+    // Post-norm: each residual add and its norm are one fused op.
+    const a = this.attention.forward(this.shift(x, state, 'attention'), state);
+    x = this.attentionNorm!.forwardResidual(a, x, this.residualInput('attentionResidualScale'));
+    const f = this.feedForward.forward(this.shift(x, state, 'feedForward'));
+    return this.feedForwardNorm!.forwardResidual(f, x, this.residualInput('feedForwardResidualScale'));
   }
 
-  private subLayer(x: Tensor, state: LayerState, slot: ShiftSlot, norm: Norm, scaleName: string, branch: (h: Tensor) => Tensor): Tensor {
-    if (this.config.normPosition === 'pre') {
-      const out = branch(this.shift(norm.forward(x), state, slot));
-      return add(out, this.residual(x, scaleName));
-    }
-    const out = branch(this.shift(x, state, slot));
-    return norm.forward(add(out, this.residual(x, scaleName)));
+  private residualInput(scaleName: string): ResidualInput {
+    return { scale: this.config.scaleResidual ? this.param(scaleName) : null, constant: this.config.residualConstant };
   }
 
   private residual(x: Tensor, scaleName: string): Tensor {

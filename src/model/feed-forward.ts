@@ -1,6 +1,8 @@
 import type { Tensor } from '../tensor/tensor.js';
 import { gelu, mul, silu } from '../ops/elementwise.js';
 import { narrow } from '../ops/layout.js';
+import { linear } from '../ops/matmul.js';
+import { biasGelu } from '../ops/bias-gelu.js';
 import { Module } from '../nn/module.js';
 import { Linear } from '../nn/linear.js';
 import type { ParameterOptions } from '../nn/parameter.js';
@@ -27,6 +29,9 @@ export class FeedForward extends Module {
   }
 
   forward(x: Tensor): Tensor {
+    const bias = this.input.bias;
+    // Plain GELU: the first layer's bias is added inside the fused bias + GELU op, not by the product.
+    if (this.activation === 'gelu' && bias) return this.output.forward(biasGelu(linear(x, this.input.weight), bias));
     const h = this.input.forward(x);
     let activated: Tensor;
     if (this.activation === 'gelu') activated = gelu(h);

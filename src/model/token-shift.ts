@@ -4,8 +4,8 @@
  * start, and — for packed sequences — zeros when t − k lies in another document). The remainder
  * features are left as they are.
  *
- * One op with its own gradient, made of strided engine copies (a copy of x, then each chunk
- * rewritten from its shifted source), instead of narrow/pad/concat with their temporaries.
+ * One op with its own gradient, made of strided engine copies (the unshifted features, then each
+ * shifted chunk from its source), instead of narrow/pad/concat with their temporaries.
  */
 import { Tensor } from '../tensor/tensor.js';
 import type { Strided } from '../backend/backend.js';
@@ -23,9 +23,29 @@ function window(t: Tensor, row: number, rows: number, start: number, length: num
   };
 }
 
-function zeroWindow(t: Tensor, zero: Tensor, w: { view: Strided; shape: number[] }): void {
-  if (w.shape.some((d) => d === 0)) return;
+/** Zeroes a window: a fill when it is one contiguous run (one row), else a copy of a broadcast zero. */
+function zeroWindow(t: Tensor, w: { view: Strided; shape: number[] }): void {
+  const [rows, length, width] = w.shape as [number, number, number];
+  if (rows === 0 || length === 0 || width === 0) return;
+  if (rows * length === 1) {
+    t.backend.fill({ handle: w.view.handle, offset: w.view.offset, dtype: w.view.dtype }, width, 0);
+    return;
+  }
+  const zero = Tensor.empty([1], t.dtype, t.device);
+  t.backend.fill(zero.dense(), 1, 0);
   t.backend.copy({ ...zero.strided(), strides: [0, 0, 0] }, w.view, w.shape);
+  zero.dispose();
+}
+
+/** Copies the features no chunk shifts (chunk 0 and the remainder past the last chunk) from src to dst. */
+function copyUnshifted(src: Tensor, dst: Tensor, shifts: number, chunk: number): void {
+  const [batch, n, dim] = src.shape as [number, number, number];
+  const pieces: [number, number][] = [[0, chunk], [(shifts + 1) * chunk, dim - (shifts + 1) * chunk]];
+  for (const [feature, width] of pieces) {
+    if (width <= 0 || n === 0 || batch === 0) continue;
+    const from = window(src, 0, batch, 0, n, feature, width), to = window(dst, 0, batch, 0, n, feature, width);
+    src.backend.copy(from.view, to.view, to.shape);
+  }
 }
 
 /** Positions t (per row) where chunk k must be zero because t − k is in another document. */
@@ -43,32 +63,31 @@ export function shiftTokens(x: Tensor, shifts: number, segments: Int32Array | nu
   const chunk = Math.floor(dim / (shifts + 1));
   const src = x.isContiguous() ? x : contiguousRaw(x);
   const out = emptyLike(x);
-  const zero = Tensor.fromArray([0], [1], x.dtype, x.device);
   const cuts = segments ? Array.from({ length: shifts + 1 }, (_, k) => (k === 0 ? [] : boundaries(segments, batch, n, k))) : null;
   if (out.size > 0) {
-    x.backend.copy(src.strided('shiftTokens'), out.strided(), x.shape);
+    src.assertAlive('shiftTokens', 'x');
+    copyUnshifted(src, out, shifts, chunk);
     for (let k = 1; k <= shifts; k++) {
       const kept = Math.max(n - k, 0);
       const from = window(src, 0, batch, 0, kept, k * chunk, chunk), to = window(out, 0, batch, n - kept, kept, k * chunk, chunk);
       if (kept > 0) x.backend.copy(from.view, to.view, to.shape);
-      zeroWindow(out, zero, window(out, 0, batch, 0, n - kept, k * chunk, chunk));
-      for (const [b, t] of cuts?.[k] ?? []) zeroWindow(out, zero, window(out, b, 1, t, 1, k * chunk, chunk));
+      zeroWindow(out, window(out, 0, batch, 0, n - kept, k * chunk, chunk));
+      for (const [b, t] of cuts?.[k] ?? []) zeroWindow(out, window(out, b, 1, t, 1, k * chunk, chunk));
     }
   }
   if (src !== x) src.dispose();
-  if (!x.requiresGrad) zero.dispose();
   return record(out, 'shiftTokens', [x], (g) => {
     const gc = g.isContiguous() ? g : contiguousRaw(g);
     const gx = emptyLike(x);
     if (gx.size > 0) {
-      x.backend.copy(gc.strided(), gx.strided(), x.shape);
+      copyUnshifted(gc, gx, shifts, chunk);
       for (let k = 1; k <= shifts; k++) {
         const kept = Math.max(n - k, 0);
         // Output row t of chunk k came from input row t − k, except where it was zeroed.
         const from = window(gc, 0, batch, n - kept, kept, k * chunk, chunk), to = window(gx, 0, batch, 0, kept, k * chunk, chunk);
         if (kept > 0) x.backend.copy(from.view, to.view, to.shape);
-        zeroWindow(gx, zero, window(gx, 0, batch, kept, n - kept, k * chunk, chunk));
-        for (const [b, t] of cuts?.[k] ?? []) zeroWindow(gx, zero, window(gx, b, 1, t - k, 1, k * chunk, chunk));
+        zeroWindow(gx, window(gx, 0, batch, kept, n - kept, k * chunk, chunk));
+        for (const [b, t] of cuts?.[k] ?? []) zeroWindow(gx, window(gx, b, 1, t - k, 1, k * chunk, chunk));
       }
     }
     if (gc !== g) gc.dispose();

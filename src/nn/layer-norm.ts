@@ -1,10 +1,18 @@
 import type { Tensor } from '../tensor/tensor.js';
 import { layerNorm } from '../ops/nn.js';
+import { addNorm, addThenNorm } from '../ops/add-norm.js';
 import { Module } from './module.js';
 import { constantTensor, type ParameterOptions } from './parameter.js';
 
 export interface LayerNormOptions extends ParameterOptions {
   eps?: number;
+}
+
+/** How a residual stream enters a norm: branch + residual · scale · constant. */
+export interface ResidualInput {
+  /** Learned per-feature scale [dim], or null. */
+  readonly scale: Tensor | null;
+  readonly constant: number;
 }
 
 /** Layer norm over the last axis with a learned weight (init 1) and bias (init 0). */
@@ -20,5 +28,15 @@ export class LayerNorm extends Module {
 
   forward(x: Tensor): Tensor {
     return layerNorm(x, this.param('weight'), this.param('bias'), this.eps);
+  }
+
+  /** norm(branch + residual·scale·c) in one fused op (post-norm blocks). */
+  forwardResidual(branch: Tensor, residual: Tensor, r: ResidualInput): Tensor {
+    return addNorm(branch, residual, { weight: this.param('weight'), bias: this.param('bias'), eps: this.eps, residualScale: r.scale, residualConstant: r.constant });
+  }
+
+  /** { sum: branch + residual·scale·c, out: norm(sum) } in one fused op (pre-norm blocks). */
+  forwardResidualWithSum(branch: Tensor, residual: Tensor, r: ResidualInput): { sum: Tensor; out: Tensor } {
+    return addThenNorm(branch, residual, { weight: this.param('weight'), bias: this.param('bias'), eps: this.eps, residualScale: r.scale, residualConstant: r.constant });
   }
 }

@@ -1,5 +1,7 @@
 import type { Tensor } from '../tensor/tensor.js';
 import { rmsNorm } from '../ops/nn.js';
+import { addNorm, addThenNorm } from '../ops/add-norm.js';
+import type { ResidualInput } from './layer-norm.js';
 import { Module } from './module.js';
 import { constantTensor, type ParameterOptions } from './parameter.js';
 
@@ -19,5 +21,15 @@ export class RMSNorm extends Module {
 
   forward(x: Tensor): Tensor {
     return rmsNorm(x, this.param('weight'), this.eps);
+  }
+
+  /** norm(branch + residual·scale·c) in one fused op (post-norm blocks). */
+  forwardResidual(branch: Tensor, residual: Tensor, r: ResidualInput): Tensor {
+    return addNorm(branch, residual, { rms: true, weight: this.param('weight'), eps: this.eps, residualScale: r.scale, residualConstant: r.constant });
+  }
+
+  /** { sum: branch + residual·scale·c, out: norm(sum) } in one fused op (pre-norm blocks). */
+  forwardResidualWithSum(branch: Tensor, residual: Tensor, r: ResidualInput): { sum: Tensor; out: Tensor } {
+    return addThenNorm(branch, residual, { rms: true, weight: this.param('weight'), eps: this.eps, residualScale: r.scale, residualConstant: r.constant });
   }
 }

@@ -3,14 +3,25 @@ import { runBackward } from '../autograd/tape.js';
 import { ones } from './creation.js';
 import { formatShape } from '../tensor/shape.js';
 import { keep } from '../tensor/scope.js';
+import { DTYPE_BYTES } from '../tensor/dtype.js';
+
+/** True when `t` is the only holder of its whole buffer, contiguous: a gradient nobody else can see. */
+function soleOwner(t: Tensor): boolean {
+  return t.isContiguous() && t.offset === 0 && t.storage.holders === 1 && t.storage.bytes === t.size * DTYPE_BYTES[t.dtype];
+}
 
 /** Adds g into leaf.grad (creating it, in the leaf's dtype, on first use). */
 export function accumulateInto(leaf: Tensor, g: Tensor): void {
   const gradValue = g.dtype === leaf.dtype ? g : castForLeaf(g, leaf);
   if (!leaf.grad) {
-    const own = Tensor.empty(leaf.shape, leaf.dtype, leaf.device);
-    if (own.size > 0) leaf.backend.copy(gradValue.strided(), own.strided(), leaf.shape);
-    leaf.grad = keep(own);
+    // A gradient the tape would free next is adopted as it is (a view keeps its buffer); others are copied.
+    if (soleOwner(gradValue) && gradValue.size > 0) {
+      leaf.grad = keep(gradValue.view(leaf.shape, gradValue.strides, 0));
+    } else {
+      const own = Tensor.empty(leaf.shape, leaf.dtype, leaf.device);
+      if (own.size > 0) leaf.backend.copy(gradValue.strided(), own.strided(), leaf.shape);
+      leaf.grad = keep(own);
+    }
   } else {
     const dst = leaf.grad;
     if (dst.size > 0) leaf.backend.binary('add', dst.strided(), gradValue.strided(), dst.dense(), dst.shape);

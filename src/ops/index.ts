@@ -4,6 +4,8 @@ export * from './elementwise.js';
 export * from './reduce.js';
 export * from './matmul.js';
 export * from './nn.js';
+export * from './add-norm.js';
+export * from './bias-gelu.js';
 export * from './convert.js';
 export * from './backward.js';
 export * from './attention.js';

@@ -141,13 +141,17 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
   const wc = weight.isContiguous() ? weight : contiguousRaw(weight);
   const out = emptyLike(x, [...x.shape.slice(0, -1), outF]);
   if (out.size > 0) {
-    if (bias) x.backend.copy({ ...bias.strided(op), strides: [0, 1] }, { ...out.dense(), strides: [outF, 1] }, [rows, outF]);
-    if (inF === 0 && !bias) x.backend.fill(out.dense(), out.size, 0);
-    if (inF > 0) {
-      x.backend.matmul({
-        a: xc.dense(op), b: wc.dense(op), c: out.dense(), m: rows, n: outF, k: inF, transA: false, transB: true,
-        lda: inF, ldb: inF, ldc: outF, strideA: 0, strideB: 0, strideC: 0, batch: 1, alpha: 1, beta: bias ? 1 : 0,
-      });
+    const product = (beta: number) => ({
+      a: xc.dense(op), b: wc.dense(op), c: out.dense(), m: rows, n: outF, k: inF, transA: false, transB: true,
+      lda: inF, ldb: inF, ldc: outF, strideA: 0, strideB: 0, strideC: 0, batch: 1, alpha: 1, beta,
+    });
+    if (bias && inF > 0 && x.backend.matmulBias && bias.isContiguous()) {
+      // The bias is added in the product's epilogue: no broadcast copy into the output first.
+      x.backend.matmulBias(product(0), bias.dense(op));
+    } else {
+      if (bias) x.backend.copy({ ...bias.strided(op), strides: [0, 1] }, { ...out.dense(), strides: [outF, 1] }, [rows, outF]);
+      if (inF === 0 && !bias) x.backend.fill(out.dense(), out.size, 0);
+      if (inF > 0) x.backend.matmul(product(bias ? 1 : 0));
     }
   }
   const inputs = bias ? [x, weight, bias] : [x, weight];

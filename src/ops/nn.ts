@@ -7,10 +7,9 @@ import { assertDType, assertFloat, assertSameDType, assertSameDevice, emptyLike 
 import { contiguousRaw } from './raw.js';
 import { zeros } from './creation.js';
 import { contiguousStrides, normalizeAxis } from '../tensor/shape.js';
+import { hostInts } from '../tensor/host-ints.js';
 
-const asContiguous = (t: Tensor): Tensor => (t.isContiguous() ? t : contiguousRaw(t));
-const freeIfCopy = (copy: Tensor, original: Tensor): void => { if (copy !== original) copy.dispose(); };
-const statsDType = (t: Tensor) => (t.dtype === 'float64' ? 'float64' : 'float32') as 'float64' | 'float32';
+import { asContiguous, freeIfCopy, normShape, recordNorm, statsDType } from './norm-record.js';
 
 function lastAxisOnly(op: string, x: Tensor, axis: number): void {
   if (normalizeAxis(axis, x.rank, op) !== x.rank - 1) throw new RangeError(`${op}: only the last axis is supported (got axis ${axis} of ${formatShape(x.shape)})`);
@@ -47,25 +46,12 @@ function normImpl(rms: boolean, x: Tensor, weight: Tensor | null, bias: Tensor |
   assertSameDevice(op, named);
   assertSameDType(op, named);
   assertFloat(op, 'x', x);
-  const cols = x.shape[x.rank - 1]!;
-  for (const [name, p] of [['weight', weight], ['bias', bias]] as const) {
-    if (p && (p.rank !== 1 || p.shape[0] !== cols)) throw new RangeError(`${op}: ${name} ${formatShape(p.shape)} does not match the last axis of x ${formatShape(x.shape)}`);
-  }
-  const rows = cols === 0 ? 0 : x.size / cols;
+  const [rows, cols] = normShape(op, x, weight, bias);
   const xc = asContiguous(x);
   const out = emptyLike(x);
   const stats = emptyLike(x, [rows, 2], statsDType(x));
   if (out.size > 0) x.backend.norm(rms, xc.dense(op), weight?.dense(op) ?? null, bias?.dense(op) ?? null, out.dense(), stats.dense(), rows, cols, eps);
-  const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
-  return record(out, op, inputs, (g) => {
-    const gc = asContiguous(g);
-    const gx = emptyLike(x);
-    const gw = weight?.requiresGrad ? emptyLike(weight) : null;
-    const gb = bias?.requiresGrad ? emptyLike(bias) : null;
-    if (gx.size > 0) x.backend.normGrad(rms, xc.dense(op), weight?.dense(op) ?? null, stats.dense(), gc.dense(), gx.dense(), gw?.dense() ?? null, gb?.dense() ?? null, rows, cols);
-    freeIfCopy(gc, g);
-    return [gx, ...(weight ? [gw] : []), ...(bias ? [gb] : [])];
-  });
+  return recordNorm(op, rms, out, x, xc, weight, bias, stats, rows, cols);
 }
 
 /** Layer norm over the last axis (weight and bias optional). */
@@ -94,23 +80,45 @@ export function l2Normalize(x: Tensor, eps = 1e-12): Tensor {
   });
 }
 
-/** Rows of `table` [vocab, dim] for int32 `ids` of any shape → [...ids.shape, dim]. */
+/** The first position of `ids` outside [0, vocab), or −1. */
+function firstBadId(ids: Int32Array, vocab: number): number {
+  for (let i = 0; i < ids.length; i++) if (ids[i]! < 0 || ids[i]! >= vocab) return i;
+  return -1;
+}
+
+/**
+ * Rows of `table` [vocab, dim] for int32 `ids` of any shape → [...ids.shape, dim]. Ids uploaded from
+ * a host array are checked on the host, so the engine need not report bad ids (on CUDA that report
+ * waits for the device); others are checked by the engine's kernel.
+ */
 export function embedding(table: Tensor, ids: Tensor): Tensor {
   const op = 'embedding';
   assertSameDevice(op, { table, ids });
   assertDType(op, 'ids', ids, 'int32');
   if (table.rank !== 2) throw new RangeError(`embedding: table must be [vocab, dim], got ${formatShape(table.shape)}`);
   const [vocab, dim] = table.shape as [number, number];
+  const outOfRange = (position: number, value: number): RangeError =>
+    new RangeError(`embedding: token id ${value} at position ${position} of ids ${formatShape(ids.shape)} is out of range [0, ${vocab})`);
+  const host = hostInts(ids);
+  if (host) {
+    const bad = firstBadId(host, vocab);
+    if (bad >= 0) throw outOfRange(bad, host[bad]!);
+  }
   const idc = asContiguous(ids);
   const tc = asContiguous(table);
   const out = emptyLike(table, [...ids.shape, dim]);
   if (ids.size > 0) {
-    const bad = table.backend.embedding(tc.dense(op), idc.dense(op), out.dense(), ids.size, dim, vocab);
-    if (bad >= 0) {
-      const value = idc.toArray()[bad];
-      out.dispose();
-      freeIfCopy(idc, ids);
-      throw new RangeError(`embedding: token id ${value} at position ${bad} of ids ${formatShape(ids.shape)} is out of range [0, ${vocab})`);
+    const backend = table.backend;
+    if (host && backend.embeddingUnchecked) backend.embeddingUnchecked(tc.dense(op), idc.dense(op), out.dense(), ids.size, dim, vocab);
+    else {
+      const bad = backend.embedding(tc.dense(op), idc.dense(op), out.dense(), ids.size, dim, vocab);
+      if (bad >= 0) {
+        const value = idc.toArray()[bad]!;
+        out.dispose();
+        freeIfCopy(idc, ids);
+        freeIfCopy(tc, table);
+        throw outOfRange(bad, value);
+      }
     }
   }
   freeIfCopy(tc, table);
@@ -132,7 +140,9 @@ export interface CrossEntropyOptions {
 
 /**
  * Numerically stable cross-entropy from logits [..., vocab] and int32 targets [...], computed by a
- * fused kernel (log-sum-exp per row; the softmax is never stored). Out-of-range targets throw.
+ * fused kernel (log-sum-exp per row; the softmax is never stored, and the logits are read in their
+ * own dtype: no float32 copy). Out-of-range targets throw. Targets uploaded from a host array are
+ * checked and counted from their host copy; others are read back from the device.
  */
 export function crossEntropy(logits: Tensor, targets: Tensor, o: CrossEntropyOptions = {}): Tensor {
   const op = 'crossEntropy';
@@ -148,7 +158,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, o: CrossEntropyOpt
   const reduction = o.reduction ?? 'mean';
   const rows = targets.size;
   const tc = asContiguous(targets);
-  const host = tc.toArray() as Int32Array;
+  const host = hostInts(targets) ?? (tc.toArray() as Int32Array);
   let counted = 0;
   for (let i = 0; i < rows; i++) {
     const t = host[i]!;

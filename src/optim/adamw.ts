@@ -1,6 +1,7 @@
 import { Tensor } from '../tensor/tensor.js';
 import { keep } from '../tensor/scope.js';
-import { formatShape } from '../tensor/shape.js';
+import { formatShape, shapesEqual } from '../tensor/shape.js';
+import type { AdamWArgs, AdamWItem, Backend } from '../backend/backend.js';
 import { Optimizer, type OptimizerState, type ParamGroup } from './optimizer.js';
 
 export interface AdamWHyper {
@@ -21,10 +22,13 @@ interface Slots {
 /**
  * AdamW (Loshchilov & Hutter): Adam moments with weight decay applied to the weights directly,
  * p ← p·(1 − lr·wd) − lr·m̂/(√v̂ + eps). Parameters must be float32 (the master weights); the
- * moments are float32 too, and the fused engine kernel does the whole update in one pass.
+ * moments are float32 too, and the fused engine kernel does the whole update in one pass. Gradients
+ * may be any float dtype. Engines with a many-tensor kernel (Backend.adamwMany: CUDA) update a whole
+ * group in one launch; others loop over the parameters.
  */
 export class AdamW extends Optimizer<AdamWHyper> {
   private readonly slots = new Map<Tensor, Slots>();
+  private shadows: ReadonlyMap<Tensor, Tensor> = new Map();
 
   constructor(groups: ParamGroup<Partial<AdamWHyper>>[] | Tensor[], defaults: Partial<AdamWHyper> = {}) {
     const base = { ...ADAMW_DEFAULTS, ...defaults };
@@ -55,22 +59,62 @@ export class AdamW extends Optimizer<AdamWHyper> {
     return s;
   }
 
+  /**
+   * Low-precision copies of parameters (master → copy, e.g. the bfloat16 compute weights of float32
+   * masters): every step also writes each updated parameter into its copy, in the update's own pass
+   * where the engine can, else with a cast copy after it. Copies must match their parameter's shape and
+   * device; pass an empty map to stop.
+   */
+  setShadows(shadows: ReadonlyMap<Tensor, Tensor>): void {
+    const own = new Set(this.parameters);
+    for (const [p, copy] of shadows) {
+      const name = p.name ?? formatShape(p.shape);
+      if (!own.has(p)) throw new Error(`AdamW.setShadows: ${name} is not a parameter of this optimizer`);
+      if (!shapesEqual(copy.shape, p.shape) || copy.device !== p.device) {
+        throw new RangeError(`AdamW.setShadows: the copy of ${name} is ${formatShape(copy.shape)} on ${copy.device}, the parameter ${formatShape(p.shape)} on ${p.device}`);
+      }
+      if (!copy.isContiguous()) throw new Error(`AdamW.setShadows: the copy of ${name} must be contiguous`);
+    }
+    this.shadows = new Map(shadows);
+  }
+
   step(options: { gradScale?: number } = {}): void {
     this.stepCount++;
     const t = this.stepCount;
     for (const g of this.groups) {
       const h = g.hyper;
+      const args: AdamWArgs = {
+        lr: h.lr, beta1: h.beta1, beta2: h.beta2, eps: h.eps, weightDecay: h.weightDecay,
+        biasCorrection1: 1 - h.beta1 ** t, biasCorrection2: 1 - h.beta2 ** t,
+        gradScale: options.gradScale ?? 1,
+      };
+      const temporaries: Tensor[] = [];
+      const byBackend = new Map<Backend, { param: Tensor; item: AdamWItem; shadow: Tensor | null }[]>();
       for (const p of g.params) {
         if (!p.grad || p.size === 0) continue;
         const { m, v } = this.slotsFor(p);
         const grad = p.grad.isContiguous() ? p.grad : p.grad.contiguous();
-        p.backend.adamw(p.dense('AdamW.step'), grad.dense('AdamW.step'), m.dense(), v.dense(), p.size, {
-          lr: h.lr, beta1: h.beta1, beta2: h.beta2, eps: h.eps, weightDecay: h.weightDecay,
-          biasCorrection1: 1 - h.beta1 ** t, biasCorrection2: 1 - h.beta2 ** t,
-          gradScale: options.gradScale ?? 1,
-        });
-        if (grad !== p.grad) grad.dispose();
+        if (grad !== p.grad) temporaries.push(grad);
+        const shadow = this.shadows.get(p) ?? null;
+        const item: AdamWItem = {
+          param: p.dense('AdamW.step'), grad: grad.dense('AdamW.step'), m: m.dense(), v: v.dense(), count: p.size,
+          shadow: shadow?.dense('AdamW.step') ?? null,
+        };
+        const list = byBackend.get(p.backend) ?? [];
+        list.push({ param: p, item, shadow });
+        byBackend.set(p.backend, list);
       }
+      for (const [backend, list] of byBackend) {
+        if (backend.adamwMany && list.every((e) => !e.shadow || e.shadow.dtype === 'bfloat16' || e.shadow.dtype === 'float16')) {
+          backend.adamwMany(list.map((e) => e.item), args);
+          continue;
+        }
+        for (const { param, item, shadow } of list) {
+          backend.adamw(item.param, item.grad, item.m, item.v, item.count, args);
+          if (shadow) backend.copy(param.strided(), shadow.strided(), param.shape);
+        }
+      }
+      for (const tmp of temporaries) tmp.dispose();
     }
   }
 

@@ -28,4 +28,9 @@ export class Storage {
   get alive(): boolean {
     return this.refs > 0;
   }
+
+  /** How many tensors (a tensor and its views) hold this buffer. */
+  get holders(): number {
+    return this.refs;
+  }
 }

@@ -4,6 +4,7 @@ import { DTYPE_BYTES, decodeHost, encodeHost, type DType, type HostArray } from 
 import { contiguousStrides, formatShape, numel, type Shape } from './shape.js';
 import { Storage } from './storage.js';
 import { setTensorPredicate, trackTensor, untrackTensor } from './scope.js';
+import { rememberHostInts } from './host-ints.js';
 import type { GradFn } from '../autograd/tape.js';
 import * as ops from '../ops/index.js';
 
@@ -50,7 +51,9 @@ export class Tensor {
       throw new RangeError(`tensor: ${values.length} values do not fill shape ${formatShape(shape)} (${n} elements)`);
     }
     const t = Tensor.empty(shape, dtype, device);
-    if (n > 0) t.backend.upload(t.storage.handle, 0, encodeHost(dtype, values));
+    const raw = encodeHost(dtype, values);
+    if (n > 0) t.backend.upload(t.storage.handle, 0, raw);
+    if (raw instanceof Int32Array) rememberHostInts(t, raw, raw === values);
     return t;
   }
 

@@ -3,15 +3,15 @@
  *
  * The parameters the optimizer updates (the masters) and the AdamW moments are always float32.
  * With a bfloat16 compute dtype the trainer keeps a second copy of the model cast to bfloat16:
- * forward and backward run on that copy; its gradients are cast to float32 onto the masters
- * (`pushGradients`), clipping and AdamW work on the masters, and the updated masters are cast back
- * into the copy (`pullWeights`). Everything goes through the tensor API (dtype-converting copies),
- * so any engine whose kernels take bfloat16 can use it; "auto" picks bfloat16 on CUDA and float32
- * on the CPU.
+ * forward and backward run on that copy; its gradients become the masters' gradients
+ * (`pushGradients`: moved, not copied — clipping and AdamW read any float dtype, and bfloat16 widens to
+ * float32 exactly), clipping and AdamW work on the masters, and AdamW writes the updated masters back
+ * into the copy (`shadows`, given to AdamW.setShadows; `pullWeights` does it separately). Everything
+ * goes through the tensor API, so any engine whose kernels take bfloat16 can use it; "auto" picks
+ * bfloat16 on CUDA and float32 on the CPU.
  */
-import { Tensor } from '../tensor/tensor.js';
+import type { Tensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
-import { keep } from '../tensor/scope.js';
 import type { LanguageModel, ModelFamily } from './model.js';
 
 export interface Precision {
@@ -64,16 +64,20 @@ export class MasterWeights {
     }
   }
 
-  /** master.grad ← float32(compute.grad); the compute copy's gradients are freed. */
+  /** master.grad ← compute.grad (the tensor itself, in the compute dtype); the compute copy has none after. */
   pushGradients(): void {
     for (const { master, compute } of this.pairs) {
       const g = compute.grad;
       if (!g) continue;
-      if (!master.grad) master.grad = keep(Tensor.empty(master.shape, 'float32', master.device));
-      if (master.size > 0) g.backend.copy(g.strided('mixed precision'), master.grad.strided('mixed precision'), master.shape);
-      g.dispose();
+      master.grad?.dispose();
+      master.grad = g;
       compute.grad = null;
     }
+  }
+
+  /** master → compute copy, for AdamW.setShadows: each step then updates the copy with the masters. */
+  shadows(): Map<Tensor, Tensor> {
+    return new Map(this.pairs.map(({ master, compute }) => [master, compute]));
   }
 
   dispose(): void {

@@ -207,6 +207,8 @@ export async function train(initialConfig: TrainConfig, options: TrainOptions = 
     const params = named.map(([, t]) => t);
     // Mixed precision: forward/backward on a low-precision copy, updates on the float32 masters.
     const mixed = precision.compute === 'float32' ? null : MasterWeights.create(family, modelConfig, model, precision.compute, device);
+    // Each AdamW step writes the updated masters into the compute copy (in the update's pass on CUDA).
+    if (mixed) optimizer.setShadows(mixed.shadows());
     const computeModel = mixed ? mixed.compute : model;
     computeModel.train();
 
@@ -323,7 +325,6 @@ export async function train(initialConfig: TrainConfig, options: TrainOptions = 
       const verdict = guard.check(step + 1, loss, norm);
       if (!verdict.skip) optimizer.step({ gradScale: scale });
       optimizer.zeroGrad();
-      if (!verdict.skip) mixed?.pullWeights();
       sleepSync(stepDelay);
       step++;
 

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { UNARY_CODE, UNARY_GRAD_CODE, BINARY_CODE, type BinaryOp, type UnaryGradOp, type UnaryOp } from '../../src/backend/backend.js';
 import type { DType } from '../../src/tensor/dtype.js';
-import { FLOAT_DTYPES, Twins, assertClose, cpu, gpu, gpuTest, read, strided } from './harness.js';
+import { FLOAT_DTYPES, Twins, assertClose, cpu, gpu, gpuTest, read, strided, type Twin } from './harness.js';
 
 const contiguous = (shape: readonly number[]): number[] => {
   const s = new Array<number>(shape.length);
@@ -111,6 +111,73 @@ gpuTest('binary: every op, dense and broadcast, float32/bfloat16/int32', () => {
           cpu().binary(op, strided(a.cpu, sa), strided(b.cpu, sb), out.cpu, l.shape);
           gpu().binary(op, strided(a.gpu, sa), strided(b.gpu, sb), out.gpu, l.shape);
           assertClose(`binary ${op} ${JSON.stringify(l.shape)} a${JSON.stringify(sa)} b${JSON.stringify(sb)}`, out);
+        }
+      }
+    }
+  } finally {
+    t.dispose();
+  }
+});
+
+/** The twin seen `offset` elements in (a start that is not 16-byte aligned takes the element path). */
+const shifted = (x: Twin, offset: number): Twin => ({ ...x, count: x.count - offset, cpu: { ...x.cpu, offset }, gpu: { ...x.gpu, offset } });
+
+gpuTest('packed (16-byte) and element paths: aligned and offset operands, tails, every dtype', () => {
+  const t = new Twins(6);
+  try {
+    for (const dtype of ['float32', 'bfloat16', 'float16', 'float64'] as DType[]) {
+      for (const n of [8, 9, 4099, 100003]) {
+        for (const offset of [0, 1, 2]) {
+          const x = shifted(t.random(dtype, n + offset, 2), offset), y = shifted(t.random(dtype, n + offset, 1, 2.5), offset);
+          const label = `${dtype} n=${n} offset ${offset}`;
+          for (const op of ['scale', 'addScalar', 'gelu', 'exp'] as UnaryOp[]) {
+            const out = shifted(t.output(dtype, n + offset), offset);
+            cpu().unary(op, x.cpu, out.cpu, n, 0.37);
+            gpu().unary(op, x.gpu, out.gpu, n, 0.37);
+            assertClose(`unary ${op} ${label}`, out);
+          }
+          const gx = shifted(t.output(dtype, n + offset), offset);
+          cpu().unaryGrad('gelu', x.cpu, y.cpu, gx.cpu, n);
+          gpu().unaryGrad('gelu', x.gpu, y.gpu, gx.gpu, n);
+          assertClose(`unaryGrad gelu ${label}`, gx);
+          for (const op of ['add', 'mul', 'div'] as BinaryOp[]) {
+            const out = shifted(t.output(dtype, n + offset), offset);
+            cpu().binary(op, strided(x.cpu, [1]), strided(y.cpu, [1]), out.cpu, [n]);
+            gpu().binary(op, strided(x.gpu, [1]), strided(y.gpu, [1]), out.gpu, [n]);
+            assertClose(`binary ${op} ${label}`, out);
+          }
+          for (const to of ['float32', 'bfloat16'] as DType[]) {
+            const out = shifted(t.output(to, n + offset), offset);
+            cpu().copy(strided(x.cpu, [1]), strided(out.cpu, [1]), [n]);
+            gpu().copy(strided(x.gpu, [1]), strided(out.gpu, [1]), [n]);
+            assertClose(`cast copy → ${to} ${label}`, out, to === 'float32' ? 0 : 1e-2);
+          }
+          const filled = shifted(t.output(dtype, n + offset), offset);
+          cpu().fill(filled.cpu, n, -1.5);
+          gpu().fill(filled.gpu, n, -1.5);
+          assertClose(`fill ${label}`, filled, 0);
+        }
+      }
+    }
+    // Strided copies whose innermost axis is contiguous (token-shift windows, bias broadcasts): packed moves.
+    for (const dtype of ['bfloat16', 'float32', 'int32'] as DType[]) {
+      const [batch, n, dim] = [2, 37, 1280];
+      const src = dtype === 'int32' ? t.ints(batch * n * dim, -9, 9) : t.random(dtype, batch * n * dim);
+      for (const [shape, srcOffset, dstOffset, srcStrides] of [
+        [[batch, n - 1, 640], 640, 640 + dim, [n * dim, dim, 1]],       // a shifted window of half the features
+        [[batch, n, 640], 0, 0, [n * dim, dim, 1]],                     // the unshifted half
+        [[batch, n - 1, 637], 643, 3, [n * dim, dim, 1]],               // odd width and offsets: element path
+        [[batch, n, dim], 0, 0, [0, 0, 1]],                             // one row broadcast everywhere
+      ] as [number[], number, number, number[]][]) {
+        const dst = t.output(dtype, batch * n * dim);
+        const dstStrides = [n * dim, dim, 1];
+        const s = { ...src, cpu: { ...src.cpu, offset: srcOffset }, gpu: { ...src.gpu, offset: srcOffset } };
+        const d = { ...dst, cpu: { ...dst.cpu, offset: dstOffset }, gpu: { ...dst.gpu, offset: dstOffset } };
+        cpu().copy(strided(s.cpu, srcStrides), strided(d.cpu, dstStrides), shape);
+        gpu().copy(strided(s.gpu, srcStrides), strided(d.gpu, dstStrides), shape);
+        const { cpu: c, gpu: g } = read(dst);
+        for (let i = 0; i < c.length; i++) {
+          assert.ok(Object.is(c[i], g[i]) || (Number.isNaN(c[i]!) && Number.isNaN(g[i]!)), `strided copy ${dtype} ${JSON.stringify(shape)} from +${srcOffset}: element ${i} cpu ${c[i]} gpu ${g[i]}`);
         }
       }
     }

@@ -38,6 +38,26 @@ describe('errors', () => {
       assert.throws(() => A.crossEntropy(zeros([2, 5]), tensor([1, 7], [2], { dtype: 'int32' })), /crossEntropy: target 7 at position 1 is out of range \[0, 5\)/);
       assert.throws(() => A.crossEntropy(zeros([2, 5]), tensor([1], [1], { dtype: 'int32' })), /crossEntropy: targets \[1\] do not match logits \[2, 5\]/);
       assert.throws(() => tensor([1.5], [1], { dtype: 'int32' }), /value 1.5 at index 0 is not a 32-bit integer/);
+      // Ids without a host copy (the result of an op) are checked by the engine, with the same message.
+      const computed = A.narrow(tensor([9, 0, 3, 4], [4], { dtype: 'int32' }), 0, 1, 3).contiguous();
+      assert.throws(() => A.embedding(table, computed), /embedding: token id 4 at position 2 of ids \[3\] is out of range \[0, 4\)/);
+      assert.throws(() => A.crossEntropy(zeros([3, 4]), computed), /crossEntropy: target 4 at position 2 is out of range \[0, 4\)/);
+    });
+  });
+
+  test('host-checked and engine-checked ids give the same rows and losses', () => {
+    tidy(() => {
+      const table = A.randn([6, 3]);
+      const host = tensor([5, 0, 2, 2], [4], { dtype: 'int32' });
+      const computed = A.narrow(tensor([1, 5, 0, 2, 2], [5], { dtype: 'int32' }), 0, 1, 4).contiguous();
+      assert.deepEqual(Array.from(A.embedding(table, host).toArray()), Array.from(A.embedding(table, computed).toArray()));
+      const logits = A.randn([4, 6]);
+      assert.equal(A.crossEntropy(logits, host).item(), A.crossEntropy(logits, computed).item());
+      // A host copy is a copy: changing the caller's array after the upload changes nothing.
+      const values = new Int32Array([1, 2]);
+      const ids = tensor(values, [2], { dtype: 'int32' });
+      values[0] = 99;
+      assert.deepEqual(Array.from(A.embedding(table, ids).toArray()), Array.from(table.toArray().slice(3, 9)));
     });
   });
 

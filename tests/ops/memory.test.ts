@@ -33,3 +33,48 @@ test('1,000 training steps hold memory flat', () => {
   opt.dispose();
   for (const t of [...params, x, y]) t.dispose();
 });
+
+test('a leaf adopts a gradient buffer nothing else holds (no copy), and copies shared ones', () => {
+  const backend = A.getBackend('cpu');
+  const x = A.randn([256, 64], { requiresGrad: true }).keep();
+  const bytes = 256 * 64 * 4;
+  A.tidy(() => {
+    // mul by a constant: the backward's result is a fresh buffer the tape frees next — adopted.
+    const before = backend.memoryStats().allocated;
+    A.sum(A.mul(x, 3)).backward();
+    assert.deepEqual(Array.from(x.grad!.toArray().slice(0, 3)), [3, 3, 3]);
+    // What stays: the gradient (one buffer), plus the forward's product and its sum (freed at the tidy end).
+    assert.ok(backend.memoryStats().allocated - before <= 2 * bytes + 128, 'no second gradient-sized buffer is held');
+  });
+  x.grad!.dispose();
+  x.grad = null;
+  A.tidy(() => {
+    // x + x: both inputs get views of one gradient; the leaf must not alias it twice.
+    A.sum(A.add(x, x)).backward();
+    assert.deepEqual(Array.from(x.grad!.toArray().slice(0, 3)), [2, 2, 2]);
+    // Accumulation into an adopted gradient changes only this leaf's gradient.
+    const y = A.randn([256, 64], { requiresGrad: true }).keep();
+    A.sum(A.mul(A.add(x, y), 1)).backward();
+    assert.deepEqual(Array.from(x.grad!.toArray().slice(0, 3)), [3, 3, 3]);
+    assert.deepEqual(Array.from(y.grad!.toArray().slice(0, 3)), [1, 1, 1]);
+    y.dispose();
+  });
+  x.dispose();
+});
+
+test('backward frees each intermediate gradient once it has been propagated', () => {
+  const backend = A.getBackend('cpu');
+  const x = A.randn([256, 64], { requiresGrad: true }).keep();
+  const bytes = 256 * 64 * 4;
+  A.tidy(() => {
+    let y = x;
+    for (let i = 0; i < 10; i++) y = A.mul(y, 1.5);
+    const loss = A.sum(y);
+    const afterForward = backend.memoryStats().allocated;
+    loss.backward();
+    // The ten activations stay until the scope ends; of the gradients only x.grad remains.
+    assert.ok(backend.memoryStats().allocated - afterForward <= bytes + 128, `backward left ${(backend.memoryStats().allocated - afterForward) / bytes} gradient-sized buffers`);
+    assert.ok(Math.abs(x.grad!.toArray()[0]! - 1.5 ** 10) < 1e-3);
+  });
+  x.dispose();
+});

@@ -1,0 +1,267 @@
+// Residual add fused with layer norm / RMS norm over the last axis of contiguous [rows, cols]:
+//   s = a + b · (scale · c)   (scale [cols] optional, b optional), out = norm(s) · weight + bias.
+// The forward pass never stores s unless asked (pre-norm models keep it as the residual stream); the
+// backward pass recomputes it from a and b with the same instructions, so both see the same values.
+// Backward: one block handles `rows_per_block` consecutive rows; every thread owns the same columns
+// in every row, so the column sums (weight, bias and residual-scale gradients) accumulate per thread
+// without atomics, in shared memory when they fit, and are summed over blocks in a fixed order.
+#include <algorithm>
+
+#include "common.cuh"
+#include "vec.cuh"
+
+namespace andromeda::cuda {
+namespace {
+
+template <typename T>
+struct Residual {
+  const T* a;
+  const T* b;      // null: s = a (a plain norm)
+  const T* scale;  // null: s = a + b · c
+  compute_t<T> c;
+  int64_t cols;
+};
+
+/** s for elements j .. j+W−1 of the row starting at `row`; rounded to T when `round` (stored sums). */
+template <typename T, int W>
+__device__ __forceinline__ void residual_pack(const Residual<T>& r, int64_t row, int64_t j, bool round,
+                                              compute_t<T> (&s)[W]) {
+  using C = compute_t<T>;
+  const Pack<T, W> pa = load_pack<T, W>(r.a + row + j);
+  if (!r.b) {
+#pragma unroll
+    for (int k = 0; k < W; k++) s[k] = C(load(&pa.v[k]));
+    return;
+  }
+  const Pack<T, W> pb = load_pack<T, W>(r.b + row + j);
+  Pack<T, W> ps;
+  if (r.scale) ps = load_pack<T, W>(r.scale + j);
+#pragma unroll
+  for (int k = 0; k < W; k++) {
+    const C f = r.scale ? C(load(&ps.v[k])) * r.c : r.c;
+    C v = fma(C(load(&pb.v[k])), f, C(load(&pa.v[k])));
+    if (round) {
+      T t;
+      store(&t, v);
+      v = C(load(&t));
+    }
+    s[k] = v;
+  }
+}
+
+template <typename T, int W>
+__global__ void add_norm_kernel(bool rms, Residual<T> r, const T* w, const T* bias, T* out, T* sum_out,
+                                stat_t<T>* stats, double eps) {
+  using C = compute_t<T>;
+  const int64_t cols = r.cols, row = int64_t(blockIdx.x) * cols, packs = cols / W;
+  const bool round = sum_out != nullptr;
+  C acc = 0;
+  for (int64_t p = threadIdx.x; p < packs; p += blockDim.x) {
+    C s[W];
+    residual_pack<T, W>(r, row, p * W, round, s);
+    if (sum_out) {
+      Pack<T, W> o;
+#pragma unroll
+      for (int k = 0; k < W; k++) store(&o.v[k], s[k]);
+      store_pack<T, W>(sum_out + row + p * W, o);
+    }
+#pragma unroll
+    for (int k = 0; k < W; k++) acc += s[k];
+  }
+  const C mean = rms ? C(0) : block_sum(acc) / C(cols);
+  C ss = 0;
+  for (int64_t p = threadIdx.x; p < packs; p += blockDim.x) {
+    C s[W];
+    residual_pack<T, W>(r, row, p * W, round, s);
+#pragma unroll
+    for (int k = 0; k < W; k++) {
+      const C d = s[k] - mean;
+      ss += d * d;
+    }
+  }
+  const C rstd = C(1) / sqrt(block_sum(ss) / C(cols) + C(eps));
+  if (threadIdx.x == 0) {
+    stats[2 * blockIdx.x] = stat_t<T>(mean);
+    stats[2 * blockIdx.x + 1] = stat_t<T>(rstd);
+  }
+  for (int64_t p = threadIdx.x; p < packs; p += blockDim.x) {
+    C s[W];
+    residual_pack<T, W>(r, row, p * W, round, s);
+    Pack<T, W> pw, pb, o;
+    if (w) pw = load_pack<T, W>(w + p * W);
+    if (bias) pb = load_pack<T, W>(bias + p * W);
+#pragma unroll
+    for (int k = 0; k < W; k++) {
+      C v = (s[k] - mean) * rstd;
+      if (w) v *= C(load(&pw.v[k]));
+      if (bias) v += C(load(&pb.v[k]));
+      store(&o.v[k], v);
+    }
+    store_pack<T, W>(out + row + p * W, o);
+  }
+}
+
+/** Column-sum slots of the backward pass (−1: not wanted). */
+struct Slots {
+  int weight, bias, scale, count;
+};
+
+template <typename T>
+struct GradOut {
+  T* ga;
+  T* gb;                      // null when b needs no gradient
+  compute_t<T>* partial;      // [blocks, slots.count, cols]
+};
+
+template <typename T, int W>
+__global__ void add_norm_grad_kernel(bool rms, Residual<T> r, const T* w, const stat_t<T>* stats, const T* gy,
+                                     GradOut<T> o, Slots slots, int64_t rows, int64_t rows_per_block, bool shared_acc) {
+  using C = compute_t<T>;
+  extern __shared__ __align__(16) unsigned char shared_bytes[];
+  const int64_t cols = r.cols, packs = cols / W;
+  C* acc = shared_acc ? reinterpret_cast<C*>(shared_bytes) : o.partial + int64_t(blockIdx.x) * slots.count * cols;
+  // Element k of pack p of slot q. In shared memory the packs are interleaved (consecutive threads,
+  // consecutive banks); in global memory (the partial row itself) the order is the columns'.
+  auto at = [&](int q, int64_t p, int k) -> C& {
+    return acc[q * cols + (shared_acc ? k * packs + p : p * W + k)];
+  };
+  for (int64_t p = threadIdx.x; p < packs; p += blockDim.x)
+    for (int q = 0; q < slots.count; q++)
+#pragma unroll
+      for (int k = 0; k < W; k++) at(q, p, k) = C(0);
+  const int64_t r0 = int64_t(blockIdx.x) * rows_per_block, r1 = min(rows, r0 + rows_per_block);
+  for (int64_t i = r0; i < r1; i++) {
+    const int64_t row = i * cols;
+    const C mean = C(stats[2 * i]), rstd = C(stats[2 * i + 1]);
+    C sum_g = 0, sum_gx = 0;
+    for (int64_t p = threadIdx.x; p < packs; p += blockDim.x) {
+      const int64_t j = p * W;
+      C s[W];
+      residual_pack<T, W>(r, row, j, false, s);
+      const Pack<T, W> pg = load_pack<T, W>(gy + row + j);
+      Pack<T, W> pw;
+      if (w) pw = load_pack<T, W>(w + j);
+#pragma unroll
+      for (int k = 0; k < W; k++) {
+        const C xhat = (s[k] - mean) * rstd, g0 = C(load(&pg.v[k]));
+        const C g = w ? g0 * C(load(&pw.v[k])) : g0;
+        sum_g += g;
+        sum_gx += g * xhat;
+        if (slots.weight >= 0) at(slots.weight, p, k) += g0 * xhat;
+        if (slots.bias >= 0) at(slots.bias, p, k) += g0;
+      }
+    }
+    sum_g = block_sum(sum_g) / C(cols);
+    sum_gx = block_sum(sum_gx) / C(cols);
+    for (int64_t p = threadIdx.x; p < packs; p += blockDim.x) {
+      const int64_t j = p * W;
+      C s[W];
+      residual_pack<T, W>(r, row, j, false, s);
+      const Pack<T, W> pg = load_pack<T, W>(gy + row + j);
+      Pack<T, W> pw, pb, ps, out_a, out_b;
+      if (w) pw = load_pack<T, W>(w + j);
+      if (r.b && (o.gb || slots.scale >= 0)) pb = load_pack<T, W>(r.b + row + j);
+      if (r.scale) ps = load_pack<T, W>(r.scale + j);
+#pragma unroll
+      for (int k = 0; k < W; k++) {
+        const C xhat = (s[k] - mean) * rstd;
+        const C g = w ? C(load(&pg.v[k])) * C(load(&pw.v[k])) : C(load(&pg.v[k]));
+        const C gs = rms ? rstd * (g - xhat * sum_gx) : rstd * (g - sum_g - xhat * sum_gx);
+        store(&out_a.v[k], gs);
+        if (o.gb) store(&out_b.v[k], gs * (r.scale ? C(load(&ps.v[k])) * r.c : r.c));
+        if (slots.scale >= 0) at(slots.scale, p, k) += gs * C(load(&pb.v[k])) * r.c;
+      }
+      store_pack<T, W>(o.ga + row + j, out_a);
+      if (o.gb) store_pack<T, W>(o.gb + row + j, out_b);
+    }
+  }
+  if (shared_acc) {
+    C* dst = o.partial + int64_t(blockIdx.x) * slots.count * cols;
+    for (int64_t p = threadIdx.x; p < packs; p += blockDim.x)
+      for (int q = 0; q < slots.count; q++)
+#pragma unroll
+        for (int k = 0; k < W; k++) dst[q * cols + p * W + k] = at(q, p, k);
+  }
+}
+
+template <typename T>
+__global__ void add_norm_grad_params(const compute_t<T>* partial, int64_t blocks, Slots slots, int64_t cols, T* gw,
+                                     T* gbias, T* gscale) {
+  using C = compute_t<T>;
+  ANDROMEDA_GRID_STRIDE(col, cols) {
+    C sw = 0, sb = 0, ss = 0;
+    for (int64_t b = 0; b < blocks; b++) {
+      const C* part = partial + b * slots.count * cols + col;
+      if (slots.weight >= 0) sw += part[slots.weight * cols];
+      if (slots.bias >= 0) sb += part[slots.bias * cols];
+      if (slots.scale >= 0) ss += part[slots.scale * cols];
+    }
+    if (gw) store(gw + col, sw);
+    if (gbias) store(gbias + col, sb);
+    if (gscale) store(gscale + col, ss);
+  }
+}
+
+/** Threads for a row of `packs` packs: one pack per thread up to 1024 threads, a multiple of 32. */
+int threads_for(int64_t packs) { return int(std::min<int64_t>(1024, std::max<int64_t>(32, (packs + 31) / 32 * 32))); }
+
+template <typename T>
+Residual<T> residual_of(const AddNormArgs& a) {
+  return {reinterpret_cast<const T*>(a.a), reinterpret_cast<const T*>(a.b), reinterpret_cast<const T*>(a.scale),
+          compute_t<T>(a.c), a.cols};
+}
+
+// Below the 48 KiB a block may use without opting in, leaving room for block_sum's static arrays.
+constexpr size_t kSharedAccumulatorBytes = 44 * 1024;
+
+}  // namespace
+
+void add_norm(const AddNormArgs& a, char* out, char* sum, char* stats) {
+  if (a.rows == 0 || a.cols == 0) return;
+  if (a.rows > 0x7fffffff) throw std::invalid_argument("addNorm: more than 2^31 rows");
+  ANDROMEDA_CUDA_DISPATCH_FLOAT(a.dtype, {
+    const bool vec = a.cols % int64_t(16 / sizeof(T)) == 0 && all_aligned16({a.a, a.b, a.scale, a.weight, a.bias, out, sum});
+    ANDROMEDA_CUDA_PACK_WIDTH(T, vec, {
+      add_norm_kernel<T, W><<<unsigned(a.rows), threads_for(a.cols / W), 0, stream()>>>(
+          a.rms, residual_of<T>(a), reinterpret_cast<const T*>(a.weight), reinterpret_cast<const T*>(a.bias),
+          reinterpret_cast<T*>(out), reinterpret_cast<T*>(sum), reinterpret_cast<stat_t<T>*>(stats), a.eps);
+    });
+  });
+  check_launch("addNorm");
+}
+
+void add_norm_grad(const AddNormArgs& a, const char* stats, const char* grad_out, char* grad_a, char* grad_b,
+                   char* grad_scale, char* grad_weight, char* grad_bias) {
+  if (a.cols == 0) return;
+  if (grad_scale && (!a.scale || !a.b)) throw std::invalid_argument("addNormGrad: a scale gradient needs b and a scale");
+  Slots slots{-1, -1, -1, 0};
+  if (grad_weight) slots.weight = slots.count++;
+  if (grad_bias) slots.bias = slots.count++;
+  if (grad_scale) slots.scale = slots.count++;
+  ANDROMEDA_CUDA_DISPATCH_FLOAT(a.dtype, {
+    using C = compute_t<T>;
+    const int64_t target_blocks = 2 * int64_t(sm_count());
+    const int64_t rows_per_block = std::max<int64_t>(1, (a.rows + target_blocks - 1) / target_blocks);
+    const int64_t blocks = std::max<int64_t>(1, (a.rows + rows_per_block - 1) / rows_per_block);
+    const size_t acc_bytes = size_t(slots.count) * size_t(a.cols) * sizeof(C);
+    const bool shared_acc = acc_bytes <= kSharedAccumulatorBytes;
+    Scratch partial(std::max<size_t>(1, size_t(blocks) * acc_bytes));
+    GradOut<T> o{reinterpret_cast<T*>(grad_a), reinterpret_cast<T*>(grad_b), partial.as<C>()};
+    const bool vec = a.cols % int64_t(16 / sizeof(T)) == 0 &&
+                     all_aligned16({a.a, a.b, a.scale, a.weight, grad_out, grad_a, grad_b});
+    ANDROMEDA_CUDA_PACK_WIDTH(T, vec, {
+      add_norm_grad_kernel<T, W><<<unsigned(blocks), threads_for(a.cols / W), shared_acc ? acc_bytes : 0, stream()>>>(
+          a.rms, residual_of<T>(a), reinterpret_cast<const T*>(a.weight), reinterpret_cast<const stat_t<T>*>(stats),
+          reinterpret_cast<const T*>(grad_out), o, slots, a.rows, rows_per_block, shared_acc);
+    });
+    check_launch("addNormGrad");
+    if (slots.count > 0) {
+      add_norm_grad_params<T><<<grid_for(a.cols), kThreads, 0, stream()>>>(
+          partial.as<C>(), blocks, slots, a.cols, reinterpret_cast<T*>(grad_weight), reinterpret_cast<T*>(grad_bias),
+          reinterpret_cast<T*>(grad_scale));
+      check_launch("addNormGrad");
+    }
+  });
+}
+
+}  // namespace andromeda::cuda

@@ -1,0 +1,212 @@
+// CUDA engine vs CPU engine for the fused bandwidth kernels: residual add + norm (forward, the stored
+// sum, backward with every parameter gradient), bias + GELU, many-tensor AdamW (same bits as the
+// one-tensor kernel), the unchecked embedding gather and the matrix product's bias epilogue. Shapes
+// cover the 16-byte packed paths, odd sizes and offsets (element paths), and column sums that do not
+// fit in shared memory.
+import assert from 'node:assert/strict';
+import type { AddNormArgs, AdamWItem, Dense } from '../../src/backend/backend.js';
+import type { CudaBackend } from '../../src/backend/cuda.js';
+import type { DType } from '../../src/tensor/dtype.js';
+import { Twins, assertClose, cpu, gpu, gpuTest, read, type Twin } from './harness.js';
+
+const statDtype = (dtype: DType): DType => (dtype === 'float64' ? 'float64' : 'float32');
+/** The twin seen `offset` elements in (an unaligned start for the element paths). */
+const shifted = (t: Twin, offset: number): Twin => ({ ...t, count: t.count - offset, cpu: { ...t.cpu, offset }, gpu: { ...t.gpu, offset } });
+const on = (t: Twin | null, side: 'cpu' | 'gpu'): Dense | null => (t ? t[side] : null);
+
+interface NormCase {
+  rows: number;
+  cols: number;
+  rms: boolean;
+  residual: boolean;
+  scale: boolean;
+  affine: boolean;
+  sum: boolean;
+  offset: number;
+}
+
+function normCases(): NormCase[] {
+  const out: NormCase[] = [];
+  for (const [rows, cols] of [[8, 64], [300, 1000], [4, 4096], [1025, 3], [96, 2560], [40, 5000]] as const) {
+    for (const rms of [false, true]) {
+      out.push({ rows, cols, rms, residual: true, scale: true, affine: true, sum: false, offset: 0 });
+      out.push({ rows, cols, rms, residual: true, scale: false, affine: false, sum: true, offset: 0 });
+    }
+    out.push({ rows, cols, rms: false, residual: false, scale: false, affine: true, sum: false, offset: 0 });
+  }
+  out.push({ rows: 33, cols: 256, rms: false, residual: true, scale: true, affine: true, sum: true, offset: 1 });
+  return out;
+}
+
+gpuTest('addNorm / addNormGrad: residual add + layer/RMS norm, stored sum, every gradient', () => {
+  const t = new Twins(41);
+  try {
+    for (const dtype of ['float32', 'bfloat16', 'float64'] as DType[]) {
+      for (const k of normCases()) {
+        const n = k.rows * k.cols;
+        const pad = k.offset;
+        const a = shifted(t.random(dtype, n + pad, 1, 0.3), pad);
+        const b = shifted(t.random(dtype, n + pad, 1), pad);
+        const scale = k.scale ? t.random(dtype, k.cols, 0.3, 1) : null;
+        const weight = k.affine ? t.random(dtype, k.cols, 0.5, 1) : null;
+        const bias = k.affine && !k.rms ? t.random(dtype, k.cols, 0.5) : null;
+        const out = shifted(t.output(dtype, n + pad), pad);
+        const sum = k.sum ? shifted(t.output(dtype, n + pad), pad) : null;
+        const stats = t.output(statDtype(dtype), 2 * k.rows);
+        const args = (side: 'cpu' | 'gpu'): AddNormArgs => ({
+          rms: k.rms, a: a[side], b: k.residual ? b[side] : null, scale: on(scale, side), c: 2.83,
+          weight: on(weight, side), bias: on(bias, side), rows: k.rows, cols: k.cols, eps: 1e-5,
+        });
+        const label = `addNorm ${dtype} [${k.rows}, ${k.cols}] ${k.rms ? 'rms' : 'layer'}${k.residual ? '' : ' (no residual)'}${k.scale ? ' scale' : ''}${k.affine ? ' affine' : ''}${k.sum ? ' +sum' : ''}${pad ? ' offset' : ''}`;
+        cpu().addNorm!(args('cpu'), out.cpu, on(sum, 'cpu'), stats.cpu);
+        gpu().addNorm!(args('gpu'), out.gpu, on(sum, 'gpu'), stats.gpu);
+        assertClose(label, out);
+        if (sum) assertClose(`${label} sum`, sum, dtype === 'bfloat16' ? 1e-2 : undefined);
+        assertClose(`${label} stats`, stats, dtype === 'float64' ? 1e-12 : 1e-5);
+        if (k.sum) continue;  // the backward pass is defined for the forward without a stored sum
+        // Backward from the CPU's statistics on both engines.
+        const s = t.from(statDtype(dtype), read(stats).cpu);
+        const gy = t.random(dtype, n);
+        const ga = t.output(dtype, n);
+        const gb = k.residual ? t.output(dtype, n) : null;
+        const gs = scale ? t.output(dtype, k.cols) : null;
+        const gw = weight ? t.output(dtype, k.cols) : null;
+        const gbias = bias ? t.output(dtype, k.cols) : null;
+        for (const side of ['cpu', 'gpu'] as const) {
+          const engine = side === 'cpu' ? cpu() : gpu();
+          engine.addNormGrad!(args(side), s[side], gy[side], { a: ga[side], b: on(gb, side), scale: on(gs, side), weight: on(gw, side), bias: on(gbias, side) });
+        }
+        // rows of 3 columns cancel heavily in bf16 (x̂ sums to ~0): compare them in float32/float64 only.
+        if (dtype !== 'bfloat16' || k.cols > 3) {
+          assertClose(`${label} gradA`, ga);
+          if (gb) assertClose(`${label} gradB`, gb);
+        }
+        const sums = dtype === 'float32' ? 1e-5 : undefined;
+        if (gs) assertClose(`${label} gradScale`, gs, sums);
+        if (gw) assertClose(`${label} gradWeight`, gw, sums);
+        if (gbias) assertClose(`${label} gradBias`, gbias, sums);
+      }
+    }
+  } finally {
+    t.dispose();
+  }
+});
+
+gpuTest('biasGelu / biasGeluGrad: gelu(x + bias) and its gradients, packed and element paths', () => {
+  const t = new Twins(42);
+  try {
+    for (const dtype of ['float32', 'bfloat16', 'float64'] as DType[]) {
+      for (const [rows, cols, offset] of [[16, 40, 0], [300, 10240, 0], [7, 13, 0], [1, 8, 0], [65, 24, 1], [2048, 1024, 0]] as const) {
+        const n = rows * cols;
+        const x = shifted(t.random(dtype, n + offset, 2), offset);
+        const bias = t.random(dtype, cols, 1);
+        const out = shifted(t.output(dtype, n + offset), offset);
+        cpu().biasGelu!(x.cpu, bias.cpu, out.cpu, rows, cols);
+        gpu().biasGelu!(x.gpu, bias.gpu, out.gpu, rows, cols);
+        const label = `biasGelu ${dtype} [${rows}, ${cols}]${offset ? ' offset' : ''}`;
+        assertClose(label, out);
+        const gy = shifted(t.random(dtype, n + offset), offset);
+        const gx = shifted(t.output(dtype, n + offset), offset);
+        const gb = t.output(dtype, cols);
+        cpu().biasGeluGrad!(x.cpu, bias.cpu, gy.cpu, gx.cpu, gb.cpu, rows, cols);
+        gpu().biasGeluGrad!(x.gpu, bias.gpu, gy.gpu, gx.gpu, gb.gpu, rows, cols);
+        assertClose(`${label} gradIn`, gx);
+        assertClose(`${label} gradBias`, gb, dtype === 'float32' ? 1e-5 : undefined);
+        // Without a bias gradient the input gradient is the same.
+        const gx2 = shifted(t.output(dtype, n + offset), offset);
+        gpu().biasGeluGrad!(x.gpu, bias.gpu, gy.gpu, gx2.gpu, null, rows, cols);
+        assert.deepEqual(read(gx2).gpu, read(gx).gpu, `${label}: gradIn without gradBias`);
+      }
+    }
+  } finally {
+    t.dispose();
+  }
+});
+
+gpuTest('adamwMany: one launch over many tensors gives the bits of the one-tensor kernel, with and without weight copies', () => {
+  const t = new Twins(43);
+  const g = gpu() as CudaBackend;
+  try {
+    for (const gradDtype of ['bfloat16', 'float32', 'float64'] as DType[]) {
+      for (const withShadow of [false, true]) {
+        const sizes = [1, 3, 4, 1000, 65536, 65537, 200003, 5];
+        const offsets = [0, 0, 1, 0, 0, 3, 0, 2];  // some tensors start unaligned (element path)
+        const one = sizes.map((size, i) => {
+          const off = offsets[i]!;
+          return {
+            param: shifted(t.random('float32', size + off), off), m: shifted(t.random('float32', size + off, 0.01), off),
+            v: shifted(t.from('float32', Array.from({ length: size + off }, () => 1e-4 * t.gen.uniform())), off),
+            grad: shifted(t.random(gradDtype, size + off, 0.1), off), shadow: withShadow ? shifted(t.output('bfloat16', size + off), off) : null,
+          };
+        });
+        const many = one.map((o) => ({
+          param: t.from('float32', read(o.param).gpu), m: t.from('float32', read(o.m).gpu), v: t.from('float32', read(o.v).gpu),
+          grad: o.grad, shadow: withShadow ? t.output('bfloat16', o.param.count) : null,
+        }));
+        for (let step = 1; step <= 2; step++) {
+          const args = { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, biasCorrection1: 1 - 0.9 ** step, biasCorrection2: 1 - 0.95 ** step, gradScale: 0.7 };
+          for (const o of one) {
+            if (o.shadow) g.adamwWithShadow(o.param.gpu, o.grad.gpu, o.m.gpu, o.v.gpu, o.param.count, args, o.shadow.gpu);
+            else g.adamw(o.param.gpu, o.grad.gpu, o.m.gpu, o.v.gpu, o.param.count, args);
+          }
+          const items: AdamWItem[] = many.map((o) => ({ param: o.param.gpu, m: o.m.gpu, v: o.v.gpu, grad: o.grad.gpu, count: o.param.count, shadow: o.shadow?.gpu ?? null }));
+          g.adamwMany(items, args);
+        }
+        one.forEach((o, i) => {
+          const label = `adamwMany (grad ${gradDtype}${withShadow ? ', bf16 copy' : ''}) tensor ${i} of ${o.param.count}`;
+          assert.deepEqual(read(many[i]!.param).gpu, read(o.param).gpu, `${label}: weights`);
+          assert.deepEqual(read(many[i]!.m).gpu, read(o.m).gpu, `${label}: m`);
+          assert.deepEqual(read(many[i]!.v).gpu, read(o.v).gpu, `${label}: v`);
+          if (o.shadow) assert.deepEqual(read(many[i]!.shadow!).gpu, read(o.shadow).gpu, `${label}: bf16 copy`);
+        });
+      }
+    }
+  } finally {
+    t.dispose();
+  }
+});
+
+gpuTest('embeddingUnchecked gathers the rows embedding gathers, without the id check', () => {
+  const t = new Twins(44);
+  const g = gpu() as CudaBackend;
+  try {
+    for (const dtype of ['float32', 'bfloat16'] as DType[]) {
+      const [count, dim, vocab] = [2048, 256, 5000];
+      const table = t.random(dtype, vocab * dim);
+      const ids = t.ints(count, 0, vocab);
+      const checked = t.output(dtype, count * dim), unchecked = t.output(dtype, count * dim);
+      assert.equal(g.embedding(table.gpu, ids.gpu, checked.gpu, count, dim, vocab), -1);
+      g.embeddingUnchecked(table.gpu, ids.gpu, unchecked.gpu, count, dim, vocab);
+      assert.deepEqual(read(unchecked).gpu, read(checked).gpu, `embeddingUnchecked ${dtype}`);
+    }
+  } finally {
+    t.dispose();
+  }
+});
+
+gpuTest('matmulBias: the bias epilogue equals the product plus the broadcast bias (CPU engine)', () => {
+  const t = new Twins(45);
+  const g = gpu() as CudaBackend;
+  try {
+    for (const dtype of ['float32', 'bfloat16', 'float64'] as DType[]) {
+      for (const [m, n, k] of [[64, 96, 32], [2048, 640, 256], [5, 7, 3], [1, 10240, 64]] as const) {
+        const a = t.random(dtype, m * k), b = t.random(dtype, n * k), bias = t.random(dtype, n);
+        const c = t.output(dtype, m * n);
+        const args = (side: 'cpu' | 'gpu') => ({
+          a: a[side], b: b[side], c: c[side], m, n, k, transA: false, transB: true, lda: k, ldb: k, ldc: n,
+          strideA: 0, strideB: 0, strideC: 0, batch: 1, alpha: 1, beta: 1,
+        });
+        // The CPU reference: broadcast the bias into C, then C += A·Bᵀ.
+        cpu().copy({ ...bias.cpu, strides: [0, 1] }, { ...c.cpu, strides: [n, 1] }, [m, n]);
+        cpu().matmul(args('cpu'));
+        g.matmulBias({ ...args('gpu'), beta: 0 }, bias.gpu);
+        assertClose(`matmulBias ${dtype} m${m} n${n} k${k}`, c, dtype === 'bfloat16' ? 2e-2 : dtype === 'float32' ? 1e-5 : 1e-12);
+      }
+    }
+    const a = t.random('float32', 4), bias = t.random('float32', 2), c = t.output('float32', 4);
+    assert.throws(() => g.matmulBias({ a: a.gpu, b: a.gpu, c: c.gpu, m: 2, n: 2, k: 2, transA: false, transB: true, lda: 2, ldb: 2, ldc: 2,
+      strideA: 0, strideB: 0, strideC: 0, batch: 1, alpha: 1, beta: 1 }, bias.gpu), /bias needs beta = 0/);
+  } finally {
+    t.dispose();
+  }
+});

@@ -1,0 +1,166 @@
+// The fused ops (residual add + norm, bias + GELU) on the CPU engine: gradients against float64 finite
+// differences, and values and gradients equal to the unfused compositions they replace.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as A from '../../src/index.js';
+import type { Tensor } from '../../src/tensor/tensor.js';
+import type { DType } from '../../src/tensor/dtype.js';
+import { Generator } from '../../src/tensor/random.js';
+import { gradcheck, randomValues } from '../helpers/gradcheck.js';
+
+const { tensor, tidy } = A;
+
+interface Variant {
+  name: string;
+  rms: boolean;
+  affine: boolean;
+  scale: boolean;
+  constant: number;
+}
+
+const VARIANTS: Variant[] = [
+  { name: 'layer norm, DeepNorm residual (scale and constant)', rms: false, affine: true, scale: true, constant: 2.83 },
+  { name: 'layer norm, plain residual', rms: false, affine: true, scale: false, constant: 1 },
+  { name: 'layer norm without affine parameters', rms: false, affine: false, scale: true, constant: 0.5 },
+  { name: 'RMS norm with scale', rms: true, affine: true, scale: true, constant: 1.7 },
+  { name: 'RMS norm, constant only', rms: true, affine: false, scale: false, constant: 3 },
+];
+
+/** The inputs of a variant by name (a, b, then the present parameters) with their shapes. */
+function inputNames(v: Variant): string[] {
+  return ['a', 'b', ...(v.scale ? ['scale'] : []), ...(v.affine ? ['weight'] : []), ...(v.affine && !v.rms ? ['bias'] : [])];
+}
+
+function shapesOf(v: Variant, shape: number[]): number[][] {
+  const d = shape[shape.length - 1]!;
+  return inputNames(v).map((n) => (n === 'a' || n === 'b' ? shape : [d]));
+}
+
+function named(v: Variant, xs: Tensor[]): Record<string, Tensor> {
+  return Object.fromEntries(inputNames(v).map((n, i) => [n, xs[i]!]));
+}
+
+function optionsOf(v: Variant, t: Record<string, Tensor>): A.AddNormOptions {
+  return { rms: v.rms, weight: t.weight ?? null, bias: t.bias ?? null, residualScale: t.scale ?? null, residualConstant: v.constant };
+}
+
+/** The unfused form: norm(a + b·scale·c) from the elementwise ops and layerNorm / rmsNorm. */
+function unfused(v: Variant, t: Record<string, Tensor>): { sum: Tensor; out: Tensor } {
+  let r = t.b!;
+  if (t.scale) r = A.mul(r, t.scale);
+  if (v.constant !== 1) r = A.mul(r, v.constant);
+  const sum = A.add(t.a!, r);
+  const out = v.rms ? A.rmsNorm(sum, t.weight ?? null) : A.layerNorm(sum, t.weight ?? null, t.bias ?? null);
+  return { sum, out };
+}
+
+function relativeError(got: ArrayLike<number>, ref: ArrayLike<number>): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < ref.length; i++) {
+    num += (got[i]! - ref[i]!) ** 2;
+    den += ref[i]! ** 2;
+  }
+  return Math.sqrt(num / Math.max(den, 1e-300));
+}
+
+/** Runs `fn` on fresh leaves built from `values` and returns the output and every input's gradient. */
+function valuesAndGrads(fn: (xs: Tensor[]) => Tensor, values: Float64Array[], shapes: number[][], dtype: DType, weights: Float64Array): Float64Array[] {
+  return tidy(() => {
+    const xs = values.map((v, i) => tensor(v, shapes[i]!, { dtype, requiresGrad: true }));
+    const out = fn(xs);
+    A.sum(A.mul(out, tensor(weights, out.shape, { dtype }))).backward();
+    return [Float64Array.from(out.toArray()), ...xs.map((x) => Float64Array.from(x.grad!.toArray()))];
+  });
+}
+
+describe('addNorm: norm(a + b·scale·c) in one op', () => {
+  for (const v of VARIANTS) {
+    for (const shape of [[3, 5], [2, 3, 8]]) {
+      test(`gradients vs finite differences: ${v.name} ${JSON.stringify(shape)}`, () => {
+        gradcheck('addNorm', (...xs) => { const t = named(v, xs); return A.addNorm(t.a!, t.b!, optionsOf(v, t)); },
+          shapesOf(v, shape).map((s) => ({ shape: s })));
+      });
+      test(`addThenNorm gradients (through the sum and the norm): ${v.name} ${JSON.stringify(shape)}`, () => {
+        gradcheck('addThenNorm', (...xs) => {
+          const t = named(v, xs);
+          const { sum, out } = A.addThenNorm(t.a!, t.b!, optionsOf(v, t));
+          return A.add(out, A.mul(sum, 0.7));
+        }, shapesOf(v, shape).map((s) => ({ shape: s })));
+      });
+    }
+    for (const dtype of ['float32', 'float64'] as DType[]) {
+      test(`equals the unfused add and norm: ${v.name} (${dtype})`, () => {
+        const shape = [4, 37];
+        const gen = new Generator(5);
+        const shapes = shapesOf(v, shape);
+        const values = shapes.map((s, i) => randomValues(s, gen, 1, i >= 2 ? 1 : 0));
+        const weights = randomValues(shape, gen);
+        const tol = dtype === 'float64' ? 1e-12 : 2e-6;
+        const fused = valuesAndGrads((xs) => { const t = named(v, xs); return A.addNorm(t.a!, t.b!, optionsOf(v, t)); }, values, shapes, dtype, weights);
+        const reference = valuesAndGrads((xs) => unfused(v, named(v, xs)).out, values, shapes, dtype, weights);
+        fused.forEach((got, i) => {
+          const err = relativeError(got, reference[i]!);
+          assert.ok(err < tol, `${i === 0 ? 'output' : `gradient of ${inputNames(v)[i - 1]}`}: relative error ${err.toExponential(2)} vs the unfused ops`);
+        });
+        const withSum = valuesAndGrads((xs) => { const t = named(v, xs); const r = A.addThenNorm(t.a!, t.b!, optionsOf(v, t)); return A.add(r.out, r.sum); }, values, shapes, dtype, weights);
+        const referenceSum = valuesAndGrads((xs) => { const r = unfused(v, named(v, xs)); return A.add(r.out, r.sum); }, values, shapes, dtype, weights);
+        withSum.forEach((got, i) => {
+          const err = relativeError(got, referenceSum[i]!);
+          assert.ok(err < tol, `addThenNorm ${i === 0 ? 'output' : `gradient of ${inputNames(v)[i - 1]}`}: relative error ${err.toExponential(2)} vs the unfused ops`);
+        });
+      });
+    }
+  }
+
+  test('bfloat16: the fused residual (one rounding) is close to the unfused one', () => {
+    const v = VARIANTS[0]!;
+    const shape = [6, 64];
+    const gen = new Generator(9);
+    const shapes = shapesOf(v, shape);
+    const values = shapes.map((s, i) => randomValues(s, gen, 1, i >= 2 ? 1 : 0));
+    const weights = randomValues(shape, gen);
+    const fused = valuesAndGrads((xs) => { const t = named(v, xs); return A.addNorm(t.a!, t.b!, optionsOf(v, t)); }, values, shapes, 'bfloat16', weights);
+    const reference = valuesAndGrads((xs) => unfused(v, named(v, xs)).out, values, shapes, 'float64', weights);
+    fused.forEach((got, i) => {
+      const err = relativeError(got, reference[i]!);
+      assert.ok(err < 3e-2, `bf16 ${i === 0 ? 'output' : `gradient ${i}`}: relative error ${err.toExponential(2)} vs float64`);
+    });
+  });
+
+  test('argument errors name the problem', () => {
+    tidy(() => {
+      const a = tensor(new Float64Array(6), [2, 3]);
+      assert.throws(() => A.addNorm(a, tensor(new Float64Array(4), [2, 2])), /branch \[2, 3\] and the residual \[2, 2\] differ/);
+      assert.throws(() => A.addNorm(a, a, { residualScale: tensor([1, 2], [2]) }), /residualScale \[2\] does not match the last axis/);
+      assert.throws(() => A.addNorm(a, a, { rms: true, bias: tensor([0, 0, 0], [3]) }), /RMS norm has no bias/);
+      assert.throws(() => A.addNorm(a, tensor(new Float64Array(6), [2, 3], { dtype: 'float64' })), /dtype mismatch/);
+    });
+  });
+});
+
+describe('biasGelu: gelu(x + bias) in one op', () => {
+  for (const shape of [[4, 6], [2, 3, 5], [7]]) {
+    test(`gradients vs finite differences ${JSON.stringify(shape)}`, () => {
+      gradcheck('biasGelu', (x, b) => A.biasGelu(x!, b!), [{ shape }, { shape: [shape[shape.length - 1]!] }]);
+    });
+  }
+  for (const dtype of ['float32', 'float64', 'bfloat16'] as DType[]) {
+    test(`equals gelu(add(x, bias)) (${dtype})`, () => {
+      const shape = [5, 40];
+      const gen = new Generator(3);
+      const shapes = [shape, [40]];
+      const values = shapes.map((s) => randomValues(s, gen, 2));
+      const weights = randomValues(shape, gen);
+      const fused = valuesAndGrads((xs) => A.biasGelu(xs[0]!, xs[1]!), values, shapes, dtype, weights);
+      const reference = valuesAndGrads((xs) => A.gelu(A.add(xs[0]!, xs[1]!)), values, shapes, dtype === 'bfloat16' ? 'float64' : dtype, weights);
+      const tol = dtype === 'float64' ? 1e-12 : dtype === 'float32' ? 1e-6 : 2e-2;
+      fused.forEach((got, i) => {
+        const err = relativeError(got, reference[i]!);
+        assert.ok(err < tol, `${['output', 'gradient of x', 'gradient of bias'][i]}: relative error ${err.toExponential(2)}`);
+      });
+    });
+  }
+  test('a bias that does not match the last axis is refused', () => {
+    tidy(() => assert.throws(() => A.biasGelu(tensor(new Float64Array(6), [2, 3]), tensor([1, 2], [2])), /bias \[2\] does not match the last axis of x \[2, 3\]/));
+  });
+});
