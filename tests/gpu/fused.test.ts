@@ -62,7 +62,9 @@ gpuTest('addNorm / addNormGrad: residual add + layer/RMS norm, stored sum, every
         gpu().addNorm!(args('gpu'), out.gpu, on(sum, 'gpu'), stats.gpu);
         assertClose(label, out);
         if (sum) assertClose(`${label} sum`, sum, dtype === 'bfloat16' ? 1e-2 : undefined);
-        assertClose(`${label} stats`, stats, dtype === 'float64' ? 1e-12 : 1e-5);
+        // With a stored bf16 sum the norm reads the rounded s; an FMA on one engine and a multiply-add on the
+        // other can round a few elements of s differently (one bf16 ulp), which moves the float32 stats ~1e-5.
+        assertClose(`${label} stats`, stats, dtype === 'float64' ? 1e-12 : dtype === 'bfloat16' ? 1e-4 : 1e-5);
         if (k.sum) continue;  // the backward pass is defined for the forward without a stored sum
         // Backward from the CPU's statistics on both engines.
         const s = t.from(statDtype(dtype), read(stats).cpu);
