@@ -3,8 +3,8 @@
 // choice ('auto': the fused kernels where the engine has them) or, with
 // ANDROMEDA_BENCH_ATTENTION=reference, the reference form.
 //   node dist/bench/gpu-train-step.js <preset> <batch> <seqLen> [steps]
-// The model code does not wire a compute dtype yet (src/train/andromeda-adapter.ts), so this bench
-// keeps the float32 masters itself: the model is built in bf16, each step's bf16 gradients become the
+// The bench drives the model directly (not the trainer, to time one step without data loading) with the
+// arrangement of src/train/precision.ts: the model is built in bf16, each step's bf16 gradients become the
 // gradients of the float32 masters, and the AdamW optimizer updates the masters and writes them back
 // into the bf16 weights (one many-tensor launch on CUDA: Backend.adamwMany).
 import { getBackend } from '../src/backend/index.js';
