@@ -10,6 +10,7 @@
 
 #include "common.cuh"
 #include "online_softmax.cuh"
+#include "vec.cuh"
 #include "reference_attention.h"
 
 namespace andromeda::cuda {
@@ -26,33 +27,6 @@ struct MaskedSoftmaxParams {
   int causal, has_alibi;
   double slopes[kMaxSlopes];
 };
-
-/** V consecutive elements at p (16-byte aligned when V > 1). */
-template <typename T, int V>
-struct alignas(sizeof(T) * V) Pack {
-  T v[V];
-};
-
-template <typename T, int V>
-__device__ __forceinline__ Pack<T, V> load_pack(const T* p) {
-  Pack<T, V> r;
-  if constexpr (V == 1) {
-    r.v[0] = *p;
-  } else {
-    static_assert(sizeof(T) * V == 16, "vector packs are 16 bytes");
-    *reinterpret_cast<uint4*>(r.v) = *reinterpret_cast<const uint4*>(p);
-  }
-  return r;
-}
-
-template <typename T, int V>
-__device__ __forceinline__ void store_pack(T* p, const Pack<T, V>& r) {
-  if constexpr (V == 1) {
-    *p = r.v[0];
-  } else {
-    *reinterpret_cast<uint4*>(p) = *reinterpret_cast<const uint4*>(r.v);
-  }
-}
 
 template <typename T, int V>
 __global__ void __launch_bounds__(1024) masked_softmax_kernel(const T* x, T* y, const MaskedSoftmaxParams p) {
