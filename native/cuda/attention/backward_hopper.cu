@@ -149,7 +149,7 @@ void launch(const Params& p, float* dq_accum) {
     maps.lse = vector_map(p.lse, rows, Cfg::kBlockM, "lse");
     maps.delta = vector_map(p.delta, rows, Cfg::kBlockM, "delta");
   }
-  const dim3 grid(unsigned(p.heads), unsigned((p.k_len + Cfg::kBlockN - 1) / Cfg::kBlockN), unsigned(p.batch));
+  const dim3 grid(unsigned((p.k_len + Cfg::kBlockN - 1) / Cfg::kBlockN), unsigned(p.heads), unsigned(p.batch));
   kernel<<<grid, kTma ? 384 : 256, Cfg::kSmemBytes, stream()>>>(p, maps, dq_accum);
   check_launch("attention backward kernel (Hopper)");
 }

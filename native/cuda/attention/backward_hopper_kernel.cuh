@@ -134,9 +134,10 @@ __global__ void __launch_bounds__(kTma ? 384 : 256, 1)
   auto stat_lse = [&](int s) { return sStat + uint32_t(s * 2 * Cfg::kStatBytes); };
   auto stat_delta = [&](int s) { return sStat + uint32_t(s * 2 * Cfg::kStatBytes + Cfg::kStatBytes); };
 
-  // Heads fastest: the key tiles that see the most queries (the first ones, when causal) start first for all heads.
-  const int h = blockIdx.x, b = blockIdx.z;
-  const int n0 = blockIdx.y * kBlockN;
+  // Key tiles fastest, first ones first: the CTAs in flight share one head's Q, dO and dQ rows in L2, and when
+  // causal the key tiles that see the most queries start first.
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int n0 = blockIdx.x * kBlockN;
   const int bh = b * p.heads + h;
   const int k_item = b * p.k_heads + key_head_of(p, h), v_item = b * p.kv_heads + kv_head_of(p, h);
   const int m_tiles = (p.q_len + kBlockM - 1) / kBlockM;
@@ -304,9 +305,16 @@ __global__ void __launch_bounds__(kTma ? 384 : 256, 1)
         probabilities<kBlockM, kAlibi, false>(st, lse, t, p.scale_log2, slope, dpos, lo, hi);
       }
       uint32_t pa[kBlockM / 16][4];
-      to_a_fragments<kBlockM>(pa, st);  // while dPᵀ is computed
+      to_a_fragments<kBlockM>(pa, st);
 
-      wgmma_wait<0>();
+      // dV += Pᵀ dO (runs while dSᵀ is computed).
+      wgmma_fence();
+#pragma unroll
+      for (int kb = 0; kb < kBlockM / 16; kb++)
+        wgmma_rs_mn<D>(dv, pa[kb], smem_descriptor(do_tile + kb * 16 * 128, kBlockM * 128, 1024), 1);
+      wgmma_commit();
+
+      wgmma_wait<1>();  // dPᵀ done
       fence_operands(dpt);
       score_gradients<kBlockM>(dpt, st, delta, t);
       uint32_t da[kBlockM / 16][4];
@@ -324,18 +332,9 @@ __global__ void __launch_bounds__(kTma ? 384 : 256, 1)
       }
       fence_proxy_async();
 
-      // dV += Pᵀ dO, dK += dSᵀ Q.
-      wgmma_fence();
-#pragma unroll
-      for (int kb = 0; kb < kBlockM / 16; kb++)
-        wgmma_rs_mn<D>(dv, pa[kb], smem_descriptor(do_tile + kb * 16 * 128, kBlockM * 128, 1024), 1);
-#pragma unroll
-      for (int kb = 0; kb < kBlockM / 16; kb++)
-        wgmma_rs_mn<D>(dk, da[kb], smem_descriptor(q_tile + kb * 16 * 128, kBlockM * 128, 1024), 1);
-      wgmma_commit();
-
       // dQ block of this warpgroup: features 64·wg.. over all keys at head dim 128; at 64 all features over the
-      // warpgroup's own keys (rows 64·wg.. of dSᵀ and K).
+      // warpgroup's own keys (rows 64·wg.. of dSᵀ and K). Issued before dK += dSᵀ Q so that its store into the
+      // accumulator runs while dK is computed.
       constexpr bool kAllKeys = D == 128;
       if constexpr (kAllKeys) named_barrier_sync(1, 256);  // both warpgroups' dSᵀ are in shared memory
       else named_barrier_sync(2 + wg, 128);                // this warpgroup's dSᵀ is
@@ -351,16 +350,12 @@ __global__ void __launch_bounds__(kTma ? 384 : 256, 1)
         else wgmma_ss_m64n64k16_tt(dq, da_desc, db_desc, 1);
       }
       wgmma_commit();
-      wgmma_wait<0>();
+#pragma unroll
+      for (int kb = 0; kb < kBlockM / 16; kb++)
+        wgmma_rs_mn<D>(dk, da[kb], smem_descriptor(q_tile + kb * 16 * 128, kBlockM * 128, 1024), 1);
+      wgmma_commit();
+      wgmma_wait<1>();  // dV and dQ done; dK may still run
       fence_operands(dq);
-      fence_operands(dk);
-      fence_operands(dv);
-      if constexpr (kTma) {
-        if (lane == 0) {
-          mbarrier_arrive(q_empty(s));
-          mbarrier_arrive(do_empty(s));
-        }
-      }
 
       // dQ block → the accumulator, in register order: float4 i of thread (warp, lane) at ((i·4 + warp)·32 + lane)·4.
       const int row_block = m0 / 64, col_block = kAllKeys ? wg : 0;
@@ -383,6 +378,16 @@ __global__ void __launch_bounds__(kTma ? 384 : 256, 1)
 #pragma unroll
         for (int i = 0; i < 8; i++)
           red_add_v4(block + ((i * 4 + warp) * 32 + lane) * 4, dq[4 * i], dq[4 * i + 1], dq[4 * i + 2], dq[4 * i + 3]);
+      }
+
+      wgmma_wait<0>();
+      fence_operands(dk);
+      fence_operands(dv);
+      if constexpr (kTma) {
+        if (lane == 0) {
+          mbarrier_arrive(q_empty(s));
+          mbarrier_arrive(do_empty(s));
+        }
       }
     }
     if constexpr (kDqBulk) {
