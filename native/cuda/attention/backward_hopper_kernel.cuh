@@ -176,13 +176,13 @@ __global__ void __launch_bounds__(kTma ? 384 : 256, 1)
         const int stat_row0 = bh * p.q_len;
         for (int it = 0; it < n_iters; it++) {
           const int s = it % kStages, use = it / kStages, m0 = (m_first + it) * kBlockM;
-          if (it >= kStages) mbarrier_wait(q_empty(s), (use - 1) & 1);
+          if (it >= kStages) mbarrier_wait_or_trap(q_empty(s), (use - 1) & 1);
           mbarrier_arrive_expect_tx(q_full(s), Cfg::kQTileBytes + Cfg::kStatBytes);
 #pragma unroll
           for (int cb = 0; cb < Cfg::kColBlocks; cb++)
             tma_load_3d(sQ + s * Cfg::kQTileBytes + cb * kBlockM * 128, &maps.q, q_full(s), cb * 64, m0, bh);
           tma_load_1d(stat_lse(s), &maps.lse, q_full(s), stat_row0 + m0);
-          if (it >= kStages) mbarrier_wait(do_empty(s), (use - 1) & 1);
+          if (it >= kStages) mbarrier_wait_or_trap(do_empty(s), (use - 1) & 1);
           mbarrier_arrive_expect_tx(do_full(s), Cfg::kQTileBytes + Cfg::kStatBytes);
 #pragma unroll
           for (int cb = 0; cb < Cfg::kColBlocks; cb++)
@@ -225,7 +225,7 @@ __global__ void __launch_bounds__(kTma ? 384 : 256, 1)
 
   if (n_iters > 0) {
     if constexpr (kTma) {
-      mbarrier_wait(kv_full, 0);
+      mbarrier_wait_or_trap(kv_full, 0);
     } else {
       load_rows_swizzled<D, kBlockN, 256>(sK, p.k + (int64_t(k_item) * p.k_len + n0) * D, p.k_len - n0, tid);
       load_rows_swizzled<D, kBlockN, 256>(sV, p.v + (int64_t(v_item) * p.k_len + n0) * D, p.k_len - n0, tid);
@@ -247,7 +247,7 @@ __global__ void __launch_bounds__(kTma ? 384 : 256, 1)
       const float* delta = reinterpret_cast<const float*>(smem + (stat_delta(s) - base));
 
       if constexpr (kTma) {
-        mbarrier_wait(q_full(s), phase);
+        mbarrier_wait_or_trap(q_full(s), phase);
       } else {
         __syncthreads();  // everyone is done with the stage the next copies overwrite
         if (it + 1 < n_iters) cp_async_query_tile(it + 1);
@@ -268,7 +268,7 @@ __global__ void __launch_bounds__(kTma ? 384 : 256, 1)
         else wgmma_ss<kBlockM>(st, smem_descriptor(a, 16, 1024), smem_descriptor(bq, 16, 1024), 1);
       }
       wgmma_commit();
-      if constexpr (kTma) mbarrier_wait(do_full(s), phase);
+      if constexpr (kTma) mbarrier_wait_or_trap(do_full(s), phase);
       wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < D / 16; kk++) {

@@ -78,6 +78,29 @@ __device__ __forceinline__ void cp_async_4_to(uint32_t dst, const void* src, boo
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 4 : 0));
 }
 
+/**
+ * mbarrier wait that traps after 2^26 polls (seconds or more: each try_wait may also suspend the thread for a while) instead of
+ * spinning forever: a pipeline bug then ends the kernel with an error that names the launch rather than hanging.
+ */
+__device__ __forceinline__ void mbarrier_wait_or_trap(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred done;\n"
+      ".reg .u32 polls;\n"
+      "mov.u32 polls, 0;\n"
+      "WAIT_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@done bra DONE_%=;\n"
+      "add.u32 polls, polls, 1;\n"
+      "setp.lt.u32 done, polls, 67108864;\n"
+      "@done bra WAIT_%=;\n"
+      "trap;\n"
+      "DONE_%=:\n"
+      "}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+
 /** 1-D tiled TMA load of a box of elements starting at coordinate c0, completing on mbarrier `bar`. */
 __device__ __forceinline__ void tma_load_1d(uint32_t dst, const void* tensor_map, uint32_t bar, int c0) {
   asm volatile(
