@@ -1,16 +1,15 @@
 // The Hopper (sm_90a) attention backward: FlashAttention-2/3's one-kernel form with warpgroup MMA. One CTA per
 // (128-key tile, query head, batch item); two consumer warpgroups own 64 keys each and walk the query tiles
 // (64 queries) that can see them. Per query tile, rows = this warpgroup's keys:
-//   Sᵀ  = K Qᵀ             wgmma m64n{kBlockM}k16, K and Q K-major in shared memory
-//   dPᵀ = V dOᵀ            same, V and dO
+//   Sᵀ  = K Qᵀ,  dPᵀ = V dOᵀ      wgmma m64n64k16, both operands K-major in shared memory
 //   Pᵀ  = 2^(Sᵀ·scale·log2e − ALiBi − lse·log2e), masked;  dSᵀ = Pᵀ ∘ (dPᵀ − δ)      (registers, fp32)
-//   dV += Pᵀ dO,  dK += dSᵀ Q                      wgmma m64n{D}k16, A from registers (bf16), B MN-major
-//   dQ  = dS K  (this query tile's share from these 128 keys)
-//        dSᵀ goes through shared memory, A and B MN-major; each warpgroup computes one 64×64 block and adds it
-//        to a float32 accumulator in global memory: at head dim 128 features 64·wg.. over all 128 keys (both
-//        warpgroups' dSᵀ: a barrier between them), at 64 all features over its own 64 keys (no barrier; the
-//        two partial blocks are both added). Added with red.global.add.v4.f32 per thread (kDqBulk false) or
-//        through a 16 KB shared-memory tile and one cp.reduce.async.bulk add (kDqBulk true). The accumulator keeps each 64×64 block in the wgmma register
+//   dV += Pᵀ dO,  dK += dSᵀ Q     wgmma m64n{D}k16, A from registers (bf16), B MN-major
+//   dQ  = dS K (this query tile's share from these 128 keys): dSᵀ goes through shared memory, A and B MN-major.
+//        Each warpgroup computes one 64×64 block and adds it to a float32 accumulator in global memory: at head
+//        dim 128 features 64·wg.. over all 128 keys (both warpgroups' dSᵀ: a barrier between them), at 64 all
+//        features over its own 64 keys (no barrier; both partial blocks are added). Added with
+//        red.global.add.v4.f32 per thread (kDqBulk false) or through a 16 KB shared-memory tile and one
+//        cp.reduce.async.bulk add (kDqBulk true). The accumulator keeps each 64×64 block in the wgmma register
 //        order (conflict-free shared stores, contiguous bulk reductions); dq_from_accum_kernel converts it.
 // dK, dV stay in registers across the walk; at the end they are stored (scaled), or added to the float32
 // accumulators of grouped heads, by the same rules as the mma.sync kernels (backward_dkdv_kernel.cuh).
@@ -39,7 +38,7 @@ struct BackwardMaps {
 template <int D>
 struct BackwardConfig {
   static constexpr int kBlockN = 128;                 // keys per CTA: two consumer warpgroups × 64
-  static constexpr int kBlockM = 64;   // queries per step (register budget: Sᵀ, dPᵀ, dK, dV of 64 keys per thread group)
+  static constexpr int kBlockM = 64;                  // queries per step (registers: Sᵀ, dPᵀ next to dK, dV)
   static constexpr int kStages = 2;                   // Q / dO ring
   static constexpr int kColBlocks = D / 64;
   static constexpr int kKvTileBytes = kBlockN * D * 2;
