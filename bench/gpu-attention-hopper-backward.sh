@@ -6,7 +6,7 @@
 # tokens, andromeda-3b's 2,048 × 24/1 × 128 plain and with all features, plain causal 8×64), and PyTorch SDPA's
 # backward (cuDNN, FlashAttention-2) at the same sizes. Logs go to $OUT (default gpu-logs).
 #   bash bench/gpu-attention-hopper-backward.sh [n]      (n: tokens for the timings, default 32768)
-# ATTENTION_PROFILE=1 adds Nsight Compute on one backward of each Hopper variant (plain causal 24×128, n/4 tokens).
+# Last, Nsight Compute on one backward of the default Hopper variant (ATTENTION_PROFILE=all: each variant, 0: none).
 set -uo pipefail
 n=${1:-32768}
 out=${OUT:-gpu-logs}; mkdir -p "$out"
@@ -34,13 +34,17 @@ for k in mma $variants; do
 done
 echo "== PyTorch SDPA (causal; fwd_ms, bwd_ms): $n × 24×128, 2048 × 24×128, $n × 8×64"
 timeout 240 python3 bench/gpu-attention-sdpa.py "$n" 24 128 2048 24 128 "$n" 8 64 2>&1 | tee "$out/sdpa.jsonl"
-if [[ ${ATTENTION_PROFILE:-0} == 1 ]]; then
-  for k in $variants; do
-    echo "== ncu $k"
+# Nsight Compute on one backward (plain causal 24×128, n/4 tokens): the default variant, or every variant with
+# ATTENTION_PROFILE=all; ATTENTION_PROFILE=0 skips it.
+profile=${ATTENTION_PROFILE:-1}
+if [[ $profile != 0 ]] && command -v ncu >/dev/null; then
+  profiled=hopper-tma; [[ $profile == all ]] && profiled=$variants
+  for k in $profiled; do
+    echo "== ncu $k ($((n / 4)) tokens)"
     timeout 200 ncu --clock-control none --kernel-name regex:attention_backward_hopper --launch-count 1 \
       --section SpeedOfLight --section WarpStateStats --section Occupancy --section LaunchStats --section ComputeWorkloadAnalysis \
-      node dist/bench/gpu-attention-hopper-backward.js $((n / 4)) --kernel "$k" --once > "$out/ncu-$k.txt" 2>&1
-    grep -E '^ +(Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Warp Cycles Per Issued|Issue Slots Busy|Executed Ipc Active)' "$out/ncu-$k.txt" | cut -c1-150 | head -12
+      --section MemoryWorkloadAnalysis node dist/bench/gpu-attention-hopper-backward.js $((n / 4)) --kernel "$k" --once > "$out/ncu-$k.txt" 2>&1
+    grep -E '^ +(Duration|Compute \(SM\) Throughput|Memory Throughput|L2 Cache Throughput|DRAM Throughput|Registers Per|Achieved Occupancy|Warp Cycles Per Issued|Issue Slots Busy|Executed Ipc Active|Stall)' "$out/ncu-$k.txt" | cut -c1-150 | head -16
   done
 fi
 exit $status
