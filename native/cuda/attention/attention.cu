@@ -256,8 +256,7 @@ void backward_prepass(const AttentionProblem& pr, const Params& p, const Transfo
           "attention backward: clearing the dV accumulator");
     pp.grad_v_accum = dv->as<float>();
   }
-  if (pr.q_len > 0) attention::launch_backward_dq(pp, D, false);
-  attention::launch_backward_dkdv(pp, D, false);
+  attention::launch_backward(pp, D, false);
   if (dq) attention::launch_untransform_q(p, D, plan.anchor, dq->as<float>(), reinterpret_cast<attention::bf16*>(grad_q));
   attention::launch_untransform_k(p, D, plan.k_heads, plan.anchor, dk->as<float>(),
                                   reinterpret_cast<attention::bf16*>(grad_k), pr.key_scale ? grad_key_scale : nullptr);
@@ -387,8 +386,7 @@ void attention_backward(const AttentionProblem& problem, const char* q, const ch
     p.grad_k_accum = accum->as<float>();
     p.grad_v_accum = accum->as<float>() + kv_elements;
   }
-  if (problem.q_len > 0) attention::launch_backward_dq(p, D, prep.transform);
-  attention::launch_backward_dkdv(p, D, prep.transform);
+  attention::launch_backward(p, D, prep.transform);
   if (grouped) {
     attention::launch_to_bf16(p.grad_k_accum, p.grad_k, kv_elements);
     attention::launch_to_bf16(p.grad_v_accum, p.grad_v, kv_elements);

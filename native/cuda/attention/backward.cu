@@ -1,10 +1,12 @@
-// Launches the backward kernels (dQ; dK and dV) for head dims 32, 64 and 128.
+// Launches the backward kernels (dQ; dK and dV) for head dims 32, 64 and 128: the Hopper kernel where it applies
+// and ANDROMEDA_ATTENTION_BACKWARD allows it (backward_hopper.h), else the two mma.sync kernels below.
 #include <stdexcept>
 #include <string>
 
 #include "../runtime.h"
 #include "backward_dkdv_kernel.cuh"
 #include "backward_dq_kernel.cuh"
+#include "backward_hopper.h"
 #include "launch.h"
 
 namespace andromeda::cuda::attention {
@@ -67,6 +69,12 @@ void launch_backward_dkdv(const Params& p, int head_dim, bool transform) {
     case 128: transform ? launch_dkdv<128, true>(p) : launch_dkdv<128, false>(p); break;
     default: bad_dim(head_dim);
   }
+}
+
+void launch_backward(const Params& p, int head_dim, bool transform) {
+  if (launch_backward_hopper_if_chosen(p, head_dim, transform)) return;
+  if (p.q_len > 0) launch_backward_dq(p, head_dim, transform);
+  launch_backward_dkdv(p, head_dim, transform);
 }
 
 }  // namespace andromeda::cuda::attention

@@ -21,6 +21,11 @@ void launch_delta(const Params& p, const bf16* out, float* delta, int head_dim);
 
 void launch_backward_dq(const Params& p, int head_dim, bool transform);
 void launch_backward_dkdv(const Params& p, int head_dim, bool transform);
+/**
+ * dQ, dK and dV: the Hopper kernel where ANDROMEDA_ATTENTION_BACKWARD allows it (backward_hopper.h), else
+ * launch_backward_dq (when there are queries) and launch_backward_dkdv.
+ */
+void launch_backward(const Params& p, int head_dim, bool transform);
 
 /**
  * The pre-pass path (pretransform.cu). `p` carries the transform (tables, xPos rates, key scale); anchor

@@ -1,0 +1,453 @@
+// The Hopper (sm_90a) attention backward: FlashAttention-2/3's one-kernel form with warpgroup MMA. One CTA per
+// (128-key tile, query head, batch item); two consumer warpgroups own 64 keys each and walk the query tiles
+// (64 queries) that can see them. Per query tile, rows = this warpgroup's keys:
+//   Sᵀ  = K Qᵀ,  dPᵀ = V dOᵀ      wgmma m64n64k16, both operands K-major in shared memory
+//   Pᵀ  = 2^(Sᵀ·scale·log2e − ALiBi − lse·log2e), masked;  dSᵀ = Pᵀ ∘ (dPᵀ − δ)      (registers, fp32)
+//   dV += Pᵀ dO,  dK += dSᵀ Q     wgmma m64n{D}k16, A from registers (bf16), B MN-major
+//   dQ  = dS K (this query tile's share from these 128 keys): dSᵀ goes through shared memory, A and B MN-major.
+//        Each warpgroup computes one 64×64 block and adds it to a float32 accumulator in global memory: at head
+//        dim 128 features 64·wg.. over all 128 keys (both warpgroups' dSᵀ: a barrier between them), at 64 all
+//        features over its own 64 keys (no barrier; both partial blocks are added). Added with
+//        red.global.add.v4.f32 per thread (kDqBulk false) or through a 16 KB shared-memory tile and one
+//        cp.reduce.async.bulk add (kDqBulk true). The accumulator keeps each 64×64 block in the wgmma register
+//        order (conflict-free shared stores, contiguous bulk reductions); dq_from_accum_kernel converts it.
+// dK, dV stay in registers across the walk; at the end they are stored (scaled), or added to the float32
+// accumulators of grouped heads, by the same rules as the mma.sync kernels (backward_dkdv_kernel.cuh).
+// Loads (template kTma):
+//   cp.async: 256 threads, no warp specialisation; Q, dO, lse, δ of the next query tile copied while the current
+//             one is used; two CTA barriers per tile. The simple reference variant.
+//   TMA:      a producer warpgroup (24 registers) issues TMA loads of K, V once and of Q + lse, dO + δ per query
+//             tile into a 2-stage ring with full/empty mbarriers; consumers get 240 registers.
+// Supported: head dims 64 and 128, bf16, causal by index with the query offset, ALiBi with default positions,
+// GQA/MQA (key_head_of for K, kv_head_of for V). backward_hopper.cu sends everything else to the mma.sync kernels.
+#pragma once
+#include <cuda.h>
+
+#include "backward_hopper_ptx.cuh"
+#include "forward_hopper_kernel.cuh"
+#include "mma.cuh"
+#include "params.cuh"
+
+namespace andromeda::cuda::attention::hopper {
+
+/** TMA descriptors: q, k, v, dO as 3-D [batch·heads][len][head dim]; lse and δ as 1-D [batch·heads·q_len]. */
+struct BackwardMaps {
+  CUtensorMap q, k, v, dout, lse, delta;
+};
+
+template <int D>
+struct BackwardConfig {
+  static constexpr int kBlockN = 128;                 // keys per CTA: two consumer warpgroups × 64
+  static constexpr int kBlockM = 64;                  // queries per step (registers: Sᵀ, dPᵀ next to dK, dV)
+  static constexpr int kStages = 2;                   // Q / dO ring
+  static constexpr int kColBlocks = D / 64;
+  static constexpr int kKvTileBytes = kBlockN * D * 2;
+  static constexpr int kQTileBytes = kBlockM * D * 2;
+  static constexpr int kDsBytes = kBlockN * kBlockM * 2;  // dSᵀ, bf16
+  static constexpr int kDqBlockBytes = 64 * 64 * 4;       // one warpgroup's 64×64 dQ block, float32
+  static constexpr int kStatBytes = kBlockM * 4;          // lse or δ of one query tile
+  static constexpr int kKOffset = 0;
+  static constexpr int kVOffset = kKOffset + kKvTileBytes;
+  static constexpr int kQOffset = kVOffset + kKvTileBytes;
+  static constexpr int kDoOffset = kQOffset + kStages * kQTileBytes;
+  static constexpr int kDsOffset = kDoOffset + kStages * kQTileBytes;  // two buffers (alternate query tiles)
+  static constexpr int kDqOffset = kDsOffset + 2 * kDsBytes;           // one block per warpgroup
+  static constexpr int kStatOffset = kDqOffset + 2 * kDqBlockBytes;    // per stage: lse, then δ
+  static constexpr int kBarrierOffset = kStatOffset + kStages * 2 * kStatBytes;
+  static constexpr int kBarriers = 1 + 4 * kStages;  // K/V full; per stage Q full, Q empty, dO full, dO empty
+  static constexpr int kSmemBytes = kBarrierOffset + 8 * kBarriers + 1024;  // + slack to align the base to 1 KiB
+  static_assert(D == 64 || D == 128, "head dim 64 or 128");
+  static_assert(kSmemBytes <= 227 * 1024, "shared memory");
+};
+
+/** Rows of the dQ accumulator per batch·head: q_len rounded up to 128 (whole 64-row blocks of every tile size). */
+__host__ __device__ inline int dq_accum_rows(int q_len) { return (q_len + 127) / 128 * 128; }
+
+/**
+ * Pᵀ in place of Sᵀ for one thread's two keys (rows r = 0, 1) and the query columns c = 8jj + 2t + (0, 1):
+ * 2^(s·scale_log2 − slope·|dpos[r] + c − 2t| − lse·log2e), zero where the pair is masked. `lo[r] ≤ c − 2t < hi[r]`
+ * is the visible range.
+ */
+template <int kBlockM, bool kAlibi, bool kMasked>
+__device__ __forceinline__ void probabilities(float (&s)[kBlockM / 2], const float* lse, int t, float scale_log2, float slope,
+                                              const float (&dpos)[2], const int (&lo)[2], const int (&hi)[2]) {
+#pragma unroll
+  for (int jj = 0; jj < kBlockM / 8; jj++) {
+    const float2 l = *reinterpret_cast<const float2*>(lse + 8 * jj + 2 * t);
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      const int r = e >> 1, c = 8 * jj + (e & 1);
+      const float lse_log2 = ((e & 1) ? l.y : l.x) * kLog2e;
+      float x;
+      if constexpr (kAlibi) x = fmaf(s[4 * jj + e], scale_log2, -fmaf(slope, fabsf(dpos[r] + float(c)), lse_log2));
+      else x = fmaf(s[4 * jj + e], scale_log2, -lse_log2);
+      float prob = fast_exp2(x);
+      if constexpr (kMasked) prob = (c >= lo[r] && c < hi[r]) ? prob : 0.f;  // a select: lse may be −∞ there
+      s[4 * jj + e] = prob;
+    }
+  }
+}
+
+/** dSᵀ = Pᵀ ∘ (dPᵀ − δ) in place of dPᵀ. */
+template <int kBlockM>
+__device__ __forceinline__ void score_gradients(float (&dp)[kBlockM / 2], const float (&prob)[kBlockM / 2], const float* delta,
+                                                int t) {
+#pragma unroll
+  for (int jj = 0; jj < kBlockM / 8; jj++) {
+    const float2 d = *reinterpret_cast<const float2*>(delta + 8 * jj + 2 * t);
+#pragma unroll
+    for (int e = 0; e < 4; e++) dp[4 * jj + e] = prob[4 * jj + e] * (dp[4 * jj + e] - ((e & 1) ? d.y : d.x));
+  }
+}
+
+/** Accumulator tile (rows of this warp, kBlockM columns) → A fragments of the next product, rounded to bf16. */
+template <int kBlockM>
+__device__ __forceinline__ void to_a_fragments(uint32_t (&a)[kBlockM / 16][4], const float (&x)[kBlockM / 2]) {
+#pragma unroll
+  for (int kb = 0; kb < kBlockM / 16; kb++) {
+#pragma unroll
+    for (int i = 0; i < 4; i++) a[kb][i] = pack_bf16(x[8 * kb + 2 * i], x[8 * kb + 2 * i + 1]);
+  }
+}
+
+template <int D, bool kTma, bool kDqBulk, bool kAlibi>
+__global__ void __launch_bounds__(kTma ? 384 : 256, 1)
+    attention_backward_hopper_kernel(const __grid_constant__ Params p, const __grid_constant__ BackwardMaps maps,
+                                     float* __restrict__ dq_accum) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using Cfg = BackwardConfig<D>;
+  constexpr int kBlockM = Cfg::kBlockM, kBlockN = Cfg::kBlockN, kStages = Cfg::kStages;
+  extern __shared__ unsigned char smem_raw[];
+  const uint32_t raw = smem_address(smem_raw);
+  const uint32_t base = (raw + 1023u) & ~1023u;
+  unsigned char* const smem = smem_raw + (base - raw);  // generic pointer to the aligned base
+  const uint32_t sK = base + Cfg::kKOffset, sV = base + Cfg::kVOffset, sQ = base + Cfg::kQOffset,
+                 sDo = base + Cfg::kDoOffset, sDs = base + Cfg::kDsOffset, sDq = base + Cfg::kDqOffset,
+                 sStat = base + Cfg::kStatOffset;
+  const uint32_t bars = base + Cfg::kBarrierOffset;
+  const uint32_t kv_full = bars;
+  auto q_full = [&](int s) { return bars + 8u * (1 + s); };
+  auto q_empty = [&](int s) { return bars + 8u * (1 + kStages + s); };
+  auto do_full = [&](int s) { return bars + 8u * (1 + 2 * kStages + s); };
+  auto do_empty = [&](int s) { return bars + 8u * (1 + 3 * kStages + s); };
+  auto stat_lse = [&](int s) { return sStat + uint32_t(s * 2 * Cfg::kStatBytes); };
+  auto stat_delta = [&](int s) { return sStat + uint32_t(s * 2 * Cfg::kStatBytes + Cfg::kStatBytes); };
+
+  // Key tiles fastest, first ones first: the CTAs in flight share one head's Q, dO and dQ rows in L2, and when
+  // causal the key tiles that see the most queries start first.
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int n0 = blockIdx.x * kBlockN;
+  const int bh = b * p.heads + h;
+  const int k_item = b * p.k_heads + key_head_of(p, h), v_item = b * p.kv_heads + kv_head_of(p, h);
+  const int m_tiles = (p.q_len + kBlockM - 1) / kBlockM;
+  // First query tile with a row that sees a key of this tile (causal: query i sees key j when j ≤ i + offset).
+  const int64_t first_row = p.causal ? max(int64_t(0), int64_t(n0) - p.query_offset) : 0;
+  const int m_first = int(min(first_row / kBlockM, int64_t(m_tiles)));
+  const int n_iters = m_tiles - m_first;
+
+  if constexpr (kTma) {
+    if (threadIdx.x == 0) {
+      mbarrier_init(kv_full, 1);
+      for (int s = 0; s < kStages; s++) {
+        mbarrier_init(q_full(s), 1);
+        mbarrier_init(do_full(s), 1);
+        mbarrier_init(q_empty(s), 8);  // lane 0 of each consumer warp
+        mbarrier_init(do_empty(s), 8);
+      }
+      mbarrier_init_fence();
+    }
+    __syncthreads();
+    if (threadIdx.x < 128) {  // producer warpgroup: one thread issues every load
+      set_max_registers_decrease<24>();
+      if (threadIdx.x == 0 && n_iters > 0) {
+        tma_prefetch_descriptor(&maps.q);
+        tma_prefetch_descriptor(&maps.k);
+        tma_prefetch_descriptor(&maps.v);
+        tma_prefetch_descriptor(&maps.dout);
+        tma_prefetch_descriptor(&maps.lse);
+        tma_prefetch_descriptor(&maps.delta);
+        mbarrier_arrive_expect_tx(kv_full, 2 * Cfg::kKvTileBytes);
+#pragma unroll
+        for (int cb = 0; cb < Cfg::kColBlocks; cb++) {
+          tma_load_3d(sK + cb * kBlockN * 128, &maps.k, kv_full, cb * 64, n0, k_item);
+          tma_load_3d(sV + cb * kBlockN * 128, &maps.v, kv_full, cb * 64, n0, v_item);
+        }
+        const int stat_row0 = bh * p.q_len;
+        for (int it = 0; it < n_iters; it++) {
+          const int s = it % kStages, use = it / kStages, m0 = (m_first + it) * kBlockM;
+          if (it >= kStages) mbarrier_wait_or_trap(q_empty(s), (use - 1) & 1);
+          mbarrier_arrive_expect_tx(q_full(s), Cfg::kQTileBytes + Cfg::kStatBytes);
+#pragma unroll
+          for (int cb = 0; cb < Cfg::kColBlocks; cb++)
+            tma_load_3d(sQ + s * Cfg::kQTileBytes + cb * kBlockM * 128, &maps.q, q_full(s), cb * 64, m0, bh);
+          tma_load_1d(stat_lse(s), &maps.lse, q_full(s), stat_row0 + m0);
+          if (it >= kStages) mbarrier_wait_or_trap(do_empty(s), (use - 1) & 1);
+          mbarrier_arrive_expect_tx(do_full(s), Cfg::kQTileBytes + Cfg::kStatBytes);
+#pragma unroll
+          for (int cb = 0; cb < Cfg::kColBlocks; cb++)
+            tma_load_3d(sDo + s * Cfg::kQTileBytes + cb * kBlockM * 128, &maps.dout, do_full(s), cb * 64, m0, bh);
+          tma_load_1d(stat_delta(s), &maps.delta, do_full(s), stat_row0 + m0);
+        }
+      }
+      return;
+    }
+    set_max_registers_increase<240>();
+  }
+
+  // ---- Consumers: 2 warpgroups × 64 keys ----
+  const int tid = threadIdx.x - (kTma ? 128 : 0);
+  const int wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const int key_row = 64 * wg + 16 * warp + g;  // this thread's keys in the tile: key_row, key_row + 8
+  const float slope = kAlibi ? p.alibi_slope_log2[h] : 0.f;
+  const int wg_n0 = n0 + 64 * wg;
+
+  // cp.async ring: group 0 holds K, V and query tile 0; group it holds query tile it.
+  const bf16* q_src = p.q + int64_t(bh) * p.q_len * D;
+  const bf16* do_src = p.grad_out + int64_t(bh) * p.q_len * D;
+  const float* lse_src = p.lse + int64_t(bh) * p.q_len;
+  const float* delta_src = p.delta + int64_t(bh) * p.q_len;
+  auto cp_async_query_tile = [&](int it) {
+    const int s = it % kStages, m0 = (m_first + it) * kBlockM;
+    load_rows_swizzled<D, kBlockM, 256>(sQ + s * Cfg::kQTileBytes, q_src + int64_t(m0) * D, p.q_len - m0, tid);
+    load_rows_swizzled<D, kBlockM, 256>(sDo + s * Cfg::kQTileBytes, do_src + int64_t(m0) * D, p.q_len - m0, tid);
+    for (int i = tid; i < kBlockM; i += 256) {
+      const bool ok = m0 + i < p.q_len;
+      cp_async_4_to(stat_lse(s) + 4 * i, lse_src + (ok ? m0 + i : 0), ok);
+      cp_async_4_to(stat_delta(s) + 4 * i, delta_src + (ok ? m0 + i : 0), ok);
+    }
+  };
+
+  float dk[D / 2], dv[D / 2];
+#pragma unroll
+  for (int i = 0; i < D / 2; i++) dk[i] = dv[i] = 0.f;
+  const int dq_row_blocks = dq_accum_rows(p.q_len) / 64;
+
+  if (n_iters > 0) {
+    if constexpr (kTma) {
+      mbarrier_wait_or_trap(kv_full, 0);
+    } else {
+      load_rows_swizzled<D, kBlockN, 256>(sK, p.k + (int64_t(k_item) * p.k_len + n0) * D, p.k_len - n0, tid);
+      load_rows_swizzled<D, kBlockN, 256>(sV, p.v + (int64_t(v_item) * p.k_len + n0) * D, p.k_len - n0, tid);
+      cp_async_query_tile(0);
+      cp_async_commit();
+    }
+
+    // Per key row r: visible query columns lo ≤ c − 2t < hi (relative to the tile), ALiBi distance at c = 2t.
+    int key_index[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) key_index[r] = n0 + key_row + 8 * r;
+
+    for (int it = 0; it < n_iters; it++) {
+      const int s = it % kStages;
+      const uint32_t phase = (it / kStages) & 1;
+      const int m0 = (m_first + it) * kBlockM;
+      const uint32_t q_tile = sQ + s * Cfg::kQTileBytes, do_tile = sDo + s * Cfg::kQTileBytes;
+      const float* lse = reinterpret_cast<const float*>(smem + (stat_lse(s) - base));
+      const float* delta = reinterpret_cast<const float*>(smem + (stat_delta(s) - base));
+
+      if constexpr (kTma) {
+        mbarrier_wait_or_trap(q_full(s), phase);
+      } else {
+        __syncthreads();  // everyone is done with the stage the next copies overwrite
+        if (it + 1 < n_iters) cp_async_query_tile(it + 1);
+        cp_async_commit();
+        cp_async_wait<1>();
+        fence_proxy_async();  // cp.async wrote through the generic proxy; wgmma reads through the async proxy
+        __syncthreads();
+      }
+
+      // Sᵀ = K Qᵀ and dPᵀ = V dOᵀ for this warpgroup's 64 keys.
+      float st[kBlockM / 2], dpt[kBlockM / 2];
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < D / 16; kk++) {
+        const uint32_t a = sK + (kk / 4) * (kBlockN * 128) + wg * (64 * 128) + (kk % 4) * 32;
+        const uint32_t bq = q_tile + (kk / 4) * (kBlockM * 128) + (kk % 4) * 32;
+        if (kk == 0) wgmma_ss_init<kBlockM>(st, smem_descriptor(a, 16, 1024), smem_descriptor(bq, 16, 1024));
+        else wgmma_ss<kBlockM>(st, smem_descriptor(a, 16, 1024), smem_descriptor(bq, 16, 1024), 1);
+      }
+      wgmma_commit();
+      if constexpr (kTma) mbarrier_wait_or_trap(do_full(s), phase);
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < D / 16; kk++) {
+        const uint32_t a = sV + (kk / 4) * (kBlockN * 128) + wg * (64 * 128) + (kk % 4) * 32;
+        const uint32_t bd = do_tile + (kk / 4) * (kBlockM * 128) + (kk % 4) * 32;
+        if (kk == 0) wgmma_ss_init<kBlockM>(dpt, smem_descriptor(a, 16, 1024), smem_descriptor(bd, 16, 1024));
+        else wgmma_ss<kBlockM>(dpt, smem_descriptor(a, 16, 1024), smem_descriptor(bd, 16, 1024), 1);
+      }
+      wgmma_commit();
+
+      // Pᵀ while dPᵀ is computed.
+      wgmma_wait<1>();
+      fence_operands(st);
+      const bool masked = m0 + kBlockM > p.q_len || wg_n0 + 64 > p.k_len ||
+                          (p.causal && int64_t(wg_n0) + 63 > int64_t(m0) + p.query_offset);
+      if (masked) {
+        float dpos[2];
+        int lo[2], hi[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+          const int64_t j = key_index[r];
+          dpos[r] = float(int64_t(m0) + p.query_offset - j + 2 * t);
+          const int64_t first = p.causal ? j - p.query_offset - m0 : 0;  // first visible column
+          const int64_t end = j < p.k_len ? int64_t(p.q_len) - m0 : 0;    // one past the last
+          lo[r] = int(min(max(first, int64_t(0)), int64_t(kBlockM))) - 2 * t;
+          hi[r] = int(min(max(end, int64_t(0)), int64_t(kBlockM))) - 2 * t;
+        }
+        probabilities<kBlockM, kAlibi, true>(st, lse, t, p.scale_log2, slope, dpos, lo, hi);
+      } else {
+        float dpos[2];
+        const int lo[2] = {0, 0}, hi[2] = {kBlockM, kBlockM};
+#pragma unroll
+        for (int r = 0; r < 2; r++) dpos[r] = float(int64_t(m0) + p.query_offset - key_index[r] + 2 * t);
+        probabilities<kBlockM, kAlibi, false>(st, lse, t, p.scale_log2, slope, dpos, lo, hi);
+      }
+      uint32_t pa[kBlockM / 16][4];
+      to_a_fragments<kBlockM>(pa, st);
+
+      // dV += Pᵀ dO (runs while dSᵀ is computed).
+      wgmma_fence();
+#pragma unroll
+      for (int kb = 0; kb < kBlockM / 16; kb++)
+        wgmma_rs_mn<D>(dv, pa[kb], smem_descriptor(do_tile + kb * 16 * 128, kBlockM * 128, 1024), 1);
+      wgmma_commit();
+
+      wgmma_wait<1>();  // dPᵀ done
+      fence_operands(dpt);
+      score_gradients<kBlockM>(dpt, st, delta, t);
+      uint32_t da[kBlockM / 16][4];
+      to_a_fragments<kBlockM>(da, dpt);
+
+      // dSᵀ → shared memory (rows = keys, 64-query column blocks, 128-byte swizzle) for dQ = dS K.
+      const uint32_t ds_tile = sDs + (it & 1) * Cfg::kDsBytes;
+#pragma unroll
+      for (int kb = 0; kb < kBlockM / 16; kb++) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+          const int jj = 2 * kb + (i >> 1), row = key_row + 8 * (i & 1);
+          st_shared_b32(ds_tile + (jj / 8) * (kBlockN * 128) + row * 128 + (((jj % 8) ^ (row & 7)) << 4) + 4 * t, da[kb][i]);
+        }
+      }
+      fence_proxy_async();
+
+      // dQ block of this warpgroup: features 64·wg.. over all keys at head dim 128; at 64 all features over the
+      // warpgroup's own keys (rows 64·wg.. of dSᵀ and K). Issued before dK += dSᵀ Q so that its store into the
+      // accumulator runs while dK is computed.
+      constexpr bool kAllKeys = D == 128;
+      if constexpr (kAllKeys) named_barrier_sync(1, 256);  // both warpgroups' dSᵀ are in shared memory
+      else named_barrier_sync(2 + wg, 128);                // this warpgroup's dSᵀ is
+      float dq[32];
+      const uint32_t a0 = ds_tile + (kAllKeys ? 0 : wg * 64 * 128);
+      const uint32_t b0 = sK + (kAllKeys ? wg * kBlockN * 128 : wg * 64 * 128);
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < (kAllKeys ? kBlockN : 64) / 16; kk++) {
+        const uint64_t da_desc = smem_descriptor(a0 + kk * 16 * 128, kBlockN * 128, 1024);
+        const uint64_t db_desc = smem_descriptor(b0 + kk * 16 * 128, kBlockN * 128, 1024);
+        if (kk == 0) wgmma_ss_m64n64k16_tt_init(dq, da_desc, db_desc);
+        else wgmma_ss_m64n64k16_tt(dq, da_desc, db_desc, 1);
+      }
+      wgmma_commit();
+#pragma unroll
+      for (int kb = 0; kb < kBlockM / 16; kb++)
+        wgmma_rs_mn<D>(dk, da[kb], smem_descriptor(q_tile + kb * 16 * 128, kBlockM * 128, 1024), 1);
+      wgmma_commit();
+      wgmma_wait<1>();  // dV and dQ done; dK may still run
+      fence_operands(dq);
+
+      // dQ block → the accumulator, in register order: float4 i of thread (warp, lane) at ((i·4 + warp)·32 + lane)·4.
+      const int row_block = m0 / 64, col_block = kAllKeys ? wg : 0;
+      float* block = dq_accum + ((int64_t(bh) * dq_row_blocks + row_block) * (D / 64) + col_block) * 4096;
+      if constexpr (kDqBulk) {
+        const uint32_t buf = sDq + wg * Cfg::kDqBlockBytes;
+        const bool issuer = (tid & 127) == 0;
+        if (issuer) bulk_wait_read();  // the previous tile's reduction has read the buffer
+        named_barrier_sync(2 + wg, 128);
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+          st_shared_v4(buf + (((i * 4 + warp) * 32 + lane) * 4) * 4, dq[4 * i], dq[4 * i + 1], dq[4 * i + 2], dq[4 * i + 3]);
+        fence_proxy_async();
+        named_barrier_sync(2 + wg, 128);
+        if (issuer) {
+          bulk_reduce_add_f32(block, buf, Cfg::kDqBlockBytes);
+          bulk_commit();
+        }
+      } else {
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+          red_add_v4(block + ((i * 4 + warp) * 32 + lane) * 4, dq[4 * i], dq[4 * i + 1], dq[4 * i + 2], dq[4 * i + 3]);
+      }
+
+      wgmma_wait<0>();
+      fence_operands(dk);
+      fence_operands(dv);
+      if constexpr (kTma) {
+        if (lane == 0) {
+          mbarrier_arrive(q_empty(s));
+          mbarrier_arrive(do_empty(s));
+        }
+      }
+    }
+    if constexpr (kDqBulk) {
+      if ((tid & 127) == 0) bulk_wait();  // shared memory must outlive the reductions that read it
+    }
+  }
+
+  // dK (scaled), dV: stored when one query head owns the rows, else added to the float32 accumulators.
+#pragma unroll
+  for (int i = 0; i < D / 2; i++) dk[i] *= p.scale;
+  const bool k_shared = p.k_heads != p.heads;
+  if (n_iters == 0 && (p.grad_k_accum && k_shared) && p.grad_v_accum) return;  // nothing to add
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const int j = n0 + key_row + 8 * r;
+    if (j >= p.k_len) continue;
+    const int64_t k_row = (int64_t(k_item) * p.k_len + j) * D, v_row = (int64_t(v_item) * p.k_len + j) * D;
+#pragma unroll
+    for (int jj = 0; jj < D / 8; jj++) {
+      const int f = 8 * jj + 2 * t;
+      const float k0 = dk[4 * jj + 2 * r], k1 = dk[4 * jj + 2 * r + 1];
+      const float v0 = dv[4 * jj + 2 * r], v1 = dv[4 * jj + 2 * r + 1];
+      if (p.grad_k_accum && k_shared) red_add_v2(p.grad_k_accum + k_row + f, k0, k1);
+      else if (p.grad_k_accum) *reinterpret_cast<float2*>(p.grad_k_accum + k_row + f) = make_float2(k0, k1);
+      else *reinterpret_cast<__nv_bfloat162*>(p.grad_k + k_row + f) = __floats2bfloat162_rn(k0, k1);
+      if (p.grad_v_accum) red_add_v2(p.grad_v_accum + v_row + f, v0, v1);
+      else *reinterpret_cast<__nv_bfloat162*>(p.grad_v + v_row + f) = __floats2bfloat162_rn(v0, v1);
+    }
+  }
+#endif
+}
+
+/**
+ * grad_q (bf16) or grad_q_f32 = scale · dQ from the accumulator [batch·heads][dq_accum_rows / 64][D / 64][4096] whose
+ * 64×64 blocks hold float4 i of (warp, lane) at ((i·4 + warp)·32 + lane)·4: rows 16·warp + lane/4 (+ 8 for the
+ * second pair), columns 8i + 2·(lane % 4) (+ 1).
+ */
+template <int D>
+__global__ void dq_from_accum_kernel(const float4* __restrict__ accum, int64_t count4, int q_len, float scale,
+                                     bf16* __restrict__ grad_q, float* __restrict__ grad_q_f32) {
+  const int row_blocks = dq_accum_rows(q_len) / 64;
+  for (int64_t x = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; x < count4; x += int64_t(gridDim.x) * blockDim.x) {
+    const int within = int(x % 1024);  // float4 index inside the 64×64 block
+    const int64_t blk = x / 1024;
+    const int col_block = int(blk % (D / 64));
+    const int64_t rest = blk / (D / 64);
+    const int row_block = int(rest % row_blocks);
+    const int64_t bh = rest / row_blocks;
+    const int i = within / 128, warp = (within / 32) % 4, lane = within % 32;
+    const int row = row_block * 64 + 16 * warp + lane / 4, col = col_block * 64 + 8 * i + 2 * (lane % 4);
+    const float4 v = accum[x];
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+      const int rr = row + 8 * half;
+      if (rr >= q_len) continue;
+      const float a = (half ? v.z : v.x) * scale, b = (half ? v.w : v.y) * scale;
+      const int64_t at = (bh * q_len + rr) * D + col;
+      if (grad_q_f32) *reinterpret_cast<float2*>(grad_q_f32 + at) = make_float2(a, b);
+      else *reinterpret_cast<__nv_bfloat162*>(grad_q + at) = __floats2bfloat162_rn(a, b);
+    }
+  }
+}
+
+}  // namespace andromeda::cuda::attention::hopper

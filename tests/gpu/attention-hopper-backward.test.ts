@@ -1,0 +1,159 @@
+// The Hopper (sm_90a, wgmma) attention backward against the float64 reference, each variant forced through
+// ANDROMEDA_ATTENTION_BACKWARD (native/cuda/attention/backward_hopper.h): dq, dk, dv at head dims 64 and 128,
+// lengths that are not multiples of the 64-query / 128-key tiles, 1 / 2 / all KV heads, causal and not, ALiBi,
+// explicit query offsets (key tiles that no query sees, rows that see no key), and the pre-pass path (rotary,
+// xPos, key scale applied once per call: dQ' and dK' in float32, stored or added). The backward gets the
+// reference's out and lse (so a forward problem cannot hide in it) and NaN-poisoned gradients, so an unwritten
+// element fails. On a GPU that is not Hopper, the forced choice must fail with an error that says why.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { AttentionArgs, Dense } from '../../src/backend/backend.js';
+import type { CudaBackend } from '../../src/backend/cuda.js';
+import { DTYPE_BYTES, decodeHost, encodeHost, type DType } from '../../src/tensor/dtype.js';
+import { gpu, gpuTest, gpuUnavailable } from './harness.js';
+import { makeInputs, reference, relativeError, type AttentionCase, type AttentionResult } from './attention-reference.js';
+import { attentionTransform, setAttentionTransform } from './attention-transform.js';
+
+const TOLERANCE = 1e-2;
+const ENV = 'ANDROMEDA_ATTENTION_BACKWARD';
+const VARIANTS = ['hopper-cpasync', 'hopper-tma-red', 'hopper-tma'] as const;
+
+const CASES: AttentionCase[] = [
+  { name: 'plain MHA d64 1×1', B: 1, H: 2, KVH: 2, NQ: 1, NK: 1, D: 64 },
+  { name: 'plain MHA d128 7×7 batch 2', B: 2, H: 2, KVH: 2, NQ: 7, NK: 7, D: 128 },
+  { name: 'causal MQA d64 n130', B: 1, H: 4, KVH: 1, NQ: 130, NK: 130, D: 64, causal: true },
+  { name: 'causal GQA2 d128 n257 ALiBi', B: 1, H: 4, KVH: 2, NQ: 257, NK: 257, D: 128, causal: true, alibi: true },
+  { name: 'non-causal GQA2 d128 70×300', B: 1, H: 4, KVH: 2, NQ: 70, NK: 300, D: 128 },
+  { name: 'non-causal ALiBi MQA d64 129×129', B: 1, H: 2, KVH: 1, NQ: 129, NK: 129, D: 64, alibi: true },
+  { name: 'causal 33 queries vs 300 keys (offset 267) GQA2 d64 ALiBi', B: 1, H: 4, KVH: 2, NQ: 33, NK: 300, D: 64, causal: true, alibi: true },
+  { name: 'causal offset 10, 100 queries vs 300 keys d128 (key tiles no query sees)', B: 1, H: 2, KVH: 2, NQ: 100, NK: 300, D: 128, causal: true, offset: 10 },
+  { name: 'causal 200 queries vs 150 keys (50 rows see nothing) MQA d128', B: 1, H: 2, KVH: 1, NQ: 200, NK: 150, D: 128, causal: true },
+  { name: 'batch 2 MHA causal d64 n260 ALiBi', B: 2, H: 3, KVH: 3, NQ: 260, NK: 260, D: 64, causal: true, alibi: true },
+  { name: 'causal MQA d128 n700 (11 query tiles: the 2-stage ring wraps)', B: 1, H: 2, KVH: 1, NQ: 700, NK: 700, D: 128, causal: true },
+  { name: 'non-causal GQA2 d64 130×900 ALiBi', B: 1, H: 4, KVH: 2, NQ: 130, NK: 900, D: 64, alibi: true },
+  { name: 'non-causal offset −25 ALiBi d128 60×80', B: 1, H: 2, KVH: 2, NQ: 60, NK: 80, D: 128, offset: -25, alibi: true },
+  { name: 'causal ALiBi MQA d128 n200, 8 heads (grouped dK/dV sums)', B: 1, H: 8, KVH: 1, NQ: 200, NK: 200, D: 128, causal: true, alibi: true },
+];
+
+/** Pre-pass path (the Hopper kernel gets q', k' and fills dQ' / dK' in float32): under transform mode 'prepass'. */
+const PREPASS_CASES: AttentionCase[] = [
+  { name: 'pre-pass: rotary r32 d64 causal GQA2 n200 (dQ\' f32, dK\' added)', B: 1, H: 4, KVH: 2, NQ: 200, NK: 200, D: 64, rotary: 32, causal: true },
+  { name: 'pre-pass: keyScale MHA d128 causal n130 (dK\' stored)', B: 1, H: 3, KVH: 3, NQ: 130, NK: 130, D: 128, keyScale: true, causal: true },
+  { name: 'pre-pass: andromeda-like d128 r64 xPos ALiBi keyScale MQA n257', B: 1, H: 4, KVH: 1, NQ: 257, NK: 257, D: 128, rotary: 64, xpos: 512, alibi: true, keyScale: true, causal: true },
+];
+
+interface Gradients { dq: Float64Array; dk: Float64Array; dv: Float64Array; dks: Float64Array | null }
+
+/** The backward of case c under ANDROMEDA_ATTENTION_BACKWARD = choice, from the reference's out and lse. */
+function backward(c: AttentionCase, ref: AttentionResult, choice: string): Gradients {
+  const backend = gpu() as CudaBackend;
+  const inp = makeInputs(c);
+  const handles: number[] = [];
+  const put = (values: ArrayLike<number>, dtype: DType): Dense => {
+    const handle = backend.alloc(Math.max(16, values.length * DTYPE_BYTES[dtype]));
+    handles.push(handle);
+    if (values.length) backend.upload(handle, 0, encodeHost(dtype, values));
+    return { handle, offset: 0, dtype };
+  };
+  const poisoned = (count: number, dtype: DType): Dense => put(new Float64Array(count).fill(NaN), dtype);
+  const get = (d: Dense, count: number): Float64Array =>
+    Float64Array.from(decodeHost(d.dtype, backend.download(d.handle, 0, count * DTYPE_BYTES[d.dtype]), count));
+  const { B, H, KVH, NQ, NK, D } = c;
+  const previous = process.env[ENV];
+  try {
+    const q = put(inp.q, 'bfloat16'), k = put(inp.k, 'bfloat16'), v = put(inp.v, 'bfloat16');
+    const out = put(ref.out, 'bfloat16'), lse = put(ref.lse, 'float32'), gout = put(inp.gout, 'bfloat16');
+    const dq = poisoned(B * H * NQ * D, 'bfloat16'), dk = poisoned(B * KVH * NK * D, 'bfloat16'), dv = poisoned(B * KVH * NK * D, 'bfloat16');
+    const dks = inp.ks ? poisoned(H * D, 'float32') : null;
+    const args: AttentionArgs = {
+      batch: B, heads: H, kvHeads: KVH, queryLen: NQ, keyLen: NK, headDim: D, scale: inp.scale,
+      causal: !!c.causal, queryOffset: inp.offset, alibiSlopes: inp.slopes,
+      rotaryDim: c.rotary ?? 0, rotaryInvFreq: inp.invFreq, xposScaleBase: c.xpos ?? 0,
+      keyScale: inp.ks ? put(inp.ks, 'float32') : null,
+      queryPositions: inp.qpos ? put(inp.qpos, 'int32') : null, keyPositions: inp.kpos ? put(inp.kpos, 'int32') : null,
+      querySegments: inp.qseg ? put(inp.qseg, 'int32') : null, keySegments: inp.kseg ? put(inp.kseg, 'int32') : null,
+    };
+    process.env[ENV] = choice;
+    backend.attentionBackward(q, k, v, out, lse, gout, dq, dk, dv, dks, args);
+    backend.synchronize();
+    return {
+      dq: get(dq, B * H * NQ * D), dk: get(dk, B * KVH * NK * D), dv: get(dv, B * KVH * NK * D),
+      dks: dks ? get(dks, H * D) : null,
+    };
+  } finally {
+    if (previous === undefined) delete process.env[ENV];
+    else process.env[ENV] = previous;
+    for (const h of handles) backend.free(h);
+  }
+}
+
+const references = new Map<string, AttentionResult>();
+function referenceOf(c: AttentionCase): AttentionResult {
+  let r = references.get(c.name);
+  if (!r) references.set(c.name, (r = reference(c, makeInputs(c))));
+  return r;
+}
+
+function check(c: AttentionCase, choice: string): void {
+  const ref = referenceOf(c);
+  const got = backward(c, ref, choice);
+  const errors: [string, number][] = [
+    ['dq', relativeError(got.dq, ref.dq)], ['dk', relativeError(got.dk, ref.dk)], ['dv', relativeError(got.dv, ref.dv)],
+  ];
+  if (ref.dks) errors.push(['dKeyScale', relativeError(got.dks!, ref.dks)]);
+  console.log(`  ${choice.padEnd(15)} ${c.name.padEnd(72)} ${errors.map(([n, e]) => `${n} ${e.toExponential(1)}`).join('  ')}`);
+  for (const [name, e] of errors) assert.ok(e < TOLERANCE, `${c.name} (${choice}): ${name} relative error ${e.toExponential(2)} ≥ ${TOLERANCE}`);
+}
+
+function withTransform(mode: 'prepass' | 'kernel', fn: () => void): void {
+  const backend = gpu() as CudaBackend;
+  const before = attentionTransform(backend);
+  setAttentionTransform(backend, mode);
+  try {
+    fn();
+  } finally {
+    setAttentionTransform(backend, before);
+  }
+}
+
+function isHopper(): boolean {
+  return gpuUnavailable === null && /\(sm_9\d/.test((gpu() as CudaBackend).description);
+}
+const notHopper = gpuUnavailable === null && !isHopper() ? `not a Hopper GPU: ${(gpu() as CudaBackend).description}` : null;
+
+// One test per variant, in order of increasing machinery: a failing variant shows which part broke. Each case is
+// checked on its own, so one failure does not hide how the other cases fare (the log lists every case's errors).
+for (const variant of VARIANTS) {
+  const name = `Hopper attention backward, ${variant}: dq, dk, dv match the float64 reference`;
+  if (notHopper) test(name, { skip: notHopper }, () => {});
+  else {
+    gpuTest(name, () => {
+      const failures: string[] = [];
+      const attempt = (c: AttentionCase): void => {
+        try { check(c, variant); } catch (e) { failures.push((e as Error).message); }
+      };
+      for (const c of CASES) attempt(c);
+      withTransform('prepass', () => { for (const c of PREPASS_CASES) attempt(c); });
+      assert.deepEqual(failures, [], `${failures.length} case(s) failed`);
+    });
+  }
+}
+
+gpuTest('attention backward: the automatic choice and the mma.sync kernels match the reference on the same cases', () => {
+  for (const c of [CASES[3]!, CASES[8]!, CASES[11]!]) {
+    check(c, 'auto');
+    check(c, 'mma');
+  }
+  withTransform('prepass', () => { check(PREPASS_CASES[2]!, 'auto'); });
+  // The in-kernel transform stays on the mma.sync kernels under auto.
+  withTransform('kernel', () => { check(PREPASS_CASES[2]!, 'auto'); });
+});
+
+gpuTest('a forced Hopper backward that cannot run fails with the reason; an unknown choice is rejected', () => {
+  const d32: AttentionCase = { name: 'd32', B: 1, H: 1, KVH: 1, NQ: 4, NK: 4, D: 32 };
+  assert.throws(() => backward(d32, referenceOf(d32), 'hopper'), /Hopper backward cannot run: head dim 32/);
+  const segments: AttentionCase = { name: 'segments', B: 1, H: 2, KVH: 1, NQ: 40, NK: 40, D: 64, causal: true, segments: true };
+  assert.throws(() => backward(segments, referenceOf(segments), 'hopper-tma'), /Hopper backward cannot run: segments/);
+  assert.throws(() => backward(CASES[2]!, referenceOf(CASES[2]!), 'no-such-kernel'), /ANDROMEDA_ATTENTION_BACKWARD=no-such-kernel/);
+  if (!isHopper()) assert.throws(() => backward(CASES[2]!, referenceOf(CASES[2]!), 'hopper'), /compute capability/);
+});
