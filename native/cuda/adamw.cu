@@ -1,10 +1,12 @@
 // AdamW on float32 master weights with float32 moments; the gradient may be any float dtype. The
 // arithmetic is the CPU engine's, operation for operation, so both engines take the same step.
-// `adamw_many` updates a list of tensors in one launch per (gradient dtype, copy dtype): blocks take
-// fixed-size chunks of the tensors, found by a binary search over the chunk offsets. Its per-element
-// arithmetic is the one-tensor kernel's (`adamw_element`), so both give the same bits.
+// `adamw_many` updates a list of tensors in one launch per (gradient dtype, copy dtype) at memory speed
+// (28 bytes per parameter with bf16 gradients and weight copies): blocks take fixed-size chunks of the
+// tensors from a chunk table, 16-byte accesses. Its per-element arithmetic is the one-tensor kernel's
+// (`adamw_element`), so both give the same bits.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <string>
 #include <type_traits>
@@ -54,6 +56,12 @@ __global__ void adamw_kernel(float* param, const T* grad, float* m, float* v, in
 }
 
 // ---- many tensors ----
+// One launch over a chunk table: every tensor is cut into chunks of kChunk elements and each chunk names its
+// tensor, so a block finds its work with two loads (no search, no division by tensor sizes); blocks walk the
+// chunks grid-stride. Inside a chunk each thread takes packs of W elements: 8 where every pointer starts on a
+// 16-byte boundary (float32 param/m/v as two 16-byte accesses each, bf16 grad and copy as one), else 4 where
+// the 4-element packs are aligned, else 1. Per element the arithmetic is adamw_element, as in the one-tensor
+// kernel, so both give the same bits.
 struct TensorChunks {
   float* param;
   const void* grad;
@@ -61,90 +69,155 @@ struct TensorChunks {
   float* v;
   void* shadow;
   int64_t count;
-  int64_t first_chunk;  // index of this tensor's first chunk among all chunks of the launch
-  int packed;           // every pointer allows 4-element packs
+  int64_t first_chunk;  // index of this tensor's first chunk in the table
+  int width;            // elements per pack: 8, 4 or 1
 };
 
-constexpr int64_t kChunk = 1 << 16;  // elements per block (a multiple of the pack size)
+constexpr int64_t kChunk = 1 << 16;  // elements per chunk (a multiple of every pack width)
 
-template <typename S>
-__device__ __forceinline__ void store_shadow_pack(void* shadow, int64_t i, const float (&p)[4]) {
-  if constexpr (!std::is_same<S, NoShadow>::value) {
-    Pack<S, 4> o;
+// Accesses through the streaming intrinsics (ld/st.global.cs: the data is touched once per step): explicit
+// vector instructions. Through Pack's memcpy, the stores to pointers read from the chunk table came out of
+// nvcc as scalar 4-byte stores (the alignment of the vector type was not kept).
+template <int B> struct Raw;
+template <> struct Raw<2> { using type = unsigned short; };
+template <> struct Raw<4> { using type = unsigned int; };
+template <> struct Raw<8> { using type = uint2; };
+template <> struct Raw<16> { using type = uint4; };
+
+/** W consecutive elements of T as float, in accesses of at most 16 bytes (p aligned to one access). */
+template <typename T, int W>
+__device__ __forceinline__ void load_floats(const T* p, float (&out)[W]) {
+  constexpr int P = W * int(sizeof(T)) <= 16 ? W : int(16 / sizeof(T));
+  using R = typename Raw<P * int(sizeof(T))>::type;
 #pragma unroll
-    for (int k = 0; k < 4; k++) store(&o.v[k], p[k]);
-    store_pack<S, 4>(static_cast<S*>(shadow) + i, o);
+  for (int a = 0; a < W; a += P) {
+    const R raw = __ldcs(reinterpret_cast<const R*>(p + a));
+    T v[P];
+    memcpy(v, &raw, sizeof raw);
+#pragma unroll
+    for (int e = 0; e < P; e++) out[a + e] = float(load(&v[e]));
+  }
+}
+
+template <int W>
+__device__ __forceinline__ void store_floats(float* p, const float (&in)[W]) {
+  if constexpr (W == 1) {
+    __stcs(p, in[0]);
+  } else {
+#pragma unroll
+    for (int a = 0; a < W; a += 4) __stcs(reinterpret_cast<float4*>(p + a), make_float4(in[a], in[a + 1], in[a + 2], in[a + 3]));
+  }
+}
+
+/** The 16-bit pattern of x rounded to S (bf16 or f16). */
+template <typename S>
+__device__ __forceinline__ uint32_t half_bits(float x) {
+  S h;
+  store(&h, x);
+  uint16_t u;
+  memcpy(&u, &h, 2);
+  return u;
+}
+
+template <typename S, int W>
+__device__ __forceinline__ void store_shadow(void* shadow, int64_t i, const float (&w)[W]) {
+  if constexpr (!std::is_same<S, NoShadow>::value) {
+    static_assert(sizeof(S) == 2, "weight copies are 16-bit");
+    S* dst = static_cast<S*>(shadow) + i;
+    if constexpr (W == 1) {
+      store(dst, w[0]);
+    } else {
+      uint32_t words[W / 2];
+#pragma unroll
+      for (int e = 0; e < W; e += 2) words[e / 2] = half_bits<S>(w[e]) | (half_bits<S>(w[e + 1]) << 16);
+      if constexpr (W == 8) __stcs(reinterpret_cast<uint4*>(dst), make_uint4(words[0], words[1], words[2], words[3]));
+      else __stcs(reinterpret_cast<uint2*>(dst), make_uint2(words[0], words[1]));
+    }
+  }
+}
+
+/** Elements [begin, end) of one tensor in packs of W (the remainder one by one). */
+template <typename T, typename S, int W>
+__device__ __forceinline__ void adamw_range(const TensorChunks& t, int64_t begin, int64_t end, const AdamWConstants& k) {
+  const T* grad = static_cast<const T*>(t.grad);
+  const int packs = int((end - begin) / W);
+  for (int q = threadIdx.x; q < packs; q += blockDim.x) {
+    const int64_t i = begin + int64_t(q) * W;
+    float p[W], g[W], m[W], v[W];
+    load_floats<float, W>(t.param + i, p);
+    load_floats<T, W>(grad + i, g);
+    load_floats<float, W>(t.m + i, m);
+    load_floats<float, W>(t.v + i, v);
+#pragma unroll
+    for (int e = 0; e < W; e++) p[e] = adamw_element(p[e], g[e], m[e], v[e], k);
+    store_floats<W>(t.m + i, m);
+    store_floats<W>(t.v + i, v);
+    store_floats<W>(t.param + i, p);
+    store_shadow<S, W>(t.shadow, i, p);
+  }
+  if constexpr (W > 1) {
+    const int64_t tail = begin + int64_t(packs) * W;
+    if (tail < end) adamw_range<T, S, 1>(t, tail, end, k);
   }
 }
 
 template <typename T, typename S>
-__global__ void adamw_many_kernel(const TensorChunks* tensors, int count, AdamWConstants k) {
-  int lo = 0, hi = count - 1;
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) / 2;
-    if (tensors[mid].first_chunk <= int64_t(blockIdx.x)) lo = mid;
-    else hi = mid - 1;
-  }
-  const TensorChunks t = tensors[lo];
-  const int64_t begin = (int64_t(blockIdx.x) - t.first_chunk) * kChunk, end = min(t.count, begin + kChunk);
-  const T* grad = static_cast<const T*>(t.grad);
-  S* shadow = static_cast<S*>(t.shadow);
-  int64_t tail = begin;
-  if constexpr (sizeof(T) <= 4) {  // float64 gradients take the element loop
-    if (t.packed) {
-      const int64_t packs = (end - begin) / 4;
-      for (int64_t q = threadIdx.x; q < packs; q += blockDim.x) {
-        const int64_t i = begin + 4 * q;
-        const Pack<float, 4> pp = load_pack<float, 4>(t.param + i);
-        const Pack<T, 4> pg = load_pack<T, 4>(grad + i);
-        Pack<float, 4> pm = load_pack<float, 4>(t.m + i), pv = load_pack<float, 4>(t.v + i), out;
-        float w[4];
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-          w[e] = adamw_element(pp.v[e], float(load(&pg.v[e])), pm.v[e], pv.v[e], k);
-          out.v[e] = w[e];
-        }
-        store_pack<float, 4>(t.m + i, pm);
-        store_pack<float, 4>(t.v + i, pv);
-        store_pack<float, 4>(t.param + i, out);
-        store_shadow_pack<S>(t.shadow, i, w);
-      }
-      tail = begin + 4 * packs;
-    }
-  }
-  for (int64_t i = tail + threadIdx.x; i < end; i += blockDim.x) {
-    float mi = t.m[i], vi = t.v[i];
-    const float p = adamw_element(t.param[i], float(load(grad + i)), mi, vi, k);
-    t.m[i] = mi;
-    t.v[i] = vi;
-    t.param[i] = p;
-    write_shadow(shadow, i, p);
+__global__ void __launch_bounds__(kThreads)
+    adamw_many_kernel(const TensorChunks* tensors, const int32_t* chunk_tensor, int64_t chunks, AdamWConstants k) {
+  for (int64_t c = blockIdx.x; c < chunks; c += gridDim.x) {
+    const TensorChunks t = tensors[chunk_tensor[c]];
+    const int64_t begin = (c - t.first_chunk) * kChunk, end = min(t.count, begin + kChunk);
+    if (t.width == 8) adamw_range<T, S, 8>(t, begin, end, k);
+    else if (t.width == 4) adamw_range<T, S, 4>(t, begin, end, k);
+    else adamw_range<T, S, 1>(t, begin, end, k);
   }
 }
 
 bool aligned_bytes(const void* p, size_t bytes) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
+/** Widest pack whose every access is aligned: 8 (all 16-byte aligned), 4, or 1. */
+int pack_width(const AdamWTensorArgs& a, int grad_dtype) {
+  const size_t gbytes = size_t(dtype_bytes(grad_dtype)), sbytes = a.shadow ? size_t(dtype_bytes(a.shadow_dtype)) : 2;
+  const bool floats = aligned_bytes(a.param, 16) && aligned_bytes(a.m, 16) && aligned_bytes(a.v, 16);
+  if (floats && aligned_bytes(a.grad, std::min<size_t>(16, 8 * gbytes)) && aligned_bytes(a.shadow, std::min<size_t>(16, 8 * sbytes)))
+    return 8;
+  if (floats && aligned_bytes(a.grad, std::min<size_t>(16, 4 * gbytes)) && aligned_bytes(a.shadow, 4 * sbytes)) return 4;
+  return 1;
+}
+
+/** Blocks that are all resident at once (the grid walks the chunks), at most one per chunk. */
+template <typename T, typename S>
+unsigned many_grid(int64_t chunks) {
+  static const int per_sm = [] {
+    int blocks = 0;
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, adamw_many_kernel<T, S>, kThreads, 0), "adamwMany (occupancy)");
+    return std::max(blocks, 1);
+  }();
+  return unsigned(std::min<int64_t>(chunks, int64_t(sm_count()) * per_sm));
+}
+
 template <typename S>
 void launch_many(int grad_dtype, const std::vector<const AdamWTensorArgs*>& items, const AdamWConstants& k) {
-  std::vector<TensorChunks> host;
-  int64_t chunks = 0;
+  std::vector<TensorChunks> tensors;
+  std::vector<int32_t> chunk_tensor;
   for (const AdamWTensorArgs* a : items) {
     if (a->count == 0) continue;
-    const size_t gbytes = size_t(dtype_bytes(grad_dtype));
-    const bool packed = aligned_bytes(a->param, 16) && aligned_bytes(a->m, 16) && aligned_bytes(a->v, 16) &&
-                        aligned_bytes(a->grad, 4 * gbytes) &&
-                        (!a->shadow || aligned_bytes(a->shadow, 4 * size_t(dtype_bytes(a->shadow_dtype))));
-    host.push_back({a->param, a->grad, a->m, a->v, a->shadow, a->count, chunks, packed ? 1 : 0});
-    chunks += (a->count + kChunk - 1) / kChunk;
+    const int64_t chunks = (a->count + kChunk - 1) / kChunk;
+    tensors.push_back({a->param, a->grad, a->m, a->v, a->shadow, a->count, int64_t(chunk_tensor.size()), pack_width(*a, grad_dtype)});
+    chunk_tensor.insert(chunk_tensor.end(), size_t(chunks), int32_t(tensors.size() - 1));
   }
-  if (host.empty()) return;
-  if (chunks > 0x7fffffff) throw std::invalid_argument("adamwMany: too many elements for one launch");
-  Scratch table(host.size() * sizeof(TensorChunks));
-  check(cudaMemcpyAsync(table.as<TensorChunks>(), host.data(), host.size() * sizeof(TensorChunks), cudaMemcpyHostToDevice,
-                        stream()),
-        "adamwMany (tensor table)");
+  if (tensors.empty()) return;
+  const int64_t chunks = int64_t(chunk_tensor.size());
+  // One upload: the tensors, then the chunk table (the tensor entries keep 8-byte alignment).
+  const size_t table_bytes = tensors.size() * sizeof(TensorChunks), bytes = table_bytes + chunk_tensor.size() * 4;
+  std::vector<char> host(bytes);
+  std::memcpy(host.data(), tensors.data(), table_bytes);
+  std::memcpy(host.data() + table_bytes, chunk_tensor.data(), chunk_tensor.size() * 4);
+  Scratch table(bytes);
+  check(cudaMemcpyAsync(table.as<char>(), host.data(), bytes, cudaMemcpyHostToDevice, stream()), "adamwMany (chunk table)");
   ANDROMEDA_CUDA_DISPATCH_FLOAT(grad_dtype, {
-    adamw_many_kernel<T, S><<<unsigned(chunks), kThreads, 0, stream()>>>(table.as<TensorChunks>(), int(host.size()), k);
+    adamw_many_kernel<T, S><<<many_grid<T, S>(chunks), kThreads, 0, stream()>>>(
+        table.as<TensorChunks>(), reinterpret_cast<const int32_t*>(table.as<char>() + table_bytes), chunks, k);
   });
   check_launch("adamwMany");
 }

@@ -1,5 +1,5 @@
-// Reductions over the middle axis of [outer, size, inner], and the float64 sum of squares used for
-// global-norm clipping. Half and float32 inputs accumulate in float, float64 and int32 in double.
+// Reductions over the middle axis of [outer, size, inner] (the float64 sum of squares of clipping is in
+// sum_squares.cu). Half and float32 inputs accumulate in float, float64 and int32 in double.
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -89,24 +89,6 @@ __global__ void reduce_columns(int op, const T* x, T* out, int64_t size, int64_t
   }
 }
 
-template <typename T>
-__global__ void sum_squares_partial(const T* x, int64_t n, double* partials) {
-  double acc = 0;
-  ANDROMEDA_GRID_STRIDE(i, n) {
-    const double v = double(load(x + i));
-    acc += v * v;
-  }
-  acc = block_sum(acc);
-  if (threadIdx.x == 0) partials[blockIdx.x] = acc;
-}
-
-__global__ void sum_partials(const double* partials, int64_t count, double* result) {
-  double acc = 0;
-  for (int64_t i = threadIdx.x; i < count; i += blockDim.x) acc += partials[i];
-  acc = block_sum(acc);
-  if (threadIdx.x == 0) *result = acc;
-}
-
 }  // namespace
 
 void reduce(int op, int dtype, const char* x, char* out, int64_t outer, int64_t size, int64_t inner) {
@@ -128,39 +110,6 @@ void reduce(int op, int dtype, const char* x, char* out, int64_t outer, int64_t 
     }
   });
   check_launch("reduce");
-}
-
-double sum_of_squares(int dtype, const char* x, int64_t count) {
-  const SquaresInput input{dtype, x, count};
-  return sum_of_squares_many(&input, 1);
-}
-
-double sum_of_squares_many(const SquaresInput* inputs, size_t n) {
-  // One partial sum per block of every input, one final sum, one wait for the host.
-  std::vector<unsigned> blocks(n);
-  size_t total_blocks = 0;
-  for (size_t i = 0; i < n; i++) {
-    blocks[i] = inputs[i].count > 0 ? std::min<unsigned>(grid_for(inputs[i].count), 264) : 0;
-    total_blocks += blocks[i];
-  }
-  if (total_blocks == 0) return 0;
-  Scratch scratch((total_blocks + 1) * sizeof(double));
-  double* partials = scratch.as<double>();
-  size_t at = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (!blocks[i]) continue;
-    ANDROMEDA_CUDA_DISPATCH_FLOAT(inputs[i].dtype, {
-      sum_squares_partial<T><<<blocks[i], kThreads, 0, stream()>>>(reinterpret_cast<const T*>(inputs[i].x), inputs[i].count,
-                                                                  partials + at);
-    });
-    check_launch("sum_of_squares");
-    at += blocks[i];
-  }
-  sum_partials<<<1, 1024, 0, stream()>>>(partials, int64_t(total_blocks), partials + total_blocks);
-  check_launch("sum_of_squares");
-  double result = 0;
-  download(&result, reinterpret_cast<const char*>(partials + total_blocks), sizeof(double));
-  return result;
 }
 
 }  // namespace andromeda::cuda

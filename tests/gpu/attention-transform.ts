@@ -6,7 +6,8 @@ import type { CudaBackend } from '../../src/backend/cuda.js';
 import { nativeAttentionConfig } from '../../src/backend/attention-config.js';
 
 export type AttentionTransform = 'auto' | 'kernel' | 'prepass';
-export type AttentionTransformPlan = 'none' | 'kernel' | 'prepass';
+/** 'chunked': the forward on the pre-pass in query chunks (xPos past one anchor's range), the backward in the kernels. */
+export type AttentionTransformPlan = 'none' | 'kernel' | 'prepass' | 'chunked';
 
 interface TransformAddon {
   attentionTransform(mode?: AttentionTransform): AttentionTransform;

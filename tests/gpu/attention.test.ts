@@ -5,7 +5,9 @@
 // outputs are poisoned with NaN before each call, so an unwritten element fails.
 // Every tiled case runs twice: rotary / xPos / key scale applied in the kernels' tiles ('kernel') and
 // once per call by the pre-pass ('prepass'), and the path each call takes is checked against the rule
-// (the pre-pass where one xPos anchor stays in float range: default positions, ζ exponent ≤ 60).
+// (the pre-pass where one xPos anchor stays in float range: ζ exponent ≤ 60; past that, with default
+// positions, the forward on the pre-pass in query chunks with an anchor each and the backward in the
+// kernels: 'chunked').
 import assert from 'node:assert/strict';
 import type { AttentionArgs, Dense } from '../../src/backend/backend.js';
 import type { CudaBackend } from '../../src/backend/cuda.js';
@@ -44,9 +46,19 @@ function expectedPlan(c: AttentionCase, mode: AttentionTransform, inp: Attention
     const range = positionRange(inp);
     const lo = range ? range.min : Math.min(offset, 0), hi = range ? range.max : Math.max(offset + c.NQ - 1, c.NK - 1);
     const anchor = lo + Math.floor((hi - lo) / 2);
-    if ((Math.log2(3.5) / c.xpos) * Math.max(anchor - lo, hi - anchor) > 60) return 'kernel';
+    if ((Math.log2(3.5) / c.xpos) * Math.max(anchor - lo, hi - anchor) > 60) {
+      if (range || c.xpos < 0) return 'kernel';
+      const chunk = chunkQueries(c.xpos);
+      return chunk > 0 && (c.causal || c.NK - 1 - offset < chunk) ? 'chunked' : 'kernel';
+    }
   }
   return 'prepass';
+}
+
+/** Queries per chunk of the chunked forward: ζ exponent ≤ 60 across a chunk, whole 128-query tiles (xpos_chunk_queries). */
+function chunkQueries(base: number): number {
+  const c = Math.floor((60 * base) / Math.log2(3.5));
+  return c >= 128 ? c - (c % 128) : Math.max(c, 0);
 }
 
 /** Smallest and largest custom position of a case's inputs, or null for default positions. */
@@ -148,8 +160,19 @@ const TILED: AttentionCase[] = [
   { name: 'rotary with custom positions, no xPos (pre-pass tables per item)', B: 2, H: 4, KVH: 2, NQ: 90, NK: 90, D: 64, causal: true, positions: 'custom', rotary: 32, keyScale: true },
   { name: 'MHA rotary+xPos, no key scale (dK\' stored, not added)', B: 2, H: 3, KVH: 3, NQ: 100, NK: 100, D: 64, causal: true, rotary: 64, xpos: 512 },
   { name: 'xPos base 8 over 520 positions: ζ^±58.7, inside the pre-pass range', B: 1, H: 2, KVH: 1, NQ: 520, NK: 520, D: 64, causal: true, rotary: 32, xpos: 8, keyScale: true },
-  { name: 'xPos base 8 over 600 positions: beyond the pre-pass range (kernel)', B: 1, H: 2, KVH: 1, NQ: 600, NK: 600, D: 64, causal: true, rotary: 32, xpos: 8 },
+  { name: 'xPos base 8 over 600 positions: past one anchor (forward in 3 chunks of 256)', B: 1, H: 2, KVH: 1, NQ: 600, NK: 600, D: 64, causal: true, rotary: 32, xpos: 8 },
   { name: 'negative query offset, non-causal xPos keyScale GQA2', B: 1, H: 4, KVH: 2, NQ: 60, NK: 80, D: 32, offset: -25, rotary: 32, xpos: 512, keyScale: true, alibi: true },
+];
+
+/**
+ * xPos past one anchor's range (base 8: 256 queries per chunk): the forward in query chunks, each with its
+ * own anchor, on the pre-pass; the backward in the kernels.
+ */
+const CHUNKED: AttentionCase[] = [
+  { name: 'chunked: 1,100 positions in 5 chunks, ALiBi, keyScale, MQA, batch 2', B: 2, H: 4, KVH: 1, NQ: 1100, NK: 1100, D: 64, causal: true, rotary: 32, xpos: 8, alibi: true, keyScale: true },
+  { name: 'chunked: 700 queries after 800 keys, d128 r64 GQA2 ALiBi segments', B: 1, H: 4, KVH: 2, NQ: 700, NK: 1500, D: 128, causal: true, rotary: 64, xpos: 8, alibi: true, segments: true },
+  { name: 'chunked: non-causal, 300 queries after 200 keys, keyScale MHA', B: 1, H: 2, KVH: 2, NQ: 300, NK: 200, D: 64, offset: 250, rotary: 32, xpos: 8, keyScale: true },
+  { name: 'chunked: one chunk of 64 queries after 2,000 keys (far keys underflow)', B: 1, H: 2, KVH: 1, NQ: 64, NK: 2000, D: 64, causal: true, rotary: 32, xpos: 8, keyScale: true, alibi: true },
 ];
 
 /** andromeda-3b's attention at a test-sized length: forward and every gradient on both transform paths. */
@@ -183,6 +206,10 @@ gpuTest('fused attention at andromeda-3b\'s shape: forward and gradients on both
 
 gpuTest('fused attention, xPos over 32,768 positions with one pre-pass anchor', () => {
   check(LONG_XPOS, 'tiled', true);
+});
+
+gpuTest('fused attention, xPos past one anchor: the forward in query chunks with an anchor each', () => {
+  for (const c of CHUNKED) check(c, 'tiled', c === CHUNKED[0]);
 });
 
 gpuTest('the transform switch refuses an unknown mode', () => {

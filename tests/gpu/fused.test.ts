@@ -131,8 +131,10 @@ gpuTest('adamwMany: one launch over many tensors gives the bits of the one-tenso
   try {
     for (const gradDtype of ['bfloat16', 'float32', 'float64'] as DType[]) {
       for (const withShadow of [false, true]) {
-        const sizes = [1, 3, 4, 1000, 65536, 65537, 200003, 5];
-        const offsets = [0, 0, 1, 0, 0, 3, 0, 2];  // some tensors start unaligned (element path)
+        const sizes = [1, 3, 4, 1000, 65536, 65537, 200003, 5, 131079, 70001, 12];
+        // Start offsets pick the access width: 8-element packs where every pointer is 16-byte aligned (0, 8),
+        // 4-element packs where only the float32 ones are (4: bf16 at 8 bytes), else one element (1, 2, 3).
+        const offsets = [0, 0, 1, 0, 0, 3, 0, 2, 4, 8, 4];
         const one = sizes.map((size, i) => {
           const off = offsets[i]!;
           return {

@@ -149,24 +149,47 @@ AttentionTransform transform_mode_from_env() {
 // far inside bf16/float32's 2^±126, with room for the tiny gradient terms that later meet the
 // opposite factor (at B = 512 this allows 34,000 positions; andromeda's 32,768 reach 2^57.8).
 constexpr double kMaxXposExponent = 60;
+const double kLog2XposRatio = std::log2(1.4 / 0.4);  // the largest |log2 ζ_f|
 // Auto leaves the transform in the kernels when the pre-pass would hold more scratch than this
 // (q', k' in bf16, dQ', dK' in float32 for the backward).
 constexpr double kAutoScratchLimit = 2.0 * (1ull << 30);
+// Rows of the key tiles the forward kernels load (the largest, 128, is a multiple of the others).
+constexpr int64_t kKeyTileRows = 128;
 
 struct TransformPlan {
   bool prepass = false;
-  int k_heads = 0;  // heads of k': kv_heads, or heads with a key scale (then k' is per query head)
-  int anchor = 0;   // xPos anchor c: q' carries ζ^((p − c)/B), k' ζ^((c − p)/B)
+  int k_heads = 0;    // heads of k': kv_heads, or heads with a key scale (then k' is per query head)
+  int anchor = 0;     // xPos anchor c: q' carries ζ^((p − c)/B), k' ζ^((c − p)/B)
+  int64_t chunk = 0;  // forward only, > 0: queries in chunks of this many, each chunk its own anchor (forward_chunked)
 };
 
-TransformPlan plan_transform(const AttentionProblem& pr) {
+enum class Pass { Forward, Backward };
+
+/**
+ * Queries per chunk of the chunked forward: with the anchor a at the chunk's first query, q' carries
+ * ζ^((p − a)/B) ∈ [ζ^(C/B), 1] and the keys inside the chunk ζ^((a − p)/B) ∈ [1, ζ^(−C/B)]; C keeps that
+ * exponent ≤ 60 (C = 16,896 at B = 512, 256 at B = 8), rounded down to whole 128-query tiles. 0: too small.
+ */
+int64_t xpos_chunk_queries(double scale_base) {
+  const int64_t c = int64_t(std::floor(kMaxXposExponent * scale_base / kLog2XposRatio));
+  return c >= 128 ? c / 128 * 128 : std::max<int64_t>(c, 0);
+}
+
+bool scratch_allowed(double bytes) {
+  return attention_transform() != AttentionTransform::Auto || bytes <= kAutoScratchLimit;
+}
+
+TransformPlan plan_transform(const AttentionProblem& pr, Pass pass) {
   TransformPlan plan;
   plan.k_heads = pr.kv_heads;
   if ((pr.rotary_dim == 0 && !pr.key_scale) || attention_transform() == AttentionTransform::Kernel) return plan;
+  const int k_heads = pr.key_scale ? pr.heads : pr.kv_heads;
+  const double k_elements = double(pr.batch) * k_heads * double(pr.k_len) * pr.head_dim;
   if (pr.xpos_scale_base != 0) {
     // One anchor needs bounded positions: custom positions qualify only when the caller gave their range.
     int64_t lo = 0, hi = 0;
-    if (pr.q_positions || pr.k_positions) {
+    const bool custom = pr.q_positions || pr.k_positions;
+    if (custom) {
       if (!pr.has_position_range) return plan;
       lo = pr.position_min;
       hi = pr.position_max;
@@ -183,16 +206,38 @@ TransformPlan plan_transform(const AttentionProblem& pr) {
     }
     if (hi - lo >= (1ll << 30)) return plan;
     const int64_t c = lo + (hi - lo) / 2;
-    const double exponent = std::log2(3.5) / std::fabs(pr.xpos_scale_base) * double(std::max(c - lo, hi - c));
-    if (exponent > kMaxXposExponent) return plan;
+    const double exponent = kLog2XposRatio / std::fabs(pr.xpos_scale_base) * double(std::max(c - lo, hi - c));
+    if (exponent > kMaxXposExponent) {
+      // Past one anchor's range: the forward in query chunks, each with its own anchor, where every key a
+      // chunk sees lies before the chunk's end (causal, or all keys before the first queries); default
+      // positions only (the chunk's smallest position is its first query's), B > 0 (ζ^(δ/B) decays with δ).
+      if (pass == Pass::Backward || custom || pr.xpos_scale_base < 0) return plan;
+      const int64_t chunk = xpos_chunk_queries(pr.xpos_scale_base);
+      if (chunk == 0 || (!pr.causal && pr.k_len - 1 - pr.query_offset >= chunk)) return plan;
+      const double q_chunk_elements = double(pr.batch) * pr.heads * double(std::min<int64_t>(chunk, pr.q_len)) * pr.head_dim;
+      if (!scratch_allowed((2 * q_chunk_elements + k_elements) * 2)) return plan;
+      plan.k_heads = k_heads;
+      plan.chunk = chunk;
+      plan.prepass = true;
+      return plan;
+    }
     plan.anchor = int(c);
   }
-  plan.k_heads = pr.key_scale ? pr.heads : pr.kv_heads;
   const double q_elements = pr.rotary_dim > 0 ? double(pr.q_elements()) : 0;
-  const double k_elements = double(pr.batch) * plan.k_heads * double(pr.k_len) * pr.head_dim;
-  if (attention_transform() == AttentionTransform::Auto && (q_elements + k_elements) * 6 > kAutoScratchLimit) return plan;
+  if (!scratch_allowed((q_elements + k_elements) * 6)) return plan;
+  plan.k_heads = k_heads;
   plan.prepass = true;
   return plan;
+}
+
+/** Turns the transform off in launch parameters whose q, k already carry it (the plain kernels' instantiation). */
+void transform_off(Params& pp) {
+  pp.rotary_dim = 0;
+  pp.q_rot = pp.k_rot = nullptr;
+  pp.q_rot_batch_stride = pp.k_rot_batch_stride = 0;
+  pp.has_xpos = 0;
+  pp.key_scale = nullptr;
+  pp.grad_key_scale = nullptr;
 }
 
 /** Launch parameters of the plain kernels over q', k' (transform off), plus the copies they point into. */
@@ -208,21 +253,76 @@ Pretransformed pretransform(const AttentionProblem& pr, const Params& p, const T
   const int D = pr.head_dim;
   if (pr.rotary_dim > 0) {
     out.q = std::make_unique<Scratch>(size_t(std::max<int64_t>(pr.q_elements(), 8)) * 2);
-    attention::launch_pretransform(p, D, false, pr.heads, plan.anchor, out.q->as<attention::bf16>());
+    attention::launch_pretransform(p, D, false, pr.heads, plan.anchor, out.q->as<attention::bf16>(), 0, p.q_len, p.q_len);
     pp.q = out.q->as<attention::bf16>();
   }
   const int64_t k_elements = int64_t(pr.batch) * plan.k_heads * pr.k_len * D;
   out.k = std::make_unique<Scratch>(size_t(std::max<int64_t>(k_elements, 8)) * 2);
-  attention::launch_pretransform(p, D, true, plan.k_heads, plan.anchor, out.k->as<attention::bf16>());
+  attention::launch_pretransform(p, D, true, plan.k_heads, plan.anchor, out.k->as<attention::bf16>(), 0, p.k_len, p.k_len);
   pp.k = out.k->as<attention::bf16>();
   pp.k_heads = plan.k_heads;
-  pp.rotary_dim = 0;
-  pp.q_rot = pp.k_rot = nullptr;
-  pp.q_rot_batch_stride = pp.k_rot_batch_stride = 0;
-  pp.has_xpos = 0;
-  pp.key_scale = nullptr;
-  pp.grad_key_scale = nullptr;
+  transform_off(pp);
   return out;
+}
+
+/**
+ * The forward past one anchor's range (plan.chunk > 0): per chunk of queries [s, s + n), anchor
+ * a = query_offset + s (the chunk's smallest position), q' = ζ^((p − a)/B) R(p) q into a compact
+ * [batch][heads][n][D] copy, k' = ζ^((a − p)/B) R(p)(k ⊙ g) for the keys the chunk's tiles load (one buffer
+ * of k's full layout, rewritten per chunk), then the plain forward on the chunk (query offset a) and its out
+ * and lse copied into place. Keys far before a underflow towards 0, as their true factor ζ^((p_q − p_k)/B)
+ * (smaller still) does to float precision; nothing can overflow (all keys a chunk sees lie before its end).
+ */
+void forward_chunked(const AttentionProblem& pr, const Params& p, const TransformPlan& plan) {
+  const int D = pr.head_dim;
+  const int64_t chunk = std::min<int64_t>(plan.chunk, pr.q_len);
+  const int64_t rows_per_item = int64_t(pr.batch) * pr.heads;  // (batch, head) rows of q, out and lse
+  const int64_t k_elements = int64_t(pr.batch) * plan.k_heads * pr.k_len * D;
+  Scratch k_prime(size_t(std::max<int64_t>(k_elements, 8)) * 2);
+  Scratch q_chunk(size_t(std::max<int64_t>(rows_per_item * chunk * D, 8)) * 2);
+  // A single chunk writes out and lse in place; several go through compact copies.
+  std::unique_ptr<Scratch> out_chunk, lse_chunk, seg_chunk;
+  if (chunk < pr.q_len) {
+    out_chunk = std::make_unique<Scratch>(size_t(std::max<int64_t>(rows_per_item * chunk * D, 8)) * 2);
+    lse_chunk = std::make_unique<Scratch>(size_t(std::max<int64_t>(rows_per_item * chunk, 1)) * sizeof(float));
+    if (p.q_seg) seg_chunk = std::make_unique<Scratch>(size_t(pr.batch) * chunk * sizeof(int32_t));
+  }
+  Params cp = p;
+  cp.k = k_prime.as<attention::bf16>();
+  cp.k_heads = plan.k_heads;
+  cp.q = q_chunk.as<attention::bf16>();
+  transform_off(cp);
+  for (int64_t s = 0; s < pr.q_len; s += chunk) {
+    const int rows = int(std::min(chunk, pr.q_len - s));
+    const int64_t anchor = pr.query_offset + s;
+    // Keys the chunk's tiles load: causal, up to its last query's position, rounded up to whole key tiles.
+    int64_t keys = pr.k_len;
+    if (pr.causal) {
+      const int64_t visible = std::max<int64_t>(anchor + rows, 1);
+      keys = std::min(pr.k_len, (visible + kKeyTileRows - 1) / kKeyTileRows * kKeyTileRows);
+    }
+    attention::launch_pretransform(p, D, false, pr.heads, int(anchor), q_chunk.as<attention::bf16>(), int(s), rows, rows);
+    attention::launch_pretransform(p, D, true, plan.k_heads, int(anchor), k_prime.as<attention::bf16>(), 0, int(keys), p.k_len);
+    cp.q_len = rows;
+    cp.query_offset = int(anchor);
+    const bool whole = rows == pr.q_len;
+    cp.out = whole ? p.out : out_chunk->as<attention::bf16>();
+    cp.lse = whole ? p.lse : lse_chunk->as<float>();
+    if (p.q_seg && !whole) {
+      cp.q_seg = seg_chunk->as<int32_t>();
+      check(cudaMemcpy2DAsync(seg_chunk->as<int32_t>(), size_t(rows) * 4, p.q_seg + s, size_t(pr.q_len) * 4,
+                              size_t(rows) * 4, size_t(pr.batch), cudaMemcpyDeviceToDevice, stream()),
+            "attention forward: the chunk's query segments");
+    }
+    attention::launch_forward_tiled(cp, D, false);
+    if (whole) continue;
+    check(cudaMemcpy2DAsync(p.out + s * D, size_t(pr.q_len) * D * 2, cp.out, size_t(rows) * D * 2, size_t(rows) * D * 2,
+                            size_t(rows_per_item), cudaMemcpyDeviceToDevice, stream()),
+          "attention forward: placing the chunk's output");
+    check(cudaMemcpy2DAsync(p.lse + s, size_t(pr.q_len) * 4, cp.lse, size_t(rows) * 4, size_t(rows) * 4,
+                            size_t(rows_per_item), cudaMemcpyDeviceToDevice, stream()),
+          "attention forward: placing the chunk's lse");
+  }
 }
 
 /**
@@ -283,7 +383,8 @@ AttentionTransform set_attention_transform(AttentionTransform mode) {
 
 const char* attention_transform_plan(const AttentionProblem& problem) {
   if (problem.rotary_dim == 0 && !problem.key_scale) return "none";
-  return plan_transform(problem).prepass ? "prepass" : "kernel";
+  if (plan_transform(problem, Pass::Backward).prepass) return "prepass";
+  return plan_transform(problem, Pass::Forward).prepass ? "chunked" : "kernel";
 }
 
 void attention_forward(const AttentionProblem& problem, const char* q, const char* k, const char* v, char* out,
@@ -311,8 +412,10 @@ void attention_forward(const AttentionProblem& problem, const char* q, const cha
     attention::launch_decode(p, problem.head_dim);  // applies the transform itself (to q only)
     return;
   }
-  const TransformPlan plan = prep.transform ? plan_transform(problem) : TransformPlan{};
-  if (plan.prepass) {
+  const TransformPlan plan = prep.transform ? plan_transform(problem, Pass::Forward) : TransformPlan{};
+  if (plan.chunk > 0) {
+    forward_chunked(problem, p, plan);
+  } else if (plan.prepass) {
     const Pretransformed pt = pretransform(problem, p, plan);
     attention::launch_forward_tiled(pt.params, problem.head_dim, false);
   } else {
@@ -373,7 +476,7 @@ void attention_backward(const AttentionProblem& problem, const char* q, const ch
   p.delta = delta.as<float>();
   attention::launch_delta(p, reinterpret_cast<const attention::bf16*>(out), delta.as<float>(), D);
   if (prep.transform) {
-    const TransformPlan plan = plan_transform(problem);
+    const TransformPlan plan = plan_transform(problem, Pass::Backward);
     if (plan.prepass) return backward_prepass(problem, p, plan, grad_q, grad_k, grad_v, grad_key_scale);
   }
 

@@ -44,14 +44,19 @@ enum class AttentionPath { Auto = 0, Tiled = 1, Decode = 2 };
 /**
  * Where the tiled kernels get rotary, xPos and the key scale applied (NOTES.md): Kernel, per tile in
  * shared memory; Prepass, once per call into bf16 copies of q and k (and back on the gradients) wherever
- * float range allows xPos with one anchor, else per tile; Auto, the pre-pass unless its scratch would
+ * float range allows xPos with one anchor, the forward past that in query chunks with an anchor each
+ * (default positions), else per tile; Auto, the pre-pass unless its scratch would
  * exceed 2 GiB. The first value comes from ANDROMEDA_ATTENTION_TRANSFORM=auto|kernel|prepass (default auto).
  */
 enum class AttentionTransform { Auto = 0, Kernel = 1, Prepass = 2 };
 AttentionTransform attention_transform();
 /** For tests and benchmarks: changes the mode for later calls, returns the previous one. */
 AttentionTransform set_attention_transform(AttentionTransform mode);
-/** What the tiled forward and the backward do for this problem: "none" (no transform), "kernel" or "prepass". */
+/**
+ * What the tiled forward and the backward do for this problem: "none" (no transform), "kernel", "prepass"
+ * (both on the pre-pass with one xPos anchor) or "chunked" (xPos past one anchor's range: the forward on the
+ * pre-pass in query chunks with an anchor each, the backward in the kernels).
+ */
 const char* attention_transform_plan(const AttentionProblem& problem);
 
 /** out [batch, heads, q_len, head_dim] and lse float32 [batch, heads, q_len] (natural log; −∞ for rows that see no key). */

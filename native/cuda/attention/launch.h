@@ -29,11 +29,13 @@ void launch_backward(const Params& p, int head_dim, bool transform);
 
 /**
  * The pre-pass path (pretransform.cu). `p` carries the transform (tables, xPos rates, key scale); anchor
- * is the xPos anchor c of the call. launch_pretransform writes q' [batch][heads][q_len][D] (key_side
- * false, out_heads = heads) or k' [batch][out_heads][k_len][D], head kh from k head kh mod kv_heads and
- * key scale row kh (out_heads = heads when there is a key scale).
+ * is the xPos anchor c of the call (or of the query chunk). launch_pretransform writes rows [first, first +
+ * count) of each (batch item, head) as rows [0, count) of dst [batch][out_heads][dst_len][D]: q' (key_side
+ * false, out_heads = heads) or k', head kh from k head kh mod kv_heads and key scale row kh (out_heads =
+ * heads when there is a key scale).
  */
-void launch_pretransform(const Params& p, int head_dim, bool key_side, int out_heads, int anchor, bf16* dst);
+void launch_pretransform(const Params& p, int head_dim, bool key_side, int out_heads, int anchor, bf16* dst, int first,
+                         int count, int dst_len);
 /** grad_q = Rᵀ(z ⊙ dQ') from float32 dQ' [batch][heads][q_len][D]. */
 void launch_untransform_q(const Params& p, int head_dim, int anchor, const float* dq_prime, bf16* grad_q);
 /**

@@ -6,8 +6,10 @@
 // i.e. features (2t, 2t + 1) and their partners (2t + r/2, 2t + 1 + r/2); the others hold four adjacent
 // features past the rotary part. Either way: two adjacent pairs, at offsets lo and hi.
 //
-// xPos: q' = ζ^((p − c)/B) ⊙ R(p) q and k' = ζ^((c − p)/B) ⊙ R(p)(k ⊙ g) with one anchor c per call; the
-// launcher allows this only while ζ^(±span/2B) stays far inside float range (plan_transform in attention.cu).
+// xPos: q' = ζ^((p − c)/B) ⊙ R(p) q and k' = ζ^((c − p)/B) ⊙ R(p)(k ⊙ g) with one anchor c per call, or per
+// query chunk in the long forward; the launcher keeps the factors that matter far inside float range
+// (plan_transform in attention.cu). Factors of keys far before the anchor underflow to 0 (their true
+// product with any q' factor is smaller still); the exponent is capped so that none can reach infinity.
 #include <algorithm>
 #include <memory>
 #include <stdexcept>
@@ -36,14 +38,18 @@ struct RotaryFactors {
   float c0, s0, c1, s1, z0, z1;
 };
 
+// Cap of the xPos exponent: the planned factors stay ≤ 2^60 (plus the rows of a partly visible key tile);
+// anything larger would only meet masked scores, and must stay finite there.
+constexpr float kMaxXposExponent = 96.f;
+
 /** xpos_delta: p − anchor for q rows, anchor − p for k rows. */
 __device__ __forceinline__ RotaryFactors rotary_factors(const Params& p, bool key_side, int b, int row, int f,
                                                         float xpos_delta) {
   const float4 cs = *reinterpret_cast<const float4*>(rotary_rows(p, key_side, b, row) + f);  // c0 s0 c1 s1
   RotaryFactors r{cs.x, cs.y, cs.z, cs.w, 1.f, 1.f};
   if (p.has_xpos) {
-    r.z0 = exp2f(p.xpos_rate[f] * xpos_delta);
-    r.z1 = exp2f(p.xpos_rate[f + 1] * xpos_delta);
+    r.z0 = exp2f(fminf(p.xpos_rate[f] * xpos_delta, kMaxXposExponent));
+    r.z1 = exp2f(fminf(p.xpos_rate[f + 1] * xpos_delta, kMaxXposExponent));
   }
   return r;
 }
@@ -72,19 +78,20 @@ __device__ __forceinline__ float2 mul(float2 a, float2 b) { return make_float2(a
 __device__ __forceinline__ float2 load_scale(const float* g, int f) { return make_float2(__ldg(g + f), __ldg(g + f + 1)); }
 
 /**
- * dst rows [batch][out_heads][len][D]: q' (key_side 0, out_heads = heads) or k' (key_side 1) whose head
- * kh reads k head kh mod kv_heads and, with a key scale (then out_heads = heads), scale row kh.
+ * Rows [first, first + count) of each (batch item, head) into dst [batch][out_heads][dst_len][D] at row
+ * i − first: q' (key_side 0, out_heads = heads) or k' (key_side 1) whose head kh reads k head kh mod
+ * kv_heads and, with a key scale (then out_heads = heads), scale row kh.
  */
 __global__ void pretransform_kernel(const __grid_constant__ Params p, bf16* dst, int key_side, int out_heads,
-                                    int head_dim, int anchor) {
+                                    int head_dim, int anchor, int first, int count, int dst_len) {
   const int quads = head_dim / 4, len = key_side ? p.k_len : p.q_len;
-  const int64_t rows = int64_t(p.batch) * out_heads * len;
+  const int64_t rows = int64_t(p.batch) * out_heads * count;
   ANDROMEDA_GRID_STRIDE(idx, rows * quads) {
     const int64_t row = idx / quads;
-    const int t = int(idx % quads), i = int(row % len), head = int((row / len) % out_heads);
-    const int b = int(row / (int64_t(len) * out_heads));
+    const int t = int(idx % quads), r = int(row % count), head = int((row / count) % out_heads);
+    const int b = int(row / (int64_t(count) * out_heads)), i = first + r;
     const bf16* src = key_side ? p.k + ((int64_t(b) * p.kv_heads + head % p.kv_heads) * len + i) * head_dim
-                               : p.q + row * head_dim;
+                               : p.q + ((int64_t(b) * p.heads + head) * len + i) * head_dim;
     const QuadOffsets o = quad_offsets(t, p.rotary_dim);
     float2 lo = load_pair(src + o.lo), hi = load_pair(src + o.hi);
     if (key_side && p.key_scale) {
@@ -96,7 +103,7 @@ __global__ void pretransform_kernel(const __grid_constant__ Params p, bf16* dst,
       const float delta = key_side ? float(anchor - key_position(p, b, i)) : float(query_position(p, b, i) - anchor);
       rotate(lo, hi, rotary_factors(p, key_side, b, i, o.lo, delta));
     }
-    bf16* out = dst + row * head_dim;
+    bf16* out = dst + ((int64_t(b) * out_heads + head) * dst_len + r) * head_dim;
     store_pair(out + o.lo, lo);
     store_pair(out + o.hi, hi);
   }
@@ -255,10 +262,16 @@ void launch_untransform_k_dim(const Params& p, const float* dk_prime, int k_head
 
 }  // namespace
 
-void launch_pretransform(const Params& p, int head_dim, bool key_side, int out_heads, int anchor, bf16* dst) {
-  const int64_t count = int64_t(p.batch) * out_heads * (key_side ? p.k_len : p.q_len) * (head_dim / 4);
-  if (count == 0) return;
-  pretransform_kernel<<<grid_for(count), kThreads, 0, stream()>>>(p, dst, key_side ? 1 : 0, out_heads, head_dim, anchor);
+void launch_pretransform(const Params& p, int head_dim, bool key_side, int out_heads, int anchor, bf16* dst, int first,
+                         int count, int dst_len) {
+  const int len = key_side ? p.k_len : p.q_len;
+  if (first < 0 || count < 0 || first + int64_t(count) > len || count > dst_len)
+    throw std::invalid_argument("attention pre-pass: rows [" + std::to_string(first) + ", " +
+                                std::to_string(first + int64_t(count)) + ") outside [0, " + std::to_string(len) + ")");
+  const int64_t work = int64_t(p.batch) * out_heads * count * (head_dim / 4);
+  if (work == 0) return;
+  pretransform_kernel<<<grid_for(work), kThreads, 0, stream()>>>(p, dst, key_side ? 1 : 0, out_heads, head_dim, anchor,
+                                                                 first, count, dst_len);
   check_launch(key_side ? "attention pre-pass: k" : "attention pre-pass: q");
 }
 
