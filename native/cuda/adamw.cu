@@ -14,7 +14,6 @@
 #include <vector>
 
 #include "common.cuh"
-#include "vec.cuh"
 
 namespace andromeda::cuda {
 namespace {
