@@ -32,14 +32,19 @@ template <typename S>
 __device__ __forceinline__ void write_shadow(S* shadow, int64_t i, float p) { store(shadow + i, p); }
 __device__ __forceinline__ void write_shadow(NoShadow*, int64_t, float) {}
 
-/** One element's update: returns the new weight, updates the moments in place. */
+/**
+ * One element's update: returns the new weight, updates the moments in place. Every operation is an explicitly
+ * rounded intrinsic, so nvcc cannot fuse multiply-adds differently in the one-tensor and many-tensor kernels:
+ * both give the same bits (and the CPU engine's order of operations).
+ */
 __device__ __forceinline__ float adamw_element(float param, float grad, float& m, float& v, const AdamWConstants& k) {
-  const float g = grad * k.grad_scale;
-  const float mi = k.b1 * m + (1.0f - k.b1) * g;
-  const float vi = k.b2 * v + (1.0f - k.b2) * g * g;
+  const float g = __fmul_rn(grad, k.grad_scale);
+  const float mi = __fadd_rn(__fmul_rn(k.b1, m), __fmul_rn(__fsub_rn(1.0f, k.b1), g));
+  const float vi = __fadd_rn(__fmul_rn(k.b2, v), __fmul_rn(__fmul_rn(__fsub_rn(1.0f, k.b2), g), g));
   m = mi;
   v = vi;
-  return param * k.decay - k.step * mi / (sqrtf(vi) * k.inv_sqrt_bc2 + k.eps);
+  const float denominator = __fadd_rn(__fmul_rn(__fsqrt_rn(vi), k.inv_sqrt_bc2), k.eps);
+  return __fsub_rn(__fmul_rn(param, k.decay), __fdiv_rn(__fmul_rn(k.step, mi), denominator));
 }
 
 template <typename T, typename S>

@@ -28,6 +28,8 @@ enum class Variant { CpAsync, TmaRed, Tma };
 constexpr Variant kDefaultVariant = Variant::Tma;
 
 const char* const kEnv = "ANDROMEDA_ATTENTION_BACKWARD";
+// One full tile of each: 64 queries per step, 128 keys per CTA (backward_hopper_kernel.cuh).
+constexpr int kMinQueries = 64, kMinKeys = 128;
 // Auto keeps the mma.sync kernels (which need no scratch) when the float32 dQ accumulator would be larger.
 constexpr double kAutoAccumulatorLimit = 4.0 * (1ull << 30);
 
@@ -74,8 +76,12 @@ std::string unsupported_reason(const Params& p, int head_dim, bool transform, bo
   if (transform) return "rotary, xPos or a key scale is applied in the kernels (only the mma.sync kernels do that)";
   if (p.q_pos || p.k_pos) return "custom positions are given";
   if (p.q_seg || p.k_seg) return "segments are given";
-  if (p.q_len == 0) return "there are no queries";
-  if (p.k_len == 0) return "there are no keys";
+  // Smaller problems gain nothing from it, and a load box larger than the tensor wedged the pipeline on the
+  // H100 (1 × 1 tokens, 2026-11-25): they keep the mma.sync kernels.
+  if (p.q_len < kMinQueries || p.k_len < kMinKeys) {
+    return "fewer than " + std::to_string(kMinQueries) + " queries or " + std::to_string(kMinKeys) + " keys (" +
+           std::to_string(p.q_len) + " × " + std::to_string(p.k_len) + ")";
+  }
   if (p.k_heads <= 0 || p.heads % p.k_heads != 0 || p.heads % p.kv_heads != 0) return "k_heads and kv_heads must divide heads";
   if (int64_t(p.batch) * p.heads * p.q_len + 256 >= (int64_t(1) << 31)) return "batch · heads · queries reaches 2^31";
   if (tma && reinterpret_cast<uintptr_t>(p.lse) % 16 != 0) return "lse does not start on a 16-byte boundary (TMA)";
