@@ -14,7 +14,7 @@ for step in "$@"; do
   echo "=== $step" | tee -a "$out/session.log"
   case $step in
     tests) ANDROMEDA_REQUIRE_GPU=1 node --test dist/tests/gpu/*.test.js 2>&1 | tee "$out/tests.log" | grep -E '^# (pass|fail)|^not ok' ;;
-    tests-failures) grep -B2 -A25 '^not ok' "$out/tests.log" | grep -v '^ *at ' | head -80 ;;
+    tests-failures) grep -A12 '^not ok' "$out/tests.log" | grep -E "^not ok|error:|Error" | head -40 ;;
     prefill) node dist/bench/gpu-prefill.js orca:32768,100000,200000 andromeda-3b:8192,32768 2>&1 | tee "$out/prefill.log" | grep -E 'RESULT|built|rror' ;;
     train) for c in "andromeda-3b 1 2048 5" "orca 4 8192 4"; do node dist/bench/gpu-train-step.js $c 2>&1 | tail -2; done | tee "$out/train.log" ;;
     train-long) ANDROMEDA_BENCH_CHECKPOINT=1 node dist/bench/gpu-train-step.js andromeda-3b 1 8192 3 2>&1 | tail -2 | tee "$out/train-long.log" ;;
@@ -23,6 +23,8 @@ for step in "$@"; do
     attention) node dist/bench/gpu-attention.js --transforms 2>&1 | tee "$out/attention-transforms.log" | tail -30; node dist/bench/gpu-reference-attention.js 2048 2>&1 | tee "$out/reference-attention.log" | tail -20 ;;
     hopper-tests) for v in hopper-cpasync hopper-tma-serial hopper-tma hopper-tma-pingpong; do echo "-- $v"; ANDROMEDA_REQUIRE_GPU=1 timeout 200 node --test --test-name-pattern="$v:" dist/tests/gpu/attention-hopper.test.js 2>&1 | grep -E '^# (pass|fail)|^not ok'; done ;;
     prefill-last) ANDROMEDA_BENCH_LOGITS=last node dist/bench/gpu-prefill.js orca:32768,100000,200000 andromeda-3b:8192,32768 2>&1 | tee "$out/prefill.log" | grep -E 'RESULT|rror' ;;
+    hopper-bwd-tests) ANDROMEDA_REQUIRE_GPU=1 timeout 200 node --test --test-reporter=spec dist/tests/gpu/attention-hopper-backward.test.js 2>&1 | tee "$out/hopper-bwd-tests.log" | grep -E '^ +hopper-tma |✖|ℹ (pass|fail)' | head -40 ;;
+    matmul) node dist/bench/gpu-matmul.js 2>&1 | tee "$out/matmul.md" | grep -E '8192 × 8192 × 8192|16384'; PYTHONUNBUFFERED=1 python3 bench/gpu-torch-ceiling.py 2>&1 | tee "$out/torch.md" | grep -E '8192|16384' ;;
     prefill-quick) node dist/bench/gpu-prefill.js orca:32768 andromeda-3b:8192 2>&1 | grep -E 'RESULT' ;;
     anchors) XT_DIR=.device/xt python3 bench/gpu-anchor-xt.py train:andromeda:2048x1 prefill:andromeda:8192 prefill:orca:8192 train:orca:8192x4 2>&1 | grep RESULT | tee "$out/anchors.log" ;;
     *) echo "unknown step $step" ;;
