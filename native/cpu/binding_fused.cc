@@ -1,71 +1,19 @@
-// N-API functions of the CPU engine's fused kernels (residual add + norm, bias + GELU), added to the
-// engine's exports by register_fused; argument order matches the CUDA engine's binding_fused.cc.
+// The CPU engine's residual-add + norm and bias + GELU kernels, added to the engine's exports by register_fused
+// through the bindings both engines share (native/common/fused_napi.h).
 #include <napi.h>
 
-#include "../common/napi_args.h"
+#include "../common/fused_napi.h"
 #include "fused.h"
 
 namespace andromeda::cpu {
 namespace {
 
-using namespace andromeda::napi_args;
-
-// (rms, dtype, a, b|null, scale|null, c, weight|null, bias|null, ...) — the leading arguments of both norm calls.
-AddNormArgs add_norm_args(const Napi::CallbackInfo& info, bool with_bias, int64_t rows, int64_t cols, double eps) {
-  AddNormArgs a{};
-  a.rms = flag(info[0]);
-  a.dtype = i32(info[1]);
-  a.a = ptr_of(info[2]);
-  a.b = opt_ptr(info[3]);
-  a.scale = opt_ptr(info[4]);
-  a.c = f64(info[5]);
-  a.weight = opt_ptr(info[6]);
-  a.bias = with_bias ? opt_ptr(info[7]) : nullptr;
-  a.rows = rows;
-  a.cols = cols;
-  a.eps = eps;
-  return a;
-}
-
-// (rms, dtype, a, b|null, scale|null, c, weight|null, bias|null, out, sum|null, stats, rows, cols, eps)
-Napi::Value AddNorm(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] {
-    const AddNormArgs a = add_norm_args(info, true, i64(info[11]), i64(info[12]), f64(info[13]));
-    add_norm(a, ptr_of(info[8]), opt_ptr(info[9]), ptr_of(info[10]));
-  });
-}
-
-// (rms, dtype, a, b|null, scale|null, c, weight|null, stats, gy, ga, gb|null, gscale|null, gw|null, gbias|null, rows, cols)
-Napi::Value AddNormGrad(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] {
-    const AddNormArgs a = add_norm_args(info, false, i64(info[14]), i64(info[15]), 0);
-    add_norm_grad(a, ptr_of(info[7]), ptr_of(info[8]), ptr_of(info[9]), opt_ptr(info[10]), opt_ptr(info[11]),
-                  opt_ptr(info[12]), opt_ptr(info[13]));
-  });
-}
-
-// (dtype, x, bias, out, rows, cols)
-Napi::Value BiasGelu(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] {
-    bias_gelu(i32(info[0]), ptr_of(info[1]), ptr_of(info[2]), ptr_of(info[3]), i64(info[4]), i64(info[5]));
-  });
-}
-
-// (dtype, x, bias, gy, gx, gbias|null, rows, cols)
-Napi::Value BiasGeluGrad(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] {
-    bias_gelu_grad(i32(info[0]), ptr_of(info[1]), ptr_of(info[2]), ptr_of(info[3]), ptr_of(info[4]), opt_ptr(info[5]),
-                   i64(info[6]), i64(info[7]));
-  });
-}
+constexpr char kEngine[] = "cpu engine";
 
 }  // namespace
 
 void register_fused(Napi::Env env, Napi::Object exports) {
-  exports.Set("addNorm", Napi::Function::New(env, AddNorm, "addNorm"));
-  exports.Set("addNormGrad", Napi::Function::New(env, AddNormGrad, "addNormGrad"));
-  exports.Set("biasGelu", Napi::Function::New(env, BiasGelu, "biasGelu"));
-  exports.Set("biasGeluGrad", Napi::Function::New(env, BiasGeluGrad, "biasGeluGrad"));
+  napi_args::NormGeluBinding<kEngine, add_norm, add_norm_grad, bias_gelu, bias_gelu_grad>::register_into(env, exports);
 }
 
 }  // namespace andromeda::cpu

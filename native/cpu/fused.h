@@ -2,22 +2,10 @@
 #pragma once
 #include <cstdint>
 
+#include "../common/add_norm_args.h"
+
 namespace andromeda::cpu {
 
-/** Residual add + norm over contiguous [rows, cols]: s = a + b · (scale · c), out = norm(s) · weight + bias.
- *  b, scale, weight and bias may be null (null b: a plain norm of a). */
-struct AddNormArgs {
-  int dtype;
-  bool rms;
-  const char* a;
-  const char* b;
-  const char* scale;
-  double c;
-  const char* weight;
-  const char* bias;
-  int64_t rows, cols;
-  double eps;
-};
 /** stats as in `norm`; `sum` (may be null) receives s rounded to the dtype, and out is then the norm of that. */
 void add_norm(const AddNormArgs& args, char* out, char* sum, char* stats);
 /** grad_a = ∂L/∂s; grad_b = grad_a · scale · c; grad_scale, grad_weight, grad_bias: sums over rows

@@ -7,7 +7,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "../common/napi_args.h"
+#include "../common/fused_napi.h"
 #include "engine.h"
 
 namespace andromeda::cuda {
@@ -15,59 +15,12 @@ namespace {
 
 using namespace andromeda::napi_args;
 
-// (rms, dtype, a, b|null, scale|null, c, weight|null, bias|null, ...) — the leading arguments of both norm calls.
-AddNormArgs add_norm_args(const Napi::CallbackInfo& info, bool with_bias, int64_t rows, int64_t cols, double eps) {
-  AddNormArgs a{};
-  a.rms = flag(info[0]);
-  a.dtype = i32(info[1]);
-  a.a = ptr_of(info[2]);
-  a.b = opt_ptr(info[3]);
-  a.scale = opt_ptr(info[4]);
-  a.c = f64(info[5]);
-  a.weight = opt_ptr(info[6]);
-  a.bias = with_bias ? opt_ptr(info[7]) : nullptr;
-  a.rows = rows;
-  a.cols = cols;
-  a.eps = eps;
-  return a;
-}
-
-// (rms, dtype, a, b|null, scale|null, c, weight|null, bias|null, out, sum|null, stats, rows, cols, eps)
-Napi::Value AddNorm(const Napi::CallbackInfo& info) {
-  return guarded(info, "cuda engine", [&] {
-    const AddNormArgs a = add_norm_args(info, true, i64(info[11]), i64(info[12]), f64(info[13]));
-    add_norm(a, ptr_of(info[8]), opt_ptr(info[9]), ptr_of(info[10]));
-  });
-}
-
-// (rms, dtype, a, b|null, scale|null, c, weight|null, stats, gy, ga, gb|null, gscale|null, gw|null, gbias|null, rows, cols)
-Napi::Value AddNormGrad(const Napi::CallbackInfo& info) {
-  return guarded(info, "cuda engine", [&] {
-    const AddNormArgs a = add_norm_args(info, false, i64(info[14]), i64(info[15]), 0);
-    add_norm_grad(a, ptr_of(info[7]), ptr_of(info[8]), ptr_of(info[9]), opt_ptr(info[10]), opt_ptr(info[11]),
-                  opt_ptr(info[12]), opt_ptr(info[13]));
-  });
-}
-
-// (dtype, x, bias, out, rows, cols)
-Napi::Value BiasGelu(const Napi::CallbackInfo& info) {
-  return guarded(info, "cuda engine", [&] {
-    bias_gelu(i32(info[0]), ptr_of(info[1]), ptr_of(info[2]), ptr_of(info[3]), i64(info[4]), i64(info[5]));
-  });
-}
-
-// (dtype, x, bias, gy, gx, gbias|null, rows, cols)
-Napi::Value BiasGeluGrad(const Napi::CallbackInfo& info) {
-  return guarded(info, "cuda engine", [&] {
-    bias_gelu_grad(i32(info[0]), ptr_of(info[1]), ptr_of(info[2]), ptr_of(info[3]), ptr_of(info[4]), opt_ptr(info[5]),
-                   i64(info[6]), i64(info[7]));
-  });
-}
+constexpr char kEngine[] = "cuda engine";
 
 // (params[], gradDtypes[], grads[], ms[], vs[], counts[], shadowDtypes[], shadows[] (0: none),
 //  lr, beta1, beta2, eps, weightDecay, bc1, bc2, gradScale)
 Napi::Value AdamWMany(const Napi::CallbackInfo& info) {
-  return guarded(info, "cuda engine", [&] {
+  return guarded(info, kEngine, [&] {
     const auto params = int_array(info[0]), grad_dtypes = int_array(info[1]), grads = int_array(info[2]);
     const auto ms = int_array(info[3]), vs = int_array(info[4]), counts = int_array(info[5]);
     const auto shadow_dtypes = int_array(info[6]), shadows = int_array(info[7]);
@@ -88,7 +41,7 @@ Napi::Value AdamWMany(const Napi::CallbackInfo& info) {
 
 // (dtype, table, ids, out, count, dim, vocab)
 Napi::Value EmbeddingGather(const Napi::CallbackInfo& info) {
-  return guarded(info, "cuda engine", [&] {
+  return guarded(info, kEngine, [&] {
     embedding_gather(i32(info[0]), ptr_of(info[1]), reinterpret_cast<const int32_t*>(ptr_of(info[2])), ptr_of(info[3]),
                      i64(info[4]), i64(info[5]), i64(info[6]));
   });
@@ -96,7 +49,7 @@ Napi::Value EmbeddingGather(const Napi::CallbackInfo& info) {
 
 // (dtype, transA, transB, m, n, k, alpha, a, lda, strideA, b, ldb, strideB, beta, c, ldc, strideC, batch, bias)
 Napi::Value GemmBias(const Napi::CallbackInfo& info) {
-  return guarded(info, "cuda engine", [&] {
+  return guarded(info, kEngine, [&] {
     GemmArgs g;
     g.dtype = i32(info[0]);
     g.trans_a = flag(info[1]);
@@ -117,10 +70,10 @@ Napi::Value GemmBias(const Napi::CallbackInfo& info) {
 
 void register_fused(Napi::Env env, Napi::Object exports) {
   const std::pair<const char*, Napi::Value (*)(const Napi::CallbackInfo&)> functions[] = {
-      {"addNorm", AddNorm}, {"addNormGrad", AddNormGrad}, {"biasGelu", BiasGelu}, {"biasGeluGrad", BiasGeluGrad},
       {"adamwMany", AdamWMany}, {"embeddingGather", EmbeddingGather}, {"gemmBias", GemmBias},
   };
   for (const auto& [name, fn] : functions) exports.Set(name, Napi::Function::New(env, fn, name));
+  napi_args::NormGeluBinding<kEngine, add_norm, add_norm_grad, bias_gelu, bias_gelu_grad>::register_into(env, exports);
 }
 
 }  // namespace andromeda::cuda
