@@ -13,6 +13,7 @@
 #include <string>
 
 #include "../runtime.h"
+#include "hopper_host.h"
 #include "forward_hopper.h"
 #include "forward_hopper_kernel.cuh"
 
@@ -43,16 +44,6 @@ Choice choice_from_env(std::string& value) {
                               " (expected auto, mma, hopper, hopper-cpasync, hopper-tma-serial, hopper-tma or hopper-tma-pingpong)");
 }
 
-int device_major() {
-  static const int major = [] {
-    int device = 0, value = 0;
-    check(cudaGetDevice(&device), "attention: cudaGetDevice");
-    check(cudaDeviceGetAttribute(&value, cudaDevAttrComputeCapabilityMajor, device), "attention: compute capability");
-    return value;
-  }();
-  return major;
-}
-
 /** Whether the kernels of this object were compiled for sm_90a (else their bodies are empty). */
 bool has_sm90a_image() {
   static const bool has = [] {
@@ -75,22 +66,6 @@ std::string unsupported_reason(const Params& p, int head_dim, bool transform) {
   if (device_major() != 9) return "the GPU has compute capability " + std::to_string(device_major()) + ".x (needs 9.x)";
   if (!has_sm90a_image()) return "the engine was built without sm_90a (ANDROMEDA_CUDA_ARCHS)";
   return "";
-}
-
-using EncodeTiled = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*, const cuuint64_t*,
-                                 const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave, CUtensorMapSwizzle,
-                                 CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
-
-EncodeTiled encode_tiled() {
-  static const EncodeTiled fn = [] {
-    void* ptr = nullptr;
-    cudaDriverEntryPointQueryResult found{};
-    check(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &ptr, 12000, cudaEnableDefault, &found),
-          "attention: looking up cuTensorMapEncodeTiled");
-    if (found != cudaDriverEntryPointSuccess || !ptr) throw std::runtime_error("attention: the driver has no cuTensorMapEncodeTiled");
-    return reinterpret_cast<EncodeTiled>(ptr);
-  }();
-  return fn;
 }
 
 /** [items][len][D] bf16 as a TMA tensor: boxes of 64 features × box_rows rows, 128-byte swizzle, zeros past the end. */
