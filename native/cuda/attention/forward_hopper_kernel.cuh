@@ -254,8 +254,14 @@ __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages, kTma>::kThr
       limit[r] = last - n0 - 2 * t;
     }
     const bool masked = n0 + kBlockN > p.k_len || (p.causal && n0 + kBlockN - 1 > wg_first_row + p.query_offset);
-    if (masked) softmax_tile<kBlockN, kAlibi, true>(s, row_max, row_sum, corr, p.scale_log2, slope, dpos, limit);
-    else softmax_tile<kBlockN, kAlibi, false>(s, row_max, row_sum, corr, p.scale_log2, slope, dpos, limit);
+    // Heads without a slope (andromeda-3b: 12 of 24) skip the bias arithmetic: the branch is uniform per CTA.
+    if (kAlibi && slope != 0.f) {
+      if (masked) softmax_tile<kBlockN, kAlibi, true>(s, row_max, row_sum, corr, p.scale_log2, slope, dpos, limit);
+      else softmax_tile<kBlockN, kAlibi, false>(s, row_max, row_sum, corr, p.scale_log2, slope, dpos, limit);
+    } else {
+      if (masked) softmax_tile<kBlockN, false, true>(s, row_max, row_sum, corr, p.scale_log2, slope, dpos, limit);
+      else softmax_tile<kBlockN, false, false>(s, row_max, row_sum, corr, p.scale_log2, slope, dpos, limit);
+    }
   };
   auto rescale_o = [&](const float (&corr)[2]) {
 #pragma unroll
