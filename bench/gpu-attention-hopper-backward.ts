@@ -10,8 +10,8 @@
 // choice. TFLOP/s count the backward as 2.5× the forward's 4·n²·d·h (halved when causal).
 import { getBackend, type AttentionArgs, type Dense } from '../src/backend/index.js';
 import type { CudaBackend } from '../src/backend/cuda.js';
-import { DTYPE_BYTES, decodeHost, encodeHost, type DType } from '../src/tensor/dtype.js';
 import { Generator } from '../src/tensor/random.js';
+import { medianMs, randomBuffer, readBuffer } from './gpu-buffers.js';
 
 const ENV = 'ANDROMEDA_ATTENTION_BACKWARD';
 const ALL = ['mma', 'hopper-cpasync', 'hopper-tma-red', 'hopper-tma'];
@@ -20,38 +20,6 @@ const argv = process.argv.slice(2);
 const N = Number(argv.find((a) => /^\d+$/.test(a)) ?? 32768);
 const kernels = argv.flatMap((a, i) => (a === '--kernel' && argv[i + 1] ? [argv[i + 1]!] : []));
 const gen = new Generator(11);
-
-function randomBuffer(dtype: DType, count: number, scale = 1): Dense {
-  const block = 1 << 20;
-  const raw = encodeHost(dtype, Float64Array.from({ length: block + 4099 }, () => scale * gen.normal()));
-  const bytesPer = DTYPE_BYTES[dtype];
-  const handle = gpu.alloc(Math.max(16, count * bytesPer));
-  for (let at = 0, shift = 0; at < count; at += block, shift = (shift + 1031) % 4099) {
-    const n = Math.min(block, count - at);
-    gpu.upload(handle, at * bytesPer, new Uint8Array(raw.buffer, raw.byteOffset + shift * bytesPer, n * bytesPer));
-  }
-  return { handle, offset: 0, dtype };
-}
-
-function read(d: Dense, count: number): Float64Array {
-  return Float64Array.from(decodeHost(d.dtype, gpu.download(d.handle, 0, count * DTYPE_BYTES[d.dtype]), count));
-}
-
-function medianMs(fn: () => void, samples = 5): number {
-  fn();
-  gpu.synchronize();
-  const once = (() => { const t = performance.now(); fn(); gpu.synchronize(); return performance.now() - t; })();
-  const reps = Math.max(1, Math.min(200, Math.ceil(30 / Math.max(once, 1e-3))));
-  const times: number[] = [];
-  for (let s = 0; s < samples; s++) {
-    const t0 = performance.now();
-    for (let i = 0; i < reps; i++) fn();
-    gpu.synchronize();
-    times.push((performance.now() - t0) / reps);
-  }
-  times.sort((a, b) => a - b);
-  return times[samples >> 1]!;
-}
 
 interface Shape {
   label: string; n: number; heads: number; kvHeads: number; dim: number; causal: boolean;
@@ -63,11 +31,11 @@ interface Buffers { q: Dense; k: Dense; v: Dense; out: Dense; lse: Dense; gout: 
 function buffers(s: Shape): Buffers {
   const nq = s.heads * s.n * s.dim, nk = s.kvHeads * s.n * s.dim;
   return {
-    q: randomBuffer('bfloat16', nq), k: randomBuffer('bfloat16', nk), v: randomBuffer('bfloat16', nk),
-    out: randomBuffer('bfloat16', nq), lse: randomBuffer('float32', s.heads * s.n), gout: randomBuffer('bfloat16', nq),
-    dq: randomBuffer('bfloat16', nq), dk: randomBuffer('bfloat16', nk), dv: randomBuffer('bfloat16', nk),
-    ks: s.andromeda ? randomBuffer('float32', s.heads * s.dim, 0.1) : null,
-    dks: s.andromeda ? randomBuffer('float32', s.heads * s.dim) : null,
+    q: randomBuffer(gpu, gen, 'bfloat16', nq), k: randomBuffer(gpu, gen, 'bfloat16', nk), v: randomBuffer(gpu, gen, 'bfloat16', nk),
+    out: randomBuffer(gpu, gen, 'bfloat16', nq), lse: randomBuffer(gpu, gen, 'float32', s.heads * s.n), gout: randomBuffer(gpu, gen, 'bfloat16', nq),
+    dq: randomBuffer(gpu, gen, 'bfloat16', nq), dk: randomBuffer(gpu, gen, 'bfloat16', nk), dv: randomBuffer(gpu, gen, 'bfloat16', nk),
+    ks: s.andromeda ? randomBuffer(gpu, gen, 'float32', s.heads * s.dim, 0.1) : null,
+    dks: s.andromeda ? randomBuffer(gpu, gen, 'float32', s.heads * s.dim) : null,
   };
 }
 function free(b: Buffers): void { for (const d of Object.values(b)) if (d) gpu.free(d.handle); }
@@ -142,9 +110,9 @@ for (const kernel of chosen.filter((k) => k !== 'mma')) {
     try {
       forward(s, b);
       backward('mma', s, b);
-      const ref = [read(b.dq, nq), read(b.dk, nk), read(b.dv, nk)];
+      const ref = [readBuffer(gpu, b.dq, nq), readBuffer(gpu, b.dk, nk), readBuffer(gpu, b.dv, nk)];
       backward(kernel, s, b);
-      const got = [read(b.dq, nq), read(b.dk, nk), read(b.dv, nk)];
+      const got = [readBuffer(gpu, b.dq, nq), readBuffer(gpu, b.dk, nk), readBuffer(gpu, b.dv, nk)];
       console.log(`| ${kernel} | ${s.label} | ${got.map((g, i) => difference(g, ref[i]!).toExponential(1)).join(' | ')} |`);
     } catch (e) {
       console.log(`| ${kernel} | ${s.label} | error: ${(e as Error).message} | | |`);
@@ -160,7 +128,7 @@ for (const s of timed) {
   forward(s, b);
   for (const kernel of chosen) {
     try {
-      const ms = medianMs(() => backward(kernel, s, b));
+      const ms = medianMs(gpu, () => backward(kernel, s, b));
       const flops = (2.5 * 4 * s.n * s.n * s.dim * s.heads) / (s.causal ? 2 : 1);
       console.log(`| ${kernel} | ${s.label} | ${s.n} | ${ms.toFixed(2)} | ${(flops / ms / 1e9).toFixed(0)} |`);
     } catch (e) {

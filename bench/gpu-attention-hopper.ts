@@ -7,8 +7,8 @@
 // bench/gpu-attention-hopper.sh runs one process per kernel). TFLOP/s count causal work as half the square.
 import { getBackend, type AttentionArgs, type Dense } from '../src/backend/index.js';
 import type { CudaBackend } from '../src/backend/cuda.js';
-import { DTYPE_BYTES, decodeHost, encodeHost, type DType } from '../src/tensor/dtype.js';
 import { Generator } from '../src/tensor/random.js';
+import { medianMs, randomBuffer, readBuffer } from './gpu-buffers.js';
 
 const ENV = 'ANDROMEDA_ATTENTION_FORWARD';
 const ALL = ['mma', 'hopper-cpasync', 'hopper-tma-serial', 'hopper-tma', 'hopper-tma-pingpong'];
@@ -17,38 +17,6 @@ const argv = process.argv.slice(2);
 const N = Number(argv.find((a) => /^\d+$/.test(a)) ?? 32768);
 const kernels = argv.flatMap((a, i) => (a === '--kernel' && argv[i + 1] ? [argv[i + 1]!] : []));
 const gen = new Generator(7);
-
-function randomBuffer(dtype: DType, count: number): Dense {
-  const block = 1 << 20;
-  const raw = encodeHost(dtype, Float64Array.from({ length: block + 4099 }, () => gen.normal()));
-  const bytesPer = DTYPE_BYTES[dtype];
-  const handle = gpu.alloc(Math.max(16, count * bytesPer));
-  for (let at = 0, shift = 0; at < count; at += block, shift = (shift + 1031) % 4099) {
-    const n = Math.min(block, count - at);
-    gpu.upload(handle, at * bytesPer, new Uint8Array(raw.buffer, raw.byteOffset + shift * bytesPer, n * bytesPer));
-  }
-  return { handle, offset: 0, dtype };
-}
-
-function read(d: Dense, count: number): Float64Array {
-  return Float64Array.from(decodeHost(d.dtype, gpu.download(d.handle, 0, count * DTYPE_BYTES[d.dtype]), count));
-}
-
-function medianMs(fn: () => void, samples = 5): number {
-  fn();
-  gpu.synchronize();
-  const once = (() => { const t = performance.now(); fn(); gpu.synchronize(); return performance.now() - t; })();
-  const reps = Math.max(1, Math.min(200, Math.ceil(30 / Math.max(once, 1e-3))));
-  const times: number[] = [];
-  for (let s = 0; s < samples; s++) {
-    const t0 = performance.now();
-    for (let i = 0; i < reps; i++) fn();
-    gpu.synchronize();
-    times.push((performance.now() - t0) / reps);
-  }
-  times.sort((a, b) => a - b);
-  return times[samples >> 1]!;
-}
 
 interface Shape { label: string; n: number; heads: number; kvHeads: number; dim: number; causal: boolean; alibi: boolean }
 
@@ -65,9 +33,9 @@ function args(s: Shape): AttentionArgs {
 interface Buffers { q: Dense; k: Dense; v: Dense; out: Dense; lse: Dense }
 function buffers(s: Shape): Buffers {
   return {
-    q: randomBuffer('bfloat16', s.heads * s.n * s.dim), k: randomBuffer('bfloat16', s.kvHeads * s.n * s.dim),
-    v: randomBuffer('bfloat16', s.kvHeads * s.n * s.dim), out: randomBuffer('bfloat16', s.heads * s.n * s.dim),
-    lse: randomBuffer('float32', s.heads * s.n),
+    q: randomBuffer(gpu, gen, 'bfloat16', s.heads * s.n * s.dim), k: randomBuffer(gpu, gen, 'bfloat16', s.kvHeads * s.n * s.dim),
+    v: randomBuffer(gpu, gen, 'bfloat16', s.kvHeads * s.n * s.dim), out: randomBuffer(gpu, gen, 'bfloat16', s.heads * s.n * s.dim),
+    lse: randomBuffer(gpu, gen, 'float32', s.heads * s.n),
   };
 }
 function free(b: Buffers): void { for (const d of Object.values(b)) gpu.free(d.handle); }
@@ -112,9 +80,9 @@ for (const kernel of chosen.filter((k) => k !== 'mma')) {
     const b = buffers(s);
     try {
       run('mma', s, b);
-      const refOut = read(b.out, s.heads * s.n * s.dim), refLse = read(b.lse, s.heads * s.n);
+      const refOut = readBuffer(gpu, b.out, s.heads * s.n * s.dim), refLse = readBuffer(gpu, b.lse, s.heads * s.n);
       run(kernel, s, b);
-      const out = read(b.out, s.heads * s.n * s.dim), lse = read(b.lse, s.heads * s.n);
+      const out = readBuffer(gpu, b.out, s.heads * s.n * s.dim), lse = readBuffer(gpu, b.lse, s.heads * s.n);
       console.log(`| ${kernel} | ${s.label} | ${difference(out, refOut).toExponential(1)} | ${difference(lse, refLse).toExponential(1)} |`);
     } catch (e) {
       console.log(`| ${kernel} | ${s.label} | error: ${(e as Error).message} | |`);
@@ -129,7 +97,7 @@ for (const s of timed) {
   const b = buffers(s);
   for (const kernel of chosen) {
     try {
-      const ms = medianMs(() => run(kernel, s, b));
+      const ms = medianMs(gpu, () => run(kernel, s, b));
       const flops = (4 * s.n * s.n * s.dim * s.heads) / (s.causal ? 2 : 1);
       console.log(`| ${kernel} | ${s.label} | ${s.n} | ${ms.toFixed(2)} | ${(flops / ms / 1e9).toFixed(0)} |`);
     } catch (e) {

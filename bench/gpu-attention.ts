@@ -14,8 +14,8 @@ import { spawnSync } from 'node:child_process';
 import { getBackend, type AttentionArgs, type Dense } from '../src/backend/index.js';
 import type { CudaBackend } from '../src/backend/cuda.js';
 import type { CudaAttentionPath } from '../src/backend/cuda-attention.js';
-import { DTYPE_BYTES, encodeHost, type DType } from '../src/tensor/dtype.js';
 import { Generator } from '../src/tensor/random.js';
+import { medianMs, randomBuffer } from './gpu-buffers.js';
 import { attentionTransformPlan, setAttentionTransform, type AttentionTransform } from '../tests/gpu/attention-transform.js';
 
 const gpu = getBackend('cuda') as CudaBackend;
@@ -23,36 +23,6 @@ const argv = process.argv.slice(2);
 const N = Number(argv.find((a) => /^\d+$/.test(a)) ?? 32768);
 const withTorch = !argv.includes('--no-torch');
 const gen = new Generator(5);
-
-/** A device buffer of random normal values (a random block repeated at shifting offsets). */
-function randomBuffer(dtype: DType, count: number, scale = 1, offset = 0): Dense {
-  const block = 1 << 20;
-  const values = Float64Array.from({ length: block + 4099 }, () => offset + scale * gen.normal());
-  const raw = encodeHost(dtype, values);
-  const bytesPer = DTYPE_BYTES[dtype];
-  const handle = gpu.alloc(Math.max(16, count * bytesPer));
-  for (let at = 0, shift = 0; at < count; at += block, shift = (shift + 1031) % 4099) {
-    const n = Math.min(block, count - at);
-    gpu.upload(handle, at * bytesPer, new Uint8Array(raw.buffer, raw.byteOffset + shift * bytesPer, n * bytesPer));
-  }
-  return { handle, offset: 0, dtype };
-}
-
-function medianMs(fn: () => void, samples = 5): number {
-  fn();
-  gpu.synchronize();
-  const once = (() => { const t = performance.now(); fn(); gpu.synchronize(); return performance.now() - t; })();
-  const reps = Math.max(1, Math.min(200, Math.ceil(20 / Math.max(once, 1e-3))));
-  const times: number[] = [];
-  for (let s = 0; s < samples; s++) {
-    const t0 = performance.now();
-    for (let i = 0; i < reps; i++) fn();
-    gpu.synchronize();
-    times.push((performance.now() - t0) / reps);
-  }
-  times.sort((a, b) => a - b);
-  return times[samples >> 1]!;
-}
 
 interface Setup { label: string; heads: number; kvHeads: number; dim: number; alibi: boolean; xpos: boolean; keyScale: boolean }
 
@@ -73,15 +43,15 @@ const ours = new Map<string, { fwd: number; bwd: number }>();
 
 /** Median forward and backward ms of one causal prefill of n tokens, and the transform path it took. */
 function timePrefill(s: Setup, n: number): { fwd: number; bwd: number; plan: string } {
-  const q = randomBuffer('bfloat16', s.heads * n * s.dim), k = randomBuffer('bfloat16', s.kvHeads * n * s.dim), v = randomBuffer('bfloat16', s.kvHeads * n * s.dim);
-  const ks = s.keyScale ? randomBuffer('float32', s.heads * s.dim, 0.2, 1) : null;
-  const out = randomBuffer('bfloat16', s.heads * n * s.dim), lse = randomBuffer('float32', s.heads * n);
-  const go = randomBuffer('bfloat16', s.heads * n * s.dim);
-  const dq = randomBuffer('bfloat16', s.heads * n * s.dim), dk = randomBuffer('bfloat16', s.kvHeads * n * s.dim), dv = randomBuffer('bfloat16', s.kvHeads * n * s.dim);
-  const dks = ks ? randomBuffer('float32', s.heads * s.dim) : null;
+  const q = randomBuffer(gpu, gen, 'bfloat16', s.heads * n * s.dim), k = randomBuffer(gpu, gen, 'bfloat16', s.kvHeads * n * s.dim), v = randomBuffer(gpu, gen, 'bfloat16', s.kvHeads * n * s.dim);
+  const ks = s.keyScale ? randomBuffer(gpu, gen, 'float32', s.heads * s.dim, 0.2, 1) : null;
+  const out = randomBuffer(gpu, gen, 'bfloat16', s.heads * n * s.dim), lse = randomBuffer(gpu, gen, 'float32', s.heads * n);
+  const go = randomBuffer(gpu, gen, 'bfloat16', s.heads * n * s.dim);
+  const dq = randomBuffer(gpu, gen, 'bfloat16', s.heads * n * s.dim), dk = randomBuffer(gpu, gen, 'bfloat16', s.kvHeads * n * s.dim), dv = randomBuffer(gpu, gen, 'bfloat16', s.kvHeads * n * s.dim);
+  const dks = ks ? randomBuffer(gpu, gen, 'float32', s.heads * s.dim) : null;
   const args = argsFor(s, n, n, { keyScale: ks });
-  const fwd = medianMs(() => gpu.attentionForwardOn('tiled', q, k, v, out, lse, args));
-  const bwd = medianMs(() => gpu.attentionBackward(q, k, v, out, lse, go, dq, dk, dv, dks, args));
+  const fwd = medianMs(gpu, () => gpu.attentionForwardOn('tiled', q, k, v, out, lse, args), 5, 20);
+  const bwd = medianMs(gpu, () => gpu.attentionBackward(q, k, v, out, lse, go, dq, dk, dv, dks, args), 5, 20);
   const plan = attentionTransformPlan(gpu, q, lse, args);
   for (const d of [q, k, v, out, lse, go, dq, dk, dv, ks, dks]) if (d) gpu.free(d.handle);
   return { fwd, bwd, plan };
@@ -95,11 +65,11 @@ function benchPrefill(s: Setup, n: number): void {
 }
 
 function benchDecode(s: Setup, n: number, qLen: number, path: CudaAttentionPath): string {
-  const q = randomBuffer('bfloat16', s.heads * qLen * s.dim), k = randomBuffer('bfloat16', s.kvHeads * n * s.dim), v = randomBuffer('bfloat16', s.kvHeads * n * s.dim);
-  const ks = s.keyScale ? randomBuffer('float32', s.heads * s.dim, 0.2, 1) : null;
-  const out = randomBuffer('bfloat16', s.heads * qLen * s.dim), lse = randomBuffer('float32', s.heads * qLen);
+  const q = randomBuffer(gpu, gen, 'bfloat16', s.heads * qLen * s.dim), k = randomBuffer(gpu, gen, 'bfloat16', s.kvHeads * n * s.dim), v = randomBuffer(gpu, gen, 'bfloat16', s.kvHeads * n * s.dim);
+  const ks = s.keyScale ? randomBuffer(gpu, gen, 'float32', s.heads * s.dim, 0.2, 1) : null;
+  const out = randomBuffer(gpu, gen, 'bfloat16', s.heads * qLen * s.dim), lse = randomBuffer(gpu, gen, 'float32', s.heads * qLen);
   const args = argsFor(s, n, qLen, { keyScale: ks });
-  const ms = medianMs(() => gpu.attentionForwardOn(path, q, k, v, out, lse, args), 7);
+  const ms = medianMs(gpu, () => gpu.attentionForwardOn(path, q, k, v, out, lse, args), 7, 20);
   const bytes = 2 * s.kvHeads * n * s.dim * 2;
   for (const d of [q, k, v, out, lse, ks]) if (d) gpu.free(d.handle);
   return `| ${s.label} | ${path} | ${qLen} | ${n} | ${(ms * 1e3).toFixed(0)} | ${(bytes / (ms * 1e-3) / 1e9).toFixed(0)} |`;
@@ -113,8 +83,8 @@ const orca: Setup = { label: 'orca attention: MQA 8×64 + ALiBi + xPos', heads: 
 
 if (argv.includes('--forward-once')) {
   for (const s of [plain, featured]) {
-    const q = randomBuffer('bfloat16', s.heads * N * s.dim), k = randomBuffer('bfloat16', s.kvHeads * N * s.dim), v = randomBuffer('bfloat16', s.kvHeads * N * s.dim);
-    const out = randomBuffer('bfloat16', s.heads * N * s.dim), lse = randomBuffer('float32', s.heads * N);
+    const q = randomBuffer(gpu, gen, 'bfloat16', s.heads * N * s.dim), k = randomBuffer(gpu, gen, 'bfloat16', s.kvHeads * N * s.dim), v = randomBuffer(gpu, gen, 'bfloat16', s.kvHeads * N * s.dim);
+    const out = randomBuffer(gpu, gen, 'bfloat16', s.heads * N * s.dim), lse = randomBuffer(gpu, gen, 'float32', s.heads * N);
     gpu.attentionForwardOn('tiled', q, k, v, out, lse, argsFor(s, N, N, { keyScale: null }));
     gpu.synchronize();
   }
@@ -141,9 +111,9 @@ if (argv.includes('--transforms')) {
 
 if (argv.includes('--decode-once')) {
   const s = andromeda, n = 32768;
-  const q = randomBuffer('bfloat16', s.heads * s.dim), k = randomBuffer('bfloat16', n * s.dim), v = randomBuffer('bfloat16', n * s.dim);
-  const ks = randomBuffer('float32', s.heads * s.dim, 0.2, 1);
-  const out = randomBuffer('bfloat16', s.heads * s.dim), lse = randomBuffer('float32', s.heads);
+  const q = randomBuffer(gpu, gen, 'bfloat16', s.heads * s.dim), k = randomBuffer(gpu, gen, 'bfloat16', n * s.dim), v = randomBuffer(gpu, gen, 'bfloat16', n * s.dim);
+  const ks = randomBuffer(gpu, gen, 'float32', s.heads * s.dim, 0.2, 1);
+  const out = randomBuffer(gpu, gen, 'bfloat16', s.heads * s.dim), lse = randomBuffer(gpu, gen, 'float32', s.heads);
   for (let i = 0; i < 2; i++) gpu.attentionForwardOn('decode', q, k, v, out, lse, argsFor(s, n, 1, { keyScale: ks }));
   gpu.synchronize();
   process.exit(0);
