@@ -75,11 +75,13 @@ for (let i = 0; i < tokensHost.length; i++) tokensHost[i] = Math.floor(gen.unifo
 const tokens = keep(Tensor.fromArray(tokensHost, [batch, seqLen], 'int32', device));
 
 let stepCount = 0;
-function trainStep(): { loss: number; fwdBwd: number; optim: number; norm: number } {
+function trainStep(): { loss: number; fwdBwd: number; issue: number; optim: number; norm: number } {
   const s0 = performance.now();
+  let issued = s0;
   const loss = tidy(() => {
     const l = model.loss(tokens, { attention, checkpoint: checkpointBlocks });
     l.backward();
+    issued = performance.now();  // the host has enqueued the whole forward and backward pass
     return l.item();
   });
   gpu.synchronize();
@@ -106,7 +108,7 @@ function trainStep(): { loss: number; fwdBwd: number; optim: number; norm: numbe
   optimizer.zeroGrad();
   gpu.synchronize();
   const s2 = performance.now();
-  return { loss, fwdBwd: s1 - s0, optim: s2 - s1, norm };
+  return { loss, fwdBwd: s1 - s0, issue: issued - s0, optim: s2 - s1, norm };
 }
 
 const stepsDone: ReturnType<typeof trainStep>[] = [];
@@ -127,7 +129,7 @@ const flops = 6 * paramCount * tokensPerStep + 6 * c.depth * c.heads * c.headDim
 console.log(`# ${gpu.description ?? device}; ${gpu.gemmLibrary?.() ?? ''}`);
 console.log(`# ${preset}: ${paramCount.toLocaleString('en')} parameters, batch ${batch} × ${seqLen}, setup ${setupSeconds.toFixed(1)} s, optimizer path: ${fused ? 'AdamW optimizer (gradNorm with one wait, adamwMany writing the bf16 weights)' : 'per tensor (sumOfSquares, adamw + cast copy)'}, attention ${attention}${attention === 'auto' ? ` (${typeof gpu.attentionForward === 'function' ? 'fused kernels' : 'reference'})` : ''}${checkpointBlocks ? ', activation checkpointing' : ''}`);
 for (const [i, s] of stepsDone.entries()) {
-  console.log(`step ${i + 1}: loss ${s.loss.toFixed(4)}, grad norm ${s.norm.toFixed(3)}, forward+backward ${s.fwdBwd.toFixed(1)} ms, clip+AdamW ${s.optim.toFixed(1)} ms`);
+  console.log(`step ${i + 1}: loss ${s.loss.toFixed(4)}, grad norm ${s.norm.toFixed(3)}, forward+backward ${s.fwdBwd.toFixed(1)} ms (host enqueued it in ${s.issue.toFixed(1)} ms), clip+AdamW ${s.optim.toFixed(1)} ms`);
 }
 if (error) console.log(`stopped: ${error}`);
 console.log(`| ${preset} | ${batch} × ${seqLen} | ${measured.length ? stepMs.toFixed(1) : '–'} ms | ${measured.length ? Math.round(tokensPerStep / (stepMs / 1000)).toLocaleString('en') : '–'} tok/s | ${measured.length ? (flops / (stepMs / 1000) / 1e12).toFixed(1) : '–'} TFLOP/s | peak ${(stats.peakAllocated / GiB).toFixed(1)} GiB allocated, ${(stats.reserved / GiB).toFixed(1)} GiB reserved |`);

@@ -49,6 +49,19 @@ VOID_KERNEL(Free, cu::free(ptr_of(info[0])))
 VOID_KERNEL(Synchronize, cu::synchronize())
 VOID_KERNEL(ResetPeak, cu::reset_peak())
 VOID_KERNEL(EmptyCache, cu::empty_cache())
+Napi::Value TimingMark(const Napi::CallbackInfo& info) {
+  return guarded(info, "cuda engine", [&] { return Napi::Number::New(info.Env(), cu::timing_mark()); });
+}
+
+Napi::Value TimingRead(const Napi::CallbackInfo& info) {
+  return guarded(info, "cuda engine", [&] {
+    const std::vector<double> ms = cu::timing_read();
+    Napi::Float64Array out = Napi::Float64Array::New(info.Env(), ms.size());
+    for (size_t i = 0; i < ms.size(); i++) out[i] = ms[i];
+    return out;
+  });
+}
+
 VOID_KERNEL(SetMemoryLimit, cu::set_memory_limit(size_t(i64(info[0]))))
 
 Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
@@ -197,6 +210,7 @@ Napi::Object Register(Napi::Env env, Napi::Object exports) {
       {"deviceCount", DeviceCount}, {"init", Init}, {"gemmLibrary", GemmLibrary},
       {"alloc", Alloc}, {"free", Free}, {"synchronize", Synchronize}, {"memoryStats", MemoryStats},
       {"resetPeakMemory", ResetPeak}, {"emptyCache", EmptyCache}, {"setMemoryLimit", SetMemoryLimit},
+      {"timingMark", TimingMark}, {"timingRead", TimingRead},
       {"upload", Upload}, {"download", Download}, {"copy", Copy}, {"fill", Fill}, {"unary", Unary},
       {"unaryGrad", UnaryGrad}, {"binary", Binary}, {"reduce", Reduce}, {"gemm", Gemm}, {"softmax", Softmax},
       {"softmaxGrad", SoftmaxGrad}, {"norm", Norm}, {"normGrad", NormGrad}, {"crossEntropy", CrossEntropy},

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "../common/add_norm_args.h"
 
@@ -21,6 +22,12 @@ int sm_count();
 void synchronize();
 void upload(char* dst, const void* src, size_t bytes);
 void download(void* dst, const char* src, size_t bytes);
+
+// ---- Profiling marks (timing.cc) ----
+/** Records an event on the stream; returns its index in the current round. */
+int timing_mark();
+/** Waits, returns the milliseconds between consecutive marks of the round, and starts a new round. */
+std::vector<double> timing_read();
 
 // ---- Memory (allocator.cc) ----
 struct MemoryStats {

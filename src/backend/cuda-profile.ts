@@ -1,8 +1,13 @@
-// Per-kernel timing of an engine, for finding the slow call in a training step:
-// ANDROMEDA_CUDA_PROFILE=1 wraps every kernel method with a device wait before and after it, sums the
-// time per (method, arguments' shape) and prints the costliest entries at exit. Waiting serialises
-// the engine, so totals are for comparing calls, not for throughput.
+// Per-kernel timing of an engine, for finding the slow call in a training step. Sums the time per
+// (method, arguments' shape) and prints the costliest entries at exit.
+// ANDROMEDA_CUDA_PROFILE=1 ('waits') wraps every kernel method with a device wait before and after it:
+// serialised, so totals are for comparing calls, not for throughput (launch latency is counted in).
+// ANDROMEDA_CUDA_PROFILE=events records a device event before and after each call instead: the device's
+// own time per kernel with the host still running ahead, plus the idle gaps between calls (time the
+// device waited for the host, or spent in copies the profiler does not wrap).
 import type { Backend } from './backend.js';
+
+interface TimingEngine { timingMark(): number; timingRead(): Float64Array; synchronize(): void }
 
 const KERNELS = [
   'copy', 'fill', 'unary', 'unaryGrad', 'binary', 'reduce', 'matmul', 'softmax', 'softmaxGrad', 'norm', 'normGrad',
@@ -29,29 +34,59 @@ function signature(args: unknown[]): string {
   }).join(' ');
 }
 
-export function installProfiler(engine: Backend): void {
+export function installProfiler(engine: Backend & TimingEngine, mode: 'waits' | 'events'): void {
   const totals = new Map<string, { ms: number; calls: number }>();
+  const add = (key: string, ms: number) => {
+    const entry = totals.get(key) ?? { ms: 0, calls: 0 };
+    entry.ms += ms;
+    entry.calls++;
+    totals.set(key, entry);
+  };
   const target = engine as unknown as Record<string, (...args: unknown[]) => unknown>;
+  let idle = 0;
+  let pending: string[] = [];
+  // Marks come in pairs around each call; the gap from one call's end to the next call's start is idle time.
+  const collect = () => {
+    const gaps = engine.timingRead();
+    pending.forEach((key, i) => {
+      add(key, gaps[2 * i]!);
+      if (2 * i + 1 < gaps.length) idle += gaps[2 * i + 1]!;
+    });
+    pending = [];
+  };
+  if (mode === 'events') {
+    const synchronize = engine.synchronize.bind(engine);
+    engine.synchronize = () => { synchronize(); if (pending.length) collect(); };
+  }
   for (const name of KERNELS) {
     const original = target[name];
     if (typeof original !== 'function') continue;
+    if (mode === 'events') {
+      target[name] = (...args: unknown[]) => {
+        engine.timingMark();
+        const result = original.apply(engine, args);
+        engine.timingMark();
+        pending.push(`${name} ${signature(args)}`);
+        if (pending.length >= 4096) collect();
+        return result;
+      };
+      continue;
+    }
     target[name] = (...args: unknown[]) => {
       engine.synchronize();
       const t0 = performance.now();
       const result = original.apply(engine, args);
       engine.synchronize();
-      const key = `${name} ${signature(args)}`;
-      const entry = totals.get(key) ?? { ms: 0, calls: 0 };
-      entry.ms += performance.now() - t0;
-      entry.calls++;
-      totals.set(key, entry);
+      add(`${name} ${signature(args)}`, performance.now() - t0);
       return result;
     };
   }
   process.on('exit', () => {
+    if (pending.length) collect();
     const rows = [...totals.entries()].sort((a, b) => b[1].ms - a[1].ms);
     const all = rows.reduce((s, [, e]) => s + e.ms, 0);
     console.log(`\n# ${engine.device} kernel profile: ${all.toFixed(1)} ms in ${rows.reduce((s, [, e]) => s + e.calls, 0)} calls; costliest:`);
+    if (mode === 'events') console.log(`# device idle between profiled calls: ${idle.toFixed(1)} ms`);
     for (const [key, e] of rows.slice(0, 30)) console.log(`${e.ms.toFixed(1).padStart(10)} ms ${String(e.calls).padStart(6)}×  ${key}`);
   });
 }

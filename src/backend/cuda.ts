@@ -24,6 +24,8 @@ interface CudaAddon extends NativeKernels, CudaAttentionAddon {
   memoryStats(): CudaMemoryStats;
   emptyCache(): void;
   setMemoryLimit(bytes: number): void;
+  timingMark(): number;
+  timingRead(): Float64Array;
   /** With a shadow buffer, also writes the updated weights in the shadow's (half) dtype. */
   adamw(param: number, gradDtype: number, grad: number, m: number, v: number, count: number,
     lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number, gradScale: number,
@@ -89,7 +91,8 @@ export class CudaBackend extends NativeBackend<CudaAddon> {
     } catch (e) {
       throw new Error(`no CUDA device: ${(e as Error).message.replace(/^cuda engine: /, '')}`);
     }
-    if (process.env.ANDROMEDA_CUDA_PROFILE === '1') installProfiler(this);
+    const profile = process.env.ANDROMEDA_CUDA_PROFILE;
+    if (profile === '1' || profile === 'events') installProfiler(this, profile === 'events' ? 'events' : 'waits');
   }
 
   /** The matrix library in use, loading it if needed (throws, naming ANDROMEDA_CUBLASLT, when missing). */
@@ -100,6 +103,10 @@ export class CudaBackend extends NativeBackend<CudaAddon> {
   setMemoryLimit(bytes: number): void { this.addon.setMemoryLimit(bytes); }
 
   synchronize(): void { this.addon.synchronize(); }
+  /** Records a timing event on the stream (profiling); `timingRead` returns the gaps between marks. */
+  timingMark(): number { return this.addon.timingMark(); }
+  /** Waits; milliseconds between consecutive marks since the last read, on the device's clock. */
+  timingRead(): Float64Array { return this.addon.timingRead(); }
   override memoryStats(): CudaMemoryStats { return this.addon.memoryStats(); }
 
   // Extensions beyond the Backend contract, for mixed-precision training loops.
