@@ -4,7 +4,9 @@
 // backward pass recomputes it from a and b with the same instructions, so both see the same values.
 // Backward: one block handles `rows_per_block` consecutive rows; every thread owns the same columns
 // in every row, so the column sums (weight, bias and residual-scale gradients) accumulate per thread
-// without atomics, in shared memory when they fit, and are summed over blocks in a fixed order.
+// without atomics (in shared memory when they fit, else in the block's partial row), and are summed over
+// blocks in a fixed order. Rows up to 1,024 packs keep their values in registers between passes (the
+// `_cached` kernels); wider rows re-read them.
 #include <algorithm>
 
 #include "common.cuh"
@@ -101,6 +103,67 @@ __global__ void add_norm_kernel(bool rms, Residual<T> r, const T* w, const T* bi
   }
 }
 
+// The register-cached kernels run up to 512 threads with up to two packs each (rows up to 1,024 packs).
+constexpr int kCachedThreads = 512;
+
+/** The forward pass for rows of at most P packs per thread: s stays in registers across the three passes. */
+template <typename T, int W, int P>
+__global__ void __launch_bounds__(kCachedThreads) add_norm_cached(bool rms, Residual<T> r, const T* w, const T* bias, T* out, T* sum_out,
+                                stat_t<T>* stats, double eps) {
+  using C = compute_t<T>;
+  const int64_t cols = r.cols, row = int64_t(blockIdx.x) * cols, packs = cols / W;
+  const bool round = sum_out != nullptr;
+  C s[P][W];
+  C acc = 0;
+#pragma unroll
+  for (int t = 0; t < P; t++) {
+    const int64_t p = threadIdx.x + int64_t(t) * blockDim.x;
+    if (p >= packs) continue;
+    residual_pack<T, W>(r, row, p * W, round, s[t]);
+    if (sum_out) {
+      Pack<T, W> o;
+#pragma unroll
+      for (int k = 0; k < W; k++) store(&o.v[k], s[t][k]);
+      store_pack<T, W>(sum_out + row + p * W, o);
+    }
+#pragma unroll
+    for (int k = 0; k < W; k++) acc += s[t][k];
+  }
+  const C mean = rms ? C(0) : block_sum(acc) / C(cols);
+  C ss = 0;
+#pragma unroll
+  for (int t = 0; t < P; t++) {
+    const int64_t p = threadIdx.x + int64_t(t) * blockDim.x;
+    if (p >= packs) continue;
+#pragma unroll
+    for (int k = 0; k < W; k++) {
+      const C d = s[t][k] - mean;
+      ss += d * d;
+    }
+  }
+  const C rstd = C(1) / sqrt(block_sum(ss) / C(cols) + C(eps));
+  if (threadIdx.x == 0) {
+    stats[2 * blockIdx.x] = stat_t<T>(mean);
+    stats[2 * blockIdx.x + 1] = stat_t<T>(rstd);
+  }
+#pragma unroll
+  for (int t = 0; t < P; t++) {
+    const int64_t p = threadIdx.x + int64_t(t) * blockDim.x;
+    if (p >= packs) continue;
+    Pack<T, W> pw, pb, o;
+    if (w) pw = load_pack<T, W>(w + p * W);
+    if (bias) pb = load_pack<T, W>(bias + p * W);
+#pragma unroll
+    for (int k = 0; k < W; k++) {
+      C v = (s[t][k] - mean) * rstd;
+      if (w) v *= C(load(&pw.v[k]));
+      if (bias) v += C(load(&pb.v[k]));
+      store(&o.v[k], v);
+    }
+    store_pack<T, W>(out + row + p * W, o);
+  }
+}
+
 /** Column-sum slots of the backward pass (−1: not wanted). */
 struct Slots {
   int weight, bias, scale, count;
@@ -184,22 +247,136 @@ __global__ void add_norm_grad_kernel(bool rms, Residual<T> r, const T* w, const 
   }
 }
 
+/** Two block-wide sums with one round of barriers. */
+template <typename C>
+__device__ __forceinline__ void block_sum2(C& x, C& y) {
+  __shared__ C partial[2][32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = int(blockDim.x >> 5);
+  x = warp_sum(x);
+  y = warp_sum(y);
+  __syncthreads();  // partial[] may still be read from the previous row
+  if (lane == 0) {
+    partial[0][warp] = x;
+    partial[1][warp] = y;
+  }
+  __syncthreads();
+  C sx = 0, sy = 0;
+  for (int i = 0; i < warps; i++) {
+    sx += partial[0][i];
+    sy += partial[1][i];
+  }
+  x = sx;
+  y = sy;
+}
+
+/**
+ * The backward pass for rows of at most P packs per thread: each thread keeps its packs of x̂ and of the
+ * gradient in registers between the two passes over a row. Its columns' sums (the same columns in every
+ * row) accumulate in shared memory, laid out so consecutive threads touch consecutive words; registers
+ * would hold them too, but at ~120 registers a block, one block per multiprocessor is all that fits.
+ * Small blocks of rows keep several blocks resident; the per-block sums go to `partial` and are summed in
+ * a fixed order by add_norm_grad_params.
+ */
+template <typename T, int W, int P>
+__global__ void __launch_bounds__(kCachedThreads) add_norm_grad_cached(bool rms, Residual<T> r, const T* w, const stat_t<T>* stats, const T* gy,
+                                     GradOut<T> o, Slots slots, int64_t rows, int64_t rows_per_block) {
+  using C = compute_t<T>;
+  extern __shared__ __align__(16) unsigned char shared_bytes[];
+  C* acc = reinterpret_cast<C*>(shared_bytes);
+  const int64_t cols = r.cols, packs = cols / W;
+  // Element k of pack p of slot q.
+  auto at = [&](int q, int64_t p, int k) -> C& { return acc[(int64_t(q) * W + k) * packs + p]; };
+#pragma unroll
+  for (int t = 0; t < P; t++) {
+    const int64_t p = threadIdx.x + int64_t(t) * blockDim.x;
+    if (p < packs)
+      for (int q = 0; q < slots.count; q++)
+#pragma unroll
+        for (int k = 0; k < W; k++) at(q, p, k) = C(0);
+  }
+  const int64_t r0 = int64_t(blockIdx.x) * rows_per_block, r1 = min(rows, r0 + rows_per_block);
+  for (int64_t i = r0; i < r1; i++) {
+    const int64_t row = i * cols;
+    const C mean = C(stats[2 * i]), rstd = C(stats[2 * i + 1]);
+    C xhat[P][W], g[P][W];
+    C sum_g = 0, sum_gx = 0;
+#pragma unroll
+    for (int t = 0; t < P; t++) {
+      const int64_t p = threadIdx.x + int64_t(t) * blockDim.x;
+      if (p >= packs) continue;
+      C s[W];
+      residual_pack<T, W>(r, row, p * W, false, s);
+      const Pack<T, W> pg = load_pack<T, W>(gy + row + p * W);
+      Pack<T, W> pw;
+      if (w) pw = load_pack<T, W>(w + p * W);
+#pragma unroll
+      for (int k = 0; k < W; k++) {
+        const C g0 = C(load(&pg.v[k]));
+        xhat[t][k] = (s[k] - mean) * rstd;
+        g[t][k] = w ? g0 * C(load(&pw.v[k])) : g0;
+        sum_g += g[t][k];
+        sum_gx += g[t][k] * xhat[t][k];
+        if (slots.weight >= 0) at(slots.weight, p, k) += g0 * xhat[t][k];
+        if (slots.bias >= 0) at(slots.bias, p, k) += g0;
+      }
+    }
+    block_sum2(sum_g, sum_gx);
+    sum_g /= C(cols);
+    sum_gx /= C(cols);
+#pragma unroll
+    for (int t = 0; t < P; t++) {
+      const int64_t p = threadIdx.x + int64_t(t) * blockDim.x;
+      if (p >= packs) continue;
+      const int64_t j = p * W;
+      Pack<T, W> pb, ps, out_a, out_b;
+      if (slots.scale >= 0) pb = load_pack<T, W>(r.b + row + j);
+      if (r.scale) ps = load_pack<T, W>(r.scale + j);
+#pragma unroll
+      for (int k = 0; k < W; k++) {
+        const C gs = rms ? rstd * (g[t][k] - xhat[t][k] * sum_gx) : rstd * (g[t][k] - sum_g - xhat[t][k] * sum_gx);
+        store(&out_a.v[k], gs);
+        if (o.gb) store(&out_b.v[k], gs * (r.scale ? C(load(&ps.v[k])) * r.c : r.c));
+        if (slots.scale >= 0) at(slots.scale, p, k) += gs * C(load(&pb.v[k])) * r.c;
+      }
+      store_pack<T, W>(o.ga + row + j, out_a);
+      if (o.gb) store_pack<T, W>(o.gb + row + j, out_b);
+    }
+  }
+  C* dst = o.partial + int64_t(blockIdx.x) * slots.count * cols;
+#pragma unroll
+  for (int t = 0; t < P; t++) {
+    const int64_t p = threadIdx.x + int64_t(t) * blockDim.x;
+    if (p >= packs) continue;
+    for (int q = 0; q < slots.count; q++)
+#pragma unroll
+      for (int k = 0; k < W; k++) dst[q * cols + p * W + k] = at(q, p, k);
+  }
+}
+
+constexpr int kSumColumns = 32, kSumLanes = 8;
+
+/**
+ * Column sums of the per-block partials [blocks][slots.count · cols] into the gradients: each block takes
+ * 32 columns, its 8 lanes of threads stride over the partial rows, and lane 0 adds the 8 lane sums in
+ * order (deterministic; enough threads that the sum is not one long serial chain per column).
+ */
 template <typename T>
 __global__ void add_norm_grad_params(const compute_t<T>* partial, int64_t blocks, Slots slots, int64_t cols, T* gw,
                                      T* gbias, T* gscale) {
   using C = compute_t<T>;
-  ANDROMEDA_GRID_STRIDE(col, cols) {
-    C sw = 0, sb = 0, ss = 0;
-    for (int64_t b = 0; b < blocks; b++) {
-      const C* part = partial + b * slots.count * cols + col;
-      if (slots.weight >= 0) sw += part[slots.weight * cols];
-      if (slots.bias >= 0) sb += part[slots.bias * cols];
-      if (slots.scale >= 0) ss += part[slots.scale * cols];
-    }
-    if (gw) store(gw + col, sw);
-    if (gbias) store(gbias + col, sb);
-    if (gscale) store(gscale + col, ss);
-  }
+  __shared__ C lanes[kSumLanes][kSumColumns + 1];
+  const int64_t count = slots.count * cols, i = int64_t(blockIdx.x) * kSumColumns + threadIdx.x;
+  C s = 0;
+  if (i < count)
+    for (int64_t b = threadIdx.y; b < blocks; b += kSumLanes) s += partial[b * count + i];
+  lanes[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y != 0 || i >= count) return;
+  for (int lane = 1; lane < kSumLanes; lane++) s += lanes[lane][threadIdx.x];
+  const int slot = int(i / cols);
+  const int64_t col = i - slot * cols;
+  T* out = slot == slots.weight ? gw : slot == slots.bias ? gbias : gscale;
+  store(out + col, s);
 }
 
 /** Threads for a row of `packs` packs: one pack per thread up to 1024 threads, a multiple of 32. */
@@ -209,6 +386,19 @@ template <typename T>
 Residual<T> residual_of(const AddNormArgs& a) {
   return {reinterpret_cast<const T*>(a.a), reinterpret_cast<const T*>(a.b), reinterpret_cast<const T*>(a.scale),
           compute_t<T>(a.c), a.cols};
+}
+
+/** Sums the per-block column partials into the weight / bias / residual-scale gradients. */
+template <typename T>
+void finish_params(const Scratch& partial, int64_t blocks, const Slots& slots, int64_t cols, char* gw, char* gbias,
+                   char* gscale) {
+  if (slots.count == 0) return;
+  const int64_t column_blocks = (slots.count * cols + kSumColumns - 1) / kSumColumns;
+  if (column_blocks > 0x7fffffff) throw std::invalid_argument("addNormGrad: too many columns");
+  add_norm_grad_params<T><<<unsigned(column_blocks), dim3(kSumColumns, kSumLanes), 0, stream()>>>(
+      partial.as<compute_t<T>>(), blocks, slots, cols, reinterpret_cast<T*>(gw), reinterpret_cast<T*>(gbias),
+      reinterpret_cast<T*>(gscale));
+  check_launch("addNormGrad");
 }
 
 // Below the 48 KiB a block may use without opting in, leaving room for block_sum's static arrays.
@@ -222,9 +412,16 @@ void add_norm(const AddNormArgs& a, char* out, char* sum, char* stats) {
   ANDROMEDA_CUDA_DISPATCH_FLOAT(a.dtype, {
     const bool vec = a.cols % int64_t(16 / sizeof(T)) == 0 && all_aligned16({a.a, a.b, a.scale, a.weight, a.bias, out, sum});
     ANDROMEDA_CUDA_PACK_WIDTH(T, vec, {
-      add_norm_kernel<T, W><<<unsigned(a.rows), threads_for(a.cols / W), 0, stream()>>>(
-          a.rms, residual_of<T>(a), reinterpret_cast<const T*>(a.weight), reinterpret_cast<const T*>(a.bias),
-          reinterpret_cast<T*>(out), reinterpret_cast<T*>(sum), reinterpret_cast<stat_t<T>*>(stats), a.eps);
+      const int64_t packs = a.cols / W;
+      const int threads = threads_for(packs <= kCachedThreads ? packs : (packs + 1) / 2);
+      auto launch = [&](auto kernel, int block) {
+        kernel<<<unsigned(a.rows), block, 0, stream()>>>(
+            a.rms, residual_of<T>(a), reinterpret_cast<const T*>(a.weight), reinterpret_cast<const T*>(a.bias),
+            reinterpret_cast<T*>(out), reinterpret_cast<T*>(sum), reinterpret_cast<stat_t<T>*>(stats), a.eps);
+      };
+      if (packs <= kCachedThreads) launch(add_norm_cached<T, W, 1>, threads);
+      else if (packs <= 2 * kCachedThreads) launch(add_norm_cached<T, W, 2>, threads);
+      else launch(add_norm_kernel<T, W>, threads_for(packs));
     });
   });
   check_launch("addNorm");
@@ -240,27 +437,46 @@ void add_norm_grad(const AddNormArgs& a, const char* stats, const char* grad_out
   if (grad_scale) slots.scale = slots.count++;
   ANDROMEDA_CUDA_DISPATCH_FLOAT(a.dtype, {
     using C = compute_t<T>;
+    const bool vec = a.cols % int64_t(16 / sizeof(T)) == 0 &&
+                     all_aligned16({a.a, a.b, a.scale, a.weight, grad_out, grad_a, grad_b});
+    const size_t acc_bytes = size_t(slots.count) * size_t(a.cols) * sizeof(C);
+    ANDROMEDA_CUDA_PACK_WIDTH(T, vec, {
+      const int64_t packs = a.cols / W;
+      if (packs <= 2 * kCachedThreads && acc_bytes <= kSharedAccumulatorBytes) {
+        // Registers path: up to two packs per thread; a few blocks of rows per multiprocessor.
+        const int threads = threads_for(packs <= kCachedThreads ? packs : (packs + 1) / 2);
+        // Two blocks of rows per multiprocessor measured fastest at 2048 × 2560 (bench/gpu-fused-kernels.ts:
+        // 55 µs, vs 64 at four and 79 at eight, where the sum over more partial rows costs more).
+        const int64_t target_blocks = 2 * int64_t(sm_count());
+        const int64_t rows_per_block = std::max<int64_t>(1, (a.rows + target_blocks - 1) / target_blocks);
+        const int64_t blocks = std::max<int64_t>(1, (a.rows + rows_per_block - 1) / rows_per_block);
+        Scratch partial(std::max<size_t>(1, size_t(blocks) * acc_bytes));
+        GradOut<T> o{reinterpret_cast<T*>(grad_a), reinterpret_cast<T*>(grad_b), partial.as<C>()};
+        auto launch = [&](auto kernel) {
+          kernel<<<unsigned(blocks), threads, acc_bytes, stream()>>>(a.rms, residual_of<T>(a), reinterpret_cast<const T*>(a.weight),
+                                                            reinterpret_cast<const stat_t<T>*>(stats),
+                                                            reinterpret_cast<const T*>(grad_out), o, slots, a.rows, rows_per_block);
+        };
+        if (packs <= kCachedThreads) launch(add_norm_grad_cached<T, W, 1>);
+        else launch(add_norm_grad_cached<T, W, 2>);
+        check_launch("addNormGrad");
+        finish_params<T>(partial, blocks, slots, a.cols, grad_weight, grad_bias, grad_scale);
+        return;
+      }
+    });
     const int64_t target_blocks = 2 * int64_t(sm_count());
     const int64_t rows_per_block = std::max<int64_t>(1, (a.rows + target_blocks - 1) / target_blocks);
     const int64_t blocks = std::max<int64_t>(1, (a.rows + rows_per_block - 1) / rows_per_block);
-    const size_t acc_bytes = size_t(slots.count) * size_t(a.cols) * sizeof(C);
     const bool shared_acc = acc_bytes <= kSharedAccumulatorBytes;
     Scratch partial(std::max<size_t>(1, size_t(blocks) * acc_bytes));
     GradOut<T> o{reinterpret_cast<T*>(grad_a), reinterpret_cast<T*>(grad_b), partial.as<C>()};
-    const bool vec = a.cols % int64_t(16 / sizeof(T)) == 0 &&
-                     all_aligned16({a.a, a.b, a.scale, a.weight, grad_out, grad_a, grad_b});
     ANDROMEDA_CUDA_PACK_WIDTH(T, vec, {
       add_norm_grad_kernel<T, W><<<unsigned(blocks), threads_for(a.cols / W), shared_acc ? acc_bytes : 0, stream()>>>(
           a.rms, residual_of<T>(a), reinterpret_cast<const T*>(a.weight), reinterpret_cast<const stat_t<T>*>(stats),
           reinterpret_cast<const T*>(grad_out), o, slots, a.rows, rows_per_block, shared_acc);
     });
     check_launch("addNormGrad");
-    if (slots.count > 0) {
-      add_norm_grad_params<T><<<grid_for(a.cols), kThreads, 0, stream()>>>(
-          partial.as<C>(), blocks, slots, a.cols, reinterpret_cast<T*>(grad_weight), reinterpret_cast<T*>(grad_bias),
-          reinterpret_cast<T*>(grad_scale));
-      check_launch("addNormGrad");
-    }
+    finish_params<T>(partial, blocks, slots, a.cols, grad_weight, grad_bias, grad_scale);
   });
 }
 

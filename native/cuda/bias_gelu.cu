@@ -100,8 +100,9 @@ void bias_gelu_grad(int dtype, const char* x, const char* bias, const char* grad
     const bool vec = cols % int64_t(16 / sizeof(T)) == 0 && all_aligned16({x, bias, grad_out, grad_in});
     ANDROMEDA_CUDA_PACK_WIDTH(T, vec, {
       const int64_t column_blocks = (cols / W + kPackColumns - 1) / kPackColumns;
-      // Enough chunks of rows to give every SM a few blocks, each chunk at least one row per lane.
-      const int64_t wanted = std::max<int64_t>(1, (4 * int64_t(sm_count()) + column_blocks - 1) / column_blocks);
+      // Enough chunks of rows to keep every SM full (the kernel is bound by loads in flight), each chunk
+      // at least one row per lane.
+      const int64_t wanted = std::max<int64_t>(1, (16 * int64_t(sm_count()) + column_blocks - 1) / column_blocks);
       const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>({wanted, (rows + kRowLanes - 1) / kRowLanes, 65535}));
       const int64_t rows_per_chunk = std::max<int64_t>(1, (rows + chunks - 1) / chunks);
       Scratch partial(grad_bias ? size_t(chunks * cols) * sizeof(C) : 1);
