@@ -66,11 +66,29 @@ Napi::Value GemmBias(const Napi::CallbackInfo& info) {
   });
 }
 
+// (dtype, batch, n, heads, dim, eps, x, g | null, y, rstd)
+Napi::Value HeadNorm(const Napi::CallbackInfo& info) {
+  return guarded(info, kEngine, [&] {
+    const HeadNormArgs a{i32(info[0]), i64(info[1]), i64(info[2]), i64(info[3]), i64(info[4]), f64(info[5])};
+    head_norm(a, ptr_of(info[6]), opt_ptr(info[7]), ptr_of(info[8]), ptr_of(info[9]));
+  });
+}
+
+// (dtype, batch, n, heads, dim, eps, x, g | null, rstd, gy, gx, gradG | null)
+Napi::Value HeadNormGrad(const Napi::CallbackInfo& info) {
+  return guarded(info, kEngine, [&] {
+    const HeadNormArgs a{i32(info[0]), i64(info[1]), i64(info[2]), i64(info[3]), i64(info[4]), f64(info[5])};
+    head_norm_grad(a, ptr_of(info[6]), opt_ptr(info[7]), ptr_of(info[8]), ptr_of(info[9]),
+                   ptr_of(info[10]), opt_ptr(info[11]));
+  });
+}
+
 }  // namespace
 
 void register_fused(Napi::Env env, Napi::Object exports) {
   const std::pair<const char*, Napi::Value (*)(const Napi::CallbackInfo&)> functions[] = {
       {"adamwMany", AdamWMany}, {"embeddingGather", EmbeddingGather}, {"gemmBias", GemmBias},
+      {"headNorm", HeadNorm}, {"headNormGrad", HeadNormGrad},
   };
   for (const auto& [name, fn] : functions) exports.Set(name, Napi::Function::New(env, fn, name));
   napi_args::NormGeluBinding<kEngine, add_norm, add_norm_grad, bias_gelu, bias_gelu_grad>::register_into(env, exports);

@@ -102,6 +102,18 @@ struct AdamWArgs {
 void adamw(float* param, int grad_dtype, const char* grad, float* m, float* v, int64_t count, const AdamWArgs& args,
            int shadow_dtype = 0, char* shadow = nullptr);
 
+// ---- qk-norm on the head layout (head_norm.cu) ----
+struct HeadNormArgs {
+  int dtype;
+  int64_t batch, n, heads, dim;
+  double eps;
+};
+/** y [batch, heads, n, dim] = x [batch, n, heads, dim] / sqrt(‖x‖² + eps²) · g[head] (g may be null); rstd [batch·n, heads] in the statistics dtype (float64 for float64, else float32). */
+void head_norm(const HeadNormArgs& args, const char* x, const char* g, char* y, char* rstd);
+/** Backward of head_norm: gx in x's layout; grad_g [heads, dim] (null: not wanted). */
+void head_norm_grad(const HeadNormArgs& args, const char* x, const char* g, const char* rstd, const char* gy, char* gx,
+                    char* grad_g);
+
 // ---- Fused bandwidth kernels (add_norm.cu, bias_gelu.cu, adamw.cu, embedding.cu) ----
 /** stats as in `norm`; `sum` (may be null) receives s rounded to the dtype, and out is then the norm of that. */
 void add_norm(const AddNormArgs& args, char* out, char* sum, char* stats);

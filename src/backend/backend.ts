@@ -258,6 +258,23 @@ export interface Backend {
   embeddingUnchecked?(table: Dense, ids: Dense, out: Dense, count: number, dim: number, vocab: number): void;
   /** `matmul` with beta = 0 plus `bias` [n] added to every row of C, in the product's epilogue. */
   matmulBias?(args: MatmulArgs, bias: Dense): void;
+  /**
+   * qk-norm with the head permute: out [batch, heads, n, dim] = x [batch, n, heads, dim] · r · weight[head]
+   * with r = 1/sqrt(‖x‖² + eps²) per row, stored in rstd ([batch·n, heads], float64 for float64 x, else float32);
+   * weight [heads, dim] or null.
+   */
+  headNorm?(args: HeadNormArgs, x: Dense, weight: Dense | null, out: Dense, rstd: Dense): void;
+  /** Backward of headNorm: gradIn in x's layout; gradWeight (when given) overwritten with the sum over positions. */
+  headNormGrad?(args: HeadNormArgs, x: Dense, weight: Dense | null, rstd: Dense, gradOut: Dense, gradIn: Dense, gradWeight: Dense | null): void;
+}
+
+/** Sizes of Backend.headNorm: x is [batch, n, heads, dim]. */
+export interface HeadNormArgs {
+  batch: number;
+  n: number;
+  heads: number;
+  dim: number;
+  eps: number;
 }
 
 /**

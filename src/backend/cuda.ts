@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { DTYPE_CODE } from '../tensor/dtype.js';
 import { installProfiler } from './cuda-profile.js';
-import type { AdamWArgs, AdamWItem, AttentionArgs, Dense, MatmulArgs, MemoryStats } from './backend.js';
+import type { AdamWArgs, AdamWItem, AttentionArgs, Dense, HeadNormArgs, MatmulArgs, MemoryStats } from './backend.js';
 import { NativeBackend, at, requireAddon, type NativeKernels } from './native-backend.js';
 import { cudaAttentionBackward, cudaAttentionForward, type CudaAttentionAddon, type CudaAttentionPath } from './cuda-attention.js';
 
@@ -35,6 +35,10 @@ interface CudaAddon extends NativeKernels, CudaAttentionAddon {
   adamwMany(params: readonly number[], gradDtypes: readonly number[], grads: readonly number[], ms: readonly number[], vs: readonly number[],
     counts: readonly number[], shadowDtypes: readonly number[], shadows: readonly number[],
     lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number, gradScale: number): void;
+  headNorm(dtype: number, batch: number, n: number, heads: number, dim: number, eps: number, x: number, weight: number | null,
+    out: number, rstd: number): void;
+  headNormGrad(dtype: number, batch: number, n: number, heads: number, dim: number, eps: number, x: number, weight: number | null,
+    rstd: number, gy: number, gx: number, gweight: number | null): void;
   embeddingGather(dtype: number, table: number, ids: number, out: number, count: number, dim: number, vocab: number): void;
   gemmBias(dtype: number, transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
     a: number, lda: number, strideA: number, b: number, ldb: number, strideB: number, beta: number,
@@ -132,6 +136,13 @@ export class CudaBackend extends NativeBackend<CudaAddon> {
       items.map((i) => at(i.m)), items.map((i) => at(i.v)), items.map((i) => i.count),
       items.map((i) => (i.shadow ? DTYPE_CODE[i.shadow.dtype] : 0)), items.map((i) => addr(i.shadow)),
       a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, a.biasCorrection1, a.biasCorrection2, a.gradScale);
+  }
+  headNorm(a: HeadNormArgs, x: Dense, weight: Dense | null, out: Dense, rstd: Dense): void {
+    this.addon.headNorm(DTYPE_CODE[x.dtype], a.batch, a.n, a.heads, a.dim, a.eps, at(x), weight ? at(weight) : null, at(out), at(rstd));
+  }
+  headNormGrad(a: HeadNormArgs, x: Dense, weight: Dense | null, rstd: Dense, gradOut: Dense, gradIn: Dense, gradWeight: Dense | null): void {
+    this.addon.headNormGrad(DTYPE_CODE[x.dtype], a.batch, a.n, a.heads, a.dim, a.eps, at(x), weight ? at(weight) : null, at(rstd),
+      at(gradOut), at(gradIn), gradWeight ? at(gradWeight) : null);
   }
   embeddingUnchecked(table: Dense, ids: Dense, out: Dense, count: number, dim: number, vocab: number): void {
     this.addon.embeddingGather(DTYPE_CODE[table.dtype], at(table), at(ids), at(out), count, dim, vocab);

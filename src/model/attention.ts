@@ -1,8 +1,7 @@
 import type { Tensor } from '../tensor/tensor.js';
 import { attention } from '../ops/attention.js';
-import { mul } from '../ops/elementwise.js';
 import { permute, reshape } from '../ops/layout.js';
-import { l2Normalize } from '../ops/nn.js';
+import { headNorm } from '../ops/head-norm.js';
 import { Module } from '../nn/module.js';
 import { Linear } from '../nn/linear.js';
 import { constantTensor, type ParameterOptions } from '../nn/parameter.js';
@@ -50,15 +49,14 @@ export class SelfAttention extends Module {
   /** x [batch, n, dim] → [batch, n, dim]. */
   forward(x: Tensor, state: LayerState): Tensor {
     const [b, n] = x.shape as [number, number];
-    const split = (t: Tensor, heads: number): Tensor => permute(reshape(t, [b, n, heads, this.headDim]), [0, 2, 1, 3]);
-    let q = split(this.query.forward(x), this.heads);
-    let k = split(this.key.forward(x), this.kvHeads);
+    const heads = (t: Tensor, count: number): Tensor => reshape(t, [b, n, count, this.headDim]);
+    const split = (t: Tensor, count: number): Tensor => permute(heads(t, count), [0, 2, 1, 3]);
+    // qk-norm: L2 norm (and the learned query scale) fused with the move to the heads' layout.
+    let q = this.qkNorm
+      ? headNorm(heads(this.query.forward(x), this.heads), this.dimScale ? this.param('queryScale') : null)
+      : split(this.query.forward(x), this.heads);
+    let k = this.qkNorm ? headNorm(heads(this.key.forward(x), this.kvHeads)) : split(this.key.forward(x), this.kvHeads);
     let v = split(this.value.forward(x), this.kvHeads);
-    if (this.qkNorm) {
-      q = l2Normalize(q);
-      k = l2Normalize(k);
-      if (this.dimScale) q = mul(q, reshape(this.param('queryScale'), [1, this.heads, 1, this.headDim]));
-    }
     let queryOffset: number | undefined;
     if (state.cache) {
       const all = state.cache.append(k, v);

@@ -6,6 +6,7 @@ export * from './matmul.js';
 export * from './nn.js';
 export * from './add-norm.js';
 export * from './bias-gelu.js';
+export * from './head-norm.js';
 export * from './convert.js';
 export * from './backward.js';
 export * from './attention.js';

@@ -164,3 +164,37 @@ describe('biasGelu: gelu(x + bias) in one op', () => {
     tidy(() => assert.throws(() => A.biasGelu(tensor(new Float64Array(6), [2, 3]), tensor([1, 2], [2])), /bias \[2\] does not match the last axis of x \[2, 3\]/));
   });
 });
+
+describe('headNorm (qk-norm on the head layout)', () => {
+  test('values: x / ‖x‖ · weight[head], moved to [batch, heads, n, dim]', () => {
+    const [batch, n, heads, dim] = [2, 3, 4, 5];
+    const gen = new Generator(11);
+    const xs = randomValues([batch, n, heads, dim], gen), ws = randomValues([heads, dim], gen);
+    tidy(() => {
+      const y = A.headNorm(tensor(xs, [batch, n, heads, dim], { dtype: 'float64' }), tensor(ws, [heads, dim], { dtype: 'float64' }));
+      assert.deepEqual(y.shape, [batch, heads, n, dim]);
+      const got = y.toArray();
+      for (let b = 0; b < batch; b++) for (let t = 0; t < n; t++) for (let h = 0; h < heads; h++) {
+        const row = ((b * n + t) * heads + h) * dim;
+        let ss = 0;
+        for (let j = 0; j < dim; j++) ss += xs[row + j]! ** 2;
+        for (let j = 0; j < dim; j++) {
+          const want = (xs[row + j]! / Math.sqrt(ss + 1e-24)) * ws[h * dim + j]!;
+          assert.ok(Math.abs(got[((b * heads + h) * n + t) * dim + j]! - want) < 1e-12, `element b${b} t${t} h${h} j${j}`);
+        }
+      }
+    });
+  });
+
+  test('gradients of x and the per-head weight match finite differences', () => {
+    gradcheck('headNorm', (x, w) => A.headNorm(x!, w!), [{ shape: [1, 3, 2, 4] }, { shape: [2, 4] }], { seed: 12 });
+  });
+
+  test('rejects a weight that is not [heads, dim] and x that is not 4-d', () => {
+    tidy(() => {
+      const x = A.zeros([1, 2, 3, 4], 'float32');
+      assert.throws(() => A.headNorm(x, A.zeros([3, 5], 'float32')), /weight \[3, 5\] must be \[heads, dim\] = \[3, 4\]/);
+      assert.throws(() => A.headNorm(A.zeros([2, 3, 4], 'float32')), /x must be \[batch, n, heads, dim\]/);
+    });
+  });
+});
