@@ -1,20 +1,35 @@
 import type { Tensor } from '../tensor/tensor.js';
 import { formatShape, shapesEqual } from '../tensor/shape.js';
+import { DTYPE_BYTES } from '../tensor/dtype.js';
 import { isGradEnabled, noGrad } from './grad-mode.js';
+
+/**
+ * The gradients an op may add its own into instead of returning new ones: `into[i]` is input i's
+ * gradient so far (contiguous, in the input's dtype, with no other holder), or undefined. An op that
+ * accumulates into it returns that same tensor for input i (a matrix product does it in its epilogue,
+ * which saves the separate add).
+ */
+export type Accumulators = readonly (Tensor | undefined)[];
 
 /**
  * The record of one operation: its inputs and a function from the gradient of its output to the
  * gradients of its inputs (null where an input needs none). The chain of records is the tape.
- * `backward` must return new tensors or views, never a tensor the forward pass saved.
+ * `backward` must return new tensors or views, never a tensor the forward pass saved, except an
+ * accumulator it was given and added into.
  */
 export interface GradFn {
   readonly op: string;
   readonly inputs: readonly Tensor[];
-  backward(gradOut: Tensor): readonly (Tensor | null)[];
+  backward(gradOut: Tensor, into: Accumulators): readonly (Tensor | null)[];
+}
+
+/** True when `t` is the only holder of its whole buffer, contiguous: a gradient nobody else can see. */
+export function soleOwner(t: Tensor): boolean {
+  return t.isContiguous() && t.offset === 0 && t.storage.holders === 1 && t.storage.bytes === t.size * DTYPE_BYTES[t.dtype];
 }
 
 /** Attaches a gradient record to `out` when autograd is on and some input needs a gradient. */
-export function record(out: Tensor, op: string, inputs: readonly Tensor[], backward: (g: Tensor) => readonly (Tensor | null)[]): Tensor {
+export function record(out: Tensor, op: string, inputs: readonly Tensor[], backward: (g: Tensor, into: Accumulators) => readonly (Tensor | null)[]): Tensor {
   if (!isGradEnabled() || !inputs.some((t) => t.requiresGrad)) return out;
   out.requiresGrad = true;
   out.gradFn = { op, inputs, backward };
@@ -81,10 +96,15 @@ export function runBackward(root: Tensor, seed: Tensor, accumulateInto: (leaf: T
       grads.delete(node);
       const fn = node.gradFn!;
       for (const [i, input] of fn.inputs.entries()) input.assertAlive(`backward of ${fn.op}`, `input ${i}`);
-      const inputGrads = fn.backward(g);
+      const into = fn.inputs.map((input) => {
+        const existing = input.gradFn ? grads.get(input) : undefined;
+        return existing && existing.dtype === input.dtype && soleOwner(existing) ? existing : undefined;
+      });
+      const inputGrads = fn.backward(g, into);
       fn.inputs.forEach((input, i) => {
         const gi = inputGrads[i];
         if (!gi || !input.requiresGrad) return;
+        if (gi === into[i]) return;  // added into the gradient already held for this input
         if (!shapesEqual(gi.shape, input.shape)) {
           throw new Error(`internal: backward of ${fn.op} gave a gradient of shape ${formatShape(gi.shape)} for input ${i} of shape ${formatShape(input.shape)}`);
         }

@@ -1,14 +1,8 @@
 import { Tensor } from '../tensor/tensor.js';
-import { runBackward } from '../autograd/tape.js';
+import { runBackward, soleOwner } from '../autograd/tape.js';
 import { ones } from './creation.js';
 import { formatShape } from '../tensor/shape.js';
 import { keep } from '../tensor/scope.js';
-import { DTYPE_BYTES } from '../tensor/dtype.js';
-
-/** True when `t` is the only holder of its whole buffer, contiguous: a gradient nobody else can see. */
-function soleOwner(t: Tensor): boolean {
-  return t.isContiguous() && t.offset === 0 && t.storage.holders === 1 && t.storage.bytes === t.size * DTYPE_BYTES[t.dtype];
-}
 
 /** Adds g into leaf.grad (creating it, in the leaf's dtype, on first use). */
 export function accumulateInto(leaf: Tensor, g: Tensor): void {

@@ -155,14 +155,15 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
     }
   }
   const inputs = bias ? [x, weight, bias] : [x, weight];
-  return record(out, op, inputs, (g) => {
+  return record(out, op, inputs, (g, into) => {
     const gc = g.isContiguous() ? g : contiguousRaw(g);
     const grads: (Tensor | null)[] = [null, null, null];
     if (x.requiresGrad) {
-      const gx = emptyLike(x, x.shape);
+      // x feeding several projections (q, k, v): later ones add into the gradient in the product's epilogue.
+      const gx = into[0] ?? emptyLike(x, x.shape);
       x.backend.matmul({
         a: gc.dense(), b: wc.dense(), c: gx.dense(), m: rows, n: inF, k: outF, transA: false, transB: false,
-        lda: outF, ldb: inF, ldc: inF, strideA: 0, strideB: 0, strideC: 0, batch: 1, alpha: 1, beta: 0,
+        lda: outF, ldb: inF, ldc: inF, strideA: 0, strideB: 0, strideC: 0, batch: 1, alpha: 1, beta: into[0] ? 1 : 0,
       });
       grads[0] = gx;
     }

@@ -90,6 +90,13 @@ describe('matmul gradients', () => {
     gradcheck('linear no bias', (x, w) => A.linear(x!, w!), [{ shape: [3, 4] }, { shape: [2, 4] }]);
     gradcheck('linear on a transposed input', (x, w) => A.linear(A.transpose(x!), w!), [{ shape: [4, 3] }, { shape: [2, 4] }]);
   });
+  test('one input feeding several linears: later products add into its gradient (beta = 1)', () => {
+    // h is an intermediate, so the second and third linear accumulate into the gradient the first created.
+    gradcheck('q, k, v projections of one input', (x, wq, wk, wv) => {
+      const h = A.mul(x!, 1.5);
+      return A.concat([A.linear(h, wq!), A.linear(h, wk!), A.linear(h, wv!)], -1);
+    }, [{ shape: [2, 3, 4] }, { shape: [5, 4] }, { shape: [2, 4] }, { shape: [2, 4] }]);
+  });
 });
 
 describe('layout gradients', () => {
