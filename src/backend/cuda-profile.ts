@@ -13,7 +13,7 @@ const KERNELS = [
   'copy', 'fill', 'unary', 'unaryGrad', 'binary', 'reduce', 'matmul', 'softmax', 'softmaxGrad', 'norm', 'normGrad',
   'crossEntropy', 'crossEntropyGrad', 'embedding', 'embeddingGrad', 'dropout', 'adamw', 'sumOfSquares',
   'attentionForward', 'attentionBackward', 'maskedSoftmax', 'rotary',
-  'addNorm', 'addNormGrad', 'biasGelu', 'biasGeluGrad', 'adamwMany', 'embeddingUnchecked', 'matmulBias',
+  'addNorm', 'addNormGrad', 'biasGelu', 'biasGeluGrad', 'adamwMany', 'embeddingUnchecked', 'matmulBias', 'headNorm', 'headNormGrad',
 ] as const;
 
 /** A short description of a call's sizes (numbers and number arrays; buffers by dtype and strides). */
@@ -27,6 +27,7 @@ function signature(args: unknown[]): string {
       if ('rows' in o && 'cols' in o && 'rms' in o) return `${o.rms ? 'rms' : 'layer'} ${(o.a as { dtype: string }).dtype} ${o.rows}x${o.cols}${o.b ? ' +residual' : ''}`;
       if ('m' in o) return `m${o.m} n${o.n} k${o.k} b${o.batch} ${o.transA ? 'T' : 'N'}${o.transB ? 'T' : 'N'} sA${o.strideA} sB${o.strideB} ${(o.c as { dtype: string }).dtype}`;
       if ('rotaryDim' in o && 'length' in o) return `b${o.batch} h${o.heads} n${o.length} d${o.headDim} r${o.rotaryDim}${o.transpose ? ' T' : ''}`;
+      if ('dim' in o && 'n' in o && 'heads' in o) return `b${o.batch} n${o.n} h${o.heads} d${o.dim}`;
       if ('batch' in o && 'heads' in o && !('kvHeads' in o)) return `b${o.batch} h${o.heads} q${o.queryLen} k${o.keyLen}`;
       if ('batch' in o && 'heads' in o) return `b${o.batch} h${o.heads}/${o.kvHeads} q${o.queryLen} k${o.keyLen} d${o.headDim}`;
     }
@@ -53,6 +54,12 @@ export function installProfiler(engine: Backend & TimingEngine, mode: 'waits' | 
       if (2 * i + 1 < gaps.length) idle += gaps[2 * i + 1]!;
     });
     pending = [];
+  };
+  // Lets a benchmark drop its warm-up steps from the totals.
+  (engine as unknown as { profileReset: () => void }).profileReset = () => {
+    if (pending.length) collect();
+    totals.clear();
+    idle = 0;
   };
   if (mode === 'events') {
     const synchronize = engine.synchronize.bind(engine);
