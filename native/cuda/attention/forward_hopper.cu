@@ -101,8 +101,9 @@ void launch(const Params& p) {
   constexpr int kStages = D == 64 ? 3 : 2;
   using Cfg = ForwardConfig<D, kBlockN, kStages, kTma>;
   auto kernel = hopper::attention_forward_hopper_kernel<D, kBlockN, kStages, kTma, kOverlap, kPingPong, kAlibi, kSplit>;
-  // The limit covers the split key scale's B tiles; a launch asks only for what it uses.
-  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kMaxSmemBytes);
+  // The split key scale's kernels may hold B tiles (a launch asks only for what it uses).
+  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                       kSplit ? Cfg::kMaxSmemBytes : Cfg::kSmemBytes);
   check(attr, "attention forward (Hopper): raising the shared-memory limit");
   TensorMaps maps{};
   if constexpr (kTma) {
