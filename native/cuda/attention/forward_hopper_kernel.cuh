@@ -14,7 +14,7 @@
 //
 // Supported: head dims 64 and 128, bf16, causal by index (with the query offset), ALiBi with default
 // positions (template kAlibi), GQA (key_head_of for K, kv_head_of for V), and with TMA the split key scale
-// (Params::key_split): TMA brings A into the K slot and B into a B slot, producer warps 1–3 turn the slot's
+// (template kSplit, for Params::key_split): TMA brings A into the K slot and B into a B slot, producer warps 1–3 turn the slot's
 // rotary columns into K'_h = c_h ⊙ A + d_h ⊙ B (split_key.cuh), fence the async proxy and arrive on the stage's
 // "k ready" barrier, which the consumers wait on instead of "k full". Custom positions, segments and the in-kernel
 // q/k transform (rotary, xPos, key scale) stay on the mma.sync kernel (forward_hopper.cu decides).
