@@ -7,7 +7,8 @@
 // --decode-once: one decode step of andromeda-3b attention against 32,768 cached keys.
 // --transforms: andromeda-3b attention (MQA, key scale, rotary + xPos, ALiBi on 12 of 24 heads) at 2,048
 // and 32,768 tokens with rotary / xPos / key scale applied in the kernels' tiles and by the pre-pass
-// (ANDROMEDA_ATTENTION_TRANSFORM), beside the plain MQA kernel of the same shape; nothing else.
+// (ANDROMEDA_ATTENTION_TRANSFORM; on Hopper the split key scale: 'split'), beside the plain MQA kernel of the
+// same shape, with each call's scratch (peak memory above the live buffers); nothing else.
 // TFLOP/s count causal work as half the square: forward 4·n²·d·h / 2, backward 2.5× that (as FlashAttention
 // and PyTorch's benchmarks do), so the ratios compare like with like.
 import { spawnSync } from 'node:child_process';
@@ -41,8 +42,18 @@ function argsFor(s: Setup, n: number, qLen: number, extra: { keyScale: Dense | n
 const rows: string[] = [];
 const ours = new Map<string, { fwd: number; bwd: number }>();
 
-/** Median forward and backward ms of one causal prefill of n tokens, and the transform path it took. */
-function timePrefill(s: Setup, n: number): { fwd: number; bwd: number; plan: string } {
+/** Bytes the engine holds above the live buffers while fn runs (the attention's scratch). */
+function scratchBytes(fn: () => void): number {
+  gpu.synchronize();
+  const base = gpu.memoryStats().allocated;
+  gpu.resetPeakMemory();
+  fn();
+  gpu.synchronize();
+  return gpu.memoryStats().peakAllocated - base;
+}
+
+/** Median forward and backward ms of one causal prefill of n tokens, the transform path it took and its scratch. */
+function timePrefill(s: Setup, n: number): { fwd: number; bwd: number; plan: string; fwdScratch: number; bwdScratch: number } {
   const q = randomBuffer(gpu, gen, 'bfloat16', s.heads * n * s.dim), k = randomBuffer(gpu, gen, 'bfloat16', s.kvHeads * n * s.dim), v = randomBuffer(gpu, gen, 'bfloat16', s.kvHeads * n * s.dim);
   const ks = s.keyScale ? randomBuffer(gpu, gen, 'float32', s.heads * s.dim, 0.2, 1) : null;
   const out = randomBuffer(gpu, gen, 'bfloat16', s.heads * n * s.dim), lse = randomBuffer(gpu, gen, 'float32', s.heads * n);
@@ -50,11 +61,13 @@ function timePrefill(s: Setup, n: number): { fwd: number; bwd: number; plan: str
   const dq = randomBuffer(gpu, gen, 'bfloat16', s.heads * n * s.dim), dk = randomBuffer(gpu, gen, 'bfloat16', s.kvHeads * n * s.dim), dv = randomBuffer(gpu, gen, 'bfloat16', s.kvHeads * n * s.dim);
   const dks = ks ? randomBuffer(gpu, gen, 'float32', s.heads * s.dim) : null;
   const args = argsFor(s, n, n, { keyScale: ks });
+  const fwdScratch = scratchBytes(() => gpu.attentionForwardOn('tiled', q, k, v, out, lse, args));
+  const bwdScratch = scratchBytes(() => gpu.attentionBackward(q, k, v, out, lse, go, dq, dk, dv, dks, args));
   const fwd = medianMs(gpu, () => gpu.attentionForwardOn('tiled', q, k, v, out, lse, args), 5, 20);
   const bwd = medianMs(gpu, () => gpu.attentionBackward(q, k, v, out, lse, go, dq, dk, dv, dks, args), 5, 20);
   const plan = attentionTransformPlan(gpu, q, lse, args);
   for (const d of [q, k, v, out, lse, go, dq, dk, dv, ks, dks]) if (d) gpu.free(d.handle);
-  return { fwd, bwd, plan };
+  return { fwd, bwd, plan, fwdScratch, bwdScratch };
 }
 
 function benchPrefill(s: Setup, n: number): void {
@@ -94,7 +107,7 @@ if (argv.includes('--forward-once')) {
 if (argv.includes('--transforms')) {
   const plainMqa: Setup = { label: 'plain causal MQA 24×128 (no transform)', heads: 24, kvHeads: 1, dim: 128, alibi: false, xpos: false, keyScale: false };
   console.log(`# andromeda-3b attention: transform in the kernels vs the pre-pass, ${gpu.description}`);
-  console.log('\n| attention | n | transform | path taken | forward ms | forward TFLOP/s | backward ms | backward TFLOP/s |\n|---|---|---|---|---|---|---|---|');
+  console.log('\n| attention | n | transform | path taken | forward ms | forward TFLOP/s | backward ms | backward TFLOP/s | scratch MiB forward / backward |\n|---|---|---|---|---|---|---|---|---|');
   const before = setAttentionTransform(gpu, 'auto');
   for (const n of [2048, 32768]) {
     const flops = (4 * n * n * 128 * 24) / 2;
@@ -102,7 +115,8 @@ if (argv.includes('--transforms')) {
     for (const [s, mode] of runs) {
       setAttentionTransform(gpu, mode);
       const r = timePrefill(s, n);
-      console.log(`| ${s.label} | ${n} | ${mode} | ${r.plan} | ${r.fwd.toFixed(3)} | ${(flops / r.fwd / 1e9).toFixed(0)} | ${r.bwd.toFixed(3)} | ${((2.5 * flops) / r.bwd / 1e9).toFixed(0)} |`);
+      const mib = (b: number): string => (b / 2 ** 20).toFixed(1);
+      console.log(`| ${s.label} | ${n} | ${mode} | ${r.plan} | ${r.fwd.toFixed(3)} | ${(flops / r.fwd / 1e9).toFixed(0)} | ${r.bwd.toFixed(3)} | ${((2.5 * flops) / r.bwd / 1e9).toFixed(0)} | ${mib(r.fwdScratch)} / ${mib(r.bwdScratch)} |`);
     }
   }
   setAttentionTransform(gpu, before);

@@ -1,8 +1,9 @@
 // The Hopper (sm_90a, wgmma) attention backward against the float64 reference, each variant forced through
 // ANDROMEDA_ATTENTION_BACKWARD (native/cuda/attention/backward_hopper.h): dq, dk, dv at head dims 64 and 128,
 // lengths that are not multiples of the 64-query / 128-key tiles, 1 / 2 / all KV heads, causal and not, ALiBi,
-// explicit query offsets (key tiles that no query sees, rows that see no key), and the pre-pass path (rotary,
-// xPos, key scale applied once per call: dQ' and dK' in float32, stored or added). The backward gets the
+// explicit query offsets (key tiles that no query sees, rows that see no key), the pre-pass path (rotary,
+// xPos, key scale applied once per call: dQ' and dK' in float32, stored or added) and the split key scale
+// (key scale with fewer KV heads than heads: K'_h built per CTA from A, B; dA, dB and the key-scale gradient). The backward gets the
 // reference's out and lse (so a forward problem cannot hide in it) and NaN-poisoned gradients, so an unwritten
 // element fails. On a GPU that is not Hopper, the forced choice must fail with an error that says why.
 import assert from 'node:assert/strict';
@@ -12,7 +13,7 @@ import type { CudaBackend } from '../../src/backend/cuda.js';
 import { DTYPE_BYTES, decodeHost, encodeHost, type DType } from '../../src/tensor/dtype.js';
 import { gpu, gpuTest, gpuUnavailable } from './harness.js';
 import { makeInputs, reference, relativeError, type AttentionCase, type AttentionResult } from './attention-reference.js';
-import { attentionTransform, setAttentionTransform } from './attention-transform.js';
+import { attentionTransform, attentionTransformPlan, setAttentionTransform } from './attention-transform.js';
 
 const TOLERANCE = 1e-2;
 const ENV = 'ANDROMEDA_ATTENTION_BACKWARD';
@@ -39,10 +40,23 @@ const CASES: AttentionCase[] = [
 const PREPASS_CASES: AttentionCase[] = [
   { name: 'pre-pass: rotary r32 d64 causal GQA2 n200 (dQ\' f32, dK\' added)', B: 1, H: 4, KVH: 2, NQ: 200, NK: 200, D: 64, rotary: 32, causal: true },
   { name: 'pre-pass: keyScale MHA d128 causal n130 (dK\' stored)', B: 1, H: 3, KVH: 3, NQ: 130, NK: 130, D: 128, keyScale: true, causal: true },
-  { name: 'pre-pass: andromeda-like d128 r64 xPos ALiBi keyScale MQA n257', B: 1, H: 4, KVH: 1, NQ: 257, NK: 257, D: 128, rotary: 64, xpos: 512, alibi: true, keyScale: true, causal: true },
 ];
 
-interface Gradients { dq: Float64Array; dk: Float64Array; dv: Float64Array; dks: Float64Array | null }
+/**
+ * The split key scale (key scale, fewer KV heads than heads: hopper-cpasync builds K'_h = c_h A + d_h B once per CTA,
+ * adds dA, dB with atomics and stores the key-scale column sums): every input gradient, the key scale's included.
+ * r = 64 of 128, 32 of 64, 128 of 128, none (K'_h = g_h k), MQA and GQA2, offsets, lengths inside a tile.
+ */
+const SPLIT_CASES: AttentionCase[] = [
+  { name: 'split: andromeda-like d128 r64 xPos ALiBi keyScale MQA n257', B: 1, H: 4, KVH: 1, NQ: 257, NK: 257, D: 128, rotary: 64, xpos: 512, alibi: true, keyScale: true, causal: true },
+  { name: 'split: MQA d128 r64 xPos ALiBi keyScale n301, 8 heads', B: 1, H: 8, KVH: 1, NQ: 301, NK: 301, D: 128, causal: true, rotary: 64, xpos: 512, alibi: true, keyScale: true },
+  { name: 'split: GQA2 d64 r32 xPos keyScale n257 batch 2', B: 2, H: 4, KVH: 2, NQ: 257, NK: 257, D: 64, causal: true, rotary: 32, xpos: 512, keyScale: true },
+  { name: 'split: GQA2 d128 r128 xPos keyScale non-causal 150×333', B: 1, H: 4, KVH: 2, NQ: 150, NK: 333, D: 128, rotary: 128, xpos: 512, keyScale: true },
+  { name: 'split: MQA d64 keyScale, no rotary, causal ALiBi n200', B: 1, H: 4, KVH: 1, NQ: 200, NK: 200, D: 64, causal: true, alibi: true, keyScale: true },
+  { name: 'split: GQA2 d128 r64 keyScale, 80 queries after 300 keys, xPos ALiBi', B: 1, H: 6, KVH: 2, NQ: 80, NK: 380, D: 128, causal: true, rotary: 64, xpos: 512, alibi: true, keyScale: true },
+];
+
+interface Gradients { dq: Float64Array; dk: Float64Array; dv: Float64Array; dks: Float64Array | null; plan: string }
 
 /** The backward of case c under ANDROMEDA_ATTENTION_BACKWARD = choice, from the reference's out and lse. */
 function backward(c: AttentionCase, ref: AttentionResult, choice: string): Gradients {
@@ -74,11 +88,12 @@ function backward(c: AttentionCase, ref: AttentionResult, choice: string): Gradi
       querySegments: inp.qseg ? put(inp.qseg, 'int32') : null, keySegments: inp.kseg ? put(inp.kseg, 'int32') : null,
     };
     process.env[ENV] = choice;
+    const plan = attentionTransformPlan(backend, q, lse, args);
     backend.attentionBackward(q, k, v, out, lse, gout, dq, dk, dv, dks, args);
     backend.synchronize();
     return {
       dq: get(dq, B * H * NQ * D), dk: get(dk, B * KVH * NK * D), dv: get(dv, B * KVH * NK * D),
-      dks: dks ? get(dks, H * D) : null,
+      dks: dks ? get(dks, H * D) : null, plan,
     };
   } finally {
     if (previous === undefined) delete process.env[ENV];
@@ -101,7 +116,11 @@ function check(c: AttentionCase, choice: string): void {
     ['dq', relativeError(got.dq, ref.dq)], ['dk', relativeError(got.dk, ref.dk)], ['dv', relativeError(got.dv, ref.dv)],
   ];
   if (ref.dks) errors.push(['dKeyScale', relativeError(got.dks!, ref.dks)]);
-  console.log(`  ${choice.padEnd(15)} ${c.name.padEnd(72)} ${errors.map(([n, e]) => `${n} ${e.toExponential(1)}`).join('  ')}`);
+  console.log(`  ${choice.padEnd(15)} ${c.name.padEnd(72)} ${errors.map(([n, e]) => `${n} ${e.toExponential(1)}`).join('  ')}  (${got.plan})`);
+  // The split key scale must have split in the backward (the forward plan depends on ANDROMEDA_ATTENTION_FORWARD).
+  if (c.keyScale && c.KVH < c.H && (choice === 'hopper-cpasync' || (choice === 'auto' && isHopper())) && attentionTransform(gpu() as CudaBackend) === 'prepass') {
+    assert.match(got.plan, /^split(-backward)?$/, `${c.name} (${choice}): the backward did not split`);
+  }
   for (const [name, e] of errors) assert.ok(e < TOLERANCE, `${c.name} (${choice}): ${name} relative error ${e.toExponential(2)} ≥ ${TOLERANCE}`);
 }
 
@@ -146,7 +165,13 @@ for (const variant of VARIANTS) {
         if (hopperSized(c)) attempt(c);
         else assert.throws(() => backward(c, referenceOf(c), variant), /Hopper backward cannot run: fewer than 64 queries or 128 keys/);
       }
-      withTransform('prepass', () => { for (const c of PREPASS_CASES) attempt(c); });
+      withTransform('prepass', () => {
+        for (const c of PREPASS_CASES) attempt(c);
+        for (const c of SPLIT_CASES) {
+          if (variant === 'hopper-cpasync') attempt(c);
+          else assert.throws(() => backward(c, referenceOf(c), variant), /Hopper backward cannot run: rotary, xPos or a key scale/);
+        }
+      });
       assert.deepEqual(failures, [], `${failures.length} case(s) failed`);
     });
   }
@@ -157,9 +182,10 @@ gpuTest('attention backward: the automatic choice and the mma.sync kernels match
     check(c, 'auto');
     check(c, 'mma');
   }
-  withTransform('prepass', () => { check(PREPASS_CASES[2]!, 'auto'); });
-  // The in-kernel transform stays on the mma.sync kernels under auto.
-  withTransform('kernel', () => { check(PREPASS_CASES[2]!, 'auto'); });
+  withTransform('prepass', () => { check(SPLIT_CASES[0]!, 'auto'); check(PREPASS_CASES[1]!, 'auto'); });
+  // The in-kernel transform stays on the mma.sync kernels under auto; so does the split key scale under mma.
+  withTransform('kernel', () => { check(SPLIT_CASES[0]!, 'auto'); });
+  withTransform('prepass', () => { check(SPLIT_CASES[0]!, 'mma'); });
 });
 
 gpuTest('a forced Hopper backward that cannot run fails with the reason; an unknown choice is rejected', () => {

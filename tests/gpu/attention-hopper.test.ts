@@ -4,6 +4,7 @@
 // query offsets (rows that see no key included), ALiBi, and enough key tiles to wrap the load pipeline.
 // Outputs are poisoned with NaN before each call, so an unwritten element fails. On a GPU that is not
 // Hopper, the forced choice must fail with an error that says why, and the automatic one must still work.
+// The split key scale (key scale with fewer KV heads than heads, under the pre-pass) runs on each TMA variant.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { AttentionArgs, Dense } from '../../src/backend/backend.js';
@@ -11,6 +12,7 @@ import type { CudaBackend } from '../../src/backend/cuda.js';
 import { DTYPE_BYTES, decodeHost, encodeHost, type DType } from '../../src/tensor/dtype.js';
 import { gpu, gpuTest, gpuUnavailable } from './harness.js';
 import { makeInputs, reference, relativeError, type AttentionCase } from './attention-reference.js';
+import { attentionTransform, attentionTransformPlan, setAttentionTransform } from './attention-transform.js';
 
 const TOLERANCE = 1e-2;
 const ENV = 'ANDROMEDA_ATTENTION_FORWARD';
@@ -31,7 +33,20 @@ const CASES: AttentionCase[] = [
   { name: 'non-causal GQA2 d64 130×900 ALiBi (3-stage ring wraps)', B: 1, H: 4, KVH: 2, NQ: 130, NK: 900, D: 64, alibi: true },
 ];
 
-function forward(c: AttentionCase, choice: string): { out: Float64Array; lse: Float64Array } {
+/**
+ * The split key scale (key scale, fewer KV heads than heads, rotary: A and B per KV head, the producer warps build
+ * K'_h in shared memory) under the pre-pass: r = 64 of 128 (one B column block), r = 32 of 64 (part of one), r = 128
+ * (two), xPos, ALiBi, MQA and GQA2, causal with offsets and not, lengths inside a key tile, rings that wrap.
+ */
+const SPLIT_CASES: AttentionCase[] = [
+  { name: 'split: MQA d128 r64 xPos ALiBi keyScale n301 (8 heads)', B: 1, H: 8, KVH: 1, NQ: 301, NK: 301, D: 128, causal: true, rotary: 64, xpos: 512, alibi: true, keyScale: true },
+  { name: 'split: GQA2 d64 r32 xPos keyScale n257 batch 2', B: 2, H: 4, KVH: 2, NQ: 257, NK: 257, D: 64, causal: true, rotary: 32, xpos: 512, keyScale: true },
+  { name: 'split: GQA2 d128 r128 keyScale non-causal 150×333', B: 1, H: 4, KVH: 2, NQ: 150, NK: 333, D: 128, rotary: 128, xpos: 512, keyScale: true },
+  { name: 'split: MQA d128 r64 keyScale, 80 queries after 620 keys (ring wraps)', B: 1, H: 4, KVH: 1, NQ: 80, NK: 700, D: 128, causal: true, rotary: 64, xpos: 512, alibi: true, keyScale: true },
+  { name: 'split: GQA2 d64 r64 keyScale non-causal ALiBi 130×900 (3-stage ring wraps)', B: 1, H: 4, KVH: 2, NQ: 130, NK: 900, D: 64, rotary: 64, alibi: true, keyScale: true },
+];
+
+function forward(c: AttentionCase, choice: string): { out: Float64Array; lse: Float64Array; plan: string } {
   const backend = gpu() as CudaBackend;
   const inp = makeInputs(c);
   const handles: number[] = [];
@@ -52,13 +67,15 @@ function forward(c: AttentionCase, choice: string): { out: Float64Array; lse: Fl
     const args: AttentionArgs = {
       batch: B, heads: H, kvHeads: KVH, queryLen: NQ, keyLen: NK, headDim: D, scale: inp.scale,
       causal: !!c.causal, queryOffset: inp.offset, alibiSlopes: inp.slopes,
-      rotaryDim: 0, rotaryInvFreq: null, xposScaleBase: 0, keyScale: null,
+      rotaryDim: c.rotary ?? 0, rotaryInvFreq: inp.invFreq, xposScaleBase: c.xpos ?? 0,
+      keyScale: inp.ks ? put(inp.ks, 'float32') : null,
       queryPositions: null, keyPositions: null, querySegments: null, keySegments: null,
     };
     process.env[ENV] = choice;
+    const plan = attentionTransformPlan(backend, q, lse, args);
     backend.attentionForwardOn('tiled', q, k, v, out, lse, args);
     backend.synchronize();
-    return { out: get(out, B * H * NQ * D), lse: get(lse, B * H * NQ) };
+    return { out: get(out, B * H * NQ * D), lse: get(lse, B * H * NQ), plan };
   } finally {
     if (previous === undefined) delete process.env[ENV];
     else process.env[ENV] = previous;
@@ -67,10 +84,10 @@ function forward(c: AttentionCase, choice: string): { out: Float64Array; lse: Fl
 }
 
 function check(c: AttentionCase, choice: string): void {
-  const { out, lse } = forward(c, choice);
+  const { out, lse, plan } = forward(c, choice);
   const ref = reference(c, makeInputs(c));
   const eo = relativeError(out, ref.out), el = relativeError(lse, ref.lse);
-  console.log(`  ${choice.padEnd(17)} ${c.name.padEnd(62)} out ${eo.toExponential(1)}  lse ${el.toExponential(1)}`);
+  console.log(`  ${choice.padEnd(17)} ${c.name.padEnd(62)} out ${eo.toExponential(1)}  lse ${el.toExponential(1)}  (${plan})`);
   assert.ok(eo < TOLERANCE, `${c.name} (${choice}): out relative error ${eo.toExponential(2)} ≥ ${TOLERANCE}`);
   assert.ok(el < TOLERANCE, `${c.name} (${choice}): lse relative error ${el.toExponential(2)} ≥ ${TOLERANCE}`);
 }
@@ -87,11 +104,47 @@ for (const variant of VARIANTS) {
   else gpuTest(name, () => { for (const c of CASES) check(c, variant); });
 }
 
+function withTransform(mode: 'prepass' | 'kernel', fn: () => void): void {
+  const backend = gpu() as CudaBackend;
+  const before = attentionTransform(backend);
+  setAttentionTransform(backend, mode);
+  try {
+    fn();
+  } finally {
+    setAttentionTransform(backend, before);
+  }
+}
+
+// The split key scale on each TMA variant (the plan must say the forward split: 'split' or 'split-forward' where the
+// backward cannot, e.g. under 64 queries); hopper-cpasync has no producer warps, so a forced one refuses the case.
+for (const variant of VARIANTS) {
+  const name = `Hopper attention forward, ${variant}: the split key scale (K'_h built in shared memory) matches the float64 reference`;
+  if (notHopper) test(name, { skip: notHopper }, () => {});
+  else {
+    gpuTest(name, () => withTransform('prepass', () => {
+      for (const c of SPLIT_CASES) {
+        if (variant === 'hopper-cpasync') {
+          assert.throws(() => forward(c, variant), /Hopper forward cannot run: rotary, xPos or a key scale/);
+          continue;
+        }
+        check(c, variant);
+        assert.match(forward(c, variant).plan, /^split(-forward)?$/, `${c.name} (${variant}): the forward did not split`);
+      }
+    }));
+  }
+}
+
 gpuTest('attention forward: the automatic choice and the mma.sync kernel match the reference on the same cases', () => {
   for (const c of [CASES[3]!, CASES[8]!]) {
     check(c, 'auto');
     check(c, 'mma');
   }
+  // The split key scale under auto; under mma the forward keeps the transform in the kernel (never a k' per head).
+  withTransform('prepass', () => {
+    check(SPLIT_CASES[0]!, 'auto');
+    check(SPLIT_CASES[0]!, 'mma');
+    assert.equal(forward(SPLIT_CASES[0]!, 'mma').plan, isHopper() ? 'split-backward' : 'kernel');
+  });
 });
 
 gpuTest('a forced Hopper forward that cannot run fails with the reason; an unknown choice is rejected', () => {

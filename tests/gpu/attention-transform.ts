@@ -5,9 +5,9 @@ import type { AttentionArgs, Dense } from '../../src/backend/backend.js';
 import type { CudaBackend } from '../../src/backend/cuda.js';
 import { nativeAttentionConfig } from '../../src/backend/attention-config.js';
 
-export type AttentionTransform = 'auto' | 'kernel' | 'prepass';
-/** 'chunked': the forward on the pre-pass in query chunks (xPos past one anchor's range), the backward in the kernels. */
-export type AttentionTransformPlan = 'none' | 'kernel' | 'prepass' | 'chunked';
+import type { AttentionTransform, AttentionTransformPlan } from './attention-plan.js';
+
+export type { AttentionTransform, AttentionTransformPlan } from './attention-plan.js';
 
 interface TransformAddon {
   attentionTransform(mode?: AttentionTransform): AttentionTransform;

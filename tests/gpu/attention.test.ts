@@ -5,9 +5,10 @@
 // outputs are poisoned with NaN before each call, so an unwritten element fails.
 // Every tiled case runs twice: rotary / xPos / key scale applied in the kernels' tiles ('kernel') and
 // once per call by the pre-pass ('prepass'), and the path each call takes is checked against the rule
-// (the pre-pass where one xPos anchor stays in float range: ζ exponent ≤ 60; past that, with default
-// positions, the forward on the pre-pass in query chunks with an anchor each and the backward in the
-// kernels: 'chunked').
+// (attention-plan.ts: the pre-pass where one xPos anchor stays in float range: ζ exponent ≤ 60; past that,
+// with default positions, the forward on the pre-pass in query chunks with an anchor each and the backward
+// in the kernels: 'chunked'; a key scale with fewer KV heads than heads splits — A, B per KV head and K'_h
+// built in the Hopper kernels — where those kernels run, and stays in the kernels elsewhere: 'split…').
 import assert from 'node:assert/strict';
 import type { AttentionArgs, Dense } from '../../src/backend/backend.js';
 import type { CudaBackend } from '../../src/backend/cuda.js';
@@ -16,6 +17,7 @@ import { DTYPE_BYTES, decodeHost, encodeHost, type DType } from '../../src/tenso
 import { gpu, gpuTest } from './harness.js';
 import { makeInputs, reference, relativeError, type AttentionCase, type AttentionInputs, type AttentionResult } from './attention-reference.js';
 import { attentionTransform, attentionTransformPlan, setAttentionTransform, type AttentionTransform, type AttentionTransformPlan } from './attention-transform.js';
+import { expectedPlan, type PlanEnvironment } from './attention-plan.js';
 
 const TOLERANCE = 1e-2;
 
@@ -36,29 +38,18 @@ class DeviceBuffers {
   dispose(): void { for (const h of this.handles.splice(0)) this.backend.free(h); }
 }
 
-/** The path the engine must take for a case under a forced mode (the rule of plan_transform in attention.cu). */
-function expectedPlan(c: AttentionCase, mode: AttentionTransform, inp: AttentionInputs): AttentionTransformPlan {
-  if (!(c.rotary ?? 0) && !c.keyScale) return 'none';
-  if (mode === 'kernel') return 'kernel';
-  if (c.xpos) {
-    const offset = c.offset ?? (c.causal ? c.NK - c.NQ : 0);
-    // Custom positions: the range the caller passes (positionRange), as the attention op does from host values.
-    const range = positionRange(inp);
-    const lo = range ? range.min : Math.min(offset, 0), hi = range ? range.max : Math.max(offset + c.NQ - 1, c.NK - 1);
-    const anchor = lo + Math.floor((hi - lo) / 2);
-    if ((Math.log2(3.5) / c.xpos) * Math.max(anchor - lo, hi - anchor) > 60) {
-      if (range || c.xpos < 0) return 'kernel';
-      const chunk = chunkQueries(c.xpos);
-      return chunk > 0 && (c.causal || c.NK - 1 - offset < chunk) ? 'chunked' : 'kernel';
-    }
-  }
-  return 'prepass';
+/** The path the engine must take for a case under a forced mode (attention-plan.ts mirrors the engine's rule). */
+function expectedPlanOf(c: AttentionCase, mode: AttentionTransform, inp: AttentionInputs): AttentionTransformPlan {
+  return expectedPlan(c, mode, planEnvironment(), positionRange(inp));
 }
 
-/** Queries per chunk of the chunked forward: ζ exponent ≤ 60 across a chunk, whole 128-query tiles (xpos_chunk_queries). */
-function chunkQueries(base: number): number {
-  const c = Math.floor((60 * base) / Math.log2(3.5));
-  return c >= 128 ? c - (c % 128) : Math.max(c, 0);
+/** This process's GPU and kernel choices, as the plan sees them. */
+function planEnvironment(): PlanEnvironment {
+  return {
+    hopper: /\(sm_9\d/.test((gpu() as CudaBackend).description),
+    forwardChoice: process.env.ANDROMEDA_ATTENTION_FORWARD,
+    backwardChoice: process.env.ANDROMEDA_ATTENTION_BACKWARD,
+  };
 }
 
 /** Smallest and largest custom position of a case's inputs, or null for default positions. */
@@ -130,7 +121,7 @@ function check(c: AttentionCase, path: CudaAttentionPath, backward: boolean, dty
       }
       const label = `${c.name} (${path}, ${dtype}, transform ${mode} → ${got.plan})`;
       console.log(`  ${path.padEnd(6)} ${dtype.padEnd(8)} ${got.plan.padEnd(7)} ${c.name.padEnd(62)} ${errors.map(([n, e]) => `${n} ${e.toExponential(1)}`).join('  ')}`);
-      if (mode !== 'auto') assert.equal(got.plan, expectedPlan(c, mode, inp), `${label}: the transform took the wrong path`);
+      if (mode !== 'auto') assert.equal(got.plan, expectedPlanOf(c, mode, inp), `${label}: the transform took the wrong path`);
       for (const [name, e] of errors) assert.ok(e < TOLERANCE, `${label}: ${name} relative error ${e.toExponential(2)} ≥ ${TOLERANCE}`);
     }
   } finally {
@@ -162,7 +153,25 @@ const TILED: AttentionCase[] = [
   { name: 'xPos base 8 over 520 positions: ζ^±58.7, inside the pre-pass range', B: 1, H: 2, KVH: 1, NQ: 520, NK: 520, D: 64, causal: true, rotary: 32, xpos: 8, keyScale: true },
   { name: 'xPos base 8 over 600 positions: past one anchor (forward in 3 chunks of 256)', B: 1, H: 2, KVH: 1, NQ: 600, NK: 600, D: 64, causal: true, rotary: 32, xpos: 8 },
   { name: 'negative query offset, non-causal xPos keyScale GQA2', B: 1, H: 4, KVH: 2, NQ: 60, NK: 80, D: 32, offset: -25, rotary: 32, xpos: 512, keyScale: true, alibi: true },
+  ...splitCases(),
 ];
+
+/**
+ * The split key scale (key scale, fewer KV heads than heads; 'split' on Hopper under 'prepass', the in-kernel
+ * transform elsewhere): MQA and GQA2, rotary r < 64 (B one partial column block), r = 64, r = D = 128 (two B
+ * column blocks), no rotary (the forward puts the key scale on q', the backward builds g ⊙ k), query offsets, odd
+ * lengths that end inside a key tile, batch 2.
+ */
+function splitCases(): AttentionCase[] {
+  return [
+    { name: 'split: keyScale MQA d128 r64 xPos ALiBi n301, 8 heads', B: 1, H: 8, KVH: 1, NQ: 301, NK: 301, D: 128, causal: true, rotary: 64, xpos: 512, alibi: true, keyScale: true },
+    { name: 'split: keyScale GQA2 d64 r32 xPos causal n257 batch 2', B: 2, H: 4, KVH: 2, NQ: 257, NK: 257, D: 64, causal: true, rotary: 32, xpos: 512, keyScale: true },
+    { name: 'split: keyScale GQA2 d128 r128 xPos non-causal 150×333', B: 1, H: 4, KVH: 2, NQ: 150, NK: 333, D: 128, rotary: 128, xpos: 512, keyScale: true },
+    { name: 'split: keyScale MQA d64, no rotary, causal ALiBi n200', B: 1, H: 4, KVH: 1, NQ: 200, NK: 200, D: 64, causal: true, alibi: true, keyScale: true },
+    { name: 'split: keyScale GQA2 d128 r64, 80 queries after 300 keys, xPos ALiBi', B: 1, H: 6, KVH: 2, NQ: 80, NK: 380, D: 128, causal: true, rotary: 64, xpos: 512, alibi: true, keyScale: true },
+    { name: 'split: keyScale MQA d64 r64 (all rotary) xPos, 70 queries × 129 keys non-causal', B: 1, H: 3, KVH: 1, NQ: 70, NK: 129, D: 64, rotary: 64, xpos: 256, keyScale: true },
+  ];
+}
 
 /**
  * xPos past one anchor's range (base 8: 256 queries per chunk): the forward in query chunks, each with its
@@ -211,6 +220,80 @@ gpuTest('fused attention, xPos over 32,768 positions with one pre-pass anchor', 
 gpuTest('fused attention, xPos past one anchor: the forward in query chunks with an anchor each', () => {
   for (const c of CHUNKED) check(c, 'tiled', c === CHUNKED[0]);
 });
+
+/**
+ * The split key scale never holds a k' per query head: at andromeda-3b's shape (24 heads, 1 KV head, 2,048 tokens) the
+ * extra memory of a forward stays under q' + half an expanded K (the split needs q' + A + B + rotary tables, the
+ * expansion q' + 24 K), and of a backward under 5 q' + one expanded K (the split needs q' + dQ' + the Hopper dQ
+ * accumulator + A, B, dA, dB, dV; the expansion added a bf16 k' and a float32 dK' per query head, 3 × 24 K). Both
+ * paths must also agree with the in-kernel transform. On a GPU that is not Hopper the case stays in the kernels.
+ */
+gpuTest('split key scale at andromeda-3b\'s shape: no K per query head in memory, same results as the in-kernel transform', () => {
+  const c: AttentionCase = { name: 'andromeda-3b memory n2048', B: 1, H: 24, KVH: 1, NQ: 2048, NK: 2048, D: 128, causal: true, rotary: 64, xpos: 512, alibi: true, alibiHeads: 12, keyScale: true };
+  const backend = gpu() as CudaBackend;
+  const inp = makeInputs(c);
+  const qBytes = c.B * c.H * c.NQ * c.D * 2, kvBytes = c.B * c.KVH * c.NK * c.D * 2;
+  const before = attentionTransform(backend);
+  try {
+    const results = new Map<AttentionTransform, RunResult & { forwardExtra: number; backwardExtra: number }>();
+    for (const mode of ['prepass', 'kernel'] as const) {
+      setAttentionTransform(backend, mode);
+      results.set(mode, runMeasured(c, inp));
+    }
+    const split = results.get('prepass')!, kernel = results.get('kernel')!;
+    const expected = expectedPlanOf(c, 'prepass', inp);
+    console.log(`  plan ${split.plan}: forward +${(split.forwardExtra / 2 ** 20).toFixed(1)} MiB, backward +${(split.backwardExtra / 2 ** 20).toFixed(1)} MiB (q' ${(qBytes / 2 ** 20).toFixed(1)} MiB, K ${(kvBytes / 2 ** 20).toFixed(2)} MiB)`);
+    assert.equal(split.plan, expected, 'the transform took the wrong path');
+    if (expected === 'split') {
+      assert.ok(split.forwardExtra < qBytes + (c.H / 2) * kvBytes, `forward scratch ${split.forwardExtra} B: a K per query head?`);
+      assert.ok(split.backwardExtra < 5 * qBytes + c.H * kvBytes, `backward scratch ${split.backwardExtra} B: a K per query head?`);
+    }
+    for (const name of ['out', 'lse', 'dq', 'dk', 'dv', 'dks'] as const) {
+      const e = relativeError(split[name]!, kernel[name]!);
+      assert.ok(e < TOLERANCE, `${name}: split vs in-kernel relative difference ${e.toExponential(2)} ≥ ${TOLERANCE}`);
+    }
+  } finally {
+    setAttentionTransform(backend, before);
+  }
+});
+
+/** Forward and backward of case c (bf16) with the engine's peak memory above what the inputs and outputs hold. */
+function runMeasured(c: AttentionCase, inp: AttentionInputs): RunResult & { forwardExtra: number; backwardExtra: number } {
+  const backend = gpu() as CudaBackend;
+  const mem = new DeviceBuffers(backend);
+  try {
+    const { B, H, KVH, NQ, NK, D } = c;
+    const q = mem.put(inp.q, 'bfloat16'), k = mem.put(inp.k, 'bfloat16'), v = mem.put(inp.v, 'bfloat16');
+    const args: AttentionArgs = {
+      batch: B, heads: H, kvHeads: KVH, queryLen: NQ, keyLen: NK, headDim: D, scale: inp.scale,
+      causal: !!c.causal, queryOffset: inp.offset, alibiSlopes: inp.slopes,
+      rotaryDim: c.rotary ?? 0, rotaryInvFreq: inp.invFreq, xposScaleBase: c.xpos ?? 0,
+      keyScale: inp.ks ? mem.put(inp.ks, 'float32') : null,
+      queryPositions: null, keyPositions: null, querySegments: null, keySegments: null,
+    };
+    const out = mem.output(B * H * NQ * D, 'bfloat16'), lse = mem.output(B * H * NQ, 'float32');
+    const gout = mem.put(inp.gout, 'bfloat16');
+    const dq = mem.output(B * H * NQ * D, 'bfloat16'), dk = mem.output(B * KVH * NK * D, 'bfloat16'), dv = mem.output(B * KVH * NK * D, 'bfloat16');
+    const dks = mem.output(H * D, 'float32');
+    const extra = (fn: () => void): number => {
+      backend.synchronize();
+      const base = backend.memoryStats().allocated;
+      backend.resetPeakMemory();
+      fn();
+      backend.synchronize();
+      return backend.memoryStats().peakAllocated - base;
+    };
+    const forwardExtra = extra(() => backend.attentionForwardOn('tiled', q, k, v, out, lse, args));
+    const backwardExtra = extra(() => backend.attentionBackward(q, k, v, out, lse, gout, dq, dk, dv, dks, args));
+    return {
+      out: mem.get(out, B * H * NQ * D), lse: mem.get(lse, B * H * NQ),
+      dq: mem.get(dq, B * H * NQ * D), dk: mem.get(dk, B * KVH * NK * D), dv: mem.get(dv, B * KVH * NK * D), dks: mem.get(dks, H * D),
+      plan: attentionTransformPlan(backend, q, lse, args), forwardExtra, backwardExtra,
+    };
+  } finally {
+    mem.dispose();
+  }
+}
 
 gpuTest('the transform switch refuses an unknown mode', () => {
   assert.throws(() => setAttentionTransform(gpu() as CudaBackend, 'sometimes' as AttentionTransform), /expected auto, kernel or prepass/);

@@ -12,6 +12,8 @@
 #include <string>
 
 #include "../runtime.h"
+#include "backward_hopper.h"
+#include "forward_hopper.h"
 #include "launch.h"
 
 namespace andromeda::cuda {
@@ -158,10 +160,36 @@ constexpr int64_t kKeyTileRows = 128;
 
 struct TransformPlan {
   bool prepass = false;
-  int k_heads = 0;    // heads of k': kv_heads, or heads with a key scale (then k' is per query head)
+  // Key scale with kv_heads < heads: A and B per KV head, K'_h built per CTA by the Hopper kernels (or, in a
+  // forward without rotary, the key scale moved onto q'); k is never expanded per query head.
+  bool split = false;
   int anchor = 0;     // xPos anchor c: q' carries ζ^((p − c)/B), k' ζ^((c − p)/B)
   int64_t chunk = 0;  // forward only, > 0: queries in chunks of this many, each chunk its own anchor (forward_chunked)
 };
+
+/** Launch parameters with the shapes, positions, segments and scale of a problem: enough to ask the kernels' choice. */
+Params shape_params(const AttentionProblem& pr) {
+  Params p{};
+  p.batch = pr.batch;
+  p.heads = pr.heads;
+  p.kv_heads = pr.kv_heads;
+  p.k_heads = pr.kv_heads;
+  p.q_len = int(pr.q_len);
+  p.k_len = int(pr.k_len);
+  p.scale = float(pr.scale);
+  p.scale_log2 = float(pr.scale * 1.4426950408889634);
+  p.causal = pr.causal;
+  p.query_offset = int(pr.query_offset);
+  p.q_pos = pr.q_positions;
+  p.k_pos = pr.k_positions;
+  p.q_seg = pr.q_segments;
+  p.k_seg = pr.k_segments;
+  p.has_alibi = pr.alibi_slopes != nullptr;
+  return p;
+}
+
+/** A key scale whose heads outnumber the KV heads: a k' per query head would expand K, so it splits or stays in the kernels. */
+bool key_scale_shares_kv(const AttentionProblem& pr) { return pr.key_scale && pr.kv_heads < pr.heads; }
 
 enum class Pass { Forward, Backward };
 
@@ -179,12 +207,24 @@ bool scratch_allowed(double bytes) {
   return attention_transform() != AttentionTransform::Auto || bytes <= kAutoScratchLimit;
 }
 
+/**
+ * Whether the kernels that would run can take the split key scale: the forward without rotary needs nothing (the
+ * key scale moves onto q'), with rotary a Hopper TMA forward; the backward the Hopper cp.async backward.
+ */
+bool split_ready(const AttentionProblem& pr, Pass pass) {
+  const Params sp = shape_params(pr);
+  if (pass == Pass::Forward) return pr.rotary_dim == 0 || attention::forward_hopper_split_ready(sp, pr.head_dim);
+  return attention::backward_hopper_split_ready(sp, pr.head_dim);
+}
+
 TransformPlan plan_transform(const AttentionProblem& pr, Pass pass) {
   TransformPlan plan;
-  plan.k_heads = pr.kv_heads;
   if ((pr.rotary_dim == 0 && !pr.key_scale) || attention_transform() == AttentionTransform::Kernel) return plan;
-  const int k_heads = pr.key_scale ? pr.heads : pr.kv_heads;
-  const double k_elements = double(pr.batch) * k_heads * double(pr.k_len) * pr.head_dim;
+  const bool split = key_scale_shares_kv(pr);
+  if (split && !split_ready(pr, pass)) return plan;
+  plan.split = split;
+  // k' (or A and B) per KV head.
+  const double k_elements = double(pr.batch) * pr.kv_heads * double(pr.k_len) * pr.head_dim * (split ? 2 : 1);
   if (pr.xpos_scale_base != 0) {
     // One anchor needs bounded positions: custom positions qualify only when the caller gave their range.
     int64_t lo = 0, hi = 0;
@@ -216,16 +256,14 @@ TransformPlan plan_transform(const AttentionProblem& pr, Pass pass) {
       if (chunk == 0 || (!pr.causal && pr.k_len - 1 - pr.query_offset >= chunk)) return plan;
       const double q_chunk_elements = double(pr.batch) * pr.heads * double(std::min<int64_t>(chunk, pr.q_len)) * pr.head_dim;
       if (!scratch_allowed((2 * q_chunk_elements + k_elements) * 2)) return plan;
-      plan.k_heads = k_heads;
       plan.chunk = chunk;
       plan.prepass = true;
       return plan;
     }
     plan.anchor = int(c);
   }
-  const double q_elements = pr.rotary_dim > 0 ? double(pr.q_elements()) : 0;
+  const double q_elements = pr.rotary_dim > 0 || split ? double(pr.q_elements()) : 0;
   if (!scratch_allowed((q_elements + k_elements) * 6)) return plan;
-  plan.k_heads = k_heads;
   plan.prepass = true;
   return plan;
 }
@@ -240,27 +278,67 @@ void transform_off(Params& pp) {
   pp.grad_key_scale = nullptr;
 }
 
+/**
+ * The split key scale's forward inputs for the keys [0, keys) at `anchor`: without rotary none (k as given, the key
+ * scale goes onto q'), else A into a_buf (k's layout) and B into b_buf, and the launch parameters that build
+ * K'_h = c_h ⊙ A + d_h ⊙ B from them.
+ */
+void split_keys(const Params& p, int head_dim, int anchor, int keys, attention::bf16* a_buf, attention::bf16* b_buf,
+                Params& pp) {
+  if (p.rotary_dim == 0) return;
+  attention::launch_pretransform(p, head_dim, attention::PretransformMode::KeySplit, p.kv_heads, anchor, a_buf, 0, keys,
+                                 p.k_len, b_buf);
+  pp.k = a_buf;
+  pp.key_split = 1;
+  pp.split_b = b_buf;
+  pp.split_scale = p.key_scale;
+  pp.split_rotary_dim = p.rotary_dim;
+}
+
 /** Launch parameters of the plain kernels over q', k' (transform off), plus the copies they point into. */
 struct Pretransformed {
   Params params{};
-  std::unique_ptr<Scratch> q, k;
+  std::unique_ptr<Scratch> q, k, b;
 };
 
-Pretransformed pretransform(const AttentionProblem& pr, const Params& p, const TransformPlan& plan) {
+/**
+ * q' and k' for the plain kernels. With plan.split (key scale, kv_heads < heads) no k' per query head: the forward
+ * gets q' with g_h on the features past the rotary ones and A, B (split_keys); the backward gets q' and A, B (A = k
+ * without rotary) and builds K'_h = c_h ⊙ A + d_h ⊙ B, g_h ⊙ A past the rotary features, in the Hopper kernel.
+ */
+Pretransformed pretransform(const AttentionProblem& pr, const Params& p, const TransformPlan& plan, Pass pass) {
+  using attention::PretransformMode;
   Pretransformed out;
   out.params = p;
   Params& pp = out.params;
   const int D = pr.head_dim;
-  if (pr.rotary_dim > 0) {
+  const bool scale_on_q = plan.split && pass == Pass::Forward;
+  if (pr.rotary_dim > 0 || scale_on_q) {
     out.q = std::make_unique<Scratch>(size_t(std::max<int64_t>(pr.q_elements(), 8)) * 2);
-    attention::launch_pretransform(p, D, false, pr.heads, plan.anchor, out.q->as<attention::bf16>(), 0, p.q_len, p.q_len);
+    attention::launch_pretransform(p, D, scale_on_q ? PretransformMode::QueryScaleRest : PretransformMode::Query, pr.heads,
+                                   plan.anchor, out.q->as<attention::bf16>(), 0, p.q_len, p.q_len);
     pp.q = out.q->as<attention::bf16>();
   }
-  const int64_t k_elements = int64_t(pr.batch) * plan.k_heads * pr.k_len * D;
-  out.k = std::make_unique<Scratch>(size_t(std::max<int64_t>(k_elements, 8)) * 2);
-  attention::launch_pretransform(p, D, true, plan.k_heads, plan.anchor, out.k->as<attention::bf16>(), 0, p.k_len, p.k_len);
-  pp.k = out.k->as<attention::bf16>();
-  pp.k_heads = plan.k_heads;
+  const int64_t k_elements = std::max<int64_t>(pr.kv_elements(), 8);
+  if (plan.split) {
+    pp.key_split = 0;
+    if (pr.rotary_dim > 0) {
+      out.k = std::make_unique<Scratch>(size_t(k_elements) * 2);
+      out.b = std::make_unique<Scratch>(size_t(k_elements) * 2);
+      split_keys(p, D, plan.anchor, p.k_len, out.k->as<attention::bf16>(), out.b->as<attention::bf16>(), pp);
+    }
+    if (pass == Pass::Backward) {  // K'_h = g_h ⊙ k without rotary
+      pp.key_split = 1;
+      pp.split_scale = p.key_scale;
+      pp.split_rotary_dim = p.rotary_dim;
+      if (!pp.split_b) pp.split_b = pp.k;  // (read only on rotary features: none)
+    }
+  } else {
+    out.k = std::make_unique<Scratch>(size_t(k_elements) * 2);
+    attention::launch_pretransform(p, D, PretransformMode::Key, pr.kv_heads, plan.anchor, out.k->as<attention::bf16>(), 0,
+                                   p.k_len, p.k_len);
+    pp.k = out.k->as<attention::bf16>();
+  }
   transform_off(pp);
   return out;
 }
@@ -277,8 +355,11 @@ void forward_chunked(const AttentionProblem& pr, const Params& p, const Transfor
   const int D = pr.head_dim;
   const int64_t chunk = std::min<int64_t>(plan.chunk, pr.q_len);
   const int64_t rows_per_item = int64_t(pr.batch) * pr.heads;  // (batch, head) rows of q, out and lse
-  const int64_t k_elements = int64_t(pr.batch) * plan.k_heads * pr.k_len * D;
-  Scratch k_prime(size_t(std::max<int64_t>(k_elements, 8)) * 2);
+  const int64_t k_elements = std::max<int64_t>(pr.kv_elements(), 8);
+  // k' per KV head; with the split key scale A here and B in b_split (q' carries g_h past the rotary features).
+  Scratch k_prime(size_t(k_elements) * 2);
+  std::unique_ptr<Scratch> b_split;
+  if (plan.split) b_split = std::make_unique<Scratch>(size_t(k_elements) * 2);
   Scratch q_chunk(size_t(std::max<int64_t>(rows_per_item * chunk * D, 8)) * 2);
   // A single chunk writes out and lse in place; several go through compact copies.
   std::unique_ptr<Scratch> out_chunk, lse_chunk, seg_chunk;
@@ -289,9 +370,9 @@ void forward_chunked(const AttentionProblem& pr, const Params& p, const Transfor
   }
   Params cp = p;
   cp.k = k_prime.as<attention::bf16>();
-  cp.k_heads = plan.k_heads;
   cp.q = q_chunk.as<attention::bf16>();
   transform_off(cp);
+  using attention::PretransformMode;
   for (int64_t s = 0; s < pr.q_len; s += chunk) {
     const int rows = int(std::min(chunk, pr.q_len - s));
     const int64_t anchor = pr.query_offset + s;
@@ -301,8 +382,14 @@ void forward_chunked(const AttentionProblem& pr, const Params& p, const Transfor
       const int64_t visible = std::max<int64_t>(anchor + rows, 1);
       keys = std::min(pr.k_len, (visible + kKeyTileRows - 1) / kKeyTileRows * kKeyTileRows);
     }
-    attention::launch_pretransform(p, D, false, pr.heads, int(anchor), q_chunk.as<attention::bf16>(), int(s), rows, rows);
-    attention::launch_pretransform(p, D, true, plan.k_heads, int(anchor), k_prime.as<attention::bf16>(), 0, int(keys), p.k_len);
+    attention::launch_pretransform(p, D, plan.split ? PretransformMode::QueryScaleRest : PretransformMode::Query, pr.heads,
+                                   int(anchor), q_chunk.as<attention::bf16>(), int(s), rows, rows);
+    if (plan.split) {
+      split_keys(p, D, int(anchor), int(keys), k_prime.as<attention::bf16>(), b_split->as<attention::bf16>(), cp);
+    } else {
+      attention::launch_pretransform(p, D, PretransformMode::Key, pr.kv_heads, int(anchor), k_prime.as<attention::bf16>(), 0,
+                                     int(keys), p.k_len);
+    }
     cp.q_len = rows;
     cp.query_offset = int(anchor);
     const bool whole = rows == pr.q_len;
@@ -327,39 +414,61 @@ void forward_chunked(const AttentionProblem& pr, const Params& p, const Transfor
 
 /**
  * Backward on the pre-pass path: q', k' again (nothing is kept from the forward), the plain kernels give
- * dQ' and dK' in float32 (dK' per key head of k'), and the post-passes take them back through the transform:
- * dq = Rᵀ(z_q ⊙ dQ'), u_kh = Rᵀ(z_k ⊙ dK'_kh), dk = Σ g_kh ⊙ u_kh, d keyScale_kh = Σ_{b, j} k ⊙ u_kh.
+ * dQ' and dK' in float32, and the post-passes take them back through the transform:
+ * dq = Rᵀ(z_q ⊙ dQ'), u = Rᵀ(z_k ⊙ dK'), dk = g ⊙ u, d keyScale = Σ_{b, j} k ⊙ u (one k' per KV head: no key
+ * scale, or kv_heads = heads). With the split key scale the Hopper kernel gets A, B instead and leaves
+ * dA = Σ_h c_h ⊙ dK'_h, dB = Σ_h d_h ⊙ dK'_h and the column sums of A ⊙ dK'_h, B ⊙ dK'_h; then
+ * dk = Rᵀ(z ⊙ dA) + R J (z ⊙ dB) and d keyScale from the column sums (launch_untransform_k_split).
  * `p` is complete (gradients, δ, lse) with the transform on.
  */
 void backward_prepass(const AttentionProblem& pr, const Params& p, const TransformPlan& plan, char* grad_q, char* grad_k,
                       char* grad_v, float* grad_key_scale) {
   const int D = pr.head_dim;
-  Pretransformed pt = pretransform(pr, p, plan);
+  Pretransformed pt = pretransform(pr, p, plan, Pass::Backward);
   Params& pp = pt.params;
-  std::unique_ptr<Scratch> dq, dk, dv;
+  auto zeroed = [](int64_t count, const char* what) {
+    auto buf = std::make_unique<Scratch>(size_t(std::max<int64_t>(count, 8)) * sizeof(float));
+    check(cudaMemsetAsync(buf->as<float>(), 0, size_t(std::max<int64_t>(count, 8)) * sizeof(float), stream()), what);
+    return buf;
+  };
+  std::unique_ptr<Scratch> dq, dk, dv, db, cd;
   if (pr.rotary_dim > 0) {
     dq = std::make_unique<Scratch>(size_t(std::max<int64_t>(pr.q_elements(), 8)) * sizeof(float));
     pp.grad_q_f32 = dq->as<float>();
   }
-  const int64_t dk_elements = int64_t(pr.batch) * plan.k_heads * pr.k_len * D;
-  dk = std::make_unique<Scratch>(size_t(std::max<int64_t>(dk_elements, 8)) * sizeof(float));
-  pp.grad_k_accum = dk->as<float>();
-  if (plan.k_heads != pr.heads) {
-    check(cudaMemsetAsync(dk->as<float>(), 0, size_t(dk_elements) * sizeof(float), stream()),
-          "attention backward: clearing the dK' accumulator");
+  const int64_t kv_elements = pr.kv_elements();
+  const bool shared = pr.heads != pr.kv_heads;
+  int64_t cd_chunks = 0;
+  if (plan.split) {
+    dk = zeroed(kv_elements, "attention backward: clearing dA");
+    pp.split_grad_a = dk->as<float>();
+    if (pr.rotary_dim > 0) {
+      db = zeroed(kv_elements, "attention backward: clearing dB");
+      pp.split_grad_b = db->as<float>();
+    }
+    cd_chunks = int64_t(pr.batch) * ((pr.k_len + attention::kHopperBackwardKeyTile - 1) / attention::kHopperBackwardKeyTile);
+    cd = zeroed(cd_chunks * pr.heads * 2 * D, "attention backward: clearing the key-scale column sums");
+    pp.split_grad_cd = cd->as<float>();
+  } else {
+    dk = shared ? zeroed(kv_elements, "attention backward: clearing the dK' accumulator")
+                : std::make_unique<Scratch>(size_t(std::max<int64_t>(kv_elements, 8)) * sizeof(float));
+    pp.grad_k_accum = dk->as<float>();
   }
   pp.grad_v_accum = nullptr;
-  const int64_t kv_elements = pr.kv_elements();
-  if (pr.heads != pr.kv_heads) {
-    dv = std::make_unique<Scratch>(size_t(kv_elements) * sizeof(float));
-    check(cudaMemsetAsync(dv->as<float>(), 0, size_t(kv_elements) * sizeof(float), stream()),
-          "attention backward: clearing the dV accumulator");
+  if (shared) {
+    dv = zeroed(kv_elements, "attention backward: clearing the dV accumulator");
     pp.grad_v_accum = dv->as<float>();
   }
   attention::launch_backward(pp, D, false);
   if (dq) attention::launch_untransform_q(p, D, plan.anchor, dq->as<float>(), reinterpret_cast<attention::bf16*>(grad_q));
-  attention::launch_untransform_k(p, D, plan.k_heads, plan.anchor, dk->as<float>(),
-                                  reinterpret_cast<attention::bf16*>(grad_k), pr.key_scale ? grad_key_scale : nullptr);
+  if (plan.split) {
+    attention::launch_untransform_k_split(p, D, plan.anchor, dk->as<float>(), db ? db->as<float>() : nullptr,
+                                          reinterpret_cast<attention::bf16*>(grad_k), cd->as<float>(), cd_chunks,
+                                          grad_key_scale);
+  } else {
+    attention::launch_untransform_k(p, D, pr.kv_heads, plan.anchor, dk->as<float>(),
+                                    reinterpret_cast<attention::bf16*>(grad_k), pr.key_scale ? grad_key_scale : nullptr);
+  }
   if (dv) attention::launch_to_bf16(dv->as<float>(), reinterpret_cast<attention::bf16*>(grad_v), kv_elements);
 }
 
@@ -383,8 +492,15 @@ AttentionTransform set_attention_transform(AttentionTransform mode) {
 
 const char* attention_transform_plan(const AttentionProblem& problem) {
   if (problem.rotary_dim == 0 && !problem.key_scale) return "none";
-  if (plan_transform(problem, Pass::Backward).prepass) return "prepass";
-  return plan_transform(problem, Pass::Forward).prepass ? "chunked" : "kernel";
+  const TransformPlan forward = plan_transform(problem, Pass::Forward), backward = plan_transform(problem, Pass::Backward);
+  if (forward.chunk > 0) {
+    if (backward.prepass) throw std::logic_error("attention: a chunked forward with a pre-pass backward");
+    return forward.split ? "chunked-split" : "chunked";
+  }
+  if (forward.prepass && backward.prepass) return forward.split ? "split" : "prepass";
+  if (forward.prepass) return forward.split ? "split-forward" : "prepass-forward";
+  if (backward.prepass) return backward.split ? "split-backward" : "prepass-backward";
+  return "kernel";
 }
 
 void attention_forward(const AttentionProblem& problem, const char* q, const char* k, const char* v, char* out,
@@ -416,7 +532,7 @@ void attention_forward(const AttentionProblem& problem, const char* q, const cha
   if (plan.chunk > 0) {
     forward_chunked(problem, p, plan);
   } else if (plan.prepass) {
-    const Pretransformed pt = pretransform(problem, p, plan);
+    const Pretransformed pt = pretransform(problem, p, plan, Pass::Forward);
     attention::launch_forward_tiled(pt.params, problem.head_dim, false);
   } else {
     attention::launch_forward_tiled(p, problem.head_dim, prep.transform);

@@ -67,6 +67,7 @@ int64_t accumulator_elements(const Params& p, int head_dim) {
 std::string unsupported_reason(const Params& p, int head_dim, bool transform, bool tma) {
   if (head_dim != 64 && head_dim != 128) return "head dim " + std::to_string(head_dim) + " (the Hopper kernel takes 64 and 128)";
   if (transform) return "rotary, xPos or a key scale is applied in the kernels (only the mma.sync kernels do that)";
+  if (p.key_split && tma) return "the split key scale runs on hopper-cpasync only";
   if (p.q_pos || p.k_pos) return "custom positions are given";
   if (p.q_seg || p.k_seg) return "segments are given";
   // Smaller problems gain nothing from it, and a load box larger than the tensor wedged the pipeline on the
@@ -114,12 +115,12 @@ CUtensorMap vector_map(const float* data, int64_t count, int box, const char* wh
   return map;
 }
 
-template <int D, Variant V, bool kAlibi>
+template <int D, Variant V, bool kAlibi, bool kSplit>
 void launch(const Params& p, float* dq_accum) {
   constexpr bool kTma = V != Variant::CpAsync;
   constexpr bool kDqBulk = V == Variant::Tma;
   using Cfg = BackwardConfig<D>;
-  auto kernel = hopper::attention_backward_hopper_kernel<D, kTma, kDqBulk, kAlibi>;
+  auto kernel = hopper::attention_backward_hopper_kernel<D, kTma, kDqBulk, kAlibi, kSplit>;
   static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
   check(attr, "attention backward (Hopper): raising the shared-memory limit");
   BackwardMaps maps{};
@@ -139,7 +140,10 @@ void launch(const Params& p, float* dq_accum) {
 
 template <int D, Variant V>
 void launch_features(const Params& p, float* dq_accum) {
-  p.has_alibi ? launch<D, V, true>(p, dq_accum) : launch<D, V, false>(p, dq_accum);
+  if constexpr (V == Variant::CpAsync) {
+    if (p.key_split) return p.has_alibi ? launch<D, V, true, true>(p, dq_accum) : launch<D, V, false, true>(p, dq_accum);
+  }
+  p.has_alibi ? launch<D, V, true, false>(p, dq_accum) : launch<D, V, false, false>(p, dq_accum);
 }
 
 template <Variant V>
@@ -160,23 +164,47 @@ void launch_dq_conversion(const Params& p, int head_dim, const float* dq_accum, 
   check_launch("attention backward: dQ conversion (Hopper)");
 }
 
+Variant variant_of(Choice choice) {
+  return choice == Choice::CpAsync ? Variant::CpAsync
+         : choice == Choice::TmaRed ? Variant::TmaRed
+         : choice == Choice::Tma    ? Variant::Tma
+                                    : kDefaultVariant;
+}
+
+/** Why the Hopper backward chosen by `choice` does not run here ("" when it does; Mma gives a reason too). */
+std::string skip_reason(const Params& p, int head_dim, bool transform, Choice choice) {
+  if (choice == Choice::Mma) return std::string(kEnv) + "=mma";
+  const std::string reason = unsupported_reason(p, head_dim, transform, variant_of(choice) != Variant::CpAsync);
+  if (!reason.empty()) return reason;
+  if (choice == Choice::Auto && double(accumulator_elements(p, head_dim)) * 4 > kAutoAccumulatorLimit)
+    return "its dQ accumulator would exceed 4 GiB";
+  return "";
+}
+
 }  // namespace
+
+bool backward_hopper_split_ready(const Params& p, int head_dim) {
+  std::string value;
+  Params split = p;
+  split.key_split = 1;
+  return skip_reason(split, head_dim, false, choice_from_env(value)).empty();
+}
 
 bool launch_backward_hopper_if_chosen(const Params& p, int head_dim, bool transform) {
   std::string value;
   const Choice choice = choice_from_env(value);
+  const Variant variant = variant_of(choice);
+  const std::string skip = skip_reason(p, head_dim, transform, choice);
+  if (p.key_split && !skip.empty()) {
+    // The caller asks for the split key scale only where backward_hopper_split_ready said yes.
+    throw std::logic_error("attention: the split key scale reached a backward that cannot build K'_h (" + skip + ")");
+  }
   if (choice == Choice::Mma) return false;
-  const Variant variant = choice == Choice::CpAsync ? Variant::CpAsync
-                          : choice == Choice::TmaRed ? Variant::TmaRed
-                          : choice == Choice::Tma    ? Variant::Tma
-                                                     : kDefaultVariant;
-  const std::string reason = unsupported_reason(p, head_dim, transform, variant != Variant::CpAsync);
-  if (!reason.empty()) {
+  if (!skip.empty()) {
     if (choice == Choice::Auto) return false;
-    throw std::invalid_argument(std::string("attention: ") + kEnv + "=" + value + " but the Hopper backward cannot run: " + reason);
+    throw std::invalid_argument(std::string("attention: ") + kEnv + "=" + value + " but the Hopper backward cannot run: " + skip);
   }
   const int64_t elements = accumulator_elements(p, head_dim);
-  if (choice == Choice::Auto && double(elements) * 4 > kAutoAccumulatorLimit) return false;
 
   Scratch dq_accum(size_t(elements) * sizeof(float));
   check(cudaMemsetAsync(dq_accum.as<float>(), 0, size_t(elements) * sizeof(float), stream()),

@@ -23,10 +23,12 @@
 #pragma once
 #include <cuda.h>
 
+#include "backward_hopper.h"
 #include "backward_hopper_ptx.cuh"
 #include "forward_hopper_kernel.cuh"
 #include "mma.cuh"
 #include "params.cuh"
+#include "split_key.cuh"
 
 namespace andromeda::cuda::attention::hopper {
 
@@ -58,6 +60,8 @@ struct BackwardConfig {
   static constexpr int kSmemBytes = kBarrierOffset + 8 * kBarriers + 1024;  // + slack to align the base to 1 KiB
   static_assert(D == 64 || D == 128, "head dim 64 or 128");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory");
+  static_assert(kBlockN == kHopperBackwardKeyTile, "backward_hopper.h names the key tile");
+  static_assert(2 * kDqBlockBytes >= 8 * 2 * D * 4, "the split key scale's column sums reuse the dQ blocks");
 };
 
 /** Rows of the dQ accumulator per batch·head: q_len rounded up to 128 (whole 64-row blocks of every tile size). */
@@ -110,11 +114,73 @@ __device__ __forceinline__ void to_a_fragments(uint32_t (&a)[kBlockM / 16][4], c
   }
 }
 
-template <int D, bool kTma, bool kDqBulk, bool kAlibi>
+/**
+ * The split key scale's end of a CTA (256 threads, key tile n0, query head h): dK'_h (scaled, in the accumulator
+ * layout: dk[4jj + 2r + e] is key row key_row + 8r, feature 8jj + 2t + e) goes to
+ *   dA += c_h ⊙ dK'_h, dB += d_h ⊙ dK'_h (rotary features)        float atomics, shared by the KV head's query heads
+ *   partial [b·tiles + tile][h][0][f] = Σ_j A ⊙ dK'_h, [..][1][f] = Σ_j B ⊙ dK'_h   stored
+ * The column sums: two rows per thread, the 8 row groups of a warp by shuffles, the 8 warps through `scratch`
+ * (2 · 8 · D floats of shared memory no longer in use) in a fixed order.
+ */
+template <int D>
+__device__ __forceinline__ void split_key_gradients(const Params& p, const float (&dk)[D / 2], float* scratch, int k_item,
+                                                    int n0, int h, int b, int key_row, int tid) {
+  const int lane = tid & 31, warp = tid >> 5, t = lane & 3, g = lane >> 2;
+  const float* g_row = p.split_scale + int64_t(h) * D;
+  const int rot = p.split_rotary_dim;
+#pragma unroll
+  for (int jj = 0; jj < D / 8; jj++) {
+    const int f = 8 * jj + 2 * t;
+    const float2 s0 = split_scale_of(g_row, f, rot), s1 = split_scale_of(g_row, f + 1, rot);
+    float ca0 = 0.f, ca1 = 0.f, cb0 = 0.f, cb1 = 0.f;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      const int j = n0 + key_row + 8 * r;
+      if (j >= p.k_len) continue;
+      const int64_t at = (int64_t(k_item) * p.k_len + j) * D + f;
+      const float x0 = dk[4 * jj + 2 * r], x1 = dk[4 * jj + 2 * r + 1];
+      const float2 a = unpack_bf16x2(*reinterpret_cast<const uint32_t*>(p.k + at));
+      ca0 = fmaf(a.x, x0, ca0);
+      ca1 = fmaf(a.y, x1, ca1);
+      red_add_v2(p.split_grad_a + at, s0.x * x0, s1.x * x1);
+      if (f < rot) {
+        const float2 bb = unpack_bf16x2(*reinterpret_cast<const uint32_t*>(p.split_b + at));
+        cb0 = fmaf(bb.x, x0, cb0);
+        cb1 = fmaf(bb.y, x1, cb1);
+        red_add_v2(p.split_grad_b + at, s0.y * x0, s1.y * x1);
+      }
+    }
+#pragma unroll
+    for (int m = 4; m < 32; m <<= 1) {
+      ca0 += __shfl_xor_sync(0xffffffffu, ca0, m);
+      ca1 += __shfl_xor_sync(0xffffffffu, ca1, m);
+      cb0 += __shfl_xor_sync(0xffffffffu, cb0, m);
+      cb1 += __shfl_xor_sync(0xffffffffu, cb1, m);
+    }
+    if (g == 0) {
+      float* row = scratch + warp * 2 * D;
+      row[f] = ca0;
+      row[f + 1] = ca1;
+      row[D + f] = cb0;
+      row[D + f + 1] = cb1;
+    }
+  }
+  __syncthreads();
+  float* partial = p.split_grad_cd + ((int64_t(b) * gridDim.x + blockIdx.x) * p.heads + h) * 2 * D;
+  for (int i = tid; i < 2 * D; i += 256) {
+    float sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < 8; w++) sum += scratch[w * 2 * D + i];
+    partial[i] = sum;
+  }
+}
+
+template <int D, bool kTma, bool kDqBulk, bool kAlibi, bool kSplit = false>
 __global__ void __launch_bounds__(kTma ? 384 : 256, 1)
     attention_backward_hopper_kernel(const __grid_constant__ Params p, const __grid_constant__ BackwardMaps maps,
                                      float* __restrict__ dq_accum) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  static_assert(!kTma || !kSplit, "the split key scale is built by the cp.async variant only");
   using Cfg = BackwardConfig<D>;
   constexpr int kBlockM = Cfg::kBlockM, kBlockN = Cfg::kBlockN, kStages = Cfg::kStages;
   extern __shared__ unsigned char smem_raw[];
@@ -226,7 +292,13 @@ __global__ void __launch_bounds__(kTma ? 384 : 256, 1)
     if constexpr (kTma) {
       mbarrier_wait_or_trap(kv_full, 0);
     } else {
-      load_rows_swizzled<D, kBlockN, 256>(sK, p.k + (int64_t(k_item) * p.k_len + n0) * D, p.k_len - n0, tid);
+      if constexpr (kSplit) {  // K'_h = c_h ⊙ A + d_h ⊙ B (g_h ⊙ A past the rotary features), built once per CTA
+        const int64_t first = (int64_t(k_item) * p.k_len + n0) * D;
+        build_split_key_tile<D, kBlockN, 256>(sK, p.k + first, p.split_b + first, p.split_scale + int64_t(h) * D,
+                                              p.split_rotary_dim, p.k_len - n0, tid);
+      } else {
+        load_rows_swizzled<D, kBlockN, 256>(sK, p.k + (int64_t(k_item) * p.k_len + n0) * D, p.k_len - n0, tid);
+      }
       load_rows_swizzled<D, kBlockN, 256>(sV, p.v + (int64_t(v_item) * p.k_len + n0) * D, p.k_len - n0, tid);
       cp_async_query_tile(0);
       cp_async_commit();
@@ -398,7 +470,8 @@ __global__ void __launch_bounds__(kTma ? 384 : 256, 1)
 #pragma unroll
   for (int i = 0; i < D / 2; i++) dk[i] *= p.scale;
   const bool k_shared = p.k_heads != p.heads;
-  if (n_iters == 0 && (p.grad_k_accum && k_shared) && p.grad_v_accum) return;  // nothing to add
+  // Nothing to add (the split key scale's column-sum partials were zeroed by the launcher).
+  if (n_iters == 0 && (kSplit || (p.grad_k_accum && k_shared)) && p.grad_v_accum) return;
 #pragma unroll
   for (int r = 0; r < 2; r++) {
     const int j = n0 + key_row + 8 * r;
@@ -409,12 +482,18 @@ __global__ void __launch_bounds__(kTma ? 384 : 256, 1)
       const int f = 8 * jj + 2 * t;
       const float k0 = dk[4 * jj + 2 * r], k1 = dk[4 * jj + 2 * r + 1];
       const float v0 = dv[4 * jj + 2 * r], v1 = dv[4 * jj + 2 * r + 1];
-      if (p.grad_k_accum && k_shared) red_add_v2(p.grad_k_accum + k_row + f, k0, k1);
-      else if (p.grad_k_accum) *reinterpret_cast<float2*>(p.grad_k_accum + k_row + f) = make_float2(k0, k1);
-      else *reinterpret_cast<__nv_bfloat162*>(p.grad_k + k_row + f) = __floats2bfloat162_rn(k0, k1);
+      if constexpr (!kSplit) {  // (the split key scale's dK' goes to dA, dB below)
+        if (p.grad_k_accum && k_shared) red_add_v2(p.grad_k_accum + k_row + f, k0, k1);
+        else if (p.grad_k_accum) *reinterpret_cast<float2*>(p.grad_k_accum + k_row + f) = make_float2(k0, k1);
+        else *reinterpret_cast<__nv_bfloat162*>(p.grad_k + k_row + f) = __floats2bfloat162_rn(k0, k1);
+      }
       if (p.grad_v_accum) red_add_v2(p.grad_v_accum + v_row + f, v0, v1);
       else *reinterpret_cast<__nv_bfloat162*>(p.grad_v + v_row + f) = __floats2bfloat162_rn(v0, v1);
     }
+  }
+  if constexpr (kSplit) {
+    // sDq is unused by the cp.async variant: the column sums' scratch.
+    split_key_gradients<D>(p, dk, reinterpret_cast<float*>(smem + (sDq - base)), k_item, n0, h, b, key_row, tid);
   }
 #endif
 }

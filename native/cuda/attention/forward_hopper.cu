@@ -55,9 +55,18 @@ bool has_sm90a_image() {
   return has;
 }
 
-std::string unsupported_reason(const Params& p, int head_dim, bool transform) {
+Variant variant_of(Choice choice) {
+  return choice == Choice::CpAsync       ? Variant::CpAsync
+         : choice == Choice::TmaSerial   ? Variant::TmaSerial
+         : choice == Choice::Tma         ? Variant::Tma
+         : choice == Choice::TmaPingPong ? Variant::TmaPingPong
+                                         : kDefaultVariant;
+}
+
+std::string unsupported_reason(const Params& p, int head_dim, bool transform, Variant variant) {
   if (head_dim != 64 && head_dim != 128) return "head dim " + std::to_string(head_dim) + " (the Hopper kernel takes 64 and 128)";
   if (transform) return "rotary, xPos or a key scale is on (only the mma.sync kernel applies them)";
+  if (p.key_split && variant == Variant::CpAsync) return "the split key scale needs a TMA variant (hopper-cpasync has no producer warps)";
   if (p.q_pos || p.k_pos) return "custom positions are given";
   if (p.q_seg || p.k_seg) return "segments are given";
   if (p.k_len == 0) return "there are no keys";
@@ -84,30 +93,37 @@ CUtensorMap tile_map(const bf16* data, int D, int len, int items, int box_rows, 
   return map;
 }
 
-template <int D, Variant V, bool kAlibi>
+template <int D, Variant V, bool kAlibi, bool kSplit>
 void launch(const Params& p) {
   constexpr bool kTma = V != Variant::CpAsync;
   constexpr bool kOverlap = V == Variant::Tma || V == Variant::TmaPingPong;
   constexpr bool kPingPong = V == Variant::TmaPingPong;
   constexpr int kStages = D == 64 ? 3 : 2;
   using Cfg = ForwardConfig<D, kBlockN, kStages, kTma>;
-  auto kernel = hopper::attention_forward_hopper_kernel<D, kBlockN, kStages, kTma, kOverlap, kPingPong, kAlibi>;
-  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
+  auto kernel = hopper::attention_forward_hopper_kernel<D, kBlockN, kStages, kTma, kOverlap, kPingPong, kAlibi, kSplit>;
+  // The split key scale's kernels may hold B tiles (a launch asks only for what it uses).
+  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                       kSplit ? Cfg::kMaxSmemBytes : Cfg::kSmemBytes);
   check(attr, "attention forward (Hopper): raising the shared-memory limit");
   TensorMaps maps{};
   if constexpr (kTma) {
     maps.q = tile_map(p.q, D, p.q_len, p.batch * p.heads, Cfg::kBlockM, "q");
     maps.k = tile_map(p.k, D, p.k_len, p.batch * p.k_heads, kBlockN, "k");
     maps.v = tile_map(p.v, D, p.k_len, p.batch * p.kv_heads, kBlockN, "v");
+    if (p.key_split) maps.b = tile_map(p.split_b, D, p.k_len, p.batch * p.k_heads, kBlockN, "the split key scale's B");
   }
+  const int smem = p.key_split ? Cfg::split_smem_bytes(p.split_rotary_dim) : Cfg::kSmemBytes;
   const dim3 grid(unsigned((p.q_len + Cfg::kBlockM - 1) / Cfg::kBlockM), unsigned(p.heads), unsigned(p.batch));
-  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream()>>>(p, maps);
+  kernel<<<grid, Cfg::kThreads, smem, stream()>>>(p, maps);
   check_launch("attention forward kernel (Hopper)");
 }
 
 template <int D, Variant V>
 void launch_features(const Params& p) {
-  p.has_alibi ? launch<D, V, true>(p) : launch<D, V, false>(p);
+  if constexpr (V != Variant::CpAsync) {
+    if (p.key_split) return p.has_alibi ? launch<D, V, true, true>(p) : launch<D, V, false, true>(p);
+  }
+  p.has_alibi ? launch<D, V, true, false>(p) : launch<D, V, false, false>(p);
 }
 
 template <Variant V>
@@ -117,20 +133,30 @@ void launch_variant(const Params& p, int head_dim) {
 
 }  // namespace
 
-bool launch_forward_hopper_if_chosen(const Params& p, int head_dim, bool transform) {
+bool forward_hopper_split_ready(const Params& p, int head_dim) {
   std::string value;
   const Choice choice = choice_from_env(value);
   if (choice == Choice::Mma) return false;
-  const std::string reason = unsupported_reason(p, head_dim, transform);
+  Params split = p;
+  split.key_split = 1;
+  return unsupported_reason(split, head_dim, false, variant_of(choice)).empty();
+}
+
+bool launch_forward_hopper_if_chosen(const Params& p, int head_dim, bool transform) {
+  std::string value;
+  const Choice choice = choice_from_env(value);
+  const Variant variant = variant_of(choice);
+  const std::string reason = choice == Choice::Mma ? "" : unsupported_reason(p, head_dim, transform, variant);
+  if (p.key_split && (choice == Choice::Mma || !reason.empty())) {
+    // The caller asks for the split key scale only where forward_hopper_split_ready said yes.
+    throw std::logic_error("attention: the split key scale reached a forward that cannot build K'_h (" +
+                           (reason.empty() ? std::string(kEnv) + "=mma" : reason) + ")");
+  }
+  if (choice == Choice::Mma) return false;
   if (!reason.empty()) {
     if (choice == Choice::Auto) return false;
     throw std::invalid_argument(std::string("attention: ") + kEnv + "=" + value + " but the Hopper forward cannot run: " + reason);
   }
-  const Variant variant = choice == Choice::CpAsync     ? Variant::CpAsync
-                          : choice == Choice::TmaSerial ? Variant::TmaSerial
-                          : choice == Choice::Tma       ? Variant::Tma
-                          : choice == Choice::TmaPingPong ? Variant::TmaPingPong
-                                                        : kDefaultVariant;
   switch (variant) {
     case Variant::CpAsync: launch_variant<Variant::CpAsync>(p, head_dim); break;
     case Variant::TmaSerial: launch_variant<Variant::TmaSerial>(p, head_dim); break;

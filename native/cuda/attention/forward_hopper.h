@@ -9,6 +9,8 @@
 //   hopper-tma-serial  TMA producer warpgroup + 2 consumer warpgroups, softmax and GEMMs in sequence
 //   hopper-tma       TMA producer + consumers, softmax of tile j overlapped with P·V of tile j − 1
 //   hopper-tma-pingpong  hopper-tma plus turns between the two consumer warpgroups for the tensor cores
+// The split key scale (Params::key_split) runs on the TMA variants only (their producer warps build K'_h); the
+// caller routes it elsewhere when forward_hopper_split_ready says no.
 #pragma once
 #include "params.cuh"
 
@@ -19,5 +21,11 @@ namespace andromeda::cuda::attention {
  * returns false when the mma.sync kernel should run. Throws when a Hopper variant is forced but cannot run.
  */
 bool launch_forward_hopper_if_chosen(const Params& p, int head_dim, bool transform);
+
+/**
+ * Whether the forward that ANDROMEDA_ATTENTION_FORWARD picks for this problem can take the split key scale
+ * (Params::key_split): a Hopper TMA variant that applies here. `p` needs shapes, positions, segments and scale.
+ */
+bool forward_hopper_split_ready(const Params& p, int head_dim);
 
 }  // namespace andromeda::cuda::attention

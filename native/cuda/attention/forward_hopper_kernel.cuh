@@ -13,7 +13,10 @@
 // so one warpgroup's softmax runs while the other's GEMMs have the tensor cores (FlashAttention-3's ping-pong).
 //
 // Supported: head dims 64 and 128, bf16, causal by index (with the query offset), ALiBi with default
-// positions (template kAlibi), GQA (key_head_of for K, kv_head_of for V). Custom positions, segments and the
+// positions (template kAlibi), GQA (key_head_of for K, kv_head_of for V), and with TMA the split key scale
+// (template kSplit, for Params::key_split): TMA brings A into the K slot and B into a B slot, producer warps 1–3 turn the slot's
+// rotary columns into K'_h = c_h ⊙ A + d_h ⊙ B (split_key.cuh), fence the async proxy and arrive on the stage's
+// "k ready" barrier, which the consumers wait on instead of "k full". Custom positions, segments and the in-kernel
 // q/k transform (rotary, xPos, key scale) stay on the mma.sync kernel (forward_hopper.cu decides).
 #pragma once
 #include <cuda.h>
@@ -21,12 +24,13 @@
 #include "forward_hopper_ptx.cuh"
 #include "mma.cuh"
 #include "params.cuh"
+#include "split_key.cuh"
 
 namespace andromeda::cuda::attention::hopper {
 
-/** TMA descriptors of q, k and v, viewed as 3-D tensors [batch·heads][len][head dim]. */
+/** TMA descriptors of q, k and v (and B of the split key scale), viewed as 3-D tensors [batch·heads][len][head dim]. */
 struct TensorMaps {
-  CUtensorMap q, k, v;
+  CUtensorMap q, k, v, b;
 };
 
 template <int D, int kBlockN_, int kStages_, bool kTma_>
@@ -42,8 +46,17 @@ struct ForwardConfig {
   static constexpr int kKOffset = kQBytes;
   static constexpr int kVOffset = kKOffset + kStages * kTileBytes;
   static constexpr int kBarrierOffset = kVOffset + kStages * kTileBytes;
-  static constexpr int kBarriers = 1 + 4 * kStages;  // q full; per stage k full, k empty, v full, v empty
+  // q full; per stage k full, k empty, v full, v empty, k ready (split key scale: K'_h built)
+  static constexpr int kBarriers = 1 + 5 * kStages;
   static constexpr int kSmemBytes = kBarrierOffset + 8 * kBarriers + 1024;  // + slack to align the base to 1 KiB
+  // Split key scale only: a B tile per stage after the barriers, ⌈r/64⌉ column blocks of kBlockN rows each.
+  static constexpr int kBOffset = (kBarrierOffset + 8 * kBarriers + 1023) / 1024 * 1024;
+  static constexpr int kBBlockBytes = kBlockN * 128;
+  static constexpr int split_smem_bytes(int rotary_dim) {
+    return kBOffset + kStages * ((rotary_dim + 63) / 64) * kBBlockBytes + 1024;
+  }
+  static constexpr int kMaxSmemBytes = kBOffset + kStages * kColBlocks * kBBlockBytes + 1024;
+  static_assert(kMaxSmemBytes <= 227 * 1024, "shared memory");
   static_assert(D == 64 || D == 128, "head dim 64 or 128");
   static_assert(kBlockN == 64 || kBlockN == 128, "key tile of 64 or 128");
 };
@@ -129,11 +142,15 @@ __device__ __forceinline__ void softmax_tile(float (&s)[kBlockN / 2], float (&ro
   }
 }
 
-template <int D, int kBlockN, int kStages, bool kTma, bool kOverlap, bool kPingPong, bool kAlibi>
+template <int D, int kBlockN, int kStages, bool kTma, bool kOverlap, bool kPingPong, bool kAlibi, bool kSplit = false>
 __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages, kTma>::kThreads, 1)
     attention_forward_hopper_kernel(const __grid_constant__ Params p, const __grid_constant__ TensorMaps maps) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Cfg = ForwardConfig<D, kBlockN, kStages, kTma>;
+  static_assert(kTma || !kSplit, "the split key scale is built by the TMA variants' producer warps");
+  // The split key scale's producer warps combine tiles: 40 registers (24 spill); the consumers give up 8
+  // (ptxas: no spills at 232 either), keeping 384 threads within the 64,512 registers of the launch.
+  constexpr int kProducerRegisters = kSplit ? 40 : 24, kConsumerRegisters = kSplit ? 232 : 240;
   static_assert(kTma || !kOverlap, "the overlapped order needs the TMA pipeline (a stage stays busy one tile longer)");
   static_assert(kOverlap || !kPingPong, "ping-pong is built on the overlapped order");
   constexpr int kBlockM = Cfg::kBlockM;
@@ -146,6 +163,11 @@ __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages, kTma>::kThr
   auto k_empty = [&](int s) { return bars + 8u * (1 + kStages + s); };
   auto v_full = [&](int s) { return bars + 8u * (1 + 2 * kStages + s); };
   auto v_empty = [&](int s) { return bars + 8u * (1 + 3 * kStages + s); };
+  auto k_ready = [&](int s) { return bars + 8u * (1 + 4 * kStages + s); };
+  constexpr bool split = kSplit;
+  const int b_blocks = split ? (p.split_rotary_dim + 63) / 64 : 0;
+  const uint32_t sB = base + Cfg::kBOffset;
+  auto b_slot = [&](int s) { return sB + uint32_t(s * b_blocks * Cfg::kBBlockBytes); };
 
   const int q_tile = gridDim.x - 1 - blockIdx.x;  // the longest causal rows first
   const int h = blockIdx.y, b = blockIdx.z;
@@ -163,16 +185,31 @@ __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages, kTma>::kThr
         mbarrier_init(v_full(s), 1);
         mbarrier_init(k_empty(s), 8);  // lane 0 of each consumer warp
         mbarrier_init(v_empty(s), 8);
+        mbarrier_init(k_ready(s), 96);  // every thread of producer warps 1–3 (split key scale)
       }
       mbarrier_init_fence();
     }
     __syncthreads();
     if (threadIdx.x < 128) {  // producer warpgroup: one thread issues every load
-      set_max_registers_decrease<24>();
+      set_max_registers_decrease<kProducerRegisters>();
+      if (split && threadIdx.x >= 32) {
+        // Warps 1–3 build K'_h of each tile once its A and B landed.
+        const float* g_row = p.split_scale + int64_t(h) * D;
+        const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) - 1;
+        for (int j = 0; j < n_tiles; j++) {
+          const int s = j % kStages;
+          mbarrier_wait(k_full(s), (j / kStages) & 1);
+          combine_split_tile<kBlockN>(sK + s * Cfg::kTileBytes, b_slot(s), g_row, p.split_rotary_dim, warp, 3, lane);
+          fence_proxy_async();  // generic-proxy writes, read by wgmma through the async proxy
+          mbarrier_arrive(k_ready(s));
+        }
+        return;
+      }
       if (threadIdx.x == 0 && n_tiles > 0) {
         tma_prefetch_descriptor(&maps.q);
         tma_prefetch_descriptor(&maps.k);
         tma_prefetch_descriptor(&maps.v);
+        if (split) tma_prefetch_descriptor(&maps.b);
         const int q_row = b * p.heads + h, k_row = b * p.k_heads + key_head_of(p, h),
                   v_row = b * p.kv_heads + kv_head_of(p, h);
         mbarrier_arrive_expect_tx(q_full, Cfg::kQBytes);
@@ -181,10 +218,12 @@ __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages, kTma>::kThr
         for (int j = 0; j < n_tiles; j++) {
           const int s = j % kStages, use = j / kStages;
           if (j >= kStages) mbarrier_wait(k_empty(s), (use - 1) & 1);
-          mbarrier_arrive_expect_tx(k_full(s), Cfg::kTileBytes);
+          mbarrier_arrive_expect_tx(k_full(s), Cfg::kTileBytes + b_blocks * Cfg::kBBlockBytes);
 #pragma unroll
           for (int cb = 0; cb < Cfg::kColBlocks; cb++)
             tma_load_3d(sK + s * Cfg::kTileBytes + cb * kBlockN * 128, &maps.k, k_full(s), cb * 64, j * kBlockN, k_row);
+          for (int cb = 0; cb < b_blocks; cb++)
+            tma_load_3d(b_slot(s) + cb * Cfg::kBBlockBytes, &maps.b, k_full(s), cb * 64, j * kBlockN, k_row);
           if (j >= kStages) mbarrier_wait(v_empty(s), (use - 1) & 1);
           mbarrier_arrive_expect_tx(v_full(s), Cfg::kTileBytes);
 #pragma unroll
@@ -194,7 +233,7 @@ __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages, kTma>::kThr
       }
       return;
     }
-    set_max_registers_increase<240>();
+    set_max_registers_increase<kConsumerRegisters>();
   }
 
   // ---- Consumers: 2 warpgroups × 64 rows ----
@@ -279,7 +318,7 @@ __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages, kTma>::kThr
   // Consumer side of the pipeline: wait until tile j's K (V) landed; say its K (V) is no longer read.
   auto wait_k = [&](int j) {
     if constexpr (kTma) {
-      mbarrier_wait(k_full(j % kStages), (j / kStages) & 1);
+      mbarrier_wait(split ? k_ready(j % kStages) : k_full(j % kStages), (j / kStages) & 1);
     } else {
       if (j + kStages - 1 < n_tiles) cp_async_tile(j + kStages - 1);
       cp_async_commit();

@@ -27,15 +27,23 @@ void launch_backward_dkdv(const Params& p, int head_dim, bool transform);
  */
 void launch_backward(const Params& p, int head_dim, bool transform);
 
+/** What launch_pretransform writes (pretransform.cu). */
+enum class PretransformMode {
+  Query = 0,           // q' = z_q ⊙ R(p) q
+  QueryScaleRest = 1,  // q', times g_h past the rotary features (the split forward)
+  Key = 2,             // k' = z_k ⊙ R(p)(k ⊙ g), one head per KV head (no key scale, or kv_heads = heads)
+  KeySplit = 3,        // A = z_k ⊙ R(p) k and B = z_k ⊙ J R(−p) k (rotary features) per KV head
+};
+
 /**
  * The pre-pass path (pretransform.cu). `p` carries the transform (tables, xPos rates, key scale); anchor
- * is the xPos anchor c of the call (or of the query chunk). launch_pretransform writes rows [first, first +
- * count) of each (batch item, head) as rows [0, count) of dst [batch][out_heads][dst_len][D]: q' (key_side
- * false, out_heads = heads) or k', head kh from k head kh mod kv_heads and key scale row kh (out_heads =
- * heads when there is a key scale).
+ * is the xPos anchor c of the call (or of the query chunk). Writes rows [first, first + count) of each
+ * (batch item, head) as rows [0, count) of dst [batch][out_heads][dst_len][D] (and of dst_b for KeySplit):
+ * out_heads = heads for the query modes, kv_heads for the key modes (Key with a key scale only when
+ * kv_heads = heads: k is never expanded per query head).
  */
-void launch_pretransform(const Params& p, int head_dim, bool key_side, int out_heads, int anchor, bf16* dst, int first,
-                         int count, int dst_len);
+void launch_pretransform(const Params& p, int head_dim, PretransformMode mode, int out_heads, int anchor, bf16* dst,
+                         int first, int count, int dst_len, bf16* dst_b = nullptr);
 /** grad_q = Rᵀ(z ⊙ dQ') from float32 dQ' [batch][heads][q_len][D]. */
 void launch_untransform_q(const Params& p, int head_dim, int anchor, const float* dq_prime, bf16* grad_q);
 /**
@@ -45,6 +53,13 @@ void launch_untransform_q(const Params& p, int head_dim, int anchor, const float
  */
 void launch_untransform_k(const Params& p, int head_dim, int k_heads, int anchor, const float* dk_prime, bf16* grad_k,
                           float* grad_key_scale);
+/**
+ * The split backward's post-pass: grad_k [batch][kv_heads][k_len][D] = Rᵀ(z ⊙ dA) + R J (z ⊙ dB) on the rotary
+ * features, dA past them; grad_key_scale [heads][D] (overwritten) from the column-sum partials
+ * cd_partial [cd_chunks][heads][2][D] (Params::split_grad_cd), summed in a fixed order.
+ */
+void launch_untransform_k_split(const Params& p, int head_dim, int anchor, const float* grad_a, const float* grad_b,
+                                bf16* grad_k, const float* cd_partial, int64_t cd_chunks, float* grad_key_scale);
 
 /** float32 → bf16 copy of `count` elements (the summed dK / dV of grouped heads, float32 inputs). */
 void launch_to_bf16(const float* src, bf16* dst, int64_t count);

@@ -35,7 +35,7 @@ struct Params {
   float* grad_v_accum;        // float32 [batch, kv_heads, k_len, head_dim] when several heads share a KV head
 
   int batch, heads, kv_heads;
-  int k_heads;                // heads of k (and grad_k): kv_heads, or heads when k was expanded per query head
+  int k_heads;                // heads of k (and grad_k): kv_heads (k is never expanded per query head)
   int q_len, k_len;
   float scale;                // natural units
   float scale_log2;           // scale · log2(e): scores are kept in base 2
@@ -55,7 +55,31 @@ struct Params {
   int has_xpos;
   float xpos_rate[kMaxRotaryPairs];   // log2(ζ_f) / B: the xPos factor of distance δ is exp2(rate · δ)
   const float* key_scale;     // [heads, head_dim] or null
+
+  // Split key scale (pre-pass path with a key scale and kv_heads < heads; NOTES.md): k holds
+  // A = z_k ⊙ R(p) k per KV head and split_b holds B = z_k ⊙ J R(−p) k (its first split_rotary_dim
+  // columns), and the Hopper kernels build K'_h = c_h ⊙ A + d_h ⊙ B on the rotary columns in shared memory,
+  // c_h = (g_f + g_f')/2, d_h = (g_f − g_f')/2 per rotary pair. On the other columns the forward reads k as
+  // is (its pre-pass put g_h on q there) and the backward builds g_h ⊙ k.
+  int key_split;
+  int split_rotary_dim;
+  const bf16* split_b;        // [batch, kv_heads, k_len, head_dim]
+  const float* split_scale;   // g [heads, head_dim]
+  // Backward only: dA += c_h ⊙ dK'_h, dB += d_h ⊙ dK'_h (float32 [batch, kv_heads, k_len, head_dim], atomics),
+  // and per (batch item, key tile) the column sums Σ_j A ⊙ dK'_h, Σ_j B ⊙ dK'_h as [heads][2][head_dim]
+  // (stored, summed later in a fixed order).
+  float* split_grad_a;
+  float* split_grad_b;
+  float* split_grad_cd;
 };
+
+/** c_h (x) and d_h (y) of feature f under the split key scale: pair constants on rotary features, (g_f, 0) past them. */
+__device__ __forceinline__ float2 split_scale_of(const float* g_row, int f, int rotary_dim) {
+  if (f >= rotary_dim) return make_float2(__ldg(g_row + f), 0.f);
+  const int half = rotary_dim / 2, lo = f < half ? f : f - half;
+  const float a = __ldg(g_row + lo), b = __ldg(g_row + lo + half);
+  return make_float2(0.5f * (a + b), 0.5f * (a - b));
+}
 
 /** KV head read by query head h: x-transformers' grouping, h mod kv_heads. */
 __device__ __forceinline__ int kv_head_of(const Params& p, int h) { return h % p.kv_heads; }

@@ -77,13 +77,27 @@ __device__ __forceinline__ void store_pair(bf16* x, float2 v) {
 __device__ __forceinline__ float2 mul(float2 a, float2 b) { return make_float2(a.x * b.x, a.y * b.y); }
 __device__ __forceinline__ float2 load_scale(const float* g, int f) { return make_float2(__ldg(g + f), __ldg(g + f + 1)); }
 
+/** B = z ⊙ J R(−p) x on the pairs (lo, hi): (z(x cos θ + y sin θ), z(x sin θ − y cos θ)) per frequency. */
+__device__ __forceinline__ void rotate_split_b(float2& lo, float2& hi, const RotaryFactors& r) {
+  const float2 a = lo, c = hi;
+  lo = make_float2((a.x * r.c0 + c.x * r.s0) * r.z0, (a.y * r.c1 + c.y * r.s1) * r.z1);
+  hi = make_float2((a.x * r.s0 - c.x * r.c0) * r.z0, (a.y * r.s1 - c.y * r.c1) * r.z1);
+}
+
 /**
  * Rows [first, first + count) of each (batch item, head) into dst [batch][out_heads][dst_len][D] at row
- * i − first: q' (key_side 0, out_heads = heads) or k' (key_side 1) whose head kh reads k head kh mod
- * kv_heads and, with a key scale (then out_heads = heads), scale row kh.
+ * i − first, by mode (PretransformMode):
+ *   Query:          q' = z_q ⊙ R(p) q (out_heads = heads)
+ *   QueryScaleRest: q' as Query, times g_h on the features past the rotary ones (the split forward: K keeps
+ *                   k there, so the key scale moves onto q)
+ *   Key:            k' = z_k ⊙ R(p)(k ⊙ g_kh), head kh from k head kh mod kv_heads and scale row kh (out_heads
+ *                   = kv_heads, or = heads without kv sharing)
+ *   KeySplit:       A = z_k ⊙ R(p) k into dst and B = z_k ⊙ J R(−p) k into dst_b (its rotary features only),
+ *                   per KV head (out_heads = kv_heads); past the rotary features A = k
  */
-__global__ void pretransform_kernel(const __grid_constant__ Params p, bf16* dst, int key_side, int out_heads,
+__global__ void pretransform_kernel(const __grid_constant__ Params p, bf16* dst, bf16* dst_b, int mode, int out_heads,
                                     int head_dim, int anchor, int first, int count, int dst_len) {
+  const bool key_side = mode == int(PretransformMode::Key) || mode == int(PretransformMode::KeySplit);
   const int quads = head_dim / 4, len = key_side ? p.k_len : p.q_len;
   const int64_t rows = int64_t(p.batch) * out_heads * count;
   ANDROMEDA_GRID_STRIDE(idx, rows * quads) {
@@ -94,18 +108,27 @@ __global__ void pretransform_kernel(const __grid_constant__ Params p, bf16* dst,
                                : p.q + ((int64_t(b) * p.heads + head) * len + i) * head_dim;
     const QuadOffsets o = quad_offsets(t, p.rotary_dim);
     float2 lo = load_pair(src + o.lo), hi = load_pair(src + o.hi);
-    if (key_side && p.key_scale) {
+    const bool scaled = (mode == int(PretransformMode::Key) && p.key_scale) ||
+                        (mode == int(PretransformMode::QueryScaleRest) && !o.rotary);
+    if (scaled) {
       const float* g = p.key_scale + int64_t(head) * head_dim;
       lo = mul(lo, load_scale(g, o.lo));
       hi = mul(hi, load_scale(g, o.hi));
     }
+    const int64_t out_row = ((int64_t(b) * out_heads + head) * dst_len + r) * head_dim;
     if (o.rotary) {
       const float delta = key_side ? float(anchor - key_position(p, b, i)) : float(query_position(p, b, i) - anchor);
-      rotate(lo, hi, rotary_factors(p, key_side, b, i, o.lo, delta));
+      const RotaryFactors f = rotary_factors(p, key_side, b, i, o.lo, delta);
+      if (mode == int(PretransformMode::KeySplit)) {
+        float2 b_lo = lo, b_hi = hi;
+        rotate_split_b(b_lo, b_hi, f);
+        store_pair(dst_b + out_row + o.lo, b_lo);
+        store_pair(dst_b + out_row + o.hi, b_hi);
+      }
+      rotate(lo, hi, f);
     }
-    bf16* out = dst + ((int64_t(b) * out_heads + head) * dst_len + r) * head_dim;
-    store_pair(out + o.lo, lo);
-    store_pair(out + o.hi, hi);
+    store_pair(dst + out_row + o.lo, lo);
+    store_pair(dst + out_row + o.hi, hi);
   }
 }
 
@@ -241,6 +264,57 @@ __global__ void __launch_bounds__(kSumFeatures * kSumLanes)
   }
 }
 
+/**
+ * The split backward's dk [batch][kv_heads][k_len][D] from dA, dB (float32, summed over the query heads of each
+ * KV head): with u = z ⊙ dA, v = z ⊙ dB on a rotary pair (x = f, y = f + r/2),
+ *   dk_x = (u_x + v_x) cos θ + (u_y + v_y) sin θ,   dk_y = (v_x − u_x) sin θ + (u_y − v_y) cos θ
+ * (A = z R(p) k contributes Rᵀ u, B = z J R(−p) k contributes R(p) J v); past the rotary features dk = dA.
+ */
+__global__ void untransform_k_split_kernel(const __grid_constant__ Params p, const float* grad_a, const float* grad_b,
+                                           bf16* grad_k, int head_dim, int anchor) {
+  const int quads = head_dim / 4;
+  const int64_t rows = int64_t(p.batch) * p.kv_heads * p.k_len;
+  ANDROMEDA_GRID_STRIDE(idx, rows * quads) {
+    const int64_t row = idx / quads;
+    const int t = int(idx % quads), j = int(row % p.k_len), b = int(row / (int64_t(p.k_len) * p.kv_heads));
+    const QuadOffsets o = quad_offsets(t, p.rotary_dim);
+    const float* a = grad_a + row * head_dim;
+    float2 lo = *reinterpret_cast<const float2*>(a + o.lo), hi = *reinterpret_cast<const float2*>(a + o.hi);
+    if (o.rotary) {
+      const RotaryFactors r = rotary_factors(p, true, b, j, o.lo, float(anchor - key_position(p, b, j)));
+      const float* bb = grad_b + row * head_dim;
+      const float2 v_lo = *reinterpret_cast<const float2*>(bb + o.lo), v_hi = *reinterpret_cast<const float2*>(bb + o.hi);
+      const float ux0 = lo.x * r.z0, ux1 = lo.y * r.z1, uy0 = hi.x * r.z0, uy1 = hi.y * r.z1;
+      const float vx0 = v_lo.x * r.z0, vx1 = v_lo.y * r.z1, vy0 = v_hi.x * r.z0, vy1 = v_hi.y * r.z1;
+      lo = make_float2((ux0 + vx0) * r.c0 + (uy0 + vy0) * r.s0, (ux1 + vx1) * r.c1 + (uy1 + vy1) * r.s1);
+      hi = make_float2((vx0 - ux0) * r.s0 + (uy0 - vy0) * r.c0, (vx1 - ux1) * r.s1 + (uy1 - vy1) * r.c1);
+    }
+    store_pair(grad_k + row * head_dim + o.lo, lo);
+    store_pair(grad_k + row * head_dim + o.hi, hi);
+  }
+}
+
+/**
+ * grad_key_scale [heads][D] from the summed column sums cd [heads][2][D] (Σ A ⊙ dK'_h, then Σ B ⊙ dK'_h): on a
+ * rotary pair (f, f' = f + r/2) with C = cd_A[f] + cd_A[f'] and E = cd_B[f] + cd_B[f'] (the gradients wrt
+ * c_h = (g_f + g_f')/2 and d_h = (g_f − g_f')/2), dg_f = (C + E)/2 and dg_f' = (C − E)/2; elsewhere dg_f = cd_A[f].
+ */
+__global__ void split_key_scale_gradient_kernel(const float* cd, float* grad_key_scale, int heads, int head_dim,
+                                                int rotary_dim) {
+  ANDROMEDA_GRID_STRIDE(idx, int64_t(heads) * head_dim) {
+    const int f = int(idx % head_dim), h = int(idx / head_dim);
+    const float* a = cd + int64_t(h) * 2 * head_dim;
+    const float* bsum = a + head_dim;
+    float g = a[f];
+    if (f < rotary_dim) {
+      const int half = rotary_dim / 2, lo = f < half ? f : f - half;
+      const float c = a[lo] + a[lo + half], e = bsum[lo] + bsum[lo + half];
+      g = f < half ? 0.5f * (c + e) : 0.5f * (c - e);
+    }
+    grad_key_scale[idx] = g;
+  }
+}
+
 template <int D>
 void launch_untransform_k_dim(const Params& p, const float* dk_prime, int k_heads, int anchor, bf16* grad_k,
                               float* grad_key_scale) {
@@ -262,15 +336,20 @@ void launch_untransform_k_dim(const Params& p, const float* dk_prime, int k_head
 
 }  // namespace
 
-void launch_pretransform(const Params& p, int head_dim, bool key_side, int out_heads, int anchor, bf16* dst, int first,
-                         int count, int dst_len) {
+void launch_pretransform(const Params& p, int head_dim, PretransformMode mode, int out_heads, int anchor, bf16* dst,
+                         int first, int count, int dst_len, bf16* dst_b) {
+  const bool key_side = mode == PretransformMode::Key || mode == PretransformMode::KeySplit;
   const int len = key_side ? p.k_len : p.q_len;
   if (first < 0 || count < 0 || first + int64_t(count) > len || count > dst_len)
     throw std::invalid_argument("attention pre-pass: rows [" + std::to_string(first) + ", " +
                                 std::to_string(first + int64_t(count)) + ") outside [0, " + std::to_string(len) + ")");
+  if (mode == PretransformMode::KeySplit && (!dst_b || out_heads != p.kv_heads))
+    throw std::invalid_argument("attention pre-pass: the split keys need B and one head per KV head");
+  if (mode == PretransformMode::QueryScaleRest && !p.key_scale)
+    throw std::invalid_argument("attention pre-pass: moving the key scale onto q needs the key scale");
   const int64_t work = int64_t(p.batch) * out_heads * count * (head_dim / 4);
   if (work == 0) return;
-  pretransform_kernel<<<grid_for(work), kThreads, 0, stream()>>>(p, dst, key_side ? 1 : 0, out_heads, head_dim, anchor,
+  pretransform_kernel<<<grid_for(work), kThreads, 0, stream()>>>(p, dst, dst_b, int(mode), out_heads, head_dim, anchor,
                                                                  first, count, dst_len);
   check_launch(key_side ? "attention pre-pass: k" : "attention pre-pass: q");
 }
@@ -291,6 +370,23 @@ void launch_untransform_k(const Params& p, int head_dim, int k_heads, int anchor
     case 128: launch_untransform_k_dim<128>(p, dk_prime, k_heads, anchor, grad_k, grad_key_scale); break;
     default: throw std::invalid_argument("attention: head dim " + std::to_string(head_dim) + " (supported: 32, 64, 128)");
   }
+}
+
+void launch_untransform_k_split(const Params& p, int head_dim, int anchor, const float* grad_a, const float* grad_b,
+                                bf16* grad_k, const float* cd_partial, int64_t cd_chunks, float* grad_key_scale) {
+  const int64_t count = int64_t(p.batch) * p.kv_heads * p.k_len * (head_dim / 4);
+  if (count > 0) {
+    untransform_k_split_kernel<<<grid_for(count), kThreads, 0, stream()>>>(p, grad_a, grad_b, grad_k, head_dim, anchor);
+    check_launch("attention split pre-pass: dk from dA, dB");
+  }
+  const int sums = p.heads * 2 * head_dim;
+  Scratch cd(size_t(sums) * sizeof(float));
+  sum_partials_kernel<<<unsigned((sums + kSumFeatures - 1) / kSumFeatures), kSumFeatures * kSumLanes, 0, stream()>>>(
+      cd_partial, cd_chunks, sums, cd.as<float>());
+  check_launch("attention split pre-pass: key-scale column sums");
+  split_key_scale_gradient_kernel<<<grid_for(int64_t(p.heads) * head_dim), kThreads, 0, stream()>>>(
+      cd.as<float>(), grad_key_scale, p.heads, head_dim, p.rotary_dim);
+  check_launch("attention split pre-pass: key-scale gradient");
 }
 
 }  // namespace andromeda::cuda::attention
