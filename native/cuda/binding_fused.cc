@@ -83,12 +83,19 @@ Napi::Value HeadNormGrad(const Napi::CallbackInfo& info) {
   });
 }
 
+// (dtype, x, out, batch, n, dim, shifts, backward)
+Napi::Value TokenShift(const Napi::CallbackInfo& info) {
+  return guarded(info, kEngine, [&] {
+    token_shift(i32(info[0]), ptr_of(info[1]), ptr_of(info[2]), i64(info[3]), i64(info[4]), i64(info[5]), i32(info[6]), flag(info[7]));
+  });
+}
+
 }  // namespace
 
 void register_fused(Napi::Env env, Napi::Object exports) {
   const std::pair<const char*, Napi::Value (*)(const Napi::CallbackInfo&)> functions[] = {
       {"adamwMany", AdamWMany}, {"embeddingGather", EmbeddingGather}, {"gemmBias", GemmBias},
-      {"headNorm", HeadNorm}, {"headNormGrad", HeadNormGrad},
+      {"headNorm", HeadNorm}, {"headNormGrad", HeadNormGrad}, {"tokenShift", TokenShift},
   };
   for (const auto& [name, fn] : functions) exports.Set(name, Napi::Function::New(env, fn, name));
   napi_args::NormGeluBinding<kEngine, add_norm, add_norm_grad, bias_gelu, bias_gelu_grad>::register_into(env, exports);

@@ -13,7 +13,7 @@ const KERNELS = [
   'copy', 'fill', 'unary', 'unaryGrad', 'binary', 'reduce', 'matmul', 'softmax', 'softmaxGrad', 'norm', 'normGrad',
   'crossEntropy', 'crossEntropyGrad', 'embedding', 'embeddingGrad', 'dropout', 'adamw', 'sumOfSquares',
   'attentionForward', 'attentionBackward', 'maskedSoftmax', 'rotary',
-  'addNorm', 'addNormGrad', 'biasGelu', 'biasGeluGrad', 'adamwMany', 'embeddingUnchecked', 'matmulBias', 'headNorm', 'headNormGrad',
+  'addNorm', 'addNormGrad', 'biasGelu', 'biasGeluGrad', 'adamwMany', 'embeddingUnchecked', 'matmulBias', 'headNorm', 'headNormGrad', 'tokenShift',
 ] as const;
 
 /** A short description of a call's sizes (numbers and number arrays; buffers by dtype and strides). */

@@ -4,8 +4,9 @@
  * start, and — for packed sequences — zeros when t − k lies in another document). The remainder
  * features are left as they are.
  *
- * One op with its own gradient, made of strided engine copies (the unshifted features, then each
- * shifted chunk from its source), instead of narrow/pad/concat with their temporaries.
+ * One op with its own gradient: one engine kernel each way where the engine has it (Backend.tokenShift, without
+ * document boundaries), else strided engine copies (the unshifted features, then each shifted chunk from its
+ * source), instead of narrow/pad/concat with their temporaries.
  */
 import { Tensor } from '../tensor/tensor.js';
 import type { Strided } from '../backend/backend.js';
@@ -55,6 +56,20 @@ function boundaries(segments: Int32Array, batch: number, n: number, k: number): 
   return out;
 }
 
+/** The engine's one-pass kernel (no document boundaries), each way. */
+function fusedShift(x: Tensor, src: Tensor, out: Tensor, shifts: number): Tensor {
+  const [batch, n, dim] = x.shape as [number, number, number];
+  if (out.size > 0) x.backend.tokenShift!(src.dense('shiftTokens'), out.dense(), batch, n, dim, shifts, false);
+  if (src !== x) src.dispose();
+  return record(out, 'shiftTokens', [x], (g) => {
+    const gc = g.isContiguous() ? g : contiguousRaw(g);
+    const gx = emptyLike(x);
+    if (gx.size > 0) x.backend.tokenShift!(gc.dense('shiftTokens'), gx.dense(), batch, n, dim, shifts, true);
+    if (gc !== g) gc.dispose();
+    return [gx];
+  });
+}
+
 /** x [batch, n, dim]; `segments` (host, [batch, n]) stops shifts across document boundaries. */
 export function shiftTokens(x: Tensor, shifts: number, segments: Int32Array | null = null): Tensor {
   if (shifts === 0) return x;
@@ -63,6 +78,7 @@ export function shiftTokens(x: Tensor, shifts: number, segments: Int32Array | nu
   const chunk = Math.floor(dim / (shifts + 1));
   const src = x.isContiguous() ? x : contiguousRaw(x);
   const out = emptyLike(x);
+  if (!segments && x.backend.tokenShift) return fusedShift(x, src, out, shifts);
   const cuts = segments ? Array.from({ length: shifts + 1 }, (_, k) => (k === 0 ? [] : boundaries(segments, batch, n, k))) : null;
   if (out.size > 0) {
     src.assertAlive('shiftTokens', 'x');

@@ -199,7 +199,10 @@ __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages, kTma>::kThr
         for (int j = 0; j < n_tiles; j++) {
           const int s = j % kStages;
           mbarrier_wait(k_full(s), (j / kStages) & 1);
-          combine_split_tile<kBlockN>(sK + s * Cfg::kTileBytes, b_slot(s), g_row, p.split_rotary_dim, warp, 3, lane);
+          if (96 % (p.split_rotary_dim / 4) == 0)
+            combine_split_tile_pieces<kBlockN>(sK + s * Cfg::kTileBytes, b_slot(s), g_row, p.split_rotary_dim, threadIdx.x - 32, 96);
+          else
+            combine_split_tile<kBlockN>(sK + s * Cfg::kTileBytes, b_slot(s), g_row, p.split_rotary_dim, warp, 3, lane);
           fence_proxy_async();  // generic-proxy writes, read by wgmma through the async proxy
           mbarrier_arrive(k_ready(s));
         }
@@ -215,7 +218,7 @@ __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages, kTma>::kThr
         mbarrier_arrive_expect_tx(q_full, Cfg::kQBytes);
 #pragma unroll
         for (int cb = 0; cb < Cfg::kColBlocks; cb++) tma_load_3d(sQ + cb * kBlockM * 128, &maps.q, q_full, cb * 64, m0, q_row);
-        for (int j = 0; j < n_tiles; j++) {
+        auto load_k = [&](int j) {
           const int s = j % kStages, use = j / kStages;
           if (j >= kStages) mbarrier_wait(k_empty(s), (use - 1) & 1);
           mbarrier_arrive_expect_tx(k_full(s), Cfg::kTileBytes + b_blocks * Cfg::kBBlockBytes);
@@ -224,11 +227,27 @@ __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages, kTma>::kThr
             tma_load_3d(sK + s * Cfg::kTileBytes + cb * kBlockN * 128, &maps.k, k_full(s), cb * 64, j * kBlockN, k_row);
           for (int cb = 0; cb < b_blocks; cb++)
             tma_load_3d(b_slot(s) + cb * Cfg::kBBlockBytes, &maps.b, k_full(s), cb * 64, j * kBlockN, k_row);
+        };
+        auto load_v = [&](int j) {
+          const int s = j % kStages, use = j / kStages;
           if (j >= kStages) mbarrier_wait(v_empty(s), (use - 1) & 1);
           mbarrier_arrive_expect_tx(v_full(s), Cfg::kTileBytes);
 #pragma unroll
           for (int cb = 0; cb < Cfg::kColBlocks; cb++)
             tma_load_3d(sV + s * Cfg::kTileBytes + cb * kBlockN * 128, &maps.v, v_full(s), cb * 64, j * kBlockN, v_row);
+        };
+        if constexpr (kSplit) {
+          // K'_h of a tile is ready only after the combine, so its K (and B) go out one V earlier: K(j) waits for
+          // S(j − stages) alone, not also for P·V of the tile before, which gives the combine half a tile more time.
+          for (int j = 0; j <= n_tiles; j++) {
+            if (j < n_tiles) load_k(j);
+            if (j > 0) load_v(j - 1);
+          }
+        } else {
+          for (int j = 0; j < n_tiles; j++) {
+            load_k(j);
+            load_v(j);
+          }
         }
       }
       return;

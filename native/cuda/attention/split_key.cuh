@@ -38,6 +38,14 @@ __device__ __forceinline__ uint32_t ld_shared_b32(uint32_t addr) {
 __device__ __forceinline__ void st_shared_b32_split(uint32_t addr, uint32_t v) {
   asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
 }
+__device__ __forceinline__ uint2 ld_shared_v2_b32(uint32_t addr) {
+  uint2 v;
+  asm volatile("ld.shared.v2.b32 {%0, %1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "r"(addr) : "memory");
+  return v;
+}
+__device__ __forceinline__ void st_shared_v2_b32(uint32_t addr, uint32_t a, uint32_t b) {
+  asm volatile("st.shared.v2.b32 [%0], {%1, %2};\n" ::"r"(addr), "r"(a), "r"(b) : "memory");
+}
 __device__ __forceinline__ void st_shared_v4_b32(uint32_t addr, uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
   asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(a), "r"(b), "r"(c), "r"(d) : "memory");
 }
@@ -61,6 +69,39 @@ __device__ __forceinline__ void combine_split_tile(uint32_t k_tile, uint32_t b_t
       const uint32_t off = swizzled_offset<Rows>(r, 2 * w);
       st_shared_b32_split(k_tile + off, combine_split_word(ld_shared_b32(k_tile + off), ld_shared_b32(b_tile + off), s0, s1));
     }
+  }
+}
+
+/** d = a ⊙ b + c on two bf16 lanes (one instruction; each product and sum rounded to bf16). */
+__device__ __forceinline__ uint32_t fma_bf16x2(uint32_t a, uint32_t b, uint32_t c) {
+  uint32_t d;
+  asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
+}
+
+/**
+ * combine_split_tile in 8-byte pieces (4 features) with bf16x2 arithmetic: c ⊙ A + d ⊙ B as two packed
+ * multiply-adds per word, a third of the float path's instructions (the producer warps' combine is on the
+ * forward's critical path: the consumers wait for K'_h of every tile). The products round to bf16 before the
+ * sum (K'_h itself is stored in bf16). Thread `tid` of `threads` keeps one piece column (tid mod r/4) and its
+ * packed (c, d) in registers and walks the rows; needs threads to be a multiple of r/4 (96 threads:
+ * r ∈ {16, 32, 48, 64, 96}); other widths take combine_split_tile.
+ */
+template <int Rows>
+__device__ __forceinline__ void combine_split_tile_pieces(uint32_t k_tile, uint32_t b_tile, const float* g_row,
+                                                          int rotary_dim, int tid, int threads) {
+  const int pieces = rotary_dim / 4, f0 = (tid % pieces) * 4;
+  const float2 s0 = split_scale_of(g_row, f0, rotary_dim), s1 = split_scale_of(g_row, f0 + 1, rotary_dim);
+  const float2 s2 = split_scale_of(g_row, f0 + 2, rotary_dim), s3 = split_scale_of(g_row, f0 + 3, rotary_dim);
+  const uint32_t c01 = pack_bf16(s0.x, s1.x), c23 = pack_bf16(s2.x, s3.x), d01 = pack_bf16(s0.y, s1.y),
+                 d23 = pack_bf16(s2.y, s3.y);
+  constexpr uint32_t kNegativeZeros = 0x80008000u;  // the additive identity of a product, sign kept
+#pragma unroll 2
+  for (int r = tid / pieces; r < Rows; r += threads / pieces) {
+    const uint32_t off = swizzled_offset<Rows>(r, f0);
+    const uint2 a = ld_shared_v2_b32(k_tile + off), b = ld_shared_v2_b32(b_tile + off);
+    st_shared_v2_b32(k_tile + off, fma_bf16x2(c01, a.x, fma_bf16x2(d01, b.x, kNegativeZeros)),
+                     fma_bf16x2(c23, a.y, fma_bf16x2(d23, b.y, kNegativeZeros)));
   }
 }
 

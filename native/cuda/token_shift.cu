@@ -1,0 +1,50 @@
+// Token shift (spec "Token shift") in one pass: feature chunk k of position t comes from position t − k,
+// zero before the start; features past the last chunk pass through. The backward pass moves each
+// chunk's gradient the other way (gx[t] of chunk k = g[t + k], zero past the end). Contiguous
+// [batch, n, dim]; 16-byte packs when the chunk width allows. Packed documents (segment masks) take
+// the engine's strided copies instead (src/model/token-shift.ts).
+#include "common.cuh"
+#include "engine.h"
+#include "vec.cuh"
+
+namespace andromeda::cuda {
+namespace {
+
+template <typename T, int W>
+__global__ void token_shift_kernel(const T* x, T* out, int64_t batch, int64_t n, int64_t dim, int64_t chunk, int shifts,
+                                   bool backward) {
+  const int64_t packs_per_row = dim / W, total = batch * n * packs_per_row;
+  ANDROMEDA_GRID_STRIDE(i, total) {
+    const int64_t row = i / packs_per_row, f = (i - row * packs_per_row) * W;
+    const int64_t t = row % n;
+    const int64_t k = f < int64_t(shifts + 1) * chunk ? f / chunk : 0;
+    const int64_t source = backward ? t + k : t - k;
+    Pack<T, W> v;
+    if (source >= 0 && source < n) {
+      v = load_pack<T, W>(x + (row - t + source) * dim + f);
+    } else {
+#pragma unroll
+      for (int e = 0; e < W; e++) store(&v.v[e], 0.f);
+    }
+    store_pack<T, W>(out + row * dim + f, v);
+  }
+}
+
+}  // namespace
+
+void token_shift(int dtype, const char* x, char* out, int64_t batch, int64_t n, int64_t dim, int shifts, bool backward) {
+  const int64_t total = batch * n * dim;
+  if (total == 0) return;
+  if (shifts < 0) throw std::invalid_argument("tokenShift: shifts must be ≥ 0");
+  const int64_t chunk = dim / (shifts + 1);
+  ANDROMEDA_CUDA_DISPATCH_FLOAT(dtype, {
+    const bool vec = chunk % int64_t(16 / sizeof(T)) == 0 && dim % int64_t(16 / sizeof(T)) == 0 && all_aligned16({x, out});
+    ANDROMEDA_CUDA_PACK_WIDTH(T, vec, {
+      token_shift_kernel<T, W><<<grid_for(total / W), kThreads, 0, stream()>>>(
+          reinterpret_cast<const T*>(x), reinterpret_cast<T*>(out), batch, n, dim, chunk, shifts, backward);
+    });
+  });
+  check_launch("tokenShift");
+}
+
+}  // namespace andromeda::cuda

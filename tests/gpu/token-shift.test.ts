@@ -1,0 +1,36 @@
+// The CUDA engine's one-pass token shift (Backend.tokenShift) against the CPU engine's strided copies:
+// values and gradients, shifts 1–3, chunk widths with and without 16-byte packs, sequences shorter than
+// the shift, batch > 1.
+import assert from 'node:assert/strict';
+import { Tensor } from '../../src/tensor/tensor.js';
+import { shiftTokens } from '../../src/model/token-shift.js';
+import { mul } from '../../src/ops/elementwise.js';
+import { sum } from '../../src/ops/reduce.js';
+import { Generator } from '../../src/tensor/random.js';
+import type { DType } from '../../src/tensor/dtype.js';
+import { gpu, gpuTest } from './harness.js';
+
+function run(device: string, dtype: DType, shape: number[], shifts: number, xs: Float64Array, rs: Float64Array): { y: ArrayLike<number>; gx: ArrayLike<number> } {
+  const x = Tensor.fromArray(xs, shape, dtype, device).requireGrad(true);
+  const r = Tensor.fromArray(rs, shape, dtype, device);
+  const y = shiftTokens(x, shifts);
+  const loss = sum(mul(y, r));
+  loss.backward();
+  const out = { y: y.toArray(), gx: x.grad!.toArray() };
+  for (const t of [x, r, y, loss]) t.dispose();
+  return out;
+}
+
+gpuTest('tokenShift: one kernel each way, equal to the CPU engine\'s copies', () => {
+  assert.ok(typeof gpu().tokenShift === 'function', 'the CUDA engine has the tokenShift kernel');
+  const gen = new Generator(9);
+  for (const [batch, n, dim, shifts] of [[1, 37, 2560, 1], [2, 9, 64, 1], [2, 5, 30, 2], [1, 2, 48, 3], [3, 1, 16, 1], [1, 11, 7, 1]]) {
+    const count = batch * n * dim;
+    const xs = Float64Array.from({ length: count }, () => gen.normal()), rs = Float64Array.from({ length: count }, () => gen.normal());
+    for (const dtype of ['float32', 'bfloat16'] as DType[]) {
+      const want = run('cpu', dtype, [batch, n, dim], shifts, xs, rs), got = run('cuda', dtype, [batch, n, dim], shifts, xs, rs);
+      assert.deepEqual(Array.from(got.y), Array.from(want.y), `values [${batch}, ${n}, ${dim}] shifts ${shifts} ${dtype}`);
+      assert.deepEqual(Array.from(got.gx), Array.from(want.gx), `gradients [${batch}, ${n}, ${dim}] shifts ${shifts} ${dtype}`);
+    }
+  }
+});
