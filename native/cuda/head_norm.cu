@@ -7,14 +7,20 @@
 // a run of positions, so dg is summed per block in registers and shared memory, then over blocks in a
 // fixed order (deterministic, no atomics).
 #include <algorithm>
+#include <initializer_list>
+#include <type_traits>
 
 #include "common.cuh"
 #include "engine.h"
+#include "vec.cuh"
 
 namespace andromeda::cuda {
 namespace {
 
 constexpr int kWarps = 8;
+// Lane layouts of a row: with Packed, lane l owns the dim / 32 consecutive elements [l·V, l·V + V) and moves
+// them with one access (dim = 32·V, V ∈ {1, 2, 4, 8} bf16 / {1, 2, 4} float); otherwise element e of lane l is
+// l + 32·e (any dim ≤ 256, one element per access).
 constexpr int kMaxPerLane = 8;  // dim ≤ 256
 constexpr int kPositionsPerBlock = 64;
 
@@ -27,40 +33,66 @@ struct Layout {
   }
 };
 
-template <typename T>
+/** Element e of this lane's share of a row: V consecutive packed elements, or every 32nd. */
+template <int V>
+struct LaneRow {
+  int lane;
+  int64_t dim;
+  __device__ __forceinline__ int64_t at(int e) const { return V > 0 ? int64_t(lane) * V + e : lane + 32 * int64_t(e); }
+  __device__ __forceinline__ bool has(int e) const { return V > 0 ? e < V : at(e) < dim; }
+  template <typename T, typename C>
+  __device__ __forceinline__ void load_row(const T* row, C (&v)[kMaxPerLane]) const {
+    if constexpr (V > 0) {
+      const Pack<T, V> pk = load_pack<T, V>(row + int64_t(lane) * V);
+#pragma unroll
+      for (int e = 0; e < kMaxPerLane; e++) v[e] = e < V ? C(load(&pk.v[e])) : C(0);
+    } else {
+#pragma unroll
+      for (int e = 0; e < kMaxPerLane; e++) v[e] = has(e) ? C(load(row + at(e))) : C(0);
+    }
+  }
+  template <typename T, typename C>
+  __device__ __forceinline__ void store_row(T* row, const C (&v)[kMaxPerLane]) const {
+    if constexpr (V > 0) {
+      Pack<T, V> pk;
+#pragma unroll
+      for (int e = 0; e < V; e++) store(&pk.v[e], v[e]);
+      store_pack<T, V>(row + int64_t(lane) * V, pk);
+    } else {
+#pragma unroll
+      for (int e = 0; e < kMaxPerLane; e++)
+        if (has(e)) store(row + at(e), v[e]);
+    }
+  }
+};
+
+template <typename T, int V>
 __global__ void head_norm_kernel(Layout l, const T* x, const T* g, T* y, stat_t<T>* rstd, compute_t<T> eps2) {
   using C = compute_t<T>;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t head = blockIdx.y, positions = l.batch * l.n;
   const int64_t p0 = int64_t(blockIdx.x) * kPositionsPerBlock;
+  const LaneRow<V> lr{lane, l.dim};
   C gv[kMaxPerLane];
+  if (g) lr.load_row(g + head * l.dim, gv);
 #pragma unroll
-  for (int e = 0; e < kMaxPerLane; e++) {
-    const int64_t j = lane + 32 * e;
-    gv[e] = g && j < l.dim ? C(load(g + head * l.dim + j)) : C(1);
-  }
+  for (int e = 0; e < kMaxPerLane; e++)
+    if (!g) gv[e] = C(1);
   for (int64_t p = p0 + warp; p < min(positions, p0 + kPositionsPerBlock); p += kWarps) {
-    const T* row = x + l.in_row(p, head);
     C v[kMaxPerLane];
+    lr.load_row(x + l.in_row(p, head), v);
     C ss = 0;
 #pragma unroll
-    for (int e = 0; e < kMaxPerLane; e++) {
-      const int64_t j = lane + 32 * e;
-      v[e] = j < l.dim ? C(load(row + j)) : C(0);
-      ss += v[e] * v[e];
-    }
+    for (int e = 0; e < kMaxPerLane; e++) ss += v[e] * v[e];
     const C r = C(1) / sqrt(warp_sum(ss) + C(eps2));
-    T* out = y + l.out_row(p, head);
 #pragma unroll
-    for (int e = 0; e < kMaxPerLane; e++) {
-      const int64_t j = lane + 32 * e;
-      if (j < l.dim) store(out + j, v[e] * r * gv[e]);
-    }
+    for (int e = 0; e < kMaxPerLane; e++) v[e] = v[e] * r * gv[e];
+    lr.store_row(y + l.out_row(p, head), v);
     if (lane == 0) rstd[p * l.heads + head] = stat_t<T>(r);
   }
 }
 
-template <typename T>
+template <typename T, int V>
 __global__ void head_norm_grad_kernel(Layout l, const T* x, const T* g, const stat_t<T>* rstd, const T* gy, T* gx,
                                       compute_t<T>* partial) {
   using C = compute_t<T>;
@@ -68,39 +100,36 @@ __global__ void head_norm_grad_kernel(Layout l, const T* x, const T* g, const st
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t head = blockIdx.y, positions = l.batch * l.n;
   const int64_t p0 = int64_t(blockIdx.x) * kPositionsPerBlock;
+  const LaneRow<V> lr{lane, l.dim};
   C gv[kMaxPerLane], acc[kMaxPerLane];
+  if (g) lr.load_row(g + head * l.dim, gv);
 #pragma unroll
   for (int e = 0; e < kMaxPerLane; e++) {
-    const int64_t j = lane + 32 * e;
-    gv[e] = g && j < l.dim ? C(load(g + head * l.dim + j)) : C(1);
+    if (!g) gv[e] = C(1);
     acc[e] = C(0);
   }
   for (int64_t p = p0 + warp; p < min(positions, p0 + kPositionsPerBlock); p += kWarps) {
-    const T* row = x + l.in_row(p, head);
-    const T* grow = gy + l.out_row(p, head);
     const C r = C(rstd[p * l.heads + head]);
-    C v[kMaxPerLane], gg[kMaxPerLane];
+    C v[kMaxPerLane], g0[kMaxPerLane], gg[kMaxPerLane];
+    lr.load_row(x + l.in_row(p, head), v);
+    lr.load_row(gy + l.out_row(p, head), g0);
     C dot = 0;
 #pragma unroll
     for (int e = 0; e < kMaxPerLane; e++) {
-      const int64_t j = lane + 32 * e;
-      const C g0 = j < l.dim ? C(load(grow + j)) : C(0);
-      v[e] = j < l.dim ? C(load(row + j)) : C(0);
-      gg[e] = g0 * gv[e];
+      gg[e] = g0[e] * gv[e];
       dot += gg[e] * v[e];
-      acc[e] += g0 * v[e] * r;
+      acc[e] += g0[e] * v[e] * r;
     }
     dot = warp_sum(dot) * r * r;
-    T* out = gx + l.in_row(p, head);
 #pragma unroll
-    for (int e = 0; e < kMaxPerLane; e++) {
-      const int64_t j = lane + 32 * e;
-      if (j < l.dim) store(out + j, r * (gg[e] - v[e] * dot));
-    }
+    for (int e = 0; e < kMaxPerLane; e++) gg[e] = r * (gg[e] - v[e] * dot);
+    lr.store_row(gx + l.in_row(p, head), gg);
   }
   if (!partial) return;
+  // sums[w][j]: warp w's sum for feature j.
 #pragma unroll
-  for (int e = 0; e < kMaxPerLane; e++) sums[warp][lane + 32 * e] = acc[e];
+  for (int e = 0; e < kMaxPerLane; e++)
+    if (lr.has(e)) sums[warp][lr.at(e)] = acc[e];
   __syncthreads();
   for (int64_t j = threadIdx.x; j < l.dim; j += blockDim.x) {
     C s = 0;
@@ -131,15 +160,37 @@ dim3 grid_of(const HeadNormArgs& a) {
   return dim3(unsigned(blocks), unsigned(a.heads));
 }
 
+/**
+ * Calls launch with std::integral_constant<int, V>: V = dim / 32 when every row (and the scale) starts on a
+ * V-element boundary and V·sizeof(T) ≤ 16, else 0 (the strided layout).
+ */
+template <typename T, typename Launch>
+void with_lane_layout(const HeadNormArgs& a, std::initializer_list<const void*> ptrs, Launch launch) {
+  const int64_t v = a.dim % 32 == 0 ? a.dim / 32 : 0;
+  bool aligned = v > 0 && v * int64_t(sizeof(T)) <= 16;
+  for (const void* p : ptrs) aligned = aligned && (p == nullptr || reinterpret_cast<uintptr_t>(p) % (size_t(v) * sizeof(T)) == 0);
+  if constexpr (8 * sizeof(T) <= 16) {
+    if (aligned && v == 8) return launch(std::integral_constant<int, 8>{});
+  }
+  if constexpr (4 * sizeof(T) <= 16) {
+    if (aligned && v == 4) return launch(std::integral_constant<int, 4>{});
+  }
+  if (aligned && v == 2) return launch(std::integral_constant<int, 2>{});
+  if (aligned && v == 1) return launch(std::integral_constant<int, 1>{});
+  launch(std::integral_constant<int, 0>{});
+}
+
 }  // namespace
 
 void head_norm(const HeadNormArgs& a, const char* x, const char* g, char* y, char* rstd) {
   if (a.batch * a.n == 0) return;
   const Layout l = layout_of(a);
   ANDROMEDA_CUDA_DISPATCH_FLOAT(a.dtype, {
-    head_norm_kernel<T><<<grid_of(a), kWarps * 32, 0, stream()>>>(l, reinterpret_cast<const T*>(x), reinterpret_cast<const T*>(g),
-                                                                 reinterpret_cast<T*>(y), reinterpret_cast<stat_t<T>*>(rstd),
-                                                                 compute_t<T>(a.eps * a.eps));
+    with_lane_layout<T>(a, {x, g, y}, [&](auto v) {
+      head_norm_kernel<T, decltype(v)::value><<<grid_of(a), kWarps * 32, 0, stream()>>>(
+          l, reinterpret_cast<const T*>(x), reinterpret_cast<const T*>(g), reinterpret_cast<T*>(y),
+          reinterpret_cast<stat_t<T>*>(rstd), compute_t<T>(a.eps * a.eps));
+    });
   });
   check_launch("headNorm");
 }
@@ -157,9 +208,11 @@ void head_norm_grad(const HeadNormArgs& a, const char* x, const char* g, const c
   ANDROMEDA_CUDA_DISPATCH_FLOAT(a.dtype, {
     using C = compute_t<T>;
     Scratch partial(grad_g ? size_t(grid.x) * size_t(a.heads * a.dim) * sizeof(C) : 1);
-    head_norm_grad_kernel<T><<<grid, kWarps * 32, 0, stream()>>>(
-        l, reinterpret_cast<const T*>(x), reinterpret_cast<const T*>(g), reinterpret_cast<const stat_t<T>*>(rstd),
-        reinterpret_cast<const T*>(gy), reinterpret_cast<T*>(gx), grad_g ? partial.as<C>() : nullptr);
+    with_lane_layout<T>(a, {x, g, gy, gx}, [&](auto v) {
+      head_norm_grad_kernel<T, decltype(v)::value><<<grid, kWarps * 32, 0, stream()>>>(
+          l, reinterpret_cast<const T*>(x), reinterpret_cast<const T*>(g), reinterpret_cast<const stat_t<T>*>(rstd),
+          reinterpret_cast<const T*>(gy), reinterpret_cast<T*>(gx), grad_g ? partial.as<C>() : nullptr);
+    });
     check_launch("headNormGrad");
     if (grad_g) {
       head_norm_sum_blocks<T><<<grid_for(a.heads * a.dim), kThreads, 0, stream()>>>(partial.as<C>(), grid.x, a.heads * a.dim,
