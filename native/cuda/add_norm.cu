@@ -10,6 +10,7 @@
 #include <algorithm>
 
 #include "common.cuh"
+#include "partial_sums.cuh"
 #include "vec.cuh"
 
 namespace andromeda::cuda {
@@ -353,32 +354,6 @@ __global__ void __launch_bounds__(kCachedThreads) add_norm_grad_cached(bool rms,
   }
 }
 
-constexpr int kSumColumns = 32, kSumLanes = 8;
-
-/**
- * Column sums of the per-block partials [blocks][slots.count · cols] into the gradients: each block takes
- * 32 columns, its 8 lanes of threads stride over the partial rows, and lane 0 adds the 8 lane sums in
- * order (deterministic; enough threads that the sum is not one long serial chain per column).
- */
-template <typename T>
-__global__ void add_norm_grad_params(const compute_t<T>* partial, int64_t blocks, Slots slots, int64_t cols, T* gw,
-                                     T* gbias, T* gscale) {
-  using C = compute_t<T>;
-  __shared__ C lanes[kSumLanes][kSumColumns + 1];
-  const int64_t count = slots.count * cols, i = int64_t(blockIdx.x) * kSumColumns + threadIdx.x;
-  C s = 0;
-  if (i < count)
-    for (int64_t b = threadIdx.y; b < blocks; b += kSumLanes) s += partial[b * count + i];
-  lanes[threadIdx.y][threadIdx.x] = s;
-  __syncthreads();
-  if (threadIdx.y != 0 || i >= count) return;
-  for (int lane = 1; lane < kSumLanes; lane++) s += lanes[lane][threadIdx.x];
-  const int slot = int(i / cols);
-  const int64_t col = i - slot * cols;
-  T* out = slot == slots.weight ? gw : slot == slots.bias ? gbias : gscale;
-  store(out + col, s);
-}
-
 /** Threads for a row of `packs` packs: one pack per thread up to 1024 threads, a multiple of 32. */
 int threads_for(int64_t packs) { return int(std::min<int64_t>(1024, std::max<int64_t>(32, (packs + 31) / 32 * 32))); }
 
@@ -392,13 +367,13 @@ Residual<T> residual_of(const AddNormArgs& a) {
 template <typename T>
 void finish_params(const Scratch& partial, int64_t blocks, const Slots& slots, int64_t cols, char* gw, char* gbias,
                    char* gscale) {
-  if (slots.count == 0) return;
-  const int64_t column_blocks = (slots.count * cols + kSumColumns - 1) / kSumColumns;
-  if (column_blocks > 0x7fffffff) throw std::invalid_argument("addNormGrad: too many columns");
-  add_norm_grad_params<T><<<unsigned(column_blocks), dim3(kSumColumns, kSumLanes), 0, stream()>>>(
-      partial.as<compute_t<T>>(), blocks, slots, cols, reinterpret_cast<T*>(gw), reinterpret_cast<T*>(gbias),
-      reinterpret_cast<T*>(gscale));
-  check_launch("addNormGrad");
+  const int slot_of[3] = {slots.weight, slots.bias, slots.scale};
+  char* out_of[3] = {gw, gbias, gscale};
+  for (int q = 0; q < 3; q++) {
+    if (slot_of[q] < 0) continue;
+    sum_partial_rows<T>(partial.as<compute_t<T>>() + int64_t(slot_of[q]) * cols, blocks, slots.count * cols, cols,
+                        reinterpret_cast<T*>(out_of[q]), "addNormGrad");
+  }
 }
 
 // Below the 48 KiB a block may use without opting in, leaving room for block_sum's static arrays.

@@ -8,6 +8,7 @@
 
 #include "activation.cuh"
 #include "common.cuh"
+#include "partial_sums.cuh"
 #include "vec.cuh"
 
 namespace andromeda::cuda {
@@ -67,16 +68,6 @@ __global__ void bias_gelu_grad_kernel(const T* x, const T* bias, const T* gy, T*
   }
 }
 
-template <typename T>
-__global__ void sum_chunks(const compute_t<T>* partial, int64_t chunks, int64_t cols, T* out) {
-  using C = compute_t<T>;
-  ANDROMEDA_GRID_STRIDE(col, cols) {
-    C s = 0;
-    for (int64_t c = 0; c < chunks; c++) s += partial[c * cols + col];
-    store(out + col, s);
-  }
-}
-
 }  // namespace
 
 void bias_gelu(int dtype, const char* x, const char* bias, char* out, int64_t rows, int64_t cols) {
@@ -112,8 +103,7 @@ void bias_gelu_grad(int dtype, const char* x, const char* bias, const char* grad
           reinterpret_cast<T*>(grad_in), grad_bias ? partial.as<C>() : nullptr, rows, cols, rows_per_chunk);
       check_launch("biasGeluGrad");
       if (grad_bias) {
-        sum_chunks<T><<<grid_for(cols), kThreads, 0, stream()>>>(partial.as<C>(), chunks, cols, reinterpret_cast<T*>(grad_bias));
-        check_launch("biasGeluGrad");
+        sum_partial_rows<T>(partial.as<C>(), chunks, cols, cols, reinterpret_cast<T*>(grad_bias), "biasGeluGrad");
       }
     });
   });

@@ -12,6 +12,7 @@
 
 #include "common.cuh"
 #include "engine.h"
+#include "partial_sums.cuh"
 #include "vec.cuh"
 
 namespace andromeda::cuda {
@@ -138,16 +139,6 @@ __global__ void head_norm_grad_kernel(Layout l, const T* x, const T* g, const st
   }
 }
 
-template <typename T>
-__global__ void head_norm_sum_blocks(const compute_t<T>* partial, int64_t blocks, int64_t count, T* out) {
-  using C = compute_t<T>;
-  ANDROMEDA_GRID_STRIDE(i, count) {
-    C s = 0;
-    for (int64_t b = 0; b < blocks; b++) s += partial[b * count + i];
-    store(out + i, s);
-  }
-}
-
 Layout layout_of(const HeadNormArgs& a) {
   if (a.dim <= 0 || a.dim > 32 * kMaxPerLane) throw std::invalid_argument("headNorm: head dim must be in [1, 256]");
   if (a.heads <= 0 || a.heads > 65535) throw std::invalid_argument("headNorm: heads must be in [1, 65535]");
@@ -215,9 +206,7 @@ void head_norm_grad(const HeadNormArgs& a, const char* x, const char* g, const c
     });
     check_launch("headNormGrad");
     if (grad_g) {
-      head_norm_sum_blocks<T><<<grid_for(a.heads * a.dim), kThreads, 0, stream()>>>(partial.as<C>(), grid.x, a.heads * a.dim,
-                                                                                   reinterpret_cast<T*>(grad_g));
-      check_launch("headNormGrad");
+      sum_partial_rows<T>(partial.as<C>(), grid.x, a.heads * a.dim, a.heads * a.dim, reinterpret_cast<T*>(grad_g), "headNormGrad");
     }
   });
 }

@@ -80,16 +80,9 @@ void validate(const AttentionProblem& pr) {
   require((pr.q_segments == nullptr) == (pr.k_segments == nullptr), "give both query and key segments, or neither");
 }
 
-Prepared prepare(const AttentionProblem& pr, const char* q, const char* k, const char* v) {
-  validate(pr);
-  require_aligned(q, "q");
-  require_aligned(k, "k");
-  require_aligned(v, "v");
-  Prepared prep;
-  Params& p = prep.params;
-  p.q = reinterpret_cast<const attention::bf16*>(q);
-  p.k = reinterpret_cast<const attention::bf16*>(k);
-  p.v = reinterpret_cast<const attention::bf16*>(v);
+/** Launch parameters with the shapes, positions, segments and scale of a problem: enough to ask the kernels' choice. */
+Params shape_params(const AttentionProblem& pr) {
+  Params p{};
   p.batch = pr.batch;
   p.heads = pr.heads;
   p.kv_heads = pr.kv_heads;
@@ -104,6 +97,21 @@ Prepared prepare(const AttentionProblem& pr, const char* q, const char* k, const
   p.k_pos = pr.k_positions;
   p.q_seg = pr.q_segments;
   p.k_seg = pr.k_segments;
+  p.has_alibi = pr.alibi_slopes != nullptr;
+  return p;
+}
+
+Prepared prepare(const AttentionProblem& pr, const char* q, const char* k, const char* v) {
+  validate(pr);
+  require_aligned(q, "q");
+  require_aligned(k, "k");
+  require_aligned(v, "v");
+  Prepared prep;
+  Params& p = prep.params;
+  p = shape_params(pr);
+  p.q = reinterpret_cast<const attention::bf16*>(q);
+  p.k = reinterpret_cast<const attention::bf16*>(k);
+  p.v = reinterpret_cast<const attention::bf16*>(v);
   p.key_scale = pr.key_scale;
   if (pr.alibi_slopes) {
     p.has_alibi = 1;
@@ -167,26 +175,6 @@ struct TransformPlan {
   int64_t chunk = 0;  // forward only, > 0: queries in chunks of this many, each chunk its own anchor (forward_chunked)
 };
 
-/** Launch parameters with the shapes, positions, segments and scale of a problem: enough to ask the kernels' choice. */
-Params shape_params(const AttentionProblem& pr) {
-  Params p{};
-  p.batch = pr.batch;
-  p.heads = pr.heads;
-  p.kv_heads = pr.kv_heads;
-  p.k_heads = pr.kv_heads;
-  p.q_len = int(pr.q_len);
-  p.k_len = int(pr.k_len);
-  p.scale = float(pr.scale);
-  p.scale_log2 = float(pr.scale * 1.4426950408889634);
-  p.causal = pr.causal;
-  p.query_offset = int(pr.query_offset);
-  p.q_pos = pr.q_positions;
-  p.k_pos = pr.k_positions;
-  p.q_seg = pr.q_segments;
-  p.k_seg = pr.k_segments;
-  p.has_alibi = pr.alibi_slopes != nullptr;
-  return p;
-}
 
 /** A key scale whose heads outnumber the KV heads: a k' per query head would expand K, so it splits or stays in the kernels. */
 bool key_scale_shares_kv(const AttentionProblem& pr) { return pr.key_scale && pr.kv_heads < pr.heads; }
