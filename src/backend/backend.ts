@@ -264,13 +264,13 @@ export interface Backend {
    * weight [heads, dim] or null.
    */
   headNorm?(args: HeadNormArgs, x: Dense, weight: Dense | null, out: Dense, rstd: Dense): void;
+  /** Backward of headNorm: gradIn in x's layout; gradWeight (when given) overwritten with the sum over positions. */
+  headNormGrad?(args: HeadNormArgs, x: Dense, weight: Dense | null, rstd: Dense, gradOut: Dense, gradIn: Dense, gradWeight: Dense | null): void;
   /**
    * Token shift over contiguous [batch, n, dim] (no document boundaries): feature chunk k of dim / (shifts + 1)
    * comes from position t − k (zero before the start); `backward` moves gradients the other way.
    */
   tokenShift?(x: Dense, out: Dense, batch: number, n: number, dim: number, shifts: number, backward: boolean): void;
-  /** Backward of headNorm: gradIn in x's layout; gradWeight (when given) overwritten with the sum over positions. */
-  headNormGrad?(args: HeadNormArgs, x: Dense, weight: Dense | null, rstd: Dense, gradOut: Dense, gradIn: Dense, gradWeight: Dense | null): void;
 }
 
 /** Sizes of Backend.headNorm: x is [batch, n, heads, dim]. */
