@@ -27,6 +27,26 @@ inline std::vector<int64_t> int_array(const Napi::Value& v) {
 }
 
 /**
+ * The matrix-product arguments both engines' bindings take, in this order: (dtype, transA, transB, m, n, k, alpha,
+ * a, lda, strideA, b, ldb, strideB, beta, c, ldc, strideC, batch). G is the engine's GemmArgs (same field names).
+ */
+template <typename G>
+G gemm_args(const Napi::CallbackInfo& info) {
+  G g{};
+  g.dtype = i32(info[0]);
+  g.trans_a = flag(info[1]);
+  g.trans_b = flag(info[2]);
+  g.m = i64(info[3]); g.n = i64(info[4]); g.k = i64(info[5]);
+  g.alpha = f64(info[6]);
+  g.a = ptr_of(info[7]); g.lda = i64(info[8]); g.stride_a = i64(info[9]);
+  g.b = ptr_of(info[10]); g.ldb = i64(info[11]); g.stride_b = i64(info[12]);
+  g.beta = f64(info[13]);
+  g.c = ptr_of(info[14]); g.ldc = i64(info[15]); g.stride_c = i64(info[16]);
+  g.batch = i64(info[17]);
+  return g;
+}
+
+/**
  * Runs a kernel call, turning C++ exceptions into JavaScript errors prefixed with `engine` instead of
  * aborting the process; std::range_error (out of memory) becomes a RangeError. `fn` may return a
  * Napi::Value or nothing (then the call returns undefined).

@@ -143,19 +143,7 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
 
 Napi::Value Gemm(const Napi::CallbackInfo& info) {
   return guarded(info, "cpu engine", [&] {
-    // (dtype, transA, transB, m, n, k, alpha, a, lda, strideA, b, ldb, strideB, beta, c, ldc, strideC, batch)
-    cpu::GemmArgs g;
-    g.dtype = i32(info[0]);
-    g.trans_a = info[1].As<Napi::Boolean>().Value();
-    g.trans_b = info[2].As<Napi::Boolean>().Value();
-    g.m = i64(info[3]); g.n = i64(info[4]); g.k = i64(info[5]);
-    g.alpha = f64(info[6]);
-    g.a = ptr_of(info[7]); g.lda = i64(info[8]); g.stride_a = i64(info[9]);
-    g.b = ptr_of(info[10]); g.ldb = i64(info[11]); g.stride_b = i64(info[12]);
-    g.beta = f64(info[13]);
-    g.c = ptr_of(info[14]); g.ldc = i64(info[15]); g.stride_c = i64(info[16]);
-    g.batch = i64(info[17]);
-    cpu::gemm(g);
+    cpu::gemm(gemm_args<cpu::GemmArgs>(info));
     return info.Env().Undefined();
   });
 }

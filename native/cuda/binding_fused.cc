@@ -50,17 +50,7 @@ Napi::Value EmbeddingGather(const Napi::CallbackInfo& info) {
 // (dtype, transA, transB, m, n, k, alpha, a, lda, strideA, b, ldb, strideB, beta, c, ldc, strideC, batch, bias)
 Napi::Value GemmBias(const Napi::CallbackInfo& info) {
   return guarded(info, kEngine, [&] {
-    GemmArgs g;
-    g.dtype = i32(info[0]);
-    g.trans_a = flag(info[1]);
-    g.trans_b = flag(info[2]);
-    g.m = i64(info[3]); g.n = i64(info[4]); g.k = i64(info[5]);
-    g.alpha = f64(info[6]);
-    g.a = ptr_of(info[7]); g.lda = i64(info[8]); g.stride_a = i64(info[9]);
-    g.b = ptr_of(info[10]); g.ldb = i64(info[11]); g.stride_b = i64(info[12]);
-    g.beta = f64(info[13]);
-    g.c = ptr_of(info[14]); g.ldc = i64(info[15]); g.stride_c = i64(info[16]);
-    g.batch = i64(info[17]);
+    GemmArgs g = gemm_args<GemmArgs>(info);
     g.bias = ptr_of(info[18]);
     gemm(g);
   });
