@@ -37,26 +37,17 @@ constexpr int kMinQueries = 64, kMinKeys = 128;
 constexpr double kAutoAccumulatorLimit = 4.0 * (1ull << 30);
 
 Choice choice_from_env(std::string& value) {
-  const char* v = std::getenv(kEnv);
-  value = v ? v : "";
-  if (value.empty() || value == "auto") return Choice::Auto;
-  if (value == "mma") return Choice::Mma;
-  if (value == "hopper") return Choice::Hopper;
-  if (value == "hopper-cpasync") return Choice::CpAsync;
-  if (value == "hopper-tma-red") return Choice::TmaRed;
-  if (value == "hopper-tma") return Choice::Tma;
-  throw std::invalid_argument(std::string("attention: ") + kEnv + "=" + value +
-                              " (expected auto, mma, hopper, hopper-cpasync, hopper-tma-red or hopper-tma)");
+  return choice_named_by_env(kEnv, Choice::Auto,
+                             {{"mma", Choice::Mma}, {"hopper", Choice::Hopper}, {"hopper-cpasync", Choice::CpAsync},
+                              {"hopper-tma-red", Choice::TmaRed}, {"hopper-tma", Choice::Tma}},
+                             value);
 }
 
 /** Whether the kernels of this object were compiled for sm_90a (else their bodies are empty). */
 bool has_sm90a_image() {
-  static const bool has = [] {
-    cudaFuncAttributes attr{};
-    check(cudaFuncGetAttributes(&attr, hopper::attention_backward_hopper_kernel<128, true, true, false>),
-          "attention: reading the Hopper backward kernel's attributes");
-    return attr.binaryVersion >= 90;
-  }();
+  static const bool has = compiled_for_sm90a(
+      reinterpret_cast<const void*>(hopper::attention_backward_hopper_kernel<128, true, true, false>),
+      "attention: reading the Hopper backward kernel's attributes");
   return has;
 }
 

@@ -31,27 +31,18 @@ constexpr int kBlockN = 128;
 const char* const kEnv = "ANDROMEDA_ATTENTION_FORWARD";
 
 Choice choice_from_env(std::string& value) {
-  const char* v = std::getenv(kEnv);
-  value = v ? v : "";
-  if (value.empty() || value == "auto") return Choice::Auto;
-  if (value == "mma") return Choice::Mma;
-  if (value == "hopper") return Choice::Hopper;
-  if (value == "hopper-cpasync") return Choice::CpAsync;
-  if (value == "hopper-tma-serial") return Choice::TmaSerial;
-  if (value == "hopper-tma") return Choice::Tma;
-  if (value == "hopper-tma-pingpong") return Choice::TmaPingPong;
-  throw std::invalid_argument(std::string("attention: ") + kEnv + "=" + value +
-                              " (expected auto, mma, hopper, hopper-cpasync, hopper-tma-serial, hopper-tma or hopper-tma-pingpong)");
+  return choice_named_by_env(kEnv, Choice::Auto,
+                             {{"mma", Choice::Mma}, {"hopper", Choice::Hopper}, {"hopper-cpasync", Choice::CpAsync},
+                              {"hopper-tma-serial", Choice::TmaSerial}, {"hopper-tma", Choice::Tma},
+                              {"hopper-tma-pingpong", Choice::TmaPingPong}},
+                             value);
 }
 
 /** Whether the kernels of this object were compiled for sm_90a (else their bodies are empty). */
 bool has_sm90a_image() {
-  static const bool has = [] {
-    cudaFuncAttributes attr{};
-    check(cudaFuncGetAttributes(&attr, hopper::attention_forward_hopper_kernel<128, kBlockN, 2, true, true, false, false>),
-          "attention: reading the Hopper kernel's attributes");
-    return attr.binaryVersion >= 90;
-  }();
+  static const bool has = compiled_for_sm90a(
+      reinterpret_cast<const void*>(hopper::attention_forward_hopper_kernel<128, kBlockN, 2, true, true, false, false>),
+      "attention: reading the Hopper kernel's attributes");
   return has;
 }
 

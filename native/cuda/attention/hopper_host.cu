@@ -31,4 +31,10 @@ EncodeTiled encode_tiled() {
   return fn;
 }
 
+bool compiled_for_sm90a(const void* kernel, const char* what) {
+  cudaFuncAttributes attr{};
+  check(cudaFuncGetAttributes(&attr, kernel), what);
+  return attr.binaryVersion >= 90;
+}
+
 }  // namespace andromeda::cuda::attention
