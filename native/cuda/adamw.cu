@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "chunk_table.h"
 #include "common.cuh"
 
 namespace andromeda::cuda {
@@ -202,26 +203,17 @@ unsigned many_grid(int64_t chunks) {
 
 template <typename S>
 void launch_many(int grad_dtype, const std::vector<const AdamWTensorArgs*>& items, const AdamWConstants& k) {
-  std::vector<TensorChunks> tensors;
-  std::vector<int32_t> chunk_tensor;
+  ChunkTable<TensorChunks> table;
   for (const AdamWTensorArgs* a : items) {
     if (a->count == 0) continue;
-    const int64_t chunks = (a->count + kChunk - 1) / kChunk;
-    tensors.push_back({a->param, a->grad, a->m, a->v, a->shadow, a->count, int64_t(chunk_tensor.size()), pack_width(*a, grad_dtype)});
-    chunk_tensor.insert(chunk_tensor.end(), size_t(chunks), int32_t(tensors.size() - 1));
+    table.add({a->param, a->grad, a->m, a->v, a->shadow, a->count, table.next_chunk(), pack_width(*a, grad_dtype)}, a->count,
+              kChunk);
   }
-  if (tensors.empty()) return;
-  const int64_t chunks = int64_t(chunk_tensor.size());
-  // One upload: the tensors, then the chunk table (the tensor entries keep 8-byte alignment).
-  const size_t table_bytes = tensors.size() * sizeof(TensorChunks), bytes = table_bytes + chunk_tensor.size() * 4;
-  std::vector<char> host(bytes);
-  std::memcpy(host.data(), tensors.data(), table_bytes);
-  std::memcpy(host.data() + table_bytes, chunk_tensor.data(), chunk_tensor.size() * 4);
-  Scratch table(bytes);
-  check(cudaMemcpyAsync(table.as<char>(), host.data(), bytes, cudaMemcpyHostToDevice, stream()), "adamwMany (chunk table)");
+  if (table.entries.empty()) return;
+  const DeviceChunkTable<TensorChunks> device(table, "adamwMany (chunk table)");
   ANDROMEDA_CUDA_DISPATCH_FLOAT(grad_dtype, {
-    adamw_many_kernel<T, S><<<many_grid<T, S>(chunks), kThreads, 0, stream()>>>(
-        table.as<TensorChunks>(), reinterpret_cast<const int32_t*>(table.as<char>() + table_bytes), chunks, k);
+    adamw_many_kernel<T, S><<<many_grid<T, S>(table.chunks()), kThreads, 0, stream()>>>(device.entries(), device.chunk_entry(),
+                                                                                         table.chunks(), k);
   });
   check_launch("adamwMany");
 }

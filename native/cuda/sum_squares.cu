@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "chunk_table.h"
 #include "common.cuh"
 #include "vec.cuh"
 
@@ -83,8 +84,7 @@ double sum_of_squares(int dtype, const char* x, int64_t count) {
 }
 
 double sum_of_squares_many(const SquaresInput* inputs, size_t n) {
-  std::vector<SquaresBuffer> buffers;
-  std::vector<int32_t> chunk_buffer;
+  ChunkTable<SquaresBuffer> table;
   for (size_t i = 0; i < n; i++) {
     const SquaresInput& in = inputs[i];
     if (in.dtype != int(DType::F32) && in.dtype != int(DType::F64) && in.dtype != int(DType::BF16) &&
@@ -92,24 +92,14 @@ double sum_of_squares_many(const SquaresInput* inputs, size_t n) {
       throw std::invalid_argument("sumOfSquares: buffer " + std::to_string(i) + " is not a float dtype (code " +
                                   std::to_string(in.dtype) + ")");
     if (in.count <= 0) continue;
-    const int64_t chunks = (in.count + kChunk - 1) / kChunk;
-    buffers.push_back({in.x, in.count, int64_t(chunk_buffer.size()), in.dtype, aligned16(in.x) ? 1 : 0});
-    chunk_buffer.insert(chunk_buffer.end(), size_t(chunks), int32_t(buffers.size() - 1));
+    table.add({in.x, in.count, table.next_chunk(), in.dtype, aligned16(in.x) ? 1 : 0}, in.count, kChunk);
   }
-  if (buffers.empty()) return 0;
-  const int64_t chunks = int64_t(chunk_buffer.size());
-  // One upload: the buffers, then the chunk table (the buffer entries keep 8-byte alignment).
-  const size_t table_bytes = buffers.size() * sizeof(SquaresBuffer), bytes = table_bytes + chunk_buffer.size() * 4;
-  std::vector<char> host(bytes);
-  std::memcpy(host.data(), buffers.data(), table_bytes);
-  std::memcpy(host.data() + table_bytes, chunk_buffer.data(), chunk_buffer.size() * 4);
-  Scratch table(bytes);
-  check(cudaMemcpyAsync(table.as<char>(), host.data(), bytes, cudaMemcpyHostToDevice, stream()), "sumOfSquares (chunk table)");
+  if (table.entries.empty()) return 0;
+  const int64_t chunks = table.chunks();
+  const DeviceChunkTable<SquaresBuffer> device(table, "sumOfSquares (chunk table)");
   Scratch partials(size_t(chunks + 1) * sizeof(double));
   const unsigned grid = unsigned(std::min<int64_t>(chunks, int64_t(sm_count()) * kBlocksPerSm));
-  squares_chunks_kernel<<<grid, kThreads, 0, stream()>>>(table.as<SquaresBuffer>(),
-                                                         reinterpret_cast<const int32_t*>(table.as<char>() + table_bytes),
-                                                         chunks, partials.as<double>());
+  squares_chunks_kernel<<<grid, kThreads, 0, stream()>>>(device.entries(), device.chunk_entry(), chunks, partials.as<double>());
   check_launch("sumOfSquares");
   sum_partials<<<1, 1024, 0, stream()>>>(partials.as<double>(), chunks, partials.as<double>() + chunks);
   check_launch("sumOfSquares (partials)");
