@@ -25,6 +25,16 @@ int threads_for(int64_t elements) {
   return std::max(1, std::min<int>(omp_get_max_threads(), int((elements + 4095) / 4096)));
 }
 
+/** out[j] = Σ_t partial[t · stride + j] over the threads' partial rows of column sums, in thread order. */
+template <typename T>
+void sum_thread_partials(const double* partial, int threads, size_t stride, int64_t cols, T* out) {
+  for (int64_t j = 0; j < cols; j++) {
+    double total = 0;
+    for (int t = 0; t < threads; t++) total += partial[size_t(t) * stride + size_t(j)];
+    store(out + j, total);
+  }
+}
+
 template <typename T>
 struct Residual {
   const T* a;
@@ -111,14 +121,8 @@ void add_norm_grad_f32(const AddNormArgs& a, const float* stats, const float* gy
     }
   }
   float* outs[3] = {gw, gbias, gscale};
-  for (int q = 0; q < 3; q++) {
-    if (!outs[q]) continue;
-    for (int64_t j = 0; j < cols; j++) {
-      double total = 0;
-      for (int t = 0; t < threads; t++) total += partial[(size_t(t) * 3 + size_t(q)) * size_t(cols) + size_t(j)];
-      outs[q][j] = float(total);
-    }
-  }
+  for (int q = 0; q < 3; q++)
+    if (outs[q]) sum_thread_partials(partial.data() + size_t(q) * size_t(cols), threads, 3 * size_t(cols), cols, outs[q]);
 }
 
 }  // namespace
@@ -218,14 +222,8 @@ void add_norm_grad(const AddNormArgs& a, const char* stats_raw, const char* grad
       }
     }
     T* outs[3] = {reinterpret_cast<T*>(grad_weight), reinterpret_cast<T*>(grad_bias), reinterpret_cast<T*>(grad_scale)};
-    for (int q = 0; q < 3; q++) {
-      if (!outs[q]) continue;
-      for (int64_t j = 0; j < cols; j++) {
-        double total = 0;
-        for (int t = 0; t < threads; t++) total += partial[(size_t(t) * 3 + size_t(q)) * size_t(cols) + size_t(j)];
-        store(outs[q] + j, total);
-      }
-    }
+    for (int q = 0; q < 3; q++)
+      if (outs[q]) sum_thread_partials(partial.data() + size_t(q) * size_t(cols), threads, 3 * size_t(cols), cols, outs[q]);
   });
 }
 
@@ -286,14 +284,7 @@ void bias_gelu_grad(int dtype, const char* x, const char* bias, const char* grad
         if (grad_bias) vec.accumulate_f64(partial.data() + size_t(t) * size_t(cols), GX + i * cols, cols);
       }
     }
-    if (grad_bias) {
-      float* GB = reinterpret_cast<float*>(grad_bias);
-      for (int64_t j = 0; j < cols; j++) {
-        double total = 0;
-        for (int t = 0; t < threads; t++) total += partial[size_t(t) * size_t(cols) + size_t(j)];
-        GB[j] = float(total);
-      }
-    }
+    if (grad_bias) sum_thread_partials(partial.data(), threads, size_t(cols), cols, reinterpret_cast<float*>(grad_bias));
     return;
   }
   ANDROMEDA_DISPATCH_FLOAT(dtype, {
@@ -315,14 +306,7 @@ void bias_gelu_grad(int dtype, const char* x, const char* bias, const char* grad
           p[j] += g;
         }
     }
-    if (grad_bias) {
-      T* GB = reinterpret_cast<T*>(grad_bias);
-      for (int64_t j = 0; j < cols; j++) {
-        double total = 0;
-        for (int t = 0; t < threads; t++) total += partial[size_t(t) * size_t(cols) + size_t(j)];
-        store(GB + j, total);
-      }
-    }
+    if (grad_bias) sum_thread_partials(partial.data(), threads, size_t(cols), cols, reinterpret_cast<T*>(grad_bias));
   });
 }
 
