@@ -9,19 +9,8 @@
 # Last, Nsight Compute on one backward of the default Hopper variant (ATTENTION_PROFILE=all: each variant, 0: none).
 set -uo pipefail
 n=${1:-32768}
-out=${OUT:-gpu-logs}; mkdir -p "$out"
-if ! command -v node >/dev/null; then tar xJf .device/node.tar.xz -C /opt && export PATH=/opt/node/bin:$PATH; fi
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$out/env.txt"
-status=0
-step() {  # name, command...
-  local name=$1; shift
-  echo "== $name"
-  timeout 300 "$@" > "$out/$name.log" 2>&1
-  local rc=$?
-  grep -E '^ +(hopper-|auto |mma |tiled |decode )|✔|✖|﹣|ℹ (tests|pass|fail|skipped)|Error' "$out/$name.log" | grep -v '^ *at ' | head -70
-  echo "   exit $rc"
-  [[ $rc -ne 0 ]] && status=1
-}
+STEP_LINES=70
+source bench/gpu-steps.sh
 variants="hopper-cpasync hopper-tma-red hopper-tma"
 for v in $variants; do
   step "test-$v" env ANDROMEDA_REQUIRE_GPU=1 node --test --test-reporter=spec --test-name-pattern="$v:" dist/tests/gpu/attention-hopper-backward.test.js

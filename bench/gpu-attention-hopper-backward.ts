@@ -11,7 +11,7 @@
 import { getBackend, type AttentionArgs, type Dense } from '../src/backend/index.js';
 import type { CudaBackend } from '../src/backend/cuda.js';
 import { Generator } from '../src/tensor/random.js';
-import { medianMs, randomBuffer, readBuffer } from './gpu-buffers.js';
+import { difference, medianMs, randomBuffer, readBuffer } from './gpu-buffers.js';
 
 const ENV = 'ANDROMEDA_ATTENTION_BACKWARD';
 const ALL = ['mma', 'hopper-cpasync', 'hopper-tma-red', 'hopper-tma'];
@@ -61,20 +61,6 @@ function forward(s: Shape, b: Buffers): void {
 function backward(kernel: string, s: Shape, b: Buffers): void {
   process.env[ENV] = kernel;
   gpu.attentionBackward(b.q, b.k, b.v, b.out, b.lse, b.gout, b.dq, b.dk, b.dv, b.dks, args(s, b));
-}
-
-/** max |a − b| / max |b| over finite entries; ∞ where one side is non-finite and the other is not. */
-function difference(a: Float64Array, b: Float64Array): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < b.length; i++) {
-    if (!Number.isFinite(a[i]!) || !Number.isFinite(b[i]!)) {
-      if (a[i] !== b[i]) return Infinity;
-      continue;
-    }
-    num = Math.max(num, Math.abs(a[i]! - b[i]!));
-    den = Math.max(den, Math.abs(b[i]!));
-  }
-  return den === 0 ? num : num / den;
 }
 
 const checks: Shape[] = [

@@ -6,19 +6,7 @@
 #   bash bench/gpu-attention-hopper.sh [n]      (n: tokens for the timings, default 32768)
 set -uo pipefail
 n=${1:-32768}
-out=${OUT:-gpu-logs}; mkdir -p "$out"
-if ! command -v node >/dev/null; then tar xJf .device/node.tar.xz -C /opt && export PATH=/opt/node/bin:$PATH; fi
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$out/env.txt"
-status=0
-step() {  # name, command...
-  local name=$1; shift
-  echo "== $name"
-  timeout 300 "$@" > "$out/$name.log" 2>&1
-  local rc=$?
-  grep -E '^ +(hopper-|auto |mma |tiled |decode )|✔|✖|﹣|ℹ (tests|pass|fail|skipped)|Error' "$out/$name.log" | grep -v '^ *at ' | head -60
-  echo "   exit $rc"
-  [[ $rc -ne 0 ]] && status=1
-}
+source bench/gpu-steps.sh
 for v in hopper-cpasync hopper-tma-serial hopper-tma hopper-tma-pingpong; do
   step "test-$v" env ANDROMEDA_REQUIRE_GPU=1 node --test --test-reporter=spec --test-name-pattern="$v:" dist/tests/gpu/attention-hopper.test.js
 done

@@ -8,7 +8,7 @@
 import { getBackend, type AttentionArgs, type Dense } from '../src/backend/index.js';
 import type { CudaBackend } from '../src/backend/cuda.js';
 import { Generator } from '../src/tensor/random.js';
-import { medianMs, randomBuffer, readBuffer } from './gpu-buffers.js';
+import { difference, medianMs, randomBuffer, readBuffer } from './gpu-buffers.js';
 
 const ENV = 'ANDROMEDA_ATTENTION_FORWARD';
 const ALL = ['mma', 'hopper-cpasync', 'hopper-tma-serial', 'hopper-tma', 'hopper-tma-pingpong'];
@@ -43,20 +43,6 @@ function free(b: Buffers): void { for (const d of Object.values(b)) gpu.free(d.h
 function run(kernel: string, s: Shape, b: Buffers): void {
   process.env[ENV] = kernel;
   gpu.attentionForwardOn('tiled', b.q, b.k, b.v, b.out, b.lse, args(s));
-}
-
-/** max |a − b| / max |b| over finite entries; ∞ where one side is non-finite and the other is not. */
-function difference(a: Float64Array, b: Float64Array): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < b.length; i++) {
-    if (!Number.isFinite(a[i]!) || !Number.isFinite(b[i]!)) {
-      if (a[i] !== b[i]) return Infinity;
-      continue;
-    }
-    num = Math.max(num, Math.abs(a[i]! - b[i]!));
-    den = Math.max(den, Math.abs(b[i]!));
-  }
-  return den === 0 ? num : num / den;
 }
 
 const checks: Shape[] = [

@@ -1,5 +1,5 @@
 // Device buffers and timing shared by the GPU kernel benches: random operands without a host pass per element,
-// reading results back, and the median time of a call.
+// reading results back, the median time of a call, and the difference between two kernels' results.
 import type { Backend, Dense } from '../src/backend/index.js';
 import { DTYPE_BYTES, decodeHost, encodeHost, type DType } from '../src/tensor/dtype.js';
 import type { Generator } from '../src/tensor/random.js';
@@ -36,4 +36,18 @@ export function medianMs(gpu: Backend, fn: () => void, samples = 5, targetMs = 3
   }
   times.sort((a, b) => a - b);
   return times[samples >> 1]!;
+}
+
+/** max |a − b| / max |b| over finite entries; ∞ where one side is non-finite and the other is not. */
+export function difference(a: Float64Array, b: Float64Array): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < b.length; i++) {
+    if (!Number.isFinite(a[i]!) || !Number.isFinite(b[i]!)) {
+      if (a[i] !== b[i]) return Infinity;
+      continue;
+    }
+    num = Math.max(num, Math.abs(a[i]! - b[i]!));
+    den = Math.max(den, Math.abs(b[i]!));
+  }
+  return den === 0 ? num : num / den;
 }
