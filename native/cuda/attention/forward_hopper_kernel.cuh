@@ -148,7 +148,7 @@ __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages, kTma>::kThr
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Cfg = ForwardConfig<D, kBlockN, kStages, kTma>;
   static_assert(kTma || !kSplit, "the split key scale is built by the TMA variants' producer warps");
-  // The split key scale's producer warps combine tiles: 40 registers (24 spill); the consumers give up 8
+  // The split key scale's producer warps combine tiles: 40 registers (no spills with the combine's rows not unrolled); the consumers give up 8
   // (ptxas: no spills at 232 either), keeping 384 threads within the 64,512 registers of the launch.
   constexpr int kProducerRegisters = kSplit ? 40 : 24, kConsumerRegisters = kSplit ? 232 : 240;
   static_assert(kTma || !kOverlap, "the overlapped order needs the TMA pipeline (a stage stays busy one tile longer)");
@@ -199,8 +199,8 @@ __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages, kTma>::kThr
         for (int j = 0; j < n_tiles; j++) {
           const int s = j % kStages;
           mbarrier_wait(k_full(s), (j / kStages) & 1);
-          if (96 % (p.split_rotary_dim / 4) == 0)
-            combine_split_tile_pieces<kBlockN>(sK + s * Cfg::kTileBytes, b_slot(s), g_row, p.split_rotary_dim, threadIdx.x - 32, 96);
+          if (96 % (p.split_rotary_dim / 8) == 0)
+            combine_split_tile_chunks<kBlockN>(sK + s * Cfg::kTileBytes, b_slot(s), g_row, p.split_rotary_dim, threadIdx.x - 32, 96);
           else
             combine_split_tile<kBlockN>(sK + s * Cfg::kTileBytes, b_slot(s), g_row, p.split_rotary_dim, warp, 3, lane);
           fence_proxy_async();  // generic-proxy writes, read by wgmma through the async proxy

@@ -79,29 +79,45 @@ __device__ __forceinline__ uint32_t fma_bf16x2(uint32_t a, uint32_t b, uint32_t 
   return d;
 }
 
+__device__ __forceinline__ uint4 ld_shared_v4_b32(uint32_t addr) {
+  uint4 v;
+  asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr) : "memory");
+  return v;
+}
+
 /**
- * combine_split_tile in 8-byte pieces (4 features) with bf16x2 arithmetic: c ⊙ A + d ⊙ B as two packed
- * multiply-adds per word, a third of the float path's instructions (the producer warps' combine is on the
- * forward's critical path: the consumers wait for K'_h of every tile). The products round to bf16 before the
- * sum (K'_h itself is stored in bf16). Thread `tid` of `threads` keeps one piece column (tid mod r/4) and its
- * packed (c, d) in registers and walks the rows; needs threads to be a multiple of r/4 (96 threads:
- * r ∈ {16, 32, 48, 64, 96}); other widths take combine_split_tile.
+ * combine_split_tile in 16-byte chunks (8 features) with bf16x2 arithmetic: c ⊙ A + d ⊙ B as two packed
+ * multiply-adds per word. The producer warps' combine is on the forward's critical path (the consumers wait for
+ * K'_h of every tile) and shares the SM's issue slots with the consumers' softmax, so it is written for the
+ * fewest instructions: one 16-byte load of A and of B and one store per chunk, the chunk's packed (c, d) kept in
+ * registers, one swizzle computation per row. The products round to bf16 before the sum (K'_h itself is stored
+ * in bf16). Thread `tid` of `threads` keeps one chunk column (tid mod r/8) and walks the rows; needs threads to
+ * be a multiple of r/8 (96 threads: r ∈ {16, 32, 48, 64, 96, 128}); other widths take combine_split_tile.
  */
 template <int Rows>
-__device__ __forceinline__ void combine_split_tile_pieces(uint32_t k_tile, uint32_t b_tile, const float* g_row,
+__device__ __forceinline__ void combine_split_tile_chunks(uint32_t k_tile, uint32_t b_tile, const float* g_row,
                                                           int rotary_dim, int tid, int threads) {
-  const int pieces = rotary_dim / 4, f0 = (tid % pieces) * 4;
-  const float2 s0 = split_scale_of(g_row, f0, rotary_dim), s1 = split_scale_of(g_row, f0 + 1, rotary_dim);
-  const float2 s2 = split_scale_of(g_row, f0 + 2, rotary_dim), s3 = split_scale_of(g_row, f0 + 3, rotary_dim);
-  const uint32_t c01 = pack_bf16(s0.x, s1.x), c23 = pack_bf16(s2.x, s3.x), d01 = pack_bf16(s0.y, s1.y),
-                 d23 = pack_bf16(s2.y, s3.y);
+  const int chunks = rotary_dim / 8, column = tid % chunks, f0 = column * 8;
+  // split_scale_of for 8 features at once: they lie in one half of the rotary pairs (r/2 is a multiple of 8).
+  const int half = rotary_dim / 2, lo = f0 < half ? f0 : f0 - half;
+  uint32_t c[4], d[4];
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const float2 ga = __ldg(reinterpret_cast<const float2*>(g_row + lo) + i), gb = __ldg(reinterpret_cast<const float2*>(g_row + lo + half) + i);
+    c[i] = pack_bf16(0.5f * (ga.x + gb.x), 0.5f * (ga.y + gb.y));
+    d[i] = pack_bf16(0.5f * (ga.x - gb.x), 0.5f * (ga.y - gb.y));
+  }
   constexpr uint32_t kNegativeZeros = 0x80008000u;  // the additive identity of a product, sign kept
-#pragma unroll 2
-  for (int r = tid / pieces; r < Rows; r += threads / pieces) {
-    const uint32_t off = swizzled_offset<Rows>(r, f0);
-    const uint2 a = ld_shared_v2_b32(k_tile + off), b = ld_shared_v2_b32(b_tile + off);
-    st_shared_v2_b32(k_tile + off, fma_bf16x2(c01, a.x, fma_bf16x2(d01, b.x, kNegativeZeros)),
-                     fma_bf16x2(c23, a.y, fma_bf16x2(d23, b.y, kNegativeZeros)));
+  const uint32_t block = uint32_t((f0 >> 6) * Rows * 128), chunk = uint32_t((f0 & 63) >> 3);
+  const uint32_t k_block = k_tile + block, b_block = b_tile + block;
+#pragma unroll 1  // unrolled, the producer's 40 registers spill
+  for (int r = tid / chunks; r < Rows; r += threads / chunks) {
+    const uint32_t off = uint32_t(r) * 128u + ((chunk ^ uint32_t(r & 7)) << 4);
+    const uint4 a = ld_shared_v4_b32(k_block + off), b = ld_shared_v4_b32(b_block + off);
+    st_shared_v4_b32(k_block + off, fma_bf16x2(c[0], a.x, fma_bf16x2(d[0], b.x, kNegativeZeros)),
+                     fma_bf16x2(c[1], a.y, fma_bf16x2(d[1], b.y, kNegativeZeros)),
+                     fma_bf16x2(c[2], a.z, fma_bf16x2(d[2], b.z, kNegativeZeros)),
+                     fma_bf16x2(c[3], a.w, fma_bf16x2(d[3], b.w, kNegativeZeros)));
   }
 }
 
