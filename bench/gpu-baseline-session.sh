@@ -20,7 +20,7 @@ for step in "$@"; do
     train-long) ANDROMEDA_BENCH_CHECKPOINT=1 node dist/bench/gpu-train-step.js andromeda-3b 1 8192 3 2>&1 | tail -2 | tee "$out/train-long.log" ;;
     train-ref) for c in "andromeda-3b 1 2048 5" "orca 4 8192 4"; do ANDROMEDA_BENCH_ATTENTION=reference node dist/bench/gpu-train-step.js $c 2>&1 | tail -2; done | tee "$out/train-ref.log" ;;
     profile) ANDROMEDA_CUDA_PROFILE=1 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 3 2>&1 | tail -32 | tee "$out/profile.log" ;;
-    profile-events) ANDROMEDA_CUDA_PROFILE=events node dist/bench/gpu-train-step.js andromeda-3b 1 2048 3 2>&1 | tail -40 | tee "$out/profile-events.log" ;;
+    profile-events) ANDROMEDA_CUDA_PROFILE=events ANDROMEDA_CUDA_PROFILE_ROWS=80 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 3 2>&1 | tail -90 | tee "$out/profile-events.log" ;;
     profile-prefill) ANDROMEDA_CUDA_PROFILE=events ANDROMEDA_BENCH_LOGITS=last node dist/bench/gpu-prefill.js andromeda-3b:32768 2>&1 | tail -36 | tee "$out/profile-prefill.log" ;;
     optimizer) node dist/bench/gpu-optimizer.js 2>&1 | tee "$out/optimizer.log" | tail -12 ;;
     attention) node dist/bench/gpu-attention.js --transforms 2>&1 | tee "$out/attention-transforms.log" | tail -30; node dist/bench/gpu-reference-attention.js 2048 2>&1 | tee "$out/reference-attention.log" | tail -20 ;;

@@ -104,7 +104,8 @@ void adamw(float* param, int grad_dtype, const char* grad, float* m, float* v, i
 
 // ---- Token shift (token_shift.cu) ----
 /** x, out contiguous [batch, n, dim]; chunk k of dim / (shifts + 1) features moves k positions later (backward: earlier). */
-void token_shift(int dtype, const char* x, char* out, int64_t batch, int64_t n, int64_t dim, int shifts, bool backward);
+void token_shift(int dtype, const char* x, char* out, int64_t batch, int64_t n, int64_t dim, int shifts, bool backward,
+                 bool accumulate);
 
 // ---- qk-norm on the head layout (head_norm.cu) ----
 struct HeadNormArgs {

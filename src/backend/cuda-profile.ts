@@ -1,5 +1,5 @@
 // Per-kernel timing of an engine, for finding the slow call in a training step. Sums the time per
-// (method, arguments' shape) and prints the costliest entries at exit.
+// (method, arguments' shape) and prints the costliest entries at exit (30, or ANDROMEDA_CUDA_PROFILE_ROWS).
 // ANDROMEDA_CUDA_PROFILE=1 ('waits') wraps every kernel method with a device wait before and after it:
 // serialised, so totals are for comparing calls, not for throughput (launch latency is counted in).
 // ANDROMEDA_CUDA_PROFILE=events records a device event before and after each call instead: the device's
@@ -94,6 +94,6 @@ export function installProfiler(engine: Backend & TimingEngine, mode: 'waits' | 
     const all = rows.reduce((s, [, e]) => s + e.ms, 0);
     console.log(`\n# ${engine.device} kernel profile: ${all.toFixed(1)} ms in ${rows.reduce((s, [, e]) => s + e.calls, 0)} calls; costliest:`);
     if (mode === 'events') console.log(`# device idle between profiled calls: ${idle.toFixed(1)} ms`);
-    for (const [key, e] of rows.slice(0, 30)) console.log(`${e.ms.toFixed(1).padStart(10)} ms ${String(e.calls).padStart(6)}×  ${key}`);
+    for (const [key, e] of rows.slice(0, Number(process.env.ANDROMEDA_CUDA_PROFILE_ROWS ?? 30))) console.log(`${e.ms.toFixed(1).padStart(10)} ms ${String(e.calls).padStart(6)}×  ${key}`);
   });
 }

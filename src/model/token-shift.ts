@@ -61,10 +61,12 @@ function fusedShift(x: Tensor, src: Tensor, out: Tensor, shifts: number): Tensor
   const [batch, n, dim] = x.shape as [number, number, number];
   if (out.size > 0) x.backend.tokenShift!(src.dense('shiftTokens'), out.dense(), batch, n, dim, shifts, false);
   if (src !== x) src.dispose();
-  return record(out, 'shiftTokens', [x], (g) => {
+  // x usually also feeds a residual whose gradient arrives first: the kernel adds into it (no separate add).
+  return record(out, 'shiftTokens', [x], (g, into) => {
     const gc = g.isContiguous() ? g : contiguousRaw(g);
-    const gx = emptyLike(x);
-    if (gx.size > 0) x.backend.tokenShift!(gc.dense('shiftTokens'), gx.dense(), batch, n, dim, shifts, true);
+    const held = into[0];
+    const gx = held ?? emptyLike(x);
+    if (gx.size > 0) x.backend.tokenShift!(gc.dense('shiftTokens'), gx.dense(), batch, n, dim, shifts, true, held !== undefined);
     if (gc !== g) gc.dispose();
     return [gx];
   });

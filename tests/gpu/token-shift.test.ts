@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { shiftTokens } from '../../src/model/token-shift.js';
-import { mul } from '../../src/ops/elementwise.js';
+import { add, mul } from '../../src/ops/elementwise.js';
 import { sum } from '../../src/ops/reduce.js';
 import { Generator } from '../../src/tensor/random.js';
 import type { DType } from '../../src/tensor/dtype.js';
@@ -32,5 +32,42 @@ gpuTest('tokenShift: one kernel each way, equal to the CPU engine\'s copies', ()
       assert.deepEqual(Array.from(got.y), Array.from(want.y), `values [${batch}, ${n}, ${dim}] shifts ${shifts} ${dtype}`);
       assert.deepEqual(Array.from(got.gx), Array.from(want.gx), `gradients [${batch}, ${n}, ${dim}] shifts ${shifts} ${dtype}`);
     }
+  }
+});
+
+gpuTest('tokenShift: the backward adds into the gradient a residual path already gave the input (one kernel, no add)', () => {
+  const engine = gpu();
+  const original = engine.tokenShift!.bind(engine);
+  const accumulated: boolean[] = [];
+  engine.tokenShift = (x, out, batch, n, dim, shifts, backward, accumulate) => {
+    if (backward) accumulated.push(accumulate === true);
+    original(x, out, batch, n, dim, shifts, backward, accumulate);
+  };
+  try {
+    const gen = new Generator(13);
+    for (const [batch, n, dim, shifts] of [[2, 17, 2560, 1], [1, 9, 30, 2]]) {
+      const shape = [batch, n, dim], count = batch * n * dim;
+      const xs = Float64Array.from({ length: count }, () => gen.normal());
+      const rs = Float64Array.from({ length: count }, () => gen.normal()), qs = Float64Array.from({ length: count }, () => gen.normal());
+      for (const dtype of ['float32', 'bfloat16'] as DType[]) {
+        // h feeds the shift and a "residual" term; the residual's gradient reaches h first (reverse order).
+        const gradient = (device: string): number[] => {
+          const x = Tensor.fromArray(xs, shape, dtype, device).requireGrad(true);
+          const r = Tensor.fromArray(rs, shape, dtype, device), q = Tensor.fromArray(qs, shape, dtype, device);
+          const h = mul(x, 2);
+          const loss = add(sum(mul(shiftTokens(h, shifts), r)), sum(mul(h, q)));
+          loss.backward();
+          const gx = Array.from(x.grad!.toArray());
+          for (const t of [x, r, q, h, loss]) t.dispose();
+          return gx;
+        };
+        accumulated.length = 0;
+        const got = gradient('cuda');
+        assert.deepEqual(accumulated, [true], `the shift's backward accumulated [${shape}] ${dtype}`);
+        assert.deepEqual(got, gradient('cpu'), `gradients [${shape}] shifts ${shifts} ${dtype}`);
+      }
+    }
+  } finally {
+    engine.tokenShift = original;
   }
 });
