@@ -76,8 +76,8 @@ Napi::Value HeadNormGrad(const Napi::CallbackInfo& info) {
 // (dtype, x, out, batch, n, dim, shifts, backward)
 Napi::Value TokenShift(const Napi::CallbackInfo& info) {
   return guarded(info, kEngine, [&] {
-    token_shift(i32(info[0]), ptr_of(info[1]), ptr_of(info[2]), i64(info[3]), i64(info[4]), i64(info[5]), i32(info[6]), flag(info[7]),
-                flag(info[8]));
+    token_shift(i32(info[0]), ptr_of(info[1]), ptr_of(info[2]), reinterpret_cast<const int32_t*>(opt_ptr(info[9])), i64(info[3]),
+                i64(info[4]), i64(info[5]), i32(info[6]), flag(info[7]), flag(info[8]));
   });
 }
 

@@ -104,8 +104,9 @@ void adamw(float* param, int grad_dtype, const char* grad, float* m, float* v, i
 
 // ---- Token shift (token_shift.cu) ----
 /** x, out contiguous [batch, n, dim]; chunk k of dim / (shifts + 1) features moves k positions later (backward: earlier). */
-void token_shift(int dtype, const char* x, char* out, int64_t batch, int64_t n, int64_t dim, int shifts, bool backward,
-                 bool accumulate);
+// segments: [batch, n] int32 document ids (shifts stop at a change), or null.
+void token_shift(int dtype, const char* x, char* out, const int32_t* segments, int64_t batch, int64_t n, int64_t dim,
+                 int shifts, bool backward, bool accumulate);
 
 // ---- qk-norm on the head layout (head_norm.cu) ----
 struct HeadNormArgs {

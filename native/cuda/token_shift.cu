@@ -1,9 +1,9 @@
 // Token shift (spec "Token shift") in one pass: feature chunk k of position t comes from position t − k,
-// zero before the start; features past the last chunk pass through. The backward pass moves each
+// zero before the start or, with segment ids (packed documents), from another document; features past the
+// last chunk pass through. The backward pass moves each
 // chunk's gradient the other way (gx[t] of chunk k = g[t + k], zero past the end), optionally added into the
 // gradient already held (accumulate: saves the separate add where the input also feeds a residual). Contiguous
-// [batch, n, dim]; 16-byte packs when the chunk width allows. Packed documents (segment masks) take
-// the engine's strided copies instead (src/model/token-shift.ts).
+// [batch, n, dim]; 16-byte packs when the chunk width allows.
 #include "common.cuh"
 #include "engine.h"
 #include "vec.cuh"
@@ -12,8 +12,8 @@ namespace andromeda::cuda {
 namespace {
 
 template <typename T, int W>
-__global__ void token_shift_kernel(const T* x, T* out, int64_t batch, int64_t n, int64_t dim, int64_t chunk, int shifts,
-                                   bool backward, bool accumulate) {
+__global__ void token_shift_kernel(const T* x, T* out, const int32_t* segments, int64_t batch, int64_t n, int64_t dim,
+                                   int64_t chunk, int shifts, bool backward, bool accumulate) {
   const int64_t packs_per_row = dim / W, total = batch * n * packs_per_row;
   ANDROMEDA_GRID_STRIDE(i, total) {
     const int64_t row = i / packs_per_row, f = (i - row * packs_per_row) * W;
@@ -21,7 +21,9 @@ __global__ void token_shift_kernel(const T* x, T* out, int64_t batch, int64_t n,
     const int64_t k = f < int64_t(shifts + 1) * chunk ? f / chunk : 0;
     const int64_t source = backward ? t + k : t - k;
     Pack<T, W> v;
-    if (source >= 0 && source < n) {
+    const bool same_document = segments == nullptr || source < 0 || source >= n ||
+                               __ldg(segments + row - t + source) == __ldg(segments + row);
+    if (source >= 0 && source < n && same_document) {
       v = load_pack<T, W>(x + (row - t + source) * dim + f);
     } else {
 #pragma unroll
@@ -38,8 +40,8 @@ __global__ void token_shift_kernel(const T* x, T* out, int64_t batch, int64_t n,
 
 }  // namespace
 
-void token_shift(int dtype, const char* x, char* out, int64_t batch, int64_t n, int64_t dim, int shifts, bool backward,
-                 bool accumulate) {
+void token_shift(int dtype, const char* x, char* out, const int32_t* segments, int64_t batch, int64_t n, int64_t dim,
+                 int shifts, bool backward, bool accumulate) {
   const int64_t total = batch * n * dim;
   if (total == 0) return;
   if (shifts < 0) throw std::invalid_argument("tokenShift: shifts must be ≥ 0");
@@ -48,7 +50,7 @@ void token_shift(int dtype, const char* x, char* out, int64_t batch, int64_t n, 
     const bool vec = chunk % int64_t(16 / sizeof(T)) == 0 && dim % int64_t(16 / sizeof(T)) == 0 && all_aligned16({x, out});
     ANDROMEDA_CUDA_PACK_WIDTH(T, vec, {
       token_shift_kernel<T, W><<<grid_for(total / W), kThreads, 0, stream()>>>(
-          reinterpret_cast<const T*>(x), reinterpret_cast<T*>(out), batch, n, dim, chunk, shifts, backward, accumulate);
+          reinterpret_cast<const T*>(x), reinterpret_cast<T*>(out), segments, batch, n, dim, chunk, shifts, backward, accumulate);
     });
   });
   check_launch("tokenShift");

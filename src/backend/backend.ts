@@ -267,11 +267,11 @@ export interface Backend {
   /** Backward of headNorm: gradIn in x's layout; gradWeight (when given) overwritten with the sum over positions. */
   headNormGrad?(args: HeadNormArgs, x: Dense, weight: Dense | null, rstd: Dense, gradOut: Dense, gradIn: Dense, gradWeight: Dense | null): void;
   /**
-   * Token shift over contiguous [batch, n, dim] (no document boundaries): feature chunk k of dim / (shifts + 1)
-   * comes from position t − k (zero before the start); `backward` moves gradients the other way, and with
-   * `accumulate` adds them into what `out` holds.
+   * Token shift over contiguous [batch, n, dim]: feature chunk k of dim / (shifts + 1) comes from position t − k
+   * (zero before the start, or where `segments`, int32 [batch, n] document ids, differ); `backward` moves
+   * gradients the other way, and with `accumulate` adds them into what `out` holds.
    */
-  tokenShift?(x: Dense, out: Dense, batch: number, n: number, dim: number, shifts: number, backward: boolean, accumulate?: boolean): void;
+  tokenShift?(x: Dense, out: Dense, batch: number, n: number, dim: number, shifts: number, backward: boolean, accumulate?: boolean, segments?: Dense | null): void;
 }
 
 /** Sizes of Backend.headNorm: x is [batch, n, heads, dim]. */

@@ -40,7 +40,7 @@ interface CudaAddon extends NativeKernels, CudaAttentionAddon {
   headNormGrad(dtype: number, batch: number, n: number, heads: number, dim: number, eps: number, x: number, weight: number | null,
     rstd: number, gy: number, gx: number, gweight: number | null): void;
   tokenShift(dtype: number, x: number, out: number, batch: number, n: number, dim: number, shifts: number, backward: boolean,
-    accumulate: boolean): void;
+    accumulate: boolean, segments: number | null): void;
   embeddingGather(dtype: number, table: number, ids: number, out: number, count: number, dim: number, vocab: number): void;
   gemmBias(dtype: number, transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
     a: number, lda: number, strideA: number, b: number, ldb: number, strideB: number, beta: number,
@@ -146,8 +146,8 @@ export class CudaBackend extends NativeBackend<CudaAddon> {
     this.addon.headNormGrad(DTYPE_CODE[x.dtype], a.batch, a.n, a.heads, a.dim, a.eps, at(x), weight ? at(weight) : null, at(rstd),
       at(gradOut), at(gradIn), gradWeight ? at(gradWeight) : null);
   }
-  tokenShift(x: Dense, out: Dense, batch: number, n: number, dim: number, shifts: number, backward: boolean, accumulate = false): void {
-    this.addon.tokenShift(DTYPE_CODE[x.dtype], at(x), at(out), batch, n, dim, shifts, backward, accumulate);
+  tokenShift(x: Dense, out: Dense, batch: number, n: number, dim: number, shifts: number, backward: boolean, accumulate = false, segments: Dense | null = null): void {
+    this.addon.tokenShift(DTYPE_CODE[x.dtype], at(x), at(out), batch, n, dim, shifts, backward, accumulate, segments ? at(segments) : null);
   }
   embeddingUnchecked(table: Dense, ids: Dense, out: Dense, count: number, dim: number, vocab: number): void {
     this.addon.embeddingGather(DTYPE_CODE[table.dtype], at(table), at(ids), at(out), count, dim, vocab);

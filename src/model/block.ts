@@ -96,6 +96,7 @@ export class Block extends Module {
       state.cache.setHistory(slot, history);
       return shifted;
     }
-    return shiftTokens(h, shifts, state.sequence.segments?.host ?? null);
+    const segments = state.sequence.segments;
+    return shiftTokens(h, shifts, segments?.host ?? null, segments?.device ?? null);
   }
 }

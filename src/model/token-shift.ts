@@ -4,8 +4,8 @@
  * start, and — for packed sequences — zeros when t − k lies in another document). The remainder
  * features are left as they are.
  *
- * One op with its own gradient: one engine kernel each way where the engine has it (Backend.tokenShift, without
- * document boundaries), else strided engine copies (the unshifted features, then each shifted chunk from its
+ * One op with its own gradient: one engine kernel each way where the engine has it (Backend.tokenShift; with
+ * document boundaries it needs the segment ids on the device), else strided engine copies (the unshifted features, then each shifted chunk from its
  * source), instead of narrow/pad/concat with their temporaries.
  */
 import { Tensor } from '../tensor/tensor.js';
@@ -56,31 +56,39 @@ function boundaries(segments: Int32Array, batch: number, n: number, k: number): 
   return out;
 }
 
-/** The engine's one-pass kernel (no document boundaries), each way. */
-function fusedShift(x: Tensor, src: Tensor, out: Tensor, shifts: number): Tensor {
+/** The engine's one-pass kernel, each way; `segments` (device, int32 [batch, n]) stops shifts at document boundaries. */
+function fusedShift(x: Tensor, src: Tensor, out: Tensor, shifts: number, segments: Tensor | null): Tensor {
   const [batch, n, dim] = x.shape as [number, number, number];
-  if (out.size > 0) x.backend.tokenShift!(src.dense('shiftTokens'), out.dense(), batch, n, dim, shifts, false);
+  const ids = segments?.dense('shiftTokens') ?? null;
+  if (out.size > 0) x.backend.tokenShift!(src.dense('shiftTokens'), out.dense(), batch, n, dim, shifts, false, false, ids);
   if (src !== x) src.dispose();
   // x usually also feeds a residual whose gradient arrives first: the kernel adds into it (no separate add).
   return record(out, 'shiftTokens', [x], (g, into) => {
     const gc = g.isContiguous() ? g : contiguousRaw(g);
     const held = into[0];
     const gx = held ?? emptyLike(x);
-    if (gx.size > 0) x.backend.tokenShift!(gc.dense('shiftTokens'), gx.dense(), batch, n, dim, shifts, true, held !== undefined);
+    if (gx.size > 0) x.backend.tokenShift!(gc.dense('shiftTokens'), gx.dense(), batch, n, dim, shifts, true, held !== undefined, segments?.dense('shiftTokens backward') ?? null);
     if (gc !== g) gc.dispose();
     return [gx];
   });
 }
 
-/** x [batch, n, dim]; `segments` (host, [batch, n]) stops shifts across document boundaries. */
-export function shiftTokens(x: Tensor, shifts: number, segments: Int32Array | null = null): Tensor {
+/**
+ * x [batch, n, dim]; `segments` (host, [batch, n]) stops shifts across document boundaries. `deviceSegments`, the
+ * same ids as an int32 tensor on x's device, lets an engine with the one-pass kernel take packed documents too.
+ */
+export function shiftTokens(x: Tensor, shifts: number, segments: Int32Array | null = null, deviceSegments: Tensor | null = null): Tensor {
   if (shifts === 0) return x;
   x.assertAlive('shiftTokens', 'x');
   const [batch, n, dim] = x.shape as [number, number, number];
   const chunk = Math.floor(dim / (shifts + 1));
   const src = x.isContiguous() ? x : contiguousRaw(x);
   const out = emptyLike(x);
-  if (!segments && x.backend.tokenShift) return fusedShift(x, src, out, shifts);
+  if (x.backend.tokenShift) {
+    const ids = segments ? deviceSegments : null;
+    const usable = ids !== null && ids.device === x.device && ids.dtype === 'int32' && ids.isContiguous() && ids.size === batch * n;
+    if (!segments || usable) return fusedShift(x, src, out, shifts, ids);
+  }
   const cuts = segments ? Array.from({ length: shifts + 1 }, (_, k) => (k === 0 ? [] : boundaries(segments, batch, n, k))) : null;
   if (out.size > 0) {
     src.assertAlive('shiftTokens', 'x');

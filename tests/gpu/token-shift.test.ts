@@ -71,3 +71,49 @@ gpuTest('tokenShift: the backward adds into the gradient a residual path already
     engine.tokenShift = original;
   }
 });
+
+gpuTest('tokenShift with document boundaries: one kernel each way given the segment ids on the device, equal to the CPU engine', () => {
+  const engine = gpu();
+  const original = engine.tokenShift!.bind(engine);
+  let withSegments = 0;
+  engine.tokenShift = (x, out, batch, n, dim, shifts, backward, accumulate, segments) => {
+    if (segments) withSegments++;
+    original(x, out, batch, n, dim, shifts, backward, accumulate, segments);
+  };
+  try {
+    const gen = new Generator(17);
+    for (const [batch, n, dim, shifts] of [[2, 23, 2560, 1], [3, 9, 30, 2], [1, 12, 48, 3]]) {
+      const shape = [batch, n, dim], count = batch * n * dim;
+      // Documents of random lengths (1–6 tokens) per row, ids rising along the row.
+      const ids = new Int32Array(batch * n);
+      for (let b = 0; b < batch; b++) {
+        let doc = 0, left = 1 + Math.floor(gen.uniform() * 6);
+        for (let t = 0; t < n; t++) {
+          if (left-- === 0) { doc++; left = Math.floor(gen.uniform() * 6); }
+          ids[b * n + t] = doc;
+        }
+      }
+      const xs = Float64Array.from({ length: count }, () => gen.normal()), rs = Float64Array.from({ length: count }, () => gen.normal());
+      for (const dtype of ['float32', 'bfloat16'] as DType[]) {
+        const result = (device: string): { y: number[]; gx: number[] } => {
+          const x = Tensor.fromArray(xs, shape, dtype, device).requireGrad(true);
+          const r = Tensor.fromArray(rs, shape, dtype, device), segments = Tensor.fromArray(ids, [batch, n], 'int32', device);
+          const y = shiftTokens(x, shifts, ids, segments);
+          const loss = sum(mul(y, r));
+          loss.backward();
+          const out = { y: Array.from(y.toArray()), gx: Array.from(x.grad!.toArray()) };
+          for (const t of [x, r, segments, y, loss]) t.dispose();
+          return out;
+        };
+        withSegments = 0;
+        const got = result('cuda');
+        assert.equal(withSegments, 2, `the kernel ran both ways with the segment ids [${shape}] ${dtype}`);
+        const want = result('cpu');
+        assert.deepEqual(got.y, want.y, `values [${shape}] shifts ${shifts} ${dtype}`);
+        assert.deepEqual(got.gx, want.gx, `gradients [${shape}] shifts ${shifts} ${dtype}`);
+      }
+    }
+  } finally {
+    engine.tokenShift = original;
+  }
+});
