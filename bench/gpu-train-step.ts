@@ -32,6 +32,9 @@ const fused = process.env.ANDROMEDA_BENCH_PLAIN !== '1';
 const attention = (process.env.ANDROMEDA_BENCH_ATTENTION ?? 'auto') as 'auto' | 'fused' | 'reference';
 // ANDROMEDA_BENCH_CHECKPOINT=1: activation checkpointing (each block recomputed in the backward pass).
 const checkpointBlocks = process.env.ANDROMEDA_BENCH_CHECKPOINT === '1';
+// ANDROMEDA_BENCH_DOCUMENT_TOKENS=L: packed documents (the training recipe's layout), lengths drawn evenly from
+// [L/2, 3L/2], passed as segment ids (boundary masks in attention and token shift, positions restarting per document).
+const documentTokens = Number(process.env.ANDROMEDA_BENCH_DOCUMENT_TOKENS ?? 0);
 const GiB = 2 ** 30;
 
 /** Fills a bf16 parameter with normal(0, std) values from a repeated random block (fast, never zeros). */
@@ -73,13 +76,25 @@ const c = model.config;
 const tokensHost = new Int32Array(batch * seqLen);
 for (let i = 0; i < tokensHost.length; i++) tokensHost[i] = Math.floor(gen.uniform() * c.vocabSize);
 const tokens = keep(Tensor.fromArray(tokensHost, [batch, seqLen], 'int32', device));
+let segmentIds: Int32Array | undefined;
+if (documentTokens > 0) {
+  segmentIds = new Int32Array(batch * seqLen);
+  const length = (): number => Math.max(1, Math.round(documentTokens * (0.5 + gen.uniform())));
+  for (let b = 0; b < batch; b++) {
+    let doc = 0, left = length();
+    for (let t = 0; t < seqLen; t++) {
+      segmentIds[b * seqLen + t] = doc;
+      if (--left === 0) { doc++; left = length(); }
+    }
+  }
+}
 
 let stepCount = 0;
 function trainStep(): { loss: number; fwdBwd: number; issue: number; optim: number; norm: number } {
   const s0 = performance.now();
   let issued = s0;
   const loss = tidy(() => {
-    const l = model.loss(tokens, { attention, checkpoint: checkpointBlocks });
+    const l = model.loss(tokens, { attention, checkpoint: checkpointBlocks, segmentIds });
     l.backward();
     issued = performance.now();  // the host has enqueued the whole forward and backward pass
     return l.item();
@@ -131,7 +146,7 @@ const tokensPerStep = batch * seqLen;
 // Model FLOPs as the anchors count them: 6·N per token plus causal attention (QKᵀ and PV, fwd + bwd).
 const flops = 6 * paramCount * tokensPerStep + 6 * c.depth * c.heads * c.headDim * seqLen * seqLen * batch;
 console.log(`# ${gpu.description ?? device}; ${gpu.gemmLibrary?.() ?? ''}`);
-console.log(`# ${preset}: ${paramCount.toLocaleString('en')} parameters, batch ${batch} × ${seqLen}, setup ${setupSeconds.toFixed(1)} s, optimizer path: ${fused ? 'AdamW optimizer (gradNorm with one wait, adamwMany writing the bf16 weights)' : 'per tensor (sumOfSquares, adamw + cast copy)'}, attention ${attention}${attention === 'auto' ? ` (${typeof gpu.attentionForward === 'function' ? 'fused kernels' : 'reference'})` : ''}${checkpointBlocks ? ', activation checkpointing' : ''}`);
+console.log(`# ${preset}: ${paramCount.toLocaleString('en')} parameters, batch ${batch} × ${seqLen}, setup ${setupSeconds.toFixed(1)} s, optimizer path: ${fused ? 'AdamW optimizer (gradNorm with one wait, adamwMany writing the bf16 weights)' : 'per tensor (sumOfSquares, adamw + cast copy)'}, attention ${attention}${attention === 'auto' ? ` (${typeof gpu.attentionForward === 'function' ? 'fused kernels' : 'reference'})` : ''}${checkpointBlocks ? ', activation checkpointing' : ''}${segmentIds ? `, packed documents of ~${documentTokens} tokens` : ''}`);
 for (const [i, s] of stepsDone.entries()) {
   console.log(`step ${i + 1}: loss ${s.loss.toFixed(4)}, grad norm ${s.norm.toFixed(3)}, forward+backward ${s.fwdBwd.toFixed(1)} ms (host enqueued it in ${s.issue.toFixed(1)} ms), clip+AdamW ${s.optim.toFixed(1)} ms`);
 }
