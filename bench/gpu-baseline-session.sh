@@ -17,6 +17,7 @@ for step in "$@"; do
     tests-failures) grep -A12 '^not ok' "$out/tests.log" | grep -E "^not ok|error:|Error" | head -40 ;;
     prefill) node dist/bench/gpu-prefill.js orca:32768,100000,200000 andromeda-3b:8192,32768 2>&1 | tee "$out/prefill.log" | grep -E 'RESULT|built|rror' ;;
     train) for c in "andromeda-3b 1 2048 12" "orca 4 8192 6"; do node dist/bench/gpu-train-step.js $c 2>&1 | tail -2; done | tee "$out/train.log" ;;
+    train-documents) for c in "andromeda-3b 1 2048 8" "orca 4 8192 6"; do ANDROMEDA_BENCH_DOCUMENT_TOKENS=512 node dist/bench/gpu-train-step.js $c 2>&1 | tail -2; done | tee "$out/train-documents.log" ;;
     train-long) ANDROMEDA_BENCH_CHECKPOINT=1 node dist/bench/gpu-train-step.js andromeda-3b 1 8192 3 2>&1 | tail -2 | tee "$out/train-long.log" ;;
     train-ref) for c in "andromeda-3b 1 2048 5" "orca 4 8192 4"; do ANDROMEDA_BENCH_ATTENTION=reference node dist/bench/gpu-train-step.js $c 2>&1 | tail -2; done | tee "$out/train-ref.log" ;;
     profile) ANDROMEDA_CUDA_PROFILE=1 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 3 2>&1 | tail -32 | tee "$out/profile.log" ;;
