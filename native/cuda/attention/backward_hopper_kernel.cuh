@@ -328,7 +328,8 @@ __global__ void __launch_bounds__(kTma ? 384 : 256, 1)
         __syncthreads();
       }
 
-      // Sᵀ = K Qᵀ and dPᵀ = V dOᵀ for this warpgroup's 64 keys.
+      // Sᵀ = K Qᵀ and dPᵀ = V dOᵀ for this warpgroup's 64 keys. Two loops, not one lambda for both: the lambda
+      // moves ptxas to spill 8 bytes in the split-key-scale instantiation.
       float st[kBlockM / 2], dpt[kBlockM / 2];
       wgmma_fence();
 #pragma unroll
@@ -438,7 +439,7 @@ __global__ void __launch_bounds__(kTma ? 384 : 256, 1)
         named_barrier_sync(2 + wg, 128);
 #pragma unroll
         for (int i = 0; i < 8; i++)
-          st_shared_v4(buf + (((i * 4 + warp) * 32 + lane) * 4) * 4, dq[4 * i], dq[4 * i + 1], dq[4 * i + 2], dq[4 * i + 3]);
+          st_shared_v4_f32(buf + (((i * 4 + warp) * 32 + lane) * 4) * 4, dq[4 * i], dq[4 * i + 1], dq[4 * i + 2], dq[4 * i + 3]);
         fence_proxy_async();
         named_barrier_sync(2 + wg, 128);
         if (issuer) {

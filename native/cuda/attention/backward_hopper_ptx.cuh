@@ -4,6 +4,7 @@
 // sm_90a only; backward_hopper_kernel.cuh guards every use.
 #pragma once
 #include "forward_hopper_ptx.cuh"
+#include "shared_memory.cuh"
 
 namespace andromeda::cuda::attention::hopper {
 
@@ -65,14 +66,6 @@ __device__ __forceinline__ void wgmma_ss_init(float (&d)[N / 2], uint64_t a, uin
   else wgmma_ss_m64n128k16_init(d, a, b);
 }
 
-/** 32-bit store to shared memory by address. */
-__device__ __forceinline__ void st_shared_b32(uint32_t addr, uint32_t v) {
-  asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
-}
-/** 16-byte store of four floats to shared memory by address (16-byte aligned). */
-__device__ __forceinline__ void st_shared_v4(uint32_t addr, float a, float b, float c, float d) {
-  asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "f"(a), "f"(b), "f"(c), "f"(d) : "memory");
-}
 /** 4-byte cp.async to a shared address; zero-filled when not `valid`. */
 __device__ __forceinline__ void cp_async_4_to(uint32_t dst, const void* src, bool valid) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 4 : 0));

@@ -10,6 +10,7 @@
 
 #include "mma.cuh"
 #include "params.cuh"
+#include "shared_memory.cuh"
 
 namespace andromeda::cuda::attention {
 
@@ -30,26 +31,6 @@ __device__ __forceinline__ uint32_t swizzled_offset(int r, int f) {
   return uint32_t(cb * Rows * 128 + r * 128 + ((((within >> 3) ^ (r & 7))) << 4) + (within & 7) * 2);
 }
 
-__device__ __forceinline__ uint32_t ld_shared_b32(uint32_t addr) {
-  uint32_t v;
-  asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(v) : "r"(addr) : "memory");
-  return v;
-}
-__device__ __forceinline__ void st_shared_b32_split(uint32_t addr, uint32_t v) {
-  asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
-}
-__device__ __forceinline__ uint2 ld_shared_v2_b32(uint32_t addr) {
-  uint2 v;
-  asm volatile("ld.shared.v2.b32 {%0, %1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "r"(addr) : "memory");
-  return v;
-}
-__device__ __forceinline__ void st_shared_v2_b32(uint32_t addr, uint32_t a, uint32_t b) {
-  asm volatile("st.shared.v2.b32 [%0], {%1, %2};\n" ::"r"(addr), "r"(a), "r"(b) : "memory");
-}
-__device__ __forceinline__ void st_shared_v4_b32(uint32_t addr, uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
-  asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(a), "r"(b), "r"(c), "r"(d) : "memory");
-}
-
 /**
  * In place, the rotary features of a tile that holds A (k_tile) into K'_h = c_h ⊙ A + d_h ⊙ B, B from b_tile (same
  * layout, its first ⌈r/64⌉ column blocks): rows [0, Rows), words (feature pairs) w < r/2. `warps` warps share the
@@ -67,7 +48,7 @@ __device__ __forceinline__ void combine_split_tile(uint32_t k_tile, uint32_t b_t
 #pragma unroll 2
     for (int r = warp; r < Rows; r += warps) {
       const uint32_t off = swizzled_offset<Rows>(r, 2 * w);
-      st_shared_b32_split(k_tile + off, combine_split_word(ld_shared_b32(k_tile + off), ld_shared_b32(b_tile + off), s0, s1));
+      st_shared_b32(k_tile + off, combine_split_word(ld_shared_b32(k_tile + off), ld_shared_b32(b_tile + off), s0, s1));
     }
   }
 }
@@ -77,12 +58,6 @@ __device__ __forceinline__ uint32_t fma_bf16x2(uint32_t a, uint32_t b, uint32_t 
   uint32_t d;
   asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
   return d;
-}
-
-__device__ __forceinline__ uint4 ld_shared_v4_b32(uint32_t addr) {
-  uint4 v;
-  asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr) : "memory");
-  return v;
 }
 
 /**
@@ -98,7 +73,8 @@ template <int Rows>
 __device__ __forceinline__ void combine_split_tile_chunks(uint32_t k_tile, uint32_t b_tile, const float* g_row,
                                                           int rotary_dim, int tid, int threads) {
   const int chunks = rotary_dim / 8, column = tid % chunks, f0 = column * 8;
-  // split_scale_of for 8 features at once: they lie in one half of the rotary pairs (r/2 is a multiple of 8).
+  // split_scale_of for 8 features at once (they lie in one half of the rotary pairs, r/2 being a multiple of 8),
+  // from float2 loads: feature by feature the 16 scalar loads push the producer past its 40 registers (spills).
   const int half = rotary_dim / 2, lo = f0 < half ? f0 : f0 - half;
   uint32_t c[4], d[4];
 #pragma unroll
@@ -108,6 +84,7 @@ __device__ __forceinline__ void combine_split_tile_chunks(uint32_t k_tile, uint3
     d[i] = pack_bf16(0.5f * (ga.x - gb.x), 0.5f * (ga.y - gb.y));
   }
   constexpr uint32_t kNegativeZeros = 0x80008000u;  // the additive identity of a product, sign kept
+  // swizzled_offset with the column block hoisted out of the row loop: calling it per row spills (ptxas -v).
   const uint32_t block = uint32_t((f0 >> 6) * Rows * 128), chunk = uint32_t((f0 & 63) >> 3);
   const uint32_t k_block = k_tile + block, b_block = b_tile + block;
 #pragma unroll 1  // unrolled, the producer's 40 registers spill
