@@ -8,12 +8,10 @@
 // element fails. On a GPU that is not Hopper, the forced choice must fail with an error that says why.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { AttentionArgs, Dense } from '../../src/backend/backend.js';
 import type { CudaBackend } from '../../src/backend/cuda.js';
-import { DTYPE_BYTES, decodeHost, encodeHost, type DType } from '../../src/tensor/dtype.js';
-import { gpu, gpuTest, gpuUnavailable } from './harness.js';
-import { makeInputs, reference, relativeError, type AttentionCase, type AttentionResult } from './attention-reference.js';
-import { attentionTransform, attentionTransformPlan, setAttentionTransform } from './attention-transform.js';
+import { DeviceBuffers, gpu, gpuTest, isHopper, notHopperReason, withEnv } from './harness.js';
+import { attentionArgsOf, makeInputs, reference, relativeError, type AttentionCase, type AttentionResult } from './attention-reference.js';
+import { attentionTransform, attentionTransformPlan, withAttentionTransform } from './attention-transform.js';
 
 const TOLERANCE = 1e-2;
 const ENV = 'ANDROMEDA_ATTENTION_BACKWARD';
@@ -62,43 +60,25 @@ interface Gradients { dq: Float64Array; dk: Float64Array; dv: Float64Array; dks:
 function backward(c: AttentionCase, ref: AttentionResult, choice: string): Gradients {
   const backend = gpu() as CudaBackend;
   const inp = makeInputs(c);
-  const handles: number[] = [];
-  const put = (values: ArrayLike<number>, dtype: DType): Dense => {
-    const handle = backend.alloc(Math.max(16, values.length * DTYPE_BYTES[dtype]));
-    handles.push(handle);
-    if (values.length) backend.upload(handle, 0, encodeHost(dtype, values));
-    return { handle, offset: 0, dtype };
-  };
-  const poisoned = (count: number, dtype: DType): Dense => put(new Float64Array(count).fill(NaN), dtype);
-  const get = (d: Dense, count: number): Float64Array =>
-    Float64Array.from(decodeHost(d.dtype, backend.download(d.handle, 0, count * DTYPE_BYTES[d.dtype]), count));
+  const mem = new DeviceBuffers(backend);
   const { B, H, KVH, NQ, NK, D } = c;
-  const previous = process.env[ENV];
   try {
-    const q = put(inp.q, 'bfloat16'), k = put(inp.k, 'bfloat16'), v = put(inp.v, 'bfloat16');
-    const out = put(ref.out, 'bfloat16'), lse = put(ref.lse, 'float32'), gout = put(inp.gout, 'bfloat16');
-    const dq = poisoned(B * H * NQ * D, 'bfloat16'), dk = poisoned(B * KVH * NK * D, 'bfloat16'), dv = poisoned(B * KVH * NK * D, 'bfloat16');
-    const dks = inp.ks ? poisoned(H * D, 'float32') : null;
-    const args: AttentionArgs = {
-      batch: B, heads: H, kvHeads: KVH, queryLen: NQ, keyLen: NK, headDim: D, scale: inp.scale,
-      causal: !!c.causal, queryOffset: inp.offset, alibiSlopes: inp.slopes,
-      rotaryDim: c.rotary ?? 0, rotaryInvFreq: inp.invFreq, xposScaleBase: c.xpos ?? 0,
-      keyScale: inp.ks ? put(inp.ks, 'float32') : null,
-      queryPositions: inp.qpos ? put(inp.qpos, 'int32') : null, keyPositions: inp.kpos ? put(inp.kpos, 'int32') : null,
-      querySegments: inp.qseg ? put(inp.qseg, 'int32') : null, keySegments: inp.kseg ? put(inp.kseg, 'int32') : null,
-    };
-    process.env[ENV] = choice;
-    const plan = attentionTransformPlan(backend, q, lse, args);
-    backend.attentionBackward(q, k, v, out, lse, gout, dq, dk, dv, dks, args);
-    backend.synchronize();
-    return {
-      dq: get(dq, B * H * NQ * D), dk: get(dk, B * KVH * NK * D), dv: get(dv, B * KVH * NK * D),
-      dks: dks ? get(dks, H * D) : null, plan,
-    };
+    const q = mem.put(inp.q, 'bfloat16'), k = mem.put(inp.k, 'bfloat16'), v = mem.put(inp.v, 'bfloat16');
+    const out = mem.put(ref.out, 'bfloat16'), lse = mem.put(ref.lse, 'float32'), gout = mem.put(inp.gout, 'bfloat16');
+    const dq = mem.output(B * H * NQ * D, 'bfloat16'), dk = mem.output(B * KVH * NK * D, 'bfloat16'), dv = mem.output(B * KVH * NK * D, 'bfloat16');
+    const dks = inp.ks ? mem.output(H * D, 'float32') : null;
+    const args = attentionArgsOf(c, inp, (values, type) => mem.put(values, type));
+    return withEnv(ENV, choice, () => {
+      const plan = attentionTransformPlan(backend, q, lse, args);
+      backend.attentionBackward(q, k, v, out, lse, gout, dq, dk, dv, dks, args);
+      backend.synchronize();
+      return {
+        dq: mem.get(dq, B * H * NQ * D), dk: mem.get(dk, B * KVH * NK * D), dv: mem.get(dv, B * KVH * NK * D),
+        dks: dks ? mem.get(dks, H * D) : null, plan,
+      };
+    });
   } finally {
-    if (previous === undefined) delete process.env[ENV];
-    else process.env[ENV] = previous;
-    for (const h of handles) backend.free(h);
+    mem.dispose();
   }
 }
 
@@ -124,26 +104,12 @@ function check(c: AttentionCase, choice: string): void {
   for (const [name, e] of errors) assert.ok(e < TOLERANCE, `${c.name} (${choice}): ${name} relative error ${e.toExponential(2)} ≥ ${TOLERANCE}`);
 }
 
-function withTransform(mode: 'prepass' | 'kernel', fn: () => void): void {
-  const backend = gpu() as CudaBackend;
-  const before = attentionTransform(backend);
-  setAttentionTransform(backend, mode);
-  try {
-    fn();
-  } finally {
-    setAttentionTransform(backend, before);
-  }
-}
-
 /** The Hopper backward takes problems of at least one full tile: 64 queries and 128 keys (backward_hopper.cu). */
 function hopperSized(c: AttentionCase): boolean {
   return c.NQ >= 64 && c.NK >= 128;
 }
 
-function isHopper(): boolean {
-  return gpuUnavailable === null && /\(sm_9\d/.test((gpu() as CudaBackend).description);
-}
-const notHopper = gpuUnavailable === null && !isHopper() ? `not a Hopper GPU: ${(gpu() as CudaBackend).description}` : null;
+const notHopper = notHopperReason();
 
 // One test per variant, in order of increasing machinery: a failing variant shows which part broke. Each case is
 // checked on its own, so one failure does not hide how the other cases fare (the log lists every case's errors).
@@ -165,7 +131,7 @@ for (const variant of VARIANTS) {
         if (hopperSized(c)) attempt(c);
         else assert.throws(() => backward(c, referenceOf(c), variant), /Hopper backward cannot run: fewer than 64 queries or 128 keys/);
       }
-      withTransform('prepass', () => {
+      withAttentionTransform('prepass', () => {
         for (const c of PREPASS_CASES) attempt(c);
         for (const c of SPLIT_CASES) {
           if (variant === 'hopper-cpasync') attempt(c);
@@ -182,10 +148,10 @@ gpuTest('attention backward: the automatic choice and the mma.sync kernels match
     check(c, 'auto');
     check(c, 'mma');
   }
-  withTransform('prepass', () => { check(SPLIT_CASES[0]!, 'auto'); check(PREPASS_CASES[1]!, 'auto'); });
+  withAttentionTransform('prepass', () => { check(SPLIT_CASES[0]!, 'auto'); check(PREPASS_CASES[1]!, 'auto'); });
   // The in-kernel transform stays on the mma.sync kernels under auto; so does the split key scale under mma.
-  withTransform('kernel', () => { check(SPLIT_CASES[0]!, 'auto'); });
-  withTransform('prepass', () => { check(SPLIT_CASES[0]!, 'mma'); });
+  withAttentionTransform('kernel', () => { check(SPLIT_CASES[0]!, 'auto'); });
+  withAttentionTransform('prepass', () => { check(SPLIT_CASES[0]!, 'mma'); });
 });
 
 gpuTest('a forced Hopper backward that cannot run fails with the reason; an unknown choice is rejected', () => {

@@ -7,12 +7,10 @@
 // The split key scale (key scale with fewer KV heads than heads, under the pre-pass) runs on each TMA variant.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { AttentionArgs, Dense } from '../../src/backend/backend.js';
 import type { CudaBackend } from '../../src/backend/cuda.js';
-import { DTYPE_BYTES, decodeHost, encodeHost, type DType } from '../../src/tensor/dtype.js';
-import { gpu, gpuTest, gpuUnavailable } from './harness.js';
-import { makeInputs, reference, relativeError, type AttentionCase } from './attention-reference.js';
-import { attentionTransform, attentionTransformPlan, setAttentionTransform } from './attention-transform.js';
+import { DeviceBuffers, gpu, gpuTest, isHopper, notHopperReason, withEnv } from './harness.js';
+import { attentionArgsOf, makeInputs, reference, relativeError, type AttentionCase } from './attention-reference.js';
+import { attentionTransform, attentionTransformPlan, withAttentionTransform } from './attention-transform.js';
 
 const TOLERANCE = 1e-2;
 const ENV = 'ANDROMEDA_ATTENTION_FORWARD';
@@ -49,37 +47,20 @@ const SPLIT_CASES: AttentionCase[] = [
 function forward(c: AttentionCase, choice: string): { out: Float64Array; lse: Float64Array; plan: string } {
   const backend = gpu() as CudaBackend;
   const inp = makeInputs(c);
-  const handles: number[] = [];
-  const put = (values: ArrayLike<number>, dtype: DType): Dense => {
-    const handle = backend.alloc(Math.max(16, values.length * DTYPE_BYTES[dtype]));
-    handles.push(handle);
-    if (values.length) backend.upload(handle, 0, encodeHost(dtype, values));
-    return { handle, offset: 0, dtype };
-  };
-  const get = (d: Dense, count: number): Float64Array =>
-    Float64Array.from(decodeHost(d.dtype, backend.download(d.handle, 0, count * DTYPE_BYTES[d.dtype]), count));
-  const { B, H, KVH, NQ, NK, D } = c;
-  const previous = process.env[ENV];
+  const mem = new DeviceBuffers(backend);
+  const { B, H, NQ, D } = c;
   try {
-    const q = put(inp.q, 'bfloat16'), k = put(inp.k, 'bfloat16'), v = put(inp.v, 'bfloat16');
-    const out = put(new Float64Array(B * H * NQ * D).fill(NaN), 'bfloat16');
-    const lse = put(new Float64Array(B * H * NQ).fill(NaN), 'float32');
-    const args: AttentionArgs = {
-      batch: B, heads: H, kvHeads: KVH, queryLen: NQ, keyLen: NK, headDim: D, scale: inp.scale,
-      causal: !!c.causal, queryOffset: inp.offset, alibiSlopes: inp.slopes,
-      rotaryDim: c.rotary ?? 0, rotaryInvFreq: inp.invFreq, xposScaleBase: c.xpos ?? 0,
-      keyScale: inp.ks ? put(inp.ks, 'float32') : null,
-      queryPositions: null, keyPositions: null, querySegments: null, keySegments: null,
-    };
-    process.env[ENV] = choice;
-    const plan = attentionTransformPlan(backend, q, lse, args);
-    backend.attentionForwardOn('tiled', q, k, v, out, lse, args);
-    backend.synchronize();
-    return { out: get(out, B * H * NQ * D), lse: get(lse, B * H * NQ), plan };
+    const q = mem.put(inp.q, 'bfloat16'), k = mem.put(inp.k, 'bfloat16'), v = mem.put(inp.v, 'bfloat16');
+    const out = mem.output(B * H * NQ * D, 'bfloat16'), lse = mem.output(B * H * NQ, 'float32');
+    const args = attentionArgsOf(c, inp, (values, type) => mem.put(values, type));
+    return withEnv(ENV, choice, () => {
+      const plan = attentionTransformPlan(backend, q, lse, args);
+      backend.attentionForwardOn('tiled', q, k, v, out, lse, args);
+      backend.synchronize();
+      return { out: mem.get(out, B * H * NQ * D), lse: mem.get(lse, B * H * NQ), plan };
+    });
   } finally {
-    if (previous === undefined) delete process.env[ENV];
-    else process.env[ENV] = previous;
-    for (const h of handles) backend.free(h);
+    mem.dispose();
   }
 }
 
@@ -92,10 +73,7 @@ function check(c: AttentionCase, choice: string): void {
   assert.ok(el < TOLERANCE, `${c.name} (${choice}): lse relative error ${el.toExponential(2)} ≥ ${TOLERANCE}`);
 }
 
-function isHopper(): boolean {
-  return gpuUnavailable === null && /\(sm_9\d/.test((gpu() as CudaBackend).description);
-}
-const notHopper = gpuUnavailable === null && !isHopper() ? `not a Hopper GPU: ${(gpu() as CudaBackend).description}` : null;
+const notHopper = notHopperReason();
 
 // One test per variant, in order of increasing machinery: a failing variant shows which part broke.
 for (const variant of VARIANTS) {
@@ -104,24 +82,13 @@ for (const variant of VARIANTS) {
   else gpuTest(name, () => { for (const c of CASES) check(c, variant); });
 }
 
-function withTransform(mode: 'prepass' | 'kernel', fn: () => void): void {
-  const backend = gpu() as CudaBackend;
-  const before = attentionTransform(backend);
-  setAttentionTransform(backend, mode);
-  try {
-    fn();
-  } finally {
-    setAttentionTransform(backend, before);
-  }
-}
-
 // The split key scale on each TMA variant (the plan must say the forward split: 'split' or 'split-forward' where the
 // backward cannot, e.g. under 64 queries); hopper-cpasync has no producer warps, so a forced one refuses the case.
 for (const variant of VARIANTS) {
   const name = `Hopper attention forward, ${variant}: the split key scale (K'_h built in shared memory) matches the float64 reference`;
   if (notHopper) test(name, { skip: notHopper }, () => {});
   else {
-    gpuTest(name, () => withTransform('prepass', () => {
+    gpuTest(name, () => withAttentionTransform('prepass', () => {
       for (const c of SPLIT_CASES) {
         if (variant === 'hopper-cpasync') {
           assert.throws(() => forward(c, variant), /Hopper forward cannot run: rotary, xPos or a key scale/);
@@ -140,7 +107,7 @@ gpuTest('attention forward: the automatic choice and the mma.sync kernel match t
     check(c, 'mma');
   }
   // The split key scale under auto; under mma the forward keeps the transform in the kernel (never a k' per head).
-  withTransform('prepass', () => {
+  withAttentionTransform('prepass', () => {
     check(SPLIT_CASES[0]!, 'auto');
     check(SPLIT_CASES[0]!, 'mma');
     assert.equal(forward(SPLIT_CASES[0]!, 'mma').plan, isHopper() ? 'split-backward' : 'kernel');

@@ -1,6 +1,8 @@
 // Float64 reference of Andromeda attention (AttentionArgs semantics, src/backend/backend.ts) for the GPU
 // kernel tests: O(n²) loops over plain arrays, forward output, lse and every gradient. xPos enters in
 // its exact relative form ζ^((p_q − p_k)/B) per (query, key) pair, which float64 holds at any length.
+import type { AttentionArgs, Dense } from '../../src/backend/backend.js';
+import type { DType } from '../../src/tensor/dtype.js';
 
 export interface AttentionCase {
   name: string;
@@ -109,6 +111,18 @@ export function makeInputs(c: AttentionCase): AttentionInputs {
     if (!c.segments) { qseg = null; kseg = null; }
   }
   return { q, k, v, gout, ks, slopes, invFreq, qpos, kpos, qseg, kseg, offset, scale: 1 / Math.sqrt(D) };
+}
+
+/** The engine arguments of case c; `put` uploads the key scale, positions and segments the inputs have. */
+export function attentionArgsOf(c: AttentionCase, inp: AttentionInputs, put: (values: ArrayLike<number>, dtype: DType) => Dense): AttentionArgs {
+  return {
+    batch: c.B, heads: c.H, kvHeads: c.KVH, queryLen: c.NQ, keyLen: c.NK, headDim: c.D, scale: inp.scale,
+    causal: !!c.causal, queryOffset: inp.offset, alibiSlopes: inp.slopes,
+    rotaryDim: c.rotary ?? 0, rotaryInvFreq: inp.invFreq, xposScaleBase: c.xpos ?? 0,
+    keyScale: inp.ks ? put(inp.ks, 'float32') : null,
+    queryPositions: inp.qpos ? put(inp.qpos, 'int32') : null, keyPositions: inp.kpos ? put(inp.kpos, 'int32') : null,
+    querySegments: inp.qseg ? put(inp.qseg, 'int32') : null, keySegments: inp.kseg ? put(inp.kseg, 'int32') : null,
+  };
 }
 
 export function reference(c: AttentionCase, inp: AttentionInputs): AttentionResult {

@@ -4,6 +4,7 @@
 import type { AttentionArgs, Dense } from '../../src/backend/backend.js';
 import type { CudaBackend } from '../../src/backend/cuda.js';
 import { nativeAttentionConfig } from '../../src/backend/attention-config.js';
+import { gpu } from './harness.js';
 
 import type { AttentionTransform, AttentionTransformPlan } from './attention-plan.js';
 
@@ -26,6 +27,16 @@ function addonOf(backend: CudaBackend): TransformAddon {
 /** Sets the mode for later attention calls; returns the previous one. */
 export function setAttentionTransform(backend: CudaBackend, mode: AttentionTransform): AttentionTransform {
   return addonOf(backend).attentionTransform(mode);
+}
+
+/** Runs fn under `mode`, then restores the mode that was in effect. */
+export function withAttentionTransform<T>(mode: AttentionTransform, fn: () => T, backend = gpu() as CudaBackend): T {
+  const before = setAttentionTransform(backend, mode);
+  try {
+    return fn();
+  } finally {
+    setAttentionTransform(backend, before);
+  }
 }
 
 /** The mode in effect. */

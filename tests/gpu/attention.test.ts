@@ -10,33 +10,16 @@
 // in the kernels: 'chunked'; a key scale with fewer KV heads than heads splits — A, B per KV head and K'_h
 // built in the Hopper kernels — where those kernels run, and stays in the kernels elsewhere: 'split…').
 import assert from 'node:assert/strict';
-import type { AttentionArgs, Dense } from '../../src/backend/backend.js';
+import type { AttentionArgs } from '../../src/backend/backend.js';
 import type { CudaBackend } from '../../src/backend/cuda.js';
 import type { CudaAttentionPath } from '../../src/backend/cuda-attention.js';
-import { DTYPE_BYTES, decodeHost, encodeHost, type DType } from '../../src/tensor/dtype.js';
-import { gpu, gpuTest } from './harness.js';
-import { makeInputs, reference, relativeError, type AttentionCase, type AttentionInputs, type AttentionResult } from './attention-reference.js';
-import { attentionTransform, attentionTransformPlan, setAttentionTransform, type AttentionTransform, type AttentionTransformPlan } from './attention-transform.js';
+import type { DType } from '../../src/tensor/dtype.js';
+import { DeviceBuffers, gpu, gpuTest, isHopper } from './harness.js';
+import { attentionArgsOf, makeInputs, reference, relativeError, type AttentionCase, type AttentionInputs, type AttentionResult } from './attention-reference.js';
+import { attentionTransformPlan, setAttentionTransform, withAttentionTransform, type AttentionTransform, type AttentionTransformPlan } from './attention-transform.js';
 import { expectedPlan, type PlanEnvironment } from './attention-plan.js';
 
 const TOLERANCE = 1e-2;
-
-class DeviceBuffers {
-  private readonly handles: number[] = [];
-  constructor(private readonly backend: CudaBackend) {}
-  put(values: ArrayLike<number>, dtype: DType): Dense {
-    const handle = this.backend.alloc(Math.max(16, values.length * DTYPE_BYTES[dtype]));
-    this.handles.push(handle);
-    if (values.length) this.backend.upload(handle, 0, encodeHost(dtype, values));
-    return { handle, offset: 0, dtype };
-  }
-  /** NaN-filled (poisoned) output. */
-  output(count: number, dtype: DType): Dense { return this.put(new Float64Array(count).fill(NaN), dtype); }
-  get(d: Dense, count: number): Float64Array {
-    return Float64Array.from(decodeHost(d.dtype, this.backend.download(d.handle, 0, count * DTYPE_BYTES[d.dtype]), count));
-  }
-  dispose(): void { for (const h of this.handles.splice(0)) this.backend.free(h); }
-}
 
 /** The path the engine must take for a case under a forced mode (attention-plan.ts mirrors the engine's rule). */
 function expectedPlanOf(c: AttentionCase, mode: AttentionTransform, inp: AttentionInputs): AttentionTransformPlan {
@@ -46,7 +29,7 @@ function expectedPlanOf(c: AttentionCase, mode: AttentionTransform, inp: Attenti
 /** This process's GPU and kernel choices, as the plan sees them. */
 function planEnvironment(): PlanEnvironment {
   return {
-    hopper: /\(sm_9\d/.test((gpu() as CudaBackend).description),
+    hopper: isHopper(),
     forwardChoice: process.env.ANDROMEDA_ATTENTION_FORWARD,
     backwardChoice: process.env.ANDROMEDA_ATTENTION_BACKWARD,
   };
@@ -68,15 +51,7 @@ function run(c: AttentionCase, inp: AttentionInputs, path: CudaAttentionPath, ba
   try {
     const { B, H, KVH, NQ, NK, D } = c;
     const q = mem.put(inp.q, dtype), k = mem.put(inp.k, dtype), v = mem.put(inp.v, dtype);
-    const args: AttentionArgs = {
-      batch: B, heads: H, kvHeads: KVH, queryLen: NQ, keyLen: NK, headDim: D, scale: inp.scale,
-      causal: !!c.causal, queryOffset: inp.offset, alibiSlopes: inp.slopes,
-      rotaryDim: c.rotary ?? 0, rotaryInvFreq: inp.invFreq, xposScaleBase: c.xpos ?? 0,
-      keyScale: inp.ks ? mem.put(inp.ks, 'float32') : null,
-      queryPositions: inp.qpos ? mem.put(inp.qpos, 'int32') : null, keyPositions: inp.kpos ? mem.put(inp.kpos, 'int32') : null,
-      querySegments: inp.qseg ? mem.put(inp.qseg, 'int32') : null, keySegments: inp.kseg ? mem.put(inp.kseg, 'int32') : null,
-      positionRange: positionRange(inp),
-    };
+    const args: AttentionArgs = { ...attentionArgsOf(c, inp, (values, type) => mem.put(values, type)), positionRange: positionRange(inp) };
     const out = mem.output(B * H * NQ * D, dtype), lse = mem.output(B * H * NQ, 'float32');
     backend.attentionForwardOn(path, q, k, v, out, lse, args);
     const res: RunResult = {
@@ -108,11 +83,8 @@ function check(c: AttentionCase, path: CudaAttentionPath, backward: boolean, dty
   modes: readonly AttentionTransform[] = path === 'decode' ? ['auto'] : ['kernel', 'prepass']): void {
   const inp = makeInputs(c);
   const ref = reference(c, inp);
-  const backend = gpu() as CudaBackend;
-  const before = attentionTransform(backend);
-  try {
-    for (const mode of modes) {
-      setAttentionTransform(backend, mode);
+  for (const mode of modes) {
+    withAttentionTransform(mode, () => {
       const got = run(c, inp, path, backward, dtype);
       const errors: [string, number][] = [['out', relativeError(got.out, ref.out)], ['lse', relativeError(got.lse, ref.lse)]];
       if (backward) {
@@ -123,9 +95,7 @@ function check(c: AttentionCase, path: CudaAttentionPath, backward: boolean, dty
       console.log(`  ${path.padEnd(6)} ${dtype.padEnd(8)} ${got.plan.padEnd(7)} ${c.name.padEnd(62)} ${errors.map(([n, e]) => `${n} ${e.toExponential(1)}`).join('  ')}`);
       if (mode !== 'auto') assert.equal(got.plan, expectedPlanOf(c, mode, inp), `${label}: the transform took the wrong path`);
       for (const [name, e] of errors) assert.ok(e < TOLERANCE, `${label}: ${name} relative error ${e.toExponential(2)} ≥ ${TOLERANCE}`);
-    }
-  } finally {
-    setAttentionTransform(backend, before);
+    });
   }
 }
 
@@ -230,30 +200,21 @@ gpuTest('fused attention, xPos past one anchor: the forward in query chunks with
  */
 gpuTest('split key scale at andromeda-3b\'s shape: no K per query head in memory, same results as the in-kernel transform', () => {
   const c: AttentionCase = { name: 'andromeda-3b memory n2048', B: 1, H: 24, KVH: 1, NQ: 2048, NK: 2048, D: 128, causal: true, rotary: 64, xpos: 512, alibi: true, alibiHeads: 12, keyScale: true };
-  const backend = gpu() as CudaBackend;
   const inp = makeInputs(c);
   const qBytes = c.B * c.H * c.NQ * c.D * 2, kvBytes = c.B * c.KVH * c.NK * c.D * 2;
-  const before = attentionTransform(backend);
-  try {
-    const results = new Map<AttentionTransform, RunResult & { forwardExtra: number; backwardExtra: number }>();
-    for (const mode of ['prepass', 'kernel'] as const) {
-      setAttentionTransform(backend, mode);
-      results.set(mode, runMeasured(c, inp));
-    }
-    const split = results.get('prepass')!, kernel = results.get('kernel')!;
-    const expected = expectedPlanOf(c, 'prepass', inp);
-    console.log(`  plan ${split.plan}: forward +${(split.forwardExtra / 2 ** 20).toFixed(1)} MiB, backward +${(split.backwardExtra / 2 ** 20).toFixed(1)} MiB (q' ${(qBytes / 2 ** 20).toFixed(1)} MiB, K ${(kvBytes / 2 ** 20).toFixed(2)} MiB)`);
-    assert.equal(split.plan, expected, 'the transform took the wrong path');
-    if (expected === 'split') {
-      assert.ok(split.forwardExtra < qBytes + (c.H / 2) * kvBytes, `forward scratch ${split.forwardExtra} B: a K per query head?`);
-      assert.ok(split.backwardExtra < 5 * qBytes + c.H * kvBytes, `backward scratch ${split.backwardExtra} B: a K per query head?`);
-    }
-    for (const name of ['out', 'lse', 'dq', 'dk', 'dv', 'dks'] as const) {
-      const e = relativeError(split[name]!, kernel[name]!);
-      assert.ok(e < TOLERANCE, `${name}: split vs in-kernel relative difference ${e.toExponential(2)} ≥ ${TOLERANCE}`);
-    }
-  } finally {
-    setAttentionTransform(backend, before);
+  const results = new Map<AttentionTransform, RunResult & { forwardExtra: number; backwardExtra: number }>();
+  for (const mode of ['prepass', 'kernel'] as const) results.set(mode, withAttentionTransform(mode, () => runMeasured(c, inp)));
+  const split = results.get('prepass')!, kernel = results.get('kernel')!;
+  const expected = expectedPlanOf(c, 'prepass', inp);
+  console.log(`  plan ${split.plan}: forward +${(split.forwardExtra / 2 ** 20).toFixed(1)} MiB, backward +${(split.backwardExtra / 2 ** 20).toFixed(1)} MiB (q' ${(qBytes / 2 ** 20).toFixed(1)} MiB, K ${(kvBytes / 2 ** 20).toFixed(2)} MiB)`);
+  assert.equal(split.plan, expected, 'the transform took the wrong path');
+  if (expected === 'split') {
+    assert.ok(split.forwardExtra < qBytes + (c.H / 2) * kvBytes, `forward scratch ${split.forwardExtra} B: a K per query head?`);
+    assert.ok(split.backwardExtra < 5 * qBytes + c.H * kvBytes, `backward scratch ${split.backwardExtra} B: a K per query head?`);
+  }
+  for (const name of ['out', 'lse', 'dq', 'dk', 'dv', 'dks'] as const) {
+    const e = relativeError(split[name]!, kernel[name]!);
+    assert.ok(e < TOLERANCE, `${name}: split vs in-kernel relative difference ${e.toExponential(2)} ≥ ${TOLERANCE}`);
   }
 });
 
@@ -264,13 +225,7 @@ function runMeasured(c: AttentionCase, inp: AttentionInputs): RunResult & { forw
   try {
     const { B, H, KVH, NQ, NK, D } = c;
     const q = mem.put(inp.q, 'bfloat16'), k = mem.put(inp.k, 'bfloat16'), v = mem.put(inp.v, 'bfloat16');
-    const args: AttentionArgs = {
-      batch: B, heads: H, kvHeads: KVH, queryLen: NQ, keyLen: NK, headDim: D, scale: inp.scale,
-      causal: !!c.causal, queryOffset: inp.offset, alibiSlopes: inp.slopes,
-      rotaryDim: c.rotary ?? 0, rotaryInvFreq: inp.invFreq, xposScaleBase: c.xpos ?? 0,
-      keyScale: inp.ks ? mem.put(inp.ks, 'float32') : null,
-      queryPositions: null, keyPositions: null, querySegments: null, keySegments: null,
-    };
+    const args = attentionArgsOf(c, inp, (values, type) => mem.put(values, type));
     const out = mem.output(B * H * NQ * D, 'bfloat16'), lse = mem.output(B * H * NQ, 'float32');
     const gout = mem.put(inp.gout, 'bfloat16');
     const dq = mem.output(B * H * NQ * D, 'bfloat16'), dk = mem.output(B * KVH * NK * D, 'bfloat16'), dv = mem.output(B * KVH * NK * D, 'bfloat16');

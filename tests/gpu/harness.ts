@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { getBackend, deviceUnavailableReason, type Backend, type Dense, type Strided } from '../../src/backend/index.js';
 import { DTYPE_BYTES, decodeHost, encodeHost, type DType, type HostArray } from '../../src/tensor/dtype.js';
 import { Generator } from '../../src/tensor/random.js';
+import type { CudaBackend } from '../../src/backend/cuda.js';
 
 export const requireGpu = process.env.ANDROMEDA_REQUIRE_GPU === '1';
 export const gpuUnavailable: string | null = deviceUnavailableReason('cuda');
@@ -25,6 +26,45 @@ export function gpuTest(name: string, fn: () => void | Promise<void>): void {
 
 export function cpu(): Backend { return getBackend('cpu'); }
 export function gpu(): Backend { return getBackend('cuda'); }
+
+/** A Hopper GPU (compute capability 9.x) is present. */
+export function isHopper(): boolean {
+  return gpuUnavailable === null && /\(sm_9\d/.test((gpu() as CudaBackend).description);
+}
+/** Why a Hopper-only test is skipped on this machine's GPU, or null (Hopper, or no GPU: gpuTest says so). */
+export function notHopperReason(): string | null {
+  return gpuUnavailable === null && !isHopper() ? `not a Hopper GPU: ${(gpu() as CudaBackend).description}` : null;
+}
+
+/** Runs fn with environment variable `name` set to `value`, then puts back what was there. */
+export function withEnv<T>(name: string, value: string, fn: () => T): T {
+  const previous = process.env[name];
+  process.env[name] = value;
+  try {
+    return fn();
+  } finally {
+    if (previous === undefined) delete process.env[name];
+    else process.env[name] = previous;
+  }
+}
+
+/** Device buffers of one engine for a test, uploaded from host values; `dispose` frees them all. */
+export class DeviceBuffers {
+  private readonly handles: number[] = [];
+  constructor(private readonly backend: Backend = gpu()) {}
+  put(values: ArrayLike<number>, dtype: DType): Dense {
+    const handle = this.backend.alloc(Math.max(16, values.length * DTYPE_BYTES[dtype]));
+    this.handles.push(handle);
+    if (values.length) this.backend.upload(handle, 0, encodeHost(dtype, values));
+    return { handle, offset: 0, dtype };
+  }
+  /** NaN-filled (poisoned) output. */
+  output(count: number, dtype: DType): Dense { return this.put(new Float64Array(count).fill(NaN), dtype); }
+  get(d: Dense, count: number): Float64Array {
+    return Float64Array.from(decodeHost(d.dtype, this.backend.download(d.handle, 0, count * DTYPE_BYTES[d.dtype]), count));
+  }
+  dispose(): void { for (const h of this.handles.splice(0)) this.backend.free(h); }
+}
 
 /** The same logical buffer on both engines. */
 export interface Twin {

@@ -8,6 +8,7 @@ import { add, mul } from '../../src/ops/elementwise.js';
 import { sum } from '../../src/ops/reduce.js';
 import { Generator } from '../../src/tensor/random.js';
 import type { DType } from '../../src/tensor/dtype.js';
+import type { Backend } from '../../src/backend/backend.js';
 import { gpu, gpuTest } from './harness.js';
 
 function run(device: string, dtype: DType, shape: number[], shifts: number, xs: Float64Array, rs: Float64Array): { y: ArrayLike<number>; gx: ArrayLike<number> } {
@@ -35,15 +36,26 @@ gpuTest('tokenShift: one kernel each way, equal to the CPU engine\'s copies', ()
   }
 });
 
-gpuTest('tokenShift: the backward adds into the gradient a residual path already gave the input (one kernel, no add)', () => {
+/** Runs fn with every call of the engine's tokenShift reported to `seen` first. */
+function watchingTokenShift(seen: (...args: Parameters<NonNullable<Backend['tokenShift']>>) => void, fn: () => void): void {
   const engine = gpu();
   const original = engine.tokenShift!.bind(engine);
-  const accumulated: boolean[] = [];
-  engine.tokenShift = (x, out, batch, n, dim, shifts, backward, accumulate) => {
-    if (backward) accumulated.push(accumulate === true);
-    original(x, out, batch, n, dim, shifts, backward, accumulate);
+  engine.tokenShift = (...args) => {
+    seen(...args);
+    original(...args);
   };
   try {
+    fn();
+  } finally {
+    engine.tokenShift = original;
+  }
+}
+
+gpuTest('tokenShift: the backward adds into the gradient a residual path already gave the input (one kernel, no add)', () => {
+  const accumulated: boolean[] = [];
+  watchingTokenShift((_x, _out, _batch, _n, _dim, _shifts, backward, accumulate) => {
+    if (backward) accumulated.push(accumulate === true);
+  }, () => {
     const gen = new Generator(13);
     for (const [batch, n, dim, shifts] of [[2, 17, 2560, 1], [1, 9, 30, 2]]) {
       const shape = [batch, n, dim], count = batch * n * dim;
@@ -67,20 +79,14 @@ gpuTest('tokenShift: the backward adds into the gradient a residual path already
         assert.deepEqual(got, gradient('cpu'), `gradients [${shape}] shifts ${shifts} ${dtype}`);
       }
     }
-  } finally {
-    engine.tokenShift = original;
-  }
+  });
 });
 
 gpuTest('tokenShift with document boundaries: one kernel each way given the segment ids on the device, equal to the CPU engine', () => {
-  const engine = gpu();
-  const original = engine.tokenShift!.bind(engine);
   let withSegments = 0;
-  engine.tokenShift = (x, out, batch, n, dim, shifts, backward, accumulate, segments) => {
+  watchingTokenShift((_x, _out, _batch, _n, _dim, _shifts, _backward, _accumulate, segments) => {
     if (segments) withSegments++;
-    original(x, out, batch, n, dim, shifts, backward, accumulate, segments);
-  };
-  try {
+  }, () => {
     const gen = new Generator(17);
     for (const [batch, n, dim, shifts] of [[2, 23, 2560, 1], [3, 9, 30, 2], [1, 12, 48, 3]]) {
       const shape = [batch, n, dim], count = batch * n * dim;
@@ -113,7 +119,5 @@ gpuTest('tokenShift with document boundaries: one kernel each way given the segm
         assert.deepEqual(got.gx, want.gx, `gradients [${shape}] shifts ${shifts} ${dtype}`);
       }
     }
-  } finally {
-    engine.tokenShift = original;
-  }
+  });
 });
