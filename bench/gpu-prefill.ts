@@ -12,6 +12,7 @@ import { tidy } from '../src/tensor/scope.js';
 import { noGrad } from '../src/autograd/grad-mode.js';
 import { narrow } from '../src/ops/layout.js';
 import { Andromeda } from '../src/model/andromeda.js';
+import { resetProfile } from '../src/backend/cuda-profile.js';
 
 const cuda = getBackend('cuda') as CudaBackend;
 const cases = process.argv.slice(2).map((arg) => {
@@ -43,7 +44,7 @@ for (const { preset, lengths } of cases) {
     try {
       run();
       // Under ANDROMEDA_CUDA_PROFILE the kernel totals then cover the timed runs only.
-      (cuda as unknown as { profileReset?: () => void }).profileReset?.();
+      resetProfile(cuda);
       cuda.resetPeakMemory();
       const timed = [run(), run(), run()];
       const ms = Math.min(...timed.map((t) => t.ms));

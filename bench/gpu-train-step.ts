@@ -18,6 +18,7 @@ import { gradNorm } from '../src/optim/clip.js';
 import { AdamW } from '../src/optim/adamw.js';
 import { encodeHost, DTYPE_BYTES } from '../src/tensor/dtype.js';
 import { Generator } from '../src/tensor/random.js';
+import { resetProfile } from '../src/backend/cuda-profile.js';
 
 const [preset = 'orca', batchArg = '1', seqArg = '2048', stepsArg = '6'] = process.argv.slice(2);
 const batch = Number(batchArg), seqLen = Number(seqArg), steps = Number(stepsArg);
@@ -133,7 +134,7 @@ try {
   for (let i = 0; i < steps; i++) {
     stepsDone.push(trainStep());
     // Under ANDROMEDA_CUDA_PROFILE the kernel totals then cover the measured steps only.
-    if (i === 1) (gpu as unknown as { profileReset?: () => void }).profileReset?.();
+    if (i === 1) resetProfile(gpu);
   }
 } catch (e) {
   error = (e as Error).message;

@@ -8,6 +8,21 @@
 import type { Backend } from './backend.js';
 
 interface TimingEngine { timingMark(): number; timingRead(): Float64Array; synchronize(): void }
+interface Profiled { profileReset?: () => void }
+
+/** Clears the totals so far (a benchmark's warm-up) when the engine is being profiled; otherwise nothing. */
+export function resetProfile(engine: Backend): void {
+  (engine as Profiled).profileReset?.();
+}
+
+/** Rows the exit report prints: ANDROMEDA_CUDA_PROFILE_ROWS (a positive integer), else 30. */
+function reportRows(): number {
+  const raw = process.env.ANDROMEDA_CUDA_PROFILE_ROWS;
+  if (raw === undefined) return 30;
+  const rows = Number(raw);
+  if (!Number.isInteger(rows) || rows < 1) throw new Error(`ANDROMEDA_CUDA_PROFILE_ROWS must be a positive integer, got ${JSON.stringify(raw)}`);
+  return rows;
+}
 
 const KERNELS = [
   'copy', 'fill', 'unary', 'unaryGrad', 'binary', 'reduce', 'matmul', 'softmax', 'softmaxGrad', 'norm', 'normGrad',
@@ -55,8 +70,8 @@ export function installProfiler(engine: Backend & TimingEngine, mode: 'waits' | 
     });
     pending = [];
   };
-  // Lets a benchmark drop its warm-up steps from the totals.
-  (engine as unknown as { profileReset: () => void }).profileReset = () => {
+  // Lets a benchmark drop its warm-up steps from the totals (resetProfile).
+  (engine as Profiled).profileReset = () => {
     if (pending.length) collect();
     totals.clear();
     idle = 0;
@@ -88,12 +103,13 @@ export function installProfiler(engine: Backend & TimingEngine, mode: 'waits' | 
       return result;
     };
   }
+  const shown = reportRows();
   process.on('exit', () => {
     if (pending.length) collect();
     const rows = [...totals.entries()].sort((a, b) => b[1].ms - a[1].ms);
     const all = rows.reduce((s, [, e]) => s + e.ms, 0);
     console.log(`\n# ${engine.device} kernel profile: ${all.toFixed(1)} ms in ${rows.reduce((s, [, e]) => s + e.calls, 0)} calls; costliest:`);
     if (mode === 'events') console.log(`# device idle between profiled calls: ${idle.toFixed(1)} ms`);
-    for (const [key, e] of rows.slice(0, Number(process.env.ANDROMEDA_CUDA_PROFILE_ROWS ?? 30))) console.log(`${e.ms.toFixed(1).padStart(10)} ms ${String(e.calls).padStart(6)}×  ${key}`);
+    for (const [key, e] of rows.slice(0, shown)) console.log(`${e.ms.toFixed(1).padStart(10)} ms ${String(e.calls).padStart(6)}×  ${key}`);
   });
 }
