@@ -9,15 +9,15 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CpuBackend, Tensor, getBackend, rand, type DType } from '../src/index.js';
-import type { MatmulArgs } from '../src/backend/backend.js';
+import { CpuEngine, Tensor, getEngine, rand, type DType } from '../src/index.js';
+import type { MatmulArgs } from '../src/engine/engine.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const outIdx = args.indexOf('--out');
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const outPath = outIdx >= 0 ? resolve(args[outIdx + 1]!) : join(root, 'bench', 'results', 'cpu-kernels.md');
-const cpu = getBackend('cpu') as CpuBackend;
+const cpu = getEngine('cpu') as CpuEngine;
 const maxThreads = cpu.threads();
 const budgetMs = quick ? 150 : 450;
 

@@ -1,8 +1,8 @@
 // Forward pass of the `orca` preset (36.7M parameters) over 8,192 tokens on the CPU engine, without
 // autograd, fused attention: time, tokens per second, peak engine memory.
 //   ANDROMEDA_THREADS=<n> node dist/bench/cpu-orca-forward.js [seqLen] [--profile]
-import { getBackend } from '../src/backend/index.js';
-import type { CpuBackend } from '../src/backend/cpu.js';
+import { getEngine } from '../src/engine/index.js';
+import type { CpuEngine } from '../src/engine/cpu.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { tidy } from '../src/tensor/scope.js';
 import { noGrad } from '../src/autograd/grad-mode.js';
@@ -12,7 +12,7 @@ import { profileKernels } from './cpu-profile.js';
 
 const args = process.argv.slice(2);
 const seqLen = Number(args.find((a) => /^\d+$/.test(a)) ?? 8192);
-const cpu = getBackend('cpu') as CpuBackend;
+const cpu = getEngine('cpu') as CpuEngine;
 const kernels = args.includes('--profile') ? profileKernels(cpu) : null;
 const model = Andromeda.fromPreset('orca', {}, { seed: 0 });
 let seed = 7;

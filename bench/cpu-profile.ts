@@ -1,5 +1,5 @@
-// Wall time per engine kernel, for the CPU benches' profiles: wraps the backend's methods in place.
-import type { Backend } from '../src/backend/backend.js';
+// Wall time per engine kernel, for the CPU benches' profiles: wraps the engine's methods in place.
+import type { Engine } from '../src/engine/engine.js';
 
 const KERNELS = ['copy', 'fill', 'unary', 'unaryGrad', 'binary', 'reduce', 'matmul', 'softmax', 'softmaxGrad', 'norm', 'normGrad',
   'crossEntropy', 'crossEntropyGrad', 'embedding', 'embeddingGrad', 'adamw', 'attentionForward', 'attentionBackward', 'upload', 'download'] as const;
@@ -10,9 +10,9 @@ export interface KernelProfile {
   reset(): void;
 }
 
-export function profileKernels(backend: Backend): KernelProfile {
+export function profileKernels(engine: Engine): KernelProfile {
   const totals = new Map<string, { ms: number; calls: number }>();
-  const target = backend as unknown as Record<string, (...a: unknown[]) => unknown>;
+  const target = engine as unknown as Record<string, (...a: unknown[]) => unknown>;
   for (const name of KERNELS) {
     const original = target[name];
     if (typeof original !== 'function') continue;

@@ -3,8 +3,8 @@
 // it here). Run both pinned to the same two cores:
 //   ANDROMEDA_THREADS=2 taskset -c 0,1 node dist/bench/cpu-train-small.js [steps] [--profile]
 // Prints one RESULT line of JSON (tok/s, per-phase times and, with --profile, time per kernel).
-import { getBackend } from '../src/backend/index.js';
-import type { CpuBackend } from '../src/backend/cpu.js';
+import { getEngine } from '../src/engine/index.js';
+import type { CpuEngine } from '../src/engine/cpu.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { tidy } from '../src/tensor/scope.js';
 import { narrow } from '../src/ops/layout.js';
@@ -16,7 +16,7 @@ const args = process.argv.slice(2);
 const steps = Number(args.find((a) => /^\d+$/.test(a)) ?? 5);
 const profile = args.includes('--profile');
 const batch = 8, seqLen = 256;
-const cpu = getBackend('cpu') as CpuBackend;
+const cpu = getEngine('cpu') as CpuEngine;
 const kernels = profile ? profileKernels(cpu) : null;
 
 const model = Andromeda.fromPreset('small', {}, { seed: 0 });

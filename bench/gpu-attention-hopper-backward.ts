@@ -8,14 +8,14 @@
 // Without --kernel every kernel runs in this process (a kernel that crashes the context then hides the rest:
 // bench/gpu-attention-hopper-backward.sh runs one process per kernel). The forward always runs on the automatic
 // choice. TFLOP/s count the backward as 2.5× the forward's 4·n²·d·h (halved when causal).
-import { getBackend, type AttentionArgs, type Dense } from '../src/backend/index.js';
-import type { CudaBackend } from '../src/backend/cuda.js';
+import { getEngine, type AttentionArgs, type Dense } from '../src/engine/index.js';
+import type { CudaEngine } from '../src/engine/cuda.js';
 import { Generator } from '../src/tensor/random.js';
 import { difference, medianMs, randomBuffer, readBuffer } from './gpu-buffers.js';
 
 const ENV = 'ANDROMEDA_ATTENTION_BACKWARD';
 const ALL = ['mma', 'hopper-cpasync', 'hopper-tma-red', 'hopper-tma'];
-const gpu = getBackend('cuda') as CudaBackend;
+const gpu = getEngine('cuda') as CudaEngine;
 const argv = process.argv.slice(2);
 const N = Number(argv.find((a) => /^\d+$/.test(a)) ?? 32768);
 const kernels = argv.flatMap((a, i) => (a === '--kernel' && argv[i + 1] ? [argv[i + 1]!] : []));

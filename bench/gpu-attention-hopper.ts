@@ -5,14 +5,14 @@
 //   node dist/bench/gpu-attention-hopper.js [n] [--kernel mma|hopper-cpasync|hopper-tma-serial|hopper-tma|hopper-tma-pingpong ...]
 // Without --kernel every kernel runs in this process (a kernel that crashes the context then hides the rest:
 // bench/gpu-attention-hopper.sh runs one process per kernel). TFLOP/s count causal work as half the square.
-import { getBackend, type AttentionArgs, type Dense } from '../src/backend/index.js';
-import type { CudaBackend } from '../src/backend/cuda.js';
+import { getEngine, type AttentionArgs, type Dense } from '../src/engine/index.js';
+import type { CudaEngine } from '../src/engine/cuda.js';
 import { Generator } from '../src/tensor/random.js';
 import { difference, medianMs, randomBuffer, readBuffer } from './gpu-buffers.js';
 
 const ENV = 'ANDROMEDA_ATTENTION_FORWARD';
 const ALL = ['mma', 'hopper-cpasync', 'hopper-tma-serial', 'hopper-tma', 'hopper-tma-pingpong'];
-const gpu = getBackend('cuda') as CudaBackend;
+const gpu = getEngine('cuda') as CudaEngine;
 const argv = process.argv.slice(2);
 const N = Number(argv.find((a) => /^\d+$/.test(a)) ?? 32768);
 const kernels = argv.flatMap((a, i) => (a === '--kernel' && argv[i + 1] ? [argv[i + 1]!] : []));

@@ -1,4 +1,4 @@
-// Fused attention on the CUDA engine (native/cuda/attention) against PyTorch SDPA's cuDNN backend measured
+// Fused attention on the CUDA engine (native/cuda/attention) against PyTorch SDPA's cuDNN engine measured
 // in the same run (bench/gpu-attention-sdpa.py): causal forward and backward at 32k tokens, plain and with
 // Andromeda's features (ALiBi on half the heads, rotary + xPos, key scale with one KV head), and the
 // split-KV decode kernel against a long cache.
@@ -12,14 +12,14 @@
 // TFLOP/s count causal work as half the square: forward 4·n²·d·h / 2, backward 2.5× that (as FlashAttention
 // and PyTorch's benchmarks do), so the ratios compare like with like.
 import { spawnSync } from 'node:child_process';
-import { getBackend, type AttentionArgs, type Dense } from '../src/backend/index.js';
-import type { CudaBackend } from '../src/backend/cuda.js';
-import type { CudaAttentionPath } from '../src/backend/cuda-attention.js';
+import { getEngine, type AttentionArgs, type Dense } from '../src/engine/index.js';
+import type { CudaEngine } from '../src/engine/cuda.js';
+import type { CudaAttentionPath } from '../src/engine/cuda-attention.js';
 import { Generator } from '../src/tensor/random.js';
 import { medianMs, randomBuffer } from './gpu-buffers.js';
 import { attentionTransformPlan, setAttentionTransform, type AttentionTransform } from '../tests/gpu/attention-transform.js';
 
-const gpu = getBackend('cuda') as CudaBackend;
+const gpu = getEngine('cuda') as CudaEngine;
 const argv = process.argv.slice(2);
 const N = Number(argv.find((a) => /^\d+$/.test(a)) ?? 32768);
 const withTorch = !argv.includes('--no-torch');
@@ -150,8 +150,8 @@ if (withTorch) {
   const lines = res.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, number | string>);
   const info = lines.find((l) => 'torch' in l);
   console.log(`\n## PyTorch SDPA in the same run (torch ${info?.torch}, ${info?.device})`);
-  console.log('| backend | shape | forward ms | forward TFLOP/s | backward ms | backward TFLOP/s | ours / it, forward (plain, featured) | backward (plain, featured) |\n|---|---|---|---|---|---|---|---|');
-  for (const l of lines.filter((x) => 'backend' in x)) {
+  console.log('| engine | shape | forward ms | forward TFLOP/s | backward ms | backward TFLOP/s | ours / it, forward (plain, featured) | backward (plain, featured) |\n|---|---|---|---|---|---|---|---|');
+  for (const l of lines.filter((x) => 'engine' in x)) {
     if ('error' in l) { console.log(`| ${l.backend} | ${l.heads}×${l.dim} | ${l.error} |`); continue; }
     const flops = (4 * N * N * Number(l.dim) * Number(l.heads)) / 2;
     const fwd = Number(l.fwd_ms), bwd = Number(l.bwd_ms);

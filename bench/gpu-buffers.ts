@@ -1,11 +1,11 @@
 // Device buffers and timing shared by the GPU kernel benches: random operands without a host pass per element,
 // reading results back, the median time of a call, and the difference between two kernels' results.
-import type { Backend, Dense } from '../src/backend/index.js';
+import type { Engine, Dense } from '../src/engine/index.js';
 import { DTYPE_BYTES, decodeHost, encodeHost, type DType } from '../src/tensor/dtype.js';
 import type { Generator } from '../src/tensor/random.js';
 
 /** `count` values offset + scale · N(0, 1): a random block of 1 Mi values repeated at shifting offsets. */
-export function randomBuffer(gpu: Backend, gen: Generator, dtype: DType, count: number, scale = 1, offset = 0): Dense {
+export function randomBuffer(gpu: Engine, gen: Generator, dtype: DType, count: number, scale = 1, offset = 0): Dense {
   const block = 1 << 20;
   const raw = encodeHost(dtype, Float64Array.from({ length: block + 4099 }, () => offset + scale * gen.normal()));
   const bytesPer = DTYPE_BYTES[dtype];
@@ -17,12 +17,12 @@ export function randomBuffer(gpu: Backend, gen: Generator, dtype: DType, count: 
   return { handle, offset: 0, dtype };
 }
 
-export function readBuffer(gpu: Backend, d: Dense, count: number): Float64Array {
+export function readBuffer(gpu: Engine, d: Dense, count: number): Float64Array {
   return Float64Array.from(decodeHost(d.dtype, gpu.download(d.handle, 0, count * DTYPE_BYTES[d.dtype]), count));
 }
 
 /** Median over `samples` of the mean time of fn, repeated to fill about `targetMs` per sample (after a warm-up). */
-export function medianMs(gpu: Backend, fn: () => void, samples = 5, targetMs = 30): number {
+export function medianMs(gpu: Engine, fn: () => void, samples = 5, targetMs = 30): number {
   fn();
   gpu.synchronize();
   const once = (() => { const t = performance.now(); fn(); gpu.synchronize(); return performance.now() - t; })();

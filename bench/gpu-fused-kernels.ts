@@ -2,12 +2,12 @@
 // device's clock (events around each call, so host launch time is not counted), against the bytes each
 // must move at least. Prints a markdown table.
 //   node dist/bench/gpu-fused-kernels.js
-import { getBackend, type Dense } from '../src/backend/index.js';
-import type { CudaBackend } from '../src/backend/cuda.js';
+import { getEngine, type Dense } from '../src/engine/index.js';
+import type { CudaEngine } from '../src/engine/cuda.js';
 import { Generator } from '../src/tensor/random.js';
 import { randomBuffer } from './gpu-buffers.js';
 
-const gpu = getBackend('cuda') as CudaBackend;
+const gpu = getEngine('cuda') as CudaEngine;
 const gen = new Generator(3);
 const rows = 2048, dim = 2560, ff = 10240, heads = 24, headDim = 128;
 const bf16 = (count: number, scale = 1, offset = 0): Dense => randomBuffer(gpu, gen, 'bfloat16', count, scale, offset);

@@ -1,12 +1,12 @@
 // Bandwidth of the CUDA engine's memory-bound kernels against a device-to-device copy, in GB/s of
 // bytes that must move (each input read once, each output written once).
 //   node dist/bench/gpu-kernels.js
-import { getBackend, type Dense } from '../src/backend/index.js';
-import type { CudaBackend } from '../src/backend/cuda.js';
+import { getEngine, type Dense } from '../src/engine/index.js';
+import type { CudaEngine } from '../src/engine/cuda.js';
 import { DTYPE_BYTES, encodeHost, type DType } from '../src/tensor/dtype.js';
 import { Generator } from '../src/tensor/random.js';
 
-const gpu = getBackend('cuda') as CudaBackend;
+const gpu = getEngine('cuda') as CudaEngine;
 const gen = new Generator(3);
 
 function buffer(dtype: DType, count: number, fill?: number): Dense {

@@ -2,12 +2,12 @@
 // training step, in bfloat16 (tensor cores, float32 accumulation) and float32 (no TF32).
 //   node dist/bench/gpu-matmul.js [--quick]
 // Prints a Markdown table; PyTorch's own figures come from bench/gpu-torch-ceiling.py in the same run.
-import { getBackend, type Dense, type MatmulArgs } from '../src/backend/index.js';
-import type { CudaBackend } from '../src/backend/cuda.js';
+import { getEngine, type Dense, type MatmulArgs } from '../src/engine/index.js';
+import type { CudaEngine } from '../src/engine/cuda.js';
 import { DTYPE_BYTES, encodeHost, type DType } from '../src/tensor/dtype.js';
 import { Generator } from '../src/tensor/random.js';
 
-const gpu = getBackend('cuda') as CudaBackend;
+const gpu = getEngine('cuda') as CudaEngine;
 const quick = process.argv.includes('--quick');
 
 /** A device buffer of `count` random normal values (a 1 Mi-element random block repeated at shifting offsets). */

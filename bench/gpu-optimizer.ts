@@ -4,11 +4,11 @@
 // 2 per parameter for the norm, 28 for AdamW (float32 weight, m, v read and written; bf16 gradient read;
 // bf16 weight written). The one-tensor kernel (adamwWithShadow per tensor) is timed for comparison.
 //   node dist/bench/gpu-optimizer.js [layers (default 32)]
-import { getBackend, type AdamWItem, type Dense } from '../src/backend/index.js';
-import type { CudaBackend } from '../src/backend/cuda.js';
+import { getEngine, type AdamWItem, type Dense } from '../src/engine/index.js';
+import type { CudaEngine } from '../src/engine/cuda.js';
 import { DTYPE_BYTES, type DType } from '../src/tensor/dtype.js';
 
-const gpu = getBackend('cuda') as CudaBackend;
+const gpu = getEngine('cuda') as CudaEngine;
 const layers = Number(process.argv[2] ?? 32);
 const dim = 2560, inner = 3072, kv = 256, ff = 10240, vocab = 50432;
 const sizes = [vocab * dim, vocab * dim, dim];

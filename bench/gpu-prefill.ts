@@ -4,17 +4,17 @@
 // position; the last position is read back and checked. Prints one RESULT line per case: milliseconds
 // (best of the timed runs), tokens/s, peak engine memory, finiteness.
 //   node dist/bench/gpu-prefill.js orca:32768,100000,200000 andromeda-3b:8192,32768
-import '../src/backend/index.js';
-import { getBackend } from '../src/backend/registry.js';
-import type { CudaBackend } from '../src/backend/cuda.js';
+import '../src/engine/index.js';
+import { getEngine } from '../src/engine/registry.js';
+import type { CudaEngine } from '../src/engine/cuda.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { tidy } from '../src/tensor/scope.js';
 import { noGrad } from '../src/autograd/grad-mode.js';
 import { narrow } from '../src/ops/layout.js';
 import { Andromeda } from '../src/model/andromeda.js';
-import { resetProfile } from '../src/backend/cuda-profile.js';
+import { resetProfile } from '../src/engine/cuda-profile.js';
 
-const cuda = getBackend('cuda') as CudaBackend;
+const cuda = getEngine('cuda') as CudaEngine;
 const cases = process.argv.slice(2).map((arg) => {
   const [preset, lengths] = arg.split(':') as [string, string];
   return { preset, lengths: lengths.split(',').map(Number) };

@@ -2,8 +2,8 @@
 // KV head, key scale, rotary + xPos, ALiBi on 12 heads, bf16): its kernels alone (GB/s of the bytes
 // they must move) and the whole op forward + backward, next to the fused kernels.
 //   node dist/bench/gpu-reference-attention.js [seqLen]
-import { getBackend } from '../src/backend/index.js';
-import type { CudaBackend } from '../src/backend/cuda.js';
+import { getEngine } from '../src/engine/index.js';
+import type { CudaEngine } from '../src/engine/cuda.js';
 import { tidy } from '../src/tensor/scope.js';
 import { noGrad } from '../src/autograd/grad-mode.js';
 import { randn } from '../src/ops/creation.js';
@@ -18,7 +18,7 @@ import { Generator } from '../src/tensor/random.js';
 
 const n = Number(process.argv[2] ?? 2048);
 const [H, d] = [24, 128];
-const gpu = getBackend('cuda') as CudaBackend;
+const gpu = getEngine('cuda') as CudaEngine;
 
 function time(fn: () => void): number {
   tidy(fn); gpu.synchronize();

@@ -6,9 +6,9 @@
 // The bench drives the model directly (not the trainer, to time one step without data loading) with the
 // arrangement of src/train/precision.ts: the model is built in bf16, each step's bf16 gradients become the
 // gradients of the float32 masters, and the AdamW optimizer updates the masters and writes them back
-// into the bf16 weights (one many-tensor launch on CUDA: Backend.adamwMany).
-import { getBackend } from '../src/backend/index.js';
-import type { CudaBackend } from '../src/backend/cuda.js';
+// into the bf16 weights (one many-tensor launch on CUDA: Engine.adamwMany).
+import { getEngine } from '../src/engine/index.js';
+import type { CudaEngine } from '../src/engine/cuda.js';
 import { Andromeda } from '../src/model/andromeda.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { tidy, keep } from '../src/tensor/scope.js';
@@ -18,13 +18,13 @@ import { gradNorm } from '../src/optim/clip.js';
 import { AdamW } from '../src/optim/adamw.js';
 import { encodeHost, DTYPE_BYTES } from '../src/tensor/dtype.js';
 import { Generator } from '../src/tensor/random.js';
-import { resetProfile } from '../src/backend/cuda-profile.js';
+import { resetProfile } from '../src/engine/cuda-profile.js';
 
 const [preset = 'orca', batchArg = '1', seqArg = '2048', stepsArg = '6'] = process.argv.slice(2);
 const batch = Number(batchArg), seqLen = Number(seqArg), steps = Number(stepsArg);
 // ANDROMEDA_BENCH_DEVICE=cpu runs the same step on the CPU engine (a smoke test of this script).
 const device = process.env.ANDROMEDA_BENCH_DEVICE ?? 'cuda';
-const gpu = getBackend(device) as CudaBackend;
+const gpu = getEngine(device) as CudaEngine;
 // The optimizer path: gradNorm (one device wait on CUDA) and AdamW with the bf16 weights as shadows
 // (one many-tensor launch writing them in its pass). ANDROMEDA_BENCH_PLAIN=1 loops over the tensors
 // with the one-tensor kernels instead (sumOfSquares per tensor, adamw + cast copy), for comparison.

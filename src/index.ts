@@ -1,5 +1,5 @@
 // Public API of the andromeda package.
-import './backend/index.js';
+import './engine/index.js';
 
 export { Tensor } from './tensor/tensor.js';
 export { Storage } from './tensor/storage.js';
@@ -10,7 +10,7 @@ export { Generator, defaultGenerator, manualSeed } from './tensor/random.js';
 export { noGrad, withGrad, isGradEnabled } from './autograd/grad-mode.js';
 export * as ops from './ops/index.js';
 export * from './ops/index.js';
-export * from './backend/index.js';
+export * from './engine/index.js';
 export * from './optim/index.js';
 export * from './nn/index.js';
 export * from './model/index.js';

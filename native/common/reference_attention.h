@@ -1,6 +1,6 @@
 // Arguments of the two kernels behind the reference (explicit n × n scores) attention, shared by the
 // CPU and CUDA engines: the masked softmax over the scores and the rotary/xPos transform of q and k.
-// Semantics are those of MaskedSoftmaxArgs and RotaryArgs in src/backend/backend.ts.
+// Semantics are those of MaskedSoftmaxArgs and RotaryArgs in src/engine/engine.ts.
 #pragma once
 #include <cmath>
 #include <cstdint>

@@ -1,4 +1,4 @@
-// Reads the configuration objects of maskedSoftmax and rotary (built by src/backend/native-backend.ts)
+// Reads the configuration objects of maskedSoftmax and rotary (built by src/engine/native-engine.ts)
 // into the kernels' argument structs; shared by the CPU and CUDA bindings. Buffers are addresses
 // (numbers) or null; slopes and inverse frequencies are Float64Arrays that live for the call.
 #pragma once

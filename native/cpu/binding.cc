@@ -241,7 +241,7 @@ Napi::Value SumOfSquares(const Napi::CallbackInfo& info) {
   });
 }
 
-// Attention arguments from the object built by src/backend/cpu.ts (attentionConfig): numbers, booleans,
+// Attention arguments from the object built by src/engine/cpu.ts (attentionConfig): numbers, booleans,
 // Float32Arrays (alibiSlopes, rotaryInvFreq) and buffer addresses or null (keyScale, positions, segments).
 cpu::AttentionArgs attention_args(const Napi::Object& o) {
   auto num = [&](const char* name) { return o.Get(name).As<Napi::Number>().DoubleValue(); };
@@ -292,7 +292,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
 }
 
 // ---- Reference attention form: masked softmax over explicit scores, rotary/xPos (attention_reference.cc) ----
-// maskedSoftmax(dtype, scores, out, config) and rotary(dtype, x, out, config); configs as in src/backend/native-backend.ts.
+// maskedSoftmax(dtype, scores, out, config) and rotary(dtype, x, out, config); configs as in src/engine/native-engine.ts.
 Napi::Value MaskedSoftmax(const Napi::CallbackInfo& info) {
   return guarded(info, "cpu engine", [&] {
     cpu::masked_softmax(masked_softmax_args(info[0], info[3]), ptr_of(info[1]), ptr_of(info[2]));

@@ -52,7 +52,7 @@ void adamw(float* param, int grad_dtype, const char* grad, float* m, float* v, i
 double sum_of_squares(int dtype, const char* x, int64_t count);
 
 // Fused attention (attention.cc): FlashAttention-style tiles with online softmax, memory linear in the
-// sequence length. Semantics are those of AttentionArgs in src/backend/backend.ts (head h reads KV
+// sequence length. Semantics are those of AttentionArgs in src/engine/engine.ts (head h reads KV
 // head h mod kv_heads; the causal mask compares indices, key j ≤ query i + query_offset).
 struct AttentionArgs {
   int dtype;                  // q, k, v, out, grad_out and the q/k/v gradients: F32, F64 or BF16

@@ -182,7 +182,7 @@ Napi::Value SumOfSquaresMany(const Napi::CallbackInfo& info) {
 }
 
 // ---- Reference attention form: masked softmax over explicit scores, rotary/xPos (masked_softmax.cu, rotary.cu) ----
-// maskedSoftmax(dtype, scores, out, config) and rotary(dtype, x, out, config); configs as in src/backend/native-backend.ts.
+// maskedSoftmax(dtype, scores, out, config) and rotary(dtype, x, out, config); configs as in src/engine/native-engine.ts.
 VOID_KERNEL(MaskedSoftmax, cu::masked_softmax(masked_softmax_args(info[0], info[3]), ptr_of(info[1]), ptr_of(info[2])))
 VOID_KERNEL(Rotary, cu::rotary(rotary_args(info[0], info[3]), ptr_of(info[1]), ptr_of(info[2])))
 

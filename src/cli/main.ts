@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The `andromeda` command line: dispatches to one subcommand per file in ./commands.
-import '../backend/index.js';
+import '../engine/index.js';
 import { UsageError, type Command } from './command.js';
 import { tokenizeCommand } from './commands/tokenize.js';
 import { trainCommand } from './commands/train.js';

@@ -1,5 +1,5 @@
 /** Loads a trained model from a checkpoint directory for generation. */
-import '../backend/index.js';
+import '../engine/index.js';
 import { loadCheckpoint, CheckpointError } from '../train/checkpoint.js';
 import { getModelFamily } from '../train/families.js';
 import '../train/andromeda-adapter.js';

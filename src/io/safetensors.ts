@@ -127,7 +127,7 @@ export class SafetensorsReader {
     const bytes = this.readBytes(name);
     const values = decodeStored(this.path, e, bytes);
     const t = Tensor.empty(e.shape, e.dtype, device);
-    if (t.size > 0) t.backend.upload(t.storage.handle, 0, values);
+    if (t.size > 0) t.engine.upload(t.storage.handle, 0, values);
     return t;
   }
 
@@ -242,7 +242,7 @@ function tensorBytes(t: Tensor): Uint8Array {
   try {
     const bytes = c.size * DTYPE_BYTES[c.dtype];
     if (bytes === 0) return new Uint8Array(0);
-    return new Uint8Array(c.backend.download(c.storage.handle, c.offset * DTYPE_BYTES[c.dtype], bytes));
+    return new Uint8Array(c.engine.download(c.storage.handle, c.offset * DTYPE_BYTES[c.dtype], bytes));
   } finally {
     if (c !== t) c.dispose();
   }

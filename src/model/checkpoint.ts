@@ -74,7 +74,7 @@ export function loadCheckpoint(dir: string, o: LoadCheckpointOptions = {}): { mo
       noGrad(() => {
         for (const [name, target] of params) {
           const source = reader.readTensor(name, target.device);
-          if (target.size > 0) target.backend.copy(source.strided(), target.strided(), target.shape);
+          if (target.size > 0) target.engine.copy(source.strided(), target.strided(), target.shape);
           source.dispose();
         }
       });

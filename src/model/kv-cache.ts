@@ -47,7 +47,7 @@ export class LayerKVCache {
     this.ensureCapacity(offset + n);
     for (const [src, buffer] of [[k, this.keyBuffer!], [v, this.valueBuffer!]] as const) {
       const slot = narrow(buffer, 2, offset, n);
-      if (slot.size > 0) src.backend.copy(src.strided('KV cache'), slot.strided(), src.shape);
+      if (slot.size > 0) src.engine.copy(src.strided('KV cache'), slot.strided(), src.shape);
       slot.dispose();
     }
     this.length = offset + n;
@@ -62,7 +62,7 @@ export class LayerKVCache {
       const fresh = keep(zeros([this.batch, this.kvHeads, capacity, this.headDim], this.dtype, this.device));
       if (old) {
         const dst = narrow(fresh, 2, 0, this.length);
-        if (dst.size > 0) old.backend.copy(narrow(old, 2, 0, this.length).strided(), dst.strided(), dst.shape);
+        if (dst.size > 0) old.engine.copy(narrow(old, 2, 0, this.length).strided(), dst.strided(), dst.shape);
         dst.dispose();
         old.dispose();
       }

@@ -4,12 +4,12 @@
  * start, and — for packed sequences — zeros when t − k lies in another document). The remainder
  * features are left as they are.
  *
- * One op with its own gradient: one engine kernel each way where the engine has it (Backend.tokenShift; with
+ * One op with its own gradient: one engine kernel each way where the engine has it (Engine.tokenShift; with
  * document boundaries it needs the segment ids on the device), else strided engine copies (the unshifted features, then each shifted chunk from its
  * source), instead of narrow/pad/concat with their temporaries.
  */
 import { Tensor } from '../tensor/tensor.js';
-import type { Strided } from '../backend/backend.js';
+import type { Strided } from '../engine/engine.js';
 import { record } from '../autograd/tape.js';
 import { concat, narrow } from '../ops/layout.js';
 import { emptyLike } from '../ops/util.js';
@@ -29,12 +29,12 @@ function zeroWindow(t: Tensor, w: { view: Strided; shape: number[] }): void {
   const [rows, length, width] = w.shape as [number, number, number];
   if (rows === 0 || length === 0 || width === 0) return;
   if (rows * length === 1) {
-    t.backend.fill({ handle: w.view.handle, offset: w.view.offset, dtype: w.view.dtype }, width, 0);
+    t.engine.fill({ handle: w.view.handle, offset: w.view.offset, dtype: w.view.dtype }, width, 0);
     return;
   }
   const zero = Tensor.empty([1], t.dtype, t.device);
-  t.backend.fill(zero.dense(), 1, 0);
-  t.backend.copy({ ...zero.strided(), strides: [0, 0, 0] }, w.view, w.shape);
+  t.engine.fill(zero.dense(), 1, 0);
+  t.engine.copy({ ...zero.strided(), strides: [0, 0, 0] }, w.view, w.shape);
   zero.dispose();
 }
 
@@ -45,7 +45,7 @@ function copyUnshifted(src: Tensor, dst: Tensor, shifts: number, chunk: number):
   for (const [feature, width] of pieces) {
     if (width <= 0 || n === 0 || batch === 0) continue;
     const from = window(src, 0, batch, 0, n, feature, width), to = window(dst, 0, batch, 0, n, feature, width);
-    src.backend.copy(from.view, to.view, to.shape);
+    src.engine.copy(from.view, to.view, to.shape);
   }
 }
 
@@ -60,14 +60,14 @@ function boundaries(segments: Int32Array, batch: number, n: number, k: number): 
 function fusedShift(x: Tensor, src: Tensor, out: Tensor, shifts: number, segments: Tensor | null): Tensor {
   const [batch, n, dim] = x.shape as [number, number, number];
   const ids = segments?.dense('shiftTokens') ?? null;
-  if (out.size > 0) x.backend.tokenShift!(src.dense('shiftTokens'), out.dense(), batch, n, dim, shifts, false, false, ids);
+  if (out.size > 0) x.engine.tokenShift!(src.dense('shiftTokens'), out.dense(), batch, n, dim, shifts, false, false, ids);
   if (src !== x) src.dispose();
   // x usually also feeds a residual whose gradient arrives first: the kernel adds into it (no separate add).
   return record(out, 'shiftTokens', [x], (g, into) => {
     const gc = g.isContiguous() ? g : contiguousRaw(g);
     const held = into[0];
     const gx = held ?? emptyLike(x);
-    if (gx.size > 0) x.backend.tokenShift!(gc.dense('shiftTokens'), gx.dense(), batch, n, dim, shifts, true, held !== undefined, segments?.dense('shiftTokens backward') ?? null);
+    if (gx.size > 0) x.engine.tokenShift!(gc.dense('shiftTokens'), gx.dense(), batch, n, dim, shifts, true, held !== undefined, segments?.dense('shiftTokens backward') ?? null);
     if (gc !== g) gc.dispose();
     return [gx];
   });
@@ -84,7 +84,7 @@ export function shiftTokens(x: Tensor, shifts: number, segments: Int32Array | nu
   const chunk = Math.floor(dim / (shifts + 1));
   const src = x.isContiguous() ? x : contiguousRaw(x);
   const out = emptyLike(x);
-  if (x.backend.tokenShift) {
+  if (x.engine.tokenShift) {
     const ids = segments ? deviceSegments : null;
     const usable = ids !== null && ids.device === x.device && ids.dtype === 'int32' && ids.isContiguous() && ids.size === batch * n;
     if (!segments || usable) return fusedShift(x, src, out, shifts, ids);
@@ -96,7 +96,7 @@ export function shiftTokens(x: Tensor, shifts: number, segments: Int32Array | nu
     for (let k = 1; k <= shifts; k++) {
       const kept = Math.max(n - k, 0);
       const from = window(src, 0, batch, 0, kept, k * chunk, chunk), to = window(out, 0, batch, n - kept, kept, k * chunk, chunk);
-      if (kept > 0) x.backend.copy(from.view, to.view, to.shape);
+      if (kept > 0) x.engine.copy(from.view, to.view, to.shape);
       zeroWindow(out, window(out, 0, batch, 0, n - kept, k * chunk, chunk));
       for (const [b, t] of cuts?.[k] ?? []) zeroWindow(out, window(out, b, 1, t, 1, k * chunk, chunk));
     }
@@ -111,7 +111,7 @@ export function shiftTokens(x: Tensor, shifts: number, segments: Int32Array | nu
         const kept = Math.max(n - k, 0);
         // Output row t of chunk k came from input row t − k, except where it was zeroed.
         const from = window(gc, 0, batch, n - kept, kept, k * chunk, chunk), to = window(gx, 0, batch, 0, kept, k * chunk, chunk);
-        if (kept > 0) x.backend.copy(from.view, to.view, to.shape);
+        if (kept > 0) x.engine.copy(from.view, to.view, to.shape);
         zeroWindow(gx, window(gx, 0, batch, kept, n - kept, k * chunk, chunk));
         for (const [b, t] of cuts?.[k] ?? []) zeroWindow(gx, window(gx, b, 1, t - k, 1, k * chunk, chunk));
       }

@@ -253,7 +253,7 @@ export function importXTransformers(dir: string, o: ImportOptions = {}): { model
           const target = params.get(n.name)!;
           const source = reader.readTensor(n.originalName, target.device);
           const reshaped = source.reshape(target.shape);
-          if (target.size > 0) target.backend.copy(reshaped.strided(), target.strided(), target.shape);
+          if (target.size > 0) target.engine.copy(reshaped.strided(), target.strided(), target.shape);
           reshaped.dispose();
           source.dispose();
         }

@@ -153,7 +153,7 @@ export abstract class Module {
         if (!source) continue;
         source.assertAlive('loadStateDict', name);
         const local = source.device === target.device ? source : toDevice(source, target.device);
-        if (target.size > 0) target.backend.copy(local.strided(), target.strided(), target.shape);
+        if (target.size > 0) target.engine.copy(local.strided(), target.strided(), target.shape);
         if (local !== source) local.dispose();
       }
     });

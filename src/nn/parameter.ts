@@ -19,7 +19,7 @@ export function constantTensor(shape: readonly number[], value: number, o: Param
 export function assignValues(t: Tensor, values: Float64Array): void {
   if (values.length !== t.size) throw new RangeError(`assignValues: ${values.length} values for ${t.name ?? 'a tensor'} of ${t.size} elements`);
   const fresh = Tensor.fromArray(values, t.shape, t.dtype, t.device);
-  if (t.size > 0) t.backend.copy(fresh.strided(), t.strided(), t.shape);
+  if (t.size > 0) t.engine.copy(fresh.strided(), t.strided(), t.shape);
   fresh.dispose();
 }
 
@@ -32,12 +32,12 @@ function engineFill(t: Tensor, distribution: 'normal' | 'uniform', a: number, b:
   const seed = generator.nextUint32() * 2 ** 21 + (generator.nextUint32() >>> 11);
   if (t.size === 0) return;
   if (t.isContiguous() && t.dtype !== 'int32') {
-    t.backend.randomFill(t.dense(), t.size, distribution, a, b, seed);
+    t.engine.randomFill(t.dense(), t.size, distribution, a, b, seed);
     return;
   }
   const scratch = Tensor.empty(t.shape, t.dtype === 'int32' ? 'float64' : t.dtype, t.device);
-  scratch.backend.randomFill(scratch.dense(), scratch.size, distribution, a, b, seed);
-  t.backend.copy(scratch.strided(), t.strided(), t.shape);
+  scratch.engine.randomFill(scratch.dense(), scratch.size, distribution, a, b, seed);
+  t.engine.copy(scratch.strided(), t.strided(), t.shape);
   scratch.dispose();
 }
 
@@ -50,7 +50,7 @@ export function fillUniform(t: Tensor, bound: number, generator: Generator = def
 }
 
 export function fillConstant(t: Tensor, value: number): void {
-  if (t.size > 0) t.backend.fill(t.dense(), t.size, value);
+  if (t.size > 0) t.engine.fill(t.dense(), t.size, value);
 }
 
 /** Fan-in and fan-out of a [out, in] weight. */

@@ -1,10 +1,10 @@
 // Residual add fused with layer norm or RMS norm over the last axis, the two places a residual stream
 // meets a norm: post-norm (DeepNorm) blocks compute x = norm(branch + x·scale·c) (`addNorm`), pre-norm
 // blocks keep sum = branch + x·scale·c as the stream and feed norm(sum) to the next sub-layer
-// (`addThenNorm`). Engines with the fused kernels (Backend.addNorm) do each in one pass over the data;
+// (`addThenNorm`). Engines with the fused kernels (Engine.addNorm) do each in one pass over the data;
 // `addNorm` never stores the sum (its backward recomputes it from the two inputs). Other engines get
 // the same values from the elementwise ops and the norm.
-import type { AddNormArgs } from '../backend/backend.js';
+import type { AddNormArgs } from '../engine/engine.js';
 import { Tensor } from '../tensor/tensor.js';
 import { formatShape, shapesEqual } from '../tensor/shape.js';
 import { record } from '../autograd/tape.js';
@@ -83,12 +83,12 @@ function normOf(x: Tensor, p: Prepared): Tensor {
 /** norm(a + b·scale·c)·weight + bias over the last axis (a: the branch, b: the residual stream). */
 export function addNorm(a: Tensor, b: Tensor, o: AddNormOptions = {}): Tensor {
   const p = prepare('addNorm', a, b, o);
-  const backend = a.backend;
-  if (!backend.addNorm || !backend.addNormGrad) return normOf(add(a, scaledResidual(b, p)), p);
+  const engine = a.engine;
+  if (!engine.addNorm || !engine.addNormGrad) return normOf(add(a, scaledResidual(b, p)), p);
   const ac = asContiguous(a), bc = asContiguous(b);
   const out = emptyLike(a);
   const stats = emptyLike(a, [p.rows, 2], statsDType(a));
-  if (out.size > 0) backend.addNorm(kernelArgs(p, ac, bc), out.dense(), null, stats.dense());
+  if (out.size > 0) engine.addNorm(kernelArgs(p, ac, bc), out.dense(), null, stats.dense());
   const params = [p.scale, p.weight, p.bias].filter((t): t is Tensor => t !== null);
   return record(out, p.op, [a, b, ...params], (g) => {
     const gc = asContiguous(g);
@@ -96,7 +96,7 @@ export function addNorm(a: Tensor, b: Tensor, o: AddNormOptions = {}): Tensor {
     const gb = b.requiresGrad ? emptyLike(b) : null;
     const [gs, gw, gbias] = [p.scale, p.weight, p.bias].map((t) => (t?.requiresGrad ? emptyLike(t) : null));
     if (ga.size > 0) {
-      backend.addNormGrad!(kernelArgs(p, ac, bc), stats.dense(), gc.dense(), {
+      engine.addNormGrad!(kernelArgs(p, ac, bc), stats.dense(), gc.dense(), {
         a: ga.dense(), b: gb?.dense() ?? null, scale: gs?.dense() ?? null, weight: gw?.dense() ?? null, bias: gbias?.dense() ?? null,
       });
     }
@@ -113,15 +113,15 @@ export function addNorm(a: Tensor, b: Tensor, o: AddNormOptions = {}): Tensor {
  */
 export function addThenNorm(a: Tensor, b: Tensor, o: AddNormOptions = {}): { sum: Tensor; out: Tensor } {
   const p = prepare('addThenNorm', a, b, o);
-  const backend = a.backend;
-  if (!backend.addNorm) {
+  const engine = a.engine;
+  if (!engine.addNorm) {
     const sum = add(a, scaledResidual(b, p));
     return { sum, out: normOf(sum, p) };
   }
   const ac = asContiguous(a), bc = asContiguous(b);
   const sum = emptyLike(a), out = emptyLike(a);
   const stats = emptyLike(a, [p.rows, 2], statsDType(a));
-  if (out.size > 0) backend.addNorm(kernelArgs(p, ac, bc), out.dense(), sum.dense(), stats.dense());
+  if (out.size > 0) engine.addNorm(kernelArgs(p, ac, bc), out.dense(), sum.dense(), stats.dense());
   freeIfCopy(ac, a);
   freeIfCopy(bc, b);
   const recordedSum = recordResidualAdd(sum, a, b, p);
@@ -136,13 +136,13 @@ function recordResidualAdd(sum: Tensor, a: Tensor, b: Tensor, p: Prepared): Tens
     if (b.requiresGrad) {
       if (p.scale) {
         const factor = emptyLike(p.scale);
-        if (factor.size > 0) g.backend.unary('scale', p.scale.dense(p.op), factor.dense(), factor.size, p.c);
+        if (factor.size > 0) g.engine.unary('scale', p.scale.dense(p.op), factor.dense(), factor.size, p.c);
         gb = binaryRaw('mul', g, factor, p.op);
         factor.dispose();
       } else {
         gb = emptyLike(b);
         const gc = asContiguous(g);
-        if (gb.size > 0) g.backend.unary('scale', gc.dense(), gb.dense(), gb.size, p.c);
+        if (gb.size > 0) g.engine.unary('scale', gc.dense(), gb.dense(), gb.size, p.c);
         freeIfCopy(gc, g);
       }
     }
@@ -151,7 +151,7 @@ function recordResidualAdd(sum: Tensor, a: Tensor, b: Tensor, p: Prepared): Tens
       const summed = reduceRaw('sum', product, [...Array(g.rank - 1).keys()], false);
       product.dispose();
       gs = emptyLike(p.scale);
-      if (gs.size > 0) g.backend.unary('scale', summed.dense(), gs.dense(), gs.size, p.c);
+      if (gs.size > 0) g.engine.unary('scale', summed.dense(), gs.dense(), gs.size, p.c);
       summed.dispose();
     }
     return p.scale ? [ga, gb, gs] : [ga, gb];

@@ -1,13 +1,13 @@
 // Attention as Andromeda defines it (docs: shared/spec/andromeda-model.md, "Attention"), as one op:
 // per-head key scale, rotary with relative xPos, scale, ALiBi, causal and per-document masks,
-// softmax, and the weighted sum of values. Engines with a fused kernel (Backend.attentionForward)
+// softmax, and the weighted sum of values. Engines with a fused kernel (Engine.attentionForward)
 // run it in O(n) memory; otherwise a reference composition computes it exactly, in O(n²) memory, with
 // gradients through the ordinary ops: matmuls around the engine's maskedSoftmax (ALiBi and masks added
 // in the kernel) and rotary (rotary + xPos) kernels, so nothing n × n is built on the host.
 import { Tensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
 import { formatShape } from '../tensor/shape.js';
-import type { AttentionArgs, Dense } from '../backend/backend.js';
+import type { AttentionArgs, Dense } from '../engine/engine.js';
 import { record } from '../autograd/tape.js';
 import { isGradEnabled } from '../autograd/grad-mode.js';
 import { assertFloat, assertSameDType, assertSameDevice, emptyLike } from './util.js';
@@ -82,7 +82,7 @@ interface Problem {
 export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions): Tensor {
   const p = validate(q, k, v, options);
   const implementation = options.implementation ?? 'auto';
-  const fusedAvailable = typeof q.backend.attentionForward === 'function' && typeof q.backend.attentionBackward === 'function';
+  const fusedAvailable = typeof q.engine.attentionForward === 'function' && typeof q.engine.attentionBackward === 'function';
   if (implementation === 'fused' && !fusedAvailable) {
     throw new Error(`attention: implementation 'fused' was requested but the ${q.device} engine has no fused attention kernel`);
   }
@@ -188,7 +188,7 @@ function hostPositionRange(p: Problem): { min: number; max: number } | null {
 // Fused path
 
 function fusedAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor {
-  const backend = q.backend;
+  const engine = q.engine;
   const temps: Tensor[] = [];
   const dense = (t: Tensor): Tensor => {
     if (t.isContiguous()) return t;
@@ -227,7 +227,7 @@ function fusedAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor {
   };
   const out = emptyLike(q);
   const lse = Tensor.empty([p.batch, p.heads, p.queryLen], 'float32', q.device);
-  if (out.size > 0) backend.attentionForward!(qc.dense('attention'), kc.dense('attention'), vc.dense('attention'), out.dense(), lse.dense(), args);
+  if (out.size > 0) engine.attentionForward!(qc.dense('attention'), kc.dense('attention'), vc.dense('attention'), out.dense(), lse.dense(), args);
   const inputs = p.keyScale ? [q, k, v, p.keyScale] : [q, k, v];
   if (!inputs.some((t) => t.requiresGrad) || !isGradEnabled()) {
     for (const t of temps) t.dispose();
@@ -240,10 +240,10 @@ function fusedAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor {
     const gq = emptyLike(q), gk = emptyLike(k), gv = emptyLike(v);
     const gks = p.keyScale ? zeros([p.heads, p.headDim], scaleDType, q.device) : null;
     if (out.size > 0) {
-      backend.attentionBackward!(qc.dense(), kc.dense(), vc.dense(), out.dense(), lse.dense(), gc.dense(),
+      engine.attentionBackward!(qc.dense(), kc.dense(), vc.dense(), out.dense(), lse.dense(), gc.dense(),
         gq.dense(), gk.dense(), gv.dense(), gks ? gks.dense() : null, args);
     } else {
-      for (const t of [gk, gv]) if (t.size > 0) backend.fill(t.dense(), t.size, 0);
+      for (const t of [gk, gv]) if (t.size > 0) engine.fill(t.dense(), t.size, 0);
     }
     if (gc !== g) gc.dispose();
     let gScale: Tensor | null = gks;

@@ -13,19 +13,19 @@ export function accumulateInto(leaf: Tensor, g: Tensor): void {
       leaf.grad = keep(gradValue.view(leaf.shape, gradValue.strides, 0));
     } else {
       const own = Tensor.empty(leaf.shape, leaf.dtype, leaf.device);
-      if (own.size > 0) leaf.backend.copy(gradValue.strided(), own.strided(), leaf.shape);
+      if (own.size > 0) leaf.engine.copy(gradValue.strided(), own.strided(), leaf.shape);
       leaf.grad = keep(own);
     }
   } else {
     const dst = leaf.grad;
-    if (dst.size > 0) leaf.backend.binary('add', dst.strided(), gradValue.strided(), dst.dense(), dst.shape);
+    if (dst.size > 0) leaf.engine.binary('add', dst.strided(), gradValue.strided(), dst.dense(), dst.shape);
   }
   if (gradValue !== g) gradValue.dispose();
 }
 
 function castForLeaf(g: Tensor, leaf: Tensor): Tensor {
   const out = Tensor.empty(g.shape, leaf.dtype, g.device);
-  if (out.size > 0) g.backend.copy(g.strided(), out.strided(), g.shape);
+  if (out.size > 0) g.engine.copy(g.strided(), out.strided(), g.shape);
   return out;
 }
 

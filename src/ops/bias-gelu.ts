@@ -1,7 +1,7 @@
 // gelu(x + bias) as one op: the feed-forward's first layer computes x·Wᵀ without its bias and adds the
 // bias here, so no broadcast copy of the bias precedes the product and the backward pass gets the
 // bias gradient in the same pass as the GELU derivative. Engines without the fused kernels
-// (Backend.biasGelu) compose the add and the GELU.
+// (Engine.biasGelu) compose the add and the GELU.
 import { Tensor } from '../tensor/tensor.js';
 import { formatShape } from '../tensor/shape.js';
 import { record } from '../autograd/tape.js';
@@ -19,18 +19,18 @@ export function biasGelu(x: Tensor, bias: Tensor): Tensor {
   if (cols === undefined || bias.rank !== 1 || bias.shape[0] !== cols) {
     throw new RangeError(`${op}: bias ${formatShape(bias.shape)} does not match the last axis of x ${formatShape(x.shape)}`);
   }
-  const backend = x.backend;
-  if (!backend.biasGelu || !backend.biasGeluGrad) return gelu(add(x, bias));
+  const engine = x.engine;
+  if (!engine.biasGelu || !engine.biasGeluGrad) return gelu(add(x, bias));
   const rows = cols === 0 ? 0 : x.size / cols;
   const xc = asContiguous(x), bc = asContiguous(bias);
   const out = emptyLike(x);
-  if (out.size > 0) backend.biasGelu(xc.dense(op), bc.dense(op), out.dense(), rows, cols);
+  if (out.size > 0) engine.biasGelu(xc.dense(op), bc.dense(op), out.dense(), rows, cols);
   return record(out, op, [x, bias], (g) => {
     const gc = asContiguous(g);
     const gx = emptyLike(x);
     const gb = bias.requiresGrad ? emptyLike(bias) : null;
-    if (gb && gx.size === 0 && gb.size > 0) backend.fill(gb.dense(), gb.size, 0);
-    if (gx.size > 0) backend.biasGeluGrad!(xc.dense(op), bc.dense(op), gc.dense(), gx.dense(), gb?.dense() ?? null, rows, cols);
+    if (gb && gx.size === 0 && gb.size > 0) engine.fill(gb.dense(), gb.size, 0);
+    if (gx.size > 0) engine.biasGeluGrad!(xc.dense(op), bc.dense(op), gc.dense(), gx.dense(), gb?.dense() ?? null, rows, cols);
     freeIfCopy(gc, g);
     return [gx, gb];
   });

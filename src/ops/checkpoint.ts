@@ -27,9 +27,9 @@ export function checkpoint(fn: (x: Tensor) => Tensor, x: Tensor, params: readonl
         if (t !== leaf) return accumulateInto(t, g);
         if (!gradX) {
           gradX = Tensor.empty(x.shape, x.dtype, x.device);
-          if (gradX.size > 0) x.backend.copy(g.strided(), gradX.strided(), x.shape);
+          if (gradX.size > 0) x.engine.copy(g.strided(), gradX.strided(), x.shape);
         } else if (gradX.size > 0) {
-          x.backend.binary('add', gradX.strided(), g.strided(), gradX.dense(), x.shape);
+          x.engine.binary('add', gradX.strided(), g.strided(), gradX.dense(), x.shape);
         }
       }, (t) => t.view(t.shape, t.strides, t.offset));
     });

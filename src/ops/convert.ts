@@ -10,7 +10,7 @@ export function cast(x: Tensor, dtype: DType): Tensor {
   x.assertAlive('cast', 'x');
   if (dtype === x.dtype) return record(x.view(x.shape, x.strides, x.offset), 'cast', [x], (g) => [g.view(g.shape, g.strides, g.offset)]);
   const out = emptyLike(x, x.shape, dtype);
-  if (out.size > 0) x.backend.copy(x.strided('cast'), out.strided(), x.shape);
+  if (out.size > 0) x.engine.copy(x.strided('cast'), out.strided(), x.shape);
   if (dtype === 'int32' || x.dtype === 'int32') return out;
   return record(out, 'cast', [x], (g) => [cast(g, x.dtype)]);
 }
@@ -26,8 +26,8 @@ export function toDevice(x: Tensor, device: string): Tensor {
   const src = x.isContiguous() ? x : contiguousRaw(x);
   const bytes = x.size * DTYPE_BYTES[x.dtype];
   if (bytes > 0) {
-    const raw = src.backend.download(src.storage.handle, src.offset * DTYPE_BYTES[x.dtype], bytes);
-    target.backend.upload(target.storage.handle, 0, new Uint8Array(raw));
+    const raw = src.engine.download(src.storage.handle, src.offset * DTYPE_BYTES[x.dtype], bytes);
+    target.engine.upload(target.storage.handle, 0, new Uint8Array(raw));
   }
   if (src !== x) src.dispose();
   const from = x.device;

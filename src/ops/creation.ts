@@ -45,7 +45,7 @@ export function tensor(data: number | readonly unknown[] | ArrayLike<number>, sh
 export function full(shape: readonly number[], value: number, dtype: DType = 'float32', device?: string): Tensor {
   validateShape(shape, 'full');
   const t = Tensor.empty(shape, dtype, device);
-  if (t.size > 0) t.backend.fill(t.dense(), t.size, value);
+  if (t.size > 0) t.engine.fill(t.dense(), t.size, value);
   return t;
 }
 

@@ -1,5 +1,5 @@
 // Elementwise arithmetic with numpy broadcasting, and the unary maps, each with its gradient.
-import type { BinaryOp, UnaryGradOp, UnaryOp } from '../backend/backend.js';
+import type { BinaryOp, UnaryGradOp, UnaryOp } from '../engine/engine.js';
 import { Tensor } from '../tensor/tensor.js';
 import { record } from '../autograd/tape.js';
 import { assertFloat, assertSameDType, assertSameDevice, emptyLike } from './util.js';
@@ -18,7 +18,7 @@ export function unaryKernel(op: UnaryOp, x: Tensor, scalarArg = 0, name: string 
   assertFloat(name, 'x', x);
   const src = x.isContiguous() ? x : contiguousRaw(x);
   const out = emptyLike(x);
-  if (out.size > 0) x.backend.unary(op, src.dense(name), out.dense(), out.size, scalarArg);
+  if (out.size > 0) x.engine.unary(op, src.dense(name), out.dense(), out.size, scalarArg);
   if (src !== x) src.dispose();
   return out;
 }
@@ -27,7 +27,7 @@ function unaryGradKernel(op: UnaryGradOp, x: Tensor, g: Tensor): Tensor {
   const xs = x.isContiguous() ? x : contiguousRaw(x);
   const gs = g.isContiguous() ? g : contiguousRaw(g);
   const out = emptyLike(x);
-  if (out.size > 0) x.backend.unaryGrad(op, xs.dense(), gs.dense(), out.dense(), out.size);
+  if (out.size > 0) x.engine.unaryGrad(op, xs.dense(), gs.dense(), out.dense(), out.size);
   if (xs !== x) xs.dispose();
   if (gs !== g) gs.dispose();
   return out;

@@ -1,8 +1,8 @@
 // qk-norm on the attention's head layout: a projection's output x [batch, n, heads, dim] becomes
 // y [batch, heads, n, dim] = x / sqrt(‖x‖² + eps²) · weight[head] (L2 over dim; weight [heads, dim] or
-// none). Engines with the fused kernel (Backend.headNorm) do the permute, the norm and the per-head
+// none). Engines with the fused kernel (Engine.headNorm) do the permute, the norm and the per-head
 // scale in one pass each way; others compose permute, l2Normalize and mul, with the same values.
-import type { HeadNormArgs } from '../backend/backend.js';
+import type { HeadNormArgs } from '../engine/engine.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { formatShape } from '../tensor/shape.js';
 import { record } from '../autograd/tape.js';
@@ -25,8 +25,8 @@ export function headNorm(x: Tensor, weight: Tensor | null = null, eps = 1e-12): 
   if (weight && (weight.rank !== 2 || weight.shape[0] !== heads || weight.shape[1] !== dim)) {
     throw new RangeError(`${op}: weight ${formatShape(weight.shape)} must be [heads, dim] = [${heads}, ${dim}]`);
   }
-  const backend = x.backend;
-  if (!backend.headNorm || !backend.headNormGrad || dim > FUSED_MAX_DIM) {
+  const engine = x.engine;
+  if (!engine.headNorm || !engine.headNormGrad || dim > FUSED_MAX_DIM) {
     const y = l2Normalize(permute(x, [0, 2, 1, 3]), eps);
     return weight ? mul(y, reshape(weight, [1, heads, 1, dim])) : y;
   }
@@ -34,12 +34,12 @@ export function headNorm(x: Tensor, weight: Tensor | null = null, eps = 1e-12): 
   const xc = asContiguous(x);
   const out = emptyLike(x, [batch, heads, n, dim]);
   const rstd = emptyLike(x, [batch * n, heads], statsDType(x));
-  if (out.size > 0) backend.headNorm(args, xc.dense(op), weight?.dense(op) ?? null, out.dense(), rstd.dense());
+  if (out.size > 0) engine.headNorm(args, xc.dense(op), weight?.dense(op) ?? null, out.dense(), rstd.dense());
   return record(out, op, weight ? [x, weight] : [x], (g) => {
     const gc = asContiguous(g);
     const gx = emptyLike(x);
     const gw = weight?.requiresGrad ? emptyLike(weight) : null;
-    if (gx.size > 0 || gw) backend.headNormGrad!(args, xc.dense(op), weight?.dense(op) ?? null, rstd.dense(), gc.dense(), gx.dense(), gw?.dense() ?? null);
+    if (gx.size > 0 || gw) engine.headNormGrad!(args, xc.dense(op), weight?.dense(op) ?? null, rstd.dense(), gc.dense(), gx.dense(), gw?.dense() ?? null);
     freeIfCopy(gc, g);
     return weight ? [gx, gw] : [gx];
   });

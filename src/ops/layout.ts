@@ -10,7 +10,7 @@ import { zeros } from './creation.js';
 export function clone(x: Tensor): Tensor {
   x.assertAlive('clone', 'x');
   const out = emptyLike(x);
-  if (x.size > 0) x.backend.copy(x.strided('clone'), out.strided('clone'), x.shape);
+  if (x.size > 0) x.engine.copy(x.strided('clone'), out.strided('clone'), x.shape);
   return record(out, 'clone', [x], (g) => [g.view(g.shape, g.strides, g.offset)]);
 }
 
@@ -108,7 +108,7 @@ export function narrow(x: Tensor, axis: number, start: number, length: number): 
   return record(out, 'narrow', [x], (g) => {
     const gx = zeros(full, g.dtype, g.device);
     const dst = narrowView(gx, ax, start, length);
-    g.backend.copy(g.strided(), dst.strided(), g.shape);
+    g.engine.copy(g.strided(), dst.strided(), g.shape);
     dst.dispose();
     return [gx];
   });
@@ -187,7 +187,7 @@ export function concat(tensors: readonly Tensor[], axis: number): Tensor {
     sizes.push(len);
     if (t.size > 0) {
       const dst = narrowView(out, ax, start, len);
-      t.backend.copy(t.strided('concat'), dst.strided(), t.shape);
+      t.engine.copy(t.strided('concat'), dst.strided(), t.shape);
       dst.dispose();
     }
     start += len;
@@ -205,7 +205,7 @@ export function concat(tensors: readonly Tensor[], axis: number): Tensor {
 function contiguousNarrow(g: Tensor, ax: number, start: number, len: number): Tensor {
   const v = narrowView(g, ax, start, len);
   const c = emptyLike(g, v.shape);
-  if (v.size > 0) g.backend.copy(v.strided(), c.strided(), v.shape);
+  if (v.size > 0) g.engine.copy(v.strided(), c.strided(), v.shape);
   v.dispose();
   return c;
 }
@@ -233,10 +233,10 @@ export function pad(x: Tensor, axis: number, before: number, after: number, valu
   const shape = [...x.shape];
   shape[ax] = x.shape[ax]! + before + after;
   const out = emptyLike(x, shape);
-  out.backend.fill(out.dense(), out.size, value);
+  out.engine.fill(out.dense(), out.size, value);
   if (x.size > 0) {
     const dst = narrowView(out, ax, before, x.shape[ax]!);
-    x.backend.copy(x.strided('pad'), dst.strided(), x.shape);
+    x.engine.copy(x.strided('pad'), dst.strided(), x.shape);
     dst.dispose();
   }
   const len = x.shape[ax]!;

@@ -33,8 +33,8 @@ export function maskedSoftmax(scores: Tensor, mask: ScoreMask, o: { inPlace?: bo
   scores.assertAlive(op, 'scores');
   assertFloat(op, 'scores', scores);
   if (scores.rank !== 4) throw new RangeError(`${op}: scores must be [batch, heads, queryLen, keyLen], got ${formatShape(scores.shape)}`);
-  const backend = scores.backend;
-  if (!backend.maskedSoftmax) throw new Error(`${op}: the ${scores.device} engine has no maskedSoftmax kernel`);
+  const engine = scores.engine;
+  if (!engine.maskedSoftmax) throw new Error(`${op}: the ${scores.device} engine has no maskedSoftmax kernel`);
   const [batch, heads, queryLen, keyLen] = scores.shape as [number, number, number, number];
   if (mask.alibiSlopes && mask.alibiSlopes.length !== heads) throw new RangeError(`${op}: ${mask.alibiSlopes.length} ALiBi slopes for ${heads} heads`);
   if (!mask.querySegments !== !mask.keySegments) throw new RangeError(`${op}: give both querySegments and keySegments, or neither`);
@@ -51,13 +51,13 @@ export function maskedSoftmax(scores: Tensor, mask: ScoreMask, o: { inPlace?: bo
   const inPlace = (o.inPlace ?? false) && scores.isContiguous();
   const source = scores.isContiguous() ? scores : contiguousRaw(scores);
   const out = inPlace ? scores.view(scores.shape, scores.strides, scores.offset) : emptyLike(scores);
-  if (out.size > 0) backend.maskedSoftmax(source.dense(op), out.dense(op), args);
+  if (out.size > 0) engine.maskedSoftmax(source.dense(op), out.dense(op), args);
   if (source !== scores) source.dispose();
   const rows = batch * heads * queryLen;
   return record(out, op, [scores], (g) => {
     const gc = g.isContiguous() ? g : contiguousRaw(g);
     const gx = emptyLike(out);
-    if (gx.size > 0) backend.softmaxGrad(out.dense(op), gc.dense(), gx.dense(), rows, keyLen, false);
+    if (gx.size > 0) engine.softmaxGrad(out.dense(op), gc.dense(), gx.dense(), rows, keyLen, false);
     if (gc !== g) gc.dispose();
     return [gx];
   });

@@ -73,11 +73,11 @@ export function matmulRaw(a: Tensor, b: Tensor, op = 'matmul'): Tensor {
   const out = emptyLike(a, [...batchShape, m, n]);
   if (out.size === 0) return out;
   if (k === 0) {
-    out.backend.fill(out.dense(), out.size, 0);
+    out.engine.fill(out.dense(), out.size, 0);
     return out;
   }
   const oa = operand(a, batchShape), ob = operand(b, batchShape);
-  a.backend.matmul({
+  a.engine.matmul({
     a: oa.tensor.strided(op), b: ob.tensor.strided(op), c: out.dense(),
     m, n, k, transA: oa.trans, transB: ob.trans, lda: oa.ld, ldb: ob.ld, ldc: n,
     strideA: oa.batchStride, strideB: ob.batchStride, strideC: m * n, batch, alpha: 1, beta: 0,
@@ -145,13 +145,13 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
       a: xc.dense(op), b: wc.dense(op), c: out.dense(), m: rows, n: outF, k: inF, transA: false, transB: true,
       lda: inF, ldb: inF, ldc: outF, strideA: 0, strideB: 0, strideC: 0, batch: 1, alpha: 1, beta,
     });
-    if (bias && inF > 0 && x.backend.matmulBias && bias.isContiguous()) {
+    if (bias && inF > 0 && x.engine.matmulBias && bias.isContiguous()) {
       // The bias is added in the product's epilogue: no broadcast copy into the output first.
-      x.backend.matmulBias(product(0), bias.dense(op));
+      x.engine.matmulBias(product(0), bias.dense(op));
     } else {
-      if (bias) x.backend.copy({ ...bias.strided(op), strides: [0, 1] }, { ...out.dense(), strides: [outF, 1] }, [rows, outF]);
-      if (inF === 0 && !bias) x.backend.fill(out.dense(), out.size, 0);
-      if (inF > 0) x.backend.matmul(product(bias ? 1 : 0));
+      if (bias) x.engine.copy({ ...bias.strided(op), strides: [0, 1] }, { ...out.dense(), strides: [outF, 1] }, [rows, outF]);
+      if (inF === 0 && !bias) x.engine.fill(out.dense(), out.size, 0);
+      if (inF > 0) x.engine.matmul(product(bias ? 1 : 0));
     }
   }
   const inputs = bias ? [x, weight, bias] : [x, weight];
@@ -161,7 +161,7 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
     if (x.requiresGrad) {
       // x feeding several projections (q, k, v): later ones add into the gradient in the product's epilogue.
       const gx = into[0] ?? emptyLike(x, x.shape);
-      x.backend.matmul({
+      x.engine.matmul({
         a: gc.dense(), b: wc.dense(), c: gx.dense(), m: rows, n: inF, k: outF, transA: false, transB: false,
         lda: outF, ldb: inF, ldc: inF, strideA: 0, strideB: 0, strideC: 0, batch: 1, alpha: 1, beta: into[0] ? 1 : 0,
       });
@@ -169,7 +169,7 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
     }
     if (weight.requiresGrad) {
       const gw = emptyLike(weight);
-      x.backend.matmul({
+      x.engine.matmul({
         a: gc.dense(), b: xc.dense(), c: gw.dense(), m: outF, n: inF, k: rows, transA: true, transB: false,
         lda: outF, ldb: inF, ldc: inF, strideA: 0, strideB: 0, strideC: 0, batch: 1, alpha: 1, beta: 0,
       });

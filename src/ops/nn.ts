@@ -24,12 +24,12 @@ function softmaxImpl(x: Tensor, axis: number, log: boolean): Tensor {
   const rows = cols === 0 ? 0 : x.size / cols;
   const xc = asContiguous(x);
   const out = emptyLike(x);
-  if (out.size > 0) x.backend.softmax(xc.dense(op), out.dense(), rows, cols, log);
+  if (out.size > 0) x.engine.softmax(xc.dense(op), out.dense(), rows, cols, log);
   freeIfCopy(xc, x);
   return record(out, op, [x], (g) => {
     const gc = asContiguous(g);
     const gx = emptyLike(x);
-    if (gx.size > 0) x.backend.softmaxGrad(out.dense(op), gc.dense(), gx.dense(), rows, cols, log);
+    if (gx.size > 0) x.engine.softmaxGrad(out.dense(op), gc.dense(), gx.dense(), rows, cols, log);
     freeIfCopy(gc, g);
     return [gx];
   });
@@ -50,7 +50,7 @@ function normImpl(rms: boolean, x: Tensor, weight: Tensor | null, bias: Tensor |
   const xc = asContiguous(x);
   const out = emptyLike(x);
   const stats = emptyLike(x, [rows, 2], statsDType(x));
-  if (out.size > 0) x.backend.norm(rms, xc.dense(op), weight?.dense(op) ?? null, bias?.dense(op) ?? null, out.dense(), stats.dense(), rows, cols, eps);
+  if (out.size > 0) x.engine.norm(rms, xc.dense(op), weight?.dense(op) ?? null, bias?.dense(op) ?? null, out.dense(), stats.dense(), rows, cols, eps);
   return recordNorm(op, rms, out, x, xc, weight, bias, stats, rows, cols);
 }
 
@@ -70,11 +70,11 @@ export function l2Normalize(x: Tensor, eps = 1e-12): Tensor {
   const n = x.shape[x.rank - 1]!;
   const r = normImpl(true, x, null, null, (eps * eps) / n);
   const out = emptyLike(r);
-  if (out.size > 0) r.backend.unary('scale', r.dense(), out.dense(), out.size, 1 / Math.sqrt(n));
+  if (out.size > 0) r.engine.unary('scale', r.dense(), out.dense(), out.size, 1 / Math.sqrt(n));
   return record(out, 'l2Normalize', [r], (g) => {
     const gx = emptyLike(g);
     const gc = asContiguous(g);
-    if (gx.size > 0) g.backend.unary('scale', gc.dense(), gx.dense(), gx.size, 1 / Math.sqrt(n));
+    if (gx.size > 0) g.engine.unary('scale', gc.dense(), gx.dense(), gx.size, 1 / Math.sqrt(n));
     freeIfCopy(gc, g);
     return [gx];
   });
@@ -108,10 +108,10 @@ export function embedding(table: Tensor, ids: Tensor): Tensor {
   const tc = asContiguous(table);
   const out = emptyLike(table, [...ids.shape, dim]);
   if (ids.size > 0) {
-    const backend = table.backend;
-    if (host && backend.embeddingUnchecked) backend.embeddingUnchecked(tc.dense(op), idc.dense(op), out.dense(), ids.size, dim, vocab);
+    const engine = table.engine;
+    if (host && engine.embeddingUnchecked) engine.embeddingUnchecked(tc.dense(op), idc.dense(op), out.dense(), ids.size, dim, vocab);
     else {
-      const bad = backend.embedding(tc.dense(op), idc.dense(op), out.dense(), ids.size, dim, vocab);
+      const bad = engine.embedding(tc.dense(op), idc.dense(op), out.dense(), ids.size, dim, vocab);
       if (bad >= 0) {
         const value = idc.toArray()[bad]!;
         out.dispose();
@@ -125,7 +125,7 @@ export function embedding(table: Tensor, ids: Tensor): Tensor {
   return record(out, op, [table], (g) => {
     const gc = asContiguous(g);
     const gt = zeros(table.shape, table.dtype, table.device);
-    if (ids.size > 0) table.backend.embeddingGrad(idc.dense(op), gc.dense(), gt.dense(), ids.size, dim);
+    if (ids.size > 0) table.engine.embeddingGrad(idc.dense(op), gc.dense(), gt.dense(), ids.size, dim);
     freeIfCopy(gc, g);
     return [gt];
   });
@@ -173,17 +173,17 @@ export function crossEntropy(logits: Tensor, targets: Tensor, o: CrossEntropyOpt
   const sdt = statsDType(logits);
   const losses = emptyLike(logits, rowShape, sdt);
   const lse = emptyLike(logits, [rows], sdt);
-  if (rows > 0) logits.backend.crossEntropy(lc.dense(op), tc.dense(op), losses.dense(), lse.dense(), rows, vocab, ignoreIndex);
+  if (rows > 0) logits.engine.crossEntropy(lc.dense(op), tc.dense(op), losses.dense(), lse.dense(), rows, vocab, ignoreIndex);
   let out: Tensor;
   let scale = 1;
   if (reduction === 'none') out = losses;
   else {
     scale = reduction === 'mean' ? 1 / Math.max(counted, 1) : 1;
     const total = emptyLike(losses, []);
-    if (rows > 0) logits.backend.reduce('sum', losses.dense(), total.dense(), 1, rows, 1);
-    else logits.backend.fill(total.dense(), 1, 0);
+    if (rows > 0) logits.engine.reduce('sum', losses.dense(), total.dense(), 1, rows, 1);
+    else logits.engine.fill(total.dense(), 1, 0);
     out = emptyLike(total);
-    logits.backend.unary('scale', total.dense(), out.dense(), 1, scale);
+    logits.engine.unary('scale', total.dense(), out.dense(), 1, scale);
     total.dispose();
     losses.dispose();
   }
@@ -191,16 +191,16 @@ export function crossEntropy(logits: Tensor, targets: Tensor, o: CrossEntropyOpt
     // Per-row upstream gradient in the statistics dtype.
     const perRow = emptyLike(logits, [rows], sdt);
     const gs = g.dtype === sdt ? asContiguous(g) : contiguousRaw(g, sdt);
-    if (reduction === 'none') logits.backend.copy(gs.strided(), { ...perRow.dense(), strides: contiguousStrides(rowShape) }, rowShape);
+    if (reduction === 'none') logits.engine.copy(gs.strided(), { ...perRow.dense(), strides: contiguousStrides(rowShape) }, rowShape);
     else {
       const scaled = emptyLike(gs, []);
-      logits.backend.unary('scale', gs.dense(), scaled.dense(), 1, scale);
-      logits.backend.copy({ ...scaled.strided(), strides: [0] }, perRow.strided(), [rows]);
+      logits.engine.unary('scale', gs.dense(), scaled.dense(), 1, scale);
+      logits.engine.copy({ ...scaled.strided(), strides: [0] }, perRow.strided(), [rows]);
       scaled.dispose();
     }
     if (gs !== g) gs.dispose();
     const gl = emptyLike(logits);
-    if (rows > 0) logits.backend.crossEntropyGrad(lc.dense(op), tc.dense(op), lse.dense(), perRow.dense(), gl.dense(), rows, vocab, ignoreIndex);
+    if (rows > 0) logits.engine.crossEntropyGrad(lc.dense(op), tc.dense(op), lse.dense(), perRow.dense(), gl.dense(), rows, vocab, ignoreIndex);
     perRow.dispose();
     return [gl];
   });
@@ -216,12 +216,12 @@ export function dropout(x: Tensor, p: number, seed: number, training = true): Te
   if (!training || p === 0) return record(x.view(x.shape, x.strides, x.offset), 'dropout', [x], (g) => [g.view(g.shape, g.strides, g.offset)]);
   const xc = asContiguous(x);
   const out = emptyLike(x);
-  if (out.size > 0) x.backend.dropout(xc.dense('dropout'), out.dense(), out.size, p, seed);
+  if (out.size > 0) x.engine.dropout(xc.dense('dropout'), out.dense(), out.size, p, seed);
   freeIfCopy(xc, x);
   return record(out, 'dropout', [x], (g) => {
     const gc = asContiguous(g);
     const gx = emptyLike(x);
-    if (gx.size > 0) x.backend.dropout(gc.dense(), gx.dense(), gx.size, p, seed);
+    if (gx.size > 0) x.engine.dropout(gc.dense(), gx.dense(), gx.size, p, seed);
     freeIfCopy(gc, g);
     return [gx];
   });

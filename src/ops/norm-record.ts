@@ -29,7 +29,7 @@ export function recordNorm(op: string, rms: boolean, out: Tensor, x: Tensor, xc:
     const gx = emptyLike(x);
     const gw = weight?.requiresGrad ? emptyLike(weight) : null;
     const gb = bias?.requiresGrad ? emptyLike(bias) : null;
-    if (gx.size > 0) x.backend.normGrad(rms, xc.dense(op), weight?.dense(op) ?? null, stats.dense(), gc.dense(), gx.dense(), gw?.dense() ?? null, gb?.dense() ?? null, rows, cols);
+    if (gx.size > 0) x.engine.normGrad(rms, xc.dense(op), weight?.dense(op) ?? null, stats.dense(), gc.dense(), gx.dense(), gw?.dense() ?? null, gb?.dense() ?? null, rows, cols);
     freeIfCopy(gc, g);
     return [gx, ...(weight ? [gw] : []), ...(bias ? [gb] : [])];
   });

@@ -1,5 +1,5 @@
 // Unrecorded engine calls shared by the ops' backward passes.
-import type { BinaryOp } from '../backend/backend.js';
+import type { BinaryOp } from '../engine/engine.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
 import { broadcastShapes } from '../tensor/shape.js';
@@ -15,7 +15,7 @@ export function binaryRaw(op: BinaryOp, a: Tensor, b: Tensor, name: string = op)
   const shape = broadcastShapes(a.shape, b.shape, name);
   const out = emptyLike(a, shape);
   if (out.size > 0) {
-    a.backend.binary(op, { ...a.strided(name), strides: broadcastStrides(a, shape) }, { ...b.strided(name), strides: broadcastStrides(b, shape) }, out.dense(), shape);
+    a.engine.binary(op, { ...a.strided(name), strides: broadcastStrides(a, shape) }, { ...b.strided(name), strides: broadcastStrides(b, shape) }, out.dense(), shape);
   }
   return out;
 }
@@ -23,6 +23,6 @@ export function binaryRaw(op: BinaryOp, a: Tensor, b: Tensor, name: string = op)
 /** A contiguous copy of `x` (always a copy), converted to `dtype`; never recorded for autograd. */
 export function contiguousRaw(x: Tensor, dtype: DType = x.dtype): Tensor {
   const c = emptyLike(x, x.shape, dtype);
-  if (c.size > 0) x.backend.copy(x.strided('contiguous'), c.strided(), x.shape);
+  if (c.size > 0) x.engine.copy(x.strided('contiguous'), c.strided(), x.shape);
   return c;
 }

@@ -1,5 +1,5 @@
 // Reductions over axes (sum, mean, max, min) with their gradients.
-import type { ReduceOp } from '../backend/backend.js';
+import type { ReduceOp } from '../engine/engine.js';
 import { Tensor } from '../tensor/tensor.js';
 import { record } from '../autograd/tape.js';
 import { emptyLike, normalizeAxes } from './util.js';
@@ -15,8 +15,8 @@ function reduceAxis(op: ReduceOp, x: Tensor, axis: number): Tensor {
   const shape = x.shape.filter((_, i) => i !== axis);
   const out = emptyLike(x, shape);
   if (out.size > 0) {
-    if (size === 0) x.backend.fill(out.dense(), out.size, op === 'sum' ? 0 : op === 'max' ? -Infinity : Infinity);
-    else x.backend.reduce(op, x.dense(op), out.dense(), outer, size, inner);
+    if (size === 0) x.engine.fill(out.dense(), out.size, op === 'sum' ? 0 : op === 'max' ? -Infinity : Infinity);
+    else x.engine.reduce(op, x.dense(op), out.dense(), outer, size, inner);
   }
   return out;
 }
@@ -61,12 +61,12 @@ export function mean(x: Tensor, axes?: number | readonly number[], keepDims = fa
   const count = list.reduce((n, a) => n * x.shape[a]!, 1);
   const s = reduceRaw('sum', x, list, keepDims);
   const out = emptyLike(s);
-  if (out.size > 0) x.backend.unary('scale', s.dense(), out.dense(), out.size, 1 / count);
+  if (out.size > 0) x.engine.unary('scale', s.dense(), out.dense(), out.size, 1 / count);
   s.dispose();
   return record(out, 'mean', [x], (g) => {
     const e = expandBack(g, x, list);
     const r = emptyLike(e);
-    if (r.size > 0) x.backend.unary('scale', e.dense(), r.dense(), r.size, 1 / count);
+    if (r.size > 0) x.engine.unary('scale', e.dense(), r.dense(), r.size, 1 / count);
     e.dispose();
     return [r];
   });

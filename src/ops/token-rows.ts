@@ -1,6 +1,6 @@
 // Per-token int32 values (positions, document ids) as the reference attention kernels read them: a
 // window of [batch] rows inside a device tensor, so query blocks and batch groups need no copies.
-import type { Dense } from '../backend/backend.js';
+import type { Dense } from '../engine/engine.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 /** Row b's value i is element offset + b·stride + i of `data` (contiguous int32). */

@@ -1,7 +1,7 @@
 import { Tensor } from '../tensor/tensor.js';
 import { keep } from '../tensor/scope.js';
 import { formatShape, shapesEqual } from '../tensor/shape.js';
-import type { AdamWArgs, AdamWItem, Backend } from '../backend/backend.js';
+import type { AdamWArgs, AdamWItem, Engine } from '../engine/engine.js';
 import { Optimizer, type OptimizerState, type ParamGroup } from './optimizer.js';
 
 export interface AdamWHyper {
@@ -23,7 +23,7 @@ interface Slots {
  * AdamW (Loshchilov & Hutter): Adam moments with weight decay applied to the weights directly,
  * p ← p·(1 − lr·wd) − lr·m̂/(√v̂ + eps). Parameters must be float32 (the master weights); the
  * moments are float32 too, and the fused engine kernel does the whole update in one pass. Gradients
- * may be any float dtype. Engines with a many-tensor kernel (Backend.adamwMany: CUDA) update a whole
+ * may be any float dtype. Engines with a many-tensor kernel (Engine.adamwMany: CUDA) update a whole
  * group in one launch; others loop over the parameters.
  */
 export class AdamW extends Optimizer<AdamWHyper> {
@@ -50,8 +50,8 @@ export class AdamW extends Optimizer<AdamWHyper> {
       const m = keep(Tensor.empty(p.shape, 'float32', p.device));
       const v = keep(Tensor.empty(p.shape, 'float32', p.device));
       if (p.size > 0) {
-        p.backend.fill(m.dense(), p.size, 0);
-        p.backend.fill(v.dense(), p.size, 0);
+        p.engine.fill(m.dense(), p.size, 0);
+        p.engine.fill(v.dense(), p.size, 0);
       }
       s = { m, v };
       this.slots.set(p, s);
@@ -89,7 +89,7 @@ export class AdamW extends Optimizer<AdamWHyper> {
         gradScale: options.gradScale ?? 1,
       };
       const temporaries: Tensor[] = [];
-      const byBackend = new Map<Backend, { param: Tensor; item: AdamWItem; shadow: Tensor | null }[]>();
+      const byEngine = new Map<Engine, { param: Tensor; item: AdamWItem; shadow: Tensor | null }[]>();
       for (const p of g.params) {
         if (!p.grad || p.size === 0) continue;
         const { m, v } = this.slotsFor(p);
@@ -100,18 +100,18 @@ export class AdamW extends Optimizer<AdamWHyper> {
           param: p.dense('AdamW.step'), grad: grad.dense('AdamW.step'), m: m.dense(), v: v.dense(), count: p.size,
           shadow: shadow?.dense('AdamW.step') ?? null,
         };
-        const list = byBackend.get(p.backend) ?? [];
+        const list = byEngine.get(p.engine) ?? [];
         list.push({ param: p, item, shadow });
-        byBackend.set(p.backend, list);
+        byEngine.set(p.engine, list);
       }
-      for (const [backend, list] of byBackend) {
-        if (backend.adamwMany && list.every((e) => !e.shadow || e.shadow.dtype === 'bfloat16' || e.shadow.dtype === 'float16')) {
-          backend.adamwMany(list.map((e) => e.item), args);
+      for (const [engine, list] of byEngine) {
+        if (engine.adamwMany && list.every((e) => !e.shadow || e.shadow.dtype === 'bfloat16' || e.shadow.dtype === 'float16')) {
+          engine.adamwMany(list.map((e) => e.item), args);
           continue;
         }
         for (const { param, item, shadow } of list) {
-          backend.adamw(item.param, item.grad, item.m, item.v, item.count, args);
-          if (shadow) backend.copy(param.strided(), shadow.strided(), param.shape);
+          engine.adamw(item.param, item.grad, item.m, item.v, item.count, args);
+          if (shadow) engine.copy(param.strided(), shadow.strided(), param.shape);
         }
       }
       for (const tmp of temporaries) tmp.dispose();
@@ -145,8 +145,8 @@ export class AdamW extends Optimizer<AdamWHyper> {
         throw new Error(`AdamW.loadStateDict: moments for parameter ${i} (${p.name ?? ''}) have ${slot.m.length} values, parameter has ${p.size}`);
       }
       const s = this.slotsFor(p);
-      p.backend.upload(s.m.storage.handle, 0, Float32Array.from(slot.m));
-      p.backend.upload(s.v.storage.handle, 0, Float32Array.from(slot.v));
+      p.engine.upload(s.m.storage.handle, 0, Float32Array.from(slot.m));
+      p.engine.upload(s.v.storage.handle, 0, Float32Array.from(slot.v));
     });
   }
 

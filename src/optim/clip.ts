@@ -7,11 +7,11 @@ export function gradNorm(params: readonly Tensor[]): number {
   try {
     let total = 0;
     // One call per engine, so an asynchronous engine waits once rather than once per parameter.
-    for (const backend of new Set(grads.map((g) => g.backend))) {
-      const mine = grads.filter((g) => g.backend === backend);
-      total += backend.sumOfSquaresMany
-        ? backend.sumOfSquaresMany(mine.map((g) => ({ x: g.dense('gradNorm'), count: g.size })))
-        : mine.reduce((sum, g) => sum + backend.sumOfSquares(g.dense('gradNorm'), g.size), 0);
+    for (const engine of new Set(grads.map((g) => g.engine))) {
+      const mine = grads.filter((g) => g.engine === engine);
+      total += engine.sumOfSquaresMany
+        ? engine.sumOfSquaresMany(mine.map((g) => ({ x: g.dense('gradNorm'), count: g.size })))
+        : mine.reduce((sum, g) => sum + engine.sumOfSquares(g.dense('gradNorm'), g.size), 0);
     }
     return Math.sqrt(total);
   } finally {

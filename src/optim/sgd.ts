@@ -33,7 +33,7 @@ export class SGD extends Optimizer<SGDHyper> {
       const h = group.hyper;
       for (const p of group.params) {
         if (!p.grad || p.size === 0) continue;
-        const be = p.backend;
+        const be = p.engine;
         const n = p.size;
         // d = gradScale·g + wd·p
         const d = Tensor.empty(p.shape, p.dtype, p.device);

@@ -1,17 +1,17 @@
-import type { Backend, Handle } from '../backend/backend.js';
+import type { Engine, Handle } from '../engine/engine.js';
 
 /** A device buffer shared by a tensor and its views; freed when the last holder lets go. */
 export class Storage {
   private refs = 1;
 
   constructor(
-    readonly backend: Backend,
+    readonly engine: Engine,
     readonly handle: Handle,
     readonly bytes: number,
   ) {}
 
-  static allocate(backend: Backend, bytes: number): Storage {
-    return new Storage(backend, backend.alloc(bytes), bytes);
+  static allocate(engine: Engine, bytes: number): Storage {
+    return new Storage(engine, engine.alloc(bytes), bytes);
   }
 
   retain(): this {
@@ -22,7 +22,7 @@ export class Storage {
 
   release(): void {
     if (this.refs <= 0) return;
-    if (--this.refs === 0) this.backend.free(this.handle);
+    if (--this.refs === 0) this.engine.free(this.handle);
   }
 
   get alive(): boolean {

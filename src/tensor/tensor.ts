@@ -1,5 +1,5 @@
-import type { Backend, Dense, Strided } from '../backend/backend.js';
-import { getBackend } from '../backend/registry.js';
+import type { Engine, Dense, Strided } from '../engine/engine.js';
+import { getEngine } from '../engine/registry.js';
 import { DTYPE_BYTES, decodeHost, encodeHost, type DType, type HostArray } from './dtype.js';
 import { contiguousStrides, formatShape, numel, type Shape } from './shape.js';
 import { Storage } from './storage.js';
@@ -39,9 +39,9 @@ export class Tensor {
 
   /** A fresh, uninitialised contiguous tensor. */
   static empty(shape: Shape, dtype: DType = 'float32', device?: string): Tensor {
-    const backend = getBackend(device);
+    const engine = getEngine(device);
     const bytes = numel(shape) * DTYPE_BYTES[dtype];
-    return new Tensor(Storage.allocate(backend, bytes), [...shape], dtype);
+    return new Tensor(Storage.allocate(engine, bytes), [...shape], dtype);
   }
 
   /** Uploads host values (numbers, or a typed array) into a new tensor. */
@@ -52,17 +52,17 @@ export class Tensor {
     }
     const t = Tensor.empty(shape, dtype, device);
     const raw = encodeHost(dtype, values);
-    if (n > 0) t.backend.upload(t.storage.handle, 0, raw);
+    if (n > 0) t.engine.upload(t.storage.handle, 0, raw);
     if (raw instanceof Int32Array) rememberHostInts(t, raw, raw === values);
     return t;
   }
 
-  get backend(): Backend {
-    return this.storage.backend;
+  get engine(): Engine {
+    return this.storage.engine;
   }
 
   get device(): string {
-    return this.storage.backend.device;
+    return this.storage.engine.device;
   }
 
   get rank(): number {
@@ -135,7 +135,7 @@ export class Tensor {
     const c = this.isContiguous() ? this : ops.contiguous(this);
     try {
       const bytes = c.size * DTYPE_BYTES[c.dtype];
-      const raw = bytes === 0 ? new ArrayBuffer(0) : c.backend.download(c.storage.handle, c.offset * DTYPE_BYTES[c.dtype], bytes);
+      const raw = bytes === 0 ? new ArrayBuffer(0) : c.engine.download(c.storage.handle, c.offset * DTYPE_BYTES[c.dtype], bytes);
       return decodeHost(c.dtype, raw, c.size);
     } finally {
       if (c !== this) c.dispose();

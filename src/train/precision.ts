@@ -60,7 +60,7 @@ export class MasterWeights {
   /** compute ← cast(master), after every optimizer step. */
   pullWeights(): void {
     for (const { master, compute } of this.pairs) {
-      if (master.size > 0) master.backend.copy(master.strided('mixed precision'), compute.strided('mixed precision'), master.shape);
+      if (master.size > 0) master.engine.copy(master.strided('mixed precision'), compute.strided('mixed precision'), master.shape);
     }
   }
 

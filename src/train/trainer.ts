@@ -14,7 +14,7 @@
  * position, RNG states, guard counters — is in the checkpoint, so a resumed run continues with
  * bit-identical results on the CPU.
  */
-import '../backend/index.js';
+import '../engine/index.js';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Tensor } from '../tensor/tensor.js';
@@ -23,7 +23,7 @@ import { defaultGenerator } from '../tensor/random.js';
 import { mul } from '../ops/elementwise.js';
 import { AdamW } from '../optim/adamw.js';
 import { clipGradNorm } from '../optim/clip.js';
-import { resolveDevice, setDefaultDevice, getDefaultDevice } from '../backend/registry.js';
+import { resolveDevice, setDefaultDevice, getDefaultDevice } from '../engine/registry.js';
 import type { TrainingData } from '../data/training-data.js';
 import type { MixtureLoaderState } from '../data/mixture.js';
 import type { Tokenizer } from '../data/tokenizer/tokenizer.js';

@@ -5,11 +5,11 @@
 // machine has; plus finite differences, fully masked rows and xPos at 80,000 tokens.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CpuBackend } from '../../src/backend/cpu.js';
-import type { AttentionArgs, Dense } from '../../src/backend/backend.js';
+import { CpuEngine } from '../../src/engine/cpu.js';
+import type { AttentionArgs, Dense } from '../../src/engine/engine.js';
 import type { DType } from '../../src/tensor/dtype.js';
 
-const backend = new CpuBackend();
+const engine = new CpuEngine();
 
 // ---------------------------------------------------------------- random data
 function rng(seed: number): () => number {
@@ -42,8 +42,8 @@ function toDevice(data: Float64Array | Int32Array, dtype: DType): Dense {
     for (let i = 0; i < f.length; i++) b[i] = (u[i]! + 0x7fff + ((u[i]! >>> 16) & 1)) >>> 16;
     host = b;
   }
-  const handle = backend.alloc(Math.max(host.byteLength, 8));
-  backend.upload(handle, 0, host);
+  const handle = engine.alloc(Math.max(host.byteLength, 8));
+  engine.upload(handle, 0, host);
   live.push(handle);
   return { handle, offset: 0, dtype };
 }
@@ -51,15 +51,15 @@ function empty(n: number, dtype: DType, fill = NaN): Dense {
   return toDevice(new Float64Array(n).fill(fill), dtype);
 }
 function fromDevice(d: Dense, n: number): Float64Array {
-  if (d.dtype === 'float64') return new Float64Array(backend.download(d.handle, 0, n * 8));
-  if (d.dtype === 'float32') return Float64Array.from(new Float32Array(backend.download(d.handle, 0, n * 4)));
-  const b = new Uint16Array(backend.download(d.handle, 0, n * 2));
+  if (d.dtype === 'float64') return new Float64Array(engine.download(d.handle, 0, n * 8));
+  if (d.dtype === 'float32') return Float64Array.from(new Float32Array(engine.download(d.handle, 0, n * 4)));
+  const b = new Uint16Array(engine.download(d.handle, 0, n * 2));
   const u = new Uint32Array(n);
   for (let i = 0; i < n; i++) u[i] = b[i]! << 16;
   return Float64Array.from(new Float32Array(u.buffer));
 }
 function freeAll(): void {
-  while (live.length) backend.free(live.pop()!);
+  while (live.length) engine.free(live.pop()!);
 }
 /** Values as the kernel sees them after storage in `dtype`. */
 function rounded(a: Float64Array, dtype: DType): Float64Array {
@@ -258,13 +258,13 @@ function runKernel(c: Case, inp: Inputs, dtype: DType, backwardToo = true, lseTy
   };
   const args = argsFor(c, inp, dev);
   const out = empty(B * H * NQ * D, dtype), lse = empty(B * H * NQ, lseType);
-  backend.attentionForward(q, k, v, out, lse, args);
+  engine.attentionForward(q, k, v, out, lse, args);
   const res: Result = { out: fromDevice(out, B * H * NQ * D), lse: fromDevice(lse, B * H * NQ), dq: new Float64Array(0), dk: new Float64Array(0), dv: new Float64Array(0), dks: null };
   if (backwardToo) {
     const gout = toDevice(inp.gout, dtype);
     const dq = empty(B * H * NQ * D, dtype), dk = empty(B * KVH * NK * D, dtype), dv = empty(B * KVH * NK * D, dtype);
     const dks = inp.ks ? empty(H * D, ksType) : null;
-    backend.attentionBackward(q, k, v, out, lse, gout, dq, dk, dv, dks, args);
+    engine.attentionBackward(q, k, v, out, lse, gout, dq, dk, dv, dks, args);
     res.dq = fromDevice(dq, B * H * NQ * D);
     res.dk = fromDevice(dk, B * KVH * NK * D);
     res.dv = fromDevice(dv, B * KVH * NK * D);
@@ -464,11 +464,11 @@ test('xPos + rotary at 80,000 tokens stays finite and exact (2 heads × 32, forw
   const out = empty(H * n * D, 'float32'), lse = empty(H * n, 'float32');
   const args = argsFor(c, inp, { ks: null, qpos: null, kpos: null, qseg: null, kseg: null });
   const t0 = performance.now();
-  backend.attentionForward(q, k, v, out, lse, args);
+  engine.attentionForward(q, k, v, out, lse, args);
   const ms = performance.now() - t0;
   const o = fromDevice(out, H * n * D), l = fromDevice(lse, H * n);
   freeAll();
-  t.diagnostic(`forward at ${n} tokens: ${(ms / 1000).toFixed(2)} s on ${backend.threads()} threads`);
+  t.diagnostic(`forward at ${n} tokens: ${(ms / 1000).toFixed(2)} s on ${engine.threads()} threads`);
   for (const x of o) assert.ok(Number.isFinite(x));
   for (const x of l) assert.ok(Number.isFinite(x));
   // A few rows against the float64 reference (one row is O(n·D)).

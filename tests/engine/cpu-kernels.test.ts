@@ -4,10 +4,10 @@
 // row-wise kernels against scalar float64 loops.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Tensor, getBackend, CpuBackend, type DType } from '../../src/index.js';
-import type { CpuIsa } from '../../src/backend/cpu.js';
+import { Tensor, getEngine, CpuEngine, type DType } from '../../src/index.js';
+import type { CpuIsa } from '../../src/engine/cpu.js';
 
-const cpu = getBackend('cpu') as CpuBackend;
+const cpu = getEngine('cpu') as CpuEngine;
 const ISAS: CpuIsa[] = (['generic', 'avx2', 'avx512'] as const).filter(
   (isa) => ({ generic: 0, avx2: 1, avx512: 2 })[isa] <= ({ generic: 0, avx2: 1, avx512: 2 })[cpu.cpuInfo().cpuIsa],
 );
@@ -232,7 +232,7 @@ for (const isa of ISAS) {
     X.v[0] = 0; X.v[1] = -0; X.v[2] = 90; X.v[3] = -95; X.v[4] = -200; X.v[5] = 88.5; X.v[6] = -87.5;
     const x = f32(X.v), out = empty32(N), pos = f32(X.v.map((v) => Math.abs(v) + 0.5));
     const P = Float64Array.from(pos.toArray());
-    const unary: [Parameters<CpuBackend['unary']>[0], (v: number) => number, number, number, boolean?][] = [
+    const unary: [Parameters<CpuEngine['unary']>[0], (v: number) => number, number, number, boolean?][] = [
       ['neg', (v) => -v, 0, 0],
       ['exp', Math.exp, 3e-7, 1e-37],
       ['gelu', (v) => v * cdf(v), 8e-6, 1e-20],  // relative error grows as x² in the far tail
@@ -254,7 +254,7 @@ for (const isa of ISAS) {
       assertClose(out.toArray(), want, rtol, atol, `unary ${op} (${isa})`);
     }
     const G = f32From(N, 6);
-    const grads: [Parameters<CpuBackend['unaryGrad']>[0], (v: number) => number, number][] = [
+    const grads: [Parameters<CpuEngine['unaryGrad']>[0], (v: number) => number, number][] = [
       ['gelu', (v) => cdf(v) + v * Math.exp(-0.5 * v * v) / Math.sqrt(2 * Math.PI), 8e-6],
       ['sigmoid', (v) => sig(v) * (1 - sig(v)), 2e-6],
       ['silu', (v) => sig(v) * (1 + v * (1 - sig(v))), 2e-6],

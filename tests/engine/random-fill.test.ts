@@ -2,12 +2,12 @@
 // determinism per seed, independence of streams, and the same values for every float dtype.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Tensor, getBackend } from '../../src/index.js';
+import { Tensor, getEngine } from '../../src/index.js';
 import { Generator } from '../../src/tensor/random.js';
 import { fillNormal, fillUniform } from '../../src/nn/parameter.js';
 import { transpose } from '../../src/ops/layout.js';
 
-const cpu = getBackend('cpu');
+const cpu = getEngine('cpu');
 
 function fill(distribution: 'normal' | 'uniform', a: number, b: number, seed: number, n: number, dtype: 'float32' | 'float64' = 'float64'): Float64Array {
   const t = Tensor.empty([n], dtype);

@@ -8,7 +8,7 @@
 // element fails. On a GPU that is not Hopper, the forced choice must fail with an error that says why.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { CudaBackend } from '../../src/backend/cuda.js';
+import type { CudaEngine } from '../../src/engine/cuda.js';
 import { DeviceBuffers, gpu, gpuTest, isHopper, notHopperReason, withEnv } from './harness.js';
 import { attentionArgsOf, makeInputs, reference, relativeError, type AttentionCase, type AttentionResult } from './attention-reference.js';
 import { attentionTransform, attentionTransformPlan, withAttentionTransform } from './attention-transform.js';
@@ -58,9 +58,9 @@ interface Gradients { dq: Float64Array; dk: Float64Array; dv: Float64Array; dks:
 
 /** The backward of case c under ANDROMEDA_ATTENTION_BACKWARD = choice, from the reference's out and lse. */
 function backward(c: AttentionCase, ref: AttentionResult, choice: string): Gradients {
-  const backend = gpu() as CudaBackend;
+  const engine = gpu() as CudaEngine;
   const inp = makeInputs(c);
-  const mem = new DeviceBuffers(backend);
+  const mem = new DeviceBuffers(engine);
   const { B, H, KVH, NQ, NK, D } = c;
   try {
     const q = mem.put(inp.q, 'bfloat16'), k = mem.put(inp.k, 'bfloat16'), v = mem.put(inp.v, 'bfloat16');
@@ -69,9 +69,9 @@ function backward(c: AttentionCase, ref: AttentionResult, choice: string): Gradi
     const dks = inp.ks ? mem.output(H * D, 'float32') : null;
     const args = attentionArgsOf(c, inp, (values, type) => mem.put(values, type));
     return withEnv(ENV, choice, () => {
-      const plan = attentionTransformPlan(backend, q, lse, args);
-      backend.attentionBackward(q, k, v, out, lse, gout, dq, dk, dv, dks, args);
-      backend.synchronize();
+      const plan = attentionTransformPlan(engine, q, lse, args);
+      engine.attentionBackward(q, k, v, out, lse, gout, dq, dk, dv, dks, args);
+      engine.synchronize();
       return {
         dq: mem.get(dq, B * H * NQ * D), dk: mem.get(dk, B * KVH * NK * D), dv: mem.get(dv, B * KVH * NK * D),
         dks: dks ? mem.get(dks, H * D) : null, plan,
@@ -98,7 +98,7 @@ function check(c: AttentionCase, choice: string): void {
   if (ref.dks) errors.push(['dKeyScale', relativeError(got.dks!, ref.dks)]);
   console.log(`  ${choice.padEnd(15)} ${c.name.padEnd(72)} ${errors.map(([n, e]) => `${n} ${e.toExponential(1)}`).join('  ')}  (${got.plan})`);
   // The split key scale must have split in the backward (the forward plan depends on ANDROMEDA_ATTENTION_FORWARD).
-  if (c.keyScale && c.KVH < c.H && (choice === 'hopper-cpasync' || (choice === 'auto' && isHopper())) && attentionTransform(gpu() as CudaBackend) === 'prepass') {
+  if (c.keyScale && c.KVH < c.H && (choice === 'hopper-cpasync' || (choice === 'auto' && isHopper())) && attentionTransform(gpu() as CudaEngine) === 'prepass') {
     assert.match(got.plan, /^split(-backward)?$/, `${c.name} (${choice}): the backward did not split`);
   }
   for (const [name, e] of errors) assert.ok(e < TOLERANCE, `${c.name} (${choice}): ${name} relative error ${e.toExponential(2)} ≥ ${TOLERANCE}`);

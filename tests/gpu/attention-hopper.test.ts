@@ -7,7 +7,7 @@
 // The split key scale (key scale with fewer KV heads than heads, under the pre-pass) runs on each TMA variant.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { CudaBackend } from '../../src/backend/cuda.js';
+import type { CudaEngine } from '../../src/engine/cuda.js';
 import { DeviceBuffers, gpu, gpuTest, isHopper, notHopperReason, withEnv } from './harness.js';
 import { attentionArgsOf, makeInputs, reference, relativeError, type AttentionCase } from './attention-reference.js';
 import { attentionTransform, attentionTransformPlan, withAttentionTransform } from './attention-transform.js';
@@ -45,18 +45,18 @@ const SPLIT_CASES: AttentionCase[] = [
 ];
 
 function forward(c: AttentionCase, choice: string): { out: Float64Array; lse: Float64Array; plan: string } {
-  const backend = gpu() as CudaBackend;
+  const engine = gpu() as CudaEngine;
   const inp = makeInputs(c);
-  const mem = new DeviceBuffers(backend);
+  const mem = new DeviceBuffers(engine);
   const { B, H, NQ, D } = c;
   try {
     const q = mem.put(inp.q, 'bfloat16'), k = mem.put(inp.k, 'bfloat16'), v = mem.put(inp.v, 'bfloat16');
     const out = mem.output(B * H * NQ * D, 'bfloat16'), lse = mem.output(B * H * NQ, 'float32');
     const args = attentionArgsOf(c, inp, (values, type) => mem.put(values, type));
     return withEnv(ENV, choice, () => {
-      const plan = attentionTransformPlan(backend, q, lse, args);
-      backend.attentionForwardOn('tiled', q, k, v, out, lse, args);
-      backend.synchronize();
+      const plan = attentionTransformPlan(engine, q, lse, args);
+      engine.attentionForwardOn('tiled', q, k, v, out, lse, args);
+      engine.synchronize();
       return { out: mem.get(out, B * H * NQ * D), lse: mem.get(lse, B * H * NQ), plan };
     });
   } finally {

@@ -1,7 +1,7 @@
 // The path the CUDA attention must take for a test case (the rule of plan_transform and split_ready in
 // native/cuda/attention/attention.cu, with the Hopper kernels' choices of forward_hopper.cu and
 // backward_hopper.cu), so that the GPU tests can check which one ran. Pure: unit-tested on the CPU
-// (tests/backend/attention-plan.test.ts).
+// (tests/engine/attention-plan.test.ts).
 import type { AttentionCase } from './attention-reference.js';
 
 export type AttentionTransform = 'auto' | 'kernel' | 'prepass';

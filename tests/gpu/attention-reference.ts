@@ -1,7 +1,7 @@
-// Float64 reference of Andromeda attention (AttentionArgs semantics, src/backend/backend.ts) for the GPU
+// Float64 reference of Andromeda attention (AttentionArgs semantics, src/engine/engine.ts) for the GPU
 // kernel tests: O(n²) loops over plain arrays, forward output, lse and every gradient. xPos enters in
 // its exact relative form ζ^((p_q − p_k)/B) per (query, key) pair, which float64 holds at any length.
-import type { AttentionArgs, Dense } from '../../src/backend/backend.js';
+import type { AttentionArgs, Dense } from '../../src/engine/engine.js';
 import type { DType } from '../../src/tensor/dtype.js';
 
 export interface AttentionCase {

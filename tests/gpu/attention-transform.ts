@@ -1,9 +1,9 @@
 // Choosing where the CUDA attention applies rotary / xPos / the key scale (in the kernels' tiles, or once
 // per call by a pre-pass: native/cuda/attention/NOTES.md), for the tests and the benchmark that compare
 // both paths in one process. The addon's switch starts from ANDROMEDA_ATTENTION_TRANSFORM.
-import type { AttentionArgs, Dense } from '../../src/backend/backend.js';
-import type { CudaBackend } from '../../src/backend/cuda.js';
-import { nativeAttentionConfig } from '../../src/backend/attention-config.js';
+import type { AttentionArgs, Dense } from '../../src/engine/engine.js';
+import type { CudaEngine } from '../../src/engine/cuda.js';
+import { nativeAttentionConfig } from '../../src/engine/attention-config.js';
 import { gpu } from './harness.js';
 
 import type { AttentionTransform, AttentionTransformPlan } from './attention-plan.js';
@@ -15,9 +15,9 @@ interface TransformAddon {
   attentionTransformPlan(config: object): AttentionTransformPlan;
 }
 
-function addonOf(backend: CudaBackend): TransformAddon {
-  // The engine's addon is a protected member of the backend; this switch is not part of the Backend contract.
-  const addon = (backend as unknown as { addon: Partial<TransformAddon> }).addon;
+function addonOf(engine: CudaEngine): TransformAddon {
+  // The engine's addon is a protected member of the engine; this switch is not part of the Engine contract.
+  const addon = (engine as unknown as { addon: Partial<TransformAddon> }).addon;
   if (typeof addon?.attentionTransform !== 'function' || typeof addon.attentionTransformPlan !== 'function') {
     throw new Error('the CUDA addon has no attentionTransform switch: rebuild it (node scripts/build-cuda.mjs)');
   }
@@ -25,26 +25,26 @@ function addonOf(backend: CudaBackend): TransformAddon {
 }
 
 /** Sets the mode for later attention calls; returns the previous one. */
-export function setAttentionTransform(backend: CudaBackend, mode: AttentionTransform): AttentionTransform {
-  return addonOf(backend).attentionTransform(mode);
+export function setAttentionTransform(engine: CudaEngine, mode: AttentionTransform): AttentionTransform {
+  return addonOf(engine).attentionTransform(mode);
 }
 
 /** Runs fn under `mode`, then restores the mode that was in effect. */
-export function withAttentionTransform<T>(mode: AttentionTransform, fn: () => T, backend = gpu() as CudaBackend): T {
-  const before = setAttentionTransform(backend, mode);
+export function withAttentionTransform<T>(mode: AttentionTransform, fn: () => T, engine = gpu() as CudaEngine): T {
+  const before = setAttentionTransform(engine, mode);
   try {
     return fn();
   } finally {
-    setAttentionTransform(backend, before);
+    setAttentionTransform(engine, before);
   }
 }
 
 /** The mode in effect. */
-export function attentionTransform(backend: CudaBackend): AttentionTransform {
-  return addonOf(backend).attentionTransform();
+export function attentionTransform(engine: CudaEngine): AttentionTransform {
+  return addonOf(engine).attentionTransform();
 }
 
 /** Where the tiled forward and the backward would apply the transform for these arguments under the current mode. */
-export function attentionTransformPlan(backend: CudaBackend, q: Dense, lse: Dense, args: AttentionArgs): AttentionTransformPlan {
-  return addonOf(backend).attentionTransformPlan(nativeAttentionConfig('attention (cuda)', q, [], lse, args));
+export function attentionTransformPlan(engine: CudaEngine, q: Dense, lse: Dense, args: AttentionArgs): AttentionTransformPlan {
+  return addonOf(engine).attentionTransformPlan(nativeAttentionConfig('attention (cuda)', q, [], lse, args));
 }

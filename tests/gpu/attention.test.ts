@@ -10,9 +10,9 @@
 // in the kernels: 'chunked'; a key scale with fewer KV heads than heads splits — A, B per KV head and K'_h
 // built in the Hopper kernels — where those kernels run, and stays in the kernels elsewhere: 'split…').
 import assert from 'node:assert/strict';
-import type { AttentionArgs } from '../../src/backend/backend.js';
-import type { CudaBackend } from '../../src/backend/cuda.js';
-import type { CudaAttentionPath } from '../../src/backend/cuda-attention.js';
+import type { AttentionArgs } from '../../src/engine/engine.js';
+import type { CudaEngine } from '../../src/engine/cuda.js';
+import type { CudaAttentionPath } from '../../src/engine/cuda-attention.js';
 import type { DType } from '../../src/tensor/dtype.js';
 import { DeviceBuffers, gpu, gpuTest, isHopper } from './harness.js';
 import { attentionArgsOf, makeInputs, reference, relativeError, type AttentionCase, type AttentionInputs, type AttentionResult } from './attention-reference.js';
@@ -46,24 +46,24 @@ function positionRange(inp: AttentionInputs): { min: number; max: number } | nul
 interface RunResult extends AttentionResult { plan: AttentionTransformPlan }
 
 function run(c: AttentionCase, inp: AttentionInputs, path: CudaAttentionPath, backward: boolean, dtype: DType): RunResult {
-  const backend = gpu() as CudaBackend;
-  const mem = new DeviceBuffers(backend);
+  const engine = gpu() as CudaEngine;
+  const mem = new DeviceBuffers(engine);
   try {
     const { B, H, KVH, NQ, NK, D } = c;
     const q = mem.put(inp.q, dtype), k = mem.put(inp.k, dtype), v = mem.put(inp.v, dtype);
     const args: AttentionArgs = { ...attentionArgsOf(c, inp, (values, type) => mem.put(values, type)), positionRange: positionRange(inp) };
     const out = mem.output(B * H * NQ * D, dtype), lse = mem.output(B * H * NQ, 'float32');
-    backend.attentionForwardOn(path, q, k, v, out, lse, args);
+    engine.attentionForwardOn(path, q, k, v, out, lse, args);
     const res: RunResult = {
       out: mem.get(out, B * H * NQ * D), lse: mem.get(lse, B * H * NQ),
       dq: new Float64Array(0), dk: new Float64Array(0), dv: new Float64Array(0), dks: null,
-      plan: attentionTransformPlan(backend, q, lse, args),
+      plan: attentionTransformPlan(engine, q, lse, args),
     };
     if (backward) {
       const gout = mem.put(inp.gout, dtype);
       const dq = mem.output(B * H * NQ * D, dtype), dk = mem.output(B * KVH * NK * D, dtype), dv = mem.output(B * KVH * NK * D, dtype);
       const dks = inp.ks ? mem.output(H * D, 'float32') : null;
-      backend.attentionBackward(q, k, v, out, lse, gout, dq, dk, dv, dks, args);
+      engine.attentionBackward(q, k, v, out, lse, gout, dq, dk, dv, dks, args);
       res.dq = mem.get(dq, B * H * NQ * D);
       res.dk = mem.get(dk, B * KVH * NK * D);
       res.dv = mem.get(dv, B * KVH * NK * D);
@@ -220,8 +220,8 @@ gpuTest('split key scale at andromeda-3b\'s shape: no K per query head in memory
 
 /** Forward and backward of case c (bf16) with the engine's peak memory above what the inputs and outputs hold. */
 function runMeasured(c: AttentionCase, inp: AttentionInputs): RunResult & { forwardExtra: number; backwardExtra: number } {
-  const backend = gpu() as CudaBackend;
-  const mem = new DeviceBuffers(backend);
+  const engine = gpu() as CudaEngine;
+  const mem = new DeviceBuffers(engine);
   try {
     const { B, H, KVH, NQ, NK, D } = c;
     const q = mem.put(inp.q, 'bfloat16'), k = mem.put(inp.k, 'bfloat16'), v = mem.put(inp.v, 'bfloat16');
@@ -231,19 +231,19 @@ function runMeasured(c: AttentionCase, inp: AttentionInputs): RunResult & { forw
     const dq = mem.output(B * H * NQ * D, 'bfloat16'), dk = mem.output(B * KVH * NK * D, 'bfloat16'), dv = mem.output(B * KVH * NK * D, 'bfloat16');
     const dks = mem.output(H * D, 'float32');
     const extra = (fn: () => void): number => {
-      backend.synchronize();
-      const base = backend.memoryStats().allocated;
-      backend.resetPeakMemory();
+      engine.synchronize();
+      const base = engine.memoryStats().allocated;
+      engine.resetPeakMemory();
       fn();
-      backend.synchronize();
-      return backend.memoryStats().peakAllocated - base;
+      engine.synchronize();
+      return engine.memoryStats().peakAllocated - base;
     };
-    const forwardExtra = extra(() => backend.attentionForwardOn('tiled', q, k, v, out, lse, args));
-    const backwardExtra = extra(() => backend.attentionBackward(q, k, v, out, lse, gout, dq, dk, dv, dks, args));
+    const forwardExtra = extra(() => engine.attentionForwardOn('tiled', q, k, v, out, lse, args));
+    const backwardExtra = extra(() => engine.attentionBackward(q, k, v, out, lse, gout, dq, dk, dv, dks, args));
     return {
       out: mem.get(out, B * H * NQ * D), lse: mem.get(lse, B * H * NQ),
       dq: mem.get(dq, B * H * NQ * D), dk: mem.get(dk, B * KVH * NK * D), dv: mem.get(dv, B * KVH * NK * D), dks: mem.get(dks, H * D),
-      plan: attentionTransformPlan(backend, q, lse, args), forwardExtra, backwardExtra,
+      plan: attentionTransformPlan(engine, q, lse, args), forwardExtra, backwardExtra,
     };
   } finally {
     mem.dispose();
@@ -251,7 +251,7 @@ function runMeasured(c: AttentionCase, inp: AttentionInputs): RunResult & { forw
 }
 
 gpuTest('the transform switch refuses an unknown mode', () => {
-  assert.throws(() => setAttentionTransform(gpu() as CudaBackend, 'sometimes' as AttentionTransform), /expected auto, kernel or prepass/);
+  assert.throws(() => setAttentionTransform(gpu() as CudaEngine, 'sometimes' as AttentionTransform), /expected auto, kernel or prepass/);
 });
 
 gpuTest('fused attention, split-KV decode kernel: forward matches the float64 reference', () => {

@@ -1,6 +1,6 @@
 // CUDA engine vs CPU engine: copy, fill, unary, unaryGrad, binary, reduce, sumOfSquares.
 import assert from 'node:assert/strict';
-import { UNARY_CODE, UNARY_GRAD_CODE, BINARY_CODE, type BinaryOp, type UnaryGradOp, type UnaryOp } from '../../src/backend/backend.js';
+import { UNARY_CODE, UNARY_GRAD_CODE, BINARY_CODE, type BinaryOp, type UnaryGradOp, type UnaryOp } from '../../src/engine/engine.js';
 import type { DType } from '../../src/tensor/dtype.js';
 import { FLOAT_DTYPES, Twins, assertClose, cpu, gpu, gpuTest, read, strided, type Twin } from './harness.js';
 

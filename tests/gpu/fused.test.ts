@@ -4,8 +4,8 @@
 // cover the 16-byte packed paths, odd sizes and offsets (element paths), and column sums that do not
 // fit in shared memory.
 import assert from 'node:assert/strict';
-import type { AddNormArgs, AdamWItem, Dense } from '../../src/backend/backend.js';
-import type { CudaBackend } from '../../src/backend/cuda.js';
+import type { AddNormArgs, AdamWItem, Dense } from '../../src/engine/engine.js';
+import type { CudaEngine } from '../../src/engine/cuda.js';
 import type { DType } from '../../src/tensor/dtype.js';
 import { Twins, assertClose, cpu, gpu, gpuTest, read, relativeError, type Twin } from './harness.js';
 
@@ -137,7 +137,7 @@ gpuTest('biasGelu / biasGeluGrad: gelu(x + bias) and its gradients, packed and e
 
 gpuTest('adamwMany: one launch over many tensors gives the bits of the one-tensor kernel, with and without weight copies', () => {
   const t = new Twins(43);
-  const g = gpu() as CudaBackend;
+  const g = gpu() as CudaEngine;
   try {
     for (const gradDtype of ['bfloat16', 'float32', 'float64'] as DType[]) {
       for (const withShadow of [false, true]) {
@@ -182,7 +182,7 @@ gpuTest('adamwMany: one launch over many tensors gives the bits of the one-tenso
 
 gpuTest('embeddingUnchecked gathers the rows embedding gathers, without the id check', () => {
   const t = new Twins(44);
-  const g = gpu() as CudaBackend;
+  const g = gpu() as CudaEngine;
   try {
     for (const dtype of ['float32', 'bfloat16'] as DType[]) {
       const [count, dim, vocab] = [2048, 256, 5000];
@@ -200,7 +200,7 @@ gpuTest('embeddingUnchecked gathers the rows embedding gathers, without the id c
 
 gpuTest('matmulBias: the bias epilogue equals the product plus the broadcast bias (CPU engine)', () => {
   const t = new Twins(45);
-  const g = gpu() as CudaBackend;
+  const g = gpu() as CudaEngine;
   try {
     for (const dtype of ['float32', 'bfloat16', 'float64'] as DType[]) {
       for (const [m, n, k] of [[64, 96, 32], [2048, 640, 256], [5, 7, 3], [1, 10240, 64]] as const) {

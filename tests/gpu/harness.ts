@@ -3,10 +3,10 @@
 // with identical inputs so the outputs can be compared.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { getBackend, deviceUnavailableReason, type Backend, type Dense, type Strided } from '../../src/backend/index.js';
+import { getEngine, deviceUnavailableReason, type Engine, type Dense, type Strided } from '../../src/engine/index.js';
 import { DTYPE_BYTES, decodeHost, encodeHost, type DType, type HostArray } from '../../src/tensor/dtype.js';
 import { Generator } from '../../src/tensor/random.js';
-import type { CudaBackend } from '../../src/backend/cuda.js';
+import type { CudaEngine } from '../../src/engine/cuda.js';
 
 export const requireGpu = process.env.ANDROMEDA_REQUIRE_GPU === '1';
 export const gpuUnavailable: string | null = deviceUnavailableReason('cuda');
@@ -24,16 +24,16 @@ export function gpuTest(name: string, fn: () => void | Promise<void>): void {
   }
 }
 
-export function cpu(): Backend { return getBackend('cpu'); }
-export function gpu(): Backend { return getBackend('cuda'); }
+export function cpu(): Engine { return getEngine('cpu'); }
+export function gpu(): Engine { return getEngine('cuda'); }
 
 /** A Hopper GPU (compute capability 9.x) is present. */
 export function isHopper(): boolean {
-  return gpuUnavailable === null && /\(sm_9\d/.test((gpu() as CudaBackend).description);
+  return gpuUnavailable === null && /\(sm_9\d/.test((gpu() as CudaEngine).description);
 }
 /** Why a Hopper-only test is skipped on this machine's GPU, or null (Hopper, or no GPU: gpuTest says so). */
 export function notHopperReason(): string | null {
-  return gpuUnavailable === null && !isHopper() ? `not a Hopper GPU: ${(gpu() as CudaBackend).description}` : null;
+  return gpuUnavailable === null && !isHopper() ? `not a Hopper GPU: ${(gpu() as CudaEngine).description}` : null;
 }
 
 /** Runs fn with environment variable `name` set to `value`, then puts back what was there. */
@@ -51,19 +51,19 @@ export function withEnv<T>(name: string, value: string, fn: () => T): T {
 /** Device buffers of one engine for a test, uploaded from host values; `dispose` frees them all. */
 export class DeviceBuffers {
   private readonly handles: number[] = [];
-  constructor(private readonly backend: Backend = gpu()) {}
+  constructor(private readonly engine: Engine = gpu()) {}
   put(values: ArrayLike<number>, dtype: DType): Dense {
-    const handle = this.backend.alloc(Math.max(16, values.length * DTYPE_BYTES[dtype]));
+    const handle = this.engine.alloc(Math.max(16, values.length * DTYPE_BYTES[dtype]));
     this.handles.push(handle);
-    if (values.length) this.backend.upload(handle, 0, encodeHost(dtype, values));
+    if (values.length) this.engine.upload(handle, 0, encodeHost(dtype, values));
     return { handle, offset: 0, dtype };
   }
   /** NaN-filled (poisoned) output. */
   output(count: number, dtype: DType): Dense { return this.put(new Float64Array(count).fill(NaN), dtype); }
   get(d: Dense, count: number): Float64Array {
-    return Float64Array.from(decodeHost(d.dtype, this.backend.download(d.handle, 0, count * DTYPE_BYTES[d.dtype]), count));
+    return Float64Array.from(decodeHost(d.dtype, this.engine.download(d.handle, 0, count * DTYPE_BYTES[d.dtype]), count));
   }
-  dispose(): void { for (const h of this.handles.splice(0)) this.backend.free(h); }
+  dispose(): void { for (const h of this.handles.splice(0)) this.engine.free(h); }
 }
 
 /** The same logical buffer on both engines. */
@@ -76,7 +76,7 @@ export interface Twin {
 
 /** Owns twin buffers for one test; `dispose` frees them on both engines. */
 export class Twins {
-  private readonly owned: { backend: Backend; handle: number }[] = [];
+  private readonly owned: { engine: Engine; handle: number }[] = [];
   readonly gen: Generator;
 
   constructor(seed: number) {
@@ -86,7 +86,7 @@ export class Twins {
   private allocate(dtype: DType, count: number): { c: number; g: number } {
     const bytes = Math.max(1, count) * DTYPE_BYTES[dtype];
     const c = cpu().alloc(bytes), g = gpu().alloc(bytes);
-    this.owned.push({ backend: cpu(), handle: c }, { backend: gpu(), handle: g });
+    this.owned.push({ engine: cpu(), handle: c }, { engine: gpu(), handle: g });
     return { c, g };
   }
 
@@ -120,7 +120,7 @@ export class Twins {
   }
 
   dispose(): void {
-    for (const { backend, handle } of this.owned) backend.free(handle);
+    for (const { engine, handle } of this.owned) engine.free(handle);
     this.owned.length = 0;
   }
 }

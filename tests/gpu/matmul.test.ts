@@ -1,10 +1,10 @@
 // CUDA engine vs CPU engine: matmul through cuBLASLt in every transpose combination, batched with
 // strides (including a broadcast operand), with alpha/beta, at unaligned and tensor-core shapes.
 import assert from 'node:assert/strict';
-import type { MatmulArgs } from '../../src/backend/backend.js';
+import type { MatmulArgs } from '../../src/engine/engine.js';
 import type { DType } from '../../src/tensor/dtype.js';
 import { Twins, assertClose, cpu, gpu, gpuTest } from './harness.js';
-import { CudaBackend } from '../../src/backend/cuda.js';
+import { CudaEngine } from '../../src/engine/cuda.js';
 
 interface Case { m: number; n: number; k: number; batch: number; broadcastB?: boolean; alpha?: number; beta?: number }
 
@@ -27,9 +27,9 @@ function runCase(t: Twins, dtype: DType, c: Case, transA: boolean, transB: boole
 }
 
 gpuTest('matmul: cuBLASLt loads and names its library', () => {
-  const lib = (gpu() as CudaBackend).gemmLibrary();
+  const lib = (gpu() as CudaEngine).gemmLibrary();
   assert.match(lib, /cuBLASLt \d+/);
-  console.log(`# ${(gpu() as CudaBackend).description}; ${lib}`);
+  console.log(`# ${(gpu() as CudaEngine).description}; ${lib}`);
 });
 
 gpuTest('matmul: float32 (no TF32), bfloat16 and float64 against the CPU engine', () => {

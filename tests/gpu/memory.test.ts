@@ -2,10 +2,10 @@
 // out-of-memory reported as a JavaScript error that names the request and the pool state.
 import assert from 'node:assert/strict';
 import { Tensor, tidy } from '../../src/index.js';
-import type { CudaBackend } from '../../src/backend/cuda.js';
+import type { CudaEngine } from '../../src/engine/cuda.js';
 import { gpu, gpuTest } from './harness.js';
 
-const engine = (): CudaBackend => gpu() as CudaBackend;
+const engine = (): CudaEngine => gpu() as CudaEngine;
 
 gpuTest('allocator: freed blocks are reused, small and large', () => {
   const e = engine();

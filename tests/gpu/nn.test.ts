@@ -1,7 +1,7 @@
 // CUDA engine vs CPU engine: softmax, layer/RMS norm, cross-entropy, embedding, dropout, random fills, AdamW.
 import assert from 'node:assert/strict';
 import { bf16BitsToFloat, floatToBf16Bits, type DType } from '../../src/tensor/dtype.js';
-import type { CudaBackend } from '../../src/backend/cuda.js';
+import type { CudaEngine } from '../../src/engine/cuda.js';
 import { FLOAT_DTYPES, Twins, assertClose, cpu, gpu, gpuTest, read, relativeError } from './harness.js';
 
 const statDtype = (dtype: DType): DType => (dtype === 'float64' ? 'float64' : 'float32');
@@ -208,7 +208,7 @@ gpuTest('adamw: float32 master weights and state with float32 and bfloat16 gradi
 
 gpuTest('engine extensions: sumOfSquaresMany equals the sum of sumOfSquares; adamwWithShadow writes the rounded weights', () => {
   const t = new Twins(27);
-  const g = gpu() as CudaBackend;
+  const g = gpu() as CudaEngine;
   try {
     const xs = [t.random('float32', 1000), t.random('bfloat16', 70001), t.random('float32', 1), t.random('bfloat16', 3_000_000)];
     const one = xs.reduce((s, x) => s + g.sumOfSquares(x.gpu, x.count), 0);

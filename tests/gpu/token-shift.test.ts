@@ -1,4 +1,4 @@
-// The CUDA engine's one-pass token shift (Backend.tokenShift) against the CPU engine's strided copies:
+// The CUDA engine's one-pass token shift (Engine.tokenShift) against the CPU engine's strided copies:
 // values and gradients, shifts 1–3, chunk widths with and without 16-byte packs, sequences shorter than
 // the shift, batch > 1.
 import assert from 'node:assert/strict';
@@ -8,7 +8,7 @@ import { add, mul } from '../../src/ops/elementwise.js';
 import { sum } from '../../src/ops/reduce.js';
 import { Generator } from '../../src/tensor/random.js';
 import type { DType } from '../../src/tensor/dtype.js';
-import type { Backend } from '../../src/backend/backend.js';
+import type { Engine } from '../../src/engine/engine.js';
 import { gpu, gpuTest } from './harness.js';
 
 function run(device: string, dtype: DType, shape: number[], shifts: number, xs: Float64Array, rs: Float64Array): { y: ArrayLike<number>; gx: ArrayLike<number> } {
@@ -37,7 +37,7 @@ gpuTest('tokenShift: one kernel each way, equal to the CPU engine\'s copies', ()
 });
 
 /** Runs fn with every call of the engine's tokenShift reported to `seen` first. */
-function watchingTokenShift(seen: (...args: Parameters<NonNullable<Backend['tokenShift']>>) => void, fn: () => void): void {
+function watchingTokenShift(seen: (...args: Parameters<NonNullable<Engine['tokenShift']>>) => void, fn: () => void): void {
   const engine = gpu();
   const original = engine.tokenShift!.bind(engine);
   engine.tokenShift = (...args) => {

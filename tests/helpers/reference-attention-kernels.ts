@@ -1,5 +1,5 @@
 // Float64 host versions of the reference attention kernels (maskedSoftmax, rotary; semantics of
-// MaskedSoftmaxArgs and RotaryArgs in src/backend/backend.ts), written out element by element for
+// MaskedSoftmaxArgs and RotaryArgs in src/engine/engine.ts), written out element by element for
 // the CPU and GPU kernel tests.
 
 /** Per-token int32 values of [batch] rows: row b's value i at offset + b·stride + i. */

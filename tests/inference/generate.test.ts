@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import '../../src/backend/index.js';
+import '../../src/engine/index.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { andromedaFamily } from '../../src/train/andromeda-adapter.js';
 import { generate } from '../../src/inference/generate.js';

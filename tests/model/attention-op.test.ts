@@ -4,7 +4,7 @@ import { Tensor } from '../../src/tensor/tensor.js';
 import { tidy } from '../../src/tensor/scope.js';
 import { Generator } from '../../src/tensor/random.js';
 import { noGrad } from '../../src/autograd/grad-mode.js';
-import { getBackend } from '../../src/backend/index.js';
+import { getEngine } from '../../src/engine/index.js';
 import { randn } from '../../src/ops/creation.js';
 import { attention, type AttentionOptions } from '../../src/ops/attention.js';
 import { mul } from '../../src/ops/elementwise.js';
@@ -13,7 +13,7 @@ import { alibiSlopes } from '../../src/model/alibi.js';
 import { plainInverseFrequencies } from '../../src/model/rotary.js';
 import { relativeError, values } from './helpers.js';
 
-const fusedAvailable = typeof getBackend('cpu').attentionForward === 'function';
+const fusedAvailable = typeof getEngine('cpu').attentionForward === 'function';
 
 interface Case {
   batch: number; heads: number; kvHeads: number; queryLen: number; keyLen: number; headDim: number;

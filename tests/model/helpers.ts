@@ -1,4 +1,4 @@
-import '../../src/backend/index.js';
+import '../../src/engine/index.js';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';

@@ -3,13 +3,13 @@ import assert from 'node:assert/strict';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { tidy } from '../../src/tensor/scope.js';
 import { noGrad } from '../../src/autograd/grad-mode.js';
-import { getBackend } from '../../src/backend/index.js';
+import { getEngine } from '../../src/engine/index.js';
 import { narrow } from '../../src/ops/layout.js';
 import { Andromeda } from '../../src/model/andromeda.js';
 import { presetInput } from '../../src/model/presets.js';
 import { maxAbsDiff, randomTokens, values } from './helpers.js';
 
-const fusedAvailable = typeof getBackend('cpu').attentionForward === 'function';
+const fusedAvailable = typeof getEngine('cpu').attentionForward === 'function';
 
 // The reference form of xPos (q·ζ^((t−n/2)/B), k·ζ^(−(t−n/2)/B)) overflows float32 past ~70k tokens.
 // The relative form must stay finite; this needs the fused kernel (the reference path is O(n²) memory).

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { tidy } from '../../src/tensor/scope.js';
 import { noGrad } from '../../src/autograd/grad-mode.js';
-import { getBackend } from '../../src/backend/index.js';
+import { getEngine } from '../../src/engine/index.js';
 import { narrow } from '../../src/ops/layout.js';
 import { Andromeda, type ForwardOptions } from '../../src/model/andromeda.js';
 import type { AndromedaConfigInput } from '../../src/model/config.js';
@@ -12,7 +12,7 @@ import { deepnormGain } from '../../src/model/init.js';
 import { StateDictError } from '../../src/nn/module.js';
 import { maxAbsDiff, randomTokens, relativeError, values } from './helpers.js';
 
-const cpu = getBackend('cpu');
+const cpu = getEngine('cpu');
 const fusedAvailable = typeof cpu.attentionForward === 'function';
 const paths: ('reference' | 'fused')[] = fusedAvailable ? ['reference', 'fused'] : ['reference'];
 const tiny = presetInput('tiny');

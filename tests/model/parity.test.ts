@@ -2,13 +2,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { tidy } from '../../src/tensor/scope.js';
-import { getBackend } from '../../src/backend/index.js';
+import { getEngine } from '../../src/engine/index.js';
 import { readSafetensors } from '../../src/io/safetensors.js';
 import { importXTransformers } from '../../src/model/xtransformers-import.js';
 import type { DType } from '../../src/tensor/dtype.js';
 import { FIXTURES, expectedOf, fixtureDir, relativeError, values } from './helpers.js';
 
-const fusedAvailable = typeof getBackend('cpu').attentionForward === 'function';
+const fusedAvailable = typeof getEngine('cpu').attentionForward === 'function';
 const paths: ('reference' | 'fused')[] = fusedAvailable ? ['reference', 'fused'] : ['reference'];
 
 for (const name of FIXTURES) {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import * as A from '../../src/index.js';
 
 test('1,000 training steps hold memory flat', () => {
-  const backend = A.getBackend('cpu');
+  const engine = A.getEngine('cpu');
   const gen = new A.Generator(7);
   const w1 = A.randn([16, 8], { std: 0.3, generator: gen, requiresGrad: true }).keep();
   const b1 = A.zeros([16]).requireGrad().keep();
@@ -23,11 +23,11 @@ test('1,000 training steps hold memory flat', () => {
   });
   const first = step();
   for (let i = 0; i < 9; i++) step();
-  const settled = backend.memoryStats().allocated;
+  const settled = engine.memoryStats().allocated;
   let last = first;
   for (let i = 0; i < 990; i++) {
     last = step();
-    assert.equal(backend.memoryStats().allocated, settled, `memory grew at step ${i + 11}`);
+    assert.equal(engine.memoryStats().allocated, settled, `memory grew at step ${i + 11}`);
   }
   assert.ok(last < first * 0.5, `loss did not fall: ${first} → ${last}`);
   opt.dispose();
@@ -35,16 +35,16 @@ test('1,000 training steps hold memory flat', () => {
 });
 
 test('a leaf adopts a gradient buffer nothing else holds (no copy), and copies shared ones', () => {
-  const backend = A.getBackend('cpu');
+  const engine = A.getEngine('cpu');
   const x = A.randn([256, 64], { requiresGrad: true }).keep();
   const bytes = 256 * 64 * 4;
   A.tidy(() => {
     // mul by a constant: the backward's result is a fresh buffer the tape frees next — adopted.
-    const before = backend.memoryStats().allocated;
+    const before = engine.memoryStats().allocated;
     A.sum(A.mul(x, 3)).backward();
     assert.deepEqual(Array.from(x.grad!.toArray().slice(0, 3)), [3, 3, 3]);
     // What stays: the gradient (one buffer), plus the forward's product and its sum (freed at the tidy end).
-    assert.ok(backend.memoryStats().allocated - before <= 2 * bytes + 128, 'no second gradient-sized buffer is held');
+    assert.ok(engine.memoryStats().allocated - before <= 2 * bytes + 128, 'no second gradient-sized buffer is held');
   });
   x.grad!.dispose();
   x.grad = null;
@@ -63,17 +63,17 @@ test('a leaf adopts a gradient buffer nothing else holds (no copy), and copies s
 });
 
 test('backward frees each intermediate gradient once it has been propagated', () => {
-  const backend = A.getBackend('cpu');
+  const engine = A.getEngine('cpu');
   const x = A.randn([256, 64], { requiresGrad: true }).keep();
   const bytes = 256 * 64 * 4;
   A.tidy(() => {
     let y = x;
     for (let i = 0; i < 10; i++) y = A.mul(y, 1.5);
     const loss = A.sum(y);
-    const afterForward = backend.memoryStats().allocated;
+    const afterForward = engine.memoryStats().allocated;
     loss.backward();
     // The ten activations stay until the scope ends; of the gradients only x.grad remains.
-    assert.ok(backend.memoryStats().allocated - afterForward <= bytes + 128, `backward left ${(backend.memoryStats().allocated - afterForward) / bytes} gradient-sized buffers`);
+    assert.ok(engine.memoryStats().allocated - afterForward <= bytes + 128, `backward left ${(engine.memoryStats().allocated - afterForward) / bytes} gradient-sized buffers`);
     assert.ok(Math.abs(x.grad!.toArray()[0]! - 1.5 ** 10) < 1e-3);
   });
   x.dispose();

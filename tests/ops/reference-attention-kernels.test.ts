@@ -17,7 +17,7 @@ import { attention } from '../../src/ops/attention.js';
 import { randn } from '../../src/ops/creation.js';
 import { mul } from '../../src/ops/elementwise.js';
 import { sum } from '../../src/ops/reduce.js';
-import { getBackend } from '../../src/backend/index.js';
+import { getEngine } from '../../src/engine/index.js';
 import { alibiSlopes } from '../../src/model/alibi.js';
 import { plainInverseFrequencies } from '../../src/model/rotary.js';
 import { gradcheck } from '../helpers/gradcheck.js';
@@ -219,13 +219,13 @@ test('reference attention keeps one n × n buffer per call for the backward pass
   const k = randn([1, 1, T, d], { generator: gen, dtype: 'float64', requiresGrad: true });
   const v = randn([1, 1, T, d], { generator: gen, dtype: 'float64', requiresGrad: true });
   const ks = randn([H, d], { generator: gen, dtype: 'float64', requiresGrad: true });
-  const backend = getBackend('cpu');
-  const before = backend.memoryStats().allocated;
+  const engine = getEngine('cpu');
+  const before = engine.memoryStats().allocated;
   const out = attention(q, k, v, {
     scale: 0.25, keyScale: ks, rotary: { dim: d, invFreq: plainInverseFrequencies(d, 10000), xposScaleBase: 512 },
     alibiSlopes: alibiSlopes(H), implementation: 'reference',
   });
-  const held = backend.memoryStats().allocated - before;
+  const held = engine.memoryStats().allocated - before;
   const probabilities = H * T * T * 8, perHead = H * T * d * 8;
   // Probabilities, plus q/k-sized tensors: scaled keys, rotated queries and keys, the output.
   assert.ok(held <= probabilities + 4 * perHead + 4096, `the forward pass holds ${held} bytes; expected the ${probabilities}-byte probabilities and 4 tensors of ${perHead} bytes`);

@@ -2,8 +2,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as A from '../../src/index.js';
 
-const { tensor, tidy, zeros, getBackend } = A;
-const cpu = () => getBackend('cpu');
+const { tensor, tidy, zeros, getEngine } = A;
+const cpu = () => getEngine('cpu');
 
 describe('tensors', () => {
   test('views share storage: reshape, transpose, narrow, expand make no copies', () => {

@@ -1,4 +1,4 @@
-import '../../src/backend/index.js';
+import '../../src/engine/index.js';
 import { mkdtemp, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { getBackend } from '../../src/backend/registry.js';
+import { getEngine } from '../../src/engine/registry.js';
 import { train } from '../../src/train/trainer.js';
 import { quiet, smallDataset, tempDir, toyConfig } from './helpers.js';
 import { toyFamily } from './toy-model.js';
@@ -8,9 +8,9 @@ import { toyFamily } from './toy-model.js';
 test('memory stays flat across training steps (every step runs in its own tidy scope)', async () => {
   const data = await smallDataset();
   const allocated: number[] = [];
-  const backend = getBackend('cpu');
+  const engine = getEngine('cpu');
   const r = await train(toyConfig(data, await tempDir(), { steps: 24, evalEvery: 6, checkpointEvery: 8, gradAccum: 2 }), {
-    family: toyFamily(16), ...quiet, onStep: () => allocated.push(backend.memoryStats().allocated),
+    family: toyFamily(16), ...quiet, onStep: () => allocated.push(engine.memoryStats().allocated),
   });
   r.model.dispose();
   // From step 2 on (AdamW moments exist), live memory after every step is the same.

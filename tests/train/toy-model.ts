@@ -1,6 +1,6 @@
 // A tiny bigram-plus-MLP language model implementing the trainer's LanguageModel interface, so the
 // training loop, checkpoints and guard can be tested in milliseconds without the real model.
-import '../../src/backend/index.js';
+import '../../src/engine/index.js';
 import { Module } from '../../src/nn/module.js';
 import { Embedding } from '../../src/nn/embedding.js';
 import { Linear } from '../../src/nn/linear.js';

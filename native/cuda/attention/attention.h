@@ -1,6 +1,6 @@
 // Fused attention on the GPU (FlashAttention-2 style, bf16 operands, fp32 softmax): forward with saved
 // log-sum-exp, backward (dQ, dK, dV, d keyScale), and a split-KV decode path. Semantics are those of
-// AttentionArgs in src/backend/backend.ts; NOTES.md beside this file says how each feature is computed.
+// AttentionArgs in src/engine/engine.ts; NOTES.md beside this file says how each feature is computed.
 //
 // Every pointer is a device address (already offset to the first element), except the ALiBi slopes and
 // rotary inverse frequencies, which are host arrays (they travel to the kernels as launch parameters).

@@ -1,6 +1,6 @@
 // N-API functions of the fused attention (attentionForward, attentionBackward, attentionDecode), added
 // to the CUDA engine's exports by register_attention. The configuration object has the fields of
-// CudaAttentionConfig in src/backend/cuda-attention.ts; buffers are device addresses (doubles) or null.
+// CudaAttentionConfig in src/engine/cuda-attention.ts; buffers are device addresses (doubles) or null.
 #include <napi.h>
 
 #include <stdexcept>

@@ -1,4 +1,4 @@
-import { resolveDevice, setDefaultDevice } from '../../backend/registry.js';
+import { resolveDevice, setDefaultDevice } from '../../engine/registry.js';
 import { loadModelForInference } from '../../inference/load.js';
 import { generate } from '../../inference/generate.js';
 import { UsageError, type Command } from '../command.js';

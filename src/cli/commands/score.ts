@@ -4,7 +4,7 @@ import { assertDType } from '../../tensor/dtype.js';
 import { formatShape } from '../../tensor/shape.js';
 import { tidy } from '../../tensor/scope.js';
 import { cast } from '../../ops/convert.js';
-import { resolveDevice } from '../../backend/registry.js';
+import { resolveDevice } from '../../engine/registry.js';
 import { SafetensorsReader, writeSafetensors } from '../../io/safetensors.js';
 import { loadCheckpoint } from '../../model/checkpoint.js';
 import { UsageError, type Command } from '../command.js';

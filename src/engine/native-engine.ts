@@ -1,14 +1,14 @@
 // What the CPU and CUDA engines share: the kernel ABI of their N-API addons (same functions, same
-// argument order) and the Backend methods that only translate tensor regions into addresses.
+// argument order) and the Engine methods that only translate tensor regions into addresses.
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { DTYPE_CODE, DTYPE_BYTES } from '../tensor/dtype.js';
 import {
   BINARY_CODE, REDUCE_CODE, UNARY_CODE, UNARY_GRAD_CODE,
-  type AddNormArgs, type AddNormGrads, type AdamWArgs, type Backend, type BinaryOp, type Dense, type Handle, type MatmulArgs, type MemoryStats,
+  type AddNormArgs, type AddNormGrads, type AdamWArgs, type Engine, type BinaryOp, type Dense, type Handle, type MatmulArgs, type MemoryStats,
   type RandomDistribution, type ReduceOp, type Strided, type UnaryGradOp, type UnaryOp, type MaskedSoftmaxArgs, type RotaryArgs,
-} from './backend.js';
+} from './engine.js';
 
 /** The kernel functions both addons export (native/cpu/binding.cc, native/cuda/binding.cc). */
 export interface NativeKernels {
@@ -56,7 +56,7 @@ export interface NativeKernels {
 export const at = (d: Dense): number => d.handle + d.offset * DTYPE_BYTES[d.dtype];
 export const atOrNull = (d: Dense | null): number | null => (d ? at(d) : null);
 
-/** Loads `build/Release/<file>` of this package (dist/src/backend → the root is three levels up). */
+/** Loads `build/Release/<file>` of this package (dist/src/engine → the root is three levels up). */
 export function requireAddon<T>(file: string): { path: string; load: () => T } {
   const path = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'build', 'Release', file);
   return { path, load: () => createRequire(import.meta.url)(path) as T };
@@ -71,8 +71,8 @@ function checkRank(kernel: string, shape: readonly number[], ...operands: Stride
   }
 }
 
-/** A Backend whose kernels live in a native addon with the `NativeKernels` ABI. */
-export abstract class NativeBackend<A extends NativeKernels = NativeKernels> implements Backend {
+/** A Engine whose kernels live in a native addon with the `NativeKernels` ABI. */
+export abstract class NativeEngine<A extends NativeKernels = NativeKernels> implements Engine {
   abstract readonly device: string;
   abstract readonly asynchronous: boolean;
 

@@ -5,13 +5,13 @@
 // ANDROMEDA_CUDA_PROFILE=events records a device event before and after each call instead: the device's
 // own time per kernel with the host still running ahead, plus the idle gaps between calls (time the
 // device waited for the host, or spent in copies the profiler does not wrap).
-import type { Backend } from './backend.js';
+import type { Engine } from './engine.js';
 
 interface TimingEngine { timingMark(): number; timingRead(): Float64Array; synchronize(): void }
 interface Profiled { profileReset?: () => void }
 
 /** Clears the totals so far (a benchmark's warm-up) when the engine is being profiled; otherwise nothing. */
-export function resetProfile(engine: Backend): void {
+export function resetProfile(engine: Engine): void {
   (engine as Profiled).profileReset?.();
 }
 
@@ -50,7 +50,7 @@ function signature(args: unknown[]): string {
   }).join(' ');
 }
 
-export function installProfiler(engine: Backend & TimingEngine, mode: 'waits' | 'events'): void {
+export function installProfiler(engine: Engine & TimingEngine, mode: 'waits' | 'events'): void {
   const totals = new Map<string, { ms: number; calls: number }>();
   const add = (key: string, ms: number) => {
     const entry = totals.get(key) ?? { ms: 0, calls: 0 };

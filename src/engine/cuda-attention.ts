@@ -1,8 +1,8 @@
 // The CUDA engine's fused attention (native/cuda/attention): argument checks and the configuration
 // object its binding reads (native/cuda/attention/binding_attention.cc). Kernels take bfloat16 q/k/v
 // (float32 is narrowed to bf16 on the device), float32 lse, and a float32 key scale.
-import type { AttentionArgs, Dense } from './backend.js';
-import { at, atOrNull } from './native-backend.js';
+import type { AttentionArgs, Dense } from './engine.js';
+import { at, atOrNull } from './native-engine.js';
 import { nativeAttentionConfig, type NativeAttentionConfig } from './attention-config.js';
 
 /** Which forward kernel: the tiled tensor-core kernel, the split-KV decode kernel, or the engine's choice. */

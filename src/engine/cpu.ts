@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
-import type { AttentionArgs, Dense } from './backend.js';
-import { NativeBackend, at, atOrNull, requireAddon, type NativeKernels } from './native-backend.js';
+import type { AttentionArgs, Dense } from './engine.js';
+import { NativeEngine, at, atOrNull, requireAddon, type NativeKernels } from './native-engine.js';
 import { nativeAttentionConfig, type NativeAttentionConfig } from './attention-config.js';
 
 /** The compiled addon's functions (native/cpu/binding.cc): the shared kernels plus the CPU's own. */
@@ -42,7 +42,7 @@ function loadAddon(): CpuAddon {
   return addon.load();
 }
 
-export class CpuBackend extends NativeBackend<CpuAddon> {
+export class CpuEngine extends NativeEngine<CpuAddon> {
   readonly device = 'cpu';
   readonly asynchronous = false;
 

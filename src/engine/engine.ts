@@ -117,7 +117,7 @@ export interface AttentionArgs {
   readonly keySegments: Dense | null;
 }
 
-/** A residual add fused with a norm (Backend.addNorm): s = a + b · (scale · c), out = norm(s) · weight + bias. */
+/** A residual add fused with a norm (Engine.addNorm): s = a + b · (scale · c), out = norm(s) · weight + bias. */
 export interface AddNormArgs {
   /** RMS norm (true) or layer norm. */
   readonly rms: boolean;
@@ -136,7 +136,7 @@ export interface AddNormArgs {
   readonly eps: number;
 }
 
-/** Gradient outputs of Backend.addNormGrad; all but `a` may be null (not wanted). */
+/** Gradient outputs of Engine.addNormGrad; all but `a` may be null (not wanted). */
 export interface AddNormGrads {
   readonly a: Dense;
   readonly b: Dense | null;
@@ -145,7 +145,7 @@ export interface AddNormGrads {
   readonly bias: Dense | null;
 }
 
-/** One tensor of a many-tensor AdamW step (Backend.adamwMany). */
+/** One tensor of a many-tensor AdamW step (Engine.adamwMany). */
 export interface AdamWItem {
   /** float32 master weights, and their float32 moments. */
   readonly param: Dense;
@@ -167,7 +167,7 @@ export interface MemoryStats {
   readonly reserved: number;
 }
 
-export interface Backend {
+export interface Engine {
   /** 'cpu' or 'cuda:N'. */
   readonly device: string;
   /** True when kernels are enqueued and may still be running after a call returns. */
@@ -274,7 +274,7 @@ export interface Backend {
   tokenShift?(x: Dense, out: Dense, batch: number, n: number, dim: number, shifts: number, backward: boolean, accumulate?: boolean, segments?: Dense | null): void;
 }
 
-/** Sizes of Backend.headNorm: x is [batch, n, heads, dim]. */
+/** Sizes of Engine.headNorm: x is [batch, n, heads, dim]. */
 export interface HeadNormArgs {
   batch: number;
   n: number;
@@ -289,7 +289,7 @@ export interface HeadNormArgs {
  * a row may not see: causal by index (key j is visible to row i when j ≤ i + queryOffset) and keys of
  * another document (segment ids differ). Masked entries become exactly 0; a row that sees no key
  * becomes all 0 (callers report such rows: src/ops/attention.ts checks on the host).
- * Its gradient is the plain softmax gradient (Backend.softmaxGrad): the bias is constant.
+ * Its gradient is the plain softmax gradient (Engine.softmaxGrad): the bias is constant.
  */
 export interface MaskedSoftmaxArgs {
   readonly batch: number;

@@ -1,8 +1,8 @@
 // The fused-attention arguments as both native addons read them (native/cpu/binding.cc and
 // native/cuda/attention/binding_attention.cc): sizes, flags, host arrays, and device addresses.
 import { DTYPE_CODE } from '../tensor/dtype.js';
-import type { AttentionArgs, Dense } from './backend.js';
-import { atOrNull } from './native-backend.js';
+import type { AttentionArgs, Dense } from './engine.js';
+import { atOrNull } from './native-engine.js';
 
 export interface NativeAttentionConfig {
   dtype: number;

@@ -1,11 +1,11 @@
 import { existsSync } from 'node:fs';
 import { DTYPE_CODE } from '../tensor/dtype.js';
 import { installProfiler } from './cuda-profile.js';
-import type { AdamWArgs, AdamWItem, AttentionArgs, Dense, HeadNormArgs, MatmulArgs, MemoryStats } from './backend.js';
-import { NativeBackend, at, requireAddon, type NativeKernels } from './native-backend.js';
+import type { AdamWArgs, AdamWItem, AttentionArgs, Dense, HeadNormArgs, MatmulArgs, MemoryStats } from './engine.js';
+import { NativeEngine, at, requireAddon, type NativeKernels } from './native-engine.js';
 import { cudaAttentionBackward, cudaAttentionForward, type CudaAttentionAddon, type CudaAttentionPath } from './cuda-attention.js';
 
-/** Memory statistics of the CUDA engine: the Backend's, plus the caching allocator's state. */
+/** Memory statistics of the CUDA engine: the Engine's, plus the caching allocator's state. */
 export interface CudaMemoryStats extends MemoryStats {
   /** Blocks held by live tensors, and blocks kept in the cache for reuse. */
   readonly liveBlocks: number;
@@ -83,7 +83,7 @@ function loadAddon(): CudaAddon {
  * wait for the device.
  * Memory comes from a caching allocator, so freed blocks are reused without cudaMalloc.
  */
-export class CudaBackend extends NativeBackend<CudaAddon> {
+export class CudaEngine extends NativeEngine<CudaAddon> {
   readonly device: string;
   readonly asynchronous = true;
   /** e.g. "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 79.1 GiB)". */
@@ -115,7 +115,7 @@ export class CudaBackend extends NativeBackend<CudaAddon> {
   timingRead(): Float64Array { return this.addon.timingRead(); }
   override memoryStats(): CudaMemoryStats { return this.addon.memoryStats(); }
 
-  // Extensions beyond the Backend contract, for mixed-precision training loops.
+  // Extensions beyond the Engine contract, for mixed-precision training loops.
 
   /** Σx² over several buffers with one wait for the device (the global gradient norm in one call). */
   sumOfSquaresMany(items: readonly { x: Dense; count: number }[]): number {
@@ -157,7 +157,7 @@ export class CudaBackend extends NativeBackend<CudaAddon> {
       at(g.a), g.lda, g.strideA, at(g.b), g.ldb, g.strideB, g.beta, at(g.c), g.ldc, g.strideC, g.batch, at(bias));
   }
 
-  // Fused attention (native/cuda/attention, src/backend/cuda-attention.ts).
+  // Fused attention (native/cuda/attention, src/engine/cuda-attention.ts).
   attentionForward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void {
     cudaAttentionForward(this.addon, q, k, v, out, lse, args);
   }

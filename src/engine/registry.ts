@@ -1,13 +1,13 @@
-import type { Backend } from './backend.js';
+import type { Engine } from './engine.js';
 
 /** Creates the engine for a device index; throws with a clear message when it cannot run here. */
-export type BackendFactory = (index: number) => Backend;
+export type EngineFactory = (index: number) => Engine;
 
-const factories = new Map<string, BackendFactory>();
-const instances = new Map<string, Backend>();
+const factories = new Map<string, EngineFactory>();
+const instances = new Map<string, Engine>();
 let defaultDevice = 'cpu';
 
-export function registerBackendFactory(kind: string, factory: BackendFactory): void {
+export function registerEngineFactory(kind: string, factory: EngineFactory): void {
   factories.set(kind, factory);
 }
 
@@ -19,22 +19,22 @@ export function normalizeDevice(device: string): string {
   return `cuda:${m[2] ?? 0}`;
 }
 
-export function getBackend(device: string = defaultDevice): Backend {
+export function getEngine(device: string = defaultDevice): Engine {
   const name = normalizeDevice(device);
   const cached = instances.get(name);
   if (cached) return cached;
   const [kind, index] = name.split(':') as [string, string | undefined];
   const factory = factories.get(kind);
   if (!factory) throw new Error(`device '${name}': no ${kind} engine is registered in this build`);
-  const backend = factory(Number(index ?? 0));
-  instances.set(name, backend);
-  return backend;
+  const engine = factory(Number(index ?? 0));
+  instances.set(name, engine);
+  return engine;
 }
 
 /** True when the engine for `device` can be created here (a CUDA engine needs the addon and a GPU). */
 export function deviceAvailable(device: string): boolean {
   try {
-    getBackend(device);
+    getEngine(device);
     return true;
   } catch {
     return false;
@@ -44,7 +44,7 @@ export function deviceAvailable(device: string): boolean {
 /** Why `device` cannot be used here, or null when it can. */
 export function deviceUnavailableReason(device: string): string | null {
   try {
-    getBackend(device);
+    getEngine(device);
     return null;
   } catch (e) {
     return (e as Error).message;
