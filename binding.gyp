@@ -14,7 +14,7 @@
         "native/cpu/simd.cc",
         "native/cpu/simd_kernels.cc",
         "native/cpu/fused.cc",
-        "native/cpu/binding_fused.cc"
+        "native/cpu/binding_kernels.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

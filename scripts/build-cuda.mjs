@@ -73,7 +73,10 @@ const cxx = process.env.CXX ?? 'g++';
 const files = readdirSync(sourceDir, { withFileTypes: true })
   .flatMap((e) => (e.isDirectory() ? readdirSync(join(sourceDir, e.name)).map((f) => join(e.name, f)) : [e.name]))
   .sort();
-const headers = files.filter((f) => f.endsWith('.h') || f.endsWith('.cuh')).map((f) => join(sourceDir, f));
+// The engine's own headers, and the shared ones every unit may include (native/common, the generated ABI).
+const sharedHeaders = ['common', join('abi', 'generated')].flatMap((dir) =>
+  readdirSync(join(root, 'native', dir)).filter((f) => f.endsWith('.h')).map((f) => join(root, 'native', dir, f)));
+const headers = [...files.filter((f) => f.endsWith('.h') || f.endsWith('.cuh')).map((f) => join(sourceDir, f)), ...sharedHeaders];
 const newestInput = Math.max(statSync(new URL(import.meta.url).pathname).mtimeMs, ...headers.map((h) => statSync(h).mtimeMs));
 
 const units = files.filter((f) => f.endsWith('.cu') || f.endsWith('.cc')).map((f) => {

@@ -1,5 +1,6 @@
-// N-API surface of the CPU engine: buffer management and one function per kernel. Buffers are
-// 64-byte-aligned heap blocks addressed from JavaScript by their address (a double holds 53 bits).
+// N-API surface of the CPU engine: buffer management, the CPU's own functions, and the kernels (generated
+// glue, native/cpu/binding_kernels.cc). Buffers are 64-byte-aligned heap blocks that JavaScript names by a
+// handle of the engine's HandleTable, never by address.
 #include <napi.h>
 
 #include <atomic>
@@ -12,55 +13,68 @@
 
 #include "../common/dtype.h"
 #include "../common/napi_args.h"
-#include "../common/reference_attention_napi.h"
-#include "attention_reference.h"
 #include "gemm.h"
-#include "kernels.h"
 #include "parallel.h"
 #include "simd.h"
 
 using namespace andromeda;
-using namespace andromeda::napi_args;
+using andromeda::napi_args::guarded;
+
+namespace andromeda::cpu {
+
+abi::HandleTable& handles() {
+  static abi::HandleTable table("cpu engine");
+  return table;
+}
+
+// The kernels of native/abi/kernels.mjs (native/cpu/binding_kernels.cc, generated).
+void register_kernels(Napi::Env env, Napi::Object exports);
+
+}  // namespace andromeda::cpu
 
 namespace {
 
+constexpr char kEngine[] = "cpu engine";
+// Larger requests are refused outright rather than handed to the allocator (2^48 bytes = 256 TiB).
+constexpr double kMaxAllocation = 281474976710656.0;
+
 std::mutex g_mutex;
-std::unordered_map<uintptr_t, size_t> g_sizes;
 size_t g_allocated = 0, g_peak = 0;
 
+// alloc(bytes) -> handle
 Napi::Value Alloc(const Napi::CallbackInfo& info) {
-  const size_t bytes = size_t(i64(info[0]));
-  const size_t rounded = ((bytes ? bytes : 1) + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, rounded);
-  if (!p) {
-    Napi::RangeError::New(info.Env(), "cpu engine: out of memory allocating " + std::to_string(bytes) + " bytes (" +
-                                          std::to_string(g_allocated) + " bytes already held by tensors)")
-        .ThrowAsJavaScriptException();
-    return info.Env().Undefined();
-  }
-  {
+  return guarded(info, kEngine, [&]() -> Napi::Value {
+    abi::expect_arguments(info, "alloc", 1);
+    const uint64_t bytes = uint64_t(abi::count(info[0], "alloc", "bytes", kMaxAllocation));
+    const size_t rounded = ((bytes ? bytes : 1) + 63) / 64 * 64;
+    char* p = static_cast<char*>(std::aligned_alloc(64, rounded));
+    if (!p) {
+      throw std::range_error("out of memory allocating " + std::to_string(bytes) + " bytes (" + std::to_string(g_allocated) +
+                             " bytes already held by tensors)");
+    }
+    double handle;
+    try {
+      handle = cpu::handles().insert(p, bytes);
+    } catch (...) {
+      std::free(p);
+      throw;
+    }
     std::lock_guard<std::mutex> lock(g_mutex);
-    g_sizes[uintptr_t(p)] = rounded;
     g_allocated += rounded;
     if (g_allocated > g_peak) g_peak = g_allocated;
-  }
-  return Napi::Number::New(info.Env(), double(uintptr_t(p)));
+    return Napi::Number::New(info.Env(), handle);
+  });
 }
 
+// free(handle)
 Napi::Value Free(const Napi::CallbackInfo& info) {
-  char* p = ptr_of(info[0]);
-  {
+  return guarded(info, kEngine, [&] {
+    abi::expect_arguments(info, "free", 1);
+    const abi::Allocation a = cpu::handles().remove("free", abi::number(info[0], "free", "handle"));
+    std::free(a.base);
     std::lock_guard<std::mutex> lock(g_mutex);
-    auto it = g_sizes.find(uintptr_t(p));
-    if (it == g_sizes.end()) {
-      Napi::Error::New(info.Env(), "cpu engine: free of an unknown buffer (double free?)").ThrowAsJavaScriptException();
-      return info.Env().Undefined();
-    }
-    g_allocated -= it->second;
-    g_sizes.erase(it);
-  }
-  std::free(p);
-  return info.Env().Undefined();
+    g_allocated -= ((a.bytes ? a.bytes : 1) + 63) / 64 * 64;
+  });
 }
 
 Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
@@ -78,240 +92,48 @@ Napi::Value ResetPeak(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// upload(dst, byteOffset, typedArray)
+/** The bytes [byteOffset, byteOffset + bytes) of the buffer `handle` names, checked against its size. */
+char* byte_range(const char* kernel, const Napi::Value& handle, const Napi::Value& byte_offset, uint64_t bytes) {
+  const abi::Allocation a = cpu::handles().lookup(kernel, "handle", abi::number(handle, kernel, "handle"));
+  const uint64_t offset = uint64_t(abi::count(byte_offset, kernel, "byteOffset"));
+  if (offset > a.bytes || bytes > a.bytes - offset) {
+    throw abi::RangeError(std::string(kernel) + ": bytes [" + std::to_string(offset) + ", " + std::to_string(offset + bytes) +
+                          ") are outside the buffer's " + std::to_string(a.bytes) + " bytes");
+  }
+  return a.base + offset;
+}
+
+// upload(handle, byteOffset, typedArray)
 Napi::Value Upload(const Napi::CallbackInfo& info) {
-  char* dst = ptr_of(info[0]) + i64(info[1]);
-  Napi::TypedArray arr = info[2].As<Napi::TypedArray>();
-  const uint8_t* src = static_cast<const uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
-  std::memcpy(dst, src, arr.ByteLength());
-  return info.Env().Undefined();
+  return guarded(info, kEngine, [&] {
+    abi::expect_arguments(info, "upload", 3);
+    if (!info[2].IsTypedArray() && !info[2].IsDataView()) abi::type_error("upload", "data", "a typed array or DataView", info[2]);
+    Napi::ArrayBuffer buffer = info[2].IsTypedArray() ? info[2].As<Napi::TypedArray>().ArrayBuffer() : info[2].As<Napi::DataView>().ArrayBuffer();
+    const size_t start = info[2].IsTypedArray() ? info[2].As<Napi::TypedArray>().ByteOffset() : info[2].As<Napi::DataView>().ByteOffset();
+    const size_t length = info[2].IsTypedArray() ? info[2].As<Napi::TypedArray>().ByteLength() : info[2].As<Napi::DataView>().ByteLength();
+    char* dst = byte_range("upload", info[0], info[1], length);
+    if (length) std::memcpy(dst, static_cast<const uint8_t*>(buffer.Data()) + start, length);
+  });
 }
 
-// download(src, byteOffset, bytes) -> ArrayBuffer
+// download(handle, byteOffset, bytes) -> ArrayBuffer
 Napi::Value Download(const Napi::CallbackInfo& info) {
-  const char* src = ptr_of(info[0]) + i64(info[1]);
-  const size_t bytes = size_t(i64(info[2]));
-  Napi::ArrayBuffer out = Napi::ArrayBuffer::New(info.Env(), bytes);
-  std::memcpy(out.Data(), src, bytes);
-  return out;
-}
-
-Napi::Value Copy(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] {
-    // (srcDtype, src, srcStrides, dstDtype, dst, dstStrides, shape)
-    auto ss = int_array(info[2]), ds = int_array(info[5]), shape = int_array(info[6]);
-    cpu::copy_strided(i32(info[0]), ptr_of(info[1]), ss.data(), i32(info[3]), ptr_of(info[4]), ds.data(), shape.data(), int(shape.size()));
-    return info.Env().Undefined();
+  return guarded(info, kEngine, [&]() -> Napi::Value {
+    abi::expect_arguments(info, "download", 3);
+    const uint64_t bytes = uint64_t(abi::count(info[2], "download", "bytes"));
+    const char* src = byte_range("download", info[0], info[1], bytes);
+    Napi::ArrayBuffer out = Napi::ArrayBuffer::New(info.Env(), bytes);
+    if (bytes) std::memcpy(out.Data(), src, bytes);
+    return out;
   });
 }
 
-Napi::Value Fill(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] {
-    cpu::fill(i32(info[0]), ptr_of(info[1]), i64(info[2]), f64(info[3]));
-    return info.Env().Undefined();
-  });
-}
-
-Napi::Value Unary(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] {  // (op, dtype, x, out, count, scalar)
-    cpu::unary(i32(info[0]), i32(info[1]), ptr_of(info[2]), ptr_of(info[3]), i64(info[4]), f64(info[5]));
-    return info.Env().Undefined();
-  });
-}
-
-Napi::Value UnaryGrad(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] {  // (op, dtype, x, gy, gx, count)
-    cpu::unary_grad(i32(info[0]), i32(info[1]), ptr_of(info[2]), ptr_of(info[3]), ptr_of(info[4]), i64(info[5]));
-    return info.Env().Undefined();
-  });
-}
-
-Napi::Value Binary(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] {  // (op, dtype, a, aStrides, b, bStrides, out, shape)
-    auto sa = int_array(info[3]), sb = int_array(info[5]), shape = int_array(info[7]);
-    cpu::binary(i32(info[0]), i32(info[1]), ptr_of(info[2]), sa.data(), ptr_of(info[4]), sb.data(), ptr_of(info[6]), shape.data(), int(shape.size()));
-    return info.Env().Undefined();
-  });
-}
-
-Napi::Value Reduce(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] {  // (op, dtype, x, out, outer, size, inner)
-    cpu::reduce(i32(info[0]), i32(info[1]), ptr_of(info[2]), ptr_of(info[3]), i64(info[4]), i64(info[5]), i64(info[6]));
-    return info.Env().Undefined();
-  });
-}
-
-Napi::Value Gemm(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] {
-    cpu::gemm(gemm_args<cpu::GemmArgs>(info));
-    return info.Env().Undefined();
-  });
-}
-
-Napi::Value Softmax(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] {  // (dtype, x, out, rows, cols, log)
-    cpu::softmax(i32(info[0]), ptr_of(info[1]), ptr_of(info[2]), i64(info[3]), i64(info[4]), info[5].As<Napi::Boolean>().Value());
-    return info.Env().Undefined();
-  });
-}
-
-Napi::Value SoftmaxGrad(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] {  // (dtype, y, gy, gx, rows, cols, log)
-    cpu::softmax_grad(i32(info[0]), ptr_of(info[1]), ptr_of(info[2]), ptr_of(info[3]), i64(info[4]), i64(info[5]), info[6].As<Napi::Boolean>().Value());
-    return info.Env().Undefined();
-  });
-}
-
-Napi::Value Norm(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] {  // (rms, dtype, x, weight|null, bias|null, out, stats, rows, cols, eps)
-    cpu::norm(info[0].As<Napi::Boolean>().Value(), i32(info[1]), ptr_of(info[2]), opt_ptr(info[3]), opt_ptr(info[4]),
-              ptr_of(info[5]), ptr_of(info[6]), i64(info[7]), i64(info[8]), f64(info[9]));
-    return info.Env().Undefined();
-  });
-}
-
-Napi::Value NormGrad(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] {  // (rms, dtype, x, weight|null, stats, gy, gx, gw|null, gb|null, rows, cols)
-    cpu::norm_grad(info[0].As<Napi::Boolean>().Value(), i32(info[1]), ptr_of(info[2]), opt_ptr(info[3]), ptr_of(info[4]),
-                   ptr_of(info[5]), ptr_of(info[6]), opt_ptr(info[7]), opt_ptr(info[8]), i64(info[9]), i64(info[10]));
-    return info.Env().Undefined();
-  });
-}
-
-Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] {  // (dtype, logits, targets, losses, lse, rows, vocab, ignore)
-    cpu::cross_entropy(i32(info[0]), ptr_of(info[1]), reinterpret_cast<const int32_t*>(ptr_of(info[2])), ptr_of(info[3]),
-                       ptr_of(info[4]), i64(info[5]), i64(info[6]), i64(info[7]));
-    return info.Env().Undefined();
-  });
-}
-
-Napi::Value CrossEntropyGrad(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] {  // (dtype, logits, targets, lse, gradLoss, gradLogits, rows, vocab, ignore)
-    cpu::cross_entropy_grad(i32(info[0]), ptr_of(info[1]), reinterpret_cast<const int32_t*>(ptr_of(info[2])), ptr_of(info[3]),
-                            ptr_of(info[4]), ptr_of(info[5]), i64(info[6]), i64(info[7]), i64(info[8]));
-    return info.Env().Undefined();
-  });
-}
-
-Napi::Value Embedding(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] {  // (dtype, table, ids, out, count, dim, vocab) -> bad position or -1
-    const int64_t bad = cpu::embedding(i32(info[0]), ptr_of(info[1]), reinterpret_cast<const int32_t*>(ptr_of(info[2])),
-                                       ptr_of(info[3]), i64(info[4]), i64(info[5]), i64(info[6]));
-    return Napi::Number::New(info.Env(), double(bad));
-  });
-}
-
-Napi::Value EmbeddingGrad(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] {  // (dtype, ids, gy, gtable, count, dim)
-    cpu::embedding_grad(i32(info[0]), reinterpret_cast<const int32_t*>(ptr_of(info[1])), ptr_of(info[2]), ptr_of(info[3]),
-                        i64(info[4]), i64(info[5]));
-    return info.Env().Undefined();
-  });
-}
-
-Napi::Value RandomFill(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] {  // (dtype, dst, count, normal, a, b, seed)
-    cpu::random_fill(i32(info[0]), ptr_of(info[1]), i64(info[2]), info[3].ToBoolean().Value(), f64(info[4]), f64(info[5]),
-                     uint64_t(f64(info[6])));
-    return info.Env().Undefined();
-  });
-}
-
-Napi::Value Dropout(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] {  // (dtype, x, out, count, p, seed)
-    cpu::dropout(i32(info[0]), ptr_of(info[1]), ptr_of(info[2]), i64(info[3]), f64(info[4]), uint64_t(f64(info[5])));
-    return info.Env().Undefined();
-  });
-}
-
-Napi::Value AdamW(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] {
-    // (param, gradDtype, grad, m, v, count, lr, beta1, beta2, eps, weightDecay, bc1, bc2, gradScale)
-    cpu::AdamWArgs a{f64(info[6]), f64(info[7]), f64(info[8]), f64(info[9]), f64(info[10]), f64(info[11]), f64(info[12]), f64(info[13])};
-    cpu::adamw(reinterpret_cast<float*>(ptr_of(info[0])), i32(info[1]), ptr_of(info[2]), reinterpret_cast<float*>(ptr_of(info[3])),
-               reinterpret_cast<float*>(ptr_of(info[4])), i64(info[5]), a);
-    return info.Env().Undefined();
-  });
-}
-
-Napi::Value SumOfSquares(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] {  // (dtype, x, count)
-    return Napi::Number::New(info.Env(), cpu::sum_of_squares(i32(info[0]), ptr_of(info[1]), i64(info[2])));
-  });
-}
-
-// Attention arguments from the object built by src/engine/cpu.ts (attentionConfig): numbers, booleans,
-// Float32Arrays (alibiSlopes, rotaryInvFreq) and buffer addresses or null (keyScale, positions, segments).
-cpu::AttentionArgs attention_args(const Napi::Object& o) {
-  auto num = [&](const char* name) { return o.Get(name).As<Napi::Number>().DoubleValue(); };
-  auto f32s = [&](const char* name) -> const float* {
-    Napi::Value v = o.Get(name);
-    if (!v.IsTypedArray()) return nullptr;
-    Napi::TypedArray t = v.As<Napi::TypedArray>();
-    if (t.TypedArrayType() != napi_float32_array) throw std::invalid_argument(std::string("attention: ") + name + " must be a Float32Array");
-    return reinterpret_cast<const float*>(static_cast<const uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset());
-  };
-  auto ints = [&](const char* name) { return reinterpret_cast<const int32_t*>(opt_ptr(o.Get(name))); };
-  cpu::AttentionArgs a{};
-  a.dtype = int(num("dtype"));
-  a.lse_dtype = int(num("lseDtype"));
-  a.key_scale_dtype = int(num("keyScaleDtype"));
-  a.batch = int64_t(num("batch")); a.heads = int64_t(num("heads")); a.kv_heads = int64_t(num("kvHeads"));
-  a.query_len = int64_t(num("queryLen")); a.key_len = int64_t(num("keyLen")); a.head_dim = int64_t(num("headDim"));
-  a.scale = num("scale");
-  a.causal = o.Get("causal").As<Napi::Boolean>().Value();
-  a.query_offset = int64_t(num("queryOffset"));
-  a.alibi_slopes = f32s("alibiSlopes");
-  a.rotary_dim = int64_t(num("rotaryDim"));
-  a.rotary_inv_freq = f32s("rotaryInvFreq");
-  a.xpos_scale_base = num("xposScaleBase");
-  a.key_scale = opt_ptr(o.Get("keyScale"));
-  a.query_positions = ints("queryPositions");
-  a.key_positions = ints("keyPositions");
-  a.query_segments = ints("querySegments");
-  a.key_segments = ints("keySegments");
-  return a;
-}
-
-Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] {  // (q, k, v, out, lse, config)
-    const cpu::AttentionArgs a = attention_args(info[5].As<Napi::Object>());
-    cpu::attention_forward(a, ptr_of(info[0]), ptr_of(info[1]), ptr_of(info[2]), ptr_of(info[3]), ptr_of(info[4]));
-    return info.Env().Undefined();
-  });
-}
-
-Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] {  // (q, k, v, out, lse, gradOut, gradQ, gradK, gradV, gradKeyScale|null, config)
-    const cpu::AttentionArgs a = attention_args(info[10].As<Napi::Object>());
-    cpu::attention_backward(a, ptr_of(info[0]), ptr_of(info[1]), ptr_of(info[2]), ptr_of(info[3]), ptr_of(info[4]),
-                            ptr_of(info[5]), ptr_of(info[6]), ptr_of(info[7]), ptr_of(info[8]), opt_ptr(info[9]));
-    return info.Env().Undefined();
-  });
-}
-
-// ---- Reference attention form: masked softmax over explicit scores, rotary/xPos (attention_reference.cc) ----
-// maskedSoftmax(dtype, scores, out, config) and rotary(dtype, x, out, config); configs as in src/engine/native-engine.ts.
-Napi::Value MaskedSoftmax(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] {
-    cpu::masked_softmax(masked_softmax_args(info[0], info[3]), ptr_of(info[1]), ptr_of(info[2]));
-  });
-}
-
-Napi::Value Rotary(const Napi::CallbackInfo& info) {
-  return guarded(info, "cpu engine", [&] { cpu::rotary(rotary_args(info[0], info[3]), ptr_of(info[1]), ptr_of(info[2])); });
-}
-
-void register_reference_attention(Napi::Env env, Napi::Object exports) {
-  exports.Set("maskedSoftmax", Napi::Function::New(env, MaskedSoftmax));
-  exports.Set("rotary", Napi::Function::New(env, Rotary));
-}
-// ---- end of the reference attention form ----
-
+// threads([count]) -> the worker threads the kernels use, after setting them when a count is given.
 Napi::Value Threads(const Napi::CallbackInfo& info) {
-  if (info.Length() > 0 && info[0].IsNumber()) omp_set_num_threads(std::max(1, i32(info[0])));
-  return Napi::Number::New(info.Env(), omp_get_max_threads());
+  return guarded(info, kEngine, [&]() -> Napi::Value {
+    if (info.Length() > 0 && !info[0].IsUndefined()) omp_set_num_threads(int(abi::integer(info[0], "threads", "count", 1, 4096, "an integer in [1, 4096]")));
+    return Napi::Number::New(info.Env(), omp_get_max_threads());
+  });
 }
 
 // cpuInfo() -> { isa, cpuIsa, gemmF32, gemmF64, threads }: the instruction set in use and the GEMM micro-kernels.
@@ -327,9 +149,13 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
 
 // limitIsa('generic' | 'avx2' | 'avx512'): caps the instruction set the kernels use (tests, benchmarks).
 Napi::Value LimitIsa(const Napi::CallbackInfo& info) {
-  const std::string name = info[0].As<Napi::String>().Utf8Value();
-  cpu::limit_isa(name == "generic" ? cpu::Isa::Generic : name == "avx2" ? cpu::Isa::Avx2 : cpu::Isa::Avx512);
-  return Napi::String::New(info.Env(), cpu::isa_name(cpu::active_isa()));
+  return guarded(info, kEngine, [&]() -> Napi::Value {
+    if (info.Length() != 1 || !info[0].IsString()) abi::type_error("limitIsa", "isa", "'generic', 'avx2' or 'avx512'", info[0]);
+    const std::string name = info[0].As<Napi::String>().Utf8Value();
+    if (name != "generic" && name != "avx2" && name != "avx512") throw abi::RangeError("limitIsa: isa must be 'generic', 'avx2' or 'avx512', got '" + name + "'");
+    cpu::limit_isa(name == "generic" ? cpu::Isa::Generic : name == "avx2" ? cpu::Isa::Avx2 : cpu::Isa::Avx512);
+    return Napi::String::New(info.Env(), cpu::isa_name(cpu::active_isa()));
+  });
 }
 
 // probeCpu() -> { clockGHz, fmaGflops512, fmaGflops256 }: measured on the calling thread (takes ~0.5 s).
@@ -343,9 +169,6 @@ Napi::Value ProbeCpu(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-// addNorm, biasGelu, … (native/cpu/binding_fused.cc).
-namespace andromeda::cpu { void register_fused(Napi::Env env, Napi::Object exports); }
-
 namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -355,33 +178,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("resetPeakMemory", Napi::Function::New(env, ResetPeak));
   exports.Set("upload", Napi::Function::New(env, Upload));
   exports.Set("download", Napi::Function::New(env, Download));
-  exports.Set("copy", Napi::Function::New(env, Copy));
-  exports.Set("fill", Napi::Function::New(env, Fill));
-  exports.Set("unary", Napi::Function::New(env, Unary));
-  exports.Set("unaryGrad", Napi::Function::New(env, UnaryGrad));
-  exports.Set("binary", Napi::Function::New(env, Binary));
-  exports.Set("reduce", Napi::Function::New(env, Reduce));
-  exports.Set("gemm", Napi::Function::New(env, Gemm));
-  exports.Set("softmax", Napi::Function::New(env, Softmax));
-  exports.Set("softmaxGrad", Napi::Function::New(env, SoftmaxGrad));
-  exports.Set("norm", Napi::Function::New(env, Norm));
-  exports.Set("normGrad", Napi::Function::New(env, NormGrad));
-  exports.Set("crossEntropy", Napi::Function::New(env, CrossEntropy));
-  exports.Set("crossEntropyGrad", Napi::Function::New(env, CrossEntropyGrad));
-  exports.Set("embedding", Napi::Function::New(env, Embedding));
-  exports.Set("embeddingGrad", Napi::Function::New(env, EmbeddingGrad));
-  exports.Set("dropout", Napi::Function::New(env, Dropout));
-  exports.Set("randomFill", Napi::Function::New(env, RandomFill));
-  exports.Set("adamw", Napi::Function::New(env, AdamW));
-  exports.Set("sumOfSquares", Napi::Function::New(env, SumOfSquares));
   exports.Set("threads", Napi::Function::New(env, Threads));
-  exports.Set("attentionForward", Napi::Function::New(env, AttentionForward));
-  exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward));
   exports.Set("cpuInfo", Napi::Function::New(env, CpuInfo));
   exports.Set("limitIsa", Napi::Function::New(env, LimitIsa));
   exports.Set("probeCpu", Napi::Function::New(env, ProbeCpu));
-  register_reference_attention(env, exports);
-  cpu::register_fused(env, exports);
+  cpu::register_kernels(env, exports);
   return exports;
 }
 

@@ -42,23 +42,12 @@ void empty_cache();
 /** Caps the bytes the allocator may reserve (0 = no cap); for tests of the out-of-memory path. */
 void set_memory_limit(size_t bytes);
 
-// ---- Kernels ----
-void copy_strided(int src_dtype, const char* src, const int64_t* src_strides, int dst_dtype, char* dst,
-                  const int64_t* dst_strides, const int64_t* shape, int rank);
-void fill(int dtype, char* dst, int64_t count, double value);
-void unary(int op, int dtype, const char* x, char* out, int64_t count, double scalar);
-void unary_grad(int op, int dtype, const char* x, const char* grad_out, char* grad_in, int64_t count);
-void binary(int op, int dtype, const char* a, const int64_t* a_strides, const char* b, const int64_t* b_strides,
-            char* out, const int64_t* shape, int rank);
-void reduce(int op, int dtype, const char* x, char* out, int64_t outer, int64_t size, int64_t inner);
-double sum_of_squares(int dtype, const char* x, int64_t count);
+// ---- Argument structs of the kernels (the kernels themselves: native/abi/generated/cuda_kernels.h) ----
 struct SquaresInput {
   int dtype;
   const char* x;
   int64_t count;
 };
-/** Σ over several buffers with a single wait (global-norm clipping over all gradients). */
-double sum_of_squares_many(const SquaresInput* inputs, size_t n);
 
 struct GemmArgs {
   int dtype;
@@ -72,66 +61,19 @@ struct GemmArgs {
   /** [n] vector added to every row of C (cuBLASLt's bias epilogue); needs beta == 0. */
   const char* bias = nullptr;
 };
-void gemm(const GemmArgs& args);
 /** "cuBLASLt 130000 (/usr/local/cuda/lib64/libcublasLt.so.13)", loading the library if needed. */
 std::string gemm_library();
-
-void softmax(int dtype, const char* x, char* out, int64_t rows, int64_t cols, bool log);
-void softmax_grad(int dtype, const char* y, const char* grad_out, char* grad_in, int64_t rows, int64_t cols, bool log);
-// Statistics buffers (norm stats, losses, lse, grad_loss) are float64 when dtype is float64, else float32.
-void norm(bool rms, int dtype, const char* x, const char* weight, const char* bias, char* out, char* stats,
-          int64_t rows, int64_t cols, double eps);
-void norm_grad(bool rms, int dtype, const char* x, const char* weight, const char* stats, const char* grad_out,
-               char* grad_in, char* grad_weight, char* grad_bias, int64_t rows, int64_t cols);
-void cross_entropy(int dtype, const char* logits, const int32_t* targets, char* losses, char* lse, int64_t rows,
-                   int64_t vocab, int64_t ignore_index);
-void cross_entropy_grad(int dtype, const char* logits, const int32_t* targets, const char* lse,
-                        const char* grad_loss, char* grad_logits, int64_t rows, int64_t vocab, int64_t ignore_index);
-/** Gathers rows; waits for the id check and returns the first bad position, or −1. */
-int64_t embedding(int dtype, const char* table, const int32_t* ids, char* out, int64_t count, int64_t dim, int64_t vocab);
-void embedding_grad(int dtype, const int32_t* ids, const char* grad_out, char* grad_table, int64_t count, int64_t dim);
-void dropout(int dtype, const char* x, char* out, int64_t count, double p, uint64_t seed);
-/** normal: a + b·N(0, 1); else uniform in [a, b). The CPU engine's numbers (native/common/counter_random.h). */
-void random_fill(int dtype, char* dst, int64_t count, bool normal, double a, double b, uint64_t seed);
 
 struct AdamWArgs {
   double lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2, grad_scale;
 };
-/** When `shadow` is given, the updated weights are also stored there in `shadow_dtype` (the bf16
- *  compute copy of float32 masters), saving a separate cast pass over the masters. */
-void adamw(float* param, int grad_dtype, const char* grad, float* m, float* v, int64_t count, const AdamWArgs& args,
-           int shadow_dtype = 0, char* shadow = nullptr);
-
-// ---- Token shift (token_shift.cu) ----
-/** x, out contiguous [batch, n, dim]; chunk k of dim / (shifts + 1) features moves k positions later (backward: earlier). */
-// segments: [batch, n] int32 document ids (shifts stop at a change), or null.
-void token_shift(int dtype, const char* x, char* out, const int32_t* segments, int64_t batch, int64_t n, int64_t dim,
-                 int shifts, bool backward, bool accumulate);
-
 // ---- qk-norm on the head layout (head_norm.cu) ----
 struct HeadNormArgs {
   int dtype;
   int64_t batch, n, heads, dim;
   double eps;
 };
-/** y [batch, heads, n, dim] = x [batch, n, heads, dim] / sqrt(‖x‖² + eps²) · g[head] (g may be null); rstd [batch·n, heads] in the statistics dtype (float64 for float64, else float32). */
-void head_norm(const HeadNormArgs& args, const char* x, const char* g, char* y, char* rstd);
-/** Backward of head_norm: gx in x's layout; grad_g [heads, dim] (null: not wanted). */
-void head_norm_grad(const HeadNormArgs& args, const char* x, const char* g, const char* rstd, const char* gy, char* gx,
-                    char* grad_g);
-
 // ---- Fused bandwidth kernels (add_norm.cu, bias_gelu.cu, adamw.cu, embedding.cu) ----
-/** stats as in `norm`; `sum` (may be null) receives s rounded to the dtype, and out is then the norm of that. */
-void add_norm(const AddNormArgs& args, char* out, char* sum, char* stats);
-/** grad_a = ∂L/∂s; grad_b = grad_a · scale · c; grad_scale, grad_weight, grad_bias: sums over rows
- *  (overwritten). Every output but grad_a may be null. s is recomputed from a and b (sum = null in the forward). */
-void add_norm_grad(const AddNormArgs& args, const char* stats, const char* grad_out, char* grad_a, char* grad_b,
-                   char* grad_scale, char* grad_weight, char* grad_bias);
-/** out = gelu(x + bias) over contiguous [rows, cols], bias [cols] (exact erf GELU). */
-void bias_gelu(int dtype, const char* x, const char* bias, char* out, int64_t rows, int64_t cols);
-/** grad_in = grad_out · gelu'(x + bias); grad_bias (may be null) = Σ_rows grad_in, overwritten. */
-void bias_gelu_grad(int dtype, const char* x, const char* bias, const char* grad_out, char* grad_in, char* grad_bias,
-                    int64_t rows, int64_t cols);
 struct AdamWTensorArgs {
   float* param;
   int grad_dtype;
@@ -142,9 +84,13 @@ struct AdamWTensorArgs {
   int shadow_dtype;
   char* shadow;  // null: no low-precision copy
 };
-/** `adamw` over many tensors with shared hyperparameters, in one launch per (grad dtype, shadow dtype). */
-void adamw_many(const AdamWTensorArgs* tensors, size_t n, const AdamWArgs& args);
-/** `embedding` for ids already checked on the host: no device wait (out-of-range ids give zero rows). */
-void embedding_gather(int dtype, const char* table, const int32_t* ids, char* out, int64_t count, int64_t dim, int64_t vocab);
-
 }  // namespace andromeda::cuda
+
+// The kernel functions, declared once for both engines (native/abi/kernels.mjs); semantics: the Engine methods
+// of src/engine/engine.ts. Each is enqueued on the engine's stream. sum_of_squares(_many) and embedding wait
+// for the device (embedding returns the first bad id's position, or −1; embedding_gather does not check and
+// gives zero rows for bad ids). adamw with a shadow also stores the updated weights in shadow_dtype (the
+// bf16 compute copy of float32 masters); adamw_many does it per tensor in one launch per dtype pair.
+// head_norm: y [batch, heads, n, dim] = x [batch, n, heads, dim] / sqrt(‖x‖² + eps²) · g[head], rstd in the
+// statistics dtype. token_shift: segments [batch, n] int32 document ids (shifts stop at a change), or null.
+#include "../abi/generated/cuda_kernels.h"

@@ -1,34 +1,12 @@
 // The fused-attention arguments as both native addons read them (native/cpu/binding.cc and
-// native/cuda/attention/binding_attention.cc): sizes, flags, host arrays, and device addresses.
+// native/cuda/binding_kernels.cc): sizes, flags, host arrays, and buffers as (handle, element offset).
 import { DTYPE_CODE } from '../tensor/dtype.js';
 import type { AttentionArgs, Dense } from './engine.js';
-import { atOrNull } from './native-engine.js';
+import { handleOrNone, offsetOrNone } from './native-engine.js';
+import type { CpuAttentionConfig, CudaAttentionConfig } from './native-abi.js';
 
-export interface NativeAttentionConfig {
-  dtype: number;
-  lseDtype: number;
-  keyScaleDtype: number;
-  batch: number;
-  heads: number;
-  kvHeads: number;
-  queryLen: number;
-  keyLen: number;
-  headDim: number;
-  scale: number;
-  causal: boolean;
-  queryOffset: number;
-  alibiSlopes: Float32Array | null;
-  rotaryDim: number;
-  rotaryInvFreq: Float32Array | null;
-  xposScaleBase: number;
-  keyScale: number | null;
-  queryPositions: number | null;
-  keyPositions: number | null;
-  querySegments: number | null;
-  keySegments: number | null;
-  positionMin: number | null;
-  positionMax: number | null;
-}
+/** The config both addons read: the CPU's fields and the CUDA's (each binding reads only its own). */
+export type NativeAttentionConfig = CpuAttentionConfig & CudaAttentionConfig;
 
 /**
  * Checks what every engine needs (operands share q's dtype, index tensors are int32, enough slopes and
@@ -52,9 +30,11 @@ export function nativeAttentionConfig(label: string, q: Dense, operands: readonl
     batch: a.batch, heads: a.heads, kvHeads: a.kvHeads, queryLen: a.queryLen, keyLen: a.keyLen, headDim: a.headDim,
     scale: a.scale, causal: a.causal, queryOffset: a.queryOffset,
     alibiSlopes: a.alibiSlopes, rotaryDim: a.rotaryDim, rotaryInvFreq: a.rotaryInvFreq, xposScaleBase: a.xposScaleBase,
-    keyScale: atOrNull(a.keyScale),
-    queryPositions: atOrNull(a.queryPositions), keyPositions: atOrNull(a.keyPositions),
-    querySegments: atOrNull(a.querySegments), keySegments: atOrNull(a.keySegments),
+    keyScale: handleOrNone(a.keyScale), keyScaleOffset: offsetOrNone(a.keyScale),
+    queryPositions: handleOrNone(a.queryPositions), queryPositionsOffset: offsetOrNone(a.queryPositions),
+    keyPositions: handleOrNone(a.keyPositions), keyPositionsOffset: offsetOrNone(a.keyPositions),
+    querySegments: handleOrNone(a.querySegments), querySegmentsOffset: offsetOrNone(a.querySegments),
+    keySegments: handleOrNone(a.keySegments), keySegmentsOffset: offsetOrNone(a.keySegments),
     positionMin: a.positionRange ? a.positionRange.min : null, positionMax: a.positionRange ? a.positionRange.max : null,
   };
 }

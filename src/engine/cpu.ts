@@ -1,17 +1,15 @@
 import { existsSync } from 'node:fs';
 import type { AttentionArgs, Dense } from './engine.js';
-import { NativeEngine, at, atOrNull, requireAddon, type NativeKernels } from './native-engine.js';
+import { NativeEngine, handleOrNone, offsetOrNone, requireAddon, type NativeKernels } from './native-engine.js';
+import type { CpuKernels } from './native-abi.js';
 import { nativeAttentionConfig, type NativeAttentionConfig } from './attention-config.js';
 
-/** The compiled addon's functions (native/cpu/binding.cc): the shared kernels plus the CPU's own. */
-interface CpuAddon extends NativeKernels {
+/** The compiled addon's functions (native/cpu/binding.cc): the kernels plus the CPU's own. */
+interface CpuAddon extends NativeKernels, CpuKernels {
   threads(set?: number): number;
   cpuInfo(): CpuInfo;
   limitIsa(isa: CpuIsa): CpuIsa;
   probeCpu(): { clockGHz: number; fmaGflops512: number; fmaGflops256: number };
-  attentionForward(q: number, k: number, v: number, out: number, lse: number, config: NativeAttentionConfig): void;
-  attentionBackward(q: number, k: number, v: number, out: number, lse: number, gradOut: number,
-    gradQ: number, gradK: number, gradV: number, gradKeyScale: number | null, config: NativeAttentionConfig): void;
 }
 
 
@@ -42,27 +40,31 @@ function loadAddon(): CpuAddon {
   return addon.load();
 }
 
-export class CpuEngine extends NativeEngine<CpuAddon> {
+export class CpuEngine extends NativeEngine {
   readonly device = 'cpu';
   readonly asynchronous = false;
+  // Private to this class: the addon is reachable only through the checked Engine methods.
+  readonly #addon: CpuAddon;
 
   constructor() {
-    super(loadAddon());
+    const addon = loadAddon();
+    super(addon);
+    this.#addon = addon;
     const requested = Number(process.env.ANDROMEDA_THREADS ?? 0);
-    if (requested > 0) this.addon.threads(requested);
+    if (requested > 0) this.#addon.threads(requested);
   }
 
   /** Number of worker threads the kernels use (set with ANDROMEDA_THREADS or here). */
   threads(set?: number): number {
-    return this.addon.threads(set);
+    return this.#addon.threads(set);
   }
 
   /** Instruction set and GEMM micro-kernels in use. */
-  cpuInfo(): CpuInfo { return this.addon.cpuInfo(); }
+  cpuInfo(): CpuInfo { return this.#addon.cpuInfo(); }
   /** Caps the SIMD instruction set (also ANDROMEDA_CPU_ISA); returns the one now in use. */
-  limitIsa(isa: CpuIsa): CpuIsa { return this.addon.limitIsa(isa); }
+  limitIsa(isa: CpuIsa): CpuIsa { return this.#addon.limitIsa(isa); }
   /** Measures the core clock and single-thread FMA throughput on this thread (~0.5 s). */
-  probeCpu(): { clockGHz: number; fmaGflops512: number; fmaGflops256: number } { return this.addon.probeCpu(); }
+  probeCpu(): { clockGHz: number; fmaGflops512: number; fmaGflops256: number } { return this.#addon.probeCpu(); }
 
   synchronize(): void {}
 
@@ -71,7 +73,8 @@ export class CpuEngine extends NativeEngine<CpuAddon> {
    * (use float64 with float64 inputs for full-precision gradients); keyScale float32/float64/bfloat16.
    */
   attentionForward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void {
-    this.addon.attentionForward(at(q), at(k), at(v), at(out), at(lse), attentionConfig(q, k, v, out, lse, args));
+    this.#addon.attentionForward(attentionConfig(q, k, v, out, lse, args), q.handle, q.offset, k.handle, k.offset, v.handle, v.offset,
+      out.handle, out.offset, lse.handle, lse.offset);
   }
   /** Overwrites gradQ, gradK, gradV and gradKeyScale (summed over the batch; dtype as keyScale). */
   attentionBackward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, gradOut: Dense,
@@ -80,7 +83,9 @@ export class CpuEngine extends NativeEngine<CpuAddon> {
       throw new Error(`attention: gradKeyScale is ${gradKeyScale.dtype} but keyScale is ${args.keyScale.dtype}`);
     }
     const config = attentionConfig(q, k, v, out, lse, args, [gradOut, gradQ, gradK, gradV]);
-    this.addon.attentionBackward(at(q), at(k), at(v), at(out), at(lse), at(gradOut), at(gradQ), at(gradK), at(gradV),
-      args.keyScale ? atOrNull(gradKeyScale) : null, config);
+    const gradScale = args.keyScale ? gradKeyScale : null;
+    this.#addon.attentionBackward(config, q.handle, q.offset, k.handle, k.offset, v.handle, v.offset, out.handle, out.offset,
+      lse.handle, lse.offset, gradOut.handle, gradOut.offset, gradQ.handle, gradQ.offset, gradK.handle, gradK.offset,
+      gradV.handle, gradV.offset, handleOrNone(gradScale), offsetOrNone(gradScale));
   }
 }

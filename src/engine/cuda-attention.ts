@@ -2,7 +2,8 @@
 // object its binding reads (native/cuda/attention/binding_attention.cc). Kernels take bfloat16 q/k/v
 // (float32 is narrowed to bf16 on the device), float32 lse, and a float32 key scale.
 import type { AttentionArgs, Dense } from './engine.js';
-import { at, atOrNull } from './native-engine.js';
+import { handleOrNone, offsetOrNone } from './native-engine.js';
+import type { CudaKernels } from './native-abi.js';
 import { nativeAttentionConfig, type NativeAttentionConfig } from './attention-config.js';
 
 /** Which forward kernel: the tiled tensor-core kernel, the split-KV decode kernel, or the engine's choice. */
@@ -12,12 +13,8 @@ const PATH_CODE: Record<CudaAttentionPath, number> = { auto: 0, tiled: 1, decode
 /** The config the CUDA binding reads (it ignores lseDtype/keyScaleDtype: both are float32 there). */
 export type CudaAttentionConfig = NativeAttentionConfig;
 
-/** The addon's attention functions (buffers as device addresses). */
-export interface CudaAttentionAddon {
-  attentionForward(q: number, k: number, v: number, out: number, lse: number, config: CudaAttentionConfig, path: number): void;
-  attentionBackward(q: number, k: number, v: number, out: number, lse: number, gradOut: number,
-    gradQ: number, gradK: number, gradV: number, gradKeyScale: number | null, config: CudaAttentionConfig): void;
-}
+/** The addon's attention functions (native/abi/kernels.mjs). */
+export type CudaAttentionAddon = Pick<CudaKernels, 'attentionForward' | 'attentionBackward' | 'attentionTransformPlan'>;
 
 function config(q: Dense, operands: readonly [string, Dense][], lse: Dense, a: AttentionArgs): CudaAttentionConfig {
   const fail = (m: string): never => { throw new Error(`attention (cuda): ${m}`); };
@@ -30,7 +27,7 @@ function config(q: Dense, operands: readonly [string, Dense][], lse: Dense, a: A
 export function cudaAttentionForward(addon: CudaAttentionAddon, q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense,
   args: AttentionArgs, path: CudaAttentionPath = 'auto'): void {
   const c = config(q, [['k', k], ['v', v], ['out', out]], lse, args);
-  addon.attentionForward(at(q), at(k), at(v), at(out), at(lse), c, PATH_CODE[path]);
+  addon.attentionForward(c, q.handle, q.offset, k.handle, k.offset, v.handle, v.offset, out.handle, out.offset, lse.handle, lse.offset, PATH_CODE[path]);
 }
 
 /** Overwrites gradQ, gradK, gradV (summed over the heads sharing a KV head) and gradKeyScale. */
@@ -39,6 +36,8 @@ export function cudaAttentionBackward(addon: CudaAttentionAddon, q: Dense, k: De
   const c = config(q, [['k', k], ['v', v], ['out', out], ['gradOut', gradOut], ['gradQ', gradQ], ['gradK', gradK], ['gradV', gradV]], lse, args);
   if (args.keyScale && !gradKeyScale) throw new Error('attention (cuda): a key scale needs gradKeyScale');
   if (gradKeyScale && gradKeyScale.dtype !== 'float32') throw new Error(`attention (cuda): gradKeyScale must be float32, got ${gradKeyScale.dtype}`);
-  addon.attentionBackward(at(q), at(k), at(v), at(out), at(lse), at(gradOut),
-    at(gradQ), at(gradK), at(gradV), args.keyScale ? atOrNull(gradKeyScale) : null, c);
+  const gradScale = args.keyScale ? gradKeyScale : null;
+  addon.attentionBackward(c, q.handle, q.offset, k.handle, k.offset, v.handle, v.offset, out.handle, out.offset, lse.handle, lse.offset,
+    gradOut.handle, gradOut.offset, gradQ.handle, gradQ.offset, gradK.handle, gradK.offset, gradV.handle, gradV.offset,
+    handleOrNone(gradScale), offsetOrNone(gradScale));
 }

@@ -6,6 +6,7 @@
 // own time per kernel with the host still running ahead, plus the idle gaps between calls (time the
 // device waited for the host, or spent in copies the profiler does not wrap).
 import type { Engine } from './engine.js';
+import { KERNEL_METHODS } from './native-abi.js';
 
 interface TimingEngine { timingMark(): number; timingRead(): Float64Array; synchronize(): void }
 interface Profiled { profileReset?: () => void }
@@ -23,13 +24,6 @@ function reportRows(): number {
   if (!Number.isInteger(rows) || rows < 1) throw new Error(`ANDROMEDA_CUDA_PROFILE_ROWS must be a positive integer, got ${JSON.stringify(raw)}`);
   return rows;
 }
-
-const KERNELS = [
-  'copy', 'fill', 'unary', 'unaryGrad', 'binary', 'reduce', 'matmul', 'softmax', 'softmaxGrad', 'norm', 'normGrad',
-  'crossEntropy', 'crossEntropyGrad', 'embedding', 'embeddingGrad', 'dropout', 'adamw', 'sumOfSquares',
-  'attentionForward', 'attentionBackward', 'maskedSoftmax', 'rotary',
-  'addNorm', 'addNormGrad', 'biasGelu', 'biasGeluGrad', 'adamwMany', 'embeddingUnchecked', 'matmulBias', 'headNorm', 'headNormGrad', 'tokenShift',
-] as const;
 
 /** A short description of a call's sizes (numbers and number arrays; buffers by dtype and strides). */
 function signature(args: unknown[]): string {
@@ -80,7 +74,7 @@ export function installProfiler(engine: Engine & TimingEngine, mode: 'waits' | '
     const synchronize = engine.synchronize.bind(engine);
     engine.synchronize = () => { synchronize(); if (pending.length) collect(); };
   }
-  for (const name of KERNELS) {
+  for (const name of KERNEL_METHODS) {
     const original = target[name];
     if (typeof original !== 'function') continue;
     if (mode === 'events') {

@@ -2,7 +2,8 @@ import { existsSync } from 'node:fs';
 import { DTYPE_CODE } from '../tensor/dtype.js';
 import { installProfiler } from './cuda-profile.js';
 import type { AdamWArgs, AdamWItem, AttentionArgs, Dense, HeadNormArgs, MatmulArgs, MemoryStats } from './engine.js';
-import { NativeEngine, at, requireAddon, type NativeKernels } from './native-engine.js';
+import { NativeEngine, handleOrNone, offsetOrNone, requireAddon, type NativeKernels } from './native-engine.js';
+import type { CudaKernels } from './native-abi.js';
 import { cudaAttentionBackward, cudaAttentionForward, type CudaAttentionAddon, type CudaAttentionPath } from './cuda-attention.js';
 
 /** Memory statistics of the CUDA engine: the Engine's, plus the caching allocator's state. */
@@ -15,8 +16,8 @@ export interface CudaMemoryStats extends MemoryStats {
   readonly deviceTotal: number;
 }
 
-/** The compiled addon's functions (native/cuda/binding.cc); argument order matches the CPU addon. */
-interface CudaAddon extends NativeKernels, CudaAttentionAddon {
+/** The compiled addon's functions (native/cuda/binding.cc): the kernels plus device, memory and timing. */
+interface CudaAddon extends NativeKernels, CudaKernels, CudaAttentionAddon {
   deviceCount(): number;
   init(device: number): string;
   gemmLibrary(): string;
@@ -26,25 +27,6 @@ interface CudaAddon extends NativeKernels, CudaAttentionAddon {
   setMemoryLimit(bytes: number): void;
   timingMark(): number;
   timingRead(): Float64Array;
-  /** With a shadow buffer, also writes the updated weights in the shadow's (half) dtype. */
-  adamw(param: number, gradDtype: number, grad: number, m: number, v: number, count: number,
-    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number, gradScale: number,
-    shadowDtype?: number, shadow?: number): void;
-  sumOfSquaresMany(dtypes: readonly number[], ptrs: readonly number[], counts: readonly number[]): number;
-  // native/cuda/binding_fused.cc
-  adamwMany(params: readonly number[], gradDtypes: readonly number[], grads: readonly number[], ms: readonly number[], vs: readonly number[],
-    counts: readonly number[], shadowDtypes: readonly number[], shadows: readonly number[],
-    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number, gradScale: number): void;
-  headNorm(dtype: number, batch: number, n: number, heads: number, dim: number, eps: number, x: number, weight: number | null,
-    out: number, rstd: number): void;
-  headNormGrad(dtype: number, batch: number, n: number, heads: number, dim: number, eps: number, x: number, weight: number | null,
-    rstd: number, gy: number, gx: number, gweight: number | null): void;
-  tokenShift(dtype: number, x: number, out: number, batch: number, n: number, dim: number, shifts: number, backward: boolean,
-    accumulate: boolean, segments: number | null): void;
-  embeddingGather(dtype: number, table: number, ids: number, out: number, count: number, dim: number, vocab: number): void;
-  gemmBias(dtype: number, transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
-    a: number, lda: number, strideA: number, b: number, ldb: number, strideB: number, beta: number,
-    c: number, ldc: number, strideC: number, batch: number, bias: number): void;
 }
 
 let addon: CudaAddon | null = null;
@@ -83,17 +65,21 @@ function loadAddon(): CudaAddon {
  * wait for the device.
  * Memory comes from a caching allocator, so freed blocks are reused without cudaMalloc.
  */
-export class CudaEngine extends NativeEngine<CudaAddon> {
+export class CudaEngine extends NativeEngine {
   readonly device: string;
   readonly asynchronous = true;
   /** e.g. "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 79.1 GiB)". */
   readonly description: string;
+  // Private to this class: the addon is reachable only through the checked Engine methods.
+  readonly #addon: CudaAddon;
 
   constructor(index = 0) {
-    super(loadAddon());
+    const loaded = loadAddon();
+    super(loaded);
+    this.#addon = loaded;
     this.device = `cuda:${index}`;
     try {
-      this.description = this.addon.init(index);
+      this.description = this.#addon.init(index);
     } catch (e) {
       throw new Error(`no CUDA device: ${(e as Error).message.replace(/^cuda engine: /, '')}`);
     }
@@ -102,71 +88,73 @@ export class CudaEngine extends NativeEngine<CudaAddon> {
   }
 
   /** The matrix library in use, loading it if needed (throws, naming ANDROMEDA_CUBLASLT, when missing). */
-  gemmLibrary(): string { return this.addon.gemmLibrary(); }
+  gemmLibrary(): string { return this.#addon.gemmLibrary(); }
   /** Returns every cached block to the driver. */
-  emptyCache(): void { this.addon.emptyCache(); }
+  emptyCache(): void { this.#addon.emptyCache(); }
   /** Caps the bytes the allocator may reserve from the driver (0 removes the cap). */
-  setMemoryLimit(bytes: number): void { this.addon.setMemoryLimit(bytes); }
+  setMemoryLimit(bytes: number): void { this.#addon.setMemoryLimit(bytes); }
 
-  synchronize(): void { this.addon.synchronize(); }
+  synchronize(): void { this.#addon.synchronize(); }
   /** Records a timing event on the stream (profiling); `timingRead` returns the gaps between marks. */
-  timingMark(): number { return this.addon.timingMark(); }
+  timingMark(): number { return this.#addon.timingMark(); }
   /** Waits; milliseconds between consecutive marks since the last read, on the device's clock. */
-  timingRead(): Float64Array { return this.addon.timingRead(); }
-  override memoryStats(): CudaMemoryStats { return this.addon.memoryStats(); }
+  timingRead(): Float64Array { return this.#addon.timingRead(); }
+  override memoryStats(): CudaMemoryStats { return this.#addon.memoryStats(); }
 
   // Extensions beyond the Engine contract, for mixed-precision training loops.
 
   /** Σx² over several buffers with one wait for the device (the global gradient norm in one call). */
   sumOfSquaresMany(items: readonly { x: Dense; count: number }[]): number {
-    return this.addon.sumOfSquaresMany(items.map((i) => DTYPE_CODE[i.x.dtype]), items.map((i) => at(i.x)), items.map((i) => i.count));
+    return this.#addon.sumOfSquaresMany(items.map((i) => ({ dtype: DTYPE_CODE[i.x.dtype], x: i.x.handle, xOffset: i.x.offset, count: i.count })));
   }
 
   /** `adamw`, also storing the updated float32 masters into `shadow` (bfloat16/float16 compute weights) in the same pass. */
   adamwWithShadow(param: Dense, grad: Dense, m: Dense, v: Dense, count: number, a: AdamWArgs, shadow: Dense): void {
-    this.addon.adamw(at(param), DTYPE_CODE[grad.dtype], at(grad), at(m), at(v), count,
-      a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, a.biasCorrection1, a.biasCorrection2, a.gradScale,
-      DTYPE_CODE[shadow.dtype], at(shadow));
+    this.#addon.adamwShadow(param.handle, param.offset, DTYPE_CODE[grad.dtype], grad.handle, grad.offset, m.handle, m.offset,
+      v.handle, v.offset, count, a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, a.biasCorrection1, a.biasCorrection2, a.gradScale,
+      DTYPE_CODE[shadow.dtype], shadow.handle, shadow.offset);
   }
 
-  // Fused bandwidth kernels beyond the shared ones (native/cuda/binding_fused.cc).
+  // Fused bandwidth kernels beyond the shared ones (native/abi/kernels.mjs).
 
   adamwMany(items: readonly AdamWItem[], a: AdamWArgs): void {
     if (items.length === 0) return;
-    const addr = (d: Dense | null) => (d ? at(d) : 0);
-    this.addon.adamwMany(items.map((i) => at(i.param)), items.map((i) => DTYPE_CODE[i.grad.dtype]), items.map((i) => at(i.grad)),
-      items.map((i) => at(i.m)), items.map((i) => at(i.v)), items.map((i) => i.count),
-      items.map((i) => (i.shadow ? DTYPE_CODE[i.shadow.dtype] : 0)), items.map((i) => addr(i.shadow)),
-      a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, a.biasCorrection1, a.biasCorrection2, a.gradScale);
+    this.#addon.adamwMany(items.map((i) => ({
+      param: i.param.handle, paramOffset: i.param.offset, gradDtype: DTYPE_CODE[i.grad.dtype], grad: i.grad.handle, gradOffset: i.grad.offset,
+      m: i.m.handle, mOffset: i.m.offset, v: i.v.handle, vOffset: i.v.offset, count: i.count,
+      shadowDtype: i.shadow ? DTYPE_CODE[i.shadow.dtype] : 0, shadow: handleOrNone(i.shadow), shadowOffset: offsetOrNone(i.shadow),
+    })), a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, a.biasCorrection1, a.biasCorrection2, a.gradScale);
   }
   headNorm(a: HeadNormArgs, x: Dense, weight: Dense | null, out: Dense, rstd: Dense): void {
-    this.addon.headNorm(DTYPE_CODE[x.dtype], a.batch, a.n, a.heads, a.dim, a.eps, at(x), weight ? at(weight) : null, at(out), at(rstd));
+    this.#addon.headNorm(DTYPE_CODE[x.dtype], a.batch, a.n, a.heads, a.dim, a.eps, x.handle, x.offset, handleOrNone(weight), offsetOrNone(weight),
+      out.handle, out.offset, rstd.handle, rstd.offset);
   }
   headNormGrad(a: HeadNormArgs, x: Dense, weight: Dense | null, rstd: Dense, gradOut: Dense, gradIn: Dense, gradWeight: Dense | null): void {
-    this.addon.headNormGrad(DTYPE_CODE[x.dtype], a.batch, a.n, a.heads, a.dim, a.eps, at(x), weight ? at(weight) : null, at(rstd),
-      at(gradOut), at(gradIn), gradWeight ? at(gradWeight) : null);
+    this.#addon.headNormGrad(DTYPE_CODE[x.dtype], a.batch, a.n, a.heads, a.dim, a.eps, x.handle, x.offset, handleOrNone(weight), offsetOrNone(weight),
+      rstd.handle, rstd.offset, gradOut.handle, gradOut.offset, gradIn.handle, gradIn.offset, handleOrNone(gradWeight), offsetOrNone(gradWeight));
   }
   tokenShift(x: Dense, out: Dense, batch: number, n: number, dim: number, shifts: number, backward: boolean, accumulate = false, segments: Dense | null = null): void {
-    this.addon.tokenShift(DTYPE_CODE[x.dtype], at(x), at(out), batch, n, dim, shifts, backward, accumulate, segments ? at(segments) : null);
+    this.#addon.tokenShift(DTYPE_CODE[x.dtype], x.handle, x.offset, out.handle, out.offset, handleOrNone(segments), offsetOrNone(segments),
+      batch, n, dim, shifts, backward, accumulate);
   }
   embeddingUnchecked(table: Dense, ids: Dense, out: Dense, count: number, dim: number, vocab: number): void {
-    this.addon.embeddingGather(DTYPE_CODE[table.dtype], at(table), at(ids), at(out), count, dim, vocab);
+    this.#addon.embeddingGather(DTYPE_CODE[table.dtype], table.handle, table.offset, ids.handle, ids.offset, out.handle, out.offset, count, dim, vocab);
   }
   matmulBias(g: MatmulArgs, bias: Dense): void {
-    this.addon.gemmBias(DTYPE_CODE[g.c.dtype], g.transA, g.transB, g.m, g.n, g.k, g.alpha,
-      at(g.a), g.lda, g.strideA, at(g.b), g.ldb, g.strideB, g.beta, at(g.c), g.ldc, g.strideC, g.batch, at(bias));
+    this.#addon.gemmBias(DTYPE_CODE[g.c.dtype], g.transA, g.transB, g.m, g.n, g.k, g.alpha, g.a.handle, g.a.offset, g.lda, g.strideA,
+      g.b.handle, g.b.offset, g.ldb, g.strideB, g.beta, g.c.handle, g.c.offset, g.ldc, g.strideC, g.batch, bias.handle, bias.offset);
   }
 
   // Fused attention (native/cuda/attention, src/engine/cuda-attention.ts).
   attentionForward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void {
-    cudaAttentionForward(this.addon, q, k, v, out, lse, args);
+    cudaAttentionForward(this.#addon, q, k, v, out, lse, args);
   }
   /** The forward on a chosen kernel ('tiled' tensor-core or 'decode' split-KV), for tests and benchmarks. */
   attentionForwardOn(path: CudaAttentionPath, q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void {
-    cudaAttentionForward(this.addon, q, k, v, out, lse, args, path);
+    cudaAttentionForward(this.#addon, q, k, v, out, lse, args, path);
   }
   attentionBackward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, gradOut: Dense,
     gradQ: Dense, gradK: Dense, gradV: Dense, gradKeyScale: Dense | null, args: AttentionArgs): void {
-    cudaAttentionBackward(this.addon, q, k, v, out, lse, gradOut, gradQ, gradK, gradV, gradKeyScale, args);
+    cudaAttentionBackward(this.#addon, q, k, v, out, lse, gradOut, gradQ, gradK, gradV, gradKeyScale, args);
   }
 }

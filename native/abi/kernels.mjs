@@ -1,0 +1,393 @@
+// The native kernel ABI, declared once. scripts/generate-abi.mjs writes from this list:
+//   native/abi/generated/{cpu,cuda}_kernels.h   the C++ prototypes each engine implements
+//   native/{cpu,cuda}/binding_kernels.cc         the N-API glue: parse and check every argument, then call
+//   src/engine/native-abi.ts                     the TypeScript interfaces and the kernel-name list
+// A kernel is its JavaScript name, the engines that have it, the C++ function it calls, and its ordered
+// parameters. JavaScript passes the parameters in this order; C++ receives them in the same order, except
+// that parameters marked `into: 'S'` are gathered into one struct S passed where the first of them stands,
+// and `ints` with `rank` are followed by their length. A buffer travels as two JavaScript numbers, its
+// handle and its element offset (`x`, `xOffset`); handle 0 is "no buffer" (only for `optional` ones).
+//
+// `method` names the Engine method that runs the kernel when it differs (false: none; the profiler wraps these).
+//
+// Parameter kinds:
+//   enum    an int code below `ENUMS[of].count`                      dtype   a DType code (0..4)
+//   int     a non-negative safe integer (`max` caps it)               signed  a safe integer
+//   float   any number (NaN and ±Infinity included)                   seed    an integer in [0, 2^53)
+//   flag    a boolean                                                 ints    an array of safe integers
+//   f32s / f64s  a Float32Array / Float64Array of at least `length` values, or null when `optional`
+//   buffer  elements of `elem` (a dtype parameter, 'int32', 'float32', or 'stats:<dtype param>': float64
+//           for float64, else float32) over `extent`: an expression of the integer parameters, or
+//           { strided: [shape, strides] } or { matrix: [rows, cols, ld, batchStride, batch] }. `values`
+//           bounds the int32 values the kernel reads through (checked where buffers are host memory).
+//   object  named fields read from one JavaScript object (TypeScript: `type` names its interface);
+//   list    an array of such objects (C++: pointer, count).
+// Expressions may use + * / ( ) ?: the parameters by name, has(buffer or array) and rowsOf(buffer, width)
+// (the whole rows a buffer holds past its offset); `requires` adds checks, written as C++ conditions.
+
+export const ENUMS = {
+  dtype: { count: 5, values: ['float32', 'float64', 'bfloat16', 'float16', 'int32'] },
+  unaryOp: { count: 18 },
+  unaryGradOp: { count: 6 },
+  binaryOp: { count: 10 },
+  reduceOp: { count: 3 },
+  attentionPath: { count: 3, values: ['auto', 'tiled', 'decode'] },
+};
+
+const BOTH = ['cpu', 'cuda'];
+const CPU = ['cpu'];
+const CUDA = ['cuda'];
+
+// ---- parameter builders ----
+const dtype = (name = 'dtype', extra = {}) => ({ name, kind: 'dtype', ...extra });
+const code = (name, of, extra = {}) => ({ name, kind: 'enum', of, ...extra });
+const int = (name, extra = {}) => ({ name, kind: 'int', ...extra });
+const int32 = (name, extra = {}) => ({ name, kind: 'int', ctype: 'int', max: 2147483647, ...extra });
+const signed = (name, extra = {}) => ({ name, kind: 'signed', ...extra });
+const float = (name, extra = {}) => ({ name, kind: 'float', ...extra });
+const seed = (name) => ({ name, kind: 'seed' });
+const flag = (name, extra = {}) => ({ name, kind: 'flag', ...extra });
+const ints = (name, extra = {}) => ({ name, kind: 'ints', ...extra });
+/** A buffer read by the kernel. */
+const input = (name, elem, extent, extra = {}) => ({ name, kind: 'buffer', elem, extent, write: false, ...extra });
+/** A buffer the kernel writes (and may read). */
+const output = (name, elem, extent, extra = {}) => ({ name, kind: 'buffer', elem, extent, write: true, ...extra });
+const optional = { optional: true };
+
+// ---- the parameter groups several kernels share ----
+const gemmParams = [
+  dtype('dtype', { into: 'GemmArgs' }), flag('transA', { into: 'GemmArgs' }), flag('transB', { into: 'GemmArgs' }),
+  int('m', { into: 'GemmArgs' }), int('n', { into: 'GemmArgs' }), int('k', { into: 'GemmArgs' }),
+  float('alpha', { into: 'GemmArgs' }),
+  input('a', 'dtype', { matrix: ['transA ? k : m', 'transA ? m : k', 'lda', 'strideA', 'batch'] }, { into: 'GemmArgs' }),
+  int('lda', { into: 'GemmArgs' }), int('strideA', { into: 'GemmArgs' }),
+  input('b', 'dtype', { matrix: ['transB ? n : k', 'transB ? k : n', 'ldb', 'strideB', 'batch'] }, { into: 'GemmArgs' }),
+  int('ldb', { into: 'GemmArgs' }), int('strideB', { into: 'GemmArgs' }),
+  float('beta', { into: 'GemmArgs' }),
+  output('c', 'dtype', { matrix: ['m', 'n', 'ldc', 'strideC', 'batch'] }, { into: 'GemmArgs' }),
+  int('ldc', { into: 'GemmArgs' }), int('strideC', { into: 'GemmArgs' }),
+  int('batch', { into: 'GemmArgs' }),
+];
+
+const adamwHyper = ['lr', 'beta1', 'beta2', 'eps', 'weightDecay', 'biasCorrection1', 'biasCorrection2', 'gradScale']
+  .map((name) => float(name, { into: 'AdamWArgs' }));
+const adamwTensors = [
+  output('param', 'float32', 'count', { ctype: 'float*' }), dtype('gradDtype'), input('grad', 'gradDtype', 'count'),
+  output('m', 'float32', 'count', { ctype: 'float*' }), output('v', 'float32', 'count', { ctype: 'float*' }), int('count'),
+];
+
+const addNormHead = (withBias) => [
+  flag('rms', { into: 'AddNormArgs' }), dtype('dtype', { into: 'AddNormArgs' }),
+  input('a', 'dtype', 'rows * cols', { into: 'AddNormArgs' }),
+  input('b', 'dtype', 'rows * cols', { into: 'AddNormArgs', ...optional }),
+  input('scale', 'dtype', 'cols', { into: 'AddNormArgs', ...optional }),
+  float('c', { into: 'AddNormArgs' }),
+  input('weight', 'dtype', 'cols', { into: 'AddNormArgs', ...optional }),
+  ...(withBias ? [input('bias', 'dtype', 'cols', { into: 'AddNormArgs', ...optional })] : []),
+];
+const rowsCols = (extra = {}) => [int('rows', { ...extra }), int('cols', { ...extra })];
+
+const headNormSizes = [
+  dtype('dtype', { into: 'HeadNormArgs' }), int('batch', { into: 'HeadNormArgs' }), int('n', { into: 'HeadNormArgs' }),
+  int('heads', { into: 'HeadNormArgs' }), int('dim', { into: 'HeadNormArgs' }), float('eps', { into: 'HeadNormArgs' }),
+];
+
+// Fields of the fused attention config, in the C++ struct of each engine (field names differ).
+const attentionConfig = (engine) => {
+  const cuda = engine === 'cuda';
+  const into = cuda ? 'AttentionProblem' : 'AttentionArgs';
+  const size = (name, field) => (cuda && field.int ? int32 : int)(name, { into, field: cuda ? field.cuda ?? field.cpu : field.cpu });
+  const qElems = 'batch * heads * queryLen * headDim';
+  return {
+    name: 'config', kind: 'object', type: 'AttentionConfig', fields: [
+      dtype('dtype', { into }),
+      ...(cuda ? [] : [dtype('lseDtype', { into }), dtype('keyScaleDtype', { into })]),
+      size('batch', { cpu: 'batch', int: true }), size('heads', { cpu: 'heads', int: true }),
+      size('kvHeads', { cpu: 'kv_heads', int: true }), size('queryLen', { cpu: 'query_len', cuda: 'q_len' }),
+      size('keyLen', { cpu: 'key_len', cuda: 'k_len' }), size('headDim', { cpu: 'head_dim', int: true }),
+      float('scale', { into }), flag('causal', { into }), signed('queryOffset', { into }),
+      { name: 'alibiSlopes', kind: 'f32s', length: 'heads', optional: true, into },
+      size('rotaryDim', { cpu: 'rotary_dim', int: true }),
+      { name: 'rotaryInvFreq', kind: 'f32s', length: 'rotaryDim / 2', optional: true, into },
+      float('xposScaleBase', { into }),
+      input('keyScale', cuda ? 'float32' : 'keyScaleDtype', 'heads * headDim', { optional: true, into, ...(cuda ? { ctype: 'float*' } : {}) }),
+      input('queryPositions', 'int32', 'batch * queryLen', { optional: true, into, ctype: 'int32_t*', field: cuda ? 'q_positions' : 'query_positions' }),
+      input('keyPositions', 'int32', 'batch * keyLen', { optional: true, into, ctype: 'int32_t*', field: cuda ? 'k_positions' : 'key_positions' }),
+      input('querySegments', 'int32', 'batch * queryLen', { optional: true, into, ctype: 'int32_t*', field: cuda ? 'q_segments' : 'query_segments' }),
+      input('keySegments', 'int32', 'batch * keyLen', { optional: true, into, ctype: 'int32_t*', field: cuda ? 'k_segments' : 'key_segments' }),
+      ...(cuda ? [signed('positionMin', { into, nullable: 'has_position_range' }), signed('positionMax', { into, nullable: 'has_position_range' })] : []),
+    ],
+    requires: [
+      ['rotaryDim % 2 == 0 && rotaryDim <= headDim', 'rotaryDim must be even and at most headDim'],
+      ['kvHeads > 0', 'kvHeads must be positive'],
+    ],
+    qElems,
+  };
+};
+
+const attentionForward = (engine) => {
+  const cfg = attentionConfig(engine);
+  const cuda = engine === 'cuda';
+  const lseElem = cuda ? 'float32' : 'lseDtype';
+  return {
+    name: 'attentionForward', engines: [engine], cxx: 'attention_forward', ...(cuda ? { prototype: false, include: 'attention/attention.h' } : {}),
+    params: [
+      cfg,
+      input('q', 'dtype', 'batch * heads * queryLen * headDim'),
+      input('k', 'dtype', 'batch * kvHeads * keyLen * headDim'),
+      input('v', 'dtype', 'batch * kvHeads * keyLen * headDim'),
+      output('out', 'dtype', 'batch * heads * queryLen * headDim'),
+      output('lse', lseElem, 'batch * heads * queryLen', cuda ? { ctype: 'float*' } : {}),
+      ...(cuda ? [code('path', 'attentionPath', { cast: 'AttentionPath' })] : []),
+    ],
+    requires: cfg.requires,
+  };
+};
+
+const attentionBackward = (engine) => {
+  const cfg = attentionConfig(engine);
+  const cuda = engine === 'cuda';
+  const q = 'batch * heads * queryLen * headDim', kv = 'batch * kvHeads * keyLen * headDim';
+  return {
+    name: 'attentionBackward', engines: [engine], cxx: 'attention_backward', ...(cuda ? { prototype: false, include: 'attention/attention.h' } : {}),
+    params: [
+      cfg,
+      input('q', 'dtype', q), input('k', 'dtype', kv), input('v', 'dtype', kv),
+      input('out', 'dtype', q),
+      input('lse', cuda ? 'float32' : 'lseDtype', 'batch * heads * queryLen', cuda ? { ctype: 'float*' } : {}),
+      input('gradOut', 'dtype', q),
+      output('gradQ', 'dtype', q), output('gradK', 'dtype', kv), output('gradV', 'dtype', kv),
+      output('gradKeyScale', cuda ? 'float32' : 'keyScaleDtype', 'heads * headDim', { optional: true, ...(cuda ? { ctype: 'float*' } : {}) }),
+    ],
+    requires: cfg.requires,
+  };
+};
+
+export const KERNELS = [
+  {
+    name: 'copy', engines: BOTH, cxx: 'copy_strided',
+    params: [
+      dtype('srcDtype'), input('src', 'srcDtype', { strided: ['shape', 'srcStrides'] }), ints('srcStrides', { signed: true, sameLength: 'shape' }),
+      dtype('dstDtype'), output('dst', 'dstDtype', { strided: ['shape', 'dstStrides'] }), ints('dstStrides', { signed: true, sameLength: 'shape' }),
+      ints('shape', { rank: true }),
+    ],
+  },
+  { name: 'fill', engines: BOTH, cxx: 'fill', params: [dtype(), output('dst', 'dtype', 'count'), int('count'), float('value')] },
+  {
+    name: 'unary', engines: BOTH, cxx: 'unary',
+    params: [code('op', 'unaryOp'), dtype(), input('x', 'dtype', 'count'), output('out', 'dtype', 'count'), int('count'), float('scalar')],
+  },
+  {
+    name: 'unaryGrad', engines: BOTH, cxx: 'unary_grad',
+    params: [code('op', 'unaryGradOp'), dtype(), input('x', 'dtype', 'count'), input('gradOut', 'dtype', 'count'),
+      output('gradIn', 'dtype', 'count'), int('count')],
+  },
+  {
+    name: 'binary', engines: BOTH, cxx: 'binary',
+    params: [
+      code('op', 'binaryOp'), dtype(),
+      input('a', 'dtype', { strided: ['shape', 'aStrides'] }), ints('aStrides', { signed: true, sameLength: 'shape' }),
+      input('b', 'dtype', { strided: ['shape', 'bStrides'] }), ints('bStrides', { signed: true, sameLength: 'shape' }),
+      output('out', 'dtype', { strided: ['shape'] }), ints('shape', { rank: true }),
+    ],
+  },
+  {
+    name: 'reduce', engines: BOTH, cxx: 'reduce',
+    params: [code('op', 'reduceOp'), dtype(), input('x', 'dtype', 'outer * size * inner'), output('out', 'dtype', 'outer * inner'),
+      int('outer'), int('size'), int('inner')],
+  },
+  { name: 'gemm', method: 'matmul', engines: BOTH, cxx: 'gemm', params: gemmParams },
+  {
+    name: 'gemmBias', method: 'matmulBias', engines: CUDA, cxx: 'gemm',
+    params: [...gemmParams, input('bias', 'dtype', 'n', { into: 'GemmArgs' })],
+    requires: [['beta == 0', 'beta must be 0 with a bias']],
+  },
+  {
+    name: 'softmax', engines: BOTH, cxx: 'softmax',
+    params: [dtype(), input('x', 'dtype', 'rows * cols'), output('out', 'dtype', 'rows * cols'), ...rowsCols(), flag('log')],
+  },
+  {
+    name: 'softmaxGrad', engines: BOTH, cxx: 'softmax_grad',
+    params: [dtype(), input('y', 'dtype', 'rows * cols'), input('gradOut', 'dtype', 'rows * cols'), output('gradIn', 'dtype', 'rows * cols'),
+      ...rowsCols(), flag('log')],
+  },
+  {
+    name: 'norm', engines: BOTH, cxx: 'norm',
+    params: [
+      flag('rms'), dtype(), input('x', 'dtype', 'rows * cols'), input('weight', 'dtype', 'cols', optional), input('bias', 'dtype', 'cols', optional),
+      output('out', 'dtype', 'rows * cols'), output('stats', 'stats:dtype', 'rows * 2'), ...rowsCols(), float('eps'),
+    ],
+  },
+  {
+    name: 'normGrad', engines: BOTH, cxx: 'norm_grad',
+    params: [
+      flag('rms'), dtype(), input('x', 'dtype', 'rows * cols'), input('weight', 'dtype', 'cols', optional), input('stats', 'stats:dtype', 'rows * 2'),
+      input('gradOut', 'dtype', 'rows * cols'), output('gradIn', 'dtype', 'rows * cols'),
+      output('gradWeight', 'dtype', 'cols', optional), output('gradBias', 'dtype', 'cols', optional), ...rowsCols(),
+    ],
+  },
+  {
+    name: 'crossEntropy', engines: BOTH, cxx: 'cross_entropy',
+    params: [
+      dtype(), input('logits', 'dtype', 'rows * vocab'),
+      input('targets', 'int32', 'rows', { ctype: 'int32_t*', values: { below: 'vocab', except: 'ignoreIndex' } }),
+      output('losses', 'stats:dtype', 'rows'), output('lse', 'stats:dtype', 'rows'), int('rows'), int('vocab'), signed('ignoreIndex'),
+    ],
+  },
+  {
+    name: 'crossEntropyGrad', engines: BOTH, cxx: 'cross_entropy_grad',
+    params: [
+      dtype(), input('logits', 'dtype', 'rows * vocab'),
+      input('targets', 'int32', 'rows', { ctype: 'int32_t*', values: { below: 'vocab', except: 'ignoreIndex' } }),
+      input('lse', 'stats:dtype', 'rows'), input('gradLoss', 'stats:dtype', 'rows'), output('gradLogits', 'dtype', 'rows * vocab'),
+      int('rows'), int('vocab'), signed('ignoreIndex'),
+    ],
+  },
+  {
+    // Returns −1, or the first position whose id is outside [0, vocab) (the kernel checks: no row is read for it).
+    name: 'embedding', engines: BOTH, cxx: 'embedding', returns: 'int64',
+    params: [dtype(), input('table', 'dtype', 'vocab * dim'), input('ids', 'int32', 'count', { ctype: 'int32_t*' }),
+      output('out', 'dtype', 'count * dim'), int('count'), int('dim'), int('vocab')],
+  },
+  {
+    name: 'embeddingGrad', engines: BOTH, cxx: 'embedding_grad',
+    // gradTable's rows are what its buffer holds past the offset: ids must index one of them.
+    params: [dtype(), input('ids', 'int32', 'count', { ctype: 'int32_t*', values: { below: 'rowsOf(gradTable, dim)' } }),
+      input('gradOut', 'dtype', 'count * dim'), output('gradTable', 'dtype', 'dim'), int('count'), int('dim')],
+  },
+  {
+    // Out-of-range ids give zero rows (the CUDA kernel's rule; the CPU glue refuses them before the call).
+    name: 'embeddingGather', method: 'embeddingUnchecked', engines: CUDA, cxx: 'embedding_gather',
+    params: [dtype(), input('table', 'dtype', 'vocab * dim'), input('ids', 'int32', 'count', { ctype: 'int32_t*', values: { below: 'vocab' } }),
+      output('out', 'dtype', 'count * dim'), int('count'), int('dim'), int('vocab')],
+  },
+  {
+    name: 'dropout', engines: BOTH, cxx: 'dropout',
+    params: [dtype(), input('x', 'dtype', 'count'), output('out', 'dtype', 'count'), int('count'), float('p'), seed('seed')],
+  },
+  {
+    name: 'randomFill', engines: BOTH, cxx: 'random_fill',
+    params: [dtype(), output('dst', 'dtype', 'count'), int('count'), flag('normal'), float('a'), float('b'), seed('seed')],
+  },
+  {
+    name: 'adamw', engines: BOTH, cxx: 'adamw', trailing: { cuda: ['0', 'nullptr'] },
+    params: [...adamwTensors, ...adamwHyper],
+  },
+  {
+    // adamw that also stores the updated weights in the shadow's (half) dtype.
+    name: 'adamwShadow', method: 'adamwWithShadow', engines: CUDA, cxx: 'adamw',
+    params: [...adamwTensors, ...adamwHyper, dtype('shadowDtype'), output('shadow', 'shadowDtype', 'count')],
+  },
+  {
+    name: 'adamwMany', engines: CUDA, cxx: 'adamw_many',
+    params: [
+      {
+        name: 'tensors', kind: 'list', struct: 'AdamWTensorArgs', fields: [
+          output('param', 'float32', 'count', { ctype: 'float*' }), dtype('gradDtype', { field: 'grad_dtype' }), input('grad', 'gradDtype', 'count'),
+          output('m', 'float32', 'count', { ctype: 'float*' }), output('v', 'float32', 'count', { ctype: 'float*' }), int('count'),
+          dtype('shadowDtype'), output('shadow', 'shadowDtype', 'count', optional),
+        ],
+      },
+      ...adamwHyper,
+    ],
+  },
+  { name: 'sumOfSquares', engines: BOTH, cxx: 'sum_of_squares', returns: 'double', params: [dtype(), input('x', 'dtype', 'count'), int('count')] },
+  {
+    name: 'sumOfSquaresMany', engines: CUDA, cxx: 'sum_of_squares_many', returns: 'double',
+    params: [{ name: 'inputs', kind: 'list', struct: 'SquaresInput', fields: [dtype(), input('x', 'dtype', 'count'), int('count')] }],
+  },
+  {
+    name: 'maskedSoftmax', engines: BOTH, cxx: 'masked_softmax',
+    params: [
+      {
+        name: 'config', kind: 'object', fields: [
+          dtype('dtype', { into: 'MaskedSoftmaxArgs' }),
+          ...['batch', 'heads', 'queryLen', 'keyLen'].map((n) => int(n, { into: 'MaskedSoftmaxArgs' })),
+          flag('causal', { into: 'MaskedSoftmaxArgs' }), signed('queryOffset', { into: 'MaskedSoftmaxArgs' }),
+          { name: 'alibiSlopes', kind: 'f64s', length: 'heads', optional: true, into: 'MaskedSoftmaxArgs' },
+          ...['queryPositions', 'querySegments'].map((n) =>
+            input(n, 'int32', { matrix: ['batch', 'queryLen', 'queryStride', '0', '1'] }, { optional: true, into: 'MaskedSoftmaxArgs', ctype: 'int32_t*' })),
+          ...['keyPositions', 'keySegments'].map((n) =>
+            input(n, 'int32', { matrix: ['batch', 'keyLen', 'keyStride', '0', '1'] }, { optional: true, into: 'MaskedSoftmaxArgs', ctype: 'int32_t*' })),
+          int('queryStride', { into: 'MaskedSoftmaxArgs' }), int('keyStride', { into: 'MaskedSoftmaxArgs' }),
+        ],
+      },
+      input('scores', 'dtype', 'batch * heads * queryLen * keyLen'), output('out', 'dtype', 'batch * heads * queryLen * keyLen'),
+    ],
+    requires: [['has(querySegments) == has(keySegments)', 'give both segment arrays or neither']],
+  },
+  {
+    name: 'rotary', engines: BOTH, cxx: 'rotary',
+    params: [
+      {
+        name: 'config', kind: 'object', fields: [
+          dtype('dtype', { into: 'RotaryArgs' }),
+          ...['batch', 'heads', 'length', 'headDim', 'rotaryDim'].map((n) => int(n, { into: 'RotaryArgs' })),
+          { name: 'invFreq', kind: 'f64s', length: 'rotaryDim / 2', optional: true, into: 'RotaryArgs' },
+          input('positions', 'int32', { matrix: ['batch', 'length', 'positionStride', '0', '1'] }, { optional: true, into: 'RotaryArgs', ctype: 'int32_t*' }),
+          int('positionStride', { into: 'RotaryArgs' }), signed('positionOffset', { into: 'RotaryArgs' }),
+          ...['xposScaleBase', 'xposAnchor', 'xposSign', 'xposMinDistance', 'multiplier'].map((n) => float(n, { into: 'RotaryArgs' })),
+          flag('transpose', { into: 'RotaryArgs' }),
+        ],
+      },
+      input('x', 'dtype', 'batch * heads * length * headDim'), output('out', 'dtype', 'batch * heads * length * headDim'),
+    ],
+    requires: [
+      ['rotaryDim % 2 == 0 && rotaryDim <= headDim', 'rotaryDim must be even and at most headDim'],
+      ['rotaryDim == 0 || has(invFreq)', 'invFreq is missing'],
+    ],
+  },
+  {
+    name: 'addNorm', engines: BOTH, cxx: 'add_norm',
+    params: [
+      ...addNormHead(true),
+      output('out', 'dtype', 'rows * cols'), output('sum', 'dtype', 'rows * cols', optional), output('stats', 'stats:dtype', 'rows * 2'),
+      int('rows', { into: 'AddNormArgs' }), int('cols', { into: 'AddNormArgs' }), float('eps', { into: 'AddNormArgs' }),
+    ],
+  },
+  {
+    name: 'addNormGrad', engines: BOTH, cxx: 'add_norm_grad',
+    params: [
+      ...addNormHead(false),
+      input('stats', 'stats:dtype', 'rows * 2'), input('gradOut', 'dtype', 'rows * cols'), output('gradA', 'dtype', 'rows * cols'),
+      output('gradB', 'dtype', 'rows * cols', optional), output('gradScale', 'dtype', 'cols', optional),
+      output('gradWeight', 'dtype', 'cols', optional), output('gradBias', 'dtype', 'cols', optional),
+      int('rows', { into: 'AddNormArgs' }), int('cols', { into: 'AddNormArgs' }),
+    ],
+  },
+  {
+    name: 'biasGelu', engines: BOTH, cxx: 'bias_gelu',
+    params: [dtype(), input('x', 'dtype', 'rows * cols'), input('bias', 'dtype', 'cols'), output('out', 'dtype', 'rows * cols'), ...rowsCols()],
+  },
+  {
+    name: 'biasGeluGrad', engines: BOTH, cxx: 'bias_gelu_grad',
+    params: [dtype(), input('x', 'dtype', 'rows * cols'), input('bias', 'dtype', 'cols'), input('gradOut', 'dtype', 'rows * cols'),
+      output('gradIn', 'dtype', 'rows * cols'), output('gradBias', 'dtype', 'cols', optional), ...rowsCols()],
+  },
+  {
+    name: 'headNorm', engines: CUDA, cxx: 'head_norm',
+    params: [...headNormSizes, input('x', 'dtype', 'batch * n * heads * dim'), input('weight', 'dtype', 'heads * dim', optional),
+      output('out', 'dtype', 'batch * n * heads * dim'), output('rstd', 'stats:dtype', 'batch * n * heads')],
+  },
+  {
+    name: 'headNormGrad', engines: CUDA, cxx: 'head_norm_grad',
+    params: [...headNormSizes, input('x', 'dtype', 'batch * n * heads * dim'), input('weight', 'dtype', 'heads * dim', optional),
+      input('rstd', 'stats:dtype', 'batch * n * heads'), input('gradOut', 'dtype', 'batch * n * heads * dim'),
+      output('gradIn', 'dtype', 'batch * n * heads * dim'), output('gradWeight', 'dtype', 'heads * dim', optional)],
+  },
+  {
+    name: 'tokenShift', engines: CUDA, cxx: 'token_shift',
+    params: [dtype(), input('x', 'dtype', 'batch * n * dim'), output('out', 'dtype', 'batch * n * dim'),
+      input('segments', 'int32', 'batch * n', { optional: true, ctype: 'int32_t*' }),
+      int('batch'), int('n'), int('dim'), int32('shifts'), flag('backward'), flag('accumulate')],
+  },
+  attentionForward('cpu'),
+  attentionBackward('cpu'),
+  attentionForward('cuda'),
+  attentionBackward('cuda'),
+  {
+    // Where the tiled forward and the backward apply rotary, xPos and the key scale for this problem.
+    name: 'attentionTransformPlan', method: false, engines: CUDA, cxx: 'attention_transform_plan', prototype: false, include: 'attention/attention.h',
+    returns: 'string', params: [attentionConfig('cuda')], requires: attentionConfig('cuda').requires,
+  },
+];
