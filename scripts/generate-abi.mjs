@@ -212,15 +212,18 @@ function glueKernel(k, engine) {
       const t = p.kind === 'f32s' ? 'float' : 'double';
       out.push(`const ${t}* ${local(p.name)} = abi::host_array<${t}>(${value}, kKernel, ${name}, (${expression(p.length, known, 'count', kernel)}).v, ${p.optional ? 'true' : 'false'});`);
     }
-    if (p.kind === 'ints' && p.sameLength) {
-      out.push(`abi::require(${local(p.name)}.size() == ${local(p.sameLength)}.size(), kKernel, ${JSON.stringify(`${p.name} must have one entry per dimension of ${p.sameLength}`)});`);
-    }
     if (p.kind === 'buffer') {
       out.push(`abi::check_span(${local(p.name)}, kKernel, ${name}, ${elementBytes(p, known, kernel)}, ${span(p, known, kernel)});`);
     }
   };
-  const values = (p, out, known) => {
-    if (p.kind !== 'buffer' || !p.values || !hostValues) return;
+  // Buffers read through (ids, targets): disjoint from every output on every engine, values checked where
+  // the buffers are host memory.
+  const values = (p, out, known, params) => {
+    if (p.kind !== 'buffer' || !(p.values || p.disjoint)) return;
+    for (const w of params.filter((q) => q.kind === 'buffer' && q.write)) {
+      out.push(`abi::check_disjoint(${local(p.name)}, kKernel, ${JSON.stringify(p.name)}, ${local(w.name)}, ${JSON.stringify(w.name)});`);
+    }
+    if (!p.values || !hostValues) return;
     const count = typeof p.extent === 'string' ? expression(p.extent, known, 'count', kernel) : fail(`${kernel}: values need a plain extent`);
     const below = expression(p.values.below, known, 'count', kernel);
     const except = p.values.except ? `&${local(p.values.except)}` : 'nullptr';
@@ -249,6 +252,10 @@ function glueKernel(k, engine) {
     if (p.kind === 'list') return;
     read(p, `info[${at}]`, `info[${at + 1}]`, body);
   });
+  // Element sizes first: an extent may ask how many rows another buffer holds (rowsOf).
+  for (const p of scalars) {
+    if (p.kind === 'buffer') checks.push(`${local(p.name)}.element_bytes = ${elementBytes(p, known, kernel)};`);
+  }
   k.params.forEach((p, i) => {
     const at = slots[i];
     if (p.kind === 'object') {
@@ -258,10 +265,15 @@ function glueKernel(k, engine) {
     if (p.kind === 'list') return;
     late(p, `info[${at}]`, checks, known);
   });
+  for (const p of scalars) {
+    if (p.kind === 'ints' && p.sameLength) {
+      checks.unshift(`abi::require(${local(p.name)}.size() == ${local(p.sameLength)}.size(), kKernel, ${JSON.stringify(`${p.name} must have one entry per dimension of ${p.sameLength}`)});`);
+    }
+  }
   for (const [condition, message] of k.requires ?? []) {
     checks.push(`abi::require(${expression(condition, known, 'raw', kernel)}, kKernel, ${JSON.stringify(message)});`);
   }
-  for (const p of scalars) values(p, checks, known);
+  for (const p of scalars) values(p, checks, known, scalars);
   for (const p of scalars) assign(p);
 
   // Lists: every item parsed and checked in a loop.
@@ -273,8 +285,9 @@ function glueKernel(k, engine) {
     const loop = [];
     loop.push(`const Napi::Object item = abi::object(a_${p.name}.Get(i), kKernel, ${JSON.stringify(`${p.name}[]`)});`);
     for (const f of p.fields) read(f, `item.Get(${JSON.stringify(f.name)})`, `item.Get(${JSON.stringify(`${f.name}Offset`)})`, loop, `${p.name}[].`);
+    for (const f of p.fields) if (f.kind === 'buffer') loop.push(`${local(f.name)}.element_bytes = ${elementBytes(f, itemKnown, kernel)};`);
     for (const f of p.fields) late(f, null, loop, itemKnown, `${p.name}[].`);
-    for (const f of p.fields) values(f, loop, itemKnown);
+    for (const f of p.fields) values(f, loop, itemKnown, p.fields);
     for (const f of p.fields) {
       loop.push(f.kind === 'buffer'
         ? `l_${p.name}[i].${fieldOf(f)} = ${local(f.name)}.as<${cType(f).replace(/\*$/, '')}>();`

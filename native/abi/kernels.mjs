@@ -19,7 +19,8 @@
 //   buffer  elements of `elem` (a dtype parameter, 'int32', 'float32', or 'stats:<dtype param>': float64
 //           for float64, else float32) over `extent`: an expression of the integer parameters, or
 //           { strided: [shape, strides] } or { matrix: [rows, cols, ld, batchStride, batch] }. `values`
-//           bounds the int32 values the kernel reads through (checked where buffers are host memory).
+//           bounds the int32 values the kernel reads through (checked where buffers are host memory); such
+//           buffers, and those marked `disjoint`, may not share bytes with an output of the same call.
 //   object  named fields read from one JavaScript object (TypeScript: `type` names its interface);
 //   list    an array of such objects (C++: pointer, count).
 // Expressions may use + * / ( ) ?: the parameters by name, has(buffer or array) and rowsOf(buffer, width)
@@ -246,14 +247,14 @@ export const KERNELS = [
   {
     // Returns −1, or the first position whose id is outside [0, vocab) (the kernel checks: no row is read for it).
     name: 'embedding', engines: BOTH, cxx: 'embedding', returns: 'int64',
-    params: [dtype(), input('table', 'dtype', 'vocab * dim'), input('ids', 'int32', 'count', { ctype: 'int32_t*' }),
+    params: [dtype(), input('table', 'dtype', 'vocab * dim'), input('ids', 'int32', 'count', { ctype: 'int32_t*', disjoint: true }),
       output('out', 'dtype', 'count * dim'), int('count'), int('dim'), int('vocab')],
   },
   {
     name: 'embeddingGrad', engines: BOTH, cxx: 'embedding_grad',
     // gradTable's rows are what its buffer holds past the offset: ids must index one of them.
     params: [dtype(), input('ids', 'int32', 'count', { ctype: 'int32_t*', values: { below: 'rowsOf(gradTable, dim)' } }),
-      input('gradOut', 'dtype', 'count * dim'), output('gradTable', 'dtype', 'dim'), int('count'), int('dim')],
+      input('gradOut', 'dtype', 'count * dim'), output('gradTable', 'dtype', 'rowsOf(gradTable, dim) * dim'), int('count'), int('dim')],
   },
   {
     // Out-of-range ids give zero rows (the CUDA kernel's rule; the CPU glue refuses them before the call).

@@ -156,6 +156,7 @@ inline Span matrix(Count rows, Count cols, Count ld, Count batch_stride, Count b
 
 /** The elements a strided view of `shape` reaches (contiguous row-major strides when `strides` is null). */
 inline Span strided(const std::vector<int64_t>& shape, const std::vector<int64_t>* strides) {
+  if (strides && strides->size() != shape.size()) throw RangeError("strides and shape differ in length");
   Span s;
   for (int64_t n : shape) if (n == 0) return s;
   Count contiguous = Count(int64_t(1));
@@ -181,6 +182,8 @@ struct Buffer {
   uint64_t bytes = 0;
   uint64_t offset = 0;  // elements
   uint64_t element_bytes = 1;
+  // The bytes [first, end) of the allocation the kernel may touch (set by check_span).
+  uint64_t first = 0, end = 0;
 
   bool present() const { return base != nullptr; }
   template <typename T>
@@ -219,6 +222,10 @@ inline uint64_t stats_bytes(int dtype) { return DType(dtype) == DType::F64 ? 8 :
 inline void check_span(Buffer& b, const char* kernel, const char* name, uint64_t element_bytes, const Span& span) {
   b.element_bytes = element_bytes;
   if (!b.present()) return;
+  if ((Count::raw(b.offset) * Count::raw(element_bytes)).v > b.bytes) {
+    throw RangeError(std::string(kernel) + ": " + name + "Offset " + std::to_string(b.offset) + " is past the end of its buffer (" +
+                     std::to_string(b.bytes) + " bytes of " + std::to_string(element_bytes) + "-byte elements)");
+  }
   if (span.above.v == 0) return;
   if (span.below.v > b.offset) {
     throw RangeError(std::string(kernel) + ": " + name + " reaches " + std::to_string(span.below.v) +
@@ -230,6 +237,19 @@ inline void check_span(Buffer& b, const char* kernel, const char* name, uint64_t
     throw RangeError(std::string(kernel) + ": " + name + " needs elements [" + std::to_string(b.offset) + ", " +
                      (end.v == UINT64_MAX ? std::string("2^64") : std::to_string(end.v)) + ") of " + std::to_string(element_bytes) +
                      " bytes, but its buffer holds " + std::to_string(b.bytes) + " bytes");
+  }
+  b.first = (b.offset - span.below.v) * element_bytes;
+  b.end = end_bytes.v;
+}
+
+/**
+ * Values checked on the host (ids, targets) must not share bytes with a buffer the kernel writes: the kernel
+ * would otherwise read values written after the check.
+ */
+inline void check_disjoint(const Buffer& read, const char* kernel, const char* read_name, const Buffer& written, const char* written_name) {
+  if (!read.present() || !written.present() || read.base != written.base) return;
+  if (read.first < written.end && written.first < read.end) {
+    throw RangeError(std::string(kernel) + ": " + read_name + " overlaps " + written_name + ", which the kernel writes");
   }
 }
 
