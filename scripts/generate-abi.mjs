@@ -25,7 +25,7 @@ function fail(message) {
 }
 
 // ---- declaration checks ----
-const PARAM_KINDS = new Set(['enum', 'dtype', 'int', 'signed', 'float', 'seed', 'flag', 'ints', 'buffer', 'f32s', 'f64s', 'object', 'list']);
+const PARAM_KINDS = new Set(['derived', 'enum', 'dtype', 'int', 'signed', 'float', 'seed', 'flag', 'ints', 'buffer', 'f32s', 'f64s', 'object', 'list']);
 for (const k of KERNELS) {
   for (const p of k.params) {
     if (!PARAM_KINDS.has(p.kind)) fail(`${k.name}: parameter ${p.name} has unknown kind ${p.kind}`);
@@ -85,6 +85,7 @@ const cType = (p) => {
     case 'signed': return 'int64_t';
     case 'float': return 'double';
     case 'seed': return 'uint64_t';
+    case 'derived': return 'int64_t';
     case 'flag': return 'bool';
     case 'f32s': return 'const float*';
     case 'f64s': return 'const double*';
@@ -168,11 +169,12 @@ function glueKernel(k, engine) {
   const body = [];
   const checks = [];
   const groups = new Map();  // struct → field assignments
+  const derived = [];
   const hostValues = engine === 'cpu';
 
   // JavaScript argument slots: buffers take two.
   let slot = 0;
-  const slots = k.params.map((p) => { const s = slot; slot += p.kind === 'buffer' ? 2 : 1; return s; });
+  const slots = k.params.map((p) => { const s = slot; slot += p.kind === 'buffer' ? 2 : p.kind === 'derived' ? 0 : 1; return s; });
   body.push(`abi::expect_arguments(info, kKernel, ${slot});`);
 
   const read = (p, value, offsetValue, out, prefix = '') => {
@@ -200,7 +202,7 @@ function glueKernel(k, engine) {
       case 'buffer':
         out.push(`abi::Buffer ${v} = abi::buffer(handles(), ${value}, ${offsetValue}, kKernel, ${name}, ${p.optional ? 'true' : 'false'});`);
         break;
-      case 'f32s': case 'f64s': break;  // read after the sizes they depend on
+      case 'f32s': case 'f64s': case 'derived': break;  // computed after the sizes they depend on
       default: fail(`${kernel}: ${p.kind} cannot be read here`);
     }
   };
@@ -266,6 +268,7 @@ function glueKernel(k, engine) {
     late(p, `info[${at}]`, checks, known);
   });
   for (const p of scalars) {
+    if (p.kind === 'derived') derived.push(`const int64_t ${local(p.name)} = int64_t((${expression(p.value, known, 'count', kernel)}).v);`);
     if (p.kind === 'ints' && p.sameLength) {
       checks.unshift(`abi::require(${local(p.name)}.size() == ${local(p.sameLength)}.size(), kKernel, ${JSON.stringify(`${p.name} must have one entry per dimension of ${p.sameLength}`)});`);
     }
@@ -298,6 +301,7 @@ function glueKernel(k, engine) {
       `for (uint32_t i = 0; i < a_${p.name}.Length(); i++) {`, ...loop.map((l) => `  ${l}`), '}');
   });
 
+  checks.push(...derived);
   const structs = [...groups.entries()].flatMap(([s, fields]) => [`${s} s_${s}{};`, ...fields]);
   const call = `${k.cxx}(${cxxParameters(k, engine).map((p) => p.arg).join(', ')})`;
   const ret = k.returns === 'int64' || k.returns === 'double'
@@ -356,7 +360,7 @@ ${kernels.map((k) => `  exports.Set(${JSON.stringify(k.name)}, Napi::Function::N
 
 /** The JavaScript parameters of a kernel, buffers expanded to (handle, offset). */
 function jsParameters(k) {
-  return k.params.flatMap((p) => (p.kind === 'buffer' ? [{ ...p, js: 'handle' }, { ...p, name: `${p.name}Offset`, js: 'offset' }] : [p]));
+  return k.params.filter((p) => p.kind !== 'derived').flatMap((p) => (p.kind === 'buffer' ? [{ ...p, js: 'handle' }, { ...p, name: `${p.name}Offset`, js: 'offset' }] : [p]));
 }
 
 function tsType(p, typeName) {

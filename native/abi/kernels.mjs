@@ -21,6 +21,7 @@
 //           { strided: [shape, strides] } or { matrix: [rows, cols, ld, batchStride, batch] }. `values`
 //           bounds the int32 values the kernel reads through (checked where buffers are host memory); such
 //           buffers, and those marked `disjoint`, may not share bytes with an output of the same call.
+//   derived an int64 the glue computes from `value` and passes to C++ (no JavaScript argument)
 //   object  named fields read from one JavaScript object (TypeScript: `type` names its interface);
 //   list    an array of such objects (C++: pointer, count).
 // Expressions may use + * / ( ) ?: the parameters by name, has(buffer or array) and rowsOf(buffer, width)
@@ -254,7 +255,8 @@ export const KERNELS = [
     name: 'embeddingGrad', engines: BOTH, cxx: 'embedding_grad',
     // gradTable's rows are what its buffer holds past the offset: ids must index one of them.
     params: [dtype(), input('ids', 'int32', 'count', { ctype: 'int32_t*', values: { below: 'rowsOf(gradTable, dim)' } }),
-      input('gradOut', 'dtype', 'count * dim'), output('gradTable', 'dtype', 'rowsOf(gradTable, dim) * dim'), int('count'), int('dim')],
+      input('gradOut', 'dtype', 'count * dim'), output('gradTable', 'dtype', 'rowsOf(gradTable, dim) * dim'), int('count'), int('dim'),
+      { name: 'rows', kind: 'derived', value: 'rowsOf(gradTable, dim)' }],
   },
   {
     // Out-of-range ids give zero rows (the CUDA kernel's rule; the CPU glue refuses them before the call).

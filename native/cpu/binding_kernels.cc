@@ -413,7 +413,8 @@ Napi::Value EmbeddingGrad(const Napi::CallbackInfo& info) {
     abi::check_span(p_gradTable, kKernel, "gradTable", abi::element_bytes(p_dtype), abi::Span::elements(abi::rows_of(p_gradTable, abi::Count(p_dim)) * abi::Count(p_dim)));
     abi::check_disjoint(p_ids, kKernel, "ids", p_gradTable, "gradTable");
     abi::check_values(p_ids, (abi::Count(p_count)).v, kKernel, "ids", abi::rows_of(p_gradTable, abi::Count(p_dim)), nullptr);
-    embedding_grad(p_dtype, p_ids.as<const int32_t>(), p_gradOut.as<const char>(), p_gradTable.as<char>(), p_count, p_dim);
+    const int64_t p_rows = int64_t((abi::rows_of(p_gradTable, abi::Count(p_dim))).v);
+    embedding_grad(p_dtype, p_ids.as<const int32_t>(), p_gradOut.as<const char>(), p_gradTable.as<char>(), p_count, p_dim, p_rows);
     return info.Env().Undefined();
   });
 }

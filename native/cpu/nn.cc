@@ -311,7 +311,8 @@ int64_t embedding(int dtype, const char* table, const int32_t* ids, char* out, i
   return -1;
 }
 
-void embedding_grad(int dtype, const int32_t* ids, const char* grad_out, char* grad_table, int64_t count, int64_t dim) {
+void embedding_grad(int dtype, const int32_t* ids, const char* grad_out, char* grad_table, int64_t count, int64_t dim,
+                    int64_t rows) {
   ANDROMEDA_DISPATCH_FLOAT(dtype, {
     using C = typename Compute<T>::type;
     const T* G = reinterpret_cast<const T*>(grad_out);
@@ -319,6 +320,7 @@ void embedding_grad(int dtype, const int32_t* ids, const char* grad_out, char* g
     // Parallel over feature columns so that no two threads add into the same element.
     parallel_for(dim, 16, [&](int64_t begin, int64_t end) {
       for (int64_t i = 0; i < count; i++) {
+        if (ids[i] < 0 || ids[i] >= rows) continue;  // names no row (the binding refuses such ids first)
         T* row = GT + int64_t(ids[i]) * dim;
         const T* g = G + i * dim;
         for (int64_t j = begin; j < end; j++) store(row + j, C(load(row + j)) + C(load(g + j)));

@@ -28,13 +28,15 @@ __global__ void iota(int32_t* out, int64_t count) {
   ANDROMEDA_GRID_STRIDE(i, count) out[i] = int32_t(i);
 }
 
-// One block per sorted position; the block at the start of a run of equal ids reduces the run.
+// One block per sorted position; the block at the start of a run of equal ids reduces the run. Ids outside
+// [0, rows) name no row of the table and are skipped (the host cannot check ids that live on the device).
 template <typename T>
 __global__ void accumulate_runs(const int32_t* sorted_ids, const int32_t* positions, const T* grad_out, T* grad_table,
-                                int64_t count, int64_t dim) {
+                                int64_t count, int64_t dim, int64_t rows) {
   using C = compute_t<T>;
   const int64_t p = blockIdx.x;
   const int32_t id = sorted_ids[p];
+  if (id < 0 || id >= rows) return;
   if (p > 0 && sorted_ids[p - 1] == id) return;
   int64_t end = p + 1;
   while (end < count && sorted_ids[end] == id) end++;
@@ -77,7 +79,8 @@ void embedding_gather(int dtype, const char* table, const int32_t* ids, char* ou
   check_launch("embedding");
 }
 
-void embedding_grad(int dtype, const int32_t* ids, const char* grad_out, char* grad_table, int64_t count, int64_t dim) {
+void embedding_grad(int dtype, const int32_t* ids, const char* grad_out, char* grad_table, int64_t count, int64_t dim,
+                    int64_t rows) {
   if (count == 0 || dim == 0) return;
   if (count > INT_MAX) throw std::invalid_argument("embedding_grad: more than 2^31 ids");
   const int n = int(count);
@@ -97,7 +100,7 @@ void embedding_grad(int dtype, const int32_t* ids, const char* grad_out, char* g
         "embedding_grad (sort)");
   ANDROMEDA_CUDA_DISPATCH_FLOAT(dtype, {
     accumulate_runs<T><<<unsigned(count), row_threads(dim, 1) > 256 ? 256 : row_threads(dim, 1), 0, stream()>>>(
-        sorted_ids, sorted_positions, reinterpret_cast<const T*>(grad_out), reinterpret_cast<T*>(grad_table), count, dim);
+        sorted_ids, sorted_positions, reinterpret_cast<const T*>(grad_out), reinterpret_cast<T*>(grad_table), count, dim, rows);
   });
   check_launch("embedding_grad");
 }

@@ -142,6 +142,7 @@ function buildCall(k: Kernel): { args: unknown[]; slots: Slot[] } {
           kind, optional, present,
         });
       };
+      if (p.kind === 'derived') continue;  // computed by the glue, not passed
       if (p.kind === 'buffer') {
         const none = p.optional && random() < 0.3;
         const handle = none ? 0 : pick(arenas);

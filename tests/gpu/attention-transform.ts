@@ -4,6 +4,7 @@
 import type { AttentionArgs, Dense } from '../../src/engine/engine.js';
 import type { CudaEngine } from '../../src/engine/cuda.js';
 import { nativeAttentionConfig } from '../../src/engine/attention-config.js';
+import { requireAddon } from '../../src/engine/native-engine.js';
 import { gpu } from './harness.js';
 
 import type { AttentionTransform, AttentionTransformPlan } from './attention-plan.js';
@@ -15,9 +16,10 @@ interface TransformAddon {
   attentionTransformPlan(config: object): AttentionTransformPlan;
 }
 
-function addonOf(engine: CudaEngine): TransformAddon {
-  // The engine's addon is a protected member of the engine; this switch is not part of the Engine contract.
-  const addon = (engine as unknown as { addon: Partial<TransformAddon> }).addon;
+function addonOf(_engine: CudaEngine): TransformAddon {
+  // The engine keeps its addon private and this switch is not part of the Engine contract: load the same
+  // (cached) addon module the engine uses.
+  const addon = requireAddon<Partial<TransformAddon>>('andromeda_cuda.node').load();
   if (typeof addon?.attentionTransform !== 'function' || typeof addon.attentionTransformPlan !== 'function') {
     throw new Error('the CUDA addon has no attentionTransform switch: rebuild it (node scripts/build-cuda.mjs)');
   }

@@ -39,7 +39,7 @@ void cross_entropy_grad(int dtype, const char* logits, const int32_t* targets, c
 // embedding
 int64_t embedding(int dtype, const char* table, const int32_t* ids, char* out, int64_t count, int64_t dim, int64_t vocab);
 // embeddingGrad
-void embedding_grad(int dtype, const int32_t* ids, const char* grad_out, char* grad_table, int64_t count, int64_t dim);
+void embedding_grad(int dtype, const int32_t* ids, const char* grad_out, char* grad_table, int64_t count, int64_t dim, int64_t rows);
 // dropout
 void dropout(int dtype, const char* x, char* out, int64_t count, double p, uint64_t seed);
 // randomFill
