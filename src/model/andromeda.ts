@@ -7,7 +7,6 @@ import { hostInts } from '../tensor/host-ints.js';
 import { linear } from '../ops/matmul.js';
 import { narrow } from '../ops/layout.js';
 import { crossEntropy } from '../ops/nn.js';
-import type { TokenIndexInput } from '../ops/attention.js';
 import { Module, ModuleList } from '../nn/module.js';
 import { Embedding } from '../nn/embedding.js';
 import { Linear } from '../nn/linear.js';
@@ -19,9 +18,9 @@ import { makeBlock, type Block } from './block.js';
 import { blockRunner } from './block-runner.js';
 import { makeNorm, type Norm } from './norm.js';
 import { KVCache, type KVCacheOptions } from './kv-cache.js';
-import type { AndromedaForwardOptions, TokenIndices } from './forward-options.js';
+import type { AndromedaForwardOptions } from './forward-options.js';
 import { initializeAndromeda } from './init.js';
-import type { SequenceContext } from './context.js';
+import { layerState, sequenceContext, type SequenceContext } from './context.js';
 
 export interface AndromedaOptions {
   device?: string;
@@ -90,15 +89,16 @@ export class Andromeda extends Module {
   /** tokens → the last layer's output (after the final norm), [batch, n, dim] ([batch, 1, dim] with logits: 'last'). */
   private hiddenStates(tokens: Tensor, o: AndromedaForwardOptions): Tensor {
     const [batch, n] = this.checkForwardInputs(tokens, o);
-    const run = (): Tensor => this.run(tokens, this.sequenceContext(batch, n, o), o);
+    const run = (): Tensor => this.run(tokens, sequenceContext(batch, n, o, this.device), o);
+    // Decoding never trains: without autograd the block runner frees each block's intermediates.
     return o.kvCache ? noGrad(run) : run();
   }
 
+  /** embedding → blocks → final norm; how each block holds its memory is the runner's business. */
   private run(tokens: Tensor, sequence: SequenceContext, o: AndromedaForwardOptions): Tensor {
     const runBlock = blockRunner(o.activationCheckpointing ?? false);
     let x = this.embedding.forward(tokens);
-    let layer = 0;
-    for (const block of this.blocks) x = runBlock(block, x, { sequence, cache: o.kvCache?.layers[layer++] ?? null });
+    for (let layer = 0; layer < this.blocks.length; layer++) x = runBlock(this.blocks.at(layer), x, layerState(sequence, o.kvCache, layer));
     if (o.logits === 'last') x = lastPosition(x);
     return this.finalNorm ? this.finalNorm.forward(x) : x;
   }
@@ -124,22 +124,6 @@ export class Andromeda extends Module {
       if (cache.layers.length !== this.config.depth) throw new RangeError(`Andromeda.forward: the KV cache has ${cache.layers.length} layers, the model ${this.config.depth}`);
     }
     return [batch, n];
-  }
-
-  private sequenceContext(batch: number, n: number, o: AndromedaForwardOptions): SequenceContext {
-    const host = (t: TokenIndices | undefined, what: string): Int32Array | null => {
-      if (!t) return null;
-      const values = t instanceof Tensor ? t.toArray() : t;
-      if (!(values instanceof Int32Array)) throw new TypeError(`Andromeda.forward: ${what} must be int32`);
-      if (values.length !== batch * n) throw new RangeError(`Andromeda.forward: ${what} has ${values.length} values, expected [${batch}, ${n}]`);
-      return values;
-    };
-    const segmentIds = host(o.segmentIds, 'segmentIds');
-    let positions: TokenIndexInput | null = host(o.positions, 'positions');
-    if (!positions && segmentIds) positions = positionsFromSegments(segmentIds, batch, n);
-    const segments = segmentIds ? { host: segmentIds, device: Tensor.fromArray(segmentIds, [batch, n], 'int32', this.device) } : null;
-    if (positions instanceof Int32Array) positions = { host: positions, device: Tensor.fromArray(positions, [batch, n], 'int32', this.device) };
-    return { positions, segments, implementation: o.attentionImplementation ?? 'auto' };
   }
 
   /**
@@ -179,18 +163,5 @@ function lastPosition(x: Tensor): Tensor {
 function nextTokenTargets(tokens: Int32Array, batch: number, n: number): Int32Array {
   const out = new Int32Array(batch * (n - 1));
   for (let b = 0; b < batch; b++) out.set(tokens.subarray(b * n + 1, (b + 1) * n), b * (n - 1));
-  return out;
-}
-
-/** Positions counting from 0 at each change of segment id along a row. */
-export function positionsFromSegments(segments: Int32Array, batch: number, n: number): Int32Array {
-  const out = new Int32Array(batch * n);
-  for (let b = 0; b < batch; b++) {
-    let position = 0;
-    for (let t = 0; t < n; t++) {
-      if (t > 0 && segments[b * n + t] !== segments[b * n + t - 1]) position = 0;
-      out[b * n + t] = position++;
-    }
-  }
   return out;
 }
