@@ -18,7 +18,8 @@ import type { AndromedaConfig } from './config.js';
 import { SelfAttention } from './attention.js';
 import { FeedForward } from './feed-forward.js';
 import { makeNorm, type Norm } from './norm.js';
-import { addResidual, addResidualNorm, addResidualThenNorm, type ResidualScale } from './residual.js';
+import type { ResidualInput } from '../nn/layer-norm.js';
+import { addResidual, addResidualNorm, addResidualThenNorm } from './residual.js';
 import { shiftTokens, shiftTokensWithHistory } from './token-shift.js';
 import type { RotarySettings } from './rotary.js';
 import type { LayerState } from './context.js';
@@ -66,7 +67,7 @@ export abstract class Block extends Module {
   }
 
   /** s and c of a residual connection (the parameter is looked up each time: `to()` replaces it). */
-  protected residual(scaleName: string): ResidualScale {
+  protected residual(scaleName: string): ResidualInput {
     return { scale: this.scaleResidual ? this.param(scaleName) : null, constant: this.residualConstant };
   }
 

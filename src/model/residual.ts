@@ -13,14 +13,11 @@ import { add, mul } from '../ops/elementwise.js';
 import type { ResidualInput } from '../nn/layer-norm.js';
 import type { Norm } from './norm.js';
 
-/** s (or null) and c of one residual connection. */
-export type ResidualScale = ResidualInput;
-
 /** branch + x·s·c. */
-export function addResidual(x: Tensor, branch: Tensor, s: ResidualScale): Tensor {
+export function addResidual(x: Tensor, branch: Tensor, residual: ResidualInput): Tensor {
   let scaled = x;
-  if (s.scale) scaled = mul(scaled, s.scale);
-  if (s.constant !== 1) scaled = mul(scaled, s.constant);
+  if (residual.scale) scaled = mul(scaled, residual.scale);
+  if (residual.constant !== 1) scaled = mul(scaled, residual.constant);
   return add(branch, scaled);
 }
 
@@ -28,12 +25,12 @@ export function addResidual(x: Tensor, branch: Tensor, s: ResidualScale): Tensor
  * { stream: branch + x·s·c, normed: norm(stream) } in one pass — pre-norm: the stream carries on
  * and its norm is the next sub-layer's input.
  */
-export function addResidualThenNorm(x: Tensor, branch: Tensor, s: ResidualScale, norm: Norm): { stream: Tensor; normed: Tensor } {
-  const { sum, out } = norm.forwardResidualWithSum(branch, x, s);
+export function addResidualThenNorm(x: Tensor, branch: Tensor, residual: ResidualInput, norm: Norm): { stream: Tensor; normed: Tensor } {
+  const { sum, out } = norm.forwardResidualWithSum(branch, x, residual);
   return { stream: sum, normed: out };
 }
 
 /** norm(branch + x·s·c) in one pass — post-norm: only the normed sum carries on. */
-export function addResidualNorm(x: Tensor, branch: Tensor, s: ResidualScale, norm: Norm): Tensor {
-  return norm.forwardResidual(branch, x, s);
+export function addResidualNorm(x: Tensor, branch: Tensor, residual: ResidualInput, norm: Norm): Tensor {
+  return norm.forwardResidual(branch, x, residual);
 }
