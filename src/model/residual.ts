@@ -5,7 +5,7 @@
  *
  * s: the block's learned per-feature scale (only with scaleResidual), c: the residual constant
  * (DeepNorm's (2·depth)^¼, else 1). Where the new stream meets a norm, the add and the norm run as one
- * fused op (src/ops/add-norm.ts, through the norm's forwardResidual*): these helpers name the math,
+ * fused op (addNorm / addThenNorm, through the norm's forwardResidual*): these helpers name the math,
  * the norm does the fusion.
  */
 import type { Tensor } from '../tensor/tensor.js';
