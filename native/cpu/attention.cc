@@ -1,7 +1,5 @@
 // Fused attention for the CPU engine: validation, instruction-set dispatch, and the kernels of
 // attention_impl.h compiled three times (SSE2 baseline, AVX2+FMA, AVX-512) and picked at run time.
-#include <omp.h>
-
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -16,6 +14,7 @@
 
 #include "../common/dtype.h"
 #include "kernels.h"
+#include "parallel.h"
 
 namespace andromeda::cpu {
 namespace attn_common {
@@ -104,7 +103,7 @@ class Buf {
   void reset(size_t bytes, bool zero = true) {
     if (owned_) std::free(p_);
     const size_t rounded = round64(bytes);
-    p_ = omp_in_parallel() ? nullptr : Arena::local().take(rounded);
+    p_ = in_parallel() ? nullptr : Arena::local().take(rounded);
     owned_ = p_ == nullptr;
     if (owned_) p_ = aligned_or_throw(rounded);
     if (zero) std::memset(p_, 0, rounded);
@@ -216,6 +215,9 @@ void validate(const AttentionArgs& a) {
   if ((a.query_segments == nullptr) != (a.key_segments == nullptr))
     fail("querySegments and keySegments must be given together");
   if (a.lse_dtype != int(DType::F32) && a.lse_dtype != int(DType::F64)) fail("lse must be float32 or float64");
+  if (!(a.key_cache_bytes < 0 || std::isfinite(a.key_cache_bytes)) ||
+      !(a.dq_accumulator_bytes < 0 || std::isfinite(a.dq_accumulator_bytes)))
+    fail("keyCacheBytes and dqAccumulatorBytes must be finite");
   if (a.key_scale && a.key_scale_dtype != int(DType::F32) && a.key_scale_dtype != int(DType::F64) &&
       a.key_scale_dtype != int(DType::BF16))
     fail("keyScale must be float32, float64 or bfloat16");

@@ -1,0 +1,14 @@
+// The CPU engine's thread count: ANDROMEDA_THREADS or CpuEngine.threads(n), checked before it reaches
+// the native pool (native/cpu/parallel.h, which enforces the same bound).
+
+/** Thread counts the engine accepts (the calling thread included); native/cpu/parallel.h has the same bound. */
+export const MAX_CPU_THREADS = 1024;
+
+/** Checks a thread count (from `source`, e.g. "ANDROMEDA_THREADS") and returns it as a number. */
+export function parseThreadCount(value: unknown, source: string): number {
+  const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_CPU_THREADS) {
+    throw new Error(`${source} must be an integer from 1 to ${MAX_CPU_THREADS}, got ${JSON.stringify(value)}`);
+  }
+  return n;
+}
