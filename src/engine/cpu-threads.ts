@@ -4,11 +4,16 @@
 /** Thread counts the engine accepts (the calling thread included); native/cpu/parallel.h has the same bound. */
 export const MAX_CPU_THREADS = 1024;
 
+/** A bad engine setting (an environment variable or argument): the message names it; not a data error. */
+export class EngineSettingError extends Error {
+  override name = 'EngineSettingError';
+}
+
 /** Checks a thread count (from `source`, e.g. "ANDROMEDA_THREADS") and returns it as a number. */
 export function parseThreadCount(value: unknown, source: string): number {
   const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
   if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_CPU_THREADS) {
-    throw new Error(`${source} must be an integer from 1 to ${MAX_CPU_THREADS}, got ${JSON.stringify(value)}`);
+    throw new EngineSettingError(`${source} must be an integer from 1 to ${MAX_CPU_THREADS}, got ${JSON.stringify(value)}`);
   }
   return n;
 }

@@ -40,12 +40,19 @@ test('train --device cpu: byte-identical weights run to run with 2 threads, and 
   }
 });
 
-test('ANDROMEDA_THREADS must be an integer from 1 to 1024', { timeout: 60_000 }, async () => {
+test('ANDROMEDA_THREADS must be an integer from 1 to 1024 (train and generate)', { timeout: 60_000 }, async () => {
   const data = await smallDataset();
+  const out = await tempDir();
+  const trainArgs = ['train', '--data', data, '--out', out, '--device', 'cpu', '--preset', 'tiny', '--steps', '1', '--seq-len', '32', '--quiet'];
+  const ok = await run(trainArgs, '2');
+  assert.equal(ok.code, 0, ok.stderr);
   for (const bad of ['100000', '-5', 'abc', '0', '2.5', '1025']) {
-    const r = await run(['train', '--data', data, '--out', await tempDir(), '--device', 'cpu', '--preset', 'tiny', '--steps', '1', '--quiet'], bad);
-    assert.equal(r.code, 1, `ANDROMEDA_THREADS=${bad}: ${r.stderr}`);
-    assert.match(r.stderr, new RegExp(`ANDROMEDA_THREADS must be an integer from 1 to 1024, got "${bad.replace('.', '\\.')}"`), bad);
-    assert.doesNotMatch(r.stderr, /^\s+at /m, 'no stack trace');
+    const expected = new RegExp(`ANDROMEDA_THREADS must be an integer from 1 to 1024, got "${bad.replace('.', '\\.')}"`);
+    for (const argv of [['generate', out, '--prompt', 'the', '--max-tokens', '2', '--device', 'cpu'], [...trainArgs, '--resume']]) {
+      const r = await run(argv, bad);
+      assert.equal(r.code, 1, `${argv[0]} with ANDROMEDA_THREADS=${bad}: ${r.stderr}`);
+      assert.match(r.stderr, expected, `${argv[0]} with ANDROMEDA_THREADS=${bad}`);
+      assert.doesNotMatch(r.stderr, /corrupt|^\s+at /m, 'names the variable, not the checkpoint; no stack trace');
+    }
   }
 });
