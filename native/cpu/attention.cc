@@ -15,6 +15,7 @@
 #include "../common/dtype.h"
 #include "kernels.h"
 #include "parallel.h"
+#include "simd.h"
 
 namespace andromeda::cpu {
 namespace attn_common {
@@ -174,31 +175,13 @@ using attn_common::ArenaScope;
 
 enum class AttnIsa { Generic, Avx2, Avx512 };
 
-AttnIsa best_isa() {
-#if defined(__x86_64__)
-  static const AttnIsa best = [] {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("fma"))
-      return AttnIsa::Avx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return AttnIsa::Avx2;
-    return AttnIsa::Generic;
-  }();
-  return best;
-#else
-  return AttnIsa::Generic;
-#endif
-}
-
-// The best supported instruction set, capped by ANDROMEDA_CPU_ISA=generic|avx2 (read on every call,
-// so tests can exercise each path in one process).
+// The instruction set the other kernels use (simd.h: the CPU's best, capped by limit_isa).
 AttnIsa pick_isa() {
-  AttnIsa isa = best_isa();
-  if (const char* e = std::getenv("ANDROMEDA_CPU_ISA")) {
-    if (!std::strcmp(e, "generic")) isa = AttnIsa::Generic;
-    else if (!std::strcmp(e, "avx2") && isa == AttnIsa::Avx512) isa = AttnIsa::Avx2;
+  switch (active_isa()) {
+    case Isa::Avx512: return AttnIsa::Avx512;
+    case Isa::Avx2: return AttnIsa::Avx2;
+    default: return AttnIsa::Generic;
   }
-  return isa;
 }
 
 void validate(const AttentionArgs& a) {

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import type { AttentionArgs, Dense } from './engine.js';
 import { NativeEngine, at, atOrNull, requireAddon, type NativeKernels } from './native-engine.js';
 import { nativeAttentionConfig, type NativeAttentionConfig } from './attention-config.js';
-import { parseThreadCount } from './cpu-threads.js';
+import { parseCpuIsa, parseThreadCount } from './cpu-settings.js';
 
 /** The compiled addon's functions (native/cpu/binding.cc): the shared kernels plus the CPU's own. */
 interface CpuAddon extends NativeKernels {
@@ -72,6 +72,8 @@ export class CpuEngine extends NativeEngine<CpuAddon> {
     super(loadAddon());
     const requested = process.env.ANDROMEDA_THREADS;
     if (requested !== undefined && requested !== '') this.addon.threads(parseThreadCount(requested, 'ANDROMEDA_THREADS'));
+    const isa = process.env.ANDROMEDA_CPU_ISA;
+    if (isa !== undefined && isa !== '') this.addon.limitIsa(parseCpuIsa(isa, 'ANDROMEDA_CPU_ISA'));
   }
 
   /**
@@ -85,7 +87,7 @@ export class CpuEngine extends NativeEngine<CpuAddon> {
   /** Instruction set and GEMM micro-kernels in use. */
   cpuInfo(): CpuInfo { return this.addon.cpuInfo(); }
   /** Caps the SIMD instruction set (also ANDROMEDA_CPU_ISA); returns the one now in use. */
-  limitIsa(isa: CpuIsa): CpuIsa { return this.addon.limitIsa(isa); }
+  limitIsa(isa: CpuIsa): CpuIsa { return this.addon.limitIsa(parseCpuIsa(isa, 'limitIsa()')); }
   /** Measures the core clock and single-thread FMA throughput on this thread (~0.5 s). */
   probeCpu(): { clockGHz: number; fmaGflops512: number; fmaGflops256: number } { return this.addon.probeCpu(); }
 

@@ -22,7 +22,7 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, rea
 import { basename, join, resolve } from 'node:path';
 import { Tensor } from '../tensor/tensor.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
-import { EngineSettingError } from '../engine/cpu-threads.js';
+import { EngineSettingError } from '../engine/cpu-settings.js';
 import type { Optimizer, OptimizerState } from '../optim/optimizer.js';
 import type { Tokenizer } from '../data/tokenizer/tokenizer.js';
 import { loadTokenizer } from '../data/tokenizer/load.js';

@@ -1,6 +1,7 @@
 // `andromeda train --device cpu` is repeatable at any thread count: identical 5-step runs of the tiny
 // preset give byte-identical weights with ANDROMEDA_THREADS=2 (run to run) and with 1 and 3 threads.
-// And ANDROMEDA_THREADS is validated: a clear error naming it, never a crash or a silent default.
+// And ANDROMEDA_THREADS / ANDROMEDA_CPU_ISA are validated: a clear error naming the variable, never a
+// crash or a silent default.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -11,9 +12,9 @@ import { smallDataset, tempDir } from './helpers.js';
 
 const CLI = resolve('dist/src/cli/main.js');
 
-function run(argv: string[], threads: string): Promise<{ code: number | null; stderr: string }> {
+function run(argv: string[], threads: string, env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stderr: string }> {
   return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [CLI, ...argv], { env: { ...process.env, ANDROMEDA_THREADS: threads }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...argv], { env: { ...process.env, ANDROMEDA_THREADS: threads, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.on('error', fail);
@@ -55,4 +56,15 @@ test('ANDROMEDA_THREADS must be an integer from 1 to 1024 (train and generate)',
       assert.doesNotMatch(r.stderr, /corrupt|^\s+at /m, 'names the variable, not the checkpoint; no stack trace');
     }
   }
+});
+
+test('ANDROMEDA_CPU_ISA must name an instruction set', { timeout: 60_000 }, async () => {
+  const data = await smallDataset();
+  const out = await tempDir();
+  const argv = ['train', '--data', data, '--out', out, '--device', 'cpu', '--preset', 'tiny', '--steps', '1', '--seq-len', '32', '--quiet'];
+  const bad = await run(argv, '2', { ANDROMEDA_CPU_ISA: 'sse9' });
+  assert.equal(bad.code, 1, bad.stderr);
+  assert.match(bad.stderr, /ANDROMEDA_CPU_ISA must be generic, avx2, avx512, got "sse9"/);
+  const capped = await run(argv, '2', { ANDROMEDA_CPU_ISA: 'generic' });
+  assert.equal(capped.code, 0, capped.stderr);
 });
