@@ -1,5 +1,6 @@
 // `andromeda train --device cpu` is repeatable at any thread count: identical 5-step runs of the tiny
-// preset give byte-identical weights with ANDROMEDA_THREADS=2 (run to run) and with 1 and 3 threads.
+// preset give byte-identical weights with ANDROMEDA_THREADS=2 (run to run) and with 1 and 3 threads,
+// and a run killed with SIGKILL and resumed (with 2 or with 3 threads) ends where the straight run does.
 // And ANDROMEDA_THREADS / ANDROMEDA_CPU_ISA are validated: a clear error naming the variable, never a
 // crash or a silent default.
 import { test } from 'node:test';
@@ -12,13 +13,19 @@ import { smallDataset, tempDir } from './helpers.js';
 
 const CLI = resolve('dist/src/cli/main.js');
 
-function run(argv: string[], threads: string, env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stderr: string }> {
+interface Run { code: number | null; signal: NodeJS.Signals | null; stderr: string }
+
+/** Runs the CLI with ANDROMEDA_THREADS=threads; with `killAt`, SIGKILLs it once that checkpoint is reported. */
+function run(argv: string[], threads: string, env: NodeJS.ProcessEnv = {}, killAt?: number): Promise<Run> {
   return new Promise((done, fail) => {
     const child = spawn(process.execPath, [CLI, ...argv], { env: { ...process.env, ANDROMEDA_THREADS: threads, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      if (killAt !== undefined && new RegExp(`checkpoint saved: .*step-0*${killAt} \\(step ${killAt}\\)`).test(stderr)) child.kill('SIGKILL');
+    });
     child.on('error', fail);
-    child.on('close', (code) => done({ code, stderr }));
+    child.on('close', (code, signal) => done({ code, signal, stderr }));
   });
 }
 
@@ -67,4 +74,28 @@ test('ANDROMEDA_CPU_ISA must name an instruction set', { timeout: 60_000 }, asyn
   assert.match(bad.stderr, /ANDROMEDA_CPU_ISA must be generic, avx2, avx512, got "sse9"/);
   const capped = await run(argv, '2', { ANDROMEDA_CPU_ISA: 'generic' });
   assert.equal(capped.code, 0, capped.stderr);
+});
+
+test('kill -9 + resume with 2 threads, and resuming with 3, match the straight 2-thread run byte for byte', { timeout: 180_000 }, async () => {
+  const data = await smallDataset();
+  const argv = (out: string, extra: string[] = []) => ['train', '--data', data, '--out', out, '--device', 'cpu', '--preset', 'tiny', '--steps', '8',
+    '--batch-size', '4', '--seq-len', '64', '--eval-every', '0', '--eval-tokens', '128', '--final-eval-tokens', '128', '--checkpoint-every', '4',
+    '--keep-checkpoints', '0', '--quiet', ...extra];
+  const straight = await tempDir();
+  const a = await run(argv(straight), '2');
+  assert.equal(a.code, 0, a.stderr);
+  const final = (out: string) => listCheckpoints(out).find((c) => c.step === 8)!.dir;
+  for (const resumeThreads of ['2', '3']) {
+    const killed = await tempDir();
+    // Slowed steps so that the kill lands right after the step-4 checkpoint, while training still runs.
+    const b1 = await run(argv(killed), '2', { ANDROMEDA_TEST_STEP_DELAY_MS: '300' }, 4);
+    assert.equal(b1.signal, 'SIGKILL', `the run should have been killed: ${b1.stderr}`);
+    assert.deepEqual(listCheckpoints(killed).map((c) => c.step), [4]);
+    const b2 = await run(argv(killed, ['--resume']), resumeThreads);
+    assert.equal(b2.code, 0, b2.stderr);
+    for (const file of ['model.safetensors', 'optimizer.safetensors']) {
+      assert.ok(readFileSync(join(final(killed), file)).equals(readFileSync(join(final(straight), file))),
+        `${file} after kill + resume with ${resumeThreads} threads differs from the straight run`);
+    }
+  }
 });
