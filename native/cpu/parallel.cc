@@ -7,9 +7,10 @@
 // it) before that claim is counted done. The caller takes claims too, so a region finishes as soon
 // as the claims are done, whether or not every worker woke up for it.
 //
-// Waiting (a worker for the next region, the caller for the last running claims) spins for kSpin
-// and then sleeps on a condition variable: spinning keeps back-to-back kernels fast on an idle
-// machine, sleeping hands the core to whoever needs it when the machine is busy.
+// Waiting (a worker for the next region, the caller for the last running claims) spins briefly, then
+// keeps polling with sched_yield up to kSpin, then sleeps on a condition variable: polling keeps
+// back-to-back kernels fast on an idle machine (a yield returns at once when nothing else wants the
+// core), yielding and sleeping hand the core to whoever needs it when the machine is busy.
 #include "parallel.h"
 
 #include <sched.h>
@@ -27,7 +28,7 @@
 namespace andromeda::cpu {
 namespace {
 
-constexpr std::chrono::microseconds kSpin(50);
+constexpr std::chrono::microseconds kPause(10), kSpin(100);
 
 // state_ = generation (28 bits) | claims (18 bits) | next claim (18 bits).
 constexpr int kClaimBits = 18;
@@ -48,16 +49,19 @@ inline void cpu_relax() {
 #endif
 }
 
-// Spins until done() or kSpin has passed; true when done() became true.
+// Polls done() (pausing for kPause, then yielding the core between polls) until it holds or kSpin
+// has passed; true when done() became true.
 template <typename Done>
 bool spin_until(Done done) {
-  const auto deadline = std::chrono::steady_clock::now() + kSpin;
+  const auto start = std::chrono::steady_clock::now();
   for (;;) {
     for (int i = 0; i < 64; i++) {
       if (done()) return true;
       cpu_relax();
     }
-    if (std::chrono::steady_clock::now() >= deadline) return done();
+    const auto waited = std::chrono::steady_clock::now() - start;
+    if (waited >= kSpin) return done();
+    if (waited >= kPause) sched_yield();
   }
 }
 
