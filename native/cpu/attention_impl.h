@@ -18,11 +18,12 @@
 // tiles BK keys. Score tiles are kept transposed, Sᵀ = K'·Q̂ᵀ (keys × queries), so per-query softmax
 // statistics are vectors across columns and keys need no transposition.
 // Forward: one task per (batch, head, query tile), online softmax (running max and sum), lse saved.
-// Backward (FlashAttention-2): D_i = rowsum(dO ⊙ O); one task per (batch, KV head, key tile) covering
-// the heads of that group, recomputing P = exp(S − lse); dK/dV are private to the task (gradients of
-// the group's heads summed there); dQ goes to accumulators per key-tile *slot* (a fixed number, not
-// one per thread) summed in slot order afterwards, so the result does not depend on the thread count
-// or on scheduling; the chain rule runs back through xPos, rotary (Rᵀ) and the key scale.
+// Backward (FlashAttention-2): D_i = rowsum(dO ⊙ O); per (batch, KV head) group the key tiles are
+// dealt to a fixed number of slots (not one per thread), one task per (group, slot) covering the heads
+// of the group, recomputing P = exp(S − lse); dK/dV of a key tile are private to its task (gradients
+// of the group's heads summed there), dQ goes to the slot's accumulator and the slots are summed in
+// order afterwards, so the result does not depend on the thread count or on scheduling; the chain
+// rule runs back through xPos, rotary (Rᵀ) and the key scale.
 // Tasks run on the engine's pool (parallel.h: parallel_tasks, which instantiates no standard-library
 // code here); per-thread scratch is indexed by the pool's worker index.
 // Micro-kernel: C (+)= A·B with RM × 2 vectors of accumulators (gemm_tile), A possibly transposed.

@@ -34,7 +34,6 @@ function budgetOf(budgets: CpuAttentionBudgets, key: keyof CpuAttentionBudgets):
   return v;
 }
 
-
 function attentionConfig(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, a: AttentionArgs, budgets: CpuAttentionBudgets,
   grads: readonly Dense[] = []): CpuAttentionConfig {
   if (q.dtype !== 'float32' && q.dtype !== 'float64' && q.dtype !== 'bfloat16') throw new Error(`attention: unsupported dtype ${q.dtype}`);
