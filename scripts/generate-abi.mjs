@@ -195,7 +195,14 @@ function glueKernel(k, engine) {
           out.push(`const int64_t ${v} = abi::signed_integer(${value}, kKernel, ${name});`);
         }
         break;
-      case 'float': out.push(`const double ${v} = abi::number(${value}, kKernel, ${name});`); break;
+      case 'float':
+        if (p.orNull !== undefined) {
+          out.push(`const Napi::Value v_${p.name} = ${value};`,
+            `const double ${v} = v_${p.name}.IsNull() || v_${p.name}.IsUndefined() ? ${p.orNull} : abi::number(v_${p.name}, kKernel, ${name});`);
+        } else {
+          out.push(`const double ${v} = abi::number(${value}, kKernel, ${name});`);
+        }
+        break;
       case 'seed': out.push(`const uint64_t ${v} = uint64_t(abi::count(${value}, kKernel, ${name}));`); break;
       case 'flag': out.push(`const bool ${v} = abi::flag(${value}, kKernel, ${name});`); break;
       case 'ints': out.push(`const std::vector<int64_t> ${v} = abi::int_array(${value}, kKernel, ${name}, ${p.signed ? 'true' : 'false'});`); break;
@@ -372,6 +379,7 @@ function tsType(p, typeName) {
     case 'object': return typeName;
     case 'list': return `readonly ${typeName}[]`;
     case 'signed': return p.nullable ? 'number | null' : 'number';
+    case 'float': return p.orNull !== undefined ? 'number | null' : 'number';
     default: return 'number';
   }
 }

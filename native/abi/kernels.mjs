@@ -13,7 +13,7 @@
 // Parameter kinds:
 //   enum    an int code below `ENUMS[of].count`                      dtype   a DType code (0..4)
 //   int     a non-negative safe integer (`max` caps it)               signed  a safe integer
-//   float   any number (NaN and ±Infinity included)                   seed    an integer in [0, 2^53)
+//   float   any number (NaN and ±Infinity included; with `orNull`, null gives that value)                   seed    an integer in [0, 2^53)
 //   flag    a boolean                                                 ints    an array of safe integers
 //   f32s / f64s  a Float32Array / Float64Array of at least `length` values, or null when `optional`
 //   buffer  elements of `elem` (a dtype parameter, 'int32', 'float32', or 'stats:<dtype param>': float64
@@ -118,6 +118,8 @@ const attentionConfig = (engine) => {
       input('querySegments', 'int32', 'batch * queryLen', { optional: true, into, ctype: 'int32_t*', field: cuda ? 'q_segments' : 'query_segments' }),
       input('keySegments', 'int32', 'batch * keyLen', { optional: true, into, ctype: 'int32_t*', field: cuda ? 'k_segments' : 'key_segments' }),
       ...(cuda ? [signed('positionMin', { into, nullable: 'has_position_range' }), signed('positionMax', { into, nullable: 'has_position_range' })] : []),
+      // Scratch budgets of the CPU kernels in bytes; null: the defaults.
+      ...(cuda ? [] : [float('keyCacheBytes', { into, orNull: -1 }), float('dqAccumulatorBytes', { into, orNull: -1 })]),
     ],
     requires: [
       ['rotaryDim % 2 == 0 && rotaryDim <= headDim', 'rotaryDim must be even and at most headDim'],

@@ -131,8 +131,11 @@ Napi::Value Download(const Napi::CallbackInfo& info) {
 // threads([count]) -> the worker threads the kernels use, after setting them when a count is given.
 Napi::Value Threads(const Napi::CallbackInfo& info) {
   return guarded(info, kEngine, [&]() -> Napi::Value {
-    if (info.Length() > 0 && !info[0].IsUndefined()) omp_set_num_threads(int(abi::integer(info[0], "threads", "count", 1, 4096, "an integer in [1, 4096]")));
-    return Napi::Number::New(info.Env(), omp_get_max_threads());
+    if (info.Length() > 0 && !info[0].IsUndefined()) {
+      const char* expected = "an integer from 1 to the thread limit";
+      cpu::set_thread_count(int(abi::integer(info[0], "threads", "count", 1, cpu::kMaxThreads, expected)));
+    }
+    return Napi::Number::New(info.Env(), cpu::thread_count());
   });
 }
 
@@ -143,7 +146,7 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   o.Set("cpuIsa", cpu::isa_name(cpu::cpu_isa()));
   o.Set("gemmF32", cpu::gemm_kernel_name(int(DType::F32)));
   o.Set("gemmF64", cpu::gemm_kernel_name(int(DType::F64)));
-  o.Set("threads", omp_get_max_threads());
+  o.Set("threads", cpu::thread_count());
   return o;
 }
 

@@ -807,6 +807,10 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
     abi::Buffer p_keyPositions = abi::buffer(handles(), o_config.Get("keyPositions"), o_config.Get("keyPositionsOffset"), kKernel, "config.keyPositions", true);
     abi::Buffer p_querySegments = abi::buffer(handles(), o_config.Get("querySegments"), o_config.Get("querySegmentsOffset"), kKernel, "config.querySegments", true);
     abi::Buffer p_keySegments = abi::buffer(handles(), o_config.Get("keySegments"), o_config.Get("keySegmentsOffset"), kKernel, "config.keySegments", true);
+    const Napi::Value v_keyCacheBytes = o_config.Get("keyCacheBytes");
+    const double p_keyCacheBytes = v_keyCacheBytes.IsNull() || v_keyCacheBytes.IsUndefined() ? -1 : abi::number(v_keyCacheBytes, kKernel, "config.keyCacheBytes");
+    const Napi::Value v_dqAccumulatorBytes = o_config.Get("dqAccumulatorBytes");
+    const double p_dqAccumulatorBytes = v_dqAccumulatorBytes.IsNull() || v_dqAccumulatorBytes.IsUndefined() ? -1 : abi::number(v_dqAccumulatorBytes, kKernel, "config.dqAccumulatorBytes");
     abi::Buffer p_q = abi::buffer(handles(), info[1], info[2], kKernel, "q", false);
     abi::Buffer p_k = abi::buffer(handles(), info[3], info[4], kKernel, "k", false);
     abi::Buffer p_v = abi::buffer(handles(), info[5], info[6], kKernel, "v", false);
@@ -858,6 +862,8 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
     s_AttentionArgs.key_positions = p_keyPositions.as<const int32_t>();
     s_AttentionArgs.query_segments = p_querySegments.as<const int32_t>();
     s_AttentionArgs.key_segments = p_keySegments.as<const int32_t>();
+    s_AttentionArgs.key_cache_bytes = p_keyCacheBytes;
+    s_AttentionArgs.dq_accumulator_bytes = p_dqAccumulatorBytes;
     attention_forward(s_AttentionArgs, p_q.as<const char>(), p_k.as<const char>(), p_v.as<const char>(), p_out.as<char>(), p_lse.as<char>());
     return info.Env().Undefined();
   });
@@ -888,6 +894,10 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     abi::Buffer p_keyPositions = abi::buffer(handles(), o_config.Get("keyPositions"), o_config.Get("keyPositionsOffset"), kKernel, "config.keyPositions", true);
     abi::Buffer p_querySegments = abi::buffer(handles(), o_config.Get("querySegments"), o_config.Get("querySegmentsOffset"), kKernel, "config.querySegments", true);
     abi::Buffer p_keySegments = abi::buffer(handles(), o_config.Get("keySegments"), o_config.Get("keySegmentsOffset"), kKernel, "config.keySegments", true);
+    const Napi::Value v_keyCacheBytes = o_config.Get("keyCacheBytes");
+    const double p_keyCacheBytes = v_keyCacheBytes.IsNull() || v_keyCacheBytes.IsUndefined() ? -1 : abi::number(v_keyCacheBytes, kKernel, "config.keyCacheBytes");
+    const Napi::Value v_dqAccumulatorBytes = o_config.Get("dqAccumulatorBytes");
+    const double p_dqAccumulatorBytes = v_dqAccumulatorBytes.IsNull() || v_dqAccumulatorBytes.IsUndefined() ? -1 : abi::number(v_dqAccumulatorBytes, kKernel, "config.dqAccumulatorBytes");
     abi::Buffer p_q = abi::buffer(handles(), info[1], info[2], kKernel, "q", false);
     abi::Buffer p_k = abi::buffer(handles(), info[3], info[4], kKernel, "k", false);
     abi::Buffer p_v = abi::buffer(handles(), info[5], info[6], kKernel, "v", false);
@@ -954,6 +964,8 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     s_AttentionArgs.key_positions = p_keyPositions.as<const int32_t>();
     s_AttentionArgs.query_segments = p_querySegments.as<const int32_t>();
     s_AttentionArgs.key_segments = p_keySegments.as<const int32_t>();
+    s_AttentionArgs.key_cache_bytes = p_keyCacheBytes;
+    s_AttentionArgs.dq_accumulator_bytes = p_dqAccumulatorBytes;
     attention_backward(s_AttentionArgs, p_q.as<const char>(), p_k.as<const char>(), p_v.as<const char>(), p_out.as<const char>(), p_lse.as<const char>(), p_gradOut.as<const char>(), p_gradQ.as<char>(), p_gradK.as<char>(), p_gradV.as<char>(), p_gradKeyScale.as<char>());
     return info.Env().Undefined();
   });

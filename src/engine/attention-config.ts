@@ -5,8 +5,9 @@ import type { AttentionArgs, Dense } from './engine.js';
 import { handleOrNone, offsetOrNone } from './native-engine.js';
 import type { CpuAttentionConfig, CudaAttentionConfig } from './native-abi.js';
 
-/** The config both addons read: the CPU's fields and the CUDA's (each binding reads only its own). */
-export type NativeAttentionConfig = CpuAttentionConfig & CudaAttentionConfig;
+/** The config both addons read: the CPU's fields and the CUDA's (each binding reads only its own); the CPU
+ *  engine adds its scratch budgets. */
+export type NativeAttentionConfig = Omit<CpuAttentionConfig, 'keyCacheBytes' | 'dqAccumulatorBytes'> & CudaAttentionConfig;
 
 /**
  * Checks what every engine needs (operands share q's dtype, index tensors are int32, enough slopes and

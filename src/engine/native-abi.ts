@@ -70,6 +70,8 @@ export interface CpuAttentionConfig {
   querySegmentsOffset: number;
   keySegments: number;
   keySegmentsOffset: number;
+  keyCacheBytes: number | null;
+  dqAccumulatorBytes: number | null;
 }
 
 export interface CudaAdamwManyTensorsItem {
