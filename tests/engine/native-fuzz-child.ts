@@ -243,6 +243,33 @@ for (let i = 0; i < calls; i++) {
   if (i % 50 === 0 && !guardsIntact()) violation(`a guard buffer changed by call ${i} or before (last: ${label})`);
 }
 
+// Buffer management and the CPU's own functions. `free` never sees an arena or a guard: only scratch
+// buffers, stale and invented handles, and junk.
+const junk = (): unknown => (random() < 0.5 ? pick(breaking('int')) : pick([...freed, ...invented, small(300)]));
+for (let i = 0; i < calls / 4; i++) {
+  const scratch = engine.alloc(64);
+  const handle = (): unknown => (random() < 0.5 ? scratch : random() < 0.5 ? pick(arenas) : junk());
+  const data = (): unknown => (random() < 0.7 ? new Uint8Array(small(80)) : junk());
+  const choice = small(6);
+  const [name, args] = ([
+    ['alloc', [random() < 0.5 ? small(4096) : junk()]],
+    ['free', [random() < 0.5 ? scratch : junk()]],
+    ['upload', [handle(), random() < 0.7 ? small(96) : junk(), data()]],
+    ['download', [handle(), random() < 0.7 ? small(96) : junk(), random() < 0.7 ? small(96) : junk()]],
+    ['threads', [random() < 0.3 ? 1 + small(4) : junk()]],
+    ['limitIsa', [random() < 0.3 ? pick(['generic', 'avx2', 'avx512']) : junk()]],
+  ] as const)[choice]!;
+  let freedScratch = false;
+  attempt(`${name} (call ${i}) with ${args.map(describe).join(', ')}`, () => {
+    const result = addon[name]!(...args);
+    if (name === 'alloc') engine.free(result as number);
+    if (name === 'free') freedScratch = true;
+  });
+  if (!freedScratch) engine.free(scratch);
+  if (i % 50 === 0 && !guardsIntact()) violation(`a guard buffer changed by ${name} (call ${i}) or before`);
+}
+addon.limitIsa!(engine.cpuInfo().cpuIsa);
+
 // The public Engine methods, through the same addon: random Dense regions (live, freed, invented handles,
 // odd offsets and dtypes) and random or adversarial sizes.
 const DTYPES = ['float32', 'float64', 'bfloat16', 'float16', 'int32', 'float8', undefined];
