@@ -24,6 +24,13 @@
 //   derived an int64 the glue computes from `value` and passes to C++ (no JavaScript argument)
 //   object  named fields read from one JavaScript object (TypeScript: `type` names its interface);
 //   list    an array of such objects (C++: pointer, count).
+//
+// Adding a kernel: append its entry to KERNELS below, run `npm run abi:generate`, implement the C++ function
+// the generated header now declares (in each engine the entry names), and call the new binding from the Engine
+// method in src/engine (native-engine.ts when both engines have it). `npm test` fails while the generated
+// files are stale (scripts/generate-abi.mjs --check), and the fuzz test (tests/engine/native-fuzz.test.ts)
+// drives every CPU kernel of this list with adversarial arguments.
+//
 // Expressions may use + * / ( ) ?: the parameters by name, has(buffer or array) and rowsOf(buffer, width)
 // (the whole rows a buffer holds past its offset); `requires` adds checks, written as C++ conditions.
 

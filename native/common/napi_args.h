@@ -57,24 +57,29 @@ inline double number(const Napi::Value& v, const char* kernel, const char* name)
   return v.As<Napi::Number>().DoubleValue();
 }
 
-/** A safe integer in [lo, hi]. */
+inline bool is_integer_in(double d, double lo, double hi) { return d >= lo && d <= hi && d == std::floor(d); }
+
+/** A safe integer in [lo, hi]; `expected` describes the range in the error. */
 inline int64_t integer(const Napi::Value& v, const char* kernel, const char* name, double lo, double hi, const char* expected) {
   const double d = number(v, kernel, name);
-  if (!(d >= lo && d <= hi) || d != std::floor(d)) range_error(kernel, name, expected, v);
+  if (!is_integer_in(d, lo, hi)) range_error(kernel, name, expected, v);
   return int64_t(d);
 }
 inline int64_t count(const Napi::Value& v, const char* kernel, const char* name, double max = kMaxSafeInteger) {
-  if (max == kMaxSafeInteger) return integer(v, kernel, name, 0, max, "a non-negative safe integer");
+  const double d = number(v, kernel, name);
+  if (is_integer_in(d, 0, max)) return int64_t(d);
+  if (max == kMaxSafeInteger) range_error(kernel, name, "a non-negative safe integer", v);
   char expected[64];
   std::snprintf(expected, sizeof expected, "a non-negative integer at most %.0f", max);
-  return integer(v, kernel, name, 0, max, expected);
+  range_error(kernel, name, expected, v);
 }
 inline int64_t signed_integer(const Napi::Value& v, const char* kernel, const char* name) {
   return integer(v, kernel, name, -kMaxSafeInteger, kMaxSafeInteger, "a safe integer");
 }
 inline int enumeration(const Napi::Value& v, const char* kernel, const char* name, int codes) {
-  const int64_t c = integer(v, kernel, name, 0, codes - 1, ("a code in [0, " + std::to_string(codes) + ")").c_str());
-  return int(c);
+  const double d = number(v, kernel, name);
+  if (!is_integer_in(d, 0, codes - 1)) range_error(kernel, name, ("a code in [0, " + std::to_string(codes) + ")").c_str(), v);
+  return int(d);
 }
 inline bool flag(const Napi::Value& v, const char* kernel, const char* name) {
   if (!v.IsBoolean()) type_error(kernel, name, "a boolean", v);
@@ -201,7 +206,10 @@ struct Buffer {
 inline Buffer buffer(const HandleTable& table, const Napi::Value& handle, const Napi::Value& offset, const char* kernel,
                      const char* name, bool optional) {
   const double h = number(handle, kernel, name);
-  const int64_t o = count(offset, kernel, (std::string(name) + "Offset").c_str());
+  if (!offset.IsNumber() || !is_integer_in(offset.As<Napi::Number>().DoubleValue(), 0, kMaxSafeInteger)) {
+    count(offset, kernel, (std::string(name) + "Offset").c_str());  // throws, naming the offset
+  }
+  const int64_t o = int64_t(offset.As<Napi::Number>().DoubleValue());
   Buffer b;
   if (h == 0) {
     if (!optional) throw TypeError(std::string(kernel) + ": " + name + " is required (got handle 0, no buffer)");
