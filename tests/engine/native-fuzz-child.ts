@@ -21,6 +21,7 @@ interface Param {
   signed?: boolean;
   max?: number;
   of?: string;
+  orNull?: number;
   fields?: Param[];
 }
 interface Kernel { name: string; engines: string[]; params: Param[] }
@@ -83,6 +84,7 @@ function breaking(kind: string): unknown[] {
       return [...types, true, -1, 1.5, -0.5, NaN, Infinity, -Infinity, 2 ** 53, 2 ** 53 + 2, 1e300, -(2 ** 60)];
     case 'signed': return [...types, true, 1.5, NaN, Infinity, -Infinity, 2 ** 53 + 2, -(2 ** 54)];
     case 'float': return [...types, true, 1n];
+    case 'nullableFloat': return ['3', {}, [], true, 1n];
     case 'flag': return [0, 1, 'true', null, undefined, {}];
     case 'handle': return [...types, ...freed, ...invented, -1, 1.5, NaN, Infinity];
     case 'ints': return ['x', null, 5, [1.5], [NaN], [Infinity], [2 ** 53 + 2], ['1'], new Array(65).fill(1)];
@@ -155,7 +157,9 @@ function buildCall(k: Kernel): { args: unknown[]; slots: Slot[] } {
       } else if (p.kind === 'list') {
         put(p.name, [], 'list', false, () => true);
       } else {
-        put(p.name, plausible(p, rank), p.kind, !!p.optional, () => true);
+        // A float with `orNull` takes null as "the default": null is no breaking value for it.
+        const kind = p.kind === 'float' && p.orNull !== undefined ? 'nullableFloat' : p.kind;
+        put(p.name, plausible(p, rank), kind, !!p.optional, () => true);
       }
     }
   };
