@@ -223,6 +223,9 @@ function glueKernel(k, engine) {
     }
     if (p.kind === 'buffer') {
       out.push(`abi::check_span(${local(p.name)}, kKernel, ${name}, ${elementBytes(p, known, kernel)}, ${span(p, known, kernel)});`);
+      if (p.write && p.extent.strided?.[1]) {
+        out.push(`abi::check_no_repeated_writes(${local(p.extent.strided[0])}, ${span(p, known, kernel)}, kKernel, ${name});`);
+      }
     }
   };
   // Buffers read through (ids, targets): disjoint from every output on every engine, values checked where

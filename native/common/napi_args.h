@@ -181,6 +181,20 @@ inline Span strided(const std::vector<int64_t>& shape, const std::vector<int64_t
   return s;
 }
 
+/**
+ * A strided output may not write one element many times over: its shape has at most as many elements as its
+ * strides reach. This bounds a kernel's work by the memory it writes (a zero stride over 2^40 positions is
+ * no boundary fault, but an endless call).
+ */
+inline void check_no_repeated_writes(const std::vector<int64_t>& shape, const Span& span, const char* kernel, const char* name) {
+  Count elements = Count(int64_t(1));
+  for (int64_t n : shape) elements = elements * Count(n);
+  if (elements.v > (span.above + span.below).v) {
+    throw RangeError(std::string(kernel) + ": " + name + "'s strides write " + std::to_string(span.above.v + span.below.v) +
+                     " elements " + (elements.v == UINT64_MAX ? std::string("2^64 or more") : std::to_string(elements.v)) + " times");
+  }
+}
+
 /** A buffer argument: the allocation its handle names and the element offset into it (null: none given). */
 struct Buffer {
   char* base = nullptr;

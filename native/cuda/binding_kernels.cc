@@ -40,6 +40,7 @@ Napi::Value Copy(const Napi::CallbackInfo& info) {
     p_dst.element_bytes = abi::element_bytes(p_dstDtype);
     abi::check_span(p_src, kKernel, "src", abi::element_bytes(p_srcDtype), abi::strided(p_shape, &p_srcStrides));
     abi::check_span(p_dst, kKernel, "dst", abi::element_bytes(p_dstDtype), abi::strided(p_shape, &p_dstStrides));
+    abi::check_no_repeated_writes(p_shape, abi::strided(p_shape, &p_dstStrides), kKernel, "dst");
     copy_strided(p_srcDtype, p_src.as<const char>(), p_srcStrides.data(), p_dstDtype, p_dst.as<char>(), p_dstStrides.data(), p_shape.data(), int(p_shape.size()));
     return info.Env().Undefined();
   });
