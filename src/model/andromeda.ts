@@ -8,7 +8,7 @@ import { hostInts } from '../tensor/host-ints.js';
 import { linear } from '../ops/matmul.js';
 import { narrow } from '../ops/layout.js';
 import { crossEntropy } from '../ops/nn.js';
-import { checkpoint } from '../ops/checkpoint.js';
+import { checkpoint } from '../ops/activation-checkpoint.js';
 import type { TokenIndexInput } from '../ops/attention.js';
 import { Module, ModuleList } from '../nn/module.js';
 import { Embedding } from '../nn/embedding.js';

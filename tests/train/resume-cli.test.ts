@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { listCheckpoints } from '../../src/train/checkpoint.js';
-import { readMetrics } from '../../src/train/metrics.js';
+import { listCheckpoints } from '../../src/train/run-checkpoint.js';
+import { readMetrics } from '../../src/train/metrics-log.js';
 import { smallDataset, tempDir } from './helpers.js';
 
 const CLI = resolve('dist/src/cli/main.js');

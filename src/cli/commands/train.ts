@@ -1,6 +1,6 @@
 import '../../train/andromeda-adapter.js';
 import { CONFIG_KINDS, ConfigError, DEFAULT_CONFIG, flagName, parseFlagValue, readConfigFile, validateConfig, type TrainConfig } from '../../train/config.js';
-import { train, type TrainResult } from '../../train/trainer.js';
+import { train, type TrainOptions, type TrainResult } from '../../train/trainer.js';
 import { UsageError, type Command } from '../command.js';
 import { parseCommandArgs } from '../args.js';
 
@@ -112,18 +112,35 @@ export function parseTrainArgs(args: string[], base: TrainConfig = DEFAULT_CONFI
   }
 }
 
-/** Runs training with Ctrl-C handling: the first interrupt stops after the step and checkpoints. */
-export async function runTraining(parsed: ParsedTrainArgs, extra: { skipFinalEval?: boolean } = {}): Promise<TrainResult> {
+/** Test hooks passed through to the trainer (see TrainOptions). */
+export type TrainingHooks = Pick<TrainOptions, 'skipFinalEval' | 'stepDelayMs' | 'onCheckpointFile'>;
+
+/**
+ * Runs training, stopping cleanly on SIGINT or SIGTERM: the first signal ends the run after the
+ * current step with a checkpoint of that step. Later signals never interrupt a checkpoint being
+ * written; a third one outside a save quits at once (exit 130), losing the steps since the last
+ * checkpoint, for a step that does not finish.
+ */
+export async function runTraining(parsed: ParsedTrainArgs, hooks: TrainingHooks = {}): Promise<TrainResult> {
   const controller = new AbortController();
-  let interrupts = 0;
-  const onSigint = () => {
-    interrupts++;
-    if (interrupts === 1) {
-      process.stderr.write('\ninterrupted: stopping after this step and writing a checkpoint (Ctrl-C again to quit now)\n');
+  let signals = 0;
+  let savingStep: number | null = null;
+  const onSignal = (name: NodeJS.Signals) => {
+    signals++;
+    if (signals === 1) {
+      process.stderr.write(`\n${name}: stopping after the current step with a checkpoint of it (again: wait; a third time: quit without it)\n`);
       controller.abort();
-    } else process.exit(130);
+    } else if (savingStep !== null) {
+      process.stderr.write(`\n${name}: the checkpoint of step ${savingStep} is being written; waiting for it\n`);
+    } else if (signals === 2) {
+      process.stderr.write(`\n${name}: already stopping after the current step; once more to quit without its checkpoint\n`);
+    } else {
+      process.stderr.write(`\n${name}: quitting without a checkpoint of the current step\n`);
+      process.exit(130);
+    }
   };
-  process.on('SIGINT', onSigint);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     return await train(parsed.config, {
       resume: parsed.resume,
@@ -131,16 +148,24 @@ export async function runTraining(parsed: ParsedTrainArgs, extra: { skipFinalEva
       explicit: parsed.explicit,
       progress: !parsed.quiet,
       signal: controller.signal,
-      skipFinalEval: extra.skipFinalEval,
+      onSaving: (saving, step) => { savingStep = saving ? step : null; },
+      ...hooks,
     });
   } finally {
-    process.off('SIGINT', onSigint);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
 }
 
+const STOP_REASONS: Record<TrainResult['stoppedBy'], string> = {
+  steps: 'reaching --steps',
+  time: '--max-minutes (the steps planned for it)',
+  signal: 'a signal (resume with --resume)',
+};
+
 export function summarize(result: TrainResult): string {
   const lines = [
-    `trained ${result.step - result.startStep} steps (${result.startStep} → ${result.step}) in ${(result.trainSeconds / 60).toFixed(1)} min on ${result.device}; stopped by ${result.stoppedBy === 'steps' ? 'reaching --steps' : result.stoppedBy === 'time' ? '--max-minutes' : 'interrupt'}`,
+    `trained ${result.step - result.startStep} steps (${result.startStep} → ${result.step}) in ${(result.trainSeconds / 60).toFixed(1)} min on ${result.device}; stopped by ${STOP_REASONS[result.stoppedBy]}`,
   ];
   if (result.finalEval) {
     const e = result.finalEval;
