@@ -6,7 +6,10 @@
  * With a time budget the trainer measures the first MEASURED_STEPS steps of the session (the very
  * first is left out: it includes one-time setup) and plans
  *
- *   planned = min(--steps, step + floor(seconds left / seconds per step))
+ *   planned = min(--steps, step + floor(PLAN_MARGIN × seconds left / seconds per step))
+ *
+ * (the margin absorbs steps that come out slower than measured, so the run reaches the end of its
+ * schedule before the budget's hard stop cuts it short)
  *
  * Steps before the decision use the --steps schedule; with a warmup of at least MEASURED_STEPS + 1
  * steps (the default is 100) that makes no difference, because warmup does not depend on the total.
@@ -14,6 +17,7 @@
  * schedule) unless --steps or --max-minutes is given anew, which plans again.
  */
 export const MEASURED_STEPS = 3;
+export const PLAN_MARGIN = 0.95;
 
 export interface StepPlan {
   /** The step the run ends at; the schedule's total. */
@@ -33,7 +37,7 @@ export function stepsOnlyPlan(steps: number): StepPlan {
  * at least one more step, at most `maxSteps`.
  */
 export function planFromThroughput(step: number, maxSteps: number, secondsLeft: number, secondsPerStep: number): StepPlan {
-  const affordable = step + Math.max(1, Math.floor(secondsLeft / secondsPerStep));
+  const affordable = step + Math.max(1, Math.floor((PLAN_MARGIN * secondsLeft) / secondsPerStep));
   if (affordable >= maxSteps) return stepsOnlyPlan(maxSteps);
   return { totalSteps: affordable, limit: 'time', secondsPerStep };
 }

@@ -39,8 +39,6 @@ import { encodeRng, prepareRun, type PreparedRun, type TrainerState } from './pr
 import { MEASURED_STEPS, planFromThroughput, stepsOnlyPlan, type StepPlan } from './step-plan.js';
 import { sleepSync } from './sleep.js';
 
-export { mergeResumeConfig, RESUME_OVERRIDABLE } from './prepare-run.js';
-
 export interface TrainOptions {
   /** Continue from the newest intact checkpoint in config.out. */
   resume?: boolean;

@@ -108,6 +108,23 @@ test('a damaged checkpoint gives a clear error', async () => {
   writeFileSync(join(badJson, 'checkpoint.json'), '{"format": "andromeda-che');
   await assert.rejects(loadCheckpoint(badJson), /checkpoint\.json is not valid JSON/);
 
+  // A manifest that vouches for nothing (or not for every core file) vouches for no checkpoint.
+  const emptyManifest = await copy('empty-manifest');
+  const manifest = JSON.parse(readFileSync(join(emptyManifest, 'checkpoint.json'), 'utf8'));
+  writeFileSync(join(emptyManifest, 'checkpoint.json'), JSON.stringify({ ...manifest, files: {} }));
+  const damaged = readFileSync(join(emptyManifest, 'model.safetensors'));
+  damaged[damaged.length - 3] ^= 0xff;
+  writeFileSync(join(emptyManifest, 'model.safetensors'), damaged);
+  await assert.rejects(loadCheckpoint(emptyManifest), /corrupt: checkpoint\.json does not list config\.json, so nothing vouches for it/);
+  const partialManifest = await copy('partial-manifest');
+  delete manifest.files['optimizer.safetensors'];
+  writeFileSync(join(partialManifest, 'checkpoint.json'), JSON.stringify(manifest));
+  await assert.rejects(loadCheckpoint(partialManifest), /checkpoint\.json does not list optimizer\.safetensors/);
+  const wrongStep = join(await tempDir(), 'step-000007');
+  mkdirSync(wrongStep);
+  for (const f of readdirSync(dir)) writeFileSync(join(wrongStep, f), readFileSync(join(dir, f)));
+  await assert.rejects(loadCheckpoint(wrongStep), /checkpoint\.json is for step 6, not the directory's step 7/);
+
   await assert.rejects(loadCheckpoint(join(dir, 'nope')), /checkpoint not found/);
   await assert.rejects(loadCheckpoint(join(dir, 'config.json')), /expected a directory/);
   await assert.rejects(loadCheckpoint(await tempDir()), /holds no checkpoint/);
