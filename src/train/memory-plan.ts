@@ -4,14 +4,15 @@
  * heap exhaustion minutes later.
  *
  *   weights         float32 masters                                       4 B × parameters
- *   gradients       float32                                               4 B × parameters
  *   AdamW moments   m and v, float32                                      8 B × parameters
- *   compute copy    mixed precision: low-precision weights + gradients    2 × 2 B × parameters
+ *   gradients       in the compute dtype (mixed precision moves them      4 or 2 B × parameters
+ *                   to the masters without widening)
+ *   compute copy    mixed precision: the low-precision weights            2 B × parameters
  *   activations     kept for the backward pass, per token of a micro-batch:
  *                     each block: its input, q/k/v, attention output, the feed-forward's inner
  *                     activations and output (with activation checkpointing: the input only,
  *                     plus one block's worth while it is recomputed)
- *                     the head: logits and their gradient (float32)
+ *                     the head: logits and their gradient
  *
  * The activation count is a floor (the engines keep a few more temporaries), so the plan refuses
  * only runs that cannot fit; it is not a promise that a run which passes will.
@@ -71,14 +72,14 @@ export function planTrainingMemory(input: MemoryPlanInput): MemoryPlan {
   const parts: MemoryPart[] = [];
   if (input.parameterCount !== null) {
     const p = input.parameterCount;
-    parts.push({ label: 'weights, gradients and AdamW moments (float32)', bytes: 16 * p, flags: '--preset, --model' });
-    if (input.mixedPrecision) parts.push({ label: 'low-precision compute copy of the weights and gradients', bytes: 4 * p, flags: '--preset, --model, --dtype' });
+    parts.push({ label: 'weights, gradients and AdamW moments', bytes: (12 + input.computeBytes) * p, flags: '--preset, --model' });
+    if (input.mixedPrecision) parts.push({ label: 'low-precision compute copy of the weights', bytes: input.computeBytes * p, flags: '--preset, --model' });
   }
   const perToken = activationElementsPerToken(input.modelConfig, config.activationCheckpointing) * input.computeBytes;
   if (perToken > 0) {
     parts.push({ label: `block activations (${config.activationCheckpointing ? 'checkpointed' : 'all kept'})`, bytes: perToken * tokens, flags: `${shapeFlags}${config.activationCheckpointing ? '' : ', --activation-checkpointing true'}` });
   }
-  parts.push({ label: 'logits and their gradient', bytes: 8 * input.vocabSize * tokens, flags: shapeFlags });
+  parts.push({ label: 'logits and their gradient', bytes: 2 * input.computeBytes * input.vocabSize * tokens, flags: shapeFlags });
   return { parts, bytes: parts.reduce((sum, part) => sum + part.bytes, 0) };
 }
 

@@ -100,7 +100,7 @@ test('the memory plan passes the quickstart on this machine and refuses what can
   const input = { parameterCount, modelConfig, vocabSize: 257, config: qs, computeBytes: 4, mixedPrecision: false };
   const plan = planTrainingMemory(input);
   assert.equal(plan.bytes, plan.parts.reduce((a, p) => a + p.bytes, 0));
-  assert.equal(plan.parts[0].bytes, 16 * parameterCount);
+  assert.equal(plan.parts[0].bytes, 16 * parameterCount, 'float32 weights, gradients, AdamW m and v');
   assert.equal(checkTrainingMemory(plan, deviceMemory('cpu')), null);
 
   const tight = { total: plan.bytes - 1, free: plan.bytes - 1, what: 'a small device' };
