@@ -54,7 +54,7 @@ export interface TrainConfig {
   /** auto, float32 or bfloat16 (activations; master weights and optimizer stay float32). */
   dtype: string;
   seed: number;
-  /** Stop (with a checkpoint) after this many minutes of training; 0: no limit. */
+  /** Stop (with a checkpoint) after this many minutes of training; 0: no limit. The steps it allows are planned (step-plan.ts). */
   maxMinutes: number;
   /** Attention and positions reset at document boundaries inside packed rows. */
   segments: boolean;

@@ -150,7 +150,9 @@ async function prepareLocked(
     if (listCheckpoints(out).length === 0) throw new CheckpointError(`--resume: ${out} has no checkpoint to resume from (expected ${join(out, 'checkpoints', 'step-NNNNNN')})`);
     const intact = newestIntactCheckpoint(out, log);
     if (!intact) throw new CheckpointError(`--resume: every checkpoint in ${join(out, 'checkpoints')} is damaged (see the warnings above); start over with --overwrite`);
-    loaded = await loadCheckpoint(intact.dir, resolveDevice(config.device), log);
+    // Host memory: the device is the resumed config's, known only from trainer.json, and nothing
+    // goes onto an accelerator before the memory plan has been checked.
+    loaded = await loadCheckpoint(intact.dir, 'cpu', log);
     cleanup.push(() => { for (const t of loaded!.weights.values()) t.dispose(); });
   } else {
     const existing = listCheckpoints(out);

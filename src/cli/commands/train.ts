@@ -47,17 +47,25 @@ Evaluation, checkpoints, run:
   --checkpoint-every <n>   checkpoint every n steps (and always at the end) (default: 100)
   --keep-checkpoints <n>   most recent checkpoints kept, 0 = all (default: 2)
   --out <dir>              run directory (default: runs/andromeda)
-  --resume                 continue the run in --out from its latest checkpoint, exactly
+  --resume                 continue the run in --out from its newest intact checkpoint, exactly
+                           (a damaged newer one is passed over, with a warning)
   --overwrite              start over in an --out that holds an earlier run
   --device <d>             auto | cpu | cuda | cuda:N (default: auto: CUDA when available)
   --dtype <t>              auto | float32 | bfloat16 activations; weights and optimizer
                            state stay float32 (default: auto)
   --seed <n>               initialisation and data order (default: 0)
-  --max-minutes <x>        stop (with a checkpoint) after this long, 0 = no limit
+  --max-minutes <x>        stop (with a checkpoint) after this long, 0 = no limit; the steps
+                           it allows are planned from the speed of the first steps, and the
+                           learning-rate schedule and ETA end there
   --config <file.json>     settings as JSON (keys as above in camelCase or kebab-case);
                            flags given on the command line override it
   --quiet                  no progress bar
   -h, --help               show this help
+
+One trainer at a time per --out (a lock file names its PID). Ctrl-C or SIGTERM stops after the
+current step and writes a checkpoint of it; a second signal waits for that checkpoint, a third
+quits without it. Runs that cannot fit in memory, or whose held-out split is shorter than
+--seq-len + 1, are refused before the first step.
 
 Examples:
   andromeda train --steps 300 --out runs/first
