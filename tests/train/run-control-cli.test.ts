@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -99,6 +99,16 @@ test('SIGINT stops a run within seconds after the current step, with a checkpoin
   assert.equal(resumed.code, 0, resumed.stderr);
   assert.match(resumed.stderr, new RegExp(`resuming .* from step ${step} `));
   assert.equal(stoppedAt(resumed.stderr), step + 2);
+
+  // generate on the run directory passes over a damaged newest checkpoint, saying so.
+  const newest = listCheckpoints(out).pop()!;
+  const weights = readFileSync(join(newest.dir, 'model.safetensors'));
+  weights[weights.length - 3] ^= 0xff;
+  writeFileSync(join(newest.dir, 'model.safetensors'), weights);
+  const generated = await cli(['generate', out, '--prompt', 'the', '--max-tokens', '4', '--temperature', '0', '--device', 'cpu']);
+  assert.equal(generated.code, 0, generated.stderr);
+  assert.match(generated.stderr, new RegExp(`warning: checkpoint .*step-0*${step + 2} is corrupt: model\\.safetensors does not match its SHA-256 checksum \\(the file was damaged\\); trying the previous one \\(step ${step}\\)`));
+  assert.match(generated.stderr, new RegExp(`loaded .*step-0*${step} \\(step ${step}`));
 });
 
 test('SIGTERM stops a run too, and a second signal while its checkpoint is written waits for it', { timeout: 120_000 }, async () => {
