@@ -100,14 +100,15 @@ export interface TrainResult {
 export async function train(config: TrainConfig, options: TrainOptions = {}): Promise<TrainResult> {
   const log = options.log ?? ((line: string) => process.stderr.write(line + '\n'));
   const run = await prepareRun(config, { ...options, log });
-  const session = new TrainingSession(run, options, log);
   let finished = false;
   try {
+    const session = new TrainingSession(run, options, log);
     const stoppedBy = await session.loop();
     const result = await session.finish(stoppedBy);
     finished = true;
     return result;
   } finally {
+    // finish() frees these itself, last; after a failure they are freed here.
     if (!finished) {
       run.data.close();
       run.optimizer.dispose();
@@ -323,8 +324,10 @@ class TrainingSession {
   async finish(stoppedBy: StopReason): Promise<TrainResult> {
     const { run, config } = this;
     this.progress.end();
-    if (stoppedBy === 'signal') this.log(`stopping at step ${this.step}: writing its checkpoint`);
-    if (this.lastCheckpointStep !== this.step) await this.checkpoint();
+    if (this.lastCheckpointStep !== this.step) {
+      if (stoppedBy === 'signal') this.log(`stopping at step ${this.step}: writing its checkpoint`);
+      await this.checkpoint();
+    }
     let finalEval: EvalResult | null = null;
     if (!this.options.skipFinalEval && stoppedBy !== 'signal') finalEval = this.evaluate(config.finalEvalTokens, 'final eval');
     this.refreshPlot();
