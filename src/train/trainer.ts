@@ -252,14 +252,19 @@ class TrainingSession {
 
   /** Plans the run's steps from the measured seconds per step, and the schedule with them. */
   private planForBudget(measured: number[], budgetSeconds: number): void {
-    const secondsPerStep = measured.reduce((a, b) => a + b, 0) / measured.length;
+    const c = this.config;
+    const trainingSeconds = measured.reduce((a, b) => a + b, 0) / measured.length;
+    // Periodic evaluations come later and cost time too: a forward pass (about a third of a
+    // training step's work) per micro-batch of evaluated tokens, spread over --eval-every steps.
+    const evalSeconds = c.evalEvery > 0 ? (c.evalTokens / (c.batchSize * c.seqLen)) * (trainingSeconds / c.gradAccum / 3) / c.evalEvery : 0;
+    const secondsPerStep = trainingSeconds + evalSeconds;
     const secondsLeft = budgetSeconds - (Date.now() - this.started) / 1000;
-    this.plan = planFromThroughput(this.step, this.config.steps, secondsLeft, secondsPerStep);
+    this.plan = planFromThroughput(this.step, c.steps, secondsLeft, secondsPerStep);
     this.schedule = this.scheduleFor(this.plan.totalSteps);
-    const measuredAs = `${secondsPerStep.toFixed(3)} s/step measured over steps ${this.step - measured.length + 1}–${this.step}`;
+    const measuredAs = `${trainingSeconds.toFixed(3)} s/step measured over steps ${this.step - measured.length + 1}–${this.step}${evalSeconds > 0 ? ` + ${evalSeconds.toFixed(3)} s/step estimated for evaluations` : ''}`;
     this.progress.log(this.plan.limit === 'time'
-      ? `plan: --max-minutes ${this.config.maxMinutes} allows about ${this.plan.totalSteps} of the ${this.config.steps} steps (${measuredAs}, ${formatDuration(secondsLeft)} left); the learning-rate schedule and the ETA end at step ${this.plan.totalSteps}`
-      : `plan: all ${this.config.steps} steps fit in --max-minutes ${this.config.maxMinutes} (${measuredAs})`);
+      ? `plan: --max-minutes ${c.maxMinutes} allows about ${this.plan.totalSteps} of the ${c.steps} steps (${measuredAs}, ${formatDuration(secondsLeft)} left); the learning-rate schedule and the ETA end at step ${this.plan.totalSteps}`
+      : `plan: all ${c.steps} steps fit in --max-minutes ${c.maxMinutes} (${measuredAs})`);
   }
 
   private evaluate(maxTokens: number, label: string): EvalResult {
