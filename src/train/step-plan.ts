@@ -11,6 +11,8 @@
  * (the margin absorbs steps that come out slower than measured, so the run reaches the end of its
  * schedule before the budget's hard stop cuts it short)
  *
+ * At each evaluation and checkpoint the plan is checked against the session's wall-clock pace so
+ * far (which includes them) and shortened if the run would not reach its end in time.
  * Steps before the decision use the --steps schedule; with a warmup of at least MEASURED_STEPS + 1
  * steps (the default is 100) that makes no difference, because warmup does not depend on the total.
  * The plan is saved in the checkpoints' trainer state: a resumed run keeps it (and so the same

@@ -220,8 +220,12 @@ class TrainingSession {
       const eta = this.plan ? average * (plannedSteps - this.step) : Math.min(average * (config.steps - this.step), budgetSeconds - secondsLeft);
       this.progress.update({ step: this.step, totalSteps: plannedSteps, loss: lastLoss, lr, tokensPerSecond: tokens / average, etaSeconds: eta });
 
-      if (config.evalEvery > 0 && this.step % config.evalEvery === 0 && this.step < plannedSteps) this.evaluate(config.evalTokens, 'eval');
-      if (config.checkpointEvery > 0 && this.step % config.checkpointEvery === 0) await this.checkpoint();
+      const evalDue = config.evalEvery > 0 && this.step % config.evalEvery === 0 && this.step < plannedSteps;
+      const checkpointDue = config.checkpointEvery > 0 && this.step % config.checkpointEvery === 0;
+      // Before the checkpoint, so that it holds the plan the run goes on with.
+      if (this.plan && Number.isFinite(budgetSeconds) && (evalDue || checkpointDue)) this.shortenPlanIfLate(sessionSteps.length, budgetSeconds);
+      if (evalDue) this.evaluate(config.evalTokens, 'eval');
+      if (checkpointDue) await this.checkpoint();
       // Let signal handlers and other callbacks run: a stop request takes effect after this step.
       await nextTurn();
     }
@@ -265,6 +269,22 @@ class TrainingSession {
     this.progress.log(this.plan.limit === 'time'
       ? `plan: --max-minutes ${c.maxMinutes} allows about ${this.plan.totalSteps} of the ${c.steps} steps (${measuredAs}, ${formatDuration(secondsLeft)} left); the learning-rate schedule and the ETA end at step ${this.plan.totalSteps}`
       : `plan: all ${c.steps} steps fit in --max-minutes ${c.maxMinutes} (${measuredAs})`);
+  }
+
+  /**
+   * Shortens the plan when the session's wall-clock pace (evaluations and checkpoints included,
+   * which the first measurement could not see) will not reach the planned end within the budget:
+   * the schedule then ends where the run will, rather than being cut off by the hard stop.
+   * A plan is never lengthened, so the schedule only ever moves its end closer.
+   */
+  private shortenPlanIfLate(sessionSteps: number, budgetSeconds: number): void {
+    const elapsed = (Date.now() - this.started) / 1000;
+    const secondsPerStep = elapsed / sessionSteps;
+    const revised = planFromThroughput(this.step, this.plan!.totalSteps, budgetSeconds - elapsed, secondsPerStep);
+    if (revised.totalSteps >= this.plan!.totalSteps) return;
+    this.plan = revised;
+    this.schedule = this.scheduleFor(revised.totalSteps);
+    this.progress.log(`plan: at ${secondsPerStep.toFixed(3)} s/step so far (evaluations and checkpoints included) the budget allows about ${revised.totalSteps} steps; the learning-rate schedule and the ETA now end there`);
   }
 
   private evaluate(maxTokens: number, label: string): EvalResult {

@@ -63,31 +63,36 @@ test('a time budget is planned for: the schedule decays to its floor by the time
   const data = await smallDataset();
   const out = await tempDir();
   const lines: string[] = [];
-  const cfg = toyConfig(data, out, { steps: 10_000, warmup: 5, maxMinutes: 0.05, evalEvery: 0, checkpointEvery: 5, keepCheckpoints: 0, lr: 0.01, minLrRatio: 0.1 });
-  const result = await train(cfg, { family: toyFamily(8), log: (l) => lines.push(l), progress: false, stepDelayMs: 100, skipFinalEval: true });
+  const cfg = toyConfig(data, out, { steps: 10_000, warmup: 2, maxMinutes: 0.1, evalEvery: 0, checkpointEvery: 5, keepCheckpoints: 0, lr: 0.01, minLrRatio: 0.1 });
+  const result = await train(cfg, { family: toyFamily(8), log: (l) => lines.push(l), progress: false, stepDelayMs: 150, skipFinalEval: true });
   result.model.dispose();
   assert.equal(result.stoppedBy, 'time');
   assert.equal(result.plan.limit, 'time');
   assert.ok(result.plan.totalSteps > MEASURED_STEPS + 1 && result.plan.totalSteps < 100, `planned ${result.plan.totalSteps} steps`);
-  assert.ok(lines.some((l) => new RegExp(`plan: --max-minutes 0.05 allows about ${result.plan.totalSteps} of the 10000 steps \\(0\\.\\d+ s/step measured over steps 2–${MEASURED_STEPS + 1}`).test(l)), lines.join('\n'));
+  const planned = lines.map((l) => new RegExp(`^plan: --max-minutes 0.1 allows about (\\d+) of the 10000 steps \\(0\\.\\d+ s/step measured over steps 2–${MEASURED_STEPS + 1}`).exec(l)).find((m) => m);
+  assert.ok(planned, lines.join('\n'));
+  // Checkpoints (not in the first measurement) may shorten the plan later, never lengthen it.
+  assert.ok(result.plan.totalSteps <= Number(planned[1]), lines.join('\n'));
   const steps = readMetrics(join(out, 'metrics.jsonl')).filter((r): r is TrainRecord => r.kind === 'train');
   const last = steps[steps.length - 1];
-  // Within a step or two of the planned end, the cosine is at (or next to) its floor of 0.1 × peak;
+  // At (or a step or two before) the planned end the cosine is at or near its floor of 0.1 × peak;
   // following --steps instead it would still be at the peak.
   assert.ok(last.step >= result.plan.totalSteps - 2, `stopped at step ${last.step} of ${result.plan.totalSteps} planned`);
-  assert.ok(last.lr < 0.2 * cfg.lr, `last learning rate ${last.lr}`);
+  assert.ok(last.lr < 0.5 * cfg.lr, `last learning rate ${last.lr}`);
   const trainerState = JSON.parse(readFileSync(join(listCheckpoints(out).pop()!.dir, 'trainer.json'), 'utf8'));
   assert.deepEqual(trainerState.plan, result.plan, 'the plan is saved with the checkpoint');
 
-  // Resuming from an earlier checkpoint follows the saved plan: the same learning rates, to the same end.
+  // Resuming from an earlier checkpoint follows the plan saved in it: the same learning rates, to the same end.
   const resumeFrom = listCheckpoints(out).find((c) => c.step > MEASURED_STEPS + 1)!;
+  const savedPlan = JSON.parse(readFileSync(join(resumeFrom.dir, 'trainer.json'), 'utf8')).plan;
+  assert.equal(savedPlan.limit, 'time');
   for (const c of listCheckpoints(out)) if (c.step > resumeFrom.step) writeFileSync(join(c.dir, 'checkpoint.json'), '{}');
   const resumed = await train(cfg, { family: toyFamily(8), ...quiet, resume: true, skipFinalEval: true });
   resumed.model.dispose();
   assert.equal(resumed.startStep, resumeFrom.step);
-  assert.deepEqual(resumed.plan, result.plan);
-  assert.equal(resumed.step, result.plan.totalSteps);
-  const schedule = { peak: cfg.lr, totalSteps: result.plan.totalSteps, warmupSteps: cfg.warmup, minRatio: cfg.minLrRatio };
+  assert.deepEqual(resumed.plan, savedPlan);
+  assert.equal(resumed.step, savedPlan.totalSteps);
+  const schedule = { peak: cfg.lr, totalSteps: savedPlan.totalSteps, warmupSteps: cfg.warmup, minRatio: cfg.minLrRatio };
   const after = readMetrics(join(out, 'metrics.jsonl')).filter((r): r is TrainRecord => r.kind === 'train' && r.step > resumeFrom.step);
   assert.deepEqual(after.map((r) => r.lr), after.map((r) => learningRate(r.step - 1, schedule)));
   assert.equal(after[after.length - 1].lr, cfg.lr * cfg.minLrRatio, 'the last planned step runs at the floor');
