@@ -239,7 +239,7 @@ class TrainingSession {
     for (let micro = 0; micro < config.gradAccum; micro++) {
       const batch = run.loader.next();
       lossSum += tidy(() => {
-        const loss = batchLoss(run.computeModel, batchTensors(batch, run.device, config.segments), 'mean', { checkpoint: config.activationCheckpointing });
+        const loss = batchLoss(run.computeModel, batchTensors(batch, run.device, config.segments), 'mean', { activationCheckpointing: config.activationCheckpointing });
         const value = loss.item();
         if (Number.isFinite(value)) (config.gradAccum > 1 ? mul(loss, 1 / config.gradAccum) : loss).backward();
         return value;
