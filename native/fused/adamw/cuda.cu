@@ -13,8 +13,8 @@
 #include <utility>
 #include <vector>
 
-#include "chunk_table.h"
-#include "common.cuh"
+#include "../../cuda/chunk_table.h"
+#include "../../cuda/common.cuh"
 
 namespace andromeda::cuda {
 namespace {
