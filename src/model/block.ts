@@ -7,7 +7,8 @@ import { constantTensor, type ParameterOptions } from '../nn/parameter.js';
 import type { AndromedaConfig } from './config.js';
 import { SelfAttention } from './attention.js';
 import { FeedForward } from './feed-forward.js';
-import { shiftTokens, shiftTokensWithHistory } from './token-shift.js';
+import { shiftTokens } from '../ops/fused/token-shift.js';
+import { shiftTokensWithHistory } from './token-shift.js';
 import type { RotarySettings } from './rotary.js';
 import type { LayerState } from './context.js';
 import type { ShiftSlot } from './kv-cache.js';
@@ -23,7 +24,7 @@ export function makeNorm(config: AndromedaConfig, o: ParameterOptions): Norm {
  *   pre-norm:  x = branch(shift(norm(x))) + x · s · c
  *   post-norm: x = norm(branch(shift(x)) + x · s · c)
  * with s the learned residual scale (scaleResidual) and c the residual constant (DeepNorm). A residual
- * add and the norm that reads it run as one fused op (src/ops/add-norm.ts).
+ * add and the norm that reads it run as one fused op (src/ops/fused/add-norm.ts).
  * Parallel blocks (pre-norm): x = attn(shift(norm(x))) + ff(shift(norm(x))) + x · s · c.
  */
 export class Block extends Module {

@@ -160,8 +160,9 @@ gpuTest('adamwMany: one launch over many tensors gives the bits of the one-tenso
         for (let step = 1; step <= 2; step++) {
           const args = { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, biasCorrection1: 1 - 0.9 ** step, biasCorrection2: 1 - 0.95 ** step, gradScale: 0.7 };
           for (const o of one) {
-            if (o.shadow) g.adamwWithShadow(o.param.gpu, o.grad.gpu, o.m.gpu, o.v.gpu, o.param.count, args, o.shadow.gpu);
-            else g.adamw(o.param.gpu, o.grad.gpu, o.m.gpu, o.v.gpu, o.param.count, args);
+            // The composed form: the one-tensor step, then a rounding copy into the weight copy.
+            g.adamw(o.param.gpu, o.grad.gpu, o.m.gpu, o.v.gpu, o.param.count, args);
+            if (o.shadow) g.copy({ ...o.param.gpu, strides: [1] }, { ...o.shadow.gpu, strides: [1] }, [o.param.count]);
           }
           const items: AdamWItem[] = many.map((o) => ({ param: o.param.gpu, m: o.m.gpu, v: o.v.gpu, grad: o.grad.gpu, count: o.param.count, shadow: o.shadow?.gpu ?? null }));
           g.adamwMany(items, args);

@@ -2,7 +2,7 @@
 // the CPU engine (permute, L2 normalise, per-head scale): outputs and the gradients of x and the scale.
 import assert from 'node:assert/strict';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { headNorm } from '../../src/ops/head-norm.js';
+import { headNorm } from '../../src/ops/fused/head-norm.js';
 import { mul } from '../../src/ops/elementwise.js';
 import { sum } from '../../src/ops/reduce.js';
 import { Generator } from '../../src/tensor/random.js';

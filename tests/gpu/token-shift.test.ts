@@ -3,7 +3,7 @@
 // the shift, batch > 1.
 import assert from 'node:assert/strict';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { shiftTokens } from '../../src/model/token-shift.js';
+import { shiftTokens } from '../../src/ops/fused/token-shift.js';
 import { add, mul } from '../../src/ops/elementwise.js';
 import { sum } from '../../src/ops/reduce.js';
 import { Generator } from '../../src/tensor/random.js';
