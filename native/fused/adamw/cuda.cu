@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "adamw.h"
 #include "../../cuda/chunk_table.h"
 #include "../../cuda/common.cuh"
 

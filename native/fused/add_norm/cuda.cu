@@ -9,6 +9,7 @@
 // `_cached` kernels); wider rows re-read them.
 #include <algorithm>
 
+#include "add_norm.h"
 #include "../../cuda/common.cuh"
 #include "../../cuda/partial_sums.cuh"
 #include "../../cuda/vec.cuh"

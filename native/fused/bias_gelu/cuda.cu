@@ -6,6 +6,7 @@
 // chunks in order: deterministic, no atomics.
 #include <algorithm>
 
+#include "bias_gelu.h"
 #include "../../cuda/activation.cuh"
 #include "../../cuda/common.cuh"
 #include "../../cuda/partial_sums.cuh"

@@ -10,6 +10,7 @@
 #include <initializer_list>
 #include <type_traits>
 
+#include "head_norm.h"
 #include "../../cuda/common.cuh"
 #include "../../cuda/engine.h"
 #include "../../cuda/partial_sums.cuh"

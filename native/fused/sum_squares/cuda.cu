@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "sum_squares.h"
 #include "../../cuda/chunk_table.h"
 #include "../../cuda/common.cuh"
 #include "../../cuda/vec.cuh"
