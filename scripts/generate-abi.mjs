@@ -128,7 +128,11 @@ function cxxParameters(k, engine) {
     out.push({ type: cType(p), name: snake(p.name), arg });
   };
   k.params.forEach(visit);
-  for (const t of k.trailing?.[engine] ?? []) out.push({ type: null, name: null, arg: t });
+  const trailing = k.trailing?.[engine];
+  trailing?.args.forEach((arg, i) => {
+    const [type, name] = trailing.params[i].split(/ (?=\w+$)/);
+    out.push({ type, name, arg });
+  });
   return out;
 }
 
@@ -138,7 +142,7 @@ function prototypes(engine) {
   const seen = new Set();
   const lines = [];
   for (const k of forEngine(engine)) {
-    if (k.prototype === false || k.trailing?.[engine] || seen.has(k.cxx)) continue;
+    if (k.prototype === false || seen.has(k.cxx)) continue;
     seen.add(k.cxx);
     const params = cxxParameters(k, engine).map((p) => `${p.type} ${p.name}`).join(', ');
     lines.push(`// ${k.name}`, `${returnType(k)} ${k.cxx}(${params});`);
@@ -151,6 +155,9 @@ function prototypes(engine) {
 
 #include "../../common/add_norm_args.h"
 #include "../../common/reference_attention.h"
+#include "../../fused/adamw/adamw.h"
+#include "../../fused/head_norm/head_norm.h"
+#include "../../fused/sum_squares/sum_squares.h"
 
 namespace andromeda::${engine} {
 
@@ -331,7 +338,7 @@ ${lines.map((l) => `    ${l}`).join('\n')}
 function glue(engine) {
   const kernels = forEngine(engine);
   const includes = [...new Set(kernels.map((k) => k.include).filter(Boolean))].map((h) => `#include "${h}"`);
-  const main = engine === 'cpu' ? ['#include "kernels.h"', '#include "attention_reference.h"', '#include "fused.h"'] : ['#include "engine.h"', '#include "reference_attention.h"'];
+  const main = engine === 'cpu' ? ['#include "kernels.h"', '#include "attention_reference.h"'] : ['#include "engine.h"', '#include "reference_attention.h"'];
   return `${HEADER}// The N-API functions of the ${engine.toUpperCase()} engine's kernels: each checks the argument count, the kind and range
 // of every argument, resolves every buffer handle through the engine's handle table and checks the
 // elements it will touch against the allocation, and only then calls the kernel.
@@ -409,9 +416,16 @@ function typescript() {
     const ret = k.returns === 'int64' || k.returns === 'double' ? 'number' : k.returns === 'string' ? 'string' : 'void';
     return `  ${k.name}(${params.join(', ')}): ${ret};`;
   };
-  const shared = KERNELS.filter((k) => ENGINES.every((e) => k.engines.includes(e)));
-  const only = (engine) => KERNELS.filter((k) => k.engines.length === 1 && k.engines[0] === engine);
-  const sharedMethods = shared.map((k) => method(k, ''));
+  // A name is shared when every engine has it with the same JavaScript arguments (one entry or one per engine).
+  const signature = (k) => JSON.stringify([k.returns, jsParameters(k).map((p) => [p.name, p.kind, p.optional, p.nullable, p.orNull,
+    (p.fields ?? []).map((f) => [f.name, f.kind, f.optional, f.nullable, f.orNull])])]);
+  const byName = new Map();
+  for (const k of KERNELS) for (const e of k.engines) byName.set(`${e}:${k.name}`, k);
+  const names = [...new Set(KERNELS.map((k) => k.name))];
+  const isShared = (name) => ENGINES.every((e) => byName.has(`${e}:${name}`))
+    && new Set(ENGINES.map((e) => signature(byName.get(`${e}:${name}`)))).size === 1;
+  const sharedMethods = names.filter(isShared).map((name) => method(byName.get(`cpu:${name}`), ''));
+  const only = (engine) => names.filter((name) => !isShared(name) && byName.has(`${engine}:${name}`)).map((name) => byName.get(`${engine}:${name}`));
   const cpuMethods = only('cpu').map((k) => method(k, 'Cpu'));
   const cudaMethods = only('cuda').map((k) => method(k, 'Cuda'));
   const methods = [...new Set(KERNELS.filter((k) => k.method !== false).map((k) => k.method ?? k.name))];

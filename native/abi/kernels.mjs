@@ -209,8 +209,14 @@ export const KERNELS = [
   },
   { name: 'gemm', method: 'matmul', engines: BOTH, cxx: 'gemm', params: gemmParams },
   {
+    // The CUDA engine's GemmArgs carry the bias (cuBLASLt's epilogue); the CPU's gemm_bias takes it beside them.
     name: 'gemmBias', method: 'matmulBias', engines: CUDA, cxx: 'gemm',
     params: [...gemmParams, input('bias', 'dtype', 'n', { into: 'GemmArgs' })],
+    requires: [['beta == 0', 'beta must be 0 with a bias']],
+  },
+  {
+    name: 'gemmBias', method: 'matmulBias', engines: CPU, cxx: 'gemm_bias',
+    params: [...gemmParams, input('bias', 'dtype', 'n')],
     requires: [['beta == 0', 'beta must be 0 with a bias']],
   },
   {
@@ -268,8 +274,9 @@ export const KERNELS = [
       { name: 'rows', kind: 'derived', value: 'rowsOf(gradTable, dim)' }],
   },
   {
-    // Out-of-range ids give zero rows (the CUDA kernel's rule; the CPU glue refuses them before the call).
-    name: 'embeddingGather', method: 'embeddingUnchecked', engines: CUDA, cxx: 'embedding_gather',
+    // Out-of-range ids give zero rows on the GPU (ids on the device are not read by the host); the CPU glue
+    // refuses them before the call.
+    name: 'embeddingGather', method: 'embeddingUnchecked', engines: BOTH, cxx: 'embedding_gather',
     params: [dtype(), input('table', 'dtype', 'vocab * dim'), input('ids', 'int32', 'count', { ctype: 'int32_t*', values: { below: 'vocab' } }),
       output('out', 'dtype', 'count * dim'), int('count'), int('dim'), int('vocab')],
   },
@@ -282,16 +289,12 @@ export const KERNELS = [
     params: [dtype(), output('dst', 'dtype', 'count'), int('count'), flag('normal'), float('a'), float('b'), seed('seed')],
   },
   {
-    name: 'adamw', engines: BOTH, cxx: 'adamw', trailing: { cuda: ['0', 'nullptr'] },
+    // The CUDA adamw can also write a half copy of the weights (adamwMany uses that path): none here.
+    name: 'adamw', engines: BOTH, cxx: 'adamw', trailing: { cuda: { params: ['int shadow_dtype', 'char* shadow'], args: ['0', 'nullptr'] } },
     params: [...adamwTensors, ...adamwHyper],
   },
   {
-    // adamw that also stores the updated weights in the shadow's (half) dtype.
-    name: 'adamwShadow', method: 'adamwWithShadow', engines: CUDA, cxx: 'adamw',
-    params: [...adamwTensors, ...adamwHyper, dtype('shadowDtype'), output('shadow', 'shadowDtype', 'count')],
-  },
-  {
-    name: 'adamwMany', engines: CUDA, cxx: 'adamw_many',
+    name: 'adamwMany', engines: BOTH, cxx: 'adamw_many',
     params: [
       {
         name: 'tensors', kind: 'list', struct: 'AdamWTensorArgs', fields: [
@@ -305,7 +308,7 @@ export const KERNELS = [
   },
   { name: 'sumOfSquares', engines: BOTH, cxx: 'sum_of_squares', returns: 'double', params: [dtype(), input('x', 'dtype', 'count'), int('count')] },
   {
-    name: 'sumOfSquaresMany', engines: CUDA, cxx: 'sum_of_squares_many', returns: 'double',
+    name: 'sumOfSquaresMany', engines: BOTH, cxx: 'sum_of_squares_many', returns: 'double',
     params: [{ name: 'inputs', kind: 'list', struct: 'SquaresInput', fields: [dtype(), input('x', 'dtype', 'count'), int('count')] }],
   },
   {
@@ -377,18 +380,18 @@ export const KERNELS = [
       output('gradIn', 'dtype', 'rows * cols'), output('gradBias', 'dtype', 'cols', optional), ...rowsCols()],
   },
   {
-    name: 'headNorm', engines: CUDA, cxx: 'head_norm',
+    name: 'headNorm', engines: BOTH, cxx: 'head_norm',
     params: [...headNormSizes, input('x', 'dtype', 'batch * n * heads * dim'), input('weight', 'dtype', 'heads * dim', optional),
       output('out', 'dtype', 'batch * n * heads * dim'), output('rstd', 'stats:dtype', 'batch * n * heads')],
   },
   {
-    name: 'headNormGrad', engines: CUDA, cxx: 'head_norm_grad',
+    name: 'headNormGrad', engines: BOTH, cxx: 'head_norm_grad',
     params: [...headNormSizes, input('x', 'dtype', 'batch * n * heads * dim'), input('weight', 'dtype', 'heads * dim', optional),
       input('rstd', 'stats:dtype', 'batch * n * heads'), input('gradOut', 'dtype', 'batch * n * heads * dim'),
       output('gradIn', 'dtype', 'batch * n * heads * dim'), output('gradWeight', 'dtype', 'heads * dim', optional)],
   },
   {
-    name: 'tokenShift', engines: CUDA, cxx: 'token_shift',
+    name: 'tokenShift', engines: BOTH, cxx: 'token_shift',
     params: [dtype(), input('x', 'dtype', 'batch * n * dim'), output('out', 'dtype', 'batch * n * dim'),
       input('segments', 'int32', 'batch * n', { optional: true, ctype: 'int32_t*' }),
       int('batch'), int('n'), int('dim'), int32('shifts'), flag('backward'), flag('accumulate')],

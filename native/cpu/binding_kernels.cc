@@ -10,7 +10,6 @@
 #include "../common/napi_args.h"
 #include "kernels.h"
 #include "attention_reference.h"
-#include "fused.h"
 
 namespace andromeda::cpu {
 
@@ -200,6 +199,63 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
     s_GemmArgs.stride_c = p_strideC;
     s_GemmArgs.batch = p_batch;
     gemm(s_GemmArgs);
+    return info.Env().Undefined();
+  });
+}
+
+// gemmBias(dtype, transA, transB, m, n, k, alpha, a, aOffset, lda, strideA, b, bOffset, ldb, strideB, beta, c, cOffset, ldc, strideC, batch, bias, biasOffset)
+Napi::Value GemmBias(const Napi::CallbackInfo& info) {
+  return guarded(info, kEngine, [&]() -> Napi::Value {
+    constexpr const char* kKernel = "gemmBias";
+    abi::expect_arguments(info, kKernel, 23);
+    const int p_dtype = abi::enumeration(info[0], kKernel, "dtype", 5);
+    const bool p_transA = abi::flag(info[1], kKernel, "transA");
+    const bool p_transB = abi::flag(info[2], kKernel, "transB");
+    const int64_t p_m = int64_t(abi::count(info[3], kKernel, "m"));
+    const int64_t p_n = int64_t(abi::count(info[4], kKernel, "n"));
+    const int64_t p_k = int64_t(abi::count(info[5], kKernel, "k"));
+    const double p_alpha = abi::number(info[6], kKernel, "alpha");
+    abi::Buffer p_a = abi::buffer(handles(), info[7], info[8], kKernel, "a", false);
+    const int64_t p_lda = int64_t(abi::count(info[9], kKernel, "lda"));
+    const int64_t p_strideA = int64_t(abi::count(info[10], kKernel, "strideA"));
+    abi::Buffer p_b = abi::buffer(handles(), info[11], info[12], kKernel, "b", false);
+    const int64_t p_ldb = int64_t(abi::count(info[13], kKernel, "ldb"));
+    const int64_t p_strideB = int64_t(abi::count(info[14], kKernel, "strideB"));
+    const double p_beta = abi::number(info[15], kKernel, "beta");
+    abi::Buffer p_c = abi::buffer(handles(), info[16], info[17], kKernel, "c", false);
+    const int64_t p_ldc = int64_t(abi::count(info[18], kKernel, "ldc"));
+    const int64_t p_strideC = int64_t(abi::count(info[19], kKernel, "strideC"));
+    const int64_t p_batch = int64_t(abi::count(info[20], kKernel, "batch"));
+    abi::Buffer p_bias = abi::buffer(handles(), info[21], info[22], kKernel, "bias", false);
+    p_a.element_bytes = abi::element_bytes(p_dtype);
+    p_b.element_bytes = abi::element_bytes(p_dtype);
+    p_c.element_bytes = abi::element_bytes(p_dtype);
+    p_bias.element_bytes = abi::element_bytes(p_dtype);
+    abi::check_span(p_a, kKernel, "a", abi::element_bytes(p_dtype), abi::matrix(abi::Count(p_transA) ? abi::Count(p_k) : abi::Count(p_m), abi::Count(p_transA) ? abi::Count(p_m) : abi::Count(p_k), abi::Count(p_lda), abi::Count(p_strideA), abi::Count(p_batch)));
+    abi::check_span(p_b, kKernel, "b", abi::element_bytes(p_dtype), abi::matrix(abi::Count(p_transB) ? abi::Count(p_n) : abi::Count(p_k), abi::Count(p_transB) ? abi::Count(p_k) : abi::Count(p_n), abi::Count(p_ldb), abi::Count(p_strideB), abi::Count(p_batch)));
+    abi::check_span(p_c, kKernel, "c", abi::element_bytes(p_dtype), abi::matrix(abi::Count(p_m), abi::Count(p_n), abi::Count(p_ldc), abi::Count(p_strideC), abi::Count(p_batch)));
+    abi::check_span(p_bias, kKernel, "bias", abi::element_bytes(p_dtype), abi::Span::elements(abi::Count(p_n)));
+    abi::require(p_beta == 0, kKernel, "beta must be 0 with a bias");
+    GemmArgs s_GemmArgs{};
+    s_GemmArgs.dtype = p_dtype;
+    s_GemmArgs.trans_a = p_transA;
+    s_GemmArgs.trans_b = p_transB;
+    s_GemmArgs.m = p_m;
+    s_GemmArgs.n = p_n;
+    s_GemmArgs.k = p_k;
+    s_GemmArgs.alpha = p_alpha;
+    s_GemmArgs.a = p_a.as<const char>();
+    s_GemmArgs.lda = p_lda;
+    s_GemmArgs.stride_a = p_strideA;
+    s_GemmArgs.b = p_b.as<const char>();
+    s_GemmArgs.ldb = p_ldb;
+    s_GemmArgs.stride_b = p_strideB;
+    s_GemmArgs.beta = p_beta;
+    s_GemmArgs.c = p_c.as<char>();
+    s_GemmArgs.ldc = p_ldc;
+    s_GemmArgs.stride_c = p_strideC;
+    s_GemmArgs.batch = p_batch;
+    gemm_bias(s_GemmArgs, p_bias.as<const char>());
     return info.Env().Undefined();
   });
 }
@@ -420,6 +476,31 @@ Napi::Value EmbeddingGrad(const Napi::CallbackInfo& info) {
   });
 }
 
+// embeddingGather(dtype, table, tableOffset, ids, idsOffset, out, outOffset, count, dim, vocab)
+Napi::Value EmbeddingGather(const Napi::CallbackInfo& info) {
+  return guarded(info, kEngine, [&]() -> Napi::Value {
+    constexpr const char* kKernel = "embeddingGather";
+    abi::expect_arguments(info, kKernel, 10);
+    const int p_dtype = abi::enumeration(info[0], kKernel, "dtype", 5);
+    abi::Buffer p_table = abi::buffer(handles(), info[1], info[2], kKernel, "table", false);
+    abi::Buffer p_ids = abi::buffer(handles(), info[3], info[4], kKernel, "ids", false);
+    abi::Buffer p_out = abi::buffer(handles(), info[5], info[6], kKernel, "out", false);
+    const int64_t p_count = int64_t(abi::count(info[7], kKernel, "count"));
+    const int64_t p_dim = int64_t(abi::count(info[8], kKernel, "dim"));
+    const int64_t p_vocab = int64_t(abi::count(info[9], kKernel, "vocab"));
+    p_table.element_bytes = abi::element_bytes(p_dtype);
+    p_ids.element_bytes = 4;
+    p_out.element_bytes = abi::element_bytes(p_dtype);
+    abi::check_span(p_table, kKernel, "table", abi::element_bytes(p_dtype), abi::Span::elements(abi::Count(p_vocab) * abi::Count(p_dim)));
+    abi::check_span(p_ids, kKernel, "ids", 4, abi::Span::elements(abi::Count(p_count)));
+    abi::check_span(p_out, kKernel, "out", abi::element_bytes(p_dtype), abi::Span::elements(abi::Count(p_count) * abi::Count(p_dim)));
+    abi::check_disjoint(p_ids, kKernel, "ids", p_out, "out");
+    abi::check_values(p_ids, (abi::Count(p_count)).v, kKernel, "ids", abi::Count(p_vocab), nullptr);
+    embedding_gather(p_dtype, p_table.as<const char>(), p_ids.as<const int32_t>(), p_out.as<char>(), p_count, p_dim, p_vocab);
+    return info.Env().Undefined();
+  });
+}
+
 // dropout(dtype, x, xOffset, out, outOffset, count, p, seed)
 Napi::Value Dropout(const Napi::CallbackInfo& info) {
   return guarded(info, kEngine, [&]() -> Napi::Value {
@@ -500,6 +581,64 @@ Napi::Value Adamw(const Napi::CallbackInfo& info) {
   });
 }
 
+// adamwMany(tensors, lr, beta1, beta2, eps, weightDecay, biasCorrection1, biasCorrection2, gradScale)
+Napi::Value AdamwMany(const Napi::CallbackInfo& info) {
+  return guarded(info, kEngine, [&]() -> Napi::Value {
+    constexpr const char* kKernel = "adamwMany";
+    abi::expect_arguments(info, kKernel, 9);
+    const double p_lr = abi::number(info[1], kKernel, "lr");
+    const double p_beta1 = abi::number(info[2], kKernel, "beta1");
+    const double p_beta2 = abi::number(info[3], kKernel, "beta2");
+    const double p_eps = abi::number(info[4], kKernel, "eps");
+    const double p_weightDecay = abi::number(info[5], kKernel, "weightDecay");
+    const double p_biasCorrection1 = abi::number(info[6], kKernel, "biasCorrection1");
+    const double p_biasCorrection2 = abi::number(info[7], kKernel, "biasCorrection2");
+    const double p_gradScale = abi::number(info[8], kKernel, "gradScale");
+    const Napi::Array a_tensors = abi::array(info[0], kKernel, "tensors");
+    std::vector<AdamWTensorArgs> l_tensors(a_tensors.Length());
+    for (uint32_t i = 0; i < a_tensors.Length(); i++) {
+      const Napi::Object item = abi::object(a_tensors.Get(i), kKernel, "tensors[]");
+      abi::Buffer p_param = abi::buffer(handles(), item.Get("param"), item.Get("paramOffset"), kKernel, "tensors[].param", false);
+      const int p_gradDtype = abi::enumeration(item.Get("gradDtype"), kKernel, "tensors[].gradDtype", 5);
+      abi::Buffer p_grad = abi::buffer(handles(), item.Get("grad"), item.Get("gradOffset"), kKernel, "tensors[].grad", false);
+      abi::Buffer p_m = abi::buffer(handles(), item.Get("m"), item.Get("mOffset"), kKernel, "tensors[].m", false);
+      abi::Buffer p_v = abi::buffer(handles(), item.Get("v"), item.Get("vOffset"), kKernel, "tensors[].v", false);
+      const int64_t p_count = int64_t(abi::count(item.Get("count"), kKernel, "tensors[].count"));
+      const int p_shadowDtype = abi::enumeration(item.Get("shadowDtype"), kKernel, "tensors[].shadowDtype", 5);
+      abi::Buffer p_shadow = abi::buffer(handles(), item.Get("shadow"), item.Get("shadowOffset"), kKernel, "tensors[].shadow", true);
+      p_param.element_bytes = 4;
+      p_grad.element_bytes = abi::element_bytes(p_gradDtype);
+      p_m.element_bytes = 4;
+      p_v.element_bytes = 4;
+      p_shadow.element_bytes = abi::element_bytes(p_shadowDtype);
+      abi::check_span(p_param, kKernel, "tensors[].param", 4, abi::Span::elements(abi::Count(p_count)));
+      abi::check_span(p_grad, kKernel, "tensors[].grad", abi::element_bytes(p_gradDtype), abi::Span::elements(abi::Count(p_count)));
+      abi::check_span(p_m, kKernel, "tensors[].m", 4, abi::Span::elements(abi::Count(p_count)));
+      abi::check_span(p_v, kKernel, "tensors[].v", 4, abi::Span::elements(abi::Count(p_count)));
+      abi::check_span(p_shadow, kKernel, "tensors[].shadow", abi::element_bytes(p_shadowDtype), abi::Span::elements(abi::Count(p_count)));
+      l_tensors[i].param = p_param.as<float>();
+      l_tensors[i].grad_dtype = p_gradDtype;
+      l_tensors[i].grad = p_grad.as<const char>();
+      l_tensors[i].m = p_m.as<float>();
+      l_tensors[i].v = p_v.as<float>();
+      l_tensors[i].count = p_count;
+      l_tensors[i].shadow_dtype = p_shadowDtype;
+      l_tensors[i].shadow = p_shadow.as<char>();
+    }
+    AdamWArgs s_AdamWArgs{};
+    s_AdamWArgs.lr = p_lr;
+    s_AdamWArgs.beta1 = p_beta1;
+    s_AdamWArgs.beta2 = p_beta2;
+    s_AdamWArgs.eps = p_eps;
+    s_AdamWArgs.weight_decay = p_weightDecay;
+    s_AdamWArgs.bias_correction1 = p_biasCorrection1;
+    s_AdamWArgs.bias_correction2 = p_biasCorrection2;
+    s_AdamWArgs.grad_scale = p_gradScale;
+    adamw_many(l_tensors.data(), l_tensors.size(), s_AdamWArgs);
+    return info.Env().Undefined();
+  });
+}
+
 // sumOfSquares(dtype, x, xOffset, count)
 Napi::Value SumOfSquares(const Napi::CallbackInfo& info) {
   return guarded(info, kEngine, [&]() -> Napi::Value {
@@ -511,6 +650,28 @@ Napi::Value SumOfSquares(const Napi::CallbackInfo& info) {
     p_x.element_bytes = abi::element_bytes(p_dtype);
     abi::check_span(p_x, kKernel, "x", abi::element_bytes(p_dtype), abi::Span::elements(abi::Count(p_count)));
     return Napi::Number::New(info.Env(), double(sum_of_squares(p_dtype, p_x.as<const char>(), p_count)));
+  });
+}
+
+// sumOfSquaresMany(inputs)
+Napi::Value SumOfSquaresMany(const Napi::CallbackInfo& info) {
+  return guarded(info, kEngine, [&]() -> Napi::Value {
+    constexpr const char* kKernel = "sumOfSquaresMany";
+    abi::expect_arguments(info, kKernel, 1);
+    const Napi::Array a_inputs = abi::array(info[0], kKernel, "inputs");
+    std::vector<SquaresInput> l_inputs(a_inputs.Length());
+    for (uint32_t i = 0; i < a_inputs.Length(); i++) {
+      const Napi::Object item = abi::object(a_inputs.Get(i), kKernel, "inputs[]");
+      const int p_dtype = abi::enumeration(item.Get("dtype"), kKernel, "inputs[].dtype", 5);
+      abi::Buffer p_x = abi::buffer(handles(), item.Get("x"), item.Get("xOffset"), kKernel, "inputs[].x", false);
+      const int64_t p_count = int64_t(abi::count(item.Get("count"), kKernel, "inputs[].count"));
+      p_x.element_bytes = abi::element_bytes(p_dtype);
+      abi::check_span(p_x, kKernel, "inputs[].x", abi::element_bytes(p_dtype), abi::Span::elements(abi::Count(p_count)));
+      l_inputs[i].dtype = p_dtype;
+      l_inputs[i].x = p_x.as<const char>();
+      l_inputs[i].count = p_count;
+    }
+    return Napi::Number::New(info.Env(), double(sum_of_squares_many(l_inputs.data(), l_inputs.size())));
   });
 }
 
@@ -783,6 +944,108 @@ Napi::Value BiasGeluGrad(const Napi::CallbackInfo& info) {
   });
 }
 
+// headNorm(dtype, batch, n, heads, dim, eps, x, xOffset, weight, weightOffset, out, outOffset, rstd, rstdOffset)
+Napi::Value HeadNorm(const Napi::CallbackInfo& info) {
+  return guarded(info, kEngine, [&]() -> Napi::Value {
+    constexpr const char* kKernel = "headNorm";
+    abi::expect_arguments(info, kKernel, 14);
+    const int p_dtype = abi::enumeration(info[0], kKernel, "dtype", 5);
+    const int64_t p_batch = int64_t(abi::count(info[1], kKernel, "batch"));
+    const int64_t p_n = int64_t(abi::count(info[2], kKernel, "n"));
+    const int64_t p_heads = int64_t(abi::count(info[3], kKernel, "heads"));
+    const int64_t p_dim = int64_t(abi::count(info[4], kKernel, "dim"));
+    const double p_eps = abi::number(info[5], kKernel, "eps");
+    abi::Buffer p_x = abi::buffer(handles(), info[6], info[7], kKernel, "x", false);
+    abi::Buffer p_weight = abi::buffer(handles(), info[8], info[9], kKernel, "weight", true);
+    abi::Buffer p_out = abi::buffer(handles(), info[10], info[11], kKernel, "out", false);
+    abi::Buffer p_rstd = abi::buffer(handles(), info[12], info[13], kKernel, "rstd", false);
+    p_x.element_bytes = abi::element_bytes(p_dtype);
+    p_weight.element_bytes = abi::element_bytes(p_dtype);
+    p_out.element_bytes = abi::element_bytes(p_dtype);
+    p_rstd.element_bytes = abi::stats_bytes(p_dtype);
+    abi::check_span(p_x, kKernel, "x", abi::element_bytes(p_dtype), abi::Span::elements(abi::Count(p_batch) * abi::Count(p_n) * abi::Count(p_heads) * abi::Count(p_dim)));
+    abi::check_span(p_weight, kKernel, "weight", abi::element_bytes(p_dtype), abi::Span::elements(abi::Count(p_heads) * abi::Count(p_dim)));
+    abi::check_span(p_out, kKernel, "out", abi::element_bytes(p_dtype), abi::Span::elements(abi::Count(p_batch) * abi::Count(p_n) * abi::Count(p_heads) * abi::Count(p_dim)));
+    abi::check_span(p_rstd, kKernel, "rstd", abi::stats_bytes(p_dtype), abi::Span::elements(abi::Count(p_batch) * abi::Count(p_n) * abi::Count(p_heads)));
+    HeadNormArgs s_HeadNormArgs{};
+    s_HeadNormArgs.dtype = p_dtype;
+    s_HeadNormArgs.batch = p_batch;
+    s_HeadNormArgs.n = p_n;
+    s_HeadNormArgs.heads = p_heads;
+    s_HeadNormArgs.dim = p_dim;
+    s_HeadNormArgs.eps = p_eps;
+    head_norm(s_HeadNormArgs, p_x.as<const char>(), p_weight.as<const char>(), p_out.as<char>(), p_rstd.as<char>());
+    return info.Env().Undefined();
+  });
+}
+
+// headNormGrad(dtype, batch, n, heads, dim, eps, x, xOffset, weight, weightOffset, rstd, rstdOffset, gradOut, gradOutOffset, gradIn, gradInOffset, gradWeight, gradWeightOffset)
+Napi::Value HeadNormGrad(const Napi::CallbackInfo& info) {
+  return guarded(info, kEngine, [&]() -> Napi::Value {
+    constexpr const char* kKernel = "headNormGrad";
+    abi::expect_arguments(info, kKernel, 18);
+    const int p_dtype = abi::enumeration(info[0], kKernel, "dtype", 5);
+    const int64_t p_batch = int64_t(abi::count(info[1], kKernel, "batch"));
+    const int64_t p_n = int64_t(abi::count(info[2], kKernel, "n"));
+    const int64_t p_heads = int64_t(abi::count(info[3], kKernel, "heads"));
+    const int64_t p_dim = int64_t(abi::count(info[4], kKernel, "dim"));
+    const double p_eps = abi::number(info[5], kKernel, "eps");
+    abi::Buffer p_x = abi::buffer(handles(), info[6], info[7], kKernel, "x", false);
+    abi::Buffer p_weight = abi::buffer(handles(), info[8], info[9], kKernel, "weight", true);
+    abi::Buffer p_rstd = abi::buffer(handles(), info[10], info[11], kKernel, "rstd", false);
+    abi::Buffer p_gradOut = abi::buffer(handles(), info[12], info[13], kKernel, "gradOut", false);
+    abi::Buffer p_gradIn = abi::buffer(handles(), info[14], info[15], kKernel, "gradIn", false);
+    abi::Buffer p_gradWeight = abi::buffer(handles(), info[16], info[17], kKernel, "gradWeight", true);
+    p_x.element_bytes = abi::element_bytes(p_dtype);
+    p_weight.element_bytes = abi::element_bytes(p_dtype);
+    p_rstd.element_bytes = abi::stats_bytes(p_dtype);
+    p_gradOut.element_bytes = abi::element_bytes(p_dtype);
+    p_gradIn.element_bytes = abi::element_bytes(p_dtype);
+    p_gradWeight.element_bytes = abi::element_bytes(p_dtype);
+    abi::check_span(p_x, kKernel, "x", abi::element_bytes(p_dtype), abi::Span::elements(abi::Count(p_batch) * abi::Count(p_n) * abi::Count(p_heads) * abi::Count(p_dim)));
+    abi::check_span(p_weight, kKernel, "weight", abi::element_bytes(p_dtype), abi::Span::elements(abi::Count(p_heads) * abi::Count(p_dim)));
+    abi::check_span(p_rstd, kKernel, "rstd", abi::stats_bytes(p_dtype), abi::Span::elements(abi::Count(p_batch) * abi::Count(p_n) * abi::Count(p_heads)));
+    abi::check_span(p_gradOut, kKernel, "gradOut", abi::element_bytes(p_dtype), abi::Span::elements(abi::Count(p_batch) * abi::Count(p_n) * abi::Count(p_heads) * abi::Count(p_dim)));
+    abi::check_span(p_gradIn, kKernel, "gradIn", abi::element_bytes(p_dtype), abi::Span::elements(abi::Count(p_batch) * abi::Count(p_n) * abi::Count(p_heads) * abi::Count(p_dim)));
+    abi::check_span(p_gradWeight, kKernel, "gradWeight", abi::element_bytes(p_dtype), abi::Span::elements(abi::Count(p_heads) * abi::Count(p_dim)));
+    HeadNormArgs s_HeadNormArgs{};
+    s_HeadNormArgs.dtype = p_dtype;
+    s_HeadNormArgs.batch = p_batch;
+    s_HeadNormArgs.n = p_n;
+    s_HeadNormArgs.heads = p_heads;
+    s_HeadNormArgs.dim = p_dim;
+    s_HeadNormArgs.eps = p_eps;
+    head_norm_grad(s_HeadNormArgs, p_x.as<const char>(), p_weight.as<const char>(), p_rstd.as<const char>(), p_gradOut.as<const char>(), p_gradIn.as<char>(), p_gradWeight.as<char>());
+    return info.Env().Undefined();
+  });
+}
+
+// tokenShift(dtype, x, xOffset, out, outOffset, segments, segmentsOffset, batch, n, dim, shifts, backward, accumulate)
+Napi::Value TokenShift(const Napi::CallbackInfo& info) {
+  return guarded(info, kEngine, [&]() -> Napi::Value {
+    constexpr const char* kKernel = "tokenShift";
+    abi::expect_arguments(info, kKernel, 13);
+    const int p_dtype = abi::enumeration(info[0], kKernel, "dtype", 5);
+    abi::Buffer p_x = abi::buffer(handles(), info[1], info[2], kKernel, "x", false);
+    abi::Buffer p_out = abi::buffer(handles(), info[3], info[4], kKernel, "out", false);
+    abi::Buffer p_segments = abi::buffer(handles(), info[5], info[6], kKernel, "segments", true);
+    const int64_t p_batch = int64_t(abi::count(info[7], kKernel, "batch"));
+    const int64_t p_n = int64_t(abi::count(info[8], kKernel, "n"));
+    const int64_t p_dim = int64_t(abi::count(info[9], kKernel, "dim"));
+    const int p_shifts = int(abi::count(info[10], kKernel, "shifts", 2147483647));
+    const bool p_backward = abi::flag(info[11], kKernel, "backward");
+    const bool p_accumulate = abi::flag(info[12], kKernel, "accumulate");
+    p_x.element_bytes = abi::element_bytes(p_dtype);
+    p_out.element_bytes = abi::element_bytes(p_dtype);
+    p_segments.element_bytes = 4;
+    abi::check_span(p_x, kKernel, "x", abi::element_bytes(p_dtype), abi::Span::elements(abi::Count(p_batch) * abi::Count(p_n) * abi::Count(p_dim)));
+    abi::check_span(p_out, kKernel, "out", abi::element_bytes(p_dtype), abi::Span::elements(abi::Count(p_batch) * abi::Count(p_n) * abi::Count(p_dim)));
+    abi::check_span(p_segments, kKernel, "segments", 4, abi::Span::elements(abi::Count(p_batch) * abi::Count(p_n)));
+    token_shift(p_dtype, p_x.as<const char>(), p_out.as<char>(), p_segments.as<const int32_t>(), p_batch, p_n, p_dim, p_shifts, p_backward, p_accumulate);
+    return info.Env().Undefined();
+  });
+}
+
 // attentionForward(config, q, qOffset, k, kOffset, v, vOffset, out, outOffset, lse, lseOffset)
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   return guarded(info, kEngine, [&]() -> Napi::Value {
@@ -983,6 +1246,7 @@ void register_kernels(Napi::Env env, Napi::Object exports) {
   exports.Set("binary", Napi::Function::New(env, Binary, "binary"));
   exports.Set("reduce", Napi::Function::New(env, Reduce, "reduce"));
   exports.Set("gemm", Napi::Function::New(env, Gemm, "gemm"));
+  exports.Set("gemmBias", Napi::Function::New(env, GemmBias, "gemmBias"));
   exports.Set("softmax", Napi::Function::New(env, Softmax, "softmax"));
   exports.Set("softmaxGrad", Napi::Function::New(env, SoftmaxGrad, "softmaxGrad"));
   exports.Set("norm", Napi::Function::New(env, Norm, "norm"));
@@ -991,16 +1255,22 @@ void register_kernels(Napi::Env env, Napi::Object exports) {
   exports.Set("crossEntropyGrad", Napi::Function::New(env, CrossEntropyGrad, "crossEntropyGrad"));
   exports.Set("embedding", Napi::Function::New(env, Embedding, "embedding"));
   exports.Set("embeddingGrad", Napi::Function::New(env, EmbeddingGrad, "embeddingGrad"));
+  exports.Set("embeddingGather", Napi::Function::New(env, EmbeddingGather, "embeddingGather"));
   exports.Set("dropout", Napi::Function::New(env, Dropout, "dropout"));
   exports.Set("randomFill", Napi::Function::New(env, RandomFill, "randomFill"));
   exports.Set("adamw", Napi::Function::New(env, Adamw, "adamw"));
+  exports.Set("adamwMany", Napi::Function::New(env, AdamwMany, "adamwMany"));
   exports.Set("sumOfSquares", Napi::Function::New(env, SumOfSquares, "sumOfSquares"));
+  exports.Set("sumOfSquaresMany", Napi::Function::New(env, SumOfSquaresMany, "sumOfSquaresMany"));
   exports.Set("maskedSoftmax", Napi::Function::New(env, MaskedSoftmax, "maskedSoftmax"));
   exports.Set("rotary", Napi::Function::New(env, Rotary, "rotary"));
   exports.Set("addNorm", Napi::Function::New(env, AddNorm, "addNorm"));
   exports.Set("addNormGrad", Napi::Function::New(env, AddNormGrad, "addNormGrad"));
   exports.Set("biasGelu", Napi::Function::New(env, BiasGelu, "biasGelu"));
   exports.Set("biasGeluGrad", Napi::Function::New(env, BiasGeluGrad, "biasGeluGrad"));
+  exports.Set("headNorm", Napi::Function::New(env, HeadNorm, "headNorm"));
+  exports.Set("headNormGrad", Napi::Function::New(env, HeadNormGrad, "headNormGrad"));
+  exports.Set("tokenShift", Napi::Function::New(env, TokenShift, "tokenShift"));
   exports.Set("attentionForward", Napi::Function::New(env, AttentionForward, "attentionForward"));
   exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward, "attentionBackward"));
 }

@@ -579,51 +579,6 @@ Napi::Value Adamw(const Napi::CallbackInfo& info) {
   });
 }
 
-// adamwShadow(param, paramOffset, gradDtype, grad, gradOffset, m, mOffset, v, vOffset, count, lr, beta1, beta2, eps, weightDecay, biasCorrection1, biasCorrection2, gradScale, shadowDtype, shadow, shadowOffset)
-Napi::Value AdamwShadow(const Napi::CallbackInfo& info) {
-  return guarded(info, kEngine, [&]() -> Napi::Value {
-    constexpr const char* kKernel = "adamwShadow";
-    abi::expect_arguments(info, kKernel, 21);
-    abi::Buffer p_param = abi::buffer(handles(), info[0], info[1], kKernel, "param", false);
-    const int p_gradDtype = abi::enumeration(info[2], kKernel, "gradDtype", 5);
-    abi::Buffer p_grad = abi::buffer(handles(), info[3], info[4], kKernel, "grad", false);
-    abi::Buffer p_m = abi::buffer(handles(), info[5], info[6], kKernel, "m", false);
-    abi::Buffer p_v = abi::buffer(handles(), info[7], info[8], kKernel, "v", false);
-    const int64_t p_count = int64_t(abi::count(info[9], kKernel, "count"));
-    const double p_lr = abi::number(info[10], kKernel, "lr");
-    const double p_beta1 = abi::number(info[11], kKernel, "beta1");
-    const double p_beta2 = abi::number(info[12], kKernel, "beta2");
-    const double p_eps = abi::number(info[13], kKernel, "eps");
-    const double p_weightDecay = abi::number(info[14], kKernel, "weightDecay");
-    const double p_biasCorrection1 = abi::number(info[15], kKernel, "biasCorrection1");
-    const double p_biasCorrection2 = abi::number(info[16], kKernel, "biasCorrection2");
-    const double p_gradScale = abi::number(info[17], kKernel, "gradScale");
-    const int p_shadowDtype = abi::enumeration(info[18], kKernel, "shadowDtype", 5);
-    abi::Buffer p_shadow = abi::buffer(handles(), info[19], info[20], kKernel, "shadow", false);
-    p_param.element_bytes = 4;
-    p_grad.element_bytes = abi::element_bytes(p_gradDtype);
-    p_m.element_bytes = 4;
-    p_v.element_bytes = 4;
-    p_shadow.element_bytes = abi::element_bytes(p_shadowDtype);
-    abi::check_span(p_param, kKernel, "param", 4, abi::Span::elements(abi::Count(p_count)));
-    abi::check_span(p_grad, kKernel, "grad", abi::element_bytes(p_gradDtype), abi::Span::elements(abi::Count(p_count)));
-    abi::check_span(p_m, kKernel, "m", 4, abi::Span::elements(abi::Count(p_count)));
-    abi::check_span(p_v, kKernel, "v", 4, abi::Span::elements(abi::Count(p_count)));
-    abi::check_span(p_shadow, kKernel, "shadow", abi::element_bytes(p_shadowDtype), abi::Span::elements(abi::Count(p_count)));
-    AdamWArgs s_AdamWArgs{};
-    s_AdamWArgs.lr = p_lr;
-    s_AdamWArgs.beta1 = p_beta1;
-    s_AdamWArgs.beta2 = p_beta2;
-    s_AdamWArgs.eps = p_eps;
-    s_AdamWArgs.weight_decay = p_weightDecay;
-    s_AdamWArgs.bias_correction1 = p_biasCorrection1;
-    s_AdamWArgs.bias_correction2 = p_biasCorrection2;
-    s_AdamWArgs.grad_scale = p_gradScale;
-    adamw(p_param.as<float>(), p_gradDtype, p_grad.as<const char>(), p_m.as<float>(), p_v.as<float>(), p_count, s_AdamWArgs, p_shadowDtype, p_shadow.as<char>());
-    return info.Env().Undefined();
-  });
-}
-
 // adamwMany(tensors, lr, beta1, beta2, eps, weightDecay, biasCorrection1, biasCorrection2, gradScale)
 Napi::Value AdamwMany(const Napi::CallbackInfo& info) {
   return guarded(info, kEngine, [&]() -> Napi::Value {
@@ -1368,7 +1323,6 @@ void register_kernels(Napi::Env env, Napi::Object exports) {
   exports.Set("dropout", Napi::Function::New(env, Dropout, "dropout"));
   exports.Set("randomFill", Napi::Function::New(env, RandomFill, "randomFill"));
   exports.Set("adamw", Napi::Function::New(env, Adamw, "adamw"));
-  exports.Set("adamwShadow", Napi::Function::New(env, AdamwShadow, "adamwShadow"));
   exports.Set("adamwMany", Napi::Function::New(env, AdamwMany, "adamwMany"));
   exports.Set("sumOfSquares", Napi::Function::New(env, SumOfSquares, "sumOfSquares"));
   exports.Set("sumOfSquaresMany", Napi::Function::New(env, SumOfSquaresMany, "sumOfSquaresMany"));

@@ -7,7 +7,14 @@
 #include <string>
 #include <vector>
 
-#include "../common/add_norm_args.h"
+// The fused ops declare both engines' forms side by side (native/fused/<op>/<op>.h).
+#include "../fused/adamw/adamw.h"
+#include "../fused/add_norm/add_norm.h"
+#include "../fused/bias_gelu/bias_gelu.h"
+#include "../fused/embedding_gather/embedding_gather.h"
+#include "../fused/head_norm/head_norm.h"
+#include "../fused/sum_squares/sum_squares.h"
+#include "../fused/token_shift/token_shift.h"
 
 namespace andromeda::cuda {
 
@@ -43,11 +50,6 @@ void empty_cache();
 void set_memory_limit(size_t bytes);
 
 // ---- Argument structs of the kernels (the kernels themselves: native/abi/generated/cuda_kernels.h) ----
-struct SquaresInput {
-  int dtype;
-  const char* x;
-  int64_t count;
-};
 
 struct GemmArgs {
   int dtype;
@@ -66,23 +68,6 @@ std::string gemm_library();
 
 struct AdamWArgs {
   double lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2, grad_scale;
-};
-// ---- qk-norm on the head layout (head_norm.cu) ----
-struct HeadNormArgs {
-  int dtype;
-  int64_t batch, n, heads, dim;
-  double eps;
-};
-// ---- Fused bandwidth kernels (add_norm.cu, bias_gelu.cu, adamw.cu, embedding.cu) ----
-struct AdamWTensorArgs {
-  float* param;
-  int grad_dtype;
-  const char* grad;
-  float* m;
-  float* v;
-  int64_t count;
-  int shadow_dtype;
-  char* shadow;  // null: no low-precision copy
 };
 }  // namespace andromeda::cuda
 

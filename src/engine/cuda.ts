@@ -1,8 +1,7 @@
 import { existsSync } from 'node:fs';
-import { DTYPE_CODE } from '../tensor/dtype.js';
 import { installProfiler } from './cuda-profile.js';
-import type { AdamWArgs, AdamWItem, AttentionArgs, Dense, HeadNormArgs, MatmulArgs, MemoryStats } from './engine.js';
-import { NativeEngine, handleOrNone, offsetOrNone, requireAddon, type NativeKernels } from './native-engine.js';
+import type { AttentionArgs, Dense, MemoryStats } from './engine.js';
+import { NativeEngine, requireAddon, type NativeKernels } from './native-engine.js';
 import type { CudaKernels } from './native-abi.js';
 import { cudaAttentionBackward, cudaAttentionForward, type CudaAttentionAddon, type CudaAttentionPath } from './cuda-attention.js';
 
@@ -100,50 +99,6 @@ export class CudaEngine extends NativeEngine {
   /** Waits; milliseconds between consecutive marks since the last read, on the device's clock. */
   timingRead(): Float64Array { return this.#addon.timingRead(); }
   override memoryStats(): CudaMemoryStats { return this.#addon.memoryStats(); }
-
-  // Extensions beyond the Engine contract, for mixed-precision training loops.
-
-  /** Σx² over several buffers with one wait for the device (the global gradient norm in one call). */
-  sumOfSquaresMany(items: readonly { x: Dense; count: number }[]): number {
-    return this.#addon.sumOfSquaresMany(items.map((i) => ({ dtype: DTYPE_CODE[i.x.dtype], x: i.x.handle, xOffset: i.x.offset, count: i.count })));
-  }
-
-  /** `adamw`, also storing the updated float32 masters into `shadow` (bfloat16/float16 compute weights) in the same pass. */
-  adamwWithShadow(param: Dense, grad: Dense, m: Dense, v: Dense, count: number, a: AdamWArgs, shadow: Dense): void {
-    this.#addon.adamwShadow(param.handle, param.offset, DTYPE_CODE[grad.dtype], grad.handle, grad.offset, m.handle, m.offset,
-      v.handle, v.offset, count, a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, a.biasCorrection1, a.biasCorrection2, a.gradScale,
-      DTYPE_CODE[shadow.dtype], shadow.handle, shadow.offset);
-  }
-
-  // Fused bandwidth kernels beyond the shared ones (native/abi/kernels.mjs).
-
-  adamwMany(items: readonly AdamWItem[], a: AdamWArgs): void {
-    if (items.length === 0) return;
-    this.#addon.adamwMany(items.map((i) => ({
-      param: i.param.handle, paramOffset: i.param.offset, gradDtype: DTYPE_CODE[i.grad.dtype], grad: i.grad.handle, gradOffset: i.grad.offset,
-      m: i.m.handle, mOffset: i.m.offset, v: i.v.handle, vOffset: i.v.offset, count: i.count,
-      shadowDtype: i.shadow ? DTYPE_CODE[i.shadow.dtype] : 0, shadow: handleOrNone(i.shadow), shadowOffset: offsetOrNone(i.shadow),
-    })), a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, a.biasCorrection1, a.biasCorrection2, a.gradScale);
-  }
-  headNorm(a: HeadNormArgs, x: Dense, weight: Dense | null, out: Dense, rstd: Dense): void {
-    this.#addon.headNorm(DTYPE_CODE[x.dtype], a.batch, a.n, a.heads, a.dim, a.eps, x.handle, x.offset, handleOrNone(weight), offsetOrNone(weight),
-      out.handle, out.offset, rstd.handle, rstd.offset);
-  }
-  headNormGrad(a: HeadNormArgs, x: Dense, weight: Dense | null, rstd: Dense, gradOut: Dense, gradIn: Dense, gradWeight: Dense | null): void {
-    this.#addon.headNormGrad(DTYPE_CODE[x.dtype], a.batch, a.n, a.heads, a.dim, a.eps, x.handle, x.offset, handleOrNone(weight), offsetOrNone(weight),
-      rstd.handle, rstd.offset, gradOut.handle, gradOut.offset, gradIn.handle, gradIn.offset, handleOrNone(gradWeight), offsetOrNone(gradWeight));
-  }
-  tokenShift(x: Dense, out: Dense, batch: number, n: number, dim: number, shifts: number, backward: boolean, accumulate = false, segments: Dense | null = null): void {
-    this.#addon.tokenShift(DTYPE_CODE[x.dtype], x.handle, x.offset, out.handle, out.offset, handleOrNone(segments), offsetOrNone(segments),
-      batch, n, dim, shifts, backward, accumulate);
-  }
-  embeddingUnchecked(table: Dense, ids: Dense, out: Dense, count: number, dim: number, vocab: number): void {
-    this.#addon.embeddingGather(DTYPE_CODE[table.dtype], table.handle, table.offset, ids.handle, ids.offset, out.handle, out.offset, count, dim, vocab);
-  }
-  matmulBias(g: MatmulArgs, bias: Dense): void {
-    this.#addon.gemmBias(DTYPE_CODE[g.c.dtype], g.transA, g.transB, g.m, g.n, g.k, g.alpha, g.a.handle, g.a.offset, g.lda, g.strideA,
-      g.b.handle, g.b.offset, g.ldb, g.strideB, g.beta, g.c.handle, g.c.offset, g.ldc, g.strideC, g.batch, bias.handle, bias.offset);
-  }
 
   // Fused attention (native/cuda/attention, src/engine/cuda-attention.ts).
   attentionForward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void {

@@ -8,7 +8,7 @@ import { DTYPE_CODE } from '../tensor/dtype.js';
 import type { SharedKernels } from './native-abi.js';
 import {
   BINARY_CODE, REDUCE_CODE, UNARY_CODE, UNARY_GRAD_CODE,
-  type AddNormArgs, type AddNormGrads, type AdamWArgs, type Engine, type BinaryOp, type Dense, type Handle, type MatmulArgs, type MemoryStats,
+  type AddNormArgs, type AddNormGrads, type AdamWArgs, type AdamWItem, type AttentionArgs, type HeadNormArgs, type Engine, type BinaryOp, type Dense, type Handle, type MatmulArgs, type MemoryStats,
   type RandomDistribution, type ReduceOp, type Strided, type UnaryGradOp, type UnaryOp, type MaskedSoftmaxArgs, type RotaryArgs,
 } from './engine.js';
 
@@ -55,6 +55,10 @@ export abstract class NativeEngine implements Engine {
   }
 
   abstract synchronize(): void;
+  // Fused attention: each engine's addon takes its own configuration (src/engine/cpu.ts, cuda-attention.ts).
+  abstract attentionForward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void;
+  abstract attentionBackward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, gradOut: Dense,
+    gradQ: Dense, gradK: Dense, gradV: Dense, gradKeyScale: Dense | null, args: AttentionArgs): void;
 
   alloc(bytes: number): Handle { return this.#addon.alloc(bytes); }
   free(handle: Handle): void { this.#addon.free(handle); }
@@ -122,6 +126,29 @@ export abstract class NativeEngine implements Engine {
       a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, a.biasCorrection1, a.biasCorrection2, a.gradScale);
   }
   sumOfSquares(x: Dense, count: number): number { return this.#addon.sumOfSquares(DTYPE_CODE[x.dtype], x.handle, x.offset, count); }
+  sumOfSquaresMany(items: readonly { x: Dense; count: number }[]): number {
+    return this.#addon.sumOfSquaresMany(items.map((i) => ({ dtype: DTYPE_CODE[i.x.dtype], x: i.x.handle, xOffset: i.x.offset, count: i.count })));
+  }
+  adamwMany(items: readonly AdamWItem[], a: AdamWArgs): void {
+    if (items.length === 0) return;
+    for (const [i, item] of items.entries()) {
+      if (item.shadow && item.shadow.dtype !== 'bfloat16' && item.shadow.dtype !== 'float16') {
+        throw new Error(`adamwMany: the weight copy of item ${i} is ${item.shadow.dtype}; it must be bfloat16 or float16`);
+      }
+    }
+    this.#addon.adamwMany(items.map((i) => ({
+      param: i.param.handle, paramOffset: i.param.offset, gradDtype: DTYPE_CODE[i.grad.dtype], grad: i.grad.handle, gradOffset: i.grad.offset,
+      m: i.m.handle, mOffset: i.m.offset, v: i.v.handle, vOffset: i.v.offset, count: i.count,
+      shadowDtype: i.shadow ? DTYPE_CODE[i.shadow.dtype] : 0, shadow: handleOrNone(i.shadow), shadowOffset: offsetOrNone(i.shadow),
+    })), a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, a.biasCorrection1, a.biasCorrection2, a.gradScale);
+  }
+  embeddingUnchecked(table: Dense, ids: Dense, out: Dense, count: number, dim: number, vocab: number): void {
+    this.#addon.embeddingGather(DTYPE_CODE[table.dtype], table.handle, table.offset, ids.handle, ids.offset, out.handle, out.offset, count, dim, vocab);
+  }
+  matmulBias(g: MatmulArgs, bias: Dense): void {
+    this.#addon.gemmBias(DTYPE_CODE[g.c.dtype], g.transA, g.transB, g.m, g.n, g.k, g.alpha, g.a.handle, g.a.offset, g.lda, g.strideA,
+      g.b.handle, g.b.offset, g.ldb, g.strideB, g.beta, g.c.handle, g.c.offset, g.ldc, g.strideC, g.batch, bias.handle, bias.offset);
+  }
 
   // ---- The reference attention form ----
   maskedSoftmax(scores: Dense, out: Dense, a: MaskedSoftmaxArgs): void {
@@ -148,7 +175,7 @@ export abstract class NativeEngine implements Engine {
       xposSign: a.xposSign, xposMinDistance: a.xposMinDistance, multiplier: a.multiplier, transpose: a.transpose,
     }, x.handle, x.offset, out.handle, out.offset);
   }
-  // Fused kernels: both engines have them.
+  // Fused ops (native/fused/<op>/: cpu.cc and cuda.cu side by side).
   addNorm(a: AddNormArgs, out: Dense, sum: Dense | null, stats: Dense): void {
     this.#addon.addNorm(a.rms, DTYPE_CODE[a.a.dtype], a.a.handle, a.a.offset, handleOrNone(a.b), offsetOrNone(a.b), handleOrNone(a.scale), offsetOrNone(a.scale), a.c, handleOrNone(a.weight), offsetOrNone(a.weight), handleOrNone(a.bias), offsetOrNone(a.bias),
       out.handle, out.offset, handleOrNone(sum), offsetOrNone(sum), stats.handle, stats.offset, a.rows, a.cols, a.eps);
@@ -162,5 +189,18 @@ export abstract class NativeEngine implements Engine {
   }
   biasGeluGrad(x: Dense, bias: Dense, gradOut: Dense, gradIn: Dense, gradBias: Dense | null, rows: number, cols: number): void {
     this.#addon.biasGeluGrad(DTYPE_CODE[x.dtype], x.handle, x.offset, bias.handle, bias.offset, gradOut.handle, gradOut.offset, gradIn.handle, gradIn.offset, handleOrNone(gradBias), offsetOrNone(gradBias), rows, cols);
+  }
+  headNorm(a: HeadNormArgs, x: Dense, weight: Dense | null, out: Dense, rstd: Dense): void {
+    this.#addon.headNorm(DTYPE_CODE[x.dtype], a.batch, a.n, a.heads, a.dim, a.eps, x.handle, x.offset, handleOrNone(weight), offsetOrNone(weight),
+      out.handle, out.offset, rstd.handle, rstd.offset);
+  }
+  headNormGrad(a: HeadNormArgs, x: Dense, weight: Dense | null, rstd: Dense, gradOut: Dense, gradIn: Dense, gradWeight: Dense | null): void {
+    this.#addon.headNormGrad(DTYPE_CODE[x.dtype], a.batch, a.n, a.heads, a.dim, a.eps, x.handle, x.offset, handleOrNone(weight), offsetOrNone(weight),
+      rstd.handle, rstd.offset, gradOut.handle, gradOut.offset, gradIn.handle, gradIn.offset, handleOrNone(gradWeight), offsetOrNone(gradWeight));
+  }
+  tokenShift(x: Dense, out: Dense, batch: number, n: number, dim: number, shifts: number, backward: boolean, accumulate: boolean, segments: Dense | null): void {
+    if (segments && segments.dtype !== 'int32') throw new Error(`tokenShift: segments must be int32, got ${segments.dtype}`);
+    this.#addon.tokenShift(DTYPE_CODE[x.dtype], x.handle, x.offset, out.handle, out.offset, handleOrNone(segments), offsetOrNone(segments),
+      batch, n, dim, shifts, backward, accumulate);
   }
 }

@@ -7,6 +7,9 @@
 
 #include "../../common/add_norm_args.h"
 #include "../../common/reference_attention.h"
+#include "../../fused/adamw/adamw.h"
+#include "../../fused/head_norm/head_norm.h"
+#include "../../fused/sum_squares/sum_squares.h"
 
 namespace andromeda::cpu {
 
@@ -24,6 +27,8 @@ void binary(int op, int dtype, const char* a, const int64_t* a_strides, const ch
 void reduce(int op, int dtype, const char* x, char* out, int64_t outer, int64_t size, int64_t inner);
 // gemm
 void gemm(const GemmArgs& args);
+// gemmBias
+void gemm_bias(const GemmArgs& args, const char* bias);
 // softmax
 void softmax(int dtype, const char* x, char* out, int64_t rows, int64_t cols, bool log);
 // softmaxGrad
@@ -40,14 +45,20 @@ void cross_entropy_grad(int dtype, const char* logits, const int32_t* targets, c
 int64_t embedding(int dtype, const char* table, const int32_t* ids, char* out, int64_t count, int64_t dim, int64_t vocab);
 // embeddingGrad
 void embedding_grad(int dtype, const int32_t* ids, const char* grad_out, char* grad_table, int64_t count, int64_t dim, int64_t rows);
+// embeddingGather
+void embedding_gather(int dtype, const char* table, const int32_t* ids, char* out, int64_t count, int64_t dim, int64_t vocab);
 // dropout
 void dropout(int dtype, const char* x, char* out, int64_t count, double p, uint64_t seed);
 // randomFill
 void random_fill(int dtype, char* dst, int64_t count, bool normal, double a, double b, uint64_t seed);
 // adamw
 void adamw(float* param, int grad_dtype, const char* grad, float* m, float* v, int64_t count, const AdamWArgs& args);
+// adamwMany
+void adamw_many(const AdamWTensorArgs* tensors, size_t n, const AdamWArgs& args);
 // sumOfSquares
 double sum_of_squares(int dtype, const char* x, int64_t count);
+// sumOfSquaresMany
+double sum_of_squares_many(const SquaresInput* inputs, size_t n);
 // maskedSoftmax
 void masked_softmax(const MaskedSoftmaxArgs& args, const char* scores, char* out);
 // rotary
@@ -60,6 +71,12 @@ void add_norm_grad(const AddNormArgs& args, const char* stats, const char* grad_
 void bias_gelu(int dtype, const char* x, const char* bias, char* out, int64_t rows, int64_t cols);
 // biasGeluGrad
 void bias_gelu_grad(int dtype, const char* x, const char* bias, const char* grad_out, char* grad_in, char* grad_bias, int64_t rows, int64_t cols);
+// headNorm
+void head_norm(const HeadNormArgs& args, const char* x, const char* weight, char* out, char* rstd);
+// headNormGrad
+void head_norm_grad(const HeadNormArgs& args, const char* x, const char* weight, const char* rstd, const char* grad_out, char* grad_in, char* grad_weight);
+// tokenShift
+void token_shift(int dtype, const char* x, char* out, const int32_t* segments, int64_t batch, int64_t n, int64_t dim, int shifts, bool backward, bool accumulate);
 // attentionForward
 void attention_forward(const AttentionArgs& args, const char* q, const char* k, const char* v, char* out, char* lse);
 // attentionBackward

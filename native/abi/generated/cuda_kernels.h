@@ -7,6 +7,9 @@
 
 #include "../../common/add_norm_args.h"
 #include "../../common/reference_attention.h"
+#include "../../fused/adamw/adamw.h"
+#include "../../fused/head_norm/head_norm.h"
+#include "../../fused/sum_squares/sum_squares.h"
 
 namespace andromeda::cuda {
 
@@ -46,7 +49,7 @@ void embedding_gather(int dtype, const char* table, const int32_t* ids, char* ou
 void dropout(int dtype, const char* x, char* out, int64_t count, double p, uint64_t seed);
 // randomFill
 void random_fill(int dtype, char* dst, int64_t count, bool normal, double a, double b, uint64_t seed);
-// adamwShadow
+// adamw
 void adamw(float* param, int grad_dtype, const char* grad, float* m, float* v, int64_t count, const AdamWArgs& args, int shadow_dtype, char* shadow);
 // adamwMany
 void adamw_many(const AdamWTensorArgs* tensors, size_t n, const AdamWArgs& args);
