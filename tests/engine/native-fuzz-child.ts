@@ -91,6 +91,7 @@ function breaking(kind: string): unknown[] {
     case 'f32s': return ['x', 5, {}, [1, 2], new Float64Array(8), new Int32Array(8)];
     case 'f64s': return ['x', 5, {}, [1, 2], new Float32Array(8), new Int32Array(8)];
     case 'object': return [null, 5, 'x', []];
+    case 'list': return [null, 5, 'x', {}, [null], [5], ['x']];
     default: return types;
   }
 }
@@ -155,7 +156,9 @@ function buildCall(k: Kernel): { args: unknown[]; slots: Slot[] } {
         fill(p.fields!, o, (n) => n);
         put(p.name, o, 'object', false, () => true);
       } else if (p.kind === 'list') {
-        put(p.name, [], 'list', false, () => true);
+        const items = Array.from({ length: small(3) }, () => ({} as Record<string, unknown>));
+        for (const item of items) fill(p.fields!, item, (n) => n);
+        put(p.name, items, 'list', false, () => true);
       } else {
         // A float with `orNull` takes null as "the default": null is no breaking value for it.
         const kind = p.kind === 'float' && p.orNull !== undefined ? 'nullableFloat' : p.kind;
