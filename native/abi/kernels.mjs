@@ -212,12 +212,12 @@ export const KERNELS = [
     // The CUDA engine's GemmArgs carry the bias (cuBLASLt's epilogue); the CPU's gemm_bias takes it beside them.
     name: 'gemmBias', method: 'matmulBias', engines: CUDA, cxx: 'gemm',
     params: [...gemmParams, input('bias', 'dtype', 'n', { into: 'GemmArgs' })],
-    requires: [['beta == 0', 'beta must be 0 with a bias']],
+    requires: [['beta == 0', 'a bias needs beta = 0']],
   },
   {
     name: 'gemmBias', method: 'matmulBias', engines: CPU, cxx: 'gemm_bias',
     params: [...gemmParams, input('bias', 'dtype', 'n')],
-    requires: [['beta == 0', 'beta must be 0 with a bias']],
+    requires: [['beta == 0', 'a bias needs beta = 0']],
   },
   {
     name: 'softmax', engines: BOTH, cxx: 'softmax',
@@ -274,10 +274,9 @@ export const KERNELS = [
       { name: 'rows', kind: 'derived', value: 'rowsOf(gradTable, dim)' }],
   },
   {
-    // Out-of-range ids give zero rows on the GPU (ids on the device are not read by the host); the CPU glue
-    // refuses them before the call.
+    // Out-of-range ids give zero rows: each engine's kernel checks them where it reads them.
     name: 'embeddingGather', method: 'embeddingUnchecked', engines: BOTH, cxx: 'embedding_gather',
-    params: [dtype(), input('table', 'dtype', 'vocab * dim'), input('ids', 'int32', 'count', { ctype: 'int32_t*', values: { below: 'vocab' } }),
+    params: [dtype(), input('table', 'dtype', 'vocab * dim'), input('ids', 'int32', 'count', { ctype: 'int32_t*', disjoint: true }),
       output('out', 'dtype', 'count * dim'), int('count'), int('dim'), int('vocab')],
   },
   {

@@ -236,7 +236,7 @@ Napi::Value GemmBias(const Napi::CallbackInfo& info) {
     abi::check_span(p_b, kKernel, "b", abi::element_bytes(p_dtype), abi::matrix(abi::Count(p_transB) ? abi::Count(p_n) : abi::Count(p_k), abi::Count(p_transB) ? abi::Count(p_k) : abi::Count(p_n), abi::Count(p_ldb), abi::Count(p_strideB), abi::Count(p_batch)));
     abi::check_span(p_c, kKernel, "c", abi::element_bytes(p_dtype), abi::matrix(abi::Count(p_m), abi::Count(p_n), abi::Count(p_ldc), abi::Count(p_strideC), abi::Count(p_batch)));
     abi::check_span(p_bias, kKernel, "bias", abi::element_bytes(p_dtype), abi::Span::elements(abi::Count(p_n)));
-    abi::require(p_beta == 0, kKernel, "beta must be 0 with a bias");
+    abi::require(p_beta == 0, kKernel, "a bias needs beta = 0");
     GemmArgs s_GemmArgs{};
     s_GemmArgs.dtype = p_dtype;
     s_GemmArgs.trans_a = p_transA;
