@@ -1,11 +1,12 @@
 // The rule the GPU tests hold the CUDA attention's transform path to (tests/gpu/attention-plan.ts, mirroring
-// plan_transform / split_ready in native/cuda/attention/attention.cu), checked here without a GPU: a key scale with
+// plan_transform / split_ready in native/cuda/attention/attention.cu and the kernel choice of heuristics.h), checked
+// here without a GPU: a key scale with
 // fewer KV heads than heads never takes a k' per query head — it splits where the Hopper kernels run and stays in
 // the kernels elsewhere — and the other cases keep their paths.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { expectedPlan, type PlanEnvironment } from '../gpu/attention-plan.js';
-import type { AttentionCase } from '../gpu/attention-reference.js';
+import type { AttentionCase } from '../gpu/attention-cases.js';
 
 const hopper: PlanEnvironment = { hopper: true };
 const ampere: PlanEnvironment = { hopper: false };
@@ -23,13 +24,13 @@ test('andromeda-3b (key scale, one KV head) splits on Hopper and keeps the trans
   assert.equal(expectedPlan(andromeda3b(65536), 'prepass', ampere, null), 'kernel');
 });
 
-test('the split follows the Hopper kernels that can build K\'_h: TMA forwards, the cp.async backward, their sizes', () => {
+test('the split follows the Hopper kernels that can build K\'_h: the kernels a call names, their sizes', () => {
   const c = andromeda3b(300);
-  assert.equal(expectedPlan(c, 'prepass', { hopper: true, forwardChoice: 'hopper-cpasync' }, null), 'split-backward');
-  assert.equal(expectedPlan(c, 'prepass', { hopper: true, forwardChoice: 'mma' }, null), 'split-backward');
-  assert.equal(expectedPlan(c, 'prepass', { hopper: true, forwardChoice: 'hopper-tma-pingpong' }, null), 'split');
-  assert.equal(expectedPlan(c, 'prepass', { hopper: true, backwardChoice: 'hopper-tma' }, null), 'split-forward');
-  assert.equal(expectedPlan(c, 'prepass', { hopper: true, backwardChoice: 'mma' }, null), 'split-forward');
+  assert.equal(expectedPlan(c, 'prepass', { hopper: true, forwardKernel: 'mma' }, null), 'split-backward');
+  assert.equal(expectedPlan(c, 'prepass', { hopper: true, forwardKernel: 'hopper' }, null), 'split');
+  assert.equal(expectedPlan(c, 'prepass', { hopper: true, backwardKernel: 'hopper' }, null), 'split');
+  assert.equal(expectedPlan(c, 'prepass', { hopper: true, backwardKernel: 'mma' }, null), 'split-forward');
+  assert.equal(expectedPlan(c, 'prepass', { hopper: false, forwardKernel: 'hopper' }, null), 'kernel');
   assert.equal(expectedPlan({ ...c, NQ: 40 }, 'prepass', hopper, null), 'split-forward');  // under 64 queries
   assert.equal(expectedPlan({ ...c, D: 32, rotary: 32 }, 'prepass', hopper, null), 'kernel');
   assert.equal(expectedPlan({ ...c, segments: true }, 'prepass', hopper, null), 'kernel');
