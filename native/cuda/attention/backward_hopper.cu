@@ -9,9 +9,14 @@
 #include "../runtime.h"
 #include "backward_hopper.h"
 #include "backward_hopper_kernel.cuh"
+#include "heuristics.h"
 
 namespace andromeda::cuda::attention {
 namespace {
+
+static_assert(hopper::dq_accum_rows(1) == hopper_dq_accumulator_rows(1) && hopper::dq_accum_rows(128) == hopper_dq_accumulator_rows(128) &&
+                  hopper::dq_accum_rows(300) == hopper_dq_accumulator_rows(300),
+              "heuristics.h sizes the dQ accumulator as the kernel lays it out");
 
 using hopper::BackwardConfig;
 

@@ -23,7 +23,6 @@
 #include "backward_hopper.h"
 #include "backward_hopper_ptx.cuh"
 #include "forward_hopper_kernel.cuh"
-#include "heuristics.h"
 #include "mma.cuh"
 #include "params.cuh"
 #include "split_key.cuh"
@@ -55,8 +54,11 @@ struct BackwardConfig {
   static_assert(2 * kColumnSumBlockBytes >= 8 * 2 * D * 4, "the split key scale's column sums fit their scratch");
 };
 
-/** Rows of the dQ accumulator per batch·head: q_len rounded up to 128 (whole 64-row blocks of every tile size). */
-__host__ __device__ inline int dq_accum_rows(int q_len) { return int(hopper_dq_accumulator_rows(q_len)); }
+/**
+ * Rows of the dQ accumulator per batch·head: q_len rounded up to 128 (whole 64-row blocks of every tile size). In
+ * 32-bit arithmetic for the kernels; heuristics.h sizes the accumulator with the same rule (backward_hopper.cu checks).
+ */
+__host__ __device__ constexpr int dq_accum_rows(int q_len) { return (q_len + 127) / 128 * 128; }
 
 /**
  * Pᵀ in place of Sᵀ for one thread's two keys (rows r = 0, 1) and the query columns c = 8jj + 2t + (0, 1):
