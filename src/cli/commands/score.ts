@@ -6,7 +6,7 @@ import { tidy } from '../../tensor/scope.js';
 import { cast } from '../../ops/convert.js';
 import { resolveDevice } from '../../engine/registry.js';
 import { SafetensorsReader, writeSafetensors } from '../../io/safetensors.js';
-import { loadCheckpoint } from '../../model/checkpoint.js';
+import { loadCheckpoint } from '../../model/weights-file.js';
 import { UsageError, type Command } from '../command.js';
 import { parseCommandArgs } from '../args.js';
 
