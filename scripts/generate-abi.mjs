@@ -25,7 +25,7 @@ function fail(message) {
 }
 
 // ---- declaration checks ----
-const PARAM_KINDS = new Set(['derived', 'enum', 'dtype', 'int', 'signed', 'float', 'seed', 'flag', 'ints', 'buffer', 'f32s', 'f64s', 'object', 'list']);
+const PARAM_KINDS = new Set(['choice', 'derived', 'enum', 'dtype', 'int', 'signed', 'float', 'seed', 'flag', 'ints', 'buffer', 'f32s', 'f64s', 'object', 'list']);
 for (const k of KERNELS) {
   for (const p of k.params) {
     if (!PARAM_KINDS.has(p.kind)) fail(`${k.name}: parameter ${p.name} has unknown kind ${p.kind}`);
@@ -212,6 +212,7 @@ function glueKernel(k, engine) {
         break;
       case 'seed': out.push(`const uint64_t ${v} = uint64_t(abi::count(${value}, kKernel, ${name}));`); break;
       case 'flag': out.push(`const bool ${v} = abi::flag(${value}, kKernel, ${name});`); break;
+      case 'choice': out.push(`const int ${v} = abi::choice(${value}, kKernel, ${name}, {${p.names.map((n) => JSON.stringify(n)).join(', ')}});`); break;
       case 'ints': out.push(`const std::vector<int64_t> ${v} = abi::int_array(${value}, kKernel, ${name}, ${p.signed ? 'true' : 'false'});`); break;
       case 'buffer':
         out.push(`abi::Buffer ${v} = abi::buffer(handles(), ${value}, ${offsetValue}, kKernel, ${name}, ${p.optional ? 'true' : 'false'});`);
@@ -257,7 +258,7 @@ function glueKernel(k, engine) {
     } else if (p.kind === 'buffer') {
       list.push(`s_${p.into}.${fieldOf(p)} = ${local(p.name)}.as<${cType(p).replace(/\*$/, '')}>();`);
     } else {
-      list.push(`s_${p.into}.${fieldOf(p)} = ${local(p.name)};`);
+      list.push(`s_${p.into}.${fieldOf(p)} = ${p.cast ? `${p.cast}(${local(p.name)})` : local(p.name)};`);
     }
   };
 
@@ -383,6 +384,7 @@ function jsParameters(k) {
 function tsType(p, typeName) {
   switch (p.kind) {
     case 'flag': return 'boolean';
+    case 'choice': return p.names.map((n) => JSON.stringify(n)).join(' | ');
     case 'ints': return 'readonly number[]';
     case 'f32s': return p.optional ? 'Float32Array | null' : 'Float32Array';
     case 'f64s': return p.optional ? 'Float64Array | null' : 'Float64Array';
@@ -395,7 +397,8 @@ function tsType(p, typeName) {
 }
 
 function tsFields(fields) {
-  return fields.flatMap((f) => (f.kind === 'buffer' ? [`${f.name}: number;`, `${f.name}Offset: number;`] : [`${f.name}: ${tsType(f)};`]));
+  return fields.flatMap((f) => (f.kind === 'buffer' ? [`${f.name}: number;`, `${f.name}Offset: number;`]
+    : f.kind === 'choice' ? [`${f.name}?: ${tsType(f)};`] : [`${f.name}: ${tsType(f)};`]));
 }
 
 function typescript() {

@@ -14,6 +14,7 @@
 //   enum    an int code below `ENUMS[of].count`                      dtype   a DType code (0..4)
 //   int     a non-negative safe integer (`max` caps it)               signed  a safe integer
 //   float   any number (NaN and ±Infinity included; with `orNull`, null gives that value)                   seed    an integer in [0, 2^53)
+//   choice  a string among `names` (undefined: the first)
 //   flag    a boolean                                                 ints    an array of safe integers
 //   f32s / f64s  a Float32Array / Float64Array of at least `length` values, or null when `optional`
 //   buffer  elements of `elem` (a dtype parameter, 'int32', 'float32', or 'stats:<dtype param>': float64
@@ -62,6 +63,18 @@ const input = (name, elem, extent, extra = {}) => ({ name, kind: 'buffer', elem,
 /** A buffer the kernel writes (and may read). */
 const output = (name, elem, extent, extra = {}) => ({ name, kind: 'buffer', elem, extent, write: true, ...extra });
 const optional = { optional: true };
+/** A string among `names` (undefined: the first), passed to C++ as its index cast to `cast`. */
+const choice = (name, names, extra = {}) => ({ name, kind: 'choice', names, ...extra });
+
+// Which CUDA attention kernels and transform a call uses (CudaAttentionOptions in src/engine/cuda-attention.ts).
+const attentionOptions = {
+  name: 'options', kind: 'object', type: 'AttentionChoices', fields: [
+    choice('path', ['auto', 'tiled', 'decode'], { into: 'AttentionChoices', cast: 'AttentionPath' }),
+    choice('forwardKernel', ['auto', 'mma', 'hopper'], { into: 'AttentionChoices', cast: 'attention::KernelRequest', field: 'forward' }),
+    choice('backwardKernel', ['auto', 'mma', 'hopper'], { into: 'AttentionChoices', cast: 'attention::KernelRequest', field: 'backward' }),
+    choice('transform', ['auto', 'kernel', 'prepass'], { into: 'AttentionChoices', cast: 'AttentionTransform' }),
+  ],
+};
 
 // ---- the parameter groups several kernels share ----
 const gemmParams = [
@@ -149,7 +162,7 @@ const attentionForward = (engine) => {
       input('v', 'dtype', 'batch * kvHeads * keyLen * headDim'),
       output('out', 'dtype', 'batch * heads * queryLen * headDim'),
       output('lse', lseElem, 'batch * heads * queryLen', cuda ? { ctype: 'float*' } : {}),
-      ...(cuda ? [code('path', 'attentionPath', { cast: 'AttentionPath' })] : []),
+      ...(cuda ? [attentionOptions] : []),
     ],
     requires: cfg.requires,
   };
@@ -169,6 +182,7 @@ const attentionBackward = (engine) => {
       input('gradOut', 'dtype', q),
       output('gradQ', 'dtype', q), output('gradK', 'dtype', kv), output('gradV', 'dtype', kv),
       output('gradKeyScale', cuda ? 'float32' : 'keyScaleDtype', 'heads * headDim', { optional: true, ...(cuda ? { ctype: 'float*' } : {}) }),
+      ...(cuda ? [attentionOptions] : []),
     ],
     requires: cfg.requires,
   };
@@ -402,6 +416,6 @@ export const KERNELS = [
   {
     // Where the tiled forward and the backward apply rotary, xPos and the key scale for this problem.
     name: 'attentionTransformPlan', method: false, engines: CUDA, cxx: 'attention_transform_plan', prototype: false, include: 'attention/attention.h',
-    returns: 'string', params: [attentionConfig('cuda')], requires: attentionConfig('cuda').requires,
+    returns: 'string', params: [attentionConfig('cuda'), attentionOptions], requires: attentionConfig('cuda').requires,
   },
 ];

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -81,6 +82,22 @@ inline int enumeration(const Napi::Value& v, const char* kernel, const char* nam
   if (!is_integer_in(d, 0, codes - 1)) range_error(kernel, name, ("a code in [0, " + std::to_string(codes) + ")").c_str(), v);
   return int(d);
 }
+/** A string among `names`, as its index; undefined is the first. */
+inline int choice(const Napi::Value& v, const char* kernel, const char* name, std::initializer_list<const char*> names) {
+  if (v.IsUndefined()) return 0;
+  if (v.IsString()) {
+    const std::string value = v.As<Napi::String>().Utf8Value();
+    int i = 0;
+    for (const char* n : names) {
+      if (value == n) return i;
+      i++;
+    }
+  }
+  std::string expected;
+  for (const char* n : names) expected += (expected.empty() ? "'" : ", '") + std::string(n) + "'";
+  throw RangeError(std::string(kernel) + ": " + name + " must be one of " + expected + ", got " + show(v));
+}
+
 inline bool flag(const Napi::Value& v, const char* kernel, const char* name) {
   if (!v.IsBoolean()) type_error(kernel, name, "a boolean", v);
   return v.As<Napi::Boolean>().Value();

@@ -1044,7 +1044,7 @@ Napi::Value TokenShift(const Napi::CallbackInfo& info) {
   });
 }
 
-// attentionForward(config, q, qOffset, k, kOffset, v, vOffset, out, outOffset, lse, lseOffset, path)
+// attentionForward(config, q, qOffset, k, kOffset, v, vOffset, out, outOffset, lse, lseOffset, options)
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   return guarded(info, kEngine, [&]() -> Napi::Value {
     constexpr const char* kKernel = "attentionForward";
@@ -1078,7 +1078,11 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
     abi::Buffer p_v = abi::buffer(handles(), info[5], info[6], kKernel, "v", false);
     abi::Buffer p_out = abi::buffer(handles(), info[7], info[8], kKernel, "out", false);
     abi::Buffer p_lse = abi::buffer(handles(), info[9], info[10], kKernel, "lse", false);
-    const int p_path = abi::enumeration(info[11], kKernel, "path", 3);
+    const Napi::Object o_options = abi::object(info[11], kKernel, "options");
+    const int p_path = abi::choice(o_options.Get("path"), kKernel, "options.path", {"auto", "tiled", "decode"});
+    const int p_forwardKernel = abi::choice(o_options.Get("forwardKernel"), kKernel, "options.forwardKernel", {"auto", "mma", "hopper"});
+    const int p_backwardKernel = abi::choice(o_options.Get("backwardKernel"), kKernel, "options.backwardKernel", {"auto", "mma", "hopper"});
+    const int p_transform = abi::choice(o_options.Get("transform"), kKernel, "options.transform", {"auto", "kernel", "prepass"});
     p_keyScale.element_bytes = 4;
     p_queryPositions.element_bytes = 4;
     p_keyPositions.element_bytes = 4;
@@ -1125,16 +1129,21 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
     s_AttentionProblem.k_segments = p_keySegments.as<const int32_t>();
     if (has_positionMin) { s_AttentionProblem.has_position_range = true; s_AttentionProblem.position_min = p_positionMin; }
     if (has_positionMax) { s_AttentionProblem.has_position_range = true; s_AttentionProblem.position_max = p_positionMax; }
-    attention_forward(s_AttentionProblem, p_q.as<const char>(), p_k.as<const char>(), p_v.as<const char>(), p_out.as<char>(), p_lse.as<float>(), AttentionPath(p_path));
+    AttentionChoices s_AttentionChoices{};
+    s_AttentionChoices.path = AttentionPath(p_path);
+    s_AttentionChoices.forward = attention::KernelRequest(p_forwardKernel);
+    s_AttentionChoices.backward = attention::KernelRequest(p_backwardKernel);
+    s_AttentionChoices.transform = AttentionTransform(p_transform);
+    attention_forward(s_AttentionProblem, p_q.as<const char>(), p_k.as<const char>(), p_v.as<const char>(), p_out.as<char>(), p_lse.as<float>(), s_AttentionChoices);
     return info.Env().Undefined();
   });
 }
 
-// attentionBackward(config, q, qOffset, k, kOffset, v, vOffset, out, outOffset, lse, lseOffset, gradOut, gradOutOffset, gradQ, gradQOffset, gradK, gradKOffset, gradV, gradVOffset, gradKeyScale, gradKeyScaleOffset)
+// attentionBackward(config, q, qOffset, k, kOffset, v, vOffset, out, outOffset, lse, lseOffset, gradOut, gradOutOffset, gradQ, gradQOffset, gradK, gradKOffset, gradV, gradVOffset, gradKeyScale, gradKeyScaleOffset, options)
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   return guarded(info, kEngine, [&]() -> Napi::Value {
     constexpr const char* kKernel = "attentionBackward";
-    abi::expect_arguments(info, kKernel, 21);
+    abi::expect_arguments(info, kKernel, 22);
     const Napi::Object o_config = abi::object(info[0], kKernel, "config");
     const int p_dtype = abi::enumeration(o_config.Get("dtype"), kKernel, "config.dtype", 5);
     const int p_batch = int(abi::count(o_config.Get("batch"), kKernel, "config.batch", 2147483647));
@@ -1169,6 +1178,11 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     abi::Buffer p_gradK = abi::buffer(handles(), info[15], info[16], kKernel, "gradK", false);
     abi::Buffer p_gradV = abi::buffer(handles(), info[17], info[18], kKernel, "gradV", false);
     abi::Buffer p_gradKeyScale = abi::buffer(handles(), info[19], info[20], kKernel, "gradKeyScale", true);
+    const Napi::Object o_options = abi::object(info[21], kKernel, "options");
+    const int p_path = abi::choice(o_options.Get("path"), kKernel, "options.path", {"auto", "tiled", "decode"});
+    const int p_forwardKernel = abi::choice(o_options.Get("forwardKernel"), kKernel, "options.forwardKernel", {"auto", "mma", "hopper"});
+    const int p_backwardKernel = abi::choice(o_options.Get("backwardKernel"), kKernel, "options.backwardKernel", {"auto", "mma", "hopper"});
+    const int p_transform = abi::choice(o_options.Get("transform"), kKernel, "options.transform", {"auto", "kernel", "prepass"});
     p_keyScale.element_bytes = 4;
     p_queryPositions.element_bytes = 4;
     p_keyPositions.element_bytes = 4;
@@ -1225,16 +1239,21 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     s_AttentionProblem.k_segments = p_keySegments.as<const int32_t>();
     if (has_positionMin) { s_AttentionProblem.has_position_range = true; s_AttentionProblem.position_min = p_positionMin; }
     if (has_positionMax) { s_AttentionProblem.has_position_range = true; s_AttentionProblem.position_max = p_positionMax; }
-    attention_backward(s_AttentionProblem, p_q.as<const char>(), p_k.as<const char>(), p_v.as<const char>(), p_out.as<const char>(), p_lse.as<const float>(), p_gradOut.as<const char>(), p_gradQ.as<char>(), p_gradK.as<char>(), p_gradV.as<char>(), p_gradKeyScale.as<float>());
+    AttentionChoices s_AttentionChoices{};
+    s_AttentionChoices.path = AttentionPath(p_path);
+    s_AttentionChoices.forward = attention::KernelRequest(p_forwardKernel);
+    s_AttentionChoices.backward = attention::KernelRequest(p_backwardKernel);
+    s_AttentionChoices.transform = AttentionTransform(p_transform);
+    attention_backward(s_AttentionProblem, p_q.as<const char>(), p_k.as<const char>(), p_v.as<const char>(), p_out.as<const char>(), p_lse.as<const float>(), p_gradOut.as<const char>(), p_gradQ.as<char>(), p_gradK.as<char>(), p_gradV.as<char>(), p_gradKeyScale.as<float>(), s_AttentionChoices);
     return info.Env().Undefined();
   });
 }
 
-// attentionTransformPlan(config)
+// attentionTransformPlan(config, options)
 Napi::Value AttentionTransformPlan(const Napi::CallbackInfo& info) {
   return guarded(info, kEngine, [&]() -> Napi::Value {
     constexpr const char* kKernel = "attentionTransformPlan";
-    abi::expect_arguments(info, kKernel, 1);
+    abi::expect_arguments(info, kKernel, 2);
     const Napi::Object o_config = abi::object(info[0], kKernel, "config");
     const int p_dtype = abi::enumeration(o_config.Get("dtype"), kKernel, "config.dtype", 5);
     const int p_batch = int(abi::count(o_config.Get("batch"), kKernel, "config.batch", 2147483647));
@@ -1259,6 +1278,11 @@ Napi::Value AttentionTransformPlan(const Napi::CallbackInfo& info) {
     const Napi::Value v_positionMax = o_config.Get("positionMax");
     const bool has_positionMax = !v_positionMax.IsNull() && !v_positionMax.IsUndefined();
     const int64_t p_positionMax = has_positionMax ? abi::signed_integer(v_positionMax, kKernel, "config.positionMax") : 0;
+    const Napi::Object o_options = abi::object(info[1], kKernel, "options");
+    const int p_path = abi::choice(o_options.Get("path"), kKernel, "options.path", {"auto", "tiled", "decode"});
+    const int p_forwardKernel = abi::choice(o_options.Get("forwardKernel"), kKernel, "options.forwardKernel", {"auto", "mma", "hopper"});
+    const int p_backwardKernel = abi::choice(o_options.Get("backwardKernel"), kKernel, "options.backwardKernel", {"auto", "mma", "hopper"});
+    const int p_transform = abi::choice(o_options.Get("transform"), kKernel, "options.transform", {"auto", "kernel", "prepass"});
     p_keyScale.element_bytes = 4;
     p_queryPositions.element_bytes = 4;
     p_keyPositions.element_bytes = 4;
@@ -1295,7 +1319,12 @@ Napi::Value AttentionTransformPlan(const Napi::CallbackInfo& info) {
     s_AttentionProblem.k_segments = p_keySegments.as<const int32_t>();
     if (has_positionMin) { s_AttentionProblem.has_position_range = true; s_AttentionProblem.position_min = p_positionMin; }
     if (has_positionMax) { s_AttentionProblem.has_position_range = true; s_AttentionProblem.position_max = p_positionMax; }
-    return Napi::String::New(info.Env(), attention_transform_plan(s_AttentionProblem));
+    AttentionChoices s_AttentionChoices{};
+    s_AttentionChoices.path = AttentionPath(p_path);
+    s_AttentionChoices.forward = attention::KernelRequest(p_forwardKernel);
+    s_AttentionChoices.backward = attention::KernelRequest(p_backwardKernel);
+    s_AttentionChoices.transform = AttentionTransform(p_transform);
+    return Napi::String::New(info.Env(), attention_transform_plan(s_AttentionProblem, s_AttentionChoices));
   });
 }
 

@@ -126,6 +126,13 @@ export interface CudaAttentionConfig {
   positionMax: number | null;
 }
 
+export interface CudaAttentionChoices {
+  path?: "auto" | "tiled" | "decode";
+  forwardKernel?: "auto" | "mma" | "hopper";
+  backwardKernel?: "auto" | "mma" | "hopper";
+  transform?: "auto" | "kernel" | "prepass";
+}
+
 /** The kernels both engines' addons have, with the same arguments. */
 export interface SharedKernels {
   copy(srcDtype: number, src: number, srcOffset: number, srcStrides: readonly number[], dstDtype: number, dst: number, dstOffset: number, dstStrides: readonly number[], shape: readonly number[]): void;
@@ -170,9 +177,9 @@ export interface CpuKernels extends SharedKernels {
 
 /** The CUDA addon's kernels. */
 export interface CudaKernels extends SharedKernels {
-  attentionForward(config: CudaAttentionConfig, q: number, qOffset: number, k: number, kOffset: number, v: number, vOffset: number, out: number, outOffset: number, lse: number, lseOffset: number, path: number): void;
-  attentionBackward(config: CudaAttentionConfig, q: number, qOffset: number, k: number, kOffset: number, v: number, vOffset: number, out: number, outOffset: number, lse: number, lseOffset: number, gradOut: number, gradOutOffset: number, gradQ: number, gradQOffset: number, gradK: number, gradKOffset: number, gradV: number, gradVOffset: number, gradKeyScale: number, gradKeyScaleOffset: number): void;
-  attentionTransformPlan(config: CudaAttentionConfig): string;
+  attentionForward(config: CudaAttentionConfig, q: number, qOffset: number, k: number, kOffset: number, v: number, vOffset: number, out: number, outOffset: number, lse: number, lseOffset: number, options: CudaAttentionChoices): void;
+  attentionBackward(config: CudaAttentionConfig, q: number, qOffset: number, k: number, kOffset: number, v: number, vOffset: number, out: number, outOffset: number, lse: number, lseOffset: number, gradOut: number, gradOutOffset: number, gradQ: number, gradQOffset: number, gradK: number, gradKOffset: number, gradV: number, gradVOffset: number, gradKeyScale: number, gradKeyScaleOffset: number, options: CudaAttentionChoices): void;
+  attentionTransformPlan(config: CudaAttentionConfig, options: CudaAttentionChoices): string;
 }
 
 /** Engine methods that run a kernel (the profiler wraps these). */
