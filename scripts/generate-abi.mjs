@@ -215,6 +215,10 @@ function glueKernel(k, engine) {
       case 'choice': out.push(`const int ${v} = abi::choice(${value}, kKernel, ${name}, {${p.names.map((n) => JSON.stringify(n)).join(', ')}});`); break;
       case 'ints': out.push(`const std::vector<int64_t> ${v} = abi::int_array(${value}, kKernel, ${name}, ${p.signed ? 'true' : 'false'});`); break;
       case 'buffer':
+        if (p.presenceOnly) {
+          out.push(`const char* ${v} = abi::presence(${value}, ${offsetValue}, kKernel, ${name});`);
+          break;
+        }
         out.push(`abi::Buffer ${v} = abi::buffer(handles(), ${value}, ${offsetValue}, kKernel, ${name}, ${p.optional ? 'true' : 'false'});`);
         break;
       case 'f32s': case 'f64s': case 'derived': break;  // computed after the sizes they depend on
@@ -229,7 +233,7 @@ function glueKernel(k, engine) {
       const t = p.kind === 'f32s' ? 'float' : 'double';
       out.push(`const ${t}* ${local(p.name)} = abi::host_array<${t}>(${value}, kKernel, ${name}, (${expression(p.length, known, 'count', kernel)}).v, ${p.optional ? 'true' : 'false'});`);
     }
-    if (p.kind === 'buffer') {
+    if (p.kind === 'buffer' && !p.presenceOnly) {
       out.push(`abi::check_span(${local(p.name)}, kKernel, ${name}, ${elementBytes(p, known, kernel)}, ${span(p, known, kernel)});`);
       if (p.write && p.extent.strided?.[1]) {
         out.push(`abi::check_no_repeated_writes(${local(p.extent.strided[0])}, ${span(p, known, kernel)}, kKernel, ${name});`);
@@ -255,6 +259,8 @@ function glueKernel(k, engine) {
     groups.set(p.into, list);
     if (p.kind === 'signed' && p.nullable) {
       list.push(`if (has_${p.name}) { s_${p.into}.${p.nullable} = true; s_${p.into}.${fieldOf(p)} = ${local(p.name)}; }`);
+    } else if (p.kind === 'buffer' && p.presenceOnly) {
+      list.push(`s_${p.into}.${fieldOf(p)} = reinterpret_cast<${cType(p)}>(${local(p.name)});`);
     } else if (p.kind === 'buffer') {
       list.push(`s_${p.into}.${fieldOf(p)} = ${local(p.name)}.as<${cType(p).replace(/\*$/, '')}>();`);
     } else {
@@ -274,7 +280,7 @@ function glueKernel(k, engine) {
   });
   // Element sizes first: an extent may ask how many rows another buffer holds (rowsOf).
   for (const p of scalars) {
-    if (p.kind === 'buffer') checks.push(`${local(p.name)}.element_bytes = ${elementBytes(p, known, kernel)};`);
+    if (p.kind === 'buffer' && !p.presenceOnly) checks.push(`${local(p.name)}.element_bytes = ${elementBytes(p, known, kernel)};`);
   }
   k.params.forEach((p, i) => {
     const at = slots[i];

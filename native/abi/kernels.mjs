@@ -63,6 +63,8 @@ const input = (name, elem, extent, extra = {}) => ({ name, kind: 'buffer', elem,
 /** A buffer the kernel writes (and may read). */
 const output = (name, elem, extent, extra = {}) => ({ name, kind: 'buffer', elem, extent, write: true, ...extra });
 const optional = { optional: true };
+/** A buffer a host-side function only tests for presence (handle 0 or not): never resolved nor read. */
+const presence = (name, elem, extent, extra = {}) => ({ ...input(name, elem, extent, extra), presenceOnly: true });
 /** A string among `names` (undefined: the first), passed to C++ as its index cast to `cast`. */
 const choice = (name, names, extra = {}) => ({ name, kind: 'choice', names, ...extra });
 
@@ -115,7 +117,7 @@ const headNormSizes = [
 ];
 
 // Fields of the fused attention config, in the C++ struct of each engine (field names differ).
-const attentionConfig = (engine) => {
+const attentionConfig = (engine, presenceOnly = false) => {
   const cuda = engine === 'cuda';
   const into = cuda ? 'AttentionProblem' : 'AttentionArgs';
   const size = (name, field) => (cuda && field.int ? int32 : int)(name, { into, field: cuda ? field.cuda ?? field.cpu : field.cpu });
@@ -132,11 +134,11 @@ const attentionConfig = (engine) => {
       size('rotaryDim', { cpu: 'rotary_dim', int: true }),
       { name: 'rotaryInvFreq', kind: 'f32s', length: 'rotaryDim / 2', optional: true, into },
       float('xposScaleBase', { into }),
-      input('keyScale', cuda ? 'float32' : 'keyScaleDtype', 'heads * headDim', { optional: true, into, ...(cuda ? { ctype: 'float*' } : {}) }),
-      input('queryPositions', 'int32', 'batch * queryLen', { optional: true, into, ctype: 'int32_t*', field: cuda ? 'q_positions' : 'query_positions' }),
-      input('keyPositions', 'int32', 'batch * keyLen', { optional: true, into, ctype: 'int32_t*', field: cuda ? 'k_positions' : 'key_positions' }),
-      input('querySegments', 'int32', 'batch * queryLen', { optional: true, into, ctype: 'int32_t*', field: cuda ? 'q_segments' : 'query_segments' }),
-      input('keySegments', 'int32', 'batch * keyLen', { optional: true, into, ctype: 'int32_t*', field: cuda ? 'k_segments' : 'key_segments' }),
+      (presenceOnly ? presence : input)('keyScale', cuda ? 'float32' : 'keyScaleDtype', 'heads * headDim', { optional: true, into, ...(cuda ? { ctype: 'float*' } : {}) }),
+      (presenceOnly ? presence : input)('queryPositions', 'int32', 'batch * queryLen', { optional: true, into, ctype: 'int32_t*', field: cuda ? 'q_positions' : 'query_positions' }),
+      (presenceOnly ? presence : input)('keyPositions', 'int32', 'batch * keyLen', { optional: true, into, ctype: 'int32_t*', field: cuda ? 'k_positions' : 'key_positions' }),
+      (presenceOnly ? presence : input)('querySegments', 'int32', 'batch * queryLen', { optional: true, into, ctype: 'int32_t*', field: cuda ? 'q_segments' : 'query_segments' }),
+      (presenceOnly ? presence : input)('keySegments', 'int32', 'batch * keyLen', { optional: true, into, ctype: 'int32_t*', field: cuda ? 'k_segments' : 'key_segments' }),
       ...(cuda ? [signed('positionMin', { into, nullable: 'has_position_range' }), signed('positionMax', { into, nullable: 'has_position_range' })] : []),
       // Scratch budgets of the CPU kernels in bytes; null: the defaults.
       ...(cuda ? [] : [float('keyCacheBytes', { into, orNull: -1 }), float('dqAccumulatorBytes', { into, orNull: -1 })]),
@@ -416,6 +418,7 @@ export const KERNELS = [
   {
     // Where the tiled forward and the backward apply rotary, xPos and the key scale for this problem.
     name: 'attentionTransformPlan', method: false, engines: CUDA, cxx: 'attention_transform_plan', prototype: false, include: 'attention/attention.h',
-    returns: 'string', params: [attentionConfig('cuda'), attentionOptions], requires: attentionConfig('cuda').requires,
+    // It reads only whether the config's buffers are given, never their contents: they are not resolved.
+    returns: 'string', params: [attentionConfig('cuda', true), attentionOptions], requires: attentionConfig('cuda').requires,
   },
 ];

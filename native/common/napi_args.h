@@ -253,6 +253,17 @@ inline Buffer buffer(const HandleTable& table, const Napi::Value& handle, const 
   return b;
 }
 
+/**
+ * A buffer argument a host-side function only tests for presence: handle 0 gives null, any other number a
+ * pointer to a zeroed static block (never a wild address, though the function is not meant to read it).
+ */
+inline const char* presence(const Napi::Value& handle, const Napi::Value& offset, const char* kernel, const char* name) {
+  alignas(64) static const char kPresent[256] = {};
+  const double h = number(handle, kernel, name);
+  number(offset, kernel, (std::string(name) + "Offset").c_str());
+  return h == 0 ? nullptr : kPresent;
+}
+
 inline uint64_t element_bytes(int dtype) { return uint64_t(dtype_bytes(DType(dtype))); }
 /** Statistics (norm stats, losses, lse) are float64 for float64 data, else float32. */
 inline uint64_t stats_bytes(int dtype) { return DType(dtype) == DType::F64 ? 8 : 4; }

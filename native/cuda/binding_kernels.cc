@@ -1267,11 +1267,11 @@ Napi::Value AttentionTransformPlan(const Napi::CallbackInfo& info) {
     const int64_t p_queryOffset = abi::signed_integer(o_config.Get("queryOffset"), kKernel, "config.queryOffset");
     const int p_rotaryDim = int(abi::count(o_config.Get("rotaryDim"), kKernel, "config.rotaryDim", 2147483647));
     const double p_xposScaleBase = abi::number(o_config.Get("xposScaleBase"), kKernel, "config.xposScaleBase");
-    abi::Buffer p_keyScale = abi::buffer(handles(), o_config.Get("keyScale"), o_config.Get("keyScaleOffset"), kKernel, "config.keyScale", true);
-    abi::Buffer p_queryPositions = abi::buffer(handles(), o_config.Get("queryPositions"), o_config.Get("queryPositionsOffset"), kKernel, "config.queryPositions", true);
-    abi::Buffer p_keyPositions = abi::buffer(handles(), o_config.Get("keyPositions"), o_config.Get("keyPositionsOffset"), kKernel, "config.keyPositions", true);
-    abi::Buffer p_querySegments = abi::buffer(handles(), o_config.Get("querySegments"), o_config.Get("querySegmentsOffset"), kKernel, "config.querySegments", true);
-    abi::Buffer p_keySegments = abi::buffer(handles(), o_config.Get("keySegments"), o_config.Get("keySegmentsOffset"), kKernel, "config.keySegments", true);
+    const char* p_keyScale = abi::presence(o_config.Get("keyScale"), o_config.Get("keyScaleOffset"), kKernel, "config.keyScale");
+    const char* p_queryPositions = abi::presence(o_config.Get("queryPositions"), o_config.Get("queryPositionsOffset"), kKernel, "config.queryPositions");
+    const char* p_keyPositions = abi::presence(o_config.Get("keyPositions"), o_config.Get("keyPositionsOffset"), kKernel, "config.keyPositions");
+    const char* p_querySegments = abi::presence(o_config.Get("querySegments"), o_config.Get("querySegmentsOffset"), kKernel, "config.querySegments");
+    const char* p_keySegments = abi::presence(o_config.Get("keySegments"), o_config.Get("keySegmentsOffset"), kKernel, "config.keySegments");
     const Napi::Value v_positionMin = o_config.Get("positionMin");
     const bool has_positionMin = !v_positionMin.IsNull() && !v_positionMin.IsUndefined();
     const int64_t p_positionMin = has_positionMin ? abi::signed_integer(v_positionMin, kKernel, "config.positionMin") : 0;
@@ -1283,18 +1283,8 @@ Napi::Value AttentionTransformPlan(const Napi::CallbackInfo& info) {
     const int p_forwardKernel = abi::choice(o_options.Get("forwardKernel"), kKernel, "options.forwardKernel", {"auto", "mma", "hopper"});
     const int p_backwardKernel = abi::choice(o_options.Get("backwardKernel"), kKernel, "options.backwardKernel", {"auto", "mma", "hopper"});
     const int p_transform = abi::choice(o_options.Get("transform"), kKernel, "options.transform", {"auto", "kernel", "prepass"});
-    p_keyScale.element_bytes = 4;
-    p_queryPositions.element_bytes = 4;
-    p_keyPositions.element_bytes = 4;
-    p_querySegments.element_bytes = 4;
-    p_keySegments.element_bytes = 4;
     const float* p_alibiSlopes = abi::host_array<float>(o_config.Get("alibiSlopes"), kKernel, "config.alibiSlopes", (abi::Count(p_heads)).v, true);
     const float* p_rotaryInvFreq = abi::host_array<float>(o_config.Get("rotaryInvFreq"), kKernel, "config.rotaryInvFreq", (abi::Count(p_rotaryDim) / abi::Count(int64_t(2))).v, true);
-    abi::check_span(p_keyScale, kKernel, "config.keyScale", 4, abi::Span::elements(abi::Count(p_heads) * abi::Count(p_headDim)));
-    abi::check_span(p_queryPositions, kKernel, "config.queryPositions", 4, abi::Span::elements(abi::Count(p_batch) * abi::Count(p_queryLen)));
-    abi::check_span(p_keyPositions, kKernel, "config.keyPositions", 4, abi::Span::elements(abi::Count(p_batch) * abi::Count(p_keyLen)));
-    abi::check_span(p_querySegments, kKernel, "config.querySegments", 4, abi::Span::elements(abi::Count(p_batch) * abi::Count(p_queryLen)));
-    abi::check_span(p_keySegments, kKernel, "config.keySegments", 4, abi::Span::elements(abi::Count(p_batch) * abi::Count(p_keyLen)));
     abi::require(p_rotaryDim % 2 == 0 && p_rotaryDim <= p_headDim, kKernel, "rotaryDim must be even and at most headDim");
     abi::require(p_kvHeads > 0, kKernel, "kvHeads must be positive");
     AttentionProblem s_AttentionProblem{};
@@ -1312,11 +1302,11 @@ Napi::Value AttentionTransformPlan(const Napi::CallbackInfo& info) {
     s_AttentionProblem.rotary_dim = p_rotaryDim;
     s_AttentionProblem.rotary_inv_freq = p_rotaryInvFreq;
     s_AttentionProblem.xpos_scale_base = p_xposScaleBase;
-    s_AttentionProblem.key_scale = p_keyScale.as<const float>();
-    s_AttentionProblem.q_positions = p_queryPositions.as<const int32_t>();
-    s_AttentionProblem.k_positions = p_keyPositions.as<const int32_t>();
-    s_AttentionProblem.q_segments = p_querySegments.as<const int32_t>();
-    s_AttentionProblem.k_segments = p_keySegments.as<const int32_t>();
+    s_AttentionProblem.key_scale = reinterpret_cast<const float*>(p_keyScale);
+    s_AttentionProblem.q_positions = reinterpret_cast<const int32_t*>(p_queryPositions);
+    s_AttentionProblem.k_positions = reinterpret_cast<const int32_t*>(p_keyPositions);
+    s_AttentionProblem.q_segments = reinterpret_cast<const int32_t*>(p_querySegments);
+    s_AttentionProblem.k_segments = reinterpret_cast<const int32_t*>(p_keySegments);
     if (has_positionMin) { s_AttentionProblem.has_position_range = true; s_AttentionProblem.position_min = p_positionMin; }
     if (has_positionMax) { s_AttentionProblem.has_position_range = true; s_AttentionProblem.position_max = p_positionMax; }
     AttentionChoices s_AttentionChoices{};

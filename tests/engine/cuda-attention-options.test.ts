@@ -25,7 +25,8 @@ test('an unknown option value or name is refused, naming what is accepted', () =
 test('the forward hands the checked options to the addon, and refuses bad ones before calling it', () => {
   const calls: (CudaAttentionOptions | undefined)[] = [];
   const addon = {
-    attentionForward: (...a: unknown[]) => { calls.push(a[6] as CudaAttentionOptions | undefined); },
+    // (config, q, qOffset, k, kOffset, v, vOffset, out, outOffset, lse, lseOffset, options): native/abi/kernels.mjs
+    attentionForward: (...a: unknown[]) => { calls.push(a[11] as CudaAttentionOptions | undefined); },
   } as unknown as CudaAttentionAddon;
   const dense = (dtype: Dense['dtype']): Dense => ({ handle: 1, offset: 0, dtype });
   const args: AttentionArgs = {
