@@ -1,3 +1,4 @@
+import { totalmem } from 'node:os';
 import type { Engine, Handle } from '../engine/engine.js';
 
 /** A device buffer shared by a tensor and its views; freed when the last holder lets go. */
@@ -10,8 +11,22 @@ export class Storage {
     readonly bytes: number,
   ) {}
 
-  static allocate(engine: Engine, bytes: number): Storage {
+  /**
+   * A new buffer of `bytes`. On the CPU a request beyond the machine's physical memory is refused here:
+   * the allocator could still hand out such a buffer (overcommit) and the process would be killed when
+   * the first kernel touches it.
+   */
+  static allocate(engine: Engine, bytes: number, op = 'allocate'): Storage {
+    Storage.checkSize(engine, bytes, op);
     return new Storage(engine, engine.alloc(bytes), bytes);
+  }
+
+  /** Throws when a buffer of `bytes` can never be allocated on `engine` (see `allocate`). */
+  static checkSize(engine: Engine, bytes: number, op: string): void {
+    if (!Number.isSafeInteger(bytes) || bytes < 0) throw new RangeError(`${op}: cannot allocate ${bytes} bytes`);
+    if (engine.device === 'cpu' && bytes > totalmem()) {
+      throw new RangeError(`${op}: a tensor of ${formatBytes(bytes)} does not fit in this machine's ${formatBytes(totalmem())} of memory`);
+    }
   }
 
   retain(): this {
@@ -33,4 +48,8 @@ export class Storage {
   get holders(): number {
     return this.refs;
   }
+}
+
+function formatBytes(bytes: number): string {
+  return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : `${bytes} bytes`;
 }
