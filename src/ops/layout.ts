@@ -183,7 +183,7 @@ export function concat(tensors: readonly Tensor[], axis: number): Tensor {
   }
   const shape = [...first.shape];
   shape[ax] = tensors.reduce((s, t) => s + t.shape[ax]!, 0);
-  const out = emptyLike(first, shape);
+  const out = emptyLike(first, shape, first.dtype, 'concat');
   let start = 0;
   const sizes: number[] = [];
   for (const t of tensors) {
@@ -238,7 +238,7 @@ export function pad(x: Tensor, axis: number, before: number, after: number, valu
   }
   const shape = [...x.shape];
   shape[ax] = x.shape[ax]! + before + after;
-  const out = emptyLike(x, shape);
+  const out = emptyLike(x, shape, x.dtype, 'pad');
   out.engine.fill(out.dense(), out.size, value);
   if (x.size > 0) {
     const dst = narrowView(out, ax, before, x.shape[ax]!);

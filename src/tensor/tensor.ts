@@ -27,14 +27,21 @@ export class Tensor {
   name: string | undefined;
   private disposedFlag = false;
 
-  constructor(
-    readonly storage: Storage,
-    readonly shape: readonly number[],
-    readonly dtype: DType,
-    readonly strides: readonly number[] = contiguousStrides(shape),
-    readonly offset = 0,
-  ) {
+  readonly storage: Storage;
+  /** Frozen copies of the caller's arrays: a view checked once must stay as checked. */
+  readonly shape: readonly number[];
+  readonly strides: readonly number[];
+  readonly dtype: DType;
+  readonly offset: number;
+
+  /** A tensor viewing `storage`; it takes a reference to the storage, which `dispose` gives back. */
+  constructor(storage: Storage, shape: readonly number[], dtype: DType, strides: readonly number[] = contiguousStrides(shape), offset = 0) {
     Tensor.checkLayout(storage, shape, dtype, strides, offset, 'tensor');
+    this.storage = storage.retain();
+    this.shape = Object.freeze([...shape]);
+    this.strides = Object.freeze([...strides]);
+    this.dtype = dtype;
+    this.offset = offset;
     trackTensor(this);
   }
 
@@ -54,7 +61,13 @@ export class Tensor {
   static empty(shape: Shape, dtype: DType = 'float32', device?: string): Tensor {
     const n = checkedNumel(shape, 'empty');
     Tensor.checkAllocation(n, dtype, device, 'empty');
-    return new Tensor(Storage.allocate(getEngine(device), n * DTYPE_BYTES[dtype], 'empty'), [...shape], dtype);
+    const storage = Storage.allocate(getEngine(device), n * DTYPE_BYTES[dtype], 'empty');
+    try {
+      return new Tensor(storage, shape, dtype);
+    } catch (e) {
+      storage.release();
+      throw e;
+    }
   }
 
   /**
@@ -133,9 +146,8 @@ export class Tensor {
   /** A new view of the same storage. */
   view(shape: readonly number[], strides: readonly number[], offset: number): Tensor {
     this.assertAlive('view');
-    // Checked before the storage gains a holder, so a rejected view leaks nothing.
     Tensor.checkLayout(this.storage, shape, this.dtype, strides, offset, 'view');
-    return new Tensor(this.storage.retain(), [...shape], this.dtype, [...strides], offset);
+    return new Tensor(this.storage, shape, this.dtype, strides, offset);
   }
 
   dispose(): void {
