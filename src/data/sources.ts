@@ -154,10 +154,12 @@ export async function* readJsonlFile(path: string, options: ReadOptions = {}): A
       throw new Error(`${path}:${lineNumber}: malformed JSON line (${(error as Error).message})`);
     }
     let text: unknown = value;
-    for (const key of fieldPath) text = typeof text === 'object' && text !== null ? (text as Record<string, unknown>)[key] : undefined;
+    // Own fields only: a field named "constructor" or "__proto__" must not reach into Object.prototype.
+    for (const key of fieldPath) text = typeof text === 'object' && text !== null && Object.hasOwn(text, key) ? (text as Record<string, unknown>)[key] : undefined;
     if (typeof text !== 'string') {
       const present = typeof value === 'object' && value !== null && !Array.isArray(value) ? Object.keys(value).join(', ') || 'none' : `a JSON ${Array.isArray(value) ? 'array' : typeof value}, not an object`;
-      const problem = text === undefined ? 'missing' : `a ${text === null ? 'null' : typeof text}, not a string`;
+      const kind = text === null ? 'null' : Array.isArray(text) ? 'array' : typeof text;
+      const problem = text === undefined ? 'missing' : `${/^[aeiou]/.test(kind) ? 'an' : 'a'} ${kind}, not a string`;
       throw new Error(`${path}:${lineNumber}: text field "${field}" is ${problem} (fields present: ${present}); choose the field with --jsonl-field`);
     }
     const id = options.jsonlIdField !== undefined ? (value as Record<string, unknown>)[options.jsonlIdField] : undefined;

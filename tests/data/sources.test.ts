@@ -94,3 +94,11 @@ test('a line longer than the document limit is cut between characters, never ins
   for (const d of docs) assert.deepEqual(Buffer.from(d.text), Buffer.from(d.bytes!), `${d.id} ends inside a character`);
   assert.equal(docs.map((d) => d.text).join(''), text);
 });
+
+test('JSONL field paths read only the record\'s own fields', async () => {
+  const file = join(await tempDir(), 'p.jsonl');
+  await writeFile(file, '{"text":"a","meta":{}}\n');
+  for (const field of ['constructor', '__proto__', 'meta.toString']) {
+    await assert.rejects(collect(readJsonlFile(file, { jsonlField: field })), new RegExp(`text field "${field.replace('.', '\\.')}" is missing`));
+  }
+});

@@ -78,7 +78,8 @@ export const generateCommand: Command = {
         maxTokens, temperature, topK, topP, seed,
         cache: !values['no-cache'],
         stopAtEos: !values['ignore-eos'],
-        onText: (text) => process.stdout.write(text),
+        // The exact bytes of each token, so output that is not valid UTF-8 reaches stdout unchanged.
+        onToken: (id) => process.stdout.write(loaded.tokenizer.tokenBytes(id)),
       });
       process.stdout.write('\n');
       process.stderr.write(`[${result.ids.length} tokens in ${result.seconds.toFixed(2)}s (${(result.ids.length / Math.max(result.seconds, 1e-9)).toFixed(1)} tokens/s), ${result.stoppedBy === 'eos' ? 'stopped at end of document' : 'token budget reached'}${result.usedCache ? ', KV cache' : ', no cache'}]\n`);
