@@ -85,6 +85,11 @@ export class Tensor {
     if (values === null || typeof values !== 'object' || !Number.isSafeInteger(values.length)) {
       throw new TypeError(`tensor: values must be an array or typed array of numbers, got ${describeValue(values)}`);
     }
+    if (Array.isArray(values)) {
+      // Typed arrays hold numbers by construction; a plain array could hold anything, which would upload as NaN.
+      const bad = values.findIndex((v) => typeof v !== 'number');
+      if (bad >= 0) throw new TypeError(`tensor: value ${bad} is ${describeValue(values[bad])}, not a number`);
+    }
     if (values.length !== n) {
       throw new RangeError(`tensor: ${values.length} values do not fill shape ${formatShape(shape)} (${n} elements)`);
     }

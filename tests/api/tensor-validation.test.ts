@@ -94,6 +94,7 @@ describe('tensor shapes and views', () => {
       assert.throws(() => A.tensor('abc' as unknown as number[]), /tensor: data must be a number, nested arrays or a typed array, got 'abc'/);
       assert.throws(() => A.tensor([1, 'x' as unknown as number]), /tensor: element 1 is string, not a number/);
       assert.throws(() => Tensor.fromArray(null as unknown as number[], [1]), /tensor: values must be an array or typed array/);
+      assert.throws(() => Tensor.fromArray([1, '2' as unknown as number], [2]), /tensor: value 1 is '2', not a number/);
       assert.throws(() => A.arange(0, 10, 0), /arange: step must not be 0/);
       assert.throws(() => A.arange(0, NaN), /arange: end must be a finite number, got NaN/);
       assert.deepEqual(Array.from(A.arange(0, 10, 3).toArray()), [0, 3, 6, 9]);
