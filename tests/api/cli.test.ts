@@ -14,6 +14,7 @@ import { Tensor } from '../../src/tensor/tensor.js';
 import { writeSafetensors } from '../../src/io/safetensors.js';
 import { andromedaFamily } from '../../src/train/andromeda-adapter.js';
 import { printable } from '../../src/cli/printable.js';
+import { loadModelForInference } from '../../src/inference/load.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const fixture = fileURLToPath(new URL('../../../tests/fixtures/xtransformers-1.20/andromeda-tiny', import.meta.url));
@@ -136,6 +137,7 @@ describe('cli: bad input is a clear error and never damages an input', () => {
     const r = fails(['generate', 'ck', '--device', 'cuda', '--tokenizer', 'byte'], dir, /--device cuda: /);
     assert.doesNotMatch(r.stderr, /corrupt/);
     fails(['score', 'ck', 'in.safetensors', 'o.safetensors', '--device', 'cuda:3'], dir, /--device cuda:3: /);
+    return assert.rejects(loadModelForInference(join(dir, 'ck'), 'cuda', 'byte'), /device cuda cannot be used here: /);
   });
 
   test('a vocabSize given with a preset is kept, not replaced by the tokenizer\'s', () => {
