@@ -66,7 +66,8 @@ function realPathOf(path: string): string {
  */
 export function checkOutputFile(flag: string, output: string, inputs: readonly { what: string; path: string }[]): void {
   const folder = dirname(resolve(output));
-  if (!existsSync(folder) || !statSync(folder).isDirectory()) throw new UsageError(`${flag} ${output}: folder ${folder} does not exist`);
+  if (!existsSync(folder)) throw new UsageError(`${flag} ${output}: folder ${folder} does not exist`);
+  if (!statSync(folder).isDirectory()) throw new UsageError(`${flag} ${output}: ${folder} is a file, not a folder`);
   if (existsSync(output) && statSync(output).isDirectory()) throw new UsageError(`${flag} ${output} is a directory; give a file name`);
   const target = realPathOf(output);
   for (const input of inputs) {
@@ -75,5 +76,17 @@ export function checkOutputFile(flag: string, output: string, inputs: readonly {
     if (inside === '' || (!inside.startsWith('..') && !isAbsolute(inside))) {
       throw new UsageError(`${flag} ${output} would overwrite ${inside === '' ? '' : 'a file of '}the ${input.what} ${input.path}; write to another file`);
     }
+  }
+}
+
+/**
+ * Checks an output directory that the command will create if needed: it is not a file, and no folder on
+ * the way to it is a file either (which mkdir would report only as ENOTDIR).
+ */
+export function checkOutputDirectory(flag: string, dir: string): void {
+  let path = resolve(dir);
+  while (!existsSync(path) && dirname(path) !== path) path = dirname(path);
+  if (!statSync(path).isDirectory()) {
+    throw new UsageError(path === resolve(dir) ? `${flag} ${dir} is a file; give a directory` : `${flag} ${dir}: ${path} is a file, not a folder`);
   }
 }

@@ -81,6 +81,9 @@ describe('cli: bad input is a clear error and never damages an input', () => {
     fails(['score', 'nowhere', 'in.safetensors', 'o.safetensors'], dir, /checkpoint nowhere does not exist/);
     fails(['convert', fixture, 'in.safetensors'], dir, /<out dir> in.safetensors is a file/);
     fails(['tokenize', '--out', 'in.safetensors'], dir, /--out in.safetensors is a file; give a directory/);
+    fails(['tokenize', '--out', 'in.safetensors/sub'], dir, /--out in.safetensors\/sub: .*in.safetensors is a file, not a folder/);
+    fails(['convert', fixture, 'in.safetensors/sub/deeper'], dir, /<out dir> in.safetensors\/sub\/deeper: .*in.safetensors is a file, not a folder/);
+    fails(['score', 'ck', 'in.safetensors', 'in.safetensors/x.safetensors'], dir, /in.safetensors is a file, not a folder/);
     fails(['convert', 'in.safetensors', 'o'], dir, /source in.safetensors is a file/);
     cpSync(fixture, join(dir, 'source'), { recursive: true });
     fails(['convert', 'source', 'source', '--force'], dir, /<out dir> source is the source directory/);

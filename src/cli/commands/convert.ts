@@ -3,7 +3,7 @@ import { assertDType, isFloating } from '../../tensor/dtype.js';
 import { importXTransformers } from '../../model/xtransformers-import.js';
 import { saveCheckpoint } from '../../model/checkpoint.js';
 import { UsageError, type Command } from '../command.js';
-import { parseCommandArgs } from '../args.js';
+import { checkOutputDirectory, parseCommandArgs } from '../args.js';
 import { printable } from '../printable.js';
 
 const USAGE = `Usage: andromeda convert <source dir> <out dir> [options]
@@ -51,7 +51,7 @@ export const convertCommand: Command = {
     if (!isFloating(dtype)) throw new UsageError('--dtype must be a floating-point type');
     if (!existsSync(source)) throw new UsageError(`source directory ${source} does not exist`);
     if (!statSync(source).isDirectory()) throw new UsageError(`source ${source} is a file; give the directory holding config.json and weights.safetensors`);
-    if (existsSync(out) && !statSync(out).isDirectory()) throw new UsageError(`<out dir> ${out} is a file; give a directory`);
+    checkOutputDirectory('<out dir>', out);
     if (existsSync(out) && realpathSync(out) === realpathSync(source)) throw new UsageError(`<out dir> ${out} is the source directory: converting would overwrite its config.json`);
     if (existsSync(out) && readdirSync(out).length > 0 && !values.force) {
       throw new Error(`${out} is not empty (use --force to write into it anyway)`);
