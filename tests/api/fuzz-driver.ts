@@ -108,6 +108,11 @@ function argument(): unknown {
   return pick([undefined, null, true, false, {}, [], () => 0, 1n, Symbol('s'), new Float32Array(3), 'x'.repeat(3)]);
 }
 
+/** Mostly valid small shapes, sometimes adversarial ones. */
+function shapeLike(): number[] {
+  return chance(0.6) ? Array.from({ length: int(4) }, () => int(4)) : numberArray();
+}
+
 /** Calls whose arguments have the shapes the function expects, so the fuzz also reaches past argument checks. */
 function plausibleArgs(name: string): unknown[] {
   const x = makeTensor();
@@ -115,8 +120,17 @@ function plausibleArgs(name: string): unknown[] {
   switch (name) {
     case 'reshape': case 'expand': case 'permute': return [x, chance(0.5) ? [...x.shape].reverse() : numberArray()];
     case 'narrow': case 'pad': return [x, int(3) - 1, number(), number()];
+    case 'shift': return [x, int(3) - 1, chance(0.7) ? int(5) - 2 : number()];
+    case 'arange': return [int(5), chance(0.7) ? int(10) : number(), chance(0.7) ? 1 + int(3) : number()];
+    case 'concat': return [[x, like(x), ...(chance(0.3) ? [makeTensor()] : [])], x.rank > 0 ? int(x.rank) : number()];
+    case 'dropout': return [x, chance(0.7) ? rand() : number(), int(100), chance(0.5)];
     case 'split': return [x, numberArray(), int(3)];
-    case 'full': case 'zeros': case 'ones': case 'randn': case 'rand': return [numberArray(), number()];
+    case 'full': return [shapeLike(), number(), chance(0.7) ? pick(DTYPES) : argument()];
+    case 'zeros': case 'ones': case 'scalar': return [name === 'scalar' ? number() : shapeLike(), chance(0.7) ? pick(DTYPES) : argument()];
+    case 'randn': case 'rand': return [shapeLike(), chance(0.5) ? {} : options()];
+    case 'toDevice': case 'to': case 'cast': return [x, chance(0.7) ? pick(name === 'cast' ? DTYPES : name === 'to' ? [...DTYPES, 'cpu'] : ['cpu']) : argument()];
+    case 'headNorm': return [x, chance(0.7) ? null : argument(), chance(0.7) ? 1e-6 : number()];
+    case 'squeeze': case 'unsqueeze': return [x, chance(0.8) ? int(x.rank + 1) - 1 : number()];
     case 'matmul': case 'linear': case 'matmulRaw': return [x, x.rank >= 1 ? A.randn([x.shape[x.rank - 1] ?? 1, 1 + int(3)]) : x];
     case 'attention': {
       const q = A.randn([1, 1 + int(2), 1 + int(3), pick([2, 4])]);
@@ -147,6 +161,8 @@ function viewThroughStrides(t: Tensor, storageValues: ArrayLike<number>): number
 
 const problems: string[] = [];
 let calls = 0, threw = 0, returned = 0;
+/** How many calls of each op returned a result (the rest threw): an op never reached past its checks is not fuzzed. */
+const returnedBy: Record<string, number> = {};
 const log = openSync(logPath, 'w');
 
 function describe(v: unknown): string {
@@ -184,6 +200,8 @@ function run(call: string, fn: () => unknown): void {
   try {
     tidy(() => checkResult(call, fn()));
     returned++;
+    const name = call.slice(0, call.indexOf('('));
+    if (name.startsWith('ops.')) returnedBy[name.slice(4)] = (returnedBy[name.slice(4)] ?? 0) + 1;
   } catch (e) {
     threw++;
     if (!(e instanceof Error)) problems.push(`${call}: threw a non-Error ${describe(e)}`);
@@ -265,4 +283,5 @@ closeSync(log);
 
 const leaked = engine.memoryStats().allocated - heldBefore;
 if (leaked !== 0) problems.push(`${leaked} bytes of tensor memory were still held after the last call`);
-console.log(JSON.stringify({ calls, threw, returned, problems }));
+const neverReturned = opNames.filter((name) => !returnedBy[name]);
+console.log(JSON.stringify({ calls, threw, returned, neverReturned, problems }));

@@ -29,8 +29,9 @@ test('every public tensor op and constructor answers random and adversarial argu
     assert.equal(child.error, undefined, `the fuzz child could not run: ${child.error}`);
     assert.ok(child.status === 0 && child.signal === null,
       `the fuzz child died (status ${child.status}, signal ${child.signal}) during: ${lastCall()}\n${child.stderr.slice(-3000)}`);
-    const summary = JSON.parse(child.stdout.trim().split('\n').at(-1)!) as { calls: number; threw: number; returned: number; problems: string[] };
+    const summary = JSON.parse(child.stdout.trim().split('\n').at(-1)!) as { calls: number; threw: number; returned: number; neverReturned: string[]; problems: string[] };
     assert.deepEqual(summary.problems, []);
+    assert.deepEqual(summary.neverReturned, [], 'ops whose every fuzzed call threw (the fuzz never got past their argument checks)');
     // The fuzz must reach both outcomes, or it is only exercising argument checks (or none).
     assert.ok(summary.calls >= ROUNDS * 70, `only ${summary.calls} calls`);
     assert.ok(summary.returned > summary.calls * 0.1, `only ${summary.returned} of ${summary.calls} calls returned a result`);
