@@ -4,6 +4,7 @@
       "target_name": "andromeda_cpu",
       "sources": [
         "native/cpu/binding.cc",
+        "native/cpu/parallel.cc",
         "native/cpu/elementwise.cc",
         "native/cpu/reduce.cc",
         "native/cpu/gemm.cc",

@@ -95,7 +95,7 @@ function trainStep(): { loss: number; fwdBwd: number; issue: number; optim: numb
   const s0 = performance.now();
   let issued = s0;
   const loss = tidy(() => {
-    const l = model.loss(tokens, { attention, checkpoint: checkpointBlocks, segmentIds });
+    const l = model.loss(tokens, { attentionImplementation: attention, activationCheckpointing: checkpointBlocks, segmentIds });
     l.backward();
     issued = performance.now();  // the host has enqueued the whole forward and backward pass
     return l.item();

@@ -1,7 +1,5 @@
 // Fused attention for the CPU engine: validation, instruction-set dispatch, and the kernels of
 // attention_impl.h compiled three times (SSE2 baseline, AVX2+FMA, AVX-512) and picked at run time.
-#include <omp.h>
-
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -16,6 +14,8 @@
 
 #include "../common/dtype.h"
 #include "kernels.h"
+#include "parallel.h"
+#include "simd.h"
 
 namespace andromeda::cpu {
 namespace attn_common {
@@ -104,7 +104,7 @@ class Buf {
   void reset(size_t bytes, bool zero = true) {
     if (owned_) std::free(p_);
     const size_t rounded = round64(bytes);
-    p_ = omp_in_parallel() ? nullptr : Arena::local().take(rounded);
+    p_ = in_parallel() ? nullptr : Arena::local().take(rounded);
     owned_ = p_ == nullptr;
     if (owned_) p_ = aligned_or_throw(rounded);
     if (zero) std::memset(p_, 0, rounded);
@@ -175,31 +175,13 @@ using attn_common::ArenaScope;
 
 enum class AttnIsa { Generic, Avx2, Avx512 };
 
-AttnIsa best_isa() {
-#if defined(__x86_64__)
-  static const AttnIsa best = [] {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("fma"))
-      return AttnIsa::Avx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return AttnIsa::Avx2;
-    return AttnIsa::Generic;
-  }();
-  return best;
-#else
-  return AttnIsa::Generic;
-#endif
-}
-
-// The best supported instruction set, capped by ANDROMEDA_CPU_ISA=generic|avx2 (read on every call,
-// so tests can exercise each path in one process).
+// The instruction set the other kernels use (simd.h: the CPU's best, capped by limit_isa).
 AttnIsa pick_isa() {
-  AttnIsa isa = best_isa();
-  if (const char* e = std::getenv("ANDROMEDA_CPU_ISA")) {
-    if (!std::strcmp(e, "generic")) isa = AttnIsa::Generic;
-    else if (!std::strcmp(e, "avx2") && isa == AttnIsa::Avx512) isa = AttnIsa::Avx2;
+  switch (active_isa()) {
+    case Isa::Avx512: return AttnIsa::Avx512;
+    case Isa::Avx2: return AttnIsa::Avx2;
+    default: return AttnIsa::Generic;
   }
-  return isa;
 }
 
 void validate(const AttentionArgs& a) {
@@ -216,6 +198,9 @@ void validate(const AttentionArgs& a) {
   if ((a.query_segments == nullptr) != (a.key_segments == nullptr))
     fail("querySegments and keySegments must be given together");
   if (a.lse_dtype != int(DType::F32) && a.lse_dtype != int(DType::F64)) fail("lse must be float32 or float64");
+  if (!(a.key_cache_bytes < 0 || std::isfinite(a.key_cache_bytes)) ||
+      !(a.dq_accumulator_bytes < 0 || std::isfinite(a.dq_accumulator_bytes)))
+    fail("keyCacheBytes and dqAccumulatorBytes must be finite");
   if (a.key_scale && a.key_scale_dtype != int(DType::F32) && a.key_scale_dtype != int(DType::F64) &&
       a.key_scale_dtype != int(DType::BF16))
     fail("keyScale must be float32, float64 or bfloat16");

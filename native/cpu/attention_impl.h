@@ -18,10 +18,14 @@
 // tiles BK keys. Score tiles are kept transposed, Sᵀ = K'·Q̂ᵀ (keys × queries), so per-query softmax
 // statistics are vectors across columns and keys need no transposition.
 // Forward: one task per (batch, head, query tile), online softmax (running max and sum), lse saved.
-// Backward (FlashAttention-2): D_i = rowsum(dO ⊙ O); one task per (batch, KV head, key tile) covering
-// the heads of that group, recomputing P = exp(S − lse); dK/dV are private to the task (gradients of
-// the group's heads summed there), dQ goes to per-thread accumulators summed afterwards; the chain
+// Backward (FlashAttention-2): D_i = rowsum(dO ⊙ O); per (batch, KV head) group the key tiles are
+// dealt to a fixed number of slots (not one per thread), one task per (group, slot) covering the heads
+// of the group, recomputing P = exp(S − lse); dK/dV of a key tile are private to its task (gradients
+// of the group's heads summed there), dQ goes to the slot's accumulator and the slots are summed in
+// order afterwards, so the result does not depend on the thread count or on scheduling; the chain
 // rule runs back through xPos, rotary (Rᵀ) and the key scale.
+// Tasks run on the engine's pool (parallel.h: parallel_tasks, which instantiates no standard-library
+// code here); per-thread scratch is indexed by the pool's worker index.
 // Micro-kernel: C (+)= A·B with RM × 2 vectors of accumulators (gemm_tile), A possibly transposed.
 
 static constexpr int kVBytes = ATTN_VBYTES;
@@ -255,6 +259,15 @@ struct Attn {
     return true;
   }
 
+  // body(row) for every row in [0, n), in contiguous chunks on the pool.
+  template <typename F>
+  static void for_rows(int64_t n, F body) {
+    const int64_t chunks = imin(n, int64_t(thread_count()) * 4);
+    parallel_tasks(chunks, [&](int64_t c, int) {
+      for (int64_t row = n * c / chunks; row < n * (c + 1) / chunks; row++) body(row);
+    });
+  }
+
   int64_t qpos(int64_t b, int64_t i) const {
     return a.query_positions ? int64_t(a.query_positions[b * NQ + i]) : a.query_offset + i;
   }
@@ -290,8 +303,7 @@ struct Attn {
       qcos = static_cast<C*>(qcos_b.get()); qsin = static_cast<C*>(qsin_b.get());
       kcos = static_cast<C*>(kcos_b.get()); ksin = static_cast<C*>(ksin_b.get());
       const int64_t nq_rows = QPB * NQ, nk_rows = KPB * NK;
-#pragma omp parallel for schedule(static)
-      for (int64_t row = 0; row < nq_rows + nk_rows; row++) {
+      for_rows(nq_rows + nk_rows, [&](int64_t row) {
         const bool isq = row < nq_rows;
         const int64_t rr = isq ? row : row - nq_rows;
         const int64_t n = isq ? NQ : NK;
@@ -305,7 +317,7 @@ struct Attn {
           co[i] = C(::cos(ang));
           si[i] = C(::sin(ang));
         }
-      }
+      });
     }
     // Query sub-tiles. Without xPos a sub-tile is the query tile. With xPos a tile whose positions
     // spread more than `limit` (so that ζ^(spread/B) stays far inside the floating range) is halved.
@@ -329,8 +341,7 @@ struct Attn {
     if (xpos) {
       qx_b.reset(sizeof(C) * size_t(QPB * NQ * H2), false);
       qx = static_cast<C*>(qx_b.get());
-#pragma omp parallel for schedule(static)
-      for (int64_t bt = 0; bt < QPB * NQT; bt++) {
+      for_rows(QPB * NQT, [&](int64_t bt) {
         const int64_t b = bt / NQT, t = bt % NQT;
         for (int64_t s = suboff[b * NQT + t]; s < suboff[b * NQT + t + 1]; s++) {
           for (int64_t i = subs[s].i0; i < subs[s].i1; i++) {
@@ -338,7 +349,7 @@ struct Attn {
             for (int64_t c = 0; c < H2; c++) qx[(b * NQ + i) * H2 + c] = C(::exp(double(lnz[c]) * d));
           }
         }
-      }
+      });
     }
     alibi_sep = alibi && positions_ordered();
     ktiles_b.reset(sizeof(KTile) * size_t(B * NKT), false);
@@ -360,12 +371,11 @@ struct Attn {
     if (xpos) {
       kx_b.reset(sizeof(C) * size_t(KPB * NK * H2), false);
       kx = static_cast<C*>(kx_b.get());
-#pragma omp parallel for schedule(static)
-      for (int64_t row = 0; row < KPB * NK; row++) {
+      for_rows(KPB * NK, [&](int64_t row) {
         const int64_t b = row / NK, j = row % NK;
         const double d = double(ktiles[b * NKT + j / BK].pmin - kpos(b, j));
         for (int64_t c = 0; c < H2; c++) kx[row * H2 + c] = C(::exp(double(lnz[c]) * d));
-      }
+      });
     }
   }
 
@@ -483,6 +493,15 @@ struct Attn {
     C *Qr, *QT, *Kr, *ST, *O, *Vb, *xk, *m, *l, *alpha, *mt, *lsum, *pq;
     int32_t *qg;
   };
+  // One scratch per pool worker, allocated by the worker on first use.
+  struct FwdScratchSet {
+    explicit FwdScratchSet(int n) : p(new FwdScratch[n]) {}
+    ~FwdScratchSet() { delete[] p; }
+    FwdScratchSet(const FwdScratchSet&) = delete;
+    FwdScratchSet& operator=(const FwdScratchSet&) = delete;
+    FwdScratch& of(int worker) { return p[worker]; }
+    FwdScratch* p;
+  };
 
   // Forward, per (batch, head, query tile), with the scores transposed: Sᵀ = K'·Q̂ᵀ is keys × queries,
   // so the online-softmax statistics of the tile's queries are vectors across the columns (no
@@ -490,7 +509,8 @@ struct Attn {
   // transform they are read in place), and O += P·V reads Pᵀ as the transposed left operand.
   // Keys with keyScale, rotary, the xPos table factor and the ALiBi features applied, built once for
   // every query tile to share (forward): [B, KH, NK, KS] with KH = heads with a key scale, else kvHeads.
-  // Null when nothing is to be applied, or above kKeyCacheBytes (then each pair prepares its keys).
+  // Null when nothing is to be applied, or above the budget a.key_cache_bytes (default 512 MiB; then
+  // each pair prepares its keys).
   const C* kcache = nullptr;
   int64_t KH = 0;
 
@@ -498,13 +518,11 @@ struct Attn {
     const bool needed = ks || H2 > 0 || sizeof(T) != sizeof(C) || alibi_sep;
     KH = ks ? H : KVH;
     const double bytes = double(B * KH * NK) * double(KS) * sizeof(C);
-    double budget = 512.0 * 1024 * 1024;
-    if (const char* e = ::getenv("ANDROMEDA_ATTN_KEY_CACHE_BYTES")) budget = ::atof(e);  // tests: force the fallback
+    const double budget = a.key_cache_bytes >= 0 ? a.key_cache_bytes : 512.0 * 1024 * 1024;
     if (!needed || bytes > budget) return;
     store.reset(size_t(bytes), false);
     C* kc = static_cast<C*>(store.get());
-#pragma omp parallel for schedule(static)
-    for (int64_t row = 0; row < B * KH * NK; row++) {
+    for_rows(B * KH * NK, [&](int64_t row) {
       const int64_t b = row / (KH * NK), kh = (row / NK) % KH, j = row % NK;
       const int64_t g = ks ? kh % KVH : kh;
       C* y = kc + row * KS;
@@ -519,7 +537,7 @@ struct Attn {
         y[D] = 1;
         y[D + 1] = C(kpos(b, j) - kpos(b, j / BK * BK));
       }
-    }
+    });
     kcache = kc;
   }
 
@@ -528,36 +546,37 @@ struct Attn {
     const bool direct_v = sizeof(T) == sizeof(C) && D % NB == 0;
     Buf kcache_b;
     build_key_cache(k, kcache_b);
-#pragma omp parallel
-    {
+    FwdScratchSet scratch(thread_count());
+    parallel_tasks(ntasks, [&](int64_t task, int worker) {
       FtzScope ftz;
-      FwdScratch w;
-      const size_t qt = size_t(BQ * Dp), kt = size_t(BK * KS), row = size_t(BQ);
-      const size_t n = qt * 3 + kt * 2 + size_t(BK * BQ) + size_t(BK * (H2 + W)) + row * 7 + size_t(2 * BQ);
-      w.buf.reset(sizeof(C) * n + sizeof(int32_t) * row + 64 * 20);
-      char* p = static_cast<char*>(w.buf.get());
-      auto take = [&](size_t elems) { char* r = p; p += (elems * sizeof(C) + 63) / 64 * 64; return reinterpret_cast<C*>(r); };
-      w.Qr = take(qt);
-      w.QT = take(qt + size_t(2 * BQ));
-      w.O = take(qt);
-      w.Kr = take(kt);
-      w.Vb = take(kt);
-      w.ST = take(size_t(BK * BQ));
-      w.xk = take(size_t(BK * (H2 + W)));
-      w.m = take(row);
-      w.l = take(row);
-      w.alpha = take(row);
-      w.mt = take(row);
-      w.lsum = take(row);
-      w.pq = take(row);
-      w.qg = reinterpret_cast<int32_t*>(p);
-#pragma omp for schedule(dynamic, 1)
-      for (int64_t task = 0; task < ntasks; task++) {
-        const int64_t t = NQT - 1 - task / (B * H);  // late query tiles see the most keys: first
-        const int64_t bh = task % (B * H);
-        fwd_tile(q, k, v, out, lse, bh / H, bh % H, t, direct_v, w);
-      }
-    }
+      FwdScratch& w = scratch.of(worker);
+      if (!w.buf.get()) alloc_fwd(w);
+      const int64_t t = NQT - 1 - task / (B * H);  // late query tiles see the most keys: first
+      const int64_t bh = task % (B * H);
+      fwd_tile(q, k, v, out, lse, bh / H, bh % H, t, direct_v, w);
+    });
+  }
+
+  void alloc_fwd(FwdScratch& w) const {
+    const size_t qt = size_t(BQ * Dp), kt = size_t(BK * KS), row = size_t(BQ);
+    const size_t n = qt * 3 + kt * 2 + size_t(BK * BQ) + size_t(BK * (H2 + W)) + row * 7 + size_t(2 * BQ);
+    w.buf.reset(sizeof(C) * n + sizeof(int32_t) * row + 64 * 20);
+    char* p = static_cast<char*>(w.buf.get());
+    auto take = [&](size_t elems) { char* r = p; p += (elems * sizeof(C) + 63) / 64 * 64; return reinterpret_cast<C*>(r); };
+    w.Qr = take(qt);
+    w.QT = take(qt + size_t(2 * BQ));
+    w.O = take(qt);
+    w.Kr = take(kt);
+    w.Vb = take(kt);
+    w.ST = take(size_t(BK * BQ));
+    w.xk = take(size_t(BK * (H2 + W)));
+    w.m = take(row);
+    w.l = take(row);
+    w.alpha = take(row);
+    w.mt = take(row);
+    w.lsum = take(row);
+    w.pq = take(row);
+    w.qg = reinterpret_cast<int32_t*>(p);
   }
 
   void fwd_tile(const T* q, const T* k, const T* v, T* out, char* lse, int64_t b, int64_t h, int64_t t,
@@ -736,6 +755,16 @@ struct Attn {
     Buf buf;
     C *Kr, *Kp, *Vb, *ST, *dPT, *tmp, *dV, *dKr, *dK, *xk, *kraw, *lsm;
   };
+  struct BwdScratchSet {
+    explicit BwdScratchSet(int n) : p(new BwdScratch[n]) {}
+    ~BwdScratchSet() { delete[] p; }
+    BwdScratchSet(const BwdScratchSet&) = delete;
+    BwdScratchSet& operator=(const BwdScratchSet&) = delete;
+    BwdScratch& of(int worker) { return p[worker]; }
+    BwdScratch* p;
+  };
+  // dQ accumulator slots per (batch, KV head) group: key tile kt adds into slot kt mod slots.
+  static constexpr int64_t kDqSlots = 8;
 
   struct Prepared {
     const C *Qhat, *QhatT, *dOT, *dOr, *lsec, *dvec;  // per query tile (b, h, t): BQ·Dp, D·BQ, D·BQ, BQ·Dp, BQ, BQ
@@ -745,7 +774,6 @@ struct Attn {
 
   void backward(const T* q, const T* k, const T* v, const T* out, const char* lse, const T* gout, T* gq, T* gk,
                 T* gv, char* gks) {
-    const int threads = omp_get_max_threads();
     if (B * NQ == 0 || NK == 0) {  // no scores: every gradient is zero
       for (int64_t x = 0; x < B * H * NQ * D; x++) st(gq + x, C(0));
       for (int64_t x = 0; x < B * KVH * NK * D; x++) { st(gk + x, C(0)); st(gv + x, C(0)); }
@@ -768,8 +796,7 @@ struct Attn {
     Prepared pr{static_cast<C*>(qhat_b.get()), static_cast<C*>(qhatT_b.get()), static_cast<C*>(doT_b.get()),
                 static_cast<C*>(dor_b.get()), static_cast<C*>(lse_b.get()), static_cast<C*>(dvec_b.get()), direct_do,
                 pqc};
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t tix = 0; tix < ntiles; tix++) {
+    parallel_tasks(ntiles, [&](int64_t tix, int) {
       const int64_t bh = tix / NQT, t = tix % NQT, b = bh / H, h = bh % H;
       const int64_t i0 = t * BQ, nqt = imin(BQ, NQ - i0);
       C* Qr = const_cast<C*>(pr.Qhat) + tix * BQ * Dp;
@@ -814,69 +841,72 @@ struct Attn {
           if (dr) dr[c * Dp + d] = 0;
         }
       }
-    }
+    });
+    // dQ̂ accumulators: the key tiles of a (batch, KV head) group are dealt to `slots` slots (tile kt to
+    // slot kt mod slots, which spreads the heavy early tiles of a causal mask); one task per (group,
+    // slot) adds its tiles' contributions in tile order into the slot's accumulator. The key-scale
+    // gradient is kept per (group, slot) the same way. Summing the slots in order then gives the
+    // same bits whatever the number of threads.
+    const int64_t slots = imin(NKT, kDqSlots);
+    const int64_t ngroups = B * KVH;
     Buf dks_b;
     double* dks = nullptr;
     if (gks && ks) {
-      dks_b.reset(sizeof(double) * size_t(threads) * size_t(H * D));
+      dks_b.reset(sizeof(double) * size_t(ngroups * slots) * size_t(G * D));
       dks = static_cast<double*>(dks_b.get());
     }
-    // Per-thread dQ accumulators cover `gp` (batch, KV head) groups × query rows [qa, qa + qc).
-    // Capped at kAccBytes in all: above it the work runs in several passes (no extra arithmetic).
-    const int64_t ngroups = B * KVH;
-    double kAccBytes = 256.0 * 1024 * 1024;
-    if (const char* e = ::getenv("ANDROMEDA_ATTN_ACC_BYTES")) kAccBytes = ::atof(e);  // tests: force passes
-    const double per_group = double(threads) * double(G * NQ * Dp) * sizeof(C);
+    // The accumulators cover `gp` groups × query rows [qa, qa + qc), capped at a.dq_accumulator_bytes
+    // (default 256 MiB) in all: above it the work runs in several passes (no extra arithmetic).
+    const double acc_budget = a.dq_accumulator_bytes >= 0 ? a.dq_accumulator_bytes : 256.0 * 1024 * 1024;
+    const double per_group = double(slots) * double(G * NQ * Dp) * sizeof(C);
     int64_t gp = 1, qc = NQ;
-    if (per_group <= kAccBytes) {
-      gp = imin(ngroups, imax(1, int64_t(kAccBytes / per_group)));
+    if (per_group <= acc_budget) {
+      gp = imin(ngroups, imax(1, int64_t(acc_budget / per_group)));
     } else {
-      const double per_row = double(threads) * double(G * Dp) * sizeof(C);
-      qc = imax(BQ, int64_t(kAccBytes / per_row) / BQ * BQ);
+      const double per_row = double(slots) * double(G * Dp) * sizeof(C);
+      qc = imax(BQ, int64_t(acc_budget / per_row) / BQ * BQ);
     }
     const int64_t acc_elems = gp * G * qc * Dp;
-    Buf acc_b(sizeof(C) * size_t(threads) * size_t(acc_elems), false);
+    Buf acc_b(sizeof(C) * size_t(slots) * size_t(acc_elems), false);
     C* acc = static_cast<C*>(acc_b.get());
+    BwdScratchSet scratch(thread_count());
 
     for (int64_t g0 = 0; g0 < ngroups; g0 += gp) {
       const int64_t g1 = imin(ngroups, g0 + gp);
       for (int64_t qa = 0; qa < NQ; qa += qc) {
         const int64_t qb = imin(NQ, qa + qc);
-        const int64_t ntasks = (g1 - g0) * NKT;
-        const int64_t acc_total = int64_t(threads) * acc_elems;
-#pragma omp parallel for schedule(static)
-        for (int64_t x = 0; x < acc_total; x++) acc[x] = 0;
-#pragma omp parallel
-        {
+        const int64_t acc_total = slots * acc_elems;
+        const int64_t zero_chunk = 1 << 14;
+        parallel_tasks((acc_total + zero_chunk - 1) / zero_chunk, [&](int64_t c, int) {
+          C* p = acc + c * zero_chunk;
+          for (int64_t x = 0, n = imin(zero_chunk, acc_total - c * zero_chunk); x < n; x++) p[x] = 0;
+        });
+        parallel_tasks((g1 - g0) * slots, [&](int64_t task, int worker) {
           FtzScope ftz;
-          const int tid = omp_get_thread_num();
-          C* my_acc = acc + size_t(tid) * size_t(acc_elems);
-          BwdScratch w;
-          alloc_bwd(w);
-          double* my_dks = dks ? dks + size_t(tid) * size_t(H * D) : nullptr;
-#pragma omp for schedule(dynamic, 1)
-          for (int64_t task = 0; task < ntasks; task++) {
-            const int64_t kt = task / (g1 - g0);  // early key tiles meet the most queries: first
-            const int64_t gi = g0 + task % (g1 - g0);
-            bwd_task(k, v, gout, gk, gv, pr, gi, kt, g0, qa, qb, qc, my_acc, my_dks, w);
-          }
-        }
-        // dq = Rᵀ(scale · xq ⊙ Σ_threads dQ̂).
+          BwdScratch& w = scratch.of(worker);
+          if (!w.buf.get()) alloc_bwd(w);
+          const int64_t slot = task / (g1 - g0);
+          const int64_t gi = g0 + task % (g1 - g0);
+          C* slot_acc = acc + size_t(slot) * size_t(acc_elems);
+          double* slot_dks = dks ? dks + size_t(gi * slots + slot) * size_t(G * D) : nullptr;
+          for (int64_t kt = slot; kt < NKT; kt += slots)
+            bwd_task(k, v, gout, gk, gv, pr, gi, kt, g0, qa, qb, qc, slot_acc, slot_dks, w);
+        });
+        // dq = Rᵀ(scale · xq ⊙ Σ_slots dQ̂).
         const int64_t rows = (g1 - g0) * G * (qb - qa);
-#pragma omp parallel
-        {
+        const int64_t chunks = imin(rows, int64_t(thread_count()) * 4);
+        parallel_tasks(chunks, [&](int64_t chunk, int) {
           Buf ub(sizeof(C) * size_t(Dp));
           C* u = static_cast<C*>(ub.get());
-#pragma omp for schedule(static)
-          for (int64_t row = 0; row < rows; row++) {
+          for (int64_t row = rows * chunk / chunks; row < rows * (chunk + 1) / chunks; row++) {
             const int64_t gl = row / (G * (qb - qa));
             const int64_t hh = (row / (qb - qa)) % G;
             const int64_t i = qa + row % (qb - qa);
             const int64_t gi = g0 + gl, b = gi / KVH, h = gi % KVH + hh * KVH;
             const int64_t off = ((gl * G + hh) * qc + (i - qa)) * Dp;
             for (int64_t d = 0; d < Dp; d++) u[d] = 0;
-            for (int t = 0; t < threads; t++) {
-              const C* src = acc + size_t(t) * size_t(acc_elems) + off;
+            for (int64_t slot = 0; slot < slots; slot++) {
+              const C* src = acc + size_t(slot) * size_t(acc_elems) + off;
               for (int64_t d = 0; d < Dp; d++) u[d] += src[d];
             }
             T* dst = gq + ((b * H + h) * NQ + i) * D;
@@ -894,14 +924,17 @@ struct Attn {
             }
             for (int64_t d = R; d < D; d++) st(dst + d, u[d] * scale);
           }
-        }
+        });
       }
     }
-    if (gks) {
+    if (gks) {  // head h = g + hh·KVH: summed over the batch, then the slots, in order
       for (int64_t x = 0; x < H * D; x++) {
+        const int64_t h = x / D, g = h % KVH, hh = h / KVH, d = x % D;
         double s = 0;
         if (dks)
-          for (int t = 0; t < threads; t++) s += dks[size_t(t) * size_t(H * D) + x];
+          for (int64_t b = 0; b < B; b++)
+            for (int64_t slot = 0; slot < slots; slot++)
+              s += dks[size_t((b * KVH + g) * slots + slot) * size_t(G * D) + size_t(hh * D + d)];
         store_any(a.key_scale_dtype, gks, x, s);
       }
     }
@@ -928,7 +961,7 @@ struct Attn {
   }
 
   void bwd_task(const T* k, const T* v, const T* gout, T* gk, T* gv, const Prepared& pr, int64_t gi, int64_t kt,
-                int64_t g0, int64_t qa, int64_t qb, int64_t qc, C* my_acc, double* my_dks, BwdScratch& w) const {
+                int64_t g0, int64_t qa, int64_t qb, int64_t qc, C* slot_acc, double* slot_dks, BwdScratch& w) const {
     const int64_t b = gi / KVH, g = gi % KVH;
     const int64_t j0 = kt * BK, nkv = imin(BK, NK - j0);
     const KTile& ktile = ktiles[b * NKT + kt];
@@ -946,7 +979,7 @@ struct Attn {
       ldv = Dp;
     }
     for (int64_t x = 0; x < nkv * Dp; x++) { w.dV[x] = 0; w.dK[x] = 0; }
-    if (my_dks) {
+    if (slot_dks) {
       const T* ksrc = k + ((b * KVH + g) * NK + j0) * D;
       for (int64_t j = 0; j < nkv; j++)
         for (int64_t d = 0; d < D; d++) w.kraw[j * Dp + d] = ld(ksrc + j * D + d);
@@ -1056,7 +1089,7 @@ struct Attn {
           }
           // dQ̂ += dS K', dS read from dSᵀ as a transposed operand
           const int64_t gl = gi - g0;
-          C* accrow = my_acc + ((gl * G + hh) * qc + (ti0 + r0 - qa)) * Dp;
+          C* accrow = slot_acc + ((gl * G + hh) * qc + (ti0 + r0 - qa)) * Dp;
           gemm_tile<C>(mc, Dp, nkv, w.dPT + r0, 1, BQ, Kp, KS, accrow, Dp, true);
         }
       }
@@ -1078,8 +1111,8 @@ struct Attn {
         C* dk = w.dK + j * Dp;
         if (kh) {
           for (int64_t d = 0; d < D; d++) dk[d] += gr[d] * kh[d];
-          if (my_dks) {
-            double* dst = my_dks + h * D;
+          if (slot_dks) {
+            double* dst = slot_dks + hh * D;
             const C* kr = w.kraw + j * Dp;
             for (int64_t d = 0; d < D; d++) dst[d] += double(gr[d] * kr[d]);
           }

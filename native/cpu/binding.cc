@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -271,6 +272,9 @@ cpu::AttentionArgs attention_args(const Napi::Object& o) {
   a.key_positions = ints("keyPositions");
   a.query_segments = ints("querySegments");
   a.key_segments = ints("keySegments");
+  auto budget = [&](const char* name) { Napi::Value v = o.Get(name); return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1.0; };
+  a.key_cache_bytes = budget("keyCacheBytes");
+  a.dq_accumulator_bytes = budget("dqAccumulatorBytes");
   return a;
 }
 
@@ -310,8 +314,13 @@ void register_reference_attention(Napi::Env env, Napi::Object exports) {
 // ---- end of the reference attention form ----
 
 Napi::Value Threads(const Napi::CallbackInfo& info) {
-  if (info.Length() > 0 && info[0].IsNumber()) omp_set_num_threads(std::max(1, i32(info[0])));
-  return Napi::Number::New(info.Env(), omp_get_max_threads());
+  if (info.Length() > 0 && !info[0].IsUndefined()) {
+    const double n = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+    if (!(n >= 1 && n <= cpu::kMaxThreads && n == std::floor(n)))
+      throw Napi::RangeError::New(info.Env(), "threads: must be an integer from 1 to " + std::to_string(cpu::kMaxThreads));
+    cpu::set_thread_count(int(n));
+  }
+  return Napi::Number::New(info.Env(), cpu::thread_count());
 }
 
 // cpuInfo() -> { isa, cpuIsa, gemmF32, gemmF64, threads }: the instruction set in use and the GEMM micro-kernels.
@@ -321,7 +330,7 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   o.Set("cpuIsa", cpu::isa_name(cpu::cpu_isa()));
   o.Set("gemmF32", cpu::gemm_kernel_name(int(DType::F32)));
   o.Set("gemmF64", cpu::gemm_kernel_name(int(DType::F64)));
-  o.Set("threads", omp_get_max_threads());
+  o.Set("threads", cpu::thread_count());
   return o;
 }
 

@@ -1,8 +1,9 @@
 // Fused bandwidth kernels of the CPU engine, the reference for the CUDA ones (native/cuda/add_norm.cu,
 // bias_gelu.cu): residual add + layer/RMS norm and bias + GELU, forward and backward. float32 runs the
 // vectorised row kernels of simd_kernels.h on the residual sum (as the unfused ops would); the other
-// dtypes compute in float64. Column sums (parameter gradients) are per-thread float64 partials reduced
-// in thread order, so results do not depend on scheduling.
+// dtypes compute in float64. Column sums (parameter gradients) are float64 partials per block of rows
+// (reduction_blocks: a count set by the problem size, not the thread count) added in block order, so
+// results do not depend on the number of threads or on scheduling.
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -20,17 +21,12 @@ constexpr int64_t kGrain = 1 << 14;  // elements per task
 int64_t row_grain(int64_t cols) { return std::max<int64_t>(1, kGrain / std::max<int64_t>(cols, 1)); }
 template <typename T> using Stat = std::conditional_t<std::is_same<T, double>::value, double, float>;
 
-/** Threads for a pass over `elements` values, and the row range of thread t of them. */
-int threads_for(int64_t elements) {
-  return std::max(1, std::min<int>(omp_get_max_threads(), int((elements + 4095) / 4096)));
-}
-
-/** out[j] = Σ_t partial[t · stride + j] over the threads' partial rows of column sums, in thread order. */
+/** out[j] = Σ_t partial[t · stride + j] over the blocks' partial rows of column sums, in block order. */
 template <typename T>
-void sum_thread_partials(const double* partial, int threads, size_t stride, int64_t cols, T* out) {
+void sum_block_partials(const double* partial, int64_t blocks, size_t stride, int64_t cols, T* out) {
   for (int64_t j = 0; j < cols; j++) {
     double total = 0;
-    for (int t = 0; t < threads; t++) total += partial[size_t(t) * stride + size_t(j)];
+    for (int64_t t = 0; t < blocks; t++) total += partial[size_t(t) * stride + size_t(j)];
     store(out + j, total);
   }
 }
@@ -87,11 +83,10 @@ void add_norm_grad_f32(const AddNormArgs& a, const float* stats, const float* gy
   const Residual<float> r = residual_of<float>(a);
   const F32Ops& vec = f32_ops();
   const int64_t cols = a.cols, rows = a.rows;
-  const int threads = threads_for(rows * cols);
-  std::vector<double> partial(size_t(threads) * 3 * size_t(cols), 0.0);
-  _Pragma("omp parallel for schedule(static) num_threads(threads)")
-  for (int t = 0; t < threads; t++) {
-    const int64_t begin = rows * t / threads, end = rows * (t + 1) / threads;
+  const int64_t blocks = reduction_blocks(rows, rows * cols);
+  std::vector<double> partial(size_t(blocks) * 3 * size_t(cols), 0.0);
+  parallel_tasks(blocks, [&](int64_t t, int) {
+    const int64_t begin = rows * t / blocks, end = rows * (t + 1) / blocks;
     double* pw = partial.data() + size_t(t) * 3 * size_t(cols);
     double* pb = pw + cols;
     double* ps = pb + cols;
@@ -119,10 +114,10 @@ void add_norm_grad_f32(const AddNormArgs& a, const float* stats, const float* gy
       if (gbias) vec.accumulate_f64(pb, ab, cols);
       if (gscale) vec.accumulate_f64(ps, as, cols);
     }
-  }
+  });
   float* outs[3] = {gw, gbias, gscale};
   for (int q = 0; q < 3; q++)
-    if (outs[q]) sum_thread_partials(partial.data() + size_t(q) * size_t(cols), threads, 3 * size_t(cols), cols, outs[q]);
+    if (outs[q]) sum_block_partials(partial.data() + size_t(q) * size_t(cols), blocks, 3 * size_t(cols), cols, outs[q]);
 }
 
 }  // namespace
@@ -186,12 +181,11 @@ void add_norm_grad(const AddNormArgs& a, const char* stats_raw, const char* grad
     T* GA = reinterpret_cast<T*>(grad_a);
     T* GB = reinterpret_cast<T*>(grad_b);
     const int64_t cols = a.cols, rows = a.rows;
-    const int threads = threads_for(rows * cols);
-    // Per thread: column partials of Σ gy·x̂ (weight), Σ gy (bias), Σ ∂s·b·c (scale).
-    std::vector<double> partial(size_t(threads) * 3 * size_t(cols), 0.0);
-    _Pragma("omp parallel for schedule(static) num_threads(threads)")
-    for (int t = 0; t < threads; t++) {
-      const int64_t begin = rows * t / threads, end = rows * (t + 1) / threads;
+    const int64_t blocks = reduction_blocks(rows, rows * cols);
+    // Per block: column partials of Σ gy·x̂ (weight), Σ gy (bias), Σ ∂s·b·c (scale).
+    std::vector<double> partial(size_t(blocks) * 3 * size_t(cols), 0.0);
+    parallel_tasks(blocks, [&](int64_t t, int) {
+      const int64_t begin = rows * t / blocks, end = rows * (t + 1) / blocks;
       double* pw = partial.data() + size_t(t) * 3 * size_t(cols);
       double* pb = pw + cols;
       double* ps = pb + cols;
@@ -220,10 +214,10 @@ void add_norm_grad(const AddNormArgs& a, const char* stats_raw, const char* grad
           if (grad_scale) ps[j] += gs * double(load(r.b + row + j)) * r.c;
         }
       }
-    }
+    });
     T* outs[3] = {reinterpret_cast<T*>(grad_weight), reinterpret_cast<T*>(grad_bias), reinterpret_cast<T*>(grad_scale)};
     for (int q = 0; q < 3; q++)
-      if (outs[q]) sum_thread_partials(partial.data() + size_t(q) * size_t(cols), threads, 3 * size_t(cols), cols, outs[q]);
+      if (outs[q]) sum_block_partials(partial.data() + size_t(q) * size_t(cols), blocks, 3 * size_t(cols), cols, outs[q]);
   });
 }
 
@@ -271,11 +265,10 @@ void bias_gelu_grad(int dtype, const char* x, const char* bias, const char* grad
     const float* B = reinterpret_cast<const float*>(bias);
     const float* GY = reinterpret_cast<const float*>(grad_out);
     float* GX = reinterpret_cast<float*>(grad_in);
-    const int threads = threads_for(rows * cols);
-    std::vector<double> partial(size_t(threads) * size_t(cols), 0.0);
-    _Pragma("omp parallel for schedule(static) num_threads(threads)")
-    for (int t = 0; t < threads; t++) {
-      const int64_t begin = rows * t / threads, end = rows * (t + 1) / threads;
+    const int64_t blocks = reduction_blocks(rows, rows * cols);
+    std::vector<double> partial(size_t(blocks) * size_t(cols), 0.0);
+    parallel_tasks(blocks, [&](int64_t t, int) {
+      const int64_t begin = rows * t / blocks, end = rows * (t + 1) / blocks;
       std::vector<float> pre(static_cast<size_t>(cols));
       for (int64_t i = begin; i < end; i++) {
         vec.binary_vv(0, X + i * cols, B, pre.data(), cols);
@@ -283,8 +276,8 @@ void bias_gelu_grad(int dtype, const char* x, const char* bias, const char* grad
           for (int64_t j = 0; j < cols; j++) GX[i * cols + j] = float(double(GY[i * cols + j]) * gelu_grad(pre[j]));
         if (grad_bias) vec.accumulate_f64(partial.data() + size_t(t) * size_t(cols), GX + i * cols, cols);
       }
-    }
-    if (grad_bias) sum_thread_partials(partial.data(), threads, size_t(cols), cols, reinterpret_cast<float*>(grad_bias));
+    });
+    if (grad_bias) sum_block_partials(partial.data(), blocks, size_t(cols), cols, reinterpret_cast<float*>(grad_bias));
     return;
   }
   ANDROMEDA_DISPATCH_FLOAT(dtype, {
@@ -292,11 +285,10 @@ void bias_gelu_grad(int dtype, const char* x, const char* bias, const char* grad
     const T* B = reinterpret_cast<const T*>(bias);
     const T* GY = reinterpret_cast<const T*>(grad_out);
     T* GX = reinterpret_cast<T*>(grad_in);
-    const int threads = threads_for(rows * cols);
-    std::vector<double> partial(size_t(threads) * size_t(cols), 0.0);
-    _Pragma("omp parallel for schedule(static) num_threads(threads)")
-    for (int t = 0; t < threads; t++) {
-      const int64_t begin = rows * t / threads, end = rows * (t + 1) / threads;
+    const int64_t blocks = reduction_blocks(rows, rows * cols);
+    std::vector<double> partial(size_t(blocks) * size_t(cols), 0.0);
+    parallel_tasks(blocks, [&](int64_t t, int) {
+      const int64_t begin = rows * t / blocks, end = rows * (t + 1) / blocks;
       double* p = partial.data() + size_t(t) * size_t(cols);
       for (int64_t i = begin; i < end; i++)
         for (int64_t j = 0; j < cols; j++) {
@@ -305,8 +297,8 @@ void bias_gelu_grad(int dtype, const char* x, const char* bias, const char* grad
           store(GX + e, g);
           p[j] += g;
         }
-    }
-    if (grad_bias) sum_thread_partials(partial.data(), threads, size_t(cols), cols, reinterpret_cast<T*>(grad_bias));
+    });
+    if (grad_bias) sum_block_partials(partial.data(), blocks, size_t(cols), cols, reinterpret_cast<T*>(grad_bias));
   });
 }
 

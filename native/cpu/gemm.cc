@@ -14,7 +14,6 @@
 // (each thread packs its own panels; no barriers inside a GEMM). Half-precision outputs are written once (no K blocking), so
 // they are rounded a single time.
 #include <immintrin.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -389,23 +388,21 @@ void gemm_typed(const GemmArgs& g) {
     return;
   }
   const double flops = 2.0 * double(g.m) * double(g.n) * double(g.k);
-  int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  int threads = in_parallel() ? 1 : thread_count();
   if (flops * double(g.batch) < 2e5) threads = 1;
   if (threads == 1) {
     for (int64_t bi = 0; bi < g.batch; bi++) gemm_part(problem(bi), K, 0, 1);
     return;
   }
-  // Whole GEMMs per thread when the batch divides evenly (or is large); else each one is split.
+  // Whole GEMMs per task when the batch divides evenly (or is large); else each one is split into a
+  // grid of `threads` parts. Every element is summed over k in the same order whatever the split.
   if (g.batch >= threads && (g.batch % threads == 0 || g.batch >= 4 * threads)) {
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t bi = 0; bi < g.batch; bi++) gemm_part(problem(bi), K, 0, 1);
+    parallel_tasks(g.batch, [&](int64_t bi, int) { gemm_part(problem(bi), K, 0, 1); });
     return;
   }
-#pragma omp parallel num_threads(threads)
-  {
-    const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-    for (int64_t bi = 0; bi < g.batch; bi++) gemm_part(problem(bi), K, tid, team);
-  }
+  parallel_tasks(threads, [&](int64_t part, int) {
+    for (int64_t bi = 0; bi < g.batch; bi++) gemm_part(problem(bi), K, int(part), threads);
+  });
 }
 
 }  // namespace

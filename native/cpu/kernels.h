@@ -71,6 +71,11 @@ struct AttentionArgs {
   const int32_t* key_positions;    // [batch, key_len] or null
   const int32_t* query_segments;   // [batch, query_len] or null
   const int32_t* key_segments;     // [batch, key_len] or null
+  // Scratch budgets in bytes (negative: the defaults, 512 MiB and 256 MiB). Above the first the forward
+  // prepares keys per tile pair instead of sharing one prepared copy; above the second the backward
+  // runs its dQ accumulation in several passes. Results are the same either way.
+  double key_cache_bytes = -1;
+  double dq_accumulator_bytes = -1;
 };
 void attention_forward(const AttentionArgs& args, const char* q, const char* k, const char* v, char* out, char* lse);
 // Overwrites grad_q, grad_k, grad_v and (when not null) grad_key_scale.

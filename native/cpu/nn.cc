@@ -153,15 +153,14 @@ void norm_grad(bool rms, int dtype, const char* x, const char* weight, const cha
     const T* W = reinterpret_cast<const T*>(weight);
     const T* G = reinterpret_cast<const T*>(grad_out);
     T* GX = reinterpret_cast<T*>(grad_in);
-    const int threads = std::max(1, std::min<int>(omp_get_max_threads(), int((rows * cols + 4095) / 4096)));
+    const int64_t blocks = reduction_blocks(rows, rows * cols);
     const bool want_gw = grad_weight != nullptr, want_gb = grad_bias != nullptr;
-    // Per-thread float64 partial sums of the weight/bias gradients, reduced below.
-    double* gw_part = scratch<double>(0, size_t(threads) * cols * 2);
-    double* gb_part = gw_part + size_t(threads) * cols;
-    std::fill(gw_part, gw_part + size_t(threads) * cols * 2, 0.0);
-    _Pragma("omp parallel for schedule(static) num_threads(threads)")
-    for (int t = 0; t < threads; t++) {
-      const int64_t begin = rows * t / threads, end = rows * (t + 1) / threads;
+    // Per-block float64 partial sums of the weight/bias gradients, added in block order below.
+    double* gw_part = scratch<double>(0, size_t(blocks) * cols * 2);
+    double* gb_part = gw_part + size_t(blocks) * cols;
+    std::fill(gw_part, gw_part + size_t(blocks) * cols * 2, 0.0);
+    parallel_tasks(blocks, [&](int64_t t, int) {
+      const int64_t begin = rows * t / blocks, end = rows * (t + 1) / blocks;
       double* gw = gw_part + size_t(t) * cols;
       double* gb = gb_part + size_t(t) * cols;
       if (std::is_same<T, float>::value) {
@@ -181,7 +180,7 @@ void norm_grad(bool rms, int dtype, const char* x, const char* weight, const cha
           if (want_gw) vec.accumulate_f64(gw, gwf, cols);
           if (want_gb) vec.accumulate_f64(gb, gbf, cols);
         }
-        continue;
+        return;
       }
       double* xhat = scratch<double>(1, size_t(cols) * 2);
       double* gxhat = xhat + cols;
@@ -206,13 +205,13 @@ void norm_grad(bool rms, int dtype, const char* x, const char* weight, const cha
           store(GX + r * cols + j, C(v));
         }
       }
-    }
+    });
     if (grad_weight || grad_bias) {
       T* GW = reinterpret_cast<T*>(grad_weight);
       T* GB = reinterpret_cast<T*>(grad_bias);
       for (int64_t j = 0; j < cols; j++) {
         double sw = 0, sb = 0;
-        for (int t = 0; t < threads; t++) { sw += gw_part[size_t(t) * cols + j]; sb += gb_part[size_t(t) * cols + j]; }
+        for (int64_t t = 0; t < blocks; t++) { sw += gw_part[size_t(t) * cols + j]; sb += gb_part[size_t(t) * cols + j]; }
         if (GW) store(GW + j, C(sw));
         if (GB) store(GB + j, C(sb));
       }

@@ -30,26 +30,26 @@ void sum_f32(const float* in, float* o, int64_t outer, int64_t size, int64_t inn
     });
     return;
   }
-  const int threads = std::max(1, std::min<int>(omp_get_max_threads(), int(outer * size * inner / 16384)));
-  if (outer < threads && size >= 2 * threads) {
-    // Few outputs rows (bias gradients): each thread sums a contiguous block of rows over the whole
-    // inner width (streaming reads), then the per-thread float64 partials are added.
-    double* partial = scratch_f64(size_t(threads) * size_t(outer * inner));
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int t = 0; t < threads; t++) {
+  const int64_t blocks = reduction_blocks(size, outer * size * inner);
+  if (outer < 8 && blocks > 1) {
+    // Few output rows (bias gradients): each block of the summed axis is added over the whole inner
+    // width (streaming reads) into its own float64 partial; the partials are then added in block order.
+    double* partial = scratch_f64(size_t(blocks) * size_t(outer * inner));
+    parallel_tasks(blocks, [&](int64_t t, int) {
       double* acc = partial + size_t(t) * size_t(outer * inner);
       std::fill(acc, acc + outer * inner, 0.0);
-      const int64_t s0 = size * t / threads, s1 = size * (t + 1) / threads;
+      const int64_t s0 = size * t / blocks, s1 = size * (t + 1) / blocks;
       for (int64_t a = 0; a < outer; a++)
         for (int64_t s = s0; s < s1; s++) vec.accumulate_f64(acc + a * inner, in + (a * size + s) * inner, inner);
-    }
+    });
     for (int64_t j = 0; j < outer * inner; j++) {
       double total = 0;
-      for (int t = 0; t < threads; t++) total += partial[size_t(t) * size_t(outer * inner) + size_t(j)];
+      for (int64_t t = 0; t < blocks; t++) total += partial[size_t(t) * size_t(outer * inner) + size_t(j)];
       o[j] = float(total);
     }
     return;
   }
+  const int threads = thread_count();
   int64_t chunk = std::max<int64_t>(64, (inner + threads - 1) / threads);
   chunk = std::min(inner, (chunk + 15) / 16 * 16);
   const int64_t chunks = (inner + chunk - 1) / chunk;
@@ -113,15 +113,14 @@ double sum_of_squares(int dtype, const char* x, int64_t count) {
   double total = 0;
   ANDROMEDA_DISPATCH_FLOAT(dtype, {
     const T* in = reinterpret_cast<const T*>(x);
-    const int threads = std::max(1, std::min<int>(omp_get_max_threads(), int((count + 16383) / 16384)));
-    double* partial = scratch_f64(size_t(threads));
+    const int64_t blocks = reduction_blocks(count, count);
+    double* partial = scratch_f64(size_t(blocks));
     const F32Ops* vec = std::is_same<T, float>::value ? &f32_ops() : nullptr;
-    _Pragma("omp parallel for schedule(static) num_threads(threads)")
-    for (int t = 0; t < threads; t++) {
-      const int64_t begin = count * t / threads, end = count * (t + 1) / threads;
+    parallel_tasks(blocks, [&](int64_t t, int) {
+      const int64_t begin = count * t / blocks, end = count * (t + 1) / blocks;
       if (vec) {
         partial[t] = vec->sum_squares(reinterpret_cast<const float*>(in) + begin, end - begin);
-        continue;
+        return;
       }
       double acc = 0;
       for (int64_t i = begin; i < end; i++) {
@@ -129,8 +128,8 @@ double sum_of_squares(int dtype, const char* x, int64_t count) {
         acc += v * v;
       }
       partial[t] = acc;
-    }
-    for (int t = 0; t < threads; t++) total += partial[t];
+    });
+    for (int64_t t = 0; t < blocks; t++) total += partial[t];
   });
   return total;
 }

@@ -24,15 +24,7 @@ Isa detect() {
   return Isa::Generic;
 }
 
-int env_limit() {
-  const char* e = std::getenv("ANDROMEDA_CPU_ISA");
-  if (!e || !*e) return int(Isa::Avx512);
-  if (!std::strcmp(e, "generic")) return int(Isa::Generic);
-  if (!std::strcmp(e, "avx2")) return int(Isa::Avx2);
-  return int(Isa::Avx512);
-}
-
-std::atomic<int> g_limit{-1};
+std::atomic<int> g_limit{int(Isa::Avx512)};
 
 }  // namespace
 
@@ -42,11 +34,7 @@ Isa cpu_isa() {
 }
 
 Isa active_isa() {
-  int limit = g_limit.load(std::memory_order_relaxed);
-  if (limit < 0) {
-    limit = env_limit();
-    g_limit.store(limit, std::memory_order_relaxed);
-  }
+  const int limit = g_limit.load(std::memory_order_relaxed);
   const int best = int(cpu_isa());
   return Isa(limit < best ? limit : best);
 }

@@ -10,8 +10,8 @@ enum class Isa : int { Generic = 0, Avx2 = 1, Avx512 = 2 };
 
 // The best instruction set the CPU (and OS) supports.
 Isa cpu_isa();
-// The instruction set the kernels use now: cpu_isa(), lowered by ANDROMEDA_CPU_ISA=generic|avx2
-// in the environment or by limit_isa() (tests use it to exercise every code path on one machine).
+// The instruction set the kernels use now: cpu_isa(), lowered by limit_isa() (the engine applies
+// ANDROMEDA_CPU_ISA=generic|avx2 with it at start; tests use it to exercise every code path).
 Isa active_isa();
 // Caps active_isa() at `isa` (never raises it above cpu_isa()).
 void limit_isa(Isa isa);

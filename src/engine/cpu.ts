@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import type { AttentionArgs, Dense } from './engine.js';
 import { NativeEngine, at, atOrNull, requireAddon, type NativeKernels } from './native-engine.js';
 import { nativeAttentionConfig, type NativeAttentionConfig } from './attention-config.js';
+import { parseCpuIsa, parseThreadCount } from './cpu-settings.js';
 
 /** The compiled addon's functions (native/cpu/binding.cc): the shared kernels plus the CPU's own. */
 interface CpuAddon extends NativeKernels {
@@ -9,17 +10,37 @@ interface CpuAddon extends NativeKernels {
   cpuInfo(): CpuInfo;
   limitIsa(isa: CpuIsa): CpuIsa;
   probeCpu(): { clockGHz: number; fmaGflops512: number; fmaGflops256: number };
-  attentionForward(q: number, k: number, v: number, out: number, lse: number, config: NativeAttentionConfig): void;
+  attentionForward(q: number, k: number, v: number, out: number, lse: number, config: CpuAttentionConfig): void;
   attentionBackward(q: number, k: number, v: number, out: number, lse: number, gradOut: number,
-    gradQ: number, gradK: number, gradV: number, gradKeyScale: number | null, config: NativeAttentionConfig): void;
+    gradQ: number, gradK: number, gradV: number, gradKeyScale: number | null, config: CpuAttentionConfig): void;
 }
 
+/**
+ * Scratch budgets of the CPU attention kernels, in bytes. Results are the same under any budget; small
+ * ones trade speed for memory (and let tests reach the fallback paths).
+ */
+export interface CpuAttentionBudgets {
+  /** Forward: one prepared copy of the keys shared by all query tiles up to this size (default 512 MiB); above, keys are prepared per tile pair. */
+  readonly keyCacheBytes?: number;
+  /** Backward: dQ accumulators up to this size (default 256 MiB); above, the work runs in several passes. */
+  readonly dqAccumulatorBytes?: number;
+}
+type CpuAttentionConfig = NativeAttentionConfig & { keyCacheBytes: number | null; dqAccumulatorBytes: number | null };
 
-function attentionConfig(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, a: AttentionArgs, grads: readonly Dense[] = []): NativeAttentionConfig {
+function budgetOf(budgets: CpuAttentionBudgets, key: keyof CpuAttentionBudgets): number | null {
+  const v = budgets[key];
+  if (v === undefined) return null;
+  if (!Number.isFinite(v) || v < 0) throw new Error(`attention: ${key} must be a finite number of bytes >= 0, got ${v}`);
+  return v;
+}
+
+function attentionConfig(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, a: AttentionArgs, budgets: CpuAttentionBudgets,
+  grads: readonly Dense[] = []): CpuAttentionConfig {
   if (q.dtype !== 'float32' && q.dtype !== 'float64' && q.dtype !== 'bfloat16') throw new Error(`attention: unsupported dtype ${q.dtype}`);
   if (lse.dtype !== 'float32' && lse.dtype !== 'float64') throw new Error(`attention: lse must be float32 or float64, got ${lse.dtype}`);
   const operands: [string, Dense][] = [['k', k], ['v', v], ['out', out], ...grads.map((g, i): [string, Dense] => [`grad${i}`, g])];
-  return nativeAttentionConfig('attention', q, operands, lse, a);
+  return { ...nativeAttentionConfig('attention', q, operands, lse, a),
+    keyCacheBytes: budgetOf(budgets, 'keyCacheBytes'), dqAccumulatorBytes: budgetOf(budgets, 'dqAccumulatorBytes') };
 }
 
 /** SIMD instruction sets the CPU kernels are compiled for (chosen at run time). */
@@ -48,19 +69,24 @@ export class CpuEngine extends NativeEngine<CpuAddon> {
 
   constructor() {
     super(loadAddon());
-    const requested = Number(process.env.ANDROMEDA_THREADS ?? 0);
-    if (requested > 0) this.addon.threads(requested);
+    const requested = process.env.ANDROMEDA_THREADS;
+    if (requested !== undefined && requested !== '') this.addon.threads(parseThreadCount(requested, 'ANDROMEDA_THREADS'));
+    const isa = process.env.ANDROMEDA_CPU_ISA;
+    if (isa !== undefined && isa !== '') this.addon.limitIsa(parseCpuIsa(isa, 'ANDROMEDA_CPU_ISA'));
   }
 
-  /** Number of worker threads the kernels use (set with ANDROMEDA_THREADS or here). */
+  /**
+   * Number of threads the kernels use, the calling one included: ANDROMEDA_THREADS, else the CPUs
+   * this process may run on. `set` changes it (an integer from 1 to MAX_CPU_THREADS).
+   */
   threads(set?: number): number {
-    return this.addon.threads(set);
+    return this.addon.threads(set === undefined ? undefined : parseThreadCount(set, 'threads()'));
   }
 
   /** Instruction set and GEMM micro-kernels in use. */
   cpuInfo(): CpuInfo { return this.addon.cpuInfo(); }
   /** Caps the SIMD instruction set (also ANDROMEDA_CPU_ISA); returns the one now in use. */
-  limitIsa(isa: CpuIsa): CpuIsa { return this.addon.limitIsa(isa); }
+  limitIsa(isa: CpuIsa): CpuIsa { return this.addon.limitIsa(parseCpuIsa(isa, 'limitIsa()')); }
   /** Measures the core clock and single-thread FMA throughput on this thread (~0.5 s). */
   probeCpu(): { clockGHz: number; fmaGflops512: number; fmaGflops256: number } { return this.addon.probeCpu(); }
 
@@ -70,16 +96,16 @@ export class CpuEngine extends NativeEngine<CpuAddon> {
    * Fused attention (native/cpu/attention.cc): float32, float64 or bfloat16 q/k/v; lse float32 or float64
    * (use float64 with float64 inputs for full-precision gradients); keyScale float32/float64/bfloat16.
    */
-  attentionForward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void {
-    this.addon.attentionForward(at(q), at(k), at(v), at(out), at(lse), attentionConfig(q, k, v, out, lse, args));
+  attentionForward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs, budgets: CpuAttentionBudgets = {}): void {
+    this.addon.attentionForward(at(q), at(k), at(v), at(out), at(lse), attentionConfig(q, k, v, out, lse, args, budgets));
   }
   /** Overwrites gradQ, gradK, gradV and gradKeyScale (summed over the batch; dtype as keyScale). */
   attentionBackward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, gradOut: Dense,
-    gradQ: Dense, gradK: Dense, gradV: Dense, gradKeyScale: Dense | null, args: AttentionArgs): void {
+    gradQ: Dense, gradK: Dense, gradV: Dense, gradKeyScale: Dense | null, args: AttentionArgs, budgets: CpuAttentionBudgets = {}): void {
     if (args.keyScale && gradKeyScale && gradKeyScale.dtype !== args.keyScale.dtype) {
       throw new Error(`attention: gradKeyScale is ${gradKeyScale.dtype} but keyScale is ${args.keyScale.dtype}`);
     }
-    const config = attentionConfig(q, k, v, out, lse, args, [gradOut, gradQ, gradK, gradV]);
+    const config = attentionConfig(q, k, v, out, lse, args, budgets, [gradOut, gradQ, gradK, gradV]);
     this.addon.attentionBackward(at(q), at(k), at(v), at(out), at(lse), at(gradOut), at(gradQ), at(gradK), at(gradV),
       args.keyScale ? atOrNull(gradKeyScale) : null, config);
   }

@@ -3,13 +3,10 @@ import { DTYPE_BYTES, type DType } from '../tensor/dtype.js';
 import { formatShape } from '../tensor/shape.js';
 import { Generator } from '../tensor/random.js';
 import { isGradEnabled, noGrad } from '../autograd/grad-mode.js';
-import { tidy } from '../tensor/scope.js';
 import { hostInts } from '../tensor/host-ints.js';
 import { linear } from '../ops/matmul.js';
 import { narrow } from '../ops/layout.js';
 import { crossEntropy } from '../ops/nn.js';
-import { checkpoint } from '../ops/checkpoint.js';
-import type { TokenIndexInput } from '../ops/attention.js';
 import { Module, ModuleList } from '../nn/module.js';
 import { Embedding } from '../nn/embedding.js';
 import { Linear } from '../nn/linear.js';
@@ -17,10 +14,13 @@ import { assertModelFitsMemory, resolveConfig, type AndromedaConfig, type Androm
 import { presetInput } from './presets.js';
 import { headSlopes } from './alibi.js';
 import { rotarySettings } from './rotary.js';
-import { Block, makeNorm, type Norm } from './block.js';
+import { makeBlock, type Block } from './block.js';
+import { blockRunner } from './block-runner.js';
+import { makeNorm, type Norm } from './norm.js';
 import { KVCache, type KVCacheOptions } from './kv-cache.js';
+import type { AndromedaForwardOptions } from './forward-options.js';
 import { initializeAndromeda } from './init.js';
-import type { SequenceContext } from './context.js';
+import { layerState, sequenceContext, type SequenceContext } from './context.js';
 
 export interface AndromedaOptions {
   device?: string;
@@ -32,31 +32,7 @@ export interface AndromedaOptions {
   initialize?: boolean;
 }
 
-/** A [batch, n] int32 per-token index, as host values or a tensor. */
-export type TokenIndices = Int32Array | Tensor;
-
-export interface ForwardOptions {
-  /** Document ids for packed sequences: attention and token shift stay within a document. */
-  segmentIds?: TokenIndices;
-  /** Positions for rotary, xPos and ALiBi; by default 0.. (or, with segmentIds, counting from each document's start). */
-  positions?: TokenIndices;
-  /** Decode incrementally: tokens continue the cached sequence (runs without autograd). */
-  kvCache?: KVCache;
-  /** Force the fused or the reference attention; default 'auto'. */
-  attention?: 'auto' | 'fused' | 'reference';
-  /**
-   * 'all' (default): logits for every position, [batch, n, vocab]. 'last': only for each row's last
-   * position, [batch, 1, vocab] — what generation needs after a prompt, without the [n, vocab] head.
-   */
-  logits?: 'all' | 'last';
-  /**
-   * Activation checkpointing: keep only each block's input during training and recompute the block in
-   * the backward pass (about one more forward per step, for a fraction of the activation memory).
-   */
-  checkpoint?: boolean;
-}
-
-export interface LossOptions extends ForwardOptions {
+export interface LossOptions extends AndromedaForwardOptions {
   /**
    * Targets [batch, n] for every input position (packed training data); without them the loss is
    * next-token prediction within `tokens`: logits[:, :-1] against tokens[:, 1:].
@@ -87,7 +63,7 @@ export class Andromeda extends Module {
     const rotary = rotarySettings(c);
     const slopes = c.alibiHeads > 0 ? headSlopes(c.heads, c.alibiHeads) : null;
     this.embedding = this.addModule('embedding', new Embedding(c.vocabSize, c.dim, { ...p, initialize: false }));
-    this.blocks = this.addModule('blocks', new ModuleList(Array.from({ length: c.depth }, () => new Block(c, rotary, slopes, p))));
+    this.blocks = this.addModule('blocks', new ModuleList(Array.from({ length: c.depth }, () => makeBlock(c, rotary, slopes, p))));
     this.finalNorm = c.normPosition === 'pre' ? this.addModule('finalNorm', makeNorm(c, p)) : null;
     this.logits = c.tiedEmbeddings ? null : this.addModule('logits', new Linear(c.dim, c.vocabSize, { ...p, initialize: false }));
     if (o.initialize ?? true) initializeAndromeda(this, o.generator ?? new Generator(o.seed ?? 0));
@@ -107,21 +83,33 @@ export class Andromeda extends Module {
   }
 
   /** tokens int32 [batch, n] → logits [batch, n, vocabSize] ([batch, 1, vocabSize] with logits: 'last'). */
-  forward(tokens: Tensor, o: ForwardOptions = {}): Tensor {
+  forward(tokens: Tensor, o: AndromedaForwardOptions = {}): Tensor {
     return this.logitsOf(this.hiddenStates(tokens, o));
   }
 
-  /** tokens → the last layer's output (after the final norm), [batch, n, dim]. */
-  private hiddenStates(tokens: Tensor, o: ForwardOptions): Tensor {
-    if (o.kvCache) return noGrad(() => this.run(tokens, o));
-    return this.run(tokens, o);
+  /** tokens → the last layer's output (after the final norm), [batch, n, dim] ([batch, 1, dim] with logits: 'last'). */
+  private hiddenStates(tokens: Tensor, o: AndromedaForwardOptions): Tensor {
+    const [batch, n] = this.checkForwardInputs(tokens, o);
+    const run = (): Tensor => this.run(tokens, sequenceContext(batch, n, o, this.device), o);
+    // Decoding never trains: without autograd the block runner frees each block's intermediates.
+    return o.kvCache ? noGrad(run) : run();
+  }
+
+  /** embedding → blocks → final norm; how each block holds its memory is the runner's business. */
+  private run(tokens: Tensor, sequence: SequenceContext, o: AndromedaForwardOptions): Tensor {
+    const runBlock = blockRunner(o.activationCheckpointing ?? false);
+    let x = this.embedding.forward(tokens);
+    for (let layer = 0; layer < this.blocks.length; layer++) x = runBlock(this.blocks.at(layer), x, layerState(sequence, o.kvCache, layer));
+    if (o.logits === 'last') x = lastPosition(x);
+    return this.finalNorm ? this.finalNorm.forward(x) : x;
   }
 
   private logitsOf(x: Tensor): Tensor {
     return this.logits ? this.logits.forward(x) : linear(x, this.embedding.weight);
   }
 
-  private run(tokens: Tensor, o: ForwardOptions): Tensor {
+  /** [batch, n] of the tokens, once tokens and options are known to fit this model (nothing allocated yet). */
+  private checkForwardInputs(tokens: Tensor, o: AndromedaForwardOptions): [number, number] {
     tokens.assertAlive('Andromeda.forward', 'tokens');
     if (tokens.dtype !== 'int32' || tokens.rank !== 2) {
       throw new TypeError(`Andromeda.forward: tokens must be int32 [batch, n], got ${tokens.dtype} ${formatShape(tokens.shape)}`);
@@ -130,49 +118,13 @@ export class Andromeda extends Module {
     if (o.logits !== undefined && o.logits !== 'all' && o.logits !== 'last') {
       throw new RangeError(`Andromeda.forward: logits must be 'all' or 'last', got '${String(o.logits)}'`);
     }
-    const cache = o.kvCache ?? null;
+    const cache = o.kvCache;
     if (cache) {
       if (o.segmentIds || o.positions) throw new Error('Andromeda.forward: a KV cache decodes one document per row: segmentIds and positions are not supported with it');
       if (cache.batch !== batch) throw new RangeError(`Andromeda.forward: the KV cache holds ${cache.batch} rows but tokens have ${batch}`);
       if (cache.layers.length !== this.config.depth) throw new RangeError(`Andromeda.forward: the KV cache has ${cache.layers.length} layers, the model ${this.config.depth}`);
     }
-    const sequence = this.sequenceContext(batch, n, o);
-    let x = this.embedding.forward(tokens);
-    let layer = 0;
-    // Without autograd nothing needs a layer's intermediates after it: free them layer by layer,
-    // so inference memory is one layer's activations, not the whole stack's.
-    const inference = !isGradEnabled();
-    for (const block of this.blocks) {
-      const context = { sequence, cache: cache?.layers[layer++] ?? null };
-      const input = x;
-      if (inference) x = tidy(() => block.forward(input, context));
-      else if (o.checkpoint) x = checkpoint((h) => block.forward(h, context), input, block.parameters());
-      else x = block.forward(input, context);
-      if (inference && x !== input) input.dispose();
-    }
-    if (o.logits === 'last' && n > 1) {
-      const last = narrow(x, 1, n - 1, 1);
-      if (inference) x.dispose();
-      x = last;
-    }
-    if (this.finalNorm) x = this.finalNorm.forward(x);
-    return x;
-  }
-
-  private sequenceContext(batch: number, n: number, o: ForwardOptions): SequenceContext {
-    const host = (t: TokenIndices | undefined, what: string): Int32Array | null => {
-      if (!t) return null;
-      const values = t instanceof Tensor ? t.toArray() : t;
-      if (!(values instanceof Int32Array)) throw new TypeError(`Andromeda.forward: ${what} must be int32`);
-      if (values.length !== batch * n) throw new RangeError(`Andromeda.forward: ${what} has ${values.length} values, expected [${batch}, ${n}]`);
-      return values;
-    };
-    const segmentIds = host(o.segmentIds, 'segmentIds');
-    let positions: TokenIndexInput | null = host(o.positions, 'positions');
-    if (!positions && segmentIds) positions = positionsFromSegments(segmentIds, batch, n);
-    const segments = segmentIds ? { host: segmentIds, device: Tensor.fromArray(segmentIds, [batch, n], 'int32', this.device) } : null;
-    if (positions instanceof Int32Array) positions = { host: positions, device: Tensor.fromArray(positions, [batch, n], 'int32', this.device) };
-    return { positions, segments, implementation: o.attention ?? 'auto' };
+    return [batch, n];
   }
 
   /**
@@ -199,22 +151,18 @@ export class Andromeda extends Module {
   }
 }
 
+/** x[:, n−1:n] of [batch, n, dim]; without autograd the rest of x is freed at once. */
+function lastPosition(x: Tensor): Tensor {
+  const n = x.shape[1]!;
+  if (n === 1) return x;
+  const last = narrow(x, 1, n - 1, 1);
+  if (!isGradEnabled()) x.dispose();
+  return last;
+}
+
 /** tokens[:, 1:] of a [batch, n] row-major array. */
 function nextTokenTargets(tokens: Int32Array, batch: number, n: number): Int32Array {
   const out = new Int32Array(batch * (n - 1));
   for (let b = 0; b < batch; b++) out.set(tokens.subarray(b * n + 1, (b + 1) * n), b * (n - 1));
-  return out;
-}
-
-/** Positions counting from 0 at each change of segment id along a row. */
-export function positionsFromSegments(segments: Int32Array, batch: number, n: number): Int32Array {
-  const out = new Int32Array(batch * n);
-  for (let b = 0; b < batch; b++) {
-    let position = 0;
-    for (let t = 0; t < n; t++) {
-      if (t > 0 && segments[b * n + t] !== segments[b * n + t - 1]) position = 0;
-      out[b * n + t] = position++;
-    }
-  }
   return out;
 }

@@ -1,102 +1,144 @@
+/**
+ * One layer of the stack (shared/spec/andromeda-model.md, "The layer stack"), in one of three forms
+ * chosen once from the config by makeBlock:
+ *
+ *   pre-norm (default)      x = attn(norm₁(x)) + x·s₁·c ;  x = ff(norm₂(x)) + x·s₂·c
+ *   post-norm (DeepNorm)    x = norm₁(attn(x) + x·s₁·c) ;  x = norm₂(ff(x) + x·s₂·c)
+ *   parallel (pre-norm)     x = attn(norm(x)) + ff(norm(x)) + x·s·c
+ *
+ * s: a learned per-feature residual scale (scaleResidual), c: the residual constant (DeepNorm's
+ * (2·depth)^¼, else 1). attn and ff read their input through the token shift (shiftTokens; identity
+ * at 0). Wherever a residual sum meets a norm the two run as one fused op (./residual.ts).
+ */
 import type { Tensor } from '../tensor/tensor.js';
-import { add, mul } from '../ops/elementwise.js';
+import { add } from '../ops/elementwise.js';
 import { Module } from '../nn/module.js';
-import { LayerNorm, type ResidualInput } from '../nn/layer-norm.js';
-import { RMSNorm } from '../nn/rms-norm.js';
 import { constantTensor, type ParameterOptions } from '../nn/parameter.js';
 import type { AndromedaConfig } from './config.js';
 import { SelfAttention } from './attention.js';
 import { FeedForward } from './feed-forward.js';
+import { makeNorm, type Norm } from './norm.js';
+import type { ResidualInput } from '../nn/layer-norm.js';
+import { addResidual, addResidualNorm, addResidualThenNorm } from './residual.js';
 import { shiftTokens, shiftTokensWithHistory } from './token-shift.js';
 import type { RotarySettings } from './rotary.js';
 import type { LayerState } from './context.js';
 import type { ShiftSlot } from './kv-cache.js';
 
-export type Norm = LayerNorm | RMSNorm;
-
-export function makeNorm(config: AndromedaConfig, o: ParameterOptions): Norm {
-  return config.norm === 'rmsnorm' ? new RMSNorm(config.dim, { ...o, eps: config.normEps }) : new LayerNorm(config.dim, { ...o, eps: config.normEps });
+/** The block form the config asks for. */
+export function makeBlock(config: AndromedaConfig, rotary: RotarySettings | null, slopes: Float64Array | null, o: ParameterOptions = {}): Block {
+  if (config.parallelBlocks) return new ParallelBlock(config, rotary, slopes, o);
+  return config.normPosition === 'pre' ? new PreNormBlock(config, rotary, slopes, o) : new PostNormBlock(config, rotary, slopes, o);
 }
 
-/**
- * One layer: an attention sub-layer then a feed-forward sub-layer, each
- *   pre-norm:  x = branch(shift(norm(x))) + x · s · c
- *   post-norm: x = norm(branch(shift(x)) + x · s · c)
- * with s the learned residual scale (scaleResidual) and c the residual constant (DeepNorm). A residual
- * add and the norm that reads it run as one fused op (src/ops/add-norm.ts).
- * Parallel blocks (pre-norm): x = attn(shift(norm(x))) + ff(shift(norm(x))) + x · s · c.
- */
-export class Block extends Module {
-  readonly attention: SelfAttention;
-  readonly feedForward: FeedForward;
-  /** Parallel blocks have one shared norm; sequential ones one per sub-layer. */
-  private readonly sharedNorm: Norm | null = null;
-  private readonly attentionNorm: Norm | null = null;
-  private readonly feedForwardNorm: Norm | null = null;
-  private readonly config: AndromedaConfig;
+/** What every form shares: the two sub-layers, their token shift and the residual scales. */
+export abstract class Block extends Module {
+  abstract readonly attention: SelfAttention;
+  abstract readonly feedForward: FeedForward;
+  private readonly dim: number;
+  private readonly shifts: number;
+  private readonly scaleResidual: boolean;
+  private readonly residualConstant: number;
 
-  constructor(config: AndromedaConfig, rotary: RotarySettings | null, slopes: Float64Array | null, o: ParameterOptions = {}) {
+  protected constructor(config: AndromedaConfig) {
     super();
-    this.config = config;
-    const scale = (name: string): void => { this.addParameter(name, constantTensor([config.dim], 1, o)); };
-    if (config.parallelBlocks) {
-      this.sharedNorm = this.addModule('norm', makeNorm(config, o));
-      this.attention = this.addModule('attention', new SelfAttention(config, rotary, slopes, o));
-      if (config.scaleResidual) scale('residualScale');
-      this.feedForward = this.addModule('feedForward', new FeedForward(config, o));
-      return;
-    }
-    this.attentionNorm = this.addModule('attentionNorm', makeNorm(config, o));
-    this.attention = this.addModule('attention', new SelfAttention(config, rotary, slopes, o));
-    if (config.scaleResidual) scale('attentionResidualScale');
-    this.feedForwardNorm = this.addModule('feedForwardNorm', makeNorm(config, o));
-    this.feedForward = this.addModule('feedForward', new FeedForward(config, o));
-    if (config.scaleResidual) scale('feedForwardResidualScale');
+    this.dim = config.dim;
+    this.shifts = config.shiftTokens;
+    this.scaleResidual = config.scaleResidual;
+    this.residualConstant = config.residualConstant;
   }
 
-  forward(x: Tensor, state: LayerState): Tensor {
-    const c = this.config;
-    if (c.parallelBlocks) {
-      const h = this.sharedNorm!.forward(x);
-      const a = this.attention.forward(this.shift(h, state, 'attention'), state);
-      const f = this.feedForward.forward(this.shift(h, state, 'feedForward'));
-      return add(add(a, f), this.residual(x, 'residualScale'));
-    }
-    if (c.normPosition === 'pre') {
-      // The attention residual and the feed-forward norm share one fused pass; the feed-forward
-      // residual is added here and normalised by the next layer (or the final norm).
-      const a = this.attention.forward(this.shift(this.attentionNorm!.forward(x), state, 'attention'), state);
-      const { sum, out: h } = this.feedForwardNorm!.forwardResidualWithSum(a, x, this.residualInput('attentionResidualScale'));
-      const f = this.feedForward.forward(this.shift(h, state, 'feedForward'));
-      return add(f, this.residual(sum, 'feedForwardResidualScale'));
-    }
-    // Post-norm: each residual add and its norm are one fused op.
-    const a = this.attention.forward(this.shift(x, state, 'attention'), state);
-    x = this.attentionNorm!.forwardResidual(a, x, this.residualInput('attentionResidualScale'));
-    const f = this.feedForward.forward(this.shift(x, state, 'feedForward'));
-    return this.feedForwardNorm!.forwardResidual(f, x, this.residualInput('feedForwardResidualScale'));
+  /** x [batch, n, dim] → [batch, n, dim]. */
+  abstract forward(x: Tensor, state: LayerState): Tensor;
+
+  /** attn(shift(h)). */
+  protected attend(h: Tensor, state: LayerState): Tensor {
+    return this.attention.forward(this.shift(h, state, 'attention'), state);
   }
 
-  private residualInput(scaleName: string): ResidualInput {
-    return { scale: this.config.scaleResidual ? this.param(scaleName) : null, constant: this.config.residualConstant };
+  /** ff(shift(h)). */
+  protected feed(h: Tensor, state: LayerState): Tensor {
+    return this.feedForward.forward(this.shift(h, state, 'feedForward'));
   }
 
-  private residual(x: Tensor, scaleName: string): Tensor {
-    let r = x;
-    if (this.config.scaleResidual) r = mul(r, this.param(scaleName));
-    if (this.config.residualConstant !== 1) r = mul(r, this.config.residualConstant);
-    return r;
+  /** Registers the learned residual scale `name` (init 1) if the config learns one. */
+  protected addResidualScale(name: string, o: ParameterOptions): void {
+    if (this.scaleResidual) this.addParameter(name, constantTensor([this.dim], 1, o));
   }
 
+  /** s and c of a residual connection (the parameter is looked up each time: `to()` replaces it). */
+  protected residual(scaleName: string): ResidualInput {
+    return { scale: this.scaleResidual ? this.param(scaleName) : null, constant: this.residualConstant };
+  }
+
+  /** Decoding continues the cached shift history; otherwise shifts stop at document boundaries. */
   private shift(h: Tensor, state: LayerState, slot: ShiftSlot): Tensor {
-    const shifts = this.config.shiftTokens;
-    if (shifts === 0) return h;
+    if (this.shifts === 0) return h;
     if (state.cache) {
-      const { shifted, history } = shiftTokensWithHistory(h, shifts, state.cache.history(slot));
+      const { shifted, history } = shiftTokensWithHistory(h, this.shifts, state.cache.history(slot));
       state.cache.setHistory(slot, history);
       return shifted;
     }
     const segments = state.sequence.segments;
-    return shiftTokens(h, shifts, segments?.host ?? null, segments?.device ?? null);
+    return shiftTokens(h, this.shifts, segments?.host ?? null, segments?.device ?? null);
+  }
+}
+
+/** Attention then feed-forward, each with its own norm and residual scale. */
+abstract class SequentialBlock extends Block {
+  readonly attentionNorm: Norm;
+  readonly attention: SelfAttention;
+  readonly feedForwardNorm: Norm;
+  readonly feedForward: FeedForward;
+
+  constructor(config: AndromedaConfig, rotary: RotarySettings | null, slopes: Float64Array | null, o: ParameterOptions) {
+    super(config);
+    this.attentionNorm = this.addModule('attentionNorm', makeNorm(config, o));
+    this.attention = this.addModule('attention', new SelfAttention(config, rotary, slopes, o));
+    this.feedForwardNorm = this.addModule('feedForwardNorm', makeNorm(config, o));
+    this.feedForward = this.addModule('feedForward', new FeedForward(config, o));
+    this.addResidualScale('attentionResidualScale', o);
+    this.addResidualScale('feedForwardResidualScale', o);
+  }
+}
+
+/**
+ * x = attn(norm₁(x)) + x·s₁·c ;  x = ff(norm₂(x)) + x·s₂·c
+ * The attention's residual sum and norm₂ of it come out of one fused op; the feed-forward's sum is
+ * normed by the next block (or the final norm).
+ */
+export class PreNormBlock extends SequentialBlock {
+  forward(x: Tensor, state: LayerState): Tensor {
+    const attended = this.attend(this.attentionNorm.forward(x), state);
+    const { stream, normed } = addResidualThenNorm(x, attended, this.residual('attentionResidualScale'), this.feedForwardNorm);
+    return addResidual(stream, this.feed(normed, state), this.residual('feedForwardResidualScale'));
+  }
+}
+
+/** x = norm₁(attn(x) + x·s₁·c) ;  x = norm₂(ff(x) + x·s₂·c) — DeepNorm's form; each sum and its norm are one fused op. */
+export class PostNormBlock extends SequentialBlock {
+  forward(x: Tensor, state: LayerState): Tensor {
+    x = addResidualNorm(x, this.attend(x, state), this.residual('attentionResidualScale'), this.attentionNorm);
+    return addResidualNorm(x, this.feed(x, state), this.residual('feedForwardResidualScale'), this.feedForwardNorm);
+  }
+}
+
+/** x = attn(norm(x)) + ff(norm(x)) + x·s·c — one norm feeds both branches. */
+export class ParallelBlock extends Block {
+  readonly norm: Norm;
+  readonly attention: SelfAttention;
+  readonly feedForward: FeedForward;
+
+  constructor(config: AndromedaConfig, rotary: RotarySettings | null, slopes: Float64Array | null, o: ParameterOptions) {
+    super(config);
+    this.norm = this.addModule('norm', makeNorm(config, o));
+    this.attention = this.addModule('attention', new SelfAttention(config, rotary, slopes, o));
+    this.feedForward = this.addModule('feedForward', new FeedForward(config, o));
+    this.addResidualScale('residualScale', o);
+  }
+
+  forward(x: Tensor, state: LayerState): Tensor {
+    const h = this.norm.forward(x);
+    return addResidual(x, add(this.attend(h, state), this.feed(h, state)), this.residual('residualScale'));
   }
 }

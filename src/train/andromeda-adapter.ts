@@ -36,7 +36,7 @@ class AndromedaLM implements LanguageModel {
   }
 
   forward(tokens: Tensor, o: ForwardOptions = {}): Tensor {
-    return this.model.forward(tokens, { segmentIds: o.segmentIds, positions: o.positions, logits: o.logits, checkpoint: o.checkpoint });
+    return this.model.forward(tokens, o);
   }
 
   to(dtype: DType) {

@@ -22,6 +22,7 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, rea
 import { basename, join, resolve } from 'node:path';
 import { Tensor } from '../tensor/tensor.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
+import { EngineSettingError } from '../engine/cpu-settings.js';
 import type { Optimizer, OptimizerState } from '../optim/optimizer.js';
 import type { Tokenizer } from '../data/tokenizer/tokenizer.js';
 import { loadTokenizer } from '../data/tokenizer/load.js';
@@ -253,6 +254,7 @@ export async function loadCheckpoint(path: string, device?: string): Promise<Loa
   try {
     weights = readSafetensors(join(dir, 'model.safetensors'), { device }).tensors;
   } catch (error) {
+    if (error instanceof EngineSettingError) throw error;  // the engine starts here: not the checkpoint's fault
     throw new CheckpointError(`checkpoint ${dir} is corrupt: ${(error as Error).message}`);
   }
   return {
@@ -301,6 +303,7 @@ export function loadOptimizerState(dir: string, optimizer: Optimizer<object>, na
   try {
     read = readSafetensors(path, { device: 'cpu' });
   } catch (error) {
+    if (error instanceof EngineSettingError) throw error;
     throw new CheckpointError(`checkpoint ${dir} is corrupt: ${(error as Error).message}`);
   }
   try {

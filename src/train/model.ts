@@ -5,17 +5,10 @@
  */
 import type { Tensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
+import type { ForwardOptions } from '../model/forward-options.js';
 
-export interface ForwardOptions {
-  /** int32 [batch, seqLen]: attention stays within one id (documents packed in a row). */
-  segmentIds?: Tensor;
-  /** int32 [batch, seqLen]: position of each token within its document. */
-  positions?: Tensor;
-  /** 'last': logits of each row's last position only ([batch, 1, vocab]); default 'all'. */
-  logits?: 'all' | 'last';
-  /** Activation checkpointing (training): recompute blocks in the backward pass. */
-  checkpoint?: boolean;
-}
+/** The options every language model's forward takes (the trainer passes no others). */
+export type { ForwardOptions };
 
 /** A decoder-only language model: tokens → next-token logits. */
 export interface LanguageModel {

@@ -5,7 +5,7 @@
 // machine has; plus finite differences, fully masked rows and xPos at 80,000 tokens.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CpuEngine } from '../../src/engine/cpu.js';
+import { CpuEngine, type CpuAttentionBudgets } from '../../src/engine/cpu.js';
 import type { AttentionArgs, Dense } from '../../src/engine/engine.js';
 import type { DType } from '../../src/tensor/dtype.js';
 
@@ -247,7 +247,8 @@ function reference(c: Case, inp: Inputs, float32Angles: boolean): Result {
 }
 
 // ---------------------------------------------------------------- running the kernel
-function runKernel(c: Case, inp: Inputs, dtype: DType, backwardToo = true, lseType: DType = dtype === 'float64' ? 'float64' : 'float32'): Result {
+function runKernel(c: Case, inp: Inputs, dtype: DType, backwardToo = true, lseType: DType = dtype === 'float64' ? 'float64' : 'float32',
+  budgets: CpuAttentionBudgets = {}): Result {
   const ksType: DType = dtype === 'float64' ? 'float64' : 'float32';
   const { B, H, KVH, NQ, NK, D } = c;
   const q = toDevice(inp.q, dtype), k = toDevice(inp.k, dtype), v = toDevice(inp.v, dtype);
@@ -258,13 +259,13 @@ function runKernel(c: Case, inp: Inputs, dtype: DType, backwardToo = true, lseTy
   };
   const args = argsFor(c, inp, dev);
   const out = empty(B * H * NQ * D, dtype), lse = empty(B * H * NQ, lseType);
-  engine.attentionForward(q, k, v, out, lse, args);
+  engine.attentionForward(q, k, v, out, lse, args, budgets);
   const res: Result = { out: fromDevice(out, B * H * NQ * D), lse: fromDevice(lse, B * H * NQ), dq: new Float64Array(0), dk: new Float64Array(0), dv: new Float64Array(0), dks: null };
   if (backwardToo) {
     const gout = toDevice(inp.gout, dtype);
     const dq = empty(B * H * NQ * D, dtype), dk = empty(B * KVH * NK * D, dtype), dv = empty(B * KVH * NK * D, dtype);
     const dks = inp.ks ? empty(H * D, ksType) : null;
-    engine.attentionBackward(q, k, v, out, lse, gout, dq, dk, dv, dks, args);
+    engine.attentionBackward(q, k, v, out, lse, gout, dq, dk, dv, dks, args, budgets);
     res.dq = fromDevice(dq, B * H * NQ * D);
     res.dk = fromDevice(dk, B * KVH * NK * D);
     res.dv = fromDevice(dv, B * KVH * NK * D);
@@ -297,10 +298,10 @@ function roundedInputs(inp: Inputs, dtype: DType): Inputs {
   };
 }
 
-function check(c: Case, dtype: DType, tol: number): void {
+function check(c: Case, dtype: DType, tol: number, budgets: CpuAttentionBudgets = {}): void {
   const inp = roundedInputs(makeInputs(c), dtype);
   const ref = reference(c, inp, dtype !== 'float64');
-  const got = runKernel(c, inp, dtype);
+  const got = runKernel(c, inp, dtype, true, dtype === 'float64' ? 'float64' : 'float32', budgets);
   const errs: Record<string, number> = {
     out: relErr(got.out, ref.out), lse: relErr(got.lse, ref.lse),
     dq: relErr(got.dq, ref.dq), dk: relErr(got.dk, ref.dk), dv: relErr(got.dv, ref.dv),
@@ -343,12 +344,12 @@ for (const dtype of ['float64', 'float32'] as const) {
 }
 
 test('every instruction-set path of the kernel agrees with the reference', (t) => {
-  const saved = process.env.ANDROMEDA_CPU_ISA;
+  const saved = engine.cpuInfo().isa;
   const c = CASES.find((x) => x.name.startsWith('packed docs'))!;
   const c2 = CASES.find((x) => x.name.startsWith('offset 33'))!;
   try {
-    for (const isa of ['generic', 'avx2', 'avx512']) {
-      process.env.ANDROMEDA_CPU_ISA = isa;
+    for (const isa of ['generic', 'avx2', 'avx512'] as const) {
+      engine.limitIsa(isa);
       for (const cc of [c, c2]) {
         check(cc, 'float64', 1e-10);
         check(cc, 'float32', 1e-5);
@@ -356,38 +357,57 @@ test('every instruction-set path of the kernel agrees with the reference', (t) =
     }
     t.diagnostic('generic, avx2 and avx512 paths checked (those above the CPU fall back to the best it has)');
   } finally {
-    if (saved === undefined) delete process.env.ANDROMEDA_CPU_ISA;
-    else process.env.ANDROMEDA_CPU_ISA = saved;
+    engine.limitIsa(saved);
   }
 });
 
 test('backward split into passes (small dQ accumulator budget) gives the same gradients', () => {
-  const saved = process.env.ANDROMEDA_ATTN_ACC_BYTES;
   const c: Case = { name: 'passes', B: 3, H: 4, KVH: 2, NQ: 200, NK: 200, D: 32, causal: true, rotary: 32, xpos: 512, alibi: true, segments: true, positions: 'reset' };
-  try {
-    // 200 kB: several (batch, KV head) groups per pass; 2 kB: one group and one 64-row query chunk per pass.
-    for (const budget of ['200000', '2000']) {
-      process.env.ANDROMEDA_ATTN_ACC_BYTES = budget;
-      check(c, 'float64', 1e-10);
-      check(c, 'float32', 1e-5);
-    }
-  } finally {
-    if (saved === undefined) delete process.env.ANDROMEDA_ATTN_ACC_BYTES;
-    else process.env.ANDROMEDA_ATTN_ACC_BYTES = saved;
+  // 200 kB: several (batch, KV head) groups per pass; 2 kB: one group and one 64-row query chunk per pass.
+  for (const dqAccumulatorBytes of [200_000, 2000]) {
+    check(c, 'float64', 1e-10, { dqAccumulatorBytes });
+    check(c, 'float32', 1e-5, { dqAccumulatorBytes });
   }
 });
 
 test('forward without the shared key cache (keys prepared per tile pair) gives the same results', () => {
-  const saved = process.env.ANDROMEDA_ATTN_KEY_CACHE_BYTES;
+  for (const c of CASES.filter((x) => x.rotary || x.keyScale || x.alibi)) {
+    check(c, 'float64', 1e-10, { keyCacheBytes: 0 });
+    check(c, 'float32', 1e-5, { keyCacheBytes: 0 });
+  }
+});
+
+test('scratch budgets must be finite byte counts', () => {
+  const c = CASES[0]!;
+  const inp = makeInputs(c);
+  for (const budgets of [{ keyCacheBytes: -1 }, { dqAccumulatorBytes: Number.NaN }, { keyCacheBytes: Infinity }]) {
+    assert.throws(() => runKernel(c, inp, 'float32', true, 'float32', budgets), /attention: (keyCacheBytes|dqAccumulatorBytes) must be a finite number of bytes/);
+    freeAll();
+  }
+});
+
+test('results are bit-identical with 1, 2 and 3 threads, and run to run', () => {
+  // Several key tiles per (batch, KV head) group (dQ slots), a key scale (its gradient is summed over
+  // groups and slots), passes, and every positional feature.
+  const c: Case = { name: 'threads', B: 2, H: 4, KVH: 2, NQ: 300, NK: 300, D: 32, causal: true, keyScale: true, rotary: 16, xpos: 512, alibi: true, segments: true, positions: 'reset' };
+  const inp = makeInputs(c);
+  const saved = engine.threads();
   try {
-    process.env.ANDROMEDA_ATTN_KEY_CACHE_BYTES = '0';
-    for (const c of CASES.filter((x) => x.rotary || x.keyScale || x.alibi)) {
-      check(c, 'float64', 1e-10);
-      check(c, 'float32', 1e-5);
+    for (const dtype of ['float32', 'float64', 'bfloat16'] as const) {
+      for (const budgets of [{}, { dqAccumulatorBytes: 20_000 }]) {
+        engine.threads(1);
+        const base = runKernel(c, inp, dtype, true, undefined, budgets);
+        for (const threads of [2, 3, 3, 2]) {
+          engine.threads(threads);
+          const got = runKernel(c, inp, dtype, true, undefined, budgets);
+          for (const key of ['out', 'lse', 'dq', 'dk', 'dv', 'dks'] as const) {
+            assert.deepStrictEqual(got[key], base[key], `${dtype} ${JSON.stringify(budgets)}: ${key} with ${threads} threads differs from 1 thread`);
+          }
+        }
+      }
     }
   } finally {
-    if (saved === undefined) delete process.env.ANDROMEDA_ATTN_KEY_CACHE_BYTES;
-    else process.env.ANDROMEDA_ATTN_KEY_CACHE_BYTES = saved;
+    engine.threads(saved);
   }
 });
 

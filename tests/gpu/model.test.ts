@@ -27,8 +27,8 @@ for (const name of FIXTURES) {
         const report = tidy(() => {
           const tokens = io.tensors.get('tokens')!;
           const attention = dtype === 'float32' ? 'reference' : 'auto';
-          const logits = model.forward(tokens, { attention });
-          const loss = model.loss(tokens, { attention });
+          const logits = model.forward(tokens, { attentionImplementation: attention });
+          const loss = model.loss(tokens, { attentionImplementation: attention });
           loss.backward();
           return { logits: values(logits), loss: loss.item() };
         });

@@ -19,7 +19,7 @@ test('xPos: tiny-config logits stay finite over 80,000 tokens (fused attention) 
     const n = 80_000;
     const ids = randomTokens(n, 257, 23);
     const { finite, head, tail } = tidy(() => noGrad(() => {
-      const logits = model.forward(Tensor.fromArray(ids, [1, n], 'int32'), { attention: 'fused' });
+      const logits = model.forward(Tensor.fromArray(ids, [1, n], 'int32'), { attentionImplementation: 'fused' });
       const all = logits.toArray();
       return {
         finite: all.every(Number.isFinite),
@@ -29,7 +29,7 @@ test('xPos: tiny-config logits stay finite over 80,000 tokens (fused attention) 
     }));
     assert.ok(finite, 'every logit is finite');
     assert.ok(tail.some((v) => v !== 0));
-    const short = tidy(() => noGrad(() => values(model.forward(Tensor.fromArray(ids.subarray(0, 64), [1, 64], 'int32'), { attention: 'fused' }))));
+    const short = tidy(() => noGrad(() => values(model.forward(Tensor.fromArray(ids.subarray(0, 64), [1, 64], 'int32'), { attentionImplementation: 'fused' }))));
     assert.ok(maxAbsDiff(head, short) < 1e-4);
   } finally {
     model.dispose();
@@ -41,9 +41,9 @@ test('xPos: the reference path stays finite and causal at 4,096 tokens (one xPos
   try {
     const n = 4096;
     const ids = randomTokens(n, 257, 29);
-    const full = tidy(() => noGrad(() => values(model.forward(Tensor.fromArray(ids, [1, n], 'int32'), { attention: 'reference' }))));
+    const full = tidy(() => noGrad(() => values(model.forward(Tensor.fromArray(ids, [1, n], 'int32'), { attentionImplementation: 'reference' }))));
     assert.ok(full.every(Number.isFinite));
-    const prefix = tidy(() => noGrad(() => values(model.forward(Tensor.fromArray(ids.subarray(0, 300), [1, 300], 'int32'), { attention: 'reference' }))));
+    const prefix = tidy(() => noGrad(() => values(model.forward(Tensor.fromArray(ids.subarray(0, 300), [1, 300], 'int32'), { attentionImplementation: 'reference' }))));
     assert.ok(maxAbsDiff(prefix, full.subarray(0, prefix.length)) < 1e-5);
   } finally {
     model.dispose();

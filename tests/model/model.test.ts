@@ -5,7 +5,8 @@ import { tidy } from '../../src/tensor/scope.js';
 import { noGrad } from '../../src/autograd/grad-mode.js';
 import { getEngine } from '../../src/engine/index.js';
 import { narrow } from '../../src/ops/layout.js';
-import { Andromeda, type ForwardOptions } from '../../src/model/andromeda.js';
+import { Andromeda } from '../../src/model/andromeda.js';
+import type { AndromedaForwardOptions } from '../../src/model/forward-options.js';
 import type { AndromedaConfigInput } from '../../src/model/config.js';
 import { presetInput } from '../../src/model/presets.js';
 import { deepnormGain } from '../../src/model/init.js';
@@ -26,7 +27,7 @@ function withoutLeaks<T>(fn: () => T): T {
   return result;
 }
 
-function logitsOf(model: Andromeda, ids: Int32Array, batch: number, o: ForwardOptions = {}): Float64Array {
+function logitsOf(model: Andromeda, ids: Int32Array, batch: number, o: AndromedaForwardOptions = {}): Float64Array {
   return tidy(() => noGrad(() => values(model.forward(tokensOf(ids, batch), o))));
 }
 
@@ -35,8 +36,8 @@ for (const path of paths) {
     const model = new Andromeda(tiny, { seed: 1 });
     withoutLeaks(() => {
       const ids = randomTokens(48, 257, 5);
-      const full = logitsOf(model, ids, 1, { attention: path });
-      const prefix = logitsOf(model, ids.subarray(0, 20), 1, { attention: path });
+      const full = logitsOf(model, ids, 1, { attentionImplementation: path });
+      const prefix = logitsOf(model, ids.subarray(0, 20), 1, { attentionImplementation: path });
       assert.ok(maxAbsDiff(prefix, full.subarray(0, prefix.length)) < 1e-5);
     });
     model.dispose();
@@ -48,15 +49,15 @@ for (const path of paths) {
       const first = randomTokens(13, 257, 7), second = randomTokens(19, 257, 8);
       const packed = Int32Array.from([...first, ...second]);
       const segmentIds = Int32Array.from(packed, (_, i) => (i < first.length ? 0 : 1));
-      const together = logitsOf(model, packed, 1, { segmentIds, attention: path });
-      const alone = logitsOf(model, second, 1, { attention: path });
-      const firstAlone = logitsOf(model, first, 1, { attention: path });
+      const together = logitsOf(model, packed, 1, { segmentIds, attentionImplementation: path });
+      const alone = logitsOf(model, second, 1, { attentionImplementation: path });
+      const firstAlone = logitsOf(model, first, 1, { attentionImplementation: path });
       const vocab = 257;
       assert.ok(maxAbsDiff(together.subarray(first.length * vocab), alone) < 1e-5);
       assert.ok(maxAbsDiff(together.subarray(0, first.length * vocab), firstAlone) < 1e-5);
       // Explicit positions that reset give the same result as positions derived from the segments.
       const positions = Int32Array.from(packed, (_, i) => (i < first.length ? i : i - first.length));
-      assert.ok(maxAbsDiff(logitsOf(model, packed, 1, { segmentIds, positions, attention: path }), together) < 1e-6);
+      assert.ok(maxAbsDiff(logitsOf(model, packed, 1, { segmentIds, positions, attentionImplementation: path }), together) < 1e-6);
     });
     model.dispose();
   });
@@ -136,7 +137,7 @@ test('activation checkpointing: same loss and gradients as without it, with less
     const before = cpu.memoryStats().allocated;
     let held = 0;
     const loss = tidy(() => {
-      const l = model.loss(tokensOf(ids, 2), { checkpoint: checkpointBlocks });
+      const l = model.loss(tokensOf(ids, 2), { activationCheckpointing: checkpointBlocks });
       held = cpu.memoryStats().allocated - before;
       l.backward();
       return l.item();
@@ -173,7 +174,7 @@ for (const [name, config] of variants) {
       const ids = randomTokens(2 * 24, model.config.vocabSize, 13);
       const results = paths.map((path) => tidy(() => {
         const tokens = tokensOf(ids, 2);
-        const loss = model.loss(tokens, { attention: path });
+        const loss = model.loss(tokens, { attentionImplementation: path });
         loss.backward();
         const grads = model.namedParameters().map(([n, t]) => {
           assert.ok(t.grad, `${n} has no gradient`);

@@ -23,8 +23,8 @@ for (const name of FIXTURES) {
         try {
           const report = tidy(() => {
             const tokens = io.tensors.get('tokens')!;
-            const logits = model.forward(tokens, { attention: path });
-            const loss = model.loss(tokens, { attention: path });
+            const logits = model.forward(tokens, { attentionImplementation: path });
+            const loss = model.loss(tokens, { attentionImplementation: path });
             loss.backward();
             return { logits: values(logits), loss: loss.item() };
           });
