@@ -14,8 +14,15 @@
         "native/cpu/attention_reference.cc",
         "native/cpu/simd.cc",
         "native/cpu/simd_kernels.cc",
-        "native/cpu/fused.cc",
-        "native/cpu/binding_fused.cc"
+        "native/cpu/binding_fused.cc",
+        "native/fused/adamw/cpu.cc",
+        "native/fused/add_norm/cpu.cc",
+        "native/fused/bias_gelu/cpu.cc",
+        "native/fused/embedding_gather/cpu.cc",
+        "native/fused/gemm_bias/cpu.cc",
+        "native/fused/head_norm/cpu.cc",
+        "native/fused/sum_squares/cpu.cc",
+        "native/fused/token_shift/cpu.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

@@ -51,5 +51,5 @@ const src = buffer('float32', copyCount, 1), dst = buffer('float32', copyCount, 
 report('device copy, 4 GiB (cudaMemcpyAsync)', 2 * 4 * copyCount, time(() => gpu.copy({ ...src, strides: [1] }, { ...dst, strides: [1] }, [copyCount])));
 report('gradient norm: sumOfSquaresMany (bf16, with the host wait)', 2 * params, time(() => gpu.sumOfSquaresMany(items.map((i) => ({ x: i.grad, count: i.count })))));
 report('AdamW: adamwMany (bf16 grad, bf16 weight copy)', 28 * params, time(() => gpu.adamwMany(items, args)));
-report('AdamW: adamwWithShadow per tensor', 28 * params, time(() => { for (const i of items) gpu.adamwWithShadow(i.param, i.grad, i.m, i.v, i.count, args, i.shadow!); }));
+report('AdamW: adamwMany per tensor', 28 * params, time(() => { for (const i of items) gpu.adamwMany([i], args); }));
 for (const h of handles) gpu.free(h);

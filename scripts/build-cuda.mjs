@@ -20,7 +20,7 @@ const optional = args.includes('--optional');
 const jobsArg = args.indexOf('--jobs');
 const jobs = jobsArg >= 0 ? Number(args[jobsArg + 1]) : Math.max(1, availableParallelism());
 
-const sourceDir = join(root, 'native', 'cuda');
+const nativeDir = join(root, 'native');
 const objDir = join(root, 'build', 'cuda-obj');
 const output = join(root, 'build', 'Release', 'andromeda_cuda.node');
 
@@ -69,16 +69,19 @@ const archs = (process.env.ANDROMEDA_CUDA_ARCHS ?? '80,90a').split(',').map((a) 
 const gencode = archs.flatMap((a) => ['-gencode', `arch=compute_${a},code=sm_${a}`]);
 const cxx = process.env.CXX ?? 'g++';
 
-// Sources directly in native/cuda plus one level of kernel-family folders (native/cuda/attention/).
-const files = readdirSync(sourceDir, { withFileTypes: true })
-  .flatMap((e) => (e.isDirectory() ? readdirSync(join(sourceDir, e.name)).map((f) => join(e.name, f)) : [e.name]))
-  .sort();
-const headers = files.filter((f) => f.endsWith('.h') || f.endsWith('.cuh')).map((f) => join(sourceDir, f));
+// Sources directly in native/cuda plus one level of kernel-family folders (native/cuda/attention/), and the CUDA
+// forms of the fused ops beside their CPU forms (native/fused/<op>/cuda.cu, with the op's header). Paths are
+// relative to native/; an object is named after its path.
+const sourceFolders = ['cuda', 'fused'];
+const listFolder = (dir) => readdirSync(join(nativeDir, dir), { withFileTypes: true })
+  .flatMap((e) => (e.isDirectory() ? readdirSync(join(nativeDir, dir, e.name)).map((f) => join(dir, e.name, f)) : [join(dir, e.name)]));
+const files = sourceFolders.flatMap(listFolder).filter((f) => !f.startsWith('fused/') || !f.endsWith('.cc')).sort();
+const headers = files.filter((f) => f.endsWith('.h') || f.endsWith('.cuh')).map((f) => join(nativeDir, f));
 const newestInput = Math.max(statSync(new URL(import.meta.url).pathname).mtimeMs, ...headers.map((h) => statSync(h).mtimeMs));
 
 const units = files.filter((f) => f.endsWith('.cu') || f.endsWith('.cc')).map((f) => {
-  const src = join(sourceDir, f);
-  const obj = join(objDir, `${f.replaceAll('/', '_')}.o`);
+  const src = join(nativeDir, f);
+  const obj = join(objDir, `${f.replace(/^cuda\//, '').replaceAll('/', '_')}.o`);
   const cmd = f.endsWith('.cu')
     ? [nvcc, ['-c', '-O3', '-std=c++17', '-Xcompiler', '-fPIC', '--expt-relaxed-constexpr', ...gencode, '-o', obj, src]]
     : [cxx, ['-c', '-O2', '-std=c++17', '-fPIC', '-Wall', '-DNAPI_VERSION=8', '-DNAPI_CPP_EXCEPTIONS',

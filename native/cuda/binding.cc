@@ -174,7 +174,7 @@ Napi::Value SumOfSquaresMany(const Napi::CallbackInfo& info) {
   return guarded(info, "cuda engine", [&] {
     auto dtypes = int_array(info[0]), ptrs = int_array(info[1]), counts = int_array(info[2]);
     if (dtypes.size() != ptrs.size() || ptrs.size() != counts.size()) throw std::invalid_argument("sumOfSquaresMany: array lengths differ");
-    std::vector<cu::SquaresInput> inputs(dtypes.size());
+    std::vector<andromeda::SquaresInput> inputs(dtypes.size());
     for (size_t i = 0; i < inputs.size(); i++)
       inputs[i] = {int(dtypes[i]), reinterpret_cast<const char*>(uintptr_t(ptrs[i])), counts[i]};
     return Napi::Number::New(info.Env(), cu::sum_of_squares_many(inputs.data(), inputs.size()));

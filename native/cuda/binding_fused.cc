@@ -1,7 +1,7 @@
 // N-API functions of the CUDA engine's fused bandwidth kernels (residual add + norm, bias + GELU,
 // many-tensor AdamW, unchecked embedding gather, matrix product with a bias epilogue), added to the
-// engine's exports by register_fused. Argument order matches the CPU engine's binding_fused.cc where
-// both have the function.
+// engine's exports by register_fused. Argument order matches the CPU engine's binding_fused.cc, function
+// for function; the kernels are the CUDA forms in native/fused/<op>/cuda.cu.
 #include <napi.h>
 
 #include <stdexcept>

@@ -7,7 +7,14 @@
 #include <string>
 #include <vector>
 
-#include "../common/add_norm_args.h"
+// The fused ops declare both engines' forms side by side (native/fused/<op>/<op>.h).
+#include "../fused/adamw/adamw.h"
+#include "../fused/add_norm/add_norm.h"
+#include "../fused/bias_gelu/bias_gelu.h"
+#include "../fused/embedding_gather/embedding_gather.h"
+#include "../fused/head_norm/head_norm.h"
+#include "../fused/sum_squares/sum_squares.h"
+#include "../fused/token_shift/token_shift.h"
 
 namespace andromeda::cuda {
 
@@ -52,13 +59,6 @@ void binary(int op, int dtype, const char* a, const int64_t* a_strides, const ch
             char* out, const int64_t* shape, int rank);
 void reduce(int op, int dtype, const char* x, char* out, int64_t outer, int64_t size, int64_t inner);
 double sum_of_squares(int dtype, const char* x, int64_t count);
-struct SquaresInput {
-  int dtype;
-  const char* x;
-  int64_t count;
-};
-/** Σ over several buffers with a single wait (global-norm clipping over all gradients). */
-double sum_of_squares_many(const SquaresInput* inputs, size_t n);
 
 struct GemmArgs {
   int dtype;
@@ -102,49 +102,7 @@ struct AdamWArgs {
 void adamw(float* param, int grad_dtype, const char* grad, float* m, float* v, int64_t count, const AdamWArgs& args,
            int shadow_dtype = 0, char* shadow = nullptr);
 
-// ---- Token shift (token_shift.cu) ----
-/** x, out contiguous [batch, n, dim]; chunk k of dim / (shifts + 1) features moves k positions later (backward: earlier). */
-// segments: [batch, n] int32 document ids (shifts stop at a change), or null.
-void token_shift(int dtype, const char* x, char* out, const int32_t* segments, int64_t batch, int64_t n, int64_t dim,
-                 int shifts, bool backward, bool accumulate);
-
-// ---- qk-norm on the head layout (head_norm.cu) ----
-struct HeadNormArgs {
-  int dtype;
-  int64_t batch, n, heads, dim;
-  double eps;
-};
-/** y [batch, heads, n, dim] = x [batch, n, heads, dim] / sqrt(‖x‖² + eps²) · g[head] (g may be null); rstd [batch·n, heads] in the statistics dtype (float64 for float64, else float32). */
-void head_norm(const HeadNormArgs& args, const char* x, const char* g, char* y, char* rstd);
-/** Backward of head_norm: gx in x's layout; grad_g [heads, dim] (null: not wanted). */
-void head_norm_grad(const HeadNormArgs& args, const char* x, const char* g, const char* rstd, const char* gy, char* gx,
-                    char* grad_g);
-
-// ---- Fused bandwidth kernels (add_norm.cu, bias_gelu.cu, adamw.cu, embedding.cu) ----
-/** stats as in `norm`; `sum` (may be null) receives s rounded to the dtype, and out is then the norm of that. */
-void add_norm(const AddNormArgs& args, char* out, char* sum, char* stats);
-/** grad_a = ∂L/∂s; grad_b = grad_a · scale · c; grad_scale, grad_weight, grad_bias: sums over rows
- *  (overwritten). Every output but grad_a may be null. s is recomputed from a and b (sum = null in the forward). */
-void add_norm_grad(const AddNormArgs& args, const char* stats, const char* grad_out, char* grad_a, char* grad_b,
-                   char* grad_scale, char* grad_weight, char* grad_bias);
-/** out = gelu(x + bias) over contiguous [rows, cols], bias [cols] (exact erf GELU). */
-void bias_gelu(int dtype, const char* x, const char* bias, char* out, int64_t rows, int64_t cols);
-/** grad_in = grad_out · gelu'(x + bias); grad_bias (may be null) = Σ_rows grad_in, overwritten. */
-void bias_gelu_grad(int dtype, const char* x, const char* bias, const char* grad_out, char* grad_in, char* grad_bias,
-                    int64_t rows, int64_t cols);
-struct AdamWTensorArgs {
-  float* param;
-  int grad_dtype;
-  const char* grad;
-  float* m;
-  float* v;
-  int64_t count;
-  int shadow_dtype;
-  char* shadow;  // null: no low-precision copy
-};
-/** `adamw` over many tensors with shared hyperparameters, in one launch per (grad dtype, shadow dtype). */
-void adamw_many(const AdamWTensorArgs* tensors, size_t n, const AdamWArgs& args);
-/** `embedding` for ids already checked on the host: no device wait (out-of-range ids give zero rows). */
-void embedding_gather(int dtype, const char* table, const int32_t* ids, char* out, int64_t count, int64_t dim, int64_t vocab);
+// Fused ops (token shift, qk-norm, residual add + norm, bias + GELU, many-tensor AdamW, Σx² over many
+// buffers, unchecked embedding gather): see the headers included above.
 
 }  // namespace andromeda::cuda

@@ -221,58 +221,63 @@ export interface Engine {
   adamw(param: Dense, grad: Dense, m: Dense, v: Dense, count: number, args: AdamWArgs): void;
   /** Sum of squares of a float buffer, accumulated in float64, returned to the host. */
   sumOfSquares(x: Dense, count: number): number;
-  /** Σx² over several buffers with one wait (the global gradient norm); engines without it loop over sumOfSquares. */
-  sumOfSquaresMany?(items: readonly { x: Dense; count: number }[]): number;
+  /** Σx² over several buffers (float64, fixed chunk order: independent of threads and blocks) with one wait:
+   *  the global gradient norm. */
+  sumOfSquaresMany(items: readonly { x: Dense; count: number }[]): number;
+  /**
+   * `adamw` on every item with the same hyperparameters, in one or a few launches (same arithmetic, same bits);
+   * an item's bfloat16/float16 `shadow` receives its updated weights in the same pass.
+   */
+  adamwMany(items: readonly AdamWItem[], args: AdamWArgs): void;
+  /** `embedding` for ids already checked on the host (out-of-range ids give zero rows): never waits for the device. */
+  embeddingUnchecked(table: Dense, ids: Dense, out: Dense, count: number, dim: number, vocab: number): void;
+  /** `matmul` with beta = 0 plus `bias` [n] (contiguous) added to every row of C, in the product's epilogue. */
+  matmulBias(args: MatmulArgs, bias: Dense): void;
 
-  /** Fused attention; engines without it leave these undefined and the reference form is used. */
-  attentionForward?(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void;
-  attentionBackward?(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, gradOut: Dense,
+  // Fused attention (src/ops/attention.ts, 'fused'); its reference form composes matmul, maskedSoftmax and rotary.
+  attentionForward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void;
+  attentionBackward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, gradOut: Dense,
     gradQ: Dense, gradK: Dense, gradV: Dense, gradKeyScale: Dense | null, args: AttentionArgs): void;
-
-  // The reference (explicit n × n scores) attention form's kernels; src/ops/attention.ts needs them for
-  // implementation 'reference' (both native engines have them).
   /** Attention probabilities from scores (see MaskedSoftmaxArgs); out may be the scores' own region. */
-  maskedSoftmax?(scores: Dense, out: Dense, args: MaskedSoftmaxArgs): void;
+  maskedSoftmax(scores: Dense, out: Dense, args: MaskedSoftmaxArgs): void;
   /** Rotary + xPos + multiplier on q or k (see RotaryArgs); out may be x's own region. */
-  rotary?(x: Dense, out: Dense, args: RotaryArgs): void;
-  // Fused bandwidth kernels. Engines without them leave them undefined and the ops compose the
-  // kernels above instead.
+  rotary(x: Dense, out: Dense, args: RotaryArgs): void;
+
+  // Fused ops: one kernel per direction where the composed form takes several passes. Each op's forms sit side
+  // by side in native/fused/<op>/ (cpu.cc, cuda.cu) and src/ops/fused/<op>.ts (the autograd op and its composed form).
   /**
    * Residual add + norm over the last axis (AddNormArgs): stats (mean, rstd) as in `norm`. When `sum`
    * is given it receives s in a's dtype and out is the norm of that rounded s (pre-norm blocks keep s as
    * their residual stream); without it s is never stored.
    */
-  addNorm?(args: AddNormArgs, out: Dense, sum: Dense | null, stats: Dense): void;
+  addNorm(args: AddNormArgs, out: Dense, sum: Dense | null, stats: Dense): void;
   /**
    * Backward of addNorm (run without `sum`), recomputing s from a and b: grads.a = ∂L/∂s,
    * grads.b = grads.a · scale · c, grads.scale / weight / bias overwritten with sums over rows.
    */
-  addNormGrad?(args: AddNormArgs, stats: Dense, gradOut: Dense, grads: AddNormGrads): void;
+  addNormGrad(args: AddNormArgs, stats: Dense, gradOut: Dense, grads: AddNormGrads): void;
   /** out = gelu(x + bias) over contiguous [rows, cols], bias [cols] (exact erf GELU). */
-  biasGelu?(x: Dense, bias: Dense, out: Dense, rows: number, cols: number): void;
+  biasGelu(x: Dense, bias: Dense, out: Dense, rows: number, cols: number): void;
   /** gradIn = gradOut · gelu'(x + bias); gradBias (when given) overwritten with Σ_rows gradIn. */
-  biasGeluGrad?(x: Dense, bias: Dense, gradOut: Dense, gradIn: Dense, gradBias: Dense | null, rows: number, cols: number): void;
-  /** `adamw` on every item with the same hyperparameters, in one or a few launches (same arithmetic, same bits). */
-  adamwMany?(items: readonly AdamWItem[], args: AdamWArgs): void;
-  /** `embedding` for ids already checked on the host: never waits for the device. */
-  embeddingUnchecked?(table: Dense, ids: Dense, out: Dense, count: number, dim: number, vocab: number): void;
-  /** `matmul` with beta = 0 plus `bias` [n] added to every row of C, in the product's epilogue. */
-  matmulBias?(args: MatmulArgs, bias: Dense): void;
+  biasGeluGrad(x: Dense, bias: Dense, gradOut: Dense, gradIn: Dense, gradBias: Dense | null, rows: number, cols: number): void;
   /**
    * qk-norm with the head permute: out [batch, heads, n, dim] = x [batch, n, heads, dim] · r · weight[head]
    * with r = 1/sqrt(‖x‖² + eps²) per row, stored in rstd ([batch·n, heads], float64 for float64 x, else float32);
-   * weight [heads, dim] or null.
+   * weight [heads, dim] or null. Head dims up to HEAD_NORM_MAX_DIM.
    */
-  headNorm?(args: HeadNormArgs, x: Dense, weight: Dense | null, out: Dense, rstd: Dense): void;
+  headNorm(args: HeadNormArgs, x: Dense, weight: Dense | null, out: Dense, rstd: Dense): void;
   /** Backward of headNorm: gradIn in x's layout; gradWeight (when given) overwritten with the sum over positions. */
-  headNormGrad?(args: HeadNormArgs, x: Dense, weight: Dense | null, rstd: Dense, gradOut: Dense, gradIn: Dense, gradWeight: Dense | null): void;
+  headNormGrad(args: HeadNormArgs, x: Dense, weight: Dense | null, rstd: Dense, gradOut: Dense, gradIn: Dense, gradWeight: Dense | null): void;
   /**
-   * Token shift over contiguous [batch, n, dim]: feature chunk k of dim / (shifts + 1) comes from position t − k
-   * (zero before the start, or where `segments`, int32 [batch, n] document ids, differ); `backward` moves
-   * gradients the other way, and with `accumulate` adds them into what `out` holds.
+   * Token shift over contiguous [batch, n, dim] (x and out must not overlap): feature chunk k of dim / (shifts + 1)
+   * comes from position t − k (zero before the start, or where `segments`, int32 [batch, n] document ids, differ);
+   * `backward` moves gradients the other way, and with `accumulate` adds them into what `out` holds.
    */
-  tokenShift?(x: Dense, out: Dense, batch: number, n: number, dim: number, shifts: number, backward: boolean, accumulate?: boolean, segments?: Dense | null): void;
+  tokenShift(x: Dense, out: Dense, batch: number, n: number, dim: number, shifts: number, backward: boolean, accumulate: boolean, segments: Dense | null): void;
 }
+
+/** The largest head dim Engine.headNorm takes (the CUDA form keeps a row in a warp's registers). */
+export const HEAD_NORM_MAX_DIM = 256;
 
 /** Sizes of Engine.headNorm: x is [batch, n, heads, dim]. */
 export interface HeadNormArgs {

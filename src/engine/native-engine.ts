@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { DTYPE_CODE, DTYPE_BYTES } from '../tensor/dtype.js';
 import {
   BINARY_CODE, REDUCE_CODE, UNARY_CODE, UNARY_GRAD_CODE,
-  type AddNormArgs, type AddNormGrads, type AdamWArgs, type Engine, type BinaryOp, type Dense, type Handle, type MatmulArgs, type MemoryStats,
+  type AddNormArgs, type AddNormGrads, type AdamWArgs, type AdamWItem, type AttentionArgs, type HeadNormArgs, type Engine, type BinaryOp, type Dense, type Handle, type MatmulArgs, type MemoryStats,
   type RandomDistribution, type ReduceOp, type Strided, type UnaryGradOp, type UnaryOp, type MaskedSoftmaxArgs, type RotaryArgs,
 } from './engine.js';
 
@@ -50,6 +50,20 @@ export interface NativeKernels {
     gy: number, ga: number, gb: number | null, gscale: number | null, gw: number | null, gbias: number | null, rows: number, cols: number): void;
   biasGelu(dtype: number, x: number, bias: number, out: number, rows: number, cols: number): void;
   biasGeluGrad(dtype: number, x: number, bias: number, gy: number, gx: number, gbias: number | null, rows: number, cols: number): void;
+  adamwMany(params: readonly number[], gradDtypes: readonly number[], grads: readonly number[], ms: readonly number[], vs: readonly number[],
+    counts: readonly number[], shadowDtypes: readonly number[], shadows: readonly number[],
+    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number, gradScale: number): void;
+  sumOfSquaresMany(dtypes: readonly number[], ptrs: readonly number[], counts: readonly number[]): number;
+  headNorm(dtype: number, batch: number, n: number, heads: number, dim: number, eps: number, x: number, weight: number | null,
+    out: number, rstd: number): void;
+  headNormGrad(dtype: number, batch: number, n: number, heads: number, dim: number, eps: number, x: number, weight: number | null,
+    rstd: number, gy: number, gx: number, gweight: number | null): void;
+  tokenShift(dtype: number, x: number, out: number, batch: number, n: number, dim: number, shifts: number, backward: boolean,
+    accumulate: boolean, segments: number | null): void;
+  embeddingGather(dtype: number, table: number, ids: number, out: number, count: number, dim: number, vocab: number): void;
+  gemmBias(dtype: number, transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
+    a: number, lda: number, strideA: number, b: number, ldb: number, strideB: number, beta: number,
+    c: number, ldc: number, strideC: number, batch: number, bias: number): void;
 }
 
 /** Address of element `offset` of a dense region. */
@@ -79,6 +93,10 @@ export abstract class NativeEngine<A extends NativeKernels = NativeKernels> impl
   constructor(protected readonly addon: A) {}
 
   abstract synchronize(): void;
+  // Fused attention: each engine's addon takes its own configuration (src/engine/cpu.ts, cuda-attention.ts).
+  abstract attentionForward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void;
+  abstract attentionBackward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, gradOut: Dense,
+    gradQ: Dense, gradK: Dense, gradV: Dense, gradKeyScale: Dense | null, args: AttentionArgs): void;
 
   alloc(bytes: number): Handle { return this.addon.alloc(bytes); }
   free(handle: Handle): void { this.addon.free(handle); }
@@ -146,6 +164,28 @@ export abstract class NativeEngine<A extends NativeKernels = NativeKernels> impl
       a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, a.biasCorrection1, a.biasCorrection2, a.gradScale);
   }
   sumOfSquares(x: Dense, count: number): number { return this.addon.sumOfSquares(DTYPE_CODE[x.dtype], at(x), count); }
+  sumOfSquaresMany(items: readonly { x: Dense; count: number }[]): number {
+    return this.addon.sumOfSquaresMany(items.map((i) => DTYPE_CODE[i.x.dtype]), items.map((i) => at(i.x)), items.map((i) => i.count));
+  }
+  adamwMany(items: readonly AdamWItem[], a: AdamWArgs): void {
+    if (items.length === 0) return;
+    for (const [i, item] of items.entries()) {
+      if (item.shadow && item.shadow.dtype !== 'bfloat16' && item.shadow.dtype !== 'float16') {
+        throw new Error(`adamwMany: the weight copy of item ${i} is ${item.shadow.dtype}; it must be bfloat16 or float16`);
+      }
+    }
+    this.addon.adamwMany(items.map((i) => at(i.param)), items.map((i) => DTYPE_CODE[i.grad.dtype]), items.map((i) => at(i.grad)),
+      items.map((i) => at(i.m)), items.map((i) => at(i.v)), items.map((i) => i.count),
+      items.map((i) => (i.shadow ? DTYPE_CODE[i.shadow.dtype] : 0)), items.map((i) => (i.shadow ? at(i.shadow) : 0)),
+      a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, a.biasCorrection1, a.biasCorrection2, a.gradScale);
+  }
+  embeddingUnchecked(table: Dense, ids: Dense, out: Dense, count: number, dim: number, vocab: number): void {
+    this.addon.embeddingGather(DTYPE_CODE[table.dtype], at(table), at(ids), at(out), count, dim, vocab);
+  }
+  matmulBias(g: MatmulArgs, bias: Dense): void {
+    this.addon.gemmBias(DTYPE_CODE[g.c.dtype], g.transA, g.transB, g.m, g.n, g.k, g.alpha,
+      at(g.a), g.lda, g.strideA, at(g.b), g.ldb, g.strideB, g.beta, at(g.c), g.ldc, g.strideC, g.batch, at(bias));
+  }
 
   // ---- The reference attention form ----
   maskedSoftmax(scores: Dense, out: Dense, a: MaskedSoftmaxArgs): void {
@@ -168,7 +208,7 @@ export abstract class NativeEngine<A extends NativeKernels = NativeKernels> impl
       multiplier: a.multiplier, transpose: a.transpose,
     });
   }
-  // Fused kernels: both engines have them.
+  // Fused ops (native/fused/<op>/: cpu.cc and cuda.cu side by side).
   addNorm(a: AddNormArgs, out: Dense, sum: Dense | null, stats: Dense): void {
     this.addon.addNorm(a.rms, DTYPE_CODE[a.a.dtype], at(a.a), atOrNull(a.b), atOrNull(a.scale), a.c, atOrNull(a.weight), atOrNull(a.bias),
       at(out), atOrNull(sum), at(stats), a.rows, a.cols, a.eps);
@@ -182,5 +222,16 @@ export abstract class NativeEngine<A extends NativeKernels = NativeKernels> impl
   }
   biasGeluGrad(x: Dense, bias: Dense, gradOut: Dense, gradIn: Dense, gradBias: Dense | null, rows: number, cols: number): void {
     this.addon.biasGeluGrad(DTYPE_CODE[x.dtype], at(x), at(bias), at(gradOut), at(gradIn), atOrNull(gradBias), rows, cols);
+  }
+  headNorm(a: HeadNormArgs, x: Dense, weight: Dense | null, out: Dense, rstd: Dense): void {
+    this.addon.headNorm(DTYPE_CODE[x.dtype], a.batch, a.n, a.heads, a.dim, a.eps, at(x), atOrNull(weight), at(out), at(rstd));
+  }
+  headNormGrad(a: HeadNormArgs, x: Dense, weight: Dense | null, rstd: Dense, gradOut: Dense, gradIn: Dense, gradWeight: Dense | null): void {
+    this.addon.headNormGrad(DTYPE_CODE[x.dtype], a.batch, a.n, a.heads, a.dim, a.eps, at(x), atOrNull(weight), at(rstd),
+      at(gradOut), at(gradIn), atOrNull(gradWeight));
+  }
+  tokenShift(x: Dense, out: Dense, batch: number, n: number, dim: number, shifts: number, backward: boolean, accumulate: boolean, segments: Dense | null): void {
+    if (segments && segments.dtype !== 'int32') throw new Error(`tokenShift: segments must be int32, got ${segments.dtype}`);
+    this.addon.tokenShift(DTYPE_CODE[x.dtype], at(x), at(out), batch, n, dim, shifts, backward, accumulate, atOrNull(segments));
   }
 }

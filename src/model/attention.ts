@@ -1,7 +1,7 @@
 import type { Tensor } from '../tensor/tensor.js';
 import { attention } from '../ops/attention.js';
 import { permute, reshape } from '../ops/layout.js';
-import { headNorm } from '../ops/head-norm.js';
+import { headNorm } from '../ops/fused/head-norm.js';
 import { Module } from '../nn/module.js';
 import { Linear } from '../nn/linear.js';
 import { constantTensor, type ParameterOptions } from '../nn/parameter.js';

@@ -2,7 +2,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { gelu, mul, silu } from '../ops/elementwise.js';
 import { narrow } from '../ops/layout.js';
 import { linear } from '../ops/matmul.js';
-import { biasGelu } from '../ops/bias-gelu.js';
+import { biasGelu } from '../ops/fused/bias-gelu.js';
 import { Module } from '../nn/module.js';
 import { Linear } from '../nn/linear.js';
 import type { ParameterOptions } from '../nn/parameter.js';

@@ -10,7 +10,8 @@ export { Block, PreNormBlock, PostNormBlock, ParallelBlock, makeBlock } from './
 export { makeNorm, type Norm } from './norm.js';
 export { SelfAttention } from './attention.js';
 export { FeedForward } from './feed-forward.js';
-export { shiftTokens, shiftTokensWithHistory } from './token-shift.js';
+export { shiftTokens } from '../ops/fused/token-shift.js';
+export { shiftTokensWithHistory } from './token-shift.js';
 export { KVCache, LayerKVCache, type KVCacheOptions } from './kv-cache.js';
 export { initializeAndromeda, deepnormGain } from './init.js';
 export * from './xtransformers-import.js';

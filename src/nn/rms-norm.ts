@@ -1,6 +1,6 @@
 import type { Tensor } from '../tensor/tensor.js';
 import { rmsNorm } from '../ops/nn.js';
-import { addNorm, addThenNorm } from '../ops/add-norm.js';
+import { addNorm, addThenNorm } from '../ops/fused/add-norm.js';
 import type { ResidualInput } from './layer-norm.js';
 import { Module } from './module.js';
 import { constantTensor, type ParameterOptions } from './parameter.js';

@@ -82,11 +82,7 @@ interface Problem {
 export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions): Tensor {
   const p = validate(q, k, v, options);
   const implementation = options.implementation ?? 'auto';
-  const fusedAvailable = typeof q.engine.attentionForward === 'function' && typeof q.engine.attentionBackward === 'function';
-  if (implementation === 'fused' && !fusedAvailable) {
-    throw new Error(`attention: implementation 'fused' was requested but the ${q.device} engine has no fused attention kernel`);
-  }
-  const useFused = implementation === 'fused' || (implementation === 'auto' && fusedAvailable && q.dtype !== 'float64');
+  const useFused = implementation === 'fused' || (implementation === 'auto' && q.dtype !== 'float64');
   return useFused ? fusedAttention(q, k, v, p) : referenceAttention(q, k, v, p);
 }
 
@@ -227,7 +223,7 @@ function fusedAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor {
   };
   const out = emptyLike(q);
   const lse = Tensor.empty([p.batch, p.heads, p.queryLen], 'float32', q.device);
-  if (out.size > 0) engine.attentionForward!(qc.dense('attention'), kc.dense('attention'), vc.dense('attention'), out.dense(), lse.dense(), args);
+  if (out.size > 0) engine.attentionForward(qc.dense('attention'), kc.dense('attention'), vc.dense('attention'), out.dense(), lse.dense(), args);
   const inputs = p.keyScale ? [q, k, v, p.keyScale] : [q, k, v];
   if (!inputs.some((t) => t.requiresGrad) || !isGradEnabled()) {
     for (const t of temps) t.dispose();
@@ -240,7 +236,7 @@ function fusedAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor {
     const gq = emptyLike(q), gk = emptyLike(k), gv = emptyLike(v);
     const gks = p.keyScale ? zeros([p.heads, p.headDim], scaleDType, q.device) : null;
     if (out.size > 0) {
-      engine.attentionBackward!(qc.dense(), kc.dense(), vc.dense(), out.dense(), lse.dense(), gc.dense(),
+      engine.attentionBackward(qc.dense(), kc.dense(), vc.dense(), out.dense(), lse.dense(), gc.dense(),
         gq.dense(), gk.dense(), gv.dense(), gks ? gks.dense() : null, args);
     } else {
       for (const t of [gk, gv]) if (t.size > 0) engine.fill(t.dense(), t.size, 0);

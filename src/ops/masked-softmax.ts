@@ -34,7 +34,6 @@ export function maskedSoftmax(scores: Tensor, mask: ScoreMask, o: { inPlace?: bo
   assertFloat(op, 'scores', scores);
   if (scores.rank !== 4) throw new RangeError(`${op}: scores must be [batch, heads, queryLen, keyLen], got ${formatShape(scores.shape)}`);
   const engine = scores.engine;
-  if (!engine.maskedSoftmax) throw new Error(`${op}: the ${scores.device} engine has no maskedSoftmax kernel`);
   const [batch, heads, queryLen, keyLen] = scores.shape as [number, number, number, number];
   if (mask.alibiSlopes && mask.alibiSlopes.length !== heads) throw new RangeError(`${op}: ${mask.alibiSlopes.length} ALiBi slopes for ${heads} heads`);
   if (!mask.querySegments !== !mask.keySegments) throw new RangeError(`${op}: give both querySegments and keySegments, or neither`);

@@ -145,13 +145,17 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
       a: xc.dense(op), b: wc.dense(op), c: out.dense(), m: rows, n: outF, k: inF, transA: false, transB: true,
       lda: inF, ldb: inF, ldc: outF, strideA: 0, strideB: 0, strideC: 0, batch: 1, alpha: 1, beta,
     });
-    if (bias && inF > 0 && x.engine.matmulBias && bias.isContiguous()) {
-      // The bias is added in the product's epilogue: no broadcast copy into the output first.
-      x.engine.matmulBias(product(0), bias.dense(op));
-    } else {
+    if (inF === 0) {
+      // An empty product: the output is the bias rows, or zeros.
       if (bias) x.engine.copy({ ...bias.strided(op), strides: [0, 1] }, { ...out.dense(), strides: [outF, 1] }, [rows, outF]);
-      if (inF === 0 && !bias) x.engine.fill(out.dense(), out.size, 0);
-      if (inF > 0) x.engine.matmul(product(bias ? 1 : 0));
+      else x.engine.fill(out.dense(), out.size, 0);
+    } else if (bias) {
+      // The bias is added in the product's epilogue: no broadcast copy into the output first.
+      const bc = bias.isContiguous() ? bias : contiguousRaw(bias);
+      x.engine.matmulBias(product(0), bc.dense(op));
+      if (bc !== bias) bc.dispose();
+    } else {
+      x.engine.matmul(product(0));
     }
   }
   const inputs = bias ? [x, weight, bias] : [x, weight];

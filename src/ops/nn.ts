@@ -109,7 +109,7 @@ export function embedding(table: Tensor, ids: Tensor): Tensor {
   const out = emptyLike(table, [...ids.shape, dim]);
   if (ids.size > 0) {
     const engine = table.engine;
-    if (host && engine.embeddingUnchecked) engine.embeddingUnchecked(tc.dense(op), idc.dense(op), out.dense(), ids.size, dim, vocab);
+    if (host) engine.embeddingUnchecked(tc.dense(op), idc.dense(op), out.dense(), ids.size, dim, vocab);
     else {
       const bad = engine.embedding(tc.dense(op), idc.dense(op), out.dense(), ids.size, dim, vocab);
       if (bad >= 0) {

@@ -34,7 +34,6 @@ export function rotary(x: Tensor, spec: RotarySpec): Tensor {
   }
   if (spec.invFreq.length !== spec.rotaryDim / 2) throw new RangeError(`${op}: ${spec.invFreq.length} inverse frequencies for ${spec.rotaryDim} rotated features`);
   if (spec.xpos && !(spec.xpos.scaleBase > 0)) throw new RangeError(`${op}: xPos scale base ${spec.xpos.scaleBase} must be positive`);
-  if (!x.engine.rotary) throw new Error(`${op}: the ${x.device} engine has no rotary kernel`);
   const out = rotaryRaw(x, spec, false);
   return record(out, op, [x], (g) => [rotaryRaw(g, spec, true)]);
 }
@@ -46,7 +45,7 @@ function rotaryRaw(x: Tensor, spec: RotarySpec, transpose: boolean): Tensor {
   const xc = x.isContiguous() ? x : contiguousRaw(x);
   const out = emptyLike(x);
   if (out.size > 0) {
-    x.engine.rotary!(xc.dense(op), out.dense(), {
+    x.engine.rotary(xc.dense(op), out.dense(), {
       batch, heads, length, headDim, rotaryDim: spec.rotaryDim, invFreq: spec.invFreq,
       positions, positionStride: spec.positions?.stride ?? 0, positionOffset: spec.positionOffset,
       xposScaleBase: spec.xpos?.scaleBase ?? 0, xposAnchor: spec.xpos?.anchor ?? 0, xposSign: spec.xpos?.sign ?? 1,

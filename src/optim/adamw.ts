@@ -22,9 +22,8 @@ interface Slots {
 /**
  * AdamW (Loshchilov & Hutter): Adam moments with weight decay applied to the weights directly,
  * p ← p·(1 − lr·wd) − lr·m̂/(√v̂ + eps). Parameters must be float32 (the master weights); the
- * moments are float32 too, and the fused engine kernel does the whole update in one pass. Gradients
- * may be any float dtype. Engines with a many-tensor kernel (Engine.adamwMany: CUDA) update a whole
- * group in one launch; others loop over the parameters.
+ * moments are float32 too. Gradients may be any float dtype. Each group is one many-tensor engine call
+ * (Engine.adamwMany; native/fused/adamw/), which also writes the bfloat16/float16 weight copies.
  */
 export class AdamW extends Optimizer<AdamWHyper> {
   private readonly slots = new Map<Tensor, Slots>();
@@ -61,9 +60,9 @@ export class AdamW extends Optimizer<AdamWHyper> {
 
   /**
    * Low-precision copies of parameters (master → copy, e.g. the bfloat16 compute weights of float32
-   * masters): every step also writes each updated parameter into its copy, in the update's own pass
-   * where the engine can, else with a cast copy after it. Copies must match their parameter's shape and
-   * device; pass an empty map to stop.
+   * masters): every step also writes each updated parameter into its copy, in the update's own pass.
+   * Copies must be bfloat16 or float16, contiguous, and match their parameter's shape and device; pass
+   * an empty map to stop.
    */
   setShadows(shadows: ReadonlyMap<Tensor, Tensor>): void {
     const own = new Set(this.parameters);
@@ -74,6 +73,9 @@ export class AdamW extends Optimizer<AdamWHyper> {
         throw new RangeError(`AdamW.setShadows: the copy of ${name} is ${formatShape(copy.shape)} on ${copy.device}, the parameter ${formatShape(p.shape)} on ${p.device}`);
       }
       if (!copy.isContiguous()) throw new Error(`AdamW.setShadows: the copy of ${name} must be contiguous`);
+      if (copy.dtype !== 'bfloat16' && copy.dtype !== 'float16') {
+        throw new TypeError(`AdamW.setShadows: the copy of ${name} is ${copy.dtype}; weight copies must be bfloat16 or float16`);
+      }
     }
     this.shadows = new Map(shadows);
   }
@@ -89,7 +91,7 @@ export class AdamW extends Optimizer<AdamWHyper> {
         gradScale: options.gradScale ?? 1,
       };
       const temporaries: Tensor[] = [];
-      const byEngine = new Map<Engine, { param: Tensor; item: AdamWItem; shadow: Tensor | null }[]>();
+      const byEngine = new Map<Engine, AdamWItem[]>();
       for (const p of g.params) {
         if (!p.grad || p.size === 0) continue;
         const { m, v } = this.slotsFor(p);
@@ -101,19 +103,10 @@ export class AdamW extends Optimizer<AdamWHyper> {
           shadow: shadow?.dense('AdamW.step') ?? null,
         };
         const list = byEngine.get(p.engine) ?? [];
-        list.push({ param: p, item, shadow });
+        list.push(item);
         byEngine.set(p.engine, list);
       }
-      for (const [engine, list] of byEngine) {
-        if (engine.adamwMany && list.every((e) => !e.shadow || e.shadow.dtype === 'bfloat16' || e.shadow.dtype === 'float16')) {
-          engine.adamwMany(list.map((e) => e.item), args);
-          continue;
-        }
-        for (const { param, item, shadow } of list) {
-          engine.adamw(item.param, item.grad, item.m, item.v, item.count, args);
-          if (shadow) engine.copy(param.strided(), shadow.strided(), param.shape);
-        }
-      }
+      for (const [engine, items] of byEngine) engine.adamwMany(items, args);
       for (const tmp of temporaries) tmp.dispose();
     }
   }

@@ -9,9 +9,7 @@ export function gradNorm(params: readonly Tensor[]): number {
     // One call per engine, so an asynchronous engine waits once rather than once per parameter.
     for (const engine of new Set(grads.map((g) => g.engine))) {
       const mine = grads.filter((g) => g.engine === engine);
-      total += engine.sumOfSquaresMany
-        ? engine.sumOfSquaresMany(mine.map((g) => ({ x: g.dense('gradNorm'), count: g.size })))
-        : mine.reduce((sum, g) => sum + engine.sumOfSquares(g.dense('gradNorm'), g.size), 0);
+      total += engine.sumOfSquaresMany(mine.map((g) => ({ x: g.dense('gradNorm'), count: g.size })));
     }
     return Math.sqrt(total);
   } finally {

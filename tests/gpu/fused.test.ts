@@ -1,8 +1,8 @@
-// CUDA engine vs CPU engine for the fused bandwidth kernels: residual add + norm (forward, the stored
-// sum, backward with every parameter gradient), bias + GELU, many-tensor AdamW (same bits as the
-// one-tensor kernel), the unchecked embedding gather and the matrix product's bias epilogue. Shapes
-// cover the 16-byte packed paths, odd sizes and offsets (element paths), and column sums that do not
-// fit in shared memory.
+// The CUDA form of each fused op (native/fused/<op>/cuda.cu) against its CPU form (cpu.cc): residual add + norm
+// (forward, the stored sum, backward with every parameter gradient), bias + GELU, token shift, head norm,
+// many-tensor AdamW (also: same bits as the one-tensor kernel plus a rounding copy), Σx² over many buffers, the
+// unchecked embedding gather and the matrix product's bias epilogue. Shapes cover the 16-byte packed paths, odd
+// sizes and offsets (element paths), and column sums that do not fit in shared memory.
 import assert from 'node:assert/strict';
 import type { AddNormArgs, AdamWItem, Dense } from '../../src/engine/engine.js';
 import type { CudaEngine } from '../../src/engine/cuda.js';
@@ -160,8 +160,9 @@ gpuTest('adamwMany: one launch over many tensors gives the bits of the one-tenso
         for (let step = 1; step <= 2; step++) {
           const args = { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, biasCorrection1: 1 - 0.9 ** step, biasCorrection2: 1 - 0.95 ** step, gradScale: 0.7 };
           for (const o of one) {
-            if (o.shadow) g.adamwWithShadow(o.param.gpu, o.grad.gpu, o.m.gpu, o.v.gpu, o.param.count, args, o.shadow.gpu);
-            else g.adamw(o.param.gpu, o.grad.gpu, o.m.gpu, o.v.gpu, o.param.count, args);
+            // The composed form: the one-tensor step, then a rounding copy into the weight copy.
+            g.adamw(o.param.gpu, o.grad.gpu, o.m.gpu, o.v.gpu, o.param.count, args);
+            if (o.shadow) g.copy({ ...o.param.gpu, strides: [1] }, { ...o.shadow.gpu, strides: [1] }, [o.param.count]);
           }
           const items: AdamWItem[] = many.map((o) => ({ param: o.param.gpu, m: o.m.gpu, v: o.v.gpu, grad: o.grad.gpu, count: o.param.count, shadow: o.shadow?.gpu ?? null }));
           g.adamwMany(items, args);
@@ -198,7 +199,7 @@ gpuTest('embeddingUnchecked gathers the rows embedding gathers, without the id c
   }
 });
 
-gpuTest('matmulBias: the bias epilogue equals the product plus the broadcast bias (CPU engine)', () => {
+gpuTest('matmulBias: cuBLASLt\'s bias epilogue equals the CPU form (bias rows, then C += A·Bᵀ)', () => {
   const t = new Twins(45);
   const g = gpu() as CudaEngine;
   try {
@@ -208,18 +209,121 @@ gpuTest('matmulBias: the bias epilogue equals the product plus the broadcast bia
         const c = t.output(dtype, m * n);
         const args = (side: 'cpu' | 'gpu') => ({
           a: a[side], b: b[side], c: c[side], m, n, k, transA: false, transB: true, lda: k, ldb: k, ldc: n,
-          strideA: 0, strideB: 0, strideC: 0, batch: 1, alpha: 1, beta: 1,
+          strideA: 0, strideB: 0, strideC: 0, batch: 1, alpha: 1, beta: 0,
         });
-        // The CPU reference: broadcast the bias into C, then C += A·Bᵀ.
-        cpu().copy({ ...bias.cpu, strides: [0, 1] }, { ...c.cpu, strides: [n, 1] }, [m, n]);
-        cpu().matmul(args('cpu'));
-        g.matmulBias({ ...args('gpu'), beta: 0 }, bias.gpu);
+        cpu().matmulBias(args('cpu'), bias.cpu);
+        g.matmulBias(args('gpu'), bias.gpu);
         assertClose(`matmulBias ${dtype} m${m} n${n} k${k}`, c, dtype === 'bfloat16' ? 2e-2 : dtype === 'float32' ? 1e-5 : 1e-12);
       }
     }
     const a = t.random('float32', 4), bias = t.random('float32', 2), c = t.output('float32', 4);
     assert.throws(() => g.matmulBias({ a: a.gpu, b: a.gpu, c: c.gpu, m: 2, n: 2, k: 2, transA: false, transB: true, lda: 2, ldb: 2, ldc: 2,
       strideA: 0, strideB: 0, strideC: 0, batch: 1, alpha: 1, beta: 1 }, bias.gpu), /bias needs beta = 0/);
+  } finally {
+    t.dispose();
+  }
+});
+
+gpuTest('embeddingUnchecked: the CUDA and CPU forms give the same rows, zero rows for ids out of range', () => {
+  const t = new Twins(46);
+  try {
+    for (const dtype of ['float32', 'bfloat16', 'float64'] as DType[]) {
+      const [count, dim, vocab] = [777, 96, 300];
+      const table = t.random(dtype, vocab * dim);
+      const ids = t.from('int32', Int32Array.from({ length: count }, (_, i) => (i % 97 === 0 ? -3 : i % 89 === 0 ? vocab : (i * 7) % vocab)));
+      const out = t.output(dtype, count * dim);
+      cpu().embeddingUnchecked(table.cpu, ids.cpu, out.cpu, count, dim, vocab);
+      gpu().embeddingUnchecked(table.gpu, ids.gpu, out.gpu, count, dim, vocab);
+      const both = read(out);
+      assert.deepEqual(both.gpu, both.cpu, `embeddingUnchecked ${dtype}`);
+      assert.ok(both.cpu.slice(0, dim).every((v) => v === 0), 'id −3 gives a zero row');
+    }
+  } finally {
+    t.dispose();
+  }
+});
+
+gpuTest('tokenShift: the CUDA and CPU forms give the same bits each way, with documents and accumulation', () => {
+  const t = new Twins(47);
+  try {
+    for (const dtype of ['float32', 'bfloat16', 'float64'] as DType[]) {
+      for (const [batch, n, dim, shifts] of [[2, 37, 2560, 1], [2, 9, 64, 2], [1, 5, 30, 3], [3, 2, 7, 1]] as const) {
+        const count = batch * n * dim;
+        const x = t.random(dtype, count);
+        const segments = t.from('int32', Int32Array.from({ length: batch * n }, (_, i) => Math.floor((i % n) / 4)));
+        for (const backward of [false, true]) {
+          for (const accumulate of [false, true]) {
+            for (const withSegments of [false, true]) {
+              const out = t.random(dtype, count);
+              const ids = withSegments ? segments : null;
+              cpu().tokenShift(x.cpu, out.cpu, batch, n, dim, shifts, backward, accumulate, ids?.cpu ?? null);
+              gpu().tokenShift(x.gpu, out.gpu, batch, n, dim, shifts, backward, accumulate, ids?.gpu ?? null);
+              const both = read(out);
+              assert.deepEqual(both.gpu, both.cpu, `tokenShift ${dtype} [${batch}, ${n}, ${dim}] shifts ${shifts}${backward ? ' backward' : ''}${accumulate ? ' accumulate' : ''}${withSegments ? ' documents' : ''}`);
+            }
+          }
+        }
+      }
+    }
+  } finally {
+    t.dispose();
+  }
+});
+
+gpuTest('headNorm / headNormGrad: the CUDA and CPU forms, packed and strided lanes, with and without a weight', () => {
+  const t = new Twins(48);
+  try {
+    for (const [dtype, tol] of [['float32', 1e-5], ['bfloat16', 2e-2], ['float64', 1e-12]] as [DType, number][]) {
+      for (const [batch, n, heads, dim] of [[2, 67, 3, 64], [1, 130, 8, 128], [1, 9, 4, 256], [2, 5, 2, 80], [1, 3, 1, 7]] as const) {
+        for (const weighted of [true, false]) {
+          const rows = batch * n * heads * dim;
+          const x = t.random(dtype, rows, 2), weight = weighted ? t.random(dtype, heads * dim, 0.3, 1) : null, gy = t.random(dtype, rows);
+          const y = t.output(dtype, rows), rstd = t.output(statDtype(dtype), batch * n * heads);
+          const gx = t.output(dtype, rows), gw = weighted ? t.output(dtype, heads * dim) : null;
+          const args = { batch, n, heads, dim, eps: 1e-6 };
+          for (const side of ['cpu', 'gpu'] as const) {
+            const engine = side === 'cpu' ? cpu() : gpu();
+            engine.headNorm(args, x[side], on(weight, side), y[side], rstd[side]);
+            engine.headNormGrad(args, x[side], on(weight, side), rstd[side], gy[side], gx[side], on(gw, side));
+          }
+          const label = `headNorm ${dtype} [${batch}, ${n}, ${heads}, ${dim}]${weighted ? ' weighted' : ''}`;
+          for (const [name, twin] of [['y', y], ['rstd', rstd], ['gx', gx], ['gw', gw]] as const) {
+            if (twin) assertClose(`${label} ${name}`, twin, tol);
+          }
+        }
+      }
+    }
+  } finally {
+    t.dispose();
+  }
+});
+
+gpuTest('adamwMany and sumOfSquaresMany: the CUDA and CPU forms agree', () => {
+  const t = new Twins(49);
+  try {
+    for (const [gradDtype, copyDtype] of [['bfloat16', 'bfloat16'], ['float32', null], ['float16', 'float16']] as [DType, DType | null][]) {
+      const tensors = [1, 4099, 70001, 1 << 17].map((size) => ({
+        param: t.random('float32', size), m: t.random('float32', size, 0.01),
+        v: t.from('float32', Array.from({ length: size }, () => 1e-4 * (1 + t.gen.uniform()))),
+        grad: t.random(gradDtype, size, 0.1), copy: copyDtype ? t.output(copyDtype, size) : null, count: size,
+      }));
+      const args = { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, biasCorrection1: 0.1, biasCorrection2: 0.05, gradScale: 0.5 };
+      for (const side of ['cpu', 'gpu'] as const) {
+        const items: AdamWItem[] = tensors.map((x) => ({ param: x.param[side], m: x.m[side], v: x.v[side], grad: x.grad[side], count: x.count, shadow: on(x.copy, side) }));
+        (side === 'cpu' ? cpu() : gpu()).adamwMany(items, args);
+      }
+      tensors.forEach((x, i) => {
+        const label = `adamwMany grad ${gradDtype}${copyDtype ? `, ${copyDtype} copy` : ''} tensor ${i}`;
+        assertClose(`${label} weights`, x.param, 1e-6);
+        assertClose(`${label} m`, x.m, 1e-6);
+        assertClose(`${label} v`, x.v, 1e-6);
+        if (x.copy) assertClose(`${label} copy`, x.copy, 1e-2);
+      });
+      const squares = tensors.map((x) => x.grad);
+      const onCpu = cpu().sumOfSquaresMany(squares.map((x) => ({ x: x.cpu, count: x.count })));
+      const onGpu = gpu().sumOfSquaresMany(squares.map((x) => ({ x: x.gpu, count: x.count })));
+      assert.ok(Math.abs(onGpu - onCpu) <= 1e-12 * onCpu, `sumOfSquaresMany ${gradDtype}: ${onGpu} (CUDA) vs ${onCpu} (CPU)`);
+    }
   } finally {
     t.dispose();
   }

@@ -206,7 +206,7 @@ gpuTest('adamw: float32 master weights and state with float32 and bfloat16 gradi
   }
 });
 
-gpuTest('engine extensions: sumOfSquaresMany equals the sum of sumOfSquares; adamwWithShadow writes the rounded weights', () => {
+gpuTest('sumOfSquaresMany equals the sum of sumOfSquares; adamwMany writes the rounded weights into the copy', () => {
   const t = new Twins(27);
   const g = gpu() as CudaEngine;
   try {
@@ -219,8 +219,8 @@ gpuTest('engine extensions: sumOfSquaresMany equals the sum of sumOfSquares; ada
     const grad = t.random('bfloat16', n, 0.1), shadow = t.output('bfloat16', n);
     const args = { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, biasCorrection1: 0.1, biasCorrection2: 0.05, gradScale: 1 };
     cpu().adamw(param.cpu, grad.cpu, m.cpu, v.cpu, n, args);
-    g.adamwWithShadow(param.gpu, grad.gpu, m.gpu, v.gpu, n, args, shadow.gpu);
-    assertClose('adamwWithShadow params', param, 1e-6);
+    g.adamwMany([{ param: param.gpu, grad: grad.gpu, m: m.gpu, v: v.gpu, count: n, shadow: shadow.gpu }], args);
+    assertClose('adamwMany params', param, 1e-6);
     const masters = read(param).gpu, weights = read(shadow).gpu;
     for (let i = 0; i < n; i++) assert.equal(weights[i], bf16BitsToFloat(floatToBf16Bits(masters[i]!)), `shadow weight ${i}`);
   } finally {

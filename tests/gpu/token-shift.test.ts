@@ -1,9 +1,9 @@
-// The CUDA engine's one-pass token shift (Engine.tokenShift) against the CPU engine's strided copies:
+// The CUDA engine's one-pass token shift (Engine.tokenShift) against the CPU engine's:
 // values and gradients, shifts 1–3, chunk widths with and without 16-byte packs, sequences shorter than
 // the shift, batch > 1.
 import assert from 'node:assert/strict';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { shiftTokens } from '../../src/model/token-shift.js';
+import { shiftTokens } from '../../src/ops/fused/token-shift.js';
 import { add, mul } from '../../src/ops/elementwise.js';
 import { sum } from '../../src/ops/reduce.js';
 import { Generator } from '../../src/tensor/random.js';
@@ -22,8 +22,7 @@ function run(device: string, dtype: DType, shape: number[], shifts: number, xs: 
   return out;
 }
 
-gpuTest('tokenShift: one kernel each way, equal to the CPU engine\'s copies', () => {
-  assert.ok(typeof gpu().tokenShift === 'function', 'the CUDA engine has the tokenShift kernel');
+gpuTest('tokenShift: one kernel each way, equal to the CPU engine', () => {
   const gen = new Generator(9);
   for (const [batch, n, dim, shifts] of [[1, 37, 2560, 1], [2, 9, 64, 1], [2, 5, 30, 2], [1, 2, 48, 3], [3, 1, 16, 1], [1, 11, 7, 1]]) {
     const count = batch * n * dim;

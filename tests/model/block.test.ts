@@ -14,7 +14,7 @@ import { resolveConfig, type AndromedaConfig, type AndromedaConfigInput } from '
 import { makeBlock, ParallelBlock, PostNormBlock, PreNormBlock, type Block } from '../../src/model/block.js';
 import { rotarySettings } from '../../src/model/rotary.js';
 import { headSlopes } from '../../src/model/alibi.js';
-import { shiftTokens } from '../../src/model/token-shift.js';
+import { shiftTokens } from '../../src/ops/fused/token-shift.js';
 import type { LayerState } from '../../src/model/context.js';
 import { maxAbsDiff, values } from './helpers.js';
 

@@ -5,7 +5,7 @@ import { Generator } from '../../src/tensor/random.js';
 import { randn } from '../../src/ops/creation.js';
 import { mul } from '../../src/ops/elementwise.js';
 import { sum } from '../../src/ops/reduce.js';
-import { shiftTokens } from '../../src/model/token-shift.js';
+import { shiftTokens } from '../../src/ops/fused/token-shift.js';
 import { values } from './helpers.js';
 
 /** out[b, t, f] for chunk k = f / chunk (k ≤ shifts): x[b, t − k, f] if t − k ≥ 0 and in the same document. */

@@ -1,5 +1,5 @@
-// The fused ops (residual add + norm, bias + GELU) on the CPU engine: gradients against float64 finite
-// differences, and values and gradients equal to the unfused compositions they replace.
+// The fused ops (residual add + norm, bias + GELU, head norm) on the CPU engine: gradients against float64 finite
+// differences, and values and gradients equal to their composed forms (src/ops/fused/).
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as A from '../../src/index.js';
@@ -42,16 +42,6 @@ function named(v: Variant, xs: Tensor[]): Record<string, Tensor> {
 
 function optionsOf(v: Variant, t: Record<string, Tensor>): A.AddNormOptions {
   return { rms: v.rms, weight: t.weight ?? null, bias: t.bias ?? null, residualScale: t.scale ?? null, residualConstant: v.constant };
-}
-
-/** The unfused form: norm(a + b·scale·c) from the elementwise ops and layerNorm / rmsNorm. */
-function unfused(v: Variant, t: Record<string, Tensor>): { sum: Tensor; out: Tensor } {
-  let r = t.b!;
-  if (t.scale) r = A.mul(r, t.scale);
-  if (v.constant !== 1) r = A.mul(r, v.constant);
-  const sum = A.add(t.a!, r);
-  const out = v.rms ? A.rmsNorm(sum, t.weight ?? null) : A.layerNorm(sum, t.weight ?? null, t.bias ?? null);
-  return { sum, out };
 }
 
 function relativeError(got: ArrayLike<number>, ref: ArrayLike<number>): number {
@@ -97,13 +87,13 @@ describe('addNorm: norm(a + b·scale·c) in one op', () => {
         const weights = randomValues(shape, gen);
         const tol = dtype === 'float64' ? 1e-12 : 2e-6;
         const fused = valuesAndGrads((xs) => { const t = named(v, xs); return A.addNorm(t.a!, t.b!, optionsOf(v, t)); }, values, shapes, dtype, weights);
-        const reference = valuesAndGrads((xs) => unfused(v, named(v, xs)).out, values, shapes, dtype, weights);
+        const reference = valuesAndGrads((xs) => { const t = named(v, xs); return A.addNormComposed(t.a!, t.b!, optionsOf(v, t)); }, values, shapes, dtype, weights);
         fused.forEach((got, i) => {
           const err = relativeError(got, reference[i]!);
           assert.ok(err < tol, `${i === 0 ? 'output' : `gradient of ${inputNames(v)[i - 1]}`}: relative error ${err.toExponential(2)} vs the unfused ops`);
         });
         const withSum = valuesAndGrads((xs) => { const t = named(v, xs); const r = A.addThenNorm(t.a!, t.b!, optionsOf(v, t)); return A.add(r.out, r.sum); }, values, shapes, dtype, weights);
-        const referenceSum = valuesAndGrads((xs) => { const r = unfused(v, named(v, xs)); return A.add(r.out, r.sum); }, values, shapes, dtype, weights);
+        const referenceSum = valuesAndGrads((xs) => { const t = named(v, xs); const r = A.addThenNormComposed(t.a!, t.b!, optionsOf(v, t)); return A.add(r.out, r.sum); }, values, shapes, dtype, weights);
         withSum.forEach((got, i) => {
           const err = relativeError(got, referenceSum[i]!);
           assert.ok(err < tol, `addThenNorm ${i === 0 ? 'output' : `gradient of ${inputNames(v)[i - 1]}`}: relative error ${err.toExponential(2)} vs the unfused ops`);
@@ -120,7 +110,7 @@ describe('addNorm: norm(a + b·scale·c) in one op', () => {
     const values = shapes.map((s, i) => randomValues(s, gen, 1, i >= 2 ? 1 : 0));
     const weights = randomValues(shape, gen);
     const fused = valuesAndGrads((xs) => { const t = named(v, xs); return A.addNorm(t.a!, t.b!, optionsOf(v, t)); }, values, shapes, 'bfloat16', weights);
-    const reference = valuesAndGrads((xs) => unfused(v, named(v, xs)).out, values, shapes, 'float64', weights);
+    const reference = valuesAndGrads((xs) => { const t = named(v, xs); return A.addNormComposed(t.a!, t.b!, optionsOf(v, t)); }, values, shapes, 'float64', weights);
     fused.forEach((got, i) => {
       const err = relativeError(got, reference[i]!);
       assert.ok(err < 3e-2, `bf16 ${i === 0 ? 'output' : `gradient ${i}`}: relative error ${err.toExponential(2)} vs float64`);
@@ -152,7 +142,7 @@ describe('biasGelu: gelu(x + bias) in one op', () => {
       const values = shapes.map((s) => randomValues(s, gen, 2));
       const weights = randomValues(shape, gen);
       const fused = valuesAndGrads((xs) => A.biasGelu(xs[0]!, xs[1]!), values, shapes, dtype, weights);
-      const reference = valuesAndGrads((xs) => A.gelu(A.add(xs[0]!, xs[1]!)), values, shapes, dtype === 'bfloat16' ? 'float64' : dtype, weights);
+      const reference = valuesAndGrads((xs) => A.biasGeluComposed(xs[0]!, xs[1]!), values, shapes, dtype === 'bfloat16' ? 'float64' : dtype, weights);
       const tol = dtype === 'float64' ? 1e-12 : dtype === 'float32' ? 1e-6 : 2e-2;
       fused.forEach((got, i) => {
         const err = relativeError(got, reference[i]!);

@@ -10,10 +10,11 @@
 #include <initializer_list>
 #include <type_traits>
 
-#include "common.cuh"
-#include "engine.h"
-#include "partial_sums.cuh"
-#include "vec.cuh"
+#include "head_norm.h"
+#include "../../cuda/common.cuh"
+#include "../../cuda/engine.h"
+#include "../../cuda/partial_sums.cuh"
+#include "../../cuda/vec.cuh"
 
 namespace andromeda::cuda {
 namespace {

@@ -4,9 +4,10 @@
 // chunk's gradient the other way (gx[t] of chunk k = g[t + k], zero past the end), optionally added into the
 // gradient already held (accumulate: saves the separate add where the input also feeds a residual). Contiguous
 // [batch, n, dim]; 16-byte packs when the chunk width allows.
-#include "common.cuh"
-#include "engine.h"
-#include "vec.cuh"
+#include "token_shift.h"
+#include "../../cuda/common.cuh"
+#include "../../cuda/engine.h"
+#include "../../cuda/vec.cuh"
 
 namespace andromeda::cuda {
 namespace {

@@ -1,19 +1,20 @@
 // Residual add fused with layer norm or RMS norm over the last axis, the two places a residual stream
 // meets a norm: post-norm (DeepNorm) blocks compute x = norm(branch + x·scale·c) (`addNorm`), pre-norm
 // blocks keep sum = branch + x·scale·c as the stream and feed norm(sum) to the next sub-layer
-// (`addThenNorm`). Engines with the fused kernels (Engine.addNorm) do each in one pass over the data;
-// `addNorm` never stores the sum (its backward recomputes it from the two inputs). Other engines get
-// the same values from the elementwise ops and the norm.
-import type { AddNormArgs } from '../engine/engine.js';
-import { Tensor } from '../tensor/tensor.js';
-import { formatShape, shapesEqual } from '../tensor/shape.js';
-import { record } from '../autograd/tape.js';
-import { assertFloat, assertSameDType, assertSameDevice, emptyLike } from './util.js';
-import { add, mul } from './elementwise.js';
-import { layerNorm, rmsNorm } from './nn.js';
-import { binaryRaw } from './raw.js';
-import { reduceRaw } from './reduce.js';
-import { asContiguous, freeIfCopy, normShape, recordNorm, statsDType } from './norm-record.js';
+// (`addThenNorm`). Each is one engine kernel per direction (Engine.addNorm; native/fused/add_norm/);
+// `addNorm` never stores the sum (its backward recomputes it from the two inputs). `addNormComposed` and
+// `addThenNormComposed` give the same values from the elementwise ops and the norm: the reference the
+// tests hold the kernels to.
+import type { AddNormArgs } from '../../engine/engine.js';
+import { Tensor } from '../../tensor/tensor.js';
+import { formatShape, shapesEqual } from '../../tensor/shape.js';
+import { record } from '../../autograd/tape.js';
+import { assertFloat, assertSameDType, assertSameDevice, emptyLike } from '../util.js';
+import { add, mul } from '../elementwise.js';
+import { layerNorm, rmsNorm } from '../nn.js';
+import { binaryRaw } from '../raw.js';
+import { reduceRaw } from '../reduce.js';
+import { asContiguous, freeIfCopy, normShape, recordNorm, statsDType } from '../norm-record.js';
 
 export interface AddNormOptions {
   /** RMS norm instead of layer norm. */
@@ -68,7 +69,7 @@ function kernelArgs(p: Prepared, ac: Tensor, bc: Tensor): AddNormArgs {
   };
 }
 
-/** The unfused form: b·scale·c with the elementwise ops. */
+/** b·scale·c with the elementwise ops. */
 function scaledResidual(b: Tensor, p: Prepared): Tensor {
   let r = b;
   if (p.scale) r = mul(r, p.scale);
@@ -84,7 +85,6 @@ function normOf(x: Tensor, p: Prepared): Tensor {
 export function addNorm(a: Tensor, b: Tensor, o: AddNormOptions = {}): Tensor {
   const p = prepare('addNorm', a, b, o);
   const engine = a.engine;
-  if (!engine.addNorm || !engine.addNormGrad) return normOf(add(a, scaledResidual(b, p)), p);
   const ac = asContiguous(a), bc = asContiguous(b);
   const out = emptyLike(a);
   const stats = emptyLike(a, [p.rows, 2], statsDType(a));
@@ -96,7 +96,7 @@ export function addNorm(a: Tensor, b: Tensor, o: AddNormOptions = {}): Tensor {
     const gb = b.requiresGrad ? emptyLike(b) : null;
     const [gs, gw, gbias] = [p.scale, p.weight, p.bias].map((t) => (t?.requiresGrad ? emptyLike(t) : null));
     if (ga.size > 0) {
-      engine.addNormGrad!(kernelArgs(p, ac, bc), stats.dense(), gc.dense(), {
+      engine.addNormGrad(kernelArgs(p, ac, bc), stats.dense(), gc.dense(), {
         a: ga.dense(), b: gb?.dense() ?? null, scale: gs?.dense() ?? null, weight: gw?.dense() ?? null, bias: gbias?.dense() ?? null,
       });
     }
@@ -114,10 +114,6 @@ export function addNorm(a: Tensor, b: Tensor, o: AddNormOptions = {}): Tensor {
 export function addThenNorm(a: Tensor, b: Tensor, o: AddNormOptions = {}): { sum: Tensor; out: Tensor } {
   const p = prepare('addThenNorm', a, b, o);
   const engine = a.engine;
-  if (!engine.addNorm) {
-    const sum = add(a, scaledResidual(b, p));
-    return { sum, out: normOf(sum, p) };
-  }
   const ac = asContiguous(a), bc = asContiguous(b);
   const sum = emptyLike(a), out = emptyLike(a);
   const stats = emptyLike(a, [p.rows, 2], statsDType(a));
@@ -126,6 +122,19 @@ export function addThenNorm(a: Tensor, b: Tensor, o: AddNormOptions = {}): { sum
   freeIfCopy(bc, b);
   const recordedSum = recordResidualAdd(sum, a, b, p);
   return { sum: recordedSum, out: recordNorm(p.rms ? 'rmsNorm' : 'layerNorm', p.rms, out, recordedSum, sum, p.weight, p.bias, stats, p.rows, p.cols) };
+}
+
+/** `addNorm` composed of the elementwise ops and the norm (several passes; the same values). */
+export function addNormComposed(a: Tensor, b: Tensor, o: AddNormOptions = {}): Tensor {
+  const p = prepare('addNorm', a, b, o);
+  return normOf(add(a, scaledResidual(b, p)), p);
+}
+
+/** `addThenNorm` composed of the elementwise ops and the norm. */
+export function addThenNormComposed(a: Tensor, b: Tensor, o: AddNormOptions = {}): { sum: Tensor; out: Tensor } {
+  const p = prepare('addThenNorm', a, b, o);
+  const sum = add(a, scaledResidual(b, p));
+  return { sum, out: normOf(sum, p) };
 }
 
 /** The gradient record of sum = a + b·scale·c. */

@@ -7,9 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "chunk_table.h"
-#include "common.cuh"
-#include "vec.cuh"
+#include "sum_squares.h"
+#include "../../cuda/chunk_table.h"
+#include "../../cuda/common.cuh"
+#include "../../cuda/vec.cuh"
 
 namespace andromeda::cuda {
 namespace {

@@ -9,9 +9,10 @@
 // `_cached` kernels); wider rows re-read them.
 #include <algorithm>
 
-#include "common.cuh"
-#include "partial_sums.cuh"
-#include "vec.cuh"
+#include "add_norm.h"
+#include "../../cuda/common.cuh"
+#include "../../cuda/partial_sums.cuh"
+#include "../../cuda/vec.cuh"
 
 namespace andromeda::cuda {
 namespace {

@@ -6,10 +6,11 @@
 // chunks in order: deterministic, no atomics.
 #include <algorithm>
 
-#include "activation.cuh"
-#include "common.cuh"
-#include "partial_sums.cuh"
-#include "vec.cuh"
+#include "bias_gelu.h"
+#include "../../cuda/activation.cuh"
+#include "../../cuda/common.cuh"
+#include "../../cuda/partial_sums.cuh"
+#include "../../cuda/vec.cuh"
 
 namespace andromeda::cuda {
 namespace {

@@ -1,35 +1,20 @@
-// Fused bandwidth kernels of the CPU engine, the reference for the CUDA ones (native/cuda/add_norm.cu,
-// bias_gelu.cu): residual add + layer/RMS norm and bias + GELU, forward and backward. float32 runs the
-// vectorised row kernels of simd_kernels.h on the residual sum (as the unfused ops would); the other
-// dtypes compute in float64. Column sums (parameter gradients) are float64 partials per block of rows
-// (reduction_blocks: a count set by the problem size, not the thread count) added in block order, so
-// results do not depend on the number of threads or on scheduling.
+// Residual add + layer/RMS norm on the CPU (semantics: add_norm.h), the reference for cuda.cu. float32 runs the
+// vectorised row kernels of simd_kernels.h on the residual sum (as the unfused ops would); the other dtypes compute
+// in float64. Column sums (parameter gradients) are float64 partials per fixed block of rows, added in block order.
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <vector>
 
-#include "../common/dtype.h"
-#include "fused.h"
-#include "parallel.h"
-#include "simd_kernels.h"
+#include "../../common/dtype.h"
+#include "../../cpu/fused_rows.h"
+#include "../../cpu/simd_kernels.h"
+#include "add_norm.h"
 
 namespace andromeda::cpu {
 namespace {
 
-constexpr int64_t kGrain = 1 << 14;  // elements per task
-int64_t row_grain(int64_t cols) { return std::max<int64_t>(1, kGrain / std::max<int64_t>(cols, 1)); }
 template <typename T> using Stat = std::conditional_t<std::is_same<T, double>::value, double, float>;
-
-/** out[j] = Σ_t partial[t · stride + j] over the blocks' partial rows of column sums, in block order. */
-template <typename T>
-void sum_block_partials(const double* partial, int64_t blocks, size_t stride, int64_t cols, T* out) {
-  for (int64_t j = 0; j < cols; j++) {
-    double total = 0;
-    for (int64_t t = 0; t < blocks; t++) total += partial[size_t(t) * stride + size_t(j)];
-    store(out + j, total);
-  }
-}
 
 template <typename T>
 struct Residual {
@@ -67,7 +52,7 @@ void add_norm_f32(const AddNormArgs& a, float* out, float* sum, float* stats) {
   const Residual<float> r = residual_of<float>(a);
   const F32Ops& vec = f32_ops();
   const int64_t cols = a.cols;
-  parallel_for(a.rows, row_grain(cols), [&](int64_t begin, int64_t end) {
+  parallel_for(a.rows, fused_row_grain(cols), [&](int64_t begin, int64_t end) {
     std::vector<float> s(static_cast<size_t>(cols));
     for (int64_t i = begin; i < end; i++) {
       float* si = sum ? sum + i * cols : s.data();
@@ -83,10 +68,9 @@ void add_norm_grad_f32(const AddNormArgs& a, const float* stats, const float* gy
   const Residual<float> r = residual_of<float>(a);
   const F32Ops& vec = f32_ops();
   const int64_t cols = a.cols, rows = a.rows;
-  const int64_t blocks = reduction_blocks(rows, rows * cols);
-  std::vector<double> partial(size_t(blocks) * 3 * size_t(cols), 0.0);
-  parallel_tasks(blocks, [&](int64_t t, int) {
-    const int64_t begin = rows * t / blocks, end = rows * (t + 1) / blocks;
+  const RowBlocks blocks = row_blocks(rows, cols);
+  std::vector<double> partial(size_t(blocks.count) * 3 * size_t(cols), 0.0);
+  for_each_block(blocks, [&](int64_t t, int64_t begin, int64_t end) {
     double* pw = partial.data() + size_t(t) * 3 * size_t(cols);
     double* pb = pw + cols;
     double* ps = pb + cols;
@@ -117,7 +101,7 @@ void add_norm_grad_f32(const AddNormArgs& a, const float* stats, const float* gy
   });
   float* outs[3] = {gw, gbias, gscale};
   for (int q = 0; q < 3; q++)
-    if (outs[q]) sum_block_partials(partial.data() + size_t(q) * size_t(cols), blocks, 3 * size_t(cols), cols, outs[q]);
+    if (outs[q]) sum_block_partials(partial.data() + size_t(q) * size_t(cols), blocks.count, 3 * size_t(cols), cols, outs[q]);
 }
 
 }  // namespace
@@ -136,7 +120,7 @@ void add_norm(const AddNormArgs& a, char* out_raw, char* sum_raw, char* stats_ra
     T* sum = reinterpret_cast<T*>(sum_raw);
     Stat<T>* stats = reinterpret_cast<Stat<T>*>(stats_raw);
     const int64_t cols = a.cols;
-    parallel_for(a.rows, row_grain(cols), [&](int64_t begin, int64_t end) {
+    parallel_for(a.rows, fused_row_grain(cols), [&](int64_t begin, int64_t end) {
       std::vector<double> s(static_cast<size_t>(cols));
       for (int64_t i = begin; i < end; i++) {
         const int64_t row = i * cols;
@@ -181,11 +165,10 @@ void add_norm_grad(const AddNormArgs& a, const char* stats_raw, const char* grad
     T* GA = reinterpret_cast<T*>(grad_a);
     T* GB = reinterpret_cast<T*>(grad_b);
     const int64_t cols = a.cols, rows = a.rows;
-    const int64_t blocks = reduction_blocks(rows, rows * cols);
+    const RowBlocks blocks = row_blocks(rows, cols);
     // Per block: column partials of Σ gy·x̂ (weight), Σ gy (bias), Σ ∂s·b·c (scale).
-    std::vector<double> partial(size_t(blocks) * 3 * size_t(cols), 0.0);
-    parallel_tasks(blocks, [&](int64_t t, int) {
-      const int64_t begin = rows * t / blocks, end = rows * (t + 1) / blocks;
+    std::vector<double> partial(size_t(blocks.count) * 3 * size_t(cols), 0.0);
+    for_each_block(blocks, [&](int64_t t, int64_t begin, int64_t end) {
       double* pw = partial.data() + size_t(t) * 3 * size_t(cols);
       double* pb = pw + cols;
       double* ps = pb + cols;
@@ -217,89 +200,9 @@ void add_norm_grad(const AddNormArgs& a, const char* stats_raw, const char* grad
     });
     T* outs[3] = {reinterpret_cast<T*>(grad_weight), reinterpret_cast<T*>(grad_bias), reinterpret_cast<T*>(grad_scale)};
     for (int q = 0; q < 3; q++)
-      if (outs[q]) sum_block_partials(partial.data() + size_t(q) * size_t(cols), blocks, 3 * size_t(cols), cols, outs[q]);
+      if (outs[q]) sum_block_partials(partial.data() + size_t(q) * size_t(cols), blocks.count, 3 * size_t(cols), cols, outs[q]);
   });
 }
 
-namespace {
-inline double gelu(double x) { return 0.5 * x * (1.0 + std::erf(x * 0.70710678118654752440)); }
-inline double gelu_grad(double x) {
-  const double cdf = 0.5 * (1.0 + std::erf(x * 0.70710678118654752440));
-  const double pdf = std::exp(-0.5 * x * x) * 0.39894228040143267794;
-  return cdf + x * pdf;
-}
-}  // namespace
-
-void bias_gelu(int dtype, const char* x, const char* bias, char* out, int64_t rows, int64_t cols) {
-  if (DType(dtype) == DType::F32) {
-    const F32Ops& vec = f32_ops();
-    const float* X = reinterpret_cast<const float*>(x);
-    const float* B = reinterpret_cast<const float*>(bias);
-    float* O = reinterpret_cast<float*>(out);
-    parallel_for(rows, row_grain(cols), [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; i++) {
-        vec.binary_vv(0, X + i * cols, B, O + i * cols, cols);
-        if (!vec.unary(5, O + i * cols, O + i * cols, cols, 0.f))
-          for (int64_t j = 0; j < cols; j++) O[i * cols + j] = float(gelu(O[i * cols + j]));
-      }
-    });
-    return;
-  }
-  ANDROMEDA_DISPATCH_FLOAT(dtype, {
-    const T* X = reinterpret_cast<const T*>(x);
-    const T* B = reinterpret_cast<const T*>(bias);
-    T* O = reinterpret_cast<T*>(out);
-    parallel_for(rows, row_grain(cols), [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; i++)
-        for (int64_t j = 0; j < cols; j++) store(O + i * cols + j, gelu(double(load(X + i * cols + j)) + double(load(B + j))));
-    });
-  });
-}
-
-void bias_gelu_grad(int dtype, const char* x, const char* bias, const char* grad_out, char* grad_in, char* grad_bias,
-                    int64_t rows, int64_t cols) {
-  if (cols == 0) return;
-  if (DType(dtype) == DType::F32) {
-    const F32Ops& vec = f32_ops();
-    const float* X = reinterpret_cast<const float*>(x);
-    const float* B = reinterpret_cast<const float*>(bias);
-    const float* GY = reinterpret_cast<const float*>(grad_out);
-    float* GX = reinterpret_cast<float*>(grad_in);
-    const int64_t blocks = reduction_blocks(rows, rows * cols);
-    std::vector<double> partial(size_t(blocks) * size_t(cols), 0.0);
-    parallel_tasks(blocks, [&](int64_t t, int) {
-      const int64_t begin = rows * t / blocks, end = rows * (t + 1) / blocks;
-      std::vector<float> pre(static_cast<size_t>(cols));
-      for (int64_t i = begin; i < end; i++) {
-        vec.binary_vv(0, X + i * cols, B, pre.data(), cols);
-        if (!vec.unary_grad(0, pre.data(), GY + i * cols, GX + i * cols, cols))
-          for (int64_t j = 0; j < cols; j++) GX[i * cols + j] = float(double(GY[i * cols + j]) * gelu_grad(pre[j]));
-        if (grad_bias) vec.accumulate_f64(partial.data() + size_t(t) * size_t(cols), GX + i * cols, cols);
-      }
-    });
-    if (grad_bias) sum_block_partials(partial.data(), blocks, size_t(cols), cols, reinterpret_cast<float*>(grad_bias));
-    return;
-  }
-  ANDROMEDA_DISPATCH_FLOAT(dtype, {
-    const T* X = reinterpret_cast<const T*>(x);
-    const T* B = reinterpret_cast<const T*>(bias);
-    const T* GY = reinterpret_cast<const T*>(grad_out);
-    T* GX = reinterpret_cast<T*>(grad_in);
-    const int64_t blocks = reduction_blocks(rows, rows * cols);
-    std::vector<double> partial(size_t(blocks) * size_t(cols), 0.0);
-    parallel_tasks(blocks, [&](int64_t t, int) {
-      const int64_t begin = rows * t / blocks, end = rows * (t + 1) / blocks;
-      double* p = partial.data() + size_t(t) * size_t(cols);
-      for (int64_t i = begin; i < end; i++)
-        for (int64_t j = 0; j < cols; j++) {
-          const int64_t e = i * cols + j;
-          const double g = double(load(GY + e)) * gelu_grad(double(load(X + e)) + double(load(B + j)));
-          store(GX + e, g);
-          p[j] += g;
-        }
-    });
-    if (grad_bias) sum_block_partials(partial.data(), blocks, size_t(cols), cols, reinterpret_cast<T*>(grad_bias));
-  });
-}
 
 }  // namespace andromeda::cpu

@@ -13,8 +13,9 @@
 #include <utility>
 #include <vector>
 
-#include "chunk_table.h"
-#include "common.cuh"
+#include "adamw.h"
+#include "../../cuda/chunk_table.h"
+#include "../../cuda/common.cuh"
 
 namespace andromeda::cuda {
 namespace {

@@ -1,0 +1,22 @@
+// Residual add fused with a layer or RMS norm over the last axis of contiguous [rows, cols]:
+//   s = a + b · (scale · c),   out = norm(s) · weight + bias   (AddNormArgs; b, scale, weight, bias optional).
+// stats [rows, 2] receive (mean, rstd) as the plain norm's do (float64 for float64, else float32). With `sum`,
+// s is stored rounded to the dtype and out is the norm of that rounded s (pre-norm blocks keep s as their
+// residual stream); without it s is never stored, and the backward pass recomputes it from a and b.
+// Backward: grad_a = ∂L/∂s; grad_b = grad_a · scale · c; grad_scale, grad_weight, grad_bias are sums over
+// rows (overwritten). Every output but grad_a may be null.
+// Forms: cpu.cc (the reference), cuda.cu; composed: src/ops/fused/add-norm.ts.
+#pragma once
+#include "../../common/add_norm_args.h"
+
+namespace andromeda::cpu {
+void add_norm(const AddNormArgs& args, char* out, char* sum, char* stats);
+void add_norm_grad(const AddNormArgs& args, const char* stats, const char* grad_out, char* grad_a, char* grad_b,
+                   char* grad_scale, char* grad_weight, char* grad_bias);
+}  // namespace andromeda::cpu
+
+namespace andromeda::cuda {
+void add_norm(const AddNormArgs& args, char* out, char* sum, char* stats);
+void add_norm_grad(const AddNormArgs& args, const char* stats, const char* grad_out, char* grad_a, char* grad_b,
+                   char* grad_scale, char* grad_weight, char* grad_bias);
+}  // namespace andromeda::cuda

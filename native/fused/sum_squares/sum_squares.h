@@ -1,0 +1,25 @@
+// Σ x² over several float buffers, accumulated in float64 and returned to the host with one wait (the global
+// gradient norm). Both forms cut every buffer into fixed chunks of 2^16 elements, take one float64 partial per
+// chunk and add the partials in chunk order, so the result does not depend on the thread or block count.
+// Forms: cpu.cc, cuda.cu.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace andromeda {
+
+struct SquaresInput {
+  int dtype;
+  const char* x;
+  int64_t count;
+};
+
+}  // namespace andromeda
+
+namespace andromeda::cpu {
+double sum_of_squares_many(const SquaresInput* inputs, size_t n);
+}  // namespace andromeda::cpu
+
+namespace andromeda::cuda {
+double sum_of_squares_many(const SquaresInput* inputs, size_t n);
+}  // namespace andromeda::cuda
