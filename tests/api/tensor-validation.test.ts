@@ -111,6 +111,10 @@ describe('tensor shapes and views', () => {
       assert.throws(() => ops.concat(x as unknown as A.Tensor[], 0), /concat: expects an array of tensors/);
       assert.throws(() => ops.expand(x, [2, 2 ** 53]), /expand: invalid shape/);
       assert.throws(() => ops.pad(x, 0, 2 ** 52, 0), /pad: shape \[4503599627370498, 3\] has more elements than can be addressed/);
+      // Found by the fuzz: a huge shift count looped over every (empty) chunk.
+      const shifted = A.randn([1, 2, 3]);
+      assert.throws(() => ops.shiftTokensComposed(shifted, 1e300), /shiftTokens: shifts must be an integer ≥ 0, got 1e\+300 \(at most 2\^31 − 1/);
+      assert.deepEqual(Array.from(ops.shiftTokensComposed(shifted, 2 ** 31 - 1).toArray()), Array.from(shifted.toArray()));
       assert.throws(() => ops.accumulateInto(A.zeros([4, 4]), A.zeros([1])), /accumulateInto: gradient \[1\] on cpu does not match leaf \[4, 4\]/);
     });
   });
