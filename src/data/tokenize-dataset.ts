@@ -9,7 +9,7 @@ import {
   DATASET_FORMAT, DATASET_TOKENIZER, DATASET_VERSION, SplitWriter, writeDatasetManifest, type DatasetManifest,
 } from './dataset.js';
 import { defaultCorpusDir, defaultCorpusDocuments, defaultCorpusManifest } from './default-corpus.js';
-import { formatBytes, formatCount, ProgressBar } from './progress.js';
+import { formatBytes, formatCount, ProgressBar } from './progress-bar.js';
 import { dtypeForVocab } from './shards.js';
 import { listInputFiles, readInputFile, type ReadOptions } from './sources.js';
 import { ByteTokenizer } from './tokenizer/byte.js';

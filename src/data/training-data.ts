@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { TokenDataset } from './dataset.js';
 import { defaultCorpusDocuments, defaultCorpusManifest } from './default-corpus.js';
-import { unigramCrossEntropy } from './metrics.js';
+import { unigramCrossEntropy } from './loss-units.js';
 import { MixtureLoader, type MixtureLoaderState, type MixtureSource } from './mixture.js';
 import { type Batch, sequentialBatches, tokenizeToArray } from './packing.js';
 import { ArrayTokenSource, ConcatTokenSource, type TokenSource } from './token-source.js';

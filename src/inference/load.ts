@@ -1,7 +1,7 @@
 /** Loads a trained model from a checkpoint directory for generation. */
 import '../engine/index.js';
 import { deviceUnavailableReason } from '../engine/registry.js';
-import { loadCheckpoint, CheckpointError } from '../train/checkpoint.js';
+import { loadCheckpoint, CheckpointError } from '../train/run-checkpoint.js';
 import { getModelFamily } from '../train/families.js';
 import '../train/andromeda-adapter.js';
 import type { LanguageModel, ModelFamily } from '../train/model.js';

@@ -9,7 +9,7 @@
 import type { Tensor } from '../tensor/tensor.js';
 import { tidy } from '../tensor/scope.js';
 import { isGradEnabled } from '../autograd/grad-mode.js';
-import { checkpoint } from '../ops/checkpoint.js';
+import { checkpoint } from '../ops/activation-checkpoint.js';
 import type { Block } from './block.js';
 import type { LayerState } from './context.js';
 

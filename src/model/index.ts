@@ -15,4 +15,4 @@ export { shiftTokensWithHistory } from './token-shift.js';
 export { KVCache, LayerKVCache, type KVCacheOptions } from './kv-cache.js';
 export { initializeAndromeda, deepnormGain } from './init.js';
 export * from './xtransformers-import.js';
-export * from './checkpoint.js';
+export * from './weights-file.js';

@@ -54,7 +54,7 @@ export interface TrainConfig {
   /** auto, float32 or bfloat16 (activations; master weights and optimizer stay float32). */
   dtype: string;
   seed: number;
-  /** Stop (with a checkpoint) after this many minutes of training; 0: no limit. */
+  /** Stop (with a checkpoint) after this many minutes of training; 0: no limit. The steps it allows are planned (step-plan.ts). */
   maxMinutes: number;
   /** Attention and positions reset at document boundaries inside packed rows. */
   segments: boolean;
@@ -118,6 +118,18 @@ export const CONFIG_KINDS: Record<keyof TrainConfig, Kind> = {
   activationCheckpointing: 'bool',
 };
 
+/**
+ * Upper bounds, checked before anything is allocated: beyond them a run cannot finish (steps,
+ * minutes) or its batches cannot be indexed (tokens, held as int32 counts by the engines).
+ */
+export const MAX_STEPS = 1_000_000_000;
+export const MAX_TOKENS = 2 ** 31 - 1;
+const UPPER_BOUNDS: Partial<Record<keyof TrainConfig, number>> = {
+  steps: MAX_STEPS, warmup: MAX_STEPS, cooldown: MAX_STEPS, evalEvery: MAX_STEPS, checkpointEvery: MAX_STEPS, keepCheckpoints: MAX_STEPS,
+  maxBadSteps: MAX_STEPS, batchSize: MAX_TOKENS, seqLen: MAX_TOKENS, gradAccum: 1_000_000, evalTokens: MAX_TOKENS, finalEvalTokens: MAX_TOKENS,
+  maxMinutes: 366 * 24 * 60,
+};
+
 /** kebab-case flag name of a config key: batchSize → batch-size. */
 export function flagName(key: string): string {
   return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -160,6 +172,8 @@ function checkValue(key: keyof TrainConfig, value: unknown, where: string, shown
     case 'strings': if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) fail('a list of strings'); break;
     case 'object': if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('a JSON object'); break;
   }
+  const bound = UPPER_BOUNDS[key];
+  if (bound !== undefined && (value as number) > bound) fail(`at most ${bound}`);
 }
 
 /** Checks a whole config (types, ranges, and relations between settings). */
@@ -170,6 +184,9 @@ export function validateConfig(config: TrainConfig, where = 'config'): TrainConf
   if (!/^(auto|cpu|cuda(:\d+)?)$/.test(config.device)) throw new ConfigError(`${where}: device must be auto, cpu, cuda or cuda:N, got "${config.device}"`);
   if (config.data.length > 0 && config.inputs.length > 0) throw new ConfigError(`${where}: give either tokenized --data directories or raw inputs to tokenize, not both`);
   for (const spec of config.data) parseDataSpec(spec);
+  if (config.batchSize * config.seqLen > MAX_TOKENS) {
+    throw new ConfigError(`${where}: a micro-batch of --batch-size ${config.batchSize} × --seq-len ${config.seqLen} = ${config.batchSize * config.seqLen} tokens exceeds the limit of ${MAX_TOKENS}; lower --batch-size (--grad-accum accumulates several micro-batches per step)`);
+  }
   return config;
 }
 

@@ -2,14 +2,12 @@
  * Held-out evaluation: mean next-token cross-entropy over a fixed sequence of held-out rows
  * (no gradients, each batch in its own tidy scope) and the same loss in bits per UTF-8 byte.
  */
-import { Tensor } from '../tensor/tensor.js';
 import { tidy } from '../tensor/scope.js';
 import { noGrad } from '../autograd/grad-mode.js';
-import { crossEntropy } from '../ops/nn.js';
-import { reshape } from '../ops/layout.js';
-import { makeBatch, type Batch } from '../data/packing.js';
+import { makeBatch } from '../data/packing.js';
 import type { TrainingData } from '../data/training-data.js';
 import type { LanguageModel } from './model.js';
+import { batchLoss, batchTensors } from './next-token-loss.js';
 
 export interface EvalResult {
   /** Mean loss in nats per token. */
@@ -24,32 +22,6 @@ export interface EvalResult {
   unigramLoss: number;
   unigramBitsPerByte: number;
   seconds: number;
-}
-
-export interface BatchTensors {
-  inputs: Tensor;
-  targets: Tensor;
-  segmentIds?: Tensor;
-  positions?: Tensor;
-}
-
-/** Uploads a packed batch (in the current tidy scope). */
-export function batchTensors(batch: Batch, device: string, segments: boolean): BatchTensors {
-  const shape = [batch.batchSize, batch.seqLen];
-  return {
-    inputs: Tensor.fromArray(batch.inputs, shape, 'int32', device),
-    targets: Tensor.fromArray(batch.targets, shape, 'int32', device),
-    segmentIds: segments ? Tensor.fromArray(batch.segmentIds, shape, 'int32', device) : undefined,
-    positions: segments ? Tensor.fromArray(batch.positions, shape, 'int32', device) : undefined,
-  };
-}
-
-/** Next-token cross-entropy of one batch (mean or sum over every target). */
-export function batchLoss(model: LanguageModel, t: BatchTensors, reduction: 'mean' | 'sum', o: { checkpoint?: boolean } = {}): Tensor {
-  const logits = model.forward(t.inputs, { segmentIds: t.segmentIds, positions: t.positions, activationCheckpointing: o.checkpoint });
-  const vocab = logits.shape[logits.rank - 1]!;
-  const flat = reshape(logits, [t.targets.size, vocab]);
-  return crossEntropy(flat, reshape(t.targets, [t.targets.size]), { reduction });
 }
 
 /** Target id that is not scored (the cross-entropy's default ignore index). */

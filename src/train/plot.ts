@@ -4,7 +4,7 @@
  * the checkpoints as <out>/plot.html and refreshed at every evaluation and checkpoint.
  */
 import { renameSync, writeFileSync } from 'node:fs';
-import type { EvalRecord, MetricRecord, TrainRecord } from './metrics.js';
+import type { EvalRecord, MetricRecord, TrainRecord } from './metrics-log.js';
 
 export interface Series {
   label: string;

@@ -1,55 +1,46 @@
 /**
- * The training loop, in one place.
+ * The training loop, in three parts.
  *
- *   prepare   device, data, model, AdamW groups, loader; or all of these from a checkpoint (--resume)
+ *   prepare   (prepare-run.ts) lock --out; start fresh or from the newest intact checkpoint;
+ *             data and its held-out split, memory plan, model, AdamW, loader, RNG, guard
  *   loop      for each optimizer step, inside `tidy` (memory stays flat):
- *               lr ← schedule(step)
+ *               lr ← schedule(step) over the planned steps (step-plan.ts)
  *               gradAccum micro-batches: forward, mean cross-entropy / gradAccum, backward
  *               global gradient norm → clip scale; divergence guard (NaN/inf: skip, K in a row: stop)
  *               AdamW step with the clip scale, zero gradients
  *               metrics line, progress bar; evaluation every N steps; checkpoint every N steps
+ *             then it yields to the event loop, so a stop request (Ctrl-C) is seen after this step
  *   finish    checkpoint, final held-out evaluation (loss, bits per byte) vs the unigram baseline, plot
  *
  * Everything that decides the next step — weights, AdamW moments and step count, data-loader
- * position, RNG states, guard counters — is in the checkpoint, so a resumed run continues with
- * bit-identical results on the CPU.
+ * position, RNG states, guard counters, the step plan — is in the checkpoint, so a resumed run
+ * continues with bit-identical results on the CPU.
  */
-import '../engine/index.js';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import type { Tensor } from '../tensor/tensor.js';
+import { join } from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { tidy } from '../tensor/scope.js';
 import { defaultGenerator } from '../tensor/random.js';
 import { mul } from '../ops/elementwise.js';
-import { AdamW } from '../optim/adamw.js';
 import { clipGradNorm } from '../optim/clip.js';
-import { resolveDevice, setDefaultDevice, getDefaultDevice } from '../engine/registry.js';
-import type { TrainingData } from '../data/training-data.js';
-import type { MixtureLoaderState } from '../data/mixture.js';
+import { setDefaultDevice } from '../engine/registry.js';
 import type { Tokenizer } from '../data/tokenizer/tokenizer.js';
-import { ConfigError, tokensPerStep, validateConfig, type TrainConfig } from './config.js';
-import { openData, describeData } from './data.js';
+import { tokensPerStep, type TrainConfig } from './config.js';
+import { describeData } from './data.js';
 import { learningRate, validateSchedule, type ScheduleOptions } from './schedule.js';
-import { groupParameters } from './param-groups.js';
-import { DivergenceGuard } from './guard.js';
-import { MetricsLog, type TrainRecord } from './metrics.js';
+import type { TrainRecord } from './metrics-log.js';
 import { writePlot } from './plot.js';
-import { TrainProgress } from './progress.js';
-import { batchLoss, batchTensors, evaluate, type EvalResult } from './evaluate.js';
-import { unigramCosts } from './baseline.js';
-import { CheckpointError, listCheckpoints, loadCheckpoint, loadOptimizerState, saveCheckpoint } from './checkpoint.js';
-import { MasterWeights, resolvePrecision, type Precision } from './precision.js';
-import { getModelFamily } from './families.js';
+import { formatDuration, TrainProgress } from './training-progress.js';
+import { evaluate, type EvalResult } from './evaluate.js';
+import { batchLoss, batchTensors } from './next-token-loss.js';
+import { saveCheckpoint } from './run-checkpoint.js';
+import type { Precision } from './precision.js';
 import type { LanguageModel, ModelFamily } from './model.js';
+import { encodeRng, prepareRun, type PreparedRun, type TrainerState } from './prepare-run.js';
+import { MEASURED_STEPS, planFromThroughput, stepsOnlyPlan, type StepPlan } from './step-plan.js';
 import { sleepSync } from './sleep.js';
 
-/** Settings that may differ from the checkpoint's when resuming; any other difference is an error. */
-export const RESUME_OVERRIDABLE: ReadonlySet<keyof TrainConfig> = new Set<keyof TrainConfig>([
-  'steps', 'maxMinutes', 'evalEvery', 'evalTokens', 'finalEvalTokens', 'checkpointEvery', 'keepCheckpoints', 'device', 'maxBadSteps', 'dtype',
-]);
-
 export interface TrainOptions {
-  /** Continue from the latest checkpoint in config.out. */
+  /** Continue from the newest intact checkpoint in config.out. */
   resume?: boolean;
   /** Settings the user gave explicitly (on resume they override the checkpoint's, where allowed). */
   explicit?: Partial<TrainConfig>;
@@ -61,15 +52,23 @@ export interface TrainOptions {
   log?: (line: string) => void;
   /** Draw the progress bar on stderr. Default true. */
   progress?: boolean;
-  /** Stops the loop after the current step (a checkpoint is written). */
+  /** Stops the loop after the current step (a checkpoint of that step is written). */
   signal?: AbortSignal;
+  /** Called when a checkpoint starts being written (true) and when it is in place or failed (false). */
+  onSaving?: (saving: boolean, step: number) => void;
   /** Called after every checkpoint is in place. */
   onCheckpoint?: (dir: string, step: number) => void;
   /** Called after every optimizer step with its metrics. */
   onStep?: (record: TrainRecord) => void;
   /** Skip the final held-out evaluation (e.g. when interrupted). */
   skipFinalEval?: boolean;
+  /** Test hook: blocks each step this many milliseconds longer (as a slower model would). */
+  stepDelayMs?: number;
+  /** Test hook: called, and awaited, after each file of a checkpoint is written. */
+  onCheckpointFile?: (file: string) => void | Promise<void>;
 }
+
+export type StopReason = 'steps' | 'time' | 'signal';
 
 export interface TrainResult {
   config: TrainConfig;
@@ -79,7 +78,9 @@ export interface TrainResult {
   /** Optimizer steps completed. */
   step: number;
   startStep: number;
-  stoppedBy: 'steps' | 'time' | 'signal';
+  stoppedBy: StopReason;
+  /** The steps the schedule was planned for (fewer than --steps when --max-minutes decided). */
+  plan: StepPlan;
   checkpointDir: string | null;
   finalEval: EvalResult | null;
   /** Add-one unigram cross-entropy of the held-out split (nats/token) and in bits per byte. */
@@ -95,291 +96,274 @@ export interface TrainResult {
   modelConfig: Record<string, unknown>;
 }
 
-interface TrainerState {
-  version: 1;
-  family: string;
-  preset: string;
-  config: TrainConfig;
-  loader: MixtureLoaderState;
-  /** The process-wide generator (initialisation, dropout masks drawn from it). */
-  rng: { default: Array<number | null> };
-  guard: { consecutive: number; skipped: number };
-  totalTokens: number;
-  trainSeconds: number;
-}
-
-const encodeRng = (s: number[]): Array<number | null> => s.map((v) => (Number.isNaN(v) ? null : v));
-const decodeRng = (s: Array<number | null>): number[] => s.map((v) => (v === null ? NaN : v));
-
-/** Applies explicit settings over a checkpoint's config, refusing changes that would break exact resumption. */
-export function mergeResumeConfig(saved: TrainConfig, explicit: Partial<TrainConfig>): TrainConfig {
-  const merged: TrainConfig = { ...saved };
-  const refused: string[] = [];
-  for (const [key, value] of Object.entries(explicit) as [keyof TrainConfig, unknown][]) {
-    if (value === undefined || key === 'out') continue;
-    if (JSON.stringify(value) === JSON.stringify(saved[key])) continue;
-    if (RESUME_OVERRIDABLE.has(key)) (merged as unknown as Record<string, unknown>)[key] = value;
-    else refused.push(`${key} (checkpoint: ${JSON.stringify(saved[key])}, given: ${JSON.stringify(value)})`);
-  }
-  if (refused.length > 0) {
-    throw new ConfigError(`--resume continues the saved run exactly, so these settings cannot change: ${refused.join('; ')}. Start a new run with another --out to change them.`);
-  }
-  return merged;
-}
-
-/** Runs (or resumes) a training run as configured; see the file comment for the steps. */
-export async function train(initialConfig: TrainConfig, options: TrainOptions = {}): Promise<TrainResult> {
+/** Runs (or resumes) a training run as configured; see the file comment for the parts. */
+export async function train(config: TrainConfig, options: TrainOptions = {}): Promise<TrainResult> {
   const log = options.log ?? ((line: string) => process.stderr.write(line + '\n'));
-  let config = validateConfig({ ...initialConfig });
-  const out = resolve(config.out);
-  const familyName = typeof options.family === 'string' ? options.family : options.family ? 'custom' : 'andromeda';
-  const family: ModelFamily<any> = typeof options.family === 'object' ? options.family : getModelFamily(familyName);
-  if (!options.resume && !family.presets().includes(config.preset)) throw new ConfigError(`unknown model preset '${config.preset}' (known: ${family.presets().join(', ')})`);
-
-  // ---- where we start: fresh, or from the latest checkpoint ----
-  const existing = listCheckpoints(out);
-  let resumeDir: string | null = null;
-  let saved: TrainerState | null = null;
-  if (options.resume) {
-    const latest = existing.pop();
-    if (!latest) throw new CheckpointError(`--resume: ${out} has no checkpoint to resume from (expected ${join(out, 'checkpoints', 'step-NNNNNN')})`);
-    resumeDir = latest.dir;
-  } else if (existing.length > 0) {
-    if (!options.overwrite) {
-      throw new ConfigError(`${out} already holds checkpoints of a run (latest: step ${existing[existing.length - 1].step}); pass --resume to continue it, --overwrite to start over, or choose another --out`);
+  const run = await prepareRun(config, { ...options, log });
+  let finished = false;
+  try {
+    const session = new TrainingSession(run, options, log);
+    const stoppedBy = await session.loop();
+    const result = await session.finish(stoppedBy);
+    finished = true;
+    return result;
+  } finally {
+    // finish() frees these itself, last; after a failure they are freed here.
+    if (!finished) {
+      run.data.close();
+      run.optimizer.dispose();
+      run.mixed?.dispose();
+      run.model.dispose();
     }
-    rmSync(join(out, 'checkpoints'), { recursive: true, force: true });
+    run.lock.release();
+    setDefaultDevice(run.previousDevice);
+  }
+}
+
+/** One process's part of a run: the loop and the finish, over a prepared run. */
+class TrainingSession {
+  private readonly config: TrainConfig;
+  private readonly progress: TrainProgress;
+  private readonly started = Date.now();
+  private step: number;
+  private totalTokens: number;
+  private lastCheckpoint: string | null;
+  private lastCheckpointStep: number;
+  /** Null while the steps are being measured for a time budget. */
+  private plan: StepPlan | null;
+  private schedule: ScheduleOptions;
+
+  constructor(private readonly run: PreparedRun, private readonly options: TrainOptions, private readonly log: (line: string) => void) {
+    this.config = run.config;
+    this.progress = new TrainProgress(process.stderr, undefined, options.progress ?? true, log);
+    this.step = run.startStep;
+    this.totalTokens = run.totalTokens;
+    this.lastCheckpoint = run.resumedFrom;
+    this.lastCheckpointStep = run.resumedFrom ? run.startStep : -1;
+    this.plan = run.savedPlan ?? (this.config.maxMinutes > 0 ? null : stepsOnlyPlan(this.config.steps));
+    this.schedule = this.scheduleFor(this.plan?.totalSteps ?? this.config.steps);
+    this.describe();
   }
 
-  const device = resolveDevice(config.device);
-  const previousDevice = getDefaultDevice();
-  setDefaultDevice(device);
-  try {
-    let loaded: Awaited<ReturnType<typeof loadCheckpoint>> | null = null;
-    if (resumeDir) {
-      try {
-        loaded = await loadCheckpoint(resumeDir, device);
-      } catch (error) {
-        const older = existing[existing.length - 1];
-        if (error instanceof CheckpointError && older) {
-          throw new CheckpointError(`${error.message}. An older checkpoint exists (${older.dir}, step ${older.step}): remove ${resumeDir} to resume from it.`);
-        }
-        throw error;
-      }
-    }
-    if (loaded) {
-      saved = loaded.trainer as unknown as TrainerState | null;
-      if (!saved || saved.version !== 1 || !saved.config || !saved.loader) {
-        for (const t of loaded.weights.values()) t.dispose();
-        throw new CheckpointError(`checkpoint ${loaded.dir} has no usable trainer state (trainer.json); it can be used for generation but not resumed`);
-      }
-      config = validateConfig(mergeResumeConfig({ ...saved.config, out: config.out }, options.explicit ?? {}), 'resumed config');
-      log(`resuming ${out} from step ${loaded.step} (${loaded.dir})`);
-    }
-    const precision = resolvePrecision(config.dtype, device, family);
-    const schedule: ScheduleOptions = { peak: config.lr, totalSteps: config.steps, warmupSteps: config.warmup, minRatio: config.minLrRatio, cooldownSteps: config.cooldown };
+  private scheduleFor(totalSteps: number): ScheduleOptions {
+    const c = this.config;
+    // A plan shorter than warmup + cool-down keeps them whole; the run then stops inside them.
+    const schedule = { peak: c.lr, totalSteps: Math.max(totalSteps, c.warmup + c.cooldown, 1), warmupSteps: c.warmup, minRatio: c.minLrRatio, cooldownSteps: c.cooldown };
     validateSchedule(schedule);
-    mkdirSync(out, { recursive: true });
+    return schedule;
+  }
 
-    // ---- data ----
-    log(`data: ${describeData(config)}`);
-    if (loaded && !loaded.tokenizer) throw new CheckpointError(`checkpoint ${loaded.dir} has no tokenizer.json; it cannot be resumed`);
-    const data: TrainingData = await openData(config, { tokenizer: loaded?.tokenizer ?? undefined, progress: options.progress ?? true, log });
-    const tokenizer = data.tokenizer;
+  private trainSeconds(): number {
+    return this.run.priorTrainSeconds + (Date.now() - this.started) / 1000;
+  }
 
-    // ---- model ----
-    const preset = saved?.preset ?? config.preset;
-    const modelConfig = loaded ? loaded.modelConfig : family.presetConfig(config.preset, tokenizer.vocabSize, config.model);
-    const modelVocab = Number((modelConfig as { vocabSize?: unknown }).vocabSize ?? tokenizer.vocabSize);
-    if (modelVocab < tokenizer.vocabSize) throw new ConfigError(`the model's vocabulary (${modelVocab}) is smaller than the tokenizer's (${tokenizer.vocabSize})`);
-    const model = family.create(modelConfig as never, { seed: config.seed, device });
-    if (loaded) {
-      model.loadStateDict(loaded.weights);
-      for (const t of loaded.weights.values()) t.dispose();
-    }
-    model.train();
-    const named = model.namedParameters();
-    const names = new Map<Tensor, string>(named.map(([n, t]) => [t, n]));
-    const parameterCount = named.reduce((n, [, t]) => n + t.size, 0);
-    const grouped = groupParameters(named.map(([name, tensor]) => ({ name, tensor })), { weightDecay: config.weightDecay });
-    const optimizer = new AdamW(grouped.groups, { lr: config.lr, beta1: config.beta1, beta2: config.beta2, eps: config.eps });
-    if (loaded) loadOptimizerState(loaded.dir, optimizer as never, names);
-    const params = named.map(([, t]) => t);
-    // Mixed precision: forward/backward on a low-precision copy, updates on the float32 masters.
-    const mixed = precision.compute === 'float32' ? null : MasterWeights.create(family, modelConfig, model, precision.compute, device);
-    // Each AdamW step writes the updated masters into the compute copy (in the update's pass on CUDA).
-    if (mixed) optimizer.setShadows(mixed.shadows());
-    const computeModel = mixed ? mixed.compute : model;
-    computeModel.train();
+  private describe(): void {
+    const { run, config } = this;
+    const planned = this.plan
+      ? `${this.plan.totalSteps} steps${this.plan.limit === 'time' ? ` (planned for --max-minutes; --steps ${config.steps})` : ''}`
+      : `${config.steps} steps or ${config.maxMinutes} minutes, whichever comes first (the step count is planned from the throughput of the first ${MEASURED_STEPS + 1} steps)`;
+    this.log(`data: ${describeData(config)}`);
+    this.log(`model: ${run.familyName} preset "${run.preset}", ${(run.parameterCount / 1e6).toFixed(2)}M parameters; vocab ${run.tokenizer.vocabSize} (${run.tokenizer.kind}); device ${run.device}; compute ${run.precision.compute}, master weights ${run.precision.master}`);
+    this.log(`optimizer: AdamW (β ${config.beta1}/${config.beta2}, wd ${config.weightDecay} on ${run.grouped.decay.length} matrices, 0 on ${run.grouped.noDecay.length} norms/biases/embeddings), lr ${config.lr} warmup ${config.warmup} cosine → ${config.minLrRatio * 100}%${config.cooldown ? ` then cool-down ${config.cooldown}` : ''}, clip ${config.clip || 'off'}`);
+    this.log(`batches: ${config.batchSize} × ${config.seqLen} tokens × ${config.gradAccum} accumulation = ${tokensPerStep(config)} tokens/step; ${planned}; held-out ${run.data.heldOut.length} tokens; unigram baseline ${run.unigram.loss.toFixed(4)} nats/token (${run.unigram.bitsPerByte.toFixed(3)} bits/byte)`);
+  }
 
-    // ---- loader, RNG, guard, metrics ----
-    const loader = data.createLoader({ seqLen: config.seqLen, batchSize: config.batchSize, seed: config.seed, segments: config.segments }, saved?.loader);
-    if (saved) defaultGenerator.setState(decodeRng(saved.rng.default));
-    const guard = new DivergenceGuard(config.maxBadSteps);
-    if (saved) guard.restore(saved.guard);
-    const metrics = new MetricsLog(join(out, 'metrics.jsonl'));
-    const startStep = loaded?.step ?? 0;
-    metrics.truncateAfter(loaded ? startStep : null);
-    if (!loaded) {
-      rmSync(join(out, 'plot.html'), { force: true });
-      writeFileSync(join(out, 'train-config.json'), JSON.stringify(config, null, 2) + '\n');
-    }
-    const costs = unigramCosts(data.sources.map((s) => s.tokens), tokenizer.vocabSize);
-    const unigram = heldOutUnigram(data, costs);
-
-    log(`model: ${familyName} preset "${preset}", ${(parameterCount / 1e6).toFixed(2)}M parameters; vocab ${tokenizer.vocabSize} (${tokenizer.kind}); device ${device}; compute ${precision.compute}, master weights ${precision.master}`);
-    log(`optimizer: AdamW (β ${config.beta1}/${config.beta2}, wd ${config.weightDecay} on ${grouped.decay.length} matrices, 0 on ${grouped.noDecay.length} norms/biases/embeddings), lr ${config.lr} warmup ${config.warmup} cosine → ${config.minLrRatio * 100}%${config.cooldown ? ` then cool-down ${config.cooldown}` : ''}, clip ${config.clip || 'off'}`);
-    log(`batches: ${config.batchSize} × ${config.seqLen} tokens × ${config.gradAccum} accumulation = ${tokensPerStep(config)} tokens/step; ${config.steps} steps; held-out ${data.heldOut.length} tokens; unigram baseline ${unigram.loss.toFixed(4)} nats/token (${unigram.bitsPerByte.toFixed(3)} bits/byte)`);
-
-    const plotInfo = () => ({
-      title: `Andromeda training: ${preset} (${(parameterCount / 1e6).toFixed(2)}M parameters)`,
-      notes: [
-        `data: ${describeData(config)}`,
-        `${config.batchSize}×${config.seqLen}×${config.gradAccum} tokens/step, ${config.steps} steps, lr ${config.lr}, device ${device}, compute ${precision.compute}`,
-        `unigram baseline: ${unigram.loss.toFixed(4)} nats/token (${unigram.bitsPerByte.toFixed(3)} bits/byte)`,
-      ],
-      lossReferences: [{ label: 'unigram baseline', value: unigram.loss }],
-    });
-    const refreshPlot = () => writePlot(join(out, 'plot.html'), metrics.read(), plotInfo());
-
-    let totalTokens = saved?.totalTokens ?? 0;
-    const priorSeconds = saved?.trainSeconds ?? 0;
-    let lastCheckpoint: string | null = loaded?.dir ?? null;
-    let lastCheckpointStep = loaded ? startStep : -1;
-    const started = Date.now();
-    const trainSeconds = () => priorSeconds + (Date.now() - started) / 1000;
-
-    const checkpoint = async (step: number) => {
-      const state: TrainerState = {
-        version: 1,
-        family: familyName,
-        preset,
-        config,
-        loader: loader.state(),
-        rng: { default: encodeRng(defaultGenerator.getState()) },
-        guard: guard.state(),
-        totalTokens,
-        trainSeconds: trainSeconds(),
-      };
-      const dir = await saveCheckpoint(out, {
-        step,
-        modelConfig,
-        weights: model.stateDict(),
-        optimizer: { optimizer: optimizer as never, names },
-        tokenizer,
-        trainer: state as unknown as Record<string, unknown>,
-      }, config.keepCheckpoints);
-      lastCheckpoint = dir;
-      lastCheckpointStep = step;
-      progress.log(`checkpoint saved: ${dir} (step ${step})`);
-      refreshPlot();
-      options.onCheckpoint?.(dir, step);
-    };
-
-    const runEval = (step: number, maxTokens: number, label: string): EvalResult => {
-      const result = evaluate(computeModel, data, {
-        seqLen: config.seqLen, batchSize: config.batchSize, segments: config.segments, device, maxTokens, unigramCosts: costs,
-      });
-      metrics.append({ kind: 'eval', step, loss: result.loss, bitsPerByte: result.bitsPerByte, tokens: result.tokens, unigramLoss: result.unigramLoss });
-      progress.log(`${label} step ${step}: held-out loss ${result.loss.toFixed(4)} nats/token, ${result.bitsPerByte.toFixed(4)} bits/byte (unigram baseline on the same ${result.tokens} tokens: ${result.unigramLoss.toFixed(4)}, ${result.unigramBitsPerByte.toFixed(4)} bits/byte; ${result.seconds.toFixed(1)}s)`);
-      refreshPlot();
-      return result;
-    };
-
-    // ---- the loop ----
-    const progress = new TrainProgress(process.stderr, undefined, options.progress ?? true, log);
-    const stepDelay = Number(process.env.ANDROMEDA_TEST_STEP_DELAY_MS ?? 0);
-    const recent: number[] = [];
-    let step = startStep;
-    let stoppedBy: TrainResult['stoppedBy'] = 'steps';
-    let lastLoss = NaN;
+  /** Trains until the plan, the time budget or a stop request ends the run. */
+  async loop(): Promise<StopReason> {
+    const { run, config } = this;
     const budgetSeconds = config.maxMinutes > 0 ? config.maxMinutes * 60 : Infinity;
-    while (step < config.steps) {
-      if (options.signal?.aborted) {
-        stoppedBy = 'signal';
-        break;
+    const tokens = tokensPerStep(config);
+    const recent: number[] = [];
+    const sessionSteps: number[] = [];
+    let lastLoss = NaN;
+    for (;;) {
+      const totalSteps = this.plan?.totalSteps ?? config.steps;
+      if (this.step >= totalSteps) {
+        if (this.plan?.limit === 'time') this.progress.log(`reached the ${totalSteps} steps planned for --max-minutes ${config.maxMinutes}`);
+        return this.plan?.limit ?? 'steps';
       }
-      const elapsedHere = (Date.now() - started) / 1000;
+      if (this.options.signal?.aborted) return 'signal';
+      const elapsed = (Date.now() - this.started) / 1000;
       const typical = recent.length ? recent.reduce((a, b) => a + b, 0) / recent.length : 0;
-      if (elapsedHere + typical > budgetSeconds) {
-        stoppedBy = 'time';
-        progress.log(`time limit of ${config.maxMinutes} minutes reached at step ${step}`);
-        break;
+      if (elapsed + typical > budgetSeconds) {
+        this.progress.log(`time limit of ${config.maxMinutes} minutes reached at step ${this.step}`);
+        return 'time';
       }
-      const stepStarted = Date.now();
-      const lr = learningRate(step, schedule);
-      optimizer.setHyper('lr', lr);
-      let lossSum = 0;
-      for (let micro = 0; micro < config.gradAccum; micro++) {
-        const batch = loader.next();
-        lossSum += tidy(() => {
-          const loss = batchLoss(computeModel, batchTensors(batch, device, config.segments), 'mean', { checkpoint: config.activationCheckpointing });
-          const value = loss.item();
-          if (Number.isFinite(value)) (config.gradAccum > 1 ? mul(loss, 1 / config.gradAccum) : loss).backward();
-          return value;
-        });
-      }
-      const loss = lossSum / config.gradAccum;
-      mixed?.pushGradients();
-      const { norm, scale } = Number.isFinite(loss) ? clipGradNorm(params, config.clip > 0 ? config.clip : Infinity) : { norm: NaN, scale: 1 };
-      const verdict = guard.check(step + 1, loss, norm);
-      if (!verdict.skip) optimizer.step({ gradScale: scale });
-      optimizer.zeroGrad();
-      sleepSync(stepDelay);
-      step++;
 
+      const stepStarted = Date.now();
+      const lr = learningRate(this.step, this.schedule);
+      const { loss, gradNorm, skipped, message } = this.trainStep(lr);
+      sleepSync(this.options.stepDelayMs ?? 0);
+      this.step++;
       const seconds = (Date.now() - stepStarted) / 1000;
       recent.push(seconds);
       if (recent.length > 20) recent.shift();
-      const tokens = tokensPerStep(config);
-      totalTokens += tokens;
+      sessionSteps.push(seconds);
+      this.totalTokens += tokens;
       if (Number.isFinite(loss)) lastLoss = loss;
       const record: TrainRecord = {
-        kind: 'train', step, loss, lr, gradNorm: norm, tokens, totalTokens,
-        tokensPerSecond: tokens / Math.max(seconds, 1e-6), elapsed: Number(trainSeconds().toFixed(3)),
-        ...(verdict.skip ? { skipped: true } : {}),
+        kind: 'train', step: this.step, loss, lr, gradNorm, tokens, totalTokens: this.totalTokens,
+        tokensPerSecond: tokens / Math.max(seconds, 1e-6), elapsed: Number(this.trainSeconds().toFixed(3)),
+        ...(skipped ? { skipped: true } : {}),
       };
-      metrics.append(record);
-      if (verdict.skip) {
-        progress.log(`warning: ${verdict.message}`);
-        metrics.append({ kind: 'event', step, message: verdict.message! });
+      run.metrics.append(record);
+      if (skipped) {
+        this.progress.log(`warning: ${message}`);
+        run.metrics.append({ kind: 'event', step: this.step, message: message! });
       }
-      options.onStep?.(record);
-      const avg = recent.reduce((a, b) => a + b, 0) / recent.length;
-      progress.update({ step, totalSteps: config.steps, loss: lastLoss, lr, tokensPerSecond: tokens / avg, etaSeconds: avg * (config.steps - step) });
+      this.options.onStep?.(record);
 
-      if (config.evalEvery > 0 && step % config.evalEvery === 0 && step < config.steps) runEval(step, config.evalTokens, 'eval');
-      if (config.checkpointEvery > 0 && step % config.checkpointEvery === 0) await checkpoint(step);
+      if (!this.plan && sessionSteps.length === MEASURED_STEPS + 1) this.planForBudget(sessionSteps.slice(1), budgetSeconds);
+      const average = recent.reduce((a, b) => a + b, 0) / recent.length;
+      const plannedSteps = this.plan?.totalSteps ?? config.steps;
+      const secondsLeft = (Date.now() - this.started) / 1000;
+      const eta = this.plan ? average * (plannedSteps - this.step) : Math.min(average * (config.steps - this.step), budgetSeconds - secondsLeft);
+      this.progress.update({ step: this.step, totalSteps: plannedSteps, loss: lastLoss, lr, tokensPerSecond: tokens / average, etaSeconds: eta });
+
+      const evalDue = config.evalEvery > 0 && this.step % config.evalEvery === 0 && this.step < plannedSteps;
+      const checkpointDue = config.checkpointEvery > 0 && this.step % config.checkpointEvery === 0;
+      // Before the checkpoint, so that it holds the plan the run goes on with.
+      if (this.plan && Number.isFinite(budgetSeconds) && (evalDue || checkpointDue)) this.shortenPlanIfLate(sessionSteps.length, budgetSeconds);
+      if (evalDue) this.evaluate(config.evalTokens, 'eval');
+      if (checkpointDue) await this.checkpoint();
+      // Let signal handlers and other callbacks run: a stop request takes effect after this step.
+      await nextTurn();
     }
-    progress.end();
+  }
 
-    // ---- finish ----
-    if (lastCheckpointStep !== step) await checkpoint(step);
-    let finalEval: EvalResult | null = null;
-    if (!options.skipFinalEval && stoppedBy !== 'signal') finalEval = runEval(step, config.finalEvalTokens, 'final eval');
-    refreshPlot();
-    data.close();
-    optimizer.dispose();
-    mixed?.dispose();
-    return {
-      config, out, device, precision, step, startStep, stoppedBy, checkpointDir: lastCheckpoint, finalEval, unigram,
-      parameterCount, trainSeconds: trainSeconds(), totalTokens, model, tokenizer, family, familyName, modelConfig,
+  /** One optimizer step at learning rate `lr`: accumulated micro-batches, clipping, the guard, AdamW. */
+  private trainStep(lr: number): { loss: number; gradNorm: number; skipped: boolean; message?: string } {
+    const { run, config } = this;
+    run.optimizer.setHyper('lr', lr);
+    let lossSum = 0;
+    for (let micro = 0; micro < config.gradAccum; micro++) {
+      const batch = run.loader.next();
+      lossSum += tidy(() => {
+        const loss = batchLoss(run.computeModel, batchTensors(batch, run.device, config.segments), 'mean', { activationCheckpointing: config.activationCheckpointing });
+        const value = loss.item();
+        if (Number.isFinite(value)) (config.gradAccum > 1 ? mul(loss, 1 / config.gradAccum) : loss).backward();
+        return value;
+      });
+    }
+    const loss = lossSum / config.gradAccum;
+    run.mixed?.pushGradients();
+    const { norm, scale } = Number.isFinite(loss) ? clipGradNorm(run.params, config.clip > 0 ? config.clip : Infinity) : { norm: NaN, scale: 1 };
+    const verdict = run.guard.check(this.step + 1, loss, norm);
+    if (!verdict.skip) run.optimizer.step({ gradScale: scale });
+    run.optimizer.zeroGrad();
+    return { loss, gradNorm: norm, skipped: verdict.skip, message: verdict.message };
+  }
+
+  /** Plans the run's steps from the measured seconds per step, and the schedule with them. */
+  private planForBudget(measured: number[], budgetSeconds: number): void {
+    const c = this.config;
+    const trainingSeconds = measured.reduce((a, b) => a + b, 0) / measured.length;
+    // Periodic evaluations come later and cost time too: a forward pass (about a third of a
+    // training step's work) per micro-batch of evaluated tokens, spread over --eval-every steps.
+    const evalSeconds = c.evalEvery > 0 ? (c.evalTokens / (c.batchSize * c.seqLen)) * (trainingSeconds / c.gradAccum / 3) / c.evalEvery : 0;
+    const secondsPerStep = trainingSeconds + evalSeconds;
+    const secondsLeft = budgetSeconds - (Date.now() - this.started) / 1000;
+    this.plan = planFromThroughput(this.step, c.steps, secondsLeft, secondsPerStep);
+    this.schedule = this.scheduleFor(this.plan.totalSteps);
+    const measuredAs = `${trainingSeconds.toFixed(3)} s/step measured over steps ${this.step - measured.length + 1}–${this.step}${evalSeconds > 0 ? ` + ${evalSeconds.toFixed(3)} s/step estimated for evaluations` : ''}`;
+    this.progress.log(this.plan.limit === 'time'
+      ? `plan: --max-minutes ${c.maxMinutes} allows about ${this.plan.totalSteps} of the ${c.steps} steps (${measuredAs}, ${formatDuration(secondsLeft)} left); the learning-rate schedule and the ETA end at step ${this.plan.totalSteps}`
+      : `plan: all ${c.steps} steps fit in --max-minutes ${c.maxMinutes} (${measuredAs})`);
+  }
+
+  /**
+   * Shortens the plan when the session's wall-clock pace (evaluations and checkpoints included,
+   * which the first measurement could not see) will not reach the planned end within the budget:
+   * the schedule then ends where the run will, rather than being cut off by the hard stop.
+   * A plan is never lengthened, so the schedule only ever moves its end closer.
+   */
+  private shortenPlanIfLate(sessionSteps: number, budgetSeconds: number): void {
+    const elapsed = (Date.now() - this.started) / 1000;
+    const secondsPerStep = elapsed / sessionSteps;
+    const revised = planFromThroughput(this.step, this.plan!.totalSteps, budgetSeconds - elapsed, secondsPerStep);
+    if (revised.totalSteps >= this.plan!.totalSteps) return;
+    this.plan = revised;
+    this.schedule = this.scheduleFor(revised.totalSteps);
+    this.progress.log(`plan: at ${secondsPerStep.toFixed(3)} s/step so far (evaluations and checkpoints included) the budget allows about ${revised.totalSteps} steps; the learning-rate schedule and the ETA now end there`);
+  }
+
+  private evaluate(maxTokens: number, label: string): EvalResult {
+    const { run, config } = this;
+    const result = evaluate(run.computeModel, run.data, {
+      seqLen: config.seqLen, batchSize: config.batchSize, segments: config.segments, device: run.device, maxTokens, unigramCosts: run.unigramCosts,
+    });
+    run.metrics.append({ kind: 'eval', step: this.step, loss: result.loss, bitsPerByte: result.bitsPerByte, tokens: result.tokens, unigramLoss: result.unigramLoss });
+    this.progress.log(`${label} step ${this.step}: held-out loss ${result.loss.toFixed(4)} nats/token, ${result.bitsPerByte.toFixed(4)} bits/byte (unigram baseline on the same ${result.tokens} tokens: ${result.unigramLoss.toFixed(4)}, ${result.unigramBitsPerByte.toFixed(4)} bits/byte; ${result.seconds.toFixed(1)}s)`);
+    this.refreshPlot();
+    return result;
+  }
+
+  private async checkpoint(): Promise<void> {
+    const { run, config } = this;
+    const step = this.step;
+    const state: TrainerState = {
+      version: 1,
+      family: run.familyName,
+      preset: run.preset,
+      config,
+      loader: run.loader.state(),
+      rng: { default: encodeRng(defaultGenerator.getState()) },
+      guard: run.guard.state(),
+      totalTokens: this.totalTokens,
+      trainSeconds: this.trainSeconds(),
+      ...(this.plan ? { plan: this.plan } : {}),
     };
-  } finally {
-    setDefaultDevice(previousDevice);
+    this.options.onSaving?.(true, step);
+    try {
+      this.lastCheckpoint = await saveCheckpoint(run.out, {
+        step,
+        modelConfig: run.modelConfig,
+        weights: run.model.stateDict(),
+        optimizer: { optimizer: run.optimizer as never, names: run.names },
+        tokenizer: run.tokenizer,
+        trainer: state as unknown as Record<string, unknown>,
+      }, { keep: config.keepCheckpoints, onFileWritten: this.options.onCheckpointFile });
+    } finally {
+      this.options.onSaving?.(false, step);
+    }
+    this.lastCheckpointStep = step;
+    this.progress.log(`checkpoint saved: ${this.lastCheckpoint} (step ${step})`);
+    this.refreshPlot();
+    this.options.onCheckpoint?.(this.lastCheckpoint, step);
   }
-}
 
-
-/** The unigram baseline over the whole held-out split: nats/token and bits/byte. */
-function heldOutUnigram(data: TrainingData, costs: Float64Array): { loss: number; bitsPerByte: number } {
-  const heldOut = data.heldOut;
-  let total = 0;
-  const chunk = 1 << 20;
-  for (let start = 0; start < heldOut.length; start += chunk) {
-    const part = heldOut.read(start, Math.min(chunk, heldOut.length - start));
-    for (let i = 0; i < part.length; i++) total += costs[part[i]];
+  private refreshPlot(): void {
+    const { run, config } = this;
+    writePlot(join(run.out, 'plot.html'), run.metrics.read(), {
+      title: `Andromeda training: ${run.preset} (${(run.parameterCount / 1e6).toFixed(2)}M parameters)`,
+      notes: [
+        `data: ${describeData(config)}`,
+        `${config.batchSize}×${config.seqLen}×${config.gradAccum} tokens/step, ${this.plan?.totalSteps ?? config.steps} steps, lr ${config.lr}, device ${run.device}, compute ${run.precision.compute}`,
+        `unigram baseline: ${run.unigram.loss.toFixed(4)} nats/token (${run.unigram.bitsPerByte.toFixed(3)} bits/byte)`,
+      ],
+      lossReferences: [{ label: 'unigram baseline', value: run.unigram.loss }],
+    });
   }
-  const loss = heldOut.length > 0 ? total / heldOut.length : NaN;
-  return { loss, bitsPerByte: data.heldOutTextBytes > 0 ? total / (Math.LN2 * data.heldOutTextBytes) : NaN };
+
+  /** The last checkpoint, the final evaluation (unless stopped by a signal), the plot; frees the run. */
+  async finish(stoppedBy: StopReason): Promise<TrainResult> {
+    const { run, config } = this;
+    this.progress.end();
+    if (this.lastCheckpointStep !== this.step) {
+      if (stoppedBy === 'signal') this.log(`stopping at step ${this.step}: writing its checkpoint`);
+      await this.checkpoint();
+    }
+    let finalEval: EvalResult | null = null;
+    if (!this.options.skipFinalEval && stoppedBy !== 'signal') finalEval = this.evaluate(config.finalEvalTokens, 'final eval');
+    this.refreshPlot();
+    run.data.close();
+    run.optimizer.dispose();
+    run.mixed?.dispose();
+    return {
+      config, out: run.out, device: run.device, precision: run.precision, step: this.step, startStep: run.startStep, stoppedBy,
+      plan: this.plan ?? stepsOnlyPlan(config.steps), checkpointDir: this.lastCheckpoint, finalEval, unigram: run.unigram,
+      parameterCount: run.parameterCount, trainSeconds: this.trainSeconds(), totalTokens: this.totalTokens,
+      model: run.model, tokenizer: run.tokenizer, family: run.family, familyName: run.familyName, modelConfig: run.modelConfig,
+    };
+  }
 }

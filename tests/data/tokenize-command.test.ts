@@ -7,7 +7,7 @@ import { tokenizeCommand } from '../../src/cli/commands/tokenize.js';
 import { UsageError } from '../../src/cli/command.js';
 import { TokenDataset } from '../../src/data/dataset.js';
 import { defaultCorpusManifest } from '../../src/data/default-corpus.js';
-import { unigramCrossEntropy } from '../../src/data/metrics.js';
+import { unigramCrossEntropy } from '../../src/data/loss-units.js';
 import { MixtureLoader } from '../../src/data/mixture.js';
 import { sequentialBatches } from '../../src/data/packing.js';
 import { trainBpe } from '../../src/data/tokenizer/index.js';

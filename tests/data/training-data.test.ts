@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bitsPerByte } from '../../src/data/metrics.js';
+import { bitsPerByte } from '../../src/data/loss-units.js';
 import { tokenizeToDataset } from '../../src/data/tokenize-dataset.js';
 import { defaultCorpusTrainingData, openTrainingData } from '../../src/data/training-data.js';
 

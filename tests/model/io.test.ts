@@ -11,7 +11,7 @@ import { noGrad } from '../../src/autograd/grad-mode.js';
 import { readSafetensors, writeSafetensors, SafetensorsReader } from '../../src/io/safetensors.js';
 import { Andromeda } from '../../src/model/andromeda.js';
 import { presetInput } from '../../src/model/presets.js';
-import { loadCheckpoint, saveCheckpoint, readCheckpointConfig } from '../../src/model/checkpoint.js';
+import { loadCheckpoint, saveCheckpoint, readCheckpointConfig } from '../../src/model/weights-file.js';
 import { configFromXTransformers, importXTransformers } from '../../src/model/xtransformers-import.js';
 import { FIXTURES, expectedOf, fixtureDir, randomTokens, relativeError, values } from './helpers.js';
 

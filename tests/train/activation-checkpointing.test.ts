@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { train } from '../../src/train/trainer.js';
 import '../../src/train/andromeda-adapter.js';
-import { readMetrics } from '../../src/train/metrics.js';
+import { readMetrics } from '../../src/train/metrics-log.js';
 import { parseFlagValue } from '../../src/train/config.js';
 import { quiet, smallDataset, tempDir, toyConfig } from './helpers.js';
 

@@ -1,9 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { heldOutRows, evaluate } from '../../src/train/evaluate.js';
-import { unigramCosts } from '../../src/train/baseline.js';
 import { openTrainingData } from '../../src/data/training-data.js';
-import { unigramCrossEntropy } from '../../src/data/metrics.js';
+import { unigramCosts, unigramCrossEntropy } from '../../src/data/loss-units.js';
 import { ConcatTokenSource } from '../../src/data/token-source.js';
 import { smallDataset } from './helpers.js';
 import { ToyModel } from './toy-model.js';

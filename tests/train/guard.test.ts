@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { DivergenceError, DivergenceGuard } from '../../src/train/guard.js';
 import { train } from '../../src/train/trainer.js';
-import { readMetrics } from '../../src/train/metrics.js';
+import { readMetrics } from '../../src/train/metrics-log.js';
 import { readSafetensors } from '../../src/io/safetensors.js';
-import { listCheckpoints } from '../../src/train/checkpoint.js';
+import { listCheckpoints } from '../../src/train/run-checkpoint.js';
 import { quiet, smallDataset, tempDir, toyConfig } from './helpers.js';
 import { toyFamily } from './toy-model.js';
 

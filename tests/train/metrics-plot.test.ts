@@ -4,9 +4,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { train } from '../../src/train/trainer.js';
-import { readMetrics } from '../../src/train/metrics.js';
+import { readMetrics } from '../../src/train/metrics-log.js';
 import { niceTicks, renderChart, renderPlotHtml } from '../../src/train/plot.js';
-import { TrainProgress } from '../../src/train/progress.js';
+import { TrainProgress } from '../../src/train/training-progress.js';
 import { quiet, smallDataset, tempDir, toyConfig } from './helpers.js';
 import { toyFamily } from './toy-model.js';
 

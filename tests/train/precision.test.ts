@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { train } from '../../src/train/trainer.js';
 import { resolvePrecision } from '../../src/train/precision.js';
-import { listCheckpoints } from '../../src/train/checkpoint.js';
+import { listCheckpoints } from '../../src/train/run-checkpoint.js';
 import { SafetensorsReader } from '../../src/io/safetensors.js';
-import { readMetrics } from '../../src/train/metrics.js';
+import { readMetrics } from '../../src/train/metrics-log.js';
 import { quiet, smallDataset, tempDir, toyConfig } from './helpers.js';
 import { toyFamily } from './toy-model.js';
 

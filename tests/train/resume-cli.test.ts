@@ -6,11 +6,13 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { listCheckpoints } from '../../src/train/checkpoint.js';
-import { readMetrics } from '../../src/train/metrics.js';
+import { listCheckpoints } from '../../src/train/run-checkpoint.js';
+import { readMetrics } from '../../src/train/metrics-log.js';
 import { smallDataset, tempDir } from './helpers.js';
 
 const CLI = resolve('dist/src/cli/main.js');
+/** `andromeda train` with test hooks (see training-child.ts). */
+const TRAINING_CHILD = resolve('dist/tests/train/training-child.js');
 const MODEL = JSON.stringify({ dim: 64, depth: 1, heads: 2, headDim: 32, alibiHeads: 1 });
 
 function args(data: string, out: string, extra: string[] = []): string[] {
@@ -21,9 +23,9 @@ function args(data: string, out: string, extra: string[] = []): string[] {
 interface Run { code: number | null; signal: NodeJS.Signals | null; stderr: string }
 
 /** Runs the CLI; when `killAt` is given, SIGKILLs the child as soon as it reports that checkpoint. */
-function run(argv: string[], killAt?: number, env: NodeJS.ProcessEnv = {}): Promise<Run> {
+function run(argv: string[], killAt?: number): Promise<Run> {
   return new Promise((done, fail) => {
-    const child = spawn(process.execPath, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => {
       stderr += chunk.toString();
@@ -43,7 +45,7 @@ test('train 20 steps straight == train, kill -9 after the step-10 checkpoint, re
 
   const killed = await tempDir();
   // Slow the steps down so the kill lands while training is still running.
-  const b1 = await run(args(data, killed), 10, { ANDROMEDA_TEST_STEP_DELAY_MS: '300' });
+  const b1 = await run([TRAINING_CHILD, JSON.stringify({ stepDelayMs: 300 }), ...args(data, killed).slice(2)], 10);
   assert.equal(b1.signal, 'SIGKILL', `the child should have been killed, it exited with ${b1.code}: ${b1.stderr}`);
   assert.deepEqual(listCheckpoints(killed).map((c) => c.step), [10], 'only the step-10 checkpoint exists after the kill');
   const b2 = await run(args(data, killed, ['--resume']));
@@ -82,6 +84,9 @@ test('train CLI: clear errors for bad flags, files and checkpoints', { timeout: 
   const out = await tempDir();
   const cases: Array<[string[], RegExp]> = [
     [['--steps', 'ten'], /--steps must be a positive integer, got "ten"/],
+    [['--steps', '1e20'], /--steps must be at most 1000000000, got "1e20"/],
+    [['--grad-accum', '1e7'], /--grad-accum must be at most 1000000/],
+    [['--steps', '3', '--batch-size', '1000000000', '--seq-len', '32'], /--batch-size 1000000000 × --seq-len 32 = 32000000000 tokens exceeds the limit/],
     [['--lr=-1'], /--lr must be a positive number/],
     [['--device', 'tpu'], /device must be auto, cpu, cuda or cuda:N/],
     [['--preset', 'huge', '--steps', '1'], /unknown model preset 'huge'/],

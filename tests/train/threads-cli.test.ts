@@ -8,17 +8,23 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { listCheckpoints } from '../../src/train/checkpoint.js';
+import { listCheckpoints } from '../../src/train/run-checkpoint.js';
 import { smallDataset, tempDir } from './helpers.js';
 
 const CLI = resolve('dist/src/cli/main.js');
+/** `andromeda train` with the trainer's test hooks (training-child.ts). */
+const TRAINING_CHILD = resolve('dist/tests/train/training-child.js');
 
 interface Run { code: number | null; signal: NodeJS.Signals | null; stderr: string }
 
-/** Runs the CLI with ANDROMEDA_THREADS=threads; with `killAt`, SIGKILLs it once that checkpoint is reported. */
-function run(argv: string[], threads: string, env: NodeJS.ProcessEnv = {}, killAt?: number): Promise<Run> {
+/**
+ * Runs the CLI with ANDROMEDA_THREADS=threads; with `killAt`, SIGKILLs it once that checkpoint is reported;
+ * with `hooks`, runs `train` (argv[0]) through training-child.ts with those test hooks.
+ */
+function run(argv: string[], threads: string, env: NodeJS.ProcessEnv = {}, killAt?: number, hooks?: object): Promise<Run> {
   return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [CLI, ...argv], { env: { ...process.env, ANDROMEDA_THREADS: threads, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const program = hooks ? [TRAINING_CHILD, JSON.stringify(hooks), ...argv.slice(1)] : [CLI, ...argv];
+    const child = spawn(process.execPath, program, { env: { ...process.env, ANDROMEDA_THREADS: threads, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => {
       stderr += chunk.toString();
@@ -88,7 +94,7 @@ test('kill -9 + resume with 2 threads, and resuming with 3, match the straight 2
   for (const resumeThreads of ['2', '3']) {
     const killed = await tempDir();
     // Slowed steps so that the kill lands right after the step-4 checkpoint, while training still runs.
-    const b1 = await run(argv(killed), '2', { ANDROMEDA_TEST_STEP_DELAY_MS: '300' }, 4);
+    const b1 = await run(argv(killed), '2', {}, 4, { stepDelayMs: 300 });
     assert.equal(b1.signal, 'SIGKILL', `the run should have been killed: ${b1.stderr}`);
     assert.deepEqual(listCheckpoints(killed).map((c) => c.step), [4]);
     const b2 = await run(argv(killed, ['--resume']), resumeThreads);

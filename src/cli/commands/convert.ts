@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { assertDType, isFloating } from '../../tensor/dtype.js';
 import { importXTransformers } from '../../model/xtransformers-import.js';
-import { saveCheckpoint } from '../../model/checkpoint.js';
+import { saveCheckpoint } from '../../model/weights-file.js';
 import { UsageError, type Command } from '../command.js';
 import { checkOutputDirectory, parseCommandArgs } from '../args.js';
 import { printable } from '../printable.js';

@@ -5,7 +5,7 @@ import { formatShape } from '../../tensor/shape.js';
 import { tidy } from '../../tensor/scope.js';
 import { cast } from '../../ops/convert.js';
 import { SafetensorsReader, writeSafetensors } from '../../io/safetensors.js';
-import { loadCheckpoint } from '../../model/checkpoint.js';
+import { loadCheckpoint } from '../../model/weights-file.js';
 import { UsageError, type Command } from '../command.js';
 import { checkOutputFile, parseCommandArgs, usableDevice } from '../args.js';
 

@@ -1,6 +1,6 @@
 import '../../train/andromeda-adapter.js';
 import { CONFIG_KINDS, ConfigError, DEFAULT_CONFIG, flagName, parseFlagValue, readConfigFile, validateConfig, type TrainConfig } from '../../train/config.js';
-import { train, type TrainResult } from '../../train/trainer.js';
+import { train, type TrainOptions, type TrainResult } from '../../train/trainer.js';
 import { UsageError, type Command } from '../command.js';
 import { parseCommandArgs } from '../args.js';
 
@@ -47,17 +47,25 @@ Evaluation, checkpoints, run:
   --checkpoint-every <n>   checkpoint every n steps (and always at the end) (default: 100)
   --keep-checkpoints <n>   most recent checkpoints kept, 0 = all (default: 2)
   --out <dir>              run directory (default: runs/andromeda)
-  --resume                 continue the run in --out from its latest checkpoint, exactly
+  --resume                 continue the run in --out from its newest intact checkpoint, exactly
+                           (a damaged newer one is passed over, with a warning)
   --overwrite              start over in an --out that holds an earlier run
   --device <d>             auto | cpu | cuda | cuda:N (default: auto: CUDA when available)
   --dtype <t>              auto | float32 | bfloat16 activations; weights and optimizer
                            state stay float32 (default: auto)
   --seed <n>               initialisation and data order (default: 0)
-  --max-minutes <x>        stop (with a checkpoint) after this long, 0 = no limit
+  --max-minutes <x>        stop (with a checkpoint) after this long, 0 = no limit; the steps
+                           it allows are planned from the speed of the first steps, and the
+                           learning-rate schedule and ETA end there
   --config <file.json>     settings as JSON (keys as above in camelCase or kebab-case);
                            flags given on the command line override it
   --quiet                  no progress bar
   -h, --help               show this help
+
+One trainer at a time per --out (a lock file names its PID). Ctrl-C or SIGTERM stops after the
+current step and writes a checkpoint of it; a second signal waits for that checkpoint, a third
+quits without it. Runs that cannot fit in memory, or whose held-out split is shorter than
+--seq-len + 1, are refused before the first step.
 
 Examples:
   andromeda train --steps 300 --out runs/first
@@ -112,18 +120,35 @@ export function parseTrainArgs(args: string[], base: TrainConfig = DEFAULT_CONFI
   }
 }
 
-/** Runs training with Ctrl-C handling: the first interrupt stops after the step and checkpoints. */
-export async function runTraining(parsed: ParsedTrainArgs, extra: { skipFinalEval?: boolean } = {}): Promise<TrainResult> {
+/** Test hooks passed through to the trainer (see TrainOptions). */
+export type TrainingHooks = Pick<TrainOptions, 'skipFinalEval' | 'stepDelayMs' | 'onCheckpointFile'>;
+
+/**
+ * Runs training, stopping cleanly on SIGINT or SIGTERM: the first signal ends the run after the
+ * current step with a checkpoint of that step. Later signals never interrupt a checkpoint being
+ * written; a third one outside a save quits at once (exit 130), losing the steps since the last
+ * checkpoint, for a step that does not finish.
+ */
+export async function runTraining(parsed: ParsedTrainArgs, hooks: TrainingHooks = {}): Promise<TrainResult> {
   const controller = new AbortController();
-  let interrupts = 0;
-  const onSigint = () => {
-    interrupts++;
-    if (interrupts === 1) {
-      process.stderr.write('\ninterrupted: stopping after this step and writing a checkpoint (Ctrl-C again to quit now)\n');
+  let signals = 0;
+  let savingStep: number | null = null;
+  const onSignal = (name: NodeJS.Signals) => {
+    signals++;
+    if (signals === 1) {
+      process.stderr.write(`\n${name}: stopping after the current step with a checkpoint of it (again: wait; a third time: quit without it)\n`);
       controller.abort();
-    } else process.exit(130);
+    } else if (savingStep !== null) {
+      process.stderr.write(`\n${name}: the checkpoint of step ${savingStep} is being written; waiting for it\n`);
+    } else if (signals === 2) {
+      process.stderr.write(`\n${name}: already stopping after the current step; once more to quit without its checkpoint\n`);
+    } else {
+      process.stderr.write(`\n${name}: quitting without a checkpoint of the current step\n`);
+      process.exit(130);
+    }
   };
-  process.on('SIGINT', onSigint);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     return await train(parsed.config, {
       resume: parsed.resume,
@@ -131,16 +156,24 @@ export async function runTraining(parsed: ParsedTrainArgs, extra: { skipFinalEva
       explicit: parsed.explicit,
       progress: !parsed.quiet,
       signal: controller.signal,
-      skipFinalEval: extra.skipFinalEval,
+      onSaving: (saving, step) => { savingStep = saving ? step : null; },
+      ...hooks,
     });
   } finally {
-    process.off('SIGINT', onSigint);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
 }
 
+const STOP_REASONS: Record<TrainResult['stoppedBy'], string> = {
+  steps: 'reaching --steps',
+  time: '--max-minutes (the steps planned for it)',
+  signal: 'a signal (resume with --resume)',
+};
+
 export function summarize(result: TrainResult): string {
   const lines = [
-    `trained ${result.step - result.startStep} steps (${result.startStep} → ${result.step}) in ${(result.trainSeconds / 60).toFixed(1)} min on ${result.device}; stopped by ${result.stoppedBy === 'steps' ? 'reaching --steps' : result.stoppedBy === 'time' ? '--max-minutes' : 'interrupt'}`,
+    `trained ${result.step - result.startStep} steps (${result.startStep} → ${result.step}) in ${(result.trainSeconds / 60).toFixed(1)} min on ${result.device}; stopped by ${STOP_REASONS[result.stoppedBy]}`,
   ];
   if (result.finalEval) {
     const e = result.finalEval;

@@ -4,10 +4,10 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, truncateSync,
 import { join } from 'node:path';
 import { train } from '../../src/train/trainer.js';
 import {
-  CheckpointError, listCheckpoints, loadCheckpoint, resolveCheckpointDir, saveCheckpoint, setCheckpointWriteHook, verifyCheckpoint,
-} from '../../src/train/checkpoint.js';
+  CheckpointError, listCheckpoints, loadCheckpoint, resolveCheckpointDir, saveCheckpoint, verifyCheckpoint,
+} from '../../src/train/run-checkpoint.js';
 import { ByteTokenizer } from '../../src/data/tokenizer/byte.js';
-import { readMetrics } from '../../src/train/metrics.js';
+import { readMetrics } from '../../src/train/metrics-log.js';
 import { quiet, smallDataset, tempDir, toyConfig } from './helpers.js';
 import { ToyModel, toyFamily } from './toy-model.js';
 
@@ -38,12 +38,11 @@ test('a save that fails midway leaves the previous checkpoint intact and no part
   try {
     for (const failAfter of ['config.json', 'model.safetensors', 'trainer.json', 'checkpoint.json']) {
       for (const step of [6, 12]) {
-        setCheckpointWriteHook((file) => { if (file === failAfter) throw new Error(`simulated crash after ${file}`); });
+        const onFileWritten = (file: string) => { if (file === failAfter) throw new Error(`simulated crash after ${file}`); };
         await assert.rejects(
-          saveCheckpoint(out, { step, modelConfig: { vocabSize: 257 }, weights: model.stateDict(), tokenizer: new ByteTokenizer(), trainer: {} }),
+          saveCheckpoint(out, { step, modelConfig: { vocabSize: 257 }, weights: model.stateDict(), tokenizer: new ByteTokenizer(), trainer: {} }, { onFileWritten }),
           /simulated crash/,
         );
-        setCheckpointWriteHook(null);
         assert.deepEqual(listCheckpoints(out).map((c) => c.step), [6], `after a crash writing ${failAfter} of step ${step}`);
         assert.deepEqual(readFileSync(join(dir, 'model.safetensors')), before, 'the good checkpoint is untouched');
         verifyCheckpoint(dir);
@@ -51,7 +50,6 @@ test('a save that fails midway leaves the previous checkpoint intact and no part
       }
     }
   } finally {
-    setCheckpointWriteHook(null);
     model.dispose();
   }
 });
@@ -67,7 +65,7 @@ test('a temporary directory left by a killed process is never taken for a checkp
   assert.equal(resolveCheckpointDir(out), dir);
   const model = new ToyModel({ vocabSize: 257, dim: 8 }, 1);
   try {
-    await saveCheckpoint(out, { step: 7, modelConfig: { vocabSize: 257 }, weights: model.stateDict(), tokenizer: new ByteTokenizer(), trainer: {} }, 5);
+    await saveCheckpoint(out, { step: 7, modelConfig: { vocabSize: 257 }, weights: model.stateDict(), tokenizer: new ByteTokenizer(), trainer: {} }, { keep: 5 });
   } finally {
     model.dispose();
   }
@@ -109,6 +107,23 @@ test('a damaged checkpoint gives a clear error', async () => {
   const badJson = await copy('bad-json');
   writeFileSync(join(badJson, 'checkpoint.json'), '{"format": "andromeda-che');
   await assert.rejects(loadCheckpoint(badJson), /checkpoint\.json is not valid JSON/);
+
+  // A manifest that vouches for nothing (or not for every core file) vouches for no checkpoint.
+  const emptyManifest = await copy('empty-manifest');
+  const manifest = JSON.parse(readFileSync(join(emptyManifest, 'checkpoint.json'), 'utf8'));
+  writeFileSync(join(emptyManifest, 'checkpoint.json'), JSON.stringify({ ...manifest, files: {} }));
+  const damaged = readFileSync(join(emptyManifest, 'model.safetensors'));
+  damaged[damaged.length - 3] ^= 0xff;
+  writeFileSync(join(emptyManifest, 'model.safetensors'), damaged);
+  await assert.rejects(loadCheckpoint(emptyManifest), /corrupt: checkpoint\.json does not list config\.json, so nothing vouches for it/);
+  const partialManifest = await copy('partial-manifest');
+  delete manifest.files['optimizer.safetensors'];
+  writeFileSync(join(partialManifest, 'checkpoint.json'), JSON.stringify(manifest));
+  await assert.rejects(loadCheckpoint(partialManifest), /checkpoint\.json does not list optimizer\.safetensors/);
+  const wrongStep = join(await tempDir(), 'step-000007');
+  mkdirSync(wrongStep);
+  for (const f of readdirSync(dir)) writeFileSync(join(wrongStep, f), readFileSync(join(dir, f)));
+  await assert.rejects(loadCheckpoint(wrongStep), /checkpoint\.json is for step 6, not the directory's step 7/);
 
   await assert.rejects(loadCheckpoint(join(dir, 'nope')), /checkpoint not found/);
   await assert.rejects(loadCheckpoint(join(dir, 'config.json')), /expected a directory/);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { bitsPerByte, unigramCrossEntropy } from '../../src/data/metrics.js';
+import { bitsPerByte, unigramCrossEntropy } from '../../src/data/loss-units.js';
 import { ArrayTokenSource } from '../../src/data/token-source.js';
 
 test('bitsPerByte converts nats per token to bits per byte', () => {

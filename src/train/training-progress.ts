@@ -2,7 +2,7 @@
  * The training progress line on stderr: step, bar, loss, learning rate, tokens/s and ETA. On a
  * terminal it is redrawn in place; otherwise (logs, pipes) a plain line is printed now and then.
  */
-import { formatCount } from '../data/progress.js';
+import { formatCount } from '../data/progress-bar.js';
 
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds < 0) return '?';

@@ -2,7 +2,7 @@
  * Training checkpoints, written atomically.
  *
  *   <out>/checkpoints/step-000010/
- *     config.json            the model config, in src/model/checkpoint.ts's format
+ *     config.json            the model config, in src/model/weights-file.ts's format
  *                            ({format: "andromeda-checkpoint", version: 1, model: <config>}), so
  *                            `andromeda score` and the model's loadCheckpoint read these directories
  *     model.safetensors      weights (float32 masters)
@@ -15,7 +15,10 @@
  * file is fsynced, and only then is the directory renamed to its final name — one atomic rename.
  * A crash at any moment leaves either the complete new checkpoint or none; a partial temporary
  * directory is never taken for a checkpoint and is cleaned up by the next save. Loading checks
- * every file against checkpoint.json, so a damaged checkpoint gives a clear error, not garbage.
+ * every file against checkpoint.json, and the manifest must list every core file present (and
+ * config.json and model.safetensors always), so a damaged checkpoint gives a clear error, not
+ * garbage. Given a run directory, loading takes its newest intact checkpoint and says which
+ * damaged ones it passed over.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -31,6 +34,10 @@ export const CHECKPOINT_FORMAT = 'andromeda-checkpoint';
 export const CHECKPOINT_VERSION = 1;
 export const CHECKPOINT_DIR = 'checkpoints';
 const MANIFEST = 'checkpoint.json';
+/** Files a checkpoint consists of; the manifest must vouch for each one present. */
+const CORE_FILES = ['config.json', 'model.safetensors', 'optimizer.safetensors', 'tokenizer.json', 'trainer.json'] as const;
+/** Files without which a directory is not a checkpoint at all. */
+const REQUIRED_FILES = ['config.json', 'model.safetensors'] as const;
 
 export class CheckpointError extends Error {
   override name = 'CheckpointError';
@@ -85,17 +92,19 @@ export function sha256File(path: string): string {
   return hash.digest('hex');
 }
 
-/** Test hook: called after each file of a checkpoint is written (a throw simulates a crash). */
-export let checkpointWriteHook: ((file: string) => void) | null = null;
-export function setCheckpointWriteHook(hook: ((file: string) => void) | null): void {
-  checkpointWriteHook = hook;
+export interface SaveOptions {
+  /** The most recent checkpoints kept; older ones are removed after the new one is in place (0: all). Default 2. */
+  keep?: number;
+  /**
+   * Called after each file is written into the temporary directory, manifest last, and awaited
+   * (tests: a throw simulates a crash at that point, a delay a slow disk).
+   */
+  onFileWritten?: (file: string) => void | Promise<void>;
 }
 
-/**
- * Writes a checkpoint under <outDir>/checkpoints atomically and returns its directory. Keeps the
- * `keep` most recent checkpoints (older ones are removed after the new one is in place).
- */
-export async function saveCheckpoint(outDir: string, data: CheckpointWrite, keep = 2): Promise<string> {
+/** Writes a checkpoint under <outDir>/checkpoints atomically and returns its directory. */
+export async function saveCheckpoint(outDir: string, data: CheckpointWrite, options: SaveOptions = {}): Promise<string> {
+  const keep = options.keep ?? 2;
   const root = join(outDir, CHECKPOINT_DIR);
   mkdirSync(root, { recursive: true });
   removeStaleTemporaries(root);
@@ -104,22 +113,22 @@ export async function saveCheckpoint(outDir: string, data: CheckpointWrite, keep
   mkdirSync(tmp);
   try {
     const written: string[] = [];
-    const done = (file: string) => {
+    const done = async (file: string) => {
       written.push(file);
-      checkpointWriteHook?.(file);
+      await options.onFileWritten?.(file);
     };
     writeFileSync(join(tmp, 'config.json'), JSON.stringify({ format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, model: data.modelConfig }, null, 2) + '\n');
-    done('config.json');
+    await done('config.json');
     writeSafetensors(join(tmp, 'model.safetensors'), data.weights, { format: 'andromeda', step: String(data.step) });
-    done('model.safetensors');
+    await done('model.safetensors');
     if (data.optimizer) {
       writeOptimizer(join(tmp, 'optimizer.safetensors'), data.optimizer.optimizer, data.optimizer.names);
-      done('optimizer.safetensors');
+      await done('optimizer.safetensors');
     }
     await data.tokenizer.save(join(tmp, 'tokenizer.json'));
-    done('tokenizer.json');
+    await done('tokenizer.json');
     writeFileSync(join(tmp, 'trainer.json'), JSON.stringify({ step: data.step, ...data.trainer }, null, 1) + '\n');
-    done('trainer.json');
+    await done('trainer.json');
     const files: CheckpointManifest['files'] = {};
     for (const file of written) {
       fsyncPath(join(tmp, file));
@@ -128,7 +137,7 @@ export async function saveCheckpoint(outDir: string, data: CheckpointWrite, keep
     const manifest: CheckpointManifest = { format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, step: data.step, createdAt: new Date().toISOString(), files };
     writeFileSync(join(tmp, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
     fsyncPath(join(tmp, MANIFEST));
-    checkpointWriteHook?.(MANIFEST);
+    await options.onFileWritten?.(MANIFEST);
     fsyncPath(tmp);
     // The commit point. An existing directory of the same step (re-saved after a resume) is moved
     // aside first, because rename cannot replace a non-empty directory.
@@ -172,16 +181,41 @@ function pruneCheckpoints(root: string, keep: number): void {
 }
 
 /**
- * The checkpoint directory a user pointed at: a checkpoint itself, or a run directory (its
- * latest checkpoint). Throws a CheckpointError saying what is wrong otherwise.
+ * The newest checkpoint of a run directory that passes verifyCheckpoint, or null when it has
+ * none. Each newer, damaged one passed over is reported through `warn` with the reason.
  */
-export function resolveCheckpointDir(path: string): string {
+export function newestIntactCheckpoint(outDir: string, warn: (message: string) => void): { step: number; dir: string } | null {
+  const all = listCheckpoints(outDir);
+  for (let i = all.length - 1; i >= 0; i--) {
+    try {
+      verifyCheckpoint(all[i].dir);
+      return all[i];
+    } catch (error) {
+      if (!(error instanceof CheckpointError)) throw error;
+      const older = all[i - 1];
+      warn(`warning: ${error.message}; ${older ? `trying the previous one (step ${older.step})` : 'no older checkpoint is left'}`);
+    }
+  }
+  return null;
+}
+
+const warnOnStderr = (message: string) => process.stderr.write(message + '\n');
+
+/**
+ * The checkpoint directory a user pointed at: a checkpoint itself, or a run directory (its
+ * newest intact checkpoint; damaged newer ones are reported through `warn`). Throws a
+ * CheckpointError saying what is wrong otherwise.
+ */
+export function resolveCheckpointDir(path: string, warn: (message: string) => void = warnOnStderr): string {
   const full = resolve(path);
   if (!existsSync(full)) throw new CheckpointError(`checkpoint not found: ${path} does not exist`);
   if (!statSync(full).isDirectory()) throw new CheckpointError(`${path} is not a checkpoint: expected a directory (a run's --out directory or one of its checkpoints/step-NNNNNN)`);
   if (existsSync(join(full, MANIFEST)) || existsSync(join(full, 'model.safetensors'))) return full;
-  const latest = listCheckpoints(full).pop();
-  if (latest) return latest.dir;
+  if (listCheckpoints(full).length > 0) {
+    const intact = newestIntactCheckpoint(full, warn);
+    if (intact) return intact.dir;
+    throw new CheckpointError(`${path}: every checkpoint in ${join(full, CHECKPOINT_DIR)} is damaged (see the warnings above)`);
+  }
   throw new CheckpointError(`${path} holds no checkpoint: expected ${MANIFEST} and model.safetensors, or a ${CHECKPOINT_DIR}/step-NNNNNN directory inside it`);
 }
 
@@ -198,7 +232,19 @@ export function verifyCheckpoint(dir: string): CheckpointManifest {
   }
   if (manifest.format !== CHECKPOINT_FORMAT || typeof manifest.files !== 'object' || manifest.files === null) throw new CheckpointError(`${where} is corrupt: ${MANIFEST} is not an Andromeda checkpoint manifest`);
   if (manifest.version !== CHECKPOINT_VERSION) throw new CheckpointError(`${where}: checkpoint format version ${manifest.version} is not supported (expected ${CHECKPOINT_VERSION})`);
+  const dirStep = /^step-(\d+)$/.exec(basename(dir));
+  if (dirStep && Number(dirStep[1]) !== manifest.step) throw new CheckpointError(`${where} is corrupt: ${MANIFEST} is for step ${manifest.step}, not the directory's step ${Number(dirStep[1])}`);
+  for (const file of CORE_FILES) {
+    const listed = Object.hasOwn(manifest.files, file);
+    const required = (REQUIRED_FILES as readonly string[]).includes(file);
+    if (!listed && (required || existsSync(join(dir, file)))) {
+      throw new CheckpointError(`${where} is corrupt: ${MANIFEST} does not list ${file}, so nothing vouches for it`);
+    }
+  }
   for (const [file, expected] of Object.entries(manifest.files)) {
+    if (typeof expected !== 'object' || expected === null || typeof expected.sha256 !== 'string' || typeof expected.bytes !== 'number') {
+      throw new CheckpointError(`${where} is corrupt: ${MANIFEST}'s entry for ${file} has no size and SHA-256`);
+    }
     const full = join(dir, file);
     if (!existsSync(full)) throw new CheckpointError(`${where} is corrupt: ${file} is missing`);
     const bytes = statSync(full).size;
@@ -228,9 +274,13 @@ function readJson(dir: string, file: string): Record<string, unknown> {
   }
 }
 
-/** Loads (and verifies) a checkpoint's config, weights, tokenizer and trainer state. */
-export async function loadCheckpoint(path: string, device?: string): Promise<LoadedCheckpoint> {
-  const dir = resolveCheckpointDir(path);
+/**
+ * Loads (and verifies) a checkpoint's config, weights, tokenizer and trainer state. `path` is a
+ * checkpoint or a run directory (then its newest intact checkpoint, damaged newer ones reported
+ * through `warn`, stderr by default).
+ */
+export async function loadCheckpoint(path: string, device?: string, warn: (message: string) => void = warnOnStderr): Promise<LoadedCheckpoint> {
+  const dir = resolveCheckpointDir(path, warn);
   const hasManifest = existsSync(join(dir, MANIFEST));
   const manifest = hasManifest ? verifyCheckpoint(dir) : null;
   for (const file of ['config.json', 'model.safetensors']) {

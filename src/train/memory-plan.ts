@@ -1,0 +1,128 @@
+/**
+ * The memory a training run needs, planned before anything is allocated and compared with what
+ * the device has, so an impossible run fails at once with the flag to change instead of dying of
+ * heap exhaustion minutes later.
+ *
+ *   weights         float32 masters                                       4 B × parameters
+ *   AdamW moments   m and v, float32                                      8 B × parameters
+ *   gradients       in the compute dtype (mixed precision moves them      4 or 2 B × parameters
+ *                   to the masters without widening)
+ *   compute copy    mixed precision: the low-precision weights            2 B × parameters
+ *   activations     kept for the backward pass, per token of a micro-batch:
+ *                     each block: its input, q/k/v, attention output, the feed-forward's inner
+ *                     activations and output (with activation checkpointing: the input only,
+ *                     plus one block's worth while it is recomputed)
+ *                     the head: logits and their gradient
+ *
+ * The activation count is a floor (the engines keep a few more temporaries), so the plan refuses
+ * only runs that cannot fit; it is not a promise that a run which passes will.
+ */
+import { freemem, totalmem } from 'node:os';
+import { getEngine } from '../engine/registry.js';
+import type { MemoryStats } from '../engine/engine.js';
+import { ConfigError, type TrainConfig } from './config.js';
+
+export interface MemoryPart {
+  label: string;
+  bytes: number;
+  /** The flags that make this part smaller. */
+  flags: string;
+}
+
+export interface MemoryPlan {
+  parts: MemoryPart[];
+  bytes: number;
+}
+
+export interface MemoryPlanInput {
+  /** Trainable parameters; unknown (null) for families that cannot count them without building. */
+  parameterCount: number | null;
+  /** The model config; the Andromeda shape keys (dim, depth, heads, headDim, kvHeads, ffMult, ffActivation) are read when present. */
+  modelConfig: Record<string, unknown>;
+  vocabSize: number;
+  config: Pick<TrainConfig, 'batchSize' | 'seqLen' | 'activationCheckpointing'>;
+  /** Bytes per activation element: 4 (float32) or 2 (bfloat16). */
+  computeBytes: number;
+  /** Whether a low-precision compute copy of the weights is kept beside the float32 masters. */
+  mixedPrecision: boolean;
+}
+
+const num = (value: unknown, fallback: number): number => (typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : fallback);
+
+/** Activation elements kept per token by one block, and by the whole stack. */
+function activationElementsPerToken(modelConfig: Record<string, unknown>, checkpointing: boolean): number {
+  const dim = num(modelConfig.dim, 0);
+  if (dim === 0) return 0;
+  const depth = num(modelConfig.depth, 1);
+  const heads = num(modelConfig.heads, 1);
+  const headDim = num(modelConfig.headDim, dim / heads);
+  const kvHeads = num(modelConfig.kvHeads, heads);
+  const inner = Math.floor(dim * num(modelConfig.ffMult, 4));
+  const gated = modelConfig.ffActivation === 'swiglu' || modelConfig.ffActivation === 'geglu';
+  const attention = dim + heads * headDim * 2 + kvHeads * headDim * 2;
+  const feedForward = dim + inner * (gated ? 3 : 2) + dim;
+  const block = attention + feedForward;
+  return checkpointing ? depth * dim + block : depth * block;
+}
+
+export function planTrainingMemory(input: MemoryPlanInput): MemoryPlan {
+  const { config } = input;
+  const tokens = config.batchSize * config.seqLen;
+  const shapeFlags = '--batch-size, --seq-len (--grad-accum keeps the tokens per step)';
+  const parts: MemoryPart[] = [];
+  if (input.parameterCount !== null) {
+    const p = input.parameterCount;
+    parts.push({ label: 'weights, gradients and AdamW moments', bytes: (12 + input.computeBytes) * p, flags: '--preset, --model' });
+    if (input.mixedPrecision) parts.push({ label: 'low-precision compute copy of the weights', bytes: input.computeBytes * p, flags: '--preset, --model' });
+  }
+  const perToken = activationElementsPerToken(input.modelConfig, config.activationCheckpointing) * input.computeBytes;
+  if (perToken > 0) {
+    parts.push({ label: `block activations (${config.activationCheckpointing ? 'checkpointed' : 'all kept'})`, bytes: perToken * tokens, flags: `${shapeFlags}${config.activationCheckpointing ? '' : ', --activation-checkpointing true'}` });
+  }
+  parts.push({ label: 'logits and their gradient', bytes: 2 * input.computeBytes * input.vocabSize * tokens, flags: shapeFlags });
+  return { parts, bytes: parts.reduce((sum, part) => sum + part.bytes, 0) };
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value < 10 && unit > 0 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
+}
+
+export interface DeviceMemory {
+  total: number;
+  free: number;
+  /** "this machine's RAM" or "cuda:0". */
+  what: string;
+}
+
+/** The memory of `device`: system RAM for the CPU engine, the driver's figures for a GPU. */
+export function deviceMemory(device: string): DeviceMemory {
+  if (device === 'cpu') return { total: totalmem(), free: freemem(), what: "this machine's RAM" };
+  const stats = getEngine(device).memoryStats() as MemoryStats & { deviceTotal?: number; deviceFree?: number };
+  if (typeof stats.deviceTotal !== 'number' || typeof stats.deviceFree !== 'number') return { total: Infinity, free: Infinity, what: device };
+  return { total: stats.deviceTotal, free: stats.deviceFree + stats.reserved, what: `${device}'s memory` };
+}
+
+/**
+ * Throws a ConfigError naming the flags to change when the plan exceeds the device's total
+ * memory; returns a warning line when it exceeds what is free now (other processes may be using
+ * memory that will come back), null otherwise.
+ */
+export function checkTrainingMemory(plan: MemoryPlan, memory: DeviceMemory): string | null {
+  const detail = plan.parts.map((p) => `${p.label} ${formatBytes(p.bytes)}`).join(', ');
+  if (plan.bytes > memory.total) {
+    const largest = plan.parts.reduce((a, b) => (b.bytes > a.bytes ? b : a));
+    throw new ConfigError(
+      `this run needs at least ${formatBytes(plan.bytes)} but ${memory.what} is ${formatBytes(memory.total)} (${detail}); ` +
+        `the largest part is the ${largest.label}: lower ${largest.flags}`,
+    );
+  }
+  if (plan.bytes > memory.free) return `warning: this run needs at least ${formatBytes(plan.bytes)} and only ${formatBytes(memory.free)} of ${memory.what} is free now (${detail})`;
+  return null;
+}
