@@ -1,24 +1,25 @@
-// A/B of the attention backward kernels (ANDROMEDA_ATTENTION_BACKWARD, native/cuda/attention/backward_hopper.h):
+// A/B of the attention backward kernels (the backwardKernel option, native/cuda/attention/heuristics.h):
 // for each chosen kernel, first its agreement with the mma.sync kernels on mid-size problems (dq, dk, dv), then
 // backward timings at n tokens (default 32,768), batch 1: plain causal 24×128 (issue 5's bar: ≥ 0.7× cuDNN's
 // backward), ALiBi causal 24×128, and andromeda-3b's training shape (2,048 tokens, 24 heads × 128, one KV head)
 // plain and with all of its features (rotary 64 + xPos, key scale, ALiBi on 12 heads: the pre-pass path).
-//   node dist/bench/gpu-attention-hopper-backward.js [n] [--kernel mma|hopper-cpasync|hopper-tma-red|hopper-tma ...] [--once]
+//   node dist/bench/gpu-attention-hopper-backward.js [n] [--kernel mma|hopper ...] [--once]
 // --once: one forward and one backward of plain causal 24×128 at n per kernel, nothing printed (for Nsight Compute).
 // Without --kernel every kernel runs in this process (a kernel that crashes the context then hides the rest:
 // bench/gpu-attention-hopper-backward.sh runs one process per kernel). The forward always runs on the automatic
 // choice. TFLOP/s count the backward as 2.5× the forward's 4·n²·d·h (halved when causal).
 import { getEngine, type AttentionArgs, type Dense } from '../src/engine/index.js';
 import type { CudaEngine } from '../src/engine/cuda.js';
+import type { CudaAttentionKernel } from '../src/engine/cuda-attention.js';
 import { Generator } from '../src/tensor/random.js';
 import { difference, medianMs, randomBuffer, readBuffer } from './gpu-buffers.js';
 
-const ENV = 'ANDROMEDA_ATTENTION_BACKWARD';
-const ALL = ['mma', 'hopper-cpasync', 'hopper-tma-red', 'hopper-tma'];
+const ALL: readonly CudaAttentionKernel[] = ['mma', 'hopper'];
 const gpu = getEngine('cuda') as CudaEngine;
 const argv = process.argv.slice(2);
 const N = Number(argv.find((a) => /^\d+$/.test(a)) ?? 32768);
 const kernels = argv.flatMap((a, i) => (a === '--kernel' && argv[i + 1] ? [argv[i + 1]!] : []));
+for (const k of kernels) if (!ALL.includes(k as CudaAttentionKernel)) throw new Error(`--kernel ${k}: expected ${ALL.join(' or ')}`);
 const gen = new Generator(11);
 
 interface Shape {
@@ -55,12 +56,11 @@ function args(s: Shape, b: Buffers): AttentionArgs {
 
 /** The forward on the automatic choice: out and lse consistent with q, k, v (δ and P then behave as in training). */
 function forward(s: Shape, b: Buffers): void {
-  gpu.attentionForwardOn('tiled', b.q, b.k, b.v, b.out, b.lse, args(s, b));
+  gpu.attentionForward(b.q, b.k, b.v, b.out, b.lse, args(s, b), { path: 'tiled' });
 }
 
-function backward(kernel: string, s: Shape, b: Buffers): void {
-  process.env[ENV] = kernel;
-  gpu.attentionBackward(b.q, b.k, b.v, b.out, b.lse, b.gout, b.dq, b.dk, b.dv, b.dks, args(s, b));
+function backward(kernel: CudaAttentionKernel, s: Shape, b: Buffers): void {
+  gpu.attentionBackward(b.q, b.k, b.v, b.out, b.lse, b.gout, b.dq, b.dk, b.dv, b.dks, args(s, b), { backwardKernel: kernel });
 }
 
 const checks: Shape[] = [
@@ -78,7 +78,7 @@ const timed: Shape[] = [
   { label: 'plain causal 8×64', n: N, heads: 8, kvHeads: 8, dim: 64, causal: true, alibi: false },
 ];
 
-const chosen = kernels.length ? kernels : ALL;
+const chosen = kernels.length ? (kernels as CudaAttentionKernel[]) : ALL;
 if (argv.includes('--once')) {
   const s = timed[0]!, b = buffers(s);
   forward(s, b);
@@ -123,4 +123,3 @@ for (const s of timed) {
   }
   free(b);
 }
-delete process.env[ENV];

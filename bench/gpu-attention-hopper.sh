@@ -1,18 +1,16 @@
 #!/usr/bin/env bash
 # The Hopper attention forward on a GPU machine, one process per step so that a kernel that crashes the CUDA
-# context cannot hide the others: the float64-reference tests of each variant, the dispatch tests, the existing
+# context cannot hide the others: the Hopper kernel's float64-reference tests, the dispatch tests, the existing
 # attention tests (forward on the automatic choice, backward from its out/lse), then timings of each kernel and
 # PyTorch SDPA (cuDNN) at the same size. Logs go to $OUT (default gpu-logs).
 #   bash bench/gpu-attention-hopper.sh [n]      (n: tokens for the timings, default 32768)
 set -uo pipefail
 n=${1:-32768}
 source bench/gpu-steps.sh
-for v in hopper-cpasync hopper-tma-serial hopper-tma hopper-tma-pingpong; do
-  step "test-$v" env ANDROMEDA_REQUIRE_GPU=1 node --test --test-reporter=spec --test-name-pattern="$v:" dist/tests/gpu/attention-hopper.test.js
-done
-step test-dispatch env ANDROMEDA_REQUIRE_GPU=1 node --test --test-reporter=spec --test-name-pattern="automatic choice|forced Hopper" dist/tests/gpu/attention-hopper.test.js
+step test-hopper env ANDROMEDA_REQUIRE_GPU=1 node --test --test-reporter=spec --test-name-pattern="^Hopper attention forward" dist/tests/gpu/attention-hopper.test.js
+step test-dispatch env ANDROMEDA_REQUIRE_GPU=1 node --test --test-reporter=spec --test-name-pattern="automatic choice|named where it cannot run" dist/tests/gpu/attention-hopper.test.js
 step test-attention env ANDROMEDA_REQUIRE_GPU=1 node --test --test-reporter=spec dist/tests/gpu/attention.test.js
-for k in mma hopper-cpasync hopper-tma-serial hopper-tma hopper-tma-pingpong; do
+for k in mma hopper; do
   echo "== bench $k"
   timeout 240 node dist/bench/gpu-attention-hopper.js "$n" --kernel "$k" 2>&1 | tee "$out/bench-$k.md" | grep '^|' | grep -v -- '---' | grep -v '^| kernel'
 done

@@ -1,21 +1,22 @@
-// A/B of the attention forward kernels (ANDROMEDA_ATTENTION_FORWARD, native/cuda/attention/forward_hopper.h):
-// for each chosen kernel, first its agreement with the mma.sync kernel on mid-size problems, then forward
+// A/B of the attention forward kernels (the forwardKernel option, native/cuda/attention/heuristics.h): for each
+// chosen kernel, first its agreement with the mma.sync kernel on mid-size problems, then forward
 // timings at n tokens (default 32,768), batch 1: plain causal 24×128 (issue 5's bar: ≥ 0.8× cuDNN), causal +
 // ALiBi 24×128 (bar ≥ 0.7×), plain non-causal 24×128 at n/4, plain causal 8×64.
-//   node dist/bench/gpu-attention-hopper.js [n] [--kernel mma|hopper-cpasync|hopper-tma-serial|hopper-tma|hopper-tma-pingpong ...]
+//   node dist/bench/gpu-attention-hopper.js [n] [--kernel mma|hopper ...]
 // Without --kernel every kernel runs in this process (a kernel that crashes the context then hides the rest:
 // bench/gpu-attention-hopper.sh runs one process per kernel). TFLOP/s count causal work as half the square.
 import { getEngine, type AttentionArgs, type Dense } from '../src/engine/index.js';
 import type { CudaEngine } from '../src/engine/cuda.js';
+import type { CudaAttentionKernel } from '../src/engine/cuda-attention.js';
 import { Generator } from '../src/tensor/random.js';
 import { difference, medianMs, randomBuffer, readBuffer } from './gpu-buffers.js';
 
-const ENV = 'ANDROMEDA_ATTENTION_FORWARD';
-const ALL = ['mma', 'hopper-cpasync', 'hopper-tma-serial', 'hopper-tma', 'hopper-tma-pingpong'];
+const ALL: readonly CudaAttentionKernel[] = ['mma', 'hopper'];
 const gpu = getEngine('cuda') as CudaEngine;
 const argv = process.argv.slice(2);
 const N = Number(argv.find((a) => /^\d+$/.test(a)) ?? 32768);
 const kernels = argv.flatMap((a, i) => (a === '--kernel' && argv[i + 1] ? [argv[i + 1]!] : []));
+for (const k of kernels) if (!ALL.includes(k as CudaAttentionKernel)) throw new Error(`--kernel ${k}: expected ${ALL.join(' or ')}`);
 const gen = new Generator(7);
 
 interface Shape { label: string; n: number; heads: number; kvHeads: number; dim: number; causal: boolean; alibi: boolean }
@@ -40,9 +41,8 @@ function buffers(s: Shape): Buffers {
 }
 function free(b: Buffers): void { for (const d of Object.values(b)) gpu.free(d.handle); }
 
-function run(kernel: string, s: Shape, b: Buffers): void {
-  process.env[ENV] = kernel;
-  gpu.attentionForwardOn('tiled', b.q, b.k, b.v, b.out, b.lse, args(s));
+function run(kernel: CudaAttentionKernel, s: Shape, b: Buffers): void {
+  gpu.attentionForward(b.q, b.k, b.v, b.out, b.lse, args(s), { path: 'tiled', forwardKernel: kernel });
 }
 
 const checks: Shape[] = [
@@ -59,7 +59,7 @@ const timed: Shape[] = [
 ];
 
 console.log(`# attention forward kernels, ${gpu.description}`);
-const chosen = kernels.length ? kernels : ALL;
+const chosen = kernels.length ? (kernels as CudaAttentionKernel[]) : ALL;
 console.log('\n| kernel | check (vs mma) | out max rel diff | lse max rel diff |\n|---|---|---|---|');
 for (const kernel of chosen.filter((k) => k !== 'mma')) {
   for (const s of checks) {

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One GPU-machine session for the fused attention: the GPU attention tests (ANDROMEDA_REQUIRE_GPU=1), the
-# benchmark against PyTorch SDPA (cuDNN, FlashAttention-2) in the same run, the forward's older 8×16
-# layout for comparison, and an Nsight Compute look at the two forward kernels. Logs go to $OUT.
+# benchmark against PyTorch SDPA (cuDNN, FlashAttention-2) in the same run, and an Nsight Compute look at the
+# forward kernels. Logs go to $OUT.
 #   bash bench/gpu-attention-session.sh [root]   (root: where dist/ and build/Release/ live; default .)
-# ATTENTION_PROFILE=1 adds the 8×16 forward layout and the Nsight Compute sections.
+# ATTENTION_PROFILE=1 adds the Nsight Compute sections.
 set -uo pipefail
 root=${1:-.}
 out=${OUT:-gpu-logs}; mkdir -p "$out"
@@ -13,7 +13,6 @@ ANDROMEDA_REQUIRE_GPU=1 timeout 200 node --test --test-reporter=spec "$root/dist
   | grep -E '^ +(tiled|decode|auto) |✔|✖|Error|error' | head -60
 status=${PIPESTATUS[0]}
 if [[ ${ATTENTION_PROFILE:-0} == 1 ]]; then
-ANDROMEDA_ATTENTION_FORWARD_LAYOUT=8x16 timeout 120 node "$root/dist/bench/gpu-attention.js" --no-torch 2>&1 | head -10 | tee "$out/bench-8x16.md"
 timeout 150 ncu --clock-control none --kernel-name regex:attention_forward --launch-count 2 \
   --section SpeedOfLight --section WarpStateStats --section Occupancy --section LaunchStats \
   node "$root/dist/bench/gpu-attention.js" --forward-once > "$out/ncu.txt" 2>&1

@@ -6,18 +6,17 @@
 // --forward-once: one plain and one featured forward launch and nothing else (for a profiler);
 // --decode-once: one decode step of andromeda-3b attention against 32,768 cached keys.
 // --transforms: andromeda-3b attention (MQA, key scale, rotary + xPos, ALiBi on 12 of 24 heads) at 2,048
-// and 32,768 tokens with rotary / xPos / key scale applied in the kernels' tiles and by the pre-pass
-// (ANDROMEDA_ATTENTION_TRANSFORM; on Hopper the split key scale: 'split'), beside the plain MQA kernel of the
-// same shape, with each call's scratch (peak memory above the live buffers); nothing else.
+// and 32,768 tokens with rotary / xPos / key scale applied in the kernels' tiles and by the pre-pass (the
+// transform option; on Hopper the split key scale: 'split'), beside the plain MQA kernel of the same shape, with
+// each call's scratch (peak memory above the live buffers); nothing else.
 // TFLOP/s count causal work as half the square: forward 4·n²·d·h / 2, backward 2.5× that (as FlashAttention
 // and PyTorch's benchmarks do), so the ratios compare like with like.
 import { spawnSync } from 'node:child_process';
 import { getEngine, type AttentionArgs, type Dense } from '../src/engine/index.js';
 import type { CudaEngine } from '../src/engine/cuda.js';
-import type { CudaAttentionPath } from '../src/engine/cuda-attention.js';
+import type { CudaAttentionPath, CudaAttentionTransform } from '../src/engine/cuda-attention.js';
 import { Generator } from '../src/tensor/random.js';
 import { medianMs, randomBuffer } from './gpu-buffers.js';
-import { attentionTransformPlan, setAttentionTransform, type AttentionTransform } from '../tests/gpu/attention-transform.js';
 
 const gpu = getEngine('cuda') as CudaEngine;
 const argv = process.argv.slice(2);
@@ -53,7 +52,7 @@ function scratchBytes(fn: () => void): number {
 }
 
 /** Median forward and backward ms of one causal prefill of n tokens, the transform path it took and its scratch. */
-function timePrefill(s: Setup, n: number): { fwd: number; bwd: number; plan: string; fwdScratch: number; bwdScratch: number } {
+function timePrefill(s: Setup, n: number, transform: CudaAttentionTransform = 'auto'): { fwd: number; bwd: number; plan: string; fwdScratch: number; bwdScratch: number } {
   const q = randomBuffer(gpu, gen, 'bfloat16', s.heads * n * s.dim), k = randomBuffer(gpu, gen, 'bfloat16', s.kvHeads * n * s.dim), v = randomBuffer(gpu, gen, 'bfloat16', s.kvHeads * n * s.dim);
   const ks = s.keyScale ? randomBuffer(gpu, gen, 'float32', s.heads * s.dim, 0.2, 1) : null;
   const out = randomBuffer(gpu, gen, 'bfloat16', s.heads * n * s.dim), lse = randomBuffer(gpu, gen, 'float32', s.heads * n);
@@ -61,11 +60,12 @@ function timePrefill(s: Setup, n: number): { fwd: number; bwd: number; plan: str
   const dq = randomBuffer(gpu, gen, 'bfloat16', s.heads * n * s.dim), dk = randomBuffer(gpu, gen, 'bfloat16', s.kvHeads * n * s.dim), dv = randomBuffer(gpu, gen, 'bfloat16', s.kvHeads * n * s.dim);
   const dks = ks ? randomBuffer(gpu, gen, 'float32', s.heads * s.dim) : null;
   const args = argsFor(s, n, n, { keyScale: ks });
-  const fwdScratch = scratchBytes(() => gpu.attentionForwardOn('tiled', q, k, v, out, lse, args));
-  const bwdScratch = scratchBytes(() => gpu.attentionBackward(q, k, v, out, lse, go, dq, dk, dv, dks, args));
-  const fwd = medianMs(gpu, () => gpu.attentionForwardOn('tiled', q, k, v, out, lse, args), 5, 20);
-  const bwd = medianMs(gpu, () => gpu.attentionBackward(q, k, v, out, lse, go, dq, dk, dv, dks, args), 5, 20);
-  const plan = attentionTransformPlan(gpu, q, lse, args);
+  const forward = { path: 'tiled', transform } as const, backward = { transform };
+  const fwdScratch = scratchBytes(() => gpu.attentionForward(q, k, v, out, lse, args, forward));
+  const bwdScratch = scratchBytes(() => gpu.attentionBackward(q, k, v, out, lse, go, dq, dk, dv, dks, args, backward));
+  const fwd = medianMs(gpu, () => gpu.attentionForward(q, k, v, out, lse, args, forward), 5, 20);
+  const bwd = medianMs(gpu, () => gpu.attentionBackward(q, k, v, out, lse, go, dq, dk, dv, dks, args, backward), 5, 20);
+  const plan = gpu.attentionPlan(q, lse, args, backward);
   for (const d of [q, k, v, out, lse, go, dq, dk, dv, ks, dks]) if (d) gpu.free(d.handle);
   return { fwd, bwd, plan, fwdScratch, bwdScratch };
 }
@@ -82,7 +82,7 @@ function benchDecode(s: Setup, n: number, qLen: number, path: CudaAttentionPath)
   const ks = s.keyScale ? randomBuffer(gpu, gen, 'float32', s.heads * s.dim, 0.2, 1) : null;
   const out = randomBuffer(gpu, gen, 'bfloat16', s.heads * qLen * s.dim), lse = randomBuffer(gpu, gen, 'float32', s.heads * qLen);
   const args = argsFor(s, n, qLen, { keyScale: ks });
-  const ms = medianMs(gpu, () => gpu.attentionForwardOn(path, q, k, v, out, lse, args), 7, 20);
+  const ms = medianMs(gpu, () => gpu.attentionForward(q, k, v, out, lse, args, { path }), 7, 20);
   const bytes = 2 * s.kvHeads * n * s.dim * 2;
   for (const d of [q, k, v, out, lse, ks]) if (d) gpu.free(d.handle);
   return `| ${s.label} | ${path} | ${qLen} | ${n} | ${(ms * 1e3).toFixed(0)} | ${(bytes / (ms * 1e-3) / 1e9).toFixed(0)} |`;
@@ -98,7 +98,7 @@ if (argv.includes('--forward-once')) {
   for (const s of [plain, featured]) {
     const q = randomBuffer(gpu, gen, 'bfloat16', s.heads * N * s.dim), k = randomBuffer(gpu, gen, 'bfloat16', s.kvHeads * N * s.dim), v = randomBuffer(gpu, gen, 'bfloat16', s.kvHeads * N * s.dim);
     const out = randomBuffer(gpu, gen, 'bfloat16', s.heads * N * s.dim), lse = randomBuffer(gpu, gen, 'float32', s.heads * N);
-    gpu.attentionForwardOn('tiled', q, k, v, out, lse, argsFor(s, N, N, { keyScale: null }));
+    gpu.attentionForward(q, k, v, out, lse, argsFor(s, N, N, { keyScale: null }), { path: 'tiled' });
     gpu.synchronize();
   }
   process.exit(0);
@@ -108,18 +108,15 @@ if (argv.includes('--transforms')) {
   const plainMqa: Setup = { label: 'plain causal MQA 24×128 (no transform)', heads: 24, kvHeads: 1, dim: 128, alibi: false, xpos: false, keyScale: false };
   console.log(`# andromeda-3b attention: transform in the kernels vs the pre-pass, ${gpu.description}`);
   console.log('\n| attention | n | transform | path taken | forward ms | forward TFLOP/s | backward ms | backward TFLOP/s | scratch MiB forward / backward |\n|---|---|---|---|---|---|---|---|---|');
-  const before = setAttentionTransform(gpu, 'auto');
   for (const n of [2048, 32768]) {
     const flops = (4 * n * n * 128 * 24) / 2;
-    const runs: [Setup, AttentionTransform][] = [[plainMqa, 'auto'], [andromeda, 'kernel'], [andromeda, 'prepass']];
+    const runs: [Setup, CudaAttentionTransform][] = [[plainMqa, 'auto'], [andromeda, 'kernel'], [andromeda, 'prepass']];
     for (const [s, mode] of runs) {
-      setAttentionTransform(gpu, mode);
-      const r = timePrefill(s, n);
+      const r = timePrefill(s, n, mode);
       const mib = (b: number): string => (b / 2 ** 20).toFixed(1);
       console.log(`| ${s.label} | ${n} | ${mode} | ${r.plan} | ${r.fwd.toFixed(3)} | ${(flops / r.fwd / 1e9).toFixed(0)} | ${r.bwd.toFixed(3)} | ${((2.5 * flops) / r.bwd / 1e9).toFixed(0)} | ${mib(r.fwdScratch)} / ${mib(r.bwdScratch)} |`);
     }
   }
-  setAttentionTransform(gpu, before);
   process.exit(0);
 }
 
@@ -128,12 +125,12 @@ if (argv.includes('--decode-once')) {
   const q = randomBuffer(gpu, gen, 'bfloat16', s.heads * s.dim), k = randomBuffer(gpu, gen, 'bfloat16', n * s.dim), v = randomBuffer(gpu, gen, 'bfloat16', n * s.dim);
   const ks = randomBuffer(gpu, gen, 'float32', s.heads * s.dim, 0.2, 1);
   const out = randomBuffer(gpu, gen, 'bfloat16', s.heads * s.dim), lse = randomBuffer(gpu, gen, 'float32', s.heads);
-  for (let i = 0; i < 2; i++) gpu.attentionForwardOn('decode', q, k, v, out, lse, argsFor(s, n, 1, { keyScale: ks }));
+  for (let i = 0; i < 2; i++) gpu.attentionForward(q, k, v, out, lse, argsFor(s, n, 1, { keyScale: ks }), { path: 'decode' });
   gpu.synchronize();
   process.exit(0);
 }
 
-console.log(`# fused attention, ${gpu.description}, forward layout ${process.env.ANDROMEDA_ATTENTION_FORWARD_LAYOUT ?? '4x32 (default)'}`);
+console.log(`# fused attention, ${gpu.description}`);
 for (const s of [plain, featured, andromeda, small, orca]) benchPrefill(s, N);
 console.log('\n| attention | n | forward ms | forward TFLOP/s | backward ms | backward TFLOP/s |\n|---|---|---|---|---|---|');
 for (const r of rows) console.log(r);

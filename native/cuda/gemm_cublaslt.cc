@@ -3,6 +3,10 @@
 // storage. bf16/f16 run on tensor cores with float32 accumulation; float32 uses the exact float32
 // compute type (no TF32); float64 uses float64. Descriptors and the heuristic's choice are cached
 // per shape, strides and pointer alignment.
+//
+// ANDROMEDA_CUBLASLT (user setting): the path of libcublasLt.so to open instead of searching the loader's path and
+// /usr/local/cuda/lib64 (e.g. a pip-installed nvidia-cublas). It says where the library is, not which kernel runs:
+// cuBLASLt's own heuristic picks the algorithm per shape.
 #include <dlfcn.h>
 
 #include <array>

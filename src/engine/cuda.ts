@@ -2,7 +2,10 @@ import { existsSync } from 'node:fs';
 import { installProfiler } from './cuda-profile.js';
 import type { AttentionArgs, Dense, MemoryStats } from './engine.js';
 import { NativeEngine, requireAddon, type NativeKernels } from './native-engine.js';
-import { cudaAttentionBackward, cudaAttentionForward, type CudaAttentionAddon, type CudaAttentionPath } from './cuda-attention.js';
+import {
+  cudaAttentionBackward, cudaAttentionForward, cudaAttentionPlan,
+  type CudaAttentionAddon, type CudaAttentionOptions, type CudaAttentionPlan,
+} from './cuda-attention.js';
 
 /** Memory statistics of the CUDA engine: the Engine's, plus the caching allocator's state. */
 export interface CudaMemoryStats extends MemoryStats {
@@ -95,16 +98,17 @@ export class CudaEngine extends NativeEngine<CudaAddon> {
   timingRead(): Float64Array { return this.addon.timingRead(); }
   override memoryStats(): CudaMemoryStats { return this.addon.memoryStats(); }
 
-  // Fused attention (native/cuda/attention, src/engine/cuda-attention.ts).
-  attentionForward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void {
-    cudaAttentionForward(this.addon, q, k, v, out, lse, args);
-  }
-  /** The forward on a chosen kernel ('tiled' tensor-core or 'decode' split-KV), for tests and benchmarks. */
-  attentionForwardOn(path: CudaAttentionPath, q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void {
-    cudaAttentionForward(this.addon, q, k, v, out, lse, args, path);
+  // Fused attention (native/cuda/attention, src/engine/cuda-attention.ts). `options` names kernels explicitly
+  // (tests and benchmarks); left out, the engine's heuristics pick.
+  attentionForward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs, options?: CudaAttentionOptions): void {
+    cudaAttentionForward(this.addon, q, k, v, out, lse, args, options);
   }
   attentionBackward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, gradOut: Dense,
-    gradQ: Dense, gradK: Dense, gradV: Dense, gradKeyScale: Dense | null, args: AttentionArgs): void {
-    cudaAttentionBackward(this.addon, q, k, v, out, lse, gradOut, gradQ, gradK, gradV, gradKeyScale, args);
+    gradQ: Dense, gradK: Dense, gradV: Dense, gradKeyScale: Dense | null, args: AttentionArgs, options?: CudaAttentionOptions): void {
+    cudaAttentionBackward(this.addon, q, k, v, out, lse, gradOut, gradQ, gradK, gradV, gradKeyScale, args, options);
+  }
+  /** Where a forward and backward with these arguments and options apply rotary / xPos / the key scale. */
+  attentionPlan(q: Dense, lse: Dense, args: AttentionArgs, options?: CudaAttentionOptions): CudaAttentionPlan {
+    return cudaAttentionPlan(this.addon, q, lse, args, options);
   }
 }

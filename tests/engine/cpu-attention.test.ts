@@ -1,5 +1,5 @@
-// The CPU engine's fused attention (native/cpu/attention.cc) against a plain float64 reference written
-// here with O(n²) loops: forward output, lse and every gradient, over head dims, odd lengths, MQA/GQA/MHA
+// The CPU engine's fused attention (native/cpu/attention.cc) against the float64 reference the GPU tests share
+// (tests/helpers/attention-reference.ts): forward output, lse and every gradient, over head dims, odd lengths, MQA/GQA/MHA
 // and each feature on and off (key scale, rotary, xPos, ALiBi, causal with a query offset, segments,
 // custom positions), in float64 (rel. error < 1e-10) and float32 (< 1e-5), on every instruction set the
 // machine has; plus finite differences, fully masked rows and xPos at 80,000 tokens.
@@ -8,20 +8,11 @@ import assert from 'node:assert/strict';
 import { CpuEngine, type CpuAttentionBudgets } from '../../src/engine/cpu.js';
 import type { AttentionArgs, Dense } from '../../src/engine/engine.js';
 import type { DType } from '../../src/tensor/dtype.js';
+import { referenceAttention, relativeError, rng, type AttentionInputs, type AttentionResult } from '../helpers/attention-reference.js';
 
 const engine = new CpuEngine();
 
 // ---------------------------------------------------------------- random data
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 function randArray(n: number, rand: () => number, lo = -1, hi = 1): Float64Array {
   const a = new Float64Array(n);
   for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * rand();
@@ -87,15 +78,7 @@ interface Case {
   seed?: number;
 }
 
-interface Inputs {
-  q: Float64Array; k: Float64Array; v: Float64Array; gout: Float64Array;
-  ks: Float64Array | null;
-  slopes: Float32Array | null;
-  invFreq: Float32Array | null;
-  qpos: Int32Array | null; kpos: Int32Array | null;
-  qseg: Int32Array | null; kseg: Int32Array | null;
-  offset: number;
-}
+type Inputs = AttentionInputs;
 
 function makeInputs(c: Case): Inputs {
   const rand = rng(c.seed ?? 1234 + c.NQ * 7 + c.NK * 13 + c.D);
@@ -138,112 +121,24 @@ function makeInputs(c: Case): Inputs {
     if (!c.positions) { qpos = null; kpos = null; }
     if (!c.segments) { qseg = null; kseg = null; }
   }
-  return { q, k, v, gout, ks, slopes, invFreq, qpos, kpos, qseg, kseg, offset };
+  return { q, k, v, gout, ks, slopes, invFreq, qpos, kpos, qseg, kseg, offset, scale: 1 / Math.sqrt(D) };
 }
 
 function argsFor(c: Case, inp: Inputs, dev: { ks: Dense | null; qpos: Dense | null; kpos: Dense | null; qseg: Dense | null; kseg: Dense | null }): AttentionArgs {
   return {
     batch: c.B, heads: c.H, kvHeads: c.KVH, queryLen: c.NQ, keyLen: c.NK, headDim: c.D,
-    scale: 1 / Math.sqrt(c.D), causal: !!c.causal, queryOffset: inp.offset,
+    scale: inp.scale, causal: !!c.causal, queryOffset: inp.offset,
     alibiSlopes: inp.slopes, rotaryDim: c.rotary ?? 0, rotaryInvFreq: inp.invFreq, xposScaleBase: c.xpos ?? 0,
     keyScale: dev.ks, queryPositions: dev.qpos, keyPositions: dev.kpos, querySegments: dev.qseg, keySegments: dev.kseg,
   };
 }
 
 // ---------------------------------------------------------------- float64 reference
-interface Result { out: Float64Array; lse: Float64Array; dq: Float64Array; dk: Float64Array; dv: Float64Array; dks: Float64Array | null }
+type Result = AttentionResult;
 
+/** The shared reference; `float32Angles`: rotary angles rounded to float32, as the kernel computes them below float64. */
 function reference(c: Case, inp: Inputs, float32Angles: boolean): Result {
-  const { B, H, KVH, NQ, NK, D } = c;
-  const r = c.rotary ?? 0, h2 = r / 2, XB = c.xpos ?? 0, scale = 1 / Math.sqrt(D);
-  const qp = (b: number, i: number) => (inp.qpos ? inp.qpos[b * NQ + i]! : inp.offset + i);
-  const kp = (b: number, j: number) => (inp.kpos ? inp.kpos[b * NK + j]! : j);
-  const angle = (p: number, i: number) => (float32Angles ? Math.fround(p * inp.invFreq![i]!) : p * inp.invFreq![i]!);
-  const rot = (x: Float64Array, p: number, inverse: boolean): Float64Array => {
-    const y = Float64Array.from(x);
-    for (let i = 0; i < h2; i++) {
-      const a = angle(p, i), co = Math.cos(a), si = Math.sin(a), x1 = x[i]!, x2 = x[i + h2]!;
-      if (!inverse) { y[i] = x1 * co - x2 * si; y[i + h2] = x2 * co + x1 * si; }
-      else { y[i] = x1 * co + x2 * si; y[i + h2] = x2 * co - x1 * si; }
-    }
-    return y;
-  };
-  const zeta = Array.from({ length: h2 }, (_, i) => (2 * i + 0.4 * r) / (1.4 * r));
-  const out = new Float64Array(B * H * NQ * D), lse = new Float64Array(B * H * NQ);
-  const dq = new Float64Array(B * H * NQ * D), dk = new Float64Array(B * KVH * NK * D), dv = new Float64Array(B * KVH * NK * D);
-  const dks = inp.ks ? new Float64Array(H * D) : null;
-  for (let b = 0; b < B; b++) {
-    for (let h = 0; h < H; h++) {
-      const g = h % KVH;  // x-transformers grouping
-      const slope = inp.slopes ? inp.slopes[h]! : 0;
-      const kraw: Float64Array[] = [], krot: Float64Array[] = [];
-      for (let j = 0; j < NK; j++) {
-        const x = inp.k.slice(((b * KVH + g) * NK + j) * D, ((b * KVH + g) * NK + j + 1) * D);
-        kraw.push(x);
-        const xs = Float64Array.from(x, (val, d) => (inp.ks ? val * inp.ks[h * D + d]! : val));
-        krot.push(rot(xs, kp(b, j), false));
-      }
-      const dkrot = Array.from({ length: NK }, () => new Float64Array(D));
-      for (let i = 0; i < NQ; i++) {
-        const row = (b * H + h) * NQ + i;
-        const qrot = rot(inp.q.slice(row * D, (row + 1) * D), qp(b, i), false);
-        const pq = qp(b, i);
-        const s = new Float64Array(NK).fill(-Infinity);
-        const fac: (Float64Array | null)[] = [];
-        for (let j = 0; j < NK; j++) {
-          const pk = kp(b, j);
-          fac.push(null);
-          if (c.causal && j > i + inp.offset) continue;  // causal by index
-          if (inp.qseg && inp.qseg[b * NQ + i] !== inp.kseg![b * NK + j]) continue;
-          const f = new Float64Array(D).fill(1);
-          if (XB) for (let d = 0; d < r; d++) f[d] = Math.pow(zeta[d % h2]!, (pq - pk) / XB);
-          fac[j] = f;
-          let dot = 0;
-          for (let d = 0; d < D; d++) dot += qrot[d]! * krot[j]![d]! * f[d]!;
-          s[j] = scale * dot - slope * Math.abs(pq - pk);
-        }
-        let m = -Infinity;
-        for (let j = 0; j < NK; j++) m = Math.max(m, s[j]!);
-        if (m === -Infinity) { lse[row] = -Infinity; continue; }
-        let l = 0;
-        for (let j = 0; j < NK; j++) l += Math.exp(s[j]! - m);
-        lse[row] = m + Math.log(l);
-        const P = Float64Array.from(s, (x) => Math.exp(x - lse[row]!));
-        const o = new Float64Array(D);
-        for (let j = 0; j < NK; j++) {
-          if (P[j] === 0) continue;
-          for (let d = 0; d < D; d++) o[d] += P[j]! * inp.v[((b * KVH + g) * NK + j) * D + d]!;
-        }
-        out.set(o, row * D);
-        // backward
-        const go = inp.gout.subarray(row * D, (row + 1) * D);
-        let Di = 0;
-        for (let d = 0; d < D; d++) Di += go[d]! * o[d]!;
-        const dqrot = new Float64Array(D);
-        for (let j = 0; j < NK; j++) {
-          if (!fac[j]) continue;
-          const vj = (b * KVH + g) * NK + j;
-          let dP = 0;
-          for (let d = 0; d < D; d++) { dP += go[d]! * inp.v[vj * D + d]!; dv[vj * D + d] += P[j]! * go[d]!; }
-          const dS = P[j]! * (dP - Di);
-          for (let d = 0; d < D; d++) {
-            dqrot[d] += dS * scale * krot[j]![d]! * fac[j]![d]!;
-            dkrot[j]![d] += dS * scale * qrot[d]! * fac[j]![d]!;
-          }
-        }
-        dq.set(rot(dqrot, pq, true), row * D);
-      }
-      for (let j = 0; j < NK; j++) {
-        const dkt = rot(dkrot[j]!, kp(b, j), true);
-        const base = ((b * KVH + g) * NK + j) * D;
-        for (let d = 0; d < D; d++) {
-          dk[base + d] += inp.ks ? dkt[d]! * inp.ks[h * D + d]! : dkt[d]!;
-          if (dks) dks[h * D + d] += dkt[d]! * kraw[j]![d]!;
-        }
-      }
-    }
-  }
-  return { out, lse, dq, dk, dv, dks };
+  return referenceAttention(c, inp, { float32Angles });
 }
 
 // ---------------------------------------------------------------- running the kernel
@@ -275,20 +170,10 @@ function runKernel(c: Case, inp: Inputs, dtype: DType, backwardToo = true, lseTy
   return res;
 }
 
+/** Relative error (∞ where −∞ does not match or a value is not finite, which fails every tolerance). */
 function relErr(got: Float64Array, ref: Float64Array): number {
   assert.equal(got.length, ref.length);
-  let num = 0, den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const a = got[i]!, b = ref[i]!;
-    if (b === -Infinity || a === -Infinity) {
-      assert.equal(a, b, `element ${i}: ${a} vs ${b}`);
-      continue;
-    }
-    assert.ok(Number.isFinite(a), `element ${i} is ${a}`);
-    num += (a - b) ** 2;
-    den += b * b;
-  }
-  return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+  return relativeError(got, ref);
 }
 
 function roundedInputs(inp: Inputs, dtype: DType): Inputs {
@@ -478,7 +363,7 @@ test('xPos + rotary at 80,000 tokens stays finite and exact (2 heads × 32, forw
   const inp: Inputs = {
     q: randArray(H * n * D, rand), k: randArray(H * n * D, rand), v: randArray(H * n * D, rand), gout: new Float64Array(0),
     ks: null, slopes: null, invFreq: Float32Array.from({ length: 16 }, (_, i) => 1 / 10000 ** ((2 * i) / 32)),
-    qpos: null, kpos: null, qseg: null, kseg: null, offset: 0,
+    qpos: null, kpos: null, qseg: null, kseg: null, offset: 0, scale: 1 / Math.sqrt(D),
   };
   const q = toDevice(inp.q, 'float32'), k = toDevice(inp.k, 'float32'), v = toDevice(inp.v, 'float32');
   const out = empty(H * n * D, 'float32'), lse = empty(H * n, 'float32');

@@ -1,21 +1,19 @@
-// The Hopper (sm_90a, wgmma) attention backward against the float64 reference, each variant forced through
-// ANDROMEDA_ATTENTION_BACKWARD (native/cuda/attention/backward_hopper.h): dq, dk, dv at head dims 64 and 128,
-// lengths that are not multiples of the 64-query / 128-key tiles, 1 / 2 / all KV heads, causal and not, ALiBi,
-// explicit query offsets (key tiles that no query sees, rows that see no key), the pre-pass path (rotary,
-// xPos, key scale applied once per call: dQ' and dK' in float32, stored or added) and the split key scale
-// (key scale with fewer KV heads than heads: K'_h built per CTA from A, B; dA, dB and the key-scale gradient). The backward gets the
-// reference's out and lse (so a forward problem cannot hide in it) and NaN-poisoned gradients, so an unwritten
-// element fails. On a GPU that is not Hopper, the forced choice must fail with an error that says why.
+// The Hopper (sm_90a, wgmma) attention backward against the float64 reference, named through the backwardKernel
+// option (native/cuda/attention/heuristics.h): dq, dk, dv at head dims 64 and 128, lengths that are not multiples of
+// the 64-query / 128-key tiles, 1 / 2 / all KV heads, causal and not, ALiBi, explicit query offsets (key tiles that
+// no query sees, rows that see no key), the pre-pass path (rotary, xPos, key scale applied once per call: dQ' and
+// dK' in float32, stored or added) and the split key scale (key scale with fewer KV heads than heads: K'_h built per
+// CTA from A, B; dA, dB and the key-scale gradient). The backward gets the reference's out and lse (so a forward
+// problem cannot hide in it) and NaN-poisoned gradients, so an unwritten element fails. On a GPU that is not
+// Hopper, naming the Hopper kernel must fail with an error that says why.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { CudaEngine } from '../../src/engine/cuda.js';
-import { DeviceBuffers, gpu, gpuTest, isHopper, notHopperReason, withEnv } from './harness.js';
-import { attentionArgsOf, makeInputs, reference, relativeError, type AttentionCase, type AttentionResult } from './attention-reference.js';
-import { attentionTransform, attentionTransformPlan, withAttentionTransform } from './attention-transform.js';
+import type { CudaAttentionKernel, CudaAttentionPlan, CudaAttentionTransform } from '../../src/engine/cuda-attention.js';
+import { DeviceBuffers, gpu, gpuTest, isHopper, notHopperReason } from './harness.js';
+import { attentionArgsOf, makeInputs, reference, relativeError, type AttentionCase, type AttentionResult } from './attention-cases.js';
 
 const TOLERANCE = 1e-2;
-const ENV = 'ANDROMEDA_ATTENTION_BACKWARD';
-const VARIANTS = ['hopper-cpasync', 'hopper-tma-red', 'hopper-tma'] as const;
 
 const CASES: AttentionCase[] = [
   { name: 'plain MHA d64 1×1', B: 1, H: 2, KVH: 2, NQ: 1, NK: 1, D: 64 },
@@ -41,7 +39,7 @@ const PREPASS_CASES: AttentionCase[] = [
 ];
 
 /**
- * The split key scale (key scale, fewer KV heads than heads: hopper-cpasync builds K'_h = c_h A + d_h B once per CTA,
+ * The split key scale (key scale, fewer KV heads than heads: the Hopper backward builds K'_h = c_h A + d_h B once per CTA,
  * adds dA, dB with atomics and stores the key-scale column sums): every input gradient, the key scale's included.
  * r = 64 of 128, 32 of 64, 128 of 128, none (K'_h = g_h k), MQA and GQA2, offsets, lengths inside a tile.
  */
@@ -54,10 +52,10 @@ const SPLIT_CASES: AttentionCase[] = [
   { name: 'split: GQA2 d128 r64 keyScale, 80 queries after 300 keys, xPos ALiBi', B: 1, H: 6, KVH: 2, NQ: 80, NK: 380, D: 128, causal: true, rotary: 64, xpos: 512, alibi: true, keyScale: true },
 ];
 
-interface Gradients { dq: Float64Array; dk: Float64Array; dv: Float64Array; dks: Float64Array | null; plan: string }
+interface Gradients { dq: Float64Array; dk: Float64Array; dv: Float64Array; dks: Float64Array | null; plan: CudaAttentionPlan }
 
-/** The backward of case c under ANDROMEDA_ATTENTION_BACKWARD = choice, from the reference's out and lse. */
-function backward(c: AttentionCase, ref: AttentionResult, choice: string): Gradients {
+/** The backward of case c on the named kernel, from the reference's out and lse. */
+function backward(c: AttentionCase, ref: AttentionResult, kernel: CudaAttentionKernel, transform: CudaAttentionTransform = 'auto'): Gradients {
   const engine = gpu() as CudaEngine;
   const inp = makeInputs(c);
   const mem = new DeviceBuffers(engine);
@@ -68,15 +66,14 @@ function backward(c: AttentionCase, ref: AttentionResult, choice: string): Gradi
     const dq = mem.output(B * H * NQ * D, 'bfloat16'), dk = mem.output(B * KVH * NK * D, 'bfloat16'), dv = mem.output(B * KVH * NK * D, 'bfloat16');
     const dks = inp.ks ? mem.output(H * D, 'float32') : null;
     const args = attentionArgsOf(c, inp, (values, type) => mem.put(values, type));
-    return withEnv(ENV, choice, () => {
-      const plan = attentionTransformPlan(engine, q, lse, args);
-      engine.attentionBackward(q, k, v, out, lse, gout, dq, dk, dv, dks, args);
-      engine.synchronize();
-      return {
-        dq: mem.get(dq, B * H * NQ * D), dk: mem.get(dk, B * KVH * NK * D), dv: mem.get(dv, B * KVH * NK * D),
-        dks: dks ? mem.get(dks, H * D) : null, plan,
-      };
-    });
+    const options = { backwardKernel: kernel, transform } as const;
+    const plan = engine.attentionPlan(q, lse, args, options);
+    engine.attentionBackward(q, k, v, out, lse, gout, dq, dk, dv, dks, args, options);
+    engine.synchronize();
+    return {
+      dq: mem.get(dq, B * H * NQ * D), dk: mem.get(dk, B * KVH * NK * D), dv: mem.get(dv, B * KVH * NK * D),
+      dks: dks ? mem.get(dks, H * D) : null, plan,
+    };
   } finally {
     mem.dispose();
   }
@@ -89,58 +86,46 @@ function referenceOf(c: AttentionCase): AttentionResult {
   return r;
 }
 
-function check(c: AttentionCase, choice: string): void {
+function check(c: AttentionCase, kernel: CudaAttentionKernel, transform: CudaAttentionTransform = 'auto'): void {
   const ref = referenceOf(c);
-  const got = backward(c, ref, choice);
+  const got = backward(c, ref, kernel, transform);
   const errors: [string, number][] = [
     ['dq', relativeError(got.dq, ref.dq)], ['dk', relativeError(got.dk, ref.dk)], ['dv', relativeError(got.dv, ref.dv)],
   ];
   if (ref.dks) errors.push(['dKeyScale', relativeError(got.dks!, ref.dks)]);
-  console.log(`  ${choice.padEnd(15)} ${c.name.padEnd(72)} ${errors.map(([n, e]) => `${n} ${e.toExponential(1)}`).join('  ')}  (${got.plan})`);
-  // The split key scale must have split in the backward (the forward plan depends on ANDROMEDA_ATTENTION_FORWARD).
-  if (c.keyScale && c.KVH < c.H && (choice === 'hopper-cpasync' || (choice === 'auto' && isHopper())) && attentionTransform(gpu() as CudaEngine) === 'prepass') {
-    assert.match(got.plan, /^split(-backward)?$/, `${c.name} (${choice}): the backward did not split`);
+  console.log(`  ${kernel.padEnd(6)} ${transform.padEnd(7)} ${c.name.padEnd(72)} ${errors.map(([n, e]) => `${n} ${e.toExponential(1)}`).join('  ')}  (${got.plan})`);
+  // The split key scale must have split in the backward wherever the Hopper backward runs it.
+  if (c.keyScale && c.KVH < c.H && transform === 'prepass' && (kernel === 'hopper' || (kernel === 'auto' && isHopper()))) {
+    assert.match(got.plan, /^split(-backward)?$/, `${c.name} (${kernel}): the backward did not split`);
   }
-  for (const [name, e] of errors) assert.ok(e < TOLERANCE, `${c.name} (${choice}): ${name} relative error ${e.toExponential(2)} ≥ ${TOLERANCE}`);
+  for (const [name, e] of errors) assert.ok(e < TOLERANCE, `${c.name} (${kernel}): ${name} relative error ${e.toExponential(2)} ≥ ${TOLERANCE}`);
 }
 
-/** The Hopper backward takes problems of at least one full tile: 64 queries and 128 keys (backward_hopper.cu). */
+/** The Hopper backward takes problems of at least one full tile: 64 queries and 128 keys (heuristics.h). */
 function hopperSized(c: AttentionCase): boolean {
   return c.NQ >= 64 && c.NK >= 128;
 }
 
 const notHopper = notHopperReason();
 
-// One test per variant, in order of increasing machinery: a failing variant shows which part broke. Each case is
-// checked on its own, so one failure does not hide how the other cases fare (the log lists every case's errors).
-// The TMA variants wedge on small problems (backward_hopper.h): they run only when asked for, so that the
-// suite reports them as skipped with the reason instead of crashing the CUDA context for every later test.
-const experimental = process.env.ANDROMEDA_TEST_EXPERIMENTAL_BACKWARD === '1' ? null
-  : 'experimental variant (wedges on small problems; ANDROMEDA_TEST_EXPERIMENTAL_BACKWARD=1 runs it)';
-for (const variant of VARIANTS) {
-  const name = `Hopper attention backward, ${variant}: dq, dk, dv match the float64 reference`;
-  if (notHopper) test(name, { skip: notHopper }, () => {});
-  else if (variant !== 'hopper-cpasync' && experimental) test(name, { skip: experimental }, () => {});
-  else {
-    gpuTest(name, () => {
-      const failures: string[] = [];
-      const attempt = (c: AttentionCase): void => {
-        try { check(c, variant); } catch (e) { failures.push((e as Error).message); }
-      };
-      for (const c of CASES) {
-        if (hopperSized(c)) attempt(c);
-        else assert.throws(() => backward(c, referenceOf(c), variant), /Hopper backward cannot run: fewer than 64 queries or 128 keys/);
-      }
-      withAttentionTransform('prepass', () => {
-        for (const c of PREPASS_CASES) attempt(c);
-        for (const c of SPLIT_CASES) {
-          if (variant === 'hopper-cpasync') attempt(c);
-          else assert.throws(() => backward(c, referenceOf(c), variant), /Hopper backward cannot run: rotary, xPos or a key scale/);
-        }
-      });
-      assert.deepEqual(failures, [], `${failures.length} case(s) failed`);
-    });
-  }
+// Each case is checked on its own, so one failure does not hide how the other cases fare (the log lists every
+// case's errors).
+const name = 'Hopper attention backward: dq, dk, dv match the float64 reference';
+if (notHopper) test(name, { skip: notHopper }, () => {});
+else {
+  gpuTest(name, () => {
+    const failures: string[] = [];
+    const attempt = (c: AttentionCase, transform: CudaAttentionTransform = 'auto'): void => {
+      try { check(c, 'hopper', transform); } catch (e) { failures.push((e as Error).message); }
+    };
+    for (const c of CASES) {
+      if (hopperSized(c)) attempt(c);
+      else assert.throws(() => backward(c, referenceOf(c), 'hopper'), /Hopper backward cannot run: fewer than 64 queries or 128 keys/);
+    }
+    for (const c of PREPASS_CASES) attempt(c, 'prepass');
+    for (const c of SPLIT_CASES) attempt(c, 'prepass');
+    assert.deepEqual(failures, [], `${failures.length} case(s) failed`);
+  });
 }
 
 gpuTest('attention backward: the automatic choice and the mma.sync kernels match the reference on the same cases', () => {
@@ -148,17 +133,18 @@ gpuTest('attention backward: the automatic choice and the mma.sync kernels match
     check(c, 'auto');
     check(c, 'mma');
   }
-  withAttentionTransform('prepass', () => { check(SPLIT_CASES[0]!, 'auto'); check(PREPASS_CASES[1]!, 'auto'); });
+  check(SPLIT_CASES[0]!, 'auto', 'prepass');
+  check(PREPASS_CASES[1]!, 'auto', 'prepass');
   // The in-kernel transform stays on the mma.sync kernels under auto; so does the split key scale under mma.
-  withAttentionTransform('kernel', () => { check(SPLIT_CASES[0]!, 'auto'); });
-  withAttentionTransform('prepass', () => { check(SPLIT_CASES[0]!, 'mma'); });
+  check(SPLIT_CASES[0]!, 'auto', 'kernel');
+  check(SPLIT_CASES[0]!, 'mma', 'prepass');
 });
 
-gpuTest('a forced Hopper backward that cannot run fails with the reason; an unknown choice is rejected', () => {
+gpuTest('a Hopper backward named where it cannot run fails with the reason; an unknown kernel is rejected', () => {
   const d32: AttentionCase = { name: 'd32', B: 1, H: 1, KVH: 1, NQ: 4, NK: 4, D: 32 };
   assert.throws(() => backward(d32, referenceOf(d32), 'hopper'), /Hopper backward cannot run: head dim 32/);
   const segments: AttentionCase = { name: 'segments', B: 1, H: 2, KVH: 1, NQ: 40, NK: 40, D: 64, causal: true, segments: true };
-  assert.throws(() => backward(segments, referenceOf(segments), 'hopper-tma'), /Hopper backward cannot run: segments/);
-  assert.throws(() => backward(CASES[2]!, referenceOf(CASES[2]!), 'no-such-kernel'), /ANDROMEDA_ATTENTION_BACKWARD=no-such-kernel/);
+  assert.throws(() => backward(segments, referenceOf(segments), 'hopper'), /Hopper backward cannot run: segments/);
+  assert.throws(() => backward(CASES[2]!, referenceOf(CASES[2]!), 'no-such-kernel' as CudaAttentionKernel), /backwardKernel 'no-such-kernel'/);
   if (!isHopper()) assert.throws(() => backward(CASES[2]!, referenceOf(CASES[2]!), 'hopper'), /compute capability/);
 });

@@ -1,20 +1,18 @@
-// The Hopper (sm_90a, wgmma) attention forward against the float64 reference, each variant forced through
-// ANDROMEDA_ATTENTION_FORWARD (native/cuda/attention/forward_hopper.h): head dims 64 and 128, lengths that
-// are not multiples of the 128-row / 128-key tiles, 1 / 2 / all KV heads, causal with default and explicit
-// query offsets (rows that see no key included), ALiBi, and enough key tiles to wrap the load pipeline.
-// Outputs are poisoned with NaN before each call, so an unwritten element fails. On a GPU that is not
-// Hopper, the forced choice must fail with an error that says why, and the automatic one must still work.
-// The split key scale (key scale with fewer KV heads than heads, under the pre-pass) runs on each TMA variant.
+// The Hopper (sm_90a, wgmma + TMA) attention forward against the float64 reference, named through the
+// forwardKernel option (native/cuda/attention/heuristics.h): head dims 64 and 128, lengths that are not multiples
+// of the 128-row / 128-key tiles, 1 / 2 / all KV heads, causal with default and explicit query offsets (rows that
+// see no key included), ALiBi, and enough key tiles to wrap the load pipeline. Outputs are poisoned with NaN
+// before each call, so an unwritten element fails. On a GPU that is not Hopper, naming the Hopper kernel must fail
+// with an error that says why, and the automatic choice must still work. The split key scale (key scale with
+// fewer KV heads than heads, under the pre-pass) runs on it too.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { CudaEngine } from '../../src/engine/cuda.js';
-import { DeviceBuffers, gpu, gpuTest, isHopper, notHopperReason, withEnv } from './harness.js';
-import { attentionArgsOf, makeInputs, reference, relativeError, type AttentionCase } from './attention-reference.js';
-import { attentionTransform, attentionTransformPlan, withAttentionTransform } from './attention-transform.js';
+import type { CudaAttentionKernel, CudaAttentionPlan, CudaAttentionTransform } from '../../src/engine/cuda-attention.js';
+import { DeviceBuffers, gpu, gpuTest, isHopper, notHopperReason } from './harness.js';
+import { attentionArgsOf, makeInputs, reference, relativeError, type AttentionCase } from './attention-cases.js';
 
 const TOLERANCE = 1e-2;
-const ENV = 'ANDROMEDA_ATTENTION_FORWARD';
-const VARIANTS = ['hopper-cpasync', 'hopper-tma-serial', 'hopper-tma', 'hopper-tma-pingpong'] as const;
 
 const CASES: AttentionCase[] = [
   { name: 'plain MHA d64 1×1', B: 1, H: 2, KVH: 2, NQ: 1, NK: 1, D: 64 },
@@ -44,7 +42,8 @@ const SPLIT_CASES: AttentionCase[] = [
   { name: 'split: GQA2 d64 r64 keyScale non-causal ALiBi 130×900 (3-stage ring wraps)', B: 1, H: 4, KVH: 2, NQ: 130, NK: 900, D: 64, rotary: 64, alibi: true, keyScale: true },
 ];
 
-function forward(c: AttentionCase, choice: string): { out: Float64Array; lse: Float64Array; plan: string } {
+function forward(c: AttentionCase, kernel: CudaAttentionKernel, transform: CudaAttentionTransform = 'auto'):
+  { out: Float64Array; lse: Float64Array; plan: CudaAttentionPlan } {
   const engine = gpu() as CudaEngine;
   const inp = makeInputs(c);
   const mem = new DeviceBuffers(engine);
@@ -53,70 +52,59 @@ function forward(c: AttentionCase, choice: string): { out: Float64Array; lse: Fl
     const q = mem.put(inp.q, 'bfloat16'), k = mem.put(inp.k, 'bfloat16'), v = mem.put(inp.v, 'bfloat16');
     const out = mem.output(B * H * NQ * D, 'bfloat16'), lse = mem.output(B * H * NQ, 'float32');
     const args = attentionArgsOf(c, inp, (values, type) => mem.put(values, type));
-    return withEnv(ENV, choice, () => {
-      const plan = attentionTransformPlan(engine, q, lse, args);
-      engine.attentionForwardOn('tiled', q, k, v, out, lse, args);
-      engine.synchronize();
-      return { out: mem.get(out, B * H * NQ * D), lse: mem.get(lse, B * H * NQ), plan };
-    });
+    const options = { path: 'tiled', forwardKernel: kernel, transform } as const;
+    const plan = engine.attentionPlan(q, lse, args, options);
+    engine.attentionForward(q, k, v, out, lse, args, options);
+    engine.synchronize();
+    return { out: mem.get(out, B * H * NQ * D), lse: mem.get(lse, B * H * NQ), plan };
   } finally {
     mem.dispose();
   }
 }
 
-function check(c: AttentionCase, choice: string): void {
-  const { out, lse, plan } = forward(c, choice);
+function check(c: AttentionCase, kernel: CudaAttentionKernel, transform: CudaAttentionTransform = 'auto'): CudaAttentionPlan {
+  const { out, lse, plan } = forward(c, kernel, transform);
   const ref = reference(c, makeInputs(c));
   const eo = relativeError(out, ref.out), el = relativeError(lse, ref.lse);
-  console.log(`  ${choice.padEnd(17)} ${c.name.padEnd(62)} out ${eo.toExponential(1)}  lse ${el.toExponential(1)}  (${plan})`);
-  assert.ok(eo < TOLERANCE, `${c.name} (${choice}): out relative error ${eo.toExponential(2)} ≥ ${TOLERANCE}`);
-  assert.ok(el < TOLERANCE, `${c.name} (${choice}): lse relative error ${el.toExponential(2)} ≥ ${TOLERANCE}`);
+  console.log(`  ${kernel.padEnd(6)} ${c.name.padEnd(62)} out ${eo.toExponential(1)}  lse ${el.toExponential(1)}  (${plan})`);
+  assert.ok(eo < TOLERANCE, `${c.name} (${kernel}): out relative error ${eo.toExponential(2)} ≥ ${TOLERANCE}`);
+  assert.ok(el < TOLERANCE, `${c.name} (${kernel}): lse relative error ${el.toExponential(2)} ≥ ${TOLERANCE}`);
+  return plan;
 }
 
 const notHopper = notHopperReason();
 
-// One test per variant, in order of increasing machinery: a failing variant shows which part broke.
-for (const variant of VARIANTS) {
-  const name = `Hopper attention forward, ${variant}: matches the float64 reference`;
+function hopperTest(name: string, fn: () => void): void {
   if (notHopper) test(name, { skip: notHopper }, () => {});
-  else gpuTest(name, () => { for (const c of CASES) check(c, variant); });
+  else gpuTest(name, fn);
 }
 
-// The split key scale on each TMA variant (the plan must say the forward split: 'split' or 'split-forward' where the
-// backward cannot, e.g. under 64 queries); hopper-cpasync has no producer warps, so a forced one refuses the case.
-for (const variant of VARIANTS) {
-  const name = `Hopper attention forward, ${variant}: the split key scale (K'_h built in shared memory) matches the float64 reference`;
-  if (notHopper) test(name, { skip: notHopper }, () => {});
-  else {
-    gpuTest(name, () => withAttentionTransform('prepass', () => {
-      for (const c of SPLIT_CASES) {
-        if (variant === 'hopper-cpasync') {
-          assert.throws(() => forward(c, variant), /Hopper forward cannot run: rotary, xPos or a key scale/);
-          continue;
-        }
-        check(c, variant);
-        assert.match(forward(c, variant).plan, /^split(-forward)?$/, `${c.name} (${variant}): the forward did not split`);
-      }
-    }));
+hopperTest('Hopper attention forward: matches the float64 reference', () => {
+  for (const c of CASES) check(c, 'hopper');
+});
+
+// The plan must say the forward split: 'split', or 'split-forward' where the backward cannot (e.g. under 64 queries).
+hopperTest('Hopper attention forward: the split key scale (K\'_h built in shared memory) matches the float64 reference', () => {
+  for (const c of SPLIT_CASES) {
+    assert.match(check(c, 'hopper', 'prepass'), /^split(-forward)?$/, `${c.name}: the forward did not split`);
   }
-}
+});
 
 gpuTest('attention forward: the automatic choice and the mma.sync kernel match the reference on the same cases', () => {
   for (const c of [CASES[3]!, CASES[8]!]) {
     check(c, 'auto');
     check(c, 'mma');
   }
-  // The split key scale under auto; under mma the forward keeps the transform in the kernel (never a k' per head).
-  withAttentionTransform('prepass', () => {
-    check(SPLIT_CASES[0]!, 'auto');
-    check(SPLIT_CASES[0]!, 'mma');
-    assert.equal(forward(SPLIT_CASES[0]!, 'mma').plan, isHopper() ? 'split-backward' : 'kernel');
-  });
+  // The split key scale under auto; on mma.sync the forward keeps the transform in the kernel (never a k' per head).
+  check(SPLIT_CASES[0]!, 'auto', 'prepass');
+  assert.equal(check(SPLIT_CASES[0]!, 'mma', 'prepass'), isHopper() ? 'split-backward' : 'kernel');
 });
 
-gpuTest('a forced Hopper forward that cannot run fails with the reason; an unknown choice is rejected', () => {
+gpuTest('a Hopper forward named where it cannot run fails with the reason; an unknown kernel is rejected', () => {
   const d32: AttentionCase = { name: 'd32', B: 1, H: 1, KVH: 1, NQ: 4, NK: 4, D: 32 };
   assert.throws(() => forward(d32, 'hopper'), /Hopper forward cannot run: head dim 32/);
-  assert.throws(() => forward(CASES[2]!, 'no-such-kernel'), /ANDROMEDA_ATTENTION_FORWARD=no-such-kernel/);
+  const segments: AttentionCase = { name: 'segments', B: 1, H: 2, KVH: 1, NQ: 40, NK: 40, D: 64, causal: true, segments: true };
+  assert.throws(() => forward(segments, 'hopper'), /Hopper forward cannot run: segments/);
+  assert.throws(() => forward(CASES[2]!, 'no-such-kernel' as CudaAttentionKernel), /forwardKernel 'no-such-kernel'/);
   if (!isHopper()) assert.throws(() => forward(CASES[2]!, 'hopper'), /compute capability/);
 });

@@ -1,10 +1,11 @@
-// The CUDA fused attention (native/cuda/attention) against a float64 reference (attention-reference.ts)
+// The CUDA fused attention (native/cuda/attention) against the float64 reference (tests/helpers/attention-reference.ts)
 // on random bf16 inputs: forward output, lse and every input gradient, over head dims 32/64/128, odd
 // lengths, 1 / 2 / all KV heads and each feature on and off; the tiled tensor-core kernel and the
 // split-KV decode kernel. Relative errors must stay under 1e-2 (bf16 operands) and nothing may be NaN:
 // outputs are poisoned with NaN before each call, so an unwritten element fails.
-// Every tiled case runs twice: rotary / xPos / key scale applied in the kernels' tiles ('kernel') and
-// once per call by the pre-pass ('prepass'), and the path each call takes is checked against the rule
+// Every tiled case runs twice, the transform option naming the path: rotary / xPos / key scale applied in the
+// kernels' tiles ('kernel') and once per call by the pre-pass ('prepass'), and the path each call takes is checked
+// against the rule
 // (attention-plan.ts: the pre-pass where one xPos anchor stays in float range: ζ exponent ≤ 60; past that,
 // with default positions, the forward on the pre-pass in query chunks with an anchor each and the backward
 // in the kernels: 'chunked'; a key scale with fewer KV heads than heads splits — A, B per KV head and K'_h
@@ -12,27 +13,17 @@
 import assert from 'node:assert/strict';
 import type { AttentionArgs } from '../../src/engine/engine.js';
 import type { CudaEngine } from '../../src/engine/cuda.js';
-import type { CudaAttentionPath } from '../../src/engine/cuda-attention.js';
+import type { CudaAttentionPath, CudaAttentionPlan, CudaAttentionTransform } from '../../src/engine/cuda-attention.js';
 import type { DType } from '../../src/tensor/dtype.js';
 import { DeviceBuffers, gpu, gpuTest, isHopper } from './harness.js';
-import { attentionArgsOf, makeInputs, reference, relativeError, type AttentionCase, type AttentionInputs, type AttentionResult } from './attention-reference.js';
-import { attentionTransformPlan, setAttentionTransform, withAttentionTransform, type AttentionTransform, type AttentionTransformPlan } from './attention-transform.js';
-import { expectedPlan, type PlanEnvironment } from './attention-plan.js';
+import { attentionArgsOf, makeInputs, reference, relativeError, type AttentionCase, type AttentionInputs, type AttentionResult } from './attention-cases.js';
+import { expectedPlan } from './attention-plan.js';
 
 const TOLERANCE = 1e-2;
 
-/** The path the engine must take for a case under a forced mode (attention-plan.ts mirrors the engine's rule). */
-function expectedPlanOf(c: AttentionCase, mode: AttentionTransform, inp: AttentionInputs): AttentionTransformPlan {
-  return expectedPlan(c, mode, planEnvironment(), positionRange(inp));
-}
-
-/** This process's GPU and kernel choices, as the plan sees them. */
-function planEnvironment(): PlanEnvironment {
-  return {
-    hopper: isHopper(),
-    forwardChoice: process.env.ANDROMEDA_ATTENTION_FORWARD,
-    backwardChoice: process.env.ANDROMEDA_ATTENTION_BACKWARD,
-  };
+/** The path the engine must take for a case under a named transform (attention-plan.ts mirrors the engine's rule). */
+function expectedPlanOf(c: AttentionCase, mode: CudaAttentionTransform, inp: AttentionInputs): CudaAttentionPlan {
+  return expectedPlan(c, mode, { hopper: isHopper() }, positionRange(inp));
 }
 
 /** Smallest and largest custom position of a case's inputs, or null for default positions. */
@@ -43,9 +34,10 @@ function positionRange(inp: AttentionInputs): { min: number; max: number } | nul
   return { min, max };
 }
 
-interface RunResult extends AttentionResult { plan: AttentionTransformPlan }
+interface RunResult extends AttentionResult { plan: CudaAttentionPlan }
 
-function run(c: AttentionCase, inp: AttentionInputs, path: CudaAttentionPath, backward: boolean, dtype: DType): RunResult {
+function run(c: AttentionCase, inp: AttentionInputs, path: CudaAttentionPath, transform: CudaAttentionTransform,
+  backward: boolean, dtype: DType): RunResult {
   const engine = gpu() as CudaEngine;
   const mem = new DeviceBuffers(engine);
   try {
@@ -53,17 +45,17 @@ function run(c: AttentionCase, inp: AttentionInputs, path: CudaAttentionPath, ba
     const q = mem.put(inp.q, dtype), k = mem.put(inp.k, dtype), v = mem.put(inp.v, dtype);
     const args: AttentionArgs = { ...attentionArgsOf(c, inp, (values, type) => mem.put(values, type)), positionRange: positionRange(inp) };
     const out = mem.output(B * H * NQ * D, dtype), lse = mem.output(B * H * NQ, 'float32');
-    engine.attentionForwardOn(path, q, k, v, out, lse, args);
+    engine.attentionForward(q, k, v, out, lse, args, { path, transform });
     const res: RunResult = {
       out: mem.get(out, B * H * NQ * D), lse: mem.get(lse, B * H * NQ),
       dq: new Float64Array(0), dk: new Float64Array(0), dv: new Float64Array(0), dks: null,
-      plan: attentionTransformPlan(engine, q, lse, args),
+      plan: engine.attentionPlan(q, lse, args, { transform }),
     };
     if (backward) {
       const gout = mem.put(inp.gout, dtype);
       const dq = mem.output(B * H * NQ * D, dtype), dk = mem.output(B * KVH * NK * D, dtype), dv = mem.output(B * KVH * NK * D, dtype);
       const dks = inp.ks ? mem.output(H * D, 'float32') : null;
-      engine.attentionBackward(q, k, v, out, lse, gout, dq, dk, dv, dks, args);
+      engine.attentionBackward(q, k, v, out, lse, gout, dq, dk, dv, dks, args, { transform });
       res.dq = mem.get(dq, B * H * NQ * D);
       res.dk = mem.get(dk, B * KVH * NK * D);
       res.dv = mem.get(dv, B * KVH * NK * D);
@@ -76,26 +68,24 @@ function run(c: AttentionCase, inp: AttentionInputs, path: CudaAttentionPath, ba
 }
 
 /**
- * Runs a case under each transform mode (the decode kernel applies the transform itself, so it runs
+ * Runs a case under each transform option (the decode kernel applies the transform itself, so it runs
  * under one) against one reference; the tiled path must be the one expectedPlan names.
  */
 function check(c: AttentionCase, path: CudaAttentionPath, backward: boolean, dtype: DType = 'bfloat16',
-  modes: readonly AttentionTransform[] = path === 'decode' ? ['auto'] : ['kernel', 'prepass']): void {
+  modes: readonly CudaAttentionTransform[] = path === 'decode' ? ['auto'] : ['kernel', 'prepass']): void {
   const inp = makeInputs(c);
   const ref = reference(c, inp);
   for (const mode of modes) {
-    withAttentionTransform(mode, () => {
-      const got = run(c, inp, path, backward, dtype);
-      const errors: [string, number][] = [['out', relativeError(got.out, ref.out)], ['lse', relativeError(got.lse, ref.lse)]];
-      if (backward) {
-        errors.push(['dq', relativeError(got.dq, ref.dq)], ['dk', relativeError(got.dk, ref.dk)], ['dv', relativeError(got.dv, ref.dv)]);
-        if (ref.dks) errors.push(['dKeyScale', relativeError(got.dks!, ref.dks)]);
-      }
-      const label = `${c.name} (${path}, ${dtype}, transform ${mode} → ${got.plan})`;
-      console.log(`  ${path.padEnd(6)} ${dtype.padEnd(8)} ${got.plan.padEnd(7)} ${c.name.padEnd(62)} ${errors.map(([n, e]) => `${n} ${e.toExponential(1)}`).join('  ')}`);
-      if (mode !== 'auto') assert.equal(got.plan, expectedPlanOf(c, mode, inp), `${label}: the transform took the wrong path`);
-      for (const [name, e] of errors) assert.ok(e < TOLERANCE, `${label}: ${name} relative error ${e.toExponential(2)} ≥ ${TOLERANCE}`);
-    });
+    const got = run(c, inp, path, mode, backward, dtype);
+    const errors: [string, number][] = [['out', relativeError(got.out, ref.out)], ['lse', relativeError(got.lse, ref.lse)]];
+    if (backward) {
+      errors.push(['dq', relativeError(got.dq, ref.dq)], ['dk', relativeError(got.dk, ref.dk)], ['dv', relativeError(got.dv, ref.dv)]);
+      if (ref.dks) errors.push(['dKeyScale', relativeError(got.dks!, ref.dks)]);
+    }
+    const label = `${c.name} (${path}, ${dtype}, transform ${mode} → ${got.plan})`;
+    console.log(`  ${path.padEnd(6)} ${dtype.padEnd(8)} ${got.plan.padEnd(7)} ${c.name.padEnd(62)} ${errors.map(([n, e]) => `${n} ${e.toExponential(1)}`).join('  ')}`);
+    if (mode !== 'auto') assert.equal(got.plan, expectedPlanOf(c, mode, inp), `${label}: the transform took the wrong path`);
+    for (const [name, e] of errors) assert.ok(e < TOLERANCE, `${label}: ${name} relative error ${e.toExponential(2)} ≥ ${TOLERANCE}`);
   }
 }
 
@@ -202,8 +192,8 @@ gpuTest('split key scale at andromeda-3b\'s shape: no K per query head in memory
   const c: AttentionCase = { name: 'andromeda-3b memory n2048', B: 1, H: 24, KVH: 1, NQ: 2048, NK: 2048, D: 128, causal: true, rotary: 64, xpos: 512, alibi: true, alibiHeads: 12, keyScale: true };
   const inp = makeInputs(c);
   const qBytes = c.B * c.H * c.NQ * c.D * 2, kvBytes = c.B * c.KVH * c.NK * c.D * 2;
-  const results = new Map<AttentionTransform, RunResult & { forwardExtra: number; backwardExtra: number }>();
-  for (const mode of ['prepass', 'kernel'] as const) results.set(mode, withAttentionTransform(mode, () => runMeasured(c, inp)));
+  const results = new Map<CudaAttentionTransform, RunResult & { forwardExtra: number; backwardExtra: number }>();
+  for (const mode of ['prepass', 'kernel'] as const) results.set(mode, runMeasured(c, inp, mode));
   const split = results.get('prepass')!, kernel = results.get('kernel')!;
   const expected = expectedPlanOf(c, 'prepass', inp);
   console.log(`  plan ${split.plan}: forward +${(split.forwardExtra / 2 ** 20).toFixed(1)} MiB, backward +${(split.backwardExtra / 2 ** 20).toFixed(1)} MiB (q' ${(qBytes / 2 ** 20).toFixed(1)} MiB, K ${(kvBytes / 2 ** 20).toFixed(2)} MiB)`);
@@ -219,7 +209,7 @@ gpuTest('split key scale at andromeda-3b\'s shape: no K per query head in memory
 });
 
 /** Forward and backward of case c (bf16) with the engine's peak memory above what the inputs and outputs hold. */
-function runMeasured(c: AttentionCase, inp: AttentionInputs): RunResult & { forwardExtra: number; backwardExtra: number } {
+function runMeasured(c: AttentionCase, inp: AttentionInputs, transform: CudaAttentionTransform): RunResult & { forwardExtra: number; backwardExtra: number } {
   const engine = gpu() as CudaEngine;
   const mem = new DeviceBuffers(engine);
   try {
@@ -238,20 +228,34 @@ function runMeasured(c: AttentionCase, inp: AttentionInputs): RunResult & { forw
       engine.synchronize();
       return engine.memoryStats().peakAllocated - base;
     };
-    const forwardExtra = extra(() => engine.attentionForwardOn('tiled', q, k, v, out, lse, args));
-    const backwardExtra = extra(() => engine.attentionBackward(q, k, v, out, lse, gout, dq, dk, dv, dks, args));
+    const forwardExtra = extra(() => engine.attentionForward(q, k, v, out, lse, args, { path: 'tiled', transform }));
+    const backwardExtra = extra(() => engine.attentionBackward(q, k, v, out, lse, gout, dq, dk, dv, dks, args, { transform }));
     return {
       out: mem.get(out, B * H * NQ * D), lse: mem.get(lse, B * H * NQ),
       dq: mem.get(dq, B * H * NQ * D), dk: mem.get(dk, B * KVH * NK * D), dv: mem.get(dv, B * KVH * NK * D), dks: mem.get(dks, H * D),
-      plan: attentionTransformPlan(engine, q, lse, args), forwardExtra, backwardExtra,
+      plan: engine.attentionPlan(q, lse, args, { transform }), forwardExtra, backwardExtra,
     };
   } finally {
     mem.dispose();
   }
 }
 
-gpuTest('the transform switch refuses an unknown mode', () => {
-  assert.throws(() => setAttentionTransform(gpu() as CudaEngine, 'sometimes' as AttentionTransform), /expected auto, kernel or prepass/);
+gpuTest('attention options with an unknown value or name are refused, naming what is accepted', () => {
+  const c: AttentionCase = { name: 'options', B: 1, H: 2, KVH: 1, NQ: 8, NK: 8, D: 64, causal: true };
+  const engine = gpu() as CudaEngine;
+  const mem = new DeviceBuffers(engine);
+  try {
+    const inp = makeInputs(c);
+    const q = mem.put(inp.q, 'bfloat16'), k = mem.put(inp.k, 'bfloat16'), v = mem.put(inp.v, 'bfloat16');
+    const out = mem.output(2 * 8 * 64, 'bfloat16'), lse = mem.output(2 * 8, 'float32');
+    const args = attentionArgsOf(c, inp, (values, type) => mem.put(values, type));
+    assert.throws(() => engine.attentionForward(q, k, v, out, lse, args, { transform: 'sometimes' as CudaAttentionTransform }),
+      /transform 'sometimes' \(expected 'auto', 'kernel', 'prepass'\)/);
+    assert.throws(() => engine.attentionPlan(q, lse, args, { forwardKernel: 'hopper-tma' as never }), /forwardKernel 'hopper-tma'/);
+    assert.throws(() => engine.attentionForward(q, k, v, out, lse, args, { layout: '8x16' } as never), /unknown option 'layout'/);
+  } finally {
+    mem.dispose();
+  }
 });
 
 gpuTest('fused attention, split-KV decode kernel: forward matches the float64 reference', () => {
@@ -265,5 +269,5 @@ gpuTest('fused attention: float32 inputs (computed with bf16 operands) and the a
 
 gpuTest('fused attention rejects unsupported head dims and misaligned buffers with an error', () => {
   const c: AttentionCase = { name: 'd48', B: 1, H: 1, KVH: 1, NQ: 4, NK: 4, D: 48 };
-  assert.throws(() => run(c, makeInputs(c), 'auto', false, 'bfloat16'), /head dim 48/);
+  assert.throws(() => run(c, makeInputs(c), 'auto', 'auto', false, 'bfloat16'), /head dim 48/);
 });

@@ -36,18 +36,6 @@ export function notHopperReason(): string | null {
   return gpuUnavailable === null && !isHopper() ? `not a Hopper GPU: ${(gpu() as CudaEngine).description}` : null;
 }
 
-/** Runs fn with environment variable `name` set to `value`, then puts back what was there. */
-export function withEnv<T>(name: string, value: string, fn: () => T): T {
-  const previous = process.env[name];
-  process.env[name] = value;
-  try {
-    return fn();
-  } finally {
-    if (previous === undefined) delete process.env[name];
-    else process.env[name] = previous;
-  }
-}
-
 /** Device buffers of one engine for a test, uploaded from host values; `dispose` frees them all. */
 export class DeviceBuffers {
   private readonly handles: number[] = [];

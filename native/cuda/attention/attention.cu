@@ -3,17 +3,15 @@
 #include "attention.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <stdexcept>
 #include <string>
 
 #include "../runtime.h"
 #include "backward_hopper.h"
-#include "forward_hopper.h"
+#include "heuristics.h"
 #include "launch.h"
 
 namespace andromeda::cuda {
@@ -144,16 +142,6 @@ Prepared prepare(const AttentionProblem& pr, const char* q, const char* k, const
 
 // ---- The pre-pass path: rotary / xPos / key scale once per call (pretransform.cu) ----
 
-std::atomic<int> g_transform_mode{-1};
-
-AttentionTransform transform_mode_from_env() {
-  const char* v = std::getenv("ANDROMEDA_ATTENTION_TRANSFORM");
-  if (!v || !*v || std::strcmp(v, "auto") == 0) return AttentionTransform::Auto;
-  if (std::strcmp(v, "kernel") == 0) return AttentionTransform::Kernel;
-  if (std::strcmp(v, "prepass") == 0) return AttentionTransform::Prepass;
-  throw std::invalid_argument(std::string("ANDROMEDA_ATTENTION_TRANSFORM=") + v + ": expected auto, kernel or prepass");
-}
-
 // ζ^(δ/B) with δ up to half the span of positions on either side of the anchor: the largest factor is
 // 2^(log2(1.4/0.4)·δ/B). Keeping the exponent ≤ 60 leaves q', k' within 2^±60 of their true scale,
 // far inside bf16/float32's 2^±126, with room for the tiny gradient terms that later meet the
@@ -191,25 +179,25 @@ int64_t xpos_chunk_queries(double scale_base) {
   return c >= 128 ? c / 128 * 128 : std::max<int64_t>(c, 0);
 }
 
-bool scratch_allowed(double bytes) {
-  return attention_transform() != AttentionTransform::Auto || bytes <= kAutoScratchLimit;
+bool scratch_allowed(const AttentionChoices& choices, double bytes) {
+  return choices.transform != AttentionTransform::Auto || bytes <= kAutoScratchLimit;
 }
 
 /**
  * Whether the kernels that would run can take the split key scale: the forward without rotary needs nothing (the
- * key scale moves onto q'), with rotary a Hopper TMA forward; the backward the Hopper cp.async backward.
+ * key scale moves onto q'), with rotary the Hopper forward; the backward the Hopper backward.
  */
-bool split_ready(const AttentionProblem& pr, Pass pass) {
-  const Params sp = shape_params(pr);
-  if (pass == Pass::Forward) return pr.rotary_dim == 0 || attention::forward_hopper_split_ready(sp, pr.head_dim);
-  return attention::backward_hopper_split_ready(sp, pr.head_dim);
+bool split_ready(const AttentionProblem& pr, Pass pass, const AttentionChoices& choices) {
+  const attention::KernelProblem kp = attention::kernel_problem(shape_params(pr), pr.head_dim, false);
+  if (pass == Pass::Forward) return pr.rotary_dim == 0 || attention::forward_split_ready(kp, choices.forward);
+  return attention::backward_split_ready(kp, choices.backward);
 }
 
-TransformPlan plan_transform(const AttentionProblem& pr, Pass pass) {
+TransformPlan plan_transform(const AttentionProblem& pr, Pass pass, const AttentionChoices& choices) {
   TransformPlan plan;
-  if ((pr.rotary_dim == 0 && !pr.key_scale) || attention_transform() == AttentionTransform::Kernel) return plan;
+  if ((pr.rotary_dim == 0 && !pr.key_scale) || choices.transform == AttentionTransform::Kernel) return plan;
   const bool split = key_scale_shares_kv(pr);
-  if (split && !split_ready(pr, pass)) return plan;
+  if (split && !split_ready(pr, pass, choices)) return plan;
   plan.split = split;
   // k' (or A and B) per KV head.
   const double k_elements = double(pr.batch) * pr.kv_heads * double(pr.k_len) * pr.head_dim * (split ? 2 : 1);
@@ -243,7 +231,7 @@ TransformPlan plan_transform(const AttentionProblem& pr, Pass pass) {
       const int64_t chunk = xpos_chunk_queries(pr.xpos_scale_base);
       if (chunk == 0 || (!pr.causal && pr.k_len - 1 - pr.query_offset >= chunk)) return plan;
       const double q_chunk_elements = double(pr.batch) * pr.heads * double(std::min<int64_t>(chunk, pr.q_len)) * pr.head_dim;
-      if (!scratch_allowed((2 * q_chunk_elements + k_elements) * 2)) return plan;
+      if (!scratch_allowed(choices, (2 * q_chunk_elements + k_elements) * 2)) return plan;
       plan.chunk = chunk;
       plan.prepass = true;
       return plan;
@@ -251,7 +239,7 @@ TransformPlan plan_transform(const AttentionProblem& pr, Pass pass) {
     plan.anchor = int(c);
   }
   const double q_elements = pr.rotary_dim > 0 || split ? double(pr.q_elements()) : 0;
-  if (!scratch_allowed((q_elements + k_elements) * 6)) return plan;
+  if (!scratch_allowed(choices, (q_elements + k_elements) * 6)) return plan;
   plan.prepass = true;
   return plan;
 }
@@ -339,7 +327,7 @@ Pretransformed pretransform(const AttentionProblem& pr, const Params& p, const T
  * and lse copied into place. Keys far before a underflow towards 0, as their true factor ζ^((p_q − p_k)/B)
  * (smaller still) does to float precision; nothing can overflow (all keys a chunk sees lie before its end).
  */
-void forward_chunked(const AttentionProblem& pr, const Params& p, const TransformPlan& plan) {
+void forward_chunked(const AttentionProblem& pr, const Params& p, const TransformPlan& plan, attention::KernelRequest kernel) {
   const int D = pr.head_dim;
   const int64_t chunk = std::min<int64_t>(plan.chunk, pr.q_len);
   const int64_t rows_per_item = int64_t(pr.batch) * pr.heads;  // (batch, head) rows of q, out and lse
@@ -389,7 +377,7 @@ void forward_chunked(const AttentionProblem& pr, const Params& p, const Transfor
                               size_t(rows) * 4, size_t(pr.batch), cudaMemcpyDeviceToDevice, stream()),
             "attention forward: the chunk's query segments");
     }
-    attention::launch_forward_tiled(cp, D, false);
+    attention::launch_forward_tiled(cp, D, false, kernel);
     if (whole) continue;
     check(cudaMemcpy2DAsync(p.out + s * D, size_t(pr.q_len) * D * 2, cp.out, size_t(rows) * D * 2, size_t(rows) * D * 2,
                             size_t(rows_per_item), cudaMemcpyDeviceToDevice, stream()),
@@ -410,7 +398,7 @@ void forward_chunked(const AttentionProblem& pr, const Params& p, const Transfor
  * `p` is complete (gradients, δ, lse) with the transform on.
  */
 void backward_prepass(const AttentionProblem& pr, const Params& p, const TransformPlan& plan, char* grad_q, char* grad_k,
-                      char* grad_v, float* grad_key_scale) {
+                      char* grad_v, float* grad_key_scale, attention::KernelRequest kernel) {
   const int D = pr.head_dim;
   Pretransformed pt = pretransform(pr, p, plan, Pass::Backward);
   Params& pp = pt.params;
@@ -447,7 +435,7 @@ void backward_prepass(const AttentionProblem& pr, const Params& p, const Transfo
     dv = zeroed(kv_elements, "attention backward: clearing the dV accumulator");
     pp.grad_v_accum = dv->as<float>();
   }
-  attention::launch_backward(pp, D, false);
+  attention::launch_backward(pp, D, false, kernel);
   if (dq) attention::launch_untransform_q(p, D, plan.anchor, dq->as<float>(), reinterpret_cast<attention::bf16*>(grad_q));
   if (plan.split) {
     attention::launch_untransform_k_split(p, D, plan.anchor, dk->as<float>(), db ? db->as<float>() : nullptr,
@@ -462,25 +450,10 @@ void backward_prepass(const AttentionProblem& pr, const Params& p, const Transfo
 
 }  // namespace
 
-AttentionTransform attention_transform() {
-  int mode = g_transform_mode.load();
-  if (mode < 0) {
-    mode = int(transform_mode_from_env());
-    int expected = -1;
-    if (!g_transform_mode.compare_exchange_strong(expected, mode)) mode = expected;
-  }
-  return AttentionTransform(mode);
-}
-
-AttentionTransform set_attention_transform(AttentionTransform mode) {
-  const AttentionTransform previous = attention_transform();
-  g_transform_mode.store(int(mode));
-  return previous;
-}
-
-const char* attention_transform_plan(const AttentionProblem& problem) {
+const char* attention_transform_plan(const AttentionProblem& problem, const AttentionChoices& choices) {
   if (problem.rotary_dim == 0 && !problem.key_scale) return "none";
-  const TransformPlan forward = plan_transform(problem, Pass::Forward), backward = plan_transform(problem, Pass::Backward);
+  const TransformPlan forward = plan_transform(problem, Pass::Forward, choices),
+                      backward = plan_transform(problem, Pass::Backward, choices);
   if (forward.chunk > 0) {
     if (backward.prepass) throw std::logic_error("attention: a chunked forward with a pre-pass backward");
     return forward.split ? "chunked-split" : "chunked";
@@ -492,7 +465,7 @@ const char* attention_transform_plan(const AttentionProblem& problem) {
 }
 
 void attention_forward(const AttentionProblem& problem, const char* q, const char* k, const char* v, char* out,
-                       float* lse, AttentionPath path) {
+                       float* lse, const AttentionChoices& choices) {
   if (problem.dtype == kF32) {
     validate_shape(problem);
     const int64_t nq = problem.q_elements(), nk = problem.kv_elements();
@@ -500,7 +473,7 @@ void attention_forward(const AttentionProblem& problem, const char* q, const cha
     Scratch out_bf16(size_t(std::max<int64_t>(nq, 8)) * 2);
     AttentionProblem narrow = problem;
     narrow.dtype = kBf16;
-    attention_forward(narrow, q16.get(), k16.get(), v16.get(), out_bf16.as<char>(), lse, path);
+    attention_forward(narrow, q16.get(), k16.get(), v16.get(), out_bf16.as<char>(), lse, choices);
     attention::launch_to_f32(out_bf16.as<attention::bf16>(), reinterpret_cast<float*>(out), nq);
     return;
   }
@@ -511,29 +484,32 @@ void attention_forward(const AttentionProblem& problem, const char* q, const cha
   p.out = reinterpret_cast<attention::bf16*>(out);
   p.lse = lse;
   if (problem.q_len == 0) return;
-  const bool decode_fits = int64_t(problem.heads / problem.kv_heads) * problem.q_len <= attention::kDecodeRowsLimit;
-  if (path == AttentionPath::Decode || (path == AttentionPath::Auto && decode_fits && problem.q_len <= 16)) {
+  const bool decode = choices.path == AttentionPath::Decode ||
+                      (choices.path == AttentionPath::Auto && attention::prefer_decode(problem.heads, problem.kv_heads, problem.q_len));
+  if (decode) {
     attention::launch_decode(p, problem.head_dim);  // applies the transform itself (to q only)
     return;
   }
-  const TransformPlan plan = prep.transform ? plan_transform(problem, Pass::Forward) : TransformPlan{};
+  const TransformPlan plan = prep.transform ? plan_transform(problem, Pass::Forward, choices) : TransformPlan{};
   if (plan.chunk > 0) {
-    forward_chunked(problem, p, plan);
+    forward_chunked(problem, p, plan, choices.forward);
   } else if (plan.prepass) {
     const Pretransformed pt = pretransform(problem, p, plan, Pass::Forward);
-    attention::launch_forward_tiled(pt.params, problem.head_dim, false);
+    attention::launch_forward_tiled(pt.params, problem.head_dim, false, choices.forward);
   } else {
-    attention::launch_forward_tiled(p, problem.head_dim, prep.transform);
+    attention::launch_forward_tiled(p, problem.head_dim, prep.transform, choices.forward);
   }
 }
 
 void attention_decode(const AttentionProblem& problem, const char* q, const char* k, const char* v, char* out, float* lse) {
-  attention_forward(problem, q, k, v, out, lse, AttentionPath::Decode);
+  AttentionChoices choices;
+  choices.path = AttentionPath::Decode;
+  attention_forward(problem, q, k, v, out, lse, choices);
 }
 
 void attention_backward(const AttentionProblem& problem, const char* q, const char* k, const char* v, const char* out,
                         const float* lse, const char* grad_out, char* grad_q, char* grad_k, char* grad_v,
-                        float* grad_key_scale) {
+                        float* grad_key_scale, const AttentionChoices& choices) {
   if (problem.dtype == kF32) {
     validate_shape(problem);
     const int64_t nq = problem.q_elements(), nk = problem.kv_elements();
@@ -543,7 +519,7 @@ void attention_backward(const AttentionProblem& problem, const char* q, const ch
     AttentionProblem narrow = problem;
     narrow.dtype = kBf16;
     attention_backward(narrow, q16.get(), k16.get(), v16.get(), out16.get(), lse, go16.get(), reinterpret_cast<char*>(gq),
-                       reinterpret_cast<char*>(gq + nq), reinterpret_cast<char*>(gq + nq + nk), grad_key_scale);
+                       reinterpret_cast<char*>(gq + nq), reinterpret_cast<char*>(gq + nq + nk), grad_key_scale, choices);
     attention::launch_to_f32(gq, reinterpret_cast<float*>(grad_q), nq);
     attention::launch_to_f32(gq + nq, reinterpret_cast<float*>(grad_k), nk);
     attention::launch_to_f32(gq + nq + nk, reinterpret_cast<float*>(grad_v), nk);
@@ -580,8 +556,8 @@ void attention_backward(const AttentionProblem& problem, const char* q, const ch
   p.delta = delta.as<float>();
   attention::launch_delta(p, reinterpret_cast<const attention::bf16*>(out), delta.as<float>(), D);
   if (prep.transform) {
-    const TransformPlan plan = plan_transform(problem, Pass::Backward);
-    if (plan.prepass) return backward_prepass(problem, p, plan, grad_q, grad_k, grad_v, grad_key_scale);
+    const TransformPlan plan = plan_transform(problem, Pass::Backward, choices);
+    if (plan.prepass) return backward_prepass(problem, p, plan, grad_q, grad_k, grad_v, grad_key_scale, choices.backward);
   }
 
   const bool grouped = problem.heads != problem.kv_heads;
@@ -593,7 +569,7 @@ void attention_backward(const AttentionProblem& problem, const char* q, const ch
     p.grad_k_accum = accum->as<float>();
     p.grad_v_accum = accum->as<float>() + kv_elements;
   }
-  attention::launch_backward(p, D, prep.transform);
+  attention::launch_backward(p, D, prep.transform, choices.backward);
   if (grouped) {
     attention::launch_to_bf16(p.grad_k_accum, p.grad_k, kv_elements);
     attention::launch_to_bf16(p.grad_v_accum, p.grad_v, kv_elements);

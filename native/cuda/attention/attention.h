@@ -9,6 +9,8 @@
 #pragma once
 #include <cstdint>
 
+#include "heuristics.h"
+
 namespace andromeda::cuda {
 
 struct AttentionProblem {
@@ -42,26 +44,37 @@ struct AttentionProblem {
 enum class AttentionPath { Auto = 0, Tiled = 1, Decode = 2 };
 
 /**
- * Where the tiled kernels get rotary, xPos and the key scale applied (NOTES.md): Kernel, per tile in
- * shared memory; Prepass, once per call into bf16 copies of q and k (and back on the gradients) wherever
- * float range allows xPos with one anchor, the forward past that in query chunks with an anchor each
- * (default positions), else per tile; Auto, the pre-pass unless its scratch would
- * exceed 2 GiB. The first value comes from ANDROMEDA_ATTENTION_TRANSFORM=auto|kernel|prepass (default auto).
+ * Where the tiled kernels get rotary, xPos and the key scale applied (NOTES.md): Kernel, per tile in shared memory;
+ * Prepass, once per call into bf16 copies of q and k (and back on the gradients) wherever float range allows xPos
+ * with one anchor, the forward past that in query chunks with an anchor each (default positions), else per tile;
+ * Auto, the pre-pass unless its scratch would exceed 2 GiB.
  */
 enum class AttentionTransform { Auto = 0, Kernel = 1, Prepass = 2 };
-AttentionTransform attention_transform();
-/** For tests and benchmarks: changes the mode for later calls, returns the previous one. */
-AttentionTransform set_attention_transform(AttentionTransform mode);
+
 /**
- * What the tiled forward and the backward do for this problem: "none" (no transform), "kernel", "prepass"
- * (both on the pre-pass with one xPos anchor) or "chunked" (xPos past one anchor's range: the forward on the
- * pre-pass in query chunks with an anchor each, the backward in the kernels).
+ * The kernels a call runs on. Everything Auto is the shipped choice (attention/heuristics.h: a pure function of the
+ * problem and the device); tests and benchmarks name one explicitly to compare kernels and paths on one problem. A
+ * named kernel that cannot run the problem is an error naming the reason.
  */
-const char* attention_transform_plan(const AttentionProblem& problem);
+struct AttentionChoices {
+  AttentionPath path = AttentionPath::Auto;
+  attention::KernelRequest forward = attention::KernelRequest::Auto;   // the tiled forward's kernel
+  attention::KernelRequest backward = attention::KernelRequest::Auto;  // the backward's kernels
+  AttentionTransform transform = AttentionTransform::Auto;
+};
+
+/**
+ * What the tiled forward and the backward do with the transform for this problem under `choices`: "none" (no
+ * transform), "kernel", "prepass" (both on the pre-pass with one xPos anchor), "chunked" (xPos past one anchor's
+ * range: the forward on the pre-pass in query chunks with an anchor each, the backward in the kernels), "split"
+ * (the split key scale), "chunked-split", or "split-forward" / "split-backward" / "prepass-forward" /
+ * "prepass-backward" when only one pass takes the pre-pass.
+ */
+const char* attention_transform_plan(const AttentionProblem& problem, const AttentionChoices& choices);
 
 /** out [batch, heads, q_len, head_dim] and lse float32 [batch, heads, q_len] (natural log; −∞ for rows that see no key). */
 void attention_forward(const AttentionProblem& problem, const char* q, const char* k, const char* v, char* out,
-                       float* lse, AttentionPath path = AttentionPath::Auto);
+                       float* lse, const AttentionChoices& choices = {});
 
 /** One or a few queries against a long KV cache: attention_forward on the split-KV decode kernel. */
 void attention_decode(const AttentionProblem& problem, const char* q, const char* k, const char* v, char* out, float* lse);
@@ -73,6 +86,6 @@ void attention_decode(const AttentionProblem& problem, const char* q, const char
  */
 void attention_backward(const AttentionProblem& problem, const char* q, const char* k, const char* v, const char* out,
                         const float* lse, const char* grad_out, char* grad_q, char* grad_k, char* grad_v,
-                        float* grad_key_scale);
+                        float* grad_key_scale, const AttentionChoices& choices = {});
 
 }  // namespace andromeda::cuda

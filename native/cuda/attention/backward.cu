@@ -1,5 +1,5 @@
-// Launches the backward kernels (dQ; dK and dV) for head dims 32, 64 and 128: the Hopper kernel where it applies
-// and ANDROMEDA_ATTENTION_BACKWARD allows it (backward_hopper.h), else the two mma.sync kernels below.
+// Launches the backward kernels (dQ; dK and dV) for head dims 32, 64 and 128 on the kernels heuristics.h chooses:
+// the Hopper kernel (backward_hopper.h), or the two mma.sync kernels below.
 #include <stdexcept>
 #include <string>
 
@@ -71,8 +71,13 @@ void launch_backward_dkdv(const Params& p, int head_dim, bool transform) {
   }
 }
 
-void launch_backward(const Params& p, int head_dim, bool transform) {
-  if (launch_backward_hopper_if_chosen(p, head_dim, transform)) return;
+void launch_backward(const Params& p, int head_dim, bool transform, KernelRequest request) {
+  const KernelChoice choice = choose_backward(kernel_problem(p, head_dim, transform), request);
+  if (!choice.error.empty()) throw std::invalid_argument("attention: " + choice.error);
+  // The split key scale's K'_h is built only by the Hopper kernel; the transform plan asks for it only there.
+  if (p.key_split && choice.kernel != Kernel::Hopper)
+    throw std::logic_error("attention: the split key scale reached the mma.sync backward");
+  if (choice.kernel == Kernel::Hopper) return launch_backward_hopper(p, head_dim);
   if (p.q_len > 0) launch_backward_dq(p, head_dim, transform);
   launch_backward_dkdv(p, head_dim, transform);
 }

@@ -8,18 +8,15 @@
 //        Each warpgroup computes one 64×64 block and adds it to a float32 accumulator in global memory: at head
 //        dim 128 features 64·wg.. over all 128 keys (both warpgroups' dSᵀ: a barrier between them), at 64 all
 //        features over its own 64 keys (no barrier; both partial blocks are added). Added with
-//        red.global.add.v4.f32 per thread (kDqBulk false) or through a 16 KB shared-memory tile and one
-//        cp.reduce.async.bulk add (kDqBulk true). The accumulator keeps each 64×64 block in the wgmma register
-//        order (conflict-free shared stores, contiguous bulk reductions); dq_from_accum_kernel converts it.
+//        red.global.add.v4.f32 per thread. The accumulator keeps each 64×64 block in the wgmma register order
+//        (each thread's float4s contiguous); dq_from_accum_kernel converts it.
 // dK, dV stay in registers across the walk; at the end they are stored (scaled), or added to the float32
 // accumulators of grouped heads, by the same rules as the mma.sync kernels (backward_dkdv_kernel.cuh).
-// Loads (template kTma):
-//   cp.async: 256 threads, no warp specialisation; Q, dO, lse, δ of the next query tile copied while the current
-//             one is used; two CTA barriers per tile. The simple reference variant.
-//   TMA:      a producer warpgroup (24 registers) issues TMA loads of K, V once and of Q + lse, dO + δ per query
-//             tile into a 2-stage ring with full/empty mbarriers; consumers get 240 registers.
+// Loads: 256 threads, no warp specialisation; K, V once, and Q, dO, lse, δ of the next query tile copied by
+// cp.async while the current one is used; two CTA barriers per tile.
 // Supported: head dims 64 and 128, bf16, causal by index with the query offset, ALiBi with default positions,
-// GQA/MQA (key_head_of for K, kv_head_of for V). backward_hopper.cu sends everything else to the mma.sync kernels.
+// GQA/MQA (key_head_of for K, kv_head_of for V), the split key scale (template kSplit). heuristics.h sends
+// everything else to the mma.sync kernels.
 #pragma once
 #include <cuda.h>
 
@@ -32,11 +29,6 @@
 
 namespace andromeda::cuda::attention::hopper {
 
-/** TMA descriptors: q, k, v, dO as 3-D [batch·heads][len][head dim]; lse and δ as 1-D [batch·heads·q_len]. */
-struct BackwardMaps {
-  CUtensorMap q, k, v, dout, lse, delta;
-};
-
 template <int D>
 struct BackwardConfig {
   static constexpr int kBlockN = 128;                 // keys per CTA: two consumer warpgroups × 64
@@ -46,26 +38,27 @@ struct BackwardConfig {
   static constexpr int kKvTileBytes = kBlockN * D * 2;
   static constexpr int kQTileBytes = kBlockM * D * 2;
   static constexpr int kDsBytes = kBlockN * kBlockM * 2;  // dSᵀ, bf16
-  static constexpr int kDqBlockBytes = 64 * 64 * 4;       // one warpgroup's 64×64 dQ block, float32
+  static constexpr int kColumnSumBlockBytes = 64 * 64 * 4;       // a 64×64 float32 block (the split key scale's column sums)
   static constexpr int kStatBytes = kBlockM * 4;          // lse or δ of one query tile
   static constexpr int kKOffset = 0;
   static constexpr int kVOffset = kKOffset + kKvTileBytes;
   static constexpr int kQOffset = kVOffset + kKvTileBytes;
   static constexpr int kDoOffset = kQOffset + kStages * kQTileBytes;
   static constexpr int kDsOffset = kDoOffset + kStages * kQTileBytes;  // two buffers (alternate query tiles)
-  static constexpr int kDqOffset = kDsOffset + 2 * kDsBytes;           // one block per warpgroup
-  static constexpr int kStatOffset = kDqOffset + 2 * kDqBlockBytes;    // per stage: lse, then δ
-  static constexpr int kBarrierOffset = kStatOffset + kStages * 2 * kStatBytes;
-  static constexpr int kBarriers = 1 + 4 * kStages;  // K/V full; per stage Q full, Q empty, dO full, dO empty
-  static constexpr int kSmemBytes = kBarrierOffset + 8 * kBarriers + 1024;  // + slack to align the base to 1 KiB
+  static constexpr int kColumnSumOffset = kDsOffset + 2 * kDsBytes;           // scratch of the split key scale's column sums
+  static constexpr int kStatOffset = kColumnSumOffset + 2 * kColumnSumBlockBytes;    // per stage: lse, then δ
+  static constexpr int kSmemBytes = kStatOffset + kStages * 2 * kStatBytes + 1024;  // + slack to align the base to 1 KiB
   static_assert(D == 64 || D == 128, "head dim 64 or 128");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory");
   static_assert(kBlockN == kHopperBackwardKeyTile, "backward_hopper.h names the key tile");
-  static_assert(2 * kDqBlockBytes >= 8 * 2 * D * 4, "the split key scale's column sums reuse the dQ blocks");
+  static_assert(2 * kColumnSumBlockBytes >= 8 * 2 * D * 4, "the split key scale's column sums fit their scratch");
 };
 
-/** Rows of the dQ accumulator per batch·head: q_len rounded up to 128 (whole 64-row blocks of every tile size). */
-__host__ __device__ inline int dq_accum_rows(int q_len) { return (q_len + 127) / 128 * 128; }
+/**
+ * Rows of the dQ accumulator per batch·head: q_len rounded up to 128 (whole 64-row blocks of every tile size). In
+ * 32-bit arithmetic for the kernels; heuristics.h sizes the accumulator with the same rule (backward_hopper.cu checks).
+ */
+__host__ __device__ constexpr int dq_accum_rows(int q_len) { return (q_len + 127) / 128 * 128; }
 
 /**
  * Pᵀ in place of Sᵀ for one thread's two keys (rows r = 0, 1) and the query columns c = 8jj + 2t + (0, 1):
@@ -175,12 +168,31 @@ __device__ __forceinline__ void split_key_gradients(const Params& p, const float
   }
 }
 
-template <int D, bool kTma, bool kDqBulk, bool kAlibi, bool kSplit = false>
-__global__ void __launch_bounds__(kTma ? 384 : 256, 1)
-    attention_backward_hopper_kernel(const __grid_constant__ Params p, const __grid_constant__ BackwardMaps maps,
-                                     float* __restrict__ dq_accum) {
+__device__ __forceinline__ void cp_async_16_to(uint32_t dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
+}
+
+/**
+ * cp.async of rows [0, Rows) of a contiguous [rows][D] bf16 block into the swizzled layout: column block cb
+ * of row r at tile + cb·Rows·128 + r·128, its 16-byte chunk c at chunk position c ^ (r % 8). Rows ≥ valid
+ * become zeros.
+ */
+template <int D, int Rows, int Threads>
+__device__ __forceinline__ void load_rows_swizzled(uint32_t tile, const bf16* rows, int valid, int tid) {
+  constexpr int kChunks = D / 8;
+  for (int c = tid; c < Rows * kChunks; c += Threads) {
+    const int r = c / kChunks, chunk = c % kChunks;
+    const int cb = chunk / 8, cc = chunk % 8;
+    const bool ok = r < valid;
+    const uint32_t dst = tile + cb * Rows * 128 + r * 128 + ((cc ^ (r & 7)) << 4);
+    cp_async_16_to(dst, ok ? rows + int64_t(r) * D + chunk * 8 : rows, ok);
+  }
+}
+
+template <int D, bool kAlibi, bool kSplit = false>
+__global__ void __launch_bounds__(256, 1)
+    attention_backward_hopper_kernel(const __grid_constant__ Params p, float* __restrict__ dq_accum) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  static_assert(!kTma || !kSplit, "the split key scale is built by the cp.async variant only");
   using Cfg = BackwardConfig<D>;
   constexpr int kBlockM = Cfg::kBlockM, kBlockN = Cfg::kBlockN, kStages = Cfg::kStages;
   extern __shared__ unsigned char smem_raw[];
@@ -188,14 +200,8 @@ __global__ void __launch_bounds__(kTma ? 384 : 256, 1)
   const uint32_t base = (raw + 1023u) & ~1023u;
   unsigned char* const smem = smem_raw + (base - raw);  // generic pointer to the aligned base
   const uint32_t sK = base + Cfg::kKOffset, sV = base + Cfg::kVOffset, sQ = base + Cfg::kQOffset,
-                 sDo = base + Cfg::kDoOffset, sDs = base + Cfg::kDsOffset, sDq = base + Cfg::kDqOffset,
+                 sDo = base + Cfg::kDoOffset, sDs = base + Cfg::kDsOffset, sColumnSums = base + Cfg::kColumnSumOffset,
                  sStat = base + Cfg::kStatOffset;
-  const uint32_t bars = base + Cfg::kBarrierOffset;
-  const uint32_t kv_full = bars;
-  auto q_full = [&](int s) { return bars + 8u * (1 + s); };
-  auto q_empty = [&](int s) { return bars + 8u * (1 + kStages + s); };
-  auto do_full = [&](int s) { return bars + 8u * (1 + 2 * kStages + s); };
-  auto do_empty = [&](int s) { return bars + 8u * (1 + 3 * kStages + s); };
   auto stat_lse = [&](int s) { return sStat + uint32_t(s * 2 * Cfg::kStatBytes); };
   auto stat_delta = [&](int s) { return sStat + uint32_t(s * 2 * Cfg::kStatBytes + Cfg::kStatBytes); };
 
@@ -211,57 +217,8 @@ __global__ void __launch_bounds__(kTma ? 384 : 256, 1)
   const int m_first = int(min(first_row / kBlockM, int64_t(m_tiles)));
   const int n_iters = m_tiles - m_first;
 
-  if constexpr (kTma) {
-    if (threadIdx.x == 0) {
-      mbarrier_init(kv_full, 1);
-      for (int s = 0; s < kStages; s++) {
-        mbarrier_init(q_full(s), 1);
-        mbarrier_init(do_full(s), 1);
-        mbarrier_init(q_empty(s), 8);  // lane 0 of each consumer warp
-        mbarrier_init(do_empty(s), 8);
-      }
-      mbarrier_init_fence();
-    }
-    __syncthreads();
-    if (threadIdx.x < 128) {  // producer warpgroup: one thread issues every load
-      set_max_registers_decrease<24>();
-      if (threadIdx.x == 0 && n_iters > 0) {
-        tma_prefetch_descriptor(&maps.q);
-        tma_prefetch_descriptor(&maps.k);
-        tma_prefetch_descriptor(&maps.v);
-        tma_prefetch_descriptor(&maps.dout);
-        tma_prefetch_descriptor(&maps.lse);
-        tma_prefetch_descriptor(&maps.delta);
-        mbarrier_arrive_expect_tx(kv_full, 2 * Cfg::kKvTileBytes);
-#pragma unroll
-        for (int cb = 0; cb < Cfg::kColBlocks; cb++) {
-          tma_load_3d(sK + cb * kBlockN * 128, &maps.k, kv_full, cb * 64, n0, k_item);
-          tma_load_3d(sV + cb * kBlockN * 128, &maps.v, kv_full, cb * 64, n0, v_item);
-        }
-        const int stat_row0 = bh * p.q_len;
-        for (int it = 0; it < n_iters; it++) {
-          const int s = it % kStages, use = it / kStages, m0 = (m_first + it) * kBlockM;
-          if (it >= kStages) mbarrier_wait_or_trap(q_empty(s), (use - 1) & 1);
-          mbarrier_arrive_expect_tx(q_full(s), Cfg::kQTileBytes + Cfg::kStatBytes);
-#pragma unroll
-          for (int cb = 0; cb < Cfg::kColBlocks; cb++)
-            tma_load_3d(sQ + s * Cfg::kQTileBytes + cb * kBlockM * 128, &maps.q, q_full(s), cb * 64, m0, bh);
-          tma_load_1d(stat_lse(s), &maps.lse, q_full(s), stat_row0 + m0);
-          if (it >= kStages) mbarrier_wait_or_trap(do_empty(s), (use - 1) & 1);
-          mbarrier_arrive_expect_tx(do_full(s), Cfg::kQTileBytes + Cfg::kStatBytes);
-#pragma unroll
-          for (int cb = 0; cb < Cfg::kColBlocks; cb++)
-            tma_load_3d(sDo + s * Cfg::kQTileBytes + cb * kBlockM * 128, &maps.dout, do_full(s), cb * 64, m0, bh);
-          tma_load_1d(stat_delta(s), &maps.delta, do_full(s), stat_row0 + m0);
-        }
-      }
-      return;
-    }
-    set_max_registers_increase<240>();
-  }
-
   // ---- Consumers: 2 warpgroups × 64 keys ----
-  const int tid = threadIdx.x - (kTma ? 128 : 0);
+  const int tid = threadIdx.x;
   const int wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, t = lane & 3;
   const int key_row = 64 * wg + 16 * warp + g;  // this thread's keys in the tile: key_row, key_row + 8
   const float slope = kAlibi ? p.alibi_slope_log2[h] : 0.f;
@@ -289,20 +246,16 @@ __global__ void __launch_bounds__(kTma ? 384 : 256, 1)
   const int dq_row_blocks = dq_accum_rows(p.q_len) / 64;
 
   if (n_iters > 0) {
-    if constexpr (kTma) {
-      mbarrier_wait_or_trap(kv_full, 0);
+    if constexpr (kSplit) {  // K'_h = c_h ⊙ A + d_h ⊙ B (g_h ⊙ A past the rotary features), built once per CTA
+      const int64_t first = (int64_t(k_item) * p.k_len + n0) * D;
+      build_split_key_tile<D, kBlockN, 256>(sK, p.k + first, p.split_b + first, p.split_scale + int64_t(h) * D,
+                                            p.split_rotary_dim, p.k_len - n0, tid);
     } else {
-      if constexpr (kSplit) {  // K'_h = c_h ⊙ A + d_h ⊙ B (g_h ⊙ A past the rotary features), built once per CTA
-        const int64_t first = (int64_t(k_item) * p.k_len + n0) * D;
-        build_split_key_tile<D, kBlockN, 256>(sK, p.k + first, p.split_b + first, p.split_scale + int64_t(h) * D,
-                                              p.split_rotary_dim, p.k_len - n0, tid);
-      } else {
-        load_rows_swizzled<D, kBlockN, 256>(sK, p.k + (int64_t(k_item) * p.k_len + n0) * D, p.k_len - n0, tid);
-      }
-      load_rows_swizzled<D, kBlockN, 256>(sV, p.v + (int64_t(v_item) * p.k_len + n0) * D, p.k_len - n0, tid);
-      cp_async_query_tile(0);
-      cp_async_commit();
+      load_rows_swizzled<D, kBlockN, 256>(sK, p.k + (int64_t(k_item) * p.k_len + n0) * D, p.k_len - n0, tid);
     }
+    load_rows_swizzled<D, kBlockN, 256>(sV, p.v + (int64_t(v_item) * p.k_len + n0) * D, p.k_len - n0, tid);
+    cp_async_query_tile(0);
+    cp_async_commit();
 
     // Per key row r: visible query columns lo ≤ c − 2t < hi (relative to the tile), ALiBi distance at c = 2t.
     int key_index[2];
@@ -311,22 +264,17 @@ __global__ void __launch_bounds__(kTma ? 384 : 256, 1)
 
     for (int it = 0; it < n_iters; it++) {
       const int s = it % kStages;
-      const uint32_t phase = (it / kStages) & 1;
       const int m0 = (m_first + it) * kBlockM;
       const uint32_t q_tile = sQ + s * Cfg::kQTileBytes, do_tile = sDo + s * Cfg::kQTileBytes;
       const float* lse = reinterpret_cast<const float*>(smem + (stat_lse(s) - base));
       const float* delta = reinterpret_cast<const float*>(smem + (stat_delta(s) - base));
 
-      if constexpr (kTma) {
-        mbarrier_wait_or_trap(q_full(s), phase);
-      } else {
-        __syncthreads();  // everyone is done with the stage the next copies overwrite
-        if (it + 1 < n_iters) cp_async_query_tile(it + 1);
-        cp_async_commit();
-        cp_async_wait<1>();
-        fence_proxy_async();  // cp.async wrote through the generic proxy; wgmma reads through the async proxy
-        __syncthreads();
-      }
+      __syncthreads();  // everyone is done with the stage the next copies overwrite
+      if (it + 1 < n_iters) cp_async_query_tile(it + 1);
+      cp_async_commit();
+      cp_async_wait<1>();
+      fence_proxy_async();  // cp.async wrote through the generic proxy; wgmma reads through the async proxy
+      __syncthreads();
 
       // Sᵀ = K Qᵀ and dPᵀ = V dOᵀ for this warpgroup's 64 keys. Two loops, not one lambda for both: the lambda
       // moves ptxas to spill 8 bytes in the split-key-scale instantiation.
@@ -340,7 +288,6 @@ __global__ void __launch_bounds__(kTma ? 384 : 256, 1)
         else wgmma_ss<kBlockM>(st, smem_descriptor(a, 16, 1024), smem_descriptor(bq, 16, 1024), 1);
       }
       wgmma_commit();
-      if constexpr (kTma) mbarrier_wait_or_trap(do_full(s), phase);
       wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < D / 16; kk++) {
@@ -432,38 +379,13 @@ __global__ void __launch_bounds__(kTma ? 384 : 256, 1)
       // dQ block → the accumulator, in register order: float4 i of thread (warp, lane) at ((i·4 + warp)·32 + lane)·4.
       const int row_block = m0 / 64, col_block = kAllKeys ? wg : 0;
       float* block = dq_accum + ((int64_t(bh) * dq_row_blocks + row_block) * (D / 64) + col_block) * 4096;
-      if constexpr (kDqBulk) {
-        const uint32_t buf = sDq + wg * Cfg::kDqBlockBytes;
-        const bool issuer = (tid & 127) == 0;
-        if (issuer) bulk_wait_read();  // the previous tile's reduction has read the buffer
-        named_barrier_sync(2 + wg, 128);
 #pragma unroll
-        for (int i = 0; i < 8; i++)
-          st_shared_v4_f32(buf + (((i * 4 + warp) * 32 + lane) * 4) * 4, dq[4 * i], dq[4 * i + 1], dq[4 * i + 2], dq[4 * i + 3]);
-        fence_proxy_async();
-        named_barrier_sync(2 + wg, 128);
-        if (issuer) {
-          bulk_reduce_add_f32(block, buf, Cfg::kDqBlockBytes);
-          bulk_commit();
-        }
-      } else {
-#pragma unroll
-        for (int i = 0; i < 8; i++)
-          red_add_v4(block + ((i * 4 + warp) * 32 + lane) * 4, dq[4 * i], dq[4 * i + 1], dq[4 * i + 2], dq[4 * i + 3]);
-      }
+      for (int i = 0; i < 8; i++)
+        red_add_v4(block + ((i * 4 + warp) * 32 + lane) * 4, dq[4 * i], dq[4 * i + 1], dq[4 * i + 2], dq[4 * i + 3]);
 
       wgmma_wait<0>();
       fence_operands(dk);
       fence_operands(dv);
-      if constexpr (kTma) {
-        if (lane == 0) {
-          mbarrier_arrive(q_empty(s));
-          mbarrier_arrive(do_empty(s));
-        }
-      }
-    }
-    if constexpr (kDqBulk) {
-      if ((tid & 127) == 0) bulk_wait();  // shared memory must outlive the reductions that read it
     }
   }
 
@@ -493,8 +415,7 @@ __global__ void __launch_bounds__(kTma ? 384 : 256, 1)
     }
   }
   if constexpr (kSplit) {
-    // sDq is unused by the cp.async variant: the column sums' scratch.
-    split_key_gradients<D>(p, dk, reinterpret_cast<float*>(smem + (sDq - base)), k_item, n0, h, b, key_row, tid);
+    split_key_gradients<D>(p, dk, reinterpret_cast<float*>(smem + (sColumnSums - base)), k_item, n0, h, b, key_row, tid);
   }
 #endif
 }

@@ -1,6 +1,6 @@
 // PTX the Hopper backward needs beyond forward_hopper_ptx.cuh (which it includes): wgmma with both shared
-// operands MN-major (dQ = dS·K reads dSᵀ and K as stored), 1-D TMA loads (per-query statistics), bulk
-// reductions shared → global (dQ tiles) and vector float reductions (red.global.add.v2/v4.f32).
+// operands MN-major (dQ = dS·K reads dSᵀ and K as stored), write-only first steps, 4-byte cp.async, and vector
+// float reductions (red.global.add.v2/v4.f32).
 // sm_90a only; backward_hopper_kernel.cuh guards every use.
 #pragma once
 #include "forward_hopper_ptx.cuh"
@@ -70,48 +70,6 @@ __device__ __forceinline__ void wgmma_ss_init(float (&d)[N / 2], uint64_t a, uin
 __device__ __forceinline__ void cp_async_4_to(uint32_t dst, const void* src, bool valid) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 4 : 0));
 }
-
-/**
- * mbarrier wait that traps after 2^26 polls (seconds or more: each try_wait may also suspend the thread for a while) instead of
- * spinning forever: a pipeline bug then ends the kernel with an error that names the launch rather than hanging.
- */
-__device__ __forceinline__ void mbarrier_wait_or_trap(uint32_t bar, uint32_t parity) {
-  asm volatile(
-      "{\n"
-      ".reg .pred done;\n"
-      ".reg .u32 polls;\n"
-      "mov.u32 polls, 0;\n"
-      "WAIT_%=:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      "@done bra DONE_%=;\n"
-      "add.u32 polls, polls, 1;\n"
-      "setp.lt.u32 done, polls, 67108864;\n"
-      "@done bra WAIT_%=;\n"
-      "trap;\n"
-      "DONE_%=:\n"
-      "}\n" ::"r"(bar),
-      "r"(parity)
-      : "memory");
-}
-
-/** 1-D tiled TMA load of a box of elements starting at coordinate c0, completing on mbarrier `bar`. */
-__device__ __forceinline__ void tma_load_1d(uint32_t dst, const void* tensor_map, uint32_t bar, int c0) {
-  asm volatile(
-      "cp.async.bulk.tensor.1d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3}], [%2];\n" ::"r"(dst),
-      "l"(reinterpret_cast<uint64_t>(tensor_map)), "r"(bar), "r"(c0)
-      : "memory");
-}
-
-/** global[dst .. dst + bytes) += shared[src ..) element-wise in float32 (bytes a multiple of 16, both 16-byte aligned). */
-__device__ __forceinline__ void bulk_reduce_add_f32(float* dst, uint32_t src, uint32_t bytes) {
-  asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst), "r"(src), "r"(bytes)
-               : "memory");
-}
-__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
-/** Waits until this thread's bulk operations have finished reading shared memory (the source may be reused). */
-__device__ __forceinline__ void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
-/** Waits until this thread's bulk operations are complete. */
-__device__ __forceinline__ void bulk_wait() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
 
 /** global[dst .. dst + 2) += (a, b): one float reduction of 8 bytes (dst 8-byte aligned). */
 __device__ __forceinline__ void red_add_v2(float* dst, float a, float b) {

@@ -3,6 +3,7 @@
 // CudaAttentionConfig in src/engine/cuda-attention.ts; buffers are device addresses (doubles) or null.
 #include <napi.h>
 
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 
@@ -55,46 +56,60 @@ AttentionProblem problem_of(const Napi::Object& o) {
   return p;
 }
 
-// (q, k, v, out, lse, config, path) with path 0 auto, 1 tiled, 2 decode
+/** Option `name` of `o`, one of `names` (index = enum value); absent or undefined gives the first. */
+int option_of(const Napi::Object& o, const char* name, std::initializer_list<const char*> names) {
+  const Napi::Value v = o.Get(name);
+  if (v.IsUndefined()) return 0;
+  std::string expected;
+  if (v.IsString()) {
+    const std::string value = v.As<Napi::String>().Utf8Value();
+    int i = 0;
+    for (const char* n : names) {
+      if (value == n) return i;
+      i++;
+    }
+  }
+  for (const char* n : names) expected += (expected.empty() ? "'" : ", '") + std::string(n) + "'";
+  throw std::invalid_argument(std::string("attention options: ") + name + " must be one of " + expected);
+}
+
+// The kernels a call runs on: CudaAttentionOptions in src/engine/cuda-attention.ts, or undefined for the heuristics'.
+AttentionChoices choices_of(const Napi::Value& v) {
+  AttentionChoices c;
+  if (v.IsUndefined() || v.IsNull()) return c;
+  if (!v.IsObject()) throw std::invalid_argument("attention options must be an object");
+  const Napi::Object o = v.As<Napi::Object>();
+  c.path = AttentionPath(option_of(o, "path", {"auto", "tiled", "decode"}));
+  c.forward = attention::KernelRequest(option_of(o, "forwardKernel", {"auto", "mma", "hopper"}));
+  c.backward = attention::KernelRequest(option_of(o, "backwardKernel", {"auto", "mma", "hopper"}));
+  c.transform = AttentionTransform(option_of(o, "transform", {"auto", "kernel", "prepass"}));
+  return c;
+}
+
+Napi::Value argument(const Napi::CallbackInfo& info, size_t i) { return i < info.Length() ? info[i] : info.Env().Undefined(); }
+
+// (q, k, v, out, lse, config, options?)
 Napi::Value Forward(const Napi::CallbackInfo& info) {
   return guarded(info, "cuda engine", [&] {
-    const AttentionPath path = info.Length() > 6 && info[6].IsNumber() ? AttentionPath(info[6].As<Napi::Number>().Int32Value())
-                                                                       : AttentionPath::Auto;
     attention_forward(problem_of(info[5].As<Napi::Object>()), ptr_of(info[0]), ptr_of(info[1]), ptr_of(info[2]),
-                      ptr_of(info[3]), reinterpret_cast<float*>(ptr_of(info[4])), path);
+                      ptr_of(info[3]), reinterpret_cast<float*>(ptr_of(info[4])), choices_of(argument(info, 6)));
   });
 }
 
-// (q, k, v, out, lse, gradOut, gradQ, gradK, gradV, gradKeyScale | null, config)
+// (q, k, v, out, lse, gradOut, gradQ, gradK, gradV, gradKeyScale | null, config, options?)
 Napi::Value Backward(const Napi::CallbackInfo& info) {
   return guarded(info, "cuda engine", [&] {
     attention_backward(problem_of(info[10].As<Napi::Object>()), ptr_of(info[0]), ptr_of(info[1]), ptr_of(info[2]),
                        ptr_of(info[3]), reinterpret_cast<const float*>(ptr_of(info[4])), ptr_of(info[5]),
                        ptr_of(info[6]), ptr_of(info[7]), ptr_of(info[8]),
-                       reinterpret_cast<float*>(opt_ptr(info[9])));
+                       reinterpret_cast<float*>(opt_ptr(info[9])), choices_of(argument(info, 11)));
   });
 }
 
-const char* const kTransformNames[] = {"auto", "kernel", "prepass"};
-
-// ([mode: 'auto' | 'kernel' | 'prepass']) → the mode before the call (tests and benchmarks compare both paths)
-Napi::Value Transform(const Napi::CallbackInfo& info) {
-  return guarded(info, "cuda engine", [&]() -> Napi::Value {
-    if (info.Length() == 0 || info[0].IsUndefined()) return Napi::String::New(info.Env(), kTransformNames[int(attention_transform())]);
-    const std::string name = info[0].As<Napi::String>().Utf8Value();
-    for (int m = 0; m < 3; m++) {
-      if (name == kTransformNames[m]) {
-        return Napi::String::New(info.Env(), kTransformNames[int(set_attention_transform(AttentionTransform(m)))]);
-      }
-    }
-    throw std::invalid_argument("attention transform '" + name + "': expected auto, kernel or prepass");
-  });
-}
-
-// (config) → 'none' | 'kernel' | 'prepass': where the tiled forward and the backward apply the transform
+// (config, options?) → where the tiled forward and the backward apply the transform (attention_transform_plan)
 Napi::Value PlanTransform(const Napi::CallbackInfo& info) {
   return guarded(info, "cuda engine", [&]() -> Napi::Value {
-    return Napi::String::New(info.Env(), attention_transform_plan(problem_of(info[0].As<Napi::Object>())));
+    return Napi::String::New(info.Env(), attention_transform_plan(problem_of(info[0].As<Napi::Object>()), choices_of(argument(info, 1))));
   });
 }
 
@@ -103,7 +118,6 @@ Napi::Value PlanTransform(const Napi::CallbackInfo& info) {
 void register_attention(Napi::Env env, Napi::Object exports) {
   exports.Set("attentionForward", Napi::Function::New(env, Forward, "attentionForward"));
   exports.Set("attentionBackward", Napi::Function::New(env, Backward, "attentionBackward"));
-  exports.Set("attentionTransform", Napi::Function::New(env, Transform, "attentionTransform"));
   exports.Set("attentionTransformPlan", Napi::Function::New(env, PlanTransform, "attentionTransformPlan"));
 }
 

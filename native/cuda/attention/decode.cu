@@ -10,7 +10,7 @@
 namespace andromeda::cuda::attention {
 namespace {
 
-static_assert(kDecodeMaxRows == kDecodeRowsLimit, "launch.h's decode row limit must match the kernel's");
+static_assert(kDecodeMaxRows == kDecodeRowsLimit, "heuristics.h's decode row limit must match the kernel's");
 
 template <int D>
 void launch(const Params& p) {

@@ -1,10 +1,6 @@
-// Launches the tiled forward kernel for head dims 32, 64 and 128: the Hopper (wgmma) kernel where it applies
-// and ANDROMEDA_ATTENTION_FORWARD allows it (forward_hopper.h), else the mma.sync kernel below.
-//
-// Layout: 4 warps × 32 query rows (128-row tiles, two per multiprocessor) by default. The former layout,
-// 8 warps × 16 rows, stays selectable for comparison with ANDROMEDA_ATTENTION_FORWARD_LAYOUT=8x16.
-#include <cstdlib>
-#include <cstring>
+// Launches the tiled forward for head dims 32, 64 and 128 on the kernel heuristics.h chooses: the Hopper (wgmma)
+// kernel (forward_hopper.h) or the mma.sync kernel below, 4 warps × 32 query rows (128-row tiles, two per
+// multiprocessor).
 #include <stdexcept>
 #include <string>
 
@@ -16,10 +12,10 @@
 namespace andromeda::cuda::attention {
 namespace {
 
-// 32-key tiles at head dim 128 with two row tiles per warp: O (128 floats) and S must fit 255 registers.
-template <int D, int kWarps, int kMTiles, bool kTransform>
+// 4 warps × 32 query rows; 32-key tiles at head dim 128: O (128 floats) and S must fit 255 registers.
+template <int D, bool kTransform>
 void launch(const Params& p) {
-  constexpr int kBlockN = (D == 128 && kMTiles == 2) ? 32 : 64;
+  constexpr int kWarps = 4, kMTiles = 2, kBlockN = D == 128 ? 32 : 64;
   using Cfg = ForwardConfig<D, kWarps, kMTiles, kBlockN>;
   auto kernel = attention_forward_kernel<D, kWarps, kMTiles, kBlockN, kTransform>;
   // Shared memory grows with the rotary width only as far as it is used (occupancy at small widths).
@@ -32,31 +28,19 @@ void launch(const Params& p) {
   check_launch("attention forward kernel");
 }
 
-bool sixteen_row_layout() {
-  static const bool chosen = [] {
-    const char* v = std::getenv("ANDROMEDA_ATTENTION_FORWARD_LAYOUT");
-    return v && std::strcmp(v, "8x16") == 0;
-  }();
-  return chosen;
-}
-
-template <int D>
-void launch_dim(const Params& p, bool transform) {
-  if (sixteen_row_layout()) {
-    transform ? launch<D, 8, 1, true>(p) : launch<D, 8, 1, false>(p);
-  } else {
-    transform ? launch<D, 4, 2, true>(p) : launch<D, 4, 2, false>(p);
-  }
-}
-
 }  // namespace
 
-void launch_forward_tiled(const Params& p, int head_dim, bool transform) {
-  if (launch_forward_hopper_if_chosen(p, head_dim, transform)) return;
+void launch_forward_tiled(const Params& p, int head_dim, bool transform, KernelRequest request) {
+  const KernelChoice choice = choose_forward(kernel_problem(p, head_dim, transform), request);
+  if (!choice.error.empty()) throw std::invalid_argument("attention: " + choice.error);
+  // The split key scale's K'_h is built only by the Hopper kernel; the transform plan asks for it only there.
+  if (p.key_split && choice.kernel != Kernel::Hopper)
+    throw std::logic_error("attention: the split key scale reached the mma.sync forward");
+  if (choice.kernel == Kernel::Hopper) return launch_forward_hopper(p, head_dim);
   switch (head_dim) {
-    case 32: launch_dim<32>(p, transform); break;
-    case 64: launch_dim<64>(p, transform); break;
-    case 128: launch_dim<128>(p, transform); break;
+    case 32: transform ? launch<32, true>(p) : launch<32, false>(p); break;
+    case 64: transform ? launch<64, true>(p) : launch<64, false>(p); break;
+    case 128: transform ? launch<128, true>(p) : launch<128, false>(p); break;
     default: throw std::invalid_argument("attention: head dim " + std::to_string(head_dim) + " (supported: 32, 64, 128)");
   }
 }

@@ -3,21 +3,17 @@
 //   S = Q Kᵀ         wgmma m64n{kBlockN}k16, Q and K both from shared memory (K-major descriptors)
 //   online softmax   fp32 in registers, base 2 (ex2.approx), masks only on tiles that need them
 //   O += P V         wgmma m64n{D}k16, P from registers (bf16), V from shared memory (MN-major descriptor)
-// Two ways to fill the shared-memory ring of K/V tiles (template kTma):
-//   cp.async: all 256 threads copy the next tile while the current one is used; a CTA barrier per tile.
-//   TMA:      a third warpgroup (producer) shrinks to 24 registers and one of its threads issues TMA tile loads;
-//             full/empty mbarriers per stage, separately for K and V; consumers get 240 registers.
-// kOverlap (TMA only): issue S(j) = Q Kⱼᵀ and O += P(j−1) V(j−1) together, then do the softmax of S(j) while
-// the P·V product runs (FlashAttention-3's intra-warpgroup overlap).
-// kPingPong (with kOverlap): the two consumer warpgroups take turns issuing their GEMMs (named barriers 1, 2),
-// so one warpgroup's softmax runs while the other's GEMMs have the tensor cores (FlashAttention-3's ping-pong).
+// Loads: a third warpgroup (producer) shrinks to 24 registers and one of its threads issues TMA tile loads into
+// a ring of K/V stages with full/empty mbarriers per stage, separately for K and V; consumers get 240 registers.
+// Order: S(j) = Q Kⱼᵀ and O += P(j−1) V(j−1) are issued together, and the softmax of S(j) runs while the P·V
+// product does (FlashAttention-3's intra-warpgroup overlap).
 //
 // Supported: head dims 64 and 128, bf16, causal by index (with the query offset), ALiBi with default
-// positions (template kAlibi), GQA (key_head_of for K, kv_head_of for V), and with TMA the split key scale
+// positions (template kAlibi), GQA (key_head_of for K, kv_head_of for V), and the split key scale
 // (template kSplit, for Params::key_split): TMA brings A into the K slot and B into a B slot, producer warps 1–3 turn the slot's
 // rotary columns into K'_h = c_h ⊙ A + d_h ⊙ B (split_key.cuh), fence the async proxy and arrive on the stage's
 // "k ready" barrier, which the consumers wait on instead of "k full". Custom positions, segments and the in-kernel
-// q/k transform (rotary, xPos, key scale) stay on the mma.sync kernel (forward_hopper.cu decides).
+// q/k transform (rotary, xPos, key scale) stay on the mma.sync kernel (heuristics.h decides).
 #pragma once
 #include <cuda.h>
 
@@ -33,14 +29,13 @@ struct TensorMaps {
   CUtensorMap q, k, v, b;
 };
 
-template <int D, int kBlockN_, int kStages_, bool kTma_>
+template <int D, int kBlockN_, int kStages_>
 struct ForwardConfig {
   static constexpr int kBlockM = 128;  // two consumer warpgroups × 64 rows
   static constexpr int kBlockN = kBlockN_;
   static constexpr int kStages = kStages_;
-  static constexpr bool kTma = kTma_;
   static constexpr int kColBlocks = D / 64;  // 64-feature column blocks of 128 bytes a row
-  static constexpr int kThreads = kTma ? 384 : 256;
+  static constexpr int kThreads = 384;  // producer warpgroup + two consumer warpgroups
   static constexpr int kQBytes = kBlockM * D * 2;
   static constexpr int kTileBytes = kBlockN * D * 2;  // one K or V tile
   static constexpr int kKOffset = kQBytes;
@@ -70,27 +65,6 @@ template <int N>
 __device__ __forceinline__ void wgmma_rs_mn(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t b, int accumulate) {
   if constexpr (N == 64) wgmma_rs_m64n64k16_mn(d, a, b, accumulate);
   else wgmma_rs_m64n128k16_mn(d, a, b, accumulate);
-}
-
-__device__ __forceinline__ void cp_async_16_to(uint32_t dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
-}
-
-/**
- * cp.async of rows [0, Rows) of a contiguous [rows][D] bf16 block into the swizzled layout: column block cb
- * of row r at tile + cb·Rows·128 + r·128, its 16-byte chunk c at chunk position c ^ (r % 8). Rows ≥ valid
- * become zeros.
- */
-template <int D, int Rows, int Threads>
-__device__ __forceinline__ void load_rows_swizzled(uint32_t tile, const bf16* rows, int valid, int tid) {
-  constexpr int kChunks = D / 8;
-  for (int c = tid; c < Rows * kChunks; c += Threads) {
-    const int r = c / kChunks, chunk = c % kChunks;
-    const int cb = chunk / 8, cc = chunk % 8;
-    const bool ok = r < valid;
-    const uint32_t dst = tile + cb * Rows * 128 + r * 128 + ((cc ^ (r & 7)) << 4);
-    cp_async_16_to(dst, ok ? rows + int64_t(r) * D + chunk * 8 : rows, ok);
-  }
 }
 
 /**
@@ -142,17 +116,14 @@ __device__ __forceinline__ void softmax_tile(float (&s)[kBlockN / 2], float (&ro
   }
 }
 
-template <int D, int kBlockN, int kStages, bool kTma, bool kOverlap, bool kPingPong, bool kAlibi, bool kSplit = false>
-__global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages, kTma>::kThreads, 1)
+template <int D, int kBlockN, int kStages, bool kAlibi, bool kSplit = false>
+__global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages>::kThreads, 1)
     attention_forward_hopper_kernel(const __grid_constant__ Params p, const __grid_constant__ TensorMaps maps) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using Cfg = ForwardConfig<D, kBlockN, kStages, kTma>;
-  static_assert(kTma || !kSplit, "the split key scale is built by the TMA variants' producer warps");
+  using Cfg = ForwardConfig<D, kBlockN, kStages>;
   // The split key scale's producer warps combine tiles: 40 registers (no spills with the combine's rows not unrolled); the consumers give up 8
   // (ptxas: no spills at 232 either), keeping 384 threads within the 64,512 registers of the launch.
   constexpr int kProducerRegisters = kSplit ? 40 : 24, kConsumerRegisters = kSplit ? 232 : 240;
-  static_assert(kTma || !kOverlap, "the overlapped order needs the TMA pipeline (a stage stays busy one tile longer)");
-  static_assert(kOverlap || !kPingPong, "ping-pong is built on the overlapped order");
   constexpr int kBlockM = Cfg::kBlockM;
   extern __shared__ unsigned char smem_raw[];
   const uint32_t base = (smem_address(smem_raw) + 1023u) & ~1023u;
@@ -177,99 +148,88 @@ __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages, kTma>::kThr
   if (p.causal) n_end = min(n_end, m0 + rows_valid + p.query_offset);
   const int n_tiles = n_end > 0 ? (n_end + kBlockN - 1) / kBlockN : 0;
 
-  if constexpr (kTma) {
-    if (threadIdx.x == 0) {
-      mbarrier_init(q_full, 1);
-      for (int s = 0; s < kStages; s++) {
-        mbarrier_init(k_full(s), 1);
-        mbarrier_init(v_full(s), 1);
-        mbarrier_init(k_empty(s), 8);  // lane 0 of each consumer warp
-        mbarrier_init(v_empty(s), 8);
-        mbarrier_init(k_ready(s), 96);  // every thread of producer warps 1–3 (split key scale)
-      }
-      mbarrier_init_fence();
+  if (threadIdx.x == 0) {
+    mbarrier_init(q_full, 1);
+    for (int s = 0; s < kStages; s++) {
+      mbarrier_init(k_full(s), 1);
+      mbarrier_init(v_full(s), 1);
+      mbarrier_init(k_empty(s), 8);  // lane 0 of each consumer warp
+      mbarrier_init(v_empty(s), 8);
+      mbarrier_init(k_ready(s), 96);  // every thread of producer warps 1–3 (split key scale)
     }
-    __syncthreads();
-    if (threadIdx.x < 128) {  // producer warpgroup: one thread issues every load
-      set_max_registers_decrease<kProducerRegisters>();
-      if (split && threadIdx.x >= 32) {
-        // Warps 1–3 build K'_h of each tile once its A and B landed.
-        const float* g_row = p.split_scale + int64_t(h) * D;
-        const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) - 1;
-        for (int j = 0; j < n_tiles; j++) {
-          const int s = j % kStages;
-          mbarrier_wait(k_full(s), (j / kStages) & 1);
-          if (96 % (p.split_rotary_dim / 8) == 0)
-            combine_split_tile_chunks<kBlockN>(sK + s * Cfg::kTileBytes, b_slot(s), g_row, p.split_rotary_dim, threadIdx.x - 32, 96);
-          else
-            combine_split_tile<kBlockN>(sK + s * Cfg::kTileBytes, b_slot(s), g_row, p.split_rotary_dim, warp, 3, lane);
-          fence_proxy_async();  // generic-proxy writes, read by wgmma through the async proxy
-          mbarrier_arrive(k_ready(s));
-        }
-        return;
-      }
-      if (threadIdx.x == 0 && n_tiles > 0) {
-        tma_prefetch_descriptor(&maps.q);
-        tma_prefetch_descriptor(&maps.k);
-        tma_prefetch_descriptor(&maps.v);
-        if (split) tma_prefetch_descriptor(&maps.b);
-        const int q_row = b * p.heads + h, k_row = b * p.k_heads + key_head_of(p, h),
-                  v_row = b * p.kv_heads + kv_head_of(p, h);
-        mbarrier_arrive_expect_tx(q_full, Cfg::kQBytes);
-#pragma unroll
-        for (int cb = 0; cb < Cfg::kColBlocks; cb++) tma_load_3d(sQ + cb * kBlockM * 128, &maps.q, q_full, cb * 64, m0, q_row);
-        auto load_k = [&](int j) {
-          const int s = j % kStages, use = j / kStages;
-          if (j >= kStages) mbarrier_wait(k_empty(s), (use - 1) & 1);
-          mbarrier_arrive_expect_tx(k_full(s), Cfg::kTileBytes + b_blocks * Cfg::kBBlockBytes);
-#pragma unroll
-          for (int cb = 0; cb < Cfg::kColBlocks; cb++)
-            tma_load_3d(sK + s * Cfg::kTileBytes + cb * kBlockN * 128, &maps.k, k_full(s), cb * 64, j * kBlockN, k_row);
-          for (int cb = 0; cb < b_blocks; cb++)
-            tma_load_3d(b_slot(s) + cb * Cfg::kBBlockBytes, &maps.b, k_full(s), cb * 64, j * kBlockN, k_row);
-        };
-        auto load_v = [&](int j) {
-          const int s = j % kStages, use = j / kStages;
-          if (j >= kStages) mbarrier_wait(v_empty(s), (use - 1) & 1);
-          mbarrier_arrive_expect_tx(v_full(s), Cfg::kTileBytes);
-#pragma unroll
-          for (int cb = 0; cb < Cfg::kColBlocks; cb++)
-            tma_load_3d(sV + s * Cfg::kTileBytes + cb * kBlockN * 128, &maps.v, v_full(s), cb * 64, j * kBlockN, v_row);
-        };
-        if constexpr (kSplit) {
-          // K'_h of a tile is ready only after the combine, so its K (and B) go out one V earlier: K(j) waits for
-          // S(j − stages) alone, not also for P·V of the tile before, which gives the combine half a tile more time.
-          for (int j = 0; j <= n_tiles; j++) {
-            if (j < n_tiles) load_k(j);
-            if (j > 0) load_v(j - 1);
-          }
-        } else {
-          for (int j = 0; j < n_tiles; j++) {
-            load_k(j);
-            load_v(j);
-          }
-        }
+    mbarrier_init_fence();
+  }
+  __syncthreads();
+  if (threadIdx.x < 128) {  // producer warpgroup: one thread issues every load
+    set_max_registers_decrease<kProducerRegisters>();
+    if (split && threadIdx.x >= 32) {
+      // Warps 1–3 build K'_h of each tile once its A and B landed.
+      const float* g_row = p.split_scale + int64_t(h) * D;
+      const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) - 1;
+      for (int j = 0; j < n_tiles; j++) {
+        const int s = j % kStages;
+        mbarrier_wait(k_full(s), (j / kStages) & 1);
+        if (96 % (p.split_rotary_dim / 8) == 0)
+          combine_split_tile_chunks<kBlockN>(sK + s * Cfg::kTileBytes, b_slot(s), g_row, p.split_rotary_dim, threadIdx.x - 32, 96);
+        else
+          combine_split_tile<kBlockN>(sK + s * Cfg::kTileBytes, b_slot(s), g_row, p.split_rotary_dim, warp, 3, lane);
+        fence_proxy_async();  // generic-proxy writes, read by wgmma through the async proxy
+        mbarrier_arrive(k_ready(s));
       }
       return;
     }
-    set_max_registers_increase<kConsumerRegisters>();
+    if (threadIdx.x == 0 && n_tiles > 0) {
+      tma_prefetch_descriptor(&maps.q);
+      tma_prefetch_descriptor(&maps.k);
+      tma_prefetch_descriptor(&maps.v);
+      if (split) tma_prefetch_descriptor(&maps.b);
+      const int q_row = b * p.heads + h, k_row = b * p.k_heads + key_head_of(p, h),
+                v_row = b * p.kv_heads + kv_head_of(p, h);
+      mbarrier_arrive_expect_tx(q_full, Cfg::kQBytes);
+#pragma unroll
+      for (int cb = 0; cb < Cfg::kColBlocks; cb++) tma_load_3d(sQ + cb * kBlockM * 128, &maps.q, q_full, cb * 64, m0, q_row);
+      auto load_k = [&](int j) {
+        const int s = j % kStages, use = j / kStages;
+        if (j >= kStages) mbarrier_wait(k_empty(s), (use - 1) & 1);
+        mbarrier_arrive_expect_tx(k_full(s), Cfg::kTileBytes + b_blocks * Cfg::kBBlockBytes);
+#pragma unroll
+        for (int cb = 0; cb < Cfg::kColBlocks; cb++)
+          tma_load_3d(sK + s * Cfg::kTileBytes + cb * kBlockN * 128, &maps.k, k_full(s), cb * 64, j * kBlockN, k_row);
+        for (int cb = 0; cb < b_blocks; cb++)
+          tma_load_3d(b_slot(s) + cb * Cfg::kBBlockBytes, &maps.b, k_full(s), cb * 64, j * kBlockN, k_row);
+      };
+      auto load_v = [&](int j) {
+        const int s = j % kStages, use = j / kStages;
+        if (j >= kStages) mbarrier_wait(v_empty(s), (use - 1) & 1);
+        mbarrier_arrive_expect_tx(v_full(s), Cfg::kTileBytes);
+#pragma unroll
+        for (int cb = 0; cb < Cfg::kColBlocks; cb++)
+          tma_load_3d(sV + s * Cfg::kTileBytes + cb * kBlockN * 128, &maps.v, v_full(s), cb * 64, j * kBlockN, v_row);
+      };
+      if constexpr (kSplit) {
+        // K'_h of a tile is ready only after the combine, so its K (and B) go out one V earlier: K(j) waits for
+        // S(j − stages) alone, not also for P·V of the tile before, which gives the combine half a tile more time.
+        for (int j = 0; j <= n_tiles; j++) {
+          if (j < n_tiles) load_k(j);
+          if (j > 0) load_v(j - 1);
+        }
+      } else {
+        for (int j = 0; j < n_tiles; j++) {
+          load_k(j);
+          load_v(j);
+        }
+      }
+    }
+    return;
   }
+  set_max_registers_increase<kConsumerRegisters>();
 
   // ---- Consumers: 2 warpgroups × 64 rows ----
-  const int tid = threadIdx.x - (kTma ? 128 : 0);
+  const int tid = threadIdx.x - 128;
   const int wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, t = lane & 3;
   const int row0 = m0 + 64 * wg + 16 * warp + g;  // this thread's rows: row0, row0 + 8
   const float slope = kAlibi ? p.alibi_slope_log2[h] : 0.f;
   const int wg_first_row = m0 + 64 * wg;
-
-  // cp.async ring: tile j lives in stage j % kStages; group j holds tile j (group 0 also Q).
-  const bf16* k_src = p.k + (int64_t(b) * p.k_heads + key_head_of(p, h)) * p.k_len * D;
-  const bf16* v_src = p.v + (int64_t(b) * p.kv_heads + kv_head_of(p, h)) * p.k_len * D;
-  auto cp_async_tile = [&](int j) {
-    const int s = j % kStages, n0 = j * kBlockN;
-    load_rows_swizzled<D, kBlockN, 256>(sK + s * Cfg::kTileBytes, k_src + int64_t(n0) * D, p.k_len - n0, tid);
-    load_rows_swizzled<D, kBlockN, 256>(sV + s * Cfg::kTileBytes, v_src + int64_t(n0) * D, p.k_len - n0, tid);
-  };
 
   float o[D / 2];
 #pragma unroll
@@ -335,104 +295,45 @@ __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages, kTma>::kThr
     }
   };
   // Consumer side of the pipeline: wait until tile j's K (V) landed; say its K (V) is no longer read.
-  auto wait_k = [&](int j) {
-    if constexpr (kTma) {
-      mbarrier_wait(split ? k_ready(j % kStages) : k_full(j % kStages), (j / kStages) & 1);
-    } else {
-      if (j + kStages - 1 < n_tiles) cp_async_tile(j + kStages - 1);
-      cp_async_commit();
-      cp_async_wait<kStages - 1>();
-      fence_proxy_async();  // cp.async wrote through the generic proxy; wgmma reads through the async proxy
-      __syncthreads();
-    }
-  };
-  auto wait_v = [&](int j) {
-    if constexpr (kTma) mbarrier_wait(v_full(j % kStages), (j / kStages) & 1);
-  };
+  auto wait_k = [&](int j) { mbarrier_wait(split ? k_ready(j % kStages) : k_full(j % kStages), (j / kStages) & 1); };
+  auto wait_v = [&](int j) { mbarrier_wait(v_full(j % kStages), (j / kStages) & 1); };
   auto release_k = [&](int j) {
-    if constexpr (kTma) {
-      if (lane == 0) mbarrier_arrive(k_empty(j % kStages));
-    }
-  };
-  // Ping-pong turns: warpgroup w waits on barrier 1 + w before issuing GEMMs and then opens the other's.
-  auto turn_begin = [&]() {
-    if constexpr (kPingPong) named_barrier_sync(1 + wg, 256);
-  };
-  auto turn_end = [&]() {
-    if constexpr (kPingPong) named_barrier_arrive(2 - wg, 256);
+    if (lane == 0) mbarrier_arrive(k_empty(j % kStages));
   };
   auto release_v = [&](int j) {
-    if constexpr (kTma) {
-      if (lane == 0) mbarrier_arrive(v_empty(j % kStages));
-    } else {
-      __syncthreads();  // stage j % kStages is refilled by the next iteration's copies
-    }
+    if (lane == 0) mbarrier_arrive(v_empty(j % kStages));
   };
 
   if (n_tiles > 0) {
-    if constexpr (kTma) {
-      mbarrier_wait(q_full, 0);
-    } else {
-      load_rows_swizzled<D, kBlockM, 256>(sQ, p.q + ((int64_t(b) * p.heads + h) * p.q_len + m0) * D, rows_valid, tid);
-      for (int j = 0; j < kStages - 1; j++) {
-        if (j < n_tiles) cp_async_tile(j);
-        cp_async_commit();
-      }
-    }
-    if constexpr (kOverlap) {
-      float corr[2];
-      if (kPingPong && wg == 1) named_barrier_arrive(1, 256);  // warpgroup 0 takes the first turn
-      wait_k(0);
-      turn_begin();
-      issue_s(0);
-      turn_end();
-      wgmma_wait<0>();
+    mbarrier_wait(q_full, 0);
+    float corr[2];
+    wait_k(0);
+    issue_s(0);
+    wgmma_wait<0>();
+    fence_operands(s);
+    release_k(0);
+    softmax(0, corr);
+    convert_p();
+    for (int j = 1; j < n_tiles; j++) {
+      wait_k(j);
+      wait_v(j - 1);
+      issue_s(j);
+      issue_pv(j - 1);
+      wgmma_wait<1>();  // S(j) done; P(j−1)·V(j−1) may still run
       fence_operands(s);
-      release_k(0);
-      softmax(0, corr);
-      convert_p();
-      for (int j = 1; j < n_tiles; j++) {
-        wait_k(j);
-        wait_v(j - 1);
-        turn_begin();
-        issue_s(j);
-        issue_pv(j - 1);
-        turn_end();
-        wgmma_wait<1>();  // S(j) done; P(j−1)·V(j−1) may still run
-        fence_operands(s);
-        release_k(j);
-        softmax(j, corr);
-        wgmma_wait<0>();
-        fence_operands(o);
-        release_v(j - 1);
-        rescale_o(corr);
-        convert_p();
-      }
-      wait_v(n_tiles - 1);
-      turn_begin();
-      issue_pv(n_tiles - 1);
-      turn_end();
+      release_k(j);
+      softmax(j, corr);
       wgmma_wait<0>();
       fence_operands(o);
-      release_v(n_tiles - 1);
-    } else {
-      for (int j = 0; j < n_tiles; j++) {
-        float corr[2];
-        wait_k(j);
-        issue_s(j);
-        wgmma_wait<0>();
-        fence_operands(s);
-        release_k(j);
-        softmax(j, corr);
-        rescale_o(corr);
-        convert_p();
-        wait_v(j);
-        issue_pv(j);
-        wgmma_wait<0>();
-        fence_operands(o);
-        release_v(j);
-      }
+      release_v(j - 1);
+      rescale_o(corr);
+      convert_p();
     }
+    wait_v(n_tiles - 1);
+    issue_pv(n_tiles - 1);
+    wgmma_wait<0>();
+    fence_operands(o);
+    release_v(n_tiles - 1);
   }
 
   // Normalise, write out and lse (−∞ and zeros for rows that saw no key).

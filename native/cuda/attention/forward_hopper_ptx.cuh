@@ -177,12 +177,9 @@ __device__ __forceinline__ void set_max_registers_decrease() {
   asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Registers));
 }
 
-/** bar.sync / bar.arrive on a named barrier (ids 1..15; 0 is __syncthreads) for `threads` threads. */
+/** bar.sync on a named barrier (ids 1..15; 0 is __syncthreads) for `threads` threads. */
 __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
-}
-__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
-  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
 }  // namespace andromeda::cuda::attention::hopper

@@ -28,7 +28,6 @@ template <int D, int kWarps, int kMTiles, int kBlockN, bool kTransform>
 __global__ void __launch_bounds__(kWarps * 32) attention_forward_kernel(const __grid_constant__ Params p) {
   using Cfg = ForwardConfig<D, kWarps, kMTiles, kBlockN>;
   constexpr int LD = Cfg::LD, kBlockM = Cfg::kBlockM, kThreads = Cfg::kThreads;
-  constexpr bool kQInRegisters = kMTiles == 1;  // two row tiles of q in registers would not fit beside O and S
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* sQ = reinterpret_cast<bf16*>(smem);
   bf16* sK = sQ + kBlockM * LD;
@@ -80,11 +79,6 @@ __global__ void __launch_bounds__(kWarps * 32) attention_forward_kernel(const __
                                          p.rotary_dim ? rotary_rows(p, false, b, m0) : nullptr, nullptr);
     __syncthreads();
   }
-  uint32_t qf[kQInRegisters ? D / 16 : 1][4];
-  if constexpr (kQInRegisters) {
-#pragma unroll
-    for (int kb = 0; kb < D / 16; kb++) load_a(qf[kb], sQ, LD, warp_row0, kb * 16, lane);
-  }
 
   // Row r of m tile mt is m0 + warp_row0 + 16 mt + g + 8 r. Its position and segment are re-read per key
   // tile (cached loads) rather than kept: at head dim 128 every register is needed for O and S.
@@ -131,14 +125,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_forward_kernel(const __
     for (int kb = 0; kb < D / 16; kb++) {
       uint32_t a[kMTiles][4];
 #pragma unroll
-      for (int mt = 0; mt < kMTiles; mt++) {
-        if constexpr (kQInRegisters) {
-#pragma unroll
-          for (int i = 0; i < 4; i++) a[mt][i] = qf[kb][i];
-        } else {
-          load_a(a[mt], sQ, LD, warp_row0 + 16 * mt, kb * 16, lane);
-        }
-      }
+      for (int mt = 0; mt < kMTiles; mt++) load_a(a[mt], sQ, LD, warp_row0 + 16 * mt, kb * 16, lane);
 #pragma unroll
       for (int np = 0; np < kBlockN / 16; np++) {
         uint32_t bk[4];

@@ -3,15 +3,19 @@
 #pragma once
 #include <cstdint>
 
+#include "heuristics.h"
 #include "params.cuh"
 
 namespace andromeda::cuda::attention {
 
-/** The decode kernel scores at most this many (head, query) rows per KV head. */
-constexpr int kDecodeRowsLimit = 64;
+/** What the kernel choice (heuristics.h) sees of a launch, with this engine's device. `transform`: in-kernel. */
+KernelProblem kernel_problem(const Params& p, int head_dim, bool transform);
 
-/** Tiled tensor-core forward. `transform`: rotary, xPos or key scale is on. */
-void launch_forward_tiled(const Params& p, int head_dim, bool transform);
+/**
+ * Tiled tensor-core forward on the kernel heuristics.h chooses for `request` (an error naming the reason where the
+ * requested kernel cannot run). `transform`: rotary, xPos or key scale is applied in the kernel tiles.
+ */
+void launch_forward_tiled(const Params& p, int head_dim, bool transform, KernelRequest request);
 
 /** Split-KV decode into partial rows, then their combination; scratch comes from the engine's allocator. */
 void launch_decode(const Params& p, int head_dim);
@@ -22,10 +26,10 @@ void launch_delta(const Params& p, const bf16* out, float* delta, int head_dim);
 void launch_backward_dq(const Params& p, int head_dim, bool transform);
 void launch_backward_dkdv(const Params& p, int head_dim, bool transform);
 /**
- * dQ, dK and dV: the Hopper kernel where ANDROMEDA_ATTENTION_BACKWARD allows it (backward_hopper.h), else
+ * dQ, dK and dV on the kernels heuristics.h chooses for `request`: the Hopper kernel (backward_hopper.h), or
  * launch_backward_dq (when there are queries) and launch_backward_dkdv.
  */
-void launch_backward(const Params& p, int head_dim, bool transform);
+void launch_backward(const Params& p, int head_dim, bool transform, KernelRequest request);
 
 /** What launch_pretransform writes (pretransform.cu). */
 enum class PretransformMode {

@@ -1,33 +1,25 @@
-// Float64 reference of Andromeda attention (AttentionArgs semantics, src/engine/engine.ts) for the GPU
-// kernel tests: O(n²) loops over plain arrays, forward output, lse and every gradient. xPos enters in
-// its exact relative form ζ^((p_q − p_k)/B) per (query, key) pair, which float64 holds at any length.
-import type { AttentionArgs, Dense } from '../../src/engine/engine.js';
-import type { DType } from '../../src/tensor/dtype.js';
+// The float64 reference of Andromeda's fused attention (AttentionArgs semantics, src/engine/engine.ts) that the CPU
+// and GPU engine tests both check against: O(n²) loops over plain arrays giving the forward output, lse and every
+// gradient (q, k, v, key scale). xPos enters in its exact relative form ζ^((p_q − p_k)/B) per (query, key) pair,
+// which float64 holds at any length.
 
-export interface AttentionCase {
-  name: string;
+/** The shape and the features of one attention problem (what the reference needs besides the inputs). */
+export interface AttentionShape {
   B: number; H: number; KVH: number; NQ: number; NK: number; D: number;
   causal?: boolean;
-  offset?: number;             // queryOffset (defaults to NK − NQ when causal, else 0)
-  alibi?: boolean;
-  alibiHeads?: number;         // heads with a slope (default ⌈3H/4⌉), the others get 0
-  rotary?: number;             // rotaryDim
-  xpos?: number;               // scale base B
-  keyScale?: boolean;
-  positions?: 'custom' | 'reset' | 'far';
-  segments?: boolean;
-  allMaskedRows?: boolean;     // some query rows get an id that no key has
-  seed?: number;
+  rotary?: number;  // rotaryDim (0 or absent: none)
+  xpos?: number;    // xPos scale base (0 or absent: none)
 }
 
+/** Host values of one problem: q, k, v, the output gradient, and the optional features' arrays. */
 export interface AttentionInputs {
   q: Float64Array; k: Float64Array; v: Float64Array; gout: Float64Array;
-  ks: Float64Array | null;
-  slopes: Float32Array | null;
-  invFreq: Float32Array | null;
+  ks: Float64Array | null;       // key scale [H, D]
+  slopes: Float32Array | null;   // ALiBi [H]
+  invFreq: Float32Array | null;  // rotary [rotary / 2]
   qpos: Int32Array | null; kpos: Int32Array | null;
   qseg: Int32Array | null; kseg: Int32Array | null;
-  offset: number;
+  offset: number;  // queryOffset
   scale: number;
 }
 
@@ -35,6 +27,12 @@ export interface AttentionResult {
   out: Float64Array; lse: Float64Array; dq: Float64Array; dk: Float64Array; dv: Float64Array; dks: Float64Array | null;
 }
 
+export interface ReferenceOptions {
+  /** Rotary angles rounded to float32 as p · invFreq (what a kernel computing them in float32 sees). */
+  float32Angles?: boolean;
+}
+
+/** A seeded uniform generator on [0, 1) (mulberry32): the same inputs on every run and machine. */
 export function rng(seed: number): () => number {
   let s = seed >>> 0;
   return () => {
@@ -46,94 +44,17 @@ export function rng(seed: number): () => number {
   };
 }
 
-/** Rounds to bfloat16 (round to nearest even), as the device stores the values. */
-export function toBf16(a: Float64Array): Float64Array {
-  const f = Float32Array.from(a);
-  const u = new Uint32Array(f.buffer);
-  for (let i = 0; i < f.length; i++) u[i] = (((u[i]! + 0x7fff + ((u[i]! >>> 16) & 1)) >>> 16) << 16) >>> 0;
-  return Float64Array.from(f);
-}
-
-/** ALiBi slopes of the spec for the first m heads (power-of-two or not), zero for the rest. */
-export function alibiSlopes(heads: number, m: number): Float32Array {
-  const pow2 = (n: number): number[] => {
-    const start = 2 ** (-(2 ** -(Math.log2(n) - 3)));
-    return Array.from({ length: n }, (_, i) => start ** (i + 1));
-  };
-  let s: number[];
-  if (Number.isInteger(Math.log2(m))) s = pow2(m);
-  else {
-    const p = 2 ** Math.floor(Math.log2(m));
-    s = [...pow2(p), ...pow2(2 * p).filter((_, i) => i % 2 === 0).slice(0, m - p)];
-  }
-  return Float32Array.from({ length: heads }, (_, h) => (h < m ? s[h]! : 0));
-}
-
-export function makeInputs(c: AttentionCase): AttentionInputs {
-  const rand = rng(c.seed ?? 99 + c.NQ * 7 + c.NK * 13 + c.D * 3 + c.H);
-  const normal = (): number => {
-    const u = Math.max(rand(), 1e-12), v = rand();
-    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
-  };
-  const arr = (n: number, scale = 1): Float64Array => Float64Array.from({ length: n }, () => scale * normal());
-  const { B, H, KVH, NQ, NK, D } = c;
-  const offset = c.offset ?? (c.causal ? NK - NQ : 0);
-  const q = toBf16(arr(B * H * NQ * D)), k = toBf16(arr(B * KVH * NK * D)), v = toBf16(arr(B * KVH * NK * D));
-  const gout = toBf16(arr(B * H * NQ * D));
-  const ks = c.keyScale ? Float64Array.from(Float32Array.from({ length: H * D }, () => 0.6 + 0.8 * rand())) : null;
-  const slopes = c.alibi ? alibiSlopes(H, c.alibiHeads ?? Math.max(1, Math.ceil((H * 3) / 4))) : null;
-  const r = c.rotary ?? 0;
-  const invFreq = r > 0 ? Float32Array.from({ length: r / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / r)) : null;
-  let kpos: Int32Array | null = null, qpos: Int32Array | null = null, kseg: Int32Array | null = null, qseg: Int32Array | null = null;
-  if (c.positions || c.segments) {
-    kpos = new Int32Array(B * NK);
-    kseg = new Int32Array(B * NK);
-    for (let b = 0; b < B; b++) {
-      let doc = 0, p = c.positions === 'far' ? 150000 : 0;
-      for (let j = 0; j < NK; j++) {
-        if (c.segments && j > 0 && rand() < 0.05) { doc++; if (c.positions === 'reset') p = 0; }
-        kseg[b * NK + j] = doc * 3 + 1;
-        kpos[b * NK + j] = c.positions === 'custom' ? p + Math.floor(rand() * 3) : p;
-        p = kpos[b * NK + j]! + 1;
-      }
-    }
-    qpos = new Int32Array(B * NQ);
-    qseg = new Int32Array(B * NQ);
-    for (let b = 0; b < B; b++) {
-      for (let i = 0; i < NQ; i++) {
-        const j = Math.min(NK - 1, Math.max(0, offset + i));
-        qpos[b * NQ + i] = kpos[b * NK + j]!;
-        qseg[b * NQ + i] = kseg[b * NK + j]!;
-        if (c.allMaskedRows && i % 5 === 2) qseg[b * NQ + i] = -7;
-      }
-    }
-    if (!c.positions) { qpos = null; kpos = null; }
-    if (!c.segments) { qseg = null; kseg = null; }
-  }
-  return { q, k, v, gout, ks, slopes, invFreq, qpos, kpos, qseg, kseg, offset, scale: 1 / Math.sqrt(D) };
-}
-
-/** The engine arguments of case c; `put` uploads the key scale, positions and segments the inputs have. */
-export function attentionArgsOf(c: AttentionCase, inp: AttentionInputs, put: (values: ArrayLike<number>, dtype: DType) => Dense): AttentionArgs {
-  return {
-    batch: c.B, heads: c.H, kvHeads: c.KVH, queryLen: c.NQ, keyLen: c.NK, headDim: c.D, scale: inp.scale,
-    causal: !!c.causal, queryOffset: inp.offset, alibiSlopes: inp.slopes,
-    rotaryDim: c.rotary ?? 0, rotaryInvFreq: inp.invFreq, xposScaleBase: c.xpos ?? 0,
-    keyScale: inp.ks ? put(inp.ks, 'float32') : null,
-    queryPositions: inp.qpos ? put(inp.qpos, 'int32') : null, keyPositions: inp.kpos ? put(inp.kpos, 'int32') : null,
-    querySegments: inp.qseg ? put(inp.qseg, 'int32') : null, keySegments: inp.kseg ? put(inp.kseg, 'int32') : null,
-  };
-}
-
-export function reference(c: AttentionCase, inp: AttentionInputs): AttentionResult {
+/** Forward output, lse (natural log; −∞ for rows that see no key, whose output and dq are 0) and every gradient. */
+export function referenceAttention(c: AttentionShape, inp: AttentionInputs, options: ReferenceOptions = {}): AttentionResult {
   const { B, H, KVH, NQ, NK, D } = c;
   const r = c.rotary ?? 0, h2 = r / 2, XB = c.xpos ?? 0, scale = inp.scale;
   const qp = (b: number, i: number): number => (inp.qpos ? inp.qpos[b * NQ + i]! : inp.offset + i);
   const kp = (b: number, j: number): number => (inp.kpos ? inp.kpos[b * NK + j]! : j);
+  const angle = (p: number, i: number): number => (options.float32Angles ? Math.fround(p * inp.invFreq![i]!) : p * inp.invFreq![i]!);
   const rot = (x: Float64Array, p: number, inverse: boolean): Float64Array => {
     const y = Float64Array.from(x);
     for (let i = 0; i < h2; i++) {
-      const a = p * inp.invFreq![i]!, co = Math.cos(a), si = Math.sin(a), x1 = x[i]!, x2 = x[i + h2]!;
+      const a = angle(p, i), co = Math.cos(a), si = Math.sin(a), x1 = x[i]!, x2 = x[i + h2]!;
       if (!inverse) { y[i] = x1 * co - x2 * si; y[i + h2] = x2 * co + x1 * si; } else { y[i] = x1 * co + x2 * si; y[i + h2] = x2 * co - x1 * si; }
     }
     return y;
@@ -145,7 +66,7 @@ export function reference(c: AttentionCase, inp: AttentionInputs): AttentionResu
   const fac = new Float64Array(D);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
-      const g = h % KVH;
+      const g = h % KVH;  // x-transformers grouping
       const slope = inp.slopes ? inp.slopes[h]! : 0;
       const kraw: Float64Array[] = [], krot: Float64Array[] = [];
       for (let j = 0; j < NK; j++) {
