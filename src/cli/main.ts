@@ -2,6 +2,7 @@
 // The `andromeda` command line: dispatches to one subcommand per file in ./commands.
 import '../engine/index.js';
 import { UsageError, type Command } from './command.js';
+import { printable } from './printable.js';
 import { tokenizeCommand } from './commands/tokenize.js';
 import { trainCommand } from './commands/train.js';
 import { generateCommand } from './commands/generate.js';
@@ -33,7 +34,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const command = commands.find((c) => c.name === name);
   if (!command) {
-    console.error(`andromeda: unknown command '${name}'\n\n${overview()}`);
+    console.error(`andromeda: unknown command '${printable(name)}'\n\n${overview()}`);
     return 2;
   }
   if (rest.includes('--help') || rest.includes('-h')) {
@@ -45,9 +46,10 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (e) {
     const err = e as Error;
-    if (err instanceof UsageError) console.error(`andromeda ${name}: ${err.message}\n\n${command.usage}`);
-    else if (process.env.ANDROMEDA_DEBUG) console.error(err.stack);
-    else console.error(`andromeda ${name}: ${err.message}`);
+    // Messages quote file contents (tensor names, config keys), so they are printed defanged.
+    if (err instanceof UsageError) console.error(`andromeda ${name}: ${printable(err.message)}\n\n${command.usage}`);
+    else if (process.env.ANDROMEDA_DEBUG) console.error(printable(String(err.stack)));
+    else console.error(`andromeda ${name}: ${printable(String(err.message))}`);
     return 1;
   }
 }

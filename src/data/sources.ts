@@ -6,11 +6,18 @@
 import { createReadStream } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
+import { utf8Decoder } from './tokenizer/utf8.js';
 
 export interface Document {
   /** Where the document came from: a file path, `path:line` for JSONL, `path#part` for cut text. */
   id: string;
+  /** The text; bytes of a file that are not valid UTF-8 read as U+FFFD here (see `bytes`). */
   text: string;
+  /**
+   * The document's exact bytes, for documents read from plain-text files: byte-level tokenizers encode
+   * these (`encodeBytes`), so a file that is not valid UTF-8 is still tokenized without loss.
+   */
+  bytes?: Uint8Array;
 }
 
 export type InputFormat = 'text' | 'jsonl';
@@ -30,8 +37,8 @@ export interface ReadOptions {
   jsonlIdField?: string;
   /** Bytes per read. Default 1 MiB. */
   chunkBytes?: number;
-  /** A plain-text file longer than this many UTF-16 code units is cut at line breaks into several documents. Default 16 Mi. */
-  maxDocumentChars?: number;
+  /** A plain-text file longer than this many bytes is cut at line breaks into several documents. Default 16 MiB. */
+  maxDocumentBytes?: number;
   /** Called with the number of bytes read after each chunk (for progress bars). */
   onBytes?: (bytes: number) => void;
   /** Called when a file found in a directory is skipped (binary content). */
@@ -88,41 +95,45 @@ async function* readChunks(path: string, options: ReadOptions): AsyncGenerator<B
 }
 
 /**
- * One document per non-empty file. A file longer than `maxDocumentChars` is cut after a line break,
- * into documents `path#0`, `path#1`, ...; text decoding is streaming, so a multi-byte
- * character split between chunks is decoded correctly.
+ * One document per non-empty file, with its exact bytes. A file longer than `maxDocumentBytes` is cut
+ * after a line break (or, in a line longer than that, between UTF-8 sequences) into documents `path#0`,
+ * `path#1`, ..., whose bytes join back to the file's.
  */
 export async function* readTextFile(path: string, options: ReadOptions & { skipBinary?: boolean } = {}): AsyncGenerator<Document> {
-  const maxChars = options.maxDocumentChars ?? 16 * 1024 * 1024;
-  const decoder = new TextDecoder('utf-8');
-  let pending = '';
+  const maxBytes = options.maxDocumentBytes ?? 16 * 1024 * 1024;
+  let pending: Buffer = Buffer.alloc(0);
   let part = 0;
   let first = true;
   let wasCut = false;
+  const documentOf = (bytes: Buffer, id: string): Document => {
+    const copy = new Uint8Array(bytes);
+    return { id, text: utf8Decoder.decode(copy), bytes: copy };
+  };
   for await (const chunk of readChunks(path, options)) {
     if (first && options.skipBinary && chunk.includes(0)) {
       options.onSkip?.(path, 'binary file (contains NUL bytes)');
       return;
     }
     first = false;
-    pending += decoder.decode(chunk, { stream: true });
-    while (pending.length > maxChars) {
-      const cut = cutPoint(pending, maxChars);
-      yield { id: `${path}#${part++}`, text: pending.slice(0, cut) };
-      pending = pending.slice(cut);
+    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+    while (pending.length > maxBytes) {
+      const cut = cutPoint(pending, maxBytes);
+      yield documentOf(pending.subarray(0, cut), `${path}#${part++}`);
+      pending = pending.subarray(cut);
       wasCut = true;
     }
   }
-  pending += decoder.decode();
-  if (pending.length > 0) yield { id: wasCut ? `${path}#${part}` : path, text: pending };
+  if (pending.length > 0) yield documentOf(pending, wasCut ? `${path}#${part}` : path);
 }
 
-/** After the last line break within `limit`, else at `limit` (never inside a surrogate pair). */
-function cutPoint(text: string, limit: number): number {
-  const newline = text.lastIndexOf('\n', limit - 1);
-  if (newline > 0) return newline + 1;
-  const code = text.charCodeAt(limit - 1);
-  return code >= 0xd800 && code <= 0xdbff ? limit - 1 : limit;
+/** After the last line break within `limit` bytes, else at `limit` moved back to the start of a UTF-8 sequence. */
+function cutPoint(bytes: Uint8Array, limit: number): number {
+  const newline = bytes.lastIndexOf(0x0a, limit - 1);
+  if (newline >= 0) return newline + 1;
+  let cut = limit;
+  // Back over at most three continuation bytes (10xxxxxx), so a character is not split in two.
+  for (let k = 0; k < 3 && cut > 1 && (bytes[cut]! & 0xc0) === 0x80; k++) cut--;
+  return cut;
 }
 
 /** One document per non-blank line, taken from `jsonlField`. Errors name the file and line. */
@@ -143,10 +154,12 @@ export async function* readJsonlFile(path: string, options: ReadOptions = {}): A
       throw new Error(`${path}:${lineNumber}: malformed JSON line (${(error as Error).message})`);
     }
     let text: unknown = value;
-    for (const key of fieldPath) text = typeof text === 'object' && text !== null ? (text as Record<string, unknown>)[key] : undefined;
+    // Own fields only: a field named "constructor" or "__proto__" must not reach into Object.prototype.
+    for (const key of fieldPath) text = typeof text === 'object' && text !== null && Object.hasOwn(text, key) ? (text as Record<string, unknown>)[key] : undefined;
     if (typeof text !== 'string') {
       const present = typeof value === 'object' && value !== null && !Array.isArray(value) ? Object.keys(value).join(', ') || 'none' : `a JSON ${Array.isArray(value) ? 'array' : typeof value}, not an object`;
-      const problem = text === undefined ? 'missing' : `a ${text === null ? 'null' : typeof text}, not a string`;
+      const kind = text === null ? 'null' : Array.isArray(text) ? 'array' : typeof text;
+      const problem = text === undefined ? 'missing' : `${/^[aeiou]/.test(kind) ? 'an' : 'a'} ${kind}, not a string`;
       throw new Error(`${path}:${lineNumber}: text field "${field}" is ${problem} (fields present: ${present}); choose the field with --jsonl-field`);
     }
     const id = options.jsonlIdField !== undefined ? (value as Record<string, unknown>)[options.jsonlIdField] : undefined;

@@ -40,6 +40,8 @@ export interface TokenizeDatasetOptions {
 
 interface SplitDocument {
   text: string;
+  /** The exact bytes, when the source has them (text files). */
+  bytes?: Uint8Array;
   split: 'train' | 'val';
 }
 
@@ -75,7 +77,7 @@ export async function tokenizeToDataset(options: TokenizeDatasetOptions): Promis
     let index = 0;
     for (const file of files) {
       for await (const doc of readInputFile(file, readOptions)) {
-        yield { text: doc.text, split: isHeldOut(index++, valFraction) ? 'val' : 'train' };
+        yield { text: doc.text, bytes: doc.bytes, split: isHeldOut(index++, valFraction) ? 'val' : 'train' };
       }
     }
   };
@@ -98,8 +100,9 @@ export async function tokenizeToDataset(options: TokenizeDatasetOptions): Promis
   let read = 0;
   let tokens = 0;
   for await (const doc of documents((n) => (read += n))) {
-    const ids = tokenizer.encode(doc.text);
-    writers[doc.split].writeDocument(ids, Buffer.byteLength(doc.text));
+    // Exact bytes where the source has them (text files), so invalid UTF-8 is tokenized without loss.
+    const ids = doc.bytes ? tokenizer.encodeBytes(doc.bytes) : tokenizer.encode(doc.text);
+    writers[doc.split].writeDocument(ids, doc.bytes?.length ?? Buffer.byteLength(doc.text));
     tokens += ids.length + 1;
     bar?.update(read, `${formatCount(tokens)} tokens`);
   }

@@ -14,6 +14,21 @@ import type { LanguageModel, ModelFamily } from '../train/model.js';
 import { sampleToken, validateSampling, type SamplingOptions } from './sampling.js';
 import { TokenTextStream } from './text-stream.js';
 
+/** Positions are int32 on every engine, so a context holds at most this many tokens. */
+export const MAX_CONTEXT_TOKENS = 2 ** 31 - 1;
+
+/**
+ * Bytes of the KV cache a decoding session of `positions` tokens allocates up front for a model with this
+ * config (Andromeda's: per layer a float32 key and value of [kvHeads, positions, headDim]), or null when
+ * the config does not say (another model family).
+ */
+export function kvCacheBytes(config: Record<string, unknown>, positions: number): number | null {
+  const { depth, kvHeads, heads, headDim } = config as { depth?: unknown; kvHeads?: unknown; heads?: unknown; headDim?: unknown };
+  const kv = kvHeads ?? heads;
+  if (typeof depth !== 'number' || typeof kv !== 'number' || typeof headDim !== 'number') return null;
+  return depth * 2 * kv * headDim * Math.max(16, positions) * 4;
+}
+
 export interface GenerateOptions extends SamplingOptions {
   /** Most tokens to generate. Default 200. */
   maxTokens?: number;
@@ -61,7 +76,9 @@ export function generate(
 ): GenerateResult {
   validateSampling(options);
   const maxTokens = options.maxTokens ?? 200;
-  if (!Number.isInteger(maxTokens) || maxTokens < 0) throw new RangeError(`max tokens must be an integer ≥ 0, got ${maxTokens}`);
+  if (!Number.isInteger(maxTokens) || maxTokens < 0 || maxTokens >= MAX_CONTEXT_TOKENS) {
+    throw new RangeError(`max tokens must be an integer from 0 to ${MAX_CONTEXT_TOKENS - 1}, got ${maxTokens}`);
+  }
   const started = Date.now();
   const promptIds = typeof prompt === 'string' ? tokenizer.encode(prompt) : prompt;
   const context: number[] = [...(options.startWithEos ?? true ? [tokenizer.eosId] : []), ...promptIds];

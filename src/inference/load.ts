@@ -1,5 +1,6 @@
 /** Loads a trained model from a checkpoint directory for generation. */
 import '../engine/index.js';
+import { deviceUnavailableReason } from '../engine/registry.js';
 import { loadCheckpoint, CheckpointError } from '../train/run-checkpoint.js';
 import { getModelFamily } from '../train/families.js';
 import '../train/andromeda-adapter.js';
@@ -22,6 +23,9 @@ export interface LoadedModel {
  * uses the checkpoint's own tokenizer.json.
  */
 export async function loadModelForInference(path: string, device: string, tokenizerSpec?: string): Promise<LoadedModel> {
+  // Checked first: a device that cannot run here is not a fault of the checkpoint.
+  const unavailable = deviceUnavailableReason(device);
+  if (unavailable) throw new Error(`device ${device} cannot be used here: ${unavailable}`);
   const ckpt = await loadCheckpoint(path, device);
   try {
     let tokenizer = ckpt.tokenizer;

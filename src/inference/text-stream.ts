@@ -7,7 +7,8 @@
 import type { Tokenizer } from '../data/tokenizer/tokenizer.js';
 
 export class TokenTextStream {
-  private readonly decoder = new TextDecoder('utf-8', { fatal: false });
+  // ignoreBOM keeps a generated U+FEFF instead of dropping it, as Tokenizer.decode does.
+  private readonly decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
   private text = '';
 
   constructor(private readonly tokenizer: Tokenizer, private readonly write: (text: string) => void = () => {}) {}

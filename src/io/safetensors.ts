@@ -72,7 +72,9 @@ export class SafetensorsReader {
       throw new SafetensorsError(path, `cannot open: ${(e as Error).message}`);
     }
     try {
-      const fileSize = fstatSync(fd).size;
+      const info = fstatSync(fd);
+      if (!info.isFile()) throw new SafetensorsError(path, `cannot open: it is ${info.isDirectory() ? 'a directory' : 'not a regular file'}, not a safetensors file`);
+      const fileSize = info.size;
       if (fileSize < 8) throw new SafetensorsError(path, `file is ${fileSize} bytes, too short for a safetensors file (it starts with an 8-byte header length)`);
       const lengthBytes = Buffer.alloc(8);
       readSync(fd, lengthBytes, 0, 8, 0);
@@ -89,7 +91,7 @@ export class SafetensorsReader {
       return new SafetensorsReader(path, fd, 8 + headerLength, entries, metadata);
     } catch (e) {
       closeSync(fd);
-      throw e;
+      throw e instanceof SafetensorsError ? e : new SafetensorsError(path, `cannot read: ${(e as Error).message}`);
     }
   }
 
@@ -285,6 +287,8 @@ export function writeSafetensors(path: string, tensors: ReadonlyMap<string, Tens
     writeAll(fd, lengthBytes);
     writeAll(fd, headerBytes);
     for (const name of names) writeAll(fd, tensorBytes(map.get(name)!));
+  } catch (e) {
+    throw e instanceof SafetensorsError ? e : new SafetensorsError(path, `cannot write: ${(e as Error).message}`);
   } finally {
     closeSync(fd);
   }

@@ -1,5 +1,5 @@
 import { Tensor } from '../tensor/tensor.js';
-import type { DType } from '../tensor/dtype.js';
+import { DTYPE_BYTES, type DType } from '../tensor/dtype.js';
 import { formatShape } from '../tensor/shape.js';
 import { Generator } from '../tensor/random.js';
 import { isGradEnabled, noGrad } from '../autograd/grad-mode.js';
@@ -10,7 +10,7 @@ import { crossEntropy } from '../ops/nn.js';
 import { Module, ModuleList } from '../nn/module.js';
 import { Embedding } from '../nn/embedding.js';
 import { Linear } from '../nn/linear.js';
-import { resolveConfig, type AndromedaConfig, type AndromedaConfigInput } from './config.js';
+import { assertModelFitsMemory, resolveConfig, type AndromedaConfig, type AndromedaConfigInput } from './config.js';
 import { presetInput } from './presets.js';
 import { headSlopes } from './alibi.js';
 import { rotarySettings } from './rotary.js';
@@ -58,6 +58,7 @@ export class Andromeda extends Module {
     super();
     this.config = resolveConfig(config as AndromedaConfigInput);
     const c = this.config;
+    assertModelFitsMemory(c, DTYPE_BYTES[o.dtype ?? 'float32']);
     const p = { dtype: o.dtype, device: o.device };
     const rotary = rotarySettings(c);
     const slopes = c.alibiHeads > 0 ? headSlopes(c.heads, c.alibiHeads) : null;

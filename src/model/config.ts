@@ -3,6 +3,7 @@
  * `AndromedaConfigInput` (partial, with shorthands such as `deepnorm`) resolves into a complete
  * `AndromedaConfig`, or fails with every problem listed and why it is one.
  */
+import { totalmem } from 'node:os';
 
 export type NormKind = 'layernorm' | 'rmsnorm';
 export type FeedForwardActivation = 'gelu' | 'swiglu' | 'geglu';
@@ -96,6 +97,15 @@ const YARN_KEYS = new Set(['factor', 'originalMaxSeqLen', 'betaFast', 'betaSlow'
 
 export const DEFAULT_HEAD_DIM = 64;
 
+/**
+ * Bounds that hold before any memory is planned. Token ids and positions are int32 on every engine; a
+ * layer is a few dozen JavaScript objects, so a depth beyond this would exhaust the JavaScript heap
+ * long before its (possibly tiny) weights filled memory.
+ */
+export const MAX_VOCAB_SIZE = 2 ** 31 - 1;
+export const MAX_SEQ_LEN = 2 ** 31 - 1;
+export const MAX_DEPTH = 10_000;
+
 /** Fills defaults and validates; throws a ConfigError listing every problem. */
 export function resolveConfig(input: AndromedaConfigInput): AndromedaConfig {
   const problems: string[] = [];
@@ -179,6 +189,9 @@ function validate(c: AndromedaConfig, problems: string[]): void {
   for (const key of ['vocabSize', 'dim', 'depth', 'heads', 'headDim', 'kvHeads', 'maxSeqLen'] as const) {
     if (!isPositiveInteger(c[key])) problems.push(`${key} must be a positive integer, got ${JSON.stringify(c[key])}`);
   }
+  if (c.vocabSize > MAX_VOCAB_SIZE) problems.push(`vocabSize ${c.vocabSize} is more than int32 token ids can address (${MAX_VOCAB_SIZE})`);
+  if (c.maxSeqLen > MAX_SEQ_LEN) problems.push(`maxSeqLen ${c.maxSeqLen} is more than int32 positions can address (${MAX_SEQ_LEN})`);
+  if (c.depth > MAX_DEPTH) problems.push(`depth ${c.depth} is more than the ${MAX_DEPTH} layers a model can have`);
   if (isPositiveInteger(c.heads) && isPositiveInteger(c.kvHeads)) {
     if (c.kvHeads > c.heads) problems.push(`kvHeads (${c.kvHeads}) cannot exceed heads (${c.heads})`);
     else if (c.heads % c.kvHeads !== 0) {
@@ -227,6 +240,36 @@ function validate(c: AndromedaConfig, problems: string[]): void {
     }
     if (!isPositive(y.attentionFactor)) problems.push(`rotary yarn attentionFactor must be positive, got ${y.attentionFactor}`);
     if (r.interpolationFactor !== 1) problems.push('rotary: use either interpolationFactor or yarn (YaRN interpolates by itself)');
+  }
+}
+
+/**
+ * Number of parameters of a model with this config (matches parameterShapes in parameter-shapes.ts, which
+ * the model tests check against the parameters a model creates), computed without listing them.
+ */
+export function parameterCountOf(c: AndromedaConfig): number {
+  const normParams = c.norm === 'layernorm' ? 2 * c.dim : c.dim;
+  const inner = feedForwardInnerDim(c);
+  const ffIn = c.ffActivation === 'gelu' ? inner : 2 * inner;
+  const block = (c.parallelBlocks ? normParams : 2 * normParams)
+    + (2 * c.heads + 2 * c.kvHeads) * c.headDim * c.dim
+    + (c.qkNormDimScale ? 2 * c.heads * c.headDim : 0)
+    + (c.scaleResidual ? (c.parallelBlocks ? c.dim : 2 * c.dim) : 0)
+    + ffIn * (c.dim + 1) + c.dim * (inner + 1);
+  return c.vocabSize * c.dim + c.depth * block + (c.normPosition === 'pre' ? normParams : 0)
+    + (c.tiedEmbeddings ? 0 : c.vocabSize * (c.dim + 1));
+}
+
+/**
+ * Throws when the weights of a model with this config, at `bytesPerParameter`, exceed this machine's
+ * memory: such a model can never be created or loaded here, and building it layer by layer would end
+ * in an out-of-memory kill instead of an error. Called before the first parameter is allocated.
+ */
+export function assertModelFitsMemory(c: AndromedaConfig, bytesPerParameter: number): void {
+  const count = parameterCountOf(c);
+  const bytes = count * bytesPerParameter;
+  if (!Number.isSafeInteger(count) || bytes > totalmem()) {
+    throw new ConfigError(`invalid model config: its ${count.toExponential(2)} parameters take ${(bytes / 2 ** 30).toFixed(1)} GiB at ${bytesPerParameter} bytes each, more than this machine's ${(totalmem() / 2 ** 30).toFixed(1)} GiB of memory`);
   }
 }
 

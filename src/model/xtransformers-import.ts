@@ -6,11 +6,11 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { DType } from '../tensor/dtype.js';
+import { DTYPE_BYTES, type DType } from '../tensor/dtype.js';
 import { formatShape, shapesEqual } from '../tensor/shape.js';
 import { noGrad } from '../autograd/grad-mode.js';
 import { SafetensorsReader } from '../io/safetensors.js';
-import { ConfigError, resolveConfig, type AndromedaConfig, type AndromedaConfigInput } from './config.js';
+import { ConfigError, assertModelFitsMemory, resolveConfig, type AndromedaConfig, type AndromedaConfigInput } from './config.js';
 import { parameterShapes } from './parameter-shapes.js';
 import { ntkBase, plainInverseFrequencies, xposZeta } from './rotary.js';
 import { Andromeda } from './andromeda.js';
@@ -70,7 +70,8 @@ const isDefault = (value: unknown, fallback: unknown): boolean => value === fall
 
 /** Maps x-transformers arguments to our config; unsupported features are errors, ignored arguments warnings. */
 export function configFromXTransformers(file: XTransformersConfigFile, source = 'config.json'): { input: AndromedaConfigInput; warnings: string[] } {
-  if (!file || typeof file !== 'object' || typeof file.wrapper !== 'object' || typeof file.decoder !== 'object') {
+  const isObject = (v: unknown): boolean => v !== null && typeof v === 'object' && !Array.isArray(v);
+  if (!isObject(file) || !isObject(file.wrapper) || !isObject(file.decoder)) {
     throw new ConfigError(`${source}: expected {"wrapper": {...TransformerWrapper arguments}, "decoder": {...Decoder arguments}}`);
   }
   if (file.x_transformers_version && file.x_transformers_version !== '1.20.0') {
@@ -194,8 +195,14 @@ function expectedBuffers(c: AndromedaConfig): Map<string, Float64Array> {
 export function readXTransformersConfig(dir: string): XTransformersConfigFile {
   const path = join(dir, 'config.json');
   if (!existsSync(path)) throw new Error(`${dir}: no config.json (expected the x-transformers arguments as {"wrapper": {...}, "decoder": {...}})`);
+  let text: string;
   try {
-    return JSON.parse(readFileSync(path, 'utf8')) as XTransformersConfigFile;
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new Error(`${path}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  try {
+    return JSON.parse(text) as XTransformersConfigFile;
   } catch (e) {
     throw new Error(`${path}: not valid JSON (${(e as Error).message})`);
   }
@@ -222,6 +229,7 @@ export interface ImportOptions {
 export function importXTransformers(dir: string, o: ImportOptions = {}): { model: Andromeda; origin: CheckpointOrigin; warnings: string[] } {
   const { input, warnings } = configFromXTransformers(readXTransformersConfig(dir), join(dir, 'config.json'));
   const config = resolveConfig(input);
+  assertModelFitsMemory(config, DTYPE_BYTES[o.dtype ?? 'float32']);
   const names = xTransformersNames(config);
   const weightsPath = findWeightsFile(dir);
   const reader = SafetensorsReader.open(weightsPath);

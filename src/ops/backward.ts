@@ -1,11 +1,16 @@
 import { Tensor } from '../tensor/tensor.js';
 import { runBackward, soleOwner } from '../autograd/tape.js';
 import { ones } from './creation.js';
-import { formatShape } from '../tensor/shape.js';
+import { formatShape, shapesEqual } from '../tensor/shape.js';
 import { keep } from '../tensor/scope.js';
 
 /** Adds g into leaf.grad (creating it, in the leaf's dtype, on first use). */
 export function accumulateInto(leaf: Tensor, g: Tensor): void {
+  leaf.assertAlive('accumulateInto', 'leaf');
+  g.assertAlive('accumulateInto', 'g');
+  if (!shapesEqual(g.shape, leaf.shape) || g.device !== leaf.device) {
+    throw new RangeError(`accumulateInto: gradient ${formatShape(g.shape)} on ${g.device} does not match leaf ${formatShape(leaf.shape)} on ${leaf.device}`);
+  }
   const gradValue = g.dtype === leaf.dtype ? g : castForLeaf(g, leaf);
   if (!leaf.grad) {
     // A gradient the tape would free next is adopted as it is (a view keeps its buffer); others are copied.

@@ -1,7 +1,7 @@
 // View and layout operations: reshape, transpose, permute, narrow, expand, contiguous, concat,
 // split, pad and shift. Views share storage; the others copy through the engine's strided copy.
 import { Tensor } from '../tensor/tensor.js';
-import { contiguousStrides, formatShape, normalizeAxis, numel, shapesEqual } from '../tensor/shape.js';
+import { checkedNumel, contiguousStrides, describeValue, formatShape, normalizeAxis, numel, shapesEqual } from '../tensor/shape.js';
 import { record } from '../autograd/tape.js';
 import { emptyLike, assertSameDType, assertSameDevice, release } from './util.js';
 import { zeros } from './creation.js';
@@ -54,6 +54,7 @@ function viewStrides(shape: readonly number[], strides: readonly number[], newSh
 /** Reshape; one dimension may be -1. Views when the layout allows, copies otherwise. */
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   x.assertAlive('reshape', 'x');
+  if (!Array.isArray(shape as unknown)) throw new TypeError(`reshape: shape must be an array of dimensions, got ${describeValue(shape)}`);
   const target = [...shape];
   const inferred = target.indexOf(-1);
   if (inferred !== target.lastIndexOf(-1)) throw new RangeError(`reshape: only one dimension may be -1 in ${formatShape(shape)}`);
@@ -76,6 +77,7 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
 
 export function permute(x: Tensor, order: readonly number[]): Tensor {
   x.assertAlive('permute', 'x');
+  if (!Array.isArray(order as unknown)) throw new TypeError(`permute: order must be an array of axes, got ${describeValue(order)}`);
   const axes = order.map((a) => normalizeAxis(a, x.rank, 'permute'));
   if (axes.length !== x.rank || new Set(axes).size !== x.rank) {
     throw new RangeError(`permute: ${formatShape(order)} is not a permutation of the ${x.rank} axes of ${formatShape(x.shape)}`);
@@ -123,6 +125,7 @@ function narrowView(x: Tensor, ax: number, start: number, length: number): Tenso
 /** Broadcasts size-1 axes (and new leading axes) to `shape` without copying. */
 export function expand(x: Tensor, shape: readonly number[]): Tensor {
   x.assertAlive('expand', 'x');
+  checkedNumel(shape, 'expand');
   if (shape.length < x.rank) throw new RangeError(`expand: cannot expand ${formatShape(x.shape)} to fewer dimensions ${formatShape(shape)}`);
   const lead = shape.length - x.rank;
   const strides = shape.map((d, i) => {
@@ -166,6 +169,7 @@ export function squeeze(x: Tensor, axis: number): Tensor {
 }
 
 export function concat(tensors: readonly Tensor[], axis: number): Tensor {
+  if (!Array.isArray(tensors as unknown)) throw new TypeError(`concat: expects an array of tensors, got ${describeValue(tensors)}`);
   if (tensors.length === 0) throw new RangeError('concat: needs at least one tensor');
   const first = tensors[0]!;
   const named = Object.fromEntries(tensors.map((t, i) => [`tensors[${i}]`, t]));
@@ -179,7 +183,7 @@ export function concat(tensors: readonly Tensor[], axis: number): Tensor {
   }
   const shape = [...first.shape];
   shape[ax] = tensors.reduce((s, t) => s + t.shape[ax]!, 0);
-  const out = emptyLike(first, shape);
+  const out = emptyLike(first, shape, first.dtype, 'concat');
   let start = 0;
   const sizes: number[] = [];
   for (const t of tensors) {
@@ -212,6 +216,8 @@ function contiguousNarrow(g: Tensor, ax: number, start: number, len: number): Te
 
 /** Splits along `axis` into parts of the given sizes (views). */
 export function split(x: Tensor, sizes: readonly number[], axis: number): Tensor[] {
+  x.assertAlive('split', 'x');
+  if (!Array.isArray(sizes as unknown)) throw new TypeError(`split: sizes must be an array of lengths, got ${describeValue(sizes)}`);
   const ax = normalizeAxis(axis, x.rank, 'split');
   const total = sizes.reduce((a, b) => a + b, 0);
   if (total !== x.shape[ax]) throw new RangeError(`split: sizes ${formatShape(sizes)} sum to ${total}, but axis ${axis} of ${formatShape(x.shape)} has ${x.shape[ax]}`);
@@ -232,7 +238,7 @@ export function pad(x: Tensor, axis: number, before: number, after: number, valu
   }
   const shape = [...x.shape];
   shape[ax] = x.shape[ax]! + before + after;
-  const out = emptyLike(x, shape);
+  const out = emptyLike(x, shape, x.dtype, 'pad');
   out.engine.fill(out.dense(), out.size, value);
   if (x.size > 0) {
     const dst = narrowView(out, ax, before, x.shape[ax]!);

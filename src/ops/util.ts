@@ -1,10 +1,11 @@
 import type { Tensor } from '../tensor/tensor.js';
 import { Tensor as TensorClass } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
-import { formatShape } from '../tensor/shape.js';
+import { checkedNumel, formatShape } from '../tensor/shape.js';
 
-/** A new contiguous tensor on the same device as `like`. */
-export function emptyLike(like: Tensor, shape: readonly number[] = like.shape, dtype: DType = like.dtype): Tensor {
+/** A new contiguous tensor on the same device as `like`; `op` names the caller if the shape is refused. */
+export function emptyLike(like: Tensor, shape: readonly number[] = like.shape, dtype: DType = like.dtype, op?: string): Tensor {
+  if (op !== undefined) TensorClass.checkAllocation(checkedNumel(shape, op), dtype, like.device, op);
   return TensorClass.empty(shape, dtype, like.device);
 }
 

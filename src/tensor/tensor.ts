@@ -1,7 +1,7 @@
 import type { Engine, Dense, Strided } from '../engine/engine.js';
 import { getEngine } from '../engine/registry.js';
-import { DTYPE_BYTES, decodeHost, encodeHost, type DType, type HostArray } from './dtype.js';
-import { contiguousStrides, formatShape, numel, type Shape } from './shape.js';
+import { DTYPE_BYTES, assertDType, decodeHost, encodeHost, type DType, type HostArray } from './dtype.js';
+import { checkView, checkedNumel, contiguousStrides, describeValue, formatShape, numel, type Shape } from './shape.js';
 import { Storage } from './storage.js';
 import { setTensorPredicate, trackTensor, untrackTensor } from './scope.js';
 import { rememberHostInts } from './host-ints.js';
@@ -27,26 +27,69 @@ export class Tensor {
   name: string | undefined;
   private disposedFlag = false;
 
-  constructor(
-    readonly storage: Storage,
-    readonly shape: readonly number[],
-    readonly dtype: DType,
-    readonly strides: readonly number[] = contiguousStrides(shape),
-    readonly offset = 0,
-  ) {
+  readonly storage: Storage;
+  /** Frozen copies of the caller's arrays: a view checked once must stay as checked. */
+  readonly shape: readonly number[];
+  readonly strides: readonly number[];
+  readonly dtype: DType;
+  readonly offset: number;
+
+  /** A tensor viewing `storage`; it takes a reference to the storage, which `dispose` gives back. */
+  constructor(storage: Storage, shape: readonly number[], dtype: DType, strides: readonly number[] = contiguousStrides(shape), offset = 0) {
+    Tensor.checkLayout(storage, shape, dtype, strides, offset, 'tensor');
+    this.storage = storage.retain();
+    this.shape = Object.freeze([...shape]);
+    this.strides = Object.freeze([...strides]);
+    this.dtype = dtype;
+    this.offset = offset;
     trackTensor(this);
+  }
+
+  /**
+   * Every tensor is checked here, before an engine can see it: a live storage, a known dtype, a valid
+   * shape, and a view (strides, offset) that stays inside the storage. Kernels take raw addresses and
+   * trust these numbers, so a bad view would read or write other memory.
+   */
+  private static checkLayout(storage: Storage, shape: unknown, dtype: DType, strides: unknown, offset: unknown, op: string): void {
+    if (!(storage instanceof Storage)) throw new TypeError(`${op}: storage must be a Storage, got ${describeValue(storage)}`);
+    if (!storage.alive) throw new Error(`${op}: its storage was already freed`);
+    assertDType(dtype, op);
+    checkView(shape as Shape, strides, offset, Math.floor(storage.bytes / DTYPE_BYTES[dtype]), op);
   }
 
   /** A fresh, uninitialised contiguous tensor. */
   static empty(shape: Shape, dtype: DType = 'float32', device?: string): Tensor {
-    const engine = getEngine(device);
-    const bytes = numel(shape) * DTYPE_BYTES[dtype];
-    return new Tensor(Storage.allocate(engine, bytes), [...shape], dtype);
+    const n = checkedNumel(shape, 'empty');
+    Tensor.checkAllocation(n, dtype, device, 'empty');
+    const storage = Storage.allocate(getEngine(device), n * DTYPE_BYTES[dtype], 'empty');
+    try {
+      return new Tensor(storage, shape, dtype);
+    } catch (e) {
+      storage.release();
+      throw e;
+    }
+  }
+
+  /**
+   * Throws when a tensor of `count` elements of `dtype` cannot exist on `device`; for ops that build the
+   * values on the host first, so an impossible request fails before any host memory is spent.
+   */
+  static checkAllocation(count: number, dtype: DType, device: string | undefined, op: string): void {
+    assertDType(dtype, op);
+    Storage.checkSize(getEngine(device), count * DTYPE_BYTES[dtype], op);
   }
 
   /** Uploads host values (numbers, or a typed array) into a new tensor. */
   static fromArray(values: ArrayLike<number>, shape: Shape, dtype: DType = 'float32', device?: string): Tensor {
-    const n = numel(shape);
+    const n = checkedNumel(shape, 'tensor');
+    if (values === null || typeof values !== 'object' || !Number.isSafeInteger(values.length)) {
+      throw new TypeError(`tensor: values must be an array or typed array of numbers, got ${describeValue(values)}`);
+    }
+    if (Array.isArray(values)) {
+      // Typed arrays hold numbers by construction; a plain array could hold anything, which would upload as NaN.
+      const bad = values.findIndex((v) => typeof v !== 'number');
+      if (bad >= 0) throw new TypeError(`tensor: value ${bad} is ${describeValue(values[bad])}, not a number`);
+    }
     if (values.length !== n) {
       throw new RangeError(`tensor: ${values.length} values do not fill shape ${formatShape(shape)} (${n} elements)`);
     }
@@ -108,7 +151,8 @@ export class Tensor {
   /** A new view of the same storage. */
   view(shape: readonly number[], strides: readonly number[], offset: number): Tensor {
     this.assertAlive('view');
-    return new Tensor(this.storage.retain(), shape, this.dtype, strides, offset);
+    Tensor.checkLayout(this.storage, shape, this.dtype, strides, offset, 'view');
+    return new Tensor(this.storage, shape, this.dtype, strides, offset);
   }
 
   dispose(): void {

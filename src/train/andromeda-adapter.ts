@@ -86,7 +86,9 @@ class AndromedaSession implements DecodingSession {
 export const andromedaFamily: ModelFamily<AndromedaConfig> = {
   presets: () => [...PRESET_NAMES].sort((a, b) => countParameters(resolveConfig(presetInput(a))) - countParameters(resolveConfig(presetInput(b)))),
   presetConfig(preset, vocabSize, overrides = {}) {
-    return resolveConfig(presetInput(preset, { ...(overrides as Partial<AndromedaConfigInput>), vocabSize }));
+    // A vocabSize the user set is kept (the trainer rejects one smaller than the tokenizer's), not replaced.
+    const given = overrides as Partial<AndromedaConfigInput>;
+    return resolveConfig(presetInput(preset, { ...given, vocabSize: given.vocabSize ?? vocabSize }));
   },
   create(config, { seed, device }) {
     return new AndromedaLM(new Andromeda(config, { seed, device }));

@@ -45,10 +45,10 @@ test('long text files are cut after line breaks into numbered parts that join ba
   const dir = await tempDir();
   const lines = Array.from({ length: 100 }, (_, i) => `line ${i} ${'x'.repeat(i % 13)}\n`).join('');
   await writeFile(join(dir, 'big.txt'), lines);
-  const docs = await collect(readTextFile(join(dir, 'big.txt'), { maxDocumentChars: 200, chunkBytes: 50 }));
+  const docs = await collect(readTextFile(join(dir, 'big.txt'), { maxDocumentBytes: 200, chunkBytes: 50 }));
   assert.ok(docs.length > 5);
   assert.equal(docs.map((d) => d.text).join(''), lines);
-  for (const d of docs) assert.ok(d.text.length <= 200 && d.text.endsWith('\n'));
+  for (const d of docs) assert.ok(d.bytes!.length <= 200 && d.text.endsWith('\n'));
   assert.deepEqual(docs.slice(0, 2).map((d) => d.id.slice(dir.length)), ['/big.txt#0', '/big.txt#1']);
 });
 
@@ -71,4 +71,34 @@ test('JSONL: nested field paths, and errors that name file, line and problem', a
 test('a missing input path is reported by name', async () => {
   const missing = join(await tempDir(), 'nowhere.txt');
   await assert.rejects(collect(readDocuments([missing])), new RegExp(`input not found: ${missing}`));
+});
+
+test('text files keep their exact bytes, also where they are not valid UTF-8', async () => {
+  const dir = await tempDir();
+  const bytes = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('Caf'), Buffer.from([0xe9, 0x0a, 0xff, 0xc3]), Buffer.from('é🐋'.repeat(40))]);
+  await writeFile(join(dir, 'latin1.txt'), bytes);
+  for (const maxDocumentBytes of [7, 64, 1 << 20]) {
+    const docs = await collect(readTextFile(join(dir, 'latin1.txt'), { maxDocumentBytes, chunkBytes: 5 }));
+    assert.deepEqual(Buffer.concat(docs.map((d) => d.bytes!)), bytes, `maxDocumentBytes ${maxDocumentBytes}`);
+  }
+  const [whole] = await collect(readTextFile(join(dir, 'latin1.txt')));
+  assert.ok(whole!.text.startsWith('\ufeffCaf\ufffd\n\ufffd\ufffd'), 'the byte-order mark is kept, invalid bytes read as U+FFFD');
+});
+
+test('a line longer than the document limit is cut between characters, never inside one', async () => {
+  const dir = await tempDir();
+  const text = 'é🐋x'.repeat(40);
+  await writeFile(join(dir, 'one-line.txt'), text);
+  const docs = await collect(readTextFile(join(dir, 'one-line.txt'), { maxDocumentBytes: 7, chunkBytes: 3 }));
+  assert.ok(docs.length > 10);
+  for (const d of docs) assert.deepEqual(Buffer.from(d.text), Buffer.from(d.bytes!), `${d.id} ends inside a character`);
+  assert.equal(docs.map((d) => d.text).join(''), text);
+});
+
+test('JSONL field paths read only the record\'s own fields', async () => {
+  const file = join(await tempDir(), 'p.jsonl');
+  await writeFile(file, '{"text":"a","meta":{}}\n');
+  for (const field of ['constructor', '__proto__', 'meta.toString']) {
+    await assert.rejects(collect(readJsonlFile(file, { jsonlField: field })), new RegExp(`text field "${field.replace('.', '\\.')}" is missing`));
+  }
 });

@@ -112,3 +112,19 @@ test('--help prints usage; bad arguments are usage errors; missing inputs are na
   const out = await mkdtemp(join(tmpdir(), 'andromeda-tok-missing-'));
   await assert.rejects(quietly(() => tokenizeCommand.run(['/nonexistent/corpus', '--out', out, '--quiet'])), /input not found: \/nonexistent\/corpus/);
 });
+
+test('tokenize keeps a text file that is not valid UTF-8 byte for byte (byte and BPE tokenizers)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'andromeda-tok-bytes-'));
+  const bytes = Buffer.from([0x43, 0x61, 0x66, 0xe9, 0x0a, 0xff, 0xfe, 0xc3, 0x28, 0xed, 0xa0, 0x80]);
+  await writeFile(join(dir, 'latin1.txt'), bytes);
+  for (const tokenizer of ['byte', 'bpe:260']) {
+    const out = join(dir, `out-${tokenizer.replace(':', '-')}`);
+    await quietly(() => tokenizeCommand.run([join(dir, 'latin1.txt'), '--out', out, '--tokenizer', tokenizer, '--val-fraction', '0', '--quiet']));
+    const dataset = await TokenDataset.open(out);
+    const stream = dataset.split('train');
+    const tokens = stream.read(0, stream.length);
+    assert.equal(tokens[tokens.length - 1], dataset.tokenizer.eosId);
+    assert.deepEqual(Buffer.from(dataset.tokenizer.decodeBytes(tokens.subarray(0, tokens.length - 1))), bytes, tokenizer);
+    if (tokenizer === 'byte') assert.deepEqual(Array.from(tokens.subarray(0, 4)), [0x43, 0x61, 0x66, 0xe9]);
+  }
+});

@@ -103,3 +103,14 @@ test('BPE encodes long repetitive pieces quickly', () => {
   assert.equal(ids.length, 24_999 + 3 + 2);
   assert.equal(tokenizer.decode(ids), text);
 });
+
+test('the byte tokenizer gives every byte its own id, invalid UTF-8 included (no U+FFFD)', () => {
+  const tokenizer = new ByteTokenizer();
+  const latin1 = Uint8Array.of(0x43, 0x61, 0x66, 0xe9);
+  assert.deepEqual(Array.from(tokenizer.encodeBytes(latin1)), [0x43, 0x61, 0x66, 0xe9]);
+  const every = Uint8Array.from({ length: 256 }, (_, b) => 255 - b);
+  assert.deepEqual(Array.from(tokenizer.encodeBytes(every)), Array.from(every));
+  assert.deepEqual(tokenizer.decodeBytes(tokenizer.encodeBytes(every)), every);
+  // Strings hold no invalid UTF-8; a lone surrogate is encoded as U+FFFD, as documented on `encode`.
+  assert.deepEqual(Array.from(tokenizer.encode('a\ud800')), [0x61, 0xef, 0xbf, 0xbd]);
+});

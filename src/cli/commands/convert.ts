@@ -1,9 +1,10 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { assertDType, isFloating } from '../../tensor/dtype.js';
 import { importXTransformers } from '../../model/xtransformers-import.js';
 import { saveCheckpoint } from '../../model/weights-file.js';
 import { UsageError, type Command } from '../command.js';
-import { parseCommandArgs } from '../args.js';
+import { checkOutputDirectory, parseCommandArgs } from '../args.js';
+import { printable } from '../printable.js';
 
 const USAGE = `Usage: andromeda convert <source dir> <out dir> [options]
 
@@ -49,12 +50,15 @@ export const convertCommand: Command = {
     }
     if (!isFloating(dtype)) throw new UsageError('--dtype must be a floating-point type');
     if (!existsSync(source)) throw new UsageError(`source directory ${source} does not exist`);
+    if (!statSync(source).isDirectory()) throw new UsageError(`source ${source} is a file; give the directory holding config.json and weights.safetensors`);
+    checkOutputDirectory('<out dir>', out);
+    if (existsSync(out) && realpathSync(out) === realpathSync(source)) throw new UsageError(`<out dir> ${out} is the source directory: converting would overwrite its config.json`);
     if (existsSync(out) && readdirSync(out).length > 0 && !values.force) {
       throw new Error(`${out} is not empty (use --force to write into it anyway)`);
     }
     const { model, origin, warnings } = importXTransformers(source, { dtype });
     try {
-      for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
+      for (const w of warnings) process.stderr.write(`warning: ${printable(w)}\n`);
       saveCheckpoint(out, model, { origin });
       process.stdout.write(`converted ${source} → ${out}: ${model.parameterCount().toLocaleString('en-US')} parameters in ${origin.parameters.length} tensors (${dtype})\n`);
     } finally {

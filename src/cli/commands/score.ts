@@ -1,14 +1,13 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { Tensor } from '../../tensor/tensor.js';
 import { assertDType } from '../../tensor/dtype.js';
 import { formatShape } from '../../tensor/shape.js';
 import { tidy } from '../../tensor/scope.js';
 import { cast } from '../../ops/convert.js';
-import { resolveDevice } from '../../engine/registry.js';
 import { SafetensorsReader, writeSafetensors } from '../../io/safetensors.js';
 import { loadCheckpoint } from '../../model/weights-file.js';
 import { UsageError, type Command } from '../command.js';
-import { parseCommandArgs } from '../args.js';
+import { checkOutputFile, parseCommandArgs, usableDevice } from '../args.js';
 
 const USAGE = `Usage: andromeda score <checkpoint> <in.safetensors> <out.safetensors> [options]
 
@@ -60,19 +59,28 @@ export const scoreCommand: Command = {
     const attention = values.attention!;
     if (attention !== 'auto' && attention !== 'fused' && attention !== 'reference') throw new UsageError(`--attention must be auto, fused or reference, got ${attention}`);
     if (!existsSync(checkpoint)) throw new UsageError(`checkpoint ${checkpoint} does not exist`);
-    const device = resolveDevice(values.device);
+    if (existsSync(input) && statSync(input).isDirectory()) throw new UsageError(`<in.safetensors> ${input} is a directory; give a safetensors file`);
+    checkOutputFile('<out.safetensors>', output, [{ what: 'input', path: input }, { what: 'checkpoint', path: checkpoint }]);
+    const device = usableDevice(values.device);
 
     const reader = SafetensorsReader.open(input);
     let tokens: Tensor, segmentIds: Tensor | undefined, positions: Tensor | undefined;
     try {
       if (!reader.has('tokens')) throw new Error(`${input}: no 'tokens' tensor (it has: ${reader.names.join(', ') || 'none'})`);
+      const entry = reader.entries.get('tokens')!;
+      if (entry.shape.length !== 2) throw new Error(`${input}: tokens must be [batch, n], got ${formatShape(entry.shape)}`);
+      // The loss is a mean over batch · (n − 1) next-token predictions: with none it is undefined, not 0.
+      if (entry.shape[0] === 0 || entry.shape[1]! < 2) {
+        throw new Error(`${input}: tokens ${formatShape(entry.shape)} hold no next-token prediction to score (need batch ≥ 1 and n ≥ 2)`);
+      }
+      if (entry.dtype !== 'int32') throw new Error(`${input}: tokens must be integers (int32 or int64), got ${entry.storedDType}`);
       tokens = reader.readTensor('tokens', device);
-      if (tokens.rank !== 2) throw new Error(`${input}: tokens must be [batch, n], got ${formatShape(tokens.shape)}`);
       const optional = (name: string): Tensor | undefined => {
         if (!reader.has(name)) return undefined;
-        const t = reader.readTensor(name);
-        if (t.shape.join() !== tokens.shape.join()) throw new Error(`${input}: ${name} ${formatShape(t.shape)} must match tokens ${formatShape(tokens.shape)}`);
-        return t;
+        const e = reader.entries.get(name)!;
+        if (e.shape.join() !== tokens.shape.join()) throw new Error(`${input}: ${name} ${formatShape(e.shape)} must match tokens ${formatShape(tokens.shape)}`);
+        if (e.dtype !== 'int32') throw new Error(`${input}: ${name} must be integers (int32 or int64), got ${e.storedDType}`);
+        return reader.readTensor(name, device);
       };
       segmentIds = optional('segment_ids');
       positions = optional('positions');

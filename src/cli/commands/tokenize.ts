@@ -1,6 +1,6 @@
 import { tokenizeToDataset } from '../../data/tokenize-dataset.js';
 import { UsageError, type Command } from '../command.js';
-import { numberFlag, parseCommandArgs, positiveIntegerFlag } from '../args.js';
+import { checkOutputDirectory, numberFlag, parseCommandArgs, positiveIntegerFlag } from '../args.js';
 
 const USAGE = `Usage: andromeda tokenize [inputs...] --out <dir> [options]
 
@@ -53,6 +53,7 @@ export const tokenizeCommand: Command = {
       return;
     }
     if (!values.out) throw new UsageError('--out <dir> is required');
+    checkOutputDirectory('--out', values.out);
     const valFraction = numberFlag('val-fraction', values['val-fraction'], 0.01, (f) => f >= 0 && f < 1, 'a number in [0, 1)');
     const tokenizer = values.tokenizer as string;
     const bpe = /^bpe:(\d+)$/.exec(tokenizer);

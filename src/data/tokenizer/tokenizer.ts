@@ -22,8 +22,16 @@ export interface Tokenizer {
   readonly eosId: number;
   /** Special token text → id. */
   readonly specialTokens: ReadonlyMap<string, number>;
+  /**
+   * Encodes the UTF-8 bytes of `text`. A JavaScript string cannot hold invalid UTF-8, only lone
+   * surrogates, which are encoded as U+FFFD (as TextEncoder does); to tokenize bytes that may not be
+   * valid UTF-8 (file contents), use `encodeBytes`.
+   */
   encode(text: string, options?: EncodeOptions): Int32Array;
-  /** Encodes arbitrary bytes, including invalid UTF-8; `decodeBytes(encodeBytes(b))` equals b. */
+  /**
+   * Encodes arbitrary bytes, including invalid UTF-8, without loss: `decodeBytes(encodeBytes(b))` equals b.
+   * Valid UTF-8 runs get the same ids as `encode` gives their text; bytes outside them get byte-level ids.
+   */
   encodeBytes(bytes: Uint8Array): Int32Array;
   /** Decodes to text; byte sequences that are not valid UTF-8 become U+FFFD. */
   decode(ids: ArrayLike<number>): string;

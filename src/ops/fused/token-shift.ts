@@ -15,7 +15,9 @@ import { emptyLike } from '../util.js';
 import { contiguousRaw } from '../raw.js';
 
 function validate(x: Tensor, shifts: number, segments: Int32Array | null): [number, number, number] {
-  if (!Number.isInteger(shifts) || shifts < 0) throw new RangeError(`shiftTokens: shifts must be an integer ≥ 0, got ${shifts}`);
+  if (!Number.isInteger(shifts) || shifts < 0 || shifts > 2 ** 31 - 1) {
+    throw new RangeError(`shiftTokens: shifts must be an integer ≥ 0, got ${shifts} (at most 2^31 − 1: the kernels take an int32)`);
+  }
   if (x.rank !== 3) throw new RangeError(`shiftTokens: x must be [batch, n, dim], got [${x.shape.join(', ')}]`);
   const [batch, n, dim] = x.shape as [number, number, number];
   if (segments && segments.length !== batch * n) {
@@ -102,12 +104,14 @@ export function shiftTokensComposed(x: Tensor, shifts: number, segments: Int32Ar
   x.assertAlive('shiftTokens', 'x');
   const [batch, n, dim] = validate(x, shifts, segments);
   const chunk = Math.floor(dim / (shifts + 1));
+  // With empty chunks (shifts ≥ dim) nothing moves: loop over none of them rather than over `shifts` empty ones.
+  const moved = chunk > 0 ? shifts : 0;
   const src = x.isContiguous() ? x : contiguousRaw(x);
   const out = emptyLike(x);
-  const cuts = segments ? Array.from({ length: shifts + 1 }, (_, k) => (k === 0 ? [] : boundaries(segments, batch, n, k))) : null;
+  const cuts = segments ? Array.from({ length: moved + 1 }, (_, k) => (k === 0 ? [] : boundaries(segments, batch, n, k))) : null;
   if (out.size > 0) {
     copyUnshifted(src, out, shifts, chunk);
-    for (let k = 1; k <= shifts; k++) {
+    for (let k = 1; k <= moved; k++) {
       const kept = Math.max(n - k, 0);
       const from = window(src, 0, batch, 0, kept, k * chunk, chunk), to = window(out, 0, batch, n - kept, kept, k * chunk, chunk);
       if (kept > 0) x.engine.copy(from.view, to.view, to.shape);
@@ -121,7 +125,7 @@ export function shiftTokensComposed(x: Tensor, shifts: number, segments: Int32Ar
     const gx = emptyLike(x);
     if (gx.size > 0) {
       copyUnshifted(gc, gx, shifts, chunk);
-      for (let k = 1; k <= shifts; k++) {
+      for (let k = 1; k <= moved; k++) {
         const kept = Math.max(n - k, 0);
         // Output row t of chunk k came from input row t − k, except where it was zeroed.
         const from = window(gc, 0, batch, n - kept, kept, k * chunk, chunk), to = window(gx, 0, batch, 0, kept, k * chunk, chunk);
