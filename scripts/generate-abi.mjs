@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Writes the files that follow from the kernel ABI declared in native/abi/kernels.mjs:
-//   native/abi/generated/{cpu,cuda}_kernels.h  C++ prototypes of the kernels each engine implements
-//   native/{cpu,cuda}/binding_kernels.cc        N-API glue: every argument parsed and checked, then the kernel
+//   native/abi/generated/kernels.h              C++ prototypes of both engines' kernels (engine-only ones in #if blocks)
+//   native/abi/generated/kernel_bindings.inc    N-API glue of both engines: every argument parsed and checked, then the
+//                                               kernel; each engine's native/<engine>/binding_kernels.cc includes it
 //   src/engine/native-abi.ts                    TypeScript interfaces of the bindings and the kernel list
 //
 //   node scripts/generate-abi.mjs          write them
@@ -138,7 +139,46 @@ function cxxParameters(k, engine) {
 
 const returnType = (k) => ({ int64: 'int64_t', double: 'double', string: 'const char*' })[k.returns] ?? 'void';
 
-function prototypes(engine) {
+/**
+ * One text for both engines from each engine's lines: the lines they share once, the rest inside
+ * `#if ANDROMEDA_ENGINE_CPU` / `#if ANDROMEDA_ENGINE_CUDA` blocks (a longest-common-subsequence merge).
+ */
+function merge(cpu, cuda) {
+  const n = cpu.length, m = cuda.length;
+  const lcs = Array.from({ length: n + 1 }, () => new Int32Array(m + 1));
+  for (let i = n - 1; i >= 0; i--) {
+    for (let j = m - 1; j >= 0; j--) lcs[i][j] = cpu[i] === cuda[j] ? lcs[i + 1][j + 1] + 1 : Math.max(lcs[i + 1][j], lcs[i][j + 1]);
+  }
+  const out = [];
+  let onlyCpu = [], onlyCuda = [];
+  const flush = () => {
+    if (onlyCpu.length && onlyCuda.length) out.push('#if ANDROMEDA_ENGINE_CPU', ...onlyCpu, '#else', ...onlyCuda, '#endif');
+    else if (onlyCpu.length) out.push('#if ANDROMEDA_ENGINE_CPU', ...onlyCpu, '#endif');
+    else if (onlyCuda.length) out.push('#if ANDROMEDA_ENGINE_CUDA', ...onlyCuda, '#endif');
+    onlyCpu = []; onlyCuda = [];
+  };
+  let i = 0, j = 0;
+  while (i < n || j < m) {
+    if (i < n && j < m && cpu[i] === cuda[j]) { flush(); out.push(cpu[i]); i++; j++; }
+    else if (j >= m || (i < n && lcs[i + 1][j] >= lcs[i][j + 1])) onlyCpu.push(cpu[i++]);
+    else onlyCuda.push(cuda[j++]);
+  }
+  flush();
+  return out;
+}
+
+/** The kernel names in declaration order, each with its entry per engine (absent where the engine lacks it). */
+function kernelsByName() {
+  const byName = new Map();
+  for (const k of KERNELS) {
+    const entry = byName.get(k.name) ?? {};
+    for (const e of k.engines) entry[e] = k;
+    byName.set(k.name, entry);
+  }
+  return [...byName.values()];
+}
+
+function prototypeLines(engine) {
   const seen = new Set();
   const lines = [];
   for (const k of forEngine(engine)) {
@@ -147,23 +187,29 @@ function prototypes(engine) {
     const params = cxxParameters(k, engine).map((p) => `${p.type} ${p.name}`).join(', ');
     lines.push(`// ${k.name}`, `${returnType(k)} ${k.cxx}(${params});`);
   }
-  return `${HEADER}// The kernels of the ${engine.toUpperCase()} engine that its N-API glue (native/${engine}/binding_kernels.cc) calls.
-// Included at the end of native/${engine === 'cpu' ? 'cpu/kernels.h' : 'cuda/engine.h'}, after the argument structs.
+  return lines;
+}
+
+function prototypes() {
+  return `${HEADER}// The kernels of both engines that the N-API glue (kernel_bindings.inc) calls, declared once: the engine's
+// header (native/cpu/kernels.h, native/cuda/engine.h) defines ANDROMEDA_ENGINE_NS, ANDROMEDA_ENGINE_CPU and
+// ANDROMEDA_ENGINE_CUDA, then includes this after its argument structs.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 
 #include "../../common/add_norm_args.h"
+#include "../../common/kernel_args.h"
 #include "../../common/reference_attention.h"
 #include "../../fused/adamw/adamw.h"
 #include "../../fused/head_norm/head_norm.h"
 #include "../../fused/sum_squares/sum_squares.h"
 
-namespace andromeda::${engine} {
+namespace ANDROMEDA_ENGINE_NS {
 
-${lines.join('\n')}
+${merge(prototypeLines('cpu'), prototypeLines('cuda')).join('\n')}
 
-}  // namespace andromeda::${engine}
+}  // namespace ANDROMEDA_ENGINE_NS
 `;
 }
 
@@ -342,22 +388,25 @@ ${lines.map((l) => `    ${l}`).join('\n')}
 }`;
 }
 
-function glue(engine) {
-  const kernels = forEngine(engine);
-  const includes = [...new Set(kernels.map((k) => k.include).filter(Boolean))].map((h) => `#include "${h}"`);
-  const main = engine === 'cpu' ? ['#include "kernels.h"', '#include "attention_reference.h"'] : ['#include "engine.h"', '#include "reference_attention.h"'];
-  return `${HEADER}// The N-API functions of the ${engine.toUpperCase()} engine's kernels: each checks the argument count, the kind and range
-// of every argument, resolves every buffer handle through the engine's handle table and checks the
-// elements it will touch against the allocation, and only then calls the kernel.
+function glue() {
+  const entries = kernelsByName();
+  const lines = (entry, render) => ENGINES.map((e) => (entry[e] ? render(entry[e], e).split('\n') : []));
+  const functions = entries.map((entry) => merge(...lines(entry, glueKernel)).join('\n'));
+  const register = entries.flatMap((entry) => merge(...lines(entry, (k) =>
+    `  exports.Set(${JSON.stringify(k.name)}, Napi::Function::New(env, ${cap(k.name)}, ${JSON.stringify(k.name)}));`)));
+  return `${HEADER}// The N-API functions of both engines' kernels, written once: each checks the argument count, the kind and range
+// of every argument, resolves every buffer handle through the engine's handle table and checks the elements
+// it will touch against the allocation, and only then calls the kernel. Each engine's binding_kernels.cc
+// includes its headers (which define ANDROMEDA_ENGINE_NS, ANDROMEDA_ENGINE_CPU, ANDROMEDA_ENGINE_CUDA) and then
+// this file; the lines of one engine only stand in #if blocks.
 #include <napi.h>
 
 #include <cstdint>
 #include <vector>
 
-#include "../common/napi_args.h"
-${[...main, ...includes].join('\n')}
+#include "../../common/napi_args.h"
 
-namespace andromeda::${engine} {
+namespace ANDROMEDA_ENGINE_NS {
 
 /** The engine's live allocations (defined in binding.cc). */
 abi::HandleTable& handles();
@@ -365,18 +414,22 @@ abi::HandleTable& handles();
 namespace {
 
 using napi_args::guarded;
-constexpr char kEngine[] = "${engine} engine";
+#if ANDROMEDA_ENGINE_CPU
+constexpr char kEngine[] = "cpu engine";
+#else
+constexpr char kEngine[] = "cuda engine";
+#endif
 
-${kernels.map((k) => glueKernel(k, engine)).join('\n\n')}
+${functions.join('\n\n')}
 
 }  // namespace
 
 /** Adds every kernel of the declaration to the addon's exports. */
 void register_kernels(Napi::Env env, Napi::Object exports) {
-${kernels.map((k) => `  exports.Set(${JSON.stringify(k.name)}, Napi::Function::New(env, ${cap(k.name)}, ${JSON.stringify(k.name)}));`).join('\n')}
+${register.join('\n')}
 }
 
-}  // namespace andromeda::${engine}
+}  // namespace ANDROMEDA_ENGINE_NS
 `;
 }
 
@@ -416,8 +469,8 @@ function typescript() {
       if (p.kind === 'object' || p.kind === 'list') {
         typeName = p.type ? `${prefix}${p.type}` : `${prefix}${cap(k.name)}${cap(p.name)}${p.kind === 'list' ? 'Item' : ''}`;
         if (!typeNames.has(typeName)) {
-          typeNames.set(typeName, true);
-          types.push(`export interface ${typeName} {\n${tsFields(p.fields).map((l) => `  ${l}`).join('\n')}\n}`);
+          typeNames.set(typeName, tsFields(p.fields));
+          types.push(typeName);
         }
       }
       return `${p.name}: ${tsType(p, typeName)}`;
@@ -438,11 +491,23 @@ function typescript() {
   const cpuMethods = only('cpu').map((k) => method(k, 'Cpu'));
   const cudaMethods = only('cuda').map((k) => method(k, 'Cuda'));
   const methods = [...new Set(KERNELS.filter((k) => k.method !== false).map((k) => k.method ?? k.name))];
+  // An object type both engines have (CpuX, CudaX) declares its common fields once, in X, which both extend.
+  const body = (fields) => fields.map((l) => `  ${l}`).join('\n');
+  const interfaces = [];
+  for (const name of types) {
+    const fields = typeNames.get(name);
+    const base = name.replace(/^(Cpu|Cuda)/, '');
+    const cpu = typeNames.get(`Cpu${base}`), cuda = typeNames.get(`Cuda${base}`);
+    if (!cpu || !cuda || typeNames.has(base)) { interfaces.push(`export interface ${name} {\n${body(fields)}\n}`); continue; }
+    const common = cpu.filter((l) => cuda.includes(l));
+    if (name.startsWith('Cpu')) interfaces.push(`export interface ${base} {\n${body(common)}\n}`);
+    interfaces.push(`export interface ${name} extends ${base} {\n${body(fields.filter((l) => !common.includes(l)))}\n}`);
+  }
   const enumLines = Object.entries(ENUMS).map(([name, e]) => `  ${name}: ${e.count},`);
-  return `${HEADER}// The kernel functions of the native addons (native/{cpu,cuda}/binding_kernels.cc). A buffer is two numbers:
+  return `${HEADER}// The kernel functions of the native addons (native/abi/generated/kernel_bindings.inc). A buffer is two numbers:
 // its handle (0: none, where the kernel allows it) and the element offset into it.
 
-${types.join('\n\n')}
+${interfaces.join('\n\n')}
 
 /** The kernels both engines' addons have, with the same arguments. */
 export interface SharedKernels {
@@ -471,10 +536,8 @@ ${enumLines.join('\n')}
 
 // ---- write or check ----
 const outputs = new Map([
-  ['native/abi/generated/cpu_kernels.h', prototypes('cpu')],
-  ['native/abi/generated/cuda_kernels.h', prototypes('cuda')],
-  ['native/cpu/binding_kernels.cc', glue('cpu')],
-  ['native/cuda/binding_kernels.cc', glue('cuda')],
+  ['native/abi/generated/kernels.h', prototypes()],
+  ['native/abi/generated/kernel_bindings.inc', glue()],
   ['src/engine/native-abi.ts', typescript()],
 ]);
 

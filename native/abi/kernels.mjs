@@ -1,6 +1,8 @@
 // The native kernel ABI, declared once. scripts/generate-abi.mjs writes from this list:
-//   native/abi/generated/{cpu,cuda}_kernels.h   the C++ prototypes each engine implements
-//   native/{cpu,cuda}/binding_kernels.cc         the N-API glue: parse and check every argument, then call
+//   native/abi/generated/kernels.h               the C++ prototypes, one list for both engines (#if blocks for
+//                                                what one engine alone has), in the namespace ANDROMEDA_ENGINE_NS
+//   native/abi/generated/kernel_bindings.inc     the N-API glue of both engines: parse and check every argument,
+//                                                then call; native/{cpu,cuda}/binding_kernels.cc include it
 //   src/engine/native-abi.ts                     the TypeScript interfaces and the kernel-name list
 // A kernel is its JavaScript name, the engines that have it, the C++ function it calls, and its ordered
 // parameters. JavaScript passes the parameters in this order; C++ receives them in the same order, except

@@ -1,5 +1,5 @@
 // Reading and checking N-API arguments in the engines' bindings (the generated glue in
-// native/{cpu,cuda}/binding_kernels.cc and the hand-written functions beside it): every number is checked
+// native/abi/generated/kernel_bindings.inc and the hand-written functions beside it): every number is checked
 // for its kind (a non-negative safe integer, an enum code, …), every buffer is a (handle, element offset)
 // pair resolved through the engine's HandleTable, and every extent is checked against the allocation with
 // saturating arithmetic before any kernel runs. `guarded` turns C++ exceptions into JavaScript errors.
@@ -324,6 +324,18 @@ inline bool has(const T* p) { return p != nullptr; }
 
 inline void require(bool ok, const char* kernel, const char* message) {
   if (!ok) throw RangeError(std::string(kernel) + ": " + message);
+}
+
+/** The bytes [byteOffset, byteOffset + bytes) of the buffer `handle` names in `table`, checked against its size. */
+inline char* byte_range(const HandleTable& table, const char* kernel, const Napi::Value& handle, const Napi::Value& byte_offset,
+                        uint64_t bytes) {
+  const Allocation a = table.lookup(kernel, "handle", number(handle, kernel, "handle"));
+  const uint64_t offset = uint64_t(count(byte_offset, kernel, "byteOffset"));
+  if (offset > a.bytes || bytes > a.bytes - offset) {
+    throw RangeError(std::string(kernel) + ": bytes [" + std::to_string(offset) + ", " + std::to_string(offset + bytes) +
+                     ") are outside the buffer's " + std::to_string(a.bytes) + " bytes");
+  }
+  return a.base + offset;
 }
 
 }  // namespace andromeda::abi

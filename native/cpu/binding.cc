@@ -94,13 +94,7 @@ Napi::Value ResetPeak(const Napi::CallbackInfo& info) {
 
 /** The bytes [byteOffset, byteOffset + bytes) of the buffer `handle` names, checked against its size. */
 char* byte_range(const char* kernel, const Napi::Value& handle, const Napi::Value& byte_offset, uint64_t bytes) {
-  const abi::Allocation a = cpu::handles().lookup(kernel, "handle", abi::number(handle, kernel, "handle"));
-  const uint64_t offset = uint64_t(abi::count(byte_offset, kernel, "byteOffset"));
-  if (offset > a.bytes || bytes > a.bytes - offset) {
-    throw abi::RangeError(std::string(kernel) + ": bytes [" + std::to_string(offset) + ", " + std::to_string(offset + bytes) +
-                          ") are outside the buffer's " + std::to_string(a.bytes) + " bytes");
-  }
-  return a.base + offset;
+  return abi::byte_range(cpu::handles(), kernel, handle, byte_offset, bytes);
 }
 
 // upload(handle, byteOffset, typedArray)

@@ -4,23 +4,12 @@
 #include <cstdint>
 
 #include "../common/counter_random.h"
+#include "../common/kernel_args.h"
 
 namespace andromeda::cpu {
 
-struct GemmArgs {
-  int dtype;
-  bool trans_a, trans_b;
-  int64_t m, n, k;
-  double alpha, beta;
-  const char* a; int64_t lda, stride_a;
-  const char* b; int64_t ldb, stride_b;
-  char* c; int64_t ldc, stride_c;
-  int64_t batch;
-};
-
-struct AdamWArgs {
-  double lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2, grad_scale;
-};
+using andromeda::AdamWArgs;
+using andromeda::GemmArgs;
 
 // Fused attention (attention.cc): FlashAttention-style tiles with online softmax, memory linear in the
 // sequence length. Semantics are those of AttentionArgs in src/engine/engine.ts (head h reads KV
@@ -51,8 +40,12 @@ struct AttentionArgs {
 
 }  // namespace andromeda::cpu
 
-// The kernel functions themselves, declared once for both engines (native/abi/kernels.mjs). Semantics: the
+// The kernel functions themselves, declared once for both engines (native/abi/kernels.mjs), with the fused
+// ops (native/fused/<op>/<op>.h) and the reference attention (attention_reference.h). Semantics: the
 // Engine methods of src/engine/engine.ts. Statistics buffers (norm stats, losses, lse, grad_loss) are float64
 // when dtype is float64, else float32. attention_backward overwrites grad_q, grad_k, grad_v and (when not
 // null) grad_key_scale.
-#include "../abi/generated/cpu_kernels.h"
+#define ANDROMEDA_ENGINE_NS andromeda::cpu
+#define ANDROMEDA_ENGINE_CPU 1
+#define ANDROMEDA_ENGINE_CUDA 0
+#include "../abi/generated/kernels.h"

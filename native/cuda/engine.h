@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
-// The fused ops declare both engines' forms side by side (native/fused/<op>/<op>.h).
+#include "../common/kernel_args.h"
+
+// The fused ops' semantics and argument structs (their kernels: native/abi/generated/kernels.h).
 #include "../fused/adamw/adamw.h"
 #include "../fused/add_norm/add_norm.h"
 #include "../fused/bias_gelu/bias_gelu.h"
@@ -49,26 +51,17 @@ void empty_cache();
 /** Caps the bytes the allocator may reserve (0 = no cap); for tests of the out-of-memory path. */
 void set_memory_limit(size_t bytes);
 
-// ---- Argument structs of the kernels (the kernels themselves: native/abi/generated/cuda_kernels.h) ----
+// ---- Argument structs of the kernels (the kernels themselves: native/abi/generated/kernels.h;
+// those both engines take: native/common/kernel_args.h) ----
 
-struct GemmArgs {
-  int dtype;
-  bool trans_a, trans_b;
-  int64_t m, n, k;
-  double alpha, beta;
-  const char* a; int64_t lda, stride_a;
-  const char* b; int64_t ldb, stride_b;
-  char* c; int64_t ldc, stride_c;
-  int64_t batch;
+struct GemmArgs : andromeda::GemmArgs {
   /** [n] vector added to every row of C (cuBLASLt's bias epilogue); needs beta == 0. */
   const char* bias = nullptr;
 };
 /** "cuBLASLt 130000 (/usr/local/cuda/lib64/libcublasLt.so.13)", loading the library if needed. */
 std::string gemm_library();
 
-struct AdamWArgs {
-  double lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2, grad_scale;
-};
+using andromeda::AdamWArgs;
 }  // namespace andromeda::cuda
 
 // The kernel functions, declared once for both engines (native/abi/kernels.mjs); semantics: the Engine methods
@@ -78,4 +71,7 @@ struct AdamWArgs {
 // bf16 compute copy of float32 masters); adamw_many does it per tensor in one launch per dtype pair.
 // head_norm: y [batch, heads, n, dim] = x [batch, n, heads, dim] / sqrt(‖x‖² + eps²) · g[head], rstd in the
 // statistics dtype. token_shift: segments [batch, n] int32 document ids (shifts stop at a change), or null.
-#include "../abi/generated/cuda_kernels.h"
+#define ANDROMEDA_ENGINE_NS andromeda::cuda
+#define ANDROMEDA_ENGINE_CPU 0
+#define ANDROMEDA_ENGINE_CUDA 1
+#include "../abi/generated/kernels.h"

@@ -1,5 +1,5 @@
 // The fused-attention arguments as both native addons read them (native/cpu/binding.cc and
-// native/cuda/binding_kernels.cc): sizes, flags, host arrays, and buffers as (handle, element offset).
+// native/abi/generated/kernel_bindings.inc): sizes, flags, host arrays, and buffers as (handle, element offset).
 import { DTYPE_CODE } from '../tensor/dtype.js';
 import type { AttentionArgs, Dense } from './engine.js';
 import { handleOrNone, offsetOrNone } from './native-engine.js';

@@ -21,13 +21,3 @@ struct AdamWTensorArgs {
 };
 
 }  // namespace andromeda
-
-namespace andromeda::cpu {
-struct AdamWArgs;  // kernels.h
-void adamw_many(const AdamWTensorArgs* tensors, size_t n, const AdamWArgs& args);
-}  // namespace andromeda::cpu
-
-namespace andromeda::cuda {
-struct AdamWArgs;  // engine.h
-void adamw_many(const AdamWTensorArgs* tensors, size_t n, const AdamWArgs& args);
-}  // namespace andromeda::cuda

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "adamw.h"
+#include "../../cuda/engine.h"
 #include "../../cuda/chunk_table.h"
 #include "../../cuda/common.cuh"
 

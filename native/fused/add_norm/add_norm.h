@@ -8,15 +8,3 @@
 // Forms: cpu.cc (the reference), cuda.cu; composed: src/ops/fused/add-norm.ts.
 #pragma once
 #include "../../common/add_norm_args.h"
-
-namespace andromeda::cpu {
-void add_norm(const AddNormArgs& args, char* out, char* sum, char* stats);
-void add_norm_grad(const AddNormArgs& args, const char* stats, const char* grad_out, char* grad_a, char* grad_b,
-                   char* grad_scale, char* grad_weight, char* grad_bias);
-}  // namespace andromeda::cpu
-
-namespace andromeda::cuda {
-void add_norm(const AddNormArgs& args, char* out, char* sum, char* stats);
-void add_norm_grad(const AddNormArgs& args, const char* stats, const char* grad_out, char* grad_a, char* grad_b,
-                   char* grad_scale, char* grad_weight, char* grad_bias);
-}  // namespace andromeda::cuda

@@ -10,6 +10,7 @@
 #include "../../cpu/fused_rows.h"
 #include "../../cpu/simd_kernels.h"
 #include "add_norm.h"
+#include "../../cpu/kernels.h"
 
 namespace andromeda::cpu {
 namespace {

@@ -10,6 +10,7 @@
 #include <algorithm>
 
 #include "add_norm.h"
+#include "../../cuda/engine.h"
 #include "../../cuda/common.cuh"
 #include "../../cuda/partial_sums.cuh"
 #include "../../cuda/vec.cuh"

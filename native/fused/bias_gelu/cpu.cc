@@ -8,6 +8,7 @@
 #include "../../cpu/fused_rows.h"
 #include "../../cpu/simd_kernels.h"
 #include "bias_gelu.h"
+#include "../../cpu/kernels.h"
 
 namespace andromeda::cpu {
 namespace {

@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "bias_gelu.h"
+#include "../../cuda/engine.h"
 #include "../../cuda/activation.cuh"
 #include "../../cuda/common.cuh"
 #include "../../cuda/partial_sums.cuh"

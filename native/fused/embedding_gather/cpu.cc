@@ -4,6 +4,7 @@
 #include "../../common/dtype.h"
 #include "../../cpu/parallel.h"
 #include "embedding_gather.h"
+#include "../../cpu/kernels.h"
 
 namespace andromeda::cpu {
 

@@ -4,11 +4,3 @@
 // Forms: cpu.cc; the CUDA form shares its gather kernel with the checked lookup (native/cuda/embedding.cu).
 #pragma once
 #include <cstdint>
-
-namespace andromeda::cpu {
-void embedding_gather(int dtype, const char* table, const int32_t* ids, char* out, int64_t count, int64_t dim, int64_t vocab);
-}  // namespace andromeda::cpu
-
-namespace andromeda::cuda {
-void embedding_gather(int dtype, const char* table, const int32_t* ids, char* out, int64_t count, int64_t dim, int64_t vocab);
-}  // namespace andromeda::cuda

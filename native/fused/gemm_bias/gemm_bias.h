@@ -5,7 +5,3 @@
 // cuBLASLt has no bias epilogue for.
 #pragma once
 #include "../../cpu/kernels.h"
-
-namespace andromeda::cpu {
-void gemm_bias(const GemmArgs& args, const char* bias);
-}  // namespace andromeda::cpu

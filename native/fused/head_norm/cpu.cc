@@ -10,6 +10,7 @@
 #include "../../common/dtype.h"
 #include "../../cpu/fused_rows.h"
 #include "head_norm.h"
+#include "../../cpu/kernels.h"
 
 namespace andromeda::cpu {
 namespace {

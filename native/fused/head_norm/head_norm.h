@@ -17,15 +17,3 @@ struct HeadNormArgs {
 };
 
 }  // namespace andromeda
-
-namespace andromeda::cpu {
-void head_norm(const HeadNormArgs& args, const char* x, const char* g, char* y, char* rstd);
-void head_norm_grad(const HeadNormArgs& args, const char* x, const char* g, const char* rstd, const char* gy, char* gx,
-                    char* grad_g);
-}  // namespace andromeda::cpu
-
-namespace andromeda::cuda {
-void head_norm(const HeadNormArgs& args, const char* x, const char* g, char* y, char* rstd);
-void head_norm_grad(const HeadNormArgs& args, const char* x, const char* g, const char* rstd, const char* gy, char* gx,
-                    char* grad_g);
-}  // namespace andromeda::cuda

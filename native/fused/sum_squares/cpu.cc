@@ -8,6 +8,7 @@
 #include "../../common/dtype.h"
 #include "../../cpu/parallel.h"
 #include "sum_squares.h"
+#include "../../cpu/kernels.h"
 
 namespace andromeda::cpu {
 namespace {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "sum_squares.h"
+#include "../../cuda/engine.h"
 #include "../../cuda/chunk_table.h"
 #include "../../cuda/common.cuh"
 #include "../../cuda/vec.cuh"

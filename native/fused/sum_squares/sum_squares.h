@@ -15,11 +15,3 @@ struct SquaresInput {
 };
 
 }  // namespace andromeda
-
-namespace andromeda::cpu {
-double sum_of_squares_many(const SquaresInput* inputs, size_t n);
-}  // namespace andromeda::cpu
-
-namespace andromeda::cuda {
-double sum_of_squares_many(const SquaresInput* inputs, size_t n);
-}  // namespace andromeda::cuda

@@ -7,6 +7,7 @@
 #include "../../common/dtype.h"
 #include "../../cpu/fused_rows.h"
 #include "token_shift.h"
+#include "../../cpu/kernels.h"
 
 namespace andromeda::cpu {
 namespace {

@@ -7,13 +7,3 @@
 // Forms: cpu.cc, cuda.cu; composed: src/ops/fused/token-shift.ts.
 #pragma once
 #include <cstdint>
-
-namespace andromeda::cpu {
-void token_shift(int dtype, const char* x, char* out, const int32_t* segments, int64_t batch, int64_t n, int64_t dim,
-                 int shifts, bool backward, bool accumulate);
-}  // namespace andromeda::cpu
-
-namespace andromeda::cuda {
-void token_shift(int dtype, const char* x, char* out, const int32_t* segments, int64_t batch, int64_t n, int64_t dim,
-                 int shifts, bool backward, bool accumulate);
-}  // namespace andromeda::cuda
