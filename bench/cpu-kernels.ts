@@ -29,7 +29,7 @@ const sleep = (ms: number) => Atomics.wait(sleepCell, 0, 0, ms);
  * apart, so that a burst of other work on this shared machine does not spoil every sample of a case.
  */
 function bestTime(fn: () => void): number {
-  fn();  // warm-up (page faults, packing buffers)
+  fn(); // warm-up (page faults, packing buffers)
   let best = Infinity;
   for (let round = 0; round < 3; round++) {
     if (round > 0) sleep(400);
@@ -48,12 +48,18 @@ function bestTime(fn: () => void): number {
 // ---- machine ------------------------------------------------------------------------------------
 
 function readText(path: string): string {
-  try { return readFileSync(path, 'utf8'); } catch { return ''; }
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
 }
 const cpuinfo = readText('/proc/cpuinfo');
 const field = (name: string) => new RegExp(`^${name}\\s*:\\s*(.*)$`, 'm').exec(cpuinfo)?.[1]?.trim() ?? '?';
 const flags = new Set(field('flags').split(/\s+/));
-const vendor = field('vendor_id'), family = Number(field('cpu family')), model = Number(field('model'));
+const vendor = field('vendor_id'),
+  family = Number(field('cpu family')),
+  model = Number(field('model'));
 const nominalMHz = Number(field('cpu MHz'));
 const cacheSize = (index: number) => readText(`/sys/devices/system/cpu/cpu0/cache/index${index}/size`).trim() || '?';
 const gxx = spawnSync('g++', ['--version'], { encoding: 'utf8' }).stdout?.split('\n')[0] ?? '?';
@@ -63,9 +69,13 @@ const loadBefore = loadavg();
 // FMA issue width: Zen 4 (AMD family 0x19 with AVX-512) executes a 512-bit FMA on its two 256-bit
 // FMA pipes, Zen 2/3 have two 256-bit pipes; Intel cores with AVX-512 and two FMA ports do two
 // 512-bit FMAs. So flop/cycle = FMA pipes × lanes per pipe × 2.
-let fmaUnits = 2, lanesPerUnit = 8, fmaNote = 'two 256-bit FMA pipes (AVX2)';
+let fmaUnits = 2,
+  lanesPerUnit = 8,
+  fmaNote = 'two 256-bit FMA pipes (AVX2)';
 if (vendor === 'AuthenticAMD' && family >= 0x19) {
-  fmaNote = flags.has('avx512f') ? 'Zen 4: two 256-bit FMA pipes (a 512-bit FMA uses both)' : 'Zen 3: two 256-bit FMA pipes';
+  fmaNote = flags.has('avx512f')
+    ? 'Zen 4: two 256-bit FMA pipes (a 512-bit FMA uses both)'
+    : 'Zen 3: two 256-bit FMA pipes';
 } else if (vendor === 'GenuineIntel' && flags.has('avx512f')) {
   lanesPerUnit = 16;
   fmaNote = 'Intel AVX-512 server core: two 512-bit FMA ports (assumed)';
@@ -78,19 +88,54 @@ const measuredFlopPerCycle = Math.max(probe.fmaGflops512, probe.fmaGflops256) / 
 
 // ---- GEMM -------------------------------------------------------------------------------------
 
-function gemmCase(m: number, n: number, k: number, transA: boolean, transB: boolean, batch = 1, dtype: DType = 'float32'): () => void {
-  const a = rand([batch * m * k], { low: -1, high: 1, dtype }).keep(), b = rand([batch * k * n], { low: -1, high: 1, dtype }).keep();
+function gemmCase(
+  m: number,
+  n: number,
+  k: number,
+  transA: boolean,
+  transB: boolean,
+  batch = 1,
+  dtype: DType = 'float32',
+): () => void {
+  const a = rand([batch * m * k], { low: -1, high: 1, dtype }).keep(),
+    b = rand([batch * k * n], { low: -1, high: 1, dtype }).keep();
   const c = Tensor.empty([batch * m * n], dtype).keep();
   const g: MatmulArgs = {
-    a: a.dense(), b: b.dense(), c: c.dense(), m, n, k, transA, transB,
-    lda: transA ? m : k, ldb: transB ? k : n, ldc: n,
-    strideA: m * k, strideB: k * n, strideC: m * n, batch, alpha: 1, beta: 0,
+    a: a.dense(),
+    b: b.dense(),
+    c: c.dense(),
+    m,
+    n,
+    k,
+    transA,
+    transB,
+    lda: transA ? m : k,
+    ldb: transB ? k : n,
+    ldc: n,
+    strideA: m * k,
+    strideB: k * n,
+    strideC: m * n,
+    batch,
+    alpha: 1,
+    beta: 0,
   };
   const run = () => cpu.matmul(g);
-  (run as { dispose?: () => void }).dispose = () => { a.dispose(); b.dispose(); c.dispose(); };
+  (run as { dispose?: () => void }).dispose = () => {
+    a.dispose();
+    b.dispose();
+    c.dispose();
+  };
   return run;
 }
-function gflops(m: number, n: number, k: number, transA: boolean, transB: boolean, batch = 1, dtype: DType = 'float32'): number {
+function gflops(
+  m: number,
+  n: number,
+  k: number,
+  transA: boolean,
+  transB: boolean,
+  batch = 1,
+  dtype: DType = 'float32',
+): number {
   const run = gemmCase(m, n, k, transA, transB, batch, dtype);
   const s = bestTime(run);
   (run as { dispose?: () => void }).dispose!();
@@ -98,7 +143,10 @@ function gflops(m: number, n: number, k: number, transA: boolean, transB: boolea
 }
 
 /** numpy (OpenBLAS) float32 matmul GFLOP/s for the same shapes, when python3 + numpy exist here. */
-function numpyGflops(shapes: { m: number; n: number; k: number; ta: boolean; tb: boolean; batch: number }[], threads: number): (number | null)[] {
+function numpyGflops(
+  shapes: { m: number; n: number; k: number; ta: boolean; tb: boolean; batch: number }[],
+  threads: number,
+): (number | null)[] {
   const script = `
 import json, sys, time
 import numpy as np
@@ -116,13 +164,29 @@ for s in shapes:
     out.append(2 * m * n * k * b / best / 1e9)
 print(json.dumps(out))
 `;
-  const env = { ...process.env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads) };
+  const env = {
+    ...process.env,
+    OPENBLAS_NUM_THREADS: String(threads),
+    OMP_NUM_THREADS: String(threads),
+    MKL_NUM_THREADS: String(threads),
+  };
   const r = spawnSync('python3', ['-c', script, JSON.stringify(shapes)], { encoding: 'utf8', env, timeout: 300_000 });
   if (r.status !== 0) return shapes.map(() => null);
-  try { return JSON.parse(r.stdout.trim().split('\n').pop()!) as number[]; } catch { return shapes.map(() => null); }
+  try {
+    return JSON.parse(r.stdout.trim().split('\n').pop()!) as number[];
+  } catch {
+    return shapes.map(() => null);
+  }
 }
 const numpyVersion = (() => {
-  const r = spawnSync('python3', ['-c', 'import numpy as np; c = np.show_config(mode="dicts"); print(np.__version__, c["Build Dependencies"]["blas"]["name"], c["Build Dependencies"]["blas"].get("version", ""))'], { encoding: 'utf8' });
+  const r = spawnSync(
+    'python3',
+    [
+      '-c',
+      'import numpy as np; c = np.show_config(mode="dicts"); print(np.__version__, c["Build Dependencies"]["blas"]["name"], c["Build Dependencies"]["blas"].get("version", ""))',
+    ],
+    { encoding: 'utf8' },
+  );
   return r.status === 0 ? r.stdout.trim() : null;
 })();
 
@@ -130,7 +194,14 @@ const squareSizes = quick ? [512, 1024] : [512, 1024, 2048];
 const threadCounts = [...new Set([1, maxThreads])];
 const squareRows: string[] = [];
 const squareRef = new Map<string, (number | null)[]>();
-for (const t of threadCounts) squareRef.set(String(t), numpyGflops(squareSizes.map((s) => ({ m: s, n: s, k: s, ta: false, tb: false, batch: 1 })), t));
+for (const t of threadCounts)
+  squareRef.set(
+    String(t),
+    numpyGflops(
+      squareSizes.map((s) => ({ m: s, n: s, k: s, ta: false, tb: false, batch: 1 })),
+      t,
+    ),
+  );
 for (const size of squareSizes) {
   const cells: string[] = [];
   for (const t of threadCounts) {
@@ -173,43 +244,127 @@ const dtypeRows = (['float32', 'float64', 'bfloat16', 'float16'] as DType[]).map
 
 // ---- bandwidth ------------------------------------------------------------------------------------
 
-interface BwCase { name: string; bytes: number; run: () => void }
+interface BwCase {
+  name: string;
+  bytes: number;
+  run: () => void;
+}
 function bandwidthCases(n: number): { cases: BwCase[]; dispose: () => void } {
-  const rows = n / 256, cols = 256;
-  const x = rand([n], { low: -2, high: 2 }).keep(), y = rand([n], { low: -2, high: 2 }).keep();
-  const out = Tensor.empty([n]).keep(), out2 = Tensor.empty([n]).keep();
-  const bias = rand([cols]).keep(), w = rand([cols]).keep(), stats = Tensor.empty([rows * 2]).keep();
-  const gw = Tensor.empty([cols]).keep(), gb = Tensor.empty([cols]).keep();
-  const m = rand([n], { low: 0, high: 0.1 }).keep(), v = rand([n], { low: 0, high: 0.01 }).keep(), p = rand([n]).keep();
-  const vocab = 1024, ceRows = n / vocab;
-  const targets = Tensor.fromArray(Int32Array.from({ length: ceRows }, (_, i) => (i * 7) % vocab), [ceRows], 'int32').keep();
-  const losses = Tensor.empty([ceRows]).keep(), lse = Tensor.empty([ceRows]).keep(), gl = rand([ceRows]).keep();
+  const rows = n / 256,
+    cols = 256;
+  const x = rand([n], { low: -2, high: 2 }).keep(),
+    y = rand([n], { low: -2, high: 2 }).keep();
+  const out = Tensor.empty([n]).keep(),
+    out2 = Tensor.empty([n]).keep();
+  const bias = rand([cols]).keep(),
+    w = rand([cols]).keep(),
+    stats = Tensor.empty([rows * 2]).keep();
+  const gw = Tensor.empty([cols]).keep(),
+    gb = Tensor.empty([cols]).keep();
+  const m = rand([n], { low: 0, high: 0.1 }).keep(),
+    v = rand([n], { low: 0, high: 0.01 }).keep(),
+    p = rand([n]).keep();
+  const vocab = 1024,
+    ceRows = n / vocab;
+  const targets = Tensor.fromArray(
+    Int32Array.from({ length: ceRows }, (_, i) => (i * 7) % vocab),
+    [ceRows],
+    'int32',
+  ).keep();
+  const losses = Tensor.empty([ceRows]).keep(),
+    lse = Tensor.empty([ceRows]).keep(),
+    gl = rand([ceRows]).keep();
   const s = (t: Tensor, strides: number[]) => ({ ...t.dense(), strides });
-  const B = 4;  // float32 bytes
+  const B = 4; // float32 bytes
   const cases: BwCase[] = [
     { name: 'memory copy (memcpy, reference)', bytes: 2 * n * B, run: () => cpu.copy(s(x, [1]), s(out, [1]), [n]) },
     { name: 'add a + b', bytes: 3 * n * B, run: () => cpu.binary('add', s(x, [1]), s(y, [1]), out.dense(), [n]) },
     { name: 'mul a · b', bytes: 3 * n * B, run: () => cpu.binary('mul', s(x, [1]), s(y, [1]), out.dense(), [n]) },
-    { name: 'bias add [rows, 256] + [256]', bytes: 2 * n * B, run: () => cpu.binary('add', s(x, [cols, 1]), s(bias, [0, 1]), out.dense(), [rows, cols]) },
+    {
+      name: 'bias add [rows, 256] + [256]',
+      bytes: 2 * n * B,
+      run: () => cpu.binary('add', s(x, [cols, 1]), s(bias, [0, 1]), out.dense(), [rows, cols]),
+    },
     { name: 'scale x · s', bytes: 2 * n * B, run: () => cpu.unary('scale', x.dense(), out.dense(), n, 0.5) },
     { name: 'gelu (erf)', bytes: 2 * n * B, run: () => cpu.unary('gelu', x.dense(), out.dense(), n, 0) },
     { name: 'gelu backward', bytes: 3 * n * B, run: () => cpu.unaryGrad('gelu', x.dense(), y.dense(), out.dense(), n) },
-    { name: 'softmax rows of 256', bytes: 2 * n * B, run: () => cpu.softmax(x.dense(), out.dense(), rows, cols, false) },
-    { name: 'softmax backward', bytes: 3 * n * B, run: () => cpu.softmaxGrad(x.dense(), y.dense(), out.dense(), rows, cols, false) },
-    { name: 'layer norm rows of 256 (affine)', bytes: 2 * n * B, run: () => cpu.norm(false, x.dense(), w.dense(), bias.dense(), out.dense(), stats.dense(), rows, cols, 1e-5) },
-    { name: 'layer norm backward (dx, dw, db)', bytes: 3 * n * B, run: () => cpu.normGrad(false, x.dense(), w.dense(), stats.dense(), y.dense(), out2.dense(), gw.dense(), gb.dense(), rows, cols) },
-    { name: 'cross-entropy, vocab 1024 (loss)', bytes: n * B, run: () => cpu.crossEntropy(x.dense(), targets.dense(), losses.dense(), lse.dense(), ceRows, vocab, -100) },
-    { name: 'cross-entropy backward', bytes: 2 * n * B, run: () => cpu.crossEntropyGrad(x.dense(), targets.dense(), lse.dense(), gl.dense(), out.dense(), ceRows, vocab, -100) },
-    { name: 'AdamW step (p, g, m, v)', bytes: 7 * n * B, run: () => cpu.adamw(p.dense(), y.dense(), m.dense(), v.dense(), n, { lr: 1e-9, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0, biasCorrection1: 0.5, biasCorrection2: 0.5, gradScale: 1 }) },
-    { name: 'transpose copy [rows, 256] → [256, rows]', bytes: 2 * n * B, run: () => cpu.copy(s(x, [1, cols]), s(out, [rows, 1]), [cols, rows]) },
-    { name: 'sum over rows (bias gradient)', bytes: n * B, run: () => cpu.reduce('sum', x.dense(), gw.dense(), 1, rows, cols) },
+    {
+      name: 'softmax rows of 256',
+      bytes: 2 * n * B,
+      run: () => cpu.softmax(x.dense(), out.dense(), rows, cols, false),
+    },
+    {
+      name: 'softmax backward',
+      bytes: 3 * n * B,
+      run: () => cpu.softmaxGrad(x.dense(), y.dense(), out.dense(), rows, cols, false),
+    },
+    {
+      name: 'layer norm rows of 256 (affine)',
+      bytes: 2 * n * B,
+      run: () => cpu.norm(false, x.dense(), w.dense(), bias.dense(), out.dense(), stats.dense(), rows, cols, 1e-5),
+    },
+    {
+      name: 'layer norm backward (dx, dw, db)',
+      bytes: 3 * n * B,
+      run: () =>
+        cpu.normGrad(
+          false,
+          x.dense(),
+          w.dense(),
+          stats.dense(),
+          y.dense(),
+          out2.dense(),
+          gw.dense(),
+          gb.dense(),
+          rows,
+          cols,
+        ),
+    },
+    {
+      name: 'cross-entropy, vocab 1024 (loss)',
+      bytes: n * B,
+      run: () => cpu.crossEntropy(x.dense(), targets.dense(), losses.dense(), lse.dense(), ceRows, vocab, -100),
+    },
+    {
+      name: 'cross-entropy backward',
+      bytes: 2 * n * B,
+      run: () =>
+        cpu.crossEntropyGrad(x.dense(), targets.dense(), lse.dense(), gl.dense(), out.dense(), ceRows, vocab, -100),
+    },
+    {
+      name: 'AdamW step (p, g, m, v)',
+      bytes: 7 * n * B,
+      run: () =>
+        cpu.adamw(p.dense(), y.dense(), m.dense(), v.dense(), n, {
+          lr: 1e-9,
+          beta1: 0.9,
+          beta2: 0.95,
+          eps: 1e-8,
+          weightDecay: 0,
+          biasCorrection1: 0.5,
+          biasCorrection2: 0.5,
+          gradScale: 1,
+        }),
+    },
+    {
+      name: 'transpose copy [rows, 256] → [256, rows]',
+      bytes: 2 * n * B,
+      run: () => cpu.copy(s(x, [1, cols]), s(out, [rows, 1]), [cols, rows]),
+    },
+    {
+      name: 'sum over rows (bias gradient)',
+      bytes: n * B,
+      run: () => cpu.reduce('sum', x.dense(), gw.dense(), 1, rows, cols),
+    },
   ];
-  const dispose = () => { for (const t of [x, y, out, out2, bias, w, stats, gw, gb, m, v, p, targets, losses, lse, gl]) t.dispose(); };
+  const dispose = () => {
+    for (const t of [x, y, out, out2, bias, w, stats, gw, gb, m, v, p, targets, losses, lse, gl]) t.dispose();
+  };
   return { cases, dispose };
 }
 
 const bwSizes = [
-  { label: '2048×256 (2 MiB per operand, the model\'s activations)', n: 2048 * 256 },
+  { label: "2048×256 (2 MiB per operand, the model's activations)", n: 2048 * 256 },
   { label: '64 MiB per operand (beyond the 32 MiB L3: DRAM)', n: quick ? 4 * 1024 * 1024 : 16 * 1024 * 1024 },
 ];
 const bwResults: { label: string; rows: string[] }[] = [];
@@ -219,7 +374,10 @@ for (const size of bwSizes) {
   const copyGbs = results[0]!.gbs;
   bwResults.push({
     label: size.label,
-    rows: results.map(({ c, gbs }) => `| ${c.name} | ${(c.bytes / size.n / 4).toFixed(0)} | ${gbs.toFixed(1)} | ${((100 * gbs) / copyGbs).toFixed(0)}% |`),
+    rows: results.map(
+      ({ c, gbs }) =>
+        `| ${c.name} | ${(c.bytes / size.n / 4).toFixed(0)} | ${gbs.toFixed(1)} | ${((100 * gbs) / copyGbs).toFixed(0)}% |`,
+    ),
   });
   dispose();
 }
@@ -271,7 +429,7 @@ const lines = [
   '',
   `## GEMM by dtype (1024 × 1024 · (1024 × 1024)ᵀ, ${maxThreads} threads)`,
   '',
-  '| dtype | GFLOP/s | vs that dtype\'s peak |',
+  "| dtype | GFLOP/s | vs that dtype's peak |",
   '| --- | ---: | ---: |',
   ...dtypeRows,
   '',
@@ -283,7 +441,14 @@ const lines = [
   '',
 ];
 for (const r of bwResults) {
-  lines.push(`### ${r.label}`, '', '| kernel | × n·4 B | GB/s | vs copy |', '| --- | ---: | ---: | ---: |', ...r.rows, '');
+  lines.push(
+    `### ${r.label}`,
+    '',
+    '| kernel | × n·4 B | GB/s | vs copy |',
+    '| --- | ---: | ---: | ---: |',
+    ...r.rows,
+    '',
+  );
 }
 lines.push(
   '## Reading the numbers',

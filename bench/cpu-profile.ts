@@ -1,8 +1,28 @@
 // Wall time per engine kernel, for the CPU benches' profiles: wraps the engine's methods in place.
 import type { Engine } from '../src/engine/engine.js';
 
-const KERNELS = ['copy', 'fill', 'unary', 'unaryGrad', 'binary', 'reduce', 'matmul', 'softmax', 'softmaxGrad', 'norm', 'normGrad',
-  'crossEntropy', 'crossEntropyGrad', 'embedding', 'embeddingGrad', 'adamw', 'attentionForward', 'attentionBackward', 'upload', 'download'] as const;
+const KERNELS = [
+  'copy',
+  'fill',
+  'unary',
+  'unaryGrad',
+  'binary',
+  'reduce',
+  'matmul',
+  'softmax',
+  'softmaxGrad',
+  'norm',
+  'normGrad',
+  'crossEntropy',
+  'crossEntropyGrad',
+  'embedding',
+  'embeddingGrad',
+  'adamw',
+  'attentionForward',
+  'attentionBackward',
+  'upload',
+  'download',
+] as const;
 
 export interface KernelProfile {
   /** Milliseconds and calls per kernel since the last reset. */
@@ -29,7 +49,12 @@ export function profileKernels(engine: Engine): KernelProfile {
     };
   }
   return {
-    read: () => Object.fromEntries([...totals].sort((a, b) => b[1].ms - a[1].ms).map(([k, v]) => [k, { ms: Math.round(v.ms * 10) / 10, calls: v.calls }])),
+    read: () =>
+      Object.fromEntries(
+        [...totals]
+          .sort((a, b) => b[1].ms - a[1].ms)
+          .map(([k, v]) => [k, { ms: Math.round(v.ms * 10) / 10, calls: v.calls }]),
+      ),
     reset: () => totals.clear(),
   };
 }

@@ -23,7 +23,8 @@ const maxMinutes = arg('max-minutes', '26');
 const manifest = JSON.parse(readFileSync(join(root, 'corpus', 'manifest.json'), 'utf8'));
 let heldOut = '';
 for (const source of manifest.sources) {
-  for (const line of readFileSync(join(root, 'corpus', source.files.val), 'utf8').split('\n')) if (line.trim()) heldOut += JSON.parse(line).text;
+  for (const line of readFileSync(join(root, 'corpus', source.files.val), 'utf8').split('\n'))
+    if (line.trim()) heldOut += JSON.parse(line).text;
 }
 const text = Buffer.from(heldOut, 'utf8');
 mkdirSync(join(root, out), { recursive: true });
@@ -37,10 +38,39 @@ const version = (tool) => execFileSync(tool, ['--version']).toString().split('\n
 
 // 2. Train the small preset on the CPU.
 const command = [
-  'node', 'dist/src/cli/main.js', 'train', '--preset', 'small', '--device', 'cpu', '--tokenizer', 'byte',
-  '--steps', steps, '--batch-size', '16', '--seq-len', '256', '--lr', '0.002', '--warmup', '100',
-  '--eval-every', '300', '--eval-tokens', '16384', '--final-eval-tokens', '0', '--checkpoint-every', '300',
-  '--max-minutes', maxMinutes, '--out', out, '--overwrite', '--quiet',
+  'node',
+  'dist/src/cli/main.js',
+  'train',
+  '--preset',
+  'small',
+  '--device',
+  'cpu',
+  '--tokenizer',
+  'byte',
+  '--steps',
+  steps,
+  '--batch-size',
+  '16',
+  '--seq-len',
+  '256',
+  '--lr',
+  '0.002',
+  '--warmup',
+  '100',
+  '--eval-every',
+  '300',
+  '--eval-tokens',
+  '16384',
+  '--final-eval-tokens',
+  '0',
+  '--checkpoint-every',
+  '300',
+  '--max-minutes',
+  maxMinutes,
+  '--out',
+  out,
+  '--overwrite',
+  '--quiet',
 ];
 // --report-only: rewrite the report from an existing run (wall time as recorded then, if given).
 const reportOnly = process.argv.includes('--report-only');
@@ -53,12 +83,17 @@ if (!reportOnly) {
   }
 }
 const wallMinutes = reportOnly ? Number(arg('wall-minutes', 'NaN')) : (Date.now() - started) / 60000;
-const records = readFileSync(join(root, out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+const records = readFileSync(join(root, out, 'metrics.jsonl'), 'utf8')
+  .trim()
+  .split('\n')
+  .map((l) => JSON.parse(l));
 const evals = records.filter((r) => r.kind === 'eval');
 const final = evals[evals.length - 1];
 const trainRecords = records.filter((r) => r.kind === 'train');
 const last = trainRecords[trainRecords.length - 1];
-const load = reportOnly ? arg('load', 'not recorded') : readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+const load = reportOnly
+  ? arg('load', 'not recorded')
+  : readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
 const pass = final.bitsPerByte < bpb(gzipBytes) && final.bitsPerByte < bpb(xzBytes);
 const md = `# CPU, \`small\` preset: held-out bits per byte vs gzip -9 and xz -9
@@ -71,7 +106,7 @@ byte below \`gzip -9\` and \`xz -9\` on the same held-out text. **${pass ? 'Met'
 | Andromeda \`small\` (${(last.totalTokens / 1e6).toFixed(1)}M training tokens, ${last.step} steps) | **${final.bitsPerByte.toFixed(4)}** |
 | \`xz -9\` (${version('xz')}) | ${bpb(xzBytes).toFixed(4)} (${xzBytes} bytes) |
 | \`gzip -9\` (${version('gzip')}) | ${bpb(gzipBytes).toFixed(4)} (${gzipBytes} bytes) |
-| add-one unigram baseline (from the training split) | ${final.unigramLoss !== undefined ? (final.unigramLoss * final.tokens / (Math.LN2 * (text.length - 1))).toFixed(4) : 'n/a'} |
+| add-one unigram baseline (from the training split) | ${final.unigramLoss !== undefined ? ((final.unigramLoss * final.tokens) / (Math.LN2 * (text.length - 1))).toFixed(4) : 'n/a'} |
 
 - Held-out text: the default corpus's fixed held-out split (every tenth document of each source:
   Moby-Dick chapters, State of the Union addresses, TypeScript lib declarations), ${text.length} bytes of

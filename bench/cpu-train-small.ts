@@ -15,14 +15,18 @@ import { profileKernels } from './cpu-profile.js';
 const args = process.argv.slice(2);
 const steps = Number(args.find((a) => /^\d+$/.test(a)) ?? 5);
 const profile = args.includes('--profile');
-const batch = 8, seqLen = 256;
+const batch = 8,
+  seqLen = 256;
 const cpu = getEngine('cpu') as CpuEngine;
 const kernels = profile ? profileKernels(cpu) : null;
 
 const model = Andromeda.fromPreset('small', {}, { seed: 0 });
 const optimizer = new AdamW(model.parameters(), { lr: 3e-4 });
 let seed = 12345;
-const ids = Int32Array.from({ length: batch * (seqLen + 1) }, () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) % 256));
+const ids = Int32Array.from(
+  { length: batch * (seqLen + 1) },
+  () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) % 256,
+);
 const rows = Tensor.fromArray(ids, [batch, seqLen + 1], 'int32');
 const inputs = narrow(rows, 1, 0, seqLen).contiguous();
 const targets = narrow(rows, 1, 1, seqLen).contiguous();
@@ -53,12 +57,26 @@ let loss = 0;
 for (let i = 0; i < steps; i++) loss = step();
 const seconds = (performance.now() - start) / 1000;
 const perStep = (ms: number) => Math.round((ms / steps) * 10) / 10;
-console.log(`RESULT ${JSON.stringify({
-  bench: 'cpu-train-small', params: model.parameterCount(), batch, seq: seqLen, steps, threads: cpu.threads(),
-  tok_s: Math.round((batch * seqLen * steps) / seconds), ms_per_step: perStep(seconds * 1000),
-  phases_ms_per_step: { forward: perStep(phases.forward), backward: perStep(phases.backward), optimizer: perStep(phases.optimizer) },
-  loss, cpu: cpu.cpuInfo?.(), ...(kernels ? { kernels_ms_total: kernels.read() } : {}),
-})}`);
+console.log(
+  `RESULT ${JSON.stringify({
+    bench: 'cpu-train-small',
+    params: model.parameterCount(),
+    batch,
+    seq: seqLen,
+    steps,
+    threads: cpu.threads(),
+    tok_s: Math.round((batch * seqLen * steps) / seconds),
+    ms_per_step: perStep(seconds * 1000),
+    phases_ms_per_step: {
+      forward: perStep(phases.forward),
+      backward: perStep(phases.backward),
+      optimizer: perStep(phases.optimizer),
+    },
+    loss,
+    cpu: cpu.cpuInfo?.(),
+    ...(kernels ? { kernels_ms_total: kernels.read() } : {}),
+  })}`,
+);
 optimizer.dispose();
 model.dispose();
 for (const t of [rows, inputs, targets]) t.dispose();

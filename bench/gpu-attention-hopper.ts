@@ -16,30 +16,62 @@ const gpu = getEngine('cuda') as CudaEngine;
 const argv = process.argv.slice(2);
 const N = Number(argv.find((a) => /^\d+$/.test(a)) ?? 32768);
 const kernels = argv.flatMap((a, i) => (a === '--kernel' && argv[i + 1] ? [argv[i + 1]!] : []));
-for (const k of kernels) if (!ALL.includes(k as CudaAttentionKernel)) throw new Error(`--kernel ${k}: expected ${ALL.join(' or ')}`);
+for (const k of kernels)
+  if (!ALL.includes(k as CudaAttentionKernel)) throw new Error(`--kernel ${k}: expected ${ALL.join(' or ')}`);
 const gen = new Generator(7);
 
-interface Shape { label: string; n: number; heads: number; kvHeads: number; dim: number; causal: boolean; alibi: boolean }
+interface Shape {
+  label: string;
+  n: number;
+  heads: number;
+  kvHeads: number;
+  dim: number;
+  causal: boolean;
+  alibi: boolean;
+}
 
 function args(s: Shape): AttentionArgs {
   return {
-    batch: 1, heads: s.heads, kvHeads: s.kvHeads, queryLen: s.n, keyLen: s.n, headDim: s.dim, scale: 1 / Math.sqrt(s.dim),
-    causal: s.causal, queryOffset: 0,
-    alibiSlopes: s.alibi ? Float32Array.from({ length: s.heads }, (_, h) => 2 ** (-8 * (h + 1) / s.heads)) : null,
-    rotaryDim: 0, rotaryInvFreq: null, xposScaleBase: 0, keyScale: null,
-    queryPositions: null, keyPositions: null, querySegments: null, keySegments: null,
+    batch: 1,
+    heads: s.heads,
+    kvHeads: s.kvHeads,
+    queryLen: s.n,
+    keyLen: s.n,
+    headDim: s.dim,
+    scale: 1 / Math.sqrt(s.dim),
+    causal: s.causal,
+    queryOffset: 0,
+    alibiSlopes: s.alibi ? Float32Array.from({ length: s.heads }, (_, h) => 2 ** ((-8 * (h + 1)) / s.heads)) : null,
+    rotaryDim: 0,
+    rotaryInvFreq: null,
+    xposScaleBase: 0,
+    keyScale: null,
+    queryPositions: null,
+    keyPositions: null,
+    querySegments: null,
+    keySegments: null,
   };
 }
 
-interface Buffers { q: Dense; k: Dense; v: Dense; out: Dense; lse: Dense }
+interface Buffers {
+  q: Dense;
+  k: Dense;
+  v: Dense;
+  out: Dense;
+  lse: Dense;
+}
 function buffers(s: Shape): Buffers {
   return {
-    q: randomBuffer(gpu, gen, 'bfloat16', s.heads * s.n * s.dim), k: randomBuffer(gpu, gen, 'bfloat16', s.kvHeads * s.n * s.dim),
-    v: randomBuffer(gpu, gen, 'bfloat16', s.kvHeads * s.n * s.dim), out: randomBuffer(gpu, gen, 'bfloat16', s.heads * s.n * s.dim),
+    q: randomBuffer(gpu, gen, 'bfloat16', s.heads * s.n * s.dim),
+    k: randomBuffer(gpu, gen, 'bfloat16', s.kvHeads * s.n * s.dim),
+    v: randomBuffer(gpu, gen, 'bfloat16', s.kvHeads * s.n * s.dim),
+    out: randomBuffer(gpu, gen, 'bfloat16', s.heads * s.n * s.dim),
     lse: randomBuffer(gpu, gen, 'float32', s.heads * s.n),
   };
 }
-function free(b: Buffers): void { for (const d of Object.values(b)) gpu.free(d.handle); }
+function free(b: Buffers): void {
+  for (const d of Object.values(b)) gpu.free(d.handle);
+}
 
 function run(kernel: CudaAttentionKernel, s: Shape, b: Buffers): void {
   gpu.attentionForward(b.q, b.k, b.v, b.out, b.lse, args(s), { path: 'tiled', forwardKernel: kernel });
@@ -66,10 +98,14 @@ for (const kernel of chosen.filter((k) => k !== 'mma')) {
     const b = buffers(s);
     try {
       run('mma', s, b);
-      const refOut = readBuffer(gpu, b.out, s.heads * s.n * s.dim), refLse = readBuffer(gpu, b.lse, s.heads * s.n);
+      const refOut = readBuffer(gpu, b.out, s.heads * s.n * s.dim),
+        refLse = readBuffer(gpu, b.lse, s.heads * s.n);
       run(kernel, s, b);
-      const out = readBuffer(gpu, b.out, s.heads * s.n * s.dim), lse = readBuffer(gpu, b.lse, s.heads * s.n);
-      console.log(`| ${kernel} | ${s.label} | ${difference(out, refOut).toExponential(1)} | ${difference(lse, refLse).toExponential(1)} |`);
+      const out = readBuffer(gpu, b.out, s.heads * s.n * s.dim),
+        lse = readBuffer(gpu, b.lse, s.heads * s.n);
+      console.log(
+        `| ${kernel} | ${s.label} | ${difference(out, refOut).toExponential(1)} | ${difference(lse, refLse).toExponential(1)} |`,
+      );
     } catch (e) {
       console.log(`| ${kernel} | ${s.label} | error: ${(e as Error).message} | |`);
     } finally {

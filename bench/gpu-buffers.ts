@@ -7,7 +7,10 @@ import type { Generator } from '../src/tensor/random.js';
 /** `count` values offset + scale · N(0, 1): a random block of 1 Mi values repeated at shifting offsets. */
 export function randomBuffer(gpu: Engine, gen: Generator, dtype: DType, count: number, scale = 1, offset = 0): Dense {
   const block = 1 << 20;
-  const raw = encodeHost(dtype, Float64Array.from({ length: block + 4099 }, () => offset + scale * gen.normal()));
+  const raw = encodeHost(
+    dtype,
+    Float64Array.from({ length: block + 4099 }, () => offset + scale * gen.normal()),
+  );
   const bytesPer = DTYPE_BYTES[dtype];
   const handle = gpu.alloc(Math.max(16, count * bytesPer));
   for (let at = 0, shift = 0; at < count; at += block, shift = (shift + 1031) % 4099) {
@@ -25,7 +28,12 @@ export function readBuffer(gpu: Engine, d: Dense, count: number): Float64Array {
 export function medianMs(gpu: Engine, fn: () => void, samples = 5, targetMs = 30): number {
   fn();
   gpu.synchronize();
-  const once = (() => { const t = performance.now(); fn(); gpu.synchronize(); return performance.now() - t; })();
+  const once = (() => {
+    const t = performance.now();
+    fn();
+    gpu.synchronize();
+    return performance.now() - t;
+  })();
   const reps = Math.max(1, Math.min(200, Math.ceil(targetMs / Math.max(once, 1e-3))));
   const times: number[] = [];
   for (let s = 0; s < samples; s++) {
@@ -40,7 +48,8 @@ export function medianMs(gpu: Engine, fn: () => void, samples = 5, targetMs = 30
 
 /** max |a − b| / max |b| over finite entries; ∞ where one side is non-finite and the other is not. */
 export function difference(a: Float64Array, b: Float64Array): number {
-  let num = 0, den = 0;
+  let num = 0,
+    den = 0;
   for (let i = 0; i < b.length; i++) {
     if (!Number.isFinite(a[i]!) || !Number.isFinite(b[i]!)) {
       if (a[i] !== b[i]) return Infinity;

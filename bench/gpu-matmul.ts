@@ -26,20 +26,48 @@ function randomBuffer(dtype: DType, count: number, gen: Generator): Dense {
   return { handle, offset: 0, dtype };
 }
 
-interface Shape { label: string; m: number; n: number; k: number; transA?: boolean; transB?: boolean }
+interface Shape {
+  label: string;
+  m: number;
+  n: number;
+  k: number;
+  transA?: boolean;
+  transB?: boolean;
+}
 
 function timeMatmul(dtype: DType, s: Shape, gen: Generator): { ms: number; tflops: number } {
-  const a = randomBuffer(dtype, s.m * s.k, gen), b = randomBuffer(dtype, s.k * s.n, gen), c = randomBuffer(dtype, s.m * s.n, gen);
+  const a = randomBuffer(dtype, s.m * s.k, gen),
+    b = randomBuffer(dtype, s.k * s.n, gen),
+    c = randomBuffer(dtype, s.m * s.n, gen);
   const args: MatmulArgs = {
-    a, b, c, m: s.m, n: s.n, k: s.k, transA: !!s.transA, transB: !!s.transB,
-    lda: s.transA ? s.m : s.k, ldb: s.transB ? s.k : s.n, ldc: s.n,
-    strideA: 0, strideB: 0, strideC: 0, batch: 1, alpha: 1, beta: 0,
+    a,
+    b,
+    c,
+    m: s.m,
+    n: s.n,
+    k: s.k,
+    transA: !!s.transA,
+    transB: !!s.transB,
+    lda: s.transA ? s.m : s.k,
+    ldb: s.transB ? s.k : s.n,
+    ldc: s.n,
+    strideA: 0,
+    strideB: 0,
+    strideC: 0,
+    batch: 1,
+    alpha: 1,
+    beta: 0,
   };
   const flops = 2 * s.m * s.n * s.k;
   for (let i = 0; i < 3; i++) gpu.matmul(args);
   gpu.synchronize();
   // Enough launches per sample for ~50 ms of work; the median of 7 samples.
-  const once = (() => { const t = performance.now(); gpu.matmul(args); gpu.synchronize(); return performance.now() - t; })();
+  const once = (() => {
+    const t = performance.now();
+    gpu.matmul(args);
+    gpu.synchronize();
+    return performance.now() - t;
+  })();
   const reps = Math.max(3, Math.min(200, Math.ceil(50 / Math.max(once, 1e-3))));
   const samples: number[] = [];
   for (let s2 = 0; s2 < 7; s2++) {
@@ -56,7 +84,11 @@ function timeMatmul(dtype: DType, s: Shape, gen: Generator): { ms: number; tflop
 
 const squares = quick ? [1024, 4096, 8192] : [1024, 2048, 4096, 8192, 16384];
 // andromeda-3b: dim 2560, 24 heads × 128 (q 3072), one KV head (k, v 128 each), ff 4×2560, vocab 50432; 2,048 tokens.
-const t = 2048, dim = 2560, qkv = 3072 + 2 * 128, ff = 4 * dim, vocab = 50432;
+const t = 2048,
+  dim = 2560,
+  qkv = 3072 + 2 * 128,
+  ff = 4 * dim,
+  vocab = 50432;
 const modelShapes: Shape[] = [
   { label: 'qkv proj fwd (x·Wᵀ)', m: t, n: qkv, k: dim, transB: true },
   { label: 'out proj fwd', m: t, n: dim, k: 3072, transB: true },
@@ -86,4 +118,6 @@ for (const dtype of ['bfloat16', 'float32'] as DType[]) {
   }
 }
 const stats = gpu.memoryStats();
-console.log(`\nallocator after the sweep: ${(stats.reserved / 2 ** 30).toFixed(2)} GiB reserved, peak ${(stats.peakAllocated / 2 ** 30).toFixed(2)} GiB`);
+console.log(
+  `\nallocator after the sweep: ${(stats.reserved / 2 ** 30).toFixed(2)} GiB reserved, peak ${(stats.peakAllocated / 2 ** 30).toFixed(2)} GiB`,
+);

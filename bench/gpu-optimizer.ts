@@ -10,9 +10,14 @@ import { DTYPE_BYTES, type DType } from '../src/tensor/dtype.js';
 
 const gpu = getEngine('cuda') as CudaEngine;
 const layers = Number(process.argv[2] ?? 32);
-const dim = 2560, inner = 3072, kv = 256, ff = 10240, vocab = 50432;
+const dim = 2560,
+  inner = 3072,
+  kv = 256,
+  ff = 10240,
+  vocab = 50432;
 const sizes = [vocab * dim, vocab * dim, dim];
-for (let l = 0; l < layers; l++) sizes.push(dim * inner, dim * kv, dim * kv, inner * dim, dim * ff, ff, ff * dim, dim, dim, dim, dim, 128, 128);
+for (let l = 0; l < layers; l++)
+  sizes.push(dim * inner, dim * kv, dim * kv, inner * dim, dim * ff, ff, ff * dim, dim, dim, dim, dim, 128, 128);
 const params = sizes.reduce((a, b) => a + b, 0);
 
 const handles: number[] = [];
@@ -38,18 +43,53 @@ function time(fn: () => void, reps = 5): number {
 }
 
 const items: AdamWItem[] = sizes.map((count) => ({
-  param: buffer('float32', count, 0.5), m: buffer('float32', count, 0.01), v: buffer('float32', count, 1e-4),
-  grad: buffer('bfloat16', count, 0.1), shadow: buffer('bfloat16', count, 0), count,
+  param: buffer('float32', count, 0.5),
+  m: buffer('float32', count, 0.01),
+  v: buffer('float32', count, 1e-4),
+  grad: buffer('bfloat16', count, 0.1),
+  shadow: buffer('bfloat16', count, 0),
+  count,
 }));
-const args = { lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, biasCorrection1: 0.1, biasCorrection2: 0.05, gradScale: 0.5 };
-console.log(`# ${gpu.description}; ${sizes.length} tensors, ${params.toLocaleString('en')} parameters (andromeda-3b shapes, ${layers} layers)\n`);
+const args = {
+  lr: 1e-4,
+  beta1: 0.9,
+  beta2: 0.95,
+  eps: 1e-8,
+  weightDecay: 0.1,
+  biasCorrection1: 0.1,
+  biasCorrection2: 0.05,
+  gradScale: 0.5,
+};
+console.log(
+  `# ${gpu.description}; ${sizes.length} tensors, ${params.toLocaleString('en')} parameters (andromeda-3b shapes, ${layers} layers)\n`,
+);
 console.log('| step | ms | GB/s |\n|---|---|---|');
-const report = (name: string, bytes: number, ms: number) => console.log(`| ${name} | ${ms.toFixed(2)} | ${(bytes / (ms * 1e-3) / 1e9).toFixed(0)} |`);
+const report = (name: string, bytes: number, ms: number) =>
+  console.log(`| ${name} | ${ms.toFixed(2)} | ${(bytes / (ms * 1e-3) / 1e9).toFixed(0)} |`);
 
-const copyCount = 1 << 30;  // 4 GiB of float32 each way
-const src = buffer('float32', copyCount, 1), dst = buffer('float32', copyCount, 0);
-report('device copy, 4 GiB (cudaMemcpyAsync)', 2 * 4 * copyCount, time(() => gpu.copy({ ...src, strides: [1] }, { ...dst, strides: [1] }, [copyCount])));
-report('gradient norm: sumOfSquaresMany (bf16, with the host wait)', 2 * params, time(() => gpu.sumOfSquaresMany(items.map((i) => ({ x: i.grad, count: i.count })))));
-report('AdamW: adamwMany (bf16 grad, bf16 weight copy)', 28 * params, time(() => gpu.adamwMany(items, args)));
-report('AdamW: adamwMany per tensor', 28 * params, time(() => { for (const i of items) gpu.adamwMany([i], args); }));
+const copyCount = 1 << 30; // 4 GiB of float32 each way
+const src = buffer('float32', copyCount, 1),
+  dst = buffer('float32', copyCount, 0);
+report(
+  'device copy, 4 GiB (cudaMemcpyAsync)',
+  2 * 4 * copyCount,
+  time(() => gpu.copy({ ...src, strides: [1] }, { ...dst, strides: [1] }, [copyCount])),
+);
+report(
+  'gradient norm: sumOfSquaresMany (bf16, with the host wait)',
+  2 * params,
+  time(() => gpu.sumOfSquaresMany(items.map((i) => ({ x: i.grad, count: i.count })))),
+);
+report(
+  'AdamW: adamwMany (bf16 grad, bf16 weight copy)',
+  28 * params,
+  time(() => gpu.adamwMany(items, args)),
+);
+report(
+  'AdamW: adamwMany per tensor',
+  28 * params,
+  time(() => {
+    for (const i of items) gpu.adamwMany([i], args);
+  }),
+);
 for (const h of handles) gpu.free(h);

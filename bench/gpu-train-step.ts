@@ -21,7 +21,9 @@ import { Generator } from '../src/tensor/random.js';
 import { resetProfile } from '../src/engine/cuda-profile.js';
 
 const [preset = 'orca', batchArg = '1', seqArg = '2048', stepsArg = '6'] = process.argv.slice(2);
-const batch = Number(batchArg), seqLen = Number(seqArg), steps = Number(stepsArg);
+const batch = Number(batchArg),
+  seqLen = Number(seqArg),
+  steps = Number(stepsArg);
 // ANDROMEDA_BENCH_DEVICE=cpu runs the same step on the CPU engine (a smoke test of this script).
 const device = process.env.ANDROMEDA_BENCH_DEVICE ?? 'cuda';
 const gpu = getEngine(device) as CudaEngine;
@@ -47,14 +49,22 @@ function randomize(t: Tensor, std: number, gen: Generator): void {
   const bytes = DTYPE_BYTES[t.dtype];
   for (let at = 0, shift = 0; at < t.size; at += block, shift = (shift + 1031) % 4099) {
     const n = Math.min(block, t.size - at);
-    gpu.upload(t.storage.handle, (t.offset + at) * bytes, new Uint8Array(raw.buffer, raw.byteOffset + shift * bytes, n * bytes));
+    gpu.upload(
+      t.storage.handle,
+      (t.offset + at) * bytes,
+      new Uint8Array(raw.buffer, raw.byteOffset + shift * bytes, n * bytes),
+    );
   }
 }
 
 const t0 = performance.now();
 // initialize: false skips the model's second (host-side) initialisation pass; matrices are
 // randomised on upload below, vectors (norm weights, scales) keep their constructed values.
-const model = Andromeda.fromPreset(preset, { maxSeqLen: Math.max(seqLen, 8192) }, { device, dtype: 'bfloat16', initialize: false });
+const model = Andromeda.fromPreset(
+  preset,
+  { maxSeqLen: Math.max(seqLen, 8192) },
+  { device, dtype: 'bfloat16', initialize: false },
+);
 const gen = new Generator(1);
 const params = model.parameters();
 for (const p of params) if (p.rank >= 2) randomize(p, 0.02, gen);
@@ -64,12 +74,15 @@ const hyper = { lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 }
 const optimizer = new AdamW(masters, hyper);
 if (fused) optimizer.setShadows(new Map(masters.map((m, i) => [m, params[i]!])));
 // The plain path's own moments (the optimizer keeps its own).
-const moments = fused ? [] : masters.map((m) => {
-  const mm = keep(Tensor.empty(m.shape, 'float32', device)), vv = keep(Tensor.empty(m.shape, 'float32', device));
-  gpu.fill(mm.dense(), m.size, 0);
-  gpu.fill(vv.dense(), m.size, 0);
-  return { m: mm, v: vv };
-});
+const moments = fused
+  ? []
+  : masters.map((m) => {
+      const mm = keep(Tensor.empty(m.shape, 'float32', device)),
+        vv = keep(Tensor.empty(m.shape, 'float32', device));
+      gpu.fill(mm.dense(), m.size, 0);
+      gpu.fill(vv.dense(), m.size, 0);
+      return { m: mm, v: vv };
+    });
 gpu.synchronize();
 const setupSeconds = (performance.now() - t0) / 1000;
 
@@ -82,10 +95,14 @@ if (documentTokens > 0) {
   segmentIds = new Int32Array(batch * seqLen);
   const length = (): number => Math.max(1, Math.round(documentTokens * (0.5 + gen.uniform())));
   for (let b = 0; b < batch; b++) {
-    let doc = 0, left = length();
+    let doc = 0,
+      left = length();
     for (let t = 0; t < seqLen; t++) {
       segmentIds[b * seqLen + t] = doc;
-      if (--left === 0) { doc++; left = length(); }
+      if (--left === 0) {
+        doc++;
+        left = length();
+      }
     }
   }
 }
@@ -95,9 +112,13 @@ function trainStep(): { loss: number; fwdBwd: number; issue: number; optim: numb
   const s0 = performance.now();
   let issued = s0;
   const loss = tidy(() => {
-    const l = model.loss(tokens, { attentionImplementation: attention, activationCheckpointing: checkpointBlocks, segmentIds });
+    const l = model.loss(tokens, {
+      attentionImplementation: attention,
+      activationCheckpointing: checkpointBlocks,
+      segmentIds,
+    });
     l.backward();
-    issued = performance.now();  // the host has enqueued the whole forward and backward pass
+    issued = performance.now(); // the host has enqueued the whole forward and backward pass
     return l.item();
   });
   gpu.synchronize();
@@ -107,15 +128,24 @@ function trainStep(): { loss: number; fwdBwd: number; issue: number; optim: numb
     masters[i]!.grad = params[i]!.grad;
     params[i]!.grad = null;
   }
-  const norm = fused ? gradNorm(masters) : Math.sqrt(masters.reduce((sum, m) => sum + (m.grad ? gpu.sumOfSquares(m.grad.dense(), m.size) : 0), 0));
+  const norm = fused
+    ? gradNorm(masters)
+    : Math.sqrt(masters.reduce((sum, m) => sum + (m.grad ? gpu.sumOfSquares(m.grad.dense(), m.size) : 0), 0));
   const scale = Number.isFinite(norm) && norm > 1 ? 1 / (norm + 1e-6) : 1;
   stepCount++;
   if (fused) {
     optimizer.step({ gradScale: scale });
   } else {
-    const args = { ...hyper, biasCorrection1: 1 - hyper.beta1 ** stepCount, biasCorrection2: 1 - hyper.beta2 ** stepCount, gradScale: scale };
+    const args = {
+      ...hyper,
+      biasCorrection1: 1 - hyper.beta1 ** stepCount,
+      biasCorrection2: 1 - hyper.beta2 ** stepCount,
+      gradScale: scale,
+    };
     for (let i = 0; i < params.length; i++) {
-      const p = params[i]!, master = masters[i]!, { m, v } = moments[i]!;
+      const p = params[i]!,
+        master = masters[i]!,
+        { m, v } = moments[i]!;
       if (!master.grad) continue;
       gpu.adamw(master.dense(), master.grad.dense(), m.dense(), v.dense(), p.size, args);
       gpu.copy(master.strided(), p.strided(), p.shape);
@@ -140,16 +170,22 @@ try {
   error = (e as Error).message;
 }
 const stats = gpu.memoryStats();
-const measured = stepsDone.slice(2);  // the first two steps warm the allocator and cuBLASLt's plans
+const measured = stepsDone.slice(2); // the first two steps warm the allocator and cuBLASLt's plans
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 const stepMs = median(measured.map((s) => s.fwdBwd + s.optim));
 const tokensPerStep = batch * seqLen;
 // Model FLOPs as the anchors count them: 6·N per token plus causal attention (QKᵀ and PV, fwd + bwd).
 const flops = 6 * paramCount * tokensPerStep + 6 * c.depth * c.heads * c.headDim * seqLen * seqLen * batch;
 console.log(`# ${gpu.description ?? device}; ${gpu.gemmLibrary?.() ?? ''}`);
-console.log(`# ${preset}: ${paramCount.toLocaleString('en')} parameters, batch ${batch} × ${seqLen}, setup ${setupSeconds.toFixed(1)} s, optimizer path: ${fused ? 'AdamW optimizer (gradNorm with one wait, adamwMany writing the bf16 weights)' : 'per tensor (sumOfSquares, adamw + cast copy)'}, attention ${attention}${attention === 'auto' ? ` (${typeof gpu.attentionForward === 'function' ? 'fused kernels' : 'reference'})` : ''}${checkpointBlocks ? ', activation checkpointing' : ''}${segmentIds ? `, packed documents of ~${documentTokens} tokens` : ''}`);
+console.log(
+  `# ${preset}: ${paramCount.toLocaleString('en')} parameters, batch ${batch} × ${seqLen}, setup ${setupSeconds.toFixed(1)} s, optimizer path: ${fused ? 'AdamW optimizer (gradNorm with one wait, adamwMany writing the bf16 weights)' : 'per tensor (sumOfSquares, adamw + cast copy)'}, attention ${attention}${attention === 'auto' ? ` (${typeof gpu.attentionForward === 'function' ? 'fused kernels' : 'reference'})` : ''}${checkpointBlocks ? ', activation checkpointing' : ''}${segmentIds ? `, packed documents of ~${documentTokens} tokens` : ''}`,
+);
 for (const [i, s] of stepsDone.entries()) {
-  console.log(`step ${i + 1}: loss ${s.loss.toFixed(4)}, grad norm ${s.norm.toFixed(3)}, forward+backward ${s.fwdBwd.toFixed(1)} ms (host enqueued it in ${s.issue.toFixed(1)} ms), clip+AdamW ${s.optim.toFixed(1)} ms`);
+  console.log(
+    `step ${i + 1}: loss ${s.loss.toFixed(4)}, grad norm ${s.norm.toFixed(3)}, forward+backward ${s.fwdBwd.toFixed(1)} ms (host enqueued it in ${s.issue.toFixed(1)} ms), clip+AdamW ${s.optim.toFixed(1)} ms`,
+  );
 }
 if (error) console.log(`stopped: ${error}`);
-console.log(`| ${preset} | ${batch} × ${seqLen} | ${measured.length ? stepMs.toFixed(1) : '–'} ms | ${measured.length ? Math.round(tokensPerStep / (stepMs / 1000)).toLocaleString('en') : '–'} tok/s | ${measured.length ? (flops / (stepMs / 1000) / 1e12).toFixed(1) : '–'} TFLOP/s | peak ${(stats.peakAllocated / GiB).toFixed(1)} GiB allocated, ${(stats.reserved / GiB).toFixed(1)} GiB reserved |`);
+console.log(
+  `| ${preset} | ${batch} × ${seqLen} | ${measured.length ? stepMs.toFixed(1) : '–'} ms | ${measured.length ? Math.round(tokensPerStep / (stepMs / 1000)).toLocaleString('en') : '–'} tok/s | ${measured.length ? (flops / (stepMs / 1000) / 1e12).toFixed(1) : '–'} TFLOP/s | peak ${(stats.peakAllocated / GiB).toFixed(1)} GiB allocated, ${(stats.reserved / GiB).toFixed(1)} GiB reserved |`,
+);

@@ -25,11 +25,18 @@ export interface GradFn {
 
 /** True when `t` is the only holder of its whole buffer, contiguous: a gradient nobody else can see. */
 export function soleOwner(t: Tensor): boolean {
-  return t.isContiguous() && t.offset === 0 && t.storage.holders === 1 && t.storage.bytes === t.size * DTYPE_BYTES[t.dtype];
+  return (
+    t.isContiguous() && t.offset === 0 && t.storage.holders === 1 && t.storage.bytes === t.size * DTYPE_BYTES[t.dtype]
+  );
 }
 
 /** Attaches a gradient record to `out` when autograd is on and some input needs a gradient. */
-export function record(out: Tensor, op: string, inputs: readonly Tensor[], backward: (g: Tensor, into: Accumulators) => readonly (Tensor | null)[]): Tensor {
+export function record(
+  out: Tensor,
+  op: string,
+  inputs: readonly Tensor[],
+  backward: (g: Tensor, into: Accumulators) => readonly (Tensor | null)[],
+): Tensor {
   if (!isGradEnabled() || !inputs.some((t) => t.requiresGrad)) return out;
   out.requiresGrad = true;
   out.gradFn = { op, inputs, backward };
@@ -71,10 +78,20 @@ function topologicalOrder(root: Tensor): Tensor[] {
  * (`accumulateInto` copies, adds, or keeps a view of a buffer nothing else holds; never the tensor it
  * is given); intermediate gradients are freed as soon as they have been propagated.
  */
-export function runBackward(root: Tensor, seed: Tensor, accumulateInto: (leaf: Tensor, g: Tensor) => void, alias: (t: Tensor) => Tensor): void {
-  if (!root.requiresGrad) throw new Error(`backward: the tensor ${formatShape(root.shape)} does not require a gradient (no trainable input reached it, or it was computed under noGrad)`);
+export function runBackward(
+  root: Tensor,
+  seed: Tensor,
+  accumulateInto: (leaf: Tensor, g: Tensor) => void,
+  alias: (t: Tensor) => Tensor,
+): void {
+  if (!root.requiresGrad)
+    throw new Error(
+      `backward: the tensor ${formatShape(root.shape)} does not require a gradient (no trainable input reached it, or it was computed under noGrad)`,
+    );
   if (!shapesEqual(seed.shape, root.shape)) {
-    throw new RangeError(`backward: gradient shape ${formatShape(seed.shape)} does not match tensor shape ${formatShape(root.shape)}`);
+    throw new RangeError(
+      `backward: gradient shape ${formatShape(seed.shape)} does not match tensor shape ${formatShape(root.shape)}`,
+    );
   }
   if (!root.gradFn) {
     accumulateInto(root, seed);
@@ -104,9 +121,11 @@ export function runBackward(root: Tensor, seed: Tensor, accumulateInto: (leaf: T
       fn.inputs.forEach((input, i) => {
         const gi = inputGrads[i];
         if (!gi || !input.requiresGrad) return;
-        if (gi === into[i]) return;  // added into the gradient already held for this input
+        if (gi === into[i]) return; // added into the gradient already held for this input
         if (!shapesEqual(gi.shape, input.shape)) {
-          throw new Error(`internal: backward of ${fn.op} gave a gradient of shape ${formatShape(gi.shape)} for input ${i} of shape ${formatShape(input.shape)}`);
+          throw new Error(
+            `internal: backward of ${fn.op} gave a gradient of shape ${formatShape(gi.shape)} for input ${i} of shape ${formatShape(input.shape)}`,
+          );
         }
         if (!input.gradFn) {
           accumulateInto(input, gi);

@@ -7,10 +7,16 @@ import { deviceUnavailableReason, resolveDevice } from '../engine/registry.js';
 import { UsageError } from './command.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
-type Parsed<O extends Options, P extends boolean> = ReturnType<typeof parseArgs<{ args: string[]; options: O; allowPositionals: P; strict: true }>>;
+type Parsed<O extends Options, P extends boolean> = ReturnType<
+  typeof parseArgs<{ args: string[]; options: O; allowPositionals: P; strict: true }>
+>;
 
 /** parseArgs in strict mode; a malformed command line becomes a UsageError with parseArgs' reason. */
-export function parseCommandArgs<O extends Options, P extends boolean = false>(args: string[], options: O, allowPositionals?: P): Parsed<O, P> {
+export function parseCommandArgs<O extends Options, P extends boolean = false>(
+  args: string[],
+  options: O,
+  allowPositionals?: P,
+): Parsed<O, P> {
   try {
     return parseArgs({ args, options, allowPositionals: (allowPositionals ?? false) as P, strict: true });
   } catch (error) {
@@ -20,7 +26,13 @@ export function parseCommandArgs<O extends Options, P extends boolean = false>(a
 }
 
 /** A numeric flag: `fallback` when absent, else a number that passes `check` (described by `what`). */
-export function numberFlag(name: string, raw: string | undefined, fallback: number, check: (n: number) => boolean, what: string): number {
+export function numberFlag(
+  name: string,
+  raw: string | undefined,
+  fallback: number,
+  check: (n: number) => boolean,
+  what: string,
+): number {
   if (raw === undefined) return fallback;
   const n = Number(raw);
   if (raw.trim() === '' || !check(n)) throw new UsageError(`--${name} must be ${what}, got "${raw}"`);
@@ -36,7 +48,8 @@ export function positiveIntegerFlag(name: string, raw: string | undefined, fallb
 /** `--device`: auto, cpu, cuda or cuda:N. */
 export function deviceFlag(raw: string | undefined): string {
   const value = raw ?? 'auto';
-  if (!/^(auto|cpu|cuda(:\d+)?)$/.test(value)) throw new UsageError(`--device must be auto, cpu, cuda or cuda:N, got "${value}"`);
+  if (!/^(auto|cpu|cuda(:\d+)?)$/.test(value))
+    throw new UsageError(`--device must be auto, cpu, cuda or cuda:N, got "${value}"`);
   return value;
 }
 
@@ -68,13 +81,16 @@ export function checkOutputFile(flag: string, output: string, inputs: readonly {
   const folder = dirname(resolve(output));
   if (!existsSync(folder)) throw new UsageError(`${flag} ${output}: folder ${folder} does not exist`);
   if (!statSync(folder).isDirectory()) throw new UsageError(`${flag} ${output}: ${folder} is a file, not a folder`);
-  if (existsSync(output) && statSync(output).isDirectory()) throw new UsageError(`${flag} ${output} is a directory; give a file name`);
+  if (existsSync(output) && statSync(output).isDirectory())
+    throw new UsageError(`${flag} ${output} is a directory; give a file name`);
   const target = realPathOf(output);
   for (const input of inputs) {
     const source = realPathOf(input.path);
     const inside = relative(source, target);
     if (inside === '' || (!inside.startsWith('..') && !isAbsolute(inside))) {
-      throw new UsageError(`${flag} ${output} would overwrite ${inside === '' ? '' : 'a file of '}the ${input.what} ${input.path}; write to another file`);
+      throw new UsageError(
+        `${flag} ${output} would overwrite ${inside === '' ? '' : 'a file of '}the ${input.what} ${input.path}; write to another file`,
+      );
     }
   }
 }
@@ -87,6 +103,10 @@ export function checkOutputDirectory(flag: string, dir: string): void {
   let path = resolve(dir);
   while (!existsSync(path) && dirname(path) !== path) path = dirname(path);
   if (!statSync(path).isDirectory()) {
-    throw new UsageError(path === resolve(dir) ? `${flag} ${dir} is a file; give a directory` : `${flag} ${dir}: ${path} is a file, not a folder`);
+    throw new UsageError(
+      path === resolve(dir)
+        ? `${flag} ${dir} is a file; give a directory`
+        : `${flag} ${dir}: ${path} is a file, not a folder`,
+    );
   }
 }

@@ -10,7 +10,14 @@ import { quickstartCommand } from './commands/quickstart.js';
 import { convertCommand } from './commands/convert.js';
 import { scoreCommand } from './commands/score.js';
 
-const commands: Command[] = [quickstartCommand, tokenizeCommand, trainCommand, generateCommand, convertCommand, scoreCommand];
+const commands: Command[] = [
+  quickstartCommand,
+  tokenizeCommand,
+  trainCommand,
+  generateCommand,
+  convertCommand,
+  scoreCommand,
+];
 
 function overview(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

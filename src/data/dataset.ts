@@ -58,8 +58,13 @@ export class SplitWriter {
   private textBytes = 0;
   private readonly dtype: TokenDType;
 
-  constructor(readonly dir: string, readonly split: string, readonly options: SplitWriterOptions) {
-    if (!Number.isInteger(options.shardTokens) || options.shardTokens < 1) throw new Error(`shard size must be a positive number of tokens, got ${options.shardTokens}`);
+  constructor(
+    readonly dir: string,
+    readonly split: string,
+    readonly options: SplitWriterOptions,
+  ) {
+    if (!Number.isInteger(options.shardTokens) || options.shardTokens < 1)
+      throw new Error(`shard size must be a positive number of tokens, got ${options.shardTokens}`);
     this.dtype = dtypeForVocab(options.vocabSize);
   }
 
@@ -90,14 +95,22 @@ export class SplitWriter {
 
   private openShard(): TokenShardWriter {
     const file = `${this.split}-${String(this.finished.length).padStart(5, '0')}.bin`;
-    this.current = new TokenShardWriter(join(this.dir, file), { dtype: this.dtype, vocabSize: this.options.vocabSize, eosId: this.options.eosId });
+    this.current = new TokenShardWriter(join(this.dir, file), {
+      dtype: this.dtype,
+      vocabSize: this.options.vocabSize,
+      eosId: this.options.eosId,
+    });
     return this.current;
   }
 
   private closeShard(): void {
     const shard = this.current as TokenShardWriter;
     const header = shard.close();
-    this.finished.push({ file: shard.path.slice(this.dir.length + 1), tokens: header.tokenCount, documents: header.documentCount });
+    this.finished.push({
+      file: shard.path.slice(this.dir.length + 1),
+      tokens: header.tokenCount,
+      documents: header.documentCount,
+    });
     this.current = null;
   }
 }
@@ -113,10 +126,17 @@ export async function readDatasetManifest(dir: string): Promise<DatasetManifest>
     manifest = JSON.parse(await readFile(path, 'utf8')) as DatasetManifest;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    throw new Error(code === 'ENOENT' ? `${dir} is not a tokenized dataset (no ${DATASET_MANIFEST}); create one with \`andromeda tokenize\`` : `${path}: ${(error as Error).message}`);
+    throw new Error(
+      code === 'ENOENT'
+        ? `${dir} is not a tokenized dataset (no ${DATASET_MANIFEST}); create one with \`andromeda tokenize\``
+        : `${path}: ${(error as Error).message}`,
+    );
   }
   if (manifest.format !== DATASET_FORMAT) throw new Error(`${path}: not an Andromeda token dataset manifest`);
-  if (manifest.version !== DATASET_VERSION) throw new Error(`${path}: dataset format version ${manifest.version} is not supported (expected ${DATASET_VERSION})`);
+  if (manifest.version !== DATASET_VERSION)
+    throw new Error(
+      `${path}: dataset format version ${manifest.version} is not supported (expected ${DATASET_VERSION})`,
+    );
   return manifest;
 }
 
@@ -124,13 +144,19 @@ export async function readDatasetManifest(dir: string): Promise<DatasetManifest>
 export class TokenDataset {
   private readonly open = new Map<string, ShardSequence>();
 
-  private constructor(readonly dir: string, readonly manifest: DatasetManifest, readonly tokenizer: Tokenizer) {}
+  private constructor(
+    readonly dir: string,
+    readonly manifest: DatasetManifest,
+    readonly tokenizer: Tokenizer,
+  ) {}
 
   static async open(dir: string): Promise<TokenDataset> {
     const manifest = await readDatasetManifest(dir);
     const tokenizer = await loadTokenizer(join(dir, manifest.tokenizer));
     if (tokenizer.vocabSize !== manifest.vocabSize || tokenizer.eosId !== manifest.eosId) {
-      throw new Error(`${dir}: tokenizer (vocab ${tokenizer.vocabSize}, eos ${tokenizer.eosId}) does not match the manifest (vocab ${manifest.vocabSize}, eos ${manifest.eosId})`);
+      throw new Error(
+        `${dir}: tokenizer (vocab ${tokenizer.vocabSize}, eos ${tokenizer.eosId}) does not match the manifest (vocab ${manifest.vocabSize}, eos ${manifest.eosId})`,
+      );
     }
     return new TokenDataset(dir, manifest, tokenizer);
   }
@@ -147,9 +173,15 @@ export class TokenDataset {
     const sequence = ShardSequence.open(entry.shards.map((s) => join(this.dir, s.file)));
     sequence.shards.forEach((shard, i) => {
       const expected = entry.shards[i];
-      if (shard.header.tokenCount !== expected.tokens || shard.header.vocabSize !== this.manifest.vocabSize || shard.header.eosId !== this.manifest.eosId) {
+      if (
+        shard.header.tokenCount !== expected.tokens ||
+        shard.header.vocabSize !== this.manifest.vocabSize ||
+        shard.header.eosId !== this.manifest.eosId
+      ) {
         sequence.close();
-        throw new Error(`token shard ${shard.path} does not match ${DATASET_MANIFEST} (${shard.header.tokenCount} tokens, expected ${expected.tokens})`);
+        throw new Error(
+          `token shard ${shard.path} does not match ${DATASET_MANIFEST} (${shard.header.tokenCount} tokens, expected ${expected.tokens})`,
+        );
       }
     });
     this.open.set(name, sequence);

@@ -43,7 +43,10 @@ export function defaultCorpusDir(): string {
     const candidate = join(dir, 'corpus');
     if (existsSync(join(candidate, 'manifest.json'))) return candidate;
     const parent = dirname(dir);
-    if (parent === dir) throw new Error(`default corpus not found: no corpus/manifest.json above ${dirname(fileURLToPath(import.meta.url))}`);
+    if (parent === dir)
+      throw new Error(
+        `default corpus not found: no corpus/manifest.json above ${dirname(fileURLToPath(import.meta.url))}`,
+      );
     dir = parent;
   }
 }

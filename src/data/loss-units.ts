@@ -19,14 +19,20 @@ type Tokens = ArrayLike<number> | TokenSource;
  * scored on. `trainTokens` may be several streams; at most `maxTokensPerStream` of each are read
  * (a sample is enough for a baseline over a very large corpus).
  */
-export function unigramCosts(trainTokens: Tokens | readonly Tokens[], vocabSize: number, maxTokensPerStream = Infinity): Float64Array {
-  if (!Number.isInteger(vocabSize) || vocabSize < 1) throw new RangeError(`vocabSize must be a positive integer, got ${vocabSize}`);
+export function unigramCosts(
+  trainTokens: Tokens | readonly Tokens[],
+  vocabSize: number,
+  maxTokensPerStream = Infinity,
+): Float64Array {
+  if (!Number.isInteger(vocabSize) || vocabSize < 1)
+    throw new RangeError(`vocabSize must be a positive integer, got ${vocabSize}`);
   const streams = isStreamList(trainTokens) ? trainTokens : [trainTokens];
   const counts = new Float64Array(vocabSize);
   let n = 0;
   for (const stream of streams) {
     forEachToken(stream, maxTokensPerStream, (t) => {
-      if (t < 0 || t >= vocabSize) throw new RangeError(`training token ${t} is outside the vocabulary [0, ${vocabSize})`);
+      if (t < 0 || t >= vocabSize)
+        throw new RangeError(`training token ${t} is outside the vocabulary [0, ${vocabSize})`);
       counts[t]++;
       n++;
     });
@@ -42,7 +48,8 @@ export function unigramTotal(costs: Float64Array, tokens: Tokens): { nats: numbe
   let nats = 0;
   let count = 0;
   forEachToken(tokens, Infinity, (t) => {
-    if (t < 0 || t >= costs.length) throw new RangeError(`held-out token ${t} is outside the vocabulary [0, ${costs.length})`);
+    if (t < 0 || t >= costs.length)
+      throw new RangeError(`held-out token ${t} is outside the vocabulary [0, ${costs.length})`);
     nats += costs[t];
     count++;
   });

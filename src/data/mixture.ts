@@ -61,10 +61,14 @@ export class MixtureLoader {
   private readonly rng: Rng;
   private step: number;
 
-  constructor(private readonly options: MixtureLoaderOptions, resumeFrom?: MixtureLoaderState) {
+  constructor(
+    private readonly options: MixtureLoaderOptions,
+    resumeFrom?: MixtureLoaderState,
+  ) {
     const { sources, seqLen, batchSize, seed } = options;
     if (!Number.isInteger(seqLen) || seqLen < 1) throw new Error(`seqLen must be a positive integer, got ${seqLen}`);
-    if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batchSize must be a positive integer, got ${batchSize}`);
+    if (!Number.isInteger(batchSize) || batchSize < 1)
+      throw new Error(`batchSize must be a positive integer, got ${batchSize}`);
     if (!Number.isInteger(seed)) throw new Error(`seed must be an integer, got ${seed}`);
     if (sources.length === 0) throw new Error('a mixture needs at least one source');
     const names = new Set<string>();
@@ -73,8 +77,12 @@ export class MixtureLoader {
       if (names.has(s.name)) throw new Error(`mixture source name "${s.name}" is used twice`);
       names.add(s.name);
       const weight = s.weight ?? 1;
-      if (!(weight > 0 && Number.isFinite(weight))) throw new Error(`mixture source "${s.name}" has weight ${weight}; weights must be positive`);
-      if (rowCount(s.tokens.length, seqLen) === 0) throw new Error(`mixture source "${s.name}" has ${s.tokens.length} tokens, fewer than seqLen + 1 = ${seqLen + 1}`);
+      if (!(weight > 0 && Number.isFinite(weight)))
+        throw new Error(`mixture source "${s.name}" has weight ${weight}; weights must be positive`);
+      if (rowCount(s.tokens.length, seqLen) === 0)
+        throw new Error(
+          `mixture source "${s.name}" has ${s.tokens.length} tokens, fewer than seqLen + 1 = ${seqLen + 1}`,
+        );
       return (total += weight);
     });
 
@@ -86,7 +94,10 @@ export class MixtureLoader {
       const cursor: SourceCursor = { source, epoch: 0, cursor: 0, order: new Uint32Array(0), offset: 0 };
       this.startEpoch(cursor, saved?.epoch ?? 0);
       cursor.cursor = saved?.cursor ?? 0;
-      if (cursor.cursor > cursor.order.length) throw new Error(`cannot resume: source "${source.name}" cursor ${cursor.cursor} is past its ${cursor.order.length} rows`);
+      if (cursor.cursor > cursor.order.length)
+        throw new Error(
+          `cannot resume: source "${source.name}" cursor ${cursor.cursor} is past its ${cursor.order.length} rows`,
+        );
       return cursor;
     });
   }
@@ -131,7 +142,12 @@ export class MixtureLoader {
       batchSize,
       step: this.step,
       rng: this.rng.state(),
-      sources: this.cursors.map((c) => ({ name: c.source.name, tokens: c.source.tokens.length, epoch: c.epoch, cursor: c.cursor })),
+      sources: this.cursors.map((c) => ({
+        name: c.source.name,
+        tokens: c.source.tokens.length,
+        epoch: c.epoch,
+        cursor: c.cursor,
+      })),
     };
   }
 
@@ -163,9 +179,11 @@ export class MixtureLoader {
     const savedNames = state.sources.map((s) => s.name).join(', ');
     const names = sources.map((s) => s.name).join(', ');
     if (savedNames !== names) problems.push(`sources [${savedNames}] ≠ [${names}]`);
-    else state.sources.forEach((s, i) => {
-      if (s.tokens !== sources[i].tokens.length) problems.push(`source "${s.name}" had ${s.tokens} tokens, now ${sources[i].tokens.length}`);
-    });
+    else
+      state.sources.forEach((s, i) => {
+        if (s.tokens !== sources[i].tokens.length)
+          problems.push(`source "${s.name}" had ${s.tokens} tokens, now ${sources[i].tokens.length}`);
+      });
     if (problems.length > 0) throw new Error(`cannot resume the data loader from this state: ${problems.join('; ')}`);
   }
 }

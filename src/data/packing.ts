@@ -37,7 +37,15 @@ export interface PackingOptions {
 }
 
 /** Fills segment ids and positions for the seqLen input positions of one row. */
-export function fillRowMetadata(row: ArrayLike<number>, seqLen: number, eosId: number, useSegments: boolean, segmentIds: Int32Array, positions: Int32Array, offset = 0): void {
+export function fillRowMetadata(
+  row: ArrayLike<number>,
+  seqLen: number,
+  eosId: number,
+  useSegments: boolean,
+  segmentIds: Int32Array,
+  positions: Int32Array,
+  offset = 0,
+): void {
   let segment = 0;
   let position = 0;
   for (let t = 0; t < seqLen; t++) {
@@ -61,7 +69,8 @@ export function makeBatch(rows: readonly Int32Array[], options: PackingOptions):
   const segmentIds = new Int32Array(b * seqLen);
   const positions = new Int32Array(b * seqLen);
   rows.forEach((row, r) => {
-    if (row.length !== seqLen + 1) throw new Error(`row ${r} has ${row.length} tokens, expected seqLen + 1 = ${seqLen + 1}`);
+    if (row.length !== seqLen + 1)
+      throw new Error(`row ${r} has ${row.length} tokens, expected seqLen + 1 = ${seqLen + 1}`);
     tokens.set(row, r * (seqLen + 1));
     inputs.set(row.subarray(0, seqLen), r * seqLen);
     targets.set(row.subarray(1), r * seqLen);
@@ -80,7 +89,10 @@ export function rowCount(length: number, seqLen: number): number {
  * every token after the first is a target exactly once. The last batch may be smaller unless
  * `dropLast` is set.
  */
-export function* sequentialBatches(source: TokenSource, options: PackingOptions & { batchSize: number; dropLast?: boolean; maxBatches?: number }): Generator<Batch> {
+export function* sequentialBatches(
+  source: TokenSource,
+  options: PackingOptions & { batchSize: number; dropLast?: boolean; maxBatches?: number },
+): Generator<Batch> {
   const { seqLen, batchSize } = options;
   const rows = rowCount(source.length, seqLen);
   let emitted = 0;
@@ -96,7 +108,10 @@ export function* sequentialBatches(source: TokenSource, options: PackingOptions 
 }
 
 /** Streams rows of seqLen + 1 tokens from documents joined by EOS (rows overlap by one token). */
-export async function* packDocuments(documents: AsyncIterable<ArrayLike<number>> | Iterable<ArrayLike<number>>, options: { seqLen: number; eosId: number }): AsyncGenerator<Int32Array> {
+export async function* packDocuments(
+  documents: AsyncIterable<ArrayLike<number>> | Iterable<ArrayLike<number>>,
+  options: { seqLen: number; eosId: number },
+): AsyncGenerator<Int32Array> {
   const { seqLen, eosId } = options;
   let row = new Int32Array(seqLen + 1);
   let filled = 0;
@@ -117,7 +132,10 @@ export async function* packDocuments(documents: AsyncIterable<ArrayLike<number>>
 }
 
 /** Tokenizes documents into one in-memory stream, each followed by EOS; also counts their UTF-8 bytes. */
-export async function tokenizeToArray(documents: AsyncIterable<Document> | Iterable<Document>, tokenizer: Tokenizer): Promise<{ tokens: Int32Array; documents: number; textBytes: number }> {
+export async function tokenizeToArray(
+  documents: AsyncIterable<Document> | Iterable<Document>,
+  tokenizer: Tokenizer,
+): Promise<{ tokens: Int32Array; documents: number; textBytes: number }> {
   const parts: Int32Array[] = [];
   let total = 0;
   let count = 0;

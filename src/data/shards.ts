@@ -73,7 +73,10 @@ export class TokenShardWriter {
   private writtenBytes = 0;
   private closed = false;
 
-  constructor(readonly path: string, readonly options: { dtype: TokenDType; vocabSize: number; eosId: number; bufferTokens?: number }) {
+  constructor(
+    readonly path: string,
+    readonly options: { dtype: TokenDType; vocabSize: number; eosId: number; bufferTokens?: number },
+  ) {
     this.width = bytesPerToken(options.dtype);
     this.buffer = Buffer.alloc((options.bufferTokens ?? 1 << 20) * this.width);
     this.tempPath = `${path}.partial`;
@@ -94,7 +97,8 @@ export class TokenShardWriter {
     const { vocabSize, eosId } = this.options;
     for (let i = 0; i < tokens.length; i++) {
       const id = tokens[i];
-      if (!(id >= 0 && id < vocabSize && Number.isInteger(id))) throw new RangeError(`token id ${id} outside the vocabulary [0, ${vocabSize}) while writing ${this.path}`);
+      if (!(id >= 0 && id < vocabSize && Number.isInteger(id)))
+        throw new RangeError(`token id ${id} outside the vocabulary [0, ${vocabSize}) while writing ${this.path}`);
       if (id === eosId) this.documentCount++;
       if (this.width === 2) this.buffer.writeUInt16LE(id, this.buffered);
       else this.buffer.writeUInt32LE(id, this.buffered);
@@ -139,7 +143,11 @@ export class TokenShard implements TokenSource {
   readonly header: ShardHeader;
   private readonly width: 2 | 4;
 
-  private constructor(readonly path: string, fd: number, header: ShardHeader) {
+  private constructor(
+    readonly path: string,
+    fd: number,
+    header: ShardHeader,
+  ) {
     this.fd = fd;
     this.header = header;
     this.width = bytesPerToken(header.dtype);
@@ -151,7 +159,11 @@ export class TokenShard implements TokenSource {
       fd = openSync(path, 'r');
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      throw new Error(code === 'ENOENT' ? `token shard not found: ${path}` : `cannot open token shard ${path}: ${(error as Error).message}`);
+      throw new Error(
+        code === 'ENOENT'
+          ? `token shard not found: ${path}`
+          : `cannot open token shard ${path}: ${(error as Error).message}`,
+      );
     }
     try {
       return new TokenShard(path, fd, readHeader(path, fd));
@@ -174,7 +186,10 @@ export class TokenShard implements TokenSource {
     if (this.fd === null) throw new Error(`token shard ${this.path} is closed`);
     const bytes = Buffer.alloc(count * this.width);
     const got = readFully(this.fd, bytes, SHARD_HEADER_BYTES + start * this.width);
-    if (got !== bytes.length) throw new Error(`token shard ${this.path} is truncated: could not read tokens [${start}, ${start + count}) (file shrank?)`);
+    if (got !== bytes.length)
+      throw new Error(
+        `token shard ${this.path} is truncated: could not read tokens [${start}, ${start + count}) (file shrank?)`,
+      );
     return bytes;
   }
 
@@ -196,12 +211,21 @@ export class TokenShard implements TokenSource {
       const tokens = this.decode(raw, count);
       checksum = crc32(raw, checksum);
       for (let i = 0; i < count; i++) {
-        if (tokens[i] >= vocabSize) throw new Error(`token shard ${this.path} is corrupt: token ${start + i} has id ${tokens[i]} outside the vocabulary [0, ${vocabSize})`);
+        if (tokens[i] >= vocabSize)
+          throw new Error(
+            `token shard ${this.path} is corrupt: token ${start + i} has id ${tokens[i]} outside the vocabulary [0, ${vocabSize})`,
+          );
         if (tokens[i] === eosId) documents++;
       }
     }
-    if (checksum !== this.header.checksum) throw new Error(`token shard ${this.path} is corrupt: checksum mismatch (header ${hex(this.header.checksum)}, data ${hex(checksum)})`);
-    if (documents !== this.header.documentCount) throw new Error(`token shard ${this.path} is corrupt: header says ${this.header.documentCount} documents but the data has ${documents} EOS tokens`);
+    if (checksum !== this.header.checksum)
+      throw new Error(
+        `token shard ${this.path} is corrupt: checksum mismatch (header ${hex(this.header.checksum)}, data ${hex(checksum)})`,
+      );
+    if (documents !== this.header.documentCount)
+      throw new Error(
+        `token shard ${this.path} is corrupt: header says ${this.header.documentCount} documents but the data has ${documents} EOS tokens`,
+      );
   }
 
   close(): void {
@@ -218,7 +242,8 @@ function readHeader(path: string, fd: number): ShardHeader {
   if (size < SHARD_HEADER_BYTES) corrupt(`file has ${size} bytes, shorter than the ${SHARD_HEADER_BYTES}-byte header`);
   const buf = Buffer.alloc(SHARD_HEADER_BYTES);
   readFully(fd, buf, 0);
-  if (buf.toString('latin1', 0, 8) !== SHARD_MAGIC) corrupt(`bad magic ${JSON.stringify(buf.toString('latin1', 0, 8))} (not an Andromeda token shard)`);
+  if (buf.toString('latin1', 0, 8) !== SHARD_MAGIC)
+    corrupt(`bad magic ${JSON.stringify(buf.toString('latin1', 0, 8))} (not an Andromeda token shard)`);
   const version = buf.readUInt32LE(8);
   if (version !== SHARD_VERSION) corrupt(`format version ${version} is not supported (expected ${SHARD_VERSION})`);
   const width = buf.readUInt32LE(12);
@@ -228,12 +253,21 @@ function readHeader(path: string, fd: number): ShardHeader {
   const tokenCount = Number(buf.readBigUInt64LE(16));
   const documentCount = Number(buf.readBigUInt64LE(24));
   const expected = SHARD_HEADER_BYTES + tokenCount * width;
-  if (size < expected) corrupt(`truncated: header says ${tokenCount} tokens (${expected} bytes) but the file has ${size} bytes`);
+  if (size < expected)
+    corrupt(`truncated: header says ${tokenCount} tokens (${expected} bytes) but the file has ${size} bytes`);
   if (size > expected) corrupt(`file has ${size - expected} bytes past the ${tokenCount} tokens the header declares`);
   const vocabSize = buf.readUInt32LE(32);
   const eosId = buf.readUInt32LE(36);
   if (eosId >= vocabSize) corrupt(`EOS id ${eosId} outside the vocabulary [0, ${vocabSize})`);
-  return { version, dtype: width === 2 ? 'uint16' : 'uint32', tokenCount, documentCount, vocabSize, eosId, checksum: buf.readUInt32LE(40) };
+  return {
+    version,
+    dtype: width === 2 ? 'uint16' : 'uint32',
+    tokenCount,
+    documentCount,
+    vocabSize,
+    eosId,
+    checksum: buf.readUInt32LE(40),
+  };
 }
 
 function readFully(fd: number, buffer: Buffer, position: number): number {

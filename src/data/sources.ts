@@ -66,7 +66,12 @@ async function collect(path: string, fromDirectory: boolean, out: InputFile[]): 
     const entries = (await readdir(path)).filter((name) => !name.startsWith('.')).sort();
     for (const name of entries) await collect(join(path, name), true, out);
   } else if (info.isFile()) {
-    out.push({ path, format: JSONL_EXTENSIONS.has(extname(path).toLowerCase()) ? 'jsonl' : 'text', bytes: info.size, fromDirectory });
+    out.push({
+      path,
+      format: JSONL_EXTENSIONS.has(extname(path).toLowerCase()) ? 'jsonl' : 'text',
+      bytes: info.size,
+      fromDirectory,
+    });
   }
 }
 
@@ -76,7 +81,9 @@ export async function* readDocuments(paths: readonly string[], options: ReadOpti
 }
 
 export function readInputFile(file: InputFile, options: ReadOptions = {}): AsyncGenerator<Document> {
-  return file.format === 'jsonl' ? readJsonlFile(file.path, options) : readTextFile(file.path, { ...options, skipBinary: file.fromDirectory });
+  return file.format === 'jsonl'
+    ? readJsonlFile(file.path, options)
+    : readTextFile(file.path, { ...options, skipBinary: file.fromDirectory });
 }
 
 async function* readChunks(path: string, options: ReadOptions): AsyncGenerator<Buffer> {
@@ -99,7 +106,10 @@ async function* readChunks(path: string, options: ReadOptions): AsyncGenerator<B
  * after a line break (or, in a line longer than that, between UTF-8 sequences) into documents `path#0`,
  * `path#1`, ..., whose bytes join back to the file's.
  */
-export async function* readTextFile(path: string, options: ReadOptions & { skipBinary?: boolean } = {}): AsyncGenerator<Document> {
+export async function* readTextFile(
+  path: string,
+  options: ReadOptions & { skipBinary?: boolean } = {},
+): AsyncGenerator<Document> {
   const maxBytes = options.maxDocumentBytes ?? 16 * 1024 * 1024;
   let pending: Buffer = Buffer.alloc(0);
   let part = 0;
@@ -155,14 +165,24 @@ export async function* readJsonlFile(path: string, options: ReadOptions = {}): A
     }
     let text: unknown = value;
     // Own fields only: a field named "constructor" or "__proto__" must not reach into Object.prototype.
-    for (const key of fieldPath) text = typeof text === 'object' && text !== null && Object.hasOwn(text, key) ? (text as Record<string, unknown>)[key] : undefined;
+    for (const key of fieldPath)
+      text =
+        typeof text === 'object' && text !== null && Object.hasOwn(text, key)
+          ? (text as Record<string, unknown>)[key]
+          : undefined;
     if (typeof text !== 'string') {
-      const present = typeof value === 'object' && value !== null && !Array.isArray(value) ? Object.keys(value).join(', ') || 'none' : `a JSON ${Array.isArray(value) ? 'array' : typeof value}, not an object`;
+      const present =
+        typeof value === 'object' && value !== null && !Array.isArray(value)
+          ? Object.keys(value).join(', ') || 'none'
+          : `a JSON ${Array.isArray(value) ? 'array' : typeof value}, not an object`;
       const kind = text === null ? 'null' : Array.isArray(text) ? 'array' : typeof text;
       const problem = text === undefined ? 'missing' : `${/^[aeiou]/.test(kind) ? 'an' : 'a'} ${kind}, not a string`;
-      throw new Error(`${path}:${lineNumber}: text field "${field}" is ${problem} (fields present: ${present}); choose the field with --jsonl-field`);
+      throw new Error(
+        `${path}:${lineNumber}: text field "${field}" is ${problem} (fields present: ${present}); choose the field with --jsonl-field`,
+      );
     }
-    const id = options.jsonlIdField !== undefined ? (value as Record<string, unknown>)[options.jsonlIdField] : undefined;
+    const id =
+      options.jsonlIdField !== undefined ? (value as Record<string, unknown>)[options.jsonlIdField] : undefined;
     return { id: typeof id === 'string' ? id : `${path}:${lineNumber}`, text };
   };
   for await (const chunk of readChunks(path, options)) {

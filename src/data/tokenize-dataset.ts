@@ -6,7 +6,12 @@
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  DATASET_FORMAT, DATASET_TOKENIZER, DATASET_VERSION, SplitWriter, writeDatasetManifest, type DatasetManifest,
+  DATASET_FORMAT,
+  DATASET_TOKENIZER,
+  DATASET_VERSION,
+  SplitWriter,
+  writeDatasetManifest,
+  type DatasetManifest,
 } from './dataset.js';
 import { defaultCorpusDir, defaultCorpusDocuments, defaultCorpusManifest } from './default-corpus.js';
 import { formatBytes, formatCount, ProgressBar } from './progress-bar.js';
@@ -54,7 +59,8 @@ export async function tokenizeToDataset(options: TokenizeDatasetOptions): Promis
   const log = options.log ?? ((line: string) => process.stderr.write(line + '\n'));
   const showProgress = options.progress ?? true;
   const valFraction = options.valFraction ?? 0.01;
-  if (!(valFraction >= 0 && valFraction < 1)) throw new Error(`validation fraction must be in [0, 1), got ${valFraction}`);
+  if (!(valFraction >= 0 && valFraction < 1))
+    throw new Error(`validation fraction must be in [0, 1), got ${valFraction}`);
   const shardTokens = options.shardTokens ?? 100_000_000;
 
   const useDefaultCorpus = options.inputs.length === 0;
@@ -63,7 +69,8 @@ export async function tokenizeToDataset(options: TokenizeDatasetOptions): Promis
   const totalBytes = useDefaultCorpus
     ? defaultCorpusManifest().sources.reduce((n, s) => n + s.bytes.train + s.bytes.val, 0)
     : files.reduce((n, f) => n + f.bytes, 0);
-  if (useDefaultCorpus) log(`no inputs given: using the default corpus in ${defaultCorpusDir()} (fixed held-out split)`);
+  if (useDefaultCorpus)
+    log(`no inputs given: using the default corpus in ${defaultCorpusDir()} (fixed held-out split)`);
 
   const documents = async function* (onBytes: (n: number) => void): AsyncGenerator<SplitDocument> {
     if (useDefaultCorpus) {
@@ -73,7 +80,11 @@ export async function tokenizeToDataset(options: TokenizeDatasetOptions): Promis
       }
       return;
     }
-    const readOptions: ReadOptions = { jsonlField: options.jsonlField, onBytes, onSkip: (path, reason) => log(`skipping ${path}: ${reason}`) };
+    const readOptions: ReadOptions = {
+      jsonlField: options.jsonlField,
+      onBytes,
+      onSkip: (path, reason) => log(`skipping ${path}: ${reason}`),
+    };
     let index = 0;
     for (const file of files) {
       for await (const doc of readInputFile(file, readOptions)) {
@@ -82,20 +93,27 @@ export async function tokenizeToDataset(options: TokenizeDatasetOptions): Promis
     }
   };
 
-  const tokenizer = await resolveTokenizer(options, async function* () {
-    const bar = showProgress ? new ProgressBar({ label: 'reading text for BPE', total: totalBytes }) : null;
-    let read = 0;
-    try {
-      for await (const doc of documents((n) => bar?.update((read += n)))) if (doc.split === 'train') yield doc.text;
-    } finally {
-      bar?.finish();
-    }
-  }, log);
+  const tokenizer = await resolveTokenizer(
+    options,
+    async function* () {
+      const bar = showProgress ? new ProgressBar({ label: 'reading text for BPE', total: totalBytes }) : null;
+      let read = 0;
+      try {
+        for await (const doc of documents((n) => bar?.update((read += n)))) if (doc.split === 'train') yield doc.text;
+      } finally {
+        bar?.finish();
+      }
+    },
+    log,
+  );
 
   await mkdir(options.outDir, { recursive: true });
   await removeOldShards(options.outDir);
   const writerOptions = { vocabSize: tokenizer.vocabSize, eosId: tokenizer.eosId, shardTokens };
-  const writers = { train: new SplitWriter(options.outDir, 'train', writerOptions), val: new SplitWriter(options.outDir, 'val', writerOptions) };
+  const writers = {
+    train: new SplitWriter(options.outDir, 'train', writerOptions),
+    val: new SplitWriter(options.outDir, 'val', writerOptions),
+  };
   const bar = showProgress ? new ProgressBar({ label: 'tokenizing', total: totalBytes }) : null;
   let read = 0;
   let tokens = 0;
@@ -123,7 +141,9 @@ export async function tokenizeToDataset(options: TokenizeDatasetOptions): Promis
   await writeDatasetManifest(options.outDir, manifest);
   for (const [name, s] of Object.entries(splits)) {
     const ratio = s.tokens > 0 ? (s.textBytes / s.tokens).toFixed(2) : '-';
-    log(`${name}: ${s.documents} documents, ${formatCount(s.tokens)} tokens in ${s.shards.length} shard(s), ${formatBytes(s.textBytes)} of text (${ratio} bytes/token)`);
+    log(
+      `${name}: ${s.documents} documents, ${formatCount(s.tokens)} tokens in ${s.shards.length} shard(s), ${formatBytes(s.textBytes)} of text (${ratio} bytes/token)`,
+    );
   }
   log(`wrote ${options.outDir} (${tokenizer.kind} tokenizer, vocab ${tokenizer.vocabSize}, eos ${tokenizer.eosId})`);
   return manifest;
@@ -147,12 +167,15 @@ export async function resolveTokenizer(
       vocabSize,
       maxTrainChars: options.bpeTrainChars ?? 200_000_000,
       onProgress: (done, total) => {
-        if (options.progress ?? true) progress.bar ??= new ProgressBar({ label: 'learning BPE merges', total, format: formatCount });
+        if (options.progress ?? true)
+          progress.bar ??= new ProgressBar({ label: 'learning BPE merges', total, format: formatCount });
         progress.bar?.update(done);
       },
     });
     progress.bar?.finish();
-    log(`trained BPE: ${tokenizer.merges.length} merges, vocab ${tokenizer.vocabSize}, ${((Date.now() - started) / 1000).toFixed(1)}s`);
+    log(
+      `trained BPE: ${tokenizer.merges.length} merges, vocab ${tokenizer.vocabSize}, ${((Date.now() - started) / 1000).toFixed(1)}s`,
+    );
     return tokenizer;
   }
   if (spec.startsWith('bpe')) throw new Error(`bad tokenizer "${spec}": write bpe:<vocab size>, e.g. bpe:8192`);

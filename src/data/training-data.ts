@@ -47,13 +47,19 @@ export class TrainingData {
   }
 
   /** Consecutive held-out rows in a fixed order (the same every call). */
-  heldOutBatches(settings: Omit<LoaderSettings, 'seed'> & { maxBatches?: number; dropLast?: boolean }): Generator<Batch> {
+  heldOutBatches(
+    settings: Omit<LoaderSettings, 'seed'> & { maxBatches?: number; dropLast?: boolean },
+  ): Generator<Batch> {
     return sequentialBatches(this.heldOut, { ...settings, eosId: this.tokenizer.eosId });
   }
 
   /** Add-one-smoothed unigram cross-entropy (nats/token) of the held-out stream under the training streams. */
   unigramBaseline(): number {
-    return unigramCrossEntropy(new ConcatTokenSource(this.sources.map((s) => s.tokens)), this.heldOut, this.tokenizer.vocabSize);
+    return unigramCrossEntropy(
+      new ConcatTokenSource(this.sources.map((s) => s.tokens)),
+      this.heldOut,
+      this.tokenizer.vocabSize,
+    );
   }
 
   close(): void {
@@ -81,13 +87,21 @@ export async function openTrainingData(specs: readonly DatasetSpec[]): Promise<T
     const reference = JSON.stringify(datasets[0].tokenizer.toJSON());
     datasets.forEach((d, i) => {
       if (JSON.stringify(d.tokenizer.toJSON()) !== reference) {
-        throw new Error(`${specs[i].dir} was tokenized with a different tokenizer than ${specs[0].dir}; a mixture needs one tokenizer`);
+        throw new Error(
+          `${specs[i].dir} was tokenized with a different tokenizer than ${specs[0].dir}; a mixture needs one tokenizer`,
+        );
       }
     });
-    const sources = datasets.map((d, i) => ({ name: specs[i].name ?? baseName(specs[i].dir), tokens: d.split('train'), weight: specs[i].weight }));
+    const sources = datasets.map((d, i) => ({
+      name: specs[i].name ?? baseName(specs[i].dir),
+      tokens: d.split('train'),
+      weight: specs[i].weight,
+    }));
     const heldOut = datasets.filter((d) => d.manifest.splits.val).map((d) => d.split('val'));
     const heldOutBytes = datasets.reduce((n, d) => n + (d.manifest.splits.val?.textBytes ?? 0), 0);
-    return new TrainingData(datasets[0].tokenizer, sources, heldOut, heldOutBytes, () => datasets.forEach((d) => d.close()));
+    return new TrainingData(datasets[0].tokenizer, sources, heldOut, heldOutBytes, () =>
+      datasets.forEach((d) => d.close()),
+    );
   } catch (error) {
     datasets.forEach((d) => d.close());
     throw error;
@@ -99,7 +113,10 @@ export async function openTrainingData(specs: readonly DatasetSpec[]): Promise<T
  * "code" weighted by `weights` (default 3:1), held out by the corpus's fixed split.
  * `tokenizer` is a ready tokenizer, "byte", "bpe:<vocab size>" (trained on the training split) or a path.
  */
-export async function defaultCorpusTrainingData(tokenizer: Tokenizer | string = 'byte', weights: Record<string, number> = { prose: 3, code: 1 }): Promise<TrainingData> {
+export async function defaultCorpusTrainingData(
+  tokenizer: Tokenizer | string = 'byte',
+  weights: Record<string, number> = { prose: 3, code: 1 },
+): Promise<TrainingData> {
   const resolved = await resolveTokenizer({ tokenizer, progress: false }, async function* () {
     for await (const doc of defaultCorpusDocuments({ split: 'train' })) yield doc.text;
   });

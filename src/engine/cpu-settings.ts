@@ -14,7 +14,9 @@ export class EngineSettingError extends Error {
 export function parseThreadCount(value: unknown, source: string): number {
   const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
   if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_CPU_THREADS) {
-    throw new EngineSettingError(`${source} must be an integer from 1 to ${MAX_CPU_THREADS}, got ${JSON.stringify(value)}`);
+    throw new EngineSettingError(
+      `${source} must be an integer from 1 to ${MAX_CPU_THREADS}, got ${JSON.stringify(value)}`,
+    );
   }
   return n;
 }

@@ -28,17 +28,36 @@ type CpuAttentionConfig = NativeAttentionConfig & { keyCacheBytes: number | null
 function budgetOf(budgets: CpuAttentionBudgets, key: keyof CpuAttentionBudgets): number | null {
   const v = budgets[key];
   if (v === undefined) return null;
-  if (!Number.isFinite(v) || v < 0) throw new Error(`attention: ${key} must be a finite number of bytes >= 0, got ${v}`);
+  if (!Number.isFinite(v) || v < 0)
+    throw new Error(`attention: ${key} must be a finite number of bytes >= 0, got ${v}`);
   return v;
 }
 
-function attentionConfig(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, a: AttentionArgs, budgets: CpuAttentionBudgets,
-  grads: readonly Dense[] = []): CpuAttentionConfig {
-  if (q.dtype !== 'float32' && q.dtype !== 'float64' && q.dtype !== 'bfloat16') throw new Error(`attention: unsupported dtype ${q.dtype}`);
-  if (lse.dtype !== 'float32' && lse.dtype !== 'float64') throw new Error(`attention: lse must be float32 or float64, got ${lse.dtype}`);
-  const operands: [string, Dense][] = [['k', k], ['v', v], ['out', out], ...grads.map((g, i): [string, Dense] => [`grad${i}`, g])];
-  return { ...nativeAttentionConfig('attention', q, operands, lse, a),
-    keyCacheBytes: budgetOf(budgets, 'keyCacheBytes'), dqAccumulatorBytes: budgetOf(budgets, 'dqAccumulatorBytes') };
+function attentionConfig(
+  q: Dense,
+  k: Dense,
+  v: Dense,
+  out: Dense,
+  lse: Dense,
+  a: AttentionArgs,
+  budgets: CpuAttentionBudgets,
+  grads: readonly Dense[] = [],
+): CpuAttentionConfig {
+  if (q.dtype !== 'float32' && q.dtype !== 'float64' && q.dtype !== 'bfloat16')
+    throw new Error(`attention: unsupported dtype ${q.dtype}`);
+  if (lse.dtype !== 'float32' && lse.dtype !== 'float64')
+    throw new Error(`attention: lse must be float32 or float64, got ${lse.dtype}`);
+  const operands: [string, Dense][] = [
+    ['k', k],
+    ['v', v],
+    ['out', out],
+    ...grads.map((g, i): [string, Dense] => [`grad${i}`, g]),
+  ];
+  return {
+    ...nativeAttentionConfig('attention', q, operands, lse, a),
+    keyCacheBytes: budgetOf(budgets, 'keyCacheBytes'),
+    dqAccumulatorBytes: budgetOf(budgets, 'dqAccumulatorBytes'),
+  };
 }
 
 /** SIMD instruction sets the CPU kernels are compiled for (chosen at run time). */
@@ -56,7 +75,9 @@ export interface CpuInfo {
 function loadAddon(): CpuAddon {
   const addon = requireAddon<CpuAddon>('andromeda_cpu.node');
   if (!existsSync(addon.path)) {
-    throw new Error(`CPU engine not built: ${addon.path} is missing. Run \`npm run build:native\` (needs g++ and make).`);
+    throw new Error(
+      `CPU engine not built: ${addon.path} is missing. Run \`npm run build:native\` (needs g++ and make).`,
+    );
   }
   return addon.load();
 }
@@ -72,7 +93,8 @@ export class CpuEngine extends NativeEngine {
     super(addon);
     this.#addon = addon;
     const requested = process.env.ANDROMEDA_THREADS;
-    if (requested !== undefined && requested !== '') this.#addon.threads(parseThreadCount(requested, 'ANDROMEDA_THREADS'));
+    if (requested !== undefined && requested !== '')
+      this.#addon.threads(parseThreadCount(requested, 'ANDROMEDA_THREADS'));
     const isa = process.env.ANDROMEDA_CPU_ISA;
     if (isa !== undefined && isa !== '') this.#addon.limitIsa(parseCpuIsa(isa, 'ANDROMEDA_CPU_ISA'));
   }
@@ -86,11 +108,17 @@ export class CpuEngine extends NativeEngine {
   }
 
   /** Instruction set and GEMM micro-kernels in use. */
-  cpuInfo(): CpuInfo { return this.#addon.cpuInfo(); }
+  cpuInfo(): CpuInfo {
+    return this.#addon.cpuInfo();
+  }
   /** Caps the SIMD instruction set (also ANDROMEDA_CPU_ISA); returns the one now in use. */
-  limitIsa(isa: CpuIsa): CpuIsa { return this.#addon.limitIsa(parseCpuIsa(isa, 'limitIsa()')); }
+  limitIsa(isa: CpuIsa): CpuIsa {
+    return this.#addon.limitIsa(parseCpuIsa(isa, 'limitIsa()'));
+  }
   /** Measures the core clock and single-thread FMA throughput on this thread (~0.5 s). */
-  probeCpu(): { clockGHz: number; fmaGflops512: number; fmaGflops256: number } { return this.#addon.probeCpu(); }
+  probeCpu(): { clockGHz: number; fmaGflops512: number; fmaGflops256: number } {
+    return this.#addon.probeCpu();
+  }
 
   synchronize(): void {}
 
@@ -98,20 +126,71 @@ export class CpuEngine extends NativeEngine {
    * Fused attention (native/cpu/attention.cc): float32, float64 or bfloat16 q/k/v; lse float32 or float64
    * (use float64 with float64 inputs for full-precision gradients); keyScale float32/float64/bfloat16.
    */
-  attentionForward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs, budgets: CpuAttentionBudgets = {}): void {
-    this.#addon.attentionForward(attentionConfig(q, k, v, out, lse, args, budgets), q.handle, q.offset, k.handle, k.offset,
-      v.handle, v.offset, out.handle, out.offset, lse.handle, lse.offset);
+  attentionForward(
+    q: Dense,
+    k: Dense,
+    v: Dense,
+    out: Dense,
+    lse: Dense,
+    args: AttentionArgs,
+    budgets: CpuAttentionBudgets = {},
+  ): void {
+    this.#addon.attentionForward(
+      attentionConfig(q, k, v, out, lse, args, budgets),
+      q.handle,
+      q.offset,
+      k.handle,
+      k.offset,
+      v.handle,
+      v.offset,
+      out.handle,
+      out.offset,
+      lse.handle,
+      lse.offset,
+    );
   }
   /** Overwrites gradQ, gradK, gradV and gradKeyScale (summed over the batch; dtype as keyScale). */
-  attentionBackward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, gradOut: Dense,
-    gradQ: Dense, gradK: Dense, gradV: Dense, gradKeyScale: Dense | null, args: AttentionArgs, budgets: CpuAttentionBudgets = {}): void {
+  attentionBackward(
+    q: Dense,
+    k: Dense,
+    v: Dense,
+    out: Dense,
+    lse: Dense,
+    gradOut: Dense,
+    gradQ: Dense,
+    gradK: Dense,
+    gradV: Dense,
+    gradKeyScale: Dense | null,
+    args: AttentionArgs,
+    budgets: CpuAttentionBudgets = {},
+  ): void {
     if (args.keyScale && gradKeyScale && gradKeyScale.dtype !== args.keyScale.dtype) {
       throw new Error(`attention: gradKeyScale is ${gradKeyScale.dtype} but keyScale is ${args.keyScale.dtype}`);
     }
     const config = attentionConfig(q, k, v, out, lse, args, budgets, [gradOut, gradQ, gradK, gradV]);
     const gradScale = args.keyScale ? gradKeyScale : null;
-    this.#addon.attentionBackward(config, q.handle, q.offset, k.handle, k.offset, v.handle, v.offset, out.handle, out.offset,
-      lse.handle, lse.offset, gradOut.handle, gradOut.offset, gradQ.handle, gradQ.offset, gradK.handle, gradK.offset,
-      gradV.handle, gradV.offset, handleOrNone(gradScale), offsetOrNone(gradScale));
+    this.#addon.attentionBackward(
+      config,
+      q.handle,
+      q.offset,
+      k.handle,
+      k.offset,
+      v.handle,
+      v.offset,
+      out.handle,
+      out.offset,
+      lse.handle,
+      lse.offset,
+      gradOut.handle,
+      gradOut.offset,
+      gradQ.handle,
+      gradQ.offset,
+      gradK.handle,
+      gradK.offset,
+      gradV.handle,
+      gradV.offset,
+      handleOrNone(gradScale),
+      offsetOrNone(gradScale),
+    );
   }
 }

@@ -37,8 +37,16 @@ export interface CudaAttentionOptions {
  * pre-pass, the other in the kernels.
  */
 export type CudaAttentionPlan =
-  | 'none' | 'kernel' | 'prepass' | 'chunked' | 'split' | 'chunked-split'
-  | 'split-forward' | 'split-backward' | 'prepass-forward' | 'prepass-backward';
+  | 'none'
+  | 'kernel'
+  | 'prepass'
+  | 'chunked'
+  | 'split'
+  | 'chunked-split'
+  | 'split-forward'
+  | 'split-backward'
+  | 'prepass-forward'
+  | 'prepass-backward';
 
 /** The config the CUDA binding reads (it ignores lseDtype/keyScaleDtype: both are float32 there). */
 export type CudaAttentionConfig = NativeAttentionConfig;
@@ -57,44 +65,131 @@ const OPTION_VALUES: { readonly [K in keyof CudaAttentionOptions]-?: readonly st
 export function checkAttentionOptions(options: CudaAttentionOptions): CudaAttentionOptions {
   for (const [name, value] of Object.entries(options)) {
     const allowed = (OPTION_VALUES as Record<string, readonly string[] | undefined>)[name];
-    if (!allowed) throw new Error(`attention (cuda): unknown option '${name}' (options: ${Object.keys(OPTION_VALUES).join(', ')})`);
+    if (!allowed)
+      throw new Error(`attention (cuda): unknown option '${name}' (options: ${Object.keys(OPTION_VALUES).join(', ')})`);
     if (value !== undefined && !allowed.includes(value as string)) {
-      throw new Error(`attention (cuda): ${name} '${String(value)}' (expected ${allowed.map((v) => `'${v}'`).join(', ')})`);
+      throw new Error(
+        `attention (cuda): ${name} '${String(value)}' (expected ${allowed.map((v) => `'${v}'`).join(', ')})`,
+      );
     }
   }
   return options;
 }
 
 function config(q: Dense, operands: readonly [string, Dense][], lse: Dense, a: AttentionArgs): CudaAttentionConfig {
-  const fail = (m: string): never => { throw new Error(`attention (cuda): ${m}`); };
-  if (q.dtype !== 'bfloat16' && q.dtype !== 'float32') fail(`q is ${q.dtype}; the CUDA kernels take bfloat16 (or float32, computed in bf16)`);
+  const fail = (m: string): never => {
+    throw new Error(`attention (cuda): ${m}`);
+  };
+  if (q.dtype !== 'bfloat16' && q.dtype !== 'float32')
+    fail(`q is ${q.dtype}; the CUDA kernels take bfloat16 (or float32, computed in bf16)`);
   if (lse.dtype !== 'float32') fail(`lse must be float32, got ${lse.dtype}`);
   if (a.keyScale && a.keyScale.dtype !== 'float32') fail(`keyScale must be float32, got ${a.keyScale.dtype}`);
   return nativeAttentionConfig('attention (cuda)', q, operands, lse, a);
 }
 
-export function cudaAttentionForward(addon: CudaAttentionAddon, q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense,
-  args: AttentionArgs, options: CudaAttentionOptions = {}): void {
-  const c = config(q, [['k', k], ['v', v], ['out', out]], lse, args);
-  addon.attentionForward(c, q.handle, q.offset, k.handle, k.offset, v.handle, v.offset, out.handle, out.offset, lse.handle, lse.offset,
-    checkAttentionOptions(options));
+export function cudaAttentionForward(
+  addon: CudaAttentionAddon,
+  q: Dense,
+  k: Dense,
+  v: Dense,
+  out: Dense,
+  lse: Dense,
+  args: AttentionArgs,
+  options: CudaAttentionOptions = {},
+): void {
+  const c = config(
+    q,
+    [
+      ['k', k],
+      ['v', v],
+      ['out', out],
+    ],
+    lse,
+    args,
+  );
+  addon.attentionForward(
+    c,
+    q.handle,
+    q.offset,
+    k.handle,
+    k.offset,
+    v.handle,
+    v.offset,
+    out.handle,
+    out.offset,
+    lse.handle,
+    lse.offset,
+    checkAttentionOptions(options),
+  );
 }
 
 /** Overwrites gradQ, gradK, gradV (summed over the heads sharing a KV head) and gradKeyScale. */
-export function cudaAttentionBackward(addon: CudaAttentionAddon, q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense,
-  gradOut: Dense, gradQ: Dense, gradK: Dense, gradV: Dense, gradKeyScale: Dense | null, args: AttentionArgs,
-  options: CudaAttentionOptions = {}): void {
-  const c = config(q, [['k', k], ['v', v], ['out', out], ['gradOut', gradOut], ['gradQ', gradQ], ['gradK', gradK], ['gradV', gradV]], lse, args);
+export function cudaAttentionBackward(
+  addon: CudaAttentionAddon,
+  q: Dense,
+  k: Dense,
+  v: Dense,
+  out: Dense,
+  lse: Dense,
+  gradOut: Dense,
+  gradQ: Dense,
+  gradK: Dense,
+  gradV: Dense,
+  gradKeyScale: Dense | null,
+  args: AttentionArgs,
+  options: CudaAttentionOptions = {},
+): void {
+  const c = config(
+    q,
+    [
+      ['k', k],
+      ['v', v],
+      ['out', out],
+      ['gradOut', gradOut],
+      ['gradQ', gradQ],
+      ['gradK', gradK],
+      ['gradV', gradV],
+    ],
+    lse,
+    args,
+  );
   if (args.keyScale && !gradKeyScale) throw new Error('attention (cuda): a key scale needs gradKeyScale');
-  if (gradKeyScale && gradKeyScale.dtype !== 'float32') throw new Error(`attention (cuda): gradKeyScale must be float32, got ${gradKeyScale.dtype}`);
+  if (gradKeyScale && gradKeyScale.dtype !== 'float32')
+    throw new Error(`attention (cuda): gradKeyScale must be float32, got ${gradKeyScale.dtype}`);
   const gradScale = args.keyScale ? gradKeyScale : null;
-  addon.attentionBackward(c, q.handle, q.offset, k.handle, k.offset, v.handle, v.offset, out.handle, out.offset, lse.handle, lse.offset,
-    gradOut.handle, gradOut.offset, gradQ.handle, gradQ.offset, gradK.handle, gradK.offset, gradV.handle, gradV.offset,
-    handleOrNone(gradScale), offsetOrNone(gradScale), checkAttentionOptions(options));
+  addon.attentionBackward(
+    c,
+    q.handle,
+    q.offset,
+    k.handle,
+    k.offset,
+    v.handle,
+    v.offset,
+    out.handle,
+    out.offset,
+    lse.handle,
+    lse.offset,
+    gradOut.handle,
+    gradOut.offset,
+    gradQ.handle,
+    gradQ.offset,
+    gradK.handle,
+    gradK.offset,
+    gradV.handle,
+    gradV.offset,
+    handleOrNone(gradScale),
+    offsetOrNone(gradScale),
+    checkAttentionOptions(options),
+  );
 }
 
 /** Where the tiled forward and the backward would apply the transform for these arguments and options. */
-export function cudaAttentionPlan(addon: CudaAttentionAddon, q: Dense, lse: Dense, args: AttentionArgs,
-  options: CudaAttentionOptions = {}): CudaAttentionPlan {
+export function cudaAttentionPlan(
+  addon: CudaAttentionAddon,
+  q: Dense,
+  lse: Dense,
+  args: AttentionArgs,
+  options: CudaAttentionOptions = {},
+): CudaAttentionPlan {
   return addon.attentionTransformPlan(config(q, [], lse, args), checkAttentionOptions(options)) as CudaAttentionPlan;
 }

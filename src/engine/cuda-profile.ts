@@ -8,8 +8,14 @@
 import type { Engine } from './engine.js';
 import { KERNEL_METHODS } from './native-abi.js';
 
-interface TimingEngine { timingMark(): number; timingRead(): Float64Array; synchronize(): void }
-interface Profiled { profileReset?: () => void }
+interface TimingEngine {
+  timingMark(): number;
+  timingRead(): Float64Array;
+  synchronize(): void;
+}
+interface Profiled {
+  profileReset?: () => void;
+}
 
 /** Clears the totals so far (a benchmark's warm-up) when the engine is being profiled; otherwise nothing. */
 export function resetProfile(engine: Engine): void {
@@ -21,27 +27,36 @@ function reportRows(): number {
   const raw = process.env.ANDROMEDA_CUDA_PROFILE_ROWS;
   if (raw === undefined) return 30;
   const rows = Number(raw);
-  if (!Number.isInteger(rows) || rows < 1) throw new Error(`ANDROMEDA_CUDA_PROFILE_ROWS must be a positive integer, got ${JSON.stringify(raw)}`);
+  if (!Number.isInteger(rows) || rows < 1)
+    throw new Error(`ANDROMEDA_CUDA_PROFILE_ROWS must be a positive integer, got ${JSON.stringify(raw)}`);
   return rows;
 }
 
 /** A short description of a call's sizes (numbers and number arrays; buffers by dtype and strides). */
 function signature(args: unknown[]): string {
-  return args.map((a) => {
-    if (typeof a === 'number' || typeof a === 'boolean' || typeof a === 'string') return String(a);
-    if (Array.isArray(a)) return a.every((v) => typeof v === 'number') ? `[${a.join(',')}]` : `${a.length} items`;
-    if (a && typeof a === 'object') {
-      const o = a as Record<string, unknown>;
-      if ('handle' in o) return `${o.dtype}${Array.isArray(o.strides) ? `/${(o.strides as number[]).join(',')}` : ''}`;
-      if ('rows' in o && 'cols' in o && 'rms' in o) return `${o.rms ? 'rms' : 'layer'} ${(o.a as { dtype: string }).dtype} ${o.rows}x${o.cols}${o.b ? ' +residual' : ''}`;
-      if ('m' in o) return `m${o.m} n${o.n} k${o.k} b${o.batch} ${o.transA ? 'T' : 'N'}${o.transB ? 'T' : 'N'} sA${o.strideA} sB${o.strideB} ${(o.c as { dtype: string }).dtype}`;
-      if ('rotaryDim' in o && 'length' in o) return `b${o.batch} h${o.heads} n${o.length} d${o.headDim} r${o.rotaryDim}${o.transpose ? ' T' : ''}`;
-      if ('dim' in o && 'n' in o && 'heads' in o) return `b${o.batch} n${o.n} h${o.heads} d${o.dim}`;
-      if ('batch' in o && 'heads' in o && !('kvHeads' in o)) return `b${o.batch} h${o.heads} q${o.queryLen} k${o.keyLen}`;
-      if ('batch' in o && 'heads' in o) return `b${o.batch} h${o.heads}/${o.kvHeads} q${o.queryLen} k${o.keyLen} d${o.headDim}`;
-    }
-    return a === null ? 'null' : '·';
-  }).join(' ');
+  return args
+    .map((a) => {
+      if (typeof a === 'number' || typeof a === 'boolean' || typeof a === 'string') return String(a);
+      if (Array.isArray(a)) return a.every((v) => typeof v === 'number') ? `[${a.join(',')}]` : `${a.length} items`;
+      if (a && typeof a === 'object') {
+        const o = a as Record<string, unknown>;
+        if ('handle' in o)
+          return `${o.dtype}${Array.isArray(o.strides) ? `/${(o.strides as number[]).join(',')}` : ''}`;
+        if ('rows' in o && 'cols' in o && 'rms' in o)
+          return `${o.rms ? 'rms' : 'layer'} ${(o.a as { dtype: string }).dtype} ${o.rows}x${o.cols}${o.b ? ' +residual' : ''}`;
+        if ('m' in o)
+          return `m${o.m} n${o.n} k${o.k} b${o.batch} ${o.transA ? 'T' : 'N'}${o.transB ? 'T' : 'N'} sA${o.strideA} sB${o.strideB} ${(o.c as { dtype: string }).dtype}`;
+        if ('rotaryDim' in o && 'length' in o)
+          return `b${o.batch} h${o.heads} n${o.length} d${o.headDim} r${o.rotaryDim}${o.transpose ? ' T' : ''}`;
+        if ('dim' in o && 'n' in o && 'heads' in o) return `b${o.batch} n${o.n} h${o.heads} d${o.dim}`;
+        if ('batch' in o && 'heads' in o && !('kvHeads' in o))
+          return `b${o.batch} h${o.heads} q${o.queryLen} k${o.keyLen}`;
+        if ('batch' in o && 'heads' in o)
+          return `b${o.batch} h${o.heads}/${o.kvHeads} q${o.queryLen} k${o.keyLen} d${o.headDim}`;
+      }
+      return a === null ? 'null' : '·';
+    })
+    .join(' ');
 }
 
 export function installProfiler(engine: Engine & TimingEngine, mode: 'waits' | 'events'): void {
@@ -72,7 +87,10 @@ export function installProfiler(engine: Engine & TimingEngine, mode: 'waits' | '
   };
   if (mode === 'events') {
     const synchronize = engine.synchronize.bind(engine);
-    engine.synchronize = () => { synchronize(); if (pending.length) collect(); };
+    engine.synchronize = () => {
+      synchronize();
+      if (pending.length) collect();
+    };
   }
   for (const name of KERNEL_METHODS) {
     const original = target[name];
@@ -102,8 +120,11 @@ export function installProfiler(engine: Engine & TimingEngine, mode: 'waits' | '
     if (pending.length) collect();
     const rows = [...totals.entries()].sort((a, b) => b[1].ms - a[1].ms);
     const all = rows.reduce((s, [, e]) => s + e.ms, 0);
-    console.log(`\n# ${engine.device} kernel profile: ${all.toFixed(1)} ms in ${rows.reduce((s, [, e]) => s + e.calls, 0)} calls; costliest:`);
+    console.log(
+      `\n# ${engine.device} kernel profile: ${all.toFixed(1)} ms in ${rows.reduce((s, [, e]) => s + e.calls, 0)} calls; costliest:`,
+    );
     if (mode === 'events') console.log(`# device idle between profiled calls: ${idle.toFixed(1)} ms`);
-    for (const [key, e] of rows.slice(0, shown)) console.log(`${e.ms.toFixed(1).padStart(10)} ms ${String(e.calls).padStart(6)}×  ${key}`);
+    for (const [key, e] of rows.slice(0, shown))
+      console.log(`${e.ms.toFixed(1).padStart(10)} ms ${String(e.calls).padStart(6)}×  ${key}`);
   });
 }

@@ -4,8 +4,12 @@ import type { AttentionArgs, Dense, MemoryStats } from './engine.js';
 import { NativeEngine, requireAddon, type NativeKernels } from './native-engine.js';
 import type { CudaKernels } from './native-abi.js';
 import {
-  cudaAttentionBackward, cudaAttentionForward, cudaAttentionPlan,
-  type CudaAttentionAddon, type CudaAttentionOptions, type CudaAttentionPlan,
+  cudaAttentionBackward,
+  cudaAttentionForward,
+  cudaAttentionPlan,
+  type CudaAttentionAddon,
+  type CudaAttentionOptions,
+  type CudaAttentionPlan,
 } from './cuda-attention.js';
 
 /** Memory statistics of the CUDA engine: the Engine's, plus the caching allocator's state. */
@@ -38,7 +42,9 @@ function loadAddon(): CudaAddon {
   if (addon) return addon;
   const { path, load } = requireAddon<CudaAddon>('andromeda_cuda.node');
   if (!existsSync(path)) {
-    throw new Error(`no CUDA device: the CUDA engine is not built (${path} is missing; run \`npm run build:cuda\` on a machine with nvcc)`);
+    throw new Error(
+      `no CUDA device: the CUDA engine is not built (${path} is missing; run \`npm run build:cuda\` on a machine with nvcc)`,
+    );
   }
   let loaded: CudaAddon;
   try {
@@ -90,26 +96,60 @@ export class CudaEngine extends NativeEngine {
   }
 
   /** The matrix library in use, loading it if needed (throws, naming ANDROMEDA_CUBLASLT, when missing). */
-  gemmLibrary(): string { return this.#addon.gemmLibrary(); }
+  gemmLibrary(): string {
+    return this.#addon.gemmLibrary();
+  }
   /** Returns every cached block to the driver. */
-  emptyCache(): void { this.#addon.emptyCache(); }
+  emptyCache(): void {
+    this.#addon.emptyCache();
+  }
   /** Caps the bytes the allocator may reserve from the driver (0 removes the cap). */
-  setMemoryLimit(bytes: number): void { this.#addon.setMemoryLimit(bytes); }
+  setMemoryLimit(bytes: number): void {
+    this.#addon.setMemoryLimit(bytes);
+  }
 
-  synchronize(): void { this.#addon.synchronize(); }
+  synchronize(): void {
+    this.#addon.synchronize();
+  }
   /** Records a timing event on the stream (profiling); `timingRead` returns the gaps between marks. */
-  timingMark(): number { return this.#addon.timingMark(); }
+  timingMark(): number {
+    return this.#addon.timingMark();
+  }
   /** Waits; milliseconds between consecutive marks since the last read, on the device's clock. */
-  timingRead(): Float64Array { return this.#addon.timingRead(); }
-  override memoryStats(): CudaMemoryStats { return this.#addon.memoryStats(); }
+  timingRead(): Float64Array {
+    return this.#addon.timingRead();
+  }
+  override memoryStats(): CudaMemoryStats {
+    return this.#addon.memoryStats();
+  }
 
   // Fused attention (native/cuda/attention, src/engine/cuda-attention.ts). `options` names kernels explicitly
   // (tests and benchmarks); left out, the engine's heuristics pick.
-  attentionForward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs, options?: CudaAttentionOptions): void {
+  attentionForward(
+    q: Dense,
+    k: Dense,
+    v: Dense,
+    out: Dense,
+    lse: Dense,
+    args: AttentionArgs,
+    options?: CudaAttentionOptions,
+  ): void {
     cudaAttentionForward(this.#addon, q, k, v, out, lse, args, options);
   }
-  attentionBackward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, gradOut: Dense,
-    gradQ: Dense, gradK: Dense, gradV: Dense, gradKeyScale: Dense | null, args: AttentionArgs, options?: CudaAttentionOptions): void {
+  attentionBackward(
+    q: Dense,
+    k: Dense,
+    v: Dense,
+    out: Dense,
+    lse: Dense,
+    gradOut: Dense,
+    gradQ: Dense,
+    gradK: Dense,
+    gradV: Dense,
+    gradKeyScale: Dense | null,
+    args: AttentionArgs,
+    options?: CudaAttentionOptions,
+  ): void {
     cudaAttentionBackward(this.#addon, q, k, v, out, lse, gradOut, gradQ, gradK, gradV, gradKeyScale, args, options);
   }
   /** Where a forward and backward with these arguments and options apply rotary / xPos / the key scale. */

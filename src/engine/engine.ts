@@ -22,8 +22,24 @@ export interface Strided extends Dense {
 }
 
 export type UnaryOp =
-  | 'neg' | 'exp' | 'log' | 'sqrt' | 'rsqrt' | 'gelu' | 'sigmoid' | 'silu' | 'tanh' | 'abs' | 'relu'
-  | 'square' | 'reciprocal' | 'scale' | 'addScalar' | 'powScalar' | 'sin' | 'cos';
+  | 'neg'
+  | 'exp'
+  | 'log'
+  | 'sqrt'
+  | 'rsqrt'
+  | 'gelu'
+  | 'sigmoid'
+  | 'silu'
+  | 'tanh'
+  | 'abs'
+  | 'relu'
+  | 'square'
+  | 'reciprocal'
+  | 'scale'
+  | 'addScalar'
+  | 'powScalar'
+  | 'sin'
+  | 'cos';
 /** Derivative kernels for the unary ops whose gradient needs the input: gx = gy · f'(x). */
 export type UnaryGradOp = 'gelu' | 'sigmoid' | 'silu' | 'tanh' | 'relu' | 'abs';
 export type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'max' | 'min' | 'pow' | 'gt' | 'lt' | 'eq';
@@ -32,11 +48,38 @@ export type ReduceOp = 'sum' | 'max' | 'min';
 export type RandomDistribution = 'normal' | 'uniform';
 
 export const UNARY_CODE: Record<UnaryOp, number> = {
-  neg: 0, exp: 1, log: 2, sqrt: 3, rsqrt: 4, gelu: 5, sigmoid: 6, silu: 7, tanh: 8, abs: 9, relu: 10,
-  square: 11, reciprocal: 12, scale: 13, addScalar: 14, powScalar: 15, sin: 16, cos: 17,
+  neg: 0,
+  exp: 1,
+  log: 2,
+  sqrt: 3,
+  rsqrt: 4,
+  gelu: 5,
+  sigmoid: 6,
+  silu: 7,
+  tanh: 8,
+  abs: 9,
+  relu: 10,
+  square: 11,
+  reciprocal: 12,
+  scale: 13,
+  addScalar: 14,
+  powScalar: 15,
+  sin: 16,
+  cos: 17,
 };
 export const UNARY_GRAD_CODE: Record<UnaryGradOp, number> = { gelu: 0, sigmoid: 1, silu: 2, tanh: 3, relu: 4, abs: 5 };
-export const BINARY_CODE: Record<BinaryOp, number> = { add: 0, sub: 1, mul: 2, div: 3, max: 4, min: 5, pow: 6, gt: 7, lt: 8, eq: 9 };
+export const BINARY_CODE: Record<BinaryOp, number> = {
+  add: 0,
+  sub: 1,
+  mul: 2,
+  div: 3,
+  max: 4,
+  min: 5,
+  pow: 6,
+  gt: 7,
+  lt: 8,
+  eq: 9,
+};
 export const REDUCE_CODE: Record<ReduceOp, number> = { sum: 0, max: 1, min: 2 };
 
 /** C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b], row-major, op = transpose when the flag is set. */
@@ -199,13 +242,51 @@ export interface Engine {
    * Layer norm (`rms` false) or RMS norm over the last axis of contiguous [rows, cols]; `stats` is
    * float32 [rows, 2] (float64 when x is float64) receiving (mean, rstd) for the backward pass. Weight/bias may be null.
    */
-  norm(rms: boolean, x: Dense, weight: Dense | null, bias: Dense | null, out: Dense, stats: Dense, rows: number, cols: number, eps: number): void;
+  norm(
+    rms: boolean,
+    x: Dense,
+    weight: Dense | null,
+    bias: Dense | null,
+    out: Dense,
+    stats: Dense,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): void;
   /** Writes gradIn; gradWeight / gradBias (when given) are overwritten with the sums over rows. */
-  normGrad(rms: boolean, x: Dense, weight: Dense | null, stats: Dense, gradOut: Dense, gradIn: Dense, gradWeight: Dense | null, gradBias: Dense | null, rows: number, cols: number): void;
+  normGrad(
+    rms: boolean,
+    x: Dense,
+    weight: Dense | null,
+    stats: Dense,
+    gradOut: Dense,
+    gradIn: Dense,
+    gradWeight: Dense | null,
+    gradBias: Dense | null,
+    rows: number,
+    cols: number,
+  ): void;
   /** Per-row loss and log-sum-exp, float32 [rows] (float64 for float64 logits); rows whose target is ignoreIndex get loss 0. */
-  crossEntropy(logits: Dense, targets: Dense, losses: Dense, lse: Dense, rows: number, vocab: number, ignoreIndex: number): void;
+  crossEntropy(
+    logits: Dense,
+    targets: Dense,
+    losses: Dense,
+    lse: Dense,
+    rows: number,
+    vocab: number,
+    ignoreIndex: number,
+  ): void;
   /** gradLogits = (softmax − onehot) · gradLoss[row] (dtype as losses); ignored rows get 0. */
-  crossEntropyGrad(logits: Dense, targets: Dense, lse: Dense, gradLoss: Dense, gradLogits: Dense, rows: number, vocab: number, ignoreIndex: number): void;
+  crossEntropyGrad(
+    logits: Dense,
+    targets: Dense,
+    lse: Dense,
+    gradLoss: Dense,
+    gradLogits: Dense,
+    rows: number,
+    vocab: number,
+    ignoreIndex: number,
+  ): void;
   /** out[i] = table[ids[i]]; returns −1, or the first position whose id is out of [0, vocab). */
   embedding(table: Dense, ids: Dense, out: Dense, count: number, dim: number, vocab: number): number;
   /** gradTable[ids[i]] += gradOut[i] (gradTable must be zeroed by the caller). */
@@ -236,8 +317,19 @@ export interface Engine {
 
   // Fused attention (src/ops/attention.ts, 'fused'); its reference form composes matmul, maskedSoftmax and rotary.
   attentionForward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void;
-  attentionBackward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, gradOut: Dense,
-    gradQ: Dense, gradK: Dense, gradV: Dense, gradKeyScale: Dense | null, args: AttentionArgs): void;
+  attentionBackward(
+    q: Dense,
+    k: Dense,
+    v: Dense,
+    out: Dense,
+    lse: Dense,
+    gradOut: Dense,
+    gradQ: Dense,
+    gradK: Dense,
+    gradV: Dense,
+    gradKeyScale: Dense | null,
+    args: AttentionArgs,
+  ): void;
   /** Attention probabilities from scores (see MaskedSoftmaxArgs); out may be the scores' own region. */
   maskedSoftmax(scores: Dense, out: Dense, args: MaskedSoftmaxArgs): void;
   /** Rotary + xPos + multiplier on q or k (see RotaryArgs); out may be x's own region. */
@@ -259,7 +351,15 @@ export interface Engine {
   /** out = gelu(x + bias) over contiguous [rows, cols], bias [cols] (exact erf GELU). */
   biasGelu(x: Dense, bias: Dense, out: Dense, rows: number, cols: number): void;
   /** gradIn = gradOut · gelu'(x + bias); gradBias (when given) overwritten with Σ_rows gradIn. */
-  biasGeluGrad(x: Dense, bias: Dense, gradOut: Dense, gradIn: Dense, gradBias: Dense | null, rows: number, cols: number): void;
+  biasGeluGrad(
+    x: Dense,
+    bias: Dense,
+    gradOut: Dense,
+    gradIn: Dense,
+    gradBias: Dense | null,
+    rows: number,
+    cols: number,
+  ): void;
   /**
    * qk-norm with the head permute: out [batch, heads, n, dim] = x [batch, n, heads, dim] · r · weight[head]
    * with r = 1/sqrt(‖x‖² + eps²) per row, stored in rstd ([batch·n, heads], float64 for float64 x, else float32);
@@ -267,13 +367,31 @@ export interface Engine {
    */
   headNorm(args: HeadNormArgs, x: Dense, weight: Dense | null, out: Dense, rstd: Dense): void;
   /** Backward of headNorm: gradIn in x's layout; gradWeight (when given) overwritten with the sum over positions. */
-  headNormGrad(args: HeadNormArgs, x: Dense, weight: Dense | null, rstd: Dense, gradOut: Dense, gradIn: Dense, gradWeight: Dense | null): void;
+  headNormGrad(
+    args: HeadNormArgs,
+    x: Dense,
+    weight: Dense | null,
+    rstd: Dense,
+    gradOut: Dense,
+    gradIn: Dense,
+    gradWeight: Dense | null,
+  ): void;
   /**
    * Token shift over contiguous [batch, n, dim] (x and out must not overlap): feature chunk k of dim / (shifts + 1)
    * comes from position t − k (zero before the start, or where `segments`, int32 [batch, n] document ids, differ);
    * `backward` moves gradients the other way, and with `accumulate` adds them into what `out` holds.
    */
-  tokenShift(x: Dense, out: Dense, batch: number, n: number, dim: number, shifts: number, backward: boolean, accumulate: boolean, segments: Dense | null): void;
+  tokenShift(
+    x: Dense,
+    out: Dense,
+    batch: number,
+    n: number,
+    dim: number,
+    shifts: number,
+    backward: boolean,
+    accumulate: boolean,
+    segments: Dense | null,
+  ): void;
 }
 
 /** The largest head dim Engine.headNorm takes (the CUDA form keeps a row in a warp's registers). */

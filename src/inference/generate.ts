@@ -23,7 +23,12 @@ export const MAX_CONTEXT_TOKENS = 2 ** 31 - 1;
  * the config does not say (another model family).
  */
 export function kvCacheBytes(config: Record<string, unknown>, positions: number): number | null {
-  const { depth, kvHeads, heads, headDim } = config as { depth?: unknown; kvHeads?: unknown; heads?: unknown; headDim?: unknown };
+  const { depth, kvHeads, heads, headDim } = config as {
+    depth?: unknown;
+    kvHeads?: unknown;
+    heads?: unknown;
+    headDim?: unknown;
+  };
   const kv = kvHeads ?? heads;
   if (typeof depth !== 'number' || typeof kv !== 'number' || typeof headDim !== 'number') return null;
   return depth * 2 * kv * headDim * Math.max(16, positions) * 4;
@@ -58,13 +63,15 @@ export interface GenerateResult {
 
 /** Logits [vocab] of the last position of `ids`, by a full forward pass. */
 function lastLogitsUncached(model: LanguageModel, ids: readonly number[], device: string): Float32Array {
-  return tidy(() => noGrad(() => {
-    const input = Tensor.fromArray(Int32Array.from(ids), [1, ids.length], 'int32', device);
-    // Families that ignore logits: 'last' return every position.
-    const logits = model.forward(input, { logits: 'last' });
-    const n = logits.shape[1]!;
-    return Float32Array.from((n === 1 ? logits : narrow(logits, 1, n - 1, 1)).toArray());
-  }));
+  return tidy(() =>
+    noGrad(() => {
+      const input = Tensor.fromArray(Int32Array.from(ids), [1, ids.length], 'int32', device);
+      // Families that ignore logits: 'last' return every position.
+      const logits = model.forward(input, { logits: 'last' });
+      const n = logits.shape[1]!;
+      return Float32Array.from((n === 1 ? logits : narrow(logits, 1, n - 1, 1)).toArray());
+    }),
+  );
 }
 
 export function generate(
@@ -81,12 +88,13 @@ export function generate(
   }
   const started = Date.now();
   const promptIds = typeof prompt === 'string' ? tokenizer.encode(prompt) : prompt;
-  const context: number[] = [...(options.startWithEos ?? true ? [tokenizer.eosId] : []), ...promptIds];
+  const context: number[] = [...((options.startWithEos ?? true) ? [tokenizer.eosId] : []), ...promptIds];
   if (context.length === 0) context.push(tokenizer.eosId);
   const device = model.namedParameters()[0]?.[1].device ?? 'cpu';
   const generator = new Generator(options.seed ?? 0);
   const stream = new TokenTextStream(tokenizer, options.onText);
-  const session = (options.cache ?? true) ? family.createDecodingSession?.(model, context.length + maxTokens) ?? null : null;
+  const session =
+    (options.cache ?? true) ? (family.createDecodingSession?.(model, context.length + maxTokens) ?? null) : null;
   model.eval();
   const ids: number[] = [];
   let stoppedBy: GenerateResult['stoppedBy'] = 'max-tokens';
@@ -110,5 +118,12 @@ export function generate(
     session?.dispose();
     model.train();
   }
-  return { ids, text: stream.value, stoppedBy, promptTokens: promptIds.length, usedCache: session !== null, seconds: (Date.now() - started) / 1000 };
+  return {
+    ids,
+    text: stream.value,
+    stoppedBy,
+    promptTokens: promptIds.length,
+    usedCache: session !== null,
+    seconds: (Date.now() - started) / 1000,
+  };
 }

@@ -22,7 +22,11 @@ export interface LoadedModel {
  * `tokenizerSpec` overrides or supplies the tokenizer: "byte" or a tokenizer.json path; undefined
  * uses the checkpoint's own tokenizer.json.
  */
-export async function loadModelForInference(path: string, device: string, tokenizerSpec?: string): Promise<LoadedModel> {
+export async function loadModelForInference(
+  path: string,
+  device: string,
+  tokenizerSpec?: string,
+): Promise<LoadedModel> {
   // Checked first: a device that cannot run here is not a fault of the checkpoint.
   const unavailable = deviceUnavailableReason(device);
   if (unavailable) throw new Error(`device ${device} cannot be used here: ${unavailable}`);
@@ -30,24 +34,33 @@ export async function loadModelForInference(path: string, device: string, tokeni
   try {
     let tokenizer = ckpt.tokenizer;
     if (tokenizerSpec) tokenizer = tokenizerSpec === 'byte' ? new ByteTokenizer() : await loadTokenizer(tokenizerSpec);
-    if (!tokenizer) throw new CheckpointError(`checkpoint ${ckpt.dir} has no tokenizer.json (converted checkpoints do not carry one): pass --tokenizer <tokenizer.json> or --tokenizer byte`);
+    if (!tokenizer)
+      throw new CheckpointError(
+        `checkpoint ${ckpt.dir} has no tokenizer.json (converted checkpoints do not carry one): pass --tokenizer <tokenizer.json> or --tokenizer byte`,
+      );
     const familyName = typeof ckpt.trainer?.family === 'string' ? ckpt.trainer.family : 'andromeda';
     const family = getModelFamily(familyName);
     let model: LanguageModel;
     try {
       model = family.create(ckpt.modelConfig as never, { seed: 0, device });
     } catch (error) {
-      throw new CheckpointError(`checkpoint ${ckpt.dir}: config.json does not describe a ${familyName} model: ${(error as Error).message}`);
+      throw new CheckpointError(
+        `checkpoint ${ckpt.dir}: config.json does not describe a ${familyName} model: ${(error as Error).message}`,
+      );
     }
     try {
       model.loadStateDict(ckpt.weights);
     } catch (error) {
       model.dispose();
-      throw new CheckpointError(`checkpoint ${ckpt.dir}: the weights do not fit the model in config.json: ${(error as Error).message}`);
+      throw new CheckpointError(
+        `checkpoint ${ckpt.dir}: the weights do not fit the model in config.json: ${(error as Error).message}`,
+      );
     }
     if (tokenizer.vocabSize > model.vocabSize) {
       model.dispose();
-      throw new CheckpointError(`checkpoint ${ckpt.dir}: tokenizer vocabulary (${tokenizer.vocabSize}) exceeds the model's (${model.vocabSize})`);
+      throw new CheckpointError(
+        `checkpoint ${ckpt.dir}: tokenizer vocabulary (${tokenizer.vocabSize}) exceeds the model's (${model.vocabSize})`,
+      );
     }
     return { model, family, tokenizer, dir: ckpt.dir, step: ckpt.step, config: ckpt.modelConfig };
   } finally {

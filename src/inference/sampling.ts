@@ -15,9 +15,12 @@ export interface SamplingOptions {
 }
 
 export function validateSampling(o: SamplingOptions): void {
-  if (o.temperature !== undefined && !(o.temperature >= 0 && Number.isFinite(o.temperature))) throw new RangeError(`temperature must be a finite number ≥ 0, got ${o.temperature}`);
-  if (o.topK !== undefined && !(Number.isInteger(o.topK) && o.topK >= 0)) throw new RangeError(`top-k must be an integer ≥ 0, got ${o.topK}`);
-  if (o.topP !== undefined && !(o.topP > 0 && o.topP <= 1)) throw new RangeError(`top-p must be in (0, 1], got ${o.topP}`);
+  if (o.temperature !== undefined && !(o.temperature >= 0 && Number.isFinite(o.temperature)))
+    throw new RangeError(`temperature must be a finite number ≥ 0, got ${o.temperature}`);
+  if (o.topK !== undefined && !(Number.isInteger(o.topK) && o.topK >= 0))
+    throw new RangeError(`top-k must be an integer ≥ 0, got ${o.topK}`);
+  if (o.topP !== undefined && !(o.topP > 0 && o.topP <= 1))
+    throw new RangeError(`top-p must be in (0, 1], got ${o.topP}`);
 }
 
 /** Index of the largest logit (the first one on ties); NaNs are never chosen. */
@@ -39,7 +42,10 @@ export function argmax(logits: ArrayLike<number>): number {
  * The distribution that sampling draws from, after temperature, top-k and top-p: token ids in
  * decreasing probability and their (renormalised) probabilities.
  */
-export function filteredDistribution(logits: ArrayLike<number>, o: SamplingOptions = {}): { ids: Int32Array; probs: Float64Array } {
+export function filteredDistribution(
+  logits: ArrayLike<number>,
+  o: SamplingOptions = {},
+): { ids: Int32Array; probs: Float64Array } {
   validateSampling(o);
   const temperature = o.temperature ?? 1;
   const n = logits.length;

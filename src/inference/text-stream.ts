@@ -11,7 +11,10 @@ export class TokenTextStream {
   private readonly decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
   private text = '';
 
-  constructor(private readonly tokenizer: Tokenizer, private readonly write: (text: string) => void = () => {}) {}
+  constructor(
+    private readonly tokenizer: Tokenizer,
+    private readonly write: (text: string) => void = () => {},
+  ) {}
 
   /** Adds one token; returns (and writes) the text it completes, possibly ''. */
   push(id: number): string {

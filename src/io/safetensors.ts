@@ -27,14 +27,23 @@ const STORED_DTYPES = {
 
 export type StoredDType = keyof typeof STORED_DTYPES;
 
-const CODE_FOR_DTYPE: Record<DType, StoredDType> = { float32: 'F32', float64: 'F64', bfloat16: 'BF16', float16: 'F16', int32: 'I32' };
+const CODE_FOR_DTYPE: Record<DType, StoredDType> = {
+  float32: 'F32',
+  float64: 'F64',
+  bfloat16: 'BF16',
+  float16: 'F16',
+  int32: 'I32',
+};
 
 /** Refuse headers beyond this size: real ones are kilobytes to a few megabytes. */
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
 export class SafetensorsError extends Error {
   override name = 'SafetensorsError';
-  constructor(readonly path: string, problem: string) {
+  constructor(
+    readonly path: string,
+    problem: string,
+  ) {
     super(`${path}: ${problem}`);
   }
 }
@@ -73,17 +82,31 @@ export class SafetensorsReader {
     }
     try {
       const info = fstatSync(fd);
-      if (!info.isFile()) throw new SafetensorsError(path, `cannot open: it is ${info.isDirectory() ? 'a directory' : 'not a regular file'}, not a safetensors file`);
+      if (!info.isFile())
+        throw new SafetensorsError(
+          path,
+          `cannot open: it is ${info.isDirectory() ? 'a directory' : 'not a regular file'}, not a safetensors file`,
+        );
       const fileSize = info.size;
-      if (fileSize < 8) throw new SafetensorsError(path, `file is ${fileSize} bytes, too short for a safetensors file (it starts with an 8-byte header length)`);
+      if (fileSize < 8)
+        throw new SafetensorsError(
+          path,
+          `file is ${fileSize} bytes, too short for a safetensors file (it starts with an 8-byte header length)`,
+        );
       const lengthBytes = Buffer.alloc(8);
       readSync(fd, lengthBytes, 0, 8, 0);
       const headerLength = Number(lengthBytes.readBigUInt64LE(0));
       if (headerLength > MAX_HEADER_BYTES) {
-        throw new SafetensorsError(path, `header length ${headerLength} is implausibly large (not a safetensors file, or corrupt)`);
+        throw new SafetensorsError(
+          path,
+          `header length ${headerLength} is implausibly large (not a safetensors file, or corrupt)`,
+        );
       }
       if (8 + headerLength > fileSize) {
-        throw new SafetensorsError(path, `truncated: the header needs ${headerLength} bytes but only ${fileSize - 8} follow the length field`);
+        throw new SafetensorsError(
+          path,
+          `truncated: the header needs ${headerLength} bytes but only ${fileSize - 8} follow the length field`,
+        );
       }
       const headerBytes = Buffer.alloc(headerLength);
       readSync(fd, headerBytes, 0, headerLength, 8);
@@ -105,7 +128,8 @@ export class SafetensorsReader {
 
   entry(name: string): SafetensorsEntry {
     const e = this.entries.get(name);
-    if (!e) throw new SafetensorsError(this.path, `no tensor named '${name}' (it has: ${this.names.join(', ') || 'none'})`);
+    if (!e)
+      throw new SafetensorsError(this.path, `no tensor named '${name}' (it has: ${this.names.join(', ') || 'none'})`);
     return e;
   }
 
@@ -139,7 +163,11 @@ export class SafetensorsReader {
   }
 }
 
-function parseHeader(path: string, headerBytes: Buffer, dataSize: number): { entries: Map<string, SafetensorsEntry>; metadata: Record<string, string> } {
+function parseHeader(
+  path: string,
+  headerBytes: Buffer,
+  dataSize: number,
+): { entries: Map<string, SafetensorsEntry>; metadata: Record<string, string> } {
   let header: unknown;
   try {
     header = JSON.parse(headerBytes.toString('utf8'));
@@ -160,18 +188,24 @@ function parseHeader(path: string, headerBytes: Buffer, dataSize: number): { ent
   }
   const sorted = [...entries.values()].sort((a, b) => a.begin - b.begin);
   for (let i = 1; i < sorted.length; i++) {
-    const prev = sorted[i - 1]!, cur = sorted[i]!;
+    const prev = sorted[i - 1]!,
+      cur = sorted[i]!;
     if (cur.begin < prev.end) {
-      throw new SafetensorsError(path, `tensors '${prev.name}' [${prev.begin}, ${prev.end}) and '${cur.name}' [${cur.begin}, ${cur.end}) overlap in the data section`);
+      throw new SafetensorsError(
+        path,
+        `tensors '${prev.name}' [${prev.begin}, ${prev.end}) and '${cur.name}' [${cur.begin}, ${cur.end}) overlap in the data section`,
+      );
     }
   }
   return { entries, metadata };
 }
 
 function parseMetadata(path: string, raw: unknown): Record<string, string> {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new SafetensorsError(path, '__metadata__ must be an object of strings');
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+    throw new SafetensorsError(path, '__metadata__ must be an object of strings');
   for (const [k, v] of Object.entries(raw)) {
-    if (typeof v !== 'string') throw new SafetensorsError(path, `__metadata__ value '${k}' is ${typeof v}, not a string`);
+    if (typeof v !== 'string')
+      throw new SafetensorsError(path, `__metadata__ value '${k}' is ${typeof v}, not a string`);
   }
   return raw as Record<string, string>;
 }
@@ -184,15 +218,20 @@ function parseEntry(path: string, name: string, raw: unknown, dataSize: number):
     throw bad(`unsupported dtype ${JSON.stringify(dtype)} (supported: ${Object.keys(STORED_DTYPES).join(', ')})`);
   }
   const stored = STORED_DTYPES[dtype as StoredDType];
-  if (!Array.isArray(shape) || shape.some((d) => !Number.isSafeInteger(d) || d < 0)) throw bad(`shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
+  if (!Array.isArray(shape) || shape.some((d) => !Number.isSafeInteger(d) || d < 0))
+    throw bad(`shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
   if (!Array.isArray(offsets) || offsets.length !== 2 || offsets.some((o) => !Number.isSafeInteger(o) || o < 0)) {
     throw bad(`data_offsets ${JSON.stringify(offsets)} is not a pair of non-negative integers`);
   }
   const [begin, end] = offsets as [number, number];
   if (end < begin) throw bad(`data_offsets [${begin}, ${end}] end before they begin`);
   const needed = numel(shape) * stored.bytes;
-  if (end - begin !== needed) throw bad(`data_offsets [${begin}, ${end}] hold ${end - begin} bytes but ${dtype} ${formatShape(shape)} needs ${needed}`);
-  if (end > dataSize) throw bad(`truncated: its data ends at byte ${end} of the data section, which has only ${dataSize} bytes`);
+  if (end - begin !== needed)
+    throw bad(
+      `data_offsets [${begin}, ${end}] hold ${end - begin} bytes but ${dtype} ${formatShape(shape)} needs ${needed}`,
+    );
+  if (end > dataSize)
+    throw bad(`truncated: its data ends at byte ${end} of the data section, which has only ${dataSize} bytes`);
   return { name, storedDType: dtype as StoredDType, dtype: stored.dtype, shape, begin, end };
 }
 
@@ -204,26 +243,38 @@ function decodeStored(path: string, e: SafetensorsEntry, bytes: Buffer): ArrayBu
   aligned.set(bytes);
   const buf = aligned.buffer;
   switch (e.storedDType) {
-    case 'F32': case 'F64': case 'BF16': case 'F16': case 'I32':
+    case 'F32':
+    case 'F64':
+    case 'BF16':
+    case 'F16':
+    case 'I32':
       return aligned;
     case 'I64': {
       const src = new BigInt64Array(buf, 0, count);
       const out = new Int32Array(count);
       for (let i = 0; i < count; i++) {
         const v = src[i]!;
-        if (v < -2147483648n || v > 2147483647n) throw new SafetensorsError(path, `tensor '${e.name}': int64 value ${v} at index ${i} does not fit in int32`);
+        if (v < -2147483648n || v > 2147483647n)
+          throw new SafetensorsError(path, `tensor '${e.name}': int64 value ${v} at index ${i} does not fit in int32`);
         out[i] = Number(v);
       }
       return out;
     }
-    case 'I16': return Int32Array.from(new Int16Array(buf, 0, count));
-    case 'I8': return Int32Array.from(new Int8Array(buf, 0, count));
-    case 'U8': case 'BOOL': return Int32Array.from(new Uint8Array(buf, 0, count));
+    case 'I16':
+      return Int32Array.from(new Int16Array(buf, 0, count));
+    case 'I8':
+      return Int32Array.from(new Int8Array(buf, 0, count));
+    case 'U8':
+    case 'BOOL':
+      return Int32Array.from(new Uint8Array(buf, 0, count));
   }
 }
 
 /** Reads every tensor of a file (or those named) onto `device`. */
-export function readSafetensors(path: string, options: { device?: string; names?: readonly string[] } = {}): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
+export function readSafetensors(
+  path: string,
+  options: { device?: string; names?: readonly string[] } = {},
+): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
   const reader = SafetensorsReader.open(path);
   const tensors = new Map<string, Tensor>();
   try {
@@ -259,8 +310,13 @@ function writeAll(fd: number, bytes: Uint8Array): void {
  * Writes tensors (in name order) with an optional string metadata map. The header is padded with
  * spaces to a multiple of 8 bytes so the data section starts aligned.
  */
-export function writeSafetensors(path: string, tensors: ReadonlyMap<string, Tensor> | Readonly<Record<string, Tensor>>, metadata?: Readonly<Record<string, string>>): void {
-  const map: ReadonlyMap<string, Tensor> = tensors instanceof Map ? tensors : new Map(Object.entries(tensors as Record<string, Tensor>));
+export function writeSafetensors(
+  path: string,
+  tensors: ReadonlyMap<string, Tensor> | Readonly<Record<string, Tensor>>,
+  metadata?: Readonly<Record<string, string>>,
+): void {
+  const map: ReadonlyMap<string, Tensor> =
+    tensors instanceof Map ? tensors : new Map(Object.entries(tensors as Record<string, Tensor>));
   const names = [...map.keys()].sort();
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length > 0) header.__metadata__ = metadata;

@@ -4,11 +4,14 @@
  * p slopes for p followed by every other slope of the list for 2p until there are m.
  */
 export function alibiSlopes(m: number): number[] {
-  if (!Number.isInteger(m) || m < 0) throw new RangeError(`alibiSlopes: head count ${m} must be a non-negative integer`);
+  if (!Number.isInteger(m) || m < 0)
+    throw new RangeError(`alibiSlopes: head count ${m} must be a non-negative integer`);
   if (m === 0) return [];
   if (Number.isInteger(Math.log2(m))) return powerOfTwoSlopes(m);
   const p = 2 ** Math.floor(Math.log2(m));
-  const extra = powerOfTwoSlopes(2 * p).filter((_, i) => i % 2 === 0).slice(0, m - p);
+  const extra = powerOfTwoSlopes(2 * p)
+    .filter((_, i) => i % 2 === 0)
+    .slice(0, m - p);
   return [...powerOfTwoSlopes(p), ...extra];
 }
 

@@ -63,9 +63,14 @@ export class Andromeda extends Module {
     const rotary = rotarySettings(c);
     const slopes = c.alibiHeads > 0 ? headSlopes(c.heads, c.alibiHeads) : null;
     this.embedding = this.addModule('embedding', new Embedding(c.vocabSize, c.dim, { ...p, initialize: false }));
-    this.blocks = this.addModule('blocks', new ModuleList(Array.from({ length: c.depth }, () => makeBlock(c, rotary, slopes, p))));
+    this.blocks = this.addModule(
+      'blocks',
+      new ModuleList(Array.from({ length: c.depth }, () => makeBlock(c, rotary, slopes, p))),
+    );
     this.finalNorm = c.normPosition === 'pre' ? this.addModule('finalNorm', makeNorm(c, p)) : null;
-    this.logits = c.tiedEmbeddings ? null : this.addModule('logits', new Linear(c.dim, c.vocabSize, { ...p, initialize: false }));
+    this.logits = c.tiedEmbeddings
+      ? null
+      : this.addModule('logits', new Linear(c.dim, c.vocabSize, { ...p, initialize: false }));
     if (o.initialize ?? true) initializeAndromeda(this, o.generator ?? new Generator(o.seed ?? 0));
   }
 
@@ -99,7 +104,8 @@ export class Andromeda extends Module {
   private run(tokens: Tensor, sequence: SequenceContext, o: AndromedaForwardOptions): Tensor {
     const runBlock = blockRunner(o.activationCheckpointing ?? false);
     let x = this.embedding.forward(tokens);
-    for (let layer = 0; layer < this.blocks.length; layer++) x = runBlock(this.blocks.at(layer), x, layerState(sequence, o.kvCache, layer));
+    for (let layer = 0; layer < this.blocks.length; layer++)
+      x = runBlock(this.blocks.at(layer), x, layerState(sequence, o.kvCache, layer));
     if (o.logits === 'last') x = lastPosition(x);
     return this.finalNorm ? this.finalNorm.forward(x) : x;
   }
@@ -112,7 +118,9 @@ export class Andromeda extends Module {
   private checkForwardInputs(tokens: Tensor, o: AndromedaForwardOptions): [number, number] {
     tokens.assertAlive('Andromeda.forward', 'tokens');
     if (tokens.dtype !== 'int32' || tokens.rank !== 2) {
-      throw new TypeError(`Andromeda.forward: tokens must be int32 [batch, n], got ${tokens.dtype} ${formatShape(tokens.shape)}`);
+      throw new TypeError(
+        `Andromeda.forward: tokens must be int32 [batch, n], got ${tokens.dtype} ${formatShape(tokens.shape)}`,
+      );
     }
     const [batch, n] = tokens.shape as [number, number];
     if (o.logits !== undefined && o.logits !== 'all' && o.logits !== 'last') {
@@ -120,9 +128,16 @@ export class Andromeda extends Module {
     }
     const cache = o.kvCache;
     if (cache) {
-      if (o.segmentIds || o.positions) throw new Error('Andromeda.forward: a KV cache decodes one document per row: segmentIds and positions are not supported with it');
-      if (cache.batch !== batch) throw new RangeError(`Andromeda.forward: the KV cache holds ${cache.batch} rows but tokens have ${batch}`);
-      if (cache.layers.length !== this.config.depth) throw new RangeError(`Andromeda.forward: the KV cache has ${cache.layers.length} layers, the model ${this.config.depth}`);
+      if (o.segmentIds || o.positions)
+        throw new Error(
+          'Andromeda.forward: a KV cache decodes one document per row: segmentIds and positions are not supported with it',
+        );
+      if (cache.batch !== batch)
+        throw new RangeError(`Andromeda.forward: the KV cache holds ${cache.batch} rows but tokens have ${batch}`);
+      if (cache.layers.length !== this.config.depth)
+        throw new RangeError(
+          `Andromeda.forward: the KV cache has ${cache.layers.length} layers, the model ${this.config.depth}`,
+        );
     }
     return [batch, n];
   }

@@ -26,7 +26,12 @@ export class SelfAttention extends Module {
   private readonly dimScale: boolean;
   private readonly scale: number;
 
-  constructor(config: AndromedaConfig, private readonly rotary: RotarySettings | null, private readonly slopes: Float64Array | null, o: ParameterOptions = {}) {
+  constructor(
+    config: AndromedaConfig,
+    private readonly rotary: RotarySettings | null,
+    private readonly slopes: Float64Array | null,
+    o: ParameterOptions = {},
+  ) {
     super();
     const { dim, heads, kvHeads, headDim } = config;
     this.heads = heads;

@@ -27,9 +27,16 @@ import type { LayerState } from './context.js';
 import type { ShiftSlot } from './kv-cache.js';
 
 /** The block form the config asks for. */
-export function makeBlock(config: AndromedaConfig, rotary: RotarySettings | null, slopes: Float64Array | null, o: ParameterOptions = {}): Block {
+export function makeBlock(
+  config: AndromedaConfig,
+  rotary: RotarySettings | null,
+  slopes: Float64Array | null,
+  o: ParameterOptions = {},
+): Block {
   if (config.parallelBlocks) return new ParallelBlock(config, rotary, slopes, o);
-  return config.normPosition === 'pre' ? new PreNormBlock(config, rotary, slopes, o) : new PostNormBlock(config, rotary, slopes, o);
+  return config.normPosition === 'pre'
+    ? new PreNormBlock(config, rotary, slopes, o)
+    : new PostNormBlock(config, rotary, slopes, o);
 }
 
 /** What every form shares: the two sub-layers, their token shift and the residual scales. */
@@ -92,7 +99,12 @@ abstract class SequentialBlock extends Block {
   readonly feedForwardNorm: Norm;
   readonly feedForward: FeedForward;
 
-  constructor(config: AndromedaConfig, rotary: RotarySettings | null, slopes: Float64Array | null, o: ParameterOptions) {
+  constructor(
+    config: AndromedaConfig,
+    rotary: RotarySettings | null,
+    slopes: Float64Array | null,
+    o: ParameterOptions,
+  ) {
     super(config);
     this.attentionNorm = this.addModule('attentionNorm', makeNorm(config, o));
     this.attention = this.addModule('attention', new SelfAttention(config, rotary, slopes, o));
@@ -111,7 +123,12 @@ abstract class SequentialBlock extends Block {
 export class PreNormBlock extends SequentialBlock {
   forward(x: Tensor, state: LayerState): Tensor {
     const attended = this.attend(this.attentionNorm.forward(x), state);
-    const { stream, normed } = addResidualThenNorm(x, attended, this.residual('attentionResidualScale'), this.feedForwardNorm);
+    const { stream, normed } = addResidualThenNorm(
+      x,
+      attended,
+      this.residual('attentionResidualScale'),
+      this.feedForwardNorm,
+    );
     return addResidual(stream, this.feed(normed, state), this.residual('feedForwardResidualScale'));
   }
 }
@@ -130,7 +147,12 @@ export class ParallelBlock extends Block {
   readonly attention: SelfAttention;
   readonly feedForward: FeedForward;
 
-  constructor(config: AndromedaConfig, rotary: RotarySettings | null, slopes: Float64Array | null, o: ParameterOptions) {
+  constructor(
+    config: AndromedaConfig,
+    rotary: RotarySettings | null,
+    slopes: Float64Array | null,
+    o: ParameterOptions,
+  ) {
     super(config);
     this.norm = this.addModule('norm', makeNorm(config, o));
     this.attention = this.addModule('attention', new SelfAttention(config, rotary, slopes, o));

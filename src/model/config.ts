@@ -80,7 +80,8 @@ export type AndromedaConfigInput = Partial<Omit<AndromedaConfig, 'rotary'>> & {
   /** Shorthand: post-norm, learned residual scale, c = (2·depth)^0.25 and DeepNorm init. */
   readonly deepnorm?: boolean;
   /** null or false: no rotary; true: defaults; an object: those settings over the defaults. */
-  readonly rotary?: (Partial<Omit<RotaryConfig, 'yarn'>> & { readonly yarn?: Partial<YarnConfig> | null }) | boolean | null;
+  readonly rotary?:
+    (Partial<Omit<RotaryConfig, 'yarn'>> & { readonly yarn?: Partial<YarnConfig> | null }) | boolean | null;
 };
 
 export class ConfigError extends Error {
@@ -88,9 +89,30 @@ export class ConfigError extends Error {
 }
 
 const TOP_LEVEL_KEYS = new Set([
-  'vocabSize', 'dim', 'depth', 'heads', 'headDim', 'kvHeads', 'maxSeqLen', 'ffMult', 'ffActivation', 'norm', 'normEps',
-  'normPosition', 'scaleResidual', 'residualConstant', 'init', 'parallelBlocks', 'tiedEmbeddings', 'shiftTokens',
-  'qkNorm', 'qkNormScale', 'qkNormDimScale', 'alibiHeads', 'rotary', 'deepnorm',
+  'vocabSize',
+  'dim',
+  'depth',
+  'heads',
+  'headDim',
+  'kvHeads',
+  'maxSeqLen',
+  'ffMult',
+  'ffActivation',
+  'norm',
+  'normEps',
+  'normPosition',
+  'scaleResidual',
+  'residualConstant',
+  'init',
+  'parallelBlocks',
+  'tiedEmbeddings',
+  'shiftTokens',
+  'qkNorm',
+  'qkNormScale',
+  'qkNormDimScale',
+  'alibiHeads',
+  'rotary',
+  'deepnorm',
 ]);
 const ROTARY_KEYS = new Set(['dim', 'base', 'xpos', 'xposScaleBase', 'interpolationFactor', 'ntkBaseRescale', 'yarn']);
 const YARN_KEYS = new Set(['factor', 'originalMaxSeqLen', 'betaFast', 'betaSlow', 'attentionFactor']);
@@ -114,9 +136,11 @@ export function resolveConfig(input: AndromedaConfigInput): AndromedaConfig {
 
   const deepnorm = input.deepnorm ?? false;
   if (deepnorm) {
-    if (input.normPosition === 'pre') problems.push("deepnorm is a post-norm scheme: it cannot be combined with normPosition 'pre'");
+    if (input.normPosition === 'pre')
+      problems.push("deepnorm is a post-norm scheme: it cannot be combined with normPosition 'pre'");
     if (input.scaleResidual === false) problems.push('deepnorm learns a residual scale: scaleResidual cannot be false');
-    if (input.residualConstant !== undefined) problems.push('deepnorm sets residualConstant to (2·depth)^0.25: do not give both');
+    if (input.residualConstant !== undefined)
+      problems.push('deepnorm sets residualConstant to (2·depth)^0.25: do not give both');
     if (input.init === 'default') problems.push("deepnorm uses its own init: init cannot be 'default'");
   }
   const depth = input.depth;
@@ -151,7 +175,11 @@ export function resolveConfig(input: AndromedaConfigInput): AndromedaConfig {
   return config;
 }
 
-function resolveRotary(input: AndromedaConfigInput['rotary'], headDim: number, problems: string[]): RotaryConfig | null {
+function resolveRotary(
+  input: AndromedaConfigInput['rotary'],
+  headDim: number,
+  problems: string[],
+): RotaryConfig | null {
   if (input === undefined || input === null || input === false) return null;
   const given = input === true ? {} : input;
   if (typeof given !== 'object') {
@@ -161,7 +189,8 @@ function resolveRotary(input: AndromedaConfigInput['rotary'], headDim: number, p
   for (const key of Object.keys(given)) if (!ROTARY_KEYS.has(key)) problems.push(`unknown rotary setting '${key}'`);
   let yarn: YarnConfig | null = null;
   if (given.yarn) {
-    for (const key of Object.keys(given.yarn)) if (!YARN_KEYS.has(key)) problems.push(`unknown rotary.yarn setting '${key}'`);
+    for (const key of Object.keys(given.yarn))
+      if (!YARN_KEYS.has(key)) problems.push(`unknown rotary.yarn setting '${key}'`);
     const factor = given.yarn.factor ?? 1;
     yarn = {
       factor,
@@ -189,57 +218,80 @@ function validate(c: AndromedaConfig, problems: string[]): void {
   for (const key of ['vocabSize', 'dim', 'depth', 'heads', 'headDim', 'kvHeads', 'maxSeqLen'] as const) {
     if (!isPositiveInteger(c[key])) problems.push(`${key} must be a positive integer, got ${JSON.stringify(c[key])}`);
   }
-  if (c.vocabSize > MAX_VOCAB_SIZE) problems.push(`vocabSize ${c.vocabSize} is more than int32 token ids can address (${MAX_VOCAB_SIZE})`);
-  if (c.maxSeqLen > MAX_SEQ_LEN) problems.push(`maxSeqLen ${c.maxSeqLen} is more than int32 positions can address (${MAX_SEQ_LEN})`);
+  if (c.vocabSize > MAX_VOCAB_SIZE)
+    problems.push(`vocabSize ${c.vocabSize} is more than int32 token ids can address (${MAX_VOCAB_SIZE})`);
+  if (c.maxSeqLen > MAX_SEQ_LEN)
+    problems.push(`maxSeqLen ${c.maxSeqLen} is more than int32 positions can address (${MAX_SEQ_LEN})`);
   if (c.depth > MAX_DEPTH) problems.push(`depth ${c.depth} is more than the ${MAX_DEPTH} layers a model can have`);
   if (isPositiveInteger(c.heads) && isPositiveInteger(c.kvHeads)) {
     if (c.kvHeads > c.heads) problems.push(`kvHeads (${c.kvHeads}) cannot exceed heads (${c.heads})`);
     else if (c.heads % c.kvHeads !== 0) {
-      problems.push(`heads (${c.heads}) must be a multiple of kvHeads (${c.kvHeads}): each key/value head serves the same number of query heads`);
+      problems.push(
+        `heads (${c.heads}) must be a multiple of kvHeads (${c.kvHeads}): each key/value head serves the same number of query heads`,
+      );
     }
   }
-  if (!isPositive(c.ffMult) || !(Math.floor(c.dim * c.ffMult) > 0)) problems.push(`ffMult must be positive (the inner width floor(dim·ffMult) must be ≥ 1), got ${c.ffMult}`);
-  if (!['gelu', 'swiglu', 'geglu'].includes(c.ffActivation)) problems.push(`ffActivation must be 'gelu', 'swiglu' or 'geglu', got '${c.ffActivation}'`);
-  if (!['layernorm', 'rmsnorm'].includes(c.norm)) problems.push(`norm must be 'layernorm' or 'rmsnorm', got '${c.norm}'`);
+  if (!isPositive(c.ffMult) || !(Math.floor(c.dim * c.ffMult) > 0))
+    problems.push(`ffMult must be positive (the inner width floor(dim·ffMult) must be ≥ 1), got ${c.ffMult}`);
+  if (!['gelu', 'swiglu', 'geglu'].includes(c.ffActivation))
+    problems.push(`ffActivation must be 'gelu', 'swiglu' or 'geglu', got '${c.ffActivation}'`);
+  if (!['layernorm', 'rmsnorm'].includes(c.norm))
+    problems.push(`norm must be 'layernorm' or 'rmsnorm', got '${c.norm}'`);
   if (!isPositive(c.normEps)) problems.push(`normEps must be positive, got ${c.normEps}`);
-  if (c.normPosition !== 'pre' && c.normPosition !== 'post') problems.push(`normPosition must be 'pre' or 'post', got '${c.normPosition}'`);
+  if (c.normPosition !== 'pre' && c.normPosition !== 'post')
+    problems.push(`normPosition must be 'pre' or 'post', got '${c.normPosition}'`);
   if (!isPositive(c.residualConstant)) problems.push(`residualConstant must be positive, got ${c.residualConstant}`);
-  if (c.init !== 'default' && c.init !== 'deepnorm') problems.push(`init must be 'default' or 'deepnorm', got '${c.init}'`);
-  if (c.parallelBlocks && c.normPosition !== 'pre') problems.push('parallelBlocks needs pre-norm (one shared norm feeds both branches); post-norm/DeepNorm stacks are sequential');
-  if (!Number.isInteger(c.shiftTokens) || c.shiftTokens < 0) problems.push(`shiftTokens must be a non-negative integer, got ${c.shiftTokens}`);
+  if (c.init !== 'default' && c.init !== 'deepnorm')
+    problems.push(`init must be 'default' or 'deepnorm', got '${c.init}'`);
+  if (c.parallelBlocks && c.normPosition !== 'pre')
+    problems.push(
+      'parallelBlocks needs pre-norm (one shared norm feeds both branches); post-norm/DeepNorm stacks are sequential',
+    );
+  if (!Number.isInteger(c.shiftTokens) || c.shiftTokens < 0)
+    problems.push(`shiftTokens must be a non-negative integer, got ${c.shiftTokens}`);
   else if (c.shiftTokens > 0 && Math.floor(c.dim / (c.shiftTokens + 1)) < 1) {
     problems.push(`shiftTokens ${c.shiftTokens} splits dim ${c.dim} into ${c.shiftTokens + 1} chunks of zero features`);
   }
   if (c.qkNormDimScale && !c.qkNorm) problems.push('qkNormDimScale scales the normalised q and k: it needs qkNorm');
   if (c.qkNorm && !isPositive(c.qkNormScale)) problems.push(`qkNormScale must be positive, got ${c.qkNormScale}`);
   if (c.qkNormDimScale && c.kvHeads > 1 && c.kvHeads < c.heads) {
-    problems.push(`qkNormDimScale with ${c.kvHeads} KV heads for ${c.heads} heads: the learned key scale is per query head, `
-      + 'which makes the key per-head; that is expressible with one KV head or one per head, not with grouped-query attention '
-      + '(x-transformers 1.20 cannot broadcast it either)');
+    problems.push(
+      `qkNormDimScale with ${c.kvHeads} KV heads for ${c.heads} heads: the learned key scale is per query head, ` +
+        'which makes the key per-head; that is expressible with one KV head or one per head, not with grouped-query attention ' +
+        '(x-transformers 1.20 cannot broadcast it either)',
+    );
   }
   if (!Number.isInteger(c.alibiHeads) || c.alibiHeads < 0 || c.alibiHeads > c.heads) {
     problems.push(`alibiHeads must be an integer from 0 to heads (${c.heads}), got ${c.alibiHeads}`);
   }
   const r = c.rotary;
   if (!r) return;
-  if (!isPositiveInteger(r.dim) || r.dim % 2 !== 0) problems.push(`rotary dim must be a positive even integer, got ${r.dim}`);
+  if (!isPositiveInteger(r.dim) || r.dim % 2 !== 0)
+    problems.push(`rotary dim must be a positive even integer, got ${r.dim}`);
   else if (r.dim > c.headDim) {
-    problems.push(`rotary dim ${r.dim} is larger than the head dim ${c.headDim} (the default is max(headDim/2, 32); set rotary.dim ≤ headDim)`);
+    problems.push(
+      `rotary dim ${r.dim} is larger than the head dim ${c.headDim} (the default is max(headDim/2, 32); set rotary.dim ≤ headDim)`,
+    );
   }
   if (!isPositive(r.base)) problems.push(`rotary base must be positive, got ${r.base}`);
-  if (r.xpos && !isPositive(r.xposScaleBase)) problems.push(`rotary xposScaleBase must be positive, got ${r.xposScaleBase}`);
-  if (!(r.interpolationFactor >= 1)) problems.push(`rotary interpolationFactor must be ≥ 1, got ${r.interpolationFactor}`);
+  if (r.xpos && !isPositive(r.xposScaleBase))
+    problems.push(`rotary xposScaleBase must be positive, got ${r.xposScaleBase}`);
+  if (!(r.interpolationFactor >= 1))
+    problems.push(`rotary interpolationFactor must be ≥ 1, got ${r.interpolationFactor}`);
   if (!isPositive(r.ntkBaseRescale)) problems.push(`rotary ntkBaseRescale must be positive, got ${r.ntkBaseRescale}`);
   if (r.ntkBaseRescale !== 1 && r.dim <= 2) problems.push('rotary ntkBaseRescale needs a rotary dim above 2');
   if (r.yarn) {
     const y = r.yarn;
     if (!(y.factor >= 1)) problems.push(`rotary yarn factor must be ≥ 1, got ${y.factor}`);
-    if (!isPositiveInteger(y.originalMaxSeqLen)) problems.push(`rotary yarn originalMaxSeqLen must be a positive integer, got ${y.originalMaxSeqLen}`);
+    if (!isPositiveInteger(y.originalMaxSeqLen))
+      problems.push(`rotary yarn originalMaxSeqLen must be a positive integer, got ${y.originalMaxSeqLen}`);
     if (!isPositive(y.betaFast) || !isPositive(y.betaSlow) || y.betaFast <= y.betaSlow) {
       problems.push(`rotary yarn needs betaFast > betaSlow > 0, got ${y.betaFast} and ${y.betaSlow}`);
     }
-    if (!isPositive(y.attentionFactor)) problems.push(`rotary yarn attentionFactor must be positive, got ${y.attentionFactor}`);
-    if (r.interpolationFactor !== 1) problems.push('rotary: use either interpolationFactor or yarn (YaRN interpolates by itself)');
+    if (!isPositive(y.attentionFactor))
+      problems.push(`rotary yarn attentionFactor must be positive, got ${y.attentionFactor}`);
+    if (r.interpolationFactor !== 1)
+      problems.push('rotary: use either interpolationFactor or yarn (YaRN interpolates by itself)');
   }
 }
 
@@ -251,13 +303,19 @@ export function parameterCountOf(c: AndromedaConfig): number {
   const normParams = c.norm === 'layernorm' ? 2 * c.dim : c.dim;
   const inner = feedForwardInnerDim(c);
   const ffIn = c.ffActivation === 'gelu' ? inner : 2 * inner;
-  const block = (c.parallelBlocks ? normParams : 2 * normParams)
-    + (2 * c.heads + 2 * c.kvHeads) * c.headDim * c.dim
-    + (c.qkNormDimScale ? 2 * c.heads * c.headDim : 0)
-    + (c.scaleResidual ? (c.parallelBlocks ? c.dim : 2 * c.dim) : 0)
-    + ffIn * (c.dim + 1) + c.dim * (inner + 1);
-  return c.vocabSize * c.dim + c.depth * block + (c.normPosition === 'pre' ? normParams : 0)
-    + (c.tiedEmbeddings ? 0 : c.vocabSize * (c.dim + 1));
+  const block =
+    (c.parallelBlocks ? normParams : 2 * normParams) +
+    (2 * c.heads + 2 * c.kvHeads) * c.headDim * c.dim +
+    (c.qkNormDimScale ? 2 * c.heads * c.headDim : 0) +
+    (c.scaleResidual ? (c.parallelBlocks ? c.dim : 2 * c.dim) : 0) +
+    ffIn * (c.dim + 1) +
+    c.dim * (inner + 1);
+  return (
+    c.vocabSize * c.dim +
+    c.depth * block +
+    (c.normPosition === 'pre' ? normParams : 0) +
+    (c.tiedEmbeddings ? 0 : c.vocabSize * (c.dim + 1))
+  );
 }
 
 /**
@@ -269,7 +327,9 @@ export function assertModelFitsMemory(c: AndromedaConfig, bytesPerParameter: num
   const count = parameterCountOf(c);
   const bytes = count * bytesPerParameter;
   if (!Number.isSafeInteger(count) || bytes > totalmem()) {
-    throw new ConfigError(`invalid model config: its ${count.toExponential(2)} parameters take ${(bytes / 2 ** 30).toFixed(1)} GiB at ${bytesPerParameter} bytes each, more than this machine's ${(totalmem() / 2 ** 30).toFixed(1)} GiB of memory`);
+    throw new ConfigError(
+      `invalid model config: its ${count.toExponential(2)} parameters take ${(bytes / 2 ** 30).toFixed(1)} GiB at ${bytesPerParameter} bytes each, more than this machine's ${(totalmem() / 2 ** 30).toFixed(1)} GiB of memory`,
+    );
   }
 }
 

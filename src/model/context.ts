@@ -32,14 +32,18 @@ export function sequenceContext(batch: number, n: number, o: AndromedaForwardOpt
     if (!t) return null;
     const values = t instanceof Tensor ? t.toArray() : t;
     if (!(values instanceof Int32Array)) throw new TypeError(`Andromeda.forward: ${what} must be int32`);
-    if (values.length !== batch * n) throw new RangeError(`Andromeda.forward: ${what} has ${values.length} values, expected [${batch}, ${n}]`);
+    if (values.length !== batch * n)
+      throw new RangeError(`Andromeda.forward: ${what} has ${values.length} values, expected [${batch}, ${n}]`);
     return values;
   };
   const segmentIds = host(o.segmentIds, 'segmentIds');
   let positions: TokenIndexInput | null = host(o.positions, 'positions');
   if (!positions && segmentIds) positions = positionsFromSegments(segmentIds, batch, n);
-  const segments = segmentIds ? { host: segmentIds, device: Tensor.fromArray(segmentIds, [batch, n], 'int32', device) } : null;
-  if (positions instanceof Int32Array) positions = { host: positions, device: Tensor.fromArray(positions, [batch, n], 'int32', device) };
+  const segments = segmentIds
+    ? { host: segmentIds, device: Tensor.fromArray(segmentIds, [batch, n], 'int32', device) }
+    : null;
+  if (positions instanceof Int32Array)
+    positions = { host: positions, device: Tensor.fromArray(positions, [batch, n], 'int32', device) };
   return { positions, segments, implementation: o.attentionImplementation ?? 'auto' };
 }
 

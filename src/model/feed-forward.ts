@@ -24,7 +24,10 @@ export class FeedForward extends Module {
     this.activation = config.ffActivation;
     this.innerDim = feedForwardInnerDim(config);
     const gated = this.activation !== 'gelu';
-    this.input = this.addModule('input', new Linear(config.dim, gated ? 2 * this.innerDim : this.innerDim, { ...o, initialize: false }));
+    this.input = this.addModule(
+      'input',
+      new Linear(config.dim, gated ? 2 * this.innerDim : this.innerDim, { ...o, initialize: false }),
+    );
     this.output = this.addModule('output', new Linear(this.innerDim, config.dim, { ...o, initialize: false }));
   }
 

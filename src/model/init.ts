@@ -21,7 +21,12 @@ export function initializeAndromeda(model: Andromeda, generator: Generator): voi
   for (const block of model.blocks) {
     const { query, key, value, output } = block.attention;
     const withGain: [Linear, number][] = [
-      [query, 1], [key, 1], [value, beta], [output, beta], [block.feedForward.input, beta], [block.feedForward.output, beta],
+      [query, 1],
+      [key, 1],
+      [value, beta],
+      [output, beta],
+      [block.feedForward.input, beta],
+      [block.feedForward.output, beta],
     ];
     for (const [layer, gain] of withGain) {
       if (c.init === 'deepnorm') {

@@ -29,9 +29,16 @@ export class LayerKVCache {
   length = 0;
   private readonly shiftHistory = new Map<ShiftSlot, Tensor>();
 
-  constructor(private readonly batch: number, private readonly kvHeads: number, private readonly headDim: number,
-    private readonly initialCapacity: number, private readonly shifts: number, private readonly dim: number,
-    private readonly dtype: DType, private readonly device: string | undefined) {}
+  constructor(
+    private readonly batch: number,
+    private readonly kvHeads: number,
+    private readonly headDim: number,
+    private readonly initialCapacity: number,
+    private readonly shifts: number,
+    private readonly dim: number,
+    private readonly dtype: DType,
+    private readonly device: string | undefined,
+  ) {}
 
   /**
    * Appends k, v [batch, kvHeads, n, headDim]; returns views of all keys and values so far and the
@@ -40,18 +47,27 @@ export class LayerKVCache {
   append(k: Tensor, v: Tensor): { keys: Tensor; values: Tensor; queryOffset: number } {
     const expected = [this.batch, this.kvHeads, k.shape[2]!, this.headDim];
     if (k.rank !== 4 || k.shape.some((d, i) => d !== expected[i]) || v.shape.some((d, i) => d !== k.shape[i])) {
-      throw new RangeError(`KV cache: keys ${formatShape(k.shape)} / values ${formatShape(v.shape)} do not match the cache's ${formatShape(expected)}`);
+      throw new RangeError(
+        `KV cache: keys ${formatShape(k.shape)} / values ${formatShape(v.shape)} do not match the cache's ${formatShape(expected)}`,
+      );
     }
     const n = k.shape[2]!;
     const offset = this.length;
     this.ensureCapacity(offset + n);
-    for (const [src, buffer] of [[k, this.keyBuffer!], [v, this.valueBuffer!]] as const) {
+    for (const [src, buffer] of [
+      [k, this.keyBuffer!],
+      [v, this.valueBuffer!],
+    ] as const) {
       const slot = narrow(buffer, 2, offset, n);
       if (slot.size > 0) src.engine.copy(src.strided('KV cache'), slot.strided(), src.shape);
       slot.dispose();
     }
     this.length = offset + n;
-    return { keys: narrow(this.keyBuffer!, 2, 0, this.length), values: narrow(this.valueBuffer!, 2, 0, this.length), queryOffset: offset };
+    return {
+      keys: narrow(this.keyBuffer!, 2, 0, this.length),
+      values: narrow(this.valueBuffer!, 2, 0, this.length),
+      queryOffset: offset,
+    };
   }
 
   private ensureCapacity(needed: number): void {
@@ -102,11 +118,28 @@ export class LayerKVCache {
 export class KVCache {
   readonly layers: LayerKVCache[];
 
-  constructor(config: AndromedaConfig, readonly batch: number, o: KVCacheOptions = {}) {
-    if (!Number.isInteger(batch) || batch < 1) throw new RangeError(`KV cache: batch ${batch} must be a positive integer`);
+  constructor(
+    config: AndromedaConfig,
+    readonly batch: number,
+    o: KVCacheOptions = {},
+  ) {
+    if (!Number.isInteger(batch) || batch < 1)
+      throw new RangeError(`KV cache: batch ${batch} must be a positive integer`);
     const capacity = o.capacity ?? 256;
-    this.layers = Array.from({ length: config.depth }, () =>
-      new LayerKVCache(batch, config.kvHeads, config.headDim, capacity, config.shiftTokens, config.dim, o.dtype ?? 'float32', o.device));
+    this.layers = Array.from(
+      { length: config.depth },
+      () =>
+        new LayerKVCache(
+          batch,
+          config.kvHeads,
+          config.headDim,
+          capacity,
+          config.shiftTokens,
+          config.dim,
+          o.dtype ?? 'float32',
+          o.device,
+        ),
+    );
   }
 
   /** Positions cached so far. */

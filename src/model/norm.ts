@@ -7,5 +7,7 @@ import type { AndromedaConfig } from './config.js';
 export type Norm = LayerNorm | RMSNorm;
 
 export function makeNorm(config: AndromedaConfig, o: ParameterOptions): Norm {
-  return config.norm === 'rmsnorm' ? new RMSNorm(config.dim, { ...o, eps: config.normEps }) : new LayerNorm(config.dim, { ...o, eps: config.normEps });
+  return config.norm === 'rmsnorm'
+    ? new RMSNorm(config.dim, { ...o, eps: config.normEps })
+    : new LayerNorm(config.dim, { ...o, eps: config.normEps });
 }

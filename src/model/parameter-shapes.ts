@@ -26,7 +26,8 @@ export function parameterShapes(c: AndromedaConfig): Map<string, number[]> {
       shapes.set(`${block}.attention.queryScale`, [c.heads, c.headDim]);
       shapes.set(`${block}.attention.keyScale`, [c.heads, c.headDim]);
     }
-    if (c.scaleResidual) shapes.set(c.parallelBlocks ? `${block}.residualScale` : `${block}.attentionResidualScale`, [c.dim]);
+    if (c.scaleResidual)
+      shapes.set(c.parallelBlocks ? `${block}.residualScale` : `${block}.attentionResidualScale`, [c.dim]);
     if (!c.parallelBlocks) norm(`${block}.feedForwardNorm`);
     shapes.set(`${block}.feedForward.input.weight`, [gated ? 2 * inner : inner, c.dim]);
     shapes.set(`${block}.feedForward.input.bias`, [gated ? 2 * inner : inner]);

@@ -25,7 +25,12 @@ export function addResidual(x: Tensor, branch: Tensor, residual: ResidualInput):
  * { stream: branch + x·s·c, normed: norm(stream) } in one pass — pre-norm: the stream carries on
  * and its norm is the next sub-layer's input.
  */
-export function addResidualThenNorm(x: Tensor, branch: Tensor, residual: ResidualInput, norm: Norm): { stream: Tensor; normed: Tensor } {
+export function addResidualThenNorm(
+  x: Tensor,
+  branch: Tensor,
+  residual: ResidualInput,
+  norm: Norm,
+): { stream: Tensor; normed: Tensor } {
   const { sum, out } = norm.forwardResidualWithSum(branch, x, residual);
   return { stream: sum, normed: out };
 }

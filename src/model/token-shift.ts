@@ -7,7 +7,11 @@ import { shiftTokens } from '../ops/fused/token-shift.js';
  * `history` [batch, shifts, dim] holds the inputs of the previous `shifts` positions (zeros before the
  * start). Returns the shifted x and the new history.
  */
-export function shiftTokensWithHistory(x: Tensor, shifts: number, history: Tensor): { shifted: Tensor; history: Tensor } {
+export function shiftTokensWithHistory(
+  x: Tensor,
+  shifts: number,
+  history: Tensor,
+): { shifted: Tensor; history: Tensor } {
   const n = x.shape[1]!;
   const extended = concat([history, x], 1);
   const shiftedAll = shiftTokens(extended, shifts);

@@ -26,7 +26,12 @@ export interface CheckpointConfigFile {
 
 export function saveCheckpoint(dir: string, model: Andromeda, o: { origin?: CheckpointOrigin } = {}): void {
   mkdirSync(dir, { recursive: true });
-  const file: CheckpointConfigFile = { format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, model: model.config, ...(o.origin ? { origin: o.origin } : {}) };
+  const file: CheckpointConfigFile = {
+    format: CHECKPOINT_FORMAT,
+    version: CHECKPOINT_VERSION,
+    model: model.config,
+    ...(o.origin ? { origin: o.origin } : {}),
+  };
   writeSafetensors(join(dir, WEIGHTS_FILE), model.stateDict(), { format: CHECKPOINT_FORMAT });
   writeFileSync(join(dir, CONFIG_FILE), `${JSON.stringify(file, null, 2)}\n`);
 }
@@ -41,9 +46,14 @@ export function readCheckpointConfig(dir: string): CheckpointConfigFile {
     throw new Error(`${path}: not valid JSON (${(e as Error).message})`);
   }
   if (file.format !== CHECKPOINT_FORMAT) {
-    throw new Error(`${path}: format is ${JSON.stringify(file.format)}, not '${CHECKPOINT_FORMAT}'${'wrapper' in file ? ' (an x-transformers checkpoint: convert it with `andromeda convert`)' : ''}`);
+    throw new Error(
+      `${path}: format is ${JSON.stringify(file.format)}, not '${CHECKPOINT_FORMAT}'${'wrapper' in file ? ' (an x-transformers checkpoint: convert it with `andromeda convert`)' : ''}`,
+    );
   }
-  if (file.version !== CHECKPOINT_VERSION) throw new Error(`${path}: checkpoint version ${file.version} is not supported (this build reads version ${CHECKPOINT_VERSION})`);
+  if (file.version !== CHECKPOINT_VERSION)
+    throw new Error(
+      `${path}: checkpoint version ${file.version} is not supported (this build reads version ${CHECKPOINT_VERSION})`,
+    );
   return { ...file, model: resolveConfig(file.model) };
 }
 
@@ -54,7 +64,10 @@ export interface LoadCheckpointOptions {
 }
 
 /** Loads a checkpoint; missing, unexpected and mis-shaped tensors are reported together. */
-export function loadCheckpoint(dir: string, o: LoadCheckpointOptions = {}): { model: Andromeda; origin: CheckpointOrigin | null } {
+export function loadCheckpoint(
+  dir: string,
+  o: LoadCheckpointOptions = {},
+): { model: Andromeda; origin: CheckpointOrigin | null } {
   const file = readCheckpointConfig(dir);
   const weightsPath = join(dir, WEIGHTS_FILE);
   const reader = SafetensorsReader.open(weightsPath);
@@ -64,13 +77,17 @@ export function loadCheckpoint(dir: string, o: LoadCheckpointOptions = {}): { mo
       const params = new Map(model.stateDict());
       const missing = [...params.keys()].filter((n) => !reader.has(n));
       const unexpected = reader.names.filter((n) => !params.has(n));
-      const misShaped = [...params].filter(([n, t]) => reader.has(n) && !shapesEqual(reader.entry(n).shape, t.shape))
+      const misShaped = [...params]
+        .filter(([n, t]) => reader.has(n) && !shapesEqual(reader.entry(n).shape, t.shape))
         .map(([n, t]) => `${n}: model ${formatShape(t.shape)}, file ${formatShape(reader.entry(n).shape)}`);
       const problems: string[] = [];
       if (missing.length) problems.push(`missing (${missing.length}): ${missing.join(', ')}`);
       if (unexpected.length) problems.push(`unexpected (${unexpected.length}): ${unexpected.join(', ')}`);
       if (misShaped.length) problems.push(`wrong shape (${misShaped.length}): ${misShaped.join('; ')}`);
-      if (problems.length) throw new Error(`${weightsPath}: the tensors do not match the model of ${CONFIG_FILE}:\n  ${problems.join('\n  ')}`);
+      if (problems.length)
+        throw new Error(
+          `${weightsPath}: the tensors do not match the model of ${CONFIG_FILE}:\n  ${problems.join('\n  ')}`,
+        );
       noGrad(() => {
         for (const [name, target] of params) {
           const source = reader.readTensor(name, target.device);

@@ -11,13 +11,19 @@ export interface EmbeddingOptions extends ParameterOptions {
 
 /** A lookup table [count, dim]: int32 ids of any shape → [...ids.shape, dim]. */
 export class Embedding extends Module {
-  constructor(readonly count: number, readonly dim: number, o: EmbeddingOptions = {}) {
+  constructor(
+    readonly count: number,
+    readonly dim: number,
+    o: EmbeddingOptions = {},
+  ) {
     super();
     this.addParameter('weight', constantTensor([count, dim], 0, o));
     if (o.initialize ?? true) this.resetParameters(o.generator);
   }
 
-  get weight(): Tensor { return this.param('weight'); }
+  get weight(): Tensor {
+    return this.param('weight');
+  }
 
   /** Standard normal (PyTorch's default for nn.Embedding). */
   resetParameters(generator?: Generator): void {

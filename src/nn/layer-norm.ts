@@ -19,7 +19,10 @@ export interface ResidualInput {
 export class LayerNorm extends Module {
   readonly eps: number;
 
-  constructor(readonly dim: number, o: LayerNormOptions = {}) {
+  constructor(
+    readonly dim: number,
+    o: LayerNormOptions = {},
+  ) {
     super();
     this.eps = o.eps ?? 1e-5;
     this.addParameter('weight', constantTensor([dim], 1, o));
@@ -32,11 +35,23 @@ export class LayerNorm extends Module {
 
   /** norm(branch + residual·scale·c) in one fused op (post-norm blocks). */
   forwardResidual(branch: Tensor, residual: Tensor, r: ResidualInput): Tensor {
-    return addNorm(branch, residual, { weight: this.param('weight'), bias: this.param('bias'), eps: this.eps, residualScale: r.scale, residualConstant: r.constant });
+    return addNorm(branch, residual, {
+      weight: this.param('weight'),
+      bias: this.param('bias'),
+      eps: this.eps,
+      residualScale: r.scale,
+      residualConstant: r.constant,
+    });
   }
 
   /** { sum: branch + residual·scale·c, out: norm(sum) } in one fused op (pre-norm blocks). */
   forwardResidualWithSum(branch: Tensor, residual: Tensor, r: ResidualInput): { sum: Tensor; out: Tensor } {
-    return addThenNorm(branch, residual, { weight: this.param('weight'), bias: this.param('bias'), eps: this.eps, residualScale: r.scale, residualConstant: r.constant });
+    return addThenNorm(branch, residual, {
+      weight: this.param('weight'),
+      bias: this.param('bias'),
+      eps: this.eps,
+      residualScale: r.scale,
+      residualConstant: r.constant,
+    });
   }
 }

@@ -15,7 +15,11 @@ export interface LinearOptions extends ParameterOptions {
 export class Linear extends Module {
   readonly hasBias: boolean;
 
-  constructor(readonly inFeatures: number, readonly outFeatures: number, o: LinearOptions = {}) {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    o: LinearOptions = {},
+  ) {
     super();
     this.hasBias = o.bias ?? true;
     this.addParameter('weight', constantTensor([outFeatures, inFeatures], 0, o));
@@ -23,8 +27,12 @@ export class Linear extends Module {
     if (o.initialize ?? true) this.resetParameters(o.generator);
   }
 
-  get weight(): Tensor { return this.param('weight'); }
-  get bias(): Tensor | null { return this.hasBias ? this.param('bias') : null; }
+  get weight(): Tensor {
+    return this.param('weight');
+  }
+  get bias(): Tensor | null {
+    return this.hasBias ? this.param('bias') : null;
+  }
 
   /** PyTorch's default: weight and bias uniform in ±1/sqrt(in). */
   resetParameters(generator?: Generator): void {

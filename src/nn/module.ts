@@ -37,8 +37,10 @@ export abstract class Module {
   /** Registers a trainable leaf: marks it as requiring gradients, names it, and takes ownership. */
   protected addParameter(name: string, value: Tensor): Tensor {
     this.assertFreeName(name);
-    if (value.gradFn) throw new Error(`addParameter('${name}'): a parameter must be a leaf tensor, not the result of an operation`);
-    if (!isFloating(value.dtype)) throw new TypeError(`addParameter('${name}'): a parameter must be floating point, got ${value.dtype}`);
+    if (value.gradFn)
+      throw new Error(`addParameter('${name}'): a parameter must be a leaf tensor, not the result of an operation`);
+    if (!isFloating(value.dtype))
+      throw new TypeError(`addParameter('${name}'): a parameter must be floating point, got ${value.dtype}`);
     keep(value);
     value.requireGrad(true);
     value.name = this.pathPrefix + name;
@@ -75,7 +77,8 @@ export abstract class Module {
   }
 
   private assertFreeName(name: string): void {
-    if (!/^[A-Za-z0-9_]+$/.test(name)) throw new Error(`${this.constructor.name}: invalid member name '${name}' (letters, digits and _ only)`);
+    if (!/^[A-Za-z0-9_]+$/.test(name))
+      throw new Error(`${this.constructor.name}: invalid member name '${name}' (letters, digits and _ only)`);
     if (this.ownParameters.has(name) || this.ownBuffers.has(name) || this.children.has(name)) {
       throw new Error(`${this.constructor.name}: '${name}' is already registered`);
     }
@@ -134,19 +137,26 @@ export abstract class Module {
    * Copies values into the existing tensors (converting dtype and device), so references held
    * elsewhere (an optimizer's) stay valid. Mismatches are reported all at once.
    */
-  loadStateDict(state: ReadonlyMap<string, Tensor> | Readonly<Record<string, Tensor>>, options: LoadStateDictOptions = {}): void {
+  loadStateDict(
+    state: ReadonlyMap<string, Tensor> | Readonly<Record<string, Tensor>>,
+    options: LoadStateDictOptions = {},
+  ): void {
     const given = state instanceof Map ? state : new Map(Object.entries(state));
     const own = this.stateDict();
     const missing = [...own.keys()].filter((k) => !given.has(k));
     const unexpected = [...given.keys()].filter((k) => !own.has(k));
-    const misShaped = [...own].filter(([k, t]) => given.has(k) && !shapesEqual(given.get(k)!.shape, t.shape))
+    const misShaped = [...own]
+      .filter(([k, t]) => given.has(k) && !shapesEqual(given.get(k)!.shape, t.shape))
       .map(([k, t]) => `${k}: model ${formatShape(t.shape)}, given ${formatShape(given.get(k)!.shape)}`);
     const strict = options.strict ?? true;
     const problems: string[] = [];
     if (strict && missing.length) problems.push(`missing (${missing.length}): ${missing.join(', ')}`);
     if (strict && unexpected.length) problems.push(`unexpected (${unexpected.length}): ${unexpected.join(', ')}`);
     if (misShaped.length) problems.push(`wrong shape (${misShaped.length}): ${misShaped.join('; ')}`);
-    if (problems.length) throw new StateDictError(`loadStateDict: the given tensors do not match ${this.constructor.name}:\n  ${problems.join('\n  ')}`);
+    if (problems.length)
+      throw new StateDictError(
+        `loadStateDict: the given tensors do not match ${this.constructor.name}:\n  ${problems.join('\n  ')}`,
+      );
     noGrad(() => {
       for (const [name, target] of own) {
         const source = given.get(name);
@@ -162,10 +172,11 @@ export abstract class Module {
   /** Moves every tensor to a device ('cpu', 'cuda:0') or casts floating tensors to a dtype. Gradients are dropped. */
   to(target: string): this {
     const isDType = (DTYPES as readonly string[]).includes(target);
-    const convert = (t: Tensor): Tensor => noGrad(() => {
-      if (isDType) return isFloating(t.dtype) ? cast(t, target as DType) : t;
-      return toDevice(t, target);
-    });
+    const convert = (t: Tensor): Tensor =>
+      noGrad(() => {
+        if (isDType) return isFloating(t.dtype) ? cast(t, target as DType) : t;
+        return toDevice(t, target);
+      });
     for (const [name, t] of this.ownParameters) {
       const moved = convert(t);
       if (moved === t) continue;

@@ -17,7 +17,8 @@ export function constantTensor(shape: readonly number[], value: number, o: Param
 
 /** Overwrites `t` with host values (computed in float64, converted to t's dtype). */
 export function assignValues(t: Tensor, values: Float64Array): void {
-  if (values.length !== t.size) throw new RangeError(`assignValues: ${values.length} values for ${t.name ?? 'a tensor'} of ${t.size} elements`);
+  if (values.length !== t.size)
+    throw new RangeError(`assignValues: ${values.length} values for ${t.name ?? 'a tensor'} of ${t.size} elements`);
   const fresh = Tensor.fromArray(values, t.shape, t.dtype, t.device);
   if (t.size > 0) t.engine.copy(fresh.strided(), t.strided(), t.shape);
   fresh.dispose();

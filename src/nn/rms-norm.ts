@@ -13,7 +13,10 @@ export interface RMSNormOptions extends ParameterOptions {
 export class RMSNorm extends Module {
   readonly eps: number;
 
-  constructor(readonly dim: number, o: RMSNormOptions = {}) {
+  constructor(
+    readonly dim: number,
+    o: RMSNormOptions = {},
+  ) {
     super();
     this.eps = o.eps ?? 1e-6;
     this.addParameter('weight', constantTensor([dim], 1, o));
@@ -25,11 +28,23 @@ export class RMSNorm extends Module {
 
   /** norm(branch + residual·scale·c) in one fused op (post-norm blocks). */
   forwardResidual(branch: Tensor, residual: Tensor, r: ResidualInput): Tensor {
-    return addNorm(branch, residual, { rms: true, weight: this.param('weight'), eps: this.eps, residualScale: r.scale, residualConstant: r.constant });
+    return addNorm(branch, residual, {
+      rms: true,
+      weight: this.param('weight'),
+      eps: this.eps,
+      residualScale: r.scale,
+      residualConstant: r.constant,
+    });
   }
 
   /** { sum: branch + residual·scale·c, out: norm(sum) } in one fused op (pre-norm blocks). */
   forwardResidualWithSum(branch: Tensor, residual: Tensor, r: ResidualInput): { sum: Tensor; out: Tensor } {
-    return addThenNorm(branch, residual, { rms: true, weight: this.param('weight'), eps: this.eps, residualScale: r.scale, residualConstant: r.constant });
+    return addThenNorm(branch, residual, {
+      rms: true,
+      weight: this.param('weight'),
+      eps: this.eps,
+      residualScale: r.scale,
+      residualConstant: r.constant,
+    });
   }
 }

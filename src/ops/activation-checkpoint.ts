@@ -17,22 +17,29 @@ export function checkpoint(fn: (x: Tensor) => Tensor, x: Tensor, params: readonl
   const inputs = [x, ...trainable];
   if (!needsGrad(inputs)) return fn(x);
   const y = noGrad(() => tidy(() => fn(x)));
-  return record(y, 'checkpoint', inputs, (gradOut) => tidy(() => {
-    const leaf = x.detach();
-    leaf.requiresGrad = x.requiresGrad;
-    let gradX: Tensor | null = null;
-    withGrad(() => {
-      const recomputed = fn(leaf);
-      runBackward(recomputed, gradOut, (t, g) => {
-        if (t !== leaf) return accumulateInto(t, g);
-        if (!gradX) {
-          gradX = Tensor.empty(x.shape, x.dtype, x.device);
-          if (gradX.size > 0) x.engine.copy(g.strided(), gradX.strided(), x.shape);
-        } else if (gradX.size > 0) {
-          x.engine.binary('add', gradX.strided(), g.strided(), gradX.dense(), x.shape);
-        }
-      }, (t) => t.view(t.shape, t.strides, t.offset));
-    });
-    return [x.requiresGrad ? gradX : null, ...trainable.map(() => null)];
-  }));
+  return record(y, 'checkpoint', inputs, (gradOut) =>
+    tidy(() => {
+      const leaf = x.detach();
+      leaf.requiresGrad = x.requiresGrad;
+      let gradX: Tensor | null = null;
+      withGrad(() => {
+        const recomputed = fn(leaf);
+        runBackward(
+          recomputed,
+          gradOut,
+          (t, g) => {
+            if (t !== leaf) return accumulateInto(t, g);
+            if (!gradX) {
+              gradX = Tensor.empty(x.shape, x.dtype, x.device);
+              if (gradX.size > 0) x.engine.copy(g.strided(), gradX.strided(), x.shape);
+            } else if (gradX.size > 0) {
+              x.engine.binary('add', gradX.strided(), g.strided(), gradX.dense(), x.shape);
+            }
+          },
+          (t) => t.view(t.shape, t.strides, t.offset),
+        );
+      });
+      return [x.requiresGrad ? gradX : null, ...trainable.map(() => null)];
+    }),
+  );
 }

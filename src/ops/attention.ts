@@ -94,42 +94,61 @@ function validate(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Problem
   assertSameDType(op, named);
   assertFloat(op, 'q', q);
   if (q.rank !== 4 || k.rank !== 4 || v.rank !== 4) {
-    throw new RangeError(`attention: q, k and v must be [batch, heads, length, headDim], got ${formatShape(q.shape)}, ${formatShape(k.shape)}, ${formatShape(v.shape)}`);
+    throw new RangeError(
+      `attention: q, k and v must be [batch, heads, length, headDim], got ${formatShape(q.shape)}, ${formatShape(k.shape)}, ${formatShape(v.shape)}`,
+    );
   }
   const [batch, heads, queryLen, headDim] = q.shape as [number, number, number, number];
   const [kb, kvHeads, keyLen, kd] = k.shape as [number, number, number, number];
   if (kb !== batch || kd !== headDim || v.shape.some((d, i) => d !== k.shape[i])) {
-    throw new RangeError(`attention: k ${formatShape(k.shape)} and v ${formatShape(v.shape)} must both be [${batch}, kvHeads, keyLen, ${headDim}] for q ${formatShape(q.shape)}`);
+    throw new RangeError(
+      `attention: k ${formatShape(k.shape)} and v ${formatShape(v.shape)} must both be [${batch}, kvHeads, keyLen, ${headDim}] for q ${formatShape(q.shape)}`,
+    );
   }
-  if (kvHeads < 1 || heads % kvHeads !== 0) throw new RangeError(`attention: ${heads} query heads are not a multiple of ${kvHeads} key/value heads`);
+  if (kvHeads < 1 || heads % kvHeads !== 0)
+    throw new RangeError(`attention: ${heads} query heads are not a multiple of ${kvHeads} key/value heads`);
   const causal = o.causal ?? true;
   const queryOffset = o.queryOffset ?? keyLen - queryLen;
   if (!Number.isInteger(queryOffset)) throw new RangeError(`attention: queryOffset ${queryOffset} must be an integer`);
-  if (!(Number.isFinite(o.scale))) throw new RangeError(`attention: scale ${o.scale} must be a finite number`);
+  if (!Number.isFinite(o.scale)) throw new RangeError(`attention: scale ${o.scale} must be a finite number`);
   const keyScale = o.keyScale ?? null;
   if (keyScale) {
     if (keyScale.rank !== 2 || keyScale.shape[0] !== heads || keyScale.shape[1] !== headDim) {
       throw new RangeError(`attention: keyScale must be [${heads}, ${headDim}], got ${formatShape(keyScale.shape)}`);
     }
     if (kvHeads !== 1 && kvHeads !== heads) {
-      throw new RangeError(`attention: a per-head key scale needs one KV head or one per query head, got ${kvHeads} KV heads for ${heads} heads`);
+      throw new RangeError(
+        `attention: a per-head key scale needs one KV head or one per query head, got ${kvHeads} KV heads for ${heads} heads`,
+      );
     }
   }
-  let rotaryDim = 0, invFreq: Float64Array | null = null, xposScaleBase = 0;
+  let rotaryDim = 0,
+    invFreq: Float64Array | null = null,
+    xposScaleBase = 0;
   if (o.rotary && o.rotary.dim > 0) {
     rotaryDim = o.rotary.dim;
     if (!Number.isInteger(rotaryDim) || rotaryDim % 2 !== 0 || rotaryDim > headDim) {
       throw new RangeError(`attention: rotary dim ${rotaryDim} must be even and at most the head dim ${headDim}`);
     }
-    if (o.rotary.invFreq.length !== rotaryDim / 2) throw new RangeError(`attention: rotary needs ${rotaryDim / 2} inverse frequencies, got ${o.rotary.invFreq.length}`);
+    if (o.rotary.invFreq.length !== rotaryDim / 2)
+      throw new RangeError(
+        `attention: rotary needs ${rotaryDim / 2} inverse frequencies, got ${o.rotary.invFreq.length}`,
+      );
     invFreq = Float64Array.from(o.rotary.invFreq);
     xposScaleBase = o.rotary.xposScaleBase ?? 0;
-    if (xposScaleBase < 0 || !Number.isFinite(xposScaleBase)) throw new RangeError(`attention: xPos scale base ${xposScaleBase} must be positive (or 0 for none)`);
-    if (xposScaleBase > 0 && !causal) throw new RangeError('attention: xPos needs causal attention (its relative factor grows without bound for keys after the query)');
+    if (xposScaleBase < 0 || !Number.isFinite(xposScaleBase))
+      throw new RangeError(`attention: xPos scale base ${xposScaleBase} must be positive (or 0 for none)`);
+    if (xposScaleBase > 0 && !causal)
+      throw new RangeError(
+        'attention: xPos needs causal attention (its relative factor grows without bound for keys after the query)',
+      );
   }
   let slopes: Float64Array | null = null;
   if (o.alibiSlopes) {
-    if (o.alibiSlopes.length !== heads) throw new RangeError(`attention: ${o.alibiSlopes.length} ALiBi slopes for ${heads} heads (give 0 for heads without ALiBi)`);
+    if (o.alibiSlopes.length !== heads)
+      throw new RangeError(
+        `attention: ${o.alibiSlopes.length} ALiBi slopes for ${heads} heads (give 0 for heads without ALiBi)`,
+      );
     slopes = Float64Array.from(o.alibiSlopes);
     if (slopes.every((s) => s === 0)) slopes = null;
   }
@@ -137,19 +156,37 @@ function validate(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Problem
   checkIndices('keyPositions', o.keyPositions, batch, keyLen);
   checkIndices('querySegments', o.querySegments, batch, queryLen);
   checkIndices('keySegments', o.keySegments, batch, keyLen);
-  if (!o.querySegments !== !o.keySegments) throw new RangeError('attention: give both querySegments and keySegments, or neither');
+  if (!o.querySegments !== !o.keySegments)
+    throw new RangeError('attention: give both querySegments and keySegments, or neither');
   return {
-    batch, heads, kvHeads, queryLen, keyLen, headDim, queryOffset, causal, scale: o.scale, rotaryDim, invFreq, xposScaleBase, slopes, keyScale,
-    queryPositions: o.queryPositions ?? null, keyPositions: o.keyPositions ?? null,
-    querySegments: o.querySegments ?? null, keySegments: o.keySegments ?? null,
+    batch,
+    heads,
+    kvHeads,
+    queryLen,
+    keyLen,
+    headDim,
+    queryOffset,
+    causal,
+    scale: o.scale,
+    rotaryDim,
+    invFreq,
+    xposScaleBase,
+    slopes,
+    keyScale,
+    queryPositions: o.queryPositions ?? null,
+    keyPositions: o.keyPositions ?? null,
+    querySegments: o.querySegments ?? null,
+    keySegments: o.keySegments ?? null,
   };
 }
 
 function checkIndices(name: string, input: TokenIndexInput | null | undefined, batch: number, length: number): void {
   if (!input) return;
   const size = input instanceof Int32Array ? input.length : input instanceof Tensor ? input.size : input.host.length;
-  if (input instanceof Tensor && input.dtype !== 'int32') throw new TypeError(`attention: ${name} must be int32, got ${input.dtype}`);
-  if (size !== batch * length) throw new RangeError(`attention: ${name} has ${size} values, expected [${batch}, ${length}]`);
+  if (input instanceof Tensor && input.dtype !== 'int32')
+    throw new TypeError(`attention: ${name} must be int32, got ${input.dtype}`);
+  if (size !== batch * length)
+    throw new RangeError(`attention: ${name} has ${size} values, expected [${batch}, ${length}]`);
 }
 
 function hostIndices(input: TokenIndexInput): Int32Array {
@@ -161,17 +198,25 @@ function hostIndices(input: TokenIndexInput): Int32Array {
 /** Range of the custom positions when all of them are known on the host (default positions count as q/k indices). */
 function hostPositionRange(p: Problem): { min: number; max: number } | null {
   if (!p.queryPositions && !p.keyPositions) return null;
-  const known = (input: TokenIndexInput | null, first: number, length: number): Int32Array | { min: number; max: number } | null => {
+  const known = (
+    input: TokenIndexInput | null,
+    first: number,
+    length: number,
+  ): Int32Array | { min: number; max: number } | null => {
     if (!input) return { min: first, max: first + length - 1 };
     if (input instanceof Int32Array) return input;
-    if (input instanceof Tensor) return null;  // on the device only: finding the range would mean a wait
+    if (input instanceof Tensor) return null; // on the device only: finding the range would mean a wait
     return input.host;
   };
-  let min = Infinity, max = -Infinity;
+  let min = Infinity,
+    max = -Infinity;
   for (const part of [known(p.queryPositions, p.queryOffset, p.queryLen), known(p.keyPositions, 0, p.keyLen)]) {
     if (!part) return null;
     if (part instanceof Int32Array) {
-      for (const v of part) { if (v < min) min = v; if (v > max) max = v; }
+      for (const v of part) {
+        if (v < min) min = v;
+        if (v > max) max = v;
+      }
     } else {
       min = Math.min(min, part.min);
       max = Math.max(max, part.max);
@@ -202,7 +247,9 @@ function fusedAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor {
     }
     return dense(input.device).dense('attention');
   };
-  const qc = dense(q), kc = dense(k), vc = dense(v);
+  const qc = dense(q),
+    kc = dense(k),
+    vc = dense(v);
   // The contract's key scale is float32, float64 for float64 attention.
   const scaleDType: DType = q.dtype === 'float64' ? 'float64' : 'float32';
   let keyScale32: Tensor | null = null;
@@ -211,19 +258,37 @@ function fusedAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor {
     if (keyScale32 !== p.keyScale && !temps.includes(keyScale32)) temps.push(keyScale32);
   }
   const args: AttentionArgs = {
-    batch: p.batch, heads: p.heads, kvHeads: p.kvHeads, queryLen: p.queryLen, keyLen: p.keyLen, headDim: p.headDim,
-    scale: p.scale, causal: p.causal, queryOffset: p.queryOffset,
+    batch: p.batch,
+    heads: p.heads,
+    kvHeads: p.kvHeads,
+    queryLen: p.queryLen,
+    keyLen: p.keyLen,
+    headDim: p.headDim,
+    scale: p.scale,
+    causal: p.causal,
+    queryOffset: p.queryOffset,
     alibiSlopes: p.slopes ? Float32Array.from(p.slopes) : null,
-    rotaryDim: p.rotaryDim, rotaryInvFreq: p.invFreq ? Float32Array.from(p.invFreq) : null,
+    rotaryDim: p.rotaryDim,
+    rotaryInvFreq: p.invFreq ? Float32Array.from(p.invFreq) : null,
     xposScaleBase: p.xposScaleBase,
     keyScale: keyScale32 ? keyScale32.dense('attention') : null,
-    queryPositions: deviceIndices(p.queryPositions), keyPositions: deviceIndices(p.keyPositions),
-    querySegments: deviceIndices(p.querySegments), keySegments: deviceIndices(p.keySegments),
+    queryPositions: deviceIndices(p.queryPositions),
+    keyPositions: deviceIndices(p.keyPositions),
+    querySegments: deviceIndices(p.querySegments),
+    keySegments: deviceIndices(p.keySegments),
     positionRange: hostPositionRange(p),
   };
   const out = emptyLike(q);
   const lse = Tensor.empty([p.batch, p.heads, p.queryLen], 'float32', q.device);
-  if (out.size > 0) engine.attentionForward(qc.dense('attention'), kc.dense('attention'), vc.dense('attention'), out.dense(), lse.dense(), args);
+  if (out.size > 0)
+    engine.attentionForward(
+      qc.dense('attention'),
+      kc.dense('attention'),
+      vc.dense('attention'),
+      out.dense(),
+      lse.dense(),
+      args,
+    );
   const inputs = p.keyScale ? [q, k, v, p.keyScale] : [q, k, v];
   if (!inputs.some((t) => t.requiresGrad) || !isGradEnabled()) {
     for (const t of temps) t.dispose();
@@ -233,11 +298,24 @@ function fusedAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor {
   // The saved copies and index tensors live until the scope ends, like every saved tensor.
   return record(out, 'attention', inputs, (g) => {
     const gc = g.isContiguous() ? g : contiguousRaw(g);
-    const gq = emptyLike(q), gk = emptyLike(k), gv = emptyLike(v);
+    const gq = emptyLike(q),
+      gk = emptyLike(k),
+      gv = emptyLike(v);
     const gks = p.keyScale ? zeros([p.heads, p.headDim], scaleDType, q.device) : null;
     if (out.size > 0) {
-      engine.attentionBackward(qc.dense(), kc.dense(), vc.dense(), out.dense(), lse.dense(), gc.dense(),
-        gq.dense(), gk.dense(), gv.dense(), gks ? gks.dense() : null, args);
+      engine.attentionBackward(
+        qc.dense(),
+        kc.dense(),
+        vc.dense(),
+        out.dense(),
+        lse.dense(),
+        gc.dense(),
+        gq.dense(),
+        gk.dense(),
+        gv.dense(),
+        gks ? gks.dense() : null,
+        args,
+      );
     } else {
       for (const t of [gk, gv]) if (t.size > 0) engine.fill(t.dense(), t.size, 0);
     }
@@ -301,8 +379,10 @@ function referenceAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor
     return t;
   };
   const index = {
-    queryPositions: device(p.queryPositions), keyPositions: device(p.keyPositions),
-    querySegments: device(p.querySegments), keySegments: device(p.keySegments),
+    queryPositions: device(p.queryPositions),
+    keyPositions: device(p.keyPositions),
+    querySegments: device(p.querySegments),
+    keySegments: device(p.keySegments),
   };
   const rowsOf = (data: Tensor | null, length: number, batchStart: number, start: number): TokenRows | null =>
     data ? { data, offset: batchStart * length + start, stride: length } : null;
@@ -315,7 +395,9 @@ function referenceAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor
   for (const group of planBlocks(p)) {
     const rows = group.batchEnd - group.batchStart;
     const batchRows = (t: Tensor): Tensor => (rows === p.batch ? t : narrow(t, 0, group.batchStart, rows));
-    const qg = batchRows(q), kg = batchRows(keys), vg = batchRows(v);
+    const qg = batchRows(q),
+      kg = batchRows(keys),
+      vg = batchRows(v);
     const outputs: Tensor[] = [];
     for (const block of group.blocks) {
       const length = block.end - block.start;
@@ -326,13 +408,20 @@ function referenceAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor
       if (p.rotaryDim > 0) {
         const rotation = { rotaryDim: p.rotaryDim, invFreq: p.invFreq! };
         queries = rotary(qb, {
-          ...rotation, positions: rowsOf(index.queryPositions, p.queryLen, group.batchStart, block.start),
-          positionOffset: p.queryOffset + block.start, multiplier: p.scale,
+          ...rotation,
+          positions: rowsOf(index.queryPositions, p.queryLen, group.batchStart, block.start),
+          positionOffset: p.queryOffset + block.start,
+          multiplier: p.scale,
           xpos: xpos ? { scaleBase: p.xposScaleBase, anchor: block.anchor, sign: 1, minDistance: -Infinity } : null,
         });
         blockKeys = rotary(kb, {
-          ...rotation, positions: rowsOf(index.keyPositions, p.keyLen, group.batchStart, 0), positionOffset: 0, multiplier: 1,
-          xpos: xpos ? { scaleBase: p.xposScaleBase, anchor: block.anchor, sign: -1, minDistance: block.minKeyDistance } : null,
+          ...rotation,
+          positions: rowsOf(index.keyPositions, p.keyLen, group.batchStart, 0),
+          positionOffset: 0,
+          multiplier: 1,
+          xpos: xpos
+            ? { scaleBase: p.xposScaleBase, anchor: block.anchor, sign: -1, minDistance: block.minKeyDistance }
+            : null,
         });
       } else {
         queries = mul(qb, p.scale);
@@ -344,13 +433,19 @@ function referenceAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor
       if (blockKeys !== kb) drop(blockKeys);
       if (qb !== qg) drop(qb);
       if (kb !== kg) drop(kb);
-      const probs = maskedSoftmax(scores, {
-        causal: p.causal, queryOffset: p.queryOffset + block.start, alibiSlopes: p.slopes,
-        queryPositions: rowsOf(index.queryPositions, p.queryLen, group.batchStart, block.start),
-        keyPositions: rowsOf(index.keyPositions, p.keyLen, group.batchStart, 0),
-        querySegments: rowsOf(index.querySegments, p.queryLen, group.batchStart, block.start),
-        keySegments: rowsOf(index.keySegments, p.keyLen, group.batchStart, 0),
-      }, { inPlace: true });
+      const probs = maskedSoftmax(
+        scores,
+        {
+          causal: p.causal,
+          queryOffset: p.queryOffset + block.start,
+          alibiSlopes: p.slopes,
+          queryPositions: rowsOf(index.queryPositions, p.queryLen, group.batchStart, block.start),
+          keyPositions: rowsOf(index.keyPositions, p.keyLen, group.batchStart, 0),
+          querySegments: rowsOf(index.querySegments, p.queryLen, group.batchStart, block.start),
+          keySegments: rowsOf(index.keySegments, p.keyLen, group.batchStart, 0),
+        },
+        { inPlace: true },
+      );
       drop(scores);
       outputs.push(groupedMatmul(probs, vb));
       drop(probs);
@@ -358,7 +453,12 @@ function referenceAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor
     }
     groupOutputs.push(outputs.length === 1 ? outputs[0]! : concat(outputs, 2));
     if (outputs.length > 1) drop(...outputs);
-    for (const [t, full] of [[qg, q], [kg, keys], [vg, v]] as const) if (t !== full) drop(t);
+    for (const [t, full] of [
+      [qg, q],
+      [kg, keys],
+      [vg, v],
+    ] as const)
+      if (t !== full) drop(t);
   }
   if (keys !== k) drop(keys);
   const out = groupOutputs.length === 1 ? groupOutputs[0]! : concat(groupOutputs, 0);
@@ -370,7 +470,8 @@ function referenceAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor
 /** a [b, H, T, x] times m [b, G, x, y] with head h using group h mod G; K/V are never copied per head. */
 function groupedMatmul(a: Tensor, m: Tensor): Tensor {
   const [b, H, T, x] = a.shape as [number, number, number, number];
-  const G = m.shape[1]!, y = m.shape[3]!;
+  const G = m.shape[1]!,
+    y = m.shape[3]!;
   if (G === H) return matmul(a, m);
   if (G === 1) {
     const flat = reshape(a, [b, 1, H * T, x]);
@@ -394,13 +495,16 @@ function checkEveryQuerySeesAKey(p: Problem): void {
   if (p.queryLen === 0 || p.keyLen === 0) return;
   const lastVisible = (i: number): number => (p.causal ? Math.min(p.keyLen - 1, i + p.queryOffset) : p.keyLen - 1);
   const fail = (i: number, b: number): never => {
-    throw new RangeError(`attention: query ${i} of batch row ${b} can attend to no key (check causal offset and segment ids)`);
+    throw new RangeError(
+      `attention: query ${i} of batch row ${b} can attend to no key (check causal offset and segment ids)`,
+    );
   };
   if (!p.querySegments || !p.keySegments) {
     if (lastVisible(0) < 0) fail(0, 0);
     return;
   }
-  const qs = hostIndices(p.querySegments), ks = hostIndices(p.keySegments);
+  const qs = hostIndices(p.querySegments),
+    ks = hostIndices(p.keySegments);
   for (let b = 0; b < p.batch; b++) {
     const firstKey = new Map<number, number>();
     for (let j = p.keyLen - 1; j >= 0; j--) firstKey.set(ks[b * p.keyLen + j]!, j);
@@ -429,9 +533,12 @@ interface RowGroup {
 
 /** Batch rows and query blocks computed together: everything at once unless xPos needs more anchors. */
 function planBlocks(p: Problem): RowGroup[] {
-  const keyEndFor = (end: number): number => (p.causal ? Math.max(0, Math.min(p.keyLen, end + p.queryOffset)) : p.keyLen);
+  const keyEndFor = (end: number): number =>
+    p.causal ? Math.max(0, Math.min(p.keyLen, end + p.queryOffset)) : p.keyLen;
   const whole = (batchStart: number, batchEnd: number, anchor: number): RowGroup => ({
-    batchStart, batchEnd, blocks: [{ start: 0, end: p.queryLen, keyEnd: keyEndFor(p.queryLen), anchor, minKeyDistance: -Infinity }],
+    batchStart,
+    batchEnd,
+    blocks: [{ start: 0, end: p.queryLen, keyEnd: keyEndFor(p.queryLen), anchor, minKeyDistance: -Infinity }],
   });
   if (p.xposScaleBase === 0 || p.queryLen === 0) return [whole(0, p.batch, 0)];
   const maxSpan = (2 * p.xposScaleBase * XPOS_MAX_LOG_FACTOR) / XPOS_LOG_ZETA_MIN;
@@ -439,7 +546,8 @@ function planBlocks(p: Problem): RowGroup[] {
   const keys = hostPositions(p.keyPositions, p.keyLen, 0);
   const keyEnd = keyEndFor(p.queryLen);
   const span = (b0: number, b1: number): { low: number; high: number } => {
-    const [ql, qh] = queries.range(b0, b1, 0, p.queryLen), [kl, kh] = keys.range(b0, b1, 0, keyEnd);
+    const [ql, qh] = queries.range(b0, b1, 0, p.queryLen),
+      [kl, kh] = keys.range(b0, b1, 0, keyEnd);
     return { low: Math.min(ql, kl), high: Math.max(qh, kh) };
   };
   const all = span(0, p.batch);
@@ -461,7 +569,13 @@ function planBlocks(p: Problem): RowGroup[] {
         if (hi - lo > XPOS_MAX_SPREAD) break;
         end++;
       }
-      blocks.push({ start, end, keyEnd: keyEndFor(end), anchor: queries.range(b0, b1, start, end)[0], minKeyDistance: -XPOS_MAX_SPREAD });
+      blocks.push({
+        start,
+        end,
+        keyEnd: keyEndFor(end),
+        anchor: queries.range(b0, b1, start, end)[0],
+        minKeyDistance: -XPOS_MAX_SPREAD,
+      });
       start = end;
     }
     groups.push({ batchStart: b0, batchEnd: b1, blocks });
@@ -470,7 +584,11 @@ function planBlocks(p: Problem): RowGroup[] {
 }
 
 /** Host view of positions for planning: explicit per-row values, or the default first + i. */
-function hostPositions(input: TokenIndexInput | null, length: number, first: number): {
+function hostPositions(
+  input: TokenIndexInput | null,
+  length: number,
+  first: number,
+): {
   perBatch: boolean;
   /** [min, max] over rows [b0, b1) and indices [start, end) (end > start). */
   range(b0: number, b1: number, start: number, end: number): [number, number];
@@ -480,7 +598,8 @@ function hostPositions(input: TokenIndexInput | null, length: number, first: num
   return {
     perBatch: true,
     range: (b0, b1, start, end) => {
-      let low = Infinity, high = -Infinity;
+      let low = Infinity,
+        high = -Infinity;
       for (let b = b0; b < b1; b++) {
         for (let i = start; i < end; i++) {
           const v = values[b * length + i]!;

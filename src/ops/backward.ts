@@ -9,7 +9,9 @@ export function accumulateInto(leaf: Tensor, g: Tensor): void {
   leaf.assertAlive('accumulateInto', 'leaf');
   g.assertAlive('accumulateInto', 'g');
   if (!shapesEqual(g.shape, leaf.shape) || g.device !== leaf.device) {
-    throw new RangeError(`accumulateInto: gradient ${formatShape(g.shape)} on ${g.device} does not match leaf ${formatShape(leaf.shape)} on ${leaf.device}`);
+    throw new RangeError(
+      `accumulateInto: gradient ${formatShape(g.shape)} on ${g.device} does not match leaf ${formatShape(leaf.shape)} on ${leaf.device}`,
+    );
   }
   const gradValue = g.dtype === leaf.dtype ? g : castForLeaf(g, leaf);
   if (!leaf.grad) {
@@ -41,7 +43,9 @@ function castForLeaf(g: Tensor, leaf: Tensor): Tensor {
 export function backward(root: Tensor, grad?: Tensor): void {
   root.assertAlive('backward', 'tensor');
   if (!grad && root.size !== 1) {
-    throw new RangeError(`backward: a gradient must be given for a non-scalar tensor of shape ${formatShape(root.shape)}`);
+    throw new RangeError(
+      `backward: a gradient must be given for a non-scalar tensor of shape ${formatShape(root.shape)}`,
+    );
   }
   const seed = grad ?? ones(root.shape, root.dtype, root.device);
   try {

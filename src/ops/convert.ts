@@ -8,7 +8,8 @@ import { contiguousRaw } from './raw.js';
 /** A copy of `x` in another dtype (gradients flow back, cast to the input's dtype). */
 export function cast(x: Tensor, dtype: DType): Tensor {
   x.assertAlive('cast', 'x');
-  if (dtype === x.dtype) return record(x.view(x.shape, x.strides, x.offset), 'cast', [x], (g) => [g.view(g.shape, g.strides, g.offset)]);
+  if (dtype === x.dtype)
+    return record(x.view(x.shape, x.strides, x.offset), 'cast', [x], (g) => [g.view(g.shape, g.strides, g.offset)]);
   const out = emptyLike(x, x.shape, dtype);
   if (out.size > 0) x.engine.copy(x.strided('cast'), out.strided(), x.shape);
   if (dtype === 'int32' || x.dtype === 'int32') return out;

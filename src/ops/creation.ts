@@ -15,7 +15,11 @@ function finish(t: Tensor, o: CreateOptions): Tensor {
 }
 
 /** A tensor from nested arrays or flat values with an explicit shape. */
-export function tensor(data: number | readonly unknown[] | ArrayLike<number>, shape?: readonly number[], o: CreateOptions = {}): Tensor {
+export function tensor(
+  data: number | readonly unknown[] | ArrayLike<number>,
+  shape?: readonly number[],
+  o: CreateOptions = {},
+): Tensor {
   let flat: ArrayLike<number>;
   let inferred: number[];
   if (typeof data === 'number') {
@@ -44,7 +48,8 @@ function nestedShape(data: readonly unknown[]): number[] {
   for (let level: unknown = data; Array.isArray(level); level = level[0]) shape.push(level.length);
   const check = (node: unknown, depth: number, path: string): void => {
     if (depth === shape.length) {
-      if (Array.isArray(node)) throw new RangeError(`tensor: nested arrays are ragged (${path} is an array, expected a number)`);
+      if (Array.isArray(node))
+        throw new RangeError(`tensor: nested arrays are ragged (${path} is an array, expected a number)`);
       return;
     }
     if (!Array.isArray(node) || node.length !== shape[depth]) {
@@ -77,8 +82,13 @@ export function scalar(value: number, dtype: DType = 'float32', device?: string)
 
 /** [start, start + step, …) below `end`. */
 export function arange(start: number, end: number, step = 1, dtype: DType = 'int32', device?: string): Tensor {
-  for (const [name, v] of [['start', start], ['end', end], ['step', step]] as const) {
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new RangeError(`arange: ${name} must be a finite number, got ${describeValue(v)}`);
+  for (const [name, v] of [
+    ['start', start],
+    ['end', end],
+    ['step', step],
+  ] as const) {
+    if (typeof v !== 'number' || !Number.isFinite(v))
+      throw new RangeError(`arange: ${name} must be a finite number, got ${describeValue(v)}`);
   }
   if (step === 0) throw new RangeError('arange: step must not be 0');
   const n = Math.max(0, Math.ceil((end - start) / step));
@@ -89,20 +99,28 @@ export function arange(start: number, end: number, step = 1, dtype: DType = 'int
   return Tensor.fromArray(values, [n], dtype, device);
 }
 
-export function randn(shape: readonly number[], o: CreateOptions & { std?: number; mean?: number; generator?: Generator } = {}): Tensor {
+export function randn(
+  shape: readonly number[],
+  o: CreateOptions & { std?: number; mean?: number; generator?: Generator } = {},
+): Tensor {
   Tensor.checkAllocation(checkedNumel(shape, 'randn'), o.dtype ?? 'float32', o.device, 'randn');
   const g = o.generator ?? defaultGenerator;
-  const std = o.std ?? 1, mean = o.mean ?? 0;
+  const std = o.std ?? 1,
+    mean = o.mean ?? 0;
   const values = new Float64Array(checkedNumel(shape, 'random'));
   for (let i = 0; i < values.length; i++) values[i] = mean + std * g.normal();
   return finish(Tensor.fromArray(values, shape, o.dtype ?? 'float32', o.device), o);
 }
 
 /** Uniform in [low, high). */
-export function rand(shape: readonly number[], o: CreateOptions & { low?: number; high?: number; generator?: Generator } = {}): Tensor {
+export function rand(
+  shape: readonly number[],
+  o: CreateOptions & { low?: number; high?: number; generator?: Generator } = {},
+): Tensor {
   Tensor.checkAllocation(checkedNumel(shape, 'rand'), o.dtype ?? 'float32', o.device, 'rand');
   const g = o.generator ?? defaultGenerator;
-  const low = o.low ?? 0, high = o.high ?? 1;
+  const low = o.low ?? 0,
+    high = o.high ?? 1;
   const values = new Float64Array(checkedNumel(shape, 'random'));
   for (let i = 0; i < values.length; i++) values[i] = low + (high - low) * g.uniform();
   return finish(Tensor.fromArray(values, shape, o.dtype ?? 'float32', o.device), o);

@@ -6,7 +6,6 @@ import { assertFloat, assertSameDType, assertSameDevice, emptyLike } from './uti
 import { sumTo } from './layout.js';
 import { binaryRaw, contiguousRaw } from './raw.js';
 
-
 function binaryKernel(op: BinaryOp, a: Tensor, b: Tensor, name: string): Tensor {
   assertSameDevice(name, { a, b });
   assertSameDType(name, { a, b });
@@ -79,7 +78,8 @@ export function div(a: Tensor, b: Tensor | number): Tensor {
   if (!asTensor(b)) return mul(a, 1 / b);
   const out = binaryKernel('div', a, b, 'div');
   return record(out, 'div', [a, b], (g) => {
-    let ga: Tensor | null = null, gb: Tensor | null = null;
+    let ga: Tensor | null = null,
+      gb: Tensor | null = null;
     if (a.requiresGrad) {
       const q = binaryKernel('div', g, b, 'div');
       ga = sumTo(q, a.shape);
@@ -91,7 +91,9 @@ export function div(a: Tensor, b: Tensor | number): Tensor {
       const p = binaryKernel('mul', g, q, 'div');
       const n = unaryKernel('neg', p);
       gb = sumTo(n, b.shape);
-      q.dispose(); p.dispose(); n.dispose();
+      q.dispose();
+      p.dispose();
+      n.dispose();
     }
     return [ga, gb];
   });
@@ -114,14 +116,22 @@ function selectGrad(g: Tensor, a: Tensor, b: Tensor, cmp: 'gt' | 'lt'): Tensor[]
   const aMask = unaryKernel('addScalar', loses, 1);
   const ga = reduceProduct(g, aMask, a.shape);
   const gb = reduceProduct(g, wins, b.shape);
-  wins.dispose(); loses.dispose(); aMask.dispose();
+  wins.dispose();
+  loses.dispose();
+  aMask.dispose();
   return [ga, gb];
 }
 
 /** Elementwise comparison results as 0/1 in the inputs' dtype (no gradient). */
-export function greater(a: Tensor, b: Tensor): Tensor { return binaryKernel('gt', a, b, 'greater'); }
-export function less(a: Tensor, b: Tensor): Tensor { return binaryKernel('lt', a, b, 'less'); }
-export function equal(a: Tensor, b: Tensor): Tensor { return binaryKernel('eq', a, b, 'equal'); }
+export function greater(a: Tensor, b: Tensor): Tensor {
+  return binaryKernel('gt', a, b, 'greater');
+}
+export function less(a: Tensor, b: Tensor): Tensor {
+  return binaryKernel('lt', a, b, 'less');
+}
+export function equal(a: Tensor, b: Tensor): Tensor {
+  return binaryKernel('eq', a, b, 'equal');
+}
 
 export function neg(x: Tensor): Tensor {
   const out = unaryKernel('neg', x);
@@ -155,7 +165,8 @@ export function rsqrt(x: Tensor): Tensor {
     const o3 = unaryKernel('powScalar', out, 3);
     const p = binaryKernel('mul', g, o3, 'rsqrt');
     const r = unaryKernel('scale', p, -0.5);
-    o3.dispose(); p.dispose();
+    o3.dispose();
+    p.dispose();
     return [r];
   });
 }
@@ -176,7 +187,8 @@ export function pow(x: Tensor, exponent: number): Tensor {
     const d = unaryKernel('powScalar', x, exponent - 1);
     const p = binaryKernel('mul', g, d, 'pow');
     const r = unaryKernel('scale', p, exponent);
-    d.dispose(); p.dispose();
+    d.dispose();
+    p.dispose();
     return [r];
   });
 }
@@ -197,7 +209,8 @@ export function cos(x: Tensor): Tensor {
     const s = unaryKernel('sin', x);
     const p = binaryKernel('mul', g, s, 'cos');
     const r = unaryKernel('neg', p);
-    s.dispose(); p.dispose();
+    s.dispose();
+    p.dispose();
     return [r];
   });
 }
@@ -208,9 +221,21 @@ function mapWithGrad(op: UnaryOp & UnaryGradOp, x: Tensor): Tensor {
 }
 
 /** GELU with the exact erf form. */
-export function gelu(x: Tensor): Tensor { return mapWithGrad('gelu', x); }
-export function sigmoid(x: Tensor): Tensor { return mapWithGrad('sigmoid', x); }
-export function silu(x: Tensor): Tensor { return mapWithGrad('silu', x); }
-export function tanh(x: Tensor): Tensor { return mapWithGrad('tanh', x); }
-export function relu(x: Tensor): Tensor { return mapWithGrad('relu', x); }
-export function abs(x: Tensor): Tensor { return mapWithGrad('abs', x); }
+export function gelu(x: Tensor): Tensor {
+  return mapWithGrad('gelu', x);
+}
+export function sigmoid(x: Tensor): Tensor {
+  return mapWithGrad('sigmoid', x);
+}
+export function silu(x: Tensor): Tensor {
+  return mapWithGrad('silu', x);
+}
+export function tanh(x: Tensor): Tensor {
+  return mapWithGrad('tanh', x);
+}
+export function relu(x: Tensor): Tensor {
+  return mapWithGrad('relu', x);
+}
+export function abs(x: Tensor): Tensor {
+  return mapWithGrad('abs', x);
+}

@@ -1,7 +1,15 @@
 // View and layout operations: reshape, transpose, permute, narrow, expand, contiguous, concat,
 // split, pad and shift. Views share storage; the others copy through the engine's strided copy.
 import { Tensor } from '../tensor/tensor.js';
-import { checkedNumel, contiguousStrides, describeValue, formatShape, normalizeAxis, numel, shapesEqual } from '../tensor/shape.js';
+import {
+  checkedNumel,
+  contiguousStrides,
+  describeValue,
+  formatShape,
+  normalizeAxis,
+  numel,
+  shapesEqual,
+} from '../tensor/shape.js';
 import { record } from '../autograd/tape.js';
 import { emptyLike, assertSameDType, assertSameDevice, release } from './util.js';
 import { zeros } from './creation.js';
@@ -17,18 +25,26 @@ export function clone(x: Tensor): Tensor {
 /** `x` itself (a new view) when already contiguous, else a contiguous copy. */
 export function contiguous(x: Tensor): Tensor {
   x.assertAlive('contiguous', 'x');
-  if (x.isContiguous()) return record(x.view(x.shape, contiguousStrides(x.shape), x.offset), 'contiguous', [x], (g) => [g.view(g.shape, g.strides, g.offset)]);
+  if (x.isContiguous())
+    return record(x.view(x.shape, contiguousStrides(x.shape), x.offset), 'contiguous', [x], (g) => [
+      g.view(g.shape, g.strides, g.offset),
+    ]);
   return clone(x);
 }
 
 /** Strides for viewing a tensor of `shape`/`strides` as `newShape` without copying, or null. */
-function viewStrides(shape: readonly number[], strides: readonly number[], newShape: readonly number[]): number[] | null {
+function viewStrides(
+  shape: readonly number[],
+  strides: readonly number[],
+  newShape: readonly number[],
+): number[] | null {
   // Group old dims into contiguous chunks and match them to new dims (as PyTorch's computeStride).
   const newStrides = new Array<number>(newShape.length).fill(0);
   if (numel(shape) === 0) return contiguousStrides(newShape);
   let viewD = newShape.length - 1;
   let chunkBase = strides[strides.length - 1] ?? 1;
-  let tensorElems = 1, viewElems = 1;
+  let tensorElems = 1,
+    viewElems = 1;
   for (let d = shape.length - 1; d >= 0; d--) {
     tensorElems *= shape[d]!;
     if (d === 0 || (shape[d - 1] !== 1 && strides[d - 1] !== tensorElems * chunkBase)) {
@@ -46,7 +62,11 @@ function viewStrides(shape: readonly number[], strides: readonly number[], newSh
     }
   }
   if (viewD !== -1) {
-    while (viewD >= 0) { if (newShape[viewD] !== 1) return null; newStrides[viewD] = 1; viewD--; }
+    while (viewD >= 0) {
+      if (newShape[viewD] !== 1) return null;
+      newStrides[viewD] = 1;
+      viewD--;
+    }
   }
   return newStrides;
 }
@@ -54,17 +74,24 @@ function viewStrides(shape: readonly number[], strides: readonly number[], newSh
 /** Reshape; one dimension may be -1. Views when the layout allows, copies otherwise. */
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   x.assertAlive('reshape', 'x');
-  if (!Array.isArray(shape as unknown)) throw new TypeError(`reshape: shape must be an array of dimensions, got ${describeValue(shape)}`);
+  if (!Array.isArray(shape as unknown))
+    throw new TypeError(`reshape: shape must be an array of dimensions, got ${describeValue(shape)}`);
   const target = [...shape];
   const inferred = target.indexOf(-1);
-  if (inferred !== target.lastIndexOf(-1)) throw new RangeError(`reshape: only one dimension may be -1 in ${formatShape(shape)}`);
+  if (inferred !== target.lastIndexOf(-1))
+    throw new RangeError(`reshape: only one dimension may be -1 in ${formatShape(shape)}`);
   if (inferred >= 0) {
     const known = target.reduce((p, d, i) => (i === inferred ? p : p * d), 1);
-    if (known === 0 || x.size % known !== 0) throw new RangeError(`reshape: cannot reshape ${formatShape(x.shape)} (${x.size} elements) into ${formatShape(shape)}`);
+    if (known === 0 || x.size % known !== 0)
+      throw new RangeError(
+        `reshape: cannot reshape ${formatShape(x.shape)} (${x.size} elements) into ${formatShape(shape)}`,
+      );
     target[inferred] = x.size / known;
   }
   if (target.some((d) => !Number.isInteger(d) || d < 0) || numel(target) !== x.size) {
-    throw new RangeError(`reshape: cannot reshape ${formatShape(x.shape)} (${x.size} elements) into ${formatShape(shape)}`);
+    throw new RangeError(
+      `reshape: cannot reshape ${formatShape(x.shape)} (${x.size} elements) into ${formatShape(shape)}`,
+    );
   }
   const strides = viewStrides(x.shape, x.strides, target);
   const from = x.shape;
@@ -77,12 +104,19 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
 
 export function permute(x: Tensor, order: readonly number[]): Tensor {
   x.assertAlive('permute', 'x');
-  if (!Array.isArray(order as unknown)) throw new TypeError(`permute: order must be an array of axes, got ${describeValue(order)}`);
+  if (!Array.isArray(order as unknown))
+    throw new TypeError(`permute: order must be an array of axes, got ${describeValue(order)}`);
   const axes = order.map((a) => normalizeAxis(a, x.rank, 'permute'));
   if (axes.length !== x.rank || new Set(axes).size !== x.rank) {
-    throw new RangeError(`permute: ${formatShape(order)} is not a permutation of the ${x.rank} axes of ${formatShape(x.shape)}`);
+    throw new RangeError(
+      `permute: ${formatShape(order)} is not a permutation of the ${x.rank} axes of ${formatShape(x.shape)}`,
+    );
   }
-  const out = x.view(axes.map((a) => x.shape[a]!), axes.map((a) => x.strides[a]!), x.offset);
+  const out = x.view(
+    axes.map((a) => x.shape[a]!),
+    axes.map((a) => x.strides[a]!),
+    x.offset,
+  );
   const inverse = new Array<number>(axes.length);
   axes.forEach((a, i) => (inverse[a] = i));
   return record(out, 'permute', [x], (g) => [permute(g, inverse)]);
@@ -90,7 +124,8 @@ export function permute(x: Tensor, order: readonly number[]): Tensor {
 
 export function transpose(x: Tensor, a = -2, b = -1): Tensor {
   const order = [...Array(x.rank).keys()];
-  const i = normalizeAxis(a, x.rank, 'transpose'), j = normalizeAxis(b, x.rank, 'transpose');
+  const i = normalizeAxis(a, x.rank, 'transpose'),
+    j = normalizeAxis(b, x.rank, 'transpose');
   [order[i], order[j]] = [order[j]!, order[i]!];
   return permute(x, order);
 }
@@ -101,7 +136,9 @@ export function narrow(x: Tensor, axis: number, start: number, length: number): 
   const ax = normalizeAxis(axis, x.rank, 'narrow');
   const dim = x.shape[ax]!;
   if (!Number.isInteger(start) || !Number.isInteger(length) || start < 0 || length < 0 || start + length > dim) {
-    throw new RangeError(`narrow: range [${start}, ${start + length}) is outside axis ${axis} of size ${dim} (shape ${formatShape(x.shape)})`);
+    throw new RangeError(
+      `narrow: range [${start}, ${start + length}) is outside axis ${axis} of size ${dim} (shape ${formatShape(x.shape)})`,
+    );
   }
   const shape = [...x.shape];
   shape[ax] = length;
@@ -126,14 +163,17 @@ function narrowView(x: Tensor, ax: number, start: number, length: number): Tenso
 export function expand(x: Tensor, shape: readonly number[]): Tensor {
   x.assertAlive('expand', 'x');
   checkedNumel(shape, 'expand');
-  if (shape.length < x.rank) throw new RangeError(`expand: cannot expand ${formatShape(x.shape)} to fewer dimensions ${formatShape(shape)}`);
+  if (shape.length < x.rank)
+    throw new RangeError(`expand: cannot expand ${formatShape(x.shape)} to fewer dimensions ${formatShape(shape)}`);
   const lead = shape.length - x.rank;
   const strides = shape.map((d, i) => {
     if (i < lead) return 0;
     const src = x.shape[i - lead]!;
     if (src === d) return x.strides[i - lead]!;
     if (src === 1) return 0;
-    throw new RangeError(`expand: cannot expand ${formatShape(x.shape)} to ${formatShape(shape)} (axis ${i}: ${src} → ${d})`);
+    throw new RangeError(
+      `expand: cannot expand ${formatShape(x.shape)} to ${formatShape(shape)} (axis ${i}: ${src} → ${d})`,
+    );
   });
   const from = x.shape;
   return record(x.view([...shape], strides, x.offset), 'expand', [x], (g) => [sumTo(g, from)]);
@@ -164,12 +204,17 @@ export function unsqueeze(x: Tensor, axis: number): Tensor {
 
 export function squeeze(x: Tensor, axis: number): Tensor {
   const ax = normalizeAxis(axis, x.rank, 'squeeze');
-  if (x.shape[ax] !== 1) throw new RangeError(`squeeze: axis ${axis} of ${formatShape(x.shape)} has size ${x.shape[ax]}, not 1`);
-  return reshape(x, x.shape.filter((_, i) => i !== ax));
+  if (x.shape[ax] !== 1)
+    throw new RangeError(`squeeze: axis ${axis} of ${formatShape(x.shape)} has size ${x.shape[ax]}, not 1`);
+  return reshape(
+    x,
+    x.shape.filter((_, i) => i !== ax),
+  );
 }
 
 export function concat(tensors: readonly Tensor[], axis: number): Tensor {
-  if (!Array.isArray(tensors as unknown)) throw new TypeError(`concat: expects an array of tensors, got ${describeValue(tensors)}`);
+  if (!Array.isArray(tensors as unknown))
+    throw new TypeError(`concat: expects an array of tensors, got ${describeValue(tensors)}`);
   if (tensors.length === 0) throw new RangeError('concat: needs at least one tensor');
   const first = tensors[0]!;
   const named = Object.fromEntries(tensors.map((t, i) => [`tensors[${i}]`, t]));
@@ -178,7 +223,9 @@ export function concat(tensors: readonly Tensor[], axis: number): Tensor {
   const ax = normalizeAxis(axis, first.rank, 'concat');
   for (const [i, t] of tensors.entries()) {
     if (t.rank !== first.rank || t.shape.some((d, j) => j !== ax && d !== first.shape[j])) {
-      throw new RangeError(`concat: tensors[${i}] has shape ${formatShape(t.shape)}, incompatible with ${formatShape(first.shape)} along axis ${axis}`);
+      throw new RangeError(
+        `concat: tensors[${i}] has shape ${formatShape(t.shape)}, incompatible with ${formatShape(first.shape)} along axis ${axis}`,
+      );
     }
   }
   const shape = [...first.shape];
@@ -217,10 +264,14 @@ function contiguousNarrow(g: Tensor, ax: number, start: number, len: number): Te
 /** Splits along `axis` into parts of the given sizes (views). */
 export function split(x: Tensor, sizes: readonly number[], axis: number): Tensor[] {
   x.assertAlive('split', 'x');
-  if (!Array.isArray(sizes as unknown)) throw new TypeError(`split: sizes must be an array of lengths, got ${describeValue(sizes)}`);
+  if (!Array.isArray(sizes as unknown))
+    throw new TypeError(`split: sizes must be an array of lengths, got ${describeValue(sizes)}`);
   const ax = normalizeAxis(axis, x.rank, 'split');
   const total = sizes.reduce((a, b) => a + b, 0);
-  if (total !== x.shape[ax]) throw new RangeError(`split: sizes ${formatShape(sizes)} sum to ${total}, but axis ${axis} of ${formatShape(x.shape)} has ${x.shape[ax]}`);
+  if (total !== x.shape[ax])
+    throw new RangeError(
+      `split: sizes ${formatShape(sizes)} sum to ${total}, but axis ${axis} of ${formatShape(x.shape)} has ${x.shape[ax]}`,
+    );
   let start = 0;
   return sizes.map((len) => {
     const part = narrow(x, ax, start, len);
@@ -273,4 +324,3 @@ export function shift(x: Tensor, axis: number, amount: number): Tensor {
 export function flatten(x: Tensor): Tensor {
   return reshape(x, [x.size]);
 }
-

@@ -32,20 +32,30 @@ export function maskedSoftmax(scores: Tensor, mask: ScoreMask, o: { inPlace?: bo
   const op = 'maskedSoftmax';
   scores.assertAlive(op, 'scores');
   assertFloat(op, 'scores', scores);
-  if (scores.rank !== 4) throw new RangeError(`${op}: scores must be [batch, heads, queryLen, keyLen], got ${formatShape(scores.shape)}`);
+  if (scores.rank !== 4)
+    throw new RangeError(`${op}: scores must be [batch, heads, queryLen, keyLen], got ${formatShape(scores.shape)}`);
   const engine = scores.engine;
   const [batch, heads, queryLen, keyLen] = scores.shape as [number, number, number, number];
-  if (mask.alibiSlopes && mask.alibiSlopes.length !== heads) throw new RangeError(`${op}: ${mask.alibiSlopes.length} ALiBi slopes for ${heads} heads`);
-  if (!mask.querySegments !== !mask.keySegments) throw new RangeError(`${op}: give both querySegments and keySegments, or neither`);
+  if (mask.alibiSlopes && mask.alibiSlopes.length !== heads)
+    throw new RangeError(`${op}: ${mask.alibiSlopes.length} ALiBi slopes for ${heads} heads`);
+  if (!mask.querySegments !== !mask.keySegments)
+    throw new RangeError(`${op}: give both querySegments and keySegments, or neither`);
   const queryStride = sharedStride(op, 'query', mask.queryPositions, mask.querySegments);
   const keyStride = sharedStride(op, 'key', mask.keyPositions, mask.keySegments);
   const args = {
-    batch, heads, queryLen, keyLen, causal: mask.causal, queryOffset: mask.queryOffset, alibiSlopes: mask.alibiSlopes,
+    batch,
+    heads,
+    queryLen,
+    keyLen,
+    causal: mask.causal,
+    queryOffset: mask.queryOffset,
+    alibiSlopes: mask.alibiSlopes,
     queryPositions: tokenRegion(op, 'queryPositions', mask.queryPositions, batch, queryLen, scores.device),
     keyPositions: tokenRegion(op, 'keyPositions', mask.keyPositions, batch, keyLen, scores.device),
     querySegments: tokenRegion(op, 'querySegments', mask.querySegments, batch, queryLen, scores.device),
     keySegments: tokenRegion(op, 'keySegments', mask.keySegments, batch, keyLen, scores.device),
-    queryStride, keyStride,
+    queryStride,
+    keyStride,
   };
   const inPlace = (o.inPlace ?? false) && scores.isContiguous();
   const source = scores.isContiguous() ? scores : contiguousRaw(scores);
@@ -65,7 +75,9 @@ export function maskedSoftmax(scores: Tensor, mask: ScoreMask, o: { inPlace?: bo
 /** The kernel reads positions and segments of one side with one row stride. */
 function sharedStride(op: string, side: string, positions: TokenRows | null, segments: TokenRows | null): number {
   if (positions && segments && positions.stride !== segments.stride) {
-    throw new RangeError(`${op}: ${side} positions and segments must have the same row stride (${positions.stride} vs ${segments.stride})`);
+    throw new RangeError(
+      `${op}: ${side} positions and segments must have the same row stride (${positions.stride} vs ${segments.stride})`,
+    );
   }
   return positions?.stride ?? segments?.stride ?? 0;
 }

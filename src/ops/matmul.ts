@@ -29,8 +29,10 @@ function broadcastBatch(t: Tensor, batchShape: readonly number[]): Tensor {
 /** Describes how the engine reads `t` ([...batch, rows, cols]) for a GEMM over `batchShape`. */
 function operand(t: Tensor, batchShape: readonly number[]): Operand {
   const r = t.rank;
-  const rows = t.shape[r - 2]!, cols = t.shape[r - 1]!;
-  const sRow = t.strides[r - 2]!, sCol = t.strides[r - 1]!;
+  const rows = t.shape[r - 2]!,
+    cols = t.shape[r - 1]!;
+  const sRow = t.strides[r - 2]!,
+    sCol = t.strides[r - 1]!;
   let layout: { trans: boolean; ld: number } | null = null;
   if (sCol === 1 && (rows === 1 || sRow >= cols)) layout = { trans: false, ld: Math.max(sRow, cols) };
   else if (sRow === 1 && (cols === 1 || sCol >= rows)) layout = { trans: true, ld: Math.max(sCol, rows) };
@@ -44,8 +46,10 @@ function operand(t: Tensor, batchShape: readonly number[]): Operand {
     let expected: number | null = null;
     for (let i = strides.length - 1; i >= 0 && batchStride !== null; i--) {
       if (batchShape[i] === 1) continue;
-      if (expected === null) { batchStride = strides[i]!; expected = strides[i]! * batchShape[i]!; }
-      else if (strides[i] !== expected) batchStride = null;
+      if (expected === null) {
+        batchStride = strides[i]!;
+        expected = strides[i]! * batchShape[i]!;
+      } else if (strides[i] !== expected) batchStride = null;
       else expected *= batchShape[i]!;
     }
   }
@@ -63,10 +67,15 @@ export function matmulRaw(a: Tensor, b: Tensor, op = 'matmul'): Tensor {
   assertSameDevice(op, { a, b });
   assertSameDType(op, { a, b });
   assertFloat(op, 'a', a);
-  if (a.rank < 2 || b.rank < 2) throw new RangeError(`${op}: operands need rank ≥ 2, got ${formatShape(a.shape)} and ${formatShape(b.shape)}`);
-  const m = a.shape[a.rank - 2]!, k = a.shape[a.rank - 1]!, n = b.shape[b.rank - 1]!;
+  if (a.rank < 2 || b.rank < 2)
+    throw new RangeError(`${op}: operands need rank ≥ 2, got ${formatShape(a.shape)} and ${formatShape(b.shape)}`);
+  const m = a.shape[a.rank - 2]!,
+    k = a.shape[a.rank - 1]!,
+    n = b.shape[b.rank - 1]!;
   if (b.shape[b.rank - 2] !== k) {
-    throw new RangeError(`${op}: inner dimensions differ: a is ${formatShape(a.shape)}, b is ${formatShape(b.shape)} (${k} vs ${b.shape[b.rank - 2]})`);
+    throw new RangeError(
+      `${op}: inner dimensions differ: a is ${formatShape(a.shape)}, b is ${formatShape(b.shape)} (${k} vs ${b.shape[b.rank - 2]})`,
+    );
   }
   const batchShape = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2), op);
   const batch = batchShape.reduce((x, y) => x * y, 1);
@@ -76,11 +85,26 @@ export function matmulRaw(a: Tensor, b: Tensor, op = 'matmul'): Tensor {
     out.engine.fill(out.dense(), out.size, 0);
     return out;
   }
-  const oa = operand(a, batchShape), ob = operand(b, batchShape);
+  const oa = operand(a, batchShape),
+    ob = operand(b, batchShape);
   a.engine.matmul({
-    a: oa.tensor.strided(op), b: ob.tensor.strided(op), c: out.dense(),
-    m, n, k, transA: oa.trans, transB: ob.trans, lda: oa.ld, ldb: ob.ld, ldc: n,
-    strideA: oa.batchStride, strideB: ob.batchStride, strideC: m * n, batch, alpha: 1, beta: 0,
+    a: oa.tensor.strided(op),
+    b: ob.tensor.strided(op),
+    c: out.dense(),
+    m,
+    n,
+    k,
+    transA: oa.trans,
+    transB: ob.trans,
+    lda: oa.ld,
+    ldb: ob.ld,
+    ldc: n,
+    strideA: oa.batchStride,
+    strideB: ob.batchStride,
+    strideC: m * n,
+    batch,
+    alpha: 1,
+    beta: 0,
   });
   if (oa.temp) oa.tensor.dispose();
   if (ob.temp) ob.tensor.dispose();
@@ -91,7 +115,8 @@ export function matmulRaw(a: Tensor, b: Tensor, op = 'matmul'): Tensor {
 export function matmul(a: Tensor, b: Tensor): Tensor {
   a.assertAlive('matmul', 'a');
   b.assertAlive('matmul', 'b');
-  if (a.rank === 0 || b.rank === 0) throw new RangeError(`matmul: scalars are not matrices (${formatShape(a.shape)} · ${formatShape(b.shape)})`);
+  if (a.rank === 0 || b.rank === 0)
+    throw new RangeError(`matmul: scalars are not matrices (${formatShape(a.shape)} · ${formatShape(b.shape)})`);
   if (a.rank === 1 || b.rank === 1) {
     const a2 = a.rank === 1 ? reshape(a, [1, a.shape[0]!]) : a;
     const b2 = b.rank === 1 ? reshape(b, [b.shape[0]!, 1]) : b;
@@ -105,7 +130,8 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   }
   const out = matmulRaw(a, b);
   return record(out, 'matmul', [a, b], (g) => {
-    let ga: Tensor | null = null, gb: Tensor | null = null;
+    let ga: Tensor | null = null,
+      gb: Tensor | null = null;
     if (a.requiresGrad) {
       const bt = transpose(b, -2, -1);
       const full = matmulRaw(g, bt);
@@ -129,12 +155,17 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
   const op = 'linear';
   assertSameDevice(op, bias ? { x, weight, bias } : { x, weight });
   assertSameDType(op, bias ? { x, weight, bias } : { x, weight });
-  const inF = weight.shape[1]!, outF = weight.shape[0]!;
+  const inF = weight.shape[1]!,
+    outF = weight.shape[0]!;
   if (weight.rank !== 2 || x.shape[x.rank - 1] !== inF) {
-    throw new RangeError(`linear: input ${formatShape(x.shape)} does not match weight ${formatShape(weight.shape)} (expected last axis ${inF})`);
+    throw new RangeError(
+      `linear: input ${formatShape(x.shape)} does not match weight ${formatShape(weight.shape)} (expected last axis ${inF})`,
+    );
   }
   if (bias && (bias.rank !== 1 || bias.shape[0] !== outF)) {
-    throw new RangeError(`linear: bias ${formatShape(bias.shape)} does not match weight ${formatShape(weight.shape)} (expected [${outF}])`);
+    throw new RangeError(
+      `linear: bias ${formatShape(bias.shape)} does not match weight ${formatShape(weight.shape)} (expected [${outF}])`,
+    );
   }
   const rows = x.size / inF;
   const xc = x.isContiguous() ? x : contiguousRaw(x);
@@ -142,12 +173,28 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
   const out = emptyLike(x, [...x.shape.slice(0, -1), outF]);
   if (out.size > 0) {
     const product = (beta: number) => ({
-      a: xc.dense(op), b: wc.dense(op), c: out.dense(), m: rows, n: outF, k: inF, transA: false, transB: true,
-      lda: inF, ldb: inF, ldc: outF, strideA: 0, strideB: 0, strideC: 0, batch: 1, alpha: 1, beta,
+      a: xc.dense(op),
+      b: wc.dense(op),
+      c: out.dense(),
+      m: rows,
+      n: outF,
+      k: inF,
+      transA: false,
+      transB: true,
+      lda: inF,
+      ldb: inF,
+      ldc: outF,
+      strideA: 0,
+      strideB: 0,
+      strideC: 0,
+      batch: 1,
+      alpha: 1,
+      beta,
     });
     if (inF === 0) {
       // An empty product: the output is the bias rows, or zeros.
-      if (bias) x.engine.copy({ ...bias.strided(op), strides: [0, 1] }, { ...out.dense(), strides: [outF, 1] }, [rows, outF]);
+      if (bias)
+        x.engine.copy({ ...bias.strided(op), strides: [0, 1] }, { ...out.dense(), strides: [outF, 1] }, [rows, outF]);
       else x.engine.fill(out.dense(), out.size, 0);
     } else if (bias) {
       // The bias is added in the product's epilogue: no broadcast copy into the output first.
@@ -166,16 +213,46 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
       // x feeding several projections (q, k, v): later ones add into the gradient in the product's epilogue.
       const gx = into[0] ?? emptyLike(x, x.shape);
       x.engine.matmul({
-        a: gc.dense(), b: wc.dense(), c: gx.dense(), m: rows, n: inF, k: outF, transA: false, transB: false,
-        lda: outF, ldb: inF, ldc: inF, strideA: 0, strideB: 0, strideC: 0, batch: 1, alpha: 1, beta: into[0] ? 1 : 0,
+        a: gc.dense(),
+        b: wc.dense(),
+        c: gx.dense(),
+        m: rows,
+        n: inF,
+        k: outF,
+        transA: false,
+        transB: false,
+        lda: outF,
+        ldb: inF,
+        ldc: inF,
+        strideA: 0,
+        strideB: 0,
+        strideC: 0,
+        batch: 1,
+        alpha: 1,
+        beta: into[0] ? 1 : 0,
       });
       grads[0] = gx;
     }
     if (weight.requiresGrad) {
       const gw = emptyLike(weight);
       x.engine.matmul({
-        a: gc.dense(), b: xc.dense(), c: gw.dense(), m: outF, n: inF, k: rows, transA: true, transB: false,
-        lda: outF, ldb: inF, ldc: inF, strideA: 0, strideB: 0, strideC: 0, batch: 1, alpha: 1, beta: 0,
+        a: gc.dense(),
+        b: xc.dense(),
+        c: gw.dense(),
+        m: outF,
+        n: inF,
+        k: rows,
+        transA: true,
+        transB: false,
+        lda: outF,
+        ldb: inF,
+        ldc: inF,
+        strideA: 0,
+        strideB: 0,
+        strideC: 0,
+        batch: 1,
+        alpha: 1,
+        beta: 0,
       });
       grads[1] = gw;
     }

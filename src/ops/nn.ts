@@ -12,7 +12,8 @@ import { hostInts } from '../tensor/host-ints.js';
 import { asContiguous, freeIfCopy, normShape, recordNorm, statsDType } from './norm-record.js';
 
 function lastAxisOnly(op: string, x: Tensor, axis: number): void {
-  if (normalizeAxis(axis, x.rank, op) !== x.rank - 1) throw new RangeError(`${op}: only the last axis is supported (got axis ${axis} of ${formatShape(x.shape)})`);
+  if (normalizeAxis(axis, x.rank, op) !== x.rank - 1)
+    throw new RangeError(`${op}: only the last axis is supported (got axis ${axis} of ${formatShape(x.shape)})`);
 }
 
 function softmaxImpl(x: Tensor, axis: number, log: boolean): Tensor {
@@ -35,8 +36,12 @@ function softmaxImpl(x: Tensor, axis: number, log: boolean): Tensor {
   });
 }
 
-export function softmax(x: Tensor, axis = -1): Tensor { return softmaxImpl(x, axis, false); }
-export function logSoftmax(x: Tensor, axis = -1): Tensor { return softmaxImpl(x, axis, true); }
+export function softmax(x: Tensor, axis = -1): Tensor {
+  return softmaxImpl(x, axis, false);
+}
+export function logSoftmax(x: Tensor, axis = -1): Tensor {
+  return softmaxImpl(x, axis, true);
+}
 
 function normImpl(rms: boolean, x: Tensor, weight: Tensor | null, bias: Tensor | null, eps: number): Tensor {
   const op = rms ? 'rmsNorm' : 'layerNorm';
@@ -50,7 +55,18 @@ function normImpl(rms: boolean, x: Tensor, weight: Tensor | null, bias: Tensor |
   const xc = asContiguous(x);
   const out = emptyLike(x);
   const stats = emptyLike(x, [rows, 2], statsDType(x));
-  if (out.size > 0) x.engine.norm(rms, xc.dense(op), weight?.dense(op) ?? null, bias?.dense(op) ?? null, out.dense(), stats.dense(), rows, cols, eps);
+  if (out.size > 0)
+    x.engine.norm(
+      rms,
+      xc.dense(op),
+      weight?.dense(op) ?? null,
+      bias?.dense(op) ?? null,
+      out.dense(),
+      stats.dense(),
+      rows,
+      cols,
+      eps,
+    );
   return recordNorm(op, rms, out, x, xc, weight, bias, stats, rows, cols);
 }
 
@@ -98,7 +114,9 @@ export function embedding(table: Tensor, ids: Tensor): Tensor {
   if (table.rank !== 2) throw new RangeError(`embedding: table must be [vocab, dim], got ${formatShape(table.shape)}`);
   const [vocab, dim] = table.shape as [number, number];
   const outOfRange = (position: number, value: number): RangeError =>
-    new RangeError(`embedding: token id ${value} at position ${position} of ids ${formatShape(ids.shape)} is out of range [0, ${vocab})`);
+    new RangeError(
+      `embedding: token id ${value} at position ${position} of ids ${formatShape(ids.shape)} is out of range [0, ${vocab})`,
+    );
   const host = hostInts(ids);
   if (host) {
     const bad = firstBadId(host, vocab);
@@ -152,7 +170,9 @@ export function crossEntropy(logits: Tensor, targets: Tensor, o: CrossEntropyOpt
   const vocab = logits.shape[logits.rank - 1]!;
   const rowShape = logits.shape.slice(0, -1);
   if (rowShape.length !== targets.rank || rowShape.some((d, i) => d !== targets.shape[i])) {
-    throw new RangeError(`crossEntropy: targets ${formatShape(targets.shape)} do not match logits ${formatShape(logits.shape)} (expected ${formatShape(rowShape)})`);
+    throw new RangeError(
+      `crossEntropy: targets ${formatShape(targets.shape)} do not match logits ${formatShape(logits.shape)} (expected ${formatShape(rowShape)})`,
+    );
   }
   const ignoreIndex = o.ignoreIndex ?? -100;
   const reduction = o.reduction ?? 'mean';
@@ -165,7 +185,9 @@ export function crossEntropy(logits: Tensor, targets: Tensor, o: CrossEntropyOpt
     if (t === ignoreIndex) continue;
     if (t < 0 || t >= vocab) {
       freeIfCopy(tc, targets);
-      throw new RangeError(`crossEntropy: target ${t} at position ${i} is out of range [0, ${vocab}) (ignoreIndex is ${ignoreIndex})`);
+      throw new RangeError(
+        `crossEntropy: target ${t} at position ${i} is out of range [0, ${vocab}) (ignoreIndex is ${ignoreIndex})`,
+      );
     }
     counted++;
   }
@@ -173,7 +195,8 @@ export function crossEntropy(logits: Tensor, targets: Tensor, o: CrossEntropyOpt
   const sdt = statsDType(logits);
   const losses = emptyLike(logits, rowShape, sdt);
   const lse = emptyLike(logits, [rows], sdt);
-  if (rows > 0) logits.engine.crossEntropy(lc.dense(op), tc.dense(op), losses.dense(), lse.dense(), rows, vocab, ignoreIndex);
+  if (rows > 0)
+    logits.engine.crossEntropy(lc.dense(op), tc.dense(op), losses.dense(), lse.dense(), rows, vocab, ignoreIndex);
   let out: Tensor;
   let scale = 1;
   if (reduction === 'none') out = losses;
@@ -191,7 +214,8 @@ export function crossEntropy(logits: Tensor, targets: Tensor, o: CrossEntropyOpt
     // Per-row upstream gradient in the statistics dtype.
     const perRow = emptyLike(logits, [rows], sdt);
     const gs = g.dtype === sdt ? asContiguous(g) : contiguousRaw(g, sdt);
-    if (reduction === 'none') logits.engine.copy(gs.strided(), { ...perRow.dense(), strides: contiguousStrides(rowShape) }, rowShape);
+    if (reduction === 'none')
+      logits.engine.copy(gs.strided(), { ...perRow.dense(), strides: contiguousStrides(rowShape) }, rowShape);
     else {
       const scaled = emptyLike(gs, []);
       logits.engine.unary('scale', gs.dense(), scaled.dense(), 1, scale);
@@ -200,7 +224,17 @@ export function crossEntropy(logits: Tensor, targets: Tensor, o: CrossEntropyOpt
     }
     if (gs !== g) gs.dispose();
     const gl = emptyLike(logits);
-    if (rows > 0) logits.engine.crossEntropyGrad(lc.dense(op), tc.dense(op), lse.dense(), perRow.dense(), gl.dense(), rows, vocab, ignoreIndex);
+    if (rows > 0)
+      logits.engine.crossEntropyGrad(
+        lc.dense(op),
+        tc.dense(op),
+        lse.dense(),
+        perRow.dense(),
+        gl.dense(),
+        rows,
+        vocab,
+        ignoreIndex,
+      );
     perRow.dispose();
     return [gl];
   });
@@ -213,7 +247,8 @@ export function crossEntropy(logits: Tensor, targets: Tensor, o: CrossEntropyOpt
 export function dropout(x: Tensor, p: number, seed: number, training = true): Tensor {
   if (!(p >= 0 && p < 1)) throw new RangeError(`dropout: probability ${p} must be in [0, 1)`);
   assertFloat('dropout', 'x', x);
-  if (!training || p === 0) return record(x.view(x.shape, x.strides, x.offset), 'dropout', [x], (g) => [g.view(g.shape, g.strides, g.offset)]);
+  if (!training || p === 0)
+    return record(x.view(x.shape, x.strides, x.offset), 'dropout', [x], (g) => [g.view(g.shape, g.strides, g.offset)]);
   const xc = asContiguous(x);
   const out = emptyLike(x);
   if (out.size > 0) x.engine.dropout(xc.dense('dropout'), out.dense(), out.size, p, seed);

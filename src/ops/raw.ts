@@ -15,7 +15,13 @@ export function binaryRaw(op: BinaryOp, a: Tensor, b: Tensor, name: string = op)
   const shape = broadcastShapes(a.shape, b.shape, name);
   const out = emptyLike(a, shape);
   if (out.size > 0) {
-    a.engine.binary(op, { ...a.strided(name), strides: broadcastStrides(a, shape) }, { ...b.strided(name), strides: broadcastStrides(b, shape) }, out.dense(), shape);
+    a.engine.binary(
+      op,
+      { ...a.strided(name), strides: broadcastStrides(a, shape) },
+      { ...b.strided(name), strides: broadcastStrides(b, shape) },
+      out.dense(),
+      shape,
+    );
   }
   return out;
 }

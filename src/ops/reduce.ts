@@ -22,7 +22,12 @@ function reduceAxis(op: ReduceOp, x: Tensor, axis: number): Tensor {
 }
 
 /** Reduces `axes` (all when undefined) without recording; result shape keeps size-1 axes if asked. */
-export function reduceRaw(op: ReduceOp, x: Tensor, axes: number | readonly number[] | undefined, keepDims: boolean): Tensor {
+export function reduceRaw(
+  op: ReduceOp,
+  x: Tensor,
+  axes: number | readonly number[] | undefined,
+  keepDims: boolean,
+): Tensor {
   x.assertAlive(op, 'x');
   const list = normalizeAxes(axes, x.rank, op);
   let current = x.isContiguous() ? x : contiguousRaw(x);
@@ -72,7 +77,12 @@ export function mean(x: Tensor, axes?: number | readonly number[], keepDims = fa
   });
 }
 
-function extremum(op: 'max' | 'min', x: Tensor, axes: number | readonly number[] | undefined, keepDims: boolean): Tensor {
+function extremum(
+  op: 'max' | 'min',
+  x: Tensor,
+  axes: number | readonly number[] | undefined,
+  keepDims: boolean,
+): Tensor {
   const list = normalizeAxes(axes, x.rank, op);
   const out = reduceRaw(op, x, list, keepDims);
   return record(out, op, [x], (g) => {
@@ -83,7 +93,11 @@ function extremum(op: 'max' | 'min', x: Tensor, axes: number | readonly number[]
     const share = binaryRaw('div', mask, ties);
     const ge = expandBack(g, x, list);
     const gx = binaryRaw('mul', ge, share);
-    e.dispose(); mask.dispose(); ties.dispose(); share.dispose(); ge.dispose();
+    e.dispose();
+    mask.dispose();
+    ties.dispose();
+    share.dispose();
+    ge.dispose();
     return [gx];
   });
 }

@@ -17,7 +17,12 @@ export interface RotarySpec {
   readonly positions: TokenRows | null;
   readonly positionOffset: number;
   /** xPos factor ζ^(max(sign·(p − anchor), minDistance) / scaleBase), or null for none (see RotaryArgs). */
-  readonly xpos: { readonly scaleBase: number; readonly anchor: number; readonly sign: 1 | -1; readonly minDistance: number } | null;
+  readonly xpos: {
+    readonly scaleBase: number;
+    readonly anchor: number;
+    readonly sign: 1 | -1;
+    readonly minDistance: number;
+  } | null;
   /** Multiplies every feature. */
   readonly multiplier: number;
 }
@@ -27,13 +32,16 @@ export function rotary(x: Tensor, spec: RotarySpec): Tensor {
   const op = 'rotary';
   x.assertAlive(op, 'x');
   assertFloat(op, 'x', x);
-  if (x.rank !== 4) throw new RangeError(`${op}: x must be [batch, heads, length, headDim], got ${formatShape(x.shape)}`);
+  if (x.rank !== 4)
+    throw new RangeError(`${op}: x must be [batch, heads, length, headDim], got ${formatShape(x.shape)}`);
   const headDim = x.shape[3]!;
   if (!Number.isInteger(spec.rotaryDim) || spec.rotaryDim % 2 !== 0 || spec.rotaryDim < 0 || spec.rotaryDim > headDim) {
     throw new RangeError(`${op}: rotaryDim ${spec.rotaryDim} must be even and at most the head dim ${headDim}`);
   }
-  if (spec.invFreq.length !== spec.rotaryDim / 2) throw new RangeError(`${op}: ${spec.invFreq.length} inverse frequencies for ${spec.rotaryDim} rotated features`);
-  if (spec.xpos && !(spec.xpos.scaleBase > 0)) throw new RangeError(`${op}: xPos scale base ${spec.xpos.scaleBase} must be positive`);
+  if (spec.invFreq.length !== spec.rotaryDim / 2)
+    throw new RangeError(`${op}: ${spec.invFreq.length} inverse frequencies for ${spec.rotaryDim} rotated features`);
+  if (spec.xpos && !(spec.xpos.scaleBase > 0))
+    throw new RangeError(`${op}: xPos scale base ${spec.xpos.scaleBase} must be positive`);
   const out = rotaryRaw(x, spec, false);
   return record(out, op, [x], (g) => [rotaryRaw(g, spec, true)]);
 }
@@ -46,10 +54,21 @@ function rotaryRaw(x: Tensor, spec: RotarySpec, transpose: boolean): Tensor {
   const out = emptyLike(x);
   if (out.size > 0) {
     x.engine.rotary(xc.dense(op), out.dense(), {
-      batch, heads, length, headDim, rotaryDim: spec.rotaryDim, invFreq: spec.invFreq,
-      positions, positionStride: spec.positions?.stride ?? 0, positionOffset: spec.positionOffset,
-      xposScaleBase: spec.xpos?.scaleBase ?? 0, xposAnchor: spec.xpos?.anchor ?? 0, xposSign: spec.xpos?.sign ?? 1,
-      xposMinDistance: spec.xpos?.minDistance ?? -Infinity, multiplier: spec.multiplier, transpose,
+      batch,
+      heads,
+      length,
+      headDim,
+      rotaryDim: spec.rotaryDim,
+      invFreq: spec.invFreq,
+      positions,
+      positionStride: spec.positions?.stride ?? 0,
+      positionOffset: spec.positionOffset,
+      xposScaleBase: spec.xpos?.scaleBase ?? 0,
+      xposAnchor: spec.xpos?.anchor ?? 0,
+      xposSign: spec.xpos?.sign ?? 1,
+      xposMinDistance: spec.xpos?.minDistance ?? -Infinity,
+      multiplier: spec.multiplier,
+      transpose,
     });
   }
   if (xc !== x) xc.dispose();

@@ -38,7 +38,10 @@ export class AdamW extends Optimizer<AdamWHyper> {
     for (const g of this.groups) {
       validate(g.hyper);
       for (const p of g.params) {
-        if (p.dtype !== 'float32') throw new TypeError(`AdamW: parameter ${p.name ?? ''} ${formatShape(p.shape)} is ${p.dtype}; master weights must be float32`);
+        if (p.dtype !== 'float32')
+          throw new TypeError(
+            `AdamW: parameter ${p.name ?? ''} ${formatShape(p.shape)} is ${p.dtype}; master weights must be float32`,
+          );
       }
     }
   }
@@ -70,11 +73,15 @@ export class AdamW extends Optimizer<AdamWHyper> {
       const name = p.name ?? formatShape(p.shape);
       if (!own.has(p)) throw new Error(`AdamW.setShadows: ${name} is not a parameter of this optimizer`);
       if (!shapesEqual(copy.shape, p.shape) || copy.device !== p.device) {
-        throw new RangeError(`AdamW.setShadows: the copy of ${name} is ${formatShape(copy.shape)} on ${copy.device}, the parameter ${formatShape(p.shape)} on ${p.device}`);
+        throw new RangeError(
+          `AdamW.setShadows: the copy of ${name} is ${formatShape(copy.shape)} on ${copy.device}, the parameter ${formatShape(p.shape)} on ${p.device}`,
+        );
       }
       if (!copy.isContiguous()) throw new Error(`AdamW.setShadows: the copy of ${name} must be contiguous`);
       if (copy.dtype !== 'bfloat16' && copy.dtype !== 'float16') {
-        throw new TypeError(`AdamW.setShadows: the copy of ${name} is ${copy.dtype}; weight copies must be bfloat16 or float16`);
+        throw new TypeError(
+          `AdamW.setShadows: the copy of ${name} is ${copy.dtype}; weight copies must be bfloat16 or float16`,
+        );
       }
     }
     this.shadows = new Map(shadows);
@@ -86,8 +93,13 @@ export class AdamW extends Optimizer<AdamWHyper> {
     for (const g of this.groups) {
       const h = g.hyper;
       const args: AdamWArgs = {
-        lr: h.lr, beta1: h.beta1, beta2: h.beta2, eps: h.eps, weightDecay: h.weightDecay,
-        biasCorrection1: 1 - h.beta1 ** t, biasCorrection2: 1 - h.beta2 ** t,
+        lr: h.lr,
+        beta1: h.beta1,
+        beta2: h.beta2,
+        eps: h.eps,
+        weightDecay: h.weightDecay,
+        biasCorrection1: 1 - h.beta1 ** t,
+        biasCorrection2: 1 - h.beta2 ** t,
         gradScale: options.gradScale ?? 1,
       };
       const temporaries: Tensor[] = [];
@@ -99,7 +111,11 @@ export class AdamW extends Optimizer<AdamWHyper> {
         if (grad !== p.grad) temporaries.push(grad);
         const shadow = this.shadows.get(p) ?? null;
         const item: AdamWItem = {
-          param: p.dense('AdamW.step'), grad: grad.dense('AdamW.step'), m: m.dense(), v: v.dense(), count: p.size,
+          param: p.dense('AdamW.step'),
+          grad: grad.dense('AdamW.step'),
+          m: m.dense(),
+          v: v.dense(),
+          count: p.size,
           shadow: shadow?.dense('AdamW.step') ?? null,
         };
         const list = byEngine.get(p.engine) ?? [];
@@ -127,7 +143,9 @@ export class AdamW extends Optimizer<AdamWHyper> {
     if (state.kind !== 'adamw') throw new Error(`AdamW.loadStateDict: state is for '${state.kind}', not 'adamw'`);
     const params = this.parameters;
     if (state.slots.length !== params.length || state.groups.length !== this.groups.length) {
-      throw new Error(`AdamW.loadStateDict: state has ${state.slots.length} parameters in ${state.groups.length} groups, optimizer has ${params.length} in ${this.groups.length}`);
+      throw new Error(
+        `AdamW.loadStateDict: state has ${state.slots.length} parameters in ${state.groups.length} groups, optimizer has ${params.length} in ${this.groups.length}`,
+      );
     }
     state.groups.forEach((h, i) => Object.assign(this.groups[i]!.hyper, h));
     this.stepCount = state.step;
@@ -135,7 +153,9 @@ export class AdamW extends Optimizer<AdamWHyper> {
       const slot = state.slots[i]!;
       if (!slot.m || !slot.v) return;
       if (slot.m.length !== p.size || slot.v.length !== p.size) {
-        throw new Error(`AdamW.loadStateDict: moments for parameter ${i} (${p.name ?? ''}) have ${slot.m.length} values, parameter has ${p.size}`);
+        throw new Error(
+          `AdamW.loadStateDict: moments for parameter ${i} (${p.name ?? ''}) have ${slot.m.length} values, parameter has ${p.size}`,
+        );
       }
       const s = this.slotsFor(p);
       p.engine.upload(s.m.storage.handle, 0, Float32Array.from(slot.m));
@@ -157,7 +177,9 @@ function isTensorList(x: unknown[]): x is Tensor[] {
 }
 
 function validate(h: AdamWHyper): void {
-  const bad = (msg: string) => { throw new RangeError(`AdamW: ${msg}`); };
+  const bad = (msg: string) => {
+    throw new RangeError(`AdamW: ${msg}`);
+  };
   if (!(h.lr >= 0)) bad(`learning rate ${h.lr} must be ≥ 0`);
   if (!(h.beta1 >= 0 && h.beta1 < 1)) bad(`beta1 ${h.beta1} must be in [0, 1)`);
   if (!(h.beta2 >= 0 && h.beta2 < 1)) bad(`beta2 ${h.beta2} must be in [0, 1)`);

@@ -13,7 +13,9 @@ export function gradNorm(params: readonly Tensor[]): number {
     }
     return Math.sqrt(total);
   } finally {
-    grads.forEach((g, i) => { if (g !== withGrad[i]!.grad) g.dispose(); });
+    grads.forEach((g, i) => {
+      if (g !== withGrad[i]!.grad) g.dispose();
+    });
   }
 }
 

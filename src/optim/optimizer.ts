@@ -24,7 +24,8 @@ export abstract class Optimizer<H extends object> {
     for (const g of groups) {
       for (const p of g.params) {
         if (seen.has(p)) throw new Error(`optimizer: parameter ${p.name ?? p.toString()} appears in two groups`);
-        if (!p.requiresGrad) throw new Error(`optimizer: parameter ${p.name ?? p.toString()} does not require a gradient`);
+        if (!p.requiresGrad)
+          throw new Error(`optimizer: parameter ${p.name ?? p.toString()} does not require a gradient`);
         seen.add(p);
       }
     }

@@ -17,9 +17,13 @@ export class SGD extends Optimizer<SGDHyper> {
 
   constructor(groups: ParamGroup<Partial<SGDHyper>>[] | Tensor[], defaults: Partial<SGDHyper> = {}) {
     const base = { ...SGD_DEFAULTS, ...defaults };
-    const normalized = groups.length === 0 || groups[0] instanceof Tensor
-      ? [{ params: groups as Tensor[], hyper: { ...base } }]
-      : (groups as ParamGroup<Partial<SGDHyper>>[]).map((g) => ({ params: g.params, hyper: { ...base, ...g.hyper } }));
+    const normalized =
+      groups.length === 0 || groups[0] instanceof Tensor
+        ? [{ params: groups as Tensor[], hyper: { ...base } }]
+        : (groups as ParamGroup<Partial<SGDHyper>>[]).map((g) => ({
+            params: g.params,
+            hyper: { ...base, ...g.hyper },
+          }));
     super(normalized);
     for (const g of this.groups) {
       if (!(g.hyper.lr >= 0)) throw new RangeError(`SGD: learning rate ${g.hyper.lr} must be ≥ 0`);
@@ -88,13 +92,17 @@ export class SGD extends Optimizer<SGDHyper> {
   loadStateDict(state: OptimizerState): void {
     if (state.kind !== 'sgd') throw new Error(`SGD.loadStateDict: state is for '${state.kind}', not 'sgd'`);
     const params = this.parameters;
-    if (state.slots.length !== params.length) throw new Error(`SGD.loadStateDict: state has ${state.slots.length} parameters, optimizer has ${params.length}`);
+    if (state.slots.length !== params.length)
+      throw new Error(`SGD.loadStateDict: state has ${state.slots.length} parameters, optimizer has ${params.length}`);
     state.groups.forEach((h, i) => Object.assign(this.groups[i]!.hyper, h));
     this.stepCount = state.step;
     params.forEach((p, i) => {
       const values = state.slots[i]!.momentum;
       if (!values) return;
-      if (values.length !== p.size) throw new Error(`SGD.loadStateDict: momentum for parameter ${i} has ${values.length} values, parameter has ${p.size}`);
+      if (values.length !== p.size)
+        throw new Error(
+          `SGD.loadStateDict: momentum for parameter ${i} has ${values.length} values, parameter has ${p.size}`,
+        );
       this.momentumBuffers.get(p)?.dispose();
       this.momentumBuffers.set(p, keep(Tensor.fromArray(values, p.shape, p.dtype, p.device)));
     });

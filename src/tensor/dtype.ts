@@ -60,12 +60,12 @@ export function floatToF16Bits(value: number): number {
     let half = mant >>> shift;
     const rem = mant & ((1 << shift) - 1);
     const mid = 1 << (shift - 1);
-    if (rem > mid || (rem === mid && (half & 1))) half++;
+    if (rem > mid || (rem === mid && half & 1)) half++;
     return sign | half;
   }
   let half = (e << 10) | (mant >>> 13);
   const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (half & 1))) half++;
+  if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;
   return sign | half;
 }
 
@@ -81,8 +81,10 @@ export function f16BitsToFloat(bits: number): number {
 /** Encodes host numbers into the raw bytes a device buffer of `dtype` holds. */
 export function encodeHost(dtype: DType, values: ArrayLike<number>): ArrayBufferView {
   switch (dtype) {
-    case 'float32': return values instanceof Float32Array ? values : Float32Array.from(values);
-    case 'float64': return values instanceof Float64Array ? values : Float64Array.from(values);
+    case 'float32':
+      return values instanceof Float32Array ? values : Float32Array.from(values);
+    case 'float64':
+      return values instanceof Float64Array ? values : Float64Array.from(values);
     case 'int32': {
       if (values instanceof Int32Array) return values;
       const out = new Int32Array(values.length);
@@ -111,9 +113,12 @@ export function encodeHost(dtype: DType, values: ArrayLike<number>): ArrayBuffer
 /** Decodes raw device bytes of `dtype` into a host array (half types widen to float32). */
 export function decodeHost(dtype: DType, raw: ArrayBuffer, length: number): HostArray {
   switch (dtype) {
-    case 'float32': return new Float32Array(raw, 0, length);
-    case 'float64': return new Float64Array(raw, 0, length);
-    case 'int32': return new Int32Array(raw, 0, length);
+    case 'float32':
+      return new Float32Array(raw, 0, length);
+    case 'float64':
+      return new Float64Array(raw, 0, length);
+    case 'int32':
+      return new Int32Array(raw, 0, length);
     case 'bfloat16':
     case 'float16': {
       const bits = new Uint16Array(raw, 0, length);

@@ -30,7 +30,8 @@ function collectTensors(value: unknown, out: Set<Tensor>, seen = new Set<unknown
   }
   if (Array.isArray(value)) for (const v of value) collectTensors(v, out, seen);
   else if (value instanceof Map) for (const v of value.values()) collectTensors(v, out, seen);
-  else if (Object.getPrototypeOf(value) === Object.prototype) for (const v of Object.values(value)) collectTensors(v, out, seen);
+  else if (Object.getPrototypeOf(value) === Object.prototype)
+    for (const v of Object.values(value)) collectTensors(v, out, seen);
 }
 
 let isTensor: (v: unknown) => v is Tensor = (_v): _v is Tensor => false;
@@ -40,7 +41,8 @@ export function setTensorPredicate(p: (v: unknown) => v is Tensor): void {
 
 /** Runs `fn` in a new scope; returns its result with every other tensor made inside disposed. */
 export function tidy<T>(fn: () => T): T {
-  if (fn.constructor.name === 'AsyncFunction') throw new TypeError('tidy: the function must be synchronous (scopes cannot span awaits)');
+  if (fn.constructor.name === 'AsyncFunction')
+    throw new TypeError('tidy: the function must be synchronous (scopes cannot span awaits)');
   const scope = new Set<Tensor>();
   stack.push(scope);
   let result: T;

@@ -41,7 +41,9 @@ export function broadcastShapes(a: Shape, b: Shape, op: string): number[] {
     const da = a[a.length - rank + i] ?? 1;
     const db = b[b.length - rank + i] ?? 1;
     if (da !== db && da !== 1 && db !== 1) {
-      throw new RangeError(`${op}: shapes ${formatShape(a)} and ${formatShape(b)} cannot be broadcast together (axis ${i}: ${da} vs ${db})`);
+      throw new RangeError(
+        `${op}: shapes ${formatShape(a)} and ${formatShape(b)} cannot be broadcast together (axis ${i}: ${da} vs ${db})`,
+      );
     }
     out[i] = da === 1 ? db : da;
   }
@@ -67,16 +69,22 @@ export function describeValue(v: unknown): string {
  * so no engine ever sees a negative, fractional or overflowing size.
  */
 export function checkedNumel(shape: unknown, op: string): number {
-  if (!Array.isArray(shape)) throw new TypeError(`${op}: shape must be an array of dimensions, got ${describeValue(shape)}`);
+  if (!Array.isArray(shape))
+    throw new TypeError(`${op}: shape must be an array of dimensions, got ${describeValue(shape)}`);
   let n = 1;
   for (let i = 0; i < shape.length; i++) {
     const d: unknown = shape[i];
     if (!isIndex(d)) {
-      throw new RangeError(`${op}: invalid shape [${shape.map(describeValue).join(', ')}]: dimension ${i} is ${describeValue(d)} (dimensions must be non-negative integers)`);
+      throw new RangeError(
+        `${op}: invalid shape [${shape.map(describeValue).join(', ')}]: dimension ${i} is ${describeValue(d)} (dimensions must be non-negative integers)`,
+      );
     }
     n *= d;
   }
-  if (!Number.isSafeInteger(n)) throw new RangeError(`${op}: shape ${formatShape(shape as number[])} has more elements than can be addressed (${n})`);
+  if (!Number.isSafeInteger(n))
+    throw new RangeError(
+      `${op}: shape ${formatShape(shape as number[])} has more elements than can be addressed (${n})`,
+    );
   return n;
 }
 
@@ -92,17 +100,22 @@ export function validateShape(shape: Shape, op: string): void {
 export function checkView(shape: Shape, strides: unknown, offset: unknown, capacity: number, op: string): void {
   const n = checkedNumel(shape, op);
   if (!Array.isArray(strides) || strides.length !== shape.length) {
-    throw new RangeError(`${op}: strides must be an array of ${shape.length} integers (one per axis of ${formatShape(shape)}), got ${Array.isArray(strides) ? `[${strides.map(describeValue).join(', ')}]` : describeValue(strides)}`);
+    throw new RangeError(
+      `${op}: strides must be an array of ${shape.length} integers (one per axis of ${formatShape(shape)}), got ${Array.isArray(strides) ? `[${strides.map(describeValue).join(', ')}]` : describeValue(strides)}`,
+    );
   }
   for (let i = 0; i < strides.length; i++) {
     const s: unknown = strides[i];
-    if (!isIndex(s)) throw new RangeError(`${op}: stride ${i} is ${describeValue(s)} (strides must be non-negative integers)`);
+    if (!isIndex(s))
+      throw new RangeError(`${op}: stride ${i} is ${describeValue(s)} (strides must be non-negative integers)`);
   }
   if (!isIndex(offset)) throw new RangeError(`${op}: offset ${describeValue(offset)} must be a non-negative integer`);
   if (n === 0) return;
   let last = offset;
   for (let i = 0; i < shape.length; i++) last += (shape[i]! - 1) * (strides[i] as number);
   if (!Number.isSafeInteger(last) || last >= capacity) {
-    throw new RangeError(`${op}: view ${formatShape(shape)} with strides ${formatShape(strides as number[])} and offset ${offset} reaches element ${last}, outside its buffer of ${capacity} elements`);
+    throw new RangeError(
+      `${op}: view ${formatShape(shape)} with strides ${formatShape(strides as number[])} and offset ${offset} reaches element ${last}, outside its buffer of ${capacity} elements`,
+    );
   }
 }

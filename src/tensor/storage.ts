@@ -29,9 +29,12 @@ export class Storage {
   /** Throws when a buffer of `bytes` can never be allocated on `engine` (see `allocate`). */
   static checkSize(engine: Engine, bytes: number, op: string): void {
     if (!(bytes >= 0)) throw new RangeError(`${op}: cannot allocate ${bytes} bytes`);
-    if (!Number.isSafeInteger(bytes)) throw new RangeError(`${op}: a tensor of ${formatBytes(bytes)} is more memory than can be addressed`);
+    if (!Number.isSafeInteger(bytes))
+      throw new RangeError(`${op}: a tensor of ${formatBytes(bytes)} is more memory than can be addressed`);
     if (engine.device === 'cpu' && bytes > totalmem()) {
-      throw new RangeError(`${op}: a tensor of ${formatBytes(bytes)} does not fit in this machine's ${formatBytes(totalmem())} of memory`);
+      throw new RangeError(
+        `${op}: a tensor of ${formatBytes(bytes)} does not fit in this machine's ${formatBytes(totalmem())} of memory`,
+      );
     }
   }
 

@@ -35,7 +35,13 @@ export class Tensor {
   readonly offset: number;
 
   /** A tensor viewing `storage`; it takes a reference to the storage, which `dispose` gives back. */
-  constructor(storage: Storage, shape: readonly number[], dtype: DType, strides: readonly number[] = contiguousStrides(shape), offset = 0) {
+  constructor(
+    storage: Storage,
+    shape: readonly number[],
+    dtype: DType,
+    strides: readonly number[] = contiguousStrides(shape),
+    offset = 0,
+  ) {
     Tensor.checkLayout(storage, shape, dtype, strides, offset, 'tensor');
     this.storage = storage.retain();
     this.shape = Object.freeze([...shape]);
@@ -50,8 +56,16 @@ export class Tensor {
    * shape, and a view (strides, offset) that stays inside the storage. Kernels take raw addresses and
    * trust these numbers, so a bad view would read or write other memory.
    */
-  private static checkLayout(storage: Storage, shape: unknown, dtype: DType, strides: unknown, offset: unknown, op: string): void {
-    if (!(storage instanceof Storage)) throw new TypeError(`${op}: storage must be a Storage, got ${describeValue(storage)}`);
+  private static checkLayout(
+    storage: Storage,
+    shape: unknown,
+    dtype: DType,
+    strides: unknown,
+    offset: unknown,
+    op: string,
+  ): void {
+    if (!(storage instanceof Storage))
+      throw new TypeError(`${op}: storage must be a Storage, got ${describeValue(storage)}`);
     if (!storage.alive) throw new Error(`${op}: its storage was already freed`);
     assertDType(dtype, op);
     checkView(shape as Shape, strides, offset, Math.floor(storage.bytes / DTYPE_BYTES[dtype]), op);
@@ -132,7 +146,9 @@ export class Tensor {
   /** Throws if disposed; `op` and `arg` name the caller in the message. */
   assertAlive(op: string, arg = 'input'): void {
     if (this.disposedFlag) {
-      throw new Error(`${op}: argument '${arg}'${this.name ? ` (${this.name})` : ''} of shape ${formatShape(this.shape)} was already disposed`);
+      throw new Error(
+        `${op}: argument '${arg}'${this.name ? ` (${this.name})` : ''} of shape ${formatShape(this.shape)} was already disposed`,
+      );
     }
   }
 
@@ -179,7 +195,8 @@ export class Tensor {
     const c = this.isContiguous() ? this : ops.contiguous(this);
     try {
       const bytes = c.size * DTYPE_BYTES[c.dtype];
-      const raw = bytes === 0 ? new ArrayBuffer(0) : c.engine.download(c.storage.handle, c.offset * DTYPE_BYTES[c.dtype], bytes);
+      const raw =
+        bytes === 0 ? new ArrayBuffer(0) : c.engine.download(c.storage.handle, c.offset * DTYPE_BYTES[c.dtype], bytes);
       return decodeHost(c.dtype, raw, c.size);
     } finally {
       if (c !== this) c.dispose();
@@ -188,7 +205,8 @@ export class Tensor {
 
   /** The single value of a one-element tensor. */
   item(): number {
-    if (this.size !== 1) throw new RangeError(`item: tensor of shape ${formatShape(this.shape)} has ${this.size} elements, not 1`);
+    if (this.size !== 1)
+      throw new RangeError(`item: tensor of shape ${formatShape(this.shape)} has ${this.size} elements, not 1`);
     return this.toArray()[0]!;
   }
 
@@ -213,25 +231,63 @@ export class Tensor {
   }
 
   // Shorthands for the functional ops in src/ops.
-  add(o: Tensor | number): Tensor { return ops.add(this, o); }
-  sub(o: Tensor | number): Tensor { return ops.sub(this, o); }
-  mul(o: Tensor | number): Tensor { return ops.mul(this, o); }
-  div(o: Tensor | number): Tensor { return ops.div(this, o); }
-  neg(): Tensor { return ops.neg(this); }
-  exp(): Tensor { return ops.exp(this); }
-  log(): Tensor { return ops.log(this); }
-  sqrt(): Tensor { return ops.sqrt(this); }
-  matmul(o: Tensor): Tensor { return ops.matmul(this, o); }
-  reshape(shape: readonly number[]): Tensor { return ops.reshape(this, shape); }
-  transpose(a = -2, b = -1): Tensor { return ops.transpose(this, a, b); }
-  permute(order: readonly number[]): Tensor { return ops.permute(this, order); }
-  narrow(axis: number, start: number, length: number): Tensor { return ops.narrow(this, axis, start, length); }
-  expand(shape: readonly number[]): Tensor { return ops.expand(this, shape); }
-  contiguous(): Tensor { return ops.contiguous(this); }
-  sum(axes?: number | readonly number[], keepDims = false): Tensor { return ops.sum(this, axes, keepDims); }
-  mean(axes?: number | readonly number[], keepDims = false): Tensor { return ops.mean(this, axes, keepDims); }
-  max(axes?: number | readonly number[], keepDims = false): Tensor { return ops.max(this, axes, keepDims); }
-  to(dtypeOrDevice: string): Tensor { return ops.to(this, dtypeOrDevice); }
+  add(o: Tensor | number): Tensor {
+    return ops.add(this, o);
+  }
+  sub(o: Tensor | number): Tensor {
+    return ops.sub(this, o);
+  }
+  mul(o: Tensor | number): Tensor {
+    return ops.mul(this, o);
+  }
+  div(o: Tensor | number): Tensor {
+    return ops.div(this, o);
+  }
+  neg(): Tensor {
+    return ops.neg(this);
+  }
+  exp(): Tensor {
+    return ops.exp(this);
+  }
+  log(): Tensor {
+    return ops.log(this);
+  }
+  sqrt(): Tensor {
+    return ops.sqrt(this);
+  }
+  matmul(o: Tensor): Tensor {
+    return ops.matmul(this, o);
+  }
+  reshape(shape: readonly number[]): Tensor {
+    return ops.reshape(this, shape);
+  }
+  transpose(a = -2, b = -1): Tensor {
+    return ops.transpose(this, a, b);
+  }
+  permute(order: readonly number[]): Tensor {
+    return ops.permute(this, order);
+  }
+  narrow(axis: number, start: number, length: number): Tensor {
+    return ops.narrow(this, axis, start, length);
+  }
+  expand(shape: readonly number[]): Tensor {
+    return ops.expand(this, shape);
+  }
+  contiguous(): Tensor {
+    return ops.contiguous(this);
+  }
+  sum(axes?: number | readonly number[], keepDims = false): Tensor {
+    return ops.sum(this, axes, keepDims);
+  }
+  mean(axes?: number | readonly number[], keepDims = false): Tensor {
+    return ops.mean(this, axes, keepDims);
+  }
+  max(axes?: number | readonly number[], keepDims = false): Tensor {
+    return ops.max(this, axes, keepDims);
+  }
+  to(dtypeOrDevice: string): Tensor {
+    return ops.to(this, dtypeOrDevice);
+  }
 }
 
 setTensorPredicate((v: unknown): v is Tensor => v instanceof Tensor);

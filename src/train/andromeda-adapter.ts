@@ -65,15 +65,20 @@ class AndromedaSession implements DecodingSession {
   private readonly cache;
   length = 0;
 
-  constructor(private readonly model: Andromeda, capacity: number) {
+  constructor(
+    private readonly model: Andromeda,
+    capacity: number,
+  ) {
     this.cache = model.createKVCache(1, { capacity: Math.max(16, capacity) });
   }
 
   step(tokens: Int32Array): Float32Array {
-    const logits = tidy(() => noGrad(() => {
-      const input = Tensor.fromArray(tokens, [1, tokens.length], 'int32', this.model.device);
-      return this.model.forward(input, { kvCache: this.cache, logits: 'last' }).toArray();
-    }));
+    const logits = tidy(() =>
+      noGrad(() => {
+        const input = Tensor.fromArray(tokens, [1, tokens.length], 'int32', this.model.device);
+        return this.model.forward(input, { kvCache: this.cache, logits: 'last' }).toArray();
+      }),
+    );
     this.length += tokens.length;
     return Float32Array.from(logits);
   }
@@ -84,7 +89,10 @@ class AndromedaSession implements DecodingSession {
 }
 
 export const andromedaFamily: ModelFamily<AndromedaConfig> = {
-  presets: () => [...PRESET_NAMES].sort((a, b) => countParameters(resolveConfig(presetInput(a))) - countParameters(resolveConfig(presetInput(b)))),
+  presets: () =>
+    [...PRESET_NAMES].sort(
+      (a, b) => countParameters(resolveConfig(presetInput(a))) - countParameters(resolveConfig(presetInput(b))),
+    ),
   presetConfig(preset, vocabSize, overrides = {}) {
     // A vocabSize the user set is kept (the trainer rejects one smaller than the tokenizer's), not replaced.
     const given = overrides as Partial<AndromedaConfigInput>;

@@ -108,13 +108,38 @@ type Kind = 'int' | 'posint' | 'number' | 'posnumber' | 'fraction' | 'string' | 
 
 /** How each key is checked (and parsed from a command-line string). */
 export const CONFIG_KINDS: Record<keyof TrainConfig, Kind> = {
-  data: 'strings', inputs: 'strings', tokenizer: 'string', jsonlField: 'string', valFraction: 'fraction',
-  preset: 'string', model: 'object',
-  steps: 'posint', batchSize: 'posint', seqLen: 'posint', gradAccum: 'posint',
-  lr: 'posnumber', minLrRatio: 'fraction', warmup: 'int', cooldown: 'int', weightDecay: 'number',
-  beta1: 'fraction', beta2: 'fraction', eps: 'posnumber', clip: 'number',
-  evalEvery: 'int', evalTokens: 'int', finalEvalTokens: 'int', checkpointEvery: 'int', keepCheckpoints: 'int',
-  out: 'string', device: 'string', dtype: 'string', seed: 'int', maxMinutes: 'number', segments: 'bool', maxBadSteps: 'posint',
+  data: 'strings',
+  inputs: 'strings',
+  tokenizer: 'string',
+  jsonlField: 'string',
+  valFraction: 'fraction',
+  preset: 'string',
+  model: 'object',
+  steps: 'posint',
+  batchSize: 'posint',
+  seqLen: 'posint',
+  gradAccum: 'posint',
+  lr: 'posnumber',
+  minLrRatio: 'fraction',
+  warmup: 'int',
+  cooldown: 'int',
+  weightDecay: 'number',
+  beta1: 'fraction',
+  beta2: 'fraction',
+  eps: 'posnumber',
+  clip: 'number',
+  evalEvery: 'int',
+  evalTokens: 'int',
+  finalEvalTokens: 'int',
+  checkpointEvery: 'int',
+  keepCheckpoints: 'int',
+  out: 'string',
+  device: 'string',
+  dtype: 'string',
+  seed: 'int',
+  maxMinutes: 'number',
+  segments: 'bool',
+  maxBadSteps: 'posint',
   activationCheckpointing: 'bool',
 };
 
@@ -125,8 +150,18 @@ export const CONFIG_KINDS: Record<keyof TrainConfig, Kind> = {
 export const MAX_STEPS = 1_000_000_000;
 export const MAX_TOKENS = 2 ** 31 - 1;
 const UPPER_BOUNDS: Partial<Record<keyof TrainConfig, number>> = {
-  steps: MAX_STEPS, warmup: MAX_STEPS, cooldown: MAX_STEPS, evalEvery: MAX_STEPS, checkpointEvery: MAX_STEPS, keepCheckpoints: MAX_STEPS,
-  maxBadSteps: MAX_STEPS, batchSize: MAX_TOKENS, seqLen: MAX_TOKENS, gradAccum: 1_000_000, evalTokens: MAX_TOKENS, finalEvalTokens: MAX_TOKENS,
+  steps: MAX_STEPS,
+  warmup: MAX_STEPS,
+  cooldown: MAX_STEPS,
+  evalEvery: MAX_STEPS,
+  checkpointEvery: MAX_STEPS,
+  keepCheckpoints: MAX_STEPS,
+  maxBadSteps: MAX_STEPS,
+  batchSize: MAX_TOKENS,
+  seqLen: MAX_TOKENS,
+  gradAccum: 1_000_000,
+  evalTokens: MAX_TOKENS,
+  finalEvalTokens: MAX_TOKENS,
   maxMinutes: 366 * 24 * 60,
 };
 
@@ -160,17 +195,37 @@ export function parseFlagValue(key: keyof TrainConfig, raw: string): unknown {
 
 function checkValue(key: keyof TrainConfig, value: unknown, where: string, shown: unknown = value): void {
   const kind = CONFIG_KINDS[key];
-  const fail = (what: string): never => { throw new ConfigError(`${where} must be ${what}, got ${JSON.stringify(shown)}`); };
+  const fail = (what: string): never => {
+    throw new ConfigError(`${where} must be ${what}, got ${JSON.stringify(shown)}`);
+  };
   switch (kind) {
-    case 'int': if (!(Number.isInteger(value) && (value as number) >= 0)) fail('an integer ≥ 0'); break;
-    case 'posint': if (!(Number.isInteger(value) && (value as number) >= 1)) fail('a positive integer'); break;
-    case 'number': if (!(typeof value === 'number' && Number.isFinite(value) && value >= 0)) fail('a number ≥ 0'); break;
-    case 'posnumber': if (!(typeof value === 'number' && Number.isFinite(value) && value > 0)) fail('a positive number'); break;
-    case 'fraction': if (!(typeof value === 'number' && value >= 0 && value < 1)) fail('a number in [0, 1)'); break;
-    case 'string': if (typeof value !== 'string' || value === '') fail('a non-empty string'); break;
-    case 'bool': if (typeof value !== 'boolean') fail('true or false'); break;
-    case 'strings': if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) fail('a list of strings'); break;
-    case 'object': if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('a JSON object'); break;
+    case 'int':
+      if (!(Number.isInteger(value) && (value as number) >= 0)) fail('an integer ≥ 0');
+      break;
+    case 'posint':
+      if (!(Number.isInteger(value) && (value as number) >= 1)) fail('a positive integer');
+      break;
+    case 'number':
+      if (!(typeof value === 'number' && Number.isFinite(value) && value >= 0)) fail('a number ≥ 0');
+      break;
+    case 'posnumber':
+      if (!(typeof value === 'number' && Number.isFinite(value) && value > 0)) fail('a positive number');
+      break;
+    case 'fraction':
+      if (!(typeof value === 'number' && value >= 0 && value < 1)) fail('a number in [0, 1)');
+      break;
+    case 'string':
+      if (typeof value !== 'string' || value === '') fail('a non-empty string');
+      break;
+    case 'bool':
+      if (typeof value !== 'boolean') fail('true or false');
+      break;
+    case 'strings':
+      if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) fail('a list of strings');
+      break;
+    case 'object':
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('a JSON object');
+      break;
   }
   const bound = UPPER_BOUNDS[key];
   if (bound !== undefined && (value as number) > bound) fail(`at most ${bound}`);
@@ -178,14 +233,23 @@ function checkValue(key: keyof TrainConfig, value: unknown, where: string, shown
 
 /** Checks a whole config (types, ranges, and relations between settings). */
 export function validateConfig(config: TrainConfig, where = 'config'): TrainConfig {
-  for (const key of Object.keys(CONFIG_KINDS) as (keyof TrainConfig)[]) checkValue(key, config[key], `${where}: ${key}`);
-  if (config.warmup + config.cooldown > config.steps) throw new ConfigError(`${where}: warmup (${config.warmup}) + cooldown (${config.cooldown}) exceed steps (${config.steps})`);
-  if (!['auto', 'float32', 'bfloat16'].includes(config.dtype)) throw new ConfigError(`${where}: dtype must be auto, float32 or bfloat16, got "${config.dtype}"`);
-  if (!/^(auto|cpu|cuda(:\d+)?)$/.test(config.device)) throw new ConfigError(`${where}: device must be auto, cpu, cuda or cuda:N, got "${config.device}"`);
-  if (config.data.length > 0 && config.inputs.length > 0) throw new ConfigError(`${where}: give either tokenized --data directories or raw inputs to tokenize, not both`);
+  for (const key of Object.keys(CONFIG_KINDS) as (keyof TrainConfig)[])
+    checkValue(key, config[key], `${where}: ${key}`);
+  if (config.warmup + config.cooldown > config.steps)
+    throw new ConfigError(
+      `${where}: warmup (${config.warmup}) + cooldown (${config.cooldown}) exceed steps (${config.steps})`,
+    );
+  if (!['auto', 'float32', 'bfloat16'].includes(config.dtype))
+    throw new ConfigError(`${where}: dtype must be auto, float32 or bfloat16, got "${config.dtype}"`);
+  if (!/^(auto|cpu|cuda(:\d+)?)$/.test(config.device))
+    throw new ConfigError(`${where}: device must be auto, cpu, cuda or cuda:N, got "${config.device}"`);
+  if (config.data.length > 0 && config.inputs.length > 0)
+    throw new ConfigError(`${where}: give either tokenized --data directories or raw inputs to tokenize, not both`);
   for (const spec of config.data) parseDataSpec(spec);
   if (config.batchSize * config.seqLen > MAX_TOKENS) {
-    throw new ConfigError(`${where}: a micro-batch of --batch-size ${config.batchSize} × --seq-len ${config.seqLen} = ${config.batchSize * config.seqLen} tokens exceeds the limit of ${MAX_TOKENS}; lower --batch-size (--grad-accum accumulates several micro-batches per step)`);
+    throw new ConfigError(
+      `${where}: a micro-batch of --batch-size ${config.batchSize} × --seq-len ${config.seqLen} = ${config.batchSize * config.seqLen} tokens exceeds the limit of ${MAX_TOKENS}; lower --batch-size (--grad-accum accumulates several micro-batches per step)`,
+    );
   }
   return config;
 }
@@ -197,7 +261,11 @@ export function readConfigFile(path: string): Partial<TrainConfig> {
     text = readFileSync(path, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    throw new ConfigError(code === 'ENOENT' ? `config file not found: ${path}` : `cannot read config file ${path}: ${(error as Error).message}`);
+    throw new ConfigError(
+      code === 'ENOENT'
+        ? `config file not found: ${path}`
+        : `cannot read config file ${path}: ${(error as Error).message}`,
+    );
   }
   let json: unknown;
   try {
@@ -205,11 +273,17 @@ export function readConfigFile(path: string): Partial<TrainConfig> {
   } catch (error) {
     throw new ConfigError(`config file ${path} is not valid JSON: ${(error as Error).message}`);
   }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ConfigError(`config file ${path} must hold a JSON object of settings`);
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    throw new ConfigError(`config file ${path} must hold a JSON object of settings`);
   const out: Partial<TrainConfig> = {};
   for (const [k, v] of Object.entries(json)) {
-    const key = (k in CONFIG_KINDS ? k : k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())) as keyof TrainConfig;
-    if (!(key in CONFIG_KINDS)) throw new ConfigError(`config file ${path}: unknown setting "${k}" (known: ${Object.keys(CONFIG_KINDS).join(', ')})`);
+    const key = (
+      k in CONFIG_KINDS ? k : k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())
+    ) as keyof TrainConfig;
+    if (!(key in CONFIG_KINDS))
+      throw new ConfigError(
+        `config file ${path}: unknown setting "${k}" (known: ${Object.keys(CONFIG_KINDS).join(', ')})`,
+      );
     const value = CONFIG_KINDS[key] === 'strings' && typeof v === 'string' ? [v] : v;
     checkValue(key, value, `config file ${path}: ${k}`);
     (out as Record<string, unknown>)[key] = value;
@@ -228,7 +302,8 @@ export function parseDataSpec(spec: string): DataSpec {
   const m = /^(?:([A-Za-z0-9_.-]+)=)?(.+?)(?:@([0-9.eE+-]+))?$/.exec(spec);
   if (!m || !m[2]) throw new ConfigError(`bad --data "${spec}": write a directory, name=dir, or name=dir@weight`);
   const weight = m[3] === undefined ? undefined : Number(m[3]);
-  if (weight !== undefined && !(weight > 0 && Number.isFinite(weight))) throw new ConfigError(`bad --data "${spec}": the weight must be a positive number`);
+  if (weight !== undefined && !(weight > 0 && Number.isFinite(weight)))
+    throw new ConfigError(`bad --data "${spec}": the weight must be a positive number`);
   return { name: m[1], dir: m[2], weight };
 }
 

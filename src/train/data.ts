@@ -30,7 +30,10 @@ export async function openData(config: TrainConfig, options: OpenDataOptions = {
   if (config.data.length > 0) {
     for (const spec of config.data) {
       const { dir } = parseDataSpec(spec);
-      if (!existsSync(dir)) throw new Error(`--data ${dir}: no such directory (create one with \`andromeda tokenize <inputs> --out ${dir}\`)`);
+      if (!existsSync(dir))
+        throw new Error(
+          `--data ${dir}: no such directory (create one with \`andromeda tokenize <inputs> --out ${dir}\`)`,
+        );
     }
     const data = await openTrainingData(config.data.map(parseDataSpec));
     if (options.tokenizer && JSON.stringify(options.tokenizer.toJSON()) !== JSON.stringify(data.tokenizer.toJSON())) {
@@ -55,5 +58,10 @@ export async function openData(config: TrainConfig, options: OpenDataOptions = {
     }
     return openTrainingData([{ dir, name: 'inputs' }]);
   }
-  return defaultCorpusTrainingData(options.tokenizer ?? (config.tokenizer.startsWith('bpe:') || config.tokenizer === 'byte' ? config.tokenizer : await loadTokenizer(config.tokenizer)));
+  return defaultCorpusTrainingData(
+    options.tokenizer ??
+      (config.tokenizer.startsWith('bpe:') || config.tokenizer === 'byte'
+        ? config.tokenizer
+        : await loadTokenizer(config.tokenizer)),
+  );
 }

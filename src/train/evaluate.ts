@@ -55,7 +55,10 @@ export function heldOutRows(length: number, seqLen: number, maxTokens: number): 
   const available = length > seqLen ? Math.floor((length - 1) / seqLen) : 0;
   if (maxTokens > 0 && maxTokens < length - 1) {
     const wanted = Math.min(available, Math.max(1, Math.ceil(maxTokens / seqLen)));
-    return Array.from({ length: wanted }, (_, i) => ({ start: Math.floor((i * available) / wanted) * seqLen, skip: 0 }));
+    return Array.from({ length: wanted }, (_, i) => ({
+      start: Math.floor((i * available) / wanted) * seqLen,
+      skip: 0,
+    }));
   }
   const rows = Array.from({ length: available }, (_, i) => ({ start: i * seqLen, skip: 0 }));
   const remaining = length - 1 - available * seqLen;
@@ -66,10 +69,14 @@ export function heldOutRows(length: number, seqLen: number, maxTokens: number): 
 export function evaluate(model: LanguageModel, data: TrainingData, o: EvaluateOptions): EvalResult {
   const started = Date.now();
   const rows = heldOutRows(data.heldOut.length, o.seqLen, o.maxTokens);
-  if (rows.length === 0) throw new Error(`the held-out split has ${data.heldOut.length} tokens, fewer than seqLen + 1 = ${o.seqLen + 1}; hold out more text or use a shorter --seq-len`);
+  if (rows.length === 0)
+    throw new Error(
+      `the held-out split has ${data.heldOut.length} tokens, fewer than seqLen + 1 = ${o.seqLen + 1}; hold out more text or use a shorter --seq-len`,
+    );
   const { tokenizer } = data;
   const tokenBytes = new Float64Array(tokenizer.vocabSize);
-  for (let t = 0; t < tokenizer.vocabSize; t++) tokenBytes[t] = t === tokenizer.eosId ? 0 : tokenizer.tokenBytes(t).length;
+  for (let t = 0; t < tokenizer.vocabSize; t++)
+    tokenBytes[t] = t === tokenizer.eosId ? 0 : tokenizer.tokenBytes(t).length;
   let total = 0;
   let tokens = 0;
   let bytes = 0;
@@ -78,7 +85,10 @@ export function evaluate(model: LanguageModel, data: TrainingData, o: EvaluateOp
   try {
     for (let first = 0; first < rows.length; first += o.batchSize) {
       const chosen = rows.slice(first, first + o.batchSize);
-      const batch = makeBatch(chosen.map((r) => data.heldOut.read(r.start, o.seqLen + 1)), { seqLen: o.seqLen, eosId: tokenizer.eosId, segments: o.segments });
+      const batch = makeBatch(
+        chosen.map((r) => data.heldOut.read(r.start, o.seqLen + 1)),
+        { seqLen: o.seqLen, eosId: tokenizer.eosId, segments: o.segments },
+      );
       chosen.forEach((r, i) => batch.targets.fill(IGNORE, i * o.seqLen, i * o.seqLen + r.skip));
       total += tidy(() => noGrad(() => batchLoss(model, batchTensors(batch, o.device, o.segments), 'sum').item()));
       for (const t of batch.targets) {

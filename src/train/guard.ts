@@ -20,7 +20,8 @@ export class DivergenceGuard {
   skipped = 0;
 
   constructor(readonly maxConsecutive = 5) {
-    if (!Number.isInteger(maxConsecutive) || maxConsecutive < 1) throw new RangeError(`divergence guard: the limit must be a positive integer, got ${maxConsecutive}`);
+    if (!Number.isInteger(maxConsecutive) || maxConsecutive < 1)
+      throw new RangeError(`divergence guard: the limit must be a positive integer, got ${maxConsecutive}`);
   }
 
   /** Judges step `step` from its loss and gradient norm; throws DivergenceError at the limit. */

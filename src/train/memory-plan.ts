@@ -47,7 +47,8 @@ export interface MemoryPlanInput {
   mixedPrecision: boolean;
 }
 
-const num = (value: unknown, fallback: number): number => (typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : fallback);
+const num = (value: unknown, fallback: number): number =>
+  typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : fallback;
 
 /** Activation elements kept per token by one block, and by the whole stack. */
 function activationElementsPerToken(modelConfig: Record<string, unknown>, checkpointing: boolean): number {
@@ -72,14 +73,31 @@ export function planTrainingMemory(input: MemoryPlanInput): MemoryPlan {
   const parts: MemoryPart[] = [];
   if (input.parameterCount !== null) {
     const p = input.parameterCount;
-    parts.push({ label: 'weights, gradients and AdamW moments', bytes: (12 + input.computeBytes) * p, flags: '--preset, --model' });
-    if (input.mixedPrecision) parts.push({ label: 'low-precision compute copy of the weights', bytes: input.computeBytes * p, flags: '--preset, --model' });
+    parts.push({
+      label: 'weights, gradients and AdamW moments',
+      bytes: (12 + input.computeBytes) * p,
+      flags: '--preset, --model',
+    });
+    if (input.mixedPrecision)
+      parts.push({
+        label: 'low-precision compute copy of the weights',
+        bytes: input.computeBytes * p,
+        flags: '--preset, --model',
+      });
   }
   const perToken = activationElementsPerToken(input.modelConfig, config.activationCheckpointing) * input.computeBytes;
   if (perToken > 0) {
-    parts.push({ label: `block activations (${config.activationCheckpointing ? 'checkpointed' : 'all kept'})`, bytes: perToken * tokens, flags: `${shapeFlags}${config.activationCheckpointing ? '' : ', --activation-checkpointing true'}` });
+    parts.push({
+      label: `block activations (${config.activationCheckpointing ? 'checkpointed' : 'all kept'})`,
+      bytes: perToken * tokens,
+      flags: `${shapeFlags}${config.activationCheckpointing ? '' : ', --activation-checkpointing true'}`,
+    });
   }
-  parts.push({ label: 'logits and their gradient', bytes: 2 * input.computeBytes * input.vocabSize * tokens, flags: shapeFlags });
+  parts.push({
+    label: 'logits and their gradient',
+    bytes: 2 * input.computeBytes * input.vocabSize * tokens,
+    flags: shapeFlags,
+  });
   return { parts, bytes: parts.reduce((sum, part) => sum + part.bytes, 0) };
 }
 
@@ -105,7 +123,8 @@ export interface DeviceMemory {
 export function deviceMemory(device: string): DeviceMemory {
   if (device === 'cpu') return { total: totalmem(), free: freemem(), what: "this machine's RAM" };
   const stats = getEngine(device).memoryStats() as MemoryStats & { deviceTotal?: number; deviceFree?: number };
-  if (typeof stats.deviceTotal !== 'number' || typeof stats.deviceFree !== 'number') return { total: Infinity, free: Infinity, what: device };
+  if (typeof stats.deviceTotal !== 'number' || typeof stats.deviceFree !== 'number')
+    return { total: Infinity, free: Infinity, what: device };
   return { total: stats.deviceTotal, free: stats.deviceFree + stats.reserved, what: `${device}'s memory` };
 }
 
@@ -123,6 +142,7 @@ export function checkTrainingMemory(plan: MemoryPlan, memory: DeviceMemory): str
         `the largest part is the ${largest.label}: lower ${largest.flags}`,
     );
   }
-  if (plan.bytes > memory.free) return `warning: this run needs at least ${formatBytes(plan.bytes)} and only ${formatBytes(memory.free)} of ${memory.what} is free now (${detail})`;
+  if (plan.bytes > memory.free)
+    return `warning: this run needs at least ${formatBytes(plan.bytes)} and only ${formatBytes(memory.free)} of ${memory.what} is free now (${detail})`;
   return null;
 }

@@ -27,8 +27,17 @@ export function batchTensors(batch: Batch, device: string, segments: boolean): B
 }
 
 /** Next-token cross-entropy of one batch (mean or sum over every target). */
-export function batchLoss(model: LanguageModel, t: BatchTensors, reduction: 'mean' | 'sum', o: { activationCheckpointing?: boolean } = {}): Tensor {
-  const logits = model.forward(t.inputs, { segmentIds: t.segmentIds, positions: t.positions, activationCheckpointing: o.activationCheckpointing });
+export function batchLoss(
+  model: LanguageModel,
+  t: BatchTensors,
+  reduction: 'mean' | 'sum',
+  o: { activationCheckpointing?: boolean } = {},
+): Tensor {
+  const logits = model.forward(t.inputs, {
+    segmentIds: t.segmentIds,
+    positions: t.positions,
+    activationCheckpointing: o.activationCheckpointing,
+  });
   const vocab = logits.shape[logits.rank - 1]!;
   const flat = reshape(logits, [t.targets.size, vocab]);
   return crossEntropy(flat, reshape(t.targets, [t.targets.size]), { reduction });

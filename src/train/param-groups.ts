@@ -14,7 +14,8 @@ export interface NamedParameter {
 }
 
 /** Name fragments of parameters that are never decayed (matched per dotted/underscored word). */
-const NO_DECAY_WORDS = /(^|[._/])(bias|biases|norm|norms|ln|ln_f|layernorm|rmsnorm|emb|embed|embedding|embeddings|token_emb|wte|wpe|scale|scales|gamma|beta|residual_scale|dim_scale)([._/]|\d|$)/i;
+const NO_DECAY_WORDS =
+  /(^|[._/])(bias|biases|norm|norms|ln|ln_f|layernorm|rmsnorm|emb|embed|embedding|embeddings|token_emb|wte|wpe|scale|scales|gamma|beta|residual_scale|dim_scale)([._/]|\d|$)/i;
 
 /** True when a parameter gets no weight decay: vectors (norm weights, biases, scales) and embeddings. */
 export function isNoDecayParameter(name: string, shape: readonly number[]): boolean {
@@ -40,11 +41,13 @@ export function groupParameters(params: readonly NamedParameter[], options: Grou
   const noDecay: NamedParameter[] = [];
   for (const p of params) {
     const embeddingLike = /(^|[._])(emb|embed|embedding|token_emb|wte)([._]|$)/i.test(p.name);
-    const exempt = isNoDecayParameter(p.name, p.tensor.shape) && !(options.decayEmbeddings && embeddingLike && p.tensor.rank >= 2);
+    const exempt =
+      isNoDecayParameter(p.name, p.tensor.shape) && !(options.decayEmbeddings && embeddingLike && p.tensor.rank >= 2);
     (exempt ? noDecay : decay).push(p);
   }
   const groups: ParamGroup<Partial<AdamWHyper>>[] = [];
-  if (decay.length > 0) groups.push({ params: decay.map((p) => p.tensor), hyper: { weightDecay: options.weightDecay } });
+  if (decay.length > 0)
+    groups.push({ params: decay.map((p) => p.tensor), hyper: { weightDecay: options.weightDecay } });
   if (noDecay.length > 0) groups.push({ params: noDecay.map((p) => p.tensor), hyper: { weightDecay: 0 } });
   return { groups, decay: decay.map((p) => p.name), noDecay: noDecay.map((p) => p.name) };
 }

@@ -34,7 +34,8 @@ export interface PlotInfo {
   lossReferences?: Array<{ label: string; value: number }>;
 }
 
-const escapeXml = (s: string): string => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
+const escapeXml = (s: string): string =>
+  s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
 
 /** "Nice" tick values covering [lo, hi]. */
 export function niceTicks(lo: number, hi: number, count = 5): number[] {
@@ -70,11 +71,15 @@ export function renderChart(o: ChartOptions): string {
   const plotH = height - m.top - m.bottom;
   const all = o.series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
   const parts: string[] = [];
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="${escapeXml(o.title)}">`);
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="${escapeXml(o.title)}">`,
+  );
   parts.push(`<rect x="0" y="0" width="${width}" height="${height}" fill="#ffffff"/>`);
   parts.push(`<text x="${m.left}" y="18" font-size="14" font-weight="bold" fill="#222">${escapeXml(o.title)}</text>`);
   if (all.length === 0) {
-    parts.push(`<text x="${width / 2}" y="${height / 2}" text-anchor="middle" font-size="12" fill="#888">no data yet</text>`);
+    parts.push(
+      `<text x="${width / 2}" y="${height / 2}" text-anchor="middle" font-size="12" fill="#888">no data yet</text>`,
+    );
     parts.push('</svg>');
     return parts.join('\n');
   }
@@ -100,7 +105,9 @@ export function renderChart(o: ChartOptions): string {
     if (t < yMin || t > yMax) continue;
     const y = ys(t).toFixed(1);
     parts.push(`<line x1="${m.left}" y1="${y}" x2="${m.left + plotW}" y2="${y}" stroke="#e6e6e6"/>`);
-    parts.push(`<text x="${m.left - 6}" y="${y}" text-anchor="end" dominant-baseline="middle">${escapeXml(fy(t))}</text>`);
+    parts.push(
+      `<text x="${m.left - 6}" y="${y}" text-anchor="end" dominant-baseline="middle">${escapeXml(fy(t))}</text>`,
+    );
   }
   for (const t of niceTicks(xMin, xMax, 6)) {
     if (t < xMin || t > xMax) continue;
@@ -110,8 +117,12 @@ export function renderChart(o: ChartOptions): string {
   }
   parts.push(`</g>`);
   parts.push(`<rect x="${m.left}" y="${m.top}" width="${plotW}" height="${plotH}" fill="none" stroke="#888"/>`);
-  parts.push(`<text x="${m.left + plotW / 2}" y="${height - 6}" text-anchor="middle" font-size="12" fill="#222">${escapeXml(o.xLabel)}</text>`);
-  parts.push(`<text x="14" y="${m.top + plotH / 2}" text-anchor="middle" font-size="12" fill="#222" transform="rotate(-90 14 ${m.top + plotH / 2})">${escapeXml(o.yLabel)}</text>`);
+  parts.push(
+    `<text x="${m.left + plotW / 2}" y="${height - 6}" text-anchor="middle" font-size="12" fill="#222">${escapeXml(o.xLabel)}</text>`,
+  );
+  parts.push(
+    `<text x="14" y="${m.top + plotH / 2}" text-anchor="middle" font-size="12" fill="#222" transform="rotate(-90 14 ${m.top + plotH / 2})">${escapeXml(o.yLabel)}</text>`,
+  );
 
   let legendX = m.left + plotW;
   const legend: string[] = [];
@@ -119,13 +130,21 @@ export function renderChart(o: ChartOptions): string {
     const pts = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
     if (pts.length > 0) {
       const path = pts.map(([x, y]) => `${xs(x).toFixed(1)},${ys(y).toFixed(1)}`).join(' ');
-      parts.push(`<polyline points="${path}" fill="none" stroke="${s.color}" stroke-width="1.5"${s.dashed ? ' stroke-dasharray="5 4"' : ''}/>`);
-      if (s.markers) for (const [x, y] of pts) parts.push(`<circle cx="${xs(x).toFixed(1)}" cy="${ys(y).toFixed(1)}" r="2.5" fill="${s.color}"/>`);
+      parts.push(
+        `<polyline points="${path}" fill="none" stroke="${s.color}" stroke-width="1.5"${s.dashed ? ' stroke-dasharray="5 4"' : ''}/>`,
+      );
+      if (s.markers)
+        for (const [x, y] of pts)
+          parts.push(`<circle cx="${xs(x).toFixed(1)}" cy="${ys(y).toFixed(1)}" r="2.5" fill="${s.color}"/>`);
     }
     const w = 18 + s.label.length * 6.2;
     legendX -= w + 10;
-    legend.push(`<line x1="${legendX.toFixed(1)}" y1="14" x2="${(legendX + 14).toFixed(1)}" y2="14" stroke="${s.color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="4 3"' : ''}/>`);
-    legend.push(`<text x="${(legendX + 18).toFixed(1)}" y="18" font-size="11" fill="#222">${escapeXml(s.label)}</text>`);
+    legend.push(
+      `<line x1="${legendX.toFixed(1)}" y1="14" x2="${(legendX + 14).toFixed(1)}" y2="14" stroke="${s.color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="4 3"' : ''}/>`,
+    );
+    legend.push(
+      `<text x="${(legendX + 18).toFixed(1)}" y="18" font-size="11" fill="#222">${escapeXml(s.label)}</text>`,
+    );
   }
   parts.push(...legend);
   parts.push('</svg>');
@@ -154,15 +173,45 @@ export function renderPlotHtml(records: readonly MetricRecord[], info: PlotInfo)
   ];
   for (const ref of info.lossReferences ?? []) {
     const x0 = train.length ? train[0].step : 0;
-    lossSeries.push({ label: ref.label, color: '#7f7f7f', dashed: true, points: [[x0, ref.value], [Math.max(lastStep, x0 + 1), ref.value]] });
+    lossSeries.push({
+      label: ref.label,
+      color: '#7f7f7f',
+      dashed: true,
+      points: [
+        [x0, ref.value],
+        [Math.max(lastStep, x0 + 1), ref.value],
+      ],
+    });
   }
   const charts = [
     renderChart({ title: 'Loss (nats/token)', xLabel: 'step', yLabel: 'loss', series: lossSeries }),
-    renderChart({ title: 'Learning rate', xLabel: 'step', yLabel: 'lr', series: [{ label: 'lr', color: '#2ca02c', points: thin(train.map((r) => [r.step, r.lr])) }], formatY: (v) => v.toExponential(1) }),
-    renderChart({ title: 'Throughput', xLabel: 'step', yLabel: 'tokens / s', series: [{ label: 'tokens/s', color: '#9467bd', points: thin(train.map((r) => [r.step, r.tokensPerSecond])) }] }),
+    renderChart({
+      title: 'Learning rate',
+      xLabel: 'step',
+      yLabel: 'lr',
+      series: [{ label: 'lr', color: '#2ca02c', points: thin(train.map((r) => [r.step, r.lr])) }],
+      formatY: (v) => v.toExponential(1),
+    }),
+    renderChart({
+      title: 'Throughput',
+      xLabel: 'step',
+      yLabel: 'tokens / s',
+      series: [{ label: 'tokens/s', color: '#9467bd', points: thin(train.map((r) => [r.step, r.tokensPerSecond])) }],
+    }),
   ];
   if (evals.length > 0) {
-    charts.splice(1, 0, renderChart({ title: 'Held-out bits per byte', xLabel: 'step', yLabel: 'bits/byte', series: [{ label: 'held-out bpb', color: '#ff7f0e', points: evals.map((r) => [r.step, r.bitsPerByte]), markers: true }] }));
+    charts.splice(
+      1,
+      0,
+      renderChart({
+        title: 'Held-out bits per byte',
+        xLabel: 'step',
+        yLabel: 'bits/byte',
+        series: [
+          { label: 'held-out bpb', color: '#ff7f0e', points: evals.map((r) => [r.step, r.bitsPerByte]), markers: true },
+        ],
+      }),
+    );
   }
   const notes = (info.notes ?? []).map((n) => `<li>${escapeXml(n)}</li>`).join('\n');
   return `<!DOCTYPE html>

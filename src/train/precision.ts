@@ -26,8 +26,12 @@ export function resolvePrecision(requested: string, device: string, family: Mode
   if (requested === 'auto') {
     return { compute: device.startsWith('cuda') && supports('bfloat16') ? 'bfloat16' : 'float32', master: 'float32' };
   }
-  if (requested !== 'float32' && requested !== 'bfloat16') throw new Error(`--dtype must be auto, float32 or bfloat16, got "${requested}"`);
-  if (!supports(requested)) throw new Error(`--dtype ${requested}: this model cannot compute in ${requested} on ${device}; use --dtype float32`);
+  if (requested !== 'float32' && requested !== 'bfloat16')
+    throw new Error(`--dtype must be auto, float32 or bfloat16, got "${requested}"`);
+  if (!supports(requested))
+    throw new Error(
+      `--dtype ${requested}: this model cannot compute in ${requested} on ${device}; use --dtype float32`,
+    );
   return { compute: requested, master: 'float32' };
 }
 
@@ -35,7 +39,10 @@ export function resolvePrecision(requested: string, device: string, family: Mode
 export class MasterWeights {
   private readonly pairs: Array<{ name: string; master: Tensor; compute: Tensor }>;
 
-  constructor(readonly master: LanguageModel, readonly compute: LanguageModel) {
+  constructor(
+    readonly master: LanguageModel,
+    readonly compute: LanguageModel,
+  ) {
     const computeByName = new Map(compute.namedParameters());
     this.pairs = master.namedParameters().map(([name, m]) => {
       const c = computeByName.get(name);
@@ -45,7 +52,13 @@ export class MasterWeights {
   }
 
   /** Builds the compute copy of `master` in `dtype` (a second model of the same config) and syncs it. */
-  static create(family: ModelFamily<any>, config: unknown, master: LanguageModel, dtype: DType, device: string): MasterWeights {
+  static create(
+    family: ModelFamily<any>,
+    config: unknown,
+    master: LanguageModel,
+    dtype: DType,
+    device: string,
+  ): MasterWeights {
     const compute = family.create(config as never, { seed: 0, device });
     if (!compute.to) {
       compute.dispose();
@@ -60,7 +73,8 @@ export class MasterWeights {
   /** compute ← cast(master), after every optimizer step. */
   pullWeights(): void {
     for (const { master, compute } of this.pairs) {
-      if (master.size > 0) master.engine.copy(master.strided('mixed precision'), compute.strided('mixed precision'), master.shape);
+      if (master.size > 0)
+        master.engine.copy(master.strided('mixed precision'), compute.strided('mixed precision'), master.shape);
     }
   }
 

@@ -20,7 +20,14 @@ import { openData } from './data.js';
 import { groupParameters, type GroupedParameters } from './param-groups.js';
 import { DivergenceGuard } from './guard.js';
 import { MetricsLog } from './metrics-log.js';
-import { CheckpointError, listCheckpoints, loadCheckpoint, loadOptimizerState, newestIntactCheckpoint, type LoadedCheckpoint } from './run-checkpoint.js';
+import {
+  CheckpointError,
+  listCheckpoints,
+  loadCheckpoint,
+  loadOptimizerState,
+  newestIntactCheckpoint,
+  type LoadedCheckpoint,
+} from './run-checkpoint.js';
 import { MasterWeights, resolvePrecision, type Precision } from './precision.js';
 import { getModelFamily } from './families.js';
 import type { LanguageModel, ModelFamily } from './model.js';
@@ -30,7 +37,16 @@ import { isStepPlan, type StepPlan } from './step-plan.js';
 
 /** Settings that may differ from the checkpoint's when resuming; any other difference is an error. */
 export const RESUME_OVERRIDABLE: ReadonlySet<keyof TrainConfig> = new Set<keyof TrainConfig>([
-  'steps', 'maxMinutes', 'evalEvery', 'evalTokens', 'finalEvalTokens', 'checkpointEvery', 'keepCheckpoints', 'device', 'maxBadSteps', 'dtype',
+  'steps',
+  'maxMinutes',
+  'evalEvery',
+  'evalTokens',
+  'finalEvalTokens',
+  'checkpointEvery',
+  'keepCheckpoints',
+  'device',
+  'maxBadSteps',
+  'dtype',
 ]);
 
 /** What a checkpoint's trainer.json holds besides the step. */
@@ -112,7 +128,9 @@ export function mergeResumeConfig(saved: TrainConfig, explicit: Partial<TrainCon
     else refused.push(`${key} (checkpoint: ${JSON.stringify(saved[key])}, given: ${JSON.stringify(value)})`);
   }
   if (refused.length > 0) {
-    throw new ConfigError(`--resume continues the saved run exactly, so these settings cannot change: ${refused.join('; ')}. Start a new run with another --out to change them.`);
+    throw new ConfigError(
+      `--resume continues the saved run exactly, so these settings cannot change: ${refused.join('; ')}. Start a new run with another --out to change them.`,
+    );
   }
   return merged;
 }
@@ -124,7 +142,8 @@ export async function prepareRun(initialConfig: TrainConfig, options: PrepareOpt
   const out = resolve(config.out);
   const familyName = typeof options.family === 'string' ? options.family : options.family ? 'custom' : 'andromeda';
   const family: ModelFamily<any> = typeof options.family === 'object' ? options.family : getModelFamily(familyName);
-  if (!options.resume && !family.presets().includes(config.preset)) throw new ConfigError(`unknown model preset '${config.preset}' (known: ${family.presets().join(', ')})`);
+  if (!options.resume && !family.presets().includes(config.preset))
+    throw new ConfigError(`unknown model preset '${config.preset}' (known: ${family.presets().join(', ')})`);
 
   const lock = acquireRunLock(out, log);
   const previousDevice = getDefaultDevice();
@@ -138,8 +157,14 @@ export async function prepareRun(initialConfig: TrainConfig, options: PrepareOpt
 }
 
 async function prepareLocked(
-  initialConfig: TrainConfig, out: string, family: ModelFamily<any>, familyName: string, lock: RunLock, previousDevice: string,
-  options: PrepareOptions, cleanup: Array<() => void>,
+  initialConfig: TrainConfig,
+  out: string,
+  family: ModelFamily<any>,
+  familyName: string,
+  lock: RunLock,
+  previousDevice: string,
+  options: PrepareOptions,
+  cleanup: Array<() => void>,
 ): Promise<PreparedRun> {
   const { log } = options;
   let config = initialConfig;
@@ -147,18 +172,28 @@ async function prepareLocked(
   // ---- where we start: fresh, or from the newest intact checkpoint ----
   let loaded: LoadedCheckpoint | null = null;
   if (options.resume) {
-    if (listCheckpoints(out).length === 0) throw new CheckpointError(`--resume: ${out} has no checkpoint to resume from (expected ${join(out, 'checkpoints', 'step-NNNNNN')})`);
+    if (listCheckpoints(out).length === 0)
+      throw new CheckpointError(
+        `--resume: ${out} has no checkpoint to resume from (expected ${join(out, 'checkpoints', 'step-NNNNNN')})`,
+      );
     const intact = newestIntactCheckpoint(out, log);
-    if (!intact) throw new CheckpointError(`--resume: every checkpoint in ${join(out, 'checkpoints')} is damaged (see the warnings above); start over with --overwrite`);
+    if (!intact)
+      throw new CheckpointError(
+        `--resume: every checkpoint in ${join(out, 'checkpoints')} is damaged (see the warnings above); start over with --overwrite`,
+      );
     // Host memory: the device is the resumed config's, known only from trainer.json, and nothing
     // goes onto an accelerator before the memory plan has been checked.
     loaded = await loadCheckpoint(intact.dir, 'cpu', log);
-    cleanup.push(() => { for (const t of loaded!.weights.values()) t.dispose(); });
+    cleanup.push(() => {
+      for (const t of loaded!.weights.values()) t.dispose();
+    });
   } else {
     const existing = listCheckpoints(out);
     if (existing.length > 0) {
       if (!options.overwrite) {
-        throw new ConfigError(`${out} already holds checkpoints of a run (latest: step ${existing[existing.length - 1].step}); pass --resume to continue it, --overwrite to start over, or choose another --out`);
+        throw new ConfigError(
+          `${out} already holds checkpoints of a run (latest: step ${existing[existing.length - 1].step}); pass --resume to continue it, --overwrite to start over, or choose another --out`,
+        );
       }
       rmSync(join(out, 'checkpoints'), { recursive: true, force: true });
     }
@@ -168,10 +203,16 @@ async function prepareLocked(
   if (loaded) {
     saved = loaded.trainer as unknown as TrainerState | null;
     if (!saved || saved.version !== 1 || !saved.config || !saved.loader) {
-      throw new CheckpointError(`checkpoint ${loaded.dir} has no usable trainer state (trainer.json); it can be used for generation but not resumed`);
+      throw new CheckpointError(
+        `checkpoint ${loaded.dir} has no usable trainer state (trainer.json); it can be used for generation but not resumed`,
+      );
     }
-    if (!loaded.tokenizer) throw new CheckpointError(`checkpoint ${loaded.dir} has no tokenizer.json; it cannot be resumed`);
-    config = validateConfig(mergeResumeConfig({ ...saved.config, out: config.out }, options.explicit ?? {}), 'resumed config');
+    if (!loaded.tokenizer)
+      throw new CheckpointError(`checkpoint ${loaded.dir} has no tokenizer.json; it cannot be resumed`);
+    config = validateConfig(
+      mergeResumeConfig({ ...saved.config, out: config.out }, options.explicit ?? {}),
+      'resumed config',
+    );
     log(`resuming ${out} from step ${loaded.step} (${loaded.dir})`);
   }
 
@@ -180,16 +221,25 @@ async function prepareLocked(
   const precision = resolvePrecision(config.dtype, device, family);
 
   // ---- data, and a held-out split the evaluations can use ----
-  const data = await openData(config, { tokenizer: loaded?.tokenizer ?? undefined, progress: options.progress ?? true, log });
+  const data = await openData(config, {
+    tokenizer: loaded?.tokenizer ?? undefined,
+    progress: options.progress ?? true,
+    log,
+  });
   cleanup.push(() => data.close());
   requireHeldOut(data, config);
   const tokenizer = data.tokenizer;
 
   // ---- the model's shape, and the memory it will take ----
   const preset = saved?.preset ?? config.preset;
-  const modelConfig = (loaded ? loaded.modelConfig : family.presetConfig(config.preset, tokenizer.vocabSize, config.model)) as Record<string, unknown>;
+  const modelConfig = (
+    loaded ? loaded.modelConfig : family.presetConfig(config.preset, tokenizer.vocabSize, config.model)
+  ) as Record<string, unknown>;
   const modelVocab = Number(modelConfig.vocabSize ?? tokenizer.vocabSize);
-  if (modelVocab < tokenizer.vocabSize) throw new ConfigError(`the model's vocabulary (${modelVocab}) is smaller than the tokenizer's (${tokenizer.vocabSize})`);
+  if (modelVocab < tokenizer.vocabSize)
+    throw new ConfigError(
+      `the model's vocabulary (${modelVocab}) is smaller than the tokenizer's (${tokenizer.vocabSize})`,
+    );
   const memoryPlan = planTrainingMemory({
     parameterCount: family.parameterCount ? family.parameterCount(modelConfig as never) : null,
     modelConfig,
@@ -215,12 +265,23 @@ async function prepareLocked(
   const named = model.namedParameters();
   const names = new Map<Tensor, string>(named.map(([n, t]) => [t, n]));
   const parameterCount = named.reduce((n, [, t]) => n + t.size, 0);
-  const grouped = groupParameters(named.map(([name, tensor]) => ({ name, tensor })), { weightDecay: config.weightDecay });
-  const optimizer = new AdamW(grouped.groups, { lr: config.lr, beta1: config.beta1, beta2: config.beta2, eps: config.eps });
+  const grouped = groupParameters(
+    named.map(([name, tensor]) => ({ name, tensor })),
+    { weightDecay: config.weightDecay },
+  );
+  const optimizer = new AdamW(grouped.groups, {
+    lr: config.lr,
+    beta1: config.beta1,
+    beta2: config.beta2,
+    eps: config.eps,
+  });
   cleanup.push(() => optimizer.dispose());
   if (loaded) loadOptimizerState(loaded.dir, optimizer as never, names);
   // Mixed precision: forward/backward on a low-precision copy, updates on the float32 masters.
-  const mixed = precision.compute === 'float32' ? null : MasterWeights.create(family, modelConfig, model, precision.compute, device);
+  const mixed =
+    precision.compute === 'float32'
+      ? null
+      : MasterWeights.create(family, modelConfig, model, precision.compute, device);
   // Each AdamW step writes the updated masters into the compute copy (in the update's pass on CUDA).
   if (mixed) {
     cleanup.push(() => mixed.dispose());
@@ -230,7 +291,10 @@ async function prepareLocked(
   computeModel.train();
 
   // ---- loader, RNG, guard, metrics ----
-  const loader = data.createLoader({ seqLen: config.seqLen, batchSize: config.batchSize, seed: config.seed, segments: config.segments }, saved?.loader);
+  const loader = data.createLoader(
+    { seqLen: config.seqLen, batchSize: config.batchSize, seed: config.seed, segments: config.segments },
+    saved?.loader,
+  );
   if (saved) defaultGenerator.setState(decodeRng(saved.rng.default));
   const guard = new DivergenceGuard(config.maxBadSteps);
   if (saved) guard.restore(saved.guard);
@@ -241,7 +305,11 @@ async function prepareLocked(
     rmSync(join(out, 'plot.html'), { force: true });
     writeFileSync(join(out, 'train-config.json'), JSON.stringify(config, null, 2) + '\n');
   }
-  const costs = unigramCosts(data.sources.map((s) => s.tokens), tokenizer.vocabSize, 200_000_000);
+  const costs = unigramCosts(
+    data.sources.map((s) => s.tokens),
+    tokenizer.vocabSize,
+    200_000_000,
+  );
   const heldOut = unigramTotal(costs, data.heldOut);
 
   // A resumed run keeps its plan (and so its learning-rate schedule) unless told a new limit.
@@ -249,9 +317,30 @@ async function prepareLocked(
   const savedPlan = saved && !replan && isStepPlan(saved.plan, config.steps) ? saved.plan : null;
 
   return {
-    config, out, lock, device, previousDevice, precision, family, familyName, preset, modelConfig, data, tokenizer,
-    model, computeModel, mixed, optimizer, grouped, params: named.map(([, t]) => t), names, parameterCount,
-    loader, guard, metrics, unigramCosts: costs,
+    config,
+    out,
+    lock,
+    device,
+    previousDevice,
+    precision,
+    family,
+    familyName,
+    preset,
+    modelConfig,
+    data,
+    tokenizer,
+    model,
+    computeModel,
+    mixed,
+    optimizer,
+    grouped,
+    params: named.map(([, t]) => t),
+    names,
+    parameterCount,
+    loader,
+    guard,
+    metrics,
+    unigramCosts: costs,
     unigram: {
       loss: heldOut.tokens > 0 ? heldOut.nats / heldOut.tokens : NaN,
       bitsPerByte: data.heldOutTextBytes > 0 ? heldOut.nats / (Math.LN2 * data.heldOutTextBytes) : NaN,
@@ -271,8 +360,13 @@ async function prepareLocked(
 function requireHeldOut(data: TrainingData, config: TrainConfig): void {
   const need = config.seqLen + 1;
   if (data.heldOut.length >= need) return;
-  const remedy = config.inputs.length > 0
-    ? `raise --val-fraction (now ${config.valFraction}; the dataset in ${join(config.out, 'data')} must then be deleted to re-tokenize it)`
-    : config.data.length > 0 ? 'tokenize the dataset with a larger --val-fraction' : 'use another corpus';
-  throw new ConfigError(`the held-out split has ${data.heldOut.length} tokens, fewer than the ${need} (--seq-len + 1) one evaluation row needs; ${remedy}, or lower --seq-len`);
+  const remedy =
+    config.inputs.length > 0
+      ? `raise --val-fraction (now ${config.valFraction}; the dataset in ${join(config.out, 'data')} must then be deleted to re-tokenize it)`
+      : config.data.length > 0
+        ? 'tokenize the dataset with a larger --val-fraction'
+        : 'use another corpus';
+  throw new ConfigError(
+    `the held-out split has ${data.heldOut.length} tokens, fewer than the ${need} (--seq-len + 1) one evaluation row needs; ${remedy}, or lower --seq-len`,
+  );
 }

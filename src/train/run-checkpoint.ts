@@ -21,7 +21,20 @@
  * damaged ones it passed over.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { Tensor } from '../tensor/tensor.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
@@ -35,7 +48,13 @@ export const CHECKPOINT_VERSION = 1;
 export const CHECKPOINT_DIR = 'checkpoints';
 const MANIFEST = 'checkpoint.json';
 /** Files a checkpoint consists of; the manifest must vouch for each one present. */
-const CORE_FILES = ['config.json', 'model.safetensors', 'optimizer.safetensors', 'tokenizer.json', 'trainer.json'] as const;
+const CORE_FILES = [
+  'config.json',
+  'model.safetensors',
+  'optimizer.safetensors',
+  'tokenizer.json',
+  'trainer.json',
+] as const;
 /** Files without which a directory is not a checkpoint at all. */
 const REQUIRED_FILES = ['config.json', 'model.safetensors'] as const;
 
@@ -103,7 +122,11 @@ export interface SaveOptions {
 }
 
 /** Writes a checkpoint under <outDir>/checkpoints atomically and returns its directory. */
-export async function saveCheckpoint(outDir: string, data: CheckpointWrite, options: SaveOptions = {}): Promise<string> {
+export async function saveCheckpoint(
+  outDir: string,
+  data: CheckpointWrite,
+  options: SaveOptions = {},
+): Promise<string> {
   const keep = options.keep ?? 2;
   const root = join(outDir, CHECKPOINT_DIR);
   mkdirSync(root, { recursive: true });
@@ -117,7 +140,11 @@ export async function saveCheckpoint(outDir: string, data: CheckpointWrite, opti
       written.push(file);
       await options.onFileWritten?.(file);
     };
-    writeFileSync(join(tmp, 'config.json'), JSON.stringify({ format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, model: data.modelConfig }, null, 2) + '\n');
+    writeFileSync(
+      join(tmp, 'config.json'),
+      JSON.stringify({ format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, model: data.modelConfig }, null, 2) +
+        '\n',
+    );
     await done('config.json');
     writeSafetensors(join(tmp, 'model.safetensors'), data.weights, { format: 'andromeda', step: String(data.step) });
     await done('model.safetensors');
@@ -134,7 +161,13 @@ export async function saveCheckpoint(outDir: string, data: CheckpointWrite, opti
       fsyncPath(join(tmp, file));
       files[file] = { bytes: statSync(join(tmp, file)).size, sha256: sha256File(join(tmp, file)) };
     }
-    const manifest: CheckpointManifest = { format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, step: data.step, createdAt: new Date().toISOString(), files };
+    const manifest: CheckpointManifest = {
+      format: CHECKPOINT_FORMAT,
+      version: CHECKPOINT_VERSION,
+      step: data.step,
+      createdAt: new Date().toISOString(),
+      files,
+    };
     writeFileSync(join(tmp, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
     fsyncPath(join(tmp, MANIFEST));
     await options.onFileWritten?.(MANIFEST);
@@ -159,7 +192,8 @@ export async function saveCheckpoint(outDir: string, data: CheckpointWrite, opti
 
 function removeStaleTemporaries(root: string): void {
   for (const name of readdirSync(root)) {
-    if (name.startsWith('.tmp-') || name.startsWith('.old-')) rmSync(join(root, name), { recursive: true, force: true });
+    if (name.startsWith('.tmp-') || name.startsWith('.old-'))
+      rmSync(join(root, name), { recursive: true, force: true });
   }
 }
 
@@ -184,7 +218,10 @@ function pruneCheckpoints(root: string, keep: number): void {
  * The newest checkpoint of a run directory that passes verifyCheckpoint, or null when it has
  * none. Each newer, damaged one passed over is reported through `warn` with the reason.
  */
-export function newestIntactCheckpoint(outDir: string, warn: (message: string) => void): { step: number; dir: string } | null {
+export function newestIntactCheckpoint(
+  outDir: string,
+  warn: (message: string) => void,
+): { step: number; dir: string } | null {
   const all = listCheckpoints(outDir);
   for (let i = all.length - 1; i >= 0; i--) {
     try {
@@ -193,7 +230,9 @@ export function newestIntactCheckpoint(outDir: string, warn: (message: string) =
     } catch (error) {
       if (!(error instanceof CheckpointError)) throw error;
       const older = all[i - 1];
-      warn(`warning: ${error.message}; ${older ? `trying the previous one (step ${older.step})` : 'no older checkpoint is left'}`);
+      warn(
+        `warning: ${error.message}; ${older ? `trying the previous one (step ${older.step})` : 'no older checkpoint is left'}`,
+      );
     }
   }
   return null;
@@ -209,14 +248,21 @@ const warnOnStderr = (message: string) => process.stderr.write(message + '\n');
 export function resolveCheckpointDir(path: string, warn: (message: string) => void = warnOnStderr): string {
   const full = resolve(path);
   if (!existsSync(full)) throw new CheckpointError(`checkpoint not found: ${path} does not exist`);
-  if (!statSync(full).isDirectory()) throw new CheckpointError(`${path} is not a checkpoint: expected a directory (a run's --out directory or one of its checkpoints/step-NNNNNN)`);
+  if (!statSync(full).isDirectory())
+    throw new CheckpointError(
+      `${path} is not a checkpoint: expected a directory (a run's --out directory or one of its checkpoints/step-NNNNNN)`,
+    );
   if (existsSync(join(full, MANIFEST)) || existsSync(join(full, 'model.safetensors'))) return full;
   if (listCheckpoints(full).length > 0) {
     const intact = newestIntactCheckpoint(full, warn);
     if (intact) return intact.dir;
-    throw new CheckpointError(`${path}: every checkpoint in ${join(full, CHECKPOINT_DIR)} is damaged (see the warnings above)`);
+    throw new CheckpointError(
+      `${path}: every checkpoint in ${join(full, CHECKPOINT_DIR)} is damaged (see the warnings above)`,
+    );
   }
-  throw new CheckpointError(`${path} holds no checkpoint: expected ${MANIFEST} and model.safetensors, or a ${CHECKPOINT_DIR}/step-NNNNNN directory inside it`);
+  throw new CheckpointError(
+    `${path} holds no checkpoint: expected ${MANIFEST} and model.safetensors, or a ${CHECKPOINT_DIR}/step-NNNNNN directory inside it`,
+  );
 }
 
 /** Reads checkpoint.json and checks every listed file's size and SHA-256. */
@@ -230,10 +276,17 @@ export function verifyCheckpoint(dir: string): CheckpointManifest {
   } catch (error) {
     throw new CheckpointError(`${where} is corrupt: ${MANIFEST} is not valid JSON (${(error as Error).message})`);
   }
-  if (manifest.format !== CHECKPOINT_FORMAT || typeof manifest.files !== 'object' || manifest.files === null) throw new CheckpointError(`${where} is corrupt: ${MANIFEST} is not an Andromeda checkpoint manifest`);
-  if (manifest.version !== CHECKPOINT_VERSION) throw new CheckpointError(`${where}: checkpoint format version ${manifest.version} is not supported (expected ${CHECKPOINT_VERSION})`);
+  if (manifest.format !== CHECKPOINT_FORMAT || typeof manifest.files !== 'object' || manifest.files === null)
+    throw new CheckpointError(`${where} is corrupt: ${MANIFEST} is not an Andromeda checkpoint manifest`);
+  if (manifest.version !== CHECKPOINT_VERSION)
+    throw new CheckpointError(
+      `${where}: checkpoint format version ${manifest.version} is not supported (expected ${CHECKPOINT_VERSION})`,
+    );
   const dirStep = /^step-(\d+)$/.exec(basename(dir));
-  if (dirStep && Number(dirStep[1]) !== manifest.step) throw new CheckpointError(`${where} is corrupt: ${MANIFEST} is for step ${manifest.step}, not the directory's step ${Number(dirStep[1])}`);
+  if (dirStep && Number(dirStep[1]) !== manifest.step)
+    throw new CheckpointError(
+      `${where} is corrupt: ${MANIFEST} is for step ${manifest.step}, not the directory's step ${Number(dirStep[1])}`,
+    );
   for (const file of CORE_FILES) {
     const listed = Object.hasOwn(manifest.files, file);
     const required = (REQUIRED_FILES as readonly string[]).includes(file);
@@ -242,14 +295,25 @@ export function verifyCheckpoint(dir: string): CheckpointManifest {
     }
   }
   for (const [file, expected] of Object.entries(manifest.files)) {
-    if (typeof expected !== 'object' || expected === null || typeof expected.sha256 !== 'string' || typeof expected.bytes !== 'number') {
+    if (
+      typeof expected !== 'object' ||
+      expected === null ||
+      typeof expected.sha256 !== 'string' ||
+      typeof expected.bytes !== 'number'
+    ) {
       throw new CheckpointError(`${where} is corrupt: ${MANIFEST}'s entry for ${file} has no size and SHA-256`);
     }
     const full = join(dir, file);
     if (!existsSync(full)) throw new CheckpointError(`${where} is corrupt: ${file} is missing`);
     const bytes = statSync(full).size;
-    if (bytes !== expected.bytes) throw new CheckpointError(`${where} is corrupt: ${file} has ${bytes} bytes, expected ${expected.bytes} (truncated or overwritten)`);
-    if (sha256File(full) !== expected.sha256) throw new CheckpointError(`${where} is corrupt: ${file} does not match its SHA-256 checksum (the file was damaged)`);
+    if (bytes !== expected.bytes)
+      throw new CheckpointError(
+        `${where} is corrupt: ${file} has ${bytes} bytes, expected ${expected.bytes} (truncated or overwritten)`,
+      );
+    if (sha256File(full) !== expected.sha256)
+      throw new CheckpointError(
+        `${where} is corrupt: ${file} does not match its SHA-256 checksum (the file was damaged)`,
+      );
   }
   return manifest;
 }
@@ -279,7 +343,11 @@ function readJson(dir: string, file: string): Record<string, unknown> {
  * checkpoint or a run directory (then its newest intact checkpoint, damaged newer ones reported
  * through `warn`, stderr by default).
  */
-export async function loadCheckpoint(path: string, device?: string, warn: (message: string) => void = warnOnStderr): Promise<LoadedCheckpoint> {
+export async function loadCheckpoint(
+  path: string,
+  device?: string,
+  warn: (message: string) => void = warnOnStderr,
+): Promise<LoadedCheckpoint> {
   const dir = resolveCheckpointDir(path, warn);
   const hasManifest = existsSync(join(dir, MANIFEST));
   const manifest = hasManifest ? verifyCheckpoint(dir) : null;
@@ -288,9 +356,10 @@ export async function loadCheckpoint(path: string, device?: string, warn: (messa
   }
   const configFile = readJson(dir, 'config.json');
   // The model's checkpoint format wraps the config; a bare config is accepted too.
-  const modelConfig = configFile.format === CHECKPOINT_FORMAT && typeof configFile.model === 'object' && configFile.model !== null
-    ? (configFile.model as Record<string, unknown>)
-    : configFile;
+  const modelConfig =
+    configFile.format === CHECKPOINT_FORMAT && typeof configFile.model === 'object' && configFile.model !== null
+      ? (configFile.model as Record<string, unknown>)
+      : configFile;
   const trainer = existsSync(join(dir, 'trainer.json')) ? readJson(dir, 'trainer.json') : null;
   let tokenizer: Tokenizer | null = null;
   if (existsSync(join(dir, 'tokenizer.json'))) {
@@ -304,7 +373,7 @@ export async function loadCheckpoint(path: string, device?: string, warn: (messa
   try {
     weights = readSafetensors(join(dir, 'model.safetensors'), { device }).tensors;
   } catch (error) {
-    if (error instanceof EngineSettingError) throw error;  // the engine starts here: not the checkpoint's fault
+    if (error instanceof EngineSettingError) throw error; // the engine starts here: not the checkpoint's fault
     throw new CheckpointError(`checkpoint ${dir} is corrupt: ${(error as Error).message}`);
   }
   return {
@@ -346,9 +415,16 @@ function writeOptimizer(path: string, optimizer: Optimizer<object>, names: Reado
 }
 
 /** Restores an optimizer from optimizer.safetensors (parameters matched by name). */
-export function loadOptimizerState(dir: string, optimizer: Optimizer<object>, names: ReadonlyMap<Tensor, string>): void {
+export function loadOptimizerState(
+  dir: string,
+  optimizer: Optimizer<object>,
+  names: ReadonlyMap<Tensor, string>,
+): void {
   const path = join(dir, 'optimizer.safetensors');
-  if (!existsSync(path)) throw new CheckpointError(`checkpoint ${dir} has no optimizer state (optimizer.safetensors); it cannot be resumed exactly`);
+  if (!existsSync(path))
+    throw new CheckpointError(
+      `checkpoint ${dir} has no optimizer state (optimizer.safetensors); it cannot be resumed exactly`,
+    );
   let read: ReturnType<typeof readSafetensors>;
   try {
     read = readSafetensors(path, { device: 'cpu' });
@@ -364,13 +440,17 @@ export function loadOptimizerState(dir: string, optimizer: Optimizer<object>, na
       const name = names.get(p)!;
       const entry: Record<string, Float32Array> = {};
       for (const [key, t] of read.tensors) {
-        if (key.startsWith(`${name}.`) && !key.slice(name.length + 1).includes('.')) entry[key.slice(name.length + 1)] = t.toArray() as Float32Array;
+        if (key.startsWith(`${name}.`) && !key.slice(name.length + 1).includes('.'))
+          entry[key.slice(name.length + 1)] = t.toArray() as Float32Array;
       }
       return entry;
     });
     const known = new Set(params.map((p) => names.get(p)));
     const stray = [...read.tensors.keys()].filter((k) => !known.has(k.slice(0, k.lastIndexOf('.'))));
-    if (stray.length > 0) throw new CheckpointError(`checkpoint ${dir}: optimizer state has entries for parameters the model does not have (${stray.slice(0, 5).join(', ')}${stray.length > 5 ? ', …' : ''})`);
+    if (stray.length > 0)
+      throw new CheckpointError(
+        `checkpoint ${dir}: optimizer state has entries for parameters the model does not have (${stray.slice(0, 5).join(', ')}${stray.length > 5 ? ', …' : ''})`,
+      );
     optimizer.loadStateDict({ kind: meta.kind ?? 'adamw', step: Number(meta.step ?? 0), groups, slots });
   } finally {
     for (const t of read.tensors.values()) t.dispose();

@@ -26,13 +26,18 @@ export interface ScheduleOptions {
 }
 
 export function validateSchedule(o: ScheduleOptions): void {
-  const bad = (msg: string): never => { throw new RangeError(`learning-rate schedule: ${msg}`); };
+  const bad = (msg: string): never => {
+    throw new RangeError(`learning-rate schedule: ${msg}`);
+  };
   if (!(o.peak >= 0 && Number.isFinite(o.peak))) bad(`peak learning rate must be a finite number ≥ 0, got ${o.peak}`);
-  if (!Number.isInteger(o.totalSteps) || o.totalSteps < 1) bad(`total steps must be a positive integer, got ${o.totalSteps}`);
-  if (!Number.isInteger(o.warmupSteps) || o.warmupSteps < 0) bad(`warmup steps must be an integer ≥ 0, got ${o.warmupSteps}`);
+  if (!Number.isInteger(o.totalSteps) || o.totalSteps < 1)
+    bad(`total steps must be a positive integer, got ${o.totalSteps}`);
+  if (!Number.isInteger(o.warmupSteps) || o.warmupSteps < 0)
+    bad(`warmup steps must be an integer ≥ 0, got ${o.warmupSteps}`);
   const cooldown = o.cooldownSteps ?? 0;
   if (!Number.isInteger(cooldown) || cooldown < 0) bad(`cool-down steps must be an integer ≥ 0, got ${cooldown}`);
-  if (o.warmupSteps + cooldown > o.totalSteps) bad(`warmup (${o.warmupSteps}) + cool-down (${cooldown}) exceed the ${o.totalSteps} total steps`);
+  if (o.warmupSteps + cooldown > o.totalSteps)
+    bad(`warmup (${o.warmupSteps}) + cool-down (${cooldown}) exceed the ${o.totalSteps} total steps`);
   const ratio = o.minRatio ?? 0.04;
   if (!(ratio >= 0 && ratio <= 1)) bad(`minimum ratio must be in [0, 1], got ${ratio}`);
 }

@@ -38,7 +38,12 @@ export function stepsOnlyPlan(steps: number): StepPlan {
  * The plan for a run at `step` with `secondsLeft` of its budget and `secondsPerStep` measured:
  * at least one more step, at most `maxSteps`.
  */
-export function planFromThroughput(step: number, maxSteps: number, secondsLeft: number, secondsPerStep: number): StepPlan {
+export function planFromThroughput(
+  step: number,
+  maxSteps: number,
+  secondsLeft: number,
+  secondsPerStep: number,
+): StepPlan {
   const affordable = step + Math.max(1, Math.floor((PLAN_MARGIN * secondsLeft) / secondsPerStep));
   if (affordable >= maxSteps) return stepsOnlyPlan(maxSteps);
   return { totalSteps: affordable, limit: 'time', secondsPerStep };
@@ -47,5 +52,12 @@ export function planFromThroughput(step: number, maxSteps: number, secondsLeft: 
 /** Whether a saved plan is well formed for a run of at most `maxSteps`. */
 export function isStepPlan(value: unknown, maxSteps: number): value is StepPlan {
   const p = value as Partial<StepPlan> | null;
-  return typeof p === 'object' && p !== null && Number.isInteger(p.totalSteps) && p.totalSteps! >= 1 && p.totalSteps! <= maxSteps && (p.limit === 'steps' || p.limit === 'time');
+  return (
+    typeof p === 'object' &&
+    p !== null &&
+    Number.isInteger(p.totalSteps) &&
+    p.totalSteps! >= 1 &&
+    p.totalSteps! <= maxSteps &&
+    (p.limit === 'steps' || p.limit === 'time')
+  );
 }

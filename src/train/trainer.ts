@@ -133,7 +133,11 @@ class TrainingSession {
   private plan: StepPlan | null;
   private schedule: ScheduleOptions;
 
-  constructor(private readonly run: PreparedRun, private readonly options: TrainOptions, private readonly log: (line: string) => void) {
+  constructor(
+    private readonly run: PreparedRun,
+    private readonly options: TrainOptions,
+    private readonly log: (line: string) => void,
+  ) {
     this.config = run.config;
     this.progress = new TrainProgress(process.stderr, undefined, options.progress ?? true, log);
     this.step = run.startStep;
@@ -148,7 +152,13 @@ class TrainingSession {
   private scheduleFor(totalSteps: number): ScheduleOptions {
     const c = this.config;
     // A plan shorter than warmup + cool-down keeps them whole; the run then stops inside them.
-    const schedule = { peak: c.lr, totalSteps: Math.max(totalSteps, c.warmup + c.cooldown, 1), warmupSteps: c.warmup, minRatio: c.minLrRatio, cooldownSteps: c.cooldown };
+    const schedule = {
+      peak: c.lr,
+      totalSteps: Math.max(totalSteps, c.warmup + c.cooldown, 1),
+      warmupSteps: c.warmup,
+      minRatio: c.minLrRatio,
+      cooldownSteps: c.cooldown,
+    };
     validateSchedule(schedule);
     return schedule;
   }
@@ -163,9 +173,15 @@ class TrainingSession {
       ? `${this.plan.totalSteps} steps${this.plan.limit === 'time' ? ` (planned for --max-minutes; --steps ${config.steps})` : ''}`
       : `${config.steps} steps or ${config.maxMinutes} minutes, whichever comes first (the step count is planned from the throughput of the first ${MEASURED_STEPS + 1} steps)`;
     this.log(`data: ${describeData(config)}`);
-    this.log(`model: ${run.familyName} preset "${run.preset}", ${(run.parameterCount / 1e6).toFixed(2)}M parameters; vocab ${run.tokenizer.vocabSize} (${run.tokenizer.kind}); device ${run.device}; compute ${run.precision.compute}, master weights ${run.precision.master}`);
-    this.log(`optimizer: AdamW (β ${config.beta1}/${config.beta2}, wd ${config.weightDecay} on ${run.grouped.decay.length} matrices, 0 on ${run.grouped.noDecay.length} norms/biases/embeddings), lr ${config.lr} warmup ${config.warmup} cosine → ${config.minLrRatio * 100}%${config.cooldown ? ` then cool-down ${config.cooldown}` : ''}, clip ${config.clip || 'off'}`);
-    this.log(`batches: ${config.batchSize} × ${config.seqLen} tokens × ${config.gradAccum} accumulation = ${tokensPerStep(config)} tokens/step; ${planned}; held-out ${run.data.heldOut.length} tokens; unigram baseline ${run.unigram.loss.toFixed(4)} nats/token (${run.unigram.bitsPerByte.toFixed(3)} bits/byte)`);
+    this.log(
+      `model: ${run.familyName} preset "${run.preset}", ${(run.parameterCount / 1e6).toFixed(2)}M parameters; vocab ${run.tokenizer.vocabSize} (${run.tokenizer.kind}); device ${run.device}; compute ${run.precision.compute}, master weights ${run.precision.master}`,
+    );
+    this.log(
+      `optimizer: AdamW (β ${config.beta1}/${config.beta2}, wd ${config.weightDecay} on ${run.grouped.decay.length} matrices, 0 on ${run.grouped.noDecay.length} norms/biases/embeddings), lr ${config.lr} warmup ${config.warmup} cosine → ${config.minLrRatio * 100}%${config.cooldown ? ` then cool-down ${config.cooldown}` : ''}, clip ${config.clip || 'off'}`,
+    );
+    this.log(
+      `batches: ${config.batchSize} × ${config.seqLen} tokens × ${config.gradAccum} accumulation = ${tokensPerStep(config)} tokens/step; ${planned}; held-out ${run.data.heldOut.length} tokens; unigram baseline ${run.unigram.loss.toFixed(4)} nats/token (${run.unigram.bitsPerByte.toFixed(3)} bits/byte)`,
+    );
   }
 
   /** Trains until the plan, the time budget or a stop request ends the run. */
@@ -179,7 +195,8 @@ class TrainingSession {
     for (;;) {
       const totalSteps = this.plan?.totalSteps ?? config.steps;
       if (this.step >= totalSteps) {
-        if (this.plan?.limit === 'time') this.progress.log(`reached the ${totalSteps} steps planned for --max-minutes ${config.maxMinutes}`);
+        if (this.plan?.limit === 'time')
+          this.progress.log(`reached the ${totalSteps} steps planned for --max-minutes ${config.maxMinutes}`);
         return this.plan?.limit ?? 'steps';
       }
       if (this.options.signal?.aborted) return 'signal';
@@ -202,8 +219,15 @@ class TrainingSession {
       this.totalTokens += tokens;
       if (Number.isFinite(loss)) lastLoss = loss;
       const record: TrainRecord = {
-        kind: 'train', step: this.step, loss, lr, gradNorm, tokens, totalTokens: this.totalTokens,
-        tokensPerSecond: tokens / Math.max(seconds, 1e-6), elapsed: Number(this.trainSeconds().toFixed(3)),
+        kind: 'train',
+        step: this.step,
+        loss,
+        lr,
+        gradNorm,
+        tokens,
+        totalTokens: this.totalTokens,
+        tokensPerSecond: tokens / Math.max(seconds, 1e-6),
+        elapsed: Number(this.trainSeconds().toFixed(3)),
         ...(skipped ? { skipped: true } : {}),
       };
       run.metrics.append(record);
@@ -213,17 +237,28 @@ class TrainingSession {
       }
       this.options.onStep?.(record);
 
-      if (!this.plan && sessionSteps.length === MEASURED_STEPS + 1) this.planForBudget(sessionSteps.slice(1), budgetSeconds);
+      if (!this.plan && sessionSteps.length === MEASURED_STEPS + 1)
+        this.planForBudget(sessionSteps.slice(1), budgetSeconds);
       const average = recent.reduce((a, b) => a + b, 0) / recent.length;
       const plannedSteps = this.plan?.totalSteps ?? config.steps;
       const secondsLeft = (Date.now() - this.started) / 1000;
-      const eta = this.plan ? average * (plannedSteps - this.step) : Math.min(average * (config.steps - this.step), budgetSeconds - secondsLeft);
-      this.progress.update({ step: this.step, totalSteps: plannedSteps, loss: lastLoss, lr, tokensPerSecond: tokens / average, etaSeconds: eta });
+      const eta = this.plan
+        ? average * (plannedSteps - this.step)
+        : Math.min(average * (config.steps - this.step), budgetSeconds - secondsLeft);
+      this.progress.update({
+        step: this.step,
+        totalSteps: plannedSteps,
+        loss: lastLoss,
+        lr,
+        tokensPerSecond: tokens / average,
+        etaSeconds: eta,
+      });
 
       const evalDue = config.evalEvery > 0 && this.step % config.evalEvery === 0 && this.step < plannedSteps;
       const checkpointDue = config.checkpointEvery > 0 && this.step % config.checkpointEvery === 0;
       // Before the checkpoint, so that it holds the plan the run goes on with.
-      if (this.plan && Number.isFinite(budgetSeconds) && (evalDue || checkpointDue)) this.shortenPlanIfLate(sessionSteps.length, budgetSeconds);
+      if (this.plan && Number.isFinite(budgetSeconds) && (evalDue || checkpointDue))
+        this.shortenPlanIfLate(sessionSteps.length, budgetSeconds);
       if (evalDue) this.evaluate(config.evalTokens, 'eval');
       if (checkpointDue) await this.checkpoint();
       // Let signal handlers and other callbacks run: a stop request takes effect after this step.
@@ -239,7 +274,9 @@ class TrainingSession {
     for (let micro = 0; micro < config.gradAccum; micro++) {
       const batch = run.loader.next();
       lossSum += tidy(() => {
-        const loss = batchLoss(run.computeModel, batchTensors(batch, run.device, config.segments), 'mean', { activationCheckpointing: config.activationCheckpointing });
+        const loss = batchLoss(run.computeModel, batchTensors(batch, run.device, config.segments), 'mean', {
+          activationCheckpointing: config.activationCheckpointing,
+        });
         const value = loss.item();
         if (Number.isFinite(value)) (config.gradAccum > 1 ? mul(loss, 1 / config.gradAccum) : loss).backward();
         return value;
@@ -247,7 +284,9 @@ class TrainingSession {
     }
     const loss = lossSum / config.gradAccum;
     run.mixed?.pushGradients();
-    const { norm, scale } = Number.isFinite(loss) ? clipGradNorm(run.params, config.clip > 0 ? config.clip : Infinity) : { norm: NaN, scale: 1 };
+    const { norm, scale } = Number.isFinite(loss)
+      ? clipGradNorm(run.params, config.clip > 0 ? config.clip : Infinity)
+      : { norm: NaN, scale: 1 };
     const verdict = run.guard.check(this.step + 1, loss, norm);
     if (!verdict.skip) run.optimizer.step({ gradScale: scale });
     run.optimizer.zeroGrad();
@@ -260,15 +299,20 @@ class TrainingSession {
     const trainingSeconds = measured.reduce((a, b) => a + b, 0) / measured.length;
     // Periodic evaluations come later and cost time too: a forward pass (about a third of a
     // training step's work) per micro-batch of evaluated tokens, spread over --eval-every steps.
-    const evalSeconds = c.evalEvery > 0 ? (c.evalTokens / (c.batchSize * c.seqLen)) * (trainingSeconds / c.gradAccum / 3) / c.evalEvery : 0;
+    const evalSeconds =
+      c.evalEvery > 0
+        ? ((c.evalTokens / (c.batchSize * c.seqLen)) * (trainingSeconds / c.gradAccum / 3)) / c.evalEvery
+        : 0;
     const secondsPerStep = trainingSeconds + evalSeconds;
     const secondsLeft = budgetSeconds - (Date.now() - this.started) / 1000;
     this.plan = planFromThroughput(this.step, c.steps, secondsLeft, secondsPerStep);
     this.schedule = this.scheduleFor(this.plan.totalSteps);
     const measuredAs = `${trainingSeconds.toFixed(3)} s/step measured over steps ${this.step - measured.length + 1}–${this.step}${evalSeconds > 0 ? ` + ${evalSeconds.toFixed(3)} s/step estimated for evaluations` : ''}`;
-    this.progress.log(this.plan.limit === 'time'
-      ? `plan: --max-minutes ${c.maxMinutes} allows about ${this.plan.totalSteps} of the ${c.steps} steps (${measuredAs}, ${formatDuration(secondsLeft)} left); the learning-rate schedule and the ETA end at step ${this.plan.totalSteps}`
-      : `plan: all ${c.steps} steps fit in --max-minutes ${c.maxMinutes} (${measuredAs})`);
+    this.progress.log(
+      this.plan.limit === 'time'
+        ? `plan: --max-minutes ${c.maxMinutes} allows about ${this.plan.totalSteps} of the ${c.steps} steps (${measuredAs}, ${formatDuration(secondsLeft)} left); the learning-rate schedule and the ETA end at step ${this.plan.totalSteps}`
+        : `plan: all ${c.steps} steps fit in --max-minutes ${c.maxMinutes} (${measuredAs})`,
+    );
   }
 
   /**
@@ -284,16 +328,32 @@ class TrainingSession {
     if (revised.totalSteps >= this.plan!.totalSteps) return;
     this.plan = revised;
     this.schedule = this.scheduleFor(revised.totalSteps);
-    this.progress.log(`plan: at ${secondsPerStep.toFixed(3)} s/step so far (evaluations and checkpoints included) the budget allows about ${revised.totalSteps} steps; the learning-rate schedule and the ETA now end there`);
+    this.progress.log(
+      `plan: at ${secondsPerStep.toFixed(3)} s/step so far (evaluations and checkpoints included) the budget allows about ${revised.totalSteps} steps; the learning-rate schedule and the ETA now end there`,
+    );
   }
 
   private evaluate(maxTokens: number, label: string): EvalResult {
     const { run, config } = this;
     const result = evaluate(run.computeModel, run.data, {
-      seqLen: config.seqLen, batchSize: config.batchSize, segments: config.segments, device: run.device, maxTokens, unigramCosts: run.unigramCosts,
+      seqLen: config.seqLen,
+      batchSize: config.batchSize,
+      segments: config.segments,
+      device: run.device,
+      maxTokens,
+      unigramCosts: run.unigramCosts,
     });
-    run.metrics.append({ kind: 'eval', step: this.step, loss: result.loss, bitsPerByte: result.bitsPerByte, tokens: result.tokens, unigramLoss: result.unigramLoss });
-    this.progress.log(`${label} step ${this.step}: held-out loss ${result.loss.toFixed(4)} nats/token, ${result.bitsPerByte.toFixed(4)} bits/byte (unigram baseline on the same ${result.tokens} tokens: ${result.unigramLoss.toFixed(4)}, ${result.unigramBitsPerByte.toFixed(4)} bits/byte; ${result.seconds.toFixed(1)}s)`);
+    run.metrics.append({
+      kind: 'eval',
+      step: this.step,
+      loss: result.loss,
+      bitsPerByte: result.bitsPerByte,
+      tokens: result.tokens,
+      unigramLoss: result.unigramLoss,
+    });
+    this.progress.log(
+      `${label} step ${this.step}: held-out loss ${result.loss.toFixed(4)} nats/token, ${result.bitsPerByte.toFixed(4)} bits/byte (unigram baseline on the same ${result.tokens} tokens: ${result.unigramLoss.toFixed(4)}, ${result.unigramBitsPerByte.toFixed(4)} bits/byte; ${result.seconds.toFixed(1)}s)`,
+    );
     this.refreshPlot();
     return result;
   }
@@ -315,14 +375,18 @@ class TrainingSession {
     };
     this.options.onSaving?.(true, step);
     try {
-      this.lastCheckpoint = await saveCheckpoint(run.out, {
-        step,
-        modelConfig: run.modelConfig,
-        weights: run.model.stateDict(),
-        optimizer: { optimizer: run.optimizer as never, names: run.names },
-        tokenizer: run.tokenizer,
-        trainer: state as unknown as Record<string, unknown>,
-      }, { keep: config.keepCheckpoints, onFileWritten: this.options.onCheckpointFile });
+      this.lastCheckpoint = await saveCheckpoint(
+        run.out,
+        {
+          step,
+          modelConfig: run.modelConfig,
+          weights: run.model.stateDict(),
+          optimizer: { optimizer: run.optimizer as never, names: run.names },
+          tokenizer: run.tokenizer,
+          trainer: state as unknown as Record<string, unknown>,
+        },
+        { keep: config.keepCheckpoints, onFileWritten: this.options.onCheckpointFile },
+      );
     } finally {
       this.options.onSaving?.(false, step);
     }
@@ -354,16 +418,32 @@ class TrainingSession {
       await this.checkpoint();
     }
     let finalEval: EvalResult | null = null;
-    if (!this.options.skipFinalEval && stoppedBy !== 'signal') finalEval = this.evaluate(config.finalEvalTokens, 'final eval');
+    if (!this.options.skipFinalEval && stoppedBy !== 'signal')
+      finalEval = this.evaluate(config.finalEvalTokens, 'final eval');
     this.refreshPlot();
     run.data.close();
     run.optimizer.dispose();
     run.mixed?.dispose();
     return {
-      config, out: run.out, device: run.device, precision: run.precision, step: this.step, startStep: run.startStep, stoppedBy,
-      plan: this.plan ?? stepsOnlyPlan(config.steps), checkpointDir: this.lastCheckpoint, finalEval, unigram: run.unigram,
-      parameterCount: run.parameterCount, trainSeconds: this.trainSeconds(), totalTokens: this.totalTokens,
-      model: run.model, tokenizer: run.tokenizer, family: run.family, familyName: run.familyName, modelConfig: run.modelConfig,
+      config,
+      out: run.out,
+      device: run.device,
+      precision: run.precision,
+      step: this.step,
+      startStep: run.startStep,
+      stoppedBy,
+      plan: this.plan ?? stepsOnlyPlan(config.steps),
+      checkpointDir: this.lastCheckpoint,
+      finalEval,
+      unigram: run.unigram,
+      parameterCount: run.parameterCount,
+      trainSeconds: this.trainSeconds(),
+      totalTokens: this.totalTokens,
+      model: run.model,
+      tokenizer: run.tokenizer,
+      family: run.family,
+      familyName: run.familyName,
+      modelConfig: run.modelConfig,
     };
   }
 }

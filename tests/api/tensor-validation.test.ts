@@ -12,31 +12,50 @@ describe('tensor shapes and views', () => {
       assert.throws(() => ops.expand(A.ones([1, 3]), [-4, 3]), /expand: invalid shape \[-4, 3\]: dimension 0 is -4/);
       assert.throws(() => Tensor.empty([-1, 5]), /empty: invalid shape \[-1, 5\]: dimension 0 is -1/);
       assert.throws(() => Tensor.empty([1.5, 2]), /empty: invalid shape \[1.5, 2\]: dimension 0 is 1.5/);
-      assert.throws(() => A.ones([4]).view([4], [1], 1e11), /view: .* reaches element 100000000003, outside its buffer of 4 elements/);
-      assert.throws(() => A.ones([4]).view([4096], [1], 0), /view: .* reaches element 4095, outside its buffer of 4 elements/);
+      assert.throws(
+        () => A.ones([4]).view([4], [1], 1e11),
+        /view: .* reaches element 100000000003, outside its buffer of 4 elements/,
+      );
+      assert.throws(
+        () => A.ones([4]).view([4096], [1], 0),
+        /view: .* reaches element 4095, outside its buffer of 4 elements/,
+      );
     });
   });
 
   test('dimensions must be non-negative safe integers whose product is a safe integer', () => {
     tidy(() => {
       for (const bad of [NaN, Infinity, -Infinity, -1, 0.5, 2 ** 53, 2 ** 53 + 2, '3', null]) {
-        assert.throws(() => Tensor.empty([2, bad as number]), /empty: invalid shape .*dimension 1 is/, `dimension ${String(bad)}`);
+        assert.throws(
+          () => Tensor.empty([2, bad as number]),
+          /empty: invalid shape .*dimension 1 is/,
+          `dimension ${String(bad)}`,
+        );
         assert.throws(() => A.zeros([bad as number]), /full: invalid shape/);
         assert.throws(() => A.randn([bad as number]), /randn: invalid shape/);
       }
-      assert.throws(() => Tensor.empty([2 ** 30, 2 ** 30, 2 ** 30]), /empty: shape \[1073741824, 1073741824, 1073741824\] has more elements than can be addressed/);
+      assert.throws(
+        () => Tensor.empty([2 ** 30, 2 ** 30, 2 ** 30]),
+        /empty: shape \[1073741824, 1073741824, 1073741824\] has more elements than can be addressed/,
+      );
       assert.throws(() => Tensor.empty(5 as unknown as number[]), /empty: shape must be an array of dimensions, got 5/);
       assert.throws(() => Tensor.empty([2], 'int64' as A.DType), /empty: unknown dtype 'int64'/);
       assert.deepEqual(Tensor.empty([0, 3]).shape, [0, 3]);
     });
   });
 
-  test('a CPU tensor larger than the machine\'s memory is refused before anything is allocated', () => {
+  test("a CPU tensor larger than the machine's memory is refused before anything is allocated", () => {
     tidy(() => {
       const before = A.getEngine('cpu').memoryStats().allocated;
-      assert.throws(() => A.zeros([2 ** 20, 2 ** 20]), /a tensor of 4096\.0 GiB does not fit in this machine's .* of memory/);
+      assert.throws(
+        () => A.zeros([2 ** 20, 2 ** 20]),
+        /a tensor of 4096\.0 GiB does not fit in this machine's .* of memory/,
+      );
       assert.throws(() => A.randn([2 ** 20, 2 ** 20]), /randn: a tensor of 4096\.0 GiB does not fit/);
-      assert.throws(() => A.zeros([2 ** 26, 2 ** 26]), /a tensor of 16777216\.0 GiB is more memory than can be addressed/);
+      assert.throws(
+        () => A.zeros([2 ** 26, 2 ** 26]),
+        /a tensor of 16777216\.0 GiB is more memory than can be addressed/,
+      );
       assert.throws(() => A.arange(0, 2 ** 50), /arange: a tensor of .* GiB does not fit/);
       assert.equal(A.getEngine('cpu').memoryStats().allocated, before);
     });
@@ -60,11 +79,14 @@ describe('tensor shapes and views', () => {
       // A rejected view takes no reference to the storage: disposing the tensor frees it.
       assert.equal(t.storage.holders, holders);
       // Views of a float32 buffer as float64 see half as many elements.
-      assert.throws(() => new Tensor(t.storage, [4], 'float64'), /tensor: view \[4\] .* outside its buffer of 3 elements/);
+      assert.throws(
+        () => new Tensor(t.storage, [4], 'float64'),
+        /tensor: view \[4\] .* outside its buffer of 3 elements/,
+      );
     });
   });
 
-  test('a tensor built on another tensor\'s storage shares it: the buffer lives until both are disposed', () => {
+  test("a tensor built on another tensor's storage shares it: the buffer lives until both are disposed", () => {
     const a = A.tensor([1, 2, 3]).keep();
     const b = new Tensor(a.storage, [3], 'float32').keep();
     a.dispose();
@@ -74,7 +96,7 @@ describe('tensor shapes and views', () => {
     assert.throws(() => new Tensor(b.storage, [3], 'float32'), /tensor: its storage was already freed/);
   });
 
-  test('shape and stride arrays are copied and frozen: changing the caller\'s array cannot move a checked view', () => {
+  test("shape and stride arrays are copied and frozen: changing the caller's array cannot move a checked view", () => {
     tidy(() => {
       const shape = [2];
       const strides = [1];
@@ -89,11 +111,27 @@ describe('tensor shapes and views', () => {
 
   test('creation ops reject ragged or non-numeric data and bad ranges', () => {
     tidy(() => {
-      assert.throws(() => A.tensor([[1, 2], [3, [4]]]), /tensor: nested arrays are ragged \(data\[1\]\[1\] is an array, expected a number\)/);
-      assert.throws(() => A.tensor([[1, 2], [3]]), /tensor: nested arrays are ragged \(data\[1\] should be an array of 2\)/);
-      assert.throws(() => A.tensor('abc' as unknown as number[]), /tensor: data must be a number, nested arrays or a typed array, got 'abc'/);
+      assert.throws(
+        () =>
+          A.tensor([
+            [1, 2],
+            [3, [4]],
+          ]),
+        /tensor: nested arrays are ragged \(data\[1\]\[1\] is an array, expected a number\)/,
+      );
+      assert.throws(
+        () => A.tensor([[1, 2], [3]]),
+        /tensor: nested arrays are ragged \(data\[1\] should be an array of 2\)/,
+      );
+      assert.throws(
+        () => A.tensor('abc' as unknown as number[]),
+        /tensor: data must be a number, nested arrays or a typed array, got 'abc'/,
+      );
       assert.throws(() => A.tensor([1, 'x' as unknown as number]), /tensor: element 1 is string, not a number/);
-      assert.throws(() => Tensor.fromArray(null as unknown as number[], [1]), /tensor: values must be an array or typed array/);
+      assert.throws(
+        () => Tensor.fromArray(null as unknown as number[], [1]),
+        /tensor: values must be an array or typed array/,
+      );
       assert.throws(() => Tensor.fromArray([1, '2' as unknown as number], [2]), /tensor: value 1 is '2', not a number/);
       assert.throws(() => A.arange(0, 10, 0), /arange: step must not be 0/);
       assert.throws(() => A.arange(0, NaN), /arange: end must be a finite number, got NaN/);
@@ -104,18 +142,33 @@ describe('tensor shapes and views', () => {
   test('layout ops reject bad arguments before making a view', () => {
     tidy(() => {
       const x = A.zeros([2, 3]);
-      assert.throws(() => ops.reshape(x, 6 as unknown as number[]), /reshape: shape must be an array of dimensions, got 6/);
+      assert.throws(
+        () => ops.reshape(x, 6 as unknown as number[]),
+        /reshape: shape must be an array of dimensions, got 6/,
+      );
       assert.throws(() => ops.reshape(x, [2, NaN]), /reshape: cannot reshape \[2, 3\]/);
       assert.throws(() => ops.permute(x, 'ab' as unknown as number[]), /permute: order must be an array of axes/);
       assert.throws(() => ops.split(x, 3 as unknown as number[], 0), /split: sizes must be an array/);
       assert.throws(() => ops.concat(x as unknown as A.Tensor[], 0), /concat: expects an array of tensors/);
       assert.throws(() => ops.expand(x, [2, 2 ** 53]), /expand: invalid shape/);
-      assert.throws(() => ops.pad(x, 0, 2 ** 52, 0), /pad: shape \[4503599627370498, 3\] has more elements than can be addressed/);
+      assert.throws(
+        () => ops.pad(x, 0, 2 ** 52, 0),
+        /pad: shape \[4503599627370498, 3\] has more elements than can be addressed/,
+      );
       // Found by the fuzz: a huge shift count looped over every (empty) chunk.
       const shifted = A.randn([1, 2, 3]);
-      assert.throws(() => ops.shiftTokensComposed(shifted, 1e300), /shiftTokens: shifts must be an integer ≥ 0, got 1e\+300 \(at most 2\^31 − 1/);
-      assert.deepEqual(Array.from(ops.shiftTokensComposed(shifted, 2 ** 31 - 1).toArray()), Array.from(shifted.toArray()));
-      assert.throws(() => ops.accumulateInto(A.zeros([4, 4]), A.zeros([1])), /accumulateInto: gradient \[1\] on cpu does not match leaf \[4, 4\]/);
+      assert.throws(
+        () => ops.shiftTokensComposed(shifted, 1e300),
+        /shiftTokens: shifts must be an integer ≥ 0, got 1e\+300 \(at most 2\^31 − 1/,
+      );
+      assert.deepEqual(
+        Array.from(ops.shiftTokensComposed(shifted, 2 ** 31 - 1).toArray()),
+        Array.from(shifted.toArray()),
+      );
+      assert.throws(
+        () => ops.accumulateInto(A.zeros([4, 4]), A.zeros([1])),
+        /accumulateInto: gradient \[1\] on cpu does not match leaf \[4, 4\]/,
+      );
     });
   });
 });

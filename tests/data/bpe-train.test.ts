@@ -4,23 +4,31 @@ import { Rng } from '../../src/data/random.js';
 import { learnMerges } from '../../src/data/tokenizer/bpe-train.js';
 
 /** Reference trainer: recounts every pair from scratch before each merge. Slow but obviously right. */
-function naiveMerges(pieceCounts: Map<string, number>, mergesWanted: number, minPairCount: number): Array<[number, number]> {
+function naiveMerges(
+  pieceCounts: Map<string, number>,
+  mergesWanted: number,
+  minPairCount: number,
+): Array<[number, number]> {
   const words = [...pieceCounts].map(([piece, count]) => ({ ids: Array.from(new TextEncoder().encode(piece)), count }));
   const bytesOf: string[] = Array.from({ length: 256 }, (_, b) => String.fromCharCode(b));
   const banned = new Set<string>();
   const merges: Array<[number, number]> = [];
   while (merges.length < mergesWanted) {
     const counts = new Map<string, number>();
-    for (const w of words) for (let i = 0; i + 1 < w.ids.length; i++) {
-      const key = `${w.ids[i]},${w.ids[i + 1]}`;
-      counts.set(key, (counts.get(key) ?? 0) + w.count);
-    }
+    for (const w of words)
+      for (let i = 0; i + 1 < w.ids.length; i++) {
+        const key = `${w.ids[i]},${w.ids[i + 1]}`;
+        counts.set(key, (counts.get(key) ?? 0) + w.count);
+      }
     let best: [number, number] | null = null;
     let bestCount = 0;
     for (const [key, count] of counts) {
       if (banned.has(key)) continue;
       const [l, r] = key.split(',').map(Number);
-      if (count > bestCount || (count === bestCount && best !== null && (l < best[0] || (l === best[0] && r < best[1])))) {
+      if (
+        count > bestCount ||
+        (count === bestCount && best !== null && (l < best[0] || (l === best[0] && r < best[1])))
+      ) {
         best = [l, r];
         bestCount = count;
       }
@@ -36,7 +44,7 @@ function naiveMerges(pieceCounts: Map<string, number>, mergesWanted: number, min
     bytesOf.push(text);
     for (const w of words) {
       const out: number[] = [];
-      for (let i = 0; i < w.ids.length; ) {
+      for (let i = 0; i < w.ids.length;) {
         if (i + 1 < w.ids.length && w.ids[i] === best[0] && w.ids[i + 1] === best[1]) {
           out.push(id);
           i += 2;

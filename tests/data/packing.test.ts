@@ -1,6 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fillRowMetadata, makeBatch, packDocuments, sequentialBatches, tokenizeToArray } from '../../src/data/packing.js';
+import {
+  fillRowMetadata,
+  makeBatch,
+  packDocuments,
+  sequentialBatches,
+  tokenizeToArray,
+} from '../../src/data/packing.js';
 import { Rng } from '../../src/data/random.js';
 import { ArrayTokenSource } from '../../src/data/token-source.js';
 import { ByteTokenizer } from '../../src/data/tokenizer/index.js';
@@ -43,10 +49,17 @@ test('property: segments change exactly at EOS inputs and positions count from t
 });
 
 test('packDocuments joins documents with EOS into overlapping rows, matching sequentialBatches', async () => {
-  const docs = [[1, 2, 3], [4, 5], [6, 7, 8, 9]];
+  const docs = [
+    [1, 2, 3],
+    [4, 5],
+    [6, 7, 8, 9],
+  ];
   const rows: number[][] = [];
   for await (const row of packDocuments(docs, { seqLen: 4, eosId: EOS })) rows.push([...row]);
-  assert.deepEqual(rows, [[1, 2, 3, EOS, 4], [4, 5, EOS, 6, 7]]);
+  assert.deepEqual(rows, [
+    [1, 2, 3, EOS, 4],
+    [4, 5, EOS, 6, 7],
+  ]);
 
   const stream = Int32Array.from([1, 2, 3, EOS, 4, 5, EOS, 6, 7, 8, 9, EOS]);
   const batches = [...sequentialBatches(new ArrayTokenSource(stream), { seqLen: 4, eosId: EOS, batchSize: 5 })];
@@ -58,14 +71,30 @@ test('packDocuments joins documents with EOS into overlapping rows, matching seq
 test('sequentialBatches covers every target once, with an optional smaller last batch', () => {
   const stream = Int32Array.from({ length: 101 }, (_, i) => i);
   const batches = [...sequentialBatches(new ArrayTokenSource(stream), { seqLen: 10, eosId: 999, batchSize: 3 })];
-  assert.deepEqual(batches.map((b) => b.batchSize), [3, 3, 3, 1]);
-  assert.deepEqual(batches.flatMap((b) => [...b.targets]), Array.from({ length: 100 }, (_, i) => i + 1));
-  assert.equal([...sequentialBatches(new ArrayTokenSource(stream), { seqLen: 10, eosId: 999, batchSize: 3, dropLast: true })].length, 3);
+  assert.deepEqual(
+    batches.map((b) => b.batchSize),
+    [3, 3, 3, 1],
+  );
+  assert.deepEqual(
+    batches.flatMap((b) => [...b.targets]),
+    Array.from({ length: 100 }, (_, i) => i + 1),
+  );
+  assert.equal(
+    [...sequentialBatches(new ArrayTokenSource(stream), { seqLen: 10, eosId: 999, batchSize: 3, dropLast: true })]
+      .length,
+    3,
+  );
 });
 
 test('tokenizeToArray appends EOS to each document and counts UTF-8 bytes', async () => {
   const tokenizer = new ByteTokenizer();
-  const result = await tokenizeToArray([{ id: 'a', text: 'hé' }, { id: 'b', text: '' }], tokenizer);
+  const result = await tokenizeToArray(
+    [
+      { id: 'a', text: 'hé' },
+      { id: 'b', text: '' },
+    ],
+    tokenizer,
+  );
   assert.deepEqual([...result.tokens], [0x68, 0xc3, 0xa9, 256, 256]);
   assert.equal(result.documents, 2);
   assert.equal(result.textBytes, 3);

@@ -1,7 +1,25 @@
 /** Seeded generators of awkward text and bytes for tokenizer property tests. */
 import { Rng } from '../../src/data/random.js';
 
-const WORDS = ['the', 'whale', 'Ishmael', 'sea', 'don\'t', "it's", 'const', 'function', '=>', '{', '}', '();', '123', '4.56', 'naïve', 'café', 'Straße'];
+const WORDS = [
+  'the',
+  'whale',
+  'Ishmael',
+  'sea',
+  "don't",
+  "it's",
+  'const',
+  'function',
+  '=>',
+  '{',
+  '}',
+  '();',
+  '123',
+  '4.56',
+  'naïve',
+  'café',
+  'Straße',
+];
 const ALPHABETS: Array<[number, number]> = [
   [0x20, 0x7e], // ASCII printable
   [0xa0, 0xff], // Latin-1
@@ -14,7 +32,18 @@ const ALPHABETS: Array<[number, number]> = [
   [0x10000, 0x100ff], // Linear B (astral)
   [0xe000, 0xe0ff], // private use
 ];
-const SPECIAL = ['\n', '\r\n', '\t', '  ', '\u200d', '\ufeff', '\u0000', '<|endoftext|>', '\ud83d\udc68\u200d\ud83d\udc69\u200d\ud83d\udc67', 'e\u0301'];
+const SPECIAL = [
+  '\n',
+  '\r\n',
+  '\t',
+  '  ',
+  '\u200d',
+  '\ufeff',
+  '\u0000',
+  '<|endoftext|>',
+  '\ud83d\udc68\u200d\ud83d\udc69\u200d\ud83d\udc67',
+  'e\u0301',
+];
 
 export function randomText(rng: Rng, maxPieces = 40): string {
   let out = '';
@@ -41,9 +70,19 @@ export function randomBytes(rng: Rng, maxLength = 80): Uint8Array {
   while (parts.length < target) {
     const kind = rng.nextInt(5);
     if (kind === 0) parts.push(...encoder.encode(randomText(rng, 3)));
-    else if (kind === 1) parts.push(0x80 + rng.nextInt(64)); // stray continuation byte
-    else if (kind === 2) parts.push(0xc0 + rng.nextInt(64)); // lead byte, often truncated
-    else if (kind === 3) parts.push(...[[0xed, 0xa0, 0x80], [0xc0, 0xaf], [0xf4, 0x90, 0x80, 0x80], [0xe0, 0x80, 0x80]][rng.nextInt(4)]); // surrogate, overlong, > U+10FFFF
+    else if (kind === 1)
+      parts.push(0x80 + rng.nextInt(64)); // stray continuation byte
+    else if (kind === 2)
+      parts.push(0xc0 + rng.nextInt(64)); // lead byte, often truncated
+    else if (kind === 3)
+      parts.push(
+        ...[
+          [0xed, 0xa0, 0x80],
+          [0xc0, 0xaf],
+          [0xf4, 0x90, 0x80, 0x80],
+          [0xe0, 0x80, 0x80],
+        ][rng.nextInt(4)],
+      ); // surrogate, overlong, > U+10FFFF
     else parts.push(rng.nextInt(256));
   }
   return Uint8Array.from(parts.slice(0, target));

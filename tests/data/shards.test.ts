@@ -3,7 +3,13 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, truncate, writeFile, appendFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SplitWriter, TokenDataset, writeDatasetManifest, DATASET_FORMAT, DATASET_VERSION } from '../../src/data/dataset.js';
+import {
+  SplitWriter,
+  TokenDataset,
+  writeDatasetManifest,
+  DATASET_FORMAT,
+  DATASET_VERSION,
+} from '../../src/data/dataset.js';
 import { Rng } from '../../src/data/random.js';
 import { ShardSequence, TokenShard, TokenShardWriter, SHARD_HEADER_BYTES } from '../../src/data/shards.js';
 import { ByteTokenizer } from '../../src/data/tokenizer/index.js';
@@ -13,7 +19,12 @@ async function tempDir(): Promise<string> {
 }
 
 function writeShard(path: string, tokens: number[], vocabSize = 1000, eosId = 999): void {
-  const writer = new TokenShardWriter(path, { dtype: vocabSize <= 65536 ? 'uint16' : 'uint32', vocabSize, eosId, bufferTokens: 7 });
+  const writer = new TokenShardWriter(path, {
+    dtype: vocabSize <= 65536 ? 'uint16' : 'uint32',
+    vocabSize,
+    eosId,
+    bufferTokens: 7,
+  });
   writer.write(tokens);
   writer.close();
 }
@@ -50,7 +61,13 @@ test('a split is written as fixed-size shards that read back as one stream', asy
   assert.equal(manifest.tokens, stream.length);
   assert.equal(manifest.documents, 4);
   assert.equal(manifest.textBytes, 30);
-  assert.deepEqual(manifest.shards.map((s) => [s.file, s.tokens, s.documents]), [['train-00000.bin', 10, 1], ['train-00001.bin', 9, 3]]);
+  assert.deepEqual(
+    manifest.shards.map((s) => [s.file, s.tokens, s.documents]),
+    [
+      ['train-00000.bin', 10, 1],
+      ['train-00001.bin', 9, 3],
+    ],
+  );
   const sequence = ShardSequence.open(manifest.shards.map((s) => join(dir, s.file)));
   assert.deepEqual([...sequence.read(0, stream.length)], stream);
   assert.deepEqual([...sequence.read(8, 5)], stream.slice(8, 13));
@@ -62,12 +79,24 @@ test('TokenDataset opens a directory written with a manifest and tokenizer', asy
   const tokenizer = new ByteTokenizer();
   await tokenizer.save(join(dir, 'tokenizer.json'));
   const splits: Record<string, ReturnType<SplitWriter['finish']>> = {};
-  for (const [name, text] of [['train', 'hello world'], ['val', 'bye']] as const) {
+  for (const [name, text] of [
+    ['train', 'hello world'],
+    ['val', 'bye'],
+  ] as const) {
     const w = new SplitWriter(dir, name, { vocabSize: tokenizer.vocabSize, eosId: tokenizer.eosId, shardTokens: 4 });
     w.writeDocument(tokenizer.encode(text), text.length);
     splits[name] = w.finish();
   }
-  await writeDatasetManifest(dir, { format: DATASET_FORMAT, version: DATASET_VERSION, tokenizer: 'tokenizer.json', vocabSize: 257, eosId: 256, dtype: 'uint16', splits, inputs: ['test'] });
+  await writeDatasetManifest(dir, {
+    format: DATASET_FORMAT,
+    version: DATASET_VERSION,
+    tokenizer: 'tokenizer.json',
+    vocabSize: 257,
+    eosId: 256,
+    dtype: 'uint16',
+    splits,
+    inputs: ['test'],
+  });
   const dataset = await TokenDataset.open(dir);
   assert.equal(tokenizer.decode(dataset.split('val').read(0, 4)), 'bye<|endoftext|>');
   assert.equal(dataset.split('train').length, 12);
@@ -85,16 +114,25 @@ test('corrupt and truncated shards are reported with the file and the problem', 
 
   const badMagic = join(dir, 'magic.bin');
   await writeFile(badMagic, Buffer.concat([Buffer.from('NOTASHRD'), bytes.subarray(8)]));
-  assert.throws(() => TokenShard.open(badMagic), new RegExp(`token shard ${badMagic} is corrupt: bad magic "NOTASHRD"`));
+  assert.throws(
+    () => TokenShard.open(badMagic),
+    new RegExp(`token shard ${badMagic} is corrupt: bad magic "NOTASHRD"`),
+  );
 
   const truncated = join(dir, 'truncated.bin');
   await writeFile(truncated, bytes);
   await truncate(truncated, bytes.length - 3);
-  assert.throws(() => TokenShard.open(truncated), /truncated\.bin is corrupt: truncated: header says 6 tokens \(76 bytes\) but the file has 73 bytes/);
+  assert.throws(
+    () => TokenShard.open(truncated),
+    /truncated\.bin is corrupt: truncated: header says 6 tokens \(76 bytes\) but the file has 73 bytes/,
+  );
 
   const tiny = join(dir, 'tiny.bin');
   await writeFile(tiny, bytes.subarray(0, 20));
-  assert.throws(() => TokenShard.open(tiny), /tiny\.bin is corrupt: file has 20 bytes, shorter than the 64-byte header/);
+  assert.throws(
+    () => TokenShard.open(tiny),
+    /tiny\.bin is corrupt: file has 20 bytes, shorter than the 64-byte header/,
+  );
 
   const extra = join(dir, 'extra.bin');
   await writeFile(extra, bytes);

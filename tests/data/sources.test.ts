@@ -25,8 +25,14 @@ test('directories are walked recursively in sorted order; .jsonl files are read 
   await writeFile(join(dir, 'b', 'image.bin'), Buffer.from([1, 2, 0, 3]));
   const skipped: string[] = [];
   const docs = await collect(readDocuments([dir], { onSkip: (p) => skipped.push(p) }));
-  assert.deepEqual(docs.map((d) => d.text), ['first document\n', 'second', 'second b', 'third']);
-  assert.deepEqual(docs.map((d) => d.id.slice(dir.length)), ['/a.txt', '/b/data.jsonl:1', '/b/data.jsonl:3', '/b/deep/c.md']);
+  assert.deepEqual(
+    docs.map((d) => d.text),
+    ['first document\n', 'second', 'second b', 'third'],
+  );
+  assert.deepEqual(
+    docs.map((d) => d.id.slice(dir.length)),
+    ['/a.txt', '/b/data.jsonl:1', '/b/data.jsonl:3', '/b/deep/c.md'],
+  );
   assert.deepEqual(skipped, [join(dir, 'b', 'image.bin')]);
 });
 
@@ -34,10 +40,19 @@ test('multi-byte characters split across read chunks decode correctly', async ()
   const dir = await tempDir();
   const text = 'héllo 🐋 wörld '.repeat(50);
   await writeFile(join(dir, 'x.txt'), text);
-  await writeFile(join(dir, 'x.jsonl'), `${JSON.stringify({ text })}\n${JSON.stringify({ text: text.toUpperCase() })}\n`);
+  await writeFile(
+    join(dir, 'x.jsonl'),
+    `${JSON.stringify({ text })}\n${JSON.stringify({ text: text.toUpperCase() })}\n`,
+  );
   for (const chunkBytes of [1, 3, 7, 64]) {
-    assert.deepEqual((await collect(readTextFile(join(dir, 'x.txt'), { chunkBytes }))).map((d) => d.text), [text]);
-    assert.deepEqual((await collect(readJsonlFile(join(dir, 'x.jsonl'), { chunkBytes }))).map((d) => d.text), [text, text.toUpperCase()]);
+    assert.deepEqual(
+      (await collect(readTextFile(join(dir, 'x.txt'), { chunkBytes }))).map((d) => d.text),
+      [text],
+    );
+    assert.deepEqual(
+      (await collect(readJsonlFile(join(dir, 'x.jsonl'), { chunkBytes }))).map((d) => d.text),
+      [text, text.toUpperCase()],
+    );
   }
 });
 
@@ -49,23 +64,37 @@ test('long text files are cut after line breaks into numbered parts that join ba
   assert.ok(docs.length > 5);
   assert.equal(docs.map((d) => d.text).join(''), lines);
   for (const d of docs) assert.ok(d.bytes!.length <= 200 && d.text.endsWith('\n'));
-  assert.deepEqual(docs.slice(0, 2).map((d) => d.id.slice(dir.length)), ['/big.txt#0', '/big.txt#1']);
+  assert.deepEqual(
+    docs.slice(0, 2).map((d) => d.id.slice(dir.length)),
+    ['/big.txt#0', '/big.txt#1'],
+  );
 });
 
 test('JSONL: nested field paths, and errors that name file, line and problem', async () => {
   const dir = await tempDir();
   const file = join(dir, 'd.jsonl');
   await writeFile(file, '{"meta":{"body":"deep"}}\n');
-  assert.deepEqual((await collect(readJsonlFile(file, { jsonlField: 'meta.body' }))).map((d) => d.text), ['deep']);
+  assert.deepEqual(
+    (await collect(readJsonlFile(file, { jsonlField: 'meta.body' }))).map((d) => d.text),
+    ['deep'],
+  );
 
   await writeFile(file, '{"text":"ok"}\n{"text": "broken\n');
-  await assert.rejects(collect(readJsonlFile(file)), (e: Error) => e.message.startsWith(`${file}:2: malformed JSON line`));
+  await assert.rejects(collect(readJsonlFile(file)), (e: Error) =>
+    e.message.startsWith(`${file}:2: malformed JSON line`),
+  );
   await writeFile(file, '{"text":"ok"}\n\n{"content":"no text here","id":3}\n');
-  await assert.rejects(collect(readJsonlFile(file)), new RegExp(`${file}:3: text field "text" is missing \\(fields present: content, id\\)`));
+  await assert.rejects(
+    collect(readJsonlFile(file)),
+    new RegExp(`${file}:3: text field "text" is missing \\(fields present: content, id\\)`),
+  );
   await writeFile(file, '{"text":42}\n');
   await assert.rejects(collect(readJsonlFile(file)), /:1: text field "text" is a number, not a string/);
   await writeFile(file, '[1,2]\n');
-  await assert.rejects(collect(readJsonlFile(file)), /:1: text field "text" is missing \(fields present: a JSON array, not an object\)/);
+  await assert.rejects(
+    collect(readJsonlFile(file)),
+    /:1: text field "text" is missing \(fields present: a JSON array, not an object\)/,
+  );
 });
 
 test('a missing input path is reported by name', async () => {
@@ -75,14 +104,22 @@ test('a missing input path is reported by name', async () => {
 
 test('text files keep their exact bytes, also where they are not valid UTF-8', async () => {
   const dir = await tempDir();
-  const bytes = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('Caf'), Buffer.from([0xe9, 0x0a, 0xff, 0xc3]), Buffer.from('é🐋'.repeat(40))]);
+  const bytes = Buffer.concat([
+    Buffer.from([0xef, 0xbb, 0xbf]),
+    Buffer.from('Caf'),
+    Buffer.from([0xe9, 0x0a, 0xff, 0xc3]),
+    Buffer.from('é🐋'.repeat(40)),
+  ]);
   await writeFile(join(dir, 'latin1.txt'), bytes);
   for (const maxDocumentBytes of [7, 64, 1 << 20]) {
     const docs = await collect(readTextFile(join(dir, 'latin1.txt'), { maxDocumentBytes, chunkBytes: 5 }));
     assert.deepEqual(Buffer.concat(docs.map((d) => d.bytes!)), bytes, `maxDocumentBytes ${maxDocumentBytes}`);
   }
   const [whole] = await collect(readTextFile(join(dir, 'latin1.txt')));
-  assert.ok(whole!.text.startsWith('\ufeffCaf\ufffd\n\ufffd\ufffd'), 'the byte-order mark is kept, invalid bytes read as U+FFFD');
+  assert.ok(
+    whole!.text.startsWith('\ufeffCaf\ufffd\n\ufffd\ufffd'),
+    'the byte-order mark is kept, invalid bytes read as U+FFFD',
+  );
 });
 
 test('a line longer than the document limit is cut between characters, never inside one', async () => {
@@ -95,10 +132,13 @@ test('a line longer than the document limit is cut between characters, never ins
   assert.equal(docs.map((d) => d.text).join(''), text);
 });
 
-test('JSONL field paths read only the record\'s own fields', async () => {
+test("JSONL field paths read only the record's own fields", async () => {
   const file = join(await tempDir(), 'p.jsonl');
   await writeFile(file, '{"text":"a","meta":{}}\n');
   for (const field of ['constructor', '__proto__', 'meta.toString']) {
-    await assert.rejects(collect(readJsonlFile(file, { jsonlField: field })), new RegExp(`text field "${field.replace('.', '\\.')}" is missing`));
+    await assert.rejects(
+      collect(readJsonlFile(file, { jsonlField: field })),
+      new RegExp(`text field "${field.replace('.', '\\.')}" is missing`),
+    );
   }
 });

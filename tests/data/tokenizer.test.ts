@@ -4,7 +4,13 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Rng } from '../../src/data/random.js';
-import { BpeTokenizer, ByteTokenizer, loadTokenizer, trainBpe, type Tokenizer } from '../../src/data/tokenizer/index.js';
+import {
+  BpeTokenizer,
+  ByteTokenizer,
+  loadTokenizer,
+  trainBpe,
+  type Tokenizer,
+} from '../../src/data/tokenizer/index.js';
 import { splitUtf8Runs } from '../../src/data/tokenizer/utf8.js';
 import { randomBytes, randomText } from './random-text.js';
 
@@ -23,14 +29,25 @@ function assertRoundTrips(tokenizer: Tokenizer, cases: number, seed: number): vo
     for (const id of ids) assert.ok(id >= 0 && id < tokenizer.vocabSize, `id ${id} out of range`);
     assert.equal(tokenizer.decode(ids), text, `text round trip failed for ${JSON.stringify(text)}`);
     const bytes = randomBytes(rng);
-    assert.deepEqual(tokenizer.decodeBytes(tokenizer.encodeBytes(bytes)), bytes, `byte round trip failed for [${bytes}]`);
+    assert.deepEqual(
+      tokenizer.decodeBytes(tokenizer.encodeBytes(bytes)),
+      bytes,
+      `byte round trip failed for [${bytes}]`,
+    );
   }
 }
 
 test('splitUtf8Runs separates well-formed UTF-8 from invalid bytes', () => {
-  const bytes = Uint8Array.from([0x61, 0xc3, 0xa9, 0xff, 0x80, 0xe2, 0x82, 0x62, 0xf0, 0x9f, 0x98, 0x80, 0xed, 0xa0, 0x80]);
+  const bytes = Uint8Array.from([
+    0x61, 0xc3, 0xa9, 0xff, 0x80, 0xe2, 0x82, 0x62, 0xf0, 0x9f, 0x98, 0x80, 0xed, 0xa0, 0x80,
+  ]);
   const runs = splitUtf8Runs(bytes).map((r) => [r.start, r.end, r.valid]);
-  assert.deepEqual(runs, [[0, 3, true], [3, 7, false], [7, 12, true], [12, 15, false]]);
+  assert.deepEqual(runs, [
+    [0, 3, true],
+    [3, 7, false],
+    [7, 12, true],
+    [12, 15, false],
+  ]);
 });
 
 test('byte tokenizer: ids are bytes, EOS follows, text and bytes round-trip', () => {
@@ -87,14 +104,37 @@ test('tokenizer file errors name the file and the problem', async () => {
   await assert.rejects(loadTokenizer(join(dir, 'nope.json')), /tokenizer file not found: .*nope\.json/);
   await writeFile(join(dir, 'bad.json'), '{ not json');
   await assert.rejects(loadTokenizer(join(dir, 'bad.json')), /bad\.json: not valid JSON/);
-  await writeFile(join(dir, 'bad-merge.json'), JSON.stringify({ format: 'andromeda-tokenizer', version: 1, type: 'bpe', pattern: 'x', merges: [300, 1], specialTokens: [{ content: '<|endoftext|>', id: 257 }], eosToken: '<|endoftext|>' }));
-  await assert.rejects(loadTokenizer(join(dir, 'bad-merge.json')), /merge 0 \(300, 1\) refers to an id not defined before it/);
+  await writeFile(
+    join(dir, 'bad-merge.json'),
+    JSON.stringify({
+      format: 'andromeda-tokenizer',
+      version: 1,
+      type: 'bpe',
+      pattern: 'x',
+      merges: [300, 1],
+      specialTokens: [{ content: '<|endoftext|>', id: 257 }],
+      eosToken: '<|endoftext|>',
+    }),
+  );
+  await assert.rejects(
+    loadTokenizer(join(dir, 'bad-merge.json')),
+    /merge 0 \(300, 1\) refers to an id not defined before it/,
+  );
   await writeFile(join(dir, 'wordpiece.json'), JSON.stringify({ model: { type: 'WordPiece', vocab: {} } }));
-  await assert.rejects(loadTokenizer(join(dir, 'wordpiece.json')), /wordpiece\.json: model type "WordPiece" is not supported/);
+  await assert.rejects(
+    loadTokenizer(join(dir, 'wordpiece.json')),
+    /wordpiece\.json: model type "WordPiece" is not supported/,
+  );
 });
 
 test('BPE encodes long repetitive pieces quickly', () => {
-  const tokenizer = new BpeTokenizer({ merges: [[32, 32], [256, 256], [257, 257]] });
+  const tokenizer = new BpeTokenizer({
+    merges: [
+      [32, 32],
+      [256, 256],
+      [257, 257],
+    ],
+  });
   const text = ' '.repeat(200_000) + 'x';
   const start = performance.now();
   const ids = tokenizer.encode(text);

@@ -12,12 +12,19 @@ const dense = (handle: number, dtype: DType = 'float32', offset = 0): Dense => (
 
 function withBuffer(bytes: number, body: (h: number) => void): void {
   const h = cpu.alloc(bytes);
-  try { body(h); } finally { cpu.free(h); }
+  try {
+    body(h);
+  } finally {
+    cpu.free(h);
+  }
 }
 
 test('download past the end of a buffer is a RangeError, not a crash', () => {
   withBuffer(16, (h) => {
-    assert.throws(() => cpu.download(h, 0, 1 << 30), { name: 'RangeError', message: /download: bytes \[0, 1073741824\) are outside the buffer's 16 bytes/ });
+    assert.throws(() => cpu.download(h, 0, 1 << 30), {
+      name: 'RangeError',
+      message: /download: bytes \[0, 1073741824\) are outside the buffer's 16 bytes/,
+    });
     assert.throws(() => cpu.download(h, 12, 8), RangeError);
     assert.throws(() => cpu.download(h, -4, 4), RangeError);
     assert.equal(cpu.download(h, 12, 4).byteLength, 4);
@@ -25,12 +32,18 @@ test('download past the end of a buffer is a RangeError, not a crash', () => {
 });
 
 test('upload past the end of a buffer is refused and writes nothing', () => {
-  const before = cpu.alloc(16), h = cpu.alloc(16), after = cpu.alloc(16);
+  const before = cpu.alloc(16),
+    h = cpu.alloc(16),
+    after = cpu.alloc(16);
   try {
     for (const b of [before, h, after]) cpu.upload(b, 0, new Float32Array([1, 2, 3, 4]));
-    assert.throws(() => cpu.upload(h, 8, new Float32Array([9, 9, 9])), { name: 'RangeError', message: /upload: bytes \[8, 20\)/ });
+    assert.throws(() => cpu.upload(h, 8, new Float32Array([9, 9, 9])), {
+      name: 'RangeError',
+      message: /upload: bytes \[8, 20\)/,
+    });
     assert.throws(() => cpu.upload(h, 2 ** 53, new Float32Array(1)), RangeError);
-    for (const b of [before, h, after]) assert.deepEqual(Array.from(new Float32Array(cpu.download(b, 0, 16))), [1, 2, 3, 4]);
+    for (const b of [before, h, after])
+      assert.deepEqual(Array.from(new Float32Array(cpu.download(b, 0, 16))), [1, 2, 3, 4]);
   } finally {
     for (const b of [before, h, after]) cpu.free(b);
   }
@@ -78,7 +91,10 @@ test('a freed handle stays dead when its slot is reused', () => {
 
 test('kernel extents are checked against the buffer: counts, offsets, strides, matrices', () => {
   withBuffer(64, (h) => {
-    assert.throws(() => cpu.fill(dense(h), 17, 0), { name: 'RangeError', message: /fill: dst needs elements \[0, 17\)/ });
+    assert.throws(() => cpu.fill(dense(h), 17, 0), {
+      name: 'RangeError',
+      message: /fill: dst needs elements \[0, 17\)/,
+    });
     assert.throws(() => cpu.fill(dense(h, 'float64'), 9, 0), RangeError);
     assert.throws(() => cpu.fill(dense(h, 'float32', 13), 4, 0), RangeError);
     assert.throws(() => cpu.fill(dense(h, 'float32', 17), 0, 0), /past the end/);
@@ -88,21 +104,45 @@ test('kernel extents are checked against the buffer: counts, offsets, strides, m
     assert.throws(() => cpu.copy(strided([4, 1]), strided([8, 1]), [4, 4]), /dst needs elements/);
     assert.throws(() => cpu.copy(strided([-4, 1]), strided([4, 1]), [4, 4]), /before its offset/);
     cpu.copy(strided([-4, 1], 12), strided([4, 1]), [4, 4]);
-    const matmul = { a: dense(h), b: dense(h), c: dense(h), m: 4, n: 4, k: 4, transA: false, transB: false, lda: 4, ldb: 4, ldc: 4,
-      strideA: 16, strideB: 0, strideC: 0, batch: 2, alpha: 1, beta: 0 };
+    const matmul = {
+      a: dense(h),
+      b: dense(h),
+      c: dense(h),
+      m: 4,
+      n: 4,
+      k: 4,
+      transA: false,
+      transB: false,
+      lda: 4,
+      ldb: 4,
+      ldc: 4,
+      strideA: 16,
+      strideB: 0,
+      strideC: 0,
+      batch: 2,
+      alpha: 1,
+      beta: 0,
+    };
     assert.throws(() => cpu.matmul(matmul), /gemm: a needs elements \[0, 32\)/);
     assert.throws(() => cpu.matmul({ ...matmul, batch: 1, ldc: 5 }), /gemm: c needs elements \[0, 19\)/);
   });
 });
 
 test('ids and targets the kernels read through are bounded on the CPU, and may not alias the outputs', () => {
-  const table = cpu.alloc(4 * 8), ids = cpu.alloc(4 * 2), grad = cpu.alloc(4 * 8), logits = cpu.alloc(4 * 8), stats = cpu.alloc(4 * 4);
+  const table = cpu.alloc(4 * 8),
+    ids = cpu.alloc(4 * 2),
+    grad = cpu.alloc(4 * 8),
+    logits = cpu.alloc(4 * 8),
+    stats = cpu.alloc(4 * 4);
   try {
     cpu.fill(dense(table), 8, 0);
     cpu.fill(dense(grad), 8, 1);
     cpu.upload(ids, 0, new Int32Array([1, 4]));
     // gradTable holds 4 rows of 2: id 4 would write past it.
-    assert.throws(() => cpu.embeddingGrad(dense(ids, 'int32'), dense(grad), dense(table), 2, 2), /embeddingGrad: ids\[1\] = 4 is outside \[0, 4\)/);
+    assert.throws(
+      () => cpu.embeddingGrad(dense(ids, 'int32'), dense(grad), dense(table), 2, 2),
+      /embeddingGrad: ids\[1\] = 4 is outside \[0, 4\)/,
+    );
     assert.deepEqual(Array.from(new Float32Array(cpu.download(table, 0, 32))), new Array(8).fill(0));
     cpu.upload(ids, 0, new Int32Array([1, 3]));
     cpu.embeddingGrad(dense(ids, 'int32'), dense(grad), dense(table), 2, 2);
@@ -112,13 +152,17 @@ test('ids and targets the kernels read through are bounded on the CPU, and may n
     assert.equal(cpu.embedding(dense(table), dense(ids, 'int32'), dense(grad), 2, 2, 4), 1);
     // Targets outside [0, vocab) other than ignoreIndex.
     cpu.upload(ids, 0, new Int32Array([3, 9]));
-    assert.throws(() => cpu.crossEntropy(dense(logits), dense(ids, 'int32'), dense(stats), dense(stats, 'float32', 2), 2, 4, -100),
-      /crossEntropy: targets\[1\] = 9 is outside \[0, 4\)/);
+    assert.throws(
+      () => cpu.crossEntropy(dense(logits), dense(ids, 'int32'), dense(stats), dense(stats, 'float32', 2), 2, 4, -100),
+      /crossEntropy: targets\[1\] = 9 is outside \[0, 4\)/,
+    );
     cpu.upload(ids, 0, new Int32Array([3, -100]));
     cpu.crossEntropy(dense(logits), dense(ids, 'int32'), dense(stats), dense(stats, 'float32', 2), 2, 4, -100);
     // Targets that share bytes with the losses would change under the kernel after the check.
-    assert.throws(() => cpu.crossEntropy(dense(logits), dense(ids, 'int32'), dense(ids, 'float32'), dense(stats), 2, 4, -100),
-      /targets overlaps losses/);
+    assert.throws(
+      () => cpu.crossEntropy(dense(logits), dense(ids, 'int32'), dense(ids, 'float32'), dense(stats), 2, 4, -100),
+      /targets overlaps losses/,
+    );
   } finally {
     for (const b of [table, ids, grad, logits, stats]) cpu.free(b);
   }
@@ -126,9 +170,21 @@ test('ids and targets the kernels read through are bounded on the CPU, and may n
 
 test('wrong argument kinds are TypeErrors naming the argument', () => {
   withBuffer(64, (h) => {
-    assert.throws(() => cpu.fill(dense(h), '4' as unknown as number, 0), { name: 'TypeError', message: /fill: count must be a number, got a string/ });
-    assert.throws(() => cpu.softmax(dense(h), dense(h), 2, 2, 1 as unknown as boolean), { name: 'TypeError', message: /softmax: log must be a boolean/ });
-    assert.throws(() => cpu.unary('nope' as 'exp', dense(h), dense(h), 1, 0), { name: 'TypeError', message: /unary: op must be a number, got undefined/ });
-    assert.throws(() => cpu.fill(dense(h, 'float8' as DType), 1, 0), { name: 'TypeError', message: /fill: dtype must be a number/ });
+    assert.throws(() => cpu.fill(dense(h), '4' as unknown as number, 0), {
+      name: 'TypeError',
+      message: /fill: count must be a number, got a string/,
+    });
+    assert.throws(() => cpu.softmax(dense(h), dense(h), 2, 2, 1 as unknown as boolean), {
+      name: 'TypeError',
+      message: /softmax: log must be a boolean/,
+    });
+    assert.throws(() => cpu.unary('nope' as 'exp', dense(h), dense(h), 1, 0), {
+      name: 'TypeError',
+      message: /unary: op must be a number, got undefined/,
+    });
+    assert.throws(() => cpu.fill(dense(h, 'float8' as DType), 1, 0), {
+      name: 'TypeError',
+      message: /fill: dtype must be a number/,
+    });
   });
 });

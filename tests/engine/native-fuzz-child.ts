@@ -24,11 +24,16 @@ interface Param {
   orNull?: number;
   fields?: Param[];
 }
-interface Kernel { name: string; engines: string[]; params: Param[] }
+interface Kernel {
+  name: string;
+  engines: string[];
+  params: Param[];
+}
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const { KERNELS, ENUMS } = (await import(pathToFileURL(join(root, 'native', 'abi', 'kernels.mjs')).href)) as {
-  KERNELS: Kernel[]; ENUMS: Record<string, { count: number }>;
+  KERNELS: Kernel[];
+  ENUMS: Record<string, { count: number }>;
 };
 
 const seed = Number(process.argv[2] ?? 1);
@@ -80,72 +85,118 @@ const invented = [0x7ffd12345678, 2 ** 40, 123456789, 16777216 * 5 + 3];
 function breaking(kind: string): unknown[] {
   const types: unknown[] = ['3', null, undefined, {}, [], () => 1];
   switch (kind) {
-    case 'int': case 'enum': case 'dtype': case 'seed': case 'offset':
+    case 'int':
+    case 'enum':
+    case 'dtype':
+    case 'seed':
+    case 'offset':
       return [...types, true, -1, 1.5, -0.5, NaN, Infinity, -Infinity, 2 ** 53, 2 ** 53 + 2, 1e300, -(2 ** 60)];
-    case 'signed': return [...types, true, 1.5, NaN, Infinity, -Infinity, 2 ** 53 + 2, -(2 ** 54)];
-    case 'float': return [...types, true, 1n];
-    case 'nullableFloat': return ['3', {}, [], true, 1n];
-    case 'flag': return [0, 1, 'true', null, undefined, {}];
-    case 'handle': return [...types, ...freed, ...invented, -1, 1.5, NaN, Infinity];
-    case 'ints': return ['x', null, 5, [1.5], [NaN], [Infinity], [2 ** 53 + 2], ['1'], new Array(65).fill(1)];
-    case 'f32s': return ['x', 5, {}, [1, 2], new Float64Array(8), new Int32Array(8)];
-    case 'f64s': return ['x', 5, {}, [1, 2], new Float32Array(8), new Int32Array(8)];
-    case 'object': return [null, 5, 'x', []];
-    case 'list': return [null, 5, 'x', {}, [null], [5], ['x']];
-    default: return types;
+    case 'signed':
+      return [...types, true, 1.5, NaN, Infinity, -Infinity, 2 ** 53 + 2, -(2 ** 54)];
+    case 'float':
+      return [...types, true, 1n];
+    case 'nullableFloat':
+      return ['3', {}, [], true, 1n];
+    case 'flag':
+      return [0, 1, 'true', null, undefined, {}];
+    case 'handle':
+      return [...types, ...freed, ...invented, -1, 1.5, NaN, Infinity];
+    case 'ints':
+      return ['x', null, 5, [1.5], [NaN], [Infinity], [2 ** 53 + 2], ['1'], new Array(65).fill(1)];
+    case 'f32s':
+      return ['x', 5, {}, [1, 2], new Float64Array(8), new Int32Array(8)];
+    case 'f64s':
+      return ['x', 5, {}, [1, 2], new Float32Array(8), new Int32Array(8)];
+    case 'object':
+      return [null, 5, 'x', []];
+    case 'list':
+      return [null, 5, 'x', {}, [null], [5], ['x']];
+    default:
+      return types;
   }
 }
 
 /** Values that are legal for the kind but extreme: the call may throw or run, but must not crash. */
 function extreme(kind: string): unknown[] {
   switch (kind) {
-    case 'int': return [0, 2 ** 31, 2 ** 40, 2 ** 53 - 1, 65536];
-    case 'signed': return [-(2 ** 53) + 1, 2 ** 53 - 1, -1, 2 ** 31];
-    case 'float': return [NaN, Infinity, -Infinity, 1e308, -0];
-    case 'offset': return [0, ARENA_BYTES / 8, ARENA_BYTES / 4 - 1, ARENA_BYTES];
-    case 'ints': return [[2 ** 40], [-(2 ** 40)], [0, 0, 0], [3, -3, 1]];
-    case 'seed': return [0, 2 ** 53 - 1];
-    default: return [];
+    case 'int':
+      return [0, 2 ** 31, 2 ** 40, 2 ** 53 - 1, 65536];
+    case 'signed':
+      return [-(2 ** 53) + 1, 2 ** 53 - 1, -1, 2 ** 31];
+    case 'float':
+      return [NaN, Infinity, -Infinity, 1e308, -0];
+    case 'offset':
+      return [0, ARENA_BYTES / 8, ARENA_BYTES / 4 - 1, ARENA_BYTES];
+    case 'ints':
+      return [[2 ** 40], [-(2 ** 40)], [0, 0, 0], [3, -3, 1]];
+    case 'seed':
+      return [0, 2 ** 53 - 1];
+    default:
+      return [];
   }
 }
 
 /** A plausible value for one parameter: small sizes, arenas at small offsets. */
 function plausible(p: Param, rank: number): unknown {
   switch (p.kind) {
-    case 'dtype': return random() < 0.8 ? small(4) : 4;
-    case 'enum': return small(ENUMS[p.of!]!.count);
-    case 'int': return small(5);
-    case 'signed': return small(7) - 3;
-    case 'float': return pick([0, 1, -1, 0.5, 1e-5, 2]);
-    case 'seed': return small(1000);
-    case 'flag': return random() < 0.5;
+    case 'dtype':
+      return random() < 0.8 ? small(4) : 4;
+    case 'enum':
+      return small(ENUMS[p.of!]!.count);
+    case 'int':
+      return small(5);
+    case 'signed':
+      return small(7) - 3;
+    case 'float':
+      return pick([0, 1, -1, 0.5, 1e-5, 2]);
+    case 'seed':
+      return small(1000);
+    case 'flag':
+      return random() < 0.5;
     case 'ints':
       return Array.from({ length: rank }, () => (p.sameLength ? small(9) - (random() < 0.2 ? 4 : 0) : 1 + small(4)));
-    case 'f32s': return p.optional && random() < 0.3 ? null : new Float32Array(8).map(() => random());
-    case 'f64s': return p.optional && random() < 0.3 ? null : new Float64Array(8).map(() => random());
-    default: throw new Error(`plausible: no value for ${p.kind}`);
+    case 'f32s':
+      return p.optional && random() < 0.3 ? null : new Float32Array(8).map(() => random());
+    case 'f64s':
+      return p.optional && random() < 0.3 ? null : new Float64Array(8).map(() => random());
+    default:
+      throw new Error(`plausible: no value for ${p.kind}`);
   }
 }
 
 /** One argument slot as JavaScript sees it: where it lives and what kind of value it takes. */
-interface Slot { get(): unknown; set(v: unknown): void; kind: string; optional: boolean; present: () => boolean }
+interface Slot {
+  get(): unknown;
+  set(v: unknown): void;
+  kind: string;
+  optional: boolean;
+  present: () => boolean;
+}
 
 function buildCall(k: Kernel): { args: unknown[]; slots: Slot[] } {
   const args: unknown[] = [];
   const slots: Slot[] = [];
   const rank = small(4);
-  const fill = (params: Param[], target: Record<string, unknown> | unknown[], key: (name: string) => string | number) => {
+  const fill = (
+    params: Param[],
+    target: Record<string, unknown> | unknown[],
+    key: (name: string) => string | number,
+  ) => {
     for (const p of params) {
       const put = (name: string, value: unknown, kind: string, optional: boolean, present: () => boolean) => {
         const index = key(name);
         (target as Record<string | number, unknown>)[index] = value;
         slots.push({
           get: () => (target as Record<string | number, unknown>)[index],
-          set: (v) => { (target as Record<string | number, unknown>)[index] = v; },
-          kind, optional, present,
+          set: (v) => {
+            (target as Record<string | number, unknown>)[index] = v;
+          },
+          kind,
+          optional,
+          present,
         });
       };
-      if (p.kind === 'derived') continue;  // computed by the glue, not passed
+      if (p.kind === 'derived') continue; // computed by the glue, not passed
       if (p.kind === 'buffer') {
         const none = p.optional && random() < 0.3;
         const handle = none ? 0 : pick(arenas);
@@ -156,7 +207,7 @@ function buildCall(k: Kernel): { args: unknown[]; slots: Slot[] } {
         fill(p.fields!, o, (n) => n);
         put(p.name, o, 'object', false, () => true);
       } else if (p.kind === 'list') {
-        const items = Array.from({ length: small(3) }, () => ({} as Record<string, unknown>));
+        const items = Array.from({ length: small(3) }, () => ({}) as Record<string, unknown>);
         for (const item of items) fill(p.fields!, item, (n) => n);
         put(p.name, items, 'list', false, () => true);
       } else {
@@ -182,7 +233,14 @@ function violation(message: string): never {
   console.error(`native-fuzz (seed ${seed}): ${message}`);
   process.exit(1);
 }
-const describe = (v: unknown): string => (typeof v === 'number' || typeof v === 'bigint' ? String(v) : Array.isArray(v) ? `[${v.length} items]` : typeof v === 'function' ? 'a function' : JSON.stringify(v) ?? String(v));
+const describe = (v: unknown): string =>
+  typeof v === 'number' || typeof v === 'bigint'
+    ? String(v)
+    : Array.isArray(v)
+      ? `[${v.length} items]`
+      : typeof v === 'function'
+        ? 'a function'
+        : (JSON.stringify(v) ?? String(v));
 
 /** Calls fn; a throw must be an Error; returns whether it threw. */
 const trace = process.env.ANDROMEDA_FUZZ_TRACE === '1';
@@ -226,7 +284,8 @@ for (let i = 0; i < calls; i++) {
     }
   } else if (roll < 0.72) {
     // One argument too many or too few.
-    if (random() < 0.5) args.push(0); else args.pop();
+    if (random() < 0.5) args.push(0);
+    else args.pop();
     mustThrow = true;
     label += ' with the wrong argument count';
   } else if (roll < 0.9 && slots.length) {
@@ -241,7 +300,16 @@ for (let i = 0; i < calls; i++) {
       label += ` with ${describe(value)} for a ${s.kind}`;
     }
   }
-  if (trace) console.error(JSON.stringify(args, (_, v) => (typeof v === 'bigint' || (typeof v === 'number' && !Number.isFinite(v)) ? String(v) : ArrayBuffer.isView(v) ? `${v.constructor.name}` : v)));
+  if (trace)
+    console.error(
+      JSON.stringify(args, (_, v) =>
+        typeof v === 'bigint' || (typeof v === 'number' && !Number.isFinite(v))
+          ? String(v)
+          : ArrayBuffer.isView(v)
+            ? `${v.constructor.name}`
+            : v,
+      ),
+    );
   const threw = attempt(label, () => addon[k.name]!(...args));
   if (mustThrow) {
     counts.mustThrow++;
@@ -258,14 +326,16 @@ for (let i = 0; i < calls / 4; i++) {
   const handle = (): unknown => (random() < 0.5 ? scratch : random() < 0.5 ? pick(arenas) : junk());
   const data = (): unknown => (random() < 0.7 ? new Uint8Array(small(80)) : junk());
   const choice = small(6);
-  const [name, args] = ([
-    ['alloc', [random() < 0.5 ? small(4096) : junk()]],
-    ['free', [random() < 0.5 ? scratch : junk()]],
-    ['upload', [handle(), random() < 0.7 ? small(96) : junk(), data()]],
-    ['download', [handle(), random() < 0.7 ? small(96) : junk(), random() < 0.7 ? small(96) : junk()]],
-    ['threads', [random() < 0.3 ? 1 + small(4) : junk()]],
-    ['limitIsa', [random() < 0.3 ? pick(['generic', 'avx2', 'avx512']) : junk()]],
-  ] as const)[choice]!;
+  const [name, args] = (
+    [
+      ['alloc', [random() < 0.5 ? small(4096) : junk()]],
+      ['free', [random() < 0.5 ? scratch : junk()]],
+      ['upload', [handle(), random() < 0.7 ? small(96) : junk(), data()]],
+      ['download', [handle(), random() < 0.7 ? small(96) : junk(), random() < 0.7 ? small(96) : junk()]],
+      ['threads', [random() < 0.3 ? 1 + small(4) : junk()]],
+      ['limitIsa', [random() < 0.3 ? pick(['generic', 'avx2', 'avx512']) : junk()]],
+    ] as const
+  )[choice]!;
   let freedScratch = false;
   attempt(`${name} (call ${i}) with ${args.map(describe).join(', ')}`, () => {
     const result = addon[name]!(...args);
@@ -296,9 +366,39 @@ function randomArgument(): unknown {
   if (r < 0.94) {
     // A MatmulArgs / AddNormArgs / config-like object with random members.
     const o: Record<string, unknown> = {};
-    for (const name of ['a', 'b', 'c', 'm', 'n', 'k', 'lda', 'ldb', 'ldc', 'strideA', 'strideB', 'strideC', 'batch', 'transA', 'transB',
-      'alpha', 'beta', 'rows', 'cols', 'rms', 'eps', 'weight', 'bias', 'scale', 'heads', 'queryLen', 'keyLen', 'headDim', 'kvHeads']) {
-      o[name] = name.length === 1 && 'abc'.includes(name) ? randomDense() : random() < 0.8 ? small(4) : pick(breaking('int'));
+    for (const name of [
+      'a',
+      'b',
+      'c',
+      'm',
+      'n',
+      'k',
+      'lda',
+      'ldb',
+      'ldc',
+      'strideA',
+      'strideB',
+      'strideC',
+      'batch',
+      'transA',
+      'transB',
+      'alpha',
+      'beta',
+      'rows',
+      'cols',
+      'rms',
+      'eps',
+      'weight',
+      'bias',
+      'scale',
+      'heads',
+      'queryLen',
+      'keyLen',
+      'headDim',
+      'kvHeads',
+    ]) {
+      o[name] =
+        name.length === 1 && 'abc'.includes(name) ? randomDense() : random() < 0.8 ? small(4) : pick(breaking('int'));
     }
     return o;
   }
@@ -306,7 +406,21 @@ function randomArgument(): unknown {
 }
 const methods = Object.getOwnPropertyNames(Object.getPrototypeOf(Object.getPrototypeOf(engine)) as object)
   .concat(Object.getOwnPropertyNames(Object.getPrototypeOf(engine) as object))
-  .filter((m) => !['constructor', 'alloc', 'free', 'synchronize', 'probeCpu', 'limitIsa', 'threads', 'memoryStats', 'resetPeakMemory', 'cpuInfo'].includes(m));
+  .filter(
+    (m) =>
+      ![
+        'constructor',
+        'alloc',
+        'free',
+        'synchronize',
+        'probeCpu',
+        'limitIsa',
+        'threads',
+        'memoryStats',
+        'resetPeakMemory',
+        'cpuInfo',
+      ].includes(m),
+  );
 const target = engine as unknown as Record<string, Fn>;
 for (let i = 0; i < calls / 2; i++) {
   const m = pick(methods);
@@ -324,5 +438,6 @@ const h = engine.alloc(32);
 engine.upload(h, 0, new Float32Array([0, 1, 2, 3]));
 engine.unary('exp', { handle: h, offset: 0, dtype: 'float32' }, { handle: h, offset: 4, dtype: 'float32' }, 4, 0);
 const out = new Float32Array(engine.download(h, 16, 16));
-if (out.some((v, i) => Math.abs(v - Math.exp(i)) > 1e-5 * Math.exp(i))) violation(`exp after the fuzz gave ${Array.from(out).join(', ')}`);
+if (out.some((v, i) => Math.abs(v - Math.exp(i)) > 1e-5 * Math.exp(i)))
+  violation(`exp after the fuzz gave ${Array.from(out).join(', ')}`);
 console.log(JSON.stringify(counts));

@@ -13,7 +13,12 @@ for (const seed of [1, 2, 3]) {
     const r = spawnSync(process.execPath, [child, String(seed), '2000'], { encoding: 'utf8', timeout: 120_000 });
     assert.equal(r.signal, null, `the fuzz child died of ${r.signal}: ${r.stderr.slice(-2000)}`);
     assert.equal(r.status, 0, `the fuzz child failed: ${r.stderr.slice(-2000)}`);
-    const counts = JSON.parse(r.stdout.trim().split('\n').pop()!) as { calls: number; threw: number; returned: number; mustThrow: number };
+    const counts = JSON.parse(r.stdout.trim().split('\n').pop()!) as {
+      calls: number;
+      threw: number;
+      returned: number;
+      mustThrow: number;
+    };
     assert.equal(counts.calls, counts.threw + counts.returned);
     // The run exercised both sides: refused calls and kernels that ran.
     assert.ok(counts.mustThrow > 500, `only ${counts.mustThrow} adversarial calls`);

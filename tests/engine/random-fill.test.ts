@@ -9,7 +9,14 @@ import { transpose } from '../../src/ops/layout.js';
 
 const cpu = getEngine('cpu');
 
-function fill(distribution: 'normal' | 'uniform', a: number, b: number, seed: number, n: number, dtype: 'float32' | 'float64' = 'float64'): Float64Array {
+function fill(
+  distribution: 'normal' | 'uniform',
+  a: number,
+  b: number,
+  seed: number,
+  n: number,
+  dtype: 'float32' | 'float64' = 'float64',
+): Float64Array {
   const t = Tensor.empty([n], dtype);
   cpu.randomFill(t.dense(), n, distribution, a, b, seed);
   const values = Float64Array.from(t.toArray());
@@ -18,8 +25,16 @@ function fill(distribution: 'normal' | 'uniform', a: number, b: number, seed: nu
 }
 
 function moments(v: Float64Array): { mean: number; std: number; min: number; max: number } {
-  let s = 0, ss = 0, min = Infinity, max = -Infinity;
-  for (const x of v) { s += x; ss += x * x; min = Math.min(min, x); max = Math.max(max, x); }
+  let s = 0,
+    ss = 0,
+    min = Infinity,
+    max = -Infinity;
+  for (const x of v) {
+    s += x;
+    ss += x * x;
+    min = Math.min(min, x);
+    max = Math.max(max, x);
+  }
   const mean = s / v.length;
   return { mean, std: Math.sqrt(ss / v.length - mean * mean), min, max };
 }
@@ -39,7 +54,9 @@ test('normal fill: mean a, standard deviation b, Gaussian tails; uniform fill co
 });
 
 test('random fills are a function of (seed, index): same seed same values, other seed other values, every dtype alike', () => {
-  const a = fill('normal', 0, 1, 99, 1001), b = fill('normal', 0, 1, 99, 1001), c = fill('normal', 0, 1, 100, 1001);
+  const a = fill('normal', 0, 1, 99, 1001),
+    b = fill('normal', 0, 1, 99, 1001),
+    c = fill('normal', 0, 1, 100, 1001);
   assert.deepEqual(a, b);
   assert.ok(a.some((x, i) => x !== c[i]));
   // A longer fill extends a shorter one: element i never depends on the count.

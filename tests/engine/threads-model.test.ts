@@ -18,22 +18,46 @@ const cpu = getEngine('cpu') as CpuEngine;
 
 const MODELS: Record<string, AndromedaConfigInput> = {
   'deepnorm, MQA, ALiBi, xPos, QK norm with key scale, token shift': {
-    vocabSize: 257, dim: 128, depth: 2, heads: 4, headDim: 32, kvHeads: 1, alibiHeads: 2, rotary: { xpos: true },
-    deepnorm: true, shiftTokens: 1, qkNorm: true, qkNormDimScale: true,
+    vocabSize: 257,
+    dim: 128,
+    depth: 2,
+    heads: 4,
+    headDim: 32,
+    kvHeads: 1,
+    alibiHeads: 2,
+    rotary: { xpos: true },
+    deepnorm: true,
+    shiftTokens: 1,
+    qkNorm: true,
+    qkNormDimScale: true,
   },
   'pre-norm RMSNorm, SwiGLU, parallel blocks, tied embeddings, GQA': {
-    vocabSize: 257, dim: 128, depth: 2, heads: 4, headDim: 32, kvHeads: 2, alibiHeads: 1, rotary: true,
-    norm: 'rmsnorm', ffActivation: 'swiglu', parallelBlocks: true, tiedEmbeddings: true,
+    vocabSize: 257,
+    dim: 128,
+    depth: 2,
+    heads: 4,
+    headDim: 32,
+    kvHeads: 2,
+    alibiHeads: 1,
+    rotary: true,
+    norm: 'rmsnorm',
+    ffActivation: 'swiglu',
+    parallelBlocks: true,
+    tiedEmbeddings: true,
   },
 };
 
 /** Loss and every parameter gradient of one forward + backward pass, as raw bytes. */
 function lossAndGradients(config: AndromedaConfigInput, threads: number): Buffer[] {
   cpu.threads(threads);
-  const batch = 4, seqLen = 160;
+  const batch = 4,
+    seqLen = 160;
   const model = new Andromeda(config, { seed: 3 });
   let seed = 99;
-  const ids = Int32Array.from({ length: batch * (seqLen + 1) }, () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) % 257));
+  const ids = Int32Array.from(
+    { length: batch * (seqLen + 1) },
+    () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) % 257,
+  );
   const rows = Tensor.fromArray(ids, [batch, seqLen + 1], 'int32');
   try {
     return tidy(() => {
@@ -59,7 +83,12 @@ test('forward + backward give bit-identical loss and gradients with 1, 2 and 3 t
       for (const threads of [2, 3, 2, 3]) {
         const got = lossAndGradients(config, threads);
         assert.equal(got.length, base.length);
-        got.forEach((g, i) => assert.ok(g.equals(base[i]!), `${name}: ${i === 0 ? 'loss' : `gradient of parameter ${i - 1}`} differs with ${threads} threads`));
+        got.forEach((g, i) =>
+          assert.ok(
+            g.equals(base[i]!),
+            `${name}: ${i === 0 ? 'loss' : `gradient of parameter ${i - 1}`} differs with ${threads} threads`,
+          ),
+        );
       }
     }
   } finally {

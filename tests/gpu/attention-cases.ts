@@ -2,19 +2,25 @@
 // arguments, and its float64 reference (tests/helpers/attention-reference.ts, shared with the CPU engine's tests).
 import type { AttentionArgs, Dense } from '../../src/engine/engine.js';
 import type { DType } from '../../src/tensor/dtype.js';
-import { referenceAttention, rng, type AttentionInputs, type AttentionResult, type AttentionShape } from '../helpers/attention-reference.js';
+import {
+  referenceAttention,
+  rng,
+  type AttentionInputs,
+  type AttentionResult,
+  type AttentionShape,
+} from '../helpers/attention-reference.js';
 
 export { relativeError, type AttentionInputs, type AttentionResult } from '../helpers/attention-reference.js';
 
 export interface AttentionCase extends AttentionShape {
   name: string;
-  offset?: number;             // queryOffset (defaults to NK − NQ when causal, else 0)
+  offset?: number; // queryOffset (defaults to NK − NQ when causal, else 0)
   alibi?: boolean;
-  alibiHeads?: number;         // heads with a slope (default ⌈3H/4⌉), the others get 0
+  alibiHeads?: number; // heads with a slope (default ⌈3H/4⌉), the others get 0
   keyScale?: boolean;
   positions?: 'custom' | 'reset' | 'far';
   segments?: boolean;
-  allMaskedRows?: boolean;     // some query rows get an id that no key has
+  allMaskedRows?: boolean; // some query rows get an id that no key has
   seed?: number;
 }
 
@@ -29,14 +35,19 @@ export function toBf16(a: Float64Array): Float64Array {
 /** ALiBi slopes of the spec for the first m heads (power-of-two or not), zero for the rest. */
 export function alibiSlopes(heads: number, m: number): Float32Array {
   const pow2 = (n: number): number[] => {
-    const start = 2 ** (-(2 ** -(Math.log2(n) - 3)));
+    const start = 2 ** -(2 ** -(Math.log2(n) - 3));
     return Array.from({ length: n }, (_, i) => start ** (i + 1));
   };
   let s: number[];
   if (Number.isInteger(Math.log2(m))) s = pow2(m);
   else {
     const p = 2 ** Math.floor(Math.log2(m));
-    s = [...pow2(p), ...pow2(2 * p).filter((_, i) => i % 2 === 0).slice(0, m - p)];
+    s = [
+      ...pow2(p),
+      ...pow2(2 * p)
+        .filter((_, i) => i % 2 === 0)
+        .slice(0, m - p),
+    ];
   }
   return Float32Array.from({ length: heads }, (_, h) => (h < m ? s[h]! : 0));
 }
@@ -44,26 +55,36 @@ export function alibiSlopes(heads: number, m: number): Float32Array {
 export function makeInputs(c: AttentionCase): AttentionInputs {
   const rand = rng(c.seed ?? 99 + c.NQ * 7 + c.NK * 13 + c.D * 3 + c.H);
   const normal = (): number => {
-    const u = Math.max(rand(), 1e-12), v = rand();
+    const u = Math.max(rand(), 1e-12),
+      v = rand();
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
   };
   const arr = (n: number, scale = 1): Float64Array => Float64Array.from({ length: n }, () => scale * normal());
   const { B, H, KVH, NQ, NK, D } = c;
   const offset = c.offset ?? (c.causal ? NK - NQ : 0);
-  const q = toBf16(arr(B * H * NQ * D)), k = toBf16(arr(B * KVH * NK * D)), v = toBf16(arr(B * KVH * NK * D));
+  const q = toBf16(arr(B * H * NQ * D)),
+    k = toBf16(arr(B * KVH * NK * D)),
+    v = toBf16(arr(B * KVH * NK * D));
   const gout = toBf16(arr(B * H * NQ * D));
   const ks = c.keyScale ? Float64Array.from(Float32Array.from({ length: H * D }, () => 0.6 + 0.8 * rand())) : null;
   const slopes = c.alibi ? alibiSlopes(H, c.alibiHeads ?? Math.max(1, Math.ceil((H * 3) / 4))) : null;
   const r = c.rotary ?? 0;
   const invFreq = r > 0 ? Float32Array.from({ length: r / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / r)) : null;
-  let kpos: Int32Array | null = null, qpos: Int32Array | null = null, kseg: Int32Array | null = null, qseg: Int32Array | null = null;
+  let kpos: Int32Array | null = null,
+    qpos: Int32Array | null = null,
+    kseg: Int32Array | null = null,
+    qseg: Int32Array | null = null;
   if (c.positions || c.segments) {
     kpos = new Int32Array(B * NK);
     kseg = new Int32Array(B * NK);
     for (let b = 0; b < B; b++) {
-      let doc = 0, p = c.positions === 'far' ? 150000 : 0;
+      let doc = 0,
+        p = c.positions === 'far' ? 150000 : 0;
       for (let j = 0; j < NK; j++) {
-        if (c.segments && j > 0 && rand() < 0.05) { doc++; if (c.positions === 'reset') p = 0; }
+        if (c.segments && j > 0 && rand() < 0.05) {
+          doc++;
+          if (c.positions === 'reset') p = 0;
+        }
         kseg[b * NK + j] = doc * 3 + 1;
         kpos[b * NK + j] = c.positions === 'custom' ? p + Math.floor(rand() * 3) : p;
         p = kpos[b * NK + j]! + 1;
@@ -79,21 +100,43 @@ export function makeInputs(c: AttentionCase): AttentionInputs {
         if (c.allMaskedRows && i % 5 === 2) qseg[b * NQ + i] = -7;
       }
     }
-    if (!c.positions) { qpos = null; kpos = null; }
-    if (!c.segments) { qseg = null; kseg = null; }
+    if (!c.positions) {
+      qpos = null;
+      kpos = null;
+    }
+    if (!c.segments) {
+      qseg = null;
+      kseg = null;
+    }
   }
   return { q, k, v, gout, ks, slopes, invFreq, qpos, kpos, qseg, kseg, offset, scale: 1 / Math.sqrt(D) };
 }
 
 /** The engine arguments of case c; `put` uploads the key scale, positions and segments the inputs have. */
-export function attentionArgsOf(c: AttentionCase, inp: AttentionInputs, put: (values: ArrayLike<number>, dtype: DType) => Dense): AttentionArgs {
+export function attentionArgsOf(
+  c: AttentionCase,
+  inp: AttentionInputs,
+  put: (values: ArrayLike<number>, dtype: DType) => Dense,
+): AttentionArgs {
   return {
-    batch: c.B, heads: c.H, kvHeads: c.KVH, queryLen: c.NQ, keyLen: c.NK, headDim: c.D, scale: inp.scale,
-    causal: !!c.causal, queryOffset: inp.offset, alibiSlopes: inp.slopes,
-    rotaryDim: c.rotary ?? 0, rotaryInvFreq: inp.invFreq, xposScaleBase: c.xpos ?? 0,
+    batch: c.B,
+    heads: c.H,
+    kvHeads: c.KVH,
+    queryLen: c.NQ,
+    keyLen: c.NK,
+    headDim: c.D,
+    scale: inp.scale,
+    causal: !!c.causal,
+    queryOffset: inp.offset,
+    alibiSlopes: inp.slopes,
+    rotaryDim: c.rotary ?? 0,
+    rotaryInvFreq: inp.invFreq,
+    xposScaleBase: c.xpos ?? 0,
     keyScale: inp.ks ? put(inp.ks, 'float32') : null,
-    queryPositions: inp.qpos ? put(inp.qpos, 'int32') : null, keyPositions: inp.kpos ? put(inp.kpos, 'int32') : null,
-    querySegments: inp.qseg ? put(inp.qseg, 'int32') : null, keySegments: inp.kseg ? put(inp.kseg, 'int32') : null,
+    queryPositions: inp.qpos ? put(inp.qpos, 'int32') : null,
+    keyPositions: inp.kpos ? put(inp.kpos, 'int32') : null,
+    querySegments: inp.qseg ? put(inp.qseg, 'int32') : null,
+    keySegments: inp.kseg ? put(inp.kseg, 'int32') : null,
   };
 }
 

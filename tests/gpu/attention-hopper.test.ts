@@ -8,7 +8,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { CudaEngine } from '../../src/engine/cuda.js';
-import type { CudaAttentionKernel, CudaAttentionPlan, CudaAttentionTransform } from '../../src/engine/cuda-attention.js';
+import type {
+  CudaAttentionKernel,
+  CudaAttentionPlan,
+  CudaAttentionTransform,
+} from '../../src/engine/cuda-attention.js';
 import { DeviceBuffers, gpu, gpuTest, isHopper, notHopperReason } from './harness.js';
 import { attentionArgsOf, makeInputs, reference, relativeError, type AttentionCase } from './attention-cases.js';
 
@@ -21,12 +25,59 @@ const CASES: AttentionCase[] = [
   { name: 'causal GQA2 d128 n257 ALiBi', B: 1, H: 4, KVH: 2, NQ: 257, NK: 257, D: 128, causal: true, alibi: true },
   { name: 'non-causal GQA2 d128 70×300', B: 1, H: 4, KVH: 2, NQ: 70, NK: 300, D: 128 },
   { name: 'non-causal ALiBi d64 129×129 (1-row last tile)', B: 1, H: 2, KVH: 1, NQ: 129, NK: 129, D: 64, alibi: true },
-  { name: 'causal 33 queries vs 300 keys (offset 267) GQA2 d64 ALiBi', B: 1, H: 4, KVH: 2, NQ: 33, NK: 300, D: 64, causal: true, alibi: true },
-  { name: 'causal offset 10, 100 queries vs 300 keys d128', B: 1, H: 2, KVH: 2, NQ: 100, NK: 300, D: 128, causal: true, offset: 10 },
-  { name: 'causal 200 queries vs 150 keys (50 rows see nothing) d128', B: 1, H: 2, KVH: 1, NQ: 200, NK: 150, D: 128, causal: true },
+  {
+    name: 'causal 33 queries vs 300 keys (offset 267) GQA2 d64 ALiBi',
+    B: 1,
+    H: 4,
+    KVH: 2,
+    NQ: 33,
+    NK: 300,
+    D: 64,
+    causal: true,
+    alibi: true,
+  },
+  {
+    name: 'causal offset 10, 100 queries vs 300 keys d128',
+    B: 1,
+    H: 2,
+    KVH: 2,
+    NQ: 100,
+    NK: 300,
+    D: 128,
+    causal: true,
+    offset: 10,
+  },
+  {
+    name: 'causal 200 queries vs 150 keys (50 rows see nothing) d128',
+    B: 1,
+    H: 2,
+    KVH: 1,
+    NQ: 200,
+    NK: 150,
+    D: 128,
+    causal: true,
+  },
   { name: 'batch 2 MHA causal d64 n260 ALiBi', B: 2, H: 3, KVH: 3, NQ: 260, NK: 260, D: 64, causal: true, alibi: true },
-  { name: 'causal MQA d128 n700 (6 key tiles, 2-stage ring wraps)', B: 1, H: 2, KVH: 1, NQ: 700, NK: 700, D: 128, causal: true },
-  { name: 'non-causal GQA2 d64 130×900 ALiBi (3-stage ring wraps)', B: 1, H: 4, KVH: 2, NQ: 130, NK: 900, D: 64, alibi: true },
+  {
+    name: 'causal MQA d128 n700 (6 key tiles, 2-stage ring wraps)',
+    B: 1,
+    H: 2,
+    KVH: 1,
+    NQ: 700,
+    NK: 700,
+    D: 128,
+    causal: true,
+  },
+  {
+    name: 'non-causal GQA2 d64 130×900 ALiBi (3-stage ring wraps)',
+    B: 1,
+    H: 4,
+    KVH: 2,
+    NQ: 130,
+    NK: 900,
+    D: 64,
+    alibi: true,
+  },
 ];
 
 /**
@@ -35,22 +86,88 @@ const CASES: AttentionCase[] = [
  * (two), xPos, ALiBi, MQA and GQA2, causal with offsets and not, lengths inside a key tile, rings that wrap.
  */
 const SPLIT_CASES: AttentionCase[] = [
-  { name: 'split: MQA d128 r64 xPos ALiBi keyScale n301 (8 heads)', B: 1, H: 8, KVH: 1, NQ: 301, NK: 301, D: 128, causal: true, rotary: 64, xpos: 512, alibi: true, keyScale: true },
-  { name: 'split: GQA2 d64 r32 xPos keyScale n257 batch 2', B: 2, H: 4, KVH: 2, NQ: 257, NK: 257, D: 64, causal: true, rotary: 32, xpos: 512, keyScale: true },
-  { name: 'split: GQA2 d128 r128 keyScale non-causal 150×333', B: 1, H: 4, KVH: 2, NQ: 150, NK: 333, D: 128, rotary: 128, xpos: 512, keyScale: true },
-  { name: 'split: MQA d128 r64 keyScale, 80 queries after 620 keys (ring wraps)', B: 1, H: 4, KVH: 1, NQ: 80, NK: 700, D: 128, causal: true, rotary: 64, xpos: 512, alibi: true, keyScale: true },
-  { name: 'split: GQA2 d64 r64 keyScale non-causal ALiBi 130×900 (3-stage ring wraps)', B: 1, H: 4, KVH: 2, NQ: 130, NK: 900, D: 64, rotary: 64, alibi: true, keyScale: true },
+  {
+    name: 'split: MQA d128 r64 xPos ALiBi keyScale n301 (8 heads)',
+    B: 1,
+    H: 8,
+    KVH: 1,
+    NQ: 301,
+    NK: 301,
+    D: 128,
+    causal: true,
+    rotary: 64,
+    xpos: 512,
+    alibi: true,
+    keyScale: true,
+  },
+  {
+    name: 'split: GQA2 d64 r32 xPos keyScale n257 batch 2',
+    B: 2,
+    H: 4,
+    KVH: 2,
+    NQ: 257,
+    NK: 257,
+    D: 64,
+    causal: true,
+    rotary: 32,
+    xpos: 512,
+    keyScale: true,
+  },
+  {
+    name: 'split: GQA2 d128 r128 keyScale non-causal 150×333',
+    B: 1,
+    H: 4,
+    KVH: 2,
+    NQ: 150,
+    NK: 333,
+    D: 128,
+    rotary: 128,
+    xpos: 512,
+    keyScale: true,
+  },
+  {
+    name: 'split: MQA d128 r64 keyScale, 80 queries after 620 keys (ring wraps)',
+    B: 1,
+    H: 4,
+    KVH: 1,
+    NQ: 80,
+    NK: 700,
+    D: 128,
+    causal: true,
+    rotary: 64,
+    xpos: 512,
+    alibi: true,
+    keyScale: true,
+  },
+  {
+    name: 'split: GQA2 d64 r64 keyScale non-causal ALiBi 130×900 (3-stage ring wraps)',
+    B: 1,
+    H: 4,
+    KVH: 2,
+    NQ: 130,
+    NK: 900,
+    D: 64,
+    rotary: 64,
+    alibi: true,
+    keyScale: true,
+  },
 ];
 
-function forward(c: AttentionCase, kernel: CudaAttentionKernel, transform: CudaAttentionTransform = 'auto'):
-  { out: Float64Array; lse: Float64Array; plan: CudaAttentionPlan } {
+function forward(
+  c: AttentionCase,
+  kernel: CudaAttentionKernel,
+  transform: CudaAttentionTransform = 'auto',
+): { out: Float64Array; lse: Float64Array; plan: CudaAttentionPlan } {
   const engine = gpu() as CudaEngine;
   const inp = makeInputs(c);
   const mem = new DeviceBuffers(engine);
   const { B, H, NQ, D } = c;
   try {
-    const q = mem.put(inp.q, 'bfloat16'), k = mem.put(inp.k, 'bfloat16'), v = mem.put(inp.v, 'bfloat16');
-    const out = mem.output(B * H * NQ * D, 'bfloat16'), lse = mem.output(B * H * NQ, 'float32');
+    const q = mem.put(inp.q, 'bfloat16'),
+      k = mem.put(inp.k, 'bfloat16'),
+      v = mem.put(inp.v, 'bfloat16');
+    const out = mem.output(B * H * NQ * D, 'bfloat16'),
+      lse = mem.output(B * H * NQ, 'float32');
     const args = attentionArgsOf(c, inp, (values, type) => mem.put(values, type));
     const options = { path: 'tiled', forwardKernel: kernel, transform } as const;
     const plan = engine.attentionPlan(q, lse, args, options);
@@ -62,11 +179,18 @@ function forward(c: AttentionCase, kernel: CudaAttentionKernel, transform: CudaA
   }
 }
 
-function check(c: AttentionCase, kernel: CudaAttentionKernel, transform: CudaAttentionTransform = 'auto'): CudaAttentionPlan {
+function check(
+  c: AttentionCase,
+  kernel: CudaAttentionKernel,
+  transform: CudaAttentionTransform = 'auto',
+): CudaAttentionPlan {
   const { out, lse, plan } = forward(c, kernel, transform);
   const ref = reference(c, makeInputs(c));
-  const eo = relativeError(out, ref.out), el = relativeError(lse, ref.lse);
-  console.log(`  ${kernel.padEnd(6)} ${c.name.padEnd(62)} out ${eo.toExponential(1)}  lse ${el.toExponential(1)}  (${plan})`);
+  const eo = relativeError(out, ref.out),
+    el = relativeError(lse, ref.lse);
+  console.log(
+    `  ${kernel.padEnd(6)} ${c.name.padEnd(62)} out ${eo.toExponential(1)}  lse ${el.toExponential(1)}  (${plan})`,
+  );
   assert.ok(eo < TOLERANCE, `${c.name} (${kernel}): out relative error ${eo.toExponential(2)} ≥ ${TOLERANCE}`);
   assert.ok(el < TOLERANCE, `${c.name} (${kernel}): lse relative error ${el.toExponential(2)} ≥ ${TOLERANCE}`);
   return plan;
@@ -84,11 +208,14 @@ hopperTest('Hopper attention forward: matches the float64 reference', () => {
 });
 
 // The plan must say the forward split: 'split', or 'split-forward' where the backward cannot (e.g. under 64 queries).
-hopperTest('Hopper attention forward: the split key scale (K\'_h built in shared memory) matches the float64 reference', () => {
-  for (const c of SPLIT_CASES) {
-    assert.match(check(c, 'hopper', 'prepass'), /^split(-forward)?$/, `${c.name}: the forward did not split`);
-  }
-});
+hopperTest(
+  "Hopper attention forward: the split key scale (K'_h built in shared memory) matches the float64 reference",
+  () => {
+    for (const c of SPLIT_CASES) {
+      assert.match(check(c, 'hopper', 'prepass'), /^split(-forward)?$/, `${c.name}: the forward did not split`);
+    }
+  },
+);
 
 gpuTest('attention forward: the automatic choice and the mma.sync kernel match the reference on the same cases', () => {
   for (const c of [CASES[3]!, CASES[8]!]) {
@@ -103,7 +230,17 @@ gpuTest('attention forward: the automatic choice and the mma.sync kernel match t
 gpuTest('a Hopper forward named where it cannot run fails with the reason; an unknown kernel is rejected', () => {
   const d32: AttentionCase = { name: 'd32', B: 1, H: 1, KVH: 1, NQ: 4, NK: 4, D: 32 };
   assert.throws(() => forward(d32, 'hopper'), /Hopper forward cannot run: head dim 32/);
-  const segments: AttentionCase = { name: 'segments', B: 1, H: 2, KVH: 1, NQ: 40, NK: 40, D: 64, causal: true, segments: true };
+  const segments: AttentionCase = {
+    name: 'segments',
+    B: 1,
+    H: 2,
+    KVH: 1,
+    NQ: 40,
+    NK: 40,
+    D: 64,
+    causal: true,
+    segments: true,
+  };
   assert.throws(() => forward(segments, 'hopper'), /Hopper forward cannot run: segments/);
   assert.throws(() => forward(CASES[2]!, 'no-such-kernel' as CudaAttentionKernel), /forwardKernel 'no-such-kernel'/);
   if (!isHopper()) assert.throws(() => forward(CASES[2]!, 'hopper'), /compute capability/);

@@ -1,14 +1,18 @@
 // The path the CUDA attention must take for a test case (the rule of plan_transform and split_ready in
 // native/cuda/attention/attention.cu, with the kernel choice of native/cuda/attention/heuristics.h), so that the GPU
 // tests can check which one ran. Pure: unit-tested on the CPU (tests/engine/cuda-attention-plan.test.ts).
-import type { CudaAttentionKernel, CudaAttentionPlan, CudaAttentionTransform } from '../../src/engine/cuda-attention.js';
+import type {
+  CudaAttentionKernel,
+  CudaAttentionPlan,
+  CudaAttentionTransform,
+} from '../../src/engine/cuda-attention.js';
 import type { AttentionCase } from './attention-cases.js';
 
 /** What the plan depends on besides the case and the transform option: the GPU and the kernels a call names. */
 export interface PlanEnvironment {
-  hopper: boolean;                       // compute capability 9.x and an sm_90a build
-  forwardKernel?: CudaAttentionKernel;   // the call's forwardKernel option (absent: 'auto')
-  backwardKernel?: CudaAttentionKernel;  // the call's backwardKernel option
+  hopper: boolean; // compute capability 9.x and an sm_90a build
+  forwardKernel?: CudaAttentionKernel; // the call's forwardKernel option (absent: 'auto')
+  backwardKernel?: CudaAttentionKernel; // the call's backwardKernel option
 }
 
 /** Custom positions of a case (its inputs pass them for 'custom', 'reset' and 'far'). */
@@ -39,14 +43,20 @@ export function chunkQueries(base: number): number {
  * The path for case c under a forced transform mode ('kernel' or 'prepass'; auto adds a 2 GiB scratch limit that
  * test cases never reach). `range`: the custom positions' smallest and largest values, or null.
  */
-export function expectedPlan(c: AttentionCase, mode: CudaAttentionTransform, env: PlanEnvironment,
-  range: { min: number; max: number } | null): CudaAttentionPlan {
+export function expectedPlan(
+  c: AttentionCase,
+  mode: CudaAttentionTransform,
+  env: PlanEnvironment,
+  range: { min: number; max: number } | null,
+): CudaAttentionPlan {
   if (!(c.rotary ?? 0) && !c.keyScale) return 'none';
   if (mode === 'kernel') return 'kernel';
-  let forward: 'prepass' | 'chunked' | 'kernel' = 'prepass', backward: 'prepass' | 'kernel' = 'prepass';
+  let forward: 'prepass' | 'chunked' | 'kernel' = 'prepass',
+    backward: 'prepass' | 'kernel' = 'prepass';
   if (c.xpos) {
     const offset = c.offset ?? (c.causal ? c.NK - c.NQ : 0);
-    const lo = range ? range.min : Math.min(offset, 0), hi = range ? range.max : Math.max(offset + c.NQ - 1, c.NK - 1);
+    const lo = range ? range.min : Math.min(offset, 0),
+      hi = range ? range.max : Math.max(offset + c.NQ - 1, c.NK - 1);
     const anchor = lo + Math.floor((hi - lo) / 2);
     if ((Math.log2(3.5) / c.xpos) * Math.max(anchor - lo, hi - anchor) > 60) {
       backward = 'kernel';

@@ -1,13 +1,23 @@
 // CUDA engine vs CPU engine: copy, fill, unary, unaryGrad, binary, reduce, sumOfSquares.
 import assert from 'node:assert/strict';
-import { UNARY_CODE, UNARY_GRAD_CODE, BINARY_CODE, type BinaryOp, type UnaryGradOp, type UnaryOp } from '../../src/engine/engine.js';
+import {
+  UNARY_CODE,
+  UNARY_GRAD_CODE,
+  BINARY_CODE,
+  type BinaryOp,
+  type UnaryGradOp,
+  type UnaryOp,
+} from '../../src/engine/engine.js';
 import type { DType } from '../../src/tensor/dtype.js';
 import { FLOAT_DTYPES, Twins, assertClose, cpu, gpu, gpuTest, read, strided, type Twin } from './harness.js';
 
 const contiguous = (shape: readonly number[]): number[] => {
   const s = new Array<number>(shape.length);
   let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) { s[i] = acc; acc *= shape[i]!; }
+  for (let i = shape.length - 1; i >= 0; i--) {
+    s[i] = acc;
+    acc *= shape[i]!;
+  }
   return s;
 };
 
@@ -33,7 +43,11 @@ gpuTest('copy: permuted, broadcast and casting copies match the CPU engine', () 
       const dstStrides = contiguous(permShape);
       cpu().copy(strided(src.cpu, permStrides), strided(dst.cpu, dstStrides), permShape);
       gpu().copy(strided(src.gpu, permStrides), strided(dst.gpu, dstStrides), permShape);
-      assertClose(`copy ${c.from}→${c.to} ${JSON.stringify(c.shape)} perm ${c.perm}`, dst, c.to === 'float32' || c.to === 'int32' ? 0 : 1e-2);
+      assertClose(
+        `copy ${c.from}→${c.to} ${JSON.stringify(c.shape)} perm ${c.perm}`,
+        dst,
+        c.to === 'float32' || c.to === 'int32' ? 0 : 1e-2,
+      );
     }
     // Broadcast a row over rows (stride 0), into a strided destination (every other column).
     const row = t.random('float32', 50);
@@ -41,7 +55,8 @@ gpuTest('copy: permuted, broadcast and casting copies match the CPU engine', () 
     cpu().copy(strided(row.cpu, [0, 1]), strided(dst.cpu, [100, 2]), [40, 50]);
     gpu().copy(strided(row.gpu, [0, 1]), strided(dst.gpu, [100, 2]), [40, 50]);
     const { cpu: c, gpu: g } = read(dst);
-    for (let i = 0; i < c.length; i++) assert.ok(Object.is(c[i], g[i]) || (Number.isNaN(c[i]!) && Number.isNaN(g[i]!)), `broadcast copy element ${i}`);
+    for (let i = 0; i < c.length; i++)
+      assert.ok(Object.is(c[i], g[i]) || (Number.isNaN(c[i]!) && Number.isNaN(g[i]!)), `broadcast copy element ${i}`);
   } finally {
     t.dispose();
   }
@@ -66,7 +81,7 @@ gpuTest('unary and unaryGrad: every op in float32, bfloat16 and float64', () => 
   try {
     for (const dtype of [...FLOAT_DTYPES, 'float64'] as DType[]) {
       for (const n of [1, 1000, 65537]) {
-        const positive = t.random(dtype, n, 1, 3);  // log, sqrt, rsqrt, powScalar need x > 0
+        const positive = t.random(dtype, n, 1, 3); // log, sqrt, rsqrt, powScalar need x > 0
         const signed = t.random(dtype, n, 2);
         for (const op of Object.keys(UNARY_CODE) as UnaryOp[]) {
           const x = ['log', 'sqrt', 'rsqrt', 'powScalar', 'reciprocal'].includes(op) ? positive : signed;
@@ -93,10 +108,16 @@ gpuTest('unary and unaryGrad: every op in float32, bfloat16 and float64', () => 
 gpuTest('binary: every op, dense and broadcast, float32/bfloat16/int32', () => {
   const t = new Twins(4);
   try {
-    const layouts: { shape: number[]; a: (s: number[]) => number[]; b: (s: number[]) => number[]; aCount: number; bCount: number }[] = [
+    const layouts: {
+      shape: number[];
+      a: (s: number[]) => number[];
+      b: (s: number[]) => number[];
+      aCount: number;
+      bCount: number;
+    }[] = [
       { shape: [37, 129], a: contiguous, b: contiguous, aCount: 37 * 129, bCount: 37 * 129 },
-      { shape: [64, 300], a: contiguous, b: () => [0, 1], aCount: 64 * 300, bCount: 300 },              // bias
-      { shape: [64, 300], a: contiguous, b: () => [1, 0], aCount: 64 * 300, bCount: 64 },               // per-row
+      { shape: [64, 300], a: contiguous, b: () => [0, 1], aCount: 64 * 300, bCount: 300 }, // bias
+      { shape: [64, 300], a: contiguous, b: () => [1, 0], aCount: 64 * 300, bCount: 64 }, // per-row
       { shape: [8, 16, 24], a: () => [1, 8, 128], b: () => [0, 24, 1], aCount: 8 * 16 * 24, bCount: 16 * 24 }, // transposed a
     ];
     for (const dtype of [...FLOAT_DTYPES, 'int32'] as DType[]) {
@@ -107,7 +128,8 @@ gpuTest('binary: every op, dense and broadcast, float32/bfloat16/int32', () => {
         for (const op of Object.keys(BINARY_CODE) as BinaryOp[]) {
           if (dtype === 'int32' && op === 'pow') continue;
           const out = t.output(dtype, n);
-          const sa = l.a(l.shape), sb = l.b(l.shape);
+          const sa = l.a(l.shape),
+            sb = l.b(l.shape);
           cpu().binary(op, strided(a.cpu, sa), strided(b.cpu, sb), out.cpu, l.shape);
           gpu().binary(op, strided(a.gpu, sa), strided(b.gpu, sb), out.gpu, l.shape);
           assertClose(`binary ${op} ${JSON.stringify(l.shape)} a${JSON.stringify(sa)} b${JSON.stringify(sb)}`, out);
@@ -120,7 +142,12 @@ gpuTest('binary: every op, dense and broadcast, float32/bfloat16/int32', () => {
 });
 
 /** The twin seen `offset` elements in (a start that is not 16-byte aligned takes the element path). */
-const shifted = (x: Twin, offset: number): Twin => ({ ...x, count: x.count - offset, cpu: { ...x.cpu, offset }, gpu: { ...x.gpu, offset } });
+const shifted = (x: Twin, offset: number): Twin => ({
+  ...x,
+  count: x.count - offset,
+  cpu: { ...x.cpu, offset },
+  gpu: { ...x.gpu, offset },
+});
 
 gpuTest('packed (16-byte) and element paths: aligned and offset operands, tails, every dtype', () => {
   const t = new Twins(6);
@@ -128,7 +155,8 @@ gpuTest('packed (16-byte) and element paths: aligned and offset operands, tails,
     for (const dtype of ['float32', 'bfloat16', 'float16', 'float64'] as DType[]) {
       for (const n of [8, 9, 4099, 100003]) {
         for (const offset of [0, 1, 2]) {
-          const x = shifted(t.random(dtype, n + offset, 2), offset), y = shifted(t.random(dtype, n + offset, 1, 2.5), offset);
+          const x = shifted(t.random(dtype, n + offset, 2), offset),
+            y = shifted(t.random(dtype, n + offset, 1, 2.5), offset);
           const label = `${dtype} n=${n} offset ${offset}`;
           for (const op of ['scale', 'addScalar', 'gelu', 'exp'] as UnaryOp[]) {
             const out = shifted(t.output(dtype, n + offset), offset);
@@ -164,10 +192,10 @@ gpuTest('packed (16-byte) and element paths: aligned and offset operands, tails,
       const [batch, n, dim] = [2, 37, 1280];
       const src = dtype === 'int32' ? t.ints(batch * n * dim, -9, 9) : t.random(dtype, batch * n * dim);
       for (const [shape, srcOffset, dstOffset, srcStrides] of [
-        [[batch, n - 1, 640], 640, 640 + dim, [n * dim, dim, 1]],       // a shifted window of half the features
-        [[batch, n, 640], 0, 0, [n * dim, dim, 1]],                     // the unshifted half
-        [[batch, n - 1, 637], 643, 3, [n * dim, dim, 1]],               // odd width and offsets: element path
-        [[batch, n, dim], 0, 0, [0, 0, 1]],                             // one row broadcast everywhere
+        [[batch, n - 1, 640], 640, 640 + dim, [n * dim, dim, 1]], // a shifted window of half the features
+        [[batch, n, 640], 0, 0, [n * dim, dim, 1]], // the unshifted half
+        [[batch, n - 1, 637], 643, 3, [n * dim, dim, 1]], // odd width and offsets: element path
+        [[batch, n, dim], 0, 0, [0, 0, 1]], // one row broadcast everywhere
       ] as [number[], number, number, number[]][]) {
         const dst = t.output(dtype, batch * n * dim);
         const dstStrides = [n * dim, dim, 1];
@@ -177,7 +205,10 @@ gpuTest('packed (16-byte) and element paths: aligned and offset operands, tails,
         gpu().copy(strided(s.gpu, srcStrides), strided(d.gpu, dstStrides), shape);
         const { cpu: c, gpu: g } = read(dst);
         for (let i = 0; i < c.length; i++) {
-          assert.ok(Object.is(c[i], g[i]) || (Number.isNaN(c[i]!) && Number.isNaN(g[i]!)), `strided copy ${dtype} ${JSON.stringify(shape)} from +${srcOffset}: element ${i} cpu ${c[i]} gpu ${g[i]}`);
+          assert.ok(
+            Object.is(c[i], g[i]) || (Number.isNaN(c[i]!) && Number.isNaN(g[i]!)),
+            `strided copy ${dtype} ${JSON.stringify(shape)} from +${srcOffset}: element ${i} cpu ${c[i]} gpu ${g[i]}`,
+          );
         }
       }
     }
@@ -189,16 +220,28 @@ gpuTest('packed (16-byte) and element paths: aligned and offset operands, tails,
 gpuTest('reduce: sum/max/min over rows, long rows and middle axes', () => {
   const t = new Twins(5);
   try {
-    const shapes = [[1, 7, 1], [300, 50, 1], [3, 100000, 1], [4, 33, 70], [1, 5000, 3000], [2, 1, 9]];
+    const shapes = [
+      [1, 7, 1],
+      [300, 50, 1],
+      [3, 100000, 1],
+      [4, 33, 70],
+      [1, 5000, 3000],
+      [2, 1, 9],
+    ];
     for (const dtype of [...FLOAT_DTYPES, 'int32'] as DType[]) {
       for (const [outer, size, inner] of shapes as [number, number, number][]) {
-        const x = dtype === 'int32' ? t.ints(outer * size * inner, -1000, 1000) : t.random(dtype, outer * size * inner, 1, 0.1);
+        const x =
+          dtype === 'int32' ? t.ints(outer * size * inner, -1000, 1000) : t.random(dtype, outer * size * inner, 1, 0.1);
         for (const op of ['sum', 'max', 'min'] as const) {
           const out = t.output(dtype, outer * inner);
           cpu().reduce(op, x.cpu, out.cpu, outer, size, inner);
           gpu().reduce(op, x.gpu, out.gpu, outer, size, inner);
           // bf16 sums round differently in the last bit of a float accumulation; max/min are exact.
-          assertClose(`reduce ${op} [${outer}, ${size}, ${inner}]`, out, op === 'sum' ? (dtype === 'float32' ? 1e-5 : dtype === 'int32' ? 0 : 1e-2) : 0);
+          assertClose(
+            `reduce ${op} [${outer}, ${size}, ${inner}]`,
+            out,
+            op === 'sum' ? (dtype === 'float32' ? 1e-5 : dtype === 'int32' ? 0 : 1e-2) : 0,
+          );
         }
       }
     }
@@ -213,7 +256,8 @@ gpuTest('sumOfSquares: float64 accumulation of float32 and bfloat16 buffers', ()
     for (const dtype of FLOAT_DTYPES) {
       for (const n of [1, 4097, 3_000_001]) {
         const x = t.random(dtype, n);
-        const c = cpu().sumOfSquares(x.cpu, n), g = gpu().sumOfSquares(x.gpu, n);
+        const c = cpu().sumOfSquares(x.cpu, n),
+          g = gpu().sumOfSquares(x.gpu, n);
         // The CPU squares float32 values in float (its SIMD path), the GPU in double: agree to ~1e-7.
         assert.ok(Math.abs(c - g) <= 1e-6 * c, `sumOfSquares ${dtype} n=${n}: cpu ${c} gpu ${g}`);
       }

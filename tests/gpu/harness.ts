@@ -24,8 +24,12 @@ export function gpuTest(name: string, fn: () => void | Promise<void>): void {
   }
 }
 
-export function cpu(): Engine { return getEngine('cpu'); }
-export function gpu(): Engine { return getEngine('cuda'); }
+export function cpu(): Engine {
+  return getEngine('cpu');
+}
+export function gpu(): Engine {
+  return getEngine('cuda');
+}
 
 /** A Hopper GPU (compute capability 9.x) is present. */
 export function isHopper(): boolean {
@@ -47,11 +51,17 @@ export class DeviceBuffers {
     return { handle, offset: 0, dtype };
   }
   /** NaN-filled (poisoned) output. */
-  output(count: number, dtype: DType): Dense { return this.put(new Float64Array(count).fill(NaN), dtype); }
-  get(d: Dense, count: number): Float64Array {
-    return Float64Array.from(decodeHost(d.dtype, this.engine.download(d.handle, 0, count * DTYPE_BYTES[d.dtype]), count));
+  output(count: number, dtype: DType): Dense {
+    return this.put(new Float64Array(count).fill(NaN), dtype);
   }
-  dispose(): void { for (const h of this.handles.splice(0)) this.engine.free(h); }
+  get(d: Dense, count: number): Float64Array {
+    return Float64Array.from(
+      decodeHost(d.dtype, this.engine.download(d.handle, 0, count * DTYPE_BYTES[d.dtype]), count),
+    );
+  }
+  dispose(): void {
+    for (const h of this.handles.splice(0)) this.engine.free(h);
+  }
 }
 
 /** The same logical buffer on both engines. */
@@ -73,7 +83,8 @@ export class Twins {
 
   private allocate(dtype: DType, count: number): { c: number; g: number } {
     const bytes = Math.max(1, count) * DTYPE_BYTES[dtype];
-    const c = cpu().alloc(bytes), g = gpu().alloc(bytes);
+    const c = cpu().alloc(bytes),
+      g = gpu().alloc(bytes);
     this.owned.push({ engine: cpu(), handle: c }, { engine: gpu(), handle: g });
     return { c, g };
   }
@@ -128,9 +139,11 @@ export function read(t: Twin, count = t.count): { cpu: HostArray; gpu: HostArray
 
 /** ‖gpu − cpu‖ / ‖cpu‖ over elements where the CPU value is finite; non-finite values must agree exactly. */
 export function relativeError(ref: ArrayLike<number>, got: ArrayLike<number>): number {
-  let num = 0, den = 0;
+  let num = 0,
+    den = 0;
   for (let i = 0; i < ref.length; i++) {
-    const r = ref[i]!, g = got[i]!;
+    const r = ref[i]!,
+      g = got[i]!;
     if (!Number.isFinite(r)) {
       if (!Object.is(r, g) && !(Number.isNaN(r) && Number.isNaN(g))) return Infinity;
       continue;
@@ -145,18 +158,25 @@ export function relativeError(ref: ArrayLike<number>, got: ArrayLike<number>): n
 /** Tolerance for comparing the engines in a dtype (both compute half types in float). */
 export function tolerance(dtype: DType): number {
   switch (dtype) {
-    case 'float64': return 1e-12;
-    case 'float32': return 1e-5;
-    case 'int32': return 0;
-    default: return 1e-2;
+    case 'float64':
+      return 1e-12;
+    case 'float32':
+      return 1e-5;
+    case 'int32':
+      return 0;
+    default:
+      return 1e-2;
   }
 }
 
 export function assertClose(what: string, t: Twin, tol = tolerance(t.dtype), count = t.count): void {
   const { cpu: c, gpu: g } = read(t, count);
   const err = relativeError(c, g);
-  assert.ok(err <= tol, `${what} (${t.dtype}, ${count} elements): relative error ${err.toExponential(2)} > ${tol.toExponential(1)}`
-    + `; first values cpu [${Array.from(c.slice(0, 4)).map((x) => x.toPrecision(5))}] gpu [${Array.from(g.slice(0, 4)).map((x) => x.toPrecision(5))}]`);
+  assert.ok(
+    err <= tol,
+    `${what} (${t.dtype}, ${count} elements): relative error ${err.toExponential(2)} > ${tol.toExponential(1)}` +
+      `; first values cpu [${Array.from(c.slice(0, 4)).map((x) => x.toPrecision(5))}] gpu [${Array.from(g.slice(0, 4)).map((x) => x.toPrecision(5))}]`,
+  );
 }
 
 export const FLOAT_DTYPES: readonly DType[] = ['float32', 'bfloat16'];

@@ -9,9 +9,20 @@ import { Generator } from '../../src/tensor/random.js';
 import type { DType } from '../../src/tensor/dtype.js';
 import { gpu, gpuTest, relativeError } from './harness.js';
 
-interface Result { y: ArrayLike<number>; gx: ArrayLike<number>; gw: ArrayLike<number> | null }
+interface Result {
+  y: ArrayLike<number>;
+  gx: ArrayLike<number>;
+  gw: ArrayLike<number> | null;
+}
 
-function run(device: string, dtype: DType, shape: number[], xs: Float64Array, ws: Float64Array | null, gys: Float64Array): Result {
+function run(
+  device: string,
+  dtype: DType,
+  shape: number[],
+  xs: Float64Array,
+  ws: Float64Array | null,
+  gys: Float64Array,
+): Result {
   const [batch, n, heads, dim] = shape as [number, number, number, number];
   const x = Tensor.fromArray(xs, shape, dtype, device).requireGrad(true);
   const w = ws ? Tensor.fromArray(ws, [heads, dim], dtype, device).requireGrad(true) : null;
@@ -27,16 +38,28 @@ function run(device: string, dtype: DType, shape: number[], xs: Float64Array, ws
 
 gpuTest('headNorm: fused permute + L2 norm + per-head scale, forward and gradients, against float64 on the CPU', () => {
   const gen = new Generator(7);
-  const random = (count: number, scale = 1, offset = 0) => Float64Array.from({ length: count }, () => offset + scale * gen.normal());
-  for (const shape of [[1, 130, 24, 128], [2, 67, 3, 64], [1, 33, 1, 32], [2, 5, 2, 80], [1, 9, 4, 256]]) {
+  const random = (count: number, scale = 1, offset = 0) =>
+    Float64Array.from({ length: count }, () => offset + scale * gen.normal());
+  for (const shape of [
+    [1, 130, 24, 128],
+    [2, 67, 3, 64],
+    [1, 33, 1, 32],
+    [2, 5, 2, 80],
+    [1, 9, 4, 256],
+  ]) {
     const [batch, n, heads, dim] = shape as [number, number, number, number];
     const count = batch * n * heads * dim;
-    const xs = random(count, 2), gys = random(count);
-    xs.fill(0, 0, dim);  // an all-zero row: eps keeps it finite
+    const xs = random(count, 2),
+      gys = random(count);
+    xs.fill(0, 0, dim); // an all-zero row: eps keeps it finite
     for (const weighted of [true, false]) {
       const ws = weighted ? random(heads * dim, 0.3, 1) : null;
       const ref = run('cpu', 'float64', shape, xs, ws, gys);
-      for (const [dtype, tol] of [['float64', 1e-12], ['float32', 1e-5], ['bfloat16', 1e-2]] as [DType, number][]) {
+      for (const [dtype, tol] of [
+        ['float64', 1e-12],
+        ['float32', 1e-5],
+        ['bfloat16', 1e-2],
+      ] as [DType, number][]) {
         const got = run('cuda', dtype, shape, xs, ws, gys);
         const label = `headNorm [${shape}] ${dtype}${weighted ? ' weighted' : ''}`;
         for (const key of ['y', 'gx', 'gw'] as const) {

@@ -6,7 +6,15 @@ import type { DType } from '../../src/tensor/dtype.js';
 import { Twins, assertClose, cpu, gpu, gpuTest } from './harness.js';
 import { CudaEngine } from '../../src/engine/cuda.js';
 
-interface Case { m: number; n: number; k: number; batch: number; broadcastB?: boolean; alpha?: number; beta?: number }
+interface Case {
+  m: number;
+  n: number;
+  k: number;
+  batch: number;
+  broadcastB?: boolean;
+  alpha?: number;
+  beta?: number;
+}
 
 function runCase(t: Twins, dtype: DType, c: Case, transA: boolean, transB: boolean, tol: number): void {
   const { m, n, k, batch } = c;
@@ -16,14 +24,31 @@ function runCase(t: Twins, dtype: DType, c: Case, transA: boolean, transB: boole
   const beta = c.beta ?? 0;
   const out = beta === 0 ? t.output(dtype, batch * m * n) : t.random(dtype, batch * m * n);
   const args = (side: 'cpu' | 'gpu'): MatmulArgs => ({
-    a: a[side], b: b[side], c: out[side], m, n, k, transA, transB,
-    lda: transA ? m : k, ldb: transB ? k : n, ldc: n,
-    strideA: m * k, strideB: c.broadcastB ? 0 : k * n, strideC: m * n, batch,
-    alpha: c.alpha ?? 1, beta,
+    a: a[side],
+    b: b[side],
+    c: out[side],
+    m,
+    n,
+    k,
+    transA,
+    transB,
+    lda: transA ? m : k,
+    ldb: transB ? k : n,
+    ldc: n,
+    strideA: m * k,
+    strideB: c.broadcastB ? 0 : k * n,
+    strideC: m * n,
+    batch,
+    alpha: c.alpha ?? 1,
+    beta,
   });
   cpu().matmul(args('cpu'));
   gpu().matmul(args('gpu'));
-  assertClose(`matmul ${dtype} m=${m} n=${n} k=${k} batch=${batch}${c.broadcastB ? ' (B broadcast)' : ''} transA=${transA} transB=${transB} alpha=${c.alpha ?? 1} beta=${beta}`, out, tol);
+  assertClose(
+    `matmul ${dtype} m=${m} n=${n} k=${k} batch=${batch}${c.broadcastB ? ' (B broadcast)' : ''} transA=${transA} transB=${transB} alpha=${c.alpha ?? 1} beta=${beta}`,
+    out,
+    tol,
+  );
 }
 
 gpuTest('matmul: cuBLASLt loads and names its library', () => {
@@ -47,7 +72,12 @@ gpuTest('matmul: float32 (no TF32), bfloat16 and float64 against the CPU engine'
     const tol: Record<string, number> = { float32: 1e-5, bfloat16: 1e-2, float64: 1e-12 };
     for (const dtype of ['float32', 'bfloat16', 'float64'] as DType[]) {
       for (const c of cases) {
-        for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as [boolean, boolean][]) {
+        for (const [ta, tb] of [
+          [false, false],
+          [true, false],
+          [false, true],
+          [true, true],
+        ] as [boolean, boolean][]) {
           runCase(t, dtype, c, ta, tb, tol[dtype]!);
         }
       }
@@ -61,11 +91,30 @@ gpuTest('matmul: offset (unaligned) operands', () => {
   const t = new Twins(12);
   try {
     for (const dtype of ['float32', 'bfloat16'] as DType[]) {
-      const m = 31, n = 45, k = 27;
-      const a = t.random(dtype, m * k + 3), b = t.random(dtype, k * n + 5), out = t.output(dtype, m * n + 1);
+      const m = 31,
+        n = 45,
+        k = 27;
+      const a = t.random(dtype, m * k + 3),
+        b = t.random(dtype, k * n + 5),
+        out = t.output(dtype, m * n + 1);
       const args = (side: 'cpu' | 'gpu'): MatmulArgs => ({
-        a: { ...a[side], offset: 3 }, b: { ...b[side], offset: 5 }, c: { ...out[side], offset: 1 }, m, n, k,
-        transA: false, transB: false, lda: k, ldb: n, ldc: n, strideA: 0, strideB: 0, strideC: 0, batch: 1, alpha: 1, beta: 0,
+        a: { ...a[side], offset: 3 },
+        b: { ...b[side], offset: 5 },
+        c: { ...out[side], offset: 1 },
+        m,
+        n,
+        k,
+        transA: false,
+        transB: false,
+        lda: k,
+        ldb: n,
+        ldc: n,
+        strideA: 0,
+        strideB: 0,
+        strideC: 0,
+        batch: 1,
+        alpha: 1,
+        beta: 0,
       });
       cpu().matmul(args('cpu'));
       gpu().matmul(args('gpu'));

@@ -61,13 +61,16 @@ gpuTest('out of memory: a RangeError naming the request size and pool state; the
   const stats = e.memoryStats();
   e.setMemoryLimit(stats.reserved + (64 << 20));
   try {
-    assert.throws(() => e.alloc(1 << 30), (err: Error) => {
-      assert.ok(err instanceof RangeError, `expected a RangeError, got ${err.constructor.name}`);
-      assert.match(err.message, /out of memory: cannot allocate 1073741824 bytes/);
-      assert.match(err.message, /pool state: .* GiB held by \d+ live tensors' blocks, .* GiB reserved/);
-      console.log(`# ${err.message}`);
-      return true;
-    });
+    assert.throws(
+      () => e.alloc(1 << 30),
+      (err: Error) => {
+        assert.ok(err instanceof RangeError, `expected a RangeError, got ${err.constructor.name}`);
+        assert.match(err.message, /out of memory: cannot allocate 1073741824 bytes/);
+        assert.match(err.message, /pool state: .* GiB held by \d+ live tensors' blocks, .* GiB reserved/);
+        console.log(`# ${err.message}`);
+        return true;
+      },
+    );
   } finally {
     e.setMemoryLimit(0);
   }

@@ -10,24 +10,36 @@ gpuTest('softmax and log-softmax, forward and backward', () => {
   const t = new Twins(21);
   try {
     for (const dtype of [...FLOAT_DTYPES, 'float64'] as DType[]) {
-      for (const [rows, cols] of [[7, 5], [64, 1000], [3, 50000], [1000, 33]]) {
+      for (const [rows, cols] of [
+        [7, 5],
+        [64, 1000],
+        [3, 50000],
+        [1000, 33],
+      ]) {
         const n = rows * cols;
         const values = new Float64Array(n);
         for (let i = 0; i < n; i++) values[i] = 3 * t.gen.normal();
-        for (let j = 0; j < cols; j += 3) values[j] = -Infinity;  // a partly masked first row
+        for (let j = 0; j < cols; j += 3) values[j] = -Infinity; // a partly masked first row
         const x = t.from(dtype, values);
         const gy = t.random(dtype, n);
         for (const log of [false, true]) {
-          const y = t.output(dtype, n), gx = t.output(dtype, n);
+          const y = t.output(dtype, n),
+            gx = t.output(dtype, n);
           cpu().softmax(x.cpu, y.cpu, rows, cols, log);
           gpu().softmax(x.gpu, y.gpu, rows, cols, log);
           if (dtype === 'float32') {
             // The CPU sums long float32 rows sequentially (error grows with cols); judge both against float64.
-            const x64 = t.from('float64', read(x).cpu), y64 = t.output('float64', n);
+            const x64 = t.from('float64', read(x).cpu),
+              y64 = t.output('float64', n);
             cpu().softmax(x64.cpu, y64.cpu, rows, cols, log);
-            const ref = read(y64).cpu, got = read(y);
-            const gpuError = relativeError(ref, got.gpu), cpuError = relativeError(ref, got.cpu);
-            assert.ok(gpuError <= Math.max(1e-5, 2 * cpuError), `${log ? 'log-' : ''}softmax [${rows}, ${cols}] float32: GPU error ${gpuError.toExponential(2)} vs float64 (CPU float32: ${cpuError.toExponential(2)})`);
+            const ref = read(y64).cpu,
+              got = read(y);
+            const gpuError = relativeError(ref, got.gpu),
+              cpuError = relativeError(ref, got.cpu);
+            assert.ok(
+              gpuError <= Math.max(1e-5, 2 * cpuError),
+              `${log ? 'log-' : ''}softmax [${rows}, ${cols}] float32: GPU error ${gpuError.toExponential(2)} vs float64 (CPU float32: ${cpuError.toExponential(2)})`,
+            );
           } else {
             assertClose(`${log ? 'log-' : ''}softmax [${rows}, ${cols}]`, y);
           }
@@ -48,7 +60,12 @@ gpuTest('layer norm and RMS norm, with and without affine parameters, forward an
   const t = new Twins(22);
   try {
     for (const dtype of [...FLOAT_DTYPES, 'float64'] as DType[]) {
-      for (const [rows, cols] of [[8, 64], [300, 1000], [4, 4096], [1025, 3]]) {
+      for (const [rows, cols] of [
+        [8, 64],
+        [300, 1000],
+        [4, 4096],
+        [1025, 3],
+      ]) {
         const n = rows * cols;
         const x = t.random(dtype, n, 2, 0.5);
         const w = t.random(dtype, cols, 0.5, 1);
@@ -56,18 +73,43 @@ gpuTest('layer norm and RMS norm, with and without affine parameters, forward an
         const gy = t.random(dtype, n);
         for (const rms of [false, true]) {
           for (const affine of [false, true]) {
-            const y = t.output(dtype, n), stats = t.output(statDtype(dtype), 2 * rows);
+            const y = t.output(dtype, n),
+              stats = t.output(statDtype(dtype), 2 * rows);
             const bias = affine && !rms ? b : null;
             cpu().norm(rms, x.cpu, affine ? w.cpu : null, bias?.cpu ?? null, y.cpu, stats.cpu, rows, cols, 1e-5);
             gpu().norm(rms, x.gpu, affine ? w.gpu : null, bias?.gpu ?? null, y.gpu, stats.gpu, rows, cols, 1e-5);
             const label = `${rms ? 'rms' : 'layer'} norm${affine ? ' (affine)' : ''} [${rows}, ${cols}]`;
             assertClose(label, y);
             assertClose(`${label} stats`, stats, dtype === 'float64' ? 1e-12 : 1e-5);
-            const gx = t.output(dtype, n), gw = t.output(dtype, cols), gb = t.output(dtype, cols);
+            const gx = t.output(dtype, n),
+              gw = t.output(dtype, cols),
+              gb = t.output(dtype, cols);
             // Backward from the CPU's statistics on both engines.
             const s = t.from(statDtype(dtype), read(stats).cpu);
-            cpu().normGrad(rms, x.cpu, affine ? w.cpu : null, s.cpu, gy.cpu, gx.cpu, affine ? gw.cpu : null, bias ? gb.cpu : null, rows, cols);
-            gpu().normGrad(rms, x.gpu, affine ? w.gpu : null, s.gpu, gy.gpu, gx.gpu, affine ? gw.gpu : null, bias ? gb.gpu : null, rows, cols);
+            cpu().normGrad(
+              rms,
+              x.cpu,
+              affine ? w.cpu : null,
+              s.cpu,
+              gy.cpu,
+              gx.cpu,
+              affine ? gw.cpu : null,
+              bias ? gb.cpu : null,
+              rows,
+              cols,
+            );
+            gpu().normGrad(
+              rms,
+              x.gpu,
+              affine ? w.gpu : null,
+              s.gpu,
+              gy.gpu,
+              gx.gpu,
+              affine ? gw.gpu : null,
+              bias ? gb.gpu : null,
+              rows,
+              cols,
+            );
             // rows of 3 columns cancel heavily in bf16 (x̂ sums to ~0): compare them in float32/float64 only.
             if (dtype !== 'bfloat16' || cols > 3) assertClose(`${label} gradIn`, gx);
             if (affine) assertClose(`${label} gradWeight`, gw, dtype === 'float32' ? 1e-5 : undefined);
@@ -85,13 +127,18 @@ gpuTest('cross-entropy over large vocabularies with ignored rows, forward and ba
   const t = new Twins(23);
   try {
     for (const dtype of [...FLOAT_DTYPES, 'float64'] as DType[]) {
-      for (const [rows, vocab] of [[16, 50], [100, 5000], [5, 50257]]) {
+      for (const [rows, vocab] of [
+        [16, 50],
+        [100, 5000],
+        [5, 50257],
+      ]) {
         const logits = t.random(dtype, rows * vocab, 3);
         const ids = new Int32Array(rows);
         for (let r = 0; r < rows; r++) ids[r] = r % 4 === 1 ? -100 : Math.floor(t.gen.uniform() * vocab);
         const targets = t.from('int32', ids);
         const sd = statDtype(dtype);
-        const losses = t.output(sd, rows), lse = t.output(sd, rows);
+        const losses = t.output(sd, rows),
+          lse = t.output(sd, rows);
         cpu().crossEntropy(logits.cpu, targets.cpu, losses.cpu, lse.cpu, rows, vocab, -100);
         gpu().crossEntropy(logits.gpu, targets.gpu, losses.gpu, lse.gpu, rows, vocab, -100);
         assertClose(`crossEntropy losses [${rows}, ${vocab}]`, losses, dtype === 'float64' ? 1e-12 : 1e-5);
@@ -112,7 +159,11 @@ gpuTest('embedding: gather, out-of-range ids reported, deterministic gradient wi
   const t = new Twins(24);
   try {
     for (const dtype of [...FLOAT_DTYPES, 'float64'] as DType[]) {
-      for (const [count, dim, vocab] of [[10, 8, 5], [4096, 256, 1000], [3000, 1024, 8192]]) {
+      for (const [count, dim, vocab] of [
+        [10, 8, 5],
+        [4096, 256, 1000],
+        [3000, 1024, 8192],
+      ]) {
         const table = t.random(dtype, vocab * dim);
         const ids = t.ints(count, 0, vocab);
         const out = t.output(dtype, count * dim);
@@ -131,7 +182,8 @@ gpuTest('embedding: gather, out-of-range ids reported, deterministic gradient wi
       }
     }
     const bad = t.from('int32', [1, 2, 7, 3, -1]);
-    const table = t.random('float32', 5 * 4), out = t.output('float32', 5 * 4);
+    const table = t.random('float32', 5 * 4),
+      out = t.output('float32', 5 * 4);
     assert.equal(gpu().embedding(table.gpu, bad.gpu, out.gpu, 5, 4, 5), 2);
     assert.equal(cpu().embedding(table.cpu, bad.cpu, out.cpu, 5, 4, 5), 2);
   } finally {
@@ -145,7 +197,7 @@ gpuTest('dropout: the same seed drops the same elements on both engines', () => 
     for (const dtype of [...FLOAT_DTYPES, 'float64'] as DType[]) {
       for (const p of [0.1, 0.5]) {
         const n = 100003;
-        const x = t.random(dtype, n, 1, 3);  // never zero, so zeros mark dropped elements
+        const x = t.random(dtype, n, 1, 3); // never zero, so zeros mark dropped elements
         const out = t.output(dtype, n);
         cpu().dropout(x.cpu, out.cpu, n, p, 1234567);
         gpu().dropout(x.gpu, out.gpu, n, p, 1234567);
@@ -169,12 +221,19 @@ gpuTest('random fills: the same seed gives the same normal and uniform values on
   try {
     for (const dtype of [...FLOAT_DTYPES, 'float64'] as DType[]) {
       const n = 100001;
-      for (const [distribution, a, b] of [['normal', 0.5, 0.02], ['uniform', -0.3, 0.3]] as const) {
+      for (const [distribution, a, b] of [
+        ['normal', 0.5, 0.02],
+        ['uniform', -0.3, 0.3],
+      ] as const) {
         const out = t.output(dtype, n);
         cpu().randomFill(out.cpu, n, distribution, a, b, 2 ** 52 + 12345);
         gpu().randomFill(out.gpu, n, distribution, a, b, 2 ** 52 + 12345);
         // float64 transcendental functions differ by an ulp or so between the CPU and the GPU.
-        assertClose(`random ${distribution} ${dtype}`, out, dtype === 'float64' ? 1e-14 : dtype === 'float32' ? 1e-7 : 1e-3);
+        assertClose(
+          `random ${distribution} ${dtype}`,
+          out,
+          dtype === 'float64' ? 1e-14 : dtype === 'float32' ? 1e-7 : 1e-3,
+        );
       }
     }
   } finally {
@@ -187,12 +246,23 @@ gpuTest('adamw: float32 master weights and state with float32 and bfloat16 gradi
   try {
     for (const gradDtype of [...FLOAT_DTYPES, 'float64'] as DType[]) {
       const n = 200001;
-      const param = t.random('float32', n), m = t.random('float32', n, 0.01), v = t.from('float32', Array.from({ length: n }, () => 1e-4 * t.gen.uniform()));
+      const param = t.random('float32', n),
+        m = t.random('float32', n, 0.01),
+        v = t.from(
+          'float32',
+          Array.from({ length: n }, () => 1e-4 * t.gen.uniform()),
+        );
       const grad = t.random(gradDtype, n, 0.1);
       for (let step = 1; step <= 3; step++) {
         const args = {
-          lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1,
-          biasCorrection1: 1 - 0.9 ** step, biasCorrection2: 1 - 0.95 ** step, gradScale: 0.5,
+          lr: 1e-3,
+          beta1: 0.9,
+          beta2: 0.95,
+          eps: 1e-8,
+          weightDecay: 0.1,
+          biasCorrection1: 1 - 0.9 ** step,
+          biasCorrection2: 1 - 0.95 ** step,
+          gradScale: 0.5,
         };
         cpu().adamw(param.cpu, grad.cpu, m.cpu, v.cpu, n, args);
         gpu().adamw(param.gpu, grad.gpu, m.gpu, v.gpu, n, args);
@@ -210,19 +280,38 @@ gpuTest('sumOfSquaresMany equals the sum of sumOfSquares; adamwMany writes the r
   const t = new Twins(27);
   const g = gpu() as CudaEngine;
   try {
-    const xs = [t.random('float32', 1000), t.random('bfloat16', 70001), t.random('float32', 1), t.random('bfloat16', 3_000_000)];
+    const xs = [
+      t.random('float32', 1000),
+      t.random('bfloat16', 70001),
+      t.random('float32', 1),
+      t.random('bfloat16', 3_000_000),
+    ];
     const one = xs.reduce((s, x) => s + g.sumOfSquares(x.gpu, x.count), 0);
     const many = g.sumOfSquaresMany(xs.map((x) => ({ x: x.gpu, count: x.count })));
     assert.ok(Math.abs(one - many) <= 1e-12 * one, `sumOfSquaresMany ${many} vs ${one}`);
     const n = 100003;
-    const param = t.random('float32', n), m = t.random('float32', n, 0.01), v = t.from('float32', new Float64Array(n).fill(1e-4));
-    const grad = t.random('bfloat16', n, 0.1), shadow = t.output('bfloat16', n);
-    const args = { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, biasCorrection1: 0.1, biasCorrection2: 0.05, gradScale: 1 };
+    const param = t.random('float32', n),
+      m = t.random('float32', n, 0.01),
+      v = t.from('float32', new Float64Array(n).fill(1e-4));
+    const grad = t.random('bfloat16', n, 0.1),
+      shadow = t.output('bfloat16', n);
+    const args = {
+      lr: 1e-3,
+      beta1: 0.9,
+      beta2: 0.95,
+      eps: 1e-8,
+      weightDecay: 0.1,
+      biasCorrection1: 0.1,
+      biasCorrection2: 0.05,
+      gradScale: 1,
+    };
     cpu().adamw(param.cpu, grad.cpu, m.cpu, v.cpu, n, args);
     g.adamwMany([{ param: param.gpu, grad: grad.gpu, m: m.gpu, v: v.gpu, count: n, shadow: shadow.gpu }], args);
     assertClose('adamwMany params', param, 1e-6);
-    const masters = read(param).gpu, weights = read(shadow).gpu;
-    for (let i = 0; i < n; i++) assert.equal(weights[i], bf16BitsToFloat(floatToBf16Bits(masters[i]!)), `shadow weight ${i}`);
+    const masters = read(param).gpu,
+      weights = read(shadow).gpu;
+    for (let i = 0; i < n; i++)
+      assert.equal(weights[i], bf16BitsToFloat(floatToBf16Bits(masters[i]!)), `shadow weight ${i}`);
   } finally {
     t.dispose();
   }

@@ -13,14 +13,51 @@ import { gpuTest } from './harness.js';
 
 const CLI = resolve('dist/src/cli/main.js');
 const MODEL = JSON.stringify({
-  dim: 128, depth: 2, heads: 4, headDim: 32, kvHeads: 1, alibiHeads: 2, qkNorm: true, qkNormDimScale: true, shiftTokens: 1,
+  dim: 128,
+  depth: 2,
+  heads: 4,
+  headDim: 32,
+  kvHeads: 1,
+  alibiHeads: 2,
+  qkNorm: true,
+  qkNormDimScale: true,
+  shiftTokens: 1,
   rotary: { dim: 16, xpos: true },
 });
 
 function train(out: string, extra: string[]): void {
-  const argv = [CLI, 'train', '--out', out, '--device', 'cuda', '--model', MODEL, '--steps', '8', '--batch-size', '4',
-    '--seq-len', '128', '--lr', '0.003', '--warmup', '2', '--eval-every', '4', '--eval-tokens', '512', '--final-eval-tokens', '512',
-    '--checkpoint-every', '4', '--keep-checkpoints', '0', '--quiet', ...extra];
+  const argv = [
+    CLI,
+    'train',
+    '--out',
+    out,
+    '--device',
+    'cuda',
+    '--model',
+    MODEL,
+    '--steps',
+    '8',
+    '--batch-size',
+    '4',
+    '--seq-len',
+    '128',
+    '--lr',
+    '0.003',
+    '--warmup',
+    '2',
+    '--eval-every',
+    '4',
+    '--eval-tokens',
+    '512',
+    '--final-eval-tokens',
+    '512',
+    '--checkpoint-every',
+    '4',
+    '--keep-checkpoints',
+    '0',
+    '--quiet',
+    ...extra,
+  ];
   const r = spawnSync(process.execPath, argv, { encoding: 'utf8' });
   assert.equal(r.status, 0, `train ${extra.join(' ')} failed:\n${r.stderr}`);
 }

@@ -17,7 +17,8 @@ export interface GradInput {
 }
 
 function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0, den = 0;
+  let num = 0,
+    den = 0;
   for (let i = 0; i < a.length; i++) {
     num += (a[i]! - b[i]!) ** 2;
     den += b[i]! ** 2;
@@ -33,26 +34,39 @@ export function gradcheck(
   name: string,
   fn: (...xs: Tensor[]) => Tensor,
   inputs: GradInput[],
-  { seed = 1, eps = 1e-6, tolerance = 1e-6, scale = 1, offset = 0 }: { seed?: number; eps?: number; tolerance?: number; scale?: number; offset?: number } = {},
+  {
+    seed = 1,
+    eps = 1e-6,
+    tolerance = 1e-6,
+    scale = 1,
+    offset = 0,
+  }: { seed?: number; eps?: number; tolerance?: number; scale?: number; offset?: number } = {},
 ): void {
   const gen = new Generator(seed);
-  const values = inputs.map((inp) => (inp.fixed ? null : inp.values ?? randomValues(inp.shape, gen, scale, offset)));
-  const outShape = noGrad(() => tidy(() => {
-    const xs = inputs.map((inp, i) => inp.fixed ?? tensor(values[i]!, inp.shape, { dtype: 'float64' }));
-    return [...fn(...xs).shape];
-  }));
+  const values = inputs.map((inp) => (inp.fixed ? null : (inp.values ?? randomValues(inp.shape, gen, scale, offset))));
+  const outShape = noGrad(() =>
+    tidy(() => {
+      const xs = inputs.map((inp, i) => inp.fixed ?? tensor(values[i]!, inp.shape, { dtype: 'float64' }));
+      return [...fn(...xs).shape];
+    }),
+  );
   const weights = randomValues(outShape, gen);
 
-  const objective = (vals: (Float64Array | null)[]): number => noGrad(() => tidy(() => {
-    const xs = inputs.map((inp, i) => inp.fixed ?? tensor(vals[i]!, inp.shape, { dtype: 'float64' }));
-    const out = fn(...xs).toArray();
-    let s = 0;
-    for (let i = 0; i < out.length; i++) s += out[i]! * weights[i]!;
-    return s;
-  }));
+  const objective = (vals: (Float64Array | null)[]): number =>
+    noGrad(() =>
+      tidy(() => {
+        const xs = inputs.map((inp, i) => inp.fixed ?? tensor(vals[i]!, inp.shape, { dtype: 'float64' }));
+        const out = fn(...xs).toArray();
+        let s = 0;
+        for (let i = 0; i < out.length; i++) s += out[i]! * weights[i]!;
+        return s;
+      }),
+    );
 
   const analytic = tidy(() => {
-    const xs = inputs.map((inp, i) => inp.fixed ?? tensor(values[i]!, inp.shape, { dtype: 'float64', requiresGrad: true }));
+    const xs = inputs.map(
+      (inp, i) => inp.fixed ?? tensor(values[i]!, inp.shape, { dtype: 'float64', requiresGrad: true }),
+    );
     const out = fn(...xs);
     assert.equal(out.requiresGrad, true, `${name}: output does not require grad`);
     const r = tensor(weights, out.shape, { dtype: 'float64' });
@@ -77,6 +91,9 @@ export function gradcheck(
       numeric[j] = (up - down) / (2 * eps);
     }
     const err = relError(analytic[i]!, numeric);
-    assert.ok(err < tolerance, `${name}: gradient of input ${i} ${JSON.stringify(inputs[i]!.shape)} differs from finite differences (relative error ${err.toExponential(2)} ≥ ${tolerance})`);
+    assert.ok(
+      err < tolerance,
+      `${name}: gradient of input ${i} ${JSON.stringify(inputs[i]!.shape)} differs from finite differences (relative error ${err.toExponential(2)} ≥ ${tolerance})`,
+    );
   });
 }

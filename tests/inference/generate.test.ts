@@ -10,7 +10,13 @@ import type { LanguageModel, ModelFamily } from '../../src/train/model.js';
 const tokenizer = new ByteTokenizer();
 
 function tinyAndromeda(seed: number) {
-  const config = andromedaFamily.presetConfig('tiny', tokenizer.vocabSize, { dim: 64, depth: 2, heads: 4, headDim: 32, alibiHeads: 2 });
+  const config = andromedaFamily.presetConfig('tiny', tokenizer.vocabSize, {
+    dim: 64,
+    depth: 2,
+    heads: 4,
+    headDim: 32,
+    alibiHeads: 2,
+  });
   return andromedaFamily.create(config, { seed, device: 'cpu' });
 }
 
@@ -69,14 +75,22 @@ const noCacheFamily = {} as ModelFamily<never>;
 
 test('generation stops at the end-of-document token, or at the token budget, and streams the text', () => {
   const streamed: string[] = [];
-  const r = generate(scriptedModel(6), noCacheFamily, tokenizer, '', { temperature: 0, maxTokens: 100, onText: (t) => streamed.push(t) });
+  const r = generate(scriptedModel(6), noCacheFamily, tokenizer, '', {
+    temperature: 0,
+    maxTokens: 100,
+    onText: (t) => streamed.push(t),
+  });
   assert.equal(r.stoppedBy, 'eos');
   assert.equal(r.text, 'abcde'); // predicted at positions 0..4 (the leading end-of-document token is position 0)
   assert.equal(streamed.join(''), 'abcde');
   const budget = generate(scriptedModel(1000), noCacheFamily, tokenizer, '', { temperature: 0, maxTokens: 4 });
   assert.equal(budget.stoppedBy, 'max-tokens');
   assert.equal(budget.ids.length, 4);
-  const past = generate(scriptedModel(3), noCacheFamily, tokenizer, '', { temperature: 0, maxTokens: 5, stopAtEos: false });
+  const past = generate(scriptedModel(3), noCacheFamily, tokenizer, '', {
+    temperature: 0,
+    maxTokens: 5,
+    stopAtEos: false,
+  });
   assert.equal(past.ids.length, 5);
   assert.throws(() => generate(scriptedModel(3), noCacheFamily, tokenizer, '', { maxTokens: -1 }), /max tokens/);
 });

@@ -23,7 +23,10 @@ test('temperature 1 samples the softmax; the same seed gives the same draws', ()
   const expected = Array.from(logits).map((v) => Math.exp(v) / z);
   const f = frequencies({ temperature: 1 });
   f.forEach((p, i) => assert.ok(Math.abs(p - expected[i]) < 0.015, `id ${i}: ${p} vs ${expected[i]}`));
-  const draw = (seed: number) => { const g = new Generator(seed); return Array.from({ length: 50 }, () => sampleToken(logits, { temperature: 0.9, topP: 0.9 }, g)); };
+  const draw = (seed: number) => {
+    const g = new Generator(seed);
+    return Array.from({ length: 50 }, () => sampleToken(logits, { temperature: 0.9, topP: 0.9 }, g));
+  };
   assert.deepEqual(draw(42), draw(42));
   assert.notDeepEqual(draw(42), draw(43));
 });

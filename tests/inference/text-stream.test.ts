@@ -33,7 +33,12 @@ test('a stream ending inside a character flushes U+FFFD, like decode', () => {
 
 test('BPE tokens that straddle characters stream to the same text as decode', async () => {
   const corpus = ['héllo wörld 🐋🐋 漢字漢字 ', 'naïve naïve café café '].map((s) => s.repeat(20));
-  const tokenizer = await trainBpe((async function* () { yield* corpus; })(), { vocabSize: 320 });
+  const tokenizer = await trainBpe(
+    (async function* () {
+      yield* corpus;
+    })(),
+    { vocabSize: 320 },
+  );
   const text = 'wörld café 🐋 漢字 naïve';
   const stream = new TokenTextStream(tokenizer);
   for (const id of tokenizer.encode(text)) stream.push(id);

@@ -15,7 +15,10 @@ const cpu = getEngine('cpu');
 
 /** Bytes above the model's parameters at the peak of one forward pass over [1, 64] tokens. */
 function forwardPeak(depth: number, autograd: boolean): number {
-  const model = new Andromeda(presetInput('tiny', { depth, dim: 64, headDim: 16, vocabSize: 64, rotary: { xpos: true, dim: 16 } }), { seed: 1 });
+  const model = new Andromeda(
+    presetInput('tiny', { depth, dim: 64, headDim: 16, vocabSize: 64, rotary: { xpos: true, dim: 16 } }),
+    { seed: 1 },
+  );
   const tokens = Tensor.fromArray(randomTokens(64, 64, 2), [1, 64], 'int32');
   const before = cpu.memoryStats().allocated;
   cpu.resetPeakMemory();
@@ -27,8 +30,13 @@ function forwardPeak(depth: number, autograd: boolean): number {
 }
 
 test('without autograd a forward pass holds one block of activations at a time: its peak memory does not grow with depth', () => {
-  const shallow = forwardPeak(1, false), deep = forwardPeak(4, false);
+  const shallow = forwardPeak(1, false),
+    deep = forwardPeak(4, false);
   assert.ok(deep <= shallow * 1.1, `peak above the parameters: depth 4 ${deep} bytes, depth 1 ${shallow}`);
-  const shallowTraining = forwardPeak(1, true), deepTraining = forwardPeak(4, true);
-  assert.ok(deepTraining > 2 * shallowTraining, `with autograd: depth 4 ${deepTraining} bytes, depth 1 ${shallowTraining}`);
+  const shallowTraining = forwardPeak(1, true),
+    deepTraining = forwardPeak(4, true);
+  assert.ok(
+    deepTraining > 2 * shallowTraining,
+    `with autograd: depth 4 ${deepTraining} bytes, depth 1 ${shallowTraining}`,
+  );
 });

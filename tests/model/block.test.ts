@@ -19,18 +19,31 @@ import type { LayerState } from '../../src/model/context.js';
 import { maxAbsDiff, values } from './helpers.js';
 
 const cpu = getEngine('cpu');
-const batch = 2, n = 7;
+const batch = 2,
+  n = 7;
 const base: AndromedaConfigInput = { vocabSize: 11, dim: 16, depth: 3, heads: 4, headDim: 4, alibiHeads: 2 };
 const state: LayerState = { sequence: { positions: null, segments: null, implementation: 'reference' }, cache: null };
 
 function blockOf(config: AndromedaConfig, seed: number): Block {
-  const block = makeBlock(config, rotarySettings(config), config.alibiHeads > 0 ? headSlopes(config.heads, config.alibiHeads) : null, { dtype: 'float64' });
+  const block = makeBlock(
+    config,
+    rotarySettings(config),
+    config.alibiHeads > 0 ? headSlopes(config.heads, config.alibiHeads) : null,
+    { dtype: 'float64' },
+  );
   // Every parameter random (norm weights and residual scales around 1, so nothing is an identity).
   const g = new Generator(seed);
   const state = new Map<string, Tensor>();
   for (const [name, p] of block.namedParameters()) {
     const around = /Norm\.weight$|norm\.weight$|ResidualScale$|residualScale$/.test(name) ? 1 : 0;
-    state.set(name, Tensor.fromArray(Float64Array.from({ length: p.size }, () => around + 0.5 * g.normal()), p.shape, 'float64'));
+    state.set(
+      name,
+      Tensor.fromArray(
+        Float64Array.from({ length: p.size }, () => around + 0.5 * g.normal()),
+        p.shape,
+        'float64',
+      ),
+    );
   }
   block.loadStateDict(state);
   for (const t of state.values()) t.dispose();
@@ -42,7 +55,10 @@ function plainNorm(config: AndromedaConfig, params: Map<string, Tensor>, prefix:
   const w = params.get(`${prefix}.weight`)!;
   if (config.norm === 'rmsnorm') return mul(mul(x, rsqrt(add(mean(square(x), -1, true), config.normEps))), w);
   const centred = sub(x, mean(x, -1, true));
-  return add(mul(mul(centred, rsqrt(add(mean(square(centred), -1, true), config.normEps))), w), params.get(`${prefix}.bias`)!);
+  return add(
+    mul(mul(centred, rsqrt(add(mean(square(centred), -1, true), config.normEps))), w),
+    params.get(`${prefix}.bias`)!,
+  );
 }
 
 /** The spec's sub-layer formulas with the block's branches and plain ops. */
@@ -69,10 +85,19 @@ function reference(block: Block, config: AndromedaConfig, x: Tensor): Tensor {
 }
 
 /** Output, and the gradients of x and of every parameter for the loss Σ out·upstream. */
-function valuesAndGradients(block: Block, run: (x: Tensor) => Tensor, seed: number): { out: Float64Array; grads: Map<string, Float64Array> } {
+function valuesAndGradients(
+  block: Block,
+  run: (x: Tensor) => Tensor,
+  seed: number,
+): { out: Float64Array; grads: Map<string, Float64Array> } {
   return tidy(() => {
     const g = new Generator(seed);
-    const random = (): Tensor => Tensor.fromArray(Float64Array.from({ length: batch * n * 16 }, () => g.normal()), [batch, n, 16], 'float64');
+    const random = (): Tensor =>
+      Tensor.fromArray(
+        Float64Array.from({ length: batch * n * 16 }, () => g.normal()),
+        [batch, n, 16],
+        'float64',
+      );
     const x = random().requireGrad(true);
     const out = run(x);
     sum(mul(out, random())).backward();
@@ -99,12 +124,27 @@ function fusedAddNormCalls(fn: () => void): number {
   return calls;
 }
 
-const cases: [string, Partial<AndromedaConfigInput>, typeof PreNormBlock | typeof PostNormBlock | typeof ParallelBlock, number][] = [
-  ['pre-norm, layer norm, learned residual scale and constant, token shift', { scaleResidual: true, residualConstant: 1.7, shiftTokens: 1 }, PreNormBlock, 1],
+const cases: [
+  string,
+  Partial<AndromedaConfigInput>,
+  typeof PreNormBlock | typeof PostNormBlock | typeof ParallelBlock,
+  number,
+][] = [
+  [
+    'pre-norm, layer norm, learned residual scale and constant, token shift',
+    { scaleResidual: true, residualConstant: 1.7, shiftTokens: 1 },
+    PreNormBlock,
+    1,
+  ],
   ['pre-norm, RMS norm', { norm: 'rmsnorm' }, PreNormBlock, 1],
   ['post-norm (DeepNorm), token shift', { deepnorm: true, shiftTokens: 1 }, PostNormBlock, 2],
   ['post-norm, RMS norm, no residual scale', { normPosition: 'post', norm: 'rmsnorm' }, PostNormBlock, 2],
-  ['parallel, learned residual scale and constant, token shift', { parallelBlocks: true, scaleResidual: true, residualConstant: 0.8, shiftTokens: 1 }, ParallelBlock, 0],
+  [
+    'parallel, learned residual scale and constant, token shift',
+    { parallelBlocks: true, scaleResidual: true, residualConstant: 0.8, shiftTokens: 1 },
+    ParallelBlock,
+    0,
+  ],
 ];
 
 for (const [name, input, form, fusedCalls] of cases) {
@@ -113,13 +153,18 @@ for (const [name, input, form, fusedCalls] of cases) {
     const block = blockOf(config, 3);
     assert.ok(block instanceof form, `makeBlock built ${block.constructor.name}, expected ${form.name}`);
     let fused!: ReturnType<typeof valuesAndGradients>;
-    const calls = fusedAddNormCalls(() => { fused = valuesAndGradients(block, (x) => block.forward(x, state), 4); });
+    const calls = fusedAddNormCalls(() => {
+      fused = valuesAndGradients(block, (x) => block.forward(x, state), 4);
+    });
     const plain = valuesAndGradients(block, (x) => reference(block, config, x), 4);
     assert.ok(maxAbsDiff(fused.out, plain.out) < 1e-12, `output differs by ${maxAbsDiff(fused.out, plain.out)}`);
     assert.deepEqual([...fused.grads.keys()], [...plain.grads.keys()]);
     for (const [tensor, grad] of fused.grads) {
       const reference = plain.grads.get(tensor)!;
-      assert.ok(reference.some((v) => v !== 0), `${tensor}: the reference gradient is zero, the check would be empty`);
+      assert.ok(
+        reference.some((v) => v !== 0),
+        `${tensor}: the reference gradient is zero, the check would be empty`,
+      );
       assert.ok(maxAbsDiff(grad, reference) < 1e-11, `${tensor}: gradient differs by ${maxAbsDiff(grad, reference)}`);
     }
     assert.equal(calls, fusedCalls, 'fused residual add + norm calls in the forward');
@@ -130,11 +175,21 @@ for (const [name, input, form, fusedCalls] of cases) {
 test('block parameters keep their names and order in every form (checkpoints and imports read them)', () => {
   const names = (input: Partial<AndromedaConfigInput>): string[] => {
     const block = blockOf(resolveConfig({ ...base, ...input }), 1);
-    const out = block.namedParameters().map(([p]) => p).filter((p) => !p.startsWith('attention.') && !p.startsWith('feedForward.'));
+    const out = block
+      .namedParameters()
+      .map(([p]) => p)
+      .filter((p) => !p.startsWith('attention.') && !p.startsWith('feedForward.'));
     block.dispose();
     return out;
   };
-  const sequential = ['attentionResidualScale', 'feedForwardResidualScale', 'attentionNorm.weight', 'attentionNorm.bias', 'feedForwardNorm.weight', 'feedForwardNorm.bias'];
+  const sequential = [
+    'attentionResidualScale',
+    'feedForwardResidualScale',
+    'attentionNorm.weight',
+    'attentionNorm.bias',
+    'feedForwardNorm.weight',
+    'feedForwardNorm.bias',
+  ];
   assert.deepEqual(names({ deepnorm: true }), sequential);
   assert.deepEqual(names({ scaleResidual: true }), sequential);
   assert.deepEqual(names({}), sequential.slice(2));

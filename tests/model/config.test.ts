@@ -15,7 +15,10 @@ test('presets: andromeda-3b and orca have exactly the published parameter counts
   assert.equal(countParameters(presetConfig('orca')), 36_655_648);
   assert.deepEqual(PRESET_NAMES.sort(), ['andromeda-3b', 'orca', 'small', 'tiny']);
   const s = presetConfig('small');
-  assert.deepEqual([s.vocabSize, s.dim, s.depth, s.heads, s.alibiHeads, s.kvHeads, s.shiftTokens, s.rotary?.xpos], [256, 256, 4, 4, 2, 1, 1, true]);
+  assert.deepEqual(
+    [s.vocabSize, s.dim, s.depth, s.heads, s.alibiHeads, s.kvHeads, s.shiftTokens, s.rotary?.xpos],
+    [256, 256, 4, 4, 2, 1, 1, true],
+  );
   const t = presetConfig('tiny', { vocabSize: 300 });
   assert.equal(t.vocabSize, 300);
   assert.ok(t.headDim >= 32);
@@ -25,7 +28,15 @@ test('parameterShapes describes exactly the parameters the model creates, for ev
   const variants: AndromedaConfigInput[] = [
     presetConfig('tiny'),
     { ...small, deepnorm: true, shiftTokens: 1, qkNorm: true, qkNormDimScale: true, kvHeads: 1 },
-    { ...small, parallelBlocks: true, scaleResidual: true, tiedEmbeddings: true, norm: 'rmsnorm', ffActivation: 'swiglu', kvHeads: 2 },
+    {
+      ...small,
+      parallelBlocks: true,
+      scaleResidual: true,
+      tiedEmbeddings: true,
+      norm: 'rmsnorm',
+      ffActivation: 'swiglu',
+      kvHeads: 2,
+    },
     { ...small, ffActivation: 'geglu', normPosition: 'post', rotary: { dim: 8 } },
   ];
   for (const input of variants) {
@@ -56,7 +67,10 @@ function problems(input: AndromedaConfigInput): string {
 
 test('config validation rejects impossible combinations and says why', () => {
   assert.match(problems({ ...small, heads: 6, kvHeads: 4 }), /heads \(6\) must be a multiple of kvHeads \(4\)/);
-  assert.match(problems({ ...small, heads: 8, kvHeads: 2, qkNorm: true, qkNormDimScale: true }), /qkNormDimScale with 2 KV heads for 8 heads.*one KV head or one per head/s);
+  assert.match(
+    problems({ ...small, heads: 8, kvHeads: 2, qkNorm: true, qkNormDimScale: true }),
+    /qkNormDimScale with 2 KV heads for 8 heads.*one KV head or one per head/s,
+  );
   assert.match(problems({ ...small, headDim: 16, rotary: true }), /rotary dim 32 is larger than the head dim 16/);
   assert.match(problems({ ...small, rotary: { dim: 7 } }), /rotary dim must be a positive even integer/);
   assert.match(problems({ ...small, qkNormDimScale: true }), /qkNormDimScale .* needs qkNorm/);
@@ -64,7 +78,10 @@ test('config validation rejects impossible combinations and says why', () => {
   assert.match(problems({ ...small, deepnorm: true, parallelBlocks: true }), /parallelBlocks needs pre-norm/);
   assert.match(problems({ ...small, deepnorm: true, normPosition: 'pre' }), /deepnorm is a post-norm scheme/);
   assert.match(problems({ ...small, rotary: { interpolationFactor: 0.5, dim: 8 } }), /interpolationFactor must be ≥ 1/);
-  assert.match(problems({ ...small, rotary: { dim: 8, interpolationFactor: 2, yarn: { factor: 4 } } }), /either interpolationFactor or yarn/);
+  assert.match(
+    problems({ ...small, rotary: { dim: 8, interpolationFactor: 2, yarn: { factor: 4 } } }),
+    /either interpolationFactor or yarn/,
+  );
   assert.match(problems({ ...small, heads: 0 }), /heads must be a positive integer/);
   assert.match(problems({ ...small, headsCount: 3 } as AndromedaConfigInput), /unknown setting 'headsCount'/);
   // Every problem is reported at once.
@@ -82,7 +99,10 @@ test('deepnorm shorthand: post-norm, learned residual scale, c = (2·depth)^0.25
 });
 
 test('ALiBi slopes follow the exact rule for powers of two and the interleaved rule otherwise', () => {
-  assert.deepEqual(alibiSlopes(8), [1, 2, 3, 4, 5, 6, 7, 8].map((i) => 2 ** -i));
+  assert.deepEqual(
+    alibiSlopes(8),
+    [1, 2, 3, 4, 5, 6, 7, 8].map((i) => 2 ** -i),
+  );
   assert.deepEqual(alibiSlopes(2), [2 ** -4, 2 ** -8]);
   assert.deepEqual(alibiSlopes(4), [2 ** -2, 2 ** -4, 2 ** -6, 2 ** -8]);
   // 3: the two slopes for 2, then slope 0 of the list for 4.
@@ -112,7 +132,13 @@ test('rotary: default dim, NTK base rescale, interpolation and YaRN frequencies'
   interpolated.invFreq.forEach((f, i) => assert.ok(Math.abs(f - plain.invFreq[i]! / 4) <= 1e-7 * f));
 
   // YaRN: high frequencies (many turns over the original context) are kept, low ones divided by s.
-  const yarn = yarnInverseFrequencies(32, 10000, { factor: 8, originalMaxSeqLen: 2048, betaFast: 32, betaSlow: 1, attentionFactor: 1 });
+  const yarn = yarnInverseFrequencies(32, 10000, {
+    factor: 8,
+    originalMaxSeqLen: 2048,
+    betaFast: 32,
+    betaSlow: 1,
+    attentionFactor: 1,
+  });
   const reference = plainInverseFrequencies(32, 10000);
   const turns = (f: number) => (2048 * f) / (2 * Math.PI);
   reference.forEach((f, i) => {
@@ -120,7 +146,9 @@ test('rotary: default dim, NTK base rescale, interpolation and YaRN frequencies'
     if (turns(f) < 0.5) assert.ok(Math.abs(yarn[i]! - f / 8) < 1e-15, `frequency ${i} is interpolated`);
     assert.ok(yarn[i]! <= f && yarn[i]! >= f / 8 - 1e-18);
   });
-  const withYarn = rotarySettings(resolveConfig({ ...small, headDim: 64, rotary: { yarn: { factor: 8, originalMaxSeqLen: 2048 } } }))!;
+  const withYarn = rotarySettings(
+    resolveConfig({ ...small, headDim: 64, rotary: { yarn: { factor: 8, originalMaxSeqLen: 2048 } } }),
+  )!;
   const t = 0.1 * Math.log(8) + 1;
   assert.ok(Math.abs(withYarn.scaleMultiplier - t * t) < 1e-15);
   const noop = rotarySettings(resolveConfig({ ...small, headDim: 64, rotary: { yarn: { factor: 1 } } }))!;

@@ -17,8 +17,10 @@ export function expectedOf(name: string): { loss: number; params: Record<string,
 
 /** ‖a − b‖ / ‖b‖ over all elements. */
 export function relativeError(actual: ArrayLike<number>, reference: ArrayLike<number>): number {
-  if (actual.length !== reference.length) throw new Error(`relativeError: ${actual.length} vs ${reference.length} elements`);
-  let diff = 0, norm = 0;
+  if (actual.length !== reference.length)
+    throw new Error(`relativeError: ${actual.length} vs ${reference.length} elements`);
+  let diff = 0,
+    norm = 0;
   for (let i = 0; i < actual.length; i++) {
     const d = actual[i]! - reference[i]!;
     diff += d * d;

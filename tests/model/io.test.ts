@@ -1,7 +1,16 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync, readFileSync, writeFileSync, truncateSync, statSync, mkdirSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdtempSync,
+  rmSync,
+  readFileSync,
+  writeFileSync,
+  truncateSync,
+  statSync,
+  mkdirSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,8 +25,14 @@ import { configFromXTransformers, importXTransformers } from '../../src/model/xt
 import { FIXTURES, expectedOf, fixtureDir, randomTokens, relativeError, values } from './helpers.js';
 
 const made: string[] = [];
-const temp = (): string => { const d = mkdtempSync(join(tmpdir(), 'andromeda-io-')); made.push(d); return d; };
-after(() => { for (const d of made) rmSync(d, { recursive: true, force: true }); });
+const temp = (): string => {
+  const d = mkdtempSync(join(tmpdir(), 'andromeda-io-'));
+  made.push(d);
+  return d;
+};
+after(() => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const andromeda = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
 
@@ -74,9 +89,18 @@ test('safetensors: corrupt and truncated files fail with the file name and the p
   assert.throws(() => SafetensorsReader.open(tiny), /tiny\.safetensors: file is 5 bytes, too short/);
   const headerCut = variant('header.safetensors', (p) => truncateSync(p, 20));
   assert.throws(() => SafetensorsReader.open(headerCut), /header\.safetensors: truncated: the header needs \d+ bytes/);
-  const badJson = variant('json.safetensors', (p) => { const b = readFileSync(p); b[9] = 0x7b; b[10] = 0x7b; writeFileSync(p, b); });
+  const badJson = variant('json.safetensors', (p) => {
+    const b = readFileSync(p);
+    b[9] = 0x7b;
+    b[10] = 0x7b;
+    writeFileSync(p, b);
+  });
   assert.throws(() => SafetensorsReader.open(badJson), /json\.safetensors: the header is not valid JSON/);
-  const huge = variant('huge.safetensors', (p) => { const b = readFileSync(p); b.writeBigUInt64LE(1n << 40n, 0); writeFileSync(p, b); });
+  const huge = variant('huge.safetensors', (p) => {
+    const b = readFileSync(p);
+    b.writeBigUInt64LE(1n << 40n, 0);
+    writeFileSync(p, b);
+  });
   assert.throws(() => SafetensorsReader.open(huge), /huge\.safetensors: header length \d+ is implausibly large/);
   const write = (name: string, header: object, dataBytes: number): string => {
     const path = join(dir, name);
@@ -86,12 +110,32 @@ test('safetensors: corrupt and truncated files fail with the file name and the p
     writeFileSync(path, Buffer.concat([len, h, Buffer.alloc(dataBytes)]));
     return path;
   };
-  assert.throws(() => SafetensorsReader.open(write('size.safetensors', { w: { dtype: 'F32', shape: [2, 2], data_offsets: [0, 12] } }, 12)),
-    /tensor 'w': data_offsets \[0, 12\] hold 12 bytes but F32 \[2, 2\] needs 16/);
-  assert.throws(() => SafetensorsReader.open(write('dtype.safetensors', { w: { dtype: 'C64', shape: [1], data_offsets: [0, 8] } }, 8)), /unsupported dtype "C64"/);
-  assert.throws(() => SafetensorsReader.open(write('overlap.safetensors', {
-    a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] },
-  }, 12)), /'a' \[0, 8\) and 'b' \[4, 12\) overlap/);
+  assert.throws(
+    () =>
+      SafetensorsReader.open(
+        write('size.safetensors', { w: { dtype: 'F32', shape: [2, 2], data_offsets: [0, 12] } }, 12),
+      ),
+    /tensor 'w': data_offsets \[0, 12\] hold 12 bytes but F32 \[2, 2\] needs 16/,
+  );
+  assert.throws(
+    () =>
+      SafetensorsReader.open(write('dtype.safetensors', { w: { dtype: 'C64', shape: [1], data_offsets: [0, 8] } }, 8)),
+    /unsupported dtype "C64"/,
+  );
+  assert.throws(
+    () =>
+      SafetensorsReader.open(
+        write(
+          'overlap.safetensors',
+          {
+            a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+            b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] },
+          },
+          12,
+        ),
+      ),
+    /'a' \[0, 8\) and 'b' \[4, 12\) overlap/,
+  );
   assert.throws(() => SafetensorsReader.open(join(dir, 'absent.safetensors')), /absent\.safetensors: cannot open/);
 });
 
@@ -117,7 +161,12 @@ test('checkpoint: save and load round-trip the config and every parameter exactl
   const tampered = new Map(other.stateDict());
   tampered.delete('logits.bias');
   writeSafetensors(join(dir, 'model.safetensors'), tampered);
-  assert.throws(() => loadCheckpoint(dir), (e: Error) => /missing \(1\): logits\.bias/.test(e.message) && /wrong shape \(\d+\): embedding\.weight: model \[257, 128\], file \[257, 64\]/.test(e.message));
+  assert.throws(
+    () => loadCheckpoint(dir),
+    (e: Error) =>
+      /missing \(1\): logits\.bias/.test(e.message) &&
+      /wrong shape \(\d+\): embedding\.weight: model \[257, 128\], file \[257, 64\]/.test(e.message),
+  );
   other.dispose();
   model.dispose();
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ wrapper: {}, decoder: {} }));
@@ -153,11 +202,23 @@ for (const name of FIXTURES) {
 }
 
 test('convert reports unsupported arguments, ignored ones, and missing/unexpected/mis-shaped tensors', () => {
-  assert.throws(() => configFromXTransformers({ wrapper: { num_tokens: 10, max_seq_len: 8 }, decoder: { dim: 8, depth: 1, heads: 2, macaron: true, rotary_xpos: true } }),
-    /cannot import this x-transformers model:\n {2}- decoder\.macaron = true is not supported/);
-  assert.throws(() => configFromXTransformers({ wrapper: { num_tokens: 10, max_seq_len: 8 }, decoder: { dim: 8, depth: 1, heads: 2 } }),
-    /absolute position embedding/);
-  const { warnings } = configFromXTransformers({ wrapper: { num_tokens: 10, max_seq_len: 8, use_abs_pos_emb: false }, decoder: { dim: 8, depth: 1, heads: 2, dim_head: 128, attn_dropout: 0.1 } });
+  assert.throws(
+    () =>
+      configFromXTransformers({
+        wrapper: { num_tokens: 10, max_seq_len: 8 },
+        decoder: { dim: 8, depth: 1, heads: 2, macaron: true, rotary_xpos: true },
+      }),
+    /cannot import this x-transformers model:\n {2}- decoder\.macaron = true is not supported/,
+  );
+  assert.throws(
+    () =>
+      configFromXTransformers({ wrapper: { num_tokens: 10, max_seq_len: 8 }, decoder: { dim: 8, depth: 1, heads: 2 } }),
+    /absolute position embedding/,
+  );
+  const { warnings } = configFromXTransformers({
+    wrapper: { num_tokens: 10, max_seq_len: 8, use_abs_pos_emb: false },
+    decoder: { dim: 8, depth: 1, heads: 2, dim_head: 128, attn_dropout: 0.1 },
+  });
   assert.deepEqual(warnings, [
     'decoder.dim_head is not an argument of x-transformers 1.20 (it ignores it, and so do we)',
     'decoder.attn_dropout = 0.1 only affects training; it is not part of the imported model',
@@ -172,15 +233,25 @@ test('convert reports unsupported arguments, ignored ones, and missing/unexpecte
     weights.set('attn_layers.layers.0.1.fn.to_k.weight', Tensor.fromArray(new Float32Array(64 * 32), [32, 64]));
     writeSafetensors(join(dir, 'weights.safetensors'), weights);
   });
-  assert.throws(() => importXTransformers(dir), (e: Error) => /missing \(1\): to_logits\.bias/.test(e.message)
-    && /unexpected \(1\): surprise/.test(e.message)
-    && /attn_layers\.layers\.0\.1\.fn\.to_k\.weight: config gives \[64, 64\], file has \[32, 64\]/.test(e.message));
+  assert.throws(
+    () => importXTransformers(dir),
+    (e: Error) =>
+      /missing \(1\): to_logits\.bias/.test(e.message) &&
+      /unexpected \(1\): surprise/.test(e.message) &&
+      /attn_layers\.layers\.0\.1\.fn\.to_k\.weight: config gives \[64, 64\], file has \[32, 64\]/.test(e.message),
+  );
   const result = andromeda('convert', dir, join(dir, 'out'));
   assert.equal(result.status, 1);
   assert.match(result.stderr, /andromeda convert: .*weights\.safetensors: the tensors do not match/);
   mkdirSync(join(dir, 'nonempty'));
   writeFileSync(join(dir, 'nonempty', 'x'), '');
-  assert.match(andromeda('convert', fixtureDir('orca-tiny'), join(dir, 'nonempty')).stderr, /is not empty \(use --force/);
-  assert.match(andromeda('score', '--help').stdout, /Usage: andromeda score <checkpoint> <in\.safetensors> <out\.safetensors>/);
+  assert.match(
+    andromeda('convert', fixtureDir('orca-tiny'), join(dir, 'nonempty')).stderr,
+    /is not empty \(use --force/,
+  );
+  assert.match(
+    andromeda('score', '--help').stdout,
+    /Usage: andromeda score <checkpoint> <in\.safetensors> <out\.safetensors>/,
+  );
   assert.match(andromeda('convert', 'only-one').stderr, /expected <source dir> and <out dir>/);
 });

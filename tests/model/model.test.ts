@@ -46,7 +46,8 @@ for (const path of paths) {
   test(`packed documents: the second document's logits equal running it alone (${path} attention)`, () => {
     const model = new Andromeda({ ...tiny, qkNorm: true, qkNormDimScale: true }, { seed: 2 });
     withoutLeaks(() => {
-      const first = randomTokens(13, 257, 7), second = randomTokens(19, 257, 8);
+      const first = randomTokens(13, 257, 7),
+        second = randomTokens(19, 257, 8);
       const packed = Int32Array.from([...first, ...second]);
       const segmentIds = Int32Array.from(packed, (_, i) => (i < first.length ? 0 : 1));
       const together = logitsOf(model, packed, 1, { segmentIds, attentionImplementation: path });
@@ -57,19 +58,30 @@ for (const path of paths) {
       assert.ok(maxAbsDiff(together.subarray(0, first.length * vocab), firstAlone) < 1e-5);
       // Explicit positions that reset give the same result as positions derived from the segments.
       const positions = Int32Array.from(packed, (_, i) => (i < first.length ? i : i - first.length));
-      assert.ok(maxAbsDiff(logitsOf(model, packed, 1, { segmentIds, positions, attentionImplementation: path }), together) < 1e-6);
+      assert.ok(
+        maxAbsDiff(logitsOf(model, packed, 1, { segmentIds, positions, attentionImplementation: path }), together) <
+          1e-6,
+      );
     });
     model.dispose();
   });
 }
 
 test('KV cache: greedy decoding with the cache gives the same logits and tokens as without', () => {
-  for (const variant of [tiny, { ...tiny, deepnorm: true, qkNorm: true, qkNormDimScale: true, shiftTokens: 2, kvHeads: 4 }] as AndromedaConfigInput[]) {
+  for (const variant of [
+    tiny,
+    { ...tiny, deepnorm: true, qkNorm: true, qkNormDimScale: true, shiftTokens: 2, kvHeads: 4 },
+  ] as AndromedaConfigInput[]) {
     const model = new Andromeda(variant, { seed: 3 });
     withoutLeaks(() => {
       const prompt = Array.from(randomTokens(6, 257, 11));
-      const steps = 10, vocab = 257;
-      const argmax = (row: ArrayLike<number>) => { let best = 0; for (let i = 1; i < row.length; i++) if (row[i]! > row[best]!) best = i; return best; };
+      const steps = 10,
+        vocab = 257;
+      const argmax = (row: ArrayLike<number>) => {
+        let best = 0;
+        for (let i = 1; i < row.length; i++) if (row[i]! > row[best]!) best = i;
+        return best;
+      };
       // Uncached: the whole sequence every step.
       const uncached: number[] = [...prompt];
       const uncachedLogits: Float64Array[] = [];
@@ -105,14 +117,18 @@ test("logits: 'last' gives each row's last-position logits, with and without a K
   for (const variant of [tiny, { ...tiny, deepnorm: true }] as AndromedaConfigInput[]) {
     const model = new Andromeda(variant, { seed: 4 });
     withoutLeaks(() => {
-      const vocab = 257, batch = 2, n = 9;
+      const vocab = 257,
+        batch = 2,
+        n = 9;
       const ids = randomTokens(batch * n, vocab, 21);
       const all = logitsOf(model, ids, batch);
-      const last = tidy(() => noGrad(() => {
-        const out = model.forward(tokensOf(ids, batch), { logits: 'last' });
-        assert.deepEqual(out.shape, [batch, 1, vocab]);
-        return values(out);
-      }));
+      const last = tidy(() =>
+        noGrad(() => {
+          const out = model.forward(tokensOf(ids, batch), { logits: 'last' });
+          assert.deepEqual(out.shape, [batch, 1, vocab]);
+          return values(out);
+        }),
+      );
       for (let b = 0; b < batch; b++) {
         const expected = all.subarray(((b + 1) * n - 1) * vocab, (b + 1) * n * vocab);
         assert.ok(maxAbsDiff(last.subarray(b * vocab, (b + 1) * vocab), expected) < 1e-5, `row ${b}`);
@@ -123,7 +139,10 @@ test("logits: 'last' gives each row's last-position logits, with and without a K
       assert.equal(first.length, vocab);
       assert.ok(maxAbsDiff(second, all.subarray((n - 1) * vocab, n * vocab)) < 1e-4);
       cache.dispose();
-      assert.throws(() => tidy(() => model.forward(tokensOf(ids, batch), { logits: 'first' as 'last' })), /logits must be 'all' or 'last'/);
+      assert.throws(
+        () => tidy(() => model.forward(tokensOf(ids, batch), { logits: 'first' as 'last' })),
+        /logits must be 'all' or 'last'/,
+      );
     });
     model.dispose();
   }
@@ -146,10 +165,16 @@ test('activation checkpointing: same loss and gradients as without it, with less
     model.dispose();
     return { loss, grads, held };
   };
-  const plain = run(false), checkpointed = run(true);
+  const plain = run(false),
+    checkpointed = run(true);
   assert.equal(checkpointed.loss, plain.loss);
-  plain.grads.forEach((g, i) => assert.ok(maxAbsDiff(g, checkpointed.grads[i]!) < 1e-6, `parameter ${i}: ${maxAbsDiff(g, checkpointed.grads[i]!)}`));
-  assert.ok(checkpointed.held < plain.held / 2, `held for backward: ${checkpointed.held} bytes checkpointed vs ${plain.held}`);
+  plain.grads.forEach((g, i) =>
+    assert.ok(maxAbsDiff(g, checkpointed.grads[i]!) < 1e-6, `parameter ${i}: ${maxAbsDiff(g, checkpointed.grads[i]!)}`),
+  );
+  assert.ok(
+    checkpointed.held < plain.held / 2,
+    `held for backward: ${checkpointed.held} bytes checkpointed vs ${plain.held}`,
+  );
 });
 
 const variants: [string, AndromedaConfigInput][] = [
@@ -172,21 +197,26 @@ for (const [name, config] of variants) {
     const model = new Andromeda(config, { seed: 4 });
     withoutLeaks(() => {
       const ids = randomTokens(2 * 24, model.config.vocabSize, 13);
-      const results = paths.map((path) => tidy(() => {
-        const tokens = tokensOf(ids, 2);
-        const loss = model.loss(tokens, { attentionImplementation: path });
-        loss.backward();
-        const grads = model.namedParameters().map(([n, t]) => {
-          assert.ok(t.grad, `${n} has no gradient`);
-          const g = values(t.grad);
-          assert.ok(g.every(Number.isFinite), `${n} gradient is not finite`);
-          return g;
-        });
-        model.zeroGrad();
-        return { loss: loss.item(), grads };
-      }));
+      const results = paths.map((path) =>
+        tidy(() => {
+          const tokens = tokensOf(ids, 2);
+          const loss = model.loss(tokens, { attentionImplementation: path });
+          loss.backward();
+          const grads = model.namedParameters().map(([n, t]) => {
+            assert.ok(t.grad, `${n} has no gradient`);
+            const g = values(t.grad);
+            assert.ok(g.every(Number.isFinite), `${n} gradient is not finite`);
+            return g;
+          });
+          model.zeroGrad();
+          return { loss: loss.item(), grads };
+        }),
+      );
       assert.ok(Number.isFinite(results[0]!.loss) && results[0]!.loss > 0);
-      assert.ok(Math.abs(results[0]!.loss - Math.log(model.config.vocabSize)) < 2, 'an untrained model is near uniform');
+      assert.ok(
+        Math.abs(results[0]!.loss - Math.log(model.config.vocabSize)) < 2,
+        'an untrained model is near uniform',
+      );
       if (results.length === 2) {
         assert.ok(Math.abs(results[0]!.loss - results[1]!.loss) < 1e-5);
         results[0]!.grads.forEach((g, i) => assert.ok(relativeError(results[1]!.grads[i]!, g) < 1e-3));
@@ -198,23 +228,32 @@ for (const [name, config] of variants) {
 
 test('loss with explicit targets (packed training rows) ignores -100 and matches the shifted form', () => {
   const model = new Andromeda(tiny, { seed: 5 });
-  withoutLeaks(() => tidy(() => {
-    const ids = randomTokens(2 * 16, 257, 17);
-    const tokens = tokensOf(ids, 2);
-    const shifted = model.loss(tokens).item();
-    const inputs = narrow(tokens, 1, 0, 15).contiguous();
-    const targets = narrow(tokens, 1, 1, 15).contiguous();
-    assert.ok(Math.abs(model.loss(inputs, { targets }).item() - shifted) < 1e-6);
-    const partial = Int32Array.from(targets.toArray(), (t, i) => (i % 15 === 0 ? -100 : t));
-    const masked = model.loss(inputs, { targets: Tensor.fromArray(partial, [2, 15], 'int32') }).item();
-    assert.ok(Number.isFinite(masked) && masked !== shifted);
-  }));
+  withoutLeaks(() =>
+    tidy(() => {
+      const ids = randomTokens(2 * 16, 257, 17);
+      const tokens = tokensOf(ids, 2);
+      const shifted = model.loss(tokens).item();
+      const inputs = narrow(tokens, 1, 0, 15).contiguous();
+      const targets = narrow(tokens, 1, 1, 15).contiguous();
+      assert.ok(Math.abs(model.loss(inputs, { targets }).item() - shifted) < 1e-6);
+      const partial = Int32Array.from(targets.toArray(), (t, i) => (i % 15 === 0 ? -100 : t));
+      const masked = model.loss(inputs, { targets: Tensor.fromArray(partial, [2, 15], 'int32') }).item();
+      assert.ok(Number.isFinite(masked) && masked !== shifted);
+    }),
+  );
   model.dispose();
 });
 
 test('initialisation follows x-transformers 1.20 (embedding kaiming, DeepNorm xavier gains, default Linear elsewhere)', () => {
-  const std = (t: Tensor) => { const v = values(t); const m = v.reduce((a, b) => a + b, 0) / v.length; return Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / v.length); };
-  const model = new Andromeda({ vocabSize: 512, dim: 256, depth: 4, heads: 4, headDim: 64, deepnorm: true }, { seed: 6 });
+  const std = (t: Tensor) => {
+    const v = values(t);
+    const m = v.reduce((a, b) => a + b, 0) / v.length;
+    return Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / v.length);
+  };
+  const model = new Andromeda(
+    { vocabSize: 512, dim: 256, depth: 4, heads: 4, headDim: 64, deepnorm: true },
+    { seed: 6 },
+  );
   const beta = deepnormGain(4);
   const close = (a: number, b: number) => Math.abs(a - b) < 0.05 * b;
   assert.ok(close(std(model.embedding.weight), Math.sqrt(2 / 256)));
@@ -227,7 +266,8 @@ test('initialisation follows x-transformers 1.20 (embedding kaiming, DeepNorm xa
   assert.ok(logits.every((w) => Math.abs(w) <= 1 / 16) && close(std(model.logits!.weight), 1 / 16 / Math.sqrt(3)));
   model.dispose();
   // Same seed, same model.
-  const a = new Andromeda(tiny, { seed: 9 }), b = new Andromeda(tiny, { seed: 9 });
+  const a = new Andromeda(tiny, { seed: 9 }),
+    b = new Andromeda(tiny, { seed: 9 });
   assert.deepEqual(values(a.blocks.at(1).attention.key.weight), values(b.blocks.at(1).attention.key.weight));
   a.dispose();
   b.dispose();
@@ -240,9 +280,17 @@ test('Module: stateDict/loadStateDict list missing, unexpected and mis-shaped na
     const state = new Map(model.stateDict());
     state.delete('finalNorm.bias');
     state.set('extra.weight', model.embedding.weight);
-    assert.throws(() => model.loadStateDict(state), (e: Error) => e instanceof StateDictError
-      && /missing \(1\): finalNorm\.bias/.test(e.message) && /unexpected \(1\): extra\.weight/.test(e.message));
-    assert.throws(() => model.loadStateDict(other.stateDict()), /wrong shape \(\d+\): embedding\.weight: model \[257, 128\], given \[257, 64\]/);
+    assert.throws(
+      () => model.loadStateDict(state),
+      (e: Error) =>
+        e instanceof StateDictError &&
+        /missing \(1\): finalNorm\.bias/.test(e.message) &&
+        /unexpected \(1\): extra\.weight/.test(e.message),
+    );
+    assert.throws(
+      () => model.loadStateDict(other.stateDict()),
+      /wrong shape \(\d+\): embedding\.weight: model \[257, 128\], given \[257, 64\]/,
+    );
     const copy = new Andromeda(tiny, { seed: 8 });
     copy.loadStateDict(model.stateDict());
     const ids = randomTokens(10, 257, 3);

@@ -32,7 +32,10 @@ for (const name of FIXTURES) {
           assert.ok(logitsError < 1e-5, `logits relative error ${logitsError}`);
           assert.ok(Math.abs(report.loss - expected.loss) < 1e-6, `loss ${report.loss} vs ${expected.loss}`);
           const params = new Map(model.namedParameters());
-          assert.equal(origin.parameters.length, Object.keys(expected.params).filter((n) => !n.includes('rotary_pos_emb')).length);
+          assert.equal(
+            origin.parameters.length,
+            Object.keys(expected.params).filter((n) => !n.includes('rotary_pos_emb')).length,
+          );
           for (const { name: ours, originalName } of origin.parameters) {
             const grad = params.get(ours)!.grad;
             assert.ok(grad, `no gradient for ${ours}`);

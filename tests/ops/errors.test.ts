@@ -9,11 +9,23 @@ describe('errors', () => {
   test('shape mismatches name the op and both shapes', () => {
     tidy(() => {
       assert.throws(() => A.add(zeros([2, 3]), zeros([4])), /add: shapes \[2, 3\] and \[4\] cannot be broadcast/);
-      assert.throws(() => A.matmul(zeros([2, 3]), zeros([4, 5])), /matmul: inner dimensions differ: a is \[2, 3\], b is \[4, 5\]/);
-      assert.throws(() => A.linear(zeros([2, 3]), zeros([4, 5])), /linear: input \[2, 3\] does not match weight \[4, 5\]/);
-      assert.throws(() => A.reshape(zeros([2, 3]), [4, 2]), /reshape: cannot reshape \[2, 3\] \(6 elements\) into \[4, 2\]/);
+      assert.throws(
+        () => A.matmul(zeros([2, 3]), zeros([4, 5])),
+        /matmul: inner dimensions differ: a is \[2, 3\], b is \[4, 5\]/,
+      );
+      assert.throws(
+        () => A.linear(zeros([2, 3]), zeros([4, 5])),
+        /linear: input \[2, 3\] does not match weight \[4, 5\]/,
+      );
+      assert.throws(
+        () => A.reshape(zeros([2, 3]), [4, 2]),
+        /reshape: cannot reshape \[2, 3\] \(6 elements\) into \[4, 2\]/,
+      );
       assert.throws(() => A.concat([zeros([2, 3]), zeros([3, 3])], 1), /concat: tensors\[1\] has shape \[3, 3\]/);
-      assert.throws(() => A.layerNorm(zeros([2, 3]), zeros([4]), null), /layerNorm: weight \[4\] does not match the last axis of x \[2, 3\]/);
+      assert.throws(
+        () => A.layerNorm(zeros([2, 3]), zeros([4]), null),
+        /layerNorm: weight \[4\] does not match the last axis of x \[2, 3\]/,
+      );
       assert.throws(() => A.narrow(zeros([2, 3]), 1, 2, 2), /narrow: range \[2, 4\) is outside axis 1 of size 3/);
       assert.throws(() => A.sum(zeros([2, 3]), 2), /sum: axis 2 is out of range for rank 2/);
       assert.throws(() => A.expand(zeros([2, 3]), [2, 4]), /expand: cannot expand \[2, 3\] to \[2, 4\]/);
@@ -23,7 +35,10 @@ describe('errors', () => {
 
   test('dtype mismatches name both arguments', () => {
     tidy(() => {
-      assert.throws(() => A.add(zeros([2]), zeros([2], 'float64')), /add: dtype mismatch: 'a' is float32 \[2\] but 'b' is float64 \[2\]/);
+      assert.throws(
+        () => A.add(zeros([2]), zeros([2], 'float64')),
+        /add: dtype mismatch: 'a' is float32 \[2\] but 'b' is float64 \[2\]/,
+      );
       assert.throws(() => A.matmul(zeros([2, 2]), zeros([2, 2], 'bfloat16')), /matmul: dtype mismatch/);
       assert.throws(() => A.embedding(zeros([4, 2]), zeros([3])), /embedding: 'ids' must be int32, got float32 \[3\]/);
       assert.throws(() => A.exp(zeros([2], 'int32')), /exp: 'x' must be a floating-point tensor/);
@@ -33,15 +48,30 @@ describe('errors', () => {
   test('out-of-range indices report the value and position', () => {
     tidy(() => {
       const table = zeros([4, 2]);
-      assert.throws(() => A.embedding(table, tensor([0, 3, 4], [3], { dtype: 'int32' })), /embedding: token id 4 at position 2 of ids \[3\] is out of range \[0, 4\)/);
+      assert.throws(
+        () => A.embedding(table, tensor([0, 3, 4], [3], { dtype: 'int32' })),
+        /embedding: token id 4 at position 2 of ids \[3\] is out of range \[0, 4\)/,
+      );
       assert.throws(() => A.embedding(table, tensor([-1], [1], { dtype: 'int32' })), /token id -1 at position 0/);
-      assert.throws(() => A.crossEntropy(zeros([2, 5]), tensor([1, 7], [2], { dtype: 'int32' })), /crossEntropy: target 7 at position 1 is out of range \[0, 5\)/);
-      assert.throws(() => A.crossEntropy(zeros([2, 5]), tensor([1], [1], { dtype: 'int32' })), /crossEntropy: targets \[1\] do not match logits \[2, 5\]/);
+      assert.throws(
+        () => A.crossEntropy(zeros([2, 5]), tensor([1, 7], [2], { dtype: 'int32' })),
+        /crossEntropy: target 7 at position 1 is out of range \[0, 5\)/,
+      );
+      assert.throws(
+        () => A.crossEntropy(zeros([2, 5]), tensor([1], [1], { dtype: 'int32' })),
+        /crossEntropy: targets \[1\] do not match logits \[2, 5\]/,
+      );
       assert.throws(() => tensor([1.5], [1], { dtype: 'int32' }), /value 1.5 at index 0 is not a 32-bit integer/);
       // Ids without a host copy (the result of an op) are checked by the engine, with the same message.
       const computed = A.narrow(tensor([9, 0, 3, 4], [4], { dtype: 'int32' }), 0, 1, 3).contiguous();
-      assert.throws(() => A.embedding(table, computed), /embedding: token id 4 at position 2 of ids \[3\] is out of range \[0, 4\)/);
-      assert.throws(() => A.crossEntropy(zeros([3, 4]), computed), /crossEntropy: target 4 at position 2 is out of range \[0, 4\)/);
+      assert.throws(
+        () => A.embedding(table, computed),
+        /embedding: token id 4 at position 2 of ids \[3\] is out of range \[0, 4\)/,
+      );
+      assert.throws(
+        () => A.crossEntropy(zeros([3, 4]), computed),
+        /crossEntropy: target 4 at position 2 is out of range \[0, 4\)/,
+      );
     });
   });
 
@@ -50,7 +80,10 @@ describe('errors', () => {
       const table = A.randn([6, 3]);
       const host = tensor([5, 0, 2, 2], [4], { dtype: 'int32' });
       const computed = A.narrow(tensor([1, 5, 0, 2, 2], [5], { dtype: 'int32' }), 0, 1, 4).contiguous();
-      assert.deepEqual(Array.from(A.embedding(table, host).toArray()), Array.from(A.embedding(table, computed).toArray()));
+      assert.deepEqual(
+        Array.from(A.embedding(table, host).toArray()),
+        Array.from(A.embedding(table, computed).toArray()),
+      );
       const logits = A.randn([4, 6]);
       assert.equal(A.crossEntropy(logits, host).item(), A.crossEntropy(logits, computed).item());
       // A host copy is a copy: changing the caller's array after the upload changes nothing.

@@ -7,13 +7,25 @@ const { tensor } = A;
 
 describe('elementwise gradients with broadcasting', () => {
   const shapes: [number[], number[]][] = [
-    [[3, 4], [3, 4]],
+    [
+      [3, 4],
+      [3, 4],
+    ],
     [[3, 4], [4]],
-    [[3, 1], [1, 4]],
-    [[2, 3, 4], [3, 1]],
+    [
+      [3, 1],
+      [1, 4],
+    ],
+    [
+      [2, 3, 4],
+      [3, 1],
+    ],
     [[1], [2, 3]],
     [[], [2, 2]],
-    [[2, 1, 3], [2, 5, 1]],
+    [
+      [2, 1, 3],
+      [2, 5, 1],
+    ],
   ];
   for (const [sa, sb] of shapes) {
     test(`add/sub/mul/div ${JSON.stringify(sa)} with ${JSON.stringify(sb)}`, () => {
@@ -38,8 +50,15 @@ describe('unary gradients', () => {
   for (const shape of shapes) {
     test(`unary maps on ${JSON.stringify(shape)}`, () => {
       for (const [name, f] of [
-        ['neg', A.neg], ['exp', A.exp], ['gelu', A.gelu], ['sigmoid', A.sigmoid], ['silu', A.silu],
-        ['tanh', A.tanh], ['square', A.square], ['sin', A.sin], ['cos', A.cos],
+        ['neg', A.neg],
+        ['exp', A.exp],
+        ['gelu', A.gelu],
+        ['sigmoid', A.sigmoid],
+        ['silu', A.silu],
+        ['tanh', A.tanh],
+        ['square', A.square],
+        ['sin', A.sin],
+        ['cos', A.cos],
       ] as const) {
         gradcheck(name, (x) => f(x!), [{ shape }]);
       }
@@ -56,7 +75,16 @@ describe('unary gradients', () => {
 describe('reduction gradients', () => {
   test('sum/mean/max/min over axes, keepDims, size-1 axes', () => {
     const cases: [number[], number | number[] | undefined][] = [
-      [[3, 4], undefined], [[3, 4], 0], [[3, 4], 1], [[2, 3, 4], [0, 2]], [[2, 1, 4], 1], [[2, 3, 4], -1], [[5], 0],
+      [[3, 4], undefined],
+      [[3, 4], 0],
+      [[3, 4], 1],
+      [
+        [2, 3, 4],
+        [0, 2],
+      ],
+      [[2, 1, 4], 1],
+      [[2, 3, 4], -1],
+      [[5], 0],
     ];
     for (const [shape, axes] of cases) {
       for (const keep of [false, true]) {
@@ -74,7 +102,10 @@ describe('matmul gradients', () => {
     gradcheck('matmul 2d', (a, b) => A.matmul(a!, b!), [{ shape: [3, 4] }, { shape: [4, 5] }]);
     gradcheck('matmul batched', (a, b) => A.matmul(a!, b!), [{ shape: [2, 3, 4] }, { shape: [2, 4, 2] }]);
     gradcheck('matmul broadcast', (a, b) => A.matmul(a!, b!), [{ shape: [2, 3, 3, 4] }, { shape: [4, 2] }]);
-    gradcheck('matmul broadcast size-1 batch', (a, b) => A.matmul(a!, b!), [{ shape: [2, 1, 3, 4] }, { shape: [1, 3, 4, 2] }]);
+    gradcheck('matmul broadcast size-1 batch', (a, b) => A.matmul(a!, b!), [
+      { shape: [2, 1, 3, 4] },
+      { shape: [1, 3, 4, 2] },
+    ]);
     gradcheck('vector·matrix', (a, b) => A.matmul(a!, b!), [{ shape: [4] }, { shape: [4, 3] }]);
     gradcheck('matrix·vector', (a, b) => A.matmul(a!, b!), [{ shape: [3, 4] }, { shape: [4] }]);
     gradcheck('size-1 dims', (a, b) => A.matmul(a!, b!), [{ shape: [1, 4] }, { shape: [4, 1] }]);
@@ -82,20 +113,30 @@ describe('matmul gradients', () => {
   test('transposed and sliced views', () => {
     gradcheck('aᵀ·b', (a, b) => A.matmul(A.transpose(a!), b!), [{ shape: [4, 3] }, { shape: [4, 5] }]);
     gradcheck('a·bᵀ batched', (a, b) => A.matmul(a!, A.transpose(b!)), [{ shape: [2, 3, 4] }, { shape: [2, 5, 4] }]);
-    gradcheck('permuted batch', (a, b) => A.matmul(A.permute(a!, [1, 0, 2]), b!), [{ shape: [3, 2, 4] }, { shape: [2, 4, 3] }]);
+    gradcheck('permuted batch', (a, b) => A.matmul(A.permute(a!, [1, 0, 2]), b!), [
+      { shape: [3, 2, 4] },
+      { shape: [2, 4, 3] },
+    ]);
     gradcheck('narrowed', (a, b) => A.matmul(A.narrow(a!, 1, 1, 3), b!), [{ shape: [3, 5] }, { shape: [3, 2] }]);
   });
   test('linear with and without bias', () => {
     gradcheck('linear', (x, w, b) => A.linear(x!, w!, b!), [{ shape: [2, 3, 4] }, { shape: [5, 4] }, { shape: [5] }]);
     gradcheck('linear no bias', (x, w) => A.linear(x!, w!), [{ shape: [3, 4] }, { shape: [2, 4] }]);
-    gradcheck('linear on a transposed input', (x, w) => A.linear(A.transpose(x!), w!), [{ shape: [4, 3] }, { shape: [2, 4] }]);
+    gradcheck('linear on a transposed input', (x, w) => A.linear(A.transpose(x!), w!), [
+      { shape: [4, 3] },
+      { shape: [2, 4] },
+    ]);
   });
   test('one input feeding several linears: later products add into its gradient (beta = 1)', () => {
     // h is an intermediate, so the second and third linear accumulate into the gradient the first created.
-    gradcheck('q, k, v projections of one input', (x, wq, wk, wv) => {
-      const h = A.mul(x!, 1.5);
-      return A.concat([A.linear(h, wq!), A.linear(h, wk!), A.linear(h, wv!)], -1);
-    }, [{ shape: [2, 3, 4] }, { shape: [5, 4] }, { shape: [2, 4] }, { shape: [2, 4] }]);
+    gradcheck(
+      'q, k, v projections of one input',
+      (x, wq, wk, wv) => {
+        const h = A.mul(x!, 1.5);
+        return A.concat([A.linear(h, wq!), A.linear(h, wk!), A.linear(h, wv!)], -1);
+      },
+      [{ shape: [2, 3, 4] }, { shape: [5, 4] }, { shape: [2, 4] }, { shape: [2, 4] }],
+    );
   });
 });
 
@@ -111,11 +152,19 @@ describe('layout gradients', () => {
   });
   test('concat, split, pad, shift', () => {
     gradcheck('concat', (a, b) => A.concat([a!, b!], 1), [{ shape: [2, 3] }, { shape: [2, 2] }]);
-    gradcheck('concat axis 0', (a, b, c) => A.concat([a!, b!, c!], 0), [{ shape: [1, 3] }, { shape: [2, 3] }, { shape: [1, 3] }]);
-    gradcheck('split', (x) => {
-      const [a, b] = A.split(x!, [1, 3], 1);
-      return A.mul(A.sum(a!, 1, true), b!);
-    }, [{ shape: [2, 4] }]);
+    gradcheck('concat axis 0', (a, b, c) => A.concat([a!, b!, c!], 0), [
+      { shape: [1, 3] },
+      { shape: [2, 3] },
+      { shape: [1, 3] },
+    ]);
+    gradcheck(
+      'split',
+      (x) => {
+        const [a, b] = A.split(x!, [1, 3], 1);
+        return A.mul(A.sum(a!, 1, true), b!);
+      },
+      [{ shape: [2, 4] }],
+    );
     gradcheck('pad', (x) => A.pad(x!, 0, 1, 2, 0.5), [{ shape: [2, 3] }]);
     gradcheck('shift forward', (x) => A.shift(x!, 1, 1), [{ shape: [2, 4, 3] }]);
     gradcheck('shift backward', (x) => A.shift(x!, 0, -2), [{ shape: [5, 2] }]);
@@ -130,7 +179,11 @@ describe('neural-network op gradients', () => {
     }
   });
   test('layer norm, RMS norm, L2 normalisation', () => {
-    for (const shape of [[3, 8], [2, 3, 5], [1, 4]]) {
+    for (const shape of [
+      [3, 8],
+      [2, 3, 5],
+      [1, 4],
+    ]) {
       const d = shape[shape.length - 1]!;
       gradcheck('layerNorm', (x, w, b) => A.layerNorm(x!, w!, b!), [{ shape }, { shape: [d] }, { shape: [d] }]);
       gradcheck('layerNorm without affine', (x) => A.layerNorm(x!, null, null), [{ shape }]);

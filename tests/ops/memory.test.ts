@@ -12,15 +12,20 @@ test('1,000 training steps hold memory flat', () => {
   const params = [w1, b1, w2];
   const opt = new A.AdamW(params, { lr: 1e-2 });
   const x = A.randn([32, 8], { generator: gen }).keep();
-  const y = A.tensor(Array.from({ length: 32 }, (_, i) => i % 4), [32], { dtype: 'int32' }).keep();
-  const step = () => A.tidy(() => {
-    const h = A.gelu(A.linear(x, w1, b1));
-    const loss = A.crossEntropy(A.linear(h, w2), y);
-    loss.backward();
-    opt.step();
-    opt.zeroGrad();
-    return loss.item();
-  });
+  const y = A.tensor(
+    Array.from({ length: 32 }, (_, i) => i % 4),
+    [32],
+    { dtype: 'int32' },
+  ).keep();
+  const step = () =>
+    A.tidy(() => {
+      const h = A.gelu(A.linear(x, w1, b1));
+      const loss = A.crossEntropy(A.linear(h, w2), y);
+      loss.backward();
+      opt.step();
+      opt.zeroGrad();
+      return loss.item();
+    });
   const first = step();
   for (let i = 0; i < 9; i++) step();
   const settled = engine.memoryStats().allocated;
@@ -73,7 +78,10 @@ test('backward frees each intermediate gradient once it has been propagated', ()
     const afterForward = engine.memoryStats().allocated;
     loss.backward();
     // The ten activations stay until the scope ends; of the gradients only x.grad remains.
-    assert.ok(engine.memoryStats().allocated - afterForward <= bytes + 128, `backward left ${(engine.memoryStats().allocated - afterForward) / bytes} gradient-sized buffers`);
+    assert.ok(
+      engine.memoryStats().allocated - afterForward <= bytes + 128,
+      `backward left ${(engine.memoryStats().allocated - afterForward) / bytes} gradient-sized buffers`,
+    );
     assert.ok(Math.abs(x.grad!.toArray()[0]! - 1.5 ** 10) < 1e-3);
   });
   x.dispose();

@@ -8,9 +8,17 @@ const cpu = () => getEngine('cpu');
 describe('tensors', () => {
   test('views share storage: reshape, transpose, narrow, expand make no copies', () => {
     tidy(() => {
-      const x = tensor([[1, 2, 3], [4, 5, 6]]);
+      const x = tensor([
+        [1, 2, 3],
+        [4, 5, 6],
+      ]);
       const before = cpu().memoryStats().allocated;
-      const views = [A.reshape(x, [3, 2]), A.transpose(x), A.narrow(x, 1, 1, 2), A.expand(A.reshape(x, [1, 2, 3]), [4, 2, 3])];
+      const views = [
+        A.reshape(x, [3, 2]),
+        A.transpose(x),
+        A.narrow(x, 1, 1, 2),
+        A.expand(A.reshape(x, [1, 2, 3]), [4, 2, 3]),
+      ];
       assert.equal(cpu().memoryStats().allocated, before, 'views allocated memory');
       for (const v of views) assert.equal(v.storage, x.storage);
       assert.deepEqual([...A.transpose(x).toArray()], [1, 4, 2, 5, 3, 6]);
@@ -28,7 +36,12 @@ describe('tensors', () => {
         const t = tensor(values, [6], { dtype });
         const back = [...t.toArray()];
         const tol = dtype === 'bfloat16' ? 1e-2 : dtype === 'float16' ? 1e-3 : 1e-7;
-        back.forEach((v, i) => assert.ok(Math.abs(v - values[i]!) <= tol * Math.max(1, Math.abs(values[i]!)), `${dtype}: ${v} vs ${values[i]}`));
+        back.forEach((v, i) =>
+          assert.ok(
+            Math.abs(v - values[i]!) <= tol * Math.max(1, Math.abs(values[i]!)),
+            `${dtype}: ${v} vs ${values[i]}`,
+          ),
+        );
       }
       const ints = tensor([1, -2, 2147483647], [3], { dtype: 'int32' });
       assert.deepEqual([...ints.toArray()], [1, -2, 2147483647]);
@@ -78,7 +91,14 @@ describe('tensors', () => {
 
   test('tidy disposes on throw and nested scopes move results outward', () => {
     const start = cpu().memoryStats().allocated;
-    assert.throws(() => tidy(() => { zeros([1000]); throw new Error('boom'); }), /boom/);
+    assert.throws(
+      () =>
+        tidy(() => {
+          zeros([1000]);
+          throw new Error('boom');
+        }),
+      /boom/,
+    );
     assert.equal(cpu().memoryStats().allocated, start);
     const outer = tidy(() => {
       const inner = tidy(() => A.add(zeros([10]), 1));

@@ -13,11 +13,21 @@ test('activation checkpointing trains Andromeda exactly like the plain backward 
   for (const activationCheckpointing of [false, true]) {
     const out = await tempDir();
     const config = toyConfig(data, out, {
-      preset: 'tiny', model: { depth: 3, dim: 64, headDim: 32, heads: 2, alibiHeads: 1 }, steps: 5, seqLen: 32, evalEvery: 0, checkpointEvery: 0, activationCheckpointing,
+      preset: 'tiny',
+      model: { depth: 3, dim: 64, headDim: 32, heads: 2, alibiHeads: 1 },
+      steps: 5,
+      seqLen: 32,
+      evalEvery: 0,
+      checkpointEvery: 0,
+      activationCheckpointing,
     });
     const r = await train(config, quiet);
     r.model.dispose();
-    losses.push(readMetrics(join(out, 'metrics.jsonl')).filter((x) => x.kind === 'train').map((x) => (x as { loss: number }).loss));
+    losses.push(
+      readMetrics(join(out, 'metrics.jsonl'))
+        .filter((x) => x.kind === 'train')
+        .map((x) => (x as { loss: number }).loss),
+    );
   }
   assert.equal(losses[1]!.length, 5);
   losses[0]!.forEach((l, i) => assert.ok(Math.abs(l - losses[1]![i]!) < 1e-6, `step ${i}: ${l} vs ${losses[1]![i]}`));

@@ -11,7 +11,17 @@ import { tempDir } from './helpers.js';
 test('train flags: defaults, a JSON config file, and flags that override it', async () => {
   const dir = await tempDir();
   const file = join(dir, 'run.json');
-  writeFileSync(file, JSON.stringify({ steps: 300, 'batch-size': 4, lr: 0.01, preset: 'small', model: { depth: 3 }, data: 'books=data/books@2' }));
+  writeFileSync(
+    file,
+    JSON.stringify({
+      steps: 300,
+      'batch-size': 4,
+      lr: 0.01,
+      preset: 'small',
+      model: { depth: 3 },
+      data: 'books=data/books@2',
+    }),
+  );
   const p = parseTrainArgs(['--config', file, '--lr', '0.002', '--seq-len', '64', '--resume']);
   assert.equal(p.config.steps, 300);
   assert.equal(p.config.batchSize, 4);
@@ -50,7 +60,11 @@ test('train flags: bad values and files give usage errors naming the problem', a
     [['--data', 'b=dir@-1'], /weight must be a positive number/],
   ];
   for (const [args, pattern] of cases) {
-    assert.throws(() => parseTrainArgs(args), (e: unknown) => e instanceof UsageError && pattern.test((e as Error).message), args.join(' '));
+    assert.throws(
+      () => parseTrainArgs(args),
+      (e: unknown) => e instanceof UsageError && pattern.test((e as Error).message),
+      args.join(' '),
+    );
   }
 });
 

@@ -14,16 +14,38 @@ export async function smallDataset(): Promise<string> {
   const root = await tempDir('andromeda-ds-');
   const input = join(root, 'text');
   await mkdir(input);
-  const words = ['the', 'whale', 'sea', 'ship', 'captain', 'white', 'deep', 'harpoon', 'sails', 'wind', 'const', 'x', '=', '1;'];
+  const words = [
+    'the',
+    'whale',
+    'sea',
+    'ship',
+    'captain',
+    'white',
+    'deep',
+    'harpoon',
+    'sails',
+    'wind',
+    'const',
+    'x',
+    '=',
+    '1;',
+  ];
   let seed = 7;
-  const next = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
   for (let d = 0; d < 40; d++) {
     const n = 30 + Math.floor(next() * 40);
     const text = Array.from({ length: n }, () => words[Math.floor(next() * words.length)]).join(' ') + '.\n';
     await writeFile(join(input, `doc-${String(d).padStart(2, '0')}.txt`), text);
   }
   const out = join(root, 'ds');
-  await tokenizeToDataset({ inputs: [input], tokenizer: 'byte', outDir: out, valFraction: 0.2, progress: false, log: () => {} });
+  await tokenizeToDataset({
+    inputs: [input],
+    tokenizer: 'byte',
+    outDir: out,
+    valFraction: 0.2,
+    progress: false,
+    log: () => {},
+  });
   return out;
 }
 

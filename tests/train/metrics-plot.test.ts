@@ -14,7 +14,8 @@ import { toyFamily } from './toy-model.js';
 export function parseXml(xml: string): string[] {
   const names: string[] = [];
   const stack: string[] = [];
-  const tag = /<(\/?)([A-Za-z][\w:-]*)((?:\s+[\w:-]+="[^"<]*")*)\s*(\/?)>|<!--[\s\S]*?-->|<[^>]*>|&(?!(amp|lt|gt|quot|#39);)/g;
+  const tag =
+    /<(\/?)([A-Za-z][\w:-]*)((?:\s+[\w:-]+="[^"<]*")*)\s*(\/?)>|<!--[\s\S]*?-->|<[^>]*>|&(?!(amp|lt|gt|quot|#39);)/g;
   for (let m = tag.exec(xml); m; m = tag.exec(xml)) {
     if (m[0].startsWith('<!--')) continue;
     if (!m[2]) throw new Error(`malformed markup at ${m.index}: ${JSON.stringify(xml.slice(m.index, m.index + 60))}`);
@@ -34,13 +35,19 @@ export function parseXml(xml: string): string[] {
 test('a short run writes a JSONL metrics log and a self-contained HTML plot with valid SVG charts', async () => {
   const data = await smallDataset();
   const out = await tempDir();
-  const result = await train(toyConfig(data, out, { steps: 8, evalEvery: 4, checkpointEvery: 4 }), { family: toyFamily(8), ...quiet });
+  const result = await train(toyConfig(data, out, { steps: 8, evalEvery: 4, checkpointEvery: 4 }), {
+    family: toyFamily(8),
+    ...quiet,
+  });
   result.model.dispose();
   const lines = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n');
   for (const line of lines) JSON.parse(line);
   const records = readMetrics(join(out, 'metrics.jsonl'));
   const trainRecords = records.filter((r) => r.kind === 'train');
-  assert.deepEqual(trainRecords.map((r) => r.step), [1, 2, 3, 4, 5, 6, 7, 8]);
+  assert.deepEqual(
+    trainRecords.map((r) => r.step),
+    [1, 2, 3, 4, 5, 6, 7, 8],
+  );
   for (const r of trainRecords) {
     assert.equal(r.kind, 'train');
     if (r.kind !== 'train') continue;
@@ -48,7 +55,10 @@ test('a short run writes a JSONL metrics log and a self-contained HTML plot with
     assert.equal(r.tokens, 4 * 16);
   }
   const evals = records.filter((r) => r.kind === 'eval');
-  assert.deepEqual(evals.map((r) => r.step), [4, 8]); // periodic at 4, final at 8
+  assert.deepEqual(
+    evals.map((r) => r.step),
+    [4, 8],
+  ); // periodic at 4, final at 8
   assert.ok(result.finalEval && result.finalEval.bitsPerByte > 0);
 
   const html = readFileSync(join(out, 'plot.html'), 'utf8');
@@ -70,11 +80,31 @@ test('a short run writes a JSONL metrics log and a self-contained HTML plot with
 });
 
 test('charts handle empty series, single points and non-finite values', () => {
-  const empty = renderChart({ title: 'x & y', xLabel: 's', yLabel: 'l', series: [{ label: 'a', color: '#000', points: [] }] });
+  const empty = renderChart({
+    title: 'x & y',
+    xLabel: 's',
+    yLabel: 'l',
+    series: [{ label: 'a', color: '#000', points: [] }],
+  });
   assert.match(empty, /no data yet/);
   assert.match(empty, /x &amp; y/);
   parseXml(empty);
-  const one = renderChart({ title: 't', xLabel: 's', yLabel: 'l', series: [{ label: 'a', color: '#000', points: [[1, 2], [2, NaN], [3, Infinity]] }] });
+  const one = renderChart({
+    title: 't',
+    xLabel: 's',
+    yLabel: 'l',
+    series: [
+      {
+        label: 'a',
+        color: '#000',
+        points: [
+          [1, 2],
+          [2, NaN],
+          [3, Infinity],
+        ],
+      },
+    ],
+  });
   parseXml(one);
   assert.doesNotMatch(one, /NaN|Infinity/);
   const html = renderPlotHtml([], { title: '<run>' });
@@ -88,7 +118,14 @@ test('nice ticks cover the range with round steps', () => {
 });
 
 test('progress line shows step, loss, lr, throughput and ETA', () => {
-  const line = TrainProgress.render({ step: 50, totalSteps: 200, loss: 2.34567, lr: 3e-4, tokensPerSecond: 12345, etaSeconds: 125 });
+  const line = TrainProgress.render({
+    step: 50,
+    totalSteps: 200,
+    loss: 2.34567,
+    lr: 3e-4,
+    tokensPerSecond: 12345,
+    etaSeconds: 125,
+  });
   assert.match(line, /step  50\/200/);
   assert.match(line, /\[#####-+\]/);
   assert.match(line, /loss 2\.3457/);
@@ -97,17 +134,37 @@ test('progress line shows step, loss, lr, throughput and ETA', () => {
   assert.match(line, /ETA 2m05s/);
 });
 
-const chromium = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => existsSync(p));
+const chromium = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) =>
+  existsSync(p),
+);
 
-test('the plot renders in a headless browser (when Chromium is installed)', { skip: chromium ? false : 'no chromium on this machine', timeout: 90_000 }, async () => {
-  const data = await smallDataset();
-  const out = await tempDir();
-  const result = await train(toyConfig(data, out, { steps: 6, evalEvery: 3, checkpointEvery: 0 }), { family: toyFamily(8), ...quiet });
-  result.model.dispose();
-  const png = join(out, 'plot.png');
-  const r = spawnSync(chromium!, ['--headless', '--no-sandbox', '--disable-gpu', `--screenshot=${png}`, '--window-size=800,1300', `file://${join(out, 'plot.html')}`], { timeout: 80_000 });
-  assert.ok(existsSync(png), `chromium wrote no screenshot: ${r.stderr?.toString().slice(-500)}`);
-  const bytes = readFileSync(png);
-  assert.equal(bytes.subarray(1, 4).toString(), 'PNG');
-  assert.ok(bytes.length > 20_000, `a screenshot with charts is not tiny (${bytes.length} bytes)`);
-});
+test(
+  'the plot renders in a headless browser (when Chromium is installed)',
+  { skip: chromium ? false : 'no chromium on this machine', timeout: 90_000 },
+  async () => {
+    const data = await smallDataset();
+    const out = await tempDir();
+    const result = await train(toyConfig(data, out, { steps: 6, evalEvery: 3, checkpointEvery: 0 }), {
+      family: toyFamily(8),
+      ...quiet,
+    });
+    result.model.dispose();
+    const png = join(out, 'plot.png');
+    const r = spawnSync(
+      chromium!,
+      [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        `--screenshot=${png}`,
+        '--window-size=800,1300',
+        `file://${join(out, 'plot.html')}`,
+      ],
+      { timeout: 80_000 },
+    );
+    assert.ok(existsSync(png), `chromium wrote no screenshot: ${r.stderr?.toString().slice(-500)}`);
+    const bytes = readFileSync(png);
+    assert.equal(bytes.subarray(1, 4).toString(), 'PNG');
+    assert.ok(bytes.length > 20_000, `a screenshot with charts is not tiny (${bytes.length} bytes)`);
+  },
+);

@@ -25,13 +25,19 @@ test('bfloat16 compute with float32 master weights trains like float32 and saves
   const losses: Record<string, number[]> = {};
   for (const dtype of ['float32', 'bfloat16']) {
     const out = await tempDir();
-    const r = await train(toyConfig(data, out, { steps: 30, dtype, evalEvery: 0, checkpointEvery: 0, lr: 1e-2 }), { family: toyFamily(16), ...quiet });
+    const r = await train(toyConfig(data, out, { steps: 30, dtype, evalEvery: 0, checkpointEvery: 0, lr: 1e-2 }), {
+      family: toyFamily(16),
+      ...quiet,
+    });
     r.model.dispose();
     assert.equal(r.precision.compute, dtype);
-    losses[dtype] = readMetrics(join(out, 'metrics.jsonl')).filter((x) => x.kind === 'train').map((x) => (x as { loss: number }).loss);
+    losses[dtype] = readMetrics(join(out, 'metrics.jsonl'))
+      .filter((x) => x.kind === 'train')
+      .map((x) => (x as { loss: number }).loss);
     const reader = SafetensorsReader.open(join(listCheckpoints(out).pop()!.dir, 'model.safetensors'));
     try {
-      for (const name of reader.names) assert.equal(reader.entry(name).storedDType, 'F32', `${name} is stored as float32`);
+      for (const name of reader.names)
+        assert.equal(reader.entry(name).storedDType, 'F32', `${name} is stored as float32`);
     } finally {
       reader.close();
     }
@@ -40,5 +46,8 @@ test('bfloat16 compute with float32 master weights trains like float32 and saves
   const [f, b] = [losses.float32, losses.bfloat16];
   assert.ok(Math.abs(f[0] - b[0]) < 0.05, `first losses agree: ${f[0]} vs ${b[0]}`);
   assert.ok(b[b.length - 1] < b[0] - 0.5, 'bfloat16 loss goes down');
-  assert.ok(Math.abs(f[f.length - 1] - b[b.length - 1]) < 0.25, `final losses close: ${f[f.length - 1]} vs ${b[b.length - 1]}`);
+  assert.ok(
+    Math.abs(f[f.length - 1] - b[b.length - 1]) < 0.25,
+    `final losses close: ${f[f.length - 1]} vs ${b[b.length - 1]}`,
+  );
 });

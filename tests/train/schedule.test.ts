@@ -39,7 +39,10 @@ test('no warmup and a floor of 0 reach exactly 0 at the end', () => {
 });
 
 test('schedule validation names the problem', () => {
-  assert.throws(() => validateSchedule({ peak: 1, totalSteps: 10, warmupSteps: 8, cooldownSteps: 5 }), /exceed the 10 total steps/);
+  assert.throws(
+    () => validateSchedule({ peak: 1, totalSteps: 10, warmupSteps: 8, cooldownSteps: 5 }),
+    /exceed the 10 total steps/,
+  );
   assert.throws(() => validateSchedule({ peak: -1, totalSteps: 10, warmupSteps: 0 }), /peak learning rate/);
   assert.throws(() => validateSchedule({ peak: 1, totalSteps: 0, warmupSteps: 0 }), /total steps/);
   assert.throws(() => validateSchedule({ peak: 1, totalSteps: 10, warmupSteps: 0, minRatio: 2 }), /minimum ratio/);

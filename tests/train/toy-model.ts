@@ -24,7 +24,10 @@ export class ToyModel extends Module implements LanguageModel {
   calls = 0;
   nanCalls = new Set<number>();
 
-  constructor(readonly config: ToyConfig, seed: number) {
+  constructor(
+    readonly config: ToyConfig,
+    seed: number,
+  ) {
     super();
     const generator = new Generator(seed);
     this.emb = this.addModule('emb', new Embedding(config.vocabSize, config.dim, { generator }));

@@ -8,7 +8,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import '../../src/train/andromeda-adapter.js';
 import { parseTrainArgs, runTraining, summarize } from '../../src/cli/commands/train.js';
 
-interface ChildHooks { stepDelayMs?: number; saveDelayMs?: number }
+interface ChildHooks {
+  stepDelayMs?: number;
+  saveDelayMs?: number;
+}
 
 const [hooksJson = '{}', ...args] = process.argv.slice(2);
 const hooks = JSON.parse(hooksJson) as ChildHooks;
@@ -17,10 +20,10 @@ try {
     stepDelayMs: hooks.stepDelayMs,
     onCheckpointFile: hooks.saveDelayMs
       ? async (file) => {
-        if (file !== 'model.safetensors') return;
-        process.stderr.write('test: saving, paused after model.safetensors\n');
-        await sleep(hooks.saveDelayMs);
-      }
+          if (file !== 'model.safetensors') return;
+          process.stderr.write('test: saving, paused after model.safetensors\n');
+          await sleep(hooks.saveDelayMs);
+        }
       : undefined,
   });
   result.model.dispose();

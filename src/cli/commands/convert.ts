@@ -30,17 +30,22 @@ export const convertCommand: Command = {
   summary: 'convert an x-transformers (Andromeda PyTorch) checkpoint into an Andromeda checkpoint',
   usage: USAGE,
   async run(args: string[]): Promise<void> {
-    const parsed = parseCommandArgs(args, {
-      dtype: { type: 'string', default: 'float32' },
-      force: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    }, true);
+    const parsed = parseCommandArgs(
+      args,
+      {
+        dtype: { type: 'string', default: 'float32' },
+        force: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      true,
+    );
     const { values, positionals } = parsed;
     if (values.help) {
       process.stdout.write(`${USAGE}\n`);
       return;
     }
-    if (positionals.length !== 2) throw new UsageError(`expected <source dir> and <out dir>, got ${positionals.length} argument(s)`);
+    if (positionals.length !== 2)
+      throw new UsageError(`expected <source dir> and <out dir>, got ${positionals.length} argument(s)`);
     const [source, out] = positionals as [string, string];
     let dtype;
     try {
@@ -50,9 +55,13 @@ export const convertCommand: Command = {
     }
     if (!isFloating(dtype)) throw new UsageError('--dtype must be a floating-point type');
     if (!existsSync(source)) throw new UsageError(`source directory ${source} does not exist`);
-    if (!statSync(source).isDirectory()) throw new UsageError(`source ${source} is a file; give the directory holding config.json and weights.safetensors`);
+    if (!statSync(source).isDirectory())
+      throw new UsageError(
+        `source ${source} is a file; give the directory holding config.json and weights.safetensors`,
+      );
     checkOutputDirectory('<out dir>', out);
-    if (existsSync(out) && realpathSync(out) === realpathSync(source)) throw new UsageError(`<out dir> ${out} is the source directory: converting would overwrite its config.json`);
+    if (existsSync(out) && realpathSync(out) === realpathSync(source))
+      throw new UsageError(`<out dir> ${out} is the source directory: converting would overwrite its config.json`);
     if (existsSync(out) && readdirSync(out).length > 0 && !values.force) {
       throw new Error(`${out} is not empty (use --force to write into it anyway)`);
     }
@@ -60,7 +69,9 @@ export const convertCommand: Command = {
     try {
       for (const w of warnings) process.stderr.write(`warning: ${printable(w)}\n`);
       saveCheckpoint(out, model, { origin });
-      process.stdout.write(`converted ${source} → ${out}: ${model.parameterCount().toLocaleString('en-US')} parameters in ${origin.parameters.length} tensors (${dtype})\n`);
+      process.stdout.write(
+        `converted ${source} → ${out}: ${model.parameterCount().toLocaleString('en-US')} parameters in ${origin.parameters.length} tensors (${dtype})\n`,
+      );
     } finally {
       model.dispose();
     }

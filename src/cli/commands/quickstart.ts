@@ -10,16 +10,45 @@ import { runTraining, summarize } from './train.js';
  * minutes on 2 cores; GPU: the larger byte-level `small` preset for longer.
  */
 export function quickstartConfig(device: string): TrainConfig {
-  const common = { ...DEFAULT_CONFIG, tokenizer: 'byte', device, out: 'runs/quickstart', seed: 0, weightDecay: 0.1, clip: 1, segments: true };
+  const common = {
+    ...DEFAULT_CONFIG,
+    tokenizer: 'byte',
+    device,
+    out: 'runs/quickstart',
+    seed: 0,
+    weightDecay: 0.1,
+    clip: 1,
+    segments: true,
+  };
   if (device === 'cpu') {
     return {
-      ...common, preset: 'tiny', steps: 1200, batchSize: 16, seqLen: 128, lr: 3e-3, warmup: 50,
-      evalEvery: 200, evalTokens: 8192, finalEvalTokens: 32768, checkpointEvery: 200, maxMinutes: 7,
+      ...common,
+      preset: 'tiny',
+      steps: 1200,
+      batchSize: 16,
+      seqLen: 128,
+      lr: 3e-3,
+      warmup: 50,
+      evalEvery: 200,
+      evalTokens: 8192,
+      finalEvalTokens: 32768,
+      checkpointEvery: 200,
+      maxMinutes: 7,
     };
   }
   return {
-    ...common, preset: 'small', steps: 6000, batchSize: 32, seqLen: 256, lr: 2e-3, warmup: 200,
-    evalEvery: 500, evalTokens: 65536, finalEvalTokens: 0, checkpointEvery: 1000, maxMinutes: 8,
+    ...common,
+    preset: 'small',
+    steps: 6000,
+    batchSize: 32,
+    seqLen: 256,
+    lr: 2e-3,
+    warmup: 200,
+    evalEvery: 500,
+    evalTokens: 65536,
+    finalEvalTokens: 0,
+    checkpointEvery: 1000,
+    maxMinutes: 8,
   };
 }
 
@@ -67,8 +96,16 @@ export const quickstartCommand: Command = {
       config.steps = steps;
       config.warmup = Math.min(config.warmup, Math.floor(steps / 10));
     }
-    config.maxMinutes = numberFlag('max-minutes', values['max-minutes'], config.maxMinutes, (m) => m >= 0, 'a number ≥ 0');
-    process.stderr.write(`Andromeda quickstart: ${config.preset} preset on ${device}, default corpus, ${config.steps} steps of ${config.batchSize}×${config.seqLen} byte tokens (at most ${config.maxMinutes} min) → ${config.out}\n`);
+    config.maxMinutes = numberFlag(
+      'max-minutes',
+      values['max-minutes'],
+      config.maxMinutes,
+      (m) => m >= 0,
+      'a number ≥ 0',
+    );
+    process.stderr.write(
+      `Andromeda quickstart: ${config.preset} preset on ${device}, default corpus, ${config.steps} steps of ${config.batchSize}×${config.seqLen} byte tokens (at most ${config.maxMinutes} min) → ${config.out}\n`,
+    );
     const result = await runTraining({ config, explicit: {}, resume: false, overwrite: true, quiet: values.quiet! });
     try {
       setDefaultDevice(device);
@@ -78,19 +115,28 @@ export const quickstartCommand: Command = {
         const gap = final.unigramLoss - final.loss;
         process.stdout.write(
           `\nheld-out loss:     ${final.loss.toFixed(4)} nats/token  (${final.bitsPerByte.toFixed(3)} bits/byte)\n` +
-          `unigram baseline:  ${final.unigramLoss.toFixed(4)} nats/token  (${final.unigramBitsPerByte.toFixed(3)} bits/byte)  on the same ${final.tokens} held-out tokens\n` +
-          `${gap > 0 ? `the model is ${gap.toFixed(3)} nats/token (${((gap / final.unigramLoss) * 100).toFixed(0)}%) below the unigram baseline` : 'the model did NOT beat the unigram baseline'}\n`,
+            `unigram baseline:  ${final.unigramLoss.toFixed(4)} nats/token  (${final.unigramBitsPerByte.toFixed(3)} bits/byte)  on the same ${final.tokens} held-out tokens\n` +
+            `${gap > 0 ? `the model is ${gap.toFixed(3)} nats/token (${((gap / final.unigramLoss) * 100).toFixed(0)}%) below the unigram baseline` : 'the model did NOT beat the unigram baseline'}\n`,
         );
       }
       process.stdout.write(`\nsample (temperature 0.8, top-k 40, seed 0):\n\n`);
       const prompt = values.prompt!;
       process.stdout.write(prompt);
       generate(result.model, result.family, result.tokenizer, prompt, {
-        maxTokens: 300, temperature: 0.8, topK: 40, topP: 0.95, seed: 0, onText: (t) => process.stdout.write(t),
+        maxTokens: 300,
+        temperature: 0.8,
+        topK: 40,
+        topP: 0.95,
+        seed: 0,
+        onText: (t) => process.stdout.write(t),
       });
       process.stdout.write('\n\n');
-      process.stdout.write(`checkpoint: ${result.checkpointDir}\nplot:       ${result.out}/plot.html\ntotal time: ${((Date.now() - started) / 60000).toFixed(1)} min\n`);
-      process.stdout.write(`more text:  node dist/src/cli/main.js generate ${config.out} --prompt "Call me" --max-tokens 300\n`);
+      process.stdout.write(
+        `checkpoint: ${result.checkpointDir}\nplot:       ${result.out}/plot.html\ntotal time: ${((Date.now() - started) / 60000).toFixed(1)} min\n`,
+      );
+      process.stdout.write(
+        `more text:  node dist/src/cli/main.js generate ${config.out} --prompt "Call me" --max-tokens 300\n`,
+      );
     } finally {
       result.model.dispose();
     }

@@ -40,46 +40,66 @@ export const scoreCommand: Command = {
   summary: 'compute logits, loss and gradients of a checkpoint on given tokens',
   usage: USAGE,
   async run(args: string[]): Promise<void> {
-    const parsed = parseCommandArgs(args, {
-      grads: { type: 'boolean', default: false },
-      dtype: { type: 'string', default: 'float32' },
-      device: { type: 'string', default: 'cpu' },
-      attention: { type: 'string', default: 'auto' },
-      help: { type: 'boolean', short: 'h', default: false },
-    }, true);
+    const parsed = parseCommandArgs(
+      args,
+      {
+        grads: { type: 'boolean', default: false },
+        dtype: { type: 'string', default: 'float32' },
+        device: { type: 'string', default: 'cpu' },
+        attention: { type: 'string', default: 'auto' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      true,
+    );
     const { values, positionals } = parsed;
     if (values.help) {
       process.stdout.write(`${USAGE}\n`);
       return;
     }
-    if (positionals.length !== 3) throw new UsageError(`expected <checkpoint> <in.safetensors> <out.safetensors>, got ${positionals.length} argument(s)`);
+    if (positionals.length !== 3)
+      throw new UsageError(
+        `expected <checkpoint> <in.safetensors> <out.safetensors>, got ${positionals.length} argument(s)`,
+      );
     const [checkpoint, input, output] = positionals as [string, string, string];
     const dtype = assertDType(values.dtype!, '--dtype');
-    if (dtype !== 'float32' && dtype !== 'float64') throw new UsageError(`--dtype must be float32 or float64, got ${dtype}`);
+    if (dtype !== 'float32' && dtype !== 'float64')
+      throw new UsageError(`--dtype must be float32 or float64, got ${dtype}`);
     const attention = values.attention!;
-    if (attention !== 'auto' && attention !== 'fused' && attention !== 'reference') throw new UsageError(`--attention must be auto, fused or reference, got ${attention}`);
+    if (attention !== 'auto' && attention !== 'fused' && attention !== 'reference')
+      throw new UsageError(`--attention must be auto, fused or reference, got ${attention}`);
     if (!existsSync(checkpoint)) throw new UsageError(`checkpoint ${checkpoint} does not exist`);
-    if (existsSync(input) && statSync(input).isDirectory()) throw new UsageError(`<in.safetensors> ${input} is a directory; give a safetensors file`);
-    checkOutputFile('<out.safetensors>', output, [{ what: 'input', path: input }, { what: 'checkpoint', path: checkpoint }]);
+    if (existsSync(input) && statSync(input).isDirectory())
+      throw new UsageError(`<in.safetensors> ${input} is a directory; give a safetensors file`);
+    checkOutputFile('<out.safetensors>', output, [
+      { what: 'input', path: input },
+      { what: 'checkpoint', path: checkpoint },
+    ]);
     const device = usableDevice(values.device);
 
     const reader = SafetensorsReader.open(input);
     let tokens: Tensor, segmentIds: Tensor | undefined, positions: Tensor | undefined;
     try {
-      if (!reader.has('tokens')) throw new Error(`${input}: no 'tokens' tensor (it has: ${reader.names.join(', ') || 'none'})`);
+      if (!reader.has('tokens'))
+        throw new Error(`${input}: no 'tokens' tensor (it has: ${reader.names.join(', ') || 'none'})`);
       const entry = reader.entries.get('tokens')!;
-      if (entry.shape.length !== 2) throw new Error(`${input}: tokens must be [batch, n], got ${formatShape(entry.shape)}`);
+      if (entry.shape.length !== 2)
+        throw new Error(`${input}: tokens must be [batch, n], got ${formatShape(entry.shape)}`);
       // The loss is a mean over batch · (n − 1) next-token predictions: with none it is undefined, not 0.
       if (entry.shape[0] === 0 || entry.shape[1]! < 2) {
-        throw new Error(`${input}: tokens ${formatShape(entry.shape)} hold no next-token prediction to score (need batch ≥ 1 and n ≥ 2)`);
+        throw new Error(
+          `${input}: tokens ${formatShape(entry.shape)} hold no next-token prediction to score (need batch ≥ 1 and n ≥ 2)`,
+        );
       }
-      if (entry.dtype !== 'int32') throw new Error(`${input}: tokens must be integers (int32 or int64), got ${entry.storedDType}`);
+      if (entry.dtype !== 'int32')
+        throw new Error(`${input}: tokens must be integers (int32 or int64), got ${entry.storedDType}`);
       tokens = reader.readTensor('tokens', device);
       const optional = (name: string): Tensor | undefined => {
         if (!reader.has(name)) return undefined;
         const e = reader.entries.get(name)!;
-        if (e.shape.join() !== tokens.shape.join()) throw new Error(`${input}: ${name} ${formatShape(e.shape)} must match tokens ${formatShape(tokens.shape)}`);
-        if (e.dtype !== 'int32') throw new Error(`${input}: ${name} must be integers (int32 or int64), got ${e.storedDType}`);
+        if (e.shape.join() !== tokens.shape.join())
+          throw new Error(`${input}: ${name} ${formatShape(e.shape)} must match tokens ${formatShape(tokens.shape)}`);
+        if (e.dtype !== 'int32')
+          throw new Error(`${input}: ${name} must be integers (int32 or int64), got ${e.storedDType}`);
         return reader.readTensor(name, device);
       };
       segmentIds = optional('segment_ids');
@@ -104,7 +124,10 @@ export const scoreCommand: Command = {
           for (const [name, param] of model.namedParameters()) {
             if (!param.grad) throw new Error(`internal: no gradient reached ${name}`);
             const o = original.get(name);
-            result.set(`grad.${o?.originalName ?? name}`, cast(param.grad, 'float32').reshape(o?.originalShape ?? param.shape));
+            result.set(
+              `grad.${o?.originalName ?? name}`,
+              cast(param.grad, 'float32').reshape(o?.originalShape ?? param.shape),
+            );
           }
         }
         return result;

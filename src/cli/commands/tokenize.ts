@@ -36,17 +36,21 @@ export const tokenizeCommand: Command = {
   summary: 'tokenize text files, directories or JSONL into training shards',
   usage: USAGE,
   async run(args: string[]): Promise<void> {
-    const parsed = parseCommandArgs(args, {
-      out: { type: 'string' },
-      tokenizer: { type: 'string', default: 'byte' },
-      'jsonl-field': { type: 'string', default: 'text' },
-      'shard-tokens': { type: 'string' },
-      'val-fraction': { type: 'string' },
-      'bpe-train-chars': { type: 'string' },
-      'eos-token': { type: 'string' },
-      quiet: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    }, true);
+    const parsed = parseCommandArgs(
+      args,
+      {
+        out: { type: 'string' },
+        tokenizer: { type: 'string', default: 'byte' },
+        'jsonl-field': { type: 'string', default: 'text' },
+        'shard-tokens': { type: 'string' },
+        'val-fraction': { type: 'string' },
+        'bpe-train-chars': { type: 'string' },
+        'eos-token': { type: 'string' },
+        quiet: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      true,
+    );
     const { values, positionals } = parsed;
     if (values.help) {
       process.stdout.write(USAGE + '\n');
@@ -54,11 +58,19 @@ export const tokenizeCommand: Command = {
     }
     if (!values.out) throw new UsageError('--out <dir> is required');
     checkOutputDirectory('--out', values.out);
-    const valFraction = numberFlag('val-fraction', values['val-fraction'], 0.01, (f) => f >= 0 && f < 1, 'a number in [0, 1)');
+    const valFraction = numberFlag(
+      'val-fraction',
+      values['val-fraction'],
+      0.01,
+      (f) => f >= 0 && f < 1,
+      'a number in [0, 1)',
+    );
     const tokenizer = values.tokenizer as string;
     const bpe = /^bpe:(\d+)$/.exec(tokenizer);
     if (tokenizer.startsWith('bpe:') && (!bpe || Number(bpe[1]) < 258)) {
-      throw new UsageError(`--tokenizer ${tokenizer}: write bpe:<vocab size> with a size of at least 258 (256 bytes + <|endoftext|> + 1 merge)`);
+      throw new UsageError(
+        `--tokenizer ${tokenizer}: write bpe:<vocab size> with a size of at least 258 (256 bytes + <|endoftext|> + 1 merge)`,
+      );
     }
     await tokenizeToDataset({
       inputs: positionals,

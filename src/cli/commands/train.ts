@@ -1,5 +1,14 @@
 import '../../train/andromeda-adapter.js';
-import { CONFIG_KINDS, ConfigError, DEFAULT_CONFIG, flagName, parseFlagValue, readConfigFile, validateConfig, type TrainConfig } from '../../train/config.js';
+import {
+  CONFIG_KINDS,
+  ConfigError,
+  DEFAULT_CONFIG,
+  flagName,
+  parseFlagValue,
+  readConfigFile,
+  validateConfig,
+  type TrainConfig,
+} from '../../train/config.js';
 import { train, type TrainOptions, type TrainResult } from '../../train/trainer.js';
 import { UsageError, type Command } from '../command.js';
 import { parseCommandArgs } from '../args.js';
@@ -98,7 +107,10 @@ export function parseTrainArgs(args: string[], base: TrainConfig = DEFAULT_CONFI
     options[flagName(key)] = { type: 'string', ...(key === 'data' ? { multiple: true } : {}) };
   }
   const parsed = parseCommandArgs(args, options, true);
-  const { values, positionals } = parsed as { values: Record<string, string | string[] | boolean | undefined>; positionals: string[] };
+  const { values, positionals } = parsed as {
+    values: Record<string, string | string[] | boolean | undefined>;
+    positionals: string[];
+  };
   try {
     const explicit: Partial<TrainConfig> = values.config ? readConfigFile(values.config as string) : {};
     for (const key of Object.keys(CONFIG_KINDS) as (keyof TrainConfig)[]) {
@@ -111,9 +123,16 @@ export function parseTrainArgs(args: string[], base: TrainConfig = DEFAULT_CONFI
     if (positionals.length > 0) explicit.inputs = positionals;
     const merged = { ...base, ...explicit };
     // A short run without an explicit warmup gets 10% of its steps instead of the default.
-    if (explicit.warmup === undefined && merged.warmup + merged.cooldown > merged.steps) merged.warmup = Math.floor((merged.steps - merged.cooldown) / 10);
+    if (explicit.warmup === undefined && merged.warmup + merged.cooldown > merged.steps)
+      merged.warmup = Math.floor((merged.steps - merged.cooldown) / 10);
     const config = validateConfig(merged, 'train');
-    return { config, explicit, resume: values.resume === true, overwrite: values.overwrite === true, quiet: values.quiet === true };
+    return {
+      config,
+      explicit,
+      resume: values.resume === true,
+      overwrite: values.overwrite === true,
+      quiet: values.quiet === true,
+    };
   } catch (error) {
     if (error instanceof ConfigError) throw new UsageError(error.message.replace(/^train: /, ''));
     throw error;
@@ -136,12 +155,16 @@ export async function runTraining(parsed: ParsedTrainArgs, hooks: TrainingHooks 
   const onSignal = (name: NodeJS.Signals) => {
     signals++;
     if (signals === 1) {
-      process.stderr.write(`\n${name}: stopping after the current step with a checkpoint of it (again: wait; a third time: quit without it)\n`);
+      process.stderr.write(
+        `\n${name}: stopping after the current step with a checkpoint of it (again: wait; a third time: quit without it)\n`,
+      );
       controller.abort();
     } else if (savingStep !== null) {
       process.stderr.write(`\n${name}: the checkpoint of step ${savingStep} is being written; waiting for it\n`);
     } else if (signals === 2) {
-      process.stderr.write(`\n${name}: already stopping after the current step; once more to quit without its checkpoint\n`);
+      process.stderr.write(
+        `\n${name}: already stopping after the current step; once more to quit without its checkpoint\n`,
+      );
     } else {
       process.stderr.write(`\n${name}: quitting without a checkpoint of the current step\n`);
       process.exit(130);
@@ -156,7 +179,9 @@ export async function runTraining(parsed: ParsedTrainArgs, hooks: TrainingHooks 
       explicit: parsed.explicit,
       progress: !parsed.quiet,
       signal: controller.signal,
-      onSaving: (saving, step) => { savingStep = saving ? step : null; },
+      onSaving: (saving, step) => {
+        savingStep = saving ? step : null;
+      },
       ...hooks,
     });
   } finally {
@@ -177,9 +202,15 @@ export function summarize(result: TrainResult): string {
   ];
   if (result.finalEval) {
     const e = result.finalEval;
-    lines.push(`held-out loss ${e.loss.toFixed(4)} nats/token (${e.bitsPerByte.toFixed(4)} bits/byte) vs unigram baseline ${e.unigramLoss.toFixed(4)} (${e.unigramBitsPerByte.toFixed(4)} bits/byte) on the same ${e.tokens} tokens`);
+    lines.push(
+      `held-out loss ${e.loss.toFixed(4)} nats/token (${e.bitsPerByte.toFixed(4)} bits/byte) vs unigram baseline ${e.unigramLoss.toFixed(4)} (${e.unigramBitsPerByte.toFixed(4)} bits/byte) on the same ${e.tokens} tokens`,
+    );
   }
-  lines.push(`checkpoint: ${result.checkpointDir}`, `metrics: ${result.out}/metrics.jsonl`, `plot: ${result.out}/plot.html`);
+  lines.push(
+    `checkpoint: ${result.checkpointDir}`,
+    `metrics: ${result.out}/metrics.jsonl`,
+    `plot: ${result.out}/plot.html`,
+  );
   return lines.join('\n');
 }
 

@@ -23,12 +23,16 @@ export class BpeMerger {
   private readonly results: Int32Array;
 
   /** `byteToId[b]` is the id of the single-byte token for byte b. */
-  constructor(readonly byteToId: Int32Array, merges: readonly MergeRule[]) {
+  constructor(
+    readonly byteToId: Int32Array,
+    merges: readonly MergeRule[],
+  ) {
     if (byteToId.length !== 256) throw new Error(`byteToId must have 256 entries, got ${byteToId.length}`);
     this.results = new Int32Array(merges.length);
     merges.forEach((m, rank) => {
       for (const id of [m.left, m.right, m.result]) {
-        if (!Number.isInteger(id) || id < 0 || id >= MAX_BPE_VOCAB) throw new Error(`merge ${rank}: token id ${id} out of range`);
+        if (!Number.isInteger(id) || id < 0 || id >= MAX_BPE_VOCAB)
+          throw new Error(`merge ${rank}: token id ${id} out of range`);
       }
       const key = pairKey(m.left, m.right);
       if (!this.ranks.has(key)) this.ranks.set(key, rank); // a repeated pair keeps its first (best) rank

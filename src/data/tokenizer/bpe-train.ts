@@ -25,21 +25,31 @@ export interface BpeTrainOptions {
  * picks the next pair, so each merge costs time proportional to the words it touches.
  * Ties are broken by the smaller (left, right) ids, so training is deterministic.
  */
-export async function trainBpe(documents: AsyncIterable<string> | Iterable<string>, options: BpeTrainOptions): Promise<BpeTokenizer> {
+export async function trainBpe(
+  documents: AsyncIterable<string> | Iterable<string>,
+  options: BpeTrainOptions,
+): Promise<BpeTokenizer> {
   const pattern = options.pattern ?? GPT2_PATTERN;
   const specialTokens = options.specialTokens ?? [DEFAULT_EOS_TOKEN];
   const mergesWanted = options.vocabSize - 256 - specialTokens.length;
   if (!Number.isInteger(options.vocabSize) || mergesWanted < 0) {
-    throw new Error(`BPE vocab size ${options.vocabSize} is too small: it must cover 256 byte tokens and ${specialTokens.length} special token(s)`);
+    throw new Error(
+      `BPE vocab size ${options.vocabSize} is too small: it must cover 256 byte tokens and ${specialTokens.length} special token(s)`,
+    );
   }
-  if (options.vocabSize > MAX_BPE_VOCAB) throw new Error(`BPE vocab size ${options.vocabSize} exceeds the supported maximum ${MAX_BPE_VOCAB}`);
+  if (options.vocabSize > MAX_BPE_VOCAB)
+    throw new Error(`BPE vocab size ${options.vocabSize} exceeds the supported maximum ${MAX_BPE_VOCAB}`);
 
   const pieceCounts = await countPieces(documents, compilePattern(pattern), options.maxTrainChars ?? Infinity);
   const merges = learnMerges(pieceCounts, mergesWanted, options.minPairCount ?? 2, options.onProgress);
   return new BpeTokenizer({ merges, pattern, specialTokens, eosToken: options.eosToken });
 }
 
-async function countPieces(documents: AsyncIterable<string> | Iterable<string>, regex: RegExp, maxChars: number): Promise<Map<string, number>> {
+async function countPieces(
+  documents: AsyncIterable<string> | Iterable<string>,
+  regex: RegExp,
+  maxChars: number,
+): Promise<Map<string, number>> {
   const counts = new Map<string, number>();
   let chars = 0;
   for await (const text of documents) {
@@ -106,7 +116,7 @@ export function learnMerges(
     for (const w of pairWords.get(key) ?? []) {
       const word = words[w];
       const merged: number[] = [];
-      for (let i = 0; i < word.length; ) {
+      for (let i = 0; i < word.length;) {
         if (i + 1 < word.length && word[i] === left && word[i + 1] === right) {
           merged.push(newId);
           i += 2;

@@ -28,8 +28,14 @@ export class BpeTokenizer extends ByteLevelTokenizer {
     const specialTexts = options.specialTokens ?? [DEFAULT_EOS_TOKEN];
     const eosToken = options.eosToken ?? DEFAULT_EOS_TOKEN;
     const firstSpecial = 256 + merges.length;
-    if (firstSpecial + specialTexts.length > MAX_BPE_VOCAB) throw new Error(`BPE vocabulary larger than ${MAX_BPE_VOCAB} is not supported`);
-    const specials = validateSpecialTokens(specialTexts.map((content, i) => ({ content, id: firstSpecial + i })), firstSpecial, eosToken, 'BPE tokenizer');
+    if (firstSpecial + specialTexts.length > MAX_BPE_VOCAB)
+      throw new Error(`BPE vocabulary larger than ${MAX_BPE_VOCAB} is not supported`);
+    const specials = validateSpecialTokens(
+      specialTexts.map((content, i) => ({ content, id: firstSpecial + i })),
+      firstSpecial,
+      eosToken,
+      'BPE tokenizer',
+    );
 
     const idToBytes: Uint8Array[] = Array.from({ length: 256 }, (_, b) => Uint8Array.of(b));
     const rules: MergeRule[] = merges.map(([left, right], i) => {
@@ -54,12 +60,18 @@ export class BpeTokenizer extends ByteLevelTokenizer {
   }
 
   static fromJSON(json: BpeTokenizerJson): BpeTokenizer {
-    if (!Array.isArray(json.merges) || json.merges.length % 2 !== 0) throw new Error('BPE tokenizer file: "merges" must be a flat array of id pairs');
+    if (!Array.isArray(json.merges) || json.merges.length % 2 !== 0)
+      throw new Error('BPE tokenizer file: "merges" must be a flat array of id pairs');
     const merges: Array<[number, number]> = [];
     for (let i = 0; i < json.merges.length; i += 2) merges.push([json.merges[i], json.merges[i + 1]]);
     const specials = json.specialTokens ?? [];
     validateSpecialTokens(specials, 256 + merges.length, json.eosToken, 'BPE tokenizer file');
-    return new BpeTokenizer({ merges, pattern: json.pattern, specialTokens: specials.map((s) => s.content), eosToken: json.eosToken });
+    return new BpeTokenizer({
+      merges,
+      pattern: json.pattern,
+      specialTokens: specials.map((s) => s.content),
+      eosToken: json.eosToken,
+    });
   }
 
   toJSON(): BpeTokenizerJson {
@@ -83,13 +95,22 @@ export class BpeTokenizer extends ByteLevelTokenizer {
   toHuggingFaceJSON(): Record<string, unknown> {
     const vocab: Record<string, number> = {};
     for (let id = 0; id < 256 + this.merges.length; id++) vocab[bytesToByteLevelString(this.tokenBytes(id))] = id;
-    const merges = this.merges.map(([l, r]) => [bytesToByteLevelString(this.tokenBytes(l)), bytesToByteLevelString(this.tokenBytes(r))]);
+    const merges = this.merges.map(([l, r]) => [
+      bytesToByteLevelString(this.tokenBytes(l)),
+      bytesToByteLevelString(this.tokenBytes(r)),
+    ]);
     return {
       version: '1.0',
       truncation: null,
       padding: null,
       added_tokens: [...this.specialTokens].map(([content, id]) => ({
-        id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true,
+        id,
+        content,
+        single_word: false,
+        lstrip: false,
+        rstrip: false,
+        normalized: false,
+        special: true,
       })),
       normalizer: null,
       pre_tokenizer: {
@@ -102,8 +123,16 @@ export class BpeTokenizer extends ByteLevelTokenizer {
       post_processor: null,
       decoder: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false },
       model: {
-        type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null,
-        fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges,
+        type: 'BPE',
+        dropout: null,
+        unk_token: null,
+        continuing_subword_prefix: null,
+        end_of_word_suffix: null,
+        fuse_unk: false,
+        byte_fallback: false,
+        ignore_merges: false,
+        vocab,
+        merges,
       },
     };
   }

@@ -19,7 +19,12 @@ export class ByteTokenizer extends ByteLevelTokenizer {
   constructor(options: ByteTokenizerOptions = {}) {
     const specialTexts = options.specialTokens ?? [DEFAULT_EOS_TOKEN];
     const eosToken = options.eosToken ?? DEFAULT_EOS_TOKEN;
-    const specials = validateSpecialTokens(specialTexts.map((content, i) => ({ content, id: 256 + i })), 256, eosToken, 'byte tokenizer');
+    const specials = validateSpecialTokens(
+      specialTexts.map((content, i) => ({ content, id: 256 + i })),
+      256,
+      eosToken,
+      'byte tokenizer',
+    );
     const idToBytes = Array.from({ length: 256 }, (_, b) => Uint8Array.of(b));
     for (const text of specials.keys()) idToBytes.push(utf8Encoder.encode(text));
     super({

@@ -35,14 +35,22 @@ export function isAndromedaTokenizerJson(value: unknown): value is AndromedaToke
 }
 
 /** Checks special tokens occupy exactly the ids [firstId, firstId + n) and names the EOS among them. */
-export function validateSpecialTokens(specials: readonly SpecialTokenJson[], firstId: number, eosToken: string, where: string): Map<string, number> {
+export function validateSpecialTokens(
+  specials: readonly SpecialTokenJson[],
+  firstId: number,
+  eosToken: string,
+  where: string,
+): Map<string, number> {
   const map = new Map<string, number>();
   specials.forEach((s, i) => {
-    if (typeof s?.content !== 'string' || s.content.length === 0) throw new Error(`${where}: special token ${i} has no content`);
-    if (s.id !== firstId + i) throw new Error(`${where}: special token ${JSON.stringify(s.content)} has id ${s.id}, expected ${firstId + i}`);
+    if (typeof s?.content !== 'string' || s.content.length === 0)
+      throw new Error(`${where}: special token ${i} has no content`);
+    if (s.id !== firstId + i)
+      throw new Error(`${where}: special token ${JSON.stringify(s.content)} has id ${s.id}, expected ${firstId + i}`);
     if (map.has(s.content)) throw new Error(`${where}: special token ${JSON.stringify(s.content)} is listed twice`);
     map.set(s.content, s.id);
   });
-  if (!map.has(eosToken)) throw new Error(`${where}: eosToken ${JSON.stringify(eosToken)} is not one of the special tokens`);
+  if (!map.has(eosToken))
+    throw new Error(`${where}: eosToken ${JSON.stringify(eosToken)} is not one of the special tokens`);
   return map;
 }

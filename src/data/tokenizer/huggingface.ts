@@ -15,7 +15,13 @@ export interface HuggingFaceLoadOptions {
 }
 
 interface HfJson {
-  model?: { type?: string; vocab?: Record<string, number>; merges?: Array<string | [string, string]>; ignore_merges?: boolean; byte_fallback?: boolean };
+  model?: {
+    type?: string;
+    vocab?: Record<string, number>;
+    merges?: Array<string | [string, string]>;
+    ignore_merges?: boolean;
+    byte_fallback?: boolean;
+  };
   added_tokens?: Array<{ id: number; content: string; special?: boolean }>;
   normalizer?: HfComponent | null;
   pre_tokenizer?: HfComponent | null;
@@ -36,7 +42,10 @@ interface HfComponent {
 export class HuggingFaceTokenizer extends ByteLevelTokenizer {
   readonly kind = 'huggingface' as const;
 
-  private constructor(parts: ByteLevelTokenizerParts, private readonly original: unknown) {
+  private constructor(
+    parts: ByteLevelTokenizerParts,
+    private readonly original: unknown,
+  ) {
     super(parts);
   }
 
@@ -48,24 +57,28 @@ export class HuggingFaceTokenizer extends ByteLevelTokenizer {
     const doc = json as HfJson;
     const model = doc?.model;
     if (!model || typeof model !== 'object') fail('no "model" section; is this a Hugging Face tokenizer.json?');
-    if (model!.type !== undefined && model!.type !== 'BPE') fail(`model type ${JSON.stringify(model!.type)} is not supported (only byte-level BPE)`);
+    if (model!.type !== undefined && model!.type !== 'BPE')
+      fail(`model type ${JSON.stringify(model!.type)} is not supported (only byte-level BPE)`);
     if (!model!.vocab || typeof model!.vocab !== 'object') fail('model has no "vocab"');
     if (!Array.isArray(model!.merges)) fail('model has no "merges" list');
-    if (!usesByteLevel(doc.pre_tokenizer) && !usesByteLevel(doc.decoder)) fail('not a byte-level BPE tokenizer (no ByteLevel pre-tokenizer or decoder)');
+    if (!usesByteLevel(doc.pre_tokenizer) && !usesByteLevel(doc.decoder))
+      fail('not a byte-level BPE tokenizer (no ByteLevel pre-tokenizer or decoder)');
 
     const vocab = model!.vocab!;
     const added = doc.added_tokens ?? [];
     let vocabSize = 0;
     for (const id of Object.values(vocab)) vocabSize = Math.max(vocabSize, id + 1);
     for (const t of added) vocabSize = Math.max(vocabSize, t.id + 1);
-    if (vocabSize > MAX_BPE_VOCAB) fail(`vocabulary of ${vocabSize} ids exceeds the supported maximum ${MAX_BPE_VOCAB}`);
+    if (vocabSize > MAX_BPE_VOCAB)
+      fail(`vocabulary of ${vocabSize} ids exceeds the supported maximum ${MAX_BPE_VOCAB}`);
 
     const empty = new Uint8Array(0);
     const idToBytes: Uint8Array[] = new Array(vocabSize).fill(empty);
     for (const [token, id] of Object.entries(vocab)) {
       if (!Number.isInteger(id) || id < 0) fail(`vocab entry ${JSON.stringify(token)} has invalid id ${id}`);
       const bytes = byteLevelStringToBytes(token);
-      if (bytes === undefined) fail(`vocab entry ${JSON.stringify(token)} uses characters outside the ByteLevel alphabet`);
+      if (bytes === undefined)
+        fail(`vocab entry ${JSON.stringify(token)} uses characters outside the ByteLevel alphabet`);
       idToBytes[id] = bytes!;
     }
     const specialTokens = new Map<string, number>();
@@ -79,7 +92,10 @@ export class HuggingFaceTokenizer extends ByteLevelTokenizer {
     const byteToId = new Int32Array(256);
     for (let b = 0; b < 256; b++) {
       const id = vocab[byteChars[b]];
-      if (id === undefined) fail(`vocab lacks the single-byte token for byte 0x${b.toString(16).padStart(2, '0')} (${JSON.stringify(byteChars[b])})`);
+      if (id === undefined)
+        fail(
+          `vocab lacks the single-byte token for byte 0x${b.toString(16).padStart(2, '0')} (${JSON.stringify(byteChars[b])})`,
+        );
       byteToId[b] = id!;
     }
 
@@ -89,25 +105,29 @@ export class HuggingFaceTokenizer extends ByteLevelTokenizer {
       const left = vocab[a];
       const right = vocab[b];
       const result = vocab[a + b];
-      if (left === undefined || right === undefined || result === undefined) return fail(`merge ${i} ${JSON.stringify(merge)} uses a token missing from vocab`);
+      if (left === undefined || right === undefined || result === undefined)
+        return fail(`merge ${i} ${JSON.stringify(merge)} uses a token missing from vocab`);
       return { left, right, result };
     });
 
     const eosToken = options.eosToken ?? HF_EOS_CANDIDATES.find((t) => specialTokens.has(t));
     if (eosToken === undefined || !specialTokens.has(eosToken)) {
-      fail(options.eosToken
-        ? `end-of-document token ${JSON.stringify(options.eosToken)} is not an added token`
-        : `no end-of-document token found among the added tokens (tried ${HF_EOS_CANDIDATES.join(' ')}); name one explicitly`);
+      fail(
+        options.eosToken
+          ? `end-of-document token ${JSON.stringify(options.eosToken)} is not an added token`
+          : `no end-of-document token found among the added tokens (tried ${HF_EOS_CANDIDATES.join(' ')}); name one explicitly`,
+      );
     }
 
     const { pattern, addPrefixSpace } = readPreTokenizer(doc.pre_tokenizer ?? null, fail);
     const normalizeText = readNormalizer(doc.normalizer ?? null, fail);
-    const normalize = normalizeText || addPrefixSpace
-      ? (text: string): string => {
-          const normalized = normalizeText ? normalizeText(text) : text;
-          return addPrefixSpace && !normalized.startsWith(' ') ? ' ' + normalized : normalized;
-        }
-      : undefined;
+    const normalize =
+      normalizeText || addPrefixSpace
+        ? (text: string): string => {
+            const normalized = normalizeText ? normalizeText(text) : text;
+            return addPrefixSpace && !normalized.startsWith(' ') ? ' ' + normalized : normalized;
+          }
+        : undefined;
 
     let wholePieceIds: Map<string, number> | undefined;
     if (model!.ignore_merges) {
@@ -155,8 +175,12 @@ function usesByteLevel(component: HfComponent | null | undefined): boolean {
   return Array.isArray(children) && children.some(usesByteLevel);
 }
 
-function readPreTokenizer(component: HfComponent | null, fail: (m: string) => never): { pattern: RegExp | null; addPrefixSpace: boolean } {
-  const steps = component === null ? [] : component.type === 'Sequence' ? (component.pretokenizers as HfComponent[]) : [component];
+function readPreTokenizer(
+  component: HfComponent | null,
+  fail: (m: string) => never,
+): { pattern: RegExp | null; addPrefixSpace: boolean } {
+  const steps =
+    component === null ? [] : component.type === 'Sequence' ? (component.pretokenizers as HfComponent[]) : [component];
   let pattern: string | null = null;
   let addPrefixSpace = false;
   for (const step of steps) {
@@ -166,7 +190,10 @@ function readPreTokenizer(component: HfComponent | null, fail: (m: string) => ne
       if (step.use_regex !== false) stepPattern = GPT2_PATTERN;
     } else if (step.type === 'Split') {
       const p = step.pattern as { Regex?: string; String?: string } | undefined;
-      if (step.behavior !== 'Isolated' || step.invert === true) fail(`Split pre-tokenizer with behavior ${JSON.stringify(step.behavior)}${step.invert ? ' (inverted)' : ''} is not supported`);
+      if (step.behavior !== 'Isolated' || step.invert === true)
+        fail(
+          `Split pre-tokenizer with behavior ${JSON.stringify(step.behavior)}${step.invert ? ' (inverted)' : ''} is not supported`,
+        );
       if (typeof p?.Regex === 'string') stepPattern = p.Regex;
       else if (typeof p?.String === 'string') stepPattern = p.String.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
       else fail('Split pre-tokenizer without a pattern');
@@ -181,7 +208,10 @@ function readPreTokenizer(component: HfComponent | null, fail: (m: string) => ne
   return { pattern: pattern === null ? null : compilePattern(pattern), addPrefixSpace };
 }
 
-function readNormalizer(component: HfComponent | null, fail: (m: string) => never): ((text: string) => string) | undefined {
+function readNormalizer(
+  component: HfComponent | null,
+  fail: (m: string) => never,
+): ((text: string) => string) | undefined {
   if (component === null) return undefined;
   switch (component.type) {
     case 'NFC':
@@ -194,7 +224,9 @@ function readNormalizer(component: HfComponent | null, fail: (m: string) => neve
     case 'Lowercase':
       return (text) => text.toLowerCase();
     case 'Sequence': {
-      const parts = (component.normalizers as HfComponent[]).map((c) => readNormalizer(c, fail)).filter((f) => f !== undefined);
+      const parts = (component.normalizers as HfComponent[])
+        .map((c) => readNormalizer(c, fail))
+        .filter((f) => f !== undefined);
       return (text) => parts.reduce((t, f) => f!(t), text);
     }
     default:

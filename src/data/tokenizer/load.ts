@@ -9,23 +9,34 @@ import type { Tokenizer } from './tokenizer.js';
 export function tokenizerFromJSON(json: unknown, options: HuggingFaceLoadOptions = {}): Tokenizer {
   const where = options.source ?? 'tokenizer JSON';
   if (isAndromedaTokenizerJson(json)) {
-    if (json.version !== TOKENIZER_FORMAT_VERSION) throw new Error(`${where}: tokenizer format version ${json.version} is not supported (expected ${TOKENIZER_FORMAT_VERSION})`);
+    if (json.version !== TOKENIZER_FORMAT_VERSION)
+      throw new Error(
+        `${where}: tokenizer format version ${json.version} is not supported (expected ${TOKENIZER_FORMAT_VERSION})`,
+      );
     if (json.type === 'byte') return ByteTokenizer.fromJSON(json);
     if (json.type === 'bpe') return BpeTokenizer.fromJSON(json);
     throw new Error(`${where}: unknown tokenizer type ${JSON.stringify((json as { type?: unknown }).type)}`);
   }
-  if (typeof json === 'object' && json !== null && 'model' in json) return HuggingFaceTokenizer.fromJSON(json, { ...options, source: where });
+  if (typeof json === 'object' && json !== null && 'model' in json)
+    return HuggingFaceTokenizer.fromJSON(json, { ...options, source: where });
   throw new Error(`${where}: neither an Andromeda tokenizer file nor a Hugging Face tokenizer.json`);
 }
 
 /** Reads a tokenizer file written by `Tokenizer.save` or a Hugging Face `tokenizer.json`. */
-export async function loadTokenizer(path: string, options: Omit<HuggingFaceLoadOptions, 'source'> = {}): Promise<Tokenizer> {
+export async function loadTokenizer(
+  path: string,
+  options: Omit<HuggingFaceLoadOptions, 'source'> = {},
+): Promise<Tokenizer> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    throw new Error(code === 'ENOENT' ? `tokenizer file not found: ${path}` : `cannot read tokenizer file ${path}: ${(error as Error).message}`);
+    throw new Error(
+      code === 'ENOENT'
+        ? `tokenizer file not found: ${path}`
+        : `cannot read tokenizer file ${path}: ${(error as Error).message}`,
+    );
   }
   let json: unknown;
   try {

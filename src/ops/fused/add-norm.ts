@@ -44,7 +44,9 @@ interface Prepared {
 
 function prepare(op: string, a: Tensor, b: Tensor, o: AddNormOptions): Prepared {
   const rms = o.rms ?? false;
-  const weight = o.weight ?? null, bias = o.bias ?? null, scale = o.residualScale ?? null;
+  const weight = o.weight ?? null,
+    bias = o.bias ?? null,
+    scale = o.residualScale ?? null;
   const named: Record<string, Tensor> = { a, b };
   if (weight) named.weight = weight;
   if (bias) named.bias = bias;
@@ -53,19 +55,32 @@ function prepare(op: string, a: Tensor, b: Tensor, o: AddNormOptions): Prepared 
   assertSameDType(op, named);
   assertFloat(op, 'a', a);
   if (rms && bias) throw new Error(`${op}: RMS norm has no bias`);
-  if (!shapesEqual(a.shape, b.shape)) throw new RangeError(`${op}: the branch ${formatShape(a.shape)} and the residual ${formatShape(b.shape)} differ in shape`);
+  if (!shapesEqual(a.shape, b.shape))
+    throw new RangeError(
+      `${op}: the branch ${formatShape(a.shape)} and the residual ${formatShape(b.shape)} differ in shape`,
+    );
   if (a.rank === 0) throw new RangeError(`${op}: needs at least one axis to normalise`);
   const [rows, cols] = normShape(op, a, weight, bias);
   if (scale && (scale.rank !== 1 || scale.shape[0] !== cols)) {
-    throw new RangeError(`${op}: residualScale ${formatShape(scale.shape)} does not match the last axis of ${formatShape(a.shape)}`);
+    throw new RangeError(
+      `${op}: residualScale ${formatShape(scale.shape)} does not match the last axis of ${formatShape(a.shape)}`,
+    );
   }
   return { op, rms, weight, bias, scale, c: o.residualConstant ?? 1, eps: o.eps ?? (rms ? 1e-6 : 1e-5), rows, cols };
 }
 
 function kernelArgs(p: Prepared, ac: Tensor, bc: Tensor): AddNormArgs {
   return {
-    rms: p.rms, a: ac.dense(p.op), b: bc.dense(p.op), scale: p.scale?.dense(p.op) ?? null, c: p.c,
-    weight: p.weight?.dense(p.op) ?? null, bias: p.bias?.dense(p.op) ?? null, rows: p.rows, cols: p.cols, eps: p.eps,
+    rms: p.rms,
+    a: ac.dense(p.op),
+    b: bc.dense(p.op),
+    scale: p.scale?.dense(p.op) ?? null,
+    c: p.c,
+    weight: p.weight?.dense(p.op) ?? null,
+    bias: p.bias?.dense(p.op) ?? null,
+    rows: p.rows,
+    cols: p.cols,
+    eps: p.eps,
   };
 }
 
@@ -85,7 +100,8 @@ function normOf(x: Tensor, p: Prepared): Tensor {
 export function addNorm(a: Tensor, b: Tensor, o: AddNormOptions = {}): Tensor {
   const p = prepare('addNorm', a, b, o);
   const engine = a.engine;
-  const ac = asContiguous(a), bc = asContiguous(b);
+  const ac = asContiguous(a),
+    bc = asContiguous(b);
   const out = emptyLike(a);
   const stats = emptyLike(a, [p.rows, 2], statsDType(a));
   if (out.size > 0) engine.addNorm(kernelArgs(p, ac, bc), out.dense(), null, stats.dense());
@@ -97,11 +113,23 @@ export function addNorm(a: Tensor, b: Tensor, o: AddNormOptions = {}): Tensor {
     const [gs, gw, gbias] = [p.scale, p.weight, p.bias].map((t) => (t?.requiresGrad ? emptyLike(t) : null));
     if (ga.size > 0) {
       engine.addNormGrad(kernelArgs(p, ac, bc), stats.dense(), gc.dense(), {
-        a: ga.dense(), b: gb?.dense() ?? null, scale: gs?.dense() ?? null, weight: gw?.dense() ?? null, bias: gbias?.dense() ?? null,
+        a: ga.dense(),
+        b: gb?.dense() ?? null,
+        scale: gs?.dense() ?? null,
+        weight: gw?.dense() ?? null,
+        bias: gbias?.dense() ?? null,
       });
     }
     freeIfCopy(gc, g);
-    const paramGrads = ([[p.scale, gs], [p.weight, gw], [p.bias, gbias]] as const).filter(([t]) => t !== null).map(([, gt]) => gt);
+    const paramGrads = (
+      [
+        [p.scale, gs],
+        [p.weight, gw],
+        [p.bias, gbias],
+      ] as const
+    )
+      .filter(([t]) => t !== null)
+      .map(([, gt]) => gt);
     return [ga, gb, ...paramGrads];
   });
 }
@@ -114,14 +142,30 @@ export function addNorm(a: Tensor, b: Tensor, o: AddNormOptions = {}): Tensor {
 export function addThenNorm(a: Tensor, b: Tensor, o: AddNormOptions = {}): { sum: Tensor; out: Tensor } {
   const p = prepare('addThenNorm', a, b, o);
   const engine = a.engine;
-  const ac = asContiguous(a), bc = asContiguous(b);
-  const sum = emptyLike(a), out = emptyLike(a);
+  const ac = asContiguous(a),
+    bc = asContiguous(b);
+  const sum = emptyLike(a),
+    out = emptyLike(a);
   const stats = emptyLike(a, [p.rows, 2], statsDType(a));
   if (out.size > 0) engine.addNorm(kernelArgs(p, ac, bc), out.dense(), sum.dense(), stats.dense());
   freeIfCopy(ac, a);
   freeIfCopy(bc, b);
   const recordedSum = recordResidualAdd(sum, a, b, p);
-  return { sum: recordedSum, out: recordNorm(p.rms ? 'rmsNorm' : 'layerNorm', p.rms, out, recordedSum, sum, p.weight, p.bias, stats, p.rows, p.cols) };
+  return {
+    sum: recordedSum,
+    out: recordNorm(
+      p.rms ? 'rmsNorm' : 'layerNorm',
+      p.rms,
+      out,
+      recordedSum,
+      sum,
+      p.weight,
+      p.bias,
+      stats,
+      p.rows,
+      p.cols,
+    ),
+  };
 }
 
 /** `addNorm` composed of the elementwise ops and the norm (several passes; the same values). */
@@ -141,7 +185,8 @@ export function addThenNormComposed(a: Tensor, b: Tensor, o: AddNormOptions = {}
 function recordResidualAdd(sum: Tensor, a: Tensor, b: Tensor, p: Prepared): Tensor {
   return record(sum, 'residualAdd', p.scale ? [a, b, p.scale] : [a, b], (g) => {
     const ga = g.view(g.shape, g.strides, g.offset);
-    let gb: Tensor | null = null, gs: Tensor | null = null;
+    let gb: Tensor | null = null,
+      gs: Tensor | null = null;
     if (b.requiresGrad) {
       if (p.scale) {
         const factor = emptyLike(p.scale);

@@ -17,11 +17,14 @@ export function biasGelu(x: Tensor, bias: Tensor): Tensor {
   assertFloat(op, 'x', x);
   const cols = x.shape[x.rank - 1];
   if (cols === undefined || bias.rank !== 1 || bias.shape[0] !== cols) {
-    throw new RangeError(`${op}: bias ${formatShape(bias.shape)} does not match the last axis of x ${formatShape(x.shape)}`);
+    throw new RangeError(
+      `${op}: bias ${formatShape(bias.shape)} does not match the last axis of x ${formatShape(x.shape)}`,
+    );
   }
   const engine = x.engine;
   const rows = cols === 0 ? 0 : x.size / cols;
-  const xc = asContiguous(x), bc = asContiguous(bias);
+  const xc = asContiguous(x),
+    bc = asContiguous(bias);
   const out = emptyLike(x);
   if (out.size > 0) engine.biasGelu(xc.dense(op), bc.dense(op), out.dense(), rows, cols);
   return record(out, op, [x, bias], (g) => {
@@ -29,7 +32,8 @@ export function biasGelu(x: Tensor, bias: Tensor): Tensor {
     const gx = emptyLike(x);
     const gb = bias.requiresGrad ? emptyLike(bias) : null;
     if (gb && gx.size === 0 && gb.size > 0) engine.fill(gb.dense(), gb.size, 0);
-    if (gx.size > 0) engine.biasGeluGrad(xc.dense(op), bc.dense(op), gc.dense(), gx.dense(), gb?.dense() ?? null, rows, cols);
+    if (gx.size > 0)
+      engine.biasGeluGrad(xc.dense(op), bc.dense(op), gc.dense(), gx.dense(), gb?.dense() ?? null, rows, cols);
     freeIfCopy(gc, g);
     return [gx, gb];
   });

@@ -40,7 +40,16 @@ export function headNorm(x: Tensor, weight: Tensor | null = null, eps = 1e-12): 
     const gc = asContiguous(g);
     const gx = emptyLike(x);
     const gw = weight?.requiresGrad ? emptyLike(weight) : null;
-    if (gx.size > 0 || gw) engine.headNormGrad(args, xc.dense(op), weight?.dense(op) ?? null, rstd.dense(), gc.dense(), gx.dense(), gw?.dense() ?? null);
+    if (gx.size > 0 || gw)
+      engine.headNormGrad(
+        args,
+        xc.dense(op),
+        weight?.dense(op) ?? null,
+        rstd.dense(),
+        gc.dense(),
+        gx.dense(),
+        gw?.dense() ?? null,
+      );
     freeIfCopy(gc, g);
     return weight ? [gx, gw] : [gx];
   });
