@@ -147,15 +147,18 @@ function numpyGflops(
   shapes: { m: number; n: number; k: number; ta: boolean; tb: boolean; batch: number }[],
   threads: number,
 ): (number | null)[] {
-  const script = `
+  const script =
+    `
 import json, sys, time
 import numpy as np
 shapes = json.loads(sys.argv[1]); budget = ${budgetMs / 1000}
 out = []
 for s in shapes:
     m, n, k, b = s['m'], s['n'], s['k'], s['batch']
-    A = np.random.rand(b, k, m).astype(np.float32).transpose(0, 2, 1) if s['ta'] else np.random.rand(b, m, k).astype(np.float32)
-    B = np.random.rand(b, n, k).astype(np.float32).transpose(0, 2, 1) if s['tb'] else np.random.rand(b, k, n).astype(np.float32)
+    A = np.random.rand(b, k, m).astype(np.float32).transpose(0, 2, 1) if s['ta'] else np.random.rand(b, m, ` +
+    `k).astype(np.float32)
+    B = np.random.rand(b, n, k).astype(np.float32).transpose(0, 2, 1) if s['tb'] else np.random.rand(b, k, ` +
+    `n).astype(np.float32)
     if b == 1: A, B = A[0], B[0]
     C = np.matmul(A, B)
     best = 1e9; t0 = time.perf_counter(); reps = 0
@@ -183,7 +186,8 @@ const numpyVersion = (() => {
     'python3',
     [
       '-c',
-      'import numpy as np; c = np.show_config(mode="dicts"); print(np.__version__, c["Build Dependencies"]["blas"]["name"], c["Build Dependencies"]["blas"].get("version", ""))',
+      'import numpy as np; c = np.show_config(mode="dicts"); print(np.__version__, c["Build ' +
+        'Dependencies"]["blas"]["name"], c["Build Dependencies"]["blas"].get("version", ""))',
     ],
     { encoding: 'utf8' },
   );
@@ -232,7 +236,10 @@ const modelRef = numpyGflops(modelShapes, maxThreads);
 const modelRows = modelShapes.map((s, i) => {
   const g = gflops(s.m, s.n, s.k, s.ta, s.tb, s.batch);
   const ref = modelRef[i];
-  return `| ${s.name} | ${g.toFixed(1)} | ${((100 * g) / (peakPerCore * maxThreads)).toFixed(0)}% | ${ref == null ? 'n/a' : ref.toFixed(1)} |`;
+  return (
+    `| ${s.name} | ${g.toFixed(1)} | ${((100 * g) / (peakPerCore * maxThreads)).toFixed(0)}% | ` +
+    `${ref == null ? 'n/a' : ref.toFixed(1)} |`
+  );
 });
 
 // Other dtypes (float64 for gradient checks; half types convert while packing, accumulate in float32).
@@ -376,7 +383,8 @@ for (const size of bwSizes) {
     label: size.label,
     rows: results.map(
       ({ c, gbs }) =>
-        `| ${c.name} | ${(c.bytes / size.n / 4).toFixed(0)} | ${gbs.toFixed(1)} | ${((100 * gbs) / copyGbs).toFixed(0)}% |`,
+        `| ${c.name} | ${(c.bytes / size.n / 4).toFixed(0)} | ${gbs.toFixed(1)} | ` +
+        `${((100 * gbs) / copyGbs).toFixed(0)}% |`,
     ),
   });
   dispose();
@@ -396,26 +404,39 @@ const lines = [
   '```',
   '',
   `Run ${new Date().toISOString()}. Times are the best of repeated runs (three rounds 400 ms apart, each ≥ 2 runs and`,
-  `≥ ${Math.round(budgetMs / 3)} ms, per case); the machine is shared with other work, so the best run is the closest to an idle-machine figure.`,
-  `Load average before / after: ${loadBefore.map((l) => fmt(l)).join(', ')} / ${loadAfter.map((l) => fmt(l)).join(', ')} (1, 5, 15 min).`,
+  `≥ ${Math.round(budgetMs / 3)} ms, per case); the machine is shared with other work, so the best run is the ` +
+    `closest to an idle-machine figure.`,
+  `Load average before / after: ${loadBefore.map((l) => fmt(l)).join(', ')} / ` +
+    `${loadAfter.map((l) => fmt(l)).join(', ')} (1, 5, 15 min).`,
   '',
   '## Machine',
   '',
-  `- CPU: ${field('model name')} (${vendor}, family ${family} model ${model}), ${cpus().length} cores visible, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM`,
+  `- CPU: ${field('model name')} (${vendor}, family ${family} model ${model}), ${cpus().length} cores visible, ` +
+    `${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM`,
   `- Caches per core: L1d ${cacheSize(0)}, L2 ${cacheSize(2)}; L3 ${cacheSize(3)} shared`,
   `- SIMD: ${['avx512f', 'avx512bw', 'avx512vl', 'avx2', 'fma', 'f16c'].filter((f) => flags.has(f)).join(', ')}`,
-  `- Engine: instruction set in use \`${info.isa}\` (CPU supports \`${info.cpuIsa}\`), GEMM micro-kernels \`${info.gemmF32}\` (float32) and \`${info.gemmF64}\` (float64), ${maxThreads} OpenMP threads`,
+  `- Engine: instruction set in use \`${info.isa}\` (CPU supports \`${info.cpuIsa}\`), GEMM ` +
+    `micro-kernels \`${info.gemmF32}\` (float32) and \`${info.gemmF64}\` (float64), ${maxThreads} OpenMP threads`,
   `- Toolchain: ${gxx}; Node ${process.version}`,
   '',
   '## Peak',
   '',
-  `- Clock: **${fmt(clockGHz)} GHz measured** (a chain of dependent 64-bit multiplies, 3 cycles each, timed on one core); /proc/cpuinfo reports ${fmt(nominalMHz / 1000, 3)} GHz, which under this hypervisor is the nominal/TSC rate, not the boost clock the cores run at.`,
-  `- FLOP per cycle per core: ${fmaNote} → ${fmaUnits} FMA units × ${lanesPerUnit} float32 lanes × 2 (multiply + add) = **${flopPerCycle}**. Check: independent register FMAs measured ${fmt(probe.fmaGflops512, 1)} GFLOP/s with 512-bit and ${fmt(probe.fmaGflops256, 1)} GFLOP/s with 256-bit vectors on one core = ${fmt(measuredFlopPerCycle, 1)} flop/cycle.`,
-  `- Peak = cores × GHz × FMA units × lanes × 2 = ${maxThreads} × ${fmt(clockGHz)} × ${fmaUnits} × ${lanesPerUnit} × 2 = **${fmt(peakPerCore * maxThreads, 1)} GFLOP/s** (${fmt(peakPerCore, 1)} per core). At the /proc/cpuinfo clock it would be ${fmt((maxThreads * nominalMHz * flopPerCycle) / 1000, 1)}.`,
+  `- Clock: **${fmt(clockGHz)} GHz measured** (a chain of dependent 64-bit multiplies, 3 cycles each, timed on one ` +
+    `core); /proc/cpuinfo reports ${fmt(nominalMHz / 1000, 3)} GHz, which under this hypervisor is the nominal/TSC ` +
+    `rate, not the boost clock the cores run at.`,
+  `- FLOP per cycle per core: ${fmaNote} → ${fmaUnits} FMA units × ${lanesPerUnit} float32 lanes × 2 (multiply + ` +
+    `add) = **${flopPerCycle}**. Check: independent register FMAs measured ${fmt(probe.fmaGflops512, 1)} GFLOP/s ` +
+    `with 512-bit and ${fmt(probe.fmaGflops256, 1)} GFLOP/s with 256-bit vectors on one ` +
+    `core = ${fmt(measuredFlopPerCycle, 1)} flop/cycle.`,
+  `- Peak = cores × GHz × FMA units × lanes × ` +
+    `2 = ${maxThreads} × ${fmt(clockGHz)} × ${fmaUnits} × ${lanesPerUnit} × 2 = **` +
+    `${fmt(peakPerCore * maxThreads, 1)} GFLOP/s** (${fmt(peakPerCore, 1)} per core). At the /proc/cpuinfo clock ` +
+    `it would be ${fmt((maxThreads * nominalMHz * flopPerCycle) / 1000, 1)}.`,
   '',
   '## Float32 GEMM, square (C = A·B, n × n × n)',
   '',
-  `Reference column: numpy ${numpyVersion ?? '(not available)'} float32 matmul on the same machine, same thread count, measured in this run.`,
+  `Reference column: numpy ${numpyVersion ?? '(not available)'} float32 matmul on the same machine, same thread ` +
+    `count, measured in this run.`,
   '',
   `| n | ${threadCounts.map((t) => `${t} thread${t > 1 ? 's' : ''}: GFLOP/s | % of peak | OpenBLAS`).join(' | ')} |`,
   `| --- | ${threadCounts.map(() => '---: | ---: | ---:').join(' | ')} |`,
@@ -453,8 +474,10 @@ for (const r of bwResults) {
 lines.push(
   '## Reading the numbers',
   '',
-  '- The GEMM packs A and B panels (converting dtype and resolving transposes) and runs an 8 × 32 AVX-512 (6 × 16 AVX2)',
-  '  FMA micro-kernel from L1/L2-resident panels; threads split C into a grid (or take whole batch items) and never wait',
+  '- The GEMM packs A and B panels (converting dtype and resolving transposes) and runs an 8 × 32 AVX-512 (6 × 16 ' +
+    'AVX2)',
+  '  FMA micro-kernel from L1/L2-resident panels; threads split C into a grid (or take whole batch items) and never ' +
+    'wait',
   '  on each other inside one GEMM. "% of peak" uses the measured clock above; OpenBLAS is the same-machine reference.',
   '- Simple maps (add, mul, scale, bias add, AdamW, softmax backward) run at memory-copy speed: they are bound by',
   '  bandwidth. AdamW moves 7 streams with mostly reads, which is why it can beat the copy figure.',

@@ -96,17 +96,23 @@ const load = reportOnly
   : readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
 const pass = final.bitsPerByte < bpb(gzipBytes) && final.bitsPerByte < bpb(xzBytes);
-const md = `# CPU, \`small\` preset: held-out bits per byte vs gzip -9 and xz -9
+const md =
+  `# CPU, \`small\` preset: held-out bits per byte vs gzip -9 and xz -9
 
 The bar (issue 6): a CPU run of at most 30 minutes on the \`small\` preset reaches held-out bits per
 byte below \`gzip -9\` and \`xz -9\` on the same held-out text. **${pass ? 'Met' : 'Not met'}.**
 
 | | held-out bits per byte |
 |---|---|
-| Andromeda \`small\` (${(last.totalTokens / 1e6).toFixed(1)}M training tokens, ${last.step} steps) | **${final.bitsPerByte.toFixed(4)}** |
+| Andromeda \`small\` (${(last.totalTokens / 1e6).toFixed(1)}M training tokens, ${last.step} steps) ` +
+  `| **${final.bitsPerByte.toFixed(4)}** |
 | \`xz -9\` (${version('xz')}) | ${bpb(xzBytes).toFixed(4)} (${xzBytes} bytes) |
 | \`gzip -9\` (${version('gzip')}) | ${bpb(gzipBytes).toFixed(4)} (${gzipBytes} bytes) |
-| add-one unigram baseline (from the training split) | ${final.unigramLoss !== undefined ? ((final.unigramLoss * final.tokens) / (Math.LN2 * (text.length - 1))).toFixed(4) : 'n/a'} |
+| add-one unigram baseline (from the training split) | ` +
+  (final.unigramLoss !== undefined
+    ? ((final.unigramLoss * final.tokens) / (Math.LN2 * (text.length - 1))).toFixed(4)
+    : 'n/a') +
+  ` |
 
 - Held-out text: the default corpus's fixed held-out split (every tenth document of each source:
   Moby-Dick chapters, State of the Union addresses, TypeScript lib declarations), ${text.length} bytes of
@@ -114,14 +120,21 @@ byte below \`gzip -9\` and \`xz -9\` on the same held-out text. **${pass ? 'Met'
   The compressors get exactly these bytes. The model is scored on every byte of it after the first
   (byte-level tokens; end-of-document tokens are predicted too but count 0 bytes, so they only add
   to the model's cost): held-out loss ${final.loss.toFixed(4)} nats/token over ${final.tokens} tokens.
-- Training: ${last.step} steps of 16 × 256 byte tokens on the training split only${last.step < Number(steps) ? ` — stopped by \`--max-minutes ${maxMinutes}\` at step ${last.step} of the ${steps} planned, so the cosine schedule had not finished (learning rate ${last.lr.toExponential(2)} at the end, peak 2e-3)` : ''}; wall time
+- Training: ${last.step} steps of 16 × 256 byte tokens on the training split ` +
+  `only${
+    last.step < Number(steps)
+      ? ` — stopped by \`--max-minutes ${maxMinutes}\` at step ${last.step} of the ${steps} planned, ` +
+        `so the cosine schedule had not finished (learning rate ${last.lr.toExponential(2)} at the end, peak 2e-3)`
+      : ''
+  }; wall time
   ${wallMinutes.toFixed(1)} minutes for the whole command (data loading, training, evaluations,
   checkpoints, the final full held-out evaluation); training alone ${(last.elapsed / 60).toFixed(1)} minutes.
 - Machine: ${cpus().length} CPU cores (${cpus()[0]?.model ?? 'unknown'}), Node ${process.version}, the CPU engine.
   Load average at the end: ${load}. Other engineers' builds and tests shared these cores during the
   run, so the throughput here is a lower bound for a quiet machine.
 
-Command (after \`npm ci && npm run build\`), run by \`node bench/cpu-small-bpb.mjs --steps ${steps} --max-minutes ${maxMinutes}\`:
+Command (after \`npm ci && npm run build\`), run by \`node bench/cpu-small-bpb.mjs ` +
+  `--steps ${steps} --max-minutes ${maxMinutes}\`:
 
 \`\`\`sh
 ${command.join(' ')}

@@ -104,7 +104,8 @@ for (const kernel of chosen.filter((k) => k !== 'mma')) {
       const out = readBuffer(gpu, b.out, s.heads * s.n * s.dim),
         lse = readBuffer(gpu, b.lse, s.heads * s.n);
       console.log(
-        `| ${kernel} | ${s.label} | ${difference(out, refOut).toExponential(1)} | ${difference(lse, refLse).toExponential(1)} |`,
+        `| ${kernel} | ${s.label} | ${difference(out, refOut).toExponential(1)} | ` +
+          `${difference(lse, refLse).toExponential(1)} |`,
       );
     } catch (e) {
       console.log(`| ${kernel} | ${s.label} | error: ${(e as Error).message} | |`);

@@ -107,7 +107,8 @@ function benchPrefill(s: Setup, n: number): void {
   const flops = (4 * n * n * s.dim * s.heads) / 2;
   ours.set(s.label, { fwd, bwd });
   rows.push(
-    `| ${s.label} | ${n} | ${fwd.toFixed(2)} | ${(flops / fwd / 1e9).toFixed(0)} | ${bwd.toFixed(2)} | ${((2.5 * flops) / bwd / 1e9).toFixed(0)} |`,
+    `| ${s.label} | ${n} | ${fwd.toFixed(2)} | ${(flops / fwd / 1e9).toFixed(0)} | ${bwd.toFixed(2)} | ` +
+      `${((2.5 * flops) / bwd / 1e9).toFixed(0)} |`,
   );
 }
 
@@ -122,7 +123,10 @@ function benchDecode(s: Setup, n: number, qLen: number, path: CudaAttentionPath)
   const ms = medianMs(gpu, () => gpu.attentionForward(q, k, v, out, lse, args, { path }), 7, 20);
   const bytes = 2 * s.kvHeads * n * s.dim * 2;
   for (const d of [q, k, v, out, lse, ks]) if (d) gpu.free(d.handle);
-  return `| ${s.label} | ${path} | ${qLen} | ${n} | ${(ms * 1e3).toFixed(0)} | ${(bytes / (ms * 1e-3) / 1e9).toFixed(0)} |`;
+  return (
+    `| ${s.label} | ${path} | ${qLen} | ${n} | ${(ms * 1e3).toFixed(0)} | ` +
+    `${(bytes / (ms * 1e-3) / 1e9).toFixed(0)} |`
+  );
 }
 
 const plain: Setup = {
@@ -196,7 +200,8 @@ if (argv.includes('--transforms')) {
   };
   console.log(`# andromeda-3b attention: transform in the kernels vs the pre-pass, ${gpu.description}`);
   console.log(
-    '\n| attention | n | transform | path taken | forward ms | forward TFLOP/s | backward ms | backward TFLOP/s | scratch MiB forward / backward |\n|---|---|---|---|---|---|---|---|---|',
+    '\n| attention | n | transform | path taken | forward ms | forward TFLOP/s | backward ms | backward TFLOP/s | ' +
+      'scratch MiB forward / backward |\n|---|---|---|---|---|---|---|---|---|',
   );
   for (const n of [2048, 32768]) {
     const flops = (4 * n * n * 128 * 24) / 2;
@@ -209,7 +214,9 @@ if (argv.includes('--transforms')) {
       const r = timePrefill(s, n, mode);
       const mib = (b: number): string => (b / 2 ** 20).toFixed(1);
       console.log(
-        `| ${s.label} | ${n} | ${mode} | ${r.plan} | ${r.fwd.toFixed(3)} | ${(flops / r.fwd / 1e9).toFixed(0)} | ${r.bwd.toFixed(3)} | ${((2.5 * flops) / r.bwd / 1e9).toFixed(0)} | ${mib(r.fwdScratch)} / ${mib(r.bwdScratch)} |`,
+        `| ${s.label} | ${n} | ${mode} | ${r.plan} | ${r.fwd.toFixed(3)} | ${(flops / r.fwd / 1e9).toFixed(0)} | ` +
+          `${r.bwd.toFixed(3)} | ${((2.5 * flops) / r.bwd / 1e9).toFixed(0)} | ${mib(r.fwdScratch)} / ` +
+          `${mib(r.bwdScratch)} |`,
       );
     }
   }
@@ -257,7 +264,8 @@ if (withTorch) {
   const info = lines.find((l) => 'torch' in l);
   console.log(`\n## PyTorch SDPA in the same run (torch ${info?.torch}, ${info?.device})`);
   console.log(
-    '| engine | shape | forward ms | forward TFLOP/s | backward ms | backward TFLOP/s | ours / it, forward (plain, featured) | backward (plain, featured) |\n|---|---|---|---|---|---|---|---|',
+    '| engine | shape | forward ms | forward TFLOP/s | backward ms | backward TFLOP/s | ours / it, forward (plain, ' +
+      'featured) | backward (plain, featured) |\n|---|---|---|---|---|---|---|---|',
   );
   for (const l of lines.filter((x) => 'engine' in x)) {
     if ('error' in l) {
@@ -273,8 +281,10 @@ if (withTorch) {
         : [ours.get(small.label)!, ours.get(orca.label)!];
     const ratio = (a: number, b: number): string => (b / a).toFixed(2);
     console.log(
-      `| ${l.backend} | ${l.heads}×${l.dim} | ${fwd.toFixed(2)} | ${(flops / fwd / 1e9).toFixed(0)} | ${bwd.toFixed(2)} | ${((2.5 * flops) / bwd / 1e9).toFixed(0)} | ` +
-        `${ratio(mine[0]!.fwd, fwd)}, ${ratio(mine[1]!.fwd, fwd)} | ${ratio(mine[0]!.bwd, bwd)}, ${ratio(mine[1]!.bwd, bwd)} |`,
+      `| ${l.backend} | ${l.heads}×${l.dim} | ${fwd.toFixed(2)} | ${(flops / fwd / 1e9).toFixed(0)} | ` +
+        `${bwd.toFixed(2)} | ${((2.5 * flops) / bwd / 1e9).toFixed(0)} | ` +
+        `${ratio(mine[0]!.fwd, fwd)}, ${ratio(mine[1]!.fwd, fwd)} | ${ratio(mine[0]!.bwd, bwd)}, ` +
+        `${ratio(mine[1]!.bwd, bwd)} |`,
     );
   }
 }

@@ -119,5 +119,6 @@ for (const dtype of ['bfloat16', 'float32'] as DType[]) {
 }
 const stats = gpu.memoryStats();
 console.log(
-  `\nallocator after the sweep: ${(stats.reserved / 2 ** 30).toFixed(2)} GiB reserved, peak ${(stats.peakAllocated / 2 ** 30).toFixed(2)} GiB`,
+  `\nallocator after the sweep: ${(stats.reserved / 2 ** 30).toFixed(2)} GiB reserved, ` +
+    `peak ${(stats.peakAllocated / 2 ** 30).toFixed(2)} GiB`,
 );

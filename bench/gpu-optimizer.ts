@@ -61,7 +61,8 @@ const args = {
   gradScale: 0.5,
 };
 console.log(
-  `# ${gpu.description}; ${sizes.length} tensors, ${params.toLocaleString('en')} parameters (andromeda-3b shapes, ${layers} layers)\n`,
+  `# ${gpu.description}; ${sizes.length} tensors, ${params.toLocaleString('en')} parameters (andromeda-3b ` +
+    `shapes, ${layers} layers)\n`,
 );
 console.log('| step | ms | GB/s |\n|---|---|---|');
 const report = (name: string, bytes: number, ms: number) =>

@@ -27,7 +27,8 @@ for (const { preset, lengths } of cases) {
   const model = Andromeda.fromPreset(preset, {}, { seed: 0, device: 'cuda', dtype: 'bfloat16' });
   model.eval();
   console.error(
-    `${preset}: ${model.parameterCount().toLocaleString()} parameters built in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+    `${preset}: ${model.parameterCount().toLocaleString()} parameters ` +
+      `built in ${((performance.now() - started) / 1000).toFixed(1)} s`,
   );
   const vocab = model.config.vocabSize;
   for (const n of lengths)
@@ -70,7 +71,14 @@ for (const { preset, lengths } of cases) {
         );
       } catch (e) {
         console.log(
-          `RESULT ${JSON.stringify({ bench: 'gpu-prefill', preset, seq: n, logits: logitMode, error: (e as Error).message.slice(0, 300) })}`,
+          'RESULT ' +
+            JSON.stringify({
+              bench: 'gpu-prefill',
+              preset,
+              seq: n,
+              logits: logitMode,
+              error: (e as Error).message.slice(0, 300),
+            }),
         );
       }
       tokens.dispose();

@@ -178,14 +178,28 @@ const tokensPerStep = batch * seqLen;
 const flops = 6 * paramCount * tokensPerStep + 6 * c.depth * c.heads * c.headDim * seqLen * seqLen * batch;
 console.log(`# ${gpu.description ?? device}; ${gpu.gemmLibrary?.() ?? ''}`);
 console.log(
-  `# ${preset}: ${paramCount.toLocaleString('en')} parameters, batch ${batch} × ${seqLen}, setup ${setupSeconds.toFixed(1)} s, optimizer path: ${fused ? 'AdamW optimizer (gradNorm with one wait, adamwMany writing the bf16 weights)' : 'per tensor (sumOfSquares, adamw + cast copy)'}, attention ${attention}${attention === 'auto' ? ` (${typeof gpu.attentionForward === 'function' ? 'fused kernels' : 'reference'})` : ''}${checkpointBlocks ? ', activation checkpointing' : ''}${segmentIds ? `, packed documents of ~${documentTokens} tokens` : ''}`,
+  `# ${preset}: ${paramCount.toLocaleString('en')} parameters, ` +
+    `batch ${batch} × ${seqLen}, setup ${setupSeconds.toFixed(1)} s, optimizer path: ${
+      fused
+        ? 'AdamW optimizer (gradNorm with one wait, adamwMany writing the bf16 weights)'
+        : 'per tensor (sumOfSquares, adamw + cast copy)'
+    }, attention ${attention}${
+      attention === 'auto' ? ` (${typeof gpu.attentionForward === 'function' ? 'fused kernels' : 'reference'})` : ''
+    }` +
+    `${checkpointBlocks ? ', activation checkpointing' : ''}${
+      segmentIds ? `, packed documents of ~${documentTokens} tokens` : ''
+    }`,
 );
 for (const [i, s] of stepsDone.entries()) {
   console.log(
-    `step ${i + 1}: loss ${s.loss.toFixed(4)}, grad norm ${s.norm.toFixed(3)}, forward+backward ${s.fwdBwd.toFixed(1)} ms (host enqueued it in ${s.issue.toFixed(1)} ms), clip+AdamW ${s.optim.toFixed(1)} ms`,
+    `step ${i + 1}: loss ${s.loss.toFixed(4)}, grad norm ${s.norm.toFixed(3)}, forward+backward ` +
+      `${s.fwdBwd.toFixed(1)} ms (host enqueued it in ${s.issue.toFixed(1)} ms), clip+AdamW ${s.optim.toFixed(1)} ms`,
   );
 }
 if (error) console.log(`stopped: ${error}`);
 console.log(
-  `| ${preset} | ${batch} × ${seqLen} | ${measured.length ? stepMs.toFixed(1) : '–'} ms | ${measured.length ? Math.round(tokensPerStep / (stepMs / 1000)).toLocaleString('en') : '–'} tok/s | ${measured.length ? (flops / (stepMs / 1000) / 1e12).toFixed(1) : '–'} TFLOP/s | peak ${(stats.peakAllocated / GiB).toFixed(1)} GiB allocated, ${(stats.reserved / GiB).toFixed(1)} GiB reserved |`,
+  `| ${preset} | ${batch} × ${seqLen} | ${measured.length ? stepMs.toFixed(1) : '–'} ms | ` +
+    `${measured.length ? Math.round(tokensPerStep / (stepMs / 1000)).toLocaleString('en') : '–'} tok/s | ` +
+    `${measured.length ? (flops / (stepMs / 1000) / 1e12).toFixed(1) : '–'} TFLOP/s | peak ` +
+    `${(stats.peakAllocated / GiB).toFixed(1)} GiB allocated, ${(stats.reserved / GiB).toFixed(1)} GiB reserved |`,
 );

@@ -150,7 +150,8 @@ mkdirSync(dirname(output), { recursive: true });
 const started = Date.now();
 const pending = units.filter((u) => !u.upToDate);
 console.log(
-  `build-cuda: ${nvcc} (CUDA at ${cudaRoot}), archs ${archs.join(', ')}; compiling ${pending.length} of ${units.length} files with ${jobs} jobs`,
+  `build-cuda: ${nvcc} (CUDA at ${cudaRoot}), archs ${archs.join(', ')}; compiling ${pending.length} of ` +
+    `${units.length} files with ${jobs} jobs`,
 );
 const failures = [];
 let next = 0;

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Writes the files that follow from the kernel ABI declared in native/abi/kernels.mjs:
-//   native/abi/generated/kernels.h              C++ prototypes of both engines' kernels (engine-only ones in #if blocks)
+//   native/abi/generated/kernels.h              C++ prototypes of both engines' kernels (engine-only ones in
+//                                               #if blocks)
 //   native/abi/generated/kernel_bindings.inc    N-API glue of both engines: every argument parsed and checked, then the
 //                                               kernel; each engine's native/<engine>/binding_kernels.cc includes it
 //   src/engine/native-abi.ts                    TypeScript interfaces of the bindings and the kernel list
@@ -239,7 +240,9 @@ function prototypeLines(engine) {
 }
 
 function prototypes() {
-  return `${HEADER}// The kernels of both engines that the N-API glue (kernel_bindings.inc) calls, declared once: the engine's
+  return (
+    `${HEADER}// The kernels of both engines that the N-API glue (kernel_bindings.inc) calls, declared once: ` +
+    `the engine's
 // header (native/cpu/kernels.h, native/cuda/engine.h) defines ANDROMEDA_ENGINE_NS, ANDROMEDA_ENGINE_CPU and
 // ANDROMEDA_ENGINE_CUDA, then includes this after its argument structs.
 #pragma once
@@ -258,7 +261,8 @@ namespace ANDROMEDA_ENGINE_NS {
 ${merge(prototypeLines('cpu'), prototypeLines('cuda')).join('\n')}
 
 }  // namespace ANDROMEDA_ENGINE_NS
-`;
+`
+  );
 }
 
 // ---- C++: glue ----
@@ -312,7 +316,8 @@ function glueKernel(k, engine) {
         if (p.orNull !== undefined) {
           out.push(
             `const Napi::Value v_${p.name} = ${value};`,
-            `const double ${v} = v_${p.name}.IsNull() || v_${p.name}.IsUndefined() ? ${p.orNull} : abi::number(v_${p.name}, kKernel, ${name});`,
+            `const double ${v} = v_${p.name}.IsNull() || v_${p.name}.IsUndefined() ? ${p.orNull} : ` +
+              `abi::number(v_${p.name}, kKernel, ${name});`,
           );
         } else {
           out.push(`const double ${v} = abi::number(${value}, kKernel, ${name});`);
@@ -326,12 +331,14 @@ function glueKernel(k, engine) {
         break;
       case 'choice':
         out.push(
-          `const int ${v} = abi::choice(${value}, kKernel, ${name}, {${p.names.map((n) => JSON.stringify(n)).join(', ')}});`,
+          `const int ${v} = abi::choice(${value}, kKernel, ${name}, {` +
+            `${p.names.map((n) => JSON.stringify(n)).join(', ')}});`,
         );
         break;
       case 'ints':
         out.push(
-          `const std::vector<int64_t> ${v} = abi::int_array(${value}, kKernel, ${name}, ${p.signed ? 'true' : 'false'});`,
+          `const std::vector<int64_t> ${v} = abi::int_array(${value}, kKernel, ${name}, ` +
+            `${p.signed ? 'true' : 'false'});`,
         );
         break;
       case 'buffer':
@@ -340,7 +347,8 @@ function glueKernel(k, engine) {
           break;
         }
         out.push(
-          `abi::Buffer ${v} = abi::buffer(handles(), ${value}, ${offsetValue}, kKernel, ${name}, ${p.optional ? 'true' : 'false'});`,
+          `abi::Buffer ${v} = abi::buffer(handles(), ${value}, ${offsetValue}, kKernel, ${name}, ` +
+            `${p.optional ? 'true' : 'false'});`,
         );
         break;
       case 'f32s':
@@ -358,12 +366,14 @@ function glueKernel(k, engine) {
     if (p.kind === 'f32s' || p.kind === 'f64s') {
       const t = p.kind === 'f32s' ? 'float' : 'double';
       out.push(
-        `const ${t}* ${local(p.name)} = abi::host_array<${t}>(${value}, kKernel, ${name}, (${expression(p.length, known, 'count', kernel)}).v, ${p.optional ? 'true' : 'false'});`,
+        `const ${t}* ${local(p.name)} = abi::host_array<${t}>(${value}, kKernel, ${name}, (` +
+          `${expression(p.length, known, 'count', kernel)}).v, ${p.optional ? 'true' : 'false'});`,
       );
     }
     if (p.kind === 'buffer' && !p.presenceOnly) {
       out.push(
-        `abi::check_span(${local(p.name)}, kKernel, ${name}, ${elementBytes(p, known, kernel)}, ${span(p, known, kernel)});`,
+        `abi::check_span(${local(p.name)}, kKernel, ${name}, ${elementBytes(p, known, kernel)}, ` +
+          `${span(p, known, kernel)});`,
       );
       if (p.write && p.extent.strided?.[1]) {
         out.push(
@@ -378,7 +388,8 @@ function glueKernel(k, engine) {
     if (p.kind !== 'buffer' || !(p.values || p.disjoint)) return;
     for (const w of params.filter((q) => q.kind === 'buffer' && q.write)) {
       out.push(
-        `abi::check_disjoint(${local(p.name)}, kKernel, ${JSON.stringify(p.name)}, ${local(w.name)}, ${JSON.stringify(w.name)});`,
+        `abi::check_disjoint(${local(p.name)}, kKernel, ${JSON.stringify(p.name)}, ${local(w.name)}, ` +
+          `${JSON.stringify(w.name)});`,
       );
     }
     if (!p.values || !hostValues) return;
@@ -445,7 +456,9 @@ function glueKernel(k, engine) {
       derived.push(`const int64_t ${local(p.name)} = int64_t((${expression(p.value, known, 'count', kernel)}).v);`);
     if (p.kind === 'ints' && p.sameLength) {
       checks.unshift(
-        `abi::require(${local(p.name)}.size() == ${local(p.sameLength)}.size(), kKernel, ${JSON.stringify(`${p.name} must have one entry per dimension of ${p.sameLength}`)});`,
+        `abi::require(${local(p.name)}.size() == ${local(p.sameLength)}.size(), kKernel, ${JSON.stringify(
+          `${p.name} must have one entry per dimension of ${p.sameLength}`,
+        )});`,
       );
     }
   }
@@ -523,11 +536,14 @@ function glue() {
       ...lines(
         entry,
         (k) =>
-          `  exports.Set(${JSON.stringify(k.name)}, Napi::Function::New(env, ${cap(k.name)}, ${JSON.stringify(k.name)}));`,
+          `  exports.Set(${JSON.stringify(k.name)}, Napi::Function::New(env, ${cap(k.name)}, ` +
+          `${JSON.stringify(k.name)}));`,
       ),
     ),
   );
-  return `${HEADER}// The N-API functions of both engines' kernels, written once: each checks the argument count, the kind and range
+  return (
+    `${HEADER}// The N-API functions of both engines' kernels, written once: each checks the argument count, ` +
+    `the kind and range
 // of every argument, resolves every buffer handle through the engine's handle table and checks the elements
 // it will touch against the allocation, and only then calls the kernel. Each engine's binding_kernels.cc
 // includes its headers (which define ANDROMEDA_ENGINE_NS, ANDROMEDA_ENGINE_CPU, ANDROMEDA_ENGINE_CUDA) and then
@@ -563,7 +579,8 @@ ${register.join('\n')}
 }
 
 }  // namespace ANDROMEDA_ENGINE_NS
-`;
+`
+  );
 }
 
 // ---- TypeScript ----
@@ -635,7 +652,9 @@ function typescript() {
       return `${p.name}: ${tsType(p, typeName)}`;
     });
     const ret = k.returns === 'int64' || k.returns === 'double' ? 'number' : k.returns === 'string' ? 'string' : 'void';
-    return `  ${k.name}(${params.join(', ')}): ${ret};`;
+    const line = `  ${k.name}(${params.join(', ')}): ${ret};`;
+    // Over the print width, one parameter per line, as Prettier would write it.
+    return line.length <= 120 ? line : `  ${k.name}(\n${params.map((p) => `    ${p},\n`).join('')}  ): ${ret};`;
   };
   // A name is shared when every engine has it with the same JavaScript arguments (one entry or one per engine).
   const signature = (k) =>
@@ -683,7 +702,9 @@ function typescript() {
     );
   }
   const enumLines = Object.entries(ENUMS).map(([name, e]) => `  ${name}: ${e.count},`);
-  return `${HEADER}// The kernel functions of the native addons (native/abi/generated/kernel_bindings.inc). A buffer is two numbers:
+  return (
+    `${HEADER}// The kernel functions of the native addons (native/abi/generated/kernel_bindings.inc). A ` +
+    `buffer is two numbers:
 // its handle (0: none, where the kernel allows it) and the element offset into it.
 
 ${interfaces.join('\n\n')}
@@ -704,13 +725,16 @@ ${cudaMethods.join('\n')}
 }
 
 /** Engine methods that run a kernel (the profiler wraps these). */
-export const KERNEL_METHODS = ${JSON.stringify(methods)} as const;
+export const KERNEL_METHODS = [
+${methods.map((m) => `  ${JSON.stringify(m)},`).join('\n')}
+] as const;
 
 /** How many codes each enumeration has (the bindings refuse others). */
 export const ENUM_CODES = {
 ${enumLines.join('\n')}
 } as const;
-`;
+`
+  );
 }
 
 // ---- write or check ----

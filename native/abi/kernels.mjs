@@ -15,7 +15,8 @@
 // Parameter kinds:
 //   enum    an int code below `ENUMS[of].count`                      dtype   a DType code (0..4)
 //   int     a non-negative safe integer (`max` caps it)               signed  a safe integer
-//   float   any number (NaN and ±Infinity included; with `orNull`, null gives that value)                   seed    an integer in [0, 2^53)
+//   float   any number (NaN and ±Infinity included; with `orNull`, null gives that value)
+//   seed    an integer in [0, 2^53)
 //   choice  a string among `names` (undefined: the first)
 //   flag    a boolean                                                 ints    an array of safe integers
 //   f32s / f64s  a Float32Array / Float64Array of at least `length` values, or null when `optional`

@@ -86,7 +86,8 @@ export function runBackward(
 ): void {
   if (!root.requiresGrad)
     throw new Error(
-      `backward: the tensor ${formatShape(root.shape)} does not require a gradient (no trainable input reached it, or it was computed under noGrad)`,
+      `backward: the tensor ${formatShape(root.shape)} does not require a gradient (no trainable input reached it, ` +
+        `or it was computed under noGrad)`,
     );
   if (!shapesEqual(seed.shape, root.shape)) {
     throw new RangeError(
@@ -124,7 +125,8 @@ export function runBackward(
         if (gi === into[i]) return; // added into the gradient already held for this input
         if (!shapesEqual(gi.shape, input.shape)) {
           throw new Error(
-            `internal: backward of ${fn.op} gave a gradient of shape ${formatShape(gi.shape)} for input ${i} of shape ${formatShape(input.shape)}`,
+            `internal: backward of ${fn.op} gave a gradient of ` +
+              `shape ${formatShape(gi.shape)} for input ${i} of shape ${formatShape(input.shape)}`,
           );
         }
         if (!input.gradFn) {

@@ -89,7 +89,8 @@ export function checkOutputFile(flag: string, output: string, inputs: readonly {
     const inside = relative(source, target);
     if (inside === '' || (!inside.startsWith('..') && !isAbsolute(inside))) {
       throw new UsageError(
-        `${flag} ${output} would overwrite ${inside === '' ? '' : 'a file of '}the ${input.what} ${input.path}; write to another file`,
+        `${flag} ${output} would overwrite ${inside === '' ? '' : 'a file of '}the ${input.what} ${input.path}` +
+          `; write to another file`,
       );
     }
   }

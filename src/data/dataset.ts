@@ -155,7 +155,8 @@ export class TokenDataset {
     const tokenizer = await loadTokenizer(join(dir, manifest.tokenizer));
     if (tokenizer.vocabSize !== manifest.vocabSize || tokenizer.eosId !== manifest.eosId) {
       throw new Error(
-        `${dir}: tokenizer (vocab ${tokenizer.vocabSize}, eos ${tokenizer.eosId}) does not match the manifest (vocab ${manifest.vocabSize}, eos ${manifest.eosId})`,
+        `${dir}: tokenizer (vocab ${tokenizer.vocabSize}, eos ${tokenizer.eosId}) does not match the manifest ` +
+          `(vocab ${manifest.vocabSize}, eos ${manifest.eosId})`,
       );
     }
     return new TokenDataset(dir, manifest, tokenizer);
@@ -180,7 +181,8 @@ export class TokenDataset {
       ) {
         sequence.close();
         throw new Error(
-          `token shard ${shard.path} does not match ${DATASET_MANIFEST} (${shard.header.tokenCount} tokens, expected ${expected.tokens})`,
+          `token shard ${shard.path} does not match ${DATASET_MANIFEST} (${shard.header.tokenCount} tokens, ` +
+            `expected ${expected.tokens})`,
         );
       }
     });

@@ -213,18 +213,21 @@ export class TokenShard implements TokenSource {
       for (let i = 0; i < count; i++) {
         if (tokens[i] >= vocabSize)
           throw new Error(
-            `token shard ${this.path} is corrupt: token ${start + i} has id ${tokens[i]} outside the vocabulary [0, ${vocabSize})`,
+            `token shard ${this.path} is corrupt: token ${start + i} has id ${tokens[i]} outside the vocabulary ` +
+              `[0, ${vocabSize})`,
           );
         if (tokens[i] === eosId) documents++;
       }
     }
     if (checksum !== this.header.checksum)
       throw new Error(
-        `token shard ${this.path} is corrupt: checksum mismatch (header ${hex(this.header.checksum)}, data ${hex(checksum)})`,
+        `token shard ${this.path} is corrupt: checksum mismatch ` +
+          `(header ${hex(this.header.checksum)}, data ${hex(checksum)})`,
       );
     if (documents !== this.header.documentCount)
       throw new Error(
-        `token shard ${this.path} is corrupt: header says ${this.header.documentCount} documents but the data has ${documents} EOS tokens`,
+        `token shard ${this.path} is corrupt: header says ${this.header.documentCount} documents but the data ` +
+          `has ${documents} EOS tokens`,
       );
   }
 

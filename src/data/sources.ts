@@ -178,7 +178,8 @@ export async function* readJsonlFile(path: string, options: ReadOptions = {}): A
       const kind = text === null ? 'null' : Array.isArray(text) ? 'array' : typeof text;
       const problem = text === undefined ? 'missing' : `${/^[aeiou]/.test(kind) ? 'an' : 'a'} ${kind}, not a string`;
       throw new Error(
-        `${path}:${lineNumber}: text field "${field}" is ${problem} (fields present: ${present}); choose the field with --jsonl-field`,
+        `${path}:${lineNumber}: text field "${field}" is ${problem} (fields present: ${present}); choose the field ` +
+          `with --jsonl-field`,
       );
     }
     const id =

@@ -142,7 +142,8 @@ export async function tokenizeToDataset(options: TokenizeDatasetOptions): Promis
   for (const [name, s] of Object.entries(splits)) {
     const ratio = s.tokens > 0 ? (s.textBytes / s.tokens).toFixed(2) : '-';
     log(
-      `${name}: ${s.documents} documents, ${formatCount(s.tokens)} tokens in ${s.shards.length} shard(s), ${formatBytes(s.textBytes)} of text (${ratio} bytes/token)`,
+      `${name}: ${s.documents} documents, ${formatCount(s.tokens)} tokens in ${s.shards.length} shard(s), ` +
+        `${formatBytes(s.textBytes)} of text (${ratio} bytes/token)`,
     );
   }
   log(`wrote ${options.outDir} (${tokenizer.kind} tokenizer, vocab ${tokenizer.vocabSize}, eos ${tokenizer.eosId})`);
@@ -174,7 +175,8 @@ export async function resolveTokenizer(
     });
     progress.bar?.finish();
     log(
-      `trained BPE: ${tokenizer.merges.length} merges, vocab ${tokenizer.vocabSize}, ${((Date.now() - started) / 1000).toFixed(1)}s`,
+      `trained BPE: ${tokenizer.merges.length} merges, ` +
+        `vocab ${tokenizer.vocabSize}, ${((Date.now() - started) / 1000).toFixed(1)}s`,
     );
     return tokenizer;
   }

@@ -88,7 +88,8 @@ export async function openTrainingData(specs: readonly DatasetSpec[]): Promise<T
     datasets.forEach((d, i) => {
       if (JSON.stringify(d.tokenizer.toJSON()) !== reference) {
         throw new Error(
-          `${specs[i].dir} was tokenized with a different tokenizer than ${specs[0].dir}; a mixture needs one tokenizer`,
+          `${specs[i].dir} was tokenized with a different tokenizer than ${specs[0].dir}; a mixture needs one ` +
+            `tokenizer`,
         );
       }
     });

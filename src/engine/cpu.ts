@@ -18,7 +18,10 @@ interface CpuAddon extends NativeKernels, CpuKernels {
  * ones trade speed for memory (and let tests reach the fallback paths).
  */
 export interface CpuAttentionBudgets {
-  /** Forward: one prepared copy of the keys shared by all query tiles up to this size (default 512 MiB); above, keys are prepared per tile pair. */
+  /**
+   * Forward: one prepared copy of the keys shared by all query tiles up to this size (default 512 MiB); above, keys are
+   * prepared per tile pair.
+   */
   readonly keyCacheBytes?: number;
   /** Backward: dQ accumulators up to this size (default 256 MiB); above, the work runs in several passes. */
   readonly dqAccumulatorBytes?: number;

@@ -43,9 +43,15 @@ function signature(args: unknown[]): string {
         if ('handle' in o)
           return `${o.dtype}${Array.isArray(o.strides) ? `/${(o.strides as number[]).join(',')}` : ''}`;
         if ('rows' in o && 'cols' in o && 'rms' in o)
-          return `${o.rms ? 'rms' : 'layer'} ${(o.a as { dtype: string }).dtype} ${o.rows}x${o.cols}${o.b ? ' +residual' : ''}`;
+          return (
+            `${o.rms ? 'rms' : 'layer'} ${(o.a as { dtype: string }).dtype} ${o.rows}x${o.cols}` +
+            `${o.b ? ' +residual' : ''}`
+          );
         if ('m' in o)
-          return `m${o.m} n${o.n} k${o.k} b${o.batch} ${o.transA ? 'T' : 'N'}${o.transB ? 'T' : 'N'} sA${o.strideA} sB${o.strideB} ${(o.c as { dtype: string }).dtype}`;
+          return (
+            `m${o.m} n${o.n} k${o.k} b${o.batch} ${o.transA ? 'T' : 'N'}${o.transB ? 'T' : 'N'} sA${o.strideA}` +
+            ` sB${o.strideB} ${(o.c as { dtype: string }).dtype}`
+          );
         if ('rotaryDim' in o && 'length' in o)
           return `b${o.batch} h${o.heads} n${o.length} d${o.headDim} r${o.rotaryDim}${o.transpose ? ' T' : ''}`;
         if ('dim' in o && 'n' in o && 'heads' in o) return `b${o.batch} n${o.n} h${o.heads} d${o.dim}`;
@@ -121,7 +127,8 @@ export function installProfiler(engine: Engine & TimingEngine, mode: 'waits' | '
     const rows = [...totals.entries()].sort((a, b) => b[1].ms - a[1].ms);
     const all = rows.reduce((s, [, e]) => s + e.ms, 0);
     console.log(
-      `\n# ${engine.device} kernel profile: ${all.toFixed(1)} ms in ${rows.reduce((s, [, e]) => s + e.calls, 0)} calls; costliest:`,
+      `\n# ${engine.device} kernel ` +
+        `profile: ${all.toFixed(1)} ms in ${rows.reduce((s, [, e]) => s + e.calls, 0)} calls; costliest:`,
     );
     if (mode === 'events') console.log(`# device idle between profiled calls: ${idle.toFixed(1)} ms`);
     for (const [key, e] of rows.slice(0, shown))

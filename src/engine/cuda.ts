@@ -43,7 +43,8 @@ function loadAddon(): CudaAddon {
   const { path, load } = requireAddon<CudaAddon>('andromeda_cuda.node');
   if (!existsSync(path)) {
     throw new Error(
-      `no CUDA device: the CUDA engine is not built (${path} is missing; run \`npm run build:cuda\` on a machine with nvcc)`,
+      `no CUDA device: the CUDA engine is not built (${path} is missing; run \`npm run build:cuda\` on a machine ` +
+        `with nvcc)`,
     );
   }
   let loaded: CudaAddon;
@@ -58,7 +59,8 @@ function loadAddon(): CudaAddon {
   } catch (e) {
     const reason = (e as Error).message.replace(/^cuda engine: /, '');
     const hint = /InsufficientDriver|NoDevice/.test(reason)
-      ? ' (no NVIDIA driver or GPU on this machine, or a driver older than the CUDA 13 runtime this engine is built with)'
+      ? ' (no NVIDIA driver or GPU on this machine, or a driver older than the CUDA 13 runtime this engine is built ' +
+        'with)'
       : '';
     throw new Error(`no CUDA device: the CUDA runtime reports ${reason}${hint}`);
   }

@@ -240,7 +240,8 @@ export interface Engine {
   softmaxGrad(y: Dense, gradOut: Dense, gradIn: Dense, rows: number, cols: number, log: boolean): void;
   /**
    * Layer norm (`rms` false) or RMS norm over the last axis of contiguous [rows, cols]; `stats` is
-   * float32 [rows, 2] (float64 when x is float64) receiving (mean, rstd) for the backward pass. Weight/bias may be null.
+   * float32 [rows, 2] (float64 when x is float64) receiving (mean, rstd) for the backward pass. Weight/bias may be
+   * null.
    */
   norm(
     rms: boolean,
@@ -266,7 +267,10 @@ export interface Engine {
     rows: number,
     cols: number,
   ): void;
-  /** Per-row loss and log-sum-exp, float32 [rows] (float64 for float64 logits); rows whose target is ignoreIndex get loss 0. */
+  /**
+   * Per-row loss and log-sum-exp, float32 [rows] (float64 for float64 logits); rows whose target is ignoreIndex get
+   * loss 0.
+   */
   crossEntropy(
     logits: Dense,
     targets: Dense,

@@ -114,55 +114,548 @@ export interface CudaAttentionChoices {
 
 /** The kernels both engines' addons have, with the same arguments. */
 export interface SharedKernels {
-  copy(srcDtype: number, src: number, srcOffset: number, srcStrides: readonly number[], dstDtype: number, dst: number, dstOffset: number, dstStrides: readonly number[], shape: readonly number[]): void;
+  copy(
+    srcDtype: number,
+    src: number,
+    srcOffset: number,
+    srcStrides: readonly number[],
+    dstDtype: number,
+    dst: number,
+    dstOffset: number,
+    dstStrides: readonly number[],
+    shape: readonly number[],
+  ): void;
   fill(dtype: number, dst: number, dstOffset: number, count: number, value: number): void;
-  unary(op: number, dtype: number, x: number, xOffset: number, out: number, outOffset: number, count: number, scalar: number): void;
-  unaryGrad(op: number, dtype: number, x: number, xOffset: number, gradOut: number, gradOutOffset: number, gradIn: number, gradInOffset: number, count: number): void;
-  binary(op: number, dtype: number, a: number, aOffset: number, aStrides: readonly number[], b: number, bOffset: number, bStrides: readonly number[], out: number, outOffset: number, shape: readonly number[]): void;
-  reduce(op: number, dtype: number, x: number, xOffset: number, out: number, outOffset: number, outer: number, size: number, inner: number): void;
-  gemm(dtype: number, transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number, a: number, aOffset: number, lda: number, strideA: number, b: number, bOffset: number, ldb: number, strideB: number, beta: number, c: number, cOffset: number, ldc: number, strideC: number, batch: number): void;
-  gemmBias(dtype: number, transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number, a: number, aOffset: number, lda: number, strideA: number, b: number, bOffset: number, ldb: number, strideB: number, beta: number, c: number, cOffset: number, ldc: number, strideC: number, batch: number, bias: number, biasOffset: number): void;
-  softmax(dtype: number, x: number, xOffset: number, out: number, outOffset: number, rows: number, cols: number, log: boolean): void;
-  softmaxGrad(dtype: number, y: number, yOffset: number, gradOut: number, gradOutOffset: number, gradIn: number, gradInOffset: number, rows: number, cols: number, log: boolean): void;
-  norm(rms: boolean, dtype: number, x: number, xOffset: number, weight: number, weightOffset: number, bias: number, biasOffset: number, out: number, outOffset: number, stats: number, statsOffset: number, rows: number, cols: number, eps: number): void;
-  normGrad(rms: boolean, dtype: number, x: number, xOffset: number, weight: number, weightOffset: number, stats: number, statsOffset: number, gradOut: number, gradOutOffset: number, gradIn: number, gradInOffset: number, gradWeight: number, gradWeightOffset: number, gradBias: number, gradBiasOffset: number, rows: number, cols: number): void;
-  crossEntropy(dtype: number, logits: number, logitsOffset: number, targets: number, targetsOffset: number, losses: number, lossesOffset: number, lse: number, lseOffset: number, rows: number, vocab: number, ignoreIndex: number): void;
-  crossEntropyGrad(dtype: number, logits: number, logitsOffset: number, targets: number, targetsOffset: number, lse: number, lseOffset: number, gradLoss: number, gradLossOffset: number, gradLogits: number, gradLogitsOffset: number, rows: number, vocab: number, ignoreIndex: number): void;
-  embedding(dtype: number, table: number, tableOffset: number, ids: number, idsOffset: number, out: number, outOffset: number, count: number, dim: number, vocab: number): number;
-  embeddingGrad(dtype: number, ids: number, idsOffset: number, gradOut: number, gradOutOffset: number, gradTable: number, gradTableOffset: number, count: number, dim: number): void;
-  embeddingGather(dtype: number, table: number, tableOffset: number, ids: number, idsOffset: number, out: number, outOffset: number, count: number, dim: number, vocab: number): void;
-  dropout(dtype: number, x: number, xOffset: number, out: number, outOffset: number, count: number, p: number, seed: number): void;
-  randomFill(dtype: number, dst: number, dstOffset: number, count: number, normal: boolean, a: number, b: number, seed: number): void;
-  adamw(param: number, paramOffset: number, gradDtype: number, grad: number, gradOffset: number, m: number, mOffset: number, v: number, vOffset: number, count: number, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, biasCorrection1: number, biasCorrection2: number, gradScale: number): void;
-  adamwMany(tensors: readonly AdamwManyTensorsItem[], lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, biasCorrection1: number, biasCorrection2: number, gradScale: number): void;
+  unary(
+    op: number,
+    dtype: number,
+    x: number,
+    xOffset: number,
+    out: number,
+    outOffset: number,
+    count: number,
+    scalar: number,
+  ): void;
+  unaryGrad(
+    op: number,
+    dtype: number,
+    x: number,
+    xOffset: number,
+    gradOut: number,
+    gradOutOffset: number,
+    gradIn: number,
+    gradInOffset: number,
+    count: number,
+  ): void;
+  binary(
+    op: number,
+    dtype: number,
+    a: number,
+    aOffset: number,
+    aStrides: readonly number[],
+    b: number,
+    bOffset: number,
+    bStrides: readonly number[],
+    out: number,
+    outOffset: number,
+    shape: readonly number[],
+  ): void;
+  reduce(
+    op: number,
+    dtype: number,
+    x: number,
+    xOffset: number,
+    out: number,
+    outOffset: number,
+    outer: number,
+    size: number,
+    inner: number,
+  ): void;
+  gemm(
+    dtype: number,
+    transA: boolean,
+    transB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    alpha: number,
+    a: number,
+    aOffset: number,
+    lda: number,
+    strideA: number,
+    b: number,
+    bOffset: number,
+    ldb: number,
+    strideB: number,
+    beta: number,
+    c: number,
+    cOffset: number,
+    ldc: number,
+    strideC: number,
+    batch: number,
+  ): void;
+  gemmBias(
+    dtype: number,
+    transA: boolean,
+    transB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    alpha: number,
+    a: number,
+    aOffset: number,
+    lda: number,
+    strideA: number,
+    b: number,
+    bOffset: number,
+    ldb: number,
+    strideB: number,
+    beta: number,
+    c: number,
+    cOffset: number,
+    ldc: number,
+    strideC: number,
+    batch: number,
+    bias: number,
+    biasOffset: number,
+  ): void;
+  softmax(
+    dtype: number,
+    x: number,
+    xOffset: number,
+    out: number,
+    outOffset: number,
+    rows: number,
+    cols: number,
+    log: boolean,
+  ): void;
+  softmaxGrad(
+    dtype: number,
+    y: number,
+    yOffset: number,
+    gradOut: number,
+    gradOutOffset: number,
+    gradIn: number,
+    gradInOffset: number,
+    rows: number,
+    cols: number,
+    log: boolean,
+  ): void;
+  norm(
+    rms: boolean,
+    dtype: number,
+    x: number,
+    xOffset: number,
+    weight: number,
+    weightOffset: number,
+    bias: number,
+    biasOffset: number,
+    out: number,
+    outOffset: number,
+    stats: number,
+    statsOffset: number,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): void;
+  normGrad(
+    rms: boolean,
+    dtype: number,
+    x: number,
+    xOffset: number,
+    weight: number,
+    weightOffset: number,
+    stats: number,
+    statsOffset: number,
+    gradOut: number,
+    gradOutOffset: number,
+    gradIn: number,
+    gradInOffset: number,
+    gradWeight: number,
+    gradWeightOffset: number,
+    gradBias: number,
+    gradBiasOffset: number,
+    rows: number,
+    cols: number,
+  ): void;
+  crossEntropy(
+    dtype: number,
+    logits: number,
+    logitsOffset: number,
+    targets: number,
+    targetsOffset: number,
+    losses: number,
+    lossesOffset: number,
+    lse: number,
+    lseOffset: number,
+    rows: number,
+    vocab: number,
+    ignoreIndex: number,
+  ): void;
+  crossEntropyGrad(
+    dtype: number,
+    logits: number,
+    logitsOffset: number,
+    targets: number,
+    targetsOffset: number,
+    lse: number,
+    lseOffset: number,
+    gradLoss: number,
+    gradLossOffset: number,
+    gradLogits: number,
+    gradLogitsOffset: number,
+    rows: number,
+    vocab: number,
+    ignoreIndex: number,
+  ): void;
+  embedding(
+    dtype: number,
+    table: number,
+    tableOffset: number,
+    ids: number,
+    idsOffset: number,
+    out: number,
+    outOffset: number,
+    count: number,
+    dim: number,
+    vocab: number,
+  ): number;
+  embeddingGrad(
+    dtype: number,
+    ids: number,
+    idsOffset: number,
+    gradOut: number,
+    gradOutOffset: number,
+    gradTable: number,
+    gradTableOffset: number,
+    count: number,
+    dim: number,
+  ): void;
+  embeddingGather(
+    dtype: number,
+    table: number,
+    tableOffset: number,
+    ids: number,
+    idsOffset: number,
+    out: number,
+    outOffset: number,
+    count: number,
+    dim: number,
+    vocab: number,
+  ): void;
+  dropout(
+    dtype: number,
+    x: number,
+    xOffset: number,
+    out: number,
+    outOffset: number,
+    count: number,
+    p: number,
+    seed: number,
+  ): void;
+  randomFill(
+    dtype: number,
+    dst: number,
+    dstOffset: number,
+    count: number,
+    normal: boolean,
+    a: number,
+    b: number,
+    seed: number,
+  ): void;
+  adamw(
+    param: number,
+    paramOffset: number,
+    gradDtype: number,
+    grad: number,
+    gradOffset: number,
+    m: number,
+    mOffset: number,
+    v: number,
+    vOffset: number,
+    count: number,
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    weightDecay: number,
+    biasCorrection1: number,
+    biasCorrection2: number,
+    gradScale: number,
+  ): void;
+  adamwMany(
+    tensors: readonly AdamwManyTensorsItem[],
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    weightDecay: number,
+    biasCorrection1: number,
+    biasCorrection2: number,
+    gradScale: number,
+  ): void;
   sumOfSquares(dtype: number, x: number, xOffset: number, count: number): number;
   sumOfSquaresMany(inputs: readonly SumOfSquaresManyInputsItem[]): number;
-  maskedSoftmax(config: MaskedSoftmaxConfig, scores: number, scoresOffset: number, out: number, outOffset: number): void;
+  maskedSoftmax(
+    config: MaskedSoftmaxConfig,
+    scores: number,
+    scoresOffset: number,
+    out: number,
+    outOffset: number,
+  ): void;
   rotary(config: RotaryConfig, x: number, xOffset: number, out: number, outOffset: number): void;
-  addNorm(rms: boolean, dtype: number, a: number, aOffset: number, b: number, bOffset: number, scale: number, scaleOffset: number, c: number, weight: number, weightOffset: number, bias: number, biasOffset: number, out: number, outOffset: number, sum: number, sumOffset: number, stats: number, statsOffset: number, rows: number, cols: number, eps: number): void;
-  addNormGrad(rms: boolean, dtype: number, a: number, aOffset: number, b: number, bOffset: number, scale: number, scaleOffset: number, c: number, weight: number, weightOffset: number, stats: number, statsOffset: number, gradOut: number, gradOutOffset: number, gradA: number, gradAOffset: number, gradB: number, gradBOffset: number, gradScale: number, gradScaleOffset: number, gradWeight: number, gradWeightOffset: number, gradBias: number, gradBiasOffset: number, rows: number, cols: number): void;
-  biasGelu(dtype: number, x: number, xOffset: number, bias: number, biasOffset: number, out: number, outOffset: number, rows: number, cols: number): void;
-  biasGeluGrad(dtype: number, x: number, xOffset: number, bias: number, biasOffset: number, gradOut: number, gradOutOffset: number, gradIn: number, gradInOffset: number, gradBias: number, gradBiasOffset: number, rows: number, cols: number): void;
-  headNorm(dtype: number, batch: number, n: number, heads: number, dim: number, eps: number, x: number, xOffset: number, weight: number, weightOffset: number, out: number, outOffset: number, rstd: number, rstdOffset: number): void;
-  headNormGrad(dtype: number, batch: number, n: number, heads: number, dim: number, eps: number, x: number, xOffset: number, weight: number, weightOffset: number, rstd: number, rstdOffset: number, gradOut: number, gradOutOffset: number, gradIn: number, gradInOffset: number, gradWeight: number, gradWeightOffset: number): void;
-  tokenShift(dtype: number, x: number, xOffset: number, out: number, outOffset: number, segments: number, segmentsOffset: number, batch: number, n: number, dim: number, shifts: number, backward: boolean, accumulate: boolean): void;
+  addNorm(
+    rms: boolean,
+    dtype: number,
+    a: number,
+    aOffset: number,
+    b: number,
+    bOffset: number,
+    scale: number,
+    scaleOffset: number,
+    c: number,
+    weight: number,
+    weightOffset: number,
+    bias: number,
+    biasOffset: number,
+    out: number,
+    outOffset: number,
+    sum: number,
+    sumOffset: number,
+    stats: number,
+    statsOffset: number,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): void;
+  addNormGrad(
+    rms: boolean,
+    dtype: number,
+    a: number,
+    aOffset: number,
+    b: number,
+    bOffset: number,
+    scale: number,
+    scaleOffset: number,
+    c: number,
+    weight: number,
+    weightOffset: number,
+    stats: number,
+    statsOffset: number,
+    gradOut: number,
+    gradOutOffset: number,
+    gradA: number,
+    gradAOffset: number,
+    gradB: number,
+    gradBOffset: number,
+    gradScale: number,
+    gradScaleOffset: number,
+    gradWeight: number,
+    gradWeightOffset: number,
+    gradBias: number,
+    gradBiasOffset: number,
+    rows: number,
+    cols: number,
+  ): void;
+  biasGelu(
+    dtype: number,
+    x: number,
+    xOffset: number,
+    bias: number,
+    biasOffset: number,
+    out: number,
+    outOffset: number,
+    rows: number,
+    cols: number,
+  ): void;
+  biasGeluGrad(
+    dtype: number,
+    x: number,
+    xOffset: number,
+    bias: number,
+    biasOffset: number,
+    gradOut: number,
+    gradOutOffset: number,
+    gradIn: number,
+    gradInOffset: number,
+    gradBias: number,
+    gradBiasOffset: number,
+    rows: number,
+    cols: number,
+  ): void;
+  headNorm(
+    dtype: number,
+    batch: number,
+    n: number,
+    heads: number,
+    dim: number,
+    eps: number,
+    x: number,
+    xOffset: number,
+    weight: number,
+    weightOffset: number,
+    out: number,
+    outOffset: number,
+    rstd: number,
+    rstdOffset: number,
+  ): void;
+  headNormGrad(
+    dtype: number,
+    batch: number,
+    n: number,
+    heads: number,
+    dim: number,
+    eps: number,
+    x: number,
+    xOffset: number,
+    weight: number,
+    weightOffset: number,
+    rstd: number,
+    rstdOffset: number,
+    gradOut: number,
+    gradOutOffset: number,
+    gradIn: number,
+    gradInOffset: number,
+    gradWeight: number,
+    gradWeightOffset: number,
+  ): void;
+  tokenShift(
+    dtype: number,
+    x: number,
+    xOffset: number,
+    out: number,
+    outOffset: number,
+    segments: number,
+    segmentsOffset: number,
+    batch: number,
+    n: number,
+    dim: number,
+    shifts: number,
+    backward: boolean,
+    accumulate: boolean,
+  ): void;
 }
 
 /** The CPU addon's kernels. */
 export interface CpuKernels extends SharedKernels {
-  attentionForward(config: CpuAttentionConfig, q: number, qOffset: number, k: number, kOffset: number, v: number, vOffset: number, out: number, outOffset: number, lse: number, lseOffset: number): void;
-  attentionBackward(config: CpuAttentionConfig, q: number, qOffset: number, k: number, kOffset: number, v: number, vOffset: number, out: number, outOffset: number, lse: number, lseOffset: number, gradOut: number, gradOutOffset: number, gradQ: number, gradQOffset: number, gradK: number, gradKOffset: number, gradV: number, gradVOffset: number, gradKeyScale: number, gradKeyScaleOffset: number): void;
+  attentionForward(
+    config: CpuAttentionConfig,
+    q: number,
+    qOffset: number,
+    k: number,
+    kOffset: number,
+    v: number,
+    vOffset: number,
+    out: number,
+    outOffset: number,
+    lse: number,
+    lseOffset: number,
+  ): void;
+  attentionBackward(
+    config: CpuAttentionConfig,
+    q: number,
+    qOffset: number,
+    k: number,
+    kOffset: number,
+    v: number,
+    vOffset: number,
+    out: number,
+    outOffset: number,
+    lse: number,
+    lseOffset: number,
+    gradOut: number,
+    gradOutOffset: number,
+    gradQ: number,
+    gradQOffset: number,
+    gradK: number,
+    gradKOffset: number,
+    gradV: number,
+    gradVOffset: number,
+    gradKeyScale: number,
+    gradKeyScaleOffset: number,
+  ): void;
 }
 
 /** The CUDA addon's kernels. */
 export interface CudaKernels extends SharedKernels {
-  attentionForward(config: CudaAttentionConfig, q: number, qOffset: number, k: number, kOffset: number, v: number, vOffset: number, out: number, outOffset: number, lse: number, lseOffset: number, options: CudaAttentionChoices): void;
-  attentionBackward(config: CudaAttentionConfig, q: number, qOffset: number, k: number, kOffset: number, v: number, vOffset: number, out: number, outOffset: number, lse: number, lseOffset: number, gradOut: number, gradOutOffset: number, gradQ: number, gradQOffset: number, gradK: number, gradKOffset: number, gradV: number, gradVOffset: number, gradKeyScale: number, gradKeyScaleOffset: number, options: CudaAttentionChoices): void;
+  attentionForward(
+    config: CudaAttentionConfig,
+    q: number,
+    qOffset: number,
+    k: number,
+    kOffset: number,
+    v: number,
+    vOffset: number,
+    out: number,
+    outOffset: number,
+    lse: number,
+    lseOffset: number,
+    options: CudaAttentionChoices,
+  ): void;
+  attentionBackward(
+    config: CudaAttentionConfig,
+    q: number,
+    qOffset: number,
+    k: number,
+    kOffset: number,
+    v: number,
+    vOffset: number,
+    out: number,
+    outOffset: number,
+    lse: number,
+    lseOffset: number,
+    gradOut: number,
+    gradOutOffset: number,
+    gradQ: number,
+    gradQOffset: number,
+    gradK: number,
+    gradKOffset: number,
+    gradV: number,
+    gradVOffset: number,
+    gradKeyScale: number,
+    gradKeyScaleOffset: number,
+    options: CudaAttentionChoices,
+  ): void;
   attentionTransformPlan(config: CudaAttentionConfig, options: CudaAttentionChoices): string;
 }
 
 /** Engine methods that run a kernel (the profiler wraps these). */
-export const KERNEL_METHODS = ["copy","fill","unary","unaryGrad","binary","reduce","matmul","matmulBias","softmax","softmaxGrad","norm","normGrad","crossEntropy","crossEntropyGrad","embedding","embeddingGrad","embeddingUnchecked","dropout","randomFill","adamw","adamwMany","sumOfSquares","sumOfSquaresMany","maskedSoftmax","rotary","addNorm","addNormGrad","biasGelu","biasGeluGrad","headNorm","headNormGrad","tokenShift","attentionForward","attentionBackward"] as const;
+export const KERNEL_METHODS = [
+  "copy",
+  "fill",
+  "unary",
+  "unaryGrad",
+  "binary",
+  "reduce",
+  "matmul",
+  "matmulBias",
+  "softmax",
+  "softmaxGrad",
+  "norm",
+  "normGrad",
+  "crossEntropy",
+  "crossEntropyGrad",
+  "embedding",
+  "embeddingGrad",
+  "embeddingUnchecked",
+  "dropout",
+  "randomFill",
+  "adamw",
+  "adamwMany",
+  "sumOfSquares",
+  "sumOfSquaresMany",
+  "maskedSoftmax",
+  "rotary",
+  "addNorm",
+  "addNormGrad",
+  "biasGelu",
+  "biasGeluGrad",
+  "headNorm",
+  "headNormGrad",
+  "tokenShift",
+  "attentionForward",
+  "attentionBackward",
+] as const;
 
 /** How many codes each enumeration has (the bindings refuse others). */
 export const ENUM_CODES = {

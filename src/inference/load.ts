@@ -36,7 +36,8 @@ export async function loadModelForInference(
     if (tokenizerSpec) tokenizer = tokenizerSpec === 'byte' ? new ByteTokenizer() : await loadTokenizer(tokenizerSpec);
     if (!tokenizer)
       throw new CheckpointError(
-        `checkpoint ${ckpt.dir} has no tokenizer.json (converted checkpoints do not carry one): pass --tokenizer <tokenizer.json> or --tokenizer byte`,
+        `checkpoint ${ckpt.dir} has no tokenizer.json (converted checkpoints do not carry one): pass --tokenizer ` +
+          `<tokenizer.json> or --tokenizer byte`,
       );
     const familyName = typeof ckpt.trainer?.family === 'string' ? ckpt.trainer.family : 'andromeda';
     const family = getModelFamily(familyName);
@@ -59,7 +60,8 @@ export async function loadModelForInference(
     if (tokenizer.vocabSize > model.vocabSize) {
       model.dispose();
       throw new CheckpointError(
-        `checkpoint ${ckpt.dir}: tokenizer vocabulary (${tokenizer.vocabSize}) exceeds the model's (${model.vocabSize})`,
+        `checkpoint ${ckpt.dir}: tokenizer vocabulary (${tokenizer.vocabSize}) exceeds the ` +
+          `model's (${model.vocabSize})`,
       );
     }
     return { model, family, tokenizer, dir: ckpt.dir, step: ckpt.step, config: ckpt.modelConfig };

@@ -193,7 +193,8 @@ function parseHeader(
     if (cur.begin < prev.end) {
       throw new SafetensorsError(
         path,
-        `tensors '${prev.name}' [${prev.begin}, ${prev.end}) and '${cur.name}' [${cur.begin}, ${cur.end}) overlap in the data section`,
+        `tensors '${prev.name}' [${prev.begin}, ${prev.end}) and '${cur.name}' [${cur.begin}, ${cur.end}) overlap ` +
+          `in the data section`,
       );
     }
   }

@@ -130,7 +130,8 @@ export class Andromeda extends Module {
     if (cache) {
       if (o.segmentIds || o.positions)
         throw new Error(
-          'Andromeda.forward: a KV cache decodes one document per row: segmentIds and positions are not supported with it',
+          'Andromeda.forward: a KV cache decodes one document per row: segmentIds and positions are not supported ' +
+            'with it',
         );
       if (cache.batch !== batch)
         throw new RangeError(`Andromeda.forward: the KV cache holds ${cache.batch} rows but tokens have ${batch}`);

@@ -133,7 +133,9 @@ export class PreNormBlock extends SequentialBlock {
   }
 }
 
-/** x = norm₁(attn(x) + x·s₁·c) ;  x = norm₂(ff(x) + x·s₂·c) — DeepNorm's form; each sum and its norm are one fused op. */
+/**
+ * x = norm₁(attn(x) + x·s₁·c) ;  x = norm₂(ff(x) + x·s₂·c) — DeepNorm's form; each sum and its norm are one fused op.
+ */
 export class PostNormBlock extends SequentialBlock {
   forward(x: Tensor, state: LayerState): Tensor {
     x = addResidualNorm(x, this.attend(x, state), this.residual('attentionResidualScale'), this.attentionNorm);

@@ -227,7 +227,8 @@ function validate(c: AndromedaConfig, problems: string[]): void {
     if (c.kvHeads > c.heads) problems.push(`kvHeads (${c.kvHeads}) cannot exceed heads (${c.heads})`);
     else if (c.heads % c.kvHeads !== 0) {
       problems.push(
-        `heads (${c.heads}) must be a multiple of kvHeads (${c.kvHeads}): each key/value head serves the same number of query heads`,
+        `heads (${c.heads}) must be a multiple of kvHeads (${c.kvHeads}): each key/value head serves the same ` +
+          `number of query heads`,
       );
     }
   }
@@ -257,8 +258,8 @@ function validate(c: AndromedaConfig, problems: string[]): void {
   if (c.qkNormDimScale && c.kvHeads > 1 && c.kvHeads < c.heads) {
     problems.push(
       `qkNormDimScale with ${c.kvHeads} KV heads for ${c.heads} heads: the learned key scale is per query head, ` +
-        'which makes the key per-head; that is expressible with one KV head or one per head, not with grouped-query attention ' +
-        '(x-transformers 1.20 cannot broadcast it either)',
+        'which makes the key per-head; that is expressible with one KV head or one per head, not with grouped-query ' +
+        'attention (x-transformers 1.20 cannot broadcast it either)',
     );
   }
   if (!Number.isInteger(c.alibiHeads) || c.alibiHeads < 0 || c.alibiHeads > c.heads) {
@@ -270,7 +271,8 @@ function validate(c: AndromedaConfig, problems: string[]): void {
     problems.push(`rotary dim must be a positive even integer, got ${r.dim}`);
   else if (r.dim > c.headDim) {
     problems.push(
-      `rotary dim ${r.dim} is larger than the head dim ${c.headDim} (the default is max(headDim/2, 32); set rotary.dim ≤ headDim)`,
+      `rotary dim ${r.dim} is larger than the head dim ${c.headDim} (the default is max(headDim/2, 32); set ` +
+        `rotary.dim ≤ headDim)`,
     );
   }
   if (!isPositive(r.base)) problems.push(`rotary base must be positive, got ${r.base}`);
@@ -328,7 +330,9 @@ export function assertModelFitsMemory(c: AndromedaConfig, bytesPerParameter: num
   const bytes = count * bytesPerParameter;
   if (!Number.isSafeInteger(count) || bytes > totalmem()) {
     throw new ConfigError(
-      `invalid model config: its ${count.toExponential(2)} parameters take ${(bytes / 2 ** 30).toFixed(1)} GiB at ${bytesPerParameter} bytes each, more than this machine's ${(totalmem() / 2 ** 30).toFixed(1)} GiB of memory`,
+      `invalid model config: its ${count.toExponential(2)} parameters ` +
+        `take ${(bytes / 2 ** 30).toFixed(1)} GiB at ${bytesPerParameter} bytes each, more than this ` +
+        `machine's ${(totalmem() / 2 ** 30).toFixed(1)} GiB of memory`,
     );
   }
 }

@@ -8,7 +8,9 @@ export type TokenIndices = Int32Array | Tensor;
 export interface ForwardOptions {
   /** Document ids for packed sequences: attention and token shift stay within a document. */
   segmentIds?: TokenIndices;
-  /** Positions for rotary, xPos and ALiBi; by default 0.. (or, with segmentIds, counting from each document's start). */
+  /**
+   * Positions for rotary, xPos and ALiBi; by default 0.. (or, with segmentIds, counting from each document's start).
+   */
   positions?: TokenIndices;
   /**
    * 'all' (default): logits for every position, [batch, n, vocab]. 'last': only for each row's last

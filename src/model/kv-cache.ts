@@ -48,7 +48,8 @@ export class LayerKVCache {
     const expected = [this.batch, this.kvHeads, k.shape[2]!, this.headDim];
     if (k.rank !== 4 || k.shape.some((d, i) => d !== expected[i]) || v.shape.some((d, i) => d !== k.shape[i])) {
       throw new RangeError(
-        `KV cache: keys ${formatShape(k.shape)} / values ${formatShape(v.shape)} do not match the cache's ${formatShape(expected)}`,
+        `KV cache: keys ${formatShape(k.shape)} / values ${formatShape(v.shape)} do not match the ` +
+          `cache's ${formatShape(expected)}`,
       );
     }
     const n = k.shape[2]!;

@@ -47,7 +47,9 @@ export function readCheckpointConfig(dir: string): CheckpointConfigFile {
   }
   if (file.format !== CHECKPOINT_FORMAT) {
     throw new Error(
-      `${path}: format is ${JSON.stringify(file.format)}, not '${CHECKPOINT_FORMAT}'${'wrapper' in file ? ' (an x-transformers checkpoint: convert it with `andromeda convert`)' : ''}`,
+      `${path}: format is ${JSON.stringify(file.format)}, not '${CHECKPOINT_FORMAT}'${
+        'wrapper' in file ? ' (an x-transformers checkpoint: convert it with `andromeda convert`)' : ''
+      }`,
     );
   }
   if (file.version !== CHECKPOINT_VERSION)

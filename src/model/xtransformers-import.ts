@@ -355,7 +355,8 @@ export function findWeightsFile(dir: string): string {
     if (existsSync(path)) return path;
   }
   throw new Error(
-    `${dir}: no weights.safetensors (save the PyTorch state dict with safetensors.torch.save_file(model.state_dict(), 'weights.safetensors'))`,
+    `${dir}: no weights.safetensors (save the PyTorch state dict with ` +
+      `safetensors.torch.save_file(model.state_dict(), 'weights.safetensors'))`,
   );
 }
 
@@ -388,7 +389,8 @@ export function importXTransformers(
       .filter((n) => reader.has(n.originalName) && !shapesEqual(reader.entry(n.originalName).shape, n.originalShape))
       .map(
         (n) =>
-          `${n.originalName}: config gives ${formatShape(n.originalShape)}, file has ${formatShape(reader.entry(n.originalName).shape)}`,
+          `${n.originalName}: config ` +
+          `gives ${formatShape(n.originalShape)}, file has ${formatShape(reader.entry(n.originalName).shape)}`,
       );
     for (const [name, values] of buffers) {
       if (!reader.has(name)) continue;
@@ -399,7 +401,8 @@ export function importXTransformers(
         got.length === values.length && values.every((v, i) => Math.abs(got[i]! - v) <= 1e-6 * Math.abs(v));
       if (!agrees)
         misShaped.push(
-          `${name}: holds [${[...got].slice(0, 4).join(', ')}, …], the config implies [${[...values].slice(0, 4).join(', ')}, …] (rotary settings differ)`,
+          `${name}: holds [${[...got].slice(0, 4).join(', ')}, …], the config ` +
+            `implies [${[...values].slice(0, 4).join(', ')}, …] (rotary settings differ)`,
         );
     }
     const problems: string[] = [];

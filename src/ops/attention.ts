@@ -95,14 +95,16 @@ function validate(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Problem
   assertFloat(op, 'q', q);
   if (q.rank !== 4 || k.rank !== 4 || v.rank !== 4) {
     throw new RangeError(
-      `attention: q, k and v must be [batch, heads, length, headDim], got ${formatShape(q.shape)}, ${formatShape(k.shape)}, ${formatShape(v.shape)}`,
+      `attention: q, k and v must be [batch, heads, length, headDim], ` +
+        `got ${formatShape(q.shape)}, ${formatShape(k.shape)}, ${formatShape(v.shape)}`,
     );
   }
   const [batch, heads, queryLen, headDim] = q.shape as [number, number, number, number];
   const [kb, kvHeads, keyLen, kd] = k.shape as [number, number, number, number];
   if (kb !== batch || kd !== headDim || v.shape.some((d, i) => d !== k.shape[i])) {
     throw new RangeError(
-      `attention: k ${formatShape(k.shape)} and v ${formatShape(v.shape)} must both be [${batch}, kvHeads, keyLen, ${headDim}] for q ${formatShape(q.shape)}`,
+      `attention: k ${formatShape(k.shape)} and v ${formatShape(v.shape)} must both be [${batch}, kvHeads, ` +
+        `keyLen, ${headDim}] for q ${formatShape(q.shape)}`,
     );
   }
   if (kvHeads < 1 || heads % kvHeads !== 0)
@@ -118,7 +120,8 @@ function validate(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Problem
     }
     if (kvHeads !== 1 && kvHeads !== heads) {
       throw new RangeError(
-        `attention: a per-head key scale needs one KV head or one per query head, got ${kvHeads} KV heads for ${heads} heads`,
+        `attention: a per-head key scale needs one KV head or one per query head, got ${kvHeads} KV heads ` +
+          `for ${heads} heads`,
       );
     }
   }

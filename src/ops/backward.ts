@@ -10,7 +10,8 @@ export function accumulateInto(leaf: Tensor, g: Tensor): void {
   g.assertAlive('accumulateInto', 'g');
   if (!shapesEqual(g.shape, leaf.shape) || g.device !== leaf.device) {
     throw new RangeError(
-      `accumulateInto: gradient ${formatShape(g.shape)} on ${g.device} does not match leaf ${formatShape(leaf.shape)} on ${leaf.device}`,
+      `accumulateInto: gradient ${formatShape(g.shape)} on ${g.device} does not match ` +
+        `leaf ${formatShape(leaf.shape)} on ${leaf.device}`,
     );
   }
   const gradValue = g.dtype === leaf.dtype ? g : castForLeaf(g, leaf);

@@ -137,7 +137,8 @@ export function narrow(x: Tensor, axis: number, start: number, length: number): 
   const dim = x.shape[ax]!;
   if (!Number.isInteger(start) || !Number.isInteger(length) || start < 0 || length < 0 || start + length > dim) {
     throw new RangeError(
-      `narrow: range [${start}, ${start + length}) is outside axis ${axis} of size ${dim} (shape ${formatShape(x.shape)})`,
+      `narrow: range [${start}, ${start + length}) is outside ` +
+        `axis ${axis} of size ${dim} (shape ${formatShape(x.shape)})`,
     );
   }
   const shape = [...x.shape];
@@ -224,7 +225,8 @@ export function concat(tensors: readonly Tensor[], axis: number): Tensor {
   for (const [i, t] of tensors.entries()) {
     if (t.rank !== first.rank || t.shape.some((d, j) => j !== ax && d !== first.shape[j])) {
       throw new RangeError(
-        `concat: tensors[${i}] has shape ${formatShape(t.shape)}, incompatible with ${formatShape(first.shape)} along axis ${axis}`,
+        `concat: tensors[${i}] has shape ${formatShape(t.shape)}, incompatible ` +
+          `with ${formatShape(first.shape)} along axis ${axis}`,
       );
     }
   }
@@ -270,7 +272,8 @@ export function split(x: Tensor, sizes: readonly number[], axis: number): Tensor
   const total = sizes.reduce((a, b) => a + b, 0);
   if (total !== x.shape[ax])
     throw new RangeError(
-      `split: sizes ${formatShape(sizes)} sum to ${total}, but axis ${axis} of ${formatShape(x.shape)} has ${x.shape[ax]}`,
+      `split: sizes ${formatShape(sizes)} sum to ${total}, but axis ${axis} of ${formatShape(x.shape)} has ` +
+        `${x.shape[ax]}`,
     );
   let start = 0;
   return sizes.map((len) => {

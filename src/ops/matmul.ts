@@ -74,7 +74,8 @@ export function matmulRaw(a: Tensor, b: Tensor, op = 'matmul'): Tensor {
     n = b.shape[b.rank - 1]!;
   if (b.shape[b.rank - 2] !== k) {
     throw new RangeError(
-      `${op}: inner dimensions differ: a is ${formatShape(a.shape)}, b is ${formatShape(b.shape)} (${k} vs ${b.shape[b.rank - 2]})`,
+      `${op}: inner dimensions differ: ` +
+        `a is ${formatShape(a.shape)}, b is ${formatShape(b.shape)} (${k} vs ${b.shape[b.rank - 2]})`,
     );
   }
   const batchShape = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2), op);
@@ -159,7 +160,8 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
     outF = weight.shape[0]!;
   if (weight.rank !== 2 || x.shape[x.rank - 1] !== inF) {
     throw new RangeError(
-      `linear: input ${formatShape(x.shape)} does not match weight ${formatShape(weight.shape)} (expected last axis ${inF})`,
+      `linear: input ${formatShape(x.shape)} does not match weight ${formatShape(weight.shape)} (expected last ` +
+        `axis ${inF})`,
     );
   }
   if (bias && (bias.rank !== 1 || bias.shape[0] !== outF)) {

@@ -115,7 +115,8 @@ export function embedding(table: Tensor, ids: Tensor): Tensor {
   const [vocab, dim] = table.shape as [number, number];
   const outOfRange = (position: number, value: number): RangeError =>
     new RangeError(
-      `embedding: token id ${value} at position ${position} of ids ${formatShape(ids.shape)} is out of range [0, ${vocab})`,
+      `embedding: token id ${value} at position ${position} of ids ${formatShape(ids.shape)} is out of range ` +
+        `[0, ${vocab})`,
     );
   const host = hostInts(ids);
   if (host) {
@@ -171,7 +172,8 @@ export function crossEntropy(logits: Tensor, targets: Tensor, o: CrossEntropyOpt
   const rowShape = logits.shape.slice(0, -1);
   if (rowShape.length !== targets.rank || rowShape.some((d, i) => d !== targets.shape[i])) {
     throw new RangeError(
-      `crossEntropy: targets ${formatShape(targets.shape)} do not match logits ${formatShape(logits.shape)} (expected ${formatShape(rowShape)})`,
+      `crossEntropy: targets ${formatShape(targets.shape)} do not match ` +
+        `logits ${formatShape(logits.shape)} (expected ${formatShape(rowShape)})`,
     );
   }
   const ignoreIndex = o.ignoreIndex ?? -100;

@@ -27,7 +27,9 @@ export interface RotarySpec {
   readonly multiplier: number;
 }
 
-/** x [batch, heads, length, headDim] → multiplier · xPos · R(p) x on the rotated features, multiplier · x on the rest. */
+/**
+ * x [batch, heads, length, headDim] → multiplier · xPos · R(p) x on the rotated features, multiplier · x on the rest.
+ */
 export function rotary(x: Tensor, spec: RotarySpec): Tensor {
   const op = 'rotary';
   x.assertAlive(op, 'x');

@@ -10,7 +10,9 @@ export interface TokenRows {
   readonly stride: number;
 }
 
-/** The engine region of `rows`, after checking the device and that `batch` rows of `length` values lie inside the data. */
+/**
+ * The engine region of `rows`, after checking the device and that `batch` rows of `length` values lie inside the data.
+ */
 export function tokenRegion(
   op: string,
   name: string,
@@ -27,7 +29,8 @@ export function tokenRegion(
   const last = batch > 0 && length > 0 ? offset + (batch - 1) * stride + length : 0;
   if (offset < 0 || stride < 0 || last > data.size) {
     throw new RangeError(
-      `${op}: ${name} rows (offset ${offset}, stride ${stride}) of ${batch} × ${length} values do not fit its ${data.size} values`,
+      `${op}: ${name} rows (offset ${offset}, stride ${stride}) of ${batch} × ${length} values do not fit ` +
+        `its ${data.size} values`,
     );
   }
   const d = data.dense(op);

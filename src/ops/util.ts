@@ -33,7 +33,8 @@ export function assertSameDType(op: string, tensors: Record<string, Tensor>): vo
   for (const [name, t] of entries) {
     if (t.dtype !== first.dtype) {
       throw new TypeError(
-        `${op}: dtype mismatch: '${firstName}' is ${first.dtype} ${formatShape(first.shape)} but '${name}' is ${t.dtype} ${formatShape(t.shape)} (cast one with .to(dtype))`,
+        `${op}: dtype mismatch: '${firstName}' is ${first.dtype} ${formatShape(first.shape)} but '${name}' is ` +
+          `${t.dtype} ${formatShape(t.shape)} (cast one with .to(dtype))`,
       );
     }
   }

@@ -74,7 +74,9 @@ export class AdamW extends Optimizer<AdamWHyper> {
       if (!own.has(p)) throw new Error(`AdamW.setShadows: ${name} is not a parameter of this optimizer`);
       if (!shapesEqual(copy.shape, p.shape) || copy.device !== p.device) {
         throw new RangeError(
-          `AdamW.setShadows: the copy of ${name} is ${formatShape(copy.shape)} on ${copy.device}, the parameter ${formatShape(p.shape)} on ${p.device}`,
+          `AdamW.setShadows: the ` +
+            `copy of ${name} is ${formatShape(copy.shape)} on ${copy.device}, the parameter ${formatShape(p.shape)}` +
+            ` on ${p.device}`,
         );
       }
       if (!copy.isContiguous()) throw new Error(`AdamW.setShadows: the copy of ${name} must be contiguous`);
@@ -144,7 +146,8 @@ export class AdamW extends Optimizer<AdamWHyper> {
     const params = this.parameters;
     if (state.slots.length !== params.length || state.groups.length !== this.groups.length) {
       throw new Error(
-        `AdamW.loadStateDict: state has ${state.slots.length} parameters in ${state.groups.length} groups, optimizer has ${params.length} in ${this.groups.length}`,
+        `AdamW.loadStateDict: state has ${state.slots.length} parameters in ${state.groups.length} groups, ` +
+          `optimizer has ${params.length} in ${this.groups.length}`,
       );
     }
     state.groups.forEach((h, i) => Object.assign(this.groups[i]!.hyper, h));
@@ -154,7 +157,8 @@ export class AdamW extends Optimizer<AdamWHyper> {
       if (!slot.m || !slot.v) return;
       if (slot.m.length !== p.size || slot.v.length !== p.size) {
         throw new Error(
-          `AdamW.loadStateDict: moments for parameter ${i} (${p.name ?? ''}) have ${slot.m.length} values, parameter has ${p.size}`,
+          `AdamW.loadStateDict: moments for parameter ${i} (${p.name ?? ''}) have ${slot.m.length} values, ` +
+            `parameter has ${p.size}`,
         );
       }
       const s = this.slotsFor(p);

@@ -42,7 +42,8 @@ export function broadcastShapes(a: Shape, b: Shape, op: string): number[] {
     const db = b[b.length - rank + i] ?? 1;
     if (da !== db && da !== 1 && db !== 1) {
       throw new RangeError(
-        `${op}: shapes ${formatShape(a)} and ${formatShape(b)} cannot be broadcast together (axis ${i}: ${da} vs ${db})`,
+        `${op}: shapes ${formatShape(a)} and ${formatShape(b)} cannot be broadcast together ` +
+          `(axis ${i}: ${da} vs ${db})`,
       );
     }
     out[i] = da === 1 ? db : da;
@@ -76,7 +77,8 @@ export function checkedNumel(shape: unknown, op: string): number {
     const d: unknown = shape[i];
     if (!isIndex(d)) {
       throw new RangeError(
-        `${op}: invalid shape [${shape.map(describeValue).join(', ')}]: dimension ${i} is ${describeValue(d)} (dimensions must be non-negative integers)`,
+        `${op}: invalid shape [${shape.map(describeValue).join(', ')}]: dimension ${i} is ${describeValue(d)}` +
+          ` (dimensions must be non-negative integers)`,
       );
     }
     n *= d;
@@ -101,7 +103,10 @@ export function checkView(shape: Shape, strides: unknown, offset: unknown, capac
   const n = checkedNumel(shape, op);
   if (!Array.isArray(strides) || strides.length !== shape.length) {
     throw new RangeError(
-      `${op}: strides must be an array of ${shape.length} integers (one per axis of ${formatShape(shape)}), got ${Array.isArray(strides) ? `[${strides.map(describeValue).join(', ')}]` : describeValue(strides)}`,
+      `${op}: strides must be an array of ${shape.length} integers (one per ` +
+        `axis of ${formatShape(shape)}), got ${
+          Array.isArray(strides) ? `[${strides.map(describeValue).join(', ')}]` : describeValue(strides)
+        }`,
     );
   }
   for (let i = 0; i < strides.length; i++) {
@@ -115,7 +120,8 @@ export function checkView(shape: Shape, strides: unknown, offset: unknown, capac
   for (let i = 0; i < shape.length; i++) last += (shape[i]! - 1) * (strides[i] as number);
   if (!Number.isSafeInteger(last) || last >= capacity) {
     throw new RangeError(
-      `${op}: view ${formatShape(shape)} with strides ${formatShape(strides as number[])} and offset ${offset} reaches element ${last}, outside its buffer of ${capacity} elements`,
+      `${op}: view ${formatShape(shape)} with strides ${formatShape(strides as number[])} and offset ${offset}` +
+        ` reaches element ${last}, outside its buffer of ${capacity} elements`,
     );
   }
 }

@@ -147,7 +147,8 @@ export class Tensor {
   assertAlive(op: string, arg = 'input'): void {
     if (this.disposedFlag) {
       throw new Error(
-        `${op}: argument '${arg}'${this.name ? ` (${this.name})` : ''} of shape ${formatShape(this.shape)} was already disposed`,
+        `${op}: argument '${arg}'${this.name ? ` (${this.name})` : ''} of shape ${formatShape(this.shape)} was ` +
+          `already disposed`,
       );
     }
   }
@@ -211,7 +212,10 @@ export class Tensor {
   }
 
   toString(): string {
-    return `Tensor(${formatShape(this.shape)}, ${this.dtype}, ${this.device}${this.requiresGrad ? ', requiresGrad' : ''})`;
+    return (
+      `Tensor(${formatShape(this.shape)}, ${this.dtype}, ${this.device}` +
+      `${this.requiresGrad ? ', requiresGrad' : ''})`
+    );
   }
 
   // Autograd

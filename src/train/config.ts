@@ -54,7 +54,10 @@ export interface TrainConfig {
   /** auto, float32 or bfloat16 (activations; master weights and optimizer stay float32). */
   dtype: string;
   seed: number;
-  /** Stop (with a checkpoint) after this many minutes of training; 0: no limit. The steps it allows are planned (step-plan.ts). */
+  /**
+   * Stop (with a checkpoint) after this many minutes of training; 0: no limit. The steps it allows are planned
+   * (step-plan.ts).
+   */
   maxMinutes: number;
   /** Attention and positions reset at document boundaries inside packed rows. */
   segments: boolean;
@@ -248,7 +251,10 @@ export function validateConfig(config: TrainConfig, where = 'config'): TrainConf
   for (const spec of config.data) parseDataSpec(spec);
   if (config.batchSize * config.seqLen > MAX_TOKENS) {
     throw new ConfigError(
-      `${where}: a micro-batch of --batch-size ${config.batchSize} × --seq-len ${config.seqLen} = ${config.batchSize * config.seqLen} tokens exceeds the limit of ${MAX_TOKENS}; lower --batch-size (--grad-accum accumulates several micro-batches per step)`,
+      `${where}: a micro-batch of ` +
+        `--batch-size ${config.batchSize} × --seq-len ${config.seqLen} = ${config.batchSize * config.seqLen} tokens ` +
+        `exceeds the limit of ${MAX_TOKENS}; lower --batch-size (--grad-accum accumulates several micro-batches ` +
+        `per step)`,
     );
   }
   return config;

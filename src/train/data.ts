@@ -22,7 +22,10 @@ export interface OpenDataOptions {
 export function describeData(config: TrainConfig): string {
   if (config.data.length > 0) return config.data.join(', ');
   if (config.inputs.length > 0) return `${config.inputs.join(', ')} (tokenized into ${join(config.out, 'data')})`;
-  return 'the embedded default corpus (prose: Moby-Dick + State of the Union addresses; code: TypeScript lib declarations)';
+  return (
+    'the embedded default corpus (prose: Moby-Dick + State of the Union addresses; code: TypeScript lib ' +
+    'declarations)'
+  );
 }
 
 export async function openData(config: TrainConfig, options: OpenDataOptions = {}): Promise<TrainingData> {

@@ -71,7 +71,8 @@ export function evaluate(model: LanguageModel, data: TrainingData, o: EvaluateOp
   const rows = heldOutRows(data.heldOut.length, o.seqLen, o.maxTokens);
   if (rows.length === 0)
     throw new Error(
-      `the held-out split has ${data.heldOut.length} tokens, fewer than seqLen + 1 = ${o.seqLen + 1}; hold out more text or use a shorter --seq-len`,
+      `the held-out split has ${data.heldOut.length} tokens, fewer than seqLen + 1 = ${o.seqLen + 1}; hold out more ` +
+        `text or use a shorter --seq-len`,
     );
   const { tokenizer } = data;
   const tokenBytes = new Float64Array(tokenizer.vocabSize);

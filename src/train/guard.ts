@@ -35,11 +35,14 @@ export class DivergenceGuard {
     this.consecutive++;
     this.skipped++;
     const what = badLoss ? `loss is ${loss}` : `gradient norm is ${gradNorm}`;
-    const message = `step ${step}: ${what}; skipped the update (${this.consecutive} in a row, limit ${this.maxConsecutive})`;
+    const message =
+      `step ${step}: ${what}; ` + `skipped the update (${this.consecutive} in a row, limit ${this.maxConsecutive})`;
     if (this.consecutive >= this.maxConsecutive) {
       throw new DivergenceError(
-        `training diverged: ${this.consecutive} steps in a row had a non-finite loss or gradient (last: ${what} at step ${step}). ` +
-          'Lower the learning rate (--lr), lengthen the warmup (--warmup) or tighten clipping (--clip), then resume from the last checkpoint.',
+        `training diverged: ${this.consecutive} steps in a row had a non-finite loss or gradient ` +
+          `(last: ${what} at step ${step}). ` +
+          'Lower the learning rate (--lr), lengthen the warmup (--warmup) or tighten clipping (--clip), then resume ' +
+          'from the last checkpoint.',
       );
     }
     return { skip: true, message };

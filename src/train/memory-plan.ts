@@ -37,7 +37,10 @@ export interface MemoryPlan {
 export interface MemoryPlanInput {
   /** Trainable parameters; unknown (null) for families that cannot count them without building. */
   parameterCount: number | null;
-  /** The model config; the Andromeda shape keys (dim, depth, heads, headDim, kvHeads, ffMult, ffActivation) are read when present. */
+  /**
+   * The model config; the Andromeda shape keys (dim, depth, heads, headDim, kvHeads, ffMult, ffActivation) are read
+   * when present.
+   */
   modelConfig: Record<string, unknown>;
   vocabSize: number;
   config: Pick<TrainConfig, 'batchSize' | 'seqLen' | 'activationCheckpointing'>;
@@ -138,11 +141,14 @@ export function checkTrainingMemory(plan: MemoryPlan, memory: DeviceMemory): str
   if (plan.bytes > memory.total) {
     const largest = plan.parts.reduce((a, b) => (b.bytes > a.bytes ? b : a));
     throw new ConfigError(
-      `this run needs at least ${formatBytes(plan.bytes)} but ${memory.what} is ${formatBytes(memory.total)} (${detail}); ` +
-        `the largest part is the ${largest.label}: lower ${largest.flags}`,
+      `this run needs at least ${formatBytes(plan.bytes)} but ${memory.what} is ${formatBytes(memory.total)} ` +
+        `(${detail}); the largest part is the ${largest.label}: lower ${largest.flags}`,
     );
   }
   if (plan.bytes > memory.free)
-    return `warning: this run needs at least ${formatBytes(plan.bytes)} and only ${formatBytes(memory.free)} of ${memory.what} is free now (${detail})`;
+    return (
+      `warning: this run needs at ` +
+      `least ${formatBytes(plan.bytes)} and only ${formatBytes(memory.free)} of ${memory.what} is free now (${detail})`
+    );
   return null;
 }

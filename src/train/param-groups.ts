@@ -14,8 +14,11 @@ export interface NamedParameter {
 }
 
 /** Name fragments of parameters that are never decayed (matched per dotted/underscored word). */
-const NO_DECAY_WORDS =
-  /(^|[._/])(bias|biases|norm|norms|ln|ln_f|layernorm|rmsnorm|emb|embed|embedding|embeddings|token_emb|wte|wpe|scale|scales|gamma|beta|residual_scale|dim_scale)([._/]|\d|$)/i;
+const NO_DECAY_WORDS = new RegExp(
+  '(^|[._/])(bias|biases|norm|norms|ln|ln_f|layernorm|rmsnorm|emb|embed|embedding|embeddings|token_emb|wte|wpe|' +
+    'scale|scales|gamma|beta|residual_scale|dim_scale)([._/]|\\d|$)',
+  'i',
+);
 
 /** True when a parameter gets no weight decay: vectors (norm weights, biases, scales) and embeddings. */
 export function isNoDecayParameter(name: string, shape: readonly number[]): boolean {

@@ -72,7 +72,9 @@ export function renderChart(o: ChartOptions): string {
   const all = o.series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
   const parts: string[] = [];
   parts.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="${escapeXml(o.title)}">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" ` +
+      `width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" ` +
+      `aria-label="${escapeXml(o.title)}">`,
   );
   parts.push(`<rect x="0" y="0" width="${width}" height="${height}" fill="#ffffff"/>`);
   parts.push(`<text x="${m.left}" y="18" font-size="14" font-weight="bold" fill="#222">${escapeXml(o.title)}</text>`);
@@ -118,10 +120,12 @@ export function renderChart(o: ChartOptions): string {
   parts.push(`</g>`);
   parts.push(`<rect x="${m.left}" y="${m.top}" width="${plotW}" height="${plotH}" fill="none" stroke="#888"/>`);
   parts.push(
-    `<text x="${m.left + plotW / 2}" y="${height - 6}" text-anchor="middle" font-size="12" fill="#222">${escapeXml(o.xLabel)}</text>`,
+    `<text x="${m.left + plotW / 2}" y="${height - 6}" text-anchor="middle" font-size="12" ` +
+      `fill="#222">${escapeXml(o.xLabel)}</text>`,
   );
   parts.push(
-    `<text x="14" y="${m.top + plotH / 2}" text-anchor="middle" font-size="12" fill="#222" transform="rotate(-90 14 ${m.top + plotH / 2})">${escapeXml(o.yLabel)}</text>`,
+    `<text x="14" y="${m.top + plotH / 2}" text-anchor="middle" font-size="12" fill="#222" ` +
+      `transform="rotate(-90 14 ${m.top + plotH / 2})">${escapeXml(o.yLabel)}</text>`,
   );
 
   let legendX = m.left + plotW;
@@ -131,7 +135,8 @@ export function renderChart(o: ChartOptions): string {
     if (pts.length > 0) {
       const path = pts.map(([x, y]) => `${xs(x).toFixed(1)},${ys(y).toFixed(1)}`).join(' ');
       parts.push(
-        `<polyline points="${path}" fill="none" stroke="${s.color}" stroke-width="1.5"${s.dashed ? ' stroke-dasharray="5 4"' : ''}/>`,
+        `<polyline points="${path}" fill="none" ` +
+          `stroke="${s.color}" stroke-width="1.5"${s.dashed ? ' stroke-dasharray="5 4"' : ''}/>`,
       );
       if (s.markers)
         for (const [x, y] of pts)
@@ -140,7 +145,8 @@ export function renderChart(o: ChartOptions): string {
     const w = 18 + s.label.length * 6.2;
     legendX -= w + 10;
     legend.push(
-      `<line x1="${legendX.toFixed(1)}" y1="14" x2="${(legendX + 14).toFixed(1)}" y2="14" stroke="${s.color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="4 3"' : ''}/>`,
+      `<line x1="${legendX.toFixed(1)}" y1="14" x2="${(legendX + 14).toFixed(1)}" y2="14" ` +
+        `stroke="${s.color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="4 3"' : ''}/>`,
     );
     legend.push(
       `<text x="${(legendX + 18).toFixed(1)}" y="18" font-size="11" fill="#222">${escapeXml(s.label)}</text>`,
@@ -214,23 +220,27 @@ export function renderPlotHtml(records: readonly MetricRecord[], info: PlotInfo)
     );
   }
   const notes = (info.notes ?? []).map((n) => `<li>${escapeXml(n)}</li>`).join('\n');
-  return `<!DOCTYPE html>
+  return (
+    `<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <title>${escapeXml(info.title)}</title>
-<style>body{font-family:system-ui,sans-serif;margin:24px;color:#222}figure{margin:16px 0}ul{font-size:13px;color:#444}</style>
+<style>body{font-family:system-ui,sans-serif;margin:24px;color:#222}figure{margin:16px ` +
+    `0}ul{font-size:13px;color:#444}</style>
 </head>
 <body>
 <h1 style="font-size:18px">${escapeXml(info.title)}</h1>
 <ul>
 ${notes}
-<li>${train.length} training steps logged, ${evals.length} evaluations; last step ${lastStep}; generated ${escapeXml(new Date().toISOString())}</li>
+<li>${train.length} training steps logged, ${evals.length} evaluations; last ` +
+    `step ${lastStep}; generated ${escapeXml(new Date().toISOString())}</li>
 </ul>
 ${charts.map((c) => `<figure>\n${c}\n</figure>`).join('\n')}
 </body>
 </html>
-`;
+`
+  );
 }
 
 /** Writes the page atomically (temporary file, then rename). */

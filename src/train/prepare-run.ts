@@ -129,7 +129,8 @@ export function mergeResumeConfig(saved: TrainConfig, explicit: Partial<TrainCon
   }
   if (refused.length > 0) {
     throw new ConfigError(
-      `--resume continues the saved run exactly, so these settings cannot change: ${refused.join('; ')}. Start a new run with another --out to change them.`,
+      `--resume continues the saved run exactly, so these settings cannot change: ${refused.join('; ')}. Start a ` +
+        `new run with another --out to change them.`,
     );
   }
   return merged;
@@ -179,7 +180,8 @@ async function prepareLocked(
     const intact = newestIntactCheckpoint(out, log);
     if (!intact)
       throw new CheckpointError(
-        `--resume: every checkpoint in ${join(out, 'checkpoints')} is damaged (see the warnings above); start over with --overwrite`,
+        `--resume: every checkpoint in ${join(out, 'checkpoints')} is damaged (see the warnings above); start over ` +
+          `with --overwrite`,
       );
     // Host memory: the device is the resumed config's, known only from trainer.json, and nothing
     // goes onto an accelerator before the memory plan has been checked.
@@ -192,7 +194,8 @@ async function prepareLocked(
     if (existing.length > 0) {
       if (!options.overwrite) {
         throw new ConfigError(
-          `${out} already holds checkpoints of a run (latest: step ${existing[existing.length - 1].step}); pass --resume to continue it, --overwrite to start over, or choose another --out`,
+          `${out} already holds checkpoints of a run (latest: step ${existing[existing.length - 1].step}); pass ` +
+            `--resume to continue it, --overwrite to start over, or choose another --out`,
         );
       }
       rmSync(join(out, 'checkpoints'), { recursive: true, force: true });
@@ -204,7 +207,8 @@ async function prepareLocked(
     saved = loaded.trainer as unknown as TrainerState | null;
     if (!saved || saved.version !== 1 || !saved.config || !saved.loader) {
       throw new CheckpointError(
-        `checkpoint ${loaded.dir} has no usable trainer state (trainer.json); it can be used for generation but not resumed`,
+        `checkpoint ${loaded.dir} has no usable trainer state (trainer.json); it can be used for generation but not ` +
+          `resumed`,
       );
     }
     if (!loaded.tokenizer)
@@ -362,11 +366,13 @@ function requireHeldOut(data: TrainingData, config: TrainConfig): void {
   if (data.heldOut.length >= need) return;
   const remedy =
     config.inputs.length > 0
-      ? `raise --val-fraction (now ${config.valFraction}; the dataset in ${join(config.out, 'data')} must then be deleted to re-tokenize it)`
+      ? `raise --val-fraction (now ${config.valFraction}; the dataset in ${join(config.out, 'data')} must then be ` +
+        `deleted to re-tokenize it)`
       : config.data.length > 0
         ? 'tokenize the dataset with a larger --val-fraction'
         : 'use another corpus';
   throw new ConfigError(
-    `the held-out split has ${data.heldOut.length} tokens, fewer than the ${need} (--seq-len + 1) one evaluation row needs; ${remedy}, or lower --seq-len`,
+    `the held-out split has ${data.heldOut.length} tokens, fewer than the ${need} (--seq-len + 1) one evaluation ` +
+      `row needs; ${remedy}, or lower --seq-len`,
   );
 }

@@ -231,7 +231,9 @@ export function newestIntactCheckpoint(
       if (!(error instanceof CheckpointError)) throw error;
       const older = all[i - 1];
       warn(
-        `warning: ${error.message}; ${older ? `trying the previous one (step ${older.step})` : 'no older checkpoint is left'}`,
+        `warning: ${error.message}; ${
+          older ? `trying the previous one (step ${older.step})` : 'no older checkpoint is left'
+        }`,
       );
     }
   }
@@ -250,7 +252,8 @@ export function resolveCheckpointDir(path: string, warn: (message: string) => vo
   if (!existsSync(full)) throw new CheckpointError(`checkpoint not found: ${path} does not exist`);
   if (!statSync(full).isDirectory())
     throw new CheckpointError(
-      `${path} is not a checkpoint: expected a directory (a run's --out directory or one of its checkpoints/step-NNNNNN)`,
+      `${path} is not a checkpoint: expected a directory (a run's --out directory or one of its ` +
+        `checkpoints/step-NNNNNN)`,
     );
   if (existsSync(join(full, MANIFEST)) || existsSync(join(full, 'model.safetensors'))) return full;
   if (listCheckpoints(full).length > 0) {
@@ -261,7 +264,8 @@ export function resolveCheckpointDir(path: string, warn: (message: string) => vo
     );
   }
   throw new CheckpointError(
-    `${path} holds no checkpoint: expected ${MANIFEST} and model.safetensors, or a ${CHECKPOINT_DIR}/step-NNNNNN directory inside it`,
+    `${path} holds no checkpoint: expected ${MANIFEST} and model.safetensors, or a ${CHECKPOINT_DIR}/step-NNNNNN ` +
+      `directory inside it`,
   );
 }
 
@@ -449,7 +453,8 @@ export function loadOptimizerState(
     const stray = [...read.tensors.keys()].filter((k) => !known.has(k.slice(0, k.lastIndexOf('.'))));
     if (stray.length > 0)
       throw new CheckpointError(
-        `checkpoint ${dir}: optimizer state has entries for parameters the model does not have (${stray.slice(0, 5).join(', ')}${stray.length > 5 ? ', …' : ''})`,
+        `checkpoint ${dir}: optimizer state has entries for parameters the model does not ` +
+          `have (${stray.slice(0, 5).join(', ')}${stray.length > 5 ? ', …' : ''})`,
       );
     optimizer.loadStateDict({ kind: meta.kind ?? 'adamw', step: Number(meta.step ?? 0), groups, slots });
   } finally {

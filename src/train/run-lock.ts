@@ -102,12 +102,14 @@ export function acquireRunLock(out: string, note: (message: string) => void): Ru
       throw new RunLockError(`${out} is in use by another training run in this process (PID ${process.pid})`);
     if (owner && owner.host !== me.host) {
       throw new RunLockError(
-        `${out} is locked by a training run on host ${owner.host} (PID ${owner.pid}, started ${owner.startedAt}); if that run is gone, delete ${path}`,
+        `${out} is locked by a training run on ` +
+          `host ${owner.host} (PID ${owner.pid}, started ${owner.startedAt}); if that run is gone, delete ${path}`,
       );
     }
     if (owner && owner.pid !== me.pid && processAlive(owner.pid)) {
       throw new RunLockError(
-        `${out} is in use by another training run (PID ${owner.pid}, started ${owner.startedAt}); wait for it to finish, stop it, or choose another --out`,
+        `${out} is in use by another training run (PID ${owner.pid}, started ${owner.startedAt}); wait for it to ` +
+          `finish, stop it, or choose another --out`,
       );
     }
     // A lock without a readable owner may be one being written this instant: only an old one is stale.
@@ -119,7 +121,8 @@ export function acquireRunLock(out: string, note: (message: string) => void): Ru
     if (round === 0) {
       note(
         owner
-          ? `note: taking over the lock of ${out} left by PID ${owner.pid} (started ${owner.startedAt}), which is no longer running`
+          ? `note: taking over the lock of ${out} left by PID ${owner.pid} (started ${owner.startedAt}), which is ` +
+              `no longer running`
           : `note: taking over the unreadable lock file ${path}`,
       );
       rmSync(path, { force: true });

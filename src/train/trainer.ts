@@ -170,17 +170,28 @@ class TrainingSession {
   private describe(): void {
     const { run, config } = this;
     const planned = this.plan
-      ? `${this.plan.totalSteps} steps${this.plan.limit === 'time' ? ` (planned for --max-minutes; --steps ${config.steps})` : ''}`
-      : `${config.steps} steps or ${config.maxMinutes} minutes, whichever comes first (the step count is planned from the throughput of the first ${MEASURED_STEPS + 1} steps)`;
+      ? `${this.plan.totalSteps} steps${
+          this.plan.limit === 'time' ? ` (planned for --max-minutes; --steps ${config.steps})` : ''
+        }`
+      : `${config.steps} steps or ${config.maxMinutes} minutes, whichever comes first (the step count is planned ` +
+        `from the throughput of the first ${MEASURED_STEPS + 1} steps)`;
     this.log(`data: ${describeData(config)}`);
     this.log(
-      `model: ${run.familyName} preset "${run.preset}", ${(run.parameterCount / 1e6).toFixed(2)}M parameters; vocab ${run.tokenizer.vocabSize} (${run.tokenizer.kind}); device ${run.device}; compute ${run.precision.compute}, master weights ${run.precision.master}`,
+      `model: ${run.familyName} preset "${run.preset}", ${(run.parameterCount / 1e6).toFixed(2)}M parameters; ` +
+        `vocab ${run.tokenizer.vocabSize} (${run.tokenizer.kind}); device ${run.device}; compute ` +
+        `${run.precision.compute}, master weights ${run.precision.master}`,
     );
     this.log(
-      `optimizer: AdamW (β ${config.beta1}/${config.beta2}, wd ${config.weightDecay} on ${run.grouped.decay.length} matrices, 0 on ${run.grouped.noDecay.length} norms/biases/embeddings), lr ${config.lr} warmup ${config.warmup} cosine → ${config.minLrRatio * 100}%${config.cooldown ? ` then cool-down ${config.cooldown}` : ''}, clip ${config.clip || 'off'}`,
+      `optimizer: AdamW (β ${config.beta1}/${config.beta2}, wd ${config.weightDecay} on ${run.grouped.decay.length}` +
+        ` matrices, 0 on ${run.grouped.noDecay.length} norms/biases/embeddings), lr ${config.lr} warmup ` +
+        `${config.warmup} cosine → ${config.minLrRatio * 100}%${
+          config.cooldown ? ` then cool-down ${config.cooldown}` : ''
+        }, clip ${config.clip || 'off'}`,
     );
     this.log(
-      `batches: ${config.batchSize} × ${config.seqLen} tokens × ${config.gradAccum} accumulation = ${tokensPerStep(config)} tokens/step; ${planned}; held-out ${run.data.heldOut.length} tokens; unigram baseline ${run.unigram.loss.toFixed(4)} nats/token (${run.unigram.bitsPerByte.toFixed(3)} bits/byte)`,
+      `batches: ${config.batchSize} × ${config.seqLen} tokens × ${config.gradAccum} accumulation = ` +
+        `${tokensPerStep(config)} tokens/step; ${planned}; held-out ${run.data.heldOut.length} tokens; unigram ` +
+        `baseline ${run.unigram.loss.toFixed(4)} nats/token (${run.unigram.bitsPerByte.toFixed(3)} bits/byte)`,
     );
   }
 
@@ -307,10 +318,16 @@ class TrainingSession {
     const secondsLeft = budgetSeconds - (Date.now() - this.started) / 1000;
     this.plan = planFromThroughput(this.step, c.steps, secondsLeft, secondsPerStep);
     this.schedule = this.scheduleFor(this.plan.totalSteps);
-    const measuredAs = `${trainingSeconds.toFixed(3)} s/step measured over steps ${this.step - measured.length + 1}–${this.step}${evalSeconds > 0 ? ` + ${evalSeconds.toFixed(3)} s/step estimated for evaluations` : ''}`;
+    const measuredAs =
+      `${trainingSeconds.toFixed(3)} s/step measured over ` +
+      `steps ${this.step - measured.length + 1}–${this.step}${
+        evalSeconds > 0 ? ` + ${evalSeconds.toFixed(3)} s/step estimated for evaluations` : ''
+      }`;
     this.progress.log(
       this.plan.limit === 'time'
-        ? `plan: --max-minutes ${c.maxMinutes} allows about ${this.plan.totalSteps} of the ${c.steps} steps (${measuredAs}, ${formatDuration(secondsLeft)} left); the learning-rate schedule and the ETA end at step ${this.plan.totalSteps}`
+        ? `plan: --max-minutes ${c.maxMinutes} allows ` +
+            `about ${this.plan.totalSteps} of the ${c.steps} steps (${measuredAs}, ${formatDuration(secondsLeft)}` +
+            ` left); the learning-rate schedule and the ETA end at step ${this.plan.totalSteps}`
         : `plan: all ${c.steps} steps fit in --max-minutes ${c.maxMinutes} (${measuredAs})`,
     );
   }
@@ -329,7 +346,8 @@ class TrainingSession {
     this.plan = revised;
     this.schedule = this.scheduleFor(revised.totalSteps);
     this.progress.log(
-      `plan: at ${secondsPerStep.toFixed(3)} s/step so far (evaluations and checkpoints included) the budget allows about ${revised.totalSteps} steps; the learning-rate schedule and the ETA now end there`,
+      `plan: at ${secondsPerStep.toFixed(3)} s/step so far (evaluations and checkpoints included) the budget allows ` +
+        `about ${revised.totalSteps} steps; the learning-rate schedule and the ETA now end there`,
     );
   }
 
@@ -352,7 +370,10 @@ class TrainingSession {
       unigramLoss: result.unigramLoss,
     });
     this.progress.log(
-      `${label} step ${this.step}: held-out loss ${result.loss.toFixed(4)} nats/token, ${result.bitsPerByte.toFixed(4)} bits/byte (unigram baseline on the same ${result.tokens} tokens: ${result.unigramLoss.toFixed(4)}, ${result.unigramBitsPerByte.toFixed(4)} bits/byte; ${result.seconds.toFixed(1)}s)`,
+      `${label} step ${this.step}: held-out ` +
+        `loss ${result.loss.toFixed(4)} nats/token, ${result.bitsPerByte.toFixed(4)} bits/byte (unigram baseline on ` +
+        `the same ${result.tokens} tokens: ${result.unigramLoss.toFixed(4)}, ` +
+        `${result.unigramBitsPerByte.toFixed(4)} bits/byte; ${result.seconds.toFixed(1)}s)`,
     );
     this.refreshPlot();
     return result;
@@ -402,7 +423,9 @@ class TrainingSession {
       title: `Andromeda training: ${run.preset} (${(run.parameterCount / 1e6).toFixed(2)}M parameters)`,
       notes: [
         `data: ${describeData(config)}`,
-        `${config.batchSize}×${config.seqLen}×${config.gradAccum} tokens/step, ${this.plan?.totalSteps ?? config.steps} steps, lr ${config.lr}, device ${run.device}, compute ${run.precision.compute}`,
+        `${config.batchSize}×${config.seqLen}×${config.gradAccum} tokens/step, ` +
+          `${this.plan?.totalSteps ?? config.steps} steps, lr ${config.lr}, device ${run.device}, compute ` +
+          `${run.precision.compute}`,
         `unigram baseline: ${run.unigram.loss.toFixed(4)} nats/token (${run.unigram.bitsPerByte.toFixed(3)} bits/byte)`,
       ],
       lossReferences: [{ label: 'unigram baseline', value: run.unigram.loss }],

@@ -317,7 +317,11 @@ function fuzz(make: () => [string, () => unknown]): void {
   const leaked = engine.memoryStats().allocated - held;
   if (leaked !== 0)
     problems.push(
-      `${call}: ${leaked > 0 ? `${leaked} bytes of tensor memory still held` : `${-leaked} bytes freed that other tensors still use`} once its scope ended`,
+      `${call}: ${
+        leaked > 0
+          ? `${leaked} bytes of tensor memory still held`
+          : `${-leaked} bytes freed that other tensors still use`
+      } once its scope ended`,
     );
 }
 
@@ -374,7 +378,8 @@ for (let round = 0; round < rounds; round++) {
     const base = makeTensor();
     const [viewShape, strides, offset] = viewArgs(base);
     return [
-      `new Tensor(storage of ${describe(base)}, ${describe(viewShape)}, strides ${describe(strides)}, offset ${describe(offset)})`,
+      `new Tensor(storage of ${describe(base)}, ${describe(viewShape)}, strides ${describe(strides)}, offset ` +
+        `${describe(offset)})`,
       () => new Tensor(base.storage, viewShape, base.dtype, strides, offset),
     ];
   });

@@ -6,7 +6,9 @@ import { compilePattern, splitByPattern } from '../../src/data/tokenizer/pretoke
 import { byteToUnicodeTable } from '../../src/data/tokenizer/utf8.js';
 import { randomBytes, randomText } from './random-text.js';
 
-const LLAMA3_PATTERN = String.raw`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`;
+const LLAMA3_PATTERN =
+  String.raw`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|` +
+  String.raw`\s*[\r\n]+|\s+(?!\S)|\s+`;
 
 /** A GPT-2 style tokenizer.json written by hand: ids 0-255 are bytes, four merges, one added token. */
 function handWrittenTokenizerJson(mergeStyle: 'strings' | 'pairs' = 'strings'): Record<string, unknown> {

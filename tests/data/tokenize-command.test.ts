@@ -98,7 +98,8 @@ test('tokenize with a trained BPE writes shards, manifest and tokenizer; documen
 
 test('tokenize accepts a Hugging Face tokenizer.json path', async () => {
   const dir = await inputDir();
-  const hfPath = join(dir, 'hf-tokenizer.json.txt'); // not .json so the input walk reads it as text: fine, it is just text
+  // not .json so the input walk reads it as text: fine, it is just text
+  const hfPath = join(dir, 'hf-tokenizer.json.txt');
   const bpe = await trainBpe(DOCS, { vocabSize: 280 });
   await writeFile(hfPath, JSON.stringify(bpe.toHuggingFaceJSON()));
   const out = join(dir, 'out');

@@ -16,9 +16,11 @@ import { randomBytes, randomText } from './random-text.js';
 
 const TRAINING_TEXT = [
   'Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in my purse,',
-  'and nothing particular to interest me on shore, I thought I would sail about a little and see the watery part of the world.',
+  'and nothing particular to interest me on shore, I thought I would sail about a little and see the watery part of ' +
+    'the world.',
   'function add(a, b) { return a + b; }\nconst total = add(1, 2);\n',
-  'It is a way I have of driving off the spleen and regulating the circulation. Whenever I find myself growing grim about the mouth;',
+  'It is a way I have of driving off the spleen and regulating the circulation. Whenever I find myself growing grim ' +
+    'about the mouth;',
 ].join('\n');
 
 function assertRoundTrips(tokenizer: Tokenizer, cases: number, seed: number): void {

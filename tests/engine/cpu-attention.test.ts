@@ -1,6 +1,6 @@
 // The CPU engine's fused attention (native/cpu/attention.cc) against the float64 reference the GPU tests share
-// (tests/helpers/attention-reference.ts): forward output, lse and every gradient, over head dims, odd lengths, MQA/GQA/MHA
-// and each feature on and off (key scale, rotary, xPos, ALiBi, causal with a query offset, segments,
+// (tests/helpers/attention-reference.ts): forward output, lse and every gradient, over head dims, odd lengths,
+// MQA/GQA/MHA and each feature on and off (key scale, rotary, xPos, ALiBi, causal with a query offset, segments,
 // custom positions), in float64 (rel. error < 1e-10) and float32 (< 1e-5), on every instruction set the
 // machine has; plus finite differences, fully masked rows and xPos at 80,000 tokens.
 import { test } from 'node:test';
@@ -180,7 +180,9 @@ function argsFor(
 // ---------------------------------------------------------------- float64 reference
 type Result = AttentionResult;
 
-/** The shared reference; `float32Angles`: rotary angles rounded to float32, as the kernel computes them below float64. */
+/**
+ * The shared reference; `float32Angles`: rotary angles rounded to float32, as the kernel computes them below float64.
+ */
 function reference(c: Case, inp: Inputs, float32Angles: boolean): Result {
   return referenceAttention(c, inp, { float32Angles });
 }

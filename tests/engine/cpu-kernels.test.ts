@@ -123,7 +123,8 @@ function checkGemm(dtype: DType, c: GemmCase, seed: number): void {
           const err = Math.abs(got[idx]! - want);
           if (!(err <= tol)) {
             assert.fail(
-              `${dtype} gemm ${JSON.stringify(c)} [${bi}, ${i}, ${j}]: got ${got[idx]}, want ${want} (error ${err.toExponential(2)} > ${tol.toExponential(2)})`,
+              `${dtype} gemm ${JSON.stringify(c)} [${bi}, ${i}, ${j}]: got ${got[idx]}, want ${want} (error ` +
+                `${err.toExponential(2)} > ${tol.toExponential(2)})`,
             );
           }
         }

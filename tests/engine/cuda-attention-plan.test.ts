@@ -36,7 +36,8 @@ test('andromeda-3b (key scale, one KV head) splits on Hopper and keeps the trans
   assert.equal(expectedPlan(andromeda3b(32768), 'prepass', hopper, null), 'split');
   assert.equal(expectedPlan(andromeda3b(2048), 'prepass', ampere, null), 'kernel');
   assert.equal(expectedPlan(andromeda3b(2048), 'kernel', hopper, null), 'kernel');
-  // Past one xPos anchor (≈ 34,000 positions at B = 512): the forward in chunks on the split, the backward in the kernels.
+  // Past one xPos anchor (≈ 34,000 positions at B = 512): the forward in chunks on the split, the backward in the
+  // kernels.
   assert.equal(expectedPlan(andromeda3b(65536), 'prepass', hopper, null), 'chunked-split');
   assert.equal(expectedPlan(andromeda3b(65536), 'prepass', ampere, null), 'kernel');
 });
@@ -53,11 +54,14 @@ test("the split follows the Hopper kernels that can build K'_h: the kernels a ca
   assert.equal(expectedPlan({ ...c, segments: true }, 'prepass', hopper, null), 'kernel');
 });
 
-test("a key scale without rotary splits the forward anywhere (the scale moves onto q'), the backward only on Hopper", () => {
-  const c: AttentionCase = { name: 'ks', B: 1, H: 4, KVH: 1, NQ: 200, NK: 200, D: 64, causal: true, keyScale: true };
-  assert.equal(expectedPlan(c, 'prepass', hopper, null), 'split');
-  assert.equal(expectedPlan(c, 'prepass', ampere, null), 'split-forward');
-});
+test(
+  "a key scale without rotary splits the forward anywhere (the scale moves onto q'), the backward only on " + 'Hopper',
+  () => {
+    const c: AttentionCase = { name: 'ks', B: 1, H: 4, KVH: 1, NQ: 200, NK: 200, D: 64, causal: true, keyScale: true };
+    assert.equal(expectedPlan(c, 'prepass', hopper, null), 'split');
+    assert.equal(expectedPlan(c, 'prepass', ampere, null), 'split-forward');
+  },
+);
 
 test('one KV head per query head, or no key scale: the pre-pass as before', () => {
   const mha: AttentionCase = {

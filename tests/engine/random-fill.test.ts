@@ -53,22 +53,26 @@ test('normal fill: mean a, standard deviation b, Gaussian tails; uniform fill co
   assert.ok(Math.abs(uniform.mean - 0.5) < 0.005 && Math.abs(uniform.std - 2 / Math.sqrt(12)) < 0.005);
 });
 
-test('random fills are a function of (seed, index): same seed same values, other seed other values, every dtype alike', () => {
-  const a = fill('normal', 0, 1, 99, 1001),
-    b = fill('normal', 0, 1, 99, 1001),
-    c = fill('normal', 0, 1, 100, 1001);
-  assert.deepEqual(a, b);
-  assert.ok(a.some((x, i) => x !== c[i]));
-  // A longer fill extends a shorter one: element i never depends on the count.
-  assert.deepEqual(fill('normal', 0, 1, 99, 3001).subarray(0, 1001), a);
-  const f32 = fill('normal', 0, 1, 99, 1001, 'float32');
-  for (let i = 0; i < a.length; i++) assert.equal(f32[i], Math.fround(a[i]!));
-  // Neighbouring elements are uncorrelated (Box–Muller pairs included).
-  let lag = 0;
-  const long = fill('normal', 0, 1, 5, 200_000);
-  for (let i = 0; i + 1 < long.length; i++) lag += long[i]! * long[i + 1]!;
-  assert.ok(Math.abs(lag / long.length) < 0.01, `lag-1 correlation ${lag / long.length}`);
-});
+test(
+  'random fills are a function of (seed, index): same seed same values, other seed other values, every dtype ' +
+    'alike',
+  () => {
+    const a = fill('normal', 0, 1, 99, 1001),
+      b = fill('normal', 0, 1, 99, 1001),
+      c = fill('normal', 0, 1, 100, 1001);
+    assert.deepEqual(a, b);
+    assert.ok(a.some((x, i) => x !== c[i]));
+    // A longer fill extends a shorter one: element i never depends on the count.
+    assert.deepEqual(fill('normal', 0, 1, 99, 3001).subarray(0, 1001), a);
+    const f32 = fill('normal', 0, 1, 99, 1001, 'float32');
+    for (let i = 0; i < a.length; i++) assert.equal(f32[i], Math.fround(a[i]!));
+    // Neighbouring elements are uncorrelated (Box–Muller pairs included).
+    let lag = 0;
+    const long = fill('normal', 0, 1, 5, 200_000);
+    for (let i = 0; i + 1 < long.length; i++) lag += long[i]! * long[i + 1]!;
+    assert.ok(Math.abs(lag / long.length) < 0.01, `lag-1 correlation ${lag / long.length}`);
+  },
+);
 
 test('fillNormal / fillUniform: seeded by the generator, also into strided views', () => {
   const make = (seed: number): Float64Array => {

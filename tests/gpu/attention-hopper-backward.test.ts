@@ -128,8 +128,8 @@ const PREPASS_CASES: AttentionCase[] = [
 ];
 
 /**
- * The split key scale (key scale, fewer KV heads than heads: the Hopper backward builds K'_h = c_h A + d_h B once per CTA,
- * adds dA, dB with atomics and stores the key-scale column sums): every input gradient, the key scale's included.
+ * The split key scale (key scale, fewer KV heads than heads: the Hopper backward builds K'_h = c_h A + d_h B once per
+ * CTA, adds dA, dB with atomics and stores the key-scale column sums): every input gradient, the key scale's included.
  * r = 64 of 128, 32 of 64, 128 of 128, none (K'_h = g_h k), MQA and GQA2, offsets, lengths inside a tile.
  */
 const SPLIT_CASES: AttentionCase[] = [
@@ -278,7 +278,9 @@ function check(c: AttentionCase, kernel: CudaAttentionKernel, transform: CudaAtt
   ];
   if (ref.dks) errors.push(['dKeyScale', relativeError(got.dks!, ref.dks)]);
   console.log(
-    `  ${kernel.padEnd(6)} ${transform.padEnd(7)} ${c.name.padEnd(72)} ${errors.map(([n, e]) => `${n} ${e.toExponential(1)}`).join('  ')}  (${got.plan})`,
+    `  ${kernel.padEnd(6)} ${transform.padEnd(7)} ${c.name.padEnd(72)} ${errors
+      .map(([n, e]) => `${n} ${e.toExponential(1)}`)
+      .join('  ')}  (${got.plan})`,
   );
   // The split key scale must have split in the backward wherever the Hopper backward runs it.
   if (

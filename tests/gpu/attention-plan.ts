@@ -33,7 +33,9 @@ export function backwardSplitReady(c: AttentionCase, env: PlanEnvironment): bool
   return env.hopper && (c.D === 64 || c.D === 128) && !customPositions(c) && !c.segments && c.NQ >= 64 && c.NK >= 128;
 }
 
-/** Queries per chunk of the chunked forward: ζ exponent ≤ 60 across a chunk, whole 128-query tiles (xpos_chunk_queries). */
+/**
+ * Queries per chunk of the chunked forward: ζ exponent ≤ 60 across a chunk, whole 128-query tiles (xpos_chunk_queries).
+ */
 export function chunkQueries(base: number): number {
   const c = Math.floor((60 * base) / Math.log2(3.5));
   return c >= 128 ? c - (c % 128) : Math.max(c, 0);

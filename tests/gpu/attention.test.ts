@@ -128,7 +128,9 @@ function check(
     }
     const label = `${c.name} (${path}, ${dtype}, transform ${mode} → ${got.plan})`;
     console.log(
-      `  ${path.padEnd(6)} ${dtype.padEnd(8)} ${got.plan.padEnd(7)} ${c.name.padEnd(62)} ${errors.map(([n, e]) => `${n} ${e.toExponential(1)}`).join('  ')}`,
+      `  ${path.padEnd(6)} ${dtype.padEnd(8)} ${got.plan.padEnd(7)} ${c.name.padEnd(62)} ${errors
+        .map(([n, e]) => `${n} ${e.toExponential(1)}`)
+        .join('  ')}`,
     );
     if (mode !== 'auto')
       assert.equal(got.plan, expectedPlanOf(c, mode, inp), `${label}: the transform took the wrong path`);
@@ -503,7 +505,9 @@ const ANDROMEDA_3B: AttentionCase = {
   keyScale: true,
 };
 
-/** 64 queries at the end of 32,768 keys with xPos: one anchor puts ζ^±57.8 on q' and k' (the pre-pass limit at B = 512). */
+/**
+ * 64 queries at the end of 32,768 keys with xPos: one anchor puts ζ^±57.8 on q' and k' (the pre-pass limit at B = 512).
+ */
 const LONG_XPOS: AttentionCase = {
   name: 'xPos across 32,768 positions, 64 queries at the end, keyScale MQA',
   B: 1,
@@ -580,7 +584,8 @@ const DECODE: AttentionCase[] = [
 ];
 
 gpuTest(
-  'fused attention, tiled kernel: forward and gradients match the float64 reference (transform in the kernels and by the pre-pass)',
+  'fused attention, tiled kernel: forward and gradients match the float64 reference (transform in the kernels and ' +
+    'by the pre-pass)',
   () => {
     for (const c of TILED) check(c, 'tiled', true);
   },
@@ -632,7 +637,9 @@ gpuTest(
       kernel = results.get('kernel')!;
     const expected = expectedPlanOf(c, 'prepass', inp);
     console.log(
-      `  plan ${split.plan}: forward +${(split.forwardExtra / 2 ** 20).toFixed(1)} MiB, backward +${(split.backwardExtra / 2 ** 20).toFixed(1)} MiB (q' ${(qBytes / 2 ** 20).toFixed(1)} MiB, K ${(kvBytes / 2 ** 20).toFixed(2)} MiB)`,
+      `  plan ${split.plan}: forward +${(split.forwardExtra / 2 ** 20).toFixed(1)} MiB, backward +` +
+        `${(split.backwardExtra / 2 ** 20).toFixed(1)} MiB (q' ${(qBytes / 2 ** 20).toFixed(1)} MiB, K ` +
+        `${(kvBytes / 2 ** 20).toFixed(2)} MiB)`,
     );
     assert.equal(split.plan, expected, 'the transform took the wrong path');
     if (expected === 'split') {

@@ -118,7 +118,8 @@ gpuTest('binary: every op, dense and broadcast, float32/bfloat16/int32', () => {
       { shape: [37, 129], a: contiguous, b: contiguous, aCount: 37 * 129, bCount: 37 * 129 },
       { shape: [64, 300], a: contiguous, b: () => [0, 1], aCount: 64 * 300, bCount: 300 }, // bias
       { shape: [64, 300], a: contiguous, b: () => [1, 0], aCount: 64 * 300, bCount: 64 }, // per-row
-      { shape: [8, 16, 24], a: () => [1, 8, 128], b: () => [0, 24, 1], aCount: 8 * 16 * 24, bCount: 16 * 24 }, // transposed a
+      // transposed a
+      { shape: [8, 16, 24], a: () => [1, 8, 128], b: () => [0, 24, 1], aCount: 8 * 16 * 24, bCount: 16 * 24 },
     ];
     for (const dtype of [...FLOAT_DTYPES, 'int32'] as DType[]) {
       for (const l of layouts) {

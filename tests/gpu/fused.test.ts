@@ -78,7 +78,9 @@ gpuTest('addNorm / addNormGrad: residual add + layer/RMS norm, stored sum, every
           cols: k.cols,
           eps: 1e-5,
         });
-        const label = `addNorm ${dtype} [${k.rows}, ${k.cols}] ${k.rms ? 'rms' : 'layer'}${k.residual ? '' : ' (no residual)'}${k.scale ? ' scale' : ''}${k.affine ? ' affine' : ''}${k.sum ? ' +sum' : ''}${pad ? ' offset' : ''}`;
+        const label = `addNorm ${dtype} [${k.rows}, ${k.cols}] ${k.rms ? 'rms' : 'layer'}${
+          k.residual ? '' : ' (no residual)'
+        }${k.scale ? ' scale' : ''}${k.affine ? ' affine' : ''}${k.sum ? ' +sum' : ''}${pad ? ' offset' : ''}`;
         cpu().addNorm!(args('cpu'), out.cpu, on(sum, 'cpu'), stats.cpu);
         gpu().addNorm!(args('gpu'), out.gpu, on(sum, 'gpu'), stats.gpu);
         assertClose(label, out);
@@ -236,7 +238,8 @@ gpuTest(
             g.adamwMany(items, args);
           }
           one.forEach((o, i) => {
-            const label = `adamwMany (grad ${gradDtype}${withShadow ? ', bf16 copy' : ''}) tensor ${i} of ${o.param.count}`;
+            const label =
+              `adamwMany (grad ${gradDtype}${withShadow ? ', bf16 copy' : ''}) ` + `tensor ${i} of ${o.param.count}`;
             assert.deepEqual(read(many[i]!.param).gpu, read(o.param).gpu, `${label}: weights`);
             assert.deepEqual(read(many[i]!.m).gpu, read(o.m).gpu, `${label}: m`);
             assert.deepEqual(read(many[i]!.v).gpu, read(o.v).gpu, `${label}: v`);
@@ -398,7 +401,8 @@ gpuTest('tokenShift: the CUDA and CPU forms give the same bits each way, with do
               assert.deepEqual(
                 both.gpu,
                 both.cpu,
-                `tokenShift ${dtype} [${batch}, ${n}, ${dim}] shifts ${shifts}${backward ? ' backward' : ''}${accumulate ? ' accumulate' : ''}${withSegments ? ' documents' : ''}`,
+                `tokenShift ${dtype} [${batch}, ${n}, ${dim}] shifts ${shifts}${backward ? ' backward' : ''}` +
+                  `${accumulate ? ' accumulate' : ''}${withSegments ? ' documents' : ''}`,
               );
             }
           }

@@ -175,7 +175,8 @@ export function assertClose(what: string, t: Twin, tol = tolerance(t.dtype), cou
   assert.ok(
     err <= tol,
     `${what} (${t.dtype}, ${count} elements): relative error ${err.toExponential(2)} > ${tol.toExponential(1)}` +
-      `; first values cpu [${Array.from(c.slice(0, 4)).map((x) => x.toPrecision(5))}] gpu [${Array.from(g.slice(0, 4)).map((x) => x.toPrecision(5))}]`,
+      `; first values cpu [${Array.from(c.slice(0, 4)).map((x) => x.toPrecision(5))}] gpu [` +
+      `${Array.from(g.slice(0, 4)).map((x) => x.toPrecision(5))}]`,
   );
 }
 

@@ -45,7 +45,8 @@ function runCase(t: Twins, dtype: DType, c: Case, transA: boolean, transB: boole
   cpu().matmul(args('cpu'));
   gpu().matmul(args('gpu'));
   assertClose(
-    `matmul ${dtype} m=${m} n=${n} k=${k} batch=${batch}${c.broadcastB ? ' (B broadcast)' : ''} transA=${transA} transB=${transB} alpha=${c.alpha ?? 1} beta=${beta}`,
+    `matmul ${dtype} m=${m} n=${n} k=${k} batch=${batch}${c.broadcastB ? ' (B broadcast)' : ''} transA=${transA}` +
+      ` transB=${transB} alpha=${c.alpha ?? 1} beta=${beta}`,
     out,
     tol,
   );

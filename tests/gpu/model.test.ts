@@ -18,7 +18,8 @@ const bounds: Record<string, { logits: number; loss: number; grad: number }> = {
 for (const name of FIXTURES) {
   for (const dtype of ['float32', 'bfloat16'] as DType[]) {
     gpuTest(
-      `${name} on cuda (${dtype}, ${dtype === 'float32' ? 'reference' : 'auto'} attention): logits, loss and every gradient match x-transformers 1.20`,
+      `${name} on cuda (${dtype}, ${dtype === 'float32' ? 'reference' : 'auto'} attention): logits, loss and every ` +
+        `gradient match x-transformers 1.20`,
       () => {
         const dir = fixtureDir(name);
         const { model, origin } = importXTransformers(dir, { dtype, device: 'cuda' });

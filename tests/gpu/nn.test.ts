@@ -38,7 +38,8 @@ gpuTest('softmax and log-softmax, forward and backward', () => {
               cpuError = relativeError(ref, got.cpu);
             assert.ok(
               gpuError <= Math.max(1e-5, 2 * cpuError),
-              `${log ? 'log-' : ''}softmax [${rows}, ${cols}] float32: GPU error ${gpuError.toExponential(2)} vs float64 (CPU float32: ${cpuError.toExponential(2)})`,
+              `${log ? 'log-' : ''}softmax [${rows}, ${cols}] float32: GPU ` +
+                `error ${gpuError.toExponential(2)} vs float64 (CPU float32: ${cpuError.toExponential(2)})`,
             );
           } else {
             assertClose(`${log ? 'log-' : ''}softmax [${rows}, ${cols}]`, y);

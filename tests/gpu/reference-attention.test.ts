@@ -386,7 +386,8 @@ const ATTENTION_BOUNDS: Record<string, { out: number; grad: number }> = {
 };
 
 gpuTest(
-  'attention (implementation reference) on CUDA in bfloat16 and float32 equals the CPU float64 reference path, output and gradients',
+  'attention (implementation reference) on CUDA in bfloat16 and float32 equals the CPU float64 reference path, ' +
+    'output and gradients',
   () => {
     for (const c of attentionCases) {
       for (const dtype of ['bfloat16', 'float32'] as DType[]) {
@@ -442,7 +443,9 @@ gpuTest(
           const names = ['out', 'dq', 'dk', 'dv', 'dKeyScale'];
           const errors = want.map((w, i) => relativeError(w, got[i]!));
           console.log(
-            `  attention ${dtype.padEnd(8)} ${c.name.padEnd(80)} ${errors.map((e, i) => `${names[i]} ${e.toExponential(1)}`).join('  ')}`,
+            `  attention ${dtype.padEnd(8)} ${c.name.padEnd(80)} ${errors
+              .map((e, i) => `${names[i]} ${e.toExponential(1)}`)
+              .join('  ')}`,
           );
           const bound = ATTENTION_BOUNDS[dtype]!;
           errors.forEach((e, i) =>

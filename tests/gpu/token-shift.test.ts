@@ -121,7 +121,8 @@ gpuTest(
 );
 
 gpuTest(
-  'tokenShift with document boundaries: one kernel each way given the segment ids on the device, equal to the CPU engine',
+  'tokenShift with document boundaries: one kernel each way given the segment ids on the device, equal to the CPU ' +
+    'engine',
   () => {
     let withSegments = 0;
     watchingTokenShift(

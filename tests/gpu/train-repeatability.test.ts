@@ -2,8 +2,8 @@
 // byte-identical weights, and resuming from a mid-run checkpoint reproduces the straight run's final checkpoint.
 // The model uses every Andromeda feature that picks a different kernel (MQA with the per-head key scale of qk-norm,
 // ALiBi on some heads, rotary + xPos, token shift), trained in bfloat16 with float32 master weights, both on one
-// packed rows with document masks (the default; segment-masked attention) and with rows as unbroken streams. The README's "Repeatability" section
-// states what these tests establish.
+// packed rows with document masks (the default; segment-masked attention) and with rows as unbroken streams. The
+// README's "Repeatability" section states what these tests establish.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';

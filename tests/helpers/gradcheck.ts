@@ -93,7 +93,8 @@ export function gradcheck(
     const err = relError(analytic[i]!, numeric);
     assert.ok(
       err < tolerance,
-      `${name}: gradient of input ${i} ${JSON.stringify(inputs[i]!.shape)} differs from finite differences (relative error ${err.toExponential(2)} ≥ ${tolerance})`,
+      `${name}: gradient of input ${i} ${JSON.stringify(inputs[i]!.shape)} differs from finite differences ` +
+        `(relative error ${err.toExponential(2)} ≥ ${tolerance})`,
     );
   });
 }

@@ -29,14 +29,18 @@ function forwardPeak(depth: number, autograd: boolean): number {
   return peak;
 }
 
-test('without autograd a forward pass holds one block of activations at a time: its peak memory does not grow with depth', () => {
-  const shallow = forwardPeak(1, false),
-    deep = forwardPeak(4, false);
-  assert.ok(deep <= shallow * 1.1, `peak above the parameters: depth 4 ${deep} bytes, depth 1 ${shallow}`);
-  const shallowTraining = forwardPeak(1, true),
-    deepTraining = forwardPeak(4, true);
-  assert.ok(
-    deepTraining > 2 * shallowTraining,
-    `with autograd: depth 4 ${deepTraining} bytes, depth 1 ${shallowTraining}`,
-  );
-});
+test(
+  'without autograd a forward pass holds one block of activations at a time: its peak memory does not grow with ' +
+    'depth',
+  () => {
+    const shallow = forwardPeak(1, false),
+      deep = forwardPeak(4, false);
+    assert.ok(deep <= shallow * 1.1, `peak above the parameters: depth 4 ${deep} bytes, depth 1 ${shallow}`);
+    const shallowTraining = forwardPeak(1, true),
+      deepTraining = forwardPeak(4, true);
+    assert.ok(
+      deepTraining > 2 * shallowTraining,
+      `with autograd: depth 4 ${deepTraining} bytes, depth 1 ${shallowTraining}`,
+    );
+  },
+);

@@ -174,31 +174,34 @@ test('checkpoint: save and load round-trip the config and every parameter exactl
 });
 
 for (const name of FIXTURES) {
-  test(`andromeda convert + score on ${name} reproduce the fixture's logits, loss and gradients by original names`, () => {
-    const out = temp();
-    const converted = andromeda('convert', fixtureDir(name), join(out, 'ckpt'));
-    assert.equal(converted.status, 0, converted.stderr);
-    assert.match(converted.stdout, /converted .* parameters/);
-    assert.equal(readCheckpointConfig(join(out, 'ckpt')).origin?.format, 'x-transformers-1.20');
-    const scores = join(out, 'scores.safetensors');
-    const scored = andromeda('score', join(out, 'ckpt'), join(fixtureDir(name), 'io.safetensors'), scores, '--grads');
-    assert.equal(scored.status, 0, scored.stderr);
-    const ours = readSafetensors(scores).tensors;
-    const reference = readSafetensors(join(fixtureDir(name), 'io.safetensors')).tensors;
-    try {
-      assert.ok(relativeError(values(ours.get('logits')!), values(reference.get('logits')!)) < 1e-5);
-      assert.equal(ours.get('loss')!.dtype, 'float64');
-      assert.ok(Math.abs(ours.get('loss')!.item() - expectedOf(name).loss) < 1e-6);
-      const gradNames = [...reference.keys()].filter((k) => k.startsWith('grad.')).sort();
-      assert.deepEqual([...ours.keys()].filter((k) => k.startsWith('grad.')).sort(), gradNames);
-      for (const g of gradNames) {
-        assert.deepEqual(ours.get(g)!.shape, reference.get(g)!.shape, g);
-        assert.ok(relativeError(values(ours.get(g)!), values(reference.get(g)!)) < 1e-4, g);
+  test(
+    `andromeda convert + score on ${name} ` + `reproduce the fixture's logits, loss and gradients by original names`,
+    () => {
+      const out = temp();
+      const converted = andromeda('convert', fixtureDir(name), join(out, 'ckpt'));
+      assert.equal(converted.status, 0, converted.stderr);
+      assert.match(converted.stdout, /converted .* parameters/);
+      assert.equal(readCheckpointConfig(join(out, 'ckpt')).origin?.format, 'x-transformers-1.20');
+      const scores = join(out, 'scores.safetensors');
+      const scored = andromeda('score', join(out, 'ckpt'), join(fixtureDir(name), 'io.safetensors'), scores, '--grads');
+      assert.equal(scored.status, 0, scored.stderr);
+      const ours = readSafetensors(scores).tensors;
+      const reference = readSafetensors(join(fixtureDir(name), 'io.safetensors')).tensors;
+      try {
+        assert.ok(relativeError(values(ours.get('logits')!), values(reference.get('logits')!)) < 1e-5);
+        assert.equal(ours.get('loss')!.dtype, 'float64');
+        assert.ok(Math.abs(ours.get('loss')!.item() - expectedOf(name).loss) < 1e-6);
+        const gradNames = [...reference.keys()].filter((k) => k.startsWith('grad.')).sort();
+        assert.deepEqual([...ours.keys()].filter((k) => k.startsWith('grad.')).sort(), gradNames);
+        for (const g of gradNames) {
+          assert.deepEqual(ours.get(g)!.shape, reference.get(g)!.shape, g);
+          assert.ok(relativeError(values(ours.get(g)!), values(reference.get(g)!)) < 1e-4, g);
+        }
+      } finally {
+        for (const t of [...ours.values(), ...reference.values()]) t.dispose();
       }
-    } finally {
-      for (const t of [...ours.values(), ...reference.values()]) t.dispose();
-    }
-  });
+    },
+  );
 }
 
 test('convert reports unsupported arguments, ignored ones, and missing/unexpected/mis-shaped tensors', () => {

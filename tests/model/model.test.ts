@@ -113,69 +113,78 @@ test('KV cache: greedy decoding with the cache gives the same logits and tokens 
   }
 });
 
-test("logits: 'last' gives each row's last-position logits, with and without a KV cache, for pre- and post-norm", () => {
-  for (const variant of [tiny, { ...tiny, deepnorm: true }] as AndromedaConfigInput[]) {
-    const model = new Andromeda(variant, { seed: 4 });
-    withoutLeaks(() => {
-      const vocab = 257,
-        batch = 2,
-        n = 9;
-      const ids = randomTokens(batch * n, vocab, 21);
-      const all = logitsOf(model, ids, batch);
-      const last = tidy(() =>
-        noGrad(() => {
-          const out = model.forward(tokensOf(ids, batch), { logits: 'last' });
-          assert.deepEqual(out.shape, [batch, 1, vocab]);
-          return values(out);
-        }),
-      );
-      for (let b = 0; b < batch; b++) {
-        const expected = all.subarray(((b + 1) * n - 1) * vocab, (b + 1) * n * vocab);
-        assert.ok(maxAbsDiff(last.subarray(b * vocab, (b + 1) * vocab), expected) < 1e-5, `row ${b}`);
-      }
-      const cache = model.createKVCache(1, { capacity: 16 });
-      const first = logitsOf(model, ids.subarray(0, 5), 1, { kvCache: cache, logits: 'last' });
-      const second = logitsOf(model, ids.subarray(5, n), 1, { kvCache: cache, logits: 'last' });
-      assert.equal(first.length, vocab);
-      assert.ok(maxAbsDiff(second, all.subarray((n - 1) * vocab, n * vocab)) < 1e-4);
-      cache.dispose();
-      assert.throws(
-        () => tidy(() => model.forward(tokensOf(ids, batch), { logits: 'first' as 'last' })),
-        /logits must be 'all' or 'last'/,
-      );
-    });
-    model.dispose();
-  }
-});
+test(
+  "logits: 'last' gives each row's last-position logits, with and without a KV cache, for pre- and " + 'post-norm',
+  () => {
+    for (const variant of [tiny, { ...tiny, deepnorm: true }] as AndromedaConfigInput[]) {
+      const model = new Andromeda(variant, { seed: 4 });
+      withoutLeaks(() => {
+        const vocab = 257,
+          batch = 2,
+          n = 9;
+        const ids = randomTokens(batch * n, vocab, 21);
+        const all = logitsOf(model, ids, batch);
+        const last = tidy(() =>
+          noGrad(() => {
+            const out = model.forward(tokensOf(ids, batch), { logits: 'last' });
+            assert.deepEqual(out.shape, [batch, 1, vocab]);
+            return values(out);
+          }),
+        );
+        for (let b = 0; b < batch; b++) {
+          const expected = all.subarray(((b + 1) * n - 1) * vocab, (b + 1) * n * vocab);
+          assert.ok(maxAbsDiff(last.subarray(b * vocab, (b + 1) * vocab), expected) < 1e-5, `row ${b}`);
+        }
+        const cache = model.createKVCache(1, { capacity: 16 });
+        const first = logitsOf(model, ids.subarray(0, 5), 1, { kvCache: cache, logits: 'last' });
+        const second = logitsOf(model, ids.subarray(5, n), 1, { kvCache: cache, logits: 'last' });
+        assert.equal(first.length, vocab);
+        assert.ok(maxAbsDiff(second, all.subarray((n - 1) * vocab, n * vocab)) < 1e-4);
+        cache.dispose();
+        assert.throws(
+          () => tidy(() => model.forward(tokensOf(ids, batch), { logits: 'first' as 'last' })),
+          /logits must be 'all' or 'last'/,
+        );
+      });
+      model.dispose();
+    }
+  },
+);
 
-test('activation checkpointing: same loss and gradients as without it, with less memory held for the backward pass', () => {
-  const config: AndromedaConfigInput = { ...tiny, depth: 4, deepnorm: true, qkNorm: true, qkNormDimScale: true };
-  const ids = randomTokens(2 * 64, 257, 31);
-  const run = (checkpointBlocks: boolean) => {
-    const model = new Andromeda(config, { seed: 9 });
-    const before = cpu.memoryStats().allocated;
-    let held = 0;
-    const loss = tidy(() => {
-      const l = model.loss(tokensOf(ids, 2), { activationCheckpointing: checkpointBlocks });
-      held = cpu.memoryStats().allocated - before;
-      l.backward();
-      return l.item();
-    });
-    const grads = model.parameters().map((p) => values(p.grad!));
-    model.dispose();
-    return { loss, grads, held };
-  };
-  const plain = run(false),
-    checkpointed = run(true);
-  assert.equal(checkpointed.loss, plain.loss);
-  plain.grads.forEach((g, i) =>
-    assert.ok(maxAbsDiff(g, checkpointed.grads[i]!) < 1e-6, `parameter ${i}: ${maxAbsDiff(g, checkpointed.grads[i]!)}`),
-  );
-  assert.ok(
-    checkpointed.held < plain.held / 2,
-    `held for backward: ${checkpointed.held} bytes checkpointed vs ${plain.held}`,
-  );
-});
+test(
+  'activation checkpointing: ' + 'same loss and gradients as without it, with less memory held for the backward pass',
+  () => {
+    const config: AndromedaConfigInput = { ...tiny, depth: 4, deepnorm: true, qkNorm: true, qkNormDimScale: true };
+    const ids = randomTokens(2 * 64, 257, 31);
+    const run = (checkpointBlocks: boolean) => {
+      const model = new Andromeda(config, { seed: 9 });
+      const before = cpu.memoryStats().allocated;
+      let held = 0;
+      const loss = tidy(() => {
+        const l = model.loss(tokensOf(ids, 2), { activationCheckpointing: checkpointBlocks });
+        held = cpu.memoryStats().allocated - before;
+        l.backward();
+        return l.item();
+      });
+      const grads = model.parameters().map((p) => values(p.grad!));
+      model.dispose();
+      return { loss, grads, held };
+    };
+    const plain = run(false),
+      checkpointed = run(true);
+    assert.equal(checkpointed.loss, plain.loss);
+    plain.grads.forEach((g, i) =>
+      assert.ok(
+        maxAbsDiff(g, checkpointed.grads[i]!) < 1e-6,
+        `parameter ${i}: ${maxAbsDiff(g, checkpointed.grads[i]!)}`,
+      ),
+    );
+    assert.ok(
+      checkpointed.held < plain.held / 2,
+      `held for backward: ${checkpointed.held} bytes checkpointed vs ${plain.held}`,
+    );
+  },
+);
 
 const variants: [string, AndromedaConfigInput][] = [
   ['parallel blocks', { ...tiny, parallelBlocks: true, scaleResidual: true }],
@@ -244,34 +253,38 @@ test('loss with explicit targets (packed training rows) ignores -100 and matches
   model.dispose();
 });
 
-test('initialisation follows x-transformers 1.20 (embedding kaiming, DeepNorm xavier gains, default Linear elsewhere)', () => {
-  const std = (t: Tensor) => {
-    const v = values(t);
-    const m = v.reduce((a, b) => a + b, 0) / v.length;
-    return Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / v.length);
-  };
-  const model = new Andromeda(
-    { vocabSize: 512, dim: 256, depth: 4, heads: 4, headDim: 64, deepnorm: true },
-    { seed: 6 },
-  );
-  const beta = deepnormGain(4);
-  const close = (a: number, b: number) => Math.abs(a - b) < 0.05 * b;
-  assert.ok(close(std(model.embedding.weight), Math.sqrt(2 / 256)));
-  const block = model.blocks.at(0);
-  assert.ok(close(std(block.attention.query.weight), Math.sqrt(2 / (256 + 256))));
-  assert.ok(close(std(block.attention.value.weight), beta * Math.sqrt(2 / (256 + 256))));
-  assert.ok(close(std(block.feedForward.input.weight), beta * Math.sqrt(2 / (256 + 1024))));
-  assert.ok(values(block.feedForward.input.bias!).every((b) => b === 0));
-  const logits = values(model.logits!.weight);
-  assert.ok(logits.every((w) => Math.abs(w) <= 1 / 16) && close(std(model.logits!.weight), 1 / 16 / Math.sqrt(3)));
-  model.dispose();
-  // Same seed, same model.
-  const a = new Andromeda(tiny, { seed: 9 }),
-    b = new Andromeda(tiny, { seed: 9 });
-  assert.deepEqual(values(a.blocks.at(1).attention.key.weight), values(b.blocks.at(1).attention.key.weight));
-  a.dispose();
-  b.dispose();
-});
+test(
+  'initialisation follows x-transformers 1.20 (embedding kaiming, DeepNorm xavier gains, default Linear ' +
+    'elsewhere)',
+  () => {
+    const std = (t: Tensor) => {
+      const v = values(t);
+      const m = v.reduce((a, b) => a + b, 0) / v.length;
+      return Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / v.length);
+    };
+    const model = new Andromeda(
+      { vocabSize: 512, dim: 256, depth: 4, heads: 4, headDim: 64, deepnorm: true },
+      { seed: 6 },
+    );
+    const beta = deepnormGain(4);
+    const close = (a: number, b: number) => Math.abs(a - b) < 0.05 * b;
+    assert.ok(close(std(model.embedding.weight), Math.sqrt(2 / 256)));
+    const block = model.blocks.at(0);
+    assert.ok(close(std(block.attention.query.weight), Math.sqrt(2 / (256 + 256))));
+    assert.ok(close(std(block.attention.value.weight), beta * Math.sqrt(2 / (256 + 256))));
+    assert.ok(close(std(block.feedForward.input.weight), beta * Math.sqrt(2 / (256 + 1024))));
+    assert.ok(values(block.feedForward.input.bias!).every((b) => b === 0));
+    const logits = values(model.logits!.weight);
+    assert.ok(logits.every((w) => Math.abs(w) <= 1 / 16) && close(std(model.logits!.weight), 1 / 16 / Math.sqrt(3)));
+    model.dispose();
+    // Same seed, same model.
+    const a = new Andromeda(tiny, { seed: 9 }),
+      b = new Andromeda(tiny, { seed: 9 });
+    assert.deepEqual(values(a.blocks.at(1).attention.key.weight), values(b.blocks.at(1).attention.key.weight));
+    a.dispose();
+    b.dispose();
+  },
+);
 
 test('Module: stateDict/loadStateDict list missing, unexpected and mis-shaped names; to(dtype) keeps names', () => {
   const model = new Andromeda(tiny, { seed: 7 });

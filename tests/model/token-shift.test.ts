@@ -37,27 +37,31 @@ for (const [shifts, dim, segmented] of [
   [3, 9, true],
   [2, 6, false],
 ] as const) {
-  test(`token shift ${shifts} over ${dim} features${segmented ? ' with document boundaries' : ''}: values and gradient`, () => {
-    tidy(() => {
-      const batch = 2,
-        n = shifts === 2 && dim === 6 ? 1 : 5;
-      const g = new Generator(shifts * 10 + dim);
-      const x = randn([batch, n, dim], { generator: g, dtype: 'float64', requiresGrad: true });
-      const segments = segmented ? Int32Array.from({ length: batch * n }, (_, i) => (i % n < 2 ? 0 : 1)) : null;
-      const out = shiftTokens(x, shifts, segments);
-      assert.deepEqual(values(out), expected(values(x), batch, n, dim, shifts, segments));
-      // The gradient is the transpose of the same linear map: <shift(x), w> = <x, shiftᵀ(w)>.
-      const w = randn([batch, n, dim], { generator: g, dtype: 'float64' });
-      sum(mul(out, w)).backward();
-      const gx = values(x.grad!),
-        wv = values(w),
-        xv = values(x);
-      for (let i = 0; i < xv.length; i++) {
-        const e = new Float64Array(xv.length);
-        e[i] = 1;
-        const column = expected(e, batch, n, dim, shifts, segments);
-        assert.ok(Math.abs(column.reduce((s, c, j) => s + c * wv[j]!, 0) - gx[i]!) < 1e-12, `gradient ${i}`);
-      }
-    });
-  });
+  test(
+    `token shift ${shifts} over ${dim} features${segmented ? ' with document boundaries' : ''}: values and ` +
+      `gradient`,
+    () => {
+      tidy(() => {
+        const batch = 2,
+          n = shifts === 2 && dim === 6 ? 1 : 5;
+        const g = new Generator(shifts * 10 + dim);
+        const x = randn([batch, n, dim], { generator: g, dtype: 'float64', requiresGrad: true });
+        const segments = segmented ? Int32Array.from({ length: batch * n }, (_, i) => (i % n < 2 ? 0 : 1)) : null;
+        const out = shiftTokens(x, shifts, segments);
+        assert.deepEqual(values(out), expected(values(x), batch, n, dim, shifts, segments));
+        // The gradient is the transpose of the same linear map: <shift(x), w> = <x, shiftᵀ(w)>.
+        const w = randn([batch, n, dim], { generator: g, dtype: 'float64' });
+        sum(mul(out, w)).backward();
+        const gx = values(x.grad!),
+          wv = values(w),
+          xv = values(x);
+        for (let i = 0; i < xv.length; i++) {
+          const e = new Float64Array(xv.length);
+          e[i] = 1;
+          const column = expected(e, batch, n, dim, shifts, segments);
+          assert.ok(Math.abs(column.reduce((s, c, j) => s + c * wv[j]!, 0) - gx[i]!) < 1e-12, `gradient ${i}`);
+        }
+      });
+    },
+  );
 }

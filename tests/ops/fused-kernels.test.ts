@@ -78,7 +78,9 @@ describe('tokenShift on the CPU engine', () => {
   ];
   for (const [batch, n, dim, shifts, segmented] of cases) {
     for (const dtype of ['float32', 'float64', 'bfloat16', 'float16'] as DType[]) {
-      test(`[${batch}, ${n}, ${dim}] shifts ${shifts}${segmented ? ', packed documents' : ''} (${dtype}): the kernel equals the strided copies, values and accumulated gradients`, () => {
+      test(`[${batch}, ${n}, ${dim}] shifts ${shifts}${
+        segmented ? ', packed documents' : ''
+      } (${dtype}): the kernel equals the strided copies, values and accumulated gradients`, () => {
         const gen = new Generator(batch * 100 + n * 10 + dim);
         const count = batch * n * dim;
         const [xs, rs, qs] = [0, 1, 2].map(() => randomValues([count], gen));
@@ -129,31 +131,37 @@ describe('headNorm on the CPU engine', () => {
       [2, 3, 4, 7, false],
       [1, 4, 2, 256, true],
     ] as const) {
-      test(`[${batch}, ${n}, ${heads}, ${dim}]${weighted ? ' with weight' : ''} (${dtype}): equals permute · l2Normalize · weight, values and gradients`, () => {
-        const gen = new Generator(batch + n + heads + dim);
-        const xs = randomValues([batch, n, heads, dim], gen),
-          ws = randomValues([heads, dim], gen, 0.5, 1),
-          rs = randomValues([batch, heads, n, dim], gen);
-        const run = (fn: typeof headNorm, as: DType) =>
-          tidy(() => {
-            const x = leaf(xs, [batch, n, heads, dim], as),
-              w = weighted ? leaf(ws, [heads, dim], as) : null;
-            const y = fn(x, w);
-            A.sum(A.mul(y, Tensor.fromArray(rs, [batch, heads, n, dim], as))).backward();
-            return [y.toArray(), x.grad!.toArray(), ...(w ? [w.grad!.toArray()] : [])].map((a) => Float64Array.from(a));
+      test(
+        `[${batch}, ${n}, ${heads}, ${dim}]${weighted ? ' with weight' : ''} (${dtype}): equals permute · ` +
+          `l2Normalize · weight, values and gradients`,
+        () => {
+          const gen = new Generator(batch + n + heads + dim);
+          const xs = randomValues([batch, n, heads, dim], gen),
+            ws = randomValues([heads, dim], gen, 0.5, 1),
+            rs = randomValues([batch, heads, n, dim], gen);
+          const run = (fn: typeof headNorm, as: DType) =>
+            tidy(() => {
+              const x = leaf(xs, [batch, n, heads, dim], as),
+                w = weighted ? leaf(ws, [heads, dim], as) : null;
+              const y = fn(x, w);
+              A.sum(A.mul(y, Tensor.fromArray(rs, [batch, heads, n, dim], as))).backward();
+              return [y.toArray(), x.grad!.toArray(), ...(w ? [w.grad!.toArray()] : [])].map((a) =>
+                Float64Array.from(a),
+              );
+            });
+          // bfloat16 against the float64 composition: the kernel computes in float64 and rounds once.
+          const fused = run(headNorm, dtype),
+            reference = run(headNormComposed, dtype === 'bfloat16' ? 'float64' : dtype);
+          const tol = dtype === 'float64' ? 1e-12 : dtype === 'float32' ? 2e-6 : 1.5e-2;
+          fused.forEach((got, i) => {
+            const err = relativeError(got, reference[i]!);
+            assert.ok(
+              err < tol,
+              `${['output', 'gradient of x', 'gradient of weight'][i]}: relative error ${err.toExponential(2)}`,
+            );
           });
-        // bfloat16 against the float64 composition: the kernel computes in float64 and rounds once.
-        const fused = run(headNorm, dtype),
-          reference = run(headNormComposed, dtype === 'bfloat16' ? 'float64' : dtype);
-        const tol = dtype === 'float64' ? 1e-12 : dtype === 'float32' ? 2e-6 : 1.5e-2;
-        fused.forEach((got, i) => {
-          const err = relativeError(got, reference[i]!);
-          assert.ok(
-            err < tol,
-            `${['output', 'gradient of x', 'gradient of weight'][i]}: relative error ${err.toExponential(2)}`,
-          );
-        });
-      });
+        },
+      );
     }
   }
 
@@ -214,7 +222,8 @@ describe('linear with a bias: the matmul bias epilogue on the CPU engine', () =>
         const err = relativeError(got, composed[i]!);
         assert.ok(
           err < tol,
-          `${['output', 'gradient of x', 'gradient of weight', 'gradient of bias'][i]}: relative error ${err.toExponential(2)}`,
+          `${['output', 'gradient of x', 'gradient of weight', 'gradient of bias'][i]}: relative ` +
+            `error ${err.toExponential(2)}`,
         );
       });
     });
@@ -312,24 +321,28 @@ describe('adamwMany on the CPU engine', () => {
     ['float64', 'float16'],
     ['float16', 'bfloat16'],
   ] as [DType, DType | null][]) {
-    test(`grad ${gradDtype}${shadowDtype ? `, ${shadowDtype} copy` : ''}: the same bits as adamw per tensor plus a rounding copy, on any thread count`, () => {
-      tidy(() => {
-        const reference = states(gradDtype, shadowDtype);
-        for (let step = 1; step <= 2; step++) {
-          for (const s of reference) {
-            engine.adamw(s.param.dense(), s.grad.dense(), s.m.dense(), s.v.dense(), s.param.size, args(step));
-            if (s.shadow) engine.copy(s.param.strided(), s.shadow.strided(), s.param.shape);
+    test(
+      `grad ${gradDtype}${shadowDtype ? `, ${shadowDtype} copy` : ''}: the same bits as adamw per tensor plus a ` +
+        `rounding copy, on any thread count`,
+      () => {
+        tidy(() => {
+          const reference = states(gradDtype, shadowDtype);
+          for (let step = 1; step <= 2; step++) {
+            for (const s of reference) {
+              engine.adamw(s.param.dense(), s.grad.dense(), s.m.dense(), s.v.dense(), s.param.size, args(step));
+              if (s.shadow) engine.copy(s.param.strided(), s.shadow.strided(), s.param.shape);
+            }
           }
-        }
-        const want = snapshot(reference);
-        const got = onThreads([1, 3], () => {
-          const many = states(gradDtype, shadowDtype);
-          for (let step = 1; step <= 2; step++) engine.adamwMany(many.map(itemOf), args(step));
-          return snapshot(many);
+          const want = snapshot(reference);
+          const got = onThreads([1, 3], () => {
+            const many = states(gradDtype, shadowDtype);
+            for (let step = 1; step <= 2; step++) engine.adamwMany(many.map(itemOf), args(step));
+            return snapshot(many);
+          });
+          for (const g of got) assert.deepEqual(g, want);
         });
-        for (const g of got) assert.deepEqual(g, want);
-      });
-    });
+      },
+    );
   }
 
   test('a weight copy that is not bfloat16 or float16 is refused, naming the item', () => {
@@ -407,24 +420,30 @@ describe('embeddingUnchecked on the CPU engine', () => {
 });
 
 describe('column sums of the older fused ops do not depend on the thread count', () => {
-  test('addNorm weight / bias / residual-scale gradients and the biasGelu bias gradient: same bits on 1, 2 and 5 threads', () => {
-    const gen = new Generator(41);
-    const [rows, cols] = [600, 512];
-    const values = [[rows, cols], [rows, cols], [cols], [cols], [cols], [rows, cols]].map((s) => randomValues(s, gen));
-    for (const dtype of ['float32', 'float64'] as DType[]) {
-      const runs = onThreads([1, 2, 5], () =>
-        tidy(() => {
-          const [a, b, scale, weight, bias] = values
-            .slice(0, 5)
-            .map((v, i) => leaf(v, i < 2 ? [rows, cols] : [cols], dtype));
-          const r = Tensor.fromArray(values[5]!, [rows, cols], dtype);
-          const y = addNorm(a!, b!, { weight: weight!, bias: bias!, residualScale: scale!, residualConstant: 1.5 });
-          A.add(A.sum(A.mul(y, r)), A.sum(A.mul(biasGelu(a!, bias!), r))).backward();
-          return [scale!, weight!, bias!].map((t) => Array.from(t.grad!.toArray()));
-        }),
+  test(
+    'addNorm weight / bias / residual-scale gradients and the biasGelu bias gradient: same bits on 1, 2 and 5 ' +
+      'threads',
+    () => {
+      const gen = new Generator(41);
+      const [rows, cols] = [600, 512];
+      const values = [[rows, cols], [rows, cols], [cols], [cols], [cols], [rows, cols]].map((s) =>
+        randomValues(s, gen),
       );
-      assert.deepEqual(runs[1], runs[0], `${dtype}: 2 threads`);
-      assert.deepEqual(runs[2], runs[0], `${dtype}: 5 threads`);
-    }
-  });
+      for (const dtype of ['float32', 'float64'] as DType[]) {
+        const runs = onThreads([1, 2, 5], () =>
+          tidy(() => {
+            const [a, b, scale, weight, bias] = values
+              .slice(0, 5)
+              .map((v, i) => leaf(v, i < 2 ? [rows, cols] : [cols], dtype));
+            const r = Tensor.fromArray(values[5]!, [rows, cols], dtype);
+            const y = addNorm(a!, b!, { weight: weight!, bias: bias!, residualScale: scale!, residualConstant: 1.5 });
+            A.add(A.sum(A.mul(y, r)), A.sum(A.mul(biasGelu(a!, bias!), r))).backward();
+            return [scale!, weight!, bias!].map((t) => Array.from(t.grad!.toArray()));
+          }),
+        );
+        assert.deepEqual(runs[1], runs[0], `${dtype}: 2 threads`);
+        assert.deepEqual(runs[2], runs[0], `${dtype}: 5 threads`);
+      }
+    },
+  );
 });

@@ -142,7 +142,8 @@ describe('addNorm: norm(a + b·scale·c) in one op', () => {
           const err = relativeError(got, reference[i]!);
           assert.ok(
             err < tol,
-            `${i === 0 ? 'output' : `gradient of ${inputNames(v)[i - 1]}`}: relative error ${err.toExponential(2)} vs the unfused ops`,
+            `${i === 0 ? 'output' : `gradient of ${inputNames(v)[i - 1]}`}: relative ` +
+              `error ${err.toExponential(2)} vs the unfused ops`,
           );
         });
         const withSum = valuesAndGrads(
@@ -171,7 +172,8 @@ describe('addNorm: norm(a + b·scale·c) in one op', () => {
           const err = relativeError(got, referenceSum[i]!);
           assert.ok(
             err < tol,
-            `addThenNorm ${i === 0 ? 'output' : `gradient of ${inputNames(v)[i - 1]}`}: relative error ${err.toExponential(2)} vs the unfused ops`,
+            `addThenNorm ${i === 0 ? 'output' : `gradient of ${inputNames(v)[i - 1]}`}: relative ` +
+              `error ${err.toExponential(2)} vs the unfused ops`,
           );
         });
       });

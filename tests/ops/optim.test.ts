@@ -100,46 +100,50 @@ describe('optimizers', () => {
     assert.deepEqual(run(true), run(false));
   });
 
-  test('AdamW shadows: each step writes the updated weights into their bfloat16 copies; bfloat16 gradients step like their float32 values', () => {
-    const h = { lr: 0.05, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
-    const init = [0.5, -1, 2, 0.25, 1.5, -0.75];
-    const grads = [
-      [0.125, -0.25, 0.375, 0, 1, -1],
-      [0.5, 0.0625, -0.4375, 0.1875, 0.25, 0.5],
-    ]; // exact in bfloat16
-    const withCopy = A.tensor(init, [2, 3], { requiresGrad: true }).keep();
-    const plain = A.tensor(init, [2, 3], { requiresGrad: true }).keep();
-    const copy = A.tensor(new Array(6).fill(0), [2, 3], { dtype: 'bfloat16' }).keep();
-    const a = new A.AdamW([withCopy], h),
-      b = new A.AdamW([plain], h);
-    a.setShadows(new Map([[withCopy, copy]]));
-    for (const g of grads) {
-      withCopy.grad = A.tensor(g, [2, 3], { dtype: 'bfloat16' }).keep();
-      plain.grad = A.tensor(g, [2, 3]).keep();
-      a.step();
-      b.step();
-      a.zeroGrad();
-      b.zeroGrad();
-      // Same arithmetic; the CPU's vectorised float32 kernel may round differently from its element loop.
-      const [x, y] = [withCopy.toArray(), plain.toArray()];
-      for (let i = 0; i < x.length; i++)
-        assert.ok(
-          Math.abs(x[i]! - y[i]!) <= 1e-6 * Math.abs(y[i]!),
-          `bfloat16 gradients give the float32 step: ${x[i]} vs ${y[i]}`,
-        );
-      const rounded = A.tidy(() => Array.from(A.cast(withCopy, 'bfloat16').toArray()));
-      assert.deepEqual(Array.from(copy.toArray()), rounded, 'the copy holds the rounded weights');
-    }
-    const other = A.tensor([1], [1], { requiresGrad: true }).keep();
-    assert.throws(() => a.setShadows(new Map([[other, copy]])), /is not a parameter of this optimizer/);
-    assert.throws(
-      () => a.setShadows(new Map([[withCopy, A.tensor([0, 0], [2]).keep()]])),
-      /the copy of .* is \[2\] on cpu, the parameter \[2, 3\]/,
-    );
-    for (const t of [withCopy, plain, copy, other]) t.dispose();
-    a.dispose();
-    b.dispose();
-  });
+  test(
+    'AdamW shadows: each step writes the updated weights into their bfloat16 copies; bfloat16 gradients step ' +
+      'like their float32 values',
+    () => {
+      const h = { lr: 0.05, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
+      const init = [0.5, -1, 2, 0.25, 1.5, -0.75];
+      const grads = [
+        [0.125, -0.25, 0.375, 0, 1, -1],
+        [0.5, 0.0625, -0.4375, 0.1875, 0.25, 0.5],
+      ]; // exact in bfloat16
+      const withCopy = A.tensor(init, [2, 3], { requiresGrad: true }).keep();
+      const plain = A.tensor(init, [2, 3], { requiresGrad: true }).keep();
+      const copy = A.tensor(new Array(6).fill(0), [2, 3], { dtype: 'bfloat16' }).keep();
+      const a = new A.AdamW([withCopy], h),
+        b = new A.AdamW([plain], h);
+      a.setShadows(new Map([[withCopy, copy]]));
+      for (const g of grads) {
+        withCopy.grad = A.tensor(g, [2, 3], { dtype: 'bfloat16' }).keep();
+        plain.grad = A.tensor(g, [2, 3]).keep();
+        a.step();
+        b.step();
+        a.zeroGrad();
+        b.zeroGrad();
+        // Same arithmetic; the CPU's vectorised float32 kernel may round differently from its element loop.
+        const [x, y] = [withCopy.toArray(), plain.toArray()];
+        for (let i = 0; i < x.length; i++)
+          assert.ok(
+            Math.abs(x[i]! - y[i]!) <= 1e-6 * Math.abs(y[i]!),
+            `bfloat16 gradients give the float32 step: ${x[i]} vs ${y[i]}`,
+          );
+        const rounded = A.tidy(() => Array.from(A.cast(withCopy, 'bfloat16').toArray()));
+        assert.deepEqual(Array.from(copy.toArray()), rounded, 'the copy holds the rounded weights');
+      }
+      const other = A.tensor([1], [1], { requiresGrad: true }).keep();
+      assert.throws(() => a.setShadows(new Map([[other, copy]])), /is not a parameter of this optimizer/);
+      assert.throws(
+        () => a.setShadows(new Map([[withCopy, A.tensor([0, 0], [2]).keep()]])),
+        /the copy of .* is \[2\] on cpu, the parameter \[2, 3\]/,
+      );
+      for (const t of [withCopy, plain, copy, other]) t.dispose();
+      a.dispose();
+      b.dispose();
+    },
+  );
 
   test('AdamW rejects bad hyperparameters and mismatched state', () => {
     const p = A.tensor([1], [1], { requiresGrad: true }).keep();

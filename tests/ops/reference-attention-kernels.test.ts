@@ -414,31 +414,36 @@ for (const [name, row0, row1] of spans) {
     }));
 }
 
-test('reference attention keeps one n × n buffer per call for the backward pass: the probabilities, written over the scores', () =>
-  tidy(() => {
-    const [H, T, d] = [4, 256, 16];
-    const gen = new Generator(4);
-    const q = randn([1, H, T, d], { generator: gen, dtype: 'float64', requiresGrad: true });
-    const k = randn([1, 1, T, d], { generator: gen, dtype: 'float64', requiresGrad: true });
-    const v = randn([1, 1, T, d], { generator: gen, dtype: 'float64', requiresGrad: true });
-    const ks = randn([H, d], { generator: gen, dtype: 'float64', requiresGrad: true });
-    const engine = getEngine('cpu');
-    const before = engine.memoryStats().allocated;
-    const out = attention(q, k, v, {
-      scale: 0.25,
-      keyScale: ks,
-      rotary: { dim: d, invFreq: plainInverseFrequencies(d, 10000), xposScaleBase: 512 },
-      alibiSlopes: alibiSlopes(H),
-      implementation: 'reference',
-    });
-    const held = engine.memoryStats().allocated - before;
-    const probabilities = H * T * T * 8,
-      perHead = H * T * d * 8;
-    // Probabilities, plus q/k-sized tensors: scaled keys, rotated queries and keys, the output.
-    assert.ok(
-      held <= probabilities + 4 * perHead + 4096,
-      `the forward pass holds ${held} bytes; expected the ${probabilities}-byte probabilities and 4 tensors of ${perHead} bytes`,
-    );
-    sum(mul(out, 1)).backward();
-    assert.ok(q.grad && k.grad && v.grad && ks.grad);
-  }));
+test(
+  'reference attention keeps one n × n buffer per call for the backward pass: the probabilities, written over ' +
+    'the scores',
+  () =>
+    tidy(() => {
+      const [H, T, d] = [4, 256, 16];
+      const gen = new Generator(4);
+      const q = randn([1, H, T, d], { generator: gen, dtype: 'float64', requiresGrad: true });
+      const k = randn([1, 1, T, d], { generator: gen, dtype: 'float64', requiresGrad: true });
+      const v = randn([1, 1, T, d], { generator: gen, dtype: 'float64', requiresGrad: true });
+      const ks = randn([H, d], { generator: gen, dtype: 'float64', requiresGrad: true });
+      const engine = getEngine('cpu');
+      const before = engine.memoryStats().allocated;
+      const out = attention(q, k, v, {
+        scale: 0.25,
+        keyScale: ks,
+        rotary: { dim: d, invFreq: plainInverseFrequencies(d, 10000), xposScaleBase: 512 },
+        alibiSlopes: alibiSlopes(H),
+        implementation: 'reference',
+      });
+      const held = engine.memoryStats().allocated - before;
+      const probabilities = H * T * T * 8,
+        perHead = H * T * d * 8;
+      // Probabilities, plus q/k-sized tensors: scaled keys, rotated queries and keys, the output.
+      assert.ok(
+        held <= probabilities + 4 * perHead + 4096,
+        `the forward pass holds ${held} bytes; expected the ${probabilities}-byte probabilities and 4 ` +
+          `tensors of ${perHead} bytes`,
+      );
+      sum(mul(out, 1)).backward();
+      assert.ok(q.grad && k.grad && v.grad && ks.grad);
+    }),
+);

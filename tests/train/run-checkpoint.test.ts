@@ -246,43 +246,46 @@ test('resume continues exactly: 12 steps straight = 6 steps, stop, resume 6 (in 
   assert.deepEqual(strip(split), strip(straight), 'the metrics log describes the same run');
 });
 
-test('starting a new run over an old one is refused unless --overwrite; resuming changed settings is refused', async () => {
-  const { data, out } = await trainedRun();
-  await assert.rejects(
-    train(toyConfig(data, out, { steps: 6 }), { family: toyFamily(8), ...quiet }),
-    /already holds checkpoints.*--resume.*--overwrite/,
-  );
-  await assert.rejects(
-    train(toyConfig(data, out, { steps: 8, seqLen: 32 }), {
+test(
+  'starting a new run over an old one is refused unless --overwrite; ' + 'resuming changed settings is refused',
+  async () => {
+    const { data, out } = await trainedRun();
+    await assert.rejects(
+      train(toyConfig(data, out, { steps: 6 }), { family: toyFamily(8), ...quiet }),
+      /already holds checkpoints.*--resume.*--overwrite/,
+    );
+    await assert.rejects(
+      train(toyConfig(data, out, { steps: 8, seqLen: 32 }), {
+        family: toyFamily(8),
+        ...quiet,
+        resume: true,
+        explicit: { seqLen: 32, steps: 8 },
+      }),
+      /cannot change: seqLen \(checkpoint: 16, given: 32\)/,
+    );
+    const more = await train(toyConfig(data, out), {
       family: toyFamily(8),
       ...quiet,
       resume: true,
-      explicit: { seqLen: 32, steps: 8 },
-    }),
-    /cannot change: seqLen \(checkpoint: 16, given: 32\)/,
-  );
-  const more = await train(toyConfig(data, out), {
-    family: toyFamily(8),
-    ...quiet,
-    resume: true,
-    explicit: { steps: 8 },
-    skipFinalEval: true,
-  });
-  more.model.dispose();
-  assert.equal(more.step, 8);
-  const fresh = await train(toyConfig(data, out, { steps: 2, checkpointEvery: 0 }), {
-    family: toyFamily(8),
-    ...quiet,
-    overwrite: true,
-    skipFinalEval: true,
-  });
-  fresh.model.dispose();
-  assert.deepEqual(
-    listCheckpoints(out).map((c) => c.step),
-    [2],
-  );
-  await assert.rejects(
-    train(toyConfig(data, await tempDir()), { family: toyFamily(8), ...quiet, resume: true }),
-    /has no checkpoint to resume from/,
-  );
-});
+      explicit: { steps: 8 },
+      skipFinalEval: true,
+    });
+    more.model.dispose();
+    assert.equal(more.step, 8);
+    const fresh = await train(toyConfig(data, out, { steps: 2, checkpointEvery: 0 }), {
+      family: toyFamily(8),
+      ...quiet,
+      overwrite: true,
+      skipFinalEval: true,
+    });
+    fresh.model.dispose();
+    assert.deepEqual(
+      listCheckpoints(out).map((c) => c.step),
+      [2],
+    );
+    await assert.rejects(
+      train(toyConfig(data, await tempDir()), { family: toyFamily(8), ...quiet, resume: true }),
+      /has no checkpoint to resume from/,
+    );
+  },
+);

@@ -159,7 +159,8 @@ test(
     assert.match(
       generated.stderr,
       new RegExp(
-        `warning: checkpoint .*step-0*${step + 2} is corrupt: model\\.safetensors does not match its SHA-256 checksum \\(the file was damaged\\); trying the previous one \\(step ${step}\\)`,
+        `warning: checkpoint .*step-0*${step + 2} is corrupt: model\\.safetensors does not match its SHA-256 ` +
+          `checksum \\(the file was damaged\\); trying the previous one \\(step ${step}\\)`,
       ),
     );
     assert.match(generated.stderr, new RegExp(`loaded .*step-0*${step} \\(step ${step}`));
@@ -256,7 +257,10 @@ test(
     assert.equal(big.code, 1, big.stderr);
     assert.match(
       big.stderr,
-      /this run needs at least .* but this machine's RAM is .*; the largest part is the .*: lower --batch-size, --seq-len/,
+      new RegExp(
+        "this run needs at least .* but this machine's RAM is .*; the largest part is the .*: " +
+          'lower --batch-size, --seq-len',
+      ),
     );
     assert.ok(Date.now() - started < 30_000, 'refused before training');
     assert.equal(existsSync(join(out, 'big', 'checkpoints')), false);
@@ -266,7 +270,10 @@ test(
     assert.equal(short.code, 1, short.stderr);
     assert.match(
       short.stderr,
-      /the held-out split has \d+ tokens, fewer than the 100001 \(--seq-len \+ 1\) one evaluation row needs; tokenize the dataset with a larger --val-fraction, or lower --seq-len/,
+      new RegExp(
+        String.raw`the held-out split has \d+ tokens, fewer than the 100001 \(--seq-len \+ 1\) ` +
+          'one evaluation row needs; tokenize the dataset with a larger --val-fraction, or lower --seq-len',
+      ),
     );
     assert.equal(existsSync(join(out, 'short', 'metrics.jsonl')), false, 'no step was taken');
   },

@@ -25,51 +25,57 @@ const flipByte = (path: string) => {
   writeFileSync(path, bytes);
 };
 
-test('resume and loading a run directory take the newest intact checkpoint when the latest is damaged, and say so', async () => {
-  const data = await smallDataset();
-  const out = await tempDir();
-  const cfg = toyConfig(data, out, { steps: 12, evalEvery: 0, checkpointEvery: 4, keepCheckpoints: 0 });
-  (await train(cfg, { family: toyFamily(8), ...quiet, skipFinalEval: true })).model.dispose();
-  const [, eight, twelve] = listCheckpoints(out);
-  flipByte(join(twelve.dir, 'model.safetensors'));
+test(
+  'resume and loading a run directory ' + 'take the newest intact checkpoint when the latest is damaged, and say so',
+  async () => {
+    const data = await smallDataset();
+    const out = await tempDir();
+    const cfg = toyConfig(data, out, { steps: 12, evalEvery: 0, checkpointEvery: 4, keepCheckpoints: 0 });
+    (await train(cfg, { family: toyFamily(8), ...quiet, skipFinalEval: true })).model.dispose();
+    const [, eight, twelve] = listCheckpoints(out);
+    flipByte(join(twelve.dir, 'model.safetensors'));
 
-  const warnings: string[] = [];
-  const loaded = await loadCheckpoint(out, 'cpu', (m) => warnings.push(m));
-  for (const t of loaded.weights.values()) t.dispose();
-  assert.equal(loaded.dir, eight.dir);
-  assert.equal(warnings.length, 1);
-  assert.match(
-    warnings[0],
-    /step-000012 is corrupt: model\.safetensors does not match its SHA-256 checksum.*trying the previous one \(step 8\)/,
-  );
+    const warnings: string[] = [];
+    const loaded = await loadCheckpoint(out, 'cpu', (m) => warnings.push(m));
+    for (const t of loaded.weights.values()) t.dispose();
+    assert.equal(loaded.dir, eight.dir);
+    assert.equal(warnings.length, 1);
+    assert.match(
+      warnings[0],
+      new RegExp(
+        String.raw`step-000012 is corrupt: model\.safetensors does not match its SHA-256 checksum.*` +
+          String.raw`trying the previous one \(step 8\)`,
+      ),
+    );
 
-  const lines: string[] = [];
-  const resumed = await train(cfg, {
-    family: toyFamily(8),
-    log: (l) => lines.push(l),
-    progress: false,
-    resume: true,
-    skipFinalEval: true,
-  });
-  resumed.model.dispose();
-  assert.equal(resumed.startStep, 8);
-  assert.equal(resumed.step, 12);
-  assert.ok(
-    lines.some((l) => /step-000012 is corrupt.*trying the previous one \(step 8\)/.test(l)),
-    lines.join('\n'),
-  );
-  assert.ok(lines.some((l) => /resuming .* from step 8 /.test(l)));
+    const lines: string[] = [];
+    const resumed = await train(cfg, {
+      family: toyFamily(8),
+      log: (l) => lines.push(l),
+      progress: false,
+      resume: true,
+      skipFinalEval: true,
+    });
+    resumed.model.dispose();
+    assert.equal(resumed.startStep, 8);
+    assert.equal(resumed.step, 12);
+    assert.ok(
+      lines.some((l) => /step-000012 is corrupt.*trying the previous one \(step 8\)/.test(l)),
+      lines.join('\n'),
+    );
+    assert.ok(lines.some((l) => /resuming .* from step 8 /.test(l)));
 
-  for (const c of listCheckpoints(out)) flipByte(join(c.dir, 'model.safetensors'));
-  await assert.rejects(
-    train(cfg, { family: toyFamily(8), ...quiet, resume: true }),
-    /every checkpoint in .* is damaged/,
-  );
-  await assert.rejects(
-    loadCheckpoint(out, 'cpu', () => {}),
-    /every checkpoint in .* is damaged/,
-  );
-});
+    for (const c of listCheckpoints(out)) flipByte(join(c.dir, 'model.safetensors'));
+    await assert.rejects(
+      train(cfg, { family: toyFamily(8), ...quiet, resume: true }),
+      /every checkpoint in .* is damaged/,
+    );
+    await assert.rejects(
+      loadCheckpoint(out, 'cpu', () => {}),
+      /every checkpoint in .* is damaged/,
+    );
+  },
+);
 
 test('planFromThroughput: the steps the remaining time affords, never more than --steps, at least one', () => {
   assert.deepEqual(planFromThroughput(4, 1000, 60, 0.5), {
@@ -82,7 +88,8 @@ test('planFromThroughput: the steps the remaining time affords, never more than 
 });
 
 test(
-  'a time budget is planned for: the schedule decays to its floor by the time the budget stops the run, and a resume keeps the plan',
+  'a time budget is planned for: the schedule decays to its floor by the time the budget stops the run, and a ' +
+    'resume keeps the plan',
   { timeout: 60_000 },
   async () => {
     const data = await smallDataset();
@@ -115,7 +122,8 @@ test(
     const planned = lines
       .map((l) =>
         new RegExp(
-          `^plan: --max-minutes 0.1 allows about (\\d+) of the 10000 steps \\(0\\.\\d+ s/step measured over steps 2–${MEASURED_STEPS + 1}`,
+          `^plan: --max-minutes 0.1 allows about (\\d+) of the 10000 steps \\(0\\.\\d+ s/step measured over ` +
+            `steps 2–${MEASURED_STEPS + 1}`,
         ).exec(l),
       )
       .find((m) => m);

@@ -70,7 +70,8 @@ export const convertCommand: Command = {
       for (const w of warnings) process.stderr.write(`warning: ${printable(w)}\n`);
       saveCheckpoint(out, model, { origin });
       process.stdout.write(
-        `converted ${source} → ${out}: ${model.parameterCount().toLocaleString('en-US')} parameters in ${origin.parameters.length} tensors (${dtype})\n`,
+        `converted ${source} → ${out}: ${model.parameterCount().toLocaleString('en-US')} parameters in ` +
+          `${origin.parameters.length} tensors (${dtype})\n`,
       );
     } finally {
       model.dispose();

@@ -95,13 +95,16 @@ export const generateCommand: Command = {
       const positions = prompt.length + 1 + maxTokens;
       if (positions > MAX_CONTEXT_TOKENS) {
         throw new UsageError(
-          `--max-tokens ${maxTokens} with a prompt of ${prompt.length} tokens exceeds the ${MAX_CONTEXT_TOKENS} positions token ids can address`,
+          `--max-tokens ${maxTokens} with a prompt of ${prompt.length} tokens exceeds ` +
+            `the ${MAX_CONTEXT_TOKENS} positions token ids can address`,
         );
       }
       const cacheBytes = values['no-cache'] ? null : kvCacheBytes(loaded.config, positions);
       if (device === 'cpu' && cacheBytes !== null && cacheBytes > totalmem()) {
         throw new UsageError(
-          `--max-tokens ${maxTokens}: the KV cache for ${positions} positions would take ${formatGiB(cacheBytes)}, more than this machine's ${formatGiB(totalmem())} of memory; lower --max-tokens (or pass --no-cache to recompute the sequence every step)`,
+          `--max-tokens ${maxTokens}: the KV cache for ${positions} positions would ` +
+            `take ${formatGiB(cacheBytes)}, more than this machine's ${formatGiB(totalmem())} of memory; lower ` +
+            `--max-tokens (or pass --no-cache to recompute the sequence every step)`,
         );
       }
       process.stdout.write(promptBytes);
@@ -118,7 +121,10 @@ export const generateCommand: Command = {
       });
       process.stdout.write('\n');
       process.stderr.write(
-        `[${result.ids.length} tokens in ${result.seconds.toFixed(2)}s (${(result.ids.length / Math.max(result.seconds, 1e-9)).toFixed(1)} tokens/s), ${result.stoppedBy === 'eos' ? 'stopped at end of document' : 'token budget reached'}${result.usedCache ? ', KV cache' : ', no cache'}]\n`,
+        `[${result.ids.length} tokens in ${result.seconds.toFixed(2)}s (` +
+          `${(result.ids.length / Math.max(result.seconds, 1e-9)).toFixed(1)} tokens/s), ` +
+          `${result.stoppedBy === 'eos' ? 'stopped at end of document' : 'token budget reached'}` +
+          `${result.usedCache ? ', KV cache' : ', no cache'}]\n`,
       );
     } finally {
       loaded.model.dispose();

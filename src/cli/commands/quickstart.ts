@@ -104,7 +104,9 @@ export const quickstartCommand: Command = {
       'a number ≥ 0',
     );
     process.stderr.write(
-      `Andromeda quickstart: ${config.preset} preset on ${device}, default corpus, ${config.steps} steps of ${config.batchSize}×${config.seqLen} byte tokens (at most ${config.maxMinutes} min) → ${config.out}\n`,
+      `Andromeda quickstart: ${config.preset} preset on ${device}, default ` +
+        `corpus, ${config.steps} steps of ${config.batchSize}×${config.seqLen} byte tokens (at ` +
+        `most ${config.maxMinutes} min) → ${config.out}\n`,
     );
     const result = await runTraining({ config, explicit: {}, resume: false, overwrite: true, quiet: values.quiet! });
     try {
@@ -115,8 +117,14 @@ export const quickstartCommand: Command = {
         const gap = final.unigramLoss - final.loss;
         process.stdout.write(
           `\nheld-out loss:     ${final.loss.toFixed(4)} nats/token  (${final.bitsPerByte.toFixed(3)} bits/byte)\n` +
-            `unigram baseline:  ${final.unigramLoss.toFixed(4)} nats/token  (${final.unigramBitsPerByte.toFixed(3)} bits/byte)  on the same ${final.tokens} held-out tokens\n` +
-            `${gap > 0 ? `the model is ${gap.toFixed(3)} nats/token (${((gap / final.unigramLoss) * 100).toFixed(0)}%) below the unigram baseline` : 'the model did NOT beat the unigram baseline'}\n`,
+            `unigram baseline:  ${final.unigramLoss.toFixed(4)} nats/token  (${final.unigramBitsPerByte.toFixed(3)}` +
+            ` bits/byte)  on the same ${final.tokens} held-out tokens\n` +
+            `${
+              gap > 0
+                ? `the model is ${gap.toFixed(3)} nats/token (${((gap / final.unigramLoss) * 100).toFixed(0)}` +
+                  `%) below the unigram baseline`
+                : 'the model did NOT beat the unigram baseline'
+            }\n`,
         );
       }
       process.stdout.write(`\nsample (temperature 0.8, top-k 40, seed 0):\n\n`);
@@ -132,7 +140,8 @@ export const quickstartCommand: Command = {
       });
       process.stdout.write('\n\n');
       process.stdout.write(
-        `checkpoint: ${result.checkpointDir}\nplot:       ${result.out}/plot.html\ntotal time: ${((Date.now() - started) / 60000).toFixed(1)} min\n`,
+        `checkpoint: ${result.checkpointDir}\nplot:       ${result.out}/plot.html\ntotal ` +
+          `time: ${((Date.now() - started) / 60000).toFixed(1)} min\n`,
       );
       process.stdout.write(
         `more text:  node dist/src/cli/main.js generate ${config.out} --prompt "Call me" --max-tokens 300\n`,

@@ -87,7 +87,8 @@ export const scoreCommand: Command = {
       // The loss is a mean over batch · (n − 1) next-token predictions: with none it is undefined, not 0.
       if (entry.shape[0] === 0 || entry.shape[1]! < 2) {
         throw new Error(
-          `${input}: tokens ${formatShape(entry.shape)} hold no next-token prediction to score (need batch ≥ 1 and n ≥ 2)`,
+          `${input}: tokens ${formatShape(entry.shape)} hold no next-token prediction to score (need batch ≥ 1 and ` +
+            `n ≥ 2)`,
         );
       }
       if (entry.dtype !== 'int32')

@@ -69,7 +69,8 @@ export const tokenizeCommand: Command = {
     const bpe = /^bpe:(\d+)$/.exec(tokenizer);
     if (tokenizer.startsWith('bpe:') && (!bpe || Number(bpe[1]) < 258)) {
       throw new UsageError(
-        `--tokenizer ${tokenizer}: write bpe:<vocab size> with a size of at least 258 (256 bytes + <|endoftext|> + 1 merge)`,
+        `--tokenizer ${tokenizer}: write bpe:<vocab size> with a size of at least 258 (256 bytes + <|endoftext|> + ` +
+          `1 merge)`,
       );
     }
     await tokenizeToDataset({

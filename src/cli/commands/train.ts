@@ -156,7 +156,8 @@ export async function runTraining(parsed: ParsedTrainArgs, hooks: TrainingHooks 
     signals++;
     if (signals === 1) {
       process.stderr.write(
-        `\n${name}: stopping after the current step with a checkpoint of it (again: wait; a third time: quit without it)\n`,
+        `\n${name}: stopping after the current step with a checkpoint of it (again: wait; a third time: quit ` +
+          `without it)\n`,
       );
       controller.abort();
     } else if (savingStep !== null) {
@@ -198,12 +199,15 @@ const STOP_REASONS: Record<TrainResult['stoppedBy'], string> = {
 
 export function summarize(result: TrainResult): string {
   const lines = [
-    `trained ${result.step - result.startStep} steps (${result.startStep} → ${result.step}) in ${(result.trainSeconds / 60).toFixed(1)} min on ${result.device}; stopped by ${STOP_REASONS[result.stoppedBy]}`,
+    `trained ${result.step - result.startStep} steps (${result.startStep} → ${result.step}) in ` +
+      `${(result.trainSeconds / 60).toFixed(1)} min on ${result.device}; stopped by ${STOP_REASONS[result.stoppedBy]}`,
   ];
   if (result.finalEval) {
     const e = result.finalEval;
     lines.push(
-      `held-out loss ${e.loss.toFixed(4)} nats/token (${e.bitsPerByte.toFixed(4)} bits/byte) vs unigram baseline ${e.unigramLoss.toFixed(4)} (${e.unigramBitsPerByte.toFixed(4)} bits/byte) on the same ${e.tokens} tokens`,
+      `held-out loss ${e.loss.toFixed(4)} nats/token (${e.bitsPerByte.toFixed(4)} bits/byte) vs unigram ` +
+        `baseline ${e.unigramLoss.toFixed(4)} (${e.unigramBitsPerByte.toFixed(4)} bits/byte) on the ` +
+        `same ${e.tokens} tokens`,
     );
   }
   lines.push(

@@ -34,7 +34,8 @@ export async function trainBpe(
   const mergesWanted = options.vocabSize - 256 - specialTokens.length;
   if (!Number.isInteger(options.vocabSize) || mergesWanted < 0) {
     throw new Error(
-      `BPE vocab size ${options.vocabSize} is too small: it must cover 256 byte tokens and ${specialTokens.length} special token(s)`,
+      `BPE vocab size ${options.vocabSize} is too small: it must cover 256 byte tokens ` +
+        `and ${specialTokens.length} special token(s)`,
     );
   }
   if (options.vocabSize > MAX_BPE_VOCAB)
@@ -90,7 +91,8 @@ export function learnMerges(
   const heap = new PairHeap();
   for (const [key, count] of pairCounts) heap.push(count, key);
 
-  const tokenText: string[] = Array.from({ length: 256 }, (_, b) => String.fromCharCode(b)); // bytes as latin-1, to spot duplicates
+  // bytes as latin-1, to spot duplicates
+  const tokenText: string[] = Array.from({ length: 256 }, (_, b) => String.fromCharCode(b));
   const knownTokens = new Set(tokenText);
   const merges: Array<[number, number]> = [];
   const progressEvery = Math.max(1, Math.floor(mergesWanted / 100));

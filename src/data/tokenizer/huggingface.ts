@@ -94,7 +94,8 @@ export class HuggingFaceTokenizer extends ByteLevelTokenizer {
       const id = vocab[byteChars[b]];
       if (id === undefined)
         fail(
-          `vocab lacks the single-byte token for byte 0x${b.toString(16).padStart(2, '0')} (${JSON.stringify(byteChars[b])})`,
+          `vocab lacks the single-byte token for ` +
+            `byte 0x${b.toString(16).padStart(2, '0')} (${JSON.stringify(byteChars[b])})`,
         );
       byteToId[b] = id!;
     }
@@ -115,7 +116,8 @@ export class HuggingFaceTokenizer extends ByteLevelTokenizer {
       fail(
         options.eosToken
           ? `end-of-document token ${JSON.stringify(options.eosToken)} is not an added token`
-          : `no end-of-document token found among the added tokens (tried ${HF_EOS_CANDIDATES.join(' ')}); name one explicitly`,
+          : `no end-of-document token found among the added tokens (tried ${HF_EOS_CANDIDATES.join(' ')}); name one ` +
+              `explicitly`,
       );
     }
 
@@ -192,7 +194,8 @@ function readPreTokenizer(
       const p = step.pattern as { Regex?: string; String?: string } | undefined;
       if (step.behavior !== 'Isolated' || step.invert === true)
         fail(
-          `Split pre-tokenizer with behavior ${JSON.stringify(step.behavior)}${step.invert ? ' (inverted)' : ''} is not supported`,
+          `Split pre-tokenizer with ` +
+            `behavior ${JSON.stringify(step.behavior)}${step.invert ? ' (inverted)' : ''} is not supported`,
         );
       if (typeof p?.Regex === 'string') stepPattern = p.Regex;
       else if (typeof p?.String === 'string') stepPattern = p.String.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

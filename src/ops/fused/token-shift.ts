@@ -149,7 +149,10 @@ function boundaries(segments: Int32Array, batch: number, n: number, k: number): 
   return out;
 }
 
-/** `shiftTokens` composed of strided engine copies and fills (the unshifted features, then each shifted chunk from its source). */
+/**
+ * `shiftTokens` composed of strided engine copies and fills (the unshifted features, then each shifted chunk from its
+ * source).
+ */
 export function shiftTokensComposed(x: Tensor, shifts: number, segments: Int32Array | null = null): Tensor {
   if (shifts === 0) return x;
   x.assertAlive('shiftTokens', 'x');
