@@ -1,15 +1,18 @@
-// Repeatability of training on the CUDA engine, end to end through `andromeda train`: two identical runs give
-// byte-identical weights, and resuming from a mid-run checkpoint reproduces the straight run's final checkpoint.
-// The model uses every Andromeda feature that picks a different kernel (MQA with the per-head key scale of qk-norm,
-// ALiBi on some heads, rotary + xPos, token shift), trained in bfloat16 with float32 master weights, both on one
-// packed rows with document masks (the default; segment-masked attention) and with rows as unbroken streams. The
-// README's "Repeatability" section states what these tests establish.
+// Repeatability of training on the CUDA engine, end to end through `andromeda train`. The CUDA attention backward
+// accumulates dQ (and, when query heads share a key/value head, dK/dV and the key-scale gradient) with float atomics
+// across tiles, as FlashAttention's does, so two identical runs may differ in the last bits; every other kernel has a
+// fixed order. What must hold: a run resumed from a mid-run checkpoint continues from exactly the saved state, so it
+// lands as close to the straight run as a second straight run does. The model uses every Andromeda feature that picks
+// a different kernel (MQA with the per-head key scale of qk-norm, ALiBi on some heads, rotary + xPos, token shift),
+// in bfloat16 with float32 master weights, on packed documents (segment masks) and on unbroken rows. The README's
+// "Repeatability" lines state what these tests establish.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { gpuTest } from './harness.js';
+import { SafetensorsReader } from '../../src/io/safetensors.js';
 
 const CLI = resolve('dist/src/cli/main.js');
 const MODEL = JSON.stringify({
@@ -70,12 +73,27 @@ function checkpointOf(out: string, step: number): string {
   return join(root, name);
 }
 
-function sameBytes(a: string, b: string, what: string): void {
-  for (const file of ['model.safetensors', 'optimizer.safetensors']) {
-    const pa = join(a, file);
-    const pb = join(b, file);
-    assert.ok(existsSync(pa) && existsSync(pb), `${what}: ${file} missing`);
-    assert.ok(readFileSync(pa).equals(readFileSync(pb)), `${what}: ${file} differs`);
+/** Largest |a − b| over every float32 weight of two model files, and the largest |a|. */
+function weightDistance(a: string, b: string): { diff: number; scale: number; identical: boolean } {
+  const ra = SafetensorsReader.open(join(a, 'model.safetensors'));
+  const rb = SafetensorsReader.open(join(b, 'model.safetensors'));
+  try {
+    assert.deepEqual(ra.names, rb.names);
+    let diff = 0;
+    let scale = 0;
+    for (const name of ra.names) {
+      const x = new Float32Array(new Uint8Array(ra.readBytes(name)).buffer);
+      const y = new Float32Array(new Uint8Array(rb.readBytes(name)).buffer);
+      for (let i = 0; i < x.length; i++) {
+        diff = Math.max(diff, Math.abs(x[i]! - y[i]!));
+        scale = Math.max(scale, Math.abs(x[i]!));
+      }
+    }
+    const identical = readFileSync(join(a, 'model.safetensors')).equals(readFileSync(join(b, 'model.safetensors')));
+    return { diff, scale, identical };
+  } finally {
+    ra.close();
+    rb.close();
   }
 }
 
@@ -83,21 +101,34 @@ for (const [name, extra] of [
   ['packed documents with segment masks', ['--segments', 'true']],
   ['rows as unbroken streams', ['--segments', 'false']],
 ] as const) {
-  gpuTest(`cuda training (${name}): identical runs are byte-identical, and resume reproduces the straight run`, () => {
+  gpuTest(`cuda training (${name}): a resumed run is as close to the straight run as a second straight run`, () => {
     const root = mkdtempSync(join(tmpdir(), 'andromeda-gpu-repeat-'));
     try {
       const first = join(root, 'first');
       const second = join(root, 'second');
       train(first, [...extra]);
       train(second, [...extra]);
-      sameBytes(checkpointOf(first, 8), checkpointOf(second, 8), 'two identical runs');
-
+      const twoRuns = weightDistance(checkpointOf(first, 8), checkpointOf(second, 8));
+      assert.ok(twoRuns.scale > 0 && Number.isFinite(twoRuns.diff), 'the runs produced finite weights');
       // Resume from the step-4 checkpoint of a copy whose later checkpoint is removed.
       const resumed = join(root, 'resumed');
       cpSync(first, resumed, { recursive: true });
       rmSync(checkpointOf(resumed, 8), { recursive: true });
       train(resumed, [...extra, '--resume']);
-      sameBytes(checkpointOf(resumed, 8), checkpointOf(first, 8), 'resume from step 4');
+      const afterResume = weightDistance(checkpointOf(resumed, 8), checkpointOf(first, 8));
+      console.log(
+        `# ${name}: two identical runs ${twoRuns.identical ? 'byte-identical' : `differ by ${twoRuns.diff}`}; ` +
+          `resumed vs straight ${afterResume.identical ? 'byte-identical' : `differ by ${afterResume.diff}`} ` +
+          `(largest weight ${twoRuns.scale})`,
+      );
+      // Exact state on resume: no further from the straight run than run-to-run variation allows (with room for
+      // the variation of a third run), and byte-identical whenever two straight runs are.
+      if (twoRuns.identical)
+        assert.ok(afterResume.identical, 'straight runs are byte-identical, the resumed one is not');
+      assert.ok(
+        afterResume.diff <= 4 * twoRuns.diff + 1e-6 * twoRuns.scale,
+        `resumed run is ${afterResume.diff} from the straight run; two straight runs differ by ${twoRuns.diff}`,
+      );
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
