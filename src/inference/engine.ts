@@ -36,7 +36,10 @@ export type { SamplingParams } from './request-sampler.js';
 
 /** Parameters of one request: sampling (see SamplingParams) and limits. */
 export interface GenerationParams extends SamplingParams {
-  /** Most tokens to generate. Default 256. */
+  /**
+   * Most tokens to generate. Default 256. Capped to what the cache pool holds for this request alone, so
+   * a request never waits for memory it could not get.
+   */
   maxTokens?: number;
   /** Generation ends before the first of these strings in the decoded text; the stop string is not emitted. */
   stop?: string | readonly string[];
@@ -175,8 +178,8 @@ export class InferenceEngine {
    */
   submit(prompt: string | Int32Array, params: GenerationParams = {}): GenerationStream {
     if (this.closed) throw new Error('InferenceEngine: the engine is closed');
-    const limits = this.limitsOf(params);
     const context = this.contextOf(prompt, params.startWithEos ?? true);
+    const limits = this.limitsOf(params, context.length);
     const id = this.nextId++;
     let sequence: Sequence | null = null;
     const stream = new GenerationStream(id, context.length, () => {
@@ -245,11 +248,22 @@ export class InferenceEngine {
     this.runner.dispose();
   }
 
-  private limitsOf(params: GenerationParams): SequenceLimits {
+  /**
+   * The request's limits. The token limit is capped to what the pool holds for this request alone (the
+   * last generated token needs no cache position), so any accepted request can finish.
+   */
+  private limitsOf(params: GenerationParams, contextLength: number): SequenceLimits {
     validateSamplingParams(params);
-    const maxTokens = params.maxTokens ?? DEFAULTS.maxTokens;
-    if (!Number.isInteger(maxTokens) || maxTokens < 0)
-      throw new RangeError(`maxTokens must be an integer ≥ 0, got ${maxTokens}`);
+    const requested = params.maxTokens ?? DEFAULTS.maxTokens;
+    if (!Number.isInteger(requested) || requested < 0)
+      throw new RangeError(`maxTokens must be an integer ≥ 0, got ${requested}`);
+    const capacity = this.blocks.numBlocks * this.blocks.blockSize;
+    if (contextLength > capacity)
+      throw new RangeError(
+        `the prompt takes ${contextLength} positions, more than the ${capacity} of the cache pool ` +
+          `(${this.blocks.numBlocks} blocks of ${this.blocks.blockSize})`,
+      );
+    const maxTokens = Math.min(requested, capacity - contextLength + 1);
     const stops = params.stop === undefined ? [] : typeof params.stop === 'string' ? [params.stop] : [...params.stop];
     for (const s of stops)
       if (typeof s !== 'string' || s === '')
