@@ -25,3 +25,13 @@ export function createStepRunner(model: LanguageModel, o: StepRunnerOptions): St
   const device = model.namedParameters()[0]?.[1].device ?? 'cpu';
   return new RecomputeRunner(model, device, o.numBlocks ?? UNPOOLED_BLOCKS);
 }
+
+/** Whether the engine runs this model over a paged KV cache (else it recomputes). */
+export function hasPagedForward(model: LanguageModel): boolean {
+  return false;
+}
+
+/** Bytes one cache block takes for this model (all layers), or null when it has no paged cache. */
+export function pagedCacheBytesPerBlock(model: LanguageModel, blockSize: number): number | null {
+  return null;
+}
