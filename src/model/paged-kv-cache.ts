@@ -52,7 +52,7 @@ interface ResolvedLayout {
 
 function resolveLayout(config: AndromedaConfig, o: PagedKVCacheLayout, what: string): ResolvedLayout {
   const blockSize = o.blockSize ?? DEFAULT_BLOCK_SIZE;
-  if (!Number.isInteger(blockSize) || blockSize < 1 || blockSize > MAX_BLOCK_SIZE || (blockSize & (blockSize - 1)))
+  if (!Number.isInteger(blockSize) || blockSize < 1 || blockSize > MAX_BLOCK_SIZE || blockSize & (blockSize - 1))
     throw new RangeError(`${what}: blockSize ${blockSize} must be a power of two from 1 to ${MAX_BLOCK_SIZE}`);
   const shifts = config.shiftTokens;
   const ring = shifts === 0 ? 0 : (o.ring ?? shifts);
@@ -106,7 +106,12 @@ export class PagedKVCache {
     this.bytesPerBlock = blockBytes(config, layout);
     const poolShape = [numBlocks, this.blockSize, this.kvHeads, this.headDim];
     const tailShape = [numBlocks, this.ring, this.dim];
-    Tensor.checkAllocation(numBlocks * this.blockSize * this.kvHeads * this.headDim, this.dtype, o.device, 'PagedKVCache');
+    Tensor.checkAllocation(
+      numBlocks * this.blockSize * this.kvHeads * this.headDim,
+      this.dtype,
+      o.device,
+      'PagedKVCache',
+    );
     this.pools = [];
     try {
       for (let layer = 0; layer < config.depth; layer++) {

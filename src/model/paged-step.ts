@@ -113,7 +113,8 @@ export function buildPagedStep(chunks: readonly PagedSequenceChunk[], o: BuildPa
     for (let i = 0; i < c.tokens.length; i++) {
       const position = c.cached + i;
       tokens[start + i] = c.tokens[i]!;
-      slots[start + i] = blockTables[s * width + Math.floor(position / blockSize)]! * blockSize + (position % blockSize);
+      slots[start + i] =
+        blockTables[s * width + Math.floor(position / blockSize)]! * blockSize + (position % blockSize);
     }
     lastRows.push(queryStart[s + 1]! - 1);
   });
@@ -171,7 +172,8 @@ export function checkPagedStep(step: PagedStep, device: string, what: string): n
     if (t.size !== shape.reduce((a, b) => a * b, 1))
       throw new RangeError(`${what}: ${name} ${formatShape(t.shape)} must hold ${formatShape(shape)} values`);
   };
-  if (step.tokens.rank !== 1) throw new RangeError(`${what}: tokens must be [T], got ${formatShape(step.tokens.shape)}`);
+  if (step.tokens.rank !== 1)
+    throw new RangeError(`${what}: tokens must be [T], got ${formatShape(step.tokens.shape)}`);
   if (T < 1) throw new RangeError(`${what}: a step needs at least one token`);
   expect('tokens', step.tokens, [T]);
   expect('slots', step.slots, [T]);
@@ -190,7 +192,9 @@ export function checkPagedStep(step: PagedStep, device: string, what: string): n
       host.contextLens.length !== batch.numSeqs ||
       host.blockTables.length !== batch.numSeqs * batch.maxBlocksPerSeq
     )
-      throw new RangeError(`${what}: batch.host arrays do not match numSeqs ${batch.numSeqs} × ${batch.maxBlocksPerSeq}`);
+      throw new RangeError(
+        `${what}: batch.host arrays do not match numSeqs ${batch.numSeqs} × ${batch.maxBlocksPerSeq}`,
+      );
     if (host.queryStart[0] !== 0 || host.queryStart[batch.numSeqs] !== T)
       throw new RangeError(`${what}: batch.host.queryStart must run from 0 to the step's ${T} rows`);
     for (let s = 0; s < batch.numSeqs; s++) {
