@@ -534,6 +534,30 @@ export interface SharedKernels {
     backward: boolean,
     accumulate: boolean,
   ): void;
+  sampleTokens(
+    dtype: number,
+    logits: number,
+    logitsOffset: number,
+    params: number,
+    paramsOffset: number,
+    seeds: number,
+    seedsOffset: number,
+    steps: number,
+    stepsOffset: number,
+    counts: number,
+    countsOffset: number,
+    ids: number,
+    idsOffset: number,
+    logprobs: number,
+    logprobsOffset: number,
+    topIds: number,
+    topIdsOffset: number,
+    topLogprobs: number,
+    topLogprobsOffset: number,
+    rows: number,
+    vocab: number,
+    topN: number,
+  ): void;
 }
 
 /** The CPU addon's kernels. */
@@ -655,6 +679,7 @@ export const KERNEL_METHODS = [
   "tokenShift",
   "attentionForward",
   "attentionBackward",
+  "sampleTokens",
 ] as const;
 
 /** How many codes each enumeration has (the bindings refuse others). */

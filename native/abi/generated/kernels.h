@@ -91,5 +91,7 @@ void attention_forward(const AttentionArgs& args, const char* q, const char* k, 
 // attentionBackward
 void attention_backward(const AttentionArgs& args, const char* q, const char* k, const char* v, const char* out, const char* lse, const char* grad_out, char* grad_q, char* grad_k, char* grad_v, char* grad_key_scale);
 #endif
+// sampleTokens
+void sample_tokens(int dtype, const char* logits, const float* params, const int32_t* seeds, int32_t* steps, int32_t* counts, int32_t* ids, float* logprobs, int32_t* top_ids, float* top_logprobs, int rows, int vocab, int top_n);
 
 }  // namespace ANDROMEDA_ENGINE_NS
