@@ -185,7 +185,10 @@ __global__ void __launch_bounds__(kSampleThreads)
   const int32_t step = steps[r];
 
   unsigned long long best = 0;
-  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) best = max(best, sampling::token_key(row.score(i), i));
+  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) {
+    const unsigned long long key = sampling::token_key(row.score(i), i);
+    best = key > best ? key : best;
+  }
   best = block_max_u64(best);
   const float max_score = sampling::score_of_key(best);
   if (max_score == -INFINITY) {
