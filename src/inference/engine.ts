@@ -14,16 +14,17 @@
  * at once — decodes, and prefill chunks of new prompts within a token budget — and requests join and
  * leave between steps. The engine runs steps while there is work, yielding to the event loop after each
  * one, so a server on the same thread keeps answering. Each request samples with its own parameters
- * and seed (./request-sampler.ts) and streams its text as whole characters, stop strings held back
+ * and seed on the device (./device-sampling.ts) and streams its text as whole characters, stop strings held back
  * (./stop-text.ts).
  */
 import type { Tokenizer } from '../data/tokenizer/tokenizer.js';
 import type { LanguageModel } from '../train/model.js';
 import { BlockManager, type BlockUsage } from './block-manager.js';
-import { Scheduler, type SampledToken, type StepLayout } from './scheduler.js';
+import { Scheduler, type SampledToken } from './scheduler.js';
 import { Sequence, type SequenceLimits } from './sequence.js';
 import { StopTextFilter } from './stop-text.js';
-import { RequestSampler, validateSamplingParams, type SamplingParams } from './request-sampler.js';
+import { validateSamplingParams, type SamplingParams } from './sampling-params.js';
+import { RequestSampling } from './device-sampling.js';
 import { GenerationStream } from './generation-stream.js';
 import { createStepRunner } from './runners.js';
 import type { StepRunner } from './step-runner.js';
@@ -32,7 +33,7 @@ import { ThroughputMeter } from './throughput.js';
 export { GenerationStream };
 export { QueueFullError } from './scheduler.js';
 export type { GenerationResult, GenerationUsage, FinishReason, TokenEvent } from './generation-stream.js';
-export type { SamplingParams } from './request-sampler.js';
+export type { SamplingParams } from './sampling-params.js';
 
 /** Parameters of one request: sampling (see SamplingParams) and limits. */
 export interface GenerationParams extends SamplingParams {
@@ -70,7 +71,10 @@ export interface InferenceEngineOptions {
   maxQueue?: number;
   /** Share the cache blocks of identical prompt prefixes between requests. Default true. */
   prefixSharing?: boolean;
-  /** Replay decode steps as CUDA graphs where the model and device support it. Default true. */
+  /**
+   * Replay decode steps as captured graphs (one per batch-size bucket). Default: on for CUDA devices. The
+   * CPU engine replays a graph by running its step again, so turning it on there only exercises the path.
+   */
   cudaGraphs?: boolean;
 }
 
@@ -115,10 +119,11 @@ export type EngineModel = LanguageModel;
 
 export class InferenceEngine {
   readonly tokenizer: Tokenizer;
+  private readonly modelVocab: number;
   private readonly runner: StepRunner;
   private readonly blocks: BlockManager;
   private readonly scheduler: Scheduler;
-  private readonly samplers = new Map<Sequence, RequestSampler>();
+  private readonly samplers = new Map<Sequence, RequestSampling>();
   private readonly throughput = new ThroughputMeter();
   private nextId = 1;
   private steps = 0;
@@ -150,13 +155,15 @@ export class InferenceEngine {
         `InferenceEngine: the tokenizer's vocabulary (${tokenizer.vocabSize}) exceeds the model's (${model.vocabSize})`,
       );
     this.tokenizer = tokenizer;
+    this.modelVocab = model.vocabSize;
     model.eval();
     this.runner = createStepRunner(model, {
       blockSize: o.blockSize,
       numBlocks: options.numBlocks,
       memoryBytes: o.memoryBytes,
+      vocab: tokenizer.vocabSize,
       maxBatch: o.maxBatch,
-      cudaGraphs: o.cudaGraphs ?? true,
+      graphs: options.cudaGraphs,
     });
     try {
       this.blocks = new BlockManager(this.runner.numBlocks, o.blockSize, o.prefixSharing ?? true);
@@ -198,7 +205,7 @@ export class InferenceEngine {
         sink.finish(reason, error);
       },
     });
-    this.samplers.set(sequence, new RequestSampler(params, this.tokenizer.vocabSize));
+    this.samplers.set(sequence, new RequestSampling(params));
     try {
       this.scheduler.add(sequence);
     } catch (e) {
@@ -291,7 +298,7 @@ export class InferenceEngine {
     let ids: Int32Array;
     if (typeof prompt === 'string') ids = this.tokenizer.encode(prompt);
     else if (prompt instanceof Int32Array) {
-      const vocab = this.runner.vocabSize;
+      const vocab = this.modelVocab;
       const bad = prompt.findIndex((id) => id < 0 || id >= vocab);
       if (bad >= 0)
         throw new RangeError(`prompt token ${bad} is ${prompt[bad]}, outside the model's vocabulary 0 to ${vocab - 1}`);
@@ -329,7 +336,9 @@ export class InferenceEngine {
     if (!layout) return;
     let sampled: SampledToken[];
     try {
-      sampled = this.sample(layout, this.runner.logits(layout));
+      const rows = layout.sampling.map((sequence) => this.samplers.get(sequence)!);
+      sampled = this.runner.run(layout, rows);
+      sampled.forEach((token, r) => rows[r]!.accept(token.tokenId));
     } catch (e) {
       const error = e instanceof Error ? e : new Error(String(e));
       this.scheduler.fail(
@@ -342,13 +351,6 @@ export class InferenceEngine {
     this.generatedTokens += sampled.length;
     this.throughput.add(sampled.length);
     this.scheduler.complete(layout, sampled);
-  }
-
-  private sample(layout: StepLayout, logits: Float32Array): SampledToken[] {
-    const vocab = this.runner.vocabSize;
-    return layout.sampling.map((sequence, r) =>
-      this.samplers.get(sequence)!.sample(logits.subarray(r * vocab, (r + 1) * vocab)),
-    );
   }
 
   private recordFirstToken(stream: GenerationStream): void {

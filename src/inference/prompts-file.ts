@@ -3,7 +3,7 @@
  * JSON object per line: `{"prompt": "...", "id": ..., ...per-prompt parameters}`. Blank lines are skipped.
  * Every line is checked before anything runs; errors name the file and line.
  */
-import { validateSamplingParams } from './request-sampler.js';
+import { validateSamplingParams } from './sampling-params.js';
 import type { GenerationParams } from './engine.js';
 
 export interface PromptEntry {
