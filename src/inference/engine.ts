@@ -103,6 +103,8 @@ export interface EngineStats {
   timeToFirstTokenMs: { last: number | null; mean: number | null };
   /** Whether the model runs over the paged cache (else each step recomputes the sampled sequences). */
   paged: boolean;
+  /** Decode graphs captured so far (one per batch-size and block-table-width bucket used). */
+  graphs: number;
 }
 
 const DEFAULTS = {
@@ -240,6 +242,7 @@ export class InferenceEngine {
         mean: this.firstTokens.count === 0 ? null : this.firstTokens.totalMs / this.firstTokens.count,
       },
       paged: this.runner.paged,
+      graphs: this.runner.capturedGraphs,
     };
   }
 

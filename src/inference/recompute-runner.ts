@@ -16,6 +16,7 @@ import { sampleRows, type RequestSampling } from './device-sampling.js';
 
 export class RecomputeRunner implements StepRunner {
   readonly paged = false;
+  readonly capturedGraphs = 0;
 
   constructor(
     private readonly model: LanguageModel,

@@ -10,6 +10,8 @@ export interface StepRunner {
   readonly numBlocks: number;
   /** Whether positions' K/V live in the pool the block manager accounts (so prefix sharing saves work). */
   readonly paged: boolean;
+  /** Decode graphs captured so far. */
+  readonly capturedGraphs: number;
   /**
    * Writes the K/V of every row of the step into the cache (paged runners) and draws the next token of
    * every logit row, `rows[r]` being the sampling state of `step.sampling[r]`.

@@ -52,6 +52,8 @@ test('concurrent greedy requests of different lengths, under a pool small enough
     const streams = prompts.map((p) => engine.submit(p, greedy(maxTokens)));
     const results = await Promise.all(streams.map((s) => s.result));
     const stats = engine.stats();
+    assert.equal(stats.paged, true, 'an Andromeda model runs over the paged cache');
+    assert.equal(stats.graphs, 0, 'no decode graphs on the CPU unless asked');
     assert.ok(stats.preemptions > 0, `the pool forced preemption (stats: ${JSON.stringify(stats)})`);
     results.forEach((r, i) => {
       assert.equal(r.finishReason, 'length');
@@ -225,4 +227,82 @@ test('close cancels what is running, and the engine yields to the event loop bet
   assert.equal((await stream.result).finishReason, 'cancelled');
   assert.equal(engine.stats().blocks.used, 0);
   model.dispose();
+});
+
+test('decode steps replayed as graphs (CPU replay) give the same greedy tokens, and the same sampled tokens', async () => {
+  const model = tinyModel(7);
+  const prompts = ['one', 'two two', 'three three three', 'four', 'five five'];
+  const options = { blockSize: 4, numBlocks: 96, maxBatch: 8, tokenBudget: 32 };
+  const run = async (cudaGraphs: boolean, params: GenerationParams[]) => {
+    const engine = new InferenceEngine(model, tokenizer, { ...options, cudaGraphs });
+    try {
+      const results = await Promise.all(prompts.map((p, i) => engine.submit(p, params[i]!).result));
+      return { ids: results.map((r) => r.tokenIds), graphs: engine.stats().graphs };
+    } finally {
+      await engine.close();
+    }
+  };
+  try {
+    const greedyParams = prompts.map((_, i) => greedy(10 + 3 * i));
+    const withGraphs = await run(true, greedyParams);
+    // Batches of 5, then 4, 3, 2, 1 as requests finish: buckets 8, 4, 2, 1 (and table widths).
+    assert.ok(withGraphs.graphs >= 4, `graphs captured: ${withGraphs.graphs}`);
+    withGraphs.ids.forEach((ids, i) => assert.deepEqual(ids, referenceGreedy(model, prompts[i]!, 10 + 3 * i)));
+    const sampling = prompts.map((_, i) => ({
+      temperature: 0.9,
+      topK: 20,
+      seed: 100 + i,
+      maxTokens: 12,
+      ignoreEos: true,
+    }));
+    const eager = await run(false, sampling);
+    assert.equal(eager.graphs, 0);
+    assert.deepEqual((await run(true, sampling)).ids, eager.ids, 'seeds and draw counters reach the graph buffers');
+  } finally {
+    model.dispose();
+  }
+});
+
+test('penalties and min-p apply per request; a model without a paged forward runs by recomputation', async () => {
+  const model = tinyModel(8);
+  const engine = new InferenceEngine(model, tokenizer, { blockSize: 8, numBlocks: 64, maxBatch: 4, tokenBudget: 32 });
+  try {
+    const [plain, penalized] = await Promise.all([
+      engine.submit('aaaa', greedy(24)).result,
+      engine.submit('aaaa', { ...greedy(24), presencePenalty: 1e6 }).result,
+    ]);
+    assert.ok(new Set(plain.tokenIds).size < plain.tokenIds.length, 'the tiny model repeats itself greedily');
+    assert.equal(new Set(penalized.tokenIds).size, penalized.tokenIds.length, 'a huge presence penalty never repeats');
+    // min-p 1 keeps only the most likely token: sampling at any temperature is greedy.
+    const minP = await engine.submit('aaaa', { temperature: 5, minP: 1, seed: 3, maxTokens: 24, ignoreEos: true })
+      .result;
+    assert.deepEqual(minP.tokenIds, plain.tokenIds);
+  } finally {
+    await engine.close();
+  }
+  // The same model behind an interface the engine cannot page: every step recomputes the sequences.
+  const opaque: LanguageModel = {
+    vocabSize: model.vocabSize,
+    namedParameters: () => model.namedParameters(),
+    stateDict: () => model.stateDict(),
+    loadStateDict: (s) => model.loadStateDict(s),
+    forward: (tokens, o) => model.forward(tokens, o),
+    train: () => model.train(),
+    eval: () => model.eval(),
+    dispose: () => {},
+  };
+  const recompute = new InferenceEngine(opaque, tokenizer, {
+    numBlocks: 32,
+    blockSize: 4,
+    maxBatch: 2,
+    tokenBudget: 8,
+  });
+  try {
+    const results = await Promise.all(['ab', 'abc d'].map((p) => recompute.submit(p, greedy(10)).result));
+    assert.equal(recompute.stats().paged, false);
+    results.forEach((r, i) => assert.deepEqual(r.tokenIds, referenceGreedy(model, ['ab', 'abc d'][i]!, 10)));
+  } finally {
+    await recompute.close();
+    model.dispose();
+  }
 });
