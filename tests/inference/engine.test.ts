@@ -233,8 +233,8 @@ test('decode steps replayed as graphs (CPU replay) give the same greedy tokens, 
   const model = tinyModel(7);
   const prompts = ['one', 'two two', 'three three three', 'four', 'five five'];
   const options = { blockSize: 4, numBlocks: 96, maxBatch: 8, tokenBudget: 32 };
-  const run = async (cudaGraphs: boolean, params: GenerationParams[]) => {
-    const engine = new InferenceEngine(model, tokenizer, { ...options, cudaGraphs });
+  const run = async (graphsOnCpu: boolean, params: GenerationParams[]) => {
+    const engine = new InferenceEngine(model, tokenizer, { ...options, graphsOnCpu });
     try {
       const results = await Promise.all(prompts.map((p, i) => engine.submit(p, params[i]!).result));
       return { ids: results.map((r) => r.tokenIds), graphs: engine.stats().graphs };
