@@ -195,8 +195,9 @@ export function checkPagedStep(step: PagedStep, device: string, what: string): n
       throw new RangeError(
         `${what}: batch.host arrays do not match numSeqs ${batch.numSeqs} × ${batch.maxBlocksPerSeq}`,
       );
-    if (host.queryStart[0] !== 0 || host.queryStart[batch.numSeqs] !== T)
-      throw new RangeError(`${what}: batch.host.queryStart must run from 0 to the step's ${T} rows`);
+    // Rows past the last sequence's are allowed (a step padded to a captured graph's size) and left alone.
+    if (host.queryStart[0] !== 0 || host.queryStart[batch.numSeqs]! > T)
+      throw new RangeError(`${what}: batch.host.queryStart must run from 0 to at most the step's ${T} rows`);
     for (let s = 0; s < batch.numSeqs; s++) {
       const n = host.queryStart[s + 1]! - host.queryStart[s]!;
       if (n < 0 || n > batch.maxQueryLen || host.contextLens[s]! < n || host.contextLens[s]! > batch.maxContextLen)
