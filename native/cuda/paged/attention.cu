@@ -1,5 +1,6 @@
 // Engine.pagedAttention on CUDA: checks the call, sizes the fixed launch from the host bounds (so a captured graph
-// replays for any lengths within them), and runs the split-KV kernel and, with several splits, the combine.
+// replays for any lengths within them), and runs the split-KV kernel (tensor cores for bfloat16, fp32 CUDA cores for
+// float32) and, with several splits, the combine.
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -64,10 +65,11 @@ void launch(const AttentionParams& base, const Launch& l) {
   auto kernel = paged::paged_attention_kernel<T, D>;
   // The largest Q̃/K̃ stride this instantiation takes (key_dim ≤ 2D); set once, before any graph capture.
   static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                       int(Smem::bytes(paged::score_operand_ld(2 * D))));
+                                                       int(Smem::bytes(paged::operand_ld<T>(2 * D))));
   check(attr, "pagedAttention: raising the shared-memory limit");
   const dim3 grid(unsigned(l.splits), unsigned(l.row_blocks), unsigned(p.batch.num_seqs * p.kv_heads));
-  kernel<<<grid, paged::kAttentionThreads, Smem::bytes(p.smem_ld), stream()>>>(p);
+  p.operand_ld = paged::operand_ld<T>(p.key_dim);
+  kernel<<<grid, paged::kAttentionThreads, Smem::bytes(p.operand_ld), stream()>>>(p);
   check_launch("pagedAttention kernel");
   if (l.splits > 1) {
     const dim3 combine_grid(unsigned(p.batch.max_query_len * p.heads), unsigned(p.batch.num_seqs));
@@ -130,7 +132,6 @@ void paged_attention(const PagedAttentionArgs& a, const char* q, const char* key
   p.rotary_dim = int(a.rotary_dim);
   p.key_scale = a.key_scale;
   p.key_dim = int(a.head_dim + (a.key_scale && a.rotary_dim > 0 ? a.rotary_dim : 0));
-  p.smem_ld = paged::score_operand_ld(p.key_dim);
   p.scale_log2 = float(a.scale * 1.4426950408889634);
   if (a.alibi_slopes) {
     p.has_alibi = 1;

@@ -1,16 +1,18 @@
-// Paged split-KV attention (flash-decoding over block tables) on CUDA cores in fp32, and the combine of the
-// splits. NOTES.md (this folder) has the design and the numbers it was sized by.
+// Paged split-KV attention (flash-decoding over block tables) and the combine of the splits. NOTES.md (this folder)
+// has the design and the numbers it was sized by.
 //
 // One CTA = (key split, row block, sequence × KV head). Its rows are the (query, head) pairs of the sequence whose
 // head reads this KV head, query-major (row r: query r / group, head kv_head + kv_heads · (r % group)), 32 at a
 // time; its keys are the split's range, cut at the last position the row block can see. Per 32-key sub-tile:
 //   1. the raw K/V rows arrive by cp.async (zero-filled for keys outside the range or in a block with a bad id),
 //      issued one sub-tile ahead, so the loads overlap the arithmetic of the previous sub-tile;
-//   2. K becomes K̃ = [A | B] in fp32 shared memory, V becomes fp32;
-//   3. S = Q̃ K̃ᵀ (register tiles of 2 rows × 2 keys per thread, float4 steps along the features), already in
-//      base-2 units; ALiBi and the causal / validity masks are applied as S is stored;
-//   4. online softmax per row (one warp per 4 rows, a lane per key);
-//   5. O += P V (4 features × D/32 rows per thread).
+//   2. K becomes K̃ = [A | B] and V is copied, in the operand type;
+//   3. S = Q̃ K̃ᵀ, already in base-2 units; ALiBi and the causal / validity masks are applied as S is stored;
+//   4. online softmax per row (one warp per 4 rows, a lane per key), in fp32;
+//   5. O = O · correction + P V.
+// Two forms of the products: bf16 pools use the tensor cores (mma.sync m16n8k16, bf16 operands, fp32 accumulators:
+// Q̃, K̃ and P rounded to bf16, as the dense kernels do); float32 pools compute on CUDA cores in fp32 (register
+// tiles of 2 rows × 2 keys for S, 4 features × D/32 rows for O), so their results keep float32 accuracy.
 // Rotary, xPos and the key scale g_h (a KV head shared by query heads with different g_h) are split between the
 // two sides so that one K̃ per KV head serves every head (as the dense path's split key scale, attention/NOTES.md):
 //   on a rotary pair (f, f' = f + r/2), c_h = (g_f + g_f')/2, d_h = (g_f − g_f')/2, z = ζ^(±(p − anchor)/B),
@@ -23,6 +25,7 @@
 #include <cuda_bf16.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "../attention/mma.cuh"
 #include "../common.cuh"
@@ -34,13 +37,13 @@ constexpr int kAttentionThreads = 256;
 constexpr int kAttentionWarps = kAttentionThreads / 32;
 constexpr int kRows = 32;   // (query, head) rows per row block
 constexpr int kKeys = 32;   // keys per sub-tile
-constexpr int kScoreLd = kKeys + 4;
+constexpr int kScoreLd = kKeys + 4;   // fp32 scores
+constexpr int kProbLd = kKeys + 8;    // bf16 probabilities (the tensor-core form's A operand)
 constexpr int kMaxAlibiHeads = 256;
 constexpr int kMaxRotaryPairs = 64;  // rotary_dim ≤ 128 (= the largest head dim)
-constexpr float kLog2e = 1.4426950408889634f;
 
 static_assert(kRows == 4 * kAttentionWarps, "the softmax gives each warp 4 rows");
-static_assert(kRows == 32 && kKeys == 32, "the score tiles assume 32 rows × 32 keys");
+static_assert(kRows == 32 && kKeys == 32, "the product tiles assume 32 rows × 32 keys");
 
 struct AttentionParams {
   BatchView batch;
@@ -53,7 +56,7 @@ struct AttentionParams {
   int heads, kv_heads, group;
   int rotary_dim;
   int key_dim;             // features of Q̃ and K̃: D, plus rotary_dim with a key scale (the B half)
-  int smem_ld;             // row stride of Q̃ and K̃ in shared memory (floats)
+  int operand_ld;          // row stride of Q̃ and K̃ in shared memory (elements of the operand type)
   int splits, chunk;       // key splits and keys per split
   float scale_log2;        // scale · log2(e)
   int has_alibi, has_xpos;
@@ -63,23 +66,37 @@ struct AttentionParams {
   float xpos_rate[kMaxRotaryPairs];  // log2(ζ_f) / B
 };
 
-/** Row stride (floats) of Q̃ / K̃ in shared memory: a multiple of 4, odd in 16-byte units (conflict-free LDS.128). */
-inline int score_operand_ld(int key_dim) {
-  const int ld = (key_dim + 3) / 4 * 4;
-  return (ld / 4) % 2 == 1 ? ld : ld + 4;
+/** The products' form for a pool dtype: tensor cores for bf16, fp32 CUDA cores for float32. */
+template <typename T>
+constexpr bool kTensorCores = std::is_same_v<T, __nv_bfloat16>;
+
+/**
+ * Row stride of Q̃ / K̃ in shared memory, in elements of the operand type. fp32: a multiple of 4 that is odd in
+ * 16-byte units (conflict-free float4 loads); bf16: whole k16 steps plus 8 (conflict-free ldmatrix rows).
+ */
+template <typename T>
+inline int operand_ld(int key_dim) {
+  if constexpr (kTensorCores<T>) {
+    return (key_dim + 15) / 16 * 16 + 8;
+  } else {
+    const int ld = (key_dim + 3) / 4 * 4;
+    return (ld / 4) % 2 == 1 ? ld : ld + 4;
+  }
 }
 
 template <typename T, int D>
 struct AttentionSmem {
-  static constexpr int kRawRow = D * int(sizeof(T));  // bytes of one K or V row
-  /** Bytes for a given Q̃/K̃ stride. */
-  static size_t bytes(int ld) {
-    return sizeof(float) * (size_t(2) * kRows * ld         // Q̃, K̃ (kKeys = kRows rows each)
-                            + size_t(kKeys) * D            // V in fp32
-                            + size_t(kRows) * kScoreLd     // S, then P
-                            + 4 * kRows + kKeys)           // row positions, slopes, corrections, final sums; key flags
-           + size_t(2) * kKeys * kRawRow;                  // raw K and V of the sub-tile in flight
-  }
+  using Operand = std::conditional_t<kTensorCores<T>, __nv_bfloat16, float>;
+  static constexpr int kRawRow = D * int(sizeof(T));            // bytes of one K or V row as stored
+  static constexpr int kValueLd = kTensorCores<T> ? D + 8 : D;  // row stride of V (elements)
+  static constexpr size_t kFixedBytes =
+      sizeof(Operand) * size_t(kKeys) * kValueLd                  // V
+      + sizeof(float) * (size_t(kRows) * kScoreLd + 4 * kRows + kKeys)  // S (fp32 P); row positions, slopes,
+                                                                  // corrections, sums; key flags
+      + (kTensorCores<T> ? sizeof(__nv_bfloat16) * size_t(kRows) * kProbLd : 0)  // P in bf16
+      + size_t(2) * kKeys * kRawRow;                              // raw K and V of the sub-tile in flight
+  /** Bytes for a Q̃/K̃ stride of `ld` elements (Q̃ and K̃ first: both start 16-byte aligned). */
+  static size_t bytes(int ld) { return sizeof(Operand) * size_t(kRows + kKeys) * ld + kFixedBytes; }
 };
 
 /** (cos θ, sin θ) of θ = position · inv_freq: the product and its reduction to [−π, π] in double (θ reaches 10⁵). */
@@ -97,27 +114,46 @@ __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162f
 __device__ __forceinline__ void store_as(float* p, float v) { *p = v; }
 __device__ __forceinline__ void store_as(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
+__device__ __forceinline__ void ldmatrix_x2(uint32_t (&r)[2], const void* smem) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+               : "=r"(r[0]), "=r"(r[1])
+               : "r"(attention::smem_address(smem)));
+}
+__device__ __forceinline__ void ldmatrix_x2_trans(uint32_t (&r)[2], const void* smem) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
+               : "=r"(r[0]), "=r"(r[1])
+               : "r"(attention::smem_address(smem)));
+}
+
 template <typename T, int D>
 __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(const __grid_constant__ AttentionParams p) {
   using Smem = AttentionSmem<T, D>;
-  constexpr int kRowsPerThread = D / 32;           // rows of O per thread (4 features each)
+  using Operand = typename Smem::Operand;
+  constexpr bool kMma = kTensorCores<T>;
+  constexpr int kValueLd = Smem::kValueLd;
+  constexpr int kChunksPerRow = Smem::kRawRow / 16;
+  // fp32 form: the O tile of a thread is 4 features (f0 .. f0 + 3) of rows o_row0 + kRowStride · s.
   constexpr int kFeatureGroups = D / 4;
   constexpr int kRowStride = kAttentionThreads / kFeatureGroups;
-  constexpr int kChunksPerRow = Smem::kRawRow / 16;
-  static_assert(kRowsPerThread * kRowStride == kRows, "O tiles must cover the row block");
+  // Tensor-core form: warp w owns the 16-row m tile w % 2 and D / 32 n8 tiles of features from (w / 2) · D / 4.
+  constexpr int kTiles = D / 32;
+  constexpr int kOutRegs = kMma ? kTiles : D / 32;  // o[kOutRegs][4]
+  static_assert((D / 32) * kRowStride == kRows, "fp32 O tiles must cover the row block");
+  static_assert(std::is_same_v<T, Operand>, "V is copied as stored: the operand type is the pool's");
 
   extern __shared__ __align__(16) unsigned char smem[];
-  const int ld = p.smem_ld;
-  float* sQ = reinterpret_cast<float*>(smem);
-  float* sK = sQ + kRows * ld;
-  float* sV = sK + kKeys * ld;
-  float* sS = sV + kKeys * D;
+  const int ld = p.operand_ld;
+  Operand* sQ = reinterpret_cast<Operand*>(smem);
+  Operand* sK = sQ + kRows * ld;
+  Operand* sV = sK + kKeys * ld;
+  float* sS = reinterpret_cast<float*>(sV + kKeys * kValueLd);
   int* sRowPos = reinterpret_cast<int*>(sS + kRows * kScoreLd);
   float* sRowSlope = reinterpret_cast<float*>(sRowPos + kRows);
   float* sCorr = sRowSlope + kRows;
   float* sSum = sCorr + kRows;
   int* sKeyOk = reinterpret_cast<int*>(sSum + kRows);
-  unsigned char* sRawK = reinterpret_cast<unsigned char*>(sKeyOk + kKeys);
+  __nv_bfloat16* sP = reinterpret_cast<__nv_bfloat16*>(sKeyOk + kKeys);
+  unsigned char* sRawK = reinterpret_cast<unsigned char*>(sP + (kMma ? kRows * kProbLd : 0));
   unsigned char* sRawV = sRawK + kKeys * Smem::kRawRow;
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -137,6 +173,8 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
   const T* value_base = static_cast<const T*>(p.value_pool) + int64_t(kv_head) * D;
   const int half = p.rotary_dim / 2;
   const bool split_key = p.key_dim > D;
+  // Fragment coordinates of the tensor-core form (g: row in the 8-row group, t: column pair).
+  const int g = lane >> 2, t = lane & 3;
 
   for (int block = blockIdx.y; block < row_blocks; block += gridDim.y) {
     const int row0 = block * kRows;
@@ -144,6 +182,10 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
     const int64_t anchor = first_position + row0 / p.group;
     const int64_t last_position = first_position + (row0 + rows - 1) / p.group;
     const int64_t key_end = min(split_end, last_position + 1);
+    auto out_row_of = [&](int r) {
+      const int gr = row0 + r;
+      return (seq.first_row + gr / p.group) * p.heads + kv_head + p.kv_heads * (gr % p.group);
+    };
 
     // Raw K/V rows of keys [j0, j0 + kKeys) into the staging buffers (zeros where no key is read).
     auto issue_loads = [&](int64_t j0) {
@@ -167,31 +209,31 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
     // Q̃ rows (scale · log2 e folded in), their positions and slopes.
     for (int item = tid; item < kRows * D; item += kAttentionThreads) {
       const int r = item / D, f = item % D;
-      float* dst = sQ + r * ld;
+      Operand* dst = sQ + r * ld;
       if (r >= rows) {
-        dst[f] = 0.f;
-        if (split_key && f < p.rotary_dim) dst[D + f] = 0.f;
+        store_as(dst + f, 0.f);
+        if (split_key && f < p.rotary_dim) store_as(dst + D + f, 0.f);
         continue;
       }
       const int gr = row0 + r, i = gr / p.group, head = kv_head + p.kv_heads * (gr % p.group);
       const int64_t position = first_position + i;
       const T* qrow = static_cast<const T*>(p.q) + ((seq.first_row + i) * p.heads + head) * D;
-      const float* g = p.key_scale ? p.key_scale + int64_t(head) * D : nullptr;
+      const float* gs = p.key_scale ? p.key_scale + int64_t(head) * D : nullptr;
       if (f < p.rotary_dim) {
         const int lo = f < half ? f : f - half;
         const float2 cs = rotation(position, p.inv_freq[lo]);
         const float z = p.has_xpos ? exp2f(p.xpos_rate[lo] * float(position - anchor)) : 1.f;
         const float x1 = to_float(qrow[lo]), x2 = to_float(qrow[lo + half]);
         const float rotated = (f < half ? x1 * cs.x - x2 * cs.y : x2 * cs.x + x1 * cs.y) * z * p.scale_log2;
-        if (g) {
-          const float ga = __ldg(g + lo), gb = __ldg(g + lo + half);
-          dst[f] = 0.5f * (ga + gb) * rotated;
-          if (split_key) dst[D + f] = 0.5f * (ga - gb) * rotated;
+        if (gs) {
+          const float ga = __ldg(gs + lo), gb = __ldg(gs + lo + half);
+          store_as(dst + f, 0.5f * (ga + gb) * rotated);
+          if (split_key) store_as(dst + D + f, 0.5f * (ga - gb) * rotated);
         } else {
-          dst[f] = rotated;
+          store_as(dst + f, rotated);
         }
       } else {
-        dst[f] = to_float(qrow[f]) * (g ? __ldg(g + f) : 1.f) * p.scale_log2;
+        store_as(dst + f, to_float(qrow[f]) * (gs ? __ldg(gs + f) : 1.f) * p.scale_log2);
       }
       if (f == 0) {
         sRowPos[r] = int(position);
@@ -200,7 +242,7 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
     }
     for (int item = tid; item < kRows * (ld - p.key_dim); item += kAttentionThreads) {
       const int r = item / (ld - p.key_dim), f = p.key_dim + item % (ld - p.key_dim);
-      sQ[r * ld + f] = 0.f;
+      store_as(sQ + r * ld + f, 0.f);
     }
 
     // Softmax state: warp w owns rows 4w .. 4w + 3 (every lane holds the same values).
@@ -210,11 +252,11 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
       row_max[s] = -INFINITY;
       row_sum[s] = 0.f;
     }
-    // O tile: 4 features (f0 .. f0 + 3) of rows o_row0 + kRowStride · s.
-    const int f0 = (tid % kFeatureGroups) * 4, o_row0 = tid / kFeatureGroups;
-    float o[kRowsPerThread][4];
+    const int f0 = (tid % kFeatureGroups) * 4, o_row0 = tid / kFeatureGroups;  // fp32 form
+    const int m_tile = warp & 1, n_first = (warp >> 1) * (D / 4);            // tensor-core form
+    float o[kOutRegs][4];
 #pragma unroll
-    for (int s = 0; s < kRowsPerThread; s++)
+    for (int s = 0; s < kOutRegs; s++)
 #pragma unroll
       for (int e = 0; e < 4; e++) o[s][e] = 0.f;
 
@@ -222,14 +264,17 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
       attention::cp_async_wait<0>();
       __syncthreads();  // the sub-tile has landed (every thread's copies) and the last one's P·V is done
 
-      // K̃ and V in fp32.
+      // K̃ in the operand type; V as stored (16-byte chunks).
       const T* rawK = reinterpret_cast<const T*>(sRawK);
-      const T* rawV = reinterpret_cast<const T*>(sRawV);
       if (tid < kKeys) {
         const int64_t j = j0 + tid;
         sKeyOk[tid] = j < key_end && block_of(p.batch, seq, j) >= 0;
       }
-      for (int item = tid; item < kKeys * D; item += kAttentionThreads) sV[item] = to_float(rawV[item]);
+      for (int item = tid; item < kKeys * kChunksPerRow; item += kAttentionThreads) {
+        const int jl = item / kChunksPerRow, chunk = item % kChunksPerRow;
+        reinterpret_cast<uint4*>(sV + jl * kValueLd)[chunk] =
+            reinterpret_cast<const uint4*>(sRawV + jl * Smem::kRawRow)[chunk];
+      }
       for (int item = tid; item < kKeys * half; item += kAttentionThreads) {
         const int jl = item / half, f = item % half;
         const int64_t position = j0 + jl;
@@ -237,28 +282,52 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
         const float z = p.has_xpos ? exp2f(p.xpos_rate[f] * float(anchor - position)) : 1.f;
         const float k1 = to_float(rawK[jl * D + f]), k2 = to_float(rawK[jl * D + f + half]);
         const float c = cs.x * z, s = cs.y * z;
-        float* dst = sK + jl * ld;
-        dst[f] = k1 * c - k2 * s;
-        dst[f + half] = k2 * c + k1 * s;
+        Operand* dst = sK + jl * ld;
+        store_as(dst + f, k1 * c - k2 * s);
+        store_as(dst + f + half, k2 * c + k1 * s);
         if (split_key) {
-          dst[D + f] = k1 * c + k2 * s;
-          dst[D + f + half] = k1 * s - k2 * c;
+          store_as(dst + D + f, k1 * c + k2 * s);
+          store_as(dst + D + f + half, k1 * s - k2 * c);
         }
       }
       const int rest = D - p.rotary_dim;
       for (int item = tid; item < kKeys * rest; item += kAttentionThreads) {
         const int jl = item / rest, f = p.rotary_dim + item % rest;
-        sK[jl * ld + f] = to_float(rawK[jl * D + f]);
+        store_as(sK + jl * ld + f, to_float(rawK[jl * D + f]));
       }
       for (int item = tid; item < kKeys * (ld - p.key_dim); item += kAttentionThreads) {
         const int jl = item / (ld - p.key_dim), f = p.key_dim + item % (ld - p.key_dim);
-        sK[jl * ld + f] = 0.f;
+        store_as(sK + jl * ld + f, 0.f);
       }
       __syncthreads();  // K̃, V ready; the staging buffers are free
       if (j0 + kKeys < key_end) issue_loads(j0 + kKeys);
 
-      // S = Q̃ K̃ᵀ: warp w scores rows 8·(w / 2) + {lr, lr + 4} against keys 16·(w % 2) + {lk, lk + 8}.
-      {
+      // Masked pairs get −∞ whatever their product (a masked key's factors may be large or zero).
+      auto store_score = [&](int r, int key, float dot) {
+        const int pq = sRowPos[r], pk = int(j0) + key;
+        const bool visible = sKeyOk[key] && pk <= pq;
+        sS[r * kScoreLd + key] = visible ? dot - sRowSlope[r] * float(pq - pk) : -INFINITY;
+      };
+      if constexpr (kMma) {
+        // S = Q̃ K̃ᵀ: warp w computes the 16 × 8 tile of rows 16 · (w % 2), keys 8 · (w / 2).
+        const int key0 = (warp >> 1) * 8;
+        if (m_tile * 16 < rows) {
+          float acc[4] = {0.f, 0.f, 0.f, 0.f};
+          const int padded = (p.key_dim + 15) / 16 * 16;
+          for (int k0 = 0; k0 < padded; k0 += 16) {
+            uint32_t a[4], b[2];
+            attention::load_a(a, sQ, ld, m_tile * 16, k0, lane);
+            ldmatrix_x2(b, sK + (key0 + (lane & 7)) * ld + k0 + ((lane >> 3) & 1) * 8);
+            attention::mma_bf16(acc, a, b[0], b[1]);
+          }
+          const int r = m_tile * 16 + g, key = key0 + 2 * t;
+          store_score(r, key, acc[0]);
+          store_score(r, key + 1, acc[1]);
+          store_score(r + 8, key, acc[2]);
+          store_score(r + 8, key + 1, acc[3]);
+        }
+      } else {
+        // S = Q̃ K̃ᵀ: warp w scores rows 8·(w / 2) + {lr, lr + 4} against keys 16·(w % 2) + {lk, lk + 8}.
         const int rt = warp >> 1, kt = warp & 1;
         if (rt * 8 < rows) {
           const int r0 = rt * 8 + (lane >> 3), r1 = r0 + 4;
@@ -279,23 +348,15 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
             acc10 += a1.x * b0.x + a1.y * b0.y + a1.z * b0.z + a1.w * b0.w;
             acc11 += a1.x * b1.x + a1.y * b1.y + a1.z * b1.z + a1.w * b1.w;
           }
-          const int p0 = sRowPos[r0], p1 = sRowPos[r1];
-          const float slope0 = sRowSlope[r0], slope1 = sRowSlope[r1];
-          const int pk0 = int(j0) + k0, pk1 = int(j0) + k1;
-          const bool ok0 = sKeyOk[k0], ok1 = sKeyOk[k1];
-          // Masked pairs get −∞ whatever their product (a masked key's factors may be large or zero).
-          auto score = [](float dot, bool visible, float slope, int pq, int pk) {
-            return visible ? dot - slope * float(pq - pk) : -INFINITY;
-          };
-          sS[r0 * kScoreLd + k0] = score(acc00, ok0 && pk0 <= p0, slope0, p0, pk0);
-          sS[r0 * kScoreLd + k1] = score(acc01, ok1 && pk1 <= p0, slope0, p0, pk1);
-          sS[r1 * kScoreLd + k0] = score(acc10, ok0 && pk0 <= p1, slope1, p1, pk0);
-          sS[r1 * kScoreLd + k1] = score(acc11, ok1 && pk1 <= p1, slope1, p1, pk1);
+          store_score(r0, k0, acc00);
+          store_score(r0, k1, acc01);
+          store_score(r1, k0, acc10);
+          store_score(r1, k1, acc11);
         }
       }
       __syncthreads();
 
-      // Online softmax: a lane per key, P written over S.
+      // Online softmax: a lane per key; P over S (fp32 form) or into sP (bf16, the tensor-core form).
 #pragma unroll
       for (int s = 0; s < 4; s++) {
         const int r = warp * 4 + s;
@@ -308,37 +369,67 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
         const float prob = exp2f(x - base);
         row_sum[s] = row_sum[s] * correction + warp_sum(prob);
         row_max[s] = new_max;
-        sS[r * kScoreLd + lane] = prob;
+        if constexpr (kMma)
+          sP[r * kProbLd + lane] = __float2bfloat16_rn(prob);
+        else
+          sS[r * kScoreLd + lane] = prob;
         if (lane == 0) sCorr[r] = correction;
       }
       __syncthreads();
 
-      // O = O · correction + P V.
+      if constexpr (kMma) {
+        // O = O · correction + P V: P (16 rows × 32 keys) from sP, V (32 keys × 8 features per n tile) by
+        // transposed ldmatrix.
+        if (m_tile * 16 < rows) {
+          const float c_lo = sCorr[m_tile * 16 + g], c_hi = sCorr[m_tile * 16 + g + 8];
 #pragma unroll
-      for (int s = 0; s < kRowsPerThread; s++) {
-        const int r = o_row0 + s * kRowStride;
-        if (r >= rows) continue;
-        const float correction = sCorr[r];
+          for (int j = 0; j < kTiles; j++) {
+            o[j][0] *= c_lo;
+            o[j][1] *= c_lo;
+            o[j][2] *= c_hi;
+            o[j][3] *= c_hi;
+          }
 #pragma unroll
-        for (int e = 0; e < 4; e++) o[s][e] *= correction;
-      }
-#pragma unroll 2
-      for (int k = 0; k < kKeys; k += 4) {
-        float4 v[4];
+          for (int k0 = 0; k0 < kKeys; k0 += 16) {
+            uint32_t a[4];
+            attention::load_a(a, sP, kProbLd, m_tile * 16, k0, lane);
 #pragma unroll
-        for (int kk = 0; kk < 4; kk++) v[kk] = *reinterpret_cast<const float4*>(sV + (k + kk) * D + f0);
+            for (int j = 0; j < kTiles; j++) {
+              uint32_t b[2];
+              ldmatrix_x2_trans(b, sV + (k0 + (lane & 7) + ((lane >> 3) & 1) * 8) * kValueLd + n_first + 8 * j);
+              attention::mma_bf16(o[j], a, b[0], b[1]);
+            }
+          }
+        }
+      } else {
+        // O = O · correction + P V, 4 features × D/32 rows per thread.
 #pragma unroll
-        for (int s = 0; s < kRowsPerThread; s++) {
+        for (int s = 0; s < kOutRegs; s++) {
           const int r = o_row0 + s * kRowStride;
           if (r >= rows) continue;
-          const float4 pr = *reinterpret_cast<const float4*>(sS + r * kScoreLd + k);
-          const float pk[4] = {pr.x, pr.y, pr.z, pr.w};
+          const float correction = sCorr[r];
 #pragma unroll
-          for (int kk = 0; kk < 4; kk++) {
-            o[s][0] += pk[kk] * v[kk].x;
-            o[s][1] += pk[kk] * v[kk].y;
-            o[s][2] += pk[kk] * v[kk].z;
-            o[s][3] += pk[kk] * v[kk].w;
+          for (int e = 0; e < 4; e++) o[s][e] *= correction;
+        }
+#pragma unroll 2
+        for (int k = 0; k < kKeys; k += 4) {
+          float4 v[4];
+#pragma unroll
+          for (int kk = 0; kk < 4; kk++)
+            v[kk] = *reinterpret_cast<const float4*>(reinterpret_cast<const float*>(sV) + (k + kk) * D + f0);
+#pragma unroll
+          for (int s = 0; s < kOutRegs; s++) {
+            const int r = o_row0 + s * kRowStride;
+            if (r >= rows) continue;
+            const float4 pr = *reinterpret_cast<const float4*>(sS + r * kScoreLd + k);
+            const float pk[4] = {pr.x, pr.y, pr.z, pr.w};
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) {
+              o[s][0] += pk[kk] * v[kk].x;
+              o[s][1] += pk[kk] * v[kk].y;
+              o[s][2] += pk[kk] * v[kk].z;
+              o[s][3] += pk[kk] * v[kk].w;
+            }
           }
         }
       }
@@ -349,29 +440,35 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
     for (int s = 0; s < 4; s++) {
       const int r = warp * 4 + s;
       if (r >= rows) break;
-      const int gr = row0 + r, i = gr / p.group, head = kv_head + p.kv_heads * (gr % p.group);
-      const int64_t out_row = (seq.first_row + i) * p.heads + head;
       if (lane == 0) {
         sSum[r] = row_sum[s];
-        if (p.part_stats) p.part_stats[out_row * p.splits + split] = make_float2(row_max[s], row_sum[s]);
+        if (p.part_stats) p.part_stats[out_row_of(r) * p.splits + split] = make_float2(row_max[s], row_sum[s]);
       }
     }
     __syncthreads();
-#pragma unroll
-    for (int s = 0; s < kRowsPerThread; s++) {
-      const int r = o_row0 + s * kRowStride;
-      if (r >= rows) continue;
-      const int gr = row0 + r, i = gr / p.group, head = kv_head + p.kv_heads * (gr % p.group);
-      const int64_t out_row = (seq.first_row + i) * p.heads + head;
+    // Four consecutive features (fp32 form) or two (a fragment's column pair) of row r from f.
+    auto write_row = [&](int r, int f, const float* values, int count) {
+      if (r >= rows) return;
+      const int64_t out_row = out_row_of(r);
       if (p.part_out) {
-        *reinterpret_cast<float4*>(p.part_out + (out_row * p.splits + split) * D + f0) =
-            make_float4(o[s][0], o[s][1], o[s][2], o[s][3]);
+        float* dst = p.part_out + (out_row * p.splits + split) * D + f;
+        for (int e = 0; e < count; e++) dst[e] = values[e];
       } else {
         const float sum = sSum[r], inv = sum > 0.f ? 1.f / sum : 0.f;
-        T* dst = static_cast<T*>(p.out) + out_row * D + f0;
-#pragma unroll
-        for (int e = 0; e < 4; e++) store_as(dst + e, o[s][e] * inv);
+        T* dst = static_cast<T*>(p.out) + out_row * D + f;
+        for (int e = 0; e < count; e++) store_as(dst + e, values[e] * inv);
       }
+    };
+    if constexpr (kMma) {
+#pragma unroll
+      for (int j = 0; j < kTiles; j++) {
+        const int f = n_first + 8 * j + 2 * t;
+        write_row(m_tile * 16 + g, f, &o[j][0], 2);
+        write_row(m_tile * 16 + g + 8, f, &o[j][2], 2);
+      }
+    } else {
+#pragma unroll
+      for (int s = 0; s < kOutRegs; s++) write_row(o_row0 + s * kRowStride, f0, o[s], 4);
     }
   }
 }
