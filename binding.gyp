@@ -12,6 +12,8 @@
         "native/cpu/random.cc",
         "native/cpu/attention.cc",
         "native/cpu/attention_reference.cc",
+        "native/cpu/paged_attention.cc",
+        "native/cpu/paged_rows.cc",
         "native/cpu/simd.cc",
         "native/cpu/simd_kernels.cc",
         "native/cpu/binding_kernels.cc",
