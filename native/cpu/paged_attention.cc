@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -232,7 +233,8 @@ void run(const PagedAttentionArgs& a, const std::vector<PagedSequence>& seqs, co
       ((sizeof(C) * size_t(2 * heads_per_task * chunk * padded + 2 * kKeyTile * padded + 2 * heads_per_task * chunk +
                            kKeyTile) +
         sizeof(void*) * size_t(kKeyTile)) + 63) / 64 * 64;
-  std::vector<char> scratch(scratch_bytes * size_t(threads));
+  // Every task initialises what it reads of its worker's scratch: no zeroing here.
+  const std::unique_ptr<char[]> scratch(new char[scratch_bytes * size_t(threads)]);
 
   const PagedContext cx{&a,
                         seqs.data(),
@@ -257,7 +259,7 @@ void run(const PagedAttentionArgs& a, const std::vector<PagedSequence>& seqs, co
   }
 #endif
   parallel_tasks(int64_t(tasks.size()), [&](int64_t t, int worker) {
-    task_fn(cx, tasks[size_t(t)], scratch.data() + scratch_bytes * size_t(worker));
+    task_fn(cx, tasks[size_t(t)], scratch.get() + scratch_bytes * size_t(worker));
   });
 }
 

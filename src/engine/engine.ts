@@ -568,7 +568,9 @@ export interface RotaryArgs {
  * position p of it lives in block blockTables[s][p / blockSize]. A sequence is valid when
  * 0 ≤ queryStart[s] ≤ queryStart[s + 1] ≤ totalQueries, its query count qLen ≤ maxQueryLen, and
  * qLen ≤ contextLens[s] ≤ min(maxContextLen, maxBlocksPerSeq · blockSize); kernels read nothing through the
- * metadata of an invalid sequence, and nothing through a block id outside [0, numBlocks).
+ * metadata of an invalid sequence, and nothing through a block id outside [0, numBlocks). Rows claimed by two
+ * sequences (a queryStart that goes back) hold unspecified values; the CPU engine leaves out a sequence whose rows
+ * begin before the end of an earlier valid one.
  */
 export interface PagedBatchArgs {
   readonly numSeqs: number;

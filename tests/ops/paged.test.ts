@@ -481,3 +481,454 @@ test('pagedAttention skips block ids outside the pool and sequences whose metada
     }
   }
 });
+
+// ---------------------------------------------------------------- token shift through the tails
+
+/**
+ * Feeds sequences to pagedTokenShift + pagedTailWrite in pieces (pieces[s]: the sizes of sequence s's steps; a
+ * sequence sits out the steps after its last piece) and compares every shifted row with `shiftTokens` of the
+ * whole sequence.
+ */
+function checkTokenShift(
+  dtype: DType,
+  shifts: number,
+  ring: number,
+  blockSize: number,
+  pieces: number[][],
+  dim: number,
+  seed: number,
+): void {
+  const rand = rng(seed);
+  const lengths = pieces.map((p) => p.reduce((a, b) => a + b, 0));
+  const { table, width, numBlocks } = blockTables(lengths, blockSize, 2, rand);
+  const whole = lengths.map((n) => stored(randArray(n * dim, rand), dtype));
+  const expected = whole.map((x, s) => {
+    const t = Tensor.fromArray(x, [1, lengths[s]!, dim], dtype, 'cpu');
+    const shifted = shiftTokens(t, shifts);
+    try {
+      return Float64Array.from(shifted.toArray());
+    } finally {
+      if (shifted !== t) shifted.dispose();
+      t.dispose();
+    }
+  });
+  // Tail slots never written hold large values: a read of one shows in the result.
+  const tails = Tensor.fromArray(
+    randArray(numBlocks * ring * dim, rand, 1e3, 2e3),
+    [numBlocks, ring, dim],
+    dtype,
+    'cpu',
+  );
+  const done = lengths.map(() => 0);
+  try {
+    for (let step = 0; pieces.some((p) => step < p.length); step++) {
+      const queryStart = [0];
+      const contexts: number[] = [];
+      const rows: number[] = [];
+      pieces.forEach((p, s) => {
+        const n = step < p.length ? p[step]! : 0;
+        for (let i = 0; i < n; i++) rows.push(...whole[s]!.subarray((done[s]! + i) * dim, (done[s]! + i + 1) * dim));
+        queryStart.push(queryStart.at(-1)! + n);
+        contexts.push(done[s]! + n);
+      });
+      const T = queryStart.at(-1)!;
+      const x = Tensor.fromArray(rows, [T, dim], dtype, 'cpu');
+      const batch = batchOf(queryStart, contexts, table, width, blockSize);
+      try {
+        const out = noGrad(() => pagedTokenShift(x, tails, batch, shifts));
+        const got = Float64Array.from(out.toArray());
+        out.dispose();
+        pieces.forEach((_, s) => {
+          const n = queryStart[s + 1]! - queryStart[s]!;
+          const want = expected[s]!.subarray(done[s]! * dim, (done[s]! + n) * dim);
+          const have = got.subarray(queryStart[s]! * dim, queryStart[s + 1]! * dim);
+          assert.deepEqual(
+            Array.from(have),
+            Array.from(want),
+            `${dtype}, shifts ${shifts}, ring ${ring}, block ${blockSize}: sequence ${s} at step ${step}`,
+          );
+        });
+        pagedTailWrite(x, tails, batch);
+      } finally {
+        x.dispose();
+        disposeBatch(batch);
+      }
+      pieces.forEach((p, s) => (done[s]! += step < p.length ? p[step]! : 0));
+    }
+  } finally {
+    tails.dispose();
+  }
+}
+
+const PIECES = [[5, 1, 1, 1, 7, 8, 1], [1, 1, 16, 3, 1, 1, 1, 1, 9, 6], [9], [2, 40, 1]];
+
+for (const dtype of ['float64', 'float32', 'bfloat16'] as const) {
+  test(`pagedTokenShift + pagedTailWrite give the dense token shift of sequences fed in pieces (${dtype})`, () => {
+    let seed = 300;
+    for (const shifts of [1, 2])
+      for (const extra of [0, 2])
+        for (const blockSize of [1, 4, 16])
+          checkTokenShift(dtype, shifts, shifts + extra, blockSize, PIECES, 11, seed++);
+  });
+}
+
+test('pagedTokenShift with shifts 0 copies x; a tail block outside the pool gives zeros', () => {
+  checkTokenShift('float32', 0, 1, 4, [[3, 2]], 6, 1);
+  const dim = 4;
+  const x = Tensor.fromArray([1, 2, 3, 4, 5, 6, 7, 8], [2, dim], 'float32', 'cpu');
+  const tails = Tensor.fromArray(new Float32Array(2 * 2 * dim).fill(9), [2, 2, dim], 'float32', 'cpu');
+  // One sequence at positions 4, 5 (block size 4): position 3 lies in block table entry 0, which is outside the pool.
+  const batch = batchOf([0, 2], [6], Int32Array.from([5, 1]), 2, 4);
+  try {
+    const out = noGrad(() => pagedTokenShift(x, tails, batch, 1));
+    assert.deepEqual(Array.from(out.toArray()), [1, 2, 0, 0, 5, 6, 3, 4]);
+    out.dispose();
+    // The tails of block 1 receive positions 4 and 5 (ring 2: slots 0 and 1); block table entry 0 is never written.
+    pagedTailWrite(x, tails, batch);
+    assert.deepEqual(Array.from(tails.toArray()), [9, 9, 9, 9, 9, 9, 9, 9, 1, 2, 3, 4, 5, 6, 7, 8]);
+  } finally {
+    for (const t of [x, tails]) t.dispose();
+    disposeBatch(batch);
+  }
+});
+
+test('pagedTailWrite keeps the latest position where rows of a step share a slot', () => {
+  const dim = 2;
+  // Positions 0..4 in one block of 8, ring 2: slot 0 ends with position 4, slot 1 with position 3.
+  const x = Tensor.fromArray([0, 0, 1, 1, 2, 2, 3, 3, 4, 4], [5, dim], 'float64', 'cpu');
+  const tails = Tensor.fromArray(new Float64Array(2 * dim).fill(-1), [1, 2, dim], 'float64', 'cpu');
+  const batch = batchOf([0, 5], [5], Int32Array.from([0]), 1, 8);
+  try {
+    pagedTailWrite(x, tails, batch);
+    assert.deepEqual(Array.from(tails.toArray()), [4, 4, 3, 3]);
+  } finally {
+    for (const t of [x, tails]) t.dispose();
+    disposeBatch(batch);
+  }
+});
+
+// ---------------------------------------------------------------- scatterRows
+
+test('scatterRows writes rows at their indices and skips indices outside dst', () => {
+  for (const dtype of ['float32', 'float64', 'bfloat16'] as const) {
+    const src = Tensor.fromArray(
+      Array.from({ length: 5 * 6 }, (_, i) => i + 1),
+      [5, 2, 3],
+      dtype,
+      'cpu',
+    );
+    const index = Tensor.fromArray([3, -1, 6, 0, 2147483647], [5], 'int32', 'cpu');
+    // dst as a pool [numBlocks 3, blockSize 2, 2, 3]: six rows of six.
+    const dst = Tensor.fromArray(new Array(36).fill(-5), [3, 2, 2, 3], dtype, 'cpu');
+    try {
+      scatterRows(src, index, dst);
+      const want = new Array(36).fill(-5);
+      for (let c = 0; c < 6; c++) {
+        want[3 * 6 + c] = 1 + c; // src row 0 → dst row 3
+        want[0 * 6 + c] = 19 + c; // src row 3 → dst row 0
+      }
+      assert.deepEqual(Array.from(dst.toArray()), want, dtype);
+    } finally {
+      for (const t of [src, index, dst]) t.dispose();
+    }
+  }
+});
+
+test('scatterRows with a repeated index leaves the last source row on the CPU', () => {
+  const src = Tensor.fromArray([1, 1, 2, 2, 3, 3], [3, 2], 'float32', 'cpu');
+  const index = Tensor.fromArray([1, 1, 0], [3], 'int32', 'cpu');
+  const dst = Tensor.fromArray([0, 0, 0, 0], [2, 2], 'float32', 'cpu');
+  try {
+    scatterRows(src, index, dst);
+    assert.deepEqual(Array.from(dst.toArray()), [3, 3, 2, 2]);
+  } finally {
+    for (const t of [src, index, dst]) t.dispose();
+  }
+});
+
+// ---------------------------------------------------------------- argument checks
+
+test('the paged ops refuse bad arguments before running, naming them', () => {
+  const b = build(CASES[0]!, 'float32', 5);
+  const x = Tensor.fromArray(new Float32Array(b.q.shape[0]! * 8), [b.q.shape[0]!, 8], 'float32', 'cpu');
+  const tails = Tensor.fromArray(new Float32Array(b.numBlocks * 2 * 8), [b.numBlocks, 2, 8], 'float32', 'cpu');
+  const q64 = b.q.to('float64');
+  const floatStarts = Tensor.fromArray([0, 1, 6, 76, 146], [5], 'float32', 'cpu');
+  try {
+    const attend = (over: Partial<Parameters<typeof pagedAttention>>) => () =>
+      noGrad(() =>
+        pagedAttention(
+          over[0] ?? b.q,
+          over[1] ?? b.keyPool,
+          over[2] ?? b.valuePool,
+          over[3] ?? b.batch,
+          over[4] ?? b.options,
+        ),
+      );
+    assert.throws(attend([b.q.reshape([b.q.size])]), /q must be \[T, heads, headDim\]/);
+    assert.throws(attend([q64]), /dtype mismatch: 'q' is float64/);
+    assert.throws(attend([undefined, b.keyPool.reshape([b.numBlocks, 16, 4 * 32])]), /keyPool must be/);
+    assert.throws(attend([undefined, undefined, b.keyPool.narrow(0, 0, 1)]), /valuePool .* must match keyPool/);
+    assert.throws(attend([undefined, undefined, undefined, { ...b.batch, blockSize: 32 }]), /batch.blockSize 32/);
+    assert.throws(attend([undefined, undefined, undefined, { ...b.batch, blockSize: 12 }]), /batch.blockSize/);
+    assert.throws(
+      attend([undefined, undefined, undefined, { ...b.batch, queryStart: floatStarts }]),
+      /batch.queryStart must be int32/,
+    );
+    assert.throws(
+      attend([undefined, undefined, undefined, { ...b.batch, contextLens: b.batch.queryStart }]),
+      /batch.contextLens must be \[4\]/,
+    );
+    assert.throws(attend([undefined, undefined, undefined, { ...b.batch, maxQueryLen: -1 }]), /batch.maxQueryLen/);
+    assert.throws(attend([undefined, undefined, undefined, undefined, { scale: NaN }]), /scale NaN/);
+    assert.throws(
+      attend([undefined, undefined, undefined, undefined, { scale: 1, alibiSlopes: [1, 2] }]),
+      /2 ALiBi slopes for 4 heads/,
+    );
+    assert.throws(
+      attend([undefined, undefined, undefined, undefined, { scale: 1, rotary: { dim: 6, invFreq: [1, 2] } }]),
+      /rotary needs 3 inverse frequencies/,
+    );
+    assert.throws(
+      attend([undefined, undefined, undefined, undefined, { scale: 1, keyScale: tails }]),
+      /keyScale must be \[4, 32\]/,
+    );
+    // Gradients: refused while enabled on an input that requires them.
+    b.q.requiresGrad = true;
+    assert.throws(() => pagedAttention(b.q, b.keyPool, b.valuePool, b.batch, b.options), /'q' requires grad/);
+    b.q.requiresGrad = false;
+
+    assert.throws(() => pagedTokenShift(x, tails, b.batch, 3), /keep 2 rows per block, fewer than shifts 3/);
+    assert.throws(() => pagedTokenShift(x, tails.narrow(2, 0, 4), b.batch, 1), /tails must be \[numBlocks, ring, 8\]/);
+    assert.throws(() => pagedTokenShift(x, tails, b.batch, 1.5), /shifts must be an integer/);
+    assert.throws(() => pagedTailWrite(x.reshape([x.size]), tails, b.batch), /x must be \[T, dim\]/);
+    assert.throws(() => scatterRows(x, b.batch.contextLens, tails), /index has 4 values for the 146 rows/);
+    const index = Tensor.fromArray(new Int32Array(146), [146], 'int32', 'cpu');
+    try {
+      assert.throws(() => scatterRows(x, index, b.q), /rows of 8 elements/);
+      assert.throws(() => scatterRows(x, index, q64), /dtype mismatch/);
+    } finally {
+      index.dispose();
+    }
+  } finally {
+    for (const t of [x, tails, q64, floatStarts]) t.dispose();
+    disposeBuilt(b);
+  }
+});
+
+// ---------------------------------------------------------------- hostile metadata, checked value by value
+
+interface Usable {
+  s: number;
+  start: number;
+  queries: number;
+  context: number;
+}
+
+/** The sequences the CPU kernels use (Engine.pagedAttention's rules, and no row claimed twice). */
+function usableSequences(
+  queryStart: Int32Array,
+  contextLens: Int32Array,
+  rows: number,
+  maxQueryLen: number,
+  maxContextLen: number,
+  tablePositions: number,
+): Usable[] {
+  const out: Usable[] = [];
+  let claimed = 0;
+  for (let s = 0; s < contextLens.length; s++) {
+    const start = queryStart[s]!,
+      end = queryStart[s + 1]!,
+      context = contextLens[s]!;
+    if (start < claimed || end < start || end > rows) continue;
+    const queries = end - start;
+    if (queries > maxQueryLen || queries > context || context > maxContextLen || context > tablePositions) continue;
+    out.push({ s, start, queries, context });
+    claimed = end;
+  }
+  return out;
+}
+
+test('random hostile metadata: the kernels compute exactly what the guards promise and touch nothing else', (t) => {
+  const rand = rng(77);
+  const seen = { usable: 0, left: 0, skippedKeys: 0, keys: 0 };
+  const int = (n: number) => Math.floor(rand() * n);
+  const junk = () => [-1, -2147483648, 2147483647, 1 << 20, -(1 << 20)][int(5)]!;
+  for (let iteration = 0; iteration < 100; iteration++) {
+    const numSeqs = 1 + int(4),
+      blockSize = [1, 2, 4, 8][int(4)]!,
+      numBlocks = int(7),
+      width = int(5);
+    const H = [1, 2, 4][int(3)]!,
+      KVH = [1, H][int(2)]!,
+      D = 1 + int(9),
+      dim = 1 + int(7),
+      shifts = int(3),
+      ring = shifts + int(2) + 1;
+    const rotary = D >= 2 && rand() < 0.5 ? 2 * (1 + int(Math.floor(D / 2))) : 0;
+    // Mostly plausible values, some of them corrupted.
+    const maybe = (v: number) => (rand() < 0.15 ? junk() : v);
+    const queryStart = new Int32Array(numSeqs + 1);
+    for (let s = 1; s <= numSeqs; s++) queryStart[s] = maybe(queryStart[s - 1]! + int(4));
+    const T = Math.max(0, ...Array.from(queryStart).filter((v) => Math.abs(v) < 1000)) + int(2);
+    const contextLens = Int32Array.from({ length: numSeqs }, () => maybe(int(3 + blockSize * width)));
+    const table = Int32Array.from({ length: numSeqs * width }, () => (rand() < 0.15 ? junk() : int(numBlocks + 1)));
+    const maxQueryLen = 1 + int(5),
+      maxContextLen = 8 + int(40);
+    const usable = usableSequences(queryStart, contextLens, T, maxQueryLen, maxContextLen, width * blockSize);
+    const blockOf = (s: number, p: number) => {
+      const b = table[s * width + Math.floor(p / blockSize)]!;
+      return b >= 0 && b < numBlocks ? b : -1;
+    };
+    seen.usable += usable.length;
+    seen.left += numSeqs - usable.length;
+    for (const u of usable)
+      for (let j = 0; j < u.context; j++) {
+        seen.keys++;
+        if (blockOf(u.s, j) < 0) seen.skippedKeys++;
+      }
+
+    const qHost = randArray(T * H * D, rand);
+    const kHost = randArray(numBlocks * blockSize * KVH * D, rand);
+    const vHost = randArray(numBlocks * blockSize * KVH * D, rand);
+    const xHost = randArray(T * dim, rand);
+    const tailsHost = randArray(numBlocks * ring * dim, rand);
+    const invFreq = rotary ? Float32Array.from({ length: rotary / 2 }, (_, i) => 0.5 ** i) : null;
+    const slopes = Float32Array.from({ length: H }, (_, h) => (h % 2 ? 0.25 : 0));
+    const tensors = {
+      q: Tensor.fromArray(qHost, [T, H, D], 'float64', 'cpu'),
+      k: Tensor.fromArray(kHost, [numBlocks * blockSize * KVH * D], 'float64', 'cpu'),
+      v: Tensor.fromArray(vHost, [numBlocks * blockSize * KVH * D], 'float64', 'cpu'),
+      out: Tensor.fromArray(new Float64Array(T * H * D).fill(7), [T * H * D], 'float64', 'cpu'),
+      x: Tensor.fromArray(xHost, [T * dim], 'float64', 'cpu'),
+      shifted: Tensor.fromArray(new Float64Array(T * dim).fill(7), [T * dim], 'float64', 'cpu'),
+      tails: Tensor.fromArray(tailsHost, [numBlocks * ring * dim], 'float64', 'cpu'),
+      queryStart: Tensor.fromArray(queryStart, [numSeqs + 1], 'int32', 'cpu'),
+      contextLens: Tensor.fromArray(contextLens, [numSeqs], 'int32', 'cpu'),
+      blockTables: Tensor.fromArray(table, [numSeqs * width], 'int32', 'cpu'),
+    };
+    const label = `iteration ${iteration}`;
+    try {
+      const batch = {
+        numSeqs,
+        blockSize,
+        numBlocks,
+        maxBlocksPerSeq: width,
+        maxQueryLen,
+        maxContextLen,
+        queryStart: tensors.queryStart.dense(),
+        contextLens: tensors.contextLens.dense(),
+        blockTables: tensors.blockTables.dense(),
+      };
+      engine.pagedAttention(tensors.q.dense(), tensors.k.dense(), tensors.v.dense(), tensors.out.dense(), T, {
+        ...batch,
+        heads: H,
+        kvHeads: KVH,
+        headDim: D,
+        scale: 0.5,
+        alibiSlopes: slopes,
+        rotaryDim: rotary,
+        rotaryInvFreq: invFreq,
+        xposScaleBase: rotary ? 64 : 0,
+        keyScale: null,
+      });
+      engine.pagedTokenShift(
+        tensors.x.dense(),
+        tensors.tails.dense(),
+        tensors.shifted.dense(),
+        T,
+        dim,
+        shifts,
+        ring,
+        batch,
+      );
+      engine.pagedTailWrite(tensors.x.dense(), tensors.tails.dense(), T, dim, ring, batch);
+
+      // Attention: the usable sequences' rows as the reference with the skipped keys hidden, the rest untouched.
+      const want = new Float64Array(T * H * D).fill(7);
+      for (const u of usable) {
+        const kS = new Float64Array(KVH * u.context * D),
+          vS = new Float64Array(KVH * u.context * D),
+          qS = new Float64Array(H * u.queries * D);
+        for (let j = 0; j < u.context; j++) {
+          const b = blockOf(u.s, j);
+          if (b < 0) continue;
+          const row = b * blockSize + (j % blockSize);
+          for (let g = 0; g < KVH; g++)
+            for (let d = 0; d < D; d++) {
+              kS[(g * u.context + j) * D + d] = kHost[(row * KVH + g) * D + d]!;
+              vS[(g * u.context + j) * D + d] = vHost[(row * KVH + g) * D + d]!;
+            }
+        }
+        for (let i = 0; i < u.queries; i++)
+          for (let h = 0; h < H; h++)
+            for (let d = 0; d < D; d++) qS[(h * u.queries + i) * D + d] = qHost[((u.start + i) * H + h) * D + d]!;
+        const r = referenceAttention(
+          { B: 1, H, KVH, NQ: u.queries, NK: u.context, D, causal: true, rotary, xpos: rotary ? 64 : 0 },
+          {
+            q: qS,
+            k: kS,
+            v: vS,
+            gout: new Float64Array(qS.length),
+            ks: null,
+            slopes,
+            invFreq,
+            qpos: null,
+            kpos: null,
+            qseg: new Int32Array(u.queries),
+            kseg: Int32Array.from({ length: u.context }, (_, j) => (blockOf(u.s, j) < 0 ? 1 : 0)),
+            offset: u.context - u.queries,
+            scale: 0.5,
+          },
+        );
+        for (let i = 0; i < u.queries; i++)
+          for (let h = 0; h < H; h++)
+            for (let d = 0; d < D; d++) want[((u.start + i) * H + h) * D + d] = r.out[(h * u.queries + i) * D + d]!;
+      }
+      const got = Float64Array.from(tensors.out.toArray());
+      assert.ok(relativeError(got, want) < 1e-12, `${label}: pagedAttention`);
+      assert.ok(
+        got.every((v, i) => (want[i] === 7) === (v === 7)),
+        `${label}: rows outside usable sequences changed`,
+      );
+
+      // Token shift and tail writes, by the documented rules.
+      const chunk = Math.floor(dim / (shifts + 1));
+      const shifted = new Float64Array(T * dim).fill(7);
+      const tails = Float64Array.from(tailsHost);
+      for (const u of usable) {
+        const first = u.context - u.queries;
+        for (let i = 0; i < u.queries; i++) {
+          const t = u.start + i,
+            p = first + i;
+          for (let f = 0; f < dim; f++) {
+            const k = f < (shifts + 1) * chunk ? Math.floor(f / chunk) : 0;
+            const source = p - k;
+            let value = 0;
+            if (source >= first) value = xHost[(t - k) * dim + f]!;
+            else if (source >= 0 && blockOf(u.s, source) >= 0)
+              value = tailsHost[(blockOf(u.s, source) * ring + (source % ring)) * dim + f]!;
+            shifted[t * dim + f] = value;
+          }
+        }
+      }
+      for (const u of usable)
+        for (let i = 0; i < u.queries; i++) {
+          const p = u.context - u.queries + i,
+            b = blockOf(u.s, p);
+          if (b >= 0)
+            tails.set(xHost.subarray((u.start + i) * dim, (u.start + i + 1) * dim), (b * ring + (p % ring)) * dim);
+        }
+      assert.deepEqual(Array.from(tensors.shifted.toArray()), Array.from(shifted), `${label}: pagedTokenShift`);
+      assert.deepEqual(Array.from(tensors.tails.toArray()), Array.from(tails), `${label}: pagedTailWrite`);
+      // Nothing the kernels only read changed.
+      assert.deepEqual(Array.from(tensors.k.toArray()), Array.from(kHost), `${label}: keyPool`);
+      assert.deepEqual(Array.from(tensors.q.toArray()), Array.from(qHost), `${label}: q`);
+    } finally {
+      for (const t of Object.values(tensors)) t.dispose();
+    }
+  }
+  t.diagnostic(JSON.stringify(seen));
+  // Both sides were exercised: sequences used and left out, keys read and skipped.
+  assert.ok(seen.usable >= 30 && seen.left >= 30 && seen.skippedKeys >= 30 && seen.keys - seen.skippedKeys >= 100);
+});
