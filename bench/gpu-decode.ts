@@ -24,7 +24,7 @@ if (cases.length === 0) cases.push('single:2048', 'single:32768', 'batch:64');
 const config = andromedaFamily.presetConfig(preset, 0);
 const dtype = device.startsWith('cuda') ? 'bfloat16' : 'float32';
 const model = andromedaFamily.create(config, { seed: 0, device });
-model.to(dtype);
+model.to!(dtype);
 
 /** A tokenizer spanning the model's vocabulary: byte ids decode as bytes, the others as nothing. */
 function vocabularyStandIn(vocabSize: number): Tokenizer {
