@@ -322,6 +322,8 @@ test('forwardPaged: a step or cache that does not fit the model is refused with 
   assert.throws(() => model.forwardPaged(floatTokens, cache), /tokens must be int32/);
   const shortSlots = { ...step, slots: Tensor.fromArray([0, 1], [2], 'int32') };
   assert.throws(() => model.forwardPaged(shortSlots, cache), /2 slots for the step's 3 tokens/);
+  const wrongCount = { ...step, batch: { ...step.batch, numSeqs: 2 } };
+  assert.throws(() => model.forwardPaged(wrongCount, cache), /batch.numSeqs 2 differs from the 1 of its tensors/);
   const badBounds = { ...step, batch: { ...step.batch, maxQueryLen: 2 } };
   assert.throws(() => model.forwardPaged(badBounds, cache), /sequence 0 has 3 query rows/);
   assert.throws(
