@@ -77,7 +77,7 @@ for (const [name, config] of VARIANTS) {
   });
 }
 
-test('batched prefill: sequences of different lengths in one step, paged and dense routes mixed, equal the dense forward', () => {
+test('batched prefill: sequences of different lengths in one step, routes mixed, equal the dense forward', () => {
   const model = testModel({ ...tiny, qkNorm: true, qkNormDimScale: true, shiftTokens: 2 }, 4);
   const lengths = [3, 17, 1, 30];
   const prompts = lengths.map((n, i) => Array.from(randomTokens(n, VOCAB, 20 + i)));
@@ -161,7 +161,7 @@ for (const [name, config] of [VARIANTS[0]!, VARIANTS[1]!, VARIANTS[3]!, VARIANTS
 }
 
 for (const [name, config] of [VARIANTS[0]!, VARIANTS[5]!]) {
-  test(`shared prefix: a second sequence on the first one's full prefix blocks gives the unshared logits — ${name}`, () => {
+  test(`shared prefix: a sequence on another's full prefix blocks gives the unshared logits — ${name}`, () => {
     const model = testModel(config, 8);
     const blockSize = 8;
     const prefix = Array.from(randomTokens(2 * blockSize, VOCAB, 60));
