@@ -409,7 +409,7 @@ export interface Engine {
    * capture: allocations made during it come from a pool the graph keeps until `dispose`. On the CPU the capture
    * runs fn with every kernel skipped, and each replay runs fn again, kernels included. On both, a host↔device
    * copy or a wait inside fn throws (the capture is then abandoned and the engine stays usable). Captures do not
-   * nest.
+   * nest. Buffers allocated before the capture that fn reads or writes must outlive the graph.
    */
   captureGraph(fn: () => void): DeviceGraph;
 }
