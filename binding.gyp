@@ -13,6 +13,8 @@
         "native/cpu/sampling.cc",
         "native/cpu/attention.cc",
         "native/cpu/attention_reference.cc",
+        "native/cpu/paged_attention.cc",
+        "native/cpu/paged_rows.cc",
         "native/cpu/simd.cc",
         "native/cpu/simd_kernels.cc",
         "native/cpu/binding_kernels.cc",

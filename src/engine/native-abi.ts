@@ -66,6 +66,49 @@ export interface RotaryConfig {
   transpose: boolean;
 }
 
+export interface PagedAttentionConfig {
+  dtype: number;
+  totalQueries: number;
+  numSeqs: number;
+  blockSize: number;
+  numBlocks: number;
+  maxBlocksPerSeq: number;
+  maxQueryLen: number;
+  maxContextLen: number;
+  queryStart: number;
+  queryStartOffset: number;
+  contextLens: number;
+  contextLensOffset: number;
+  blockTables: number;
+  blockTablesOffset: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  scale: number;
+  alibiSlopes: Float32Array | null;
+  rotaryDim: number;
+  rotaryInvFreq: Float32Array | null;
+  xposScaleBase: number;
+  keyScale: number;
+  keyScaleOffset: number;
+}
+
+export interface PagedBatchConfig {
+  totalQueries: number;
+  numSeqs: number;
+  blockSize: number;
+  numBlocks: number;
+  maxBlocksPerSeq: number;
+  maxQueryLen: number;
+  maxContextLen: number;
+  queryStart: number;
+  queryStartOffset: number;
+  contextLens: number;
+  contextLensOffset: number;
+  blockTables: number;
+  blockTablesOffset: number;
+}
+
 export interface AttentionConfig {
   dtype: number;
   batch: number;
@@ -534,6 +577,52 @@ export interface SharedKernels {
     backward: boolean,
     accumulate: boolean,
   ): void;
+  pagedAttention(
+    config: PagedAttentionConfig,
+    q: number,
+    qOffset: number,
+    keyPool: number,
+    keyPoolOffset: number,
+    valuePool: number,
+    valuePoolOffset: number,
+    out: number,
+    outOffset: number,
+  ): void;
+  scatterRows(
+    dtype: number,
+    src: number,
+    srcOffset: number,
+    index: number,
+    indexOffset: number,
+    dst: number,
+    dstOffset: number,
+    count: number,
+    width: number,
+    rows: number,
+  ): void;
+  pagedTokenShift(
+    dtype: number,
+    x: number,
+    xOffset: number,
+    tails: number,
+    tailsOffset: number,
+    out: number,
+    outOffset: number,
+    dim: number,
+    shifts: number,
+    ring: number,
+    batch: PagedBatchConfig,
+  ): void;
+  pagedTailWrite(
+    dtype: number,
+    x: number,
+    xOffset: number,
+    tails: number,
+    tailsOffset: number,
+    dim: number,
+    ring: number,
+    batch: PagedBatchConfig,
+  ): void;
   sampleTokens(
     dtype: number,
     logits: number,
@@ -679,6 +768,10 @@ export const KERNEL_METHODS = [
   "tokenShift",
   "attentionForward",
   "attentionBackward",
+  "pagedAttention",
+  "scatterRows",
+  "pagedTokenShift",
+  "pagedTailWrite",
   "sampleTokens",
 ] as const;
 

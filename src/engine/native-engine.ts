@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { DTYPE_CODE } from '../tensor/dtype.js';
-import type { SharedKernels } from './native-abi.js';
+import type { PagedBatchConfig, SharedKernels } from './native-abi.js';
 import {
   BINARY_CODE,
   REDUCE_CODE,
@@ -29,6 +29,8 @@ import {
   type UnaryGradOp,
   type UnaryOp,
   type MaskedSoftmaxArgs,
+  type PagedAttentionArgs,
+  type PagedBatchArgs,
   type RotaryArgs,
   type DeviceGraph,
   type SamplingBuffers,
@@ -732,6 +734,108 @@ export abstract class NativeEngine implements Engine {
       accumulate,
     );
   }
+
+  // ---- The paged KV cache ----
+  pagedAttention(
+    q: Dense,
+    keyPool: Dense,
+    valuePool: Dense,
+    out: Dense,
+    totalQueries: number,
+    a: PagedAttentionArgs,
+  ): void {
+    for (const [name, d] of [
+      ['keyPool', keyPool],
+      ['valuePool', valuePool],
+      ['out', out],
+    ] as const) {
+      if (d.dtype !== q.dtype) throw new Error(`pagedAttention: q is ${q.dtype} but ${name} is ${d.dtype}`);
+    }
+    if (a.keyScale && a.keyScale.dtype !== 'float32')
+      throw new Error(`pagedAttention: keyScale must be float32, got ${a.keyScale.dtype}`);
+    this.#addon.pagedAttention(
+      {
+        dtype: DTYPE_CODE[q.dtype],
+        ...pagedBatchConfig('pagedAttention', totalQueries, a),
+        heads: a.heads,
+        kvHeads: a.kvHeads,
+        headDim: a.headDim,
+        scale: a.scale,
+        alibiSlopes: a.alibiSlopes,
+        rotaryDim: a.rotaryDim,
+        rotaryInvFreq: a.rotaryInvFreq,
+        xposScaleBase: a.xposScaleBase,
+        keyScale: handleOrNone(a.keyScale),
+        keyScaleOffset: offsetOrNone(a.keyScale),
+      },
+      q.handle,
+      q.offset,
+      keyPool.handle,
+      keyPool.offset,
+      valuePool.handle,
+      valuePool.offset,
+      out.handle,
+      out.offset,
+    );
+  }
+  scatterRows(src: Dense, index: Dense, dst: Dense, count: number, width: number, rows: number): void {
+    if (src.dtype !== dst.dtype) throw new Error(`scatterRows: src is ${src.dtype} but dst is ${dst.dtype}`);
+    if (index.dtype !== 'int32') throw new Error(`scatterRows: index must be int32, got ${index.dtype}`);
+    this.#addon.scatterRows(
+      DTYPE_CODE[src.dtype],
+      src.handle,
+      src.offset,
+      index.handle,
+      index.offset,
+      dst.handle,
+      dst.offset,
+      count,
+      width,
+      rows,
+    );
+  }
+  pagedTokenShift(
+    x: Dense,
+    tails: Dense,
+    out: Dense,
+    totalQueries: number,
+    dim: number,
+    shifts: number,
+    ring: number,
+    a: PagedBatchArgs,
+  ): void {
+    if (tails.dtype !== x.dtype || out.dtype !== x.dtype)
+      throw new Error(
+        `pagedTokenShift: x, tails and out must share a dtype (${x.dtype}, ${tails.dtype}, ${out.dtype})`,
+      );
+    this.#addon.pagedTokenShift(
+      DTYPE_CODE[x.dtype],
+      x.handle,
+      x.offset,
+      tails.handle,
+      tails.offset,
+      out.handle,
+      out.offset,
+      dim,
+      shifts,
+      ring,
+      pagedBatchConfig('pagedTokenShift', totalQueries, a),
+    );
+  }
+  pagedTailWrite(x: Dense, tails: Dense, totalQueries: number, dim: number, ring: number, a: PagedBatchArgs): void {
+    if (tails.dtype !== x.dtype) throw new Error(`pagedTailWrite: x is ${x.dtype} but tails are ${tails.dtype}`);
+    this.#addon.pagedTailWrite(
+      DTYPE_CODE[x.dtype],
+      x.handle,
+      x.offset,
+      tails.handle,
+      tails.offset,
+      dim,
+      ring,
+      pagedBatchConfig('pagedTailWrite', totalQueries, a),
+    );
+  }
+
   // ---- Decoding: sampling on the device and graphs ----
   sampleTokens(logits: Dense, b: SamplingBuffers, rows: number, vocab: number, topN: number): void {
     const int32 = [b.seeds, b.steps, b.counts, b.ids, b.topIds];
@@ -812,4 +916,30 @@ export abstract class NativeEngine implements Engine {
         'between host and device nor wait for the device (upload inputs before replay(), read results after it)',
     );
   }
+}
+
+/** The binding's form of a paged batch; its metadata buffers must be int32. */
+function pagedBatchConfig(kernel: string, totalQueries: number, a: PagedBatchArgs): PagedBatchConfig {
+  for (const [name, d] of [
+    ['queryStart', a.queryStart],
+    ['contextLens', a.contextLens],
+    ['blockTables', a.blockTables],
+  ] as const) {
+    if (d.dtype !== 'int32') throw new Error(`${kernel}: ${name} must be int32, got ${d.dtype}`);
+  }
+  return {
+    totalQueries,
+    numSeqs: a.numSeqs,
+    blockSize: a.blockSize,
+    numBlocks: a.numBlocks,
+    maxBlocksPerSeq: a.maxBlocksPerSeq,
+    maxQueryLen: a.maxQueryLen,
+    maxContextLen: a.maxContextLen,
+    queryStart: a.queryStart.handle,
+    queryStartOffset: a.queryStart.offset,
+    contextLens: a.contextLens.handle,
+    contextLensOffset: a.contextLens.offset,
+    blockTables: a.blockTables.handle,
+    blockTablesOffset: a.blockTables.offset,
+  };
 }
