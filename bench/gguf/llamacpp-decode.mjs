@@ -5,7 +5,9 @@
 import { getLlama } from 'node-llama-cpp';
 
 const [modelPath, threadsArg = '2', promptArg = '16', newArg = '256'] = process.argv.slice(2);
-const threads = Number(threadsArg), promptLen = Number(promptArg), newTokens = Number(newArg);
+const threads = Number(threadsArg),
+  promptLen = Number(promptArg),
+  newTokens = Number(newArg);
 const llama = await getLlama({ gpu: false, logLevel: 'error' });
 const model = await llama.loadModel({ modelPath, gpuLayers: 0 });
 const context = await model.createContext({ contextSize: 1024, threads, batchSize: 512, sequences: 1 });
