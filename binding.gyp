@@ -10,6 +10,7 @@
         "native/cpu/gemm.cc",
         "native/cpu/nn.cc",
         "native/cpu/random.cc",
+        "native/cpu/sampling.cc",
         "native/cpu/attention.cc",
         "native/cpu/attention_reference.cc",
         "native/cpu/paged_attention.cc",

@@ -902,4 +902,33 @@ export const KERNELS = [
     ],
     requires: [['ring > 0', 'ring must be positive'], positiveBlockSize],
   },
+  {
+    // Device sampling (src/ops/sampling.ts; the per-row arithmetic: native/common/sampling_math.h). Per row:
+    // penalties from counts, temperature (0: greedy), log-probabilities of that distribution, then top-k, top-p,
+    // min-p and a draw with the counter-based uniform of (seed, step). Advances steps and counts on the device.
+    name: 'sampleTokens',
+    engines: BOTH,
+    cxx: 'sample_tokens',
+    params: [
+      dtype(),
+      input('logits', 'dtype', 'rows * vocab'),
+      input('params', 'float32', 'rows * 7', { ctype: 'float*', disjoint: true }),
+      input('seeds', 'int32', 'rows * 2', { ctype: 'int32_t*', disjoint: true }),
+      output('steps', 'int32', 'rows', { ctype: 'int32_t*' }),
+      output('counts', 'int32', 'rows * vocab', { ctype: 'int32_t*', ...optional }),
+      output('ids', 'int32', 'rows', { ctype: 'int32_t*' }),
+      output('logprobs', 'float32', 'rows', { ctype: 'float*', ...optional }),
+      output('topIds', 'int32', 'rows * topN', { ctype: 'int32_t*', ...optional }),
+      output('topLogprobs', 'float32', 'rows * topN', { ctype: 'float*', ...optional }),
+      int32('rows'),
+      int32('vocab'),
+      int32('topN', { max: 20 }),
+    ],
+    requires: [
+      ['dtype == 0 || dtype == 2', 'logits must be float32 or bfloat16'],
+      ['vocab > 0', 'vocab must be at least 1'],
+      ['topN <= vocab', 'topN must be at most vocab'],
+      ['topN == 0 || (has(topIds) && has(topLogprobs))', 'topN > 0 needs both topIds and topLogprobs'],
+    ],
+  },
 ];

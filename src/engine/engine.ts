@@ -448,6 +448,46 @@ export interface Engine {
    * later row of its step maps to the same slot, so no two writes race).
    */
   pagedTailWrite(x: Dense, tails: Dense, totalQueries: number, dim: number, ring: number, args: PagedBatchArgs): void;
+  // ---- Decoding: sampling on the device and CUDA graphs ----
+  /**
+   * Picks one token per row of `logits` (float32 or bfloat16 [rows, vocab]) on the device (src/ops/sampling.ts
+   * has the semantics and the parameter layout); advances `steps` and, when given, `counts` for the chosen tokens.
+   */
+  sampleTokens(logits: Dense, buffers: SamplingBuffers, rows: number, vocab: number, topN: number): void;
+  /**
+   * Records what `fn` enqueues, for replaying it at once later. On CUDA a stream capture: allocations made
+   * during it come from a pool the graph keeps until `dispose`, and a host↔device copy or a wait inside `fn`
+   * throws (the capture is then abandoned and the engine stays usable). On the CPU `fn` runs now and again on
+   * every replay, under the same restrictions. Captures do not nest.
+   */
+  captureGraph(fn: () => void): DeviceGraph;
+}
+
+/** Device buffers of Engine.sampleTokens (rows = the logits' rows); null ones are not read or written. */
+export interface SamplingBuffers {
+  /** float32 [rows, SAMPLING_PARAM_COUNT]: per-row parameters (src/ops/sampling.ts SAMPLING_PARAM_FIELDS). */
+  readonly params: Dense;
+  /** int32 [rows, 2]: each row's 64-bit seed as (low, high) words. */
+  readonly seeds: Dense;
+  /** int32 [rows]: each row's draw counter, incremented by every call. */
+  readonly steps: Dense;
+  /** int32 [rows, vocab]: tokens seen per row, for the penalties; the chosen token's count is incremented. */
+  readonly counts: Dense | null;
+  /** int32 [rows]: the chosen tokens. */
+  readonly ids: Dense;
+  /** float32 [rows]: log-probability of each chosen token. */
+  readonly logprobs: Dense | null;
+  /** int32 and float32 [rows, topN]: the topN most likely tokens and their log-probabilities, best first. */
+  readonly topIds: Dense | null;
+  readonly topLogprobs: Dense | null;
+}
+
+/** Work recorded by Engine.captureGraph. */
+export interface DeviceGraph {
+  /** Enqueues the recorded work again (reading the buffers' current contents). */
+  replay(): void;
+  /** Releases the graph and its memory; replay() afterwards throws. Disposing twice does nothing. */
+  dispose(): void;
 }
 
 /** The largest head dim Engine.headNorm takes (the CUDA form keeps a row in a warp's registers). */

@@ -623,6 +623,30 @@ export interface SharedKernels {
     ring: number,
     batch: PagedBatchConfig,
   ): void;
+  sampleTokens(
+    dtype: number,
+    logits: number,
+    logitsOffset: number,
+    params: number,
+    paramsOffset: number,
+    seeds: number,
+    seedsOffset: number,
+    steps: number,
+    stepsOffset: number,
+    counts: number,
+    countsOffset: number,
+    ids: number,
+    idsOffset: number,
+    logprobs: number,
+    logprobsOffset: number,
+    topIds: number,
+    topIdsOffset: number,
+    topLogprobs: number,
+    topLogprobsOffset: number,
+    rows: number,
+    vocab: number,
+    topN: number,
+  ): void;
 }
 
 /** The CPU addon's kernels. */
@@ -748,6 +772,7 @@ export const KERNEL_METHODS = [
   "scatterRows",
   "pagedTokenShift",
   "pagedTailWrite",
+  "sampleTokens",
 ] as const;
 
 /** How many codes each enumeration has (the bindings refuse others). */

@@ -32,6 +32,8 @@ import {
   type PagedAttentionArgs,
   type PagedBatchArgs,
   type RotaryArgs,
+  type DeviceGraph,
+  type SamplingBuffers,
 } from './engine.js';
 
 /**
@@ -79,6 +81,8 @@ export abstract class NativeEngine implements Engine {
   }
 
   abstract synchronize(): void;
+  /** The engine's form of captureGraph, called with no capture open (CUDA: stream capture; CPU: re-running fn). */
+  protected abstract recordGraph(fn: () => void): DeviceGraph;
   // Fused attention: each engine's addon takes its own configuration (src/engine/cpu.ts, cuda-attention.ts).
   abstract attentionForward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void;
   abstract attentionBackward(
@@ -102,9 +106,11 @@ export abstract class NativeEngine implements Engine {
     this.#addon.free(handle);
   }
   upload(dst: Handle, byteOffset: number, data: ArrayBufferView): void {
+    this.refuseInGraph('upload (a host→device copy)');
     this.#addon.upload(dst, byteOffset, data);
   }
   download(src: Handle, byteOffset: number, bytes: number): ArrayBuffer {
+    this.refuseInGraph('download (a device→host read)');
     return this.#addon.download(src, byteOffset, bytes);
   }
   memoryStats(): MemoryStats {
@@ -332,6 +338,7 @@ export abstract class NativeEngine implements Engine {
     );
   }
   embedding(table: Dense, ids: Dense, out: Dense, count: number, dim: number, vocab: number): number {
+    this.refuseInGraph('embedding with checked ids (a device→host read; embeddingUnchecked needs none)');
     return this.#addon.embedding(
       DTYPE_CODE[table.dtype],
       table.handle,
@@ -387,9 +394,11 @@ export abstract class NativeEngine implements Engine {
     );
   }
   sumOfSquares(x: Dense, count: number): number {
+    this.refuseInGraph('sumOfSquares (a device→host read)');
     return this.#addon.sumOfSquares(DTYPE_CODE[x.dtype], x.handle, x.offset, count);
   }
   sumOfSquaresMany(items: readonly { x: Dense; count: number }[]): number {
+    this.refuseInGraph('sumOfSquaresMany (a device→host read)');
     return this.#addon.sumOfSquaresMany(
       items.map((i) => ({ dtype: DTYPE_CODE[i.x.dtype], x: i.x.handle, xOffset: i.x.offset, count: i.count })),
     );
@@ -807,6 +816,69 @@ export abstract class NativeEngine implements Engine {
       dim,
       ring,
       pagedBatchConfig('pagedTailWrite', totalQueries, a),
+    );
+  }
+
+  // ---- Decoding: sampling on the device and graphs ----
+  sampleTokens(logits: Dense, b: SamplingBuffers, rows: number, vocab: number, topN: number): void {
+    const int32 = [b.seeds, b.steps, b.counts, b.ids, b.topIds];
+    const float32 = [b.params, b.logprobs, b.topLogprobs];
+    if (int32.some((d) => d && d.dtype !== 'int32') || float32.some((d) => d && d.dtype !== 'float32')) {
+      throw new Error('sampleTokens: seeds, steps, counts, ids and topIds must be int32; params and logprobs float32');
+    }
+    this.#addon.sampleTokens(
+      DTYPE_CODE[logits.dtype],
+      logits.handle,
+      logits.offset,
+      b.params.handle,
+      b.params.offset,
+      b.seeds.handle,
+      b.seeds.offset,
+      b.steps.handle,
+      b.steps.offset,
+      handleOrNone(b.counts),
+      offsetOrNone(b.counts),
+      b.ids.handle,
+      b.ids.offset,
+      handleOrNone(b.logprobs),
+      offsetOrNone(b.logprobs),
+      handleOrNone(b.topIds),
+      offsetOrNone(b.topIds),
+      handleOrNone(b.topLogprobs),
+      offsetOrNone(b.topLogprobs),
+      rows,
+      vocab,
+      topN,
+    );
+  }
+
+  /** Graph functions running (a capture, or a CPU replay): copies and waits are refused meanwhile. */
+  #graphDepth = 0;
+
+  captureGraph(fn: () => void): DeviceGraph {
+    if (typeof fn !== 'function') throw new TypeError(`${this.device} captureGraph: fn must be a function`);
+    if (this.#graphDepth > 0) {
+      throw new Error(`${this.device} captureGraph: called inside another graph's function (captures do not nest)`);
+    }
+    return this.recordGraph(fn);
+  }
+
+  /** Runs a graph's function with copies and waits refused. */
+  protected runGraphFunction(fn: () => void): void {
+    this.#graphDepth++;
+    try {
+      fn();
+    } finally {
+      this.#graphDepth--;
+    }
+  }
+
+  /** Throws, naming `what`, when called from inside a graph's function. */
+  protected refuseInGraph(what: string): void {
+    if (this.#graphDepth === 0) return;
+    throw new Error(
+      `${this.device} ${what} inside captureGraph: a graph replays device work only, so its function may not copy ` +
+        'between host and device nor wait for the device (upload inputs before replay(), read results after it)',
     );
   }
 }
