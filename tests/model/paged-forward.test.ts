@@ -32,6 +32,16 @@ const VARIANTS: [string, AndromedaConfigInput][] = [
   ['GQA (4 heads over 2 KV heads), parallel blocks', { ...tiny, kvHeads: 2, parallelBlocks: true }],
   ['MHA, token shift 2', { ...tiny, kvHeads: 4, shiftTokens: 2 }],
   ['no rotary, no shift, no ALiBi', { ...tiny, rotary: null, shiftTokens: 0, alibiHeads: 0 }],
+  [
+    'YaRN rotary (no xPos), SwiGLU, RMSNorm, untied head',
+    {
+      ...tiny,
+      rotary: { xpos: false, yarn: { factor: 4, originalMaxSeqLen: 16 } },
+      ffActivation: 'swiglu',
+      norm: 'rmsnorm',
+      tiedEmbeddings: false,
+    },
+  ],
 ];
 
 /** Runs fn, then checks that every tensor it made (outside the model and the cache) was freed. */
