@@ -115,7 +115,10 @@ test('unsupported or broken tokenizer.json files are rejected with the reason', 
     () => HuggingFaceTokenizer.fromJSON(handWrittenTokenizerJson(), { eosToken: '</s>' }),
     /"<\/s>" is not an added token/,
   );
-  const bert = handWrittenTokenizerJson();
-  bert.pre_tokenizer = { type: 'BertPreTokenizer' };
-  assert.throws(() => HuggingFaceTokenizer.fromJSON(bert), /pre-tokenizer "BertPreTokenizer" is not supported/);
+  const scripts = handWrittenTokenizerJson();
+  scripts.pre_tokenizer = { type: 'UnicodeScripts' };
+  assert.throws(() => HuggingFaceTokenizer.fromJSON(scripts), /pre-tokenizer "UnicodeScripts" is not supported/);
+  const unigram = handWrittenTokenizerJson();
+  (unigram.model as Record<string, unknown>).type = 'Unigram';
+  assert.throws(() => HuggingFaceTokenizer.fromJSON(unigram), /model type "Unigram" is not supported \(only BPE\)/);
 });
