@@ -4,8 +4,9 @@ import { BpeModel } from './huggingface/bpe-model.js';
 import { buildDecoder, byteLevelTokenBytes, type Decoder } from './huggingface/decoders.js';
 import { buildNormalizer } from './huggingface/normalizers.js';
 import { buildPostProcessor, type PostProcessor } from './huggingface/post-processors.js';
-import { buildPreTokenizer, type PreTokenizer } from './huggingface/pre-tokenizers.js';
-import { failIn, type HfTokenizerJson } from './huggingface/schema.js';
+import { buildPreTokenizer, type BuiltPreTokenizer, type PreTokenizer } from './huggingface/pre-tokenizers.js';
+import { splitByPattern } from './pretokenize.js';
+import { failIn, type Fail, type HfTokenizerJson } from './huggingface/schema.js';
 import type { DecodeOptions, EncodeOptions, Tokenizer } from './tokenizer.js';
 import { byteToUnicodeTable, concatBytes, splitUtf8Runs, utf8Decoder, utf8Encoder } from './utf8.js';
 
@@ -17,6 +18,19 @@ export interface HuggingFaceLoadOptions {
   eosToken?: string;
   /** Named in error messages. */
   source?: string;
+}
+
+/** The stages of one tokenizer.json, built. */
+interface Pipeline {
+  original: HfTokenizerJson;
+  added: AddedVocabulary;
+  preTokenize: PreTokenizer;
+  byteLevelSplit: BuiltPreTokenizer['byteLevelSplit'];
+  model: BpeModel;
+  /** Byte → single-byte token id, for byte-level vocabularies; null otherwise. */
+  byteIds: Int32Array | null;
+  postProcess: PostProcessor | null;
+  decoder: Decoder | null;
 }
 
 /**
@@ -33,20 +47,13 @@ export class HuggingFaceTokenizer implements Tokenizer {
   readonly specialTokens: ReadonlyMap<string, number>;
   private readonly addedById = new Map<number, AddedToken>();
   private readonly byteFallbackIds: Int32Array | null;
-  private readonly byteLevelIds: Int32Array | null;
 
   private constructor(
-    private readonly original: HfTokenizerJson,
-    private readonly added: AddedVocabulary,
-    private readonly preTokenize: PreTokenizer,
-    private readonly model: BpeModel,
-    private readonly postProcess: PostProcessor | null,
-    private readonly decoder: Decoder | null,
-    private readonly byteLevel: boolean,
+    private readonly pipeline: Pipeline,
     eosToken: string | undefined,
-    where: string,
+    fail: Fail,
   ) {
-    const fail = failIn(where);
+    const { added, model } = pipeline;
     let vocabSize = model.idToToken.length;
     const specials = new Map<string, number>();
     for (const token of added.tokens) {
@@ -57,7 +64,12 @@ export class HuggingFaceTokenizer implements Tokenizer {
     this.vocabSize = vocabSize;
     this.specialTokens = specials;
     const addedByContent = new Map(added.tokens.map((t) => [t.content, t.id]));
-    const eos = eosToken ?? HF_EOS_CANDIDATES.find((t) => addedByContent.has(t));
+    // Without a usual end-of-document name, a tokenizer with a single special token (as Andromeda writes one
+    // with a custom end token) uses that.
+    const eos =
+      eosToken ??
+      HF_EOS_CANDIDATES.find((t) => addedByContent.has(t)) ??
+      (specials.size === 1 ? [...specials.keys()][0] : undefined);
     if (eos === undefined)
       fail(
         `no end-of-document token found among the added tokens (tried ${HF_EOS_CANDIDATES.join(' ')}); name one ` +
@@ -66,8 +78,7 @@ export class HuggingFaceTokenizer implements Tokenizer {
     if (!addedByContent.has(eos!)) fail(`end-of-document token ${JSON.stringify(eos)} is not an added token`);
     this.eosId = addedByContent.get(eos!)!;
 
-    this.byteLevelIds = byteLevel ? Int32Array.from(byteToUnicodeTable(), (ch) => model.vocab.get(ch) as number) : null;
-    const fallback = original.model?.byte_fallback === true ? Int32Array.from({ length: 256 }, () => -1) : null;
+    const fallback = pipeline.original.model?.byte_fallback === true ? new Int32Array(256).fill(-1) : null;
     if (fallback)
       for (let b = 0; b < 256; b++)
         fallback[b] = model.vocab.get(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`) ?? -1;
@@ -75,37 +86,33 @@ export class HuggingFaceTokenizer implements Tokenizer {
   }
 
   static fromJSON(json: unknown, options: HuggingFaceLoadOptions = {}): HuggingFaceTokenizer {
-    const where = options.source ?? 'tokenizer.json';
-    const fail = failIn(where);
+    const fail = failIn(options.source ?? 'tokenizer.json');
     const doc = json as HfTokenizerJson;
     if (!doc?.model || typeof doc.model !== 'object')
       fail('no "model" section; is this a Hugging Face tokenizer.json?');
     const normalizer = buildNormalizer(doc.normalizer, fail);
-    const { preTokenize, byteLevel } = buildPreTokenizer(doc.pre_tokenizer, fail);
-    if (byteLevel) requireByteAlphabet(doc.model!.vocab, fail);
-    const model = new BpeModel(doc.model!, fail);
-    const added = new AddedVocabulary(readAddedTokens(doc.added_tokens, fail), normalizer);
-    const postProcess = buildPostProcessor(doc.post_processor, fail);
-    const decoder = buildDecoder(doc.decoder, fail);
-    const decodesBytes = doc.decoder?.type === 'ByteLevel';
-    if (!byteLevel && decodesBytes) fail('a ByteLevel decoder needs a ByteLevel pre-tokenizer');
-    return new HuggingFaceTokenizer(
-      doc,
-      added,
+    const { preTokenize, byteLevel, byteLevelSplit } = buildPreTokenizer(doc.pre_tokenizer, fail);
+    const byteIds = byteLevel ? byteAlphabetIds(doc.model!.vocab, fail) : null;
+    if (!byteLevel && doc.decoder?.type === 'ByteLevel') fail('a ByteLevel decoder needs a ByteLevel pre-tokenizer');
+    const pipeline: Pipeline = {
+      original: doc,
+      added: new AddedVocabulary(readAddedTokens(doc.added_tokens, fail), normalizer),
       preTokenize,
-      model,
-      postProcess,
-      decoder,
-      byteLevel,
-      options.eosToken,
-      where,
-    );
+      byteLevelSplit,
+      model: new BpeModel(doc.model!, fail, byteIds ?? undefined),
+      byteIds,
+      postProcess: buildPostProcessor(doc.post_processor, fail),
+      decoder: buildDecoder(doc.decoder, fail),
+    };
+    return new HuggingFaceTokenizer(pipeline, options.eosToken, fail);
   }
 
   encode(text: string, options: EncodeOptions = {}): Int32Array {
     const ids: number[] = [];
     this.encodeInto(text, options.allowSpecial === true, ids);
-    return Int32Array.from(options.addSpecialTokens && this.postProcess ? this.postProcess(ids) : ids);
+    return Int32Array.from(
+      options.addSpecialTokens && this.pipeline.postProcess ? this.pipeline.postProcess(ids) : ids,
+    );
   }
 
   encodeBytes(bytes: Uint8Array): Int32Array {
@@ -123,14 +130,15 @@ export class HuggingFaceTokenizer implements Tokenizer {
     for (let i = 0; i < ids.length; i++) {
       const added = this.addedById.get(ids[i]);
       if (added?.special && options.skipSpecialTokens) continue;
-      tokens.push(added ? this.added.decodedText(added) : this.modelToken(ids[i]));
+      tokens.push(added ? this.pipeline.added.decodedText(added) : this.modelToken(ids[i]));
     }
-    return this.decoder ? this.decoder(tokens).join('') : tokens.join(' ');
+    const { decoder } = this.pipeline;
+    return decoder ? decoder(tokens).join('') : tokens.join(' ');
   }
 
   /** The tokens' bytes joined; for byte-level vocabularies this is exact even when the text is not valid UTF-8. */
   decodeBytes(ids: ArrayLike<number>): Uint8Array {
-    if (!this.byteLevel) return utf8Encoder.encode(this.decode(ids));
+    if (!this.pipeline.byteIds) return utf8Encoder.encode(this.decode(ids));
     return concatBytes(Array.from(ids, (id) => this.tokenBytes(id)));
   }
 
@@ -140,9 +148,9 @@ export class HuggingFaceTokenizer implements Tokenizer {
    */
   tokenBytes(id: number): Uint8Array {
     const added = this.addedById.get(id);
-    if (added) return utf8Encoder.encode(this.added.decodedText(added));
+    if (added) return utf8Encoder.encode(this.pipeline.added.decodedText(added));
     const token = this.modelToken(id);
-    if (this.byteLevel) return byteLevelTokenBytes(token);
+    if (this.pipeline.byteIds) return byteLevelTokenBytes(token);
     const byte = /^<0x([0-9A-Fa-f]{2})>$/.exec(token);
     if (byte && this.byteFallbackIds) return Uint8Array.of(parseInt(byte[1], 16));
     return utf8Encoder.encode(token.replaceAll('▁', ' '));
@@ -150,33 +158,41 @@ export class HuggingFaceTokenizer implements Tokenizer {
 
   /** The original tokenizer.json document, unchanged. */
   toJSON(): unknown {
-    return this.original;
+    return this.pipeline.original;
   }
 
   async save(path: string): Promise<void> {
-    await writeFile(path, JSON.stringify(this.original) + '\n');
+    await writeFile(path, JSON.stringify(this.pipeline.original) + '\n');
   }
 
   private encodeInto(text: string, allowSpecial: boolean, out: number[]): void {
-    for (const segment of this.added.extractAndNormalize(text, allowSpecial)) {
+    const { added, model, byteLevelSplit, preTokenize } = this.pipeline;
+    for (const segment of added.extractAndNormalize(text, allowSpecial)) {
       if (segment.id !== undefined) {
         out.push(segment.id);
-        continue;
+      } else if (byteLevelSplit) {
+        const withPrefix =
+          byteLevelSplit.addPrefixSpace && segment.text.length > 0 && !segment.text.startsWith(' ')
+            ? ' ' + segment.text
+            : segment.text;
+        if (byteLevelSplit.regex === null) model.tokenizeText(withPrefix, out);
+        else for (const piece of splitByPattern(withPrefix, byteLevelSplit.regex)) model.tokenizeText(piece, out);
+      } else {
+        for (const piece of preTokenize([{ text: segment.text, atStart: segment.atStart }]))
+          model.tokenize(piece.text, out);
       }
-      for (const piece of this.preTokenize([{ text: segment.text, atStart: segment.atStart }]))
-        this.model.tokenize(piece.text, out);
     }
   }
 
   private modelToken(id: number): string {
-    const token = Number.isInteger(id) ? this.model.idToToken[id] : undefined;
+    const token = Number.isInteger(id) ? this.pipeline.model.idToToken[id] : undefined;
     if (token === undefined) throw new RangeError(`token id ${id} is outside the vocabulary [0, ${this.vocabSize})`);
     return token;
   }
 
   /** The id for a byte outside any valid UTF-8 text: its byte-level or byte-fallback token. */
   private rawByteId(byte: number): number {
-    const id = this.byteLevelIds?.[byte] ?? this.byteFallbackIds?.[byte] ?? -1;
+    const id = this.pipeline.byteIds?.[byte] ?? this.byteFallbackIds?.[byte] ?? -1;
     if (id < 0)
       throw new Error(
         `byte 0x${byte.toString(16).padStart(2, '0')} is not valid UTF-8 and this tokenizer has no byte-level or ` +
@@ -186,11 +202,13 @@ export class HuggingFaceTokenizer implements Tokenizer {
   }
 }
 
-/** A byte-level vocabulary must spell every byte, or some text could not be encoded at all. */
-function requireByteAlphabet(vocab: Record<string, number> | undefined, fail: (message: string) => never): void {
-  if (!vocab || typeof vocab !== 'object') return; // the model reports a missing vocab
-  byteToUnicodeTable().forEach((ch, b) => {
-    if (vocab[ch] === undefined)
+/** Each byte's single-byte token id; a byte-level vocabulary must spell every byte, or some text has no ids. */
+function byteAlphabetIds(vocab: Record<string, number> | undefined, fail: (message: string) => never): Int32Array {
+  if (!vocab || typeof vocab !== 'object') return fail('model has no "vocab"');
+  return Int32Array.from(byteToUnicodeTable(), (ch, b) => {
+    const id = vocab[ch];
+    if (id === undefined)
       fail(`vocab lacks the single-byte token for byte 0x${b.toString(16).padStart(2, '0')} (${JSON.stringify(ch)})`);
+    return id;
   });
 }

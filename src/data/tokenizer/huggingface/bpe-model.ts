@@ -1,6 +1,6 @@
 /** Hugging Face's BPE model: a piece's characters → vocabulary ids, then merges by rank. */
 import { BpeMerger, MAX_BPE_VOCAB, type MergeRule } from '../bpe-merges.js';
-import { utf8Encoder } from '../utf8.js';
+import { bytesToByteLevelString, utf8Encoder } from '../utf8.js';
 import type { Fail, HfBpeModel } from './schema.js';
 
 const CACHE_LIMIT = 200_000;
@@ -17,9 +17,14 @@ export class BpeModel {
   private readonly prefix: string;
   private readonly suffix: string;
   private readonly ignoreMerges: boolean;
+  private readonly bytesMerge: boolean;
   private readonly cache = new Map<string, number[]>();
 
-  constructor(json: HfBpeModel, fail: Fail) {
+  /**
+   * `byteIds`, for byte-level vocabularies, maps each byte to its single-byte token id, which lets
+   * `tokenizeText` merge UTF-8 bytes directly.
+   */
+  constructor(json: HfBpeModel, fail: Fail, byteIds?: Int32Array) {
     if (json.type !== undefined && json.type !== 'BPE')
       fail(`model type ${JSON.stringify(json.type)} is not supported (only BPE)`);
     if (!json.vocab || typeof json.vocab !== 'object') fail('model has no "vocab"');
@@ -65,12 +70,30 @@ export class BpeModel {
         return fail(`merge ${i} ${JSON.stringify(merge)} uses a token missing from vocab`);
       return { left, right, result };
     });
-    // The merger's byte table is unused here: pieces arrive as vocabulary symbols, not bytes.
-    this.merger = new BpeMerger(new Int32Array(256), rules);
+    this.merger = new BpeMerger(byteIds ?? new Int32Array(256), rules);
+    this.bytesMerge = byteIds !== undefined;
   }
 
   /** Appends the ids of one pre-tokenized piece (in the vocabulary's alphabet) to `out`. */
   tokenize(piece: string, out: number[]): void {
+    this.tokenizeCached(piece, out, (ids) => this.wholeOrMerged(piece, ids));
+  }
+
+  /**
+   * Byte-level vocabularies only: the ids of a piece of plain text, the same as `tokenize` gives for its
+   * byte-level spelling, computed from its UTF-8 bytes without building that string.
+   */
+  tokenizeText(piece: string, out: number[]): void {
+    if (!this.bytesMerge) throw new Error('tokenizeText needs a byte-level vocabulary');
+    this.tokenizeCached(piece, out, (ids) => {
+      const bytes = utf8Encoder.encode(piece);
+      const whole = this.ignoreMerges ? this.vocab.get(bytesToByteLevelString(bytes)) : undefined;
+      if (whole !== undefined) ids.push(whole);
+      else this.merger.encodePiece(bytes, ids);
+    });
+  }
+
+  private tokenizeCached(piece: string, out: number[], compute: (ids: number[]) => void): void {
     if (piece.length === 0) return;
     const cacheable = piece.length <= CACHEABLE_PIECE_LENGTH;
     const cached = cacheable ? this.cache.get(piece) : undefined;
@@ -79,14 +102,19 @@ export class BpeModel {
       return;
     }
     const ids: number[] = [];
-    const whole = this.ignoreMerges ? this.vocab.get(piece) : undefined;
-    if (whole !== undefined) ids.push(whole);
-    else this.merger.mergeIds(this.initialSymbols(piece), ids);
+    compute(ids);
     if (cacheable) {
       if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
       this.cache.set(piece, ids);
     }
     for (const id of ids) out.push(id);
+  }
+
+  /** With ignore_merges, a piece that is itself a vocabulary entry is that one id. */
+  private wholeOrMerged(piece: string, ids: number[]): void {
+    const whole = this.ignoreMerges ? this.vocab.get(piece) : undefined;
+    if (whole !== undefined) ids.push(whole);
+    else this.merger.mergeIds(this.initialSymbols(piece), ids);
   }
 
   /** The id of each character (with the subword prefix/suffix), byte-fallback ids or unk where it has none. */

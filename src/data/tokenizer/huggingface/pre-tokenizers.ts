@@ -34,6 +34,11 @@ export interface BuiltPreTokenizer {
   preTokenize: PreTokenizer;
   /** True when a ByteLevel step maps pieces to the byte alphabet (the model's vocabulary is byte-level). */
   byteLevel: boolean;
+  /**
+   * Set when the whole chain is "cut with one regex, keep every piece, map to bytes" (GPT-2, Llama 3, Qwen):
+   * the tokenizer can then skip building byte-level strings and run the merges on UTF-8 bytes directly.
+   */
+  byteLevelSplit?: { regex: RegExp | null; addPrefixSpace: boolean };
 }
 
 export function buildPreTokenizer(component: HfComponent | null | undefined, fail: Fail): BuiltPreTokenizer {
@@ -46,7 +51,19 @@ export function buildPreTokenizer(component: HfComponent | null | undefined, fai
   return {
     preTokenize: (pieces) => built.reduce((current, step) => step(current), pieces),
     byteLevel: byteLevelAt >= 0,
+    byteLevelSplit: byteLevelAt >= 0 ? plainByteLevelSplit(steps, fail) : undefined,
   };
+}
+
+function plainByteLevelSplit(steps: HfComponent[], fail: Fail): BuiltPreTokenizer['byteLevelSplit'] {
+  const byteLevel = steps[steps.length - 1];
+  const addPrefixSpace = readBoolean(byteLevel, 'add_prefix_space', true, fail);
+  const useRegex = readBoolean(byteLevel, 'use_regex', true, fail);
+  if (steps.length === 1) return { regex: useRegex ? compileRustRegex(GPT2_PATTERN, fail) : null, addPrefixSpace };
+  const split = steps[0];
+  const isolated = split.type === 'Split' && split.behavior === 'Isolated' && split.invert !== true;
+  if (steps.length !== 2 || !isolated || useRegex || addPrefixSpace) return undefined;
+  return { regex: compileHfPattern(split.pattern, fail), addPrefixSpace: false };
 }
 
 function buildStep(step: HfComponent, fail: Fail): PreTokenizer {
