@@ -56,7 +56,7 @@ export class BpeMerger {
     this.mergeIds(ids, out);
   }
 
-  /** Applies the merges to a piece already mapped to its initial token ids (overwritten); appends the result to `out`. */
+  /** Applies the merges to a piece given as its initial token ids (overwritten); appends the result to `out`. */
   mergeIds(ids: Int32Array, out: number[]): void {
     const n = ids.length;
     if (n <= 1 || this.results.length === 0) {
