@@ -1,7 +1,7 @@
 /**
  * Chat prompts: a conversation rendered to text by the model's chat template — the Jinja `chat_template`
  * of Hugging Face's tokenizer_config.json, rendered with @huggingface/jinja as transformers renders it
- * (`messages`, `bos_token`, `eos_token`, `add_generation_prompt`, `raise_exception`) — then tokenized with
+ * (`messages`, `bos_token`, `eos_token`, `add_generation_prompt`; `raise_exception` is built in) — then tokenized with
  * special tokens recognised, so a template's control tokens become their ids.
  *
  * Models without a template (Andromeda's own checkpoints are trained on plain documents) get
@@ -73,12 +73,9 @@ export class ChatTemplate {
         bos_token: this.source.bosToken,
         eos_token: this.source.eosToken,
         add_generation_prompt: addGenerationPrompt,
-        raise_exception: (message: unknown) => {
-          throw new ChatTemplateError(String(message));
-        },
       });
     } catch (error) {
-      if (error instanceof ChatTemplateError) throw error;
+      // Templates refuse conversations they cannot render with raise_exception (which @huggingface/jinja provides).
       throw new ChatTemplateError(`the chat template failed on this conversation: ${(error as Error).message}`);
     }
   }
