@@ -17,6 +17,8 @@ export const MAX_TOP_LOGPROBS = 20;
 /** Most prompts in one completions request, and messages in one chat request. */
 export const MAX_PROMPTS = 64;
 export const MAX_MESSAGES = 1024;
+/** Token counts and ids are int32 everywhere (positions too). */
+const MAX_TOKEN_COUNT = 2 ** 31 - 1;
 
 const stopSchema = {
   anyOf: [
@@ -40,10 +42,10 @@ const samplingProperties = {
     properties: { include_usage: { type: 'boolean' } },
   },
   n: { type: ['integer', 'null'], minimum: 1, maximum: MAX_CHOICES },
-  max_tokens: { type: ['integer', 'null'], minimum: 1 },
+  max_tokens: { type: ['integer', 'null'], minimum: 1, maximum: MAX_TOKEN_COUNT },
   temperature: { type: ['number', 'null'], minimum: 0, maximum: 2 },
   top_p: { type: ['number', 'null'], exclusiveMinimum: 0, maximum: 1 },
-  top_k: { type: ['integer', 'null'], minimum: -1 },
+  top_k: { type: ['integer', 'null'], minimum: -1, maximum: MAX_TOKEN_COUNT },
   min_p: { type: ['number', 'null'], minimum: 0, maximum: 1 },
   presence_penalty: { type: ['number', 'null'], minimum: -2, maximum: 2 },
   frequency_penalty: { type: ['number', 'null'], minimum: -2, maximum: 2 },
@@ -53,7 +55,7 @@ const samplingProperties = {
   user: { type: 'string', maxLength: 256 },
 } as const;
 
-const tokenIds = { type: 'array', minItems: 1, items: { type: 'integer', minimum: 0 } };
+const tokenIds = { type: 'array', minItems: 1, items: { type: 'integer', minimum: 0, maximum: MAX_TOKEN_COUNT } };
 
 export const completionRequestSchema = {
   type: 'object',
@@ -101,7 +103,7 @@ export const chatCompletionRequestSchema = {
         },
       },
     },
-    max_completion_tokens: { type: ['integer', 'null'], minimum: 1 },
+    max_completion_tokens: { type: ['integer', 'null'], minimum: 1, maximum: MAX_TOKEN_COUNT },
     logprobs: { type: ['boolean', 'null'] },
     top_logprobs: { type: ['integer', 'null'], minimum: 0, maximum: MAX_TOP_LOGPROBS },
   },

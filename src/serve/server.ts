@@ -149,6 +149,8 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     },
   });
 
+  // Only JSON bodies: Fastify would otherwise hand text/plain bodies to the handlers as strings.
+  app.removeContentTypeParser('text/plain');
   app.addHook('onRequest', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     reply.raw.once('close', () => metrics.countRequest(route, reply.raw.statusCode));
