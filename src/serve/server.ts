@@ -18,6 +18,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { InferenceEngine } from '../inference/engine.js';
@@ -113,6 +114,28 @@ function toApiError(error: FastifyError, bodyLimit: number): ApiError {
   return internalError('The server had an error while processing your request.');
 }
 
+/**
+ * Answers what Node's HTTP parser refuses before Fastify sees a request (a malformed request line or
+ * headers, a request not received within the timeout) with an OpenAI error, and closes the connection.
+ */
+function answerClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const [status, reason, message] =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'Request Timeout', 'The request was not received in time (--request-timeout).']
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'Request Header Fields Too Large', 'The request headers are too large.']
+        : [400, 'Bad Request', 'The request is not valid HTTP.'];
+  const body = JSON.stringify(new ApiError(status, 'invalid_request_error', message).toBody());
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
 export async function createServer(options: ServerOptions): Promise<FastifyInstance> {
   const page = readFileSync(PAGE_PATH);
   const requestTimeout = options.requestTimeoutMs ?? 30_000;
@@ -134,6 +157,7 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     return503OnClosing: true,
     // Types must be what the schema says: "5" is not a number and extra fields are refused, not dropped.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
+    clientErrorHandler: answerClientError,
     serverFactory: (handler) => {
       httpServer = createHttpServer(
         {
@@ -151,6 +175,20 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
 
   // Only JSON bodies: Fastify would otherwise hand text/plain bodies to the handlers as strings.
   app.removeContentTypeParser('text/plain');
+  // JSON is UTF-8 (RFC 8259): a body that is not is refused rather than read with replacement characters.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    let text: string;
+    try {
+      text = strictUtf8.decode(body as Buffer);
+    } catch {
+      done(invalidRequest('The request body is not valid UTF-8.'), undefined);
+      return;
+    }
+    parseJson(request, text, done);
+  });
   app.addHook('onRequest', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     reply.raw.once('close', () => metrics.countRequest(route, reply.raw.statusCode));
