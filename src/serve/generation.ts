@@ -6,7 +6,7 @@
  * they share: submitting every choice, cancelling them all the moment the client goes away, usage,
  * finish reasons, and the latency metrics.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import type { FastifyReply } from 'fastify';
 import { QueueFullError, type GenerationParams, type InferenceEngine } from '../inference/engine.js';
 import type { GenerationResult, GenerationStream, TokenEvent } from '../inference/generation-stream.js';
@@ -135,7 +135,8 @@ export function samplingParams(body: SamplingRequest, extraStops: readonly strin
     params.frequencyPenalty = body.frequency_penalty;
   if (body.repetition_penalty !== null && body.repetition_penalty !== undefined)
     params.repetitionPenalty = body.repetition_penalty;
-  if (body.seed !== null && body.seed !== undefined) params.seed = body.seed;
+  // Without a seed every request samples afresh, as OpenAI's do; with one, it reproduces.
+  params.seed = body.seed ?? randomInt(0, 2 ** 47);
   return params;
 }
 
