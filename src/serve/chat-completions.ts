@@ -85,7 +85,11 @@ export async function handleChatCompletion(
       return { ...base, choices: [{ index, delta, logprobs, finish_reason: null }], ...usageField(this) };
     },
     finishChunk(index, finishReason) {
-      return { ...base, choices: [{ index, delta: {}, logprobs: null, finish_reason: finishReason }], ...usageField(this) };
+      return {
+        ...base,
+        choices: [{ index, delta: {}, logprobs: null, finish_reason: finishReason }],
+        ...usageField(this),
+      };
     },
     usageChunk(usage: Usage) {
       return { ...base, choices: [], usage };
@@ -108,4 +112,3 @@ export async function handleChatCompletion(
   };
   await new GenerationRun(ctx, plan, reply).run();
 }
-

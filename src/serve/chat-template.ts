@@ -122,8 +122,7 @@ export function loadChatTemplate(dirs: readonly string[], tokenizer: Tokenizer):
     if (typeof raw === 'string') template = raw;
     else if (Array.isArray(raw)) {
       const named = raw.find((t) => t && typeof t === 'object' && (t as { name?: unknown }).name === 'default') as
-        | { template?: unknown }
-        | undefined;
+        { template?: unknown } | undefined;
       if (typeof named?.template === 'string') template = named.template;
     }
     if (template === undefined)

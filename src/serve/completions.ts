@@ -30,7 +30,8 @@ function contextsOf(prompt: CompletionRequest['prompt'], tokenizer: Tokenizer): 
     return context;
   };
   if (typeof prompt === 'string') return [withStart(tokenizer.encode(prompt))];
-  if (prompt.every((p) => typeof p === 'string')) return (prompt as string[]).map((p) => withStart(tokenizer.encode(p)));
+  if (prompt.every((p) => typeof p === 'string'))
+    return (prompt as string[]).map((p) => withStart(tokenizer.encode(p)));
   if (prompt.every((p) => typeof p === 'number'))
     return [withStart(promptIds(prompt as number[], tokenizer.vocabSize, 'prompt'))];
   return (prompt as number[][]).map((ids, i) => withStart(promptIds(ids, tokenizer.vocabSize, `prompt[${i}]`)));
@@ -86,7 +87,11 @@ export async function handleCompletion(ctx: ServeContext, body: CompletionReques
       return { ...base, choices: [{ index, text, logprobs, finish_reason: null }], ...usageField(this) };
     },
     finishChunk(index, finishReason) {
-      return { ...base, choices: [{ index, text: '', logprobs: null, finish_reason: finishReason }], ...usageField(this) };
+      return {
+        ...base,
+        choices: [{ index, text: '', logprobs: null, finish_reason: finishReason }],
+        ...usageField(this),
+      };
     },
     usageChunk(usage: Usage) {
       return { ...base, choices: [], usage };
@@ -106,4 +111,3 @@ export async function handleCompletion(ctx: ServeContext, body: CompletionReques
   };
   await new GenerationRun(ctx, plan, reply).run();
 }
-

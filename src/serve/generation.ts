@@ -123,7 +123,8 @@ export function completionBudget(
 
 /** The engine's sampling parameters from the parameters both endpoints share. */
 export function samplingParams(body: SamplingRequest, extraStops: readonly string[]): GenerationParams {
-  const stop = body.stop === null || body.stop === undefined ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
+  const stop =
+    body.stop === null || body.stop === undefined ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
   const params: GenerationParams = { stop: [...stop, ...extraStops] };
   if (body.temperature !== null && body.temperature !== undefined) params.temperature = body.temperature;
   if (body.top_p !== null && body.top_p !== undefined) params.topP = body.top_p;
@@ -241,10 +242,7 @@ export class GenerationRun {
       finishReason: finishReasonOf(result),
       tokens,
     }));
-    const body = this.plan.response(
-      choices,
-      this.usage(collected.map((c) => c.result)),
-    );
+    const body = this.plan.response(choices, this.usage(collected.map((c) => c.result)));
     await this.reply.code(200).send(body);
   }
 

@@ -23,7 +23,15 @@ import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { InferenceEngine } from '../inference/engine.js';
 import type { Tokenizer } from '../data/tokenizer/tokenizer.js';
-import { ApiError, bodyTooLarge, internalError, invalidRequest, routeNotFound, unauthorized, unavailable } from './errors.js';
+import {
+  ApiError,
+  bodyTooLarge,
+  internalError,
+  invalidRequest,
+  routeNotFound,
+  unauthorized,
+  unavailable,
+} from './errors.js';
 import {
   chatCompletionRequestSchema,
   completionRequestSchema,
@@ -194,7 +202,8 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     reply.raw.once('close', () => metrics.countRequest(route, reply.raw.statusCode));
     if (keyDigest && request.url.startsWith('/v1/') && !authorized(request.headers.authorization, keyDigest))
       return sendError(reply, unauthorized());
-    if (ctx.closing && request.url.startsWith('/v1/')) return sendError(reply, unavailable('The server is shutting down.'));
+    if (ctx.closing && request.url.startsWith('/v1/'))
+      return sendError(reply, unavailable('The server is shutting down.'));
   });
 
   app.setErrorHandler((error: FastifyError, _request, reply) => {

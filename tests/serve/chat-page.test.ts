@@ -68,8 +68,12 @@ test('the chat page streams a reply to a typed message; a screenshot is taken', 
   await page.waitForSelector('.message.assistant .meta', { timeout: 20_000 });
   const seen = (await page.evaluate(() => (window as unknown as { seen: string[] }).seen)).filter((t) => t !== '');
   const distinct = [...new Set(seen)];
-  assert.ok(distinct.length >= 5, `the reply grew in ${distinct.length} steps: ${JSON.stringify(distinct.slice(0, 8))}`);
-  for (let i = 1; i < distinct.length; i++) assert.ok(distinct[i]!.startsWith(distinct[i - 1]!), 'each step extends the last');
+  assert.ok(
+    distinct.length >= 5,
+    `the reply grew in ${distinct.length} steps: ${JSON.stringify(distinct.slice(0, 8))}`,
+  );
+  for (let i = 1; i < distinct.length; i++)
+    assert.ok(distinct[i]!.startsWith(distinct[i - 1]!), 'each step extends the last');
   const meta = await page.$eval('.message.assistant .meta', (el) => el.textContent!);
   assert.match(meta, /^length · [\d.]+ s · 40 tokens$/);
   // Greedy: the page shows exactly what the API gives for the same conversation.
@@ -89,30 +93,34 @@ test('the chat page streams a reply to a typed message; a screenshot is taken', 
   console.log(`chat page screenshot: ${screenshot}`);
 });
 
-test('the stop button ends a streaming reply and cancels it on the server; the page stays usable', { skip }, async () => {
-  await page.click('#clear');
-  await page.$eval('#max_tokens', (el) => ((el as HTMLInputElement).value = '64'));
-  await page.$eval('#temperature', (el) => ((el as HTMLInputElement).value = '1'));
-  // Press stop the moment the first streamed text shows, as a user would mid-reply.
-  await page.evaluate(() => {
-    const observer = new MutationObserver(() => {
-      const replies = document.querySelectorAll('.message.assistant.streaming');
-      if (replies.length > 0 && replies[0]!.textContent) {
-        observer.disconnect();
-        (document.getElementById('stop') as HTMLButtonElement).click();
-      }
+test(
+  'the stop button ends a streaming reply and cancels it on the server; the page stays usable',
+  { skip },
+  async () => {
+    await page.click('#clear');
+    await page.$eval('#max_tokens', (el) => ((el as HTMLInputElement).value = '64'));
+    await page.$eval('#temperature', (el) => ((el as HTMLInputElement).value = '1'));
+    // Press stop the moment the first streamed text shows, as a user would mid-reply.
+    await page.evaluate(() => {
+      const observer = new MutationObserver(() => {
+        const replies = document.querySelectorAll('.message.assistant.streaming');
+        if (replies.length > 0 && replies[0]!.textContent) {
+          observer.disconnect();
+          (document.getElementById('stop') as HTMLButtonElement).click();
+        }
+      });
+      observer.observe(document.getElementById('messages')!, { childList: true, subtree: true, characterData: true });
     });
-    observer.observe(document.getElementById('messages')!, { childList: true, subtree: true, characterData: true });
-  });
-  await page.type('#input', 'the captain');
-  await page.keyboard.press('Enter');
-  await page.waitForSelector('.message.assistant .meta', { timeout: 10_000 });
-  const meta = await page.$eval('.message.assistant .meta', (el) => el.textContent!);
-  assert.match(meta, /^stopped · /);
-  const shown = await page.$eval('.message.assistant', (el) => el.firstChild!.textContent!);
-  assert.ok(shown.length > 0 && shown.length < 64, `a partial reply: ${JSON.stringify(shown)}`);
-  assert.ok(await waitFor(async () => (await metric(server.url, 'andromeda_sequences_running')) === 0, 2000));
-  assert.equal(await metric(server.url, 'andromeda_kv_blocks_used'), 0);
-  assert.equal(await page.$eval('#send', (el) => (el as HTMLButtonElement).disabled), false);
-  assert.equal(await page.$eval('#stop', (el) => (el as HTMLButtonElement).disabled), true);
-});
+    await page.type('#input', 'the captain');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('.message.assistant .meta', { timeout: 10_000 });
+    const meta = await page.$eval('.message.assistant .meta', (el) => el.textContent!);
+    assert.match(meta, /^stopped · /);
+    const shown = await page.$eval('.message.assistant', (el) => el.firstChild!.textContent!);
+    assert.ok(shown.length > 0 && shown.length < 64, `a partial reply: ${JSON.stringify(shown)}`);
+    assert.ok(await waitFor(async () => (await metric(server.url, 'andromeda_sequences_running')) === 0, 2000));
+    assert.equal(await metric(server.url, 'andromeda_kv_blocks_used'), 0);
+    assert.equal(await page.$eval('#send', (el) => (el as HTMLButtonElement).disabled), false);
+    assert.equal(await page.$eval('#stop', (el) => (el as HTMLButtonElement).disabled), true);
+  },
+);

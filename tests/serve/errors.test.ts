@@ -73,7 +73,11 @@ test('400: wrong types, named by their parameter; no coercion of "5" to 5', asyn
     /messages\[0\]\.role/,
     'messages[0].role',
   );
-  assertShape(await post(chat(server), JSON.stringify({ model: MODEL_ID })), 400, /Missing required parameter: 'messages'/);
+  assertShape(
+    await post(chat(server), JSON.stringify({ model: MODEL_ID })),
+    400,
+    /Missing required parameter: 'messages'/,
+  );
 });
 
 test('400: values out of range, unknown parameters, unsupported combinations', async () => {
@@ -150,22 +154,32 @@ test('404: an unknown model, an unknown route', async () => {
 test('413: a body over --body-limit, refused while it is read', async () => {
   const reply = await post(completions(server), JSON.stringify({ model: MODEL_ID, prompt: 'x'.repeat(100_000) }));
   assertShape(reply, 413, /larger than this server's limit of 65536 bytes/);
-  const stop = await post(completions(server), JSON.stringify({ model: MODEL_ID, prompt: 'a', stop: 'y'.repeat(1 << 20) }));
+  const stop = await post(
+    completions(server),
+    JSON.stringify({ model: MODEL_ID, prompt: 'a', stop: 'y'.repeat(1 << 20) }),
+  );
   assertShape(stop, 413, /--body-limit/);
 });
 
 test('415: a body that is not JSON', async () => {
-  const response = await fetch(completions(server), { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'hi' });
+  const response = await fetch(completions(server), {
+    method: 'POST',
+    headers: { 'content-type': 'text/plain' },
+    body: 'hi',
+  });
   assert.equal(response.status, 415);
   assert.match((await response.json()).error.message, /application\/json/);
 });
 
 test('429: when the queue is full, with Retry-After; the running request is unharmed', async () => {
-  const busy = await startServer({ limits: { maxPromptTokens: 100, maxTokens: 64, contextLength: CONTEXT_LENGTH, queueLimit: 1 } }, {
-    maxBatch: 1,
-    tokenBudget: 64,
-    maxQueue: 1,
-  });
+  const busy = await startServer(
+    { limits: { maxPromptTokens: 100, maxTokens: 64, contextLength: CONTEXT_LENGTH, queueLimit: 1 } },
+    {
+      maxBatch: 1,
+      tokenBudget: 64,
+      maxQueue: 1,
+    },
+  );
   try {
     const body = (prompt: string) => JSON.stringify({ model: MODEL_ID, prompt, max_tokens: 64, temperature: 0 });
     const running = post(completions(busy), body('the white'));

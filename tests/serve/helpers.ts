@@ -28,7 +28,14 @@ export function trainedRun(): Promise<string> {
     const lines = ['the white whale swims in the deep sea.', 'the captain sails the ship into the wind.'];
     for (let d = 0; d < 10; d++) await writeFile(join(input, `doc-${d}.txt`), lines.join('\n').repeat(6) + '\n');
     const data = join(root, 'ds');
-    await tokenizeToDataset({ inputs: [input], tokenizer: 'byte', outDir: data, valFraction: 0.2, progress: false, log: () => {} });
+    await tokenizeToDataset({
+      inputs: [input],
+      tokenizer: 'byte',
+      outDir: data,
+      valFraction: 0.2,
+      progress: false,
+      log: () => {},
+    });
     const out = join(root, 'run');
     await train(
       {
@@ -64,7 +71,7 @@ export interface TestServer {
 }
 
 export async function startServer(
-  overrides: Partial<Omit<ServerOptions, 'engine' | 'tokenizer' | 'chatTemplate'>> = {},
+  overrides: Partial<Omit<ServerOptions, 'engine' | 'tokenizer'>> = {},
   engineOptions: InferenceEngineOptions = {},
 ): Promise<TestServer> {
   const run = await trainedRun();
@@ -82,7 +89,12 @@ export async function startServer(
     tokenizer: loaded.tokenizer,
     chatTemplate: loadChatTemplate(templateSearchDirs(loaded.dir), loaded.tokenizer),
     modelId: MODEL_ID,
-    limits: { maxPromptTokens: 100, maxTokens: 64, contextLength: CONTEXT_LENGTH, queueLimit: engineOptions.maxQueue ?? 64 },
+    limits: {
+      maxPromptTokens: 100,
+      maxTokens: 64,
+      contextLength: CONTEXT_LENGTH,
+      queueLimit: engineOptions.maxQueue ?? 64,
+    },
     apiKey: null,
     bodyLimit: 64 * 1024,
     requestTimeoutMs: 2000,

@@ -157,8 +157,7 @@ export function hostileRequests(base: string, model: string, count: number, seed
     }),
     () => ({
       kind: 'prototype keys',
-      send: () =>
-        postJson(completions, `{"model": "${model}", "prompt": "a", "constructor": {"prototype": {"x": 1}}}`),
+      send: () => postJson(completions, `{"model": "${model}", "prompt": "a", "constructor": {"prototype": {"x": 1}}}`),
     }),
     () => ({
       kind: 'unknown model',
@@ -179,18 +178,34 @@ export function hostileRequests(base: string, model: string, count: number, seed
       kind: 'context overflow',
       send: () => postJson(completions, JSON.stringify({ model, prompt: 'w'.repeat(5000), max_tokens: 10 })),
     }),
-    () => ({ kind: 'wrong content type', send: () => postJson(completions, valid, 'application/x-www-form-urlencoded') }),
+    () => ({
+      kind: 'wrong content type',
+      send: () => postJson(completions, valid, 'application/x-www-form-urlencoded'),
+    }),
     () => ({
       kind: 'invalid UTF-8',
-      send: () => postJson(completions, Buffer.concat([Buffer.from(`{"model": "${model}", "prompt": "`), Buffer.from([0xff, 0xfe, 0xc0]), Buffer.from('"}')])),
+      send: () =>
+        postJson(
+          completions,
+          Buffer.concat([
+            Buffer.from(`{"model": "${model}", "prompt": "`),
+            Buffer.from([0xff, 0xfe, 0xc0]),
+            Buffer.from('"}'),
+          ]),
+        ),
     }),
     () => ({
       kind: 'short body for its Content-Length',
       send: () =>
-        rawRequest(base, [
-          `POST /v1/completions HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\n` +
-            `Content-Length: 100\r\nConnection: close\r\n\r\n{"model"`,
-        ], 0, 10_000),
+        rawRequest(
+          base,
+          [
+            `POST /v1/completions HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\n` +
+              `Content-Length: 100\r\nConnection: close\r\n\r\n{"model"`,
+          ],
+          0,
+          10_000,
+        ),
     }),
     () => ({
       kind: 'malformed request line',

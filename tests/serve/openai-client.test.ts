@@ -35,7 +35,11 @@ test('completions: greedy text continues the training sentences, with usage and 
   assert.equal(choice.text, ' in the deep sea.'.slice(0, choice.text.length));
   assert.ok(choice.text.length >= 8, `the trained model continues the sentence: ${JSON.stringify(choice.text)}`);
   // The prompt is its bytes plus the start-of-document token; 16 tokens were generated.
-  assert.deepEqual(r.usage, { prompt_tokens: 'the white whale swims'.length + 1, completion_tokens: 16, total_tokens: 38 });
+  assert.deepEqual(r.usage, {
+    prompt_tokens: 'the white whale swims'.length + 1,
+    completion_tokens: 16,
+    total_tokens: 38,
+  });
 });
 
 test('completions stream: the chunks join to the non-streamed text; include_usage adds a usage chunk', async () => {

@@ -125,17 +125,18 @@ export const serveCommand: Command = {
         `--token-budget ${tokenBudget} must be at least --max-concurrent ${maxConcurrent}, so every running ` +
           `sequence can decode in each step`,
       );
-    const apiKey = values['api-key'] ?? process.env.ANDROMEDA_API_KEY ?? null;
+    // An empty ANDROMEDA_API_KEY counts as unset (as shells leave exported-but-empty variables); an empty
+    // --api-key is a mistake.
+    const apiKey = values['api-key'] ?? (process.env.ANDROMEDA_API_KEY || null);
     if (apiKey !== null && apiKey.trim() === '')
-      throw new UsageError('--api-key (or ANDROMEDA_API_KEY) is empty; give a key or leave it unset');
+      throw new UsageError('--api-key is empty; give a key, or leave it out to serve without one');
     const maxPromptFlag = values['max-prompt-tokens'];
     if (maxPromptFlag !== undefined) positiveIntegerFlag('max-prompt-tokens', maxPromptFlag, 1);
 
     const device = usableDevice(values.device);
     setDefaultDevice(device);
     const loaded = await loadModelForInference(positionals[0]!, device, values.tokenizer);
-    const contextLength =
-      typeof loaded.config.maxSeqLen === 'number' ? loaded.config.maxSeqLen : MAX_CONTEXT_TOKENS;
+    const contextLength = typeof loaded.config.maxSeqLen === 'number' ? loaded.config.maxSeqLen : MAX_CONTEXT_TOKENS;
     const maxPromptTokens = positiveIntegerFlag('max-prompt-tokens', maxPromptFlag, contextLength);
     let engine: InferenceEngine | null = null;
     try {
