@@ -18,7 +18,7 @@ async function healthyCompletion(): Promise<void> {
   assert.equal(r.usage!.completion_tokens, 4);
 }
 
-test('200 hostile requests (bad JSON, huge bodies, wrong types, bad numbers, 1 MB stops, ...) all get 4xx', async () => {
+test('200 hostile requests (bad JSON, huge bodies, wrong types, bad numbers, 1 MB stops...) all get 4xx', async () => {
   const requests = hostileRequests(server.url, MODEL_ID, 200, 7, 2);
   const outcomes: { kind: string; status: number; body: string }[] = [];
   let next = 0;
@@ -52,7 +52,8 @@ test('a slow-loris upload is cut off at the request timeout while other clients 
   const slow = rawRequest(
     server.url,
     [
-      `POST /v1/completions HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`,
+      `POST /v1/completions HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${body.length}\r\n\r\n`,
       ...body.split(''),
     ],
     200,
