@@ -10,6 +10,7 @@ import { generateCommand } from './commands/generate.js';
 import { quickstartCommand } from './commands/quickstart.js';
 import { convertCommand } from './commands/convert.js';
 import { scoreCommand } from './commands/score.js';
+import { serveCommand } from './commands/serve.js';
 
 const commands: Command[] = [
   quickstartCommand,
@@ -18,6 +19,7 @@ const commands: Command[] = [
   generateCommand,
   convertCommand,
   scoreCommand,
+  serveCommand,
 ];
 
 function overview(): string {
