@@ -10,6 +10,7 @@ import { generateCommand } from './commands/generate.js';
 import { quickstartCommand } from './commands/quickstart.js';
 import { convertCommand } from './commands/convert.js';
 import { scoreCommand } from './commands/score.js';
+import { chatCommand } from './commands/chat.js';
 import { serveCommand } from './commands/serve.js';
 
 const commands: Command[] = [
@@ -17,6 +18,7 @@ const commands: Command[] = [
   tokenizeCommand,
   trainCommand,
   generateCommand,
+  chatCommand,
   convertCommand,
   scoreCommand,
   serveCommand,
