@@ -16,6 +16,8 @@ interface ChatRun {
   stderr: string;
   /** Prompt tokens of each reply, from the --stats lines. */
   promptTokens: number[];
+  /** How each reply finished (stop, length, ...), from the --stats lines. */
+  finished: string[];
 }
 
 function chat(run: string, input: string, extra: string[] = []): ChatRun {
@@ -26,7 +28,8 @@ function chat(run: string, input: string, extra: string[] = []): ChatRun {
   );
   assert.equal(r.status, 0, `chat failed:\n${r.stdout}\n${r.stderr}`);
   const promptTokens = [...r.stderr.matchAll(/\[prompt (\d+) tokens, reply (\d+) tokens/g)].map((m) => Number(m[1]));
-  return { stdout: r.stdout, stderr: r.stderr, promptTokens };
+  const finished = [...r.stderr.matchAll(/finished: (\w+)\]/g)].map((m) => m[1]!);
+  return { stdout: r.stdout, stderr: r.stderr, promptTokens, finished };
 }
 
 test('chat: replies stream to stdout, the history grows the context, /reset starts over', async () => {
@@ -51,6 +54,16 @@ test('chat: the chat template of tokenizer_config.json renders the conversation,
   assert.match(stderr, /chat template: .*tokenizer_config\.json/);
   // Byte tokens: the prompt is exactly the rendered text, one token per byte.
   assert.deepEqual(promptTokens, ['<system>be brief\n<user>hi\n<assistant>'.length]);
+});
+
+test("chat: a reply ends at generation_config.json's eos_token_id", async () => {
+  const run = await tempDir('andromeda-chat-');
+  await cp(await trainedRun(), run, { recursive: true });
+  const e = 'e'.charCodeAt(0); // byte tokens: the id of "e" is its byte; the whale corpus is full of them
+  await writeFile(join(run, 'generation_config.json'), JSON.stringify({ eos_token_id: [e] }));
+  const { stdout, finished } = chat(run, 'the white whale\n', ['--max-tokens', '60']);
+  assert.deepEqual(finished, ['stop']);
+  assert.ok(!stdout.includes('e'), `the reply runs past the stop token: ${JSON.stringify(stdout)}`);
 });
 
 test('chat: unknown commands and bad flags are explained', async () => {

@@ -1,4 +1,7 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import type { Tokenizer } from '../../data/tokenizer/tokenizer.js';
 import { setDefaultDevice } from '../../engine/registry.js';
 import { InferenceEngine, type GenerationStream } from '../../inference/engine.js';
 import { MAX_CONTEXT_TOKENS } from '../../inference/generate.js';
@@ -99,7 +102,8 @@ export const chatCommand: Command = {
           `${template.source.file ?? 'default transcript'}\n${COMMANDS_HELP}\n`,
       );
       const chat = new ChatSession(template, values.system ?? null, Math.min(contextLength, MAX_CONTEXT_TOKENS));
-      await chatLoop(chat, engine, { maxTokens, temperature, topK, topP, seed, stats: values.stats });
+      const stopTokenIds = replyEndIds(templateSearchDirs(loaded.dir), template, loaded.tokenizer);
+      await chatLoop(chat, engine, { maxTokens, temperature, topK, topP, seed, stopTokenIds, stats: values.stats });
     } finally {
       await engine?.close();
       loaded.model.dispose();
@@ -163,7 +167,32 @@ class ChatSession {
   }
 }
 
+/**
+ * Tokens that end a reply besides the end-of-document token: the template's eos_token and generation_config.json's
+ * eos_token_id (instruction-tuned models end a turn with their own token, e.g. Llama 3's <|eot_id|>).
+ */
+function replyEndIds(dirs: readonly string[], template: ChatTemplate, tokenizer: Tokenizer): number[] {
+  const ids = new Set<number>();
+  const templateEos = tokenizer.specialTokens.get(template.source.eosToken);
+  if (templateEos !== undefined) ids.add(templateEos);
+  for (const dir of dirs) {
+    const file = join(dir, 'generation_config.json');
+    if (!existsSync(file)) continue;
+    let config: { eos_token_id?: unknown };
+    try {
+      config = JSON.parse(readFileSync(file, 'utf8')) as { eos_token_id?: unknown };
+    } catch (error) {
+      throw new Error(`${file} is not valid JSON: ${(error as Error).message}`);
+    }
+    const listed = Array.isArray(config.eos_token_id) ? config.eos_token_id : [config.eos_token_id];
+    for (const id of listed) if (Number.isInteger(id) && id >= 0 && id < tokenizer.vocabSize) ids.add(id as number);
+    break;
+  }
+  return [...ids];
+}
+
 interface ReplySettings {
+  stopTokenIds: readonly number[];
   maxTokens: number;
   temperature: number;
   topK: number;
@@ -224,6 +253,7 @@ async function chatLoop(chat: ChatSession, engine: InferenceEngine, settings: Re
       topP: settings.topP,
       seed: settings.seed + turn++,
       stop: chat.stops,
+      stopTokenIds: settings.stopTokenIds,
       startWithEos: false, // the template starts the context itself (bos_token)
     });
     for await (const event of replying) process.stdout.write(event.text);
