@@ -48,7 +48,8 @@ test('chat: the chat template of tokenizer_config.json renders the conversation,
   const run = await tempDir('andromeda-chat-');
   await cp(await trainedRun(), run, { recursive: true });
   const template =
-    '{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}';
+    '{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}' +
+    '{% if add_generation_prompt %}<assistant>{% endif %}';
   await writeFile(join(run, 'tokenizer_config.json'), JSON.stringify({ chat_template: template }));
   const { stderr, promptTokens } = chat(run, 'hi\n', ['--system', 'be brief']);
   assert.match(stderr, /chat template: .*tokenizer_config\.json/);
