@@ -50,16 +50,9 @@ export interface NativeKernels extends SharedKernels {
 export const handleOrNone = (d: Dense | null | undefined): number => (d ? d.handle : 0);
 export const offsetOrNone = (d: Dense | null | undefined): number => (d ? d.offset : 0);
 
-/**
- * Finds an engine addon of this package (dist/src/engine → the root is three levels up): the one compiled here,
- * `build/Release/<file>`, else the prebuilt binary in `prebuilds/<platform>-<arch>/` that node-gyp-build's rules
- * pick for this Node (N-API, libc), named `<addon>.<tags>.node` as prebuildify names them. When neither exists
- * the returned path is the build/Release one, which the engines name in their "not built" errors.
- */
+/** Loads an engine addon of this package (dist/src/engine → the root is three levels up); see `locateAddon`. */
 export function requireAddon<T>(file: string): { path: string; load: () => T } {
-  const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-  const built = join(root, 'build', 'Release', file);
-  const path = existsSync(built) ? built : (matchingPrebuild(root, file) ?? built);
+  const path = locateAddon(join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..'), file);
   return { path, load: () => createRequire(import.meta.url)(path) as T };
 }
 
@@ -72,9 +65,17 @@ interface NodeGypBuild {
   compareTags(runtime: string): (a: PrebuildTags, b: PrebuildTags) => number;
 }
 
-function matchingPrebuild(root: string, file: string): string | null {
+/**
+ * Where the addon `file` (e.g. "andromeda_cpu.node") of the package at `root` is: the one compiled there,
+ * `build/Release/<file>`, else the prebuilt binary in `prebuilds/<platform>-<arch>/` that node-gyp-build's rules pick
+ * for this Node (N-API, libc), named `<addon>.<tags>.node` as prebuildify names them. When neither exists it is the
+ * build/Release path, which the engines name in their "not built" errors.
+ */
+export function locateAddon(root: string, file: string): string {
+  const built = join(root, 'build', 'Release', file);
+  if (existsSync(built)) return built;
   const dir = join(root, 'prebuilds', `${process.platform}-${process.arch}`);
-  if (!existsSync(dir)) return null;
+  if (!existsSync(dir)) return built;
   const addon = file.replace(/\.node$/, '');
   const gypBuild = createRequire(import.meta.url)('node-gyp-build') as NodeGypBuild;
   const candidates = readdirSync(dir)
@@ -82,7 +83,7 @@ function matchingPrebuild(root: string, file: string): string | null {
     .map((name) => gypBuild.parseTags(name))
     .filter(gypBuild.matchTags('node', process.versions.modules)) as PrebuildTags[];
   const best = candidates.sort(gypBuild.compareTags('node'))[0];
-  return best ? join(dir, best.file) : null;
+  return best ? join(dir, best.file) : built;
 }
 
 /** Strides of the wrong rank would make a kernel read or write out of bounds: refuse them. */
