@@ -23,17 +23,16 @@ export type { LanguageModel, ModelFamily } from './train/model.js';
 export { generate, type GenerateOptions, type GenerateResult } from './inference/generate.js';
 export { loadModelForInference, type LoadedModel } from './inference/load.js';
 export type { SamplingOptions } from './inference/sampling.js';
-export {
-  InferenceEngine,
-  GenerationStream,
-  QueueFullError,
-  type InferenceEngineOptions,
-  type GenerationParams,
-  type GenerationResult,
-  type GenerationUsage,
-  type FinishReason,
-  type TokenEvent,
-  type SamplingParams,
+export { InferenceEngine, GenerationStream, QueueFullError } from './inference/engine.js';
+export type {
+  InferenceEngineOptions,
+  GenerationParams,
+  GenerationResult,
+  GenerationUsage,
+  FinishReason,
+  TokenEvent,
+  EngineStats,
+  SamplingParams,
 } from './inference/engine.js';
 export { ChatTemplate, loadChatTemplate, DEFAULT_CHAT_TEMPLATE } from './serve/chat-template.js';
 export { VERSION } from './version.js';
