@@ -136,6 +136,7 @@ export function samplingParams(body: SamplingRequest, extraStops: readonly strin
     params.frequencyPenalty = body.frequency_penalty;
   if (body.repetition_penalty !== null && body.repetition_penalty !== undefined)
     params.repetitionPenalty = body.repetition_penalty;
+  if (body.ignore_eos) params.ignoreEos = true;
   // Without a seed every request samples afresh, as OpenAI's do; with one, it reproduces.
   params.seed = body.seed ?? randomInt(0, 2 ** 47);
   return params;
@@ -179,7 +180,9 @@ export class GenerationRun {
     private readonly reply: FastifyReply,
   ) {
     this.startedAt = performance.now();
-    this.stopTokenIds = new Set([ctx.tokenizer.eosId, ...(plan.params.stopTokenIds ?? [])]);
+    // Stop tokens end a choice without being part of its text, so its logprobs leave them out too.
+    const stops = plan.params.stopTokenIds ?? [];
+    this.stopTokenIds = new Set(plan.params.ignoreEos ? stops : [ctx.tokenizer.eosId, ...stops]);
   }
 
   /** Answers the request; resolves when the response is complete or the client has gone. */
