@@ -14,16 +14,17 @@
  * at once — decodes, and prefill chunks of new prompts within a token budget — and requests join and
  * leave between steps. The engine runs steps while there is work, yielding to the event loop after each
  * one, so a server on the same thread keeps answering. Each request samples with its own parameters
- * and seed (./request-sampler.ts) and streams its text as whole characters, stop strings held back
+ * and seed on the device (./device-sampling.ts) and streams its text as whole characters, stop strings held back
  * (./stop-text.ts).
  */
 import type { Tokenizer } from '../data/tokenizer/tokenizer.js';
 import type { LanguageModel } from '../train/model.js';
 import { BlockManager, type BlockUsage } from './block-manager.js';
-import { Scheduler, type SampledToken, type StepLayout } from './scheduler.js';
+import { Scheduler, type SampledToken } from './scheduler.js';
 import { Sequence, type SequenceLimits } from './sequence.js';
 import { StopTextFilter } from './stop-text.js';
-import { RequestSampler, validateSamplingParams, type SamplingParams } from './request-sampler.js';
+import { validateSamplingParams, type SamplingParams } from './sampling-params.js';
+import { RequestSampling } from './device-sampling.js';
 import { GenerationStream } from './generation-stream.js';
 import { createStepRunner } from './runners.js';
 import type { StepRunner } from './step-runner.js';
@@ -32,11 +33,14 @@ import { ThroughputMeter } from './throughput.js';
 export { GenerationStream };
 export { QueueFullError } from './scheduler.js';
 export type { GenerationResult, GenerationUsage, FinishReason, TokenEvent } from './generation-stream.js';
-export type { SamplingParams } from './request-sampler.js';
+export type { SamplingParams } from './sampling-params.js';
 
 /** Parameters of one request: sampling (see SamplingParams) and limits. */
 export interface GenerationParams extends SamplingParams {
-  /** Most tokens to generate. Default 256. */
+  /**
+   * Most tokens to generate. Default 256. Capped to what the cache pool holds for this request alone, so
+   * a request never waits for memory it could not get.
+   */
   maxTokens?: number;
   /** Generation ends before the first of these strings in the decoded text; the stop string is not emitted. */
   stop?: string | readonly string[];
@@ -67,8 +71,13 @@ export interface InferenceEngineOptions {
   maxQueue?: number;
   /** Share the cache blocks of identical prompt prefixes between requests. Default true. */
   prefixSharing?: boolean;
-  /** Replay decode steps as CUDA graphs where the model and device support it. Default true. */
+  /** Replay decode steps as CUDA graphs (one per batch-size bucket) on CUDA devices. Default true. */
   cudaGraphs?: boolean;
+  /**
+   * Take the graph path on the CPU engine too, whose graphs replay by running the step again: it tests
+   * the path (fixed buffers, padding, bucketing) without a GPU, at the cost of the padding rows. Default false.
+   */
+  graphsOnCpu?: boolean;
 }
 
 export interface EngineStats {
@@ -96,6 +105,8 @@ export interface EngineStats {
   timeToFirstTokenMs: { last: number | null; mean: number | null };
   /** Whether the model runs over the paged cache (else each step recomputes the sampled sequences). */
   paged: boolean;
+  /** Decode graphs captured so far (one per batch-size and block-table-width bucket used). */
+  graphs: number;
 }
 
 const DEFAULTS = {
@@ -112,10 +123,11 @@ export type EngineModel = LanguageModel;
 
 export class InferenceEngine {
   readonly tokenizer: Tokenizer;
+  private readonly modelVocab: number;
   private readonly runner: StepRunner;
   private readonly blocks: BlockManager;
   private readonly scheduler: Scheduler;
-  private readonly samplers = new Map<Sequence, RequestSampler>();
+  private readonly samplers = new Map<Sequence, RequestSampling>();
   private readonly throughput = new ThroughputMeter();
   private nextId = 1;
   private steps = 0;
@@ -147,13 +159,16 @@ export class InferenceEngine {
         `InferenceEngine: the tokenizer's vocabulary (${tokenizer.vocabSize}) exceeds the model's (${model.vocabSize})`,
       );
     this.tokenizer = tokenizer;
+    this.modelVocab = model.vocabSize;
     model.eval();
     this.runner = createStepRunner(model, {
       blockSize: o.blockSize,
       numBlocks: options.numBlocks,
       memoryBytes: o.memoryBytes,
+      vocab: tokenizer.vocabSize,
       maxBatch: o.maxBatch,
-      cudaGraphs: o.cudaGraphs ?? true,
+      cudaGraphs: options.cudaGraphs ?? true,
+      graphsOnCpu: options.graphsOnCpu ?? false,
     });
     try {
       this.blocks = new BlockManager(this.runner.numBlocks, o.blockSize, o.prefixSharing ?? true);
@@ -175,8 +190,8 @@ export class InferenceEngine {
    */
   submit(prompt: string | Int32Array, params: GenerationParams = {}): GenerationStream {
     if (this.closed) throw new Error('InferenceEngine: the engine is closed');
-    const limits = this.limitsOf(params);
     const context = this.contextOf(prompt, params.startWithEos ?? true);
+    const limits = this.limitsOf(params, context.length);
     const id = this.nextId++;
     let sequence: Sequence | null = null;
     const stream = new GenerationStream(id, context.length, () => {
@@ -195,7 +210,7 @@ export class InferenceEngine {
         sink.finish(reason, error);
       },
     });
-    this.samplers.set(sequence, new RequestSampler(params, this.tokenizer.vocabSize));
+    this.samplers.set(sequence, new RequestSampling(params));
     try {
       this.scheduler.add(sequence);
     } catch (e) {
@@ -230,6 +245,7 @@ export class InferenceEngine {
         mean: this.firstTokens.count === 0 ? null : this.firstTokens.totalMs / this.firstTokens.count,
       },
       paged: this.runner.paged,
+      graphs: this.runner.capturedGraphs,
     };
   }
 
@@ -245,11 +261,22 @@ export class InferenceEngine {
     this.runner.dispose();
   }
 
-  private limitsOf(params: GenerationParams): SequenceLimits {
+  /**
+   * The request's limits. The token limit is capped to what the pool holds for this request alone (the
+   * last generated token needs no cache position), so any accepted request can finish.
+   */
+  private limitsOf(params: GenerationParams, contextLength: number): SequenceLimits {
     validateSamplingParams(params);
-    const maxTokens = params.maxTokens ?? DEFAULTS.maxTokens;
-    if (!Number.isInteger(maxTokens) || maxTokens < 0)
-      throw new RangeError(`maxTokens must be an integer ≥ 0, got ${maxTokens}`);
+    const requested = params.maxTokens ?? DEFAULTS.maxTokens;
+    if (!Number.isInteger(requested) || requested < 0)
+      throw new RangeError(`maxTokens must be an integer ≥ 0, got ${requested}`);
+    const capacity = this.blocks.numBlocks * this.blocks.blockSize;
+    if (contextLength > capacity)
+      throw new RangeError(
+        `the prompt takes ${contextLength} positions, more than the ${capacity} of the cache pool ` +
+          `(${this.blocks.numBlocks} blocks of ${this.blocks.blockSize})`,
+      );
+    const maxTokens = Math.min(requested, capacity - contextLength + 1);
     const stops = params.stop === undefined ? [] : typeof params.stop === 'string' ? [params.stop] : [...params.stop];
     for (const s of stops)
       if (typeof s !== 'string' || s === '')
@@ -277,7 +304,7 @@ export class InferenceEngine {
     let ids: Int32Array;
     if (typeof prompt === 'string') ids = this.tokenizer.encode(prompt);
     else if (prompt instanceof Int32Array) {
-      const vocab = this.runner.vocabSize;
+      const vocab = this.modelVocab;
       const bad = prompt.findIndex((id) => id < 0 || id >= vocab);
       if (bad >= 0)
         throw new RangeError(`prompt token ${bad} is ${prompt[bad]}, outside the model's vocabulary 0 to ${vocab - 1}`);
@@ -315,7 +342,9 @@ export class InferenceEngine {
     if (!layout) return;
     let sampled: SampledToken[];
     try {
-      sampled = this.sample(layout, this.runner.logits(layout));
+      const rows = layout.sampling.map((sequence) => this.samplers.get(sequence)!);
+      sampled = this.runner.run(layout, rows);
+      sampled.forEach((token, r) => rows[r]!.accept(token.tokenId));
     } catch (e) {
       const error = e instanceof Error ? e : new Error(String(e));
       this.scheduler.fail(
@@ -328,13 +357,6 @@ export class InferenceEngine {
     this.generatedTokens += sampled.length;
     this.throughput.add(sampled.length);
     this.scheduler.complete(layout, sampled);
-  }
-
-  private sample(layout: StepLayout, logits: Float32Array): SampledToken[] {
-    const vocab = this.runner.vocabSize;
-    return layout.sampling.map((sequence, r) =>
-      this.samplers.get(sequence)!.sample(logits.subarray(r * vocab, (r + 1) * vocab)),
-    );
   }
 
   private recordFirstToken(stream: GenerationStream): void {

@@ -8,37 +8,43 @@
 import { Tensor } from '../tensor/tensor.js';
 import { tidy } from '../tensor/scope.js';
 import { noGrad } from '../autograd/grad-mode.js';
+import { concat, narrow, reshape } from '../ops/layout.js';
 import type { LanguageModel } from '../train/model.js';
-import type { StepLayout } from './scheduler.js';
+import type { SampledToken, StepLayout } from './scheduler.js';
 import type { StepRunner } from './step-runner.js';
+import { sampleRows, type RequestSampling } from './device-sampling.js';
 
 export class RecomputeRunner implements StepRunner {
   readonly paged = false;
-  readonly vocabSize: number;
+  readonly capturedGraphs = 0;
 
   constructor(
     private readonly model: LanguageModel,
     private readonly device: string,
+    /** Columns that may be sampled (the tokenizer's vocabulary). */
+    private readonly vocab: number,
     readonly numBlocks: number,
-  ) {
-    this.vocabSize = model.vocabSize;
-  }
+  ) {}
 
-  logits(step: StepLayout): Float32Array {
-    const out = new Float32Array(step.sampling.length * this.vocabSize);
-    step.sampling.forEach((sequence, r) => {
-      const context = Int32Array.from(sequence.tokens);
-      const row = tidy(() =>
-        noGrad(() => {
-          const input = Tensor.fromArray(context, [1, context.length], 'int32', this.device);
+  run(step: StepLayout, rows: readonly RequestSampling[]): SampledToken[] {
+    if (step.sampling.length === 0) return [];
+    return tidy(() =>
+      noGrad(() => {
+        const lastRows = step.sampling.map((sequence) => {
+          const input = Tensor.fromArray(
+            Int32Array.from(sequence.tokens),
+            [1, sequence.tokens.length],
+            'int32',
+            this.device,
+          );
           const logits = this.model.forward(input, { logits: 'last' });
-          // Families that ignore logits: 'last' return every position: the last row is at the end.
-          return logits.toArray();
-        }),
-      );
-      out.set(row.subarray(row.length - this.vocabSize), r * this.vocabSize);
-    });
-    return out;
+          // Families that ignore logits: 'last' return every position: the last one is wanted.
+          const n = logits.shape[1]!;
+          return reshape(n === 1 ? logits : narrow(logits, 1, n - 1, 1), [1, logits.shape[2]!]);
+        });
+        return sampleRows(concat(lastRows, 0), rows, this.vocab);
+      }),
+    );
   }
 
   dispose(): void {}

@@ -1,9 +1,12 @@
 /**
- * The step runner an engine gets for its model: the paged forward where the model has one, else
- * recomputation (see ./recompute-runner.ts).
+ * The step runner an engine gets for its model: the paged forward for Andromeda models, recomputation
+ * for other families (see ./recompute-runner.ts), and how the cache pool is sized.
  */
 import type { LanguageModel } from '../train/model.js';
+import { unwrapAndromeda } from '../train/andromeda-adapter.js';
+import { PagedKVCache } from '../model/paged-kv-cache.js';
 import { RecomputeRunner } from './recompute-runner.js';
+import { PagedRunner } from './paged-runner.js';
 import type { StepRunner } from './step-runner.js';
 
 export interface StepRunnerOptions {
@@ -11,8 +14,13 @@ export interface StepRunnerOptions {
   /** Blocks of the pool; default: what memoryBytes holds. */
   numBlocks?: number;
   memoryBytes: number;
+  /** Columns that may be sampled (the tokenizer's vocabulary). */
+  vocab: number;
   maxBatch: number;
+  /** Replay decode steps as graphs on CUDA devices. */
   cudaGraphs: boolean;
+  /** Also on the CPU engine (whose graphs rerun their step: for testing the path). */
+  graphsOnCpu: boolean;
 }
 
 /**
@@ -22,6 +30,31 @@ export interface StepRunnerOptions {
 const UNPOOLED_BLOCKS = 1 << 20;
 
 export function createStepRunner(model: LanguageModel, o: StepRunnerOptions): StepRunner {
+  const andromeda = unwrapAndromeda(model);
   const device = model.namedParameters()[0]?.[1].device ?? 'cpu';
-  return new RecomputeRunner(model, device, o.numBlocks ?? UNPOOLED_BLOCKS);
+  if (!andromeda) return new RecomputeRunner(model, device, o.vocab, o.numBlocks ?? UNPOOLED_BLOCKS);
+  const perBlock = PagedKVCache.bytesPerBlock(andromeda.config, { blockSize: o.blockSize, dtype: andromeda.dtype });
+  const numBlocks = o.numBlocks ?? Math.floor(o.memoryBytes / perBlock);
+  if (numBlocks < 1)
+    throw new RangeError(
+      `InferenceEngine: memoryBytes ${o.memoryBytes} holds not one KV-cache block (${perBlock} bytes each for this model)`,
+    );
+  return new PagedRunner(andromeda, {
+    numBlocks,
+    blockSize: o.blockSize,
+    vocab: o.vocab,
+    maxBatch: o.maxBatch,
+    graphs: device.startsWith('cuda') ? o.cudaGraphs : o.graphsOnCpu,
+  });
+}
+
+/** Whether the engine runs this model over a paged KV cache (else it recomputes). */
+export function hasPagedForward(model: LanguageModel): boolean {
+  return unwrapAndromeda(model) !== null;
+}
+
+/** Bytes one cache block takes for this model (all layers), or null when it has no paged cache. */
+export function pagedCacheBytesPerBlock(model: LanguageModel, blockSize: number): number | null {
+  const andromeda = unwrapAndromeda(model);
+  return andromeda ? PagedKVCache.bytesPerBlock(andromeda.config, { blockSize, dtype: andromeda.dtype }) : null;
 }

@@ -245,6 +245,11 @@ export class Scheduler {
    */
   private accept(sequence: Sequence, sampled: SampledToken): void {
     const { limits, sink } = sequence;
+    if (!Number.isInteger(sampled.tokenId) || sampled.tokenId < 0) {
+      // The sampler's answer for a row whose every logit is −∞ or NaN.
+      this.finish(sequence, 'error', new Error('the model gave no finite logit to sample from'));
+      return;
+    }
     sequence.tokens.push(sampled.tokenId);
     let reason: 'stop' | 'length' | null = null;
     let text: string;

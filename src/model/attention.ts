@@ -8,6 +8,7 @@ import { constantTensor, type ParameterOptions } from '../nn/parameter.js';
 import type { AndromedaConfig } from './config.js';
 import type { RotarySettings } from './rotary.js';
 import type { LayerState } from './context.js';
+import type { PagedAttentionFeatures, PagedLayer } from './paged-forward.js';
 
 /**
  * Self-attention: q/k/v/output projections without bias; multi-head, grouped-query or multi-query
@@ -85,5 +86,36 @@ export class SelfAttention extends Module {
     });
     const merged = reshape(permute(out, [0, 2, 1, 3]), [b, n, this.heads * this.headDim]);
     return this.output.forward(merged);
+  }
+
+  /**
+   * x [T, dim], the rows of a paged step → [T, dim]: this step's keys and values go to the layer's pools at
+   * their slots, then the queries attend over the pools (src/model/paged-forward.ts).
+   */
+  forwardPaged(x: Tensor, layer: PagedLayer): Tensor {
+    const rows = x.shape[0]!;
+    // headNorm's [batch, n, heads, dim] → [batch, heads, n, dim] with n = 1 keeps the rows' [T, heads, dim] layout.
+    const headRows = (t: Tensor, count: number, weight: Tensor | null): Tensor =>
+      this.qkNorm
+        ? reshape(headNorm(reshape(t, [rows, 1, count, this.headDim]), weight), [rows, count, this.headDim])
+        : reshape(t, [rows, count, this.headDim]);
+    const q = headRows(this.query.forward(x), this.heads, this.dimScale ? this.param('queryScale') : null);
+    const k = headRows(this.key.forward(x), this.kvHeads, null);
+    const v = reshape(this.value.forward(x), [rows, this.kvHeads, this.headDim]);
+    layer.writeKeysValues(k, v);
+    const out = layer.attend(q, this.pagedFeatures());
+    return this.output.forward(reshape(out, [rows, this.heads * this.headDim]));
+  }
+
+  private pagedFeatures(): PagedAttentionFeatures {
+    return {
+      heads: this.heads,
+      kvHeads: this.kvHeads,
+      headDim: this.headDim,
+      scale: this.scale,
+      keyScale: this.dimScale ? this.param('keyScale') : null,
+      rotary: this.rotary,
+      slopes: this.slopes,
+    };
   }
 }
