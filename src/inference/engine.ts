@@ -146,6 +146,9 @@ export class InferenceEngine {
       if (!Number.isInteger(value) || value < 1)
         throw new RangeError(`InferenceEngine: ${name} must be a positive integer, got ${value}`);
     }
+    const bs = o.blockSize;
+    if (!Number.isInteger(bs) || bs < 1 || bs > 256 || (bs & (bs - 1)) !== 0)
+      throw new RangeError(`InferenceEngine: blockSize must be a power of two from 1 to 256, got ${bs}`);
     if (!Number.isInteger(o.tokenBudget) || o.tokenBudget < o.maxBatch)
       throw new RangeError(
         `InferenceEngine: tokenBudget must be an integer ≥ maxBatch (${o.maxBatch}), got ${o.tokenBudget}`,
