@@ -1,7 +1,7 @@
 // Issue 15's GPU bar: 64 concurrent streaming clients through `andromeda serve`'s HTTP API against the
 // same engine driven directly, in one process on one device (default: `andromeda-3b` with random
 // weights in bfloat16 on cuda; or a checkpoint). The same workload both ways — 64 requests of a
-// 128-token prompt and `tokens` generated tokens each (ignore_eos, so every request generates exactly
+// 128-byte prompt and `tokens` generated tokens each (ignore_eos, so every request generates exactly
 // that many), sampled at temperature 0.8 with per-request seeds — measured as aggregate generated tokens
 // per second from the first request to the last token. The HTTP clients run in a worker thread (their
 // own event loop, as separate client processes would be), reading the server-sent events and checking
@@ -154,7 +154,7 @@ function http(): Promise<{ tokS: number; generated: number }> {
   });
 }
 
-console.error(`${label} on ${device}: ${clients} clients × ${tokens} tokens after ${PROMPT_BYTES}-token prompts`);
+console.error(`${label} on ${device}: ${clients} clients × ${tokens} tokens after ${PROMPT_BYTES}-byte prompts`);
 await direct(); // warm-up: graphs captured, kernels loaded
 const runs = { direct: [] as number[], http: [] as number[] };
 for (let r = 0; r < 2; r++) {
@@ -176,7 +176,7 @@ console.log(
       device: description,
       clients,
       tokens_per_request: tokens,
-      prompt_tokens: PROMPT_BYTES + 1,
+      prompt_bytes: PROMPT_BYTES,
       direct_tok_s: runs.direct.map((x) => Math.round(x)),
       http_tok_s: runs.http.map((x) => Math.round(x)),
       ratio: +(bestHttp / bestDirect).toFixed(3),

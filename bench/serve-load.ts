@@ -10,7 +10,7 @@
 // check fails.
 //
 //   npx tsc -p tsconfig.json && node --expose-gc dist/bench/serve-load.js [--run DIR] [--clients 256]
-//     [--disconnects 64] [--hostile 1000] [--max-tokens 32] [--max-concurrent 256]
+//     [--disconnects 64] [--hostile 1000] [--max-tokens 32] [--max-concurrent 256] [--rounds 2]
 //
 // Without --run it trains the tests' tiny model (tests/serve/helpers.ts) first. The server runs in this
 // process (so that a full GC can be forced before each memory reading); the clients are plain fetch
@@ -33,6 +33,7 @@ const { values } = parseArgs({
     hostile: { type: 'string', default: '1000' },
     'max-tokens': { type: 'string', default: '32' },
     'max-concurrent': { type: 'string', default: '256' },
+    rounds: { type: 'string', default: '2' },
   },
 });
 const clients = Number(values.clients);
@@ -40,6 +41,7 @@ const disconnects = Number(values.disconnects);
 const hostileCount = Number(values.hostile);
 const maxTokens = Number(values['max-tokens']);
 const maxConcurrent = Number(values['max-concurrent']);
+const rounds = Number(values.rounds);
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error('run with node --expose-gc, so memory is compared after full collections');
 
@@ -63,6 +65,9 @@ async function settledMemory(): Promise<{ heap: number; rss: number }> {
   const m = process.memoryUsage();
   return { heap: m.heapUsed, rss: m.rss };
 }
+
+/** Past the server's keep-alive timeout (5 s), so idle connections from the last round are closed on both ends. */
+const idle = (): Promise<void> => new Promise((r) => setTimeout(r, 6000));
 
 const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
@@ -90,12 +95,18 @@ const app = await createServer({
 });
 const url = await app.listen({ host: '127.0.0.1', port: 0 });
 console.log(`# andromeda serve load benchmark`);
-console.log(`date ${new Date().toISOString()}, node ${process.version}, ${cpus().length} cores, load ${loadavg()[0]!.toFixed(2)}`);
 console.log(
-  `model ${run} (${JSON.stringify(loaded.config).length > 0 ? `dim ${loaded.config.dim}, depth ${loaded.config.depth}` : ''}` +
-    `, context ${contextLength}); engine: max-concurrent ${maxConcurrent}, ${engine.stats().paged ? 'paged' : 'recompute'} runner`,
+  `date ${new Date().toISOString()}, node ${process.version}, ${cpus().length} cores, load ${loadavg()[0]!.toFixed(2)}`,
 );
-console.log(`clients ${clients} (of which ${disconnects} disconnect mid-stream), max_tokens ${maxTokens}, hostile ${hostileCount}`);
+const runner = engine.stats().paged ? 'paged' : 'recompute';
+console.log(
+  `model ${run} (dim ${loaded.config.dim}, depth ${loaded.config.depth}, context ${contextLength}); ` +
+    `engine: max-concurrent ${maxConcurrent}, ${runner} runner`,
+);
+console.log(
+  `clients ${clients} (of which ${disconnects} disconnect mid-stream), max_tokens ${maxTokens}, ` +
+    `hostile ${hostileCount}`,
+);
 
 async function metric(name: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
@@ -140,7 +151,9 @@ async function streamingClient(i: number, dropAfter: number | null): Promise<Str
         temperature: 0.8,
         seed: i,
       };
-  const expectedPrompt = chat ? template.encode(body.messages as never).length : loaded.tokenizer.encode(prompt).length + 1;
+  const expectedPrompt = chat
+    ? template.encode(body.messages as never).length
+    : loaded.tokenizer.encode(prompt).length + 1;
   const controller = new AbortController();
   const started = performance.now();
   const outcome: StreamOutcome = { ok: false, ttftMs: null, gapsMs: [], disconnected: false };
@@ -248,7 +261,7 @@ async function round(count: number, drops: number, hostileTotal: number, seed: n
 // A smaller round first, so that the baseline is taken after every code path has run once (compiled
 // code, connection pools and caches that a first use creates are not growth).
 await round(32, 8, 100, 3);
-await new Promise((r) => setTimeout(r, 500));
+await idle();
 const baseline = await settledMemory();
 console.log(`baseline (after a warm-up round): heap ${mib(baseline.heap)}, rss ${mib(baseline.rss)}`);
 
@@ -288,14 +301,37 @@ const after = await streamingClient(1, null);
 check(health.status === 200 && after.ok, `the server is up afterwards: /health ${health.status}, a stream completes`);
 
 // 4: memory back to the baseline.
-await new Promise((r) => setTimeout(r, 500));
+await idle();
 const final = await settledMemory();
 const heapGrowth = final.heap - baseline.heap;
 console.log(
   `memory after: heap ${mib(final.heap)} (${heapGrowth >= 0 ? '+' : ''}${mib(heapGrowth)}), rss ${mib(final.rss)} ` +
     `(${final.rss >= baseline.rss ? '+' : ''}${mib(final.rss - baseline.rss)})`,
 );
-check(heapGrowth < Math.max(2 * 2 ** 20, 0.1 * baseline.heap), 'the heap is back to its baseline (within 10% or 2 MiB)');
+check(
+  heapGrowth < Math.max(2 * 2 ** 20, 0.1 * baseline.heap),
+  'the heap is back to its baseline (within 10% or 2 MiB)',
+);
+
+// Further identical rounds (--rounds, default 2 in all): whatever the first left (bounded caches such as
+// the prefix-block hashes of new prompts, optimised code) must not keep growing, or something is kept per
+// request.
+let previous = final;
+let steady = true;
+for (let r = 2; r <= rounds; r++) {
+  const again = await round(clients, disconnects, hostileCount, 14 + r);
+  const allOk = again.outcomes.every((o) => o.ok);
+  await idle();
+  const now = await settledMemory();
+  const growth = now.heap - previous.heap;
+  console.log(
+    `memory after round ${r} (${allOk ? 'all clients ok' : 'client problems'}): heap ${mib(now.heap)} ` +
+      `(${growth >= 0 ? '+' : ''}${mib(growth)} over round ${r - 1}), rss ${mib(now.rss)}`,
+  );
+  steady &&= allOk && growth < 2 ** 20;
+  previous = now;
+}
+if (rounds > 1) check(steady, `each further round leaves the heap within 1 MiB of the round before`);
 
 await app.close();
 await engine.close();

@@ -149,9 +149,8 @@ function submitAll(ctx: ServeContext, plan: GenerationPlan, signal: AbortSignal)
   try {
     for (const context of plan.contexts)
       for (let j = 0; j < plan.n; j++) {
-        // Every choice of a seeded request samples differently, reproducibly.
-        const seed = plan.params.seed === undefined ? undefined : plan.params.seed + j;
-        streams.push(ctx.engine.submit(context, { ...plan.params, seed, signal }));
+        // Every choice samples differently, reproducibly from the request's seed.
+        streams.push(ctx.engine.submit(context, { ...plan.params, seed: (plan.params.seed ?? 0) + j, signal }));
       }
     return streams;
   } catch (error) {
@@ -191,8 +190,10 @@ export class GenerationRun {
     const onClose = (): void => {
       if (!this.reply.raw.writableFinished) this.abort.abort();
     };
-    this.reply.raw.once('close', onClose);
     const streams = submitAll(this.ctx, this.plan, this.abort.signal);
+    this.reply.raw.once('close', onClose);
+    // Gone while the request was read and checked: nothing to answer.
+    if (this.reply.raw.destroyed) this.abort.abort();
     this.ctx.metrics.inFlight++;
     try {
       if (this.plan.stream) await this.streamResponse(streams);
