@@ -4,8 +4,9 @@
 //   scores s_i (penalties, temperature), weights w_i = exp(s_i − max) in float summed in double;
 //   log-probabilities s_i − max − log Σw (greedy rows: of the penalised logits, temperature 1);
 //   greedy: the best key; else the kept set is a prefix of the key order — top-k, then the shortest prefix of
-//   the top-k whose weight reaches top-p of theirs, then w_i ≥ min-p — and the draw takes the first kept id
-//   (ascending) whose running weight exceeds u · Σ kept w, u the row's counter-based uniform.
+//   the top-k whose weight reaches top-p of theirs, then w_i ≥ min-p, and w_i > 0 (float underflow: never drawn)
+//   — and the draw takes the first kept id (ascending) whose running weight exceeds u · Σ kept w, u the row's
+//   counter-based uniform.
 // The CUDA kernel finds the same prefix with radix selects instead of sorting.
 #include <algorithm>
 #include <cmath>
@@ -88,7 +89,7 @@ void sample_row(const T* logits, const float* params, const int32_t* seed_words,
       cut = std::max(cut, order[size_t(j)]);
     }
     const auto is_kept = [&](int64_t i) {
-      return keys[size_t(i)] >= cut && (!r.min_p_on || weight[size_t(i)] >= r.min_p);
+      return keys[size_t(i)] >= cut && (!r.min_p_on || weight[size_t(i)] >= r.min_p) && weight[size_t(i)] > 0.0f;
     };
     double kept_total = 0;
     for (int64_t i = 0; i < vocab; i++)

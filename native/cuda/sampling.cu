@@ -109,6 +109,7 @@ struct SelectState {
 template <typename T>
 __device__ uint64_t select_key(const Row<T>& row, float max_score, uint64_t floor, bool by_mass, double target,
                                SelectState& st) {
+  __syncthreads();  // every thread is done with the state's previous use
   if (threadIdx.x == 0) {
     st.prefix = 0;
     st.mask = 0;
@@ -168,6 +169,11 @@ __device__ uint64_t select_key(const Row<T>& row, float max_score, uint64_t floo
   }
   __syncthreads();
   return st.found;
+}
+
+/** In the draw: at or above the cut, weight at least min-p (0 when off), and a weight that can be drawn at all. */
+__device__ __forceinline__ bool kept(float score, float weight, int64_t id, uint64_t cut, float min_p) {
+  return sampling::token_key(score, id) >= cut && weight >= min_p && weight > 0.0f;
 }
 
 template <typename T>
@@ -232,7 +238,7 @@ __global__ void __launch_bounds__(kSampleThreads)
     for (int64_t i = begin; i < end; i++) {
       const float s = row.score(i);
       const float w = sampling::relative_weight(s, max_score);
-      if (sampling::token_key(s, i) >= cut && w >= min_p) {
+      if (kept(s, w, i, cut, min_p)) {
         mine += w;
         last_kept = i;
       }
@@ -252,7 +258,7 @@ __global__ void __launch_bounds__(kSampleThreads)
       for (int64_t i = begin; i < end; i++) {
         const float s = row.score(i);
         const float w = sampling::relative_weight(s, max_score);
-        if (!(sampling::token_key(s, i) >= cut && w >= min_p)) continue;
+        if (!kept(s, w, i, cut, min_p)) continue;
         pick = i;
         running += w;
         if (running > target) break;

@@ -113,8 +113,6 @@ export class DecodeGraphs {
     const step: PagedStep = {
       tokens: buffers.tokens,
       batch: {
-        numSeqs: batch,
-        maxBlocksPerSeq: width,
         maxQueryLen: 1,
         maxContextLen: width * this.cache.blockSize,
         queryStart: buffers.queryStart,

@@ -136,6 +136,7 @@ export function samplingParams(body: SamplingRequest, extraStops: readonly strin
     params.frequencyPenalty = body.frequency_penalty;
   if (body.repetition_penalty !== null && body.repetition_penalty !== undefined)
     params.repetitionPenalty = body.repetition_penalty;
+  if (body.ignore_eos) params.ignoreEos = true;
   // Without a seed every request samples afresh, as OpenAI's do; with one, it reproduces.
   params.seed = body.seed ?? randomInt(0, 2 ** 47);
   return params;
@@ -148,9 +149,8 @@ function submitAll(ctx: ServeContext, plan: GenerationPlan, signal: AbortSignal)
   try {
     for (const context of plan.contexts)
       for (let j = 0; j < plan.n; j++) {
-        // Every choice of a seeded request samples differently, reproducibly.
-        const seed = plan.params.seed === undefined ? undefined : plan.params.seed + j;
-        streams.push(ctx.engine.submit(context, { ...plan.params, seed, signal }));
+        // Every choice samples differently, reproducibly from the request's seed.
+        streams.push(ctx.engine.submit(context, { ...plan.params, seed: (plan.params.seed ?? 0) + j, signal }));
       }
     return streams;
   } catch (error) {
@@ -179,7 +179,9 @@ export class GenerationRun {
     private readonly reply: FastifyReply,
   ) {
     this.startedAt = performance.now();
-    this.stopTokenIds = new Set([ctx.tokenizer.eosId, ...(plan.params.stopTokenIds ?? [])]);
+    // Stop tokens end a choice without being part of its text, so its logprobs leave them out too.
+    const stops = plan.params.stopTokenIds ?? [];
+    this.stopTokenIds = new Set(plan.params.ignoreEos ? stops : [ctx.tokenizer.eosId, ...stops]);
   }
 
   /** Answers the request; resolves when the response is complete or the client has gone. */
@@ -188,8 +190,10 @@ export class GenerationRun {
     const onClose = (): void => {
       if (!this.reply.raw.writableFinished) this.abort.abort();
     };
-    this.reply.raw.once('close', onClose);
     const streams = submitAll(this.ctx, this.plan, this.abort.signal);
+    this.reply.raw.once('close', onClose);
+    // Gone while the request was read and checked: nothing to answer.
+    if (this.reply.raw.destroyed) this.abort.abort();
     this.ctx.metrics.inFlight++;
     try {
       if (this.plan.stream) await this.streamResponse(streams);

@@ -112,6 +112,16 @@ export class ServerMetrics {
       'Seconds between consecutive tokens sent on a stream.',
       this.interTokenLatency.lines('andromeda_inter_token_latency_seconds'),
     );
+    const memory = process.memoryUsage();
+    metric('process_resident_memory_bytes', 'gauge', 'Resident memory of the server process.', [
+      `process_resident_memory_bytes ${memory.rss}`,
+    ]);
+    metric('nodejs_heap_used_bytes', 'gauge', "Bytes of V8's heap in use.", [
+      `nodejs_heap_used_bytes ${memory.heapUsed}`,
+    ]);
+    metric('nodejs_external_memory_bytes', 'gauge', 'Bytes held outside the V8 heap (buffers, tensors).', [
+      `nodejs_external_memory_bytes ${memory.external + memory.arrayBuffers}`,
+    ]);
     return lines.join('\n') + '\n';
   }
 }

@@ -32,7 +32,10 @@ const stopSchema = {
   ],
 };
 
-/** Parameters both endpoints share (OpenAI's, plus vLLM's top_k, min_p and repetition_penalty). */
+/**
+ * Parameters both endpoints share: OpenAI's, plus vLLM's top_k, min_p, repetition_penalty and
+ * ignore_eos (generate past the end-of-document token: fixed-length outputs for benchmarks).
+ */
 const samplingProperties = {
   model: { type: 'string', minLength: 1, maxLength: 256 },
   stream: { type: ['boolean', 'null'] },
@@ -52,6 +55,7 @@ const samplingProperties = {
   repetition_penalty: { type: ['number', 'null'], exclusiveMinimum: 0, maximum: 10 },
   seed: { type: ['integer', 'null'], minimum: -(2 ** 53) + 1, maximum: 2 ** 53 - 1 },
   stop: stopSchema,
+  ignore_eos: { type: ['boolean', 'null'] },
   user: { type: 'string', maxLength: 256 },
 } as const;
 
@@ -126,6 +130,7 @@ export interface SamplingRequest {
   repetition_penalty?: Nullable<number>;
   seed?: Nullable<number>;
   stop?: Nullable<string | string[]>;
+  ignore_eos?: Nullable<boolean>;
   user?: string;
 }
 

@@ -27,6 +27,26 @@ const VARIANTS: [string, AndromedaConfigInput][] = [
   ['no rotary, no shift, no ALiBi', { ...tiny, rotary: null, shiftTokens: 0, alibiHeads: 0 }],
 ];
 
+/**
+ * The model of `config` with every constant-initialised parameter (norm weights and biases, residual scales,
+ * qk-norm scales) moved off its constant, so that a kernel ignoring one of them cannot pass unnoticed.
+ */
+function testModel(config: AndromedaConfigInput, seed: number): Andromeda {
+  const model = new Andromeda(config, { seed });
+  const randoms = randomTokens(1 << 16, 1 << 16, seed);
+  let next = 0;
+  const changed = new Map<string, Tensor>();
+  for (const [name, p] of model.namedParameters()) {
+    const v = p.toArray();
+    if (v.length === 0 || v.some((x) => x !== v[0])) continue;
+    const moved = Float64Array.from(v, (x) => x + 0.4 * (randoms[next++ % randoms.length]! / (1 << 16) - 0.5));
+    changed.set(name, Tensor.fromArray(moved, p.shape, p.dtype));
+  }
+  model.loadStateDict(changed, { strict: false });
+  for (const t of changed.values()) t.dispose();
+  return model;
+}
+
 /** Hands out pool blocks in a scrambled order, so block tables are never the identity. */
 class BlockAllocator {
   private readonly free: number[];
@@ -103,7 +123,7 @@ const ATTENTION_ROUTES: [string, PagedForwardOptions][] = [
 
 for (const [name, config] of VARIANTS) {
   test(`paged prefill = dense forward: one step, chunks, token by token — ${name}`, () => {
-    const model = new Andromeda(config, { seed: 3 });
+    const model = testModel(config, 3);
     const n = 45;
     const prompt = Array.from(randomTokens(n, model.config.vocabSize, 11));
     const expected = denseLogits(model, prompt);
@@ -132,7 +152,7 @@ for (const [name, config] of VARIANTS) {
 }
 
 test('batched prefill: sequences of different lengths in one step, paged and dense routes mixed, equal the dense forward', () => {
-  const model = new Andromeda({ ...tiny, qkNorm: true, qkNormDimScale: true, kvHeads: 2 }, { seed: 4 });
+  const model = testModel({ ...tiny, qkNorm: true, qkNormDimScale: true, shiftTokens: 2 }, 4);
   const lengths = [3, 17, 1, 30];
   const prompts = lengths.map((n, i) => Array.from(randomTokens(n, VOCAB, 20 + i)));
   const expected = prompts.map((p) => denseLogits(model, p));
@@ -178,7 +198,7 @@ function greedyByRecomputation(model: Andromeda, prompt: number[], steps: number
 
 for (const [name, config] of [VARIANTS[0]!, VARIANTS[1]!, VARIANTS[3]!, VARIANTS[5]!]) {
   test(`cached = uncached: 64 greedy tokens through the paged cache, alone and 4 sequences batched — ${name}`, () => {
-    const model = new Andromeda(config, { seed: 6 });
+    const model = testModel(config, 6);
     const vocab = model.config.vocabSize;
     const steps = 64;
     const lengths = [7, 20, 1, 13];
@@ -227,7 +247,7 @@ for (const [name, config] of [VARIANTS[0]!, VARIANTS[1]!, VARIANTS[3]!, VARIANTS
 
 for (const [name, config] of [VARIANTS[0]!, VARIANTS[5]!]) {
   test(`shared prefix: a second sequence on the first one's full prefix blocks gives the unshared logits — ${name}`, () => {
-    const model = new Andromeda(config, { seed: 8 });
+    const model = testModel(config, 8);
     const blockSize = 8;
     const prefix = Array.from(randomTokens(2 * blockSize, VOCAB, 60));
     const first = [...prefix, ...randomTokens(5, VOCAB, 61)];
@@ -301,7 +321,7 @@ test('forwardPaged: a step or cache that does not fit the model is refused with 
   const floatTokens = { ...step, tokens: Tensor.fromArray([1, 2, 3], [3]) };
   assert.throws(() => model.forwardPaged(floatTokens, cache), /tokens must be int32/);
   const shortSlots = { ...step, slots: Tensor.fromArray([0, 1], [2], 'int32') };
-  assert.throws(() => model.forwardPaged(shortSlots, cache), /slots \[2\] must hold \[3\] values/);
+  assert.throws(() => model.forwardPaged(shortSlots, cache), /2 slots for the step's 3 tokens/);
   const badBounds = { ...step, batch: { ...step.batch, maxQueryLen: 2 } };
   assert.throws(() => model.forwardPaged(badBounds, cache), /sequence 0 has 3 query rows/);
   assert.throws(

@@ -207,12 +207,15 @@ test('logprobs: chat gives {content: [{token, logprob, bytes, top_logprobs}]}, s
     assert.equal(t.top_logprobs[0]!.token, t.token);
   }
   const stream = await server.client.chat.completions.create({ ...params, stream: true });
-  const streamed: number[] = [];
-  for await (const chunk of stream) for (const t of chunk.choices[0]?.logprobs?.content ?? []) streamed.push(t.logprob);
+  const streamed: { token: string; logprob: number }[] = [];
+  for await (const chunk of stream) for (const t of chunk.choices[0]?.logprobs?.content ?? []) streamed.push(t);
   assert.deepEqual(
-    streamed,
-    content.map((t) => t.logprob),
+    streamed.map((t) => t.token),
+    content.map((t) => t.token),
   );
+  // The second request finds the prompt's blocks cached (prefix sharing), so its prefill takes another
+  // route through attention: float32 rounding may differ in the last bits.
+  streamed.forEach((t, i) => assert.ok(Math.abs(t.logprob - content[i]!.logprob) < 1e-4, `${t.logprob}`));
 });
 
 test('penalties change greedy output; max_completion_tokens bounds chat', async () => {
