@@ -1,6 +1,7 @@
 // What the CPU and CUDA engines share: the kernel ABI of their N-API addons (native/abi/kernels.mjs: same
 // functions, same argument order) and the Engine methods that only translate tensor regions into
 // (handle, element offset) pairs. The addons check every argument; the addon object itself stays private.
+import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
@@ -53,10 +54,40 @@ export interface NativeKernels extends SharedKernels {
 export const handleOrNone = (d: Dense | null | undefined): number => (d ? d.handle : 0);
 export const offsetOrNone = (d: Dense | null | undefined): number => (d ? d.offset : 0);
 
-/** Loads `build/Release/<file>` of this package (dist/src/engine → the root is three levels up). */
+/** Loads an engine addon of this package (dist/src/engine → the root is three levels up); see `locateAddon`. */
 export function requireAddon<T>(file: string): { path: string; load: () => T } {
-  const path = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'build', 'Release', file);
+  const path = locateAddon(join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..'), file);
   return { path, load: () => createRequire(import.meta.url)(path) as T };
+}
+
+interface PrebuildTags {
+  file: string;
+}
+interface NodeGypBuild {
+  parseTags(file: string): PrebuildTags | undefined;
+  matchTags(runtime: string, abi: string): (tags: PrebuildTags | undefined) => boolean;
+  compareTags(runtime: string): (a: PrebuildTags, b: PrebuildTags) => number;
+}
+
+/**
+ * Where the addon `file` (e.g. "andromeda_cpu.node") of the package at `root` is: the one compiled there,
+ * `build/Release/<file>`, else the prebuilt binary in `prebuilds/<platform>-<arch>/` that node-gyp-build's rules pick
+ * for this Node (N-API, libc), named `<addon>.<tags>.node` as prebuildify names them. When neither exists it is the
+ * build/Release path, which the engines name in their "not built" errors.
+ */
+export function locateAddon(root: string, file: string): string {
+  const built = join(root, 'build', 'Release', file);
+  if (existsSync(built)) return built;
+  const dir = join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+  if (!existsSync(dir)) return built;
+  const addon = file.replace(/\.node$/, '');
+  const gypBuild = createRequire(import.meta.url)('node-gyp-build') as NodeGypBuild;
+  const candidates = readdirSync(dir)
+    .filter((name) => name.startsWith(`${addon}.`))
+    .map((name) => gypBuild.parseTags(name))
+    .filter(gypBuild.matchTags('node', process.versions.modules)) as PrebuildTags[];
+  const best = candidates.sort(gypBuild.compareTags('node'))[0];
+  return best ? join(dir, best.file) : built;
 }
 
 /** Strides of the wrong rank would make a kernel read or write out of bounds: refuse them. */
