@@ -4,6 +4,9 @@
 // run it in O(n) memory; otherwise a reference composition computes it exactly, in O(n²) memory, with
 // gradients through the ordinary ops: matmuls around the engine's maskedSoftmax (ALiBi and masks added
 // in the kernel) and rotary (rotary + xPos) kernels, so nothing n × n is built on the host.
+// A sliding window (Mistral's) is not among the fused kernels' masks: windowed attention always takes the
+// reference composition, with the window added to the scores as a −∞ mask of [queries, keys] per query
+// block (built on the host), so its cost is the reference path's O(n²) memory.
 import { Tensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
 import { formatShape } from '../tensor/shape.js';
@@ -13,7 +16,7 @@ import { isGradEnabled } from '../autograd/grad-mode.js';
 import { assertFloat, assertSameDType, assertSameDevice, emptyLike } from './util.js';
 import { contiguousRaw } from './raw.js';
 import { concat, narrow, permute, reshape, transpose } from './layout.js';
-import { mul } from './elementwise.js';
+import { add, mul } from './elementwise.js';
 import { matmul } from './matmul.js';
 import { zeros } from './creation.js';
 import { maskedSoftmax } from './masked-softmax.js';
@@ -47,6 +50,12 @@ export interface AttentionOptions {
   /** Positions for rotary, xPos and ALiBi; default queryOffset + i for queries and j for keys. */
   readonly queryPositions?: TokenIndexInput | null;
   readonly keyPositions?: TokenIndexInput | null;
+  /**
+   * Sliding window W: query i (index queryOffset + i among the keys) sees only keys j with
+   * queryOffset + i − j < W, i.e. itself and the W − 1 keys before it. Needs causal attention; runs on the
+   * reference path. Null or absent: no window.
+   */
+  readonly window?: number | null;
   /** Document ids: a query attends only to keys of the same id. */
   readonly querySegments?: TokenIndexInput | null;
   readonly keySegments?: TokenIndexInput | null;
@@ -73,6 +82,7 @@ interface Problem {
   keyPositions: TokenIndexInput | null;
   querySegments: TokenIndexInput | null;
   keySegments: TokenIndexInput | null;
+  window: number | null;
 }
 
 /**
@@ -82,7 +92,10 @@ interface Problem {
 export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions): Tensor {
   const p = validate(q, k, v, options);
   const implementation = options.implementation ?? 'auto';
-  const useFused = implementation === 'fused' || (implementation === 'auto' && q.dtype !== 'float64');
+  if (p.window !== null && implementation === 'fused')
+    throw new RangeError('attention: the fused kernels have no sliding window; use the reference implementation');
+  const useFused =
+    p.window === null && (implementation === 'fused' || (implementation === 'auto' && q.dtype !== 'float64'));
   return useFused ? fusedAttention(q, k, v, p) : referenceAttention(q, k, v, p);
 }
 
@@ -155,6 +168,12 @@ function validate(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Problem
     slopes = Float64Array.from(o.alibiSlopes);
     if (slopes.every((s) => s === 0)) slopes = null;
   }
+  const window = o.window ?? null;
+  if (window !== null) {
+    if (!Number.isInteger(window) || window < 1)
+      throw new RangeError(`attention: sliding window ${window} must be a positive integer`);
+    if (!causal) throw new RangeError('attention: a sliding window needs causal attention');
+  }
   checkIndices('queryPositions', o.queryPositions, batch, queryLen);
   checkIndices('keyPositions', o.keyPositions, batch, keyLen);
   checkIndices('querySegments', o.querySegments, batch, queryLen);
@@ -180,6 +199,7 @@ function validate(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Problem
     keyPositions: o.keyPositions ?? null,
     querySegments: o.querySegments ?? null,
     keySegments: o.keySegments ?? null,
+    window,
   };
 }
 
@@ -431,8 +451,14 @@ function referenceAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor
         blockKeys = kb;
       }
       const kt = transpose(blockKeys, -2, -1);
-      const scores = groupedMatmul(queries, kt);
+      let scores = groupedMatmul(queries, kt);
       drop(queries, kt);
+      if (p.window !== null) {
+        const mask = windowMask(p.window, p.queryOffset + block.start, length, block.keyEnd, scores);
+        const masked = add(scores, mask);
+        drop(scores, mask);
+        scores = masked;
+      }
       if (blockKeys !== kb) drop(blockKeys);
       if (qb !== qg) drop(qb);
       if (kb !== kg) drop(kb);
@@ -468,6 +494,19 @@ function referenceAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor
   if (groupOutputs.length > 1) drop(...groupOutputs);
   if (!grad) for (const t of uploads) t.dispose();
   return out;
+}
+
+/**
+ * [queries, keys] additive mask of the sliding window: 0 where firstQuery + i − j < window, −∞ elsewhere
+ * (keys after the query are left to the causal mask), in the scores' dtype and device.
+ */
+function windowMask(window: number, firstQuery: number, queries: number, keys: number, like: Tensor): Tensor {
+  const values = new Float32Array(queries * keys);
+  for (let i = 0; i < queries; i++) {
+    const lastHidden = firstQuery + i - window; // keys 0…lastHidden fall outside the window
+    for (let j = 0; j <= Math.min(lastHidden, keys - 1); j++) values[i * keys + j] = -Infinity;
+  }
+  return Tensor.fromArray(values, [queries, keys], like.dtype, like.device);
 }
 
 /** a [b, H, T, x] times m [b, G, x, y] with head h using group h mod G; K/V are never copied per head. */
