@@ -58,6 +58,15 @@ for (const name of fixtureCases) {
       const report = noGrad(() =>
         tidy(() => ({ logits: values(model.forward(tokens)), loss: model.loss(tokens).item() })),
       );
+      // The rotary frequencies first: a wrong scaling formula shows here before it blurs into the logits.
+      const ours = rotaryForKeys(rotarySettings(model.config)!, tokens.shape[1]!).invFreq;
+      const theirs = values(io.tensors.get('inv_freq')!);
+      assert.equal(ours.length, theirs.length, `${name}: rotary frequency count`);
+      for (let i = 0; i < ours.length; i++)
+        assert.ok(
+          Math.abs(ours[i]! - theirs[i]!) <= 4e-7 * theirs[i]!,
+          `${name}: inverse frequency ${i} is ${ours[i]}, transformers used ${theirs[i]}`,
+        );
       const reference = values(io.tensors.get('logits')!);
       const error = relativeError(report.logits, reference);
       const scale = reference.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
