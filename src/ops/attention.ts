@@ -425,8 +425,10 @@ function referenceAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor
     for (const block of group.blocks) {
       const length = block.end - block.start;
       const qb = length === p.queryLen ? qg : narrow(qg, 2, block.start, length);
-      const kb = block.keyEnd === p.keyLen ? kg : narrow(kg, 2, 0, block.keyEnd);
-      const vb = block.keyEnd === p.keyLen ? vg : narrow(vg, 2, 0, block.keyEnd);
+      const { keyStart, keyEnd } = block;
+      const allKeys = keyStart === 0 && keyEnd === p.keyLen;
+      const kb = allKeys ? kg : narrow(kg, 2, keyStart, keyEnd - keyStart);
+      const vb = allKeys ? vg : narrow(vg, 2, keyStart, keyEnd - keyStart);
       let queries: Tensor, blockKeys: Tensor;
       if (p.rotaryDim > 0) {
         const rotation = { rotaryDim: p.rotaryDim, invFreq: p.invFreq! };
@@ -439,8 +441,8 @@ function referenceAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor
         });
         blockKeys = rotary(kb, {
           ...rotation,
-          positions: rowsOf(index.keyPositions, p.keyLen, group.batchStart, 0),
-          positionOffset: 0,
+          positions: rowsOf(index.keyPositions, p.keyLen, group.batchStart, keyStart),
+          positionOffset: keyStart,
           multiplier: 1,
           xpos: xpos
             ? { scaleBase: p.xposScaleBase, anchor: block.anchor, sign: -1, minDistance: block.minKeyDistance }
@@ -454,7 +456,7 @@ function referenceAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor
       let scores = groupedMatmul(queries, kt);
       drop(queries, kt);
       if (p.window !== null) {
-        const mask = windowMask(p.window, p.queryOffset + block.start, length, block.keyEnd, scores);
+        const mask = windowMask(p.window, p.queryOffset + block.start, length, keyStart, keyEnd, scores);
         const masked = add(scores, mask);
         drop(scores, mask);
         scores = masked;
@@ -466,12 +468,13 @@ function referenceAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor
         scores,
         {
           causal: p.causal,
-          queryOffset: p.queryOffset + block.start,
+          // Indices relative to the block's first key (ALiBi distances and the causal mask are differences).
+          queryOffset: p.queryOffset + block.start - keyStart,
           alibiSlopes: p.slopes,
           queryPositions: rowsOf(index.queryPositions, p.queryLen, group.batchStart, block.start),
-          keyPositions: rowsOf(index.keyPositions, p.keyLen, group.batchStart, 0),
+          keyPositions: rowsOf(index.keyPositions, p.keyLen, group.batchStart, keyStart),
           querySegments: rowsOf(index.querySegments, p.queryLen, group.batchStart, block.start),
-          keySegments: rowsOf(index.keySegments, p.keyLen, group.batchStart, 0),
+          keySegments: rowsOf(index.keySegments, p.keyLen, group.batchStart, keyStart),
         },
         { inPlace: true },
       );
@@ -497,14 +500,23 @@ function referenceAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor
 }
 
 /**
- * [queries, keys] additive mask of the sliding window: 0 where firstQuery + i − j < window, −∞ elsewhere
- * (keys after the query are left to the causal mask), in the scores' dtype and device.
+ * [queries, keyEnd − keyStart] additive mask of the sliding window over keys keyStart… : 0 where
+ * firstQuery + i − j < window, −∞ elsewhere (keys after the query are left to the causal mask), in the
+ * scores' dtype and device.
  */
-function windowMask(window: number, firstQuery: number, queries: number, keys: number, like: Tensor): Tensor {
+function windowMask(
+  window: number,
+  firstQuery: number,
+  queries: number,
+  keyStart: number,
+  keyEnd: number,
+  like: Tensor,
+): Tensor {
+  const keys = keyEnd - keyStart;
   const values = new Float32Array(queries * keys);
   for (let i = 0; i < queries; i++) {
-    const lastHidden = firstQuery + i - window; // keys 0…lastHidden fall outside the window
-    for (let j = 0; j <= Math.min(lastHidden, keys - 1); j++) values[i * keys + j] = -Infinity;
+    const lastHidden = firstQuery + i - window; // keys up to lastHidden fall outside the window
+    for (let j = keyStart; j <= Math.min(lastHidden, keyEnd - 1); j++) values[i * keys + j - keyStart] = -Infinity;
   }
   return Tensor.fromArray(values, [queries, keys], like.dtype, like.device);
 }
@@ -560,7 +572,8 @@ function checkEveryQuerySeesAKey(p: Problem): void {
 interface QueryBlock {
   start: number;
   end: number;
-  /** Keys [0, keyEnd) can be attended by some query of the block. */
+  /** Keys [keyStart, keyEnd) can be attended by some query of the block (keyStart > 0 only with a window). */
+  keyStart: number;
   keyEnd: number;
   /** xPos anchor position, and the lower clamp of the keys' (anchor − p) (−∞: none). */
   anchor: number;
@@ -580,8 +593,11 @@ function planBlocks(p: Problem): RowGroup[] {
   const whole = (batchStart: number, batchEnd: number, anchor: number): RowGroup => ({
     batchStart,
     batchEnd,
-    blocks: [{ start: 0, end: p.queryLen, keyEnd: keyEndFor(p.queryLen), anchor, minKeyDistance: -Infinity }],
+    blocks: [
+      { start: 0, end: p.queryLen, keyStart: 0, keyEnd: keyEndFor(p.queryLen), anchor, minKeyDistance: -Infinity },
+    ],
   });
+  if (p.window !== null && p.xposScaleBase === 0 && p.queryLen > 0) return [windowed(p, keyEndFor)];
   if (p.xposScaleBase === 0 || p.queryLen === 0) return [whole(0, p.batch, 0)];
   const maxSpan = (2 * p.xposScaleBase * XPOS_MAX_LOG_FACTOR) / XPOS_LOG_ZETA_MIN;
   const queries = hostPositions(p.queryPositions, p.queryLen, p.queryOffset);
@@ -614,6 +630,7 @@ function planBlocks(p: Problem): RowGroup[] {
       blocks.push({
         start,
         end,
+        keyStart: 0,
         keyEnd: keyEndFor(end),
         anchor: queries.range(b0, b1, start, end)[0],
         minKeyDistance: -XPOS_MAX_SPREAD,
@@ -623,6 +640,26 @@ function planBlocks(p: Problem): RowGroup[] {
     groups.push({ batchStart: b0, batchEnd: b1, blocks });
   }
   return groups;
+}
+
+/** Queries per block of windowed attention: each block's scores span at most 256 + window − 1 keys. */
+const WINDOW_QUERY_BLOCK = 256;
+
+/**
+ * A sliding window in blocks of 256 queries, each reading only keys [first query − window + 1, last
+ * query]: the scores take O(queries · (window + 256)) memory, not O(n²).
+ */
+function windowed(p: Problem, keyEndFor: (end: number) => number): RowGroup {
+  const window = p.window!;
+  const size = WINDOW_QUERY_BLOCK;
+  const blocks: QueryBlock[] = [];
+  for (let start = 0; start < p.queryLen; start += size) {
+    const end = Math.min(p.queryLen, start + size);
+    const keyEnd = keyEndFor(end);
+    const keyStart = Math.min(Math.max(0, p.queryOffset + start - window + 1), keyEnd);
+    blocks.push({ start, end, keyStart, keyEnd, anchor: 0, minKeyDistance: -Infinity });
+  }
+  return { batchStart: 0, batchEnd: p.batch, blocks };
 }
 
 /** Host view of positions for planning: explicit per-row values, or the default first + i. */
