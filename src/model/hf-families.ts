@@ -318,7 +318,8 @@ function rotaryOptions(f: Reader, family: FamilyTraits, headDim: number, maxSeqL
     }
     default:
       f.error(
-        `rope_scaling type ${JSON.stringify(kind)} is not supported (supported: default, linear, dynamic, llama3, yarn)`,
+        `rope_scaling type ${JSON.stringify(kind)} is not supported ` +
+          '(supported: default, linear, dynamic, llama3, yarn)',
       );
       return rotary;
   }
