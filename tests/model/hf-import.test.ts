@@ -47,44 +47,56 @@ if (fixtureCases.length === 0) {
     () => {},
   );
 }
-for (const name of fixtureCases) {
-  test(`transformers parity: ${name} logits and loss on the CPU engine in float32 within 1e-5`, () => {
-    const dir = join(HF_FIXTURES, name);
-    const { model } = importHuggingFace(dir, { dtype: 'float32' });
-    const io = readSafetensors(join(dir, 'io.safetensors'));
-    try {
-      const tokens = io.tensors.get('tokens')!;
-      const expectedLoss = io.tensors.get('loss')!.item();
-      const report = noGrad(() =>
-        tidy(() => ({ logits: values(model.forward(tokens)), loss: model.loss(tokens).item() })),
-      );
-      // The rotary frequencies first: a wrong scaling formula shows here before it blurs into the logits.
-      const ours = rotaryForKeys(rotarySettings(model.config)!, tokens.shape[1]!).invFreq;
-      const theirs = values(io.tensors.get('inv_freq')!);
-      assert.equal(ours.length, theirs.length, `${name}: rotary frequency count`);
-      for (let i = 0; i < ours.length; i++)
-        assert.ok(
-          Math.abs(ours[i]! - theirs[i]!) <= 4e-7 * theirs[i]!,
-          `${name}: inverse frequency ${i} is ${ours[i]}, transformers used ${theirs[i]}`,
+// float32: the bar of issue 16. float64: bounded near 1e-7 by the references themselves, stored in float32 and,
+// where the manifest has no unmodified_float64_vs_reference entry, computed with transformers' float32 RMSNorm
+// and rotary tables.
+const FIXTURE_BOUNDS = [
+  ['float32', 1e-5],
+  ['float64', 1e-6],
+] as const;
+for (const name of fixtureCases)
+  for (const [dtype, bound] of FIXTURE_BOUNDS) {
+    test(`transformers parity: ${name} logits and loss on the CPU engine in ${dtype} within ${bound}`, () => {
+      const dir = join(HF_FIXTURES, name);
+      const { model } = importHuggingFace(dir, { dtype });
+      const io = readSafetensors(join(dir, 'io.safetensors'));
+      try {
+        const tokens = io.tensors.get('tokens')!;
+        const expectedLoss = io.tensors.get('loss')!.item();
+        const report = noGrad(() =>
+          tidy(() => ({ logits: values(model.forward(tokens)), loss: model.loss(tokens).item() })),
         );
-      const reference = values(io.tensors.get('logits')!);
-      const error = relativeError(report.logits, reference);
-      const scale = reference.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-      assert.ok(
-        error < 1e-5,
-        `${name}: logits relative error ${error.toExponential(2)} (max |diff| ` +
-          `${maxAbsDiff(report.logits, reference).toExponential(2)} of max |logit| ${scale.toFixed(2)})`,
-      );
-      assert.ok(
-        Math.abs(report.loss - expectedLoss) <= 1e-5 * Math.abs(expectedLoss),
-        `${name}: loss ${report.loss} vs transformers ${expectedLoss}`,
-      );
-    } finally {
-      model.dispose();
-      for (const t of io.tensors.values()) t.dispose();
-    }
-  });
-}
+        // The rotary frequencies first (fixtures made since the script records them): a wrong scaling formula
+        // shows here before it blurs into the logits.
+        const stored = io.tensors.get('inv_freq');
+        if (stored) {
+          const ours = rotaryForKeys(rotarySettings(model.config)!, tokens.shape[1]!).invFreq;
+          const theirs = values(stored);
+          assert.equal(ours.length, theirs.length, `${name}: rotary frequency count`);
+          for (let i = 0; i < ours.length; i++)
+            assert.ok(
+              Math.abs(ours[i]! - theirs[i]!) <= 4e-7 * theirs[i]!,
+              `${name}: inverse frequency ${i} is ${ours[i]}, transformers used ${theirs[i]}`,
+            );
+        }
+        const reference = values(io.tensors.get('logits')!);
+        const error = relativeError(report.logits, reference);
+        const scale = reference.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+        assert.ok(
+          error < bound,
+          `${name}: logits relative error ${error.toExponential(2)} (max |diff| ` +
+            `${maxAbsDiff(report.logits, reference).toExponential(2)} of max |logit| ${scale.toFixed(2)})`,
+        );
+        assert.ok(
+          Math.abs(report.loss - expectedLoss) <= bound * Math.abs(expectedLoss),
+          `${name}: loss ${report.loss} vs transformers ${expectedLoss}`,
+        );
+      } finally {
+        model.dispose();
+        for (const t of io.tensors.values()) t.dispose();
+      }
+    });
+  }
 
 // ---------------------------------------------------------------------------------------------
 // Checkpoints written here, checked against a float64 transcription of transformers (./hf-reference.ts).
