@@ -16,6 +16,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { DTYPE_BYTES, type DType } from '../tensor/dtype.js';
 import { formatShape, shapesEqual } from '../tensor/shape.js';
 import { SafetensorsReader } from '../io/safetensors.js';
+import { noGrad } from '../autograd/grad-mode.js';
 import { ConfigError, assertModelFitsMemory, resolveConfig, type AndromedaConfig } from './config.js';
 import { parameterShapes } from './parameter-shapes.js';
 import { Andromeda } from './andromeda.js';
@@ -194,6 +195,7 @@ class CheckpointFiles {
 
   close(): void {
     for (const r of this.readers.values()) r.close();
+    this.readers.clear();
   }
 }
 
@@ -239,16 +241,27 @@ export interface HuggingFaceCheckpoint {
   readonly warnings: string[];
 }
 
+/** A checkpoint folder's config mapped onto ours, with the plan for reading its tensors. */
+interface OpenCheckpoint {
+  readonly config: AndromedaConfig;
+  readonly architecture: string;
+  readonly origin: CheckpointOrigin;
+  readonly warnings: string[];
+  /** Makes each of our parameters in turn (dtype and device as asked) and hands it over; closes the files. */
+  readWeights(consume: (name: string, tensor: Tensor) => void): void;
+  /** Closes the files without reading (readWeights closes them itself). */
+  close(): void;
+}
+
 /**
- * Reads a transformers checkpoint folder into our config and parameters. Missing, unexpected and mis-shaped
- * tensors are reported together, before any parameter is allocated.
+ * Opens a transformers checkpoint folder: its config mapped onto ours, and every problem with its tensors
+ * (missing, unexpected, mis-shaped) reported together, before any parameter is allocated.
  */
-export function readHuggingFaceCheckpoint(dir: string, o: HuggingFaceImportOptions = {}): HuggingFaceCheckpoint {
+function openCheckpoint(dir: string, o: HuggingFaceImportOptions): OpenCheckpoint {
   const dtype = o.dtype ?? 'float32';
-  const configPath = join(dir, 'config.json');
   const { input, architecture, tiedEmbeddings, warnings } = configFromHuggingFace(
     readHuggingFaceConfig(dir),
-    configPath,
+    join(dir, 'config.json'),
   );
   const config = resolveConfig(input);
   assertModelFitsMemory(config, DTYPE_BYTES[dtype]);
@@ -257,25 +270,46 @@ export function readHuggingFaceCheckpoint(dir: string, o: HuggingFaceImportOptio
   const files = new CheckpointFiles(dir);
   try {
     checkTensors(files, sources, shapes, config, tiedEmbeddings);
-    const weights = new Map<string, Tensor>();
-    try {
-      for (const source of sources) {
-        const shape = shapes.get(source.name)!;
-        weights.set(source.name, Tensor.fromArray(sourceValues(files, source, shape, config), shape, dtype, o.device));
-      }
-    } catch (e) {
-      for (const t of weights.values()) t.dispose();
-      throw e;
-    }
-    const parameters: OriginalName[] = sources.map((s) => ({
-      name: s.name,
-      originalName: s.parts.length ? s.parts.join(' + ') : '(zeros: transformers has no logits bias)',
-      originalShape: shapes.get(s.name)!,
-    }));
-    return { config, architecture, weights, origin: { format: `${HF_FORMAT}/${architecture}`, parameters }, warnings };
-  } finally {
+  } catch (e) {
     files.close();
+    throw e;
   }
+  const parameters: OriginalName[] = sources.map((s) => ({
+    name: s.name,
+    originalName: s.parts.length ? s.parts.join(' + ') : '(zeros: transformers has no logits bias)',
+    originalShape: shapes.get(s.name)!,
+  }));
+  return {
+    config,
+    architecture,
+    origin: { format: `${HF_FORMAT}/${architecture}`, parameters },
+    warnings,
+    readWeights(consume) {
+      try {
+        for (const source of sources) {
+          const shape = shapes.get(source.name)!;
+          consume(source.name, Tensor.fromArray(sourceValues(files, source, shape, config), shape, dtype, o.device));
+        }
+      } finally {
+        files.close();
+      }
+    },
+    close: () => files.close(),
+  };
+}
+
+/** Reads a transformers checkpoint folder into our config and parameters (all held at once). */
+export function readHuggingFaceCheckpoint(dir: string, o: HuggingFaceImportOptions = {}): HuggingFaceCheckpoint {
+  const checkpoint = openCheckpoint(dir, o);
+  const weights = new Map<string, Tensor>();
+  try {
+    checkpoint.readWeights((name, tensor) => weights.set(name, tensor));
+  } catch (e) {
+    for (const t of weights.values()) t.dispose();
+    throw e;
+  }
+  const { config, architecture, origin, warnings } = checkpoint;
+  return { config, architecture, weights, origin, warnings };
 }
 
 function sourceValues(
@@ -341,22 +375,38 @@ function checkTensors(
     );
 }
 
-/** Loads a transformers checkpoint folder as an Andromeda model. */
+/**
+ * Loads a transformers checkpoint folder as an Andromeda model, one tensor at a time into its parameters
+ * (the peak is the model plus its largest tensor, not two copies of the model).
+ */
 export function importHuggingFace(
   dir: string,
   o: HuggingFaceImportOptions = {},
 ): { model: Andromeda; origin: CheckpointOrigin; warnings: string[]; architecture: string } {
-  const { config, weights, origin, warnings, architecture } = readHuggingFaceCheckpoint(dir, o);
+  const checkpoint = openCheckpoint(dir, o);
+  let model: Andromeda;
   try {
-    const model = new Andromeda(config, { device: o.device, dtype: o.dtype, initialize: false });
-    try {
-      model.loadStateDict(weights);
-    } catch (e) {
-      model.dispose();
-      throw e;
-    }
-    return { model, origin, warnings, architecture };
-  } finally {
-    for (const t of weights.values()) t.dispose();
+    model = new Andromeda(checkpoint.config, { device: o.device, dtype: o.dtype, initialize: false });
+  } catch (e) {
+    checkpoint.close();
+    throw e;
   }
+  const params = new Map(model.namedParameters());
+  try {
+    noGrad(() =>
+      checkpoint.readWeights((name, tensor) => {
+        const target = params.get(name)!;
+        try {
+          if (target.size > 0) target.engine.copy(tensor.strided(), target.strided(), target.shape);
+        } finally {
+          tensor.dispose();
+        }
+      }),
+    );
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  const { origin, warnings, architecture } = checkpoint;
+  return { model, origin, warnings, architecture };
 }

@@ -571,3 +571,19 @@ test('andromeda convert takes a transformers folder and keeps its tokenizer file
     direct.dispose();
   }
 });
+
+test('andromeda generate loads a transformers folder directly, and names the missing tokenizer', (t) => {
+  if (!fixtureCases.includes('llama')) return t.skip('tests/fixtures/hf/llama is not committed yet');
+  const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+  const dir = join(HF_FIXTURES, 'llama');
+  const generate = (...extra: string[]) =>
+    spawnSync(process.execPath, [cli, 'generate', dir, '--device', 'cpu', '--max-tokens', '3', ...extra], {
+      encoding: 'utf8',
+    });
+  const run = generate('--tokenizer', 'byte', '--temperature', '0');
+  assert.equal(run.status, 0, run.stderr);
+  assert.match(run.stderr + run.stdout, /3 tokens/);
+  const missing = generate();
+  assert.notEqual(missing.status, 0);
+  assert.match(missing.stderr, /has no tokenizer\.json: pass --tokenizer <tokenizer\.json> or --tokenizer byte/);
+});
