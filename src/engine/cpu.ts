@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import type { AttentionArgs, Dense } from './engine.js';
+import type { AttentionArgs, Dense, FusedAttentionShape } from './engine.js';
 import { NativeEngine, handleOrNone, offsetOrNone, requireAddon, type NativeKernels } from './native-engine.js';
 import type { CpuKernels } from './native-abi.js';
 import { nativeAttentionConfig, type NativeAttentionConfig } from './attention-config.js';
@@ -124,6 +124,11 @@ export class CpuEngine extends NativeEngine {
   }
 
   synchronize(): void {}
+
+  /** The CPU kernels take every head shape. */
+  fusedAttentionUnsupported(_shape: FusedAttentionShape): string | null {
+    return null;
+  }
 
   /**
    * Fused attention (native/cpu/attention.cc): float32, float64 or bfloat16 q/k/v; lse float32 or float64

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { installProfiler } from './cuda-profile.js';
-import type { AttentionArgs, Dense, MemoryStats } from './engine.js';
+import type { AttentionArgs, Dense, FusedAttentionShape, MemoryStats } from './engine.js';
 import { NativeEngine, requireAddon, type NativeKernels } from './native-engine.js';
 import type { CudaKernels } from './native-abi.js';
 import {
@@ -123,6 +123,16 @@ export class CudaEngine extends NativeEngine {
   }
   override memoryStats(): CudaMemoryStats {
     return this.#addon.memoryStats();
+  }
+
+  /** The shapes the CUDA kernels were built for (native/cuda/attention/attention.cu, validate). */
+  fusedAttentionUnsupported(shape: FusedAttentionShape): string | null {
+    if (![32, 64, 128].includes(shape.headDim))
+      return `head dim ${shape.headDim} (the CUDA kernels support 32, 64 and 128)`;
+    if (shape.rotaryDim % 16 !== 0 || shape.rotaryDim > 128)
+      return `rotary dim ${shape.rotaryDim} (the CUDA kernels rotate a multiple of 16 features, at most 128)`;
+    if (shape.alibi && shape.heads > 256) return `ALiBi on ${shape.heads} heads (the CUDA kernels take at most 256)`;
+    return null;
   }
 
   // Fused attention (native/cuda/attention, src/engine/cuda-attention.ts). `options` names kernels explicitly

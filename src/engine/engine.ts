@@ -210,6 +210,14 @@ export interface MemoryStats {
   readonly reserved: number;
 }
 
+/** The sizes that decide whether an engine's fused attention kernels apply. */
+export interface FusedAttentionShape {
+  readonly heads: number;
+  readonly headDim: number;
+  readonly rotaryDim: number;
+  readonly alibi: boolean;
+}
+
 export interface Engine {
   /** 'cpu' or 'cuda:N'. */
   readonly device: string;
@@ -320,6 +328,11 @@ export interface Engine {
   matmulBias(args: MatmulArgs, bias: Dense): void;
 
   // Fused attention (src/ops/attention.ts, 'fused'); its reference form composes matmul, maskedSoftmax and rotary.
+  /**
+   * Why the fused attention kernels cannot take heads of this shape, or null when they can: 'auto' attention
+   * runs such problems (imported models with head dims the kernels were not built for) on the reference path.
+   */
+  fusedAttentionUnsupported(shape: FusedAttentionShape): string | null;
   attentionForward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void;
   attentionBackward(
     q: Dense,

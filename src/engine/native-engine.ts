@@ -16,6 +16,7 @@ import {
   type AdamWArgs,
   type AdamWItem,
   type AttentionArgs,
+  type FusedAttentionShape,
   type HeadNormArgs,
   type Engine,
   type BinaryOp,
@@ -78,6 +79,7 @@ export abstract class NativeEngine implements Engine {
 
   abstract synchronize(): void;
   // Fused attention: each engine's addon takes its own configuration (src/engine/cpu.ts, cuda-attention.ts).
+  abstract fusedAttentionUnsupported(shape: FusedAttentionShape): string | null;
   abstract attentionForward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void;
   abstract attentionBackward(
     q: Dense,

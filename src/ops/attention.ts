@@ -59,7 +59,10 @@ export interface AttentionOptions {
   /** Document ids: a query attends only to keys of the same id. */
   readonly querySegments?: TokenIndexInput | null;
   readonly keySegments?: TokenIndexInput | null;
-  /** 'auto' (default): the fused kernel when the engine has one and the dtype is not float64. */
+  /**
+   * 'auto' (default): the fused kernel when the dtype is not float64 and the engine's kernels take the head
+   * shape (Engine.fusedAttentionUnsupported), else the reference composition.
+   */
   readonly implementation?: 'auto' | 'fused' | 'reference';
 }
 
@@ -95,7 +98,16 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
   if (p.window !== null && implementation === 'fused')
     throw new RangeError('attention: the fused kernels have no sliding window; use the reference implementation');
   const useFused =
-    p.window === null && (implementation === 'fused' || (implementation === 'auto' && q.dtype !== 'float64'));
+    p.window === null &&
+    (implementation === 'fused' ||
+      (implementation === 'auto' &&
+        q.dtype !== 'float64' &&
+        q.engine.fusedAttentionUnsupported({
+          heads: p.heads,
+          headDim: p.headDim,
+          rotaryDim: p.rotaryDim,
+          alibi: p.slopes !== null,
+        }) === null));
   return useFused ? fusedAttention(q, k, v, p) : referenceAttention(q, k, v, p);
 }
 
