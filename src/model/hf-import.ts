@@ -274,9 +274,14 @@ function openCheckpoint(dir: string, o: HuggingFaceImportOptions): OpenCheckpoin
     files.close();
     throw e;
   }
+  // Names say how a tensor was made where it is not a plain copy (score --grads reports under these names).
+  const reordered = config.kvHeads !== config.heads && config.kvHeads !== 1;
   const parameters: OriginalName[] = sources.map((s) => ({
     name: s.name,
-    originalName: s.parts.length ? s.parts.join(' + ') : '(zeros: transformers has no logits bias)',
+    originalName:
+      s.parts.length === 0
+        ? '(zeros: transformers has no logits bias)'
+        : s.parts.join(' + ') + (s.heads && reordered ? ' (query heads reordered)' : ''),
     originalShape: shapes.get(s.name)!,
   }));
   return {
