@@ -15,3 +15,14 @@ export * from './optim/index.js';
 export * from './nn/index.js';
 export * from './model/index.js';
 export * from './io/index.js';
+export { InferenceEngine, GenerationStream, QueueFullError } from './inference/engine.js';
+export type {
+  InferenceEngineOptions,
+  GenerationParams,
+  GenerationResult,
+  GenerationUsage,
+  FinishReason,
+  TokenEvent,
+  EngineStats,
+  SamplingParams,
+} from './inference/engine.js';

@@ -292,6 +292,29 @@ const attentionBackward = (engine) => {
   };
 };
 
+// ---- the paged KV cache (issue 14; /work/notes/inference-contract.md) ----
+// Step metadata lives in int32 device buffers (a captured decode graph replays with new values); the integer
+// fields are shapes and upper bounds only. The kernels guard every value they read through those buffers —
+// block ids outside [0, numBlocks), context lengths beyond the table or maxContextLen, query ranges outside
+// [0, totalQueries) or longer than maxQueryLen — by skipping what they name, on both engines, so the buffers
+// carry no `values` bounds: a bound checked on the host would make the CPU engine refuse what the CUDA engine
+// skips (and block-table entries past a sequence's context are unused, whatever they hold). `disjoint` keeps
+// the kernels from writing what they read.
+const pagedBatchFields = (into) => [
+  int('totalQueries', { into }),
+  int('numSeqs', { into }),
+  int('blockSize', { into }),
+  int('numBlocks', { into }),
+  int('maxBlocksPerSeq', { into }),
+  int('maxQueryLen', { into }),
+  int('maxContextLen', { into }),
+  input('queryStart', 'int32', 'numSeqs + 1', { into, ctype: 'int32_t*', disjoint: true }),
+  input('contextLens', 'int32', 'numSeqs', { into, ctype: 'int32_t*', disjoint: true }),
+  input('blockTables', 'int32', 'numSeqs * maxBlocksPerSeq', { into, ctype: 'int32_t*', disjoint: true }),
+];
+const pagedBatch = { name: 'batch', kind: 'object', type: 'PagedBatchConfig', fields: pagedBatchFields('PagedBatch') };
+const positiveBlockSize = ['blockSize > 0', 'blockSize must be positive'];
+
 export const KERNELS = [
   {
     name: 'copy',
@@ -790,5 +813,122 @@ export const KERNELS = [
     returns: 'string',
     params: [attentionConfig('cuda', true), attentionOptions],
     requires: attentionConfig('cuda').requires,
+  },
+  {
+    // Attention of every query row of a ragged batch over its sequence's keys in the paged pools.
+    name: 'pagedAttention',
+    engines: BOTH,
+    cxx: 'paged_attention',
+    params: [
+      {
+        name: 'config',
+        kind: 'object',
+        type: 'PagedAttentionConfig',
+        fields: [
+          dtype('dtype', { into: 'PagedAttentionArgs' }),
+          ...pagedBatchFields('PagedAttentionArgs'),
+          ...['heads', 'kvHeads', 'headDim'].map((n) => int(n, { into: 'PagedAttentionArgs' })),
+          float('scale', { into: 'PagedAttentionArgs' }),
+          { name: 'alibiSlopes', kind: 'f32s', length: 'heads', optional: true, into: 'PagedAttentionArgs' },
+          int('rotaryDim', { into: 'PagedAttentionArgs' }),
+          { name: 'rotaryInvFreq', kind: 'f32s', length: 'rotaryDim / 2', optional: true, into: 'PagedAttentionArgs' },
+          float('xposScaleBase', { into: 'PagedAttentionArgs' }),
+          input('keyScale', 'float32', 'heads * headDim', {
+            optional: true,
+            into: 'PagedAttentionArgs',
+            ctype: 'float*',
+            disjoint: true,
+          }),
+        ],
+      },
+      input('q', 'dtype', 'totalQueries * heads * headDim', { disjoint: true }),
+      input('keyPool', 'dtype', 'numBlocks * blockSize * kvHeads * headDim', { disjoint: true }),
+      input('valuePool', 'dtype', 'numBlocks * blockSize * kvHeads * headDim', { disjoint: true }),
+      output('out', 'dtype', 'totalQueries * heads * headDim'),
+    ],
+    requires: [
+      ['kvHeads > 0', 'kvHeads must be positive'],
+      ['heads % kvHeads == 0', 'heads must be a multiple of kvHeads'],
+      ['rotaryDim % 2 == 0 && rotaryDim <= headDim', 'rotaryDim must be even and at most headDim'],
+      ['rotaryDim == 0 || has(rotaryInvFreq)', 'rotaryDim > 0 needs rotaryInvFreq'],
+      ['xposScaleBase >= 0', 'xposScaleBase must be >= 0'],
+      positiveBlockSize,
+    ],
+  },
+  {
+    // dst row index[i] = src row i; index values outside [0, rows) are skipped.
+    name: 'scatterRows',
+    engines: BOTH,
+    cxx: 'scatter_rows',
+    params: [
+      dtype(),
+      input('src', 'dtype', 'count * width', { disjoint: true }),
+      input('index', 'int32', 'count', { ctype: 'int32_t*', disjoint: true }),
+      output('dst', 'dtype', 'rows * width'),
+      int('count'),
+      int('width'),
+      int('rows'),
+    ],
+  },
+  {
+    // Token shift of a step's rows, earlier positions read from the tail pool.
+    name: 'pagedTokenShift',
+    engines: BOTH,
+    cxx: 'paged_token_shift',
+    params: [
+      dtype(),
+      input('x', 'dtype', 'totalQueries * dim', { disjoint: true }),
+      input('tails', 'dtype', 'numBlocks * ring * dim', { disjoint: true }),
+      output('out', 'dtype', 'totalQueries * dim'),
+      int('dim'),
+      int32('shifts'),
+      int('ring'),
+      pagedBatch,
+    ],
+    requires: [['ring >= shifts', 'ring must be at least shifts'], positiveBlockSize],
+  },
+  {
+    // The step's rows written into the tail pool.
+    name: 'pagedTailWrite',
+    engines: BOTH,
+    cxx: 'paged_tail_write',
+    params: [
+      dtype(),
+      input('x', 'dtype', 'totalQueries * dim', { disjoint: true }),
+      output('tails', 'dtype', 'numBlocks * ring * dim'),
+      int('dim'),
+      int('ring'),
+      pagedBatch,
+    ],
+    requires: [['ring > 0', 'ring must be positive'], positiveBlockSize],
+  },
+  {
+    // Device sampling (src/ops/sampling.ts; the per-row arithmetic: native/common/sampling_math.h). Per row:
+    // penalties from counts, temperature (0: greedy), log-probabilities of that distribution, then top-k, top-p,
+    // min-p and a draw with the counter-based uniform of (seed, step). Advances steps and counts on the device.
+    name: 'sampleTokens',
+    engines: BOTH,
+    cxx: 'sample_tokens',
+    params: [
+      dtype(),
+      input('logits', 'dtype', 'rows * vocab'),
+      input('params', 'float32', 'rows * 7', { ctype: 'float*', disjoint: true }),
+      input('seeds', 'int32', 'rows * 2', { ctype: 'int32_t*', disjoint: true }),
+      output('steps', 'int32', 'rows', { ctype: 'int32_t*' }),
+      output('counts', 'int32', 'rows * vocab', { ctype: 'int32_t*', ...optional }),
+      output('ids', 'int32', 'rows', { ctype: 'int32_t*' }),
+      output('logprobs', 'float32', 'rows', { ctype: 'float*', ...optional }),
+      output('topIds', 'int32', 'rows * topN', { ctype: 'int32_t*', ...optional }),
+      output('topLogprobs', 'float32', 'rows * topN', { ctype: 'float*', ...optional }),
+      int32('rows'),
+      int32('vocab'),
+      int32('topN', { max: 20 }),
+    ],
+    requires: [
+      ['dtype == 0 || dtype == 2', 'logits must be float32 or bfloat16'],
+      ['vocab > 0', 'vocab must be at least 1'],
+      ['topN <= vocab', 'topN must be at most vocab'],
+      ['topN == 0 || (has(topIds) && has(topLogprobs))', 'topN > 0 needs both topIds and topLogprobs'],
+    ],
   },
 ];

@@ -21,4 +21,29 @@ struct AdamWArgs {
   double lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2, grad_scale;
 };
 
+// One step's ragged batch over a paged KV cache (PagedBatchArgs in src/engine/engine.ts). The int32 buffers
+// are on the engine's device and may hold anything: kernels bound every value they read by the integer
+// fields. Sequence s owns query rows query_start[s] .. query_start[s + 1] − 1 and context_lens[s] keys; key
+// position p sits in block block_tables[s · max_blocks_per_seq + p / block_size], row p % block_size.
+struct PagedBatch {
+  int64_t total_queries;  // rows of q / x / out
+  int64_t num_seqs, block_size, num_blocks, max_blocks_per_seq, max_query_len, max_context_len;
+  const int32_t* query_start;   // [num_seqs + 1]
+  const int32_t* context_lens;  // [num_seqs]
+  const int32_t* block_tables;  // [num_seqs, max_blocks_per_seq]
+};
+
+// Engine.pagedAttention: q and out [total_queries, heads, head_dim]; pools [num_blocks, block_size, kv_heads,
+// head_dim] in `dtype`, keys as projected (key scale, rotary and xPos applied by the kernel).
+struct PagedAttentionArgs : PagedBatch {
+  int dtype;
+  int64_t heads, kv_heads, head_dim;
+  double scale;
+  const float* alibi_slopes;  // [heads] (host memory) or null
+  int64_t rotary_dim;
+  const float* rotary_inv_freq;  // [rotary_dim / 2] (host memory) or null
+  double xpos_scale_base;        // 0: no xPos
+  const float* key_scale;        // [heads, head_dim] on the device, or null
+};
+
 }  // namespace andromeda

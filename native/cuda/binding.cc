@@ -109,6 +109,7 @@ Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
     o.Set("cachedBlocks", double(s.cached_blocks));
     o.Set("deviceFree", double(s.device_free));
     o.Set("deviceTotal", double(s.device_total));
+    o.Set("graphPoolIdle", double(s.graph_pool_idle));
     return o;
   });
 }
@@ -142,12 +143,31 @@ Napi::Value Download(const Napi::CallbackInfo& info) {
   });
 }
 
+// CUDA graphs (graph.cc): graphBegin(), graphEnd() -> id, graphAbort(), graphReplay(id), graphDispose(id).
+uint32_t graph_id(const Napi::CallbackInfo& info, const char* what) {
+  abi::expect_arguments(info, what, 1);
+  return uint32_t(abi::count(info[0], what, "graph", 4294967295.0));
+}
+Napi::Value GraphBegin(const Napi::CallbackInfo& info) { return guarded(info, kEngine, [&] { cu::graph_begin(); }); }
+Napi::Value GraphEnd(const Napi::CallbackInfo& info) {
+  return guarded(info, kEngine, [&] { return Napi::Number::New(info.Env(), double(cu::graph_end())); });
+}
+Napi::Value GraphAbort(const Napi::CallbackInfo& info) { return guarded(info, kEngine, [&] { cu::graph_abort(); }); }
+Napi::Value GraphReplay(const Napi::CallbackInfo& info) {
+  return guarded(info, kEngine, [&] { cu::graph_replay(graph_id(info, "graphReplay")); });
+}
+Napi::Value GraphDispose(const Napi::CallbackInfo& info) {
+  return guarded(info, kEngine, [&] { cu::graph_dispose(graph_id(info, "graphDispose")); });
+}
+
 Napi::Object Register(Napi::Env env, Napi::Object exports) {
   const std::pair<const char*, Napi::Value (*)(const Napi::CallbackInfo&)> functions[] = {
       {"deviceCount", DeviceCount}, {"init", Init}, {"gemmLibrary", GemmLibrary},
       {"alloc", Alloc}, {"free", Free}, {"synchronize", Synchronize}, {"memoryStats", MemoryStats},
       {"resetPeakMemory", ResetPeak}, {"emptyCache", EmptyCache}, {"setMemoryLimit", SetMemoryLimit},
       {"timingMark", TimingMark}, {"timingRead", TimingRead}, {"upload", Upload}, {"download", Download},
+      {"graphBegin", GraphBegin}, {"graphEnd", GraphEnd}, {"graphAbort", GraphAbort},
+      {"graphReplay", GraphReplay}, {"graphDispose", GraphDispose},
   };
   for (const auto& [name, fn] : functions) exports.Set(name, Napi::Function::New(env, fn, name));
   cu::register_kernels(env, exports);

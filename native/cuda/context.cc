@@ -55,15 +55,34 @@ std::string device_description() {
   return buf;
 }
 
-void synchronize() { check(cudaStreamSynchronize(g_stream), "cudaStreamSynchronize (an earlier kernel failed)"); }
+namespace {
+
+/** Copies and waits cannot be recorded in a graph: refused while a capture is open (graph.cc aborts it). */
+void refuse_during_capture(const char* what) {
+  if (capturing()) {
+    throw std::runtime_error(std::string(what) +
+                             " inside captureGraph: a CUDA graph replays device work only, so the function may not "
+                             "copy between host and device nor wait for the device (upload inputs before replay(), "
+                             "read results after it)");
+  }
+}
+
+}  // namespace
+
+void synchronize() {
+  refuse_during_capture("synchronize (a wait for the device)");
+  check(cudaStreamSynchronize(g_stream), "cudaStreamSynchronize (an earlier kernel failed)");
+}
 
 void upload(char* dst, const void* src, size_t bytes) {
+  refuse_during_capture("upload (a host→device copy)");
   if (bytes == 0) return;
   // From pageable memory the call returns once the source is staged, so the caller may reuse it.
   check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g_stream), "upload (cudaMemcpyAsync host→device)");
 }
 
 void download(void* dst, const char* src, size_t bytes) {
+  refuse_during_capture("download (a device→host read)");
   if (bytes == 0) return;
   check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g_stream), "download (cudaMemcpyAsync device→host)");
   synchronize();

@@ -32,6 +32,19 @@ void synchronize();
 void upload(char* dst, const void* src, size_t bytes);
 void download(void* dst, const char* src, size_t bytes);
 
+// ---- CUDA graphs (graph.cc) ----
+/** True while a graph capture is open on the engine's stream. */
+bool capturing();
+/** Opens a capture of the engine's stream (allocations from a private pool until it ends). */
+void graph_begin();
+/** Ends the capture and instantiates the graph; returns its id. On failure the capture is gone and throws. */
+uint32_t graph_end();
+/** Ends a capture whose function failed: the partial graph and its pool are released. */
+void graph_abort();
+void graph_replay(uint32_t id);
+/** Waits for the graph's replays, destroys it and returns its pool. Unknown ids are an error. */
+void graph_dispose(uint32_t id);
+
 // ---- Profiling marks (timing.cc) ----
 /** Records an event on the stream; returns its index in the current round. */
 int timing_mark();
@@ -41,8 +54,16 @@ std::vector<double> timing_read();
 // ---- Memory (allocator.cc) ----
 struct MemoryStats {
   size_t allocated, peak, reserved, cached_blocks, live_blocks, device_free, device_total;
+  size_t graph_pool_idle;  // bytes of graphs' pools that no tensor holds (counted in `allocated`)
 };
 char* alloc(size_t bytes);
+/** Memory kept for the life of the process (library workspaces): never taken from a graph's pool. */
+char* alloc_persistent(size_t bytes);
+/** Opens a private pool that serves every allocation until end_graph_pool_capture; returns its id. */
+int begin_graph_pool();
+void end_graph_pool_capture();
+/** Returns a graph's pool: idle blocks to the cache; blocks tensors still hold become ordinary blocks. */
+void release_graph_pool(int pool);
 void free(char* ptr);
 MemoryStats memory_stats();
 void reset_peak();

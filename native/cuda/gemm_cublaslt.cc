@@ -93,8 +93,13 @@ Library& library() {
   bind(handle, "cublasLtMatmulAlgoGetHeuristic", a.heuristic, path);
   bind(handle, "cublasLtMatmul", a.matmul, path);
   l->version = a.get_version();
-  check_lt(*l, a.create(&l->handle), "cublasLtCreate");
-  l->workspace = alloc(kWorkspaceBytes);
+  // The first product may come inside a graph capture: the handle's setup records no stream work, and the
+  // workspace lives as long as the process, so it never comes from the capture's pool.
+  {
+    const RelaxedCaptureMode relaxed;
+    check_lt(*l, a.create(&l->handle), "cublasLtCreate");
+  }
+  l->workspace = alloc_persistent(kWorkspaceBytes);
   lib = l;
   return *lib;
 }

@@ -22,6 +22,21 @@ inline void check(cudaError_t status, const char* what) {
 /** After a kernel launch: reports launch failures (bad configuration, missing image) at once. */
 inline void check_launch(const char* kernel) { check(cudaGetLastError(), kernel); }
 
+/**
+ * Relaxed stream-capture mode on this thread while in scope: for calls that CUDA counts as unsafe during a capture
+ * (cudaMalloc, library setup) but that record no stream work, so a capture open on this thread stays valid.
+ */
+class RelaxedCaptureMode {
+ public:
+  RelaxedCaptureMode() { cudaThreadExchangeStreamCaptureMode(&previous_); }
+  ~RelaxedCaptureMode() { cudaThreadExchangeStreamCaptureMode(&previous_); }
+  RelaxedCaptureMode(const RelaxedCaptureMode&) = delete;
+  RelaxedCaptureMode& operator=(const RelaxedCaptureMode&) = delete;
+
+ private:
+  cudaStreamCaptureMode previous_ = cudaStreamCaptureModeRelaxed;
+};
+
 /** Scratch device memory from the caching allocator, returned when the guard goes out of scope. */
 class Scratch {
  public:

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
-import type { AttentionArgs, Dense, FusedAttentionShape } from './engine.js';
+import type { AttentionArgs, Dense, DeviceGraph, FusedAttentionShape } from './engine.js';
+import { RecordedGraph } from './device-graph.js';
 import { NativeEngine, handleOrNone, offsetOrNone, requireAddon, type NativeKernels } from './native-engine.js';
 import type { CpuKernels } from './native-abi.js';
 import { nativeAttentionConfig, type NativeAttentionConfig } from './attention-config.js';
@@ -123,7 +124,19 @@ export class CpuEngine extends NativeEngine {
     return this.#addon.probeCpu();
   }
 
-  synchronize(): void {}
+  synchronize(): void {
+    this.refuseInGraph('synchronize (a wait for the device)');
+  }
+
+  /** Nothing to record on the CPU: the function runs now and again at every replay. */
+  protected recordGraph(fn: () => void): DeviceGraph {
+    this.runGraphFunction(fn);
+    return new RecordedGraph(
+      this.device,
+      () => this.runGraphFunction(fn),
+      () => {},
+    );
+  }
 
   /** The CPU kernels take every head shape. */
   fusedAttentionUnsupported(_shape: FusedAttentionShape): string | null {

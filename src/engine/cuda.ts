@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { installProfiler } from './cuda-profile.js';
-import type { AttentionArgs, Dense, FusedAttentionShape, MemoryStats } from './engine.js';
+import type { AttentionArgs, Dense, DeviceGraph, FusedAttentionShape, MemoryStats } from './engine.js';
+import { RecordedGraph } from './device-graph.js';
 import { NativeEngine, requireAddon, type NativeKernels } from './native-engine.js';
 import type { CudaKernels } from './native-abi.js';
 import {
@@ -20,6 +21,8 @@ export interface CudaMemoryStats extends MemoryStats {
   /** The device's free and total memory as the driver reports them. */
   readonly deviceFree: number;
   readonly deviceTotal: number;
+  /** Bytes that graphs' private pools hold with no tensor in them (counted in `allocated` until disposal). */
+  readonly graphPoolIdle: number;
 }
 
 /** The compiled addon's functions (native/cuda/binding.cc): the kernels plus device, memory and timing. */
@@ -33,6 +36,11 @@ interface CudaAddon extends NativeKernels, CudaKernels, CudaAttentionAddon {
   setMemoryLimit(bytes: number): void;
   timingMark(): number;
   timingRead(): Float64Array;
+  graphBegin(): void;
+  graphEnd(): number;
+  graphAbort(): void;
+  graphReplay(graph: number): void;
+  graphDispose(graph: number): void;
 }
 
 let addon: CudaAddon | null = null;
@@ -111,7 +119,28 @@ export class CudaEngine extends NativeEngine {
   }
 
   synchronize(): void {
+    this.refuseInGraph('synchronize (a wait for the device)');
     this.#addon.synchronize();
+  }
+
+  /**
+   * A stream capture of `fn` (native/cuda/graph.cc): its allocations come from the graph's private pool; when
+   * `fn` throws, the capture is abandoned (pool returned) and the error passes on, leaving the engine usable.
+   */
+  protected recordGraph(fn: () => void): DeviceGraph {
+    this.#addon.graphBegin();
+    try {
+      this.runGraphFunction(fn);
+    } catch (e) {
+      this.#addon.graphAbort();
+      throw e;
+    }
+    const id = this.#addon.graphEnd();
+    return new RecordedGraph(
+      this.device,
+      () => this.#addon.graphReplay(id),
+      () => this.#addon.graphDispose(id),
+    );
   }
   /** Records a timing event on the stream (profiling); `timingRead` returns the gaps between marks. */
   timingMark(): number {
@@ -125,11 +154,11 @@ export class CudaEngine extends NativeEngine {
     return this.#addon.memoryStats();
   }
 
-  /** The shapes the CUDA kernels were built for (native/cuda/attention/attention.cu, validate). */
+  /** The shapes the CUDA kernels were built for (validate() of native/cuda/attention/ and native/cuda/paged/). */
   fusedAttentionUnsupported(shape: FusedAttentionShape): string | null {
     if (![32, 64, 128].includes(shape.headDim))
       return `head dim ${shape.headDim} (the CUDA kernels support 32, 64 and 128)`;
-    if (shape.rotaryDim % 16 !== 0 || shape.rotaryDim > 128)
+    if (shape.kernel === 'dense' && (shape.rotaryDim % 16 !== 0 || shape.rotaryDim > 128))
       return `rotary dim ${shape.rotaryDim} (the CUDA kernels rotate a multiple of 16 features, at most 128)`;
     if (shape.alibi && shape.heads > 256) return `ALiBi on ${shape.heads} heads (the CUDA kernels take at most 256)`;
     return null;

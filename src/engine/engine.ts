@@ -212,6 +212,8 @@ export interface MemoryStats {
 
 /** The sizes that decide whether an engine's fused attention kernels apply. */
 export interface FusedAttentionShape {
+  /** 'dense': attentionForward/Backward; 'paged': pagedAttention. */
+  readonly kernel: 'dense' | 'paged';
   readonly heads: number;
   readonly headDim: number;
   readonly rotaryDim: number;
@@ -329,8 +331,9 @@ export interface Engine {
 
   // Fused attention (src/ops/attention.ts, 'fused'); its reference form composes matmul, maskedSoftmax and rotary.
   /**
-   * Why the fused attention kernels cannot take heads of this shape, or null when they can: 'auto' attention
-   * runs such problems (imported models with head dims the kernels were not built for) on the reference path.
+   * Why the fused (or paged) attention kernels cannot take heads of this shape, or null when they can: 'auto'
+   * attention runs such problems (imported models with head dims the kernels were not built for) on the
+   * reference path, and the inference engine recomputes instead of paging.
    */
   fusedAttentionUnsupported(shape: FusedAttentionShape): string | null;
   attentionForward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void;
@@ -409,6 +412,98 @@ export interface Engine {
     accumulate: boolean,
     segments: Dense | null,
   ): void;
+
+  // Paged KV cache (inference; see PagedBatchArgs). No autograd: these run outside any tape.
+  /**
+   * Attention of a ragged batch over a paged KV cache, one launch for all sequences. q and out are
+   * [totalQueries, heads, headDim]; keyPool / valuePool [numBlocks, blockSize, kvHeads, headDim], all in one dtype
+   * (float32, float64 or bfloat16), keys as projected. For sequence s with qLen query rows and L = contextLens[s]
+   * keys, query row queryStart[s] + i has position L − qLen + i and key j (position j) lives at pool row
+   * blockTables[s][j / blockSize] · blockSize + j % blockSize; key j is visible to the query iff j ≤ its position.
+   * The result is exactly `attention(q_s, K_s, V_s, { scale, causal: true, queryOffset: L − qLen, keyScale,
+   * rotary, alibiSlopes })` of src/ops/attention.ts with default positions; query head h reads KV head
+   * h mod kvHeads. Guards (PagedBatchArgs): rows of an invalid sequence are left untouched, keys in blocks
+   * outside [0, numBlocks) are skipped, and a row that sees no key gets zeros.
+   */
+  pagedAttention(
+    q: Dense,
+    keyPool: Dense,
+    valuePool: Dense,
+    out: Dense,
+    totalQueries: number,
+    args: PagedAttentionArgs,
+  ): void;
+  /**
+   * dst row index[i] = src row i for i < count (rows of `width` elements; dst holds `rows` rows, src and dst one
+   * dtype); index values outside [0, rows) are skipped. With repeated indices the row receives one of its
+   * sources (the CPU engine: the last).
+   */
+  scatterRows(src: Dense, index: Dense, dst: Dense, count: number, width: number, rows: number): void;
+  /**
+   * Token shift of a step's rows through the tail pool: x, out [totalQueries, dim]; tails [numBlocks, ring, dim]
+   * (ring ≥ shifts), one dtype. Feature chunk k (k = 0..shifts, width floor(dim / (shifts + 1)), the remainder
+   * features unshifted, as src/ops/fused/token-shift.ts) of row t at position p comes from position p − k:
+   * zeros if p − k < 0; row t − k of x if p − k is one of this step's rows of the sequence; else
+   * tails[blockTables[s][(p − k) / blockSize], (p − k) % ring] (zeros when that block id is outside [0, numBlocks)).
+   * Rows of an invalid sequence are left untouched.
+   */
+  pagedTokenShift(
+    x: Dense,
+    tails: Dense,
+    out: Dense,
+    totalQueries: number,
+    dim: number,
+    shifts: number,
+    ring: number,
+    args: PagedBatchArgs,
+  ): void;
+  /**
+   * Stores a step's rows in the tail pool: tails[blockTables[s][p / blockSize], p % ring] = x row t for every row
+   * t (position p) of every valid sequence, skipping block ids outside [0, numBlocks). Where several rows of a
+   * step land on one tail slot, the slot ends up holding the latest position (a row is written only when no
+   * later row of its step maps to the same slot, so no two writes race).
+   */
+  pagedTailWrite(x: Dense, tails: Dense, totalQueries: number, dim: number, ring: number, args: PagedBatchArgs): void;
+  // ---- Decoding: sampling on the device and CUDA graphs ----
+  /**
+   * Picks one token per row of `logits` (float32 or bfloat16 [rows, vocab]) on the device (src/ops/sampling.ts
+   * has the semantics and the parameter layout); advances `steps` and, when given, `counts` for the chosen tokens.
+   */
+  sampleTokens(logits: Dense, buffers: SamplingBuffers, rows: number, vocab: number, topN: number): void;
+  /**
+   * Records what `fn` enqueues, for replaying it at once later. On CUDA a stream capture: allocations made
+   * during it come from a pool the graph keeps until `dispose`, and a host↔device copy or a wait inside `fn`
+   * throws (the capture is then abandoned and the engine stays usable). On the CPU `fn` runs now and again on
+   * every replay, under the same restrictions. Captures do not nest.
+   */
+  captureGraph(fn: () => void): DeviceGraph;
+}
+
+/** Device buffers of Engine.sampleTokens (rows = the logits' rows); null ones are not read or written. */
+export interface SamplingBuffers {
+  /** float32 [rows, SAMPLING_PARAM_COUNT]: per-row parameters (src/ops/sampling.ts SAMPLING_PARAM_FIELDS). */
+  readonly params: Dense;
+  /** int32 [rows, 2]: each row's 64-bit seed as (low, high) words. */
+  readonly seeds: Dense;
+  /** int32 [rows]: each row's draw counter, incremented by every call. */
+  readonly steps: Dense;
+  /** int32 [rows, vocab]: tokens seen per row, for the penalties; the chosen token's count is incremented. */
+  readonly counts: Dense | null;
+  /** int32 [rows]: the chosen tokens. */
+  readonly ids: Dense;
+  /** float32 [rows]: log-probability of each chosen token. */
+  readonly logprobs: Dense | null;
+  /** int32 and float32 [rows, topN]: the topN most likely tokens and their log-probabilities, best first. */
+  readonly topIds: Dense | null;
+  readonly topLogprobs: Dense | null;
+}
+
+/** Work recorded by Engine.captureGraph. */
+export interface DeviceGraph {
+  /** Enqueues the recorded work again (reading the buffers' current contents). */
+  replay(): void;
+  /** Releases the graph and its memory; replay() afterwards throws. Disposing twice does nothing. */
+  dispose(): void;
 }
 
 /** The largest head dim Engine.headNorm takes (the CUDA form keeps a row in a warp's registers). */
@@ -480,4 +575,51 @@ export interface RotaryArgs {
   readonly xposMinDistance: number;
   readonly multiplier: number;
   readonly transpose: boolean;
+}
+
+/**
+ * The ragged batch of one step over a paged KV cache (the shapes and bounds on the host, the per-step metadata in
+ * int32 device buffers, so that a captured decode step replays with new values). Sequence s owns query rows
+ * queryStart[s] .. queryStart[s + 1] − 1 and has contextLens[s] keys, this step's included (already written);
+ * position p of it lives in block blockTables[s][p / blockSize]. A sequence is valid when
+ * 0 ≤ queryStart[s] ≤ queryStart[s + 1] ≤ totalQueries, its query count qLen ≤ maxQueryLen, and
+ * qLen ≤ contextLens[s] ≤ min(maxContextLen, maxBlocksPerSeq · blockSize); kernels read nothing through the
+ * metadata of an invalid sequence, and nothing through a block id outside [0, numBlocks). Rows claimed by two
+ * sequences (a queryStart that goes back) hold unspecified values; the CPU engine leaves out a sequence whose rows
+ * begin before the end of an earlier valid one.
+ */
+export interface PagedBatchArgs {
+  readonly numSeqs: number;
+  /** Positions per block (> 0). */
+  readonly blockSize: number;
+  /** Blocks in the pool: bounds every block id read. */
+  readonly numBlocks: number;
+  /** Width of blockTables. */
+  readonly maxBlocksPerSeq: number;
+  /** Bound on any sequence's query rows this step (a launch shape). */
+  readonly maxQueryLen: number;
+  /** Bound on any contextLens value (a launch shape; may exceed the true lengths). */
+  readonly maxContextLen: number;
+  /** int32 [numSeqs + 1]. */
+  readonly queryStart: Dense;
+  /** int32 [numSeqs]. */
+  readonly contextLens: Dense;
+  /** int32 [numSeqs, maxBlocksPerSeq]. */
+  readonly blockTables: Dense;
+}
+
+/** Engine.pagedAttention: the batch and the attention's features (as AttentionArgs, positions from the batch). */
+export interface PagedAttentionArgs extends PagedBatchArgs {
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+  readonly scale: number;
+  /** Per-head ALiBi slope (0: none on that head), or null. */
+  readonly alibiSlopes: Float32Array | null;
+  readonly rotaryDim: number;
+  readonly rotaryInvFreq: Float32Array | null;
+  /** xPos scale base (0: no xPos). */
+  readonly xposScaleBase: number;
+  /** float32 [heads, headDim] key scale, or null. */
+  readonly keyScale: Dense | null;
 }

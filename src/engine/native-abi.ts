@@ -66,6 +66,49 @@ export interface RotaryConfig {
   transpose: boolean;
 }
 
+export interface PagedAttentionConfig {
+  dtype: number;
+  totalQueries: number;
+  numSeqs: number;
+  blockSize: number;
+  numBlocks: number;
+  maxBlocksPerSeq: number;
+  maxQueryLen: number;
+  maxContextLen: number;
+  queryStart: number;
+  queryStartOffset: number;
+  contextLens: number;
+  contextLensOffset: number;
+  blockTables: number;
+  blockTablesOffset: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  scale: number;
+  alibiSlopes: Float32Array | null;
+  rotaryDim: number;
+  rotaryInvFreq: Float32Array | null;
+  xposScaleBase: number;
+  keyScale: number;
+  keyScaleOffset: number;
+}
+
+export interface PagedBatchConfig {
+  totalQueries: number;
+  numSeqs: number;
+  blockSize: number;
+  numBlocks: number;
+  maxBlocksPerSeq: number;
+  maxQueryLen: number;
+  maxContextLen: number;
+  queryStart: number;
+  queryStartOffset: number;
+  contextLens: number;
+  contextLensOffset: number;
+  blockTables: number;
+  blockTablesOffset: number;
+}
+
 export interface AttentionConfig {
   dtype: number;
   batch: number;
@@ -534,6 +577,76 @@ export interface SharedKernels {
     backward: boolean,
     accumulate: boolean,
   ): void;
+  pagedAttention(
+    config: PagedAttentionConfig,
+    q: number,
+    qOffset: number,
+    keyPool: number,
+    keyPoolOffset: number,
+    valuePool: number,
+    valuePoolOffset: number,
+    out: number,
+    outOffset: number,
+  ): void;
+  scatterRows(
+    dtype: number,
+    src: number,
+    srcOffset: number,
+    index: number,
+    indexOffset: number,
+    dst: number,
+    dstOffset: number,
+    count: number,
+    width: number,
+    rows: number,
+  ): void;
+  pagedTokenShift(
+    dtype: number,
+    x: number,
+    xOffset: number,
+    tails: number,
+    tailsOffset: number,
+    out: number,
+    outOffset: number,
+    dim: number,
+    shifts: number,
+    ring: number,
+    batch: PagedBatchConfig,
+  ): void;
+  pagedTailWrite(
+    dtype: number,
+    x: number,
+    xOffset: number,
+    tails: number,
+    tailsOffset: number,
+    dim: number,
+    ring: number,
+    batch: PagedBatchConfig,
+  ): void;
+  sampleTokens(
+    dtype: number,
+    logits: number,
+    logitsOffset: number,
+    params: number,
+    paramsOffset: number,
+    seeds: number,
+    seedsOffset: number,
+    steps: number,
+    stepsOffset: number,
+    counts: number,
+    countsOffset: number,
+    ids: number,
+    idsOffset: number,
+    logprobs: number,
+    logprobsOffset: number,
+    topIds: number,
+    topIdsOffset: number,
+    topLogprobs: number,
+    topLogprobsOffset: number,
+    rows: number,
+    vocab: number,
+    topN: number,
+  ): void;
 }
 
 /** The CPU addon's kernels. */
@@ -655,6 +768,11 @@ export const KERNEL_METHODS = [
   "tokenShift",
   "attentionForward",
   "attentionBackward",
+  "pagedAttention",
+  "scatterRows",
+  "pagedTokenShift",
+  "pagedTailWrite",
+  "sampleTokens",
 ] as const;
 
 /** How many codes each enumeration has (the bindings refuse others). */

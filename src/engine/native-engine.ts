@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { DTYPE_CODE } from '../tensor/dtype.js';
-import type { SharedKernels } from './native-abi.js';
+import type { PagedBatchConfig, SharedKernels } from './native-abi.js';
 import {
   BINARY_CODE,
   REDUCE_CODE,
@@ -30,7 +30,11 @@ import {
   type UnaryGradOp,
   type UnaryOp,
   type MaskedSoftmaxArgs,
+  type PagedAttentionArgs,
+  type PagedBatchArgs,
   type RotaryArgs,
+  type DeviceGraph,
+  type SamplingBuffers,
 } from './engine.js';
 
 /**
@@ -78,6 +82,8 @@ export abstract class NativeEngine implements Engine {
   }
 
   abstract synchronize(): void;
+  /** The engine's form of captureGraph, called with no capture open (CUDA: stream capture; CPU: re-running fn). */
+  protected abstract recordGraph(fn: () => void): DeviceGraph;
   // Fused attention: each engine's addon takes its own configuration (src/engine/cpu.ts, cuda-attention.ts).
   abstract fusedAttentionUnsupported(shape: FusedAttentionShape): string | null;
   abstract attentionForward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void;
@@ -102,9 +108,11 @@ export abstract class NativeEngine implements Engine {
     this.#addon.free(handle);
   }
   upload(dst: Handle, byteOffset: number, data: ArrayBufferView): void {
+    this.refuseInGraph('upload (a host→device copy)');
     this.#addon.upload(dst, byteOffset, data);
   }
   download(src: Handle, byteOffset: number, bytes: number): ArrayBuffer {
+    this.refuseInGraph('download (a device→host read)');
     return this.#addon.download(src, byteOffset, bytes);
   }
   memoryStats(): MemoryStats {
@@ -332,6 +340,7 @@ export abstract class NativeEngine implements Engine {
     );
   }
   embedding(table: Dense, ids: Dense, out: Dense, count: number, dim: number, vocab: number): number {
+    this.refuseInGraph('embedding with checked ids (a device→host read; embeddingUnchecked needs none)');
     return this.#addon.embedding(
       DTYPE_CODE[table.dtype],
       table.handle,
@@ -387,9 +396,11 @@ export abstract class NativeEngine implements Engine {
     );
   }
   sumOfSquares(x: Dense, count: number): number {
+    this.refuseInGraph('sumOfSquares (a device→host read)');
     return this.#addon.sumOfSquares(DTYPE_CODE[x.dtype], x.handle, x.offset, count);
   }
   sumOfSquaresMany(items: readonly { x: Dense; count: number }[]): number {
+    this.refuseInGraph('sumOfSquaresMany (a device→host read)');
     return this.#addon.sumOfSquaresMany(
       items.map((i) => ({ dtype: DTYPE_CODE[i.x.dtype], x: i.x.handle, xOffset: i.x.offset, count: i.count })),
     );
@@ -708,4 +719,194 @@ export abstract class NativeEngine implements Engine {
       accumulate,
     );
   }
+
+  // ---- The paged KV cache ----
+  pagedAttention(
+    q: Dense,
+    keyPool: Dense,
+    valuePool: Dense,
+    out: Dense,
+    totalQueries: number,
+    a: PagedAttentionArgs,
+  ): void {
+    for (const [name, d] of [
+      ['keyPool', keyPool],
+      ['valuePool', valuePool],
+      ['out', out],
+    ] as const) {
+      if (d.dtype !== q.dtype) throw new Error(`pagedAttention: q is ${q.dtype} but ${name} is ${d.dtype}`);
+    }
+    if (a.keyScale && a.keyScale.dtype !== 'float32')
+      throw new Error(`pagedAttention: keyScale must be float32, got ${a.keyScale.dtype}`);
+    this.#addon.pagedAttention(
+      {
+        dtype: DTYPE_CODE[q.dtype],
+        ...pagedBatchConfig('pagedAttention', totalQueries, a),
+        heads: a.heads,
+        kvHeads: a.kvHeads,
+        headDim: a.headDim,
+        scale: a.scale,
+        alibiSlopes: a.alibiSlopes,
+        rotaryDim: a.rotaryDim,
+        rotaryInvFreq: a.rotaryInvFreq,
+        xposScaleBase: a.xposScaleBase,
+        keyScale: handleOrNone(a.keyScale),
+        keyScaleOffset: offsetOrNone(a.keyScale),
+      },
+      q.handle,
+      q.offset,
+      keyPool.handle,
+      keyPool.offset,
+      valuePool.handle,
+      valuePool.offset,
+      out.handle,
+      out.offset,
+    );
+  }
+  scatterRows(src: Dense, index: Dense, dst: Dense, count: number, width: number, rows: number): void {
+    if (src.dtype !== dst.dtype) throw new Error(`scatterRows: src is ${src.dtype} but dst is ${dst.dtype}`);
+    if (index.dtype !== 'int32') throw new Error(`scatterRows: index must be int32, got ${index.dtype}`);
+    this.#addon.scatterRows(
+      DTYPE_CODE[src.dtype],
+      src.handle,
+      src.offset,
+      index.handle,
+      index.offset,
+      dst.handle,
+      dst.offset,
+      count,
+      width,
+      rows,
+    );
+  }
+  pagedTokenShift(
+    x: Dense,
+    tails: Dense,
+    out: Dense,
+    totalQueries: number,
+    dim: number,
+    shifts: number,
+    ring: number,
+    a: PagedBatchArgs,
+  ): void {
+    if (tails.dtype !== x.dtype || out.dtype !== x.dtype)
+      throw new Error(
+        `pagedTokenShift: x, tails and out must share a dtype (${x.dtype}, ${tails.dtype}, ${out.dtype})`,
+      );
+    this.#addon.pagedTokenShift(
+      DTYPE_CODE[x.dtype],
+      x.handle,
+      x.offset,
+      tails.handle,
+      tails.offset,
+      out.handle,
+      out.offset,
+      dim,
+      shifts,
+      ring,
+      pagedBatchConfig('pagedTokenShift', totalQueries, a),
+    );
+  }
+  pagedTailWrite(x: Dense, tails: Dense, totalQueries: number, dim: number, ring: number, a: PagedBatchArgs): void {
+    if (tails.dtype !== x.dtype) throw new Error(`pagedTailWrite: x is ${x.dtype} but tails are ${tails.dtype}`);
+    this.#addon.pagedTailWrite(
+      DTYPE_CODE[x.dtype],
+      x.handle,
+      x.offset,
+      tails.handle,
+      tails.offset,
+      dim,
+      ring,
+      pagedBatchConfig('pagedTailWrite', totalQueries, a),
+    );
+  }
+
+  // ---- Decoding: sampling on the device and graphs ----
+  sampleTokens(logits: Dense, b: SamplingBuffers, rows: number, vocab: number, topN: number): void {
+    const int32 = [b.seeds, b.steps, b.counts, b.ids, b.topIds];
+    const float32 = [b.params, b.logprobs, b.topLogprobs];
+    if (int32.some((d) => d && d.dtype !== 'int32') || float32.some((d) => d && d.dtype !== 'float32')) {
+      throw new Error('sampleTokens: seeds, steps, counts, ids and topIds must be int32; params and logprobs float32');
+    }
+    this.#addon.sampleTokens(
+      DTYPE_CODE[logits.dtype],
+      logits.handle,
+      logits.offset,
+      b.params.handle,
+      b.params.offset,
+      b.seeds.handle,
+      b.seeds.offset,
+      b.steps.handle,
+      b.steps.offset,
+      handleOrNone(b.counts),
+      offsetOrNone(b.counts),
+      b.ids.handle,
+      b.ids.offset,
+      handleOrNone(b.logprobs),
+      offsetOrNone(b.logprobs),
+      handleOrNone(b.topIds),
+      offsetOrNone(b.topIds),
+      handleOrNone(b.topLogprobs),
+      offsetOrNone(b.topLogprobs),
+      rows,
+      vocab,
+      topN,
+    );
+  }
+
+  /** Graph functions running (a capture, or a CPU replay): copies and waits are refused meanwhile. */
+  #graphDepth = 0;
+
+  captureGraph(fn: () => void): DeviceGraph {
+    if (typeof fn !== 'function') throw new TypeError(`${this.device} captureGraph: fn must be a function`);
+    if (this.#graphDepth > 0) {
+      throw new Error(`${this.device} captureGraph: called inside another graph's function (captures do not nest)`);
+    }
+    return this.recordGraph(fn);
+  }
+
+  /** Runs a graph's function with copies and waits refused. */
+  protected runGraphFunction(fn: () => void): void {
+    this.#graphDepth++;
+    try {
+      fn();
+    } finally {
+      this.#graphDepth--;
+    }
+  }
+
+  /** Throws, naming `what`, when called from inside a graph's function. */
+  protected refuseInGraph(what: string): void {
+    if (this.#graphDepth === 0) return;
+    throw new Error(
+      `${this.device} ${what} inside captureGraph: a graph replays device work only, so its function may not copy ` +
+        'between host and device nor wait for the device (upload inputs before replay(), read results after it)',
+    );
+  }
+}
+
+/** The binding's form of a paged batch; its metadata buffers must be int32. */
+function pagedBatchConfig(kernel: string, totalQueries: number, a: PagedBatchArgs): PagedBatchConfig {
+  for (const [name, d] of [
+    ['queryStart', a.queryStart],
+    ['contextLens', a.contextLens],
+    ['blockTables', a.blockTables],
+  ] as const) {
+    if (d.dtype !== 'int32') throw new Error(`${kernel}: ${name} must be int32, got ${d.dtype}`);
+  }
+  return {
+    totalQueries,
+    numSeqs: a.numSeqs,
+    blockSize: a.blockSize,
+    numBlocks: a.numBlocks,
+    maxBlocksPerSeq: a.maxBlocksPerSeq,
+    maxQueryLen: a.maxQueryLen,
+    maxContextLen: a.maxContextLen,
+    queryStart: a.queryStart.handle,
+    queryStartOffset: a.queryStart.offset,
+    contextLens: a.contextLens.handle,
+    contextLensOffset: a.contextLens.offset,
+    blockTables: a.blockTables.handle,
+    blockTablesOffset: a.blockTables.offset,
+  };
 }

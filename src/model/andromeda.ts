@@ -20,6 +20,10 @@ import { makeNorm, type Norm } from './norm.js';
 import { KVCache, type KVCacheOptions } from './kv-cache.js';
 import type { AndromedaForwardOptions } from './forward-options.js';
 import { initializeAndromeda } from './init.js';
+import { tidy } from '../tensor/scope.js';
+import { PagedKVCache, type PagedKVCacheLayout } from './paged-kv-cache.js';
+import { PagedForward, type PagedForwardOptions } from './paged-forward.js';
+import { checkPagedStep, type PagedStep } from './paged-step.js';
 import { layerState, sequenceContext, type SequenceContext } from './context.js';
 
 export interface AndromedaOptions {
@@ -161,10 +165,85 @@ export class Andromeda extends Module {
     return crossEntropy(predictions, targets, { ignoreIndex: o.ignoreIndex });
   }
 
+  /**
+   * One step of the inference engine over a paged KV cache (src/model/paged-step.ts): the ragged batch's new
+   * tokens [T] run through every block as [T, dim] rows, their keys, values and token-shift tails are written
+   * to the cache, and logits [R, vocab] come out for the rows `step.logitRows`. No autograd, nothing read back
+   * from the device (token ids out of the vocabulary embed as zeros: the caller checks them), so a decode step
+   * can be captured as a CUDA graph.
+   */
+  forwardPaged(step: PagedStep, cache: PagedKVCache, o: PagedForwardOptions = {}): Tensor {
+    const rows = this.checkPagedInputs(step, cache);
+    return noGrad(() =>
+      tidy(() => {
+        const forward = new PagedForward(step, cache, rows, o);
+        try {
+          const table = this.embedding.weight;
+          let x = Tensor.empty([rows, this.config.dim], this.dtype, this.device);
+          x.engine.embeddingUnchecked(
+            table.dense(),
+            step.tokens.dense(),
+            x.dense(),
+            rows,
+            this.config.dim,
+            this.config.vocabSize,
+          );
+          for (let layer = 0; layer < this.blocks.length; layer++) {
+            const input = x;
+            x = tidy(() => this.blocks.at(layer).forwardPaged(input, forward.layer(cache.layer(layer))));
+            if (x !== input) input.dispose();
+          }
+          let hidden = gatherRows(x, step.logitRows);
+          x.dispose();
+          if (this.finalNorm) hidden = this.finalNorm.forward(hidden);
+          return this.logitsOf(hidden);
+        } finally {
+          forward.dispose();
+        }
+      }),
+    );
+  }
+
+  /** Pools for `numBlocks` blocks on this model's device and dtype (see PagedKVCache for the layout). */
+  createPagedKVCache(numBlocks: number, o: Omit<PagedKVCacheLayout, 'dtype'> = {}): PagedKVCache {
+    return new PagedKVCache(this.config, numBlocks, { ...o, dtype: this.dtype, device: this.device });
+  }
+
+  /** T, once the step and the cache are known to fit this model (nothing allocated, nothing read back). */
+  private checkPagedInputs(step: PagedStep, cache: PagedKVCache): number {
+    const what = 'Andromeda.forwardPaged';
+    if (cache.isDisposed) throw new Error(`${what}: the paged KV cache has been disposed`);
+    const c = this.config;
+    const mismatch = (
+      [
+        ['layers', cache.depth, c.depth],
+        ['KV heads', cache.kvHeads, c.kvHeads],
+        ['head dim', cache.headDim, c.headDim],
+        ['model dim', cache.dim, c.dim],
+        ['token shifts', cache.shifts, c.shiftTokens],
+      ] as const
+    ).find(([, got, want]) => got !== want);
+    if (mismatch)
+      throw new RangeError(`${what}: the cache has ${mismatch[1]} ${mismatch[0]}, the model ${mismatch[2]}`);
+    if (cache.dtype !== this.dtype || cache.device !== this.device)
+      throw new TypeError(
+        `${what}: the cache is ${cache.dtype} on ${cache.device}, the model ${this.dtype} on ${this.device}`,
+      );
+    return checkPagedStep(step, this.device, what);
+  }
+
   /** An empty cache for incremental decoding of `batch` rows on this model's device and dtype. */
   createKVCache(batch: number, o: Omit<KVCacheOptions, 'device' | 'dtype'> = {}): KVCache {
     return new KVCache(this.config, batch, { ...o, device: this.device, dtype: this.dtype });
   }
+}
+
+/** Rows `rows` (int32 [R] on x's device) of x [T, width] → [R, width]; no host read, out-of-range rows give zeros. */
+function gatherRows(x: Tensor, rows: Tensor): Tensor {
+  const [count, width] = x.shape as [number, number];
+  const out = Tensor.empty([rows.size, width], x.dtype, x.device);
+  if (out.size > 0) x.engine.embeddingUnchecked(x.dense(), rows.dense(), out.dense(), rows.size, width, count);
+  return out;
 }
 
 /** x[:, n−1:n] of [batch, n, dim]; without autograd the rest of x is freed at once. */

@@ -9,6 +9,18 @@ import { constantTensor, type ParameterOptions } from '../nn/parameter.js';
 import type { AndromedaConfig } from './config.js';
 import { rotaryForKeys, type RotarySettings } from './rotary.js';
 import type { LayerState } from './context.js';
+import type { PagedAttentionFeatures, PagedLayer } from './paged-forward.js';
+
+/**
+ * Why the paged forward cannot run this config's attention, or null when it can. The paged kernels take one
+ * rotary table for all sequences and no window: a sliding window and dynamic NTK (frequencies that follow
+ * each sequence's length) run through the dense forward instead.
+ */
+export function pagedAttentionUnsupported(c: AndromedaConfig): string | null {
+  if (c.slidingWindow !== null) return `a sliding window (${c.slidingWindow})`;
+  if (c.rotary?.dynamicNtk) return 'dynamic NTK rotary scaling';
+  return null;
+}
 
 /**
  * Self-attention: q/k/v/output projections (biases on q/k/v with qkvBias, on the output with
@@ -32,6 +44,7 @@ export class SelfAttention extends Module {
   private readonly dimScale: boolean;
   private readonly scale: number;
   private readonly window: number | null;
+  private readonly pagedUnsupported: string | null;
 
   constructor(
     config: AndromedaConfig,
@@ -57,6 +70,7 @@ export class SelfAttention extends Module {
       this.keyNorm = this.addModule('keyNorm', new RMSNorm(headDim, { ...o, eps: config.normEps }));
     }
     this.window = config.slidingWindow;
+    this.pagedUnsupported = pagedAttentionUnsupported(config);
     this.qkNorm = config.qkNorm;
     this.dimScale = config.qkNormDimScale;
     if (this.dimScale) {
@@ -109,5 +123,44 @@ export class SelfAttention extends Module {
     });
     const merged = reshape(permute(out, [0, 2, 1, 3]), [b, n, this.heads * this.headDim]);
     return this.output.forward(merged);
+  }
+
+  /**
+   * x [T, dim], the rows of a paged step → [T, dim]: this step's keys and values go to the layer's pools at
+   * their slots, then the queries attend over the pools (src/model/paged-forward.ts).
+   */
+  forwardPaged(x: Tensor, layer: PagedLayer): Tensor {
+    if (this.pagedUnsupported) throw new Error(`forwardPaged: the paged attention has no ${this.pagedUnsupported}`);
+    const rows = x.shape[0]!;
+    // headNorm's [batch, n, heads, dim] → [batch, heads, n, dim] with n = 1 keeps the rows' [T, heads, dim] layout.
+    const headRows = (t: Tensor, count: number, weight: Tensor | null, rmsNorm: RMSNorm | null): Tensor => {
+      if (this.qkNorm)
+        return reshape(headNorm(reshape(t, [rows, 1, count, this.headDim]), weight), [rows, count, this.headDim]);
+      const split = reshape(t, [rows, count, this.headDim]);
+      return rmsNorm ? rmsNorm.forward(split) : split;
+    };
+    const q = headRows(
+      this.query.forward(x),
+      this.heads,
+      this.dimScale ? this.param('queryScale') : null,
+      this.queryNorm,
+    );
+    const k = headRows(this.key.forward(x), this.kvHeads, null, this.keyNorm);
+    const v = reshape(this.value.forward(x), [rows, this.kvHeads, this.headDim]);
+    layer.writeKeysValues(k, v);
+    const out = layer.attend(q, this.pagedFeatures());
+    return this.output.forward(reshape(out, [rows, this.heads * this.headDim]));
+  }
+
+  private pagedFeatures(): PagedAttentionFeatures {
+    return {
+      heads: this.heads,
+      kvHeads: this.kvHeads,
+      headDim: this.headDim,
+      scale: this.scale,
+      keyScale: this.dimScale ? this.param('keyScale') : null,
+      rotary: this.rotary,
+      slopes: this.slopes,
+    };
   }
 }

@@ -9,6 +9,9 @@
  * s: a learned per-feature residual scale (scaleResidual), c: the residual constant (DeepNorm's
  * (2·depth)^¼, else 1). attn and ff read their input through the token shift (shiftTokens; identity
  * at 0). Wherever a residual sum meets a norm the two run as one fused op (./residual.ts).
+ *
+ * Each form is written once over its two branches (`combine`); the dense forward ([batch, n, dim]) and the
+ * paged forward (the [T, dim] rows of a paged step) differ only in how a branch shifts and attends.
  */
 import type { Tensor } from '../tensor/tensor.js';
 import { add } from '../ops/elementwise.js';
@@ -25,6 +28,7 @@ import { shiftTokensWithHistory } from './token-shift.js';
 import type { RotarySettings } from './rotary.js';
 import type { LayerState } from './context.js';
 import type { ShiftSlot } from './kv-cache.js';
+import type { PagedLayer } from './paged-forward.js';
 
 /** The block form the config asks for. */
 export function makeBlock(
@@ -37,6 +41,12 @@ export function makeBlock(
   return config.normPosition === 'pre'
     ? new PreNormBlock(config, rotary, slopes, o)
     : new PostNormBlock(config, rotary, slopes, o);
+}
+
+/** The two sub-layers of a block, each reading its input through the token shift: attn(shift(h)), ff(shift(h)). */
+export interface Branches {
+  attend(h: Tensor): Tensor;
+  feed(h: Tensor): Tensor;
 }
 
 /** What every form shares: the two sub-layers, their token shift and the residual scales. */
@@ -57,17 +67,23 @@ export abstract class Block extends Module {
   }
 
   /** x [batch, n, dim] → [batch, n, dim]. */
-  abstract forward(x: Tensor, state: LayerState): Tensor;
-
-  /** attn(shift(h)). */
-  protected attend(h: Tensor, state: LayerState): Tensor {
-    return this.attention.forward(this.shift(h, state, 'attention'), state);
+  forward(x: Tensor, state: LayerState): Tensor {
+    return this.combine(x, {
+      attend: (h) => this.attention.forward(this.shift(h, state, 'attention'), state),
+      feed: (h) => this.feedForward.forward(this.shift(h, state, 'feedForward')),
+    });
   }
 
-  /** ff(shift(h)). */
-  protected feed(h: Tensor, state: LayerState): Tensor {
-    return this.feedForward.forward(this.shift(h, state, 'feedForward'));
+  /** x [T, dim], the rows of a paged step → [T, dim] (no autograd: the pools are written in place). */
+  forwardPaged(x: Tensor, layer: PagedLayer): Tensor {
+    return this.combine(x, {
+      attend: (h) => this.attention.forwardPaged(layer.shift(h, 'attention'), layer),
+      feed: (h) => this.feedForward.forward(layer.shift(h, 'feedForward')),
+    });
   }
+
+  /** The form's residuals and norms around its two branches. */
+  protected abstract combine(x: Tensor, branches: Branches): Tensor;
 
   /** Registers the learned residual scale `name` (init 1) if the config learns one. */
   protected addResidualScale(name: string, o: ParameterOptions): void {
@@ -121,15 +137,15 @@ abstract class SequentialBlock extends Block {
  * normed by the next block (or the final norm).
  */
 export class PreNormBlock extends SequentialBlock {
-  forward(x: Tensor, state: LayerState): Tensor {
-    const attended = this.attend(this.attentionNorm.forward(x), state);
+  protected combine(x: Tensor, branches: Branches): Tensor {
+    const attended = branches.attend(this.attentionNorm.forward(x));
     const { stream, normed } = addResidualThenNorm(
       x,
       attended,
       this.residual('attentionResidualScale'),
       this.feedForwardNorm,
     );
-    return addResidual(stream, this.feed(normed, state), this.residual('feedForwardResidualScale'));
+    return addResidual(stream, branches.feed(normed), this.residual('feedForwardResidualScale'));
   }
 }
 
@@ -137,9 +153,9 @@ export class PreNormBlock extends SequentialBlock {
  * x = norm₁(attn(x) + x·s₁·c) ;  x = norm₂(ff(x) + x·s₂·c) — DeepNorm's form; each sum and its norm are one fused op.
  */
 export class PostNormBlock extends SequentialBlock {
-  forward(x: Tensor, state: LayerState): Tensor {
-    x = addResidualNorm(x, this.attend(x, state), this.residual('attentionResidualScale'), this.attentionNorm);
-    return addResidualNorm(x, this.feed(x, state), this.residual('feedForwardResidualScale'), this.feedForwardNorm);
+  protected combine(x: Tensor, branches: Branches): Tensor {
+    x = addResidualNorm(x, branches.attend(x), this.residual('attentionResidualScale'), this.attentionNorm);
+    return addResidualNorm(x, branches.feed(x), this.residual('feedForwardResidualScale'), this.feedForwardNorm);
   }
 }
 
@@ -162,8 +178,8 @@ export class ParallelBlock extends Block {
     this.addResidualScale('residualScale', o);
   }
 
-  forward(x: Tensor, state: LayerState): Tensor {
+  protected combine(x: Tensor, branches: Branches): Tensor {
     const h = this.norm.forward(x);
-    return addResidual(x, add(this.attend(h, state), this.feed(h, state)), this.residual('residualScale'));
+    return addResidual(x, add(branches.attend(h), branches.feed(h)), this.residual('residualScale'));
   }
 }

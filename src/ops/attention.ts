@@ -103,6 +103,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
       (implementation === 'auto' &&
         q.dtype !== 'float64' &&
         q.engine.fusedAttentionUnsupported({
+          kernel: 'dense',
           heads: p.heads,
           headDim: p.headDim,
           rotaryDim: p.rotaryDim,

@@ -13,7 +13,10 @@ import { noGrad } from '../../src/autograd/grad-mode.js';
 import { readSafetensors } from '../../src/io/safetensors.js';
 import { loadCheckpoint } from '../../src/model/weights-file.js';
 import { configFromHuggingFace, importHuggingFace, transformersHeadOf } from '../../src/model/hf-import.js';
-import { parameterCountOf, resolveConfig } from '../../src/model/config.js';
+import { parameterCountOf, resolveConfig, type AndromedaConfigInput } from '../../src/model/config.js';
+import { pagedAttentionUnsupported } from '../../src/model/attention.js';
+import { andromedaFamily } from '../../src/train/andromeda-adapter.js';
+import { hasPagedForward, pagedCacheBytesPerBlock } from '../../src/inference/runners.js';
 import { countParameters } from '../../src/model/parameter-shapes.js';
 import { dynamicNtkBase, llama3InverseFrequencies, rotaryForKeys, rotarySettings } from '../../src/model/rotary.js';
 import { referenceLogits } from './hf-reference.js';
@@ -478,14 +481,53 @@ test('andromeda generate loads a transformers folder directly, and names the mis
 });
 
 test('head shapes outside the CUDA kernels (StableLM-3B: 80 dims, 20 rotated) take the reference path', () => {
-  const cuda = (shape: { headDim: number; rotaryDim: number }) =>
-    CudaEngine.prototype.fusedAttentionUnsupported.call(undefined, { heads: 32, alibi: false, ...shape });
-  assert.match(cuda({ headDim: 80, rotaryDim: 20 }) ?? '', /head dim 80 \(the CUDA kernels support 32, 64 and 128\)/);
-  assert.match(cuda({ headDim: 64, rotaryDim: 20 }) ?? '', /rotary dim 20/);
-  assert.equal(cuda({ headDim: 128, rotaryDim: 128 }), null, 'Llama, Mistral, Qwen: fused');
-  assert.equal(cuda({ headDim: 64, rotaryDim: 64 }), null, 'SmolLM, TinyLlama, Qwen2-0.5B: fused');
+  const cuda = (kernel: 'dense' | 'paged', headDim: number, rotaryDim: number) =>
+    CudaEngine.prototype.fusedAttentionUnsupported.call(undefined, {
+      kernel,
+      heads: 32,
+      alibi: false,
+      headDim,
+      rotaryDim,
+    });
+  assert.match(cuda('dense', 80, 20) ?? '', /head dim 80 \(the CUDA kernels support 32, 64 and 128\)/);
+  assert.match(cuda('paged', 80, 20) ?? '', /head dim 80/);
+  assert.match(cuda('dense', 64, 20) ?? '', /rotary dim 20/);
+  assert.equal(cuda('paged', 64, 20), null, 'the paged kernel rotates any even number of features');
+  assert.equal(cuda('dense', 128, 128), null, 'Llama, Mistral, Qwen: fused');
+  assert.equal(cuda('dense', 64, 64), null, 'SmolLM, TinyLlama, Qwen2-0.5B: fused');
+  for (const kernel of ['dense', 'paged'] as const)
+    assert.equal(
+      getEngine('cpu').fusedAttentionUnsupported({ kernel, heads: 32, alibi: false, headDim: 80, rotaryDim: 20 }),
+      null,
+    );
+});
+
+test('models whose attention the paged kernels lack (window, dynamic NTK) run outside the paged forward', () => {
+  const lm = (extra: Partial<AndromedaConfigInput>) =>
+    andromedaFamily.create(
+      resolveConfig({ vocabSize: 11, dim: 16, depth: 1, heads: 2, headDim: 8, rotary: { dim: 8 }, ...extra }),
+      {
+        seed: 0,
+        device: 'cpu',
+      },
+    );
+  const cases: [Partial<AndromedaConfigInput>, boolean][] = [
+    [{}, true],
+    [{ qkRmsNorm: true, qkvBias: true }, true],
+    [{ slidingWindow: 4 }, false],
+    [{ rotary: { dim: 8, dynamicNtk: { factor: 2, originalMaxSeqLen: 16 } } }, false],
+  ];
+  for (const [extra, paged] of cases) {
+    const model = lm(extra);
+    try {
+      assert.equal(hasPagedForward(model), paged, JSON.stringify(extra));
+      assert.equal(pagedCacheBytesPerBlock(model, 16) !== null, paged);
+    } finally {
+      model.dispose();
+    }
+  }
   assert.equal(
-    getEngine('cpu').fusedAttentionUnsupported({ heads: 32, alibi: false, headDim: 80, rotaryDim: 20 }),
-    null,
+    pagedAttentionUnsupported(resolveConfig({ vocabSize: 11, dim: 16, depth: 1, heads: 2, slidingWindow: 3 })),
+    'a sliding window (3)',
   );
 });

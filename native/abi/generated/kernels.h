@@ -91,5 +91,15 @@ void attention_forward(const AttentionArgs& args, const char* q, const char* k, 
 // attentionBackward
 void attention_backward(const AttentionArgs& args, const char* q, const char* k, const char* v, const char* out, const char* lse, const char* grad_out, char* grad_q, char* grad_k, char* grad_v, char* grad_key_scale);
 #endif
+// pagedAttention
+void paged_attention(const PagedAttentionArgs& args, const char* q, const char* key_pool, const char* value_pool, char* out);
+// scatterRows
+void scatter_rows(int dtype, const char* src, const int32_t* index, char* dst, int64_t count, int64_t width, int64_t rows);
+// pagedTokenShift
+void paged_token_shift(int dtype, const char* x, const char* tails, char* out, int64_t dim, int shifts, int64_t ring, const PagedBatch& args);
+// pagedTailWrite
+void paged_tail_write(int dtype, const char* x, char* tails, int64_t dim, int64_t ring, const PagedBatch& args);
+// sampleTokens
+void sample_tokens(int dtype, const char* logits, const float* params, const int32_t* seeds, int32_t* steps, int32_t* counts, int32_t* ids, float* logprobs, int32_t* top_ids, float* top_logprobs, int rows, int vocab, int top_n);
 
 }  // namespace ANDROMEDA_ENGINE_NS

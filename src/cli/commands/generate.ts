@@ -1,20 +1,42 @@
 import { readFileSync, statSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { setDefaultDevice } from '../../engine/registry.js';
-import { loadModelForInference } from '../../inference/load.js';
+import { loadModelForInference, type LoadedModel } from '../../inference/load.js';
 import { MAX_CONTEXT_TOKENS, generate, kvCacheBytes } from '../../inference/generate.js';
+import { InferenceEngine, type GenerationParams, type GenerationResult } from '../../inference/engine.js';
+import type { TokenEvent } from '../../inference/sequence.js';
+import { hasPagedForward, pagedCacheBytesPerBlock } from '../../inference/runners.js';
+import { PromptsFileError, parsePromptsFile, type PromptEntry } from '../../inference/prompts-file.js';
 import { UsageError, type Command } from '../command.js';
-import { numberFlag, parseCommandArgs, usableDevice } from '../args.js';
+import { isPositiveInteger, numberFlag, parseCommandArgs, positiveIntegerFlag, usableDevice } from '../args.js';
 
 const USAGE = `Usage: andromeda generate <checkpoint> [options]
 
 Generates text from a trained model, streamed to stdout as it is produced. <checkpoint> is a
 run directory (its latest checkpoint is used) or a checkpoints/step-NNNNNN directory.
 
+With --prompts, runs many prompts at once through the inference engine (continuous batching
+over a paged KV cache) and writes one JSON line per prompt to stdout, in the file's order:
+  {"index", "id"?, "text", "finishReason", "usage": {"promptTokens", "completionTokens"},
+   "logprobs"? (when asked), "error"? (when it failed)}
+
 Options:
   --prompt <text>          text to continue (default: empty: start a new document)
   --prompt-file <path>     continue the bytes of this file instead (used exactly, also
                            where they are not valid UTF-8)
+  --prompts <path>         many prompts: one per line, or for a .jsonl/.ndjson file one JSON
+                           object per line: {"prompt": "...", "id": any, and any of maxTokens,
+                           temperature, topK, topP, minP, repetitionPenalty, frequencyPenalty,
+                           presencePenalty, seed, stop, stopTokenIds, ignoreEos, logprobs,
+                           topLogprobs, timeoutMs} (these override the flags); blank lines skipped
+  --stop <text>            end a generation before this text (repeatable; not written)
+  --min-p <p>              drop tokens below p × the most likely one's probability (default: 0)
+  --max-batch <n>          with --prompts: most prompts generating at once (default: 64)
+  --token-budget <n>       with --prompts: most tokens per model step; longer prompts are
+                           prefilled in chunks (default: 512)
+  --block-size <n>         positions per KV-cache block, a power of two ≤ 256 (default: 32)
+  --kv-memory <GiB>        with --prompts: most memory for the KV-cache pool (default: what all
+                           prompts need at once, up to a quarter of this machine's memory)
   --max-tokens <n>         most tokens to generate (default: 200)
   --temperature <x>        0 = greedy; higher = more random (default: 0.8)
   --top-k <n>              sample among the k most likely tokens, 0 = all (default: 40)
@@ -25,15 +47,17 @@ Options:
   --tokenizer <spec>       tokenizer.json path or byte, for checkpoints without one
                            (e.g. from "andromeda convert"); default: the checkpoint's
   --no-cache               recompute the whole sequence each step instead of the KV cache
+                           (one prompt only)
   --ignore-eos             keep going past the end-of-document token
   -h, --help               show this help
 
-Example:
-  andromeda generate runs/quickstart --prompt "Call me Ishmael." --max-tokens 300`;
+Examples:
+  andromeda generate runs/quickstart --prompt "Call me Ishmael." --max-tokens 300
+  andromeda generate runs/quickstart --prompts questions.jsonl --temperature 0 > answers.jsonl`;
 
 export const generateCommand: Command = {
   name: 'generate',
-  summary: 'generate text from a checkpoint (KV cache, temperature, top-k, top-p, seed)',
+  summary: 'generate text from a checkpoint: one prompt, or many batched (KV cache, sampling, seed)',
   usage: USAGE,
   async run(args: string[]): Promise<void> {
     const parsed = parseCommandArgs(
@@ -41,6 +65,13 @@ export const generateCommand: Command = {
       {
         prompt: { type: 'string' },
         'prompt-file': { type: 'string' },
+        prompts: { type: 'string' },
+        stop: { type: 'string', multiple: true },
+        'min-p': { type: 'string' },
+        'max-batch': { type: 'string' },
+        'token-budget': { type: 'string' },
+        'block-size': { type: 'string' },
+        'kv-memory': { type: 'string' },
         'max-tokens': { type: 'string' },
         temperature: { type: 'string' },
         'top-k': { type: 'string' },
@@ -78,6 +109,68 @@ export const generateCommand: Command = {
     const topK = numberFlag('top-k', values['top-k'], 40, (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0');
     const topP = numberFlag('top-p', values['top-p'], 0.95, (n) => n > 0 && n <= 1, 'a number in (0, 1]');
     const seed = numberFlag('seed', values.seed, 0, (n) => Number.isInteger(n), 'an integer');
+    const minP = numberFlag('min-p', values['min-p'], 0, (n) => n >= 0 && n <= 1, 'a number in [0, 1]');
+    const stop = values.stop ?? [];
+    if (stop.some((t) => t === '')) throw new UsageError('--stop must not be empty');
+    const blockSize = numberFlag(
+      'block-size',
+      values['block-size'],
+      32,
+      (n) => isPositiveInteger(n) && n <= 256 && (n & (n - 1)) === 0,
+      'a power of two from 1 to 256',
+    );
+    const sampling: GenerationParams = {
+      maxTokens,
+      temperature,
+      topK,
+      topP,
+      minP,
+      seed,
+      ignoreEos: values['ignore-eos'],
+    };
+    if (stop.length > 0) sampling.stop = stop;
+    if (values.prompts !== undefined) {
+      for (const flag of ['prompt', 'prompt-file'] as const)
+        if (values[flag] !== undefined) throw new UsageError(`give --prompts or --${flag}, not both`);
+      if (values['no-cache']) throw new UsageError('--no-cache applies to a single prompt, not to --prompts');
+      const batch = {
+        maxBatch: positiveIntegerFlag('max-batch', values['max-batch'], 64),
+        tokenBudget: positiveIntegerFlag('token-budget', values['token-budget'], 512),
+        blockSize,
+        kvMemoryBytes:
+          values['kv-memory'] === undefined
+            ? totalmem() / 4
+            : numberFlag(
+                'kv-memory',
+                values['kv-memory'],
+                0,
+                (n) => Number.isFinite(n) && n > 0,
+                'a number of GiB > 0',
+              ) *
+              2 ** 30,
+      };
+      if (batch.tokenBudget < batch.maxBatch)
+        throw new UsageError(
+          `--token-budget ${batch.tokenBudget} must be at least --max-batch ${batch.maxBatch} (every running ` +
+            `prompt decodes a token in each step)`,
+        );
+      const entries = readPromptsFile(values.prompts);
+      const device = usableDevice(values.device);
+      setDefaultDevice(device);
+      const loaded = await loadModelForInference(positionals[0], device, values.tokenizer);
+      try {
+        process.stderr.write(
+          `loaded ${loaded.dir} (step ${loaded.step}, vocab ${loaded.tokenizer.vocabSize}, ${device}); ` +
+            `${entries.length} prompts\n`,
+        );
+        await generateMany(loaded, entries, sampling, batch);
+      } finally {
+        loaded.model.dispose();
+      }
+      return;
+    }
+    for (const flag of ['max-batch', 'token-budget', 'kv-memory'] as const)
+      if (values[flag] !== undefined) throw new UsageError(`--${flag} applies to --prompts only`);
     if (values.prompt !== undefined && values['prompt-file'] !== undefined)
       throw new UsageError('give --prompt or --prompt-file, not both');
     const promptBytes =
@@ -108,29 +201,184 @@ export const generateCommand: Command = {
         );
       }
       process.stdout.write(promptBytes);
-      const result = generate(loaded.model, loaded.family, loaded.tokenizer, prompt, {
-        maxTokens,
-        temperature,
-        topK,
-        topP,
-        seed,
-        cache: !values['no-cache'],
-        stopAtEos: !values['ignore-eos'],
-        // The exact bytes of each token, so output that is not valid UTF-8 reaches stdout unchanged.
-        onToken: (id) => process.stdout.write(loaded.tokenizer.tokenBytes(id)),
-      });
+      // The exact bytes of each token, so output that is not valid UTF-8 reaches stdout unchanged.
+      const writeToken = (id: number): void => void process.stdout.write(loaded.tokenizer.tokenBytes(id));
+      const started = Date.now();
+      let summary: { tokens: number; reason: string; path: string };
+      // The engine where it caches (paged forward) or where only it can follow the request (stop strings, min-p).
+      const useEngine = (!values['no-cache'] && hasPagedForward(loaded.model)) || stop.length > 0 || minP > 0;
+      if (useEngine) {
+        summary = await generateOneWithEngine(loaded, prompt, sampling, blockSize, writeToken);
+      } else {
+        const result = generate(loaded.model, loaded.family, loaded.tokenizer, prompt, {
+          maxTokens,
+          temperature,
+          topK,
+          topP,
+          seed,
+          cache: !values['no-cache'],
+          stopAtEos: !values['ignore-eos'],
+          onToken: writeToken,
+        });
+        summary = {
+          tokens: result.ids.length,
+          reason: result.stoppedBy === 'eos' ? 'stopped at end of document' : 'token budget reached',
+          path: result.usedCache ? 'KV cache' : 'no cache',
+        };
+      }
+      const seconds = (Date.now() - started) / 1000;
       process.stdout.write('\n');
       process.stderr.write(
-        `[${result.ids.length} tokens in ${result.seconds.toFixed(2)}s (` +
-          `${(result.ids.length / Math.max(result.seconds, 1e-9)).toFixed(1)} tokens/s), ` +
-          `${result.stoppedBy === 'eos' ? 'stopped at end of document' : 'token budget reached'}` +
-          `${result.usedCache ? ', KV cache' : ', no cache'}]\n`,
+        `[${summary.tokens} tokens in ${seconds.toFixed(2)}s (` +
+          `${(summary.tokens / Math.max(seconds, 1e-9)).toFixed(1)} tokens/s), ${summary.reason}, ${summary.path}]\n`,
       );
     } finally {
       loaded.model.dispose();
     }
   },
 };
+
+/** One prompt through the engine (a pool sized for it alone), its tokens written as they come. */
+async function generateOneWithEngine(
+  loaded: LoadedModel,
+  prompt: Int32Array,
+  params: GenerationParams,
+  blockSize: number,
+  writeToken: (id: number) => void,
+): Promise<{ tokens: number; reason: string; path: string }> {
+  const positions = prompt.length + 1 + (params.maxTokens ?? 0);
+  const engine = new InferenceEngine(loaded.model, loaded.tokenizer, {
+    blockSize,
+    numBlocks: Math.ceil(positions / blockSize),
+    maxBatch: 1,
+  });
+  try {
+    const stream = engine.submit(prompt, params);
+    const stopIds = params.ignoreEos ? null : loaded.tokenizer.eosId;
+    // Stop strings are cut from the decoded text, so with them the text is written rather than token bytes.
+    const hasStops = params.stop !== undefined && params.stop.length > 0;
+    for await (const event of stream) {
+      if (hasStops) process.stdout.write(event.text);
+      else if (event.tokenId !== stopIds) writeToken(event.tokenId);
+    }
+    const result = await stream.result;
+    if (result.error) throw result.error;
+    const generated = result.tokenIds.filter((id) => id !== stopIds).length;
+    const reason =
+      result.finishReason === 'length'
+        ? 'token budget reached'
+        : result.tokenIds.at(-1) === stopIds
+          ? 'stopped at end of document'
+          : 'stopped at a stop string';
+    return { tokens: generated, reason, path: engine.stats().paged ? 'paged KV cache' : 'recomputed each step' };
+  } finally {
+    await engine.close();
+  }
+}
+
+interface BatchSettings {
+  maxBatch: number;
+  tokenBudget: number;
+  blockSize: number;
+  kvMemoryBytes: number;
+}
+
+/**
+ * Every prompt of the file through one engine; results are written as JSON lines in the file's order
+ * (each as soon as it and every earlier one have finished).
+ */
+async function generateMany(
+  loaded: LoadedModel,
+  entries: readonly PromptEntry[],
+  defaults: GenerationParams,
+  settings: BatchSettings,
+): Promise<void> {
+  const { tokenizer, model } = loaded;
+  const requests = entries.map((entry) => ({ entry, params: { ...defaults, ...entry.params } }));
+  // A pool for every prompt at once, when it fits the memory cap; otherwise the scheduler queues and preempts.
+  const needed = requests.reduce(
+    (blocks, { entry, params }) =>
+      blocks + Math.ceil((tokenizer.encode(entry.prompt).length + 1 + (params.maxTokens ?? 0)) / settings.blockSize),
+    0,
+  );
+  const bytesPerBlock = pagedCacheBytesPerBlock(model, settings.blockSize);
+  const affordable = bytesPerBlock === null ? needed : Math.floor(settings.kvMemoryBytes / bytesPerBlock);
+  if (affordable < 1)
+    throw new UsageError(
+      `--kv-memory ${(settings.kvMemoryBytes / 2 ** 30).toFixed(3)} GiB holds not one KV-cache block ` +
+        `(${bytesPerBlock} bytes each)`,
+    );
+  const engine = new InferenceEngine(model, tokenizer, {
+    blockSize: settings.blockSize,
+    numBlocks: Math.min(needed, affordable),
+    maxBatch: settings.maxBatch,
+    tokenBudget: settings.tokenBudget,
+    maxQueue: entries.length,
+  });
+  const started = Date.now();
+  try {
+    const pending = requests.map(({ entry, params }) => {
+      const stream = engine.submit(entry.prompt, params);
+      const logprobs: TokenEvent[] = [];
+      const wantsLogprobs = params.logprobs || (params.topLogprobs ?? 0) > 0;
+      const collected = (async () => {
+        for await (const event of stream) if (wantsLogprobs) logprobs.push(event);
+        return stream.result;
+      })().catch(() => stream.result);
+      return collected.then((result) => resultLine(entry, result, wantsLogprobs ? logprobs : null));
+    });
+    let generated = 0;
+    for (const [index, line] of pending.entries()) {
+      const { json, tokens } = await line;
+      generated += tokens;
+      process.stdout.write(JSON.stringify({ index, ...json }) + '\n');
+    }
+    const seconds = (Date.now() - started) / 1000;
+    const stats = engine.stats();
+    process.stderr.write(
+      `[${entries.length} prompts, ${generated} tokens in ${seconds.toFixed(2)}s ` +
+        `(${(generated / Math.max(seconds, 1e-9)).toFixed(1)} tokens/s); ${stats.preemptions} preemptions, ` +
+        `${stats.prefixCache.hitTokens} prompt tokens shared; ${stats.paged ? 'paged KV cache' : 'recomputed'}]\n`,
+    );
+  } finally {
+    await engine.close();
+  }
+}
+
+function resultLine(
+  entry: PromptEntry,
+  result: GenerationResult,
+  logprobs: TokenEvent[] | null,
+): { json: Record<string, unknown>; tokens: number } {
+  const json: Record<string, unknown> = {};
+  if (entry.id !== undefined) json.id = entry.id;
+  json.text = result.text;
+  json.finishReason = result.finishReason;
+  json.usage = result.usage;
+  if (logprobs)
+    json.logprobs = logprobs.map(({ tokenId, logprob, topLogprobs }) => ({ tokenId, logprob, topLogprobs }));
+  if (result.error) json.error = result.error.message;
+  return { json, tokens: result.usage.completionTokens };
+}
+
+function readPromptsFile(path: string): PromptEntry[] {
+  let text: string;
+  try {
+    if (statSync(path).isDirectory()) throw new UsageError(`--prompts ${path} is a directory`);
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(
+      `--prompts ${path}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+    );
+  }
+  try {
+    return parsePromptsFile(path, text);
+  } catch (e) {
+    if (e instanceof PromptsFileError) throw new UsageError(`--prompts ${e.message}`);
+    throw e;
+  }
+}
 
 function readPromptFile(path: string): Buffer {
   try {

@@ -1,0 +1,155 @@
+// Engine.pagedAttention on CUDA: checks the call, sizes the fixed launch from the host bounds (so a captured graph
+// replays for any lengths within them), and runs the split-KV kernel (tensor cores for bfloat16, fp32 CUDA cores for
+// float32) and, with several splits, the combine.
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "../common.cuh"
+#include "attention_kernel.cuh"
+
+namespace andromeda::cuda {
+namespace {
+
+using paged::AttentionParams;
+
+constexpr int kF32 = 0, kBf16 = 2;  // andromeda::DType codes
+// Fewest keys a split takes: below this the per-CTA setup (Q̃, the first load's latency) dominates.
+constexpr int64_t kMinKeysPerSplit = 64;
+// Row blocks in the grid; a CTA walks the further ones (long query runs: prefill chunks, which are correct here
+// but meant for the dense kernel).
+constexpr int64_t kMaxRowBlocksInGrid = 64;
+// The partial rows of all splits (float32) stay below this; longer runs of queries get fewer splits.
+constexpr double kPartialBytesLimit = 256.0 * (1 << 20);
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw std::invalid_argument("pagedAttention: " + message);
+}
+
+struct Launch {
+  int64_t splits, chunk, row_blocks;
+};
+
+/**
+ * The grid from the host bounds alone: about two CTAs per multiprocessor (the kernel's occupancy) over
+ * (sequences × KV heads × row blocks × splits), each split at least kMinKeysPerSplit keys, in whole sub-tiles.
+ */
+Launch plan_launch(const PagedAttentionArgs& a, int64_t group) {
+  Launch l{};
+  l.row_blocks = std::clamp<int64_t>((group * a.max_query_len + paged::kRows - 1) / paged::kRows, 1,
+                                     kMaxRowBlocksInGrid);
+  const int64_t units = a.num_seqs * a.kv_heads * l.row_blocks;
+  const int64_t target = 2 * int64_t(sm_count());
+  const int64_t most = std::max<int64_t>(1, (a.max_context_len + kMinKeysPerSplit - 1) / kMinKeysPerSplit);
+  int64_t splits = std::clamp<int64_t>((target + units - 1) / units, 1, most);
+  const double bytes_per_split = double(a.total_queries) * a.heads * (a.head_dim + 2) * sizeof(float);
+  splits = std::max<int64_t>(1, std::min<int64_t>(splits, int64_t(kPartialBytesLimit / bytes_per_split)));
+  const int64_t keys = std::max<int64_t>(a.max_context_len, 1);
+  l.chunk = ((keys + splits - 1) / splits + paged::kKeys - 1) / paged::kKeys * paged::kKeys;
+  l.splits = (keys + l.chunk - 1) / l.chunk;
+  return l;
+}
+
+template <typename T, int D>
+void launch(const AttentionParams& base, const Launch& l) {
+  using Smem = paged::AttentionSmem<T, D>;
+  AttentionParams p = base;
+  p.splits = int(l.splits);
+  p.chunk = int(l.chunk);
+  Scratch part_out(l.splits > 1 ? size_t(p.batch.total_queries) * p.heads * l.splits * D * sizeof(float) : 16);
+  Scratch part_stats(l.splits > 1 ? size_t(p.batch.total_queries) * p.heads * l.splits * sizeof(float2) : 16);
+  p.part_out = l.splits > 1 ? part_out.as<float>() : nullptr;
+  p.part_stats = l.splits > 1 ? part_stats.as<float2>() : nullptr;
+
+  auto kernel = paged::paged_attention_kernel<T, D>;
+  // The largest Q̃/K̃ stride this instantiation takes (key_dim ≤ 2D); set once, before any graph capture.
+  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                       int(Smem::bytes(paged::operand_ld<T>(2 * D))));
+  check(attr, "pagedAttention: raising the shared-memory limit");
+  const dim3 grid(unsigned(l.splits), unsigned(l.row_blocks), unsigned(p.batch.num_seqs * p.kv_heads));
+  p.operand_ld = paged::operand_ld<T>(p.key_dim);
+  kernel<<<grid, paged::kAttentionThreads, Smem::bytes(p.operand_ld), stream()>>>(p);
+  check_launch("pagedAttention kernel");
+  if (l.splits > 1) {
+    const dim3 combine_grid(unsigned(p.batch.max_query_len * p.heads), unsigned(p.batch.num_seqs));
+    paged::paged_attention_combine_kernel<T, D><<<combine_grid, paged::kCombineThreads, 0, stream()>>>(p);
+    check_launch("pagedAttention combine kernel");
+  }
+}
+
+template <typename T>
+void launch_dim(const AttentionParams& p, int64_t head_dim, const Launch& l) {
+  switch (head_dim) {
+    case 32: launch<T, 32>(p, l); break;
+    case 64: launch<T, 64>(p, l); break;
+    case 128: launch<T, 128>(p, l); break;
+    default: require(false, "head dim " + std::to_string(head_dim) + " (the CUDA kernel takes 32, 64 and 128)");
+  }
+}
+
+}  // namespace
+
+void paged_attention(const PagedAttentionArgs& a, const char* q, const char* key_pool, const char* value_pool,
+                     char* out) {
+  require(a.dtype == kF32 || a.dtype == kBf16,
+          "the CUDA kernel takes float32 or bfloat16 q, pools and out (dtype code " + std::to_string(a.dtype) + ")");
+  require(a.head_dim == 32 || a.head_dim == 64 || a.head_dim == 128,
+          "head dim " + std::to_string(a.head_dim) + " (the CUDA kernel takes 32, 64 and 128)");
+  require(a.heads > 0 && a.kv_heads > 0 && a.heads % a.kv_heads == 0,
+          "heads (" + std::to_string(a.heads) + ") must be a positive multiple of kvHeads (" +
+              std::to_string(a.kv_heads) + ")");
+  require(a.alibi_slopes == nullptr || a.heads <= paged::kMaxAlibiHeads,
+          "ALiBi takes at most " + std::to_string(paged::kMaxAlibiHeads) + " heads, got " + std::to_string(a.heads));
+  require(a.rotary_dim >= 0 && a.rotary_dim % 2 == 0 && a.rotary_dim <= a.head_dim,
+          "rotaryDim " + std::to_string(a.rotary_dim) + " must be even and at most the head dim");
+  require(a.rotary_dim == 0 || a.rotary_inv_freq, "rotaryDim > 0 needs rotaryInvFreq");
+  require(a.xpos_scale_base == 0 || a.rotary_dim > 0, "xPos acts on the rotary features: it needs rotaryDim > 0");
+  require(a.block_size > 0, "blockSize must be positive");
+  require(a.num_seqs * a.kv_heads <= 65535,
+          "numSeqs · kvHeads = " + std::to_string(a.num_seqs * a.kv_heads) + " exceeds 65,535 (one grid dimension)");
+  require(a.num_seqs <= 65535, "numSeqs " + std::to_string(a.num_seqs) + " exceeds 65,535");
+  require(a.max_query_len * a.heads < (int64_t(1) << 31), "maxQueryLen · heads reaches 2^31");
+  require(a.max_context_len < (int64_t(1) << 30), "maxContextLen " + std::to_string(a.max_context_len) +
+                                                     " reaches 2^30");
+  require(a.total_queries * a.heads * a.head_dim < (int64_t(1) << 40), "totalQueries · heads · headDim too large");
+  for (const auto& [ptr, name] : {std::pair<const void*, const char*>{key_pool, "keyPool"}, {value_pool, "valuePool"}}) {
+    require(ptr != nullptr && reinterpret_cast<uintptr_t>(ptr) % 16 == 0,
+            std::string(name) + " must start on a 16-byte boundary (its element offset a multiple of " +
+                std::to_string(16 / dtype_bytes(a.dtype)) + ")");
+  }
+  if (a.total_queries == 0 || a.num_seqs == 0 || a.max_query_len == 0 || a.max_context_len == 0) return;
+
+  AttentionParams p{};
+  p.batch = paged::batch_view(a);
+  p.q = q;
+  p.key_pool = key_pool;
+  p.value_pool = value_pool;
+  p.out = out;
+  p.heads = int(a.heads);
+  p.kv_heads = int(a.kv_heads);
+  p.group = int(a.heads / a.kv_heads);
+  p.rotary_dim = int(a.rotary_dim);
+  p.key_scale = a.key_scale;
+  p.key_dim = int(a.head_dim + (a.key_scale && a.rotary_dim > 0 ? a.rotary_dim : 0));
+  p.scale_log2 = float(a.scale * 1.4426950408889634);
+  if (a.alibi_slopes) {
+    p.has_alibi = 1;
+    for (int64_t h = 0; h < a.heads; h++) p.alibi_slope_log2[h] = float(double(a.alibi_slopes[h]) * 1.4426950408889634);
+  }
+  const int pairs = int(a.rotary_dim / 2);
+  for (int f = 0; f < pairs; f++) p.inv_freq[f] = a.rotary_inv_freq[f];
+  if (a.xpos_scale_base != 0) {
+    p.has_xpos = 1;
+    const double r = double(a.rotary_dim);
+    for (int f = 0; f < pairs; f++) p.xpos_rate[f] = float(std::log2((2.0 * f + 0.4 * r) / (1.4 * r)) / a.xpos_scale_base);
+  }
+
+  const Launch l = plan_launch(a, p.group);
+  if (a.dtype == kBf16)
+    launch_dim<bf16>(p, a.head_dim, l);
+  else
+    launch_dim<float>(p, a.head_dim, l);
+}
+
+}  // namespace andromeda::cuda

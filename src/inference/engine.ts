@@ -1,0 +1,369 @@
+/**
+ * InferenceEngine: many generation requests at once over one model.
+ *
+ * ```ts
+ * const engine = new InferenceEngine(model, tokenizer, { maxBatch: 32 });
+ * const stream = engine.submit('Call me Ishmael.', { maxTokens: 100, temperature: 0.7, stop: ['\n\n'] });
+ * for await (const { text } of stream) process.stdout.write(text);
+ * const { finishReason, usage } = await stream.result;
+ * await engine.close();
+ * ```
+ *
+ * Requests are queued and run by continuous batching (./scheduler.ts) over a paged KV cache whose blocks
+ * the block manager accounts (./block-manager.ts): each step of the model serves every running request
+ * at once — decodes, and prefill chunks of new prompts within a token budget — and requests join and
+ * leave between steps. The engine runs steps while there is work, yielding to the event loop after each
+ * one, so a server on the same thread keeps answering. Each request samples with its own parameters
+ * and seed on the device (./device-sampling.ts) and streams its text as whole characters, stop strings held back
+ * (./stop-text.ts).
+ */
+import type { Tokenizer } from '../data/tokenizer/tokenizer.js';
+import type { LanguageModel } from '../train/model.js';
+import { BlockManager, type BlockUsage } from './block-manager.js';
+import { Scheduler, type SampledToken } from './scheduler.js';
+import { Sequence, type SequenceLimits } from './sequence.js';
+import { StopTextFilter } from './stop-text.js';
+import { validateSamplingParams, type SamplingParams } from './sampling-params.js';
+import { RequestSampling } from './device-sampling.js';
+import { GenerationStream } from './generation-stream.js';
+import { createStepRunner } from './runners.js';
+import type { StepRunner } from './step-runner.js';
+import { ThroughputMeter } from './throughput.js';
+
+export { GenerationStream };
+export { QueueFullError } from './scheduler.js';
+export type { GenerationResult, GenerationUsage, FinishReason, TokenEvent } from './generation-stream.js';
+export type { SamplingParams } from './sampling-params.js';
+
+/** Parameters of one request: sampling (see SamplingParams) and limits. */
+export interface GenerationParams extends SamplingParams {
+  /**
+   * Most tokens to generate. Default 256. Capped to what the cache pool holds for this request alone, so
+   * a request never waits for memory it could not get.
+   */
+  maxTokens?: number;
+  /** Generation ends before the first of these strings in the decoded text; the stop string is not emitted. */
+  stop?: string | readonly string[];
+  /** Token ids that end generation (in addition to the end-of-document token). */
+  stopTokenIds?: readonly number[];
+  /** Keep generating past the end-of-document token. Default false. */
+  ignoreEos?: boolean;
+  /** Start the context with the end-of-document token, as documents start in training. Default true. */
+  startWithEos?: boolean;
+  /** The request ends with finishReason 'timeout' this many milliseconds after submit. */
+  timeoutMs?: number;
+  /** Aborting it cancels the request (finishReason 'cancelled'). */
+  signal?: AbortSignal;
+}
+
+export interface InferenceEngineOptions {
+  /** Positions per cache block: a power of two ≤ 256. Default 32. */
+  blockSize?: number;
+  /** Blocks in the cache pool. Default: what `memoryBytes` holds. */
+  numBlocks?: number;
+  /** Bytes of the KV-cache pool when numBlocks is not given. Default 1 GiB. */
+  memoryBytes?: number;
+  /** Most requests running at once (rows of one step). Default 64. */
+  maxBatch?: number;
+  /** Most tokens in one step (decodes + prefill chunks); longer prompts are prefilled in chunks. Default 512. */
+  tokenBudget?: number;
+  /** Most requests waiting; `submit` throws QueueFullError beyond. Default 1024. */
+  maxQueue?: number;
+  /** Share the cache blocks of identical prompt prefixes between requests. Default true. */
+  prefixSharing?: boolean;
+  /**
+   * Replay decode steps as captured graphs (one per batch-size bucket). Default: on for CUDA devices. The
+   * CPU engine replays a graph by running its step again, so turning it on there only exercises the path.
+   */
+  cudaGraphs?: boolean;
+}
+
+export interface EngineStats {
+  /** Requests waiting for their first step (or preempted and waiting to be recomputed). */
+  waiting: number;
+  running: number;
+  /** Cache blocks: used by requests, cached (free but reusable by a matching prefix), free. */
+  blocks: BlockUsage & { blockSize: number };
+  prefixCache: {
+    /** Full context blocks looked up when requests were admitted. */
+    queriedBlocks: number;
+    /** Of them, found in the pool (not computed again). */
+    hitBlocks: number;
+    hitTokens: number;
+  };
+  /** Times a running request lost its blocks to memory pressure and was recomputed later. */
+  preemptions: number;
+  /** Steps run so far. */
+  steps: number;
+  /** Tokens generated so far, all requests. */
+  generatedTokens: number;
+  /** Generated tokens per second over the last few seconds. */
+  tokensPerSecond: number;
+  /** Milliseconds from submit to first token: of the last request that got one, and the mean over all. */
+  timeToFirstTokenMs: { last: number | null; mean: number | null };
+  /** Whether the model runs over the paged cache (else each step recomputes the sampled sequences). */
+  paged: boolean;
+  /** Decode graphs captured so far (one per batch-size and block-table-width bucket used). */
+  graphs: number;
+}
+
+const DEFAULTS = {
+  blockSize: 32,
+  memoryBytes: 2 ** 30,
+  maxBatch: 64,
+  tokenBudget: 512,
+  maxQueue: 1024,
+  maxTokens: 256,
+};
+
+/** A model as the engine accepts it: a LanguageModel (e.g. from a checkpoint) of any family. */
+export type EngineModel = LanguageModel;
+
+export class InferenceEngine {
+  readonly tokenizer: Tokenizer;
+  private readonly modelVocab: number;
+  private readonly runner: StepRunner;
+  private readonly blocks: BlockManager;
+  private readonly scheduler: Scheduler;
+  private readonly samplers = new Map<Sequence, RequestSampling>();
+  private readonly throughput = new ThroughputMeter();
+  private nextId = 1;
+  private steps = 0;
+  private generatedTokens = 0;
+  private firstTokens = { count: 0, totalMs: 0, lastMs: null as number | null };
+  private loop: Promise<void> | null = null;
+  private closed = false;
+
+  /**
+   * The engine puts the model in eval mode and owns the cache it allocates (freed by `close`); the
+   * model itself stays the caller's.
+   */
+  constructor(model: EngineModel, tokenizer: Tokenizer, options: InferenceEngineOptions = {}) {
+    const o = { ...DEFAULTS, ...options };
+    for (const [name, value] of Object.entries({ maxBatch: o.maxBatch, maxQueue: o.maxQueue })) {
+      if (!Number.isInteger(value) || value < 1)
+        throw new RangeError(`InferenceEngine: ${name} must be a positive integer, got ${value}`);
+    }
+    if (!Number.isInteger(o.tokenBudget) || o.tokenBudget < o.maxBatch)
+      throw new RangeError(
+        `InferenceEngine: tokenBudget must be an integer ≥ maxBatch (${o.maxBatch}), got ${o.tokenBudget}`,
+      );
+    if (options.numBlocks !== undefined && (!Number.isInteger(options.numBlocks) || options.numBlocks < 1))
+      throw new RangeError(`InferenceEngine: numBlocks must be a positive integer, got ${options.numBlocks}`);
+    if (!(Number.isFinite(o.memoryBytes) && o.memoryBytes > 0))
+      throw new RangeError(`InferenceEngine: memoryBytes must be a positive number, got ${o.memoryBytes}`);
+    if (tokenizer.vocabSize > model.vocabSize)
+      throw new RangeError(
+        `InferenceEngine: the tokenizer's vocabulary (${tokenizer.vocabSize}) exceeds the model's (${model.vocabSize})`,
+      );
+    this.tokenizer = tokenizer;
+    this.modelVocab = model.vocabSize;
+    model.eval();
+    this.runner = createStepRunner(model, {
+      blockSize: o.blockSize,
+      numBlocks: options.numBlocks,
+      memoryBytes: o.memoryBytes,
+      vocab: tokenizer.vocabSize,
+      maxBatch: o.maxBatch,
+      graphs: options.cudaGraphs,
+    });
+    try {
+      this.blocks = new BlockManager(this.runner.numBlocks, o.blockSize, o.prefixSharing ?? true);
+      this.scheduler = new Scheduler(this.blocks, {
+        maxBatch: o.maxBatch,
+        tokenBudget: o.tokenBudget,
+        maxQueue: o.maxQueue,
+      });
+    } catch (e) {
+      this.runner.dispose();
+      throw e;
+    }
+  }
+
+  /**
+   * Queues a request. `prompt` is text (tokenized) or token ids. Throws at once, before anything is
+   * queued, on bad parameters (RangeError naming the parameter), a request that could never fit the
+   * cache, a full queue (QueueFullError) or a closed engine.
+   */
+  submit(prompt: string | Int32Array, params: GenerationParams = {}): GenerationStream {
+    if (this.closed) throw new Error('InferenceEngine: the engine is closed');
+    const context = this.contextOf(prompt, params.startWithEos ?? true);
+    const limits = this.limitsOf(params, context.length);
+    const id = this.nextId++;
+    let sequence: Sequence | null = null;
+    const stream = new GenerationStream(id, context.length, () => {
+      if (sequence && this.scheduler.cancel(sequence)) this.wake();
+    });
+    const onAbort = (): void => stream.cancel();
+    const sink = stream.sink;
+    sequence = new Sequence(id, context, limits, {
+      token: (event) => {
+        if (sequence!.generated === 1) this.recordFirstToken(stream);
+        sink.token(event);
+      },
+      finish: (reason, error) => {
+        params.signal?.removeEventListener('abort', onAbort);
+        this.samplers.delete(sequence!);
+        sink.finish(reason, error);
+      },
+    });
+    this.samplers.set(sequence, new RequestSampling(params));
+    try {
+      this.scheduler.add(sequence);
+    } catch (e) {
+      this.samplers.delete(sequence);
+      throw e;
+    }
+    if (params.signal) {
+      if (params.signal.aborted) stream.cancel();
+      else params.signal.addEventListener('abort', onAbort, { once: true });
+    }
+    this.wake();
+    return stream;
+  }
+
+  stats(): EngineStats {
+    const counters = this.scheduler.stats();
+    return {
+      waiting: this.scheduler.waitingCount,
+      running: this.scheduler.runningCount,
+      blocks: { ...this.blocks.usage(), blockSize: this.blocks.blockSize },
+      prefixCache: {
+        queriedBlocks: counters.prefixQueriedBlocks,
+        hitBlocks: counters.prefixHitBlocks,
+        hitTokens: counters.prefixHitTokens,
+      },
+      preemptions: counters.preemptions,
+      steps: this.steps,
+      generatedTokens: this.generatedTokens,
+      tokensPerSecond: this.throughput.rate(),
+      timeToFirstTokenMs: {
+        last: this.firstTokens.lastMs,
+        mean: this.firstTokens.count === 0 ? null : this.firstTokens.totalMs / this.firstTokens.count,
+      },
+      paged: this.runner.paged,
+      graphs: this.runner.capturedGraphs,
+    };
+  }
+
+  /** Cancels every request, waits for the step in progress, and frees the cache. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) {
+      await this.loop;
+      return;
+    }
+    this.closed = true;
+    this.scheduler.abortAll('cancelled');
+    await this.loop;
+    this.runner.dispose();
+  }
+
+  /**
+   * The request's limits. The token limit is capped to what the pool holds for this request alone (the
+   * last generated token needs no cache position), so any accepted request can finish.
+   */
+  private limitsOf(params: GenerationParams, contextLength: number): SequenceLimits {
+    validateSamplingParams(params);
+    const requested = params.maxTokens ?? DEFAULTS.maxTokens;
+    if (!Number.isInteger(requested) || requested < 0)
+      throw new RangeError(`maxTokens must be an integer ≥ 0, got ${requested}`);
+    const capacity = this.blocks.numBlocks * this.blocks.blockSize;
+    if (contextLength > capacity)
+      throw new RangeError(
+        `the prompt takes ${contextLength} positions, more than the ${capacity} of the cache pool ` +
+          `(${this.blocks.numBlocks} blocks of ${this.blocks.blockSize})`,
+      );
+    const maxTokens = Math.min(requested, capacity - contextLength + 1);
+    const stops = params.stop === undefined ? [] : typeof params.stop === 'string' ? [params.stop] : [...params.stop];
+    for (const s of stops)
+      if (typeof s !== 'string' || s === '')
+        throw new RangeError(`stop strings must be non-empty strings, got ${JSON.stringify(s)}`);
+    const stopTokenIds = new Set<number>(params.ignoreEos ? [] : [this.tokenizer.eosId]);
+    for (const id of params.stopTokenIds ?? []) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.tokenizer.vocabSize)
+        throw new RangeError(
+          `stopTokenIds: ${id} is not a token id of the tokenizer (0 to ${this.tokenizer.vocabSize - 1})`,
+        );
+      stopTokenIds.add(id);
+    }
+    const { timeoutMs } = params;
+    if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0))
+      throw new RangeError(`timeoutMs must be a positive number, got ${timeoutMs}`);
+    return {
+      maxTokens,
+      stopTokenIds,
+      stopText: new StopTextFilter(this.tokenizer, stops),
+      deadline: timeoutMs === undefined ? null : Date.now() + timeoutMs,
+    };
+  }
+
+  private contextOf(prompt: string | Int32Array, startWithEos: boolean): Int32Array {
+    let ids: Int32Array;
+    if (typeof prompt === 'string') ids = this.tokenizer.encode(prompt);
+    else if (prompt instanceof Int32Array) {
+      const vocab = this.modelVocab;
+      const bad = prompt.findIndex((id) => id < 0 || id >= vocab);
+      if (bad >= 0)
+        throw new RangeError(`prompt token ${bad} is ${prompt[bad]}, outside the model's vocabulary 0 to ${vocab - 1}`);
+      ids = prompt;
+    } else throw new TypeError('prompt must be a string or an Int32Array of token ids');
+    if (!startWithEos && ids.length > 0) return ids;
+    const context = new Int32Array(ids.length + 1);
+    context[0] = this.tokenizer.eosId;
+    context.set(ids, 1);
+    return context;
+  }
+
+  /** Starts the step loop if it is idle and there is work. */
+  private wake(): void {
+    if (this.loop || this.closed || !this.scheduler.hasWork) return;
+    this.loop = this.runLoop().finally(() => {
+      this.loop = null;
+      // Work submitted while the loop was ending.
+      this.wake();
+    });
+  }
+
+  private async runLoop(): Promise<void> {
+    // Start after the current task, so that requests submitted together share the first step.
+    await yieldToEventLoop();
+    while (!this.closed && this.scheduler.hasWork) {
+      this.step();
+      await yieldToEventLoop();
+    }
+  }
+
+  /** One step: schedule, run the model, sample, hand the tokens to the scheduler. */
+  private step(): void {
+    const layout = this.scheduler.schedule();
+    if (!layout) return;
+    let sampled: SampledToken[];
+    try {
+      const rows = layout.sampling.map((sequence) => this.samplers.get(sequence)!);
+      sampled = this.runner.run(layout, rows);
+      sampled.forEach((token, r) => rows[r]!.accept(token.tokenId));
+    } catch (e) {
+      const error = e instanceof Error ? e : new Error(String(e));
+      this.scheduler.fail(
+        layout.entries.map((entry) => entry.sequence),
+        error,
+      );
+      return;
+    }
+    this.steps++;
+    this.generatedTokens += sampled.length;
+    this.throughput.add(sampled.length);
+    this.scheduler.complete(layout, sampled);
+  }
+
+  private recordFirstToken(stream: GenerationStream): void {
+    const ms = stream.elapsedMs;
+    this.firstTokens.count++;
+    this.firstTokens.totalMs += ms;
+    this.firstTokens.lastMs = ms;
+  }
+}
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}

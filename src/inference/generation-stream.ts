@@ -1,0 +1,125 @@
+/**
+ * What `InferenceEngine.submit` returns: the tokens of one request as an async iterable, and its final
+ * result as a promise. Events are buffered, so a consumer may start iterating late and still sees
+ * every token; one consumer iterates a stream.
+ */
+import type { FinishReason, SequenceSink, TokenEvent } from './sequence.js';
+
+export type { FinishReason, TokenEvent };
+
+export interface GenerationUsage {
+  /** Tokens of the context the model was given (the leading end-of-document token included). */
+  promptTokens: number;
+  /** Tokens generated: one per token event, a final stop token included. */
+  completionTokens: number;
+}
+
+export interface GenerationResult {
+  /** The emitted text (stop strings and the text of stop tokens excluded). */
+  text: string;
+  /** Every generated token id, in order (a final stop token included). */
+  tokenIds: number[];
+  finishReason: FinishReason;
+  usage: GenerationUsage;
+  /** Milliseconds from submit to the first token (null when none came). */
+  timeToFirstTokenMs: number | null;
+  /** Milliseconds from submit to the end. */
+  totalMs: number;
+  /** Why the request failed (finishReason 'error'). */
+  error?: Error;
+}
+
+export class GenerationStream implements AsyncIterable<TokenEvent> {
+  /** The final result; it resolves (never rejects) when the request ends for whatever reason. */
+  readonly result: Promise<GenerationResult>;
+  private resolveResult!: (result: GenerationResult) => void;
+  private readonly buffered: TokenEvent[] = [];
+  private wake: (() => void) | null = null;
+  private iterated = false;
+  private finished: GenerationResult | null = null;
+  private text = '';
+  private readonly tokenIds: number[] = [];
+  private firstTokenAt: number | null = null;
+  private readonly submittedAt = Date.now();
+
+  /** @internal Built by the engine; `cancel` ends the request and frees its blocks. */
+  constructor(
+    readonly id: number,
+    private readonly promptTokens: number,
+    private readonly cancelRequest: () => void,
+  ) {
+    this.result = new Promise((resolve) => (this.resolveResult = resolve));
+  }
+
+  /** Ends the request now ('cancelled'); its cache blocks are freed at once. No effect once it ended. */
+  cancel(): void {
+    if (!this.finished) this.cancelRequest();
+  }
+
+  /** Milliseconds since submit. */
+  get elapsedMs(): number {
+    return Date.now() - this.submittedAt;
+  }
+
+  /** True once the request has ended. */
+  get done(): boolean {
+    return this.finished !== null;
+  }
+
+  /**
+   * Token events until the request ends. Leaving the loop early (break, return, throw) cancels the
+   * request. A request that fails ('error') throws its error from the iteration after its last event.
+   */
+  [Symbol.asyncIterator](): AsyncIterator<TokenEvent> {
+    if (this.iterated) throw new Error(`GenerationStream ${this.id}: the stream is already being iterated`);
+    this.iterated = true;
+    return {
+      next: async (): Promise<IteratorResult<TokenEvent>> => {
+        for (;;) {
+          const event = this.buffered.shift();
+          if (event) return { value: event, done: false };
+          if (this.finished) {
+            if (this.finished.error) throw this.finished.error;
+            return { value: undefined, done: true };
+          }
+          await new Promise<void>((resolve) => (this.wake = resolve));
+        }
+      },
+      return: async (): Promise<IteratorResult<TokenEvent>> => {
+        this.cancel();
+        return { value: undefined, done: true };
+      },
+    };
+  }
+
+  /** @internal The scheduler's side. */
+  readonly sink: SequenceSink = {
+    token: (event) => {
+      this.firstTokenAt ??= Date.now();
+      this.text += event.text;
+      this.tokenIds.push(event.tokenId);
+      this.buffered.push(event);
+      this.notify();
+    },
+    finish: (finishReason, error) => {
+      const now = Date.now();
+      this.finished = {
+        text: this.text,
+        tokenIds: this.tokenIds,
+        finishReason,
+        usage: { promptTokens: this.promptTokens, completionTokens: this.tokenIds.length },
+        timeToFirstTokenMs: this.firstTokenAt === null ? null : this.firstTokenAt - this.submittedAt,
+        totalMs: now - this.submittedAt,
+      };
+      if (error) this.finished.error = error;
+      this.resolveResult(this.finished);
+      this.notify();
+    },
+  };
+
+  private notify(): void {
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * The step runner over a paged KV cache (Andromeda.forwardPaged): each step uploads its layout, writes
+ * the new positions' K/V into the pool and samples the logit rows on the device. Decode-only steps go
+ * through a captured graph per batch-size bucket when graphs are on (./decode-graphs.ts).
+ *
+ * The pool has one block more than the block manager hands out: a scratch block that padding rows of
+ * graph steps write into, so they never touch a sequence's blocks.
+ */
+import { Tensor } from '../tensor/tensor.js';
+import { tidy } from '../tensor/scope.js';
+import type { Andromeda } from '../model/andromeda.js';
+import type { PagedKVCache } from '../model/paged-kv-cache.js';
+import type { PagedStep } from '../model/paged-step.js';
+import type { SampledToken, StepLayout } from './scheduler.js';
+import type { StepRunner } from './step-runner.js';
+import { idsOnly, sampleRows, type RequestSampling } from './device-sampling.js';
+import { DecodeGraphs } from './decode-graphs.js';
+
+export interface PagedRunnerOptions {
+  numBlocks: number;
+  blockSize: number;
+  /** Columns that may be sampled (the tokenizer's vocabulary). */
+  vocab: number;
+  maxBatch: number;
+  /** Replay decode steps as captured graphs. */
+  graphs: boolean;
+}
+
+export class PagedRunner implements StepRunner {
+  readonly paged = true;
+  readonly numBlocks: number;
+  readonly cache: PagedKVCache;
+  private readonly graphs: DecodeGraphs | null;
+
+  constructor(
+    private readonly model: Andromeda,
+    private readonly o: PagedRunnerOptions,
+  ) {
+    this.numBlocks = o.numBlocks;
+    this.cache = model.createPagedKVCache(o.numBlocks + 1, { blockSize: o.blockSize });
+    this.graphs = o.graphs
+      ? new DecodeGraphs(model, this.cache, { scratchBlock: o.numBlocks, vocab: o.vocab, maxBatch: o.maxBatch })
+      : null;
+  }
+
+  /** Graphs captured so far (one per batch-size and table-width bucket used). */
+  get capturedGraphs(): number {
+    return this.graphs?.size ?? 0;
+  }
+
+  run(step: StepLayout, rows: readonly RequestSampling[]): SampledToken[] {
+    if (this.graphs && step.decodeOnly && idsOnly(rows)) return this.graphs.run(step, rows);
+    return tidy(() => {
+      const device = this.model.device;
+      const upload = (values: Int32Array, shape: number[]): Tensor => Tensor.fromArray(values, shape, 'int32', device);
+      // A step that samples nothing (prefill chunks only) still needs a logit row for the forward's shape.
+      const logitRows = step.logitRows.length > 0 ? step.logitRows : Int32Array.of(step.tokens.length - 1);
+      const paged: PagedStep = {
+        tokens: upload(step.tokens, [step.tokens.length]),
+        batch: {
+          numSeqs: step.numSeqs,
+          maxBlocksPerSeq: step.maxBlocksPerSeq,
+          maxQueryLen: step.maxQueryLen,
+          maxContextLen: step.maxContextLen,
+          queryStart: upload(step.queryStart, [step.numSeqs + 1]),
+          contextLens: upload(step.contextLens, [step.numSeqs]),
+          blockTables: upload(step.blockTables, [step.numSeqs, step.maxBlocksPerSeq]),
+          host: { queryStart: step.queryStart, contextLens: step.contextLens, blockTables: step.blockTables },
+        },
+        slots: upload(step.slots, [step.tokens.length]),
+        logitRows: upload(logitRows, [logitRows.length]),
+      };
+      const logits = this.model.forwardPaged(paged, this.cache);
+      return sampleRows(logits, rows, this.o.vocab);
+    });
+  }
+
+  dispose(): void {
+    this.graphs?.dispose();
+    this.cache.dispose();
+  }
+}

@@ -1,0 +1,21 @@
+/**
+ * Runs the model for one scheduled step and samples the step's logit rows. The engine owns one runner;
+ * which one depends on what the model can do (./runners.ts).
+ */
+import type { RequestSampling } from './device-sampling.js';
+import type { SampledToken, StepLayout } from './scheduler.js';
+
+export interface StepRunner {
+  /** Blocks of the cache pool (the block manager hands out ids 0 to numBlocks − 1). */
+  readonly numBlocks: number;
+  /** Whether positions' K/V live in the pool the block manager accounts (so prefix sharing saves work). */
+  readonly paged: boolean;
+  /** Decode graphs captured so far. */
+  readonly capturedGraphs: number;
+  /**
+   * Writes the K/V of every row of the step into the cache (paged runners) and draws the next token of
+   * every logit row, `rows[r]` being the sampling state of `step.sampling[r]`.
+   */
+  run(step: StepLayout, rows: readonly RequestSampling[]): SampledToken[];
+  dispose(): void;
+}
