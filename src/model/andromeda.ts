@@ -22,7 +22,7 @@ import type { AndromedaForwardOptions } from './forward-options.js';
 import { initializeAndromeda } from './init.js';
 import { tidy } from '../tensor/scope.js';
 import { PagedKVCache, type PagedKVCacheLayout } from './paged-kv-cache.js';
-import { PagedForward, type PagedForwardOptions } from './paged-forward.js';
+import { PagedForward, gatherRows, type PagedForwardOptions } from './paged-forward.js';
 import { checkPagedStep, type PagedStep } from './paged-step.js';
 import { layerState, sequenceContext, type SequenceContext } from './context.js';
 
@@ -173,21 +173,12 @@ export class Andromeda extends Module {
    * can be captured as a CUDA graph.
    */
   forwardPaged(step: PagedStep, cache: PagedKVCache, o: PagedForwardOptions = {}): Tensor {
-    const rows = this.checkPagedInputs(step, cache);
+    this.checkPagedInputs(step, cache);
     return noGrad(() =>
       tidy(() => {
-        const forward = new PagedForward(step, cache, rows, o);
+        const forward = new PagedForward(step, cache, o);
         try {
-          const table = this.embedding.weight;
-          let x = Tensor.empty([rows, this.config.dim], this.dtype, this.device);
-          x.engine.embeddingUnchecked(
-            table.dense(),
-            step.tokens.dense(),
-            x.dense(),
-            rows,
-            this.config.dim,
-            this.config.vocabSize,
-          );
+          let x = gatherRows(this.embedding.weight, step.tokens);
           for (let layer = 0; layer < this.blocks.length; layer++) {
             const input = x;
             x = tidy(() => this.blocks.at(layer).forwardPaged(input, forward.layer(cache.layer(layer))));
@@ -209,8 +200,8 @@ export class Andromeda extends Module {
     return new PagedKVCache(this.config, numBlocks, { ...o, dtype: this.dtype, device: this.device });
   }
 
-  /** T, once the step and the cache are known to fit this model (nothing allocated, nothing read back). */
-  private checkPagedInputs(step: PagedStep, cache: PagedKVCache): number {
+  /** Checks that the step and the cache fit this model (nothing allocated, nothing read back). */
+  private checkPagedInputs(step: PagedStep, cache: PagedKVCache): void {
     const what = 'Andromeda.forwardPaged';
     if (cache.isDisposed) throw new Error(`${what}: the paged KV cache has been disposed`);
     const c = this.config;
@@ -229,21 +220,13 @@ export class Andromeda extends Module {
       throw new TypeError(
         `${what}: the cache is ${cache.dtype} on ${cache.device}, the model ${this.dtype} on ${this.device}`,
       );
-    return checkPagedStep(step, this.device, what);
+    checkPagedStep(step, this.device, what);
   }
 
   /** An empty cache for incremental decoding of `batch` rows on this model's device and dtype. */
   createKVCache(batch: number, o: Omit<KVCacheOptions, 'device' | 'dtype'> = {}): KVCache {
     return new KVCache(this.config, batch, { ...o, device: this.device, dtype: this.dtype });
   }
-}
-
-/** Rows `rows` (int32 [R] on x's device) of x [T, width] → [R, width]; no host read, out-of-range rows give zeros. */
-function gatherRows(x: Tensor, rows: Tensor): Tensor {
-  const [count, width] = x.shape as [number, number];
-  const out = Tensor.empty([rows.size, width], x.dtype, x.device);
-  if (out.size > 0) x.engine.embeddingUnchecked(x.dense(), rows.dense(), out.dense(), rows.size, width, count);
-  return out;
 }
 
 /** x[:, n−1:n] of [batch, n, dim]; without autograd the rest of x is freed at once. */

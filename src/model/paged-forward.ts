@@ -1,10 +1,10 @@
 /**
- * The kernels of one paged step as the layers see them: the batch's metadata bound to the cache's pools,
- * the token shift through the tails, K/V written to the pools, and attention over the pools. One
- * `PagedForward` serves every layer of a step; `layer(i)` adds that layer's pools.
+ * The kernels of one paged step as the layers see them: the step's batch bound to the cache's pools, the
+ * token shift through the tails, K/V written to the pools, and attention over the pools (src/ops/paged.ts).
+ * One `PagedForward` serves every layer of a step; `layer(pools)` adds that layer's pools.
  *
  * Attention takes one of two routes per sequence, with the same values:
- *   paged   Engine.pagedAttention over the block tables: one launch for all such sequences.
+ *   paged   pagedAttention over the block tables: one launch for all such sequences.
  *   dense   the sequence's keys and values gathered from the pools into contiguous rows, then the dense
  *           `attention` op with queryOffset. For sequences with many query rows (prefill chunks) on an
  *           engine whose paged kernel parallelises over few queries (CUDA), the dense kernel is the fast one.
@@ -12,11 +12,10 @@
  * back, so it can be captured as a CUDA graph. The dense route needs the batch's host metadata.
  */
 import { Tensor } from '../tensor/tensor.js';
-import type { PagedAttentionArgs, PagedBatchArgs } from '../engine/engine.js';
 import { attention } from '../ops/attention.js';
 import { narrow, permute, reshape } from '../ops/layout.js';
-import { contiguousRaw } from '../ops/raw.js';
 import { emptyLike } from '../ops/util.js';
+import { pagedAttention, pagedTailWrite, pagedTokenShift, scatterRows, type PagedBatch } from '../ops/paged.js';
 import type { RotarySettings } from './rotary.js';
 import type { ShiftSlot } from './kv-cache.js';
 import type { PagedKVCache, PagedLayerPools } from './paged-kv-cache.js';
@@ -58,20 +57,30 @@ interface DenseSequence {
 
 /** The sequences that take the paged route when others take the dense one: their rows gathered into a sub-batch. */
 interface PagedSubBatch {
-  readonly rows: number;
   /** int32 [rows]: the step rows of the sub-batch, in its order. */
   readonly stepRows: Tensor;
-  readonly args: PagedBatchArgs;
+  readonly batch: PagedBatch;
+}
+
+/**
+ * Rows `rows` (int32 [R] on x's device) of x [T, ...row] → [R, ...row]. Nothing is read back: rows outside
+ * [0, T) give zeros (the caller's indices are trusted, as a captured graph's must be).
+ */
+export function gatherRows(x: Tensor, rows: Tensor): Tensor {
+  const count = x.shape[0]!;
+  const out = Tensor.empty([rows.size, ...x.shape.slice(1)], x.dtype, x.device);
+  const width = count > 0 ? x.size / count : 0;
+  if (out.size > 0) x.engine.embeddingUnchecked(x.dense(), rows.dense(), out.dense(), rows.size, width, count);
+  return out;
 }
 
 export class PagedForward {
-  /** The step's rows (T). */
-  readonly rows: number;
-  readonly args: PagedBatchArgs;
+  /** The step's batch in the form the paged ops take. */
+  readonly batch: PagedBatch;
   private readonly dense: DenseSequence[] = [];
-  /** null: every sequence takes the paged route over the whole step. */
+  /** null: every sequence that takes the paged route is in `batch` as it is. */
   private readonly subBatch: PagedSubBatch | null = null;
-  /** False when no sequence takes the paged route. */
+  /** False when every sequence takes the dense route. */
   private readonly anyPaged: boolean = true;
   /** Tensors this object uploaded. */
   private readonly owned: Tensor[] = [];
@@ -79,34 +88,21 @@ export class PagedForward {
   constructor(
     readonly step: PagedStep,
     readonly cache: PagedKVCache,
-    rows: number,
     o: PagedForwardOptions = {},
   ) {
-    const { batch } = step;
-    this.rows = rows;
-    this.args = {
-      numSeqs: batch.numSeqs,
-      blockSize: cache.blockSize,
-      numBlocks: cache.numBlocks,
-      maxBlocksPerSeq: batch.maxBlocksPerSeq,
-      maxQueryLen: batch.maxQueryLen,
-      maxContextLen: batch.maxContextLen,
-      queryStart: batch.queryStart.dense('forwardPaged'),
-      contextLens: batch.contextLens.dense('forwardPaged'),
-      blockTables: batch.blockTables.dense('forwardPaged'),
-    };
+    const { host, queryStart, contextLens, blockTables, maxQueryLen, maxContextLen } = step.batch;
+    this.batch = { queryStart, contextLens, blockTables, maxQueryLen, maxContextLen, blockSize: cache.blockSize };
     const threshold = o.denseAttentionMinQueries ?? defaultDenseMinQueries(cache.device);
     if (!(threshold >= 1))
       throw new RangeError(`forwardPaged: denseAttentionMinQueries ${threshold} must be at least 1`);
-    const host = batch.host;
-    if (!host || batch.maxQueryLen < threshold) return;
+    if (!host || maxQueryLen < threshold) return;
+    const numSeqs = host.contextLens.length;
     const denseIds: number[] = [];
-    for (let s = 0; s < batch.numSeqs; s++)
-      if (host.queryStart[s + 1]! - host.queryStart[s]! >= threshold) denseIds.push(s);
+    for (let s = 0; s < numSeqs; s++) if (host.queryStart[s + 1]! - host.queryStart[s]! >= threshold) denseIds.push(s);
     if (denseIds.length === 0) return;
     try {
       for (const s of denseIds) this.dense.push(this.denseSequence(host, s));
-      const pagedIds = Array.from({ length: batch.numSeqs }, (_, s) => s).filter((s) => !denseIds.includes(s));
+      const pagedIds = Array.from({ length: numSeqs }, (_, s) => s).filter((s) => !denseIds.includes(s));
       this.anyPaged = pagedIds.length > 0;
       if (this.anyPaged) this.subBatch = this.pagedSubBatch(host, pagedIds);
     } catch (e) {
@@ -130,62 +126,19 @@ export class PagedForward {
    * → [T, heads, headDim].
    */
   attend(q: Tensor, keys: Tensor, values: Tensor, f: PagedAttentionFeatures): Tensor {
+    const options = { scale: f.scale, keyScale: f.keyScale, rotary: f.rotary, alibiSlopes: f.slopes };
+    if (this.dense.length === 0) return pagedAttention(q, keys, values, this.batch, options);
     const out = emptyLike(q);
-    const temps: Tensor[] = [];
-    try {
-      if (this.anyPaged) {
-        let keyScale: Tensor | null = null;
-        if (f.keyScale) {
-          // The kernels take the key scale in float32 whatever the model's dtype.
-          keyScale =
-            f.keyScale.dtype === 'float32' && f.keyScale.isContiguous()
-              ? f.keyScale
-              : contiguousRaw(f.keyScale, 'float32');
-          if (keyScale !== f.keyScale) temps.push(keyScale);
-        }
-        if (this.subBatch) this.attendSubBatch(q, keys, values, out, f, keyScale, temps);
-        else
-          q.engine.pagedAttention(
-            q.dense('forwardPaged'),
-            keys.dense(),
-            values.dense(),
-            out.dense(),
-            this.rows,
-            pagedAttentionArgs(this.args, f, keyScale),
-          );
-      }
-      for (const d of this.dense) this.attendDense(q, keys, values, out, f, d);
-    } finally {
-      for (const t of temps) t.dispose();
+    if (this.subBatch) {
+      const { stepRows, batch } = this.subBatch;
+      const subQ = gatherRows(q, stepRows);
+      const subOut = pagedAttention(subQ, keys, values, batch, options);
+      scatterRows(subOut, stepRows, out);
+      subQ.dispose();
+      subOut.dispose();
     }
+    for (const d of this.dense) this.attendDense(q, keys, values, out, f, d);
     return out;
-  }
-
-  private attendSubBatch(
-    q: Tensor,
-    keys: Tensor,
-    values: Tensor,
-    out: Tensor,
-    f: PagedAttentionFeatures,
-    keyScale: Tensor | null,
-    temps: Tensor[],
-  ): void {
-    const sub = this.subBatch!;
-    const width = f.heads * f.headDim;
-    const engine = q.engine;
-    const subQ = Tensor.empty([sub.rows, f.heads, f.headDim], q.dtype, q.device);
-    const subOut = emptyLike(subQ);
-    temps.push(subQ, subOut);
-    engine.embeddingUnchecked(q.dense(), sub.stepRows.dense(), subQ.dense(), sub.rows, width, this.rows);
-    engine.pagedAttention(
-      subQ.dense(),
-      keys.dense(),
-      values.dense(),
-      subOut.dense(),
-      sub.rows,
-      pagedAttentionArgs(sub.args, f, keyScale),
-    );
-    engine.scatterRows(subOut.dense(), sub.stepRows.dense(), out.dense(), sub.rows, width, this.rows);
   }
 
   private attendDense(
@@ -196,25 +149,25 @@ export class PagedForward {
     f: PagedAttentionFeatures,
     d: DenseSequence,
   ): void {
-    const width = f.kvHeads * f.headDim;
-    const poolRows = this.cache.capacity;
-    const gather = (pool: Tensor): Tensor => {
-      const rows = Tensor.empty([1, d.keys, f.kvHeads, f.headDim], pool.dtype, pool.device);
-      pool.engine.embeddingUnchecked(pool.dense(), d.poolRows.dense(), rows.dense(), d.keys, width, poolRows);
-      return rows;
-    };
+    const toHeads = (t: Tensor): Tensor => permute(t, [0, 2, 1, 3]);
+    const gather = (pool: Tensor): Tensor =>
+      gatherRows(reshape(pool, [this.cache.capacity, f.kvHeads, f.headDim]), d.poolRows);
     const k = gather(keyPool),
       v = gather(valuePool);
     const queries = reshape(narrow(q, 0, d.firstRow, d.queries), [1, d.queries, f.heads, f.headDim]);
-    const toHeads = (t: Tensor): Tensor => permute(t, [0, 2, 1, 3]);
-    const result = attention(toHeads(queries), toHeads(k), toHeads(v), {
-      scale: f.scale,
-      causal: true,
-      queryOffset: d.keys - d.queries,
-      keyScale: f.keyScale,
-      rotary: f.rotary,
-      alibiSlopes: f.slopes,
-    });
+    const result = attention(
+      toHeads(queries),
+      toHeads(reshape(k, [1, d.keys, f.kvHeads, f.headDim])),
+      toHeads(reshape(v, [1, d.keys, f.kvHeads, f.headDim])),
+      {
+        scale: f.scale,
+        causal: true,
+        queryOffset: d.keys - d.queries,
+        keyScale: f.keyScale,
+        rotary: f.rotary,
+        alibiSlopes: f.slopes,
+      },
+    );
     const rows = reshape(narrow(out, 0, d.firstRow, d.queries), [1, d.queries, f.heads, f.headDim]);
     out.engine.copy(toHeads(result).strided(), rows.strided(), rows.shape);
     for (const t of [k, v, result]) t.dispose();
@@ -228,7 +181,7 @@ export class PagedForward {
 
   private denseSequence(host: PagedBatchHost, s: number): DenseSequence {
     const { blockSize, numBlocks } = this.cache;
-    const width = this.step.batch.maxBlocksPerSeq;
+    const width = this.batch.blockTables.shape[1]!;
     const keys = host.contextLens[s]!;
     if (keys > width * blockSize)
       throw new RangeError(
@@ -246,7 +199,7 @@ export class PagedForward {
   }
 
   private pagedSubBatch(host: PagedBatchHost, sequences: number[]): PagedSubBatch {
-    const width = this.step.batch.maxBlocksPerSeq;
+    const width = this.batch.blockTables.shape[1]!;
     const queryStart = new Int32Array(sequences.length + 1);
     const contextLens = new Int32Array(sequences.length);
     const blockTables = new Int32Array(sequences.length * width);
@@ -264,16 +217,14 @@ export class PagedForward {
       maxContextLen = Math.max(maxContextLen, contextLens[i]!);
     });
     return {
-      rows: stepRows.length,
       stepRows: this.upload(Int32Array.from(stepRows), [stepRows.length]),
-      args: {
-        ...this.args,
-        numSeqs: sequences.length,
+      batch: {
+        blockSize: this.cache.blockSize,
         maxQueryLen,
         maxContextLen,
-        queryStart: this.upload(queryStart, [queryStart.length]).dense(),
-        contextLens: this.upload(contextLens, [contextLens.length]).dense(),
-        blockTables: this.upload(blockTables, [sequences.length, width]).dense(),
+        queryStart: this.upload(queryStart, [queryStart.length]),
+        contextLens: this.upload(contextLens, [contextLens.length]),
+        blockTables: this.upload(blockTables, [sequences.length, width]),
       },
     };
   }
@@ -293,75 +244,23 @@ export class PagedLayer {
   shift(h: Tensor, slot: ShiftSlot): Tensor {
     const tails = this.pools.tails?.[slot];
     if (!tails) return h;
-    const { ring, shifts, dim } = this.step.cache;
-    const x = h.isContiguous() ? h : contiguousRaw(h);
-    const out = emptyLike(x);
-    const engine = x.engine;
-    engine.pagedTokenShift(
-      x.dense('forwardPaged'),
-      tails.dense(),
-      out.dense(),
-      this.step.rows,
-      dim,
-      shifts,
-      ring,
-      this.step.args,
-    );
-    engine.pagedTailWrite(x.dense(), tails.dense(), this.step.rows, dim, ring, this.step.args);
-    if (x !== h) x.dispose();
-    return out;
+    const shifted = pagedTokenShift(h, tails, this.step.batch, this.step.cache.shifts);
+    pagedTailWrite(h, tails, this.step.batch);
+    return shifted;
   }
 
   /** Writes this step's keys and values, each [T, kvHeads, headDim], to the pool rows of their positions. */
   writeKeysValues(k: Tensor, v: Tensor): void {
-    const { capacity } = this.step.cache;
-    for (const [rows, pool] of [
-      [k, this.pools.keys],
-      [v, this.pools.values],
-    ] as const) {
-      const src = rows.isContiguous() ? rows : contiguousRaw(rows);
-      const width = src.size / this.step.rows;
-      src.engine.scatterRows(
-        src.dense('forwardPaged'),
-        this.step.step.slots.dense(),
-        pool.dense(),
-        this.step.rows,
-        width,
-        capacity,
-      );
-      if (src !== rows) src.dispose();
-    }
+    scatterRows(k, this.step.step.slots, this.pools.keys);
+    scatterRows(v, this.step.step.slots, this.pools.values);
   }
 
   /** Attention of q [T, heads, headDim] over this layer's pools → [T, heads, headDim]. */
   attend(q: Tensor, features: PagedAttentionFeatures): Tensor {
-    const x = q.isContiguous() ? q : contiguousRaw(q);
-    const out = this.step.attend(x, this.pools.keys, this.pools.values, features);
-    if (x !== q) x.dispose();
-    return out;
+    return this.step.attend(q, this.pools.keys, this.pools.values, features);
   }
 }
 
 function defaultDenseMinQueries(device: string): number {
   return device.startsWith('cuda') ? CUDA_DENSE_ATTENTION_MIN_QUERIES : Infinity;
-}
-
-function pagedAttentionArgs(
-  batch: PagedBatchArgs,
-  f: PagedAttentionFeatures,
-  keyScale: Tensor | null,
-): PagedAttentionArgs {
-  const slopes = f.slopes && f.slopes.some((s) => s !== 0) ? Float32Array.from(f.slopes) : null;
-  return {
-    ...batch,
-    heads: f.heads,
-    kvHeads: f.kvHeads,
-    headDim: f.headDim,
-    scale: f.scale,
-    alibiSlopes: slopes,
-    rotaryDim: f.rotary?.dim ?? 0,
-    rotaryInvFreq: f.rotary ? Float32Array.from(f.rotary.invFreq) : null,
-    xposScaleBase: f.rotary?.xposScaleBase ?? 0,
-    keyScale: keyScale?.dense('forwardPaged') ?? null,
-  };
 }

@@ -10,28 +10,23 @@
  */
 import { Tensor } from '../tensor/tensor.js';
 import { formatShape } from '../tensor/shape.js';
+import type { PagedBatch } from '../ops/paged.js';
 
-/** The sequences of a step: host bounds that fix the launches, device tensors that vary. */
-export interface PagedBatch {
-  numSeqs: number;
-  /** Width of blockTables. */
-  maxBlocksPerSeq: number;
-  /** Bound on any sequence's query rows this step. */
-  maxQueryLen: number;
-  /** Bound on any contextLens value (may exceed the true lengths). */
-  maxContextLen: number;
-  /** int32 [numSeqs + 1]: sequence s owns rows queryStart[s] .. queryStart[s+1] − 1. */
-  queryStart: Tensor;
-  /** int32 [numSeqs]: positions of sequence s after this step (its new rows included). */
-  contextLens: Tensor;
-  /** int32 [numSeqs, maxBlocksPerSeq]: the pool blocks of each sequence, in position order. */
-  blockTables: Tensor;
+/**
+ * The sequences of a step (the paged ops' batch, src/ops/paged.ts, without the block size, which is the
+ * cache's): host bounds that fix the launches, device tensors that vary. numSeqs is queryStart's length − 1,
+ * maxBlocksPerSeq the width of blockTables.
+ */
+export interface PagedStepBatch extends Omit<PagedBatch, 'blockSize'> {
+  /** The contract's host bounds; optional, as the tensors' shapes carry them (checked against them when given). */
+  readonly numSeqs?: number;
+  readonly maxBlocksPerSeq?: number;
   /**
-   * The same three arrays on the host, when the caller has them. Only then may the forward route a
-   * sequence with many query rows through the dense attention (its gather rows are computed on the host);
-   * without them every sequence takes the paged kernel.
+   * queryStart, contextLens and blockTables on the host, when the caller has them. Only then may the forward
+   * route a sequence with many query rows through the dense attention (its gather rows are computed on the
+   * host); without them every sequence takes the paged kernel.
    */
-  host?: PagedBatchHost;
+  readonly host?: PagedBatchHost;
 }
 
 export interface PagedBatchHost {
@@ -43,7 +38,7 @@ export interface PagedBatchHost {
 export interface PagedStep {
   /** int32 [T]: the new tokens of every sequence, in batch order. */
   tokens: Tensor;
-  batch: PagedBatch;
+  batch: PagedStepBatch;
   /** int32 [T]: the pool row (block · blockSize + offset) of every new position; K/V are written there. */
   slots: Tensor;
   /** int32 [R]: the rows of T whose logits are wanted (e.g. each sequence's last row). */
@@ -155,49 +150,54 @@ export function buildPagedStep(chunks: readonly PagedSequenceChunk[], o: BuildPa
 export function checkPagedStep(step: PagedStep, device: string, what: string): number {
   const { batch } = step;
   for (const [name, n] of [
-    ['numSeqs', batch.numSeqs],
-    ['maxBlocksPerSeq', batch.maxBlocksPerSeq],
     ['maxQueryLen', batch.maxQueryLen],
     ['maxContextLen', batch.maxContextLen],
   ] as const) {
     if (!Number.isInteger(n) || n < 1 || n > 2 ** 31 - 1)
       throw new RangeError(`${what}: batch.${name} ${n} must be a positive int32`);
   }
-  const T = step.tokens.size;
-  const expect = (name: string, t: Tensor, shape: readonly number[]): void => {
+  const expect = (name: string, t: Tensor, rank: number): void => {
+    if (!(t instanceof Tensor)) throw new TypeError(`${what}: ${name} must be a Tensor`);
     t.assertAlive(what, name);
     if (t.dtype !== 'int32') throw new TypeError(`${what}: ${name} must be int32, got ${t.dtype}`);
     if (t.device !== device) throw new RangeError(`${what}: ${name} is on ${t.device}, the model on ${device}`);
-    if (!t.isContiguous()) throw new RangeError(`${what}: ${name} must be contiguous`);
-    if (t.size !== shape.reduce((a, b) => a * b, 1))
-      throw new RangeError(`${what}: ${name} ${formatShape(t.shape)} must hold ${formatShape(shape)} values`);
+    if (t.rank !== rank) throw new RangeError(`${what}: ${name} must have ${rank} axes, got ${formatShape(t.shape)}`);
   };
-  if (step.tokens.rank !== 1)
-    throw new RangeError(`${what}: tokens must be [T], got ${formatShape(step.tokens.shape)}`);
+  expect('tokens', step.tokens, 1);
+  expect('slots', step.slots, 1);
+  expect('logitRows', step.logitRows, 1);
+  expect('batch.queryStart', batch.queryStart, 1);
+  expect('batch.contextLens', batch.contextLens, 1);
+  expect('batch.blockTables', batch.blockTables, 2);
+  const T = step.tokens.size;
   if (T < 1) throw new RangeError(`${what}: a step needs at least one token`);
-  expect('tokens', step.tokens, [T]);
-  expect('slots', step.slots, [T]);
-  if (step.logitRows.rank !== 1)
-    throw new RangeError(`${what}: logitRows must be [R], got ${formatShape(step.logitRows.shape)}`);
-  expect('logitRows', step.logitRows, [step.logitRows.size]);
-  expect('batch.queryStart', batch.queryStart, [batch.numSeqs + 1]);
-  expect('batch.contextLens', batch.contextLens, [batch.numSeqs]);
-  expect('batch.blockTables', batch.blockTables, [batch.numSeqs, batch.maxBlocksPerSeq]);
+  if (step.slots.size !== T) throw new RangeError(`${what}: ${step.slots.size} slots for the step's ${T} tokens`);
+  const numSeqs = batch.contextLens.size;
+  if (numSeqs < 1 || batch.queryStart.size !== numSeqs + 1 || batch.blockTables.shape[0] !== numSeqs)
+    throw new RangeError(
+      `${what}: batch.queryStart ${formatShape(batch.queryStart.shape)}, contextLens ` +
+        `${formatShape(batch.contextLens.shape)} and blockTables ${formatShape(batch.blockTables.shape)} must be ` +
+        '[numSeqs + 1], [numSeqs] and [numSeqs, maxBlocksPerSeq] with numSeqs ≥ 1',
+    );
+  if (batch.numSeqs !== undefined && batch.numSeqs !== numSeqs)
+    throw new RangeError(`${what}: batch.numSeqs ${batch.numSeqs} differs from the ${numSeqs} of its tensors`);
+  const width = batch.blockTables.shape[1]!;
+  if (batch.maxBlocksPerSeq !== undefined && batch.maxBlocksPerSeq !== width)
+    throw new RangeError(`${what}: batch.maxBlocksPerSeq ${batch.maxBlocksPerSeq} differs from blockTables' ${width}`);
   if (batch.maxQueryLen > T)
     throw new RangeError(`${what}: batch.maxQueryLen ${batch.maxQueryLen} exceeds the step's ${T} rows`);
   const host = batch.host;
   if (host) {
     if (
-      host.queryStart.length !== batch.numSeqs + 1 ||
-      host.contextLens.length !== batch.numSeqs ||
-      host.blockTables.length !== batch.numSeqs * batch.maxBlocksPerSeq
+      host.queryStart.length !== numSeqs + 1 ||
+      host.contextLens.length !== numSeqs ||
+      host.blockTables.length !== batch.blockTables.size
     )
-      throw new RangeError(
-        `${what}: batch.host arrays do not match numSeqs ${batch.numSeqs} × ${batch.maxBlocksPerSeq}`,
-      );
-    if (host.queryStart[0] !== 0 || host.queryStart[batch.numSeqs] !== T)
-      throw new RangeError(`${what}: batch.host.queryStart must run from 0 to the step's ${T} rows`);
-    for (let s = 0; s < batch.numSeqs; s++) {
+      throw new RangeError(`${what}: batch.host arrays do not match the batch's tensors`);
+    // Rows past the last sequence's are allowed (a step padded to a captured graph's size) and left alone.
+    if (host.queryStart[0] !== 0 || host.queryStart[numSeqs]! > T)
+      throw new RangeError(`${what}: batch.host.queryStart must run from 0 to at most the step's ${T} rows`);
+    for (let s = 0; s < numSeqs; s++) {
       const n = host.queryStart[s + 1]! - host.queryStart[s]!;
       if (n < 0 || n > batch.maxQueryLen || host.contextLens[s]! < n || host.contextLens[s]! > batch.maxContextLen)
         throw new RangeError(
