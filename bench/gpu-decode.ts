@@ -88,7 +88,12 @@ for (const c of cases) {
   });
   try {
     await runRequests(engine, [randomIds(64)], 16); // warm-up: kernels, graphs of batch 1
-    if (kind === 'batch') await runRequests(engine, prompts.map(() => randomIds(16)), 8);
+    if (kind === 'batch')
+      await runRequests(
+        engine,
+        prompts.map(() => randomIds(16)),
+        8,
+      );
     const runs = await runRequests(engine, prompts, maxTokens);
     const start = Math.min(...runs.map((r) => r.first));
     const end = Math.max(...runs.map((r) => r.last));

@@ -123,7 +123,8 @@ struct PositionTables {
       const double clamp = sizeof(C) == 4 ? 60 : 600;
       std::vector<C> log_zeta(static_cast<size_t>(half));
       const double r = double(2 * half);
-      for (int64_t f = 0; f < half; f++) log_zeta[size_t(f)] = C(std::log((2.0 * double(f) + 0.4 * r) / (1.4 * r)) / xpos_base);
+      for (int64_t f = 0; f < half; f++)
+        log_zeta[size_t(f)] = C(std::log((2.0 * double(f) + 0.4 * r) / (1.4 * r)) / xpos_base);
       xpos.resize(size_t((to + origin) * half));
       const int64_t first = positions == 0 ? -origin : from;
       parallel_for(to - first, std::max<int64_t>(1, 4096 / std::max<int64_t>(half, 1)), [&](int64_t b, int64_t e) {
@@ -170,12 +171,21 @@ class TableCache {
 
 std::mutex table_mutex;
 
+/** The most (head, query row) pairs one task holds. */
+int64_t most_pairs_per_task(const std::vector<PagedTask>& tasks) {
+  int64_t most = 0;
+  for (const PagedTask& t : tasks) most = std::max(most, (t.head_end - t.head_begin) * (t.row_end - t.row_begin));
+  return most;
+}
+
 void validate(const PagedAttentionArgs& a) {
   auto fail = [](const std::string& m) { throw std::invalid_argument("pagedAttention: " + m); };
   const DType dt = DType(a.dtype);
-  if (dt != DType::F32 && dt != DType::F64 && dt != DType::BF16) fail("q, the pools and out must be float32, float64 or bfloat16");
+  if (dt != DType::F32 && dt != DType::F64 && dt != DType::BF16)
+    fail("q, the pools and out must be float32, float64 or bfloat16");
   if (a.kv_heads <= 0 || a.heads % a.kv_heads != 0) fail("heads must be a positive multiple of kvHeads");
-  if (a.rotary_dim < 0 || a.rotary_dim % 2 != 0 || a.rotary_dim > a.head_dim) fail("rotaryDim must be even and at most headDim");
+  if (a.rotary_dim < 0 || a.rotary_dim % 2 != 0 || a.rotary_dim > a.head_dim)
+    fail("rotaryDim must be even and at most headDim");
   if (a.rotary_dim > 0 && !a.rotary_inv_freq) fail("rotaryDim > 0 needs rotaryInvFreq");
   if (!(a.xpos_scale_base >= 0)) fail("xposScaleBase must be >= 0");
   if (a.block_size <= 0) fail("blockSize must be positive");
@@ -211,7 +221,8 @@ void run(const PagedAttentionArgs& a, const std::vector<PagedSequence>& seqs, co
   int64_t base_tasks = 0;
   for (const PagedSequence& s : seqs) base_tasks += (s.queries + chunk - 1) / chunk * a.kv_heads;
   const int64_t threads = thread_count();
-  const int64_t parts = base_tasks == 0 ? 1 : std::min(group, std::max<int64_t>(1, (2 * threads + base_tasks - 1) / base_tasks));
+  const int64_t parts =
+      base_tasks == 0 ? 1 : std::min(group, std::max<int64_t>(1, (2 * threads + base_tasks - 1) / base_tasks));
   std::vector<PagedTask> tasks;
   for (size_t si = 0; si < seqs.size(); si++) {
     for (int64_t r0 = 0; r0 < seqs[si].queries; r0 += chunk) {
@@ -226,13 +237,12 @@ void run(const PagedAttentionArgs& a, const std::vector<PagedSequence>& seqs, co
   if (tasks.empty()) return;
 
   const int64_t padded = (a.head_dim + kPaddedWidth - 1) / kPaddedWidth * kPaddedWidth;
-  const int64_t heads_per_task = (group + parts - 1) / parts;
-  // Per worker: q̂ and accumulators (heads × rows × padded), key and value tiles, row statistics, tile scores,
-  // and the tile's key row pointers (layout: paged_attention_impl.h).
+  const int64_t task_pairs = most_pairs_per_task(tasks);
+  // Per worker: q̂ and accumulators (task_pairs (head, row) pairs × padded), key and value tiles, row statistics,
+  // tile scores, and the tile's key row pointers (layout: paged_attention_impl.h).
   const size_t scratch_bytes =
-      ((sizeof(C) * size_t(2 * heads_per_task * chunk * padded + 2 * kKeyTile * padded + 2 * heads_per_task * chunk +
-                           kKeyTile) +
-        sizeof(void*) * size_t(kKeyTile)) + 63) / 64 * 64;
+      (sizeof(C) * size_t(2 * task_pairs * padded + 2 * kKeyTile * padded + 2 * task_pairs + kKeyTile) +
+       sizeof(void*) * size_t(kKeyTile) + 63) / 64 * 64;
   // Every task initialises what it reads of its worker's scratch: no zeroing here.
   const std::unique_ptr<char[]> scratch(new char[scratch_bytes * size_t(threads)]);
 

@@ -147,7 +147,8 @@ struct PagedKernel {
         const T* v = vpool + row * D;
         for (int64_t d = 0; d < D; d++) vt[j * Dp + d] = C(ld(v + d));
         for (int64_t d = D; d < Dp; d++) vt[j * Dp + d] = 0;
-        if (!key_scale) transform(krow[j], static_cast<const C*>(nullptr), C(1), j0 + j, xpos_factor(p0 - j0 - j), kt + j * Dp);
+        if (!key_scale)
+          transform(krow[j], static_cast<const C*>(nullptr), C(1), j0 + j, xpos_factor(p0 - j0 - j), kt + j * Dp);
       }
       for (int64_t m = 0; m < heads; m++) {
         const int64_t h = g + (task.head_begin + m) * KVH;

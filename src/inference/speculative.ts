@@ -199,7 +199,8 @@ function checkInputs(target: Andromeda, draft: Andromeda, prompt: ArrayLike<numb
     throw new RangeError(`${what}: maxTokens ${o.maxTokens} must be an integer ≥ 1`);
   if (target.config.vocabSize !== draft.config.vocabSize)
     throw new RangeError(
-      `${what}: the draft's vocabulary (${draft.config.vocabSize}) differs from the target's (${target.config.vocabSize})`,
+      `${what}: the draft's vocabulary (${draft.config.vocabSize}) differs from the target's ` +
+        `(${target.config.vocabSize})`,
     );
   if (target.device !== draft.device)
     throw new RangeError(`${what}: the draft is on ${draft.device}, the target on ${target.device}`);

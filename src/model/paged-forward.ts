@@ -90,12 +90,12 @@ export class PagedForward {
     readonly cache: PagedKVCache,
     o: PagedForwardOptions = {},
   ) {
-    const { host, ...batch } = step.batch;
-    this.batch = { ...batch, blockSize: cache.blockSize };
+    const { host, queryStart, contextLens, blockTables, maxQueryLen, maxContextLen } = step.batch;
+    this.batch = { queryStart, contextLens, blockTables, maxQueryLen, maxContextLen, blockSize: cache.blockSize };
     const threshold = o.denseAttentionMinQueries ?? defaultDenseMinQueries(cache.device);
     if (!(threshold >= 1))
       throw new RangeError(`forwardPaged: denseAttentionMinQueries ${threshold} must be at least 1`);
-    if (!host || batch.maxQueryLen < threshold) return;
+    if (!host || maxQueryLen < threshold) return;
     const numSeqs = host.contextLens.length;
     const denseIds: number[] = [];
     for (let s = 0; s < numSeqs; s++) if (host.queryStart[s + 1]! - host.queryStart[s]! >= threshold) denseIds.push(s);

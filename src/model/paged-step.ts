@@ -18,6 +18,9 @@ import type { PagedBatch } from '../ops/paged.js';
  * maxBlocksPerSeq the width of blockTables.
  */
 export interface PagedStepBatch extends Omit<PagedBatch, 'blockSize'> {
+  /** The contract's host bounds; optional, as the tensors' shapes carry them (checked against them when given). */
+  readonly numSeqs?: number;
+  readonly maxBlocksPerSeq?: number;
   /**
    * queryStart, contextLens and blockTables on the host, when the caller has them. Only then may the forward
    * route a sequence with many query rows through the dense attention (its gather rows are computed on the
@@ -123,6 +126,8 @@ export function buildPagedStep(chunks: readonly PagedSequenceChunk[], o: BuildPa
   return {
     tokens: tensors[0],
     batch: {
+      numSeqs: chunks.length,
+      maxBlocksPerSeq: width,
       maxQueryLen,
       maxContextLen,
       queryStart: tensors[1],
@@ -174,6 +179,11 @@ export function checkPagedStep(step: PagedStep, device: string, what: string): n
         `${formatShape(batch.contextLens.shape)} and blockTables ${formatShape(batch.blockTables.shape)} must be ` +
         '[numSeqs + 1], [numSeqs] and [numSeqs, maxBlocksPerSeq] with numSeqs ≥ 1',
     );
+  if (batch.numSeqs !== undefined && batch.numSeqs !== numSeqs)
+    throw new RangeError(`${what}: batch.numSeqs ${batch.numSeqs} differs from the ${numSeqs} of its tensors`);
+  const width = batch.blockTables.shape[1]!;
+  if (batch.maxBlocksPerSeq !== undefined && batch.maxBlocksPerSeq !== width)
+    throw new RangeError(`${what}: batch.maxBlocksPerSeq ${batch.maxBlocksPerSeq} differs from blockTables' ${width}`);
   if (batch.maxQueryLen > T)
     throw new RangeError(`${what}: batch.maxQueryLen ${batch.maxQueryLen} exceeds the step's ${T} rows`);
   const host = batch.host;

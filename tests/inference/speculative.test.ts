@@ -62,7 +62,7 @@ for (const [name, targetConfig, draftConfig] of [
   ['tiny target, a shallower draft', tiny, { ...tiny, depth: 1, dim: 64, heads: 2 }],
   ['token shift 2 and qk-norm target, shift 1 draft', { ...tiny, shiftTokens: 2, qkNorm: true }, tiny],
 ] as [string, AndromedaConfigInput, AndromedaConfigInput][]) {
-  test(`speculative greedy = the target alone, 64 tokens, k = 1, 3, 5, with the draft rejected and accepted — ${name}`, () => {
+  test(`speculative greedy = the target alone, 64 tokens, k = 1, 3, 5, drafts rejected and accepted — ${name}`, () => {
     const target = new Andromeda(targetConfig, { seed: 1 });
     const draft = new Andromeda(draftConfig, { seed: 2 });
     const similar = nearCopy(targetConfig, 1, NEAR_COPY_NOISE);

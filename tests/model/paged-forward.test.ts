@@ -1,16 +1,23 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { tidy } from '../../src/tensor/scope.js';
-import { noGrad } from '../../src/autograd/grad-mode.js';
 import { getEngine } from '../../src/engine/index.js';
 import { Andromeda } from '../../src/model/andromeda.js';
 import type { AndromedaConfigInput } from '../../src/model/config.js';
 import { presetInput } from '../../src/model/presets.js';
 import { PagedKVCache } from '../../src/model/paged-kv-cache.js';
-import { buildPagedStep, type PagedSequenceChunk } from '../../src/model/paged-step.js';
+import { buildPagedStep } from '../../src/model/paged-step.js';
 import type { PagedForwardOptions } from '../../src/model/paged-forward.js';
-import { maxAbsDiff, randomTokens, values } from './helpers.js';
+import { maxAbsDiff, randomTokens } from './helpers.js';
+import {
+  argmax,
+  BlockAllocator,
+  denseLogits,
+  greedyByRecomputation,
+  pagedStep,
+  testModel,
+  type TestSequence,
+} from './paged-helpers.js';
 
 const cpu = getEngine('cpu');
 const tiny = presetInput('tiny');
@@ -25,88 +32,17 @@ const VARIANTS: [string, AndromedaConfigInput][] = [
   ['GQA (4 heads over 2 KV heads), parallel blocks', { ...tiny, kvHeads: 2, parallelBlocks: true }],
   ['MHA, token shift 2', { ...tiny, kvHeads: 4, shiftTokens: 2 }],
   ['no rotary, no shift, no ALiBi', { ...tiny, rotary: null, shiftTokens: 0, alibiHeads: 0 }],
+  [
+    'YaRN rotary (no xPos), SwiGLU, RMSNorm, untied head',
+    {
+      ...tiny,
+      rotary: { xpos: false, yarn: { factor: 4, originalMaxSeqLen: 16 } },
+      ffActivation: 'swiglu',
+      norm: 'rmsnorm',
+      tiedEmbeddings: false,
+    },
+  ],
 ];
-
-/**
- * The model of `config` with every constant-initialised parameter (norm weights and biases, residual scales,
- * qk-norm scales) moved off its constant, so that a kernel ignoring one of them cannot pass unnoticed.
- */
-function testModel(config: AndromedaConfigInput, seed: number): Andromeda {
-  const model = new Andromeda(config, { seed });
-  const randoms = randomTokens(1 << 16, 1 << 16, seed);
-  let next = 0;
-  const changed = new Map<string, Tensor>();
-  for (const [name, p] of model.namedParameters()) {
-    const v = p.toArray();
-    if (v.length === 0 || v.some((x) => x !== v[0])) continue;
-    const moved = Float64Array.from(v, (x) => x + 0.4 * (randoms[next++ % randoms.length]! / (1 << 16) - 0.5));
-    changed.set(name, Tensor.fromArray(moved, p.shape, p.dtype));
-  }
-  model.loadStateDict(changed, { strict: false });
-  for (const t of changed.values()) t.dispose();
-  return model;
-}
-
-/** Hands out pool blocks in a scrambled order, so block tables are never the identity. */
-class BlockAllocator {
-  private readonly free: number[];
-  constructor(numBlocks: number, seed: number) {
-    this.free = Array.from({ length: numBlocks }, (_, i) => i);
-    let s = seed;
-    for (let i = this.free.length - 1; i > 0; i--) {
-      s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-      const j = s % (i + 1);
-      [this.free[i], this.free[j]] = [this.free[j]!, this.free[i]!];
-    }
-  }
-  take(count: number): number[] {
-    if (count > this.free.length) throw new Error(`test allocator: ${count} blocks asked, ${this.free.length} left`);
-    return this.free.splice(0, count);
-  }
-}
-
-/** A sequence as the test tracks it: its tokens so far, how many are cached, its blocks. */
-interface TestSequence {
-  tokens: number[];
-  cached: number;
-  blocks: number[];
-}
-
-/** Runs one paged step for `chunks` (sequence, how many new tokens); returns logits of the rows asked for. */
-function pagedStep(
-  model: Andromeda,
-  cache: PagedKVCache,
-  allocator: BlockAllocator,
-  work: [TestSequence, number][],
-  logits: 'last' | 'all',
-  o: PagedForwardOptions = {},
-): Float64Array {
-  const chunks: PagedSequenceChunk[] = work.map(([seq, n]) => {
-    const needed = Math.ceil((seq.cached + n) / cache.blockSize);
-    if (needed > seq.blocks.length) seq.blocks.push(...allocator.take(needed - seq.blocks.length));
-    return { tokens: seq.tokens.slice(seq.cached, seq.cached + n), cached: seq.cached, blockTable: seq.blocks };
-  });
-  const step = buildPagedStep(chunks, { blockSize: cache.blockSize, logits });
-  try {
-    const out = tidy(() => values(model.forwardPaged(step, cache, o)));
-    for (const [seq, n] of work) seq.cached += n;
-    return out;
-  } finally {
-    step.dispose();
-  }
-}
-
-function denseLogits(model: Andromeda, tokens: ArrayLike<number>): Float64Array {
-  return tidy(() =>
-    noGrad(() => values(model.forward(Tensor.fromArray(Int32Array.from(tokens), [1, tokens.length], 'int32')))),
-  );
-}
-
-function argmax(row: ArrayLike<number>): number {
-  let best = 0;
-  for (let i = 1; i < row.length; i++) if (row[i]! > row[best]!) best = i;
-  return best;
-}
 
 /** Runs fn, then checks that every tensor it made (outside the model and the cache) was freed. */
 function withoutLeaks<T>(fn: () => T): T {
@@ -151,7 +87,7 @@ for (const [name, config] of VARIANTS) {
   });
 }
 
-test('batched prefill: sequences of different lengths in one step, paged and dense routes mixed, equal the dense forward', () => {
+test('batched prefill: sequences of different lengths in one step, routes mixed, equal the dense forward', () => {
   const model = testModel({ ...tiny, qkNorm: true, qkNormDimScale: true, shiftTokens: 2 }, 4);
   const lengths = [3, 17, 1, 30];
   const prompts = lengths.map((n, i) => Array.from(randomTokens(n, VOCAB, 20 + i)));
@@ -184,17 +120,6 @@ test('batched prefill: sequences of different lengths in one step, paged and den
   }
   model.dispose();
 });
-
-/** 64 greedy tokens by recomputing the whole sequence at every step (the uncached reference). */
-function greedyByRecomputation(model: Andromeda, prompt: number[], steps: number): number[] {
-  const tokens = [...prompt];
-  const vocab = model.config.vocabSize;
-  for (let s = 0; s < steps; s++) {
-    const all = denseLogits(model, tokens);
-    tokens.push(argmax(all.subarray(all.length - vocab)));
-  }
-  return tokens.slice(prompt.length);
-}
 
 for (const [name, config] of [VARIANTS[0]!, VARIANTS[1]!, VARIANTS[3]!, VARIANTS[5]!]) {
   test(`cached = uncached: 64 greedy tokens through the paged cache, alone and 4 sequences batched — ${name}`, () => {
@@ -246,7 +171,7 @@ for (const [name, config] of [VARIANTS[0]!, VARIANTS[1]!, VARIANTS[3]!, VARIANTS
 }
 
 for (const [name, config] of [VARIANTS[0]!, VARIANTS[5]!]) {
-  test(`shared prefix: a second sequence on the first one's full prefix blocks gives the unshared logits — ${name}`, () => {
+  test(`shared prefix: a sequence on another's full prefix blocks gives the unshared logits — ${name}`, () => {
     const model = testModel(config, 8);
     const blockSize = 8;
     const prefix = Array.from(randomTokens(2 * blockSize, VOCAB, 60));
@@ -322,6 +247,8 @@ test('forwardPaged: a step or cache that does not fit the model is refused with 
   assert.throws(() => model.forwardPaged(floatTokens, cache), /tokens must be int32/);
   const shortSlots = { ...step, slots: Tensor.fromArray([0, 1], [2], 'int32') };
   assert.throws(() => model.forwardPaged(shortSlots, cache), /2 slots for the step's 3 tokens/);
+  const wrongCount = { ...step, batch: { ...step.batch, numSeqs: 2 } };
+  assert.throws(() => model.forwardPaged(wrongCount, cache), /batch.numSeqs 2 differs from the 1 of its tensors/);
   const badBounds = { ...step, batch: { ...step.batch, maxQueryLen: 2 } };
   assert.throws(() => model.forwardPaged(badBounds, cache), /sequence 0 has 3 query rows/);
   assert.throws(

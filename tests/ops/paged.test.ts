@@ -50,7 +50,7 @@ function shuffled(n: number, rand: () => number): number[] {
   return a;
 }
 
-/** Block tables over a shuffled pool: sequence s gets blocks for `lengths[s]` positions, junk in the rest of its row. */
+/** Block tables over a shuffled pool: sequence s gets blocks for `lengths[s]` positions, junk in the rest. */
 function blockTables(
   lengths: readonly number[],
   blockSize: number,
