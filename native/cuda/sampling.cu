@@ -1,7 +1,7 @@
 // Device sampling on the CUDA engine (semantics: sampleTokens in native/abi/kernels.mjs and src/ops/sampling.ts;
 // the per-token arithmetic shared with the CPU engine: native/common/sampling_math.h). One CTA per row, which
 // reads the row's logits a few times (from L2 after the first pass) and never sorts it:
-//   1. the best key (greedy's choice, the max score), then Σ exp(s − max) for the log-probabilities;
+//   1. the best key (greedy's choice, the max score), then Σ exp(s − max) when log-probabilities are asked for;
 //   2. top-k: a radix select (8 bits a pass over the 64-bit key, stopping once the bin holds one token) for the
 //      k-th key; top-p: the same select weighted by exp(s − max) among the top-k, for the key at which the mass
 //      reaches top-p of theirs; min-p is a per-token test. The kept tokens are the keys ≥ the larger cut with
@@ -210,11 +210,14 @@ __global__ void __launch_bounds__(kSampleThreads)
     }
     return;
   }
-  double total = 0;
-  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x)
-    total += sampling::relative_weight(row.score(i), max_score);
-  total = block_sum(total);
-  const double log_total = log(total);
+  // Σ exp(s − max) serves the log-probabilities only: the draw weighs the kept tokens itself.
+  double log_total = 0;
+  if (logprobs || top_n > 0) {
+    double total = 0;
+    for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x)
+      total += sampling::relative_weight(row.score(i), max_score);
+    log_total = log(block_sum(total));
+  }
 
   int64_t chosen = sampling::id_of_key(best);
   if (!row.params.greedy) {

@@ -70,14 +70,31 @@ function checkRank(kernel: string, shape: readonly number[], ...operands: Stride
   }
 }
 
+/** Addon functions that manage memory or report state: they keep working while kernels are skipped. */
+const NOT_KERNELS = new Set(['alloc', 'free', 'memoryStats', 'resetPeakMemory', 'threads', 'cpuInfo', 'limitIsa']);
+
+/** `addon` with every kernel function replaced by one that does nothing (copies are refused separately). */
+function skippingKernels(addon: NativeKernels): NativeKernels {
+  return new Proxy(addon, {
+    get(target, key, receiver) {
+      const value: unknown = Reflect.get(target, key, receiver);
+      if (typeof value !== 'function') return value;
+      return typeof key === 'string' && NOT_KERNELS.has(key) ? value.bind(target) : () => undefined;
+    },
+  });
+}
+
 /** A Engine whose kernels live in a native addon with the `NativeKernels` ABI. */
 export abstract class NativeEngine implements Engine {
   abstract readonly device: string;
   abstract readonly asynchronous: boolean;
-  readonly #addon: NativeKernels;
+  /** The addon the kernel methods call: the live one, or (during a CPU capture) one whose kernels do nothing. */
+  #addon: NativeKernels;
+  readonly #live: NativeKernels;
 
   constructor(addon: NativeKernels) {
     this.#addon = addon;
+    this.#live = addon;
   }
 
   abstract synchronize(): void;
@@ -861,6 +878,24 @@ export abstract class NativeEngine implements Engine {
       throw new Error(`${this.device} captureGraph: called inside another graph's function (captures do not nest)`);
     }
     return this.recordGraph(fn);
+  }
+
+  /**
+   * Runs `fn` as a capture that records nothing: its JavaScript runs (allocations, argument checks) while every
+   * kernel call does nothing, as a CUDA capture enqueues work that does not run until a replay.
+   */
+  protected runWithoutKernels(fn: () => void): void {
+    this.#addon = skippingKernels(this.#live);
+    try {
+      this.runGraphFunction(fn);
+    } finally {
+      this.#addon = this.#live;
+    }
+  }
+
+  /** The addon kernel calls go to now (engines with kernels of their own call them through this). */
+  protected kernels<T extends NativeKernels>(): T {
+    return this.#addon as T;
   }
 
   /** Runs a graph's function with copies and waits refused. */

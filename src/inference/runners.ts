@@ -37,7 +37,8 @@ export function createStepRunner(model: LanguageModel, o: StepRunnerOptions): St
   const numBlocks = o.numBlocks ?? Math.floor(o.memoryBytes / perBlock);
   if (numBlocks < 1)
     throw new RangeError(
-      `InferenceEngine: memoryBytes ${o.memoryBytes} holds not one KV-cache block (${perBlock} bytes each for this model)`,
+      `InferenceEngine: memoryBytes ${o.memoryBytes} holds not one KV-cache block ` +
+        `(${perBlock} bytes each for this model)`,
     );
   return new PagedRunner(andromeda, {
     numBlocks,
