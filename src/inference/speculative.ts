@@ -32,6 +32,11 @@ export interface SpeculativeOptions extends SamplingOptions {
   stopIds?: readonly number[];
   /** Positions per cache block. Default 32. */
   blockSize?: number;
+  /**
+   * Token ids that may be generated: 0 .. vocab − 1 (a tokenizer smaller than the model's embedding leaves the
+   * columns past it unsampled). Default: the model's whole vocabulary.
+   */
+  vocab?: number;
 }
 
 export interface SpeculativeResult {
@@ -57,6 +62,7 @@ class ModelSide {
     positions: number,
     blockSize: number,
     draftTokens: number,
+    private readonly sampledVocab: number,
   ) {
     const blocks = Math.ceil(positions / blockSize);
     this.cache = model.createPagedKVCache(blocks, {
@@ -80,7 +86,9 @@ class ModelSide {
       this.cached += n;
       const all = out.toArray() as Float32Array;
       const vocab = this.model.config.vocabSize;
-      return Array.from({ length: all.length / vocab }, (_, r) => all.subarray(r * vocab, (r + 1) * vocab));
+      return Array.from({ length: all.length / vocab }, (_, r) =>
+        all.subarray(r * vocab, r * vocab + this.sampledVocab),
+      );
     } finally {
       out?.dispose();
       step.dispose();
@@ -108,13 +116,16 @@ export function speculativeGenerate(
   const greedy = (o.temperature ?? 1) === 0;
   const generator = new Generator(o.seed ?? 0);
   const stops = new Set(o.stopIds ?? []);
-  const vocab = target.config.vocabSize;
+  const vocab = o.vocab ?? target.config.vocabSize;
   const distribution = (logits: Float32Array): Float64Array => denseDistribution(logits, o, vocab);
   const blockSize = o.blockSize ?? 32;
   // The last step may verify k positions past the final token.
   const positions = prompt.length + o.maxTokens + k;
   const sequence = Array.from(prompt);
-  const sides = [new ModelSide(target, positions, blockSize, k), new ModelSide(draft, positions, blockSize, k)];
+  const sides = [
+    new ModelSide(target, positions, blockSize, k, vocab),
+    new ModelSide(draft, positions, blockSize, k, vocab),
+  ];
   const [verifier, proposer] = sides as [ModelSide, ModelSide];
   const result: SpeculativeResult = {
     tokens: new Int32Array(0),
@@ -206,6 +217,8 @@ function checkInputs(target: Andromeda, draft: Andromeda, prompt: ArrayLike<numb
     throw new RangeError(`${what}: the draft is on ${draft.device}, the target on ${target.device}`);
   if (prompt.length < 1) throw new RangeError(`${what}: the prompt is empty`);
   const vocab = target.config.vocabSize;
+  if (o.vocab !== undefined && !(Number.isInteger(o.vocab) && o.vocab >= 1 && o.vocab <= vocab))
+    throw new RangeError(`${what}: vocab ${o.vocab} must be an integer from 1 to the model's ${vocab}`);
   for (let i = 0; i < prompt.length; i++) {
     const t = prompt[i]!;
     if (!Number.isInteger(t) || t < 0 || t >= vocab)

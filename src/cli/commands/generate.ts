@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { setDefaultDevice } from '../../engine/registry.js';
 import { loadModelForInference, type LoadedModel } from '../../inference/load.js';
@@ -6,9 +6,15 @@ import { MAX_CONTEXT_TOKENS, generate, kvCacheBytes } from '../../inference/gene
 import { InferenceEngine, type GenerationParams, type GenerationResult } from '../../inference/engine.js';
 import type { TokenEvent } from '../../inference/sequence.js';
 import { hasPagedForward, pagedCacheBytesPerBlock } from '../../inference/runners.js';
+import { speculativeGenerate } from '../../inference/speculative.js';
+import { unwrapAndromeda } from '../../train/andromeda-adapter.js';
+import type { Andromeda } from '../../model/andromeda.js';
 import { PromptsFileError, parsePromptsFile, type PromptEntry } from '../../inference/prompts-file.js';
 import { UsageError, type Command } from '../command.js';
 import { isPositiveInteger, numberFlag, parseCommandArgs, positiveIntegerFlag, usableDevice } from '../args.js';
+
+/** Most tokens a draft may propose per step: beyond this nearly every step is cut short by a rejection. */
+const MAX_DRAFT_TOKENS = 15;
 
 const USAGE = `Usage: andromeda generate <checkpoint> [options]
 
@@ -49,11 +55,18 @@ Options:
   --no-cache               recompute the whole sequence each step instead of the KV cache
                            (one prompt only)
   --ignore-eos             keep going past the end-of-document token
+  --draft <checkpoint>     speculative decoding (one prompt): this smaller model, with the same
+                           vocabulary, proposes tokens that the model verifies several at a time;
+                           the output is the model's own (identical under greedy, the same
+                           distribution when sampling). Not with --stop, --min-p or --no-cache;
+                           the text is written when generation ends
+  --draft-tokens <k>       with --draft: tokens proposed per step, 1 to ${MAX_DRAFT_TOKENS} (default: 4)
   -h, --help               show this help
 
 Examples:
   andromeda generate runs/quickstart --prompt "Call me Ishmael." --max-tokens 300
-  andromeda generate runs/quickstart --prompts questions.jsonl --temperature 0 > answers.jsonl`;
+  andromeda generate runs/quickstart --prompts questions.jsonl --temperature 0 > answers.jsonl
+  andromeda generate runs/big --draft runs/small --draft-tokens 4 --prompt "Once" --temperature 0`;
 
 export const generateCommand: Command = {
   name: 'generate',
@@ -81,6 +94,8 @@ export const generateCommand: Command = {
         tokenizer: { type: 'string' },
         'no-cache': { type: 'boolean', default: false },
         'ignore-eos': { type: 'boolean', default: false },
+        draft: { type: 'string' },
+        'draft-tokens': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
       true,
@@ -129,7 +144,9 @@ export const generateCommand: Command = {
       ignoreEos: values['ignore-eos'],
     };
     if (stop.length > 0) sampling.stop = stop;
+    const draftTokens = draftTokensFlag(values, { maxTokens, stop, minP });
     if (values.prompts !== undefined) {
+      if (values.draft !== undefined) throw new UsageError('--draft applies to a single prompt, not to --prompts');
       for (const flag of ['prompt', 'prompt-file'] as const)
         if (values[flag] !== undefined) throw new UsageError(`give --prompts or --${flag}, not both`);
       if (values['no-cache']) throw new UsageError('--no-cache applies to a single prompt, not to --prompts');
@@ -185,7 +202,8 @@ export const generateCommand: Command = {
         `loaded ${loaded.dir} (step ${loaded.step}, vocab ${loaded.tokenizer.vocabSize}, ${device})\n`,
       );
       const prompt = loaded.tokenizer.encodeBytes(promptBytes);
-      const positions = prompt.length + 1 + maxTokens;
+      // A speculative step may verify draftTokens positions past the last generated token.
+      const positions = prompt.length + maxTokens + (values.draft === undefined ? 1 : draftTokens);
       if (positions > MAX_CONTEXT_TOKENS) {
         throw new UsageError(
           `--max-tokens ${maxTokens} with a prompt of ${prompt.length} tokens exceeds ` +
@@ -205,9 +223,15 @@ export const generateCommand: Command = {
       const writeToken = (id: number): void => void process.stdout.write(loaded.tokenizer.tokenBytes(id));
       const started = Date.now();
       let summary: { tokens: number; reason: string; path: string };
-      // The engine where it caches (paged forward) or where only it can follow the request (stop strings, min-p).
-      const useEngine = (!values['no-cache'] && hasPagedForward(loaded.model)) || stop.length > 0 || minP > 0;
-      if (useEngine) {
+      if (values.draft !== undefined) {
+        summary = await generateOneSpeculatively(loaded, values.draft, values.tokenizer, device, prompt, {
+          sampling,
+          draftTokens,
+          blockSize,
+          writeToken,
+        });
+      } else if ((!values['no-cache'] && hasPagedForward(loaded.model)) || stop.length > 0 || minP > 0) {
+        // The engine where it caches (paged forward) or where only it can follow the request (stop strings, min-p).
         summary = await generateOneWithEngine(loaded, prompt, sampling, blockSize, writeToken);
       } else {
         const result = generate(loaded.model, loaded.family, loaded.tokenizer, prompt, {
@@ -273,6 +297,111 @@ async function generateOneWithEngine(
     return { tokens: generated, reason, path: engine.stats().paged ? 'paged KV cache' : 'recomputed each step' };
   } finally {
     await engine.close();
+  }
+}
+
+/**
+ * --draft-tokens, checked with the flags speculative decoding cannot follow (before anything loads); the
+ * default where there is no --draft, which then goes unused.
+ */
+function draftTokensFlag(
+  values: { draft?: string; 'draft-tokens'?: string; 'no-cache'?: boolean },
+  request: { maxTokens: number; stop: readonly string[]; minP: number },
+): number {
+  const fallback = 4;
+  if (values.draft === undefined) {
+    if (values['draft-tokens'] !== undefined) throw new UsageError('--draft-tokens applies with --draft only');
+    return fallback;
+  }
+  const draftTokens = numberFlag(
+    'draft-tokens',
+    values['draft-tokens'],
+    fallback,
+    (n) => Number.isInteger(n) && n >= 1 && n <= MAX_DRAFT_TOKENS,
+    `an integer from 1 to ${MAX_DRAFT_TOKENS}`,
+  );
+  // Speculative decoding verifies token ids against the target's sampling: it has no text to cut at a stop
+  // string, and min-p is not part of its acceptance scheme.
+  if (request.stop.length > 0) throw new UsageError('--draft cannot be combined with --stop');
+  if (request.minP > 0) throw new UsageError('--draft cannot be combined with --min-p');
+  if (values['no-cache']) throw new UsageError('--draft decodes over KV caches: it cannot be combined with --no-cache');
+  if (request.maxTokens < 1) throw new UsageError('--draft needs --max-tokens of at least 1');
+  if (!existsSync(values.draft)) throw new UsageError(`--draft ${values.draft}: no such checkpoint`);
+  return draftTokens;
+}
+
+/** The Andromeda model under `model` when it decodes over a paged KV cache, which speculative decoding needs. */
+function pagedAndromedaModel(model: LoadedModel['model']): Andromeda | null {
+  return hasPagedForward(model) ? unwrapAndromeda(model) : null;
+}
+
+interface SpeculativeSettings {
+  sampling: GenerationParams;
+  draftTokens: number;
+  blockSize: number;
+  writeToken: (id: number) => void;
+}
+
+/**
+ * One prompt by speculative decoding: the checkpoint at `draftPath` proposes, the loaded model verifies. The
+ * tokens are written when generation ends; the summary reports how many proposals the target accepted.
+ */
+async function generateOneSpeculatively(
+  loaded: LoadedModel,
+  draftPath: string,
+  tokenizerSpec: string | undefined,
+  device: string,
+  prompt: Int32Array,
+  { sampling, draftTokens, blockSize, writeToken }: SpeculativeSettings,
+): Promise<{ tokens: number; reason: string; path: string }> {
+  const target = pagedAndromedaModel(loaded.model);
+  if (!target)
+    throw new UsageError(
+      `--draft: the model of ${loaded.dir} does not decode over a paged KV cache, which speculative decoding needs`,
+    );
+  const drafted = await loadModelForInference(draftPath, device, tokenizerSpec);
+  try {
+    const draft = pagedAndromedaModel(drafted.model);
+    if (!draft)
+      throw new UsageError(
+        `--draft ${draftPath}: its model does not decode over a paged KV cache, which speculative decoding needs`,
+      );
+    if (draft.config.vocabSize !== target.config.vocabSize)
+      throw new UsageError(
+        `--draft ${draftPath}: its vocabulary (${draft.config.vocabSize} tokens) differs from the model's ` +
+          `(${target.config.vocabSize})`,
+      );
+    process.stderr.write(`draft ${drafted.dir} (step ${drafted.step}), proposing ${draftTokens} per step\n`);
+    const eos = loaded.tokenizer.eosId;
+    // The document starts after an end-of-document token, as in the engine and the uncached generator.
+    const context = Int32Array.of(eos, ...prompt);
+    const result = speculativeGenerate(target, draft, context, {
+      draftTokens,
+      maxTokens: sampling.maxTokens!,
+      temperature: sampling.temperature,
+      topK: sampling.topK,
+      topP: sampling.topP,
+      seed: sampling.seed,
+      blockSize,
+      vocab: loaded.tokenizer.vocabSize,
+      stopIds: sampling.ignoreEos ? [] : [eos],
+    });
+    let written = 0;
+    for (const id of result.tokens)
+      if (sampling.ignoreEos || id !== eos) {
+        writeToken(id);
+        written++;
+      }
+    const rate = result.proposed > 0 ? (100 * result.accepted) / result.proposed : 0;
+    return {
+      tokens: written,
+      reason: result.finishReason === 'stop' ? 'stopped at end of document' : 'token budget reached',
+      path:
+        `speculative: ${result.accepted}/${result.proposed} draft tokens accepted (${rate.toFixed(1)}%), ` +
+        `${result.steps} target steps (${(result.tokens.length / result.steps).toFixed(2)} tokens per step)`,
+    };
+  } finally {
+    drafted.model.dispose();
   }
 }
 
