@@ -7,6 +7,7 @@ import { InferenceEngine, type GenerationParams, type GenerationResult } from '.
 import type { TokenEvent } from '../../inference/sequence.js';
 import { hasPagedForward, pagedCacheBytesPerBlock } from '../../inference/runners.js';
 import { speculativeGenerate } from '../../inference/speculative.js';
+import { StopTextFilter } from '../../inference/stop-text.js';
 import { unwrapAndromeda } from '../../train/andromeda-adapter.js';
 import type { Andromeda } from '../../model/andromeda.js';
 import { PromptsFileError, parsePromptsFile, type PromptEntry } from '../../inference/prompts-file.js';
@@ -58,8 +59,8 @@ Options:
   --draft <checkpoint>     speculative decoding (one prompt): this smaller model, with the same
                            vocabulary, proposes tokens that the model verifies several at a time;
                            the output is the model's own (identical under greedy, the same
-                           distribution when sampling). Not with --stop, --min-p or --no-cache;
-                           the text is written when generation ends
+                           distribution when sampling). Not with --min-p or --no-cache; the
+                           text is written when generation ends (a --stop string cuts it then)
   --draft-tokens <k>       with --draft: tokens proposed per step, 1 to ${MAX_DRAFT_TOKENS} (default: 4)
   -h, --help               show this help
 
@@ -144,7 +145,7 @@ export const generateCommand: Command = {
       ignoreEos: values['ignore-eos'],
     };
     if (stop.length > 0) sampling.stop = stop;
-    const draftTokens = draftTokensFlag(values, { maxTokens, stop, minP });
+    const draftTokens = draftTokensFlag(values, { maxTokens, minP });
     if (values.prompts !== undefined) {
       if (values.draft !== undefined) throw new UsageError('--draft applies to a single prompt, not to --prompts');
       for (const flag of ['prompt', 'prompt-file'] as const)
@@ -229,6 +230,7 @@ export const generateCommand: Command = {
           draftTokens,
           blockSize,
           writeToken,
+          writeText: (text) => void process.stdout.write(text),
         });
       } else if ((!values['no-cache'] && hasPagedForward(loaded.model)) || stop.length > 0 || minP > 0) {
         // The engine where it caches (paged forward) or where only it can follow the request (stop strings, min-p).
@@ -306,7 +308,7 @@ async function generateOneWithEngine(
  */
 function draftTokensFlag(
   values: { draft?: string; 'draft-tokens'?: string; 'no-cache'?: boolean },
-  request: { maxTokens: number; stop: readonly string[]; minP: number },
+  request: { maxTokens: number; minP: number },
 ): number {
   const fallback = 4;
   if (values.draft === undefined) {
@@ -320,9 +322,7 @@ function draftTokensFlag(
     (n) => Number.isInteger(n) && n >= 1 && n <= MAX_DRAFT_TOKENS,
     `an integer from 1 to ${MAX_DRAFT_TOKENS}`,
   );
-  // Speculative decoding verifies token ids against the target's sampling: it has no text to cut at a stop
-  // string, and min-p is not part of its acceptance scheme.
-  if (request.stop.length > 0) throw new UsageError('--draft cannot be combined with --stop');
+  // min-p is not part of speculative decoding's acceptance scheme.
   if (request.minP > 0) throw new UsageError('--draft cannot be combined with --min-p');
   if (values['no-cache']) throw new UsageError('--draft decodes over KV caches: it cannot be combined with --no-cache');
   if (request.maxTokens < 1) throw new UsageError('--draft needs --max-tokens of at least 1');
@@ -340,6 +340,7 @@ interface SpeculativeSettings {
   draftTokens: number;
   blockSize: number;
   writeToken: (id: number) => void;
+  writeText: (text: string) => void;
 }
 
 /**
@@ -352,7 +353,7 @@ async function generateOneSpeculatively(
   tokenizerSpec: string | undefined,
   device: string,
   prompt: Int32Array,
-  { sampling, draftTokens, blockSize, writeToken }: SpeculativeSettings,
+  { sampling, draftTokens, blockSize, writeToken, writeText }: SpeculativeSettings,
 ): Promise<{ tokens: number; reason: string; path: string }> {
   const target = pagedAndromedaModel(loaded.model);
   if (!target)
@@ -386,16 +387,32 @@ async function generateOneSpeculatively(
       vocab: loaded.tokenizer.vocabSize,
       stopIds: sampling.ignoreEos ? [] : [eos],
     });
+    // Stop strings are matched on the decoded text as the engine does; the tokens after one were generated
+    // but are not written.
+    const stopText =
+      sampling.stop && sampling.stop.length > 0 ? new StopTextFilter(loaded.tokenizer, sampling.stop) : null;
     let written = 0;
-    for (const id of result.tokens)
-      if (sampling.ignoreEos || id !== eos) {
+    let stoppedAtText = false;
+    for (const id of result.tokens) {
+      if (!sampling.ignoreEos && id === eos) break;
+      written++;
+      if (!stopText) {
         writeToken(id);
-        written++;
+        continue;
       }
+      const piece = stopText.push(id);
+      writeText(piece.text);
+      if ((stoppedAtText = piece.stopped)) break;
+    }
+    if (stopText && !stoppedAtText) writeText(stopText.finish().text);
     const rate = result.proposed > 0 ? (100 * result.accepted) / result.proposed : 0;
     return {
       tokens: written,
-      reason: result.finishReason === 'stop' ? 'stopped at end of document' : 'token budget reached',
+      reason: stoppedAtText
+        ? 'stopped at a stop string'
+        : result.finishReason === 'stop'
+          ? 'stopped at end of document'
+          : 'token budget reached',
       path:
         `speculative: ${result.accepted}/${result.proposed} draft tokens accepted (${rate.toFixed(1)}%), ` +
         `${result.steps} target steps (${(result.tokens.length / result.steps).toFixed(2)} tokens per step)`,
