@@ -389,8 +389,8 @@ async function generateOneSpeculatively(
     });
     // Stop strings are matched on the decoded text as the engine does; the tokens after one were generated
     // but are not written.
-    const stopText =
-      sampling.stop && sampling.stop.length > 0 ? new StopTextFilter(loaded.tokenizer, sampling.stop) : null;
+    const stops = typeof sampling.stop === 'string' ? [sampling.stop] : (sampling.stop ?? []);
+    const stopText = stops.length > 0 ? new StopTextFilter(loaded.tokenizer, stops) : null;
     let written = 0;
     let stoppedAtText = false;
     for (const id of result.tokens) {
