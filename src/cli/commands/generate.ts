@@ -357,18 +357,23 @@ async function generateOneSpeculatively(
 ): Promise<{ tokens: number; reason: string; path: string }> {
   const target = pagedAndromedaModel(loaded.model);
   if (!target)
-    throw new UsageError(
+    throw new Error(
       `--draft: the model of ${loaded.dir} does not decode over a paged KV cache, which speculative decoding needs`,
     );
-  const drafted = await loadModelForInference(draftPath, device, tokenizerSpec);
+  let drafted: LoadedModel;
+  try {
+    drafted = await loadModelForInference(draftPath, device, tokenizerSpec);
+  } catch (error) {
+    throw new Error(`--draft ${draftPath}: ${(error as Error).message}`);
+  }
   try {
     const draft = pagedAndromedaModel(drafted.model);
     if (!draft)
-      throw new UsageError(
+      throw new Error(
         `--draft ${draftPath}: its model does not decode over a paged KV cache, which speculative decoding needs`,
       );
     if (draft.config.vocabSize !== target.config.vocabSize)
-      throw new UsageError(
+      throw new Error(
         `--draft ${draftPath}: its vocabulary (${draft.config.vocabSize} tokens) differs from the model's ` +
           `(${target.config.vocabSize})`,
       );
