@@ -77,7 +77,7 @@ describe('generate --draft', () => {
   });
 
   for (const k of [1, 3]) {
-    test(`greedy with a draft that is sometimes rejected writes what the model alone writes (64 tokens, k = ${k})`, () => {
+    test(`greedy with a draft rejected at times writes what the model alone writes (64 tokens, k = ${k})`, () => {
       const alone = andromeda([...base, '--max-tokens', '64'], dir);
       assert.equal(alone.status, 0, alone.stderr);
       const r = andromeda([...base, '--max-tokens', '64', '--draft', 'noisy', '--draft-tokens', String(k)], dir);
