@@ -1,6 +1,6 @@
 // `--optimizer adamw8bit` in training: a run stopped and resumed from its checkpoint ends bit-identical to a
 // straight run (weights and the 8-bit optimizer state), the checkpoint holds the packed codes as int32 and the
-// absmax values, and the optimizer cannot be switched on resume or named wrongly.
+// absmax values, and the optimizer cannot be switched on resume or named wrongly; the memory plan counts its state.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -10,6 +10,7 @@ import { listCheckpoints } from '../../src/train/run-checkpoint.js';
 import { readSafetensors } from '../../src/io/safetensors.js';
 import { validateConfig } from '../../src/train/config.js';
 import { parseTrainArgs } from '../../src/cli/commands/train.js';
+import { planTrainingMemory } from '../../src/train/memory-plan.js';
 import { quiet, smallDataset, tempDir, toyConfig } from './helpers.js';
 import { toyFamily } from './toy-model.js';
 
@@ -82,4 +83,20 @@ test('--optimizer: parsed from the command line, and an unknown name is refused 
     () => validateConfig({ ...base, optimizer: 'adam8' }),
     /optimizer must be adamw or adamw8bit, got "adam8"/,
   );
+});
+
+test('the memory plan counts 8-bit moments at 2.03 bytes per parameter instead of 8', () => {
+  const parameterCount = 1_000_000;
+  const input = {
+    parameterCount,
+    modelConfig: {},
+    vocabSize: 256,
+    config: { batchSize: 1, seqLen: 16, activationCheckpointing: false },
+    computeBytes: 4,
+    mixedPrecision: false,
+  };
+  const adamw = planTrainingMemory({ ...input, config: { ...input.config, optimizer: 'adamw' } });
+  const eightBit = planTrainingMemory({ ...input, config: { ...input.config, optimizer: 'adamw8bit' } });
+  assert.equal(adamw.parts[0]!.bytes, 16 * parameterCount);
+  assert.equal(eightBit.parts[0]!.bytes, (10 + 8 / 256) * parameterCount);
 });
