@@ -234,6 +234,16 @@ export interface MemoryStats {
   readonly reserved: number;
 }
 
+/** The sizes that decide whether an engine's fused attention kernels apply. */
+export interface FusedAttentionShape {
+  /** 'dense': attentionForward/Backward; 'paged': pagedAttention. */
+  readonly kernel: 'dense' | 'paged';
+  readonly heads: number;
+  readonly headDim: number;
+  readonly rotaryDim: number;
+  readonly alibi: boolean;
+}
+
 export interface Engine {
   /** 'cpu' or 'cuda:N'. */
   readonly device: string;
@@ -350,6 +360,12 @@ export interface Engine {
   matmulBias(args: MatmulArgs, bias: Dense): void;
 
   // Fused attention (src/ops/attention.ts, 'fused'); its reference form composes matmul, maskedSoftmax and rotary.
+  /**
+   * Why the fused (or paged) attention kernels cannot take heads of this shape, or null when they can: 'auto'
+   * attention runs such problems (imported models with head dims the kernels were not built for) on the
+   * reference path, and the inference engine recomputes instead of paging.
+   */
+  fusedAttentionUnsupported(shape: FusedAttentionShape): string | null;
   attentionForward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void;
   attentionBackward(
     q: Dense,
@@ -485,10 +501,12 @@ export interface Engine {
    */
   sampleTokens(logits: Dense, buffers: SamplingBuffers, rows: number, vocab: number, topN: number): void;
   /**
-   * Records what `fn` enqueues, for replaying it at once later. On CUDA a stream capture: allocations made
-   * during it come from a pool the graph keeps until `dispose`, and a host↔device copy or a wait inside `fn`
-   * throws (the capture is then abandoned and the engine stays usable). On the CPU `fn` runs now and again on
-   * every replay, under the same restrictions. Captures do not nest.
+   * Records what `fn` enqueues, for replaying it at once later. The capture runs fn's JavaScript once but no
+   * kernel: the work happens at each replay(), reading the buffers' contents of that moment. On CUDA a stream
+   * capture: allocations made during it come from a pool the graph keeps until `dispose`. On the CPU the capture
+   * runs fn with every kernel skipped, and each replay runs fn again, kernels included. On both, a host↔device
+   * copy or a wait inside fn throws (the capture is then abandoned and the engine stays usable). Captures do not
+   * nest. Buffers allocated before the capture that fn reads or writes must outlive the graph.
    */
   captureGraph(fn: () => void): DeviceGraph;
 }
