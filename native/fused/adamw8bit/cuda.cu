@@ -63,7 +63,7 @@ template <typename G>
 __device__ __forceinline__ void update_block(const TensorBlocks& t, int64_t block, const float* signed_map,
                                              const float* unsigned_map, const Constants& k, int lane) {
   const int64_t begin = block * kAdamW8bitBlock;
-  const int n = int(min<int64_t>(t.count - begin, kAdamW8bitBlock));
+  const int n = int(t.count - begin < kAdamW8bitBlock ? t.count - begin : kAdamW8bitBlock);
   const G* grad = static_cast<const G*>(t.grad);
   const float m_scale = t.m_absmax[block], v_scale = t.v_absmax[block];
   float m[kPerLane], v[kPerLane];
