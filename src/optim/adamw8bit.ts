@@ -151,7 +151,8 @@ export class AdamW8bit extends AdamW {
         }
         if (name.endsWith('Codes') && !(values instanceof Int32Array)) {
           throw new Error(
-            `AdamW8bit.loadStateDict: ${name} of parameter ${i} (${p.name ?? ''}) must be an Int32Array of packed codes`,
+            `AdamW8bit.loadStateDict: ${name} of parameter ${i} (${p.name ?? ''}) must be an Int32Array ` +
+              `of packed codes`,
           );
         }
       }
