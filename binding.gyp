@@ -19,6 +19,7 @@
         "native/cpu/simd_kernels.cc",
         "native/cpu/binding_kernels.cc",
         "native/fused/adamw/cpu.cc",
+        "native/fused/adamw8bit/cpu.cc",
         "native/fused/add_norm/cpu.cc",
         "native/fused/bias_gelu/cpu.cc",
         "native/fused/embedding_gather/cpu.cc",

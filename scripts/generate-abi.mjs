@@ -253,6 +253,7 @@ function prototypes() {
 #include "../../common/kernel_args.h"
 #include "../../common/reference_attention.h"
 #include "../../fused/adamw/adamw.h"
+#include "../../fused/adamw8bit/adamw8bit.h"
 #include "../../fused/head_norm/head_norm.h"
 #include "../../fused/sum_squares/sum_squares.h"
 

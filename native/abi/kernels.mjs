@@ -604,6 +604,36 @@ export const KERNELS = [
     ],
   },
   {
+    // 8-bit AdamW (native/fused/adamw8bit/adamw8bit.h): each moment is a code of a 256-value quantization map
+    // (signed for m, unsigned for v) times a float32 absmax per block of 256 elements. Codes travel in int32
+    // buffers, four a word: byte i of the buffer is element i's code.
+    name: 'adamw8bitMany',
+    engines: BOTH,
+    cxx: 'adamw8bit_many',
+    params: [
+      {
+        name: 'tensors',
+        kind: 'list',
+        struct: 'AdamW8bitTensorArgs',
+        fields: [
+          output('param', 'float32', 'count', { ctype: 'float*' }),
+          dtype('gradDtype', { field: 'grad_dtype' }),
+          input('grad', 'gradDtype', 'count'),
+          output('m', 'int32', '(count + 3) / 4', { ctype: 'uint8_t*' }),
+          output('v', 'int32', '(count + 3) / 4', { ctype: 'uint8_t*' }),
+          output('mAbsmax', 'float32', '(count + 255) / 256', { ctype: 'float*' }),
+          output('vAbsmax', 'float32', '(count + 255) / 256', { ctype: 'float*' }),
+          int('count'),
+          dtype('shadowDtype'),
+          output('shadow', 'shadowDtype', 'count', optional),
+        ],
+      },
+      { name: 'signedMap', kind: 'f32s', length: '256' },
+      { name: 'unsignedMap', kind: 'f32s', length: '256' },
+      ...adamwHyper,
+    ],
+  },
+  {
     name: 'sumOfSquares',
     engines: BOTH,
     cxx: 'sum_of_squares',

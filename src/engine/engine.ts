@@ -201,6 +201,30 @@ export interface AdamWItem {
   readonly shadow: Dense | null;
 }
 
+/**
+ * One tensor of an 8-bit AdamW step (Engine.adamw8bitMany; native/fused/adamw8bit/adamw8bit.h): moments as one-byte
+ * codes (int32 buffers holding four codes a word, ⌈count/4⌉ words) and one float32 absmax per block of 256.
+ */
+export interface AdamW8bitItem {
+  /** float32 master weights. */
+  readonly param: Dense;
+  /** Any float dtype. */
+  readonly grad: Dense;
+  readonly mCodes: Dense;
+  readonly vCodes: Dense;
+  readonly mAbsmax: Dense;
+  readonly vAbsmax: Dense;
+  readonly count: number;
+  /** A bfloat16/float16 copy of the weights written with the update, or null. */
+  readonly shadow: Dense | null;
+}
+
+/** The two 256-value quantization maps of the 8-bit moments, each strictly increasing. */
+export interface AdamW8bitMaps {
+  readonly signed: Float32Array;
+  readonly unsigned: Float32Array;
+}
+
 export interface MemoryStats {
   /** Bytes held by live tensors. */
   readonly allocated: number;
@@ -324,6 +348,12 @@ export interface Engine {
    * an item's bfloat16/float16 `shadow` receives its updated weights in the same pass.
    */
   adamwMany(items: readonly AdamWItem[], args: AdamWArgs): void;
+  /**
+   * 8-bit AdamW on every item with the same hyperparameters and maps (signed map for m, unsigned for v), one
+   * fused dequantize-update-requantize pass; `adamw`'s arithmetic on the dequantized moments, same bits on every
+   * engine. An item's bfloat16/float16 `shadow` receives its updated weights in the same pass.
+   */
+  adamw8bitMany(items: readonly AdamW8bitItem[], maps: AdamW8bitMaps, args: AdamWArgs): void;
   /** `embedding` for ids already checked on the host (out-of-range ids give zero rows): never waits for the device. */
   embeddingUnchecked(table: Dense, ids: Dense, out: Dense, count: number, dim: number, vocab: number): void;
   /** `matmul` with beta = 0 plus `bias` [n] (contiguous) added to every row of C, in the product's epilogue. */

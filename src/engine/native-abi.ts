@@ -18,6 +18,26 @@ export interface AdamwManyTensorsItem {
   shadowOffset: number;
 }
 
+export interface Adamw8bitManyTensorsItem {
+  param: number;
+  paramOffset: number;
+  gradDtype: number;
+  grad: number;
+  gradOffset: number;
+  m: number;
+  mOffset: number;
+  v: number;
+  vOffset: number;
+  mAbsmax: number;
+  mAbsmaxOffset: number;
+  vAbsmax: number;
+  vAbsmaxOffset: number;
+  count: number;
+  shadowDtype: number;
+  shadow: number;
+  shadowOffset: number;
+}
+
 export interface SumOfSquaresManyInputsItem {
   dtype: number;
   x: number;
@@ -437,6 +457,19 @@ export interface SharedKernels {
     biasCorrection2: number,
     gradScale: number,
   ): void;
+  adamw8bitMany(
+    tensors: readonly Adamw8bitManyTensorsItem[],
+    signedMap: Float32Array,
+    unsignedMap: Float32Array,
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    weightDecay: number,
+    biasCorrection1: number,
+    biasCorrection2: number,
+    gradScale: number,
+  ): void;
   sumOfSquares(dtype: number, x: number, xOffset: number, count: number): number;
   sumOfSquaresMany(inputs: readonly SumOfSquaresManyInputsItem[]): number;
   maskedSoftmax(
@@ -755,6 +788,7 @@ export const KERNEL_METHODS = [
   "randomFill",
   "adamw",
   "adamwMany",
+  "adamw8bitMany",
   "sumOfSquares",
   "sumOfSquaresMany",
   "maskedSoftmax",

@@ -16,6 +16,8 @@ import {
   type AddNormGrads,
   type AdamWArgs,
   type AdamWItem,
+  type AdamW8bitItem,
+  type AdamW8bitMaps,
   type AttentionArgs,
   type FusedAttentionShape,
   type HeadNormArgs,
@@ -451,6 +453,53 @@ export abstract class NativeEngine implements Engine {
     this.refuseInGraph('sumOfSquaresMany (a device→host read)');
     return this.#addon.sumOfSquaresMany(
       items.map((i) => ({ dtype: DTYPE_CODE[i.x.dtype], x: i.x.handle, xOffset: i.x.offset, count: i.count })),
+    );
+  }
+  adamw8bitMany(items: readonly AdamW8bitItem[], maps: AdamW8bitMaps, a: AdamWArgs): void {
+    if (items.length === 0) return;
+    for (const [i, item] of items.entries()) {
+      if (item.shadow && item.shadow.dtype !== 'bfloat16' && item.shadow.dtype !== 'float16') {
+        throw new Error(
+          `adamw8bitMany: the weight copy of item ${i} is ${item.shadow.dtype}; it must be bfloat16 or float16`,
+        );
+      }
+      for (const [name, d] of [
+        ['mCodes', item.mCodes],
+        ['vCodes', item.vCodes],
+      ] as const) {
+        if (d.dtype !== 'int32') throw new Error(`adamw8bitMany: ${name} of item ${i} is ${d.dtype}; it must be int32`);
+      }
+    }
+    this.#addon.adamw8bitMany(
+      items.map((i) => ({
+        param: i.param.handle,
+        paramOffset: i.param.offset,
+        gradDtype: DTYPE_CODE[i.grad.dtype],
+        grad: i.grad.handle,
+        gradOffset: i.grad.offset,
+        m: i.mCodes.handle,
+        mOffset: i.mCodes.offset,
+        v: i.vCodes.handle,
+        vOffset: i.vCodes.offset,
+        mAbsmax: i.mAbsmax.handle,
+        mAbsmaxOffset: i.mAbsmax.offset,
+        vAbsmax: i.vAbsmax.handle,
+        vAbsmaxOffset: i.vAbsmax.offset,
+        count: i.count,
+        shadowDtype: i.shadow ? DTYPE_CODE[i.shadow.dtype] : 0,
+        shadow: handleOrNone(i.shadow),
+        shadowOffset: offsetOrNone(i.shadow),
+      })),
+      maps.signed,
+      maps.unsigned,
+      a.lr,
+      a.beta1,
+      a.beta2,
+      a.eps,
+      a.weightDecay,
+      a.biasCorrection1,
+      a.biasCorrection2,
+      a.gradScale,
     );
   }
   adamwMany(items: readonly AdamWItem[], a: AdamWArgs): void {

@@ -27,7 +27,7 @@ interface Slots {
  */
 export class AdamW extends Optimizer<AdamWHyper> {
   private readonly slots = new Map<Tensor, Slots>();
-  private shadows: ReadonlyMap<Tensor, Tensor> = new Map();
+  protected shadows: ReadonlyMap<Tensor, Tensor> = new Map();
 
   constructor(groups: ParamGroup<Partial<AdamWHyper>>[] | Tensor[], defaults: Partial<AdamWHyper> = {}) {
     const base = { ...ADAMW_DEFAULTS, ...defaults };

@@ -11,8 +11,11 @@ export interface OptimizerState {
   kind: string;
   step: number;
   groups: unknown[];
-  /** Per parameter (in group order), each named state buffer as a plain float array. */
-  slots: Partial<Record<string, number[] | Float32Array>>[];
+  /**
+   * Per parameter (in group order), each named state buffer as a host array: float32 values, or int32 words
+   * (packed 8-bit codes) saved bit for bit.
+   */
+  slots: Partial<Record<string, number[] | Float32Array | Int32Array>>[];
 }
 
 export abstract class Optimizer<H extends object> {

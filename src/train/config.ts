@@ -39,6 +39,8 @@ export interface TrainConfig {
   eps: number;
   /** Global gradient-norm clipping threshold (0: off). */
   clip: number;
+  /** adamw (float32 moments) or adamw8bit (8-bit block-quantized moments, src/optim/adamw8bit.ts). */
+  optimizer: string;
 
   evalEvery: number;
   /** Held-out tokens per periodic evaluation (the first ones, in a fixed order). */
@@ -88,6 +90,7 @@ export const DEFAULT_CONFIG: TrainConfig = {
   beta2: 0.95,
   eps: 1e-8,
   clip: 1,
+  optimizer: 'adamw',
   evalEvery: 100,
   evalTokens: 32768,
   finalEvalTokens: 0,
@@ -102,6 +105,9 @@ export const DEFAULT_CONFIG: TrainConfig = {
   maxBadSteps: 5,
   activationCheckpointing: false,
 };
+
+/** The optimizers `optimizer` may name. */
+export const OPTIMIZERS = ['adamw', 'adamw8bit'] as const;
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -131,6 +137,7 @@ export const CONFIG_KINDS: Record<keyof TrainConfig, Kind> = {
   beta2: 'fraction',
   eps: 'posnumber',
   clip: 'number',
+  optimizer: 'string',
   evalEvery: 'int',
   evalTokens: 'int',
   finalEvalTokens: 'int',
@@ -242,6 +249,8 @@ export function validateConfig(config: TrainConfig, where = 'config'): TrainConf
     throw new ConfigError(
       `${where}: warmup (${config.warmup}) + cooldown (${config.cooldown}) exceed steps (${config.steps})`,
     );
+  if (!(OPTIMIZERS as readonly string[]).includes(config.optimizer))
+    throw new ConfigError(`${where}: optimizer must be ${OPTIMIZERS.join(' or ')}, got "${config.optimizer}"`);
   if (!['auto', 'float32', 'bfloat16'].includes(config.dtype))
     throw new ConfigError(`${where}: dtype must be auto, float32 or bfloat16, got "${config.dtype}"`);
   if (!/^(auto|cpu|cuda(:\d+)?)$/.test(config.device))

@@ -5,6 +5,7 @@
  *
  *   weights         float32 masters                                       4 B × parameters
  *   AdamW moments   m and v, float32                                      8 B × parameters
+ *                   (--optimizer adamw8bit: 8-bit codes + a float32 absmax per 256: 2.03 B)
  *   gradients       in the compute dtype (mixed precision moves them      4 or 2 B × parameters
  *                   to the masters without widening)
  *   compute copy    mixed precision: the low-precision weights            2 B × parameters
@@ -43,7 +44,8 @@ export interface MemoryPlanInput {
    */
   modelConfig: Record<string, unknown>;
   vocabSize: number;
-  config: Pick<TrainConfig, 'batchSize' | 'seqLen' | 'activationCheckpointing'>;
+  config: Pick<TrainConfig, 'batchSize' | 'seqLen' | 'activationCheckpointing'> &
+    Partial<Pick<TrainConfig, 'optimizer'>>;
   /** Bytes per activation element: 4 (float32) or 2 (bfloat16). */
   computeBytes: number;
   /** Whether a low-precision compute copy of the weights is kept beside the float32 masters. */
@@ -78,8 +80,8 @@ export function planTrainingMemory(input: MemoryPlanInput): MemoryPlan {
     const p = input.parameterCount;
     parts.push({
       label: 'weights, gradients and AdamW moments',
-      bytes: (12 + input.computeBytes) * p,
-      flags: '--preset, --model',
+      bytes: (4 + (config.optimizer === 'adamw8bit' ? 2 + 8 / 256 : 8) + input.computeBytes) * p,
+      flags: '--preset, --model, --optimizer adamw8bit',
     });
     if (input.mixedPrecision)
       parts.push({

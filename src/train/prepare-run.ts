@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import type { Tensor } from '../tensor/tensor.js';
 import { defaultGenerator } from '../tensor/random.js';
 import { AdamW } from '../optim/adamw.js';
+import { AdamW8bit } from '../optim/adamw8bit.js';
 import { getDefaultDevice, resolveDevice, setDefaultDevice } from '../engine/registry.js';
 import type { TrainingData } from '../data/training-data.js';
 import type { MixtureLoader, MixtureLoaderState } from '../data/mixture.js';
@@ -214,7 +215,11 @@ async function prepareLocked(
     if (!loaded.tokenizer)
       throw new CheckpointError(`checkpoint ${loaded.dir} has no tokenizer.json; it cannot be resumed`);
     config = validateConfig(
-      mergeResumeConfig({ ...saved.config, out: config.out }, options.explicit ?? {}),
+      // Checkpoints from before the optimizer was a setting were written by AdamW.
+      mergeResumeConfig(
+        { ...saved.config, optimizer: (saved.config.optimizer as string | undefined) ?? 'adamw', out: config.out },
+        options.explicit ?? {},
+      ),
       'resumed config',
     );
     log(`resuming ${out} from step ${loaded.step} (${loaded.dir})`);
@@ -273,7 +278,8 @@ async function prepareLocked(
     named.map(([name, tensor]) => ({ name, tensor })),
     { weightDecay: config.weightDecay },
   );
-  const optimizer = new AdamW(grouped.groups, {
+  const Optimizer = config.optimizer === 'adamw8bit' ? AdamW8bit : AdamW;
+  const optimizer = new Optimizer(grouped.groups, {
     lr: config.lr,
     beta1: config.beta1,
     beta2: config.beta2,

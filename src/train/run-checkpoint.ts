@@ -404,7 +404,11 @@ function writeOptimizer(path: string, optimizer: Optimizer<object>, names: Reado
       if (!name) throw new Error(`internal: optimizer parameter ${i} has no name`);
       for (const [slot, values] of Object.entries(slots)) {
         if (!values) continue;
-        tensors.set(`${name}.${slot}`, Tensor.fromArray(values, p.shape, 'float32', 'cpu'));
+        // Parameter-shaped float moments keep the parameter's shape; other state (packed int32 codes, per-block
+        // scales) is saved flat, int32 bit for bit.
+        const shape = values.length === p.size ? p.shape : [values.length];
+        const dtype = values instanceof Int32Array ? 'int32' : 'float32';
+        tensors.set(`${name}.${slot}`, Tensor.fromArray(values, shape, dtype, 'cpu'));
       }
     });
     writeSafetensors(path, tensors, {
@@ -442,10 +446,10 @@ export function loadOptimizerState(
     const params = optimizer.parameters;
     const slots: OptimizerState['slots'] = params.map((p) => {
       const name = names.get(p)!;
-      const entry: Record<string, Float32Array> = {};
+      const entry: Record<string, Float32Array | Int32Array> = {};
       for (const [key, t] of read.tensors) {
         if (key.startsWith(`${name}.`) && !key.slice(name.length + 1).includes('.'))
-          entry[key.slice(name.length + 1)] = t.toArray() as Float32Array;
+          entry[key.slice(name.length + 1)] = t.toArray() as Float32Array | Int32Array;
       }
       return entry;
     });

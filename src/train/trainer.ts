@@ -182,7 +182,8 @@ class TrainingSession {
         `${run.precision.compute}, master weights ${run.precision.master}`,
     );
     this.log(
-      `optimizer: AdamW (β ${config.beta1}/${config.beta2}, wd ${config.weightDecay} on ${run.grouped.decay.length}` +
+      `optimizer: ${config.optimizer === 'adamw8bit' ? 'AdamW, 8-bit moments' : 'AdamW'} ` +
+        `(β ${config.beta1}/${config.beta2}, wd ${config.weightDecay} on ${run.grouped.decay.length}` +
         ` matrices, 0 on ${run.grouped.noDecay.length} norms/biases/embeddings), lr ${config.lr} warmup ` +
         `${config.warmup} cosine → ${config.minLrRatio * 100}%${
           config.cooldown ? ` then cool-down ${config.cooldown}` : ''

@@ -10,6 +10,7 @@
 #include "../../common/kernel_args.h"
 #include "../../common/reference_attention.h"
 #include "../../fused/adamw/adamw.h"
+#include "../../fused/adamw8bit/adamw8bit.h"
 #include "../../fused/head_norm/head_norm.h"
 #include "../../fused/sum_squares/sum_squares.h"
 
@@ -63,6 +64,8 @@ void adamw(float* param, int grad_dtype, const char* grad, float* m, float* v, i
 #endif
 // adamwMany
 void adamw_many(const AdamWTensorArgs* tensors, size_t n, const AdamWArgs& args);
+// adamw8bitMany
+void adamw8bit_many(const AdamW8bitTensorArgs* tensors, size_t n, const float* signed_map, const float* unsigned_map, const AdamWArgs& args);
 // sumOfSquares
 double sum_of_squares(int dtype, const char* x, int64_t count);
 // sumOfSquaresMany

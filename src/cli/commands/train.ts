@@ -42,6 +42,9 @@ Model and optimisation:
   --weight-decay <x>       AdamW weight decay on matrices; none on norms, biases,
                            embeddings (default: 0.1)
   --beta1 <x> --beta2 <x> --eps <x>   AdamW (defaults: 0.9, 0.95, 1e-8)
+  --optimizer <name>       adamw (float32 moments) or adamw8bit (moments in 8 bits,
+                           block-wise quantized: ~2 bytes of state per parameter, not 8)
+                           (default: adamw)
   --clip <x>               global gradient-norm clip, 0 = off (default: 1)
   --segments <bool>        reset attention/positions at document boundaries (default: true)
   --max-bad-steps <n>      stop after this many NaN/inf steps in a row (default: 5)
