@@ -9,6 +9,8 @@ import { generateCommand } from './commands/generate.js';
 import { quickstartCommand } from './commands/quickstart.js';
 import { convertCommand } from './commands/convert.js';
 import { scoreCommand } from './commands/score.js';
+import { compressCommand } from './commands/compress.js';
+import { decompressCommand } from './commands/decompress.js';
 
 const commands: Command[] = [
   quickstartCommand,
@@ -17,6 +19,8 @@ const commands: Command[] = [
   generateCommand,
   convertCommand,
   scoreCommand,
+  compressCommand,
+  decompressCommand,
 ];
 
 function overview(): string {
