@@ -15,6 +15,14 @@ export * from './optim/index.js';
 export * from './nn/index.js';
 export * from './model/index.js';
 export * from './io/index.js';
+export * from './data/index.js';
+export { train, type TrainOptions, type TrainResult, type StopReason } from './train/trainer.js';
+export { DEFAULT_CONFIG, validateConfig, type TrainConfig } from './train/config.js';
+export { registerModelFamily, getModelFamily } from './train/families.js';
+export type { LanguageModel, ModelFamily } from './train/model.js';
+export { generate, type GenerateOptions, type GenerateResult } from './inference/generate.js';
+export { loadModelForInference, type LoadedModel } from './inference/load.js';
+export type { SamplingOptions } from './inference/sampling.js';
 export { InferenceEngine, GenerationStream, QueueFullError } from './inference/engine.js';
 export type {
   InferenceEngineOptions,
@@ -26,3 +34,5 @@ export type {
   EngineStats,
   SamplingParams,
 } from './inference/engine.js';
+export { ChatTemplate, loadChatTemplate, DEFAULT_CHAT_TEMPLATE } from './serve/chat-template.js';
+export { VERSION } from './version.js';

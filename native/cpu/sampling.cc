@@ -4,8 +4,9 @@
 //   scores s_i (penalties, temperature), weights w_i = exp(s_i − max) in float summed in double;
 //   log-probabilities s_i − max − log Σw (greedy rows: of the penalised logits, temperature 1);
 //   greedy: the best key; else the kept set is a prefix of the key order — top-k, then the shortest prefix of
-//   the top-k whose weight reaches top-p of theirs, then w_i ≥ min-p — and the draw takes the first kept id
-//   (ascending) whose running weight exceeds u · Σ kept w, u the row's counter-based uniform.
+//   the top-k whose weight reaches top-p of theirs, then w_i ≥ min-p, and w_i > 0 (float underflow: never drawn)
+//   — and the draw takes the first kept id (ascending) whose running weight exceeds u · Σ kept w, u the row's
+//   counter-based uniform.
 // The CUDA kernel finds the same prefix with radix selects instead of sorting.
 #include <algorithm>
 #include <cmath>
@@ -75,20 +76,35 @@ void sample_row(const T* logits, const float* params, const int32_t* seed_words,
       cut = order[size_t(kept - 1)];
     }
     if (r.top_p_on) {
-      std::sort(order.begin(), order.begin() + kept, std::greater<uint64_t>());
+      const auto weight_of = [&](uint64_t key) { return weight[size_t(sampling::id_of_key(key))]; };
       double mass = 0;
-      for (int64_t j = 0; j < kept; j++) mass += weight[size_t(sampling::id_of_key(order[size_t(j)]))];
+      for (int64_t j = 0; j < kept; j++) mass += weight_of(order[size_t(j)]);
       const double target = r.top_p * mass;
+      // The nucleus is the shortest prefix reaching the target: sort the next largest keys in growing batches
+      // (usually one) instead of the whole top-k.
       double running = 0;
-      int64_t j = 0;
-      for (; j < kept - 1; j++) {
-        running += weight[size_t(sampling::id_of_key(order[size_t(j)]))];
-        if (running >= target) break;
+      int64_t j = 0, sorted = 0, batch = 1024;
+      uint64_t nucleus = order[0];
+      for (bool found = false; !found;) {
+        const int64_t end = std::min(kept, sorted + batch);
+        std::nth_element(order.begin() + sorted, order.begin() + (end - 1), order.begin() + kept,
+                         std::greater<uint64_t>());
+        std::sort(order.begin() + sorted, order.begin() + end, std::greater<uint64_t>());
+        for (; j < end; j++) {
+          nucleus = order[size_t(j)];
+          running += weight_of(nucleus);
+          if (running >= target || j == kept - 1) {
+            found = true;
+            break;
+          }
+        }
+        sorted = end;
+        batch *= 2;
       }
-      cut = std::max(cut, order[size_t(j)]);
+      cut = std::max(cut, nucleus);
     }
     const auto is_kept = [&](int64_t i) {
-      return keys[size_t(i)] >= cut && (!r.min_p_on || weight[size_t(i)] >= r.min_p);
+      return keys[size_t(i)] >= cut && (!r.min_p_on || weight[size_t(i)] >= r.min_p) && weight[size_t(i)] > 0.0f;
     };
     double kept_total = 0;
     for (int64_t i = 0; i < vocab; i++)

@@ -1,7 +1,7 @@
 // Device sampling on the CUDA engine (semantics: sampleTokens in native/abi/kernels.mjs and src/ops/sampling.ts;
 // the per-token arithmetic shared with the CPU engine: native/common/sampling_math.h). One CTA per row, which
 // reads the row's logits a few times (from L2 after the first pass) and never sorts it:
-//   1. the best key (greedy's choice, the max score), then Σ exp(s − max) for the log-probabilities;
+//   1. the best key (greedy's choice, the max score), then Σ exp(s − max) when log-probabilities are asked for;
 //   2. top-k: a radix select (8 bits a pass over the 64-bit key, stopping once the bin holds one token) for the
 //      k-th key; top-p: the same select weighted by exp(s − max) among the top-k, for the key at which the mass
 //      reaches top-p of theirs; min-p is a per-token test. The kept tokens are the keys ≥ the larger cut with
@@ -109,6 +109,7 @@ struct SelectState {
 template <typename T>
 __device__ uint64_t select_key(const Row<T>& row, float max_score, uint64_t floor, bool by_mass, double target,
                                SelectState& st) {
+  __syncthreads();  // every thread is done with the state's previous use
   if (threadIdx.x == 0) {
     st.prefix = 0;
     st.mask = 0;
@@ -170,6 +171,11 @@ __device__ uint64_t select_key(const Row<T>& row, float max_score, uint64_t floo
   return st.found;
 }
 
+/** In the draw: at or above the cut, weight at least min-p (0 when off), and a weight that can be drawn at all. */
+__device__ __forceinline__ bool kept(float score, float weight, int64_t id, uint64_t cut, float min_p) {
+  return sampling::token_key(score, id) >= cut && weight >= min_p && weight > 0.0f;
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kSampleThreads)
     sample_kernel(const T* logits, const float* params, const int32_t* seeds, int32_t* steps, int32_t* counts,
@@ -204,11 +210,14 @@ __global__ void __launch_bounds__(kSampleThreads)
     }
     return;
   }
-  double total = 0;
-  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x)
-    total += sampling::relative_weight(row.score(i), max_score);
-  total = block_sum(total);
-  const double log_total = log(total);
+  // Σ exp(s − max) serves the log-probabilities only: the draw weighs the kept tokens itself.
+  double log_total = 0;
+  if (logprobs || top_n > 0) {
+    double total = 0;
+    for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x)
+      total += sampling::relative_weight(row.score(i), max_score);
+    log_total = log(block_sum(total));
+  }
 
   int64_t chosen = sampling::id_of_key(best);
   if (!row.params.greedy) {
@@ -232,7 +241,7 @@ __global__ void __launch_bounds__(kSampleThreads)
     for (int64_t i = begin; i < end; i++) {
       const float s = row.score(i);
       const float w = sampling::relative_weight(s, max_score);
-      if (sampling::token_key(s, i) >= cut && w >= min_p) {
+      if (kept(s, w, i, cut, min_p)) {
         mine += w;
         last_kept = i;
       }
@@ -252,7 +261,7 @@ __global__ void __launch_bounds__(kSampleThreads)
       for (int64_t i = begin; i < end; i++) {
         const float s = row.score(i);
         const float w = sampling::relative_weight(s, max_score);
-        if (!(sampling::token_key(s, i) >= cut && w >= min_p)) continue;
+        if (!kept(s, w, i, cut, min_p)) continue;
         pick = i;
         running += w;
         if (running > target) break;

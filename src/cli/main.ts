@@ -3,12 +3,15 @@
 import '../engine/index.js';
 import { UsageError, type Command } from './command.js';
 import { printable } from './printable.js';
+import { VERSION } from '../version.js';
 import { tokenizeCommand } from './commands/tokenize.js';
 import { trainCommand } from './commands/train.js';
 import { generateCommand } from './commands/generate.js';
 import { quickstartCommand } from './commands/quickstart.js';
 import { convertCommand } from './commands/convert.js';
 import { scoreCommand } from './commands/score.js';
+import { chatCommand } from './commands/chat.js';
+import { serveCommand } from './commands/serve.js';
 import { compressCommand } from './commands/compress.js';
 import { decompressCommand } from './commands/decompress.js';
 
@@ -17,8 +20,10 @@ const commands: Command[] = [
   tokenizeCommand,
   trainCommand,
   generateCommand,
+  chatCommand,
   convertCommand,
   scoreCommand,
+  serveCommand,
   compressCommand,
   decompressCommand,
 ];
@@ -33,12 +38,16 @@ function overview(): string {
     'Commands:',
     ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     '',
-    'Run `andromeda <command> --help` for the options of a command.',
+    'Run `andromeda <command> --help` for the options of a command; `andromeda --version` prints the version.',
   ].join('\n');
 }
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
+  if (name === '--version' || name === '-v') {
+    console.log(VERSION);
+    return 0;
+  }
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     console.log(overview());
     return name ? 0 : 1;

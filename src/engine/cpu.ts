@@ -128,9 +128,12 @@ export class CpuEngine extends NativeEngine {
     this.refuseInGraph('synchronize (a wait for the device)');
   }
 
-  /** Nothing to record on the CPU: the function runs now and again at every replay. */
+  /**
+   * The CPU has nothing to record: the capture runs the function's JavaScript with every kernel skipped (as a CUDA
+   * capture runs none), and each replay runs the function again, kernels included.
+   */
   protected recordGraph(fn: () => void): DeviceGraph {
-    this.runGraphFunction(fn);
+    this.runWithoutKernels(fn);
     return new RecordedGraph(
       this.device,
       () => this.runGraphFunction(fn),
@@ -151,7 +154,7 @@ export class CpuEngine extends NativeEngine {
     args: AttentionArgs,
     budgets: CpuAttentionBudgets = {},
   ): void {
-    this.#addon.attentionForward(
+    this.kernels<CpuAddon>().attentionForward(
       attentionConfig(q, k, v, out, lse, args, budgets),
       q.handle,
       q.offset,
@@ -185,7 +188,7 @@ export class CpuEngine extends NativeEngine {
     }
     const config = attentionConfig(q, k, v, out, lse, args, budgets, [gradOut, gradQ, gradK, gradV]);
     const gradScale = args.keyScale ? gradKeyScale : null;
-    this.#addon.attentionBackward(
+    this.kernels<CpuAddon>().attentionBackward(
       config,
       q.handle,
       q.offset,

@@ -455,10 +455,12 @@ export interface Engine {
    */
   sampleTokens(logits: Dense, buffers: SamplingBuffers, rows: number, vocab: number, topN: number): void;
   /**
-   * Records what `fn` enqueues, for replaying it at once later. On CUDA a stream capture: allocations made
-   * during it come from a pool the graph keeps until `dispose`, and a host↔device copy or a wait inside `fn`
-   * throws (the capture is then abandoned and the engine stays usable). On the CPU `fn` runs now and again on
-   * every replay, under the same restrictions. Captures do not nest.
+   * Records what `fn` enqueues, for replaying it at once later. The capture runs fn's JavaScript once but no
+   * kernel: the work happens at each replay(), reading the buffers' contents of that moment. On CUDA a stream
+   * capture: allocations made during it come from a pool the graph keeps until `dispose`. On the CPU the capture
+   * runs fn with every kernel skipped, and each replay runs fn again, kernels included. On both, a host↔device
+   * copy or a wait inside fn throws (the capture is then abandoned and the engine stays usable). Captures do not
+   * nest. Buffers allocated before the capture that fn reads or writes must outlive the graph.
    */
   captureGraph(fn: () => void): DeviceGraph;
 }

@@ -1,6 +1,7 @@
 // What the CPU and CUDA engines share: the kernel ABI of their N-API addons (native/abi/kernels.mjs: same
 // functions, same argument order) and the Engine methods that only translate tensor regions into
 // (handle, element offset) pairs. The addons check every argument; the addon object itself stays private.
+import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
@@ -53,10 +54,40 @@ export interface NativeKernels extends SharedKernels {
 export const handleOrNone = (d: Dense | null | undefined): number => (d ? d.handle : 0);
 export const offsetOrNone = (d: Dense | null | undefined): number => (d ? d.offset : 0);
 
-/** Loads `build/Release/<file>` of this package (dist/src/engine → the root is three levels up). */
+/** Loads an engine addon of this package (dist/src/engine → the root is three levels up); see `locateAddon`. */
 export function requireAddon<T>(file: string): { path: string; load: () => T } {
-  const path = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'build', 'Release', file);
+  const path = locateAddon(join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..'), file);
   return { path, load: () => createRequire(import.meta.url)(path) as T };
+}
+
+interface PrebuildTags {
+  file: string;
+}
+interface NodeGypBuild {
+  parseTags(file: string): PrebuildTags | undefined;
+  matchTags(runtime: string, abi: string): (tags: PrebuildTags | undefined) => boolean;
+  compareTags(runtime: string): (a: PrebuildTags, b: PrebuildTags) => number;
+}
+
+/**
+ * Where the addon `file` (e.g. "andromeda_cpu.node") of the package at `root` is: the one compiled there,
+ * `build/Release/<file>`, else the prebuilt binary in `prebuilds/<platform>-<arch>/` that node-gyp-build's rules pick
+ * for this Node (N-API, libc), named `<addon>.<tags>.node` as prebuildify names them. When neither exists it is the
+ * build/Release path, which the engines name in their "not built" errors.
+ */
+export function locateAddon(root: string, file: string): string {
+  const built = join(root, 'build', 'Release', file);
+  if (existsSync(built)) return built;
+  const dir = join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+  if (!existsSync(dir)) return built;
+  const addon = file.replace(/\.node$/, '');
+  const gypBuild = createRequire(import.meta.url)('node-gyp-build') as NodeGypBuild;
+  const candidates = readdirSync(dir)
+    .filter((name) => name.startsWith(`${addon}.`))
+    .map((name) => gypBuild.parseTags(name))
+    .filter(gypBuild.matchTags('node', process.versions.modules)) as PrebuildTags[];
+  const best = candidates.sort(gypBuild.compareTags('node'))[0];
+  return best ? join(dir, best.file) : built;
 }
 
 /** Strides of the wrong rank would make a kernel read or write out of bounds: refuse them. */
@@ -70,14 +101,31 @@ function checkRank(kernel: string, shape: readonly number[], ...operands: Stride
   }
 }
 
+/** Addon functions that manage memory or report state: they keep working while kernels are skipped. */
+const NOT_KERNELS = new Set(['alloc', 'free', 'memoryStats', 'resetPeakMemory', 'threads', 'cpuInfo', 'limitIsa']);
+
+/** `addon` with every kernel function replaced by one that does nothing (copies are refused separately). */
+function skippingKernels(addon: NativeKernels): NativeKernels {
+  return new Proxy(addon, {
+    get(target, key, receiver) {
+      const value: unknown = Reflect.get(target, key, receiver);
+      if (typeof value !== 'function') return value;
+      return typeof key === 'string' && NOT_KERNELS.has(key) ? value.bind(target) : () => undefined;
+    },
+  });
+}
+
 /** A Engine whose kernels live in a native addon with the `NativeKernels` ABI. */
 export abstract class NativeEngine implements Engine {
   abstract readonly device: string;
   abstract readonly asynchronous: boolean;
-  readonly #addon: NativeKernels;
+  /** The addon the kernel methods call: the live one, or (during a CPU capture) one whose kernels do nothing. */
+  #addon: NativeKernels;
+  readonly #live: NativeKernels;
 
   constructor(addon: NativeKernels) {
     this.#addon = addon;
+    this.#live = addon;
   }
 
   abstract synchronize(): void;
@@ -861,6 +909,24 @@ export abstract class NativeEngine implements Engine {
       throw new Error(`${this.device} captureGraph: called inside another graph's function (captures do not nest)`);
     }
     return this.recordGraph(fn);
+  }
+
+  /**
+   * Runs `fn` as a capture that records nothing: its JavaScript runs (allocations, argument checks) while every
+   * kernel call does nothing, as a CUDA capture enqueues work that does not run until a replay.
+   */
+  protected runWithoutKernels(fn: () => void): void {
+    this.#addon = skippingKernels(this.#live);
+    try {
+      this.runGraphFunction(fn);
+    } finally {
+      this.#addon = this.#live;
+    }
+  }
+
+  /** The addon kernel calls go to now (engines with kernels of their own call them through this). */
+  protected kernels<T extends NativeKernels>(): T {
+    return this.#addon as T;
   }
 
   /** Runs a graph's function with copies and waits refused. */

@@ -12,6 +12,7 @@
 import { Tensor } from '../tensor/tensor.js';
 import { tidy } from '../tensor/scope.js';
 import { zeros } from '../ops/creation.js';
+import { narrow, reshape } from '../ops/layout.js';
 import type { DeviceGraph } from '../engine/engine.js';
 import { SAMPLING_PARAM_COUNT, sampleTokens } from '../ops/sampling.js';
 import type { Andromeda } from '../model/andromeda.js';
@@ -28,25 +29,68 @@ export interface DecodeGraphsOptions {
   maxBatch: number;
 }
 
-/** The device buffers one graph reads and writes. */
+/**
+ * The device buffers one graph reads and writes. Every int32 input is a view of one buffer, so a step
+ * uploads its inputs in two copies (the int32 inputs and the float32 sampling parameters).
+ */
 interface GraphBuffers {
+  /** int32: every int32 input below, back to back. */
+  ints: Tensor;
   tokens: Tensor;
   queryStart: Tensor;
   contextLens: Tensor;
   blockTables: Tensor;
   slots: Tensor;
   logitRows: Tensor;
-  params: Tensor;
   seeds: Tensor;
   steps: Tensor;
+  params: Tensor;
+  /** The sampled ids, written by the graph. */
   ids: Tensor;
+}
+
+/** Offsets (in int32 elements) of the inputs inside GraphBuffers.ints. */
+interface IntLayout {
+  tokens: number;
+  queryStart: number;
+  contextLens: number;
+  blockTables: number;
+  slots: number;
+  logitRows: number;
+  seeds: number;
+  steps: number;
+  total: number;
+}
+
+function intLayout(batch: number, width: number): IntLayout {
+  const sizes = [batch, batch + 1, batch, batch * width, batch, batch, 2 * batch, batch];
+  const at: number[] = [];
+  let total = 0;
+  for (const n of sizes) {
+    at.push(total);
+    total += n;
+  }
+  const [tokens, queryStart, contextLens, blockTables, slots, logitRows, seeds, steps] = at as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  return { tokens, queryStart, contextLens, blockTables, slots, logitRows, seeds, steps, total };
 }
 
 interface CapturedStep {
   batch: number;
   width: number;
+  layout: IntLayout;
   buffers: GraphBuffers;
   graph: DeviceGraph;
+  /** The parameters uploaded last (they rarely change from step to step: uploaded only when they do). */
+  lastParams: Float32Array | null;
 }
 
 /** The smallest bucket ≥ n: powers of two up to maxBatch, then maxBatch. */
@@ -55,6 +99,9 @@ export function batchBucket(n: number, maxBatch: number): number {
   while (b < n) b *= 2;
   return Math.min(b, maxBatch);
 }
+
+/** Greedy: the sampling parameters of padding rows. */
+const PADDING_PARAMS = [0, 0, 1, 0, 1, 0, 0];
 
 export class DecodeGraphs {
   private readonly captured = new Map<string, CapturedStep>();
@@ -76,7 +123,7 @@ export class DecodeGraphs {
     let width = 1;
     while (width < step.maxBlocksPerSeq) width *= 2;
     const captured = this.graphFor(batch, width);
-    this.upload(captured, step, rows);
+    this.uploadInputs(captured, step, rows);
     captured.graph.replay();
     const ids = captured.buffers.ids.toArray();
     return Array.from({ length: n }, (_, i) => ({ tokenId: ids[i]! }));
@@ -95,26 +142,45 @@ export class DecodeGraphs {
     const existing = this.captured.get(key);
     if (existing) return existing;
     const device = this.model.device;
-    const ints = (shape: number[]): Tensor => zeros(shape, 'int32', device).keep();
-    const buffers: GraphBuffers = {
-      tokens: ints([batch]),
-      queryStart: ints([batch + 1]),
-      contextLens: ints([batch]),
-      blockTables: ints([batch, width]),
-      slots: ints([batch]),
-      logitRows: ints([batch]),
-      params: zeros([batch, SAMPLING_PARAM_COUNT], 'float32', device).keep(),
-      seeds: ints([batch, 2]),
-      steps: ints([batch]),
-      ids: ints([batch]),
+    const layout = intLayout(batch, width);
+    const ints = zeros([layout.total], 'int32', device).keep();
+    const view = (at: number, shape: number[]): Tensor => {
+      const flat = narrow(
+        ints,
+        0,
+        at,
+        shape.reduce((a, b) => a * b, 1),
+      );
+      const shaped = reshape(flat, shape);
+      if (shaped !== flat) flat.dispose();
+      return shaped.keep();
     };
-    // Valid padding everywhere while capturing (the CPU engine runs the function at capture).
-    this.uploadPadding(buffers, batch, width, 0);
+    const buffers: GraphBuffers = {
+      ints,
+      tokens: view(layout.tokens, [batch]),
+      queryStart: view(layout.queryStart, [batch + 1]),
+      contextLens: view(layout.contextLens, [batch]),
+      blockTables: view(layout.blockTables, [batch, width]),
+      slots: view(layout.slots, [batch]),
+      logitRows: view(layout.logitRows, [batch]),
+      seeds: view(layout.seeds, [batch, 2]),
+      steps: view(layout.steps, [batch]),
+      params: zeros([batch, SAMPLING_PARAM_COUNT], 'float32', device).keep(),
+      ids: zeros([batch], 'int32', device).keep(),
+    };
+    const captured: CapturedStep = {
+      batch,
+      width,
+      layout,
+      buffers,
+      graph: null as unknown as DeviceGraph,
+      lastParams: null,
+    };
+    // Valid inputs (all padding) while capturing: the CPU engine runs the function at capture.
+    this.uploadInputs(captured, null, []);
     const step: PagedStep = {
       tokens: buffers.tokens,
       batch: {
-        numSeqs: batch,
-        maxBlocksPerSeq: width,
         maxQueryLen: 1,
         maxContextLen: width * this.cache.blockSize,
         queryStart: buffers.queryStart,
@@ -124,8 +190,8 @@ export class DecodeGraphs {
       slots: buffers.slots,
       logitRows: buffers.logitRows,
     };
-    const engine = buffers.ids.engine;
-    const graph = engine.captureGraph(() =>
+    const engine = ints.engine;
+    captured.graph = engine.captureGraph(() =>
       tidy(() => {
         const logits = this.model.forwardPaged(step, this.cache);
         const sampled = sampleTokens(samplingLogits(logits, this.o.vocab), {
@@ -136,65 +202,58 @@ export class DecodeGraphs {
         engine.copy(sampled.ids.strided('decode graph'), buffers.ids.strided('decode graph'), [batch]);
       }),
     );
-    const captured = { batch, width, buffers, graph };
     this.captured.set(key, captured);
     return captured;
   }
 
-  /** Writes the step into the graph's buffers; rows past the step's sequences become padding. */
-  private upload(captured: CapturedStep, step: StepLayout, rows: readonly RequestSampling[]): void {
-    const { batch, width, buffers } = captured;
-    const n = step.numSeqs;
-    this.uploadPadding(buffers, batch, width, n);
+  /**
+   * Writes a step into the graph's buffers (null: no step, every row padding). Rows past the step's
+   * sequences are padding: one position (0) in the scratch block, sampled greedily, their ids dropped.
+   */
+  private uploadInputs(captured: CapturedStep, step: StepLayout | null, rows: readonly RequestSampling[]): void {
+    const { batch, width, layout, buffers } = captured;
+    const n = step?.numSeqs ?? 0;
+    const scratch = this.o.scratchBlock;
+    const host = new Int32Array(layout.total);
+    // One query row per sequence, real or padding.
+    for (let i = 0; i <= batch; i++) host[layout.queryStart + i] = i;
+    host.fill(-1, layout.blockTables, layout.blockTables + batch * width);
+    const params = new Float32Array(batch * SAMPLING_PARAM_COUNT);
+    if (step) {
+      const inputs = samplingInputs(rows);
+      host.set(step.tokens, layout.tokens);
+      host.set(step.contextLens, layout.contextLens);
+      for (let s = 0; s < n; s++) {
+        const table = step.blockTables.subarray(s * step.maxBlocksPerSeq, (s + 1) * step.maxBlocksPerSeq);
+        host.set(table, layout.blockTables + s * width);
+      }
+      host.set(step.slots, layout.slots);
+      host.set(step.logitRows, layout.logitRows);
+      host.set(seedWords(inputs.seeds), layout.seeds);
+      host.set(inputs.steps, layout.steps);
+      params.set(inputs.params);
+    }
+    for (let i = n; i < batch; i++) {
+      host[layout.contextLens + i] = 1;
+      host[layout.blockTables + i * width] = scratch;
+      host[layout.slots + i] = scratch * this.cache.blockSize;
+      host[layout.logitRows + i] = i;
+      params.set(PADDING_PARAMS, i * SAMPLING_PARAM_COUNT);
+    }
     const put = (t: Tensor, values: Int32Array | Float32Array): void =>
       t.engine.upload(t.storage.handle, t.offset * 4, values);
-    const tables = new Int32Array(n * width).fill(-1);
-    for (let s = 0; s < n; s++)
-      tables.set(step.blockTables.subarray(s * step.maxBlocksPerSeq, (s + 1) * step.maxBlocksPerSeq), s * width);
-    const inputs = samplingInputs(rows);
-    put(buffers.tokens, step.tokens);
-    put(buffers.queryStart, step.queryStart.subarray(0, n));
-    put(buffers.contextLens, step.contextLens);
-    put(buffers.blockTables, tables);
-    put(buffers.slots, step.slots);
-    put(buffers.logitRows, step.logitRows);
-    put(buffers.params, inputs.params);
-    put(buffers.seeds, seedWords(inputs.seeds));
-    put(buffers.steps, inputs.steps);
+    put(buffers.ints, host);
+    if (!captured.lastParams || !sameValues(captured.lastParams, params)) {
+      put(buffers.params, params);
+      captured.lastParams = params;
+    }
   }
+}
 
-  /**
-   * Rows from `from` to the bucket's end as padding: one position (0) in the scratch block, greedy
-   * sampling. queryStart runs 0, 1, …, batch (one query row per sequence) whatever the step.
-   */
-  private uploadPadding(buffers: GraphBuffers, batch: number, width: number, from: number): void {
-    const pad = batch - from;
-    const put = (t: Tensor, values: Int32Array | Float32Array, at: number): void =>
-      t.engine.upload(t.storage.handle, (t.offset + at) * 4, values);
-    const scratch = this.o.scratchBlock;
-    put(
-      buffers.queryStart,
-      Int32Array.from({ length: batch + 1 }, (_, i) => i),
-      0,
-    );
-    if (pad === 0) return;
-    const table = new Int32Array(pad * width).fill(-1);
-    for (let i = 0; i < pad; i++) table[i * width] = scratch;
-    put(buffers.tokens, new Int32Array(pad), from);
-    put(buffers.contextLens, new Int32Array(pad).fill(1), from);
-    put(buffers.blockTables, table, from * width);
-    put(buffers.slots, new Int32Array(pad).fill(scratch * this.cache.blockSize), from);
-    put(
-      buffers.logitRows,
-      Int32Array.from({ length: pad }, (_, i) => from + i),
-      from,
-    );
-    const params = new Float32Array(pad * SAMPLING_PARAM_COUNT);
-    for (let i = 0; i < pad; i++) params.set([0, 0, 1, 0, 1, 0, 0], i * SAMPLING_PARAM_COUNT);
-    put(buffers.params, params, from * SAMPLING_PARAM_COUNT);
-    put(buffers.seeds, new Int32Array(pad * 2), from * 2);
-    put(buffers.steps, new Int32Array(pad), from);
-  }
+function sameValues(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** Seeds as the sampler's (low, high) 32-bit words. */

@@ -71,11 +71,13 @@ export interface InferenceEngineOptions {
   maxQueue?: number;
   /** Share the cache blocks of identical prompt prefixes between requests. Default true. */
   prefixSharing?: boolean;
-  /**
-   * Replay decode steps as captured graphs (one per batch-size bucket). Default: on for CUDA devices. The
-   * CPU engine replays a graph by running its step again, so turning it on there only exercises the path.
-   */
+  /** Replay decode steps as CUDA graphs (one per batch-size bucket) on CUDA devices. Default true. */
   cudaGraphs?: boolean;
+  /**
+   * Take the graph path on the CPU engine too, whose graphs replay by running the step again: it tests
+   * the path (fixed buffers, padding, bucketing) without a GPU, at the cost of the padding rows. Default false.
+   */
+  graphsOnCpu?: boolean;
 }
 
 export interface EngineStats {
@@ -144,6 +146,9 @@ export class InferenceEngine {
       if (!Number.isInteger(value) || value < 1)
         throw new RangeError(`InferenceEngine: ${name} must be a positive integer, got ${value}`);
     }
+    const bs = o.blockSize;
+    if (!Number.isInteger(bs) || bs < 1 || bs > 256 || (bs & (bs - 1)) !== 0)
+      throw new RangeError(`InferenceEngine: blockSize must be a power of two from 1 to 256, got ${bs}`);
     if (!Number.isInteger(o.tokenBudget) || o.tokenBudget < o.maxBatch)
       throw new RangeError(
         `InferenceEngine: tokenBudget must be an integer ≥ maxBatch (${o.maxBatch}), got ${o.tokenBudget}`,
@@ -165,7 +170,8 @@ export class InferenceEngine {
       memoryBytes: o.memoryBytes,
       vocab: tokenizer.vocabSize,
       maxBatch: o.maxBatch,
-      graphs: options.cudaGraphs,
+      cudaGraphs: options.cudaGraphs ?? true,
+      graphsOnCpu: options.graphsOnCpu ?? false,
     });
     try {
       this.blocks = new BlockManager(this.runner.numBlocks, o.blockSize, o.prefixSharing ?? true);

@@ -58,8 +58,6 @@ export class PagedRunner implements StepRunner {
       const paged: PagedStep = {
         tokens: upload(step.tokens, [step.tokens.length]),
         batch: {
-          numSeqs: step.numSeqs,
-          maxBlocksPerSeq: step.maxBlocksPerSeq,
           maxQueryLen: step.maxQueryLen,
           maxContextLen: step.maxContextLen,
           queryStart: upload(step.queryStart, [step.numSeqs + 1]),

@@ -17,8 +17,10 @@ export interface StepRunnerOptions {
   /** Columns that may be sampled (the tokenizer's vocabulary). */
   vocab: number;
   maxBatch: number;
-  /** Replay decode steps as captured graphs; default: on CUDA devices. */
-  graphs?: boolean;
+  /** Replay decode steps as graphs on CUDA devices. */
+  cudaGraphs: boolean;
+  /** Also on the CPU engine (whose graphs rerun their step: for testing the path). */
+  graphsOnCpu: boolean;
 }
 
 /**
@@ -35,14 +37,15 @@ export function createStepRunner(model: LanguageModel, o: StepRunnerOptions): St
   const numBlocks = o.numBlocks ?? Math.floor(o.memoryBytes / perBlock);
   if (numBlocks < 1)
     throw new RangeError(
-      `InferenceEngine: memoryBytes ${o.memoryBytes} holds not one KV-cache block (${perBlock} bytes each for this model)`,
+      `InferenceEngine: memoryBytes ${o.memoryBytes} holds not one KV-cache block ` +
+        `(${perBlock} bytes each for this model)`,
     );
   return new PagedRunner(andromeda, {
     numBlocks,
     blockSize: o.blockSize,
     vocab: o.vocab,
     maxBatch: o.maxBatch,
-    graphs: o.graphs ?? device.startsWith('cuda'),
+    graphs: device.startsWith('cuda') ? o.cudaGraphs : o.graphsOnCpu,
   });
 }
 

@@ -14,6 +14,7 @@
  *    of the `topLogprobs` best tokens (by score, then id);
  * 4. filters, each keeping a prefix of the tokens ordered by score then id: top-k (the k first), top-p (the
  *    shortest prefix of those whose probability reaches p of theirs), min-p (probability ≥ minP · the best's);
+ *    a token whose weight exp(s − max) underflows float32 is never kept;
  * 5. the draw: u = the counter-based uniform of (row seed, row step) (native/common/counter_random.h), and the
  *    token is the first kept id, in increasing id order, whose running weight exp(s − max) exceeds u · Σ kept —
  *    the same seed and step give the same token on every engine (to float rounding at exact boundaries).

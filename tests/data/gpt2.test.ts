@@ -49,10 +49,15 @@ test('GPT-2 tokenizer.json: known ids, agreement with the reference encoder, exa
   }
   assert.ok(checked >= 15);
 
+  // gpt-3-encoder splits with JavaScript's \s, which counts U+FEFF as a space and U+0085 as not; Hugging Face
+  // (Rust) has it the other way round, so the reference only judges text without them. The tokenizers
+  // fixtures (tokenizer-hf-parity.test.ts) cover both characters.
+  const jsAndRustSpacesDiffer = /[\ufeff\u0085]/;
   const rng = new Rng(17);
   for (let i = 0; i < 200; i++) {
     const text = randomText(rng);
-    assert.deepEqual([...gpt2.encode(text)], reference.encode(text), `mismatch on ${JSON.stringify(text)}`);
+    if (!jsAndRustSpacesDiffer.test(text))
+      assert.deepEqual([...gpt2.encode(text)], reference.encode(text), `mismatch on ${JSON.stringify(text)}`);
     assert.equal(gpt2.decode(gpt2.encode(text)), text);
     const bytes = randomBytes(rng);
     assert.deepEqual(gpt2.decodeBytes(gpt2.encodeBytes(bytes)), bytes);

@@ -64,7 +64,7 @@ test('a trained BPE exported as tokenizer.json encodes identically when loaded b
   const rng = new Rng(11);
   const docs = Array.from({ length: 60 }, () => randomText(rng, 60));
   const bpe = await trainBpe(docs, { vocabSize: 600 });
-  const hf = HuggingFaceTokenizer.fromJSON(JSON.parse(JSON.stringify(bpe.toHuggingFaceJSON())));
+  const hf = HuggingFaceTokenizer.fromJSON(JSON.parse(JSON.stringify(bpe.toJSON())));
   assert.equal(hf.vocabSize, bpe.vocabSize);
   assert.equal(hf.eosId, bpe.eosId);
   for (let i = 0; i < 150; i++) {
@@ -115,7 +115,10 @@ test('unsupported or broken tokenizer.json files are rejected with the reason', 
     () => HuggingFaceTokenizer.fromJSON(handWrittenTokenizerJson(), { eosToken: '</s>' }),
     /"<\/s>" is not an added token/,
   );
-  const bert = handWrittenTokenizerJson();
-  bert.pre_tokenizer = { type: 'BertPreTokenizer' };
-  assert.throws(() => HuggingFaceTokenizer.fromJSON(bert), /pre-tokenizer "BertPreTokenizer" is not supported/);
+  const scripts = handWrittenTokenizerJson();
+  scripts.pre_tokenizer = { type: 'UnicodeScripts' };
+  assert.throws(() => HuggingFaceTokenizer.fromJSON(scripts), /pre-tokenizer "UnicodeScripts" is not supported/);
+  const unigram = handWrittenTokenizerJson();
+  (unigram.model as Record<string, unknown>).type = 'Unigram';
+  assert.throws(() => HuggingFaceTokenizer.fromJSON(unigram), /model type "Unigram" is not supported \(only BPE\)/);
 });

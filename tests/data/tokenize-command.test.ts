@@ -82,7 +82,8 @@ test('tokenize with a trained BPE writes shards, manifest and tokenizer; documen
     ]),
   );
   const dataset = await TokenDataset.open(out);
-  assert.equal(dataset.tokenizer.kind, 'bpe');
+  assert.equal(dataset.tokenizer.kind, 'huggingface'); // the trained BPE is saved in Hugging Face's format
+  assert.ok(dataset.tokenizer.vocabSize > 257, 'the tokenizer has trained merges, not just bytes');
   assert.equal(dataset.manifest.dtype, 'uint16');
   assert.deepEqual(splitDocuments(dataset, 'val'), [DOCS[3]]); // document 3 of 5 with f = 0.25
   assert.deepEqual(splitDocuments(dataset, 'train'), [DOCS[0], DOCS[1], DOCS[2], DOCS[4]]);
@@ -101,7 +102,7 @@ test('tokenize accepts a Hugging Face tokenizer.json path', async () => {
   // not .json so the input walk reads it as text: fine, it is just text
   const hfPath = join(dir, 'hf-tokenizer.json.txt');
   const bpe = await trainBpe(DOCS, { vocabSize: 280 });
-  await writeFile(hfPath, JSON.stringify(bpe.toHuggingFaceJSON()));
+  await writeFile(hfPath, JSON.stringify(bpe.toJSON()));
   const out = join(dir, 'out');
   await quietly(() =>
     tokenizeCommand.run([

@@ -93,10 +93,17 @@ test('saved tokenizers load back with identical behaviour', async () => {
     const path = join(dir, `${tokenizer.kind}.json`);
     await tokenizer.save(path);
     const loaded = await loadTokenizer(path);
-    assert.equal(loaded.kind, tokenizer.kind);
+    assert.equal(loaded.kind, 'huggingface'); // saved as Hugging Face's tokenizer.json
+    assert.equal(JSON.stringify(loaded.toJSON()), JSON.stringify(tokenizer.toJSON()));
     assert.equal(loaded.vocabSize, tokenizer.vocabSize);
     assert.equal(loaded.eosId, tokenizer.eosId);
     assert.deepEqual(loaded.encode(TRAINING_TEXT), tokenizer.encode(TRAINING_TEXT));
+    const withSpecial = TRAINING_TEXT + '<|pad|>x<|endoftext|>';
+    assert.deepEqual(
+      loaded.encode(withSpecial, { allowSpecial: true }),
+      tokenizer.encode(withSpecial, { allowSpecial: true }),
+    );
+    assert.equal(loaded.decode(tokenizer.encode(withSpecial)), withSpecial);
   }
   assert.equal(byte.eosId, 257);
 });

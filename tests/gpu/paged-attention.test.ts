@@ -1,10 +1,12 @@
 // The CUDA engine's paged-cache ops (native/cuda/paged) against the CPU engine's.
-// pagedAttention: the CPU engine in float64 on the same (dtype-rounded) values is the reference, at many shapes —
-// decode, verification and prefill rows mixed in one batch, very different context lengths, block sizes 1–64,
-// shuffled tables with garbage past each context, MQA / GQA / MHA, ALiBi, rotary (+ xPos), key scale, head dims
-// 32/64/128, one split and many (the combine), more row blocks than the grid holds, bounds above the true lengths,
-// and metadata that names nothing valid (bad block ids, impossible lengths, query ranges outside the rows), where
-// both engines must skip the same keys and leave the same rows untouched. The row movers (scatterRows,
+// pagedAttention: the CPU engine in float64 on the same (dtype-rounded) values is the reference (limits: 1e-4 for
+// float32, computed in fp32 on CUDA cores; 1e-2 for bfloat16, tensor cores on bf16 operands as the dense kernels'
+// tests), at many shapes: decode, verification and prefill rows mixed in one batch, very different context
+// lengths, block sizes 1–256, shuffled tables with garbage past each context, MQA / GQA / MHA, ALiBi, rotary
+// (+ xPos), key scale, head dims 32/64/128, one split and many (the combine), more row blocks than the grid holds,
+// bounds above the true lengths, positions past 100,000, and metadata that names nothing valid (bad block ids,
+// impossible lengths, query ranges outside the rows), where both engines must skip the same keys and leave the
+// same rows untouched. The row movers (scatterRows,
 // pagedTokenShift, pagedTailWrite) copy values, so they must match the CPU engine exactly.
 import assert from 'node:assert/strict';
 import type { Dense, Engine, PagedAttentionArgs, PagedBatchArgs } from '../../src/engine/index.js';
@@ -208,9 +210,11 @@ function checkAttention(pr: AttentionProblem, dtype: DType): void {
   };
   const want = runAttention(cpu(), 'float64', rounded);
   const got = runAttention(gpu(), dtype, pr);
-  const tol = dtype === 'float32' ? 2e-5 : 1e-2;
+  // float32: the CPU engine's own float32 result is 1e-5 from this reference at 3,000 keys and 7.5e-5 at 100,000.
+  const tol = dtype === 'float32' ? 1e-4 : 1e-2;
   const err = relativeError(want, got);
   const firstBad = firstMismatch(want, got, dtype === 'float32' ? 1e-3 : 5e-2);
+  console.log(`  ${pr.c.name} (${dtype}): relative error ${err.toExponential(2)} (limit ${tol})`);
   assert.ok(
     err <= tol,
     `${pr.c.name} (${dtype}): relative error ${err.toExponential(2)} > ${tol}` +

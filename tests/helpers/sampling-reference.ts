@@ -74,7 +74,10 @@ export function referenceFiltered(scores: Float64Array, o: DeviceSamplingOptions
     kept = j + 1;
   }
   const minP = Math.min(o.minP ?? 0, 1);
-  const ids = order.slice(0, kept).filter((i) => !(minP > 0) || weight(i) >= Math.fround(minP));
+  // The kernels weigh in float32: a weight that underflows there can never be drawn.
+  const ids = order
+    .slice(0, kept)
+    .filter((i) => (!(minP > 0) || weight(i) >= Math.fround(minP)) && Math.fround(weight(i)) > 0);
   const total = ids.reduce((s, i) => s + weight(i), 0);
   return new Map(ids.map((i) => [i, weight(i) / total]));
 }

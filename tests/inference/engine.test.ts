@@ -42,7 +42,7 @@ test('the engine is exported from the package entry point', () => {
   assert.equal(PublicInferenceEngine, InferenceEngine);
 });
 
-test('concurrent greedy requests of different lengths, under a pool small enough to preempt, equal uncached greedy', async () => {
+test('concurrent greedy requests of different lengths, in a pool that must preempt, = uncached greedy', async () => {
   const model = tinyModel(1);
   const prompts = ['Call me Ishmael.', 'It was', 'A much longer prompt that needs several chunks of prefill.', ''];
   const maxTokens = 24;
@@ -95,7 +95,7 @@ test('a shared system prompt is found in the cache by later requests, with the s
   }
 });
 
-test('streaming: events carry the text, cancellation by signal, stream.cancel and break frees blocks at once', async () => {
+test('streaming: events carry the text; cancelling (signal, cancel(), break) frees blocks at once', async () => {
   const model = tinyModel(3);
   const engine = new InferenceEngine(model, tokenizer, { blockSize: 4, numBlocks: 256, maxBatch: 8, tokenBudget: 32 });
   try {
@@ -196,6 +196,8 @@ test('stop strings and the end-of-document token end requests; bad requests fail
     const queued = [engine.submit('a', greedy(4)), engine.submit('b', greedy(4))];
     assert.throws(() => engine.submit('c', greedy(4)), QueueFullError);
     assert.throws(() => new InferenceEngine(model, tokenizer, { maxBatch: 8, tokenBudget: 4 }), /tokenBudget/);
+    assert.throws(() => new InferenceEngine(model, tokenizer, { blockSize: 48 }), /blockSize must be a power of two/);
+    assert.throws(() => new InferenceEngine(model, tokenizer, { memoryBytes: 100 }), /holds not one KV-cache block/);
     await Promise.all(queued.map((q) => q.result));
     // The token limit is capped to the pool: 60 positions of context + generated tokens, plus the last token.
     const long = await engine.submit('x'.repeat(59), greedy(1000)).result;
@@ -229,12 +231,12 @@ test('close cancels what is running, and the engine yields to the event loop bet
   model.dispose();
 });
 
-test('decode steps replayed as graphs (CPU replay) give the same greedy tokens, and the same sampled tokens', async () => {
+test('decode steps replayed as graphs (CPU replay) give the same greedy and the same sampled tokens', async () => {
   const model = tinyModel(7);
   const prompts = ['one', 'two two', 'three three three', 'four', 'five five'];
   const options = { blockSize: 4, numBlocks: 96, maxBatch: 8, tokenBudget: 32 };
-  const run = async (cudaGraphs: boolean, params: GenerationParams[]) => {
-    const engine = new InferenceEngine(model, tokenizer, { ...options, cudaGraphs });
+  const run = async (graphsOnCpu: boolean, params: GenerationParams[]) => {
+    const engine = new InferenceEngine(model, tokenizer, { ...options, graphsOnCpu });
     try {
       const results = await Promise.all(prompts.map((p, i) => engine.submit(p, params[i]!).result));
       return { ids: results.map((r) => r.tokenIds), graphs: engine.stats().graphs };

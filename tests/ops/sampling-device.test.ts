@@ -135,6 +135,30 @@ test('seeded draws equal the float64 reference with the same counter-based unifo
   assert.ok(distinct > calls, `the steps draw fresh numbers (${distinct} changes)`);
 });
 
+test('wide nuclei (thousands of tokens, beyond one sorted batch) and large top-k follow the reference', () => {
+  const gen = new Generator(6);
+  const vocab = 20000;
+  const settings: DeviceSamplingOptions[] = [
+    { temperature: 1, topP: 0.95 },
+    { temperature: 2, topP: 0.99 },
+    { temperature: 1.5, topK: 5000, topP: 0.9 },
+    { temperature: 1, topK: 3000, minP: 0.001 },
+  ];
+  const rows = settings.length;
+  const logits = randomLogits(gen, rows * vocab, 0.5);
+  const seeds = settings.map((_, r) => 555 + r);
+  const calls = 8;
+  const results = draw({ logits, rows, vocab, options: settings, seeds }, 'float32', 0, calls);
+  for (let r = 0; r < rows; r++) {
+    const scores = referenceScores(row(logits, r, vocab), null, settings[r]!);
+    assert.ok(referenceFiltered(scores, settings[r]!).size > 2048, `row ${r} keeps more than two sorted batches`);
+    for (let c = 0; c < calls; c++) {
+      const want = referenceDraw(scores, settings[r]!, uniformFromCounter(seeds[r]!, c));
+      assert.equal(results[c]!.ids[r], want, `call ${c}, row ${r} (${JSON.stringify(settings[r])})`);
+    }
+  }
+});
+
 test('the same seed and step give the same token; another step or seed gives others', () => {
   const gen = new Generator(3);
   const vocab = 50,

@@ -63,9 +63,13 @@ void launch(const AttentionParams& base, const Launch& l) {
   p.part_stats = l.splits > 1 ? part_stats.as<float2>() : nullptr;
 
   auto kernel = paged::paged_attention_kernel<T, D>;
-  // The largest Q̃/K̃ stride this instantiation takes (key_dim ≤ 2D); set once, before any graph capture.
-  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                       int(Smem::bytes(paged::operand_ld<T>(2 * D))));
+  // The largest Q̃/K̃ stride this instantiation takes (key_dim ≤ 2D), set on the first call; it records no stream
+  // work, so a first call inside a graph capture leaves the capture valid.
+  static const cudaError_t attr = [&] {
+    RelaxedCaptureMode relaxed;
+    return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                int(Smem::bytes(paged::operand_ld<T>(2 * D))));
+  }();
   check(attr, "pagedAttention: raising the shared-memory limit");
   const dim3 grid(unsigned(l.splits), unsigned(l.row_blocks), unsigned(p.batch.num_seqs * p.kv_heads));
   p.operand_ld = paged::operand_ld<T>(p.key_dim);

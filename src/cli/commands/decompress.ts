@@ -59,7 +59,8 @@ export const decompressCommand: Command = {
       if (sha256 !== header.model.sha256)
         throw new CompressedFileError(
           `${input} was compressed with the checkpoint ${header.model.name} ` +
-            `(weights SHA-256 ${header.model.sha256}); --model ${values.model} is a different model (SHA-256 ${sha256})`,
+            `(weights SHA-256 ${header.model.sha256}); ` +
+            `--model ${values.model} is a different model (SHA-256 ${sha256})`,
         );
     }
     const model: CodingModel =

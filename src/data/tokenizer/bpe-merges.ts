@@ -47,18 +47,27 @@ export class BpeMerger {
   /** Appends the BPE ids of one pre-tokenized piece to `out`. */
   encodePiece(bytes: Uint8Array, out: number[]): void {
     const n = bytes.length;
-    if (n === 0) return;
     if (n === 1 || this.results.length === 0) {
       for (let i = 0; i < n; i++) out.push(this.byteToId[bytes[i]]);
       return;
     }
+    const ids = new Int32Array(n);
+    for (let i = 0; i < n; i++) ids[i] = this.byteToId[bytes[i]];
+    this.mergeIds(ids, out);
+  }
+
+  /** Applies the merges to a piece given as its initial token ids (overwritten); appends the result to `out`. */
+  mergeIds(ids: Int32Array, out: number[]): void {
+    const n = ids.length;
+    if (n <= 1 || this.results.length === 0) {
+      for (let i = 0; i < n; i++) out.push(ids[i]);
+      return;
+    }
     // Doubly linked list over the piece's tokens plus a min-heap of candidate merges keyed by
     // (rank, position). Stale heap entries are skipped when popped, giving O(n log n) per piece.
-    const ids = new Int32Array(n);
     const next = new Int32Array(n);
     const prev = new Int32Array(n);
     for (let i = 0; i < n; i++) {
-      ids[i] = this.byteToId[bytes[i]];
       next[i] = i + 1 < n ? i + 1 : -1;
       prev[i] = i - 1;
     }

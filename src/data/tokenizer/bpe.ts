@@ -1,8 +1,9 @@
 import { BpeMerger, MAX_BPE_VOCAB, type MergeRule } from './bpe-merges.js';
-import { TOKENIZER_FORMAT, TOKENIZER_FORMAT_VERSION, type BpeTokenizerJson, validateSpecialTokens } from './format.js';
+import { type BpeTokenizerJson, validateSpecialTokens } from './format.js';
+import { byteLevelBpeJson } from './huggingface/export.js';
 import { compilePattern, GPT2_PATTERN } from './pretokenize.js';
 import { ByteLevelTokenizer, DEFAULT_EOS_TOKEN } from './tokenizer.js';
-import { bytesToByteLevelString, concatBytes, utf8Encoder } from './utf8.js';
+import { concatBytes, utf8Encoder } from './utf8.js';
 
 export interface BpeTokenizerOptions {
   /** Merge i joins the pair (left, right) into the new id 256 + i. */
@@ -74,66 +75,18 @@ export class BpeTokenizer extends ByteLevelTokenizer {
     });
   }
 
-  toJSON(): BpeTokenizerJson {
-    return {
-      format: TOKENIZER_FORMAT,
-      version: TOKENIZER_FORMAT_VERSION,
-      type: 'bpe',
+  /** Hugging Face's tokenizer.json format (what `save` writes and `tokenizers` loads). */
+  toJSON(): Record<string, unknown> {
+    return byteLevelBpeJson({
+      tokenBytes: Array.from({ length: 256 + this.merges.length }, (_, id) => this.tokenBytes(id)),
+      merges: this.merges,
       pattern: this.patternSource,
-      merges: this.merges.flatMap(([l, r]) => [l, r]),
-      specialTokens: [...this.specialTokens].map(([content, id]) => ({ content, id })),
-      eosToken: this.eosToken,
-    };
+      specialTokens: this.specialTokens,
+    });
   }
 
   get eosToken(): string {
     for (const [text, id] of this.specialTokens) if (id === this.eosId) return text;
     throw new Error('unreachable: eos id is not a special token');
-  }
-
-  /** The same tokenizer as a Hugging Face `tokenizer.json` document (byte-level BPE). */
-  toHuggingFaceJSON(): Record<string, unknown> {
-    const vocab: Record<string, number> = {};
-    for (let id = 0; id < 256 + this.merges.length; id++) vocab[bytesToByteLevelString(this.tokenBytes(id))] = id;
-    const merges = this.merges.map(([l, r]) => [
-      bytesToByteLevelString(this.tokenBytes(l)),
-      bytesToByteLevelString(this.tokenBytes(r)),
-    ]);
-    return {
-      version: '1.0',
-      truncation: null,
-      padding: null,
-      added_tokens: [...this.specialTokens].map(([content, id]) => ({
-        id,
-        content,
-        single_word: false,
-        lstrip: false,
-        rstrip: false,
-        normalized: false,
-        special: true,
-      })),
-      normalizer: null,
-      pre_tokenizer: {
-        type: 'Sequence',
-        pretokenizers: [
-          { type: 'Split', pattern: { Regex: this.patternSource }, behavior: 'Isolated', invert: false },
-          { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false },
-        ],
-      },
-      post_processor: null,
-      decoder: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false },
-      model: {
-        type: 'BPE',
-        dropout: null,
-        unk_token: null,
-        continuing_subword_prefix: null,
-        end_of_word_suffix: null,
-        fuse_unk: false,
-        byte_fallback: false,
-        ignore_merges: false,
-        vocab,
-        merges,
-      },
-    };
   }
 }

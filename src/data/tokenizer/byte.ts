@@ -1,5 +1,6 @@
 import { BpeMerger } from './bpe-merges.js';
-import { TOKENIZER_FORMAT, TOKENIZER_FORMAT_VERSION, type ByteTokenizerJson, validateSpecialTokens } from './format.js';
+import { type ByteTokenizerJson, validateSpecialTokens } from './format.js';
+import { byteLevelBpeJson } from './huggingface/export.js';
 import { ByteLevelTokenizer, DEFAULT_EOS_TOKEN } from './tokenizer.js';
 import { utf8Encoder } from './utf8.js';
 
@@ -43,18 +44,13 @@ export class ByteTokenizer extends ByteLevelTokenizer {
     return new ByteTokenizer({ specialTokens: specials.map((s) => s.content), eosToken: json.eosToken });
   }
 
-  toJSON(): ByteTokenizerJson {
-    return {
-      format: TOKENIZER_FORMAT,
-      version: TOKENIZER_FORMAT_VERSION,
-      type: 'byte',
-      specialTokens: [...this.specialTokens].map(([content, id]) => ({ content, id })),
-      eosToken: this.eosTokenText(),
-    };
-  }
-
-  private eosTokenText(): string {
-    for (const [text, id] of this.specialTokens) if (id === this.eosId) return text;
-    throw new Error('unreachable: eos id is not a special token');
+  /** Hugging Face's tokenizer.json format: a byte-level BPE without merges (what `save` writes). */
+  toJSON(): Record<string, unknown> {
+    return byteLevelBpeJson({
+      tokenBytes: Array.from({ length: 256 }, (_, b) => Uint8Array.of(b)),
+      merges: [],
+      pattern: null,
+      specialTokens: this.specialTokens,
+    });
   }
 }

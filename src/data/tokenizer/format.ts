@@ -20,7 +20,7 @@ export interface BpeTokenizerJson {
   format: typeof TOKENIZER_FORMAT;
   version: number;
   type: 'bpe';
-  /** Pre-tokenization regex (JavaScript syntax, compiled with the `u` flag). */
+  /** Pre-tokenization regex, in the Rust/Oniguruma syntax of Hugging Face tokenizer.json files. */
   pattern: string;
   /** Flattened merge pairs [left0, right0, left1, right1, ...]; merge i creates id 256 + i. */
   merges: number[];

@@ -1,4 +1,4 @@
-export type { Tokenizer, EncodeOptions } from './tokenizer.js';
+export type { Tokenizer, EncodeOptions, DecodeOptions } from './tokenizer.js';
 export { DEFAULT_EOS_TOKEN } from './tokenizer.js';
 export { ByteTokenizer, type ByteTokenizerOptions } from './byte.js';
 export { BpeTokenizer, type BpeTokenizerOptions } from './bpe.js';

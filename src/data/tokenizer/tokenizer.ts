@@ -11,6 +11,16 @@ export interface EncodeOptions {
    * Off by default so that document text can never inject control tokens.
    */
   allowSpecial?: boolean;
+  /**
+   * When true, adds the tokens a Hugging Face tokenizer's post-processor puts around a sequence (Llama's
+   * `<|begin_of_text|>`, `<s>`, CLS/SEP). Tokenizers without a post-processor add none.
+   */
+  addSpecialTokens?: boolean;
+}
+
+export interface DecodeOptions {
+  /** Leaves special tokens (BOS, EOS, chat markers) out of the text. */
+  skipSpecialTokens?: boolean;
 }
 
 /** Every tokenizer (byte, trained BPE, Hugging Face) behind one interface. */
@@ -34,7 +44,7 @@ export interface Tokenizer {
    */
   encodeBytes(bytes: Uint8Array): Int32Array;
   /** Decodes to text; byte sequences that are not valid UTF-8 become U+FFFD. */
-  decode(ids: ArrayLike<number>): string;
+  decode(ids: ArrayLike<number>, options?: DecodeOptions): string;
   decodeBytes(ids: ArrayLike<number>): Uint8Array;
   /** The bytes that one id stands for (a special token's UTF-8 text for special ids). */
   tokenBytes(id: number): Uint8Array;
@@ -120,7 +130,11 @@ export abstract class ByteLevelTokenizer implements Tokenizer {
     return Int32Array.from(out);
   }
 
-  decode(ids: ArrayLike<number>): string {
+  decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
+    if (options.skipSpecialTokens) {
+      const special = new Set(this.specialTokens.values());
+      ids = Array.from(ids).filter((id) => !special.has(id));
+    }
     return utf8Decoder.decode(this.decodeBytes(ids));
   }
 
