@@ -11,6 +11,7 @@ import { Andromeda } from '../model/andromeda.js';
 import { resolveConfig, type AndromedaConfig } from '../model/config.js';
 import { presetInput } from '../model/presets.js';
 import { loadModelForInference } from '../inference/load.js';
+import type { Tokenizer } from '../data/tokenizer/tokenizer.js';
 import { unwrapAndromeda } from '../train/andromeda-adapter.js';
 import { resolveCheckpointDir, sha256File } from '../train/run-checkpoint.js';
 
@@ -102,16 +103,26 @@ export function checkpointHash(path: string): { dir: string; sha256: string } {
   return { dir, sha256: sha256File(join(dir, 'model.safetensors')) };
 }
 
+/** Whether ids 0–255 stand for the bytes 0–255 (however the tokenizer file describes it). */
+function isByteLevel(tokenizer: Tokenizer): boolean {
+  if (tokenizer.vocabSize < BYTE_VOCAB || tokenizer.eosId < 256) return false;
+  for (let b = 0; b < 256; b++) {
+    const bytes = tokenizer.tokenBytes(b);
+    if (bytes.length !== 1 || bytes[0] !== b) return false;
+  }
+  return true;
+}
+
 export async function loadCheckpointModel(path: string): Promise<CodingModel> {
   const { dir, sha256 } = checkpointHash(path);
   const loaded = await loadModelForInference(dir, 'cpu');
   const model = unwrapAndromeda(loaded.model);
   try {
     if (!model) throw new Error(`${path}: compression supports Andromeda checkpoints only`);
-    if (loaded.tokenizer.kind !== 'byte')
+    if (!isByteLevel(loaded.tokenizer))
       throw new Error(
-        `${path}: compression needs a byte-level model (trained with the byte tokenizer); this one uses a ` +
-          `${loaded.tokenizer.kind} tokenizer`,
+        `${path}: compression needs a byte-level model (ids 0–255 are the bytes 0–255, as the byte tokenizer ` +
+          `makes them); this one's tokenizer (${loaded.tokenizer.kind}, ${loaded.tokenizer.vocabSize} ids) is not`,
       );
     checkByteLevel(model.config, path);
   } catch (e) {
