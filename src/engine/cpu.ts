@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import type { AttentionArgs, Dense, DeviceGraph } from './engine.js';
+import type { AttentionArgs, Dense, DeviceGraph, FusedAttentionShape } from './engine.js';
 import { RecordedGraph } from './device-graph.js';
 import { NativeEngine, handleOrNone, offsetOrNone, requireAddon, type NativeKernels } from './native-engine.js';
 import type { CpuKernels } from './native-abi.js';
@@ -139,6 +139,11 @@ export class CpuEngine extends NativeEngine {
       () => this.runGraphFunction(fn),
       () => {},
     );
+  }
+
+  /** The CPU kernels take every head shape. */
+  fusedAttentionUnsupported(_shape: FusedAttentionShape): string | null {
+    return null;
   }
 
   /**

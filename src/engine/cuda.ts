@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { installProfiler } from './cuda-profile.js';
-import type { AttentionArgs, Dense, DeviceGraph, MemoryStats } from './engine.js';
+import type { AttentionArgs, Dense, DeviceGraph, FusedAttentionShape, MemoryStats } from './engine.js';
 import { RecordedGraph } from './device-graph.js';
 import { NativeEngine, requireAddon, type NativeKernels } from './native-engine.js';
 import type { CudaKernels } from './native-abi.js';
@@ -152,6 +152,16 @@ export class CudaEngine extends NativeEngine {
   }
   override memoryStats(): CudaMemoryStats {
     return this.#addon.memoryStats();
+  }
+
+  /** The shapes the CUDA kernels were built for (validate() of native/cuda/attention/ and native/cuda/paged/). */
+  fusedAttentionUnsupported(shape: FusedAttentionShape): string | null {
+    if (![32, 64, 128].includes(shape.headDim))
+      return `head dim ${shape.headDim} (the CUDA kernels support 32, 64 and 128)`;
+    if (shape.kernel === 'dense' && (shape.rotaryDim % 16 !== 0 || shape.rotaryDim > 128))
+      return `rotary dim ${shape.rotaryDim} (the CUDA kernels rotate a multiple of 16 features, at most 128)`;
+    if (shape.alibi && shape.heads > 256) return `ALiBi on ${shape.heads} heads (the CUDA kernels take at most 256)`;
+    return null;
   }
 
   // Fused attention (native/cuda/attention, src/engine/cuda-attention.ts). `options` names kernels explicitly

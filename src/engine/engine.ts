@@ -210,6 +210,16 @@ export interface MemoryStats {
   readonly reserved: number;
 }
 
+/** The sizes that decide whether an engine's fused attention kernels apply. */
+export interface FusedAttentionShape {
+  /** 'dense': attentionForward/Backward; 'paged': pagedAttention. */
+  readonly kernel: 'dense' | 'paged';
+  readonly heads: number;
+  readonly headDim: number;
+  readonly rotaryDim: number;
+  readonly alibi: boolean;
+}
+
 export interface Engine {
   /** 'cpu' or 'cuda:N'. */
   readonly device: string;
@@ -320,6 +330,12 @@ export interface Engine {
   matmulBias(args: MatmulArgs, bias: Dense): void;
 
   // Fused attention (src/ops/attention.ts, 'fused'); its reference form composes matmul, maskedSoftmax and rotary.
+  /**
+   * Why the fused (or paged) attention kernels cannot take heads of this shape, or null when they can: 'auto'
+   * attention runs such problems (imported models with head dims the kernels were not built for) on the
+   * reference path, and the inference engine recomputes instead of paging.
+   */
+  fusedAttentionUnsupported(shape: FusedAttentionShape): string | null;
   attentionForward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void;
   attentionBackward(
     q: Dense,

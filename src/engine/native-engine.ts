@@ -17,6 +17,7 @@ import {
   type AdamWArgs,
   type AdamWItem,
   type AttentionArgs,
+  type FusedAttentionShape,
   type HeadNormArgs,
   type Engine,
   type BinaryOp,
@@ -132,6 +133,7 @@ export abstract class NativeEngine implements Engine {
   /** The engine's form of captureGraph, called with no capture open (CUDA: stream capture; CPU: re-running fn). */
   protected abstract recordGraph(fn: () => void): DeviceGraph;
   // Fused attention: each engine's addon takes its own configuration (src/engine/cpu.ts, cuda-attention.ts).
+  abstract fusedAttentionUnsupported(shape: FusedAttentionShape): string | null;
   abstract attentionForward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void;
   abstract attentionBackward(
     q: Dense,

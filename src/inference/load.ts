@@ -8,6 +8,9 @@ import type { LanguageModel, ModelFamily } from '../train/model.js';
 import type { Tokenizer } from '../data/tokenizer/tokenizer.js';
 import { ByteTokenizer } from '../data/tokenizer/byte.js';
 import { loadTokenizer } from '../data/tokenizer/load.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { isHuggingFaceCheckpoint, readHuggingFaceCheckpoint } from '../model/hf-import.js';
 
 export interface LoadedModel {
   model: LanguageModel;
@@ -30,6 +33,7 @@ export async function loadModelForInference(
   // Checked first: a device that cannot run here is not a fault of the checkpoint.
   const unavailable = deviceUnavailableReason(device);
   if (unavailable) throw new Error(`device ${device} cannot be used here: ${unavailable}`);
+  if (isHuggingFaceCheckpoint(path)) return loadHuggingFace(path, device, tokenizerSpec);
   const ckpt = await loadCheckpoint(path, device);
   try {
     let tokenizer = ckpt.tokenizer;
@@ -67,5 +71,38 @@ export async function loadModelForInference(
     return { model, family, tokenizer, dir: ckpt.dir, step: ckpt.step, config: ckpt.modelConfig };
   } finally {
     for (const t of ckpt.weights.values()) t.dispose();
+  }
+}
+
+/**
+ * A transformers checkpoint folder (config.json + safetensors) loaded as an Andromeda model without
+ * converting it first; its tokenizer.json, when there, is the tokenizer.
+ */
+async function loadHuggingFace(dir: string, device: string, tokenizerSpec?: string): Promise<LoadedModel> {
+  let tokenizer: Tokenizer | null = null;
+  if (tokenizerSpec) tokenizer = tokenizerSpec === 'byte' ? new ByteTokenizer() : await loadTokenizer(tokenizerSpec);
+  else if (existsSync(join(dir, 'tokenizer.json'))) tokenizer = await loadTokenizer(join(dir, 'tokenizer.json'));
+  if (!tokenizer)
+    throw new CheckpointError(`${dir} has no tokenizer.json: pass --tokenizer <tokenizer.json> or --tokenizer byte`);
+  const { config, weights, warnings } = readHuggingFaceCheckpoint(dir, { device });
+  for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
+  try {
+    const family = getModelFamily('andromeda');
+    const model = family.create(config as never, { seed: 0, device });
+    try {
+      model.loadStateDict(weights);
+    } catch (error) {
+      model.dispose();
+      throw error;
+    }
+    if (tokenizer.vocabSize > model.vocabSize) {
+      model.dispose();
+      throw new CheckpointError(
+        `${dir}: tokenizer vocabulary (${tokenizer.vocabSize}) exceeds the model's (${model.vocabSize})`,
+      );
+    }
+    return { model, family, tokenizer, dir, step: 0, config: config as unknown as Record<string, unknown> };
+  } finally {
+    for (const t of weights.values()) t.dispose();
   }
 }

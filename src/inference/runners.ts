@@ -1,10 +1,13 @@
 /**
  * The step runner an engine gets for its model: the paged forward for Andromeda models, recomputation
- * for other families (see ./recompute-runner.ts), and how the cache pool is sized.
+ * for other families and for Andromeda models whose attention the paged kernels lack (a sliding window,
+ * dynamic NTK; see pagedAttentionUnsupported), and how the cache pool is sized.
  */
 import type { LanguageModel } from '../train/model.js';
 import { unwrapAndromeda } from '../train/andromeda-adapter.js';
 import { PagedKVCache } from '../model/paged-kv-cache.js';
+import { pagedAttentionUnsupported } from '../model/attention.js';
+import type { Andromeda } from '../model/andromeda.js';
 import { RecomputeRunner } from './recompute-runner.js';
 import { PagedRunner } from './paged-runner.js';
 import type { StepRunner } from './step-runner.js';
@@ -29,8 +32,26 @@ export interface StepRunnerOptions {
  */
 const UNPOOLED_BLOCKS = 1 << 20;
 
-export function createStepRunner(model: LanguageModel, o: StepRunnerOptions): StepRunner {
+/**
+ * The Andromeda model under `model` when its paged forward can run it: attention features the paged kernels
+ * have (pagedAttentionUnsupported) and a head shape the engine's paged kernel takes.
+ */
+function pagedAndromeda(model: LanguageModel): Andromeda | null {
   const andromeda = unwrapAndromeda(model);
+  if (!andromeda || pagedAttentionUnsupported(andromeda.config) !== null) return null;
+  const c = andromeda.config;
+  const shape = {
+    kernel: 'paged',
+    heads: c.heads,
+    headDim: c.headDim,
+    rotaryDim: c.rotary?.dim ?? 0,
+    alibi: c.alibiHeads > 0,
+  } as const;
+  return andromeda.embedding.weight.engine.fusedAttentionUnsupported(shape) === null ? andromeda : null;
+}
+
+export function createStepRunner(model: LanguageModel, o: StepRunnerOptions): StepRunner {
+  const andromeda = pagedAndromeda(model);
   const device = model.namedParameters()[0]?.[1].device ?? 'cpu';
   if (!andromeda) return new RecomputeRunner(model, device, o.vocab, o.numBlocks ?? UNPOOLED_BLOCKS);
   const perBlock = PagedKVCache.bytesPerBlock(andromeda.config, { blockSize: o.blockSize, dtype: andromeda.dtype });
@@ -51,11 +72,11 @@ export function createStepRunner(model: LanguageModel, o: StepRunnerOptions): St
 
 /** Whether the engine runs this model over a paged KV cache (else it recomputes). */
 export function hasPagedForward(model: LanguageModel): boolean {
-  return unwrapAndromeda(model) !== null;
+  return pagedAndromeda(model) !== null;
 }
 
 /** Bytes one cache block takes for this model (all layers), or null when it has no paged cache. */
 export function pagedCacheBytesPerBlock(model: LanguageModel, blockSize: number): number | null {
-  const andromeda = unwrapAndromeda(model);
+  const andromeda = pagedAndromeda(model);
   return andromeda ? PagedKVCache.bytesPerBlock(andromeda.config, { blockSize, dtype: andromeda.dtype }) : null;
 }

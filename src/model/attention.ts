@@ -4,28 +4,47 @@ import { permute, reshape } from '../ops/layout.js';
 import { headNorm } from '../ops/fused/head-norm.js';
 import { Module } from '../nn/module.js';
 import { Linear } from '../nn/linear.js';
+import { RMSNorm } from '../nn/rms-norm.js';
 import { constantTensor, type ParameterOptions } from '../nn/parameter.js';
 import type { AndromedaConfig } from './config.js';
-import type { RotarySettings } from './rotary.js';
+import { rotaryForKeys, type RotarySettings } from './rotary.js';
 import type { LayerState } from './context.js';
 import type { PagedAttentionFeatures, PagedLayer } from './paged-forward.js';
 
 /**
- * Self-attention: q/k/v/output projections without bias; multi-head, grouped-query or multi-query
- * (kvHeads); optional qk-norm (L2-normalised q and k, scale qkNormScale) with learned per-head
- * scales; rotary + xPos, ALiBi and masks applied by the attention op.
+ * Why the paged forward cannot run this config's attention, or null when it can. The paged kernels take one
+ * rotary table for all sequences and no window: a sliding window and dynamic NTK (frequencies that follow
+ * each sequence's length) run through the dense forward instead.
+ */
+export function pagedAttentionUnsupported(c: AndromedaConfig): string | null {
+  if (c.slidingWindow !== null) return `a sliding window (${c.slidingWindow})`;
+  if (c.rotary?.dynamicNtk) return 'dynamic NTK rotary scaling';
+  return null;
+}
+
+/**
+ * Self-attention: q/k/v/output projections (biases on q/k/v with qkvBias, on the output with
+ * attentionOutputBias); multi-head, grouped-query or multi-query (kvHeads); optional qk-norm, either
+ * x-transformers' (L2-normalised q and k, scale qkNormScale, learned per-head scales) or Qwen3's (qkRmsNorm:
+ * a learned RMSNorm over each head, before rotary); rotary + xPos, ALiBi, the sliding window and masks
+ * applied by the attention op.
  */
 export class SelfAttention extends Module {
   readonly query: Linear;
   readonly key: Linear;
   readonly value: Linear;
   readonly output: Linear;
+  /** Qwen3's per-head RMS norms of q and k (qkRmsNorm), or null. */
+  readonly queryNorm: RMSNorm | null = null;
+  readonly keyNorm: RMSNorm | null = null;
   private readonly heads: number;
   private readonly kvHeads: number;
   private readonly headDim: number;
   private readonly qkNorm: boolean;
   private readonly dimScale: boolean;
   private readonly scale: number;
+  private readonly window: number | null;
+  private readonly pagedUnsupported: string | null;
 
   constructor(
     config: AndromedaConfig,
@@ -38,11 +57,20 @@ export class SelfAttention extends Module {
     this.heads = heads;
     this.kvHeads = kvHeads;
     this.headDim = headDim;
-    const linear = { ...o, bias: false, initialize: false };
-    this.query = this.addModule('query', new Linear(dim, heads * headDim, linear));
-    this.key = this.addModule('key', new Linear(dim, kvHeads * headDim, linear));
-    this.value = this.addModule('value', new Linear(dim, kvHeads * headDim, linear));
-    this.output = this.addModule('output', new Linear(heads * headDim, dim, linear));
+    const projection = { ...o, bias: config.qkvBias, initialize: false };
+    this.query = this.addModule('query', new Linear(dim, heads * headDim, projection));
+    this.key = this.addModule('key', new Linear(dim, kvHeads * headDim, projection));
+    this.value = this.addModule('value', new Linear(dim, kvHeads * headDim, projection));
+    this.output = this.addModule(
+      'output',
+      new Linear(heads * headDim, dim, { ...o, bias: config.attentionOutputBias, initialize: false }),
+    );
+    if (config.qkRmsNorm) {
+      this.queryNorm = this.addModule('queryNorm', new RMSNorm(headDim, { ...o, eps: config.normEps }));
+      this.keyNorm = this.addModule('keyNorm', new RMSNorm(headDim, { ...o, eps: config.normEps }));
+    }
+    this.window = config.slidingWindow;
+    this.pagedUnsupported = pagedAttentionUnsupported(config);
     this.qkNorm = config.qkNorm;
     this.dimScale = config.qkNormDimScale;
     if (this.dimScale) {
@@ -58,10 +86,18 @@ export class SelfAttention extends Module {
     const heads = (t: Tensor, count: number): Tensor => reshape(t, [b, n, count, this.headDim]);
     const split = (t: Tensor, count: number): Tensor => permute(heads(t, count), [0, 2, 1, 3]);
     // qk-norm: L2 norm (and the learned query scale) fused with the move to the heads' layout.
-    let q = this.qkNorm
-      ? headNorm(heads(this.query.forward(x), this.heads), this.dimScale ? this.param('queryScale') : null)
-      : split(this.query.forward(x), this.heads);
-    let k = this.qkNorm ? headNorm(heads(this.key.forward(x), this.kvHeads)) : split(this.key.forward(x), this.kvHeads);
+    let q: Tensor, k: Tensor;
+    if (this.qkNorm) {
+      q = headNorm(heads(this.query.forward(x), this.heads), this.dimScale ? this.param('queryScale') : null);
+      k = headNorm(heads(this.key.forward(x), this.kvHeads));
+    } else if (this.queryNorm && this.keyNorm) {
+      // Qwen3's order: project, RMS-normalise each head, then rotate (the attention op rotates).
+      q = permute(this.queryNorm.forward(heads(this.query.forward(x), this.heads)), [0, 2, 1, 3]);
+      k = permute(this.keyNorm.forward(heads(this.key.forward(x), this.kvHeads)), [0, 2, 1, 3]);
+    } else {
+      q = split(this.query.forward(x), this.heads);
+      k = split(this.key.forward(x), this.kvHeads);
+    }
     let v = split(this.value.forward(x), this.kvHeads);
     let queryOffset: number | undefined;
     if (state.cache) {
@@ -76,7 +112,8 @@ export class SelfAttention extends Module {
       causal: true,
       queryOffset,
       keyScale: this.dimScale ? this.param('keyScale') : null,
-      rotary: this.rotary,
+      rotary: this.rotary && rotaryForKeys(this.rotary, k.shape[2]!),
+      window: this.window,
       alibiSlopes: this.slopes,
       queryPositions: positions,
       keyPositions: positions,
@@ -93,14 +130,22 @@ export class SelfAttention extends Module {
    * their slots, then the queries attend over the pools (src/model/paged-forward.ts).
    */
   forwardPaged(x: Tensor, layer: PagedLayer): Tensor {
+    if (this.pagedUnsupported) throw new Error(`forwardPaged: the paged attention has no ${this.pagedUnsupported}`);
     const rows = x.shape[0]!;
     // headNorm's [batch, n, heads, dim] → [batch, heads, n, dim] with n = 1 keeps the rows' [T, heads, dim] layout.
-    const headRows = (t: Tensor, count: number, weight: Tensor | null): Tensor =>
-      this.qkNorm
-        ? reshape(headNorm(reshape(t, [rows, 1, count, this.headDim]), weight), [rows, count, this.headDim])
-        : reshape(t, [rows, count, this.headDim]);
-    const q = headRows(this.query.forward(x), this.heads, this.dimScale ? this.param('queryScale') : null);
-    const k = headRows(this.key.forward(x), this.kvHeads, null);
+    const headRows = (t: Tensor, count: number, weight: Tensor | null, rmsNorm: RMSNorm | null): Tensor => {
+      if (this.qkNorm)
+        return reshape(headNorm(reshape(t, [rows, 1, count, this.headDim]), weight), [rows, count, this.headDim]);
+      const split = reshape(t, [rows, count, this.headDim]);
+      return rmsNorm ? rmsNorm.forward(split) : split;
+    };
+    const q = headRows(
+      this.query.forward(x),
+      this.heads,
+      this.dimScale ? this.param('queryScale') : null,
+      this.queryNorm,
+    );
+    const k = headRows(this.key.forward(x), this.kvHeads, null, this.keyNorm);
     const v = reshape(this.value.forward(x), [rows, this.kvHeads, this.headDim]);
     layer.writeKeysValues(k, v);
     const out = layer.attend(q, this.pagedFeatures());

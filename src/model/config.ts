@@ -21,6 +21,27 @@ export interface YarnConfig {
   readonly attentionFactor: number;
 }
 
+/**
+ * Llama 3.1's frequency-dependent scaling: wavelengths shorter than originalMaxSeqLen / highFreqFactor are
+ * kept, longer than originalMaxSeqLen / lowFreqFactor divided by factor, and those between blended smoothly.
+ */
+export interface Llama3ScalingConfig {
+  readonly factor: number;
+  readonly lowFreqFactor: number;
+  readonly highFreqFactor: number;
+  readonly originalMaxSeqLen: number;
+}
+
+/**
+ * Dynamic NTK scaling: once a sequence of L keys outgrows originalMaxSeqLen, the base becomes
+ * base · (factor·L/originalMaxSeqLen − (factor − 1))^(dim/(dim − 2)) for that call (all keys rotated with it,
+ * as a fresh forward over the whole sequence does); shorter sequences use the plain base.
+ */
+export interface DynamicNtkConfig {
+  readonly factor: number;
+  readonly originalMaxSeqLen: number;
+}
+
 export interface RotaryConfig {
   /** Rotated features per head; default max(headDim / 2, 32) as in x-transformers. */
   readonly dim: number;
@@ -32,6 +53,8 @@ export interface RotaryConfig {
   /** NTK-aware rescale: base · factor^(dim / (dim − 2)). */
   readonly ntkBaseRescale: number;
   readonly yarn: YarnConfig | null;
+  readonly llama3: Llama3ScalingConfig | null;
+  readonly dynamicNtk: DynamicNtkConfig | null;
 }
 
 export interface AndromedaConfig {
@@ -44,8 +67,16 @@ export interface AndromedaConfig {
   readonly kvHeads: number;
   /** The context length the model is meant for (nothing in the model limits it). */
   readonly maxSeqLen: number;
-  /** Feed-forward inner width is floor(dim · ffMult). */
+  /** Feed-forward inner width is floor(dim · ffMult), unless ffInnerDim gives it. */
   readonly ffMult: number;
+  /** Explicit feed-forward inner width (checkpoints whose width is no clean multiple of dim); null: from ffMult. */
+  readonly ffInnerDim: number | null;
+  /** Biases on the feed-forward projections (x-transformers: yes; Llama-style gated MLPs: no). */
+  readonly feedForwardBias: boolean;
+  /** Biases on the query, key and value projections (Qwen2, StableLM). */
+  readonly qkvBias: boolean;
+  /** Bias on the attention output projection (Llama's attention_bias sets it with qkvBias). */
+  readonly attentionOutputBias: boolean;
   readonly ffActivation: FeedForwardActivation;
   readonly norm: NormKind;
   readonly normEps: number;
@@ -65,6 +96,17 @@ export interface AndromedaConfig {
   readonly qkNorm: boolean;
   readonly qkNormScale: number;
   readonly qkNormDimScale: boolean;
+  /**
+   * Qwen3's qk-norm: RMSNorm (eps normEps, a learned weight of headDim shared by the heads) over each head of
+   * q and of k, before rotary; the attention scale stays headDim^-0.5. Unlike qkNorm (L2-normalised q and k
+   * with a fixed scale qkNormScale, x-transformers'), the magnitude is learned. The two exclude each other.
+   */
+  readonly qkRmsNorm: boolean;
+  /**
+   * Sliding-window attention: a query sees only itself and the W − 1 keys before it (Mistral's
+   * sliding_window); null for none.
+   */
+  readonly slidingWindow: number | null;
   /** The first `alibiHeads` heads get ALiBi; 0 for none. */
   readonly alibiHeads: number;
   readonly rotary: RotaryConfig | null;
@@ -81,7 +123,13 @@ export type AndromedaConfigInput = Partial<Omit<AndromedaConfig, 'rotary'>> & {
   readonly deepnorm?: boolean;
   /** null or false: no rotary; true: defaults; an object: those settings over the defaults. */
   readonly rotary?:
-    (Partial<Omit<RotaryConfig, 'yarn'>> & { readonly yarn?: Partial<YarnConfig> | null }) | boolean | null;
+    | (Partial<Omit<RotaryConfig, 'yarn' | 'llama3' | 'dynamicNtk'>> & {
+        readonly yarn?: Partial<YarnConfig> | null;
+        readonly llama3?: Partial<Llama3ScalingConfig> | null;
+        readonly dynamicNtk?: Partial<DynamicNtkConfig> | null;
+      })
+    | boolean
+    | null;
 };
 
 export class ConfigError extends Error {
@@ -97,6 +145,10 @@ const TOP_LEVEL_KEYS = new Set([
   'kvHeads',
   'maxSeqLen',
   'ffMult',
+  'ffInnerDim',
+  'feedForwardBias',
+  'qkvBias',
+  'attentionOutputBias',
   'ffActivation',
   'norm',
   'normEps',
@@ -110,12 +162,26 @@ const TOP_LEVEL_KEYS = new Set([
   'qkNorm',
   'qkNormScale',
   'qkNormDimScale',
+  'qkRmsNorm',
+  'slidingWindow',
   'alibiHeads',
   'rotary',
   'deepnorm',
 ]);
-const ROTARY_KEYS = new Set(['dim', 'base', 'xpos', 'xposScaleBase', 'interpolationFactor', 'ntkBaseRescale', 'yarn']);
+const ROTARY_KEYS = new Set([
+  'dim',
+  'base',
+  'xpos',
+  'xposScaleBase',
+  'interpolationFactor',
+  'ntkBaseRescale',
+  'yarn',
+  'llama3',
+  'dynamicNtk',
+]);
 const YARN_KEYS = new Set(['factor', 'originalMaxSeqLen', 'betaFast', 'betaSlow', 'attentionFactor']);
+const LLAMA3_KEYS = new Set(['factor', 'lowFreqFactor', 'highFreqFactor', 'originalMaxSeqLen']);
+const DYNAMIC_NTK_KEYS = new Set(['factor', 'originalMaxSeqLen']);
 
 export const DEFAULT_HEAD_DIM = 64;
 
@@ -153,6 +219,10 @@ export function resolveConfig(input: AndromedaConfigInput): AndromedaConfig {
     kvHeads: input.kvHeads ?? input.heads,
     maxSeqLen: input.maxSeqLen ?? 8192,
     ffMult: input.ffMult ?? 4,
+    ffInnerDim: input.ffInnerDim ?? null,
+    feedForwardBias: input.feedForwardBias ?? true,
+    qkvBias: input.qkvBias ?? false,
+    attentionOutputBias: input.attentionOutputBias ?? false,
     ffActivation: input.ffActivation ?? 'gelu',
     norm: input.norm ?? 'layernorm',
     normEps: input.normEps ?? (input.norm === 'rmsnorm' ? 1e-6 : 1e-5),
@@ -166,6 +236,8 @@ export function resolveConfig(input: AndromedaConfigInput): AndromedaConfig {
     qkNorm: input.qkNorm ?? false,
     qkNormScale: input.qkNormScale ?? 10,
     qkNormDimScale: input.qkNormDimScale ?? false,
+    qkRmsNorm: input.qkRmsNorm ?? false,
+    slidingWindow: input.slidingWindow ?? null,
     alibiHeads: input.alibiHeads ?? 0,
     rotary: null,
   };
@@ -200,6 +272,26 @@ function resolveRotary(
       attentionFactor: given.yarn.attentionFactor ?? (factor > 1 ? 0.1 * Math.log(factor) + 1 : 1),
     };
   }
+  let llama3: Llama3ScalingConfig | null = null;
+  if (given.llama3) {
+    for (const key of Object.keys(given.llama3))
+      if (!LLAMA3_KEYS.has(key)) problems.push(`unknown rotary.llama3 setting '${key}'`);
+    llama3 = {
+      factor: given.llama3.factor ?? 8,
+      lowFreqFactor: given.llama3.lowFreqFactor ?? 1,
+      highFreqFactor: given.llama3.highFreqFactor ?? 4,
+      originalMaxSeqLen: given.llama3.originalMaxSeqLen ?? 8192,
+    };
+  }
+  let dynamicNtk: DynamicNtkConfig | null = null;
+  if (given.dynamicNtk) {
+    for (const key of Object.keys(given.dynamicNtk))
+      if (!DYNAMIC_NTK_KEYS.has(key)) problems.push(`unknown rotary.dynamicNtk setting '${key}'`);
+    dynamicNtk = {
+      factor: given.dynamicNtk.factor ?? 1,
+      originalMaxSeqLen: given.dynamicNtk.originalMaxSeqLen ?? 8192,
+    };
+  }
   return {
     dim: given.dim ?? Math.max(Math.floor(headDim / 2), 32),
     base: given.base ?? 10000,
@@ -208,6 +300,8 @@ function resolveRotary(
     interpolationFactor: given.interpolationFactor ?? 1,
     ntkBaseRescale: given.ntkBaseRescale ?? 1,
     yarn,
+    llama3,
+    dynamicNtk,
   };
 }
 
@@ -232,8 +326,17 @@ function validate(c: AndromedaConfig, problems: string[]): void {
       );
     }
   }
-  if (!isPositive(c.ffMult) || !(Math.floor(c.dim * c.ffMult) > 0))
+  if (c.ffInnerDim !== null) {
+    if (!isPositiveInteger(c.ffInnerDim))
+      problems.push(`ffInnerDim must be a positive integer (or null), got ${JSON.stringify(c.ffInnerDim)}`);
+  } else if (!isPositive(c.ffMult) || !(Math.floor(c.dim * c.ffMult) > 0))
     problems.push(`ffMult must be positive (the inner width floor(dim·ffMult) must be ≥ 1), got ${c.ffMult}`);
+  for (const key of ['feedForwardBias', 'qkvBias', 'attentionOutputBias', 'qkRmsNorm'] as const)
+    if (typeof c[key] !== 'boolean') problems.push(`${key} must be true or false, got ${JSON.stringify(c[key])}`);
+  if (c.qkRmsNorm && c.qkNorm)
+    problems.push('qkRmsNorm (learned RMS norm per head) and qkNorm (L2 norm with a fixed scale) exclude each other');
+  if (c.slidingWindow !== null && !isPositiveInteger(c.slidingWindow))
+    problems.push(`slidingWindow must be a positive integer (or null), got ${JSON.stringify(c.slidingWindow)}`);
   if (!['gelu', 'swiglu', 'geglu'].includes(c.ffActivation))
     problems.push(`ffActivation must be 'gelu', 'swiglu' or 'geglu', got '${c.ffActivation}'`);
   if (!['layernorm', 'rmsnorm'].includes(c.norm))
@@ -295,6 +398,31 @@ function validate(c: AndromedaConfig, problems: string[]): void {
     if (r.interpolationFactor !== 1)
       problems.push('rotary: use either interpolationFactor or yarn (YaRN interpolates by itself)');
   }
+  if (r.llama3) {
+    const l = r.llama3;
+    if (!(l.factor >= 1)) problems.push(`rotary llama3 factor must be ≥ 1, got ${l.factor}`);
+    if (!isPositive(l.lowFreqFactor) || !isPositive(l.highFreqFactor) || l.highFreqFactor <= l.lowFreqFactor)
+      problems.push(
+        `rotary llama3 needs highFreqFactor > lowFreqFactor > 0, got ${l.highFreqFactor} and ${l.lowFreqFactor}`,
+      );
+    if (!isPositiveInteger(l.originalMaxSeqLen))
+      problems.push(`rotary llama3 originalMaxSeqLen must be a positive integer, got ${l.originalMaxSeqLen}`);
+  }
+  if (r.dynamicNtk) {
+    const d = r.dynamicNtk;
+    if (!(d.factor >= 1)) problems.push(`rotary dynamicNtk factor must be ≥ 1, got ${d.factor}`);
+    if (!isPositiveInteger(d.originalMaxSeqLen))
+      problems.push(`rotary dynamicNtk originalMaxSeqLen must be a positive integer, got ${d.originalMaxSeqLen}`);
+    if (r.dim <= 2) problems.push('rotary dynamicNtk needs a rotary dim above 2');
+  }
+  const scalings = [
+    r.interpolationFactor !== 1 && 'interpolationFactor',
+    r.yarn && 'yarn',
+    r.llama3 && 'llama3',
+    r.dynamicNtk && 'dynamicNtk',
+  ].filter(Boolean);
+  if (scalings.length > 1 && !(scalings.length === 2 && r.yarn && r.interpolationFactor !== 1))
+    problems.push(`rotary: give one frequency scaling, not ${scalings.join(' and ')}`);
 }
 
 /**
@@ -305,13 +433,17 @@ export function parameterCountOf(c: AndromedaConfig): number {
   const normParams = c.norm === 'layernorm' ? 2 * c.dim : c.dim;
   const inner = feedForwardInnerDim(c);
   const ffIn = c.ffActivation === 'gelu' ? inner : 2 * inner;
+  const ffBias = c.feedForwardBias ? 1 : 0;
   const block =
     (c.parallelBlocks ? normParams : 2 * normParams) +
     (2 * c.heads + 2 * c.kvHeads) * c.headDim * c.dim +
+    (c.qkvBias ? (c.heads + 2 * c.kvHeads) * c.headDim : 0) +
+    (c.attentionOutputBias ? c.dim : 0) +
     (c.qkNormDimScale ? 2 * c.heads * c.headDim : 0) +
+    (c.qkRmsNorm ? 2 * c.headDim : 0) +
     (c.scaleResidual ? (c.parallelBlocks ? c.dim : 2 * c.dim) : 0) +
-    ffIn * (c.dim + 1) +
-    c.dim * (inner + 1);
+    ffIn * (c.dim + ffBias) +
+    c.dim * (inner + ffBias);
   return (
     c.vocabSize * c.dim +
     c.depth * block +
@@ -339,5 +471,5 @@ export function assertModelFitsMemory(c: AndromedaConfig, bytesPerParameter: num
 
 /** Width of the feed-forward hidden layer. */
 export function feedForwardInnerDim(c: AndromedaConfig): number {
-  return Math.floor(c.dim * c.ffMult);
+  return c.ffInnerDim ?? Math.floor(c.dim * c.ffMult);
 }

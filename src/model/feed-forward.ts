@@ -9,9 +9,10 @@ import type { ParameterOptions } from '../nn/parameter.js';
 import { feedForwardInnerDim, type AndromedaConfig, type FeedForwardActivation } from './config.js';
 
 /**
- * Linear(dim, inner) → GELU (exact) → Linear(inner, dim), both with bias. The gated variants
- * (SwiGLU, GEGLU) project to 2·inner features [value, gate] and use value · act(gate), as
- * x-transformers' GLU does.
+ * Linear(dim, inner) → GELU (exact) → Linear(inner, dim), with biases unless feedForwardBias is false. The
+ * gated variants (SwiGLU, GEGLU) project to 2·inner features [value, gate] and use value · act(gate), as
+ * x-transformers' GLU does; Llama's MLP down(silu(gate(x)) · up(x)) is SwiGLU with its up projection as the
+ * value rows and its gate projection as the gate rows, without biases.
  */
 export class FeedForward extends Module {
   readonly activation: FeedForwardActivation;
@@ -24,11 +25,9 @@ export class FeedForward extends Module {
     this.activation = config.ffActivation;
     this.innerDim = feedForwardInnerDim(config);
     const gated = this.activation !== 'gelu';
-    this.input = this.addModule(
-      'input',
-      new Linear(config.dim, gated ? 2 * this.innerDim : this.innerDim, { ...o, initialize: false }),
-    );
-    this.output = this.addModule('output', new Linear(this.innerDim, config.dim, { ...o, initialize: false }));
+    const linear = { ...o, bias: config.feedForwardBias, initialize: false };
+    this.input = this.addModule('input', new Linear(config.dim, gated ? 2 * this.innerDim : this.innerDim, linear));
+    this.output = this.addModule('output', new Linear(this.innerDim, config.dim, linear));
   }
 
   forward(x: Tensor): Tensor {

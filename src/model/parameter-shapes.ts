@@ -19,9 +19,17 @@ export function parameterShapes(c: AndromedaConfig): Map<string, number[]> {
     if (c.parallelBlocks) norm(`${block}.norm`);
     else norm(`${block}.attentionNorm`);
     shapes.set(`${block}.attention.query.weight`, [c.heads * c.headDim, c.dim]);
+    if (c.qkvBias) shapes.set(`${block}.attention.query.bias`, [c.heads * c.headDim]);
     shapes.set(`${block}.attention.key.weight`, [c.kvHeads * c.headDim, c.dim]);
+    if (c.qkvBias) shapes.set(`${block}.attention.key.bias`, [c.kvHeads * c.headDim]);
     shapes.set(`${block}.attention.value.weight`, [c.kvHeads * c.headDim, c.dim]);
+    if (c.qkvBias) shapes.set(`${block}.attention.value.bias`, [c.kvHeads * c.headDim]);
     shapes.set(`${block}.attention.output.weight`, [c.dim, c.heads * c.headDim]);
+    if (c.attentionOutputBias) shapes.set(`${block}.attention.output.bias`, [c.dim]);
+    if (c.qkRmsNorm) {
+      shapes.set(`${block}.attention.queryNorm.weight`, [c.headDim]);
+      shapes.set(`${block}.attention.keyNorm.weight`, [c.headDim]);
+    }
     if (c.qkNormDimScale) {
       shapes.set(`${block}.attention.queryScale`, [c.heads, c.headDim]);
       shapes.set(`${block}.attention.keyScale`, [c.heads, c.headDim]);
@@ -30,9 +38,9 @@ export function parameterShapes(c: AndromedaConfig): Map<string, number[]> {
       shapes.set(c.parallelBlocks ? `${block}.residualScale` : `${block}.attentionResidualScale`, [c.dim]);
     if (!c.parallelBlocks) norm(`${block}.feedForwardNorm`);
     shapes.set(`${block}.feedForward.input.weight`, [gated ? 2 * inner : inner, c.dim]);
-    shapes.set(`${block}.feedForward.input.bias`, [gated ? 2 * inner : inner]);
+    if (c.feedForwardBias) shapes.set(`${block}.feedForward.input.bias`, [gated ? 2 * inner : inner]);
     shapes.set(`${block}.feedForward.output.weight`, [c.dim, inner]);
-    shapes.set(`${block}.feedForward.output.bias`, [c.dim]);
+    if (c.feedForwardBias) shapes.set(`${block}.feedForward.output.bias`, [c.dim]);
     if (c.scaleResidual && !c.parallelBlocks) shapes.set(`${block}.feedForwardResidualScale`, [c.dim]);
   }
   if (c.normPosition === 'pre') norm('finalNorm');

@@ -4,12 +4,14 @@
  * The rotation itself is applied inside the attention op (src/ops/attention.ts).
  */
 import type { AttentionRotary } from '../ops/attention.js';
-import type { AndromedaConfig, RotaryConfig, YarnConfig } from './config.js';
+import type { AndromedaConfig, Llama3ScalingConfig, RotaryConfig, YarnConfig } from './config.js';
 
 export interface RotarySettings extends AttentionRotary {
   readonly invFreq: Float64Array;
   /** Multiplies the attention scale (YaRN's attention factor squared; 1 otherwise). */
   readonly scaleMultiplier: number;
+  /** Dynamic NTK: the frequencies depend on the number of keys (see rotaryForKeys). */
+  readonly dynamicNtk: { readonly factor: number; readonly originalMaxSeqLen: number; readonly base: number } | null;
 }
 
 /** 1 / base^(2i / dim) for i < dim/2, base already rescaled. */
@@ -42,13 +44,40 @@ export function yarnInverseFrequencies(dim: number, base: number, yarn: YarnConf
   });
 }
 
+/**
+ * Llama 3.1's scaling of plain frequencies: wavelength 2π/f below originalMaxSeqLen/highFreqFactor kept,
+ * above originalMaxSeqLen/lowFreqFactor divided by factor, in between (1 − s)·f/factor + s·f with
+ * s = (originalMaxSeqLen/wavelength − lowFreqFactor)/(highFreqFactor − lowFreqFactor).
+ */
+export function llama3InverseFrequencies(dim: number, base: number, l: Llama3ScalingConfig): Float64Array {
+  const lowFreqWavelength = l.originalMaxSeqLen / l.lowFreqFactor;
+  const highFreqWavelength = l.originalMaxSeqLen / l.highFreqFactor;
+  return plainInverseFrequencies(dim, base).map((f) => {
+    const wavelength = (2 * Math.PI) / f;
+    if (wavelength < highFreqWavelength) return f;
+    if (wavelength > lowFreqWavelength) return f / l.factor;
+    const smooth = (l.originalMaxSeqLen / wavelength - l.lowFreqFactor) / (l.highFreqFactor - l.lowFreqFactor);
+    return ((1 - smooth) * f) / l.factor + smooth * f;
+  });
+}
+
+/** The dynamic NTK base for `keys` keys: rescaled only beyond the original length. */
+export function dynamicNtkBase(base: number, dim: number, factor: number, originalMaxSeqLen: number, keys: number) {
+  const length = Math.max(keys, originalMaxSeqLen);
+  return base * ((factor * length) / originalMaxSeqLen - (factor - 1)) ** (dim / (dim - 2));
+}
+
 export function rotarySettings(config: AndromedaConfig): RotarySettings | null {
   const r: RotaryConfig | null = config.rotary;
   if (!r) return null;
   const base = ntkBase(r.base, r.ntkBaseRescale, r.dim);
-  let invFreq = r.yarn ? yarnInverseFrequencies(r.dim, base, r.yarn) : plainInverseFrequencies(r.dim, base);
+  let invFreq = r.yarn
+    ? yarnInverseFrequencies(r.dim, base, r.yarn)
+    : r.llama3
+      ? llama3InverseFrequencies(r.dim, base, r.llama3)
+      : plainInverseFrequencies(r.dim, base);
   if (r.interpolationFactor !== 1) invFreq = invFreq.map((f) => f / r.interpolationFactor);
-  // x-transformers keeps inv_freq in a float32 buffer; rounding the same way keeps parity exact.
+  // x-transformers and transformers keep inv_freq in a float32 buffer; rounding the same way keeps parity.
   invFreq = invFreq.map(Math.fround);
   const attentionFactor = r.yarn ? r.yarn.attentionFactor : 1;
   return {
@@ -56,7 +85,21 @@ export function rotarySettings(config: AndromedaConfig): RotarySettings | null {
     invFreq,
     xposScaleBase: r.xpos ? r.xposScaleBase : 0,
     scaleMultiplier: attentionFactor * attentionFactor,
+    dynamicNtk: r.dynamicNtk ? { ...r.dynamicNtk, base } : null,
   };
+}
+
+/**
+ * The rotary settings for an attention call over `keys` keys: the model's own, except with dynamic NTK,
+ * whose frequencies follow the number of keys. All keys are rotated with the current frequencies, which is
+ * what a forward over the whole sequence computes (transformers' incremental decoding instead keeps each
+ * cached key at the rotation of the step that cached it).
+ */
+export function rotaryForKeys(settings: RotarySettings, keys: number): RotarySettings {
+  const d = settings.dynamicNtk;
+  if (!d || keys <= d.originalMaxSeqLen) return settings;
+  const base = dynamicNtkBase(d.base, settings.dim, d.factor, d.originalMaxSeqLen, keys);
+  return { ...settings, invFreq: plainInverseFrequencies(settings.dim, base).map(Math.fround) };
 }
 
 /** x-transformers' xPos `scale` buffer: (2i + 0.4·dim) / (1.4·dim), i < dim/2. */

@@ -4,6 +4,9 @@
 // run it in O(n) memory; otherwise a reference composition computes it exactly, in O(n²) memory, with
 // gradients through the ordinary ops: matmuls around the engine's maskedSoftmax (ALiBi and masks added
 // in the kernel) and rotary (rotary + xPos) kernels, so nothing n × n is built on the host.
+// A sliding window (Mistral's) is not among the fused kernels' masks: windowed attention always takes the
+// reference composition, with the window added to the scores as a −∞ mask of [queries, keys] per query
+// block (built on the host), so its cost is the reference path's O(n²) memory.
 import { Tensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
 import { formatShape } from '../tensor/shape.js';
@@ -13,7 +16,7 @@ import { isGradEnabled } from '../autograd/grad-mode.js';
 import { assertFloat, assertSameDType, assertSameDevice, emptyLike } from './util.js';
 import { contiguousRaw } from './raw.js';
 import { concat, narrow, permute, reshape, transpose } from './layout.js';
-import { mul } from './elementwise.js';
+import { add, mul } from './elementwise.js';
 import { matmul } from './matmul.js';
 import { zeros } from './creation.js';
 import { maskedSoftmax } from './masked-softmax.js';
@@ -47,10 +50,19 @@ export interface AttentionOptions {
   /** Positions for rotary, xPos and ALiBi; default queryOffset + i for queries and j for keys. */
   readonly queryPositions?: TokenIndexInput | null;
   readonly keyPositions?: TokenIndexInput | null;
+  /**
+   * Sliding window W: query i (index queryOffset + i among the keys) sees only keys j with
+   * queryOffset + i − j < W, i.e. itself and the W − 1 keys before it. Needs causal attention; runs on the
+   * reference path. Null or absent: no window.
+   */
+  readonly window?: number | null;
   /** Document ids: a query attends only to keys of the same id. */
   readonly querySegments?: TokenIndexInput | null;
   readonly keySegments?: TokenIndexInput | null;
-  /** 'auto' (default): the fused kernel when the engine has one and the dtype is not float64. */
+  /**
+   * 'auto' (default): the fused kernel when the dtype is not float64 and the engine's kernels take the head
+   * shape (Engine.fusedAttentionUnsupported), else the reference composition.
+   */
   readonly implementation?: 'auto' | 'fused' | 'reference';
 }
 
@@ -73,6 +85,7 @@ interface Problem {
   keyPositions: TokenIndexInput | null;
   querySegments: TokenIndexInput | null;
   keySegments: TokenIndexInput | null;
+  window: number | null;
 }
 
 /**
@@ -82,7 +95,20 @@ interface Problem {
 export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions): Tensor {
   const p = validate(q, k, v, options);
   const implementation = options.implementation ?? 'auto';
-  const useFused = implementation === 'fused' || (implementation === 'auto' && q.dtype !== 'float64');
+  if (p.window !== null && implementation === 'fused')
+    throw new RangeError('attention: the fused kernels have no sliding window; use the reference implementation');
+  const useFused =
+    p.window === null &&
+    (implementation === 'fused' ||
+      (implementation === 'auto' &&
+        q.dtype !== 'float64' &&
+        q.engine.fusedAttentionUnsupported({
+          kernel: 'dense',
+          heads: p.heads,
+          headDim: p.headDim,
+          rotaryDim: p.rotaryDim,
+          alibi: p.slopes !== null,
+        }) === null));
   return useFused ? fusedAttention(q, k, v, p) : referenceAttention(q, k, v, p);
 }
 
@@ -155,6 +181,12 @@ function validate(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Problem
     slopes = Float64Array.from(o.alibiSlopes);
     if (slopes.every((s) => s === 0)) slopes = null;
   }
+  const window = o.window ?? null;
+  if (window !== null) {
+    if (!Number.isInteger(window) || window < 1)
+      throw new RangeError(`attention: sliding window ${window} must be a positive integer`);
+    if (!causal) throw new RangeError('attention: a sliding window needs causal attention');
+  }
   checkIndices('queryPositions', o.queryPositions, batch, queryLen);
   checkIndices('keyPositions', o.keyPositions, batch, keyLen);
   checkIndices('querySegments', o.querySegments, batch, queryLen);
@@ -180,6 +212,7 @@ function validate(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Problem
     keyPositions: o.keyPositions ?? null,
     querySegments: o.querySegments ?? null,
     keySegments: o.keySegments ?? null,
+    window,
   };
 }
 
@@ -405,8 +438,10 @@ function referenceAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor
     for (const block of group.blocks) {
       const length = block.end - block.start;
       const qb = length === p.queryLen ? qg : narrow(qg, 2, block.start, length);
-      const kb = block.keyEnd === p.keyLen ? kg : narrow(kg, 2, 0, block.keyEnd);
-      const vb = block.keyEnd === p.keyLen ? vg : narrow(vg, 2, 0, block.keyEnd);
+      const { keyStart, keyEnd } = block;
+      const allKeys = keyStart === 0 && keyEnd === p.keyLen;
+      const kb = allKeys ? kg : narrow(kg, 2, keyStart, keyEnd - keyStart);
+      const vb = allKeys ? vg : narrow(vg, 2, keyStart, keyEnd - keyStart);
       let queries: Tensor, blockKeys: Tensor;
       if (p.rotaryDim > 0) {
         const rotation = { rotaryDim: p.rotaryDim, invFreq: p.invFreq! };
@@ -419,8 +454,8 @@ function referenceAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor
         });
         blockKeys = rotary(kb, {
           ...rotation,
-          positions: rowsOf(index.keyPositions, p.keyLen, group.batchStart, 0),
-          positionOffset: 0,
+          positions: rowsOf(index.keyPositions, p.keyLen, group.batchStart, keyStart),
+          positionOffset: keyStart,
           multiplier: 1,
           xpos: xpos
             ? { scaleBase: p.xposScaleBase, anchor: block.anchor, sign: -1, minDistance: block.minKeyDistance }
@@ -431,8 +466,14 @@ function referenceAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor
         blockKeys = kb;
       }
       const kt = transpose(blockKeys, -2, -1);
-      const scores = groupedMatmul(queries, kt);
+      let scores = groupedMatmul(queries, kt);
       drop(queries, kt);
+      if (p.window !== null) {
+        const mask = windowMask(p.window, p.queryOffset + block.start, length, keyStart, keyEnd, scores);
+        const masked = add(scores, mask);
+        drop(scores, mask);
+        scores = masked;
+      }
       if (blockKeys !== kb) drop(blockKeys);
       if (qb !== qg) drop(qb);
       if (kb !== kg) drop(kb);
@@ -440,12 +481,13 @@ function referenceAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor
         scores,
         {
           causal: p.causal,
-          queryOffset: p.queryOffset + block.start,
+          // Indices relative to the block's first key (ALiBi distances and the causal mask are differences).
+          queryOffset: p.queryOffset + block.start - keyStart,
           alibiSlopes: p.slopes,
           queryPositions: rowsOf(index.queryPositions, p.queryLen, group.batchStart, block.start),
-          keyPositions: rowsOf(index.keyPositions, p.keyLen, group.batchStart, 0),
+          keyPositions: rowsOf(index.keyPositions, p.keyLen, group.batchStart, keyStart),
           querySegments: rowsOf(index.querySegments, p.queryLen, group.batchStart, block.start),
-          keySegments: rowsOf(index.keySegments, p.keyLen, group.batchStart, 0),
+          keySegments: rowsOf(index.keySegments, p.keyLen, group.batchStart, keyStart),
         },
         { inPlace: true },
       );
@@ -468,6 +510,28 @@ function referenceAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor
   if (groupOutputs.length > 1) drop(...groupOutputs);
   if (!grad) for (const t of uploads) t.dispose();
   return out;
+}
+
+/**
+ * [queries, keyEnd − keyStart] additive mask of the sliding window over keys keyStart… : 0 where
+ * firstQuery + i − j < window, −∞ elsewhere (keys after the query are left to the causal mask), in the
+ * scores' dtype and device.
+ */
+function windowMask(
+  window: number,
+  firstQuery: number,
+  queries: number,
+  keyStart: number,
+  keyEnd: number,
+  like: Tensor,
+): Tensor {
+  const keys = keyEnd - keyStart;
+  const values = new Float32Array(queries * keys);
+  for (let i = 0; i < queries; i++) {
+    const lastHidden = firstQuery + i - window; // keys up to lastHidden fall outside the window
+    for (let j = keyStart; j <= Math.min(lastHidden, keyEnd - 1); j++) values[i * keys + j - keyStart] = -Infinity;
+  }
+  return Tensor.fromArray(values, [queries, keys], like.dtype, like.device);
 }
 
 /** a [b, H, T, x] times m [b, G, x, y] with head h using group h mod G; K/V are never copied per head. */
@@ -521,7 +585,8 @@ function checkEveryQuerySeesAKey(p: Problem): void {
 interface QueryBlock {
   start: number;
   end: number;
-  /** Keys [0, keyEnd) can be attended by some query of the block. */
+  /** Keys [keyStart, keyEnd) can be attended by some query of the block (keyStart > 0 only with a window). */
+  keyStart: number;
   keyEnd: number;
   /** xPos anchor position, and the lower clamp of the keys' (anchor − p) (−∞: none). */
   anchor: number;
@@ -541,8 +606,11 @@ function planBlocks(p: Problem): RowGroup[] {
   const whole = (batchStart: number, batchEnd: number, anchor: number): RowGroup => ({
     batchStart,
     batchEnd,
-    blocks: [{ start: 0, end: p.queryLen, keyEnd: keyEndFor(p.queryLen), anchor, minKeyDistance: -Infinity }],
+    blocks: [
+      { start: 0, end: p.queryLen, keyStart: 0, keyEnd: keyEndFor(p.queryLen), anchor, minKeyDistance: -Infinity },
+    ],
   });
+  if (p.window !== null && p.xposScaleBase === 0 && p.queryLen > 0) return [windowed(p, keyEndFor)];
   if (p.xposScaleBase === 0 || p.queryLen === 0) return [whole(0, p.batch, 0)];
   const maxSpan = (2 * p.xposScaleBase * XPOS_MAX_LOG_FACTOR) / XPOS_LOG_ZETA_MIN;
   const queries = hostPositions(p.queryPositions, p.queryLen, p.queryOffset);
@@ -575,6 +643,7 @@ function planBlocks(p: Problem): RowGroup[] {
       blocks.push({
         start,
         end,
+        keyStart: 0,
         keyEnd: keyEndFor(end),
         anchor: queries.range(b0, b1, start, end)[0],
         minKeyDistance: -XPOS_MAX_SPREAD,
@@ -584,6 +653,26 @@ function planBlocks(p: Problem): RowGroup[] {
     groups.push({ batchStart: b0, batchEnd: b1, blocks });
   }
   return groups;
+}
+
+/** Queries per block of windowed attention: each block's scores span at most 256 + window − 1 keys. */
+const WINDOW_QUERY_BLOCK = 256;
+
+/**
+ * A sliding window in blocks of 256 queries, each reading only keys [first query − window + 1, last
+ * query]: the scores take O(queries · (window + 256)) memory, not O(n²).
+ */
+function windowed(p: Problem, keyEndFor: (end: number) => number): RowGroup {
+  const window = p.window!;
+  const size = WINDOW_QUERY_BLOCK;
+  const blocks: QueryBlock[] = [];
+  for (let start = 0; start < p.queryLen; start += size) {
+    const end = Math.min(p.queryLen, start + size);
+    const keyEnd = keyEndFor(end);
+    const keyStart = Math.min(Math.max(0, p.queryOffset + start - window + 1), keyEnd);
+    blocks.push({ start, end, keyStart, keyEnd, anchor: 0, minKeyDistance: -Infinity });
+  }
+  return { batchStart: 0, batchEnd: p.batch, blocks };
 }
 
 /** Host view of positions for planning: explicit per-row values, or the default first + i. */

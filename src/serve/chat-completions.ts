@@ -59,7 +59,7 @@ export async function handleChatCompletion(
   }
   const asked = body.max_completion_tokens ?? body.max_tokens;
   const param = body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
-  const maxTokens = completionBudget(ctx.limits, asked, param, context.length);
+  const maxTokens = completionBudget(ctx.limits, asked, param, context.length, 'messages');
   const wantLogprobs = body.logprobs ?? false;
   const id = responseId('chatcmpl');
   const created = Math.floor(Date.now() / 1000);

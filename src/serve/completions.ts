@@ -58,7 +58,7 @@ export async function handleCompletion(ctx: ServeContext, body: CompletionReques
   if (body.model !== ctx.modelId) throw modelNotFound(body.model, ctx.modelId);
   const contexts = contextsOf(body.prompt, ctx.tokenizer);
   const longest = Math.max(...contexts.map((c) => c.length));
-  const maxTokens = completionBudget(ctx.limits, body.max_tokens, 'max_tokens', longest);
+  const maxTokens = completionBudget(ctx.limits, body.max_tokens, 'max_tokens', longest, 'prompt');
   const topLogprobs = body.logprobs ?? null;
   const id = responseId('cmpl');
   const created = Math.floor(Date.now() / 1000);

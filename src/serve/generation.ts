@@ -90,19 +90,21 @@ export function promptIds(ids: readonly number[], vocab: number, param: string):
 
 /**
  * The token budget of a request: the asked max_tokens (or the server's default), checked against the
- * server's limit and the model's context length with the longest prompt.
+ * server's limit and the model's context length with the longest prompt. `param` names the token limit's
+ * parameter and `promptParam` the prompt's, for the errors.
  */
 export function completionBudget(
   limits: ServeLimits,
   asked: number | null | undefined,
   param: string,
   longestPrompt: number,
+  promptParam: 'prompt' | 'messages',
 ): number {
   if (longestPrompt > limits.maxPromptTokens)
     throw contextLengthExceeded(
       `The prompt is ${longestPrompt} tokens, more than this server's limit of ${limits.maxPromptTokens} ` +
         `prompt tokens (--max-prompt-tokens).`,
-      'messages' === param ? 'messages' : 'prompt',
+      promptParam,
     );
   if (asked !== null && asked !== undefined && asked > limits.maxTokens)
     throw invalidRequest(
@@ -116,7 +118,7 @@ export function completionBudget(
       `This model's maximum context length is ${limits.contextLength} tokens. However, you requested ` +
         `${longestPrompt + Math.max(budget, 1)} tokens (${longestPrompt} in the prompt, ${Math.max(budget, 1)} ` +
         `in the completion). Please reduce the length of the prompt or the completion.`,
-      asked === null || asked === undefined ? 'prompt' : param,
+      asked === null || asked === undefined ? promptParam : param,
     );
   return budget;
 }

@@ -42,6 +42,23 @@ const VARIANTS: [string, AndromedaConfigInput][] = [
       tiedEmbeddings: false,
     },
   ],
+  [
+    'transformers-style: per-head RMS qk-norm, q/k/v/o biases, unbiased SwiGLU, RMSNorm, Llama 3.1 rotary',
+    {
+      ...tiny,
+      kvHeads: 2,
+      shiftTokens: 0,
+      alibiHeads: 0,
+      norm: 'rmsnorm',
+      qkRmsNorm: true,
+      qkvBias: true,
+      attentionOutputBias: true,
+      ffActivation: 'swiglu',
+      feedForwardBias: false,
+      ffInnerDim: 200,
+      rotary: { dim: 32, base: 500000, llama3: { factor: 8, originalMaxSeqLen: 64 } },
+    },
+  ],
 ];
 
 /** Runs fn, then checks that every tensor it made (outside the model and the cache) was freed. */

@@ -123,6 +123,7 @@ test('400: a prompt over the context limit says the limit', async () => {
     .catch((e: unknown) => e);
   assert.ok(chatError instanceof OpenAI.BadRequestError);
   assert.equal(chatError.code, 'context_length_exceeded');
+  assert.equal(chatError.param, 'messages');
 });
 
 test('401: without the API key, or with a wrong one; the right key passes', async () => {

@@ -1,6 +1,8 @@
-import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { assertDType, isFloating } from '../../tensor/dtype.js';
 import { importXTransformers } from '../../model/xtransformers-import.js';
+import { HF_ARCHITECTURES, importHuggingFace, isHuggingFaceCheckpoint } from '../../model/hf-import.js';
 import { saveCheckpoint } from '../../model/weights-file.js';
 import { UsageError, type Command } from '../command.js';
 import { checkOutputDirectory, parseCommandArgs } from '../args.js';
@@ -8,10 +10,15 @@ import { printable } from '../printable.js';
 
 const USAGE = `Usage: andromeda convert <source dir> <out dir> [options]
 
-Converts an x-transformers 1.20 checkpoint — the form Andromeda's PyTorch code trains — into an
-Andromeda checkpoint (config.json + model.safetensors). The source directory holds:
-  config.json          {"wrapper": {TransformerWrapper arguments}, "decoder": {Decoder arguments}}
-  weights.safetensors  the state dict, e.g. safetensors.torch.save_file(model.state_dict(), ...)
+Converts a checkpoint into an Andromeda checkpoint (config.json + model.safetensors). The source
+directory is either
+  a Hugging Face transformers causal LM (${HF_ARCHITECTURES.join(', ')}):
+    config.json                    with "architectures": [...]
+    model.safetensors              or shards listed by model.safetensors.index.json (bf16/fp16/fp32)
+  or an x-transformers 1.20 checkpoint — the form Andromeda's PyTorch code trains:
+    config.json          {"wrapper": {TransformerWrapper arguments}, "decoder": {Decoder arguments}}
+    weights.safetensors  the state dict, e.g. safetensors.torch.save_file(model.state_dict(), ...)
+A transformers folder can also be given to generate/score directly, without converting.
 
 Argument and parameter names are mapped to ours; the name map is kept in the output's config.json,
 so \`andromeda score --grads\` reports gradients under the original names. Missing, unexpected or
@@ -25,9 +32,11 @@ Options:
 Example:
   andromeda convert runs/andromeda-pytorch checkpoints/andromeda`;
 
+const HF_TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
+
 export const convertCommand: Command = {
   name: 'convert',
-  summary: 'convert an x-transformers (Andromeda PyTorch) checkpoint into an Andromeda checkpoint',
+  summary: 'convert a Hugging Face or x-transformers (Andromeda PyTorch) checkpoint into an Andromeda checkpoint',
   usage: USAGE,
   async run(args: string[]): Promise<void> {
     const parsed = parseCommandArgs(
@@ -57,7 +66,7 @@ export const convertCommand: Command = {
     if (!existsSync(source)) throw new UsageError(`source directory ${source} does not exist`);
     if (!statSync(source).isDirectory())
       throw new UsageError(
-        `source ${source} is a file; give the directory holding config.json and weights.safetensors`,
+        `source ${source} is a file; give the directory holding config.json and the safetensors weights`,
       );
     checkOutputDirectory('<out dir>', out);
     if (existsSync(out) && realpathSync(out) === realpathSync(source))
@@ -65,10 +74,17 @@ export const convertCommand: Command = {
     if (existsSync(out) && readdirSync(out).length > 0 && !values.force) {
       throw new Error(`${out} is not empty (use --force to write into it anyway)`);
     }
-    const { model, origin, warnings } = importXTransformers(source, { dtype });
+    const huggingFace = isHuggingFaceCheckpoint(source);
+    const { model, origin, warnings } = huggingFace
+      ? importHuggingFace(source, { dtype })
+      : importXTransformers(source, { dtype });
     try {
       for (const w of warnings) process.stderr.write(`warning: ${printable(w)}\n`);
       saveCheckpoint(out, model, { origin });
+      // The tokenizer files travel with the weights, so the converted checkpoint generates text as it is.
+      if (huggingFace)
+        for (const file of HF_TOKENIZER_FILES)
+          if (existsSync(join(source, file))) copyFileSync(join(source, file), join(out, file));
       process.stdout.write(
         `converted ${source} → ${out}: ${model.parameterCount().toLocaleString('en-US')} parameters in ` +
           `${origin.parameters.length} tensors (${dtype})\n`,

@@ -1,0 +1,336 @@
+/**
+ * transformers config.json → our model options, per supported architecture. The families share one shape
+ * (token embedding → pre-norm decoder layers with rotary attention and a SwiGLU MLP → final norm → logits);
+ * what differs is read here: the norm (RMSNorm, or StableLM's LayerNorm with bias), which projections carry
+ * biases, Qwen3's per-head RMS qk-norm, Mistral's sliding window, StableLM's partial rotary and parallel
+ * residual, and the rope_scaling kind. Settings that would change the function computed and that we do not
+ * have are errors; those that only matter for training or speed are ignored.
+ */
+import { ConfigError, type AndromedaConfigInput } from './config.js';
+
+export const HF_ARCHITECTURES = [
+  'LlamaForCausalLM',
+  'MistralForCausalLM',
+  'Qwen2ForCausalLM',
+  'Qwen3ForCausalLM',
+  'StableLmForCausalLM',
+] as const;
+export type HuggingFaceArchitecture = (typeof HF_ARCHITECTURES)[number];
+
+/** A transformers config.json: free-form, read key by key. */
+export type HuggingFaceConfigFile = Readonly<Record<string, unknown>>;
+
+export interface HuggingFaceModelConfig {
+  readonly input: AndromedaConfigInput;
+  readonly architecture: HuggingFaceArchitecture;
+  /** The logits reuse the embedding (lm_head.weight need not be stored). */
+  readonly tiedEmbeddings: boolean;
+  readonly warnings: string[];
+}
+
+/** What differs between the families, read from the config by each family's own defaults. */
+interface FamilyTraits {
+  readonly norm: 'rmsnorm' | 'layernorm';
+  readonly epsKey: 'rms_norm_eps' | 'layer_norm_eps';
+  readonly epsDefault: number;
+  readonly qkvBias: (f: Reader) => boolean;
+  readonly outputBias: (f: Reader) => boolean;
+  readonly mlpBias: (f: Reader) => boolean;
+  readonly qkRmsNorm: boolean;
+  /** head_dim from the config, or always hidden_size / heads (StableLM ignores head_dim). */
+  readonly headDimFromConfig: boolean;
+  readonly partialRotaryDefault: number;
+  readonly parallelResidual: (f: Reader) => boolean;
+  readonly slidingWindow: (f: Reader) => number | null;
+}
+
+/** Qwen2/Qwen3 declare a window but only use it with use_sliding_window (per layer): not supported. */
+const qwenWindow = (f: Reader): null => {
+  if (f.bool('use_sliding_window', false))
+    f.error('use_sliding_window = true (a sliding window on some layers only) is not supported');
+  return null;
+};
+
+const FAMILIES: Record<HuggingFaceArchitecture, FamilyTraits> = {
+  LlamaForCausalLM: {
+    norm: 'rmsnorm',
+    epsKey: 'rms_norm_eps',
+    epsDefault: 1e-6,
+    qkvBias: (f) => f.bool('attention_bias', false),
+    outputBias: (f) => f.bool('attention_bias', false),
+    mlpBias: (f) => f.bool('mlp_bias', false),
+    qkRmsNorm: false,
+    headDimFromConfig: true,
+    partialRotaryDefault: 1,
+    parallelResidual: () => false,
+    slidingWindow: () => null,
+  },
+  MistralForCausalLM: {
+    norm: 'rmsnorm',
+    epsKey: 'rms_norm_eps',
+    epsDefault: 1e-6,
+    qkvBias: () => false,
+    outputBias: () => false,
+    mlpBias: () => false,
+    qkRmsNorm: false,
+    headDimFromConfig: true,
+    partialRotaryDefault: 1,
+    parallelResidual: () => false,
+    slidingWindow: (f) => f.optionalInteger('sliding_window'),
+  },
+  Qwen2ForCausalLM: {
+    norm: 'rmsnorm',
+    epsKey: 'rms_norm_eps',
+    epsDefault: 1e-6,
+    qkvBias: () => true,
+    outputBias: () => false,
+    mlpBias: () => false,
+    qkRmsNorm: false,
+    headDimFromConfig: true,
+    partialRotaryDefault: 1,
+    parallelResidual: () => false,
+    slidingWindow: qwenWindow,
+  },
+  Qwen3ForCausalLM: {
+    norm: 'rmsnorm',
+    epsKey: 'rms_norm_eps',
+    epsDefault: 1e-6,
+    qkvBias: (f) => f.bool('attention_bias', false),
+    outputBias: (f) => f.bool('attention_bias', false),
+    mlpBias: () => false,
+    qkRmsNorm: true,
+    headDimFromConfig: true,
+    partialRotaryDefault: 1,
+    parallelResidual: () => false,
+    slidingWindow: qwenWindow,
+  },
+  StableLmForCausalLM: {
+    norm: 'layernorm',
+    epsKey: 'layer_norm_eps',
+    epsDefault: 1e-5,
+    qkvBias: (f) => f.bool('use_qkv_bias', false),
+    outputBias: () => false,
+    mlpBias: () => false,
+    qkRmsNorm: false,
+    headDimFromConfig: false,
+    partialRotaryDefault: 0.25,
+    parallelResidual: (f) => f.bool('use_parallel_residual', false),
+    slidingWindow: () => null,
+  },
+};
+
+/** Typed reads of config.json keys that collect every problem instead of stopping at the first. */
+class Reader {
+  readonly errors: string[] = [];
+  readonly warnings: string[] = [];
+
+  constructor(private readonly file: HuggingFaceConfigFile) {}
+
+  error(message: string): void {
+    this.errors.push(message);
+  }
+
+  warn(message: string): void {
+    this.warnings.push(message);
+  }
+
+  has(key: string): boolean {
+    return this.file[key] !== undefined && this.file[key] !== null;
+  }
+
+  raw(key: string): unknown {
+    return this.file[key];
+  }
+
+  number(key: string, fallback?: number): number {
+    const v = this.file[key] ?? fallback;
+    if (typeof v !== 'number' || !Number.isFinite(v)) {
+      this.errors.push(`${key} must be a number, got ${JSON.stringify(v)}`);
+      return NaN;
+    }
+    return v;
+  }
+
+  integer(key: string, fallback?: number): number {
+    const v = this.number(key, fallback);
+    if (Number.isFinite(v) && !Number.isInteger(v)) this.errors.push(`${key} must be an integer, got ${v}`);
+    return v;
+  }
+
+  optionalInteger(key: string): number | null {
+    return this.has(key) ? this.integer(key) : null;
+  }
+
+  bool(key: string, fallback: boolean): boolean {
+    const v = this.file[key] ?? fallback;
+    if (typeof v !== 'boolean') {
+      this.errors.push(`${key} must be true or false, got ${JSON.stringify(v)}`);
+      return fallback;
+    }
+    return v;
+  }
+}
+
+/** The one line naming what is supported, for any architecture outside it. */
+export function unsupportedArchitectureMessage(source: string, architecture: unknown): string {
+  return (
+    `${source}: architecture ${JSON.stringify(architecture)} is not supported; supported: ` +
+    `${HF_ARCHITECTURES.join(', ')}`
+  );
+}
+
+export function configFromHuggingFace(file: HuggingFaceConfigFile, source = 'config.json'): HuggingFaceModelConfig {
+  const architectures = file.architectures;
+  if (!Array.isArray(architectures) || architectures.length === 0)
+    throw new ConfigError(
+      `${source}: no "architectures" list (a transformers config.json names its model class there); supported: ` +
+        HF_ARCHITECTURES.join(', '),
+    );
+  const architecture = architectures[0] as unknown;
+  if (!HF_ARCHITECTURES.includes(architecture as HuggingFaceArchitecture))
+    throw new ConfigError(unsupportedArchitectureMessage(source, architecture));
+  const family = FAMILIES[architecture as HuggingFaceArchitecture];
+  const f = new Reader(file);
+
+  const dim = f.integer('hidden_size');
+  const heads = f.integer('num_attention_heads');
+  const kvHeads = f.integer('num_key_value_heads', heads);
+  const hiddenAct = f.raw('hidden_act') ?? 'silu';
+  if (hiddenAct !== 'silu' && hiddenAct !== 'swish')
+    f.error(`hidden_act ${JSON.stringify(hiddenAct)} is not supported (the gated MLP is SwiGLU: silu)`);
+  const headDim =
+    family.headDimFromConfig && f.has('head_dim') ? f.integer('head_dim') : Math.floor(dim / Math.max(heads, 1));
+  if (!family.headDimFromConfig && dim % heads !== 0)
+    f.error(`hidden_size ${dim} is not a multiple of num_attention_heads ${heads}`);
+  if (architecture === 'StableLmForCausalLM' && f.bool('qk_layernorm', false))
+    f.error('qk_layernorm = true (per-head LayerNorm of q and k, StableLM 2 12B) is not supported');
+  const tiedEmbeddings = f.bool('tie_word_embeddings', false);
+  const maxSeqLen = f.integer('max_position_embeddings', 4096);
+  const rotary = rotaryOptions(f, family, headDim, maxSeqLen);
+  const slidingWindow = family.slidingWindow(f);
+
+  if (f.errors.length)
+    throw new ConfigError(`${source}: cannot import this ${architecture}:\n  - ${f.errors.join('\n  - ')}`);
+  const qkvBias = family.qkvBias(f);
+  const input: AndromedaConfigInput = {
+    vocabSize: f.integer('vocab_size'),
+    dim,
+    depth: f.integer('num_hidden_layers'),
+    heads,
+    headDim,
+    kvHeads,
+    maxSeqLen,
+    ffInnerDim: f.integer('intermediate_size'),
+    ffActivation: 'swiglu',
+    feedForwardBias: family.mlpBias(f),
+    qkvBias,
+    attentionOutputBias: family.outputBias(f),
+    norm: family.norm,
+    normEps: f.number(family.epsKey, family.epsDefault),
+    normPosition: 'pre',
+    parallelBlocks: family.parallelResidual(f),
+    tiedEmbeddings,
+    qkRmsNorm: family.qkRmsNorm,
+    slidingWindow,
+    rotary,
+  };
+  if (f.errors.length)
+    throw new ConfigError(`${source}: cannot import this ${architecture}:\n  - ${f.errors.join('\n  - ')}`);
+  return { input, architecture: architecture as HuggingFaceArchitecture, tiedEmbeddings, warnings: f.warnings };
+}
+
+type RotaryInput = Exclude<AndromedaConfigInput['rotary'], boolean | null | undefined>;
+
+/**
+ * Rotary settings from rope_theta / rope_scaling (transformers 4.x) or rope_parameters (5.x, theta inside),
+ * following transformers' modeling_rope_utils: the rotated width is head_dim · partial_rotary_factor.
+ */
+function rotaryOptions(f: Reader, family: FamilyTraits, headDim: number, maxSeqLen: number): RotaryInput {
+  const parameters = (f.raw('rope_parameters') ?? f.raw('rope_scaling') ?? null) as Record<string, unknown> | null;
+  if (parameters !== null && (typeof parameters !== 'object' || Array.isArray(parameters))) {
+    f.error(`rope_scaling must be an object or null, got ${JSON.stringify(parameters)}`);
+    return {};
+  }
+  const p = parameters ?? {};
+  const num = (key: string, fallback?: number): number => {
+    const v = p[key] ?? fallback;
+    if (typeof v !== 'number' || !Number.isFinite(v)) {
+      f.error(`rope_scaling.${key} must be a number, got ${JSON.stringify(v)}`);
+      return NaN;
+    }
+    return v;
+  };
+  const base = typeof p.rope_theta === 'number' ? p.rope_theta : f.number('rope_theta', 10000);
+  const partial =
+    typeof p.partial_rotary_factor === 'number'
+      ? p.partial_rotary_factor
+      : f.number('partial_rotary_factor', family.partialRotaryDefault);
+  const dim = Math.floor(headDim * partial);
+  if (!(dim >= 2 && dim % 2 === 0))
+    f.error(`head_dim ${headDim} × partial_rotary_factor ${partial} = ${dim} rotated dims: must be even and ≥ 2`);
+  const kind = p.rope_type ?? p.type ?? 'default';
+  const rotary: RotaryInput = { dim, base };
+  switch (kind) {
+    case 'default':
+      return rotary;
+    case 'linear':
+      return { ...rotary, interpolationFactor: num('factor') };
+    case 'dynamic':
+      return { ...rotary, dynamicNtk: { factor: num('factor'), originalMaxSeqLen: maxSeqLen } };
+    case 'llama3':
+      return {
+        ...rotary,
+        llama3: {
+          factor: num('factor'),
+          lowFreqFactor: num('low_freq_factor'),
+          highFreqFactor: num('high_freq_factor'),
+          originalMaxSeqLen: num('original_max_position_embeddings'),
+        },
+      };
+    case 'yarn': {
+      const original =
+        typeof p.original_max_position_embeddings === 'number' ? p.original_max_position_embeddings : maxSeqLen;
+      const factor = typeof p.factor === 'number' ? p.factor : maxSeqLen / original;
+      if (
+        typeof p.factor === 'number' &&
+        typeof p.original_max_position_embeddings === 'number' &&
+        factor !== maxSeqLen / original
+      )
+        f.warn(
+          `rope_scaling yarn: factor ${factor} is used as given; transformers 4.x used ` +
+            `max_position_embeddings / original_max_position_embeddings = ${maxSeqLen / original} instead`,
+        );
+      if (p.truncate === false)
+        f.error('rope_scaling.truncate = false (YaRN without rounded ramp bounds) is not supported');
+      const attentionFactor = yarnAttentionFactor(p, factor);
+      if (partial !== 1 && attentionFactor !== 1)
+        f.error('YaRN with partial rotary scales only the rotated dims by its attention factor: not supported');
+      return {
+        ...rotary,
+        yarn: {
+          factor,
+          originalMaxSeqLen: original,
+          betaFast: typeof p.beta_fast === 'number' && p.beta_fast ? p.beta_fast : 32,
+          betaSlow: typeof p.beta_slow === 'number' && p.beta_slow ? p.beta_slow : 1,
+          attentionFactor,
+        },
+      };
+    }
+    default:
+      f.error(
+        `rope_scaling type ${JSON.stringify(kind)} is not supported ` +
+          '(supported: default, linear, dynamic, llama3, yarn)',
+      );
+      return rotary;
+  }
+}
+
+/** transformers' YaRN attention factor: given, or from mscale / mscale_all_dim, or 0.1·ln(factor) + 1. */
+function yarnAttentionFactor(p: Record<string, unknown>, factor: number): number {
+  if (typeof p.attention_factor === 'number') return p.attention_factor;
+  const mscaleOf = (scale: number, m = 1): number => (scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1);
+  const mscale = typeof p.mscale === 'number' ? p.mscale : 0;
+  const mscaleAllDim = typeof p.mscale_all_dim === 'number' ? p.mscale_all_dim : 0;
+  if (mscale && mscaleAllDim) return mscaleOf(factor, mscale) / mscaleOf(factor, mscaleAllDim);
+  return mscaleOf(factor);
+}
