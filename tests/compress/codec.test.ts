@@ -204,6 +204,10 @@ describe('andromeda compress / decompress', () => {
     assert.deepEqual(readFileSync(join(dir, 'out.txt')), readFileSync(join(dir, 'in.txt')));
     const both = andromeda(['compress', 'in.txt', 'x.andz', '--model', 'run', '--online'], dir);
     assert.match(both.stderr, /exactly one of --model <checkpoint> and --online/);
+    const streams = andromeda(['compress', 'in.txt', 'x.andz', '--online', '--streams', '0'], dir);
+    assert.match(streams.stderr, /andromeda compress: --streams must be a positive integer, got "0"/);
+    const overlap = andromeda(['compress', 'in.txt', 'x.andz', '--online', '--context', '32', '--overlap', '32'], dir);
+    assert.match(overlap.stderr, /--overlap must be less than the context \(32\), got 32/);
   });
 
   test('CLI online mode: the same file at 1 and 3 threads, decoded at 2 threads, bit for bit', () => {

@@ -76,16 +76,16 @@ export const compressCommand: Command = {
     if (!isPresetName(preset))
       throw new UsageError(`--preset must be one of ${PRESET_NAMES.join(', ')}, got ${preset}`);
     const seed = numberFlag(
-      '--seed',
+      'seed',
       values.seed,
       ONLINE_DEFAULTS.seed,
       (n) => Number.isInteger(n) && n >= 0 && n <= 0xffffffff,
       'an integer from 0 to 2^32 − 1',
     );
-    const lr = numberFlag('--lr', values.lr, ONLINE_DEFAULTS.lr, (n) => n > 0 && n <= 1, 'a number in (0, 1]');
-    const streams = positiveIntegerFlag('--streams', values.streams, DEFAULT_MAX_STREAMS);
-    const context = values.context === undefined ? undefined : positiveIntegerFlag('--context', values.context, 0);
-    const overlap = values.overlap === undefined ? undefined : positiveIntegerFlag('--overlap', values.overlap, 0);
+    const lr = numberFlag('lr', values.lr, ONLINE_DEFAULTS.lr, (n) => n > 0 && n <= 1, 'a number in (0, 1]');
+    const streams = positiveIntegerFlag('streams', values.streams, DEFAULT_MAX_STREAMS);
+    const context = values.context === undefined ? undefined : positiveIntegerFlag('context', values.context, 0);
+    const overlap = values.overlap === undefined ? undefined : positiveIntegerFlag('overlap', values.overlap, 0);
     if (!existsSync(input)) throw new UsageError(`<in> ${input} does not exist`);
     if (!statSync(input).isFile()) throw new UsageError(`<in> ${input} is not a file`);
     checkOutputFile('<out>', output, [{ what: 'input', path: input }]);
