@@ -12,6 +12,8 @@ import { convertCommand } from './commands/convert.js';
 import { scoreCommand } from './commands/score.js';
 import { chatCommand } from './commands/chat.js';
 import { serveCommand } from './commands/serve.js';
+import { compressCommand } from './commands/compress.js';
+import { decompressCommand } from './commands/decompress.js';
 
 const commands: Command[] = [
   quickstartCommand,
@@ -22,6 +24,8 @@ const commands: Command[] = [
   convertCommand,
   scoreCommand,
   serveCommand,
+  compressCommand,
+  decompressCommand,
 ];
 
 function overview(): string {
