@@ -36,6 +36,12 @@ test('the README example runs against the package entry point', async () => {
     assert.match(lines[0], /^andromeda \d+\.\d+\.\d+: 20 steps, held-out loss \d+\.\d+ nats\/token$/);
     assert.equal(typeof JSON.parse(lines[1]), 'string');
     assert.match(lines[2], /^\[\d+(,\d+)*\]$/);
+    // The inference engine's three requests: each ends by the end-of-text token or its 24-token budget.
+    assert.deepEqual(
+      lines.slice(3).map((line) => /^(stop \d+|length 24)$/.test(line)),
+      [true, true, true],
+      lines.slice(3).join('\n'),
+    );
   } finally {
     await rm(file, { force: true });
     await rm(cwd, { recursive: true, force: true });
