@@ -176,7 +176,7 @@ export class DecodeGraphs {
       graph: null as unknown as DeviceGraph,
       lastParams: null,
     };
-    // Valid inputs (all padding) while capturing: the CPU engine runs the function at capture.
+    // Valid inputs (all padding) before capturing: the fresh buffers never hold values a replay could misread.
     this.uploadInputs(captured, null, []);
     const step: PagedStep = {
       tokens: buffers.tokens,
