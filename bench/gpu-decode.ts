@@ -21,7 +21,7 @@ const preset = args.includes('--preset') ? args[args.indexOf('--preset') + 1]! :
 const cases = args.filter((a) => /^(single|batch):\d+$/.test(a));
 if (cases.length === 0) cases.push('single:2048', 'single:32768', 'batch:64');
 
-const config = andromedaFamily.presetConfig(preset, 0);
+const config = andromedaFamily.presetConfig(preset, 50432);
 const dtype = device.startsWith('cuda') ? 'bfloat16' : 'float32';
 const model = andromedaFamily.create(config, { seed: 0, device });
 model.to!(dtype);
