@@ -1,0 +1,102 @@
+/**
+ * A plan: the memory a workload needs on a device, line by line, whether it fits, the largest batch and the
+ * largest context that fit, and the tokens per second the roofline expects.
+ */
+import type { AndromedaConfig } from '../model/config.js';
+import { countParameters } from '../model/parameter-shapes.js';
+import type { MemoryLine } from './breakdown.js';
+import type { DeviceSpec } from './devices.js';
+import { planInferencePeak } from './inference-memory.js';
+import { planTrainingPeak } from './training-memory.js';
+import { inferenceThroughput, trainingThroughput, type Throughput } from './throughput.js';
+import type { Workload } from './workload.js';
+
+/**
+ * Memory a CUDA process holds outside the engine's allocator: the context (module images of the engine's
+ * kernels, cuBLASLt's handles, the driver's own state), about 0.5 GiB on an H100 with CUDA 12.
+ */
+export const CUDA_CONTEXT_BYTES = 0.5 * 2 ** 30;
+
+export interface RunPlan {
+  model: { name: string; parameters: number; config: AndromedaConfig };
+  device: DeviceSpec;
+  workload: Workload;
+  /** Every line the allocator counts, in the order held between steps then added during the step. */
+  lines: MemoryLine[];
+  /** The allocator's predicted peak (what the engine's `peakAllocated` reports). */
+  peakBytes: number;
+  /** Outside the allocator: the CUDA context (0 on the CPU). */
+  contextBytes: number;
+  /** peak + context, against the device's memory. */
+  totalBytes: number;
+  fits: boolean;
+  /** Training: which moment of the backward pass is the peak. */
+  peakMoment?: string;
+  /** The largest batch (same lengths) that fits, 0 if none. */
+  maxBatch: number;
+  /** The largest sequence (training) or prompt (inference, same output length) that fits at this batch. */
+  maxContext: number;
+  throughput: Throughput;
+}
+
+function memoryOf(config: AndromedaConfig, workload: Workload, device: DeviceSpec) {
+  if (workload.mode === 'training') {
+    const t = planTrainingPeak(config, workload, device.engine);
+    return { lines: [...t.steady, ...t.step], peakBytes: t.peakBytes, peakMoment: t.peakMoment };
+  }
+  const i = planInferencePeak(config, workload, device.engine);
+  return { lines: i.lines, peakBytes: i.peakBytes, peakMoment: undefined };
+}
+
+/** The largest integer x in [1, limit] with fits(x), by doubling then bisection (fits is monotone); 0 if none. */
+function largest(fits: (x: number) => boolean, limit: number): number {
+  if (!fits(1)) return 0;
+  let lo = 1;
+  let hi = 2;
+  while (hi <= limit && fits(hi)) {
+    lo = hi;
+    hi *= 2;
+  }
+  hi = Math.min(hi, limit + 1);
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (fits(mid)) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}
+
+export function planRun(
+  model: { name: string; config: AndromedaConfig },
+  workload: Workload,
+  device: DeviceSpec,
+): RunPlan {
+  const contextBytes = device.engine === 'cuda' ? CUDA_CONTEXT_BYTES : 0;
+  const fitsWith = (w: Workload): boolean =>
+    memoryOf(model.config, w, device).peakBytes + contextBytes <= device.memoryBytes;
+  const memory = memoryOf(model.config, workload, device);
+  const maxBatch = largest((batch) => fitsWith({ ...workload, batch }), 1 << 20);
+  const maxContext =
+    workload.mode === 'training'
+      ? largest((seqLen) => seqLen >= 2 && fitsWith({ ...workload, seqLen }), 1 << 24)
+      : largest((promptTokens) => fitsWith({ ...workload, promptTokens }), 1 << 24);
+  const throughput =
+    workload.mode === 'training'
+      ? trainingThroughput(model.config, workload, device)
+      : inferenceThroughput(model.config, workload, device);
+  const totalBytes = memory.peakBytes + contextBytes;
+  return {
+    model: { ...model, parameters: countParameters(model.config) },
+    device,
+    workload,
+    lines: memory.lines,
+    peakBytes: memory.peakBytes,
+    contextBytes,
+    totalBytes,
+    fits: totalBytes <= device.memoryBytes,
+    peakMoment: memory.peakMoment,
+    maxBatch,
+    maxContext,
+    throughput,
+  };
+}

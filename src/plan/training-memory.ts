@@ -1,0 +1,175 @@
+/**
+ * The peak memory of one training step on one GPU (or the CPU), as the engine's allocator will count it.
+ *
+ * Between steps the engine holds the weights, the float32 masters (mixed precision only: with float32 compute
+ * the weights are the masters) and the optimizer's state (AdamW: m and v in float32; adamw8bit: codes packed
+ * four to an int32 word plus a float32 absmax per 256 elements, src/optim/adamw8bit.ts). A step adds the
+ * forward pass's tensors (./activations.ts), all kept until its backward pass ends, and the backward pass adds
+ * the parameters' gradients (compute dtype) one by one while freeing intermediate gradients as it goes. The
+ * peak is the largest of three moments of the backward pass:
+ *
+ *   head      the logits' gradient [rows, vocab] and the output projection's weight gradient
+ *   block 0   every gradient but the embedding's, plus the widest working set of a block's backward
+ *             (with activation checkpointing: plus that block's recomputed forward tensors)
+ *   end       every gradient, plus the gradient of the embedding's output
+ *
+ * ZeRO-style division over N GPUs (stage 1: optimizer state and masters; 2: also gradients; 3: also the
+ * compute weights) divides those lines by N; the engine itself trains on one device, so sharding is a
+ * projection of the layout DeepSpeed and FSDP use, not a mode the trainer runs.
+ */
+import type { AndromedaConfig } from '../model/config.js';
+import { parameterShapes } from '../model/parameter-shapes.js';
+import { DTYPE_BYTES } from '../tensor/dtype.js';
+import { QUANT_BLOCK } from '../optim/adamw8bit-map.js';
+import type { EngineKind, TensorGroup } from './allocator.js';
+import { blockGradientTensors, blockTensors, headTensors, type RowTensor } from './activations.js';
+import { CUBLASLT_WORKSPACE_BYTES, line, parameterGroups, rowGroups, type MemoryLine } from './breakdown.js';
+import type { TrainingWorkload } from './workload.js';
+
+export interface TrainingMemory {
+  /** Held between steps: weights, masters, optimizer state, workspaces. */
+  steady: MemoryLine[];
+  /** Added during a step at its peak moment. */
+  step: MemoryLine[];
+  /** Which moment of the backward pass is the peak. */
+  peakMoment: 'head' | 'block 0' | 'end';
+  /** steady + step: the allocator's peak. */
+  peakBytes: number;
+}
+
+const sum = (lines: readonly MemoryLine[]): number => lines.reduce((s, l) => s + l.bytes, 0);
+
+function optimizerGroups(
+  shapes: ReadonlyMap<string, readonly number[]>,
+  optimizer: TrainingWorkload['optimizer'],
+  shards: number,
+): TensorGroup[] {
+  if (optimizer === 'adamw') return [...parameterGroups(shapes, 4, shards), ...parameterGroups(shapes, 4, shards)];
+  const groups: TensorGroup[] = [];
+  for (const shape of shapes.values()) {
+    const count = Math.ceil(shape.reduce((a, b) => a * b, 1) / shards);
+    // m and v: codes (four per int32 word) and one float32 absmax per block.
+    groups.push({ count: 2, bytes: Math.ceil(count / 4) * 4 }, { count: 2, bytes: Math.ceil(count / QUANT_BLOCK) * 4 });
+  }
+  return groups;
+}
+
+export function planTrainingPeak(c: AndromedaConfig, w: TrainingWorkload, engine: EngineKind): TrainingMemory {
+  const shapes = parameterShapes(c);
+  const computeBytes = DTYPE_BYTES[w.precision];
+  const mixed = w.precision !== 'float32';
+  const shardOptimizer = w.zeroStage >= 1 ? w.gpus : 1;
+  const shardGradients = w.zeroStage >= 2 ? w.gpus : 1;
+  const shardWeights = w.zeroStage >= 3 ? w.gpus : 1;
+  const steady: MemoryLine[] = [
+    line(
+      engine,
+      mixed ? `weights (${w.precision} compute copy)` : 'weights (float32, updated in place)',
+      parameterGroups(shapes, computeBytes, shardWeights),
+      '--model, --zero 3',
+    ),
+  ];
+  if (mixed)
+    steady.push(line(engine, 'master weights (float32)', parameterGroups(shapes, 4, shardOptimizer), '--zero 1'));
+  steady.push(
+    line(
+      engine,
+      w.optimizer === 'adamw' ? 'AdamW moments (float32 m, v)' : 'AdamW 8-bit moments (codes + absmax per 256)',
+      optimizerGroups(shapes, w.optimizer, shardOptimizer),
+      '--optimizer adamw8bit, --zero 1',
+    ),
+  );
+  if (engine === 'cuda')
+    steady.push(line(engine, 'cuBLASLt workspace', [{ count: 1, bytes: CUBLASLT_WORKSPACE_BYTES }], ''));
+
+  const rows = w.batch * w.seqLen;
+  const predictingRows = w.batch * (w.seqLen - 1);
+  const dtype = w.precision;
+  const block = blockTensors(c);
+  const head = headTensors(c);
+  const shapeFlags = '--batch, --seq (--grad-accum keeps the tokens per step)';
+  const forward: TensorGroup[] = [
+    ...rowGroups(head.input, rows, dtype),
+    ...(w.activationCheckpointing
+      ? Array.from({ length: c.depth }, () => rowGroups([{ perRow: c.dim, what: 'block output' }], rows, dtype)).flat()
+      : Array.from({ length: c.depth }, () => rowGroups(block, rows, dtype)).flat()),
+    ...rowGroups(head.output.slice(0, -1), rows, dtype),
+    ...rowGroups(head.output.slice(-1), predictingRows, dtype),
+    // Targets (int32) and the cross-entropy's float32 log-sum-exp per predicting row, and the loss.
+    { count: 2, bytes: predictingRows * 4 },
+    { count: 1, bytes: 4 },
+  ];
+  const activations = line(
+    engine,
+    `activations kept for the backward pass (${w.activationCheckpointing ? 'checkpointed: block inputs' : 'every block'})`,
+    forward,
+    `${shapeFlags}${w.activationCheckpointing ? '' : ', --checkpointing'}`,
+  );
+
+  const gradientShapes = new Map(shapes);
+  const gradientGroups = (which: ReadonlyMap<string, readonly number[]>) =>
+    parameterGroups(which, computeBytes, shardGradients);
+  const outputWeightNames = c.tiedEmbeddings ? ['embedding.weight'] : ['logits.weight', 'logits.bias'];
+  const outputShapes = new Map(outputWeightNames.map((n) => [n, shapes.get(n)!]));
+  const withoutEmbedding = new Map([...gradientShapes].filter(([n]) => n !== 'embedding.weight'));
+  const recompute: RowTensor[] = w.activationCheckpointing ? block : [];
+  const moments: Array<{ moment: TrainingMemory['peakMoment']; lines: MemoryLine[] }> = [
+    {
+      moment: 'head',
+      lines: [
+        line(engine, 'gradients (output projection)', gradientGroups(outputShapes), '--zero 2'),
+        line(
+          engine,
+          'backward working set (logits gradient)',
+          [
+            ...rowGroups([{ perRow: c.vocabSize, what: 'logits gradient' }], predictingRows, dtype),
+            ...rowGroups([{ perRow: c.dim, what: 'hidden-state gradient' }], predictingRows, dtype),
+          ],
+          shapeFlags,
+        ),
+      ],
+    },
+    {
+      moment: 'block 0',
+      lines: [
+        line(engine, `gradients (${w.precision})`, gradientGroups(withoutEmbedding), '--zero 2'),
+        line(
+          engine,
+          `backward working set (one block${w.activationCheckpointing ? ', recomputed' : ''})`,
+          [
+            ...rowGroups(recompute, rows, dtype),
+            ...rowGroups(blockGradientTensors(c), rows, dtype),
+            // The Hopper attention backward accumulates dQ in float32 (native/cuda/attention/backward_hopper.h).
+            ...(engine === 'cuda'
+              ? rowGroups([{ perRow: c.heads * c.headDim, float32: true, what: 'dQ' }], rows, dtype)
+              : []),
+          ],
+          shapeFlags,
+        ),
+      ],
+    },
+    {
+      moment: 'end',
+      lines: [
+        line(engine, `gradients (${w.precision})`, gradientGroups(gradientShapes), '--zero 2'),
+        line(
+          engine,
+          `backward working set (embedding${w.activationCheckpointing ? ', block 0 recomputed' : ''})`,
+          [
+            ...rowGroups(recompute, rows, dtype),
+            ...rowGroups([{ perRow: c.dim, what: 'embedding-output gradient' }], rows, dtype),
+          ],
+          shapeFlags,
+        ),
+      ],
+    },
+  ];
+  const peak = moments.reduce((a, b) => (sum(b.lines) > sum(a.lines) ? b : a));
+  const stepLines = [activations, ...peak.lines];
+  return {
+    steady,
+    step: stepLines,
+    peakMoment: peak.moment,
+    peakBytes: sum(steady) + sum(stepLines),
+  };
+}
