@@ -136,13 +136,14 @@ export function headTensors(c: AndromedaConfig): { input: RowTensor[]; output: R
 }
 
 /**
- * Gradients alive at once inside one block's backward pass, at its widest (the feed-forward's): the gradient of
- * the block's output, of the activated inner features and of the input projection.
+ * Gradients alive at once at the widest point of a block's backward pass, its feed-forward: the residual stream's
+ * gradient and the two inner-width gradients (of the activation's output and of the input projection's output;
+ * a GLU's input projection is twice as wide).
  */
 export function blockGradientTensors(c: AndromedaConfig): RowTensor[] {
   const inner = feedForwardInnerDim(c);
   return [
-    { perRow: c.dim, what: 'gradient of the block output' },
+    { perRow: c.dim, what: 'residual gradient' },
     { perRow: inner, what: 'gradient of the activated features' },
     { perRow: c.ffActivation === 'gelu' ? inner : 2 * inner, what: 'gradient of the input projection' },
   ];

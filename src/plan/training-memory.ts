@@ -22,7 +22,7 @@ import { parameterShapes } from '../model/parameter-shapes.js';
 import { DTYPE_BYTES } from '../tensor/dtype.js';
 import { QUANT_BLOCK } from '../optim/adamw8bit-map.js';
 import type { EngineKind, TensorGroup } from './allocator.js';
-import { blockGradientTensors, blockTensors, headTensors, type RowTensor } from './activations.js';
+import { blockGradientTensors, blockTensors, headTensors } from './activations.js';
 import { CUBLASLT_WORKSPACE_BYTES, line, parameterGroups, rowGroups, type MemoryLine } from './breakdown.js';
 import type { TrainingWorkload } from './workload.js';
 
@@ -32,7 +32,7 @@ export interface TrainingMemory {
   /** Added during a step at its peak moment. */
   step: MemoryLine[];
   /** Which moment of the backward pass is the peak. */
-  peakMoment: 'head' | 'block 0' | 'end';
+  peakMoment: 'head' | 'block 0 feed-forward' | 'block 0 attention' | 'end';
   /** steady + step: the allocator's peak. */
   peakBytes: number;
 }
@@ -94,6 +94,9 @@ export function planTrainingPeak(c: AndromedaConfig, w: TrainingWorkload, engine
       ? Array.from({ length: c.depth }, () => rowGroups([{ perRow: c.dim, what: 'block output' }], rows, dtype)).flat()
       : Array.from({ length: c.depth }, () => rowGroups(block, rows, dtype)).flat()),
     ...rowGroups(head.output.slice(0, -1), rows, dtype),
+    // Next-token loss narrows the hidden states to the predicting positions; with several rows the narrowed view
+    // is strided and the logits' product copies it contiguous.
+    ...(w.batch > 1 ? rowGroups([{ perRow: c.dim, what: 'predicting hidden states' }], predictingRows, dtype) : []),
     ...rowGroups(head.output.slice(-1), predictingRows, dtype),
     // Targets (int32) and the cross-entropy's float32 log-sum-exp per predicting row, and the loss.
     { count: 2, bytes: predictingRows * 4 },
@@ -106,18 +109,34 @@ export function planTrainingPeak(c: AndromedaConfig, w: TrainingWorkload, engine
     `${shapeFlags}${w.activationCheckpointing ? '' : ', --checkpointing'}`,
   );
 
-  const gradientShapes = new Map(shapes);
-  const gradientGroups = (which: ReadonlyMap<string, readonly number[]>) =>
-    parameterGroups(which, computeBytes, shardGradients);
-  const outputWeightNames = c.tiedEmbeddings ? ['embedding.weight'] : ['logits.weight', 'logits.bias'];
-  const outputShapes = new Map(outputWeightNames.map((n) => [n, shapes.get(n)!]));
-  const withoutEmbedding = new Map([...gradientShapes].filter(([n]) => n !== 'embedding.weight'));
-  const recompute: RowTensor[] = w.activationCheckpointing ? block : [];
+  const gradients = (keep: (name: string) => boolean) =>
+    parameterGroups(new Map([...shapes].filter(([name]) => keep(name))), computeBytes, shardGradients);
+  const outputNames = new Set(c.tiedEmbeddings ? ['embedding.weight'] : ['logits.weight', 'logits.bias']);
+  // Block 0's backward runs feed-forward first (output projection, then input), then attention (output
+  // projection, then q, k, v); the embedding's gradient comes last.
+  const firstBlock = 'blocks.0.';
+  const beforeFeedForwardInput = (name: string) =>
+    name !== 'embedding.weight' &&
+    (!name.startsWith(firstBlock) ||
+      name === `${firstBlock}feedForward.output.weight` ||
+      name === `${firstBlock}feedForward.output.bias`);
+  const beforeQueryKeyValue = (name: string) =>
+    name !== 'embedding.weight' &&
+    !/^blocks\.0\.attention\.(query|key|value|queryNorm|keyNorm|queryScale|keyScale)/.test(name);
+  const recompute = rowGroups(w.activationCheckpointing ? block : [], rows, dtype);
+  const recomputeNote = w.activationCheckpointing ? ', recomputed' : '';
+  const q = c.heads * c.headDim;
+  const kv = c.kvHeads * c.headDim;
   const moments: Array<{ moment: TrainingMemory['peakMoment']; lines: MemoryLine[] }> = [
     {
       moment: 'head',
       lines: [
-        line(engine, 'gradients (output projection)', gradientGroups(outputShapes), '--zero 2'),
+        line(
+          engine,
+          'gradients (output projection)',
+          gradients((n) => outputNames.has(n)),
+          '--zero 2',
+        ),
         line(
           engine,
           'backward working set (logits gradient)',
@@ -130,19 +149,49 @@ export function planTrainingPeak(c: AndromedaConfig, w: TrainingWorkload, engine
       ],
     },
     {
-      moment: 'block 0',
+      moment: 'block 0 feed-forward',
       lines: [
-        line(engine, `gradients (${w.precision})`, gradientGroups(withoutEmbedding), '--zero 2'),
         line(
           engine,
-          `backward working set (one block${w.activationCheckpointing ? ', recomputed' : ''})`,
+          `gradients (${w.precision}, all but block 0's first layers and the embedding)`,
+          gradients(beforeFeedForwardInput),
+          '--zero 2',
+        ),
+        line(
+          engine,
+          `backward working set (block 0's feed-forward${recomputeNote})`,
+          [...recompute, ...rowGroups(blockGradientTensors(c), rows, dtype)],
+          shapeFlags,
+        ),
+      ],
+    },
+    {
+      moment: 'block 0 attention',
+      lines: [
+        line(
+          engine,
+          `gradients (${w.precision}, all but block 0's q, k, v and the embedding)`,
+          gradients(beforeQueryKeyValue),
+          '--zero 2',
+        ),
+        line(
+          engine,
+          `backward working set (block 0's attention${recomputeNote})`,
           [
-            ...rowGroups(recompute, rows, dtype),
-            ...rowGroups(blockGradientTensors(c), rows, dtype),
-            // The Hopper attention backward accumulates dQ in float32 (native/cuda/attention/backward_hopper.h).
-            ...(engine === 'cuda'
-              ? rowGroups([{ perRow: c.heads * c.headDim, float32: true, what: 'dQ' }], rows, dtype)
-              : []),
+            ...recompute,
+            ...rowGroups(
+              [
+                { perRow: c.dim, what: 'residual gradient' },
+                { perRow: q, what: 'gradient of the attention output' },
+                { perRow: q, what: 'dQ' },
+                { perRow: kv, what: 'dK' },
+                { perRow: kv, what: 'dV' },
+                // The Hopper backward accumulates dQ in float32 (native/cuda/attention/backward_hopper.h).
+                ...(engine === 'cuda' ? [{ perRow: q, float32: true, what: 'dQ accumulator' }] : []),
+              ],
+              rows,
+              dtype,
+            ),
           ],
           shapeFlags,
         ),
@@ -151,14 +200,16 @@ export function planTrainingPeak(c: AndromedaConfig, w: TrainingWorkload, engine
     {
       moment: 'end',
       lines: [
-        line(engine, `gradients (${w.precision})`, gradientGroups(gradientShapes), '--zero 2'),
         line(
           engine,
-          `backward working set (embedding${w.activationCheckpointing ? ', block 0 recomputed' : ''})`,
-          [
-            ...rowGroups(recompute, rows, dtype),
-            ...rowGroups([{ perRow: c.dim, what: 'embedding-output gradient' }], rows, dtype),
-          ],
+          `gradients (${w.precision})`,
+          gradients(() => true),
+          '--zero 2',
+        ),
+        line(
+          engine,
+          `backward working set (embedding${recomputeNote ? ', block 0 recomputed' : ''})`,
+          [...recompute, ...rowGroups([{ perRow: c.dim, what: 'embedding-output gradient' }], rows, dtype)],
           shapeFlags,
         ),
       ],
