@@ -38,7 +38,7 @@ function shiftTensor(c: AndromedaConfig, what: string): RowTensor[] {
   return c.shiftTokens > 0 ? [{ perRow: c.dim, what: `token shift (${what})` }] : [];
 }
 
-function attentionTensors(c: AndromedaConfig): RowTensor[] {
+function attentionTensors(c: AndromedaConfig, paged: boolean): RowTensor[] {
   const q = c.heads * c.headDim;
   const kv = c.kvHeads * c.headDim;
   const out: RowTensor[] = [
@@ -61,6 +61,11 @@ function attentionTensors(c: AndromedaConfig): RowTensor[] {
     );
   }
   out.push({ perRow: kv, what: 'value projection' });
+  // The paged forward keeps [rows, heads, headDim] (no move to the heads' layout, no log-sum-exp, no merge).
+  if (paged) {
+    out.push({ perRow: q, what: 'attention output' }, { perRow: c.dim, what: 'attention output projection' });
+    return out;
+  }
   // Moving [rows, heads, headDim] to the heads' layout is a view; the fused kernel copies it contiguous when a
   // head count above 1 makes the view strided (qk-norm writes q and k in the heads' layout already).
   if (!c.qkNorm && c.heads > 1) out.push({ perRow: q, what: 'query in heads layout' });
@@ -91,13 +96,17 @@ function feedForwardTensors(c: AndromedaConfig): RowTensor[] {
   ];
 }
 
-/** What one block's forward pass allocates, in the order its form (src/model/block.ts) runs the ops. */
-export function blockTensors(c: AndromedaConfig): RowTensor[] {
+/**
+ * What one block's forward pass allocates, in the order its form (src/model/block.ts) runs the ops; `paged`: the
+ * inference engine's paged forward over [rows, dim] (src/model/paged-forward.ts).
+ */
+export function blockTensors(c: AndromedaConfig, o: { paged?: boolean } = {}): RowTensor[] {
+  const attention = attentionTensors(c, o.paged ?? false);
   if (c.parallelBlocks)
     return [
       ...normTensors(c, 'block norm'),
       ...shiftTensor(c, 'attention'),
-      ...attentionTensors(c),
+      ...attention,
       ...shiftTensor(c, 'feed-forward'),
       ...feedForwardTensors(c),
       { perRow: c.dim, what: 'attention + feed-forward' },
@@ -107,7 +116,7 @@ export function blockTensors(c: AndromedaConfig): RowTensor[] {
     return [
       ...normTensors(c, 'attention norm'),
       ...shiftTensor(c, 'attention'),
-      ...attentionTensors(c),
+      ...attention,
       { perRow: c.dim, what: 'residual stream' },
       ...normTensors(c, 'feed-forward norm'),
       ...shiftTensor(c, 'feed-forward'),
@@ -116,7 +125,7 @@ export function blockTensors(c: AndromedaConfig): RowTensor[] {
     ];
   return [
     ...shiftTensor(c, 'attention'),
-    ...attentionTensors(c),
+    ...attention,
     ...normTensors(c, 'residual + attention norm'),
     ...shiftTensor(c, 'feed-forward'),
     ...feedForwardTensors(c),

@@ -36,7 +36,13 @@ export function planInferencePeak(c: AndromedaConfig, w: InferenceWorkload, engi
   const kvElements = poolBlocks * w.blockSize * c.kvHeads * c.headDim;
   const tailElements = c.shiftTokens > 0 ? poolBlocks * c.shiftTokens * c.dim : 0;
   const chunkRows = Math.min(w.tokenBudget, w.batch * w.promptTokens);
-  const stepTensors = [{ perRow: c.dim, what: 'block input' }, ...blockTensors(c)];
+  const stepTensors = [
+    { perRow: c.dim, what: 'block input' },
+    ...blockTensors(c, { paged: true }),
+    // The step's int32 indices per row (token ids, cache slots).
+    { perRow: 1, float32: true, what: 'token ids' },
+    { perRow: 1, float32: true, what: 'cache slots' },
+  ];
   const lines: MemoryLine[] = [
     line(engine, `weights (${w.kvDtype})`, parameterGroups(parameterShapes(c), bytes), '--model, --dtype'),
     line(
