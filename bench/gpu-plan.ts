@@ -51,6 +51,7 @@ if (mode === 'train') {
 }
 
 const plan = planRun(model, workload, gpu);
+const throughput = plan.throughput!; // a table GPU has speed figures
 const GiB = 2 ** 30;
 let measured: { peakBytes: number; tokensPerSecond: number; prefillTokensPerSecond?: number; steadyBytes?: number };
 let error: string | null = null;
@@ -81,9 +82,8 @@ console.log(
     predicted: {
       peakBytes: plan.peakBytes,
       peakGiB: Number((plan.peakBytes / GiB).toFixed(3)),
-      tokensPerSecond: Math.round(plan.throughput.tokensPerSecond),
-      prefillTokensPerSecond:
-        plan.throughput.prefillTokensPerSecond && Math.round(plan.throughput.prefillTokensPerSecond),
+      tokensPerSecond: Math.round(throughput.tokensPerSecond),
+      prefillTokensPerSecond: throughput.prefillTokensPerSecond && Math.round(throughput.prefillTokensPerSecond),
       peakMoment: plan.peakMoment,
       lines: plan.lines.map((l) => ({ label: l.label, bytes: l.bytes })),
     },
@@ -94,7 +94,7 @@ console.log(
       prefillTokensPerSecond: measured.prefillTokensPerSecond && Math.round(measured.prefillTokensPerSecond),
     },
     peakRatio: ratio(plan.peakBytes, measured.peakBytes),
-    speedRatio: ratio(plan.throughput.tokensPerSecond, measured.tokensPerSecond),
+    speedRatio: ratio(throughput.tokensPerSecond, measured.tokensPerSecond),
     error,
   })}`,
 );

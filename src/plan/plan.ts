@@ -10,6 +10,7 @@ import { planInferencePeak } from './inference-memory.js';
 import { planTrainingPeak } from './training-memory.js';
 import { inferenceThroughput, trainingThroughput, type Throughput } from './throughput.js';
 import type { Workload } from './workload.js';
+import { pagedAttentionUnsupported } from '../model/attention.js';
 
 /**
  * Memory a CUDA process holds outside the engine's allocator: the context (module images of the engine's
@@ -36,7 +37,34 @@ export interface RunPlan {
   maxBatch: number;
   /** The largest sequence (training) or prompt (inference, same output length) that fits at this batch. */
   maxContext: number;
-  throughput: Throughput;
+  /** Null for a device known only by its memory (--memory): no speed figures to run a roofline on. */
+  throughput: Throughput | null;
+  /** What the plan cannot promise for this input (a context past the model's, a mode the engine lacks). */
+  warnings: string[];
+}
+
+function warningsFor(config: AndromedaConfig, workload: Workload): string[] {
+  const warnings: string[] = [];
+  const length = workload.mode === 'training' ? workload.seqLen : workload.promptTokens + workload.outputTokens;
+  if (length > config.maxSeqLen)
+    warnings.push(
+      `${length.toLocaleString('en')} positions exceed the model's maxSeqLen (${config.maxSeqLen.toLocaleString('en')}); ` +
+        'memory is planned as asked, but quality past the trained length depends on the position scheme',
+    );
+  if (workload.mode === 'inference') {
+    const unsupported = pagedAttentionUnsupported(config);
+    if (unsupported)
+      warnings.push(
+        `the inference engine runs a model with ${unsupported} by recomputing each step (no paged KV cache): the KV ` +
+          'cache line is what the paged engine would hold, not what recomputation holds',
+      );
+  }
+  if (workload.mode === 'training' && workload.gpus > 1)
+    warnings.push(
+      `the trainer runs on one device; ${workload.gpus} GPUs with ZeRO-${workload.zeroStage} is the memory of that ` +
+        'division (DeepSpeed / FSDP layout), not a mode this project trains in',
+    );
+  return warnings;
 }
 
 function memoryOf(config: AndromedaConfig, workload: Workload, device: DeviceSpec) {
@@ -48,11 +76,11 @@ function memoryOf(config: AndromedaConfig, workload: Workload, device: DeviceSpe
   return { lines: i.lines, peakBytes: i.peakBytes, peakMoment: undefined };
 }
 
-/** The largest integer x in [1, limit] with fits(x), by doubling then bisection (fits is monotone); 0 if none. */
-function largest(fits: (x: number) => boolean, limit: number): number {
-  if (!fits(1)) return 0;
-  let lo = 1;
-  let hi = 2;
+/** The largest integer x in [min, limit] with fits(x), by doubling then bisection (fits is monotone); 0 if none. */
+function largest(fits: (x: number) => boolean, min: number, limit: number): number {
+  if (!fits(min)) return 0;
+  let lo = min;
+  let hi = 2 * min;
   while (hi <= limit && fits(hi)) {
     lo = hi;
     hi *= 2;
@@ -75,15 +103,17 @@ export function planRun(
   const fitsWith = (w: Workload): boolean =>
     memoryOf(model.config, w, device).peakBytes + contextBytes <= device.memoryBytes;
   const memory = memoryOf(model.config, workload, device);
-  const maxBatch = largest((batch) => fitsWith({ ...workload, batch }), 1 << 20);
+  const maxBatch = largest((batch) => fitsWith({ ...workload, batch }), 1, 1 << 20);
   const maxContext =
     workload.mode === 'training'
-      ? largest((seqLen) => seqLen >= 2 && fitsWith({ ...workload, seqLen }), 1 << 24)
-      : largest((promptTokens) => fitsWith({ ...workload, promptTokens }), 1 << 24);
+      ? largest((seqLen) => fitsWith({ ...workload, seqLen }), 2, 1 << 24)
+      : largest((promptTokens) => fitsWith({ ...workload, promptTokens }), 1, 1 << 24);
   const throughput =
-    workload.mode === 'training'
-      ? trainingThroughput(model.config, workload, device)
-      : inferenceThroughput(model.config, workload, device);
+    device.flops === 0 || device.bandwidth === 0
+      ? null
+      : workload.mode === 'training'
+        ? trainingThroughput(model.config, workload, device)
+        : inferenceThroughput(model.config, workload, device);
   const totalBytes = memory.peakBytes + contextBytes;
   return {
     model: { ...model, parameters: countParameters(model.config) },
@@ -98,5 +128,6 @@ export function planRun(
     maxBatch,
     maxContext,
     throughput,
+    warnings: warningsFor(model.config, workload),
   };
 }

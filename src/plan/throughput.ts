@@ -50,6 +50,8 @@ export interface Throughput {
   bound: 'compute' | 'memory bandwidth';
   flopsPerToken: number;
   bytesPerToken: number;
+  /** Where the efficiency factors come from. */
+  basis: string;
 }
 
 /** Causal attention's FLOPs for `n` positions, forward (QKᵀ and PV, half the square). */
@@ -84,6 +86,12 @@ export function trainingThroughput(c: AndromedaConfig, w: TrainingWorkload, devi
     bound: computeSeconds >= optimizerSeconds ? 'compute' : 'memory bandwidth',
     flopsPerToken: flops / tokens,
     bytesPerToken: optimizerBytes / (tokens * w.gradAccum),
+    basis:
+      device.engine === 'cpu'
+        ? `${(trainingFraction(c, device) * 100).toFixed(0)}% of the CPU's float32 peak (bench/results/cpu-model.md, cpu-kernels.md)`
+        : `forward + backward at ${(trainingFraction(c, device) * 100).toFixed(0)}% of the GPU's bf16 peak and the ` +
+          `optimizer at ${GPU_EFFICIENCY.optimizerBandwidth * 100}% of its bandwidth, as measured on an H100 ` +
+          '(bench/results/gpu-train-step.md)',
   };
 }
 
@@ -110,5 +118,10 @@ export function inferenceThroughput(c: AndromedaConfig, w: InferenceWorkload, de
     bound: memorySeconds >= computeSeconds ? 'memory bandwidth' : 'compute',
     flopsPerToken: stepFlops / w.batch,
     bytesPerToken: stepBytes / w.batch,
+    basis: cpu
+      ? "decode steps at the measured CPU bandwidth plus the engine's measured per-step time " +
+        '(bench/results/cpu-kernels.md, cpu-decode-vs-llamacpp.md)'
+      : `decode at ${GPU_EFFICIENCY.decodeBandwidth * 100}% of the GPU's bandwidth, prefill at ` +
+        `${GPU_EFFICIENCY.prefill * 100}% of its bf16 peak (bench/results/gpu-prefill.md)`,
   };
 }
