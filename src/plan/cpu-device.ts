@@ -13,6 +13,7 @@ export function cpuDevice(): DeviceSpec {
     bandwidth: 35.7e9,
     flops: 236.4e9,
     engine: 'cpu',
+    sms: 0,
     aliases: ['cpu'],
   };
 }

@@ -12,6 +12,8 @@ export interface DeviceSpec {
   /** Dense bfloat16 FLOP/s (float32 on the CPU). */
   flops: number;
   engine: 'cuda' | 'cpu';
+  /** Streaming multiprocessors (GPUs): the paged attention sizes its key splits by them. */
+  sms: number;
   /** Aliases accepted by --gpu (lower case, spaces and dashes ignored). */
   aliases: string[];
 }
@@ -23,6 +25,7 @@ const T = 1e12;
 export const GPUS: readonly DeviceSpec[] = [
   {
     name: 'H100 SXM 80GB',
+    sms: 132,
     memoryBytes: 80 * GiB,
     bandwidth: 3.35 * T,
     flops: 989 * T,
@@ -31,6 +34,7 @@ export const GPUS: readonly DeviceSpec[] = [
   },
   {
     name: 'H100 PCIe 80GB',
+    sms: 114,
     memoryBytes: 80 * GiB,
     bandwidth: 2.0 * T,
     flops: 756 * T,
@@ -39,16 +43,34 @@ export const GPUS: readonly DeviceSpec[] = [
   },
   {
     name: 'H100 NVL 94GB',
+    sms: 132,
     memoryBytes: 94 * GiB,
     bandwidth: 3.9 * T,
     flops: 835 * T,
     engine: 'cuda',
     aliases: ['h100nvl'],
   },
-  { name: 'H200 141GB', memoryBytes: 141 * GB, bandwidth: 4.8 * T, flops: 989 * T, engine: 'cuda', aliases: ['h200'] },
-  { name: 'B200 180GB', memoryBytes: 180 * GB, bandwidth: 8 * T, flops: 2250 * T, engine: 'cuda', aliases: ['b200'] },
+  {
+    name: 'H200 141GB',
+    sms: 132,
+    memoryBytes: 141 * GB,
+    bandwidth: 4.8 * T,
+    flops: 989 * T,
+    engine: 'cuda',
+    aliases: ['h200'],
+  },
+  {
+    name: 'B200 180GB',
+    sms: 148,
+    memoryBytes: 180 * GB,
+    bandwidth: 8 * T,
+    flops: 2250 * T,
+    engine: 'cuda',
+    aliases: ['b200'],
+  },
   {
     name: 'A100 SXM 80GB',
+    sms: 108,
     memoryBytes: 80 * GiB,
     bandwidth: 2.039 * T,
     flops: 312 * T,
@@ -57,16 +79,34 @@ export const GPUS: readonly DeviceSpec[] = [
   },
   {
     name: 'A100 40GB',
+    sms: 108,
     memoryBytes: 40 * GiB,
     bandwidth: 1.555 * T,
     flops: 312 * T,
     engine: 'cuda',
     aliases: ['a10040', 'a10040gb'],
   },
-  { name: 'L40S 48GB', memoryBytes: 48 * GiB, bandwidth: 0.864 * T, flops: 362 * T, engine: 'cuda', aliases: ['l40s'] },
-  { name: 'L4 24GB', memoryBytes: 24 * GiB, bandwidth: 0.3 * T, flops: 121 * T, engine: 'cuda', aliases: ['l4'] },
+  {
+    name: 'L40S 48GB',
+    sms: 142,
+    memoryBytes: 48 * GiB,
+    bandwidth: 0.864 * T,
+    flops: 362 * T,
+    engine: 'cuda',
+    aliases: ['l40s'],
+  },
+  {
+    name: 'L4 24GB',
+    sms: 58,
+    memoryBytes: 24 * GiB,
+    bandwidth: 0.3 * T,
+    flops: 121 * T,
+    engine: 'cuda',
+    aliases: ['l4'],
+  },
   {
     name: 'A10 24GB',
+    sms: 72,
     memoryBytes: 24 * GiB,
     bandwidth: 0.6 * T,
     flops: 125 * T,
@@ -75,6 +115,7 @@ export const GPUS: readonly DeviceSpec[] = [
   },
   {
     name: 'RTX 4090 24GB',
+    sms: 128,
     memoryBytes: 24 * GiB,
     bandwidth: 1.008 * T,
     flops: 165 * T,
@@ -83,6 +124,7 @@ export const GPUS: readonly DeviceSpec[] = [
   },
   {
     name: 'RTX 3090 24GB',
+    sms: 82,
     memoryBytes: 24 * GiB,
     bandwidth: 0.936 * T,
     flops: 71 * T,
@@ -91,14 +133,31 @@ export const GPUS: readonly DeviceSpec[] = [
   },
   {
     name: 'RTX 6000 Ada 48GB',
+    sms: 142,
     memoryBytes: 48 * GiB,
     bandwidth: 0.96 * T,
     flops: 364 * T,
     engine: 'cuda',
     aliases: ['rtx6000ada', '6000ada'],
   },
-  { name: 'V100 32GB', memoryBytes: 32 * GiB, bandwidth: 0.9 * T, flops: 125 * T, engine: 'cuda', aliases: ['v100'] },
-  { name: 'T4 16GB', memoryBytes: 16 * GiB, bandwidth: 0.32 * T, flops: 65 * T, engine: 'cuda', aliases: ['t4'] },
+  {
+    name: 'V100 32GB',
+    sms: 80,
+    memoryBytes: 32 * GiB,
+    bandwidth: 0.9 * T,
+    flops: 125 * T,
+    engine: 'cuda',
+    aliases: ['v100'],
+  },
+  {
+    name: 'T4 16GB',
+    sms: 40,
+    memoryBytes: 16 * GiB,
+    bandwidth: 0.32 * T,
+    flops: 65 * T,
+    engine: 'cuda',
+    aliases: ['t4'],
+  },
 ];
 
 const key = (s: string): string => s.toLowerCase().replace(/[\s_-]+/g, '');

@@ -9,7 +9,7 @@
  */
 import type { AndromedaConfig } from '../model/config.js';
 import { parameterShapes } from '../model/parameter-shapes.js';
-import type { EngineKind } from './allocator.js';
+import { allocatedBytes, type EngineKind } from './allocator.js';
 import { blockTensors } from './activations.js';
 import { CUBLASLT_WORKSPACE_BYTES, line, parameterGroups, rowGroups, type MemoryLine } from './breakdown.js';
 import { DTYPE_BYTES } from '../tensor/dtype.js';
@@ -30,19 +30,86 @@ export interface InferenceMemory {
   peakBytes: number;
 }
 
-export function planInferencePeak(c: AndromedaConfig, w: InferenceWorkload, engine: EngineKind): InferenceMemory {
+/**
+ * The CUDA paged attention's split-KV scratch for one launch (native/cuda/paged/attention.cu, plan_launch): about
+ * two CTAs per multiprocessor over (sequences × KV heads × row blocks × splits), each split ≥ 64 keys, the float32
+ * partial rows capped at 256 MiB; returns the bytes of its two scratch buffers (partial rows and their statistics).
+ */
+export function pagedAttentionScratch(
+  c: AndromedaConfig,
+  o: { sequences: number; queries: number; maxQueryLen: number; maxContext: number; sms: number },
+): { partialRows: number; statistics: number } {
+  const group = c.heads / c.kvHeads;
+  const rowBlocks = Math.min(Math.max(Math.ceil((group * o.maxQueryLen) / 32), 1), 64);
+  const units = o.sequences * c.kvHeads * rowBlocks;
+  const most = Math.max(1, Math.ceil(o.maxContext / 64));
+  let splits = Math.min(Math.max(Math.ceil((2 * o.sms) / units), 1), most);
+  const bytesPerSplit = o.queries * c.heads * (c.headDim + 2) * 4;
+  splits = Math.max(1, Math.min(splits, Math.floor((256 * 2 ** 20) / bytesPerSplit)));
+  const keys = Math.max(o.maxContext, 1);
+  const chunk = Math.ceil(Math.ceil(keys / splits) / 32) * 32;
+  splits = Math.ceil(keys / chunk);
+  if (splits <= 1) return { partialRows: 16, statistics: 16 };
+  return {
+    partialRows: o.queries * c.heads * splits * c.headDim * 4,
+    statistics: o.queries * c.heads * splits * 8,
+  };
+}
+
+/** Batch buckets the decode graphs are captured for: 1, 2, 4 … up to the largest batch, which is the last. */
+function graphBuckets(maxBatch: number): number[] {
+  const buckets: number[] = [];
+  for (let b = 1; b < maxBatch; b *= 2) buckets.push(b);
+  buckets.push(maxBatch);
+  return buckets;
+}
+
+export function planInferencePeak(
+  c: AndromedaConfig,
+  w: InferenceWorkload,
+  engine: EngineKind,
+  sms = 132,
+): InferenceMemory {
   const bytes = DTYPE_BYTES[w.kvDtype];
   const poolBlocks = kvCacheBlocks(w) + 1;
   const kvElements = poolBlocks * w.blockSize * c.kvHeads * c.headDim;
   const tailElements = c.shiftTokens > 0 ? poolBlocks * c.shiftTokens * c.dim : 0;
   const chunkRows = Math.min(w.tokenBudget, w.batch * w.promptTokens);
-  const stepTensors = [
-    { perRow: c.dim, what: 'block input' },
-    ...blockTensors(c, { paged: true }),
-    // The step's int32 indices per row (token ids, cache slots).
+  // The step's int32 indices per row (token ids, cache slots) and the block input, then the block's tensors.
+  const indices = [
     { perRow: 1, float32: true, what: 'token ids' },
     { perRow: 1, float32: true, what: 'cache slots' },
+    { perRow: c.dim, what: 'block input' },
   ];
+  const block = blockTensors(c, { paged: true });
+  const logits = rowGroups([{ perRow: c.vocabSize, float32: true, what: 'logits' }], w.batch, w.kvDtype);
+  // Inside the attention call its split-KV scratch is live beside the tensors made before it; at the block's end
+  // every tensor of the block is (none is freed before the block returns).
+  const attentionEnd = block.findIndex((t) => t.what === 'attention output') + 1;
+  const scratch =
+    engine === 'cuda'
+      ? pagedAttentionScratch(c, {
+          sequences: Math.min(w.batch, Math.ceil(chunkRows / Math.max(1, Math.min(w.promptTokens, chunkRows)))),
+          queries: chunkRows,
+          maxQueryLen: Math.min(w.promptTokens, chunkRows),
+          maxContext: w.promptTokens,
+          sms,
+        })
+      : null;
+  const duringAttention = [
+    ...rowGroups([...indices, ...block.slice(0, attentionEnd)], chunkRows, w.kvDtype),
+    ...(scratch
+      ? [
+          { count: 1, bytes: scratch.partialRows },
+          { count: 1, bytes: scratch.statistics },
+        ]
+      : []),
+  ];
+  const blockEnd = [...rowGroups([...indices, ...block], chunkRows, w.kvDtype), ...logits];
+  const widest =
+    allocatedBytes(engine, duringAttention) > allocatedBytes(engine, blockEnd)
+      ? { groups: duringAttention, what: "one block's attention with its split-KV scratch" }
+      : { groups: blockEnd, what: 'one block, then logits' };
   const lines: MemoryLine[] = [
     line(engine, `weights (${w.kvDtype})`, parameterGroups(parameterShapes(c), bytes), '--model, --dtype'),
     line(
@@ -54,16 +121,17 @@ export function planInferencePeak(c: AndromedaConfig, w: InferenceWorkload, engi
       ],
       '--batch, --prompt, --output, --dtype',
     ),
-    line(
-      engine,
-      `prefill working set (${chunkRows} rows through one block, then logits)`,
-      [
-        ...rowGroups(stepTensors, chunkRows, w.kvDtype),
-        ...rowGroups([{ perRow: c.vocabSize, float32: true, what: 'logits' }], w.batch, w.kvDtype),
-      ],
-      '--token-budget',
-    ),
+    line(engine, `prefill working set (${chunkRows} rows: ${widest.what})`, widest.groups, '--token-budget'),
   ];
+  if (engine === 'cuda' && w.cudaGraphs) {
+    // Each captured decode graph keeps a private pool: one step's tensors at its batch bucket (rows of the
+    // bucket through a block, the logits and the sampled ids), reused within the capture.
+    const graphGroups = graphBuckets(w.batch).flatMap((b) => [
+      ...rowGroups([...indices, ...block], b, w.kvDtype),
+      ...rowGroups([{ perRow: c.vocabSize, float32: true, what: 'logits' }], b, w.kvDtype),
+    ]);
+    lines.push(line(engine, 'decode graphs (a pool per batch bucket)', graphGroups, '--batch'));
+  }
   if (engine === 'cuda')
     lines.push(line(engine, 'cuBLASLt workspace', [{ count: 1, bytes: CUBLASLT_WORKSPACE_BYTES }], ''));
   return { lines, peakBytes: lines.reduce((s, l) => s + l.bytes, 0) };

@@ -72,7 +72,7 @@ function memoryOf(config: AndromedaConfig, workload: Workload, device: DeviceSpe
     const t = planTrainingPeak(config, workload, device.engine);
     return { lines: [...t.steady, ...t.step], peakBytes: t.peakBytes, peakMoment: t.peakMoment };
   }
-  const i = planInferencePeak(config, workload, device.engine);
+  const i = planInferencePeak(config, workload, device.engine, device.sms);
   return { lines: i.lines, peakBytes: i.peakBytes, peakMoment: undefined };
 }
 

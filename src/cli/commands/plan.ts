@@ -98,6 +98,8 @@ function chooseDevice(values: { gpu?: string; memory?: string; device?: string }
       bandwidth: 0,
       flops: 0,
       engine: 'cuda',
+      // The key splits of the paged attention follow an H100's 132 multiprocessors.
+      sms: 132,
       aliases: [],
     };
   }
