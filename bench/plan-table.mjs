@@ -1,6 +1,8 @@
 // Markdown table of the planner's RESULT lines (bench/gpu-plan.sh, bench/cpu-plan.ts): node bench/plan-table.mjs FILE.jsonl
 import { readFileSync } from 'node:fs';
 const GiB = 2 ** 30;
+const size = (b) =>
+  !Number.isFinite(b) ? '–' : b >= GiB ? `${(b / GiB).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`;
 const rows = readFileSync(process.argv[2], 'utf8')
   .split('\n')
   .filter(Boolean)
@@ -14,5 +16,5 @@ console.log('| model | workload | predicted peak | measured peak | error | predi
 console.log('|---|---|---|---|---|---|---|---|');
 for (const r of rows)
   console.log(
-    `| ${r.preset} | ${describe(r.workload)} | ${(r.predicted.peakBytes / GiB).toFixed(3)} GiB | ${(r.measured.peakBytes / GiB).toFixed(3)} GiB | ${pct(r.peakRatio)} | ${r.predicted.tokensPerSecond.toLocaleString('en')} | ${Number.isFinite(r.measured.tokensPerSecond) ? r.measured.tokensPerSecond.toLocaleString('en') : '–'} | ${pct(r.speedRatio)} |${r.error ? ` error: ${r.error.slice(0, 120)}` : ''}`,
+    `| ${r.preset} | ${describe(r.workload)} | ${size(r.predicted.peakBytes)} | ${size(r.measured.peakBytes)} | ${pct(r.peakRatio)} | ${r.predicted.tokensPerSecond.toLocaleString('en')} | ${Number.isFinite(r.measured.tokensPerSecond) ? r.measured.tokensPerSecond.toLocaleString('en') : '–'} | ${pct(r.speedRatio)} |${r.error ? ` error: ${r.error.slice(0, 120)}` : ''}`,
   );

@@ -15,30 +15,38 @@ import type { InferenceWorkload, TrainingWorkload } from './workload.js';
  *
  * GPU training (forward + backward): bench/results/gpu-train-step.md, H100 SXM — andromeda-3b 1 × 2,048:
  * forward + backward 70.1 ms for 32.7 model TFLOP = 466 TFLOP/s = 0.47 of 989; orca 4 × 8,192: step 47.8 ms at
- * 254 model TFLOP/s including its optimizer (0.26). Narrow models fill the tensor cores less: the factor is
- * interpolated in log(dim) between the two (512 → 0.26, 2,560 → 0.47).
+ * 254 model TFLOP/s (its optimizer is 0.4 ms of it) = 0.26. Narrow models fill the tensor cores less: the factor
+ * is interpolated in log(dim) between the two (512 → 0.26, 2,560 → 0.47).
  * GPU optimizer (clip + AdamW, bandwidth-bound): same file, andromeda-3b clip + AdamW 29.5 ms for 2.46 G
  * parameters × 34 B read and written = 84 GB → 2.84 TB/s = 0.85 of 3.35 TB/s.
- * GPU prefill: bench/results/gpu-prefill.md, andromeda-3b 8,192 tokens in 100.0 ms = 81.9k tok/s: 2·N FLOPs per
- * token plus causal attention = 48 TFLOP/s... of compute → 0.46 of 989 (the forward of the training figure).
+ * GPU prefill: bench/results/gpu-prefill.md, andromeda-3b 8,192 tokens in 100.0 ms: 40.3 TFLOP of weights and
+ * 13.2 of causal attention = 535 TFLOP/s = 0.54 of 989.
+ * GPU decode: every step reads the weights and the KV cache at the bandwidth of the optimizer's streams (0.85),
+ * plus the host's time per step (graph replay, the sampled ids read back, the scheduler): decodeStepSeconds.
  */
 export const GPU_EFFICIENCY = {
   trainingNarrow: { dim: 512, fraction: 0.26 },
   trainingWide: { dim: 2560, fraction: 0.47 },
   optimizerBandwidth: 0.85,
-  prefill: 0.46,
-  decodeBandwidth: 0.6,
+  prefill: 0.54,
+  decodeBandwidth: 0.85,
+  decodeStepSeconds: 0.5e-3,
 };
 
 /**
- * CPU: bench/results/cpu-kernels.md (this machine type, AMD EPYC Zen 4, 2 threads): the packed float32 GEMM
- * at 2 threads. Model-level factors are lower (elementwise kernels, attention).
+ * CPU (this machine: AMD EPYC Zen 4, 2 threads, bench/results/cpu-kernels.md): the packed GEMM runs the model's
+ * shapes at 0.79–0.94 of the 236 GFLOP/s peak (0.85 taken), and a training step of `small` spends 62% of its time
+ * in GEMMs (bench/results/cpu-model.md, profiled step), so a step runs at 0.85 × 0.62 = 0.53 of peak. AdamW moves
+ * its 7 streams at 166% of the DRAM copy figure (cpu-kernels.md). Decoding is host-bound: `small` decodes at
+ * 258–309 tokens/s (bench/results/cpu-decode-vs-llamacpp.md, idle machine), 3.2–3.9 ms a step of which reading
+ * its 11.6 MB of weights is 0.3 ms: about 0.8 ms of engine time per layer per step.
  */
 export const CPU_EFFICIENCY = {
-  training: 0.3,
-  optimizerBandwidth: 0.5,
-  prefill: 0.3,
-  decodeBandwidth: 0.5,
+  training: 0.53,
+  optimizerBandwidth: 1.66,
+  prefill: 0.53,
+  decodeBandwidth: 1,
+  decodeStepSecondsPerLayer: 0.8e-3,
 };
 
 export interface Throughput {
@@ -47,7 +55,7 @@ export interface Throughput {
   /** Inference: prompt tokens per second while prefilling. */
   prefillTokensPerSecond?: number;
   /** What bounds it: "compute" or "memory bandwidth". */
-  bound: 'compute' | 'memory bandwidth';
+  bound: 'compute' | 'memory bandwidth' | 'host';
   flopsPerToken: number;
   bytesPerToken: number;
   /** Where the efficiency factors come from. */
@@ -82,13 +90,15 @@ export function trainingThroughput(c: AndromedaConfig, w: TrainingWorkload, devi
   const optimizerSeconds = optimizerBytes / (device.bandwidth * efficiency) / w.gradAccum;
   const seconds = computeSeconds + optimizerSeconds;
   return {
-    tokensPerSecond: tokens / seconds,
+    // Data-parallel GPUs each run their micro-batches (the gradients' all-reduce is not counted).
+    tokensPerSecond: (tokens / seconds) * w.gpus,
     bound: computeSeconds >= optimizerSeconds ? 'compute' : 'memory bandwidth',
     flopsPerToken: flops / tokens,
     bytesPerToken: optimizerBytes / (tokens * w.gradAccum),
     basis:
       device.engine === 'cpu'
-        ? `${(trainingFraction(c, device) * 100).toFixed(0)}% of the CPU's float32 peak (bench/results/cpu-model.md, cpu-kernels.md)`
+        ? `${(trainingFraction(c, device) * 100).toFixed(0)}% of the CPU's float32 peak (bench/results/cpu-model.md, ` +
+          'cpu-kernels.md)'
         : `forward + backward at ${(trainingFraction(c, device) * 100).toFixed(0)}% of the GPU's bf16 peak and the ` +
           `optimizer at ${GPU_EFFICIENCY.optimizerBandwidth * 100}% of its bandwidth, as measured on an H100 ` +
           '(bench/results/gpu-train-step.md)',
@@ -111,11 +121,17 @@ export function inferenceThroughput(c: AndromedaConfig, w: InferenceWorkload, de
   const bandwidthFraction = cpu ? CPU_EFFICIENCY.decodeBandwidth : GPU_EFFICIENCY.decodeBandwidth;
   const memorySeconds = stepBytes / (device.bandwidth * bandwidthFraction);
   const computeSeconds = stepFlops / (device.flops * prefillFraction);
-  const stepSeconds = Math.max(memorySeconds, computeSeconds);
+  const hostSeconds = cpu ? CPU_EFFICIENCY.decodeStepSecondsPerLayer * c.depth : GPU_EFFICIENCY.decodeStepSeconds;
+  const stepSeconds = Math.max(memorySeconds, computeSeconds) + hostSeconds;
   return {
     tokensPerSecond: w.batch / stepSeconds,
     prefillTokensPerSecond: (w.batch * w.promptTokens) / prefillSeconds,
-    bound: memorySeconds >= computeSeconds ? 'memory bandwidth' : 'compute',
+    bound:
+      hostSeconds > Math.max(memorySeconds, computeSeconds)
+        ? 'host'
+        : memorySeconds >= computeSeconds
+          ? 'memory bandwidth'
+          : 'compute',
     flopsPerToken: stepFlops / w.batch,
     bytesPerToken: stepBytes / w.batch,
     basis: cpu
