@@ -146,14 +146,22 @@ export function headTensors(c: AndromedaConfig): { input: RowTensor[]; output: R
 
 /**
  * Gradients alive at once at the widest point of a block's backward pass, its feed-forward: the residual stream's
- * gradient and the two inner-width gradients (of the activation's output and of the input projection's output;
- * a GLU's input projection is twice as wide).
+ * gradient, the gradient of the activated features, and the input projection's gradient. A GLU splits its input
+ * projection with two narrows, whose backward passes each pad their part into a zero tensor of the full 2·inner
+ * width before the two are summed: three such tensors at once.
  */
 export function blockGradientTensors(c: AndromedaConfig): RowTensor[] {
   const inner = feedForwardInnerDim(c);
-  return [
+  const gradients: RowTensor[] = [
     { perRow: c.dim, what: 'residual gradient' },
     { perRow: inner, what: 'gradient of the activated features' },
-    { perRow: c.ffActivation === 'gelu' ? inner : 2 * inner, what: 'gradient of the input projection' },
   ];
+  if (c.ffActivation === 'gelu') gradients.push({ perRow: inner, what: 'gradient of the input projection' });
+  else
+    gradients.push(
+      { perRow: 2 * inner, what: 'value gradient, padded' },
+      { perRow: 2 * inner, what: 'gate gradient, padded' },
+      { perRow: 2 * inner, what: 'gradient of the input projection' },
+    );
+  return gradients;
 }

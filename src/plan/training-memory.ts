@@ -115,13 +115,15 @@ export function planTrainingPeak(c: AndromedaConfig, w: TrainingWorkload, engine
   // Block 0's backward runs feed-forward first (output projection, then input), then attention (output
   // projection, then q, k, v); the embedding's gradient comes last.
   const firstBlock = 'blocks.0.';
+  // Tied embeddings: the logits' product gives the embedding its gradient at the start of the backward pass.
+  const embeddingGradientLate = (name: string) => name === 'embedding.weight' && !c.tiedEmbeddings;
   const beforeFeedForwardInput = (name: string) =>
-    name !== 'embedding.weight' &&
+    !embeddingGradientLate(name) &&
     (!name.startsWith(firstBlock) ||
       name === `${firstBlock}feedForward.output.weight` ||
       name === `${firstBlock}feedForward.output.bias`);
   const beforeQueryKeyValue = (name: string) =>
-    name !== 'embedding.weight' &&
+    !embeddingGradientLate(name) &&
     !/^blocks\.0\.attention\.(query|key|value|queryNorm|keyNorm|queryScale|keyScale)/.test(name);
   const recompute = rowGroups(w.activationCheckpointing ? block : [], rows, dtype);
   const recomputeNote = w.activationCheckpointing ? ', recomputed' : '';
