@@ -22,16 +22,18 @@ export function rowGroups(tensors: readonly RowTensor[], rows: number, dtype: Co
   return tensors.map((t) => ({ count: 1, bytes: t.perRow * rows * (t.float32 ? 4 : DTYPE_BYTES[dtype]) }));
 }
 
-/** The parameters as allocations of `bytesPerElement` each, one per tensor, divided over `shards`. */
+/**
+ * The parameters as allocations of `bytesPerElement` each: one per tensor, as the engine allocates them; divided
+ * over `shards` GPUs, one flat partition per GPU (ZeRO implementations flatten what they partition).
+ */
 export function parameterGroups(
   shapes: ReadonlyMap<string, readonly number[]>,
   bytesPerElement: number,
   shards = 1,
 ): TensorGroup[] {
-  return [...shapes.values()].map((shape) => ({
-    count: 1,
-    bytes: Math.ceil(shape.reduce((a, b) => a * b, 1) / shards) * bytesPerElement,
-  }));
+  const sizes = [...shapes.values()].map((shape) => shape.reduce((a, b) => a * b, 1));
+  if (shards > 1) return [{ count: 1, bytes: Math.ceil(sizes.reduce((a, b) => a + b, 0) / shards) * bytesPerElement }];
+  return sizes.map((size) => ({ count: 1, bytes: size * bytesPerElement }));
 }
 
 /** The CUDA engine's cuBLASLt workspace (native/cuda/gemm_cublaslt.cc, kWorkspaceBytes): one per process. */

@@ -45,13 +45,21 @@ function optimizerGroups(
   shards: number,
 ): TensorGroup[] {
   if (optimizer === 'adamw') return [...parameterGroups(shapes, 4, shards), ...parameterGroups(shapes, 4, shards)];
-  const groups: TensorGroup[] = [];
-  for (const shape of shapes.values()) {
-    const count = Math.ceil(shape.reduce((a, b) => a * b, 1) / shards);
-    // m and v: codes (four per int32 word) and one float32 absmax per block.
-    groups.push({ count: 2, bytes: Math.ceil(count / 4) * 4 }, { count: 2, bytes: Math.ceil(count / QUANT_BLOCK) * 4 });
+  // m and v: codes (four per int32 word) and one float32 absmax per block of each parameter.
+  const counts = [...shapes.values()].map((shape) => shape.reduce((a, b) => a * b, 1));
+  const codes = counts.map((n) => Math.ceil(n / 4) * 4);
+  const absmax = counts.map((n) => Math.ceil(n / QUANT_BLOCK) * 4);
+  if (shards > 1) {
+    const total = (xs: number[]) => Math.ceil(xs.reduce((a, b) => a + b, 0) / shards);
+    return [
+      { count: 2, bytes: total(codes) },
+      { count: 2, bytes: total(absmax) },
+    ];
   }
-  return groups;
+  return counts.flatMap((_, i) => [
+    { count: 2, bytes: codes[i]! },
+    { count: 2, bytes: absmax[i]! },
+  ]);
 }
 
 export function planTrainingPeak(c: AndromedaConfig, w: TrainingWorkload, engine: EngineKind): TrainingMemory {
