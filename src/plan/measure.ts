@@ -20,6 +20,7 @@ import { AdamW } from '../optim/adamw.js';
 import { AdamW8bit } from '../optim/adamw8bit.js';
 import { clipGradNorm } from '../optim/clip.js';
 import { AndromedaLM } from '../train/andromeda-adapter.js';
+import { batchLoss, type BatchTensors } from '../train/next-token-loss.js';
 import { ByteTokenizer } from '../data/tokenizer/byte.js';
 import type { Tokenizer } from '../data/tokenizer/tokenizer.js';
 import { InferenceEngine } from '../inference/engine.js';
@@ -62,11 +63,34 @@ export function measureTraining(
   const hyper = { lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
   const optimizer = workload.optimizer === 'adamw8bit' ? new AdamW8bit(masters, hyper) : new AdamW(masters, hyper);
   if (lowPrecision) optimizer.setShadows(new Map(masters.map((m, i) => [m, params[i]!])));
+  // The trainer's batch (src/train/next-token-loss.ts): inputs and their next tokens as targets, one document per
+  // row given as segment ids and positions (the trainer's default, segments on).
   let seed = o.seed ?? 12345;
-  const ids = new Int32Array(workload.batch * workload.seqLen).map(
+  const { batch, seqLen } = workload;
+  const ids = new Int32Array(batch * (seqLen + 1)).map(
     () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) % config.vocabSize,
   );
-  const tokens = keep(Tensor.fromArray(ids, [workload.batch, workload.seqLen], 'int32', device));
+  const inputs = new Int32Array(batch * seqLen);
+  const targets = new Int32Array(batch * seqLen);
+  for (let b = 0; b < batch; b++) {
+    inputs.set(ids.subarray(b * (seqLen + 1), b * (seqLen + 1) + seqLen), b * seqLen);
+    targets.set(ids.subarray(b * (seqLen + 1) + 1, (b + 1) * (seqLen + 1)), b * seqLen);
+  }
+  const shape = [batch, seqLen];
+  const tensors: BatchTensors = {
+    inputs: keep(Tensor.fromArray(inputs, shape, 'int32', device)),
+    targets: keep(Tensor.fromArray(targets, shape, 'int32', device)),
+    segmentIds: keep(Tensor.fromArray(new Int32Array(batch * seqLen), shape, 'int32', device)),
+    positions: keep(
+      Tensor.fromArray(
+        new Int32Array(batch * seqLen).map((_, i) => i % seqLen),
+        shape,
+        'int32',
+        device,
+      ),
+    ),
+  };
+  const lm = new AndromedaLM(model);
   const stepSeconds: number[] = [];
   let steadyBytes = 0;
   try {
@@ -75,8 +99,7 @@ export function measureTraining(
       if (step === warmup) steadyBytes = engine.memoryStats().allocated - before;
       const start = performance.now();
       tidy(() => {
-        const loss = model.loss(tokens, { activationCheckpointing: workload.activationCheckpointing });
-        loss.backward();
+        batchLoss(lm, tensors, 'mean', { activationCheckpointing: workload.activationCheckpointing }).backward();
       });
       if (lowPrecision)
         for (let i = 0; i < params.length; i++) {
@@ -97,7 +120,7 @@ export function measureTraining(
       tokensPerSecond: (workload.batch * workload.seqLen) / median(stepSeconds),
     };
   } finally {
-    tokens.dispose();
+    for (const t of Object.values(tensors)) t?.dispose();
     optimizer.dispose();
     if (lowPrecision) for (const m of masters) m.dispose();
     model.dispose();

@@ -91,7 +91,6 @@ export function planTrainingPeak(c: AndromedaConfig, w: TrainingWorkload, engine
     steady.push(line(engine, 'cuBLASLt workspace', [{ count: 1, bytes: CUBLASLT_WORKSPACE_BYTES }], ''));
 
   const rows = w.batch * w.seqLen;
-  const predictingRows = w.batch * (w.seqLen - 1);
   const dtype = w.precision;
   const block = blockTensors(c);
   const head = headTensors(c);
@@ -102,12 +101,10 @@ export function planTrainingPeak(c: AndromedaConfig, w: TrainingWorkload, engine
       ? Array.from({ length: c.depth }, () => rowGroups([{ perRow: c.dim, what: 'block output' }], rows, dtype)).flat()
       : Array.from({ length: c.depth }, () => rowGroups(block, rows, dtype)).flat()),
     ...rowGroups(head.output.slice(0, -1), rows, dtype),
-    // Next-token loss narrows the hidden states to the predicting positions; with several rows the narrowed view
-    // is strided and the logits' product copies it contiguous.
-    ...(w.batch > 1 ? rowGroups([{ perRow: c.dim, what: 'predicting hidden states' }], predictingRows, dtype) : []),
-    ...rowGroups(head.output.slice(-1), predictingRows, dtype),
-    // Targets (int32) and the cross-entropy's float32 log-sum-exp per predicting row, and the loss.
-    { count: 2, bytes: predictingRows * 4 },
+    ...rowGroups(head.output.slice(-1), rows, dtype),
+    // The trainer's batch (src/train/next-token-loss.ts): inputs, targets, segment ids and positions, int32 per
+    // token; the cross-entropy's float32 log-sum-exp per row, and the loss.
+    { count: 5, bytes: rows * 4 },
     { count: 1, bytes: 4 },
   ];
   const activations = line(
@@ -151,8 +148,8 @@ export function planTrainingPeak(c: AndromedaConfig, w: TrainingWorkload, engine
           engine,
           'backward working set (logits gradient)',
           [
-            ...rowGroups([{ perRow: c.vocabSize, what: 'logits gradient' }], predictingRows, dtype),
-            ...rowGroups([{ perRow: c.dim, what: 'hidden-state gradient' }], predictingRows, dtype),
+            ...rowGroups([{ perRow: c.vocabSize, what: 'logits gradient' }], rows, dtype),
+            ...rowGroups([{ perRow: c.dim, what: 'hidden-state gradient' }], rows, dtype),
           ],
           shapeFlags,
         ),
