@@ -193,8 +193,17 @@ export function planTrainingPeak(c: AndromedaConfig, w: TrainingWorkload, engine
                 { perRow: q, what: 'dQ' },
                 { perRow: kv, what: 'dK' },
                 { perRow: kv, what: 'dV' },
-                // The Hopper backward accumulates dQ in float32 (native/cuda/attention/backward_hopper.h).
-                ...(engine === 'cuda' ? [{ perRow: q, float32: true, what: 'dQ accumulator' }] : []),
+                // The CUDA backward accumulates dQ in float32 (native/cuda/attention/backward_hopper.h) and reads q
+                // and k with rotary and xPos applied ahead, from bf16 copies (attention.cu, pretransform: q', and
+                // k' or its two split halves).
+                ...(engine === 'cuda'
+                  ? [
+                      { perRow: q, float32: true, what: 'dQ accumulator' },
+                      { perRow: q, what: "q'" },
+                      { perRow: kv, what: "k'" },
+                      { perRow: kv, what: "k' (second half)" },
+                    ]
+                  : []),
               ],
               rows,
               dtype,
