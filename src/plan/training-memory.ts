@@ -62,7 +62,34 @@ function optimizerGroups(
   ]);
 }
 
-export function planTrainingPeak(c: AndromedaConfig, w: TrainingWorkload, engine: EngineKind): TrainingMemory {
+/** The flags that shrink each kind of line, in the words of the command a plan is shown by. */
+export interface TrainingFlags {
+  weights: string;
+  masters: string;
+  optimizer: string;
+  gradients: string;
+  /** Batch and sequence. */
+  shape: string;
+  /** Added to `shape` for the activations when checkpointing is off. */
+  checkpointing: string;
+}
+
+/** `andromeda plan`'s flags. */
+export const PLAN_FLAGS: TrainingFlags = {
+  weights: '--model, --zero 3',
+  masters: '--zero 1',
+  optimizer: '--optimizer adamw8bit, --zero 1',
+  gradients: '--zero 2',
+  shape: '--batch, --seq (--grad-accum keeps the tokens per step)',
+  checkpointing: '--checkpointing',
+};
+
+export function planTrainingPeak(
+  c: AndromedaConfig,
+  w: TrainingWorkload,
+  engine: EngineKind,
+  flags: TrainingFlags = PLAN_FLAGS,
+): TrainingMemory {
   const shapes = parameterShapes(c);
   const computeBytes = DTYPE_BYTES[w.precision];
   const mixed = w.precision !== 'float32';
@@ -74,17 +101,17 @@ export function planTrainingPeak(c: AndromedaConfig, w: TrainingWorkload, engine
       engine,
       mixed ? `weights (${w.precision} compute copy)` : 'weights (float32, updated in place)',
       parameterGroups(shapes, computeBytes, shardWeights),
-      '--model, --zero 3',
+      flags.weights,
     ),
   ];
   if (mixed)
-    steady.push(line(engine, 'master weights (float32)', parameterGroups(shapes, 4, shardOptimizer), '--zero 1'));
+    steady.push(line(engine, 'master weights (float32)', parameterGroups(shapes, 4, shardOptimizer), flags.masters));
   steady.push(
     line(
       engine,
       w.optimizer === 'adamw' ? 'AdamW moments (float32 m, v)' : 'AdamW 8-bit moments (codes + absmax per 256)',
       optimizerGroups(shapes, w.optimizer, shardOptimizer),
-      '--optimizer adamw8bit, --zero 1',
+      flags.optimizer,
     ),
   );
   if (engine === 'cuda')
@@ -94,7 +121,7 @@ export function planTrainingPeak(c: AndromedaConfig, w: TrainingWorkload, engine
   const dtype = w.precision;
   const block = blockTensors(c);
   const head = headTensors(c);
-  const shapeFlags = '--batch, --seq (--grad-accum keeps the tokens per step)';
+  const shapeFlags = flags.shape;
   const forward: TensorGroup[] = [
     ...rowGroups(head.input, rows, dtype),
     ...(w.activationCheckpointing
@@ -111,7 +138,7 @@ export function planTrainingPeak(c: AndromedaConfig, w: TrainingWorkload, engine
     engine,
     `activations kept for the backward pass (${w.activationCheckpointing ? 'checkpointed: block inputs' : 'every block'})`,
     forward,
-    `${shapeFlags}${w.activationCheckpointing ? '' : ', --checkpointing'}`,
+    `${shapeFlags}${w.activationCheckpointing ? '' : `, ${flags.checkpointing}`}`,
   );
 
   const gradients = (keep: (name: string) => boolean) =>
@@ -142,7 +169,7 @@ export function planTrainingPeak(c: AndromedaConfig, w: TrainingWorkload, engine
           engine,
           'gradients (output projection)',
           gradients((n) => outputNames.has(n)),
-          '--zero 2',
+          flags.gradients,
         ),
         line(
           engine,
@@ -162,7 +189,7 @@ export function planTrainingPeak(c: AndromedaConfig, w: TrainingWorkload, engine
           engine,
           `gradients (${w.precision}, all but block 0's first layers and the embedding)`,
           gradients(beforeFeedForwardInput),
-          '--zero 2',
+          flags.gradients,
         ),
         line(
           engine,
@@ -179,7 +206,7 @@ export function planTrainingPeak(c: AndromedaConfig, w: TrainingWorkload, engine
           engine,
           `gradients (${w.precision}, all but block 0's q, k, v and the embedding)`,
           gradients(beforeQueryKeyValue),
-          '--zero 2',
+          flags.gradients,
         ),
         line(
           engine,
@@ -220,7 +247,7 @@ export function planTrainingPeak(c: AndromedaConfig, w: TrainingWorkload, engine
           engine,
           `gradients (${w.precision})`,
           gradients(() => true),
-          '--zero 2',
+          flags.gradients,
         ),
         line(
           engine,
