@@ -130,8 +130,9 @@ export function planTrainingPeak(
     ...rowGroups(head.output.slice(0, -1), rows, dtype),
     ...rowGroups(head.output.slice(-1), rows, dtype),
     // The trainer's batch (src/train/next-token-loss.ts): inputs, targets, segment ids and positions, int32 per
-    // token; the cross-entropy's float32 log-sum-exp per row, and the loss.
-    { count: 5, bytes: rows * 4 },
+    // token, and the forward's own device copies of the last two (src/model/context.ts); the cross-entropy's
+    // float32 log-sum-exp per row, and the loss.
+    { count: 7, bytes: rows * 4 },
     { count: 1, bytes: 4 },
   ];
   const activations = line(
