@@ -12,9 +12,12 @@ const describe = (w) =>
     ? `train ${w.batch} × ${w.seqLen}, ${w.optimizer}${w.activationCheckpointing ? ', checkpointing' : ''}`
     : `infer ${w.batch} × (${w.promptTokens} + ${w.outputTokens})`;
 const pct = (r) => (Number.isFinite(r) ? `${((r - 1) * 100).toFixed(1)}%` : '–');
-console.log('| model | workload | predicted peak | measured peak | error | predicted tok/s | measured tok/s | error |');
-console.log('|---|---|---|---|---|---|---|---|');
+const shares = rows.some((r) => r.cpuShare !== undefined);
+console.log(
+  `| model | workload | predicted peak | measured peak | error | predicted tok/s | measured tok/s | error |${shares ? ' CPU share | error at that share |' : ''}`,
+);
+console.log(`|---|---|---|---|---|---|---|---|${shares ? '---|---|' : ''}`);
 for (const r of rows)
   console.log(
-    `| ${r.preset} | ${describe(r.workload)} | ${size(r.predicted.peakBytes)} | ${size(r.measured.peakBytes)} | ${pct(r.peakRatio)} | ${r.predicted.tokensPerSecond.toLocaleString('en')} | ${Number.isFinite(r.measured.tokensPerSecond) ? r.measured.tokensPerSecond.toLocaleString('en') : '–'} | ${pct(r.speedRatio)} |${r.error ? ` error: ${r.error.slice(0, 120)}` : ''}`,
+    `| ${r.preset} | ${describe(r.workload)} | ${size(r.predicted.peakBytes)} | ${size(r.measured.peakBytes)} | ${pct(r.peakRatio)} | ${r.predicted.tokensPerSecond.toLocaleString('en')} | ${Number.isFinite(r.measured.tokensPerSecond) ? r.measured.tokensPerSecond.toLocaleString('en') : '–'} | ${pct(r.speedRatio)} |${shares ? ` ${r.cpuShare} | ${pct(r.speedRatio * r.cpuShare)} |` : ''}${r.error ? ` error: ${r.error.slice(0, 120)}` : ''}`,
   );
