@@ -20,6 +20,18 @@ export interface AttentionCase extends AttentionShape {
   keyScale?: boolean;
   positions?: 'custom' | 'reset' | 'far';
   segments?: boolean;
+  /**
+   * Packed documents (implies segments, positions reset at each document): the document lengths of each batch row
+   * (row b takes documents[b mod length]), repeated until the row is full.
+   */
+  documents?: number[][];
+  /** Documents' ids: 'increasing' (default; each document one run) or 'alternating' (two ids, documents 0, 2, 4 … share one). */
+  documentIds?: 'increasing' | 'alternating';
+  /**
+   * The engine gets no positions (index positions) while the reference keeps the documents' own: what
+   * src/ops/attention.ts passes on CUDA for documents whose positions count on from their first token.
+   */
+  indexPositions?: boolean;
   allMaskedRows?: boolean; // some query rows get an id that no key has
   seed?: number;
 }
@@ -74,18 +86,25 @@ export function makeInputs(c: AttentionCase): AttentionInputs {
     qpos: Int32Array | null = null,
     kseg: Int32Array | null = null,
     qseg: Int32Array | null = null;
-  if (c.positions || c.segments) {
+  const documents = c.documents ?? null;
+  const segmented = c.segments || documents !== null;
+  if (c.positions || segmented) {
     kpos = new Int32Array(B * NK);
     kseg = new Int32Array(B * NK);
     for (let b = 0; b < B; b++) {
       let doc = 0,
         p = c.positions === 'far' ? 150000 : 0;
+      const lengths = documents ? documents[b % documents.length]! : null;
+      let left = lengths ? lengths[0]! : 0; // tokens left in the current document
       for (let j = 0; j < NK; j++) {
-        if (c.segments && j > 0 && rand() < 0.05) {
+        const boundary = lengths ? left === 0 : c.segments && j > 0 && rand() < 0.05;
+        if (boundary) {
           doc++;
-          if (c.positions === 'reset') p = 0;
+          if (lengths) left = lengths[doc % lengths.length]!;
+          if (c.positions === 'reset' || lengths) p = 0;
         }
-        kseg[b * NK + j] = doc * 3 + 1;
+        left--;
+        kseg[b * NK + j] = c.documentIds === 'alternating' ? (doc % 2) * 5 + 2 : doc * 3 + 1;
         kpos[b * NK + j] = c.positions === 'custom' ? p + Math.floor(rand() * 3) : p;
         p = kpos[b * NK + j]! + 1;
       }
@@ -100,11 +119,11 @@ export function makeInputs(c: AttentionCase): AttentionInputs {
         if (c.allMaskedRows && i % 5 === 2) qseg[b * NQ + i] = -7;
       }
     }
-    if (!c.positions) {
+    if (!c.positions && !documents) {
       qpos = null;
       kpos = null;
     }
-    if (!c.segments) {
+    if (!segmented) {
       qseg = null;
       kseg = null;
     }
@@ -133,8 +152,8 @@ export function attentionArgsOf(
     rotaryInvFreq: inp.invFreq,
     xposScaleBase: c.xpos ?? 0,
     keyScale: inp.ks ? put(inp.ks, 'float32') : null,
-    queryPositions: inp.qpos ? put(inp.qpos, 'int32') : null,
-    keyPositions: inp.kpos ? put(inp.kpos, 'int32') : null,
+    queryPositions: inp.qpos && !c.indexPositions ? put(inp.qpos, 'int32') : null,
+    keyPositions: inp.kpos && !c.indexPositions ? put(inp.kpos, 'int32') : null,
     querySegments: inp.qseg ? put(inp.qseg, 'int32') : null,
     keySegments: inp.kseg ? put(inp.kseg, 'int32') : null,
   };

@@ -3,6 +3,7 @@
 // dq_from_accum_kernel.
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -10,6 +11,7 @@
 #include "backward_hopper.h"
 #include "backward_hopper_kernel.cuh"
 #include "heuristics.h"
+#include "segments.h"
 
 namespace andromeda::cuda::attention {
 namespace {
@@ -56,7 +58,9 @@ void launch_dq_conversion(const Params& p, int head_dim, const float* dq_accum, 
 
 }  // namespace
 
-void launch_backward_hopper(const Params& p, int head_dim) {
+void launch_backward_hopper(const Params& given, int head_dim) {
+  Params p = given;
+  const std::unique_ptr<Scratch> segment_summary = summarise_segments(p);  // packed documents: tile ranges and masks
   if (head_dim != 64 && head_dim != 128)
     throw std::logic_error("attention: head dim " + std::to_string(head_dim) + " reached the Hopper backward");
   const int64_t elements = accumulator_elements(p, head_dim);

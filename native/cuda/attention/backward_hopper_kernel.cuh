@@ -25,6 +25,7 @@
 #include "forward_hopper_kernel.cuh"
 #include "mma.cuh"
 #include "params.cuh"
+#include "segments.cuh"
 #include "split_key.cuh"
 
 namespace andromeda::cuda::attention::hopper {
@@ -81,6 +82,28 @@ __device__ __forceinline__ void probabilities(float (&s)[kBlockM / 2], const flo
       float prob = fast_exp2(x);
       if constexpr (kMasked) prob = (c >= lo[r] && c < hi[r]) ? prob : 0.f;  // a select: lse may be −∞ there
       s[4 * jj + e] = prob;
+    }
+  }
+}
+
+/**
+ * Zero on the probabilities of a Pᵀ tile (layout of `probabilities`) whose query lies in another document than the
+ * thread's key: column c = 8jj + 2t + (e & 1) of row r = e >> 1 is query m0 + c. A select, not a product: the score of
+ * a pair across documents is not bounded by the query's lse, so its 2^x may be +∞. Queries past the end are left to
+ * the end mask.
+ */
+template <int kBlockM>
+__device__ __forceinline__ void zero_other_segments(float (&s)[kBlockM / 2], const int32_t* q_seg_row, int m0, int q_len,
+                                                    int t, const int (&key_seg)[2]) {
+#pragma unroll
+  for (int jj = 0; jj < kBlockM / 8; jj++) {
+#pragma unroll
+    for (int e = 0; e < 2; e++) {
+      const int query = m0 + 8 * jj + 2 * t + e;
+      if (query >= q_len) continue;
+      const int id = __ldg(q_seg_row + query);
+#pragma unroll
+      for (int r = 0; r < 2; r++) s[4 * jj + 2 * r + e] = id == key_seg[r] ? s[4 * jj + 2 * r + e] : 0.f;
     }
   }
 }
@@ -214,8 +237,15 @@ __global__ void __launch_bounds__(256, 1)
   const int m_tiles = (p.q_len + kBlockM - 1) / kBlockM;
   // First query tile with a row that sees a key of this tile (causal: query i sees key j when j ≤ i + offset).
   const int64_t first_row = p.causal ? max(int64_t(0), int64_t(n0) - p.query_offset) : 0;
-  const int m_first = int(min(first_row / kBlockM, int64_t(m_tiles)));
-  const int n_iters = m_tiles - m_first;
+  int m_first = int(min(first_row / kBlockM, int64_t(m_tiles))), m_end = m_tiles;
+  const int4* k_seg_blocks = p.q_seg ? p.k_seg_blocks + int64_t(b) * segment_blocks(p.k_len) : nullptr;
+  const int4* q_seg_blocks = p.q_seg ? p.q_seg_blocks + int64_t(b) * segment_blocks(p.q_len) : nullptr;
+  if (k_seg_blocks) {  // packed documents: only the query tiles of this key tile's documents
+    const int keys = min(kBlockN, p.k_len - n0);
+    m_first = max(m_first, k_seg_blocks[n0 / kSegmentBlockRows].z / kBlockM);
+    m_end = min(m_end, (k_seg_blocks[(n0 + keys - 1) / kSegmentBlockRows].w + kBlockM - 1) / kBlockM);
+  }
+  const int n_iters = max(0, m_end - m_first);
 
   // ---- Consumers: 2 warpgroups × 64 keys ----
   const int tid = threadIdx.x;
@@ -223,6 +253,15 @@ __global__ void __launch_bounds__(256, 1)
   const int key_row = 64 * wg + 16 * warp + g;  // this thread's keys in the tile: key_row, key_row + 8
   const float slope = kAlibi ? p.alibi_slope_log2[h] : 0.f;
   const int wg_n0 = n0 + 64 * wg;
+  static_assert(kBlockM == kSegmentBlockRows && kBlockN == 2 * kSegmentBlockRows, "query tiles and warpgroup keys are summarised blocks");
+  // Packed documents: the ids of this thread's keys, and the summary of this warpgroup's 64 keys (null past the end).
+  int key_seg[2] = {0, 0};
+  int4 wg_seg_block = make_int4(0, 0, 0, 0);
+  if (k_seg_blocks) {
+#pragma unroll
+    for (int r = 0; r < 2; r++) key_seg[r] = key_segment(p, b, min(wg_n0 + 16 * warp + g + 8 * r, p.k_len - 1));
+    if (wg_n0 < p.k_len) wg_seg_block = k_seg_blocks[wg_n0 / kSegmentBlockRows];
+  }
 
   // cp.async ring: group 0 holds K, V and query tile 0; group it holds query tile it.
   const bf16* q_src = p.q + int64_t(bh) * p.q_len * D;
@@ -323,6 +362,8 @@ __global__ void __launch_bounds__(256, 1)
         for (int r = 0; r < 2; r++) dpos[r] = float(int64_t(m0) + p.query_offset - key_index[r] + 2 * t);
         probabilities<kBlockM, kAlibi, false>(st, lse, t, p.scale_log2, slope, dpos, lo, hi);
       }
+      if (k_seg_blocks && segment_pair_mixed(wg_seg_block, q_seg_blocks[m0 / kSegmentBlockRows]))
+        zero_other_segments<kBlockM>(st, p.q_seg + int64_t(b) * p.q_len, m0, p.q_len, t, key_seg);
       uint32_t pa[kBlockM / 16][4];
       to_a_fragments<kBlockM>(pa, st);
 
