@@ -25,7 +25,7 @@ export interface AttentionCase extends AttentionShape {
    * (row b takes documents[b mod length]), repeated until the row is full.
    */
   documents?: number[][];
-  /** Documents' ids: 'increasing' (default; each document one run) or 'alternating' (two ids, documents 0, 2, 4 … share one). */
+  /** Documents' ids: 'increasing' (default; each document one run) or 'alternating' (documents 0, 2, … share one). */
   documentIds?: 'increasing' | 'alternating';
   /**
    * The engine gets no positions (index positions) while the reference keeps the documents' own: what

@@ -15,8 +15,9 @@
 // Loads: 256 threads, no warp specialisation; K, V once, and Q, dO, lse, δ of the next query tile copied by
 // cp.async while the current one is used; two CTA barriers per tile.
 // Supported: head dims 64 and 128, bf16, causal by index with the query offset, ALiBi with default positions,
-// GQA/MQA (key_head_of for K, kv_head_of for V), the split key scale (template kSplit). heuristics.h sends
-// everything else to the mma.sync kernels.
+// GQA/MQA (key_head_of for K, kv_head_of for V), the split key scale (template kSplit), packed documents (segment
+// ids: only the query tiles of the key tile's documents, ids compared only on tiles that mix documents; segments.cuh).
+// heuristics.h sends everything else to the mma.sync kernels.
 #pragma once
 #include <cuda.h>
 
@@ -88,13 +89,17 @@ __device__ __forceinline__ void probabilities(float (&s)[kBlockM / 2], const flo
 
 /**
  * Zero on the probabilities of a Pᵀ tile (layout of `probabilities`) whose query lies in another document than the
- * thread's key: column c = 8jj + 2t + (e & 1) of row r = e >> 1 is query m0 + c. A select, not a product: the score of
+ * thread's key (rows r: keys key_index[r]): column c = 8jj + 2t + (e & 1) of row r = e >> 1 is query m0 + c. A select, not a product: the score of
  * a pair across documents is not bounded by the query's lse, so its 2^x may be +∞. Queries past the end are left to
  * the end mask.
  */
 template <int kBlockM>
-__device__ __forceinline__ void zero_other_segments(float (&s)[kBlockM / 2], const int32_t* q_seg_row, int m0, int q_len,
-                                                    int t, const int (&key_seg)[2]) {
+__device__ __forceinline__ void zero_other_segments(float (&s)[kBlockM / 2], const int32_t* q_seg_row,
+                                                    const int32_t* k_seg_row, int m0, int q_len, int k_len, int t,
+                                                    const int (&key_index)[2]) {
+  int key_seg[2];
+#pragma unroll
+  for (int r = 0; r < 2; r++) key_seg[r] = __ldg(k_seg_row + min(key_index[r], k_len - 1));
 #pragma unroll
   for (int jj = 0; jj < kBlockM / 8; jj++) {
 #pragma unroll
@@ -239,7 +244,6 @@ __global__ void __launch_bounds__(256, 1)
   const int64_t first_row = p.causal ? max(int64_t(0), int64_t(n0) - p.query_offset) : 0;
   int m_first = int(min(first_row / kBlockM, int64_t(m_tiles))), m_end = m_tiles;
   const int4* k_seg_blocks = p.q_seg ? p.k_seg_blocks + int64_t(b) * segment_blocks(p.k_len) : nullptr;
-  const int4* q_seg_blocks = p.q_seg ? p.q_seg_blocks + int64_t(b) * segment_blocks(p.q_len) : nullptr;
   if (k_seg_blocks) {  // packed documents: only the query tiles of this key tile's documents
     const int keys = min(kBlockN, p.k_len - n0);
     m_first = max(m_first, k_seg_blocks[n0 / kSegmentBlockRows].z / kBlockM);
@@ -254,14 +258,6 @@ __global__ void __launch_bounds__(256, 1)
   const float slope = kAlibi ? p.alibi_slope_log2[h] : 0.f;
   const int wg_n0 = n0 + 64 * wg;
   static_assert(kBlockM == kSegmentBlockRows && kBlockN == 2 * kSegmentBlockRows, "query tiles and warpgroup keys are summarised blocks");
-  // Packed documents: the ids of this thread's keys, and the summary of this warpgroup's 64 keys (null past the end).
-  int key_seg[2] = {0, 0};
-  int4 wg_seg_block = make_int4(0, 0, 0, 0);
-  if (k_seg_blocks) {
-#pragma unroll
-    for (int r = 0; r < 2; r++) key_seg[r] = key_segment(p, b, min(wg_n0 + 16 * warp + g + 8 * r, p.k_len - 1));
-    if (wg_n0 < p.k_len) wg_seg_block = k_seg_blocks[wg_n0 / kSegmentBlockRows];
-  }
 
   // cp.async ring: group 0 holds K, V and query tile 0; group it holds query tile it.
   const bf16* q_src = p.q + int64_t(bh) * p.q_len * D;
@@ -362,8 +358,12 @@ __global__ void __launch_bounds__(256, 1)
         for (int r = 0; r < 2; r++) dpos[r] = float(int64_t(m0) + p.query_offset - key_index[r] + 2 * t);
         probabilities<kBlockM, kAlibi, false>(st, lse, t, p.scale_log2, slope, dpos, lo, hi);
       }
-      if (k_seg_blocks && segment_pair_mixed(wg_seg_block, q_seg_blocks[m0 / kSegmentBlockRows]))
-        zero_other_segments<kBlockM>(st, p.q_seg + int64_t(b) * p.q_len, m0, p.q_len, t, key_seg);
+      // Packed documents: ids compared only where this warpgroup's keys and the query tile are not one document (read
+      // per tile, not kept in registers: the D = 128 instantiations have none to spare).
+      if (p.q_seg && segment_pair_mixed(p.k_seg_blocks[int64_t(b) * segment_blocks(p.k_len) + min(wg_n0, p.k_len - 1) / kSegmentBlockRows],
+                                        p.q_seg_blocks[int64_t(b) * segment_blocks(p.q_len) + m0 / kSegmentBlockRows]))
+        zero_other_segments<kBlockM>(st, p.q_seg + int64_t(b) * p.q_len, p.k_seg + int64_t(b) * p.k_len, m0, p.q_len,
+                                     p.k_len, t, key_index);
       uint32_t pa[kBlockM / 16][4];
       to_a_fragments<kBlockM>(pa, st);
 

@@ -12,8 +12,10 @@
 // positions (template kAlibi), GQA (key_head_of for K, kv_head_of for V), and the split key scale
 // (template kSplit, for Params::key_split): TMA brings A into the K slot and B into a B slot, producer warps 1–3 turn the slot's
 // rotary columns into K'_h = c_h ⊙ A + d_h ⊙ B (split_key.cuh), fence the async proxy and arrive on the stage's
-// "k ready" barrier, which the consumers wait on instead of "k full". Custom positions, segments and the in-kernel
-// q/k transform (rotary, xPos, key scale) stay on the mma.sync kernel (heuristics.h decides).
+// "k ready" barrier, which the consumers wait on instead of "k full". Packed documents (segment ids): only the key
+// tiles of the query tile's documents are walked, ids compared only on tiles that mix documents (segments.cuh).
+// Custom positions and the in-kernel q/k transform (rotary, xPos, key scale) stay on the mma.sync kernel
+// (heuristics.h decides).
 #pragma once
 #include <cuda.h>
 
@@ -134,12 +136,16 @@ __device__ __forceinline__ bool forward_tile_mixed(int4 rows, const int4* k_bloc
 }
 
 /**
- * −∞ on the scores of an S tile (layout of softmax_tile) whose key lies in another document than the thread's row:
+ * −∞ on the scores of an S tile (layout of softmax_tile) whose key lies in another document than the thread's row
+ * (rows r: queries row0 + 8r):
  * column c = 8j + 2t + (e & 1) of row r = e >> 1 is key n0 + c. Keys past the end are left to the end mask.
  */
 template <int kBlockN>
-__device__ __forceinline__ void mask_other_segments(float (&s)[kBlockN / 2], const int32_t* k_seg_row, int n0, int k_len,
-                                                    int t, const int (&row_seg)[2]) {
+__device__ __forceinline__ void mask_other_segments(float (&s)[kBlockN / 2], const int32_t* q_seg_row,
+                                                    const int32_t* k_seg_row, int n0, int q_len, int k_len, int t, int row0) {
+  int row_seg[2];
+#pragma unroll
+  for (int r = 0; r < 2; r++) row_seg[r] = __ldg(q_seg_row + min(row0 + 8 * r, q_len - 1));
 #pragma unroll
   for (int j = 0; j < kBlockN / 8; j++) {
 #pragma unroll
@@ -184,7 +190,6 @@ __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages>::kThreads, 
   int n_begin = 0, n_end = p.k_len;  // keys any row of the tile may see
   if (p.causal) n_end = min(n_end, m0 + rows_valid + p.query_offset);
   const int4* q_seg_blocks = p.q_seg ? p.q_seg_blocks + int64_t(b) * segment_blocks(p.q_len) : nullptr;
-  const int4* k_seg_blocks = p.q_seg ? p.k_seg_blocks + int64_t(b) * segment_blocks(p.k_len) : nullptr;
   if (q_seg_blocks) {  // packed documents: only the keys of the tile's documents
     n_begin = q_seg_blocks[m0 / kSegmentBlockRows].z;
     n_end = min(n_end, q_seg_blocks[(m0 + rows_valid - 1) / kSegmentBlockRows].w);
@@ -275,14 +280,6 @@ __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages>::kThreads, 
   const int row0 = m0 + 64 * wg + 16 * warp + g;  // this thread's rows: row0, row0 + 8
   const float slope = kAlibi ? p.alibi_slope_log2[h] : 0.f;
   const int wg_first_row = m0 + 64 * wg;
-  // Packed documents: the ids of this thread's rows, and the summary of this warpgroup's 64 rows (null past the end).
-  int row_seg[2] = {0, 0};
-  int4 wg_seg_block = make_int4(0, 0, 0, 0);
-  if (q_seg_blocks) {
-#pragma unroll
-    for (int r = 0; r < 2; r++) row_seg[r] = query_segment(p, b, min(row0 + 8 * r, p.q_len - 1));
-    if (wg_first_row < p.q_len) wg_seg_block = q_seg_blocks[wg_first_row / kSegmentBlockRows];
-  }
 
   float o[D / 2];
 #pragma unroll
@@ -315,8 +312,13 @@ __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages>::kThreads, 
   // The softmax of tile j (S in registers, its wgmma complete); returns the rescale factors of O.
   auto softmax = [&](int j, float (&corr)[2]) {
     const int n0 = (tile_first + j) * kBlockN;
-    if (q_seg_blocks && forward_tile_mixed<kBlockN>(wg_seg_block, k_seg_blocks, n0, p.k_len))
-      mask_other_segments<kBlockN>(s, p.k_seg + int64_t(b) * p.k_len, n0, p.k_len, t, row_seg);
+    // Packed documents: ids compared only where this warpgroup's rows and the key tile are not one document (read per
+    // tile, not kept in registers).
+    if (p.q_seg && forward_tile_mixed<kBlockN>(p.q_seg_blocks[int64_t(b) * segment_blocks(p.q_len) +
+                                                             min(wg_first_row, p.q_len - 1) / kSegmentBlockRows],
+                                              p.k_seg_blocks + int64_t(b) * segment_blocks(p.k_len), n0, p.k_len))
+      mask_other_segments<kBlockN>(s, p.q_seg + int64_t(b) * p.q_len, p.k_seg + int64_t(b) * p.k_len, n0, p.q_len, p.k_len,
+                                   t, row0);
     float dpos[2];
     int limit[2];
 #pragma unroll
