@@ -1,10 +1,12 @@
 // Packed documents (segment ids) on the Hopper kernels. Once per call a small kernel summarises the query and key
-// rows of each batch item in blocks of 64 rows (SegmentBlock); the Hopper forward and backward read the summaries to
+// rows of each batch item in blocks of 64 rows; the Hopper forward and backward read the summaries to
 //   - skip tiles: a query block's keys lie in [lo, hi) (the keys whose id is one of the block's ids), a key block's
 //     queries likewise. Exact where the ids never decrease along a row (each document one run), the layout of packed
 //     training rows; other layouts get the whole row (no skipping, still correct: the mask below decides);
 //   - mask only where needed: a (query block, key block) pair whose blocks each hold one id, the same, needs no
-//     per-element comparison; any other visited pair compares ids per element.
+//     per-element comparison; any other visited pair compares ids per element (the forward), or, in the backward,
+//     narrows each key's visible query columns to the queries of its document (per-key ranges, where the ids never
+//     decrease: no ids held in registers) and compares ids per element only in other layouts.
 // Positions inside a document are the kernels' index positions: rotary, xPos and ALiBi depend only on p_q − p_k,
 // which equals i − j for every pair of one document when its positions count on from its first token (the caller,
 // src/ops/attention.ts, passes segments without positions only then).
@@ -58,6 +60,19 @@ __device__ inline void summarise_segment_blocks(const int32_t* own, int own_len,
       hi = segment_search(other, other_len, own[last], true);
     }
     out[blk] = make_int4(uniform, id, lo, hi);
+  }
+}
+
+/**
+ * Per key j (one thread each): the queries [x, y) whose id can equal key j's — exactly those with its id where `sorted`,
+ * else every query (the kernels then compare ids per element).
+ */
+__device__ inline void segment_key_queries(const int32_t* keys, int k_len, const int32_t* queries, int q_len, bool sorted,
+                                           int2* out) {
+  for (int j = threadIdx.x; j < k_len; j += blockDim.x) {
+    const int32_t id = keys[j];
+    out[j] = sorted ? make_int2(segment_search(queries, q_len, id, false), segment_search(queries, q_len, id, true))
+                    : make_int2(0, q_len);
   }
 }
 
