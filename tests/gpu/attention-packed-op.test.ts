@@ -26,7 +26,7 @@ interface PackedOpCase {
   /** Document lengths per batch row (row b: documents[b mod length]), repeated until the row of n tokens is full. */
   documents: number[][];
   n: number;
-  /** 'restart': positions count from 0 in each document; 'gaps': every document's positions skip one after its start. */
+  /** Positions: 'restart' counts from 0 in each document, 'gaps' skips one after each document's start. */
   positions: 'restart' | 'gaps';
 }
 
