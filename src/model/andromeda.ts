@@ -96,8 +96,11 @@ export class Andromeda extends Module {
     return this.logitsOf(this.hiddenStates(tokens, o));
   }
 
-  /** tokens → the last layer's output (after the final norm), [batch, n, dim] ([batch, 1, dim] with logits: 'last'). */
-  private hiddenStates(tokens: Tensor, o: AndromedaForwardOptions): Tensor {
+  /**
+   * tokens → the last layer's output (after the final norm), [batch, n, dim] ([batch, 1, dim] with logits: 'last'):
+   * what the output head turns into logits (see outputHead).
+   */
+  hiddenStates(tokens: Tensor, o: AndromedaForwardOptions): Tensor {
     const [batch, n] = this.checkForwardInputs(tokens, o);
     const run = (): Tensor => this.run(tokens, sequenceContext(batch, n, o, this.device), o);
     // Decoding never trains: without autograd the block runner frees each block's intermediates.
@@ -112,6 +115,13 @@ export class Andromeda extends Module {
       x = runBlock(this.blocks.at(layer), x, layerState(sequence, o.kvCache, layer));
     if (o.logits === 'last') x = lastPosition(x);
     return this.finalNorm ? this.finalNorm.forward(x) : x;
+  }
+
+  /** The weight [vocab, dim] and bias of the logits projection (the token embedding when tied). */
+  get outputHead(): { weight: Tensor; bias: Tensor | null } {
+    return this.logits
+      ? { weight: this.logits.weight, bias: this.logits.bias }
+      : { weight: this.embedding.weight, bias: null };
   }
 
   private logitsOf(x: Tensor): Tensor {
