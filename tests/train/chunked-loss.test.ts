@@ -1,0 +1,82 @@
+// The trainer's loss computed block by block from the hidden states equals the loss from the full
+// logits, in value and in every parameter's gradient, on a packed batch with document boundaries.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import '../../src/index.js';
+import { tidy } from '../../src/tensor/scope.js';
+import { Generator } from '../../src/tensor/random.js';
+import { makeBatch } from '../../src/data/packing.js';
+import { andromedaFamily } from '../../src/train/andromeda-adapter.js';
+import { batchLoss, batchTensors, usesChunkedLoss } from '../../src/train/next-token-loss.js';
+import type { LanguageModel } from '../../src/train/model.js';
+import { DEFAULT_CROSS_ENTROPY_CHUNK_ROWS } from '../../src/ops/chunked-cross-entropy.js';
+
+const vocab = 61,
+  eos = 0,
+  seqLen = 24,
+  rows = 2;
+
+function packedBatch() {
+  const gen = new Generator(11);
+  const row = () =>
+    Int32Array.from({ length: seqLen + 1 }, (_, t) =>
+      t % 9 === 4 ? eos : 1 + Math.floor(gen.uniform() * (vocab - 1)),
+    );
+  return makeBatch([row(), row()], { seqLen, eosId: eos, segments: true });
+}
+
+function lossAndGradients(model: LanguageModel, loss: 'chunked' | 'full', checkpointing: boolean) {
+  for (const [, p] of model.namedParameters()) p.grad = null;
+  return tidy(() => {
+    const value = batchLoss(model, batchTensors(packedBatch(), 'cpu', true), 'mean', {
+      loss,
+      chunkRows: 7,
+      activationCheckpointing: checkpointing,
+    });
+    value.backward();
+    return {
+      loss: value.item(),
+      grads: model.namedParameters().map(([name, p]) => [name, Float64Array.from(p.grad!.toArray())] as const),
+    };
+  });
+}
+
+for (const tied of [false, true]) {
+  test(`chunked and full loss agree on a packed batch (${tied ? 'tied' : 'separate'} output head)`, () => {
+    const config = andromedaFamily.presetConfig('tiny', vocab, { tiedEmbeddings: tied });
+    const model = andromedaFamily.create(config, { seed: 5, device: 'cpu' });
+    try {
+      const full = lossAndGradients(model, 'full', false);
+      const chunked = lossAndGradients(model, 'chunked', true);
+      assert.ok(Number.isFinite(full.loss) && full.loss > 1, `loss ${full.loss}`);
+      assert.ok(Math.abs(chunked.loss - full.loss) < 1e-5, `chunked ${chunked.loss} vs full ${full.loss}`);
+      for (const [i, [name, g]] of full.grads.entries()) {
+        const other = chunked.grads[i]![1];
+        let worst = 0,
+          scale = 0;
+        for (let j = 0; j < g.length; j++) {
+          worst = Math.max(worst, Math.abs(g[j]! - other[j]!));
+          scale = Math.max(scale, Math.abs(g[j]!));
+        }
+        assert.ok(worst <= 1e-4 * Math.max(scale, 1e-3), `${name}: differs by ${worst} (largest ${scale})`);
+      }
+    } finally {
+      model.dispose();
+    }
+  });
+}
+
+test('the loss is chunked by default only when a batch has more rows than one block', () => {
+  const model = andromedaFamily.create(andromedaFamily.presetConfig('tiny', vocab), { seed: 1, device: 'cpu' });
+  try {
+    assert.equal(usesChunkedLoss(model, DEFAULT_CROSS_ENTROPY_CHUNK_ROWS), false);
+    assert.equal(usesChunkedLoss(model, DEFAULT_CROSS_ENTROPY_CHUNK_ROWS + 1), true);
+    assert.equal(usesChunkedLoss(model, 8, { chunkRows: 4 }), true);
+    assert.equal(usesChunkedLoss(model, 1 << 20, { loss: 'full' }), false);
+    const headless = { ...model, hiddenStates: undefined, outputHead: undefined } as unknown as LanguageModel;
+    assert.equal(usesChunkedLoss(headless, 1 << 20), false);
+    assert.throws(() => usesChunkedLoss(headless, 8, { loss: 'chunked' }), /does not expose its hidden states/);
+  } finally {
+    model.dispose();
+  }
+});
