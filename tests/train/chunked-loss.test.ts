@@ -10,6 +10,7 @@ import { andromedaFamily } from '../../src/train/andromeda-adapter.js';
 import { batchLoss, batchTensors, usesChunkedLoss } from '../../src/train/next-token-loss.js';
 import type { LanguageModel } from '../../src/train/model.js';
 import { DEFAULT_CROSS_ENTROPY_CHUNK_ROWS } from '../../src/ops/chunked-cross-entropy.js';
+import { planTrainingMemory } from '../../src/train/memory-plan.js';
 
 const vocab = 61,
   eos = 0,
@@ -79,4 +80,26 @@ test('the loss is chunked by default only when a batch has more rows than one bl
   } finally {
     model.dispose();
   }
+});
+
+test('andromeda-3b at 1 × 32,768 plans within 80 GB only with checkpointing; the chunked head keeps one block', () => {
+  const modelConfig = andromedaFamily.presetConfig('andromeda-3b', 50432) as unknown as Record<string, unknown>;
+  const plan = (activationCheckpointing: boolean, optimizer: 'adamw' | 'adamw8bit', seqLen = 32768) =>
+    planTrainingMemory({
+      parameterCount: andromedaFamily.parameterCount!(modelConfig as never),
+      modelConfig,
+      vocabSize: 50432,
+      config: { batchSize: 1, seqLen, activationCheckpointing, optimizer },
+      computeBytes: 2,
+      mixedPrecision: true,
+    });
+  const GB = 1e9;
+  const longContext = plan(true, 'adamw8bit');
+  assert.ok(longContext.bytes < 40 * GB, `planned ${longContext.bytes / GB} GB`);
+  assert.ok(plan(false, 'adamw8bit').bytes > 80 * GB, 'every block activation kept does not fit');
+  const head = longContext.parts.find((p) => /logits/.test(p.label))!;
+  assert.equal(head.bytes, 2 * 50432 * DEFAULT_CROSS_ENTROPY_CHUNK_ROWS, 'one bf16 block of logits');
+  const short = plan(true, 'adamw8bit', 2048).parts.find((p) => /logits/.test(p.label))!;
+  assert.equal(short.bytes, 2 * 2 * 50432 * 2048, 'below one block: the logits and their gradient');
+  assert.ok(plan(true, 'adamw').bytes - longContext.bytes > 14 * GB, '8-bit moments save over 14 GB');
 });
