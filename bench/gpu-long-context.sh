@@ -7,6 +7,8 @@
 #     orca-131k     orca 1 × 131,072, chunked cross-entropy (its activations fit without checkpointing)
 #     3b-2k-adamw   andromeda-3b 1 × 2,048 with float32 moments   } issue 17's bar: 8-bit at least as fast,
 #     3b-2k-8bit    andromeda-3b 1 × 2,048 with 8-bit moments     } peak ≥ 14 GB lower
+#     orca-4x8k-full, orca-4x8k-chunked   the head's cost both ways where it is largest (orca's 20k vocabulary is
+#                   over half its parameters): the trainer chunks any batch of more than 4,096 rows
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-logs}; mkdir -p "$out"
@@ -18,8 +20,10 @@ declare -A runs=(
   [orca-131k]="orca 1 131072 20 --loss chunked"
   [3b-2k-adamw]="andromeda-3b 1 2048 10 --optimizer adamw"
   [3b-2k-8bit]="andromeda-3b 1 2048 10 --optimizer adamw8bit"
+  [orca-4x8k-full]="orca 4 8192 8 --loss full"
+  [orca-4x8k-chunked]="orca 4 8192 8 --loss chunked"
 )
-names=("$@"); [[ ${#names[@]} -eq 0 ]] && names=(3b-32k orca-131k 3b-2k-adamw 3b-2k-8bit)
+names=("$@"); [[ ${#names[@]} -eq 0 ]] && names=(3b-32k orca-131k 3b-2k-adamw 3b-2k-8bit orca-4x8k-full orca-4x8k-chunked)
 status=0
 for name in "${names[@]}"; do
   [[ -n ${runs[$name]:-} ]] || { echo "unknown run '$name' (known: ${!runs[*]})"; status=2; continue; }

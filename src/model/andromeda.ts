@@ -5,8 +5,9 @@ import { Generator } from '../tensor/random.js';
 import { isGradEnabled, noGrad } from '../autograd/grad-mode.js';
 import { hostInts } from '../tensor/host-ints.js';
 import { linear } from '../ops/matmul.js';
-import { narrow } from '../ops/layout.js';
+import { narrow, reshape } from '../ops/layout.js';
 import { crossEntropy } from '../ops/nn.js';
+import { chunkedLinearCrossEntropy, DEFAULT_CROSS_ENTROPY_CHUNK_ROWS } from '../ops/chunked-cross-entropy.js';
 import { Module, ModuleList } from '../nn/module.js';
 import { Embedding } from '../nn/embedding.js';
 import { Linear } from '../nn/linear.js';
@@ -163,16 +164,34 @@ export class Andromeda extends Module {
    * once, contiguous, and their gradient needs no padding).
    */
   loss(tokens: Tensor, o: LossOptions = {}): Tensor {
-    if (o.targets) return crossEntropy(this.forward(tokens, o), o.targets, { ignoreIndex: o.ignoreIndex });
+    if (o.targets) return this.headLoss(this.hiddenStates(tokens, o), o.targets, o.ignoreIndex);
     const [batch, n] = tokens.shape as [number, number];
     if (n < 2) throw new RangeError(`Andromeda.loss: next-token loss needs at least 2 tokens per row, got ${n}`);
-    const predictions = this.logitsOf(narrow(this.hiddenStates(tokens, o), 1, 0, n - 1));
+    const predicting = narrow(this.hiddenStates(tokens, o), 1, 0, n - 1);
     // Targets from the host copy of tokens uploaded from host memory (checked without a device read).
     const host = hostInts(tokens);
     const targets = host
       ? Tensor.fromArray(nextTokenTargets(host, batch, n), [batch, n - 1], 'int32', tokens.device)
       : narrow(tokens, 1, 1, n - 1).contiguous();
-    return crossEntropy(predictions, targets, { ignoreIndex: o.ignoreIndex });
+    return this.headLoss(predicting, targets, o.ignoreIndex);
+  }
+
+  /**
+   * Mean cross-entropy of the logits of `hidden` [..., dim] against `targets` [...]. Above one block of
+   * rows the logits are formed a block at a time (chunked-cross-entropy.ts): a long context's full
+   * logits and their gradient would otherwise be the largest tensors of the step.
+   */
+  private headLoss(hidden: Tensor, targets: Tensor, ignoreIndex: number | undefined): Tensor {
+    const rows = targets.size;
+    if (rows <= DEFAULT_CROSS_ENTROPY_CHUNK_ROWS) return crossEntropy(this.logitsOf(hidden), targets, { ignoreIndex });
+    if (hidden.size !== rows * this.config.dim)
+      throw new RangeError(
+        `Andromeda.loss: targets ${formatShape(targets.shape)} do not match hidden states ${formatShape(hidden.shape)}`,
+      );
+    const { weight, bias } = this.outputHead;
+    return chunkedLinearCrossEntropy(reshape(hidden, [rows, this.config.dim]), weight, bias, reshape(targets, [rows]), {
+      ignoreIndex,
+    });
   }
 
   /**

@@ -4,6 +4,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import '../../src/index.js';
 import { tidy } from '../../src/tensor/scope.js';
+import { Tensor } from '../../src/tensor/tensor.js';
+import { Andromeda } from '../../src/model/andromeda.js';
+import { crossEntropy } from '../../src/ops/nn.js';
+import { narrow } from '../../src/ops/layout.js';
 import { Generator } from '../../src/tensor/random.js';
 import { makeBatch } from '../../src/data/packing.js';
 import { andromedaFamily } from '../../src/train/andromeda-adapter.js';
@@ -102,4 +106,41 @@ test('andromeda-3b at 1 × 32,768 plans within 80 GB only with checkpointing; th
   const short = plan(true, 'adamw8bit', 2048).parts.find((p) => /logits/.test(p.label))!;
   assert.equal(short.bytes, 2 * 2 * 50432 * 2048, 'below one block: the logits and their gradient');
   assert.ok(plan(true, 'adamw').bytes - longContext.bytes > 14 * GB, '8-bit moments save over 14 GB');
+});
+
+test('Andromeda.loss chunks above one block of rows and equals the loss of the full logits', () => {
+  const model = Andromeda.fromPreset('tiny', { vocabSize: vocab }, { seed: 2 });
+  try {
+    const n = 2101; // two rows of 2,100 predictions: 4,200 rows, more than one block
+    const gen = new Generator(4);
+    const host = Int32Array.from({ length: 2 * n }, () => Math.floor(gen.uniform() * vocab));
+    const run = (chunked: boolean) =>
+      tidy(() => {
+        for (const p of model.parameters()) p.grad = null;
+        const tokens = Tensor.fromArray(host, [2, n], 'int32', 'cpu');
+        const loss = chunked
+          ? model.loss(tokens)
+          : crossEntropy(
+              narrow(model.forward(tokens), 1, 0, n - 1),
+              Tensor.fromArray(
+                Int32Array.from(
+                  { length: 2 * (n - 1) },
+                  (_, i) => host[Math.floor(i / (n - 1)) * n + (i % (n - 1)) + 1]!,
+                ),
+                [2, n - 1],
+                'int32',
+                'cpu',
+              ),
+            );
+        loss.backward();
+        return [loss.item(), Array.from(model.outputHead.weight.grad!.toArray())] as const;
+      });
+    const [fullLoss, fullGrad] = run(false);
+    const [chunkedLoss, chunkedGrad] = run(true);
+    assert.ok(Math.abs(chunkedLoss - fullLoss) < 1e-5, `chunked ${chunkedLoss} vs full ${fullLoss}`);
+    const worst = fullGrad.reduce((m, g, i) => Math.max(m, Math.abs(g - chunkedGrad[i]!)), 0);
+    assert.ok(worst < 1e-6, `head gradient differs by ${worst}`);
+  } finally {
+    model.dispose();
+  }
 });
