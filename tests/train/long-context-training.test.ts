@@ -1,5 +1,6 @@
-// The trainer's loss computed block by block from the hidden states equals the loss from the full
-// logits, in value and in every parameter's gradient, on a packed batch with document boundaries.
+// Long-context training: the trainer's loss computed block by block from the hidden states equals the
+// loss from the full logits (value and every parameter's gradient, on a packed batch with document
+// boundaries); the 3B at 1 × 32,768 passes the config checks, packs, and plans within 80 GB.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import '../../src/index.js';
@@ -15,6 +16,9 @@ import { batchLoss, batchTensors, usesChunkedLoss } from '../../src/train/next-t
 import type { LanguageModel } from '../../src/train/model.js';
 import { DEFAULT_CROSS_ENTROPY_CHUNK_ROWS } from '../../src/ops/chunked-cross-entropy.js';
 import { planTrainingMemory } from '../../src/train/memory-plan.js';
+import { DEFAULT_CONFIG, validateConfig } from '../../src/train/config.js';
+import { MixtureLoader } from '../../src/data/mixture.js';
+import { ArrayTokenSource } from '../../src/data/token-source.js';
 
 const vocab = 61,
   eos = 0,
@@ -143,4 +147,32 @@ test('Andromeda.loss chunks above one block of rows and equals the loss of the f
   } finally {
     model.dispose();
   }
+});
+
+test('the trainer takes andromeda-3b at --seq-len 32768 and the loader packs rows of 32,768 tokens', () => {
+  const config = validateConfig({
+    ...DEFAULT_CONFIG,
+    preset: 'andromeda-3b',
+    seqLen: 32768,
+    batchSize: 1,
+    optimizer: 'adamw8bit',
+    activationCheckpointing: true,
+  });
+  assert.equal(config.seqLen, 32768);
+  const eosId = 50431;
+  const stream = Int32Array.from({ length: 100_000 }, (_, i) => (i % 5000 === 4999 ? eosId : i % 50000));
+  const loader = new MixtureLoader({
+    sources: [{ name: 'corpus', tokens: new ArrayTokenSource(stream) }],
+    seqLen: config.seqLen,
+    batchSize: config.batchSize,
+    seed: 0,
+    segments: true,
+    eosId,
+  });
+  const batch = loader.next();
+  assert.equal(batch.inputs.length, 32768);
+  assert.equal(batch.targets.length, 32768);
+  for (let t = 0; t + 1 < 32768; t++)
+    if (batch.targets[t] !== batch.inputs[t + 1]) assert.fail(`target ${t} is not the next input`);
+  assert.ok(batch.segmentIds[32767]! >= 6, 'document boundaries every 5,000 tokens become segments');
 });
