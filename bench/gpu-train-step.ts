@@ -263,7 +263,8 @@ console.log(
   `# ${preset}: ${paramCount.toLocaleString('en')} parameters, ` +
     `batch ${batch} × ${seqLen}, setup ${setupSeconds.toFixed(1)} s, optimizer path: ${
       fused
-        ? `${optimizerKind === 'adamw8bit' ? 'AdamW8bit (8-bit moments)' : 'AdamW (float32 moments)'} optimizer (gradNorm with one wait, one many-tensor launch writing the bf16 weights)`
+        ? `${optimizerKind === 'adamw8bit' ? 'AdamW8bit (8-bit moments)' : 'AdamW (float32 moments)'} ` +
+          '(gradNorm with one wait, one many-tensor launch writing the bf16 weights)'
         : 'per tensor (sumOfSquares, adamw + cast copy)'
     }, attention ${attention}${
       attention === 'auto' ? ` (${typeof gpu.attentionForward === 'function' ? 'fused kernels' : 'reference'})` : ''
