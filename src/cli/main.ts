@@ -15,6 +15,7 @@ import { serveCommand } from './commands/serve.js';
 import { compressCommand } from './commands/compress.js';
 import { decompressCommand } from './commands/decompress.js';
 import { envCommand } from './commands/env.js';
+import { planCommand } from './commands/plan.js';
 
 const commands: Command[] = [
   quickstartCommand,
@@ -28,6 +29,7 @@ const commands: Command[] = [
   compressCommand,
   decompressCommand,
   envCommand,
+  planCommand,
 ];
 
 function overview(): string {

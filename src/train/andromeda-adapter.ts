@@ -16,7 +16,7 @@ import type { DecodingSession, ForwardOptions, LanguageModel, ModelFamily } from
 import { registerModelFamily } from './families.js';
 
 /** Andromeda with the trainer's forward signature (segment ids and positions as tensors). */
-class AndromedaLM implements LanguageModel {
+export class AndromedaLM implements LanguageModel {
   constructor(readonly model: Andromeda) {}
 
   get vocabSize(): number {
