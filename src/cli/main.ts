@@ -14,6 +14,7 @@ import { chatCommand } from './commands/chat.js';
 import { serveCommand } from './commands/serve.js';
 import { compressCommand } from './commands/compress.js';
 import { decompressCommand } from './commands/decompress.js';
+import { envCommand } from './commands/env.js';
 import { planCommand } from './commands/plan.js';
 
 const commands: Command[] = [
@@ -27,6 +28,7 @@ const commands: Command[] = [
   serveCommand,
   compressCommand,
   decompressCommand,
+  envCommand,
   planCommand,
 ];
 

@@ -39,6 +39,14 @@ export class AndromedaLM implements LanguageModel {
     return this.model.forward(tokens, o);
   }
 
+  hiddenStates(tokens: Tensor, o: ForwardOptions = {}): Tensor {
+    return this.model.hiddenStates(tokens, o);
+  }
+
+  get outputHead() {
+    return this.model.outputHead;
+  }
+
   to(dtype: DType) {
     return this.model.to(dtype);
   }

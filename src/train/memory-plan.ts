@@ -18,7 +18,8 @@
  *                     each block: its input, q/k/v, attention output, the feed-forward's inner
  *                     activations and output (with activation checkpointing: the input only,
  *                     plus one block's worth while it is recomputed)
- *                     the head: logits and their gradient
+ *                     the head: logits and their gradient; above one block of rows the loss is
+ *                     chunked (next-token-loss.ts), so one block's logits, overwritten by their gradient
  *
  * That floor leaves out the engines' temporaries, so it refuses only runs that cannot fit; it is not a promise
  * that a run which passes will.
@@ -27,6 +28,7 @@ import { freemem, totalmem } from 'node:os';
 import { getEngine } from '../engine/registry.js';
 import type { MemoryStats } from '../engine/engine.js';
 import { ConfigError, type TrainConfig } from './config.js';
+import { DEFAULT_CROSS_ENTROPY_CHUNK_ROWS } from '../ops/chunked-cross-entropy.js';
 import type { AndromedaConfig } from '../model/config.js';
 import { planTrainingPeak, type TrainingFlags } from '../plan/training-memory.js';
 
@@ -105,9 +107,11 @@ export function planTrainingMemory(input: MemoryPlanInput): MemoryPlan {
       flags: `${shapeFlags}${config.activationCheckpointing ? '' : ', --activation-checkpointing true'}`,
     });
   }
+  const chunked = tokens > DEFAULT_CROSS_ENTROPY_CHUNK_ROWS;
   parts.push({
-    label: 'logits and their gradient',
-    bytes: 2 * input.computeBytes * input.vocabSize * tokens,
+    label: chunked ? 'logits of one block of the chunked loss' : 'logits and their gradient',
+    bytes:
+      (chunked ? 1 : 2) * input.computeBytes * input.vocabSize * Math.min(tokens, DEFAULT_CROSS_ENTROPY_CHUNK_ROWS),
     flags: shapeFlags,
   });
   return { parts, bytes: parts.reduce((sum, part) => sum + part.bytes, 0) };
