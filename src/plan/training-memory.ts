@@ -21,6 +21,7 @@ import type { AndromedaConfig } from '../model/config.js';
 import { parameterShapes } from '../model/parameter-shapes.js';
 import { DTYPE_BYTES } from '../tensor/dtype.js';
 import { QUANT_BLOCK } from '../optim/adamw8bit-map.js';
+import { DEFAULT_CROSS_ENTROPY_CHUNK_ROWS } from '../ops/chunked-cross-entropy.js';
 import type { EngineKind, TensorGroup } from './allocator.js';
 import { blockGradientTensors, blockTensors, headTensors } from './activations.js';
 import { CUBLASLT_WORKSPACE_BYTES, line, parameterGroups, rowGroups, type MemoryLine } from './breakdown.js';
@@ -119,6 +120,10 @@ export function planTrainingPeak(
 
   const rows = w.batch * w.seqLen;
   const dtype = w.precision;
+  // Above one block of rows the trainer's loss is chunked (src/train/next-token-loss.ts, 'auto';
+  // src/ops/chunked-cross-entropy.ts): one block's logits at a time, recomputed in the backward pass.
+  const chunked = rows > DEFAULT_CROSS_ENTROPY_CHUNK_ROWS;
+  const blockRows = Math.min(rows, DEFAULT_CROSS_ENTROPY_CHUNK_ROWS);
   const block = blockTensors(c);
   const head = headTensors(c);
   const shapeFlags = flags.shape;
@@ -128,7 +133,8 @@ export function planTrainingPeak(
       ? Array.from({ length: c.depth }, () => rowGroups([{ perRow: c.dim, what: 'block output' }], rows, dtype)).flat()
       : Array.from({ length: c.depth }, () => rowGroups(block, rows, dtype)).flat()),
     ...rowGroups(head.output.slice(0, -1), rows, dtype),
-    ...rowGroups(head.output.slice(-1), rows, dtype),
+    // Unchunked, the logits of every row are kept for the backward pass; chunked, only their log-sum-exp.
+    ...(chunked ? [] : rowGroups(head.output.slice(-1), rows, dtype)),
     // The trainer's batch (src/train/next-token-loss.ts): inputs, targets, segment ids and positions, int32 per
     // token, and the forward's own device copies of the last two (src/model/context.ts); the cross-entropy's
     // float32 log-sum-exp per row, and the loss.
@@ -174,10 +180,19 @@ export function planTrainingPeak(
         ),
         line(
           engine,
-          'backward working set (logits gradient)',
+          chunked
+            ? `backward working set (chunked loss: one block of ${blockRows} rows' logits gradient)`
+            : 'backward working set (logits gradient)',
           [
-            ...rowGroups([{ perRow: c.vocabSize, what: 'logits gradient' }], rows, dtype),
+            ...rowGroups([{ perRow: c.vocabSize, what: 'logits gradient' }], chunked ? blockRows : rows, dtype),
             ...rowGroups([{ perRow: c.dim, what: 'hidden-state gradient' }], rows, dtype),
+            // The chunked backward's float32 upstream gradient per row, and its bias gradient per block.
+            ...(chunked
+              ? [
+                  { count: 1, bytes: rows * 4 },
+                  ...(c.tiedEmbeddings ? [] : [{ count: 1, bytes: c.vocabSize * computeBytes }]),
+                ]
+              : []),
           ],
           shapeFlags,
         ),
