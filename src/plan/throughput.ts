@@ -7,6 +7,7 @@
 import type { AndromedaConfig } from '../model/config.js';
 import { countParameters } from '../model/parameter-shapes.js';
 import { DTYPE_BYTES } from '../tensor/dtype.js';
+import { DEFAULT_CROSS_ENTROPY_CHUNK_ROWS } from '../ops/chunked-cross-entropy.js';
 import type { DeviceSpec } from './devices.js';
 import type { InferenceWorkload, TrainingWorkload } from './workload.js';
 
@@ -77,9 +78,16 @@ function trainingFraction(c: AndromedaConfig, device: DeviceSpec): number {
 export function trainingThroughput(c: AndromedaConfig, w: TrainingWorkload, device: DeviceSpec): Throughput {
   const n = countParameters(c);
   const tokens = w.batch * w.seqLen;
-  // Forward 2N per token, backward 4N; checkpointing runs each block's forward once more.
-  const forward = 2 * n * tokens + attentionFlops(c, w.seqLen) * w.batch;
-  const flops = forward * (w.activationCheckpointing ? 4 : 3);
+  // Forward 2N per token and backward 4N (N counts every parameter, as the measured model FLOP/s did);
+  // checkpointing runs each block's forward once more, and the chunked loss (above one block of rows) forms the
+  // logits again in the backward pass.
+  const attention = attentionFlops(c, w.seqLen) * w.batch;
+  const headProduct = 2 * c.dim * c.vocabSize * tokens;
+  const blocks = 2 * (n - countParameters({ ...c, depth: 0 })) * tokens + attention;
+  const flops =
+    3 * (2 * n * tokens + attention) +
+    (w.activationCheckpointing ? blocks : 0) +
+    (tokens > DEFAULT_CROSS_ENTROPY_CHUNK_ROWS ? headProduct : 0);
   const computeSeconds = flops / (device.flops * trainingFraction(c, device));
   // Optimizer: read the gradient, master, m and v, write master, m, v and the compute copy, once per step.
   const shards = w.zeroStage >= 1 ? w.gpus : 1;
