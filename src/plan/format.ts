@@ -20,10 +20,13 @@ function describeWorkload(plan: RunPlan): string {
       `${count(w.outputTokens)} output tokens, ${w.kvDtype} weights and KV cache, blocks of ${w.blockSize}, ` +
       `prefill chunks of ${count(w.tokenBudget)} tokens`
     );
-  const sharding =
-    w.gpus > 1
-      ? `, ${w.gpus} GPUs with ${w.zeroStage === 0 ? 'plain data parallelism (everything replicated)' : `ZeRO-${w.zeroStage} (${['', 'optimizer state and masters', 'optimizer state, masters and gradients', 'optimizer state, masters, gradients and weights'][w.zeroStage]} divided)`}`
-      : '';
+  const divided = [
+    'plain data parallelism (everything replicated)',
+    'ZeRO-1 (optimizer state and masters divided)',
+    'ZeRO-2 (optimizer state, masters and gradients divided)',
+    'ZeRO-3 (optimizer state, masters, gradients and weights divided)',
+  ][w.zeroStage];
+  const sharding = w.gpus > 1 ? `, ${w.gpus} GPUs with ${divided}` : '';
   return (
     `training: batch ${w.batch} × ${count(w.seqLen)} tokens, ${w.precision} compute, ${w.optimizer}, activation ` +
     `checkpointing ${w.activationCheckpointing ? 'on' : 'off'}, gradient accumulation ${w.gradAccum}${sharding}`
@@ -37,7 +40,8 @@ export function formatPlan(plan: RunPlan): string {
     `${plan.model.name}: ${count(plan.model.parameters)} parameters, on ${describeDevice(plan)}`,
     describeWorkload(plan),
     '',
-    `memory, as ${engine}'s allocator counts it${plan.peakMoment ? ` (peak: the backward pass at ${plan.peakMoment})` : ''}:`,
+    `memory, as ${engine}'s allocator counts it` +
+      `${plan.peakMoment ? ` (peak: the backward pass at ${plan.peakMoment})` : ''}:`,
   );
   const width = Math.max(...plan.lines.map((l) => l.label.length), 40);
   const row = (label: string, bytes: number): string => `  ${label.padEnd(width)}  ${formatBytes(bytes).padStart(10)}`;
@@ -47,13 +51,15 @@ export function formatPlan(plan: RunPlan): string {
   out.push(row('peak allocated', plan.peakBytes));
   if (plan.contextBytes > 0) out.push(row('CUDA context (outside the allocator)', plan.contextBytes));
   const free = plan.device.memoryBytes - plan.totalBytes;
+  const largest = plan.lines.reduce((a, b) => (b.bytes > a.bytes ? b : a));
   out.push(
     row('total', plan.totalBytes),
     '',
     plan.fits
-      ? `fits: ${formatBytes(plan.totalBytes)} of ${formatBytes(plan.device.memoryBytes)} (${formatBytes(free)} to spare)`
+      ? `fits: ${formatBytes(plan.totalBytes)} of ${formatBytes(plan.device.memoryBytes)} ` +
+          `(${formatBytes(free)} to spare)`
       : `does NOT fit: ${formatBytes(plan.totalBytes)} needed, ${formatBytes(plan.device.memoryBytes)} available ` +
-          `(${formatBytes(-free)} over); the largest line is the ${largestLine(plan).label}: lower ${largestLine(plan).flags}`,
+          `(${formatBytes(-free)} over); the largest line is the ${largest.label}: lower ${largest.flags}`,
   );
   const w = plan.workload;
   const lengthWord = w.mode === 'training' ? 'sequence length' : 'prompt';
@@ -67,17 +73,14 @@ export function formatPlan(plan: RunPlan): string {
     out.push(
       '',
       w.mode === 'training'
-        ? `estimated: ${count(t.tokensPerSecond)} tokens/s (${t.bound}-bound: ${(t.flopsPerToken / 1e9).toFixed(2)} GFLOP per token)`
+        ? `estimated: ${count(t.tokensPerSecond)} tokens/s ` +
+            `(${t.bound}-bound: ${(t.flopsPerToken / 1e9).toFixed(2)} GFLOP per token)`
         : `estimated: decode ${count(t.tokensPerSecond)} tokens/s over the batch (${t.bound}-bound: ` +
             `${formatBytes(t.bytesPerToken)} read per token), prefill ${count(t.prefillTokensPerSecond ?? 0)} tokens/s`,
       `  ${t.basis}`,
     );
   for (const warning of plan.warnings) out.push(`warning: ${warning}`);
   return out.join('\n');
-}
-
-function largestLine(plan: RunPlan) {
-  return plan.lines.reduce((a, b) => (b.bytes > a.bytes ? b : a));
 }
 
 /** The plan as JSON-ready data (the config, the device, every line, the verdict and the estimates). */

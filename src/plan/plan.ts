@@ -48,7 +48,8 @@ function warningsFor(config: AndromedaConfig, workload: Workload): string[] {
   const length = workload.mode === 'training' ? workload.seqLen : workload.promptTokens + workload.outputTokens;
   if (length > config.maxSeqLen)
     warnings.push(
-      `${length.toLocaleString('en')} positions exceed the model's maxSeqLen (${config.maxSeqLen.toLocaleString('en')}); ` +
+      `${length.toLocaleString('en')} positions exceed the model's maxSeqLen ` +
+        `(${config.maxSeqLen.toLocaleString('en')}); ` +
         'memory is planned as asked, but quality past the trained length depends on the position scheme',
     );
   if (workload.mode === 'inference') {

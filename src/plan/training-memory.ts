@@ -143,7 +143,8 @@ export function planTrainingPeak(
   ];
   const activations = line(
     engine,
-    `activations kept for the backward pass (${w.activationCheckpointing ? 'checkpointed: block inputs' : 'every block'})`,
+    `activations kept for the backward pass ` +
+      `(${w.activationCheckpointing ? 'checkpointed: block inputs' : 'every block'})`,
     forward,
     `${shapeFlags}${w.activationCheckpointing ? '' : `, ${flags.checkpointing}`}`,
   );

@@ -170,7 +170,8 @@ export const planCommand: Command = {
     if (mode === 'inference' && values.optimizer !== 'adamw') misplaced.push('optimizer' as never);
     if (misplaced.length)
       throw new UsageError(
-        `${misplaced.map((k) => `--${k}`).join(', ')}: only for --mode ${mode === 'inference' ? 'training' : 'inference'}`,
+        `${misplaced.map((k) => `--${k}`).join(', ')}: ` +
+          `only for --mode ${mode === 'inference' ? 'training' : 'inference'}`,
       );
     const device = chooseDevice(values);
     const defaultDType: ComputeDType = device.engine === 'cpu' ? 'float32' : 'bfloat16';
