@@ -23,7 +23,9 @@ import type { InferenceWorkload, TrainingWorkload } from './workload.js';
  * GPU prefill: bench/results/gpu-prefill.md, andromeda-3b 8,192 tokens in 100.0 ms: 40.3 TFLOP of weights and
  * 13.2 of causal attention = 535 TFLOP/s = 0.54 of 989.
  * GPU decode: every step reads the weights and the KV cache at the bandwidth of the optimizer's streams (0.85),
- * plus the host's time per step (graph replay, the sampled ids read back, the scheduler): decodeStepSeconds.
+ * plus the host's time per step (graph replay, the sampled ids read back, the scheduler): decodeStepSeconds, which
+ * no bench result has measured yet — 0.5 ms is an estimate until bench/gpu-plan.sh's decode cases
+ * (bench/results/plan.md) give it.
  */
 export const GPU_EFFICIENCY = {
   trainingNarrow: { dim: 512, fraction: 0.26 },
