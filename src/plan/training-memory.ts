@@ -105,6 +105,16 @@ export function planTrainingPeak(
       flags.weights,
     ),
   ];
+  if (shardWeights > 1)
+    // ZeRO-3 gathers each block's full weights while the block runs (forward and backward).
+    steady.push(
+      line(
+        engine,
+        'one block gathered whole (ZeRO-3)',
+        parameterGroups(new Map([...shapes].filter(([name]) => name.startsWith('blocks.0.'))), computeBytes),
+        flags.weights,
+      ),
+    );
   if (mixed)
     steady.push(line(engine, 'master weights (float32)', parameterGroups(shapes, 4, shardOptimizer), flags.masters));
   steady.push(
