@@ -33,7 +33,7 @@ export interface TrainingMemory {
   /** Added during a step at its peak moment. */
   step: MemoryLine[];
   /** Which moment of the backward pass is the peak. */
-  peakMoment: 'head' | 'block 0 feed-forward' | 'block 0 attention' | 'end';
+  peakMoment: 'head' | 'block 0 feed-forward' | 'block 0 attention' | 'block 0 input' | 'end';
   /** steady + step: the allocator's peak. */
   peakBytes: number;
 }
@@ -268,6 +268,39 @@ export function planTrainingPeak(
       ],
     },
     {
+      moment: 'block 0 input',
+      lines: [
+        line(
+          engine,
+          `gradients (${w.precision}, all but the embedding)`,
+          gradients((name) => !embeddingGradientLate(name)),
+          flags.gradients,
+        ),
+        line(
+          engine,
+          `backward working set (block 0's input gradient${recomputeNote ? ', block 0 recomputed' : ''})`,
+          [
+            ...recompute,
+            // Block 0's input gradient arrives in parts (the residual path, the attention's inputs through the
+            // token shift; a parallel block's feed-forward too) that are summed: three or four [rows, dim]
+            // gradients at once, and with checkpointing the checkpoint's own copy of the sum.
+            ...rowGroups(
+              [
+                { perRow: c.dim, what: 'input gradient (residual path)' },
+                { perRow: c.dim, what: 'input gradient (attention path)' },
+                ...(c.parallelBlocks ? [{ perRow: c.dim, what: 'input gradient (feed-forward path)' }] : []),
+                { perRow: c.dim, what: 'their sum' },
+                ...(w.activationCheckpointing ? [{ perRow: c.dim, what: "the checkpoint's input gradient" }] : []),
+              ],
+              rows,
+              dtype,
+            ),
+          ],
+          shapeFlags,
+        ),
+      ],
+    },
+    {
       moment: 'end',
       lines: [
         line(
@@ -278,7 +311,7 @@ export function planTrainingPeak(
         ),
         line(
           engine,
-          `backward working set (embedding${recomputeNote ? ', block 0 recomputed' : ''})`,
+          `backward working set (the embedding's output gradient${recomputeNote ? ', block 0 recomputed' : ''})`,
           [...recompute, ...rowGroups([{ perRow: c.dim, what: 'embedding-output gradient' }], rows, dtype)],
           shapeFlags,
         ),
