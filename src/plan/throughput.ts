@@ -8,32 +8,42 @@ import type { AndromedaConfig } from '../model/config.js';
 import { countParameters } from '../model/parameter-shapes.js';
 import { DTYPE_BYTES } from '../tensor/dtype.js';
 import { DEFAULT_CROSS_ENTROPY_CHUNK_ROWS } from '../ops/chunked-cross-entropy.js';
+import { QUANT_BLOCK } from '../optim/adamw8bit-map.js';
 import type { DeviceSpec } from './devices.js';
 import type { InferenceWorkload, TrainingWorkload } from './workload.js';
 
 /**
- * Fractions of peak the engine reached, by measurement.
+ * Fractions of peak the engine reached, by measurement (H100 SXM: 989 TFLOP/s bf16 dense, 3.35 TB/s).
  *
- * GPU training (forward + backward): bench/results/gpu-train-step.md, H100 SXM — andromeda-3b 1 × 2,048:
- * forward + backward 70.1 ms for 32.7 model TFLOP = 466 TFLOP/s = 0.47 of 989; orca 4 × 8,192: step 47.8 ms at
- * 254 model TFLOP/s (its optimizer is 0.4 ms of it) = 0.26. Narrow models fill the tensor cores less: the factor
- * is interpolated in log(dim) between the two (512 → 0.26, 2,560 → 0.47).
- * GPU optimizer (clip + AdamW, bandwidth-bound): same file, andromeda-3b clip + AdamW 29.5 ms for 2.46 G
- * parameters × 34 B read and written = 84 GB → 2.84 TB/s = 0.85 of 3.35 TB/s.
- * GPU prefill: bench/results/gpu-prefill.md, andromeda-3b 8,192 tokens in 100.0 ms: 40.3 TFLOP of weights and
- * 13.2 of causal attention = 535 TFLOP/s = 0.54 of 989.
- * GPU decode: every step reads the weights and the KV cache at the bandwidth of the optimizer's streams (0.85),
- * plus the host's time per step (graph replay, the sampled ids read back, the scheduler): decodeStepSeconds, which
- * no bench result has measured yet — 0.5 ms is an estimate until bench/gpu-plan.sh's decode cases
- * (bench/results/plan.md) give it.
+ * Training, forward + backward (bench/results/gpu-train-step.md): andromeda-3b 1 × 2,048, 70.1 ms (stop 10) and
+ * 71.1 ms (stop 13) for 32.7 model TFLOP = 0.47 of peak; orca 4 × 8,192, 47.8 ms at 254 model TFLOP/s = 0.26
+ * (stop 10; its optimizer is 0.4 ms of it). Narrow models fill the tensor cores less: the factor is interpolated in
+ * log(dim) between the two (512 → 0.26, 2,560 → 0.47).
+ * Optimizer (bandwidth-bound; same file): AdamW with bf16 shadows moves 28 B per parameter (reads the bf16
+ * gradient, the float32 master, m and v; writes master, m, v and the bf16 copy): andromeda-3b's clip + AdamW took
+ * 29.5 ms (stop 10) and 32.0 ms (stop 13) for 68.9 GB = 0.70 and 0.64 of the bandwidth (0.67 taken). 8-bit AdamW
+ * moves 16 B (one-byte codes instead of float32 moments) and took 53.0 ms (stop 13) = 0.22; its kernel was
+ * rewritten for wider accesses after that run, so this factor is the old kernel's.
+ * Decode through the InferenceEngine (bench/results/gpu-decode.md, andromeda-3b, CUDA graphs): 228 tokens/s after a
+ * 2,048-token prompt, 172 after 32,768, and 9,138 aggregate for 64 requests of 128 + 128. With the weights read at
+ * the optimizer's bandwidth (0.67), the two batch-1 cases differ by 1.43 ms a step for 502 MB more of keys and
+ * values: the paged attention reads them at 352 GB/s (0.105 of the bandwidth: one KV head per layer keeps it
+ * latency-bound). What remains of each step is host and launch time: 2.09 ms at batch 1 and 4.24 ms at batch 64,
+ * i.e. 64 µs per layer (the graph's launches and the step's upload and read-back, taken as proportional to depth)
+ * plus 34 µs per running request (sampling, the scheduler's bookkeeping).
+ * Prefill through the engine (same file): 32,768 prompt tokens in 1,085 ms = 372 TFLOP (weights and causal
+ * attention) at 0.35 of peak.
  */
 export const GPU_EFFICIENCY = {
   trainingNarrow: { dim: 512, fraction: 0.26 },
   trainingWide: { dim: 2560, fraction: 0.47 },
-  optimizerBandwidth: 0.85,
-  prefill: 0.54,
-  decodeBandwidth: 0.85,
-  decodeStepSeconds: 0.5e-3,
+  optimizerBandwidth: 0.67,
+  optimizer8bitBandwidth: 0.22,
+  prefill: 0.35,
+  weightReadBandwidth: 0.67,
+  kvReadBandwidth: 0.105,
+  decodeSecondsPerLayer: 2.056e-3 / 32,
+  decodeSecondsPerRequest: 0.0341e-3,
 };
 
 /**
@@ -91,14 +101,22 @@ export function trainingThroughput(c: AndromedaConfig, w: TrainingWorkload, devi
     (w.activationCheckpointing ? blocks : 0) +
     (tokens > DEFAULT_CROSS_ENTROPY_CHUNK_ROWS ? headProduct : 0);
   const computeSeconds = flops / (device.flops * trainingFraction(c, device));
-  // Optimizer: read the gradient, master, m and v, write master, m, v and the compute copy, once per step.
+  // Optimizer: reads the gradient, the master and the moments, writes the master, the moments and (mixed
+  // precision) the compute copy, once per step: 28 B per parameter with AdamW, 16 B with 8-bit moments.
   const shards = w.zeroStage >= 1 ? w.gpus : 1;
-  const stateBytesPerParam = w.optimizer === 'adamw8bit' ? 2 * 2 + 2 * (4 / 256) * 2 : 8 * 2;
-  const optimizerBytes =
-    ((DTYPE_BYTES[w.precision] + 4 * 2 + stateBytesPerParam + (w.precision === 'float32' ? 0 : 2)) * n) / shards;
-  const efficiency = device.engine === 'cpu' ? CPU_EFFICIENCY.optimizerBandwidth : GPU_EFFICIENCY.optimizerBandwidth;
+  const gradientBytes = DTYPE_BYTES[w.precision];
+  const copyBytes = w.precision === 'float32' ? 0 : DTYPE_BYTES[w.precision];
+  const momentBytes = w.optimizer === 'adamw8bit' ? 2 * 2 + (4 * 4) / QUANT_BLOCK : 8 * 2;
+  const optimizerBytes = ((gradientBytes + 4 * 2 + momentBytes + copyBytes) * n) / shards;
+  const efficiency =
+    device.engine === 'cpu'
+      ? CPU_EFFICIENCY.optimizerBandwidth
+      : w.optimizer === 'adamw8bit'
+        ? GPU_EFFICIENCY.optimizer8bitBandwidth
+        : GPU_EFFICIENCY.optimizerBandwidth;
   const optimizerSeconds = optimizerBytes / (device.bandwidth * efficiency) / w.gradAccum;
   const seconds = computeSeconds + optimizerSeconds;
+  const optimizerPercent = Math.round(efficiency * 100);
   return {
     // Data-parallel GPUs each run their micro-batches (the gradients' all-reduce is not counted).
     tokensPerSecond: (tokens / seconds) * w.gpus,
@@ -110,7 +128,7 @@ export function trainingThroughput(c: AndromedaConfig, w: TrainingWorkload, devi
         ? `${(trainingFraction(c, device) * 100).toFixed(0)}% of the CPU's float32 peak (bench/results/cpu-model.md, ` +
           'cpu-kernels.md)'
         : `forward + backward at ${(trainingFraction(c, device) * 100).toFixed(0)}% of the GPU's bf16 peak and the ` +
-          `optimizer at ${GPU_EFFICIENCY.optimizerBandwidth * 100}% of its bandwidth, as measured on an H100 ` +
+          `optimizer at ${optimizerPercent}% of its bandwidth, as measured on an H100 ` +
           '(bench/results/gpu-train-step.md)',
   };
 }
@@ -119,35 +137,46 @@ export function inferenceThroughput(c: AndromedaConfig, w: InferenceWorkload, de
   const n = countParameters(c);
   const bytes = DTYPE_BYTES[w.kvDtype];
   const cpu = device.engine === 'cpu';
-  // Prefill: compute-bound, 2N per token plus attention over the prompt.
+  // Prefill: compute-bound, 2N per token plus causal attention over the prompt.
   const prefillFlops = 2 * n * w.promptTokens + attentionFlops(c, w.promptTokens);
   const prefillFraction = cpu ? CPU_EFFICIENCY.prefill : GPU_EFFICIENCY.prefill;
   const prefillSeconds = (prefillFlops * w.batch) / (device.flops * prefillFraction);
-  // Decode: every step reads the weights once for the batch and each request's keys and values so far.
+  // Decode: every step reads the weights once for the batch and each request's keys and values so far (at the
+  // paged attention's own rate), plus the host's time for the step.
   const meanContext = w.promptTokens + w.outputTokens / 2;
   const kvBytesPerToken = 2 * c.depth * c.kvHeads * c.headDim * bytes;
-  const stepBytes = n * bytes + w.batch * meanContext * kvBytesPerToken;
+  const weightBytes = n * bytes;
+  const kvBytes = w.batch * meanContext * kvBytesPerToken;
   const stepFlops = w.batch * (2 * n + 4 * c.depth * c.heads * c.headDim * meanContext);
-  const bandwidthFraction = cpu ? CPU_EFFICIENCY.decodeBandwidth : GPU_EFFICIENCY.decodeBandwidth;
-  const memorySeconds = stepBytes / (device.bandwidth * bandwidthFraction);
+  const memorySeconds = cpu
+    ? (weightBytes + kvBytes) / (device.bandwidth * CPU_EFFICIENCY.decodeBandwidth)
+    : weightBytes / (device.bandwidth * GPU_EFFICIENCY.weightReadBandwidth) +
+      kvBytes / (device.bandwidth * GPU_EFFICIENCY.kvReadBandwidth);
   const computeSeconds = stepFlops / (device.flops * prefillFraction);
-  const hostSeconds = cpu ? CPU_EFFICIENCY.decodeStepSecondsPerLayer * c.depth : GPU_EFFICIENCY.decodeStepSeconds;
+  const hostSeconds = cpu
+    ? CPU_EFFICIENCY.decodeStepSecondsPerLayer * c.depth
+    : GPU_EFFICIENCY.decodeSecondsPerLayer * c.depth + GPU_EFFICIENCY.decodeSecondsPerRequest * w.batch;
   const stepSeconds = Math.max(memorySeconds, computeSeconds) + hostSeconds;
+  const bound =
+    hostSeconds > Math.max(memorySeconds, computeSeconds)
+      ? 'host'
+      : memorySeconds >= computeSeconds
+        ? 'memory bandwidth'
+        : 'compute';
   return {
     tokensPerSecond: w.batch / stepSeconds,
     prefillTokensPerSecond: (w.batch * w.promptTokens) / prefillSeconds,
-    bound:
-      hostSeconds > Math.max(memorySeconds, computeSeconds)
-        ? 'host'
-        : memorySeconds >= computeSeconds
-          ? 'memory bandwidth'
-          : 'compute',
+    bound,
     flopsPerToken: stepFlops / w.batch,
-    bytesPerToken: stepBytes / w.batch,
+    bytesPerToken: (weightBytes + kvBytes) / w.batch,
     basis: cpu
-      ? "decode steps at the measured CPU bandwidth plus the engine's measured per-step time " +
+      ? `decode steps: weights and KV cache at the CPU's measured bandwidth plus ` +
+        `${CPU_EFFICIENCY.decodeStepSecondsPerLayer * 1e3} ms of engine time per layer ` +
         '(bench/results/cpu-kernels.md, cpu-decode-vs-llamacpp.md)'
-      : `decode at ${GPU_EFFICIENCY.decodeBandwidth * 100}% of the GPU's bandwidth, prefill at ` +
-        `${GPU_EFFICIENCY.prefill * 100}% of its bf16 peak (bench/results/gpu-prefill.md)`,
+      : `decode steps: weights at ${GPU_EFFICIENCY.weightReadBandwidth * 100}% and the KV cache at ` +
+        `${(GPU_EFFICIENCY.kvReadBandwidth * 100).toFixed(1)}% of the bandwidth, plus host time ` +
+        `(${(GPU_EFFICIENCY.decodeSecondsPerLayer * 1e6).toFixed(0)} µs a layer, ` +
+        `${(GPU_EFFICIENCY.decodeSecondsPerRequest * 1e6).toFixed(0)} µs a request); prefill at ` +
+        `${GPU_EFFICIENCY.prefill * 100}% of peak — as measured on an H100 (bench/results/gpu-decode.md)`,
   };
 }
