@@ -15,6 +15,7 @@ import {
 import { speculativeGenerate } from '../../src/inference/speculative.js';
 import { filteredDistribution } from '../../src/inference/sampling.js';
 import { ByteTokenizer } from '../../src/data/tokenizer/byte.js';
+import { tokenizerMismatch } from '../../src/inference/load.js';
 import type { LanguageModel } from '../../src/train/model.js';
 
 const tokenizer = new ByteTokenizer();
@@ -341,4 +342,16 @@ test('speculative engine, sampling: the output distribution is the target’s (c
     target.dispose();
     draft.dispose();
   }
+});
+
+test('a draft checkpoint must read token ids as the same bytes as the model (tokenizerMismatch)', () => {
+  assert.equal(tokenizerMismatch(tokenizer, new ByteTokenizer()), null);
+  const fewer = Object.create(tokenizer, { vocabSize: { value: 100 } }) as ByteTokenizer;
+  assert.match(tokenizerMismatch(tokenizer, fewer)!, /100 tokens instead of \d+/);
+  const otherEos = Object.create(tokenizer, { eosId: { value: 3 } }) as ByteTokenizer;
+  assert.match(tokenizerMismatch(tokenizer, otherEos)!, /end-of-document id 3 instead of/);
+  const swapped = Object.create(tokenizer, {
+    tokenBytes: { value: (id: number) => tokenizer.tokenBytes(id === 65 ? 66 : id) },
+  }) as ByteTokenizer;
+  assert.equal(tokenizerMismatch(tokenizer, swapped), 'token 65 stands for other bytes');
 });
