@@ -267,8 +267,8 @@ export class SpeculativeDecoder {
   }
 
   /**
-   * One token per row of `logits` for `drawers`: the device's argmax for greedy ones, `draw` from the row on
-   * the host for the others.
+   * One token per row of `logits` (one row per drawer): the device's argmax for greedy drawers, `draw` from
+   * the row on the host for the others.
    */
   private choose<T>(
     logits: Tensor,
@@ -278,7 +278,7 @@ export class SpeculativeDecoder {
   ): number[] {
     if (drawers.length === 0) return [];
     const ids = sampleRows(
-      narrow(logits, 0, 0, drawers.length),
+      logits,
       drawers.map(() => GREEDY),
       this.o.vocab,
     );
