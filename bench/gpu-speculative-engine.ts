@@ -5,7 +5,8 @@
 // is the engine's aggregate throughput, prefill included. Checks that the draft changes no request's tokens and
 // prints one RESULT line per case: tokens/s (aggregate), speed-up over the same batch without the draft,
 // acceptance rate (accepted / proposed) and tokens per sequence per step.
-//   node dist/bench/gpu-speculative-engine.js runs/speculative/target runs/speculative/draft [k,k,…] [batches] [tokens] [device]
+//   node dist/bench/gpu-speculative-engine.js runs/speculative/target runs/speculative/draft \
+//     [k,k,…] [batches] [tokens] [device]
 // Defaults: k = 2,4; batches 1,8,32; 256 tokens per request; device cuda (bfloat16 weights; float32 on the CPU).
 import '../src/engine/index.js';
 import { getEngine } from '../src/engine/registry.js';
@@ -90,7 +91,7 @@ for (const batch of batches) {
   const generated = (r: Run): number => r.tokens.reduce((n, t) => n + t.length, 0);
   const plainRate = generated(plain) / plain.seconds;
   console.log(
-    `RESULT ${JSON.stringify({ bench: 'speculative-engine', batch, mode: 'target alone', tokensPerSecond: plainRate })}`,
+    `RESULT ${JSON.stringify({ bench: 'speculative-engine', batch, mode: 'alone', tokensPerSecond: plainRate })}`,
   );
   for (const k of ks) {
     const spec = await run(batch, k);

@@ -89,7 +89,7 @@ const PROMPTS = [
   'never mind how long precisely',
 ];
 
-test('speculative engine, greedy: many concurrent requests = the engine without a draft = speculativeGenerate', async () => {
+test('speculative engine, greedy: concurrent requests = the engine without a draft = speculativeGenerate', async () => {
   const before = cpu.memoryStats().allocated;
   const target = targetModel(1);
   const drafts = [
@@ -146,7 +146,7 @@ test('speculative engine, greedy: many concurrent requests = the engine without 
   assert.equal(cpu.memoryStats().allocated, before, 'tensors leaked');
 });
 
-test('speculative engine: stop strings, stop ids and maxTokens end a run mid-way; logprob requests sample as usual', async () => {
+test('speculative engine: stop strings, ids and maxTokens cut a run; logprob requests sample as usual', async () => {
   const target = targetModel(3);
   const draft = targetModel(3);
   try {
@@ -181,7 +181,7 @@ test('speculative engine: stop strings, stop ids and maxTokens end a run mid-way
   }
 });
 
-test('speculative engine: preemption under a tiny pool and cancellation free both caches; same greedy tokens', async () => {
+test('speculative engine: preemption (tiny pool) and cancellation free both caches; same tokens', async () => {
   const target = targetModel(5);
   const draft = draftModel(6);
   try {
@@ -261,7 +261,7 @@ function chiSquare(counts: readonly number[], probs: readonly number[], total: n
   return x;
 }
 
-test('speculative engine, sampling: the output distribution is the target’s (chi-square), whatever the batch', async () => {
+test('speculative engine, sampling: the output has the target’s distribution (chi-square), any batch', async () => {
   // A vocabulary of 6 tokens (byte ids 0-5, the last one ending documents), so that the joint distribution of
   // two tokens has 36 cells.
   const vocab = 6;
@@ -354,4 +354,59 @@ test('a draft checkpoint must read token ids as the same bytes as the model (tok
     tokenBytes: { value: (id: number) => tokenizer.tokenBytes(id === 65 ? 66 : id) },
   }) as ByteTokenizer;
   assert.equal(tokenizerMismatch(tokenizer, swapped), 'token 65 stands for other bytes');
+});
+
+test('speculative engine: shared prompt prefixes hold the draft’s K/V too (a self-draft is always accepted)', async () => {
+  const target = targetModel(7);
+  const draft = targetModel(7);
+  try {
+    const system = 'You are a helpful assistant who answers briefly. ';
+    const questions = ['Why is the sea salty?', 'Who wrote Moby-Dick?', 'What is a whale?'];
+    const options = { blockSize: 4, numBlocks: 256, maxBatch: 4, tokenBudget: 32 };
+    const plain = await runAll(
+      target,
+      questions.map((q) => ({ prompt: system + q, params: greedy(12) })),
+      options,
+    );
+    // One after another, so that later requests find the first one's blocks in the pool.
+    const engine = new InferenceEngine(target, tokenizer, { ...options, draft: { model: draft, tokens: 3 } });
+    try {
+      for (const [i, q] of questions.entries()) {
+        const r = await engine.submit(system + q, greedy(12)).result;
+        assert.deepEqual(r.tokenIds, plain.results[i]!.tokenIds, `question ${i}`);
+      }
+      const stats = engine.stats();
+      assert.ok(stats.prefixCache.hitBlocks >= 2 * 10, `the system prompt was shared: ${JSON.stringify(stats)}`);
+      const s = stats.speculative!;
+      assert.ok(s.proposed > 0);
+      assert.equal(s.accepted, s.proposed, 'the draft read right K/V from the shared blocks');
+    } finally {
+      await engine.close();
+    }
+  } finally {
+    target.dispose();
+    draft.dispose();
+  }
+});
+
+test('speculative engine: after preemption, blocks shared back hold the draft’s K/V too (a self-draft is always right)', async () => {
+  const target = targetModel(9);
+  const draft = targetModel(9);
+  try {
+    const prompts = ['Call me Ishmael.', 'It was', 'A longer prompt that needs chunks of prefill.', 'abc', 'The sea'];
+    // The longest request alone takes up to 22 blocks of 4; 24 cannot hold several at once.
+    const tight = { blockSize: 4, numBlocks: 24, maxBatch: 5, tokenBudget: 20 };
+    const spec = await runAll(
+      target,
+      prompts.map((prompt) => ({ prompt, params: greedy(40) })),
+      { ...tight, draft: { model: draft, tokens: 3 } },
+    );
+    assert.ok(spec.stats.preemptions > 0, `the pool forced preemption: ${JSON.stringify(spec.stats)}`);
+    assert.ok(spec.stats.prefixCache.hitBlocks > 0, 'preempted requests found their blocks again');
+    const s = spec.stats.speculative!;
+    assert.equal(s.accepted, s.proposed, `every proposal of the target's own copy is accepted: ${JSON.stringify(s)}`);
+  } finally {
+    target.dispose();
+    draft.dispose();
+  }
 });
