@@ -211,7 +211,7 @@ export class InferenceEngine {
       const blocks = (this.blocks = new BlockManager(this.runner.numBlocks, o.blockSize, o.prefixSharing ?? true));
       if (draft) {
         if (!(this.runner instanceof PagedRunner)) throw new Error('InferenceEngine: the draft needs a paged target');
-        draft.model.eval();
+        options.draft!.model.eval();
         this.speculative = new SpeculativeDecoder(draft.model, this.runner, {
           tokens: draft.tokens,
           numBlocks: this.runner.numBlocks,
