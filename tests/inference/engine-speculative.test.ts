@@ -356,7 +356,7 @@ test('a draft checkpoint must read token ids as the same bytes as the model (tok
   assert.equal(tokenizerMismatch(tokenizer, swapped), 'token 65 stands for other bytes');
 });
 
-test('speculative engine: shared prompt prefixes hold the draft’s K/V too (a self-draft is always accepted)', async () => {
+test('speculative engine: shared prompt prefixes hold the draft’s K/V too (self-draft: all accepted)', async () => {
   const target = targetModel(7);
   const draft = targetModel(7);
   try {
@@ -389,7 +389,7 @@ test('speculative engine: shared prompt prefixes hold the draft’s K/V too (a s
   }
 });
 
-test('speculative engine: after preemption, blocks shared back hold the draft’s K/V too (a self-draft is always right)', async () => {
+test('speculative engine: blocks shared back after preemption hold the draft’s K/V too', async () => {
   const target = targetModel(9);
   const draft = targetModel(9);
   try {

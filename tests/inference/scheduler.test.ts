@@ -263,7 +263,7 @@ test('max tokens, timeout, cancel (blocks freed at once), queue limit, requests 
   assert.throws(() => new Scheduler(blocks, { maxBatch: 4, tokenBudget: 2, maxQueue: 1 }), /tokenBudget/);
 });
 
-test('with a lookahead, steps reserve and budget the proposals; runs of tokens advance the cache and stop at limits', () => {
+test('a lookahead reserves and budgets proposals; runs advance the cache and stop at limits', () => {
   const blocks = new BlockManager(64, 4);
   const scheduler = new Scheduler(blocks, {
     maxBatch: 4,
