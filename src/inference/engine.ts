@@ -120,7 +120,10 @@ export interface EngineStats {
   timeToFirstTokenMs: { last: number | null; mean: number | null };
   /** Whether the model runs over the paged cache (else each step recomputes the sampled sequences). */
   paged: boolean;
-  /** Decode graphs captured so far (one per batch-size and block-table-width bucket used). */
+  /**
+   * Decode graphs captured so far (one per batch-size and block-table-width bucket used), the draft's
+   * included.
+   */
   graphs: number;
   /** Speculative decoding's counters, when the engine has a draft model (else null). */
   speculative: SpeculativeStats | null;
@@ -218,6 +221,8 @@ export class InferenceEngine {
           blockSize: o.blockSize,
           vocab: tokenizer.vocabSize,
           blockTable: (sequence) => blocks.blockTable(sequence.id),
+          maxBatch: o.maxBatch,
+          graphs: this.runner.replaysGraphs,
         });
       }
       const speculative = this.speculative;
@@ -299,7 +304,7 @@ export class InferenceEngine {
         mean: this.firstTokens.count === 0 ? null : this.firstTokens.totalMs / this.firstTokens.count,
       },
       paged: this.runner.paged,
-      graphs: this.runner.capturedGraphs,
+      graphs: this.runner.capturedGraphs + (this.speculative?.capturedGraphs ?? 0),
       speculative: this.speculative?.stats() ?? null,
     };
   }

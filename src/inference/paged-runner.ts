@@ -49,6 +49,11 @@ export class PagedRunner implements StepRunner {
       : null;
   }
 
+  /** Whether decode-only steps replay captured graphs. */
+  get replaysGraphs(): boolean {
+    return this.graphs !== null;
+  }
+
   /** Graphs captured so far (one per batch-size and table-width bucket used). */
   get capturedGraphs(): number {
     return this.graphs?.size ?? 0;

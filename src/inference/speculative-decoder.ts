@@ -6,7 +6,8 @@
  *   1. the draft over every row of the step (prefill chunks and decodes alike, so its cache follows the
  *      target's), plus the one position it may lag behind; the last row of each proposing sequence gives its
  *      first proposal;
- *   2. k − 1 more batched draft forwards, one row per sequence still proposing;
+ *   2. k − 1 more batched draft forwards, one row per sequence still proposing (replayed as decode graphs
+ *      when every one of them is greedy);
  *   3. ONE ragged target forward: the step's rows, each proposing sequence's rows followed by its proposals,
  *      logits of all of them;
  *   4. acceptance per sequence (./speculative-acceptance.ts, as speculativeGenerate does): greedy requests
@@ -45,6 +46,10 @@ export interface SpeculativeDecoderOptions {
   blockSize: number;
   vocab: number;
   blockTable: (sequence: Sequence) => readonly number[];
+  /** Most sequences in a step (the draft's decode graphs are bucketed up to it). */
+  maxBatch: number;
+  /** Replay the draft's greedy proposal rounds as captured decode graphs (./decode-graphs.ts). */
+  graphs: boolean;
 }
 
 /** Speculative decoding counters (engine.stats().speculative). */
@@ -87,8 +92,8 @@ export class SpeculativeDecoder {
       numBlocks: o.numBlocks,
       blockSize: o.blockSize,
       vocab: o.vocab,
-      maxBatch: 1,
-      graphs: false,
+      maxBatch: o.maxBatch,
+      graphs: o.graphs,
       ring: speculativeRing(draftModel, o.tokens),
     });
   }
@@ -105,6 +110,11 @@ export class SpeculativeDecoder {
   proposalsFor(sequence: Sequence, sampling: RequestSampling): number {
     if (!SpeculativeDecoder.serves(sampling)) return 0;
     return Math.max(0, Math.min(this.draftTokens, sequence.limits.maxTokens - sequence.generated - 1));
+  }
+
+  /** Decode graphs the draft has captured so far. */
+  get capturedGraphs(): number {
+    return this.draft.capturedGraphs;
   }
 
   stats(): SpeculativeStats {
@@ -166,6 +176,17 @@ export class SpeculativeDecoder {
       }
       const layout = buildForwardLayout(parts, blockTable, blockSize);
       const drawing = step.entries.filter((entry) => wants(entry, round)).map((e) => proposers.get(e.sequence)!);
+      if (round > 0 && drawing.every((p) => p.greedy)) {
+        // One row per sequence, every one greedy: a decode step as the draft's runner replays it.
+        const decode: StepLayout = { ...layout, entries: [], sampling: [], decodeOnly: true };
+        const tokens = this.draft.run(
+          decode,
+          drawing.map(() => GREEDY),
+        );
+        drawing.forEach((p, i) => p.proposals.push(tokens[i]!.tokenId));
+        for (const part of parts) part.sequence.draftComputed = part.start + part.count;
+        continue;
+      }
       tidy(() => {
         const logits = this.draft.logits(layout);
         const tokens = this.choose(

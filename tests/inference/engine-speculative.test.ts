@@ -122,6 +122,16 @@ test('speculative engine, greedy: concurrent requests = the engine without a dra
           assert.ok(spec.stats.steps < plain.stats.steps, `steps: ${spec.stats.steps} vs ${plain.stats.steps}`);
       }
     }
+    // The draft's greedy rounds replayed as decode graphs (the CPU engine's replay runs the step again).
+    const graphed = await runAll(target, submissions, {
+      ...options,
+      graphsOnCpu: true,
+      draft: { model: drafts[1][1], tokens: 3 },
+    });
+    const viaGraphs = graphed.stats.speculative!;
+    assert.equal(viaGraphs.accepted, viaGraphs.proposed, 'the replayed rounds propose the target’s own tokens');
+    graphed.results.forEach((r, i) => assert.deepEqual(r.tokenIds, plain.results[i]!.tokenIds, `graphs, prompt ${i}`));
+    assert.ok(graphed.stats.graphs > 0, `the draft captured decode graphs: ${graphed.stats.graphs}`);
     // At batch 1 the engine's tokens are speculativeGenerate's.
     const prompt = PROMPTS[0]!;
     const context = Int32Array.of(tokenizer.eosId, ...tokenizer.encode(prompt));
