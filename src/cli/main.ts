@@ -14,6 +14,7 @@ import { chatCommand } from './commands/chat.js';
 import { serveCommand } from './commands/serve.js';
 import { compressCommand } from './commands/compress.js';
 import { decompressCommand } from './commands/decompress.js';
+import { evalCommand } from './commands/eval.js';
 
 const commands: Command[] = [
   quickstartCommand,
@@ -26,6 +27,7 @@ const commands: Command[] = [
   serveCommand,
   compressCommand,
   decompressCommand,
+  evalCommand,
 ];
 
 function overview(): string {
