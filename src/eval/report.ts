@@ -104,20 +104,26 @@ function retrievalHtml(m: ModelReport, t: RetrievalTable): string {
 /** The page: loss, bits per byte and loss relative to the training length against position; retrieval grids. */
 export function renderEvalHtml(r: EvalReport, title = 'andromeda eval'): string {
   const withLoss = r.models.filter((m) => m.loss);
+  // Each bucket's value is drawn across its positions, from its start to its end (a step line).
   const series = (value: (m: ModelReport, i: number) => number | null): Series[] =>
     withLoss.map((m, k) => ({
       label: m.label,
       color: COLORS[k % COLORS.length]!,
-      markers: true,
-      points: m
-        .loss!.buckets.map((b, i): [number, number | null] => [b.end, value(m, i)])
-        .filter((p): p is [number, number] => p[1] !== null),
+      points: m.loss!.buckets.flatMap((b, i): Array<[number, number]> => {
+        const v = value(m, i);
+        return v === null
+          ? []
+          : [
+              [b.start, v],
+              [b.end, v],
+            ];
+      }),
     }));
   const charts: string[] = [];
   if (withLoss.length > 0) {
     charts.push(
       renderChart({
-        title: 'Held-out loss by position (bucket end)',
+        title: 'Held-out loss by position bucket',
         xLabel: 'position',
         yLabel: 'nats / token',
         series: series((m, i) => m.loss!.buckets[i]!.loss),

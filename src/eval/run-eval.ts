@@ -62,6 +62,8 @@ export interface RetrievalCell {
   readonly accuracy: number;
   /** Mean prompt length in tokens (whole filler sentences make it at most `length`). */
   readonly promptTokens: number;
+  /** Each prompt's number and the model's greedy continuation. */
+  readonly samples: ReadonlyArray<{ readonly answer: string; readonly continuation: string }>;
 }
 
 export interface RetrievalTable {
@@ -182,6 +184,7 @@ export function retrievalTable(
     for (const depth of s.depths) {
       let correct = 0;
       let promptTokens = 0;
+      const samples: Array<{ answer: string; continuation: string }> = [];
       for (let trial = 0; trial < s.trials; trial++) {
         const seed = o.seed * 1_000_003 + trial;
         const prompt =
@@ -197,7 +200,9 @@ export function retrievalTable(
           stopId: tokenizer.eosId,
           chunk: o.chunk,
         });
-        if (isCorrectAnswer(tokenizer.decode(continuation), prompt.answer)) correct++;
+        const text = tokenizer.decode(continuation);
+        samples.push({ answer: prompt.answer, continuation: text });
+        if (isCorrectAnswer(text, prompt.answer)) correct++;
       }
       cells.push({
         length,
@@ -206,6 +211,7 @@ export function retrievalTable(
         correct,
         accuracy: correct / s.trials,
         promptTokens: promptTokens / s.trials,
+        samples,
       });
     }
   }

@@ -13,6 +13,7 @@ import { saveCheckpoint } from '../../src/model/weights-file.js';
 import { parseEvalArgs } from '../../src/cli/commands/eval.js';
 import { UsageError } from '../../src/cli/command.js';
 import type { EvalReport } from '../../src/eval/run-eval.js';
+import { isCorrectAnswer } from '../../src/eval/retrieval-prompts.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -158,6 +159,9 @@ test('--json reports the loss by position bucket and the retrieval grids; --html
     for (const c of table.cells) {
       assert.equal(c.accuracy, c.correct / c.trials);
       assert.ok(c.promptTokens <= c.length);
+      assert.equal(c.samples.length, c.trials);
+      assert.equal(c.correct, c.samples.filter((x) => isCorrectAnswer(x.continuation, x.answer)).length);
+      for (const x of c.samples) assert.match(x.answer, /^\d{5}$|^\d{7}$/);
     }
     assert.deepEqual(
       table.byLength.map((b) => b.length),
