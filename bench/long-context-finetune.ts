@@ -4,11 +4,12 @@
 // numbers, random lengths and depths; the evaluation's own prompts use other seeds). Writes a checkpoint
 // (config.json with the YaRN settings, model.safetensors, tokenizer.json) that `andromeda eval` reads.
 //   node dist/bench/long-context-finetune.js <base checkpoint> <out dir> [--factor 4] [--steps 150]
-//     [--lr 5e-4] [--passkey-share 0.5] [--seed 1]
+//     [--lr 5e-4] [--passkey-share 0.5] [--seed 1] [--device cpu]
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import '../src/engine/index.js';
+import { resolveDevice } from '../src/engine/registry.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { tidy } from '../src/tensor/scope.js';
 import { Andromeda } from '../src/model/andromeda.js';
@@ -30,6 +31,7 @@ const { values, positionals } = parseArgs({
     lr: { type: 'string', default: '5e-4' },
     'passkey-share': { type: 'string', default: '0.5' },
     seed: { type: 'string', default: '1' },
+    device: { type: 'string', default: 'cpu' },
   },
 });
 if (positionals.length !== 2) throw new Error('usage: long-context-finetune <base checkpoint> <out dir> [options]');
@@ -39,8 +41,9 @@ const steps = Number(values.steps);
 const peakLr = Number(values.lr);
 const passkeyShare = Number(values['passkey-share']);
 const rng = new Rng(Number(values.seed));
+const device = resolveDevice(values.device!);
 
-const base = await loadCheckpoint(basePath, 'cpu');
+const base = await loadCheckpoint(basePath, device);
 if (!base.tokenizer) throw new Error(`${base.dir} has no tokenizer.json`);
 const tokenizer = base.tokenizer;
 const trainedLength = Number((base.trainer?.config as { seqLen?: number } | undefined)?.seqLen);
@@ -48,7 +51,7 @@ if (!(trainedLength > 0)) throw new Error(`${base.dir}: trainer.json records no 
 const seqLen = Math.round(factor * trainedLength);
 const scaled = applyPositionOverrides(resolveConfig(base.modelConfig as never), { yarn: factor }, trainedLength);
 const config = resolveConfig({ ...scaled, maxSeqLen: seqLen });
-const model = new Andromeda(config, { device: 'cpu', initialize: false });
+const model = new Andromeda(config, { device, initialize: false });
 model.loadStateDict(base.weights);
 for (const t of base.weights.values()) t.dispose();
 console.log(`base ${base.dir} (trained at ${trainedLength}); fine-tune at ${seqLen}: ${describePositions(config)}`);
@@ -93,7 +96,7 @@ for (let step = 1; step <= steps; step++) {
   const isPasskey = rng.nextFloat() < passkeyShare;
   const row = isPasskey ? passkeyRow(step) : corpusRow();
   const loss = tidy(() => {
-    const l = model.loss(Tensor.fromArray(row, [1, row.length], 'int32', 'cpu'));
+    const l = model.loss(Tensor.fromArray(row, [1, row.length], 'int32', device));
     l.backward();
     return l.item();
   });
