@@ -14,6 +14,8 @@ import { chatCommand } from './commands/chat.js';
 import { serveCommand } from './commands/serve.js';
 import { compressCommand } from './commands/compress.js';
 import { decompressCommand } from './commands/decompress.js';
+import { envCommand } from './commands/env.js';
+import { planCommand } from './commands/plan.js';
 import { evalCommand } from './commands/eval.js';
 
 const commands: Command[] = [
@@ -27,6 +29,8 @@ const commands: Command[] = [
   serveCommand,
   compressCommand,
   decompressCommand,
+  envCommand,
+  planCommand,
   evalCommand,
 ];
 

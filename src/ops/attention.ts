@@ -22,6 +22,7 @@ import { zeros } from './creation.js';
 import { maskedSoftmax } from './masked-softmax.js';
 import { rotary } from './rotary.js';
 import type { TokenRows } from './token-rows.js';
+import { documentPositionsAreIndexShifts } from './attention-document-positions.js';
 
 /** Per-token int32 values for a [batch, length] sequence: host values, a device tensor, or both. */
 export type TokenIndexInput = Int32Array | Tensor | { readonly host: Int32Array; readonly device: Tensor };
@@ -264,6 +265,31 @@ function hostPositionRange(p: Problem): { min: number; max: number } | null {
 // ---------------------------------------------------------------------------------------------
 // Fused path
 
+/**
+ * The positions the fused kernels get. On CUDA, packed documents whose positions count on from each document's start
+ * (attention-document-positions.ts) go as index positions: the same scores on every visible pair, and the engine's
+ * fast kernels (Hopper, the pre-pass transform) take index positions only.
+ */
+function fusedPositions(
+  p: Problem,
+  device: string,
+): { queryPositions: TokenIndexInput | null; keyPositions: TokenIndexInput | null } {
+  const given = { queryPositions: p.queryPositions, keyPositions: p.keyPositions };
+  if (!device.startsWith('cuda') || !p.querySegments || !p.keySegments) return given;
+  if (!p.queryPositions && !p.keyPositions) return given;
+  const indexShifts = documentPositionsAreIndexShifts({
+    batch: p.batch,
+    queryLen: p.queryLen,
+    keyLen: p.keyLen,
+    queryOffset: p.queryOffset,
+    queryPositions: p.queryPositions,
+    keyPositions: p.keyPositions,
+    querySegments: p.querySegments,
+    keySegments: p.keySegments,
+  });
+  return indexShifts ? { queryPositions: null, keyPositions: null } : given;
+}
+
 function fusedAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor {
   const engine = q.engine;
   const temps: Tensor[] = [];
@@ -293,6 +319,7 @@ function fusedAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor {
     keyScale32 = p.keyScale.dtype === scaleDType ? dense(p.keyScale) : contiguousRaw(p.keyScale, scaleDType);
     if (keyScale32 !== p.keyScale && !temps.includes(keyScale32)) temps.push(keyScale32);
   }
+  const positions = fusedPositions(p, q.device);
   const args: AttentionArgs = {
     batch: p.batch,
     heads: p.heads,
@@ -308,11 +335,11 @@ function fusedAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor {
     rotaryInvFreq: p.invFreq ? Float32Array.from(p.invFreq) : null,
     xposScaleBase: p.xposScaleBase,
     keyScale: keyScale32 ? keyScale32.dense('attention') : null,
-    queryPositions: deviceIndices(p.queryPositions),
-    keyPositions: deviceIndices(p.keyPositions),
+    queryPositions: deviceIndices(positions.queryPositions),
+    keyPositions: deviceIndices(positions.keyPositions),
     querySegments: deviceIndices(p.querySegments),
     keySegments: deviceIndices(p.keySegments),
-    positionRange: hostPositionRange(p),
+    positionRange: hostPositionRange({ ...p, ...positions }),
   };
   const out = emptyLike(q);
   const lse = Tensor.empty([p.batch, p.heads, p.queryLen], 'float32', q.device);

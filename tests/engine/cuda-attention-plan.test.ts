@@ -51,7 +51,12 @@ test("the split follows the Hopper kernels that can build K'_h: the kernels a ca
   assert.equal(expectedPlan(c, 'prepass', { hopper: false, forwardKernel: 'hopper' }, null), 'kernel');
   assert.equal(expectedPlan({ ...c, NQ: 40 }, 'prepass', hopper, null), 'split-forward'); // under 64 queries
   assert.equal(expectedPlan({ ...c, D: 32, rotary: 32 }, 'prepass', hopper, null), 'kernel');
-  assert.equal(expectedPlan({ ...c, segments: true }, 'prepass', hopper, null), 'kernel');
+  assert.equal(expectedPlan({ ...c, segments: true }, 'prepass', hopper, null), 'split'); // packed rows stay on Hopper
+  assert.equal(expectedPlan({ ...c, segments: true, positions: 'reset' }, 'prepass', hopper, null), 'kernel');
+  assert.equal(
+    expectedPlan({ ...c, documents: [[7, 64]], indexPositions: true }, 'prepass', hopper, null),
+    'split', // packed documents whose positions the engine gets as index positions
+  );
 });
 
 test(

@@ -18,6 +18,7 @@ import { DeviceBuffers, gpu, gpuTest, isHopper, notHopperReason } from './harnes
 import {
   attentionArgsOf,
   makeInputs,
+  PACKED_CASES,
   reference,
   relativeError,
   type AttentionCase,
@@ -326,6 +327,8 @@ else {
     }
     for (const c of PREPASS_CASES) attempt(c, 'prepass');
     for (const c of SPLIT_CASES) attempt(c, 'prepass');
+    // With the key scale on the pre-pass, check() also asserts the packed backward split (Hopper only).
+    for (const c of PACKED_CASES) attempt(c, c.keyScale ? 'prepass' : 'auto');
     assert.deepEqual(failures, [], `${failures.length} case(s) failed`);
   });
 }
@@ -342,24 +345,30 @@ gpuTest(
     // The in-kernel transform stays on the mma.sync kernels under auto; so does the split key scale under mma.
     check(SPLIT_CASES[0]!, 'auto', 'kernel');
     check(SPLIT_CASES[0]!, 'mma', 'prepass');
+    check(PACKED_CASES[1]!, 'auto');
+    check(PACKED_CASES[1]!, 'mma');
   },
 );
 
 gpuTest('a Hopper backward named where it cannot run fails with the reason; an unknown kernel is rejected', () => {
   const d32: AttentionCase = { name: 'd32', B: 1, H: 1, KVH: 1, NQ: 4, NK: 4, D: 32 };
   assert.throws(() => backward(d32, referenceOf(d32), 'hopper'), /Hopper backward cannot run: head dim 32/);
-  const segments: AttentionCase = {
-    name: 'segments',
+  const positions: AttentionCase = {
+    name: 'custom positions',
     B: 1,
     H: 2,
     KVH: 1,
-    NQ: 40,
-    NK: 40,
+    NQ: 80,
+    NK: 200,
     D: 64,
     causal: true,
     segments: true,
+    positions: 'reset',
   };
-  assert.throws(() => backward(segments, referenceOf(segments), 'hopper'), /Hopper backward cannot run: segments/);
+  assert.throws(
+    () => backward(positions, referenceOf(positions), 'hopper'),
+    /Hopper backward cannot run: custom positions/,
+  );
   assert.throws(
     () => backward(CASES[2]!, referenceOf(CASES[2]!), 'no-such-kernel' as CudaAttentionKernel),
     /backwardKernel 'no-such-kernel'/,

@@ -14,7 +14,14 @@ import type {
   CudaAttentionTransform,
 } from '../../src/engine/cuda-attention.js';
 import { DeviceBuffers, gpu, gpuTest, isHopper, notHopperReason } from './harness.js';
-import { attentionArgsOf, makeInputs, reference, relativeError, type AttentionCase } from './attention-cases.js';
+import {
+  attentionArgsOf,
+  makeInputs,
+  PACKED_CASES,
+  reference,
+  relativeError,
+  type AttentionCase,
+} from './attention-cases.js';
 
 const TOLERANCE = 1e-2;
 
@@ -217,6 +224,14 @@ hopperTest(
   },
 );
 
+// Packed documents: the kernel skips key tiles of other documents and masks ids on the tiles that mix them.
+hopperTest('Hopper attention forward: packed documents (segment ids) match the float64 reference', () => {
+  for (const c of PACKED_CASES) {
+    const plan = check(c, 'hopper');
+    if (c.keyScale && c.KVH < c.H) assert.equal(plan, 'split', `${c.name}: the packed forward did not split`);
+  }
+});
+
 gpuTest('attention forward: the automatic choice and the mma.sync kernel match the reference on the same cases', () => {
   for (const c of [CASES[3]!, CASES[8]!]) {
     check(c, 'auto');
@@ -225,13 +240,17 @@ gpuTest('attention forward: the automatic choice and the mma.sync kernel match t
   // The split key scale under auto; on mma.sync the forward keeps the transform in the kernel (never a k' per head).
   check(SPLIT_CASES[0]!, 'auto', 'prepass');
   assert.equal(check(SPLIT_CASES[0]!, 'mma', 'prepass'), isHopper() ? 'split-backward' : 'kernel');
+  // Packed documents: under auto the split key scale (Hopper kernels only) says the Hopper path was taken.
+  const packed = PACKED_CASES[3]!;
+  assert.equal(check(packed, 'auto'), isHopper() ? 'split' : 'kernel');
+  check(packed, 'mma');
 });
 
 gpuTest('a Hopper forward named where it cannot run fails with the reason; an unknown kernel is rejected', () => {
   const d32: AttentionCase = { name: 'd32', B: 1, H: 1, KVH: 1, NQ: 4, NK: 4, D: 32 };
   assert.throws(() => forward(d32, 'hopper'), /Hopper forward cannot run: head dim 32/);
-  const segments: AttentionCase = {
-    name: 'segments',
+  const positions: AttentionCase = {
+    name: 'custom positions',
     B: 1,
     H: 2,
     KVH: 1,
@@ -240,8 +259,9 @@ gpuTest('a Hopper forward named where it cannot run fails with the reason; an un
     D: 64,
     causal: true,
     segments: true,
+    positions: 'reset',
   };
-  assert.throws(() => forward(segments, 'hopper'), /Hopper forward cannot run: segments/);
+  assert.throws(() => forward(positions, 'hopper'), /Hopper forward cannot run: custom positions/);
   assert.throws(() => forward(CASES[2]!, 'no-such-kernel' as CudaAttentionKernel), /forwardKernel 'no-such-kernel'/);
   if (!isHopper()) assert.throws(() => forward(CASES[2]!, 'hopper'), /compute capability/);
 });

@@ -15,22 +15,22 @@ export interface PlanEnvironment {
   backwardKernel?: CudaAttentionKernel; // the call's backwardKernel option
 }
 
-/** Custom positions of a case (its inputs pass them for 'custom', 'reset' and 'far'). */
+/** Custom positions the engine gets (a case's inputs pass them for 'custom', 'reset', 'far' and documents). */
 function customPositions(c: AttentionCase): boolean {
-  return c.positions !== undefined;
+  return (c.positions !== undefined || c.documents !== undefined) && !c.indexPositions;
 }
 
 /** Whether the forward that runs can build K'_h (or needs nothing: no rotary, the key scale moves onto q'). */
 export function forwardSplitReady(c: AttentionCase, env: PlanEnvironment): boolean {
   if (!(c.rotary ?? 0)) return true;
   if ((env.forwardKernel ?? 'auto') === 'mma') return false;
-  return env.hopper && (c.D === 64 || c.D === 128) && !customPositions(c) && !c.segments && c.NK > 0;
+  return env.hopper && (c.D === 64 || c.D === 128) && !customPositions(c) && c.NK > 0;
 }
 
 /** Whether the backward that runs can build K'_h: the Hopper backward (at least 64 queries, 128 keys). */
 export function backwardSplitReady(c: AttentionCase, env: PlanEnvironment): boolean {
   if ((env.backwardKernel ?? 'auto') === 'mma') return false;
-  return env.hopper && (c.D === 64 || c.D === 128) && !customPositions(c) && !c.segments && c.NQ >= 64 && c.NK >= 128;
+  return env.hopper && (c.D === 64 || c.D === 128) && !customPositions(c) && c.NQ >= 64 && c.NK >= 128;
 }
 
 /**

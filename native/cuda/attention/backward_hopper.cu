@@ -3,6 +3,7 @@
 // dq_from_accum_kernel.
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -10,6 +11,7 @@
 #include "backward_hopper.h"
 #include "backward_hopper_kernel.cuh"
 #include "heuristics.h"
+#include "segments.h"
 
 namespace andromeda::cuda::attention {
 namespace {
@@ -24,10 +26,10 @@ int64_t accumulator_elements(const Params& p, int head_dim) {
   return int64_t(p.batch) * p.heads * hopper::dq_accum_rows(p.q_len) * head_dim;
 }
 
-template <int D, bool kAlibi, bool kSplit>
+template <int D, bool kAlibi, bool kSplit, bool kSegments>
 void launch(const Params& p, float* dq_accum) {
   using Cfg = BackwardConfig<D>;
-  auto kernel = hopper::attention_backward_hopper_kernel<D, kAlibi, kSplit>;
+  auto kernel = hopper::attention_backward_hopper_kernel<D, kAlibi, kSplit, kSegments>;
   static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes);
   check(attr, "attention backward (Hopper): raising the shared-memory limit");
   const dim3 grid(unsigned((p.k_len + Cfg::kBlockN - 1) / Cfg::kBlockN), unsigned(p.heads), unsigned(p.batch));
@@ -35,10 +37,16 @@ void launch(const Params& p, float* dq_accum) {
   check_launch("attention backward kernel (Hopper)");
 }
 
-template <int D>
+template <int D, bool kSegments>
 void launch_features(const Params& p, float* dq_accum) {
-  if (p.key_split) return p.has_alibi ? launch<D, true, true>(p, dq_accum) : launch<D, false, true>(p, dq_accum);
-  p.has_alibi ? launch<D, true, false>(p, dq_accum) : launch<D, false, false>(p, dq_accum);
+  if (p.key_split)
+    return p.has_alibi ? launch<D, true, true, kSegments>(p, dq_accum) : launch<D, false, true, kSegments>(p, dq_accum);
+  p.has_alibi ? launch<D, true, false, kSegments>(p, dq_accum) : launch<D, false, false, kSegments>(p, dq_accum);
+}
+
+template <int D>
+void launch_layout(const Params& p, float* dq_accum) {
+  p.q_seg ? launch_features<D, true>(p, dq_accum) : launch_features<D, false>(p, dq_accum);
 }
 
 void launch_dq_conversion(const Params& p, int head_dim, const float* dq_accum, int64_t elements) {
@@ -56,14 +64,16 @@ void launch_dq_conversion(const Params& p, int head_dim, const float* dq_accum, 
 
 }  // namespace
 
-void launch_backward_hopper(const Params& p, int head_dim) {
+void launch_backward_hopper(const Params& given, int head_dim) {
+  Params p = given;
+  const std::unique_ptr<Scratch> segment_summary = summarise_segments(p);  // packed documents: tile ranges and masks
   if (head_dim != 64 && head_dim != 128)
     throw std::logic_error("attention: head dim " + std::to_string(head_dim) + " reached the Hopper backward");
   const int64_t elements = accumulator_elements(p, head_dim);
   Scratch dq_accum(size_t(elements) * sizeof(float));
   check(cudaMemsetAsync(dq_accum.as<float>(), 0, size_t(elements) * sizeof(float), stream()),
         "attention backward (Hopper): clearing the dQ accumulator");
-  head_dim == 64 ? launch_features<64>(p, dq_accum.as<float>()) : launch_features<128>(p, dq_accum.as<float>());
+  head_dim == 64 ? launch_layout<64>(p, dq_accum.as<float>()) : launch_layout<128>(p, dq_accum.as<float>());
   launch_dq_conversion(p, head_dim, dq_accum.as<float>(), elements);
 }
 

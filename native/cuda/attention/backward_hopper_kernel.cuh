@@ -15,8 +15,9 @@
 // Loads: 256 threads, no warp specialisation; K, V once, and Q, dO, lse, δ of the next query tile copied by
 // cp.async while the current one is used; two CTA barriers per tile.
 // Supported: head dims 64 and 128, bf16, causal by index with the query offset, ALiBi with default positions,
-// GQA/MQA (key_head_of for K, kv_head_of for V), the split key scale (template kSplit). heuristics.h sends
-// everything else to the mma.sync kernels.
+// GQA/MQA (key_head_of for K, kv_head_of for V), the split key scale (template kSplit), packed documents (segment
+// ids: only the query tiles of the key tile's documents, ids compared only on tiles that mix documents; segments.cuh).
+// heuristics.h sends everything else to the mma.sync kernels.
 #pragma once
 #include <cuda.h>
 
@@ -25,6 +26,7 @@
 #include "forward_hopper_kernel.cuh"
 #include "mma.cuh"
 #include "params.cuh"
+#include "segments.cuh"
 #include "split_key.cuh"
 
 namespace andromeda::cuda::attention::hopper {
@@ -39,15 +41,15 @@ struct BackwardConfig {
   static constexpr int kQTileBytes = kBlockM * D * 2;
   static constexpr int kDsBytes = kBlockN * kBlockM * 2;  // dSᵀ, bf16
   static constexpr int kColumnSumBlockBytes = 64 * 64 * 4;       // a 64×64 float32 block (the split key scale's column sums)
-  static constexpr int kStatBytes = kBlockM * 4;          // lse or δ of one query tile
+  static constexpr int kStatBytes = kBlockM * 4;          // lse, δ or the segment ids of one query tile
   static constexpr int kKOffset = 0;
   static constexpr int kVOffset = kKOffset + kKvTileBytes;
   static constexpr int kQOffset = kVOffset + kKvTileBytes;
   static constexpr int kDoOffset = kQOffset + kStages * kQTileBytes;
   static constexpr int kDsOffset = kDoOffset + kStages * kQTileBytes;  // two buffers (alternate query tiles)
   static constexpr int kColumnSumOffset = kDsOffset + 2 * kDsBytes;           // scratch of the split key scale's column sums
-  static constexpr int kStatOffset = kColumnSumOffset + 2 * kColumnSumBlockBytes;    // per stage: lse, then δ
-  static constexpr int kSmemBytes = kStatOffset + kStages * 2 * kStatBytes + 1024;  // + slack to align the base to 1 KiB
+  static constexpr int kStatOffset = kColumnSumOffset + 2 * kColumnSumBlockBytes;    // per stage: lse, δ (, segment ids)
+  static constexpr int kSmemBytes = kStatOffset + kStages * 3 * kStatBytes + 1024;  // + slack to align the base to 1 KiB
   static_assert(D == 64 || D == 128, "head dim 64 or 128");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory");
   static_assert(kBlockN == kHopperBackwardKeyTile, "backward_hopper.h names the key tile");
@@ -63,14 +65,20 @@ __host__ __device__ constexpr int dq_accum_rows(int q_len) { return (q_len + 127
 /**
  * Pᵀ in place of Sᵀ for one thread's two keys (rows r = 0, 1) and the query columns c = 8jj + 2t + (0, 1):
  * 2^(s·scale_log2 − slope·|dpos[r] + c − 2t| − lse·log2e), zero where the pair is masked. `lo[r] ≤ c − 2t < hi[r]`
- * is the visible range.
+ * is the visible range; with kSegments also only queries whose id (query_segments, the tile's ids in shared memory)
+ * is the key's (key_segments[r]). Masks are selects, not products: lse may be −∞ there, and the score of a pair
+ * across documents is not bounded by the query's lse (its 2^x may be +∞).
  */
-template <int kBlockM, bool kAlibi, bool kMasked>
+template <int kBlockM, bool kAlibi, bool kMasked, bool kSegments = false>
 __device__ __forceinline__ void probabilities(float (&s)[kBlockM / 2], const float* lse, int t, float scale_log2, float slope,
-                                              const float (&dpos)[2], const int (&lo)[2], const int (&hi)[2]) {
+                                              const float (&dpos)[2], const int (&lo)[2], const int (&hi)[2],
+                                              const int* query_segments = nullptr, const int (&key_segments)[2] = {0, 0}) {
+  static_assert(kMasked || !kSegments, "segment ids are compared on the masked path");
 #pragma unroll
   for (int jj = 0; jj < kBlockM / 8; jj++) {
     const float2 l = *reinterpret_cast<const float2*>(lse + 8 * jj + 2 * t);
+    int2 ids = make_int2(0, 0);
+    if constexpr (kSegments) ids = *reinterpret_cast<const int2*>(query_segments + 8 * jj + 2 * t);
 #pragma unroll
     for (int e = 0; e < 4; e++) {
       const int r = e >> 1, c = 8 * jj + (e & 1);
@@ -79,7 +87,10 @@ __device__ __forceinline__ void probabilities(float (&s)[kBlockM / 2], const flo
       if constexpr (kAlibi) x = fmaf(s[4 * jj + e], scale_log2, -fmaf(slope, fabsf(dpos[r] + float(c)), lse_log2));
       else x = fmaf(s[4 * jj + e], scale_log2, -lse_log2);
       float prob = fast_exp2(x);
-      if constexpr (kMasked) prob = (c >= lo[r] && c < hi[r]) ? prob : 0.f;  // a select: lse may be −∞ there
+      if constexpr (kSegments)
+        prob = (c >= lo[r] && c < hi[r] && ((e & 1) ? ids.y : ids.x) == key_segments[r]) ? prob : 0.f;
+      else if constexpr (kMasked)
+        prob = (c >= lo[r] && c < hi[r]) ? prob : 0.f;
       s[4 * jj + e] = prob;
     }
   }
@@ -189,7 +200,9 @@ __device__ __forceinline__ void load_rows_swizzled(uint32_t tile, const bf16* ro
   }
 }
 
-template <int D, bool kAlibi, bool kSplit = false>
+// kSegments: packed documents (Params::q_seg). A template parameter, not a runtime test: at head dim 128 the kernel
+// sits at 255 registers, and the segment code in the other instantiations made ptxas spill.
+template <int D, bool kAlibi, bool kSplit = false, bool kSegments = false>
 __global__ void __launch_bounds__(256, 1)
     attention_backward_hopper_kernel(const __grid_constant__ Params p, float* __restrict__ dq_accum) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -202,8 +215,10 @@ __global__ void __launch_bounds__(256, 1)
   const uint32_t sK = base + Cfg::kKOffset, sV = base + Cfg::kVOffset, sQ = base + Cfg::kQOffset,
                  sDo = base + Cfg::kDoOffset, sDs = base + Cfg::kDsOffset, sColumnSums = base + Cfg::kColumnSumOffset,
                  sStat = base + Cfg::kStatOffset;
-  auto stat_lse = [&](int s) { return sStat + uint32_t(s * 2 * Cfg::kStatBytes); };
-  auto stat_delta = [&](int s) { return sStat + uint32_t(s * 2 * Cfg::kStatBytes + Cfg::kStatBytes); };
+  constexpr int kStats = kSegments ? 3 : 2;  // per stage: lse, δ (and the query tile's segment ids)
+  auto stat_lse = [&](int s) { return sStat + uint32_t(s * kStats * Cfg::kStatBytes); };
+  auto stat_delta = [&](int s) { return sStat + uint32_t(s * kStats * Cfg::kStatBytes + Cfg::kStatBytes); };
+  auto stat_segment = [&](int s) { return sStat + uint32_t(s * kStats * Cfg::kStatBytes + 2 * Cfg::kStatBytes); };
 
   // Key tiles fastest, first ones first: the CTAs in flight share one head's Q, dO and dQ rows in L2, and when
   // causal the key tiles that see the most queries start first.
@@ -214,8 +229,14 @@ __global__ void __launch_bounds__(256, 1)
   const int m_tiles = (p.q_len + kBlockM - 1) / kBlockM;
   // First query tile with a row that sees a key of this tile (causal: query i sees key j when j ≤ i + offset).
   const int64_t first_row = p.causal ? max(int64_t(0), int64_t(n0) - p.query_offset) : 0;
-  const int m_first = int(min(first_row / kBlockM, int64_t(m_tiles)));
-  const int n_iters = m_tiles - m_first;
+  int m_first = int(min(first_row / kBlockM, int64_t(m_tiles))), m_end = m_tiles;
+  if constexpr (kSegments) {  // packed documents: only the query tiles of this key tile's documents
+    const int4* k_seg_blocks = p.k_seg_blocks + int64_t(b) * segment_blocks(p.k_len);
+    const int keys = min(kBlockN, p.k_len - n0);
+    m_first = max(m_first, k_seg_blocks[n0 / kSegmentBlockRows].z / kBlockM);
+    m_end = min(m_end, (k_seg_blocks[(n0 + keys - 1) / kSegmentBlockRows].w + kBlockM - 1) / kBlockM);
+  }
+  const int n_iters = kSegments ? max(0, m_end - m_first) : m_tiles - m_first;
 
   // ---- Consumers: 2 warpgroups × 64 keys ----
   const int tid = threadIdx.x;
@@ -223,6 +244,7 @@ __global__ void __launch_bounds__(256, 1)
   const int key_row = 64 * wg + 16 * warp + g;  // this thread's keys in the tile: key_row, key_row + 8
   const float slope = kAlibi ? p.alibi_slope_log2[h] : 0.f;
   const int wg_n0 = n0 + 64 * wg;
+  static_assert(kBlockM == kSegmentBlockRows && kBlockN == 2 * kSegmentBlockRows, "query tiles and warpgroup keys are summarised blocks");
 
   // cp.async ring: group 0 holds K, V and query tile 0; group it holds query tile it.
   const bf16* q_src = p.q + int64_t(bh) * p.q_len * D;
@@ -237,6 +259,7 @@ __global__ void __launch_bounds__(256, 1)
       const bool ok = m0 + i < p.q_len;
       cp_async_4_to(stat_lse(s) + 4 * i, lse_src + (ok ? m0 + i : 0), ok);
       cp_async_4_to(stat_delta(s) + 4 * i, delta_src + (ok ? m0 + i : 0), ok);
+      if constexpr (kSegments) cp_async_4_to(stat_segment(s) + 4 * i, p.q_seg + int64_t(b) * p.q_len + (ok ? m0 + i : 0), ok);
     }
   };
 
@@ -303,7 +326,11 @@ __global__ void __launch_bounds__(256, 1)
       fence_operands(st);
       const bool masked = m0 + kBlockM > p.q_len || wg_n0 + 64 > p.k_len ||
                           (p.causal && int64_t(wg_n0) + 63 > int64_t(m0) + p.query_offset);
-      if (masked) {
+      // Packed documents: ids compared only where this warpgroup's keys and the query tile are not one document.
+      const bool mixed =
+          kSegments && segment_pair_mixed(p.k_seg_blocks[int64_t(b) * segment_blocks(p.k_len) + min(wg_n0, p.k_len - 1) / kSegmentBlockRows],
+                                        p.q_seg_blocks[int64_t(b) * segment_blocks(p.q_len) + m0 / kSegmentBlockRows]);
+      if (masked || mixed) {
         float dpos[2];
         int lo[2], hi[2];
 #pragma unroll
@@ -315,7 +342,28 @@ __global__ void __launch_bounds__(256, 1)
           lo[r] = int(min(max(first, int64_t(0)), int64_t(kBlockM))) - 2 * t;
           hi[r] = int(min(max(end, int64_t(0)), int64_t(kBlockM))) - 2 * t;
         }
-        probabilities<kBlockM, kAlibi, true>(st, lse, t, p.scale_log2, slope, dpos, lo, hi);
+        // Packed documents: each key's visible columns narrowed to its document's queries (exact where the ids
+        // never decrease); other layouts compare ids per element.
+        bool compare_ids = false;
+        if (mixed) {
+#pragma unroll
+          for (int r = 0; r < 2; r++) {
+            const int2 queries = __ldg(p.k_seg_queries + int64_t(b) * p.k_len + min(key_index[r], p.k_len - 1));
+            lo[r] = max(lo[r], queries.x - m0 - 2 * t);
+            hi[r] = min(hi[r], queries.y - m0 - 2 * t);
+          }
+          compare_ids = __ldg(p.seg_sorted + b) == 0;
+        }
+        if (compare_ids) {
+          int key_segment_ids[2];
+#pragma unroll
+          for (int r = 0; r < 2; r++) key_segment_ids[r] = __ldg(p.k_seg + int64_t(b) * p.k_len + min(key_index[r], p.k_len - 1));
+          const int* query_segments = reinterpret_cast<const int*>(smem + (stat_segment(s) - base));
+          probabilities<kBlockM, kAlibi, true, true>(st, lse, t, p.scale_log2, slope, dpos, lo, hi, query_segments,
+                                                     key_segment_ids);
+        } else {
+          probabilities<kBlockM, kAlibi, true>(st, lse, t, p.scale_log2, slope, dpos, lo, hi);
+        }
       } else {
         float dpos[2];
         const int lo[2] = {0, 0}, hi[2] = {kBlockM, kBlockM};

@@ -2,6 +2,7 @@
 // (cuTensorMapEncodeTiled, reached through the runtime's driver entry point: the engine does not link libcuda).
 #include <cuda.h>
 
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -9,6 +10,7 @@
 #include "forward_hopper.h"
 #include "forward_hopper_kernel.cuh"
 #include "hopper_host.h"
+#include "segments.h"
 
 namespace andromeda::cuda::attention {
 namespace {
@@ -62,7 +64,9 @@ void launch_features(const Params& p) {
 
 }  // namespace
 
-void launch_forward_hopper(const Params& p, int head_dim) {
+void launch_forward_hopper(const Params& given, int head_dim) {
+  Params p = given;
+  const std::unique_ptr<Scratch> segment_summary = summarise_segments(p);  // packed documents: tile ranges and masks
   switch (head_dim) {
     case 64: launch_features<64>(p); break;
     case 128: launch_features<128>(p); break;

@@ -6,7 +6,7 @@ namespace andromeda::cuda::attention {
 
 /**
  * Launches the Hopper forward on a problem heuristics.h found it can run (head dim 64 or 128, no in-kernel
- * transform, default positions, no segments, at least one key, positive scale), with the split key scale where
+ * transform, default positions, at least one key, positive scale), with the split key scale where
  * Params::key_split is set.
  */
 void launch_forward_hopper(const Params& p, int head_dim);

@@ -12,14 +12,17 @@
 // positions (template kAlibi), GQA (key_head_of for K, kv_head_of for V), and the split key scale
 // (template kSplit, for Params::key_split): TMA brings A into the K slot and B into a B slot, producer warps 1–3 turn the slot's
 // rotary columns into K'_h = c_h ⊙ A + d_h ⊙ B (split_key.cuh), fence the async proxy and arrive on the stage's
-// "k ready" barrier, which the consumers wait on instead of "k full". Custom positions, segments and the in-kernel
-// q/k transform (rotary, xPos, key scale) stay on the mma.sync kernel (heuristics.h decides).
+// "k ready" barrier, which the consumers wait on instead of "k full". Packed documents (segment ids): only the key
+// tiles of the query tile's documents are walked, ids compared only on tiles that mix documents (segments.cuh).
+// Custom positions and the in-kernel q/k transform (rotary, xPos, key scale) stay on the mma.sync kernel
+// (heuristics.h decides).
 #pragma once
 #include <cuda.h>
 
 #include "forward_hopper_ptx.cuh"
 #include "mma.cuh"
 #include "params.cuh"
+#include "segments.cuh"
 #include "split_key.cuh"
 
 namespace andromeda::cuda::attention::hopper {
@@ -116,6 +119,46 @@ __device__ __forceinline__ void softmax_tile(float (&s)[kBlockN / 2], float (&ro
   }
 }
 
+/**
+ * Whether warpgroup rows summarised by `rows` need the per-element id comparison against the key tile [n0, n0 + kBlockN):
+ * not when its key blocks (those before the end of the keys) hold the rows' one id.
+ */
+template <int kBlockN>
+__device__ __forceinline__ bool forward_tile_mixed(int4 rows, const int4* k_blocks, int n0, int k_len) {
+  static_assert(kBlockN % kSegmentBlockRows == 0, "key tiles are whole summarised blocks");
+  bool mixed = false;
+#pragma unroll
+  for (int i = 0; i < kBlockN / kSegmentBlockRows; i++) {
+    const int first = n0 + i * kSegmentBlockRows;
+    if (first < k_len) mixed |= segment_pair_mixed(rows, k_blocks[first / kSegmentBlockRows]);
+  }
+  return mixed;
+}
+
+/**
+ * −∞ on the scores of an S tile (layout of softmax_tile) whose key lies in another document than the thread's row
+ * (rows r: queries row0 + 8r):
+ * column c = 8j + 2t + (e & 1) of row r = e >> 1 is key n0 + c. Keys past the end are left to the end mask.
+ */
+template <int kBlockN>
+__device__ __forceinline__ void mask_other_segments(float (&s)[kBlockN / 2], const int32_t* q_seg_row,
+                                                    const int32_t* k_seg_row, int n0, int q_len, int k_len, int t, int row0) {
+  int row_seg[2];
+#pragma unroll
+  for (int r = 0; r < 2; r++) row_seg[r] = __ldg(q_seg_row + min(row0 + 8 * r, q_len - 1));
+#pragma unroll
+  for (int j = 0; j < kBlockN / 8; j++) {
+#pragma unroll
+    for (int e = 0; e < 2; e++) {
+      const int key = n0 + 8 * j + 2 * t + e;
+      if (key >= k_len) continue;
+      const int id = __ldg(k_seg_row + key);
+#pragma unroll
+      for (int r = 0; r < 2; r++) s[4 * j + 2 * r + e] = id == row_seg[r] ? s[4 * j + 2 * r + e] : -INFINITY;
+    }
+  }
+}
+
 template <int D, int kBlockN, int kStages, bool kAlibi, bool kSplit = false>
 __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages>::kThreads, 1)
     attention_forward_hopper_kernel(const __grid_constant__ Params p, const __grid_constant__ TensorMaps maps) {
@@ -144,9 +187,16 @@ __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages>::kThreads, 
   const int h = blockIdx.y, b = blockIdx.z;
   const int m0 = q_tile * kBlockM;
   const int rows_valid = min(kBlockM, p.q_len - m0);
-  int n_end = p.k_len;  // keys any row of the tile may see
+  int n_begin = 0, n_end = p.k_len;  // keys any row of the tile may see
   if (p.causal) n_end = min(n_end, m0 + rows_valid + p.query_offset);
-  const int n_tiles = n_end > 0 ? (n_end + kBlockN - 1) / kBlockN : 0;
+  const int4* q_seg_blocks = p.q_seg ? p.q_seg_blocks + int64_t(b) * segment_blocks(p.q_len) : nullptr;
+  if (q_seg_blocks) {  // packed documents: only the keys of the tile's documents
+    n_begin = q_seg_blocks[m0 / kSegmentBlockRows].z;
+    n_end = min(n_end, q_seg_blocks[(m0 + rows_valid - 1) / kSegmentBlockRows].w);
+  }
+  // The tiles walked are tile_first + j for j < n_tiles (pipeline stages and phases count j).
+  const int tile_first = n_begin / kBlockN;
+  const int n_tiles = n_end > 0 ? max(0, (n_end + kBlockN - 1) / kBlockN - tile_first) : 0;
 
   if (threadIdx.x == 0) {
     mbarrier_init(q_full, 1);
@@ -194,9 +244,9 @@ __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages>::kThreads, 
         mbarrier_arrive_expect_tx(k_full(s), Cfg::kTileBytes + b_blocks * Cfg::kBBlockBytes);
 #pragma unroll
         for (int cb = 0; cb < Cfg::kColBlocks; cb++)
-          tma_load_3d(sK + s * Cfg::kTileBytes + cb * kBlockN * 128, &maps.k, k_full(s), cb * 64, j * kBlockN, k_row);
+          tma_load_3d(sK + s * Cfg::kTileBytes + cb * kBlockN * 128, &maps.k, k_full(s), cb * 64, (tile_first + j) * kBlockN, k_row);
         for (int cb = 0; cb < b_blocks; cb++)
-          tma_load_3d(b_slot(s) + cb * Cfg::kBBlockBytes, &maps.b, k_full(s), cb * 64, j * kBlockN, k_row);
+          tma_load_3d(b_slot(s) + cb * Cfg::kBBlockBytes, &maps.b, k_full(s), cb * 64, (tile_first + j) * kBlockN, k_row);
       };
       auto load_v = [&](int j) {
         const int s = j % kStages, use = j / kStages;
@@ -204,7 +254,7 @@ __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages>::kThreads, 
         mbarrier_arrive_expect_tx(v_full(s), Cfg::kTileBytes);
 #pragma unroll
         for (int cb = 0; cb < Cfg::kColBlocks; cb++)
-          tma_load_3d(sV + s * Cfg::kTileBytes + cb * kBlockN * 128, &maps.v, v_full(s), cb * 64, j * kBlockN, v_row);
+          tma_load_3d(sV + s * Cfg::kTileBytes + cb * kBlockN * 128, &maps.v, v_full(s), cb * 64, (tile_first + j) * kBlockN, v_row);
       };
       if constexpr (kSplit) {
         // K'_h of a tile is ready only after the combine, so its K (and B) go out one V earlier: K(j) waits for
@@ -261,7 +311,14 @@ __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages>::kThreads, 
   };
   // The softmax of tile j (S in registers, its wgmma complete); returns the rescale factors of O.
   auto softmax = [&](int j, float (&corr)[2]) {
-    const int n0 = j * kBlockN;
+    const int n0 = (tile_first + j) * kBlockN;
+    // Packed documents: ids compared only where this warpgroup's rows and the key tile are not one document (read per
+    // tile, not kept in registers).
+    if (p.q_seg && forward_tile_mixed<kBlockN>(p.q_seg_blocks[int64_t(b) * segment_blocks(p.q_len) +
+                                                             min(wg_first_row, p.q_len - 1) / kSegmentBlockRows],
+                                              p.k_seg_blocks + int64_t(b) * segment_blocks(p.k_len), n0, p.k_len))
+      mask_other_segments<kBlockN>(s, p.q_seg + int64_t(b) * p.q_len, p.k_seg + int64_t(b) * p.k_len, n0, p.q_len, p.k_len,
+                                   t, row0);
     float dpos[2];
     int limit[2];
 #pragma unroll

@@ -25,7 +25,6 @@ struct KernelProblem {
   bool transform_in_kernel = false;  // rotary, xPos or the key scale applied per tile by the kernels
   bool key_split = false;            // the split key scale: K'_h = c_h ⊙ A + d_h ⊙ B built by the kernel
   bool custom_positions = false;
-  bool segments = false;
   bool positive_scale = true;
   bool hopper_device = false;  // compute capability 9.x and this build carries sm_90a images of the kernels
 };
@@ -57,7 +56,6 @@ inline std::string hopper_forward_unsupported(const KernelProblem& k) {
   if (k.head_dim != 64 && k.head_dim != 128) return "head dim " + std::to_string(k.head_dim) + " (the Hopper kernel takes 64 and 128)";
   if (k.transform_in_kernel) return "rotary, xPos or a key scale is applied in the kernel tiles (only the mma.sync kernel does that)";
   if (k.custom_positions) return "custom positions are given";
-  if (k.segments) return "segments are given";
   if (k.k_len == 0) return "there are no keys";
   if (!k.positive_scale) return "the scale is not positive";
   if (k.k_heads <= 0 || k.heads % k.k_heads != 0) return "k_heads must divide heads";
@@ -69,7 +67,6 @@ inline std::string hopper_backward_unsupported(const KernelProblem& k) {
   if (k.head_dim != 64 && k.head_dim != 128) return "head dim " + std::to_string(k.head_dim) + " (the Hopper kernel takes 64 and 128)";
   if (k.transform_in_kernel) return "rotary, xPos or a key scale is applied in the kernel tiles (only the mma.sync kernels do that)";
   if (k.custom_positions) return "custom positions are given";
-  if (k.segments) return "segments are given";
   // Smaller problems gain nothing from it; they keep the mma.sync kernels.
   if (k.q_len < kHopperBackwardMinQueries || k.k_len < kHopperBackwardMinKeys) {
     return "fewer than " + std::to_string(kHopperBackwardMinQueries) + " queries or " +

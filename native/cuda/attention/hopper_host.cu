@@ -48,7 +48,6 @@ KernelProblem kernel_problem(const Params& p, int head_dim, bool transform) {
   k.transform_in_kernel = transform;
   k.key_split = p.key_split != 0;
   k.custom_positions = p.q_pos || p.k_pos;
-  k.segments = p.q_seg || p.k_seg;
   k.positive_scale = p.scale_log2 > 0.f;
   k.hopper_device = hopper_device();
   return k;

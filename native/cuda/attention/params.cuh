@@ -45,6 +45,12 @@ struct Params {
   const int32_t* k_pos;
   const int32_t* q_seg;
   const int32_t* k_seg;
+  // The Hopper kernels' per-64-row summaries of q_seg and k_seg (segments.cuh), [batch][blocks] each; set by
+  // summarise_segments before their launch.
+  const int4* q_seg_blocks;
+  const int4* k_seg_blocks;
+  const int2* k_seg_queries;  // [batch][k_len]: the queries [x, y) whose id can be key j's (segments.cuh)
+  const int32_t* seg_sorted;  // [batch]: 1 where both rows' ids never decrease (k_seg_queries is then exact)
   int has_alibi;
   float alibi_slope_log2[kMaxHeads];  // slope_h · log2(e)
   int rotary_dim;             // 0 = none; a multiple of 16
