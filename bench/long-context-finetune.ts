@@ -107,8 +107,9 @@ for (let step = 1; step <= steps; step++) {
   else ((corpusLoss += loss), corpusRows++);
   if (step % 10 === 0 || step === steps) {
     console.log(
-      `step ${step}/${steps} lr ${lr.toExponential(2)} corpus loss ${(corpusLoss / Math.max(corpusRows, 1)).toFixed(4)} ` +
-        `(${corpusRows} rows) passkey-row loss ${(passkeyLoss / Math.max(passkeyRows, 1)).toFixed(4)} (${passkeyRows} rows) ` +
+      `step ${step}/${steps} lr ${lr.toExponential(2)} ` +
+        `corpus loss ${(corpusLoss / Math.max(corpusRows, 1)).toFixed(4)} (${corpusRows} rows) ` +
+        `passkey-row loss ${(passkeyLoss / Math.max(passkeyRows, 1)).toFixed(4)} (${passkeyRows} rows) ` +
         `${((Date.now() - started) / 1000).toFixed(0)} s`,
     );
     corpusLoss = corpusRows = passkeyLoss = passkeyRows = 0;

@@ -23,6 +23,11 @@ function table(header: readonly string[], rows: readonly (readonly string[])[]):
 
 const percent = (x: number): string => `${(100 * x).toFixed(0)}%`;
 
+const taskName = (t: RetrievalTable): string => (t.task === 'passkey' ? 'passkey' : 'needle in a haystack');
+
+const accuracyAt = (t: RetrievalTable, length: number, depth: number): number =>
+  t.cells.find((c) => c.length === length && c.depth === depth)!.accuracy;
+
 function lossTable(m: ModelReport): string {
   const curve = m.loss!;
   const reference = curve.lossAtTrainingLength;
@@ -41,7 +46,7 @@ function retrievalTableText(t: RetrievalTable): string {
   const depths = [...new Set(t.cells.map((c) => c.depth))];
   const rows = t.byLength.map(({ length, accuracy }) => [
     String(length),
-    ...depths.map((d) => percent(t.cells.find((c) => c.length === length && c.depth === d)!.accuracy)),
+    ...depths.map((d) => percent(accuracyAt(t, length, d))),
     percent(accuracy),
   ]);
   return table(['length \\ depth', ...depths.map((d) => d.toFixed(2)), 'all'], rows);
@@ -55,7 +60,8 @@ export function formatReport(r: EvalReport): string {
       `== ${m.label}: ${m.checkpoint} (step ${m.step}, ${m.parameters} parameters, trained at ${m.trainingLength})`,
     );
     out.push(
-      `   positions: ${m.evaluatedPositions}${m.evaluatedPositions !== m.trainedPositions ? ` (trained: ${m.trainedPositions})` : ''}`,
+      `   positions: ${m.evaluatedPositions}` +
+        (m.evaluatedPositions !== m.trainedPositions ? ` (trained: ${m.trainedPositions})` : ''),
     );
     if (m.loss) {
       out.push(`   loss by position (${m.loss.windows} windows of ${m.loss.length} from ${m.loss.source}):`);
@@ -63,9 +69,7 @@ export function formatReport(r: EvalReport): string {
     }
     for (const t of [m.passkey, m.needle]) {
       if (!t) continue;
-      out.push(
-        `   ${t.task === 'passkey' ? 'passkey' : 'needle in a haystack'} accuracy (${t.cells[0]?.trials ?? 0} prompts per cell): ${percent(t.accuracy)}`,
-      );
+      out.push(`   ${taskName(t)} accuracy (${t.cells[0]?.trials ?? 0} prompts per cell): ${percent(t.accuracy)}`);
       out.push(indent(retrievalTableText(t)));
     }
     out.push(`   ${m.seconds.toFixed(1)} s`);
@@ -90,11 +94,11 @@ function retrievalHtml(m: ModelReport, t: RetrievalTable): string {
   const rows = t.byLength
     .map(
       ({ length, accuracy }) =>
-        `<tr><th>${length}</th>${depths.map((d) => cell(t.cells.find((c) => c.length === length && c.depth === d)!.accuracy)).join('')}` +
+        `<tr><th>${length}</th>${depths.map((d) => cell(accuracyAt(t, length, d))).join('')}` +
         `${cell(accuracy)}</tr>`,
     )
     .join('\n');
-  const title = `${m.label}: ${t.task === 'passkey' ? 'passkey retrieval' : 'needle in a haystack'} (${percent(t.accuracy)})`;
+  const title = `${m.label}: ${t.task === 'passkey' ? 'passkey retrieval' : taskName(t)} (${percent(t.accuracy)})`;
   return (
     `<h2>${escapeXml(title)}</h2>\n<table><tr><th>length \\ depth</th>` +
     `${depths.map((d) => `<th>${d.toFixed(2)}</th>`).join('')}<th>all</th></tr>\n${rows}\n</table>`
@@ -147,7 +151,9 @@ export function renderEvalHtml(r: EvalReport, title = 'andromeda eval'): string 
   const notes = r.models
     .map(
       (m) =>
-        `<li>${escapeXml(`${m.label}: ${m.checkpoint}, step ${m.step}, trained at ${m.trainingLength}; ${m.evaluatedPositions}`)}</li>`,
+        `<li>${escapeXml(
+          `${m.label}: ${m.checkpoint}, step ${m.step}, trained at ${m.trainingLength}; ${m.evaluatedPositions}`,
+        )}</li>`,
     )
     .join('\n');
   const retrieval = r.models.flatMap((m) => [m.passkey, m.needle].filter((t) => t).map((t) => retrievalHtml(m, t!)));
@@ -157,7 +163,8 @@ export function renderEvalHtml(r: EvalReport, title = 'andromeda eval'): string 
 <meta charset="utf-8">
 <title>${escapeXml(title)}</title>
 <style>body{font-family:system-ui,sans-serif;margin:24px;color:#222}figure{margin:16px 0}ul{font-size:13px;color:#444}
-table{border-collapse:collapse;font-size:13px;margin-bottom:16px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+table{border-collapse:collapse;font-size:13px;margin-bottom:16px}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 h2{font-size:15px}</style>
 </head>
 <body>

@@ -50,7 +50,10 @@ export interface LossCurve {
   readonly length: number;
   readonly windows: number;
   readonly buckets: readonly BucketStats[];
-  /** Mean loss over positions [0, trainingLength), the reference the curve is judged against; null if no bucket ends there. */
+  /**
+   * Mean loss over positions [0, trainingLength), the reference the curve is judged against; null when no bucket
+   * ends there.
+   */
   readonly lossAtTrainingLength: number | null;
 }
 
