@@ -5,7 +5,7 @@
 // ANDROMEDA_CUDA_PROFILE=events records a device event before and after each call instead: the device's
 // own time per kernel with the host still running ahead, plus the idle gaps between calls (time the
 // device waited for the host, or spent in copies the profiler does not wrap).
-import type { Engine } from './engine.js';
+import type { DeviceGraph, Engine } from './engine.js';
 import { KERNEL_METHODS } from './native-abi.js';
 
 interface TimingEngine {
@@ -98,11 +98,51 @@ export function installProfiler(engine: Engine & TimingEngine, mode: 'waits' | '
       if (pending.length) collect();
     };
   }
+  // Inside a graph capture nothing runs and the device may not be waited on: calls pass through unprofiled, and
+  // each replay of the graph is timed as one call named by what it captured.
+  let capturing = false;
+  let capturedBy: ((name: string) => void) | null = null;
+  const captureGraph = engine.captureGraph.bind(engine);
+  engine.captureGraph = (fn: () => void) => {
+    const captured: string[] = [];
+    const record = (name: string) => captured.push(name);
+    capturedBy = record;
+    capturing = true;
+    let graph: DeviceGraph;
+    try {
+      graph = captureGraph(fn);
+    } finally {
+      capturing = false;
+      capturedBy = null;
+    }
+    const key = `graph replay (${captured.length} calls: ${[...new Set(captured)].join(', ')})`;
+    const replay = graph.replay.bind(graph);
+    graph.replay = () => {
+      if (mode === 'events') {
+        engine.timingMark();
+        replay();
+        engine.timingMark();
+        pending.push(key);
+        if (pending.length >= 4096) collect();
+        return;
+      }
+      engine.synchronize();
+      const t0 = performance.now();
+      replay();
+      engine.synchronize();
+      add(key, performance.now() - t0);
+    };
+    return graph;
+  };
   for (const name of KERNEL_METHODS) {
     const original = target[name];
     if (typeof original !== 'function') continue;
     if (mode === 'events') {
       target[name] = (...args: unknown[]) => {
+        if (capturing) {
+          capturedBy?.(name);
+          return original.apply(engine, args);
+        }
         engine.timingMark();
         const result = original.apply(engine, args);
         engine.timingMark();
@@ -113,6 +153,10 @@ export function installProfiler(engine: Engine & TimingEngine, mode: 'waits' | '
       continue;
     }
     target[name] = (...args: unknown[]) => {
+      if (capturing) {
+        capturedBy?.(name);
+        return original.apply(engine, args);
+      }
       engine.synchronize();
       const t0 = performance.now();
       const result = original.apply(engine, args);

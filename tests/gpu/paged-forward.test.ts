@@ -2,8 +2,13 @@
 // forward on both attention routes (the paged kernel, and the dense attention for many-query sequences); 64
 // greedy tokens through the paged cache equal full recomputation in float32, alone and 4 sequences batched
 // (the issue's "cached = uncached" on CUDA); bfloat16 within its rounding; speculative greedy = the target alone.
+// float32 references are the same weights on the CPU engine: the CUDA engine's dense attention narrows float32
+// to bfloat16 for its tensor cores (native/cuda/attention/NOTES.md), so only the paged kernel route is float32
+// throughout, and only it is held to float32's bound.
 import assert from 'node:assert/strict';
 import type { DType } from '../../src/tensor/dtype.js';
+import { Tensor } from '../../src/tensor/tensor.js';
+import { Andromeda } from '../../src/model/andromeda.js';
 import type { AndromedaConfigInput } from '../../src/model/config.js';
 import { presetInput } from '../../src/model/presets.js';
 import type { PagedForwardOptions } from '../../src/model/paged-forward.js';
@@ -35,7 +40,20 @@ const ROUTES: [string, PagedForwardOptions][] = [
 const BOUNDS: Record<string, { maxAbs?: number; relative?: number }> = {
   float32: { maxAbs: 1e-4 },
   bfloat16: { relative: 3e-2 },
+  /** float32 through the dense attention's bfloat16 tensor cores. */
+  float32ViaBf16Attention: { relative: 1e-2 },
 };
+const PAGED_KERNEL_ONLY: PagedForwardOptions = { denseAttentionMinQueries: Infinity };
+
+/** The model's weights on the CPU engine (float32), for references computed in float32 throughout. */
+function cpuTwin(model: Andromeda): Andromeda {
+  const twin = new Andromeda(model.config, { seed: 0, device: 'cpu' });
+  const state = new Map<string, Tensor>();
+  for (const [name, p] of model.namedParameters()) state.set(name, Tensor.fromArray(p.toArray(), p.shape, 'float32'));
+  twin.loadStateDict(state);
+  for (const t of state.values()) t.dispose();
+  return twin;
+}
 
 for (const dtype of ['float32', 'bfloat16'] as DType[]) {
   for (const [name, config] of VARIANTS) {
@@ -43,7 +61,9 @@ for (const dtype of ['float32', 'bfloat16'] as DType[]) {
       const model = testModel(config, 3, { device: 'cuda', dtype });
       const n = 150;
       const prompt = Array.from(randomTokens(n, model.config.vocabSize, 11));
-      const expected = denseLogits(model, prompt);
+      const reference = dtype === 'float32' ? cpuTwin(model) : model;
+      const expected = denseLogits(reference, prompt);
+      if (reference !== model) reference.dispose();
       try {
         for (const [route, options] of ROUTES) {
           for (const [split, sizes] of [
@@ -57,7 +77,8 @@ for (const dtype of ['float32', 'bfloat16'] as DType[]) {
             const rows = sizes.map((size) => pagedStep(model, cache, allocator, [[seq, size]], 'all', options));
             cache.dispose();
             const got = Float64Array.from(rows.flatMap((r) => Array.from(r)));
-            const b = BOUNDS[dtype]!;
+            const viaBf16 = dtype === 'float32' && options.denseAttentionMinQueries !== Infinity;
+            const b = BOUNDS[viaBf16 ? 'float32ViaBf16Attention' : dtype]!;
             if (b.maxAbs !== undefined) {
               const diff = maxAbsDiff(got, expected);
               assert.ok(diff < b.maxAbs, `${route}, ${split}: max |paged − dense| = ${diff}`);
@@ -81,7 +102,9 @@ gpuTest('cuda float32: cached = uncached, 64 greedy tokens through the paged cac
   const lengths = [7, 100, 1, 33];
   const prompts = lengths.map((n, i) => Array.from(randomTokens(n, vocab, 40 + i)));
   try {
-    const expected = prompts.map((p) => greedyByRecomputation(model, p, steps));
+    const twin = cpuTwin(model);
+    const expected = prompts.map((p) => greedyByRecomputation(twin, p, steps));
+    twin.dispose();
     for (const batched of [false, true]) {
       const cache = model.createPagedKVCache(64, { blockSize: 16 });
       const allocator = new BlockAllocator(cache.numBlocks, 13);
@@ -94,6 +117,7 @@ gpuTest('cuda float32: cached = uncached, 64 greedy tokens through the paged cac
           allocator,
           seqs.map((s) => [s, s.tokens.length]),
           'last',
+          PAGED_KERNEL_ONLY,
         );
         for (let step = 0; step < steps; step++) {
           seqs.forEach((s, j) => s.tokens.push(argmax(last.subarray(j * vocab, (j + 1) * vocab))));
@@ -104,6 +128,7 @@ gpuTest('cuda float32: cached = uncached, 64 greedy tokens through the paged cac
               allocator,
               seqs.map((s) => [s, 1]),
               'last',
+              PAGED_KERNEL_ONLY,
             );
         }
         group.forEach((i, j) =>
@@ -122,7 +147,9 @@ gpuTest('cuda float32: speculative greedy = the target alone (64 tokens, k = 2 a
   const draft = testModel({ ...tiny, depth: 1 }, 2, { device: 'cuda' });
   const prompt = [10, 200, 33, 4, 87];
   try {
-    const expected = greedyByRecomputation(target, prompt, 64);
+    const twin = cpuTwin(target);
+    const expected = greedyByRecomputation(twin, prompt, 64);
+    twin.dispose();
     for (const k of [2, 4]) {
       const out = speculativeGenerate(target, draft, prompt, { draftTokens: k, maxTokens: 64, temperature: 0 });
       assert.deepEqual(Array.from(out.tokens), expected, `k = ${k}`);

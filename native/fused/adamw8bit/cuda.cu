@@ -1,7 +1,7 @@
 // 8-bit AdamW over many tensors on CUDA (semantics: adamw8bit.h), one launch per gradient dtype: dequantize,
-// update and requantize in registers. A warp owns one quantization block (256 elements, 8 per lane, lane + 32·j
-// so every access of the warp is coalesced); the block's new absmax is a warp max-reduction, so no shared-memory
-// round trip and no __syncthreads per block. Blocks of threads take chunks of kChunkBlocks quantization blocks
+// update and requantize in registers. A warp owns one quantization block (256 elements, 8 per lane: 8 consecutive
+// ones with 8- and 16-byte accesses when the block is full and the buffers aligned, else lane + 32·j); the block's
+// new absmax is a warp max-reduction, so no shared-memory round trip and no __syncthreads per block. Blocks of threads take chunks of kChunkBlocks quantization blocks
 // from a chunk table (chunk_table.h) and walk them grid-stride. The two maps sit in shared memory for the
 // nearest-code searches. Every operation is an explicitly rounded intrinsic in the CPU form's order, so nvcc
 // cannot fuse multiply-adds and both engines give the same bits.
@@ -42,6 +42,7 @@ struct TensorBlocks {
   int64_t blocks;
   int64_t first_chunk;  // index of this tensor's first chunk in the table
   int shadow_dtype;     // -1: no copy
+  bool vectors;         // every pointer aligned for the 8-elements-per-lane loads and stores of full blocks
 };
 
 constexpr int kWarps = kThreads / 32;
@@ -60,11 +61,100 @@ __device__ __forceinline__ float warp_max(float x) {
   return x;
 }
 
+/** Eight consecutive gradients as float32 (16-byte loads for the 2-byte types). */
+template <typename G>
+__device__ __forceinline__ void load8(const G* p, float* out) {
+#pragma unroll
+  for (int j = 0; j < 8; j++) out[j] = float(load(p + j));
+}
+template <typename H>
+__device__ __forceinline__ void load8_half(const H* p, float* out) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(p);
+  const H* h = reinterpret_cast<const H*>(&raw);
+#pragma unroll
+  for (int j = 0; j < 8; j++) out[j] = load(h + j);
+}
+template <>
+__device__ __forceinline__ void load8<bf16>(const bf16* p, float* out) { load8_half(p, out); }
+template <>
+__device__ __forceinline__ void load8<f16>(const f16* p, float* out) { load8_half(p, out); }
+template <>
+__device__ __forceinline__ void load8<float>(const float* p, float* out) {
+  const float4 a = *reinterpret_cast<const float4*>(p), b = *reinterpret_cast<const float4*>(p + 4);
+  out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w, out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
+}
+
+template <typename H>
+__device__ __forceinline__ void store8_half(H* p, const float* x) {
+  uint4 raw;
+  H* h = reinterpret_cast<H*>(&raw);
+#pragma unroll
+  for (int j = 0; j < 8; j++) store(h + j, x[j]);
+  *reinterpret_cast<uint4*>(p) = raw;
+}
+
+/**
+ * A full quantization block with each lane on 8 consecutive elements (lane·8 … lane·8 + 7): every load and store
+ * is 8 or 16 bytes wide, where the strided form below moves 1-byte codes one per lane. Each element takes exactly
+ * the strided form's operations, and the block maximum does not depend on which lane saw which element, so both
+ * forms give the same bits.
+ */
+template <typename G>
+__device__ __forceinline__ void update_full_block(const TensorBlocks& t, int64_t block, const float* signed_map,
+                                                  const float* unsigned_map, const Constants& k, int lane) {
+  const int64_t i0 = block * kAdamW8bitBlock + int64_t(lane) * 8;
+  const float m_scale = t.m_absmax[block], v_scale = t.v_absmax[block];
+  float g[8], m[8], v[8], p[8];
+  load8(static_cast<const G*>(t.grad) + i0, g);
+  const uint2 m_codes = __ldcs(reinterpret_cast<const uint2*>(t.m + i0));
+  const uint2 v_codes = __ldcs(reinterpret_cast<const uint2*>(t.v + i0));
+  const uint8_t* mc = reinterpret_cast<const uint8_t*>(&m_codes);
+  const uint8_t* vc = reinterpret_cast<const uint8_t*>(&v_codes);
+  load8(t.param + i0, p);
+  float m_max = 0.0f, v_max = 0.0f;
+#pragma unroll
+  for (int j = 0; j < 8; j++) {
+    const float gj = __fmul_rn(g[j], k.grad_scale);
+    const float m_old = __fmul_rn(signed_map[mc[j]], m_scale);
+    const float v_old = __fmul_rn(unsigned_map[vc[j]], v_scale);
+    m[j] = __fadd_rn(__fmul_rn(k.b1, m_old), __fmul_rn(__fsub_rn(1.0f, k.b1), gj));
+    v[j] = __fadd_rn(__fmul_rn(k.b2, v_old), __fmul_rn(__fmul_rn(__fsub_rn(1.0f, k.b2), gj), gj));
+    m_max = fmaxf(m_max, fabsf(m[j]));
+    v_max = fmaxf(v_max, fabsf(v[j]));
+    const float denominator = __fadd_rn(__fmul_rn(__fsqrt_rn(v[j]), k.inv_sqrt_bc2), k.eps);
+    p[j] = __fsub_rn(__fmul_rn(p[j], k.decay), __fdiv_rn(__fmul_rn(k.step, m[j]), denominator));
+  }
+  *reinterpret_cast<float4*>(t.param + i0) = make_float4(p[0], p[1], p[2], p[3]);
+  *reinterpret_cast<float4*>(t.param + i0 + 4) = make_float4(p[4], p[5], p[6], p[7]);
+  if (t.shadow_dtype == int(DType::BF16)) store8_half(static_cast<bf16*>(t.shadow) + i0, p);
+  else if (t.shadow_dtype == int(DType::F16)) store8_half(static_cast<f16*>(t.shadow) + i0, p);
+  m_max = warp_max(m_max);
+  v_max = warp_max(v_max);
+  uint2 m_out, v_out;
+  uint8_t* mo = reinterpret_cast<uint8_t*>(&m_out);
+  uint8_t* vo = reinterpret_cast<uint8_t*>(&v_out);
+#pragma unroll
+  for (int j = 0; j < 8; j++) {
+    mo[j] = adamw8bit_nearest_code(signed_map, m_max > 0.0f ? __fdiv_rn(m[j], m_max) : 0.0f);
+    vo[j] = adamw8bit_nearest_code(unsigned_map, v_max > 0.0f ? __fdiv_rn(v[j], v_max) : 0.0f);
+  }
+  __stcs(reinterpret_cast<uint2*>(t.m + i0), m_out);
+  __stcs(reinterpret_cast<uint2*>(t.v + i0), v_out);
+  if (lane == 0) {
+    t.m_absmax[block] = m_max;
+    t.v_absmax[block] = v_max;
+  }
+}
+
 template <typename G>
 __device__ __forceinline__ void update_block(const TensorBlocks& t, int64_t block, const float* signed_map,
                                              const float* unsigned_map, const Constants& k, int lane) {
   const int64_t begin = block * kAdamW8bitBlock;
   const int n = int(t.count - begin < kAdamW8bitBlock ? t.count - begin : kAdamW8bitBlock);
+  if (t.vectors && n == kAdamW8bitBlock) {
+    update_full_block<G>(t, block, signed_map, unsigned_map, k, lane);
+    return;
+  }
   const G* grad = static_cast<const G*>(t.grad);
   const float m_scale = t.m_absmax[block], v_scale = t.v_absmax[block];
   float m[kPerLane], v[kPerLane];
@@ -137,8 +227,11 @@ void launch_many(int grad_dtype, const std::vector<const AdamW8bitTensorArgs*>& 
   for (const AdamW8bitTensorArgs* a : items) {
     if (a->count == 0) continue;
     const int64_t blocks = (a->count + kAdamW8bitBlock - 1) / kAdamW8bitBlock;
+    const auto aligned = [](const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; };
+    const bool vectors = aligned(a->param, 16) && aligned(a->grad, 16) && aligned(a->m, 8) && aligned(a->v, 8) &&
+                         (!a->shadow || aligned(a->shadow, 16));
     table.add({a->param, a->grad, a->m, a->v, a->m_absmax, a->v_absmax, a->shadow, a->count, blocks, table.next_chunk(),
-               a->shadow ? a->shadow_dtype : -1},
+               a->shadow ? a->shadow_dtype : -1, vectors},
               blocks, kChunkBlocks);
   }
   if (table.entries.empty()) return;
