@@ -16,6 +16,7 @@ import { compressCommand } from './commands/compress.js';
 import { decompressCommand } from './commands/decompress.js';
 import { envCommand } from './commands/env.js';
 import { planCommand } from './commands/plan.js';
+import { evalCommand } from './commands/eval.js';
 
 const commands: Command[] = [
   quickstartCommand,
@@ -30,6 +31,7 @@ const commands: Command[] = [
   decompressCommand,
   envCommand,
   planCommand,
+  evalCommand,
 ];
 
 function overview(): string {

@@ -16,9 +16,14 @@
  * one, so a server on the same thread keeps answering. Each request samples with its own parameters
  * and seed on the device (./device-sampling.ts) and streams its text as whole characters, stop strings held back
  * (./stop-text.ts).
+ *
+ * With a draft model (`draft` option), every sampling sequence has the draft propose tokens that the target
+ * scores in the same step (./speculative-decoder.ts): the output is the target's own (identical under greedy,
+ * the same distribution when sampling), several tokens per step when the draft guesses well.
  */
 import type { Tokenizer } from '../data/tokenizer/tokenizer.js';
 import type { LanguageModel } from '../train/model.js';
+import type { Andromeda } from '../model/andromeda.js';
 import { BlockManager, type BlockUsage } from './block-manager.js';
 import { Scheduler, type SampledToken } from './scheduler.js';
 import { Sequence, type SequenceLimits } from './sequence.js';
@@ -26,7 +31,9 @@ import { StopTextFilter } from './stop-text.js';
 import { validateSamplingParams, type SamplingParams } from './sampling-params.js';
 import { RequestSampling } from './device-sampling.js';
 import { GenerationStream } from './generation-stream.js';
-import { createStepRunner } from './runners.js';
+import { createStepRunner, pagedAndromedaOf } from './runners.js';
+import { PagedRunner } from './paged-runner.js';
+import { SpeculativeDecoder, type SpeculativeStats } from './speculative-decoder.js';
 import type { StepRunner } from './step-runner.js';
 import { ThroughputMeter } from './throughput.js';
 
@@ -34,6 +41,7 @@ export { GenerationStream };
 export { QueueFullError } from './scheduler.js';
 export type { GenerationResult, GenerationUsage, FinishReason, TokenEvent } from './generation-stream.js';
 export type { SamplingParams } from './sampling-params.js';
+export type { SpeculativeStats } from './speculative-decoder.js';
 
 /** Parameters of one request: sampling (see SamplingParams) and limits. */
 export interface GenerationParams extends SamplingParams {
@@ -78,6 +86,13 @@ export interface InferenceEngineOptions {
    * the path (fixed buffers, padding, bucketing) without a GPU, at the cost of the padding rows. Default false.
    */
   graphsOnCpu?: boolean;
+  /**
+   * Speculative decoding: a smaller model over the same tokenizer proposes `tokens` tokens (1 to 15) per
+   * step for every request it can serve (no logprobs, penalties or min-p: those sample as usual), which the
+   * model verifies in one forward. Its cache shares the block tables: each block holds both models' K/V,
+   * and `memoryBytes` pays for both. The default tokenBudget grows to maxBatch · (tokens + 1).
+   */
+  draft?: { model: EngineModel; tokens: number };
 }
 
 export interface EngineStats {
@@ -105,9 +120,17 @@ export interface EngineStats {
   timeToFirstTokenMs: { last: number | null; mean: number | null };
   /** Whether the model runs over the paged cache (else each step recomputes the sampled sequences). */
   paged: boolean;
-  /** Decode graphs captured so far (one per batch-size and block-table-width bucket used). */
+  /**
+   * Decode graphs captured so far (one per batch-size and block-table-width bucket used), the draft's
+   * included.
+   */
   graphs: number;
+  /** Speculative decoding's counters, when the engine has a draft model (else null). */
+  speculative: SpeculativeStats | null;
 }
+
+/** Most proposals per step: beyond this nearly every step is cut short by a rejection. */
+export const MAX_DRAFT_TOKENS = 15;
 
 const DEFAULTS = {
   blockSize: 32,
@@ -127,6 +150,7 @@ export class InferenceEngine {
   private readonly runner: StepRunner;
   private readonly blocks: BlockManager;
   private readonly scheduler: Scheduler;
+  private readonly speculative: SpeculativeDecoder | null = null;
   private readonly samplers = new Map<Sequence, RequestSampling>();
   private readonly throughput = new ThroughputMeter();
   private nextId = 1;
@@ -141,7 +165,14 @@ export class InferenceEngine {
    * model itself stays the caller's.
    */
   constructor(model: EngineModel, tokenizer: Tokenizer, options: InferenceEngineOptions = {}) {
-    const o = { ...DEFAULTS, ...options };
+    const draft = options.draft ? checkDraft(options.draft, model, tokenizer) : null;
+    const o = {
+      ...DEFAULTS,
+      ...options,
+      tokenBudget:
+        options.tokenBudget ??
+        Math.max(DEFAULTS.tokenBudget, (options.maxBatch ?? DEFAULTS.maxBatch) * ((draft?.tokens ?? 0) + 1)),
+    };
     for (const [name, value] of Object.entries({ maxBatch: o.maxBatch, maxQueue: o.maxQueue })) {
       if (!Number.isInteger(value) || value < 1)
         throw new RangeError(`InferenceEngine: ${name} must be a positive integer, got ${value}`);
@@ -149,9 +180,14 @@ export class InferenceEngine {
     const bs = o.blockSize;
     if (!Number.isInteger(bs) || bs < 1 || bs > 256 || (bs & (bs - 1)) !== 0)
       throw new RangeError(`InferenceEngine: blockSize must be a power of two from 1 to 256, got ${bs}`);
-    if (!Number.isInteger(o.tokenBudget) || o.tokenBudget < o.maxBatch)
+    const rowsPerSequence = (draft?.tokens ?? 0) + 1;
+    if (!Number.isInteger(o.tokenBudget) || o.tokenBudget < o.maxBatch * rowsPerSequence)
       throw new RangeError(
-        `InferenceEngine: tokenBudget must be an integer ≥ maxBatch (${o.maxBatch}), got ${o.tokenBudget}`,
+        draft
+          ? `InferenceEngine: tokenBudget must be an integer ≥ maxBatch · (draft tokens + 1) = ` +
+              `${o.maxBatch * rowsPerSequence}, so every running request can verify its proposals in each step, ` +
+              `got ${o.tokenBudget}`
+          : `InferenceEngine: tokenBudget must be an integer ≥ maxBatch (${o.maxBatch}), got ${o.tokenBudget}`,
       );
     if (options.numBlocks !== undefined && (!Number.isInteger(options.numBlocks) || options.numBlocks < 1))
       throw new RangeError(`InferenceEngine: numBlocks must be a positive integer, got ${options.numBlocks}`);
@@ -172,15 +208,35 @@ export class InferenceEngine {
       maxBatch: o.maxBatch,
       cudaGraphs: options.cudaGraphs ?? true,
       graphsOnCpu: options.graphsOnCpu ?? false,
+      draft: draft ?? undefined,
     });
     try {
-      this.blocks = new BlockManager(this.runner.numBlocks, o.blockSize, o.prefixSharing ?? true);
+      const blocks = (this.blocks = new BlockManager(this.runner.numBlocks, o.blockSize, o.prefixSharing ?? true));
+      if (draft) {
+        if (!(this.runner instanceof PagedRunner)) throw new Error('InferenceEngine: the draft needs a paged target');
+        options.draft!.model.eval();
+        this.speculative = new SpeculativeDecoder(draft.model, this.runner, {
+          tokens: draft.tokens,
+          numBlocks: this.runner.numBlocks,
+          blockSize: o.blockSize,
+          vocab: tokenizer.vocabSize,
+          blockTable: (sequence) => blocks.blockTable(sequence.id),
+          maxBatch: o.maxBatch,
+          graphs: this.runner.replaysGraphs,
+        });
+      }
+      const speculative = this.speculative;
       this.scheduler = new Scheduler(this.blocks, {
         maxBatch: o.maxBatch,
         tokenBudget: o.tokenBudget,
         maxQueue: o.maxQueue,
+        draftCache: speculative !== null,
+        lookahead: speculative
+          ? (sequence) => speculative.proposalsFor(sequence, this.samplers.get(sequence)!)
+          : undefined,
       });
     } catch (e) {
+      this.speculative?.dispose();
       this.runner.dispose();
       throw e;
     }
@@ -248,7 +304,8 @@ export class InferenceEngine {
         mean: this.firstTokens.count === 0 ? null : this.firstTokens.totalMs / this.firstTokens.count,
       },
       paged: this.runner.paged,
-      graphs: this.runner.capturedGraphs,
+      graphs: this.runner.capturedGraphs + (this.speculative?.capturedGraphs ?? 0),
+      speculative: this.speculative?.stats() ?? null,
     };
   }
 
@@ -261,6 +318,7 @@ export class InferenceEngine {
     this.closed = true;
     this.scheduler.abortAll('cancelled');
     await this.loop;
+    this.speculative?.dispose();
     this.runner.dispose();
   }
 
@@ -343,11 +401,13 @@ export class InferenceEngine {
   private step(): void {
     const layout = this.scheduler.schedule();
     if (!layout) return;
-    let sampled: SampledToken[];
+    let runs: SampledToken[][];
     try {
       const rows = layout.sampling.map((sequence) => this.samplers.get(sequence)!);
-      sampled = this.runner.run(layout, rows);
-      sampled.forEach((token, r) => rows[r]!.accept(token.tokenId));
+      runs = this.speculative
+        ? this.speculative.run(layout, (sequence) => this.samplers.get(sequence)!)
+        : this.runner.run(layout, rows).map((token) => [token]);
+      runs.forEach((run, r) => run.forEach((token) => rows[r]!.accept(token.tokenId)));
     } catch (e) {
       const error = e instanceof Error ? e : new Error(String(e));
       this.scheduler.fail(
@@ -357,9 +417,11 @@ export class InferenceEngine {
       return;
     }
     this.steps++;
-    this.generatedTokens += sampled.length;
-    this.throughput.add(sampled.length);
-    this.scheduler.complete(layout, sampled);
+    const before = layout.sampling.reduce((n, sequence) => n + sequence.generated, 0);
+    this.scheduler.completeRuns(layout, runs);
+    const generated = layout.sampling.reduce((n, sequence) => n + sequence.generated, 0) - before;
+    this.generatedTokens += generated;
+    this.throughput.add(generated);
   }
 
   private recordFirstToken(stream: GenerationStream): void {
@@ -368,6 +430,39 @@ export class InferenceEngine {
     this.firstTokens.totalMs += ms;
     this.firstTokens.lastMs = ms;
   }
+}
+
+/**
+ * The draft option checked against the model and tokenizer, before anything is allocated: a model with a
+ * paged forward on the target's device, whose vocabulary covers the tokenizer's.
+ */
+function checkDraft(
+  draft: NonNullable<InferenceEngineOptions['draft']>,
+  model: EngineModel,
+  tokenizer: Tokenizer,
+): { model: Andromeda; tokens: number } {
+  const { tokens } = draft;
+  if (!Number.isInteger(tokens) || tokens < 1 || tokens > MAX_DRAFT_TOKENS)
+    throw new RangeError(
+      `InferenceEngine: draft.tokens must be an integer from 1 to ${MAX_DRAFT_TOKENS}, got ${tokens}`,
+    );
+  if (draft.model === model)
+    throw new RangeError('InferenceEngine: the draft must be a different model than the target');
+  const paged = pagedAndromedaOf(draft.model);
+  if (!paged)
+    throw new RangeError(
+      'InferenceEngine: the draft model does not decode over a paged KV cache (an Andromeda model whose ' +
+        'attention the paged kernels support), which speculative decoding needs',
+    );
+  if (tokenizer.vocabSize > paged.config.vocabSize)
+    throw new RangeError(
+      `InferenceEngine: the tokenizer's vocabulary (${tokenizer.vocabSize}) exceeds the draft model's ` +
+        `(${paged.config.vocabSize})`,
+    );
+  const device = (m: EngineModel): string => m.namedParameters()[0]?.[1].device ?? 'cpu';
+  if (device(draft.model) !== device(model))
+    throw new RangeError(`InferenceEngine: the draft is on ${device(draft.model)}, the model on ${device(model)}`);
+  return { model: paged, tokens };
 }
 
 function yieldToEventLoop(): Promise<void> {

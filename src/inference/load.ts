@@ -106,3 +106,42 @@ async function loadHuggingFace(dir: string, device: string, tokenizerSpec?: stri
     for (const t of weights.values()) t.dispose();
   }
 }
+
+/**
+ * Loads the draft model of speculative decoding (`--draft`) for `target`: it must read the same token ids as
+ * the same bytes, since it is fed the target's tokens. With `tokenizerSpec` both use that tokenizer; otherwise
+ * the draft checkpoint's own tokenizer is compared with the target's, id by id. Errors name `flag` and `path`.
+ */
+export async function loadDraftModel(
+  path: string,
+  target: LoadedModel,
+  device: string,
+  tokenizerSpec: string | undefined,
+  flag = '--draft',
+): Promise<LoadedModel> {
+  let draft: LoadedModel;
+  try {
+    draft = await loadModelForInference(path, device, tokenizerSpec);
+  } catch (error) {
+    throw new Error(`${flag} ${path}: ${(error as Error).message}`);
+  }
+  const mismatch = tokenizerMismatch(target.tokenizer, draft.tokenizer);
+  if (mismatch) {
+    draft.model.dispose();
+    throw new Error(
+      `${flag} ${path}: its tokenizer differs from the model's (${mismatch}); a draft must share the model's ` +
+        'tokenizer',
+    );
+  }
+  return draft;
+}
+
+/** Why two tokenizers do not map every id to the same bytes (null when they do). */
+export function tokenizerMismatch(a: Tokenizer, b: Tokenizer): string | null {
+  if (a.vocabSize !== b.vocabSize) return `${b.vocabSize} tokens instead of ${a.vocabSize}`;
+  if (a.eosId !== b.eosId) return `end-of-document id ${b.eosId} instead of ${a.eosId}`;
+  for (let id = 0; id < a.vocabSize; id++)
+    if (Buffer.compare(Buffer.from(a.tokenBytes(id)), Buffer.from(b.tokenBytes(id))) !== 0)
+      return `token ${id} stands for other bytes`;
+  return null;
+}

@@ -12,6 +12,7 @@ import type { Andromeda } from '../model/andromeda.js';
 import type { PagedKVCache } from '../model/paged-kv-cache.js';
 import type { PagedStep } from '../model/paged-step.js';
 import type { SampledToken, StepLayout } from './scheduler.js';
+import type { ForwardLayout } from './step-layout.js';
 import type { StepRunner } from './step-runner.js';
 import { idsOnly, sampleRows, type RequestSampling } from './device-sampling.js';
 import { DecodeGraphs } from './decode-graphs.js';
@@ -24,6 +25,11 @@ export interface PagedRunnerOptions {
   maxBatch: number;
   /** Replay decode steps as captured graphs. */
   graphs: boolean;
+  /**
+   * Token-shift tail slots per block (default: the model's shifts): shifts + k when steps score k draft
+   * proposals, so that the rejected positions a step writes never overwrite a slot the next step reads.
+   */
+  ring?: number;
 }
 
 export class PagedRunner implements StepRunner {
@@ -37,10 +43,15 @@ export class PagedRunner implements StepRunner {
     private readonly o: PagedRunnerOptions,
   ) {
     this.numBlocks = o.numBlocks;
-    this.cache = model.createPagedKVCache(o.numBlocks + 1, { blockSize: o.blockSize });
+    this.cache = model.createPagedKVCache(o.numBlocks + 1, { blockSize: o.blockSize, ring: o.ring });
     this.graphs = o.graphs
       ? new DecodeGraphs(model, this.cache, { scratchBlock: o.numBlocks, vocab: o.vocab, maxBatch: o.maxBatch })
       : null;
+  }
+
+  /** Whether decode-only steps replay captured graphs. */
+  get replaysGraphs(): boolean {
+    return this.graphs !== null;
   }
 
   /** Graphs captured so far (one per batch-size and table-width bucket used). */
@@ -50,6 +61,14 @@ export class PagedRunner implements StepRunner {
 
   run(step: StepLayout, rows: readonly RequestSampling[]): SampledToken[] {
     if (this.graphs && step.decodeOnly && idsOnly(rows)) return this.graphs.run(step, rows);
+    return tidy(() => sampleRows(this.logits(step), rows, this.o.vocab));
+  }
+
+  /**
+   * Runs the forward of `step` (writing its rows' K/V into the cache) and returns the logits of its logit
+   * rows, [R, model vocabulary]: the caller disposes of them (or runs this inside a tidy scope).
+   */
+  logits(step: ForwardLayout): Tensor {
     return tidy(() => {
       const device = this.model.device;
       const upload = (values: Int32Array, shape: number[]): Tensor => Tensor.fromArray(values, shape, 'int32', device);
@@ -68,8 +87,7 @@ export class PagedRunner implements StepRunner {
         slots: upload(step.slots, [step.tokens.length]),
         logitRows: upload(logitRows, [logitRows.length]),
       };
-      const logits = this.model.forwardPaged(paged, this.cache);
-      return sampleRows(logits, rows, this.o.vocab);
+      return this.model.forwardPaged(paged, this.cache);
     });
   }
 

@@ -24,6 +24,11 @@ export interface StepRunnerOptions {
   cudaGraphs: boolean;
   /** Also on the CPU engine (whose graphs rerun their step: for testing the path). */
   graphsOnCpu: boolean;
+  /**
+   * Speculative decoding: the draft model, which keeps its own pool over the same block tables (so each
+   * block of the budget holds both models' K/V), and the proposals per step (which size the tails' ring).
+   */
+  draft?: { model: Andromeda; tokens: number };
 }
 
 /**
@@ -53,13 +58,26 @@ function pagedAndromeda(model: LanguageModel): Andromeda | null {
 export function createStepRunner(model: LanguageModel, o: StepRunnerOptions): StepRunner {
   const andromeda = pagedAndromeda(model);
   const device = model.namedParameters()[0]?.[1].device ?? 'cpu';
-  if (!andromeda) return new RecomputeRunner(model, device, o.vocab, o.numBlocks ?? UNPOOLED_BLOCKS);
-  const perBlock = PagedKVCache.bytesPerBlock(andromeda.config, { blockSize: o.blockSize, dtype: andromeda.dtype });
+  if (!andromeda) {
+    if (o.draft)
+      throw new RangeError(
+        'InferenceEngine: speculative decoding needs a target model that decodes over a paged KV cache ' +
+          '(an Andromeda model whose attention the paged kernels support)',
+      );
+    return new RecomputeRunner(model, device, o.vocab, o.numBlocks ?? UNPOOLED_BLOCKS);
+  }
+  const layout = (m: Andromeda): { blockSize: number; dtype: Andromeda['dtype']; ring?: number } => ({
+    blockSize: o.blockSize,
+    dtype: m.dtype,
+    ring: o.draft ? speculativeRing(m, o.draft.tokens) : undefined,
+  });
+  let perBlock = PagedKVCache.bytesPerBlock(andromeda.config, layout(andromeda));
+  if (o.draft) perBlock += PagedKVCache.bytesPerBlock(o.draft.model.config, layout(o.draft.model));
   const numBlocks = o.numBlocks ?? Math.floor(o.memoryBytes / perBlock);
   if (numBlocks < 1)
     throw new RangeError(
       `InferenceEngine: memoryBytes ${o.memoryBytes} holds not one KV-cache block ` +
-        `(${perBlock} bytes each for this model)`,
+        `(${perBlock} bytes each for this model${o.draft ? ' and its draft' : ''})`,
     );
   return new PagedRunner(andromeda, {
     numBlocks,
@@ -67,7 +85,22 @@ export function createStepRunner(model: LanguageModel, o: StepRunnerOptions): St
     vocab: o.vocab,
     maxBatch: o.maxBatch,
     graphs: device.startsWith('cuda') ? o.cudaGraphs : o.graphsOnCpu,
+    ring: layout(andromeda).ring,
   });
+}
+
+/**
+ * Token-shift tail slots per cache block when steps score `draftTokens` proposals: shifts + draftTokens, so
+ * that the rejected positions a step writes never land on a slot the next step reads (none without shifts).
+ */
+export function speculativeRing(model: Andromeda, draftTokens: number): number | undefined {
+  const shifts = model.config.shiftTokens;
+  return shifts > 0 ? shifts + draftTokens : undefined;
+}
+
+/** The Andromeda model under `model` when it decodes over a paged KV cache (else null). */
+export function pagedAndromedaOf(model: LanguageModel): Andromeda | null {
+  return pagedAndromeda(model);
 }
 
 /** Whether the engine runs this model over a paged KV cache (else it recomputes). */

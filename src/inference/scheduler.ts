@@ -16,9 +16,16 @@
  * context lengths, block tables, cache slots, logit rows), and applies the sampled tokens afterwards:
  * stop token ids, stop strings, the token limit and the deadline end a request; its blocks are freed as
  * soon as it ends, including by cancellation.
+ *
+ * With speculative decoding (./speculative-decoder.ts), a step that samples a sequence may also score
+ * draft proposals: the scheduler reserves cache positions for them (`lookahead`), counts them against the
+ * token budget, and accepts a run of tokens per sequence afterwards. A sequence whose rows and proposals
+ * do not fit the step's remaining budget waits for the next step rather than proposing fewer, so the
+ * proposals (and the draws of a sampled request) never depend on what else shares the step.
  */
 import { BlockManager } from './block-manager.js';
 import type { Sequence, TokenEvent, TokenLogprobs } from './sequence.js';
+import { buildForwardLayout, type ForwardLayout } from './step-layout.js';
 
 export interface SchedulerOptions {
   /** Most sequences in one step (and running at once). */
@@ -29,6 +36,16 @@ export interface SchedulerOptions {
   maxQueue: number;
   /** Clock for deadlines, in ms (tests pass their own). */
   now?: () => number;
+  /**
+   * Draft proposals a step that samples `sequence` scores after its last row (speculative decoding; default
+   * none). Their positions are reserved in the cache and count against the token budget.
+   */
+  lookahead?: (sequence: Sequence) => number;
+  /**
+   * Whether a draft model keeps a cache over the same block tables (sequence.draftComputed): a block is then
+   * shared with later sequences only once both caches hold it.
+   */
+  draftCache?: boolean;
 }
 
 /** One sequence's part of a step: its positions start .. start + count − 1. */
@@ -38,34 +55,16 @@ export interface StepEntry {
   count: number;
   /** Whether this step reaches the end of its tokens, so its last row's logits pick the next token. */
   samples: boolean;
+  /** Draft proposals scored after the last row (positions reserved; 0 unless sampling speculatively). */
+  proposals: number;
 }
 
-/**
- * A step of the paged forward, host side (int32 arrays, uploaded by the model runner). Field meanings
- * are those of PagedBatchArgs and PagedStep in the inference contract.
- */
-export interface StepLayout {
+/** A scheduled step: the layout of its paged forward (without proposals) and what it runs for whom. */
+export interface StepLayout extends ForwardLayout {
   entries: StepEntry[];
-  numSeqs: number;
-  blockSize: number;
-  /** Tokens of every query row, sequence after sequence, [T]. */
-  tokens: Int32Array;
-  /** [numSeqs + 1]: sequence s owns rows queryStart[s] .. queryStart[s + 1] − 1. */
-  queryStart: Int32Array;
-  /** [numSeqs]: positions of sequence s in the cache once this step's are written. */
-  contextLens: Int32Array;
-  /** [numSeqs, maxBlocksPerSeq], −1 past a sequence's table. */
-  blockTables: Int32Array;
-  maxBlocksPerSeq: number;
-  maxQueryLen: number;
-  maxContextLen: number;
-  /** [T]: pool row of every row's position. */
-  slots: Int32Array;
-  /** [R]: rows whose logits pick a next token, in the order of `sampling`. */
-  logitRows: Int32Array;
   /** The sequence of each logit row. */
   sampling: Sequence[];
-  /** True when every sequence decodes exactly one token (the step a CUDA graph can replay). */
+  /** True when every sequence decodes exactly one token and nothing more (the step a CUDA graph can replay). */
   decodeOnly: boolean;
 }
 
@@ -182,39 +181,57 @@ export class Scheduler {
     let preempted = false;
     for (let i = 0; i < this.running.length && budget > 0; i++) {
       const sequence = this.running[i]!;
-      const count = Math.min(sequence.tokens.length - sequence.computed, budget);
+      const rows = this.rowsFor(sequence, sequence.computed, budget);
+      if (!rows) continue;
+      const { count, proposals } = rows;
       let victim: Sequence | null = null;
-      while (!this.blocks.ensureCapacity(sequence.id, sequence.computed + count)) {
+      while (!this.blocks.ensureCapacity(sequence.id, sequence.computed + count + proposals)) {
         victim = this.running[this.running.length - 1]!;
         this.preempt(victim);
         preempted = true;
         if (victim === sequence) break;
       }
       if (victim === sequence) break;
-      entries.push(this.entry(sequence, count));
-      budget -= count;
+      entries.push(this.entry(sequence, count, proposals));
+      budget -= count + proposals;
     }
     // New sequences wait while running ones are short of blocks: admitting one would only be preempted.
     while (!preempted && budget > 0 && this.waiting.length > 0 && this.running.length < this.options.maxBatch) {
       const sequence = this.waiting[0]!;
       const cached = this.blocks.startSequence(sequence.id, sequence.tokens);
-      const count = Math.min(sequence.tokens.length - cached, budget);
-      if (!this.blocks.ensureCapacity(sequence.id, cached + count)) {
+      const rows = this.rowsFor(sequence, cached, budget);
+      if (!rows || !this.blocks.ensureCapacity(sequence.id, cached + rows.count + rows.proposals)) {
         this.blocks.freeSequence(sequence.id);
         break;
       }
+      const { count, proposals } = rows;
       this.waiting.shift();
       const bs = this.blocks.blockSize;
       this.counters.prefixQueriedBlocks += Math.floor((sequence.tokens.length - 1) / bs);
       this.counters.prefixHitBlocks += cached / bs;
       this.counters.prefixHitTokens += cached;
       sequence.computed = cached;
+      sequence.draftComputed = cached;
       sequence.status = 'running';
       this.running.push(sequence);
-      entries.push(this.entry(sequence, count));
-      budget -= count;
+      entries.push(this.entry(sequence, count, proposals));
+      budget -= count + proposals;
     }
     return entries.length === 0 ? null : this.layout(entries);
+  }
+
+  /**
+   * The rows a sequence with `computed` positions cached runs within `budget`, and the proposals scored
+   * after them when they reach its last token; null when not even one row fits (with its proposals, when
+   * that row samples).
+   */
+  private rowsFor(sequence: Sequence, computed: number, budget: number): { count: number; proposals: number } | null {
+    const remaining = sequence.tokens.length - computed;
+    const proposals = this.options.lookahead?.(sequence) ?? 0;
+    if (remaining + proposals <= budget) return { count: remaining, proposals };
+    // The rows would reach the last token without room for its proposals: stop one short of it.
+    const count = Math.min(remaining - 1, budget);
+    return count > 0 ? { count, proposals: 0 } : null;
   }
 
   /**
@@ -222,20 +239,43 @@ export class Scheduler {
    * `step.sampling[r]`. Sequences that ended since the step was scheduled (cancelled) are skipped.
    */
   complete(step: StepLayout, sampled: readonly SampledToken[]): void {
-    if (sampled.length !== step.sampling.length)
-      throw new RangeError(`scheduler: ${sampled.length} sampled tokens for ${step.sampling.length} logit rows`);
-    for (const { sequence, start, count } of step.entries) {
-      if (sequence.status !== 'running') continue;
-      sequence.computed = start + count;
-      this.blocks.markComputed(sequence.id, sequence.tokens, sequence.computed);
-    }
-    step.sampling.forEach((sequence, r) => {
-      if (sequence.status === 'running') this.accept(sequence, sampled[r]!);
-    });
+    this.completeRuns(
+      step,
+      sampled.map((token) => [token]),
+    );
   }
 
-  private entry(sequence: Sequence, count: number): StepEntry {
-    return { sequence, start: sequence.computed, count, samples: sequence.computed + count === sequence.tokens.length };
+  /**
+   * Applies a step whose sequences may each yield a run of tokens (speculative decoding): `runs[r]` follows
+   * `step.sampling[r]`, every token but the last being an accepted proposal whose position the step wrote
+   * into the cache. A run is cut where a limit ends its sequence.
+   */
+  completeRuns(step: StepLayout, runs: readonly (readonly SampledToken[])[]): void {
+    if (runs.length !== step.sampling.length)
+      throw new RangeError(`scheduler: ${runs.length} sampled runs for ${step.sampling.length} logit rows`);
+    for (const { sequence, start, count } of step.entries) {
+      if (sequence.status === 'running') sequence.computed = start + count;
+    }
+    step.sampling.forEach((sequence, r) => {
+      const run = runs[r]!;
+      if (run.length === 0) throw new RangeError(`scheduler: an empty run for sequence ${sequence.id}`);
+      for (let i = 0; i < run.length && sequence.status === 'running'; i++) {
+        this.accept(sequence, run[i]!);
+        // Accepted proposals were scored, so their positions are in the cache; the last token is fed next step.
+        if (i < run.length - 1) sequence.computed++;
+      }
+    });
+    for (const { sequence } of step.entries) {
+      if (sequence.status !== 'running') continue;
+      let cached = sequence.computed;
+      if (this.options.draftCache) cached = sequence.draftComputed = Math.min(sequence.draftComputed, cached);
+      this.blocks.markComputed(sequence.id, sequence.tokens, cached);
+    }
+  }
+
+  private entry(sequence: Sequence, count: number, proposals: number): StepEntry {
+    const samples = sequence.computed + count === sequence.tokens.length;
+    return { sequence, start: sequence.computed, count, samples, proposals: samples ? proposals : 0 };
   }
 
   /**
@@ -285,6 +325,7 @@ export class Scheduler {
     this.remove(this.running, sequence);
     this.blocks.freeSequence(sequence.id);
     sequence.computed = 0;
+    sequence.draftComputed = 0;
     sequence.status = 'waiting';
     sequence.preemptions++;
     this.counters.preemptions++;
@@ -306,55 +347,16 @@ export class Scheduler {
   }
 
   private layout(entries: StepEntry[]): StepLayout {
-    const bs = this.blocks.blockSize;
-    const numSeqs = entries.length;
-    const totalRows = entries.reduce((n, e) => n + e.count, 0);
-    let maxBlocksPerSeq = 1;
-    let maxQueryLen = 0;
-    let maxContextLen = 0;
-    for (const e of entries) {
-      maxBlocksPerSeq = Math.max(maxBlocksPerSeq, this.blocks.blockTable(e.sequence.id).length);
-      maxQueryLen = Math.max(maxQueryLen, e.count);
-      maxContextLen = Math.max(maxContextLen, e.start + e.count);
-    }
-    const tokens = new Int32Array(totalRows);
-    const slots = new Int32Array(totalRows);
-    const queryStart = new Int32Array(numSeqs + 1);
-    const contextLens = new Int32Array(numSeqs);
-    const blockTables = new Int32Array(numSeqs * maxBlocksPerSeq).fill(-1);
-    const logitRows: number[] = [];
-    const sampling: Sequence[] = [];
-    let row = 0;
-    entries.forEach((e, s) => {
-      const table = this.blocks.blockTable(e.sequence.id);
-      blockTables.set(table, s * maxBlocksPerSeq);
-      queryStart[s] = row;
-      contextLens[s] = e.start + e.count;
-      for (let p = e.start; p < e.start + e.count; p++, row++) {
-        tokens[row] = e.sequence.tokens[p]!;
-        slots[row] = table[Math.floor(p / bs)]! * bs + (p % bs);
-      }
-      if (e.samples) {
-        logitRows.push(row - 1);
-        sampling.push(e.sequence);
-      }
-    });
-    queryStart[numSeqs] = row;
+    const forward = buildForwardLayout(
+      entries.map((e) => ({ sequence: e.sequence, start: e.start, count: e.count, logits: e.samples ? 1 : 0 })),
+      (sequence) => this.blocks.blockTable(sequence.id),
+      this.blocks.blockSize,
+    );
     return {
+      ...forward,
       entries,
-      numSeqs,
-      blockSize: bs,
-      tokens,
-      queryStart,
-      contextLens,
-      blockTables,
-      maxBlocksPerSeq,
-      maxQueryLen,
-      maxContextLen,
-      slots,
-      logitRows: Int32Array.from(logitRows),
-      sampling,
-      decodeOnly: entries.every((e) => e.count === 1 && e.samples),
+      sampling: entries.filter((e) => e.samples).map((e) => e.sequence),
+      decodeOnly: entries.every((e) => e.count === 1 && e.samples && e.proposals === 0),
     };
   }
 }

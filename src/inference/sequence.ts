@@ -50,6 +50,11 @@ export class Sequence {
   readonly promptLength: number;
   /** Leading positions whose K/V are in the cache. */
   computed = 0;
+  /**
+   * Leading positions whose K/V are in the draft model's cache, when the engine speculates (at most
+   * `computed`, one less after all of a step's proposals were accepted: the draft never ran its last one).
+   */
+  draftComputed = 0;
   status: SequenceStatus = 'waiting';
   finishReason: FinishReason | null = null;
   /** Times it lost its blocks to another sequence and went back to the queue. */

@@ -1,14 +1,9 @@
 /**
- * Speculative decoding (Leviathan et al. 2023; Chen et al. 2023): a small draft model proposes k tokens one
- * at a time, the target model scores all k + 1 positions in one paged step, and the proposals are accepted
- * so that the output is distributed exactly as the target's own sampling would be:
- *
- *   greedy (temperature 0)  accept while the draft token is the target's argmax; then the target's token
- *   sampling                accept draft token d with probability min(1, p(d) / q(d)); at the first rejection
- *                           draw from norm(max(0, p − q)); if all k are accepted draw one more from p
- *
- * (p: the target's distribution at that position, q: the draft's, both after the same temperature, top-k and
- * top-p.) Every step yields between 1 and k + 1 tokens.
+ * Speculative decoding of one sequence (Leviathan et al. 2023; Chen et al. 2023): a small draft model proposes
+ * k tokens one at a time, the target model scores all k + 1 positions in one paged step, and the proposals are
+ * accepted (./speculative-acceptance.ts) so that the output is distributed exactly as the target's own
+ * sampling would be. Every step yields between 1 and k + 1 tokens. The inference engine does the same for
+ * every sequence of a continuous batch (./speculative-decoder.ts).
  *
  * Each model keeps its own paged cache. Keys and values of rejected positions simply stay past the context
  * length and are overwritten when those positions are computed again. Token-shift tails use ring = shifts + k,
@@ -19,7 +14,8 @@ import type { Tensor } from '../tensor/tensor.js';
 import type { Andromeda } from '../model/andromeda.js';
 import type { PagedKVCache } from '../model/paged-kv-cache.js';
 import { buildPagedStep } from '../model/paged-step.js';
-import { argmax, filteredDistribution, validateSampling, type SamplingOptions } from './sampling.js';
+import { argmax, validateSampling, type SamplingOptions } from './sampling.js';
+import { acceptGreedy, acceptSampled, denseDistribution, sampleFrom } from './speculative-acceptance.js';
 
 export interface SpeculativeOptions extends SamplingOptions {
   /** Tokens the draft proposes per step (k ≥ 1). */
@@ -152,7 +148,7 @@ export function speculativeGenerate(
         else {
           const q = distribution(logits!);
           draftProbs.push(q);
-          token = sample(q, generator);
+          token = sampleFrom(q, generator);
         }
         drafted.push(token);
         feed = [token];
@@ -160,26 +156,12 @@ export function speculativeGenerate(
       const scored = verifier.run([sequence[m - 1]!, ...drafted], 'all');
       result.steps++;
       result.proposed += proposals;
-      let accepted = 0;
-      let next: number | null = null;
-      for (; accepted < proposals; accepted++) {
-        const d = drafted[accepted]!;
-        if (greedy) {
-          const wanted = argmax(scored[accepted]!);
-          if (wanted !== d) {
-            next = wanted;
-            break;
-          }
-          continue;
-        }
-        const p = distribution(scored[accepted]!),
-          q = draftProbs[accepted]!;
-        if (generator.uniform() * q[d]! < p[d]!) continue;
-        next = sample(residual(p, q), generator);
-        break;
-      }
-      if (next === null)
-        next = greedy ? argmax(scored[proposals]!) : sample(distribution(scored[proposals]!), generator);
+      const { accepted, next } = greedy
+        ? acceptGreedy(
+            drafted,
+            scored.map((row) => argmax(row)),
+          )
+        : acceptSampled(drafted, draftProbs, (i) => distribution(scored[i]!), generator);
       result.accepted += accepted;
       // Positions m − 1 .. m − 1 + accepted now hold accepted tokens in the target's cache; the draft holds
       // what it computed of them (it never ran its last proposal).
@@ -224,33 +206,4 @@ function checkInputs(target: Andromeda, draft: Andromeda, prompt: ArrayLike<numb
     if (!Number.isInteger(t) || t < 0 || t >= vocab)
       throw new RangeError(`${what}: prompt token ${i} is ${t}, outside the vocabulary [0, ${vocab})`);
   }
-}
-
-/** The sampling distribution of a row of logits as probabilities over the whole vocabulary. */
-function denseDistribution(logits: Float32Array, o: SamplingOptions, vocab: number): Float64Array {
-  const { ids, probs } = filteredDistribution(logits, o);
-  const dense = new Float64Array(vocab);
-  ids.forEach((id, r) => (dense[id] = probs[r]!));
-  return dense;
-}
-
-/** norm(max(0, p − q)): what is left of the target's distribution where the draft under-proposed. */
-function residual(p: Float64Array, q: Float64Array): Float64Array {
-  const out = p.map((pi, i) => Math.max(0, pi - q[i]!));
-  const total = out.reduce((a, b) => a + b, 0);
-  // No mass left means p = q, where a proposal is always accepted: only rounding gets here, and p is then right.
-  return total > 0 ? out.map((x) => x / total) : p;
-}
-
-function sample(probs: Float64Array, generator: Generator): number {
-  const u = generator.uniform();
-  let cumulative = 0,
-    last = 0;
-  for (let i = 0; i < probs.length; i++) {
-    if (probs[i]! <= 0) continue;
-    cumulative += probs[i]!;
-    last = i;
-    if (u < cumulative) return i;
-  }
-  return last;
 }

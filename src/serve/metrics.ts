@@ -88,6 +88,14 @@ export class ServerMetrics {
     metric('andromeda_preemptions_total', 'counter', 'Sequences preempted for lack of KV-cache blocks.', [
       `andromeda_preemptions_total ${engine.preemptions}`,
     ]);
+    if (engine.speculative) {
+      metric('andromeda_draft_tokens_proposed_total', 'counter', 'Draft tokens proposed (speculative decoding).', [
+        `andromeda_draft_tokens_proposed_total ${engine.speculative.proposed}`,
+      ]);
+      metric('andromeda_draft_tokens_accepted_total', 'counter', 'Draft tokens the model accepted.', [
+        `andromeda_draft_tokens_accepted_total ${engine.speculative.accepted}`,
+      ]);
+    }
     metric('andromeda_prompt_tokens_total', 'counter', 'Prompt tokens of answered requests.', [
       `andromeda_prompt_tokens_total ${this.promptTokens}`,
     ]);

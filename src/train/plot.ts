@@ -34,7 +34,7 @@ export interface PlotInfo {
   lossReferences?: Array<{ label: string; value: number }>;
 }
 
-const escapeXml = (s: string): string =>
+export const escapeXml = (s: string): string =>
   s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
 
 /** "Nice" tick values covering [lo, hi]. */

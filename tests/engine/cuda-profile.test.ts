@@ -42,7 +42,7 @@ function standIn() {
 }
 
 for (const mode of ['events', 'waits'] as const) {
-  test(`profiler (${mode}): calls inside captureGraph pass through unprofiled; a replay is profiled as one call`, () => {
+  test(`profiler (${mode}): calls inside a capture pass through unprofiled; a replay is timed as one call`, () => {
     const { engine, log } = standIn();
     installProfiler(engine, mode);
     // Enough calls before the capture that the events mode's batch read would fall due inside it.

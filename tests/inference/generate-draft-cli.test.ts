@@ -121,6 +121,28 @@ describe('generate --draft', () => {
     assert.match(r.stderr, /stopped at a stop string/);
   });
 
+  test('--prompts with a draft: every prompt batched through the engine, the same JSON lines as without', () => {
+    const prompts = ['Whale', 'Call me Ishmael', 'It was the best of times', '', 'Some years ago - never mind'];
+    writeFileSync(join(dir, 'prompts.txt'), prompts.join('\n') + '\n');
+    const args = ['generate', 'ck', '--tokenizer', 'byte', '--temperature', '0', '--ignore-eos', '--max-tokens', '24'];
+    const batch = [...args, '--prompts', 'prompts.txt', '--max-batch', '3', '--block-size', '4'];
+    const alone = andromeda(batch, dir);
+    assert.equal(alone.status, 0, alone.stderr);
+    const r = andromeda([...batch, '--draft', 'noisy', '--draft-tokens', '3'], dir);
+    assert.equal(r.status, 0, r.stderr);
+    const lines = (out: Buffer): { text: string; finishReason: string }[] =>
+      out
+        .toString('utf8')
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line));
+    assert.equal(lines(r.stdout).length, prompts.length - 1, 'blank lines are not prompts');
+    assert.deepEqual(lines(r.stdout), lines(alone.stdout));
+    const m = /speculative: (\d+)\/(\d+) draft tokens accepted/.exec(r.stderr);
+    assert.ok(m, r.stderr);
+    assert.ok(Number(m[1]) > 0 && Number(m[1]) < Number(m[2]), m[0]);
+  });
+
   test('bad drafts and flag combinations are refused, naming the problem', () => {
     const fails = (args: string[], message: RegExp, beforeLoading = true): void => {
       const r = andromeda([...base, ...args], dir);
@@ -135,7 +157,10 @@ describe('generate --draft', () => {
     fails(['--draft', 'noisy', '--min-p', '0.1'], /--draft cannot be combined with --min-p/);
     fails(['--draft', 'noisy', '--no-cache'], /cannot be combined with --no-cache/);
     fails(['--draft', 'noisy', '--max-tokens', '0'], /--draft needs --max-tokens of at least 1/);
-    fails(['--draft', 'noisy', '--prompts', 'p.txt'], /--draft applies to a single prompt/);
+    const batch = ['generate', 'ck', '--tokenizer', 'byte', '--prompts', 'p.txt', '--draft', 'noisy'];
+    const tight = andromeda([...batch, '--max-batch', '8', '--token-budget', '16'], dir);
+    assert.equal(tight.status, 1, tight.stderr);
+    assert.match(tight.stderr, /--token-budget 16 must be at least --max-batch 8 × \(--draft-tokens 4 \+ 1\) = 40/);
     fails(['--draft', 'wider'], /--draft wider: its vocabulary \(301 tokens\) differs from the model's \(300\)/, false);
     fails(
       ['--draft', 'other-vocab'],

@@ -262,3 +262,59 @@ test('max tokens, timeout, cancel (blocks freed at once), queue limit, requests 
   assert.equal(scheduler.hasWork, false);
   assert.throws(() => new Scheduler(blocks, { maxBatch: 4, tokenBudget: 2, maxQueue: 1 }), /tokenBudget/);
 });
+
+test('a lookahead reserves and budgets proposals; runs advance the cache and stop at limits', () => {
+  const blocks = new BlockManager(64, 4);
+  const scheduler = new Scheduler(blocks, {
+    maxBatch: 4,
+    tokenBudget: 12,
+    maxQueue: 8,
+    lookahead: (s) => Math.min(3, s.limits.maxTokens - s.generated - 1),
+  });
+  const a = sequence(1, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], { maxTokens: 6 });
+  const b = sequence(2, [11, 12, 13], { maxTokens: 10, stopIds: [99] });
+  scheduler.add(a.seq);
+  scheduler.add(b.seq);
+  // a: 10 rows + 3 proposals do not fit 12, so its prefill stops one short of its last token; b gets the rest.
+  let step = scheduler.schedule()!;
+  assert.deepEqual(
+    step.entries.map((e) => [e.sequence.id, e.count, e.samples, e.proposals]),
+    [
+      [1, 9, false, 0],
+      [2, 2, false, 0],
+    ],
+  );
+  scheduler.completeRuns(step, []);
+  step = scheduler.schedule()!;
+  assert.deepEqual(
+    step.entries.map((e) => [e.sequence.id, e.start, e.count, e.proposals]),
+    [
+      [1, 9, 1, 3],
+      [2, 2, 1, 3],
+    ],
+  );
+  // The proposals' positions are reserved: a's 10 + 3 positions take 4 blocks.
+  assert.equal(blocks.blockTable(1).length, 4);
+  // a accepted 2 proposals (+ the target's token); b's run stops at its stop id, the tokens after it dropped.
+  scheduler.completeRuns(step, [
+    [{ tokenId: 40 }, { tokenId: 41 }, { tokenId: 42 }],
+    [{ tokenId: 50 }, { tokenId: 99 }, { tokenId: 51 }, { tokenId: 52 }],
+  ]);
+  assert.deepEqual(a.seq.tokens.slice(10), [40, 41, 42]);
+  assert.equal(a.seq.computed, 12, 'positions of the accepted proposals are in the cache; the last token is not');
+  assert.deepEqual(
+    b.out.events.map((e) => e.tokenId),
+    [50, 99],
+  );
+  assert.equal(b.out.reason, 'stop');
+  assert.equal(blocks.has(2), false, 'a finished sequence frees its blocks at once');
+  // a has 3 of 6 tokens: 2 more proposals at most (a step yields proposals + 1 tokens).
+  step = scheduler.schedule()!;
+  assert.deepEqual(
+    step.entries.map((e) => [e.sequence.id, e.start, e.proposals]),
+    [[1, 12, 2]],
+  );
+  scheduler.completeRuns(step, [[{ tokenId: 43 }, { tokenId: 44 }, { tokenId: 45 }]]);
+  assert.equal(a.out.reason, 'length');
+  assert.equal(a.seq.generated, 6);
+});

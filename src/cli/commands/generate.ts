@@ -1,9 +1,15 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { setDefaultDevice } from '../../engine/registry.js';
-import { loadModelForInference, type LoadedModel } from '../../inference/load.js';
+import { loadDraftModel, loadModelForInference, type LoadedModel } from '../../inference/load.js';
 import { MAX_CONTEXT_TOKENS, generate, kvCacheBytes } from '../../inference/generate.js';
-import { InferenceEngine, type GenerationParams, type GenerationResult } from '../../inference/engine.js';
+import {
+  InferenceEngine,
+  MAX_DRAFT_TOKENS,
+  type GenerationParams,
+  type GenerationResult,
+  type SpeculativeStats,
+} from '../../inference/engine.js';
 import type { TokenEvent } from '../../inference/sequence.js';
 import { hasPagedForward, pagedCacheBytesPerBlock } from '../../inference/runners.js';
 import { speculativeGenerate } from '../../inference/speculative.js';
@@ -13,9 +19,6 @@ import type { Andromeda } from '../../model/andromeda.js';
 import { PromptsFileError, parsePromptsFile, type PromptEntry } from '../../inference/prompts-file.js';
 import { UsageError, type Command } from '../command.js';
 import { isPositiveInteger, numberFlag, parseCommandArgs, positiveIntegerFlag, usableDevice } from '../args.js';
-
-/** Most tokens a draft may propose per step: beyond this nearly every step is cut short by a rejection. */
-const MAX_DRAFT_TOKENS = 15;
 
 const USAGE = `Usage: andromeda generate <checkpoint> [options]
 
@@ -56,11 +59,12 @@ Options:
   --no-cache               recompute the whole sequence each step instead of the KV cache
                            (one prompt only)
   --ignore-eos             keep going past the end-of-document token
-  --draft <checkpoint>     speculative decoding (one prompt): this smaller model, with the same
-                           vocabulary, proposes tokens that the model verifies several at a time;
-                           the output is the model's own (identical under greedy, the same
-                           distribution when sampling). Not with --min-p or --no-cache; the
-                           text is written when generation ends (a --stop string cuts it then)
+  --draft <checkpoint>     speculative decoding: this smaller model, with the same tokenizer,
+                           proposes tokens that the model verifies several at a time; the
+                           output is the model's own (identical under greedy, the same
+                           distribution when sampling). Not with --min-p or --no-cache. One
+                           prompt: the text is written when generation ends; with --prompts,
+                           prompts asking for logprobs or penalties are sampled as usual
   --draft-tokens <k>       with --draft: tokens proposed per step, 1 to ${MAX_DRAFT_TOKENS} (default: 4)
   -h, --help               show this help
 
@@ -147,13 +151,19 @@ export const generateCommand: Command = {
     if (stop.length > 0) sampling.stop = stop;
     const draftTokens = draftTokensFlag(values, { maxTokens, minP });
     if (values.prompts !== undefined) {
-      if (values.draft !== undefined) throw new UsageError('--draft applies to a single prompt, not to --prompts');
       for (const flag of ['prompt', 'prompt-file'] as const)
         if (values[flag] !== undefined) throw new UsageError(`give --prompts or --${flag}, not both`);
       if (values['no-cache']) throw new UsageError('--no-cache applies to a single prompt, not to --prompts');
+      const maxBatch = positiveIntegerFlag('max-batch', values['max-batch'], 64);
+      // Each running prompt scores its draft tokens after its own in every step.
+      const rowsPerPrompt = values.draft === undefined ? 1 : draftTokens + 1;
       const batch = {
-        maxBatch: positiveIntegerFlag('max-batch', values['max-batch'], 64),
-        tokenBudget: positiveIntegerFlag('token-budget', values['token-budget'], 512),
+        maxBatch,
+        tokenBudget: positiveIntegerFlag(
+          'token-budget',
+          values['token-budget'],
+          Math.max(512, maxBatch * rowsPerPrompt),
+        ),
         blockSize,
         kvMemoryBytes:
           values['kv-memory'] === undefined
@@ -167,22 +177,35 @@ export const generateCommand: Command = {
               ) *
               2 ** 30,
       };
-      if (batch.tokenBudget < batch.maxBatch)
+      if (batch.tokenBudget < batch.maxBatch * rowsPerPrompt)
         throw new UsageError(
-          `--token-budget ${batch.tokenBudget} must be at least --max-batch ${batch.maxBatch} (every running ` +
-            `prompt decodes a token in each step)`,
+          values.draft === undefined
+            ? `--token-budget ${batch.tokenBudget} must be at least --max-batch ${batch.maxBatch} (every running ` +
+                `prompt decodes a token in each step)`
+            : `--token-budget ${batch.tokenBudget} must be at least --max-batch ${batch.maxBatch} × ` +
+                `(--draft-tokens ${draftTokens} + 1) = ${batch.maxBatch * rowsPerPrompt} (every running prompt ` +
+                `verifies its draft tokens in each step)`,
         );
       const entries = readPromptsFile(values.prompts);
       const device = usableDevice(values.device);
       setDefaultDevice(device);
       const loaded = await loadModelForInference(positionals[0], device, values.tokenizer);
+      let draft: LoadedModel | null = null;
       try {
         process.stderr.write(
           `loaded ${loaded.dir} (step ${loaded.step}, vocab ${loaded.tokenizer.vocabSize}, ${device}); ` +
             `${entries.length} prompts\n`,
         );
-        await generateMany(loaded, entries, sampling, batch);
+        if (values.draft !== undefined) {
+          draft = await loadDraftModel(values.draft, loaded, device, values.tokenizer);
+          process.stderr.write(`draft ${draft.dir} (step ${draft.step}), proposing ${draftTokens} per step\n`);
+        }
+        await generateMany(loaded, entries, sampling, {
+          ...batch,
+          draft: draft ? { model: draft.model, tokens: draftTokens } : undefined,
+        });
       } finally {
+        draft?.model.dispose();
         loaded.model.dispose();
       }
       return;
@@ -360,12 +383,7 @@ async function generateOneSpeculatively(
     throw new Error(
       `--draft: the model of ${loaded.dir} does not decode over a paged KV cache, which speculative decoding needs`,
     );
-  let drafted: LoadedModel;
-  try {
-    drafted = await loadModelForInference(draftPath, device, tokenizerSpec);
-  } catch (error) {
-    throw new Error(`--draft ${draftPath}: ${(error as Error).message}`);
-  }
+  const drafted = await loadDraftModel(draftPath, loaded, device, tokenizerSpec);
   try {
     const draft = pagedAndromedaModel(drafted.model);
     if (!draft)
@@ -432,6 +450,8 @@ interface BatchSettings {
   tokenBudget: number;
   blockSize: number;
   kvMemoryBytes: number;
+  /** Speculative decoding: the draft model and its proposals per step. */
+  draft?: { model: LoadedModel['model']; tokens: number };
 }
 
 /**
@@ -452,7 +472,10 @@ async function generateMany(
       blocks + Math.ceil((tokenizer.encode(entry.prompt).length + 1 + (params.maxTokens ?? 0)) / settings.blockSize),
     0,
   );
-  const bytesPerBlock = pagedCacheBytesPerBlock(model, settings.blockSize);
+  const targetBytes = pagedCacheBytesPerBlock(model, settings.blockSize);
+  // The draft's cache shares the block tables: each block holds both models' positions.
+  const draftBytes = settings.draft ? (pagedCacheBytesPerBlock(settings.draft.model, settings.blockSize) ?? 0) : 0;
+  const bytesPerBlock = targetBytes === null ? null : targetBytes + draftBytes;
   const affordable = bytesPerBlock === null ? needed : Math.floor(settings.kvMemoryBytes / bytesPerBlock);
   if (affordable < 1)
     throw new UsageError(
@@ -465,6 +488,7 @@ async function generateMany(
     maxBatch: settings.maxBatch,
     tokenBudget: settings.tokenBudget,
     maxQueue: entries.length,
+    draft: settings.draft,
   });
   const started = Date.now();
   try {
@@ -489,11 +513,18 @@ async function generateMany(
     process.stderr.write(
       `[${entries.length} prompts, ${generated} tokens in ${seconds.toFixed(2)}s ` +
         `(${(generated / Math.max(seconds, 1e-9)).toFixed(1)} tokens/s); ${stats.preemptions} preemptions, ` +
-        `${stats.prefixCache.hitTokens} prompt tokens shared; ${stats.paged ? 'paged KV cache' : 'recomputed'}]\n`,
+        `${stats.prefixCache.hitTokens} prompt tokens shared; ${stats.paged ? 'paged KV cache' : 'recomputed'}` +
+        (stats.speculative ? `; ${speculativeSummary(stats.speculative, stats.steps)}` : '') +
+        ']\n',
     );
   } finally {
     await engine.close();
   }
+}
+
+function speculativeSummary(s: SpeculativeStats, steps: number): string {
+  const rate = s.proposed > 0 ? (100 * s.accepted) / s.proposed : 0;
+  return `speculative: ${s.accepted}/${s.proposed} draft tokens accepted (${rate.toFixed(1)}%) in ${steps} steps`;
 }
 
 function resultLine(

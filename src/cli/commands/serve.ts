@@ -1,7 +1,8 @@
 import { basename } from 'node:path';
 import { setDefaultDevice } from '../../engine/registry.js';
-import { loadModelForInference } from '../../inference/load.js';
-import { InferenceEngine } from '../../inference/engine.js';
+import { existsSync } from 'node:fs';
+import { loadDraftModel, loadModelForInference, type LoadedModel } from '../../inference/load.js';
+import { InferenceEngine, MAX_DRAFT_TOKENS } from '../../inference/engine.js';
 import { MAX_CONTEXT_TOKENS } from '../../inference/generate.js';
 import { createServer } from '../../serve/server.js';
 import { loadChatTemplate, templateSearchDirs } from '../../serve/chat-template.js';
@@ -39,9 +40,14 @@ Engine:
   --num-blocks <n>            KV-cache blocks (default: what --kv-memory holds)
   --kv-memory <MiB>           KV-cache memory when --num-blocks is not given (default: 1024)
   --token-budget <n>          most tokens per engine step; longer prompts are prefilled in chunks
-                              (default: 512, at least --max-concurrent)
+                              (default: 512, at least --max-concurrent, × (k + 1) with --draft)
   --no-prefix-sharing         do not share the cache blocks of identical prompt prefixes
   --no-cuda-graphs            do not replay decode steps as CUDA graphs
+  --draft <checkpoint>        speculative decoding: this smaller model, with the same tokenizer,
+                              proposes tokens that the model verifies several at a time (same
+                              output; requests with logprobs, penalties or min_p sample as usual).
+                              Its KV cache takes a share of --kv-memory
+  --draft-tokens <k>          with --draft: tokens proposed per step, 1 to ${MAX_DRAFT_TOKENS} (default: 4)
   -h, --help                  show this help
 
 Example:
@@ -75,6 +81,8 @@ export const serveCommand: Command = {
         'token-budget': { type: 'string' },
         'no-prefix-sharing': { type: 'boolean', default: false },
         'no-cuda-graphs': { type: 'boolean', default: false },
+        draft: { type: 'string' },
+        'draft-tokens': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
       true,
@@ -119,11 +127,32 @@ export const serveCommand: Command = {
       (n) => Number.isFinite(n) && n > 0,
       'a positive number of MiB',
     );
-    const tokenBudget = positiveIntegerFlag('token-budget', values['token-budget'], Math.max(512, maxConcurrent));
-    if (tokenBudget < maxConcurrent)
+    if (values.draft === undefined && values['draft-tokens'] !== undefined)
+      throw new UsageError('--draft-tokens applies with --draft only');
+    const draftTokens = numberFlag(
+      'draft-tokens',
+      values['draft-tokens'],
+      4,
+      (n) => Number.isInteger(n) && n >= 1 && n <= MAX_DRAFT_TOKENS,
+      `an integer from 1 to ${MAX_DRAFT_TOKENS}`,
+    );
+    if (values.draft !== undefined && !existsSync(values.draft))
+      throw new UsageError(`--draft ${values.draft}: no such checkpoint`);
+    // Each running sequence scores its draft tokens after its own in every step.
+    const rowsPerSequence = values.draft === undefined ? 1 : draftTokens + 1;
+    const tokenBudget = positiveIntegerFlag(
+      'token-budget',
+      values['token-budget'],
+      Math.max(512, maxConcurrent * rowsPerSequence),
+    );
+    if (tokenBudget < maxConcurrent * rowsPerSequence)
       throw new UsageError(
-        `--token-budget ${tokenBudget} must be at least --max-concurrent ${maxConcurrent}, so every running ` +
-          `sequence can decode in each step`,
+        values.draft === undefined
+          ? `--token-budget ${tokenBudget} must be at least --max-concurrent ${maxConcurrent}, so every running ` +
+              `sequence can decode in each step`
+          : `--token-budget ${tokenBudget} must be at least --max-concurrent ${maxConcurrent} × (--draft-tokens ` +
+              `${draftTokens} + 1) = ${maxConcurrent * rowsPerSequence}, so every running sequence can verify its ` +
+              `draft tokens in each step`,
       );
     // An empty ANDROMEDA_API_KEY counts as unset (as shells leave exported-but-empty variables); an empty
     // --api-key is a mistake.
@@ -139,7 +168,9 @@ export const serveCommand: Command = {
     const contextLength = typeof loaded.config.maxSeqLen === 'number' ? loaded.config.maxSeqLen : MAX_CONTEXT_TOKENS;
     const maxPromptTokens = positiveIntegerFlag('max-prompt-tokens', maxPromptFlag, contextLength);
     let engine: InferenceEngine | null = null;
+    let draft: LoadedModel | null = null;
     try {
+      if (values.draft !== undefined) draft = await loadDraftModel(values.draft, loaded, device, values.tokenizer);
       const chatTemplate = loadChatTemplate(templateSearchDirs(loaded.dir), loaded.tokenizer);
       engine = new InferenceEngine(loaded.model, loaded.tokenizer, {
         blockSize,
@@ -150,6 +181,7 @@ export const serveCommand: Command = {
         maxQueue: queueLimit,
         prefixSharing: !values['no-prefix-sharing'],
         cudaGraphs: !values['no-cuda-graphs'],
+        draft: draft ? { model: draft.model, tokens: draftTokens } : undefined,
       });
       const modelId = values['model-name'] ?? basename(positionals[0]!.replace(/[/\\]+$/, ''));
       const app = await createServer({
@@ -166,6 +198,7 @@ export const serveCommand: Command = {
       process.stderr.write(
         `loaded ${loaded.dir} (step ${loaded.step}, ${device}) as "${modelId}"; chat template: ` +
           `${chatTemplate.source.file ?? 'default transcript'}\n` +
+          (draft ? `draft ${draft.dir} (step ${draft.step}), proposing ${draftTokens} per step\n` : '') +
           `serving on ${address}${apiKey === null ? ' (no API key: open to anyone who can reach it)' : ''}\n`,
       );
       await new Promise<void>((resolve) => {
@@ -181,6 +214,7 @@ export const serveCommand: Command = {
       await app.close();
     } finally {
       await engine?.close();
+      draft?.model.dispose();
       loaded.model.dispose();
     }
   },
