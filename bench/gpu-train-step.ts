@@ -1,12 +1,20 @@
 // Training-step figures on the CUDA engine with mixed precision: bf16 weights and activations,
-// float32 master weights and float32 AdamW state, global-norm clipping. Attention is the model's
-// choice ('auto': the fused kernels where the engine has them) or, with
+// float32 master weights, AdamW with float32 or 8-bit moments, global-norm clipping. Attention is the
+// model's choice ('auto': the fused kernels where the engine has them) or, with
 // ANDROMEDA_BENCH_ATTENTION=reference, the reference form.
-//   node dist/bench/gpu-train-step.js <preset> <batch> <seqLen> [steps]
+//   node dist/bench/gpu-train-step.js <preset> <batch> <seqLen> [steps] [options]
+//     --optimizer adamw|adamw8bit   float32 (default) or 8-bit block-quantized moments
+//     --loss auto|chunked|full      the head's cross-entropy a block of rows at a time (never every logit at
+//                                   once) or from the full logits; auto (default) chunks above one block of rows
+//     --checkpoint                  activation checkpointing (as ANDROMEDA_BENCH_CHECKPOINT=1)
+//     --data corpus|random          one fixed batch: the bundled corpus as UTF-8 bytes (default; its loss falls
+//                                   step by step as the model learns it) or uniformly random tokens
+//     --device cuda|cpu             cpu runs the same step on the CPU engine (a smoke test with a tiny preset)
 // The bench drives the model directly (not the trainer, to time one step without data loading) with the
 // arrangement of src/train/precision.ts: the model is built in bf16, each step's bf16 gradients become the
-// gradients of the float32 masters, and the AdamW optimizer updates the masters and writes them back
-// into the bf16 weights (one many-tensor launch on CUDA: Engine.adamwMany).
+// gradients of the float32 masters, and the optimizer updates the masters and writes them back into the bf16
+// weights (one many-tensor launch on CUDA: Engine.adamwMany / adamw8bitMany).
+import { parseArgs } from 'node:util';
 import { getEngine } from '../src/engine/index.js';
 import type { CudaEngine } from '../src/engine/cuda.js';
 import { Andromeda } from '../src/model/andromeda.js';
@@ -14,27 +22,62 @@ import { Tensor } from '../src/tensor/tensor.js';
 import { tidy, keep } from '../src/tensor/scope.js';
 import { noGrad } from '../src/autograd/grad-mode.js';
 import { cast } from '../src/ops/convert.js';
+import { reshape } from '../src/ops/layout.js';
+import { crossEntropy } from '../src/ops/nn.js';
+import { chunkedLinearCrossEntropy, DEFAULT_CROSS_ENTROPY_CHUNK_ROWS } from '../src/ops/chunked-cross-entropy.js';
 import { gradNorm } from '../src/optim/clip.js';
 import { AdamW } from '../src/optim/adamw.js';
+import { AdamW8bit } from '../src/optim/adamw8bit.js';
 import { encodeHost, DTYPE_BYTES } from '../src/tensor/dtype.js';
 import { Generator } from '../src/tensor/random.js';
 import { resetProfile } from '../src/engine/cuda-profile.js';
+import { defaultCorpusDocuments } from '../src/data/default-corpus.js';
 
-const [preset = 'orca', batchArg = '1', seqArg = '2048', stepsArg = '6'] = process.argv.slice(2);
+const { values: flags, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    optimizer: { type: 'string', default: 'adamw' },
+    loss: { type: 'string', default: 'auto' },
+    checkpoint: { type: 'boolean', default: false },
+    data: { type: 'string', default: 'corpus' },
+    device: { type: 'string' },
+  },
+});
+const [preset = 'orca', batchArg = '1', seqArg = '2048', stepsArg = '6'] = positionals;
 const batch = Number(batchArg),
   seqLen = Number(seqArg),
   steps = Number(stepsArg);
-// ANDROMEDA_BENCH_DEVICE=cpu runs the same step on the CPU engine (a smoke test of this script).
-const device = process.env.ANDROMEDA_BENCH_DEVICE ?? 'cuda';
+function refuse(message: string): never {
+  console.error(`gpu-train-step: ${message}`);
+  process.exit(2);
+}
+for (const [name, value] of [
+  ['batch', batch],
+  ['seqLen', seqLen],
+  ['steps', steps],
+] as const)
+  if (!Number.isInteger(value) || value < 1) refuse(`${name} must be a positive integer, got '${value}'`);
+const optimizerKind = flags.optimizer!;
+if (optimizerKind !== 'adamw' && optimizerKind !== 'adamw8bit')
+  refuse(`--optimizer must be adamw or adamw8bit, got '${optimizerKind}'`);
+const lossMode = flags.loss!;
+if (lossMode !== 'auto' && lossMode !== 'chunked' && lossMode !== 'full')
+  refuse(`--loss must be auto, chunked or full, got '${lossMode}'`);
+const chunkedLoss =
+  lossMode === 'chunked' || (lossMode === 'auto' && batch * seqLen > DEFAULT_CROSS_ENTROPY_CHUNK_ROWS);
+const dataKind = flags.data!;
+if (dataKind !== 'corpus' && dataKind !== 'random') refuse(`--data must be corpus or random, got '${dataKind}'`);
+const device = flags.device ?? process.env.ANDROMEDA_BENCH_DEVICE ?? 'cuda';
 const gpu = getEngine(device) as CudaEngine;
 // The optimizer path: gradNorm (one device wait on CUDA) and AdamW with the bf16 weights as shadows
 // (one many-tensor launch writing them in its pass). ANDROMEDA_BENCH_PLAIN=1 loops over the tensors
 // with the one-tensor kernels instead (sumOfSquares per tensor, adamw + cast copy), for comparison.
 const fused = process.env.ANDROMEDA_BENCH_PLAIN !== '1';
+if (!fused && optimizerKind === 'adamw8bit') refuse('ANDROMEDA_BENCH_PLAIN=1 compares float32 AdamW paths only');
 // ANDROMEDA_BENCH_ATTENTION=reference forces the reference attention (default: the model's 'auto').
 const attention = (process.env.ANDROMEDA_BENCH_ATTENTION ?? 'auto') as 'auto' | 'fused' | 'reference';
-// ANDROMEDA_BENCH_CHECKPOINT=1: activation checkpointing (each block recomputed in the backward pass).
-const checkpointBlocks = process.env.ANDROMEDA_BENCH_CHECKPOINT === '1';
+// Activation checkpointing: each block recomputed in the backward pass.
+const checkpointBlocks = flags.checkpoint! || process.env.ANDROMEDA_BENCH_CHECKPOINT === '1';
 // ANDROMEDA_BENCH_DOCUMENT_TOKENS=L: packed documents (the training recipe's layout), lengths drawn evenly from
 // [L/2, 3L/2], passed as segment ids (boundary masks in attention and token shift, positions restarting per document).
 const documentTokens = Number(process.env.ANDROMEDA_BENCH_DOCUMENT_TOKENS ?? 0);
@@ -71,7 +114,7 @@ for (const p of params) if (p.rank >= 2) randomize(p, 0.02, gen);
 const paramCount = params.reduce((n, p) => n + p.size, 0);
 const masters = noGrad(() => params.map((p) => keep(cast(p, 'float32')).requireGrad(true)));
 const hyper = { lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
-const optimizer = new AdamW(masters, hyper);
+const optimizer = optimizerKind === 'adamw8bit' ? new AdamW8bit(masters, hyper) : new AdamW(masters, hyper);
 if (fused) optimizer.setShadows(new Map(masters.map((m, i) => [m, params[i]!])));
 // The plain path's own moments (the optimizer keeps its own).
 const moments = fused
@@ -87,9 +130,46 @@ gpu.synchronize();
 const setupSeconds = (performance.now() - t0) / 1000;
 
 const c = model.config;
-const tokensHost = new Int32Array(batch * seqLen);
-for (let i = 0; i < tokensHost.length; i++) tokensHost[i] = Math.floor(gen.uniform() * c.vocabSize);
-const tokens = keep(Tensor.fromArray(tokensHost, [batch, seqLen], 'int32', device));
+const rowTokens = batch * (seqLen + 1);
+const rowsHost = dataKind === 'corpus' ? await corpusTokens(rowTokens) : randomTokens(rowTokens);
+// One fixed batch, next-token targets within each row of seqLen + 1 tokens.
+const inputsHost = new Int32Array(batch * seqLen),
+  targetsHost = new Int32Array(batch * seqLen);
+for (let b = 0; b < batch; b++) {
+  inputsHost.set(rowsHost.subarray(b * (seqLen + 1), b * (seqLen + 1) + seqLen), b * seqLen);
+  targetsHost.set(rowsHost.subarray(b * (seqLen + 1) + 1, (b + 1) * (seqLen + 1)), b * seqLen);
+}
+const tokens = keep(Tensor.fromArray(inputsHost, [batch, seqLen], 'int32', device));
+const targets = keep(Tensor.fromArray(targetsHost, [batch * seqLen], 'int32', device));
+
+function randomTokens(count: number): Int32Array {
+  const out = new Int32Array(count);
+  for (let i = 0; i < count; i++) out[i] = Math.floor(gen.uniform() * c.vocabSize);
+  return out;
+}
+
+/** The bundled corpus's documents as UTF-8 byte ids, an end-of-document id (256) after each, repeated to `count`. */
+async function corpusTokens(count: number): Promise<Int32Array> {
+  const endOfDocument = 256;
+  if (c.vocabSize <= endOfDocument)
+    refuse(`--data corpus needs a vocabulary above 256 tokens, ${preset} has ${c.vocabSize}`);
+  const out = new Int32Array(count);
+  let filled = 0;
+  while (filled < count) {
+    const before = filled;
+    for await (const doc of defaultCorpusDocuments({ split: 'train' })) {
+      for (const byte of Buffer.from(doc.text, 'utf8')) {
+        if (filled === count) return out;
+        out[filled++] = byte;
+      }
+      if (filled === count) return out;
+      out[filled++] = endOfDocument;
+    }
+    if (filled === before) refuse('the bundled corpus has no training documents');
+  }
+  return out;
+}
+
 let segmentIds: Int32Array | undefined;
 if (documentTokens > 0) {
   segmentIds = new Int32Array(batch * seqLen);
@@ -112,11 +192,13 @@ function trainStep(): { loss: number; fwdBwd: number; issue: number; optim: numb
   const s0 = performance.now();
   let issued = s0;
   const loss = tidy(() => {
-    const l = model.loss(tokens, {
-      attentionImplementation: attention,
-      activationCheckpointing: checkpointBlocks,
-      segmentIds,
-    });
+    const forward = { attentionImplementation: attention, activationCheckpointing: checkpointBlocks, segmentIds };
+    let l: Tensor;
+    if (chunkedLoss) {
+      const hidden = model.hiddenStates(tokens, forward);
+      const head = model.outputHead;
+      l = chunkedLinearCrossEntropy(reshape(hidden, [batch * seqLen, c.dim]), head.weight, head.bias, targets);
+    } else l = crossEntropy(reshape(model.forward(tokens, forward), [batch * seqLen, c.vocabSize]), targets);
     l.backward();
     issued = performance.now(); // the host has enqueued the whole forward and backward pass
     return l.item();
@@ -181,12 +263,15 @@ console.log(
   `# ${preset}: ${paramCount.toLocaleString('en')} parameters, ` +
     `batch ${batch} × ${seqLen}, setup ${setupSeconds.toFixed(1)} s, optimizer path: ${
       fused
-        ? 'AdamW optimizer (gradNorm with one wait, adamwMany writing the bf16 weights)'
+        ? `${optimizerKind === 'adamw8bit' ? 'AdamW8bit (8-bit moments)' : 'AdamW (float32 moments)'} ` +
+          '(gradNorm with one wait, one many-tensor launch writing the bf16 weights)'
         : 'per tensor (sumOfSquares, adamw + cast copy)'
     }, attention ${attention}${
       attention === 'auto' ? ` (${typeof gpu.attentionForward === 'function' ? 'fused kernels' : 'reference'})` : ''
     }` +
-    `${checkpointBlocks ? ', activation checkpointing' : ''}${
+    `, ${chunkedLoss ? `chunked cross-entropy (${DEFAULT_CROSS_ENTROPY_CHUNK_ROWS} rows a block)` : 'full logits'}, ${
+      dataKind === 'corpus' ? 'bundled-corpus bytes' : 'random tokens'
+    }${checkpointBlocks ? ', activation checkpointing' : ''}${
       segmentIds ? `, packed documents of ~${documentTokens} tokens` : ''
     }`,
 );

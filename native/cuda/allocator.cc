@@ -7,8 +7,8 @@
 // When cudaMalloc fails, the cache is returned to the driver and the request retried once.
 // CUDA graphs (graph.cc): while a capture is open, every allocation comes from that graph's private pool: the
 // pool takes blocks from the cache (or the driver) and keeps them until the graph is disposed. A block freed
-// during the capture returns to the pool and may serve a later allocation of the same capture (the captured
-// work is one ordered chain, as on the stream); nothing of the pool goes back to the cache while the graph
+// during the capture, whether the capture allocated it or it is older, goes to the pool and may serve a later
+// allocation of the same capture (the captured work is one ordered chain, as on the stream); nothing of the pool goes back to the cache while the graph
 // lives, since replays write into those addresses. Pool blocks count as allocated until then. At disposal the
 // pool's idle blocks return to the cache; blocks JavaScript still holds become ordinary blocks, returned to the
 // cache when freed.
@@ -70,6 +70,16 @@ class CachingAllocator {
       GraphPool& pool = pools_.at(owner->second);
       for (auto [it, end] = pool.idle.equal_range(blocks_.at(p).size); it != end; ++it)
         if (it->second == p) throw std::runtime_error("free of an unknown buffer (double free?)");
+      pool.idle.emplace(blocks_.at(p).size, p);
+      return;
+    }
+    if (capturing_) {
+      // A block from before the capture, freed inside it: captured kernels may have used it, and replays will use
+      // it again, so the open capture's pool adopts it instead of the cache handing it to other tensors.
+      if (!live_.count(p)) throw std::runtime_error("free of an unknown buffer (double free?)");
+      GraphPool& pool = pools_.at(capturing_);
+      pool.owned.insert(p);
+      pool_of_[p] = capturing_;
       pool.idle.emplace(blocks_.at(p).size, p);
       return;
     }

@@ -14,6 +14,8 @@ import { chatCommand } from './commands/chat.js';
 import { serveCommand } from './commands/serve.js';
 import { compressCommand } from './commands/compress.js';
 import { decompressCommand } from './commands/decompress.js';
+import { envCommand } from './commands/env.js';
+import { planCommand } from './commands/plan.js';
 
 const commands: Command[] = [
   quickstartCommand,
@@ -26,6 +28,8 @@ const commands: Command[] = [
   serveCommand,
   compressCommand,
   decompressCommand,
+  envCommand,
+  planCommand,
 ];
 
 function overview(): string {

@@ -5,8 +5,9 @@ import { Generator } from '../tensor/random.js';
 import { isGradEnabled, noGrad } from '../autograd/grad-mode.js';
 import { hostInts } from '../tensor/host-ints.js';
 import { linear } from '../ops/matmul.js';
-import { narrow } from '../ops/layout.js';
+import { narrow, reshape } from '../ops/layout.js';
 import { crossEntropy } from '../ops/nn.js';
+import { chunkedLinearCrossEntropy, DEFAULT_CROSS_ENTROPY_CHUNK_ROWS } from '../ops/chunked-cross-entropy.js';
 import { Module, ModuleList } from '../nn/module.js';
 import { Embedding } from '../nn/embedding.js';
 import { Linear } from '../nn/linear.js';
@@ -96,8 +97,11 @@ export class Andromeda extends Module {
     return this.logitsOf(this.hiddenStates(tokens, o));
   }
 
-  /** tokens → the last layer's output (after the final norm), [batch, n, dim] ([batch, 1, dim] with logits: 'last'). */
-  private hiddenStates(tokens: Tensor, o: AndromedaForwardOptions): Tensor {
+  /**
+   * tokens → the last layer's output (after the final norm), [batch, n, dim] ([batch, 1, dim] with logits: 'last'):
+   * what the output head turns into logits (see outputHead).
+   */
+  hiddenStates(tokens: Tensor, o: AndromedaForwardOptions): Tensor {
     const [batch, n] = this.checkForwardInputs(tokens, o);
     const run = (): Tensor => this.run(tokens, sequenceContext(batch, n, o, this.device), o);
     // Decoding never trains: without autograd the block runner frees each block's intermediates.
@@ -112,6 +116,13 @@ export class Andromeda extends Module {
       x = runBlock(this.blocks.at(layer), x, layerState(sequence, o.kvCache, layer));
     if (o.logits === 'last') x = lastPosition(x);
     return this.finalNorm ? this.finalNorm.forward(x) : x;
+  }
+
+  /** The weight [vocab, dim] and bias of the logits projection (the token embedding when tied). */
+  get outputHead(): { weight: Tensor; bias: Tensor | null } {
+    return this.logits
+      ? { weight: this.logits.weight, bias: this.logits.bias }
+      : { weight: this.embedding.weight, bias: null };
   }
 
   private logitsOf(x: Tensor): Tensor {
@@ -153,16 +164,34 @@ export class Andromeda extends Module {
    * once, contiguous, and their gradient needs no padding).
    */
   loss(tokens: Tensor, o: LossOptions = {}): Tensor {
-    if (o.targets) return crossEntropy(this.forward(tokens, o), o.targets, { ignoreIndex: o.ignoreIndex });
+    if (o.targets) return this.headLoss(this.hiddenStates(tokens, o), o.targets, o.ignoreIndex);
     const [batch, n] = tokens.shape as [number, number];
     if (n < 2) throw new RangeError(`Andromeda.loss: next-token loss needs at least 2 tokens per row, got ${n}`);
-    const predictions = this.logitsOf(narrow(this.hiddenStates(tokens, o), 1, 0, n - 1));
+    const predicting = narrow(this.hiddenStates(tokens, o), 1, 0, n - 1);
     // Targets from the host copy of tokens uploaded from host memory (checked without a device read).
     const host = hostInts(tokens);
     const targets = host
       ? Tensor.fromArray(nextTokenTargets(host, batch, n), [batch, n - 1], 'int32', tokens.device)
       : narrow(tokens, 1, 1, n - 1).contiguous();
-    return crossEntropy(predictions, targets, { ignoreIndex: o.ignoreIndex });
+    return this.headLoss(predicting, targets, o.ignoreIndex);
+  }
+
+  /**
+   * Mean cross-entropy of the logits of `hidden` [..., dim] against `targets` [...]. Above one block of
+   * rows the logits are formed a block at a time (chunked-cross-entropy.ts): a long context's full
+   * logits and their gradient would otherwise be the largest tensors of the step.
+   */
+  private headLoss(hidden: Tensor, targets: Tensor, ignoreIndex: number | undefined): Tensor {
+    const rows = targets.size;
+    if (rows <= DEFAULT_CROSS_ENTROPY_CHUNK_ROWS) return crossEntropy(this.logitsOf(hidden), targets, { ignoreIndex });
+    if (hidden.size !== rows * this.config.dim)
+      throw new RangeError(
+        `Andromeda.loss: targets ${formatShape(targets.shape)} do not match hidden states ${formatShape(hidden.shape)}`,
+      );
+    const { weight, bias } = this.outputHead;
+    return chunkedLinearCrossEntropy(reshape(hidden, [rows, this.config.dim]), weight, bias, reshape(targets, [rows]), {
+      ignoreIndex,
+    });
   }
 
   /**

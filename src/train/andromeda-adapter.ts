@@ -16,7 +16,7 @@ import type { DecodingSession, ForwardOptions, LanguageModel, ModelFamily } from
 import { registerModelFamily } from './families.js';
 
 /** Andromeda with the trainer's forward signature (segment ids and positions as tensors). */
-class AndromedaLM implements LanguageModel {
+export class AndromedaLM implements LanguageModel {
   constructor(readonly model: Andromeda) {}
 
   get vocabSize(): number {
@@ -37,6 +37,14 @@ class AndromedaLM implements LanguageModel {
 
   forward(tokens: Tensor, o: ForwardOptions = {}): Tensor {
     return this.model.forward(tokens, o);
+  }
+
+  hiddenStates(tokens: Tensor, o: ForwardOptions = {}): Tensor {
+    return this.model.hiddenStates(tokens, o);
+  }
+
+  get outputHead() {
+    return this.model.outputHead;
   }
 
   to(dtype: DType) {

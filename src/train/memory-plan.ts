@@ -3,6 +3,11 @@
  * the device has, so an impossible run fails at once with the flag to change instead of dying of
  * heap exhaustion minutes later.
  *
+ * Andromeda models (planAndromedaTrainingMemory) get the engine's own accounting (src/plan/training-memory.ts,
+ * checked against the engines' measured peaks): every tensor the step allocates, in the allocator's rounded
+ * block sizes, at the backward pass's widest moment. Other families (planTrainingMemory) get a floor from the
+ * parameter count and the shape keys they share with Andromeda:
+ *
  *   weights         float32 masters                                       4 B × parameters
  *   AdamW moments   m and v, float32                                      8 B × parameters
  *                   (--optimizer adamw8bit: 8-bit codes + a float32 absmax per 256: 2.03 B)
@@ -13,15 +18,19 @@
  *                     each block: its input, q/k/v, attention output, the feed-forward's inner
  *                     activations and output (with activation checkpointing: the input only,
  *                     plus one block's worth while it is recomputed)
- *                     the head: logits and their gradient
+ *                     the head: logits and their gradient; above one block of rows the loss is
+ *                     chunked (next-token-loss.ts), so one block's logits, overwritten by their gradient
  *
- * The activation count is a floor (the engines keep a few more temporaries), so the plan refuses
- * only runs that cannot fit; it is not a promise that a run which passes will.
+ * That floor leaves out the engines' temporaries, so it refuses only runs that cannot fit; it is not a promise
+ * that a run which passes will.
  */
 import { freemem, totalmem } from 'node:os';
 import { getEngine } from '../engine/registry.js';
 import type { MemoryStats } from '../engine/engine.js';
 import { ConfigError, type TrainConfig } from './config.js';
+import { DEFAULT_CROSS_ENTROPY_CHUNK_ROWS } from '../ops/chunked-cross-entropy.js';
+import type { AndromedaConfig } from '../model/config.js';
+import { planTrainingPeak, type TrainingFlags } from '../plan/training-memory.js';
 
 export interface MemoryPart {
   label: string;
@@ -98,12 +107,55 @@ export function planTrainingMemory(input: MemoryPlanInput): MemoryPlan {
       flags: `${shapeFlags}${config.activationCheckpointing ? '' : ', --activation-checkpointing true'}`,
     });
   }
+  const chunked = tokens > DEFAULT_CROSS_ENTROPY_CHUNK_ROWS;
   parts.push({
-    label: 'logits and their gradient',
-    bytes: 2 * input.computeBytes * input.vocabSize * tokens,
+    label: chunked ? 'logits of one block of the chunked loss' : 'logits and their gradient',
+    bytes:
+      (chunked ? 1 : 2) * input.computeBytes * input.vocabSize * Math.min(tokens, DEFAULT_CROSS_ENTROPY_CHUNK_ROWS),
     flags: shapeFlags,
   });
   return { parts, bytes: parts.reduce((sum, part) => sum + part.bytes, 0) };
+}
+
+/** The trainer's flags for each kind of line (`andromeda train`). */
+const TRAINER_FLAGS: TrainingFlags = {
+  weights: '--preset, --model',
+  masters: '--preset, --model',
+  optimizer: '--optimizer adamw8bit',
+  gradients: '--preset, --model',
+  shape: '--batch-size, --seq-len (--grad-accum keeps the tokens per step)',
+  checkpointing: '--activation-checkpointing true',
+};
+
+export interface AndromedaMemoryPlanInput {
+  model: AndromedaConfig;
+  config: Pick<TrainConfig, 'batchSize' | 'seqLen' | 'activationCheckpointing' | 'gradAccum'> &
+    Partial<Pick<TrainConfig, 'optimizer'>>;
+  compute: 'float32' | 'bfloat16';
+  /** 'cpu', 'cuda' or 'cuda:N': whose allocator rounds the tensors. */
+  device: string;
+}
+
+/** The peak of one training step of an Andromeda model on `device`, line by line, as its allocator counts it. */
+export function planAndromedaTrainingMemory(input: AndromedaMemoryPlanInput): MemoryPlan {
+  const peak = planTrainingPeak(
+    input.model,
+    {
+      mode: 'training',
+      batch: input.config.batchSize,
+      seqLen: input.config.seqLen,
+      precision: input.compute,
+      optimizer: input.config.optimizer === 'adamw8bit' ? 'adamw8bit' : 'adamw',
+      activationCheckpointing: input.config.activationCheckpointing,
+      gradAccum: input.config.gradAccum,
+      gpus: 1,
+      zeroStage: 0,
+    },
+    input.device.startsWith('cuda') ? 'cuda' : 'cpu',
+    TRAINER_FLAGS,
+  );
+  const parts = [...peak.steady, ...peak.step].map(({ label, bytes, flags }) => ({ label, bytes, flags }));
+  return { parts, bytes: peak.peakBytes };
 }
 
 export function formatBytes(bytes: number): string {

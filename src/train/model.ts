@@ -22,6 +22,13 @@ export interface LanguageModel {
   /** int32 tokens [batch, seqLen] → float logits [batch, seqLen, vocab]. */
   forward(tokens: Tensor, options?: ForwardOptions): Tensor;
   /**
+   * The last hidden states [batch, seqLen, dim] that the output head maps to logits, and that head
+   * (weight [vocab, dim], bias [vocab] or null). Optional: with both, the trainer computes the loss
+   * a block of rows at a time instead of materialising every logit.
+   */
+  hiddenStates?(tokens: Tensor, options?: ForwardOptions): Tensor;
+  readonly outputHead?: { weight: Tensor; bias: Tensor | null };
+  /**
    * Casts every floating parameter to `dtype` (mixed precision builds a bfloat16 compute copy this
    * way; see precision.ts). Optional: families without it train in float32 only.
    */

@@ -4,6 +4,7 @@
  */
 import { Tensor } from '../tensor/tensor.js';
 import { crossEntropy } from '../ops/nn.js';
+import { chunkedLinearCrossEntropy, DEFAULT_CROSS_ENTROPY_CHUNK_ROWS } from '../ops/chunked-cross-entropy.js';
 import { reshape } from '../ops/layout.js';
 import type { Batch } from '../data/packing.js';
 import type { LanguageModel } from './model.js';
@@ -26,19 +27,56 @@ export function batchTensors(batch: Batch, device: string, segments: boolean): B
   };
 }
 
-/** Next-token cross-entropy of one batch (mean or sum over every target). */
+export interface BatchLossOptions {
+  activationCheckpointing?: boolean;
+  /**
+   * How the loss meets the vocabulary: 'chunked' computes it from the hidden states a block of
+   * `chunkRows` rows at a time (never every logit at once), 'full' from the whole logits tensor.
+   * Default 'auto': chunked when the batch has more rows than one block and the model exposes its
+   * output head, since then the full logits and their gradient are what a long context cannot hold.
+   */
+  loss?: 'auto' | 'chunked' | 'full';
+  /** Rows per block of the chunked loss (default DEFAULT_CROSS_ENTROPY_CHUNK_ROWS). */
+  chunkRows?: number;
+}
+
+/** Whether batchLoss computes the loss block by block for `rows` target rows. */
+export function usesChunkedLoss(model: LanguageModel, rows: number, o: BatchLossOptions = {}): boolean {
+  const mode = o.loss ?? 'auto';
+  const capable = model.hiddenStates !== undefined && model.outputHead !== undefined;
+  if (mode === 'chunked' && !capable)
+    throw new Error(
+      'batchLoss: this model does not expose its hidden states and output head, so its loss cannot be chunked',
+    );
+  if (mode === 'auto') return capable && rows > (o.chunkRows ?? DEFAULT_CROSS_ENTROPY_CHUNK_ROWS);
+  return mode === 'chunked';
+}
+
+/**
+ * Next-token cross-entropy of one batch (mean or sum over every target; targets equal to −100, the
+ * packer's boundary mask, count for nothing), the same value whichever way `o.loss` computes it.
+ */
 export function batchLoss(
   model: LanguageModel,
   t: BatchTensors,
   reduction: 'mean' | 'sum',
-  o: { activationCheckpointing?: boolean } = {},
+  o: BatchLossOptions = {},
 ): Tensor {
-  const logits = model.forward(t.inputs, {
+  const forwardOptions = {
     segmentIds: t.segmentIds,
     positions: t.positions,
     activationCheckpointing: o.activationCheckpointing,
-  });
+  };
+  const rows = t.targets.size;
+  const targets = reshape(t.targets, [rows]);
+  if (usesChunkedLoss(model, rows, o)) {
+    const hidden = model.hiddenStates!(t.inputs, forwardOptions);
+    const flat = reshape(hidden, [rows, hidden.shape[hidden.rank - 1]!]);
+    const head = model.outputHead!;
+    return chunkedLinearCrossEntropy(flat, head.weight, head.bias, targets, { reduction, chunkRows: o.chunkRows });
+  }
+  const logits = model.forward(t.inputs, forwardOptions);
   const vocab = logits.shape[logits.rank - 1]!;
-  const flat = reshape(logits, [t.targets.size, vocab]);
-  return crossEntropy(flat, reshape(t.targets, [t.targets.size]), { reduction });
+  const flat = reshape(logits, [rows, vocab]);
+  return crossEntropy(flat, targets, { reduction });
 }

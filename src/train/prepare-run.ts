@@ -33,7 +33,14 @@ import { MasterWeights, resolvePrecision, type Precision } from './precision.js'
 import { getModelFamily } from './families.js';
 import type { LanguageModel, ModelFamily } from './model.js';
 import { acquireRunLock, type RunLock } from './run-lock.js';
-import { checkTrainingMemory, deviceMemory, formatBytes, planTrainingMemory } from './memory-plan.js';
+import {
+  checkTrainingMemory,
+  deviceMemory,
+  formatBytes,
+  planAndromedaTrainingMemory,
+  planTrainingMemory,
+} from './memory-plan.js';
+import { resolveConfig, type AndromedaConfigInput } from '../model/config.js';
 import { isStepPlan, type StepPlan } from './step-plan.js';
 
 /** Settings that may differ from the checkpoint's when resuming; any other difference is an error. */
@@ -249,14 +256,22 @@ async function prepareLocked(
     throw new ConfigError(
       `the model's vocabulary (${modelVocab}) is smaller than the tokenizer's (${tokenizer.vocabSize})`,
     );
-  const memoryPlan = planTrainingMemory({
-    parameterCount: family.parameterCount ? family.parameterCount(modelConfig as never) : null,
-    modelConfig,
-    vocabSize: modelVocab,
-    config,
-    computeBytes: precision.compute === 'float32' ? 4 : 2,
-    mixedPrecision: precision.compute !== 'float32',
-  });
+  const memoryPlan =
+    familyName === 'andromeda'
+      ? planAndromedaTrainingMemory({
+          model: resolveConfig(modelConfig as AndromedaConfigInput),
+          config,
+          compute: precision.compute === 'float32' ? 'float32' : 'bfloat16',
+          device,
+        })
+      : planTrainingMemory({
+          parameterCount: family.parameterCount ? family.parameterCount(modelConfig as never) : null,
+          modelConfig,
+          vocabSize: modelVocab,
+          config,
+          computeBytes: precision.compute === 'float32' ? 4 : 2,
+          mixedPrecision: precision.compute !== 'float32',
+        });
   const memory = deviceMemory(device);
   const memoryWarning = checkTrainingMemory(memoryPlan, memory);
   if (memoryWarning) log(memoryWarning);

@@ -94,6 +94,31 @@ gpuTest('captureGraph: a replayed chain of ops equals eager runs, for new inputs
   for (const t of [input, w.table, w.norm, w.up]) t.dispose();
 });
 
+gpuTest('captureGraph: a tensor from before the capture, written and freed inside it, stays the graph’s', () => {
+  const e = engine();
+  const gen = new Generator(4);
+  const w = weights(gen);
+  const input = Tensor.fromArray(ids(gen), [tokens], 'int32', 'cuda');
+  const older = Tensor.fromArray(new Float32Array(tokens * hidden), [tokens, hidden], 'float32', 'cuda');
+  const result: { z: Tensor | null } = { z: null };
+  const graph = e.captureGraph(() => {
+    result.z = chain(w, input);
+    e.copy(result.z.strided('graph test'), older.strided('graph test'), [tokens, hidden]);
+    older.dispose();
+  });
+  // Same size as the freed block: the cache would hand that block out first if the capture had returned it.
+  const bystander = Tensor.fromArray(new Float32Array(tokens * hidden).fill(7), [tokens, hidden], 'float32', 'cuda');
+  graph.replay();
+  assert.ok(
+    (bystander.toArray() as Float32Array).every((v) => v === 7),
+    'a replay wrote into a block freed during the capture and handed to another tensor',
+  );
+  bystander.dispose();
+  result.z!.dispose();
+  graph.dispose();
+  for (const t of [input, w.table, w.norm, w.up]) t.dispose();
+});
+
 gpuTest('captureGraph: a download inside the function throws, the capture is abandoned, the engine works', () => {
   const e = engine();
   const gen = new Generator(2);

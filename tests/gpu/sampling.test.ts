@@ -66,7 +66,7 @@ function run(
 function maxDifference(a: Float32Array, b: Float32Array): number {
   let worst = 0;
   for (let i = 0; i < a.length; i++) {
-    if (Number.isNaN(a[i]!) && Number.isNaN(b[i]!)) continue;
+    if (a[i] === b[i] || (Number.isNaN(a[i]!) && Number.isNaN(b[i]!))) continue; // equal infinities included
     worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
   }
   return worst;
@@ -112,3 +112,67 @@ for (const vocab of [50432, 151936]) {
     }
   });
 }
+
+/** Rows the random logits never produce: no finite score, exact ties (broken by id), an infinite logit. */
+const DEGENERATE: { options: DeviceSamplingOptions; logit: (i: number) => number }[] = [
+  { options: { temperature: 1 }, logit: () => -Infinity },
+  { options: { temperature: 0 }, logit: () => NaN },
+  { options: { temperature: 0 }, logit: () => 0 },
+  { options: { temperature: 1, topK: 5 }, logit: () => 0 },
+  { options: { temperature: 1, topP: 0.5 }, logit: (i) => (i % 3 === 0 ? 1 : -1) },
+  { options: { temperature: 0.7 }, logit: (i) => (i === 617 ? Infinity : i % 7) },
+  { options: { temperature: 1, minP: 1 }, logit: (i) => (i === 3 || i === 900 ? 5 : 0) },
+];
+
+gpuTest('sampleTokens: degenerate rows (no finite score, ties, an infinite logit) as the CPU engine', () => {
+  const vocab = 1000,
+    rows = DEGENERATE.length,
+    calls = 3;
+  const logits = Float64Array.from({ length: rows * vocab }, (_, k) =>
+    DEGENERATE[Math.floor(k / vocab)]!.logit(k % vocab),
+  );
+  for (const dtype of ['float32', 'bfloat16'] as const) {
+    const results = (['cpu', 'cuda'] as const).map((device) => {
+      const l = Tensor.fromArray(logits, [rows, vocab], dtype, device);
+      const params = samplingParams(
+        DEGENERATE.map((d) => d.options),
+        device,
+      );
+      const seeds = samplingSeeds(
+        DEGENERATE.map((_, r) => 99 + r),
+        device,
+      );
+      const steps = Tensor.fromArray(new Int32Array(rows), [rows], 'int32', device);
+      const counts = Tensor.fromArray(new Int32Array(rows * vocab), [rows, vocab], 'int32', device);
+      const out: { ids: number[]; logprobs: number[]; topIds: number[]; topLogprobs: number[] }[] = [];
+      for (let i = 0; i < calls; i++) {
+        const r = sampleTokens(l, { params, seeds, steps, counts, logprobs: true, topLogprobs: 20 });
+        out.push({
+          ids: Array.from(r.ids.toArray()),
+          logprobs: Array.from(r.logprobs!.toArray()),
+          topIds: Array.from(r.topIds!.toArray()),
+          topLogprobs: Array.from(r.topLogprobs!.toArray()),
+        });
+        for (const t of [r.ids, r.logprobs!, r.topIds!, r.topLogprobs!]) t.dispose();
+      }
+      const final = { counts: Array.from(counts.toArray()), steps: Array.from(steps.toArray()) };
+      for (const t of [l, params, seeds, steps, counts]) t.dispose();
+      return { out, final };
+    });
+    const [want, got] = results as [(typeof results)[0], (typeof results)[0]];
+    for (let i = 0; i < calls; i++) {
+      assert.deepEqual(got.out[i]!.ids, want.out[i]!.ids, `${dtype} call ${i}: ids`);
+      assert.deepEqual(got.out[i]!.topIds, want.out[i]!.topIds, `${dtype} call ${i}: top ids`);
+      const lp = maxDifference(Float32Array.from(got.out[i]!.logprobs), Float32Array.from(want.out[i]!.logprobs));
+      const top = maxDifference(
+        Float32Array.from(got.out[i]!.topLogprobs),
+        Float32Array.from(want.out[i]!.topLogprobs),
+      );
+      assert.ok(lp <= 1e-5 && top <= 1e-5, `${dtype} call ${i}: logprobs differ by ${lp}, top by ${top}`);
+    }
+    // Rows without a finite score draw nothing (id −1) and leave the counts alone; every row's step advances.
+    assert.deepEqual(want.out[0]!.ids.slice(0, 2), [-1, -1], `${dtype}: the CPU engine's rows without a finite score`);
+    assert.deepEqual(got.final.steps, Array(rows).fill(calls), `${dtype}: steps advanced`);
+    assert.deepEqual(got.final.counts, want.final.counts, `${dtype}: counts advanced alike`);
+  }
+});
