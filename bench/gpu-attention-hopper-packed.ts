@@ -7,13 +7,15 @@
 //                                    whose positions restart at 0 (the Hopper kernels, tiles across documents skipped)
 //   packed, per-document positions   the same with the positions given (custom positions: the mma.sync kernels)
 // A packed row does less attention work than the unpacked one (each query sees only its document), so the bar is
-// packed ≤ unpacked; the work ratio (causal pairs inside documents / in the whole row) is printed beside it.
+// packed ≤ unpacked; the work ratio (causal pairs inside documents / in the whole row) is printed beside it. The two
+// packed rows compute the same attention on different kernels: their results' largest relative differences close the
+// output.
 //   node dist/bench/gpu-attention-hopper-packed.js [document tokens, default 512]
 import { getEngine, type AttentionArgs, type Dense } from '../src/engine/index.js';
 import type { CudaEngine } from '../src/engine/cuda.js';
 import { Generator } from '../src/tensor/random.js';
 import { positionsFromSegments } from '../src/model/context.js';
-import { medianMs, randomBuffer } from './gpu-buffers.js';
+import { difference, medianMs, randomBuffer, readBuffer } from './gpu-buffers.js';
 
 const gpu = getEngine('cuda') as CudaEngine;
 const documentTokens = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 512);
@@ -94,6 +96,7 @@ function bench(s: Shape): void {
     rest = s.n % documentTokens;
   const work = (whole * pairs(documentTokens) + pairs(rest)) / pairs(s.n);
   let unpacked: [number, number] | null = null;
+  const results = new Map<Layout, Float64Array[]>(); // out, dq, dk, dv of each layout's last calls
   for (const layout of ['unpacked', 'packed', 'packed, per-document positions'] as Layout[]) {
     const a = args(layout);
     const forward = (): void => gpu.attentionForward(b.q, b.k, b.v, b.out, b.lse, a, { path: 'tiled' });
@@ -104,6 +107,12 @@ function bench(s: Shape): void {
       forward(); // the backward reads this layout's out and lse
       const bwd = medianMs(gpu, backward);
       unpacked ??= [fwd, bwd];
+      results.set(layout, [
+        readBuffer(gpu, b.out, nq),
+        readBuffer(gpu, b.dq, nq),
+        readBuffer(gpu, b.dk, nk),
+        readBuffer(gpu, b.dv, nk),
+      ]);
       const ratio = (x: number, base: number): string => (layout === 'unpacked' ? '' : ` (${(x / base).toFixed(2)}×)`);
       console.log(
         `| ${s.label} | ${layout} | ${plan} | ${fwd.toFixed(3)}${ratio(fwd, unpacked[0])} | ` +
@@ -113,9 +122,20 @@ function bench(s: Shape): void {
       console.log(`| ${s.label} | ${layout} | error: ${(e as Error).message} | | | |`);
     }
   }
+  // The two packed rows compute the same attention (index positions vs the documents' own) on different kernels.
+  const hopper = results.get('packed'),
+    mma = results.get('packed, per-document positions');
+  if (hopper && mma) {
+    const diffs = hopper.map((x, i) => difference(x, mma[i]!).toExponential(1));
+    agreement.push(`| ${s.label} | ${diffs.join(' | ')} |`);
+  }
   for (const d of [...Object.values(b), segmentBuffer, positionBuffer]) gpu.free(d.handle);
 }
+
+const agreement: string[] = [];
 
 console.log(`# packed documents of ${documentTokens} tokens vs one sequence, automatic kernels, ${gpu.description}`);
 console.log('\n| shape | layout | transform | forward ms | backward ms | attention work |\n|---|---|---|---|---|---|');
 for (const s of shapes) bench(s);
+console.log('\n| packed vs packed with positions: max rel diff | out | dq | dk | dv |\n|---|---|---|---|---|');
+for (const line of agreement) console.log(line);
