@@ -98,71 +98,53 @@ export function installProfiler(engine: Engine & TimingEngine, mode: 'waits' | '
       if (pending.length) collect();
     };
   }
+  // One call timed: between two device events (read back in batches), or with a wait on each side.
+  const timed = <T>(run: () => T, key: () => string): T => {
+    if (mode === 'events') {
+      engine.timingMark();
+      const result = run();
+      engine.timingMark();
+      pending.push(key());
+      if (pending.length >= 4096) collect();
+      return result;
+    }
+    engine.synchronize();
+    const t0 = performance.now();
+    const result = run();
+    engine.synchronize();
+    add(key(), performance.now() - t0);
+    return result;
+  };
   // Inside a graph capture nothing runs and the device may not be waited on: calls pass through unprofiled, and
   // each replay of the graph is timed as one call named by what it captured.
-  let capturing = false;
-  let capturedBy: ((name: string) => void) | null = null;
+  let captured: string[] | null = null;
   const captureGraph = engine.captureGraph.bind(engine);
   engine.captureGraph = (fn: () => void) => {
-    const captured: string[] = [];
-    const record = (name: string) => captured.push(name);
-    capturedBy = record;
-    capturing = true;
+    const calls: string[] = [];
+    captured = calls;
     let graph: DeviceGraph;
     try {
       graph = captureGraph(fn);
     } finally {
-      capturing = false;
-      capturedBy = null;
+      captured = null;
     }
-    const key = `graph replay (${captured.length} calls: ${[...new Set(captured)].join(', ')})`;
+    const key = `graph replay (${calls.length} calls: ${[...new Set(calls)].join(', ')})`;
     const replay = graph.replay.bind(graph);
-    graph.replay = () => {
-      if (mode === 'events') {
-        engine.timingMark();
-        replay();
-        engine.timingMark();
-        pending.push(key);
-        if (pending.length >= 4096) collect();
-        return;
-      }
-      engine.synchronize();
-      const t0 = performance.now();
-      replay();
-      engine.synchronize();
-      add(key, performance.now() - t0);
-    };
+    graph.replay = () => timed(replay, () => key);
     return graph;
   };
   for (const name of KERNEL_METHODS) {
     const original = target[name];
     if (typeof original !== 'function') continue;
-    if (mode === 'events') {
-      target[name] = (...args: unknown[]) => {
-        if (capturing) {
-          capturedBy?.(name);
-          return original.apply(engine, args);
-        }
-        engine.timingMark();
-        const result = original.apply(engine, args);
-        engine.timingMark();
-        pending.push(`${name} ${signature(args)}`);
-        if (pending.length >= 4096) collect();
-        return result;
-      };
-      continue;
-    }
     target[name] = (...args: unknown[]) => {
-      if (capturing) {
-        capturedBy?.(name);
+      if (captured) {
+        captured.push(name);
         return original.apply(engine, args);
       }
-      engine.synchronize();
-      const t0 = performance.now();
-      const result = original.apply(engine, args);
-      engine.synchronize();
-      add(`${name} ${signature(args)}`, performance.now() - t0);
-      return result;
+      return timed(
+        () => original.apply(engine, args),
+        () => `${name} ${signature(args)}`,
+      );
     };
   }
   const shown = reportRows();
