@@ -1,10 +1,10 @@
 // 8-bit AdamW over many tensors on CUDA (semantics: adamw8bit.h), one launch per gradient dtype: dequantize,
 // update and requantize in registers. A warp owns one quantization block (256 elements, 8 per lane: 8 consecutive
 // ones with 8- and 16-byte accesses when the block is full and the buffers aligned, else lane + 32·j); the block's
-// new absmax is a warp max-reduction, so no shared-memory round trip and no __syncthreads per block. Blocks of threads take chunks of kChunkBlocks quantization blocks
-// from a chunk table (chunk_table.h) and walk them grid-stride. The two maps sit in shared memory for the
-// nearest-code searches. Every operation is an explicitly rounded intrinsic in the CPU form's order, so nvcc
-// cannot fuse multiply-adds and both engines give the same bits.
+// new absmax is a warp max-reduction, so no shared-memory round trip and no __syncthreads per block. Blocks of
+// threads take chunks of kChunkBlocks quantization blocks from a chunk table (chunk_table.h) and walk them
+// grid-stride. The two maps sit in shared memory for the nearest-code searches. Every operation is an explicitly
+// rounded intrinsic in the CPU form's order, so nvcc cannot fuse multiply-adds and both engines give the same bits.
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -61,6 +61,19 @@ __device__ __forceinline__ float warp_max(float x) {
   return x;
 }
 
+/**
+ * One element's step from its dequantized moments, in the CPU form's order of rounded operations: the new moments
+ * (returned through m and v) and the new weight (returned). Both block forms below call it, so they give the same bits.
+ */
+__device__ __forceinline__ float adam_element(float grad, float m_old, float v_old, float param, const Constants& k,
+                                              float& m, float& v) {
+  const float g = __fmul_rn(grad, k.grad_scale);
+  m = __fadd_rn(__fmul_rn(k.b1, m_old), __fmul_rn(__fsub_rn(1.0f, k.b1), g));
+  v = __fadd_rn(__fmul_rn(k.b2, v_old), __fmul_rn(__fmul_rn(__fsub_rn(1.0f, k.b2), g), g));
+  const float denominator = __fadd_rn(__fmul_rn(__fsqrt_rn(v), k.inv_sqrt_bc2), k.eps);
+  return __fsub_rn(__fmul_rn(param, k.decay), __fdiv_rn(__fmul_rn(k.step, m), denominator));
+}
+
 /** Eight consecutive gradients as float32 (16-byte loads for the 2-byte types). */
 template <typename G>
 __device__ __forceinline__ void load8(const G* p, float* out) {
@@ -114,15 +127,11 @@ __device__ __forceinline__ void update_full_block(const TensorBlocks& t, int64_t
   float m_max = 0.0f, v_max = 0.0f;
 #pragma unroll
   for (int j = 0; j < 8; j++) {
-    const float gj = __fmul_rn(g[j], k.grad_scale);
     const float m_old = __fmul_rn(signed_map[mc[j]], m_scale);
     const float v_old = __fmul_rn(unsigned_map[vc[j]], v_scale);
-    m[j] = __fadd_rn(__fmul_rn(k.b1, m_old), __fmul_rn(__fsub_rn(1.0f, k.b1), gj));
-    v[j] = __fadd_rn(__fmul_rn(k.b2, v_old), __fmul_rn(__fmul_rn(__fsub_rn(1.0f, k.b2), gj), gj));
+    p[j] = adam_element(g[j], m_old, v_old, p[j], k, m[j], v[j]);
     m_max = fmaxf(m_max, fabsf(m[j]));
     v_max = fmaxf(v_max, fabsf(v[j]));
-    const float denominator = __fadd_rn(__fmul_rn(__fsqrt_rn(v[j]), k.inv_sqrt_bc2), k.eps);
-    p[j] = __fsub_rn(__fmul_rn(p[j], k.decay), __fdiv_rn(__fmul_rn(k.step, m[j]), denominator));
   }
   *reinterpret_cast<float4*>(t.param + i0) = make_float4(p[0], p[1], p[2], p[3]);
   *reinterpret_cast<float4*>(t.param + i0 + 4) = make_float4(p[4], p[5], p[6], p[7]);
@@ -164,17 +173,11 @@ __device__ __forceinline__ void update_block(const TensorBlocks& t, int64_t bloc
     const int e = lane + 32 * j;
     if (e >= n) continue;
     const int64_t i = begin + e;
-    const float g = __fmul_rn(float(load(grad + i)), k.grad_scale);
     const float m_old = __fmul_rn(signed_map[__ldcs(t.m + i)], m_scale);
     const float v_old = __fmul_rn(unsigned_map[__ldcs(t.v + i)], v_scale);
-    const float mi = __fadd_rn(__fmul_rn(k.b1, m_old), __fmul_rn(__fsub_rn(1.0f, k.b1), g));
-    const float vi = __fadd_rn(__fmul_rn(k.b2, v_old), __fmul_rn(__fmul_rn(__fsub_rn(1.0f, k.b2), g), g));
-    m[j] = mi;
-    v[j] = vi;
-    m_max = fmaxf(m_max, fabsf(mi));
-    v_max = fmaxf(v_max, fabsf(vi));
-    const float denominator = __fadd_rn(__fmul_rn(__fsqrt_rn(vi), k.inv_sqrt_bc2), k.eps);
-    const float p = __fsub_rn(__fmul_rn(t.param[i], k.decay), __fdiv_rn(__fmul_rn(k.step, mi), denominator));
+    const float p = adam_element(float(load(grad + i)), m_old, v_old, t.param[i], k, m[j], v[j]);
+    m_max = fmaxf(m_max, fabsf(m[j]));
+    v_max = fmaxf(v_max, fabsf(v[j]));
     t.param[i] = p;
     write_shadow(t, i, p);
   }
