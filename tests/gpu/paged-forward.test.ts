@@ -7,7 +7,6 @@
 // throughout, and only it is held to float32's bound.
 import assert from 'node:assert/strict';
 import type { DType } from '../../src/tensor/dtype.js';
-import { Tensor } from '../../src/tensor/tensor.js';
 import { Andromeda } from '../../src/model/andromeda.js';
 import type { AndromedaConfigInput } from '../../src/model/config.js';
 import { presetInput } from '../../src/model/presets.js';
@@ -48,10 +47,7 @@ const PAGED_KERNEL_ONLY: PagedForwardOptions = { denseAttentionMinQueries: Infin
 /** The model's weights on the CPU engine (float32), for references computed in float32 throughout. */
 function cpuTwin(model: Andromeda): Andromeda {
   const twin = new Andromeda(model.config, { seed: 0, device: 'cpu' });
-  const state = new Map<string, Tensor>();
-  for (const [name, p] of model.namedParameters()) state.set(name, Tensor.fromArray(p.toArray(), p.shape, 'float32'));
-  twin.loadStateDict(state);
-  for (const t of state.values()) t.dispose();
+  twin.loadStateDict(new Map(model.namedParameters()));
   return twin;
 }
 
