@@ -3,7 +3,7 @@ import { relative, sep } from 'node:path';
 import { parseCommandArgs } from '../args.js';
 import type { Command } from '../command.js';
 import { VERSION } from '../../version.js';
-import { getEngine } from '../../engine/registry.js';
+import { deviceUnavailableReason, getEngine } from '../../engine/registry.js';
 import { requireAddon } from '../../engine/native-engine.js';
 import type { CpuEngine } from '../../engine/cpu.js';
 import type { CudaEngine } from '../../engine/cuda.js';
@@ -44,24 +44,25 @@ function addonOf(file: string): Pick<EngineReport, 'addon' | 'source'> {
   return { addon: path, source: path.includes(`${sep}prebuilds${sep}`) ? 'prebuilt' : 'compiled' };
 }
 
-function probe(describe: () => string): Pick<EngineReport, 'available' | 'description' | 'reason'> {
-  try {
-    return { available: true, description: describe() };
-  } catch (e) {
-    return { available: false, reason: (e as Error).message };
-  }
+/** Whether `device`'s engine starts here (the registry's own check), and how it describes itself if so. */
+function probe(device: string, describe: () => string): Pick<EngineReport, 'available' | 'description' | 'reason'> {
+  const reason = deviceUnavailableReason(device);
+  return reason === null ? { available: true, description: describe() } : { available: false, reason };
 }
 
 /** What `andromeda env` reports; engines are started (a CUDA context is created when there is a GPU). */
 export function environmentReport(): EnvReport {
   const cpu = {
     ...addonOf('andromeda_cpu.node'),
-    ...probe(() => {
+    ...probe('cpu', () => {
       const info = (getEngine('cpu') as CpuEngine).cpuInfo();
       return `${info.isa} (best on this CPU: ${info.cpuIsa}), gemm ${info.gemmF32}, ${info.threads} threads`;
     }),
   };
-  const cuda = { ...addonOf('andromeda_cuda.node'), ...probe(() => (getEngine('cuda:0') as CudaEngine).description) };
+  const cuda = {
+    ...addonOf('andromeda_cuda.node'),
+    ...probe('cuda:0', () => (getEngine('cuda:0') as CudaEngine).description),
+  };
   return {
     version: VERSION,
     node: process.version,
