@@ -24,7 +24,11 @@ import { noGrad } from '../src/autograd/grad-mode.js';
 import { cast } from '../src/ops/convert.js';
 import { reshape } from '../src/ops/layout.js';
 import { crossEntropy } from '../src/ops/nn.js';
-import { chunkedLinearCrossEntropy, DEFAULT_CROSS_ENTROPY_CHUNK_ROWS } from '../src/ops/chunked-cross-entropy.js';
+import {
+  chunkedLinearCrossEntropy,
+  DEFAULT_CROSS_ENTROPY_CHUNK_ROWS,
+  lossIsChunked,
+} from '../src/ops/chunked-cross-entropy.js';
 import { gradNorm } from '../src/optim/clip.js';
 import { AdamW } from '../src/optim/adamw.js';
 import { AdamW8bit } from '../src/optim/adamw8bit.js';
@@ -63,8 +67,7 @@ if (optimizerKind !== 'adamw' && optimizerKind !== 'adamw8bit')
 const lossMode = flags.loss!;
 if (lossMode !== 'auto' && lossMode !== 'chunked' && lossMode !== 'full')
   refuse(`--loss must be auto, chunked or full, got '${lossMode}'`);
-const chunkedLoss =
-  lossMode === 'chunked' || (lossMode === 'auto' && batch * seqLen > DEFAULT_CROSS_ENTROPY_CHUNK_ROWS);
+const chunkedLoss = lossMode === 'chunked' || (lossMode === 'auto' && lossIsChunked(batch * seqLen));
 const dataKind = flags.data!;
 if (dataKind !== 'corpus' && dataKind !== 'random') refuse(`--data must be corpus or random, got '${dataKind}'`);
 const device = flags.device ?? process.env.ANDROMEDA_BENCH_DEVICE ?? 'cuda';

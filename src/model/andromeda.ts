@@ -7,7 +7,7 @@ import { hostInts } from '../tensor/host-ints.js';
 import { linear } from '../ops/matmul.js';
 import { narrow, reshape } from '../ops/layout.js';
 import { crossEntropy } from '../ops/nn.js';
-import { chunkedLinearCrossEntropy, DEFAULT_CROSS_ENTROPY_CHUNK_ROWS } from '../ops/chunked-cross-entropy.js';
+import { chunkedLinearCrossEntropy, lossIsChunked } from '../ops/chunked-cross-entropy.js';
 import { Module, ModuleList } from '../nn/module.js';
 import { Embedding } from '../nn/embedding.js';
 import { Linear } from '../nn/linear.js';
@@ -183,7 +183,7 @@ export class Andromeda extends Module {
    */
   private headLoss(hidden: Tensor, targets: Tensor, ignoreIndex: number | undefined): Tensor {
     const rows = targets.size;
-    if (rows <= DEFAULT_CROSS_ENTROPY_CHUNK_ROWS) return crossEntropy(this.logitsOf(hidden), targets, { ignoreIndex });
+    if (!lossIsChunked(rows)) return crossEntropy(this.logitsOf(hidden), targets, { ignoreIndex });
     if (hidden.size !== rows * this.config.dim)
       throw new RangeError(
         `Andromeda.loss: targets ${formatShape(targets.shape)} do not match hidden states ${formatShape(hidden.shape)}`,

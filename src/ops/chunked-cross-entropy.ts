@@ -15,6 +15,15 @@ import { asContiguous, freeIfCopy, statsDType } from './norm-record.js';
 /** Rows per block by default: 4,096 × 50,432 bfloat16 logits are 0.4 GB, large enough to keep GEMMs efficient. */
 export const DEFAULT_CROSS_ENTROPY_CHUNK_ROWS = 4096;
 
+/**
+ * The automatic rule wherever a loss over `rows` target rows is computed or planned: chunked above one block of
+ * rows (below it the full logits are no larger than a block, and the chunked form's second head product in the
+ * backward pass would cost time for nothing).
+ */
+export function lossIsChunked(rows: number, chunkRows: number = DEFAULT_CROSS_ENTROPY_CHUNK_ROWS): boolean {
+  return rows > chunkRows;
+}
+
 export interface ChunkedCrossEntropyOptions {
   /** Target value whose rows contribute no loss and no gradient. Default −100. */
   ignoreIndex?: number;

@@ -7,7 +7,7 @@
 import type { AndromedaConfig } from '../model/config.js';
 import { countParameters } from '../model/parameter-shapes.js';
 import { DTYPE_BYTES } from '../tensor/dtype.js';
-import { DEFAULT_CROSS_ENTROPY_CHUNK_ROWS } from '../ops/chunked-cross-entropy.js';
+import { lossIsChunked } from '../ops/chunked-cross-entropy.js';
 import { QUANT_BLOCK } from '../optim/adamw8bit-map.js';
 import type { DeviceSpec } from './devices.js';
 import type { InferenceWorkload, TrainingWorkload } from './workload.js';
@@ -99,7 +99,7 @@ export function trainingThroughput(c: AndromedaConfig, w: TrainingWorkload, devi
   const flops =
     3 * (2 * n * tokens + attention) +
     (w.activationCheckpointing ? blocks : 0) +
-    (tokens > DEFAULT_CROSS_ENTROPY_CHUNK_ROWS ? headProduct : 0);
+    (lossIsChunked(tokens) ? headProduct : 0);
   const computeSeconds = flops / (device.flops * trainingFraction(c, device));
   // Optimizer: reads the gradient, the master and the moments, writes the master, the moments and (mixed
   // precision) the compute copy, once per step: 28 B per parameter with AdamW, 16 B with 8-bit moments.

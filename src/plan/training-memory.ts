@@ -21,7 +21,7 @@ import type { AndromedaConfig } from '../model/config.js';
 import { parameterShapes } from '../model/parameter-shapes.js';
 import { DTYPE_BYTES } from '../tensor/dtype.js';
 import { QUANT_BLOCK } from '../optim/adamw8bit-map.js';
-import { DEFAULT_CROSS_ENTROPY_CHUNK_ROWS } from '../ops/chunked-cross-entropy.js';
+import { DEFAULT_CROSS_ENTROPY_CHUNK_ROWS, lossIsChunked } from '../ops/chunked-cross-entropy.js';
 import type { EngineKind, TensorGroup } from './allocator.js';
 import { blockGradientTensors, blockTensors, headTensors } from './activations.js';
 import { CUBLASLT_WORKSPACE_BYTES, line, parameterGroups, rowGroups, type MemoryLine } from './breakdown.js';
@@ -132,7 +132,7 @@ export function planTrainingPeak(
   const dtype = w.precision;
   // Above one block of rows the trainer's loss is chunked (src/train/next-token-loss.ts, 'auto';
   // src/ops/chunked-cross-entropy.ts): one block's logits at a time, recomputed in the backward pass.
-  const chunked = rows > DEFAULT_CROSS_ENTROPY_CHUNK_ROWS;
+  const chunked = lossIsChunked(rows);
   const blockRows = Math.min(rows, DEFAULT_CROSS_ENTROPY_CHUNK_ROWS);
   const block = blockTensors(c);
   const head = headTensors(c);

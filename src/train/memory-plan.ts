@@ -28,7 +28,7 @@ import { freemem, totalmem } from 'node:os';
 import { getEngine } from '../engine/registry.js';
 import type { MemoryStats } from '../engine/engine.js';
 import { ConfigError, type TrainConfig } from './config.js';
-import { DEFAULT_CROSS_ENTROPY_CHUNK_ROWS } from '../ops/chunked-cross-entropy.js';
+import { DEFAULT_CROSS_ENTROPY_CHUNK_ROWS, lossIsChunked } from '../ops/chunked-cross-entropy.js';
 import type { AndromedaConfig } from '../model/config.js';
 import { planTrainingPeak, type TrainingFlags } from '../plan/training-memory.js';
 
@@ -107,7 +107,7 @@ export function planTrainingMemory(input: MemoryPlanInput): MemoryPlan {
       flags: `${shapeFlags}${config.activationCheckpointing ? '' : ', --activation-checkpointing true'}`,
     });
   }
-  const chunked = tokens > DEFAULT_CROSS_ENTROPY_CHUNK_ROWS;
+  const chunked = lossIsChunked(tokens);
   parts.push({
     label: chunked ? 'logits of one block of the chunked loss' : 'logits and their gradient',
     bytes:

@@ -4,7 +4,7 @@
  */
 import { Tensor } from '../tensor/tensor.js';
 import { crossEntropy } from '../ops/nn.js';
-import { chunkedLinearCrossEntropy, DEFAULT_CROSS_ENTROPY_CHUNK_ROWS } from '../ops/chunked-cross-entropy.js';
+import { chunkedLinearCrossEntropy, lossIsChunked } from '../ops/chunked-cross-entropy.js';
 import { reshape } from '../ops/layout.js';
 import type { Batch } from '../data/packing.js';
 import type { LanguageModel } from './model.js';
@@ -48,7 +48,7 @@ export function usesChunkedLoss(model: LanguageModel, rows: number, o: BatchLoss
     throw new Error(
       'batchLoss: this model does not expose its hidden states and output head, so its loss cannot be chunked',
     );
-  if (mode === 'auto') return capable && rows > (o.chunkRows ?? DEFAULT_CROSS_ENTROPY_CHUNK_ROWS);
+  if (mode === 'auto') return capable && lossIsChunked(rows, o.chunkRows);
   return mode === 'chunked';
 }
 
