@@ -250,8 +250,6 @@ void launch_many(int grad_dtype, const std::vector<const AdamW8bitTensorArgs*>& 
 
 void adamw8bit_many(const AdamW8bitTensorArgs* tensors, size_t n, const float* signed_map, const float* unsigned_map,
                     const AdamWArgs& a) {
-  // The work list goes up by a copy from host memory freed on return, which a graph replay would read again.
-  if (capturing()) throw std::runtime_error("adamw8bitMany inside captureGraph: its work list is a host→device copy");
   Maps maps;
   for (int i = 0; i < kAdamW8bitMapSize; i++) {
     const bool finite = std::isfinite(signed_map[i]) && std::isfinite(unsigned_map[i]);
