@@ -35,10 +35,17 @@ export class UnreadableFileError extends Error {
   }
 }
 
+/**
+ * A file descriptor for reading `path` that never waits: a named pipe with no writer opens at once (and is then
+ * refused by its caller's regular-file check) instead of blocking the process. No effect on regular files.
+ */
+export function openForReading(path: string): number {
+  return openSync(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+}
+
 /** The bytes of the regular file `path`, at most `maxBytes` of them (else an error naming the file and its size). */
 export function readBoundedFile(path: string, maxBytes: number): Buffer {
-  // O_NONBLOCK: opening a FIFO must not wait for a writer; it has no effect on regular files.
-  const fd = openSync(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+  const fd = openForReading(path);
   try {
     const stats = fstatSync(fd);
     if (!stats.isFile()) throw new UnreadableFileError(path, `is ${kindOf(stats)}, not a file`);

@@ -15,6 +15,8 @@ import {
   readJsonFile,
   UnreadableFileError,
 } from '../../src/io/bounded-read.js';
+import { SafetensorsReader } from '../../src/io/safetensors.js';
+import { TokenShard } from '../../src/data/shards.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -89,5 +91,14 @@ test('the CLI refuses such files as configs at once with status 1 instead of han
     assert.equal(r.signal, null, `train --config ${path} was killed (hung?)`);
     assert.equal(r.status, 1, `train --config ${path}: ${r.stderr}`);
     assert.match(r.stderr.toString(), message);
+  }
+});
+
+test('weights and token shards named as a pipe or a device are refused at once, not waited on', (t) => {
+  const pipe = fifo(scratch());
+  if (!pipe) return t.skip('no mkfifo on this system');
+  for (const path of [pipe, '/dev/zero']) {
+    assert.throws(() => SafetensorsReader.open(path), /not a regular file/);
+    assert.throws(() => TokenShard.open(path), /token shard .* is not a regular file/);
   }
 });
