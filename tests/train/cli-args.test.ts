@@ -48,6 +48,8 @@ test('train flags: bad values and files give usage errors naming the problem', a
   const cases: Array<[string[], RegExp]> = [
     [['--steps', '0'], /--steps must be a positive integer, got "0"/],
     [['--batch-size', '2.5'], /--batch-size must be a positive integer/],
+    [['--steps', '1e30'], /--steps must be a positive integer, got "1e30"/],
+    [['--batch-size', '9007199254740993'], /--batch-size must be a positive integer/],
     [['--min-lr-ratio', '1.5'], /--min-lr-ratio must be a number in \[0, 1\)/],
     [['--segments', 'maybe'], /--segments must be true or false/],
     [['--model', '{depth'], /--model must be a JSON object/],
