@@ -4,6 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseTrainArgs } from '../../src/cli/commands/train.js';
 import { UsageError } from '../../src/cli/command.js';
+import { positiveIntegerFlag } from '../../src/cli/args.js';
 import { DEFAULT_CONFIG, parseDataSpec } from '../../src/train/config.js';
 import { quickstartConfig } from '../../src/cli/commands/quickstart.js';
 import { tempDir } from './helpers.js';
@@ -48,8 +49,6 @@ test('train flags: bad values and files give usage errors naming the problem', a
   const cases: Array<[string[], RegExp]> = [
     [['--steps', '0'], /--steps must be a positive integer, got "0"/],
     [['--batch-size', '2.5'], /--batch-size must be a positive integer/],
-    [['--steps', '1e30'], /--steps must be a positive integer, got "1e30"/],
-    [['--batch-size', '9007199254740993'], /--batch-size must be a positive integer/],
     [['--min-lr-ratio', '1.5'], /--min-lr-ratio must be a number in \[0, 1\)/],
     [['--segments', 'maybe'], /--segments must be true or false/],
     [['--model', '{depth'], /--model must be a JSON object/],
@@ -83,4 +82,17 @@ test('quickstart: tiny on the CPU within a time cap, the larger small preset on 
   const gpu = quickstartConfig('cuda:0');
   assert.equal(gpu.preset, 'small');
   assert.equal(gpu.device, 'cuda:0');
+});
+
+test('integer flags of every command are safe integers: 1e30 and 2^53 + 1 are refused, naming the flag', () => {
+  assert.equal(positiveIntegerFlag('seq', '4096', 1), 4096);
+  assert.equal(positiveIntegerFlag('seq', undefined, 7), 7);
+  for (const raw of ['1e30', '9007199254740993', '0', '-3', '2.5', 'NaN', 'Infinity', '']) {
+    assert.throws(
+      () => positiveIntegerFlag('seq', raw, 1),
+      (e: unknown) =>
+        e instanceof UsageError && (e as Error).message === `--seq must be a positive integer, got "${raw}"`,
+      raw,
+    );
+  }
 });
