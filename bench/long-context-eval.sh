@@ -75,3 +75,19 @@ evaluate retrieval-2048-rotary600 --model rotary600-yarn4=runs/rotary600-yarn4 -
 
 # Passkey retrieval that works: stage 1 learns it at 512 from scratch (mostly passkey rows), stage 2 carries it to
 # 2,048 with YaRN ×4 and a short fine-tune; tables before the fine-tune (plain and with YaRN zero-shot) and after.
+scratch() { # out, arguments
+  [ -d "runs/$1/checkpoints" ] && return
+  local out=$1
+  shift
+  ANDROMEDA_THREADS=${ANDROMEDA_THREADS:-1} nice node dist/bench/long-context-finetune.js --from-scratch "runs/$out" \
+    --device "$DEVICE" "$@" > "$L/train-$out.log" 2>&1
+}
+passkey_mix="--batch-size 4 --passkey-share 0.8 --min-length 256 --monitor-every 100"
+scratch passkey-512 --seq-len 512 --steps 2000 --lr 2e-3 $passkey_mix
+finetune passkey-512 passkey-yarn4 --factor 4 --steps 400 --lr 1e-3 $passkey_mix
+finetune passkey-yarn4 passkey-yarn4-more --factor 1 --steps 600 --lr 7e-4 --seed 2 $passkey_mix
+passkey="--length 0 --passkey 512,1024,2048 --needle 512,1024,2048 --depths 0,0.25,0.5,0.75,1 --trials 4"
+evaluate retrieval-passkey-512 --model passkey-512=runs/passkey-512 $passkey
+evaluate retrieval-passkey-512-yarn4-zeroshot --model passkey-512=runs/passkey-512 --rotary-yarn 4 $passkey
+evaluate retrieval-passkey-yarn4 --model passkey-yarn4=runs/passkey-yarn4 $passkey
+evaluate retrieval-passkey-yarn4-more --model passkey-yarn4-more=runs/passkey-yarn4-more $passkey
