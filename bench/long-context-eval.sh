@@ -85,9 +85,9 @@ scratch() { # out, arguments
 passkey_mix="--batch-size 4 --passkey-share 0.8 --min-length 256 --monitor-every 100"
 scratch passkey-512 --seq-len 512 --steps 2000 --lr 2e-3 $passkey_mix
 finetune passkey-512 passkey-yarn4 --factor 4 --steps 400 --lr 1e-3 $passkey_mix
-finetune passkey-yarn4 passkey-yarn4-more --factor 1 --steps 600 --lr 7e-4 --seed 2 $passkey_mix
+finetune passkey-yarn4 passkey-yarn4-focus --factor 1 --steps 400 --lr 7e-4 --seed 3 $passkey_mix --passkey-share 1
 passkey="--length 0 --passkey 512,1024,2048 --needle 512,1024,2048 --depths 0,0.25,0.5,0.75,1 --trials 4"
 evaluate retrieval-passkey-512 --model passkey-512=runs/passkey-512 $passkey
 evaluate retrieval-passkey-512-yarn4-zeroshot --model passkey-512=runs/passkey-512 --rotary-yarn 4 $passkey
 evaluate retrieval-passkey-yarn4 --model passkey-yarn4=runs/passkey-yarn4 $passkey
-evaluate retrieval-passkey-yarn4-more --model passkey-yarn4-more=runs/passkey-yarn4-more $passkey
+evaluate retrieval-passkey-yarn4-focus --model passkey-yarn4-focus=runs/passkey-yarn4-focus $passkey
