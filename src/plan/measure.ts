@@ -36,9 +36,19 @@ export interface TrainingMeasurement {
   stepSeconds: number[];
   /** Tokens of one step over its median time. */
   tokensPerSecond: number;
+  /** CPU seconds the process spent in each measured step (every thread of the engine and of Node). */
+  stepCpuSeconds: number[];
+  /** Tokens of one step over its median CPU seconds: on a shared machine, what contention does not move. */
+  tokensPerCpuSecond: number;
 }
 
 const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+
+/** CPU seconds (user + system, all threads) this process has used since `since`. */
+const cpuSecondsSince = (since: NodeJS.CpuUsage): number => {
+  const used = process.cpuUsage(since);
+  return (used.user + used.system) / 1e6;
+};
 
 /**
  * `steps` optimizer steps of `workload` (one micro-batch each) on `device`; the first `warmup` are not timed (the
@@ -92,12 +102,14 @@ export function measureTraining(
   };
   const lm = new AndromedaLM(model);
   const stepSeconds: number[] = [];
+  const stepCpuSeconds: number[] = [];
   let steadyBytes = 0;
   try {
     for (let step = 0; step < steps; step++) {
       engine.synchronize();
       if (step === warmup) steadyBytes = engine.memoryStats().allocated - before;
       const start = performance.now();
+      const cpuStart = process.cpuUsage();
       tidy(() => {
         batchLoss(lm, tensors, 'mean', { activationCheckpointing: workload.activationCheckpointing }).backward();
       });
@@ -110,7 +122,10 @@ export function measureTraining(
       optimizer.step({ gradScale: scale });
       optimizer.zeroGrad();
       engine.synchronize();
-      if (step >= warmup) stepSeconds.push((performance.now() - start) / 1000);
+      if (step >= warmup) {
+        stepSeconds.push((performance.now() - start) / 1000);
+        stepCpuSeconds.push(cpuSecondsSince(cpuStart));
+      }
     }
     const peakBytes = engine.memoryStats().peakAllocated - before;
     return {
@@ -118,6 +133,8 @@ export function measureTraining(
       steadyBytes,
       stepSeconds,
       tokensPerSecond: (workload.batch * workload.seqLen) / median(stepSeconds),
+      stepCpuSeconds,
+      tokensPerCpuSecond: (workload.batch * workload.seqLen) / median(stepCpuSeconds),
     };
   } finally {
     for (const t of Object.values(tensors)) t?.dispose();
@@ -133,6 +150,12 @@ export interface InferenceMeasurement {
   prefillTokensPerSecond: number;
   /** Generated tokens after each request's first, over the time from the first first token to the last token. */
   decodeTokensPerSecond: number;
+  /** The same tokens over the CPU seconds the process used in that time (all threads). */
+  decodeTokensPerCpuSecond: number;
+  /** Decode steps in that time (tokens after the first of the request that generated the most). */
+  decodeSteps: number;
+  /** CPU seconds of that time. */
+  decodeCpuSeconds: number;
 }
 
 /** A tokenizer spanning the model's vocabulary (the engine only checks sizes; ids go in and come out). */
@@ -184,6 +207,8 @@ export async function measureInference(
       startWithEos: false,
     }));
     const submitted = performance.now();
+    // The decode phase starts at the first request's first token: the prefill before it is not counted.
+    let decodeCpuStart: NodeJS.CpuUsage | null = null;
     const runs = await Promise.all(
       Array.from({ length: workload.batch }, async () => {
         const stream = inference.submit(randomIds(workload.promptTokens), {
@@ -193,11 +218,15 @@ export async function measureInference(
           startWithEos: false,
         });
         const times: number[] = [];
-        for await (const _event of stream) times.push(performance.now());
+        for await (const _event of stream) {
+          times.push(performance.now());
+          decodeCpuStart ??= process.cpuUsage();
+        }
         return times;
       }),
     );
     engine.synchronize();
+    const decodeCpuSeconds = cpuSecondsSince(decodeCpuStart!);
     const firsts = runs.map((t) => t[0]!);
     const lasts = runs.map((t) => t[t.length - 1]!);
     const generatedAfterFirst = runs.reduce((sum, t) => sum + t.length - 1, 0);
@@ -205,6 +234,9 @@ export async function measureInference(
       peakBytes: engine.memoryStats().peakAllocated - before,
       prefillTokensPerSecond: (workload.batch * workload.promptTokens) / ((Math.max(...firsts) - submitted) / 1000),
       decodeTokensPerSecond: generatedAfterFirst / ((Math.max(...lasts) - Math.min(...firsts)) / 1000),
+      decodeTokensPerCpuSecond: generatedAfterFirst / decodeCpuSeconds,
+      decodeSteps: Math.max(...runs.map((t) => t.length - 1)),
+      decodeCpuSeconds,
     };
   } finally {
     await inference.close();
