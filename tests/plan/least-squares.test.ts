@@ -6,8 +6,10 @@ test('fitLeastSquares recovers the coefficients of exact data, whatever the colu
   // Seconds per step as the calibration sees them: a fixed part, per layer, per request, per weight byte.
   const truth = [1.1e-3, 4.6e-4, 1.9e-5, 1 / 5.6e9];
   const rows: number[][] = [];
-  for (const depth of [2, 4, 8, 16])
-    for (const batch of [1, 4, 16]) rows.push([1, depth, batch, depth * 3e5 + batch * 7e4 + 2e6]);
+  // Weight bytes of a model `width` wide: not a combination of the other columns, as in the calibration.
+  for (const width of [64, 256])
+    for (const depth of [2, 4, 8, 16])
+      for (const batch of [1, 4, 16]) rows.push([1, depth, batch, 4 * (12 * depth * width ** 2 + 512 * width)]);
   const b = rows.map((r) => r.reduce((s, x, j) => s + x * truth[j]!, 0));
   const fitted = fitLeastSquares(rows, b);
   fitted.forEach((x, j) => assert.ok(Math.abs(x / truth[j]! - 1) < 1e-6, `coefficient ${j}: ${x} for ${truth[j]}`));
