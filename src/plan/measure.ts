@@ -226,7 +226,8 @@ export async function measureInference(
       }),
     );
     engine.synchronize();
-    const decodeCpuSeconds = cpuSecondsSince(decodeCpuStart!);
+    if (decodeCpuStart === null) throw new Error('measureInference: the requests generated no token');
+    const decodeCpuSeconds = cpuSecondsSince(decodeCpuStart);
     const firsts = runs.map((t) => t[0]!);
     const lasts = runs.map((t) => t[t.length - 1]!);
     const generatedAfterFirst = runs.reduce((sum, t) => sum + t.length - 1, 0);
