@@ -6,8 +6,12 @@
  * The runs follow the project's own paths: training is the trainer's arrangement (src/train/precision.ts: with a
  * low-precision compute dtype the model computes in it while float32 masters and the optimizer's state are
  * updated, the masters written back into the compute weights by the optimizer's pass); inference is the
- * InferenceEngine over its paged KV cache. Weights are left at their constant fill (no initialisation pass):
- * memory and speed do not depend on their values, and a 3B model's host-side initialisation would dominate.
+ * InferenceEngine over its paged KV cache.
+ *
+ * On the CPU the weights are initialised as for training: the CPU's 8-bit AdamW finds each moment's code by a
+ * branching search, which a constant-filled model's gradients (few distinct values) let the branch predictor run
+ * five times faster than real gradients do (bench/results/plan.md). On CUDA they are left at their constant fill:
+ * a 3B model's host-side initialisation would dominate the run, and memory does not depend on the values.
  */
 import { getEngine } from '../engine/registry.js';
 import { Andromeda } from '../model/andromeda.js';
@@ -24,7 +28,7 @@ import { batchLoss, type BatchTensors } from '../train/next-token-loss.js';
 import { ByteTokenizer } from '../data/tokenizer/byte.js';
 import type { Tokenizer } from '../data/tokenizer/tokenizer.js';
 import { InferenceEngine } from '../inference/engine.js';
-import type { InferenceWorkload, TrainingWorkload } from './workload.js';
+import type { ComputeDType, InferenceWorkload, TrainingWorkload } from './workload.js';
 import { kvCacheBlocks } from './inference-memory.js';
 
 export interface TrainingMeasurement {
@@ -40,6 +44,13 @@ export interface TrainingMeasurement {
   stepCpuSeconds: number[];
   /** Tokens of one step over its median CPU seconds: on a shared machine, what contention does not move. */
   tokensPerCpuSecond: number;
+}
+
+/** The model a measurement runs, its initialisation's temporaries kept out of the peak (see the file's comment). */
+function measuredModel(config: AndromedaConfig, device: string, dtype: ComputeDType): Andromeda {
+  const model = new Andromeda(config, { device, dtype, initialize: device === 'cpu', seed: 0 });
+  getEngine(device).resetPeakMemory();
+  return model;
 }
 
 const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
@@ -67,7 +78,7 @@ export function measureTraining(
   const before = engine.memoryStats().allocated;
   engine.resetPeakMemory();
   const lowPrecision = workload.precision !== 'float32';
-  const model = new Andromeda(config, { device, dtype: workload.precision, initialize: false });
+  const model = measuredModel(config, device, workload.precision);
   const params = model.parameters();
   const masters = lowPrecision ? noGrad(() => params.map((p) => keep(cast(p, 'float32')).requireGrad(true))) : params;
   const hyper = { lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
@@ -186,7 +197,7 @@ export async function measureInference(
   engine.synchronize();
   const before = engine.memoryStats().allocated;
   engine.resetPeakMemory();
-  const model = new Andromeda(config, { device, dtype: workload.kvDtype, initialize: false });
+  const model = measuredModel(config, device, workload.kvDtype);
   let seed = o.seed ?? 12345;
   const randomIds = (n: number): Int32Array =>
     Int32Array.from({ length: n }, () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) % config.vocabSize);
