@@ -16,7 +16,10 @@ export function cpuDevice(threads = MEASURED_CORES): DeviceSpec {
   if (!Number.isInteger(threads) || threads < 1)
     throw new Error(`cpuDevice: threads must be a positive integer, got ${threads}`);
   return {
-    name: threads === MEASURED_CORES ? "this machine's CPU (RAM)" : `this machine's CPU (RAM), ${threads} threads`,
+    name:
+      threads === MEASURED_CORES
+        ? "this machine's CPU (RAM)"
+        : `this machine's CPU (RAM), ${threads} thread${threads === 1 ? '' : 's'}`,
     memoryBytes: totalmem(),
     bandwidth: 35.7e9,
     flops: (PEAK_FLOPS_MEASURED / MEASURED_CORES) * threads,
