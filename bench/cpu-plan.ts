@@ -72,7 +72,15 @@ interface Result {
   workload: Workload;
   loadAverageBefore: number;
   predicted: { peakBytes: number; tokensPerSecond: number; peakMoment?: string; basis: string };
-  measured: { peakBytes: number; tokensPerSecond: number; tokensPerCpuSecond: number; runs: number[] };
+  measured: {
+    peakBytes: number;
+    tokensPerSecond: number;
+    tokensPerCpuSecond: number;
+    /** Training: each measured step's wall seconds; decoding: each run's tokens/s. */
+    runs: number[];
+    /** The same in CPU time: each step's CPU seconds, or each run's tokens per CPU second. */
+    cpuRuns: number[];
+  };
   peakRatio: number;
   /** Predicted over measured tokens/s in wall time. */
   speedRatio: number;
@@ -101,6 +109,7 @@ async function measureAll(): Promise<void> {
         tokensPerSecond: m.tokensPerSecond,
         tokensPerCpuSecond: m.tokensPerCpuSecond,
         runs: m.stepSeconds.map((s) => Number(s.toFixed(4))),
+        cpuRuns: m.stepCpuSeconds.map((s) => Number(s.toFixed(4))),
       };
     } else {
       const runs = [];
@@ -110,6 +119,7 @@ async function measureAll(): Promise<void> {
         tokensPerSecond: median(runs.map((r) => r.decodeTokensPerSecond)),
         tokensPerCpuSecond: median(runs.map((r) => r.decodeTokensPerCpuSecond)),
         runs: runs.map((r) => Math.round(r.decodeTokensPerSecond)),
+        cpuRuns: runs.map((r) => Math.round(r.decodeTokensPerCpuSecond)),
       };
     }
     const cpuShare = cpuSecondsSince(cpuBefore) / (((performance.now() - wallBefore) / 1000) * threads);
