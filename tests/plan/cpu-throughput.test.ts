@@ -20,7 +20,7 @@ import type { InferenceWorkload, TrainingWorkload, Workload } from '../../src/pl
 
 const LOGS = new URL('../../../bench/results/logs/plan/', import.meta.url);
 const CALIBRATION_LOG = 'cpu-calibrate-0607.jsonl';
-const MEASUREMENT_LOG = 'cpu-threads-0641.jsonl';
+const MEASUREMENT_LOG = 'cpu-threads-0647.jsonl';
 
 const readJsonl = (name: string): any[] =>
   readFileSync(fileURLToPath(new URL(name, LOGS)), 'utf8')
