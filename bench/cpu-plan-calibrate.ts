@@ -122,7 +122,6 @@ emit({
 
 // The optimizer as the trainer runs it after the backward pass: the gradients' norm for clipping, then the step.
 for (const optimizerName of ['adamw', 'adamw8bit'] as const) {
-  const perParameter: number[] = [];
   for (const [dim, depth] of [
     [256, 4],
     [768, 8],
@@ -130,6 +129,8 @@ for (const optimizerName of ['adamw', 'adamw8bit'] as const) {
     const config = smallShaped(dim, depth);
     const model = new Andromeda(config, { device: 'cpu', initialize: false });
     const params = model.parameters();
+    // Gradients of many distinct values, as training's are: with few (a constant fill), 8-bit AdamW's search for
+    // each code is predictable and runs about five times faster (bench/results/plan.md).
     let seed = 1;
     for (const p of params)
       p.grad = Tensor.fromArray(
@@ -152,7 +153,6 @@ for (const optimizerName of ['adamw', 'adamw8bit'] as const) {
       if (step >= 2) stepCpuSeconds.push((used.user + used.system) / 1e6);
     }
     const parameters = countParameters(config);
-    perParameter.push(median(stepCpuSeconds) / parameters);
     emit({
       bench: 'cpu-plan-calibrate',
       part: 'optimizer',
