@@ -3,7 +3,7 @@
 // the paged forward with a host read of each step's logits, so the comparison isolates what speculation saves.
 // Checks that every speculative output equals the target's own, and prints one RESULT line per case:
 // tokens/s, speed-up over the target alone, acceptance rate (accepted / proposed) and tokens per target pass.
-//   node dist/bench/gpu-speculative.js runs/speculative/target runs/speculative/draft [k,k,…] [tokens] [device]
+//   node dist/bench/speculative-generate.js runs/speculative/target runs/speculative/draft [k,k,…] [tokens] [device]
 // Defaults: k = 2,3,4,6; 256 tokens; device cuda (bfloat16 weights; float32 on the CPU).
 import '../src/engine/index.js';
 import { getEngine } from '../src/engine/registry.js';
@@ -16,7 +16,7 @@ import { speculativeGenerate } from '../src/inference/speculative.js';
 
 const [targetDir, draftDir, kList = '2,3,4,6', tokenArg = '256', device = 'cuda'] = process.argv.slice(2);
 if (!targetDir || !draftDir) {
-  console.error('usage: gpu-speculative.js <target run> <draft run> [k,k,…] [tokens] [device]');
+  console.error('usage: speculative-generate.js <target run> <draft run> [k,k,…] [tokens] [device]');
   process.exit(2);
 }
 const maxTokens = Number(tokenArg);
