@@ -9,7 +9,8 @@
 // must give exactly the target-alone tokens of its round: the bench exits 1 naming the first request that differs.
 // Prints one RESULT line per run: tokens/s (aggregate), speed-up over the same round's target alone, acceptance
 // rate (accepted / proposed), tokens per sequence per step, and the machine's state (load average, and on the CPU
-// the share of the engine's threads' time this process got: near 1 on an idle machine).
+// the share of the engine's threads' time this process got: near 1 on an idle machine, and the speed-up in
+// CPU seconds per token, which moves less with the machine's load than the one in wall time).
 //   node dist/bench/speculative-engine.js runs/speculative/target runs/speculative/draft \
 //     [k,k,…] [batches] [tokens] [device] [repeats]
 // Defaults: k = 2,4; batches 1,8,32; 256 tokens per request; device cuda (bfloat16 weights; float32 on the CPU);
@@ -73,12 +74,16 @@ interface Run {
   load: number;
   /** CPU seconds of this process over wall seconds × the engine's threads (CPU only). */
   cpuShare: number | null;
+  /** CPU seconds of this process in the timed part (user + system). */
+  cpuSeconds: number;
 }
 
 async function run(batch: number, k: number | null): Promise<Run> {
   const engine = new InferenceEngine(target.model, target.tokenizer, {
     maxBatch: Math.max(batch, 1),
-    memoryBytes: 2 ** 30,
+    // The pool these runs need, twice over (the warm-up's prompt blocks stay cached), rather than a default
+    // 1 GiB that the CPU engine would zero for every engine the bench builds.
+    numBlocks: 2 * batch * Math.ceil((2 * TEXT.length + maxTokens + Math.max(...ks)) / 32),
     draft: k === null ? undefined : { model: draft.model, tokens: k },
   });
   try {
@@ -108,6 +113,7 @@ async function run(batch: number, k: number | null): Promise<Run> {
       accepted: (stats.speculative?.accepted ?? 0) - (warm.speculative?.accepted ?? 0),
       load,
       cpuShare: threads ? (cpu.user + cpu.system) / 1e6 / (seconds * threads) : null,
+      cpuSeconds: (cpu.user + cpu.system) / 1e6,
     };
   } finally {
     await engine.close();
@@ -159,6 +165,8 @@ for (const batch of batches) {
           k,
           tokensPerSecond: rate,
           speedup: rate / plainRate,
+          // Work per token rather than time: less sensitive to what else the machine runs.
+          cpuSpeedup: plain.cpuSeconds / generated(plain) / (spec.cpuSeconds / generated(spec)),
           acceptance: spec.accepted / Math.max(1, spec.proposed),
           tokensPerSequenceStep: generated(spec) / batch / Math.max(1, spec.steps),
           identicalToTarget: `${spec.tokens.filter((t, i) => t.join() === plain.tokens[i]!.join()).length}/${batch}`,

@@ -90,6 +90,12 @@ for (const k of ks) {
   );
   const r = run.value;
   const identical = r.tokens.length === alone.value.length && r.tokens.every((t, i) => t === alone.value[i]);
+  if (!identical) {
+    const at = alone.value.findIndex((t, i) => t !== r.tokens[i]);
+    console.error(
+      `MISMATCH k ${k}: the speculative output differs from the target alone at token ${at < 0 ? r.tokens.length : at}`,
+    );
+  }
   allIdentical &&= identical;
   const rate = r.tokens.length / run.seconds;
   console.log(
@@ -106,4 +112,7 @@ for (const k of ks) {
 }
 target.model.dispose();
 draft.model.dispose();
-process.exit(allIdentical ? 0 : 1);
+if (!allIdentical) {
+  console.error("FAILED: speculative decoding did not reproduce the target's greedy output");
+  process.exit(1);
+}
