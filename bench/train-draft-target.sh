@@ -18,6 +18,10 @@
 #                                            TARGET_MINUTES, default 12)
 #     draft   depth 2, dim 192, 4 heads     (0.88M parameters, 3.5 MB: cache-resident; DRAFT_MINUTES, default 3)
 #     sequences of 256 tokens, batches of 8, so that two cores reach a few hundred steps in that time.
+#     On a shared machine the target may stop short of the steps its schedule planned from its first steps;
+#     a second session continues the same schedule for another TARGET_MINUTES:
+#       node dist/src/cli/main.js train --out runs/speculative-cpu/target --resume --quiet
+#     (bench/results/speculative.md's target: two 12-minute sessions, 169 of 271 planned steps.)
 #
 # Batch-1 decoding of models this size costs roughly per layer and per weight byte, so the draft runs at a
 # small fraction of the target's cost per token: the ratio that makes speculation pay.
