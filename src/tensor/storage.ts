@@ -39,7 +39,8 @@ export class Storage {
       throw new RangeError(`${op}: a tensor of ${formatBytes(bytes)} is more memory than can be addressed`);
     if (engine.device === 'cpu' && bytes > PHYSICAL_MEMORY) {
       throw new RangeError(
-        `${op}: a tensor of ${formatBytes(bytes)} does not fit in this machine's ${formatBytes(PHYSICAL_MEMORY)} of memory`,
+        `${op}: a tensor of ${formatBytes(bytes)} does not fit in this machine's ` +
+          `${formatBytes(PHYSICAL_MEMORY)} of memory`,
       );
     }
   }
