@@ -78,11 +78,14 @@ function forwardMs(model: Andromeda, rows: number): number {
 
 const target = await load(targetDir);
 const draft = await load(draftDir);
+const loadAverage = (): string =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
+const count = (model: Andromeda): string => model.parameterCount().toLocaleString();
 console.log(
-  `# target ${target.parameterCount().toLocaleString()} parameters, draft ${draft.parameterCount().toLocaleString()}; ` +
-    `${device}; context ${context}; median of ${repeats}; load average before ${loadavg()
-      .map((x) => x.toFixed(2))
-      .join(' ')}`,
+  `# target ${count(target)} parameters, draft ${count(draft)}; ${device}; context ${context}; ` +
+    `median of ${repeats}; load average before ${loadAverage()}`,
 );
 const draftRow = forwardMs(draft, 1);
 const targetRows = Array.from({ length: maxRows }, (_, i) => forwardMs(target, i + 1));
