@@ -14,13 +14,18 @@ import { buildPagedStep } from '../src/model/paged-step.js';
 import { argmax } from '../src/inference/sampling.js';
 import { speculativeGenerate } from '../src/inference/speculative.js';
 
+const usage = 'usage: speculative-generate.js <target run> <draft run> [k,k,…] [tokens] [device]';
 const [targetDir, draftDir, kList = '2,3,4,6', tokenArg = '256', device = 'cuda'] = process.argv.slice(2);
 if (!targetDir || !draftDir) {
-  console.error('usage: speculative-generate.js <target run> <draft run> [k,k,…] [tokens] [device]');
+  console.error(usage);
   process.exit(2);
 }
 const maxTokens = Number(tokenArg);
 const ks = kList.split(',').map(Number);
+if (![maxTokens, ...ks].every((v) => Number.isInteger(v) && v >= 1)) {
+  console.error(`k '${kList}' and tokens '${tokenArg}' must be positive integers\n${usage}`);
+  process.exit(2);
+}
 const PROMPT =
   'The history of the city begins with a small settlement on the river, where traders met to exchange grain, ' +
   'salt and cloth. Over the following centuries';
