@@ -7,10 +7,10 @@
 // Each batch size runs `repeats` rounds; a round runs the target alone, then the draft with every k, back to back,
 // so each speed-up compares runs a few seconds apart (a shared machine's load drifts slower than that). Every run
 // must give exactly the target-alone tokens of its round: the bench exits 1 naming the first request that differs.
-// Prints one RESULT line per run: tokens/s (aggregate), speed-up over the same round's target alone, acceptance
-// rate (accepted / proposed), tokens per sequence per step, and the machine's state (load average, and on the CPU
-// the share of the engine's threads' time this process got: near 1 on an idle machine, and the speed-up in
-// CPU seconds per token, which moves less with the machine's load than the one in wall time).
+// Prints one RESULT line per run: tokens/s (aggregate), speed-up over the same round's target alone in wall time
+// and in CPU seconds per token (which moves less with a shared machine's load), acceptance rate (accepted /
+// proposed), tokens per sequence per step, and the machine's state: load average and, on the CPU, the share of
+// the engine's threads' time this process got (near 1 on an idle machine).
 //   node dist/bench/speculative-engine.js runs/speculative/target runs/speculative/draft \
 //     [k,k,…] [batches] [tokens] [device] [repeats]
 // Defaults: k = 2,4; batches 1,8,32; 256 tokens per request; device cuda (bfloat16 weights; float32 on the CPU);
