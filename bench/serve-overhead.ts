@@ -20,6 +20,7 @@ import '../src/engine/index.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { Session } from 'node:inspector/promises';
+import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { ByteTokenizer } from '../src/data/tokenizer/byte.js';
 import { andromedaFamily } from '../src/train/andromeda-adapter.js';
