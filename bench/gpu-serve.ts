@@ -5,13 +5,13 @@
 // that many), sampled at temperature 0.8 with per-request seeds — measured as aggregate generated tokens
 // per second from the first request to the last token. The HTTP clients run in a worker thread (their
 // own event loop, as separate client processes would be), reading the server-sent events and checking
-// each request's usage. Order: warm-up (captures the decode graphs), direct, HTTP, direct, HTTP; the
+// each request's usage. Order: warm-up (captures the decode graphs), then `rounds` × (direct, HTTP); the
 // ratio is HTTP over direct, best of each. Prints one RESULT line; the bar is ratio ≥ 0.9. The workload and
 // the client thread are ./serve-clients.ts; ./serve-overhead.ts measures the server's own cost per token on
 // the CPU with the same workload.
 //
 //   npx tsc -p tsconfig.json && node dist/bench/gpu-serve.js [--checkpoint DIR] [--device cuda]
-//     [--clients 64] [--tokens 256]
+//     [--clients 64] [--tokens 256] [--rounds 2]
 import '../src/engine/index.js';
 import { parseArgs } from 'node:util';
 import { getEngine } from '../src/engine/registry.js';
@@ -31,11 +31,15 @@ const { values } = parseArgs({
     device: { type: 'string', default: 'cuda' },
     clients: { type: 'string', default: '64' },
     tokens: { type: 'string', default: '256' },
+    rounds: { type: 'string', default: '2' },
   },
 });
 const device = values.device!;
 const clients = Number(values.clients);
 const tokens = Number(values.tokens);
+const rounds = Number(values.rounds);
+for (const [flag, value] of Object.entries({ clients, tokens, rounds }))
+  if (!Number.isInteger(value) || value < 1) throw new RangeError(`--${flag} must be a positive integer`);
 
 let model: LanguageModel;
 let tokenizer: Tokenizer;
@@ -78,13 +82,24 @@ const http = (): Promise<RoundResult> => clientThread.round();
 
 console.error(`${label} on ${device}: ${clients} clients × ${tokens} tokens after ${PROMPT_BYTES}-byte prompts`);
 await direct(); // warm-up: graphs captured, kernels loaded
-const runs = { direct: [] as number[], http: [] as number[] };
-for (let r = 0; r < 2; r++) {
-  const d = await direct();
+const runs = { direct: [] as number[], http: [] as number[], directSteps: [] as number[], httpSteps: [] as number[] };
+/** The round and the engine steps it took: HTTP requests that arrive over several steps make the round longer. */
+async function counted(round: () => Promise<RoundResult>): Promise<RoundResult & { steps: number }> {
+  const before = engine.stats().steps;
+  const result = await round();
+  return { ...result, steps: engine.stats().steps - before };
+}
+for (let r = 0; r < rounds; r++) {
+  const d = await counted(direct);
   runs.direct.push(d.tokS);
-  const h = await http();
+  runs.directSteps.push(d.steps);
+  const h = await counted(http);
   runs.http.push(h.tokS);
-  console.error(`round ${r + 1}: direct ${d.tokS.toFixed(0)} tok/s, HTTP ${h.tokS.toFixed(0)} tok/s`);
+  runs.httpSteps.push(h.steps);
+  console.error(
+    `round ${r + 1}: direct ${d.tokS.toFixed(0)} tok/s (${d.steps} steps), ` +
+      `HTTP ${h.tokS.toFixed(0)} tok/s (${h.steps} steps)`,
+  );
 }
 const bestDirect = Math.max(...runs.direct);
 const bestHttp = Math.max(...runs.http);
@@ -101,6 +116,8 @@ console.log(
       prompt_bytes: PROMPT_BYTES,
       direct_tok_s: runs.direct.map((x) => Math.round(x)),
       http_tok_s: runs.http.map((x) => Math.round(x)),
+      direct_steps: runs.directSteps,
+      http_steps: runs.httpSteps,
       ratio: +(bestHttp / bestDirect).toFixed(3),
       bar: 0.9,
       paged: stats.paged,

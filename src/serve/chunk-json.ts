@@ -10,7 +10,7 @@ const HOLE_JSON = JSON.stringify(HOLE);
 export class ChunkJson {
   private readonly before: string;
   private readonly after: string;
-  /** False when the marker also occurs elsewhere in the chunk (in a model name, say): then every chunk is serialized whole. */
+  /** False when the marker occurs elsewhere in the chunk too (in a model name, say): chunks are serialized whole. */
   private readonly split: boolean;
 
   /** `build` makes the chunk for a text; it is called once here (and per chunk only if the marker is ambiguous). */
