@@ -55,7 +55,7 @@ test('one consumer per stream: listening and iterating exclude each other', () =
   assert.throws(() => iterated.listen({ token: () => {}, end: () => {} }), /already iterated/);
 });
 
-test('a listener that throws gets no more tokens; its request is cancelled after the step and ends as an error', async () => {
+test('a listener that throws gets no more tokens; its request is cancelled after the step, as an error', async () => {
   const { stream, cancels } = streamWithCancel();
   const seen: number[] = [];
   const ends: GenerationResult[] = [];
