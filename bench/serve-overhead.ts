@@ -7,18 +7,19 @@
 // /v1/completions, usage checked; the same requests submitted to the engine directly), over a model
 // whose step is as cheap as it gets (an Andromeda of dim 32, depth 1, random weights, byte vocabulary),
 // so that the server's share of the engine thread's time is large enough to measure. The machine may be
-// shared, so the figures are the engine thread's CPU time (Linux: /proc/self/task/<pid>/sched, ns), not
-// wall time: per token, HTTP round minus direct round is what serving adds. On a shared machine the
-// model's forward and sampling vary by more than the server costs, so their CPU time is also measured
-// apart (the bench wraps the engine's step runner) and the headline is the rest of the thread's time
-// — scheduling, token delivery, and the server — per token, HTTP minus direct. Order: warm-up (direct,
-// HTTP), then `rounds` × (direct, HTTP); medians and the lowest of each are reported.
+// shared, so the figures are the engine thread's CPU time (Linux: /proc/self/task/<pid>/sched), not wall
+// time: per token, HTTP round minus direct round is what serving adds. Order: warm-up (direct, HTTP), then
+// `rounds` × (direct, HTTP); medians of the per-round figures are reported.
 //
 //   npx tsc -p tsconfig.json && node dist/bench/serve-overhead.js [--clients 64] [--tokens 256]
-//     [--rounds 5] [--profile FILE.cpuprofile]
+//     [--rounds 5] [--profile FILE.cpuprofile] [--profile-rounds 2]
 //
-// --profile records the engine thread during one more HTTP round with V8's sampling profiler, writes it
-// (open it in Chrome DevTools) and prints the functions with the most self time.
+// On a shared machine the model's step varies from round to round by more than the server costs. With
+// --profile, `profile-rounds` more (direct, HTTP) pairs run under V8's sampling profiler, and each round's
+// CPU time per token is split by where its samples are (the model's step, socket writes, the server's
+// JavaScript, garbage collection, the rest): the categories outside the model's step compare HTTP with
+// direct without its noise. The last HTTP round's profile is written to FILE (open it in Chrome DevTools),
+// and the functions with the most self time in it are printed.
 import '../src/engine/index.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -38,6 +39,7 @@ const { values } = parseArgs({
     tokens: { type: 'string', default: '256' },
     rounds: { type: 'string', default: '5' },
     profile: { type: 'string' },
+    'profile-rounds': { type: 'string', default: '2' },
   },
 });
 function positiveInteger(flag: string): number {
@@ -49,6 +51,7 @@ function positiveInteger(flag: string): number {
 const clients = positiveInteger('clients');
 const tokens = positiveInteger('tokens');
 const rounds = positiveInteger('rounds');
+const profileRounds = positiveInteger('profile-rounds');
 const CONTEXT = PROMPT_BYTES + tokens + 1;
 
 /**
@@ -101,27 +104,9 @@ const app = await createServer({
 const url = await app.listen({ host: '127.0.0.1', port: 0 });
 const clientThread = new StreamingClients(url, MODEL, clients, tokens);
 
-/** CPU seconds of the engine thread inside the model's steps (forward and sampling) so far. */
-let modelCpuSeconds = 0;
-{
-  // The engine's private step runner, timed in place (as ./cpu-profile.ts times kernels): measurement only.
-  const runner = (engine as unknown as { runner: { run(...args: unknown[]): unknown } }).runner;
-  const run = runner.run.bind(runner);
-  runner.run = (...args: unknown[]): unknown => {
-    const started = engineThreadCpuSeconds();
-    try {
-      return run(...args);
-    } finally {
-      modelCpuSeconds += engineThreadCpuSeconds() - started;
-    }
-  };
-}
-
 interface Measured extends RoundResult {
   /** Engine-thread CPU microseconds per generated token. */
   cpuUsPerToken: number;
-  /** The same without the model's forward and sampling: scheduling, token delivery, the server. */
-  restUsPerToken: number;
   /** Engine-thread CPU microseconds per engine step. */
   cpuUsPerStep: number;
   /** Share of the round's wall time the engine thread's event loop was busy. */
@@ -133,14 +118,12 @@ async function measured(round: () => Promise<RoundResult>): Promise<Measured> {
   const steps = engine.stats().steps;
   const elu = performance.eventLoopUtilization();
   const cpu = engineThreadCpuSeconds();
-  const modelCpu = modelCpuSeconds;
   const result = await round();
   const seconds = engineThreadCpuSeconds() - cpu;
   const ran = engine.stats().steps - steps;
   return {
     ...result,
     cpuUsPerToken: (seconds * 1e6) / result.generated,
-    restUsPerToken: ((seconds - (modelCpuSeconds - modelCpu)) * 1e6) / result.generated,
     cpuUsPerStep: (seconds * 1e6) / ran,
     utilization: performance.eventLoopUtilization(elu).utilization,
     steps: ran,
@@ -155,6 +138,17 @@ const median = (xs: number[]): number => {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 const fmt = (x: number, digits = 1): string => x.toFixed(digits);
+
+/** Where the profiled rounds' samples are counted (see `categoryOf`). */
+const MODEL_STEP = "the model's step (forward, sampling)";
+const CATEGORIES = [
+  MODEL_STEP,
+  'socket writes',
+  'server (JS)',
+  'garbage collector',
+  'idle',
+  'other (scheduling, token delivery, event loop)',
+];
 
 console.log('# andromeda serve: the server thread’s cost per streamed token (CPU proxy of the GPU bar)');
 console.log(
@@ -172,30 +166,20 @@ for (let r = 1; r <= rounds; r++) {
   const h = await http();
   runs.push({ direct: d, http: h });
   console.log(
-    `round ${r}: engine thread CPU per token: direct ${fmt(d.cpuUsPerToken)} us, HTTP ${fmt(h.cpuUsPerToken)} us; ` +
-      `without the model: direct ${fmt(d.restUsPerToken)} us, HTTP ${fmt(h.restUsPerToken)} us, ` +
-      `server ${fmt(h.restUsPerToken - d.restUsPerToken)} us | per step: direct ${fmt(d.cpuUsPerStep, 0)} us ` +
+    `round ${r}: engine thread CPU per token: direct ${fmt(d.cpuUsPerToken)} us, HTTP ${fmt(h.cpuUsPerToken)} us, ` +
+      `server ${fmt(h.cpuUsPerToken - d.cpuUsPerToken)} us | per step: direct ${fmt(d.cpuUsPerStep, 0)} us ` +
       `(${d.steps} steps), HTTP ${fmt(h.cpuUsPerStep, 0)} us (${h.steps} steps) | ` +
       `wall: direct ${fmt(d.tokS, 0)} tok/s, HTTP ${fmt(h.tokS, 0)} tok/s; event loop busy ` +
       `${fmt(100 * d.utilization, 0)}% / ${fmt(100 * h.utilization, 0)}%`,
   );
 }
-const series = (pick: (m: Measured) => number) => ({
-  direct: runs.map((r) => pick(r.direct)),
-  http: runs.map((r) => pick(r.http)),
-  server: runs.map((r) => pick(r.http) - pick(r.direct)),
-});
-const total = series((m) => m.cpuUsPerToken);
-const rest = series((m) => m.restUsPerToken);
-for (const [what, s] of [
-  ['all of the engine thread', total],
-  ['without the model', rest],
-] as const)
-  console.log(
-    `${what}, median: direct ${fmt(median(s.direct))} us/token, HTTP ${fmt(median(s.http))} us/token, ` +
-      `server ${fmt(median(s.server))} us/token; lowest: direct ${fmt(Math.min(...s.direct))}, ` +
-      `HTTP ${fmt(Math.min(...s.http))}`,
-  );
+const directUs = runs.map((r) => r.direct.cpuUsPerToken);
+const httpUs = runs.map((r) => r.http.cpuUsPerToken);
+const serverUs = runs.map((r) => r.http.cpuUsPerToken - r.direct.cpuUsPerToken);
+console.log(
+  `median: direct ${fmt(median(directUs))} us/token, HTTP ${fmt(median(httpUs))} us/token, ` +
+    `server (per round, HTTP − direct) ${fmt(median(serverUs))} us/token`,
+);
 const rounded = (xs: number[]): number[] => xs.map((x) => +fmt(x));
 console.log(
   'RESULT ' +
@@ -203,89 +187,118 @@ console.log(
       bench: 'serve-overhead',
       clients,
       tokens_per_request: tokens,
-      direct_us_per_token: rounded(total.direct),
-      http_us_per_token: rounded(total.http),
-      direct_rest_us_per_token: rounded(rest.direct),
-      http_rest_us_per_token: rounded(rest.http),
-      server_us_per_token_median: +fmt(median(total.server)),
-      server_rest_us_per_token_median: +fmt(median(rest.server)),
+      direct_us_per_token: rounded(directUs),
+      http_us_per_token: rounded(httpUs),
+      server_us_per_token: rounded(serverUs),
+      server_us_per_token_median: +fmt(median(serverUs)),
     }),
 );
 
-if (values.profile) {
-  const session = new Session();
-  session.connect();
-  await session.post('Profiler.enable');
-  await session.post('Profiler.setSamplingInterval', { interval: 100 });
-  await session.post('Profiler.start');
-  const cpu = engineThreadCpuSeconds();
-  const { generated } = await clientThread.round();
-  const cpuUsPerToken = ((engineThreadCpuSeconds() - cpu) * 1e6) / generated;
-  const { profile } = await session.post('Profiler.stop');
-  session.disconnect();
-  writeFileSync(values.profile, JSON.stringify(profile));
-  printProfile(profile as never, cpuUsPerToken);
-}
+if (values.profile) await profiledRounds(values.profile);
 
 await clientThread.close();
 await app.close();
 await engine.close();
 model.dispose();
 
+interface CallFrame {
+  functionName: string;
+  url: string;
+  lineNumber: number;
+}
 interface ProfileNode {
   id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
+  callFrame: CallFrame;
   hitCount?: number;
   children?: number[];
 }
+interface Profile {
+  nodes: ProfileNode[];
+}
 
-/** Where a sample's stack says its time went, judged from the innermost frame outwards. */
-function categoryOf(stack: ProfileNode['callFrame'][]): string {
-  const has = (test: (frame: ProfileNode['callFrame']) => boolean): boolean => stack.some(test);
-  if (has((f) => f.url.endsWith('/inference/paged-runner.js') && f.functionName === 'run'))
-    return "the model's step (forward, sampling)";
+/** Where a sample's time went, from its stack (innermost frame first). */
+function categoryOf(stack: CallFrame[]): string {
+  const has = (test: (frame: CallFrame) => boolean): boolean => stack.some(test);
+  if (has((f) => f.url.endsWith('/inference/paged-runner.js') && f.functionName === 'run')) return MODEL_STEP;
   if (has((f) => f.functionName === 'connectionCorkNT' || f.functionName === 'writevGeneric')) return 'socket writes';
   if (has((f) => /\/serve\/|\/fastify\/|node:_http|node:net/.test(f.url))) return 'server (JS)';
-  if (stack[0]?.functionName === '(idle)') return 'idle';
   if (stack[0]?.functionName === '(garbage collector)') return 'garbage collector';
+  if (stack[0]?.functionName === '(idle)') return 'idle';
   return 'other (scheduling, token delivery, event loop)';
 }
 
-/**
- * The profile by category and the functions with the most samples of their own (not their callees'). The
- * sampler ticks in wall time, so a category's CPU time per token is its share of the samples times the
- * thread's measured CPU time per token.
- */
-function printProfile(profile: { nodes: ProfileNode[] }, cpuUsPerToken: number): void {
+/** Each sample's innermost frame and category. */
+function* samplesOf(profile: Profile): Generator<{ frame: CallFrame; category: string; hits: number }> {
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   const parent = new Map<number, number>();
   for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
-  const byFunction = new Map<string, number>();
-  const byCategory = new Map<string, number>();
-  let total = 0;
   for (const node of profile.nodes) {
-    const hits = node.hitCount ?? 0;
-    if (hits === 0) continue;
-    total += hits;
-    const stack: ProfileNode['callFrame'][] = [];
+    if (!node.hitCount) continue;
+    const stack: CallFrame[] = [];
     for (let id: number | undefined = node.id; id !== undefined; id = parent.get(id))
       stack.push(byId.get(id)!.callFrame);
-    const category = categoryOf(stack);
-    byCategory.set(category, (byCategory.get(category) ?? 0) + hits);
-    const { functionName, url: file, lineNumber } = node.callFrame;
-    const where = file ? `${file.replace(/^.*\/(node_modules|dist)\//, '$1/')}:${lineNumber + 1}` : '';
-    const key = `${functionName || '(anonymous)'} ${where}`.trim();
-    byFunction.set(key, (byFunction.get(key) ?? 0) + hits);
+    yield { frame: node.callFrame, category: categoryOf(stack), hits: node.hitCount };
+  }
+}
+
+/**
+ * CPU microseconds per token by category: the profiler ticks in wall time, so a category's share of the
+ * samples is taken of the round's measured CPU time.
+ */
+function splitByCategory(profile: Profile, cpuUsPerToken: number): Map<string, number> {
+  const hits = new Map<string, number>();
+  let total = 0;
+  for (const sample of samplesOf(profile)) {
+    hits.set(sample.category, (hits.get(sample.category) ?? 0) + sample.hits);
+    total += sample.hits;
+  }
+  return new Map(CATEGORIES.map((c) => [c, ((hits.get(c) ?? 0) / total) * cpuUsPerToken]));
+}
+
+async function profiledRounds(file: string): Promise<void> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 100 });
+  const split = { direct: [] as Map<string, number>[], http: [] as Map<string, number>[] };
+  let lastHttp: Profile | null = null;
+  for (let r = 0; r < profileRounds; r++)
+    for (const kind of ['direct', 'http'] as const) {
+      await session.post('Profiler.start');
+      const { cpuUsPerToken } = await (kind === 'direct' ? direct() : http());
+      const { profile } = await session.post('Profiler.stop');
+      split[kind].push(splitByCategory(profile as Profile, cpuUsPerToken));
+      if (kind === 'http') lastHttp = profile as Profile;
+    }
+  session.disconnect();
+  const mean = (kind: 'direct' | 'http', category: string): number =>
+    split[kind].reduce((sum, m) => sum + m.get(category)!, 0) / split[kind].length;
+  console.log(`${profileRounds} profiled (direct, HTTP) pairs: engine thread CPU us per token, by where it went`);
+  console.log(`  ${'direct'.padStart(7)} ${'HTTP'.padStart(7)} ${'HTTP − direct'.padStart(13)}`);
+  const outside = { direct: 0, http: 0 };
+  for (const category of CATEGORIES) {
+    const d = mean('direct', category);
+    const h = mean('http', category);
+    if (category !== MODEL_STEP) {
+      outside.direct += d;
+      outside.http += h;
+    }
+    console.log(`  ${fmt(d).padStart(7)} ${fmt(h).padStart(7)} ${fmt(h - d).padStart(13)}  ${category}`);
   }
   console.log(
-    `profile of one more HTTP round (engine thread, ${total} samples, ${fmt(cpuUsPerToken)} us of CPU per token), ` +
-      'by category:',
+    `  ${fmt(outside.direct).padStart(7)} ${fmt(outside.http).padStart(7)} ` +
+      `${fmt(outside.http - outside.direct).padStart(13)}  all but the model's step: the server's cost per token`,
   );
-  for (const [category, hits] of [...byCategory].sort((a, b) => b[1] - a[1])) {
-    const share = hits / total;
-    console.log(`  ${fmt(100 * share).padStart(5)}%  ${fmt(share * cpuUsPerToken).padStart(5)} us/token  ${category}`);
+  writeFileSync(file, JSON.stringify(lastHttp));
+  const self = new Map<string, number>();
+  let total = 0;
+  for (const { frame, hits } of samplesOf(lastHttp!)) {
+    const where = frame.url ? `${frame.url.replace(/^.*\/(node_modules|dist)\//, '$1/')}:${frame.lineNumber + 1}` : '';
+    const key = `${frame.functionName || '(anonymous)'} ${where}`.trim();
+    self.set(key, (self.get(key) ?? 0) + hits);
+    total += hits;
   }
-  console.log('self time:');
-  for (const [key, hits] of [...byFunction].sort((a, b) => b[1] - a[1]).slice(0, 30))
+  console.log(`the last HTTP round's profile (${file}), self time:`);
+  for (const [key, hits] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25))
     console.log(`  ${fmt((100 * hits) / total).padStart(5)}%  ${key}`);
 }
