@@ -321,7 +321,15 @@ export class GenerationRun {
     this.writeQueued = false;
     this.noteWritten();
     if (this.pending === '') return;
-    if (!this.reply.raw.destroyed && !this.abort.signal.aborted) this.reply.raw.write(this.pending);
+    const { raw } = this.reply;
+    const socket = raw.socket;
+    if (socket && !raw.destroyed && !this.abort.signal.aborted) {
+      // Corked, the response's write goes out at once, in one system call with its chunk framing, instead
+      // of Node uncorking on the next tick.
+      socket.cork();
+      raw.write(this.pending);
+      socket.uncork();
+    }
     this.pending = '';
   };
 
