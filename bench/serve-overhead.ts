@@ -146,9 +146,10 @@ const CATEGORIES = [
   'socket writes',
   'server (JS)',
   'garbage collector',
-  'idle',
   'other (scheduling, token delivery, event loop)',
 ];
+/** Samples taken while the thread waited for events: not CPU time. */
+const IDLE = 'idle';
 
 console.log('# andromeda serve: the server thread’s cost per streamed token (CPU proxy of the GPU bar)');
 console.log(
@@ -223,7 +224,7 @@ function categoryOf(stack: CallFrame[]): string {
   if (has((f) => f.functionName === 'connectionCorkNT' || f.functionName === 'writevGeneric')) return 'socket writes';
   if (has((f) => /\/serve\/|\/fastify\/|node:_http|node:net/.test(f.url))) return 'server (JS)';
   if (stack[0]?.functionName === '(garbage collector)') return 'garbage collector';
-  if (stack[0]?.functionName === '(idle)') return 'idle';
+  if (stack[0]?.functionName === '(idle)') return IDLE;
   return 'other (scheduling, token delivery, event loop)';
 }
 
@@ -243,16 +244,17 @@ function* samplesOf(profile: Profile): Generator<{ frame: CallFrame; category: s
 
 /**
  * CPU microseconds per token by category: the profiler ticks in wall time, so a category's share of the
- * samples is taken of the round's measured CPU time.
+ * samples taken while the thread ran (idle ones left out) is taken of the round's measured CPU time.
  */
 function splitByCategory(profile: Profile, cpuUsPerToken: number): Map<string, number> {
   const hits = new Map<string, number>();
-  let total = 0;
+  let running = 0;
   for (const sample of samplesOf(profile)) {
+    if (sample.category === IDLE) continue;
     hits.set(sample.category, (hits.get(sample.category) ?? 0) + sample.hits);
-    total += sample.hits;
+    running += sample.hits;
   }
-  return new Map(CATEGORIES.map((c) => [c, ((hits.get(c) ?? 0) / total) * cpuUsPerToken]));
+  return new Map(CATEGORIES.map((c) => [c, ((hits.get(c) ?? 0) / running) * cpuUsPerToken]));
 }
 
 async function profiledRounds(file: string): Promise<void> {
