@@ -208,6 +208,8 @@ interface Choice {
 export class GenerationRun {
   private readonly startedAt: number;
   private readonly abort = new AbortController();
+  /** Whether the client went away (the abort's signal says so too, but is slower to ask, for every write). */
+  private clientGone = false;
   private readonly stopTokenIds: ReadonlySet<number>;
   private choices: Choice[] = [];
   private firstTokenNoted = false;
@@ -231,12 +233,12 @@ export class GenerationRun {
   async run(): Promise<void> {
     // A client that goes away (closes the connection) cancels every sequence at once, freeing its blocks.
     const onClose = (): void => {
-      if (!this.reply.raw.writableFinished) this.abort.abort();
+      if (!this.reply.raw.writableFinished) this.leave();
     };
     const streams = submitAll(this.ctx, this.plan, this.abort.signal);
     this.reply.raw.once('close', onClose);
     // Gone while the request was read and checked: nothing to answer.
-    if (this.reply.raw.destroyed) this.abort.abort();
+    if (this.reply.raw.destroyed) this.leave();
     this.ctx.metrics.inFlight++;
     try {
       if (this.plan.stream) this.openEventStream();
@@ -248,6 +250,12 @@ export class GenerationRun {
       this.reply.raw.off('close', onClose);
       for (const stream of streams) stream.cancel();
     }
+  }
+
+  /** The client has gone: every choice is cancelled (through the signal their requests were given). */
+  private leave(): void {
+    this.clientGone = true;
+    this.abort.abort();
   }
 
   /** Listens to every choice; resolves when all have ended. */
@@ -268,8 +276,12 @@ export class GenerationRun {
           token: (event) => this.onToken(choice, event),
           end: (result) => {
             choice.result = result;
-            if (this.plan.stream) this.onStreamedEnd(choice, result);
-            if (--running === 0) resolve();
+            try {
+              if (this.plan.stream) this.onStreamedEnd(choice, result);
+            } finally {
+              // Counted whatever happens, or the response would wait for this choice forever.
+              if (--running === 0) resolve();
+            }
           },
         };
         choice.stream.listen(listener);
@@ -301,7 +313,7 @@ export class GenerationRun {
     const failure = failureOf(result);
     if (failure) {
       // A cancellation the client caused by leaving is no failure: nobody is left to tell.
-      if (result.finishReason !== 'cancelled' || !this.abort.signal.aborted) this.failure ??= failure;
+      if (result.finishReason !== 'cancelled' || !this.clientGone) this.failure ??= failure;
       return;
     }
     const opening = choice.opened ? null : this.plan.chunk(choice.index, '', NO_TOKENS, true);
@@ -322,13 +334,13 @@ export class GenerationRun {
     this.noteWritten();
     if (this.pending === '') return;
     const { raw } = this.reply;
-    const socket = raw.socket;
-    if (socket && !raw.destroyed && !this.abort.signal.aborted) {
+    if (!raw.destroyed && !this.clientGone) {
       // Corked, the response's write goes out at once, in one system call with its chunk framing, instead
-      // of Node uncorking on the next tick.
-      socket.cork();
+      // of Node uncorking on the next tick. (A pipelined response waiting for its socket buffers its writes.)
+      const socket = raw.socket;
+      socket?.cork();
       raw.write(this.pending);
-      socket.uncork();
+      socket?.uncork();
     }
     this.pending = '';
   };
@@ -367,7 +379,7 @@ export class GenerationRun {
   }
 
   private async jsonResponse(): Promise<void> {
-    if (this.abort.signal.aborted) return;
+    if (this.clientGone) return;
     const choices = this.choices.map(({ index, result, tokens }) => {
       const failure = failureOf(result!);
       if (failure) throw failure;
@@ -390,7 +402,7 @@ export class GenerationRun {
   /** Every choice has ended: what is still queued, then the failure or the usage, then [DONE]. */
   private endEventStream(): void {
     const raw = this.reply.raw;
-    if (this.abort.signal.aborted || raw.destroyed) {
+    if (this.clientGone || raw.destroyed) {
       raw.destroy();
       return;
     }
