@@ -54,8 +54,8 @@ export const GPU_EFFICIENCY = {
  *
  * The rest is in CPU seconds of one engine thread, measured by bench/cpu-plan-calibrate.ts (bench/results/plan.md,
  * "Calibration"; bench/results/logs/plan/cpu-calibrate-idle-0730.jsonl, an idle machine, after CPU tensor
- * allocations stopped reading /proc/meminfo each, which had cost every op ~36 µs): a CPU second is what another process on the
- * same cores does not stretch, where wall time is.
+ * allocations stopped reading /proc/meminfo each, which had cost every op ~36 µs): a CPU second is what another
+ * process on the same cores does not stretch, where wall time is.
  * Optimizer: clipping plus one step costs a fixed CPU time per parameter, spread over the threads (elementwise
  * kernels). AdamW streams its state: 0.79 ns a parameter with 42M parameters (state beyond the caches; 0.76 ns
  * for `small`'s 2.9M). 8-bit AdamW is bound by arithmetic instead — each moment is decoded through its dynamic map
