@@ -31,6 +31,8 @@ export interface CompressedHeader {
   /** Engine the probabilities were computed on; decoding must use the same one. */
   readonly engine: string;
   readonly model: CodingModelSpec;
+  /** Bytes were coded bit by bit with the model mixed into the context-mixing predictor (absent: the model alone). */
+  readonly contextMixing?: boolean;
 }
 
 export class CompressedFileError extends Error {
