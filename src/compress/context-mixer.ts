@@ -3,8 +3,9 @@
  * next-byte distribution as coding goes: each bit of a byte is predicted by adaptive counters
  * under hashed order-1…6 and word contexts, an order-0 counter, a match model (the byte that
  * followed the last occurrence of the current 6-byte context) and the language model's own
- * probability for that bit; a gated linear mixer in the logistic domain combines them and two
- * adaptive probability maps (SSE) correct the result. Everything learns from the bits coded so
+ * probability for that bit. Two gated linear mixers in the logistic domain (weights chosen by the
+ * bits so far and the match length, or by the previous byte) combine them, and two adaptive
+ * probability maps (SSE) correct the result. Everything learns from the bits coded so
  * far, so the decoder, fed the same bits in the same order, reproduces every prediction.
  *
  * Streams coded side by side share all tables (what one part of the file teaches helps the
@@ -29,8 +30,8 @@ const MATCH_MAX_VERIFY = 32;
 const MATCH_LENGTH_BUCKETS = 16;
 const MATCH_TABLE_BITS = 20;
 /** Counter adaptation: rate 1/(n + 1.5) for the n-th update, then fixed at 1/(limit + 1.5) (tracks change). */
-const COUNTER_LIMIT = 60;
-const MIXER_RATE = 0.0035;
+const COUNTER_LIMIT = 250;
+const MIXER_RATE = 0.0025;
 const MIXER_SETS = 256 * 4;
 const APM_BUCKETS = 33;
 const APM_RATE = 1 / 64;
@@ -95,6 +96,8 @@ export class ContextMixer {
   private readonly match = new Counters(MATCH_LENGTH_BUCKETS * 2);
   private readonly matchTable = new Int32Array(1 << MATCH_TABLE_BITS);
   private readonly weights = new Float64Array(MIXER_SETS * INPUTS).fill(0.3);
+  /** A second mixer whose weights are chosen by the previous byte; the two outputs are averaged. */
+  private readonly weightsByPrevious = new Float64Array(256 * INPUTS).fill(0.3);
   private readonly apmOrder0 = new Apm(256);
   private readonly apmOrder2 = new Apm(1 << 16);
 
@@ -116,6 +119,9 @@ export class ContextMixer {
   private readonly inputs = new Float64Array(INPUTS);
   private matchSlot = -1;
   private weightSet = 0;
+  private previousSet = 0;
+  private mixedByPosition = 0;
+  private mixedByPrevious = 0;
   private mixed = 0;
   private apmContext = 0;
 
@@ -161,7 +167,7 @@ export class ContextMixer {
     x[HASHED] = stretch(this.order0.probability12(c0)) / 256;
     let lengthBucket = 0;
     this.matchSlot = -1;
-    if (this.expected >= 0 && ((this.expected | 256) >> (8 - this.bitIndex)) === c0) {
+    if (this.expected >= 0 && (this.expected | 256) >> (8 - this.bitIndex) === c0) {
       const expectedBit = (this.expected >> (7 - this.bitIndex)) & 1;
       const length = Math.min(this.matchLength[this.stream]!, MATCH_LENGTH_BUCKETS - 1);
       this.matchSlot = length * 2 + expectedBit;
@@ -171,9 +177,16 @@ export class ContextMixer {
     x[HASHED + 2] = modelStretch / 256;
     x[HASHED + 3] = 1;
     this.weightSet = (lengthBucket * 256 + c0) * INPUTS;
+    this.previousSet = (this.last4[this.stream]! & 0xff) * INPUTS;
     let dot = 0;
-    for (let i = 0; i < INPUTS; i++) dot += this.weights[this.weightSet + i]! * x[i]!;
-    this.mixed = squash(Math.round(dot * 256));
+    let dotByPrevious = 0;
+    for (let i = 0; i < INPUTS; i++) {
+      dot += this.weights[this.weightSet + i]! * x[i]!;
+      dotByPrevious += this.weightsByPrevious[this.previousSet + i]! * x[i]!;
+    }
+    this.mixedByPosition = squash(Math.round(dot * 256));
+    this.mixedByPrevious = squash(Math.round(dotByPrevious * 256));
+    this.mixed = squash(Math.round((dot + dotByPrevious) * 128));
     this.apmContext = hash2(this.last4[this.stream]! & 0xffff, c0) & 0xffff;
     const refined0 = this.apmOrder0.refine(this.mixed, c0);
     const refined2 = this.apmOrder2.refine(this.mixed, this.apmContext);
@@ -183,8 +196,12 @@ export class ContextMixer {
 
   /** Learns the coded bit; after the 8th, the byte is complete. */
   updateBit(bit: number): void {
-    const err = (bit - this.mixed / PROBABILITY_ONE) * MIXER_RATE;
-    for (let i = 0; i < INPUTS; i++) this.weights[this.weightSet + i]! += err * this.inputs[i]!;
+    const err = (bit - this.mixedByPosition / PROBABILITY_ONE) * MIXER_RATE;
+    const errByPrevious = (bit - this.mixedByPrevious / PROBABILITY_ONE) * MIXER_RATE;
+    for (let i = 0; i < INPUTS; i++) {
+      this.weights[this.weightSet + i]! += err * this.inputs[i]!;
+      this.weightsByPrevious[this.previousSet + i]! += errByPrevious * this.inputs[i]!;
+    }
     for (let i = 0; i < HASHED; i++) this.hashed.update(this.slots[i]!, bit);
     this.order0.update(this.partial, bit);
     if (this.matchSlot >= 0) this.match.update(this.matchSlot, bit);

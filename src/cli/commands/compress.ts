@@ -12,7 +12,7 @@ import {
   type CodingModel,
 } from '../../compress/index.js';
 
-export const ONLINE_DEFAULTS = { preset: 'tiny', seed: 0, lr: 2e-3 } as const;
+export const ONLINE_DEFAULTS = { preset: 'tiny', seed: 0, lr: 5e-3 } as const;
 
 const USAGE = `Usage: andromeda compress <in> <out> (--model <checkpoint> | --online) [options]
 
