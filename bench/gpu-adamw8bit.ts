@@ -2,7 +2,9 @@
 // adamw8bitMany (8-bit codes plus a float32 absmax per block of 256), both with bf16 gradients writing the bf16
 // weight copy, over tensors of the model's shapes (2.46B parameters). Reports each step's time, the bytes it
 // must move (28 per parameter with float32 moments, 16.03 with 8-bit ones) and the optimizer state each holds,
-// as the engine's allocated bytes.
+// as the engine's allocated bytes. The 8-bit step runs twice: on normally distributed gradients, whose moments
+// spread over the codes as a real model's do, and on constant ones, whose equal moments make every lane of a warp
+// search the quantization map for the same value (shared-memory broadcasts: the kernel's best case).
 //   node dist/bench/gpu-adamw8bit.js [layers (default 32)]
 import { getEngine, type AdamW8bitItem, type AdamWItem, type Dense } from '../src/engine/index.js';
 import type { CudaEngine } from '../src/engine/cuda.js';
@@ -44,12 +46,12 @@ function time(fn: () => void, reps = 5): number {
 }
 
 const shared: number[] = [];
-const weights = sizes.map((count) => ({
-  count,
-  param: buffer(shared, 'float32', count, 0.5),
-  grad: buffer(shared, 'bfloat16', count, 0.1),
-  shadow: buffer(shared, 'bfloat16', count, 0),
-}));
+const weights = sizes.map((count, i) => {
+  const grad = buffer(shared, 'bfloat16', count, 0);
+  gpu.randomFill(grad, count, 'normal', 0, 0.01, 1000 + i);
+  return { count, param: buffer(shared, 'float32', count, 0.5), grad, shadow: buffer(shared, 'bfloat16', count, 0) };
+});
+const constantGrads = weights.map((w) => ({ ...w, grad: buffer(shared, 'bfloat16', w.count, 0.1) }));
 const args = {
   lr: 1e-4,
   beta1: 0.9,
@@ -88,10 +90,10 @@ const report = (name: string, bytes: number, ms: number, state: number) =>
   );
   for (const h of owned) gpu.free(h);
 }
-{
+function eightBit(name: string, tensors: typeof weights): void {
   const owned: number[] = [];
   const before = gpu.memoryStats().allocated;
-  const items: AdamW8bitItem[] = weights.map((w) => {
+  const items: AdamW8bitItem[] = tensors.map((w) => {
     const { codeWords, blocks } = adamw8bitSlotSizes(w.count);
     return {
       ...w,
@@ -104,11 +106,13 @@ const report = (name: string, bytes: number, ms: number, state: number) =>
   const state = gpu.memoryStats().allocated - before;
   const maps = adamw8bitMaps();
   report(
-    'AdamW, 8-bit moments: adamw8bitMany',
+    name,
     (16 + 16 / 256) * params,
     time(() => gpu.adamw8bitMany(items, maps, args)),
     state,
   );
   for (const h of owned) gpu.free(h);
 }
+eightBit('AdamW, 8-bit moments: adamw8bitMany, normal gradients', weights);
+eightBit('AdamW, 8-bit moments: adamw8bitMany, constant gradients (best case)', constantGrads);
 for (const h of shared) gpu.free(h);

@@ -4,8 +4,11 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
+#include "engine.h"
 #include "runtime.h"
 
 namespace andromeda::cuda {
@@ -25,12 +28,17 @@ struct ChunkTable {
   }
 };
 
-/** A ChunkTable on the device: the entries (8-byte aligned), then the chunk index; freed with this object. */
+/**
+ * A ChunkTable on the device: the entries (8-byte aligned), then the chunk index; freed with this object.
+ * Refused inside a graph capture: the table goes up by a copy from host memory freed on return, which every
+ * replay of the graph would read again.
+ */
 template <typename Entry>
 class DeviceChunkTable {
  public:
   DeviceChunkTable(const ChunkTable<Entry>& t, const char* what)
-      : entry_bytes_(t.entries.size() * sizeof(Entry)), memory_(entry_bytes_ + t.chunk_entry.size() * 4) {
+      : entry_bytes_(t.entries.size() * sizeof(Entry)),
+        memory_(refuse_capture(what, entry_bytes_ + t.chunk_entry.size() * 4)) {
     std::vector<char> host(entry_bytes_ + t.chunk_entry.size() * 4);
     std::memcpy(host.data(), t.entries.data(), entry_bytes_);
     std::memcpy(host.data() + entry_bytes_, t.chunk_entry.data(), t.chunk_entry.size() * 4);
@@ -40,6 +48,13 @@ class DeviceChunkTable {
   const int32_t* chunk_entry() const { return reinterpret_cast<const int32_t*>(memory_.as<char>() + entry_bytes_); }
 
  private:
+  static size_t refuse_capture(const char* what, size_t bytes) {
+    if (capturing()) {
+      throw std::runtime_error(std::string(what) + " inside captureGraph: its work list is a host→device copy");
+    }
+    return bytes;
+  }
+
   size_t entry_bytes_;
   Scratch memory_;
 };

@@ -6,11 +6,12 @@
  *   train-00000.bin ...   token shards of the training split
  *   val-00000.bin ...     token shards of the held-out split
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { dtypeForVocab, ShardSequence, TokenShardWriter, type TokenDType } from './shards.js';
 import { loadTokenizer } from './tokenizer/load.js';
 import type { Tokenizer } from './tokenizer/tokenizer.js';
+import { readJsonFile } from '../io/bounded-read.js';
 
 export const DATASET_FORMAT = 'andromeda-token-dataset';
 export const DATASET_VERSION = 1;
@@ -123,7 +124,7 @@ export async function readDatasetManifest(dir: string): Promise<DatasetManifest>
   const path = join(dir, DATASET_MANIFEST);
   let manifest: DatasetManifest;
   try {
-    manifest = JSON.parse(await readFile(path, 'utf8')) as DatasetManifest;
+    manifest = readJsonFile(path) as DatasetManifest;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw new Error(

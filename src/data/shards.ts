@@ -21,6 +21,7 @@
 import { closeSync, fstatSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
 import { crc32 } from './crc32.js';
 import { checkRange, ConcatTokenSource, type TokenSource } from './token-source.js';
+import { openForReading } from '../io/bounded-read.js';
 
 export const SHARD_MAGIC = 'ANDRTOKS';
 export const SHARD_VERSION = 1;
@@ -156,7 +157,7 @@ export class TokenShard implements TokenSource {
   static open(path: string): TokenShard {
     let fd: number;
     try {
-      fd = openSync(path, 'r');
+      fd = openForReading(path);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       throw new Error(
@@ -238,7 +239,9 @@ export class TokenShard implements TokenSource {
 }
 
 function readHeader(path: string, fd: number): ShardHeader {
-  const size = fstatSync(fd).size;
+  const stats = fstatSync(fd);
+  if (!stats.isFile()) throw new Error(`token shard ${path} is not a regular file`);
+  const size = stats.size;
   const corrupt = (what: string): never => {
     throw new Error(`token shard ${path} is corrupt: ${what}`);
   };

@@ -2,9 +2,9 @@
  * The text an evaluation reads: the bundled corpus's held-out split (documents the training never saw) or
  * a file, as documents; and the windows of `length` + 1 tokens cut from them for the loss by position.
  */
-import { readFileSync, statSync } from 'node:fs';
 import { defaultCorpusDocuments } from '../data/default-corpus.js';
 import type { Tokenizer } from '../data/tokenizer/tokenizer.js';
+import { readBoundedFile, TEXT_FILE_LIMIT, UnreadableFileError } from '../io/bounded-read.js';
 
 export interface EvalDocument {
   readonly id: string;
@@ -24,9 +24,9 @@ export async function heldOutDocuments(tokenizer: Tokenizer): Promise<EvalDocume
 export function fileDocument(path: string, tokenizer: Tokenizer, flag: string): EvalDocument {
   let bytes: Buffer;
   try {
-    if (statSync(path).isDirectory()) throw new Error('it is a directory, not a text file');
-    bytes = readFileSync(path);
+    bytes = readBoundedFile(path, TEXT_FILE_LIMIT);
   } catch (error) {
+    if (error instanceof UnreadableFileError) throw new Error(`${flag} ${path} ${error.reason}`);
     throw new Error(`${flag} ${path}: cannot be read (${(error as Error).message.replace(/^.*?: /, '')})`);
   }
   return { id: path, text: bytes.toString('utf8'), tokens: tokenizer.encodeBytes(bytes) };

@@ -10,6 +10,7 @@ import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { Tensor } from '../tensor/tensor.js';
 import { DTYPE_BYTES, type DType } from '../tensor/dtype.js';
 import { formatShape, numel } from '../tensor/shape.js';
+import { openForReading } from './bounded-read.js';
 
 /** Dtype codes of the format that we read; the narrower and 64-bit integers widen/narrow to int32. */
 const STORED_DTYPES = {
@@ -76,7 +77,7 @@ export class SafetensorsReader {
   static open(path: string): SafetensorsReader {
     let fd: number;
     try {
-      fd = openSync(path, 'r');
+      fd = openForReading(path);
     } catch (e) {
       throw new SafetensorsError(path, `cannot open: ${(e as Error).message}`);
     }

@@ -10,7 +10,7 @@
  * reordered (rows of q_proj, columns of o_proj): our head a is their head (a mod G)·R + ⌊a / G⌋. Logit heads
  * have no bias in these families; ours is set to zero.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Tensor } from '../tensor/tensor.js';
 import { DTYPE_BYTES, type DType } from '../tensor/dtype.js';
@@ -22,6 +22,7 @@ import { parameterShapes } from './parameter-shapes.js';
 import { Andromeda } from './andromeda.js';
 import { configFromHuggingFace, type HuggingFaceConfigFile } from './hf-families.js';
 import type { CheckpointOrigin, OriginalName } from './xtransformers-import.js';
+import { readJsonFile } from '../io/bounded-read.js';
 
 export { HF_ARCHITECTURES, configFromHuggingFace, type HuggingFaceConfigFile } from './hf-families.js';
 
@@ -36,7 +37,7 @@ export function isHuggingFaceCheckpoint(dir: string): boolean {
   if (!existsSync(configPath)) return false;
   if (!existsSync(join(dir, SINGLE_FILE)) && !existsSync(join(dir, INDEX_FILE))) return false;
   try {
-    const file = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+    const file = readJsonFile(configPath) as Record<string, unknown>;
     return Array.isArray(file.architectures) || typeof file.model_type === 'string';
   } catch {
     return false;
@@ -48,7 +49,7 @@ export function readHuggingFaceConfig(dir: string): HuggingFaceConfigFile {
   if (!existsSync(path)) throw new Error(`${dir}: no config.json (a transformers checkpoint folder has one)`);
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readFileSync(path, 'utf8'));
+    parsed = readJsonFile(path);
   } catch (e) {
     throw new Error(`${path}: not valid JSON (${(e as Error).message})`);
   }
@@ -130,7 +131,7 @@ class CheckpointFiles {
     } else if (existsSync(indexPath)) {
       let index: { weight_map?: Record<string, unknown> };
       try {
-        index = JSON.parse(readFileSync(indexPath, 'utf8')) as typeof index;
+        index = readJsonFile(indexPath) as typeof index;
       } catch (e) {
         throw new Error(`${indexPath}: not valid JSON (${(e as Error).message})`);
       }

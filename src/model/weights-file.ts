@@ -2,7 +2,7 @@
  * Our checkpoint format: a directory with `config.json` ({ format, version, model: <config>,
  * origin?: <name map of an imported checkpoint> }) and `model.safetensors` (parameters by our names).
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DType } from '../tensor/dtype.js';
 import { formatShape, shapesEqual } from '../tensor/shape.js';
@@ -11,6 +11,7 @@ import { SafetensorsReader, writeSafetensors } from '../io/safetensors.js';
 import { resolveConfig, type AndromedaConfig } from './config.js';
 import { Andromeda } from './andromeda.js';
 import type { CheckpointOrigin } from './xtransformers-import.js';
+import { readJsonFile } from '../io/bounded-read.js';
 
 export const CHECKPOINT_FORMAT = 'andromeda-checkpoint';
 export const CHECKPOINT_VERSION = 1;
@@ -41,7 +42,7 @@ export function readCheckpointConfig(dir: string): CheckpointConfigFile {
   if (!existsSync(path)) throw new Error(`${dir}: not an Andromeda checkpoint (no ${CONFIG_FILE})`);
   let file: CheckpointConfigFile;
   try {
-    file = JSON.parse(readFileSync(path, 'utf8')) as CheckpointConfigFile;
+    file = readJsonFile(path) as CheckpointConfigFile;
   } catch (e) {
     throw new Error(`${path}: not valid JSON (${(e as Error).message})`);
   }

@@ -4,7 +4,7 @@
  * names to our parameters. The name map is kept with the converted checkpoint so gradients and
  * outputs can be reported under the original names.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { DTYPE_BYTES, type DType } from '../tensor/dtype.js';
 import { formatShape, shapesEqual } from '../tensor/shape.js';
@@ -20,6 +20,7 @@ import {
 import { parameterShapes } from './parameter-shapes.js';
 import { ntkBase, plainInverseFrequencies, xposZeta } from './rotary.js';
 import { Andromeda } from './andromeda.js';
+import { JSON_FILE_LIMIT, readBoundedText } from '../io/bounded-read.js';
 
 export const XTRANSFORMERS_FORMAT = 'x-transformers-1.20';
 
@@ -338,7 +339,7 @@ export function readXTransformersConfig(dir: string): XTransformersConfigFile {
     );
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readBoundedText(path, JSON_FILE_LIMIT);
   } catch (e) {
     throw new Error(`${path}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }

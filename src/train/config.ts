@@ -2,7 +2,7 @@
  * The training run's settings: defaults, a JSON config file, command-line overrides, validation.
  * The resolved config is saved in every checkpoint so `--resume` continues the same run.
  */
-import { readFileSync } from 'node:fs';
+import { JSON_FILE_LIMIT, readBoundedText } from '../io/bounded-read.js';
 
 export interface TrainConfig {
   /** Tokenized dataset directories from `andromeda tokenize`: "dir", "name=dir" or "name=dir@weight". */
@@ -273,7 +273,7 @@ export function validateConfig(config: TrainConfig, where = 'config'): TrainConf
 export function readConfigFile(path: string): Partial<TrainConfig> {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readBoundedText(path, JSON_FILE_LIMIT);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw new ConfigError(

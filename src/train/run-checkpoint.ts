@@ -28,7 +28,6 @@ import {
   mkdirSync,
   openSync,
   readdirSync,
-  readFileSync,
   readSync,
   renameSync,
   rmSync,
@@ -42,6 +41,7 @@ import { EngineSettingError } from '../engine/cpu-settings.js';
 import type { Optimizer, OptimizerState } from '../optim/optimizer.js';
 import type { Tokenizer } from '../data/tokenizer/tokenizer.js';
 import { loadTokenizer } from '../data/tokenizer/load.js';
+import { readJsonFile } from '../io/bounded-read.js';
 
 export const CHECKPOINT_FORMAT = 'andromeda-checkpoint';
 export const CHECKPOINT_VERSION = 1;
@@ -276,7 +276,7 @@ export function verifyCheckpoint(dir: string): CheckpointManifest {
   if (!existsSync(path)) throw new CheckpointError(`${where} is incomplete or corrupt: ${MANIFEST} is missing`);
   let manifest: CheckpointManifest;
   try {
-    manifest = JSON.parse(readFileSync(path, 'utf8')) as CheckpointManifest;
+    manifest = readJsonFile(path) as CheckpointManifest;
   } catch (error) {
     throw new CheckpointError(`${where} is corrupt: ${MANIFEST} is not valid JSON (${(error as Error).message})`);
   }
@@ -336,7 +336,7 @@ export interface LoadedCheckpoint {
 
 function readJson(dir: string, file: string): Record<string, unknown> {
   try {
-    return JSON.parse(readFileSync(join(dir, file), 'utf8')) as Record<string, unknown>;
+    return readJsonFile(join(dir, file)) as Record<string, unknown>;
   } catch (error) {
     throw new CheckpointError(`checkpoint ${dir} is corrupt: ${file} cannot be read (${(error as Error).message})`);
   }

@@ -6,7 +6,8 @@
  */
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
+import { readJsonFile } from '../io/bounded-read.js';
 
 export const LOCK_FILE = 'train.lock';
 
@@ -41,7 +42,7 @@ function processAlive(pid: number): boolean {
 
 function readOwner(path: string): LockOwner | null {
   try {
-    const owner = JSON.parse(readFileSync(path, 'utf8')) as Partial<LockOwner>;
+    const owner = readJsonFile(path) as Partial<LockOwner>;
     if (!Number.isInteger(owner.pid) || typeof owner.host !== 'string') return null;
     return { pid: owner.pid!, host: owner.host, startedAt: String(owner.startedAt ?? '?') };
   } catch {

@@ -1,9 +1,10 @@
 // CUDA graphs (Engine.captureGraph on the CUDA engine): a chain of real ops — embedding gather, RMS norm, a
 // cuBLASLt matrix product, GELU, device sampling — captured once, replayed after new inputs are uploaded, equal to
 // running it eagerly; the graph's private pool is never handed to other tensors while it lives, and the memory
-// comes back after disposal; a download inside the function throws and the engine keeps working.
+// comes back after disposal; a download inside the function throws and the engine keeps working, and so does a
+// many-tensor optimizer step (its work list is a host copy).
 import assert from 'node:assert/strict';
-import { Tensor, tidy } from '../../src/index.js';
+import { AdamW, AdamW8bit, Tensor, keep, tidy } from '../../src/index.js';
 import { Generator } from '../../src/tensor/random.js';
 import { embedding, rmsNorm } from '../../src/ops/nn.js';
 import { gelu } from '../../src/ops/elementwise.js';
@@ -202,3 +203,58 @@ gpuTest('captureGraph: a replayed sampling step advances its counters and draws 
   assert.ok(new Set(replayed.map((r) => r[0])).size > 1, 'replays drew fresh numbers');
   for (const t of [logits, params, seeds, steps]) t.dispose();
 });
+
+gpuTest(
+  'captureGraph: many-tensor optimizer steps are refused, naming their host work list; eager steps still work',
+  () => {
+    const e = engine();
+    const gen = new Generator(11);
+    const params = [4099, 70001].map((n) => {
+      const p = keep(
+        Tensor.fromArray(
+          Float64Array.from({ length: n }, () => gen.normal()),
+          [n],
+          'float32',
+          'cuda',
+        ),
+      );
+      p.grad = keep(
+        Tensor.fromArray(
+          Float64Array.from({ length: n }, () => 0.01 * gen.normal()),
+          [n],
+          'float32',
+          'cuda',
+        ),
+      );
+      return p;
+    });
+    for (const [name, optimizer] of [
+      ['adamwMany', new AdamW(params)],
+      ['adamw8bitMany', new AdamW8bit(params)],
+    ] as const) {
+      optimizer.step(); // the moments exist before the capture, so none comes from the graph's pool
+      const before = params.map((p) => p.toArray());
+      const baseline = e.memoryStats().allocated;
+      assert.throws(
+        () => e.captureGraph(() => optimizer.step()),
+        new RegExp(`${name} \\(chunk table\\) inside captureGraph: its work list is a host→device copy`),
+      );
+      assert.equal(e.memoryStats().allocated, baseline, `${name}: the abandoned capture returned its pool`);
+      assert.deepEqual(
+        params.map((p) => p.toArray()),
+        before,
+        `${name}: the refused step changed no weight`,
+      );
+      optimizer.step();
+      params.forEach((p, i) => {
+        const after = p.toArray();
+        assert.ok(after.every(Number.isFinite), `${name}: an eager step after the refusal is finite`);
+        assert.notDeepEqual(after, before[i], `${name}: an eager step after the refusal updates the weights`);
+      });
+    }
+    for (const p of params) {
+      p.grad!.dispose();
+      p.dispose();
+    }
+  },
+);

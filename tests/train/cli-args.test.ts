@@ -4,6 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseTrainArgs } from '../../src/cli/commands/train.js';
 import { UsageError } from '../../src/cli/command.js';
+import { positiveIntegerFlag } from '../../src/cli/args.js';
 import { DEFAULT_CONFIG, parseDataSpec } from '../../src/train/config.js';
 import { quickstartConfig } from '../../src/cli/commands/quickstart.js';
 import { tempDir } from './helpers.js';
@@ -81,4 +82,17 @@ test('quickstart: tiny on the CPU within a time cap, the larger small preset on 
   const gpu = quickstartConfig('cuda:0');
   assert.equal(gpu.preset, 'small');
   assert.equal(gpu.device, 'cuda:0');
+});
+
+test('integer flags of every command are safe integers: 1e30 and 2^53 + 1 are refused, naming the flag', () => {
+  assert.equal(positiveIntegerFlag('seq', '4096', 1), 4096);
+  assert.equal(positiveIntegerFlag('seq', undefined, 7), 7);
+  for (const raw of ['1e30', '9007199254740993', '0', '-3', '2.5', 'NaN', 'Infinity', '']) {
+    assert.throws(
+      () => positiveIntegerFlag('seq', raw, 1),
+      (e: unknown) =>
+        e instanceof UsageError && (e as Error).message === `--seq must be a positive integer, got "${raw}"`,
+      raw,
+    );
+  }
 });

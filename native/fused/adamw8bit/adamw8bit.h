@@ -36,24 +36,35 @@ struct AdamW8bitTensorArgs {
   char* shadow;  // null: no low-precision copy
 };
 
+/** A map stored as it is: value i at index i (the CPU form, and the maps as they are passed in). */
+struct AdamW8bitDenseMap {
+#if defined(__CUDACC__)
+  __host__ __device__
+#endif
+  static constexpr int at(int i) { return i; }
+};
+
 /**
  * The code whose map value is nearest to x (map sorted ascending; ties to the lower code). Only comparisons and
- * subtractions of float32 values, so every compiler and engine picks the same code.
+ * subtractions of float32 values, so every compiler and engine picks the same code. `Layout::at(i)` is where value
+ * i sits in `map` (the CUDA form keeps its shared-memory copy padded against bank conflicts); the search is the
+ * same for every layout, so the codes are too.
  */
+template <typename Layout = AdamW8bitDenseMap>
 #if defined(__CUDACC__)
 __host__ __device__
 #endif
 inline uint8_t adamw8bit_nearest_code(const float* map, float x) {
   int lo = 0, hi = kAdamW8bitMapSize - 1;
-  if (!(x > map[lo])) return uint8_t(lo);
-  if (!(x < map[hi])) return uint8_t(hi);
+  if (!(x > map[Layout::at(lo)])) return uint8_t(lo);
+  if (!(x < map[Layout::at(hi)])) return uint8_t(hi);
   // map[lo] < x < map[hi]: narrow to neighbours with map[lo] <= x < map[hi].
   while (hi - lo > 1) {
     const int mid = (lo + hi) >> 1;
-    if (map[mid] <= x) lo = mid;
+    if (map[Layout::at(mid)] <= x) lo = mid;
     else hi = mid;
   }
-  return uint8_t(map[hi] - x < x - map[lo] ? hi : lo);
+  return uint8_t(map[Layout::at(hi)] - x < x - map[Layout::at(lo)] ? hi : lo);
 }
 
 }  // namespace andromeda

@@ -3,8 +3,9 @@
 // ones with 8- and 16-byte accesses when the block is full and the buffers aligned, else lane + 32·j); the block's
 // new absmax is a warp max-reduction, so no shared-memory round trip and no __syncthreads per block. Blocks of
 // threads take chunks of kChunkBlocks quantization blocks from a chunk table (chunk_table.h) and walk them
-// grid-stride. The two maps sit in shared memory for the nearest-code searches. Every operation is an explicitly
-// rounded intrinsic in the CPU form's order, so nvcc cannot fuse multiply-adds and both engines give the same bits.
+// grid-stride. The two maps sit in shared memory for the nearest-code searches, padded against bank conflicts
+// (BankPaddedMap). Every operation is an explicitly rounded intrinsic in the CPU form's order, so nvcc cannot
+// fuse multiply-adds and both engines give the same bits.
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -44,6 +45,19 @@ struct TensorBlocks {
   int shadow_dtype;     // -1: no copy
   bool vectors;         // every pointer aligned for the 8-elements-per-lane loads and stores of full blocks
 };
+
+/**
+ * The shared-memory layout of a map: value i at i + i / 32. The binary search's probes at depth d (1 … 8) are
+ * (2k + 1)·2^(8−d) − 1: in a dense array those of depths 1–4 all fall in one bank and deeper ones in a few, so
+ * the 32 lanes of a warp, each searching its own moment, serialize 4–8 ways from depth 3 on — about 38 shared-
+ * memory wavefronts per warp-wide search for codes spread evenly, against 11 with the padding word per 32 values,
+ * which sends each probe of depths 1–6 to its own bank (bench/gpu-adamw8bit.ts measures it on spread moments;
+ * constant ones broadcast and hide it).
+ */
+struct BankPaddedMap {
+  __host__ __device__ static constexpr int at(int i) { return i + (i >> 5); }
+};
+constexpr int kPaddedMapSize = BankPaddedMap::at(kAdamW8bitMapSize - 1) + 1;
 
 constexpr int kWarps = kThreads / 32;
 constexpr int kPerLane = int(kAdamW8bitBlock / 32);
@@ -127,8 +141,8 @@ __device__ __forceinline__ void update_full_block(const TensorBlocks& t, int64_t
   float m_max = 0.0f, v_max = 0.0f;
 #pragma unroll
   for (int j = 0; j < 8; j++) {
-    const float m_old = __fmul_rn(signed_map[mc[j]], m_scale);
-    const float v_old = __fmul_rn(unsigned_map[vc[j]], v_scale);
+    const float m_old = __fmul_rn(signed_map[BankPaddedMap::at(mc[j])], m_scale);
+    const float v_old = __fmul_rn(unsigned_map[BankPaddedMap::at(vc[j])], v_scale);
     p[j] = adam_element(g[j], m_old, v_old, p[j], k, m[j], v[j]);
     m_max = fmaxf(m_max, fabsf(m[j]));
     v_max = fmaxf(v_max, fabsf(v[j]));
@@ -144,8 +158,8 @@ __device__ __forceinline__ void update_full_block(const TensorBlocks& t, int64_t
   uint8_t* vo = reinterpret_cast<uint8_t*>(&v_out);
 #pragma unroll
   for (int j = 0; j < 8; j++) {
-    mo[j] = adamw8bit_nearest_code(signed_map, m_max > 0.0f ? __fdiv_rn(m[j], m_max) : 0.0f);
-    vo[j] = adamw8bit_nearest_code(unsigned_map, v_max > 0.0f ? __fdiv_rn(v[j], v_max) : 0.0f);
+    mo[j] = adamw8bit_nearest_code<BankPaddedMap>(signed_map, m_max > 0.0f ? __fdiv_rn(m[j], m_max) : 0.0f);
+    vo[j] = adamw8bit_nearest_code<BankPaddedMap>(unsigned_map, v_max > 0.0f ? __fdiv_rn(v[j], v_max) : 0.0f);
   }
   __stcs(reinterpret_cast<uint2*>(t.m + i0), m_out);
   __stcs(reinterpret_cast<uint2*>(t.v + i0), v_out);
@@ -173,8 +187,8 @@ __device__ __forceinline__ void update_block(const TensorBlocks& t, int64_t bloc
     const int e = lane + 32 * j;
     if (e >= n) continue;
     const int64_t i = begin + e;
-    const float m_old = __fmul_rn(signed_map[__ldcs(t.m + i)], m_scale);
-    const float v_old = __fmul_rn(unsigned_map[__ldcs(t.v + i)], v_scale);
+    const float m_old = __fmul_rn(signed_map[BankPaddedMap::at(__ldcs(t.m + i))], m_scale);
+    const float v_old = __fmul_rn(unsigned_map[BankPaddedMap::at(__ldcs(t.v + i))], v_scale);
     const float p = adam_element(float(load(grad + i)), m_old, v_old, t.param[i], k, m[j], v[j]);
     m_max = fmaxf(m_max, fabsf(m[j]));
     v_max = fmaxf(v_max, fabsf(v[j]));
@@ -188,8 +202,8 @@ __device__ __forceinline__ void update_block(const TensorBlocks& t, int64_t bloc
     const int e = lane + 32 * j;
     if (e >= n) continue;
     const int64_t i = begin + e;
-    __stcs(t.m + i, adamw8bit_nearest_code(signed_map, m_max > 0.0f ? __fdiv_rn(m[j], m_max) : 0.0f));
-    __stcs(t.v + i, adamw8bit_nearest_code(unsigned_map, v_max > 0.0f ? __fdiv_rn(v[j], v_max) : 0.0f));
+    __stcs(t.m + i, adamw8bit_nearest_code<BankPaddedMap>(signed_map, m_max > 0.0f ? __fdiv_rn(m[j], m_max) : 0.0f));
+    __stcs(t.v + i, adamw8bit_nearest_code<BankPaddedMap>(unsigned_map, v_max > 0.0f ? __fdiv_rn(v[j], v_max) : 0.0f));
   }
   if (lane == 0) {
     t.m_absmax[block] = m_max;
@@ -200,9 +214,9 @@ __device__ __forceinline__ void update_block(const TensorBlocks& t, int64_t bloc
 template <typename G>
 __global__ void __launch_bounds__(kThreads) adamw8bit_many_kernel(const TensorBlocks* tensors, const int32_t* chunk_tensor,
                                                                    int64_t chunks, Maps maps, Constants k) {
-  __shared__ float signed_map[kAdamW8bitMapSize], unsigned_map[kAdamW8bitMapSize];
-  signed_map[threadIdx.x] = maps.signed_map[threadIdx.x];
-  unsigned_map[threadIdx.x] = maps.unsigned_map[threadIdx.x];
+  __shared__ float signed_map[kPaddedMapSize], unsigned_map[kPaddedMapSize];
+  signed_map[BankPaddedMap::at(threadIdx.x)] = maps.signed_map[threadIdx.x];
+  unsigned_map[BankPaddedMap::at(threadIdx.x)] = maps.unsigned_map[threadIdx.x];
   __syncthreads();
   const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
   for (int64_t c = blockIdx.x; c < chunks; c += gridDim.x) {
@@ -250,8 +264,6 @@ void launch_many(int grad_dtype, const std::vector<const AdamW8bitTensorArgs*>& 
 
 void adamw8bit_many(const AdamW8bitTensorArgs* tensors, size_t n, const float* signed_map, const float* unsigned_map,
                     const AdamWArgs& a) {
-  // The work list goes up by a copy from host memory freed on return, which a graph replay would read again.
-  if (capturing()) throw std::runtime_error("adamw8bitMany inside captureGraph: its work list is a host→device copy");
   Maps maps;
   for (int i = 0; i < kAdamW8bitMapSize; i++) {
     const bool finite = std::isfinite(signed_map[i]) && std::isfinite(unsigned_map[i]);

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Tokenizer } from '../../data/tokenizer/tokenizer.js';
@@ -10,6 +10,7 @@ import { loadChatTemplate, templateSearchDirs, type ChatTemplate } from '../../s
 import type { ChatMessage } from '../../serve/openai-schema.js';
 import { UsageError, type Command } from '../command.js';
 import { numberFlag, parseCommandArgs, usableDevice } from '../args.js';
+import { readJsonFile } from '../../io/bounded-read.js';
 
 const USAGE = `Usage: andromeda chat <checkpoint> [options]
 
@@ -180,7 +181,7 @@ function replyEndIds(dirs: readonly string[], template: ChatTemplate, tokenizer:
     if (!existsSync(file)) continue;
     let config: { eos_token_id?: unknown };
     try {
-      config = JSON.parse(readFileSync(file, 'utf8')) as { eos_token_id?: unknown };
+      config = readJsonFile(file) as { eos_token_id?: unknown };
     } catch (error) {
       throw new Error(`${file} is not valid JSON: ${(error as Error).message}`);
     }

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { setDefaultDevice } from '../../engine/registry.js';
 import { loadDraftModel, loadModelForInference, type LoadedModel } from '../../inference/load.js';
@@ -19,6 +19,7 @@ import type { Andromeda } from '../../model/andromeda.js';
 import { PromptsFileError, parsePromptsFile, type PromptEntry } from '../../inference/prompts-file.js';
 import { UsageError, type Command } from '../command.js';
 import { isPositiveInteger, numberFlag, parseCommandArgs, positiveIntegerFlag, usableDevice } from '../args.js';
+import { readBoundedFile, readBoundedText, TEXT_FILE_LIMIT, UnreadableFileError } from '../../io/bounded-read.js';
 
 const USAGE = `Usage: andromeda generate <checkpoint> [options]
 
@@ -546,10 +547,9 @@ function resultLine(
 function readPromptsFile(path: string): PromptEntry[] {
   let text: string;
   try {
-    if (statSync(path).isDirectory()) throw new UsageError(`--prompts ${path} is a directory`);
-    text = readFileSync(path, 'utf8');
+    text = readBoundedText(path);
   } catch (e) {
-    if (e instanceof UsageError) throw e;
+    if (e instanceof UnreadableFileError) throw new UsageError(`--prompts ${path} ${e.reason}`);
     throw new UsageError(
       `--prompts ${path}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
     );
@@ -564,10 +564,9 @@ function readPromptsFile(path: string): PromptEntry[] {
 
 function readPromptFile(path: string): Buffer {
   try {
-    if (statSync(path).isDirectory()) throw new UsageError(`--prompt-file ${path} is a directory`);
-    return readFileSync(path);
+    return readBoundedFile(path, TEXT_FILE_LIMIT);
   } catch (e) {
-    if (e instanceof UsageError) throw e;
+    if (e instanceof UnreadableFileError) throw new UsageError(`--prompt-file ${path} ${e.reason}`);
     throw new UsageError(
       `--prompt-file ${path}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
     );

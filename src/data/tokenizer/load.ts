@@ -1,9 +1,9 @@
-import { readFile } from 'node:fs/promises';
 import { BpeTokenizer } from './bpe.js';
 import { ByteTokenizer } from './byte.js';
 import { isAndromedaTokenizerJson, TOKENIZER_FORMAT_VERSION } from './format.js';
 import { HuggingFaceTokenizer, type HuggingFaceLoadOptions } from './huggingface.js';
 import type { Tokenizer } from './tokenizer.js';
+import { readBoundedText } from '../../io/bounded-read.js';
 
 /** Builds a tokenizer from a parsed JSON document: Andromeda's own format or a Hugging Face tokenizer.json. */
 export function tokenizerFromJSON(json: unknown, options: HuggingFaceLoadOptions = {}): Tokenizer {
@@ -29,7 +29,7 @@ export async function loadTokenizer(
 ): Promise<Tokenizer> {
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = readBoundedText(path);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw new Error(
