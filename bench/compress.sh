@@ -6,7 +6,8 @@
 #   online:  a fresh tiny model that trains as it codes (an AdamW step on every 32 new tokens of
 #            every stream, 32 streams, 64-token context), its probabilities mixed into the
 #            context-mixing predictor, on Moby-Dick's train split (1.1 MB); then the same model
-#            alone (--mix off, compress only) to show what the language model contributes.
+#            alone (--mix off, compress only) and the mixer alone (bench/compress-mixer-alone.ts,
+#            the model's input held at 1/2) to show what each contributes.
 #            One thread (ANDROMEDA_THREADS, default 1: the bench shares its machine).
 # Every andromeda file is decompressed and compared with the original byte for byte.
 # Usage: bench/compress.sh [offline|online|all] (default all). Logs: bench/results/logs/compress/.
@@ -77,6 +78,7 @@ if [[ $part == online || $part == all ]]; then
     andromeda_round_trip "$work/moby-dick.txt" "${online[@]}"
     andromeda compress "$work/moby-dick.txt" "$work/moby-dick.model-only.andz" "${online[@]}" --mix off
     echo "andromeda ${online[*]} --mix off: $(bpb "$(size "$work/moby-dick.model-only.andz")" "$(size "$work/moby-dick.txt")") bpb"
+    node dist/bench/compress-mixer-alone.js "$work/moby-dick.txt" --streams 32
     date -u
   ) 2>&1 | tee "$logs/online.log"
 fi
