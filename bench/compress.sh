@@ -3,8 +3,8 @@
 #   offline: a tiny byte-level model trained with the CPU quickstart's recipe (the bundled corpus's
 #            train split; TRAIN_MINUTES, default 12, instead of the quickstart's 7) codes the
 #            corpus's held-out split, with a 128-token context (the training length) kept ≥ 96;
-#   online:  a fresh tiny model that trains as it codes (an AdamW step on every 32 new tokens of
-#            every stream, 32 streams, 64-token context), its probabilities mixed into the
+#   online:  a fresh tiny model that trains as it codes (32 streams, a 64-token context rebuilt
+#            from its last 32, an AdamW step each time it fills), its probabilities mixed into the
 #            context-mixing predictor, on Moby-Dick's train split (1.1 MB); then the same model
 #            alone (--mix off, compress only) and the mixer alone (bench/compress-mixer-alone.ts,
 #            the model's input held at 1/2) to show what each contributes.
