@@ -41,8 +41,9 @@ Options:
                          (default ${DEFAULT_MAX_STREAMS}; more is faster, fewer compresses a little better)
   -h, --help             show this help
 
-Example:
-  andromeda compress notes.txt notes.andz --model runs/quickstart`;
+Examples:
+  andromeda compress notes.txt notes.andz --model runs/quickstart
+  andromeda compress book.txt book.andz --online --streams 32 --context 64 --overlap 32`;
 
 export const compressCommand: Command = {
   name: 'compress',
