@@ -1,9 +1,17 @@
 // The planner against the CPU engine on this machine: three configurations (decoding through the InferenceEngine,
 // training with activation checkpointing, training with 8-bit AdamW), each predicted and then run, with the
 // allocator's measured peak (native/cpu/binding.cc counts every tensor) and the measured tokens/s beside the plan.
-//   node dist/bench/cpu-plan.js [--jsonl FILE]
-// Tokens/s on a shared machine move with its load: the load average before and after is printed with the table.
+//   node dist/bench/cpu-plan.js [--threads 2,1] [--jsonl FILE]
+// Each thread count runs in its own process (ANDROMEDA_THREADS=N) and the table of all of them is printed at the
+// end. Two measures of speed:
+//  - wall time: the planner's tokens/s for N threads against tokens over wall seconds. This is the bar's figure,
+//    but only on an idle machine: another process on the cores stretches it (the CPU share column says how much
+//    of its threads' time the run got, and the load average before each run is recorded).
+//  - CPU time, with one thread: the planner's one-thread tokens/s against tokens over the CPU seconds the process
+//    used. A neighbour on the same core takes turns with it rather than stretching its work, so this holds on a
+//    shared machine (up to what the neighbour does to the caches).
 import '../src/engine/index.js';
+import { spawnSync } from 'node:child_process';
 import { appendFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { getEngine } from '../src/engine/registry.js';
@@ -14,8 +22,6 @@ import { cpuDevice } from '../src/plan/cpu-device.js';
 import { measureInference, measureTraining } from '../src/plan/measure.js';
 import type { Workload } from '../src/plan/workload.js';
 
-const args = process.argv.slice(2);
-const jsonl = args.includes('--jsonl') ? args[args.indexOf('--jsonl') + 1]! : null;
 const training = {
   mode: 'training',
   precision: 'float32',
@@ -47,50 +53,190 @@ const configs: Array<{ preset: string; workload: Workload }> = [
     workload: { ...training, batch: 8, seqLen: 256, optimizer: 'adamw8bit', activationCheckpointing: false },
   },
 ];
+// Training: the first steps fill the allocator's cache and the GEMM plans; the median of the rest is kept.
+const TRAINING_STEPS = 12;
+const TRAINING_WARMUP = 3;
+// Decoding: each run builds its own engine; the median run is kept.
+const DECODE_RUNS = 3;
 
-const engine = getEngine('cpu') as CpuEngine;
-console.log(
-  `# CPU engine, ${engine.threads()} threads (${engine.cpuInfo().isa}); load average before: ${loadavg()
-    .map((l) => l.toFixed(2))
-    .join(', ')}`,
-);
-for (const { preset, workload } of configs) {
-  const config = presetConfig(preset, { maxSeqLen: 4096 });
-  const plan = planRun({ name: preset, config }, workload, cpuDevice());
-  const cpuBefore = process.cpuUsage();
-  const wallBefore = performance.now();
-  const measured =
-    workload.mode === 'training'
-      ? measureTraining(config, workload, 'cpu', { steps: 5, warmup: 1 })
-      : await measureInference(config, workload, 'cpu');
-  // The share of the engine's threads' time this process got: near 1 on an idle machine, lower when others run.
-  const cpuSeconds = (() => {
-    const used = process.cpuUsage(cpuBefore);
-    return (used.user + used.system) / 1e6;
-  })();
-  const cpuShare = cpuSeconds / (((performance.now() - wallBefore) / 1000) * engine.threads());
-  const measuredTokens =
-    'decodeTokensPerSecond' in measured ? measured.decodeTokensPerSecond : measured.tokensPerSecond;
-  const result = {
-    bench: 'cpu-plan',
-    preset,
-    workload,
-    predicted: {
-      peakBytes: plan.peakBytes,
-      tokensPerSecond: Math.round(plan.throughput!.tokensPerSecond),
-      peakMoment: plan.peakMoment,
-      lines: plan.lines.map((l) => ({ label: l.label, bytes: l.bytes })),
-    },
-    measured: { ...measured, tokensPerSecond: Math.round(measuredTokens) },
-    peakRatio: Number((plan.peakBytes / measured.peakBytes).toFixed(4)),
-    speedRatio: Number((plan.throughput!.tokensPerSecond / measuredTokens).toFixed(4)),
-    cpuShare: Number(cpuShare.toFixed(3)),
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const cpuSecondsSince = (since: NodeJS.CpuUsage): number => {
+  const used = process.cpuUsage(since);
+  return (used.user + used.system) / 1e6;
+};
+
+interface Result {
+  bench: 'cpu-plan';
+  threads: number;
+  preset: string;
+  workload: Workload;
+  loadAverageBefore: number;
+  predicted: { peakBytes: number; tokensPerSecond: number; peakMoment?: string; basis: string };
+  measured: {
+    peakBytes: number;
+    tokensPerSecond: number;
+    tokensPerCpuSecond: number;
+    /** Training: each measured step's wall seconds; decoding: each run's tokens/s. */
+    runs: number[];
+    /** The same in CPU time: each step's CPU seconds, or each run's tokens per CPU second. */
+    cpuRuns: number[];
   };
-  console.log(`RESULT ${JSON.stringify(result)}`);
-  if (jsonl) appendFileSync(jsonl, `${JSON.stringify(result)}\n`);
+  peakRatio: number;
+  /** Predicted over measured tokens/s in wall time. */
+  speedRatio: number;
+  /** Predicted over measured tokens per CPU second (the measure for one thread). */
+  cpuSpeedRatio: number;
+  /** CPU seconds over wall seconds × threads: 1 when the run had its threads to itself and kept them busy. */
+  cpuShare: number;
 }
-console.log(
-  `# load average after: ${loadavg()
-    .map((l) => l.toFixed(2))
-    .join(', ')}`,
-);
+
+/** Runs every configuration on this process's engine and prints a RESULT line for each. */
+async function measureAll(): Promise<void> {
+  const engine = getEngine('cpu') as CpuEngine;
+  const threads = engine.threads();
+  console.log(`# CPU engine, ${threads} thread${threads === 1 ? '' : 's'} (${engine.cpuInfo().isa})`);
+  for (const { preset, workload } of configs) {
+    const config = presetConfig(preset, { maxSeqLen: 4096 });
+    const plan = planRun({ name: preset, config }, workload, cpuDevice(threads));
+    const loadAverageBefore = loadavg()[0]!;
+    const cpuBefore = process.cpuUsage();
+    const wallBefore = performance.now();
+    let measured: Result['measured'];
+    if (workload.mode === 'training') {
+      const m = measureTraining(config, workload, 'cpu', { steps: TRAINING_STEPS, warmup: TRAINING_WARMUP });
+      measured = {
+        peakBytes: m.peakBytes,
+        tokensPerSecond: m.tokensPerSecond,
+        tokensPerCpuSecond: m.tokensPerCpuSecond,
+        runs: m.stepSeconds.map((s) => Number(s.toFixed(4))),
+        cpuRuns: m.stepCpuSeconds.map((s) => Number(s.toFixed(4))),
+      };
+    } else {
+      const runs = [];
+      for (let run = 0; run < DECODE_RUNS; run++) runs.push(await measureInference(config, workload, 'cpu'));
+      measured = {
+        peakBytes: Math.max(...runs.map((r) => r.peakBytes)),
+        tokensPerSecond: median(runs.map((r) => r.decodeTokensPerSecond)),
+        tokensPerCpuSecond: median(runs.map((r) => r.decodeTokensPerCpuSecond)),
+        runs: runs.map((r) => Math.round(r.decodeTokensPerSecond)),
+        cpuRuns: runs.map((r) => Math.round(r.decodeTokensPerCpuSecond)),
+      };
+    }
+    const cpuShare = cpuSecondsSince(cpuBefore) / (((performance.now() - wallBefore) / 1000) * threads);
+    const predictedTokens = plan.throughput!.tokensPerSecond;
+    const result: Result = {
+      bench: 'cpu-plan',
+      threads,
+      preset,
+      workload,
+      loadAverageBefore: Number(loadAverageBefore.toFixed(2)),
+      predicted: {
+        peakBytes: plan.peakBytes,
+        tokensPerSecond: Math.round(predictedTokens),
+        peakMoment: plan.peakMoment,
+        basis: plan.throughput!.basis,
+      },
+      measured: {
+        ...measured,
+        tokensPerSecond: Math.round(measured.tokensPerSecond),
+        tokensPerCpuSecond: Math.round(measured.tokensPerCpuSecond),
+      },
+      peakRatio: Number((plan.peakBytes / measured.peakBytes).toFixed(4)),
+      speedRatio: Number((predictedTokens / measured.tokensPerSecond).toFixed(4)),
+      cpuSpeedRatio: Number((predictedTokens / measured.tokensPerCpuSecond).toFixed(4)),
+      cpuShare: Number(cpuShare.toFixed(3)),
+    };
+    console.log(`RESULT ${JSON.stringify(result)}`);
+  }
+}
+
+function describe(w: Workload): string {
+  return w.mode === 'training'
+    ? `train ${w.batch} × ${w.seqLen}, ${w.optimizer}${w.activationCheckpointing ? ', checkpointing' : ''}`
+    : `infer ${w.batch} × (${w.promptTokens} + ${w.outputTokens})`;
+}
+
+function printTable(results: Result[]): void {
+  const pct = (ratio: number): string => `${ratio >= 1 ? '+' : ''}${((ratio - 1) * 100).toFixed(1)}%`;
+  const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+  const count = (n: number): string => n.toLocaleString('en');
+  const header = [
+    'threads',
+    'model',
+    'workload',
+    'predicted peak',
+    'measured peak',
+    'error',
+    'predicted tok/s',
+    'measured tok/s (wall)',
+    'error',
+    'CPU share',
+    'load before',
+    'tok per CPU-second',
+    'error (CPU time)',
+  ];
+  console.log(`| ${header.join(' | ')} |`);
+  console.log(`|${header.map(() => '---').join('|')}|`);
+  for (const r of results) {
+    const oneThread = r.threads === 1;
+    console.log(
+      `| ${[
+        r.threads,
+        r.preset,
+        describe(r.workload),
+        mib(r.predicted.peakBytes),
+        mib(r.measured.peakBytes),
+        pct(r.peakRatio),
+        count(r.predicted.tokensPerSecond),
+        count(r.measured.tokensPerSecond),
+        pct(r.speedRatio),
+        r.cpuShare,
+        r.loadAverageBefore,
+        // Tokens per CPU second compare with the prediction only where one thread does all the work.
+        oneThread ? count(r.measured.tokensPerCpuSecond) : '–',
+        oneThread ? pct(r.cpuSpeedRatio) : '–',
+      ].join(' | ')} |`,
+    );
+  }
+}
+
+const args = process.argv.slice(2);
+if (args.includes('--worker')) {
+  await measureAll();
+} else {
+  const option = (name: string): string | null => {
+    const at = args.indexOf(name);
+    if (at < 0) return null;
+    const value = args[at + 1];
+    if (value === undefined || value.startsWith('--')) throw new Error(`${name} needs a value`);
+    return value;
+  };
+  const jsonl = option('--jsonl');
+  const threadCounts = (option('--threads') ?? '2,1').split(',').map((t) => {
+    const n = Number(t);
+    if (!Number.isInteger(n) || n < 1)
+      throw new Error(`--threads takes positive integers separated by commas, got "${t}"`);
+    return n;
+  });
+  const format = (l: number[]): string => l.map((x) => x.toFixed(2)).join(', ');
+  console.log(`# load average before: ${format(loadavg())}`);
+  const results: Result[] = [];
+  for (const threads of threadCounts) {
+    const child = spawnSync(process.execPath, [process.argv[1]!, '--worker'], {
+      env: { ...process.env, ANDROMEDA_THREADS: String(threads) },
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+      maxBuffer: 64 * 2 ** 20,
+    });
+    process.stdout.write(child.stdout);
+    if (child.status !== 0) throw new Error(`the ${threads}-thread run failed (exit ${child.status ?? child.signal})`);
+    for (const line of child.stdout.split('\n'))
+      if (line.startsWith('RESULT ')) {
+        const result = JSON.parse(line.slice('RESULT '.length)) as Result;
+        results.push(result);
+        if (jsonl) appendFileSync(jsonl, `${JSON.stringify(result)}\n`);
+      }
+  }
+  console.log(`# load average after: ${format(loadavg())}\n`);
+  printTable(results);
+}

@@ -15,13 +15,21 @@ const describe = (w) =>
     : `infer ${w.batch} × (${w.promptTokens} + ${w.outputTokens})`;
 const pct = (r) => (Number.isFinite(r) ? `${((r - 1) * 100).toFixed(1)}%` : '–');
 const shares = rows.some((r) => r.cpuShare !== undefined);
-const header = ['model', 'workload', 'predicted peak', 'measured peak', 'error', 'predicted tok/s', 'measured tok/s'];
-header.push('error', ...(shares ? ['CPU share', 'error at that share'] : []));
+// bench/cpu-plan.ts records each row's thread count and, for one thread, tokens per CPU second.
+const threads = rows.some((r) => r.threads !== undefined);
+const cpuTime = rows.some((r) => r.cpuSpeedRatio !== undefined);
+const header = [...(threads ? ['threads'] : []), 'model', 'workload', 'predicted peak', 'measured peak', 'error'];
+header.push('predicted tok/s', 'measured tok/s', 'error', ...(shares ? ['CPU share'] : []));
+if (cpuTime) header.push('tok per CPU-second', 'error (CPU time)');
 console.log(`| ${header.join(' | ')} |`);
 console.log(`|${header.map(() => '---').join('|')}|`);
 for (const r of rows) {
-  const cells = [r.preset, describe(r.workload), size(r.predicted.peakBytes), size(r.measured.peakBytes)];
-  cells.push(pct(r.peakRatio), count(r.predicted.tokensPerSecond), count(r.measured.tokensPerSecond));
-  cells.push(pct(r.speedRatio), ...(shares ? [String(r.cpuShare), pct(r.speedRatio * r.cpuShare)] : []));
+  const cells = [...(threads ? [String(r.threads)] : []), r.preset, describe(r.workload)];
+  cells.push(size(r.predicted.peakBytes), size(r.measured.peakBytes), pct(r.peakRatio));
+  cells.push(count(r.predicted.tokensPerSecond), count(r.measured.tokensPerSecond), pct(r.speedRatio));
+  if (shares) cells.push(String(r.cpuShare));
+  // Tokens per CPU second measure the prediction only where one thread does all the work.
+  if (cpuTime)
+    cells.push(...(r.threads === 1 ? [count(r.measured.tokensPerCpuSecond), pct(r.cpuSpeedRatio)] : ['–', '–']));
   console.log(`| ${cells.join(' | ')} |${r.error ? ` error: ${r.error.slice(0, 120)}` : ''}`);
 }

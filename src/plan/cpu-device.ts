@@ -1,19 +1,31 @@
 import { totalmem } from 'node:os';
 import type { DeviceSpec } from './devices.js';
 
+/** The machine type the CPU figures were measured on has two cores; the float32 peak is per core times this. */
+const MEASURED_CORES = 2;
+const PEAK_FLOPS_MEASURED = 236.4e9;
+
 /**
- * The CPU engine on this machine: its RAM, and the float32 peak and memory bandwidth measured on this machine type
- * (bench/results/cpu-kernels.md: AMD EPYC Zen 4, 2 threads — 236.4 GFLOP/s peak at the measured 3.69 GHz, memory
- * copy 35.7 GB/s on 64 MiB buffers).
+ * The CPU engine on this machine running `threads` threads (default: the two of the machine type measured): its
+ * RAM, and the float32 peak and memory bandwidth measured on this machine type (bench/results/cpu-kernels.md: AMD
+ * EPYC Zen 4, 2 threads — 236.4 GFLOP/s peak at the measured 3.69 GHz, i.e. 118.2 per core; memory copy 35.7 GB/s
+ * on 64 MiB buffers). The peak scales with the threads; the bandwidth is the machine's and is kept whole (the CPU
+ * model reads it only for the KV cache, a small part of a decode step).
  */
-export function cpuDevice(): DeviceSpec {
+export function cpuDevice(threads = MEASURED_CORES): DeviceSpec {
+  if (!Number.isInteger(threads) || threads < 1)
+    throw new Error(`cpuDevice: threads must be a positive integer, got ${threads}`);
   return {
-    name: "this machine's CPU (RAM)",
+    name:
+      threads === MEASURED_CORES
+        ? "this machine's CPU (RAM)"
+        : `this machine's CPU (RAM), ${threads} thread${threads === 1 ? '' : 's'}`,
     memoryBytes: totalmem(),
     bandwidth: 35.7e9,
-    flops: 236.4e9,
+    flops: (PEAK_FLOPS_MEASURED / MEASURED_CORES) * threads,
     engine: 'cpu',
     sms: 0,
+    threads,
     aliases: ['cpu'],
   };
 }

@@ -14,6 +14,8 @@ export interface DeviceSpec {
   engine: 'cuda' | 'cpu';
   /** Streaming multiprocessors (GPUs): the paged attention sizes its key splits by them. */
   sms: number;
+  /** The CPU engine's threads (CPU only): the host work of a decode step runs on one, the kernels on all. */
+  threads?: number;
   /** Aliases accepted by --gpu (lower case, spaces and dashes ignored). */
   aliases: string[];
 }

@@ -6,8 +6,12 @@
  * The runs follow the project's own paths: training is the trainer's arrangement (src/train/precision.ts: with a
  * low-precision compute dtype the model computes in it while float32 masters and the optimizer's state are
  * updated, the masters written back into the compute weights by the optimizer's pass); inference is the
- * InferenceEngine over its paged KV cache. Weights are left at their constant fill (no initialisation pass):
- * memory and speed do not depend on their values, and a 3B model's host-side initialisation would dominate.
+ * InferenceEngine over its paged KV cache.
+ *
+ * On the CPU the weights are initialised as for training: the CPU's 8-bit AdamW finds each moment's code by a
+ * branching search, which a constant-filled model's gradients (few distinct values) let the branch predictor run
+ * five times faster than real gradients do (bench/results/plan.md). On CUDA they are left at their constant fill:
+ * a 3B model's host-side initialisation would dominate the run, and memory does not depend on the values.
  */
 import { getEngine } from '../engine/registry.js';
 import { Andromeda } from '../model/andromeda.js';
@@ -24,7 +28,7 @@ import { batchLoss, type BatchTensors } from '../train/next-token-loss.js';
 import { ByteTokenizer } from '../data/tokenizer/byte.js';
 import type { Tokenizer } from '../data/tokenizer/tokenizer.js';
 import { InferenceEngine } from '../inference/engine.js';
-import type { InferenceWorkload, TrainingWorkload } from './workload.js';
+import type { ComputeDType, InferenceWorkload, TrainingWorkload } from './workload.js';
 import { kvCacheBlocks } from './inference-memory.js';
 
 export interface TrainingMeasurement {
@@ -36,9 +40,26 @@ export interface TrainingMeasurement {
   stepSeconds: number[];
   /** Tokens of one step over its median time. */
   tokensPerSecond: number;
+  /** CPU seconds the process spent in each measured step (every thread of the engine and of Node). */
+  stepCpuSeconds: number[];
+  /** Tokens of one step over its median CPU seconds: on a shared machine, what contention does not move. */
+  tokensPerCpuSecond: number;
+}
+
+/** The model a measurement runs, its initialisation's temporaries kept out of the peak (see the file's comment). */
+function measuredModel(config: AndromedaConfig, device: string, dtype: ComputeDType): Andromeda {
+  const model = new Andromeda(config, { device, dtype, initialize: device === 'cpu', seed: 0 });
+  getEngine(device).resetPeakMemory();
+  return model;
 }
 
 const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+
+/** CPU seconds (user + system, all threads) this process has used since `since`. */
+const cpuSecondsSince = (since: NodeJS.CpuUsage): number => {
+  const used = process.cpuUsage(since);
+  return (used.user + used.system) / 1e6;
+};
 
 /**
  * `steps` optimizer steps of `workload` (one micro-batch each) on `device`; the first `warmup` are not timed (the
@@ -57,7 +78,7 @@ export function measureTraining(
   const before = engine.memoryStats().allocated;
   engine.resetPeakMemory();
   const lowPrecision = workload.precision !== 'float32';
-  const model = new Andromeda(config, { device, dtype: workload.precision, initialize: false });
+  const model = measuredModel(config, device, workload.precision);
   const params = model.parameters();
   const masters = lowPrecision ? noGrad(() => params.map((p) => keep(cast(p, 'float32')).requireGrad(true))) : params;
   const hyper = { lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
@@ -92,12 +113,14 @@ export function measureTraining(
   };
   const lm = new AndromedaLM(model);
   const stepSeconds: number[] = [];
+  const stepCpuSeconds: number[] = [];
   let steadyBytes = 0;
   try {
     for (let step = 0; step < steps; step++) {
       engine.synchronize();
       if (step === warmup) steadyBytes = engine.memoryStats().allocated - before;
       const start = performance.now();
+      const cpuStart = process.cpuUsage();
       tidy(() => {
         batchLoss(lm, tensors, 'mean', { activationCheckpointing: workload.activationCheckpointing }).backward();
       });
@@ -110,7 +133,10 @@ export function measureTraining(
       optimizer.step({ gradScale: scale });
       optimizer.zeroGrad();
       engine.synchronize();
-      if (step >= warmup) stepSeconds.push((performance.now() - start) / 1000);
+      if (step >= warmup) {
+        stepSeconds.push((performance.now() - start) / 1000);
+        stepCpuSeconds.push(cpuSecondsSince(cpuStart));
+      }
     }
     const peakBytes = engine.memoryStats().peakAllocated - before;
     return {
@@ -118,6 +144,8 @@ export function measureTraining(
       steadyBytes,
       stepSeconds,
       tokensPerSecond: (workload.batch * workload.seqLen) / median(stepSeconds),
+      stepCpuSeconds,
+      tokensPerCpuSecond: (workload.batch * workload.seqLen) / median(stepCpuSeconds),
     };
   } finally {
     for (const t of Object.values(tensors)) t?.dispose();
@@ -133,6 +161,12 @@ export interface InferenceMeasurement {
   prefillTokensPerSecond: number;
   /** Generated tokens after each request's first, over the time from the first first token to the last token. */
   decodeTokensPerSecond: number;
+  /** The same tokens over the CPU seconds the process used in that time (all threads). */
+  decodeTokensPerCpuSecond: number;
+  /** Decode steps in that time (tokens after the first of the request that generated the most). */
+  decodeSteps: number;
+  /** CPU seconds of that time. */
+  decodeCpuSeconds: number;
 }
 
 /** A tokenizer spanning the model's vocabulary (the engine only checks sizes; ids go in and come out). */
@@ -163,7 +197,7 @@ export async function measureInference(
   engine.synchronize();
   const before = engine.memoryStats().allocated;
   engine.resetPeakMemory();
-  const model = new Andromeda(config, { device, dtype: workload.kvDtype, initialize: false });
+  const model = measuredModel(config, device, workload.kvDtype);
   let seed = o.seed ?? 12345;
   const randomIds = (n: number): Int32Array =>
     Int32Array.from({ length: n }, () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) % config.vocabSize);
@@ -184,6 +218,8 @@ export async function measureInference(
       startWithEos: false,
     }));
     const submitted = performance.now();
+    // The decode phase starts at the first request's first token: the prefill before it is not counted.
+    let decodeCpuStart: NodeJS.CpuUsage | null = null;
     const runs = await Promise.all(
       Array.from({ length: workload.batch }, async () => {
         const stream = inference.submit(randomIds(workload.promptTokens), {
@@ -193,11 +229,16 @@ export async function measureInference(
           startWithEos: false,
         });
         const times: number[] = [];
-        for await (const _event of stream) times.push(performance.now());
+        for await (const _event of stream) {
+          times.push(performance.now());
+          decodeCpuStart ??= process.cpuUsage();
+        }
         return times;
       }),
     );
     engine.synchronize();
+    if (decodeCpuStart === null) throw new Error('measureInference: the requests generated no token');
+    const decodeCpuSeconds = cpuSecondsSince(decodeCpuStart);
     const firsts = runs.map((t) => t[0]!);
     const lasts = runs.map((t) => t[t.length - 1]!);
     const generatedAfterFirst = runs.reduce((sum, t) => sum + t.length - 1, 0);
@@ -205,6 +246,9 @@ export async function measureInference(
       peakBytes: engine.memoryStats().peakAllocated - before,
       prefillTokensPerSecond: (workload.batch * workload.promptTokens) / ((Math.max(...firsts) - submitted) / 1000),
       decodeTokensPerSecond: generatedAfterFirst / ((Math.max(...lasts) - Math.min(...firsts)) / 1000),
+      decodeTokensPerCpuSecond: generatedAfterFirst / decodeCpuSeconds,
+      decodeSteps: Math.max(...runs.map((t) => t.length - 1)),
+      decodeCpuSeconds,
     };
   } finally {
     await inference.close();

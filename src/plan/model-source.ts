@@ -3,13 +3,14 @@
  * an Andromeda checkpoint (or a training run's folder: its newest intact checkpoint), or a Hugging Face
  * config.json (the file, or the folder holding it). Only the config is read; no weights are loaded.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ConfigError, resolveConfig, type AndromedaConfig, type AndromedaConfigInput } from '../model/config.js';
 import { PRESET_NAMES, isPresetName, presetConfig } from '../model/presets.js';
 import { CHECKPOINT_FORMAT, readCheckpointConfig } from '../model/weights-file.js';
 import { configFromHuggingFace, type HuggingFaceConfigFile } from '../model/hf-families.js';
 import { resolveCheckpointDir } from '../train/run-checkpoint.js';
+import { readJsonFile, UnreadableFileError } from '../io/bounded-read.js';
 
 export interface ModelSource {
   /** A short name for output: the preset, the file or the folder. */
@@ -22,8 +23,9 @@ export interface ModelSource {
 
 function readJson(path: string): unknown {
   try {
-    return JSON.parse(readFileSync(path, 'utf8'));
+    return readJsonFile(path);
   } catch (e) {
+    if (e instanceof UnreadableFileError) throw new ConfigError(e.message);
     throw new ConfigError(`${path}: not valid JSON (${(e as Error).message})`);
   }
 }

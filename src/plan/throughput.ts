@@ -47,20 +47,49 @@ export const GPU_EFFICIENCY = {
 };
 
 /**
- * CPU (this machine: AMD EPYC Zen 4, 2 threads, bench/results/cpu-kernels.md): the packed GEMM runs the model's
- * shapes at 0.79–0.94 of the 236 GFLOP/s peak (0.85 taken), and a training step of `small` spends 62% of its time
- * in GEMMs (bench/results/cpu-model.md, profiled step), so a step runs at 0.85 × 0.62 = 0.53 of peak. AdamW moves
- * its 7 streams at 166% of the DRAM copy figure (cpu-kernels.md). Decoding is host-bound: `small` decodes at
- * 258–309 tokens/s (bench/results/cpu-decode-vs-llamacpp.md, idle machine), 3.2–3.9 ms a step of which reading
- * its 11.6 MB of weights is 0.3 ms: about 0.8 ms of engine time per layer per step.
+ * CPU (this machine: AMD EPYC Zen 4, bench/results/cpu-kernels.md): the packed GEMM runs the model's shapes at
+ * 0.79–0.94 of the float32 peak (0.85 taken), and a training step of `small` spends 62% of its time in GEMMs
+ * (bench/results/cpu-model.md, profiled step), so a step's forward and backward run at 0.85 × 0.62 = 0.53 of the
+ * peak of the threads it has.
+ *
+ * The rest is in CPU seconds of one engine thread, measured by bench/cpu-plan-calibrate.ts (bench/results/plan.md,
+ * "Calibration"; bench/results/logs/plan/cpu-calibrate-0607.jsonl): a CPU second is what another process on the
+ * same cores does not stretch, where wall time is.
+ * Optimizer: clipping plus one step costs a fixed CPU time per parameter, spread over the threads (elementwise
+ * kernels). AdamW streams its state: 0.90 ns a parameter with 42M parameters (state beyond the caches; 0.93 ns
+ * for `small`'s 2.9M). 8-bit AdamW is bound by arithmetic instead — each moment is decoded through its dynamic map
+ * and encoded again by a search of it — at 33 ns a parameter for both sizes, 37 times AdamW.
+ * Decode through the InferenceEngine: each step's CPU time is host work plus kernels streaming the weights. The
+ * host work — the scheduler and block tables, the step's uploads and read-back, sampling, and the JavaScript and
+ * native-call cost of every op — runs on the JavaScript thread: a fixed part per step, a part per layer (its
+ * ops), per request, and per layer and request (each sequence's attention). The GEMMs read the weights once per
+ * step at one thread's effective rate (they pack the weights for each call), split over the threads. Fitted over
+ * 18 cases — widths 64 to 512, 2 to 16 layers, 1 to 16 requests — each within 10.2% of the fit.
  */
 export const CPU_EFFICIENCY = {
   training: 0.53,
-  optimizerBandwidth: 1.66,
   prefill: 0.53,
-  decodeBandwidth: 1,
-  decodeStepSecondsPerLayer: 0.8e-3,
+  optimizerSecondsPerParameter: { adamw: 0.898e-9, adamw8bit: 33.4e-9 },
+  decodeHostSeconds: {
+    perStep: 0.928e-3,
+    perLayer: 0.515e-3,
+    perRequest: 13.1e-6,
+    perLayerRequest: 8.99e-6,
+  },
+  decodeWeightBytesPerSecond: 5.16e9,
 };
+
+/** Threads the CPU engine runs on `device` (1 for a GPU: the CPU terms do not apply there). */
+const cpuThreads = (device: DeviceSpec): number => device.threads ?? 1;
+
+/**
+ * CPU seconds of one decode step's host work on the CPU engine (one thread: the JavaScript side of the step),
+ * for `batch` running requests of a `depth`-layer model.
+ */
+export function cpuDecodeHostSeconds(depth: number, batch: number): number {
+  const h = CPU_EFFICIENCY.decodeHostSeconds;
+  return h.perStep + h.perLayer * depth + h.perRequest * batch + h.perLayerRequest * depth * batch;
+}
 
 export interface Throughput {
   /** Tokens per second of the phase that defines the workload (training steps, or decoding). */
@@ -108,13 +137,13 @@ export function trainingThroughput(c: AndromedaConfig, w: TrainingWorkload, devi
   const copyBytes = w.precision === 'float32' ? 0 : DTYPE_BYTES[w.precision];
   const momentBytes = w.optimizer === 'adamw8bit' ? 2 * 2 + (4 * 4) / QUANT_BLOCK : 8 * 2;
   const optimizerBytes = ((gradientBytes + 4 * 2 + momentBytes + copyBytes) * n) / shards;
+  const cpu = device.engine === 'cpu';
   const efficiency =
-    device.engine === 'cpu'
-      ? CPU_EFFICIENCY.optimizerBandwidth
-      : w.optimizer === 'adamw8bit'
-        ? GPU_EFFICIENCY.optimizer8bitBandwidth
-        : GPU_EFFICIENCY.optimizerBandwidth;
-  const optimizerSeconds = optimizerBytes / (device.bandwidth * efficiency) / w.gradAccum;
+    w.optimizer === 'adamw8bit' ? GPU_EFFICIENCY.optimizer8bitBandwidth : GPU_EFFICIENCY.optimizerBandwidth;
+  const optimizerSeconds =
+    (cpu
+      ? (CPU_EFFICIENCY.optimizerSecondsPerParameter[w.optimizer] * n) / cpuThreads(device)
+      : optimizerBytes / (device.bandwidth * efficiency)) / w.gradAccum;
   const seconds = computeSeconds + optimizerSeconds;
   const optimizerPercent = Math.round(efficiency * 100);
   return {
@@ -123,13 +152,15 @@ export function trainingThroughput(c: AndromedaConfig, w: TrainingWorkload, devi
     bound: computeSeconds >= optimizerSeconds ? 'compute' : 'memory bandwidth',
     flopsPerToken: flops / tokens,
     bytesPerToken: optimizerBytes / (tokens * w.gradAccum),
-    basis:
-      device.engine === 'cpu'
-        ? `${(trainingFraction(c, device) * 100).toFixed(0)}% of the CPU's float32 peak (bench/results/cpu-model.md, ` +
-          'cpu-kernels.md)'
-        : `forward + backward at ${(trainingFraction(c, device) * 100).toFixed(0)}% of the GPU's bf16 peak and the ` +
-          `optimizer at ${optimizerPercent}% of its bandwidth, as measured on an H100 ` +
-          '(bench/results/gpu-train-step.md)',
+    basis: cpu
+      ? `forward + backward at ${(trainingFraction(c, device) * 100).toFixed(0)}% of the float32 peak of ` +
+        `${cpuThreads(device)} CPU thread${cpuThreads(device) === 1 ? '' : 's'} (bench/results/cpu-model.md, ` +
+        `cpu-kernels.md) and the optimizer at ` +
+        `${(CPU_EFFICIENCY.optimizerSecondsPerParameter[w.optimizer] * 1e9).toPrecision(2)} ns of CPU time a ` +
+        'parameter (bench/results/plan.md)'
+      : `forward + backward at ${(trainingFraction(c, device) * 100).toFixed(0)}% of the GPU's bf16 peak and the ` +
+        `optimizer at ${optimizerPercent}% of its bandwidth, as measured on an H100 ` +
+        '(bench/results/gpu-train-step.md)',
   };
 }
 
@@ -148,13 +179,15 @@ export function inferenceThroughput(c: AndromedaConfig, w: InferenceWorkload, de
   const weightBytes = n * bytes;
   const kvBytes = w.batch * meanContext * kvBytesPerToken;
   const stepFlops = w.batch * (2 * n + 4 * c.depth * c.heads * c.headDim * meanContext);
+  // On the CPU the kernels' share is one thread's rate split over the threads; the host's runs on one thread.
+  const threads = cpu ? cpuThreads(device) : 1;
   const memorySeconds = cpu
-    ? (weightBytes + kvBytes) / (device.bandwidth * CPU_EFFICIENCY.decodeBandwidth)
+    ? (weightBytes / CPU_EFFICIENCY.decodeWeightBytesPerSecond + kvBytes / device.bandwidth) / threads
     : weightBytes / (device.bandwidth * GPU_EFFICIENCY.weightReadBandwidth) +
       kvBytes / (device.bandwidth * GPU_EFFICIENCY.kvReadBandwidth);
   const computeSeconds = stepFlops / (device.flops * prefillFraction);
   const hostSeconds = cpu
-    ? CPU_EFFICIENCY.decodeStepSecondsPerLayer * c.depth
+    ? cpuDecodeHostSeconds(c.depth, w.batch)
     : GPU_EFFICIENCY.decodeSecondsPerLayer * c.depth + GPU_EFFICIENCY.decodeSecondsPerRequest * w.batch;
   const stepSeconds = Math.max(memorySeconds, computeSeconds) + hostSeconds;
   const bound =
@@ -170,9 +203,10 @@ export function inferenceThroughput(c: AndromedaConfig, w: InferenceWorkload, de
     flopsPerToken: stepFlops / w.batch,
     bytesPerToken: (weightBytes + kvBytes) / w.batch,
     basis: cpu
-      ? `decode steps: weights and KV cache at the CPU's measured bandwidth plus ` +
-        `${CPU_EFFICIENCY.decodeStepSecondsPerLayer * 1e3} ms of engine time per layer ` +
-        '(bench/results/cpu-kernels.md, cpu-decode-vs-llamacpp.md)'
+      ? `decode steps: the weights at ${(CPU_EFFICIENCY.decodeWeightBytesPerSecond / 1e9).toFixed(1)} GB/s a ` +
+        `thread over ${threads} thread${threads === 1 ? '' : 's'} plus ` +
+        `${(hostSeconds * 1e3).toFixed(2)} ms of host work a step on one ` +
+        '(bench/results/plan.md, measured in CPU time by bench/cpu-plan-calibrate.ts)'
       : `decode steps: weights at ${GPU_EFFICIENCY.weightReadBandwidth * 100}% and the KV cache at ` +
         `${(GPU_EFFICIENCY.kvReadBandwidth * 100).toFixed(1)}% of the bandwidth, plus host time ` +
         `(${(GPU_EFFICIENCY.decodeSecondsPerLayer * 1e6).toFixed(0)} µs a layer, ` +

@@ -92,6 +92,10 @@ test('the CLI refuses such files as configs at once with status 1 instead of han
     assert.equal(r.status, 1, `train --config ${path}: ${r.stderr}`);
     assert.match(r.stderr.toString(), message);
   }
+  // A model named to the planner as a file.
+  const r = spawnSync(process.execPath, [cli, 'plan', '/dev/zero'], { timeout: 30_000 });
+  assert.equal(r.status, 1, `plan /dev/zero: ${r.stderr}`);
+  assert.match(r.stderr.toString(), /\/dev\/zero is a character device, not a file/);
 });
 
 test('weights and token shards named as a pipe or a device are refused at once, not waited on', (t) => {
