@@ -13,16 +13,21 @@
  * bytes already coded: `coded[s]` counts them, and the encoder's buffer (the whole input) is read
  * through that rule only, exactly what the decoder has.
  *
- * Arithmetic: counters and mixer weights are doubles updated with + − × ÷ only (IEEE-exact in
- * JavaScript), squash/stretch are integer tables, hashes are 32-bit `Math.imul`: no platform-
- * dependent rounding.
+ * Arithmetic: counters (float32) and mixer weights (float64) are updated with + − × ÷ only
+ * (IEEE-exact in JavaScript, float32 rounded on store), squash/stretch are integer tables, hashes
+ * are 32-bit `Math.imul`: no platform-dependent rounding. Memory: up to about 150 MB, mostly the
+ * 6 × 2^22 hashed counters (from 128 kB of input on; smaller inputs get smaller tables).
  */
 import { PROBABILITY_ONE, squash, stretch } from './logistic.js';
 
 /** Hashed contexts: orders 1, 2, 3, 4, 6 and the current word. */
 const HASHED = 6;
-const TABLE_BITS = 22;
-const TABLE_SIZE = 1 << TABLE_BITS;
+/**
+ * Slots per hashed context: four per input bit (each coded bit touches one; fewer collide more and
+ * cost ~0.5% at 100 kB), from 2^16 to 2^22.
+ */
+const MIN_TABLE_BITS = 16;
+const MAX_TABLE_BITS = 22;
 /** Inputs: the hashed contexts, order 0, the match model, the language model, a bias. */
 const INPUTS = HASHED + 4;
 const MATCH_MIN = 6;
@@ -32,6 +37,7 @@ const MATCH_TABLE_BITS = 20;
 /** Counter adaptation: rate 1/(n + 1.5) for the n-th update, then fixed at 1/(limit + 1.5) (tracks change). */
 const COUNTER_LIMIT = 250;
 const MIXER_RATE = 0.0025;
+/** Weight sets of the first mixer: the bits so far (256 values) × 4 match-length classes. */
 const MIXER_SETS = 256 * 4;
 const APM_BUCKETS = 33;
 const APM_RATE = 1 / 64;
@@ -43,7 +49,7 @@ function hash2(a: number, b: number): number {
   return (h ^ (h >>> 15)) >>> 0;
 }
 
-/** Adaptive P(bit = 1) counters, 16-bit probabilities with per-slot update counts. */
+/** Adaptive P(bit = 1) counters: float32 probabilities with per-slot update counts. */
 class Counters {
   readonly p: Float32Array;
   readonly n: Uint8Array;
@@ -91,7 +97,8 @@ export interface MixerLayout {
 }
 
 export class ContextMixer {
-  private readonly hashed = new Counters(HASHED * TABLE_SIZE);
+  private readonly tableBits: number;
+  private readonly hashed: Counters;
   private readonly order0 = new Counters(256);
   private readonly match = new Counters(MATCH_LENGTH_BUCKETS * 2);
   private readonly matchTable = new Int32Array(1 << MATCH_TABLE_BITS);
@@ -130,6 +137,10 @@ export class ContextMixer {
     private readonly buffer: Uint8Array,
     private readonly l: MixerLayout,
   ) {
+    let bits = MIN_TABLE_BITS;
+    while (bits < MAX_TABLE_BITS && 2 ** bits < 32 * l.streams * l.chunk) bits++;
+    this.tableBits = bits;
+    this.hashed = new Counters(HASHED * 2 ** bits);
     const s = l.streams;
     this.coded = new Int32Array(s);
     this.last4 = new Int32Array(s);
@@ -160,7 +171,7 @@ export class ContextMixer {
     const c0 = this.partial;
     const x = this.inputs;
     for (let i = 0; i < HASHED; i++) {
-      const slot = i * TABLE_SIZE + (hash2(this.base[i]!, c0) >>> (32 - TABLE_BITS));
+      const slot = (i << this.tableBits) + (hash2(this.base[i]!, c0) >>> (32 - this.tableBits));
       this.slots[i] = slot;
       x[i] = stretch(this.hashed.probability12(slot)) / 256;
     }
