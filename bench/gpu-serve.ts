@@ -5,14 +5,15 @@
 // that many), sampled at temperature 0.8 with per-request seeds — measured as aggregate generated tokens
 // per second from the first request to the last token. The HTTP clients run in a worker thread (their
 // own event loop, as separate client processes would be), reading the server-sent events and checking
-// each request's usage. Order: warm-up (captures the decode graphs), direct, HTTP, direct, HTTP; the
-// ratio is HTTP over direct, best of each. Prints one RESULT line; the bar is ratio ≥ 0.9.
+// each request's usage. Order: warm-up (captures the decode graphs), then `rounds` × (direct, HTTP); the
+// ratio is HTTP over direct, best of each. Prints one RESULT line; the bar is ratio ≥ 0.9. The workload and
+// the client thread are ./serve-clients.ts; ./serve-overhead.ts measures the server's own cost per token on
+// the CPU with the same workload.
 //
 //   npx tsc -p tsconfig.json && node dist/bench/gpu-serve.js [--checkpoint DIR] [--device cuda]
-//     [--clients 64] [--tokens 256]
+//     [--clients 64] [--tokens 256] [--rounds 2]
 import '../src/engine/index.js';
 import { parseArgs } from 'node:util';
-import { Worker } from 'node:worker_threads';
 import { getEngine } from '../src/engine/registry.js';
 import { ByteTokenizer } from '../src/data/tokenizer/byte.js';
 import type { Tokenizer } from '../src/data/tokenizer/tokenizer.js';
@@ -22,6 +23,7 @@ import { loadModelForInference } from '../src/inference/load.js';
 import { InferenceEngine } from '../src/inference/engine.js';
 import { createServer } from '../src/serve/server.js';
 import { loadChatTemplate } from '../src/serve/chat-template.js';
+import { PROMPT_BYTES, StreamingClients, directRound, type RoundResult } from './serve-clients.js';
 
 const { values } = parseArgs({
   options: {
@@ -29,12 +31,15 @@ const { values } = parseArgs({
     device: { type: 'string', default: 'cuda' },
     clients: { type: 'string', default: '64' },
     tokens: { type: 'string', default: '256' },
+    rounds: { type: 'string', default: '2' },
   },
 });
 const device = values.device!;
 const clients = Number(values.clients);
 const tokens = Number(values.tokens);
-const PROMPT_BYTES = 128;
+const rounds = Number(values.rounds);
+for (const [flag, value] of Object.entries({ clients, tokens, rounds }))
+  if (!Number.isInteger(value) || value < 1) throw new RangeError(`--${flag} must be a positive integer`);
 
 let model: LanguageModel;
 let tokenizer: Tokenizer;
@@ -71,98 +76,30 @@ const app = await createServer({
 });
 const url = await app.listen({ host: '127.0.0.1', port: 0 });
 
-function promptOf(i: number): string {
-  const words = ['river', 'stone', 'market', 'winter', 'harbour', 'lantern', 'orchard', 'bridge'];
-  let text = `Request ${i}:`;
-  for (let w = 0; text.length < PROMPT_BYTES; w++) text += ` ${words[(i * 7 + w * 3) % words.length]}`;
-  return text.slice(0, PROMPT_BYTES);
-}
-
-/** The engine directly: every request submitted at once, all streams drained. Aggregate tokens/s. */
-async function direct(): Promise<{ tokS: number; generated: number }> {
-  const started = performance.now();
-  const streams = Array.from({ length: clients }, (_, i) =>
-    engine.submit(promptOf(i), { maxTokens: tokens, ignoreEos: true, temperature: 0.8, seed: i }),
-  );
-  const counts = await Promise.all(
-    streams.map(async (stream) => {
-      let n = 0;
-      for await (const event of stream) if (event.tokenId >= 0) n++;
-      return n;
-    }),
-  );
-  const seconds = (performance.now() - started) / 1000;
-  const generated = counts.reduce((a, b) => a + b, 0);
-  return { tokS: generated / seconds, generated };
-}
-
-const CLIENT_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
-const { url, model, clients, tokens, prompts } = workerData;
-async function one(i) {
-  const response = await fetch(url + '/v1/completions', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model, prompt: prompts[i], max_tokens: tokens, ignore_eos: true, temperature: 0.8,
-      seed: i, stream: true, stream_options: { include_usage: true } }),
-  });
-  if (response.status !== 200) throw new Error('status ' + response.status + ': ' + (await response.text()));
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = '', usage = null, done = false;
-  for (;;) {
-    const { value, done: ended } = await reader.read();
-    if (ended) break;
-    buffer += decoder.decode(value, { stream: true });
-    let end;
-    while ((end = buffer.indexOf('\\n\\n')) >= 0) {
-      const data = buffer.slice(6, end);
-      buffer = buffer.slice(end + 2);
-      if (data === '[DONE]') { done = true; continue; }
-      const chunk = JSON.parse(data);
-      if (chunk.usage) usage = chunk.usage;
-    }
-  }
-  if (!done || !usage) throw new Error('stream ended without usage and [DONE]');
-  return usage.completion_tokens;
-}
-parentPort.on('message', async () => {
-  const started = performance.now();
-  try {
-    const counts = await Promise.all(Array.from({ length: clients }, (_, i) => one(i)));
-    parentPort.postMessage({ seconds: (performance.now() - started) / 1000, counts });
-  } catch (error) {
-    parentPort.postMessage({ error: String(error) });
-  }
-});
-`;
-const worker = new Worker(CLIENT_SOURCE, {
-  eval: true,
-  workerData: { url, model: MODEL, clients, tokens, prompts: Array.from({ length: clients }, (_, i) => promptOf(i)) },
-});
-
-/** The same workload through HTTP: the worker's clients all at once. Aggregate tokens/s from usage. */
-function http(): Promise<{ tokS: number; generated: number }> {
-  return new Promise((resolve, reject) => {
-    worker.once('message', (m: { seconds: number; counts: number[]; error?: string }) => {
-      if (m.error) return reject(new Error(m.error));
-      const generated = m.counts.reduce((a, b) => a + b, 0);
-      if (m.counts.some((c) => c !== tokens)) reject(new Error(`usage counts ${m.counts} are not all ${tokens}`));
-      resolve({ tokS: generated / m.seconds, generated });
-    });
-    worker.postMessage('go');
-  });
-}
+const clientThread = new StreamingClients(url, MODEL, clients, tokens);
+const direct = (): Promise<RoundResult> => directRound(engine, clients, tokens);
+const http = (): Promise<RoundResult> => clientThread.round();
 
 console.error(`${label} on ${device}: ${clients} clients × ${tokens} tokens after ${PROMPT_BYTES}-byte prompts`);
 await direct(); // warm-up: graphs captured, kernels loaded
-const runs = { direct: [] as number[], http: [] as number[] };
-for (let r = 0; r < 2; r++) {
-  const d = await direct();
+const runs = { direct: [] as number[], http: [] as number[], directSteps: [] as number[], httpSteps: [] as number[] };
+/** The round and the engine steps it took: HTTP requests that arrive over several steps make the round longer. */
+async function counted(round: () => Promise<RoundResult>): Promise<RoundResult & { steps: number }> {
+  const before = engine.stats().steps;
+  const result = await round();
+  return { ...result, steps: engine.stats().steps - before };
+}
+for (let r = 0; r < rounds; r++) {
+  const d = await counted(direct);
   runs.direct.push(d.tokS);
-  const h = await http();
+  runs.directSteps.push(d.steps);
+  const h = await counted(http);
   runs.http.push(h.tokS);
-  console.error(`round ${r + 1}: direct ${d.tokS.toFixed(0)} tok/s, HTTP ${h.tokS.toFixed(0)} tok/s`);
+  runs.httpSteps.push(h.steps);
+  console.error(
+    `round ${r + 1}: direct ${d.tokS.toFixed(0)} tok/s (${d.steps} steps), ` +
+      `HTTP ${h.tokS.toFixed(0)} tok/s (${h.steps} steps)`,
+  );
 }
 const bestDirect = Math.max(...runs.direct);
 const bestHttp = Math.max(...runs.http);
@@ -179,13 +116,15 @@ console.log(
       prompt_bytes: PROMPT_BYTES,
       direct_tok_s: runs.direct.map((x) => Math.round(x)),
       http_tok_s: runs.http.map((x) => Math.round(x)),
+      direct_steps: runs.directSteps,
+      http_steps: runs.httpSteps,
       ratio: +(bestHttp / bestDirect).toFixed(3),
       bar: 0.9,
       paged: stats.paged,
       graphs: stats.graphs,
     }),
 );
-await worker.terminate();
+await clientThread.close();
 await app.close();
 await engine.close();
 model.dispose();

@@ -39,7 +39,8 @@ export function numberFlag(
   return n;
 }
 
-// Safe integers only: 1e30 is an integer to JavaScript but no count a command can use (it would print and size as garbage).
+// Safe integers only: 1e30 is an integer to JavaScript but no count a command can use (it would print and
+// size as garbage).
 export const isPositiveInteger = (n: number): boolean => Number.isSafeInteger(n) && n >= 1;
 
 export function positiveIntegerFlag(name: string, raw: string | undefined, fallback: number): number {

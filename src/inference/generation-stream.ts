@@ -1,7 +1,9 @@
 /**
  * What `InferenceEngine.submit` returns: the tokens of one request as an async iterable, and its final
  * result as a promise. Events are buffered, so a consumer may start iterating late and still sees
- * every token; one consumer iterates a stream.
+ * every token; one consumer iterates a stream. A consumer of many streams at once (the server) may
+ * `listen` instead: its callbacks get each token synchronously, in the engine's step, with no promise
+ * per token.
  */
 import type { FinishReason, SequenceSink, TokenEvent } from './sequence.js';
 
@@ -29,13 +31,24 @@ export interface GenerationResult {
   error?: Error;
 }
 
+/** Receives one stream's events as the engine produces them (see `GenerationStream.listen`). */
+export interface GenerationListener {
+  /** One token, called within the engine's step: it should only record or queue the event. */
+  token(event: TokenEvent): void;
+  /** The request ended: the result that `result` resolves to. */
+  end(result: GenerationResult): void;
+}
+
 export class GenerationStream implements AsyncIterable<TokenEvent> {
   /** The final result; it resolves (never rejects) when the request ends for whatever reason. */
   readonly result: Promise<GenerationResult>;
   private resolveResult!: (result: GenerationResult) => void;
   private readonly buffered: TokenEvent[] = [];
   private wake: (() => void) | null = null;
-  private iterated = false;
+  private consumed: 'iterated' | 'listened' | null = null;
+  private listener: GenerationListener | null = null;
+  /** What a listener threw: the request ends with it ('error'). */
+  private listenerError: Error | null = null;
   private finished: GenerationResult | null = null;
   private text = '';
   private readonly tokenIds: number[] = [];
@@ -71,8 +84,7 @@ export class GenerationStream implements AsyncIterable<TokenEvent> {
    * request. A request that fails ('error') throws its error from the iteration after its last event.
    */
   [Symbol.asyncIterator](): AsyncIterator<TokenEvent> {
-    if (this.iterated) throw new Error(`GenerationStream ${this.id}: the stream is already being iterated`);
-    this.iterated = true;
+    this.claim('iterated');
     return {
       next: async (): Promise<IteratorResult<TokenEvent>> => {
         for (;;) {
@@ -92,17 +104,60 @@ export class GenerationStream implements AsyncIterable<TokenEvent> {
     };
   }
 
+  /**
+   * Hands every event to `listener` instead of iterating: events so far at once, later ones synchronously
+   * as the engine emits them, then `end` once. A listener whose `token` throws gets no more tokens: its
+   * request is cancelled after the current step and ends as 'error' with what it threw (`end` says so).
+   */
+  listen(listener: GenerationListener): void {
+    this.claim('listened');
+    this.listener = listener;
+    for (const event of this.buffered.splice(0)) this.deliver(event);
+    if (this.finished) this.deliverEnd(this.finished);
+  }
+
+  private claim(how: 'iterated' | 'listened'): void {
+    if (this.consumed)
+      throw new Error(`GenerationStream ${this.id}: the stream is already ${this.consumed}; one consumer per stream`);
+    this.consumed = how;
+  }
+
+  private deliver(event: TokenEvent): void {
+    if (this.listenerError) return;
+    try {
+      this.listener!.token(event);
+    } catch (error) {
+      this.listenerError = error instanceof Error ? error : new Error(String(error));
+      // Not now: the engine is in the middle of its step, handing out this token.
+      queueMicrotask(() => this.cancel());
+    }
+  }
+
+  private deliverEnd(result: GenerationResult): void {
+    const listener = this.listener!;
+    this.listener = null;
+    try {
+      listener.end(result);
+    } catch {
+      // Nothing is left to do for this request: its result has resolved, and the engine's step goes on.
+    }
+  }
+
   /** @internal The scheduler's side. */
   readonly sink: SequenceSink = {
     token: (event) => {
       this.firstTokenAt ??= Date.now();
       this.text += event.text;
       this.tokenIds.push(event.tokenId);
-      this.buffered.push(event);
-      this.notify();
+      if (this.listener) this.deliver(event);
+      else if (this.consumed !== 'listened') {
+        this.buffered.push(event);
+        this.notify();
+      }
     },
-    finish: (finishReason, error) => {
+    finish: (reason, cause) => {
       const now = Date.now();
+      const [finishReason, error] = this.listenerError ? (['error', this.listenerError] as const) : [reason, cause];
       this.finished = {
         text: this.text,
         tokenIds: this.tokenIds,
@@ -113,7 +168,8 @@ export class GenerationStream implements AsyncIterable<TokenEvent> {
       };
       if (error) this.finished.error = error;
       this.resolveResult(this.finished);
-      this.notify();
+      if (this.listener) this.deliverEnd(this.finished);
+      else this.notify();
     },
   };
 

@@ -53,30 +53,32 @@ export const GPU_EFFICIENCY = {
  * peak of the threads it has.
  *
  * The rest is in CPU seconds of one engine thread, measured by bench/cpu-plan-calibrate.ts (bench/results/plan.md,
- * "Calibration"; bench/results/logs/plan/cpu-calibrate-0607.jsonl): a CPU second is what another process on the
+ * "Calibration"; bench/results/logs/plan/cpu-calibrate-idle-0730.jsonl, an idle machine, after CPU tensor
+ * allocations stopped reading /proc/meminfo each, which had cost every op ~36 µs): a CPU second is what another process on the
  * same cores does not stretch, where wall time is.
  * Optimizer: clipping plus one step costs a fixed CPU time per parameter, spread over the threads (elementwise
- * kernels). AdamW streams its state: 0.90 ns a parameter with 42M parameters (state beyond the caches; 0.93 ns
+ * kernels). AdamW streams its state: 0.79 ns a parameter with 42M parameters (state beyond the caches; 0.76 ns
  * for `small`'s 2.9M). 8-bit AdamW is bound by arithmetic instead — each moment is decoded through its dynamic map
- * and encoded again by a search of it — at 33 ns a parameter for both sizes, 37 times AdamW.
+ * and encoded again by a search of it — at 32–33 ns a parameter for both sizes, 42 times AdamW.
  * Decode through the InferenceEngine: each step's CPU time is host work plus kernels streaming the weights. The
  * host work — the scheduler and block tables, the step's uploads and read-back, sampling, and the JavaScript and
  * native-call cost of every op — runs on the JavaScript thread: a fixed part per step, a part per layer (its
  * ops), per request, and per layer and request (each sequence's attention). The GEMMs read the weights once per
  * step at one thread's effective rate (they pack the weights for each call), split over the threads. Fitted over
- * 18 cases — widths 64 to 512, 2 to 16 layers, 1 to 16 requests — each within 10.2% of the fit.
+ * 18 cases — widths 64 to 512, 2 to 16 layers, 1 to 16 requests — the worst 40% off (the smallest model's first
+ * case, warming up), the rest within 20%.
  */
 export const CPU_EFFICIENCY = {
   training: 0.53,
   prefill: 0.53,
-  optimizerSecondsPerParameter: { adamw: 0.898e-9, adamw8bit: 33.4e-9 },
+  optimizerSecondsPerParameter: { adamw: 0.786e-9, adamw8bit: 33.2e-9 },
   decodeHostSeconds: {
-    perStep: 0.928e-3,
-    perLayer: 0.515e-3,
-    perRequest: 13.1e-6,
-    perLayerRequest: 8.99e-6,
+    perStep: 0.274e-3,
+    perLayer: 43.9e-6,
+    perRequest: 7.96e-6,
+    perLayerRequest: 11.1e-6,
   },
-  decodeWeightBytesPerSecond: 5.16e9,
+  decodeWeightBytesPerSecond: 6.87e9,
 };
 
 /** Threads the CPU engine runs on `device` (1 for a GPU: the CPU terms do not apply there). */

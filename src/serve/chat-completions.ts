@@ -21,6 +21,7 @@ import {
   usageField,
 } from './generation.js';
 import { tokenByteList, tokenText } from './token-text.js';
+import { ChunkJson } from './chunk-json.js';
 
 function chatLogprobs(tokens: readonly ReportedToken[], tokenizer: Tokenizer): ChatTokenLogprob[] {
   return tokens.map((t) => ({
@@ -64,6 +65,17 @@ export async function handleChatCompletion(
   const id = responseId('chatcmpl');
   const created = Math.floor(Date.now() / 1000);
   const base = { id, object: 'chat.completion.chunk', created, model: ctx.modelId };
+  const deltaChunk = (
+    index: number,
+    delta: { role?: string; content: string },
+    logprobs: { content: ChatTokenLogprob[] } | null,
+  ): Record<string, unknown> => ({
+    ...base,
+    choices: [{ index, delta, logprobs, finish_reason: null }],
+    ...usageField(plan),
+  });
+  /** Per choice: its content chunks after the first, without logprobs, serialized around the text. */
+  const contentChunks: ChunkJson[] = [];
   const plan: GenerationPlan = {
     contexts: [context],
     n: body.n ?? 1,
@@ -80,9 +92,12 @@ export async function handleChatCompletion(
     logprobs: wantLogprobs,
     chunk(index, text, tokens, first) {
       if (!first && text === '' && tokens.length === 0) return null;
+      if (!first && !wantLogprobs)
+        return (contentChunks[index] ??= new ChunkJson((t) => deltaChunk(index, { content: t }, null))).of(text);
       const delta = first ? { role: 'assistant', content: text } : { content: text };
-      const logprobs = wantLogprobs ? { content: chatLogprobs(tokens, ctx.tokenizer) } : null;
-      return { ...base, choices: [{ index, delta, logprobs, finish_reason: null }], ...usageField(this) };
+      return JSON.stringify(
+        deltaChunk(index, delta, wantLogprobs ? { content: chatLogprobs(tokens, ctx.tokenizer) } : null),
+      );
     },
     finishChunk(index, finishReason) {
       return {

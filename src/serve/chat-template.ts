@@ -10,12 +10,13 @@
  * such a transcript naturally; DEFAULT_TEMPLATE_STOPS end the reply where the model starts the next
  * turn by itself.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { Template } from '@huggingface/jinja';
 import type { Tokenizer } from '../data/tokenizer/tokenizer.js';
 import { CHECKPOINT_DIR } from '../train/run-checkpoint.js';
 import type { ChatMessage } from './openai-schema.js';
+import { readJsonFile } from '../io/bounded-read.js';
 
 export const DEFAULT_CHAT_TEMPLATE =
   '{{ bos_token }}{% for message in messages %}' +
@@ -111,7 +112,7 @@ export function loadChatTemplate(dirs: readonly string[], tokenizer: Tokenizer):
     if (!existsSync(file) || !statSync(file).isFile()) continue;
     let config: Record<string, unknown>;
     try {
-      config = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+      config = readJsonFile(file) as Record<string, unknown>;
     } catch (error) {
       throw new Error(`${file} is not valid JSON: ${(error as Error).message}`);
     }

@@ -20,6 +20,7 @@ import {
   usageField,
 } from './generation.js';
 import { tokenText } from './token-text.js';
+import { ChunkJson } from './chunk-json.js';
 
 /** Contexts of the prompt(s): each starts with the end-of-document token, as documents do in training. */
 function contextsOf(prompt: CompletionRequest['prompt'], tokenizer: Tokenizer): Int32Array[] {
@@ -64,8 +65,15 @@ export async function handleCompletion(ctx: ServeContext, body: CompletionReques
   const created = Math.floor(Date.now() / 1000);
   const base = { id, object: 'text_completion', created, model: ctx.modelId };
   const n = body.n ?? 1;
-  /** Characters streamed so far per choice: the text offsets of its next tokens. */
-  const streamedLength = new Map<number, number>();
+  const textChunk = (index: number, text: string, logprobs: CompletionLogprobs | null): Record<string, unknown> => ({
+    ...base,
+    choices: [{ index, text, logprobs, finish_reason: null }],
+    ...usageField(plan),
+  });
+  /** Per choice: its chunks without logprobs, serialized around the text. */
+  const plainChunks: ChunkJson[] = [];
+  /** Per choice: characters streamed so far, the text offset of its next tokens (logprobs). */
+  const streamedLength: number[] = [];
   const plan: GenerationPlan = {
     contexts,
     n,
@@ -81,10 +89,11 @@ export async function handleCompletion(ctx: ServeContext, body: CompletionReques
     logprobs: topLogprobs !== null,
     chunk(index, text, tokens) {
       if (text === '' && tokens.length === 0) return null;
-      const offset = streamedLength.get(index) ?? 0;
-      streamedLength.set(index, offset + text.length);
-      const logprobs = topLogprobs === null ? null : legacyLogprobs(tokens, ctx.tokenizer, offset);
-      return { ...base, choices: [{ index, text, logprobs, finish_reason: null }], ...usageField(this) };
+      if (topLogprobs === null)
+        return (plainChunks[index] ??= new ChunkJson((t) => textChunk(index, t, null))).of(text);
+      const offset = streamedLength[index] ?? 0;
+      streamedLength[index] = offset + text.length;
+      return JSON.stringify(textChunk(index, text, legacyLogprobs(tokens, ctx.tokenizer, offset)));
     },
     finishChunk(index, finishReason) {
       return {

@@ -5,11 +5,21 @@
  * contexts, the engine parameters and the shapes of their chunks and responses; this module owns what
  * they share: submitting every choice, cancelling them all the moment the client goes away, usage,
  * finish reasons, and the latency metrics.
+ *
+ * The server shares its thread with the engine, so whatever it does per token comes out of the engine's
+ * steps. Tokens therefore arrive by listener (no promise per token), within the step that made them; a
+ * response queues their events and writes them once per step, in one write for all of its choices, after
+ * the step (a microtask).
  */
 import { randomBytes, randomInt } from 'node:crypto';
 import type { FastifyReply } from 'fastify';
 import { QueueFullError, type GenerationParams, type InferenceEngine } from '../inference/engine.js';
-import type { GenerationResult, GenerationStream, TokenEvent } from '../inference/generation-stream.js';
+import type {
+  GenerationListener,
+  GenerationResult,
+  GenerationStream,
+  TokenEvent,
+} from '../inference/generation-stream.js';
 import type { Tokenizer } from '../data/tokenizer/tokenizer.js';
 import { ApiError, contextLengthExceeded, internalError, invalidRequest, queueFull, unavailable } from './errors.js';
 import type { FinishReason, SamplingRequest, Usage } from './openai-schema.js';
@@ -62,8 +72,11 @@ export interface GenerationPlan {
   includeUsage: boolean;
   /** Whether tokens' log-probabilities are reported. */
   logprobs: boolean;
-  /** Streaming: the chunk for one choice's new text (and its tokens, when logprobs are on); null to send none. */
-  chunk(index: number, text: string, tokens: ReportedToken[], first: boolean): Record<string, unknown> | null;
+  /**
+   * Streaming: the JSON of the chunk for one choice's new text (and its tokens, when logprobs are on);
+   * null to send none. Called for every token, so serialized by the endpoint, which knows what changes.
+   */
+  chunk(index: number, text: string, tokens: readonly ReportedToken[], first: boolean): string | null;
   /** Streaming: the chunk that ends one choice. */
   finishChunk(index: number, finishReason: FinishReason): Record<string, unknown>;
   /** Streaming: the last chunk, with usage (stream_options.include_usage). */
@@ -163,17 +176,47 @@ function submitAll(ctx: ServeContext, plan: GenerationPlan, signal: AbortSignal)
   }
 }
 
+/** The finish reason of a choice that ended by itself (not cancelled, not failed). */
 function finishReasonOf(result: GenerationResult): FinishReason {
-  if (result.finishReason === 'error') throw internalError(`generation failed: ${result.error?.message ?? 'unknown'}`);
-  // The client has not gone (its own cancellation answers nothing): the engine was closed under it.
-  if (result.finishReason === 'cancelled') throw unavailable('The server is shutting down.');
   return result.finishReason === 'stop' ? 'stop' : 'length';
+}
+
+/** Why a choice that did not end by itself failed the request; null when it ended by itself. */
+function failureOf(result: GenerationResult): ApiError | null {
+  if (result.finishReason === 'error') return internalError(`generation failed: ${result.error?.message ?? 'unknown'}`);
+  // The client has not gone (its own cancellation answers nothing): the engine was closed under it.
+  if (result.finishReason === 'cancelled') return unavailable('The server is shutting down.');
+  return null;
+}
+
+const NO_TOKENS: readonly ReportedToken[] = [];
+
+/** One choice of a request as the run follows it. */
+interface Choice {
+  readonly index: number;
+  readonly stream: GenerationStream;
+  /** Its tokens with log-probabilities, when they are reported and the response is not streamed. */
+  readonly tokens: ReportedToken[];
+  result: GenerationResult | null;
+  /** Whether a chunk of it was queued (chat's first chunk carries the role). */
+  opened: boolean;
+  /** Tokens it got since the last write, and when that write of its tokens was (for the inter-token latency). */
+  unwritten: number;
+  lastWrittenAt: number | null;
 }
 
 export class GenerationRun {
   private readonly startedAt: number;
   private readonly abort = new AbortController();
+  /** Whether the client went away (the abort's signal says so too, but is slower to ask, for every write). */
+  private clientGone = false;
   private readonly stopTokenIds: ReadonlySet<number>;
+  private choices: Choice[] = [];
+  private firstTokenNoted = false;
+  /** Server-sent events not yet written, and whether a write after the current step is queued. */
+  private pending = '';
+  private writeQueued = false;
+  private failure: ApiError | null = null;
 
   constructor(
     private readonly ctx: ServeContext,
@@ -190,20 +233,129 @@ export class GenerationRun {
   async run(): Promise<void> {
     // A client that goes away (closes the connection) cancels every sequence at once, freeing its blocks.
     const onClose = (): void => {
-      if (!this.reply.raw.writableFinished) this.abort.abort();
+      if (!this.reply.raw.writableFinished) this.leave();
     };
     const streams = submitAll(this.ctx, this.plan, this.abort.signal);
     this.reply.raw.once('close', onClose);
     // Gone while the request was read and checked: nothing to answer.
-    if (this.reply.raw.destroyed) this.abort.abort();
+    if (this.reply.raw.destroyed) this.leave();
     this.ctx.metrics.inFlight++;
     try {
-      if (this.plan.stream) await this.streamResponse(streams);
-      else await this.jsonResponse(streams);
+      if (this.plan.stream) this.openEventStream();
+      await this.follow(streams);
+      if (this.plan.stream) this.endEventStream();
+      else await this.jsonResponse();
     } finally {
       this.ctx.metrics.inFlight--;
       this.reply.raw.off('close', onClose);
       for (const stream of streams) stream.cancel();
+    }
+  }
+
+  /** The client has gone: every choice is cancelled (through the signal their requests were given). */
+  private leave(): void {
+    this.clientGone = true;
+    this.abort.abort();
+  }
+
+  /** Listens to every choice; resolves when all have ended. */
+  private follow(streams: GenerationStream[]): Promise<void> {
+    return new Promise((resolve) => {
+      let running = streams.length;
+      this.choices = streams.map((stream, index) => ({
+        index,
+        stream,
+        tokens: [],
+        result: null,
+        opened: false,
+        unwritten: 0,
+        lastWrittenAt: null,
+      }));
+      for (const choice of this.choices) {
+        const listener: GenerationListener = {
+          token: (event) => this.onToken(choice, event),
+          end: (result) => {
+            choice.result = result;
+            try {
+              if (this.plan.stream) this.onStreamedEnd(choice, result);
+            } finally {
+              // Counted whatever happens, or the response would wait for this choice forever.
+              if (--running === 0) resolve();
+            }
+          },
+        };
+        choice.stream.listen(listener);
+      }
+    });
+  }
+
+  private onToken(choice: Choice, event: TokenEvent): void {
+    if (!this.firstTokenNoted) {
+      this.firstTokenNoted = true;
+      this.ctx.metrics.timeToFirstToken.observe((performance.now() - this.startedAt) / 1000);
+    }
+    const token = this.reported(event);
+    if (!this.plan.stream) {
+      if (token) choice.tokens.push(token);
+      return;
+    }
+    choice.unwritten++;
+    const chunk = this.plan.chunk(choice.index, event.text, token ? [token] : NO_TOKENS, !choice.opened);
+    if (chunk !== null) {
+      choice.opened = true;
+      this.pending += `data: ${chunk}\n\n`;
+    }
+    this.queueWrite();
+  }
+
+  /** A streamed choice ended: its finish chunk, or the failure the response will end with. */
+  private onStreamedEnd(choice: Choice, result: GenerationResult): void {
+    const failure = failureOf(result);
+    if (failure) {
+      // A cancellation the client caused by leaving is no failure: nobody is left to tell.
+      if (result.finishReason !== 'cancelled' || !this.clientGone) this.failure ??= failure;
+      return;
+    }
+    const opening = choice.opened ? null : this.plan.chunk(choice.index, '', NO_TOKENS, true);
+    if (opening !== null) this.pending += `data: ${opening}\n\n`;
+    this.pending += `data: ${JSON.stringify(this.plan.finishChunk(choice.index, finishReasonOf(result)))}\n\n`;
+    this.queueWrite();
+  }
+
+  private queueWrite(): void {
+    if (this.writeQueued) return;
+    this.writeQueued = true;
+    // The engine hands out a whole step's tokens before the microtasks run: one write carries them all.
+    queueMicrotask(this.writePending);
+  }
+
+  private readonly writePending = (): void => {
+    this.writeQueued = false;
+    this.noteWritten();
+    if (this.pending === '') return;
+    const { raw } = this.reply;
+    if (!raw.destroyed && !this.clientGone) {
+      // Corked, the response's write goes out at once, in one system call with its chunk framing, instead
+      // of Node uncorking on the next tick. (A pipelined response waiting for its socket buffers its writes.)
+      const socket = raw.socket;
+      socket?.cork();
+      raw.write(this.pending);
+      socket?.uncork();
+    }
+    this.pending = '';
+  };
+
+  /** The inter-token latencies of the tokens about to be written. */
+  private noteWritten(): void {
+    const now = performance.now();
+    const latency = this.ctx.metrics.interTokenLatency;
+    for (const choice of this.choices) {
+      if (choice.unwritten === 0) continue;
+      // Tokens written together reach the client together: all but the first of them after no wait.
+      if (choice.lastWrittenAt !== null) latency.observe((now - choice.lastWrittenAt) / 1000);
+      for (let i = 1; i < choice.unwritten; i++) latency.observe(0);
+      choice.unwritten = 0;
+      choice.lastWrittenAt = now;
     }
   }
 
@@ -222,92 +374,46 @@ export class GenerationRun {
     return { tokenId: event.tokenId, logprob: event.logprob, topLogprobs: event.topLogprobs ?? [] };
   }
 
-  private noteFirstToken(state: { firstAt: number | null }): void {
-    if (state.firstAt !== null) return;
-    state.firstAt = performance.now();
-    this.ctx.metrics.timeToFirstToken.observe((state.firstAt - this.startedAt) / 1000);
+  private results(): GenerationResult[] {
+    return this.choices.map((choice) => choice.result!);
   }
 
-  private async jsonResponse(streams: GenerationStream[]): Promise<void> {
-    const first = { firstAt: null as number | null };
-    const collected = await Promise.all(
-      streams.map(async (stream) => {
-        const tokens: ReportedToken[] = [];
-        for await (const event of stream) {
-          this.noteFirstToken(first);
-          const token = this.reported(event);
-          if (token) tokens.push(token);
-        }
-        return { tokens, result: await stream.result };
-      }),
-    );
-    if (this.abort.signal.aborted) return;
-    const choices = collected.map(({ tokens, result }, index) => ({
-      index,
-      text: result.text,
-      finishReason: finishReasonOf(result),
-      tokens,
-    }));
-    const body = this.plan.response(choices, this.usage(collected.map((c) => c.result)));
+  private async jsonResponse(): Promise<void> {
+    if (this.clientGone) return;
+    const choices = this.choices.map(({ index, result, tokens }) => {
+      const failure = failureOf(result!);
+      if (failure) throw failure;
+      return { index, text: result!.text, finishReason: finishReasonOf(result!), tokens };
+    });
+    const body = this.plan.response(choices, this.usage(this.results()));
     await this.reply.code(200).send(body);
   }
 
-  private async streamResponse(streams: GenerationStream[]): Promise<void> {
-    const raw = this.reply.raw;
+  private openEventStream(): void {
     this.reply.hijack();
-    raw.writeHead(200, {
+    this.reply.raw.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
       connection: 'keep-alive',
       'x-accel-buffering': 'no',
     });
-    const send = (data: unknown): void => {
-      if (!raw.destroyed && !this.abort.signal.aborted) raw.write(`data: ${JSON.stringify(data)}\n\n`);
-    };
-    const first = { firstAt: null as number | null };
-    let failure: ApiError | null = null;
-    const results = await Promise.all(
-      streams.map(async (stream, index) => {
-        let lastAt: number | null = null;
-        let sentFirst = false;
-        try {
-          for await (const event of stream) {
-            const now = performance.now();
-            this.noteFirstToken(first);
-            if (lastAt !== null) this.ctx.metrics.interTokenLatency.observe((now - lastAt) / 1000);
-            lastAt = now;
-            const token = this.reported(event);
-            const chunk = this.plan.chunk(index, event.text, token ? [token] : [], !sentFirst);
-            if (chunk) {
-              send(chunk);
-              sentFirst = true;
-            }
-          }
-        } catch (error) {
-          failure ??= internalError(`generation failed: ${(error as Error).message}`);
-        }
-        const result = await stream.result;
-        if (result.finishReason === 'error')
-          failure ??= internalError(`generation failed: ${result.error?.message ?? 'unknown'}`);
-        else if (result.finishReason === 'cancelled') {
-          if (!this.abort.signal.aborted) failure ??= unavailable('The server is shutting down.');
-        } else {
-          const opening = sentFirst ? null : this.plan.chunk(index, '', [], true);
-          if (opening) send(opening);
-          send(this.plan.finishChunk(index, finishReasonOf(result)));
-        }
-        return result;
-      }),
-    );
-    if (this.abort.signal.aborted || raw.destroyed) {
+  }
+
+  /** Every choice has ended: what is still queued, then the failure or the usage, then [DONE]. */
+  private endEventStream(): void {
+    const raw = this.reply.raw;
+    if (this.clientGone || raw.destroyed) {
       raw.destroy();
       return;
     }
-    if (failure) send((failure as ApiError).toBody());
+    this.noteWritten();
+    let events = this.pending;
+    this.pending = '';
+    if (this.failure) events += `data: ${JSON.stringify(this.failure.toBody())}\n\n`;
     else {
-      const usage = this.usage(results);
-      if (this.plan.includeUsage) send(this.plan.usageChunk(usage));
+      const usage = this.usage(this.results());
+      if (this.plan.includeUsage) events += `data: ${JSON.stringify(this.plan.usageChunk(usage))}\n\n`;
     }
-    raw.end('data: [DONE]\n\n');
+    raw.end(`${events}data: [DONE]\n\n`);
   }
 }

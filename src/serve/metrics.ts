@@ -10,6 +10,7 @@ import type { EngineStats } from '../inference/engine.js';
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 export class Histogram {
+  /** Observations per bucket: each counts in the first bucket it fits (the cumulative counts are summed on render). */
   private readonly counts: number[];
   private sum = 0;
   private count = 0;
@@ -18,15 +19,21 @@ export class Histogram {
     this.counts = new Array<number>(bounds.length).fill(0);
   }
 
+  /** Called for every streamed token: one bucket counts it. */
   observe(value: number): void {
     if (!Number.isFinite(value)) return;
     this.sum += value;
     this.count++;
-    for (let i = 0; i < this.bounds.length; i++) if (value <= this.bounds[i]!) this.counts[i]!++;
+    for (let i = 0; i < this.bounds.length; i++)
+      if (value <= this.bounds[i]!) {
+        this.counts[i]!++;
+        return;
+      }
   }
 
   lines(name: string): string[] {
-    const out = this.bounds.map((b, i) => `${name}_bucket{le="${b}"} ${this.counts[i]}`);
+    let cumulative = 0;
+    const out = this.bounds.map((b, i) => `${name}_bucket{le="${b}"} ${(cumulative += this.counts[i]!)}`);
     out.push(`${name}_bucket{le="+Inf"} ${this.count}`, `${name}_sum ${this.sum}`, `${name}_count ${this.count}`);
     return out;
   }

@@ -2,6 +2,12 @@ import { totalmem } from 'node:os';
 import type { Engine, Handle } from '../engine/engine.js';
 
 /**
+ * The machine's physical memory, read once: os.totalmem() reads /proc/meminfo (tens of microseconds), and
+ * every CPU allocation asks, which would cost a decode step milliseconds.
+ */
+const PHYSICAL_MEMORY = totalmem();
+
+/**
  * A device buffer shared by a tensor and its views. Each tensor built on it holds one reference (the
  * Tensor constructor takes it); the buffer is freed when the last holder lets go. A new storage has no
  * holders yet: it is freed when the first tensor built on it is, or by `release` if none ever is.
@@ -31,9 +37,10 @@ export class Storage {
     if (!(bytes >= 0)) throw new RangeError(`${op}: cannot allocate ${bytes} bytes`);
     if (!Number.isSafeInteger(bytes))
       throw new RangeError(`${op}: a tensor of ${formatBytes(bytes)} is more memory than can be addressed`);
-    if (engine.device === 'cpu' && bytes > totalmem()) {
+    if (engine.device === 'cpu' && bytes > PHYSICAL_MEMORY) {
       throw new RangeError(
-        `${op}: a tensor of ${formatBytes(bytes)} does not fit in this machine's ${formatBytes(totalmem())} of memory`,
+        `${op}: a tensor of ${formatBytes(bytes)} does not fit in this machine's ` +
+          `${formatBytes(PHYSICAL_MEMORY)} of memory`,
       );
     }
   }

@@ -3,7 +3,7 @@
 // the paged forward with a host read of each step's logits, so the comparison isolates what speculation saves.
 // Checks that every speculative output equals the target's own, and prints one RESULT line per case:
 // tokens/s, speed-up over the target alone, acceptance rate (accepted / proposed) and tokens per target pass.
-//   node dist/bench/gpu-speculative.js runs/speculative/target runs/speculative/draft [k,k,…] [tokens] [device]
+//   node dist/bench/speculative-generate.js runs/speculative/target runs/speculative/draft [k,k,…] [tokens] [device]
 // Defaults: k = 2,3,4,6; 256 tokens; device cuda (bfloat16 weights; float32 on the CPU).
 import '../src/engine/index.js';
 import { getEngine } from '../src/engine/registry.js';
@@ -14,13 +14,18 @@ import { buildPagedStep } from '../src/model/paged-step.js';
 import { argmax } from '../src/inference/sampling.js';
 import { speculativeGenerate } from '../src/inference/speculative.js';
 
+const usage = 'usage: speculative-generate.js <target run> <draft run> [k,k,…] [tokens] [device]';
 const [targetDir, draftDir, kList = '2,3,4,6', tokenArg = '256', device = 'cuda'] = process.argv.slice(2);
 if (!targetDir || !draftDir) {
-  console.error('usage: gpu-speculative.js <target run> <draft run> [k,k,…] [tokens] [device]');
+  console.error(usage);
   process.exit(2);
 }
 const maxTokens = Number(tokenArg);
 const ks = kList.split(',').map(Number);
+if (![maxTokens, ...ks].every((v) => Number.isInteger(v) && v >= 1)) {
+  console.error(`k '${kList}' and tokens '${tokenArg}' must be positive integers\n${usage}`);
+  process.exit(2);
+}
 const PROMPT =
   'The history of the city begins with a small settlement on the river, where traders met to exchange grain, ' +
   'salt and cloth. Over the following centuries';
@@ -90,6 +95,12 @@ for (const k of ks) {
   );
   const r = run.value;
   const identical = r.tokens.length === alone.value.length && r.tokens.every((t, i) => t === alone.value[i]);
+  if (!identical) {
+    const at = alone.value.findIndex((t, i) => t !== r.tokens[i]);
+    console.error(
+      `MISMATCH k ${k}: the speculative output differs from the target alone at token ${at < 0 ? r.tokens.length : at}`,
+    );
+  }
   allIdentical &&= identical;
   const rate = r.tokens.length / run.seconds;
   console.log(
@@ -106,4 +117,7 @@ for (const k of ks) {
 }
 target.model.dispose();
 draft.model.dispose();
-process.exit(allIdentical ? 0 : 1);
+if (!allIdentical) {
+  console.error("FAILED: speculative decoding did not reproduce the target's greedy output");
+  process.exit(1);
+}
