@@ -3,7 +3,12 @@
 #   offline: a tiny byte-level model trained with the CPU quickstart's recipe (the bundled corpus's
 #            train split; TRAIN_MINUTES, default 12, instead of the quickstart's 7) codes the
 #            corpus's held-out split, with a 128-token context (the training length) kept ≥ 96;
-#   online:  a fresh tiny model that trains as it codes, on Moby-Dick's train split (1.1 MB).
+#   online:  a fresh tiny model that trains as it codes (32 streams, a 64-token context rebuilt
+#            from its last 32, an AdamW step each time it fills), its probabilities mixed into the
+#            context-mixing predictor, on Moby-Dick's train split (1.1 MB); then the same model
+#            alone (--mix off, compress only) and the mixer alone (bench/compress-mixer-alone.ts,
+#            the model's input held at 1/2) to show what each contributes.
+#            One thread (ANDROMEDA_THREADS, default 1: the bench shares its machine).
 # Every andromeda file is decompressed and compared with the original byte for byte.
 # Usage: bench/compress.sh [offline|online|all] (default all). Logs: bench/results/logs/compress/.
 set -euo pipefail
@@ -67,7 +72,13 @@ if [[ $part == online || $part == all ]]; then
     jsonl_text corpus/prose/moby-dick.train.jsonl >"$work/moby-dick.txt"
     echo "online text: $(size "$work/moby-dick.txt") bytes (corpus/prose/moby-dick.train.jsonl)"
     classic "$work/moby-dick.txt"
-    andromeda_round_trip "$work/moby-dick.txt" --online --overlap 32
+    export ANDROMEDA_THREADS=${ANDROMEDA_THREADS:-1}
+    echo "ANDROMEDA_THREADS=$ANDROMEDA_THREADS"
+    online=(--online --streams 32 --context 64 --overlap 32 --lr 5e-3)
+    andromeda_round_trip "$work/moby-dick.txt" "${online[@]}"
+    andromeda compress "$work/moby-dick.txt" "$work/moby-dick.model-only.andz" "${online[@]}" --mix off
+    echo "andromeda ${online[*]} --mix off: $(bpb "$(size "$work/moby-dick.model-only.andz")" "$(size "$work/moby-dick.txt")") bpb"
+    node dist/bench/compress-mixer-alone.js "$work/moby-dick.txt" --streams 32
     date -u
   ) 2>&1 | tee "$logs/online.log"
 fi

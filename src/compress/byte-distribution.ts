@@ -43,3 +43,19 @@ export function byteAt(cumulative: Cumulative, target: number): number {
   }
   return lo;
 }
+
+/**
+ * The model's byte probabilities as a binary tree for bitwise coding: `into[256 + b]` is P(b) and
+ * `into[n] = into[2n] + into[2n + 1]`, so a byte's bits so far behind a leading 1 (`partial`, 1..255)
+ * name a node and P(next bit = 1) is into[2·partial + 1] / into[partial]. The softmax is the same
+ * float64 computation as `quantizedCumulative`'s.
+ */
+export function probabilityTree(logits: Float32Array, offset: number, into: Float64Array): Float64Array {
+  let max = -Infinity;
+  for (let b = 0; b < BYTE_SYMBOLS; b++) max = Math.max(max, logits[offset + b]!);
+  if (!Number.isFinite(max)) throw new Error(`the model produced a non-finite logit (${max}): cannot code with it`);
+  for (let b = 0; b < BYTE_SYMBOLS; b++) into[BYTE_SYMBOLS + b] = Math.exp(logits[offset + b]! - max);
+  for (let n = BYTE_SYMBOLS - 1; n >= 1; n--) into[n] = into[2 * n]! + into[2 * n + 1]!;
+  if (!Number.isFinite(into[1]!)) throw new Error('the model produced non-finite logits: cannot code with them');
+  return into;
+}

@@ -2,11 +2,13 @@
  * Model-driven compression: the input is split into up to `maxStreams` contiguous streams coded
  * side by side (one batch row each, so the model runs on S tokens per call instead of 1), and the
  * bytes are range-coded in the order (step t, stream 0..S−1) with the model's quantised next-byte
- * distributions. Decoding runs the same model calls in the same order and so recovers every byte.
+ * distributions, or, with context mixing, bit by bit with the model's probabilities mixed into a
+ * context-mixing predictor. Decoding runs the same model calls and the same predictor updates in
+ * the same order and so recovers every byte.
  */
 import { crc32 } from '../data/crc32.js';
 import { RangeDecoder, RangeEncoder } from './range-coder.js';
-import { byteAt, quantizedCumulative, BYTE_SYMBOLS } from './byte-distribution.js';
+import { MixingByteCoder, ModelByteCoder, type ByteCoder } from './byte-coders.js';
 import { CompressedFileError, readContainer, writeContainer, type CompressedHeader } from './container.js';
 import type { CodingModel } from './coding-model.js';
 import { StreamPredictor } from './stream-predictor.js';
@@ -23,6 +25,8 @@ export interface CompressOptions {
   context?: number;
   /** Tokens kept when the context window is rebuilt; default half the context. */
   overlap?: number;
+  /** Mix the model's probabilities with the context-mixing predictor (default: the model alone). */
+  contextMixing?: boolean;
   /** The engine the logits come from (recorded in the header). */
   engine: string;
   /** Called after each step with the bytes coded so far. */
@@ -53,6 +57,10 @@ function histories(l: Layout, startToken: number): Int32Array[] {
   return Array.from({ length: l.streams }, () => new Int32Array(l.chunk + 1).fill(startToken));
 }
 
+function byteCoder(header: CompressedHeader, buffer: Uint8Array, l: Layout): ByteCoder {
+  return header.contextMixing ? new MixingByteCoder(buffer, l) : new ModelByteCoder();
+}
+
 function learningRateOf(model: CodingModel): number | undefined {
   return model.spec.kind === 'online' ? model.spec.learningRate : undefined;
 }
@@ -76,6 +84,7 @@ export function compressBytes(
     overlap,
     engine: o.engine,
     model: model.spec,
+    ...(o.contextMixing ? { contextMixing: true } : {}),
   };
   const l = layout(data.length, streams);
   const fed = histories(l, model.startToken);
@@ -83,16 +92,14 @@ export function compressBytes(
     fed[s]!.set(data.subarray(s * l.chunk, s * l.chunk + streamLength(l, data.length, s)), 1);
   const predictor = new StreamPredictor(model.model, fed, { context, overlap, learningRate: learningRateOf(model) });
   const encoder = new RangeEncoder();
-  const cumulative = new Uint32Array(BYTE_SYMBOLS + 1);
+  const coder = byteCoder(header, data, l);
   const vocab = model.model.config.vocabSize;
   try {
     for (let t = 0, done = 0; t < l.chunk; t++) {
       const logits = predictor.logitsAt(t);
       for (let s = 0; s < streams; s++) {
         if (t >= streamLength(l, data.length, s)) continue;
-        quantizedCumulative(logits, s * vocab, cumulative);
-        const byte = fed[s]![t + 1]!;
-        encoder.encode(cumulative[byte]!, cumulative[byte + 1]! - cumulative[byte]!, cumulative[BYTE_SYMBOLS]!);
+        coder.encode(encoder, logits, s * vocab, s, fed[s]![t + 1]!);
         done++;
       }
       o.onProgress?.(done, data.length);
@@ -119,7 +126,8 @@ export function readHeader(file: Uint8Array, name: string): { header: Compressed
     typeof h.model !== 'object' ||
     h.model === null ||
     (h.model.kind !== 'checkpoint' && h.model.kind !== 'online') ||
-    typeof h.model.sha256 !== 'string'
+    typeof h.model.sha256 !== 'string' ||
+    (h.contextMixing !== undefined && typeof h.contextMixing !== 'boolean')
   )
     throw new CompressedFileError(`${name}: the header's fields are missing or out of range`);
   return { header, payload };
@@ -154,17 +162,14 @@ export function decompressBytes(
     learningRate: learningRateOf(model),
   });
   const decoder = new RangeDecoder(payload);
-  const cumulative = new Uint32Array(BYTE_SYMBOLS + 1);
+  const coder = byteCoder(header, out, l);
   const vocab = model.model.config.vocabSize;
   try {
     for (let t = 0, done = 0; t < l.chunk; t++) {
       const logits = predictor.logitsAt(t);
       for (let s = 0; s < header.streams; s++) {
         if (t >= streamLength(l, header.length, s)) continue;
-        quantizedCumulative(logits, s * vocab, cumulative);
-        const total = cumulative[BYTE_SYMBOLS]!;
-        const byte = byteAt(cumulative, decoder.target(total));
-        decoder.consume(cumulative[byte]!, cumulative[byte + 1]! - cumulative[byte]!, total);
+        const byte = coder.decode(decoder, logits, s * vocab, s);
         fed[s]![t + 1] = byte;
         out[s * l.chunk + t] = byte;
         done++;

@@ -6,8 +6,9 @@
  *
  * The JSON holds the original length and CRC32, the coding parameters, and the model: for a
  * checkpoint its name and the SHA-256 of its weight file; for online coding everything needed to
- * rebuild the starting model. The header's own CRC lets a damaged header be reported as such
- * before anything is allocated from its numbers.
+ * rebuild the starting model; and whether the bytes were coded bit by bit through the context
+ * mixer (`contextMixing`) or with the model's distribution alone. The header's own CRC lets a
+ * damaged header be reported as such before anything is allocated from its numbers.
  */
 import { crc32 } from '../data/crc32.js';
 import type { CodingModelSpec } from './coding-model.js';
@@ -31,6 +32,8 @@ export interface CompressedHeader {
   /** Engine the probabilities were computed on; decoding must use the same one. */
   readonly engine: string;
   readonly model: CodingModelSpec;
+  /** Bytes were coded bit by bit with the model mixed into the context-mixing predictor (absent: the model alone). */
+  readonly contextMixing?: boolean;
 }
 
 export class CompressedFileError extends Error {

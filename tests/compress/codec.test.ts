@@ -206,6 +206,8 @@ describe('andromeda compress / decompress', () => {
     assert.match(both.stderr, /exactly one of --model <checkpoint> and --online/);
     const streams = andromeda(['compress', 'in.txt', 'x.andz', '--online', '--streams', '0'], dir);
     assert.match(streams.stderr, /andromeda compress: --streams must be a positive integer, got "0"/);
+    const mix = andromeda(['compress', 'in.txt', 'x.andz', '--online', '--mix', 'yes'], dir);
+    assert.match(mix.stderr, /--mix must be on or off, got yes/);
     const overlap = andromeda(['compress', 'in.txt', 'x.andz', '--online', '--context', '32', '--overlap', '32'], dir);
     assert.match(overlap.stderr, /--overlap must be less than the context \(32\), got 32/);
   });

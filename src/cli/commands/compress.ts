@@ -12,7 +12,7 @@ import {
   type CodingModel,
 } from '../../compress/index.js';
 
-export const ONLINE_DEFAULTS = { preset: 'tiny', seed: 0, lr: 2e-3 } as const;
+export const ONLINE_DEFAULTS = { preset: 'tiny', seed: 0, lr: 5e-3 } as const;
 
 const USAGE = `Usage: andromeda compress <in> <out> (--model <checkpoint> | --online) [options]
 
@@ -33,12 +33,17 @@ Options:
   --lr <x>               online: AdamW learning rate (default ${ONLINE_DEFAULTS.lr})
   --context <n>          tokens of context (default: the model's maximum sequence length)
   --overlap <n>          tokens kept when the context window is rebuilt (default context/2)
+  --mix <on|off>         code bit by bit with the model's probabilities mixed into a context-mixing
+                         predictor (hashed order-1–6 and word counters, a match model); default on
+                         with --online (a fresh model learns slowly; the mix keeps what it knows),
+                         off with --model (the code length is then the model's cross-entropy)
   --streams <n>          most parts of the input coded side by side, one batch row each
                          (default ${DEFAULT_MAX_STREAMS}; more is faster, fewer compresses a little better)
   -h, --help             show this help
 
-Example:
-  andromeda compress notes.txt notes.andz --model runs/quickstart`;
+Examples:
+  andromeda compress notes.txt notes.andz --model runs/quickstart
+  andromeda compress book.txt book.andz --online --streams 32 --context 64 --overlap 32`;
 
 export const compressCommand: Command = {
   name: 'compress',
@@ -56,6 +61,7 @@ export const compressCommand: Command = {
         context: { type: 'string' },
         overlap: { type: 'string' },
         streams: { type: 'string' },
+        mix: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
       true,
@@ -83,6 +89,9 @@ export const compressCommand: Command = {
       'an integer from 0 to 2^32 − 1',
     );
     const lr = numberFlag('lr', values.lr, ONLINE_DEFAULTS.lr, (n) => n > 0 && n <= 1, 'a number in (0, 1]');
+    if (values.mix !== undefined && values.mix !== 'on' && values.mix !== 'off')
+      throw new UsageError(`--mix must be on or off, got ${values.mix}`);
+    const contextMixing = values.mix === undefined ? values.online : values.mix === 'on';
     const streams = positiveIntegerFlag('streams', values.streams, DEFAULT_MAX_STREAMS);
     const context = values.context === undefined ? undefined : positiveIntegerFlag('context', values.context, 0);
     const overlap = values.overlap === undefined ? undefined : positiveIntegerFlag('overlap', values.overlap, 0);
@@ -109,6 +118,7 @@ export const compressCommand: Command = {
       const { file, stats } = compressBytes(data, model, {
         engine: engineIdentity(),
         maxStreams: streams,
+        contextMixing,
         context,
         overlap,
       });

@@ -16,7 +16,8 @@ const USAGE = `Usage: andromeda decompress <in> <out> [--model <checkpoint>]
 
 Restores a file made by \`andromeda compress\`, bit for bit. A file compressed with --model needs
 the same checkpoint (its weights' SHA-256 is checked); an --online file needs no model. Decoding
-runs the same model computations as encoding, so it takes as long.
+runs the same model computations (and, for a file coded with --mix on, the same context-mixer
+updates) as encoding, so it takes as long.
 
 Options:
   --model <checkpoint>   the checkpoint or run directory the file was compressed with
