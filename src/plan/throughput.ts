@@ -67,6 +67,10 @@ export const GPU_EFFICIENCY = {
  * step at one thread's effective rate (they pack the weights for each call), split over the threads. Fitted over
  * 18 cases — widths 64 to 512, 2 to 16 layers, 1 to 16 requests — the worst 40% off (the smallest model's first
  * case, warming up), the rest within 20%.
+ * More than one thread adds, in wall time, what handing every op's kernel to the other threads and waiting for them
+ * costs, and the weights' GEMMs not quite halving: fitted on top of the terms above as 69 µs a layer plus 0.020 ns
+ * a weight byte (bench/cpu-plan-threads.ts, two threads, idle machine, bench/results/logs/plan/
+ * cpu-threads-handoff-0752.jsonl; `small`'s width left out again).
  */
 export const CPU_EFFICIENCY = {
   training: 0.53,
@@ -79,6 +83,7 @@ export const CPU_EFFICIENCY = {
     perLayerRequest: 11.1e-6,
   },
   decodeWeightBytesPerSecond: 6.87e9,
+  decodeThreadHandoffSeconds: { perLayer: 69.1e-6, perWeightByte: 1.97e-11 },
 };
 
 /** Threads the CPU engine runs on `device` (1 for a GPU: the CPU terms do not apply there). */
@@ -91,6 +96,20 @@ const cpuThreads = (device: DeviceSpec): number => device.threads ?? 1;
 export function cpuDecodeHostSeconds(depth: number, batch: number): number {
   const h = CPU_EFFICIENCY.decodeHostSeconds;
   return h.perStep + h.perLayer * depth + h.perRequest * batch + h.perLayerRequest * depth * batch;
+}
+
+/**
+ * Wall seconds a decode step of a `depth`-layer model spends handing its ops' kernels to the other engine threads
+ * and waiting for them, when there are more than one (bench/cpu-plan-threads.ts fits it on top of the other terms).
+ */
+export function cpuDecodeHandoffSeconds(depth: number, weightBytes: number): number {
+  const h = CPU_EFFICIENCY.decodeThreadHandoffSeconds;
+  return h.perLayer * depth + h.perWeightByte * weightBytes;
+}
+
+/** A CPU decode step's seconds from every term but the threads' handoff (what bench/cpu-plan-threads.ts fits). */
+export function decodeStepSecondsWithoutHandoff(c: AndromedaConfig, w: InferenceWorkload, device: DeviceSpec): number {
+  return w.batch / inferenceThroughput(c, w, device, { threadHandoff: false }).tokensPerSecond;
 }
 
 export interface Throughput {
@@ -166,7 +185,12 @@ export function trainingThroughput(c: AndromedaConfig, w: TrainingWorkload, devi
   };
 }
 
-export function inferenceThroughput(c: AndromedaConfig, w: InferenceWorkload, device: DeviceSpec): Throughput {
+export function inferenceThroughput(
+  c: AndromedaConfig,
+  w: InferenceWorkload,
+  device: DeviceSpec,
+  o: { threadHandoff?: boolean } = {},
+): Throughput {
   const n = countParameters(c);
   const bytes = DTYPE_BYTES[w.kvDtype];
   const cpu = device.engine === 'cpu';
@@ -191,7 +215,9 @@ export function inferenceThroughput(c: AndromedaConfig, w: InferenceWorkload, de
   const hostSeconds = cpu
     ? cpuDecodeHostSeconds(c.depth, w.batch)
     : GPU_EFFICIENCY.decodeSecondsPerLayer * c.depth + GPU_EFFICIENCY.decodeSecondsPerRequest * w.batch;
-  const stepSeconds = Math.max(memorySeconds, computeSeconds) + hostSeconds;
+  const handoffSeconds =
+    cpu && threads > 1 && (o.threadHandoff ?? true) ? cpuDecodeHandoffSeconds(c.depth, weightBytes) : 0;
+  const stepSeconds = Math.max(memorySeconds, computeSeconds) + hostSeconds + handoffSeconds;
   const bound =
     hostSeconds > Math.max(memorySeconds, computeSeconds)
       ? 'host'
@@ -207,7 +233,8 @@ export function inferenceThroughput(c: AndromedaConfig, w: InferenceWorkload, de
     basis: cpu
       ? `decode steps: the weights at ${(CPU_EFFICIENCY.decodeWeightBytesPerSecond / 1e9).toFixed(1)} GB/s a ` +
         `thread over ${threads} thread${threads === 1 ? '' : 's'} plus ` +
-        `${(hostSeconds * 1e3).toFixed(2)} ms of host work a step on one ` +
+        `${(hostSeconds * 1e3).toFixed(2)} ms of host work a step on one` +
+        (handoffSeconds > 0 ? ` and ${(handoffSeconds * 1e3).toFixed(2)} ms handing ops to the other threads ` : ' ') +
         '(bench/results/plan.md, measured in CPU time by bench/cpu-plan-calibrate.ts)'
       : `decode steps: weights at ${GPU_EFFICIENCY.weightReadBandwidth * 100}% and the KV cache at ` +
         `${(GPU_EFFICIENCY.kvReadBandwidth * 100).toFixed(1)}% of the bandwidth, plus host time ` +

@@ -12,6 +12,7 @@ import { planRun } from '../../src/plan/plan.js';
 import { cpuDevice } from '../../src/plan/cpu-device.js';
 import {
   CPU_EFFICIENCY,
+  cpuDecodeHandoffSeconds,
   cpuDecodeHostSeconds,
   inferenceThroughput,
   trainingThroughput,
@@ -20,7 +21,8 @@ import type { InferenceWorkload, TrainingWorkload, Workload } from '../../src/pl
 
 const LOGS = new URL('../../../bench/results/logs/plan/', import.meta.url);
 const CALIBRATION_LOG = 'cpu-calibrate-idle-0730.jsonl';
-const MEASUREMENT_LOG = 'cpu-idle-recalibrated-0731.jsonl';
+const HANDOFF_LOG = 'cpu-threads-handoff-0752.jsonl';
+const MEASUREMENT_LOG = 'cpu-idle-handoff-0752.jsonl';
 
 const readJsonl = (name: string): any[] =>
   readFileSync(fileURLToPath(new URL(name, LOGS)), 'utf8')
@@ -79,6 +81,30 @@ test('the CPU terms are the committed calibration fit', () => {
   }
 });
 
+test('the two-thread handoff term is the committed fit of bench/cpu-plan-threads.ts', () => {
+  const fit = readJsonl(HANDOFF_LOG).find((l) => l.part === 'handoff-fit');
+  assert.ok(fit, `${HANDOFF_LOG} holds no handoff-fit line`);
+  const h = CPU_EFFICIENCY.decodeThreadHandoffSeconds;
+  close(h.perLayer, fit.perLayerSeconds, 'handoff seconds per layer');
+  close(h.perWeightByte, fit.perWeightByteSeconds, 'handoff seconds per weight byte');
+});
+
+test("on two threads (the machine's default), the idle measurement's three rows are within 15% in wall time", () => {
+  const rows = readJsonl(MEASUREMENT_LOG).filter((r) => r.threads === 2);
+  assert.equal(rows.length, 3, `${MEASUREMENT_LOG}: three two-thread rows`);
+  for (const row of rows) {
+    const workload = row.workload as Workload;
+    const config = presetConfig(row.preset, { maxSeqLen: 4096 });
+    const predicted = planRun({ name: row.preset, config }, workload, cpuDevice(2)).throughput!.tokensPerSecond;
+    const error = predicted / row.measured.tokensPerSecond - 1;
+    assert.ok(
+      Math.abs(error) <= 0.15,
+      `${row.preset} ${workload.mode}: predicted ${predicted.toFixed(0)} tokens/s, measured ` +
+        `${row.measured.tokensPerSecond} (${(error * 100).toFixed(1)}%)`,
+    );
+  }
+});
+
 test('the decode host term grows with depth and batch, and only the kernels divide over threads', () => {
   const host = CPU_EFFICIENCY.decodeHostSeconds;
   assert.ok(host.perLayer > 0 && host.perStep > 0, 'host work per layer and per step');
@@ -97,10 +123,16 @@ test('the decode host term grows with depth and batch, and only the kernels divi
     'four more layers, one thread',
     0.02,
   );
-  // A second thread halves the kernels' time and leaves the host's.
+  // A second thread halves the kernels' time, leaves the host's, and adds the handoffs.
   const oneThread = stepSeconds(4, 1, 1);
   const twoThreads = stepSeconds(4, 1, 2);
-  close(oneThread - twoThreads, (oneThread - cpuDecodeHostSeconds(4, 1)) / 2, 'the second thread', 0.02);
+  const smallWeightBytes = countParameters(presetConfig('small')) * 4;
+  close(
+    oneThread - twoThreads,
+    (oneThread - cpuDecodeHostSeconds(4, 1)) / 2 - cpuDecodeHandoffSeconds(4, smallWeightBytes),
+    'the second thread',
+    0.02,
+  );
   // More requests share each step's fixed work: tokens/s rise, though each step takes longer.
   assert.ok(stepSeconds(4, 16, 2) > stepSeconds(4, 1, 2));
   assert.ok(16 / stepSeconds(4, 16, 2) > 4 / stepSeconds(4, 1, 2));
