@@ -191,6 +191,9 @@ function failureOf(result: GenerationResult): ApiError | null {
 
 const NO_TOKENS: readonly ReportedToken[] = [];
 
+/** One server-sent event carrying `data` (a JSON text, or [DONE]). */
+const sseEvent = (data: string): string => `data: ${data}\n\n`;
+
 /** One choice of a request as the run follows it. */
 interface Choice {
   readonly index: number;
@@ -207,9 +210,8 @@ interface Choice {
 
 export class GenerationRun {
   private readonly startedAt: number;
+  /** Aborted when the client goes away (and only then): every choice's request is given its signal. */
   private readonly abort = new AbortController();
-  /** Whether the client went away (the abort's signal says so too, but is slower to ask, for every write). */
-  private clientGone = false;
   private readonly stopTokenIds: ReadonlySet<number>;
   private choices: Choice[] = [];
   private firstTokenNoted = false;
@@ -254,8 +256,11 @@ export class GenerationRun {
 
   /** The client has gone: every choice is cancelled (through the signal their requests were given). */
   private leave(): void {
-    this.clientGone = true;
     this.abort.abort();
+  }
+
+  private get clientGone(): boolean {
+    return this.abort.signal.aborted;
   }
 
   /** Listens to every choice; resolves when all have ended. */
@@ -303,7 +308,7 @@ export class GenerationRun {
     const chunk = this.plan.chunk(choice.index, event.text, token ? [token] : NO_TOKENS, !choice.opened);
     if (chunk !== null) {
       choice.opened = true;
-      this.pending += `data: ${chunk}\n\n`;
+      this.pending += sseEvent(chunk);
     }
     this.queueWrite();
   }
@@ -317,8 +322,8 @@ export class GenerationRun {
       return;
     }
     const opening = choice.opened ? null : this.plan.chunk(choice.index, '', NO_TOKENS, true);
-    if (opening !== null) this.pending += `data: ${opening}\n\n`;
-    this.pending += `data: ${JSON.stringify(this.plan.finishChunk(choice.index, finishReasonOf(result)))}\n\n`;
+    if (opening !== null) this.pending += sseEvent(opening);
+    this.pending += sseEvent(JSON.stringify(this.plan.finishChunk(choice.index, finishReasonOf(result))));
     this.queueWrite();
   }
 
@@ -409,11 +414,11 @@ export class GenerationRun {
     this.noteWritten();
     let events = this.pending;
     this.pending = '';
-    if (this.failure) events += `data: ${JSON.stringify(this.failure.toBody())}\n\n`;
+    if (this.failure) events += sseEvent(JSON.stringify(this.failure.toBody()));
     else {
       const usage = this.usage(this.results());
-      if (this.plan.includeUsage) events += `data: ${JSON.stringify(this.plan.usageChunk(usage))}\n\n`;
+      if (this.plan.includeUsage) events += sseEvent(JSON.stringify(this.plan.usageChunk(usage)));
     }
-    raw.end(`${events}data: [DONE]\n\n`);
+    raw.end(events + sseEvent('[DONE]'));
   }
 }
