@@ -15,7 +15,10 @@ after(async () => {
 
 async function healthyCompletion(): Promise<void> {
   const r = await server.client.completions.create({ model: MODEL_ID, prompt: 'the white', max_tokens: 4 });
-  assert.equal(r.usage!.completion_tokens, 4);
+  // Sampled at the default temperature, the tiny model may end its document early ('stop').
+  const finish = r.choices[0]!.finish_reason;
+  if (finish === 'length') assert.equal(r.usage!.completion_tokens, 4);
+  else assert.ok(finish === 'stop' && r.usage!.completion_tokens <= 4, `finish ${finish}`);
 }
 
 test('200 hostile requests (bad JSON, huge bodies, wrong types, bad numbers, 1 MB stops...) all get 4xx', async () => {
@@ -71,7 +74,16 @@ test('a client that disconnects mid-stream cancels its sequence and frees its bl
   const response = await fetch(`${server.url}/v1/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: MODEL_ID, prompt: 'the white whale', max_tokens: 64, stream: true, n: 2 }),
+    // ignore_eos: the tiny model may end one of the two documents within a few tokens, and a finished sequence
+    // would leave one running before the disconnect this test is about.
+    body: JSON.stringify({
+      model: MODEL_ID,
+      prompt: 'the white whale',
+      max_tokens: 64,
+      stream: true,
+      n: 2,
+      ignore_eos: true,
+    }),
     signal: controller.signal,
   });
   const reader = response.body!.getReader();
