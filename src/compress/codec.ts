@@ -11,7 +11,7 @@ import { RangeDecoder, RangeEncoder } from './range-coder.js';
 import { MixingByteCoder, ModelByteCoder, type ByteCoder } from './byte-coders.js';
 import { CompressedFileError, readContainer, writeContainer, type CompressedHeader } from './container.js';
 import type { CodingModel } from './coding-model.js';
-import { StreamPredictor } from './stream-predictor.js';
+import { StreamPredictor, type OnlineTraining } from './stream-predictor.js';
 
 /** Streams are at least this long (a stream's first bytes are coded with little context). */
 export const MIN_STREAM_BYTES = 4096;
@@ -61,8 +61,10 @@ function byteCoder(header: CompressedHeader, buffer: Uint8Array, l: Layout): Byt
   return header.contextMixing ? new MixingByteCoder(buffer, l) : new ModelByteCoder();
 }
 
-function learningRateOf(model: CodingModel): number | undefined {
-  return model.spec.kind === 'online' ? model.spec.learningRate : undefined;
+function trainingOf(model: CodingModel): OnlineTraining | undefined {
+  return model.spec.kind === 'online'
+    ? { learningRate: model.spec.learningRate, lrDecaySteps: model.spec.lrDecaySteps }
+    : undefined;
 }
 
 export function compressBytes(
@@ -90,7 +92,7 @@ export function compressBytes(
   const fed = histories(l, model.startToken);
   for (let s = 0; s < streams; s++)
     fed[s]!.set(data.subarray(s * l.chunk, s * l.chunk + streamLength(l, data.length, s)), 1);
-  const predictor = new StreamPredictor(model.model, fed, { context, overlap, learningRate: learningRateOf(model) });
+  const predictor = new StreamPredictor(model.model, fed, { context, overlap, training: trainingOf(model) });
   const encoder = new RangeEncoder();
   const coder = byteCoder(header, data, l);
   const vocab = model.model.config.vocabSize;
@@ -159,7 +161,7 @@ export function decompressBytes(
   const predictor = new StreamPredictor(model.model, fed, {
     context: header.context,
     overlap: header.overlap,
-    learningRate: learningRateOf(model),
+    training: trainingOf(model),
   });
   const decoder = new RangeDecoder(payload);
   const coder = byteCoder(header, out, l);

@@ -34,7 +34,12 @@ export interface OnlineModelSpec {
   readonly preset: string;
   readonly seed: number;
   readonly learningRate: number;
-  /** SHA-256 of the canonical JSON of the resolved config, seed and learning rate: names the starting model. */
+  /**
+   * The learning rate of step k is learningRate / (1 + k / lrDecaySteps); absent: constant (files
+   * written before the decay existed have no such field and decode as they were coded).
+   */
+  readonly lrDecaySteps?: number;
+  /** SHA-256 of the canonical JSON of the resolved config, seed and training settings: names the starting model. */
   readonly sha256: string;
 }
 
@@ -51,6 +56,7 @@ export interface OnlineOptions {
   preset: string;
   seed: number;
   learningRate: number;
+  lrDecaySteps?: number;
 }
 
 function checkByteLevel(config: AndromedaConfig, what: string): void {
@@ -65,8 +71,14 @@ function onlineConfig(preset: string): AndromedaConfig {
   return resolveConfig(presetInput(preset, { vocabSize: BYTE_VOCAB }));
 }
 
-function onlineHash(config: AndromedaConfig, seed: number, learningRate: number): string {
-  return createHash('sha256').update(JSON.stringify({ config, seed, learningRate })).digest('hex');
+function onlineHash(config: AndromedaConfig, seed: number, learningRate: number, lrDecaySteps?: number): string {
+  const described = { config, seed, learningRate, ...(lrDecaySteps === undefined ? {} : { lrDecaySteps }) };
+  return createHash('sha256').update(JSON.stringify(described)).digest('hex');
+}
+
+function checkLrDecaySteps(v: unknown, what: string): void {
+  if (v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 1e9))
+    throw new RangeError(`${what} must be an integer from 1 to 10^9, got ${String(v)}`);
 }
 
 export function onlineModelSpec(o: OnlineOptions): OnlineModelSpec {
@@ -74,20 +86,24 @@ export function onlineModelSpec(o: OnlineOptions): OnlineModelSpec {
     throw new RangeError(`--seed must be an integer from 0 to 2^32 − 1, got ${o.seed}`);
   if (!Number.isFinite(o.learningRate) || o.learningRate <= 0 || o.learningRate > 1)
     throw new RangeError(`--lr must be a number in (0, 1], got ${o.learningRate}`);
+  checkLrDecaySteps(o.lrDecaySteps, '--lr-decay');
+  const decay = o.lrDecaySteps === undefined ? '' : `, lr decay ${o.lrDecaySteps} steps`;
   return {
     kind: 'online',
-    name: `online ${o.preset} (seed ${o.seed}, lr ${o.learningRate})`,
+    name: `online ${o.preset} (seed ${o.seed}, lr ${o.learningRate}${decay})`,
     preset: o.preset,
     seed: o.seed,
     learningRate: o.learningRate,
-    sha256: onlineHash(onlineConfig(o.preset), o.seed, o.learningRate),
+    ...(o.lrDecaySteps === undefined ? {} : { lrDecaySteps: o.lrDecaySteps }),
+    sha256: onlineHash(onlineConfig(o.preset), o.seed, o.learningRate, o.lrDecaySteps),
   };
 }
 
 /** The preset's initial weights, drawn from the spec's seed. */
 export function buildOnlineModel(spec: OnlineModelSpec): CodingModel {
   const config = onlineConfig(spec.preset);
-  if (onlineHash(config, spec.seed, spec.learningRate) !== spec.sha256)
+  checkLrDecaySteps(spec.lrDecaySteps, `${spec.name}: lrDecaySteps`);
+  if (onlineHash(config, spec.seed, spec.learningRate, spec.lrDecaySteps) !== spec.sha256)
     throw new Error(
       `${spec.name}: this build's ${spec.preset} preset is not the model the file was coded with (SHA-256 differs)`,
     );

@@ -9,6 +9,7 @@ export {
   onlineModelSpec,
   type CodingModel,
   type CodingModelSpec,
+  type OnlineModelSpec,
 } from './coding-model.js';
 export { RangeDecoder, RangeEncoder, MAX_TOTAL } from './range-coder.js';
 export { quantizedCumulative, byteAt } from './byte-distribution.js';

@@ -7,7 +7,9 @@
  * it is rebuilt from the last `overlap` tokens in one prefill call, so every prediction sees
  * between `overlap` and `context` tokens. In online mode the model first takes one training step on
  * the last `context` tokens of every row (all already coded), so the decoder, which has decoded
- * them by then, takes the identical step.
+ * them by then, takes the identical step. The learning rate may decay with the steps taken
+ * (lr / (1 + step / lrDecaySteps)): early steps move a fresh model fast, later ones refine it
+ * without the noise of a large rate on small batches.
  */
 import { Tensor } from '../tensor/tensor.js';
 import { tidy } from '../tensor/scope.js';
@@ -20,8 +22,19 @@ import { clipGradNorm } from '../optim/clip.js';
 export interface StreamPredictorOptions {
   readonly context: number;
   readonly overlap: number;
-  /** Online learning rate; undefined: the model stays fixed. */
-  readonly learningRate?: number;
+  /** Online training; undefined: the model stays fixed. */
+  readonly training?: OnlineTraining;
+}
+
+export interface OnlineTraining {
+  readonly learningRate: number;
+  /** The learning rate of step k is learningRate / (1 + k / lrDecaySteps); undefined: constant. */
+  readonly lrDecaySteps?: number;
+}
+
+/** The learning rate of online step `step` (0-based). */
+export function onlineLearningRate(t: OnlineTraining, step: number): number {
+  return t.lrDecaySteps === undefined ? t.learningRate : t.learningRate / (1 + step / t.lrDecaySteps);
 }
 
 /** Gradient-norm cap of the online steps: one bad window must not wreck the model both sides share. */
@@ -48,11 +61,11 @@ export class StreamPredictor {
         `context ${o.context} exceeds the model's maximum sequence length ${model.config.maxSeqLen}`,
       );
     this.optimizer =
-      o.learningRate === undefined
+      o.training === undefined
         ? null
         : new AdamW(
             model.namedParameters().map(([, p]) => p),
-            { lr: o.learningRate, weightDecay: 0 },
+            { lr: o.training.learningRate, weightDecay: 0 },
           );
   }
 
@@ -106,6 +119,7 @@ export class StreamPredictor {
       this.model.loss(input).backward();
     });
     clipGradNorm(optimizer.parameters, ONLINE_CLIP_NORM);
+    optimizer.setHyper('lr', onlineLearningRate(this.o.training!, this.trainingSteps));
     optimizer.step();
     optimizer.zeroGrad();
     this.trainingSteps++;

@@ -12,7 +12,16 @@ import {
   type CodingModel,
 } from '../../compress/index.js';
 
-export const ONLINE_DEFAULTS = { preset: 'tiny', seed: 0, lr: 5e-3 } as const;
+/** --online's defaults: a few streams, so the model takes many small steps (see bench/results/compress.md). */
+export const ONLINE_DEFAULTS = {
+  preset: 'tiny',
+  seed: 0,
+  lr: 1.25e-3,
+  lrDecay: 3000,
+  streams: 4,
+  context: 64,
+  overlap: 32,
+} as const;
 
 const USAGE = `Usage: andromeda compress <in> <out> (--model <checkpoint> | --online) [options]
 
@@ -31,19 +40,23 @@ Options:
   --preset <name>        online: model preset (default ${ONLINE_DEFAULTS.preset}; ${PRESET_NAMES.join(', ')})
   --seed <n>             online: initialisation seed (default ${ONLINE_DEFAULTS.seed})
   --lr <x>               online: AdamW learning rate (default ${ONLINE_DEFAULTS.lr})
-  --context <n>          tokens of context (default: the model's maximum sequence length)
-  --overlap <n>          tokens kept when the context window is rebuilt (default context/2)
+  --lr-decay <n|off>     online: step k trains at lr / (1 + k/n) (default ${ONLINE_DEFAULTS.lrDecay}; off: constant)
+  --context <n>          tokens of context (default ${ONLINE_DEFAULTS.context} with --online, else the
+                         model's maximum sequence length)
+  --overlap <n>          tokens kept when the context window is rebuilt (default ${ONLINE_DEFAULTS.overlap} with
+                         --online, else context/2)
   --mix <on|off>         code bit by bit with the model's probabilities mixed into a context-mixing
                          predictor (hashed order-1–6 and word counters, a match model); default on
                          with --online (a fresh model learns slowly; the mix keeps what it knows),
                          off with --model (the code length is then the model's cross-entropy)
-  --streams <n>          most parts of the input coded side by side, one batch row each
-                         (default ${DEFAULT_MAX_STREAMS}; more is faster, fewer compresses a little better)
+  --streams <n>          most parts of the input coded side by side, one batch row each (default
+                         ${ONLINE_DEFAULTS.streams} with --online, ${DEFAULT_MAX_STREAMS} with --model; more is faster, fewer
+                         compresses better, online much better: the model takes more training steps)
   -h, --help             show this help
 
 Examples:
   andromeda compress notes.txt notes.andz --model runs/quickstart
-  andromeda compress book.txt book.andz --online --streams 32 --context 64 --overlap 32`;
+  andromeda compress book.txt book.andz --online`;
 
 export const compressCommand: Command = {
   name: 'compress',
@@ -58,6 +71,7 @@ export const compressCommand: Command = {
         preset: { type: 'string' },
         seed: { type: 'string' },
         lr: { type: 'string' },
+        'lr-decay': { type: 'string' },
         context: { type: 'string' },
         overlap: { type: 'string' },
         streams: { type: 'string' },
@@ -75,7 +89,7 @@ export const compressCommand: Command = {
     if (values.online === (values.model !== undefined))
       throw new UsageError('give exactly one of --model <checkpoint> and --online');
     if (!values.online) {
-      for (const flag of ['preset', 'seed', 'lr'] as const)
+      for (const flag of ['preset', 'seed', 'lr', 'lr-decay'] as const)
         if (values[flag] !== undefined) throw new UsageError(`--${flag} applies to --online only`);
     }
     const preset = values.preset ?? ONLINE_DEFAULTS.preset;
@@ -89,12 +103,36 @@ export const compressCommand: Command = {
       'an integer from 0 to 2^32 − 1',
     );
     const lr = numberFlag('lr', values.lr, ONLINE_DEFAULTS.lr, (n) => n > 0 && n <= 1, 'a number in (0, 1]');
+    const lrDecaySteps =
+      values['lr-decay'] === 'off'
+        ? undefined
+        : numberFlag(
+            'lr-decay',
+            values['lr-decay'],
+            ONLINE_DEFAULTS.lrDecay,
+            (n) => Number.isInteger(n) && n >= 1 && n <= 1e9,
+            'an integer from 1 to 10^9 (steps) or off',
+          );
     if (values.mix !== undefined && values.mix !== 'on' && values.mix !== 'off')
       throw new UsageError(`--mix must be on or off, got ${values.mix}`);
     const contextMixing = values.mix === undefined ? values.online : values.mix === 'on';
-    const streams = positiveIntegerFlag('streams', values.streams, DEFAULT_MAX_STREAMS);
-    const context = values.context === undefined ? undefined : positiveIntegerFlag('context', values.context, 0);
-    const overlap = values.overlap === undefined ? undefined : positiveIntegerFlag('overlap', values.overlap, 0);
+    const streams = positiveIntegerFlag(
+      'streams',
+      values.streams,
+      values.online ? ONLINE_DEFAULTS.streams : DEFAULT_MAX_STREAMS,
+    );
+    const context =
+      values.context !== undefined
+        ? positiveIntegerFlag('context', values.context, 0)
+        : values.online
+          ? ONLINE_DEFAULTS.context
+          : undefined;
+    const overlap =
+      values.overlap !== undefined
+        ? positiveIntegerFlag('overlap', values.overlap, 0)
+        : values.online && values.context === undefined
+          ? ONLINE_DEFAULTS.overlap
+          : undefined;
     if (!existsSync(input)) throw new UsageError(`<in> ${input} does not exist`);
     if (!statSync(input).isFile()) throw new UsageError(`<in> ${input} is not a file`);
     checkOutputFile('<out>', output, [{ what: 'input', path: input }]);
@@ -102,7 +140,7 @@ export const compressCommand: Command = {
       throw new UsageError(`--model ${values.model} does not exist`);
 
     const model: CodingModel = values.online
-      ? buildOnlineModel(onlineModelSpec({ preset, seed, learningRate: lr }))
+      ? buildOnlineModel(onlineModelSpec({ preset, seed, learningRate: lr, lrDecaySteps }))
       : await loadCheckpointModel(values.model!);
     try {
       const maxContext = model.model.config.maxSeqLen;
