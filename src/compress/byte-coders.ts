@@ -9,6 +9,11 @@ import { ContextMixer, type MixerLayout } from './context-mixer.js';
 import { PROBABILITY_ONE, stretch } from './logistic.js';
 
 export interface ByteCoder {
+  /**
+   * Bits the language model's distribution alone gives the bytes encoded so far (−log2 of each
+   * byte's probability): what the model contributes, next to the code actually written.
+   */
+  readonly modelBits: number;
   /** Codes byte `byte` of `stream`, the model's logits for it at logits[offset .. offset + 256). */
   encode(encoder: RangeEncoder, logits: Float32Array, offset: number, stream: number, byte: number): void;
   decode(decoder: RangeDecoder, logits: Float32Array, offset: number, stream: number): number;
@@ -17,10 +22,12 @@ export interface ByteCoder {
 /** The model's quantised distribution drives the coder directly: the code length is its cross-entropy. */
 export class ModelByteCoder implements ByteCoder {
   private readonly cumulative = new Uint32Array(BYTE_SYMBOLS + 1);
+  modelBits = 0;
 
   encode(encoder: RangeEncoder, logits: Float32Array, offset: number, _stream: number, byte: number): void {
     const c = quantizedCumulative(logits, offset, this.cumulative);
     encoder.encode(c[byte]!, c[byte + 1]! - c[byte]!, c[BYTE_SYMBOLS]!);
+    this.modelBits -= Math.log2((c[byte + 1]! - c[byte]!) / c[BYTE_SYMBOLS]!);
   }
 
   decode(decoder: RangeDecoder, logits: Float32Array, offset: number): number {
@@ -45,6 +52,7 @@ function modelBitStretch(tree: Float64Array, partial: number): number {
 export class MixingByteCoder implements ByteCoder {
   private readonly mixer: ContextMixer;
   private readonly tree = new Float64Array(2 * BYTE_SYMBOLS);
+  modelBits = 0;
 
   /** `buffer`: the input (encoder) or the output being filled (decoder), laid out as `layout` says. */
   constructor(buffer: Uint8Array, layout: MixerLayout) {
@@ -53,6 +61,7 @@ export class MixingByteCoder implements ByteCoder {
 
   encode(encoder: RangeEncoder, logits: Float32Array, offset: number, stream: number, byte: number): void {
     probabilityTree(logits, offset, this.tree);
+    this.modelBits -= Math.log2(this.tree[BYTE_SYMBOLS + byte]! / this.tree[1]!);
     this.mixer.beginByte(stream);
     for (let i = 7, partial = 1; i >= 0; i--) {
       const p = this.mixer.predictBit(modelBitStretch(this.tree, partial));

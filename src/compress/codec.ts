@@ -36,6 +36,11 @@ export interface CompressOptions {
 export interface CodingStats {
   /** Model training steps taken (online mode). */
   trainingSteps: number;
+  /**
+   * Bits the model's distribution alone would take for the input (ideal code, no header): with
+   * context mixing, what the model would do without the mixer, measured in the same run.
+   */
+  modelBits: number;
 }
 
 interface Layout {
@@ -106,7 +111,10 @@ export function compressBytes(
       }
       o.onProgress?.(done, data.length);
     }
-    return { file: writeContainer(header, encoder.finish()), stats: { trainingSteps: predictor.trainingSteps } };
+    return {
+      file: writeContainer(header, encoder.finish()),
+      stats: { trainingSteps: predictor.trainingSteps, modelBits: coder.modelBits },
+    };
   } finally {
     predictor.dispose();
   }

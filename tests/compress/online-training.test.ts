@@ -82,4 +82,30 @@ describe('online training settings', () => {
       decoding.dispose();
     }
   });
+
+  test("the mixed run's model-alone figure is the model-alone code length (same model, same steps)", () => {
+    const data = enc.encode(prose.repeat(8));
+    const engine = engineIdentity();
+    const code = (contextMixing: boolean) => {
+      const model = buildOnlineModel(
+        onlineModelSpec({ preset: 'tiny', seed: 2, learningRate: 0.01, lrDecaySteps: 20 }),
+      );
+      try {
+        return compressBytes(data, model, { engine, context: 32, overlap: 8, contextMixing });
+      } finally {
+        model.dispose();
+      }
+    };
+    const mixed = code(true);
+    const alone = code(false);
+    const aloneBits = readHeader(alone.file, 'alone.andz').payload.length * 8;
+    assert.equal(mixed.stats.trainingSteps, alone.stats.trainingSteps);
+    // The quantised distribution costs a little more than the exact one; the range coder adds a few bytes.
+    assert.ok(
+      Math.abs(aloneBits - mixed.stats.modelBits) <= 0.01 * aloneBits + 64,
+      `model alone coded in ${aloneBits} bits, ${mixed.stats.modelBits.toFixed(0)} by the mixed run's count`,
+    );
+    assert.ok(Math.abs(alone.stats.modelBits - aloneBits) <= 64, `${alone.stats.modelBits} vs ${aloneBits}`);
+    assert.ok(mixed.stats.modelBits < 6 * data.length, 'the model learned the repeated prose');
+  });
 });

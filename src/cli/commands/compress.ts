@@ -167,6 +167,9 @@ export const compressCommand: Command = {
         `${input}: ${data.length} bytes → ${output}: ${file.length} bytes, ${bpb} bits per byte, ` +
           `${seconds.toFixed(1)} s (${(data.length / 1024 / Math.max(seconds, 1e-9)).toFixed(2)} KiB/s)` +
           (values.online ? `, ${stats.trainingSteps} training steps` : '') +
+          (contextMixing && data.length > 0
+            ? `; the model alone: ${(stats.modelBits / data.length).toFixed(4)} bits per byte (ideal code)`
+            : '') +
           '\n',
       );
     } finally {
