@@ -3,7 +3,7 @@
 // (−log2 of each coded bit's probability; the range coder adds a few bytes and the header ~400).
 // Set beside `--mix on` it shows what the language model adds to the mix, and beside `--mix off`
 // what the mixer adds to the model.
-//   node dist/bench/compress-mixer-alone.js <file> [--streams 32]
+//   node dist/bench/compress-mixer-alone.js <file> [--streams 4]
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ContextMixer } from '../src/compress/context-mixer.js';
@@ -11,7 +11,7 @@ import { MIN_STREAM_BYTES } from '../src/compress/codec.js';
 import { PROBABILITY_ONE } from '../src/compress/logistic.js';
 
 const { values, positionals } = parseArgs({
-  options: { streams: { type: 'string', default: '32' } },
+  options: { streams: { type: 'string', default: '4' } },
   allowPositionals: true,
 });
 if (positionals.length !== 1) throw new Error('usage: compress-mixer-alone <file> [--streams n]');

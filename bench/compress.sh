@@ -3,12 +3,13 @@
 #   offline: a tiny byte-level model trained with the CPU quickstart's recipe (the bundled corpus's
 #            train split; TRAIN_MINUTES, default 12, instead of the quickstart's 7) codes the
 #            corpus's held-out split, with a 128-token context (the training length) kept ≥ 96;
-#   online:  a fresh tiny model that trains as it codes (32 streams, a 64-token context rebuilt
-#            from its last 32, an AdamW step each time it fills), its probabilities mixed into the
-#            context-mixing predictor, on Moby-Dick's train split (1.1 MB); then the same model
-#            alone (--mix off, compress only) and the mixer alone (bench/compress-mixer-alone.ts,
-#            the model's input held at 1/2) to show what each contributes.
-#            One thread (ANDROMEDA_THREADS, default 1: the bench shares its machine).
+#   online:  `--online` with its defaults: a fresh tiny model that trains as it codes (4 streams,
+#            a 64-token context rebuilt from its last 32, an AdamW step each time it fills, lr
+#            1.25e-3 decaying as 1/(1 + step/3000)), its probabilities mixed into the context-mixing
+#            predictor, on Moby-Dick's train split (1.1 MB); then the same model alone (--mix off,
+#            compress only) and the mixer alone (bench/compress-mixer-alone.ts, the model's input
+#            held at 1/2) to show what each contributes. The load average is logged before each
+#            step (the machine is shared). One thread (ANDROMEDA_THREADS, default 1).
 # Every andromeda file is decompressed and compared with the original byte for byte.
 # Usage: bench/compress.sh [offline|online|all] (default all). Logs: bench/results/logs/compress/.
 set -euo pipefail
@@ -44,6 +45,7 @@ andromeda_round_trip() {
   local packed="$file.andz" restored="$file.restored" decompress_model=()
   [[ $1 == --model ]] && decompress_model=(--model "$2")
   andromeda compress "$file" "$packed" "$@"
+  uptime
   andromeda decompress "$packed" "$restored" "${decompress_model[@]}"
   cmp "$file" "$restored" && echo "round trip: identical ($(size "$file") bytes)"
   echo "andromeda $*: $(bpb "$(size "$packed")" "$(size "$file")") bpb"
@@ -74,11 +76,14 @@ if [[ $part == online || $part == all ]]; then
     classic "$work/moby-dick.txt"
     export ANDROMEDA_THREADS=${ANDROMEDA_THREADS:-1}
     echo "ANDROMEDA_THREADS=$ANDROMEDA_THREADS"
-    online=(--online --streams 32 --context 64 --overlap 32 --lr 5e-3)
-    andromeda_round_trip "$work/moby-dick.txt" "${online[@]}"
-    andromeda compress "$work/moby-dick.txt" "$work/moby-dick.model-only.andz" "${online[@]}" --mix off
-    echo "andromeda ${online[*]} --mix off: $(bpb "$(size "$work/moby-dick.model-only.andz")" "$(size "$work/moby-dick.txt")") bpb"
-    node dist/bench/compress-mixer-alone.js "$work/moby-dick.txt" --streams 32
+    uptime
+    andromeda_round_trip "$work/moby-dick.txt" --online
+    uptime
+    andromeda compress "$work/moby-dick.txt" "$work/moby-dick.model-only.andz" --online --mix off
+    echo "andromeda --online --mix off: $(bpb "$(size "$work/moby-dick.model-only.andz")" "$(size "$work/moby-dick.txt")") bpb"
+    uptime
+    node dist/bench/compress-mixer-alone.js "$work/moby-dick.txt" --streams 4
+    uptime
     date -u
   ) 2>&1 | tee "$logs/online.log"
 fi

@@ -12,6 +12,7 @@ import { MixingByteCoder, ModelByteCoder, type ByteCoder } from './byte-coders.j
 import { CompressedFileError, readContainer, writeContainer, type CompressedHeader } from './container.js';
 import type { CodingModel } from './coding-model.js';
 import { StreamPredictor, type OnlineTraining } from './stream-predictor.js';
+import { CONTEXT_MIXER_VERSION } from './context-mixer.js';
 
 /** Streams are at least this long (a stream's first bytes are coded with little context). */
 export const MIN_STREAM_BYTES = 4096;
@@ -91,7 +92,7 @@ export function compressBytes(
     overlap,
     engine: o.engine,
     model: model.spec,
-    ...(o.contextMixing ? { contextMixing: true } : {}),
+    ...(o.contextMixing ? { contextMixing: true, mixerVersion: CONTEXT_MIXER_VERSION } : {}),
   };
   const l = layout(data.length, streams);
   const fed = histories(l, model.startToken);
@@ -137,9 +138,15 @@ export function readHeader(file: Uint8Array, name: string): { header: Compressed
     h.model === null ||
     (h.model.kind !== 'checkpoint' && h.model.kind !== 'online') ||
     typeof h.model.sha256 !== 'string' ||
-    (h.contextMixing !== undefined && typeof h.contextMixing !== 'boolean')
+    (h.contextMixing !== undefined && typeof h.contextMixing !== 'boolean') ||
+    (h.mixerVersion !== undefined && !isCount(h.mixerVersion, 1, 1 << 20))
   )
     throw new CompressedFileError(`${name}: the header's fields are missing or out of range`);
+  if (h.contextMixing && (h.mixerVersion ?? 1) !== CONTEXT_MIXER_VERSION)
+    throw new CompressedFileError(
+      `${name} was coded with context-mixer version ${h.mixerVersion ?? 1}; this build has version ` +
+        `${CONTEXT_MIXER_VERSION}, whose predictions differ, and cannot decode it (use the build that wrote it)`,
+    );
   return { header, payload };
 }
 

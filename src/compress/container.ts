@@ -34,6 +34,8 @@ export interface CompressedHeader {
   readonly model: CodingModelSpec;
   /** Bytes were coded bit by bit with the model mixed into the context-mixing predictor (absent: the model alone). */
   readonly contextMixing?: boolean;
+  /** The context mixer's version (CONTEXT_MIXER_VERSION) when contextMixing; absent in version-1 files. */
+  readonly mixerVersion?: number;
 }
 
 export class CompressedFileError extends Error {

@@ -5,7 +5,9 @@
  * followed the last occurrence of the current 6-byte context) and the language model's own
  * probability for that bit. Two gated linear mixers in the logistic domain (weights chosen by the
  * bits so far and the match length, or by the previous byte) combine them, and two adaptive
- * probability maps (SSE) correct the result. Everything learns from the bits coded so
+ * probability maps (SSE) correct the result: one keyed by the language model's probability for the
+ * bit (in 32 bands) and the bits so far, so the mix is recalibrated by how sure the model is, the
+ * other by the last two bytes. Everything learns from the bits coded so
  * far, so the decoder, fed the same bits in the same order, reproduces every prediction.
  *
  * Streams coded side by side share all tables (what one part of the file teaches helps the
@@ -19,6 +21,13 @@
  * 6 × 2^22 hashed counters (from 128 kB of input on; smaller inputs get smaller tables).
  */
 import { PROBABILITY_ONE, squash, stretch } from './logistic.js';
+
+/**
+ * The predictor's version, recorded in every file coded with it: any change to what it predicts
+ * makes older files undecodable by this code, so a new version refuses them by name instead.
+ * Version 1 keyed its first SSE stage by the bits so far only.
+ */
+export const CONTEXT_MIXER_VERSION = 2;
 
 /** Hashed contexts: orders 1, 2, 3, 4, 6 and the current word. */
 const HASHED = 6;
@@ -39,6 +48,8 @@ const COUNTER_LIMIT = 250;
 const MIXER_RATE = 0.0025;
 /** Weight sets of the first mixer: the bits so far (256 values) × 4 match-length classes. */
 const MIXER_SETS = 256 * 4;
+/** Bands of the language model's stretched probability (±2047) that key the first SSE stage. */
+const MODEL_BANDS = 32;
 const APM_BUCKETS = 33;
 const APM_RATE = 1 / 64;
 
@@ -105,7 +116,7 @@ export class ContextMixer {
   private readonly weights = new Float64Array(MIXER_SETS * INPUTS).fill(0.3);
   /** A second mixer whose weights are chosen by the previous byte; the two outputs are averaged. */
   private readonly weightsByPrevious = new Float64Array(256 * INPUTS).fill(0.3);
-  private readonly apmOrder0 = new Apm(256);
+  private readonly apmModel = new Apm(MODEL_BANDS * 256);
   private readonly apmOrder2 = new Apm(1 << 16);
 
   // Per-stream contexts.
@@ -199,9 +210,10 @@ export class ContextMixer {
     this.mixedByPrevious = squash(Math.round(dotByPrevious * 256));
     this.mixed = squash(Math.round((dot + dotByPrevious) * 128));
     this.apmContext = hash2(this.last4[this.stream]! & 0xffff, c0) & 0xffff;
-    const refined0 = this.apmOrder0.refine(this.mixed, c0);
+    const band = ((modelStretch + 2048) * MODEL_BANDS) >> 12;
+    const refinedByModel = this.apmModel.refine(this.mixed, band * 256 + c0);
     const refined2 = this.apmOrder2.refine(this.mixed, this.apmContext);
-    const p = (this.mixed + refined0 + 2 * refined2 + 2) >> 2;
+    const p = (this.mixed + refinedByModel + 2 * refined2 + 2) >> 2;
     return Math.min(PROBABILITY_ONE - 1, Math.max(1, p));
   }
 
@@ -216,7 +228,7 @@ export class ContextMixer {
     for (let i = 0; i < HASHED; i++) this.hashed.update(this.slots[i]!, bit);
     this.order0.update(this.partial, bit);
     if (this.matchSlot >= 0) this.match.update(this.matchSlot, bit);
-    this.apmOrder0.update(bit);
+    this.apmModel.update(bit);
     this.apmOrder2.update(bit);
     this.partial = (this.partial << 1) | bit;
     if (++this.bitIndex === 8) this.endByte(this.partial & 0xff);

@@ -105,4 +105,23 @@ describe('context mixer', () => {
     assert.ok(blind / data.length > 7.5, `random bytes cost ${(blind / data.length).toFixed(2)} bits/byte blind`);
     assert.ok(informed < 0.5 * blind, `with a right model ${informed.toFixed(0)} bits, blind ${blind.toFixed(0)}`);
   });
+
+  test('the model’s confidence keys an SSE stage: information a linear mix of its stretch cannot use is used', () => {
+    const data = new Uint8Array(20000);
+    let x = 11;
+    const next = () => (x = (Math.imul(x, 1103515245) + 12345) >>> 0);
+    for (let i = 0; i < data.length; i++) data[i] = next() >>> 24;
+    // A 1 comes with a confident model (either sign, at random), a 0 with an undecided one: P(1)
+    // does not grow with the stretch, so no weight on it helps; only a map keyed by its band does.
+    const signs = Array.from({ length: data.length * 8 }, () => (next() >>> 31 ? 1 : -1));
+    const disguised = (offset: number, bitIndex: number) =>
+      (data[offset]! >> (7 - bitIndex)) & 1 ? 900 * signs[offset * 8 + bitIndex]! : 0;
+    const blind = codeLengths(data, 1).bits[0]!;
+    const informed = codeLengths(data, 1, data, disguised).bits[0]!;
+    assert.ok(blind / data.length > 7.5, `random bytes cost ${(blind / data.length).toFixed(2)} bits/byte blind`);
+    assert.ok(
+      informed < 0.9 * blind,
+      `with the disguised model ${informed.toFixed(0)} bits, blind ${blind.toFixed(0)}`,
+    );
+  });
 });

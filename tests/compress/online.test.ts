@@ -16,6 +16,7 @@ import {
   type CompressOptions,
 } from '../../src/compress/index.js';
 import { writeContainer, type CompressedHeader } from '../../src/compress/container.js';
+import { CONTEXT_MIXER_VERSION } from '../../src/compress/context-mixer.js';
 
 const spec = onlineModelSpec({ preset: 'tiny', seed: 3, learningRate: 0.01 });
 const coding = { context: 32, overlap: 8, contextMixing: true } as const;
@@ -100,6 +101,26 @@ describe('andromeda compress --online with context mixing', () => {
     const aloneBits = alone.payload.length * 8;
     assert.ok(aloneBits < 0.8 * 8 * data.length, `model alone ${(aloneBits / data.length).toFixed(3)} bits per byte`);
     assert.ok(mixed < aloneBits, `mixed ${mixed} bits, model alone ${aloneBits}`);
+  });
+
+  test('a file from another context-mixer version is refused by name, not decoded into wrong bytes', () => {
+    const file = compressOnline(mobyDickStart(300));
+    const { header, payload } = readHeader(file, 'x');
+    assert.equal(header.mixerVersion, CONTEXT_MIXER_VERSION);
+    const { mixerVersion: _, ...versionOne } = header;
+    for (const [older, version] of [
+      [versionOne, 1],
+      [{ ...header, mixerVersion: CONTEXT_MIXER_VERSION + 1 }, CONTEXT_MIXER_VERSION + 1],
+    ] as const)
+      assert.throws(
+        () => readHeader(writeContainer(older, payload), 'old.andz'),
+        new RegExp(
+          `old\\.andz was coded with context-mixer version ${version}; this build has version ${CONTEXT_MIXER_VERSION}`,
+        ),
+      );
+    // Without context mixing the mixer's version does not matter.
+    const { contextMixing: __, ...modelOnly } = versionOne;
+    assert.doesNotThrow(() => readHeader(writeContainer(modelOnly, payload), 'model-only.andz'));
   });
 
   test('a header whose contextMixing field is not a boolean is rejected', () => {
