@@ -210,6 +210,10 @@ describe('andromeda compress / decompress', () => {
     assert.match(mix.stderr, /--mix must be on or off, got yes/);
     const overlap = andromeda(['compress', 'in.txt', 'x.andz', '--online', '--context', '32', '--overlap', '32'], dir);
     assert.match(overlap.stderr, /--overlap must be less than the context \(32\), got 32/);
+    const decay = andromeda(['compress', 'in.txt', 'x.andz', '--online', '--lr-decay', '0'], dir);
+    assert.match(decay.stderr, /--lr-decay must be an integer from 1 to 10\^9 \(steps\) or off, got "0"/);
+    const offline = andromeda(['compress', 'in.txt', 'x.andz', '--model', 'run', '--lr-decay', '100'], dir);
+    assert.match(offline.stderr, /--lr-decay applies to --online only/);
   });
 
   test('CLI online mode: the same file at 1 and 3 threads, decoded at 2 threads, bit for bit', () => {

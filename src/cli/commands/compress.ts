@@ -41,17 +41,18 @@ Options:
   --seed <n>             online: initialisation seed (default ${ONLINE_DEFAULTS.seed})
   --lr <x>               online: AdamW learning rate (default ${ONLINE_DEFAULTS.lr})
   --lr-decay <n|off>     online: step k trains at lr / (1 + k/n) (default ${ONLINE_DEFAULTS.lrDecay}; off: constant)
-  --context <n>          tokens of context (default ${ONLINE_DEFAULTS.context} with --online, else the
-                         model's maximum sequence length)
-  --overlap <n>          tokens kept when the context window is rebuilt (default ${ONLINE_DEFAULTS.overlap} with
-                         --online, else context/2)
+  --context <n>          tokens of context (default ${ONLINE_DEFAULTS.context} with --online, else the model's maximum
+                         sequence length)
+  --overlap <n>          tokens kept when the context window is rebuilt (default ${ONLINE_DEFAULTS.overlap}
+                         with --online, else context/2)
   --mix <on|off>         code bit by bit with the model's probabilities mixed into a context-mixing
                          predictor (hashed order-1–6 and word counters, a match model); default on
                          with --online (a fresh model learns slowly; the mix keeps what it knows),
                          off with --model (the code length is then the model's cross-entropy)
-  --streams <n>          most parts of the input coded side by side, one batch row each (default
-                         ${ONLINE_DEFAULTS.streams} with --online, ${DEFAULT_MAX_STREAMS} with --model; more is faster, fewer
-                         compresses better, online much better: the model takes more training steps)
+  --streams <n>          most parts of the input coded side by side, one batch row each
+                         (default ${ONLINE_DEFAULTS.streams} with --online, ${DEFAULT_MAX_STREAMS} with --model);
+                         more is faster, fewer compress better, online much better (the model
+                         trains more often)
   -h, --help             show this help
 
 Examples:
