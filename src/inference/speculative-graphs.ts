@@ -8,12 +8,12 @@
  *   the draft's catch-up        2 rows per sequence (the position it may lag behind, its last token), argmax
  *                               of the last.
  *
- * Sequences with fewer rows of their own (fewer proposals near their token limit, a draft that does not lag)
- * fill the rest with rows that compute but store nothing: their K/V go to the scratch block. Such a row past
- * the sequence's last token is harmless: causal attention hides it from the earlier rows, and its token-shift
- * tail lands where a step with every proposal writes rejected positions (the ring leaves room for k of them). A
- * row before the draft's cache end recomputes a position the draft holds: only its tail is written again, with
- * the value the draft computed for it before (up to rounding, which can change a proposal, never an output).
+ * A sequence with fewer rows of its own (fewer proposals near its token limit, a draft that does not lag)
+ * fills the rest with rows whose K/V go to the scratch block instead of its blocks. Such a row past the
+ * sequence's last token is harmless: causal attention hides it from the earlier rows, and its token-shift tail
+ * lands where a step with every proposal writes rejected positions (the ring leaves room for k of them). A row
+ * before the draft's cache end recomputes a position the draft holds: only its tail is written again, with the
+ * value the draft computed for it before (up to rounding, which could change a proposal, never an output).
  *
  * As in ./decode-graphs.ts, the batch is padded to the next of 1, 2, 4, 8 … (maxBatch last) with sequences
  * in the scratch block and the block-table width to the next power of two; every input is uploaded into the
@@ -82,7 +82,7 @@ export class SpeculativeGraphs {
     private readonly o: SpeculativeGraphsOptions,
   ) {
     if (!(Number.isInteger(o.rows) && o.rows >= 1 && Number.isInteger(o.logits) && o.logits >= 1 && o.logits <= o.rows))
-      throw new RangeError(`${o.what}: ${o.logits} logit rows of ${o.rows} rows per sequence`);
+      throw new RangeError(`${o.what}: rows per sequence ${o.rows} and logit rows ${o.logits} need 1 ≤ logits ≤ rows`);
   }
 
   /** Graphs captured so far (one per batch-size and table-width bucket used). */
