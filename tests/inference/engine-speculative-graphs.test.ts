@@ -199,6 +199,13 @@ test('speculative graphs: a device that refuses the capture leaves the steps eag
     const options = { blockSize: 4, numBlocks: 512, maxBatch: 4, tokenBudget: 32 };
     const batch = submissions(4);
     const plain = await runAll(target, batch, options);
+    // Without a draft: the decode steps.
+    const decodes = await runAll(target, batch, { ...options, graphsOnCpu: true });
+    decodes.results.forEach((r, i) =>
+      assert.deepEqual(r.tokenIds, plain.results[i]!.tokenIds, `no draft, prompt ${i}`),
+    );
+    assert.equal(decodes.stats.graphs, 0);
+    assert.equal(attempts, 1, `one capture attempt over ${decodes.stats.steps} steps`);
     for (const k of [1, 3]) {
       attempts = 0;
       warnings.length = 0;
