@@ -90,7 +90,7 @@ function submissions(count: number): Submission[] {
   return PROMPTS.slice(0, count).map((prompt, i) => ({ prompt, params: greedy(9 + 7 * i) }));
 }
 
-test('speculative graphs: greedy outputs token for token those of the target alone; the graph path is taken', async () => {
+test('speculative graphs: greedy outputs equal the target alone, token for token; graphs replayed', async () => {
   const before = cpu.memoryStats().allocated;
   const target = targetModel(1);
   const draft = draftModel(2);
