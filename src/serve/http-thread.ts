@@ -23,7 +23,8 @@ try {
   if (tokenizer.eosId !== data.tokenizer.eosId || tokenizer.vocabSize !== data.tokenizer.vocabSize)
     throw new Error(
       `the tokenizer rebuilt in the HTTP thread differs from the engine's (end-of-document id ` +
-        `${tokenizer.eosId} vs ${data.tokenizer.eosId}, vocabulary ${tokenizer.vocabSize} vs ${data.tokenizer.vocabSize})`,
+        `${tokenizer.eosId} vs ${data.tokenizer.eosId}, vocabulary ${tokenizer.vocabSize} vs ` +
+        `${data.tokenizer.vocabSize})`,
     );
   const link = new EngineLink(enginePort);
   const app = await createServer({
