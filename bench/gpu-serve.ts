@@ -22,7 +22,7 @@ import type { LanguageModel } from '../src/train/model.js';
 import { andromedaFamily } from '../src/train/andromeda-adapter.js';
 import { loadModelForInference } from '../src/inference/load.js';
 import { InferenceEngine } from '../src/inference/engine.js';
-import { loadChatTemplate } from '../src/serve/chat-template.js';
+import { loadChatTemplate } from '../src/serve/chat-template-file.js';
 import {
   PROMPT_BYTES,
   StreamingClients,

@@ -22,7 +22,7 @@ import { cpus, loadavg } from 'node:os';
 import { loadModelForInference } from '../src/inference/load.js';
 import { InferenceEngine } from '../src/inference/engine.js';
 import { startServer } from '../src/serve/start-server.js';
-import { loadChatTemplate, templateSearchDirs } from '../src/serve/chat-template.js';
+import { loadChatTemplate, templateSearchDirs } from '../src/serve/chat-template-file.js';
 import { trainedRun } from '../tests/serve/helpers.js';
 import { hostileRequests } from '../tests/serve/hostile-requests.js';
 

@@ -6,20 +6,22 @@
 // The same workload as gpu-serve (./serve-clients.ts: 64 clients in a worker thread streaming
 // /v1/completions, usage checked; the same requests submitted to the engine directly), over a model
 // whose step is as cheap as it gets (an Andromeda of dim 32, depth 1, random weights, byte vocabulary),
-// so that the server's share of the engine thread's time is large enough to measure. The machine may be
-// shared, so the figures are the engine thread's CPU time (Linux: /proc/self/task/<pid>/sched), not wall
-// time: per token, HTTP round minus direct round is what serving adds. Order: warm-up (direct, HTTP), then
-// `rounds` × (direct, HTTP); medians of the per-round figures are reported.
+// so that the server's share of the engine thread's time is large enough to measure. The HTTP server runs
+// in its own thread, as `andromeda serve` runs it ('own'), and in the engine's thread ('same'), each on its
+// own port. The machine may be shared, so the figures are the engine thread's CPU time (Linux:
+// /proc/self/task/<pid>/sched), not wall time: per token, an HTTP round minus the direct round is what
+// serving costs the engine's thread. Order: warm-up (direct, then HTTP in each thread), then `rounds` × the
+// same; medians of the per-round figures are reported.
 //
 //   npx tsc -p tsconfig.json && node dist/bench/serve-overhead.js [--clients 64] [--tokens 256]
-//     [--rounds 5] [--profile FILE.cpuprofile] [--profile-rounds 2]
+//     [--rounds 5] [--http-thread own,same] [--profile FILE.cpuprofile] [--profile-rounds 2]
 //
 // On a shared machine the model's step varies from round to round by more than the server costs. With
-// --profile, `profile-rounds` more (direct, HTTP) pairs run under V8's sampling profiler, and each round's
-// CPU time per token is split by where its samples are (the model's step, socket writes, the server's
-// JavaScript, garbage collection, the rest): the categories outside the model's step compare HTTP with
-// direct without its noise. The last HTTP round's profile is written to FILE (open it in Chrome DevTools),
-// and the functions with the most self time in it are printed.
+// --profile, `profile-rounds` more rounds of each kind run under V8's sampling profiler (it samples the
+// engine's thread), and each round's CPU time per token is split by where its samples are (the model's step,
+// socket writes, the server's JavaScript, garbage collection, the rest): the categories outside the model's
+// step compare HTTP with direct without its noise. The last profile of the first --http-thread kind is
+// written to FILE (open it in Chrome DevTools), and the functions with the most self time in it are printed.
 import '../src/engine/index.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -29,7 +31,7 @@ import { parseArgs } from 'node:util';
 import { ByteTokenizer } from '../src/data/tokenizer/byte.js';
 import { andromedaFamily } from '../src/train/andromeda-adapter.js';
 import { InferenceEngine } from '../src/inference/engine.js';
-import { loadChatTemplate } from '../src/serve/chat-template.js';
+import { loadChatTemplate } from '../src/serve/chat-template-file.js';
 import {
   PROMPT_BYTES,
   StreamingClients,

@@ -4,13 +4,8 @@
  * benchmarks may also run both in one thread (`inThreadEngine`). Either way the server gets the same
  * GenerationStreams: tokens by listener, one result per choice, `cancel` to free a choice's blocks.
  */
-import {
-  QueueFullError,
-  type EngineStats,
-  type GenerationParams,
-  type GenerationStream,
-  type InferenceEngine,
-} from '../inference/engine.js';
+import type { EngineStats, GenerationParams, GenerationStream, InferenceEngine } from '../inference/engine.js';
+import { QueueFullError } from '../inference/queue-full-error.js';
 
 export { QueueFullError };
 

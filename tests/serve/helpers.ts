@@ -10,7 +10,7 @@ import { train } from '../../src/train/trainer.js';
 import { loadModelForInference, type LoadedModel } from '../../src/inference/load.js';
 import { InferenceEngine, type InferenceEngineOptions } from '../../src/inference/engine.js';
 import { startServer as startServerThread, type StartServerOptions } from '../../src/serve/start-server.js';
-import { loadChatTemplate, templateSearchDirs } from '../../src/serve/chat-template.js';
+import { loadChatTemplate, templateSearchDirs } from '../../src/serve/chat-template-file.js';
 import { tempDir } from '../train/helpers.js';
 
 export const MODEL_ID = 'tiny-test';

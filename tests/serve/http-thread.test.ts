@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { MODEL_ID, startServer, waitFor, type TestServer } from './helpers.js';
 import { startServer as startServerThread } from '../../src/serve/start-server.js';
-import { loadChatTemplate } from '../../src/serve/chat-template.js';
+import { loadChatTemplate } from '../../src/serve/chat-template-file.js';
 
 let server: TestServer;
 before(async () => {

@@ -5,7 +5,7 @@ import { loadDraftModel, loadModelForInference, type LoadedModel } from '../../i
 import { InferenceEngine, MAX_DRAFT_TOKENS } from '../../inference/engine.js';
 import { MAX_CONTEXT_TOKENS } from '../../inference/generate.js';
 import { startServer } from '../../serve/start-server.js';
-import { loadChatTemplate, templateSearchDirs } from '../../serve/chat-template.js';
+import { loadChatTemplate, templateSearchDirs } from '../../serve/chat-template-file.js';
 import { UsageError, type Command } from '../command.js';
 import { isPositiveInteger, numberFlag, parseCommandArgs, positiveIntegerFlag, usableDevice } from '../args.js';
 
