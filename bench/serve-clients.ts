@@ -5,6 +5,9 @@
 // separate client processes would be) that parse the server-sent events and check each request's usage.
 import { Worker } from 'node:worker_threads';
 import type { InferenceEngine } from '../src/inference/engine.js';
+import { createServer } from '../src/serve/server.js';
+import { inThreadEngine } from '../src/serve/served-engine.js';
+import { startServer, type StartServerOptions } from '../src/serve/start-server.js';
 
 export const PROMPT_BYTES = 128;
 
@@ -114,4 +117,31 @@ export class StreamingClients {
   async close(): Promise<void> {
     await this.worker.terminate();
   }
+}
+
+/**
+ * Where the benchmarks run the HTTP server: in its own thread, as `andromeda serve` does ('own'), or in
+ * the engine's thread ('same'), to see what the thread of its own saves the engine.
+ */
+export type HttpThread = 'own' | 'same';
+
+export interface BenchServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function startBenchServer(thread: HttpThread, options: StartServerOptions): Promise<BenchServer> {
+  if (thread === 'own') return startServer(options);
+  const { engine, host, port, ...settings } = options;
+  const app = await createServer({ ...settings, engine: inThreadEngine(engine) });
+  const url = await app.listen({ host, port });
+  return { url, close: () => app.close() };
+}
+
+/** The --http-thread flag: 'own', 'same' or both ('own,same'). */
+export function httpThreadsFlag(value: string): HttpThread[] {
+  const threads = value.split(',').map((t) => t.trim());
+  for (const t of threads)
+    if (t !== 'own' && t !== 'same') throw new RangeError(`--http-thread takes own, same or own,same; got ${value}`);
+  return [...new Set(threads)] as HttpThread[];
 }
