@@ -58,7 +58,7 @@ export interface SpeculativeDecoderOptions {
   blockSize: number;
   vocab: number;
   blockTable: (sequence: Sequence) => readonly number[];
-  /** Most sequences in a step (the draft's decode graphs are bucketed up to it). */
+  /** Most sequences in a step (the graphs are bucketed up to it). */
   maxBatch: number;
   /**
    * Replay the draft's greedy proposal rounds as captured decode graphs (./decode-graphs.ts), and greedy
