@@ -22,14 +22,11 @@ import type { LanguageModel } from '../src/train/model.js';
 import { andromedaFamily } from '../src/train/andromeda-adapter.js';
 import { loadModelForInference } from '../src/inference/load.js';
 import { InferenceEngine } from '../src/inference/engine.js';
-import { loadChatTemplate } from '../src/serve/chat-template-file.js';
 import {
   PROMPT_BYTES,
-  StreamingClients,
   directRound,
   httpThreadsFlag,
-  startBenchServer,
-  type BenchServer,
+  startBenchServers,
   type HttpThread,
   type RoundResult,
 } from './serve-clients.js';
@@ -76,21 +73,13 @@ const engine = new InferenceEngine(model, tokenizer, {
   memoryBytes: 8 * 2 ** 30,
 });
 const MODEL = 'bench';
-const servers = new Map<HttpThread, { server: BenchServer; clients: StreamingClients }>();
-for (const thread of threads) {
-  const server = await startBenchServer(thread, {
-    engine,
-    tokenizer,
-    chatTemplate: loadChatTemplate([], tokenizer),
-    modelId: MODEL,
-    limits: { maxPromptTokens: 4096, maxTokens: tokens, contextLength: 8192, queueLimit: 4 * clients },
-    apiKey: null,
-    bodyLimit: 1 << 20,
-    host: '127.0.0.1',
-    port: 0,
-  });
-  servers.set(thread, { server, clients: new StreamingClients(server.url, MODEL, clients, tokens) });
-}
+const servers = await startBenchServers(threads, engine, tokenizer, {
+  model: MODEL,
+  clients,
+  tokens,
+  maxPromptTokens: 4096,
+  contextLength: 8192,
+});
 const direct = (): Promise<RoundResult> => directRound(engine, clients, tokens);
 
 console.error(
@@ -148,9 +137,6 @@ console.log(
       graphs: stats.graphs,
     }),
 );
-for (const { server, clients: clientThread } of servers.values()) {
-  await clientThread.close();
-  await server.close();
-}
+for (const server of servers.values()) await server.close();
 await engine.close();
 model.dispose();

@@ -31,14 +31,11 @@ import { parseArgs } from 'node:util';
 import { ByteTokenizer } from '../src/data/tokenizer/byte.js';
 import { andromedaFamily } from '../src/train/andromeda-adapter.js';
 import { InferenceEngine } from '../src/inference/engine.js';
-import { loadChatTemplate } from '../src/serve/chat-template-file.js';
 import {
   PROMPT_BYTES,
-  StreamingClients,
   directRound,
   httpThreadsFlag,
-  startBenchServer,
-  type BenchServer,
+  startBenchServers,
   type HttpThread,
   type RoundResult,
 } from './serve-clients.js';
@@ -104,21 +101,13 @@ const engine = new InferenceEngine(model, tokenizer, {
   numBlocks: clients * Math.ceil(CONTEXT / 16) + 16,
 });
 const MODEL = 'bench';
-const servers = new Map<HttpThread, { server: BenchServer; clients: StreamingClients }>();
-for (const thread of threads) {
-  const server = await startBenchServer(thread, {
-    engine,
-    tokenizer,
-    chatTemplate: loadChatTemplate([], tokenizer),
-    modelId: MODEL,
-    limits: { maxPromptTokens: CONTEXT, maxTokens: tokens, contextLength: CONTEXT, queueLimit: 4 * clients },
-    apiKey: null,
-    bodyLimit: 1 << 20,
-    host: '127.0.0.1',
-    port: 0,
-  });
-  servers.set(thread, { server, clients: new StreamingClients(server.url, MODEL, clients, tokens) });
-}
+const servers = await startBenchServers(threads, engine, tokenizer, {
+  model: MODEL,
+  clients,
+  tokens,
+  maxPromptTokens: CONTEXT,
+  contextLength: CONTEXT,
+});
 /** What a round runs: the engine directly, or HTTP clients of the server in one of the threads. */
 type Kind = 'direct' | HttpThread;
 const KINDS: Kind[] = ['direct', ...threads];
@@ -232,10 +221,7 @@ console.log(
 
 if (values.profile) await profiledRounds(values.profile);
 
-for (const { server, clients: clientThread } of servers.values()) {
-  await clientThread.close();
-  await server.close();
-}
+for (const server of servers.values()) await server.close();
 await engine.close();
 model.dispose();
 

@@ -27,17 +27,14 @@ try {
         `${data.tokenizer.vocabSize})`,
     );
   const link = new EngineLink(enginePort);
+  const { host, port, tokenizer: _tokenizer, chatTemplate, ...settings } = data;
   const app = await createServer({
+    ...settings,
     engine: link,
     tokenizer,
-    chatTemplate: new ChatTemplate(data.chatTemplate, tokenizer),
-    modelId: data.modelId,
-    limits: data.limits,
-    apiKey: data.apiKey,
-    bodyLimit: data.bodyLimit,
-    ...(data.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: data.requestTimeoutMs }),
+    chatTemplate: new ChatTemplate(chatTemplate, tokenizer),
   });
-  const url = await app.listen({ host: data.host, port: data.port });
+  const url = await app.listen({ host, port });
   control.on('message', (command: HttpThreadCommand) => {
     if (command.kind === 'memory') {
       const collect = (globalThis as { gc?: () => void }).gc;

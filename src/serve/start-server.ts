@@ -11,40 +11,22 @@
 import { Worker, MessageChannel } from 'node:worker_threads';
 import type { InferenceEngine } from '../inference/engine.js';
 import type { Tokenizer } from '../data/tokenizer/tokenizer.js';
-import type { ChatTemplate, ChatTemplateSource } from './chat-template.js';
-import type { ServeLimits } from './generation.js';
+import type { ChatTemplateSource } from './chat-template.js';
+import type { ServerOptions } from './server.js';
 import { EngineHost } from './engine-host.js';
 
-export interface StartServerOptions {
+export interface StartServerOptions extends Omit<ServerOptions, 'engine'> {
+  /** The engine, which stays in this thread (the tokenizer and chat template are rebuilt in the HTTP thread). */
   engine: InferenceEngine;
-  /** The engine's tokenizer: rebuilt in the HTTP thread from its JSON. */
-  tokenizer: Tokenizer;
-  chatTemplate: ChatTemplate;
-  /** The name clients pass as `model`. */
-  modelId: string;
-  limits: ServeLimits;
-  /** Clients must send "Authorization: Bearer <apiKey>" on /v1/; null = open. */
-  apiKey: string | null;
-  /** Largest request body in bytes (413 beyond). */
-  bodyLimit: number;
-  /** Milliseconds a client has to send a whole request (408 beyond). Default 30 s. */
-  requestTimeoutMs?: number;
   host: string;
   /** 0 = any free port. */
   port: number;
 }
 
 /** What the HTTP thread is given (structured-cloneable). */
-export interface HttpThreadData {
+export interface HttpThreadData extends Omit<StartServerOptions, 'engine' | 'tokenizer' | 'chatTemplate'> {
   tokenizer: { json: unknown; eosToken: string | undefined; eosId: number; vocabSize: number };
   chatTemplate: ChatTemplateSource;
-  modelId: string;
-  limits: ServeLimits;
-  apiKey: string | null;
-  bodyLimit: number;
-  requestTimeoutMs: number | undefined;
-  host: string;
-  port: number;
 }
 
 /** HTTP thread → this thread, on the control port (the worker's own). */
@@ -85,7 +67,6 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     },
     chatTemplate: chatTemplate.source,
     ...settings,
-    requestTimeoutMs: settings.requestTimeoutMs,
   };
   const { port1: enginePort, port2: linkPort } = new MessageChannel();
   const worker = new Worker(new URL('./http-thread.js', import.meta.url), {
@@ -94,10 +75,12 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   });
   const host = new EngineHost(engine, enginePort);
   let closing = false;
+  let exited = false;
   const ended = new Promise<void>((resolve, reject) => {
     let failure: Error | null = null;
     worker.once('error', (error) => (failure = error));
     worker.once('exit', (code) => {
+      exited = true;
       host.detach();
       enginePort.close();
       if (failure) reject(failure);
@@ -124,6 +107,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     url,
     ended,
     heapUsed({ collect = false } = {}) {
+      if (exited) return Promise.reject(new Error("the HTTP server's thread has ended"));
       return new Promise<number>((resolve) => {
         heapReadings.push(resolve);
         worker.postMessage({ kind: 'memory', collect } satisfies HttpThreadCommand);

@@ -43,28 +43,10 @@ test("GET /health is answered while the engine's thread is blocked", async () =>
   }
 });
 
-test('a port already in use fails the start, naming it', async () => {
-  const port = Number(new URL(server.url).port);
+/** A second server on the test server's engine. */
+function secondServer(port: number): ReturnType<typeof startServerThread> {
   const { loaded, engine } = server;
-  await assert.rejects(
-    startServerThread({
-      engine,
-      tokenizer: loaded.tokenizer,
-      chatTemplate: loadChatTemplate([], loaded.tokenizer),
-      modelId: MODEL_ID,
-      limits: { maxPromptTokens: 100, maxTokens: 64, contextLength: 128, queueLimit: 64 },
-      apiKey: null,
-      bodyLimit: 1024,
-      host: '127.0.0.1',
-      port,
-    }),
-    new RegExp(`EADDRINUSE.*${port}`),
-  );
-});
-
-test('closing the server cuts its streams and frees their blocks; the engine goes on', async () => {
-  const { loaded, engine } = server;
-  const second = await startServerThread({
+  return startServerThread({
     engine,
     tokenizer: loaded.tokenizer,
     chatTemplate: loadChatTemplate([], loaded.tokenizer),
@@ -73,8 +55,18 @@ test('closing the server cuts its streams and frees their blocks; the engine goe
     apiKey: null,
     bodyLimit: 64 * 1024,
     host: '127.0.0.1',
-    port: 0,
+    port,
   });
+}
+
+test('a port already in use fails the start, naming it', async () => {
+  const port = Number(new URL(server.url).port);
+  await assert.rejects(secondServer(port), new RegExp(`EADDRINUSE.*${port}`));
+});
+
+test('closing the server cuts its streams and frees their blocks; the engine goes on', async () => {
+  const { engine } = server;
+  const second = await secondServer(0);
   const response = await fetch(`${second.url}/v1/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
