@@ -5,13 +5,14 @@
 // that many), sampled at temperature 0.8 with per-request seeds — measured as aggregate generated tokens
 // per second from the first request to the last token. The HTTP clients run in a worker thread (their
 // own event loop, as separate client processes would be), reading the server-sent events and checking
-// each request's usage. Order: warm-up (captures the decode graphs), then `rounds` × (direct, HTTP); the
-// ratio is HTTP over direct, best of each. Prints one RESULT line; the bar is ratio ≥ 0.9. The workload and
-// the client thread are ./serve-clients.ts; ./serve-overhead.ts measures the server's own cost per token on
-// the CPU with the same workload.
+// each request's usage. The HTTP server runs in its own thread, as `andromeda serve` runs it ('own'), and,
+// for comparison, in the engine's thread ('same'). Order: warm-up (captures the decode graphs), then
+// `rounds` × (direct, HTTP per server thread); each ratio is HTTP over direct, best of each. Prints one RESULT
+// line; the bar is the 'own' ratio ≥ 0.9. The workload and the client thread are ./serve-clients.ts;
+// ./serve-overhead.ts measures the server's cost to the engine's thread per token on the CPU.
 //
 //   npx tsc -p tsconfig.json && node dist/bench/gpu-serve.js [--checkpoint DIR] [--device cuda]
-//     [--clients 64] [--tokens 256] [--rounds 2]
+//     [--clients 64] [--tokens 256] [--rounds 2] [--http-thread own,same]
 import '../src/engine/index.js';
 import { parseArgs } from 'node:util';
 import { getEngine } from '../src/engine/registry.js';
@@ -21,9 +22,14 @@ import type { LanguageModel } from '../src/train/model.js';
 import { andromedaFamily } from '../src/train/andromeda-adapter.js';
 import { loadModelForInference } from '../src/inference/load.js';
 import { InferenceEngine } from '../src/inference/engine.js';
-import { createServer } from '../src/serve/server.js';
-import { loadChatTemplate } from '../src/serve/chat-template.js';
-import { PROMPT_BYTES, StreamingClients, directRound, type RoundResult } from './serve-clients.js';
+import {
+  PROMPT_BYTES,
+  directRound,
+  httpThreadsFlag,
+  startBenchServers,
+  type HttpThread,
+  type RoundResult,
+} from './serve-clients.js';
 
 const { values } = parseArgs({
   options: {
@@ -32,8 +38,10 @@ const { values } = parseArgs({
     clients: { type: 'string', default: '64' },
     tokens: { type: 'string', default: '256' },
     rounds: { type: 'string', default: '2' },
+    'http-thread': { type: 'string', default: 'own,same' },
   },
 });
+const threads = httpThreadsFlag(values['http-thread']!);
 const device = values.device!;
 const clients = Number(values.clients);
 const tokens = Number(values.tokens);
@@ -65,46 +73,53 @@ const engine = new InferenceEngine(model, tokenizer, {
   memoryBytes: 8 * 2 ** 30,
 });
 const MODEL = 'bench';
-const app = await createServer({
-  engine,
-  tokenizer,
-  chatTemplate: loadChatTemplate([], tokenizer),
-  modelId: MODEL,
-  limits: { maxPromptTokens: 4096, maxTokens: tokens, contextLength: 8192, queueLimit: 4 * clients },
-  apiKey: null,
-  bodyLimit: 1 << 20,
+const servers = await startBenchServers(threads, engine, tokenizer, {
+  model: MODEL,
+  clients,
+  tokens,
+  maxPromptTokens: 4096,
+  contextLength: 8192,
 });
-const url = await app.listen({ host: '127.0.0.1', port: 0 });
-
-const clientThread = new StreamingClients(url, MODEL, clients, tokens);
 const direct = (): Promise<RoundResult> => directRound(engine, clients, tokens);
-const http = (): Promise<RoundResult> => clientThread.round();
 
-console.error(`${label} on ${device}: ${clients} clients × ${tokens} tokens after ${PROMPT_BYTES}-byte prompts`);
+console.error(
+  `${label} on ${device}: ${clients} clients × ${tokens} tokens after ${PROMPT_BYTES}-byte prompts; ` +
+    `HTTP server thread: ${threads.join(', ')}`,
+);
 await direct(); // warm-up: graphs captured, kernels loaded
-const runs = { direct: [] as number[], http: [] as number[], directSteps: [] as number[], httpSteps: [] as number[] };
 /** The round and the engine steps it took: HTTP requests that arrive over several steps make the round longer. */
 async function counted(round: () => Promise<RoundResult>): Promise<RoundResult & { steps: number }> {
   const before = engine.stats().steps;
   const result = await round();
   return { ...result, steps: engine.stats().steps - before };
 }
+const runs = new Map<string, { tokS: number[]; steps: number[] }>(
+  ['direct', ...threads].map((k) => [k, { tokS: [], steps: [] }]),
+);
 for (let r = 0; r < rounds; r++) {
-  const d = await counted(direct);
-  runs.direct.push(d.tokS);
-  runs.directSteps.push(d.steps);
-  const h = await counted(http);
-  runs.http.push(h.tokS);
-  runs.httpSteps.push(h.steps);
-  console.error(
-    `round ${r + 1}: direct ${d.tokS.toFixed(0)} tok/s (${d.steps} steps), ` +
-      `HTTP ${h.tokS.toFixed(0)} tok/s (${h.steps} steps)`,
-  );
+  const line: string[] = [];
+  for (const kind of ['direct', ...threads]) {
+    const result = await counted(kind === 'direct' ? direct : () => servers.get(kind as HttpThread)!.clients.round());
+    runs.get(kind)!.tokS.push(result.tokS);
+    runs.get(kind)!.steps.push(result.steps);
+    const name = kind === 'direct' ? 'direct' : `HTTP (${kind} thread)`;
+    line.push(`${name} ${result.tokS.toFixed(0)} tok/s (${result.steps} steps)`);
+  }
+  console.error(`round ${r + 1}: ${line.join(', ')}`);
 }
-const bestDirect = Math.max(...runs.direct);
-const bestHttp = Math.max(...runs.http);
+const best = (kind: string): number => Math.max(...runs.get(kind)!.tokS);
 const stats = engine.stats();
 const description = device.startsWith('cuda') ? (getEngine('cuda') as { description?: string }).description : 'cpu';
+const perThread = Object.fromEntries(
+  threads.map((t) => [
+    t,
+    {
+      http_tok_s: runs.get(t)!.tokS.map((x) => Math.round(x)),
+      http_steps: runs.get(t)!.steps,
+      ratio: +(best(t) / best('direct')).toFixed(3),
+    },
+  ]),
+);
 console.log(
   'RESULT ' +
     JSON.stringify({
@@ -114,17 +129,14 @@ console.log(
       clients,
       tokens_per_request: tokens,
       prompt_bytes: PROMPT_BYTES,
-      direct_tok_s: runs.direct.map((x) => Math.round(x)),
-      http_tok_s: runs.http.map((x) => Math.round(x)),
-      direct_steps: runs.directSteps,
-      http_steps: runs.httpSteps,
-      ratio: +(bestHttp / bestDirect).toFixed(3),
+      direct_tok_s: runs.get('direct')!.tokS.map((x) => Math.round(x)),
+      direct_steps: runs.get('direct')!.steps,
+      http_thread: perThread,
       bar: 0.9,
       paged: stats.paged,
       graphs: stats.graphs,
     }),
 );
-await clientThread.close();
-await app.close();
+for (const server of servers.values()) await server.close();
 await engine.close();
 model.dispose();

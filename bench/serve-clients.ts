@@ -5,6 +5,11 @@
 // separate client processes would be) that parse the server-sent events and check each request's usage.
 import { Worker } from 'node:worker_threads';
 import type { InferenceEngine } from '../src/inference/engine.js';
+import { createServer } from '../src/serve/server.js';
+import { inThreadEngine } from '../src/serve/served-engine.js';
+import { startServer, type StartServerOptions } from '../src/serve/start-server.js';
+import { loadChatTemplate } from '../src/serve/chat-template-file.js';
+import type { Tokenizer } from '../src/data/tokenizer/tokenizer.js';
 
 export const PROMPT_BYTES = 128;
 
@@ -114,4 +119,75 @@ export class StreamingClients {
   async close(): Promise<void> {
     await this.worker.terminate();
   }
+}
+
+/**
+ * Where the benchmarks run the HTTP server: in its own thread, as `andromeda serve` does ('own'), or in
+ * the engine's thread ('same'), to see what the thread of its own saves the engine.
+ */
+export type HttpThread = 'own' | 'same';
+
+/** A server in one of the threads, with its clients' thread. */
+export interface BenchServer {
+  thread: HttpThread;
+  clients: StreamingClients;
+  close(): Promise<void>;
+}
+
+/**
+ * One server per thread kind over `engine` (each on its own port; its model name `model`, prompts up to
+ * `contextLength`), each with `clients` streaming clients of `tokens` tokens.
+ */
+export async function startBenchServers(
+  threads: readonly HttpThread[],
+  engine: InferenceEngine,
+  tokenizer: Tokenizer,
+  shape: { model: string; clients: number; tokens: number; maxPromptTokens: number; contextLength: number },
+): Promise<Map<HttpThread, BenchServer>> {
+  const servers = new Map<HttpThread, BenchServer>();
+  for (const thread of threads) {
+    const options: StartServerOptions = {
+      engine,
+      tokenizer,
+      chatTemplate: loadChatTemplate([], tokenizer),
+      modelId: shape.model,
+      limits: {
+        maxPromptTokens: shape.maxPromptTokens,
+        maxTokens: shape.tokens,
+        contextLength: shape.contextLength,
+        queueLimit: 4 * shape.clients,
+      },
+      apiKey: null,
+      bodyLimit: 1 << 20,
+      host: '127.0.0.1',
+      port: 0,
+    };
+    let url: string;
+    let close: () => Promise<void>;
+    if (thread === 'own') ({ url, close } = await startServer(options));
+    else {
+      const { engine: _engine, host, port, ...settings } = options;
+      const app = await createServer({ ...settings, engine: inThreadEngine(engine) });
+      url = await app.listen({ host, port });
+      close = () => app.close();
+    }
+    const clients = new StreamingClients(url, shape.model, shape.clients, shape.tokens);
+    servers.set(thread, {
+      thread,
+      clients,
+      async close() {
+        await clients.close();
+        await close();
+      },
+    });
+  }
+  return servers;
+}
+
+/** The --http-thread flag: 'own', 'same' or both ('own,same'). */
+export function httpThreadsFlag(value: string): HttpThread[] {
+  const threads = value.split(',').map((t) => t.trim());
+  for (const t of threads)
+    if (t !== 'own' && t !== 'same') throw new RangeError(`--http-thread takes own, same or own,same; got ${value}`);
+  return [...new Set(threads)] as HttpThread[];
 }

@@ -6,20 +6,22 @@
 // The same workload as gpu-serve (./serve-clients.ts: 64 clients in a worker thread streaming
 // /v1/completions, usage checked; the same requests submitted to the engine directly), over a model
 // whose step is as cheap as it gets (an Andromeda of dim 32, depth 1, random weights, byte vocabulary),
-// so that the server's share of the engine thread's time is large enough to measure. The machine may be
-// shared, so the figures are the engine thread's CPU time (Linux: /proc/self/task/<pid>/sched), not wall
-// time: per token, HTTP round minus direct round is what serving adds. Order: warm-up (direct, HTTP), then
-// `rounds` × (direct, HTTP); medians of the per-round figures are reported.
+// so that the server's share of the engine thread's time is large enough to measure. The HTTP server runs
+// in its own thread, as `andromeda serve` runs it ('own'), and in the engine's thread ('same'), each on its
+// own port. The machine may be shared, so the figures are the engine thread's CPU time (Linux:
+// /proc/self/task/<pid>/sched), not wall time: per token, an HTTP round minus the direct round is what
+// serving costs the engine's thread. Order: warm-up (direct, then HTTP in each thread), then `rounds` × the
+// same; medians of the per-round figures are reported.
 //
 //   npx tsc -p tsconfig.json && node dist/bench/serve-overhead.js [--clients 64] [--tokens 256]
-//     [--rounds 5] [--profile FILE.cpuprofile] [--profile-rounds 2]
+//     [--rounds 5] [--http-thread own,same] [--profile FILE.cpuprofile] [--profile-rounds 2]
 //
 // On a shared machine the model's step varies from round to round by more than the server costs. With
-// --profile, `profile-rounds` more (direct, HTTP) pairs run under V8's sampling profiler, and each round's
-// CPU time per token is split by where its samples are (the model's step, socket writes, the server's
-// JavaScript, garbage collection, the rest): the categories outside the model's step compare HTTP with
-// direct without its noise. The last HTTP round's profile is written to FILE (open it in Chrome DevTools),
-// and the functions with the most self time in it are printed.
+// --profile, `profile-rounds` more rounds of each kind run under V8's sampling profiler (it samples the
+// engine's thread), and each round's CPU time per token is split by where its samples are (the model's step,
+// socket writes, the server's JavaScript, garbage collection, the rest): the categories outside the model's
+// step compare HTTP with direct without its noise. The last profile of the first --http-thread kind is
+// written to FILE (open it in Chrome DevTools), and the functions with the most self time in it are printed.
 import '../src/engine/index.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -29,9 +31,14 @@ import { parseArgs } from 'node:util';
 import { ByteTokenizer } from '../src/data/tokenizer/byte.js';
 import { andromedaFamily } from '../src/train/andromeda-adapter.js';
 import { InferenceEngine } from '../src/inference/engine.js';
-import { createServer } from '../src/serve/server.js';
-import { loadChatTemplate } from '../src/serve/chat-template.js';
-import { PROMPT_BYTES, StreamingClients, directRound, type RoundResult } from './serve-clients.js';
+import {
+  PROMPT_BYTES,
+  directRound,
+  httpThreadsFlag,
+  startBenchServers,
+  type HttpThread,
+  type RoundResult,
+} from './serve-clients.js';
 
 const { values } = parseArgs({
   options: {
@@ -40,8 +47,10 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '5' },
     profile: { type: 'string' },
     'profile-rounds': { type: 'string', default: '2' },
+    'http-thread': { type: 'string', default: 'own,same' },
   },
 });
+const threads = httpThreadsFlag(values['http-thread']!);
 function positiveInteger(flag: string): number {
   const value = Number(values[flag as keyof typeof values]);
   if (!Number.isInteger(value) || value < 1)
@@ -92,17 +101,17 @@ const engine = new InferenceEngine(model, tokenizer, {
   numBlocks: clients * Math.ceil(CONTEXT / 16) + 16,
 });
 const MODEL = 'bench';
-const app = await createServer({
-  engine,
-  tokenizer,
-  chatTemplate: loadChatTemplate([], tokenizer),
-  modelId: MODEL,
-  limits: { maxPromptTokens: CONTEXT, maxTokens: tokens, contextLength: CONTEXT, queueLimit: 4 * clients },
-  apiKey: null,
-  bodyLimit: 1 << 20,
+const servers = await startBenchServers(threads, engine, tokenizer, {
+  model: MODEL,
+  clients,
+  tokens,
+  maxPromptTokens: CONTEXT,
+  contextLength: CONTEXT,
 });
-const url = await app.listen({ host: '127.0.0.1', port: 0 });
-const clientThread = new StreamingClients(url, MODEL, clients, tokens);
+/** What a round runs: the engine directly, or HTTP clients of the server in one of the threads. */
+type Kind = 'direct' | HttpThread;
+const KINDS: Kind[] = ['direct', ...threads];
+const kindName = (kind: Kind): string => (kind === 'direct' ? 'direct' : `HTTP ${kind} thread`);
 
 interface Measured extends RoundResult {
   /** Engine-thread CPU microseconds per generated token. */
@@ -130,8 +139,8 @@ async function measured(round: () => Promise<RoundResult>): Promise<Measured> {
   };
 }
 
-const direct = (): Promise<Measured> => measured(() => directRound(engine, clients, tokens));
-const http = (): Promise<Measured> => measured(() => clientThread.round());
+const roundOf = (kind: Kind): Promise<Measured> =>
+  measured(() => (kind === 'direct' ? directRound(engine, clients, tokens) : servers.get(kind)!.clients.round()));
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -159,27 +168,35 @@ console.log(
   `model: Andromeda dim ${config.dim}, depth ${config.depth}, random weights, byte tokenizer, cpu; ` +
     `${clients} clients × ${tokens} tokens after ${PROMPT_BYTES}-byte prompts`,
 );
-await direct();
-await http();
-const runs: { direct: Measured; http: Measured }[] = [];
+for (const kind of KINDS) await roundOf(kind); // warm-up
+const runs: Map<Kind, Measured>[] = [];
 for (let r = 1; r <= rounds; r++) {
-  const d = await direct();
-  const h = await http();
-  runs.push({ direct: d, http: h });
-  console.log(
-    `round ${r}: engine thread CPU per token: direct ${fmt(d.cpuUsPerToken)} us, HTTP ${fmt(h.cpuUsPerToken)} us, ` +
-      `server ${fmt(h.cpuUsPerToken - d.cpuUsPerToken)} us | per step: direct ${fmt(d.cpuUsPerStep, 0)} us ` +
-      `(${d.steps} steps), HTTP ${fmt(h.cpuUsPerStep, 0)} us (${h.steps} steps) | ` +
-      `wall: direct ${fmt(d.tokS, 0)} tok/s, HTTP ${fmt(h.tokS, 0)} tok/s; event loop busy ` +
-      `${fmt(100 * d.utilization, 0)}% / ${fmt(100 * h.utilization, 0)}%`,
-  );
+  const round = new Map<Kind, Measured>();
+  for (const kind of KINDS) round.set(kind, await roundOf(kind));
+  runs.push(round);
+  const d = round.get('direct')!;
+  const parts = KINDS.map((kind) => {
+    const m = round.get(kind)!;
+    const server = kind === 'direct' ? '' : ` (server ${fmt(m.cpuUsPerToken - d.cpuUsPerToken)})`;
+    return (
+      `${kindName(kind)} ${fmt(m.cpuUsPerToken)} us/token${server}, ${fmt(m.cpuUsPerStep, 0)} us/step ` +
+      `(${m.steps} steps), ${fmt(m.tokS, 0)} tok/s wall, loop busy ${fmt(100 * m.utilization, 0)}%`
+    );
+  });
+  console.log(`round ${r}: engine thread CPU: ${parts.join(' | ')}`);
 }
-const directUs = runs.map((r) => r.direct.cpuUsPerToken);
-const httpUs = runs.map((r) => r.http.cpuUsPerToken);
-const serverUs = runs.map((r) => r.http.cpuUsPerToken - r.direct.cpuUsPerToken);
+const perToken = (kind: Kind): number[] => runs.map((round) => round.get(kind)!.cpuUsPerToken);
+const serverCost = (kind: HttpThread): number[] =>
+  runs.map((round) => round.get(kind)!.cpuUsPerToken - round.get('direct')!.cpuUsPerToken);
 console.log(
-  `median: direct ${fmt(median(directUs))} us/token, HTTP ${fmt(median(httpUs))} us/token, ` +
-    `server (per round, HTTP − direct) ${fmt(median(serverUs))} us/token`,
+  `median: direct ${fmt(median(perToken('direct')))} us/token; ` +
+    threads
+      .map(
+        (t) =>
+          `${kindName(t)} ${fmt(median(perToken(t)))} us/token, server (per round, HTTP − direct) ` +
+          `${fmt(median(serverCost(t)))} us/token`,
+      )
+      .join('; '),
 );
 const rounded = (xs: number[]): number[] => xs.map((x) => +fmt(x));
 console.log(
@@ -188,17 +205,23 @@ console.log(
       bench: 'serve-overhead',
       clients,
       tokens_per_request: tokens,
-      direct_us_per_token: rounded(directUs),
-      http_us_per_token: rounded(httpUs),
-      server_us_per_token: rounded(serverUs),
-      server_us_per_token_median: +fmt(median(serverUs)),
+      direct_us_per_token: rounded(perToken('direct')),
+      http_thread: Object.fromEntries(
+        threads.map((t) => [
+          t,
+          {
+            http_us_per_token: rounded(perToken(t)),
+            server_us_per_token: rounded(serverCost(t)),
+            server_us_per_token_median: +fmt(median(serverCost(t))),
+          },
+        ]),
+      ),
     }),
 );
 
 if (values.profile) await profiledRounds(values.profile);
 
-await clientThread.close();
-await app.close();
+for (const server of servers.values()) await server.close();
 await engine.close();
 model.dispose();
 
@@ -262,34 +285,33 @@ async function profiledRounds(file: string): Promise<void> {
   session.connect();
   await session.post('Profiler.enable');
   await session.post('Profiler.setSamplingInterval', { interval: 100 });
-  const split = { direct: [] as Map<string, number>[], http: [] as Map<string, number>[] };
+  const split = new Map<Kind, Map<string, number>[]>(KINDS.map((kind) => [kind, []]));
   let lastHttp: Profile | null = null;
   for (let r = 0; r < profileRounds; r++)
-    for (const kind of ['direct', 'http'] as const) {
+    for (const kind of KINDS) {
       await session.post('Profiler.start');
-      const { cpuUsPerToken } = await (kind === 'direct' ? direct() : http());
+      const { cpuUsPerToken } = await roundOf(kind);
       const { profile } = await session.post('Profiler.stop');
-      split[kind].push(splitByCategory(profile as Profile, cpuUsPerToken));
-      if (kind === 'http') lastHttp = profile as Profile;
+      split.get(kind)!.push(splitByCategory(profile as Profile, cpuUsPerToken));
+      if (kind === threads[0]) lastHttp = profile as Profile;
     }
   session.disconnect();
-  const mean = (kind: 'direct' | 'http', category: string): number =>
-    split[kind].reduce((sum, m) => sum + m.get(category)!, 0) / split[kind].length;
-  console.log(`${profileRounds} profiled (direct, HTTP) pairs: engine thread CPU us per token, by where it went`);
-  console.log(`  ${'direct'.padStart(7)} ${'HTTP'.padStart(7)} ${'HTTP − direct'.padStart(13)}`);
-  const outside = { direct: 0, http: 0 };
+  const mean = (kind: Kind, category: string): number =>
+    split.get(kind)!.reduce((sum, m) => sum + m.get(category)!, 0) / split.get(kind)!.length;
+  console.log(`${profileRounds} profiled rounds of each: engine thread CPU us per token, by where it went`);
+  console.log('  ' + KINDS.map((kind) => kindName(kind).padStart(16)).join(' '));
+  const outside = new Map<Kind, number>(KINDS.map((kind) => [kind, 0]));
   for (const category of CATEGORIES) {
-    const d = mean('direct', category);
-    const h = mean('http', category);
-    if (category !== MODEL_STEP) {
-      outside.direct += d;
-      outside.http += h;
-    }
-    console.log(`  ${fmt(d).padStart(7)} ${fmt(h).padStart(7)} ${fmt(h - d).padStart(13)}  ${category}`);
+    const cells = KINDS.map((kind) => {
+      const value = mean(kind, category);
+      if (category !== MODEL_STEP) outside.set(kind, outside.get(kind)! + value);
+      return fmt(value).padStart(16);
+    });
+    console.log(`  ${cells.join(' ')}  ${category}`);
   }
   console.log(
-    `  ${fmt(outside.direct).padStart(7)} ${fmt(outside.http).padStart(7)} ` +
-      `${fmt(outside.http - outside.direct).padStart(13)}  all but the model's step: the server's cost per token`,
+    `  ${KINDS.map((kind) => fmt(outside.get(kind)!).padStart(16)).join(' ')}  all but the model's step ` +
+      `(HTTP minus direct: the server's cost per token)`,
   );
   writeFileSync(file, JSON.stringify(lastHttp));
   const self = new Map<string, number>();
@@ -300,7 +322,7 @@ async function profiledRounds(file: string): Promise<void> {
     self.set(key, (self.get(key) ?? 0) + hits);
     total += hits;
   }
-  console.log(`the last HTTP round's profile (${file}), self time:`);
+  console.log(`the last ${kindName(threads[0]!)} round's profile (${file}), self time:`);
   for (const [key, hits] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25))
     console.log(`  ${fmt((100 * hits) / total).padStart(5)}%  ${key}`);
 }

@@ -34,5 +34,6 @@ export type {
   EngineStats,
   SamplingParams,
 } from './inference/engine.js';
-export { ChatTemplate, loadChatTemplate, DEFAULT_CHAT_TEMPLATE } from './serve/chat-template.js';
+export { ChatTemplate, DEFAULT_CHAT_TEMPLATE } from './serve/chat-template.js';
+export { loadChatTemplate } from './serve/chat-template-file.js';
 export { VERSION } from './version.js';

@@ -55,10 +55,14 @@ export class GenerationStream implements AsyncIterable<TokenEvent> {
   private firstTokenAt: number | null = null;
   private readonly submittedAt = Date.now();
 
-  /** @internal Built by the engine; `cancel` ends the request and frees its blocks. */
+  /**
+   * @internal Built by the engine (and, for the HTTP thread, by its link to the engine: ../serve/engine-link.ts);
+   * `cancel` ends the request and frees its blocks.
+   */
   constructor(
     readonly id: number,
-    private readonly promptTokens: number,
+    /** Tokens of the context the model is given. */
+    readonly promptTokens: number,
     private readonly cancelRequest: () => void,
   ) {
     this.result = new Promise((resolve) => (this.resolveResult = resolve));

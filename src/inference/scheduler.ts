@@ -24,6 +24,7 @@
  * proposals (and the draws of a sampled request) never depend on what else shares the step.
  */
 import { BlockManager } from './block-manager.js';
+import { QueueFullError } from './queue-full-error.js';
 import type { Sequence, TokenEvent, TokenLogprobs } from './sequence.js';
 import { buildForwardLayout, type ForwardLayout } from './step-layout.js';
 
@@ -73,13 +74,7 @@ export interface SampledToken extends Partial<TokenLogprobs> {
   tokenId: number;
 }
 
-/** Thrown by `add` when the queue is full: the caller should retry later (HTTP 503/429). */
-export class QueueFullError extends Error {
-  constructor(limit: number) {
-    super(`the inference queue is full (${limit} requests waiting); try again later`);
-    this.name = 'QueueFullError';
-  }
-}
+export { QueueFullError };
 
 export interface SchedulerCounters {
   preemptions: number;

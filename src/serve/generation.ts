@@ -6,14 +6,14 @@
  * they share: submitting every choice, cancelling them all the moment the client goes away, usage,
  * finish reasons, and the latency metrics.
  *
- * The server shares its thread with the engine, so whatever it does per token comes out of the engine's
- * steps. Tokens therefore arrive by listener (no promise per token), within the step that made them; a
- * response queues their events and writes them once per step, in one write for all of its choices, after
- * the step (a microtask).
+ * Tokens arrive by listener (no promise per token), a whole engine step's at once (from the engine's
+ * thread, one message per step: ./engine-link.ts); a response queues their events and writes them once
+ * per step, in one write for all of its choices (a microtask after the step's tokens).
  */
 import { randomBytes, randomInt } from 'node:crypto';
 import type { FastifyReply } from 'fastify';
-import { QueueFullError, type GenerationParams, type InferenceEngine } from '../inference/engine.js';
+import type { GenerationParams } from '../inference/engine.js';
+import { QueueFullError, type ServedEngine } from './served-engine.js';
 import type {
   GenerationListener,
   GenerationResult,
@@ -38,7 +38,7 @@ export interface ServeLimits {
 
 /** What the endpoints share: the engine, the tokenizer, the served model's name, limits and metrics. */
 export interface ServeContext {
-  engine: InferenceEngine;
+  engine: ServedEngine;
   tokenizer: Tokenizer;
   modelId: string;
   limits: ServeLimits;
@@ -157,19 +157,19 @@ export function samplingParams(body: SamplingRequest, extraStops: readonly strin
   return params;
 }
 
-/** Submits every choice; on any refusal, cancels those already submitted and throws the API error. */
-function submitAll(ctx: ServeContext, plan: GenerationPlan, signal: AbortSignal): GenerationStream[] {
+/** Submits every choice (all or none); a refusal becomes the API error. */
+async function submitAll(ctx: ServeContext, plan: GenerationPlan, signal: AbortSignal): Promise<GenerationStream[]> {
   if (ctx.closing) throw unavailable('The server is shutting down.');
-  const streams: GenerationStream[] = [];
+  // Every choice samples differently, reproducibly from the request's seed.
+  const choices = plan.contexts.flatMap((context) =>
+    Array.from({ length: plan.n }, (_, j) => ({
+      context,
+      params: { ...plan.params, seed: (plan.params.seed ?? 0) + j, signal },
+    })),
+  );
   try {
-    for (const context of plan.contexts)
-      for (let j = 0; j < plan.n; j++) {
-        // Every choice samples differently, reproducibly from the request's seed.
-        streams.push(ctx.engine.submit(context, { ...plan.params, seed: (plan.params.seed ?? 0) + j, signal }));
-      }
-    return streams;
+    return await ctx.engine.submitAll(choices);
   } catch (error) {
-    for (const stream of streams) stream.cancel();
     if (error instanceof QueueFullError) throw queueFull(ctx.limits.queueLimit);
     if (error instanceof RangeError) throw invalidRequest(error.message);
     throw error;
@@ -237,8 +237,14 @@ export class GenerationRun {
     const onClose = (): void => {
       if (!this.reply.raw.writableFinished) this.leave();
     };
-    const streams = submitAll(this.ctx, this.plan, this.abort.signal);
     this.reply.raw.once('close', onClose);
+    let streams: GenerationStream[];
+    try {
+      streams = await submitAll(this.ctx, this.plan, this.abort.signal);
+    } catch (error) {
+      this.reply.raw.off('close', onClose);
+      throw error;
+    }
     // Gone while the request was read and checked: nothing to answer.
     if (this.reply.raw.destroyed) this.leave();
     this.ctx.metrics.inFlight++;

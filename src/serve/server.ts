@@ -1,5 +1,7 @@
 /**
- * The HTTP server of `andromeda serve`: a Fastify app with OpenAI's endpoints over an InferenceEngine.
+ * The HTTP server of `andromeda serve`: a Fastify app with OpenAI's endpoints over an inference engine.
+ * It runs in its own thread (./http-thread.ts, started by ./start-server.ts) and reaches the engine in the
+ * main thread through ./engine-link.ts.
  *
  *   GET  /                      the chat page (./page/index.html)
  *   GET  /health                200 {"status":"ok"} while serving; 503 while shutting down
@@ -21,7 +23,7 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
-import type { InferenceEngine } from '../inference/engine.js';
+import type { ServedEngine } from './served-engine.js';
 import type { Tokenizer } from '../data/tokenizer/tokenizer.js';
 import {
   ApiError,
@@ -46,7 +48,7 @@ import { handleCompletion } from './completions.js';
 import { handleChatCompletion } from './chat-completions.js';
 
 export interface ServerOptions {
-  engine: InferenceEngine;
+  engine: ServedEngine;
   tokenizer: Tokenizer;
   chatTemplate: ChatTemplate;
   /** The name clients pass as `model`. */
@@ -224,8 +226,9 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     if (ctx.closing) return sendError(reply, unavailable('The server is shutting down.'));
     return { status: 'ok', model: ctx.modelId };
   });
-  app.get('/metrics', (_request, reply) => {
-    reply.type('text/plain; version=0.0.4; charset=utf-8').send(metrics.render(ctx.engine.stats()));
+  app.get('/metrics', async (_request, reply) => {
+    const stats = await ctx.engine.stats();
+    return reply.type('text/plain; version=0.0.4; charset=utf-8').send(metrics.render(stats));
   });
   const modelCard = {
     id: ctx.modelId,

@@ -6,12 +6,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { ByteTokenizer } from '../../src/data/tokenizer/byte.js';
-import {
-  ChatTemplate,
-  DEFAULT_CHAT_TEMPLATE,
-  loadChatTemplate,
-  templateSearchDirs,
-} from '../../src/serve/chat-template.js';
+import { ChatTemplate, DEFAULT_CHAT_TEMPLATE } from '../../src/serve/chat-template.js';
+import { loadChatTemplate, templateSearchDirs } from '../../src/serve/chat-template-file.js';
 import { tempDir } from '../train/helpers.js';
 import { MODEL_ID, startServer } from './helpers.js';
 

@@ -3,15 +3,14 @@
 import '../../src/engine/index.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { FastifyInstance } from 'fastify';
 import OpenAI from 'openai';
 import { tokenizeToDataset } from '../../src/data/tokenize-dataset.js';
 import { DEFAULT_CONFIG } from '../../src/train/config.js';
 import { train } from '../../src/train/trainer.js';
 import { loadModelForInference, type LoadedModel } from '../../src/inference/load.js';
 import { InferenceEngine, type InferenceEngineOptions } from '../../src/inference/engine.js';
-import { createServer, type ServerOptions } from '../../src/serve/server.js';
-import { loadChatTemplate, templateSearchDirs } from '../../src/serve/chat-template.js';
+import { startServer as startServerThread, type StartServerOptions } from '../../src/serve/start-server.js';
+import { loadChatTemplate, templateSearchDirs } from '../../src/serve/chat-template-file.js';
 import { tempDir } from '../train/helpers.js';
 
 export const MODEL_ID = 'tiny-test';
@@ -62,7 +61,6 @@ export function trainedRun(): Promise<string> {
 }
 
 export interface TestServer {
-  app: FastifyInstance;
   url: string;
   engine: InferenceEngine;
   loaded: LoadedModel;
@@ -71,7 +69,7 @@ export interface TestServer {
 }
 
 export async function startServer(
-  overrides: Partial<Omit<ServerOptions, 'engine' | 'tokenizer'>> = {},
+  overrides: Partial<Omit<StartServerOptions, 'engine' | 'tokenizer'>> = {},
   engineOptions: InferenceEngineOptions = {},
 ): Promise<TestServer> {
   const run = await trainedRun();
@@ -84,7 +82,7 @@ export async function startServer(
     blockSize: 16,
     ...engineOptions,
   });
-  const app = await createServer({
+  const server = await startServerThread({
     engine,
     tokenizer: loaded.tokenizer,
     chatTemplate: loadChatTemplate(templateSearchDirs(loaded.dir), loaded.tokenizer),
@@ -98,18 +96,19 @@ export async function startServer(
     apiKey: null,
     bodyLimit: 64 * 1024,
     requestTimeoutMs: 2000,
+    host: '127.0.0.1',
+    port: 0,
     ...overrides,
   });
-  const url = await app.listen({ host: '127.0.0.1', port: 0 });
+  const url = server.url;
   const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: overrides.apiKey ?? 'unused', maxRetries: 0 });
   return {
-    app,
     url,
     engine,
     loaded,
     client,
     async close() {
-      await app.close();
+      await server.close();
       await engine.close();
       loaded.model.dispose();
     },

@@ -4,8 +4,8 @@ import { existsSync } from 'node:fs';
 import { loadDraftModel, loadModelForInference, type LoadedModel } from '../../inference/load.js';
 import { InferenceEngine, MAX_DRAFT_TOKENS } from '../../inference/engine.js';
 import { MAX_CONTEXT_TOKENS } from '../../inference/generate.js';
-import { createServer } from '../../serve/server.js';
-import { loadChatTemplate, templateSearchDirs } from '../../serve/chat-template.js';
+import { startServer } from '../../serve/start-server.js';
+import { loadChatTemplate, templateSearchDirs } from '../../serve/chat-template-file.js';
 import { UsageError, type Command } from '../command.js';
 import { isPositiveInteger, numberFlag, parseCommandArgs, positiveIntegerFlag, usableDevice } from '../args.js';
 
@@ -184,7 +184,7 @@ export const serveCommand: Command = {
         draft: draft ? { model: draft.model, tokens: draftTokens } : undefined,
       });
       const modelId = values['model-name'] ?? basename(positionals[0]!.replace(/[/\\]+$/, ''));
-      const app = await createServer({
+      const server = await startServer({
         engine,
         tokenizer: loaded.tokenizer,
         chatTemplate,
@@ -193,15 +193,18 @@ export const serveCommand: Command = {
         apiKey,
         bodyLimit,
         requestTimeoutMs: requestTimeout * 1000,
+        host: values.host,
+        port,
       });
-      const address = await app.listen({ host: values.host, port });
+      const address = server.url;
       process.stderr.write(
         `loaded ${loaded.dir} (step ${loaded.step}, ${device}) as "${modelId}"; chat template: ` +
           `${chatTemplate.source.file ?? 'default transcript'}\n` +
           (draft ? `draft ${draft.dir} (step ${draft.step}), proposing ${draftTokens} per step\n` : '') +
           `serving on ${address}${apiKey === null ? ' (no API key: open to anyone who can reach it)' : ''}\n`,
       );
-      await new Promise<void>((resolve) => {
+      // Until a signal, or until the HTTP server's thread fails (which rejects and ends the command).
+      await new Promise<void>((resolve, reject) => {
         const stop = (): void => {
           process.off('SIGINT', stop);
           process.off('SIGTERM', stop);
@@ -210,8 +213,13 @@ export const serveCommand: Command = {
         };
         process.on('SIGINT', stop);
         process.on('SIGTERM', stop);
+        server.ended.catch((error: Error) => {
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
+          reject(error);
+        });
       });
-      await app.close();
+      await server.close();
     } finally {
       await engine?.close();
       draft?.model.dispose();
