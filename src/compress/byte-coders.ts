@@ -40,7 +40,7 @@ export class ModelByteCoder implements ByteCoder {
 }
 
 /** The model's next-bit probability, clamped to 12 bits and stretched, as the mixer's input. */
-function modelBitStretch(tree: Float64Array, partial: number): number {
+export function modelBitStretch(tree: Float64Array, partial: number): number {
   const p = tree[2 * partial + 1]! / tree[partial]!;
   return stretch(Math.min(PROBABILITY_ONE - 1, Math.max(1, Math.round(p * PROBABILITY_ONE))));
 }
