@@ -25,7 +25,6 @@ import { PROBABILITY_ONE, squash, stretch } from './logistic.js';
 /**
  * The predictor's version, recorded in every file coded with it: any change to what it predicts
  * makes older files undecodable by this code, so a new version refuses them by name instead.
- * Version 1 keyed its first SSE stage by the bits so far only.
  */
 export const CONTEXT_MIXER_VERSION = 2;
 
