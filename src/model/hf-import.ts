@@ -6,10 +6,10 @@
  *
  * Three layout differences are absorbed here. Our gated feed-forward projects to [value; gate] in one matrix,
  * so Llama's up_proj and gate_proj are stacked (up first). Phi-3 stores fused projections, split by rows:
- * qkv_proj is [q; k; v] and gate_up_proj [gate; up] (its MLP chunks gate first). Our grouped-query attention gives query head a the
- * key/value head a mod G, transformers' head h the key/value head ⌊h / R⌋ (R = heads / G), so query heads are
- * reordered (rows of q_proj, columns of o_proj): our head a is their head (a mod G)·R + ⌊a / G⌋. Logit heads
- * have no bias in these families; ours is set to zero.
+ * qkv_proj is [q; k; v] and gate_up_proj [gate; up] (its MLP chunks gate first). Our grouped-query attention
+ * gives query head a the key/value head a mod G, transformers' head h the key/value head ⌊h / R⌋ (R = heads / G),
+ * so query heads are reordered (rows of q_proj, columns of o_proj): our head a is their head (a mod G)·R + ⌊a / G⌋.
+ * Logit heads have no bias in these families; ours is set to zero.
  */
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
