@@ -29,7 +29,18 @@ export interface HuggingFaceModelConfig {
   readonly architecture: HuggingFaceArchitecture;
   /** The logits reuse the embedding (lm_head.weight need not be stored). */
   readonly tiedEmbeddings: boolean;
+  /**
+   * Multiplies the rotated rows of each query and key head at import (1: none). transformers scales the rotary
+   * cos/sin by YaRN's or LongRoPE's attention factor a, which with partial rotary scales only the rotated part of
+   * q·k by a²; rotation being linear, a·rotate(x) = rotate(a·x), so the same comes from those weight rows × a.
+   */
+  readonly rotatedQueryKeyScale: number;
   readonly warnings: string[];
+}
+
+/** Where an attention factor that our rotary cannot apply (partial rotary) goes instead: see rotatedQueryKeyScale. */
+interface AttentionFactorFold {
+  scale: number;
 }
 
 /** What differs between the families, read from the config by each family's own defaults. */
@@ -273,7 +284,8 @@ export function configFromHuggingFace(file: HuggingFaceConfigFile, source = 'con
     f.error('qk_layernorm = true (per-head LayerNorm of q and k, StableLM 2 12B) is not supported');
   const tiedEmbeddings = f.bool('tie_word_embeddings', family.tiedDefault ?? false);
   const maxSeqLen = f.integer('max_position_embeddings', 4096);
-  const rotary = rotaryOptions(f, family, headDim, maxSeqLen);
+  const fold: AttentionFactorFold = { scale: 1 };
+  const rotary = rotaryOptions(f, family, headDim, maxSeqLen, fold);
   const slidingWindow = family.slidingWindow(f);
 
   if (f.errors.length)
@@ -305,7 +317,13 @@ export function configFromHuggingFace(file: HuggingFaceConfigFile, source = 'con
   };
   if (f.errors.length)
     throw new ConfigError(`${source}: cannot import this ${architecture}:\n  - ${f.errors.join('\n  - ')}`);
-  return { input, architecture: architecture as HuggingFaceArchitecture, tiedEmbeddings, warnings: f.warnings };
+  return {
+    input,
+    architecture: architecture as HuggingFaceArchitecture,
+    tiedEmbeddings,
+    rotatedQueryKeyScale: fold.scale,
+    warnings: f.warnings,
+  };
 }
 
 type RotaryInput = Exclude<AndromedaConfigInput['rotary'], boolean | null | undefined>;
@@ -314,7 +332,13 @@ type RotaryInput = Exclude<AndromedaConfigInput['rotary'], boolean | null | unde
  * Rotary settings from rope_theta / rope_scaling (transformers 4.x) or rope_parameters (5.x, theta inside),
  * following transformers' modeling_rope_utils: the rotated width is head_dim · partial_rotary_factor.
  */
-function rotaryOptions(f: Reader, family: FamilyTraits, headDim: number, maxSeqLen: number): RotaryInput {
+function rotaryOptions(
+  f: Reader,
+  family: FamilyTraits,
+  headDim: number,
+  maxSeqLen: number,
+  fold: AttentionFactorFold,
+): RotaryInput {
   const parameters = (f.raw('rope_parameters') ?? f.raw('rope_scaling') ?? null) as Record<string, unknown> | null;
   if (parameters !== null && (typeof parameters !== 'object' || Array.isArray(parameters))) {
     f.error(`rope_scaling must be an object or null, got ${JSON.stringify(parameters)}`);
@@ -372,9 +396,7 @@ function rotaryOptions(f: Reader, family: FamilyTraits, headDim: number, maxSeqL
         );
       if (p.truncate === false)
         f.error('rope_scaling.truncate = false (YaRN without rounded ramp bounds) is not supported');
-      const attentionFactor = yarnAttentionFactor(p, factor);
-      if (partial !== 1 && attentionFactor !== 1)
-        f.error('YaRN with partial rotary scales only the rotated dims by its attention factor: not supported');
+      const attentionFactor = foldedAttentionFactor(yarnAttentionFactor(p, factor), partial, fold);
       return {
         ...rotary,
         yarn: {
@@ -387,7 +409,7 @@ function rotaryOptions(f: Reader, family: FamilyTraits, headDim: number, maxSeqL
       };
     }
     case 'longrope':
-      return { ...rotary, longRope: longRopeOptions(f, p, dim, partial, maxSeqLen) };
+      return { ...rotary, longRope: longRopeOptions(f, p, dim, partial, maxSeqLen, fold) };
     default:
       f.error(
         `rope_scaling type ${JSON.stringify(kind)} is not supported ` +
@@ -407,23 +429,22 @@ function longRopeOptions(
   rotaryDim: number,
   partial: number,
   maxSeqLen: number,
+  fold: AttentionFactorFold,
 ): NonNullable<RotaryInput['longRope']> {
   const original =
     typeof p.original_max_position_embeddings === 'number'
       ? p.original_max_position_embeddings
       : f.integer('original_max_position_embeddings');
   const factor = typeof p.factor === 'number' ? p.factor : maxSeqLen / original;
-  const attentionFactor =
+  const attentionFactor = foldedAttentionFactor(
     typeof p.attention_factor === 'number'
       ? p.attention_factor
       : factor <= 1
         ? 1
-        : Math.sqrt(1 + Math.log(factor) / Math.log(original));
-  if (partial !== 1 && attentionFactor !== 1)
-    f.error(
-      'rope_scaling longrope with partial_rotary_factor < 1 scales only the rotated dims by its attention factor ' +
-        `(${attentionFactor}): not supported`,
-    );
+        : Math.sqrt(1 + Math.log(factor) / Math.log(original)),
+    partial,
+    fold,
+  );
   const factors = (key: string): number[] => {
     const v = p[key];
     if (
@@ -445,6 +466,16 @@ function longRopeOptions(
     originalMaxSeqLen: original,
     attentionFactor,
   };
+}
+
+/**
+ * The attention factor our rotary applies (to the whole q·k): all of it with full rotary; with partial rotary
+ * none, the factor going to the import's rotated weight rows instead (see rotatedQueryKeyScale).
+ */
+function foldedAttentionFactor(attentionFactor: number, partial: number, fold: AttentionFactorFold): number {
+  if (partial === 1 || attentionFactor === 1) return attentionFactor;
+  fold.scale = attentionFactor;
+  return 1;
 }
 
 /** transformers' YaRN attention factor: given, or from mscale / mscale_all_dim, or 0.1·ln(factor) + 1. */

@@ -80,10 +80,17 @@ interface WeightSource {
   readonly parts: readonly TensorPart[];
   /** Reorder heads: the rows of q_proj (weight or bias), or the columns of o_proj. */
   readonly heads?: 'rows' | 'columns';
+  /** Multiply the rotated rows of every head by this (see HuggingFaceModelConfig.rotatedQueryKeyScale). */
+  readonly rotatedRowsScale?: number;
 }
 
 /** Where each of our parameters comes from, for the config's family. */
-function weightSources(c: AndromedaConfig, architecture: string, tied: boolean): WeightSource[] {
+function weightSources(
+  c: AndromedaConfig,
+  architecture: string,
+  tied: boolean,
+  rotatedQueryKeyScale: number,
+): WeightSource[] {
   const ours = parameterShapes(c);
   const fused = architecture === 'Phi3ForCausalLM';
   const sources: WeightSource[] = [{ name: 'embedding.weight', parts: [whole('model.embed_tokens.weight')] }];
@@ -121,7 +128,13 @@ function weightSources(c: AndromedaConfig, architecture: string, tied: boolean):
         const heads = our === 'query' ? 'rows' : our === 'output' && kind === 'weight' ? 'columns' : undefined;
         const split = fused ? fusedAttention[our] : undefined;
         const part = split ? split(kind) : whole(`${their}.${kind}`);
-        sources.push({ name, parts: [{ ...part, tensor: `${theirs}.self_attn.${part.tensor}` }], heads });
+        const rotated = (our === 'query' || our === 'key') && rotatedQueryKeyScale !== 1;
+        sources.push({
+          name,
+          parts: [{ ...part, tensor: `${theirs}.self_attn.${part.tensor}` }],
+          heads,
+          ...(rotated ? { rotatedRowsScale: rotatedQueryKeyScale } : {}),
+        });
       }
     }
     if (c.qkRmsNorm) {
@@ -309,13 +322,13 @@ interface OpenCheckpoint {
  */
 function openCheckpoint(dir: string, o: HuggingFaceImportOptions): OpenCheckpoint {
   const dtype = o.dtype ?? 'float32';
-  const { input, architecture, tiedEmbeddings, warnings } = configFromHuggingFace(
+  const { input, architecture, tiedEmbeddings, rotatedQueryKeyScale, warnings } = configFromHuggingFace(
     readHuggingFaceConfig(dir),
     join(dir, 'config.json'),
   );
   const config = resolveConfig(input);
   assertModelFitsMemory(config, DTYPE_BYTES[dtype]);
-  const sources = weightSources(config, architecture, tiedEmbeddings);
+  const sources = weightSources(config, architecture, tiedEmbeddings, rotatedQueryKeyScale);
   const shapes = parameterShapes(config);
   const files = new CheckpointFiles(dir);
   try {
@@ -331,7 +344,9 @@ function openCheckpoint(dir: string, o: HuggingFaceImportOptions): OpenCheckpoin
     originalName:
       s.parts.length === 0
         ? '(zeros: transformers has no logits bias)'
-        : s.parts.map(partName).join(' + ') + (s.heads && reordered ? ' (query heads reordered)' : ''),
+        : s.parts.map(partName).join(' + ') +
+          (s.heads && reordered ? ' (query heads reordered)' : '') +
+          (s.rotatedRowsScale ? ` (rotated rows × ${s.rotatedRowsScale}: the attention factor)` : ''),
     originalShape: shapes.get(s.name)!,
   }));
   return {
@@ -395,10 +410,25 @@ function sourceValues(
       offset += p.length;
     }
   }
-  if (!source.heads) return values;
   const rows = shape[0]!;
   const columns = shape.length > 1 ? shape[1]! : 1;
+  if (source.rotatedRowsScale) values = scaleRotatedRows(values, columns, source.rotatedRowsScale, c);
+  if (!source.heads) return values;
   return reorderHeads(values, rows, columns, source.heads, c);
+}
+
+/** A copy with the first rotary-dim rows of every head block (headDim rows) multiplied by `scale`. */
+function scaleRotatedRows(
+  values: Float32Array | Float64Array,
+  columns: number,
+  scale: number,
+  c: AndromedaConfig,
+): Float32Array | Float64Array {
+  const out = values.slice();
+  const rotated = c.rotary!.dim;
+  for (let row = 0; row * columns < out.length; row++)
+    if (row % c.headDim < rotated) for (let i = row * columns; i < (row + 1) * columns; i++) out[i]! *= scale;
+  return out;
 }
 
 /** Every problem with the checkpoint's tensors at once: missing, unexpected, mis-shaped. */

@@ -73,23 +73,38 @@ test('LongRoPE: the short factors up to the original length, the long ones beyon
   }
 });
 
+test('LongRoPE over part of the head: its attention factor goes to the rotated query/key rows, not the scale', () => {
+  const partial = configFromHuggingFace({
+    ...phi3,
+    partial_rotary_factor: 0.5,
+    rope_scaling: { ...longrope, short_factor: [1, 2], long_factor: [1, 4] },
+  });
+  assert.equal(partial.rotatedQueryKeyScale, Math.sqrt(1 + Math.log(4) / Math.log(32)));
+  const rotary = resolveConfig(partial.input).rotary!;
+  assert.equal(rotary.dim, 4);
+  assert.equal(rotary.longRope!.attentionFactor, 1);
+  assert.equal(rotarySettings(resolveConfig(partial.input))!.scaleMultiplier, 1);
+  assert.equal(configFromHuggingFace({ ...phi3, rope_scaling: longrope }).rotatedQueryKeyScale, 1);
+});
+
 test('Phi-3 and Gemma settings outside what is supported are named, together', () => {
   assert.throws(
     () =>
       configFromHuggingFace(
         {
           ...phi3,
-          partial_rotary_factor: 0.5,
+          hidden_act: 'gelu',
           rope_scaling: { ...longrope, short_factor: [1, 2, 3], long_factor: [1, 2] },
         },
         'phi/config.json',
       ),
     (e: Error) =>
       e.message.startsWith('phi/config.json: cannot import this Phi3ForCausalLM:') &&
-      /partial_rotary_factor < 1 scales only the rotated dims by its attention factor/.test(e.message) &&
-      /rope_scaling.short_factor must list 2 positive numbers \(one per rotated frequency\), got \[1,2,3\]/.test(
+      /hidden_act "gelu" is not supported \(the gated MLP is SwiGLU: silu\)/.test(e.message) &&
+      /rope_scaling.short_factor must list 4 positive numbers \(one per rotated frequency\), got \[1,2,3\]/.test(
         e.message,
-      ),
+      ) &&
+      /rope_scaling.long_factor must list 4 positive numbers/.test(e.message),
   );
   const llamaWithoutOriginal = {
     ...phi3,
@@ -106,10 +121,6 @@ test('Phi-3 and Gemma settings outside what is supported are named, together', (
     /hidden_activation "relu" is not supported \(Gemma's MLP is GeGLU with gelu_pytorch_tanh\)/,
   );
   assert.throws(() => configFromHuggingFace({ ...gemma, hidden_act: 'silu' }), /hidden_act "silu" is not supported/);
-  assert.throws(
-    () => configFromHuggingFace({ ...phi3, hidden_act: 'gelu' }),
-    /hidden_act "gelu" is not supported \(the gated MLP is SwiGLU: silu\)/,
-  );
 });
 
 test("Gemma's config: head_dim 256, tied unless given; GeGLU (tanh), offset norms, scaled embeddings", () => {

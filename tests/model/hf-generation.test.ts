@@ -40,7 +40,12 @@ const TOP = 5;
  * The Phi-3 and Gemma fixtures, and whether the engine runs them over the paged cache (a sliding window and
  * LongRoPE's length-dependent frequencies take the recomputing runner).
  */
-const PAGED: Record<string, boolean> = { phi3: false, 'phi3-longrope': false, gemma: true };
+const PAGED: Record<string, boolean> = {
+  phi3: false,
+  'phi3-longrope': false,
+  'phi3-partial-longrope': false,
+  gemma: true,
+};
 const CASES = Object.keys(PAGED);
 
 /** log-softmax over the tokenizer's columns of the last position's logits, recomputing the whole context. */
