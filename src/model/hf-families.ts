@@ -286,6 +286,11 @@ export function configFromHuggingFace(file: HuggingFaceConfigFile, source = 'con
   const maxSeqLen = f.integer('max_position_embeddings', 4096);
   const fold: AttentionFactorFold = { scale: 1 };
   const rotary = rotaryOptions(f, family, headDim, maxSeqLen, fold);
+  if (fold.scale !== 1 && family.qkRmsNorm)
+    f.error(
+      'a rope attention factor with partial rotary is applied through the query/key weights, which the per-head ' +
+        'q/k norm would undo: not supported',
+    );
   const slidingWindow = family.slidingWindow(f);
 
   if (f.errors.length)

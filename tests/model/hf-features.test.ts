@@ -85,6 +85,14 @@ test('LongRoPE over part of the head: its attention factor goes to the rotated q
   assert.equal(rotary.longRope!.attentionFactor, 1);
   assert.equal(rotarySettings(resolveConfig(partial.input))!.scaleMultiplier, 1);
   assert.equal(configFromHuggingFace({ ...phi3, rope_scaling: longrope }).rotatedQueryKeyScale, 1);
+  // Qwen3's per-head q/k RMS norm runs after the projection and would undo the scaled rows.
+  const qwen3 = {
+    ...phi3,
+    architectures: ['Qwen3ForCausalLM'],
+    partial_rotary_factor: 0.5,
+    rope_scaling: { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 32 },
+  };
+  assert.throws(() => configFromHuggingFace(qwen3), /which the per-head q\/k norm would undo: not supported/);
 });
 
 test('Phi-3 and Gemma settings outside what is supported are named, together', () => {
