@@ -17,6 +17,8 @@ import { parameterCountOf, resolveConfig, type AndromedaConfigInput } from '../.
 import { countParameters } from '../../src/model/parameter-shapes.js';
 import { rotaryForKeys, rotarySettings } from '../../src/model/rotary.js';
 import { configFromHuggingFace, importHuggingFace } from '../../src/model/hf-import.js';
+import { loadCheckpoint } from '../../src/model/weights-file.js';
+import { spawnSync } from 'node:child_process';
 import { relativeError, values } from './helpers.js';
 
 const HF_FIXTURES = fileURLToPath(new URL('../../../tests/fixtures/hf/', import.meta.url));
@@ -259,4 +261,30 @@ test('the new options are validated and count their parameters as the model crea
       /rotary longRope shortFactors must be 4 positive numbers/.test(e.message) &&
       /give one frequency scaling, not interpolationFactor and longRope/.test(e.message),
   );
+});
+
+test('andromeda convert keeps what Gemma and Phi-3 LongRoPE compute (the new options round-trip in config.json)', () => {
+  const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+  for (const name of ['gemma', 'phi3-partial-longrope']) {
+    const out = join(mkdtempSync(join(tmpdir(), 'andromeda-convert-')), name);
+    made.push(out);
+    const run = spawnSync(process.execPath, [cli, 'convert', join(HF_FIXTURES, name), out], { encoding: 'utf8' });
+    assert.equal(run.status, 0, run.stderr);
+    const { model: converted } = loadCheckpoint(out);
+    const { model: direct } = importHuggingFace(join(HF_FIXTURES, name));
+    try {
+      // 40 tokens: past the LongRoPE fixture's original length of 32, so its long factors run.
+      const tokens = Tensor.fromArray(
+        Array.from({ length: 40 }, (_, i) => (i * 37) % 250),
+        [1, 40],
+        'int32',
+      );
+      const [a, b] = noGrad(() => tidy(() => [values(converted.forward(tokens)), values(direct.forward(tokens))]));
+      assert.deepEqual(a, b, name);
+      tokens.dispose();
+    } finally {
+      converted.dispose();
+      direct.dispose();
+    }
+  }
 });
