@@ -263,7 +263,7 @@ test('the new options are validated and count their parameters as the model crea
   );
 });
 
-test('andromeda convert keeps what Gemma and Phi-3 LongRoPE compute (the new options round-trip in config.json)', () => {
+test('andromeda convert keeps what Gemma and Phi-3 LongRoPE compute (the new options round-trip)', () => {
   const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
   for (const name of ['gemma', 'phi3-partial-longrope']) {
     const out = join(mkdtempSync(join(tmpdir(), 'andromeda-convert-')), name);
