@@ -3,6 +3,7 @@ import { add, gelu, mul, silu, tanh } from '../ops/elementwise.js';
 import { narrow } from '../ops/layout.js';
 import { linear } from '../ops/matmul.js';
 import { biasGelu } from '../ops/fused/bias-gelu.js';
+import { isGradEnabled } from '../autograd/grad-mode.js';
 import { Module } from '../nn/module.js';
 import { Linear } from '../nn/linear.js';
 import type { ParameterOptions } from '../nn/parameter.js';
@@ -54,10 +55,27 @@ export class FeedForward extends Module {
 
 /**
  * PyTorch's gelu(approximate='tanh'): 0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³))), composed from elementwise
- * ops (no engine has it as one kernel; the composition costs five extra passes over the gate).
+ * ops (no engine has it as one kernel: the composition makes nine passes over the gate). Without autograd
+ * each intermediate is freed as soon as the next is made, so a long prefill holds two of them, not nine.
  */
 export function tanhGelu(x: Tensor): Tensor {
-  const cube = mul(mul(x, x), x);
-  const inner = mul(add(x, mul(cube, 0.044715)), Math.sqrt(2 / Math.PI));
-  return mul(mul(x, add(tanh(inner), 1)), 0.5);
+  const steps: ((t: Tensor) => Tensor)[] = [
+    (t) => mul(t, x),
+    (t) => mul(t, x),
+    (t) => mul(t, 0.044715),
+    (t) => add(t, x),
+    (t) => mul(t, Math.sqrt(2 / Math.PI)),
+    tanh,
+    (t) => add(t, 1),
+    (t) => mul(t, x),
+    (t) => mul(t, 0.5),
+  ];
+  const free = !isGradEnabled();
+  let y = x;
+  for (const step of steps) {
+    const next = step(y);
+    if (free && y !== x) y.dispose();
+    y = next;
+  }
+  return y;
 }

@@ -12,6 +12,7 @@ import { tidy } from '../../src/tensor/scope.js';
 import { noGrad } from '../../src/autograd/grad-mode.js';
 import { Andromeda } from '../../src/model/andromeda.js';
 import { tanhGelu } from '../../src/model/feed-forward.js';
+import { sum } from '../../src/ops/reduce.js';
 import { OffsetRMSNorm } from '../../src/model/norm.js';
 import { parameterCountOf, resolveConfig, type AndromedaConfigInput } from '../../src/model/config.js';
 import { countParameters } from '../../src/model/parameter-shapes.js';
@@ -174,6 +175,19 @@ test('the tanh GELU matches PyTorch gelu(approximate="tanh")', () => {
   ];
   const ours = noGrad(() => tidy(() => values(tanhGelu(Tensor.fromArray(x, [x.length], 'float64')))));
   ours.forEach((v, i) => assert.ok(Math.abs(v - torch[i]!) < 1e-15, `gelu_tanh(${x[i]}) = ${v}, torch ${torch[i]}`));
+  // Its gradient (fine-tuning a Gemma): torch.autograd of the same, in float64.
+  const torchGrad = [
+    -0.011584166630969648, -0.0860992566236183, 0.13263009646535764, 0.5, 0.7322954516388018, 1.0829640838457826,
+    1.037951576212666,
+  ];
+  const input = Tensor.fromArray(x, [x.length], 'float64').requireGrad();
+  const total = sum(tanhGelu(input));
+  total.backward();
+  values(input.grad!).forEach((g, i) =>
+    assert.ok(Math.abs(g - torchGrad[i]!) < 1e-14, `d gelu_tanh(${x[i]}) = ${g}, torch ${torchGrad[i]}`),
+  );
+  total.dispose();
+  input.dispose();
 });
 
 const small: AndromedaConfigInput = {
