@@ -71,8 +71,38 @@ function onlineConfig(preset: string): AndromedaConfig {
   return resolveConfig(presetInput(preset, { vocabSize: BYTE_VOCAB }));
 }
 
+/**
+ * Config fields added after online files were first written, each with the value that leaves the model as it
+ * was. The model's hash leaves them out while they hold that value, so a file coded before a field existed
+ * still decodes; a field added to AndromedaConfig later belongs here too (tests/compress/compat.test.ts decodes
+ * files coded by earlier builds).
+ */
+const LATER_FIELDS: Readonly<Record<string, unknown>> = {
+  geluApproximation: 'none',
+  normWeightOffset: 0,
+  embeddingScale: 1,
+};
+const LATER_ROTARY_FIELDS: Readonly<Record<string, unknown>> = { longRope: null };
+
+function withoutNeutral<T extends object>(object: T, fields: Readonly<Record<string, unknown>>): T {
+  return Object.fromEntries(
+    Object.entries(object).filter(([key, value]) => !(key in fields && fields[key] === value)),
+  ) as T;
+}
+
+/** The config as the hash describes it: the fields added later left out while they change nothing. */
+function describedConfig(config: AndromedaConfig): AndromedaConfig {
+  const described = withoutNeutral(config, LATER_FIELDS);
+  return config.rotary ? { ...described, rotary: withoutNeutral(config.rotary, LATER_ROTARY_FIELDS) } : described;
+}
+
 function onlineHash(config: AndromedaConfig, seed: number, learningRate: number, lrDecaySteps?: number): string {
-  const described = { config, seed, learningRate, ...(lrDecaySteps === undefined ? {} : { lrDecaySteps }) };
+  const described = {
+    config: describedConfig(config),
+    seed,
+    learningRate,
+    ...(lrDecaySteps === undefined ? {} : { lrDecaySteps }),
+  };
   return createHash('sha256').update(JSON.stringify(described)).digest('hex');
 }
 
