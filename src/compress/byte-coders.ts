@@ -5,7 +5,7 @@
  */
 import type { RangeDecoder, RangeEncoder } from './range-coder.js';
 import { byteAt, probabilityTree, quantizedCumulative, BYTE_SYMBOLS } from './byte-distribution.js';
-import { ContextMixer, type MixerLayout } from './context-mixer.js';
+import { ContextMixer, type ContextMixerVersion, type MixerLayout } from './context-mixer.js';
 import { PROBABILITY_ONE, stretch } from './logistic.js';
 
 export interface ByteCoder {
@@ -55,8 +55,8 @@ export class MixingByteCoder implements ByteCoder {
   modelBits = 0;
 
   /** `buffer`: the input (encoder) or the output being filled (decoder), laid out as `layout` says. */
-  constructor(buffer: Uint8Array, layout: MixerLayout) {
-    this.mixer = new ContextMixer(buffer, layout);
+  constructor(buffer: Uint8Array, layout: MixerLayout, version?: ContextMixerVersion) {
+    this.mixer = new ContextMixer(buffer, layout, version);
   }
 
   encode(encoder: RangeEncoder, logits: Float32Array, offset: number, stream: number, byte: number): void {

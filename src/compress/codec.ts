@@ -12,7 +12,7 @@ import { MixingByteCoder, ModelByteCoder, type ByteCoder } from './byte-coders.j
 import { CompressedFileError, readContainer, writeContainer, type CompressedHeader } from './container.js';
 import type { CodingModel } from './coding-model.js';
 import { StreamPredictor, type OnlineTraining } from './stream-predictor.js';
-import { CONTEXT_MIXER_VERSION } from './context-mixer.js';
+import { CONTEXT_MIXER_VERSION, CONTEXT_MIXER_VERSIONS, type ContextMixerVersion } from './context-mixer.js';
 
 /** Streams are at least this long (a stream's first bytes are coded with little context). */
 export const MIN_STREAM_BYTES = 4096;
@@ -64,7 +64,8 @@ function histories(l: Layout, startToken: number): Int32Array[] {
 }
 
 function byteCoder(header: CompressedHeader, buffer: Uint8Array, l: Layout): ByteCoder {
-  return header.contextMixing ? new MixingByteCoder(buffer, l) : new ModelByteCoder();
+  if (!header.contextMixing) return new ModelByteCoder();
+  return new MixingByteCoder(buffer, l, (header.mixerVersion ?? 1) as ContextMixerVersion);
 }
 
 function trainingOf(model: CodingModel): OnlineTraining | undefined {
@@ -142,10 +143,10 @@ export function readHeader(file: Uint8Array, name: string): { header: Compressed
     (h.mixerVersion !== undefined && !isCount(h.mixerVersion, 1, 1 << 20))
   )
     throw new CompressedFileError(`${name}: the header's fields are missing or out of range`);
-  if (h.contextMixing && (h.mixerVersion ?? 1) !== CONTEXT_MIXER_VERSION)
+  if (h.contextMixing && !CONTEXT_MIXER_VERSIONS.includes(h.mixerVersion ?? 1))
     throw new CompressedFileError(
-      `${name} was coded with context-mixer version ${h.mixerVersion ?? 1}; this build has version ` +
-        `${CONTEXT_MIXER_VERSION}, whose predictions differ, and cannot decode it (use the build that wrote it)`,
+      `${name} was coded with context-mixer version ${h.mixerVersion ?? 1}; this build decodes versions ` +
+        `${CONTEXT_MIXER_VERSIONS.join(', ')} (a newer build wrote it: use that one)`,
     );
   return { header, payload };
 }

@@ -23,10 +23,13 @@
 import { PROBABILITY_ONE, squash, stretch } from './logistic.js';
 
 /**
- * The predictor's version, recorded in every file coded with it: any change to what it predicts
- * makes older files undecodable by this code, so a new version refuses them by name instead.
+ * The predictor's version, recorded in every file coded with it. Files record the version that coded
+ * them and decode with that version's predictions: 1 keyed the first SSE stage by the bits so far
+ * alone, 2 by the model's probability band too. A version this code does not know is refused by name.
  */
 export const CONTEXT_MIXER_VERSION = 2;
+export const CONTEXT_MIXER_VERSIONS: readonly number[] = [1, 2];
+export type ContextMixerVersion = 1 | 2;
 
 /** Hashed contexts: orders 1, 2, 3, 4, 6 and the current word. */
 const HASHED = 6;
@@ -115,7 +118,8 @@ export class ContextMixer {
   private readonly weights = new Float64Array(MIXER_SETS * INPUTS).fill(0.3);
   /** A second mixer whose weights are chosen by the previous byte; the two outputs are averaged. */
   private readonly weightsByPrevious = new Float64Array(256 * INPUTS).fill(0.3);
-  private readonly apmModel = new Apm(MODEL_BANDS * 256);
+  /** The first SSE stage: by the model's band and the bits so far (version 2), or the bits alone (1). */
+  private readonly apmModel: Apm;
   private readonly apmOrder2 = new Apm(1 << 16);
 
   // Per-stream contexts.
@@ -146,7 +150,9 @@ export class ContextMixer {
   constructor(
     private readonly buffer: Uint8Array,
     private readonly l: MixerLayout,
+    private readonly version: ContextMixerVersion = CONTEXT_MIXER_VERSION,
   ) {
+    this.apmModel = new Apm(version === 1 ? 256 : MODEL_BANDS * 256);
     let bits = MIN_TABLE_BITS;
     while (bits < MAX_TABLE_BITS && 2 ** bits < 32 * l.streams * l.chunk) bits++;
     this.tableBits = bits;
@@ -209,7 +215,7 @@ export class ContextMixer {
     this.mixedByPrevious = squash(Math.round(dotByPrevious * 256));
     this.mixed = squash(Math.round((dot + dotByPrevious) * 128));
     this.apmContext = hash2(this.last4[this.stream]! & 0xffff, c0) & 0xffff;
-    const band = ((modelStretch + 2048) * MODEL_BANDS) >> 12;
+    const band = this.version === 1 ? 0 : ((modelStretch + 2048) * MODEL_BANDS) >> 12;
     const refinedByModel = this.apmModel.refine(this.mixed, band * 256 + c0);
     const refined2 = this.apmOrder2.refine(this.mixed, this.apmContext);
     const p = (this.mixed + refinedByModel + 2 * refined2 + 2) >> 2;
