@@ -1,5 +1,6 @@
 // Fused attention for the CPU engine: validation, instruction-set dispatch, and the kernels of
-// attention_impl.h compiled three times (SSE2 baseline, AVX2+FMA, AVX-512) and picked at run time.
+// attention_impl.h compiled for the baseline target (SSE2 on x86-64, NEON on aarch64) and on x86-64 also
+// for AVX2+FMA and AVX-512, picked at run time.
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -117,7 +118,8 @@ class Buf {
 };
 
 // Flush-to-zero / denormals-are-zero while a kernel thread runs: xPos factors and far-away softmax
-// weights reach the subnormal range, where x86 arithmetic is ~100× slower. Restored on exit.
+// weights reach the subnormal range, where x86 arithmetic is ~100× slower. Restored on exit. (aarch64 cores
+// handle subnormals in hardware, without x86's microcode assists, so there it does nothing.)
 class FtzScope {
  public:
 #if defined(__x86_64__) || defined(__i386__)
@@ -126,6 +128,8 @@ class FtzScope {
 
  private:
   unsigned saved_;
+#else
+  ~FtzScope() {}  // user-provided, so that the scopes the kernels declare are not reported unused
 #endif
 };
 
@@ -175,13 +179,17 @@ using attn_common::ArenaScope;
 
 enum class AttnIsa { Generic, Avx2, Avx512 };
 
-// The instruction set the other kernels use (simd.h: the CPU's best, capped by limit_isa).
+// The instruction set the other kernels use (simd.h: the CPU's best, capped by limit_isa). On aarch64 the
+// generic build is the NEON one: its 16-byte vectors are NEON registers of the baseline target.
 AttnIsa pick_isa() {
+#if defined(__x86_64__)
   switch (active_isa()) {
     case Isa::Avx512: return AttnIsa::Avx512;
     case Isa::Avx2: return AttnIsa::Avx2;
-    default: return AttnIsa::Generic;
+    default: break;
   }
+#endif
+  return AttnIsa::Generic;
 }
 
 void validate(const AttentionArgs& a) {
