@@ -1,7 +1,8 @@
-// CPU engine kernels against plain references: the blocked GEMM (every micro-kernel this machine can
-// run: generic, and AVX2 and AVX-512 on x86-64 or NEON on arm64) over odd shapes, transposes, leading dimensions, batches and
-// alpha/beta for float32, float64, bfloat16 and float16; and the vectorised elementwise and
-// row-wise kernels against scalar float64 loops.
+// CPU engine kernels against plain references: the blocked GEMM (every micro-kernel this machine
+// can run: generic, and AVX2 and AVX-512 on x86-64 or NEON on arm64) over odd shapes, transposes,
+// leading dimensions, batches and alpha/beta for float32, float64, bfloat16 and float16; and the
+// vectorised elementwise and row-wise kernels against scalar float64 loops; and the instruction-set
+// names each architecture accepts.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Tensor, getEngine, CpuEngine, type DType } from '../../src/index.js';
@@ -32,7 +33,6 @@ test("instruction sets: this architecture's are selectable (capped at the CPU's 
     }
     cpu.limitIsa(BEST);
     for (const other of CPU_ISAS.filter((isa) => !ARCH_ISAS.includes(isa))) {
-      const choices = ARCH_ISAS.join(', ');
       assert.throws(
         () => cpu.limitIsa(other),
         (e: Error) =>
@@ -53,7 +53,10 @@ test("instruction sets: this architecture's are selectable (capped at the CPU's 
   assert.equal(parseCpuIsa('avx512', 'ANDROMEDA_CPU_ISA', 'x64'), 'avx512');
   assert.throws(
     () => parseCpuIsa('neon', 'ANDROMEDA_CPU_ISA', 'x64'),
-    /^EngineSettingError: ANDROMEDA_CPU_ISA must be generic, avx2, avx512, got "neon" \(neon is not an instruction set of x64 CPUs\)$/,
+    (e: Error) =>
+      e.name === 'EngineSettingError' &&
+      e.message ===
+        'ANDROMEDA_CPU_ISA must be generic, avx2, avx512, got "neon" (neon is not an instruction set of x64 CPUs)',
   );
   assert.throws(
     () => parseCpuIsa('avx2', 'ANDROMEDA_CPU_ISA', 'arm64'),
