@@ -17,7 +17,9 @@
 // GCC 12 reports its own _mm512_reduce_* helpers (which start from an undefined vector) as
 // uninitialised, and the ABI note for vector-returning lambdas is moot here (internal linkage).
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace andromeda::cpu {
