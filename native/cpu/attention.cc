@@ -17,6 +17,7 @@
 #include "kernels.h"
 #include "parallel.h"
 #include "simd.h"
+#include "target_region.h"
 
 namespace andromeda::cpu {
 namespace attn_common {
@@ -149,8 +150,7 @@ using namespace attn_common;
 }  // namespace attn_generic
 
 #if defined(__x86_64__)
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
+ANDROMEDA_TARGET_BEGIN("avx2,fma")
 namespace attn_avx2 {
 using namespace attn_common;
 #define ATTN_VBYTES 32
@@ -159,10 +159,9 @@ using namespace attn_common;
 #undef ATTN_VBYTES
 #undef ATTN_RM
 }  // namespace attn_avx2
-#pragma GCC pop_options
+ANDROMEDA_TARGET_END
 
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
+ANDROMEDA_TARGET_BEGIN("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
 namespace attn_avx512 {
 using namespace attn_common;
 #define ATTN_VBYTES 64
@@ -171,7 +170,7 @@ using namespace attn_common;
 #undef ATTN_VBYTES
 #undef ATTN_RM
 }  // namespace attn_avx512
-#pragma GCC pop_options
+ANDROMEDA_TARGET_END
 #endif
 
 namespace {

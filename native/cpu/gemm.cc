@@ -33,6 +33,7 @@
 #include "parallel.h"
 #include "gemm.h"
 #include "simd.h"
+#include "target_region.h"
 #include "simd_kernels.h"
 
 namespace andromeda::cpu {
@@ -55,8 +56,7 @@ struct GemmKernel {
 // with the wider instruction set and reused elsewhere).
 
 #if defined(__x86_64__)
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
+ANDROMEDA_TARGET_BEGIN("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
 namespace k512 {
 struct VF {
   using T = float; using R = __m512; static constexpr int L = 16;
@@ -84,10 +84,9 @@ void dgemm(int64_t kc, const double* a, const double* b, double* c, int64_t ldc,
   micro_kernel<VD, 12, 2>(kc, a, b, c, ldc, alpha, beta);
 }
 }  // namespace k512
-#pragma GCC pop_options
+ANDROMEDA_TARGET_END
 
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
+ANDROMEDA_TARGET_BEGIN("avx2,fma")
 namespace k256 {
 struct VF {
   using T = float; using R = __m256; static constexpr int L = 8;
@@ -115,7 +114,7 @@ void dgemm(int64_t kc, const double* a, const double* b, double* c, int64_t ldc,
   micro_kernel<VD, 6, 2>(kc, a, b, c, ldc, alpha, beta);
 }
 }  // namespace k256
-#pragma GCC pop_options
+ANDROMEDA_TARGET_END
 
 #elif defined(__aarch64__)
 // NEON is part of the aarch64 baseline: no target pragma.

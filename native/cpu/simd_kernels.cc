@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "simd.h"
+#include "target_region.h"
 
 // GCC 12 reports its own _mm512_reduce_* helpers (which start from an undefined vector) as
 // uninitialised, and the ABI note for vector-returning lambdas is moot here (internal linkage).
@@ -73,8 +74,7 @@ const F32Ops& ops() { return kOps; }
 
 #if defined(__x86_64__)
 // ---- AVX-512 ----------------------------------------------------------------------------------
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
+ANDROMEDA_TARGET_BEGIN("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
 namespace avx512 {
 namespace {
 struct V {
@@ -174,11 +174,10 @@ constexpr const char* kIsaName = "avx512";
 }  // namespace
 const F32Ops& ops() { return kOps; }
 }  // namespace avx512
-#pragma GCC pop_options
+ANDROMEDA_TARGET_END
 
 // ---- AVX2 + FMA ---------------------------------------------------------------------------------
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
+ANDROMEDA_TARGET_BEGIN("avx2,fma")
 namespace avx2 {
 namespace {
 alignas(32) const int32_t kMaskTable[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
@@ -291,7 +290,7 @@ constexpr const char* kIsaName = "avx2";
 }  // namespace
 const F32Ops& ops() { return kOps; }
 }  // namespace avx2
-#pragma GCC pop_options
+ANDROMEDA_TARGET_END
 #elif defined(__aarch64__)
 // ---- NEON (Advanced SIMD, part of every aarch64 CPU: no target pragma) -------------------------
 namespace neon {
