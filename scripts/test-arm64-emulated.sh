@@ -5,8 +5,8 @@
 # Node, against that prebuild and without a compiler:
 #   - the install hook (scripts/install-native.mjs) picking the prebuild, and `andromeda env` reporting NEON;
 #   - the CPU engine's tests: kernels (GEMM micro-kernels, elementwise and row kernels, on the generic and NEON
-#     paths), attention, the ops, a model against the x-transformers fixtures, and the same bits at 1, 2 and 3
-#     threads;
+#     paths), the ops (attention and paged attention among them), a model against the x-transformers fixtures, and
+#     the same bits at 1, 2 and 3 threads (about 15 minutes on 2 cores);
 #   - quickstart-sized training for a few steps, then `andromeda generate` from its checkpoint.
 # Correctness only: emulated timings say nothing about speed on ARM hardware.
 #
@@ -31,7 +31,9 @@ done
 if [ ${#tests[@]} -eq 0 ]; then
   tests=(tests/engine/cpu-kernels.test.ts)
   if [ "$quick" = 0 ]; then
-    tests+=(tests/engine/cpu-attention.test.ts tests/engine/threads-model.test.ts tests/model/parity.test.ts)
+    # tests/engine/cpu-attention.test.ts is left out: ~80 s natively, most of an hour emulated; the attention
+    # kernels run in the ops tests (window, document positions, reference kernels, paged) instead.
+    tests+=(tests/engine/threads-model.test.ts tests/model/parity.test.ts)
     for f in tests/ops/*.test.ts; do tests+=("$f"); done
   fi
 fi
