@@ -9,8 +9,9 @@
 // must give exactly the target-alone tokens of its round: the bench exits 1 naming the first request that differs.
 // Prints one RESULT line per run: tokens/s (aggregate), speed-up over the same round's target alone in wall time
 // and in CPU seconds per token (which moves less with a shared machine's load), acceptance rate (accepted /
-// proposed), tokens per sequence per step, and the machine's state: load average and, on the CPU, the share of
-// the engine's threads' time this process got (near 1 on an idle machine).
+// proposed), tokens per sequence per step, the share of the steps whose target forward replayed a captured graph
+// (src/inference/speculative-graphs.ts: greedy decode steps on CUDA), and the machine's state: load average and,
+// on the CPU, the share of the engine's threads' time this process got (near 1 on an idle machine).
 //   node dist/bench/speculative-engine.js runs/speculative/target runs/speculative/draft \
 //     [k,k,…] [batches] [tokens] [device] [repeats]
 // Defaults: k = 2,4; batches 1,8,32; 256 tokens per request; device cuda (bfloat16 weights; float32 on the CPU);
@@ -70,6 +71,8 @@ interface Run {
   steps: number;
   proposed: number;
   accepted: number;
+  /** Target forwards replayed as captured graphs. */
+  graphVerifications: number;
   /** Load average (1 minute) at the start of the timed part. */
   load: number;
   /** CPU seconds of this process over wall seconds × the engine's threads (CPU only). */
@@ -111,6 +114,7 @@ async function run(batch: number, k: number | null): Promise<Run> {
       steps: stats.steps - warm.steps,
       proposed: (stats.speculative?.proposed ?? 0) - (warm.speculative?.proposed ?? 0),
       accepted: (stats.speculative?.accepted ?? 0) - (warm.speculative?.accepted ?? 0),
+      graphVerifications: (stats.speculative?.graphVerifications ?? 0) - (warm.speculative?.graphVerifications ?? 0),
       load,
       cpuShare: threads ? (cpu.user + cpu.system) / 1e6 / (seconds * threads) : null,
       cpuSeconds: (cpu.user + cpu.system) / 1e6,
@@ -169,6 +173,7 @@ for (const batch of batches) {
           cpuSpeedup: plain.cpuSeconds / generated(plain) / (spec.cpuSeconds / generated(spec)),
           acceptance: spec.accepted / Math.max(1, spec.proposed),
           tokensPerSequenceStep: generated(spec) / batch / Math.max(1, spec.steps),
+          graphVerifiedSteps: spec.graphVerifications / Math.max(1, spec.steps),
           identicalToTarget: `${spec.tokens.filter((t, i) => t.join() === plain.tokens[i]!.join()).length}/${batch}`,
           ...machine(spec),
         })}`,

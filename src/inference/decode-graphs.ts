@@ -7,13 +7,14 @@
  * sequences of one position in the scratch block (which no sequence owns), so they compute harmlessly and
  * their tokens are dropped. Every input lives in a device buffer that the graph reads: before each replay
  * the step's values are uploaded into those buffers, and after it the sampled ids are read back — the
- * only host round trip of a decode step.
+ * only host round trip of a decode step. A device that refuses to capture the step (an op that cannot be
+ * captured) leaves decode steps eager from then on rather than failing them.
  */
 import { Tensor } from '../tensor/tensor.js';
 import { tidy } from '../tensor/scope.js';
 import { zeros } from '../ops/creation.js';
 import { narrow, reshape } from '../ops/layout.js';
-import type { DeviceGraph } from '../engine/engine.js';
+import type { DeviceGraph, Engine } from '../engine/engine.js';
 import { SAMPLING_PARAM_COUNT, sampleTokens } from '../ops/sampling.js';
 import type { Andromeda } from '../model/andromeda.js';
 import type { PagedKVCache } from '../model/paged-kv-cache.js';
@@ -29,68 +30,74 @@ export interface DecodeGraphsOptions {
   maxBatch: number;
 }
 
+const INPUTS = ['tokens', 'queryStart', 'contextLens', 'blockTables', 'slots', 'logitRows', 'seeds', 'steps'] as const;
+type Input = (typeof INPUTS)[number];
+
 /**
  * The device buffers one graph reads and writes. Every int32 input is a view of one buffer, so a step
  * uploads its inputs in two copies (the int32 inputs and the float32 sampling parameters).
  */
-interface GraphBuffers {
-  /** int32: every int32 input below, back to back. */
-  ints: Tensor;
-  tokens: Tensor;
-  queryStart: Tensor;
-  contextLens: Tensor;
-  blockTables: Tensor;
-  slots: Tensor;
-  logitRows: Tensor;
-  seeds: Tensor;
-  steps: Tensor;
-  params: Tensor;
-  /** The sampled ids, written by the graph. */
-  ids: Tensor;
-}
-
-/** Offsets (in int32 elements) of the inputs inside GraphBuffers.ints. */
-interface IntLayout {
-  tokens: number;
-  queryStart: number;
-  contextLens: number;
-  blockTables: number;
-  slots: number;
-  logitRows: number;
-  seeds: number;
-  steps: number;
-  total: number;
-}
-
-function intLayout(batch: number, width: number): IntLayout {
-  const sizes = [batch, batch + 1, batch, batch * width, batch, batch, 2 * batch, batch];
-  const at: number[] = [];
-  let total = 0;
-  for (const n of sizes) {
-    at.push(total);
-    total += n;
-  }
-  const [tokens, queryStart, contextLens, blockTables, slots, logitRows, seeds, steps] = at as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
-  return { tokens, queryStart, contextLens, blockTables, slots, logitRows, seeds, steps, total };
-}
-
 interface CapturedStep {
   batch: number;
   width: number;
-  layout: IntLayout;
-  buffers: GraphBuffers;
+  /** int32: every input, back to back (offsets in `at`). */
+  ints: Tensor;
+  at: Record<Input, number>;
+  views: Record<Input, Tensor>;
+  params: Tensor;
+  /** The sampled ids, written by the graph. */
+  ids: Tensor;
   graph: DeviceGraph;
   /** The parameters uploaded last (they rarely change from step to step: uploaded only when they do). */
   lastParams: Float32Array | null;
+}
+
+/**
+ * One int32 device buffer holding inputs of the given shapes back to back, and a view of it per input: a
+ * graph's inputs then upload in one copy.
+ */
+export function int32Views<K extends string>(
+  names: readonly K[],
+  shapes: Record<K, number[]>,
+  device: string,
+): { buffer: Tensor; at: Record<K, number>; views: Record<K, Tensor> } {
+  const at = {} as Record<K, number>;
+  let total = 0;
+  for (const name of names) {
+    at[name] = total;
+    total += shapes[name].reduce((a, b) => a * b, 1);
+  }
+  const buffer = zeros([total], 'int32', device).keep();
+  const views = {} as Record<K, Tensor>;
+  for (const name of names) {
+    const shape = shapes[name];
+    const flat = narrow(
+      buffer,
+      0,
+      at[name],
+      shape.reduce((a, b) => a * b, 1),
+    );
+    const shaped = reshape(flat, shape);
+    if (shaped !== flat) flat.dispose();
+    views[name] = shaped.keep();
+  }
+  return { buffer, at, views };
+}
+
+/**
+ * Captures `fn` as a graph, or returns null when the device refuses (an op of the step that cannot be
+ * captured): the caller then runs its steps eagerly for good, and a warning says why once.
+ */
+export function captureOrNull(engine: Engine, fn: () => void, what: string): DeviceGraph | null {
+  try {
+    return engine.captureGraph(fn);
+  } catch (e) {
+    const reason = e instanceof Error ? e.message : String(e);
+    process.emitWarning(`${what}: the capture failed (${reason}); these steps run without graphs from now on`, {
+      code: 'ANDROMEDA_GRAPH_CAPTURE',
+    });
+    return null;
+  }
 }
 
 /** The smallest bucket ≥ n: powers of two up to maxBatch, then maxBatch. */
@@ -105,6 +112,8 @@ const PADDING_PARAMS = [0, 0, 1, 0, 1, 0, 0];
 
 export class DecodeGraphs {
   private readonly captured = new Map<string, CapturedStep>();
+  /** Set when a capture failed: the device refuses an op of the step, so every step runs eagerly from then on. */
+  private refused = false;
 
   constructor(
     private readonly model: Andromeda,
@@ -116,92 +125,94 @@ export class DecodeGraphs {
     return this.captured.size;
   }
 
-  /** Runs a decode-only step (one query row per sequence, every one sampling, ids only). */
-  run(step: StepLayout, rows: readonly RequestSampling[]): SampledToken[] {
+  /**
+   * Runs a decode-only step (one query row per sequence, every one sampling, ids only); null when the device
+   * refused a capture (the caller runs the step eagerly).
+   */
+  run(step: StepLayout, rows: readonly RequestSampling[]): SampledToken[] | null {
+    if (this.refused) return null;
     const n = step.numSeqs;
     const batch = batchBucket(n, this.o.maxBatch);
     let width = 1;
     while (width < step.maxBlocksPerSeq) width *= 2;
     const captured = this.graphFor(batch, width);
+    if (!captured) return null;
     this.uploadInputs(captured, step, rows);
     captured.graph.replay();
-    const ids = captured.buffers.ids.toArray();
+    const ids = captured.ids.toArray();
     return Array.from({ length: n }, (_, i) => ({ tokenId: ids[i]! }));
   }
 
   dispose(): void {
-    for (const { graph, buffers } of this.captured.values()) {
-      graph.dispose();
-      for (const t of Object.values(buffers)) t.dispose();
+    for (const captured of this.captured.values()) {
+      captured.graph.dispose();
+      disposeBuffers(captured);
     }
     this.captured.clear();
   }
 
-  private graphFor(batch: number, width: number): CapturedStep {
+  private graphFor(batch: number, width: number): CapturedStep | null {
     const key = `${batch}x${width}`;
     const existing = this.captured.get(key);
     if (existing) return existing;
     const device = this.model.device;
-    const layout = intLayout(batch, width);
-    const ints = zeros([layout.total], 'int32', device).keep();
-    const view = (at: number, shape: number[]): Tensor => {
-      const flat = narrow(
-        ints,
-        0,
-        at,
-        shape.reduce((a, b) => a * b, 1),
-      );
-      const shaped = reshape(flat, shape);
-      if (shaped !== flat) flat.dispose();
-      return shaped.keep();
+    const shapes: Record<Input, number[]> = {
+      tokens: [batch],
+      queryStart: [batch + 1],
+      contextLens: [batch],
+      blockTables: [batch, width],
+      slots: [batch],
+      logitRows: [batch],
+      seeds: [batch, 2],
+      steps: [batch],
     };
-    const buffers: GraphBuffers = {
-      ints,
-      tokens: view(layout.tokens, [batch]),
-      queryStart: view(layout.queryStart, [batch + 1]),
-      contextLens: view(layout.contextLens, [batch]),
-      blockTables: view(layout.blockTables, [batch, width]),
-      slots: view(layout.slots, [batch]),
-      logitRows: view(layout.logitRows, [batch]),
-      seeds: view(layout.seeds, [batch, 2]),
-      steps: view(layout.steps, [batch]),
-      params: zeros([batch, SAMPLING_PARAM_COUNT], 'float32', device).keep(),
-      ids: zeros([batch], 'int32', device).keep(),
-    };
+    const { buffer: ints, at, views } = int32Views(INPUTS, shapes, device);
     const captured: CapturedStep = {
       batch,
       width,
-      layout,
-      buffers,
+      ints,
+      at,
+      views,
+      params: zeros([batch, SAMPLING_PARAM_COUNT], 'float32', device).keep(),
+      ids: zeros([batch], 'int32', device).keep(),
       graph: null as unknown as DeviceGraph,
       lastParams: null,
     };
     // Valid inputs (all padding) before capturing: the fresh buffers never hold values a replay could misread.
     this.uploadInputs(captured, null, []);
     const step: PagedStep = {
-      tokens: buffers.tokens,
+      tokens: views.tokens,
       batch: {
         maxQueryLen: 1,
         maxContextLen: width * this.cache.blockSize,
-        queryStart: buffers.queryStart,
-        contextLens: buffers.contextLens,
-        blockTables: buffers.blockTables,
+        queryStart: views.queryStart,
+        contextLens: views.contextLens,
+        blockTables: views.blockTables,
       },
-      slots: buffers.slots,
-      logitRows: buffers.logitRows,
+      slots: views.slots,
+      logitRows: views.logitRows,
     };
     const engine = ints.engine;
-    captured.graph = engine.captureGraph(() =>
-      tidy(() => {
-        const logits = this.model.forwardPaged(step, this.cache);
-        const sampled = sampleTokens(samplingLogits(logits, this.o.vocab), {
-          params: buffers.params,
-          seeds: buffers.seeds,
-          steps: buffers.steps,
-        });
-        engine.copy(sampled.ids.strided('decode graph'), buffers.ids.strided('decode graph'), [batch]);
-      }),
+    const graph = captureOrNull(
+      engine,
+      () =>
+        tidy(() => {
+          const logits = this.model.forwardPaged(step, this.cache);
+          const sampled = sampleTokens(samplingLogits(logits, this.o.vocab), {
+            params: captured.params,
+            seeds: views.seeds,
+            steps: views.steps,
+          });
+          engine.copy(sampled.ids.strided('decode graph'), captured.ids.strided('decode graph'), [batch]);
+        }),
+      'decode graphs',
     );
+    if (!graph) {
+      this.refused = true;
+      disposeBuffers(captured);
+      return null;
+    }
+    captured.graph = graph;
     this.captured.set(key, captured);
     return captured;
   }
@@ -211,43 +222,47 @@ export class DecodeGraphs {
    * sequences are padding: one position (0) in the scratch block, sampled greedily, their ids dropped.
    */
   private uploadInputs(captured: CapturedStep, step: StepLayout | null, rows: readonly RequestSampling[]): void {
-    const { batch, width, layout, buffers } = captured;
+    const { batch, width, at, ints } = captured;
     const n = step?.numSeqs ?? 0;
     const scratch = this.o.scratchBlock;
-    const host = new Int32Array(layout.total);
+    const host = new Int32Array(ints.size);
     // One query row per sequence, real or padding.
-    for (let i = 0; i <= batch; i++) host[layout.queryStart + i] = i;
-    host.fill(-1, layout.blockTables, layout.blockTables + batch * width);
+    for (let i = 0; i <= batch; i++) host[at.queryStart + i] = i;
+    host.fill(-1, at.blockTables, at.blockTables + batch * width);
     const params = new Float32Array(batch * SAMPLING_PARAM_COUNT);
     if (step) {
       const inputs = samplingInputs(rows);
-      host.set(step.tokens, layout.tokens);
-      host.set(step.contextLens, layout.contextLens);
+      host.set(step.tokens, at.tokens);
+      host.set(step.contextLens, at.contextLens);
       for (let s = 0; s < n; s++) {
         const table = step.blockTables.subarray(s * step.maxBlocksPerSeq, (s + 1) * step.maxBlocksPerSeq);
-        host.set(table, layout.blockTables + s * width);
+        host.set(table, at.blockTables + s * width);
       }
-      host.set(step.slots, layout.slots);
-      host.set(step.logitRows, layout.logitRows);
-      host.set(seedWords(inputs.seeds), layout.seeds);
-      host.set(inputs.steps, layout.steps);
+      host.set(step.slots, at.slots);
+      host.set(step.logitRows, at.logitRows);
+      host.set(seedWords(inputs.seeds), at.seeds);
+      host.set(inputs.steps, at.steps);
       params.set(inputs.params);
     }
     for (let i = n; i < batch; i++) {
-      host[layout.contextLens + i] = 1;
-      host[layout.blockTables + i * width] = scratch;
-      host[layout.slots + i] = scratch * this.cache.blockSize;
-      host[layout.logitRows + i] = i;
+      host[at.contextLens + i] = 1;
+      host[at.blockTables + i * width] = scratch;
+      host[at.slots + i] = scratch * this.cache.blockSize;
+      host[at.logitRows + i] = i;
       params.set(PADDING_PARAMS, i * SAMPLING_PARAM_COUNT);
     }
     const put = (t: Tensor, values: Int32Array | Float32Array): void =>
       t.engine.upload(t.storage.handle, t.offset * 4, values);
-    put(buffers.ints, host);
+    put(ints, host);
     if (!captured.lastParams || !sameValues(captured.lastParams, params)) {
-      put(buffers.params, params);
+      put(captured.params, params);
       captured.lastParams = params;
     }
   }
+}
+
+function disposeBuffers(captured: CapturedStep): void {
+  for (const t of [...Object.values(captured.views), captured.ints, captured.params, captured.ids]) t.dispose();
 }
 
 function sameValues(a: Float32Array, b: Float32Array): boolean {

@@ -121,8 +121,8 @@ export interface EngineStats {
   /** Whether the model runs over the paged cache (else each step recomputes the sampled sequences). */
   paged: boolean;
   /**
-   * Decode graphs captured so far (one per batch-size and block-table-width bucket used), the draft's
-   * included.
+   * Graphs captured so far (one per batch-size and block-table-width bucket used): decode graphs, the
+   * draft's, and speculative steps' (speculative.graphVerifications counts their replays).
    */
   graphs: number;
   /** Speculative decoding's counters, when the engine has a draft model (else null). */

@@ -1,7 +1,8 @@
 /**
  * The step runner over a paged KV cache (Andromeda.forwardPaged): each step uploads its layout, writes
  * the new positions' K/V into the pool and samples the logit rows on the device. Decode-only steps go
- * through a captured graph per batch-size bucket when graphs are on (./decode-graphs.ts).
+ * through a captured graph per batch-size bucket when graphs are on (./decode-graphs.ts), and so may the
+ * fixed-shape forwards of speculative steps (./speculative-graphs.ts).
  *
  * The pool has one block more than the block manager hands out: a scratch block that padding rows of
  * graph steps write into, so they never touch a sequence's blocks.
@@ -16,6 +17,7 @@ import type { ForwardLayout } from './step-layout.js';
 import type { StepRunner } from './step-runner.js';
 import { idsOnly, sampleRows, type RequestSampling } from './device-sampling.js';
 import { DecodeGraphs } from './decode-graphs.js';
+import { SpeculativeGraphs } from './speculative-graphs.js';
 
 export interface PagedRunnerOptions {
   numBlocks: number;
@@ -37,6 +39,7 @@ export class PagedRunner implements StepRunner {
   readonly numBlocks: number;
   readonly cache: PagedKVCache;
   private readonly graphs: DecodeGraphs | null;
+  private readonly speculativeGraphSets: SpeculativeGraphs[] = [];
 
   constructor(
     private readonly model: Andromeda,
@@ -54,14 +57,36 @@ export class PagedRunner implements StepRunner {
     return this.graphs !== null;
   }
 
-  /** Graphs captured so far (one per batch-size and table-width bucket used). */
+  /** Graphs captured so far (one per batch-size and table-width bucket used, of each kind of step). */
   get capturedGraphs(): number {
-    return this.graphs?.size ?? 0;
+    return (this.graphs?.size ?? 0) + this.speculativeGraphSets.reduce((n, g) => n + g.size, 0);
   }
 
   run(step: StepLayout, rows: readonly RequestSampling[]): SampledToken[] {
-    if (this.graphs && step.decodeOnly && idsOnly(rows)) return this.graphs.run(step, rows);
+    if (this.graphs && step.decodeOnly && idsOnly(rows)) {
+      const tokens = this.graphs.run(step, rows);
+      if (tokens) return tokens;
+    }
     return tidy(() => sampleRows(this.logits(step), rows, this.o.vocab));
+  }
+
+  /**
+   * Graphs of steps in which every sequence brings `rows` rows and wants the argmax of its last `logits`
+   * (./speculative-graphs.ts), over this runner's model and cache; null when this runner replays no graphs.
+   * The runner disposes of them.
+   */
+  speculativeGraphs(rows: number, logits: number, what: string): SpeculativeGraphs | null {
+    if (!this.graphs) return null;
+    const graphs = new SpeculativeGraphs(this.model, this.cache, {
+      scratchBlock: this.o.numBlocks,
+      vocab: this.o.vocab,
+      maxBatch: this.o.maxBatch,
+      rows,
+      logits,
+      what,
+    });
+    this.speculativeGraphSets.push(graphs);
+    return graphs;
   }
 
   /**
@@ -93,6 +118,7 @@ export class PagedRunner implements StepRunner {
 
   dispose(): void {
     this.graphs?.dispose();
+    for (const graphs of this.speculativeGraphSets) graphs.dispose();
     this.cache.dispose();
   }
 }

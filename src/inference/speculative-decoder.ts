@@ -20,6 +20,11 @@
  * once, and a shared block holds both models' K/V. Rejected positions simply stay past the context length in
  * both pools; token-shift tails have shifts + k slots (./runners.ts, speculativeRing).
  *
+ * With graphs on, a step in which every sequence decodes one token and every request is greedy replays its
+ * draft catch-up (1.) and its target forward (3.) as captured graphs, each sequence bringing a fixed number of
+ * rows (./speculative-graphs.ts): only argmax ids come back, and the JavaScript of hundreds of kernel launches
+ * runs once per bucket instead of once per step. A device that refuses the capture leaves them eager.
+ *
  * Requests the acceptance rule cannot reproduce exactly — log-probabilities (of tokens the target never
  * sampled one at a time), repetition/frequency/presence penalties (whose counts change within a run) and
  * min-p (which the host distribution lacks) — are sampled by the device sampler from their single logit row
@@ -36,7 +41,14 @@ import { RequestSampling, sampleRows } from './device-sampling.js';
 import { PagedRunner } from './paged-runner.js';
 import { buildForwardLayout, type ForwardPart } from './step-layout.js';
 import { speculativeRing } from './runners.js';
-import { acceptGreedy, acceptSampled, denseDistribution, sampleFrom } from './speculative-acceptance.js';
+import {
+  acceptGreedy,
+  acceptSampled,
+  denseDistribution,
+  sampleFrom,
+  type Acceptance,
+} from './speculative-acceptance.js';
+import type { SpeculativeGraphs } from './speculative-graphs.js';
 
 export interface SpeculativeDecoderOptions {
   /** Proposals per step (k ≥ 1). */
@@ -46,9 +58,12 @@ export interface SpeculativeDecoderOptions {
   blockSize: number;
   vocab: number;
   blockTable: (sequence: Sequence) => readonly number[];
-  /** Most sequences in a step (the draft's decode graphs are bucketed up to it). */
+  /** Most sequences in a step (the graphs are bucketed up to it). */
   maxBatch: number;
-  /** Replay the draft's greedy proposal rounds as captured decode graphs (./decode-graphs.ts). */
+  /**
+   * Replay the draft's greedy proposal rounds as captured decode graphs (./decode-graphs.ts), and greedy
+   * decode steps' draft catch-up and target forward as captured graphs (./speculative-graphs.ts).
+   */
   graphs: boolean;
 }
 
@@ -61,6 +76,9 @@ export interface SpeculativeStats {
   /** Proposals scored, and of them accepted: the acceptance rate is accepted / proposed. */
   proposed: number;
   accepted: number;
+  /** Target forwards, and draft catch-ups, replayed as captured graphs (./speculative-graphs.ts). */
+  graphVerifications: number;
+  graphCatchUps: number;
 }
 
 /** Draws of a greedy row (the target's and draft's argmax on the device). */
@@ -80,7 +98,11 @@ export class SpeculativeDecoder {
   readonly draftTokens: number;
   private readonly draft: PagedRunner;
   private readonly generators = new WeakMap<RequestSampling, Generator>();
-  private readonly counters = { steps: 0, proposed: 0, accepted: 0 };
+  private readonly counters = { steps: 0, proposed: 0, accepted: 0, graphVerifications: 0, graphCatchUps: 0 };
+  /** The target's forward over 1 + k rows per sequence, argmax of every row (null: graphs off). */
+  private readonly verifyGraphs: SpeculativeGraphs | null;
+  /** The draft's first forward over 2 rows per sequence, argmax of the last (null: graphs off). */
+  private readonly catchUpGraphs: SpeculativeGraphs | null;
 
   constructor(
     draftModel: Andromeda,
@@ -96,6 +118,11 @@ export class SpeculativeDecoder {
       graphs: o.graphs,
       ring: speculativeRing(draftModel, o.tokens),
     });
+    if (o.graphs) {
+      const rows = 1 + o.tokens;
+      this.verifyGraphs = target.speculativeGraphs(rows, rows, 'speculative verification graphs');
+      this.catchUpGraphs = this.draft.speculativeGraphs(2, 1, 'speculative draft catch-up graphs');
+    } else this.verifyGraphs = this.catchUpGraphs = null;
   }
 
   /** Whether speculative decoding reproduces this request's sampling exactly (else it samples as usual). */
@@ -112,7 +139,7 @@ export class SpeculativeDecoder {
     return Math.max(0, Math.min(this.draftTokens, sequence.limits.maxTokens - sequence.generated - 1));
   }
 
-  /** Decode graphs the draft has captured so far. */
+  /** Graphs the draft has captured so far (its decode and catch-up graphs). */
   get capturedGraphs(): number {
     return this.draft.capturedGraphs;
   }
@@ -138,8 +165,10 @@ export class SpeculativeDecoder {
           draftDistributions: [],
         });
     }
-    this.propose(step, proposers);
-    const runs = this.verify(step, proposers, samplingOf);
+    // Every sequence decoding one token, greedily: the shapes that captured graphs replay.
+    const fixedShape = step.entries.every((e) => e.count === 1 && proposers.get(e.sequence)?.greedy === true);
+    this.propose(step, proposers, fixedShape);
+    const runs = (fixedShape && this.verifyByGraph(step, proposers)) || this.verify(step, proposers, samplingOf);
     const proposing = [...proposers.values()].filter((p) => p.proposals.length > 0);
     if (proposing.length > 0) this.counters.steps++;
     return runs;
@@ -150,11 +179,12 @@ export class SpeculativeDecoder {
   }
 
   /** The draft's forwards: catches its cache up with the step's rows and draws every proposal. */
-  private propose(step: StepLayout, proposers: Map<Sequence, Proposer>): void {
+  private propose(step: StepLayout, proposers: Map<Sequence, Proposer>, fixedShape: boolean): void {
     const { blockTable, blockSize } = this.o;
     const wants = (entry: StepEntry, round: number): boolean =>
       proposers.has(entry.sequence) && entry.proposals > round;
     for (let round = 0; round < this.draftTokens; round++) {
+      if (round === 0 && fixedShape && this.catchUpByGraph(step, proposers)) continue;
       let parts: ForwardPart[];
       if (round === 0) {
         // Every row of the step, from where the draft's cache ends (it may lag one position behind).
@@ -251,7 +281,7 @@ export class SpeculativeDecoder {
       const choices = this.targetChoices(speculative, rowsOf);
       for (const [proposer, first] of rowsOf) {
         const { proposals } = proposer;
-        const { accepted, next } = proposer.greedy
+        const acceptance = proposer.greedy
           ? acceptGreedy(proposals, choices.ids.subarray(first, first + proposals.length + 1))
           : acceptSampled(
               proposals,
@@ -259,15 +289,78 @@ export class SpeculativeDecoder {
               (i) => denseDistribution(choices.row(first + i), proposer.sampling.options, this.o.vocab),
               this.generatorOf(proposer.sampling),
             );
-        this.counters.proposed += proposals.length;
-        this.counters.accepted += accepted;
-        runs.set(
-          proposer.entry.sequence,
-          [...proposals.slice(0, accepted), next].map((tokenId) => ({ tokenId })),
-        );
+        runs.set(proposer.entry.sequence, this.settle(proposer, acceptance));
       }
     });
     return step.sampling.map((sequence) => runs.get(sequence)!);
+  }
+
+  /**
+   * The draft's first forward of a fixed-shape step as a captured graph: two rows per sequence, its last
+   * token's position and the one before, which the draft either lags behind on (after a step that accepted
+   * every proposal) or recomputes without storing its K/V. False when it cannot (a sequence at position 0, no
+   * graphs, a refused capture): the caller runs the forward eagerly.
+   */
+  private catchUpByGraph(step: StepLayout, proposers: Map<Sequence, Proposer>): boolean {
+    const { entries } = step;
+    if (!this.catchUpGraphs || entries.some((e) => e.start === 0 || e.sequence.draftComputed < e.start - 1))
+      return false;
+    const ids = this.catchUpGraphs.run(
+      entries.map(({ sequence, start }) => ({
+        first: start - 1,
+        tokens: [sequence.tokens[start - 1]!, sequence.tokens[start]!],
+        stores: { from: sequence.draftComputed < start ? 0 : 1, to: 2 },
+        blockTable: this.o.blockTable(sequence),
+      })),
+    );
+    if (!ids) return false;
+    entries.forEach((entry, s) => {
+      if (entry.proposals > 0) proposers.get(entry.sequence)!.proposals.push(ids[s]!);
+      entry.sequence.draftComputed = entry.start + 1;
+    });
+    this.counters.graphCatchUps++;
+    return true;
+  }
+
+  /**
+   * The target's forward of a fixed-shape step as a captured graph: 1 + k rows per sequence (its last token
+   * and its proposals, padded when it has fewer), the argmax of every row, greedy acceptance. Null when it
+   * cannot (no graphs, a refused capture): the caller verifies eagerly.
+   */
+  private verifyByGraph(step: StepLayout, proposers: Map<Sequence, Proposer>): SampledToken[][] | null {
+    if (!this.verifyGraphs) return null;
+    const rows = 1 + this.draftTokens;
+    const ids = this.verifyGraphs.run(
+      step.entries.map(({ sequence, start }) => {
+        const { proposals } = proposers.get(sequence)!;
+        const tokens = new Array<number>(rows).fill(0);
+        tokens[0] = sequence.tokens[start]!;
+        tokens.splice(1, proposals.length, ...proposals);
+        return {
+          first: start,
+          tokens,
+          stores: { from: 0, to: 1 + proposals.length },
+          blockTable: this.o.blockTable(sequence),
+        };
+      }),
+    );
+    if (!ids) return null;
+    const runs = new Map<Sequence, SampledToken[]>();
+    step.entries.forEach(({ sequence }, s) => {
+      const proposer = proposers.get(sequence)!;
+      const first = s * rows;
+      const targetChoices = ids.subarray(first, first + proposer.proposals.length + 1);
+      runs.set(sequence, this.settle(proposer, acceptGreedy(proposer.proposals, targetChoices)));
+    });
+    this.counters.graphVerifications++;
+    return step.sampling.map((sequence) => runs.get(sequence)!);
+  }
+
+  /** Counts a verification's outcome; returns the sequence's run of tokens. */
+  private settle(proposer: Proposer, { accepted, next }: Acceptance): SampledToken[] {
+    this.counters.proposed += proposer.proposals.length;
+    this.counters.accepted += accepted;
+    return [...proposer.proposals.slice(0, accepted), next].map((tokenId) => ({ tokenId }));
   }
 
   /**

@@ -75,10 +75,12 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   });
   const host = new EngineHost(engine, enginePort);
   let closing = false;
+  let exited = false;
   const ended = new Promise<void>((resolve, reject) => {
     let failure: Error | null = null;
     worker.once('error', (error) => (failure = error));
     worker.once('exit', (code) => {
+      exited = true;
       host.detach();
       enginePort.close();
       if (failure) reject(failure);
@@ -105,6 +107,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     url,
     ended,
     heapUsed({ collect = false } = {}) {
+      if (exited) return Promise.reject(new Error("the HTTP server's thread has ended"));
       return new Promise<number>((resolve) => {
         heapReadings.push(resolve);
         worker.postMessage({ kind: 'memory', collect } satisfies HttpThreadCommand);
