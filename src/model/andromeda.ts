@@ -1,11 +1,19 @@
 import { Tensor } from '../tensor/tensor.js';
-import { DTYPE_BYTES, type DType } from '../tensor/dtype.js';
+import {
+  DTYPE_BYTES,
+  bf16BitsToFloat,
+  f16BitsToFloat,
+  floatToBf16Bits,
+  floatToF16Bits,
+  type DType,
+} from '../tensor/dtype.js';
 import { formatShape } from '../tensor/shape.js';
 import { Generator } from '../tensor/random.js';
 import { isGradEnabled, noGrad } from '../autograd/grad-mode.js';
 import { hostInts } from '../tensor/host-ints.js';
 import { linear } from '../ops/matmul.js';
 import { narrow, reshape } from '../ops/layout.js';
+import { mul } from '../ops/elementwise.js';
 import { crossEntropy } from '../ops/nn.js';
 import { chunkedLinearCrossEntropy, lossIsChunked } from '../ops/chunked-cross-entropy.js';
 import { Module, ModuleList } from '../nn/module.js';
@@ -103,19 +111,56 @@ export class Andromeda extends Module {
    */
   hiddenStates(tokens: Tensor, o: AndromedaForwardOptions): Tensor {
     const [batch, n] = this.checkForwardInputs(tokens, o);
+    if (o.kvCache && this.config.rotary?.longRope)
+      return noGrad(() => this.longRopeCachedStates(tokens, o.kvCache!, batch, n, o));
     const run = (): Tensor => this.run(tokens, sequenceContext(batch, n, o, this.device), o);
     // Decoding never trains: without autograd the block runner frees each block's intermediates.
     return o.kvCache ? noGrad(run) : run();
   }
 
+  /**
+   * Cached decoding under LongRoPE. Once a sequence outgrows the original length every position is computed
+   * with the long factors, so what the cache holds from before (keys and values, and the hidden states that
+   * made the deeper layers' ones) is stale: the step that crosses recomputes the whole sequence into the
+   * emptied cache, as transformers' Phi-3 generation does, and returns the new positions' states.
+   */
+  private longRopeCachedStates(tokens: Tensor, cache: KVCache, batch: number, n: number, o: AndromedaForwardOptions) {
+    const original = this.config.rotary!.longRope!.originalMaxSeqLen;
+    const before = cache.length;
+    cache.recordTokens(hostInts(tokens) ?? (tokens.toArray() as Int32Array), n);
+    if (!(before > 0 && before <= original && before + n > original))
+      return this.run(tokens, sequenceContext(batch, n, o, this.device), o);
+    cache.clearPositions();
+    const length = before + n;
+    const all = Tensor.fromArray(cache.recordedTokens(), [batch, length], 'int32', this.device);
+    try {
+      const x = this.run(all, sequenceContext(batch, length, o, this.device), o);
+      return o.logits === 'last' ? x : narrow(x, 1, before, n);
+    } finally {
+      all.dispose();
+    }
+  }
+
   /** embedding → blocks → final norm; how each block holds its memory is the runner's business. */
   private run(tokens: Tensor, sequence: SequenceContext, o: AndromedaForwardOptions): Tensor {
     const runBlock = blockRunner(o.activationCheckpointing ?? false);
-    let x = this.embedding.forward(tokens);
+    let x = this.scaleEmbeddings(this.embedding.forward(tokens));
     for (let layer = 0; layer < this.blocks.length; layer++)
       x = runBlock(this.blocks.at(layer), x, layerState(sequence, o.kvCache, layer));
     if (o.logits === 'last') x = lastPosition(x);
     return this.finalNorm ? this.finalNorm.forward(x) : x;
+  }
+
+  /**
+   * Embeddings times the config's embeddingScale (Gemma's sqrt(dim)), the factor rounded to the model's dtype
+   * first as transformers does; unchanged when the scale is 1.
+   */
+  private scaleEmbeddings(x: Tensor): Tensor {
+    const scale = this.config.embeddingScale;
+    if (scale === 1) return x;
+    const scaled = mul(x, roundToDType(scale, this.dtype));
+    if (!isGradEnabled()) x.dispose();
+    return scaled;
   }
 
   /** The weight [vocab, dim] and bias of the logits projection (the token embedding when tied). */
@@ -207,7 +252,7 @@ export class Andromeda extends Module {
       tidy(() => {
         const forward = new PagedForward(step, cache, o);
         try {
-          let x = gatherRows(this.embedding.weight, step.tokens);
+          let x = this.scaleEmbeddings(gatherRows(this.embedding.weight, step.tokens));
           for (let layer = 0; layer < this.blocks.length; layer++) {
             const input = x;
             x = tidy(() => this.blocks.at(layer).forwardPaged(input, forward.layer(cache.layer(layer))));
@@ -265,6 +310,14 @@ function lastPosition(x: Tensor): Tensor {
   const last = narrow(x, 1, n - 1, 1);
   if (!isGradEnabled()) x.dispose();
   return last;
+}
+
+/** `value` as a scalar of `dtype` holds it. */
+function roundToDType(value: number, dtype: DType): number {
+  if (dtype === 'float32') return Math.fround(value);
+  if (dtype === 'bfloat16') return bf16BitsToFloat(floatToBf16Bits(value));
+  if (dtype === 'float16') return f16BitsToFloat(floatToF16Bits(value));
+  return value;
 }
 
 /** tokens[:, 1:] of a [batch, n] row-major array. */

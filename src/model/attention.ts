@@ -13,12 +13,13 @@ import type { PagedAttentionFeatures, PagedLayer } from './paged-forward.js';
 
 /**
  * Why the paged forward cannot run this config's attention, or null when it can. The paged kernels take one
- * rotary table for all sequences and no window: a sliding window and dynamic NTK (frequencies that follow
- * each sequence's length) run through the dense forward instead.
+ * rotary table for all sequences and no window: a sliding window, dynamic NTK and LongRoPE (frequencies that
+ * follow each sequence's length) run through the dense forward instead.
  */
 export function pagedAttentionUnsupported(c: AndromedaConfig): string | null {
   if (c.slidingWindow !== null) return `a sliding window (${c.slidingWindow})`;
   if (c.rotary?.dynamicNtk) return 'dynamic NTK rotary scaling';
+  if (c.rotary?.longRope) return 'LongRoPE rotary scaling (frequencies chosen by sequence length)';
   return null;
 }
 

@@ -42,6 +42,18 @@ export interface DynamicNtkConfig {
   readonly originalMaxSeqLen: number;
 }
 
+/**
+ * LongRoPE (Phi-3's "longrope", formerly "su"): per-frequency divisors, the short ones while a sequence's keys
+ * fit originalMaxSeqLen and the long ones beyond it (chosen per call, like dynamic NTK), and a logit temperature
+ * attentionFactor applied to q·k as its square, whatever the length.
+ */
+export interface LongRopeConfig {
+  readonly shortFactors: readonly number[];
+  readonly longFactors: readonly number[];
+  readonly originalMaxSeqLen: number;
+  readonly attentionFactor: number;
+}
+
 export interface RotaryConfig {
   /** Rotated features per head; default max(headDim / 2, 32) as in x-transformers. */
   readonly dim: number;
@@ -55,6 +67,7 @@ export interface RotaryConfig {
   readonly yarn: YarnConfig | null;
   readonly llama3: Llama3ScalingConfig | null;
   readonly dynamicNtk: DynamicNtkConfig | null;
+  readonly longRope: LongRopeConfig | null;
 }
 
 export interface AndromedaConfig {
@@ -78,8 +91,17 @@ export interface AndromedaConfig {
   /** Bias on the attention output projection (Llama's attention_bias sets it with qkvBias). */
   readonly attentionOutputBias: boolean;
   readonly ffActivation: FeedForwardActivation;
+  /** GELU (plain or gated) exactly ('none': the erf form) or by PyTorch's tanh approximation (Gemma's). */
+  readonly geluApproximation: 'none' | 'tanh';
   readonly norm: NormKind;
   readonly normEps: number;
+  /**
+   * RMS norms scale by (normWeightOffset + weight) instead of weight, their weight starting at 0 (Gemma's
+   * x·(1 + w): 1). 0 for the plain norm.
+   */
+  readonly normWeightOffset: number;
+  /** The token embeddings are multiplied by this, rounded to the model's dtype (Gemma: sqrt(dim)); 1 for none. */
+  readonly embeddingScale: number;
   /** 'pre': norm before each branch plus a final norm; 'post': norm after each residual sum. */
   readonly normPosition: 'pre' | 'post';
   /** Learned per-feature residual scale (init 1) in every sub-layer. */
@@ -123,10 +145,11 @@ export type AndromedaConfigInput = Partial<Omit<AndromedaConfig, 'rotary'>> & {
   readonly deepnorm?: boolean;
   /** null or false: no rotary; true: defaults; an object: those settings over the defaults. */
   readonly rotary?:
-    | (Partial<Omit<RotaryConfig, 'yarn' | 'llama3' | 'dynamicNtk'>> & {
+    | (Partial<Omit<RotaryConfig, 'yarn' | 'llama3' | 'dynamicNtk' | 'longRope'>> & {
         readonly yarn?: Partial<YarnConfig> | null;
         readonly llama3?: Partial<Llama3ScalingConfig> | null;
         readonly dynamicNtk?: Partial<DynamicNtkConfig> | null;
+        readonly longRope?: LongRopeConfig | null;
       })
     | boolean
     | null;
@@ -150,8 +173,11 @@ const TOP_LEVEL_KEYS = new Set([
   'qkvBias',
   'attentionOutputBias',
   'ffActivation',
+  'geluApproximation',
   'norm',
   'normEps',
+  'normWeightOffset',
+  'embeddingScale',
   'normPosition',
   'scaleResidual',
   'residualConstant',
@@ -178,10 +204,12 @@ const ROTARY_KEYS = new Set([
   'yarn',
   'llama3',
   'dynamicNtk',
+  'longRope',
 ]);
 const YARN_KEYS = new Set(['factor', 'originalMaxSeqLen', 'betaFast', 'betaSlow', 'attentionFactor']);
 const LLAMA3_KEYS = new Set(['factor', 'lowFreqFactor', 'highFreqFactor', 'originalMaxSeqLen']);
 const DYNAMIC_NTK_KEYS = new Set(['factor', 'originalMaxSeqLen']);
+const LONG_ROPE_KEYS = new Set(['shortFactors', 'longFactors', 'originalMaxSeqLen', 'attentionFactor']);
 
 export const DEFAULT_HEAD_DIM = 64;
 
@@ -224,8 +252,11 @@ export function resolveConfig(input: AndromedaConfigInput): AndromedaConfig {
     qkvBias: input.qkvBias ?? false,
     attentionOutputBias: input.attentionOutputBias ?? false,
     ffActivation: input.ffActivation ?? 'gelu',
+    geluApproximation: input.geluApproximation ?? 'none',
     norm: input.norm ?? 'layernorm',
     normEps: input.normEps ?? (input.norm === 'rmsnorm' ? 1e-6 : 1e-5),
+    normWeightOffset: input.normWeightOffset ?? 0,
+    embeddingScale: input.embeddingScale ?? 1,
     normPosition: input.normPosition ?? (deepnorm ? 'post' : 'pre'),
     scaleResidual: input.scaleResidual ?? deepnorm,
     residualConstant: input.residualConstant ?? (deepnorm ? (2 * depth) ** 0.25 : 1),
@@ -292,6 +323,12 @@ function resolveRotary(
       originalMaxSeqLen: given.dynamicNtk.originalMaxSeqLen ?? 8192,
     };
   }
+  let longRope: LongRopeConfig | null = null;
+  if (given.longRope) {
+    for (const key of Object.keys(given.longRope))
+      if (!LONG_ROPE_KEYS.has(key)) problems.push(`unknown rotary.longRope setting '${key}'`);
+    longRope = { ...given.longRope };
+  }
   return {
     dim: given.dim ?? Math.max(Math.floor(headDim / 2), 32),
     base: given.base ?? 10000,
@@ -302,6 +339,7 @@ function resolveRotary(
     yarn,
     llama3,
     dynamicNtk,
+    longRope,
   };
 }
 
@@ -339,9 +377,16 @@ function validate(c: AndromedaConfig, problems: string[]): void {
     problems.push(`slidingWindow must be a positive integer (or null), got ${JSON.stringify(c.slidingWindow)}`);
   if (!['gelu', 'swiglu', 'geglu'].includes(c.ffActivation))
     problems.push(`ffActivation must be 'gelu', 'swiglu' or 'geglu', got '${c.ffActivation}'`);
+  if (c.geluApproximation !== 'none' && c.geluApproximation !== 'tanh')
+    problems.push(`geluApproximation must be 'none' or 'tanh', got '${c.geluApproximation}'`);
   if (!['layernorm', 'rmsnorm'].includes(c.norm))
     problems.push(`norm must be 'layernorm' or 'rmsnorm', got '${c.norm}'`);
   if (!isPositive(c.normEps)) problems.push(`normEps must be positive, got ${c.normEps}`);
+  if (typeof c.normWeightOffset !== 'number' || !Number.isFinite(c.normWeightOffset))
+    problems.push(`normWeightOffset must be a finite number, got ${JSON.stringify(c.normWeightOffset)}`);
+  else if (c.normWeightOffset !== 0 && c.norm !== 'rmsnorm')
+    problems.push(`normWeightOffset ${c.normWeightOffset} applies to RMS norms only, but norm is '${c.norm}'`);
+  if (!isPositive(c.embeddingScale)) problems.push(`embeddingScale must be positive, got ${c.embeddingScale}`);
   if (c.normPosition !== 'pre' && c.normPosition !== 'post')
     problems.push(`normPosition must be 'pre' or 'post', got '${c.normPosition}'`);
   if (!isPositive(c.residualConstant)) problems.push(`residualConstant must be positive, got ${c.residualConstant}`);
@@ -415,14 +460,31 @@ function validate(c: AndromedaConfig, problems: string[]): void {
       problems.push(`rotary dynamicNtk originalMaxSeqLen must be a positive integer, got ${d.originalMaxSeqLen}`);
     if (r.dim <= 2) problems.push('rotary dynamicNtk needs a rotary dim above 2');
   }
+  if (r.longRope) validateLongRope(r.longRope, r.dim, problems);
   const scalings = [
     r.interpolationFactor !== 1 && 'interpolationFactor',
     r.yarn && 'yarn',
     r.llama3 && 'llama3',
     r.dynamicNtk && 'dynamicNtk',
+    r.longRope && 'longRope',
   ].filter(Boolean);
   if (scalings.length > 1 && !(scalings.length === 2 && r.yarn && r.interpolationFactor !== 1))
     problems.push(`rotary: give one frequency scaling, not ${scalings.join(' and ')}`);
+}
+
+function validateLongRope(l: LongRopeConfig, rotaryDim: number, problems: string[]): void {
+  for (const key of ['shortFactors', 'longFactors'] as const) {
+    const factors = l[key];
+    if (!Array.isArray(factors) || factors.length !== rotaryDim / 2 || !factors.every(isPositive))
+      problems.push(
+        `rotary longRope ${key} must be ${rotaryDim / 2} positive numbers (one per rotated frequency), got ` +
+          JSON.stringify(factors),
+      );
+  }
+  if (!isPositiveInteger(l.originalMaxSeqLen))
+    problems.push(`rotary longRope originalMaxSeqLen must be a positive integer, got ${l.originalMaxSeqLen}`);
+  if (!isPositive(l.attentionFactor))
+    problems.push(`rotary longRope attentionFactor must be positive, got ${l.attentionFactor}`);
 }
 
 /**

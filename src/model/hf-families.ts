@@ -1,10 +1,12 @@
 /**
  * transformers config.json → our model options, per supported architecture. The families share one shape
- * (token embedding → pre-norm decoder layers with rotary attention and a SwiGLU MLP → final norm → logits);
- * what differs is read here: the norm (RMSNorm, or StableLM's LayerNorm with bias), which projections carry
- * biases, Qwen3's per-head RMS qk-norm, Mistral's sliding window, StableLM's partial rotary and parallel
- * residual, and the rope_scaling kind. Settings that would change the function computed and that we do not
- * have are errors; those that only matter for training or speed are ignored.
+ * (token embedding → pre-norm decoder layers with rotary attention and a gated MLP → final norm → logits);
+ * what differs is read here: the norm (RMSNorm, StableLM's LayerNorm with bias, Gemma's RMSNorm scaling by
+ * 1 + weight), which projections carry biases, Qwen3's per-head RMS qk-norm, Mistral's and Phi-3's sliding
+ * window, StableLM's partial rotary and parallel residual, Gemma's GeGLU (tanh GELU) and embedding scale
+ * sqrt(hidden_size), and the rope_scaling kind (Phi-3's LongRoPE among them). Settings that would change the
+ * function computed and that we do not have are errors; those that only matter for training or speed are
+ * ignored.
  */
 import { ConfigError, type AndromedaConfigInput } from './config.js';
 
@@ -14,6 +16,8 @@ export const HF_ARCHITECTURES = [
   'Qwen2ForCausalLM',
   'Qwen3ForCausalLM',
   'StableLmForCausalLM',
+  'Phi3ForCausalLM',
+  'GemmaForCausalLM',
 ] as const;
 export type HuggingFaceArchitecture = (typeof HF_ARCHITECTURES)[number];
 
@@ -25,7 +29,18 @@ export interface HuggingFaceModelConfig {
   readonly architecture: HuggingFaceArchitecture;
   /** The logits reuse the embedding (lm_head.weight need not be stored). */
   readonly tiedEmbeddings: boolean;
+  /**
+   * Multiplies the rotated rows of each query and key head at import (1: none). transformers scales the rotary
+   * cos/sin by YaRN's or LongRoPE's attention factor a, which with partial rotary scales only the rotated part of
+   * q·k by a²; rotation being linear, a·rotate(x) = rotate(a·x), so the same comes from those weight rows × a.
+   */
+  readonly rotatedQueryKeyScale: number;
   readonly warnings: string[];
+}
+
+/** Where an attention factor that our rotary cannot apply (partial rotary) goes instead: see rotatedQueryKeyScale. */
+interface AttentionFactorFold {
+  scale: number;
 }
 
 /** What differs between the families, read from the config by each family's own defaults. */
@@ -42,7 +57,38 @@ interface FamilyTraits {
   readonly partialRotaryDefault: number;
   readonly parallelResidual: (f: Reader) => boolean;
   readonly slidingWindow: (f: Reader) => number | null;
+  /** head_dim when the config has none (and headDimFromConfig): hidden_size / heads, or a fixed default. */
+  readonly headDimDefault?: number;
+  readonly tiedDefault?: boolean;
+  /** The gated MLP's activation (SwiGLU unless given). */
+  readonly activation?: (f: Reader) => Pick<AndromedaConfigInput, 'ffActivation' | 'geluApproximation'>;
+  /** RMSNorm scales by (offset + weight): Gemma's 1. */
+  readonly normWeightOffset?: number;
+  /** The embeddings are multiplied by sqrt(hidden_size) (Gemma). */
+  readonly scaledEmbedding?: boolean;
+  /** rope_scaling kinds this family reads as another (Phi-3: "su" and "yarn" are LongRoPE). */
+  readonly ropeAliases?: Readonly<Record<string, string>>;
 }
+
+/** Llama's MLP: silu (swish) gate. */
+const swiglu = (f: Reader): Pick<AndromedaConfigInput, 'ffActivation' | 'geluApproximation'> => {
+  const hiddenAct = f.raw('hidden_act') ?? 'silu';
+  if (hiddenAct !== 'silu' && hiddenAct !== 'swish')
+    f.error(`hidden_act ${JSON.stringify(hiddenAct)} is not supported (the gated MLP is SwiGLU: silu)`);
+  return { ffActivation: 'swiglu' };
+};
+
+/**
+ * Gemma's MLP: a tanh-approximated GELU gate. transformers 4.x reads hidden_activation (tanh when unset),
+ * 5.x hidden_act with its legacy "gelu" meaning the tanh form; both agree on these spellings.
+ */
+const gemmaGeglu = (f: Reader): Pick<AndromedaConfigInput, 'ffActivation' | 'geluApproximation'> => {
+  const key = f.has('hidden_activation') ? 'hidden_activation' : 'hidden_act';
+  const act = f.raw(key) ?? 'gelu_pytorch_tanh';
+  if (act !== 'gelu_pytorch_tanh' && act !== 'gelu')
+    f.error(`${key} ${JSON.stringify(act)} is not supported (Gemma's MLP is GeGLU with gelu_pytorch_tanh)`);
+  return { ffActivation: 'geglu', geluApproximation: 'tanh' };
+};
 
 /** Qwen2/Qwen3 declare a window but only use it with use_sliding_window (per layer): not supported. */
 const qwenWindow = (f: Reader): null => {
@@ -116,6 +162,38 @@ const FAMILIES: Record<HuggingFaceArchitecture, FamilyTraits> = {
     partialRotaryDefault: 0.25,
     parallelResidual: (f) => f.bool('use_parallel_residual', false),
     slidingWindow: () => null,
+  },
+  Phi3ForCausalLM: {
+    norm: 'rmsnorm',
+    epsKey: 'rms_norm_eps',
+    epsDefault: 1e-5,
+    qkvBias: () => false,
+    outputBias: () => false,
+    mlpBias: () => false,
+    qkRmsNorm: false,
+    headDimFromConfig: true,
+    partialRotaryDefault: 1,
+    parallelResidual: () => false,
+    slidingWindow: (f) => f.optionalInteger('sliding_window'),
+    ropeAliases: { su: 'longrope', yarn: 'longrope' },
+  },
+  GemmaForCausalLM: {
+    norm: 'rmsnorm',
+    epsKey: 'rms_norm_eps',
+    epsDefault: 1e-6,
+    qkvBias: (f) => f.bool('attention_bias', false),
+    outputBias: (f) => f.bool('attention_bias', false),
+    mlpBias: () => false,
+    qkRmsNorm: false,
+    headDimFromConfig: true,
+    headDimDefault: 256,
+    partialRotaryDefault: 1,
+    parallelResidual: () => false,
+    slidingWindow: () => null,
+    tiedDefault: true,
+    activation: gemmaGeglu,
+    normWeightOffset: 1,
+    scaledEmbedding: true,
   },
 };
 
@@ -195,18 +273,24 @@ export function configFromHuggingFace(file: HuggingFaceConfigFile, source = 'con
   const dim = f.integer('hidden_size');
   const heads = f.integer('num_attention_heads');
   const kvHeads = f.integer('num_key_value_heads', heads);
-  const hiddenAct = f.raw('hidden_act') ?? 'silu';
-  if (hiddenAct !== 'silu' && hiddenAct !== 'swish')
-    f.error(`hidden_act ${JSON.stringify(hiddenAct)} is not supported (the gated MLP is SwiGLU: silu)`);
+  const activation = (family.activation ?? swiglu)(f);
   const headDim =
-    family.headDimFromConfig && f.has('head_dim') ? f.integer('head_dim') : Math.floor(dim / Math.max(heads, 1));
+    family.headDimFromConfig && f.has('head_dim')
+      ? f.integer('head_dim')
+      : (family.headDimDefault ?? Math.floor(dim / Math.max(heads, 1)));
   if (!family.headDimFromConfig && dim % heads !== 0)
     f.error(`hidden_size ${dim} is not a multiple of num_attention_heads ${heads}`);
   if (architecture === 'StableLmForCausalLM' && f.bool('qk_layernorm', false))
     f.error('qk_layernorm = true (per-head LayerNorm of q and k, StableLM 2 12B) is not supported');
-  const tiedEmbeddings = f.bool('tie_word_embeddings', false);
+  const tiedEmbeddings = f.bool('tie_word_embeddings', family.tiedDefault ?? false);
   const maxSeqLen = f.integer('max_position_embeddings', 4096);
-  const rotary = rotaryOptions(f, family, headDim, maxSeqLen);
+  const fold: AttentionFactorFold = { scale: 1 };
+  const rotary = rotaryOptions(f, family, headDim, maxSeqLen, fold);
+  if (fold.scale !== 1 && family.qkRmsNorm)
+    f.error(
+      'a rope attention factor with partial rotary is applied through the query/key weights, which the per-head ' +
+        'q/k norm would undo: not supported',
+    );
   const slidingWindow = family.slidingWindow(f);
 
   if (f.errors.length)
@@ -221,12 +305,14 @@ export function configFromHuggingFace(file: HuggingFaceConfigFile, source = 'con
     kvHeads,
     maxSeqLen,
     ffInnerDim: f.integer('intermediate_size'),
-    ffActivation: 'swiglu',
+    ...activation,
     feedForwardBias: family.mlpBias(f),
     qkvBias,
     attentionOutputBias: family.outputBias(f),
     norm: family.norm,
     normEps: f.number(family.epsKey, family.epsDefault),
+    normWeightOffset: family.normWeightOffset ?? 0,
+    embeddingScale: family.scaledEmbedding ? Math.sqrt(dim) : 1,
     normPosition: 'pre',
     parallelBlocks: family.parallelResidual(f),
     tiedEmbeddings,
@@ -236,7 +322,13 @@ export function configFromHuggingFace(file: HuggingFaceConfigFile, source = 'con
   };
   if (f.errors.length)
     throw new ConfigError(`${source}: cannot import this ${architecture}:\n  - ${f.errors.join('\n  - ')}`);
-  return { input, architecture: architecture as HuggingFaceArchitecture, tiedEmbeddings, warnings: f.warnings };
+  return {
+    input,
+    architecture: architecture as HuggingFaceArchitecture,
+    tiedEmbeddings,
+    rotatedQueryKeyScale: fold.scale,
+    warnings: f.warnings,
+  };
 }
 
 type RotaryInput = Exclude<AndromedaConfigInput['rotary'], boolean | null | undefined>;
@@ -245,7 +337,13 @@ type RotaryInput = Exclude<AndromedaConfigInput['rotary'], boolean | null | unde
  * Rotary settings from rope_theta / rope_scaling (transformers 4.x) or rope_parameters (5.x, theta inside),
  * following transformers' modeling_rope_utils: the rotated width is head_dim · partial_rotary_factor.
  */
-function rotaryOptions(f: Reader, family: FamilyTraits, headDim: number, maxSeqLen: number): RotaryInput {
+function rotaryOptions(
+  f: Reader,
+  family: FamilyTraits,
+  headDim: number,
+  maxSeqLen: number,
+  fold: AttentionFactorFold,
+): RotaryInput {
   const parameters = (f.raw('rope_parameters') ?? f.raw('rope_scaling') ?? null) as Record<string, unknown> | null;
   if (parameters !== null && (typeof parameters !== 'object' || Array.isArray(parameters))) {
     f.error(`rope_scaling must be an object or null, got ${JSON.stringify(parameters)}`);
@@ -268,7 +366,8 @@ function rotaryOptions(f: Reader, family: FamilyTraits, headDim: number, maxSeqL
   const dim = Math.floor(headDim * partial);
   if (!(dim >= 2 && dim % 2 === 0))
     f.error(`head_dim ${headDim} × partial_rotary_factor ${partial} = ${dim} rotated dims: must be even and ≥ 2`);
-  const kind = p.rope_type ?? p.type ?? 'default';
+  const given = p.rope_type ?? p.type ?? 'default';
+  const kind = (typeof given === 'string' && family.ropeAliases?.[given]) || given;
   const rotary: RotaryInput = { dim, base };
   switch (kind) {
     case 'default':
@@ -302,9 +401,7 @@ function rotaryOptions(f: Reader, family: FamilyTraits, headDim: number, maxSeqL
         );
       if (p.truncate === false)
         f.error('rope_scaling.truncate = false (YaRN without rounded ramp bounds) is not supported');
-      const attentionFactor = yarnAttentionFactor(p, factor);
-      if (partial !== 1 && attentionFactor !== 1)
-        f.error('YaRN with partial rotary scales only the rotated dims by its attention factor: not supported');
+      const attentionFactor = foldedAttentionFactor(yarnAttentionFactor(p, factor), partial, fold);
       return {
         ...rotary,
         yarn: {
@@ -316,13 +413,74 @@ function rotaryOptions(f: Reader, family: FamilyTraits, headDim: number, maxSeqL
         },
       };
     }
+    case 'longrope':
+      return { ...rotary, longRope: longRopeOptions(f, p, dim, partial, maxSeqLen, fold) };
     default:
       f.error(
         `rope_scaling type ${JSON.stringify(kind)} is not supported ` +
-          '(supported: default, linear, dynamic, llama3, yarn)',
+          '(supported: default, linear, dynamic, llama3, yarn, longrope)',
       );
       return rotary;
   }
+}
+
+/**
+ * LongRoPE as transformers 5 computes it: factor = rope factor, else max_position_embeddings /
+ * original_max_position_embeddings; attention factor given, else sqrt(1 + ln(factor) / ln(original)) above 1.
+ */
+function longRopeOptions(
+  f: Reader,
+  p: Record<string, unknown>,
+  rotaryDim: number,
+  partial: number,
+  maxSeqLen: number,
+  fold: AttentionFactorFold,
+): NonNullable<RotaryInput['longRope']> {
+  const original =
+    typeof p.original_max_position_embeddings === 'number'
+      ? p.original_max_position_embeddings
+      : f.integer('original_max_position_embeddings');
+  const factor = typeof p.factor === 'number' ? p.factor : maxSeqLen / original;
+  const attentionFactor = foldedAttentionFactor(
+    typeof p.attention_factor === 'number'
+      ? p.attention_factor
+      : factor <= 1
+        ? 1
+        : Math.sqrt(1 + Math.log(factor) / Math.log(original)),
+    partial,
+    fold,
+  );
+  const factors = (key: string): number[] => {
+    const v = p[key];
+    if (
+      !Array.isArray(v) ||
+      v.length !== rotaryDim / 2 ||
+      !v.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0)
+    ) {
+      f.error(
+        `rope_scaling.${key} must list ${rotaryDim / 2} positive numbers (one per rotated frequency), got ` +
+          JSON.stringify(v),
+      );
+      return [];
+    }
+    return v as number[];
+  };
+  return {
+    shortFactors: factors('short_factor'),
+    longFactors: factors('long_factor'),
+    originalMaxSeqLen: original,
+    attentionFactor,
+  };
+}
+
+/**
+ * The attention factor our rotary applies (to the whole q·k): all of it with full rotary; with partial rotary
+ * none, the factor going to the import's rotated weight rows instead (see rotatedQueryKeyScale).
+ */
+function foldedAttentionFactor(attentionFactor: number, partial: number, fold: AttentionFactorFold): number {
+  if (partial === 1 || attentionFactor === 1) return attentionFactor;
+  fold.scale = attentionFactor;
+  return 1;
 }
 
 /** transformers' YaRN attention factor: given, or from mscale / mscale_all_dim, or 0.1·ln(factor) + 1. */

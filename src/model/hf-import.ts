@@ -4,11 +4,12 @@
  * (./hf-families.ts maps its config onto our options); the tensors are renamed to our parameters and
  * converted (bf16/fp16/fp32/fp64 → the requested dtype) on the way in.
  *
- * Two layout differences are absorbed here. Our gated feed-forward projects to [value; gate] in one matrix,
- * so Llama's up_proj and gate_proj are stacked (up first). Our grouped-query attention gives query head a the
- * key/value head a mod G, transformers' head h the key/value head ⌊h / R⌋ (R = heads / G), so query heads are
- * reordered (rows of q_proj, columns of o_proj): our head a is their head (a mod G)·R + ⌊a / G⌋. Logit heads
- * have no bias in these families; ours is set to zero.
+ * Three layout differences are absorbed here. Our gated feed-forward projects to [value; gate] in one matrix,
+ * so Llama's up_proj and gate_proj are stacked (up first). Phi-3 stores fused projections, split by rows:
+ * qkv_proj is [q; k; v] and gate_up_proj [gate; up] (its MLP chunks gate first). Our grouped-query attention
+ * gives query head a the key/value head a mod G, transformers' head h the key/value head ⌊h / R⌋ (R = heads / G),
+ * so query heads are reordered (rows of q_proj, columns of o_proj): our head a is their head (a mod G)·R + ⌊a / G⌋.
+ * Logit heads have no bias in these families; ours is set to zero.
  */
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -17,7 +18,13 @@ import { DTYPE_BYTES, type DType } from '../tensor/dtype.js';
 import { formatShape, shapesEqual } from '../tensor/shape.js';
 import { SafetensorsReader } from '../io/safetensors.js';
 import { noGrad } from '../autograd/grad-mode.js';
-import { ConfigError, assertModelFitsMemory, resolveConfig, type AndromedaConfig } from './config.js';
+import {
+  ConfigError,
+  assertModelFitsMemory,
+  feedForwardInnerDim,
+  resolveConfig,
+  type AndromedaConfig,
+} from './config.js';
 import { parameterShapes } from './parameter-shapes.js';
 import { Andromeda } from './andromeda.js';
 import { configFromHuggingFace, type HuggingFaceConfigFile } from './hf-families.js';
@@ -58,23 +65,50 @@ export function readHuggingFaceConfig(dir: string): HuggingFaceConfigFile {
   return parsed as HuggingFaceConfigFile;
 }
 
+/** A checkpoint tensor, or a block of its rows (of `of` rows in all) where the checkpoint fuses projections. */
+interface TensorPart {
+  readonly tensor: string;
+  readonly rows?: { readonly start: number; readonly count: number; readonly of: number };
+}
+
+const whole = (tensor: string): TensorPart => ({ tensor });
+
 /** One of our parameters and how it is made from the checkpoint's tensors. */
 interface WeightSource {
   readonly name: string;
-  /** The checkpoint tensors, concatenated along the rows in this order ([] for a zero bias). */
-  readonly parts: readonly string[];
+  /** The checkpoint tensors (or their rows), concatenated along the rows in this order ([] for a zero bias). */
+  readonly parts: readonly TensorPart[];
   /** Reorder heads: the rows of q_proj (weight or bias), or the columns of o_proj. */
   readonly heads?: 'rows' | 'columns';
+  /** Multiply the rotated rows of every head by this (see HuggingFaceModelConfig.rotatedQueryKeyScale). */
+  readonly rotatedRowsScale?: number;
 }
 
 /** Where each of our parameters comes from, for the config's family. */
-function weightSources(c: AndromedaConfig, architecture: string, tied: boolean): WeightSource[] {
+function weightSources(
+  c: AndromedaConfig,
+  architecture: string,
+  tied: boolean,
+  rotatedQueryKeyScale: number,
+): WeightSource[] {
   const ours = parameterShapes(c);
-  const sources: WeightSource[] = [{ name: 'embedding.weight', parts: ['model.embed_tokens.weight'] }];
+  const fused = architecture === 'Phi3ForCausalLM';
+  const sources: WeightSource[] = [{ name: 'embedding.weight', parts: [whole('model.embed_tokens.weight')] }];
   const norm = (our: string, their: string): void => {
     for (const kind of ['weight', 'bias']) {
-      if (ours.has(`${our}.${kind}`)) sources.push({ name: `${our}.${kind}`, parts: [`${their}.${kind}`] });
+      if (ours.has(`${our}.${kind}`)) sources.push({ name: `${our}.${kind}`, parts: [whole(`${their}.${kind}`)] });
     }
+  };
+  const [queryRows, kvRows, inner] = [c.heads * c.headDim, c.kvHeads * c.headDim, feedForwardInnerDim(c)];
+  const qkvRows = queryRows + 2 * kvRows;
+  // Phi-3's fused q|k|v rows; the bias (none in Phi-3) would be split the same way.
+  const fusedAttention: Record<string, (kind: string) => TensorPart> = {
+    query: (kind) => ({ tensor: `qkv_proj.${kind}`, rows: { start: 0, count: queryRows, of: qkvRows } }),
+    key: (kind) => ({ tensor: `qkv_proj.${kind}`, rows: { start: queryRows, count: kvRows, of: qkvRows } }),
+    value: (kind) => ({
+      tensor: `qkv_proj.${kind}`,
+      rows: { start: queryRows + kvRows, count: kvRows, of: qkvRows },
+    }),
   };
   for (let i = 0; i < c.depth; i++) {
     const ourBlock = `blocks.${i}`;
@@ -92,24 +126,43 @@ function weightSources(c: AndromedaConfig, architecture: string, tied: boolean):
         const name = `${attention}.${our}.${kind}`;
         if (!ours.has(name)) continue;
         const heads = our === 'query' ? 'rows' : our === 'output' && kind === 'weight' ? 'columns' : undefined;
-        sources.push({ name, parts: [`${theirs}.self_attn.${their}.${kind}`], heads });
+        const split = fused ? fusedAttention[our] : undefined;
+        const part = split ? split(kind) : whole(`${their}.${kind}`);
+        const rotated = (our === 'query' || our === 'key') && rotatedQueryKeyScale !== 1;
+        sources.push({
+          name,
+          parts: [{ ...part, tensor: `${theirs}.self_attn.${part.tensor}` }],
+          heads,
+          ...(rotated ? { rotatedRowsScale: rotatedQueryKeyScale } : {}),
+        });
       }
     }
     if (c.qkRmsNorm) {
-      sources.push({ name: `${attention}.queryNorm.weight`, parts: [`${theirs}.self_attn.q_norm.weight`] });
-      sources.push({ name: `${attention}.keyNorm.weight`, parts: [`${theirs}.self_attn.k_norm.weight`] });
+      sources.push({ name: `${attention}.queryNorm.weight`, parts: [whole(`${theirs}.self_attn.q_norm.weight`)] });
+      sources.push({ name: `${attention}.keyNorm.weight`, parts: [whole(`${theirs}.self_attn.k_norm.weight`)] });
     }
     const mlp = `${theirs}.mlp`;
     for (const kind of ['weight', 'bias']) {
       const input = `${ourBlock}.feedForward.input.${kind}`;
-      if (ours.has(input)) sources.push({ name: input, parts: [`${mlp}.up_proj.${kind}`, `${mlp}.gate_proj.${kind}`] });
+      if (ours.has(input)) {
+        const gateUp = `${mlp}.gate_up_proj.${kind}`;
+        sources.push({
+          name: input,
+          parts: fused
+            ? [
+                { tensor: gateUp, rows: { start: inner, count: inner, of: 2 * inner } },
+                { tensor: gateUp, rows: { start: 0, count: inner, of: 2 * inner } },
+              ]
+            : [whole(`${mlp}.up_proj.${kind}`), whole(`${mlp}.gate_proj.${kind}`)],
+        });
+      }
       const output = `${ourBlock}.feedForward.output.${kind}`;
-      if (ours.has(output)) sources.push({ name: output, parts: [`${mlp}.down_proj.${kind}`] });
+      if (ours.has(output)) sources.push({ name: output, parts: [whole(`${mlp}.down_proj.${kind}`)] });
     }
   }
   norm('finalNorm', 'model.norm');
   if (!tied) {
-    sources.push({ name: 'logits.weight', parts: ['lm_head.weight'] });
+    sources.push({ name: 'logits.weight', parts: [whole('lm_head.weight')] });
     sources.push({ name: 'logits.bias', parts: [] });
   }
   const covered = new Set(sources.map((s) => s.name));
@@ -178,17 +231,25 @@ class CheckpointFiles {
     return this.reader(name).entry(name).shape;
   }
 
-  /** The tensor's values on the host, widened to float32 (float64 stays float64). */
+  /**
+   * The tensor's values on the host, widened to float32 (float64 stays float64). The last one read is kept:
+   * a fused tensor (Phi-3's qkv_proj) is read once for the parameters cut from it in turn.
+   */
   values(name: string): Float32Array | Float64Array {
+    if (this.last?.name === name) return this.last.values;
+    this.last = null;
     const t = this.reader(name).readTensor(name, 'cpu');
     try {
       const values = t.toArray();
       if (values instanceof Int32Array) throw new Error(`${this.fileOf.get(name)}: ${name} is not floating point`);
+      this.last = { name, values };
       return values;
     } finally {
       t.dispose();
     }
   }
+
+  private last: { name: string; values: Float32Array | Float64Array } | null = null;
 
   private reader(name: string): SafetensorsReader {
     return this.readers.get(this.fileOf.get(name)!)!;
@@ -197,6 +258,7 @@ class CheckpointFiles {
   close(): void {
     for (const r of this.readers.values()) r.close();
     this.readers.clear();
+    this.last = null;
   }
 }
 
@@ -260,13 +322,13 @@ interface OpenCheckpoint {
  */
 function openCheckpoint(dir: string, o: HuggingFaceImportOptions): OpenCheckpoint {
   const dtype = o.dtype ?? 'float32';
-  const { input, architecture, tiedEmbeddings, warnings } = configFromHuggingFace(
+  const { input, architecture, tiedEmbeddings, rotatedQueryKeyScale, warnings } = configFromHuggingFace(
     readHuggingFaceConfig(dir),
     join(dir, 'config.json'),
   );
   const config = resolveConfig(input);
   assertModelFitsMemory(config, DTYPE_BYTES[dtype]);
-  const sources = weightSources(config, architecture, tiedEmbeddings);
+  const sources = weightSources(config, architecture, tiedEmbeddings, rotatedQueryKeyScale);
   const shapes = parameterShapes(config);
   const files = new CheckpointFiles(dir);
   try {
@@ -282,7 +344,9 @@ function openCheckpoint(dir: string, o: HuggingFaceImportOptions): OpenCheckpoin
     originalName:
       s.parts.length === 0
         ? '(zeros: transformers has no logits bias)'
-        : s.parts.join(' + ') + (s.heads && reordered ? ' (query heads reordered)' : ''),
+        : s.parts.map(partName).join(' + ') +
+          (s.heads && reordered ? ' (query heads reordered)' : '') +
+          (s.rotatedRowsScale ? ` (rotated rows × ${s.rotatedRowsScale}: the attention factor)` : ''),
     originalShape: shapes.get(s.name)!,
   }));
   return {
@@ -318,6 +382,9 @@ export function readHuggingFaceCheckpoint(dir: string, o: HuggingFaceImportOptio
   return { config, architecture, weights, origin, warnings };
 }
 
+const partName = (p: TensorPart): string =>
+  p.rows ? `${p.tensor}[rows ${p.rows.start}:${p.rows.start + p.rows.count}]` : p.tensor;
+
 function sourceValues(
   files: CheckpointFiles,
   source: WeightSource,
@@ -326,10 +393,16 @@ function sourceValues(
 ): Float32Array | Float64Array {
   const size = shape.reduce((a, b) => a * b, 1);
   if (source.parts.length === 0) return new Float32Array(size);
+  const partValues = (p: TensorPart): Float32Array | Float64Array => {
+    const all = files.values(p.tensor);
+    if (!p.rows) return all;
+    const columns = all.length / p.rows.of;
+    return all.subarray(p.rows.start * columns, (p.rows.start + p.rows.count) * columns);
+  };
   let values: Float32Array | Float64Array;
-  if (source.parts.length === 1) values = files.values(source.parts[0]!);
+  if (source.parts.length === 1) values = partValues(source.parts[0]!);
   else {
-    const parts = source.parts.map((p) => files.values(p));
+    const parts = source.parts.map(partValues);
     values = parts.some((p) => p instanceof Float64Array) ? new Float64Array(size) : new Float32Array(size);
     let offset = 0;
     for (const p of parts) {
@@ -337,10 +410,25 @@ function sourceValues(
       offset += p.length;
     }
   }
-  if (!source.heads) return values;
   const rows = shape[0]!;
   const columns = shape.length > 1 ? shape[1]! : 1;
+  if (source.rotatedRowsScale) values = scaleRotatedRows(values, columns, source.rotatedRowsScale, c);
+  if (!source.heads) return values;
   return reorderHeads(values, rows, columns, source.heads, c);
+}
+
+/** A copy with the first rotary-dim rows of every head block (headDim rows) multiplied by `scale`. */
+function scaleRotatedRows(
+  values: Float32Array | Float64Array,
+  columns: number,
+  scale: number,
+  c: AndromedaConfig,
+): Float32Array | Float64Array {
+  const out = values.slice();
+  const rotated = c.rotary!.dim;
+  for (let row = 0; row * columns < out.length; row++)
+    if (row % c.headDim < rotated) for (let i = row * columns; i < (row + 1) * columns; i++) out[i]! *= scale;
+  return out;
 }
 
 /** Every problem with the checkpoint's tensors at once: missing, unexpected, mis-shaped. */
@@ -356,14 +444,22 @@ function checkTensors(
   const used = new Set<string>();
   for (const source of sources) {
     const shape = shapes.get(source.name)!;
-    const partShape = (part: string): number[] =>
-      source.parts.length === 1 ? shape : [shape[0]! / source.parts.length, ...shape.slice(1)];
+    // The whole stored tensor's shape: a fused one has all its blocks' rows.
+    const storedShape = (part: TensorPart): number[] =>
+      part.rows
+        ? [part.rows.of, ...shape.slice(1)]
+        : source.parts.length === 1
+          ? shape
+          : [shape[0]! / source.parts.length, ...shape.slice(1)];
     for (const part of source.parts) {
-      used.add(part);
-      if (!files.has(part)) missing.push(part);
-      else if (!shapesEqual(files.shape(part), partShape(part)))
+      const name = part.tensor;
+      if (used.has(name)) continue;
+      used.add(name);
+      const expected = storedShape(part);
+      if (!files.has(name)) missing.push(name);
+      else if (!shapesEqual(files.shape(name), expected))
         misShaped.push(
-          `${part}: config.json gives ${formatShape(partShape(part))}, the file has ${formatShape(files.shape(part))}`,
+          `${name}: config.json gives ${formatShape(expected)}, the file has ${formatShape(files.shape(name))}`,
         );
     }
   }

@@ -106,6 +106,13 @@ export class LayerKVCache {
     if (old && old !== next) old.dispose();
   }
 
+  /** Forgets every position (the buffers are kept for the positions written next). */
+  clear(): void {
+    for (const t of this.shiftHistory.values()) t.dispose();
+    this.shiftHistory.clear();
+    this.length = 0;
+  }
+
   dispose(): void {
     this.keyBuffer?.dispose();
     this.valueBuffer?.dispose();
@@ -118,6 +125,11 @@ export class LayerKVCache {
 
 export class KVCache {
   readonly layers: LayerKVCache[];
+  /**
+   * The token ids cached so far, per row, for models whose cache can go stale (LongRoPE: see
+   * Andromeda.hiddenStates); null for the others.
+   */
+  private readonly tokenRows: number[][] | null;
 
   constructor(
     config: AndromedaConfig,
@@ -127,6 +139,7 @@ export class KVCache {
     if (!Number.isInteger(batch) || batch < 1)
       throw new RangeError(`KV cache: batch ${batch} must be a positive integer`);
     const capacity = o.capacity ?? 256;
+    this.tokenRows = config.rotary?.longRope ? Array.from({ length: batch }, () => []) : null;
     this.layers = Array.from(
       { length: config.depth },
       () =>
@@ -146,6 +159,23 @@ export class KVCache {
   /** Positions cached so far. */
   get length(): number {
     return this.layers[0]?.length ?? 0;
+  }
+
+  /** Records the ids of `n` new positions per row ([batch, n] row-major), where this cache keeps them. */
+  recordTokens(tokens: Int32Array, n: number): void {
+    if (!this.tokenRows) return;
+    this.tokenRows.forEach((row, b) => row.push(...tokens.subarray(b * n, (b + 1) * n)));
+  }
+
+  /** Every recorded id, [batch, length] row-major (see recordTokens). */
+  recordedTokens(): Int32Array {
+    if (!this.tokenRows) throw new Error('internal: this KV cache does not record its tokens');
+    return Int32Array.from(this.tokenRows.flat());
+  }
+
+  /** Forgets every cached position of every layer (recorded tokens are kept). */
+  clearPositions(): void {
+    for (const layer of this.layers) layer.clear();
   }
 
   dispose(): void {

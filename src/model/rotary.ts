@@ -1,10 +1,11 @@
 /**
  * Rotary position settings derived from the config: inverse frequencies (with NTK base rescale,
- * linear interpolation or YaRN folded in), the xPos scale base, and YaRN's logit temperature.
+ * linear interpolation, YaRN, Llama 3.1 or LongRoPE folded in), the xPos scale base, and YaRN's or
+ * LongRoPE's logit temperature.
  * The rotation itself is applied inside the attention op (src/ops/attention.ts).
  */
 import type { AttentionRotary } from '../ops/attention.js';
-import type { AndromedaConfig, Llama3ScalingConfig, RotaryConfig, YarnConfig } from './config.js';
+import type { AndromedaConfig, Llama3ScalingConfig, LongRopeConfig, RotaryConfig, YarnConfig } from './config.js';
 
 export interface RotarySettings extends AttentionRotary {
   readonly invFreq: Float64Array;
@@ -12,6 +13,8 @@ export interface RotarySettings extends AttentionRotary {
   readonly scaleMultiplier: number;
   /** Dynamic NTK: the frequencies depend on the number of keys (see rotaryForKeys). */
   readonly dynamicNtk: { readonly factor: number; readonly originalMaxSeqLen: number; readonly base: number } | null;
+  /** LongRoPE: the frequencies for calls over more than originalMaxSeqLen keys (see rotaryForKeys). */
+  readonly longRope: { readonly originalMaxSeqLen: number; readonly invFreq: Float64Array } | null;
 }
 
 /** 1 / base^(2i / dim) for i < dim/2, base already rescaled. */
@@ -61,6 +64,18 @@ export function llama3InverseFrequencies(dim: number, base: number, l: Llama3Sca
   });
 }
 
+/**
+ * LongRoPE frequencies 1 / (factor_i · base^(2i/dim)), rounded at each step to float32 as transformers'
+ * float32 computation of them is (the factors are tuned per frequency, so their product is where it matters).
+ */
+export function longRopeInverseFrequencies(dim: number, base: number, factors: readonly number[]): Float64Array {
+  const f = Math.fround;
+  return Float64Array.from({ length: dim / 2 }, (_, i) => {
+    const power = f(f(base) ** f((2 * i) / dim));
+    return f(1 / f(f(factors[i]!) * power));
+  });
+}
+
 /** The dynamic NTK base for `keys` keys: rescaled only beyond the original length. */
 export function dynamicNtkBase(base: number, dim: number, factor: number, originalMaxSeqLen: number, keys: number) {
   const length = Math.max(keys, originalMaxSeqLen);
@@ -71,31 +86,43 @@ export function rotarySettings(config: AndromedaConfig): RotarySettings | null {
   const r: RotaryConfig | null = config.rotary;
   if (!r) return null;
   const base = ntkBase(r.base, r.ntkBaseRescale, r.dim);
+  const longRope: LongRopeConfig | null = r.longRope;
   let invFreq = r.yarn
     ? yarnInverseFrequencies(r.dim, base, r.yarn)
     : r.llama3
       ? llama3InverseFrequencies(r.dim, base, r.llama3)
-      : plainInverseFrequencies(r.dim, base);
+      : longRope
+        ? longRopeInverseFrequencies(r.dim, base, longRope.shortFactors)
+        : plainInverseFrequencies(r.dim, base);
   if (r.interpolationFactor !== 1) invFreq = invFreq.map((f) => f / r.interpolationFactor);
   // x-transformers and transformers keep inv_freq in a float32 buffer; rounding the same way keeps parity.
   invFreq = invFreq.map(Math.fround);
-  const attentionFactor = r.yarn ? r.yarn.attentionFactor : 1;
+  const attentionFactor = r.yarn ? r.yarn.attentionFactor : longRope ? longRope.attentionFactor : 1;
   return {
     dim: r.dim,
     invFreq,
     xposScaleBase: r.xpos ? r.xposScaleBase : 0,
     scaleMultiplier: attentionFactor * attentionFactor,
     dynamicNtk: r.dynamicNtk ? { ...r.dynamicNtk, base } : null,
+    longRope: longRope
+      ? {
+          originalMaxSeqLen: longRope.originalMaxSeqLen,
+          invFreq: longRopeInverseFrequencies(r.dim, base, longRope.longFactors),
+        }
+      : null,
   };
 }
 
 /**
- * The rotary settings for an attention call over `keys` keys: the model's own, except with dynamic NTK,
- * whose frequencies follow the number of keys. All keys are rotated with the current frequencies, which is
- * what a forward over the whole sequence computes (transformers' incremental decoding instead keeps each
- * cached key at the rotation of the step that cached it).
+ * The rotary settings for an attention call over `keys` keys: the model's own, except with dynamic NTK or
+ * LongRoPE, whose frequencies follow the number of keys. All keys are rotated with the current frequencies,
+ * which is what a forward over the whole sequence computes (transformers' incremental decoding instead keeps
+ * each cached key at the rotation of the step that cached it; for LongRoPE it recomputes the cache once the
+ * sequence outgrows the original length, which gives the same as here).
  */
 export function rotaryForKeys(settings: RotarySettings, keys: number): RotarySettings {
+  const long = settings.longRope;
+  if (long) return keys > long.originalMaxSeqLen ? { ...settings, invFreq: long.invFreq } : settings;
   const d = settings.dynamicNtk;
   if (!d || keys <= d.originalMaxSeqLen) return settings;
   const base = dynamicNtkBase(d.base, settings.dim, d.factor, d.originalMaxSeqLen, keys);

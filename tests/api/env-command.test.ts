@@ -9,6 +9,7 @@ import '../../src/engine/index.js';
 import { deviceUnavailableReason } from '../../src/engine/registry.js';
 import type { EnvReport } from '../../src/cli/commands/env.js';
 import { CPU_ISAS } from '../../src/engine/cpu-settings.js';
+import { HF_ARCHITECTURES } from '../../src/model/hf-families.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const packageJson = fileURLToPath(new URL('../../../package.json', import.meta.url));
@@ -38,6 +39,7 @@ test('env --json reports the version, and each engine as the registry sees it', 
   else assert.equal(cuda.reason, reason);
   if (cuda.source === 'missing') assert.equal(cuda.addon, null);
   else assert.ok(cuda.addon && existsSync(cuda.addon), `cuda addon ${cuda.addon}`);
+  assert.deepEqual(report.huggingFace, HF_ARCHITECTURES);
 });
 
 test('env prints one line per engine, and rejects unknown options', () => {
@@ -46,6 +48,7 @@ test('env prints one line per engine, and rejects unknown options', () => {
   assert.match(r.stdout, /^andromeda \d+\.\d+\.\d+ \(Node v\d+/);
   assert.match(r.stdout, /^cpu: /m);
   assert.match(r.stdout, /^cuda: /m);
+  assert.match(r.stdout, /^hugging face: LlamaForCausalLM, .*Phi3ForCausalLM, GemmaForCausalLM$/m);
   const bad = andromeda(['env', '--gpu']);
   assert.notEqual(bad.status, 0);
   assert.match(bad.stderr, /--gpu/);

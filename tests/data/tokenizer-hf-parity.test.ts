@@ -24,6 +24,8 @@ const FIXTURE_TOKENIZERS: Record<string, string | undefined> = {
   mistral: undefined,
   qwen2: undefined,
   features: '<sep>',
+  phi3: undefined,
+  gemma: undefined,
 };
 
 const manifestPath = join(FIXTURES, 'manifest.json');

@@ -283,7 +283,8 @@ test('an unsupported architecture is one line naming the supported ones', () => 
     (e: Error) =>
       e.message ===
       'gpt2/config.json: architecture "GPT2LMHeadModel" is not supported; supported: LlamaForCausalLM, ' +
-        'MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, StableLmForCausalLM',
+        'MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, StableLmForCausalLM, Phi3ForCausalLM, ' +
+        'GemmaForCausalLM',
   );
 });
 
@@ -298,9 +299,9 @@ test('config problems are listed together before anything is read', () => {
         vocab_size: 10,
         intermediate_size: 16,
         hidden_act: 'gelu',
-        rope_scaling: { rope_type: 'longrope', factor: 2 },
+        rope_scaling: { rope_type: 'proportional', factor: 2 },
       }),
-    /hidden_act "gelu" is not supported[\s\S]*rope_scaling type "longrope" is not supported/,
+    /hidden_act "gelu" is not supported[\s\S]*rope_scaling type "proportional" is not supported/,
   );
   assert.throws(
     () =>

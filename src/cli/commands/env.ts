@@ -7,12 +7,14 @@ import { deviceUnavailableReason, getEngine } from '../../engine/registry.js';
 import { requireAddon } from '../../engine/native-engine.js';
 import type { CpuEngine } from '../../engine/cpu.js';
 import type { CudaEngine } from '../../engine/cuda.js';
+import { HF_ARCHITECTURES } from '../../model/hf-families.js';
 
 const USAGE = `Usage: andromeda env [--json]
 
 What this installation can run on: the package version, Node, and each engine — the file its
 native code was loaded from (compiled here, or the prebuilt binary the package shipped), and
-whether it can start on this machine (the CPU's instruction set; the GPU, or why there is none).
+whether it can start on this machine (the CPU's instruction set; the GPU, or why there is none),
+and the Hugging Face model classes it loads.
 
 Options:
   --json       one JSON object instead of text
@@ -36,6 +38,8 @@ export interface EnvReport {
   node: string;
   platform: string;
   engines: { cpu: EngineReport; cuda: EngineReport };
+  /** The transformers architectures (config.json "architectures") that load and convert. */
+  huggingFace: readonly string[];
 }
 
 function addonOf(file: string): Pick<EngineReport, 'addon' | 'source'> {
@@ -68,6 +72,7 @@ export function environmentReport(): EnvReport {
     node: process.version,
     platform: `${process.platform}-${process.arch}`,
     engines: { cpu, cuda },
+    huggingFace: HF_ARCHITECTURES,
   };
 }
 
@@ -98,6 +103,7 @@ export const envCommand: Command = {
       `andromeda ${report.version} (Node ${report.node}, ${report.platform})`,
       ...formatEngine('cpu', report.engines.cpu),
       ...formatEngine('cuda', report.engines.cuda),
+      `hugging face: ${report.huggingFace.join(', ')}`,
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
   },
