@@ -32,8 +32,21 @@
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions", "-O2"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-O2"],
-      "cflags_cc": ["-std=c++17", "-O3", "-fopenmp", "-fno-math-errno", "-Wall", "-Wno-unknown-pragmas"],
-      "ldflags": ["-fopenmp"]
+      "cflags_cc": ["-std=c++17", "-O3", "-fno-math-errno", "-Wall", "-Wno-unknown-pragmas"],
+      "conditions": [
+        [
+          "OS=='mac'",
+          {
+            "xcode_settings": {
+              "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
+              "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
+              "GCC_OPTIMIZATION_LEVEL": "3",
+              "MACOSX_DEPLOYMENT_TARGET": "11.0",
+              "OTHER_CPLUSPLUSFLAGS": ["-fno-math-errno", "-Wall", "-Wno-unknown-pragmas"]
+            }
+          }
+        ]
+      ]
     }
   ]
 }

@@ -1,5 +1,6 @@
 // Fused attention for the CPU engine: validation, instruction-set dispatch, and the kernels of
-// attention_impl.h compiled three times (SSE2 baseline, AVX2+FMA, AVX-512) and picked at run time.
+// attention_impl.h compiled for the baseline target (SSE2 on x86-64, NEON on aarch64) and on x86-64 also
+// for AVX2+FMA and AVX-512, picked at run time.
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -16,6 +17,7 @@
 #include "kernels.h"
 #include "parallel.h"
 #include "simd.h"
+#include "target_region.h"
 
 namespace andromeda::cpu {
 namespace attn_common {
@@ -117,7 +119,8 @@ class Buf {
 };
 
 // Flush-to-zero / denormals-are-zero while a kernel thread runs: xPos factors and far-away softmax
-// weights reach the subnormal range, where x86 arithmetic is ~100× slower. Restored on exit.
+// weights reach the subnormal range, where x86 arithmetic is ~100× slower. Restored on exit. (aarch64 cores
+// handle subnormals in hardware, without x86's microcode assists, so there it does nothing.)
 class FtzScope {
  public:
 #if defined(__x86_64__) || defined(__i386__)
@@ -126,6 +129,8 @@ class FtzScope {
 
  private:
   unsigned saved_;
+#else
+  ~FtzScope() {}  // user-provided, so that the scopes the kernels declare are not reported unused
 #endif
 };
 
@@ -145,8 +150,7 @@ using namespace attn_common;
 }  // namespace attn_generic
 
 #if defined(__x86_64__)
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
+ANDROMEDA_TARGET_BEGIN("avx2,fma")
 namespace attn_avx2 {
 using namespace attn_common;
 #define ATTN_VBYTES 32
@@ -155,10 +159,9 @@ using namespace attn_common;
 #undef ATTN_VBYTES
 #undef ATTN_RM
 }  // namespace attn_avx2
-#pragma GCC pop_options
+ANDROMEDA_TARGET_END
 
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
+ANDROMEDA_TARGET_BEGIN("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
 namespace attn_avx512 {
 using namespace attn_common;
 #define ATTN_VBYTES 64
@@ -167,7 +170,7 @@ using namespace attn_common;
 #undef ATTN_VBYTES
 #undef ATTN_RM
 }  // namespace attn_avx512
-#pragma GCC pop_options
+ANDROMEDA_TARGET_END
 #endif
 
 namespace {
@@ -175,13 +178,17 @@ using attn_common::ArenaScope;
 
 enum class AttnIsa { Generic, Avx2, Avx512 };
 
-// The instruction set the other kernels use (simd.h: the CPU's best, capped by limit_isa).
+// The instruction set the other kernels use (simd.h: the CPU's best, capped by limit_isa). On aarch64 the
+// generic build is the NEON one: its 16-byte vectors are NEON registers of the baseline target.
 AttnIsa pick_isa() {
+#if defined(__x86_64__)
   switch (active_isa()) {
     case Isa::Avx512: return AttnIsa::Avx512;
     case Isa::Avx2: return AttnIsa::Avx2;
-    default: return AttnIsa::Generic;
+    default: break;
   }
+#endif
+  return AttnIsa::Generic;
 }
 
 void validate(const AttentionArgs& a) {

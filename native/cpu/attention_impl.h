@@ -1,7 +1,7 @@
 // The fused attention kernels (FlashAttention-2 style), written once over GCC vector extensions and
 // compiled by attention.cc once per instruction set. attention.cc includes this file inside
 // namespace andromeda::cpu::attn_<isa>, under that instruction set's target pragma, with
-//   ATTN_VBYTES  vector width in bytes (16: SSE2, 32: AVX2+FMA, 64: AVX-512)
+//   ATTN_VBYTES  vector width in bytes (16: SSE2 or NEON, 32: AVX2+FMA, 64: AVX-512)
 //   ATTN_RM      rows per micro-kernel block
 // No standard-library template is instantiated here (an instantiation could be emitted with this
 // target's instructions and then shared with code that runs on any CPU): only C math functions,

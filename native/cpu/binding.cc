@@ -144,23 +144,38 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// limitIsa('generic' | 'avx2' | 'avx512'): caps the instruction set the kernels use (tests, benchmarks).
+// limitIsa(name): caps the instruction set the kernels use (tests, benchmarks); `name` is one of this
+// architecture's: 'generic', 'avx2' or 'avx512' on x86-64, 'generic' or 'neon' on aarch64.
 Napi::Value LimitIsa(const Napi::CallbackInfo& info) {
   return guarded(info, kEngine, [&]() -> Napi::Value {
-    if (info.Length() != 1 || !info[0].IsString()) abi::type_error("limitIsa", "isa", "'generic', 'avx2' or 'avx512'", info[0]);
+    if (info.Length() != 1 || !info[0].IsString()) abi::type_error("limitIsa", "isa", cpu::isa_choices(), info[0]);
     const std::string name = info[0].As<Napi::String>().Utf8Value();
-    if (name != "generic" && name != "avx2" && name != "avx512") throw abi::RangeError("limitIsa: isa must be 'generic', 'avx2' or 'avx512', got '" + name + "'");
-    cpu::limit_isa(name == "generic" ? cpu::Isa::Generic : name == "avx2" ? cpu::Isa::Avx2 : cpu::Isa::Avx512);
+    cpu::Isa isa;
+    if (!cpu::parse_isa(name, &isa))
+      throw abi::RangeError(std::string("limitIsa: isa must be ") + cpu::isa_choices() + " on this CPU architecture, got '" +
+                            name + "'");
+    cpu::limit_isa(isa);
     return Napi::String::New(info.Env(), cpu::isa_name(cpu::active_isa()));
   });
 }
 
-// probeCpu() -> { clockGHz, fmaGflops512, fmaGflops256 }: measured on the calling thread (takes ~0.5 s).
+// probeCpu() -> { clockGHz, fmaGflops512, fmaGflops256, fmaGflopsNeon }: measured on the calling thread (~0.5 s);
+// 0 for what this CPU does not have (and for the clock on aarch64, which has no fixed multiply latency to count).
 Napi::Value ProbeCpu(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("clockGHz", cpu::measure_clock_ghz());
+#if defined(__x86_64__)
   o.Set("fmaGflops512", cpu::measure_fma_gflops(cpu::Isa::Avx512));
   o.Set("fmaGflops256", cpu::measure_fma_gflops(cpu::Isa::Avx2));
+#else
+  o.Set("fmaGflops512", 0.0);
+  o.Set("fmaGflops256", 0.0);
+#endif
+#if defined(__aarch64__)
+  o.Set("fmaGflopsNeon", cpu::measure_fma_gflops(cpu::Isa::Neon));
+#else
+  o.Set("fmaGflopsNeon", 0.0);
+#endif
   return o;
 }
 

@@ -9,11 +9,16 @@
 // Packing converts to the compute type (float for float32/bfloat16/float16, double for float64) and
 // resolves transposes, leading dimensions and zero-padding of edge tiles, so the micro-kernel only
 // ever sees full tiles; partial tiles go through a small buffer. Micro-kernels exist for AVX-512,
-// AVX2+FMA and portable C++, chosen at run time (simd.h). Work is split over all OpenMP threads:
+// AVX2+FMA, NEON and portable C++, chosen at run time (simd.h). Work is split over the engine's threads
+// (parallel.h):
 // across batch items when there are enough of them, else across a 2-D grid of C inside each GEMM
 // (each thread packs its own panels; no barriers inside a GEMM). Half-precision outputs are written once (no K blocking), so
 // they are rounded a single time.
+#if defined(__x86_64__)
 #include <immintrin.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -28,6 +33,7 @@
 #include "parallel.h"
 #include "gemm.h"
 #include "simd.h"
+#include "target_region.h"
 #include "simd_kernels.h"
 
 namespace andromeda::cpu {
@@ -50,8 +56,7 @@ struct GemmKernel {
 // with the wider instruction set and reused elsewhere).
 
 #if defined(__x86_64__)
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
+ANDROMEDA_TARGET_BEGIN("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
 namespace k512 {
 struct VF {
   using T = float; using R = __m512; static constexpr int L = 16;
@@ -79,10 +84,9 @@ void dgemm(int64_t kc, const double* a, const double* b, double* c, int64_t ldc,
   micro_kernel<VD, 12, 2>(kc, a, b, c, ldc, alpha, beta);
 }
 }  // namespace k512
-#pragma GCC pop_options
+ANDROMEDA_TARGET_END
 
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
+ANDROMEDA_TARGET_BEGIN("avx2,fma")
 namespace k256 {
 struct VF {
   using T = float; using R = __m256; static constexpr int L = 8;
@@ -110,10 +114,41 @@ void dgemm(int64_t kc, const double* a, const double* b, double* c, int64_t ldc,
   micro_kernel<VD, 6, 2>(kc, a, b, c, ldc, alpha, beta);
 }
 }  // namespace k256
-#pragma GCC pop_options
+ANDROMEDA_TARGET_END
+
+#elif defined(__aarch64__)
+// NEON is part of the aarch64 baseline: no target pragma.
+namespace kneon {
+struct VF {
+  using T = float; using R = float32x4_t; static constexpr int L = 4;
+  static inline R zero() { return vdupq_n_f32(0.f); }
+  static inline R load(const T* p) { return vld1q_f32(p); }
+  static inline void store(T* p, R v) { vst1q_f32(p, v); }
+  static inline R set1(T v) { return vdupq_n_f32(v); }
+  static inline R fma(R a, R b, R c) { return vfmaq_f32(c, a, b); }
+  static inline R mul(R a, R b) { return vmulq_f32(a, b); }
+};
+struct VD {
+  using T = double; using R = float64x2_t; static constexpr int L = 2;
+  static inline R zero() { return vdupq_n_f64(0.0); }
+  static inline R load(const T* p) { return vld1q_f64(p); }
+  static inline void store(T* p, R v) { vst1q_f64(p, v); }
+  static inline R set1(T v) { return vdupq_n_f64(v); }
+  static inline R fma(R a, R b, R c) { return vfmaq_f64(c, a, b); }
+  static inline R mul(R a, R b) { return vmulq_f64(a, b); }
+};
+#include "gemm_kernel.inc"
+// 24 accumulators of the 32 vector registers, 3 (4) for B and one broadcast of A, as BLIS's armv8a kernels.
+void sgemm(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta) {
+  micro_kernel<VF, 8, 3>(kc, a, b, c, ldc, alpha, beta);
+}
+void dgemm(int64_t kc, const double* a, const double* b, double* c, int64_t ldc, double alpha, double beta) {
+  micro_kernel<VD, 6, 4>(kc, a, b, c, ldc, alpha, beta);
+}
+}  // namespace kneon
 #endif
 
-// Portable micro-kernel (baseline SSE2 vectorisation by the compiler).
+// Portable micro-kernel (vectorised by the compiler for the baseline target: SSE2 or NEON).
 template <typename C, int MR, int NR>
 void generic_kernel(int64_t kc, const C* __restrict a, const C* __restrict b, C* __restrict c, int64_t ldc, C alpha, C beta) {
   C acc[MR][NR] = {};
@@ -148,6 +183,10 @@ const GemmKernel<float>& select_kernel<float>() {
     case Isa::Avx2: return avx2;
     default: break;
   }
+#elif defined(__aarch64__)
+  // Blocks as on x86 (64 KiB L1d and 1 MiB or more of L2 on Neoverse and Apple cores); not tuned on ARM hardware.
+  static const GemmKernel<float> neon{kneon::sgemm, 8, 12, 128, 256, 1008, "neon 8x12"};
+  if (active_isa() == Isa::Neon) return neon;
 #endif
   return generic;
 }
@@ -163,6 +202,9 @@ const GemmKernel<double>& select_kernel<double>() {
     case Isa::Avx2: return avx2;
     default: break;
   }
+#elif defined(__aarch64__)
+  static const GemmKernel<double> neon{kneon::dgemm, 6, 8, 120, 128, 256, "neon 6x8"};
+  if (active_isa() == Isa::Neon) return neon;
 #endif
   return generic;
 }

@@ -16,6 +16,7 @@
 #include "paged_batch.h"
 #include "parallel.h"
 #include "simd.h"
+#include "target_region.h"
 
 namespace andromeda::cpu {
 namespace paged_common {
@@ -54,25 +55,23 @@ using namespace paged_common;
 }  // namespace paged_generic
 
 #if defined(__x86_64__)
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
+ANDROMEDA_TARGET_BEGIN("avx2,fma")
 namespace paged_avx2 {
 using namespace paged_common;
 #define PAGED_VBYTES 32
 #include "paged_attention_impl.h"
 #undef PAGED_VBYTES
 }  // namespace paged_avx2
-#pragma GCC pop_options
+ANDROMEDA_TARGET_END
 
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
+ANDROMEDA_TARGET_BEGIN("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
 namespace paged_avx512 {
 using namespace paged_common;
 #define PAGED_VBYTES 64
 #include "paged_attention_impl.h"
 #undef PAGED_VBYTES
 }  // namespace paged_avx512
-#pragma GCC pop_options
+ANDROMEDA_TARGET_END
 #endif
 
 namespace {

@@ -68,8 +68,10 @@ bool spin_until(Done done) {
 thread_local bool tl_in_task = false;
 
 int default_thread_count() {
+#if defined(__linux__)
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, std::min(kMaxThreads, CPU_COUNT(&set)));
+#endif
   return std::max(1, std::min<int>(kMaxThreads, int(std::thread::hardware_concurrency())));
 }
 

@@ -1,18 +1,26 @@
-// The float32 kernels of simd_kernels.inc, compiled for AVX-512, AVX2+FMA and portable C++ (the
-// baseline target, which the compiler vectorises with SSE2 where it can), selected at run time.
+// The float32 kernels of simd_kernels.inc, compiled for AVX-512, AVX2+FMA (x86-64), NEON (aarch64)
+// and portable C++ (the baseline target, which the compiler vectorises with SSE2 or NEON where it
+// can), selected at run time.
 #include "simd_kernels.h"
 
+#if defined(__x86_64__)
 #include <immintrin.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#endif
 
 #include <cmath>
 #include <cstdint>
 
 #include "simd.h"
+#include "target_region.h"
 
 // GCC 12 reports its own _mm512_reduce_* helpers (which start from an undefined vector) as
 // uninitialised, and the ABI note for vector-returning lambdas is moot here (internal linkage).
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace andromeda::cpu {
@@ -57,7 +65,6 @@ constexpr const char* kIsaName = "generic";
 const F32Ops& ops() { return kOps; }
 }  // namespace generic
 
-#if defined(__x86_64__)
 // Shared constants of the vector exp: exp(x) = 2^n · p(r), n = round(x·log2 e), r = x − n·ln 2,
 // p a degree-7 polynomial (Cephes expf), |error| ≈ 1 ulp. x > 88.72 gives +inf, x < −87.33 gives 0
 // (no subnormal results), NaN stays NaN.
@@ -65,9 +72,9 @@ const F32Ops& ops() { return kOps; }
   constexpr float kExpHi = 88.72283935546875f, kExpLo = -87.33654022216797f; \
   constexpr float kLog2e = 1.44269504088896341f, kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
 
+#if defined(__x86_64__)
 // ---- AVX-512 ----------------------------------------------------------------------------------
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
+ANDROMEDA_TARGET_BEGIN("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
 namespace avx512 {
 namespace {
 struct V {
@@ -167,11 +174,10 @@ constexpr const char* kIsaName = "avx512";
 }  // namespace
 const F32Ops& ops() { return kOps; }
 }  // namespace avx512
-#pragma GCC pop_options
+ANDROMEDA_TARGET_END
 
 // ---- AVX2 + FMA ---------------------------------------------------------------------------------
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
+ANDROMEDA_TARGET_BEGIN("avx2,fma")
 namespace avx2 {
 namespace {
 alignas(32) const int32_t kMaskTable[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
@@ -284,9 +290,124 @@ constexpr const char* kIsaName = "avx2";
 }  // namespace
 const F32Ops& ops() { return kOps; }
 }  // namespace avx2
-#pragma GCC pop_options
-#undef ANDROMEDA_EXP_CONSTANTS
+ANDROMEDA_TARGET_END
+#elif defined(__aarch64__)
+// ---- NEON (Advanced SIMD, part of every aarch64 CPU: no target pragma) -------------------------
+namespace neon {
+namespace {
+struct V {
+  using R = float32x4_t;
+  static constexpr int L = 4;
+  static inline R zero() { return vdupq_n_f32(0.f); }
+  static inline R set1(float v) { return vdupq_n_f32(v); }
+  static inline R load(const float* p) { return vld1q_f32(p); }
+  static inline void store(float* p, R v) { vst1q_f32(p, v); }
+  // Tails of fewer than 4 lanes go through a register-sized buffer (NEON has no masked load/store).
+  static inline R load_part(const float* p, int64_t n, float fill) {
+    if (n >= 4) return vld1q_f32(p);
+    float lanes[4] = {fill, fill, fill, fill};
+    for (int64_t i = 0; i < n; i++) lanes[i] = p[i];
+    return vld1q_f32(lanes);
+  }
+  static inline void store_part(float* p, R v, int64_t n) {
+    if (n >= 4) {
+      vst1q_f32(p, v);
+      return;
+    }
+    float lanes[4];
+    vst1q_f32(lanes, v);
+    for (int64_t i = 0; i < n; i++) p[i] = lanes[i];
+  }
+  static inline R add(R a, R b) { return vaddq_f32(a, b); }
+  static inline R sub(R a, R b) { return vsubq_f32(a, b); }
+  static inline R mul(R a, R b) { return vmulq_f32(a, b); }
+  static inline R div(R a, R b) { return vdivq_f32(a, b); }
+  static inline R fma(R a, R b, R c) { return vfmaq_f32(c, a, b); }
+  static inline R fnma(R a, R b, R c) { return vfmsq_f32(c, a, b); }
+  static inline R max(R a, R b) { return vmaxq_f32(a, b); }
+  static inline R min(R a, R b) { return vminq_f32(a, b); }
+  static inline R sqrt(R a) { return vsqrtq_f32(a); }
+  static inline R abs(R a) { return vabsq_f32(a); }
+  static inline R neg(R a) { return vnegq_f32(a); }
+  static inline R select_gt(R a, R b, R x, R y) { return vbslq_f32(vcgtq_f32(a, b), x, y); }
+  static inline float hsum(R a) { return vaddvq_f32(a); }
+  static inline float hmax(R a) { return vmaxvq_f32(a); }
+  // 1/a from the 8-bit estimate and two Newton steps (~23 bits), for finite a ≥ 1 (erfc's t).
+  static inline R rcp(R a) {
+    R r = vrecpeq_f32(a);
+    r = vmulq_f32(r, vrecpsq_f32(a, r));
+    return vmulq_f32(r, vrecpsq_f32(a, r));
+  }
+  // d[c·ds + r] = s[r·ss + c] for a 4 × 4 block: lanes paired by 32-bit then by 64-bit transposes.
+  static inline void transpose4(const float* s, int64_t ss, float* d, int64_t ds) {
+    const R r0 = vld1q_f32(s), r1 = vld1q_f32(s + ss), r2 = vld1q_f32(s + 2 * ss), r3 = vld1q_f32(s + 3 * ss);
+    const float64x2_t t0 = vreinterpretq_f64_f32(vtrn1q_f32(r0, r1)), t1 = vreinterpretq_f64_f32(vtrn2q_f32(r0, r1)),
+                      t2 = vreinterpretq_f64_f32(vtrn1q_f32(r2, r3)), t3 = vreinterpretq_f64_f32(vtrn2q_f32(r2, r3));
+    vst1q_f32(d, vreinterpretq_f32_f64(vtrn1q_f64(t0, t2)));
+    vst1q_f32(d + ds, vreinterpretq_f32_f64(vtrn1q_f64(t1, t3)));
+    vst1q_f32(d + 2 * ds, vreinterpretq_f32_f64(vtrn2q_f64(t0, t2)));
+    vst1q_f32(d + 3 * ds, vreinterpretq_f32_f64(vtrn2q_f64(t1, t3)));
+  }
+  static inline void transpose8(const float* s, int64_t ss, float* d, int64_t ds) {
+    transpose4(s, ss, d, ds);
+    transpose4(s + 4, ss, d + 4 * ds, ds);
+    transpose4(s + 4 * ss, ss, d + 4, ds);
+    transpose4(s + 4 * ss + 4, ss, d + 4 * ds + 4, ds);
+  }
+
+  // The polynomial of the x86 versions: n rounds to nearest even there (vrndnq) as here.
+  static inline R exp_poly(R xc, R* n_out) {
+    ANDROMEDA_EXP_CONSTANTS
+    (void)kExpHi;
+    (void)kExpLo;
+    const R n = vrndnq_f32(vmulq_f32(xc, set1(kLog2e)));
+    R r = vfmsq_f32(xc, n, set1(kLn2Hi));
+    r = vfmsq_f32(r, n, set1(kLn2Lo));
+    R p = set1(1.9875691500e-4f);
+    p = fma(p, r, set1(1.3981999507e-3f));
+    p = fma(p, r, set1(8.3334519073e-3f));
+    p = fma(p, r, set1(4.1665795894e-2f));
+    p = fma(p, r, set1(1.6666665459e-1f));
+    p = fma(p, r, set1(5.0000001201e-1f));
+    *n_out = n;
+    return fma(p, vmulq_f32(r, r), vaddq_f32(r, set1(1.f)));
+  }
+  static inline R pow2(int32x4_t e) { return vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(e, vdupq_n_s32(127)), 23)); }
+
+  static inline R exp(R x) {
+    ANDROMEDA_EXP_CONSTANTS
+    (void)kLog2e;
+    (void)kLn2Hi;
+    (void)kLn2Lo;
+    R n;
+    const R p = exp_poly(vminq_f32(vmaxq_f32(x, set1(kExpLo)), set1(kExpHi)), &n);
+    // 2^n in two factors so that n = 128 (x near the top of the range) does not overflow the exponent.
+    const int32x4_t e = vcvtq_s32_f32(n);
+    const int32x4_t e1 = vshrq_n_s32(e, 1), e2 = vsubq_s32(e, e1);
+    R y = vmulq_f32(vmulq_f32(p, pow2(e1)), pow2(e2));
+    y = vbslq_f32(vcltq_f32(x, set1(kExpLo)), zero(), y);
+    y = vbslq_f32(vcgtq_f32(x, set1(kExpHi)), set1(__builtin_inff()), y);
+    return vbslq_f32(vceqq_f32(x, x), y, x);  // NaN stays NaN
+  }
+  // exp for x ≤ ~0 (softmax, log-sum-exp, Gaussian tails): one scale factor, no overflow handling.
+  static inline R expn(R x) {
+    ANDROMEDA_EXP_CONSTANTS
+    (void)kExpHi;
+    (void)kLog2e;
+    (void)kLn2Hi;
+    (void)kLn2Lo;
+    R n;
+    const R p = exp_poly(vmaxq_f32(set1(kExpLo), x), &n);  // NaN stays NaN (vmaxq propagates it)
+    return vbslq_f32(vcltq_f32(x, set1(kExpLo)), zero(), vmulq_f32(p, pow2(vcvtq_s32_f32(n))));
+  }
+};
+constexpr const char* kIsaName = "neon";
+#include "simd_kernels.inc"
+}  // namespace
+const F32Ops& ops() { return kOps; }
+}  // namespace neon
 #endif
+#undef ANDROMEDA_EXP_CONSTANTS
 
 const F32Ops& f32_ops() {
 #if defined(__x86_64__)
@@ -295,6 +416,8 @@ const F32Ops& f32_ops() {
     case Isa::Avx2: return avx2::ops();
     default: break;
   }
+#elif defined(__aarch64__)
+  if (active_isa() == Isa::Neon) return neon::ops();
 #endif
   return generic::ops();
 }

@@ -21,11 +21,25 @@ export function parseThreadCount(value: unknown, source: string): number {
   return n;
 }
 
-export const CPU_ISAS = ['generic', 'avx2', 'avx512'] as const;
+/** Every SIMD instruction-set name the CPU engine knows, of all architectures. */
+export const CPU_ISAS = ['generic', 'avx2', 'avx512', 'neon'] as const;
+export type CpuIsa = (typeof CPU_ISAS)[number];
 
-/** Checks an instruction-set name (from `source`, e.g. "ANDROMEDA_CPU_ISA"). */
-export function parseCpuIsa(value: string, source: string): (typeof CPU_ISAS)[number] {
-  const isa = CPU_ISAS.find((x) => x === value);
-  if (!isa) throw new EngineSettingError(`${source} must be ${CPU_ISAS.join(', ')}, got ${JSON.stringify(value)}`);
-  return isa;
+/**
+ * The instruction sets the CPU engine has on an architecture (a Node `process.arch`), from the portable baseline
+ * up; the engine caps at a rank of this list (native/cpu/simd.h). NEON is part of every arm64 CPU.
+ */
+export function cpuIsasOf(arch: string): readonly CpuIsa[] {
+  if (arch === 'x64') return ['generic', 'avx2', 'avx512'];
+  if (arch === 'arm64') return ['generic', 'neon'];
+  return ['generic'];
+}
+
+/** Checks an instruction-set name (from `source`, e.g. "ANDROMEDA_CPU_ISA") against this machine's architecture. */
+export function parseCpuIsa(value: string, source: string, arch: string = process.arch): CpuIsa {
+  const choices = cpuIsasOf(arch);
+  const isa = choices.find((x) => x === value);
+  if (isa) return isa;
+  const elsewhere = CPU_ISAS.some((x) => x === value) ? ` (${value} is not an instruction set of ${arch} CPUs)` : '';
+  throw new EngineSettingError(`${source} must be ${choices.join(', ')}, got ${JSON.stringify(value)}${elsewhere}`);
 }

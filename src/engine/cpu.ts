@@ -4,14 +4,14 @@ import { RecordedGraph } from './device-graph.js';
 import { NativeEngine, handleOrNone, offsetOrNone, requireAddon, type NativeKernels } from './native-engine.js';
 import type { CpuKernels } from './native-abi.js';
 import { nativeAttentionConfig, type NativeAttentionConfig } from './attention-config.js';
-import { parseCpuIsa, parseThreadCount } from './cpu-settings.js';
+import { parseCpuIsa, parseThreadCount, type CpuIsa } from './cpu-settings.js';
 
 /** The compiled addon's functions (native/cpu/binding.cc): the kernels plus the CPU's own. */
 interface CpuAddon extends NativeKernels, CpuKernels {
   threads(set?: number): number;
   cpuInfo(): CpuInfo;
   limitIsa(isa: CpuIsa): CpuIsa;
-  probeCpu(): { clockGHz: number; fmaGflops512: number; fmaGflops256: number };
+  probeCpu(): CpuProbe;
 }
 
 /**
@@ -64,8 +64,15 @@ function attentionConfig(
   };
 }
 
-/** SIMD instruction sets the CPU kernels are compiled for (chosen at run time). */
-export type CpuIsa = 'generic' | 'avx2' | 'avx512';
+/** SIMD instruction sets the CPU kernels are compiled for (chosen at run time; cpuIsasOf lists each architecture's). */
+export type { CpuIsa };
+/** probeCpu()'s measurements; 0 for an instruction set the CPU lacks, and for the clock on arm64 (not measured). */
+export interface CpuProbe {
+  readonly clockGHz: number;
+  readonly fmaGflops512: number;
+  readonly fmaGflops256: number;
+  readonly fmaGflopsNeon: number;
+}
 export interface CpuInfo {
   /** Instruction set in use, and the best one this CPU supports. */
   readonly isa: CpuIsa;
@@ -120,7 +127,7 @@ export class CpuEngine extends NativeEngine {
     return this.#addon.limitIsa(parseCpuIsa(isa, 'limitIsa()'));
   }
   /** Measures the core clock and single-thread FMA throughput on this thread (~0.5 s). */
-  probeCpu(): { clockGHz: number; fmaGflops512: number; fmaGflops256: number } {
+  probeCpu(): CpuProbe {
     return this.#addon.probeCpu();
   }
 

@@ -1,17 +1,67 @@
-// CPU engine kernels against plain references: the blocked GEMM (every micro-kernel this machine can
-// run: generic, AVX2, AVX-512) over odd shapes, transposes, leading dimensions, batches and
-// alpha/beta for float32, float64, bfloat16 and float16; and the vectorised elementwise and
-// row-wise kernels against scalar float64 loops.
+// CPU engine kernels against plain references: the blocked GEMM (every micro-kernel this machine
+// can run: generic, and AVX2 and AVX-512 on x86-64 or NEON on arm64) over odd shapes, transposes,
+// leading dimensions, batches and alpha/beta for float32, float64, bfloat16 and float16; and the
+// vectorised elementwise and row-wise kernels against scalar float64 loops; and the instruction-set
+// names each architecture accepts.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Tensor, getEngine, CpuEngine, type DType } from '../../src/index.js';
-import type { CpuIsa } from '../../src/engine/cpu.js';
+import { CPU_ISAS, cpuIsasOf, parseCpuIsa } from '../../src/engine/cpu-settings.js';
+import { requireAddon } from '../../src/engine/native-engine.js';
 
 const cpu = getEngine('cpu') as CpuEngine;
-const ISAS: CpuIsa[] = (['generic', 'avx2', 'avx512'] as const).filter(
-  (isa) => ({ generic: 0, avx2: 1, avx512: 2 })[isa] <= { generic: 0, avx2: 1, avx512: 2 }[cpu.cpuInfo().cpuIsa],
-);
-after(() => cpu.limitIsa('avx512'));
+/** This architecture's instruction sets up to the best the CPU has, each a separate build of the kernels. */
+const ARCH_ISAS = cpuIsasOf(process.arch);
+const BEST = cpu.cpuInfo().cpuIsa;
+const ISAS = ARCH_ISAS.slice(0, ARCH_ISAS.indexOf(BEST) + 1);
+after(() => cpu.limitIsa(BEST));
+
+test("instruction sets: this architecture's are selectable (capped at the CPU's best), others refused by name", () => {
+  const choices = ARCH_ISAS.join(', ');
+  assert.ok(ARCH_ISAS.includes(BEST), `the engine reports ${BEST}, not one of ${process.arch}'s ${choices}`);
+  if (process.arch === 'arm64') assert.equal(BEST, 'neon'); // NEON is part of every arm64 CPU
+  const addon = requireAddon<{ limitIsa(isa: unknown): string }>('andromeda_cpu.node').load();
+  try {
+    for (const isa of ARCH_ISAS) {
+      const want = ARCH_ISAS.indexOf(isa) <= ARCH_ISAS.indexOf(BEST) ? isa : BEST;
+      assert.equal(cpu.limitIsa(isa), want);
+      const info = cpu.cpuInfo();
+      assert.equal(info.isa, want);
+      assert.ok(info.gemmF32.startsWith(`${want} `) && info.gemmF64.startsWith(`${want} `), JSON.stringify(info));
+    }
+    cpu.limitIsa(BEST);
+    for (const other of CPU_ISAS.filter((isa) => !ARCH_ISAS.includes(isa))) {
+      assert.throws(
+        () => cpu.limitIsa(other),
+        (e: Error) =>
+          e.message ===
+          `limitIsa() must be ${choices}, got "${other}" (${other} is not an instruction set of ` +
+            `${process.arch} CPUs)`,
+      );
+      // The addon's own check, without the TypeScript one in front of it.
+      assert.throws(() => addon.limitIsa(other), /limitIsa: isa must be .* on this CPU architecture, got '/);
+      assert.equal(cpu.cpuInfo().isa, BEST);
+    }
+    assert.throws(() => addon.limitIsa('sse9'), /limitIsa: isa must be 'generic'/);
+  } finally {
+    cpu.limitIsa(BEST);
+  }
+  // Each architecture's names, whatever machine runs the test.
+  assert.equal(parseCpuIsa('neon', 'ANDROMEDA_CPU_ISA', 'arm64'), 'neon');
+  assert.equal(parseCpuIsa('avx512', 'ANDROMEDA_CPU_ISA', 'x64'), 'avx512');
+  assert.throws(
+    () => parseCpuIsa('neon', 'ANDROMEDA_CPU_ISA', 'x64'),
+    (e: Error) =>
+      e.name === 'EngineSettingError' &&
+      e.message ===
+        'ANDROMEDA_CPU_ISA must be generic, avx2, avx512, got "neon" (neon is not an instruction set of x64 CPUs)',
+  );
+  assert.throws(
+    () => parseCpuIsa('avx2', 'ANDROMEDA_CPU_ISA', 'arm64'),
+    /ANDROMEDA_CPU_ISA must be generic, neon, got "avx2" \(avx2 is not/,
+  );
+  assert.throws(() => parseCpuIsa('neon', 'ANDROMEDA_CPU_ISA', 'riscv64'), /must be generic, got "neon"/);
+});
 
 /** Deterministic uniform values in [-1, 1). */
 function rng(seed: number): () => number {
@@ -202,12 +252,12 @@ for (const isa of ISAS) {
     cpu.limitIsa(isa);
     gemmCases(true).forEach((c, i) => checkGemm('bfloat16', c, 300 + i));
     gemmCases(true).forEach((c, i) => checkGemm('float16', c, 400 + i));
-    cpu.limitIsa('avx512');
+    cpu.limitIsa(BEST);
   });
 }
 
 test('gemm: large multithreaded shapes (model-sized, team and batch splits) match the reference', () => {
-  cpu.limitIsa('avx512');
+  cpu.limitIsa(BEST);
   // One GEMM split across threads (rows), one split by columns (few rows), a batch that divides
   // evenly and one that does not, and K > kc with beta accumulation.
   checkGemm('float32', { m: 300, n: 96, k: 70, transA: false, transB: true }, 7);
@@ -613,7 +663,7 @@ for (const isa of ISAS) {
 }
 
 test('strided copy: transposes (tiled), permutations, broadcasts and dtype conversion', () => {
-  cpu.limitIsa('avx512');
+  cpu.limitIsa(BEST);
   // [b, t, h, d] → [b, h, t, d] and a full 2-D transpose with odd sizes.
   const dims = [2, 37, 3, 40];
   const X = f32From(

@@ -10,6 +10,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CpuEngine } from '../../src/engine/cpu.js';
 import { requireAddon } from '../../src/engine/native-engine.js';
+import { CPU_ISAS } from '../../src/engine/cpu-settings.js';
 import type { Dense, Engine } from '../../src/engine/engine.js';
 
 type Fn = (...args: unknown[]) => unknown;
@@ -333,7 +334,7 @@ for (let i = 0; i < calls / 4; i++) {
       ['upload', [handle(), random() < 0.7 ? small(96) : junk(), data()]],
       ['download', [handle(), random() < 0.7 ? small(96) : junk(), random() < 0.7 ? small(96) : junk()]],
       ['threads', [random() < 0.3 ? 1 + small(4) : junk()]],
-      ['limitIsa', [random() < 0.3 ? pick(['generic', 'avx2', 'avx512']) : junk()]],
+      ['limitIsa', [random() < 0.3 ? pick(CPU_ISAS) : junk()]],
     ] as const
   )[choice]!;
   let freedScratch = false;

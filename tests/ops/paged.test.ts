@@ -12,6 +12,7 @@ import { Tensor } from '../../src/tensor/tensor.js';
 import type { DType } from '../../src/tensor/dtype.js';
 import { getEngine } from '../../src/engine/registry.js';
 import type { CpuEngine } from '../../src/engine/cpu.js';
+import { cpuIsasOf } from '../../src/engine/cpu-settings.js';
 import { noGrad } from '../../src/autograd/grad-mode.js';
 import { shiftTokens } from '../../src/ops/fused/token-shift.js';
 import {
@@ -318,7 +319,7 @@ for (const dtype of ['float64', 'float32', 'bfloat16'] as const) {
         const b = build(c, dtype, 100 + ci);
         try {
           const ref = referenceAll(c, b, dtype);
-          for (const isa of ['generic', 'avx2', 'avx512'] as const) {
+          for (const isa of cpuIsasOf(process.arch)) {
             engine.limitIsa(isa);
             const err = relativeError(run(b), ref);
             assert.ok(err < TOLERANCE[dtype]!, `${c.name}, ${dtype}, ${engine.cpuInfo().isa}: relative error ${err}`);
