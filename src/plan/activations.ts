@@ -15,7 +15,8 @@
  *   attention (fused kernel)         q (and k, v with several KV heads) made contiguous in the heads' layout;
  *                                    the output; float32 log-sum-exp per head (src/ops/attention.ts)
  *   merge heads                      a contiguous copy of the output in [rows, heads · headDim]
- *   feed-forward                     input projection; GELU with bias fused (bias-gelu) or the GLU's product
+ *   feed-forward                     input projection; GELU with bias fused (bias-gelu) or the GLU's product;
+ *                                    the tanh GELU (Gemma's) keeps its nine composed ops' results
  *   residual + norm                  fused: the sum (pre-norm keeps it as the stream) and the normed output
  */
 import { feedForwardInnerDim, type AndromedaConfig } from '../model/config.js';
@@ -80,16 +81,27 @@ function attentionTensors(c: AndromedaConfig, paged: boolean): RowTensor[] {
   return out;
 }
 
+/**
+ * PyTorch's tanh GELU is composed of nine elementwise ops (src/model/feed-forward.ts, tanhGelu): under the
+ * training scope all nine results stay, the last being the activation itself.
+ */
+function tanhGeluIntermediates(c: AndromedaConfig, inner: number): RowTensor[] {
+  if (c.ffActivation === 'swiglu' || c.geluApproximation !== 'tanh') return [];
+  return Array.from({ length: 8 }, (_, i) => ({ perRow: inner, what: `tanh GELU intermediate ${i + 1}` }));
+}
+
 function feedForwardTensors(c: AndromedaConfig): RowTensor[] {
   const inner = feedForwardInnerDim(c);
   if (c.ffActivation === 'gelu')
     return [
       { perRow: inner, what: 'feed-forward input projection' },
-      { perRow: inner, what: c.feedForwardBias ? 'bias + GELU' : 'GELU' },
+      ...tanhGeluIntermediates(c, inner),
+      { perRow: inner, what: c.feedForwardBias && c.geluApproximation !== 'tanh' ? 'bias + GELU' : 'GELU' },
       { perRow: c.dim, what: 'feed-forward output projection' },
     ];
   return [
     { perRow: 2 * inner, what: 'feed-forward input projection (value, gate)' },
+    ...tanhGeluIntermediates(c, inner),
     { perRow: inner, what: c.ffActivation === 'swiglu' ? 'SiLU(gate)' : 'GELU(gate)' },
     { perRow: inner, what: 'value · activated gate' },
     { perRow: c.dim, what: 'feed-forward output projection' },
@@ -156,8 +168,17 @@ export function blockGradientTensors(c: AndromedaConfig): RowTensor[] {
     { perRow: c.dim, what: 'residual gradient' },
     { perRow: inner, what: 'gradient of the activated features' },
   ];
-  if (c.ffActivation === 'gelu') gradients.push({ perRow: inner, what: 'gradient of the input projection' });
-  else
+  if (c.ffActivation === 'gelu') {
+    gradients.push({ perRow: inner, what: 'gradient of the input projection' });
+    // Back through the tanh GELU's chain: the chain's gradient, the input's gradient summed over its four uses,
+    // and the partial being added to it (a GLU's padded gradients are wider than these).
+    if (c.geluApproximation === 'tanh')
+      gradients.push(
+        { perRow: inner, what: "tanh GELU chain's gradient" },
+        { perRow: inner, what: "tanh GELU input's summed gradient" },
+        { perRow: inner, what: "tanh GELU input's partial gradient" },
+      );
+  } else
     gradients.push(
       { perRow: 2 * inner, what: 'value gradient, padded' },
       { perRow: 2 * inner, what: 'gate gradient, padded' },

@@ -72,3 +72,16 @@ test('training with 8-bit AdamW matches the engine within 5%', () => {
   // The measurement's steady figure also holds the batch: inputs, targets, segment ids, positions (int32).
   within(steady + 4 * Math.ceil((3 * 100 * 4) / 64) * 64, measured.steadyBytes, 'weights + 8-bit state', 0.001);
 });
+
+test("the tanh GELU's composed intermediates (Gemma's GeGLU; a plain tanh GELU) are planned as kept", () => {
+  for (const [what, options] of [
+    ['GeGLU, tanh GELU', { ffActivation: 'geglu', geluApproximation: 'tanh' }],
+    ['GELU with bias, tanh', { geluApproximation: 'tanh' }],
+  ] as const) {
+    const config = presetConfig('tiny', { maxSeqLen: 1024, ...options });
+    const workload = training({ batch: 3, seqLen: 100 });
+    const plan = planRun({ name: 'tiny', config }, workload, cpuDevice());
+    const measured = measureTraining(config, workload, 'cpu', { steps: 2, warmup: 1 });
+    within(plan.peakBytes, measured.peakBytes, `tiny, 3 × 100, ${what}`);
+  }
+});
