@@ -93,7 +93,15 @@ export function applyPositionOverrides(
     const original = o.originalLength ?? defaultOriginalLength;
     let rotary: Record<string, unknown> = { ...config.rotary };
     if (scalings.length) {
-      rotary = { ...rotary, interpolationFactor: 1, ntkBaseRescale: 1, yarn: null, llama3: null, dynamicNtk: null };
+      rotary = {
+        ...rotary,
+        interpolationFactor: 1,
+        ntkBaseRescale: 1,
+        yarn: null,
+        llama3: null,
+        dynamicNtk: null,
+        longRope: null,
+      };
       if (o.interpolation !== undefined) rotary.interpolationFactor = o.interpolation;
       if (o.ntk !== undefined) rotary.ntkBaseRescale = o.ntk;
       if (o.dynamicNtk !== undefined) rotary.dynamicNtk = { factor: o.dynamicNtk, originalMaxSeqLen: original };
@@ -124,6 +132,7 @@ export function describePositions(c: AndromedaConfig): string {
     if (r.dynamicNtk) rotary += `, dynamic NTK ×${r.dynamicNtk.factor} from ${r.dynamicNtk.originalMaxSeqLen}`;
     if (r.yarn) rotary += `, YaRN ×${r.yarn.factor} from ${r.yarn.originalMaxSeqLen}`;
     if (r.llama3) rotary += `, Llama 3 scaling ×${r.llama3.factor} from ${r.llama3.originalMaxSeqLen}`;
+    if (r.longRope) rotary += `, LongRoPE from ${r.longRope.originalMaxSeqLen}`;
     parts.push(rotary);
   }
   return parts.join('; ');

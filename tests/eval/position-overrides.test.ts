@@ -131,3 +131,29 @@ test('bad overrides are refused with the flag named', () => {
   for (const [run, message] of cases) assert.throws(run, message);
   assert.deepEqual(validatePositionOverrides({}), []);
 });
+
+test("a scaling flag replaces a model's LongRoPE (Phi-3's) as it replaces the other scalings", () => {
+  const half = 4; // rotary dim 16: one factor per frequency pair
+  const longRope = resolveConfig({
+    vocabSize: 30,
+    dim: 32,
+    depth: 1,
+    heads: 2,
+    headDim: 16,
+    rotary: {
+      dim: 16,
+      longRope: {
+        shortFactors: Array.from({ length: 2 * half }, () => 1),
+        longFactors: Array.from({ length: 2 * half }, (_, i) => 1 + i),
+        originalMaxSeqLen: 64,
+        attentionFactor: 1.1,
+      },
+    },
+  });
+  assert.match(describePositions(longRope), /LongRoPE from 64/);
+  const yarn = applyPositionOverrides(longRope, { yarn: 4 }, 64);
+  assert.equal(yarn.rotary!.longRope, null);
+  assert.equal(yarn.rotary!.yarn?.factor, 4);
+  assert.equal(yarn.rotary!.yarn?.originalMaxSeqLen, 64);
+  assert.doesNotMatch(describePositions(yarn), /LongRoPE/);
+});
