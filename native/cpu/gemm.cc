@@ -80,6 +80,9 @@ struct VD {
 void sgemm(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta) {
   micro_kernel<VF, 8, 2>(kc, a, b, c, ldc, alpha, beta);
 }
+void sgemm_row(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta) {
+  micro_kernel<VF, 1, 2>(kc, a, b, c, ldc, alpha, beta);
+}
 void dgemm(int64_t kc, const double* a, const double* b, double* c, int64_t ldc, double alpha, double beta) {
   micro_kernel<VD, 12, 2>(kc, a, b, c, ldc, alpha, beta);
 }
@@ -109,6 +112,9 @@ struct VD {
 #include "gemm_kernel.inc"
 void sgemm(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta) {
   micro_kernel<VF, 6, 2>(kc, a, b, c, ldc, alpha, beta);
+}
+void sgemm_row(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta) {
+  micro_kernel<VF, 1, 2>(kc, a, b, c, ldc, alpha, beta);
 }
 void dgemm(int64_t kc, const double* a, const double* b, double* c, int64_t ldc, double alpha, double beta) {
   micro_kernel<VD, 6, 2>(kc, a, b, c, ldc, alpha, beta);
@@ -142,6 +148,9 @@ struct VD {
 void sgemm(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta) {
   micro_kernel<VF, 8, 3>(kc, a, b, c, ldc, alpha, beta);
 }
+void sgemm_row(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta) {
+  micro_kernel<VF, 1, 3>(kc, a, b, c, ldc, alpha, beta);
+}
 void dgemm(int64_t kc, const double* a, const double* b, double* c, int64_t ldc, double alpha, double beta) {
   micro_kernel<VD, 6, 4>(kc, a, b, c, ldc, alpha, beta);
 }
@@ -169,6 +178,27 @@ void generic_kernel(int64_t kc, const C* __restrict a, const C* __restrict b, C*
 
 template <typename C>
 const GemmKernel<C>& select_kernel();
+
+// One-row kernels for float GEMMs of a single row of C (batch-1 decoding: every weight is used once, so a
+// register tile of MR rows would spend MR - 1 rows of FMAs on padding and pack a B block too large for L1).
+// Same NR and kc as the tile kernel above and the same FMA order per element, so a row gets the same bits
+// as it would inside a larger GEMM; nc = NR packs one B panel at a time, consumed from L1 at once.
+const GemmKernel<float>* select_row_kernel() {
+  static const GemmKernel<float> generic{generic_kernel<float, 1, 8>, 1, 8, 1, 256, 8, "generic 1x8"};
+#if defined(__x86_64__)
+  static const GemmKernel<float> avx512{k512::sgemm_row, 1, 32, 1, 256, 32, "avx512 1x32"};
+  static const GemmKernel<float> avx2{k256::sgemm_row, 1, 16, 1, 256, 16, "avx2 1x16"};
+  switch (active_isa()) {
+    case Isa::Avx512: return &avx512;
+    case Isa::Avx2: return &avx2;
+    default: break;
+  }
+#elif defined(__aarch64__)
+  static const GemmKernel<float> neon{kneon::sgemm_row, 1, 12, 1, 256, 12, "neon 1x12"};
+  if (active_isa() == Isa::Neon) return &neon;
+#endif
+  return &generic;
+}
 
 template <>
 const GemmKernel<float>& select_kernel<float>() {
@@ -316,7 +346,9 @@ void macro_kernel(const Problem<T, C>& P, const GemmKernel<C>& K, const C* Ap, c
       const int cn = int(std::min<int64_t>(NR, cols - jr));
       const C* b = Bp + jr * kc;
       T* cp = P.c + (i0 + ir) * P.ldc + j0 + jr;
-      if (std::is_same<T, C>::value && r == MR && cn == NR) {
+      // One-row kernels take the tile path too: a single row used to be a partial MR-row tile, which scales
+      // by alpha and adds beta·C in two roundings; the direct path fuses them.
+      if (std::is_same<T, C>::value && r == MR && cn == NR && MR > 1) {
         K.fn(kc, a, b, reinterpret_cast<C*>(cp), P.ldc, P.alpha, beta);
       } else {
         K.fn(kc, a, b, tile, NR, C(1), C(0));
@@ -415,9 +447,17 @@ void scale_c(const Problem<T, C>& P) {  // k == 0: C = beta · C
     }
 }
 
+template <typename C>
+const GemmKernel<C>& kernel_for(int64_t m) {
+  if constexpr (std::is_same<C, float>::value) {
+    if (m == 1) return *select_row_kernel();
+  }
+  return select_kernel<C>();
+}
+
 template <typename T, typename C>
 void gemm_typed(const GemmArgs& g) {
-  const GemmKernel<C>& K = select_kernel<C>();
+  const GemmKernel<C>& K = kernel_for<C>(g.m);
   const T* A = reinterpret_cast<const T*>(g.a);
   const T* B = reinterpret_cast<const T*>(g.b);
   T* Cm = reinterpret_cast<T*>(g.c);
