@@ -83,8 +83,8 @@ def compiled_case(model, batch, step):
     x = prompts(batch, cfg.vocab_size)
 
     def run():
-        cache.reset()
-        with torch.inference_mode():
+        with torch.inference_mode():  # the cache's tensors are made in inference mode, so reset there too
+            cache.reset()
             logits = model(x, past_key_values=cache, cache_position=torch.arange(PROMPT_TOKENS), use_cache=True).logits
             tok = logits[:, -1:].argmax(-1)
             t = time.perf_counter()
