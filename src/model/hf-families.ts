@@ -111,16 +111,17 @@ const qwenWindow = (f: Reader): null => {
   return null;
 };
 
-/** A soft-cap setting: a positive number, or null / absent for none. */
-const softCap = (f: Reader, key: string): number | null => {
-  if (!f.has(key)) return null;
-  const cap = f.number(key);
+/** A soft-cap setting: transformers' default when absent, null for none, else a positive number. */
+const softCap = (f: Reader, key: string, fallback: number): number | null => {
+  if (f.raw(key) === null) return null;
+  const cap = f.number(key, fallback);
   if (Number.isFinite(cap) && cap <= 0) f.error(`${key} must be positive (or null for none), got ${cap}`);
   return cap;
 };
 
 /**
- * Gemma 2 beyond Gemma: attention and final logit soft-caps, the q·k scale query_pre_attn_scalar^-0.5, four norms
+ * Gemma 2 beyond Gemma: attention and final logit soft-caps (transformers' defaults 50 and 30; null turns one
+ * off), the q·k scale query_pre_attn_scalar^-0.5 (default 256), four norms
  * per layer, and the sliding window on the layers that layer_types names "sliding_attention" — by default (as
  * transformers' Gemma2Config fills it) the even ones, 0, 2, 4, …; other patterns are refused.
  */
@@ -140,8 +141,8 @@ const gemma2Extra = (f: Reader, depth: number): Partial<AndromedaConfigInput> =>
   }
   return {
     attentionScale: scalar ** -0.5,
-    attentionSoftCap: softCap(f, 'attn_logit_softcapping'),
-    logitSoftCap: softCap(f, 'final_logit_softcapping'),
+    attentionSoftCap: softCap(f, 'attn_logit_softcapping', 50),
+    logitSoftCap: softCap(f, 'final_logit_softcapping', 30),
     slidingWindowLayers: 'even',
     sandwichNorm: true,
   };
