@@ -81,6 +81,11 @@ const LATER_FIELDS: Readonly<Record<string, unknown>> = {
   geluApproximation: 'none',
   normWeightOffset: 0,
   embeddingScale: 1,
+  slidingWindowLayers: 'all',
+  attentionScale: null,
+  attentionSoftCap: null,
+  logitSoftCap: null,
+  sandwichNorm: false,
 };
 const LATER_ROTARY_FIELDS: Readonly<Record<string, unknown>> = { longRope: null };
 

@@ -13,7 +13,7 @@ import { isGradEnabled, noGrad } from '../autograd/grad-mode.js';
 import { hostInts } from '../tensor/host-ints.js';
 import { linear } from '../ops/matmul.js';
 import { narrow, reshape } from '../ops/layout.js';
-import { mul } from '../ops/elementwise.js';
+import { mul, tanh } from '../ops/elementwise.js';
 import { crossEntropy } from '../ops/nn.js';
 import { chunkedLinearCrossEntropy, lossIsChunked } from '../ops/chunked-cross-entropy.js';
 import { Module, ModuleList } from '../nn/module.js';
@@ -78,7 +78,7 @@ export class Andromeda extends Module {
     this.embedding = this.addModule('embedding', new Embedding(c.vocabSize, c.dim, { ...p, initialize: false }));
     this.blocks = this.addModule(
       'blocks',
-      new ModuleList(Array.from({ length: c.depth }, () => makeBlock(c, rotary, slopes, p))),
+      new ModuleList(Array.from({ length: c.depth }, (_, layer) => makeBlock(c, layer, rotary, slopes, p))),
     );
     this.finalNorm = c.normPosition === 'pre' ? this.addModule('finalNorm', makeNorm(c, p)) : null;
     this.logits = c.tiedEmbeddings
@@ -163,15 +163,29 @@ export class Andromeda extends Module {
     return scaled;
   }
 
-  /** The weight [vocab, dim] and bias of the logits projection (the token embedding when tied). */
-  get outputHead(): { weight: Tensor; bias: Tensor | null } {
+  /**
+   * The weight [vocab, dim] and bias of the logits projection (the token embedding when tied), and the soft-cap
+   * applied to its output (null for none).
+   */
+  get outputHead(): { weight: Tensor; bias: Tensor | null; softCap: number | null } {
+    const softCap = this.config.logitSoftCap;
     return this.logits
-      ? { weight: this.logits.weight, bias: this.logits.bias }
-      : { weight: this.embedding.weight, bias: null };
+      ? { weight: this.logits.weight, bias: this.logits.bias, softCap }
+      : { weight: this.embedding.weight, bias: null, softCap };
   }
 
   private logitsOf(x: Tensor): Tensor {
-    return this.logits ? this.logits.forward(x) : linear(x, this.embedding.weight);
+    const logits = this.logits ? this.logits.forward(x) : linear(x, this.embedding.weight);
+    const cap = this.config.logitSoftCap;
+    if (cap === null) return logits;
+    const free = !isGradEnabled();
+    const divided = mul(logits, 1 / cap);
+    if (free) logits.dispose();
+    const squashed = tanh(divided);
+    if (free) divided.dispose();
+    const capped = mul(squashed, cap);
+    if (free) squashed.dispose();
+    return capped;
   }
 
   /** [batch, n] of the tokens, once tokens and options are known to fit this model (nothing allocated yet). */
@@ -233,9 +247,10 @@ export class Andromeda extends Module {
       throw new RangeError(
         `Andromeda.loss: targets ${formatShape(targets.shape)} do not match hidden states ${formatShape(hidden.shape)}`,
       );
-    const { weight, bias } = this.outputHead;
+    const { weight, bias, softCap } = this.outputHead;
     return chunkedLinearCrossEntropy(reshape(hidden, [rows, this.config.dim]), weight, bias, reshape(targets, [rows]), {
       ignoreIndex,
+      softCap,
     });
   }
 

@@ -18,6 +18,7 @@ import type { PagedAttentionFeatures, PagedLayer } from './paged-forward.js';
  */
 export function pagedAttentionUnsupported(c: AndromedaConfig): string | null {
   if (c.slidingWindow !== null) return `a sliding window (${c.slidingWindow})`;
+  if (c.attentionSoftCap !== null) return `attention logit soft-capping (${c.attentionSoftCap})`;
   if (c.rotary?.dynamicNtk) return 'dynamic NTK rotary scaling';
   if (c.rotary?.longRope) return 'LongRoPE rotary scaling (frequencies chosen by sequence length)';
   return null;
@@ -44,11 +45,13 @@ export class SelfAttention extends Module {
   private readonly qkNorm: boolean;
   private readonly dimScale: boolean;
   private readonly scale: number;
-  private readonly window: number | null;
+  private readonly softCap: number | null;
   private readonly pagedUnsupported: string | null;
 
+  /** `window`: this layer's sliding window (see layerWindow), null for none. */
   constructor(
     config: AndromedaConfig,
+    private readonly window: number | null,
     private readonly rotary: RotarySettings | null,
     private readonly slopes: Float64Array | null,
     o: ParameterOptions = {},
@@ -70,7 +73,7 @@ export class SelfAttention extends Module {
       this.queryNorm = this.addModule('queryNorm', new RMSNorm(headDim, { ...o, eps: config.normEps }));
       this.keyNorm = this.addModule('keyNorm', new RMSNorm(headDim, { ...o, eps: config.normEps }));
     }
-    this.window = config.slidingWindow;
+    this.softCap = config.attentionSoftCap;
     this.pagedUnsupported = pagedAttentionUnsupported(config);
     this.qkNorm = config.qkNorm;
     this.dimScale = config.qkNormDimScale;
@@ -78,7 +81,8 @@ export class SelfAttention extends Module {
       this.addParameter('queryScale', constantTensor([heads, headDim], 1, o));
       this.addParameter('keyScale', constantTensor([heads, headDim], 1, o));
     }
-    this.scale = (config.qkNorm ? config.qkNormScale : headDim ** -0.5) * (rotary?.scaleMultiplier ?? 1);
+    const baseScale = config.qkNorm ? config.qkNormScale : (config.attentionScale ?? headDim ** -0.5);
+    this.scale = baseScale * (rotary?.scaleMultiplier ?? 1);
   }
 
   /** x [batch, n, dim] → [batch, n, dim]. */
@@ -115,6 +119,7 @@ export class SelfAttention extends Module {
       keyScale: this.dimScale ? this.param('keyScale') : null,
       rotary: this.rotary && rotaryForKeys(this.rotary, k.shape[2]!),
       window: this.window,
+      softCap: this.softCap,
       alibiSlopes: this.slopes,
       queryPositions: positions,
       keyPositions: positions,

@@ -5,6 +5,7 @@
  *   pre-norm (default)      x = attn(norm₁(x)) + x·s₁·c ;  x = ff(norm₂(x)) + x·s₂·c
  *   post-norm (DeepNorm)    x = norm₁(attn(x) + x·s₁·c) ;  x = norm₂(ff(x) + x·s₂·c)
  *   parallel (pre-norm)     x = attn(norm(x)) + ff(norm(x)) + x·s·c
+ *   sandwich (pre-norm)     x = norm₃(attn(norm₁(x))) + x·s₁·c ;  x = norm₄(ff(norm₂(x))) + x·s₂·c
  *
  * s: a learned per-feature residual scale (scaleResidual), c: the residual constant (DeepNorm's
  * (2·depth)^¼, else 1). attn and ff read their input through the token shift (shiftTokens; identity
@@ -17,7 +18,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { add } from '../ops/elementwise.js';
 import { Module } from '../nn/module.js';
 import { constantTensor, type ParameterOptions } from '../nn/parameter.js';
-import type { AndromedaConfig } from './config.js';
+import { layerWindow, type AndromedaConfig } from './config.js';
 import { SelfAttention } from './attention.js';
 import { FeedForward } from './feed-forward.js';
 import { makeNorm, type Norm } from './norm.js';
@@ -30,17 +31,20 @@ import type { LayerState } from './context.js';
 import type { ShiftSlot } from './kv-cache.js';
 import type { PagedLayer } from './paged-forward.js';
 
-/** The block form the config asks for. */
+/** The block form the config asks for, for layer `layer` (its index picks the layer's sliding window). */
 export function makeBlock(
   config: AndromedaConfig,
+  layer: number,
   rotary: RotarySettings | null,
   slopes: Float64Array | null,
   o: ParameterOptions = {},
 ): Block {
-  if (config.parallelBlocks) return new ParallelBlock(config, rotary, slopes, o);
+  const attention = new SelfAttention(config, layerWindow(config, layer), rotary, slopes, o);
+  if (config.parallelBlocks) return new ParallelBlock(config, attention, o);
+  if (config.sandwichNorm) return new SandwichNormBlock(config, attention, o);
   return config.normPosition === 'pre'
-    ? new PreNormBlock(config, rotary, slopes, o)
-    : new PostNormBlock(config, rotary, slopes, o);
+    ? new PreNormBlock(config, attention, o)
+    : new PostNormBlock(config, attention, o);
 }
 
 /** The two sub-layers of a block, each reading its input through the token shift: attn(shift(h)), ff(shift(h)). */
@@ -115,15 +119,10 @@ abstract class SequentialBlock extends Block {
   readonly feedForwardNorm: Norm;
   readonly feedForward: FeedForward;
 
-  constructor(
-    config: AndromedaConfig,
-    rotary: RotarySettings | null,
-    slopes: Float64Array | null,
-    o: ParameterOptions,
-  ) {
+  constructor(config: AndromedaConfig, attention: SelfAttention, o: ParameterOptions) {
     super(config);
     this.attentionNorm = this.addModule('attentionNorm', makeNorm(config, o));
-    this.attention = this.addModule('attention', new SelfAttention(config, rotary, slopes, o));
+    this.attention = this.addModule('attention', attention);
     this.feedForwardNorm = this.addModule('feedForwardNorm', makeNorm(config, o));
     this.feedForward = this.addModule('feedForward', new FeedForward(config, o));
     this.addResidualScale('attentionResidualScale', o);
@@ -159,21 +158,44 @@ export class PostNormBlock extends SequentialBlock {
   }
 }
 
+/**
+ * x = norm₃(attn(norm₁(x))) + x·s₁·c ;  x = norm₄(ff(norm₂(x))) + x·s₂·c — Gemma 2's four norms: each branch's
+ * output is normed before its residual add (transformers calls norm₃ post_attention_layernorm, unlike Llama's
+ * meaning of the name). The attention's residual sum and norm₂ of it come out of one fused op.
+ */
+export class SandwichNormBlock extends SequentialBlock {
+  readonly attentionOutputNorm: Norm;
+  readonly feedForwardOutputNorm: Norm;
+
+  constructor(config: AndromedaConfig, attention: SelfAttention, o: ParameterOptions) {
+    super(config, attention, o);
+    this.attentionOutputNorm = this.addModule('attentionOutputNorm', makeNorm(config, o));
+    this.feedForwardOutputNorm = this.addModule('feedForwardOutputNorm', makeNorm(config, o));
+  }
+
+  protected combine(x: Tensor, branches: Branches): Tensor {
+    const attended = this.attentionOutputNorm.forward(branches.attend(this.attentionNorm.forward(x)));
+    const { stream, normed } = addResidualThenNorm(
+      x,
+      attended,
+      this.residual('attentionResidualScale'),
+      this.feedForwardNorm,
+    );
+    const fed = this.feedForwardOutputNorm.forward(branches.feed(normed));
+    return addResidual(stream, fed, this.residual('feedForwardResidualScale'));
+  }
+}
+
 /** x = attn(norm(x)) + ff(norm(x)) + x·s·c — one norm feeds both branches. */
 export class ParallelBlock extends Block {
   readonly norm: Norm;
   readonly attention: SelfAttention;
   readonly feedForward: FeedForward;
 
-  constructor(
-    config: AndromedaConfig,
-    rotary: RotarySettings | null,
-    slopes: Float64Array | null,
-    o: ParameterOptions,
-  ) {
+  constructor(config: AndromedaConfig, attention: SelfAttention, o: ParameterOptions) {
     super(config);
     this.norm = this.addModule('norm', makeNorm(config, o));
-    this.attention = this.addModule('attention', new SelfAttention(config, rotary, slopes, o));
+    this.attention = this.addModule('attention', attention);
     this.feedForward = this.addModule('feedForward', new FeedForward(config, o));
     this.addResidualScale('residualScale', o);
   }

@@ -129,6 +129,25 @@ export interface AndromedaConfig {
    * sliding_window); null for none.
    */
   readonly slidingWindow: number | null;
+  /** Which layers the sliding window applies to: 'all', or 'even' (layers 0, 2, 4, …: Gemma 2's alternation). */
+  readonly slidingWindowLayers: 'all' | 'even';
+  /**
+   * Multiplies q·k in place of headDim^-0.5 (Gemma 2's query_pre_attn_scalar^-0.5); null for headDim^-0.5.
+   * Not used with qkNorm, whose scale is qkNormScale.
+   */
+  readonly attentionScale: number | null;
+  /**
+   * Attention logit soft-capping: scores become cap · tanh(scores / cap) before the masks and the softmax
+   * (Gemma 2's attn_logit_softcapping); null for none. Only the reference attention composition applies it.
+   */
+  readonly attentionSoftCap: number | null;
+  /** Final logit soft-capping: logits become cap · tanh(logits / cap) (Gemma 2's final_logit_softcapping). */
+  readonly logitSoftCap: number | null;
+  /**
+   * Pre-norm blocks also norm each branch's output before its residual add (Gemma 2's four norms per layer:
+   * x = x + norm₃(attn(norm₁(x))) ; x = x + norm₄(ff(norm₂(x)))).
+   */
+  readonly sandwichNorm: boolean;
   /** The first `alibiHeads` heads get ALiBi; 0 for none. */
   readonly alibiHeads: number;
   readonly rotary: RotaryConfig | null;
@@ -190,6 +209,11 @@ const TOP_LEVEL_KEYS = new Set([
   'qkNormDimScale',
   'qkRmsNorm',
   'slidingWindow',
+  'slidingWindowLayers',
+  'attentionScale',
+  'attentionSoftCap',
+  'logitSoftCap',
+  'sandwichNorm',
   'alibiHeads',
   'rotary',
   'deepnorm',
@@ -269,6 +293,11 @@ export function resolveConfig(input: AndromedaConfigInput): AndromedaConfig {
     qkNormDimScale: input.qkNormDimScale ?? false,
     qkRmsNorm: input.qkRmsNorm ?? false,
     slidingWindow: input.slidingWindow ?? null,
+    slidingWindowLayers: input.slidingWindowLayers ?? 'all',
+    attentionScale: input.attentionScale ?? null,
+    attentionSoftCap: input.attentionSoftCap ?? null,
+    logitSoftCap: input.logitSoftCap ?? null,
+    sandwichNorm: input.sandwichNorm ?? false,
     alibiHeads: input.alibiHeads ?? 0,
     rotary: null,
   };
@@ -375,6 +404,20 @@ function validate(c: AndromedaConfig, problems: string[]): void {
     problems.push('qkRmsNorm (learned RMS norm per head) and qkNorm (L2 norm with a fixed scale) exclude each other');
   if (c.slidingWindow !== null && !isPositiveInteger(c.slidingWindow))
     problems.push(`slidingWindow must be a positive integer (or null), got ${JSON.stringify(c.slidingWindow)}`);
+  if (c.slidingWindowLayers !== 'all' && c.slidingWindowLayers !== 'even')
+    problems.push(`slidingWindowLayers must be 'all' or 'even', got ${JSON.stringify(c.slidingWindowLayers)}`);
+  for (const key of ['attentionScale', 'attentionSoftCap', 'logitSoftCap'] as const)
+    if (c[key] !== null && !isPositive(c[key]))
+      problems.push(`${key} must be a positive number (or null), got ${JSON.stringify(c[key])}`);
+  if (c.attentionScale !== null && c.qkNorm)
+    problems.push('attentionScale replaces headDim^-0.5; with qkNorm the scale is qkNormScale: give one');
+  if (typeof c.sandwichNorm !== 'boolean')
+    problems.push(`sandwichNorm must be true or false, got ${JSON.stringify(c.sandwichNorm)}`);
+  else if (c.sandwichNorm && (c.normPosition !== 'pre' || c.parallelBlocks))
+    problems.push(
+      "sandwichNorm norms the branch outputs of sequential pre-norm blocks: it needs normPosition 'pre' and no " +
+        'parallelBlocks',
+    );
   if (!['gelu', 'swiglu', 'geglu'].includes(c.ffActivation))
     problems.push(`ffActivation must be 'gelu', 'swiglu' or 'geglu', got '${c.ffActivation}'`);
   if (c.geluApproximation !== 'none' && c.geluApproximation !== 'tanh')
@@ -497,7 +540,7 @@ export function parameterCountOf(c: AndromedaConfig): number {
   const ffIn = c.ffActivation === 'gelu' ? inner : 2 * inner;
   const ffBias = c.feedForwardBias ? 1 : 0;
   const block =
-    (c.parallelBlocks ? normParams : 2 * normParams) +
+    (c.parallelBlocks ? normParams : c.sandwichNorm ? 4 * normParams : 2 * normParams) +
     (2 * c.heads + 2 * c.kvHeads) * c.headDim * c.dim +
     (c.qkvBias ? (c.heads + 2 * c.kvHeads) * c.headDim : 0) +
     (c.attentionOutputBias ? c.dim : 0) +
@@ -529,6 +572,12 @@ export function assertModelFitsMemory(c: AndromedaConfig, bytesPerParameter: num
         `machine's ${(totalmem() / 2 ** 30).toFixed(1)} GiB of memory`,
     );
   }
+}
+
+/** The sliding window of layer `layer` (null: it attends to every earlier key). */
+export function layerWindow(c: AndromedaConfig, layer: number): number | null {
+  if (c.slidingWindowLayers === 'even' && layer % 2 !== 0) return null;
+  return c.slidingWindow;
 }
 
 /** Width of the feed-forward hidden layer. */

@@ -4,7 +4,8 @@
  * what differs is read here: the norm (RMSNorm, StableLM's LayerNorm with bias, Gemma's RMSNorm scaling by
  * 1 + weight), which projections carry biases, Qwen3's per-head RMS qk-norm, Mistral's and Phi-3's sliding
  * window, StableLM's partial rotary and parallel residual, Gemma's GeGLU (tanh GELU) and embedding scale
- * sqrt(hidden_size), and the rope_scaling kind (Phi-3's LongRoPE among them). Settings that would change the
+ * sqrt(hidden_size), Gemma 2's logit soft-caps, query_pre_attn_scalar, four norms per layer and window on every
+ * other layer, and the rope_scaling kind (Phi-3's LongRoPE among them). Settings that would change the
  * function computed and that we do not have are errors; those that only matter for training or speed are
  * ignored.
  */
@@ -18,6 +19,7 @@ export const HF_ARCHITECTURES = [
   'StableLmForCausalLM',
   'Phi3ForCausalLM',
   'GemmaForCausalLM',
+  'Gemma2ForCausalLM',
 ] as const;
 export type HuggingFaceArchitecture = (typeof HF_ARCHITECTURES)[number];
 
@@ -68,6 +70,8 @@ interface FamilyTraits {
   readonly scaledEmbedding?: boolean;
   /** rope_scaling kinds this family reads as another (Phi-3: "su" and "yarn" are LongRoPE). */
   readonly ropeAliases?: Readonly<Record<string, string>>;
+  /** Settings only this family has (Gemma 2's soft-caps, attention scale, window layers and four norms). */
+  readonly extra?: (f: Reader, depth: number) => Partial<AndromedaConfigInput>;
 }
 
 /** Llama's MLP: silu (swish) gate. */
@@ -90,11 +94,58 @@ const gemmaGeglu = (f: Reader): Pick<AndromedaConfigInput, 'ffActivation' | 'gel
   return { ffActivation: 'geglu', geluApproximation: 'tanh' };
 };
 
+/** Gemma 2's MLP: transformers' Gemma2MLP reads hidden_activation alone (a config's hidden_act is not used). */
+const gemma2Geglu = (f: Reader): Pick<AndromedaConfigInput, 'ffActivation' | 'geluApproximation'> => {
+  const act = f.raw('hidden_activation') ?? 'gelu_pytorch_tanh';
+  if (act !== 'gelu_pytorch_tanh')
+    f.error(
+      `hidden_activation ${JSON.stringify(act)} is not supported (Gemma 2's MLP is GeGLU with gelu_pytorch_tanh)`,
+    );
+  return { ffActivation: 'geglu', geluApproximation: 'tanh' };
+};
+
 /** Qwen2/Qwen3 declare a window but only use it with use_sliding_window (per layer): not supported. */
 const qwenWindow = (f: Reader): null => {
   if (f.bool('use_sliding_window', false))
     f.error('use_sliding_window = true (a sliding window on some layers only) is not supported');
   return null;
+};
+
+/** A soft-cap setting: transformers' default when absent, null for none, else a positive number. */
+const softCap = (f: Reader, key: string, fallback: number): number | null => {
+  if (f.raw(key) === null) return null;
+  const cap = f.number(key, fallback);
+  if (Number.isFinite(cap) && cap <= 0) f.error(`${key} must be positive (or null for none), got ${cap}`);
+  return cap;
+};
+
+/**
+ * Gemma 2 beyond Gemma: attention and final logit soft-caps (transformers' defaults 50 and 30; null turns one
+ * off), the q·k scale query_pre_attn_scalar^-0.5 (default 256), four norms
+ * per layer, and the sliding window on the layers that layer_types names "sliding_attention" — by default (as
+ * transformers' Gemma2Config fills it) the even ones, 0, 2, 4, …; other patterns are refused.
+ */
+const gemma2Extra = (f: Reader, depth: number): Partial<AndromedaConfigInput> => {
+  if (f.bool('use_bidirectional_attention', false))
+    f.error('use_bidirectional_attention = true (attention to later tokens) is not supported: the model is causal');
+  const scalar = f.number('query_pre_attn_scalar', 256);
+  if (Number.isFinite(scalar) && scalar <= 0) f.error(`query_pre_attn_scalar must be positive, got ${scalar}`);
+  const types = f.raw('layer_types');
+  if (types !== undefined && types !== null) {
+    const even = Array.from({ length: depth }, (_, i) => (i % 2 === 0 ? 'sliding_attention' : 'full_attention'));
+    if (!Array.isArray(types) || types.length !== depth || types.some((t, i) => t !== even[i]))
+      f.error(
+        `layer_types ${JSON.stringify(types)} is not supported: the sliding window applies to every other layer ` +
+          `from layer 0 (${JSON.stringify(even.slice(0, 4))}…), as Gemma 2 has it`,
+      );
+  }
+  return {
+    attentionScale: scalar ** -0.5,
+    attentionSoftCap: softCap(f, 'attn_logit_softcapping', 50),
+    logitSoftCap: softCap(f, 'final_logit_softcapping', 30),
+    slidingWindowLayers: 'even',
+    sandwichNorm: true,
+  };
 };
 
 const FAMILIES: Record<HuggingFaceArchitecture, FamilyTraits> = {
@@ -195,6 +246,26 @@ const FAMILIES: Record<HuggingFaceArchitecture, FamilyTraits> = {
     normWeightOffset: 1,
     scaledEmbedding: true,
   },
+  Gemma2ForCausalLM: {
+    norm: 'rmsnorm',
+    epsKey: 'rms_norm_eps',
+    epsDefault: 1e-6,
+    qkvBias: (f) => f.bool('attention_bias', false),
+    outputBias: (f) => f.bool('attention_bias', false),
+    mlpBias: () => false,
+    qkRmsNorm: false,
+    headDimFromConfig: true,
+    headDimDefault: 256,
+    partialRotaryDefault: 1,
+    parallelResidual: () => false,
+    // transformers' default window is 4096; an explicit null turns it off.
+    slidingWindow: (f) => (f.raw('sliding_window') === undefined ? 4096 : f.optionalInteger('sliding_window')),
+    tiedDefault: true,
+    activation: gemma2Geglu,
+    normWeightOffset: 1,
+    scaledEmbedding: true,
+    extra: gemma2Extra,
+  },
 };
 
 /** Typed reads of config.json keys that collect every problem instead of stopping at the first. */
@@ -292,6 +363,8 @@ export function configFromHuggingFace(file: HuggingFaceConfigFile, source = 'con
         'q/k norm would undo: not supported',
     );
   const slidingWindow = family.slidingWindow(f);
+  const depth = f.integer('num_hidden_layers');
+  const extra = family.extra?.(f, depth) ?? {};
 
   if (f.errors.length)
     throw new ConfigError(`${source}: cannot import this ${architecture}:\n  - ${f.errors.join('\n  - ')}`);
@@ -299,7 +372,7 @@ export function configFromHuggingFace(file: HuggingFaceConfigFile, source = 'con
   const input: AndromedaConfigInput = {
     vocabSize: f.integer('vocab_size'),
     dim,
-    depth: f.integer('num_hidden_layers'),
+    depth,
     heads,
     headDim,
     kvHeads,
@@ -319,6 +392,7 @@ export function configFromHuggingFace(file: HuggingFaceConfigFile, source = 'con
     qkRmsNorm: family.qkRmsNorm,
     slidingWindow,
     rotary,
+    ...extra,
   };
   if (f.errors.length)
     throw new ConfigError(`${source}: cannot import this ${architecture}:\n  - ${f.errors.join('\n  - ')}`);

@@ -114,7 +114,12 @@ function weightSources(
     const ourBlock = `blocks.${i}`;
     const theirs = `model.layers.${i}`;
     norm(c.parallelBlocks ? `${ourBlock}.norm` : `${ourBlock}.attentionNorm`, `${theirs}.input_layernorm`);
-    if (!c.parallelBlocks) norm(`${ourBlock}.feedForwardNorm`, `${theirs}.post_attention_layernorm`);
+    if (c.sandwichNorm) {
+      // Gemma 2: post_attention_layernorm norms the attention's output; the feed-forward has its own pre-norm.
+      norm(`${ourBlock}.attentionOutputNorm`, `${theirs}.post_attention_layernorm`);
+      norm(`${ourBlock}.feedForwardNorm`, `${theirs}.pre_feedforward_layernorm`);
+      norm(`${ourBlock}.feedForwardOutputNorm`, `${theirs}.post_feedforward_layernorm`);
+    } else if (!c.parallelBlocks) norm(`${ourBlock}.feedForwardNorm`, `${theirs}.post_attention_layernorm`);
     const attention = `${ourBlock}.attention`;
     for (const [our, their] of [
       ['query', 'q_proj'],

@@ -37,6 +37,10 @@ export function parameterShapes(c: AndromedaConfig): Map<string, number[]> {
     if (c.scaleResidual)
       shapes.set(c.parallelBlocks ? `${block}.residualScale` : `${block}.attentionResidualScale`, [c.dim]);
     if (!c.parallelBlocks) norm(`${block}.feedForwardNorm`);
+    if (c.sandwichNorm) {
+      norm(`${block}.attentionOutputNorm`);
+      norm(`${block}.feedForwardOutputNorm`);
+    }
     shapes.set(`${block}.feedForward.input.weight`, [gated ? 2 * inner : inner, c.dim]);
     if (c.feedForwardBias) shapes.set(`${block}.feedForward.input.bias`, [gated ? 2 * inner : inner]);
     shapes.set(`${block}.feedForward.output.weight`, [c.dim, inner]);

@@ -6,7 +6,8 @@
 // in the kernel) and rotary (rotary + xPos) kernels, so nothing n × n is built on the host.
 // A sliding window (Mistral's) is not among the fused kernels' masks: windowed attention always takes the
 // reference composition, with the window added to the scores as a −∞ mask of [queries, keys] per query
-// block (built on the host), so its cost is the reference path's O(n²) memory.
+// block (built on the host), so its cost is the reference path's O(n²) memory. Logit soft-capping (Gemma 2's
+// scores → cap · tanh(scores / cap)) is not in the fused kernels either and likewise takes the reference path.
 import { Tensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
 import { formatShape } from '../tensor/shape.js';
@@ -16,7 +17,7 @@ import { isGradEnabled } from '../autograd/grad-mode.js';
 import { assertFloat, assertSameDType, assertSameDevice, emptyLike } from './util.js';
 import { contiguousRaw } from './raw.js';
 import { concat, narrow, permute, reshape, transpose } from './layout.js';
-import { add, mul } from './elementwise.js';
+import { add, mul, tanh } from './elementwise.js';
 import { matmul } from './matmul.js';
 import { zeros } from './creation.js';
 import { maskedSoftmax } from './masked-softmax.js';
@@ -57,6 +58,11 @@ export interface AttentionOptions {
    * reference path. Null or absent: no window.
    */
   readonly window?: number | null;
+  /**
+   * Logit soft-cap: the scaled scores become cap · tanh(scores / cap) before ALiBi, the masks and the softmax
+   * (Gemma 2's attn_logit_softcapping). Runs on the reference path. Null or absent: none.
+   */
+  readonly softCap?: number | null;
   /** Document ids: a query attends only to keys of the same id. */
   readonly querySegments?: TokenIndexInput | null;
   readonly keySegments?: TokenIndexInput | null;
@@ -87,6 +93,7 @@ interface Problem {
   querySegments: TokenIndexInput | null;
   keySegments: TokenIndexInput | null;
   window: number | null;
+  softCap: number | null;
 }
 
 /**
@@ -98,8 +105,11 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
   const implementation = options.implementation ?? 'auto';
   if (p.window !== null && implementation === 'fused')
     throw new RangeError('attention: the fused kernels have no sliding window; use the reference implementation');
+  if (p.softCap !== null && implementation === 'fused')
+    throw new RangeError('attention: the fused kernels have no logit soft-cap; use the reference implementation');
   const useFused =
     p.window === null &&
+    p.softCap === null &&
     (implementation === 'fused' ||
       (implementation === 'auto' &&
         q.dtype !== 'float64' &&
@@ -188,6 +198,9 @@ function validate(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Problem
       throw new RangeError(`attention: sliding window ${window} must be a positive integer`);
     if (!causal) throw new RangeError('attention: a sliding window needs causal attention');
   }
+  const softCap = o.softCap ?? null;
+  if (softCap !== null && !(Number.isFinite(softCap) && softCap > 0))
+    throw new RangeError(`attention: logit soft-cap ${softCap} must be a positive number`);
   checkIndices('queryPositions', o.queryPositions, batch, queryLen);
   checkIndices('keyPositions', o.keyPositions, batch, keyLen);
   checkIndices('querySegments', o.querySegments, batch, queryLen);
@@ -214,6 +227,7 @@ function validate(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Problem
     querySegments: o.querySegments ?? null,
     keySegments: o.keySegments ?? null,
     window,
+    softCap,
   };
 }
 
@@ -495,6 +509,12 @@ function referenceAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor
       const kt = transpose(blockKeys, -2, -1);
       let scores = groupedMatmul(queries, kt);
       drop(queries, kt);
+      // Capped before any −∞ mask is added: tanh would bring a masked score back to −cap.
+      if (p.softCap !== null) {
+        const capped = softCapped(scores, p.softCap, drop);
+        drop(scores);
+        scores = capped;
+      }
       if (p.window !== null) {
         const mask = windowMask(p.window, p.queryOffset + block.start, length, keyStart, keyEnd, scores);
         const masked = add(scores, mask);
@@ -537,6 +557,16 @@ function referenceAttention(q: Tensor, k: Tensor, v: Tensor, p: Problem): Tensor
   if (groupOutputs.length > 1) drop(...groupOutputs);
   if (!grad) for (const t of uploads) t.dispose();
   return out;
+}
+
+/** cap · tanh(x / cap), freeing its intermediates through `drop`. */
+function softCapped(x: Tensor, cap: number, drop: (...ts: Tensor[]) => void): Tensor {
+  const divided = mul(x, 1 / cap);
+  const squashed = tanh(divided);
+  drop(divided);
+  const capped = mul(squashed, cap);
+  drop(squashed);
+  return capped;
 }
 
 /**

@@ -31,13 +31,19 @@ export interface ChunkedCrossEntropyOptions {
   reduction?: 'mean' | 'sum';
   /** Rows whose logits exist at once (default DEFAULT_CROSS_ENTROPY_CHUNK_ROWS). */
   chunkRows?: number;
+  /**
+   * Logit soft-cap: the loss is of cap · tanh(logits / cap) (Gemma 2's final_logit_softcapping); null or absent
+   * for none. The backward keeps one more block of logits (the uncapped ones, for tanh's derivative).
+   */
+  softCap?: number | null;
 }
 
 /**
  * The cross-entropy of logits = hidden · weightᵀ + bias against int32 targets, without materialising
  * the logits of all rows: hidden [rows, dim], weight [vocab, dim], bias [vocab] or null, targets [rows].
  * Same value and gradients as crossEntropy(linear(hidden, weight, bias), targets), block by block
- * (each block's logits are formed in hidden's dtype, as the unchunked head forms them).
+ * (each block's logits are formed in hidden's dtype, as the unchunked head forms them); with o.softCap, of
+ * cap · tanh(logits / cap).
  */
 export function chunkedLinearCrossEntropy(
   hidden: Tensor,
@@ -72,6 +78,9 @@ export function chunkedLinearCrossEntropy(
   if (reduction !== 'mean' && reduction !== 'sum')
     throw new RangeError(`${op}: reduction must be 'mean' or 'sum', got '${String(reduction)}'`);
   const ignoreIndex = o.ignoreIndex ?? -100;
+  const softCap = o.softCap ?? null;
+  if (softCap !== null && !(Number.isFinite(softCap) && softCap > 0))
+    throw new RangeError(`${op}: softCap must be a positive number (or null), got ${softCap}`);
 
   const tc = asContiguous(targets);
   const counted = countTargets(op, hostInts(targets) ?? (tc.toArray() as Int32Array), vocab, ignoreIndex, () =>
@@ -115,6 +124,19 @@ export function chunkedLinearCrossEntropy(
     } else engine.fill(out.dense(), count * vocab, 0);
   };
 
+  /**
+   * With a soft-cap, the block's logits z ([count, vocab] in `out`) become cap · tanh(z / cap); `divided` (same
+   * size, or null) keeps z / cap for the backward's tanh derivative.
+   */
+  const capLogits = (count: number, out: Tensor, divided: Tensor | null): void => {
+    if (softCap === null) return;
+    const size = count * vocab;
+    const scaled = divided ?? out;
+    engine.unary('scale', out.dense(), scaled.dense(), size, 1 / softCap);
+    engine.unary('tanh', scaled.dense(), out.dense(), size, 0);
+    engine.unary('scale', out.dense(), out.dense(), size, softCap);
+  };
+
   const losses = emptyLike(hidden, [rows], sdt);
   const lse = emptyLike(hidden, [rows], sdt);
   const total = emptyLike(hidden, [], sdt);
@@ -122,6 +144,7 @@ export function chunkedLinearCrossEntropy(
     const logits = emptyLike(hidden, [blockRows, vocab]);
     for (const [start, count] of blocks) {
       blockLogits(start, count, logits);
+      capLogits(count, logits, null);
       engine.crossEntropy(
         logits.dense(op),
         rowsOf(tc, start, 1),
@@ -163,9 +186,11 @@ export function chunkedLinearCrossEntropy(
       if (gBias && !accumulating.bias && gBias.size > 0) engine.fill(gBias.dense(), gBias.size, 0);
     } else {
       const grad = emptyLike(hidden, [blockRows, vocab]);
+      const divided = softCap !== null ? emptyLike(hidden, [blockRows, vocab]) : null;
       const biasPart = gBias ? emptyLike(bias!, [vocab]) : null;
       for (const [i, [start, count]] of blocks.entries()) {
         blockLogits(start, count, grad);
+        capLogits(count, grad, divided);
         // softmax − onehot, scaled per row, overwrites the block's logits element by element.
         engine.crossEntropyGrad(
           grad.dense(op),
@@ -177,6 +202,8 @@ export function chunkedLinearCrossEntropy(
           vocab,
           ignoreIndex,
         );
+        // d(cap · tanh(z / cap))/dz = tanh'(z / cap).
+        if (divided) engine.unaryGrad('tanh', divided.dense(), grad.dense(), grad.dense(), count * vocab);
         if (gHidden && dim > 0)
           engine.matmul({
             a: grad.dense(),
@@ -225,6 +252,7 @@ export function chunkedLinearCrossEntropy(
         }
       }
       grad.dispose();
+      divided?.dispose();
       biasPart?.dispose();
     }
     perRow.dispose();

@@ -23,11 +23,11 @@ export interface LanguageModel {
   forward(tokens: Tensor, options?: ForwardOptions): Tensor;
   /**
    * The last hidden states [batch, seqLen, dim] that the output head maps to logits, and that head
-   * (weight [vocab, dim], bias [vocab] or null). Optional: with both, the trainer computes the loss
-   * a block of rows at a time instead of materialising every logit.
+   * (weight [vocab, dim], bias [vocab] or null, softCap: the logits become cap · tanh(logits / cap)). Optional:
+   * with both, the trainer computes the loss a block of rows at a time instead of materialising every logit.
    */
   hiddenStates?(tokens: Tensor, options?: ForwardOptions): Tensor;
-  readonly outputHead?: { weight: Tensor; bias: Tensor | null };
+  readonly outputHead?: { weight: Tensor; bias: Tensor | null; softCap?: number | null };
   /**
    * Casts every floating parameter to `dtype` (mixed precision builds a bfloat16 compute copy this
    * way; see precision.ts). Optional: families without it train in float32 only.

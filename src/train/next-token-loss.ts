@@ -73,7 +73,11 @@ export function batchLoss(
     const hidden = model.hiddenStates!(t.inputs, forwardOptions);
     const flat = reshape(hidden, [rows, hidden.shape[hidden.rank - 1]!]);
     const head = model.outputHead!;
-    return chunkedLinearCrossEntropy(flat, head.weight, head.bias, targets, { reduction, chunkRows: o.chunkRows });
+    return chunkedLinearCrossEntropy(flat, head.weight, head.bias, targets, {
+      reduction,
+      chunkRows: o.chunkRows,
+      softCap: head.softCap ?? null,
+    });
   }
   const logits = model.forward(t.inputs, forwardOptions);
   const vocab = logits.shape[logits.rank - 1]!;

@@ -48,7 +48,7 @@ test('env prints one line per engine, and rejects unknown options', () => {
   assert.match(r.stdout, /^andromeda \d+\.\d+\.\d+ \(Node v\d+/);
   assert.match(r.stdout, /^cpu: /m);
   assert.match(r.stdout, /^cuda: /m);
-  assert.match(r.stdout, /^hugging face: LlamaForCausalLM, .*Phi3ForCausalLM, GemmaForCausalLM$/m);
+  assert.match(r.stdout, /^hugging face: LlamaForCausalLM, .*Phi3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM$/m);
   const bad = andromeda(['env', '--gpu']);
   assert.notEqual(bad.status, 0);
   assert.match(bad.stderr, /--gpu/);

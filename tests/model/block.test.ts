@@ -27,6 +27,7 @@ const state: LayerState = { sequence: { positions: null, segments: null, impleme
 function blockOf(config: AndromedaConfig, seed: number): Block {
   const block = makeBlock(
     config,
+    0,
     rotarySettings(config),
     config.alibiHeads > 0 ? headSlopes(config.heads, config.alibiHeads) : null,
     { dtype: 'float64' },

@@ -277,9 +277,9 @@ test('the new options are validated and count their parameters as the model crea
   );
 });
 
-test('andromeda convert keeps what Gemma and Phi-3 LongRoPE compute (the new options round-trip)', () => {
+test('andromeda convert keeps what Gemma, Gemma 2 and Phi-3 LongRoPE compute (the new options round-trip)', () => {
   const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-  for (const name of ['gemma', 'phi3-partial-longrope']) {
+  for (const name of ['gemma', 'gemma2', 'phi3-partial-longrope']) {
     const out = join(mkdtempSync(join(tmpdir(), 'andromeda-convert-')), name);
     made.push(out);
     const run = spawnSync(process.execPath, [cli, 'convert', join(HF_FIXTURES, name), out], { encoding: 'utf8' });

@@ -3,7 +3,8 @@
 // path must pick the tokens the reference path picks by recomputing the whole sequence at every step. The
 // fixtures' logits are checked against transformers in hf-import.test.ts; this checks that every decoding path
 // computes the same function (LongRoPE switching frequencies as the sequence outgrows the original length, the
-// sliding window, Gemma's embedding scale and offset norms in the paged forward).
+// sliding window, Gemma's embedding scale and offset norms in the paged forward, Gemma 2's soft-caps, four norms
+// and windows on alternate layers in the cached path).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
@@ -37,14 +38,15 @@ const MAX_TOKENS = 20;
 const TOP = 5;
 
 /**
- * The Phi-3 and Gemma fixtures, and whether the engine runs them over the paged cache (a sliding window and
- * LongRoPE's length-dependent frequencies take the recomputing runner).
+ * The Phi-3 and Gemma fixtures, and whether the engine runs them over the paged cache (a sliding window,
+ * LongRoPE's length-dependent frequencies and Gemma 2's attention soft-cap take the recomputing runner).
  */
 const PAGED: Record<string, boolean> = {
   phi3: false,
   'phi3-longrope': false,
   'phi3-partial-longrope': false,
   gemma: true,
+  gemma2: false,
 };
 const CASES = Object.keys(PAGED);
 

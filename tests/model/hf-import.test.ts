@@ -284,7 +284,7 @@ test('an unsupported architecture is one line naming the supported ones', () => 
       e.message ===
       'gpt2/config.json: architecture "GPT2LMHeadModel" is not supported; supported: LlamaForCausalLM, ' +
         'MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, StableLmForCausalLM, Phi3ForCausalLM, ' +
-        'GemmaForCausalLM',
+        'GemmaForCausalLM, Gemma2ForCausalLM',
   );
 });
 
