@@ -67,9 +67,9 @@ for (const v of totals.values()) engineMs += v.ms;
 console.log(
   `batch ${batch}: ${stepMs.toFixed(2)} ms per decode step, engine calls ${(engineMs / steps).toFixed(2)} ms`,
 );
-for (const [name, v] of [...totals].sort((a, b) => b[1].ms - a[1].ms).slice(0, 25))
-  console.log(
-    `${name.padEnd(28)} ${(v.ms / steps).toFixed(3).padStart(8)} ms/step ${String(v.calls / steps).padStart(6)} calls/step`,
-  );
+for (const [name, v] of [...totals].sort((a, b) => b[1].ms - a[1].ms).slice(0, 25)) {
+  const ms = (v.ms / steps).toFixed(3).padStart(8);
+  console.log(`${name.padEnd(28)} ${ms} ms/step ${String(v.calls / steps).padStart(6)} calls/step`);
+}
 await engine.close();
 loaded.model.dispose();
