@@ -346,8 +346,8 @@ void macro_kernel(const Problem<T, C>& P, const GemmKernel<C>& K, const C* Ap, c
       const int cn = int(std::min<int64_t>(NR, cols - jr));
       const C* b = Bp + jr * kc;
       T* cp = P.c + (i0 + ir) * P.ldc + j0 + jr;
-      // One-row kernels take the tile path too: a single row used to be a partial MR-row tile, which scales
-      // by alpha and adds beta·C in two roundings; the direct path fuses them.
+      // One-row kernels take the tile path too, so that a row rounds as it does inside a partial MR-row tile
+      // (alpha, then beta·C: two roundings) and a one-row GEMM gives the bits of that row of a larger one.
       if (std::is_same<T, C>::value && r == MR && cn == NR && MR > 1) {
         K.fn(kc, a, b, reinterpret_cast<C*>(cp), P.ldc, P.alpha, beta);
       } else {
