@@ -15,7 +15,7 @@ import { tidy } from '../tensor/scope.js';
 import { zeros } from '../ops/creation.js';
 import { narrow, reshape } from '../ops/layout.js';
 import type { DeviceGraph, Engine } from '../engine/engine.js';
-import { SAMPLING_PARAM_COUNT, sampleTokens } from '../ops/sampling.js';
+import { SAMPLING_PARAM_COUNT, sampleTokens, type SampleTokensOptions } from '../ops/sampling.js';
 import type { Andromeda } from '../model/andromeda.js';
 import type { PagedKVCache } from '../model/paged-kv-cache.js';
 import type { PagedStep } from '../model/paged-step.js';
@@ -100,6 +100,56 @@ export function captureOrNull(engine: Engine, fn: () => void, what: string): Dev
   }
 }
 
+/** The int32 inputs of a paged step that a graph reads (views of its one input buffer). */
+export type PagedStepViews = Record<
+  'tokens' | 'queryStart' | 'contextLens' | 'blockTables' | 'slots' | 'logitRows',
+  Tensor
+>;
+
+/**
+ * Captures the paged forward over `views` (up to `maxQueryLen` query rows per sequence, block tables `width`
+ * blocks wide) and the device sampling of its `count` logit rows into `ids`; null when the device refuses.
+ */
+export function captureSampledForward(
+  model: Andromeda,
+  cache: PagedKVCache,
+  o: {
+    views: PagedStepViews;
+    maxQueryLen: number;
+    width: number;
+    vocab: number;
+    sampler: SampleTokensOptions;
+    ids: Tensor;
+    count: number;
+    what: string;
+  },
+): DeviceGraph | null {
+  const { views } = o;
+  const step: PagedStep = {
+    tokens: views.tokens,
+    batch: {
+      maxQueryLen: o.maxQueryLen,
+      maxContextLen: o.width * cache.blockSize,
+      queryStart: views.queryStart,
+      contextLens: views.contextLens,
+      blockTables: views.blockTables,
+    },
+    slots: views.slots,
+    logitRows: views.logitRows,
+  };
+  const engine = o.ids.engine;
+  return captureOrNull(
+    engine,
+    () =>
+      tidy(() => {
+        const logits = model.forwardPaged(step, cache);
+        const sampled = sampleTokens(samplingLogits(logits, o.vocab), o.sampler);
+        engine.copy(sampled.ids.strided(o.what), o.ids.strided(o.what), [o.count]);
+      }),
+    o.what,
+  );
+}
+
 /** The smallest bucket ≥ n: powers of two up to maxBatch, then maxBatch. */
 export function batchBucket(n: number, maxBatch: number): number {
   let b = 1;
@@ -180,33 +230,16 @@ export class DecodeGraphs {
     };
     // Valid inputs (all padding) before capturing: the fresh buffers never hold values a replay could misread.
     this.uploadInputs(captured, null, []);
-    const step: PagedStep = {
-      tokens: views.tokens,
-      batch: {
-        maxQueryLen: 1,
-        maxContextLen: width * this.cache.blockSize,
-        queryStart: views.queryStart,
-        contextLens: views.contextLens,
-        blockTables: views.blockTables,
-      },
-      slots: views.slots,
-      logitRows: views.logitRows,
-    };
-    const engine = ints.engine;
-    const graph = captureOrNull(
-      engine,
-      () =>
-        tidy(() => {
-          const logits = this.model.forwardPaged(step, this.cache);
-          const sampled = sampleTokens(samplingLogits(logits, this.o.vocab), {
-            params: captured.params,
-            seeds: views.seeds,
-            steps: views.steps,
-          });
-          engine.copy(sampled.ids.strided('decode graph'), captured.ids.strided('decode graph'), [batch]);
-        }),
-      'decode graphs',
-    );
+    const graph = captureSampledForward(this.model, this.cache, {
+      views,
+      maxQueryLen: 1,
+      width,
+      vocab: this.o.vocab,
+      sampler: { params: captured.params, seeds: views.seeds, steps: views.steps },
+      ids: captured.ids,
+      count: batch,
+      what: 'decode graphs',
+    });
     if (!graph) {
       this.refused = true;
       disposeBuffers(captured);

@@ -20,15 +20,12 @@
  * graph's buffers in one copy, and one read brings the argmax ids back.
  */
 import { Tensor } from '../tensor/tensor.js';
-import { tidy } from '../tensor/scope.js';
 import { zeros } from '../ops/creation.js';
 import type { DeviceGraph } from '../engine/engine.js';
-import { sampleTokens, samplingParams } from '../ops/sampling.js';
+import { samplingParams } from '../ops/sampling.js';
 import type { Andromeda } from '../model/andromeda.js';
 import type { PagedKVCache } from '../model/paged-kv-cache.js';
-import type { PagedStep } from '../model/paged-step.js';
-import { samplingLogits } from './device-sampling.js';
-import { batchBucket, captureOrNull, int32Views } from './decode-graphs.js';
+import { batchBucket, captureSampledForward, int32Views } from './decode-graphs.js';
 
 export interface SpeculativeGraphsOptions {
   /** A pool block no sequence owns: rows that store nothing and padding sequences write there. */
@@ -150,29 +147,16 @@ export class SpeculativeGraphs {
     const captured: CapturedStep = { batch, width, ints, at, owned, ids, graph: null as unknown as DeviceGraph };
     // Valid inputs (all padding) before capturing: the fresh buffers never hold values a replay could misread.
     this.upload(captured, []);
-    const step: PagedStep = {
-      tokens: views.tokens,
-      batch: {
-        maxQueryLen: rows,
-        maxContextLen: width * this.cache.blockSize,
-        queryStart: views.queryStart,
-        contextLens: views.contextLens,
-        blockTables: views.blockTables,
-      },
-      slots: views.slots,
-      logitRows: views.logitRows,
-    };
-    const engine = ints.engine;
-    const graph = captureOrNull(
-      engine,
-      () =>
-        tidy(() => {
-          const out = this.model.forwardPaged(step, this.cache);
-          const chosen = sampleTokens(samplingLogits(out, vocab), sampler);
-          engine.copy(chosen.ids.strided(this.o.what), ids.strided(this.o.what), [sampled]);
-        }),
-      this.o.what,
-    );
+    const graph = captureSampledForward(this.model, this.cache, {
+      views,
+      maxQueryLen: rows,
+      width,
+      vocab,
+      sampler,
+      ids,
+      count: sampled,
+      what: this.o.what,
+    });
     if (!graph) {
       this.refused = true;
       for (const t of [...owned, ints, ids]) t.dispose();
