@@ -7,17 +7,21 @@
 // is not counted; the aggregate counts every generated token over the time from the first request's first token
 // to the last request's last. Random ids in, ids out: the tokenizer is a stand-in that spans the model's vocabulary
 // (its text is not read), so sampling covers every logit as a real tokenizer of that size would.
-//   node dist/bench/gpu-decode.js [case ...] [--no-graphs] [--device cuda]
+//   node dist/bench/gpu-decode.js [case ...] [--no-graphs] [--device cuda] [--profile-at N]
+// --profile-at N: for a kernel-by-kernel profile of decode steps, opens the outside profiler's range at the N-th
+// token of the measured run and closes it two tokens later (`ncu --profile-from-start off ...`).
 import '../src/engine/index.js';
 import { andromedaFamily } from '../src/train/andromeda-adapter.js';
 import { ByteTokenizer } from '../src/data/tokenizer/byte.js';
 import type { Tokenizer } from '../src/data/tokenizer/tokenizer.js';
 import { InferenceEngine } from '../src/inference/engine.js';
+import type { CudaEngine } from '../src/engine/cuda.js';
 
 const args = process.argv.slice(2);
 const device = args.includes('--device') ? args[args.indexOf('--device') + 1]! : 'cuda';
 const graphs = !args.includes('--no-graphs');
 const preset = args.includes('--preset') ? args[args.indexOf('--preset') + 1]! : 'andromeda-3b';
+const profileAt = args.includes('--profile-at') ? Number(args[args.indexOf('--profile-at') + 1]) : null;
 const cases = args.filter((a) => /^(single|batch):\d+$/.test(a));
 if (cases.length === 0) cases.push('single:2048', 'single:32768', 'batch:64');
 
@@ -51,7 +55,12 @@ interface Timed {
   submitted: number;
 }
 
-async function runRequests(engine: InferenceEngine, prompts: Int32Array[], maxTokens: number): Promise<Timed[]> {
+async function runRequests(
+  engine: InferenceEngine,
+  prompts: Int32Array[],
+  maxTokens: number,
+  profile = false,
+): Promise<Timed[]> {
   const streams = prompts.map((prompt) => {
     const submitted = performance.now();
     return {
@@ -67,6 +76,8 @@ async function runRequests(engine: InferenceEngine, prompts: Int32Array[], maxTo
         if (t.tokens === 0) t.first = now;
         t.last = now;
         t.tokens++;
+        if (profile && profileAt !== null && (t.tokens === profileAt || t.tokens === profileAt + 2))
+          (model.namedParameters()[0]![1].engine as unknown as CudaEngine).profilerRange(t.tokens === profileAt);
       }
       return t;
     }),
@@ -94,7 +105,7 @@ for (const c of cases) {
         prompts.map(() => randomIds(16)),
         8,
       );
-    const runs = await runRequests(engine, prompts, maxTokens);
+    const runs = await runRequests(engine, prompts, maxTokens, true);
     const start = Math.min(...runs.map((r) => r.first));
     const end = Math.max(...runs.map((r) => r.last));
     const generated = runs.reduce((s, r) => s + r.tokens, 0);

@@ -131,6 +131,7 @@ const moments = fused
     });
 gpu.synchronize();
 const setupSeconds = (performance.now() - t0) / 1000;
+console.log(`# setup done in ${setupSeconds.toFixed(1)} s; stepping`);
 
 const c = model.config;
 const rowTokens = batch * (seqLen + 1);
@@ -247,7 +248,13 @@ let error: string | null = null;
 gpu.resetPeakMemory();
 try {
   for (let i = 0; i < steps; i++) {
-    stepsDone.push(trainStep());
+    const s = trainStep();
+    stepsDone.push(s);
+    // Each step as it ends, so a run cut short by a time limit still says how far it got.
+    console.log(
+      `step ${i + 1}: loss ${s.loss.toFixed(4)}, grad norm ${s.norm.toFixed(3)}, forward+backward ` +
+        `${s.fwdBwd.toFixed(1)} ms (host enqueued it in ${s.issue.toFixed(1)} ms), clip+AdamW ${s.optim.toFixed(1)} ms`,
+    );
     // Under ANDROMEDA_CUDA_PROFILE the kernel totals then cover the measured steps only.
     if (i === 1) resetProfile(gpu);
   }
@@ -278,12 +285,6 @@ console.log(
       segmentIds ? `, packed documents of ~${documentTokens} tokens` : ''
     }`,
 );
-for (const [i, s] of stepsDone.entries()) {
-  console.log(
-    `step ${i + 1}: loss ${s.loss.toFixed(4)}, grad norm ${s.norm.toFixed(3)}, forward+backward ` +
-      `${s.fwdBwd.toFixed(1)} ms (host enqueued it in ${s.issue.toFixed(1)} ms), clip+AdamW ${s.optim.toFixed(1)} ms`,
-  );
-}
 if (error) console.log(`stopped: ${error}`);
 console.log(
   `| ${preset} | ${batch} × ${seqLen} | ${measured.length ? stepMs.toFixed(1) : '–'} ms | ` +

@@ -77,6 +77,14 @@ Napi::Value Synchronize(const Napi::CallbackInfo& info) { return guarded(info, k
 Napi::Value ResetPeak(const Napi::CallbackInfo& info) { return guarded(info, kEngine, [&] { cu::reset_peak(); }); }
 Napi::Value EmptyCache(const Napi::CallbackInfo& info) { return guarded(info, kEngine, [&] { cu::empty_cache(); }); }
 
+Napi::Value ProfilerRange(const Napi::CallbackInfo& info) {
+  return guarded(info, kEngine, [&] {
+    abi::expect_arguments(info, "profilerRange", 1);
+    if (!info[0].IsBoolean()) throw std::invalid_argument("profilerRange: the argument must be a boolean");
+    cu::profiler_range(info[0].As<Napi::Boolean>().Value());
+  });
+}
+
 Napi::Value TimingMark(const Napi::CallbackInfo& info) {
   return guarded(info, kEngine, [&] { return Napi::Number::New(info.Env(), cu::timing_mark()); });
 }
@@ -165,7 +173,7 @@ Napi::Object Register(Napi::Env env, Napi::Object exports) {
       {"deviceCount", DeviceCount}, {"init", Init}, {"gemmLibrary", GemmLibrary},
       {"alloc", Alloc}, {"free", Free}, {"synchronize", Synchronize}, {"memoryStats", MemoryStats},
       {"resetPeakMemory", ResetPeak}, {"emptyCache", EmptyCache}, {"setMemoryLimit", SetMemoryLimit},
-      {"timingMark", TimingMark}, {"timingRead", TimingRead}, {"upload", Upload}, {"download", Download},
+      {"timingMark", TimingMark}, {"timingRead", TimingRead}, {"profilerRange", ProfilerRange}, {"upload", Upload}, {"download", Download},
       {"graphBegin", GraphBegin}, {"graphEnd", GraphEnd}, {"graphAbort", GraphAbort},
       {"graphReplay", GraphReplay}, {"graphDispose", GraphDispose},
   };

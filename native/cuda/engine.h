@@ -50,6 +50,8 @@ void graph_dispose(uint32_t id);
 int timing_mark();
 /** Waits, returns the milliseconds between consecutive marks of the round, and starts a new round. */
 std::vector<double> timing_read();
+/** Starts or stops the range an outside profiler records (cudaProfilerStart / cudaProfilerStop). */
+void profiler_range(bool on);
 
 // ---- Memory (allocator.cc) ----
 struct MemoryStats {
@@ -79,6 +81,12 @@ struct GemmArgs : andromeda::GemmArgs {
   /** [n] vector added to every row of C (cuBLASLt's bias epilogue); needs beta == 0. */
   const char* bias = nullptr;
 };
+/**
+ * Products of a few rows (decode) that gemv (gemv.cu) runs instead of cuBLASLt: bf16 / f16, C = alpha·A·Bᵀ
+ * (+ bias), one batch, 1–8 rows, beta 0, rows of A and B in whole 16-byte steps. gemm calls it itself.
+ */
+bool gemv_applies(const GemmArgs& g);
+void gemv(const GemmArgs& g);
 /** "cuBLASLt 130000 (/usr/local/cuda/lib64/libcublasLt.so.13)", loading the library if needed. */
 std::string gemm_library();
 

@@ -227,6 +227,10 @@ void gemm(const GemmArgs& g) {
   if (g.m == 0 || g.n == 0 || g.batch == 0) return;
   if (g.k == 0) throw std::invalid_argument("matmul: k == 0 (the caller fills C instead)");
   if (g.bias && g.beta != 0) throw std::invalid_argument("matmul: a bias needs beta = 0");
+  if (gemv_applies(g)) {  // a few rows: streaming the weight beats cuBLASLt's tiles (gemv.cu)
+    gemv(g);
+    return;
+  }
   Library& lib = library();
   const uint32_t align_a = alignment_of(g.a), align_b = alignment_of(g.b), align_c = alignment_of(g.c);
   const PlanKey key{g.dtype, g.trans_a, g.trans_b, g.m, g.n, g.k, g.lda, g.ldb, g.ldc, g.batch > 1 ? g.stride_a : 0,

@@ -1,5 +1,8 @@
 // GPU-side timing marks for the profiler: events recorded on the engine's stream between kernels, so the
-// device's own clock times each call without the waits that serialise host and device.
+// device's own clock times each call without the waits that serialise host and device; and the range an outside
+// profiler (Nsight Compute with --profile-from-start off) records.
+#include <cuda_profiler_api.h>
+
 #include <vector>
 
 #include "engine.h"
@@ -33,6 +36,10 @@ std::vector<double> timing_read() {
   }
   g_used = 0;
   return ms;
+}
+
+void profiler_range(bool on) {
+  check(on ? cudaProfilerStart() : cudaProfilerStop(), on ? "cudaProfilerStart" : "cudaProfilerStop");
 }
 
 }  // namespace andromeda::cuda

@@ -36,6 +36,7 @@ interface CudaAddon extends NativeKernels, CudaKernels, CudaAttentionAddon {
   setMemoryLimit(bytes: number): void;
   timingMark(): number;
   timingRead(): Float64Array;
+  profilerRange(on: boolean): void;
   graphBegin(): void;
   graphEnd(): number;
   graphAbort(): void;
@@ -141,6 +142,13 @@ export class CudaEngine extends NativeEngine {
       () => this.#addon.graphReplay(id),
       () => this.#addon.graphDispose(id),
     );
+  }
+  /**
+   * Starts (true) or stops (false) the range an outside profiler records when it is told not to record from the
+   * start (`ncu --profile-from-start off`): benches mark the few steps worth a kernel-by-kernel profile.
+   */
+  profilerRange(on: boolean): void {
+    this.#addon.profilerRange(on);
   }
   /** Records a timing event on the stream (profiling); `timingRead` returns the gaps between marks. */
   timingMark(): number {

@@ -22,8 +22,8 @@ import type { InferenceWorkload, TrainingWorkload } from './workload.js';
  * Optimizer (bandwidth-bound; same file): AdamW with bf16 shadows moves 28 B per parameter (reads the bf16
  * gradient, the float32 master, m and v; writes master, m, v and the bf16 copy): andromeda-3b's clip + AdamW took
  * 29.5 ms (stop 10) and 32.0 ms (stop 13) for 68.9 GB = 0.70 and 0.64 of the bandwidth (0.67 taken). 8-bit AdamW
- * moves 16 B (one-byte codes instead of float32 moments) and took 53.0 ms (stop 13) = 0.22; its kernel was
- * rewritten for wider accesses after that run, so this factor is the old kernel's.
+ * moves 16 B (one-byte codes instead of float32 moments): its clip + step took 28.3 ms (stop 16, once the nearest-
+ * code search started from an index of the moment's float bits instead of a binary search) = 0.42.
  * Decode through the InferenceEngine (bench/results/gpu-decode.md, andromeda-3b, CUDA graphs): 228 tokens/s after a
  * 2,048-token prompt, 172 after 32,768, and 9,138 aggregate for 64 requests of 128 + 128. With the weights read at
  * the optimizer's bandwidth (0.67), the two batch-1 cases differ by 1.43 ms a step for 502 MB more of keys and
@@ -38,7 +38,7 @@ export const GPU_EFFICIENCY = {
   trainingNarrow: { dim: 512, fraction: 0.26 },
   trainingWide: { dim: 2560, fraction: 0.47 },
   optimizerBandwidth: 0.67,
-  optimizer8bitBandwidth: 0.22,
+  optimizer8bitBandwidth: 0.42,
   prefill: 0.35,
   weightReadBandwidth: 0.67,
   kvReadBandwidth: 0.105,

@@ -218,6 +218,7 @@ gpuTest(
           'cuda',
         ),
       );
+      p.requireGrad();
       p.grad = keep(
         Tensor.fromArray(
           Float64Array.from({ length: n }, () => 0.01 * gen.normal()),

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import type { MatmulArgs } from '../../src/engine/engine.js';
 import type { DType } from '../../src/tensor/dtype.js';
-import { Twins, assertClose, cpu, gpu, gpuTest } from './harness.js';
+import { Twins, assertClose, cpu, gpu, gpuTest, read, type Twin } from './harness.js';
 import { CudaEngine } from '../../src/engine/cuda.js';
 
 interface Case {
@@ -120,6 +120,107 @@ gpuTest('matmul: offset (unaligned) operands', () => {
       cpu().matmul(args('cpu'));
       gpu().matmul(args('gpu'));
       assertClose(`matmul ${dtype} with odd offsets`, out, dtype === 'float32' ? 1e-5 : 1e-2, m * n + 1);
+    }
+  } finally {
+    t.dispose();
+  }
+});
+
+// Products of 1–8 rows (decode) run the streaming kernel (native/cuda/gemv.cu) when they are A·Bᵀ in bf16 / f16
+// with 16-byte rows; the others stay with cuBLASLt. Shapes cover the split-k form (few B rows), the row-per-warp
+// form, k not a multiple of the unrolled step, strided rows of A, a bias, alpha, and products the kernel must leave
+// to cuBLASLt (k not a multiple of 8, an operand off 16-byte alignment).
+gpuTest('matmul: few-row products (the decode kernel) against the CPU engine, with bias and alpha', () => {
+  const t = new Twins(13);
+  try {
+    const shapes = [
+      { n: 128, k: 2560 },
+      { n: 3000, k: 1032 },
+      { n: 2200, k: 264 },
+      { n: 9, k: 72 },
+      { n: 40, k: 27 },
+    ];
+    for (const dtype of ['bfloat16', 'float16'] as DType[]) {
+      for (const { n, k } of shapes) {
+        for (const m of [1, 2, 3, 5, 8]) {
+          for (const variant of ['plain', 'bias', 'strided', 'offset'] as const) {
+            const lda = variant === 'strided' ? k + 8 : k;
+            const offset = variant === 'offset' ? 1 : 0;
+            const a = t.random(dtype, m * lda + offset);
+            const b = t.random(dtype, n * k + offset, 0.1);
+            const bias = t.random(dtype, n);
+            const out = t.output(dtype, m * n);
+            const alpha = variant === 'strided' ? 0.5 : 1;
+            const args = (side: 'cpu' | 'gpu'): MatmulArgs => ({
+              a: { ...a[side], offset },
+              b: { ...b[side], offset },
+              c: out[side],
+              m,
+              n,
+              k,
+              transA: false,
+              transB: true,
+              lda,
+              ldb: k,
+              ldc: n,
+              strideA: 0,
+              strideB: 0,
+              strideC: 0,
+              batch: 1,
+              alpha,
+              beta: 0,
+            });
+            if (variant === 'bias') {
+              cpu().matmulBias(args('cpu'), bias.cpu);
+              gpu().matmulBias(args('gpu'), bias.gpu);
+            } else {
+              cpu().matmul(args('cpu'));
+              gpu().matmul(args('gpu'));
+            }
+            assertClose(`${dtype} m=${m} n=${n} k=${k} ${variant}`, out, 1e-2);
+          }
+        }
+      }
+    }
+  } finally {
+    t.dispose();
+  }
+});
+
+gpuTest('matmul: a few-row product gives each row the bits it gets alone', () => {
+  const t = new Twins(14);
+  try {
+    for (const { n, k } of [
+      { n: 128, k: 2560 },
+      { n: 3000, k: 1032 },
+    ]) {
+      const m = 6;
+      const a = t.random('bfloat16', m * k);
+      const b = t.random('bfloat16', n * k, 0.1);
+      const together = t.output('bfloat16', m * n);
+      const alone = t.output('bfloat16', m * n);
+      const args = (rows: number, row: number, c: Twin): MatmulArgs => ({
+        a: { ...a.gpu, offset: row * k },
+        b: b.gpu,
+        c: { ...c.gpu, offset: row * n },
+        m: rows,
+        n,
+        k,
+        transA: false,
+        transB: true,
+        lda: k,
+        ldb: k,
+        ldc: n,
+        strideA: 0,
+        strideB: 0,
+        strideC: 0,
+        batch: 1,
+        alpha: 1,
+        beta: 0,
+      });
+      gpu().matmul(args(m, 0, together));
+      for (let row = 0; row < m; row++) gpu().matmul(args(1, row, alone));
+      assert.deepEqual(read(alone).gpu, read(together).gpu, `n=${n} k=${k}: rows alone vs ${m} together`);
     }
   } finally {
     t.dispose();

@@ -13,8 +13,8 @@ const tokenizer = new ByteTokenizer();
 function model(seed: number, shape: { dim: number; depth: number; heads: number; shiftTokens: number }): LanguageModel {
   const config = andromedaFamily.presetConfig('tiny', tokenizer.vocabSize, {
     ...shape,
-    headDim: 16,
-    rotary: { dim: 8 },
+    headDim: 32, // the smallest head the CUDA paged kernels take
+    rotary: { dim: 16 },
   });
   return andromedaFamily.create(config, { seed, device: 'cuda' });
 }
@@ -53,6 +53,7 @@ gpuTest('cuda: speculative steps replayed as graphs give the eager path’s and 
   process.on('warning', onWarning);
   try {
     const alone = await generate(target, { cudaGraphs: false });
+    assert.equal(alone.stats.paged, true, 'the target decodes over the paged cache');
     for (const k of [1, 2, 4]) {
       const eager = await generate(target, { cudaGraphs: false, draft: { model: draft, tokens: k } });
       const graphed = await generate(target, { draft: { model: draft, tokens: k } });

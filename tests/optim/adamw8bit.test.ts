@@ -78,8 +78,8 @@ interface HostState {
 }
 
 /** One 8-bit AdamW step of native/fused/adamw8bit/adamw8bit.h, every operation rounded to float32. */
-function referenceStep(s: HostState, grad: ArrayLike<number>, a: AdamWArgs): void {
-  const { signed, unsigned } = adamw8bitMaps();
+function referenceStep(s: HostState, grad: ArrayLike<number>, a: AdamWArgs, maps = adamw8bitMaps()): void {
+  const { signed, unsigned } = maps;
   const b1 = f(a.beta1);
   const b2 = f(a.beta2);
   const eps = f(a.eps);
@@ -218,6 +218,70 @@ describe('adamw8bitMany on the CPU engine', () => {
       },
     );
   }
+
+  // The kernel starts each nearest-code search from an index of the map's float32 bits
+  // (native/fused/adamw8bit/adamw8bit.h): any sorted map must give the reference's codes, also maps whose values
+  // crowd into one bucket, lie below 2^-32, or reach past ±1.
+  test('other sorted maps: the codes of the reference (the search index holds for any map)', () => {
+    const sorted = (values: number[]) => {
+      const map = Float32Array.from(values).sort();
+      for (let i = 1; i < map.length; i++) assert.ok(map[i - 1]! < map[i]!, `test map value ${i} repeats`);
+      assert.equal(map.length, QUANT_MAP_SIZE);
+      return map;
+    };
+    const count = QUANT_MAP_SIZE;
+    const linear = {
+      signed: sorted(Array.from({ length: count }, (_, i) => -1 + (2 * i) / (count - 1))),
+      unsigned: sorted(Array.from({ length: count }, (_, i) => i / (count - 1))),
+    };
+    const crowded = {
+      // 100 values within 1% below 1, tiny ones from 1e-20, and values past ±1 up to ±8.
+      signed: sorted([
+        ...Array.from({ length: 100 }, (_, i) => 0.99 + i * 1e-4),
+        ...Array.from({ length: 60 }, (_, i) => -(10 ** (-20 + i / 3))),
+        ...Array.from({ length: 60 }, (_, i) => 10 ** (-20 + i / 3)),
+        ...Array.from({ length: 35 }, (_, i) => (i < 18 ? -8 + i / 3 : 1.5 + (i - 18) / 3)),
+        0,
+      ]),
+      unsigned: sorted([
+        0,
+        ...Array.from({ length: 120 }, (_, i) => 10 ** (-30 + i / 4)),
+        ...Array.from({ length: 100 }, (_, i) => 0.5 + i * 1e-3),
+        ...Array.from({ length: 35 }, (_, i) => 1 + i / 4),
+      ]),
+    };
+    for (const [name, maps] of Object.entries({ linear, crowded })) {
+      tidy(() => {
+        const gen = new Generator(23);
+        const sizes = [300, 4099];
+        const states = sizes.map((size) => deviceState(size, gen, null));
+        const reference = states.map(hostState);
+        for (let step = 1; step <= 3; step++) {
+          // Gradients over many scales, so that the moments over their block's absmax cover many buckets.
+          const grads = sizes.map((size) =>
+            Tensor.fromArray(
+              Float64Array.from({ length: size }, () => gen.normal() * 10 ** (-8 * gen.uniform())),
+              [size],
+              'float32',
+            ),
+          );
+          engine.adamw8bitMany(
+            states.map((st, i) => itemOf(st, grads[i]!)),
+            maps,
+            args(step),
+          );
+          grads.forEach((g, i) => referenceStep(reference[i]!, g.toArray(), args(step), maps));
+        }
+        states.forEach((st, i) => {
+          const got = hostState(st);
+          assert.deepEqual(got.codes, reference[i]!.codes, `${name} maps, size ${sizes[i]}: codes`);
+          assert.deepEqual(got.param, reference[i]!.param, `${name} maps, size ${sizes[i]}: weights`);
+          const distinct = new Set(got.codes.v).size;
+          assert.ok(distinct > 20, `${name} maps: the moments spread over ${distinct} codes`);
+        });
+      });
+    }
+  });
 
   test('the dequantized moments follow float32 AdamW within the map resolution', () => {
     tidy(() => {

@@ -16,7 +16,7 @@ using paged::AttentionParams;
 
 constexpr int kF32 = 0, kBf16 = 2;  // andromeda::DType codes
 // Fewest keys a split takes: below this the per-CTA setup (Q̃, the first load's latency) dominates.
-constexpr int64_t kMinKeysPerSplit = 64;
+constexpr int64_t kMinKeysPerSplit = 32;
 // Row blocks in the grid; a CTA walks the further ones (long query runs: prefill chunks, which are correct here
 // but meant for the dense kernel).
 constexpr int64_t kMaxRowBlocksInGrid = 64;

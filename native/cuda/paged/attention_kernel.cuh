@@ -94,7 +94,9 @@ struct AttentionSmem {
       + sizeof(float) * (size_t(kRows) * kScoreLd + 4 * kRows + kKeys)  // S (fp32 P); row positions, slopes,
                                                                   // corrections, sums; key flags
       + (kTensorCores<T> ? sizeof(__nv_bfloat16) * size_t(kRows) * kProbLd : 0)  // P in bf16
-      + size_t(2) * kKeys * kRawRow;                              // raw K and V of the sub-tile in flight
+      + size_t(2) * kKeys * kRawRow                               // raw K and V of the sub-tile in flight
+      + sizeof(float2) * size_t(kKeys + 1) * kMaxRotaryPairs      // rotation tables (see the kernel)
+      + sizeof(float) * kMaxRotaryPairs;                          // xPos rates
   /** Bytes for a Q̃/K̃ stride of `ld` elements (Q̃ and K̃ first: both start 16-byte aligned). */
   static size_t bytes(int ld) { return sizeof(Operand) * size_t(kRows + kKeys) * ld + kFixedBytes; }
 };
@@ -155,6 +157,12 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
   __nv_bfloat16* sP = reinterpret_cast<__nv_bfloat16*>(sKeyOk + kKeys);
   unsigned char* sRawK = reinterpret_cast<unsigned char*>(sP + (kMma ? kRows * kProbLd : 0));
   unsigned char* sRawV = sRawK + kKeys * Smem::kRawRow;
+  // Rotations (cos, sin) by pair: first those of the row block's query positions ([query][pair]), then, once Q̃ is
+  // built, those of the key offsets jl·θ_f within a sub-tile ([jl][pair]); sBase holds the sub-tile's j0·θ_f. A key's
+  // rotation is then the product of two table entries (angle addition) instead of a reduction and a sincos.
+  float2* sRot = reinterpret_cast<float2*>(sRawV + kKeys * Smem::kRawRow);
+  float2* sBase = sRot + kKeys * kMaxRotaryPairs;
+  float* sXposRate = reinterpret_cast<float*>(sBase + kMaxRotaryPairs);
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int split = blockIdx.x;
@@ -205,44 +213,53 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
 
     __syncthreads();  // the previous row block is done with every buffer
     if (split_begin < key_end) issue_loads(split_begin);
+    const int64_t query0 = row0 / p.group;  // the row block's first query (of the sequence)
+    const int queries = int((row0 + rows - 1) / p.group - query0 + 1);
+    for (int item = tid; item < queries * half; item += kAttentionThreads) {
+      const int qi = item / half, f = item % half;
+      sRot[qi * kMaxRotaryPairs + f] = rotation(first_position + query0 + qi, p.inv_freq[f]);
+    }
+    for (int f = tid; f < half; f += kAttentionThreads) sXposRate[f] = p.has_xpos ? p.xpos_rate[f] : 0.f;
+    __syncthreads();
 
-    // Q̃ rows (scale · log2 e folded in), their positions and slopes.
-    for (int item = tid; item < kRows * D; item += kAttentionThreads) {
-      const int r = item / D, f = item % D;
+    // Q̃ rows (scale · log2 e folded in), their positions and slopes: a warp per row, a lane per rotary pair or
+    // per feature past the rotary ones, so each row's query, head and position are worked out once.
+    for (int r = warp; r < kRows; r += kAttentionWarps) {
       Operand* dst = sQ + r * ld;
       if (r >= rows) {
-        store_as(dst + f, 0.f);
-        if (split_key && f < p.rotary_dim) store_as(dst + D + f, 0.f);
+        for (int f = lane; f < ld; f += 32) store_as(dst + f, 0.f);
         continue;
       }
       const int gr = row0 + r, i = gr / p.group, head = kv_head + p.kv_heads * (gr % p.group);
       const int64_t position = first_position + i;
       const T* qrow = static_cast<const T*>(p.q) + ((seq.first_row + i) * p.heads + head) * D;
       const float* gs = p.key_scale ? p.key_scale + int64_t(head) * D : nullptr;
-      if (f < p.rotary_dim) {
-        const int lo = f < half ? f : f - half;
-        const float2 cs = rotation(position, p.inv_freq[lo]);
-        const float z = p.has_xpos ? exp2f(p.xpos_rate[lo] * float(position - anchor)) : 1.f;
+      const float2* rot = sRot + (i - query0) * kMaxRotaryPairs;
+      for (int lo = lane; lo < half; lo += 32) {
+        const float2 cs = rot[lo];
+        const float z = (p.has_xpos ? exp2f(sXposRate[lo] * float(position - anchor)) : 1.f) * p.scale_log2;
         const float x1 = to_float(qrow[lo]), x2 = to_float(qrow[lo + half]);
-        const float rotated = (f < half ? x1 * cs.x - x2 * cs.y : x2 * cs.x + x1 * cs.y) * z * p.scale_log2;
+        const float first = (x1 * cs.x - x2 * cs.y) * z, second = (x2 * cs.x + x1 * cs.y) * z;
         if (gs) {
           const float ga = __ldg(gs + lo), gb = __ldg(gs + lo + half);
-          store_as(dst + f, 0.5f * (ga + gb) * rotated);
-          if (split_key) store_as(dst + D + f, 0.5f * (ga - gb) * rotated);
+          store_as(dst + lo, 0.5f * (ga + gb) * first);
+          store_as(dst + lo + half, 0.5f * (ga + gb) * second);
+          if (split_key) {
+            store_as(dst + D + lo, 0.5f * (ga - gb) * first);
+            store_as(dst + D + lo + half, 0.5f * (ga - gb) * second);
+          }
         } else {
-          store_as(dst + f, rotated);
+          store_as(dst + lo, first);
+          store_as(dst + lo + half, second);
         }
-      } else {
-        store_as(dst + f, to_float(qrow[f]) * (gs ? __ldg(gs + f) : 1.f) * p.scale_log2);
       }
-      if (f == 0) {
+      for (int f = p.rotary_dim + lane; f < D; f += 32)
+        store_as(dst + f, to_float(qrow[f]) * (gs ? __ldg(gs + f) : 1.f) * p.scale_log2);
+      for (int f = p.key_dim + lane; f < ld; f += 32) store_as(dst + f, 0.f);
+      if (lane == 0) {
         sRowPos[r] = int(position);
         sRowSlope[r] = p.has_alibi ? p.alibi_slope_log2[head] : 0.f;
       }
-    }
-    for (int item = tid; item < kRows * (ld - p.key_dim); item += kAttentionThreads) {
-      const int r = item / (ld - p.key_dim), f = p.key_dim + item % (ld - p.key_dim);
-      store_as(sQ + r * ld + f, 0.f);
     }
 
     // Softmax state: warp w owns rows 4w .. 4w + 3 (every lane holds the same values).
@@ -260,7 +277,15 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
 #pragma unroll
       for (int e = 0; e < 4; e++) o[s][e] = 0.f;
 
+    __syncthreads();  // Q̃ is built: the table takes the rotations of the key offsets
+    for (int item = tid; item < kKeys * half; item += kAttentionThreads) {
+      const int jl = item / half, f = item % half;
+      sRot[jl * kMaxRotaryPairs + f] = rotation(jl, p.inv_freq[f]);
+    }
+
     for (int64_t j0 = split_begin; j0 < key_end; j0 += kKeys) {
+      // The sub-tile's base rotation (the previous sub-tile's readers of sBase passed its middle barrier).
+      for (int f = tid; f < half; f += kAttentionThreads) sBase[f] = rotation(j0, p.inv_freq[f]);
       attention::cp_async_wait<0>();
       __syncthreads();  // the sub-tile has landed (every thread's copies) and the last one's P·V is done
 
@@ -275,29 +300,27 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
         reinterpret_cast<uint4*>(sV + jl * kValueLd)[chunk] =
             reinterpret_cast<const uint4*>(sRawV + jl * Smem::kRawRow)[chunk];
       }
-      for (int item = tid; item < kKeys * half; item += kAttentionThreads) {
-        const int jl = item / half, f = item % half;
+      // K̃: a warp per key, a lane per rotary pair or per feature past them.
+      for (int jl = warp; jl < kKeys; jl += kAttentionWarps) {
         const int64_t position = j0 + jl;
-        const float2 cs = rotation(position, p.inv_freq[f]);
-        const float z = p.has_xpos ? exp2f(p.xpos_rate[f] * float(anchor - position)) : 1.f;
-        const float k1 = to_float(rawK[jl * D + f]), k2 = to_float(rawK[jl * D + f + half]);
-        const float c = cs.x * z, s = cs.y * z;
+        const T* k = rawK + jl * D;
         Operand* dst = sK + jl * ld;
-        store_as(dst + f, k1 * c - k2 * s);
-        store_as(dst + f + half, k2 * c + k1 * s);
-        if (split_key) {
-          store_as(dst + D + f, k1 * c + k2 * s);
-          store_as(dst + D + f + half, k1 * s - k2 * c);
+        const float2* step = sRot + jl * kMaxRotaryPairs;
+        for (int f = lane; f < half; f += 32) {
+          const float2 base = sBase[f], by = step[f];
+          const float2 cs = make_float2(base.x * by.x - base.y * by.y, base.y * by.x + base.x * by.y);
+          const float z = p.has_xpos ? exp2f(sXposRate[f] * float(anchor - position)) : 1.f;
+          const float k1 = to_float(k[f]), k2 = to_float(k[f + half]);
+          const float c = cs.x * z, s = cs.y * z;
+          store_as(dst + f, k1 * c - k2 * s);
+          store_as(dst + f + half, k2 * c + k1 * s);
+          if (split_key) {
+            store_as(dst + D + f, k1 * c + k2 * s);
+            store_as(dst + D + f + half, k1 * s - k2 * c);
+          }
         }
-      }
-      const int rest = D - p.rotary_dim;
-      for (int item = tid; item < kKeys * rest; item += kAttentionThreads) {
-        const int jl = item / rest, f = p.rotary_dim + item % rest;
-        store_as(sK + jl * ld + f, to_float(rawK[jl * D + f]));
-      }
-      for (int item = tid; item < kKeys * (ld - p.key_dim); item += kAttentionThreads) {
-        const int jl = item / (ld - p.key_dim), f = p.key_dim + item % (ld - p.key_dim);
-        store_as(sK + jl * ld + f, 0.f);
+        for (int f = p.rotary_dim + lane; f < D; f += 32) store_as(dst + f, to_float(k[f]));
+        for (int f = p.key_dim + lane; f < ld; f += 32) store_as(dst + f, 0.f);
       }
       __syncthreads();  // K̃, V ready; the staging buffers are free
       if (j0 + kKeys < key_end) issue_loads(j0 + kKeys);

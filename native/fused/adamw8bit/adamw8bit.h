@@ -13,8 +13,10 @@
 // Both engines take the same float32 operations in the same order, so they give the same bits.
 // Forms: cpu.cc, cuda.cu.
 #pragma once
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace andromeda {
 
@@ -44,28 +46,97 @@ struct AdamW8bitDenseMap {
   static constexpr int at(int i) { return i; }
 };
 
+#if defined(__CUDACC__)
+#define ANDROMEDA_ADAMW8BIT_HD __host__ __device__
+#else
+#define ANDROMEDA_ADAMW8BIT_HD
+#endif
+
+ANDROMEDA_ADAMW8BIT_HD inline uint32_t adamw8bit_float_bits(float x) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(x);
+#else
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+#endif
+}
+
+/**
+ * Where the nearest-code search of one map starts, so that it takes one or two steps instead of a binary search's
+ * eight dependent probes (on CUDA those probes were the 8-bit step's bottleneck: a warp's 32 searches hit the same
+ * shared-memory banks). x's float32 bits pick a bucket: its sign, then |x| in 32 equal parts of each binade from
+ * 2^-32 to 1, with all smaller magnitudes in one bucket and all larger ones in another. start[bucket] is the
+ * largest code whose value is at or below every x of the bucket (0 if none), so the search that steps up from it
+ * while the next value is still <= x ends on the same code as a binary search, for any sorted map: the start
+ * never passes the answer. bitsandbytes' dynamic maps hold at most two values per bucket.
+ */
+struct AdamW8bitCodeIndex {
+  static constexpr int kSubBits = 5;                     // 32 buckets per binade
+  static constexpr uint32_t kLowestBinade = 127 - 32;    // biased exponent of 2^-32
+  static constexpr int kMagnitudes = (32 << kSubBits) + 2;  // [0, 2^-32), 1,024 parts of [2^-32, 1), [1, inf]
+  static constexpr int kBuckets = 2 * kMagnitudes;          // negatives descending, then non-negatives ascending
+
+  uint8_t start[kBuckets];
+
+  /** The magnitude part of |x|'s bucket, from its bits without the sign. */
+  ANDROMEDA_ADAMW8BIT_HD static int magnitude(uint32_t abs_bits) {
+    constexpr uint32_t low = kLowestBinade << 23;
+    if (abs_bits < low) return 0;
+    const uint32_t part = ((abs_bits - low) >> (23 - kSubBits)) + 1;
+    return part < uint32_t(kMagnitudes - 1) ? int(part) : kMagnitudes - 1;
+  }
+
+  /** x's bucket: buckets are ordered as the values in them are. */
+  ANDROMEDA_ADAMW8BIT_HD static int bucket(float x) {
+    const uint32_t bits = adamw8bit_float_bits(x);
+    const int mag = magnitude(bits & 0x7fffffffu);
+    return (bits >> 31) ? kMagnitudes - 1 - mag : kMagnitudes + mag;
+  }
+
+  /** The least value any x of the bucket can take (-inf for the negatives of magnitude >= 1). */
+  static float lower_bound(int bucket) {
+    const auto from_bits = [](uint32_t u) {
+      float f;
+      std::memcpy(&f, &u, sizeof f);
+      return f;
+    };
+    constexpr uint32_t low = kLowestBinade << 23;
+    if (bucket >= kMagnitudes) {  // x >= 0: the bucket's own lower end
+      const int mag = bucket - kMagnitudes;
+      return mag == 0 ? 0.0f : from_bits(low + (uint32_t(mag - 1) << (23 - kSubBits)));
+    }
+    const int mag = kMagnitudes - 1 - bucket;  // x < 0 (or -0): minus the magnitude's upper end
+    if (mag == kMagnitudes - 1) return -INFINITY;
+    return -from_bits(low + (uint32_t(mag) << (23 - kSubBits)));
+  }
+
+  /** The index of a map sorted ascending. */
+  void build(const float* map) {
+    int code = 0;
+    for (int b = 0; b < kBuckets; b++) {  // lower bounds rise with b, so the start codes do too
+      const float lower = lower_bound(b);
+      while (code + 1 < kAdamW8bitMapSize && map[code + 1] <= lower) code++;
+      start[b] = uint8_t(code);
+    }
+  }
+};
+
 /**
  * The code whose map value is nearest to x (map sorted ascending; ties to the lower code). Only comparisons and
  * subtractions of float32 values, so every compiler and engine picks the same code. `Layout::at(i)` is where value
- * i sits in `map` (the CUDA form keeps its shared-memory copy padded against bank conflicts); the search is the
- * same for every layout, so the codes are too. (A search that selects instead of branching measured 1.7× slower
- * on the CPU: bench/results/plan.md, "8-bit AdamW on the CPU".)
+ * i sits in `map` (the CUDA form keeps its shared-memory copy padded against bank conflicts); `start` is the map's
+ * AdamW8bitCodeIndex::start. The answer is the binary search's for any start at or below it: the largest lo with
+ * map[lo] <= x, then the nearer of lo and lo + 1.
  */
 template <typename Layout = AdamW8bitDenseMap>
-#if defined(__CUDACC__)
-__host__ __device__
-#endif
-inline uint8_t adamw8bit_nearest_code(const float* map, float x) {
-  int lo = 0, hi = kAdamW8bitMapSize - 1;
-  if (!(x > map[Layout::at(lo)])) return uint8_t(lo);
-  if (!(x < map[Layout::at(hi)])) return uint8_t(hi);
-  // map[lo] < x < map[hi]: narrow to neighbours with map[lo] <= x < map[hi].
-  while (hi - lo > 1) {
-    const int mid = (lo + hi) >> 1;
-    if (map[Layout::at(mid)] <= x) lo = mid;
-    else hi = mid;
-  }
-  return uint8_t(map[Layout::at(hi)] - x < x - map[Layout::at(lo)] ? hi : lo);
+ANDROMEDA_ADAMW8BIT_HD inline uint8_t adamw8bit_nearest_code(const float* map, const uint8_t* start, float x) {
+  if (!(x > map[Layout::at(0)])) return 0;  // NaN too
+  if (!(x < map[Layout::at(kAdamW8bitMapSize - 1)])) return uint8_t(kAdamW8bitMapSize - 1);
+  // map[0] < x < map[255], and map[start] <= x (or start = 0), so the walk stops below 255.
+  int lo = start[AdamW8bitCodeIndex::bucket(x)];
+  while (map[Layout::at(lo + 1)] <= x) lo++;
+  return uint8_t(map[Layout::at(lo + 1)] - x < x - map[Layout::at(lo)] ? lo + 1 : lo);
 }
 
 }  // namespace andromeda

@@ -27,17 +27,24 @@ struct Chunk {
   int64_t first_block, end_block;
 };
 
+/** A map with the index of its nearest-code search. */
+struct IndexedMap {
+  const float* values;
+  AdamW8bitCodeIndex index;
+};
+
 /** Requantizes one block's new moments (x[0..n)) into codes and returns their absmax. */
-float requantize(const float* x, int64_t n, const float* map, uint8_t* codes) {
+float requantize(const float* x, int64_t n, const IndexedMap& map, uint8_t* codes) {
   float absmax = 0.0f;
   for (int64_t i = 0; i < n; i++) absmax = std::max(absmax, std::fabs(x[i]));
-  for (int64_t i = 0; i < n; i++) codes[i] = adamw8bit_nearest_code(map, absmax > 0.0f ? x[i] / absmax : 0.0f);
+  for (int64_t i = 0; i < n; i++)
+    codes[i] = adamw8bit_nearest_code(map.values, map.index.start, absmax > 0.0f ? x[i] / absmax : 0.0f);
   return absmax;
 }
 
 template <typename G>
-void update_block(const AdamW8bitTensorArgs& t, int64_t block, const float* signed_map, const float* unsigned_map,
-                  const Constants& k) {
+void update_block(const AdamW8bitTensorArgs& t, int64_t block, const IndexedMap& signed_map,
+                  const IndexedMap& unsigned_map, const Constants& k) {
   const int64_t begin = block * kAdamW8bitBlock, n = std::min(t.count, begin + kAdamW8bitBlock) - begin;
   const G* grad = reinterpret_cast<const G*>(t.grad) + begin;
   float* param = t.param + begin;
@@ -47,7 +54,7 @@ void update_block(const AdamW8bitTensorArgs& t, int64_t block, const float* sign
   float m[kAdamW8bitBlock], v[kAdamW8bitBlock];
   for (int64_t i = 0; i < n; i++) {
     const float g = float(load(grad + i)) * k.grad_scale;
-    const float m_old = signed_map[m_codes[i]] * m_scale, v_old = unsigned_map[v_codes[i]] * v_scale;
+    const float m_old = signed_map.values[m_codes[i]] * m_scale, v_old = unsigned_map.values[v_codes[i]] * v_scale;
     const float mi = k.b1 * m_old + (1.0f - k.b1) * g;
     const float vi = k.b2 * v_old + (1.0f - k.b2) * g * g;
     m[i] = mi;
@@ -93,6 +100,9 @@ void adamw8bit_many(const AdamW8bitTensorArgs* tensors, size_t n, const float* s
     const int64_t blocks = (t.count + kAdamW8bitBlock - 1) / kAdamW8bitBlock;
     for (int64_t b = 0; b < blocks; b += kChunkBlocks) chunks.push_back({&t, b, std::min(blocks, b + kChunkBlocks)});
   }
+  IndexedMap signed_indexed{signed_map, {}}, unsigned_indexed{unsigned_map, {}};
+  signed_indexed.index.build(signed_map);
+  unsigned_indexed.index.build(unsigned_map);
   const Constants k{float(a.beta1), float(a.beta2), float(a.eps), float(1.0 - a.lr * a.weight_decay),
                     float(a.lr / a.bias_correction1), float(1.0 / std::sqrt(a.bias_correction2)), float(a.grad_scale)};
   parallel_for(int64_t(chunks.size()), 1, [&](int64_t c0, int64_t c1) {
@@ -100,7 +110,7 @@ void adamw8bit_many(const AdamW8bitTensorArgs* tensors, size_t n, const float* s
       const Chunk& chunk = chunks[size_t(c)];
       const AdamW8bitTensorArgs& t = *chunk.tensor;
       ANDROMEDA_DISPATCH_FLOAT(t.grad_dtype, {
-        for (int64_t b = chunk.first_block; b < chunk.end_block; b++) update_block<T>(t, b, signed_map, unsigned_map, k);
+        for (int64_t b = chunk.first_block; b < chunk.end_block; b++) update_block<T>(t, b, signed_indexed, unsigned_indexed, k);
       });
     }
   });

@@ -3,8 +3,8 @@
 // ones with 8- and 16-byte accesses when the block is full and the buffers aligned, else lane + 32·j); the block's
 // new absmax is a warp max-reduction, so no shared-memory round trip and no __syncthreads per block. Blocks of
 // threads take chunks of kChunkBlocks quantization blocks from a chunk table (chunk_table.h) and walk them
-// grid-stride. The two maps sit in shared memory for the nearest-code searches, padded against bank conflicts
-// (BankPaddedMap). Every operation is an explicitly rounded intrinsic in the CPU form's order, so nvcc cannot
+// grid-stride. The two maps and their search indexes (AdamW8bitCodeIndex) sit in shared memory for the nearest-code
+// searches, the maps padded against bank conflicts (BankPaddedMap). Every operation is an explicitly rounded intrinsic in the CPU form's order, so nvcc cannot
 // fuse multiply-adds and both engines give the same bits.
 #include <algorithm>
 #include <cmath>
@@ -25,10 +25,20 @@ struct Constants {
   float b1, b2, eps, decay, step, inv_sqrt_bc2, grad_scale;
 };
 
-/** Both maps, passed by value as a kernel parameter (2 KiB). */
+/** Both maps and their search indexes, passed by value as a kernel parameter (6 KiB). */
 struct Maps {
   float signed_map[kAdamW8bitMapSize];
   float unsigned_map[kAdamW8bitMapSize];
+  AdamW8bitCodeIndex signed_index;
+  AdamW8bitCodeIndex unsigned_index;
+};
+
+/** The shared-memory copies a block searches. */
+struct SharedMaps {
+  const float* signed_map;
+  const float* unsigned_map;
+  const uint8_t* signed_start;
+  const uint8_t* unsigned_start;
 };
 
 struct TensorBlocks {
@@ -47,12 +57,8 @@ struct TensorBlocks {
 };
 
 /**
- * The shared-memory layout of a map: value i at i + i / 32. The binary search's probes at depth d (1 … 8) are
- * (2k + 1)·2^(8−d) − 1: in a dense array those of depths 1–4 all fall in one bank and deeper ones in a few, so
- * the 32 lanes of a warp, each searching its own moment, serialize 4–8 ways from depth 3 on — about 38 shared-
- * memory wavefronts per warp-wide search for codes spread evenly, against 11 with the padding word per 32 values,
- * which sends each probe of depths 1–6 to its own bank (bench/gpu-adamw8bit.ts measures it on spread moments;
- * constant ones broadcast and hide it).
+ * The shared-memory layout of a map: value i at i + i / 32, so that the dequantizing reads and the searches'
+ * neighbouring values of codes 32 apart fall in different banks.
  */
 struct BankPaddedMap {
   __host__ __device__ static constexpr int at(int i) { return i + (i >> 5); }
@@ -67,6 +73,11 @@ static_assert(kThreads == kAdamW8bitMapSize, "each thread loads one value of eac
 __device__ __forceinline__ void write_shadow(const TensorBlocks& t, int64_t i, float p) {
   if (t.shadow_dtype == int(DType::BF16)) store(static_cast<bf16*>(t.shadow) + i, p);
   else if (t.shadow_dtype == int(DType::F16)) store(static_cast<f16*>(t.shadow) + i, p);
+}
+
+/** The code of a moment in its block of absmax `absmax` (an all-zero block: the code of 0). */
+__device__ __forceinline__ uint8_t nearest_code(const float* map, const uint8_t* start, float moment, float absmax) {
+  return adamw8bit_nearest_code<BankPaddedMap>(map, start, absmax > 0.0f ? __fdiv_rn(moment, absmax) : 0.0f);
 }
 
 __device__ __forceinline__ float warp_max(float x) {
@@ -127,8 +138,8 @@ __device__ __forceinline__ void store8_half(H* p, const float* x) {
  * forms give the same bits.
  */
 template <typename G>
-__device__ __forceinline__ void update_full_block(const TensorBlocks& t, int64_t block, const float* signed_map,
-                                                  const float* unsigned_map, const Constants& k, int lane) {
+__device__ __forceinline__ void update_full_block(const TensorBlocks& t, int64_t block, const SharedMaps& maps,
+                                                  const Constants& k, int lane) {
   const int64_t i0 = block * kAdamW8bitBlock + int64_t(lane) * 8;
   const float m_scale = t.m_absmax[block], v_scale = t.v_absmax[block];
   float g[8], m[8], v[8], p[8];
@@ -141,8 +152,8 @@ __device__ __forceinline__ void update_full_block(const TensorBlocks& t, int64_t
   float m_max = 0.0f, v_max = 0.0f;
 #pragma unroll
   for (int j = 0; j < 8; j++) {
-    const float m_old = __fmul_rn(signed_map[BankPaddedMap::at(mc[j])], m_scale);
-    const float v_old = __fmul_rn(unsigned_map[BankPaddedMap::at(vc[j])], v_scale);
+    const float m_old = __fmul_rn(maps.signed_map[BankPaddedMap::at(mc[j])], m_scale);
+    const float v_old = __fmul_rn(maps.unsigned_map[BankPaddedMap::at(vc[j])], v_scale);
     p[j] = adam_element(g[j], m_old, v_old, p[j], k, m[j], v[j]);
     m_max = fmaxf(m_max, fabsf(m[j]));
     v_max = fmaxf(v_max, fabsf(v[j]));
@@ -158,8 +169,8 @@ __device__ __forceinline__ void update_full_block(const TensorBlocks& t, int64_t
   uint8_t* vo = reinterpret_cast<uint8_t*>(&v_out);
 #pragma unroll
   for (int j = 0; j < 8; j++) {
-    mo[j] = adamw8bit_nearest_code<BankPaddedMap>(signed_map, m_max > 0.0f ? __fdiv_rn(m[j], m_max) : 0.0f);
-    vo[j] = adamw8bit_nearest_code<BankPaddedMap>(unsigned_map, v_max > 0.0f ? __fdiv_rn(v[j], v_max) : 0.0f);
+    mo[j] = nearest_code(maps.signed_map, maps.signed_start, m[j], m_max);
+    vo[j] = nearest_code(maps.unsigned_map, maps.unsigned_start, v[j], v_max);
   }
   __stcs(reinterpret_cast<uint2*>(t.m + i0), m_out);
   __stcs(reinterpret_cast<uint2*>(t.v + i0), v_out);
@@ -170,12 +181,12 @@ __device__ __forceinline__ void update_full_block(const TensorBlocks& t, int64_t
 }
 
 template <typename G>
-__device__ __forceinline__ void update_block(const TensorBlocks& t, int64_t block, const float* signed_map,
-                                             const float* unsigned_map, const Constants& k, int lane) {
+__device__ __forceinline__ void update_block(const TensorBlocks& t, int64_t block, const SharedMaps& maps,
+                                             const Constants& k, int lane) {
   const int64_t begin = block * kAdamW8bitBlock;
   const int n = int(t.count - begin < kAdamW8bitBlock ? t.count - begin : kAdamW8bitBlock);
   if (t.vectors && n == kAdamW8bitBlock) {
-    update_full_block<G>(t, block, signed_map, unsigned_map, k, lane);
+    update_full_block<G>(t, block, maps, k, lane);
     return;
   }
   const G* grad = static_cast<const G*>(t.grad);
@@ -187,8 +198,8 @@ __device__ __forceinline__ void update_block(const TensorBlocks& t, int64_t bloc
     const int e = lane + 32 * j;
     if (e >= n) continue;
     const int64_t i = begin + e;
-    const float m_old = __fmul_rn(signed_map[BankPaddedMap::at(__ldcs(t.m + i))], m_scale);
-    const float v_old = __fmul_rn(unsigned_map[BankPaddedMap::at(__ldcs(t.v + i))], v_scale);
+    const float m_old = __fmul_rn(maps.signed_map[BankPaddedMap::at(__ldcs(t.m + i))], m_scale);
+    const float v_old = __fmul_rn(maps.unsigned_map[BankPaddedMap::at(__ldcs(t.v + i))], v_scale);
     const float p = adam_element(float(load(grad + i)), m_old, v_old, t.param[i], k, m[j], v[j]);
     m_max = fmaxf(m_max, fabsf(m[j]));
     v_max = fmaxf(v_max, fabsf(v[j]));
@@ -202,8 +213,8 @@ __device__ __forceinline__ void update_block(const TensorBlocks& t, int64_t bloc
     const int e = lane + 32 * j;
     if (e >= n) continue;
     const int64_t i = begin + e;
-    __stcs(t.m + i, adamw8bit_nearest_code<BankPaddedMap>(signed_map, m_max > 0.0f ? __fdiv_rn(m[j], m_max) : 0.0f));
-    __stcs(t.v + i, adamw8bit_nearest_code<BankPaddedMap>(unsigned_map, v_max > 0.0f ? __fdiv_rn(v[j], v_max) : 0.0f));
+    __stcs(t.m + i, nearest_code(maps.signed_map, maps.signed_start, m[j], m_max));
+    __stcs(t.v + i, nearest_code(maps.unsigned_map, maps.unsigned_start, v[j], v_max));
   }
   if (lane == 0) {
     t.m_absmax[block] = m_max;
@@ -215,14 +226,20 @@ template <typename G>
 __global__ void __launch_bounds__(kThreads) adamw8bit_many_kernel(const TensorBlocks* tensors, const int32_t* chunk_tensor,
                                                                    int64_t chunks, Maps maps, Constants k) {
   __shared__ float signed_map[kPaddedMapSize], unsigned_map[kPaddedMapSize];
+  __shared__ uint8_t signed_start[AdamW8bitCodeIndex::kBuckets], unsigned_start[AdamW8bitCodeIndex::kBuckets];
   signed_map[BankPaddedMap::at(threadIdx.x)] = maps.signed_map[threadIdx.x];
   unsigned_map[BankPaddedMap::at(threadIdx.x)] = maps.unsigned_map[threadIdx.x];
+  for (int b = threadIdx.x; b < AdamW8bitCodeIndex::kBuckets; b += kThreads) {
+    signed_start[b] = maps.signed_index.start[b];
+    unsigned_start[b] = maps.unsigned_index.start[b];
+  }
   __syncthreads();
+  const SharedMaps shared{signed_map, unsigned_map, signed_start, unsigned_start};
   const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
   for (int64_t c = blockIdx.x; c < chunks; c += gridDim.x) {
     const TensorBlocks& t = tensors[chunk_tensor[c]];
     const int64_t first = (c - t.first_chunk) * kChunkBlocks, end = min(t.blocks, first + kChunkBlocks);
-    for (int64_t b = first + warp; b < end; b += kWarps) update_block<G>(t, b, signed_map, unsigned_map, k, lane);
+    for (int64_t b = first + warp; b < end; b += kWarps) update_block<G>(t, b, shared, k, lane);
   }
 }
 
@@ -273,6 +290,8 @@ void adamw8bit_many(const AdamW8bitTensorArgs* tensors, size_t n, const float* s
     maps.signed_map[i] = signed_map[i];
     maps.unsigned_map[i] = unsigned_map[i];
   }
+  maps.signed_index.build(signed_map);
+  maps.unsigned_index.build(unsigned_map);
   // One launch per gradient dtype present; usually exactly one.
   std::map<int, std::vector<const AdamW8bitTensorArgs*>> groups;
   for (size_t i = 0; i < n; i++) {

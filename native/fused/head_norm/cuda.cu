@@ -24,7 +24,8 @@ constexpr int kWarps = 8;
 // them with one access (dim = 32·V, V ∈ {1, 2, 4, 8} bf16 / {1, 2, 4} float); otherwise element e of lane l is
 // l + 32·e (any dim ≤ 256, one element per access).
 constexpr int kMaxPerLane = 8;  // dim ≤ 256
-constexpr int kPositionsPerBlock = 64;
+constexpr int kPositionsPerBlock = 64;   // the gradient's blocks (each sums its share of grad_g)
+constexpr int kForwardPositionsPerBlock = kWarps;  // a row per warp: decode's few rows still spread over the GPU
 
 struct Layout {
   int64_t batch, n, heads, dim;
@@ -73,14 +74,14 @@ __global__ void head_norm_kernel(Layout l, const T* x, const T* g, T* y, stat_t<
   using C = compute_t<T>;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t head = blockIdx.y, positions = l.batch * l.n;
-  const int64_t p0 = int64_t(blockIdx.x) * kPositionsPerBlock;
+  const int64_t p0 = int64_t(blockIdx.x) * kForwardPositionsPerBlock;
   const LaneRow<V> lr{lane, l.dim};
   C gv[kMaxPerLane];
   if (g) lr.load_row(g + head * l.dim, gv);
 #pragma unroll
   for (int e = 0; e < kMaxPerLane; e++)
     if (!g) gv[e] = C(1);
-  for (int64_t p = p0 + warp; p < min(positions, p0 + kPositionsPerBlock); p += kWarps) {
+  for (int64_t p = p0 + warp; p < min(positions, p0 + kForwardPositionsPerBlock); p += kWarps) {
     C v[kMaxPerLane];
     lr.load_row(x + l.in_row(p, head), v);
     C ss = 0;
@@ -146,8 +147,8 @@ Layout layout_of(const HeadNormArgs& a) {
   return {a.batch, a.n, a.heads, a.dim};
 }
 
-dim3 grid_of(const HeadNormArgs& a) {
-  const int64_t blocks = (a.batch * a.n + kPositionsPerBlock - 1) / kPositionsPerBlock;
+dim3 grid_of(const HeadNormArgs& a, int64_t positions_per_block) {
+  const int64_t blocks = (a.batch * a.n + positions_per_block - 1) / positions_per_block;
   if (blocks > 0x7fffffff) throw std::invalid_argument("headNorm: too many positions");
   return dim3(unsigned(blocks), unsigned(a.heads));
 }
@@ -179,7 +180,7 @@ void head_norm(const HeadNormArgs& a, const char* x, const char* g, char* y, cha
   const Layout l = layout_of(a);
   ANDROMEDA_CUDA_DISPATCH_FLOAT(a.dtype, {
     with_lane_layout<T>(a, {x, g, y}, [&](auto v) {
-      head_norm_kernel<T, decltype(v)::value><<<grid_of(a), kWarps * 32, 0, stream()>>>(
+      head_norm_kernel<T, decltype(v)::value><<<grid_of(a, kForwardPositionsPerBlock), kWarps * 32, 0, stream()>>>(
           l, reinterpret_cast<const T*>(x), reinterpret_cast<const T*>(g), reinterpret_cast<T*>(y),
           reinterpret_cast<stat_t<T>*>(rstd), compute_t<T>(a.eps * a.eps));
     });
@@ -196,7 +197,7 @@ void head_norm_grad(const HeadNormArgs& a, const char* x, const char* g, const c
     return;
   }
   const Layout l = layout_of(a);
-  const dim3 grid = grid_of(a);
+  const dim3 grid = grid_of(a, kPositionsPerBlock);
   ANDROMEDA_CUDA_DISPATCH_FLOAT(a.dtype, {
     using C = compute_t<T>;
     Scratch partial(grad_g ? size_t(grid.x) * size_t(a.heads * a.dim) * sizeof(C) : 1);
