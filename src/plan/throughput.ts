@@ -24,13 +24,14 @@ import type { InferenceWorkload, TrainingWorkload } from './workload.js';
  * 29.5 ms (stop 10) and 32.0 ms (stop 13) for 68.9 GB = 0.70 and 0.64 of the bandwidth (0.67 taken). 8-bit AdamW
  * moves 16 B (one-byte codes instead of float32 moments): its clip + step took 28.3 ms (stop 16, once the nearest-
  * code search started from an index of the moment's float bits instead of a binary search) = 0.42.
- * Decode through the InferenceEngine (bench/results/gpu-decode.md, andromeda-3b, CUDA graphs): 228 tokens/s after a
- * 2,048-token prompt, 172 after 32,768, and 9,138 aggregate for 64 requests of 128 + 128. With the weights read at
- * the optimizer's bandwidth (0.67), the two batch-1 cases differ by 1.43 ms a step for 502 MB more of keys and
- * values: the paged attention reads them at 352 GB/s (0.105 of the bandwidth: one KV head per layer keeps it
- * latency-bound). What remains of each step is host and launch time: 2.09 ms at batch 1 and 4.24 ms at batch 64,
- * i.e. 64 µs per layer (the graph's launches and the step's upload and read-back, taken as proportional to depth)
- * plus 34 µs per running request (sampling, the scheduler's bookkeeping).
+ * Decode through the InferenceEngine (bench/results/gpu-decode.md, andromeda-3b, CUDA graphs, stop 16): 260 tokens/s
+ * after a 2,048-token prompt, 193 after 32,768, and 9,079 aggregate for 64 requests of 128 + 128 (the median of
+ * three calls: 9,079 / 9,399 / 7,806 — that case is bound by the host's work per request, which varies from one
+ * machine to the next). With the weights read at the optimizer's bandwidth (0.67), the two batch-1 cases differ by
+ * 1.34 ms a step for 502 MB more of keys and values: the paged attention reads them at 376 GB/s (0.112 of the
+ * bandwidth: one KV head per layer keeps it latency-bound). What remains of each step is host and launch time:
+ * 1.56 ms at batch 1 and 4.32 ms at batch 64, i.e. 47 µs per layer (the graph's launches and the step's upload and
+ * read-back, taken as proportional to depth) plus 44 µs per running request (sampling, the scheduler's bookkeeping).
  * Prefill through the engine (same file): 32,768 prompt tokens in 1,085 ms = 372 TFLOP (weights and causal
  * attention) at 0.35 of peak.
  */
@@ -41,9 +42,9 @@ export const GPU_EFFICIENCY = {
   optimizer8bitBandwidth: 0.42,
   prefill: 0.35,
   weightReadBandwidth: 0.67,
-  kvReadBandwidth: 0.105,
-  decodeSecondsPerLayer: 2.056e-3 / 32,
-  decodeSecondsPerRequest: 0.0341e-3,
+  kvReadBandwidth: 0.112,
+  decodeSecondsPerLayer: 1.514e-3 / 32,
+  decodeSecondsPerRequest: 0.0439e-3,
 };
 
 /**
