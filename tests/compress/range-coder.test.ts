@@ -3,19 +3,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RangeDecoder, RangeEncoder, MAX_TOTAL } from '../../src/compress/range-coder.js';
 import { byteAt, quantizedCumulative } from '../../src/compress/byte-distribution.js';
-
-/** xorshift32: reproducible test data without Math.random. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 2 ** 32;
-  };
-}
+import { xorshift32 } from '../helpers/xorshift.js';
 
 /**
  * A stand-in for the model: a distribution per context (the previous byte and 2 bits of the one
@@ -29,7 +17,7 @@ function contextModel(sharpness: number): (prev1: number, prev2: number) => Uint
     const key = prev1 * 4 + (prev2 & 3);
     let cum = memo.get(key);
     if (!cum) {
-      const r = rng(key + 1);
+      const r = xorshift32(key + 1);
       const logits = new Float32Array(257);
       for (let b = 0; b < 256; b++) logits[b] = sharpness * (r() - 0.5) * (b === prev1 ? 4 : 1);
       logits[256] = 0; // a special token: never coded
@@ -70,7 +58,7 @@ function decode(bytes: Uint8Array, length: number, sharpness: number): Uint8Arra
 /** 200 inputs: empty, single bytes, text, code-like text, random bytes, runs, and one of 1 MiB. */
 function corpus(): { name: string; data: Uint8Array }[] {
   const files: { name: string; data: Uint8Array }[] = [];
-  const r = rng(7);
+  const r = xorshift32(7);
   const enc = new TextEncoder();
   files.push({ name: 'empty', data: new Uint8Array(0) });
   for (const b of [0, 1, 127, 128, 255]) files.push({ name: `byte ${b}`, data: Uint8Array.of(b) });
@@ -123,7 +111,7 @@ describe('range coder with quantised distributions', () => {
   });
 
   test('extreme intervals: total 2^16 with symbols of size 1 and size 2^16 − 1', () => {
-    const r = rng(3);
+    const r = xorshift32(3);
     const symbols = Array.from({ length: 50_000 }, () => (r() < 0.001 ? 1 : 0));
     const encoder = new RangeEncoder();
     for (const s of symbols) encoder.encode(s === 0 ? 0 : MAX_TOTAL - 1, s === 0 ? MAX_TOTAL - 1 : 1, MAX_TOTAL);
@@ -146,7 +134,7 @@ describe('range coder with quantised distributions', () => {
 
 describe('quantised byte distributions', () => {
   test('every byte gets at least 1, the total stays within 2^16, and likelier bytes get more', () => {
-    const r = rng(11);
+    const r = xorshift32(11);
     const logits = Float32Array.from({ length: 300 }, () => (r() - 0.5) * 80);
     const cum = quantizedCumulative(logits, 0, new Uint32Array(257));
     assert.ok(cum[256]! <= MAX_TOTAL && cum[256]! > MAX_TOTAL - 256, `total ${cum[256]}`);

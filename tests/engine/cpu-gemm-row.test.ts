@@ -5,6 +5,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Tensor, getEngine, CpuEngine, type DType } from '../../src/index.js';
 import { cpuIsasOf } from '../../src/engine/cpu-settings.js';
+import { xorshift32 } from '../helpers/xorshift.js';
 
 const cpu = getEngine('cpu') as CpuEngine;
 const ARCH_ISAS = cpuIsasOf(process.arch);
@@ -17,15 +18,8 @@ after(() => {
 });
 
 function values(count: number, seed: number): Float64Array {
-  let s = seed >>> 0 || 1;
-  return Float64Array.from({ length: count }, () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return (s / 4294967296) * 2 - 1;
-  });
+  const uniform = xorshift32(seed);
+  return Float64Array.from({ length: count }, () => uniform() * 2 - 1);
 }
 
 interface RowCase {

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { Tensor, getEngine, CpuEngine, type DType } from '../../src/index.js';
 import { CPU_ISAS, cpuIsasOf, parseCpuIsa } from '../../src/engine/cpu-settings.js';
 import { requireAddon } from '../../src/engine/native-engine.js';
+import { xorshift32 } from '../helpers/xorshift.js';
 
 const cpu = getEngine('cpu') as CpuEngine;
 /** This architecture's instruction sets up to the best the CPU has, each a separate build of the kernels. */
@@ -65,15 +66,8 @@ test("instruction sets: this architecture's are selectable (capped at the CPU's 
 
 /** Deterministic uniform values in [-1, 1). */
 function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return (s / 4294967296) * 2 - 1;
-  };
+  const uniform = xorshift32(seed);
+  return () => uniform() * 2 - 1;
 }
 
 /** A tensor holding `values` in `dtype`, and the values as actually stored (rounded to the dtype). */

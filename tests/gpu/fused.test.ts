@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import type { AddNormArgs, AdamWItem, Dense } from '../../src/engine/engine.js';
 import type { CudaEngine } from '../../src/engine/cuda.js';
 import type { DType } from '../../src/tensor/dtype.js';
-import { Twins, assertClose, cpu, gpu, gpuTest, read, relativeError, type Twin } from './harness.js';
+import { Twins, assertClose, cpu, gpu, gpuTest, linearProductArgs, read, relativeError, type Twin } from './harness.js';
 
 const statDtype = (dtype: DType): DType => (dtype === 'float64' ? 'float64' : 'float32');
 /** The twin seen `offset` elements in (an unaligned start for the element paths). */
@@ -287,25 +287,7 @@ gpuTest("matmulBias: cuBLASLt's bias epilogue equals the CPU form (bias rows, th
           b = t.random(dtype, n * k),
           bias = t.random(dtype, n);
         const c = t.output(dtype, m * n);
-        const args = (side: 'cpu' | 'gpu') => ({
-          a: a[side],
-          b: b[side],
-          c: c[side],
-          m,
-          n,
-          k,
-          transA: false,
-          transB: true,
-          lda: k,
-          ldb: k,
-          ldc: n,
-          strideA: 0,
-          strideB: 0,
-          strideC: 0,
-          batch: 1,
-          alpha: 1,
-          beta: 0,
-        });
+        const args = (side: 'cpu' | 'gpu') => linearProductArgs({ a: a[side], b: b[side], c: c[side], m, n, k });
         cpu().matmulBias(args('cpu'), bias.cpu);
         g.matmulBias(args('gpu'), bias.gpu);
         assertClose(
@@ -320,28 +302,7 @@ gpuTest("matmulBias: cuBLASLt's bias epilogue equals the CPU form (bias rows, th
       c = t.output('float32', 4);
     assert.throws(
       () =>
-        g.matmulBias(
-          {
-            a: a.gpu,
-            b: a.gpu,
-            c: c.gpu,
-            m: 2,
-            n: 2,
-            k: 2,
-            transA: false,
-            transB: true,
-            lda: 2,
-            ldb: 2,
-            ldc: 2,
-            strideA: 0,
-            strideB: 0,
-            strideC: 0,
-            batch: 1,
-            alpha: 1,
-            beta: 1,
-          },
-          bias.gpu,
-        ),
+        g.matmulBias({ ...linearProductArgs({ a: a.gpu, b: a.gpu, c: c.gpu, m: 2, n: 2, k: 2 }), beta: 1 }, bias.gpu),
       /bias needs beta = 0/,
     );
   } finally {

@@ -3,7 +3,14 @@
 // with identical inputs so the outputs can be compared.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { getEngine, deviceUnavailableReason, type Engine, type Dense, type Strided } from '../../src/engine/index.js';
+import {
+  getEngine,
+  deviceUnavailableReason,
+  type Engine,
+  type Dense,
+  type MatmulArgs,
+  type Strided,
+} from '../../src/engine/index.js';
 import { DTYPE_BYTES, decodeHost, encodeHost, type DType, type HostArray } from '../../src/tensor/dtype.js';
 import { Generator } from '../../src/tensor/random.js';
 import type { CudaEngine } from '../../src/engine/cuda.js';
@@ -181,3 +188,20 @@ export function assertClose(what: string, t: Twin, tol = tolerance(t.dtype), cou
 }
 
 export const FLOAT_DTYPES: readonly DType[] = ['float32', 'bfloat16'];
+
+/** The MatmulArgs of a linear layer's product: C[m, n] = alpha · A[m, k] · B[n, k]ᵀ, one batch, row-major, beta 0. */
+export function linearProductArgs(o: {
+  a: Dense;
+  b: Dense;
+  c: Dense;
+  m: number;
+  n: number;
+  k: number;
+  /** Row stride of A (default k). */
+  lda?: number;
+  alpha?: number;
+}): MatmulArgs {
+  const { a, b, c, m, n, k } = o;
+  const common = { transA: false, transB: true, ldb: k, ldc: n, strideA: 0, strideB: 0, strideC: 0, batch: 1 };
+  return { a, b, c, m, n, k, ...common, lda: o.lda ?? k, alpha: o.alpha ?? 1, beta: 0 };
+}

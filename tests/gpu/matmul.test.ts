@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import type { MatmulArgs } from '../../src/engine/engine.js';
 import type { DType } from '../../src/tensor/dtype.js';
-import { Twins, assertClose, cpu, gpu, gpuTest, read, type Twin } from './harness.js';
+import { Twins, assertClose, cpu, gpu, gpuTest, linearProductArgs, read, type Twin } from './harness.js';
 import { CudaEngine } from '../../src/engine/cuda.js';
 
 interface Case {
@@ -151,25 +151,17 @@ gpuTest('matmul: few-row products (the decode kernel) against the CPU engine, wi
             const bias = t.random(dtype, n);
             const out = t.output(dtype, m * n);
             const alpha = variant === 'strided' ? 0.5 : 1;
-            const args = (side: 'cpu' | 'gpu'): MatmulArgs => ({
-              a: { ...a[side], offset },
-              b: { ...b[side], offset },
-              c: out[side],
-              m,
-              n,
-              k,
-              transA: false,
-              transB: true,
-              lda,
-              ldb: k,
-              ldc: n,
-              strideA: 0,
-              strideB: 0,
-              strideC: 0,
-              batch: 1,
-              alpha,
-              beta: 0,
-            });
+            const args = (side: 'cpu' | 'gpu'): MatmulArgs =>
+              linearProductArgs({
+                a: { ...a[side], offset },
+                b: { ...b[side], offset },
+                c: out[side],
+                m,
+                n,
+                k,
+                lda,
+                alpha,
+              });
             if (variant === 'bias') {
               cpu().matmulBias(args('cpu'), bias.cpu);
               gpu().matmulBias(args('gpu'), bias.gpu);
@@ -199,25 +191,15 @@ gpuTest('matmul: a few-row product gives each row the bits it gets alone', () =>
       const b = t.random('bfloat16', n * k, 0.1);
       const together = t.output('bfloat16', m * n);
       const alone = t.output('bfloat16', m * n);
-      const args = (rows: number, row: number, c: Twin): MatmulArgs => ({
-        a: { ...a.gpu, offset: row * k },
-        b: b.gpu,
-        c: { ...c.gpu, offset: row * n },
-        m: rows,
-        n,
-        k,
-        transA: false,
-        transB: true,
-        lda: k,
-        ldb: k,
-        ldc: n,
-        strideA: 0,
-        strideB: 0,
-        strideC: 0,
-        batch: 1,
-        alpha: 1,
-        beta: 0,
-      });
+      const args = (rows: number, row: number, c: Twin): MatmulArgs =>
+        linearProductArgs({
+          a: { ...a.gpu, offset: row * k },
+          b: b.gpu,
+          c: { ...c.gpu, offset: row * n },
+          m: rows,
+          n,
+          k,
+        });
       gpu().matmul(args(m, 0, together));
       for (let row = 0; row < m; row++) gpu().matmul(args(1, row, alone));
       assert.deepEqual(read(alone).gpu, read(together).gpu, `n=${n} k=${k}: rows alone vs ${m} together`);

@@ -4,71 +4,9 @@ import '../../src/engine/index.js';
 import { getEngine } from '../../src/engine/index.js';
 import type { DeviceGraph } from '../../src/engine/engine.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { andromedaFamily } from '../../src/train/andromeda-adapter.js';
-import {
-  InferenceEngine,
-  type GenerationParams,
-  type GenerationResult,
-  type InferenceEngineOptions,
-} from '../../src/inference/engine.js';
-import { ByteTokenizer } from '../../src/data/tokenizer/byte.js';
-import type { LanguageModel } from '../../src/train/model.js';
+import { draftModel, featureModel, greedy, runAll, tokenizer, type Submission } from '../helpers/inference-engine.js';
 
-const tokenizer = new ByteTokenizer();
 const cpu = getEngine('cpu');
-
-/** Every feature the paged cache carries (ALiBi, rotary + xPos, GQA, qk-norm, token shift 2). */
-function targetModel(seed: number): LanguageModel {
-  const config = andromedaFamily.presetConfig('tiny', tokenizer.vocabSize, {
-    dim: 64,
-    depth: 2,
-    heads: 4,
-    headDim: 16,
-    kvHeads: 2,
-    alibiHeads: 1,
-    shiftTokens: 2,
-    qkNorm: true,
-    rotary: { xpos: true, dim: 8 },
-  });
-  return andromedaFamily.create(config, { seed, device: 'cpu' });
-}
-
-/** A smaller draft with another shape and token shift 1 (its own ring). */
-function draftModel(seed: number): LanguageModel {
-  const config = andromedaFamily.presetConfig('tiny', tokenizer.vocabSize, {
-    dim: 32,
-    depth: 1,
-    heads: 2,
-    headDim: 16,
-    shiftTokens: 1,
-    rotary: { dim: 8 },
-  });
-  return andromedaFamily.create(config, { seed, device: 'cpu' });
-}
-
-const greedy = (maxTokens: number): GenerationParams => ({ temperature: 0, maxTokens, ignoreEos: true });
-
-interface Submission {
-  prompt: string;
-  params: GenerationParams;
-}
-
-async function runAll(
-  target: LanguageModel,
-  submissions: readonly Submission[],
-  options: InferenceEngineOptions,
-): Promise<{ results: GenerationResult[]; stats: ReturnType<InferenceEngine['stats']> }> {
-  const engine = new InferenceEngine(target, tokenizer, options);
-  try {
-    const results = await Promise.all(submissions.map(({ prompt, params }) => engine.submit(prompt, params).result));
-    for (const r of results) if (r.error) throw r.error;
-    const stats = engine.stats();
-    assert.equal(stats.blocks.used, 0, 'every block is released when every request has ended');
-    return { results, stats };
-  } finally {
-    await engine.close();
-  }
-}
 
 // Lengths from one token (the empty prompt: its first step starts at position 0) to several blocks.
 const PROMPTS = [
@@ -92,9 +30,9 @@ function submissions(count: number): Submission[] {
 
 test('speculative graphs: greedy outputs equal the target alone, token for token; graphs replayed', async () => {
   const before = cpu.memoryStats().allocated;
-  const target = targetModel(1);
+  const target = featureModel(1);
   const draft = draftModel(2);
-  const self = targetModel(1);
+  const self = featureModel(1);
   try {
     // maxBatch 5: buckets 1, 2, 4 and 5 (padded batches of 3); block size 4 < k + 1 = 5 rows for k = 4.
     const options = { blockSize: 4, numBlocks: 512, maxBatch: 5, tokenBudget: 40 };
@@ -151,7 +89,7 @@ test('speculative graphs: greedy outputs equal the target alone, token for token
 });
 
 test('speculative graphs: sampled and logprob requests in a step leave it eager, same tokens', async () => {
-  const target = targetModel(3);
+  const target = featureModel(3);
   const draft = draftModel(4);
   try {
     const options = { blockSize: 8, numBlocks: 256, maxBatch: 4, tokenBudget: 32 };
@@ -177,7 +115,7 @@ test('speculative graphs: sampled and logprob requests in a step leave it eager,
 
 test('speculative graphs: a device that refuses the capture leaves the steps eager for good, same tokens', async () => {
   const before = cpu.memoryStats().allocated;
-  const target = targetModel(5);
+  const target = featureModel(5);
   const draft = draftModel(6);
   const capture = cpu.captureGraph;
   const probe = Tensor.fromArray(Int32Array.of(1), [1], 'int32');

@@ -17,68 +17,9 @@ import { filteredDistribution } from '../../src/inference/sampling.js';
 import { ByteTokenizer } from '../../src/data/tokenizer/byte.js';
 import { tokenizerMismatch } from '../../src/inference/load.js';
 import type { LanguageModel } from '../../src/train/model.js';
+import { draftModel, featureModel, greedy, runAll, tokenizer, type Submission } from '../helpers/inference-engine.js';
 
-const tokenizer = new ByteTokenizer();
 const cpu = getEngine('cpu');
-
-/** Every feature the paged cache carries (ALiBi, rotary + xPos, GQA, qk-norm, token shift 2). */
-function targetModel(seed: number): LanguageModel {
-  const config = andromedaFamily.presetConfig('tiny', tokenizer.vocabSize, {
-    dim: 64,
-    depth: 2,
-    heads: 4,
-    headDim: 16,
-    kvHeads: 2,
-    alibiHeads: 1,
-    shiftTokens: 2,
-    qkNorm: true,
-    rotary: { xpos: true, dim: 8 },
-  });
-  return andromedaFamily.create(config, { seed, device: 'cpu' });
-}
-
-/** A smaller draft with another shape and token shift 1 (its own ring). */
-function draftModel(seed: number): LanguageModel {
-  const config = andromedaFamily.presetConfig('tiny', tokenizer.vocabSize, {
-    dim: 32,
-    depth: 1,
-    heads: 2,
-    headDim: 16,
-    shiftTokens: 1,
-    rotary: { dim: 8 },
-  });
-  return andromedaFamily.create(config, { seed, device: 'cpu' });
-}
-
-const greedy = (maxTokens: number): GenerationParams => ({ temperature: 0, maxTokens, ignoreEos: true });
-
-interface Submission {
-  prompt: string;
-  params: GenerationParams;
-  /** Submitted after this many milliseconds (joining the running batch mid-stream). */
-  delayMs?: number;
-}
-
-async function runAll(
-  target: LanguageModel,
-  submissions: readonly Submission[],
-  options: ConstructorParameters<typeof InferenceEngine>[2],
-): Promise<{ results: GenerationResult[]; stats: ReturnType<InferenceEngine['stats']> }> {
-  const engine = new InferenceEngine(target, tokenizer, options);
-  try {
-    const results = await Promise.all(
-      submissions.map(async ({ prompt, params, delayMs }) => {
-        if (delayMs) await new Promise((resolve) => setTimeout(resolve, delayMs));
-        return engine.submit(prompt, params).result;
-      }),
-    );
-    const stats = engine.stats();
-    assert.equal(stats.blocks.used, 0, 'every block is released when every request has ended');
-    return { results, stats };
-  } finally {
-    await engine.close();
-  }
-}
 
 const PROMPTS = [
   'Call me Ishmael.',
@@ -91,10 +32,10 @@ const PROMPTS = [
 
 test('speculative engine, greedy: concurrent requests = the engine without a draft = speculativeGenerate', async () => {
   const before = cpu.memoryStats().allocated;
-  const target = targetModel(1);
+  const target = featureModel(1);
   const drafts = [
     ['a different, smaller draft', draftModel(2)],
-    ['the target as its own draft', targetModel(1)],
+    ['the target as its own draft', featureModel(1)],
   ] as const;
   const submissions: Submission[] = PROMPTS.map((prompt, i) => ({
     prompt,
@@ -157,8 +98,8 @@ test('speculative engine, greedy: concurrent requests = the engine without a dra
 });
 
 test('speculative engine: stop strings, ids and maxTokens cut a run; logprob requests sample as usual', async () => {
-  const target = targetModel(3);
-  const draft = targetModel(3);
+  const target = featureModel(3);
+  const draft = featureModel(3);
   try {
     const options = { blockSize: 8, numBlocks: 128, maxBatch: 4, tokenBudget: 32 };
     const free = (await runAll(target, [{ prompt: 'Hello', params: greedy(30) }], options)).results[0]!;
@@ -192,7 +133,7 @@ test('speculative engine: stop strings, ids and maxTokens cut a run; logprob req
 });
 
 test('speculative engine: preemption (tiny pool) and cancellation free both caches; same tokens', async () => {
-  const target = targetModel(5);
+  const target = featureModel(5);
   const draft = draftModel(6);
   try {
     const prompts = ['Call me Ishmael.', 'It was', 'A longer prompt that needs chunks of prefill.', 'abc'];
@@ -234,7 +175,7 @@ test('speculative engine: preemption (tiny pool) and cancellation free both cach
 });
 
 test('speculative engine: bad draft options are refused before anything is allocated', () => {
-  const target = targetModel(1);
+  const target = featureModel(1);
   const draft = draftModel(2);
   try {
     assert.throws(
@@ -367,8 +308,8 @@ test('a draft checkpoint must read token ids as the same bytes as the model (tok
 });
 
 test('speculative engine: shared prompt prefixes hold the draft’s K/V too (self-draft: all accepted)', async () => {
-  const target = targetModel(7);
-  const draft = targetModel(7);
+  const target = featureModel(7);
+  const draft = featureModel(7);
   try {
     const system = 'You are a helpful assistant who answers briefly. ';
     const questions = ['Why is the sea salty?', 'Who wrote Moby-Dick?', 'What is a whale?'];
@@ -400,8 +341,8 @@ test('speculative engine: shared prompt prefixes hold the draft’s K/V too (sel
 });
 
 test('speculative engine: blocks shared back after preemption hold the draft’s K/V too', async () => {
-  const target = targetModel(9);
-  const draft = targetModel(9);
+  const target = featureModel(9);
+  const draft = featureModel(9);
   try {
     const prompts = ['Call me Ishmael.', 'It was', 'A longer prompt that needs chunks of prefill.', 'abc', 'The sea'];
     // The longest request alone takes up to 22 blocks of 4; 24 cannot hold several at once.

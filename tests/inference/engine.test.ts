@@ -5,26 +5,8 @@ import { andromedaFamily } from '../../src/train/andromeda-adapter.js';
 import { generate } from '../../src/inference/generate.js';
 import { InferenceEngine, QueueFullError, type GenerationParams } from '../../src/inference/engine.js';
 import { InferenceEngine as PublicInferenceEngine } from '../../src/index.js';
-import { ByteTokenizer } from '../../src/data/tokenizer/byte.js';
 import type { LanguageModel } from '../../src/train/model.js';
-
-const tokenizer = new ByteTokenizer();
-
-/** A small model with every feature the paged cache must carry: ALiBi, rotary + xPos, GQA, qk-norm, token shift. */
-function tinyModel(seed: number): LanguageModel {
-  const config = andromedaFamily.presetConfig('tiny', tokenizer.vocabSize, {
-    dim: 64,
-    depth: 2,
-    heads: 4,
-    headDim: 16,
-    kvHeads: 2,
-    alibiHeads: 1,
-    shiftTokens: 2,
-    qkNorm: true,
-    rotary: { xpos: true, dim: 8 },
-  });
-  return andromedaFamily.create(config, { seed, device: 'cpu' });
-}
+import { featureModel, tokenizer } from '../helpers/inference-engine.js';
 
 /** Greedy tokens by recomputing the whole sequence every step (the reference path). */
 function referenceGreedy(model: LanguageModel, prompt: string, maxTokens: number): number[] {
@@ -43,7 +25,7 @@ test('the engine is exported from the package entry point', () => {
 });
 
 test('concurrent greedy requests of different lengths, in a pool that must preempt, = uncached greedy', async () => {
-  const model = tinyModel(1);
+  const model = featureModel(1);
   const prompts = ['Call me Ishmael.', 'It was', 'A much longer prompt that needs several chunks of prefill.', ''];
   const maxTokens = 24;
   // Each request reaches up to 59 + 24 positions (21 blocks of 4); 40 blocks cannot hold all four at once.
@@ -74,7 +56,7 @@ test('concurrent greedy requests of different lengths, in a pool that must preem
 });
 
 test('a shared system prompt is found in the cache by later requests, with the same tokens', async () => {
-  const model = tinyModel(2);
+  const model = featureModel(2);
   const system = 'You are a helpful assistant who answers briefly. ';
   const questions = ['Why?', 'Who are you?', 'Where is the sea?'];
   const engine = new InferenceEngine(model, tokenizer, { blockSize: 8, numBlocks: 64, maxBatch: 4, tokenBudget: 64 });
@@ -96,7 +78,7 @@ test('a shared system prompt is found in the cache by later requests, with the s
 });
 
 test('streaming: events carry the text; cancelling (signal, cancel(), break) frees blocks at once', async () => {
-  const model = tinyModel(3);
+  const model = featureModel(3);
   const engine = new InferenceEngine(model, tokenizer, { blockSize: 4, numBlocks: 256, maxBatch: 8, tokenBudget: 32 });
   try {
     const streamed = engine.submit('Once upon a time', greedy(12));
@@ -141,7 +123,7 @@ test('streaming: events carry the text; cancelling (signal, cancel(), break) fre
 });
 
 test('per-request sampling: a seed reproduces tokens in one batch, log-probabilities when asked', async () => {
-  const model = tinyModel(4);
+  const model = featureModel(4);
   const engine = new InferenceEngine(model, tokenizer, { blockSize: 8, numBlocks: 128, maxBatch: 8, tokenBudget: 64 });
   try {
     const params: GenerationParams = { temperature: 1.1, topK: 40, topP: 0.9, maxTokens: 16, ignoreEos: true };
@@ -164,7 +146,7 @@ test('per-request sampling: a seed reproduces tokens in one batch, log-probabili
 });
 
 test('stop strings and the end-of-document token end requests; bad requests fail before queueing', async () => {
-  const model = tinyModel(5);
+  const model = featureModel(5);
   const engine = new InferenceEngine(model, tokenizer, {
     blockSize: 4,
     numBlocks: 16,
@@ -211,7 +193,7 @@ test('stop strings and the end-of-document token end requests; bad requests fail
 });
 
 test('close cancels what is running, and the engine yields to the event loop between steps', async () => {
-  const model = tinyModel(6);
+  const model = featureModel(6);
   const engine = new InferenceEngine(model, tokenizer, { blockSize: 4, numBlocks: 64, maxBatch: 2, tokenBudget: 8 });
   const stream = engine.submit('Tick', greedy(10_000));
   const seenSteps: number[] = [];
@@ -232,7 +214,7 @@ test('close cancels what is running, and the engine yields to the event loop bet
 });
 
 test('decode steps replayed as graphs (CPU replay) give the same greedy and the same sampled tokens', async () => {
-  const model = tinyModel(7);
+  const model = featureModel(7);
   const prompts = ['one', 'two two', 'three three three', 'four', 'five five'];
   const options = { blockSize: 4, numBlocks: 96, maxBatch: 8, tokenBudget: 32 };
   const run = async (graphsOnCpu: boolean, params: GenerationParams[]) => {
@@ -266,7 +248,7 @@ test('decode steps replayed as graphs (CPU replay) give the same greedy and the 
 });
 
 test('penalties and min-p apply per request; a model without a paged forward runs by recomputation', async () => {
-  const model = tinyModel(8);
+  const model = featureModel(8);
   const engine = new InferenceEngine(model, tokenizer, { blockSize: 8, numBlocks: 64, maxBatch: 4, tokenBudget: 32 });
   try {
     const [plain, penalized] = await Promise.all([

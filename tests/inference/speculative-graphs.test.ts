@@ -9,26 +9,13 @@ import type { PagedKVCache } from '../../src/model/paged-kv-cache.js';
 import { buildPagedStep, type PagedSequenceChunk } from '../../src/model/paged-step.js';
 import { SpeculativeGraphs, type FixedRowsSequence } from '../../src/inference/speculative-graphs.js';
 import { BlockAllocator, testModel } from '../model/paged-helpers.js';
+import { FEATURE_SHAPE } from '../helpers/inference-engine.js';
 
 const cpu = getEngine('cpu');
 const VOCAB = 97;
 
 function model(): Andromeda {
-  return testModel(
-    {
-      vocabSize: VOCAB,
-      dim: 64,
-      depth: 2,
-      heads: 4,
-      headDim: 16,
-      kvHeads: 2,
-      alibiHeads: 1,
-      shiftTokens: 2,
-      qkNorm: true,
-      rotary: { xpos: true, dim: 8 },
-    },
-    11,
-  );
+  return testModel({ vocabSize: VOCAB, ...FEATURE_SHAPE }, 11);
 }
 
 /** Runs a paged forward of `chunks` eagerly; the argmax of every row when `logits` is 'all'. */
