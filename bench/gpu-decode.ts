@@ -10,7 +10,7 @@
 //   node dist/bench/gpu-decode.js [case ...] [--no-graphs] [--device cuda] [--profile-at N]
 // --profile-at N: for a kernel-by-kernel profile of decode steps, opens the outside profiler's range at the N-th
 // token of the measured run and closes it two tokens later (`ncu --profile-from-start off ...`).
-import '../src/engine/index.js';
+import { getEngine } from '../src/engine/index.js';
 import { andromedaFamily } from '../src/train/andromeda-adapter.js';
 import { ByteTokenizer } from '../src/data/tokenizer/byte.js';
 import type { Tokenizer } from '../src/data/tokenizer/tokenizer.js';
@@ -55,11 +55,12 @@ interface Timed {
   submitted: number;
 }
 
+/** `profileFrom`: the token of the first request at which the profiler's range opens (closed two tokens later). */
 async function runRequests(
   engine: InferenceEngine,
   prompts: Int32Array[],
   maxTokens: number,
-  profile = false,
+  profileFrom: number | null = null,
 ): Promise<Timed[]> {
   const streams = prompts.map((prompt) => {
     const submitted = performance.now();
@@ -69,15 +70,15 @@ async function runRequests(
     };
   });
   return Promise.all(
-    streams.map(async ({ submitted, stream }) => {
+    streams.map(async ({ submitted, stream }, index) => {
       const t: Timed = { first: 0, last: 0, tokens: 0, submitted };
       for await (const _event of stream) {
         const now = performance.now();
         if (t.tokens === 0) t.first = now;
         t.last = now;
         t.tokens++;
-        if (profile && profileAt !== null && (t.tokens === profileAt || t.tokens === profileAt + 2))
-          (model.namedParameters()[0]![1].engine as unknown as CudaEngine).profilerRange(t.tokens === profileAt);
+        if (index === 0 && profileFrom !== null && (t.tokens === profileFrom || t.tokens === profileFrom + 2))
+          (getEngine(device) as CudaEngine).profilerRange(t.tokens === profileFrom);
       }
       return t;
     }),
@@ -105,7 +106,7 @@ for (const c of cases) {
         prompts.map(() => randomIds(16)),
         8,
       );
-    const runs = await runRequests(engine, prompts, maxTokens, true);
+    const runs = await runRequests(engine, prompts, maxTokens, profileAt);
     const start = Math.min(...runs.map((r) => r.first));
     const end = Math.max(...runs.map((r) => r.last));
     const generated = runs.reduce((s, r) => s + r.tokens, 0);

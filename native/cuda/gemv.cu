@@ -1,10 +1,11 @@
 // Matrix products with a few rows (decode: one row per sequence) in bf16 / f16, where cuBLASLt's tensor-core
-// tiles leave the GPU mostly idle: C[m, n] = alpha · A[m, k] · B[n, k]ᵀ (+ bias[n]), m ≤ kMaxRows. Such a product
-// only has to stream B (the layer's weight) once, so the kernel is built to keep the memory system busy: a warp
-// reduces one row of B (or a slice of it) against every row of A, each lane reading 16 bytes of B per load with
-// several loads in flight; the rows of A are small and come from L1. Unless B has rows enough to fill the GPU
-// with warps (the vocabulary head), the warps of a block split k and add their sums in shared memory. Per output element the order of additions depends only on k and the split, never on m, so a
-// row's result does not change with the number of rows beside it.
+// tiles leave the GPU mostly idle: C[m, n] = alpha · A[m, k] · B[n, k]ᵀ (+ bias[n]), m ≤ kGemvMaxRows. Such a
+// product only has to stream B (the layer's weight) once, so the kernel is built to keep the memory system busy: a
+// warp reduces one row of B (or a slice of it) against every row of A, each lane reading 16 bytes of B per load with
+// several loads in flight; the rows of A are small and come from L1. Unless B has rows enough to fill the GPU with
+// warps (the vocabulary head), the warps of a block split k and add their sums in shared memory. Per output element
+// the order of additions depends only on k and the split, never on m, so a row's result does not change with the
+// number of rows beside it.
 #include <cstdint>
 
 #include "common.cuh"
@@ -24,6 +25,20 @@ __device__ __forceinline__ void to_float8(const uint4& raw, float* out) {
   const T* h = reinterpret_cast<const T*>(&raw);
 #pragma unroll
   for (int j = 0; j < 8; j++) out[j] = load(h + j);
+}
+
+/** acc[i] += the 8 products of B's 16 bytes `raw` (load l of the row) with the same 8 elements of A's row i. */
+template <typename T, int kRowsA>
+__device__ __forceinline__ void accumulate(const uint4& raw, const T* a, int64_t lda, int64_t l, float* acc) {
+  float w[8];
+  to_float8<T>(raw, w);
+#pragma unroll
+  for (int i = 0; i < kRowsA; i++) {
+    float x[8];
+    to_float8<T>(__ldg(reinterpret_cast<const uint4*>(a + i * lda) + l), x);
+#pragma unroll
+    for (int j = 0; j < 8; j++) acc[i] = fmaf(w[j], x[j], acc[i]);
+  }
 }
 
 /**
@@ -57,29 +72,9 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(const T* __restrict_
 #pragma unroll
       for (int u = 0; u < kUnroll; u++) raw[u] = __ldcs(brow + l + 32 * u);
 #pragma unroll
-      for (int u = 0; u < kUnroll; u++) {
-        float w[8];
-        to_float8<T>(raw[u], w);
-#pragma unroll
-        for (int i = 0; i < kRowsA; i++) {
-          float x[8];
-          to_float8<T>(__ldg(reinterpret_cast<const uint4*>(a + i * lda) + l + 32 * u), x);
-#pragma unroll
-          for (int j = 0; j < 8; j++) acc[i] = fmaf(w[j], x[j], acc[i]);
-        }
-      }
+      for (int u = 0; u < kUnroll; u++) accumulate<T, kRowsA>(raw[u], a, lda, l + 32 * u, acc);
     }
-    for (; l < last; l += 32) {
-      float w[8];
-      to_float8<T>(__ldcs(brow + l), w);
-#pragma unroll
-      for (int i = 0; i < kRowsA; i++) {
-        float x[8];
-        to_float8<T>(__ldg(reinterpret_cast<const uint4*>(a + i * lda) + l), x);
-#pragma unroll
-        for (int j = 0; j < 8; j++) acc[i] = fmaf(w[j], x[j], acc[i]);
-      }
-    }
+    for (; l < last; l += 32) accumulate<T, kRowsA>(__ldcs(brow + l), a, lda, l, acc);
   }
 #pragma unroll
   for (int i = 0; i < kRowsA; i++)

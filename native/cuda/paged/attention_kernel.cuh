@@ -157,9 +157,9 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
   __nv_bfloat16* sP = reinterpret_cast<__nv_bfloat16*>(sKeyOk + kKeys);
   unsigned char* sRawK = reinterpret_cast<unsigned char*>(sP + (kMma ? kRows * kProbLd : 0));
   unsigned char* sRawV = sRawK + kKeys * Smem::kRawRow;
-  // Rotations (cos, sin) by pair: first those of the row block's query positions ([query][pair]), then, once Q̃ is
-  // built, those of the key offsets jl·θ_f within a sub-tile ([jl][pair]); sBase holds the sub-tile's j0·θ_f. A key's
-  // rotation is then the product of two table entries (angle addition) instead of a reduction and a sincos.
+  // Rotations (cos, sin) by pair: first those of the row block's query positions ([query][pair]), then, once Q̃
+  // is built, those of the key offsets jl·θ_f within a sub-tile ([jl][pair]); sBase holds the sub-tile's j0·θ_f.
+  // A key's rotation is then the product of two table entries (angle addition) instead of a reduction and a sincos.
   float2* sRot = reinterpret_cast<float2*>(sRawV + kKeys * Smem::kRawRow);
   float2* sBase = sRot + kKeys * kMaxRotaryPairs;
   float* sXposRate = reinterpret_cast<float*>(sBase + kMaxRotaryPairs);
@@ -183,6 +183,9 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
   const bool split_key = p.key_dim > D;
   // Fragment coordinates of the tensor-core form (g: row in the 8-row group, t: column pair).
   const int g = lane >> 2, t = lane & 3;
+
+  // Read by every row block; the first row block's opening barrier publishes them.
+  for (int f = tid; f < half; f += kAttentionThreads) sXposRate[f] = p.has_xpos ? p.xpos_rate[f] : 0.f;
 
   for (int block = blockIdx.y; block < row_blocks; block += gridDim.y) {
     const int row0 = block * kRows;
@@ -219,7 +222,6 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
       const int qi = item / half, f = item % half;
       sRot[qi * kMaxRotaryPairs + f] = rotation(first_position + query0 + qi, p.inv_freq[f]);
     }
-    for (int f = tid; f < half; f += kAttentionThreads) sXposRate[f] = p.has_xpos ? p.xpos_rate[f] : 0.f;
     __syncthreads();
 
     // Q̃ rows (scale · log2 e folded in), their positions and slopes: a warp per row, a lane per rotary pair or
