@@ -19,7 +19,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
@@ -146,6 +146,27 @@ function answerClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
   );
 }
 
+/** Bytes of a refused request's body the server reads and discards so that the client receives the answer. */
+const DRAIN_LIMIT_BYTES = 64 << 20;
+
+/**
+ * Lets a client still uploading a refused body (413, or a body that failed to parse) read the answer.
+ * Fastify asks for "Connection: close" here, and Node then closes a socket with unread bytes in it, which
+ * makes the kernel reset the connection and drop the answer the client had not read yet (fetch reports
+ * EPIPE). Instead the connection stays open while Node discards the rest of the body — at most
+ * DRAIN_LIMIT_BYTES, and no longer than the request timeout — and the HTTP parser, which knows where the
+ * body ends, reads the next request after it.
+ */
+function drainUnreadBody(request: IncomingMessage, reply: FastifyReply): void {
+  if (request.complete) return;
+  reply.removeHeader('connection');
+  let discarded = 0;
+  request.on('data', (chunk: Buffer) => {
+    discarded += chunk.length;
+    if (discarded > DRAIN_LIMIT_BYTES) request.socket.destroy();
+  });
+}
+
 export async function createServer(options: ServerOptions): Promise<FastifyInstance> {
   const page = readFileSync(PAGE_PATH);
   const requestTimeout = options.requestTimeoutMs ?? 30_000;
@@ -208,7 +229,8 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
       return sendError(reply, unavailable('The server is shutting down.'));
   });
 
-  app.setErrorHandler((error: FastifyError, _request, reply) => {
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    drainUnreadBody(request.raw, reply);
     sendError(reply, toApiError(error, options.bodyLimit));
   });
   app.setNotFoundHandler((request, reply) => {
