@@ -918,6 +918,23 @@ export const KERNELS = [
     requires: [['ring >= shifts', 'ring must be at least shifts'], positiveBlockSize],
   },
   {
+    // pagedTokenShift then pagedTailWrite of the same rows, in one pass where the engine can (decode steps).
+    name: 'pagedTokenShiftAndTailWrite',
+    engines: BOTH,
+    cxx: 'paged_token_shift_and_tail_write',
+    params: [
+      dtype(),
+      input('x', 'dtype', 'totalQueries * dim', { disjoint: true }),
+      output('tails', 'dtype', 'numBlocks * ring * dim'),
+      output('out', 'dtype', 'totalQueries * dim'),
+      int('dim'),
+      int32('shifts'),
+      int('ring'),
+      pagedBatch,
+    ],
+    requires: [['ring >= shifts && ring > 0', 'ring must be positive and at least shifts'], positiveBlockSize],
+  },
+  {
     // The step's rows written into the tail pool.
     name: 'pagedTailWrite',
     engines: BOTH,

@@ -114,4 +114,12 @@ void paged_tail_write(int dtype, const char* x, char* tails, int64_t dim, int64_
   });
 }
 
+// The CPU gains nothing from one pass (no launches to save): the two ops in order, which is the semantics.
+void paged_token_shift_and_tail_write(int dtype, const char* x, char* tails, char* out, int64_t dim, int shifts,
+                                      int64_t ring, const PagedBatch& args) {
+  if (ring <= 0) throw std::invalid_argument("pagedTokenShiftAndTailWrite: ring must be positive");
+  paged_token_shift(dtype, x, tails, out, dim, shifts, ring, args);
+  paged_tail_write(dtype, x, tails, dim, ring, args);
+}
+
 }  // namespace andromeda::cpu

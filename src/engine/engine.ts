@@ -488,6 +488,22 @@ export interface Engine {
     args: PagedBatchArgs,
   ): void;
   /**
+   * pagedTokenShift(x, tails, out, …) and then pagedTailWrite(x, tails, …): the shifted rows and the updated
+   * pool as the two calls leave them, in one pass where the engine can — CUDA's when no sequence has more than
+   * one row (maxQueryLen ≤ 1: every decode step), because then no row reads a slot another row writes. Needs
+   * ring ≥ 1. Where a corrupted table names one block for two sequences, what each reads from it is unspecified.
+   */
+  pagedTokenShiftAndTailWrite(
+    x: Dense,
+    tails: Dense,
+    out: Dense,
+    totalQueries: number,
+    dim: number,
+    shifts: number,
+    ring: number,
+    args: PagedBatchArgs,
+  ): void;
+  /**
    * Stores a step's rows in the tail pool: tails[blockTables[s][p / blockSize], p % ring] = x row t for every row
    * t (position p) of every valid sequence, skipping block ids outside [0, numBlocks). Where several rows of a
    * step land on one tail slot, the slot ends up holding the latest position (a row is written only when no

@@ -646,6 +646,19 @@ export interface SharedKernels {
     ring: number,
     batch: PagedBatchConfig,
   ): void;
+  pagedTokenShiftAndTailWrite(
+    dtype: number,
+    x: number,
+    xOffset: number,
+    tails: number,
+    tailsOffset: number,
+    out: number,
+    outOffset: number,
+    dim: number,
+    shifts: number,
+    ring: number,
+    batch: PagedBatchConfig,
+  ): void;
   pagedTailWrite(
     dtype: number,
     x: number,
@@ -805,6 +818,7 @@ export const KERNEL_METHODS = [
   "pagedAttention",
   "scatterRows",
   "pagedTokenShift",
+  "pagedTokenShiftAndTailWrite",
   "pagedTailWrite",
   "sampleTokens",
 ] as const;

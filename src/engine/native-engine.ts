@@ -904,6 +904,34 @@ export abstract class NativeEngine implements Engine {
       pagedBatchConfig('pagedTokenShift', totalQueries, a),
     );
   }
+  pagedTokenShiftAndTailWrite(
+    x: Dense,
+    tails: Dense,
+    out: Dense,
+    totalQueries: number,
+    dim: number,
+    shifts: number,
+    ring: number,
+    a: PagedBatchArgs,
+  ): void {
+    if (tails.dtype !== x.dtype || out.dtype !== x.dtype)
+      throw new Error(
+        `pagedTokenShiftAndTailWrite: x, tails and out must share a dtype (${x.dtype}, ${tails.dtype}, ${out.dtype})`,
+      );
+    this.#addon.pagedTokenShiftAndTailWrite(
+      DTYPE_CODE[x.dtype],
+      x.handle,
+      x.offset,
+      tails.handle,
+      tails.offset,
+      out.handle,
+      out.offset,
+      dim,
+      shifts,
+      ring,
+      pagedBatchConfig('pagedTokenShiftAndTailWrite', totalQueries, a),
+    );
+  }
   pagedTailWrite(x: Dense, tails: Dense, totalQueries: number, dim: number, ring: number, a: PagedBatchArgs): void {
     if (tails.dtype !== x.dtype) throw new Error(`pagedTailWrite: x is ${x.dtype} but tails are ${tails.dtype}`);
     this.#addon.pagedTailWrite(

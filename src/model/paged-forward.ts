@@ -15,7 +15,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { attention } from '../ops/attention.js';
 import { narrow, permute, reshape } from '../ops/layout.js';
 import { emptyLike } from '../ops/util.js';
-import { pagedAttention, pagedTailWrite, pagedTokenShift, scatterRows, type PagedBatch } from '../ops/paged.js';
+import { pagedAttention, pagedTokenShiftAndTailWrite, scatterRows, type PagedBatch } from '../ops/paged.js';
 import type { RotarySettings } from './rotary.js';
 import type { ShiftSlot } from './kv-cache.js';
 import type { PagedKVCache, PagedLayerPools } from './paged-kv-cache.js';
@@ -244,9 +244,7 @@ export class PagedLayer {
   shift(h: Tensor, slot: ShiftSlot): Tensor {
     const tails = this.pools.tails?.[slot];
     if (!tails) return h;
-    const shifted = pagedTokenShift(h, tails, this.step.batch, this.step.cache.shifts);
-    pagedTailWrite(h, tails, this.step.batch);
-    return shifted;
+    return pagedTokenShiftAndTailWrite(h, tails, this.step.batch, this.step.cache.shifts);
   }
 
   /** Writes this step's keys and values, each [T, kvHeads, headDim], to the pool rows of their positions. */

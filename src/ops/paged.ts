@@ -292,6 +292,40 @@ export function pagedTokenShift(x: Tensor, tails: Tensor, batch: PagedBatch, shi
 }
 
 /**
+ * pagedTokenShift(x, tails, batch, shifts) and then pagedTailWrite(x, tails, batch): returns the shifted rows and
+ * leaves x stored as the tails of its positions — in one kernel on CUDA for decode steps (one row per sequence).
+ */
+export function pagedTokenShiftAndTailWrite(x: Tensor, tails: Tensor, batch: PagedBatch, shifts: number): Tensor {
+  const op = 'pagedTokenShiftAndTailWrite';
+  const [totalQueries, dim, ring, numBlocks] = checkRows(op, x, tails);
+  checkCount(op, 'shifts', shifts);
+  if (ring < Math.max(shifts, 1))
+    throw new RangeError(`${op}: the tails keep ${ring} rows per block; they need at least max(shifts ${shifts}, 1)`);
+  const args = batchArgs(op, batch, x.device, numBlocks);
+  const xIn = contiguousDense(op, x);
+  const out = emptyLike(x, x.shape, x.dtype, op);
+  try {
+    if (out.size > 0)
+      x.engine.pagedTokenShiftAndTailWrite(
+        xIn.dense,
+        tails.dense(op),
+        out.dense(op),
+        totalQueries,
+        dim,
+        shifts,
+        ring,
+        args,
+      );
+  } catch (e) {
+    out.dispose();
+    throw e;
+  } finally {
+    xIn.temp?.dispose();
+  }
+  return out;
+}
+
+/**
  * Stores a step's rows (x [T, dim]) in the tail pool, in place: the row at position p of a sequence goes to
  * tails[blockTables[s][p / blockSize], p % ring] (the latest position wins where several rows share a slot).
  */

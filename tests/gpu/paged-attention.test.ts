@@ -633,14 +633,21 @@ const TAIL_CASES: TailCase[] = [
   },
 ];
 
+// The CPU's two calls against CUDA's two calls, and against its pagedTokenShiftAndTailWrite (one kernel when every
+// sequence has at most one row, as in the first case).
 for (const [index, c] of TAIL_CASES.entries()) {
-  gpuTest(`pagedTokenShift, pagedTailWrite: ${c.name}`, () => {
+  gpuTest(`pagedTokenShift, pagedTailWrite, and the two in one call: ${c.name}`, () => {
     const gen = new Generator(200 + index);
     const l = layout(gen, c.seqs, c.layout);
     c.corrupt?.(l);
     const rows = l.totalQueries * c.dim,
       tailCount = l.numBlocks * c.ring * c.dim;
-    for (const dtype of ['float32', 'bfloat16'] as DType[]) {
+    for (const [dtype, fused] of [
+      ['float32', false],
+      ['bfloat16', false],
+      ['float32', true],
+      ['bfloat16', true],
+    ] as [DType, boolean][]) {
       const x = normals(gen, rows),
         tails = normals(gen, tailCount);
       const r = onBoth(
@@ -664,13 +671,18 @@ for (const [index, c] of TAIL_CASES.entries()) {
             contextLens: d.contextLens!,
             blockTables: d.blockTables!,
           };
-          engine.pagedTokenShift(d.x!, d.tails!, d.out!, l.totalQueries, c.dim, c.shifts, c.ring, batch);
-          engine.pagedTailWrite(d.x!, d.tails!, l.totalQueries, c.dim, c.ring, batch);
+          if (fused && engine.device !== 'cpu')
+            engine.pagedTokenShiftAndTailWrite(d.x!, d.tails!, d.out!, l.totalQueries, c.dim, c.shifts, c.ring, batch);
+          else {
+            engine.pagedTokenShift(d.x!, d.tails!, d.out!, l.totalQueries, c.dim, c.shifts, c.ring, batch);
+            engine.pagedTailWrite(d.x!, d.tails!, l.totalQueries, c.dim, c.ring, batch);
+          }
         },
         { out: rows, tails: tailCount },
       );
-      assertSameValues(`${c.name}: pagedTokenShift out (${dtype})`, r.cpu.out!, r.cuda.out!);
-      assertSameValues(`${c.name}: pagedTailWrite tails (${dtype})`, r.cpu.tails!, r.cuda.tails!);
+      const form = fused ? 'in one call' : 'two calls';
+      assertSameValues(`${c.name}: pagedTokenShift out (${dtype}, ${form})`, r.cpu.out!, r.cuda.out!);
+      assertSameValues(`${c.name}: pagedTailWrite tails (${dtype}, ${form})`, r.cpu.tails!, r.cuda.tails!);
     }
   });
 }

@@ -18,6 +18,7 @@ import { shiftTokens } from '../../src/ops/fused/token-shift.js';
 import {
   pagedAttention,
   pagedTailWrite,
+  pagedTokenShiftAndTailWrite,
   pagedTokenShift,
   scatterRows,
   type PagedAttentionOptions,
@@ -486,9 +487,9 @@ test('pagedAttention skips block ids outside the pool and sequences whose metada
 // ---------------------------------------------------------------- token shift through the tails
 
 /**
- * Feeds sequences to pagedTokenShift + pagedTailWrite in pieces (pieces[s]: the sizes of sequence s's steps; a
- * sequence sits out the steps after its last piece) and compares every shifted row with `shiftTokens` of the
- * whole sequence.
+ * Feeds sequences to pagedTokenShift + pagedTailWrite (or, `fused`, pagedTokenShiftAndTailWrite) in pieces
+ * (pieces[s]: the sizes of sequence s's steps; a sequence sits out the steps after its last piece) and compares
+ * every shifted row with `shiftTokens` of the whole sequence.
  */
 function checkTokenShift(
   dtype: DType,
@@ -498,6 +499,7 @@ function checkTokenShift(
   pieces: number[][],
   dim: number,
   seed: number,
+  fused = false,
 ): void {
   const rand = rng(seed);
   const lengths = pieces.map((p) => p.reduce((a, b) => a + b, 0));
@@ -536,7 +538,9 @@ function checkTokenShift(
       const x = Tensor.fromArray(rows, [T, dim], dtype, 'cpu');
       const batch = batchOf(queryStart, contexts, table, width, blockSize);
       try {
-        const out = noGrad(() => pagedTokenShift(x, tails, batch, shifts));
+        const out = noGrad(() =>
+          fused ? pagedTokenShiftAndTailWrite(x, tails, batch, shifts) : pagedTokenShift(x, tails, batch, shifts),
+        );
         const got = Float64Array.from(out.toArray());
         out.dispose();
         pieces.forEach((_, s) => {
@@ -549,7 +553,7 @@ function checkTokenShift(
             `${dtype}, shifts ${shifts}, ring ${ring}, block ${blockSize}: sequence ${s} at step ${step}`,
           );
         });
-        pagedTailWrite(x, tails, batch);
+        if (!fused) pagedTailWrite(x, tails, batch);
       } finally {
         x.dispose();
         disposeBatch(batch);
@@ -572,6 +576,29 @@ for (const dtype of ['float64', 'float32', 'bfloat16'] as const) {
           checkTokenShift(dtype, shifts, shifts + extra, blockSize, PIECES, 11, seed++);
   });
 }
+
+test('pagedTokenShiftAndTailWrite gives the same token shift, decode steps included; it refuses ring 0', () => {
+  let seed = 400;
+  const decodeSteps = [
+    [4, 1, 1, 1, 1, 1, 1],
+    [1, 1, 1, 1, 1, 1, 1, 1],
+    [9, 1, 1],
+  ];
+  for (const pieces of [PIECES, decodeSteps])
+    for (const shifts of [1, 2])
+      for (const extra of [0, 1])
+        for (const blockSize of [1, 4])
+          checkTokenShift('float32', shifts, shifts + extra, blockSize, pieces, 11, seed++, true);
+  const x = Tensor.fromArray(new Float32Array(4), [1, 4], 'float32', 'cpu');
+  const tails = Tensor.fromArray(new Float32Array(0), [1, 0, 4], 'float32', 'cpu');
+  const batch = batchOf([0, 1], [1], Int32Array.from([0]), 1, 4);
+  try {
+    assert.throws(() => pagedTokenShiftAndTailWrite(x, tails, batch, 0), /at least max\(shifts 0, 1\)/);
+  } finally {
+    for (const t of [x, tails]) t.dispose();
+    disposeBatch(batch);
+  }
+});
 
 test('pagedTokenShift with shifts 0 copies x; a tail block outside the pool gives zeros', () => {
   checkTokenShift('float32', 0, 1, 4, [[3, 2]], 6, 1);
@@ -833,17 +860,13 @@ test('random hostile metadata: the kernels compute exactly what the guards promi
         xposScaleBase: rotary ? 64 : 0,
         keyScale: null,
       });
-      engine.pagedTokenShift(
-        tensors.x.dense(),
-        tensors.tails.dense(),
-        tensors.shifted.dense(),
-        T,
-        dim,
-        shifts,
-        ring,
-        batch,
-      );
-      engine.pagedTailWrite(tensors.x.dense(), tensors.tails.dense(), T, dim, ring, batch);
+      // Odd iterations take the two ops in one call: the same results.
+      const shiftArgs = [tensors.x.dense(), tensors.tails.dense(), tensors.shifted.dense(), T, dim, shifts] as const;
+      if (iteration % 2) engine.pagedTokenShiftAndTailWrite(...shiftArgs, ring, batch);
+      else {
+        engine.pagedTokenShift(...shiftArgs, ring, batch);
+        engine.pagedTailWrite(tensors.x.dense(), tensors.tails.dense(), T, dim, ring, batch);
+      }
 
       // Attention: the usable sequences' rows as the reference with the skipped keys hidden, the rest untouched.
       const want = new Float64Array(T * H * D).fill(7);

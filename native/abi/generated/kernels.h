@@ -100,6 +100,8 @@ void paged_attention(const PagedAttentionArgs& args, const char* q, const char* 
 void scatter_rows(int dtype, const char* src, const int32_t* index, char* dst, int64_t count, int64_t width, int64_t rows);
 // pagedTokenShift
 void paged_token_shift(int dtype, const char* x, const char* tails, char* out, int64_t dim, int shifts, int64_t ring, const PagedBatch& args);
+// pagedTokenShiftAndTailWrite
+void paged_token_shift_and_tail_write(int dtype, const char* x, char* tails, char* out, int64_t dim, int shifts, int64_t ring, const PagedBatch& args);
 // pagedTailWrite
 void paged_tail_write(int dtype, const char* x, char* tails, int64_t dim, int64_t ring, const PagedBatch& args);
 // sampleTokens
