@@ -3,9 +3,9 @@
 // product only has to stream B (the layer's weight) once, so the kernel is built to keep the memory system busy: a
 // warp reduces one row of B (or a slice of it) against every row of A, each lane reading 16 bytes of B per load with
 // several loads in flight; the rows of A are small and come from L1. Unless B has rows enough to fill the GPU with
-// warps (the vocabulary head), the warps of a block split k and add their sums in shared memory. Per output element
-// the order of additions depends only on k and the split, never on m, so a row's result does not change with the
-// number of rows beside it.
+// warps (the vocabulary head), the warps of a block split k and add their sums in shared memory (how many ways:
+// gemv_split in gemv_kernel.cuh). Per output element the order of additions depends only on n, k and the split,
+// never on m, so a row's result does not change with the number of rows beside it.
 #include <cstdint>
 
 #include "common.cuh"
