@@ -60,7 +60,9 @@ export const GPU_EFFICIENCY = {
  * Optimizer: clipping plus one step costs a fixed CPU time per parameter, spread over the threads (elementwise
  * kernels). AdamW streams its state: 0.79 ns a parameter with 42M parameters (state beyond the caches; 0.76 ns
  * for `small`'s 2.9M). 8-bit AdamW is bound by arithmetic instead — each moment is decoded through its dynamic map
- * and encoded again by a search of it — at 32–33 ns a parameter for both sizes, 42 times AdamW.
+ * and encoded again by a search of it, table look-ups that the AVX-512 form gathers — at 7.4–7.9 ns a parameter
+ * for both sizes (bench/results/logs/plan/cpu-calibrate-optimizer-8bit-avx512.jsonl, the 42M figure taken), 9
+ * times AdamW; 35 ns with ANDROMEDA_CPU_ISA below avx512.
  * Decode through the InferenceEngine: each step's CPU time is host work plus kernels streaming the weights. The
  * host work — the scheduler and block tables, the step's uploads and read-back, sampling, and the JavaScript and
  * native-call cost of every op — runs on the JavaScript thread: a fixed part per step, a part per layer (its
@@ -76,7 +78,7 @@ export const GPU_EFFICIENCY = {
 export const CPU_EFFICIENCY = {
   training: 0.53,
   prefill: 0.53,
-  optimizerSecondsPerParameter: { adamw: 0.786e-9, adamw8bit: 33.2e-9 },
+  optimizerSecondsPerParameter: { adamw: 0.786e-9, adamw8bit: 7.89e-9 },
   decodeHostSeconds: {
     perStep: 0.274e-3,
     perLayer: 43.9e-6,

@@ -1,6 +1,7 @@
 // 8-bit AdamW (src/optim/adamw8bit.ts, native/fused/adamw8bit/): the quantization maps and their nearest-code
 // rule; the CPU kernel bit for bit against a host reference of the same quantize → update → requantize
-// arithmetic (float64 rounded to float32 after every operation, which is exactly float32 arithmetic); its
+// arithmetic (float64 rounded to float32 after every operation, which is exactly float32 arithmetic), under every
+// instruction set the CPU has (the kernel has a portable and an AVX-512 form) and on any thread count; its
 // moments against float32 AdamW's; the state's size from the engine's memory statistics; state save/load; and
 // the errors for bad input.
 import { after, describe, test } from 'node:test';
@@ -13,6 +14,7 @@ import type { CpuEngine } from '../../src/engine/cpu.js';
 import type { AdamW8bitItem, AdamWArgs } from '../../src/engine/engine.js';
 import { AdamW } from '../../src/optim/adamw.js';
 import { AdamW8bit, adamw8bitSlotSizes } from '../../src/optim/adamw8bit.js';
+import { cpuIsasOf } from '../../src/engine/cpu-settings.js';
 import {
   QUANT_BLOCK,
   QUANT_MAP_SIZE,
@@ -26,6 +28,21 @@ const { tidy } = A;
 const engine = A.getEngine('cpu') as CpuEngine;
 const defaultThreads = engine.threads();
 after(() => engine.threads(defaultThreads));
+/** The instruction sets the kernels can be limited to here, up to the one in use (ANDROMEDA_CPU_ISA may cap it). */
+const startIsa = engine.cpuInfo().isa;
+const ISAS = cpuIsasOf(process.arch).slice(0, cpuIsasOf(process.arch).indexOf(startIsa) + 1);
+after(() => engine.limitIsa(startIsa));
+/** Runs `body` under each of ISAS, then restores the instruction set in use. */
+function underEveryIsa(body: (isa: string) => void): void {
+  try {
+    for (const isa of ISAS) {
+      engine.limitIsa(isa);
+      body(isa);
+    }
+  } finally {
+    engine.limitIsa(startIsa);
+  }
+}
 const f = Math.fround;
 
 describe('quantization maps', () => {
@@ -168,14 +185,17 @@ describe('adamw8bitMany on the CPU engine', () => {
   for (const [gradDtype, shadowDtype] of [
     ['float32', null],
     ['bfloat16', 'bfloat16'],
+    ['float16', 'float16'],
+    ['bfloat16', 'float16'],
+    ['float16', 'bfloat16'],
     ['float64', 'float16'],
   ] as [DType, DType | null][]) {
     test(
       `grad ${gradDtype}${shadowDtype ? `, ${shadowDtype} copy` : ''}: the reference's bits (weights, codes, ` +
-        `absmax) on any thread count`,
+        `absmax) under every instruction set and on any thread count`,
       () => {
         tidy(() => {
-          const run = (threads: number) => {
+          const run = (isa: string, threads: number) => {
             engine.threads(threads);
             try {
               const gen = new Generator(11);
@@ -196,7 +216,7 @@ describe('adamw8bitMany on the CPU engine', () => {
               states.forEach((s, i) => {
                 const got = hostState(s);
                 const want = reference[i]!;
-                const label = `size ${sizes[i]}, ${threads} threads`;
+                const label = `size ${sizes[i]}, ${isa}, ${threads} threads`;
                 assert.deepEqual(got.param, want.param, `${label}: weights`);
                 assert.deepEqual(got.codes, want.codes, `${label}: codes`);
                 assert.deepEqual(got.absmax, want.absmax, `${label}: absmax`);
@@ -212,8 +232,10 @@ describe('adamw8bitMany on the CPU engine', () => {
               engine.threads(defaultThreads);
             }
           };
-          run(1);
-          run(3);
+          underEveryIsa((isa) => {
+            run(isa, 1);
+            run(isa, 3);
+          });
         });
       },
     );
@@ -221,7 +243,8 @@ describe('adamw8bitMany on the CPU engine', () => {
 
   // The kernel starts each nearest-code search from an index of the map's float32 bits
   // (native/fused/adamw8bit/adamw8bit.h): any sorted map must give the reference's codes, also maps whose values
-  // crowd into one bucket, lie below 2^-32, or reach past ±1.
+  // crowd into one bucket, lie below 2^-32, or reach past ±1. (The AVX-512 form searches the linear maps itself
+  // and leaves the crowded ones, whose searches walk too far for it, to the portable form.)
   test('other sorted maps: the codes of the reference (the search index holds for any map)', () => {
     const sorted = (values: number[]) => {
       const map = Float32Array.from(values).sort();
@@ -250,37 +273,40 @@ describe('adamw8bitMany on the CPU engine', () => {
         ...Array.from({ length: 35 }, (_, i) => 1 + i / 4),
       ]),
     };
-    for (const [name, maps] of Object.entries({ linear, crowded })) {
-      tidy(() => {
-        const gen = new Generator(23);
-        const sizes = [300, 4099];
-        const states = sizes.map((size) => deviceState(size, gen, null));
-        const reference = states.map(hostState);
-        for (let step = 1; step <= 3; step++) {
-          // Gradients over many scales, so that the moments over their block's absmax cover many buckets.
-          const grads = sizes.map((size) =>
-            Tensor.fromArray(
-              Float64Array.from({ length: size }, () => gen.normal() * 10 ** (-8 * gen.uniform())),
-              [size],
-              'float32',
-            ),
-          );
-          engine.adamw8bitMany(
-            states.map((st, i) => itemOf(st, grads[i]!)),
-            maps,
-            args(step),
-          );
-          grads.forEach((g, i) => referenceStep(reference[i]!, g.toArray(), args(step), maps));
-        }
-        states.forEach((st, i) => {
-          const got = hostState(st);
-          assert.deepEqual(got.codes, reference[i]!.codes, `${name} maps, size ${sizes[i]}: codes`);
-          assert.deepEqual(got.param, reference[i]!.param, `${name} maps, size ${sizes[i]}: weights`);
-          const distinct = new Set(got.codes.v).size;
-          assert.ok(distinct > 20, `${name} maps: the moments spread over ${distinct} codes`);
+    underEveryIsa((isa) => {
+      for (const [name, maps] of Object.entries({ linear, crowded })) {
+        tidy(() => {
+          const gen = new Generator(23);
+          const sizes = [300, 4099];
+          const states = sizes.map((size) => deviceState(size, gen, null));
+          const reference = states.map(hostState);
+          for (let step = 1; step <= 3; step++) {
+            // Gradients over many scales, so that the moments over their block's absmax cover many buckets.
+            const grads = sizes.map((size) =>
+              Tensor.fromArray(
+                Float64Array.from({ length: size }, () => gen.normal() * 10 ** (-8 * gen.uniform())),
+                [size],
+                'float32',
+              ),
+            );
+            engine.adamw8bitMany(
+              states.map((st, i) => itemOf(st, grads[i]!)),
+              maps,
+              args(step),
+            );
+            grads.forEach((g, i) => referenceStep(reference[i]!, g.toArray(), args(step), maps));
+          }
+          states.forEach((st, i) => {
+            const got = hostState(st);
+            const label = `${name} maps, size ${sizes[i]}, ${isa}`;
+            assert.deepEqual(got.codes, reference[i]!.codes, `${label}: codes`);
+            assert.deepEqual(got.param, reference[i]!.param, `${label}: weights`);
+            const distinct = new Set(got.codes.v).size;
+            assert.ok(distinct > 20, `${name} maps: the moments spread over ${distinct} codes`);
+          });
         });
-      });
-    }
+      }
+    });
   });
 
   test('the dequantized moments follow float32 AdamW within the map resolution', () => {

@@ -23,6 +23,8 @@ const LOGS = new URL('../../../bench/results/logs/plan/', import.meta.url);
 const CALIBRATION_LOG = 'cpu-calibrate-idle-0730.jsonl';
 const HANDOFF_LOG = 'cpu-threads-handoff-0752.jsonl';
 const MEASUREMENT_LOG = 'cpu-idle-handoff-0752.jsonl';
+/** 8-bit AdamW's term, measured again after its AVX-512 form (bench/results/plan.md). */
+const OPTIMIZER_8BIT_LOG = 'cpu-calibrate-optimizer-8bit-avx512.jsonl';
 
 const readJsonl = (name: string): any[] =>
   readFileSync(fileURLToPath(new URL(name, LOGS)), 'utf8')
@@ -71,7 +73,9 @@ test('the CPU terms are the committed calibration fit', () => {
   close(CPU_EFFICIENCY.decodeWeightBytesPerSecond, fit.weightBytesPerSecond, 'weight bytes per second');
   // The optimizer: the largest model measured (its state beyond the caches, as a real model's is).
   for (const optimizer of ['adamw', 'adamw8bit'] as const) {
-    const measured = lines.filter((l) => l.part === 'optimizer' && l.optimizer === optimizer);
+    const measured = (optimizer === 'adamw8bit' ? readJsonl(OPTIMIZER_8BIT_LOG) : lines).filter(
+      (l) => l.part === 'optimizer' && l.optimizer === optimizer,
+    );
     const largest = measured.reduce((a, b) => (b.parameters > a.parameters ? b : a));
     close(
       CPU_EFFICIENCY.optimizerSecondsPerParameter[optimizer] * 1e9,
@@ -143,7 +147,7 @@ test('8-bit AdamW costs the CPU its measured time per parameter, not the bytes i
   const stepSeconds = (optimizer: TrainingWorkload['optimizer'], threads: number): number =>
     (8 * 256) / trainingThroughput(config, train(optimizer), cpuDevice(threads)).tokensPerSecond;
   const { adamw, adamw8bit } = CPU_EFFICIENCY.optimizerSecondsPerParameter;
-  assert.ok(adamw8bit > 10 * adamw, 'the 8-bit step is bound by arithmetic');
+  assert.ok(adamw8bit > 5 * adamw, 'the 8-bit step is bound by arithmetic');
   for (const threads of [1, 2])
     close(
       stepSeconds('adamw8bit', threads) - stepSeconds('adamw', threads),
