@@ -63,13 +63,14 @@ ANDROMEDA_ADAMW8BIT_HD inline uint32_t adamw8bit_float_bits(float x) {
 }
 
 /**
- * Where the nearest-code search of one map starts, so that it takes one or two steps instead of a binary search's
+ * Where the nearest-code search of one map starts, so that it takes a few steps instead of a binary search's
  * eight dependent probes (on CUDA those probes were the 8-bit step's bottleneck: a warp's 32 searches hit the same
  * shared-memory banks). x's float32 bits pick a bucket: its sign, then |x| in 32 equal parts of each binade from
  * 2^-32 to 1, with all smaller magnitudes in one bucket and all larger ones in another. start[bucket] is the
  * largest code whose value is at or below every x of the bucket (0 if none), so the search that steps up from it
  * while the next value is still <= x ends on the same code as a binary search, for any sorted map: the start
- * never passes the answer. bitsandbytes' dynamic maps hold at most two values per bucket.
+ * never passes the answer. bitsandbytes' dynamic maps hold at most three values per bucket (seven of the unsigned
+ * map's buckets hold three).
  */
 struct AdamW8bitCodeIndex {
   static constexpr int kSubBits = 5;                     // 32 buckets per binade

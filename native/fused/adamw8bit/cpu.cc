@@ -7,9 +7,10 @@
 //  - portable: one element at a time, with adamw8bit.h's branching nearest-code search. Random moments make that
 //    search's walk unpredictable, and its mispredictions are most of this form's time.
 //  - AVX-512: sixteen elements at a time. The update is the same float32 operations as separate vector
-//    multiplies, adds, square roots and divides (never fused into FMAs), and the nearest-code search reads the index's start and the map values above it by gathers and
-//    picks among them with masks, with no branch on the data. That covers every map whose search walks at most
-//    three steps from its start (bitsandbytes' maps do); other maps take the portable form.
+//    multiplies, adds, square roots and divides (never fused into FMAs), and the nearest-code search reads the
+//    index's start and the map values above it by gathers and picks among them with masks, with no branch on the
+//    data. That covers every map whose search walks at most three steps from its start (bitsandbytes' maps do);
+//    other maps take the portable form.
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -231,12 +232,14 @@ inline __m512i nearest_codes(__m512 x, const GatherSearch& search) {
 inline float requantize(const float* x, int64_t n, const GatherSearch& search, uint8_t* codes) {
   // max(|x|, running) keeps the running maximum when |x| is NaN, as requantize's std::max(running, |x|) does.
   __m512 running = _mm512_setzero_ps();
-  for (int64_t i = 0; i < n; i += kLanes) running = _mm512_max_ps(_mm512_abs_ps(_mm512_maskz_loadu_ps(lanes_in(n - i), x + i)), running);
+  for (int64_t i = 0; i < n; i += kLanes)
+    running = _mm512_max_ps(_mm512_abs_ps(_mm512_maskz_loadu_ps(lanes_in(n - i), x + i)), running);
   const float absmax = _mm512_reduce_max_ps(running);
   const __m512 divisor = _mm512_set1_ps(absmax);
   for (int64_t i = 0; i < n; i += kLanes) {
     const __mmask16 lanes = lanes_in(n - i);
-    const __m512 scaled = absmax > 0.0f ? _mm512_div_ps(_mm512_maskz_loadu_ps(lanes, x + i), divisor) : _mm512_setzero_ps();
+    const __m512 scaled =
+        absmax > 0.0f ? _mm512_div_ps(_mm512_maskz_loadu_ps(lanes, x + i), divisor) : _mm512_setzero_ps();
     _mm512_mask_cvtepi32_storeu_epi8(codes + i, lanes, nearest_codes(scaled, search));
   }
   return absmax;
