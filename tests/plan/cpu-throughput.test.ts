@@ -22,7 +22,7 @@ import type { InferenceWorkload, TrainingWorkload, Workload } from '../../src/pl
 const LOGS = new URL('../../../bench/results/logs/plan/', import.meta.url);
 const CALIBRATION_LOG = 'cpu-calibrate-idle-0730.jsonl';
 const HANDOFF_LOG = 'cpu-threads-handoff-0752.jsonl';
-const MEASUREMENT_LOG = 'cpu-idle-handoff-0752.jsonl';
+const MEASUREMENT_LOG = 'cpu-idle-8bit-avx512-1306.jsonl';
 /** 8-bit AdamW's term, measured again after its AVX-512 form (bench/results/plan.md). */
 const OPTIMIZER_8BIT_LOG = 'cpu-calibrate-optimizer-8bit-avx512.jsonl';
 
