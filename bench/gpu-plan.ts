@@ -57,7 +57,7 @@ let measured: { peakBytes: number; tokensPerSecond: number; prefillTokensPerSeco
 let error: string | null = null;
 try {
   if (workload.mode === 'training') {
-    const m = measureTraining(config, workload, device, { steps: 5, warmup: 2 });
+    const m = measureTraining(config, workload, device, { steps: 10, warmup: 3 });
     measured = { peakBytes: m.peakBytes, tokensPerSecond: m.tokensPerSecond, steadyBytes: m.steadyBytes };
   } else {
     const m = await measureInference(config, workload, device);

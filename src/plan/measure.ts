@@ -188,8 +188,11 @@ function vocabularyStandIn(vocabSize: number): Tokenizer {
 /**
  * `workload.batch` requests of `promptTokens` random ids each, submitted at once, each generating
  * `outputTokens` (greedy, end of document ignored), through an InferenceEngine whose KV pool holds exactly the
- * blocks the planner says the requests need; after one short warm-up request (its peak is counted too: a serving
- * engine has run such requests).
+ * blocks the planner says the requests need; after a warm-up run of the same requests (its peak is counted too: a
+ * serving engine has run such requests). The warm-up is the same shape because decode steps replay graphs
+ * captured per bucket of batch size and block-table width on first use (src/inference/decode-graphs.ts): after a
+ * short warm-up request the timed run's bucket would be captured inside the timed window, a one-time cost that
+ * the planner's steady-state figure leaves out.
  */
 export async function measureInference(
   config: AndromedaConfig,
@@ -213,18 +216,8 @@ export async function measureInference(
     cudaGraphs: workload.cudaGraphs,
     prefixSharing: false,
   });
-  try {
-    // One short request first, so the timed run does not pay for loading kernels and capturing its first graph.
-    for await (const _event of inference.submit(randomIds(16), {
-      temperature: 0,
-      maxTokens: 4,
-      ignoreEos: true,
-      startWithEos: false,
-    }));
-    const submitted = performance.now();
-    // The decode phase starts at the first request's first token: the prefill before it is not counted.
-    let decodeCpuStart: NodeJS.CpuUsage | null = null;
-    const runs = await Promise.all(
+  const runRequests = (onToken: () => void): Promise<number[][]> =>
+    Promise.all(
       Array.from({ length: workload.batch }, async () => {
         const stream = inference.submit(randomIds(workload.promptTokens), {
           temperature: 0,
@@ -235,11 +228,18 @@ export async function measureInference(
         const times: number[] = [];
         for await (const _event of stream) {
           times.push(performance.now());
-          decodeCpuStart ??= process.cpuUsage();
+          onToken();
         }
         return times;
       }),
     );
+  try {
+    // Kernels loaded, GEMM plans made and the timed run's decode graphs captured before it starts.
+    await runRequests(() => {});
+    const submitted = performance.now();
+    // The decode phase starts at the first request's first token: the prefill before it is not counted.
+    let decodeCpuStart: NodeJS.CpuUsage | null = null;
+    const runs = await runRequests(() => (decodeCpuStart ??= process.cpuUsage()));
     engine.synchronize();
     if (decodeCpuStart === null) throw new Error('measureInference: the requests generated no token');
     const decodeCpuSeconds = cpuSecondsSince(decodeCpuStart);
