@@ -886,23 +886,7 @@ export abstract class NativeEngine implements Engine {
     ring: number,
     a: PagedBatchArgs,
   ): void {
-    if (tails.dtype !== x.dtype || out.dtype !== x.dtype)
-      throw new Error(
-        `pagedTokenShift: x, tails and out must share a dtype (${x.dtype}, ${tails.dtype}, ${out.dtype})`,
-      );
-    this.#addon.pagedTokenShift(
-      DTYPE_CODE[x.dtype],
-      x.handle,
-      x.offset,
-      tails.handle,
-      tails.offset,
-      out.handle,
-      out.offset,
-      dim,
-      shifts,
-      ring,
-      pagedBatchConfig('pagedTokenShift', totalQueries, a),
-    );
+    this.#shiftThroughTails('pagedTokenShift', x, tails, out, totalQueries, dim, shifts, ring, a);
   }
   pagedTokenShiftAndTailWrite(
     x: Dense,
@@ -914,11 +898,22 @@ export abstract class NativeEngine implements Engine {
     ring: number,
     a: PagedBatchArgs,
   ): void {
+    this.#shiftThroughTails('pagedTokenShiftAndTailWrite', x, tails, out, totalQueries, dim, shifts, ring, a);
+  }
+  #shiftThroughTails(
+    op: 'pagedTokenShift' | 'pagedTokenShiftAndTailWrite',
+    x: Dense,
+    tails: Dense,
+    out: Dense,
+    totalQueries: number,
+    dim: number,
+    shifts: number,
+    ring: number,
+    a: PagedBatchArgs,
+  ): void {
     if (tails.dtype !== x.dtype || out.dtype !== x.dtype)
-      throw new Error(
-        `pagedTokenShiftAndTailWrite: x, tails and out must share a dtype (${x.dtype}, ${tails.dtype}, ${out.dtype})`,
-      );
-    this.#addon.pagedTokenShiftAndTailWrite(
+      throw new Error(`${op}: x, tails and out must share a dtype (${x.dtype}, ${tails.dtype}, ${out.dtype})`);
+    this.#addon[op](
       DTYPE_CODE[x.dtype],
       x.handle,
       x.offset,
@@ -929,7 +924,7 @@ export abstract class NativeEngine implements Engine {
       dim,
       shifts,
       ring,
-      pagedBatchConfig('pagedTokenShiftAndTailWrite', totalQueries, a),
+      pagedBatchConfig(op, totalQueries, a),
     );
   }
   pagedTailWrite(x: Dense, tails: Dense, totalQueries: number, dim: number, ring: number, a: PagedBatchArgs): void {

@@ -272,23 +272,7 @@ function checkRows(op: string, x: Tensor, tails: Tensor): [number, number, numbe
  * tail of the block holding p − k, zeros before the start. Returns a new [T, dim] tensor.
  */
 export function pagedTokenShift(x: Tensor, tails: Tensor, batch: PagedBatch, shifts: number): Tensor {
-  const op = 'pagedTokenShift';
-  const [totalQueries, dim, ring, numBlocks] = checkRows(op, x, tails);
-  checkCount(op, 'shifts', shifts);
-  if (ring < shifts) throw new RangeError(`${op}: the tails keep ${ring} rows per block, fewer than shifts ${shifts}`);
-  const args = batchArgs(op, batch, x.device, numBlocks);
-  const xIn = contiguousDense(op, x);
-  const out = emptyLike(x, x.shape, x.dtype, op);
-  try {
-    if (out.size > 0)
-      x.engine.pagedTokenShift(xIn.dense, tails.dense(op), out.dense(op), totalQueries, dim, shifts, ring, args);
-  } catch (e) {
-    out.dispose();
-    throw e;
-  } finally {
-    xIn.temp?.dispose();
-  }
-  return out;
+  return shiftThroughTails('pagedTokenShift', x, tails, batch, shifts);
 }
 
 /**
@@ -296,26 +280,27 @@ export function pagedTokenShift(x: Tensor, tails: Tensor, batch: PagedBatch, shi
  * leaves x stored as the tails of its positions, in one engine call (which may do both in one pass on decode steps).
  */
 export function pagedTokenShiftAndTailWrite(x: Tensor, tails: Tensor, batch: PagedBatch, shifts: number): Tensor {
-  const op = 'pagedTokenShiftAndTailWrite';
+  return shiftThroughTails('pagedTokenShiftAndTailWrite', x, tails, batch, shifts);
+}
+
+/** The checks and the call of the two token shift ops (the second also writes the tails: ring ≥ 1). */
+function shiftThroughTails(
+  op: 'pagedTokenShift' | 'pagedTokenShiftAndTailWrite',
+  x: Tensor,
+  tails: Tensor,
+  batch: PagedBatch,
+  shifts: number,
+): Tensor {
   const [totalQueries, dim, ring, numBlocks] = checkRows(op, x, tails);
   checkCount(op, 'shifts', shifts);
-  if (ring < Math.max(shifts, 1))
-    throw new RangeError(`${op}: the tails keep ${ring} rows per block; they need at least max(shifts ${shifts}, 1)`);
+  if (ring < shifts) throw new RangeError(`${op}: the tails keep ${ring} rows per block, fewer than shifts ${shifts}`);
+  if (op === 'pagedTokenShiftAndTailWrite' && ring < 1)
+    throw new RangeError(`${op}: the tails must keep at least one row per block, got ring ${ring}`);
   const args = batchArgs(op, batch, x.device, numBlocks);
   const xIn = contiguousDense(op, x);
   const out = emptyLike(x, x.shape, x.dtype, op);
   try {
-    if (out.size > 0)
-      x.engine.pagedTokenShiftAndTailWrite(
-        xIn.dense,
-        tails.dense(op),
-        out.dense(op),
-        totalQueries,
-        dim,
-        shifts,
-        ring,
-        args,
-      );
+    if (out.size > 0) x.engine[op](xIn.dense, tails.dense(op), out.dense(op), totalQueries, dim, shifts, ring, args);
   } catch (e) {
     out.dispose();
     throw e;

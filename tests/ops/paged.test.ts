@@ -593,7 +593,10 @@ test('pagedTokenShiftAndTailWrite gives the same token shift, decode steps inclu
   const tails = Tensor.fromArray(new Float32Array(0), [1, 0, 4], 'float32', 'cpu');
   const batch = batchOf([0, 1], [1], Int32Array.from([0]), 1, 4);
   try {
-    assert.throws(() => pagedTokenShiftAndTailWrite(x, tails, batch, 0), /at least max\(shifts 0, 1\)/);
+    assert.throws(
+      () => pagedTokenShiftAndTailWrite(x, tails, batch, 0),
+      /must keep at least one row per block, got ring 0/,
+    );
   } finally {
     for (const t of [x, tails]) t.dispose();
     disposeBatch(batch);
