@@ -363,7 +363,7 @@ export interface Engine {
   /**
    * Why the fused (or paged) attention kernels cannot take heads of this shape, or null when they can: 'auto'
    * attention runs such problems (imported models with head dims the kernels were not built for) on the
-   * reference path, and the inference engine recomputes instead of paging.
+   * reference path, and the inference engine keeps a contiguous KV cache per sequence instead of paging.
    */
   fusedAttentionUnsupported(shape: FusedAttentionShape): string | null;
   attentionForward(q: Dense, k: Dense, v: Dense, out: Dense, lse: Dense, args: AttentionArgs): void;

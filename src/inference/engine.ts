@@ -33,6 +33,7 @@ import { RequestSampling } from './device-sampling.js';
 import { GenerationStream } from './generation-stream.js';
 import { createStepRunner, pagedAndromedaOf } from './runners.js';
 import { PagedRunner } from './paged-runner.js';
+import { DenseCacheRunner } from './dense-cache-runner.js';
 import { SpeculativeDecoder, type SpeculativeStats } from './speculative-decoder.js';
 import type { StepRunner } from './step-runner.js';
 import { ThroughputMeter } from './throughput.js';
@@ -118,8 +119,14 @@ export interface EngineStats {
   tokensPerSecond: number;
   /** Milliseconds from submit to first token: of the last request that got one, and the mean over all. */
   timeToFirstTokenMs: { last: number | null; mean: number | null };
-  /** Whether the model runs over the paged cache (else each step recomputes the sampled sequences). */
+  /** Whether the model runs over the paged cache. */
   paged: boolean;
+  /**
+   * How the model's keys and values are kept: in the paged pool; in a contiguous cache per sequence (models whose
+   * attention the paged kernels lack, ./dense-cache-runner.ts); or not at all, each step recomputing the sampled
+   * sequences (models without a cached forward, and dynamic NTK).
+   */
+  kvCache: 'paged' | 'per-sequence' | 'none';
   /**
    * Graphs captured so far (one per batch-size and block-table-width bucket used): decode graphs, the
    * draft's, and speculative steps' (speculative.graphVerifications counts their replays).
@@ -211,7 +218,9 @@ export class InferenceEngine {
       draft: draft ?? undefined,
     });
     try {
-      const blocks = (this.blocks = new BlockManager(this.runner.numBlocks, o.blockSize, o.prefixSharing ?? true));
+      // Shared prefixes save work only where K/V live in the pool the block manager accounts.
+      const prefixSharing = (o.prefixSharing ?? true) && this.runner.paged;
+      const blocks = (this.blocks = new BlockManager(this.runner.numBlocks, o.blockSize, prefixSharing));
       if (draft) {
         if (!(this.runner instanceof PagedRunner)) throw new Error('InferenceEngine: the draft needs a paged target');
         options.draft!.model.eval();
@@ -231,6 +240,7 @@ export class InferenceEngine {
         tokenBudget: o.tokenBudget,
         maxQueue: o.maxQueue,
         draftCache: speculative !== null,
+        onRelease: (sequence) => this.runner.release?.(sequence),
         lookahead: speculative
           ? (sequence) => speculative.proposalsFor(sequence, this.samplers.get(sequence)!)
           : undefined,
@@ -304,6 +314,7 @@ export class InferenceEngine {
         mean: this.firstTokens.count === 0 ? null : this.firstTokens.totalMs / this.firstTokens.count,
       },
       paged: this.runner.paged,
+      kvCache: this.runner.paged ? 'paged' : this.runner instanceof DenseCacheRunner ? 'per-sequence' : 'none',
       graphs: this.runner.capturedGraphs + (this.speculative?.capturedGraphs ?? 0),
       speculative: this.speculative?.stats() ?? null,
     };

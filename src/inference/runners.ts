@@ -1,7 +1,8 @@
 /**
- * The step runner an engine gets for its model: the paged forward for Andromeda models, recomputation
- * for other families and for Andromeda models whose attention the paged kernels lack (a sliding window,
- * dynamic NTK; see pagedAttentionUnsupported), and how the cache pool is sized.
+ * The step runner an engine gets for its model, and how its cache is sized: the paged forward for Andromeda
+ * models; a contiguous KV cache per sequence for Andromeda models whose attention the paged kernels lack (a
+ * sliding window, soft-capping, dynamic NTK, LongRoPE — see pagedAttentionUnsupported — or a head size the
+ * device's paged kernel does not take); recomputation for other families and for dynamic NTK (denseCacheExact).
  */
 import type { LanguageModel } from '../train/model.js';
 import { unwrapAndromeda } from '../train/andromeda-adapter.js';
@@ -9,6 +10,7 @@ import { PagedKVCache } from '../model/paged-kv-cache.js';
 import { pagedAttentionUnsupported } from '../model/attention.js';
 import type { Andromeda } from '../model/andromeda.js';
 import { RecomputeRunner } from './recompute-runner.js';
+import { DenseCacheRunner, denseCacheBlocks, denseCacheExact } from './dense-cache-runner.js';
 import { PagedRunner } from './paged-runner.js';
 import type { StepRunner } from './step-runner.js';
 
@@ -64,7 +66,16 @@ export function createStepRunner(model: LanguageModel, o: StepRunnerOptions): St
         'InferenceEngine: speculative decoding needs a target model that decodes over a paged KV cache ' +
           '(an Andromeda model whose attention the paged kernels support)',
       );
-    return new RecomputeRunner(model, device, o.vocab, o.numBlocks ?? UNPOOLED_BLOCKS);
+    const dense = unwrapAndromeda(model);
+    if (!dense || !denseCacheExact(dense))
+      return new RecomputeRunner(model, device, o.vocab, o.numBlocks ?? UNPOOLED_BLOCKS);
+    const numBlocks = o.numBlocks ?? denseCacheBlocks(dense, o.blockSize, o.memoryBytes);
+    if (numBlocks < 1)
+      throw new RangeError(
+        `InferenceEngine: memoryBytes ${o.memoryBytes} holds not one block of ${o.blockSize} positions ` +
+          "of this model's KV caches",
+      );
+    return new DenseCacheRunner(dense, o.vocab, numBlocks);
   }
   const layout = (m: Andromeda): { blockSize: number; dtype: Andromeda['dtype']; ring?: number } => ({
     blockSize: o.blockSize,
@@ -103,7 +114,7 @@ export function pagedAndromedaOf(model: LanguageModel): Andromeda | null {
   return pagedAndromeda(model);
 }
 
-/** Whether the engine runs this model over a paged KV cache (else it recomputes). */
+/** Whether the engine runs this model over a paged KV cache (else a cache per sequence, or recomputation). */
 export function hasPagedForward(model: LanguageModel): boolean {
   return pagedAndromeda(model) !== null;
 }

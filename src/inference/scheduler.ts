@@ -47,6 +47,8 @@ export interface SchedulerOptions {
    * shared with later sequences only once both caches hold it.
    */
   draftCache?: boolean;
+  /** Called when a running sequence lets its blocks go: it finished, or was preempted (StepRunner.release). */
+  onRelease?: (sequence: Sequence) => void;
 }
 
 /** One sequence's part of a step: its positions start .. start + count − 1. */
@@ -319,6 +321,7 @@ export class Scheduler {
   private preempt(sequence: Sequence): void {
     this.remove(this.running, sequence);
     this.blocks.freeSequence(sequence.id);
+    this.options.onRelease?.(sequence);
     sequence.computed = 0;
     sequence.draftComputed = 0;
     sequence.status = 'waiting';
@@ -331,6 +334,7 @@ export class Scheduler {
     if (sequence.status === 'finished') return;
     this.remove(sequence.status === 'running' ? this.running : this.waiting, sequence);
     this.blocks.freeSequence(sequence.id);
+    this.options.onRelease?.(sequence);
     sequence.status = 'finished';
     sequence.finishReason = reason;
     sequence.sink.finish(reason, error);

@@ -4,6 +4,7 @@
  */
 import type { RequestSampling } from './device-sampling.js';
 import type { SampledToken, StepLayout } from './scheduler.js';
+import type { Sequence } from './sequence.js';
 
 export interface StepRunner {
   /** Blocks of the cache pool (the block manager hands out ids 0 to numBlocks − 1). */
@@ -17,5 +18,10 @@ export interface StepRunner {
    * every logit row, `rows[r]` being the sampling state of `step.sampling[r]`.
    */
   run(step: StepLayout, rows: readonly RequestSampling[]): SampledToken[];
+  /**
+   * The scheduler let the sequence go (finished, or preempted to be computed again from its first position):
+   * state the runner keeps for it outside the pool can go.
+   */
+  release?(sequence: Sequence): void;
   dispose(): void;
 }

@@ -1,0 +1,131 @@
+// The engine over models whose attention the paged kernels lack (a sliding window, soft-capping, LongRoPE): a KV
+// cache per sequence (src/inference/dense-cache-runner.ts) gives the tokens of recomputing the whole sequence every
+// step, through chunked prefill and preemption, and lets each cache go with its sequence. Dynamic NTK recomputes.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { getEngine } from '../../src/engine/index.js';
+import { andromedaFamily } from '../../src/train/andromeda-adapter.js';
+import { generate } from '../../src/inference/generate.js';
+import { InferenceEngine } from '../../src/inference/engine.js';
+import { hasPagedForward } from '../../src/inference/runners.js';
+import type { AndromedaConfigInput } from '../../src/model/config.js';
+import type { LanguageModel } from '../../src/train/model.js';
+import { FEATURE_SHAPE, greedy, tokenizer } from '../helpers/inference-engine.js';
+
+/** Greedy tokens by recomputing the whole sequence every step (the reference path). */
+function referenceGreedy(model: LanguageModel, prompt: string, maxTokens: number): number[] {
+  return generate(model, andromedaFamily, tokenizer, prompt, {
+    temperature: 0,
+    maxTokens,
+    stopAtEos: false,
+    cache: false,
+  }).ids;
+}
+
+const rotary = { ...FEATURE_SHAPE.rotary, xpos: false };
+const CASES: { name: string; shape: Partial<AndromedaConfigInput> }[] = [
+  { name: 'a sliding window of 6 on every layer', shape: { slidingWindow: 6 } },
+  {
+    name: 'a sliding window on even layers and soft-capped logits',
+    shape: { slidingWindow: 5, slidingWindowLayers: 'even', attentionSoftCap: 3 },
+  },
+  {
+    name: 'LongRoPE past 12 positions',
+    shape: {
+      rotary: {
+        ...rotary,
+        longRope: {
+          shortFactors: [1, 1, 1, 1],
+          longFactors: [1, 2, 4, 8],
+          originalMaxSeqLen: 12,
+          attentionFactor: 1.1,
+        },
+      },
+    },
+  },
+];
+
+for (const [index, c] of CASES.entries()) {
+  test(`${c.name}: a KV cache per sequence gives uncached greedy, through chunked prefill and preemption`, async () => {
+    const config = andromedaFamily.presetConfig('tiny', tokenizer.vocabSize, { ...FEATURE_SHAPE, ...c.shape });
+    const model = andromedaFamily.create(config, { seed: 10 + index, device: 'cpu' });
+    assert.equal(hasPagedForward(model), false, 'the paged kernels do not take this model');
+    const cpu = getEngine('cpu');
+    const prompts = ['Call me Ishmael.', 'It was', 'A longer prompt, prefilled in chunks of eight.'];
+    const maxTokens = 20;
+    // Up to 49 + 20 positions each (18 blocks of 4); 30 blocks cannot hold the three at once: one is preempted.
+    const engine = new InferenceEngine(model, tokenizer, { blockSize: 4, numBlocks: 30, maxBatch: 3, tokenBudget: 8 });
+    try {
+      const idle = cpu.memoryStats().allocated;
+      const results = await Promise.all(prompts.map((p) => engine.submit(p, greedy(maxTokens)).result));
+      results.forEach((r, i) => {
+        assert.equal(r.error, undefined);
+        assert.deepEqual(r.tokenIds, referenceGreedy(model, prompts[i]!, maxTokens), `prompt ${i}`);
+      });
+      const stats = engine.stats();
+      assert.equal(stats.kvCache, 'per-sequence');
+      assert.ok(stats.preemptions > 0, 'the pool was too small for the three at once');
+      assert.equal(stats.blocks.used, 0);
+      assert.equal(cpu.memoryStats().allocated, idle, 'every sequence cache went with its sequence');
+    } finally {
+      await engine.close();
+      model.dispose();
+    }
+  });
+}
+
+test('dynamic NTK recomputes every step: a cache would go stale past the original length', async () => {
+  const shape = { ...FEATURE_SHAPE, rotary: { ...rotary, dynamicNtk: { factor: 2, originalMaxSeqLen: 12 } } };
+  const model = andromedaFamily.create(andromedaFamily.presetConfig('tiny', tokenizer.vocabSize, shape), {
+    seed: 9,
+    device: 'cpu',
+  });
+  const engine = new InferenceEngine(model, tokenizer, { blockSize: 4, numBlocks: 64, maxBatch: 2, tokenBudget: 8 });
+  try {
+    const prompt = 'A longer prompt, prefilled in chunks of eight.';
+    const result = await engine.submit(prompt, greedy(16)).result;
+    assert.equal(engine.stats().kvCache, 'none');
+    assert.deepEqual(result.tokenIds, referenceGreedy(model, prompt, 16));
+  } finally {
+    await engine.close();
+    model.dispose();
+  }
+});
+
+test('the caches count each position twice against memoryBytes (they grow by doubling); too little is refused', () => {
+  const config = andromedaFamily.presetConfig('tiny', tokenizer.vocabSize, { ...FEATURE_SHAPE, slidingWindow: 6 });
+  const model = andromedaFamily.create(config, { seed: 3, device: 'cpu' });
+  try {
+    // A block of 4 positions: K and V (2 layers × 2 × 2 KV heads × 16 features × 4 bytes × 4) 2,048 bytes, and the
+    // token shift's tails (2 layers × 2 sub-layers × 2 slots × 64 features × 4 bytes) 2,048; counted twice.
+    const engine = new InferenceEngine(model, tokenizer, { blockSize: 4, memoryBytes: 40_960 });
+    assert.equal(engine.stats().blocks.total, 5);
+    void engine.close();
+    assert.throws(
+      () => new InferenceEngine(model, tokenizer, { blockSize: 4, memoryBytes: 4000 }),
+      /holds not one block of 4 positions/,
+    );
+  } finally {
+    model.dispose();
+  }
+});
+
+test('a cancelled request lets its cache go at once', async () => {
+  const config = andromedaFamily.presetConfig('tiny', tokenizer.vocabSize, { ...FEATURE_SHAPE, slidingWindow: 6 });
+  const model = andromedaFamily.create(config, { seed: 4, device: 'cpu' });
+  const cpu = getEngine('cpu');
+  const engine = new InferenceEngine(model, tokenizer, { blockSize: 4, numBlocks: 64 });
+  try {
+    const idle = cpu.memoryStats().allocated;
+    const controller = new AbortController();
+    const stream = engine.submit('Call me Ishmael.', { ...greedy(200), signal: controller.signal });
+    let tokens = 0;
+    for await (const _event of stream) if (++tokens === 3) controller.abort();
+    const result = await stream.result;
+    assert.equal(result.finishReason, 'cancelled');
+    assert.equal(cpu.memoryStats().allocated, idle);
+  } finally {
+    await engine.close();
+    model.dispose();
+  }
+});
