@@ -95,6 +95,20 @@ function row(label: string, seqs: number, keys: number, t: Timing): string {
   );
 }
 
+/**
+ * A copy of a bf16 pool [numBlocks, blockSize, kvHeads, headDim] whose block j sits at block table[j] (the
+ * logical block j of a sequence whose block table is `table`).
+ */
+function movedBlocks(pool: Dense, table: Int32Array): Dense {
+  const blockBytes = blockSize * kvHeads * headDim * 2;
+  const from = new Uint8Array(gpu.download(pool.handle, 0, table.length * blockBytes));
+  const to = new Uint8Array(from.length);
+  table.forEach((at, j) => to.set(from.subarray(j * blockBytes, (j + 1) * blockBytes), at * blockBytes));
+  const handle = gpu.alloc(Math.max(16, to.length));
+  gpu.upload(handle, 0, to);
+  return { handle, offset: 0, dtype: pool.dtype };
+}
+
 /** One decode step of `seqs` sequences of `keys` keys each (the last key is the new token's). */
 function bench(seqs: number, keys: number, anchors: boolean): string[] {
   const blocksPer = Math.ceil(keys / blockSize);
@@ -106,7 +120,7 @@ function bench(seqs: number, keys: number, anchors: boolean): string[] {
   const outs = [0, 1, 2].map(() => randomBuffer(gpu, gen, 'bfloat16', seqs * heads * headDim));
   const queryStart = ints(Int32Array.from({ length: seqs + 1 }, (_, i) => i));
   const contextLens = ints(new Int32Array(seqs).fill(keys));
-  const batch = (shuffle: boolean): PagedAttentionArgs => ({
+  const batch = (table: Int32Array): PagedAttentionArgs => ({
     numSeqs: seqs,
     blockSize,
     numBlocks,
@@ -115,22 +129,26 @@ function bench(seqs: number, keys: number, anchors: boolean): string[] {
     maxContextLen: keys,
     queryStart,
     contextLens,
-    blockTables: ints(blockIds(numBlocks, shuffle)),
+    blockTables: ints(table),
     ...features,
   });
-  const shuffled = batch(true);
+  const permutation = blockIds(numBlocks, true);
+  const shuffled = batch(permutation);
+  // With the anchors, the shuffled run reads pools whose blocks are moved where its table looks for them, so that
+  // all three runs attend over the same keys in the same order.
+  const [kShuffled, vShuffled] = anchors ? [k, v].map((pool) => movedBlocks(pool, permutation)) : [k, v];
   const lines = [
     row(
       'paged, shuffled table',
       seqs,
       keys,
-      time(() => gpu.pagedAttention(q, k, v, outs[0]!, seqs, shuffled)),
+      time(() => gpu.pagedAttention(q, kShuffled!, vShuffled!, outs[0]!, seqs, shuffled)),
     ),
   ];
-  const temps: Dense[] = [shuffled.blockTables];
+  const temps: Dense[] = [shuffled.blockTables, ...(anchors ? [kShuffled!, vShuffled!] : [])];
   if (anchors) {
     // One sequence: the identity table is the contiguous [1, kvHeads, keys, headDim] layout of the dense kernel.
-    const identity = batch(false);
+    const identity = batch(blockIds(numBlocks, false));
     temps.push(identity.blockTables);
     lines.push(
       row(
@@ -170,7 +188,7 @@ function bench(seqs: number, keys: number, anchors: boolean): string[] {
         time(() => gpu.attentionForward(q, k, v, outs[2]!, lse, dense, { path: 'decode' })),
       ),
     );
-    // The same attention three ways (bf16 outputs): the shuffled table only permutes where the rows live, so the
+    // The same attention three ways (bf16 outputs): the shuffled table only moves where the blocks live, so the
     // paged results must agree with each other exactly and with the dense kernel to bf16 rounding.
     const [shuffledOut, identityOut, denseOut] = outs.map((o) => readBuffer(gpu, o, heads * headDim));
     lines.push(
