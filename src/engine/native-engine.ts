@@ -235,29 +235,7 @@ export abstract class NativeEngine implements Engine {
     );
   }
   matmul(g: MatmulArgs): void {
-    this.#addon.gemm(
-      DTYPE_CODE[g.c.dtype],
-      g.transA,
-      g.transB,
-      g.m,
-      g.n,
-      g.k,
-      g.alpha,
-      g.a.handle,
-      g.a.offset,
-      g.lda,
-      g.strideA,
-      g.b.handle,
-      g.b.offset,
-      g.ldb,
-      g.strideB,
-      g.beta,
-      g.c.handle,
-      g.c.offset,
-      g.ldc,
-      g.strideC,
-      g.batch,
-    );
+    this.#addon.gemm(...gemmArguments(g));
   }
   softmax(x: Dense, out: Dense, rows: number, cols: number, log: boolean): void {
     this.#addon.softmax(DTYPE_CODE[x.dtype], x.handle, x.offset, out.handle, out.offset, rows, cols, log);
@@ -552,31 +530,7 @@ export abstract class NativeEngine implements Engine {
     );
   }
   matmulBias(g: MatmulArgs, bias: Dense): void {
-    this.#addon.gemmBias(
-      DTYPE_CODE[g.c.dtype],
-      g.transA,
-      g.transB,
-      g.m,
-      g.n,
-      g.k,
-      g.alpha,
-      g.a.handle,
-      g.a.offset,
-      g.lda,
-      g.strideA,
-      g.b.handle,
-      g.b.offset,
-      g.ldb,
-      g.strideB,
-      g.beta,
-      g.c.handle,
-      g.c.offset,
-      g.ldc,
-      g.strideC,
-      g.batch,
-      bias.handle,
-      bias.offset,
-    );
+    this.#addon.gemmBias(...gemmArguments(g), bias.handle, bias.offset);
   }
 
   // ---- The reference attention form ----
@@ -1047,4 +1001,31 @@ function pagedBatchConfig(kernel: string, totalQueries: number, a: PagedBatchArg
     blockTables: a.blockTables.handle,
     blockTablesOffset: a.blockTables.offset,
   };
+}
+
+/** The addon's gemm arguments for a product (gemmBias takes the bias after them). */
+function gemmArguments(g: MatmulArgs): Parameters<SharedKernels['gemm']> {
+  return [
+    DTYPE_CODE[g.c.dtype],
+    g.transA,
+    g.transB,
+    g.m,
+    g.n,
+    g.k,
+    g.alpha,
+    g.a.handle,
+    g.a.offset,
+    g.lda,
+    g.strideA,
+    g.b.handle,
+    g.b.offset,
+    g.ldb,
+    g.strideB,
+    g.beta,
+    g.c.handle,
+    g.c.offset,
+    g.ldc,
+    g.strideC,
+    g.batch,
+  ];
 }
