@@ -241,6 +241,45 @@ describe('adamw8bitMany on the CPU engine', () => {
     );
   }
 
+  test('non-finite, huge, subnormal and signed-zero gradients: the same bits under every instruction set', () => {
+    const special = [NaN, Infinity, -Infinity, 3e38, -3e38, 1e-40, -1e-40, -0, 0, 65504, 1e-8];
+    const size = 3 * QUANT_BLOCK + 77;
+    const bitsOf = (t: Tensor): Uint8Array => {
+      const a = t.toArray() as Float32Array | Int32Array | Float64Array;
+      return new Uint8Array(a.buffer.slice(a.byteOffset, a.byteOffset + a.byteLength));
+    };
+    for (const [gradDtype, shadowDtype] of [
+      ['float32', 'bfloat16'],
+      ['float16', 'float16'],
+      ['bfloat16', null],
+    ] as [DType, DType | null][]) {
+      let first: { isa: string; bits: Uint8Array[] } | null = null;
+      underEveryIsa((isa) =>
+        tidy(() => {
+          const gen = new Generator(5);
+          const state = deviceState(size, gen, shadowDtype);
+          for (let step = 1; step <= 2; step++) {
+            const values = randomValues([size], gen, 0.01);
+            // Special values in the second block only (the first and last stay finite); every one in each step.
+            special.forEach((x, j) => (values[QUANT_BLOCK + 7 * j + step] = x));
+            const grad = Tensor.fromArray(values, [size], gradDtype);
+            engine.adamw8bitMany([itemOf(state, grad)], adamw8bitMaps(), args(step));
+          }
+          const outputs = [state.param, state.mCodes, state.vCodes, state.mAbsmax, state.vAbsmax];
+          const bits = [...outputs, ...(state.shadow ? [state.shadow] : [])].map(bitsOf);
+          if (!first) first = { isa, bits };
+          else
+            bits.forEach((b, i) =>
+              assert.deepEqual(b, first!.bits[i], `${gradDtype} grad: output ${i} under ${isa} vs ${first!.isa}`),
+            );
+          // The blocks without special values stay finite.
+          const param = state.param.toArray();
+          assert.ok(param.slice(0, QUANT_BLOCK).every(Number.isFinite), `${gradDtype}, ${isa}: block 0 finite`);
+        }),
+      );
+    }
+  });
+
   // The kernel starts each nearest-code search from an index of the map's float32 bits
   // (native/fused/adamw8bit/adamw8bit.h): any sorted map must give the reference's codes, also maps whose values
   // crowd into one bucket, lie below 2^-32, or reach past ±1. (The AVX-512 form searches the linear maps itself
