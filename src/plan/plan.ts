@@ -54,10 +54,15 @@ function warningsFor(config: AndromedaConfig, workload: Workload): string[] {
     );
   if (workload.mode === 'inference') {
     const unsupported = pagedAttentionUnsupported(config);
-    if (unsupported)
+    if (unsupported && config.rotary?.dynamicNtk)
       warnings.push(
-        `the inference engine runs a model with ${unsupported} by recomputing each step (no paged KV cache): the KV ` +
+        `the inference engine runs a model with ${unsupported} by recomputing each step (no KV cache): the KV ` +
           'cache line is what the paged engine would hold, not what recomputation holds',
+      );
+    else if (unsupported)
+      warnings.push(
+        `the inference engine runs a model with ${unsupported} over a KV cache per sequence (not the paged pool), ` +
+          'whose buffers grow by doubling: up to twice the KV cache line while they grow',
       );
   }
   if (workload.mode === 'training' && workload.gpus > 1)

@@ -166,3 +166,26 @@ test('bad flags and files fail with a message naming them', async () => {
   for (const [args, message] of cases)
     await assert.rejects(run(args), (e: Error) => e instanceof UsageError && message.test(e.message), args.join(' '));
 });
+
+test('models the paged kernels cannot run are planned with how the engine keeps their keys and values', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'andromeda-plan-unpaged-'));
+  let folders = 0;
+  const plan = async (extra: object) => {
+    const folder = join(dir, `model-${folders++}`);
+    mkdirSync(folder);
+    writeFileSync(join(folder, 'config.json'), JSON.stringify({ ...llamaConfig, ...extra }));
+    return json([folder, '--device', 'cpu', '--prompt', '64', '--output', '8']);
+  };
+  const paged = await plan({});
+  assert.ok(!paged.warnings.some((w: string) => w.includes('KV cache per sequence') || w.includes('recomputing')));
+  const mistral = await plan({ architectures: ['MistralForCausalLM'], sliding_window: 32 });
+  assert.ok(
+    mistral.warnings.some((w: string) => w.includes('over a KV cache per sequence')),
+    mistral.warnings,
+  );
+  const ntk = await plan({ rope_scaling: { type: 'dynamic', factor: 2 } });
+  assert.ok(
+    ntk.warnings.some((w: string) => w.includes('by recomputing each step')),
+    ntk.warnings,
+  );
+});
