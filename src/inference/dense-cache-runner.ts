@@ -32,10 +32,14 @@ export function denseCacheExact(model: Andromeda): boolean {
   return !model.config.rotary?.dynamicNtk;
 }
 
+/** The bytes a block of `blockSize` positions is counted for: twice its K/V (and tails), as the caches double. */
+export function denseCacheBytesPerBlock(model: Andromeda, blockSize: number): number {
+  return 2 * PagedKVCache.bytesPerBlock(model.config, { blockSize, dtype: model.dtype });
+}
+
 /** Blocks of `blockSize` positions the dense caches of this model may hold within `memoryBytes`. */
 export function denseCacheBlocks(model: Andromeda, blockSize: number, memoryBytes: number): number {
-  const perBlock = PagedKVCache.bytesPerBlock(model.config, { blockSize, dtype: model.dtype });
-  return Math.floor(memoryBytes / (2 * perBlock));
+  return Math.floor(memoryBytes / denseCacheBytesPerBlock(model, blockSize));
 }
 
 export class DenseCacheRunner implements StepRunner {

@@ -10,7 +10,7 @@ import { PagedKVCache } from '../model/paged-kv-cache.js';
 import { pagedAttentionUnsupported } from '../model/attention.js';
 import type { Andromeda } from '../model/andromeda.js';
 import { RecomputeRunner } from './recompute-runner.js';
-import { DenseCacheRunner, denseCacheBlocks, denseCacheExact } from './dense-cache-runner.js';
+import { DenseCacheRunner, denseCacheBlocks, denseCacheBytesPerBlock, denseCacheExact } from './dense-cache-runner.js';
 import { PagedRunner } from './paged-runner.js';
 import type { StepRunner } from './step-runner.js';
 
@@ -123,4 +123,16 @@ export function hasPagedForward(model: LanguageModel): boolean {
 export function pagedCacheBytesPerBlock(model: LanguageModel, blockSize: number): number | null {
   const andromeda = pagedAndromeda(model);
   return andromeda ? PagedKVCache.bytesPerBlock(andromeda.config, { blockSize, dtype: andromeda.dtype }) : null;
+}
+
+/**
+ * Bytes of cache memory the engine counts a block of positions for, whichever way it keeps this model's K/V: a
+ * block of the paged pool, or twice that in a cache per sequence (./dense-cache-runner.ts); null when it keeps
+ * none (recomputation).
+ */
+export function kvCacheBytesPerBlock(model: LanguageModel, blockSize: number): number | null {
+  const paged = pagedCacheBytesPerBlock(model, blockSize);
+  if (paged !== null) return paged;
+  const andromeda = unwrapAndromeda(model);
+  return andromeda && denseCacheExact(andromeda) ? denseCacheBytesPerBlock(andromeda, blockSize) : null;
 }

@@ -7,7 +7,7 @@ import { getEngine } from '../../src/engine/index.js';
 import { andromedaFamily } from '../../src/train/andromeda-adapter.js';
 import { generate } from '../../src/inference/generate.js';
 import { InferenceEngine } from '../../src/inference/engine.js';
-import { hasPagedForward } from '../../src/inference/runners.js';
+import { hasPagedForward, kvCacheBytesPerBlock } from '../../src/inference/runners.js';
 import type { AndromedaConfigInput } from '../../src/model/config.js';
 import type { LanguageModel } from '../../src/train/model.js';
 import { FEATURE_SHAPE, greedy, tokenizer } from '../helpers/inference-engine.js';
@@ -107,6 +107,25 @@ test('the caches count each position twice against memoryBytes (they grow by dou
     );
   } finally {
     model.dispose();
+  }
+});
+
+test('kvCacheBytesPerBlock: a paged block, twice that for a cache per sequence, null when nothing is cached', () => {
+  const build = (extra: Partial<AndromedaConfigInput>) =>
+    andromedaFamily.create(andromedaFamily.presetConfig('tiny', tokenizer.vocabSize, { ...FEATURE_SHAPE, ...extra }), {
+      seed: 5,
+      device: 'cpu',
+    });
+  const paged = build({});
+  const windowed = build({ slidingWindow: 6 });
+  const ntk = build({ rotary: { ...rotary, dynamicNtk: { factor: 2, originalMaxSeqLen: 12 } } });
+  try {
+    const block = kvCacheBytesPerBlock(paged, 4)!;
+    assert.equal(block, 4096, 'K/V 2,048 + tails 2,048 (see the memoryBytes test)');
+    assert.equal(kvCacheBytesPerBlock(windowed, 4), 2 * block);
+    assert.equal(kvCacheBytesPerBlock(ntk, 4), null);
+  } finally {
+    for (const m of [paged, windowed, ntk]) m.dispose();
   }
 });
 

@@ -5,13 +5,14 @@ import { loadDraftModel, loadModelForInference, type LoadedModel } from '../../i
 import { MAX_CONTEXT_TOKENS, generate, kvCacheBytes } from '../../inference/generate.js';
 import {
   InferenceEngine,
+  type EngineStats,
   MAX_DRAFT_TOKENS,
   type GenerationParams,
   type GenerationResult,
   type SpeculativeStats,
 } from '../../inference/engine.js';
 import type { TokenEvent } from '../../inference/sequence.js';
-import { hasPagedForward, pagedCacheBytesPerBlock } from '../../inference/runners.js';
+import { hasPagedForward, kvCacheBytesPerBlock, pagedCacheBytesPerBlock } from '../../inference/runners.js';
 import { speculativeGenerate } from '../../inference/speculative.js';
 import { StopTextFilter } from '../../inference/stop-text.js';
 import { unwrapAndromeda } from '../../train/andromeda-adapter.js';
@@ -20,6 +21,13 @@ import { PromptsFileError, parsePromptsFile, type PromptEntry } from '../../infe
 import { UsageError, type Command } from '../command.js';
 import { isPositiveInteger, numberFlag, parseCommandArgs, positiveIntegerFlag, usableDevice } from '../args.js';
 import { readBoundedFile, readBoundedText, TEXT_FILE_LIMIT, UnreadableFileError } from '../../io/bounded-read.js';
+
+/** How the engine keeps the model's keys and values, as the summary line says it. */
+const KV_CACHE_LABELS: Record<EngineStats['kvCache'], string> = {
+  paged: 'paged KV cache',
+  'per-sequence': 'KV cache per sequence',
+  none: 'recomputed each step',
+};
 
 const USAGE = `Usage: andromeda generate <checkpoint> [options]
 
@@ -320,7 +328,7 @@ async function generateOneWithEngine(
         : result.tokenIds.at(-1) === stopIds
           ? 'stopped at end of document'
           : 'stopped at a stop string';
-    return { tokens: generated, reason, path: engine.stats().paged ? 'paged KV cache' : 'recomputed each step' };
+    return { tokens: generated, reason, path: KV_CACHE_LABELS[engine.stats().kvCache] };
   } finally {
     await engine.close();
   }
@@ -473,7 +481,7 @@ async function generateMany(
       blocks + Math.ceil((tokenizer.encode(entry.prompt).length + 1 + (params.maxTokens ?? 0)) / settings.blockSize),
     0,
   );
-  const targetBytes = pagedCacheBytesPerBlock(model, settings.blockSize);
+  const targetBytes = kvCacheBytesPerBlock(model, settings.blockSize);
   // The draft's cache shares the block tables: each block holds both models' positions.
   const draftBytes = settings.draft ? (pagedCacheBytesPerBlock(settings.draft.model, settings.blockSize) ?? 0) : 0;
   const bytesPerBlock = targetBytes === null ? null : targetBytes + draftBytes;
@@ -514,7 +522,7 @@ async function generateMany(
     process.stderr.write(
       `[${entries.length} prompts, ${generated} tokens in ${seconds.toFixed(2)}s ` +
         `(${(generated / Math.max(seconds, 1e-9)).toFixed(1)} tokens/s); ${stats.preemptions} preemptions, ` +
-        `${stats.prefixCache.hitTokens} prompt tokens shared; ${stats.paged ? 'paged KV cache' : 'recomputed'}` +
+        `${stats.prefixCache.hitTokens} prompt tokens shared; ${KV_CACHE_LABELS[stats.kvCache]}` +
         (stats.speculative ? `; ${speculativeSummary(stats.speculative, stats.steps)}` : '') +
         ']\n',
     );
