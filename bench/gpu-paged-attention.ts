@@ -84,6 +84,8 @@ const features = {
   rotaryInvFreq: Float32Array.from({ length: rotaryDim / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / rotaryDim)),
   xposScaleBase: 512,
   keyScale,
+  window: 0,
+  softCap: 0,
 };
 
 function row(label: string, seqs: number, keys: number, t: Timing): string {

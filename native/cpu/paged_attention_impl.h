@@ -110,6 +110,9 @@ struct PagedKernel {
     const int64_t g = task.kv_head, heads = task.head_end - task.head_begin, rows = task.row_end - task.row_begin;
     const int64_t p0 = sq.first_position() + task.row_begin;  // the chunk's first position: xPos reference
     const int64_t key_end = p0 + rows;                          // keys a row of the chunk may see
+    // With a sliding window, keys before the first row's window are seen by no row of the chunk.
+    const int64_t key_begin = a.window > 0 && p0 - a.window + 1 > 0 ? p0 - a.window + 1 : 0;
+    const C soft_cap = C(a.soft_cap);
     const int64_t KT = cx.key_tile;
     // Scratch: q̂ and accumulators per (head, row), tile keys and values, row statistics, tile scores.
     C* qhat = reinterpret_cast<C*>(scratch);
@@ -133,7 +136,7 @@ struct PagedKernel {
       }
     }
     const C* key_scale = static_cast<const C*>(cx.key_scale);
-    for (int64_t j0 = 0; j0 < key_end; j0 += KT) {
+    for (int64_t j0 = key_begin; j0 < key_end; j0 += KT) {
       const int64_t n = key_end - j0 < KT ? key_end - j0 : KT;
       // The tile's keys and values, found through the block table; rows outside the pool stay null.
       for (int64_t j = 0; j < n; j++) {
@@ -160,12 +163,18 @@ struct PagedKernel {
         for (int64_t r = 0; r < rows; r++) {
           const int64_t p = p0 + r;
           const int64_t visible = p + 1 - j0 < n ? p + 1 - j0 : n;  // keys j ≤ p
-          if (visible <= 0) continue;
+          // and, with a window, keys j > p − window
+          const int64_t first = a.window > 0 && p - a.window + 1 - j0 > 0 ? p - a.window + 1 - j0 : 0;
+          if (visible <= first) continue;
           const C* qr = qhat + (m * rows + r) * Dp;
           C tile_max = -C(__builtin_inf());
-          for (int64_t j = 0; j < visible; j++) {
+          for (int64_t j = first; j < visible; j++) {
             C s = -C(__builtin_inf());
-            if (krow[j]) s = dot(qr, kt + j * Dp, Dp) - slope * C(p - j0 - j);
+            if (krow[j]) {
+              s = dot(qr, kt + j * Dp, Dp);
+              if (soft_cap > 0) s = soft_cap * std::tanh(s / soft_cap);
+              s -= slope * C(p - j0 - j);
+            }
             scores[j] = s;
             tile_max = s > tile_max ? s : tile_max;
           }
@@ -176,13 +185,13 @@ struct PagedKernel {
           const C alpha = sexp(mx - new_max);  // 0 while nothing was seen (mx = −∞)
           C* ar = acc + (m * rows + r) * Dp;
           sum *= alpha;
-          bool first = true;
-          for (int64_t j = 0; j < visible; j++) {
+          bool first_key = true;
+          for (int64_t j = first; j < visible; j++) {
             if (!krow[j]) continue;
             const C w = sexp(scores[j] - new_max);
             sum += w;
-            scale_add(ar, first ? alpha : C(1), w, vt + j * Dp, Dp);
-            first = false;
+            scale_add(ar, first_key ? alpha : C(1), w, vt + j * Dp, Dp);
+            first_key = false;
           }
           mx = new_max;
         }

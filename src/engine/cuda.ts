@@ -169,6 +169,8 @@ export class CudaEngine extends NativeEngine {
     if (shape.kernel === 'dense' && (shape.rotaryDim % 16 !== 0 || shape.rotaryDim > 128))
       return `rotary dim ${shape.rotaryDim} (the CUDA kernels rotate a multiple of 16 features, at most 128)`;
     if (shape.alibi && shape.heads > 256) return `ALiBi on ${shape.heads} heads (the CUDA kernels take at most 256)`;
+    if (shape.window) return 'a sliding window (the CUDA paged kernel has none)';
+    if (shape.softCap) return 'attention logit soft-capping (the CUDA paged kernel has none)';
     return null;
   }
 

@@ -242,6 +242,9 @@ export interface FusedAttentionShape {
   readonly headDim: number;
   readonly rotaryDim: number;
   readonly alibi: boolean;
+  /** A sliding window or a logit soft-cap (pagedAttention only: the dense kernels take neither). */
+  readonly window?: boolean;
+  readonly softCap?: boolean;
 }
 
 export interface Engine {
@@ -451,7 +454,8 @@ export interface Engine {
    * keys, query row queryStart[s] + i has position L − qLen + i and key j (position j) lives at pool row
    * blockTables[s][j / blockSize] · blockSize + j % blockSize; key j is visible to the query iff j ≤ its position.
    * The result is exactly `attention(q_s, K_s, V_s, { scale, causal: true, queryOffset: L − qLen, keyScale,
-   * rotary, alibiSlopes })` of src/ops/attention.ts with default positions; query head h reads KV head
+   * rotary, alibiSlopes, window, softCap })` of src/ops/attention.ts with default positions (window and softCap 0:
+   * none; an engine whose kernel lacks them says so in fusedAttentionUnsupported); query head h reads KV head
    * h mod kvHeads. Guards (PagedBatchArgs): rows of an invalid sequence are left untouched, keys in blocks
    * outside [0, numBlocks) are skipped, and a row that sees no key gets zeros.
    */
@@ -670,4 +674,8 @@ export interface PagedAttentionArgs extends PagedBatchArgs {
   readonly xposScaleBase: number;
   /** float32 [heads, headDim] key scale, or null. */
   readonly keyScale: Dense | null;
+  /** Sliding window: the query at position p sees keys p − window < j ≤ p (0: none; the CPU engine only). */
+  readonly window: number;
+  /** Scores become softCap · tanh(score / softCap) before ALiBi and the masks (0: none; the CPU engine only). */
+  readonly softCap: number;
 }

@@ -111,6 +111,8 @@ export interface PagedAttentionConfig {
   xposScaleBase: number;
   keyScale: number;
   keyScaleOffset: number;
+  window: number;
+  softCap: number;
 }
 
 export interface PagedBatchConfig {

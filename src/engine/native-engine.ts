@@ -803,6 +803,8 @@ export abstract class NativeEngine implements Engine {
         xposScaleBase: a.xposScaleBase,
         keyScale: handleOrNone(a.keyScale),
         keyScaleOffset: offsetOrNone(a.keyScale),
+        window: a.window,
+        softCap: a.softCap,
       },
       q.handle,
       q.offset,

@@ -1,6 +1,6 @@
 /**
- * The step runner for Andromeda models whose attention the paged kernels lack (a sliding window, logit
- * soft-capping, LongRoPE, or a head size the device's paged kernel does not take): each running
+ * The step runner for Andromeda models whose attention the engine's paged kernel lacks (LongRoPE everywhere; on
+ * CUDA a sliding window, logit soft-capping, or a head size the kernel was not built for): each running
  * sequence keeps a contiguous KV cache of its own (src/model/kv-cache.ts) and every step runs each entry's new
  * rows against it, so a token costs one position's forward instead of the whole context's (./recompute-runner.ts,
  * which the engine keeps for models with no cached forward at all).

@@ -1,8 +1,9 @@
 /**
  * The step runner an engine gets for its model, and how its cache is sized: the paged forward for Andromeda
- * models; a contiguous KV cache per sequence for Andromeda models whose attention the paged kernels lack (a
- * sliding window, soft-capping, dynamic NTK, LongRoPE — see pagedAttentionUnsupported — or a head size the
- * device's paged kernel does not take); recomputation for other families and for dynamic NTK (denseCacheExact).
+ * models whose attention the engine's paged kernel takes (pagedAttentionUnsupported, then
+ * Engine.fusedAttentionUnsupported: a sliding window and soft-capping on the CPU only, the head sizes it was built
+ * for); a contiguous KV cache per sequence for the other Andromeda models (LongRoPE; on CUDA windows, soft-caps and
+ * other head sizes); recomputation for dynamic NTK (denseCacheExact) and for other families.
  */
 import type { LanguageModel } from '../train/model.js';
 import { unwrapAndromeda } from '../train/andromeda-adapter.js';
@@ -53,6 +54,8 @@ function pagedAndromeda(model: LanguageModel): Andromeda | null {
     headDim: c.headDim,
     rotaryDim: c.rotary?.dim ?? 0,
     alibi: c.alibiHeads > 0,
+    window: c.slidingWindow !== null,
+    softCap: c.attentionSoftCap !== null,
   } as const;
   return andromeda.embedding.weight.engine.fusedAttentionUnsupported(shape) === null ? andromeda : null;
 }

@@ -12,13 +12,12 @@ import type { LayerState } from './context.js';
 import type { PagedAttentionFeatures, PagedLayer } from './paged-forward.js';
 
 /**
- * Why the paged forward cannot run this config's attention, or null when it can. The paged kernels take one
- * rotary table for all sequences and no window: a sliding window, dynamic NTK and LongRoPE (frequencies that
- * follow each sequence's length) run through the dense forward instead.
+ * Why the paged forward cannot run this config's attention on any engine, or null when it can. The paged kernels
+ * take one rotary table for all sequences: dynamic NTK and LongRoPE (frequencies that follow each sequence's
+ * length) run through the dense forward instead. A sliding window and logit soft-capping depend on the engine
+ * (Engine.fusedAttentionUnsupported with `window` / `softCap`: the CPU's paged kernel has both, CUDA's neither).
  */
 export function pagedAttentionUnsupported(c: AndromedaConfig): string | null {
-  if (c.slidingWindow !== null) return `a sliding window (${c.slidingWindow})`;
-  if (c.attentionSoftCap !== null) return `attention logit soft-capping (${c.attentionSoftCap})`;
   if (c.rotary?.dynamicNtk) return 'dynamic NTK rotary scaling';
   if (c.rotary?.longRope) return 'LongRoPE rotary scaling (frequencies chosen by sequence length)';
   return null;
@@ -167,6 +166,8 @@ export class SelfAttention extends Module {
       keyScale: this.dimScale ? this.param('keyScale') : null,
       rotary: this.rotary,
       slopes: this.slopes,
+      window: this.window,
+      softCap: this.softCap,
     };
   }
 }

@@ -44,6 +44,10 @@ export interface PagedAttentionFeatures {
   readonly rotary: RotarySettings | null;
   /** One ALiBi slope per head (0: none), or null. */
   readonly slopes: Float64Array | null;
+  /** This layer's sliding window, or null. */
+  readonly window: number | null;
+  /** Attention logit soft-cap, or null. */
+  readonly softCap: number | null;
 }
 
 /** A sequence that takes the dense route: its query rows and the pool rows of its keys. */
@@ -126,7 +130,14 @@ export class PagedForward {
    * → [T, heads, headDim].
    */
   attend(q: Tensor, keys: Tensor, values: Tensor, f: PagedAttentionFeatures): Tensor {
-    const options = { scale: f.scale, keyScale: f.keyScale, rotary: f.rotary, alibiSlopes: f.slopes };
+    const options = {
+      scale: f.scale,
+      keyScale: f.keyScale,
+      rotary: f.rotary,
+      alibiSlopes: f.slopes,
+      window: f.window,
+      softCap: f.softCap,
+    };
     if (this.dense.length === 0) return pagedAttention(q, keys, values, this.batch, options);
     const out = emptyLike(q);
     if (this.subBatch) {
@@ -166,6 +177,8 @@ export class PagedForward {
         keyScale: f.keyScale,
         rotary: f.rotary,
         alibiSlopes: f.slopes,
+        window: f.window,
+        softCap: f.softCap,
       },
     );
     const rows = reshape(narrow(out, 0, d.firstRow, d.queries), [1, d.queries, f.heads, f.headDim]);

@@ -39,6 +39,10 @@ export interface PagedAttentionOptions {
   readonly rotary?: AttentionRotary | null;
   /** One slope per query head, 0 for heads without ALiBi. */
   readonly alibiSlopes?: ArrayLike<number> | null;
+  /** Sliding window W: the query at position p sees keys p − W < j ≤ p (as `attention`'s window). */
+  readonly window?: number | null;
+  /** Scores become cap · tanh(score / cap) before ALiBi and the masks (as `attention`'s softCap). */
+  readonly softCap?: number | null;
 }
 
 function refuseGrad(op: string, tensors: Record<string, Tensor>): void {
@@ -107,8 +111,9 @@ function batchArgs(op: string, b: PagedBatch, device: string, numBlocks: number)
  * Attention of every query row of a ragged batch over its sequence's keys in the paged pools: q [T, heads,
  * headDim], keyPool / valuePool [numBlocks, blockSize, kvHeads, headDim] (keys as projected) → [T, heads, headDim].
  * Query row queryStart[s] + i of sequence s has position contextLens[s] − qLen + i and sees keys 0 .. its
- * position: the result is `attention` (src/ops/attention.ts) of each sequence with causal masking, queryOffset
- * L − qLen and default positions. Float32, float64 or bfloat16. Rows of a sequence whose metadata is unusable
+ * position (and, with a window W, none before position − W + 1): the result is `attention` (src/ops/attention.ts)
+ * of each sequence with causal masking, queryOffset L − qLen, default positions and the same window and soft-cap.
+ * Float32, float64 or bfloat16. Rows of a sequence whose metadata is unusable
  * (Engine.pagedAttention) come back as zeros, as do rows that see no key.
  */
 export function pagedAttention(
@@ -173,6 +178,12 @@ export function pagedAttention(
     alibiSlopes = Float32Array.from(options.alibiSlopes);
     if (alibiSlopes.every((s) => s === 0)) alibiSlopes = null;
   }
+  const window = options.window ?? 0;
+  if (!Number.isInteger(window) || window < 0 || window > INT32_MAX)
+    throw new RangeError(`${op}: sliding window ${window} must be a positive integer (or null for none)`);
+  const softCap = options.softCap ?? 0;
+  if (!(Number.isFinite(softCap) && softCap >= 0))
+    throw new RangeError(`${op}: logit soft-cap ${softCap} must be a positive number (or null for none)`);
   const args = batchArgs(op, batch, q.device, numBlocks);
   const qIn = contiguousDense(op, q);
   const scaleIn = keyScale ? (keyScale.dtype === 'float32' ? contiguousDense(op, keyScale) : null) : null;
@@ -193,6 +204,8 @@ export function pagedAttention(
         rotaryInvFreq,
         xposScaleBase,
         keyScale: scaleIn?.dense ?? scaleCast?.dense(op) ?? null,
+        window,
+        softCap,
       });
   } catch (e) {
     out.dispose();

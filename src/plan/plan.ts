@@ -43,7 +43,19 @@ export interface RunPlan {
   warnings: string[];
 }
 
-function warningsFor(config: AndromedaConfig, workload: Workload): string[] {
+/**
+ * What keeps a model off the paged KV cache on this engine, or null: dynamic NTK and LongRoPE everywhere, a
+ * sliding window or soft-capping on CUDA (whose paged kernel has neither).
+ */
+function unpagedReason(config: AndromedaConfig, engine: DeviceSpec['engine']): string | null {
+  const unsupported = pagedAttentionUnsupported(config);
+  if (unsupported || engine !== 'cuda') return unsupported;
+  if (config.slidingWindow !== null) return `a sliding window (${config.slidingWindow}) on CUDA`;
+  if (config.attentionSoftCap !== null) return `attention logit soft-capping (${config.attentionSoftCap}) on CUDA`;
+  return null;
+}
+
+function warningsFor(config: AndromedaConfig, workload: Workload, engine: DeviceSpec['engine']): string[] {
   const warnings: string[] = [];
   const length = workload.mode === 'training' ? workload.seqLen : workload.promptTokens + workload.outputTokens;
   if (length > config.maxSeqLen)
@@ -53,7 +65,7 @@ function warningsFor(config: AndromedaConfig, workload: Workload): string[] {
         'memory is planned as asked, but quality past the trained length depends on the position scheme',
     );
   if (workload.mode === 'inference') {
-    const unsupported = pagedAttentionUnsupported(config);
+    const unsupported = unpagedReason(config, engine);
     if (unsupported && config.rotary?.dynamicNtk)
       warnings.push(
         `the inference engine runs a model with ${unsupported} by recomputing each step (no KV cache): the KV ` +
@@ -134,6 +146,6 @@ export function planRun(
     maxBatch,
     maxContext,
     throughput,
-    warnings: warningsFor(model.config, workload),
+    warnings: warningsFor(model.config, workload, device.engine),
   };
 }

@@ -172,6 +172,8 @@ function attentionProblem(c: AttentionCase, seed: number): AttentionProblem {
       rotaryDim: r,
       rotaryInvFreq: r > 0 ? Float32Array.from({ length: r / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / r)) : null,
       xposScaleBase: c.xposScaleBase ?? 0,
+      window: 0,
+      softCap: 0,
     },
   };
 }

@@ -23,11 +23,20 @@ function referenceGreedy(model: LanguageModel, prompt: string, maxTokens: number
 }
 
 const rotary = { ...FEATURE_SHAPE.rotary, xpos: false };
-const CASES: { name: string; shape: Partial<AndromedaConfigInput> }[] = [
-  { name: 'a sliding window of 6 on every layer', shape: { slidingWindow: 6 } },
+const longRope = {
+  rotary: {
+    ...rotary,
+    longRope: { shortFactors: [1, 1, 1, 1], longFactors: [1, 2, 4, 8], originalMaxSeqLen: 12, attentionFactor: 1.1 },
+  },
+};
+// On the CPU engine the windowed and soft-capped models run over the paged pool (its kernel has both; CUDA's has
+// neither, and there they take the per-sequence cache); LongRoPE takes the per-sequence cache on every engine.
+const CASES: { name: string; shape: Partial<AndromedaConfigInput>; kvCache: 'paged' | 'per-sequence' }[] = [
+  { name: 'a sliding window of 6 on every layer', shape: { slidingWindow: 6 }, kvCache: 'paged' },
   {
     name: 'a sliding window on even layers and soft-capped logits',
     shape: { slidingWindow: 5, slidingWindowLayers: 'even', attentionSoftCap: 3 },
+    kvCache: 'paged',
   },
   {
     name: 'LongRoPE past 12 positions',
@@ -42,14 +51,15 @@ const CASES: { name: string; shape: Partial<AndromedaConfigInput> }[] = [
         },
       },
     },
+    kvCache: 'per-sequence',
   },
 ];
 
 for (const [index, c] of CASES.entries()) {
-  test(`${c.name}: a KV cache per sequence gives uncached greedy, through chunked prefill and preemption`, async () => {
+  test(`${c.name}: the ${c.kvCache} KV cache gives uncached greedy, through chunked prefill and preemption`, async () => {
     const config = andromedaFamily.presetConfig('tiny', tokenizer.vocabSize, { ...FEATURE_SHAPE, ...c.shape });
     const model = andromedaFamily.create(config, { seed: 10 + index, device: 'cpu' });
-    assert.equal(hasPagedForward(model), false, 'the paged kernels do not take this model');
+    assert.equal(hasPagedForward(model), c.kvCache === 'paged');
     const cpu = getEngine('cpu');
     const prompts = ['Call me Ishmael.', 'It was', 'A longer prompt, prefilled in chunks of eight.'];
     const maxTokens = 20;
@@ -63,10 +73,11 @@ for (const [index, c] of CASES.entries()) {
         assert.deepEqual(r.tokenIds, referenceGreedy(model, prompts[i]!, maxTokens), `prompt ${i}`);
       });
       const stats = engine.stats();
-      assert.equal(stats.kvCache, 'per-sequence');
+      assert.equal(stats.kvCache, c.kvCache);
       assert.ok(stats.preemptions > 0, 'the pool was too small for the three at once');
       assert.equal(stats.blocks.used, 0);
-      assert.equal(cpu.memoryStats().allocated, idle, 'every sequence cache went with its sequence');
+      if (c.kvCache === 'per-sequence')
+        assert.equal(cpu.memoryStats().allocated, idle, 'every sequence cache went with its sequence');
     } finally {
       await engine.close();
       model.dispose();
@@ -93,7 +104,7 @@ test('dynamic NTK recomputes every step: a cache would go stale past the origina
 });
 
 test('the caches count each position twice against memoryBytes (they grow by doubling); too little is refused', () => {
-  const config = andromedaFamily.presetConfig('tiny', tokenizer.vocabSize, { ...FEATURE_SHAPE, slidingWindow: 6 });
+  const config = andromedaFamily.presetConfig('tiny', tokenizer.vocabSize, { ...FEATURE_SHAPE, ...longRope });
   const model = andromedaFamily.create(config, { seed: 3, device: 'cpu' });
   try {
     // A block of 4 positions: K and V (2 layers × 2 × 2 KV heads × 16 features × 4 bytes × 4) 2,048 bytes, and the
@@ -117,20 +128,20 @@ test('kvCacheBytesPerBlock: a paged block, twice that for a cache per sequence, 
       device: 'cpu',
     });
   const paged = build({});
-  const windowed = build({ slidingWindow: 6 });
+  const perSequence = build(longRope);
   const ntk = build({ rotary: { ...rotary, dynamicNtk: { factor: 2, originalMaxSeqLen: 12 } } });
   try {
     const block = kvCacheBytesPerBlock(paged, 4)!;
     assert.equal(block, 4096, 'K/V 2,048 + tails 2,048 (see the memoryBytes test)');
-    assert.equal(kvCacheBytesPerBlock(windowed, 4), 2 * block);
+    assert.equal(kvCacheBytesPerBlock(perSequence, 4), 2 * block);
     assert.equal(kvCacheBytesPerBlock(ntk, 4), null);
   } finally {
-    for (const m of [paged, windowed, ntk]) m.dispose();
+    for (const m of [paged, perSequence, ntk]) m.dispose();
   }
 });
 
 test('a cancelled request lets its cache go at once', async () => {
-  const config = andromedaFamily.presetConfig('tiny', tokenizer.vocabSize, { ...FEATURE_SHAPE, slidingWindow: 6 });
+  const config = andromedaFamily.presetConfig('tiny', tokenizer.vocabSize, { ...FEATURE_SHAPE, ...longRope });
   const model = andromedaFamily.create(config, { seed: 4, device: 'cpu' });
   const cpu = getEngine('cpu');
   const engine = new InferenceEngine(model, tokenizer, { blockSize: 4, numBlocks: 64 });

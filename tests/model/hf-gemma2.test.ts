@@ -17,6 +17,8 @@ import { chunkedLinearCrossEntropy } from '../../src/ops/chunked-cross-entropy.j
 import { Andromeda } from '../../src/model/andromeda.js';
 import { SandwichNormBlock } from '../../src/model/block.js';
 import { pagedAttentionUnsupported } from '../../src/model/attention.js';
+import { CudaEngine } from '../../src/engine/cuda.js';
+import type { FusedAttentionShape } from '../../src/engine/engine.js';
 import { layerWindow, parameterCountOf, resolveConfig, type AndromedaConfigInput } from '../../src/model/config.js';
 import { countParameters } from '../../src/model/parameter-shapes.js';
 import { configFromHuggingFace } from '../../src/model/hf-import.js';
@@ -163,19 +165,20 @@ test('the Gemma 2 options are validated and count their parameters as the model 
   );
 });
 
-test('the attention soft-cap is not in the paged kernels: the engine recomputes such a model', () => {
+test("the attention soft-cap is in the CPU's paged kernel, not in CUDA's: the engine pages such a model on the CPU", () => {
   const config = resolveConfig({ ...small, slidingWindow: null });
-  assert.equal(pagedAttentionUnsupported(config), 'attention logit soft-capping (1.5)');
+  assert.equal(pagedAttentionUnsupported(config), null);
   const lm = new AndromedaLM(new Andromeda(config));
   try {
-    assert.equal(hasPagedForward(lm), false);
+    assert.equal(hasPagedForward(lm), true);
   } finally {
     lm.model.dispose();
   }
-  assert.equal(
-    pagedAttentionUnsupported(resolveConfig({ ...small, slidingWindow: null, attentionSoftCap: null })),
-    null,
-  );
+  const shape = { kernel: 'paged', heads: 4, headDim: 64, rotaryDim: 16, alibi: false } as const;
+  const cuda = (s: FusedAttentionShape) => CudaEngine.prototype.fusedAttentionUnsupported.call(null as never, s);
+  assert.equal(cuda(shape), null);
+  assert.match(cuda({ ...shape, softCap: true })!, /soft-capping/);
+  assert.match(cuda({ ...shape, window: true })!, /sliding window/);
 });
 
 /**

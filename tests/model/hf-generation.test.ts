@@ -38,15 +38,16 @@ const MAX_TOKENS = 20;
 const TOP = 5;
 
 /**
- * The Phi-3 and Gemma fixtures, and whether the engine runs them over the paged cache (a sliding window,
- * LongRoPE's length-dependent frequencies and Gemma 2's attention soft-cap take the recomputing runner).
+ * The Phi-3 and Gemma fixtures, and whether the engine runs them over the paged cache on the CPU: its paged kernel
+ * has the sliding window and Gemma 2's attention soft-cap; LongRoPE's length-dependent frequencies take a KV cache
+ * per sequence.
  */
 const PAGED: Record<string, boolean> = {
-  phi3: false,
+  phi3: true,
   'phi3-longrope': false,
   'phi3-partial-longrope': false,
   gemma: true,
-  gemma2: false,
+  gemma2: true,
 };
 const CASES = Object.keys(PAGED);
 

@@ -503,7 +503,7 @@ test('head shapes outside the CUDA kernels (StableLM-3B: 80 dims, 20 rotated) ta
     );
 });
 
-test('models whose attention the paged kernels lack (window, dynamic NTK) run outside the paged forward', () => {
+test('models whose attention the paged kernels lack (dynamic NTK) run outside the paged forward; a window is paged on the CPU', () => {
   const lm = (extra: Partial<AndromedaConfigInput>) =>
     andromedaFamily.create(
       resolveConfig({ vocabSize: 11, dim: 16, depth: 1, heads: 2, headDim: 8, rotary: { dim: 8 }, ...extra }),
@@ -515,7 +515,7 @@ test('models whose attention the paged kernels lack (window, dynamic NTK) run ou
   const cases: [Partial<AndromedaConfigInput>, boolean][] = [
     [{}, true],
     [{ qkRmsNorm: true, qkvBias: true }, true],
-    [{ slidingWindow: 4 }, false],
+    [{ slidingWindow: 4 }, true],
     [{ rotary: { dim: 8, dynamicNtk: { factor: 2, originalMaxSeqLen: 16 } } }, false],
   ];
   for (const [extra, paged] of cases) {
@@ -529,6 +529,12 @@ test('models whose attention the paged kernels lack (window, dynamic NTK) run ou
   }
   assert.equal(
     pagedAttentionUnsupported(resolveConfig({ vocabSize: 11, dim: 16, depth: 1, heads: 2, slidingWindow: 3 })),
-    'a sliding window (3)',
+    null,
+  );
+  assert.equal(
+    pagedAttentionUnsupported(
+      resolveConfig({ vocabSize: 11, dim: 16, depth: 1, heads: 2, rotary: { dynamicNtk: { factor: 2 } } }),
+    ),
+    'dynamic NTK rotary scaling',
   );
 });

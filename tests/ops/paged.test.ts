@@ -15,6 +15,7 @@ import type { CpuEngine } from '../../src/engine/cpu.js';
 import { cpuIsasOf } from '../../src/engine/cpu-settings.js';
 import { noGrad } from '../../src/autograd/grad-mode.js';
 import { shiftTokens } from '../../src/ops/fused/token-shift.js';
+import { attention } from '../../src/ops/attention.js';
 import {
   pagedAttention,
   pagedTailWrite,
@@ -337,6 +338,70 @@ for (const dtype of ['float64', 'float32', 'bfloat16'] as const) {
   });
 }
 
+// A sliding window and the logit soft-cap against the dense `attention` op (its reference composition: a −∞ window
+// mask and cap · tanh(score / cap) before ALiBi), per sequence, in float64, under every instruction set.
+test('pagedAttention with a sliding window and a logit soft-cap matches the dense attention op', () => {
+  const saved = engine.cpuInfo().isa;
+  try {
+    CASES.forEach((c, ci) => {
+      const b = build(c, 'float64', 200 + ci);
+      try {
+        for (const [window, softCap] of [
+          [1, null],
+          [5, null],
+          [70, 2.5],
+          [null, 0.7],
+          [1000, null],
+        ] as [number | null, number | null][]) {
+          // The dense op takes a key scale with one KV head or one per query head only.
+          const keyScale = c.KVH === 1 || c.KVH === c.H ? b.keyScale : null;
+          const want = new Float64Array(b.q.size);
+          c.seqs.forEach((seq, s) => {
+            if (seq.queries === 0) return;
+            const host = b.host[s]!;
+            const out = noGrad(() =>
+              attention(
+                Tensor.fromArray(host.q, [1, c.H, seq.queries, c.D], 'float64', 'cpu'),
+                Tensor.fromArray(host.k, [1, c.KVH, seq.context, c.D], 'float64', 'cpu'),
+                Tensor.fromArray(host.v, [1, c.KVH, seq.context, c.D], 'float64', 'cpu'),
+                {
+                  scale: b.options.scale,
+                  causal: true,
+                  queryOffset: seq.context - seq.queries,
+                  keyScale: keyScale ? keyScale.to('float64') : null,
+                  rotary: b.options.rotary,
+                  alibiSlopes: b.slopes,
+                  window,
+                  softCap,
+                },
+              ),
+            );
+            const rows = out.toArray();
+            for (let i = 0; i < seq.queries; i++)
+              for (let h = 0; h < c.H; h++)
+                for (let d = 0; d < c.D; d++)
+                  want[((b.queryStart[s]! + i) * c.H + h) * c.D + d] = rows[(h * seq.queries + i) * c.D + d]!;
+            out.dispose();
+          });
+          for (const isa of cpuIsasOf(process.arch)) {
+            engine.limitIsa(isa);
+            const got = noGrad(() =>
+              pagedAttention(b.q, b.keyPool, b.valuePool, b.batch, { ...b.options, keyScale, window, softCap }),
+            );
+            const err = relativeError(Float64Array.from(got.toArray()), want);
+            got.dispose();
+            assert.ok(err < 1e-10, `${c.name}, window ${window}, soft-cap ${softCap}, ${isa}: relative error ${err}`);
+          }
+        }
+      } finally {
+        disposeBuilt(b);
+      }
+    });
+  } finally {
+    engine.limitIsa(saved);
+  }
+});
+
 test('pagedAttention gives the same bits with 1, 2 and 3 threads', () => {
   const before = engine.threads();
   const b = build(CASES[3]!, 'float32', 7);
@@ -465,6 +530,8 @@ test('pagedAttention skips block ids outside the pool and sequences whose metada
           rotaryInvFreq: b.invFreq,
           xposScaleBase: 512,
           keyScale: null,
+          window: 0,
+          softCap: 0,
         };
         engine.pagedAttention(b.q.dense(), b.keyPool.dense(), b.valuePool.dense(), out.dense(), b.q.shape[0]!, args);
         const raw = Float64Array.from(out.toArray());
@@ -862,6 +929,8 @@ test('random hostile metadata: the kernels compute exactly what the guards promi
         rotaryInvFreq: invFreq,
         xposScaleBase: rotary ? 64 : 0,
         keyScale: null,
+        window: 0,
+        softCap: 0,
       });
       // Odd iterations take the two ops in one call: the same results.
       const shiftArgs = [tensors.x.dense(), tensors.tails.dense(), tensors.shifted.dense(), T, dim, shifts] as const;

@@ -170,20 +170,25 @@ test('bad flags and files fail with a message naming them', async () => {
 test('models the paged kernels cannot run are planned with how the engine keeps their keys and values', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'andromeda-plan-unpaged-'));
   let folders = 0;
-  const plan = async (extra: object) => {
+  const plan = async (extra: object, device: string[]) => {
     const folder = join(dir, `model-${folders++}`);
     mkdirSync(folder);
     writeFileSync(join(folder, 'config.json'), JSON.stringify({ ...llamaConfig, ...extra }));
-    return json([folder, '--device', 'cpu', '--prompt', '64', '--output', '8']);
+    return json([folder, ...device, '--prompt', '64', '--output', '8']);
   };
-  const paged = await plan({});
-  assert.ok(!paged.warnings.some((w: string) => w.includes('KV cache per sequence') || w.includes('recomputing')));
-  const mistral = await plan({ architectures: ['MistralForCausalLM'], sliding_window: 32 });
+  const unpaged = (w: string) => w.includes('KV cache per sequence') || w.includes('recomputing');
+  const cpu = ['--device', 'cpu'],
+    h100 = ['--gpu', 'h100'];
+  assert.ok(!(await plan({}, h100)).warnings.some(unpaged));
+  // A sliding window: paged on the CPU, whose paged kernel has it; a cache per sequence on CUDA.
+  const mistral = { architectures: ['MistralForCausalLM'], sliding_window: 32 };
+  assert.ok(!(await plan(mistral, cpu)).warnings.some(unpaged));
+  const onGpu = await plan(mistral, h100);
   assert.ok(
-    mistral.warnings.some((w: string) => w.includes('over a KV cache per sequence')),
-    mistral.warnings,
+    onGpu.warnings.some((w: string) => w.includes('over a KV cache per sequence')),
+    onGpu.warnings,
   );
-  const ntk = await plan({ rope_scaling: { type: 'dynamic', factor: 2 } });
+  const ntk = await plan({ rope_scaling: { type: 'dynamic', factor: 2 } }, cpu);
   assert.ok(
     ntk.warnings.some((w: string) => w.includes('by recomputing each step')),
     ntk.warnings,

@@ -110,6 +110,8 @@ void paged_attention(const PagedAttentionArgs& a, const char* q, const char* key
   require(a.rotary_dim == 0 || a.rotary_inv_freq, "rotaryDim > 0 needs rotaryInvFreq");
   require(a.xpos_scale_base == 0 || a.rotary_dim > 0, "xPos acts on the rotary features: it needs rotaryDim > 0");
   require(a.block_size > 0, "blockSize must be positive");
+  require(a.window == 0 && a.soft_cap == 0,
+          "the CUDA kernel has no sliding window or logit soft-cap (Engine.fusedAttentionUnsupported says so)");
   require(a.num_seqs * a.kv_heads <= 65535,
           "numSeqs · kvHeads = " + std::to_string(a.num_seqs * a.kv_heads) + " exceeds 65,535 (one grid dimension)");
   require(a.num_seqs <= 65535, "numSeqs " + std::to_string(a.num_seqs) + " exceeds 65,535");
