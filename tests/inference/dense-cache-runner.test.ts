@@ -56,7 +56,7 @@ const CASES: { name: string; shape: Partial<AndromedaConfigInput>; kvCache: 'pag
 ];
 
 for (const [index, c] of CASES.entries()) {
-  test(`${c.name}: the ${c.kvCache} KV cache gives uncached greedy, through chunked prefill and preemption`, async () => {
+  test(`${c.name}: the ${c.kvCache} KV cache = uncached greedy, through chunked prefill and preemption`, async () => {
     const config = andromedaFamily.presetConfig('tiny', tokenizer.vocabSize, { ...FEATURE_SHAPE, ...c.shape });
     const model = andromedaFamily.create(config, { seed: 10 + index, device: 'cpu' });
     assert.equal(hasPagedForward(model), c.kvCache === 'paged');

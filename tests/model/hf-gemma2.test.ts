@@ -165,7 +165,7 @@ test('the Gemma 2 options are validated and count their parameters as the model 
   );
 });
 
-test("the attention soft-cap is in the CPU's paged kernel, not in CUDA's: the engine pages such a model on the CPU", () => {
+test("the soft-cap is in the CPU's paged kernel, not in CUDA's: on the CPU such a model is paged", () => {
   const config = resolveConfig({ ...small, slidingWindow: null });
   assert.equal(pagedAttentionUnsupported(config), null);
   const lm = new AndromedaLM(new Andromeda(config));

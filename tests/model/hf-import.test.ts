@@ -503,7 +503,7 @@ test('head shapes outside the CUDA kernels (StableLM-3B: 80 dims, 20 rotated) ta
     );
 });
 
-test('models whose attention the paged kernels lack (dynamic NTK) run outside the paged forward; a window is paged on the CPU', () => {
+test('dynamic NTK runs outside the paged forward; a sliding window is paged on the CPU', () => {
   const lm = (extra: Partial<AndromedaConfigInput>) =>
     andromedaFamily.create(
       resolveConfig({ vocabSize: 11, dim: 16, depth: 1, heads: 2, headDim: 8, rotary: { dim: 8 }, ...extra }),
