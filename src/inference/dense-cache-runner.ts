@@ -54,11 +54,6 @@ export class DenseCacheRunner implements StepRunner {
     readonly numBlocks: number,
   ) {}
 
-  /** Sequences holding a cache (for tests and stats). */
-  get liveCaches(): number {
-    return this.caches.size;
-  }
-
   run(step: StepLayout, rows: readonly RequestSampling[]): SampledToken[] {
     const lastLogits = new Map<Sequence, Tensor>();
     return tidy(() =>
