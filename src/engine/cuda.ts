@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { installProfiler } from './cuda-profile.js';
+import { cudaFusedAttentionUnsupported } from './cuda-shapes.js';
 import type { AttentionArgs, Dense, DeviceGraph, FusedAttentionShape, MemoryStats } from './engine.js';
 import { RecordedGraph } from './device-graph.js';
 import { NativeEngine, requireAddon, type NativeKernels } from './native-engine.js';
@@ -162,16 +163,9 @@ export class CudaEngine extends NativeEngine {
     return this.#addon.memoryStats();
   }
 
-  /** The shapes the CUDA kernels were built for (validate() of native/cuda/attention/ and native/cuda/paged/). */
+  /** The shapes the CUDA kernels were built for (./cuda-shapes.ts). */
   fusedAttentionUnsupported(shape: FusedAttentionShape): string | null {
-    if (![32, 64, 128].includes(shape.headDim))
-      return `head dim ${shape.headDim} (the CUDA kernels support 32, 64 and 128)`;
-    if (shape.kernel === 'dense' && (shape.rotaryDim % 16 !== 0 || shape.rotaryDim > 128))
-      return `rotary dim ${shape.rotaryDim} (the CUDA kernels rotate a multiple of 16 features, at most 128)`;
-    if (shape.alibi && shape.heads > 256) return `ALiBi on ${shape.heads} heads (the CUDA kernels take at most 256)`;
-    if (shape.window) return 'a sliding window (the CUDA paged kernel has none)';
-    if (shape.softCap) return 'attention logit soft-capping (the CUDA paged kernel has none)';
-    return null;
+    return cudaFusedAttentionUnsupported(shape);
   }
 
   // Fused attention (native/cuda/attention, src/engine/cuda-attention.ts). `options` names kernels explicitly

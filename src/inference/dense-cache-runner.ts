@@ -22,16 +22,6 @@ import type { Sequence } from './sequence.js';
 import type { StepRunner } from './step-runner.js';
 import { sampleRows, type RequestSampling } from './device-sampling.js';
 
-/**
- * Whether a cache gives what the whole sequence's forward gives. Not with dynamic NTK: its frequencies follow the
- * sequence's length at every step, so the deeper layers' cached keys and values, computed from hidden states of
- * shorter lengths, go stale (as in transformers' incremental decoding), and the tokens would depend on how the
- * prompt was chunked. (LongRoPE changes its frequencies once, and Andromeda.forward recomputes the cache then.)
- */
-export function denseCacheExact(model: Andromeda): boolean {
-  return !model.config.rotary?.dynamicNtk;
-}
-
 /** The bytes a block of `blockSize` positions is counted for: twice its K/V (and tails), as the caches double. */
 export function denseCacheBytesPerBlock(model: Andromeda, blockSize: number): number {
   return 2 * PagedKVCache.bytesPerBlock(model.config, { blockSize, dtype: model.dtype });
@@ -43,7 +33,7 @@ export function denseCacheBlocks(model: Andromeda, blockSize: number, memoryByte
 }
 
 export class DenseCacheRunner implements StepRunner {
-  readonly paged = false;
+  readonly kvCache = 'per-sequence';
   readonly capturedGraphs = 0;
   private readonly caches = new Map<Sequence, KVCache>();
 

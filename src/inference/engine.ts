@@ -33,9 +33,8 @@ import { RequestSampling } from './device-sampling.js';
 import { GenerationStream } from './generation-stream.js';
 import { createStepRunner, pagedAndromedaOf } from './runners.js';
 import { PagedRunner } from './paged-runner.js';
-import { DenseCacheRunner } from './dense-cache-runner.js';
 import { SpeculativeDecoder, type SpeculativeStats } from './speculative-decoder.js';
-import type { StepRunner } from './step-runner.js';
+import type { KVCacheKind, StepRunner } from './step-runner.js';
 import { ThroughputMeter } from './throughput.js';
 
 export { GenerationStream };
@@ -122,11 +121,10 @@ export interface EngineStats {
   /** Whether the model runs over the paged cache. */
   paged: boolean;
   /**
-   * How the model's keys and values are kept: in the paged pool; in a contiguous cache per sequence (models whose
-   * attention the paged kernels lack, ./dense-cache-runner.ts); or not at all, each step recomputing the sampled
-   * sequences (models without a cached forward, and dynamic NTK).
+   * How the model's keys and values are kept (KVCacheKind): a cache per sequence for models whose attention the
+   * paged kernel lacks, none (recomputation) for models without a cached forward and for dynamic NTK.
    */
-  kvCache: 'paged' | 'per-sequence' | 'none';
+  kvCache: KVCacheKind;
   /**
    * Graphs captured so far (one per batch-size and block-table-width bucket used): decode graphs, the
    * draft's, and speculative steps' (speculative.graphVerifications counts their replays).
@@ -219,7 +217,7 @@ export class InferenceEngine {
     });
     try {
       // Shared prefixes save work only where K/V live in the pool the block manager accounts.
-      const prefixSharing = (o.prefixSharing ?? true) && this.runner.paged;
+      const prefixSharing = (o.prefixSharing ?? true) && this.runner.kvCache === 'paged';
       const blocks = (this.blocks = new BlockManager(this.runner.numBlocks, o.blockSize, prefixSharing));
       if (draft) {
         if (!(this.runner instanceof PagedRunner)) throw new Error('InferenceEngine: the draft needs a paged target');
@@ -313,8 +311,8 @@ export class InferenceEngine {
         last: this.firstTokens.lastMs,
         mean: this.firstTokens.count === 0 ? null : this.firstTokens.totalMs / this.firstTokens.count,
       },
-      paged: this.runner.paged,
-      kvCache: this.runner.paged ? 'paged' : this.runner instanceof DenseCacheRunner ? 'per-sequence' : 'none',
+      paged: this.runner.kvCache === 'paged',
+      kvCache: this.runner.kvCache,
       graphs: this.runner.capturedGraphs + (this.speculative?.capturedGraphs ?? 0),
       speculative: this.speculative?.stats() ?? null,
     };

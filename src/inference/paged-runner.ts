@@ -35,7 +35,7 @@ export interface PagedRunnerOptions {
 }
 
 export class PagedRunner implements StepRunner {
-  readonly paged = true;
+  readonly kvCache = 'paged';
   readonly numBlocks: number;
   readonly cache: PagedKVCache;
   private readonly graphs: DecodeGraphs | null;

@@ -15,7 +15,7 @@ import type { StepRunner } from './step-runner.js';
 import { sampleRows, type RequestSampling } from './device-sampling.js';
 
 export class RecomputeRunner implements StepRunner {
-  readonly paged = false;
+  readonly kvCache = 'none';
   readonly capturedGraphs = 0;
 
   constructor(

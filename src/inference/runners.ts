@@ -8,10 +8,10 @@
 import type { LanguageModel } from '../train/model.js';
 import { unwrapAndromeda } from '../train/andromeda-adapter.js';
 import { PagedKVCache } from '../model/paged-kv-cache.js';
-import { pagedAttentionUnsupported } from '../model/attention.js';
+import { denseCacheExact, pagedAttentionShape, pagedAttentionUnsupported } from '../model/attention.js';
 import type { Andromeda } from '../model/andromeda.js';
 import { RecomputeRunner } from './recompute-runner.js';
-import { DenseCacheRunner, denseCacheBlocks, denseCacheBytesPerBlock, denseCacheExact } from './dense-cache-runner.js';
+import { DenseCacheRunner, denseCacheBlocks, denseCacheBytesPerBlock } from './dense-cache-runner.js';
 import { PagedRunner } from './paged-runner.js';
 import type { StepRunner } from './step-runner.js';
 
@@ -47,17 +47,10 @@ const UNPOOLED_BLOCKS = 1 << 20;
 function pagedAndromeda(model: LanguageModel): Andromeda | null {
   const andromeda = unwrapAndromeda(model);
   if (!andromeda || pagedAttentionUnsupported(andromeda.config) !== null) return null;
-  const c = andromeda.config;
-  const shape = {
-    kernel: 'paged',
-    heads: c.heads,
-    headDim: c.headDim,
-    rotaryDim: c.rotary?.dim ?? 0,
-    alibi: c.alibiHeads > 0,
-    window: c.slidingWindow !== null,
-    softCap: c.attentionSoftCap !== null,
-  } as const;
-  return andromeda.embedding.weight.engine.fusedAttentionUnsupported(shape) === null ? andromeda : null;
+  const unsupported = andromeda.embedding.weight.engine.fusedAttentionUnsupported(
+    pagedAttentionShape(andromeda.config),
+  );
+  return unsupported === null ? andromeda : null;
 }
 
 export function createStepRunner(model: LanguageModel, o: StepRunnerOptions): StepRunner {
@@ -70,7 +63,7 @@ export function createStepRunner(model: LanguageModel, o: StepRunnerOptions): St
           '(an Andromeda model whose attention the paged kernels support)',
       );
     const dense = unwrapAndromeda(model);
-    if (!dense || !denseCacheExact(dense))
+    if (!dense || !denseCacheExact(dense.config))
       return new RecomputeRunner(model, device, o.vocab, o.numBlocks ?? UNPOOLED_BLOCKS);
     const numBlocks = o.numBlocks ?? denseCacheBlocks(dense, o.blockSize, o.memoryBytes);
     if (numBlocks < 1)
@@ -137,5 +130,5 @@ export function kvCacheBytesPerBlock(model: LanguageModel, blockSize: number): n
   const paged = pagedCacheBytesPerBlock(model, blockSize);
   if (paged !== null) return paged;
   const andromeda = unwrapAndromeda(model);
-  return andromeda && denseCacheExact(andromeda) ? denseCacheBytesPerBlock(andromeda, blockSize) : null;
+  return andromeda && denseCacheExact(andromeda.config) ? denseCacheBytesPerBlock(andromeda, blockSize) : null;
 }

@@ -6,11 +6,17 @@ import type { RequestSampling } from './device-sampling.js';
 import type { SampledToken, StepLayout } from './scheduler.js';
 import type { Sequence } from './sequence.js';
 
+/**
+ * How a runner keeps the model's keys and values: in the paged pool the block manager accounts (so prefix sharing
+ * saves work); in a contiguous cache per sequence (./dense-cache-runner.ts); or not at all, each step recomputing
+ * the sampled sequences (./recompute-runner.ts).
+ */
+export type KVCacheKind = 'paged' | 'per-sequence' | 'none';
+
 export interface StepRunner {
   /** Blocks of the cache pool (the block manager hands out ids 0 to numBlocks − 1). */
   readonly numBlocks: number;
-  /** Whether positions' K/V live in the pool the block manager accounts (so prefix sharing saves work). */
-  readonly paged: boolean;
+  readonly kvCache: KVCacheKind;
   /** Decode graphs captured so far. */
   readonly capturedGraphs: number;
   /**

@@ -7,6 +7,7 @@ import { Linear } from '../nn/linear.js';
 import { RMSNorm } from '../nn/rms-norm.js';
 import { constantTensor, type ParameterOptions } from '../nn/parameter.js';
 import type { AndromedaConfig } from './config.js';
+import type { FusedAttentionShape } from '../engine/engine.js';
 import { rotaryForKeys, type RotarySettings } from './rotary.js';
 import type { LayerState } from './context.js';
 import type { PagedAttentionFeatures, PagedLayer } from './paged-forward.js';
@@ -21,6 +22,30 @@ export function pagedAttentionUnsupported(c: AndromedaConfig): string | null {
   if (c.rotary?.dynamicNtk) return 'dynamic NTK rotary scaling';
   if (c.rotary?.longRope) return 'LongRoPE rotary scaling (frequencies chosen by sequence length)';
   return null;
+}
+
+/** The shape an engine's paged kernel must take for this config (Engine.fusedAttentionUnsupported). */
+export function pagedAttentionShape(c: AndromedaConfig): FusedAttentionShape {
+  return {
+    kernel: 'paged',
+    heads: c.heads,
+    headDim: c.headDim,
+    rotaryDim: c.rotary?.dim ?? 0,
+    alibi: c.alibiHeads > 0,
+    window: c.slidingWindow !== null,
+    softCap: c.attentionSoftCap !== null,
+  };
+}
+
+/**
+ * Whether decoding over a KV cache gives what the whole sequence's forward gives. Not with dynamic NTK: its
+ * frequencies follow the sequence's length at every step, so the deeper layers' cached keys and values, computed
+ * from hidden states of shorter lengths, go stale (as in transformers' incremental decoding), and the tokens would
+ * depend on how the prompt was chunked. (LongRoPE changes its frequencies once, and Andromeda.forward recomputes
+ * the cache then.)
+ */
+export function denseCacheExact(c: AndromedaConfig): boolean {
+  return !c.rotary?.dynamicNtk;
 }
 
 /**

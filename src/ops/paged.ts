@@ -180,10 +180,10 @@ export function pagedAttention(
   }
   const window = options.window ?? 0;
   if (!Number.isInteger(window) || window < 0 || window > INT32_MAX)
-    throw new RangeError(`${op}: sliding window ${window} must be a positive integer (or null for none)`);
+    throw new RangeError(`${op}: sliding window ${window} must be a non-negative integer (0 or null: none)`);
   const softCap = options.softCap ?? 0;
   if (!(Number.isFinite(softCap) && softCap >= 0))
-    throw new RangeError(`${op}: logit soft-cap ${softCap} must be a positive number (or null for none)`);
+    throw new RangeError(`${op}: logit soft-cap ${softCap} must be a non-negative number (0 or null: none)`);
   const args = batchArgs(op, batch, q.device, numBlocks);
   const qIn = contiguousDense(op, q);
   const scaleIn = keyScale ? (keyScale.dtype === 'float32' ? contiguousDense(op, keyScale) : null) : null;

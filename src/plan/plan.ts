@@ -10,7 +10,8 @@ import { planInferencePeak } from './inference-memory.js';
 import { planTrainingPeak } from './training-memory.js';
 import { inferenceThroughput, trainingThroughput, type Throughput } from './throughput.js';
 import type { Workload } from './workload.js';
-import { pagedAttentionUnsupported } from '../model/attention.js';
+import { denseCacheExact, pagedAttentionShape, pagedAttentionUnsupported } from '../model/attention.js';
+import { cudaFusedAttentionUnsupported } from '../engine/cuda-shapes.js';
 
 /**
  * Memory a CUDA process holds outside the engine's allocator: the context (module images of the engine's
@@ -44,15 +45,13 @@ export interface RunPlan {
 }
 
 /**
- * What keeps a model off the paged KV cache on this engine, or null: dynamic NTK and LongRoPE everywhere, a
- * sliding window or soft-capping on CUDA (whose paged kernel has neither).
+ * What keeps a model off the paged KV cache on this engine, or null: the engines' own rules (dynamic NTK and
+ * LongRoPE everywhere; on CUDA what its paged kernel lacks; the CPU's paged kernel takes every shape).
  */
 function unpagedReason(config: AndromedaConfig, engine: DeviceSpec['engine']): string | null {
   const unsupported = pagedAttentionUnsupported(config);
   if (unsupported || engine !== 'cuda') return unsupported;
-  if (config.slidingWindow !== null) return `a sliding window (${config.slidingWindow}) on CUDA`;
-  if (config.attentionSoftCap !== null) return `attention logit soft-capping (${config.attentionSoftCap}) on CUDA`;
-  return null;
+  return cudaFusedAttentionUnsupported(pagedAttentionShape(config));
 }
 
 function warningsFor(config: AndromedaConfig, workload: Workload, engine: DeviceSpec['engine']): string[] {
@@ -66,7 +65,7 @@ function warningsFor(config: AndromedaConfig, workload: Workload, engine: Device
     );
   if (workload.mode === 'inference') {
     const unsupported = unpagedReason(config, engine);
-    if (unsupported && config.rotary?.dynamicNtk)
+    if (unsupported && !denseCacheExact(config))
       warnings.push(
         `the inference engine runs a model with ${unsupported} by recomputing each step (no KV cache): the KV ` +
           'cache line is what the paged engine would hold, not what recomputation holds',

@@ -17,8 +17,7 @@ import { chunkedLinearCrossEntropy } from '../../src/ops/chunked-cross-entropy.j
 import { Andromeda } from '../../src/model/andromeda.js';
 import { SandwichNormBlock } from '../../src/model/block.js';
 import { pagedAttentionUnsupported } from '../../src/model/attention.js';
-import { CudaEngine } from '../../src/engine/cuda.js';
-import type { FusedAttentionShape } from '../../src/engine/engine.js';
+import { cudaFusedAttentionUnsupported as cuda } from '../../src/engine/cuda-shapes.js';
 import { layerWindow, parameterCountOf, resolveConfig, type AndromedaConfigInput } from '../../src/model/config.js';
 import { countParameters } from '../../src/model/parameter-shapes.js';
 import { configFromHuggingFace } from '../../src/model/hf-import.js';
@@ -175,7 +174,6 @@ test("the soft-cap is in the CPU's paged kernel, not in CUDA's: on the CPU such 
     lm.model.dispose();
   }
   const shape = { kernel: 'paged', heads: 4, headDim: 64, rotaryDim: 16, alibi: false } as const;
-  const cuda = (s: FusedAttentionShape) => CudaEngine.prototype.fusedAttentionUnsupported.call(null as never, s);
   assert.equal(cuda(shape), null);
   assert.match(cuda({ ...shape, softCap: true })!, /soft-capping/);
   assert.match(cuda({ ...shape, window: true })!, /sliding window/);

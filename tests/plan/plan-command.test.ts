@@ -188,6 +188,14 @@ test('models the paged kernels cannot run are planned with how the engine keeps 
     onGpu.warnings.some((w: string) => w.includes('over a KV cache per sequence')),
     onGpu.warnings,
   );
+  // A head size the CUDA kernels were not built for: paged on the CPU, a cache per sequence on CUDA.
+  const wideHeads = { head_dim: 256 };
+  assert.ok(!(await plan(wideHeads, cpu)).warnings.some(unpaged));
+  const wideOnGpu = await plan(wideHeads, h100);
+  assert.ok(
+    wideOnGpu.warnings.some((w: string) => w.includes('head dim 256')),
+    wideOnGpu.warnings,
+  );
   const ntk = await plan({ rope_scaling: { type: 'dynamic', factor: 2 } }, cpu);
   assert.ok(
     ntk.warnings.some((w: string) => w.includes('by recomputing each step')),
