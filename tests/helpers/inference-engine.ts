@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import '../../src/engine/index.js';
 import { andromedaFamily } from '../../src/train/andromeda-adapter.js';
+import { generate } from '../../src/inference/generate.js';
 import {
   InferenceEngine,
   type GenerationParams,
@@ -47,6 +48,16 @@ export function draftModel(seed: number): LanguageModel {
 }
 
 export const greedy = (maxTokens: number): GenerationParams => ({ temperature: 0, maxTokens, ignoreEos: true });
+
+/** Greedy tokens by recomputing the whole sequence every step (the reference path). */
+export function referenceGreedy(model: LanguageModel, prompt: string, maxTokens: number): number[] {
+  return generate(model, andromedaFamily, tokenizer, prompt, {
+    temperature: 0,
+    maxTokens,
+    stopAtEos: false,
+    cache: false,
+  }).ids;
+}
 
 export interface Submission {
   prompt: string;

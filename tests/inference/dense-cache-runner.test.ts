@@ -1,26 +1,15 @@
-// The engine over models whose attention the paged kernels lack (a sliding window, soft-capping, LongRoPE): a KV
-// cache per sequence (src/inference/dense-cache-runner.ts) gives the tokens of recomputing the whole sequence every
-// step, through chunked prefill and preemption, and lets each cache go with its sequence. Dynamic NTK recomputes.
+// The engine over models that left the paged path before stop 17: windowed and soft-capped models, now paged on the
+// CPU, and LongRoPE, which keeps a KV cache per sequence (src/inference/dense-cache-runner.ts); each gives the tokens
+// of recomputing the whole sequence every step through chunked prefill and preemption, and each per-sequence cache
+// goes with its sequence. Dynamic NTK recomputes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { getEngine } from '../../src/engine/index.js';
 import { andromedaFamily } from '../../src/train/andromeda-adapter.js';
-import { generate } from '../../src/inference/generate.js';
 import { InferenceEngine } from '../../src/inference/engine.js';
 import { hasPagedForward, kvCacheBytesPerBlock } from '../../src/inference/runners.js';
 import type { AndromedaConfigInput } from '../../src/model/config.js';
-import type { LanguageModel } from '../../src/train/model.js';
-import { FEATURE_SHAPE, greedy, tokenizer } from '../helpers/inference-engine.js';
-
-/** Greedy tokens by recomputing the whole sequence every step (the reference path). */
-function referenceGreedy(model: LanguageModel, prompt: string, maxTokens: number): number[] {
-  return generate(model, andromedaFamily, tokenizer, prompt, {
-    temperature: 0,
-    maxTokens,
-    stopAtEos: false,
-    cache: false,
-  }).ids;
-}
+import { FEATURE_SHAPE, greedy, referenceGreedy, tokenizer } from '../helpers/inference-engine.js';
 
 const rotary = { ...FEATURE_SHAPE.rotary, xpos: false };
 const longRope = {

@@ -1,24 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import '../../src/engine/index.js';
-import { andromedaFamily } from '../../src/train/andromeda-adapter.js';
-import { generate } from '../../src/inference/generate.js';
 import { InferenceEngine, QueueFullError, type GenerationParams } from '../../src/inference/engine.js';
 import { InferenceEngine as PublicInferenceEngine } from '../../src/index.js';
 import type { LanguageModel } from '../../src/train/model.js';
-import { featureModel, tokenizer } from '../helpers/inference-engine.js';
-
-/** Greedy tokens by recomputing the whole sequence every step (the reference path). */
-function referenceGreedy(model: LanguageModel, prompt: string, maxTokens: number): number[] {
-  return generate(model, andromedaFamily, tokenizer, prompt, {
-    temperature: 0,
-    maxTokens,
-    stopAtEos: false,
-    cache: false,
-  }).ids;
-}
-
-const greedy = (maxTokens: number): GenerationParams => ({ temperature: 0, maxTokens, ignoreEos: true });
+import { featureModel, greedy, referenceGreedy, tokenizer } from '../helpers/inference-engine.js';
 
 test('the engine is exported from the package entry point', () => {
   assert.equal(PublicInferenceEngine, InferenceEngine);
