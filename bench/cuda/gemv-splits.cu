@@ -83,8 +83,8 @@ int main() {
       {"3b ff up", 10240, 2560}, {"3b ff down", 2560, 10240}, {"3b vocab", 50432, 2560},
       {"orca query", 2048, 2048}, {"orca ff up", 8192, 2048}, {"orca ff down", 2048, 8192},
   };
-  std::printf("| shape | n | k | m | split | blocks | µs | TB/s | max rel. error | the rule's |\n");
-  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+  std::printf("| shape | n | k | m | split | blocks | µs | TB/s | max rel. error | rule | old rule |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n");
   for (const Shape& s : shapes) {
     const int64_t bytes = s.n * s.k * 2;
     const int copies = int(std::max<int64_t>(2, (int64_t(prop.l2CacheSize) * 4) / bytes + 1));
@@ -111,6 +111,12 @@ int main() {
     for (int copy = 0; copy < copies; copy++)
       CHECK(cudaMemcpy(reinterpret_cast<char*>(b) + size_t(bytes) * copy, hb.data(), size_t(bytes), cudaMemcpyHostToDevice));
     const int rule = gemv_split(s.n, s.k, device_sms);
+    int old_rule = 8;
+    for (int split = 1; split < 8; split *= 2)
+      if (gemv_blocks(s.n, split) >= 2 * 8 * device_sms) {
+        old_rule = split;
+        break;
+      }
     for (int m : {1, 8})
       for (int split : {1, 2, 4, 8}) {
         CHECK(cudaMemset(c, 0, size_t(8 * s.n) * 2));
@@ -139,9 +145,9 @@ int main() {
         float ms = 0;
         CHECK(cudaEventElapsedTime(&ms, start, stop));
         const double us = 1000.0 * ms / reps;
-        std::printf("| %s | %lld | %lld | %d | %d | %lld | %.2f | %.2f | %.1e | %s |\n", s.name, (long long)s.n,
+        std::printf("| %s | %lld | %lld | %d | %d | %lld | %.2f | %.2f | %.1e | %s | %s |\n", s.name, (long long)s.n,
                     (long long)s.k, m, split, (long long)gemv_blocks(s.n, split), us, bytes / us / 1e6, error,
-                    split == rule ? "yes" : "");
+                    split == rule ? "**rule**" : "", split == old_rule ? "old" : "");
         CHECK(cudaEventDestroy(start));
         CHECK(cudaEventDestroy(stop));
       }

@@ -100,15 +100,22 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(const T* __restrict_
 /** Blocks of the grid for n rows of B split `split` ways. */
 inline int64_t gemv_blocks(int64_t n, int split) { return (n * split + kGemvWarps - 1) / kGemvWarps; }
 
+/** Fewest 16-byte loads of B per lane a split leaves: with fewer, a warp's work is one round trip to memory. */
+constexpr int64_t kGemvMinLoadsPerLane = 4;
+
 /**
- * The k split: the fewest slices per B row that still give the grid two full waves of blocks (8 resident per
- * multiprocessor at 256 threads), so that enough 16-byte loads are in flight on every multiprocessor and the
- * last wave's tail is short; at most a slice per warp of the block.
+ * The k split. Splitting k gives the grid more blocks (more loads in flight, a shorter last wave) but each warp
+ * fewer loads, and a warp that issues one or two loads waits a whole memory round trip for a few hundred bytes.
+ * So: among the splits that keep kGemvMinLoadsPerLane loads per lane (split 1 always qualifies), the fewest
+ * that give two full waves of blocks (8 resident per multiprocessor at 256 threads), else the most.
  */
-inline int gemv_split(int64_t n, int64_t /*k*/, int sm_count) {
+inline int gemv_split(int64_t n, int64_t k, int sm_count) {
   const int64_t wanted_blocks = 2 * 8 * int64_t(sm_count);
+  const int64_t loads = k / kElementsPerLoad;
   int split = 1;
-  while (split < kGemvWarps && gemv_blocks(n, split) < wanted_blocks) split *= 2;
+  while (split < kGemvWarps && gemv_blocks(n, split) < wanted_blocks &&
+         loads / (2 * split) >= 32 * kGemvMinLoadsPerLane)
+    split *= 2;
   return split;
 }
 

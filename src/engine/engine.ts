@@ -493,9 +493,9 @@ export interface Engine {
   ): void;
   /**
    * pagedTokenShift(x, tails, out, …) and then pagedTailWrite(x, tails, …): the shifted rows and the updated
-   * pool as the two calls leave them. An engine may do both in one pass when no sequence has more than one row
-   * (maxQueryLen ≤ 1: every decode step), because then no row reads a slot another row writes. Needs ring ≥ 1.
-   * Where a corrupted table names one block for two sequences, what each reads from it is unspecified.
+   * pool as the two calls leave them, in one pass where the engine can — CUDA's when no sequence has more than
+   * one row (maxQueryLen ≤ 1: every decode step), because then no row reads a slot another row writes. Needs
+   * ring ≥ 1. Where a corrupted table names one block for two sequences, what each reads from it is unspecified.
    */
   pagedTokenShiftAndTailWrite(
     x: Dense,

@@ -290,7 +290,7 @@ export function pagedTokenShift(x: Tensor, tails: Tensor, batch: PagedBatch, shi
 
 /**
  * pagedTokenShift(x, tails, batch, shifts) and then pagedTailWrite(x, tails, batch): returns the shifted rows and
- * leaves x stored as the tails of its positions, in one engine call (which may do both in one pass on decode steps).
+ * leaves x stored as the tails of its positions — in one kernel on CUDA for decode steps (one row per sequence).
  */
 export function pagedTokenShiftAndTailWrite(x: Tensor, tails: Tensor, batch: PagedBatch, shifts: number): Tensor {
   return shiftThroughTails('pagedTokenShiftAndTailWrite', x, tails, batch, shifts);

@@ -635,8 +635,8 @@ const TAIL_CASES: TailCase[] = [
   },
 ];
 
-// The CPU's two calls against CUDA's two calls, and against its pagedTokenShiftAndTailWrite (which may take one pass
-// when every sequence has at most one row, as in the first case).
+// The CPU's two calls against CUDA's two calls, and against its pagedTokenShiftAndTailWrite (one kernel when every
+// sequence has at most one row, as in the first case).
 for (const [index, c] of TAIL_CASES.entries()) {
   gpuTest(`pagedTokenShift, pagedTailWrite, and the two in one call: ${c.name}`, () => {
     const gen = new Generator(200 + index);
