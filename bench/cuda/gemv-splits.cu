@@ -38,8 +38,8 @@ struct Shape {
 
 template <int kRowsA, int kSplit>
 void launch(const bf16* a, const bf16* b, bf16* c, int64_t n, int64_t k) {
-  gemv_kernel<bf16, kRowsA, kSplit><<<unsigned(gemv_blocks(n, kSplit)), kGemvThreads>>>(a, k, b, k, c, n, nullptr, 1.f,
-                                                                                         n, k);
+  gemv_kernel<bf16, kRowsA, kSplit>
+      <<<unsigned(gemv_blocks(n, kSplit)), kGemvThreads>>>(a, k, gemv_single<bf16>(b, k, c, n, nullptr, n), 1.f, k);
 }
 
 template <int kRowsA>

@@ -410,6 +410,33 @@ export const KERNELS = [
     requires: [['beta == 0', 'a bias needs beta = 0']],
   },
   {
+    // Products of one input with several weights (a decode step's query, key and value projections): one launch
+    // where the engine can. Each part repeats the call's dtype, m and k so that its buffers are checked by them.
+    name: 'gemmSharedInput',
+    method: 'matmulSharedInput',
+    engines: BOTH,
+    cxx: 'gemm_shared_input',
+    params: [
+      dtype('dtype'),
+      int('m'),
+      int('k'),
+      input('a', 'dtype', 'm * k', { disjoint: true }),
+      {
+        name: 'parts',
+        kind: 'list',
+        struct: 'SharedInputPart',
+        fields: [
+          dtype('dtype'),
+          int('m'),
+          int('k'),
+          int('n'),
+          input('b', 'dtype', 'n * k'),
+          output('c', 'dtype', 'm * n'),
+        ],
+      },
+    ],
+  },
+  {
     name: 'softmax',
     engines: BOTH,
     cxx: 'softmax',

@@ -17,6 +17,15 @@ struct GemmArgs {
   int64_t batch;
 };
 
+// One product of Engine.matmulSharedInput: C[m, n] = A[m, k] · B[n, k]ᵀ with the call's A (B and C contiguous).
+// dtype, m and k repeat the call's own (the glue checks each part's buffers against them).
+struct SharedInputPart {
+  int dtype;
+  int64_t m, k, n;
+  const char* b;
+  char* c;
+};
+
 struct AdamWArgs {
   double lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2, grad_scale;
 };

@@ -26,6 +26,7 @@
 #include <cstring>
 #include <new>
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 
 #include "../common/dtype.h"
@@ -497,6 +498,20 @@ void gemm(const GemmArgs& g) {
     case DType::BF16: gemm_typed<bf16, float>(g); break;
     case DType::F16: gemm_typed<f16, float>(g); break;
     default: throw std::invalid_argument("gemm: needs a floating dtype");
+  }
+}
+
+void gemm_shared_input(int dtype, int64_t m, int64_t k, const char* a, const SharedInputPart* parts, size_t count) {
+  for (size_t p = 0; p < count; p++) {
+    if (parts[p].dtype != dtype || parts[p].m != m || parts[p].k != k)
+      throw std::invalid_argument("matmulSharedInput: part " + std::to_string(p) + " differs from A in dtype, m or k");
+  }
+  if (m > 0 && k == 0) throw std::invalid_argument("matmulSharedInput: k == 0 (the caller fills C instead)");
+  for (size_t p = 0; p < count; p++) {
+    GemmArgs g{};
+    g.dtype = dtype, g.trans_a = false, g.trans_b = true, g.m = m, g.n = parts[p].n, g.k = k, g.alpha = 1;
+    g.a = a, g.lda = k, g.b = parts[p].b, g.ldb = k, g.beta = 0, g.c = parts[p].c, g.ldc = parts[p].n, g.batch = 1;
+    gemm(g);
   }
 }
 

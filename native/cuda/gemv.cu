@@ -6,7 +6,10 @@
 // warps (the vocabulary head), the warps of a block split k and add their sums in shared memory (how many ways:
 // gemv_split in gemv_kernel.cuh). Per output element the order of additions depends only on n, k and the split,
 // never on m, so a row's result does not change with the number of rows beside it.
+#include <algorithm>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
 #include "common.cuh"
 #include "engine.h"
@@ -18,19 +21,13 @@ namespace {
 using namespace gemv_kernels;
 
 template <typename T, int kSplit>
-void launch_split(const GemmArgs& g) {
-  const T* a = reinterpret_cast<const T*>(g.a);
-  const T* b = reinterpret_cast<const T*>(g.b);
-  T* c = reinterpret_cast<T*>(g.c);
-  const T* bias = reinterpret_cast<const T*>(g.bias);
-  const unsigned blocks = unsigned(gemv_blocks(g.n, kSplit));
-  const float alpha = float(g.alpha);
-#define ANDROMEDA_GEMV_CASE(M)                                                                                 \
-  case M:                                                                                                      \
-    gemv_kernel<T, M, kSplit><<<blocks, kGemvThreads, 0, stream()>>>(a, g.lda, b, g.ldb, c, g.ldc, bias, alpha, \
-                                                                     g.n, g.k);                                \
+void launch_split(const T* a, int64_t lda, const GemvParts<T>& parts, float alpha, int64_t m, int64_t k) {
+  const unsigned blocks = unsigned(gemv_blocks(parts.rows(), kSplit));
+#define ANDROMEDA_GEMV_CASE(M)                                                                               \
+  case M:                                                                                                    \
+    gemv_kernel<T, M, kSplit><<<blocks, kGemvThreads, 0, stream()>>>(a, lda, parts, alpha, k);               \
     break;
-  switch (int(g.m)) {
+  switch (int(m)) {
     ANDROMEDA_GEMV_CASE(1)
     ANDROMEDA_GEMV_CASE(2)
     ANDROMEDA_GEMV_CASE(3)
@@ -45,13 +42,37 @@ void launch_split(const GemmArgs& g) {
 }
 
 template <typename T>
-void launch(const GemmArgs& g) {
-  switch (gemv_split(g.n, g.k, sm_count())) {
-    case 1: launch_split<T, 1>(g); break;
-    case 2: launch_split<T, 2>(g); break;
-    case 4: launch_split<T, 4>(g); break;
-    default: launch_split<T, kGemvWarps>(g);
+void launch(const T* a, int64_t lda, const GemvParts<T>& parts, float alpha, int64_t m, int64_t k) {
+  switch (gemv_split(parts.rows(), k, sm_count())) {
+    case 1: launch_split<T, 1>(a, lda, parts, alpha, m, k); break;
+    case 2: launch_split<T, 2>(a, lda, parts, alpha, m, k); break;
+    case 4: launch_split<T, 4>(a, lda, parts, alpha, m, k); break;
+    default: launch_split<T, kGemvWarps>(a, lda, parts, alpha, m, k);
   }
+}
+
+template <typename T>
+void launch_single(const GemmArgs& g) {
+  const auto parts = gemv_single(reinterpret_cast<const T*>(g.b), g.ldb, reinterpret_cast<T*>(g.c), g.ldc,
+                                 reinterpret_cast<const T*>(g.bias), g.n);
+  launch(reinterpret_cast<const T*>(g.a), g.lda, parts, float(g.alpha), g.m, g.k);
+}
+
+/** The products of `parts` (at most kGemvMaxParts, each C_p = A · B_pᵀ with contiguous rows) in one launch. */
+template <typename T>
+void launch_shared_input(const char* a, int64_t m, int64_t k, const SharedInputPart* parts, size_t count) {
+  GemvParts<T> g{};
+  int64_t rows = 0;
+  for (size_t p = 0; p < count; p++) {
+    g.b[p] = reinterpret_cast<const T*>(parts[p].b);
+    g.c[p] = reinterpret_cast<T*>(parts[p].c);
+    g.bias[p] = nullptr;
+    g.ldb[p] = k;
+    g.ldc[p] = parts[p].n;
+    g.end[p] = rows += parts[p].n;
+  }
+  g.count = int(count);
+  launch(reinterpret_cast<const T*>(a), k, g, 1.f, m, k);
 }
 
 }  // namespace
@@ -65,8 +86,43 @@ bool gemv_applies(const GemmArgs& g) {
 }
 
 void gemv(const GemmArgs& g) {
-  if (g.dtype == int(DType::BF16)) launch<bf16>(g);
-  else launch<f16>(g);
+  if (g.dtype == int(DType::BF16)) launch_single<bf16>(g);
+  else launch_single<f16>(g);
+}
+
+void gemm_shared_input(int dtype, int64_t m, int64_t k, const char* a, const SharedInputPart* parts, size_t count) {
+  const auto fail = [](const std::string& why) { throw std::invalid_argument("matmulSharedInput: " + why); };
+  for (size_t p = 0; p < count; p++) {
+    if (parts[p].dtype != dtype || parts[p].m != m || parts[p].k != k)
+      fail("part " + std::to_string(p) + " differs from A in dtype, m or k");
+  }
+  if (m == 0 || count == 0) return;
+  if (k == 0) fail("k == 0 (the caller fills C instead)");
+  // Few rows in bf16 / f16, as matmul would stream them: one launch for up to kGemvMaxParts products.
+  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  bool streamed = (dtype == int(DType::BF16) || dtype == int(DType::F16)) && m <= kGemvMaxRows &&
+                  k % kElementsPerLoad == 0 && aligned(a);
+  int64_t rows = 0;
+  for (size_t p = 0; p < count; p++) {
+    streamed = streamed && aligned(parts[p].b);
+    rows += parts[p].n;
+  }
+  streamed = streamed && rows < (int64_t(1) << 31);
+  for (size_t first = 0; first < count; first += kGemvMaxParts) {
+    const size_t group = std::min<size_t>(kGemvMaxParts, count - first);
+    if (streamed) {
+      if (dtype == int(DType::BF16)) launch_shared_input<bf16>(a, m, k, parts + first, group);
+      else launch_shared_input<f16>(a, m, k, parts + first, group);
+      continue;
+    }
+    for (size_t p = first; p < first + group; p++) {
+      if (parts[p].n == 0) continue;
+      GemmArgs g{};
+      g.dtype = dtype, g.trans_a = false, g.trans_b = true, g.m = m, g.n = parts[p].n, g.k = k, g.alpha = 1;
+      g.a = a, g.lda = k, g.b = parts[p].b, g.ldb = k, g.beta = 0, g.c = parts[p].c, g.ldc = parts[p].n, g.batch = 1;
+      gemm(g);
+    }
+  }
 }
 
 }  // namespace andromeda::cuda

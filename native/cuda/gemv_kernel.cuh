@@ -1,6 +1,8 @@
 // The few-row matrix product's kernel (C[m, n] = alpha · A[m, k] · B[n, k]ᵀ (+ bias[n]), m ≤ kGemvMaxRows) and the
 // choice of its k split, apart from the engine's launch (gemv.cu) so that bench/cuda/gemv-splits.cu times the
-// same kernel and the same choice. How it streams B: see gemv.cu's header.
+// same kernel and the same choice. How it streams B: see gemv.cu's header. One launch may take several products
+// that share A (GemvParts: a decode step's query, key and value projections): their B rows are numbered one after
+// another, so the grid covers them as one B of the rows of all.
 #pragma once
 #include <cstdint>
 
@@ -35,19 +37,51 @@ __device__ __forceinline__ void accumulate(const uint4& raw, const T* a, int64_t
   }
 }
 
+constexpr int kGemvMaxParts = 3;
+
 /**
- * Warp w of a block takes B row blockIdx.x · (kGemvWarps / kSplit) + w / kSplit and the (w % kSplit)-th slice of
- * k; kRowsA is m. Every lane walks its slice in 16-byte steps 512 bytes apart.
+ * The products of one launch: part p is C_p[m, n_p] = alpha · A · B_pᵀ (+ bias_p), and takes the launch's B rows
+ * [end[p − 1], end[p]) (end[−1] = 0), so end[count − 1] is the launch's n.
+ */
+template <typename T>
+struct GemvParts {
+  const T* b[kGemvMaxParts];
+  T* c[kGemvMaxParts];
+  const T* bias[kGemvMaxParts];  // or null
+  int64_t ldb[kGemvMaxParts], ldc[kGemvMaxParts];
+  int64_t end[kGemvMaxParts];
+  int count;
+
+  int64_t rows() const { return end[count - 1]; }
+};
+
+/** One product as GemvParts. */
+template <typename T>
+GemvParts<T> gemv_single(const T* b, int64_t ldb, T* c, int64_t ldc, const T* bias, int64_t n) {
+  GemvParts<T> parts{};
+  parts.b[0] = b, parts.c[0] = c, parts.bias[0] = bias, parts.ldb[0] = ldb, parts.ldc[0] = ldc, parts.end[0] = n;
+  parts.count = 1;
+  return parts;
+}
+
+/**
+ * Warp w of a block takes B row blockIdx.x · (kGemvWarps / kSplit) + w / kSplit (of the parts' rows, in order)
+ * and the (w % kSplit)-th slice of k; kRowsA is m. Every lane walks its slice in 16-byte steps 512 bytes apart.
  */
 template <typename T, int kRowsA, int kSplit>
-__global__ void __launch_bounds__(kGemvThreads) gemv_kernel(const T* __restrict__ a, int64_t lda, const T* __restrict__ b,
-                                                            int64_t ldb, T* __restrict__ c, int64_t ldc,
-                                                            const T* __restrict__ bias, float alpha, int64_t n,
+__global__ void __launch_bounds__(kGemvThreads) gemv_kernel(const T* __restrict__ a, int64_t lda,
+                                                            const __grid_constant__ GemvParts<T> parts, float alpha,
                                                             int64_t k) {
   constexpr int kRowsPerBlock = kGemvWarps / kSplit;
   __shared__ float partial[kSplit > 1 ? kGemvWarps : 1][kRowsA];
   const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
-  const int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + warp / kSplit;
+  const int64_t launch_row = int64_t(blockIdx.x) * kRowsPerBlock + warp / kSplit;
+  int part = 0;
+  while (part + 1 < parts.count && launch_row >= parts.end[part]) part++;
+  const int64_t row = launch_row - (part > 0 ? parts.end[part - 1] : 0);
+  const int64_t n = parts.end[part] - (part > 0 ? parts.end[part - 1] : 0);
+  const T* __restrict__ b = parts.b[part];
+  const int64_t ldb = parts.ldb[part];
   const int slice = warp % kSplit;
   // The slice of k in whole 16-byte loads: loads [first, last) of the row's k / 8.
   const int64_t loads = k / kElementsPerLoad;
@@ -91,7 +125,9 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(const T* __restrict_
   }
   if (row >= n) return;
   // Lane i writes row i of C (kRowsA ≤ 32).
-  const float extra = bias ? load(bias + row) : 0.f;
+  T* __restrict__ c = parts.c[part];
+  const int64_t ldc = parts.ldc[part];
+  const float extra = parts.bias[part] ? load(parts.bias[part] + row) : 0.f;
 #pragma unroll
   for (int i = 0; i < kRowsA; i++)
     if (lane == i) store(c + i * ldc + row, fmaf(alpha, acc[i], extra));

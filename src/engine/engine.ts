@@ -105,6 +105,13 @@ export interface MatmulArgs {
   readonly beta: number;
 }
 
+/** One product of Engine.matmulSharedInput: b [n, k] (the weight) and c [m, n] (the result). */
+export interface SharedInputPart {
+  readonly b: Dense;
+  readonly c: Dense;
+  readonly n: number;
+}
+
 export interface AdamWArgs {
   readonly lr: number;
   readonly beta1: number;
@@ -272,6 +279,12 @@ export interface Engine {
   /** Reduces the middle axis of a contiguous [outer, size, inner] to [outer, inner]. */
   reduce(op: ReduceOp, x: Dense, out: Dense, outer: number, size: number, inner: number): void;
   matmul(args: MatmulArgs): void;
+  /**
+   * c_i [m, n_i] = a [m, k] · b_i [n_i, k]ᵀ for every part (all contiguous, one dtype, k ≥ 1): one input times
+   * several weights — a decode step's query, key and value projections — each c_i as `matmul` gives it, in one
+   * launch where the engine can (CUDA: up to three parts of a few rows in bfloat16 / float16).
+   */
+  matmulSharedInput(a: Dense, m: number, k: number, parts: readonly SharedInputPart[]): void;
   /** Row-wise softmax or log-softmax over contiguous [rows, cols]. */
   softmax(x: Dense, out: Dense, rows: number, cols: number, log: boolean): void;
   softmaxGrad(y: Dense, gradOut: Dense, gradIn: Dense, rows: number, cols: number, log: boolean): void;

@@ -2,6 +2,17 @@
 // The kernel functions of the native addons (native/abi/generated/kernel_bindings.inc). A buffer is two numbers:
 // its handle (0: none, where the kernel allows it) and the element offset into it.
 
+export interface GemmSharedInputPartsItem {
+  dtype: number;
+  m: number;
+  k: number;
+  n: number;
+  b: number;
+  bOffset: number;
+  c: number;
+  cOffset: number;
+}
+
 export interface AdamwManyTensorsItem {
   param: number;
   paramOffset: number;
@@ -283,6 +294,14 @@ export interface SharedKernels {
     batch: number,
     bias: number,
     biasOffset: number,
+  ): void;
+  gemmSharedInput(
+    dtype: number,
+    m: number,
+    k: number,
+    a: number,
+    aOffset: number,
+    parts: readonly GemmSharedInputPartsItem[],
   ): void;
   softmax(
     dtype: number,
@@ -790,6 +809,7 @@ export const KERNEL_METHODS = [
   "reduce",
   "matmul",
   "matmulBias",
+  "matmulSharedInput",
   "softmax",
   "softmaxGrad",
   "norm",

@@ -26,6 +26,7 @@ import {
   type Dense,
   type Handle,
   type MatmulArgs,
+  type SharedInputPart,
   type MemoryStats,
   type RandomDistribution,
   type ReduceOp,
@@ -236,6 +237,15 @@ export abstract class NativeEngine implements Engine {
   }
   matmul(g: MatmulArgs): void {
     this.#addon.gemm(...gemmArguments(g));
+  }
+  matmulSharedInput(a: Dense, m: number, k: number, parts: readonly SharedInputPart[]): void {
+    const dtype = DTYPE_CODE[a.dtype];
+    const items = parts.map(({ b, c, n }) => {
+      if (b.dtype !== a.dtype || c.dtype !== a.dtype)
+        throw new TypeError(`matmulSharedInput: a is ${a.dtype} but a part has b ${b.dtype} and c ${c.dtype}`);
+      return { dtype, m, k, n, b: b.handle, bOffset: b.offset, c: c.handle, cOffset: c.offset };
+    });
+    this.#addon.gemmSharedInput(dtype, m, k, a.handle, a.offset, items);
   }
   softmax(x: Dense, out: Dense, rows: number, cols: number, log: boolean): void {
     this.#addon.softmax(DTYPE_CODE[x.dtype], x.handle, x.offset, out.handle, out.offset, rows, cols, log);

@@ -1,6 +1,7 @@
 import type { Tensor } from '../tensor/tensor.js';
 import { attention } from '../ops/attention.js';
 import { permute, reshape } from '../ops/layout.js';
+import { linearSharedInput } from '../ops/matmul.js';
 import { headNorm } from '../ops/fused/head-norm.js';
 import { Module } from '../nn/module.js';
 import { Linear } from '../nn/linear.js';
@@ -169,17 +170,23 @@ export class SelfAttention extends Module {
       const split = reshape(t, [rows, count, this.headDim]);
       return rmsNorm ? rmsNorm.forward(split) : split;
     };
-    const q = headRows(
-      this.query.forward(x),
-      this.heads,
-      this.dimScale ? this.param('queryScale') : null,
-      this.queryNorm,
-    );
-    const k = headRows(this.key.forward(x), this.kvHeads, null, this.keyNorm);
-    const v = reshape(this.value.forward(x), [rows, this.kvHeads, this.headDim]);
+    const [qRows, kRows, vRows] = this.projectQueryKeyValue(x);
+    const q = headRows(qRows!, this.heads, this.dimScale ? this.param('queryScale') : null, this.queryNorm);
+    const k = headRows(kRows!, this.kvHeads, null, this.keyNorm);
+    const v = reshape(vRows!, [rows, this.kvHeads, this.headDim]);
     layer.writeKeysValues(k, v);
     const out = layer.attend(q, this.pagedFeatures());
     return this.output.forward(reshape(out, [rows, this.heads * this.headDim]));
+  }
+
+  /** x's query, key and value rows: without biases, one product of x with the three weights (one launch on CUDA). */
+  private projectQueryKeyValue(x: Tensor): Tensor[] {
+    const projections = [this.query, this.key, this.value];
+    if (projections.some((p) => p.bias)) return projections.map((p) => p.forward(x));
+    return linearSharedInput(
+      x,
+      projections.map((p) => p.weight),
+    );
   }
 
   private pagedFeatures(): PagedAttentionFeatures {

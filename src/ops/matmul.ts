@@ -3,6 +3,7 @@
 import { Tensor } from '../tensor/tensor.js';
 import { broadcastShapes, formatShape } from '../tensor/shape.js';
 import { record } from '../autograd/tape.js';
+import { isGradEnabled } from '../autograd/grad-mode.js';
 import { assertFloat, assertSameDType, assertSameDevice, emptyLike, release } from './util.js';
 import { contiguous, reshape, sumTo, transpose } from './layout.js';
 import { contiguousRaw } from './raw.js';
@@ -149,6 +150,48 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
     }
     return [ga, gb];
   });
+}
+
+/**
+ * [linear(x, w) for w of weights] (no biases) — one input through several weights, as a decode step's query, key
+ * and value projections — in one engine call (Engine.matmulSharedInput: one launch on CUDA for a few rows) when
+ * nothing records gradients; otherwise each `linear` on its own, so gradients are as they always are.
+ */
+export function linearSharedInput(x: Tensor, weights: readonly Tensor[]): Tensor[] {
+  const op = 'linearSharedInput';
+  const inF = x.shape[x.rank - 1]!;
+  const grads = isGradEnabled() && (x.requiresGrad || weights.some((w) => w.requiresGrad));
+  if (grads || weights.length < 2 || inF === 0 || x.dtype === 'int32') return weights.map((w) => linear(x, w));
+  const named: Record<string, Tensor> = { x };
+  weights.forEach((w, i) => (named[`weights[${i}]`] = w));
+  assertSameDevice(op, named);
+  assertSameDType(op, named);
+  for (const [i, w] of weights.entries())
+    if (w.rank !== 2 || w.shape[1] !== inF)
+      throw new RangeError(
+        `${op}: input ${formatShape(x.shape)} does not match weights[${i}] ${formatShape(w.shape)} (expected last ` +
+          `axis ${inF})`,
+      );
+  const rows = x.size / inF;
+  const xc = x.isContiguous() ? x : contiguousRaw(x);
+  const wcs = weights.map((w) => (w.isContiguous() ? w : contiguousRaw(w)));
+  const outs = weights.map((w) => emptyLike(x, [...x.shape.slice(0, -1), w.shape[0]!]));
+  try {
+    if (rows > 0)
+      x.engine.matmulSharedInput(
+        xc.dense(op),
+        rows,
+        inF,
+        wcs.map((w, i) => ({ b: w.dense(op), c: outs[i]!.dense(), n: w.shape[0]! })),
+      );
+  } catch (e) {
+    for (const t of outs) t.dispose();
+    throw e;
+  } finally {
+    if (xc !== x) xc.dispose();
+    wcs.forEach((w, i) => w !== weights[i] && w.dispose());
+  }
+  return outs;
 }
 
 /** y = x·Wᵀ + b for x [..., in], weight [out, in], bias [out] or null. */

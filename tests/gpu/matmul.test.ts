@@ -211,3 +211,38 @@ gpuTest('matmul: a few-row product gives each row the bits it gets alone', () =>
     t.dispose();
   }
 });
+
+// One input through several weights (a decode step's query, key and value projections): up to three parts of a
+// few bf16 / f16 rows share one launch of the decode kernel, more parts take several, and other products (float32,
+// more than eight rows, an input off 16-byte alignment) go to matmul part by part. Each part against the CPU's.
+gpuTest('matmulSharedInput: every part against the CPU engine (one launch, several, and the fallbacks)', () => {
+  const t = new Twins(15);
+  try {
+    const cases = [
+      { k: 2560, ns: [3072, 128, 128] },
+      { k: 1032, ns: [100, 7] },
+      { k: 264, ns: [64, 8, 16, 40] },
+      { k: 72, ns: [9] },
+    ];
+    for (const dtype of ['bfloat16', 'float16', 'float32'] as DType[])
+      for (const { k, ns } of cases)
+        for (const m of [1, 3, 8, 9])
+          for (const offset of [0, 1]) {
+            const a = t.random(dtype, m * k + offset);
+            const bs = ns.map((n) => t.random(dtype, n * k, 0.1));
+            const outs = ns.map((n) => t.output(dtype, m * n));
+            for (const side of ['cpu', 'gpu'] as const)
+              (side === 'cpu' ? cpu() : gpu()).matmulSharedInput(
+                { ...a[side], offset },
+                m,
+                k,
+                ns.map((n, i) => ({ b: bs[i]![side], c: outs[i]![side], n })),
+              );
+            outs.forEach((out, i) =>
+              assertClose(`${dtype} m=${m} k=${k} parts ${ns} offset ${offset}: part ${i}`, out, 1e-2),
+            );
+          }
+  } finally {
+    t.dispose();
+  }
+});

@@ -34,6 +34,8 @@ void gemm(const GemmArgs& args);
 // gemmBias
 void gemm_bias(const GemmArgs& args, const char* bias);
 #endif
+// gemmSharedInput
+void gemm_shared_input(int dtype, int64_t m, int64_t k, const char* a, const SharedInputPart* parts, size_t n);
 // softmax
 void softmax(int dtype, const char* x, char* out, int64_t rows, int64_t cols, bool log);
 // softmaxGrad

@@ -8,6 +8,7 @@
 
 #include "../common.cuh"
 #include "attention_kernel.cuh"
+#include "heuristics.h"
 
 namespace andromeda::cuda {
 namespace {
@@ -15,41 +16,14 @@ namespace {
 using paged::AttentionParams;
 
 constexpr int kF32 = 0, kBf16 = 2;  // andromeda::DType codes
-// Fewest keys a split takes: below this the per-CTA setup (Q̃, the first load's latency) dominates.
-constexpr int64_t kMinKeysPerSplit = 32;
-// Row blocks in the grid; a CTA walks the further ones (long query runs: prefill chunks, which are correct here
-// but meant for the dense kernel).
-constexpr int64_t kMaxRowBlocksInGrid = 64;
-// The partial rows of all splits (float32) stay below this; longer runs of queries get fewer splits.
-constexpr double kPartialBytesLimit = 256.0 * (1 << 20);
+static_assert(paged::kLaunchRowsPerBlock == paged::kRows && paged::kLaunchKeysPerTile == paged::kKeys,
+              "heuristics.h sizes the grid by the kernel's tiles");
 
 void require(bool ok, const std::string& message) {
   if (!ok) throw std::invalid_argument("pagedAttention: " + message);
 }
 
-struct Launch {
-  int64_t splits, chunk, row_blocks;
-};
-
-/**
- * The grid from the host bounds alone: about two CTAs per multiprocessor (the kernel's occupancy) over
- * (sequences × KV heads × row blocks × splits), each split at least kMinKeysPerSplit keys, in whole sub-tiles.
- */
-Launch plan_launch(const PagedAttentionArgs& a, int64_t group) {
-  Launch l{};
-  l.row_blocks = std::clamp<int64_t>((group * a.max_query_len + paged::kRows - 1) / paged::kRows, 1,
-                                     kMaxRowBlocksInGrid);
-  const int64_t units = a.num_seqs * a.kv_heads * l.row_blocks;
-  const int64_t target = 2 * int64_t(sm_count());
-  const int64_t most = std::max<int64_t>(1, (a.max_context_len + kMinKeysPerSplit - 1) / kMinKeysPerSplit);
-  int64_t splits = std::clamp<int64_t>((target + units - 1) / units, 1, most);
-  const double bytes_per_split = double(a.total_queries) * a.heads * (a.head_dim + 2) * sizeof(float);
-  splits = std::max<int64_t>(1, std::min<int64_t>(splits, int64_t(kPartialBytesLimit / bytes_per_split)));
-  const int64_t keys = std::max<int64_t>(a.max_context_len, 1);
-  l.chunk = ((keys + splits - 1) / splits + paged::kKeys - 1) / paged::kKeys * paged::kKeys;
-  l.splits = (keys + l.chunk - 1) / l.chunk;
-  return l;
-}
+using Launch = paged::PagedLaunch;
 
 template <typename T, int D>
 void launch(const AttentionParams& base, const Launch& l) {
@@ -151,7 +125,8 @@ void paged_attention(const PagedAttentionArgs& a, const char* q, const char* key
     for (int f = 0; f < pairs; f++) p.xpos_rate[f] = float(std::log2((2.0 * f + 0.4 * r) / (1.4 * r)) / a.xpos_scale_base);
   }
 
-  const Launch l = plan_launch(a, p.group);
+  const Launch l = paged::paged_launch_shape(a.num_seqs, a.kv_heads, p.group, a.max_query_len, a.max_context_len,
+                                             a.total_queries, a.heads, a.head_dim, sm_count());
   if (a.dtype == kBf16)
     launch_dim<bf16>(p, a.head_dim, l);
   else
