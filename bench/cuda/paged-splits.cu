@@ -86,6 +86,7 @@ AttentionParams params_of(const andromeda::PagedAttentionArgs& a, const void* q,
   p.group = int(a.heads / a.kv_heads);
   p.rotary_dim = int(a.rotary_dim);
   p.key_scale = a.key_scale;
+  p.key_scale_bf16 = 0;
   p.key_dim = int(a.head_dim + (a.key_scale && a.rotary_dim > 0 ? a.rotary_dim : 0));
   p.scale_log2 = float(a.scale * 1.4426950408889634);
   if (a.alibi_slopes) {
@@ -310,7 +311,8 @@ int main() {
     a.rotary_dim = kRotaryDim;
     a.rotary_inv_freq = inv_freq.data();
     a.xpos_scale_base = kXposScaleBase;
-    a.key_scale = key_scale;
+    a.key_scale = reinterpret_cast<const char*>(key_scale);
+    a.key_scale_dtype = 0;  // float32
     const AttentionParams base = params_of(a, q, out);
 
     // One policy: its launch shape, its output (from pool copy 0), and its time per call.

@@ -890,10 +890,10 @@ export const KERNELS = [
           int('rotaryDim', { into: 'PagedAttentionArgs' }),
           { name: 'rotaryInvFreq', kind: 'f32s', length: 'rotaryDim / 2', optional: true, into: 'PagedAttentionArgs' },
           float('xposScaleBase', { into: 'PagedAttentionArgs' }),
-          input('keyScale', 'float32', 'heads * headDim', {
+          dtype('keyScaleDtype', { into: 'PagedAttentionArgs' }),
+          input('keyScale', 'keyScaleDtype', 'heads * headDim', {
             optional: true,
             into: 'PagedAttentionArgs',
-            ctype: 'float*',
             disjoint: true,
           }),
           int('window', { into: 'PagedAttentionArgs' }),

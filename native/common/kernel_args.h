@@ -52,7 +52,8 @@ struct PagedAttentionArgs : PagedBatch {
   int64_t rotary_dim;
   const float* rotary_inv_freq;  // [rotary_dim / 2] (host memory) or null
   double xpos_scale_base;        // 0: no xPos
-  const float* key_scale;        // [heads, head_dim] on the device, or null
+  int key_scale_dtype;           // float32, or the pools' dtype
+  const char* key_scale;         // [heads, head_dim] on the device, or null
   int64_t window;                // sliding window: a query at p sees keys p − window < j ≤ p; 0: none
   double soft_cap;               // scores become soft_cap · tanh(score / soft_cap) before ALiBi; 0: none
 };

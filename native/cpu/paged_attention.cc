@@ -188,6 +188,9 @@ void validate(const PagedAttentionArgs& a) {
   if (a.rotary_dim > 0 && !a.rotary_inv_freq) fail("rotaryDim > 0 needs rotaryInvFreq");
   if (!(a.xpos_scale_base >= 0)) fail("xposScaleBase must be >= 0");
   if (a.block_size <= 0) fail("blockSize must be positive");
+  const DType ks = DType(a.key_scale_dtype);
+  if (a.key_scale && ks != DType::F32 && ks != DType::F64 && ks != DType::BF16)
+    fail("keyScale must be float32, float64 or bfloat16");
 }
 
 template <typename C>
@@ -211,8 +214,20 @@ void run(const PagedAttentionArgs& a, const std::vector<PagedSequence>& seqs, co
   PositionTables<C>& tables = cache.get(half > 0 ? a.rotary_inv_freq : &no_freq, half, xpos ? a.xpos_scale_base : 0,
                                         half > 0 ? positions : 0, kQueryChunk);
 
+  // The key scale in the compute type, from float32 or the pools' dtype.
   std::vector<C> key_scale;
-  if (a.key_scale) key_scale.assign(a.key_scale, a.key_scale + a.heads * a.head_dim);
+  if (a.key_scale) {
+    const int64_t n = a.heads * a.head_dim;
+    key_scale.resize(size_t(n));
+    for (int64_t i = 0; i < n; i++) {
+      switch (DType(a.key_scale_dtype)) {
+        case DType::F32: key_scale[size_t(i)] = C(reinterpret_cast<const float*>(a.key_scale)[i]); break;
+        case DType::F64: key_scale[size_t(i)] = C(reinterpret_cast<const double*>(a.key_scale)[i]); break;
+        case DType::BF16: key_scale[size_t(i)] = C(load(reinterpret_cast<const bf16*>(a.key_scale) + i)); break;
+        default: break;  // refused by validate()
+      }
+    }
+  }
 
   // Tasks: every (sequence, KV head, chunk), the group's query heads split further while there are fewer tasks
   // than threads to keep busy (each head's result is the same whichever task computes it).

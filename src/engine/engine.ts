@@ -685,7 +685,7 @@ export interface PagedAttentionArgs extends PagedBatchArgs {
   readonly rotaryInvFreq: Float32Array | null;
   /** xPos scale base (0: no xPos). */
   readonly xposScaleBase: number;
-  /** float32 [heads, headDim] key scale, or null. */
+  /** [heads, headDim] key scale in float32 or in q's dtype, or null. */
   readonly keyScale: Dense | null;
   /** Sliding window: the query at position p sees keys p − window < j ≤ p (0: none; the CPU engine only). */
   readonly window: number;

@@ -120,6 +120,7 @@ export interface PagedAttentionConfig {
   rotaryDim: number;
   rotaryInvFreq: Float32Array | null;
   xposScaleBase: number;
+  keyScaleDtype: number;
   keyScale: number;
   keyScaleOffset: number;
   window: number;

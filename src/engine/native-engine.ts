@@ -797,8 +797,8 @@ export abstract class NativeEngine implements Engine {
     ] as const) {
       if (d.dtype !== q.dtype) throw new Error(`pagedAttention: q is ${q.dtype} but ${name} is ${d.dtype}`);
     }
-    if (a.keyScale && a.keyScale.dtype !== 'float32')
-      throw new Error(`pagedAttention: keyScale must be float32, got ${a.keyScale.dtype}`);
+    if (a.keyScale && a.keyScale.dtype !== 'float32' && a.keyScale.dtype !== q.dtype)
+      throw new Error(`pagedAttention: keyScale must be float32 or q's ${q.dtype}, got ${a.keyScale.dtype}`);
     this.#addon.pagedAttention(
       {
         dtype: DTYPE_CODE[q.dtype],
@@ -811,6 +811,7 @@ export abstract class NativeEngine implements Engine {
         rotaryDim: a.rotaryDim,
         rotaryInvFreq: a.rotaryInvFreq,
         xposScaleBase: a.xposScaleBase,
+        keyScaleDtype: DTYPE_CODE[a.keyScale?.dtype ?? 'float32'],
         keyScale: handleOrNone(a.keyScale),
         keyScaleOffset: offsetOrNone(a.keyScale),
         window: a.window,

@@ -186,7 +186,9 @@ export function pagedAttention(
     throw new RangeError(`${op}: logit soft-cap ${softCap} must be a non-negative number (0 or null: none)`);
   const args = batchArgs(op, batch, q.device, numBlocks);
   const qIn = contiguousDense(op, q);
-  const scaleIn = keyScale ? (keyScale.dtype === 'float32' ? contiguousDense(op, keyScale) : null) : null;
+  // The kernels read a float32 key scale or one in q's dtype (a bf16 model's parameter, with no cast each step).
+  const scaleIn =
+    keyScale && (keyScale.dtype === 'float32' || keyScale.dtype === q.dtype) ? contiguousDense(op, keyScale) : null;
   const scaleCast = keyScale && !scaleIn ? keyScale.to('float32') : null;
   const out = emptyLike(q, q.shape, q.dtype, op);
   try {

@@ -179,7 +179,13 @@ function attentionProblem(c: AttentionCase, seed: number): AttentionProblem {
 }
 
 /** out [totalQueries, heads, headDim] of one engine, poisoned with NaN before the call. */
-function runAttention(engine: Engine, dtype: DType, pr: AttentionProblem, l: BatchLayout = pr.l): Float64Array {
+function runAttention(
+  engine: Engine,
+  dtype: DType,
+  pr: AttentionProblem,
+  l: BatchLayout = pr.l,
+  keyScaleDtype: DType = 'float32',
+): Float64Array {
   const buffers = new DeviceBuffers(engine);
   try {
     const count = l.totalQueries * pr.c.heads * pr.c.headDim;
@@ -193,7 +199,7 @@ function runAttention(engine: Engine, dtype: DType, pr: AttentionProblem, l: Bat
       {
         ...batchOn(buffers, l),
         ...pr.features,
-        keyScale: pr.keyScale ? buffers.put(pr.keyScale, 'float32') : null,
+        keyScale: pr.keyScale ? buffers.put(pr.keyScale, keyScaleDtype) : null,
       },
     );
     return buffers.get(out, count);
@@ -401,6 +407,18 @@ for (const [index, c] of ATTENTION_CASES.entries()) {
     for (const dtype of ['float32', 'bfloat16'] as DType[]) checkAttention(pr, dtype);
   });
 }
+
+// A bf16 model keeps its key scale in bf16; the kernels read it as it is (no cast each step).
+gpuTest('pagedAttention: a bfloat16 key scale gives the bits of the same values in float32', () => {
+  const c = ATTENTION_CASES.find((x) => x.keyScale && x.rotaryDim)!;
+  const pr = attentionProblem(c, 300);
+  const rounded = { ...pr, keyScale: roundTo('bfloat16', pr.keyScale!) };
+  for (const engine of [cpu(), gpu()]) {
+    const inBf16 = runAttention(engine, 'bfloat16', rounded, pr.l, 'bfloat16');
+    const inFloat32 = runAttention(engine, 'bfloat16', rounded, pr.l, 'float32');
+    assert.deepEqual(inBf16, inFloat32, `${c.name} on ${engine === cpu() ? 'the CPU' : 'CUDA'}`);
+  }
+});
 
 gpuTest('pagedAttention: same launch bounds, new lengths and tables written in place (a replayed graph)', () => {
   const c: AttentionCase = {

@@ -418,6 +418,27 @@ test('pagedAttention gives the same bits with 1, 2 and 3 threads', () => {
   }
 });
 
+test('pagedAttention reads a key scale kept in bfloat16 as the same values in float32: the same bits', () => {
+  // The keyScale case; its scale rounded to bf16 first, so both forms hold the same numbers.
+  const c = CASES.find((x) => x.keyScale)!;
+  const b = build(c, 'bfloat16', 11);
+  const inBf16 = b.keyScale!.to('bfloat16');
+  const inFloat32 = inBf16.to('float32');
+  try {
+    const withBf16 = noGrad(() =>
+      pagedAttention(b.q, b.keyPool, b.valuePool, b.batch, { ...b.options, keyScale: inBf16 }),
+    );
+    const withF32 = noGrad(() =>
+      pagedAttention(b.q, b.keyPool, b.valuePool, b.batch, { ...b.options, keyScale: inFloat32 }),
+    );
+    assert.deepEqual(Array.from(withBf16.toArray()), Array.from(withF32.toArray()));
+    for (const t of [withBf16, withF32]) t.dispose();
+  } finally {
+    for (const t of [inBf16, inFloat32]) t.dispose();
+    disposeBuilt(b);
+  }
+});
+
 test('pagedAttention stays finite with xPos at 20,000 positions (relative factors)', () => {
   const c: AttentionCase = {
     name: 'long xPos',

@@ -84,6 +84,8 @@ void paged_attention(const PagedAttentionArgs& a, const char* q, const char* key
   require(a.rotary_dim == 0 || a.rotary_inv_freq, "rotaryDim > 0 needs rotaryInvFreq");
   require(a.xpos_scale_base == 0 || a.rotary_dim > 0, "xPos acts on the rotary features: it needs rotaryDim > 0");
   require(a.block_size > 0, "blockSize must be positive");
+  require(a.key_scale == nullptr || a.key_scale_dtype == kF32 || a.key_scale_dtype == kBf16,
+          "keyScale must be float32 or bfloat16 (dtype code " + std::to_string(a.key_scale_dtype) + ")");
   require(a.window == 0 && a.soft_cap == 0,
           "the CUDA kernel has no sliding window or logit soft-cap (Engine.fusedAttentionUnsupported says so)");
   require(a.num_seqs * a.kv_heads <= 65535,
@@ -111,6 +113,7 @@ void paged_attention(const PagedAttentionArgs& a, const char* q, const char* key
   p.group = int(a.heads / a.kv_heads);
   p.rotary_dim = int(a.rotary_dim);
   p.key_scale = a.key_scale;
+  p.key_scale_bf16 = a.key_scale_dtype == kBf16;
   p.key_dim = int(a.head_dim + (a.key_scale && a.rotary_dim > 0 ? a.rotary_dim : 0));
   p.scale_log2 = float(a.scale * 1.4426950408889634);
   if (a.alibi_slopes) {

@@ -60,7 +60,8 @@ struct AttentionParams {
   int splits, chunk;       // key splits and keys per split
   float scale_log2;        // scale · log2(e)
   int has_alibi, has_xpos;
-  const float* key_scale;  // [heads, D] or null
+  const void* key_scale;   // [heads, D] in float32 or bf16 (key_scale_bf16), or null
+  int key_scale_bf16;
   float alibi_slope_log2[kMaxAlibiHeads];
   float inv_freq[kMaxRotaryPairs];
   float xpos_rate[kMaxRotaryPairs];  // log2(ζ_f) / B
@@ -235,7 +236,13 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
       const int gr = row0 + r, i = gr / p.group, head = kv_head + p.kv_heads * (gr % p.group);
       const int64_t position = first_position + i;
       const T* qrow = static_cast<const T*>(p.q) + ((seq.first_row + i) * p.heads + head) * D;
-      const float* gs = p.key_scale ? p.key_scale + int64_t(head) * D : nullptr;
+      const bool gs = p.key_scale != nullptr;
+      const int64_t gs_row = int64_t(head) * D;
+      // The key scale's feature f for this row's head (float32 or bf16 as the model keeps it).
+      auto g_at = [&](int f) {
+        return p.key_scale_bf16 ? __bfloat162float(static_cast<const __nv_bfloat16*>(p.key_scale)[gs_row + f])
+                                : __ldg(static_cast<const float*>(p.key_scale) + gs_row + f);
+      };
       const float2* rot = sRot + (i - query0) * kMaxRotaryPairs;
       for (int lo = lane; lo < half; lo += 32) {
         const float2 cs = rot[lo];
@@ -243,7 +250,7 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
         const float x1 = to_float(qrow[lo]), x2 = to_float(qrow[lo + half]);
         const float first = (x1 * cs.x - x2 * cs.y) * z, second = (x2 * cs.x + x1 * cs.y) * z;
         if (gs) {
-          const float ga = __ldg(gs + lo), gb = __ldg(gs + lo + half);
+          const float ga = g_at(lo), gb = g_at(lo + half);
           store_as(dst + lo, 0.5f * (ga + gb) * first);
           store_as(dst + lo + half, 0.5f * (ga + gb) * second);
           if (split_key) {
@@ -256,7 +263,7 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
         }
       }
       for (int f = p.rotary_dim + lane; f < D; f += 32)
-        store_as(dst + f, to_float(qrow[f]) * (gs ? __ldg(gs + f) : 1.f) * p.scale_log2);
+        store_as(dst + f, to_float(qrow[f]) * (gs ? g_at(f) : 1.f) * p.scale_log2);
       for (int f = p.key_dim + lane; f < ld; f += 32) store_as(dst + f, 0.f);
       if (lane == 0) {
         sRowPos[r] = int(position);
