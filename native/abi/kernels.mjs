@@ -798,6 +798,25 @@ export const KERNELS = [
     ],
   },
   {
+    // out = gelu(a · bᵀ + bias): a feed-forward's first layer without gradients (decode: the GELU in the few-row
+    // product's epilogue on CUDA; otherwise the product, then biasGelu in place).
+    name: 'gemmBiasGelu',
+    method: 'matmulBiasGelu',
+    engines: BOTH,
+    cxx: 'gemm_bias_gelu',
+    params: [
+      dtype(),
+      int('m'),
+      int('n'),
+      int('k'),
+      input('a', 'dtype', 'm * k', { disjoint: true }),
+      input('b', 'dtype', 'n * k', { disjoint: true }),
+      input('bias', 'dtype', 'n', { disjoint: true }),
+      output('out', 'dtype', 'm * n'),
+    ],
+    requires: [['k > 0', 'k must be at least 1']],
+  },
+  {
     name: 'biasGeluGrad',
     engines: BOTH,
     cxx: 'bias_gelu_grad',

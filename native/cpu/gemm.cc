@@ -515,6 +515,16 @@ void gemm_shared_input(int dtype, int64_t m, int64_t k, const char* a, const Sha
   }
 }
 
+void gemm_bias_gelu(int dtype, int64_t m, int64_t n, int64_t k, const char* a, const char* b, const char* bias,
+                    char* out) {
+  GemmArgs g{};
+  g.dtype = dtype, g.trans_a = false, g.trans_b = true, g.m = m, g.n = n, g.k = k, g.alpha = 1;
+  g.a = a, g.lda = k, g.b = b, g.ldb = k, g.beta = 0, g.c = out, g.ldc = n, g.batch = 1;
+  gemm(g);
+  // The same two steps as linear then biasGelu: the same bits.
+  bias_gelu(dtype, out, bias, out, m, n);
+}
+
 const char* gemm_kernel_name(int dtype) {
   return DType(dtype) == DType::F64 ? select_kernel<double>().name : select_kernel<float>().name;
 }

@@ -52,9 +52,10 @@ void launch(const T* a, int64_t lda, const GemvParts<T>& parts, float alpha, int
 }
 
 template <typename T>
-void launch_single(const GemmArgs& g) {
-  const auto parts = gemv_single(reinterpret_cast<const T*>(g.b), g.ldb, reinterpret_cast<T*>(g.c), g.ldc,
-                                 reinterpret_cast<const T*>(g.bias), g.n);
+void launch_single(const GemmArgs& g, bool gelu) {
+  auto parts = gemv_single(reinterpret_cast<const T*>(g.b), g.ldb, reinterpret_cast<T*>(g.c), g.ldc,
+                           reinterpret_cast<const T*>(g.bias), g.n);
+  parts.gelu = gelu;
   launch(reinterpret_cast<const T*>(g.a), g.lda, parts, float(g.alpha), g.m, g.k);
 }
 
@@ -86,8 +87,25 @@ bool gemv_applies(const GemmArgs& g) {
 }
 
 void gemv(const GemmArgs& g) {
-  if (g.dtype == int(DType::BF16)) launch_single<bf16>(g);
-  else launch_single<f16>(g);
+  if (g.dtype == int(DType::BF16)) launch_single<bf16>(g, false);
+  else launch_single<f16>(g, false);
+}
+
+void gemm_bias_gelu(int dtype, int64_t m, int64_t n, int64_t k, const char* a, const char* b, const char* bias,
+                    char* out) {
+  if (m == 0 || n == 0) return;
+  GemmArgs g{};
+  g.dtype = dtype, g.trans_a = false, g.trans_b = true, g.m = m, g.n = n, g.k = k, g.alpha = 1;
+  g.a = a, g.lda = k, g.b = b, g.ldb = k, g.beta = 0, g.c = out, g.ldc = n, g.batch = 1, g.bias = bias;
+  if (gemv_applies(g)) {  // a few rows: the bias and the GELU in the streaming product's epilogue
+    if (dtype == int(DType::BF16)) launch_single<bf16>(g, true);
+    else launch_single<f16>(g, true);
+    return;
+  }
+  // Otherwise as linear then biasGelu: the product, then the bias and the GELU in place.
+  g.bias = nullptr;
+  gemm(g);
+  bias_gelu(dtype, out, bias, out, m, n);
 }
 
 void gemm_shared_input(int dtype, int64_t m, int64_t k, const char* a, const SharedInputPart* parts, size_t count) {

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 
+#include "activation.cuh"
 #include "common.cuh"
 
 namespace andromeda::cuda::gemv_kernels {
@@ -51,6 +52,7 @@ struct GemvParts {
   int64_t ldb[kGemvMaxParts], ldc[kGemvMaxParts];
   int64_t end[kGemvMaxParts];
   int count;
+  bool gelu;  // C = gelu(alpha · A · Bᵀ + bias) (exact GELU, in float before the one rounding)
 
   int64_t rows() const { return end[count - 1]; }
 };
@@ -130,7 +132,10 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(const T* __restrict_
   const float extra = parts.bias[part] ? load(parts.bias[part] + row) : 0.f;
 #pragma unroll
   for (int i = 0; i < kRowsA; i++)
-    if (lane == i) store(c + i * ldc + row, fmaf(alpha, acc[i], extra));
+    if (lane == i) {
+      const float v = fmaf(alpha, acc[i], extra);
+      store(c + i * ldc + row, parts.gelu ? gelu(v) : v);
+    }
 }
 
 /** Blocks of the grid for n rows of B split `split` ways. */

@@ -416,6 +416,12 @@ export interface Engine {
   addNormGrad(args: AddNormArgs, stats: Dense, gradOut: Dense, grads: AddNormGrads): void;
   /** out = gelu(x + bias) over contiguous [rows, cols], bias [cols] (exact erf GELU). */
   biasGelu(x: Dense, bias: Dense, out: Dense, rows: number, cols: number): void;
+  /**
+   * out [m, n] = gelu(a [m, k] · b [n, k]ᵀ + bias [n]) (all contiguous, one dtype, k ≥ 1): a feed-forward's first
+   * layer when no gradient is recorded. The CPU engine gives the bits of matmul then biasGelu; CUDA applies the
+   * bias and the GELU in the few-row product's epilogue (decode), rounding once.
+   */
+  matmulBiasGelu(a: Dense, b: Dense, bias: Dense, out: Dense, m: number, n: number, k: number): void;
   /** gradIn = gradOut · gelu'(x + bias); gradBias (when given) overwritten with Σ_rows gradIn. */
   biasGeluGrad(
     x: Dense,

@@ -566,6 +566,20 @@ export interface SharedKernels {
     rows: number,
     cols: number,
   ): void;
+  gemmBiasGelu(
+    dtype: number,
+    m: number,
+    n: number,
+    k: number,
+    a: number,
+    aOffset: number,
+    b: number,
+    bOffset: number,
+    bias: number,
+    biasOffset: number,
+    out: number,
+    outOffset: number,
+  ): void;
   biasGeluGrad(
     dtype: number,
     x: number,
@@ -832,6 +846,7 @@ export const KERNEL_METHODS = [
   "addNorm",
   "addNormGrad",
   "biasGelu",
+  "matmulBiasGelu",
   "biasGeluGrad",
   "headNorm",
   "headNormGrad",

@@ -665,6 +665,28 @@ export abstract class NativeEngine implements Engine {
       a.cols,
     );
   }
+  matmulBiasGelu(a: Dense, b: Dense, bias: Dense, out: Dense, m: number, n: number, k: number): void {
+    for (const [name, d] of [
+      ['b', b],
+      ['bias', bias],
+      ['out', out],
+    ] as const)
+      if (d.dtype !== a.dtype) throw new TypeError(`matmulBiasGelu: a is ${a.dtype} but ${name} is ${d.dtype}`);
+    this.#addon.gemmBiasGelu(
+      DTYPE_CODE[a.dtype],
+      m,
+      n,
+      k,
+      a.handle,
+      a.offset,
+      b.handle,
+      b.offset,
+      bias.handle,
+      bias.offset,
+      out.handle,
+      out.offset,
+    );
+  }
   biasGelu(x: Dense, bias: Dense, out: Dense, rows: number, cols: number): void {
     this.#addon.biasGelu(
       DTYPE_CODE[x.dtype],

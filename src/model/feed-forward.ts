@@ -1,8 +1,7 @@
 import type { Tensor } from '../tensor/tensor.js';
 import { add, gelu, mul, silu, tanh } from '../ops/elementwise.js';
 import { narrow } from '../ops/layout.js';
-import { linear } from '../ops/matmul.js';
-import { biasGelu } from '../ops/fused/bias-gelu.js';
+import { linearBiasGelu } from '../ops/fused/bias-gelu.js';
 import { isGradEnabled } from '../autograd/grad-mode.js';
 import { Module } from '../nn/module.js';
 import { Linear } from '../nn/linear.js';
@@ -39,7 +38,7 @@ export class FeedForward extends Module {
     const exactGelu = this.geluApproximation === 'none';
     // Plain GELU: the first layer's bias is added inside the fused bias + GELU op, not by the product.
     if (this.activation === 'gelu' && bias && exactGelu)
-      return this.output.forward(biasGelu(linear(x, this.input.weight), bias));
+      return this.output.forward(linearBiasGelu(x, this.input.weight, bias));
     const h = this.input.forward(x);
     const geluOf = exactGelu ? gelu : tanhGelu;
     let activated: Tensor;

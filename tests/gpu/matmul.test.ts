@@ -246,3 +246,28 @@ gpuTest('matmulSharedInput: every part against the CPU engine (one launch, sever
     t.dispose();
   }
 });
+
+// A feed-forward's first layer at inference: the GELU in the decode kernel's epilogue (bf16 / f16, up to 8 rows,
+// aligned rows), else the product then biasGelu. Against the CPU engine (which rounds the product before the GELU).
+gpuTest('matmulBiasGelu: against the CPU engine, in the decode kernel and in the fallback', () => {
+  const t = new Twins(16);
+  try {
+    for (const dtype of ['bfloat16', 'float16', 'float32'] as DType[])
+      for (const { n, k } of [
+        { n: 10240, k: 2560 },
+        { n: 300, k: 264 },
+        { n: 40, k: 27 },
+      ])
+        for (const m of [1, 4, 8, 9, 64]) {
+          const a = t.random(dtype, m * k);
+          const b = t.random(dtype, n * k, 0.1);
+          const bias = t.random(dtype, n);
+          const out = t.output(dtype, m * n);
+          cpu().matmulBiasGelu(a.cpu, b.cpu, bias.cpu, out.cpu, m, n, k);
+          gpu().matmulBiasGelu(a.gpu, b.gpu, bias.gpu, out.gpu, m, n, k);
+          assertClose(`${dtype} m=${m} n=${n} k=${k}`, out, 1e-2);
+        }
+  } finally {
+    t.dispose();
+  }
+});

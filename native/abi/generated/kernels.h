@@ -82,6 +82,8 @@ void add_norm(const AddNormArgs& args, char* out, char* sum, char* stats);
 void add_norm_grad(const AddNormArgs& args, const char* stats, const char* grad_out, char* grad_a, char* grad_b, char* grad_scale, char* grad_weight, char* grad_bias);
 // biasGelu
 void bias_gelu(int dtype, const char* x, const char* bias, char* out, int64_t rows, int64_t cols);
+// gemmBiasGelu
+void gemm_bias_gelu(int dtype, int64_t m, int64_t n, int64_t k, const char* a, const char* b, const char* bias, char* out);
 // biasGeluGrad
 void bias_gelu_grad(int dtype, const char* x, const char* bias, const char* grad_out, char* grad_in, char* grad_bias, int64_t rows, int64_t cols);
 // headNorm

@@ -8,6 +8,8 @@ import { record } from '../../autograd/tape.js';
 import { assertFloat, assertSameDType, assertSameDevice, emptyLike } from '../util.js';
 import { add, gelu } from '../elementwise.js';
 import { asContiguous, freeIfCopy } from '../norm-record.js';
+import { linear } from '../matmul.js';
+import { isGradEnabled } from '../../autograd/grad-mode.js';
 
 /** gelu(x + bias) (exact erf GELU) for x [..., n] and bias [n]. */
 export function biasGelu(x: Tensor, bias: Tensor): Tensor {
@@ -37,6 +39,42 @@ export function biasGelu(x: Tensor, bias: Tensor): Tensor {
     freeIfCopy(gc, g);
     return [gx, gb];
   });
+}
+
+/**
+ * gelu(x · weightᵀ + bias) for x [..., in], weight [out, in], bias [out]: biasGelu(linear(x, weight), bias) in one
+ * engine call when nothing records gradients (on CUDA the GELU joins the few-row product's epilogue at decode);
+ * otherwise those two ops, so gradients are as they always are.
+ */
+export function linearBiasGelu(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
+  const op = 'linearBiasGelu';
+  const inF = x.shape[x.rank - 1]!;
+  const grads = isGradEnabled() && [x, weight, bias].some((t) => t.requiresGrad);
+  if (grads || inF === 0) return biasGelu(linear(x, weight), bias);
+  assertSameDevice(op, { x, weight, bias });
+  assertSameDType(op, { x, weight, bias });
+  assertFloat(op, 'x', x);
+  const outF = weight.shape[0]!;
+  if (weight.rank !== 2 || weight.shape[1] !== inF)
+    throw new RangeError(`${op}: input ${formatShape(x.shape)} does not match weight ${formatShape(weight.shape)}`);
+  if (bias.rank !== 1 || bias.shape[0] !== outF)
+    throw new RangeError(`${op}: bias ${formatShape(bias.shape)} does not match weight ${formatShape(weight.shape)}`);
+  const rows = x.size / inF;
+  const xc = asContiguous(x),
+    wc = asContiguous(weight),
+    bc = asContiguous(bias);
+  const out = emptyLike(x, [...x.shape.slice(0, -1), outF]);
+  try {
+    if (out.size > 0) x.engine.matmulBiasGelu(xc.dense(op), wc.dense(op), bc.dense(op), out.dense(), rows, outF, inF);
+  } catch (e) {
+    out.dispose();
+    throw e;
+  } finally {
+    freeIfCopy(xc, x);
+    freeIfCopy(wc, weight);
+    freeIfCopy(bc, bias);
+  }
+  return out;
 }
 
 /** gelu(x + bias) as two ops (the reference for the fused kernels). */
