@@ -225,11 +225,12 @@ gpuTest('matmulSharedInput: every part against the CPU engine (one launch, sever
       { k: 72, ns: [9] },
     ];
     for (const dtype of ['bfloat16', 'float16', 'float32'] as DType[])
-      for (const { k, ns } of cases)
+      for (const { k, ns } of cases) {
+        // One input and one set of weights per case (their values cost more to make than the products).
+        const a = t.random(dtype, 9 * k + 1);
+        const bs = ns.map((n) => t.random(dtype, n * k, 0.1));
         for (const m of [1, 3, 8, 9])
           for (const offset of [0, 1]) {
-            const a = t.random(dtype, m * k + offset);
-            const bs = ns.map((n) => t.random(dtype, n * k, 0.1));
             const outs = ns.map((n) => t.output(dtype, m * n));
             for (const side of ['cpu', 'gpu'] as const)
               (side === 'cpu' ? cpu() : gpu()).matmulSharedInput(
@@ -242,6 +243,7 @@ gpuTest('matmulSharedInput: every part against the CPU engine (one launch, sever
               assertClose(`${dtype} m=${m} k=${k} parts ${ns} offset ${offset}: part ${i}`, out, 1e-2),
             );
           }
+      }
   } finally {
     t.dispose();
   }
@@ -257,16 +259,18 @@ gpuTest('matmulBiasGelu: against the CPU engine, in the decode kernel and in the
         { n: 10240, k: 2560 },
         { n: 300, k: 264 },
         { n: 40, k: 27 },
-      ])
-        for (const m of [1, 4, 8, 9, 64]) {
-          const a = t.random(dtype, m * k);
-          const b = t.random(dtype, n * k, 0.1);
-          const bias = t.random(dtype, n);
+      ]) {
+        const a = t.random(dtype, 64 * k);
+        const b = t.random(dtype, n * k, 0.1);
+        const bias = t.random(dtype, n);
+        // 64 rows (cuBLASLt, then biasGelu) on the smaller weights: the CPU's float16 product is slow.
+        for (const m of n > 1000 ? [1, 4, 8, 9] : [1, 4, 8, 9, 64]) {
           const out = t.output(dtype, m * n);
           cpu().matmulBiasGelu(a.cpu, b.cpu, bias.cpu, out.cpu, m, n, k);
           gpu().matmulBiasGelu(a.gpu, b.gpu, bias.gpu, out.gpu, m, n, k);
           assertClose(`${dtype} m=${m} n=${n} k=${k}`, out, 1e-2);
         }
+      }
   } finally {
     t.dispose();
   }

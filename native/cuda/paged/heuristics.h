@@ -16,15 +16,26 @@ constexpr int64_t kMaxRowBlocksInGrid = 64;
 // The partial rows of all splits (float32) stay below this; longer runs of queries get fewer splits.
 constexpr double kPartialBytesLimit = 256.0 * (1 << 20);
 
-/** The choices the split count is derived from. */
-struct PagedLaunchPolicy {
-  // Fewest keys a split takes: below this the per-CTA setup (Q̃, the first load's latency) dominates.
-  int64_t min_keys_per_split;
-  // CTAs per multiprocessor the splits aim to fill (the kernel's occupancy is two).
-  int64_t ctas_per_sm;
+/** How the split count is chosen. */
+enum class SplitRule {
+  kFillTarget,  // about ctas_per_sm CTAs per multiprocessor (the sweep of bench/cuda/paged-splits.cu)
+  kWaveCost,    // the least predicted time: waves of resident CTAs × (a CTA's setup + its sub-tiles)
 };
 
-constexpr PagedLaunchPolicy kDefaultPagedLaunchPolicy{32, 2};
+/** The choices the split count is derived from. */
+struct PagedLaunchPolicy {
+  // Fewest keys a split takes.
+  int64_t min_keys_per_split;
+  // kFillTarget: CTAs per multiprocessor aimed at; kWaveCost: CTAs resident per multiprocessor (the occupancy).
+  int64_t ctas_per_sm;
+  SplitRule rule;
+  // kWaveCost: a CTA's fixed work (Q̃, rotation tables, the first load's latency, the partial row's write) in
+  // sub-tiles of keys. Fitted to bench/cuda/paged-splits.cu on an H100 (bench/results/gpu-decode.md): a CTA costs
+  // about 16 µs plus 6 µs a 32-key sub-tile with two resident per multiprocessor.
+  double setup_subtiles;
+};
+
+constexpr PagedLaunchPolicy kDefaultPagedLaunchPolicy{32, 2, SplitRule::kWaveCost, 2.5};
 
 /** Grid of the attention kernel: x = splits of `chunk` keys each, y = row blocks. */
 struct PagedLaunch {
@@ -32,9 +43,31 @@ struct PagedLaunch {
 };
 
 /**
- * The grid from the host bounds alone (a captured graph replays for any lengths within them): about
- * ctas_per_sm CTAs per multiprocessor over (sequences × KV heads × row blocks × splits), each split at least
- * min_keys_per_split keys, in whole sub-tiles, fewer splits where the partial rows would pass kPartialBytesLimit.
+ * Splits under kWaveCost. The grid runs in waves of `resident` CTAs; each CTA pays its setup and then one step per
+ * sub-tile of its split, so the time is about waves × (setup + sub-tiles per split). For w waves the best split
+ * count is the largest that fits them, so only those counts (and 1) are candidates; ties keep fewer splits.
+ * More splits than fill the first waves add setup without shortening any CTA's walk much.
+ */
+inline int64_t wave_cost_splits(int64_t units, int64_t subtiles, int64_t most, int64_t resident, double setup) {
+  constexpr int kMostWaves = 8;
+  int64_t best = 1;
+  double best_cost = 0;
+  for (int w = 0; w <= kMostWaves; w++) {
+    const int64_t wanted = w == 0 ? 1 : std::max<int64_t>(1, w * resident / units);
+    const int64_t splits = std::min(wanted, most);
+    const int64_t tiles = (subtiles + splits - 1) / splits;  // sub-tiles per split
+    const int64_t used = (subtiles + tiles - 1) / tiles;      // splits left once each is whole sub-tiles
+    const int64_t waves = (units * used + resident - 1) / resident;
+    const double cost = double(waves) * (setup + double(tiles));
+    if (w == 0 || cost < best_cost) best = splits, best_cost = cost;
+  }
+  return best;
+}
+
+/**
+ * The grid from the host bounds alone (a captured graph replays for any lengths within them) over (sequences ×
+ * KV heads × row blocks × splits): each split at least min_keys_per_split keys, in whole sub-tiles, as many as the
+ * policy's rule picks, fewer where the partial rows would pass kPartialBytesLimit.
  */
 inline PagedLaunch paged_launch_shape(int64_t num_seqs, int64_t kv_heads, int64_t group, int64_t max_query_len,
                                       int64_t max_context_len, int64_t total_queries, int64_t heads,
@@ -43,14 +76,17 @@ inline PagedLaunch paged_launch_shape(int64_t num_seqs, int64_t kv_heads, int64_
   PagedLaunch l{};
   l.row_blocks = std::clamp<int64_t>((group * max_query_len + kLaunchRowsPerBlock - 1) / kLaunchRowsPerBlock, 1,
                                      kMaxRowBlocksInGrid);
-  const int64_t units = num_seqs * kv_heads * l.row_blocks;
-  const int64_t target = policy.ctas_per_sm * int64_t(sm_count);
+  const int64_t units = std::max<int64_t>(1, num_seqs * kv_heads * l.row_blocks);
+  const int64_t target = std::max<int64_t>(1, policy.ctas_per_sm * int64_t(sm_count));
+  const int64_t keys = std::max<int64_t>(max_context_len, 1);
   const int64_t min_keys = std::max<int64_t>(1, policy.min_keys_per_split);
-  const int64_t most = std::max<int64_t>(1, (max_context_len + min_keys - 1) / min_keys);
-  int64_t splits = std::clamp<int64_t>((target + units - 1) / units, 1, most);
+  const int64_t most = std::max<int64_t>(1, (keys + min_keys - 1) / min_keys);
+  int64_t splits = policy.rule == SplitRule::kWaveCost
+                       ? wave_cost_splits(units, (keys + kLaunchKeysPerTile - 1) / kLaunchKeysPerTile, most, target,
+                                          policy.setup_subtiles)
+                       : std::clamp<int64_t>((target + units - 1) / units, 1, most);
   const double bytes_per_split = double(total_queries) * heads * (head_dim + 2) * sizeof(float);
   splits = std::max<int64_t>(1, std::min<int64_t>(splits, int64_t(kPartialBytesLimit / bytes_per_split)));
-  const int64_t keys = std::max<int64_t>(max_context_len, 1);
   l.chunk = ((keys + splits - 1) / splits + kLaunchKeysPerTile - 1) / kLaunchKeysPerTile * kLaunchKeysPerTile;
   l.splits = (keys + l.chunk - 1) / l.chunk;
   return l;
