@@ -16,7 +16,8 @@
  *                                    the output; float32 log-sum-exp per head (src/ops/attention.ts)
  *   merge heads                      a contiguous copy of the output in [rows, heads · headDim]
  *   feed-forward                     input projection; GELU with bias fused (bias-gelu) or the GLU's product;
- *                                    the tanh GELU (Gemma's) keeps its nine composed ops' results
+ *                                    the tanh GELU (Gemma's) keeps its nine composed ops' results; without
+ *                                    gradients (the paged forward) the product, bias and GELU are one tensor
  *   residual + norm                  fused: the sum (pre-norm keeps it as the stream) and the normed output
  */
 import { feedForwardInnerDim, type AndromedaConfig } from '../model/config.js';
@@ -90,8 +91,14 @@ function tanhGeluIntermediates(c: AndromedaConfig, inner: number): RowTensor[] {
   return Array.from({ length: 8 }, (_, i) => ({ perRow: inner, what: `tanh GELU intermediate ${i + 1}` }));
 }
 
-function feedForwardTensors(c: AndromedaConfig): RowTensor[] {
+/** `inference`: no gradients recorded, so the plain GELU's product and bias + GELU are one op (linearBiasGelu). */
+function feedForwardTensors(c: AndromedaConfig, inference: boolean): RowTensor[] {
   const inner = feedForwardInnerDim(c);
+  if (inference && c.ffActivation === 'gelu' && c.feedForwardBias && c.geluApproximation !== 'tanh')
+    return [
+      { perRow: inner, what: 'feed-forward input projection + bias + GELU' },
+      { perRow: c.dim, what: 'feed-forward output projection' },
+    ];
   if (c.ffActivation === 'gelu')
     return [
       { perRow: inner, what: 'feed-forward input projection' },
@@ -120,7 +127,7 @@ export function blockTensors(c: AndromedaConfig, o: { paged?: boolean } = {}): R
       ...shiftTensor(c, 'attention'),
       ...attention,
       ...shiftTensor(c, 'feed-forward'),
-      ...feedForwardTensors(c),
+      ...feedForwardTensors(c, o.paged ?? false),
       { perRow: c.dim, what: 'attention + feed-forward' },
       { perRow: c.dim, what: 'residual sum' },
     ];
@@ -132,7 +139,7 @@ export function blockTensors(c: AndromedaConfig, o: { paged?: boolean } = {}): R
       { perRow: c.dim, what: 'residual stream' },
       ...normTensors(c, 'feed-forward norm'),
       ...shiftTensor(c, 'feed-forward'),
-      ...feedForwardTensors(c),
+      ...feedForwardTensors(c, o.paged ?? false),
       { perRow: c.dim, what: 'residual sum' },
     ];
   return [
@@ -140,7 +147,7 @@ export function blockTensors(c: AndromedaConfig, o: { paged?: boolean } = {}): R
     ...attention,
     ...normTensors(c, 'residual + attention norm'),
     ...shiftTensor(c, 'feed-forward'),
-    ...feedForwardTensors(c),
+    ...feedForwardTensors(c, o.paged ?? false),
     ...normTensors(c, 'residual + feed-forward norm'),
   ];
 }

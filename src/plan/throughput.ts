@@ -24,14 +24,18 @@ import type { InferenceWorkload, TrainingWorkload } from './workload.js';
  * 29.5 ms (stop 10) and 32.0 ms (stop 13) for 68.9 GB = 0.70 and 0.64 of the bandwidth (0.67 taken). 8-bit AdamW
  * moves 16 B (one-byte codes instead of float32 moments): its clip + step took 28.3 ms (stop 16, once the nearest-
  * code search started from an index of the moment's float bits instead of a binary search) = 0.42.
- * Decode through the InferenceEngine (bench/results/gpu-decode.md, andromeda-3b, CUDA graphs, stop 16): 260 tokens/s
- * after a 2,048-token prompt, 193 after 32,768, and 9,079 aggregate for 64 requests of 128 + 128 (the median of
- * three calls: 9,079 / 9,399 / 7,806 — that case is bound by the host's work per request, which varies from one
- * machine to the next). With the weights read at the optimizer's bandwidth (0.67), the two batch-1 cases differ by
- * 1.34 ms a step for 502 MB more of keys and values: the paged attention reads them at 376 GB/s (0.112 of the
- * bandwidth: one KV head per layer keeps it latency-bound). What remains of each step is host and launch time:
- * 1.56 ms at batch 1 and 4.32 ms at batch 64, i.e. 47 µs per layer (the graph's launches and the step's upload and
- * read-back, taken as proportional to depth) plus 44 µs per running request (sampling, the scheduler's bookkeeping).
+ * Decode through the InferenceEngine, CUDA graphs (stop 18: bench/results/gpu-decode.md and plan.md; logs in
+ * bench/results/logs/stop18/call-1-fusions-splits-plan): a step streams the weights through the matrix products
+ * at a fraction of the bandwidth that depends on the rows (requests) — the few-row streaming kernel at 0.67 for
+ * one row and 0.35 for eight (bench/cuda/gemv-splits.cu: eight rows of A are re-read from L1 against every load
+ * of a weight), cuBLASLt at 0.51 beyond eight (the stop 16 profile of 64 requests) — then per layer a fixed part
+ * (the small kernels and launches of a layer) and the paged attention, which is latency-bound: each CTA walks its
+ * split's 32-key sub-tiles one at a time, so its time is the waves of CTAs (native/cuda/paged/heuristics.h picks
+ * the splits; attentionWavesAndTiles mirrors it) times the sub-tiles per split, at a cost per sub-tile that scales
+ * with the rows of a KV head (query heads per KV head × head dim, 3,072 for andromeda-3b); plus a part per running
+ * request (sampling, the scheduler's bookkeeping). Fitted over seven measured cases (andromeda-3b after 2,048 and
+ * 32,768 tokens, 8 × 4,096 and 64 × 192; orca 1 × 2,112 and 16 × 576): 36.2 µs a layer, 10.7 µs a sub-tile,
+ * 14.8 µs a request, all within 11% (bench/results/plan.md).
  * Prefill through the engine (same file): 32,768 prompt tokens in 1,085 ms = 372 TFLOP (weights and causal
  * attention) at 0.35 of peak.
  */
@@ -41,11 +45,43 @@ export const GPU_EFFICIENCY = {
   optimizerBandwidth: 0.67,
   optimizer8bitBandwidth: 0.42,
   prefill: 0.35,
-  weightReadBandwidth: 0.67,
-  kvReadBandwidth: 0.112,
-  decodeSecondsPerLayer: 1.514e-3 / 32,
-  decodeSecondsPerRequest: 0.0439e-3,
+  /** The decode weight read's fraction of the bandwidth: one row, eight rows (interpolated between), more. */
+  weightReadBandwidth: { oneRow: 0.67, eightRows: 0.35, moreRows: 0.51 },
+  decodeSecondsPerLayer: 36.2e-6,
+  /** Per sub-tile of 32 keys a CTA walks, for 3,072 rows per KV head (query heads per KV head × head dim). */
+  decodeSecondsPerSubTile: 10.7e-6,
+  decodeSecondsPerRequest: 14.8e-6,
 };
+
+/** The weight read's fraction of the bandwidth when a decode step's products have `rows` rows. */
+export function decodeWeightReadFraction(rows: number): number {
+  const f = GPU_EFFICIENCY.weightReadBandwidth;
+  if (rows <= 1) return f.oneRow;
+  if (rows <= 8) return f.oneRow + ((f.eightRows - f.oneRow) * (rows - 1)) / 7;
+  return f.moreRows;
+}
+
+/**
+ * The waves of CTAs and the 32-key sub-tiles per split of one paged-attention launch over `units` (sequences ×
+ * KV heads, one row block each: decode) and `keys` keys: native/cuda/paged/heuristics.h's wave-cost rule
+ * (kDefaultPagedLaunchPolicy: 32 keys a split at least, 2 CTAs resident per multiprocessor, setup 2.5 sub-tiles).
+ */
+export function attentionWavesAndTiles(units: number, keys: number, sms: number): { waves: number; tiles: number } {
+  const resident = 2 * sms,
+    setup = 2.5;
+  const subtiles = Math.ceil(Math.max(keys, 1) / 32);
+  const most = Math.max(1, Math.ceil(Math.max(keys, 1) / 32));
+  let best = { waves: 0, tiles: 0, cost: Infinity };
+  for (let w = 0; w <= 8; w++) {
+    const splits = Math.min(w === 0 ? 1 : Math.max(1, Math.floor((w * resident) / units)), most);
+    const tiles = Math.ceil(subtiles / splits);
+    const used = Math.ceil(subtiles / tiles);
+    const waves = Math.ceil((units * used) / resident);
+    const cost = waves * (setup + tiles);
+    if (cost < best.cost) best = { waves, tiles, cost };
+  }
+  return { waves: best.waves, tiles: best.tiles };
+}
 
 /**
  * CPU (this machine: AMD EPYC Zen 4, bench/results/cpu-kernels.md): the packed GEMM runs the model's shapes at
@@ -210,10 +246,13 @@ export function inferenceThroughput(
   const stepFlops = w.batch * (2 * n + 4 * c.depth * c.heads * c.headDim * meanContext);
   // On the CPU the kernels' share is one thread's rate split over the threads; the host's runs on one thread.
   const threads = cpu ? cpuThreads(device) : 1;
+  // GPU: the paged attention is latency-bound (see GPU_EFFICIENCY): its time joins the memory side.
+  const { waves, tiles } = attentionWavesAndTiles(w.batch * c.kvHeads, meanContext, device.sms);
+  const rowsPerKvHead = (c.heads / c.kvHeads) * c.headDim;
+  const attentionSeconds = c.depth * waves * tiles * GPU_EFFICIENCY.decodeSecondsPerSubTile * (rowsPerKvHead / 3072);
   const memorySeconds = cpu
     ? (weightBytes / CPU_EFFICIENCY.decodeWeightBytesPerSecond + kvBytes / device.bandwidth) / threads
-    : weightBytes / (device.bandwidth * GPU_EFFICIENCY.weightReadBandwidth) +
-      kvBytes / (device.bandwidth * GPU_EFFICIENCY.kvReadBandwidth);
+    : weightBytes / (device.bandwidth * decodeWeightReadFraction(w.batch)) + attentionSeconds;
   const computeSeconds = stepFlops / (device.flops * prefillFraction);
   const hostSeconds = cpu
     ? cpuDecodeHostSeconds(c.depth, w.batch)
@@ -239,10 +278,11 @@ export function inferenceThroughput(
         `${(hostSeconds * 1e3).toFixed(2)} ms of host work a step on one` +
         (handoffSeconds > 0 ? ` and ${(handoffSeconds * 1e3).toFixed(2)} ms handing ops to the other threads ` : ' ') +
         '(bench/results/plan.md, measured in CPU time by bench/cpu-plan-calibrate.ts)'
-      : `decode steps: weights at ${GPU_EFFICIENCY.weightReadBandwidth * 100}% and the KV cache at ` +
-        `${(GPU_EFFICIENCY.kvReadBandwidth * 100).toFixed(1)}% of the bandwidth, plus host time ` +
-        `(${(GPU_EFFICIENCY.decodeSecondsPerLayer * 1e6).toFixed(0)} µs a layer, ` +
-        `${(GPU_EFFICIENCY.decodeSecondsPerRequest * 1e6).toFixed(0)} µs a request); prefill at ` +
+      : `decode steps: weights at ${(decodeWeightReadFraction(w.batch) * 100).toFixed(0)}% of the bandwidth ` +
+        `(${w.batch} row${w.batch === 1 ? '' : 's'}), the paged attention as ${waves} wave${waves === 1 ? '' : 's'} ` +
+        `of CTAs walking ${tiles} sub-tile${tiles === 1 ? '' : 's'} of 32 keys, ` +
+        `${(GPU_EFFICIENCY.decodeSecondsPerLayer * 1e6).toFixed(0)} µs a layer and ` +
+        `${(GPU_EFFICIENCY.decodeSecondsPerRequest * 1e6).toFixed(0)} µs a request; prefill at ` +
         `${GPU_EFFICIENCY.prefill * 100}% of peak — as measured on an H100 (bench/results/gpu-decode.md)`,
   };
 }
