@@ -197,7 +197,10 @@ function plausibleArgs(name: string): unknown[] {
         x,
         chance(0.7) ? pick(name === 'cast' ? DTYPES : name === 'to' ? [...DTYPES, 'cpu'] : ['cpu']) : argument(),
       ];
+    case 'reduceRaw':
+      return [pick(['sum', 'max', 'mean']), x, chance(0.7) ? undefined : int(3) - 1, chance(0.5)];
     case 'headNorm':
+    case 'headNormComposed':
       return [x, chance(0.7) ? null : argument(), chance(0.7) ? 1e-6 : number()];
     case 'squeeze':
     case 'unsqueeze':
@@ -206,6 +209,14 @@ function plausibleArgs(name: string): unknown[] {
     case 'linear':
     case 'matmulRaw':
       return [x, x.rank >= 1 ? A.randn([x.shape[x.rank - 1] ?? 1, 1 + int(3)]) : x];
+    case 'linearBiasGelu': {
+      const out = 1 + int(3);
+      return [x, A.randn([out, x.rank >= 1 ? (x.shape[x.rank - 1] ?? 1) : 1]), chance(0.8) ? A.randn([out]) : x];
+    }
+    case 'linearSharedInput': {
+      const inF = x.rank >= 1 ? (x.shape[x.rank - 1] ?? 1) : 1;
+      return [x, Array.from({ length: int(4) }, () => A.randn([1 + int(3), chance(0.9) ? inF : int(4)]))];
+    }
     case 'attention': {
       const q = A.randn([1, 1 + int(2), 1 + int(3), pick([2, 4])]);
       return [q, like(q), like(q), { scale: 0.5, ...options() }];
