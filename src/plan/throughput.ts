@@ -18,7 +18,9 @@ import type { InferenceWorkload, TrainingWorkload } from './workload.js';
  * Training, forward + backward (bench/results/gpu-train-step.md): andromeda-3b 1 × 2,048, 70.1 ms (stop 10) and
  * 71.1 ms (stop 13) for 32.7 model TFLOP = 0.47 of peak; orca 4 × 8,192, 47.8 ms at 254 model TFLOP/s = 0.26
  * (stop 10; its optimizer is 0.4 ms of it). Narrow models fill the tensor cores less: the factor is interpolated in
- * log(dim) between the two (512 → 0.26, 2,560 → 0.47).
+ * log(dim) between the two (512 → 0.24, 2,560 → 0.47). The narrow end is 0.24, not orca 4 × 8,192's 0.26: at the
+ * planner checks' shorter rows (8 × 2,048 and 4 × 4,096) orca ran at 0.90–0.93 of what 0.26 predicts in all three
+ * runs (stop 16; stop 18 calls 1 and 3: bench/results/plan.md).
  * Optimizer (bandwidth-bound; same file): AdamW with bf16 shadows moves 28 B per parameter (reads the bf16
  * gradient, the float32 master, m and v; writes master, m, v and the bf16 copy): andromeda-3b's clip + AdamW took
  * 29.5 ms (stop 10) and 32.0 ms (stop 13) for 68.9 GB = 0.70 and 0.64 of the bandwidth (0.67 taken). 8-bit AdamW
@@ -33,24 +35,24 @@ import type { InferenceWorkload, TrainingWorkload } from './workload.js';
  * split's 32-key sub-tiles one at a time, so its time is the waves of CTAs (native/cuda/paged/heuristics.h picks
  * the splits; attentionWavesAndTiles mirrors it) times the sub-tiles per split, at a cost per sub-tile that scales
  * with the rows of a KV head (query heads per KV head × head dim, 3,072 for andromeda-3b); plus a part per running
- * request (sampling, the scheduler's bookkeeping). Fitted over seven measured cases (andromeda-3b after 2,048 and
- * 32,768 tokens, 8 × 4,096 and 64 × 192; orca 1 × 2,112 and 16 × 576): 36.2 µs a layer, 10.7 µs a sub-tile,
- * 14.8 µs a request, all within 11% (bench/results/plan.md).
+ * request (sampling, the scheduler's bookkeeping). Fitted over seven cases, each the mean of stop 18's calls 1
+ * and 3 (andromeda-3b after 2,048 and 32,768 tokens, 8 × 4,096 and 64 × 192; orca 1 × 2,112 and 16 × 576): 36.3 µs
+ * a layer, 11.2 µs a sub-tile, 14.9 µs a request, each case within 13% (bench/results/plan.md).
  * Prefill through the engine (same file): 32,768 prompt tokens in 1,085 ms = 372 TFLOP (weights and causal
  * attention) at 0.35 of peak.
  */
 export const GPU_EFFICIENCY = {
-  trainingNarrow: { dim: 512, fraction: 0.26 },
+  trainingNarrow: { dim: 512, fraction: 0.24 },
   trainingWide: { dim: 2560, fraction: 0.47 },
   optimizerBandwidth: 0.67,
   optimizer8bitBandwidth: 0.42,
   prefill: 0.35,
   /** The decode weight read's fraction of the bandwidth: one row, eight rows (interpolated between), more. */
   weightReadBandwidth: { oneRow: 0.67, eightRows: 0.35, moreRows: 0.51 },
-  decodeSecondsPerLayer: 36.2e-6,
+  decodeSecondsPerLayer: 36.3e-6,
   /** Per sub-tile of 32 keys a CTA walks, for 3,072 rows per KV head (query heads per KV head × head dim). */
-  decodeSecondsPerSubTile: 10.7e-6,
-  decodeSecondsPerRequest: 14.8e-6,
+  decodeSecondsPerSubTile: 11.2e-6,
+  decodeSecondsPerRequest: 14.9e-6,
 };
 
 /** The weight read's fraction of the bandwidth when a decode step's products have `rows` rows. */
