@@ -6,6 +6,9 @@
 // warps (the vocabulary head), the warps of a block split k and add their sums in shared memory (how many ways:
 // gemv_split in gemv_kernel.cuh). Per output element the order of additions depends only on n, k and the split,
 // never on m, so a row's result does not change with the number of rows beside it.
+// Two inference entry points use the same kernel: gemm_shared_input (Engine.matmulSharedInput: up to three weights
+// that share A — a decode step's query, key and value projections — in one launch, their rows numbered one after
+// another) and gemm_bias_gelu (Engine.matmulBiasGelu: the bias and the exact GELU in the epilogue).
 #include <algorithm>
 #include <cstdint>
 #include <stdexcept>
