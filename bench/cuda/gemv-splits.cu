@@ -15,21 +15,16 @@
 #include <cstring>
 #include <vector>
 
+#include "bench_common.h"
 #include "cuda/gemv_kernel.cuh"
 
 using namespace andromeda::cuda;
 using namespace andromeda::cuda::gemv_kernels;
 
-#define CHECK(call)                                                                        \
-  do {                                                                                     \
-    cudaError_t e = (call);                                                                \
-    if (e != cudaSuccess) {                                                                \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e)); \
-      std::exit(1);                                                                        \
-    }                                                                                      \
-  } while (0)
-
 namespace {
+
+using andromeda::bf16_to_float;
+using andromeda::float_to_bf16;
 
 struct Shape {
   const char* name;
@@ -57,19 +52,6 @@ void run(int m, int split, const bf16* a, const bf16* b, bf16* c, int64_t n, int
   else launch_split<8>(split, a, b, c, n, k);
 }
 
-float to_float(uint16_t bits) {
-  uint32_t u = uint32_t(bits) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-uint16_t to_bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return uint16_t((u + 0x7fff + ((u >> 16) & 1)) >> 16);
-}
-
 }  // namespace
 
 int main() {
@@ -94,13 +76,13 @@ int main() {
       state ^= state << 13, state ^= state >> 17, state ^= state << 5;
       return float(state) / 4294967296.f - 0.5f;
     };
-    for (auto& x : hb) x = to_bf16(next());
-    for (auto& x : ha) x = to_bf16(next());
+    for (auto& x : hb) x = float_to_bf16(next());
+    for (auto& x : ha) x = float_to_bf16(next());
     std::vector<double> reference(size_t(8 * s.n));
     for (int i = 0; i < 8; i++)
       for (int64_t r = 0; r < s.n; r++) {
         double sum = 0;
-        for (int64_t j = 0; j < s.k; j++) sum += double(to_float(ha[size_t(i * s.k + j)])) * to_float(hb[size_t(r * s.k + j)]);
+        for (int64_t j = 0; j < s.k; j++) sum += double(bf16_to_float(ha[size_t(i * s.k + j)])) * bf16_to_float(hb[size_t(r * s.k + j)]);
         reference[size_t(i * s.n + r)] = sum;
       }
     bf16 *a, *b, *c;
@@ -127,7 +109,7 @@ int main() {
         double error = 0;
         for (int i = 0; i < m; i++)
           for (int64_t r = 0; r < s.n; r++) {
-            const double want = reference[size_t(i * s.n + r)], got = to_float(hc[size_t(i * s.n + r)]);
+            const double want = reference[size_t(i * s.n + r)], got = bf16_to_float(hc[size_t(i * s.n + r)]);
             error = std::max(error, std::fabs(got - want) / (std::fabs(want) + 0.05 * std::sqrt(double(s.k) / 12)));
           }
         const int reps = 200;

@@ -23,21 +23,16 @@
 #include <string>
 #include <vector>
 
+#include "bench_common.h"
 #include "cuda/paged/attention_kernel.cuh"
 #include "cuda/paged/heuristics.h"
 
 using namespace andromeda::cuda::paged;
 
-#define CHECK(call)                                                                             \
-  do {                                                                                          \
-    cudaError_t e = (call);                                                                     \
-    if (e != cudaSuccess) {                                                                     \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e)); \
-      std::exit(1);                                                                             \
-    }                                                                                           \
-  } while (0)
-
 namespace {
+
+using andromeda::bf16_to_float;
+using andromeda::float_to_bf16;
 
 using T = __nv_bfloat16;
 constexpr int kHeads = 24, kKvHeads = 1, kHeadDim = 128, kRotaryDim = 64, kBlockSize = 32, kAlibiHeads = 12;
@@ -54,19 +49,6 @@ struct Case {
   bool reference;      // compare the default policy with the float64 attention
 };
 
-float to_float(uint16_t bits) {
-  uint32_t u = uint32_t(bits) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-uint16_t to_bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return uint16_t((u + 0x7fff + ((u >> 16) & 1)) >> 16);
-}
-
 struct Random {
   uint32_t state = 12345;
   uint32_t next() {
@@ -77,35 +59,6 @@ struct Random {
 };
 
 /** The kernels' parameters as paged_attention() (attention.cu) fills them, before the launch shape. */
-AttentionParams params_of(const andromeda::PagedAttentionArgs& a, const void* q, void* out) {
-  AttentionParams p{};
-  p.batch = batch_view(a);
-  p.q = q;
-  p.out = out;
-  p.heads = int(a.heads);
-  p.kv_heads = int(a.kv_heads);
-  p.group = int(a.heads / a.kv_heads);
-  p.rotary_dim = int(a.rotary_dim);
-  p.key_scale = a.key_scale;
-  p.key_scale_bf16 = 0;
-  p.key_dim = int(a.head_dim + (a.key_scale && a.rotary_dim > 0 ? a.rotary_dim : 0));
-  p.scale_log2 = float(a.scale * 1.4426950408889634);
-  if (a.alibi_slopes) {
-    p.has_alibi = 1;
-    for (int64_t h = 0; h < a.heads; h++) p.alibi_slope_log2[h] = float(double(a.alibi_slopes[h]) * 1.4426950408889634);
-  }
-  const int pairs = int(a.rotary_dim / 2);
-  for (int f = 0; f < pairs; f++) p.inv_freq[f] = a.rotary_inv_freq[f];
-  if (a.xpos_scale_base != 0) {
-    p.has_xpos = 1;
-    const double r = double(a.rotary_dim);
-    for (int f = 0; f < pairs; f++)
-      p.xpos_rate[f] = float(std::log2((2.0 * f + 0.4 * r) / (1.4 * r)) / a.xpos_scale_base);
-  }
-  p.operand_ld = operand_ld<T>(p.key_dim);
-  return p;
-}
-
 /** launch<T, D> of attention.cu: the split kernel, then with several splits the combine. */
 void launch(const AttentionParams& p, const PagedLaunch& l, cudaStream_t stream) {
   const dim3 grid(unsigned(l.splits), unsigned(l.row_blocks), unsigned(p.batch.num_seqs * p.kv_heads));
@@ -150,7 +103,7 @@ std::vector<double> reference(const Case& c, const Inputs& in) {
     for (int h = 0; h < kHeads; h++) {
       const int g = h % kKvHeads;
       const uint16_t* qrow = in.q.data() + (s * kHeads + h) * kHeadDim;
-      for (int d = 0; d < kHeadDim; d++) qr[size_t(d)] = to_float(qrow[d]);
+      for (int d = 0; d < kHeadDim; d++) qr[size_t(d)] = bf16_to_float(qrow[d]);
       for (int f = 0; f < half; f++) {
         const double x1 = qr[size_t(f)], x2 = qr[size_t(f + half)];
         const double co = cos_t[size_t(p * half + f)], si = sin_t[size_t(p * half + f)];
@@ -162,7 +115,7 @@ std::vector<double> reference(const Case& c, const Inputs& in) {
       for (int64_t j = 0; j <= p; j++) {
         const int64_t block = in.tables[size_t(s * blocks_per + j / kBlockSize)];
         const uint16_t* k = in.k.data() + ((block * kBlockSize + j % kBlockSize) * kKvHeads + g) * kHeadDim;
-        for (int d = 0; d < kHeadDim; d++) kr[size_t(d)] = double(to_float(k[d])) * double(gs[d]);
+        for (int d = 0; d < kHeadDim; d++) kr[size_t(d)] = double(bf16_to_float(k[d])) * double(gs[d]);
         double dot = 0;
         for (int f = 0; f < half; f++) {
           const double x1 = kr[size_t(f)], x2 = kr[size_t(f + half)];
@@ -181,7 +134,7 @@ std::vector<double> reference(const Case& c, const Inputs& in) {
         sum += w;
         const int64_t block = in.tables[size_t(s * blocks_per + j / kBlockSize)];
         const uint16_t* v = in.v.data() + ((block * kBlockSize + j % kBlockSize) * kKvHeads + g) * kHeadDim;
-        for (int d = 0; d < kHeadDim; d++) o[d] += w * to_float(v[d]);
+        for (int d = 0; d < kHeadDim; d++) o[d] += w * bf16_to_float(v[d]);
       }
       for (int d = 0; d < kHeadDim; d++) o[d] /= sum;
     }
@@ -189,7 +142,7 @@ std::vector<double> reference(const Case& c, const Inputs& in) {
   return out;
 }
 
-double value(const std::vector<uint16_t>& x, size_t i) { return to_float(x[i]); }
+double value(const std::vector<uint16_t>& x, size_t i) { return bf16_to_float(x[i]); }
 double value(const std::vector<double>& x, size_t i) { return x[i]; }
 
 /** Largest |a − b| over the outputs (bf16 bits or float64); NaN (an unwritten row) counts as infinite. */
@@ -256,7 +209,7 @@ int main() {
     in.k.resize(pool_elems);
     in.v.resize(pool_elems);
     for (auto* buffer : {&in.q, &in.k, &in.v})
-      for (auto& x : *buffer) x = to_bf16(rng.uniform());
+      for (auto& x : *buffer) x = float_to_bf16(rng.uniform());
     in.key_scale.resize(size_t(kHeads * kHeadDim));
     for (auto& x : in.key_scale) x = 1.f + 0.2f * rng.uniform();
     std::vector<int32_t> permutation(static_cast<size_t>(blocks));
@@ -314,7 +267,8 @@ int main() {
     a.xpos_scale_base = kXposScaleBase;
     a.key_scale = reinterpret_cast<const char*>(key_scale);
     a.key_scale_dtype = 0;  // float32
-    const AttentionParams base = params_of(a, q, out);
+    AttentionParams base = attention_params(a, q, nullptr, nullptr, out);  // pools: per copy, below
+    base.operand_ld = operand_ld<T>(base.key_dim);
 
     // One policy: its launch shape, its output (from pool copy 0), and its time per call.
     auto measure = [&](PagedLaunchPolicy policy, std::vector<uint16_t>& result) {

@@ -102,31 +102,7 @@ void paged_attention(const PagedAttentionArgs& a, const char* q, const char* key
   }
   if (a.total_queries == 0 || a.num_seqs == 0 || a.max_query_len == 0 || a.max_context_len == 0) return;
 
-  AttentionParams p{};
-  p.batch = paged::batch_view(a);
-  p.q = q;
-  p.key_pool = key_pool;
-  p.value_pool = value_pool;
-  p.out = out;
-  p.heads = int(a.heads);
-  p.kv_heads = int(a.kv_heads);
-  p.group = int(a.heads / a.kv_heads);
-  p.rotary_dim = int(a.rotary_dim);
-  p.key_scale = a.key_scale;
-  p.key_scale_bf16 = a.key_scale_dtype == kBf16;
-  p.key_dim = int(a.head_dim + (a.key_scale && a.rotary_dim > 0 ? a.rotary_dim : 0));
-  p.scale_log2 = float(a.scale * 1.4426950408889634);
-  if (a.alibi_slopes) {
-    p.has_alibi = 1;
-    for (int64_t h = 0; h < a.heads; h++) p.alibi_slope_log2[h] = float(double(a.alibi_slopes[h]) * 1.4426950408889634);
-  }
-  const int pairs = int(a.rotary_dim / 2);
-  for (int f = 0; f < pairs; f++) p.inv_freq[f] = a.rotary_inv_freq[f];
-  if (a.xpos_scale_base != 0) {
-    p.has_xpos = 1;
-    const double r = double(a.rotary_dim);
-    for (int f = 0; f < pairs; f++) p.xpos_rate[f] = float(std::log2((2.0 * f + 0.4 * r) / (1.4 * r)) / a.xpos_scale_base);
-  }
+  const AttentionParams p = paged::attention_params(a, q, key_pool, value_pool, out);
 
   const Launch l = paged::paged_launch_shape(a.num_seqs, a.kv_heads, p.group, a.max_query_len, a.max_context_len,
                                              a.total_queries, a.heads, a.head_dim, sm_count());

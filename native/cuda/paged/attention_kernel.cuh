@@ -24,6 +24,7 @@
 #pragma once
 #include <cuda_bf16.h>
 
+#include <cmath>
 #include <cstdint>
 #include <type_traits>
 
@@ -66,6 +67,43 @@ struct AttentionParams {
   float inv_freq[kMaxRotaryPairs];
   float xpos_rate[kMaxRotaryPairs];  // log2(ζ_f) / B
 };
+
+/**
+ * The kernel's parameters for a checked call (attention.cu's paged_attention; bench/cuda/paged-splits.cu): the
+ * batch, the buffers, ALiBi slopes and the scale in base-2 units, the rotary frequencies and xPos rates. The launch
+ * fills in splits, chunk, operand_ld and the scratch for the splits.
+ */
+inline AttentionParams attention_params(const andromeda::PagedAttentionArgs& a, const void* q, const void* key_pool,
+                                        const void* value_pool, void* out) {
+  constexpr double kLog2e = 1.4426950408889634;
+  AttentionParams p{};
+  p.batch = batch_view(a);
+  p.q = q;
+  p.key_pool = key_pool;
+  p.value_pool = value_pool;
+  p.out = out;
+  p.heads = int(a.heads);
+  p.kv_heads = int(a.kv_heads);
+  p.group = int(a.heads / a.kv_heads);
+  p.rotary_dim = int(a.rotary_dim);
+  p.key_scale = a.key_scale;
+  p.key_scale_bf16 = a.key_scale_dtype == int(DType::BF16);
+  p.key_dim = int(a.head_dim + (a.key_scale && a.rotary_dim > 0 ? a.rotary_dim : 0));
+  p.scale_log2 = float(a.scale * kLog2e);
+  if (a.alibi_slopes) {
+    p.has_alibi = 1;
+    for (int64_t h = 0; h < a.heads; h++) p.alibi_slope_log2[h] = float(double(a.alibi_slopes[h]) * kLog2e);
+  }
+  const int pairs = int(a.rotary_dim / 2);
+  for (int f = 0; f < pairs; f++) p.inv_freq[f] = a.rotary_inv_freq[f];
+  if (a.xpos_scale_base != 0) {
+    p.has_xpos = 1;
+    const double r = double(a.rotary_dim);
+    for (int f = 0; f < pairs; f++)
+      p.xpos_rate[f] = float(std::log2((2.0 * f + 0.4 * r) / (1.4 * r)) / a.xpos_scale_base);
+  }
+  return p;
+}
 
 /** The products' form for a pool dtype: tensor cores for bf16, fp32 CUDA cores for float32. */
 template <typename T>
