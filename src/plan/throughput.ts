@@ -71,8 +71,9 @@ export function decodeWeightReadFraction(rows: number): number {
 export function attentionWavesAndTiles(units: number, keys: number, sms: number): { waves: number; tiles: number } {
   const resident = 2 * sms,
     setup = 2.5;
+  // A split takes at least 32 keys, one sub-tile: there are at most as many splits as sub-tiles.
   const subtiles = Math.ceil(Math.max(keys, 1) / 32);
-  const most = Math.max(1, Math.ceil(Math.max(keys, 1) / 32));
+  const most = subtiles;
   let best = { waves: 0, tiles: 0, cost: Infinity };
   for (let w = 0; w <= 8; w++) {
     const splits = Math.min(w === 0 ? 1 : Math.max(1, Math.floor((w * resident) / units)), most);
