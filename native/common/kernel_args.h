@@ -17,6 +17,14 @@ struct GemmArgs {
   int64_t batch;
 };
 
+/** C[m, n] = A[m, k] · B[n, k]ᵀ with all three contiguous, one batch: a linear layer's product without a bias. */
+inline GemmArgs linear_product(int dtype, int64_t m, int64_t n, int64_t k, const char* a, const char* b, char* c) {
+  GemmArgs g{};
+  g.dtype = dtype, g.trans_a = false, g.trans_b = true, g.m = m, g.n = n, g.k = k, g.alpha = 1, g.beta = 0;
+  g.a = a, g.lda = k, g.b = b, g.ldb = k, g.c = c, g.ldc = n, g.batch = 1;
+  return g;
+}
+
 // One product of Engine.matmulSharedInput: C[m, n] = A[m, k] · B[n, k]ᵀ with the call's A (B and C contiguous).
 // dtype, m and k repeat the call's own (the glue checks each part's buffers against them).
 struct SharedInputPart {

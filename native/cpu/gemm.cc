@@ -508,19 +508,13 @@ void gemm_shared_input(int dtype, int64_t m, int64_t k, const char* a, const Sha
   }
   if (m > 0 && k == 0) throw std::invalid_argument("matmulSharedInput: k == 0 (the caller fills C instead)");
   for (size_t p = 0; p < count; p++) {
-    GemmArgs g{};
-    g.dtype = dtype, g.trans_a = false, g.trans_b = true, g.m = m, g.n = parts[p].n, g.k = k, g.alpha = 1;
-    g.a = a, g.lda = k, g.b = parts[p].b, g.ldb = k, g.beta = 0, g.c = parts[p].c, g.ldc = parts[p].n, g.batch = 1;
-    gemm(g);
+    gemm(linear_product(dtype, m, parts[p].n, k, a, parts[p].b, parts[p].c));
   }
 }
 
 void gemm_bias_gelu(int dtype, int64_t m, int64_t n, int64_t k, const char* a, const char* b, const char* bias,
                     char* out) {
-  GemmArgs g{};
-  g.dtype = dtype, g.trans_a = false, g.trans_b = true, g.m = m, g.n = n, g.k = k, g.alpha = 1;
-  g.a = a, g.lda = k, g.b = b, g.ldb = k, g.beta = 0, g.c = out, g.ldc = n, g.batch = 1;
-  gemm(g);
+  gemm(linear_product(dtype, m, n, k, a, b, out));
   // The same two steps as linear then biasGelu: the same bits.
   bias_gelu(dtype, out, bias, out, m, n);
 }

@@ -97,9 +97,8 @@ void gemv(const GemmArgs& g) {
 void gemm_bias_gelu(int dtype, int64_t m, int64_t n, int64_t k, const char* a, const char* b, const char* bias,
                     char* out) {
   if (m == 0 || n == 0) return;
-  GemmArgs g{};
-  g.dtype = dtype, g.trans_a = false, g.trans_b = true, g.m = m, g.n = n, g.k = k, g.alpha = 1;
-  g.a = a, g.lda = k, g.b = b, g.ldb = k, g.beta = 0, g.c = out, g.ldc = n, g.batch = 1, g.bias = bias;
+  GemmArgs g{andromeda::linear_product(dtype, m, n, k, a, b, out)};
+  g.bias = bias;
   if (gemv_applies(g)) {  // a few rows: the bias and the GELU in the streaming product's epilogue
     if (dtype == int(DType::BF16)) launch_single<bf16>(g, true);
     else launch_single<f16>(g, true);
@@ -138,10 +137,7 @@ void gemm_shared_input(int dtype, int64_t m, int64_t k, const char* a, const Sha
     }
     for (size_t p = first; p < first + group; p++) {
       if (parts[p].n == 0) continue;
-      GemmArgs g{};
-      g.dtype = dtype, g.trans_a = false, g.trans_b = true, g.m = m, g.n = parts[p].n, g.k = k, g.alpha = 1;
-      g.a = a, g.lda = k, g.b = parts[p].b, g.ldb = k, g.beta = 0, g.c = parts[p].c, g.ldc = parts[p].n, g.batch = 1;
-      gemm(g);
+      gemm(GemmArgs{andromeda::linear_product(dtype, m, parts[p].n, k, a, parts[p].b, parts[p].c)});
     }
   }
 }
