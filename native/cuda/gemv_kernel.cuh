@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "activation.cuh"
+#include "chained_launch.cuh"
 #include "common.cuh"
 
 namespace andromeda::cuda::gemv_kernels {
@@ -89,6 +90,14 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(const T* __restrict_
   const int64_t loads = k / kElementsPerLoad;
   const int64_t per_slice = (loads + kSplit - 1) / kSplit;
   const int64_t first = slice * per_slice, last = min(loads, first + per_slice);
+  // While the previous kernel finishes (a chained launch), the first 4 KB of the warp's slice of B — the main
+  // loop's first two rounds of loads — come into L2, a 128-byte line per lane. Safe before the entry: L2 is
+  // coherent, so a line fetched before the predecessor's writes cannot be read stale.
+  if (row < n) {
+    const int64_t line = first * 16 + int64_t(lane) * 128;
+    if (line < last * 16) prefetch_l2(reinterpret_cast<const char*>(b + row * ldb) + line);
+  }
+  chained_kernel_entry();
 
   float acc[kRowsA];
 #pragma unroll

@@ -160,8 +160,25 @@ export function batchBucket(n: number, maxBatch: number): number {
 /** Greedy: the sampling parameters of padding rows. */
 const PADDING_PARAMS = [0, 0, 1, 0, 1, 0, 0];
 
+/**
+ * Where a replayed decode step's time goes, seen from the host: `waitMs` from the replay's launch to its ids on
+ * the host (the device's step and the read-back), `hostGapMs` from one replay's ids to the next replay's launch
+ * (scheduling, streaming the tokens, uploading the inputs), summed over the `gaps` replays that followed another.
+ */
+export interface DecodeReplayTiming {
+  replays: number;
+  waitMs: number;
+  gaps: number;
+  hostGapMs: number;
+}
+
+/** A host gap longer than this is idleness between requests, not a step's overhead. */
+const MAX_STEP_GAP_MS = 50;
+
 export class DecodeGraphs {
   private readonly captured = new Map<string, CapturedStep>();
+  private readonly time: DecodeReplayTiming = { replays: 0, waitMs: 0, gaps: 0, hostGapMs: 0 };
+  private lastIdsAt: number | null = null;
   /** Set when a capture failed: the device refuses an op of the step, so every step runs eagerly from then on. */
   private refused = false;
 
@@ -173,6 +190,11 @@ export class DecodeGraphs {
 
   get size(): number {
     return this.captured.size;
+  }
+
+  /** The replays' timing so far (a copy). */
+  get timing(): DecodeReplayTiming {
+    return { ...this.time };
   }
 
   /**
@@ -187,9 +209,18 @@ export class DecodeGraphs {
     while (width < step.maxBlocksPerSeq) width *= 2;
     const captured = this.graphFor(batch, width);
     if (!captured) return null;
+    const began = performance.now();
+    if (this.lastIdsAt !== null && began - this.lastIdsAt < MAX_STEP_GAP_MS) {
+      this.time.gaps++;
+      this.time.hostGapMs += began - this.lastIdsAt;
+    }
     this.uploadInputs(captured, step, rows);
+    const launched = performance.now();
     captured.graph.replay();
     const ids = captured.ids.toArray();
+    this.lastIdsAt = performance.now();
+    this.time.replays++;
+    this.time.waitMs += this.lastIdsAt - launched;
     return Array.from({ length: n }, (_, i) => ({ tokenId: ids[i]! }));
   }
 

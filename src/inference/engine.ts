@@ -36,6 +36,7 @@ import { PagedRunner } from './paged-runner.js';
 import { SpeculativeDecoder, type SpeculativeStats } from './speculative-decoder.js';
 import type { KVCacheKind, StepRunner } from './step-runner.js';
 import { ThroughputMeter } from './throughput.js';
+import type { DecodeReplayTiming } from './decode-graphs.js';
 
 export { GenerationStream };
 export { QueueFullError } from './scheduler.js';
@@ -130,6 +131,12 @@ export interface EngineStats {
    * draft's, and speculative steps' (speculative.graphVerifications counts their replays).
    */
   graphs: number;
+  /**
+   * Replayed decode steps, per step in milliseconds: `waitMs` from the launch to the sampled ids on the host (the
+   * device's work and the read-back), `hostGapMs` from one step's ids to the next step's launch (the host's
+   * scheduling and uploads, during which the device idles). Null before any replay or without graphs.
+   */
+  decodeReplays: { steps: number; waitMs: number; hostGapMs: number | null } | null;
   /** Speculative decoding's counters, when the engine has a draft model (else null). */
   speculative: SpeculativeStats | null;
 }
@@ -314,6 +321,7 @@ export class InferenceEngine {
       paged: this.runner.kvCache === 'paged',
       kvCache: this.runner.kvCache,
       graphs: this.runner.capturedGraphs + (this.speculative?.capturedGraphs ?? 0),
+      decodeReplays: replayStats(this.runner.decodeReplayTiming ?? null),
       speculative: this.speculative?.stats() ?? null,
     };
   }
@@ -476,4 +484,10 @@ function checkDraft(
 
 function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Per-step means of the decode replays' timing (EngineStats.decodeReplays). */
+function replayStats(t: DecodeReplayTiming | null): EngineStats['decodeReplays'] {
+  if (!t || t.replays === 0) return null;
+  return { steps: t.replays, waitMs: t.waitMs / t.replays, hostGapMs: t.gaps === 0 ? null : t.hostGapMs / t.gaps };
 }

@@ -16,7 +16,7 @@ import type { SampledToken, StepLayout } from './scheduler.js';
 import type { ForwardLayout } from './step-layout.js';
 import type { StepRunner } from './step-runner.js';
 import { idsOnly, sampleRows, type RequestSampling } from './device-sampling.js';
-import { DecodeGraphs } from './decode-graphs.js';
+import { DecodeGraphs, type DecodeReplayTiming } from './decode-graphs.js';
 import { SpeculativeGraphs } from './speculative-graphs.js';
 
 export interface PagedRunnerOptions {
@@ -60,6 +60,11 @@ export class PagedRunner implements StepRunner {
   /** Graphs captured so far (one per batch-size and table-width bucket used, of each kind of step). */
   get capturedGraphs(): number {
     return (this.graphs?.size ?? 0) + this.speculativeGraphSets.reduce((n, g) => n + g.size, 0);
+  }
+
+  /** How the replayed decode steps spent their time (null without graphs). */
+  get decodeReplayTiming(): DecodeReplayTiming | null {
+    return this.graphs?.timing ?? null;
   }
 
   run(step: StepLayout, rows: readonly RequestSampling[]): SampledToken[] {

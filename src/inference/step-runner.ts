@@ -5,6 +5,7 @@
 import type { RequestSampling } from './device-sampling.js';
 import type { SampledToken, StepLayout } from './scheduler.js';
 import type { Sequence } from './sequence.js';
+import type { DecodeReplayTiming } from './decode-graphs.js';
 
 /**
  * How a runner keeps the model's keys and values: in the paged pool the block manager accounts (so prefix sharing
@@ -19,6 +20,8 @@ export interface StepRunner {
   readonly kvCache: KVCacheKind;
   /** Decode graphs captured so far. */
   readonly capturedGraphs: number;
+  /** How replayed decode steps spent their time, for runners that replay graphs. */
+  readonly decodeReplayTiming?: DecodeReplayTiming | null;
   /**
    * Writes the K/V of every row of the step into the cache (paged runners) and draws the next token of
    * every logit row, `rows[r]` being the sampling state of `step.sampling[r]`.

@@ -207,7 +207,8 @@ test('decode steps replayed as graphs (CPU replay) give the same greedy and the 
     const engine = new InferenceEngine(model, tokenizer, { ...options, graphsOnCpu });
     try {
       const results = await Promise.all(prompts.map((p, i) => engine.submit(p, params[i]!).result));
-      return { ids: results.map((r) => r.tokenIds), graphs: engine.stats().graphs };
+      const stats = engine.stats();
+      return { ids: results.map((r) => r.tokenIds), graphs: stats.graphs, replays: stats.decodeReplays };
     } finally {
       await engine.close();
     }
@@ -217,6 +218,10 @@ test('decode steps replayed as graphs (CPU replay) give the same greedy and the 
     const withGraphs = await run(true, greedyParams);
     // Batches of 5, then 4, 3, 2, 1 as requests finish: buckets 8, 4, 2, 1 (and table widths).
     assert.ok(withGraphs.graphs >= 4, `graphs captured: ${withGraphs.graphs}`);
+    // Every decode step after the prompts' first tokens replayed a graph, and the host's time between them is timed.
+    const replays = withGraphs.replays!;
+    assert.ok(replays.steps >= 10 + 3 * 4 - 2, `replayed steps: ${replays.steps}`);
+    assert.ok(replays.waitMs > 0 && replays.hostGapMs !== null && replays.hostGapMs >= 0, JSON.stringify(replays));
     withGraphs.ids.forEach((ids, i) => assert.deepEqual(ids, referenceGreedy(model, prompts[i]!, 10 + 3 * i)));
     const sampling = prompts.map((_, i) => ({
       temperature: 0.9,
@@ -227,6 +232,7 @@ test('decode steps replayed as graphs (CPU replay) give the same greedy and the 
     }));
     const eager = await run(false, sampling);
     assert.equal(eager.graphs, 0);
+    assert.equal(eager.replays, null);
     assert.deepEqual((await run(true, sampling)).ids, eager.ids, 'seeds and draw counters reach the graph buffers');
   } finally {
     model.dispose();

@@ -29,6 +29,7 @@
 #include <type_traits>
 
 #include "../attention/mma.cuh"
+#include "../chained_launch.cuh"
 #include "../common.cuh"
 #include "batch.cuh"
 
@@ -182,6 +183,7 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
   static_assert((D / 32) * kRowStride == kRows, "fp32 O tiles must cover the row block");
   static_assert(std::is_same_v<T, Operand>, "V is copied as stored: the operand type is the pool's");
 
+  chained_kernel_entry();
   extern __shared__ __align__(16) unsigned char smem[];
   const int ld = p.operand_ld;
   Operand* sQ = reinterpret_cast<Operand*>(smem);
@@ -553,6 +555,7 @@ template <typename T, int D>
 __global__ void __launch_bounds__(kCombineThreads) paged_attention_combine_kernel(const __grid_constant__ AttentionParams p) {
   constexpr int kFeatureGroups = D / 4, kSplitGroups = kCombineThreads / kFeatureGroups;
   __shared__ float4 partial[kSplitGroups][kFeatureGroups];
+  chained_kernel_entry();
   const Sequence seq = read_sequence(p.batch, blockIdx.y);
   const int i = int(blockIdx.x / unsigned(p.heads)), head = int(blockIdx.x % unsigned(p.heads));
   if (!seq.valid || i >= seq.query_len) return;
