@@ -82,7 +82,8 @@ void paged_attention(const PagedAttentionArgs& a, const char* q, const char* key
           "rotaryDim " + std::to_string(a.rotary_dim) + " must be even and at most the head dim");
   require(a.rotary_dim == 0 || a.rotary_inv_freq, "rotaryDim > 0 needs rotaryInvFreq");
   require(a.xpos_scale_base == 0 || a.rotary_dim > 0, "xPos acts on the rotary features: it needs rotaryDim > 0");
-  require(a.block_size > 0, "blockSize must be positive");
+  require(a.block_size > 0 && a.block_size < (int64_t(1) << 30),
+          "blockSize " + std::to_string(a.block_size) + " must be positive and below 2^30 (positions are)");
   require(a.key_scale == nullptr || a.key_scale_dtype == kF32 || a.key_scale_dtype == kBf16,
           "keyScale must be float32 or bfloat16 (dtype code " + std::to_string(a.key_scale_dtype) + ")");
   require(a.window == 0 && a.soft_cap == 0,

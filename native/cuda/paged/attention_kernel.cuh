@@ -135,8 +135,9 @@ struct AttentionSmem {
                                                                   // corrections, sums; key flags
       + (kTensorCores<T> ? sizeof(__nv_bfloat16) * size_t(kRows) * kProbLd : 0)  // P in bf16
       + size_t(2) * kKeys * kRawRow                               // raw K and V of the sub-tile in flight
+      + sizeof(int) * kKeys                                       // its keys' flags (a block to read from)
       + sizeof(float2) * size_t(kKeys + 1) * kMaxRotaryPairs      // rotation tables (see the kernel)
-      + sizeof(float) * kMaxRotaryPairs;                          // xPos rates
+      + sizeof(float) * 2 * kMaxRotaryPairs;                      // xPos rates, rotary frequencies
   /** Bytes for a Q̃/K̃ stride of `ld` elements (Q̃ and K̃ first: both start 16-byte aligned). */
   static size_t bytes(int ld) { return sizeof(Operand) * size_t(kRows + kKeys) * ld + kFixedBytes; }
 };
@@ -148,6 +149,16 @@ __device__ __forceinline__ float2 rotation(int64_t position, float inv_freq) {
   const float reduced = float(fma(-turns, 6.283185307179586, theta));
   float s, c;
   sincosf(reduced, &s, &c);
+  return make_float2(c, s);
+}
+
+/**
+ * (cos θ, sin θ) of θ = offset · inv_freq for a key's offset within its sub-tile (< kKeys, so |θ| < 32 with
+ * inv_freq ≤ 1): in float, whose product and sincosf's own reduction are exact enough at such angles.
+ */
+__device__ __forceinline__ float2 small_rotation(int offset, float inv_freq) {
+  float s, c;
+  sincosf(float(offset) * inv_freq, &s, &c);
   return make_float2(c, s);
 }
 
@@ -174,6 +185,8 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
   constexpr bool kMma = kTensorCores<T>;
   constexpr int kValueLd = Smem::kValueLd;
   constexpr int kChunksPerRow = Smem::kRawRow / 16;
+  constexpr int kKeysPerPass = kAttentionThreads / kChunksPerRow;  // keys whose rows one pass of the threads copies
+  static_assert(kAttentionThreads % kChunksPerRow == 0, "a pass copies whole rows");
   // fp32 form: the O tile of a thread is 4 features (f0 .. f0 + 3) of rows o_row0 + kRowStride · s.
   constexpr int kFeatureGroups = D / 4;
   constexpr int kRowStride = kAttentionThreads / kFeatureGroups;
@@ -201,9 +214,11 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
   // Rotations (cos, sin) by pair: first those of the row block's query positions ([query][pair]), then, once Q̃
   // is built, those of the key offsets jl·θ_f within a sub-tile ([jl][pair]); sBase holds the sub-tile's j0·θ_f.
   // A key's rotation is then the product of two table entries (angle addition) instead of a reduction and a sincos.
-  float2* sRot = reinterpret_cast<float2*>(sRawV + kKeys * Smem::kRawRow);
+  int* sRawKeyOk = reinterpret_cast<int*>(sRawV + kKeys * Smem::kRawRow);
+  float2* sRot = reinterpret_cast<float2*>(sRawKeyOk + kKeys);
   float2* sBase = sRot + kKeys * kMaxRotaryPairs;
   float* sXposRate = reinterpret_cast<float*>(sBase + kMaxRotaryPairs);
+  float* sInvFreq = sXposRate + kMaxRotaryPairs;  // lanes read different pairs: shared, not the parameter bank
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int split = blockIdx.x;
@@ -226,7 +241,10 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
   const int g = lane >> 2, t = lane & 3;
 
   // Read by every row block; the first row block's opening barrier publishes them.
-  for (int f = tid; f < half; f += kAttentionThreads) sXposRate[f] = p.has_xpos ? p.xpos_rate[f] : 0.f;
+  for (int f = tid; f < half; f += kAttentionThreads) {
+    sXposRate[f] = p.has_xpos ? p.xpos_rate[f] : 0.f;
+    sInvFreq[f] = p.inv_freq[f];
+  }
 
   for (int block = blockIdx.y; block < row_blocks; block += gridDim.y) {
     const int row0 = block * kRows;
@@ -239,18 +257,21 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
       return (seq.first_row + gr / p.group) * p.heads + kv_head + p.kv_heads * (gr % p.group);
     };
 
-    // Raw K/V rows of keys [j0, j0 + kKeys) into the staging buffers (zeros where no key is read).
+    // Raw K/V rows of keys [j0, j0 + kKeys) into the staging buffers (zeros where no key is read), with each
+    // key's flag. A thread copies one 16-byte chunk of the K and the V row of each of its keys, so it looks a key's
+    // block up once for both.
     auto issue_loads = [&](int64_t j0) {
-      for (int c = tid; c < 2 * kKeys * kChunksPerRow; c += kAttentionThreads) {
-        const int is_value = c >= kKeys * kChunksPerRow;
-        const int cc = c - is_value * kKeys * kChunksPerRow;
-        const int jl = cc / kChunksPerRow, chunk = cc % kChunksPerRow;
+      const int chunk = tid % kChunksPerRow;
+      for (int jl = tid / kChunksPerRow; jl < kKeys; jl += kKeysPerPass) {
         const int64_t j = j0 + jl;
-        const int64_t id = j < key_end ? block_of(p.batch, seq, j) : -1;
-        const T* base = is_value ? value_base : key_base;
-        const T* src = id >= 0 ? base + (id * p.batch.block_size + j % p.batch.block_size) * row_stride : base;
-        unsigned char* dst = (is_value ? sRawV : sRawK) + jl * Smem::kRawRow + chunk * 16;
-        attention::cp_async_16(dst, reinterpret_cast<const unsigned char*>(src) + chunk * 16, id >= 0);
+        const PoolRow at = j < key_end ? pool_row(p.batch, seq, j) : PoolRow{-1, 0};
+        const int64_t offset = at.block >= 0 ? (at.block * p.batch.block_size + at.slot) * row_stride : 0;
+        const int bytes = jl * Smem::kRawRow + chunk * 16;
+        attention::cp_async_16(sRawK + bytes, reinterpret_cast<const unsigned char*>(key_base + offset) + chunk * 16,
+                               at.block >= 0);
+        attention::cp_async_16(sRawV + bytes,
+                               reinterpret_cast<const unsigned char*>(value_base + offset) + chunk * 16, at.block >= 0);
+        if (chunk == 0) sRawKeyOk[jl] = at.block >= 0;
       }
       attention::cp_async_commit();
     };
@@ -259,10 +280,9 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
     if (split_begin < key_end) issue_loads(split_begin);
     const int64_t query0 = row0 / p.group;  // the row block's first query (of the sequence)
     const int queries = int((row0 + rows - 1) / p.group - query0 + 1);
-    for (int item = tid; item < queries * half; item += kAttentionThreads) {
-      const int qi = item / half, f = item % half;
-      sRot[qi * kMaxRotaryPairs + f] = rotation(first_position + query0 + qi, p.inv_freq[f]);
-    }
+    for (int qi = warp; qi < queries; qi += kAttentionWarps)
+      for (int f = lane; f < half; f += 32)
+        sRot[qi * kMaxRotaryPairs + f] = rotation(first_position + query0 + qi, sInvFreq[f]);
     __syncthreads();
 
     // Q̃ rows (scale · log2 e folded in), their positions and slopes: a warp per row, a lane per rotary pair or
@@ -327,23 +347,18 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
       for (int e = 0; e < 4; e++) o[s][e] = 0.f;
 
     __syncthreads();  // Q̃ is built: the table takes the rotations of the key offsets
-    for (int item = tid; item < kKeys * half; item += kAttentionThreads) {
-      const int jl = item / half, f = item % half;
-      sRot[jl * kMaxRotaryPairs + f] = rotation(jl, p.inv_freq[f]);
-    }
+    for (int jl = warp; jl < kKeys; jl += kAttentionWarps)
+      for (int f = lane; f < half; f += 32) sRot[jl * kMaxRotaryPairs + f] = small_rotation(jl, sInvFreq[f]);
 
     for (int64_t j0 = split_begin; j0 < key_end; j0 += kKeys) {
       // The sub-tile's base rotation (the previous sub-tile's readers of sBase passed its middle barrier).
-      for (int f = tid; f < half; f += kAttentionThreads) sBase[f] = rotation(j0, p.inv_freq[f]);
+      for (int f = tid; f < half; f += kAttentionThreads) sBase[f] = rotation(j0, sInvFreq[f]);
       attention::cp_async_wait<0>();
       __syncthreads();  // the sub-tile has landed (every thread's copies) and the last one's P·V is done
 
       // K̃ in the operand type; V as stored (16-byte chunks).
       const T* rawK = reinterpret_cast<const T*>(sRawK);
-      if (tid < kKeys) {
-        const int64_t j = j0 + tid;
-        sKeyOk[tid] = j < key_end && block_of(p.batch, seq, j) >= 0;
-      }
+      if (tid < kKeys) sKeyOk[tid] = sRawKeyOk[tid];
       for (int item = tid; item < kKeys * kChunksPerRow; item += kAttentionThreads) {
         const int jl = item / kChunksPerRow, chunk = item % kChunksPerRow;
         reinterpret_cast<uint4*>(sV + jl * kValueLd)[chunk] =

@@ -55,4 +55,21 @@ __device__ __forceinline__ int64_t block_of(const BatchView& b, const Sequence& 
   return id >= 0 && id < b.num_blocks ? id : -1;
 }
 
+/** Where a position's K/V row sits in the pool: its block (−1 when the id is out of range) and slot in it. */
+struct PoolRow {
+  int64_t block;
+  int slot;
+};
+
+/**
+ * block_of and the slot for `position` (< context_len of a valid sequence, so < 2^31: context lengths are int32),
+ * with one 32-bit division.
+ */
+__device__ __forceinline__ PoolRow pool_row(const BatchView& b, const Sequence& seq, int64_t position) {
+  const uint32_t size = uint32_t(b.block_size), at = uint32_t(position);
+  const uint32_t index = at / size;
+  const int64_t id = __ldg(seq.table + index);
+  return {id >= 0 && id < b.num_blocks ? id : -1, int(at - index * size)};
+}
+
 }  // namespace andromeda::cuda::paged
