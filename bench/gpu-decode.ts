@@ -7,8 +7,7 @@
 // is not counted; the aggregate counts every generated token over the time from the first request's first token
 // to the last request's last. Random ids in, ids out: the tokenizer is a stand-in that spans the model's vocabulary
 // (its text is not read), so sampling covers every logit as a real tokenizer of that size would.
-//   node dist/bench/gpu-decode.js [case ...] [--no-graphs] [--no-chain] [--device cuda] [--profile-at N]
-// --no-chain: ordinary kernel launches instead of chained ones (programmatic dependent launch), for the A/B.
+//   node dist/bench/gpu-decode.js [case ...] [--no-graphs] [--device cuda] [--profile-at N]
 // --profile-at N: for a kernel-by-kernel profile of decode steps, opens the outside profiler's range at the N-th
 // token of the measured run and closes it two tokens later (`ncu --profile-from-start off ...`).
 import { getEngine } from '../src/engine/index.js';
@@ -21,7 +20,6 @@ import type { CudaEngine } from '../src/engine/cuda.js';
 const args = process.argv.slice(2);
 const device = args.includes('--device') ? args[args.indexOf('--device') + 1]! : 'cuda';
 const graphs = !args.includes('--no-graphs');
-const chained = !args.includes('--no-chain');
 const preset = args.includes('--preset') ? args[args.indexOf('--preset') + 1]! : 'andromeda-3b';
 const profileAt = args.includes('--profile-at') ? Number(args[args.indexOf('--profile-at') + 1]) : null;
 const cases = args.filter((a) => /^(single|batch):\d+$/.test(a));
@@ -30,7 +28,6 @@ if (cases.length === 0) cases.push('single:2048', 'single:32768', 'batch:64');
 const config = andromedaFamily.presetConfig(preset, 50432);
 const dtype = device.startsWith('cuda') ? 'bfloat16' : 'float32';
 const model = andromedaFamily.create(config, { seed: 0, device });
-if (device.startsWith('cuda')) (getEngine(device) as CudaEngine).setChainedLaunch(chained);
 model.to!(dtype);
 
 /** A tokenizer spanning the model's vocabulary: byte ids decode as bytes, the others as nothing. */
@@ -122,7 +119,6 @@ for (const c of cases) {
         preset,
         case: c,
         graphs,
-        chained,
         device,
         new: maxTokens,
         decode_tok_s: kind === 'single' ? Math.round(perRequest[0]!) : undefined,

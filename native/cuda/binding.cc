@@ -85,14 +85,6 @@ Napi::Value ProfilerRange(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value SetChainedLaunch(const Napi::CallbackInfo& info) {
-  return guarded(info, kEngine, [&] {
-    abi::expect_arguments(info, "setChainedLaunch", 1);
-    if (!info[0].IsBoolean()) throw std::invalid_argument("setChainedLaunch: the argument must be a boolean");
-    cu::set_chained_launch(info[0].As<Napi::Boolean>().Value());
-  });
-}
-
 Napi::Value TimingMark(const Napi::CallbackInfo& info) {
   return guarded(info, kEngine, [&] { return Napi::Number::New(info.Env(), cu::timing_mark()); });
 }
@@ -181,7 +173,7 @@ Napi::Object Register(Napi::Env env, Napi::Object exports) {
       {"deviceCount", DeviceCount}, {"init", Init}, {"gemmLibrary", GemmLibrary},
       {"alloc", Alloc}, {"free", Free}, {"synchronize", Synchronize}, {"memoryStats", MemoryStats},
       {"resetPeakMemory", ResetPeak}, {"emptyCache", EmptyCache}, {"setMemoryLimit", SetMemoryLimit},
-      {"timingMark", TimingMark}, {"timingRead", TimingRead}, {"profilerRange", ProfilerRange}, {"setChainedLaunch", SetChainedLaunch}, {"upload", Upload}, {"download", Download},
+      {"timingMark", TimingMark}, {"timingRead", TimingRead}, {"profilerRange", ProfilerRange}, {"upload", Upload}, {"download", Download},
       {"graphBegin", GraphBegin}, {"graphEnd", GraphEnd}, {"graphAbort", GraphAbort},
       {"graphReplay", GraphReplay}, {"graphDispose", GraphDispose},
   };

@@ -12,16 +12,12 @@ namespace {
 int g_device = -1;
 cudaStream_t g_stream = nullptr;
 int g_sm_count = 0;
-bool g_chained_supported = false;  // programmatic dependent launch: sm_90 and later
-bool g_chained_on = true;
 std::mutex g_init_mutex;
 
 }  // namespace
 
 cudaStream_t stream() { return g_stream; }
 int sm_count() { return g_sm_count; }
-bool chained_launch_enabled() { return g_chained_supported && g_chained_on; }
-void set_chained_launch(bool on) { g_chained_on = on; }
 
 int device_count() {
   int count = 0;
@@ -46,9 +42,6 @@ void init(int device) {
   }
   check(cudaSetDevice(device), "cudaSetDevice");
   check(cudaDeviceGetAttribute(&g_sm_count, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
-  int major = 0;
-  check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), "cudaDeviceGetAttribute");
-  g_chained_supported = major >= 9;
   check(cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking), "cudaStreamCreate");
   g_device = device;
 }

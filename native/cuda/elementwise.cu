@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "activation.cuh"
-#include "chained_launch.cuh"
 #include "common.cuh"
 #include "strided.cuh"
 #include "vec.cuh"
@@ -142,7 +141,6 @@ template <> f16 host_value<f16>(double v) { return __float2half_rn(float(v)); }
 
 template <typename T, int W>
 __global__ void fill_kernel(T* out, int64_t n, T value) {
-  chained_kernel_entry();
   Pack<T, W> p;
 #pragma unroll
   for (int k = 0; k < W; k++) p.v[k] = value;
@@ -295,9 +293,10 @@ void fill(int dtype, char* dst, int64_t count, double value) {
     const T v = host_value<T>(value);
     T* out = reinterpret_cast<T*>(dst);
     launch_dense<T>(count, {dst}, [&](auto w, unsigned grid) {
-      launch_chained("fill", fill_kernel<T, decltype(w)::value>, grid, kThreads, 0, out, count, v);
+      fill_kernel<T, decltype(w)::value><<<grid, kThreads, 0, stream()>>>(out, count, v);
     });
   });
+  check_launch("fill");
 }
 
 void unary(int op, int dtype, const char* x, char* out, int64_t count, double scalar) {

@@ -28,10 +28,6 @@ void init(int device);
 /** "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 79.1 GiB)". */
 std::string device_description();
 int sm_count();
-/** Whether chained launches (chained_launch.cuh) set the programmatic-launch attribute: sm_90+ and not off. */
-bool chained_launch_enabled();
-/** Switches chained launches off or on (A/B measurements; the kernels are correct either way). */
-void set_chained_launch(bool on);
 void synchronize();
 void upload(char* dst, const void* src, size_t bytes);
 void download(void* dst, const char* src, size_t bytes);

@@ -28,7 +28,7 @@ void launch_split(const T* a, int64_t lda, const GemvParts<T>& parts, float alph
   const unsigned blocks = unsigned(gemv_blocks(parts.rows(), kSplit));
 #define ANDROMEDA_GEMV_CASE(M)                                                                               \
   case M:                                                                                                    \
-    launch_chained("matmul (few rows)", gemv_kernel<T, M, kSplit>, blocks, kGemvThreads, 0, a, lda, parts, alpha, k); \
+    gemv_kernel<T, M, kSplit><<<blocks, kGemvThreads, 0, stream()>>>(a, lda, parts, alpha, k);               \
     break;
   switch (int(m)) {
     ANDROMEDA_GEMV_CASE(1)
@@ -41,6 +41,7 @@ void launch_split(const T* a, int64_t lda, const GemvParts<T>& parts, float alph
     ANDROMEDA_GEMV_CASE(8)
   }
 #undef ANDROMEDA_GEMV_CASE
+  check_launch("matmul (few rows)");
 }
 
 template <typename T>

@@ -7,7 +7,6 @@
 #include <cstdint>
 
 #include "activation.cuh"
-#include "chained_launch.cuh"
 #include "common.cuh"
 
 namespace andromeda::cuda::gemv_kernels {
@@ -16,7 +15,7 @@ constexpr int kGemvThreads = 256;
 constexpr int kGemvWarps = kGemvThreads / 32;
 constexpr int kGemvMaxRows = 8;
 constexpr int kElementsPerLoad = 8;  // 16 bytes of bf16 / f16
-constexpr int kUnroll = 4;           // loads in flight per lane
+constexpr int kUnroll = 8;           // loads in flight per lane
 
 template <typename T>
 __device__ __forceinline__ void to_float8(const uint4& raw, float* out) {
@@ -90,30 +89,25 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(const T* __restrict_
   const int64_t loads = k / kElementsPerLoad;
   const int64_t per_slice = (loads + kSplit - 1) / kSplit;
   const int64_t first = slice * per_slice, last = min(loads, first + per_slice);
-  // While the previous kernel finishes (a chained launch), the first 4 KB of the warp's slice of B — the main
-  // loop's first two rounds of loads — come into L2, a 128-byte line per lane. Safe before the entry: L2 is
-  // coherent, so a line fetched before the predecessor's writes cannot be read stale.
-  if (row < n) {
-    const int64_t line = first * 16 + int64_t(lane) * 128;
-    if (line < last * 16) prefetch_l2(reinterpret_cast<const char*>(b + row * ldb) + line);
-  }
-  chained_kernel_entry();
 
   float acc[kRowsA];
 #pragma unroll
   for (int i = 0; i < kRowsA; i++) acc[i] = 0.f;
   if (row < n) {
     const uint4* brow = reinterpret_cast<const uint4*>(b + row * ldb);
-    int64_t l = first + lane;
-    // Main loop: kUnroll loads of B issued before any is used.
-    for (; l + 32 * (kUnroll - 1) < last; l += 32 * kUnroll) {
+    // Rounds of up to kUnroll loads of B, all issued before any is used; the last round's loads past the slice are
+    // left out, so a slice of at most kUnroll loads a lane costs one round trip to memory. (A tail taken a load at
+    // a time would cost one round trip per load: the layer's products have 5 or 6 loads a lane.) Each lane adds its
+    // products in the order of l, as a plain loop would.
+    for (int64_t l = first + lane; l < last; l += 32 * kUnroll) {
       uint4 raw[kUnroll];
 #pragma unroll
-      for (int u = 0; u < kUnroll; u++) raw[u] = __ldcs(brow + l + 32 * u);
+      for (int u = 0; u < kUnroll; u++)
+        if (l + 32 * u < last) raw[u] = __ldcs(brow + l + 32 * u);
 #pragma unroll
-      for (int u = 0; u < kUnroll; u++) accumulate<T, kRowsA>(raw[u], a, lda, l + 32 * u, acc);
+      for (int u = 0; u < kUnroll; u++)
+        if (l + 32 * u < last) accumulate<T, kRowsA>(raw[u], a, lda, l + 32 * u, acc);
     }
-    for (; l < last; l += 32) accumulate<T, kRowsA>(__ldcs(brow + l), a, lda, l, acc);
   }
 #pragma unroll
   for (int i = 0; i < kRowsA; i++)

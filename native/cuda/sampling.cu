@@ -26,6 +26,7 @@ using sampling::RowParams;
 
 constexpr int kSampleThreads = 512;
 constexpr int kBins = 256;
+constexpr int kBestUnroll = 8;  // logits each thread loads at once in the pass for the best key
 
 template <typename T>
 struct Row {
@@ -190,8 +191,21 @@ __global__ void __launch_bounds__(kSampleThreads)
                    vocab};
   const int32_t step = steps[r];
 
+  // The best key: one CTA walks the whole row (a decode step samples one row per sequence), so each thread keeps
+  // kBestUnroll loads in flight rather than waiting for one at a time.
   unsigned long long best = 0;
-  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) {
+  int64_t i = threadIdx.x;
+  for (; i + (kBestUnroll - 1) * int64_t(blockDim.x) < vocab; i += kBestUnroll * int64_t(blockDim.x)) {
+    float scores[kBestUnroll];
+#pragma unroll
+    for (int u = 0; u < kBestUnroll; u++) scores[u] = row.score(i + u * int64_t(blockDim.x));
+#pragma unroll
+    for (int u = 0; u < kBestUnroll; u++) {
+      const unsigned long long key = sampling::token_key(scores[u], i + u * int64_t(blockDim.x));
+      best = key > best ? key : best;
+    }
+  }
+  for (; i < vocab; i += blockDim.x) {
     const unsigned long long key = sampling::token_key(row.score(i), i);
     best = key > best ? key : best;
   }

@@ -38,7 +38,6 @@ interface CudaAddon extends NativeKernels, CudaKernels, CudaAttentionAddon {
   timingMark(): number;
   timingRead(): Float64Array;
   profilerRange(on: boolean): void;
-  setChainedLaunch(on: boolean): void;
   graphBegin(): void;
   graphEnd(): number;
   graphAbort(): void;
@@ -151,14 +150,6 @@ export class CudaEngine extends NativeEngine {
    */
   profilerRange(on: boolean): void {
     this.#addon.profilerRange(on);
-  }
-  /**
-   * Chained launches (on by default, sm_90 and later): the small kernels of a decode step are launched with
-   * programmatic dependent launch, so each is placed on the GPU while its predecessor finishes
-   * (native/cuda/chained_launch.cuh). Off gives ordinary launches, for A/B measurements; results are the same.
-   */
-  setChainedLaunch(on: boolean): void {
-    this.#addon.setChainedLaunch(on);
   }
   /** Records a timing event on the stream (profiling); `timingRead` returns the gaps between marks. */
   timingMark(): number {

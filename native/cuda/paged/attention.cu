@@ -47,11 +47,12 @@ void launch(const AttentionParams& base, const Launch& l) {
   check(attr, "pagedAttention: raising the shared-memory limit");
   const dim3 grid(unsigned(l.splits), unsigned(l.row_blocks), unsigned(p.batch.num_seqs * p.kv_heads));
   p.operand_ld = paged::operand_ld<T>(p.key_dim);
-  launch_chained("pagedAttention kernel", kernel, grid, paged::kAttentionThreads, Smem::bytes(p.operand_ld), p);
+  kernel<<<grid, paged::kAttentionThreads, Smem::bytes(p.operand_ld), stream()>>>(p);
+  check_launch("pagedAttention kernel");
   if (l.splits > 1) {
     const dim3 combine_grid(unsigned(p.batch.max_query_len * p.heads), unsigned(p.batch.num_seqs));
-    launch_chained("pagedAttention combine kernel", paged::paged_attention_combine_kernel<T, D>, combine_grid,
-                   paged::kCombineThreads, 0, p);
+    paged::paged_attention_combine_kernel<T, D><<<combine_grid, paged::kCombineThreads, 0, stream()>>>(p);
+    check_launch("pagedAttention combine kernel");
   }
 }
 

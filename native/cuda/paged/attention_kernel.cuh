@@ -29,7 +29,6 @@
 #include <type_traits>
 
 #include "../attention/mma.cuh"
-#include "../chained_launch.cuh"
 #include "../common.cuh"
 #include "batch.cuh"
 
@@ -196,7 +195,6 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
   static_assert((D / 32) * kRowStride == kRows, "fp32 O tiles must cover the row block");
   static_assert(std::is_same_v<T, Operand>, "V is copied as stored: the operand type is the pool's");
 
-  chained_kernel_entry();
   extern __shared__ __align__(16) unsigned char smem[];
   const int ld = p.operand_ld;
   Operand* sQ = reinterpret_cast<Operand*>(smem);
@@ -213,7 +211,8 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
   unsigned char* sRawV = sRawK + kKeys * Smem::kRawRow;
   // Rotations (cos, sin) by pair: first those of the row block's query positions ([query][pair]), then, once Q̃
   // is built, those of the key offsets jl·θ_f within a sub-tile ([jl][pair]); sBase holds the sub-tile's j0·θ_f.
-  // A key's rotation is then the product of two table entries (angle addition) instead of a reduction and a sincos.
+  // A key's rotation is then the product of two table entries (angle addition) instead of a reduction and a sincos;
+  // with xPos both entries carry their share of the key's factor ζ_f^((anchor − j0 − jl)/B).
   int* sRawKeyOk = reinterpret_cast<int*>(sRawV + kKeys * Smem::kRawRow);
   float2* sRot = reinterpret_cast<float2*>(sRawKeyOk + kKeys);
   float2* sBase = sRot + kKeys * kMaxRotaryPairs;
@@ -348,11 +347,22 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
 
     __syncthreads();  // Q̃ is built: the table takes the rotations of the key offsets
     for (int jl = warp; jl < kKeys; jl += kAttentionWarps)
-      for (int f = lane; f < half; f += 32) sRot[jl * kMaxRotaryPairs + f] = small_rotation(jl, sInvFreq[f]);
+      for (int f = lane; f < half; f += 32) {
+        // With xPos, the offset's factor ζ_f^(−jl/B) rides on its rotation (≤ ζ^(−31/B): no overflow).
+        const float2 r = small_rotation(jl, sInvFreq[f]);
+        const float z = p.has_xpos ? exp2f(-sXposRate[f] * float(jl)) : 1.f;
+        sRot[jl * kMaxRotaryPairs + f] = make_float2(r.x * z, r.y * z);
+      }
 
     for (int64_t j0 = split_begin; j0 < key_end; j0 += kKeys) {
       // The sub-tile's base rotation (the previous sub-tile's readers of sBase passed its middle barrier).
-      for (int f = tid; f < half; f += kAttentionThreads) sBase[f] = rotation(j0, sInvFreq[f]);
+      // With xPos it carries ζ_f^((anchor − j0)/B), so a key's factor ζ_f^((anchor − j0 − jl)/B) is the product of
+      // the two table entries: no exp2 per key and pair.
+      for (int f = tid; f < half; f += kAttentionThreads) {
+        const float2 r = rotation(j0, sInvFreq[f]);
+        const float z = p.has_xpos ? exp2f(sXposRate[f] * float(anchor - j0)) : 1.f;
+        sBase[f] = make_float2(r.x * z, r.y * z);
+      }
       attention::cp_async_wait<0>();
       __syncthreads();  // the sub-tile has landed (every thread's copies) and the last one's P·V is done
 
@@ -366,16 +376,14 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
       }
       // K̃: a warp per key, a lane per rotary pair or per feature past them.
       for (int jl = warp; jl < kKeys; jl += kAttentionWarps) {
-        const int64_t position = j0 + jl;
         const T* k = rawK + jl * D;
         Operand* dst = sK + jl * ld;
         const float2* step = sRot + jl * kMaxRotaryPairs;
         for (int f = lane; f < half; f += 32) {
           const float2 base = sBase[f], by = step[f];
-          const float2 cs = make_float2(base.x * by.x - base.y * by.y, base.y * by.x + base.x * by.y);
-          const float z = p.has_xpos ? exp2f(sXposRate[f] * float(anchor - position)) : 1.f;
+          // The key's rotation and xPos factor: (c, s) = z · (cos, sin) of (j0 + jl) · θ_f.
+          const float c = base.x * by.x - base.y * by.y, s = base.y * by.x + base.x * by.y;
           const float k1 = to_float(k[f]), k2 = to_float(k[f + half]);
-          const float c = cs.x * z, s = cs.y * z;
           store_as(dst + f, k1 * c - k2 * s);
           store_as(dst + f + half, k2 * c + k1 * s);
           if (split_key) {
@@ -570,7 +578,6 @@ template <typename T, int D>
 __global__ void __launch_bounds__(kCombineThreads) paged_attention_combine_kernel(const __grid_constant__ AttentionParams p) {
   constexpr int kFeatureGroups = D / 4, kSplitGroups = kCombineThreads / kFeatureGroups;
   __shared__ float4 partial[kSplitGroups][kFeatureGroups];
-  chained_kernel_entry();
   const Sequence seq = read_sequence(p.batch, blockIdx.y);
   const int i = int(blockIdx.x / unsigned(p.heads)), head = int(blockIdx.x % unsigned(p.heads));
   if (!seq.valid || i >= seq.query_len) return;

@@ -1,6 +1,5 @@
 // Engine.scatterRows on CUDA: dst row index[i] = src row i, skipping indices outside [0, rows). 16-byte packs when
 // the row width and both pointers allow.
-#include "../chained_launch.cuh"
 #include "../common.cuh"
 #include "../vec.cuh"
 
@@ -10,7 +9,6 @@ namespace {
 template <typename T, int W>
 __global__ void scatter_rows_kernel(const T* src, const int32_t* index, T* dst, int64_t count, int64_t width,
                                     int64_t rows) {
-  chained_kernel_entry();
   const int64_t packs_per_row = width / W;
   ANDROMEDA_GRID_STRIDE(i, count * packs_per_row) {
     const int64_t row = i / packs_per_row, f = (i - row * packs_per_row) * W;
@@ -28,10 +26,11 @@ void scatter_rows(int dtype, const char* src, const int32_t* index, char* dst, i
   ANDROMEDA_CUDA_DISPATCH_ALL(dtype, {
     const bool vec = width % int64_t(16 / sizeof(T)) == 0 && all_aligned16({src, dst});
     ANDROMEDA_CUDA_PACK_WIDTH(T, vec, {
-      launch_chained("scatterRows", scatter_rows_kernel<T, W>, grid_for(count * (width / W)), kThreads, 0,
-                     reinterpret_cast<const T*>(src), index, reinterpret_cast<T*>(dst), count, width, rows);
+      scatter_rows_kernel<T, W><<<grid_for(count * (width / W)), kThreads, 0, stream()>>>(
+          reinterpret_cast<const T*>(src), index, reinterpret_cast<T*>(dst), count, width, rows);
     });
   });
+  check_launch("scatterRows");
 }
 
 }  // namespace andromeda::cuda

@@ -4,7 +4,6 @@
 // row; blocks loop over (sequence, query slot) pairs, so the grid is fixed by the host bounds.
 #include <string>
 
-#include "../chained_launch.cuh"
 #include "../common.cuh"
 #include "../vec.cuh"
 #include "batch.cuh"
@@ -20,7 +19,6 @@ using paged::Sequence;
 template <typename T, int W, bool kStoreTails>
 __global__ void paged_token_shift_kernel(const T* x, T* tails, T* out, int64_t dim, int64_t chunk, int shifts,
                                          int64_t ring, const BatchView b) {
-  chained_kernel_entry();
   const int64_t packs = dim / W;
   // Blocks walk the query slots (sequence s, query i < max_query_len); threads walk a row's packs.
   for (int64_t slot = blockIdx.x; slot < b.num_seqs * b.max_query_len; slot += gridDim.x) {
@@ -56,7 +54,6 @@ __global__ void paged_token_shift_kernel(const T* x, T* tails, T* out, int64_t d
 
 template <typename T, int W>
 __global__ void paged_tail_write_kernel(const T* x, T* tails, int64_t dim, int64_t ring, const BatchView b) {
-  chained_kernel_entry();
   const int64_t packs = dim / W;
   for (int64_t slot = blockIdx.x; slot < b.num_seqs * b.max_query_len; slot += gridDim.x) {
     const int64_t s = slot / b.max_query_len, i = slot % b.max_query_len;
@@ -106,10 +103,11 @@ void launch_token_shift(int dtype, const char* x, char* tails, char* out, int64_
     const bool vec = dim % kPack == 0 && chunk % kPack == 0 && all_aligned16({x, tails, out});
     ANDROMEDA_CUDA_PACK_WIDTH(T, vec, {
       const auto kernel = store_tails ? paged_token_shift_kernel<T, W, true> : paged_token_shift_kernel<T, W, false>;
-      launch_chained(op, kernel, slot_blocks(args), threads, 0, reinterpret_cast<const T*>(x),
-                     reinterpret_cast<T*>(tails), reinterpret_cast<T*>(out), dim, chunk, shifts, ring, b);
+      kernel<<<slot_blocks(args), threads, 0, stream()>>>(reinterpret_cast<const T*>(x), reinterpret_cast<T*>(tails),
+                                                           reinterpret_cast<T*>(out), dim, chunk, shifts, ring, b);
     });
   });
+  check_launch(op);
 }
 
 }  // namespace
@@ -141,10 +139,11 @@ void paged_tail_write(int dtype, const char* x, char* tails, int64_t dim, int64_
     constexpr int64_t kPack = 16 / sizeof(T);
     const bool vec = dim % kPack == 0 && all_aligned16({x, tails});
     ANDROMEDA_CUDA_PACK_WIDTH(T, vec, {
-      launch_chained("pagedTailWrite", paged_tail_write_kernel<T, W>, slot_blocks(args), threads, 0,
-                     reinterpret_cast<const T*>(x), reinterpret_cast<T*>(tails), dim, ring, b);
+      paged_tail_write_kernel<T, W><<<slot_blocks(args), threads, 0, stream()>>>(
+          reinterpret_cast<const T*>(x), reinterpret_cast<T*>(tails), dim, ring, b);
     });
   });
+  check_launch("pagedTailWrite");
 }
 
 }  // namespace andromeda::cuda

@@ -10,9 +10,8 @@
 #include <algorithm>
 
 #include "add_norm.h"
-#include "../../cuda/chained_launch.cuh"
-#include "../../cuda/common.cuh"
 #include "../../cuda/engine.h"
+#include "../../cuda/common.cuh"
 #include "../../cuda/partial_sums.cuh"
 #include "../../cuda/vec.cuh"
 
@@ -58,7 +57,6 @@ __device__ __forceinline__ void residual_pack(const Residual<T>& r, int64_t row,
 template <typename T, int W>
 __global__ void add_norm_kernel(bool rms, Residual<T> r, const T* w, const T* bias, T* out, T* sum_out,
                                 stat_t<T>* stats, double eps) {
-  chained_kernel_entry();
   using C = compute_t<T>;
   const int64_t cols = r.cols, row = int64_t(blockIdx.x) * cols, packs = cols / W;
   const bool round = sum_out != nullptr;
@@ -115,7 +113,6 @@ constexpr int kCachedThreads = 512;
 template <typename T, int W, int P>
 __global__ void __launch_bounds__(kCachedThreads) add_norm_cached(bool rms, Residual<T> r, const T* w, const T* bias, T* out, T* sum_out,
                                 stat_t<T>* stats, double eps) {
-  chained_kernel_entry();
   using C = compute_t<T>;
   const int64_t cols = r.cols, row = int64_t(blockIdx.x) * cols, packs = cols / W;
   const bool round = sum_out != nullptr;
@@ -395,16 +392,16 @@ void add_norm(const AddNormArgs& a, char* out, char* sum, char* stats) {
       const int64_t packs = a.cols / W;
       const int threads = threads_for(packs <= kCachedThreads ? packs : (packs + 1) / 2);
       auto launch = [&](auto kernel, int block) {
-        launch_chained("addNorm", kernel, unsigned(a.rows), block, 0, a.rms, residual_of<T>(a),
-                       reinterpret_cast<const T*>(a.weight), reinterpret_cast<const T*>(a.bias),
-                       reinterpret_cast<T*>(out), reinterpret_cast<T*>(sum), reinterpret_cast<stat_t<T>*>(stats),
-                       a.eps);
+        kernel<<<unsigned(a.rows), block, 0, stream()>>>(
+            a.rms, residual_of<T>(a), reinterpret_cast<const T*>(a.weight), reinterpret_cast<const T*>(a.bias),
+            reinterpret_cast<T*>(out), reinterpret_cast<T*>(sum), reinterpret_cast<stat_t<T>*>(stats), a.eps);
       };
       if (packs <= kCachedThreads) launch(add_norm_cached<T, W, 1>, threads);
       else if (packs <= 2 * kCachedThreads) launch(add_norm_cached<T, W, 2>, threads);
       else launch(add_norm_kernel<T, W>, threads_for(packs));
     });
   });
+  check_launch("addNorm");
 }
 
 void add_norm_grad(const AddNormArgs& a, const char* stats, const char* grad_out, char* grad_a, char* grad_b,

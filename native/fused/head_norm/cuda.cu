@@ -11,7 +11,6 @@
 #include <type_traits>
 
 #include "head_norm.h"
-#include "../../cuda/chained_launch.cuh"
 #include "../../cuda/common.cuh"
 #include "../../cuda/engine.h"
 #include "../../cuda/partial_sums.cuh"
@@ -72,7 +71,6 @@ struct LaneRow {
 
 template <typename T, int V>
 __global__ void head_norm_kernel(Layout l, const T* x, const T* g, T* y, stat_t<T>* rstd, compute_t<T> eps2) {
-  chained_kernel_entry();
   using C = compute_t<T>;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t head = blockIdx.y, positions = l.batch * l.n;
@@ -182,11 +180,12 @@ void head_norm(const HeadNormArgs& a, const char* x, const char* g, char* y, cha
   const Layout l = layout_of(a);
   ANDROMEDA_CUDA_DISPATCH_FLOAT(a.dtype, {
     with_lane_layout<T>(a, {x, g, y}, [&](auto v) {
-      launch_chained("headNorm", head_norm_kernel<T, decltype(v)::value>, grid_of(a, kForwardPositionsPerBlock),
-                     kWarps * 32, 0, l, reinterpret_cast<const T*>(x), reinterpret_cast<const T*>(g),
-                     reinterpret_cast<T*>(y), reinterpret_cast<stat_t<T>*>(rstd), compute_t<T>(a.eps * a.eps));
+      head_norm_kernel<T, decltype(v)::value><<<grid_of(a, kForwardPositionsPerBlock), kWarps * 32, 0, stream()>>>(
+          l, reinterpret_cast<const T*>(x), reinterpret_cast<const T*>(g), reinterpret_cast<T*>(y),
+          reinterpret_cast<stat_t<T>*>(rstd), compute_t<T>(a.eps * a.eps));
     });
   });
+  check_launch("headNorm");
 }
 
 void head_norm_grad(const HeadNormArgs& a, const char* x, const char* g, const char* rstd, const char* gy, char* gx,
