@@ -15,7 +15,7 @@ constexpr int kGemvThreads = 256;
 constexpr int kGemvWarps = kGemvThreads / 32;
 constexpr int kGemvMaxRows = 8;
 constexpr int kElementsPerLoad = 8;  // 16 bytes of bf16 / f16
-constexpr int kUnroll = 8;           // loads in flight per lane
+constexpr int kUnroll = 4;           // loads in flight per lane
 
 template <typename T>
 __device__ __forceinline__ void to_float8(const uint4& raw, float* out) {
@@ -96,9 +96,10 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(const T* __restrict_
   if (row < n) {
     const uint4* brow = reinterpret_cast<const uint4*>(b + row * ldb);
     // Rounds of up to kUnroll loads of B, all issued before any is used; the last round's loads past the slice are
-    // left out, so a slice of at most kUnroll loads a lane costs one round trip to memory. (A tail taken a load at
-    // a time would cost one round trip per load: the layer's products have 5 or 6 loads a lane.) Each lane adds its
-    // products in the order of l, as a plain loop would.
+    // left out, so a slice costs ⌈loads a lane / kUnroll⌉ round trips to memory (a tail taken a load at a time would
+    // cost one per load: andromeda-3b's output product has 6 loads a lane, 2 rounds instead of 3). kUnroll 8 took
+    // 64 registers a thread instead of 39 and ran the layer's small products slower (bench/results/gpu-decode.md,
+    // stop 19). Each lane adds its products in the order of l, as a plain loop would.
     for (int64_t l = first + lane; l < last; l += 32 * kUnroll) {
       uint4 raw[kUnroll];
 #pragma unroll
