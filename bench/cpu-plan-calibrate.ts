@@ -3,14 +3,25 @@
 // wall time:
 //  - decode: the InferenceEngine decoding `small`-shaped models (4 heads of 64, one KV head) of several widths,
 //    depths and batches; each step's CPU seconds are fitted as
-//      perStep + perLayer·depth + perRequest·batch + perLayerRequest·depth·batch + weightBytes / weightRate,
+//      perStep + perLayer·depth + perRequest·batch + perLayerRequest·depth·batch + weightBytes / weightRate
+//        + rowSecondsPerWeightByte·weightBytes·(batch − 1),
 //    the first four being the engine's host work (scheduler, block tables, uploads, sampling, the JavaScript of
-//    each layer's ops and the native calls' fixed cost) and the last the kernels streaming the weights. The
-//    `small` preset itself (width 256) is left out of the fit: bench/cpu-plan.ts checks the prediction on it.
+//    each layer's ops and the native calls' fixed cost), the fifth the kernels streaming the weights for one row
+//    and the last what each further request's row adds to the products (stop 19: without it the widths 384 and
+//    512 at 4 requests were fitted 29–31% short, the batch-1 cases long to make up). The `small` preset itself
+//    (width 256) is left out of the fit: bench/cpu-plan.ts checks the prediction on it.
 //  - optimizer: clipping plus one AdamW or 8-bit AdamW step over the parameters of two model sizes, per parameter.
+//  - training (only with --part training, on the engine's threads, in wall time: run it idle): the trainer's step
+//    (src/plan/measure.ts) of `small`-shaped models of widths 192 and 384 (not `small`'s 256), 8 × 256 tokens,
+//    AdamW, with and without activation checkpointing, in steady state; each case's forward + backward FLOPs (the
+//    planner's count) over its step time less the planner's optimizer time, as a fraction of the threads' peak.
+// Decode cases are the median of 5 runs, after 2 untimed runs that warm the process up (its first runs read slow).
 //   ANDROMEDA_THREADS=1 node dist/bench/cpu-plan-calibrate.js [--jsonl FILE] [--part decode|optimizer]
+//   ANDROMEDA_THREADS=2 node dist/bench/cpu-plan-calibrate.js --part training [--jsonl FILE]
+// `--part decode --refit A.jsonl,B.jsonl` measures nothing: it fits the decode terms over the decode cases of earlier
+// runs' logs together (this VM's speed moves by 10–25% from one run to the next: a fit over several runs averages it).
 import '../src/engine/index.js';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { getEngine } from '../src/engine/registry.js';
 import type { CpuEngine } from '../src/engine/cpu.js';
@@ -22,16 +33,21 @@ import { Tensor } from '../src/tensor/tensor.js';
 import { AdamW } from '../src/optim/adamw.js';
 import { AdamW8bit } from '../src/optim/adamw8bit.js';
 import { clipGradNorm } from '../src/optim/clip.js';
-import { measureInference } from '../src/plan/measure.js';
+import { measureInference, measureTraining } from '../src/plan/measure.js';
 import { fitLeastSquares } from '../src/plan/least-squares.js';
-import type { InferenceWorkload } from '../src/plan/workload.js';
+import { cpuDevice } from '../src/plan/cpu-device.js';
+import { CPU_EFFICIENCY, trainingThroughput } from '../src/plan/throughput.js';
+import type { InferenceWorkload, TrainingWorkload } from '../src/plan/workload.js';
 
 const args = process.argv.slice(2);
 const jsonl = args.includes('--jsonl') ? args[args.indexOf('--jsonl') + 1]! : null;
 const part = args.includes('--part') ? args[args.indexOf('--part') + 1]! : 'all';
-if (!['all', 'decode', 'optimizer'].includes(part)) throw new Error(`--part must be decode or optimizer, got ${part}`);
+const refit = args.includes('--refit') ? args[args.indexOf('--refit') + 1]!.split(',') : null;
+if (refit && part !== 'decode') throw new Error('--refit fits the decode terms: give it with --part decode');
+if (!['all', 'decode', 'optimizer', 'training'].includes(part))
+  throw new Error(`--part must be decode, optimizer or training, got ${part}`);
 const engine = getEngine('cpu') as CpuEngine;
-if (engine.threads() !== 1)
+if (part !== 'training' && engine.threads() !== 1)
   throw new Error(
     `cpu-plan-calibrate measures one thread's CPU seconds: run it with ANDROMEDA_THREADS=1 (the engine has ` +
       `${engine.threads()} threads)`,
@@ -44,7 +60,10 @@ const load = (): string =>
   loadavg()
     .map((l) => l.toFixed(2))
     .join(', ');
-console.log(`# CPU engine, 1 thread (${engine.cpuInfo().isa}); load average before: ${load()}`);
+console.log(
+  `# CPU engine, ${engine.threads()} thread${engine.threads() === 1 ? '' : 's'} (${engine.cpuInfo().isa}); ` +
+    `load average before: ${load()}`,
+);
 
 /** `small` with another width and depth: the same ops per layer, the weights scaled. */
 const smallShaped = (dim: number, depth: number): AndromedaConfig =>
@@ -66,14 +85,32 @@ for (const depth of [2, 4, 8, 16]) for (const batch of [1, 4, 16]) decodeCases.p
 for (const dim of [128, 384, 512]) for (const batch of [1, 4]) decodeCases.push({ dim, depth: 4, batch });
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-if (part !== 'optimizer') {
+if (part === 'all' || part === 'decode') {
   const rows: number[][] = [];
   const cpuSecondsPerStep: number[] = [];
-  for (const { dim, depth, batch } of decodeCases) {
+  const row = (depth: number, batch: number, weightBytes: number): number[] => [
+    1,
+    depth,
+    batch,
+    depth * batch,
+    weightBytes,
+    weightBytes * (batch - 1),
+  ];
+  if (refit)
+    for (const file of refit)
+      for (const line of readFileSync(file, 'utf8').split('\n').filter(Boolean)) {
+        const c = JSON.parse(line);
+        if (c.part !== 'decode') continue;
+        rows.push(row(c.depth, c.batch, c.weightBytes));
+        cpuSecondsPerStep.push(c.cpuSecondsPerStep);
+      }
+  // The process's first decode runs are slower than its later ones (the JIT, the allocator's cache): untimed.
+  if (!refit) for (let run = 0; run < 2; run++) await measureInference(smallShaped(64, 4), decodeWorkload(1), 'cpu');
+  for (const { dim, depth, batch } of refit ? [] : decodeCases) {
     const config = smallShaped(dim, depth);
-    // Three runs, the median kept: a run that shared its core's caches with a busy neighbour reads high.
+    // Five runs, the median kept: runs of one case differ by up to ±20% on this VM.
     const runs: Array<{ perStep: number; steps: number; tokensPerSecond: number }> = [];
-    for (let run = 0; run < 3; run++) {
+    for (let run = 0; run < 5; run++) {
       const measured = await measureInference(config, decodeWorkload(batch), 'cpu');
       runs.push({
         perStep: measured.decodeCpuSeconds / measured.decodeSteps,
@@ -83,7 +120,7 @@ if (part !== 'optimizer') {
     }
     const perStep = median(runs.map((r) => r.perStep));
     const weightBytes = countParameters(config) * 4;
-    rows.push([1, depth, batch, depth * batch, weightBytes]);
+    rows.push(row(depth, batch, weightBytes));
     cpuSecondsPerStep.push(perStep);
     emit({
       bench: 'cpu-plan-calibrate',
@@ -99,32 +136,40 @@ if (part !== 'optimizer') {
       decodeTokensPerCpuSecond: Math.round(batch / perStep),
     });
   }
-  // Relative errors are what the planner's bar counts: each case is weighted by its own step time.
-  const [perStep, perLayer, perRequest, perLayerRequest, secondsPerWeightByte] = fitLeastSquares(
-    rows.map((r, i) => r.map((x) => x / cpuSecondsPerStep[i]!)),
-    cpuSecondsPerStep.map(() => 1),
-  );
-  const fitted = rows.map(
-    (r) =>
-      perStep! * r[0]! +
-      perLayer! * r[1]! +
-      perRequest! * r[2]! +
-      perLayerRequest! * r[3]! +
-      secondsPerWeightByte! * r[4]!,
-  );
+  // Relative errors are what the planner's bar counts: each case is weighted by its own step time. A term the
+  // free fit makes negative (noise traded between terms: stop 18's and 19's put −14 µs on each request) is fixed
+  // at zero and the rest fitted again, until none is.
+  const terms = rows[0]!.map(() => true);
+  let coefficients: number[] = [];
+  for (;;) {
+    const kept = terms.flatMap((on, j) => (on ? [j] : []));
+    const fit = fitLeastSquares(
+      rows.map((r, i) => kept.map((j) => r[j]! / cpuSecondsPerStep[i]!)),
+      cpuSecondsPerStep.map(() => 1),
+    );
+    coefficients = terms.map(() => 0);
+    kept.forEach((j, k) => (coefficients[j] = fit[k]!));
+    const negative = kept.filter((j) => coefficients[j]! < 0);
+    if (negative.length === 0) break;
+    for (const j of negative) terms[j] = false;
+  }
+  const [perStep, perLayer, perRequest, perLayerRequest, secondsPerWeightByte, rowSecondsPerWeightByte] = coefficients;
+  const fitted = rows.map((r) => r.reduce((sum, x, j) => sum + coefficients[j]! * x, 0));
   emit({
     bench: 'cpu-plan-calibrate',
     part: 'decode-fit',
+    ...(refit ? { refitOf: refit.map((f) => f.split('/').pop()), cases: rows.length } : {}),
     perStepSeconds: Number(perStep!.toPrecision(3)),
     perLayerSeconds: Number(perLayer!.toPrecision(3)),
     perRequestSeconds: Number(perRequest!.toPrecision(3)),
     perLayerRequestSeconds: Number(perLayerRequest!.toPrecision(3)),
     weightBytesPerSecond: Number((1 / secondsPerWeightByte!).toPrecision(3)),
+    rowSecondsPerWeightByte: Number(rowSecondsPerWeightByte!.toPrecision(3)),
     worstFitError: Number(Math.max(...fitted.map((f, i) => Math.abs(f / cpuSecondsPerStep[i]! - 1))).toFixed(3)),
   });
 }
 
-if (part !== 'decode') {
+if (part === 'all' || part === 'optimizer') {
   // The optimizer as the trainer runs it after the backward pass: the gradients' norm for clipping, then the step.
   for (const optimizerName of ['adamw', 'adamw8bit'] as const) {
     for (const [dim, depth] of [
@@ -173,5 +218,59 @@ if (part !== 'decode') {
       model.dispose();
     }
   }
+  console.log(`# load average after: ${load()}`);
+}
+
+if (part === 'training') {
+  const threads = engine.threads();
+  const device = cpuDevice(threads);
+  const fractions: number[] = [];
+  for (const dim of [192, 384])
+    for (const activationCheckpointing of [false, true]) {
+      const config = presetConfig('small', { dim, maxSeqLen: 4096 });
+      const workload: TrainingWorkload = {
+        mode: 'training',
+        batch: 8,
+        seqLen: 256,
+        precision: 'float32',
+        optimizer: 'adamw',
+        activationCheckpointing,
+        gradAccum: 1,
+        gpus: 1,
+        zeroStage: 0,
+      };
+      // Steady state: the first 6 steps still speed up (bench/cpu-plan.ts); the median of the next 9 is kept.
+      const m = measureTraining(config, workload, 'cpu', { steps: 15, warmup: 6 });
+      const tokens = workload.batch * workload.seqLen;
+      const flops = trainingThroughput(config, workload, device).flopsPerToken * tokens;
+      const optimizerSeconds =
+        (CPU_EFFICIENCY.optimizerSecondsPerParameter[workload.optimizer] * countParameters(config)) / threads;
+      const stepSeconds = median(m.stepSeconds);
+      const fraction = flops / (device.flops * (stepSeconds - optimizerSeconds));
+      fractions.push(fraction);
+      emit({
+        bench: 'cpu-plan-calibrate',
+        part: 'training',
+        threads,
+        dim,
+        depth: config.depth,
+        workload,
+        flopsPerStep: flops,
+        optimizerSeconds: Number(optimizerSeconds.toPrecision(4)),
+        stepSeconds: Number(stepSeconds.toPrecision(4)),
+        runs: m.stepSeconds.map((x) => Number(x.toPrecision(4))),
+        stepCpuSeconds: Number(median(m.stepCpuSeconds).toPrecision(4)),
+        fractionOfPeak: Number(fraction.toFixed(4)),
+        loadAverage: Number(loadavg()[0]!.toFixed(2)),
+      });
+    }
+  const mean = fractions.reduce((a, b) => a + b, 0) / fractions.length;
+  emit({
+    bench: 'cpu-plan-calibrate',
+    part: 'training-fit',
+    threads,
+    fractionOfPeak: Number(mean.toFixed(3)),
+    worstFitError: Number(Math.max(...fractions.map((f) => Math.abs(f / mean - 1))).toFixed(3)),
+  });
   console.log(`# load average after: ${load()}`);
 }

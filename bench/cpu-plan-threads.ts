@@ -5,10 +5,13 @@
 // 2 to 16 layers, batch 1 and 4; `small`'s own width 256 left out, as bench/cpu-plan-calibrate.ts does); each
 // step's wall time minus what the planner's other terms predict for it is fitted as perLayer·depth (the
 // handoffs) + perWeightByte·weightBytes (the weights' GEMMs do not quite halve on two threads).
+// Each case is the median of 5 runs, after 2 untimed runs that warm the process up (its first runs read slow).
 // Wall time: run it on an idle machine.
-//   ANDROMEDA_THREADS=2 node dist/bench/cpu-plan-threads.js [--jsonl FILE]
+//   ANDROMEDA_THREADS=2 node dist/bench/cpu-plan-threads.js [--jsonl FILE] [--refit A.jsonl,B.jsonl]
+// --refit measures nothing: it fits the handoff over the cases of earlier runs' logs together, against the other
+// terms as they are now (this VM's speed moves by 10–25% from one run to the next: several runs average it).
 import '../src/engine/index.js';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { getEngine } from '../src/engine/registry.js';
 import type { CpuEngine } from '../src/engine/cpu.js';
@@ -22,6 +25,7 @@ import type { InferenceWorkload } from '../src/plan/workload.js';
 
 const args = process.argv.slice(2);
 const jsonl = args.includes('--jsonl') ? args[args.indexOf('--jsonl') + 1]! : null;
+const refit = args.includes('--refit') ? args[args.indexOf('--refit') + 1]!.split(',') : null;
 const engine = getEngine('cpu') as CpuEngine;
 const threads = engine.threads();
 if (threads < 2) throw new Error('cpu-plan-threads measures what more than one thread costs: ANDROMEDA_THREADS=2');
@@ -51,19 +55,34 @@ const rows: number[][] = [];
 const residuals: number[] = [];
 const walls: number[] = [];
 const device = cpuDevice(threads);
-for (const { dim, depth, batch } of cases) {
+/** One case into the fit: its measured wall seconds a step less what the other terms model for it. */
+const addCase = (dim: number, depth: number, batch: number, wall: number): number => {
+  const config = presetConfig('small', { dim, depth, maxSeqLen: 1024 });
+  const modelled = decodeStepSecondsWithoutHandoff(config, workload(batch), device);
+  rows.push([depth, countParameters(config) * 4]);
+  residuals.push(wall - modelled);
+  walls.push(wall);
+  return modelled;
+};
+if (refit)
+  for (const file of refit)
+    for (const line of readFileSync(file, 'utf8').split('\n').filter(Boolean)) {
+      const c = JSON.parse(line);
+      if (c.bench === 'cpu-plan-threads' && c.part === undefined)
+        addCase(c.dim, c.depth, c.batch, c.wallSecondsPerStep);
+    }
+if (!refit)
+  for (let run = 0; run < 2; run++)
+    await measureInference(presetConfig('small', { dim: 64, depth: 4, maxSeqLen: 1024 }), workload(1), 'cpu');
+for (const { dim, depth, batch } of refit ? [] : cases) {
   const config = presetConfig('small', { dim, depth, maxSeqLen: 1024 });
   const runs: number[] = [];
-  for (let run = 0; run < 3; run++) {
+  for (let run = 0; run < 5; run++) {
     const measured = await measureInference(config, workload(batch), 'cpu');
     runs.push(batch / measured.decodeTokensPerSecond);
   }
   const wall = median(runs);
-  const modelled = decodeStepSecondsWithoutHandoff(config, workload(batch), device);
-  const weightBytes = countParameters(config) * 4;
-  rows.push([depth, weightBytes]);
-  residuals.push(wall - modelled);
-  walls.push(wall);
+  const modelled = addCase(dim, depth, batch, wall);
   emit({
     bench: 'cpu-plan-threads',
     threads,
@@ -84,6 +103,7 @@ emit({
   bench: 'cpu-plan-threads',
   part: 'handoff-fit',
   threads,
+  ...(refit ? { refitOf: refit.map((f) => f.split('/').pop()), cases: rows.length } : {}),
   perLayerSeconds: Number(perLayer!.toPrecision(3)),
   perWeightByteSeconds: Number(perWeightByte!.toPrecision(3)),
   worstFitError: Number(worst.toFixed(3)),

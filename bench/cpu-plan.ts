@@ -53,11 +53,19 @@ const configs: Array<{ preset: string; workload: Workload }> = [
     workload: { ...training, batch: 8, seqLen: 256, optimizer: 'adamw8bit', activationCheckpointing: false },
   },
 ];
-// Training: the first steps fill the allocator's cache and the GEMM plans; the median of the rest is kept.
-const TRAINING_STEPS = 12;
-const TRAINING_WARMUP = 3;
-// Decoding: each run builds its own engine; the median run is kept.
-const DECODE_RUNS = 3;
+// Steady state (stop 19, bench/results/plan.md): with warm-up steps and runs too few, the measured ones were still
+// speeding up — a process's first 3–5 decode runs read 530–720 tokens/s on two threads where later ones read
+// 800–970 (tokens per CPU second rise with them: the JIT, not the machine), and training steps fall for the first
+// ~5 (0.52, 0.40, 0.41, 0.40, 0.39 s, then 0.35–0.37 s with AdamW).
+// Training: the first steps fill the allocator's cache and the GEMM plans and let the JIT settle; the median of the
+// rest is kept.
+const TRAINING_STEPS = 15;
+const TRAINING_WARMUP = 6;
+// Decoding: each run builds its own engine (with one untimed run of its own); the process's first runs are
+// discarded (2 were too few: cpu-idle-stop19-1809.log's measured runs still rose, 533 → 785) and the median of the
+// rest is kept, runs differing by up to ±20% on this VM.
+const DECODE_WARMUP_RUNS = 5;
+const DECODE_RUNS = 7;
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const cpuSecondsSince = (since: NodeJS.CpuUsage): number => {
@@ -112,6 +120,7 @@ async function measureAll(): Promise<void> {
         cpuRuns: m.stepCpuSeconds.map((s) => Number(s.toFixed(4))),
       };
     } else {
+      for (let run = 0; run < DECODE_WARMUP_RUNS; run++) await measureInference(config, workload, 'cpu');
       const runs = [];
       for (let run = 0; run < DECODE_RUNS; run++) runs.push(await measureInference(config, workload, 'cpu'));
       measured = {

@@ -87,45 +87,65 @@ export function attentionWavesAndTiles(units: number, keys: number, sms: number)
 }
 
 /**
- * CPU (this machine: AMD EPYC Zen 4, bench/results/cpu-kernels.md): the packed GEMM runs the model's shapes at
- * 0.79–0.94 of the float32 peak (0.85 taken), and a training step of `small` spends 62% of its time in GEMMs
- * (bench/results/cpu-model.md, profiled step), so a step's forward and backward run at 0.85 × 0.62 = 0.53 of the
- * peak of the threads it has.
+ * CPU (this machine: AMD EPYC Zen 4, bench/results/cpu-kernels.md). Training's forward and backward run at a
+ * fraction of the float32 peak of the threads they have, measured in steady state (stop 19: the trainer's step
+ * speeds up over its first ~5 steps) by `bench/cpu-plan-calibrate.ts --part training` on two threads, wall time,
+ * idle machine (bench/results/logs/plan/cpu-calibrate-training-stop19.jsonl): `small`-shaped models of widths 192
+ * and 384 (not `small`'s 256), 8 × 256 tokens, AdamW with and without activation checkpointing, the planner's FLOPs
+ * over each step less its optimizer time — 0.59, 0.63, 0.65 and 0.74 of the peak, 0.651 taken (each case within 14%
+ * of it). It was 0.53 from a profile (the packed GEMM at 0.85 of the peak × 62% of a step in GEMMs,
+ * bench/results/cpu-model.md), which the faster VM and steady-state steps outran. Prefill keeps 0.53 (not measured
+ * again).
  *
- * The rest is in CPU seconds of one engine thread, measured by bench/cpu-plan-calibrate.ts (bench/results/plan.md,
- * "Calibration"; bench/results/logs/plan/cpu-calibrate-idle-0730.jsonl, an idle machine, after CPU tensor
- * allocations stopped reading /proc/meminfo each, which had cost every op ~36 µs): a CPU second is what another
- * process on the same cores does not stretch, where wall time is.
- * Optimizer: clipping plus one step costs a fixed CPU time per parameter, spread over the threads (elementwise
- * kernels). AdamW streams its state: 0.79 ns a parameter with 42M parameters (state beyond the caches; 0.76 ns
- * for `small`'s 2.9M). 8-bit AdamW is bound by arithmetic instead — each moment is decoded through its dynamic map
- * and encoded again by a search of it, table look-ups that the AVX-512 form gathers — at 7.4–7.9 ns a parameter
- * for both sizes (bench/results/logs/plan/cpu-calibrate-optimizer-8bit-avx512.jsonl, the 42M figure taken), 9
- * times AdamW; 35 ns with ANDROMEDA_CPU_ISA below avx512.
+ * The rest is in CPU seconds of one engine thread, measured by bench/cpu-plan-calibrate.ts: a CPU second is what
+ * another process on the same cores does not stretch, where wall time is.
+ * Optimizer (bench/results/plan.md, "Calibration"; bench/results/logs/plan/cpu-calibrate-idle-0730.jsonl): clipping
+ * plus one step costs a fixed CPU time per parameter, spread over the threads (elementwise kernels). AdamW streams
+ * its state: 0.79 ns a parameter with 42M parameters (state beyond the caches; 0.76 ns for `small`'s 2.9M). 8-bit
+ * AdamW is bound by arithmetic instead — each moment is decoded through its dynamic map and encoded again by a
+ * search of it, table look-ups that the AVX-512 form gathers — at 7.4–7.9 ns a parameter for both sizes
+ * (bench/results/logs/plan/cpu-calibrate-optimizer-8bit-avx512.jsonl, the 42M figure taken), 9 times AdamW; 35 ns
+ * with ANDROMEDA_CPU_ISA below avx512.
  * Decode through the InferenceEngine: each step's CPU time is host work plus kernels streaming the weights. The
  * host work — the scheduler and block tables, the step's uploads and read-back, sampling, and the JavaScript and
  * native-call cost of every op — runs on the JavaScript thread: a fixed part per step, a part per layer (its
  * ops), per request, and per layer and request (each sequence's attention). The GEMMs read the weights once per
- * step at one thread's effective rate (they pack the weights for each call), split over the threads. Fitted over
- * 18 cases — widths 64 to 512, 2 to 16 layers, 1 to 16 requests — the worst 40% off (the smallest model's first
- * case, warming up), the rest within 20%.
+ * step at one thread's effective rate (they pack the weights for each call), and each request's row beyond the
+ * first adds arithmetic in proportion to the weights; both split over the threads. Fitted at stop 19, after the
+ * decode step's fused products (query/key/value in one engine call, bias + GELU in the feed-forward's product), by
+ * bench/cpu-plan-calibrate.ts on one thread, idle, each case the median of 5 runs after 2 warm-up runs: two runs of
+ * its 18 cases (widths 64 to 512, 2 to 16 layers, 1 to 16 requests; bench/results/logs/plan/
+ * cpu-calibrate-decode-stop19.jsonl at 17:51 and cpu-calibrate-decode-stop19-rows.jsonl at 18:01, whose own fits
+ * differ by 10–40% a term: this VM's speed moves between runs) fitted together (cpu-calibrate-decode-stop19-
+ * refit.jsonl), the terms kept non-negative (the free fit puts a negative cost on each request, so that term is
+ * fixed at 0): 119 µs a step, 77 µs a layer, 6.6 µs a layer and request, the weights at 9.6 GB/s and 0.020 ns a
+ * weight byte for each further row; 31 of the 36 cases within 20%, the worst 34% off (width 64, 2 layers: a 0.5 ms
+ * step). Without the row term (stop 17's form) the widths 384 and 512 at 4 requests were fitted 29–31% short and the
+ * one-row cases long to make up (7.1 GB/s). Stop 17's fit (cpu-calibrate-idle-0730) had 274 µs, 44 µs, 8 µs a
+ * request, 11 µs and 6.9 GB/s.
  * More than one thread adds, in wall time, what handing every op's kernel to the other threads and waiting for them
- * costs, and the weights' GEMMs not quite halving: fitted on top of the terms above as 69 µs a layer plus 0.020 ns
- * a weight byte (bench/cpu-plan-threads.ts, two threads, idle machine, bench/results/logs/plan/
- * cpu-threads-handoff-0752.jsonl; `small`'s width left out again).
+ * costs, and corrects the weights' share for how the GEMMs split: fitted on top of the terms above as 41 µs a layer
+ * and −0.0009 ns a weight byte (nil: the weights' share halves) by bench/cpu-plan-threads.ts, two threads, idle
+ * machine, median of 5 runs a case, over two runs of its 12 cases (cpu-threads-handoff-stop19.jsonl at 17:53 and
+ * cpu-threads-handoff-stop19-rows.jsonl at 18:02, fitted together: cpu-threads-handoff-stop19-refit.jsonl; a third
+ * run, cpu-threads-handoff-stop19-run3.jsonl, is left out: a compile on both cores began during it); `small`'s
+ * width left out again. Each layer's fewer ops cost less to hand over than at stop 17 (69 µs a layer, +0.020 ns a
+ * byte).
  */
 export const CPU_EFFICIENCY = {
-  training: 0.53,
+  training: 0.651,
   prefill: 0.53,
   optimizerSecondsPerParameter: { adamw: 0.786e-9, adamw8bit: 7.89e-9 },
   decodeHostSeconds: {
-    perStep: 0.274e-3,
-    perLayer: 43.9e-6,
-    perRequest: 7.96e-6,
-    perLayerRequest: 11.1e-6,
+    perStep: 119e-6,
+    perLayer: 76.6e-6,
+    perRequest: 0,
+    perLayerRequest: 6.55e-6,
   },
-  decodeWeightBytesPerSecond: 6.87e9,
-  decodeThreadHandoffSeconds: { perLayer: 69.1e-6, perWeightByte: 1.97e-11 },
+  decodeWeightBytesPerSecond: 9.64e9,
+  /** Each request's row beyond the first: seconds a weight byte, one thread (the products' arithmetic). */
+  decodeRowSecondsPerWeightByte: 2.0e-11,
+  decodeThreadHandoffSeconds: { perLayer: 41.4e-6, perWeightByte: -0.884e-12 },
 };
 
 /** Threads the CPU engine runs on `device` (1 for a GPU: the CPU terms do not apply there). */
@@ -217,8 +237,8 @@ export function trainingThroughput(c: AndromedaConfig, w: TrainingWorkload, devi
     bytesPerToken: optimizerBytes / (tokens * w.gradAccum),
     basis: cpu
       ? `forward + backward at ${(trainingFraction(c, device) * 100).toFixed(0)}% of the float32 peak of ` +
-        `${cpuThreads(device)} CPU thread${cpuThreads(device) === 1 ? '' : 's'} (bench/results/cpu-model.md, ` +
-        `cpu-kernels.md) and the optimizer at ` +
+        `${cpuThreads(device)} CPU thread${cpuThreads(device) === 1 ? '' : 's'} (steady-state steps, ` +
+        'bench/cpu-plan-calibrate.ts --part training) and the optimizer at ' +
         `${(CPU_EFFICIENCY.optimizerSecondsPerParameter[w.optimizer] * 1e9).toPrecision(2)} ns of CPU time a ` +
         'parameter (bench/results/plan.md)'
       : `forward + backward at ${(trainingFraction(c, device) * 100).toFixed(0)}% of the GPU's bf16 peak and the ` +
@@ -254,7 +274,10 @@ export function inferenceThroughput(
   const rowsPerKvHead = (c.heads / c.kvHeads) * c.headDim;
   const attentionSeconds = c.depth * waves * tiles * GPU_EFFICIENCY.decodeSecondsPerSubTile * (rowsPerKvHead / 3072);
   const memorySeconds = cpu
-    ? (weightBytes / CPU_EFFICIENCY.decodeWeightBytesPerSecond + kvBytes / device.bandwidth) / threads
+    ? (weightBytes / CPU_EFFICIENCY.decodeWeightBytesPerSecond +
+        CPU_EFFICIENCY.decodeRowSecondsPerWeightByte * weightBytes * (w.batch - 1) +
+        kvBytes / device.bandwidth) /
+      threads
     : weightBytes / (device.bandwidth * decodeWeightReadFraction(w.batch)) + attentionSeconds;
   const computeSeconds = stepFlops / (device.flops * prefillFraction);
   const hostSeconds = cpu
