@@ -62,8 +62,8 @@ struct PoolRow {
 };
 
 /**
- * block_of and the slot for `position` (< context_len of a valid sequence, so < 2^31: context lengths are int32),
- * with one 32-bit division.
+ * block_of and the slot for `position`, with one 32-bit division: the position is below a valid sequence's
+ * context_len (< maxContextLen < 2^30) and paged_attention refuses a blockSize of 2^30 or more.
  */
 __device__ __forceinline__ PoolRow pool_row(const BatchView& b, const Sequence& seq, int64_t position) {
   const uint32_t size = uint32_t(b.block_size), at = uint32_t(position);
