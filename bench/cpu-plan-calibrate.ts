@@ -21,7 +21,7 @@
 // `--part decode --refit A.jsonl,B.jsonl` measures nothing: it fits the decode terms over the decode cases of earlier
 // runs' logs together (this VM's speed moves by 10–25% from one run to the next: a fit over several runs averages it).
 import '../src/engine/index.js';
-import { appendFileSync, readFileSync } from 'node:fs';
+import { appendFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { getEngine } from '../src/engine/registry.js';
 import type { CpuEngine } from '../src/engine/cpu.js';
@@ -35,6 +35,7 @@ import { AdamW8bit } from '../src/optim/adamw8bit.js';
 import { clipGradNorm } from '../src/optim/clip.js';
 import { measureInference, measureTraining } from '../src/plan/measure.js';
 import { fitLeastSquares } from '../src/plan/least-squares.js';
+import { readJsonlLogs } from './jsonl-logs.js';
 import { cpuDevice } from '../src/plan/cpu-device.js';
 import { CPU_EFFICIENCY, trainingThroughput } from '../src/plan/throughput.js';
 import type { InferenceWorkload, TrainingWorkload } from '../src/plan/workload.js';
@@ -96,16 +97,15 @@ if (part === 'all' || part === 'decode') {
     weightBytes,
     weightBytes * (batch - 1),
   ];
-  if (refit)
-    for (const file of refit)
-      for (const line of readFileSync(file, 'utf8').split('\n').filter(Boolean)) {
-        const c = JSON.parse(line);
-        if (c.part !== 'decode') continue;
-        rows.push(row(c.depth, c.batch, c.weightBytes));
-        cpuSecondsPerStep.push(c.cpuSecondsPerStep);
-      }
-  // The process's first decode runs are slower than its later ones (the JIT, the allocator's cache): untimed.
-  if (!refit) for (let run = 0; run < 2; run++) await measureInference(smallShaped(64, 4), decodeWorkload(1), 'cpu');
+  if (refit) {
+    for (const c of readJsonlLogs(refit).filter((c) => c.part === 'decode')) {
+      rows.push(row(c.depth, c.batch, c.weightBytes));
+      cpuSecondsPerStep.push(c.cpuSecondsPerStep);
+    }
+  } else {
+    // The process's first decode runs are slower than its later ones (the JIT, the allocator's cache): untimed.
+    for (let run = 0; run < 2; run++) await measureInference(smallShaped(64, 4), decodeWorkload(1), 'cpu');
+  }
   for (const { dim, depth, batch } of refit ? [] : decodeCases) {
     const config = smallShaped(dim, depth);
     // Five runs, the median kept: runs of one case differ by up to ±20% on this VM.

@@ -11,7 +11,7 @@
 // --refit measures nothing: it fits the handoff over the cases of earlier runs' logs together, against the other
 // terms as they are now (this VM's speed moves by 10–25% from one run to the next: several runs average it).
 import '../src/engine/index.js';
-import { appendFileSync, readFileSync } from 'node:fs';
+import { appendFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { getEngine } from '../src/engine/registry.js';
 import type { CpuEngine } from '../src/engine/cpu.js';
@@ -19,6 +19,7 @@ import { presetConfig } from '../src/model/presets.js';
 import { measureInference } from '../src/plan/measure.js';
 import { countParameters } from '../src/model/parameter-shapes.js';
 import { fitLeastSquares } from '../src/plan/least-squares.js';
+import { readJsonlLogs } from './jsonl-logs.js';
 import { cpuDevice } from '../src/plan/cpu-device.js';
 import { decodeStepSecondsWithoutHandoff } from '../src/plan/throughput.js';
 import type { InferenceWorkload } from '../src/plan/workload.js';
@@ -64,16 +65,13 @@ const addCase = (dim: number, depth: number, batch: number, wall: number): numbe
   walls.push(wall);
   return modelled;
 };
-if (refit)
-  for (const file of refit)
-    for (const line of readFileSync(file, 'utf8').split('\n').filter(Boolean)) {
-      const c = JSON.parse(line);
-      if (c.bench === 'cpu-plan-threads' && c.part === undefined)
-        addCase(c.dim, c.depth, c.batch, c.wallSecondsPerStep);
-    }
-if (!refit)
+if (refit) {
+  for (const c of readJsonlLogs(refit))
+    if (c.bench === 'cpu-plan-threads' && c.part === undefined) addCase(c.dim, c.depth, c.batch, c.wallSecondsPerStep);
+} else {
   for (let run = 0; run < 2; run++)
     await measureInference(presetConfig('small', { dim: 64, depth: 4, maxSeqLen: 1024 }), workload(1), 'cpu');
+}
 for (const { dim, depth, batch } of refit ? [] : cases) {
   const config = presetConfig('small', { dim, depth, maxSeqLen: 1024 });
   const runs: number[] = [];

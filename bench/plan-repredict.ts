@@ -5,7 +5,7 @@
  * change to the planner's model is judged on the same runs it was fitted to and on runs it was not.
  *   node dist/bench/plan-repredict.js RESULTS.jsonl > NOW.jsonl && node bench/plan-table.mjs NOW.jsonl
  */
-import { readFileSync } from 'node:fs';
+import { readJsonlLogs } from './jsonl-logs.js';
 import { presetConfig } from '../src/model/presets.js';
 import { planRun } from '../src/plan/plan.js';
 import { GPUS } from '../src/plan/devices.js';
@@ -22,8 +22,7 @@ interface Recorded {
 const file = process.argv[2];
 if (!file) throw new Error('usage: plan-repredict.js RESULTS.jsonl');
 const ratio = (a: number, b: number) => Number((a / b).toFixed(4));
-for (const line of readFileSync(file, 'utf8').split('\n').filter(Boolean)) {
-  const r = JSON.parse(line) as Recorded;
+for (const r of readJsonlLogs([file]) as Recorded[]) {
   const gpu = GPUS.find((g) => g.name === r.table);
   if (!gpu) throw new Error(`plan-repredict: no GPU named '${r.table}' in the planner's table`);
   // As bench/gpu-plan.ts plans it: the preset with room for any length.
