@@ -1,5 +1,6 @@
-// What the standalone CUDA benches of this folder share: a CUDA call checked where it is made, and the engines'
-// host conversions of bf16 bits (native/common/dtype.h: andromeda::bf16_to_float, andromeda::float_to_bf16).
+// What the standalone CUDA benches of this folder share: a CUDA call checked where it is made, the device's
+// properties, and the engines' host conversions of bf16 bits (native/common/dtype.h: andromeda::bf16_to_float,
+// andromeda::float_to_bf16).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -18,3 +19,10 @@
       std::exit(1);                                                                             \
     }                                                                                           \
   } while (0)
+
+/** Device 0's properties: its name, multiprocessors (the launch rules take them) and L2 size for a bench's header. */
+inline cudaDeviceProp device_properties() {
+  cudaDeviceProp prop;
+  CHECK(cudaGetDeviceProperties(&prop, 0));
+  return prop;
+}

@@ -55,10 +55,8 @@ void run(int m, int split, const bf16* a, const bf16* b, bf16* c, int64_t n, int
 }  // namespace
 
 int main() {
-  int device_sms = 0;
-  CHECK(cudaDeviceGetAttribute(&device_sms, cudaDevAttrMultiProcessorCount, 0));
-  cudaDeviceProp prop;
-  CHECK(cudaGetDeviceProperties(&prop, 0));
+  const cudaDeviceProp prop = device_properties();
+  const int device_sms = prop.multiProcessorCount;
   std::printf("# %s, %d SMs, L2 %d MB\n", prop.name, device_sms, prop.l2CacheSize >> 20);
   const Shape shapes[] = {
       {"3b query", 3072, 2560},  {"3b key/value", 128, 2560}, {"3b output", 2560, 3072},

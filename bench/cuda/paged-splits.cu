@@ -165,10 +165,8 @@ struct Result {
 }  // namespace
 
 int main() {
-  int device_sms = 0;
-  CHECK(cudaDeviceGetAttribute(&device_sms, cudaDevAttrMultiProcessorCount, 0));
-  cudaDeviceProp prop;
-  CHECK(cudaGetDeviceProperties(&prop, 0));
+  const cudaDeviceProp prop = device_properties();
+  const int device_sms = prop.multiProcessorCount;
   // attention.cu raises the kernel's shared-memory limit to its largest Q̃/K̃ stride (key_dim ≤ 2D).
   const auto kernel = paged_attention_kernel<T, kHeadDim>;
   CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
