@@ -97,9 +97,9 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(const T* __restrict_
     const uint4* brow = reinterpret_cast<const uint4*>(b + row * ldb);
     // Rounds of up to kUnroll loads of B, all issued before any is used; the last round's loads past the slice are
     // left out, so a slice costs ⌈loads a lane / kUnroll⌉ round trips to memory (a tail taken a load at a time would
-    // cost one per load: andromeda-3b's output product has 6 loads a lane, 2 rounds instead of 3). kUnroll 8 took
-    // 64 registers a thread instead of 39 and ran the layer's small products slower (bench/results/gpu-decode.md,
-    // stop 19). Each lane adds its products in the order of l, as a plain loop would.
+    // cost one per load: andromeda-3b's output product has 6 loads a lane, 2 rounds instead of 3). kUnroll 4 keeps
+    // the kernel at 39 registers a thread; 8 takes 64 and runs the layer's small products slower
+    // (bench/results/gpu-decode.md). Each lane adds its products in the order of l, as a plain loop would.
     for (int64_t l = first + lane; l < last; l += 32 * kUnroll) {
       uint4 raw[kUnroll];
 #pragma unroll
