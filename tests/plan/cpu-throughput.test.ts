@@ -4,7 +4,6 @@
 // the calibration did not include (`small`'s width was left out of every fit).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { presetConfig } from '../../src/model/presets.js';
 import { countParameters } from '../../src/model/parameter-shapes.js';
@@ -18,6 +17,7 @@ import {
   trainingThroughput,
 } from '../../src/plan/throughput.js';
 import type { InferenceWorkload, TrainingWorkload, Workload } from '../../src/plan/workload.js';
+import { readJsonlLogs } from '../../bench/jsonl-logs.js';
 
 const LOGS = new URL('../../../bench/results/logs/plan/', import.meta.url);
 /** The decode host and weight terms: stop 19's fit over two calibration runs together (after the fused products). */
@@ -39,11 +39,7 @@ const MEASUREMENT_LOG = 'cpu-idle-stop19-1811.jsonl';
  */
 const TWO_THREAD_TOLERANCE = { training: 0.15, inference: 0.2 } as const;
 
-const readJsonl = (name: string): any[] =>
-  readFileSync(fileURLToPath(new URL(name, LOGS)), 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => JSON.parse(line));
+const readJsonl = (name: string): any[] => readJsonlLogs([fileURLToPath(new URL(name, LOGS))]);
 
 const decode = (batch: number): InferenceWorkload => ({
   mode: 'inference',
