@@ -6,9 +6,10 @@
 // keys laid out contiguously (an identity block table), and the paged kernel on that identity table too, so the
 // cost of going through a shuffled table shows; the outputs of the three are compared.
 //   node dist/bench/gpu-paged-attention.js [--reps N]
-// Times: `device µs` is the stream time of N back-to-back calls / N (events around the batch; GB/s from it), `issue
-// µs` the host time to enqueue one call (when that is as large, the device waited for the host, which a captured
-// graph removes, and the device figure is an upper bound).
+// Times: `device µs` is the stream time of N back-to-back calls / N (events around the batch), `issue µs` the host
+// time to enqueue one call (when that is as large, the device waited for the host, and the device figure is an upper
+// bound), `graph µs` the stream time per call of the same N calls captured in one CUDA graph and replayed (no host in
+// between, as in a decode step's graph; GB/s from it).
 import { getEngine, type Dense, type PagedAttentionArgs } from '../src/engine/index.js';
 import type { CudaEngine } from '../src/engine/cuda.js';
 import { encodeHost } from '../src/tensor/dtype.js';
@@ -48,10 +49,12 @@ function blockIds(n: number, shuffle: boolean): Int32Array {
 interface Timing {
   deviceUs: number;
   issueUs: number;
+  graphUs: number;
 }
 
 /** Device and host-issue time per call over `reps` back-to-back calls (after a warm-up), median of 5 batches. */
 function time(fn: () => void): Timing {
+  const median = (a: number[]): number => a.sort((x, y) => x - y)[a.length >> 1]!;
   fn();
   gpu.synchronize();
   const device: number[] = [],
@@ -67,8 +70,32 @@ function time(fn: () => void): Timing {
     device.push((gaps[gaps.length - 1]! * 1e3) / reps);
     issue.push(((t1 - t0) * 1e3) / reps);
   }
-  const median = (a: number[]): number => a.sort((x, y) => x - y)[a.length >> 1]!;
-  return { deviceUs: median(device), issueUs: median(issue) };
+  // The same calls recorded in one graph and replayed: no host issue between them (as in a decode step's graph).
+  let graph: ReturnType<typeof gpu.captureGraph>;
+  try {
+    graph = gpu.captureGraph(() => {
+      for (let i = 0; i < reps; i++) fn();
+    });
+  } catch (e) {
+    console.log(`(no graph timing: ${(e as Error).message.split('\n')[0]})`);
+    return { deviceUs: median(device), issueUs: median(issue), graphUs: NaN };
+  }
+  const replayed: number[] = [];
+  try {
+    graph.replay();
+    gpu.synchronize();
+    for (let s = 0; s < 5; s++) {
+      gpu.timingRead();
+      gpu.timingMark();
+      graph.replay();
+      gpu.timingMark();
+      const gaps = gpu.timingRead();
+      replayed.push((gaps[gaps.length - 1]! * 1e3) / reps);
+    }
+  } finally {
+    graph.dispose();
+  }
+  return { deviceUs: median(device), issueUs: median(issue), graphUs: median(replayed) };
 }
 
 const keyScale = randomBuffer(gpu, gen, 'float32', heads * headDim, 0.2, 1);
@@ -90,9 +117,9 @@ const features = {
 
 function row(label: string, seqs: number, keys: number, t: Timing): string {
   const bytes = 2 * seqs * kvHeads * keys * headDim * 2;
-  const gbs = bytes / (t.deviceUs * 1e-6) / 1e9;
+  const gbs = bytes / (t.graphUs * 1e-6) / 1e9;
   return (
-    `| ${label} | ${seqs} | ${keys} | ${t.deviceUs.toFixed(1)} | ${t.issueUs.toFixed(1)} | ` +
+    `| ${label} | ${seqs} | ${keys} | ${t.deviceUs.toFixed(1)} | ${t.issueUs.toFixed(1)} | ${t.graphUs.toFixed(1)} | ` +
     `${(bytes / 2 ** 20).toFixed(1)} | ${gbs.toFixed(0)} |`
   );
 }
@@ -211,7 +238,7 @@ const lines: string[] = [];
 for (const keys of [2048, 32768, 100_000]) lines.push(...bench(1, keys, true));
 lines.push(...bench(64, 2048, false));
 const header =
-  '| kernel | sequences | keys each | device µs | issue µs | K+V MiB | GB/s |\n|---|---|---|---|---|---|---|';
+  '| kernel | sequences | keys each | device µs | issue µs | graph µs | K+V MiB | GB/s |\n|---|---|---|---|---|---|---|---|';
 console.log(header);
 for (const l of lines) if (l.startsWith('|')) console.log(l);
 console.log('');

@@ -12,12 +12,14 @@ namespace {
 int g_device = -1;
 cudaStream_t g_stream = nullptr;
 int g_sm_count = 0;
+int g_shared_memory_optin = 0;
 std::mutex g_init_mutex;
 
 }  // namespace
 
 cudaStream_t stream() { return g_stream; }
 int sm_count() { return g_sm_count; }
+int shared_memory_optin() { return g_shared_memory_optin; }
 
 int device_count() {
   int count = 0;
@@ -42,6 +44,8 @@ void init(int device) {
   }
   check(cudaSetDevice(device), "cudaSetDevice");
   check(cudaDeviceGetAttribute(&g_sm_count, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
+  check(cudaDeviceGetAttribute(&g_shared_memory_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+        "cudaDeviceGetAttribute");
   check(cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking), "cudaStreamCreate");
   g_device = device;
 }

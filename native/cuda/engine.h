@@ -28,6 +28,8 @@ void init(int device);
 /** "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 79.1 GiB)". */
 std::string device_description();
 int sm_count();
+/** The most shared memory a block may opt in to on the device (bytes). */
+int shared_memory_optin();
 void synchronize();
 void upload(char* dst, const void* src, size_t bytes);
 void download(void* dst, const char* src, size_t bytes);

@@ -408,6 +408,121 @@ for (const [index, c] of ATTENTION_CASES.entries()) {
   });
 }
 
+// Decode steps (one query per sequence, maxQueryLen 1) in bfloat16 run native/cuda/paged/decode_kernel.cuh when its
+// shape fits (groups up to 32 rows, its shared memory within the device's limit), the general kernel otherwise.
+const decodeSeqs = (...contexts: number[]): SeqSpec[] => contexts.map((context) => ({ queries: 1, context }));
+const DECODE_CASES: AttentionCase[] = [
+  {
+    name: 'decode step, andromeda-3b shape, lengths 1 … 5,000 in one batch (slices cut by the split and the end)',
+    heads: 24,
+    kvHeads: 1,
+    headDim: 128,
+    ...ANDROMEDA_FEATURES,
+    seqs: decodeSeqs(1, 15, 16, 17, 2048, 5000),
+    layout: { blockSize: 16, contextBoundSlack: 50 },
+  },
+  {
+    name: 'decode step, a group of 32 (two full m tiles), rotary over the whole head 64, xPos, key scale',
+    heads: 32,
+    kvHeads: 1,
+    headDim: 64,
+    rotaryDim: 64,
+    xposScaleBase: 128,
+    keyScale: true,
+    alibi: true,
+    seqs: decodeSeqs(129, 1000),
+    layout: { blockSize: 32 },
+  },
+  {
+    name: 'decode step, a group of 48 (past the decode kernel: the general kernel)',
+    heads: 48,
+    kvHeads: 1,
+    headDim: 32,
+    rotaryDim: 16,
+    alibi: true,
+    seqs: decodeSeqs(70, 400),
+    layout: { blockSize: 16 },
+  },
+  {
+    name: 'decode step, head dim 128 with rotary 128 and a key scale (the largest shared memory)',
+    heads: 12,
+    kvHeads: 2,
+    headDim: 128,
+    rotaryDim: 128,
+    xposScaleBase: 512,
+    keyScale: true,
+    alibi: true,
+    seqs: decodeSeqs(300, 3001),
+    layout: { blockSize: 32 },
+  },
+  {
+    name: 'decode step, rotary 20 with a key scale (a k16 step part rotary, part plain), GQA groups of 2',
+    heads: 6,
+    kvHeads: 3,
+    headDim: 64,
+    rotaryDim: 20,
+    xposScaleBase: 256,
+    keyScale: true,
+    seqs: decodeSeqs(77, 260, 1),
+    layout: { blockSize: 8 },
+  },
+  {
+    name: 'decode step, key scale without rotary, head dim 32, ALiBi, block size 4',
+    heads: 4,
+    kvHeads: 1,
+    headDim: 32,
+    keyScale: true,
+    alibi: true,
+    seqs: decodeSeqs(150, 3),
+    layout: { blockSize: 4 },
+  },
+  {
+    name: 'decode step, MHA (groups of 1), head dim 32, block size 1, no features',
+    heads: 4,
+    kvHeads: 4,
+    headDim: 32,
+    seqs: decodeSeqs(50, 9),
+    layout: { blockSize: 1 },
+  },
+  {
+    name: 'decode step at position 100,002, andromeda-3b shape',
+    heads: 24,
+    kvHeads: 1,
+    headDim: 128,
+    ...ANDROMEDA_FEATURES,
+    seqs: decodeSeqs(100_003),
+    layout: { blockSize: 256 },
+  },
+  {
+    name: 'decode step, invalid sequences and bad block ids, a run of bad blocks longer than a split',
+    heads: 8,
+    kvHeads: 2,
+    headDim: 64,
+    rotaryDim: 32,
+    xposScaleBase: 512,
+    keyScale: true,
+    alibi: true,
+    seqs: decodeSeqs(2000, 70, 40, 90, 33, 65),
+    layout: { blockSize: 16, spareRows: 2 },
+    corrupt: (l) => {
+      const w = l.maxBlocksPerSeq;
+      // Sequence 0: blocks 2–40 (624 keys, more than any split of this launch) name nothing in the pool.
+      for (let b = 2; b <= 40; b++) l.blockTables[b] = b % 2 ? -3 : l.numBlocks + b;
+      // Sequence 1: every block id out of range: its rows see no key and get zeros.
+      for (let b = 0; b < w; b++) l.blockTables[w + b] = b % 2 ? INT32_MAX : -1;
+      // Sequence 2: a context beyond the bound; sequence 3: no key for its query (both invalid: untouched).
+      l.contextLens[2] = l.maxContextLen + 1;
+      l.contextLens[3] = 0;
+      // Sequence 4: its query range ends past the rows (invalid).
+      l.queryStart[5] = l.totalQueries + 4;
+    },
+  },
+];
+
+for (const [index, c] of DECODE_CASES.entries()) {
+  gpuTest(`pagedAttention: ${c.name}`, () => checkAttention(attentionProblem(c, 500 + index), 'bfloat16'));
+}
+
 // A bf16 model keeps its key scale in bf16; the kernels read it as it is (no cast each step).
 gpuTest('pagedAttention: a bfloat16 key scale gives the bits of the same values in float32', () => {
   const c = ATTENTION_CASES.find((x) => x.keyScale && x.rotaryDim)!;
@@ -420,22 +535,8 @@ gpuTest('pagedAttention: a bfloat16 key scale gives the bits of the same values 
   }
 });
 
-gpuTest('pagedAttention: same launch bounds, new lengths and tables written in place (a replayed graph)', () => {
-  const c: AttentionCase = {
-    name: 'replay',
-    heads: 8,
-    kvHeads: 1,
-    headDim: 64,
-    rotaryDim: 32,
-    xposScaleBase: 512,
-    keyScale: true,
-    alibi: true,
-    seqs: [
-      { queries: 1, context: 500 },
-      { queries: 2, context: 30 },
-    ],
-    layout: { blockSize: 16, contextBoundSlack: 80, queryBoundSlack: 2 },
-  };
+/** Two steps under one set of launch bounds, the metadata rewritten in place between them (as a graph replays). */
+function checkReplay(c: AttentionCase, nextQueryStart: Int32Array): void {
   const pr = attentionProblem(c, 7);
   const engine = gpu();
   const buffers = new DeviceBuffers(engine);
@@ -455,7 +556,7 @@ gpuTest('pagedAttention: same launch bounds, new lengths and tables written in p
     const next: BatchLayout = {
       ...pr.l,
       contextLens: Int32Array.from(pr.l.contextLens, (n) => n + 1),
-      queryStart: Int32Array.from([0, 1, 2]),
+      queryStart: nextQueryStart,
     };
     for (const step of [pr.l, next]) {
       for (const [d, values] of [
@@ -480,6 +581,40 @@ gpuTest('pagedAttention: same launch bounds, new lengths and tables written in p
   } finally {
     buffers.dispose();
   }
+}
+
+gpuTest('pagedAttention: same launch bounds, new lengths and tables written in place (a replayed graph)', () => {
+  checkReplay(
+    {
+      name: 'replay',
+      heads: 8,
+      kvHeads: 1,
+      headDim: 64,
+      rotaryDim: 32,
+      xposScaleBase: 512,
+      keyScale: true,
+      alibi: true,
+      seqs: [
+        { queries: 1, context: 500 },
+        { queries: 2, context: 30 },
+      ],
+      layout: { blockSize: 16, contextBoundSlack: 80, queryBoundSlack: 2 },
+    },
+    Int32Array.from([0, 1, 2]),
+  );
+  // Decode steps (the decode kernel): bounds above both steps' lengths.
+  checkReplay(
+    {
+      name: 'replay, decode',
+      heads: 24,
+      kvHeads: 1,
+      headDim: 128,
+      ...ANDROMEDA_FEATURES,
+      seqs: decodeSeqs(500, 30),
+      layout: { blockSize: 16, contextBoundSlack: 300 },
+    },
+    Int32Array.from([0, 1, 2]),
+  );
 });
 
 gpuTest('pagedAttention: overlapping query ranges and garbage metadata do not fault', () => {
@@ -494,20 +629,24 @@ gpuTest('pagedAttention: overlapping query ranges and garbage metadata do not fa
     seqs: Array.from({ length: 6 }, (_, i) => ({ queries: 1 + (i % 3), context: 20 + 37 * i })),
     layout: { blockSize: 16 },
   };
-  const pr = attentionProblem(c, 32);
-  for (let trial = 0; trial < 4; trial++) {
-    const l: BatchLayout = {
-      ...pr.l,
-      queryStart: Int32Array.from(pr.l.queryStart, () => Math.floor(gen.uniform() * (pr.l.totalQueries + 4)) - 2),
-      contextLens: Int32Array.from(pr.l.contextLens, (n) => (gen.uniform() < 0.3 ? -n : n)),
-      blockTables: Int32Array.from(pr.l.blockTables, (b) =>
-        gen.uniform() < 0.3 ? Math.floor((gen.uniform() - 0.5) * 2 * INT32_MAX) : b,
-      ),
-    };
-    const got = runAttention(gpu(), 'bfloat16', pr, l);
-    gpu().synchronize();
-    for (const x of got) assert.ok(Number.isNaN(x) || Number.isFinite(x), `trial ${trial}: an infinite output`);
-  }
+  // Mixed query counts (the general kernel), then one query each (the decode kernel's steps).
+  for (const pr of [
+    attentionProblem(c, 32),
+    attentionProblem({ ...c, seqs: c.seqs.map((q) => ({ ...q, queries: 1 })) }, 33),
+  ])
+    for (let trial = 0; trial < 4; trial++) {
+      const l: BatchLayout = {
+        ...pr.l,
+        queryStart: Int32Array.from(pr.l.queryStart, () => Math.floor(gen.uniform() * (pr.l.totalQueries + 4)) - 2),
+        contextLens: Int32Array.from(pr.l.contextLens, (n) => (gen.uniform() < 0.3 ? -n : n)),
+        blockTables: Int32Array.from(pr.l.blockTables, (b) =>
+          gen.uniform() < 0.3 ? Math.floor((gen.uniform() - 0.5) * 2 * INT32_MAX) : b,
+        ),
+      };
+      const got = runAttention(gpu(), 'bfloat16', pr, l);
+      gpu().synchronize();
+      for (const x of got) assert.ok(Number.isNaN(x) || Number.isFinite(x), `trial ${trial}: an infinite output`);
+    }
 });
 
 // ---- scatterRows, pagedTokenShift, pagedTailWrite: copies, equal to the CPU engine's bit for bit ----

@@ -92,4 +92,31 @@ inline PagedLaunch paged_launch_shape(int64_t num_seqs, int64_t kv_heads, int64_
   return l;
 }
 
+// The decode kernel's tiles (decode_kernel.cuh: kSliceKeys, kDecodeWarps); attention.cu checks that they agree.
+constexpr int64_t kLaunchDecodeSliceKeys = 16;  // keys a warp takes at a time
+constexpr int64_t kLaunchDecodeWarps = 8;       // warps of a CTA, each walking its own slices
+
+/**
+ * Grid of the decode kernel (one query per sequence; x = splits of `chunk` keys, one row block) for `units` =
+ * sequences × KV heads. Its CTAs need all of a multiprocessor's registers, so one wave is `sm_count` CTAs: as many
+ * splits as fit one wave (fewer units than multiprocessors: the rest of the wave), but no more than leave each warp
+ * a slice on average — a split's time is its warps' slices walked side by side, and a further split only adds its
+ * setup and a partial row to combine. Chunks are whole slices; fewer splits where the partial rows would pass
+ * kPartialBytesLimit.
+ */
+inline PagedLaunch decode_launch_shape(int64_t units, int64_t max_context_len, int64_t total_queries, int64_t heads,
+                                       int64_t head_dim, int sm_count) {
+  PagedLaunch l{};
+  l.row_blocks = 1;
+  const int64_t keys = std::max<int64_t>(max_context_len, 1);
+  const int64_t slices = (keys + kLaunchDecodeSliceKeys - 1) / kLaunchDecodeSliceKeys;
+  const int64_t most = (slices + kLaunchDecodeWarps - 1) / kLaunchDecodeWarps;
+  int64_t splits = std::clamp<int64_t>(int64_t(sm_count) / std::max<int64_t>(units, 1), 1, most);
+  const double bytes_per_split = double(total_queries) * heads * (head_dim + 2) * sizeof(float);
+  splits = std::max<int64_t>(1, std::min<int64_t>(splits, int64_t(kPartialBytesLimit / bytes_per_split)));
+  l.chunk = (slices + splits - 1) / splits * kLaunchDecodeSliceKeys;
+  l.splits = (keys + l.chunk - 1) / l.chunk;
+  return l;
+}
+
 }  // namespace andromeda::cuda::paged
