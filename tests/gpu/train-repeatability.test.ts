@@ -122,11 +122,14 @@ for (const [name, extra] of [
           `(largest weight ${twoRuns.scale})`,
       );
       // Exact state on resume: no further from the straight run than run-to-run variation allows (with room for
-      // the variation of a third run), and byte-identical whenever two straight runs are.
-      if (twoRuns.identical)
-        assert.ok(afterResume.identical, 'straight runs are byte-identical, the resumed one is not');
+      // the variation of a third run). Two straight runs that agree to the bit do not make the kernels
+      // deterministic — the float atomics' order varies from run to run and sometimes repeats (stop 21: two
+      // straight runs byte-identical, the resumed one 1.5e-3 away; earlier stops: straight runs 2.8e-3 apart) — so
+      // the variation is taken as at least 1e-3 of the largest weight, below what these runs have shown. The
+      // exact-resume check, bit for bit, is the CPU engine's (tests/train/resume-cli.test.ts).
+      const spread = Math.max(twoRuns.diff, 1e-3 * twoRuns.scale);
       assert.ok(
-        afterResume.diff <= 4 * twoRuns.diff + 1e-6 * twoRuns.scale,
+        afterResume.diff <= 4 * spread,
         `resumed run is ${afterResume.diff} from the straight run; two straight runs differ by ${twoRuns.diff}`,
       );
     } finally {
