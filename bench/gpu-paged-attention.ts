@@ -238,7 +238,8 @@ const lines: string[] = [];
 for (const keys of [2048, 32768, 100_000]) lines.push(...bench(1, keys, true));
 lines.push(...bench(64, 2048, false));
 const header =
-  '| kernel | sequences | keys each | device µs | issue µs | graph µs | K+V MiB | GB/s |\n|---|---|---|---|---|---|---|---|';
+  '| kernel | sequences | keys each | device µs | issue µs | graph µs | K+V MiB | GB/s |\n' +
+  '|---|---|---|---|---|---|---|---|';
 console.log(header);
 for (const l of lines) if (l.startsWith('|')) console.log(l);
 console.log('');
