@@ -137,6 +137,8 @@ export class PagedForward {
       alibiSlopes: f.slopes,
       window: f.window,
       softCap: f.softCap,
+      // A step's layout gives every row to a sequence (padding rows to a one-position sequence in a scratch block).
+      everyRowOwned: true,
     };
     if (this.dense.length === 0) return pagedAttention(q, keys, values, this.batch, options);
     const out = emptyLike(q);

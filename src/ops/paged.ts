@@ -43,6 +43,12 @@ export interface PagedAttentionOptions {
   readonly window?: number | null;
   /** Scores become cap · tanh(score / cap) before ALiBi and the masks (as `attention`'s softCap). */
   readonly softCap?: number | null;
+  /**
+   * The caller's promise that every row of q belongs to a sequence with usable metadata (an engine step's layout,
+   * padding included): the output is then not zeroed first (a kernel launch less a layer), and a row no usable
+   * sequence owns holds unspecified values instead of zeros — still never read or written outside the buffers.
+   */
+  readonly everyRowOwned?: boolean;
 }
 
 function refuseGrad(op: string, tensors: Record<string, Tensor>): void {
@@ -192,8 +198,8 @@ export function pagedAttention(
   const scaleCast = keyScale && !scaleIn ? keyScale.to('float32') : null;
   const out = emptyLike(q, q.shape, q.dtype, op);
   try {
-    // Rows of sequences whose metadata the kernel cannot use stay as they are: zeros.
-    if (out.size > 0) q.engine.fill(out.dense(op), out.size, 0);
+    // Rows of sequences whose metadata the kernel cannot use stay as they are: zeros, unless none can exist.
+    if (out.size > 0 && !options.everyRowOwned) q.engine.fill(out.dense(op), out.size, 0);
     if (out.size > 0)
       q.engine.pagedAttention(qIn.dense, keyPool.dense(op), valuePool.dense(op), out.dense(op), totalQueries, {
         ...args,

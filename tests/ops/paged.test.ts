@@ -511,6 +511,11 @@ test('pagedAttention skips block ids outside the pool and sequences whose metada
         );
       const err3 = relativeError(slice(got, 3), referenceRows(c, b, 3, dtype));
       assert.ok(err3 < TOLERANCE[dtype]!, `${dtype}: sequence 3: error ${err3}`);
+      // everyRowOwned (an engine step's promise) skips the zeroing: the usable sequences' rows are the same bits;
+      // the skipped ones' rows are unspecified (here: whatever the allocator's block held).
+      const owned = run({ ...b, batch, options: { ...b.options, everyRowOwned: true } });
+      for (const s of [0, 3])
+        assert.deepEqual(slice(owned, s), slice(got, s), `${dtype}: everyRowOwned, sequence ${s}`);
 
       // maxQueryLen 2 leaves out sequence 0's 5 rows and keeps sequence 3's 2; a negative context leaves out 3.
       const tight = run({ ...b, batch: { ...batch, maxQueryLen: 2 } });
