@@ -14,6 +14,11 @@ export interface DeviceSpec {
   engine: 'cuda' | 'cpu';
   /** Streaming multiprocessors (GPUs): the paged attention sizes its key splits by them. */
   sms: number;
+  /**
+   * The most shared memory one block may opt in to (GPUs, bytes; the CUDA guide's table by compute capability): the
+   * decode kernel runs only where its shared memory fits (native/cuda/paged/attention.cu).
+   */
+  blockSharedMemory?: number;
   /** The CPU engine's threads (CPU only): the host work of a decode step runs on one, the kernels on all. */
   threads?: number;
   /** Aliases accepted by --gpu (lower case, spaces and dashes ignored). */
@@ -27,6 +32,7 @@ const T = 1e12;
 export const GPUS: readonly DeviceSpec[] = [
   {
     name: 'H100 SXM 80GB',
+    blockSharedMemory: 232448,
     sms: 132,
     memoryBytes: 80 * GiB,
     bandwidth: 3.35 * T,
@@ -36,6 +42,7 @@ export const GPUS: readonly DeviceSpec[] = [
   },
   {
     name: 'H100 PCIe 80GB',
+    blockSharedMemory: 232448,
     sms: 114,
     memoryBytes: 80 * GiB,
     bandwidth: 2.0 * T,
@@ -45,6 +52,7 @@ export const GPUS: readonly DeviceSpec[] = [
   },
   {
     name: 'H100 NVL 94GB',
+    blockSharedMemory: 232448,
     sms: 132,
     memoryBytes: 94 * GiB,
     bandwidth: 3.9 * T,
@@ -54,6 +62,7 @@ export const GPUS: readonly DeviceSpec[] = [
   },
   {
     name: 'H200 141GB',
+    blockSharedMemory: 232448,
     sms: 132,
     memoryBytes: 141 * GB,
     bandwidth: 4.8 * T,
@@ -63,6 +72,7 @@ export const GPUS: readonly DeviceSpec[] = [
   },
   {
     name: 'B200 180GB',
+    blockSharedMemory: 232448,
     sms: 148,
     memoryBytes: 180 * GB,
     bandwidth: 8 * T,
@@ -72,6 +82,7 @@ export const GPUS: readonly DeviceSpec[] = [
   },
   {
     name: 'A100 SXM 80GB',
+    blockSharedMemory: 166912,
     sms: 108,
     memoryBytes: 80 * GiB,
     bandwidth: 2.039 * T,
@@ -81,6 +92,7 @@ export const GPUS: readonly DeviceSpec[] = [
   },
   {
     name: 'A100 40GB',
+    blockSharedMemory: 166912,
     sms: 108,
     memoryBytes: 40 * GiB,
     bandwidth: 1.555 * T,
@@ -90,6 +102,7 @@ export const GPUS: readonly DeviceSpec[] = [
   },
   {
     name: 'L40S 48GB',
+    blockSharedMemory: 101376,
     sms: 142,
     memoryBytes: 48 * GiB,
     bandwidth: 0.864 * T,
@@ -99,6 +112,7 @@ export const GPUS: readonly DeviceSpec[] = [
   },
   {
     name: 'L4 24GB',
+    blockSharedMemory: 101376,
     sms: 58,
     memoryBytes: 24 * GiB,
     bandwidth: 0.3 * T,
@@ -108,6 +122,7 @@ export const GPUS: readonly DeviceSpec[] = [
   },
   {
     name: 'A10 24GB',
+    blockSharedMemory: 101376,
     sms: 72,
     memoryBytes: 24 * GiB,
     bandwidth: 0.6 * T,
@@ -117,6 +132,7 @@ export const GPUS: readonly DeviceSpec[] = [
   },
   {
     name: 'RTX 4090 24GB',
+    blockSharedMemory: 101376,
     sms: 128,
     memoryBytes: 24 * GiB,
     bandwidth: 1.008 * T,
@@ -126,6 +142,7 @@ export const GPUS: readonly DeviceSpec[] = [
   },
   {
     name: 'RTX 3090 24GB',
+    blockSharedMemory: 101376,
     sms: 82,
     memoryBytes: 24 * GiB,
     bandwidth: 0.936 * T,
@@ -135,6 +152,7 @@ export const GPUS: readonly DeviceSpec[] = [
   },
   {
     name: 'RTX 6000 Ada 48GB',
+    blockSharedMemory: 101376,
     sms: 142,
     memoryBytes: 48 * GiB,
     bandwidth: 0.96 * T,
@@ -144,6 +162,7 @@ export const GPUS: readonly DeviceSpec[] = [
   },
   {
     name: 'V100 32GB',
+    blockSharedMemory: 98304,
     sms: 80,
     memoryBytes: 32 * GiB,
     bandwidth: 0.9 * T,
@@ -153,6 +172,7 @@ export const GPUS: readonly DeviceSpec[] = [
   },
   {
     name: 'T4 16GB',
+    blockSharedMemory: 65536,
     sms: 40,
     memoryBytes: 16 * GiB,
     bandwidth: 0.32 * T,

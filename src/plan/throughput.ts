@@ -37,7 +37,12 @@ import type { InferenceWorkload, TrainingWorkload } from './workload.js';
  * with the rows of a KV head (query heads per KV head × head dim, 3,072 for andromeda-3b); plus a part per running
  * request (sampling, the scheduler's bookkeeping). Fitted over seven cases, each the mean of stop 18's calls 1
  * and 3 (andromeda-3b after 2,048 and 32,768 tokens, 8 × 4,096 and 64 × 192; orca 1 × 2,112 and 16 × 576): 36.3 µs
- * a layer, 11.2 µs a sub-tile, 14.9 µs a request, each case within 13% (bench/results/plan.md).
+ * a layer, 11.2 µs a sub-tile, 14.9 µs a request, each case within 13% (bench/results/plan.md). Since stop 21 a
+ * bf16 decode step's attention runs the decode kernel (native/cuda/paged/decode_kernel.cuh) where it fits
+ * (decodeKernelRuns): one wave of CTAs per sequence × KV head whose 8 warps walk 16-key slices side by side, so its
+ * time is the waves × (a setup, merge and combine + the slices a warp walks × a slice): 10.0 µs and 6.05 µs, a
+ * straight-line fit to its four timings in bench/results/gpu-decode.md (stop 21: 14.6, 23.7, 46.7 and 57.9 µs at
+ * 1, 2, 6 and 8 slices a warp, within 10%), the per-layer and per-request terms kept.
  * Prefill through the engine (same file): 32,768 prompt tokens in 1,085 ms = 372 TFLOP (weights and causal
  * attention) at 0.35 of peak.
  */
@@ -50,8 +55,13 @@ export const GPU_EFFICIENCY = {
   /** The decode weight read's fraction of the bandwidth: one row, eight rows (interpolated between), more. */
   weightReadBandwidth: { oneRow: 0.67, eightRows: 0.35, moreRows: 0.51 },
   decodeSecondsPerLayer: 36.3e-6,
-  /** Per sub-tile of 32 keys a CTA walks, for 3,072 rows per KV head (query heads per KV head × head dim). */
+  /**
+   * The general paged kernel (float32 pools, groups over 32, too little shared memory): per sub-tile of 32 keys a CTA
+   * walks, for 3,072 rows per KV head (query heads per KV head × head dim).
+   */
   decodeSecondsPerSubTile: 11.2e-6,
+  /** The decode kernel (bf16): a wave's setup, merge and combine, and each 16-key slice its warps walk. */
+  decodeKernel: { setupSeconds: 10.0e-6, secondsPerSlice: 6.05e-6 },
   decodeSecondsPerRequest: 14.9e-6,
 };
 
@@ -84,6 +94,60 @@ export function attentionWavesAndTiles(units: number, keys: number, sms: number)
     if (cost < best.cost) best = { waves, tiles, cost };
   }
   return { waves: best.waves, tiles: best.tiles };
+}
+
+/** The decode kernel's slices and warps (native/cuda/paged/decode_kernel.cuh: kSliceKeys, kDecodeWarps). */
+const DECODE_SLICE_KEYS = 16;
+const DECODE_WARPS = 8;
+
+/**
+ * Whether the CUDA engine runs a decode step's paged attention on its decode kernel (native/cuda/paged/attention.cu,
+ * decode_kernel_takes): bfloat16 pools, a KV head's group at most 32 heads, and the kernel's shared memory
+ * (decode_layout in decode_kernel.cuh) within what a block may opt in to on the device.
+ */
+export function decodeKernelRuns(c: AndromedaConfig, kvDtype: string, device: DeviceSpec): boolean {
+  if (device.engine !== 'cuda' || kvDtype !== 'bfloat16' || c.heads / c.kvHeads > 32) return false;
+  const d = c.headDim,
+    rotary = c.rotary?.dim ?? 0;
+  const tileRot = Math.ceil(rotary / 16) * 16;
+  const tileB = c.qkNormDimScale && rotary > 0 ? tileRot : 0;
+  const bytes =
+    2 * DECODE_WARPS * 2 * DECODE_SLICE_KEYS * d * 2 + // the warps' raw K/V stages
+    2 * 32 * (d + tileB + 8) + // Q̃
+    (tileRot > 0 ? 2 * DECODE_WARPS * DECODE_SLICE_KEYS * (tileRot + tileB + 8) : 0) + // the warps' K̃ tiles
+    8 * DECODE_SLICE_KEYS * (rotary / 2) + // the offsets' rotations
+    8 * DECODE_WARPS * 32; // the warps' statistics
+  return bytes <= (device.blockSharedMemory ?? 0);
+}
+
+/**
+ * The decode kernel's grid for `units` (sequences × KV heads) over `keys` keys: native/cuda/paged/heuristics.h's
+ * decode_launch_shape — one CTA per multiprocessor, as many splits as fill one wave, no more than leave each warp a
+ * 16-key slice, chunks of whole slices, fewer splits where the float32 partial rows of `rows` query rows × `heads`
+ * would pass 256 MiB — and what the planner times by: waves of CTAs and slices per warp.
+ */
+export function decodeKernelGrid(
+  units: number,
+  keys: number,
+  sms: number,
+  rows: number,
+  heads: number,
+  headDim: number,
+): { splits: number; chunk: number; slicesPerWarp: number; waves: number } {
+  const total = Math.max(keys, 1);
+  const slices = Math.ceil(total / DECODE_SLICE_KEYS);
+  const most = Math.ceil(slices / DECODE_WARPS);
+  let splits = Math.min(Math.max(Math.floor(sms / Math.max(units, 1)), 1), most);
+  const bytesPerSplit = rows * heads * (headDim + 2) * 4;
+  splits = Math.max(1, Math.min(splits, Math.floor((256 * 2 ** 20) / bytesPerSplit)));
+  const chunk = Math.ceil(slices / splits) * DECODE_SLICE_KEYS;
+  splits = Math.ceil(total / chunk);
+  return {
+    splits,
+    chunk,
+    slicesPerWarp: Math.ceil(chunk / DECODE_SLICE_KEYS / DECODE_WARPS),
+    waves: Math.ceil((units * splits) / sms),
+  };
 }
 
 /**
@@ -270,9 +334,8 @@ export function inferenceThroughput(
   // On the CPU the kernels' share is one thread's rate split over the threads; the host's runs on one thread.
   const threads = cpu ? cpuThreads(device) : 1;
   // GPU: the paged attention is latency-bound (see GPU_EFFICIENCY): its time joins the memory side.
-  const { waves, tiles } = attentionWavesAndTiles(w.batch * c.kvHeads, meanContext, device.sms);
-  const rowsPerKvHead = (c.heads / c.kvHeads) * c.headDim;
-  const attentionSeconds = c.depth * waves * tiles * GPU_EFFICIENCY.decodeSecondsPerSubTile * (rowsPerKvHead / 3072);
+  const attention = gpuDecodeAttention(c, w, device, meanContext);
+  const attentionSeconds = c.depth * attention.seconds;
   const memorySeconds = cpu
     ? (weightBytes / CPU_EFFICIENCY.decodeWeightBytesPerSecond +
         CPU_EFFICIENCY.decodeRowSecondsPerWeightByte * weightBytes * (w.batch - 1) +
@@ -305,10 +368,42 @@ export function inferenceThroughput(
         (handoffSeconds > 0 ? ` and ${(handoffSeconds * 1e3).toFixed(2)} ms handing ops to the other threads ` : ' ') +
         '(bench/results/plan.md, measured in CPU time by bench/cpu-plan-calibrate.ts)'
       : `decode steps: weights at ${(decodeWeightReadFraction(w.batch) * 100).toFixed(0)}% of the bandwidth ` +
-        `(${w.batch} row${w.batch === 1 ? '' : 's'}), the paged attention as ${waves} wave${waves === 1 ? '' : 's'} ` +
-        `of CTAs walking ${tiles} sub-tile${tiles === 1 ? '' : 's'} of 32 keys, ` +
+        `(${w.batch} row${w.batch === 1 ? '' : 's'}), the paged attention as ${attention.basis}, ` +
         `${(GPU_EFFICIENCY.decodeSecondsPerLayer * 1e6).toFixed(0)} µs a layer and ` +
         `${(GPU_EFFICIENCY.decodeSecondsPerRequest * 1e6).toFixed(0)} µs a request; prefill at ` +
         `${GPU_EFFICIENCY.prefill * 100}% of peak — as measured on an H100 (bench/results/gpu-decode.md)`,
+  };
+}
+
+/**
+ * One layer's paged attention in a decode step on CUDA (seconds) and how it was reckoned: the decode kernel's waves ×
+ * (setup + slices per warp × a slice) plus the combine where it splits (GPU_EFFICIENCY.decodeKernel), or, where that
+ * kernel does not run, the general kernel's waves × sub-tiles per split × a sub-tile.
+ */
+function gpuDecodeAttention(
+  c: AndromedaConfig,
+  w: InferenceWorkload,
+  device: DeviceSpec,
+  meanContext: number,
+): { seconds: number; basis: string } {
+  const units = w.batch * c.kvHeads;
+  const rowsPerKvHead = (c.heads / c.kvHeads) * c.headDim;
+  if (decodeKernelRuns(c, w.kvDtype, device)) {
+    const g = decodeKernelGrid(units, meanContext, device.sms, w.batch, c.heads, c.headDim);
+    const k = GPU_EFFICIENCY.decodeKernel;
+    const seconds = g.waves * (k.setupSeconds + g.slicesPerWarp * k.secondsPerSlice);
+    return {
+      seconds,
+      basis:
+        `the decode kernel's ${g.waves} wave${g.waves === 1 ? '' : 's'} of CTAs whose warps walk ` +
+        `${g.slicesPerWarp} slice${g.slicesPerWarp === 1 ? '' : 's'} of 16 keys`,
+    };
+  }
+  const { waves, tiles } = attentionWavesAndTiles(units, meanContext, device.sms);
+  return {
+    seconds: waves * tiles * GPU_EFFICIENCY.decodeSecondsPerSubTile * (rowsPerKvHead / 3072),
+    basis:
+      `${waves} wave${waves === 1 ? '' : 's'} of CTAs walking ` +
+      `${tiles} sub-tile${tiles === 1 ? '' : 's'} of 32 keys`,
   };
 }
