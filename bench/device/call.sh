@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# One call on the GPU machine over builds packed by bench/device/pack.sh: `bash bench/device/call.sh CASE`, carrying
+# .device. Each step runs under a time cap within BUDGET seconds (default 560, under the 10-minute call limit) and is
+# skipped when too little is left; its log and a few summary lines (test totals, RESULT lines) go to the output.
+# Everything comes back as one file, $OUT/logs.tar.xz (the device tool returns at most 8 files). Cases:
+#   decode   GPU paged tests of `new`, then base vs new: the paged-attention bench and the decode bench alternated,
+#            then the compiled Hugging Face anchor (bench/gpu-decode-anchor.py compile)
+#   sweep    tests, bench/cuda/decode-splits.cu (built here: nvcc ... -o .device/decode-splits), `new` vs `new2`
+#            decode, the planner check (bench/gpu-plan.sh), Nsight Compute over two replayed decode steps
+set -uo pipefail
+W=/tmp/w; mkdir -p $W
+T0=$(date +%s); BUDGET=${BUDGET:-560}
+left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
+tar xJf .device/node.tar.xz -C /opt && export PATH=/opt/node/bin:$PATH
+tar xJf .device/node_modules.tar.xz
+use() {  # a packed build's dist and addons
+  rm -rf dist build/Release; mkdir -p build/Release; tar xJf .device/$1/dist.tar.xz
+  cp .device/$1/andromeda_cpu.node build/Release/; xz -dc .device/$1/andromeda_cuda.node.xz > build/Release/andromeda_cuda.node
+  echo "== using pack $1"; }
+addon() {  # only a packed build's addons (the same dist on both)
+  mkdir -p build/Release; cp .device/$1/andromeda_cpu.node build/Release/
+  xz -dc .device/$1/andromeda_cuda.node.xz > build/Release/andromeda_cuda.node; echo "== addon $1"; }
+step() {  # step NAME SECONDS COMMAND...
+  local name=$1 lim=$2; shift 2; local l; l=$(left)
+  (( l < 20 )) && { echo "SKIP $name (budget)"; return; }
+  (( lim > l - 10 )) && lim=$(( l - 10 )); local t; t=$(date +%s)
+  timeout $lim "$@" > $W/$name.log 2>&1; local rc=$?
+  echo "== $name rc=$rc t=$(( $(date +%s) - t ))s"
+  grep -E "^(ℹ|#) (tests|pass|fail|skipped)|^not ok|RESULT|✖" $W/$name.log | head -30 | cut -c1-300; }
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee $W/env.txt
+case ${1:?usage: call.sh CASE} in
+  decode)
+    use new
+    step test-paged 200 env ANDROMEDA_REQUIRE_GPU=1 node --test dist/tests/gpu/paged-attention.test.js
+    step test-forward 150 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/paged-forward.test.js \
+      dist/tests/gpu/graph.test.js dist/tests/gpu/speculative-graphs.test.js
+    for tag in base new; do addon $tag; step paged-$tag 70 node dist/bench/gpu-paged-attention.js; done
+    for r in 1 2; do for tag in base new; do addon $tag; step decode-$tag-$r 90 node dist/bench/gpu-decode.js; done; done
+    addon new
+    step anchor-compile 280 python3 bench/gpu-decode-anchor.py compile
+    ;;
+  sweep)
+    use new2
+    step test-gpu 120 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/paged-forward.test.js \
+      dist/tests/gpu/graph.test.js dist/tests/gpu/speculative-graphs.test.js dist/tests/gpu/paged-attention.test.js
+    for r in 1 2; do
+      for tag in new new2; do use $tag; step decode-$tag-$r 45 node dist/bench/gpu-decode.js; done
+      (( $(left) < 300 )) && break
+    done
+    use new2
+    step plan 45 bash bench/gpu-plan.sh $W/plan
+    cat $W/plan/table.md 2>/dev/null
+    step decode-splits 150 .device/decode-splits
+    grep -E "rule|best|PASS|FAIL" $W/decode-splits.log | head -60
+    step ncu-2k 100 ncu --csv --profile-from-start off --cache-control none --graph-profiling node \
+      --metrics gpu__time_duration.sum,dram__bytes_read.sum node dist/bench/gpu-decode.js single:2048 --profile-at 64
+    python3 bench/ncu-step-summary.py $W/ncu-2k.log > $W/ncu-2k.summary.txt 2>&1
+    head -22 $W/ncu-2k.summary.txt; xz -T4 $W/ncu-2k.log 2>/dev/null
+    ;;
+  *) echo "call.sh: unknown case $1"; exit 2;;
+esac
+tar cJf $OUT/logs.tar.xz -C $W .
+echo "== total $(( $(date +%s) - T0 ))s"
