@@ -1,6 +1,6 @@
 // The planner's mirror of the CUDA decode kernel's launch (src/plan/throughput.ts decodeKernelGrid /
 // decodeKernelRuns against native/cuda/paged/heuristics.h decode_launch_shape and attention.cu decode_kernel_takes):
-// the shapes below are the C++ rule's, worked by hand from its formula and printed by bench/cuda/decode-splits.cu.
+// the shapes below are the C++ rule's, worked by hand from its formula (bench/cuda/decode-splits.cu prints them too).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { decodeKernelGrid, decodeKernelRuns } from '../../src/plan/throughput.js';
