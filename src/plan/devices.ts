@@ -23,6 +23,8 @@ export interface DeviceSpec {
   threads?: number;
   /** Aliases accepted by --gpu (lower case, spaces and dashes ignored). */
   aliases: string[];
+  /** What the tokens/s figures for this device rest on, where a reader should know (the CPU's: one machine type). */
+  speedNote?: string;
 }
 
 const GB = 1e9;

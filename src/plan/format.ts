@@ -78,6 +78,7 @@ export function formatPlan(plan: RunPlan): string {
         : `estimated: decode ${count(t.tokensPerSecond)} tokens/s over the batch (${t.bound}-bound: ` +
             `${formatBytes(t.bytesPerToken)} read per token), prefill ${count(t.prefillTokensPerSecond ?? 0)} tokens/s`,
       `  ${t.basis}`,
+      ...(plan.device.speedNote ? [`  note: ${plan.device.speedNote}`] : []),
     );
   for (const warning of plan.warnings) out.push(`warning: ${warning}`);
   return out.join('\n');

@@ -12,6 +12,9 @@ import { Andromeda } from '../../src/model/andromeda.js';
 import { saveCheckpoint } from '../../src/model/weights-file.js';
 import { presetConfig } from '../../src/model/presets.js';
 import { countParameters } from '../../src/model/parameter-shapes.js';
+import { cpuSpeedNote } from '../../src/plan/cpu-device.js';
+import { getEngine } from '../../src/engine/registry.js';
+import type { CpuEngine } from '../../src/engine/cpu.js';
 
 async function run(args: string[]): Promise<string> {
   const write = process.stdout.write.bind(process.stdout);
@@ -201,4 +204,18 @@ test('models the paged kernels cannot run are planned with how the engine keeps 
     ntk.warnings.some((w: string) => w.includes('by recomputing each step')),
     ntk.warnings,
   );
+});
+
+test('a CPU plan says what its tokens/s rest on: one machine type, and this machine when its engine differs', async () => {
+  const isa = (getEngine('cpu') as CpuEngine).cpuInfo().isa;
+  const text = await run(['small', '--device', 'cpu', '--prompt', '64', '--output', '8']);
+  const note = text.split('\n').find((line) => line.trim().startsWith('note:'));
+  assert.ok(note?.includes('AMD EPYC Zen 4 with AVX-512'), text);
+  assert.equal(note!.includes(`runs its ${isa} kernels`), isa !== 'avx512', note);
+  const plan = await json(['small', '--device', 'cpu', '--prompt', '64', '--output', '8']);
+  assert.equal(plan.device.speedNote, cpuSpeedNote(isa));
+  // A GPU plan carries no such note; the words for an AVX2 machine name the slowdown measured on one.
+  assert.equal((await json(['small', '--gpu', 'h100'])).device.speedNote, undefined);
+  assert.match(cpuSpeedNote('avx2'), /runs its avx2 kernels: on a Zen 3 with AVX2 every figure ran 1\.5–2\.1× below/);
+  assert.doesNotMatch(cpuSpeedNote('avx512'), /runs its/);
 });

@@ -4,6 +4,8 @@ import { ConfigError } from '../../model/config.js';
 import { resolveModelSource } from '../../plan/model-source.js';
 import { GPUS, findGpu, type DeviceSpec } from '../../plan/devices.js';
 import { cpuDevice } from '../../plan/cpu-device.js';
+import { getEngine } from '../../engine/registry.js';
+import type { CpuEngine } from '../../engine/cpu.js';
 import { planRun } from '../../plan/plan.js';
 import { formatPlan, planJson } from '../../plan/format.js';
 import type { ComputeDType, Workload, ZeroStage } from '../../plan/workload.js';
@@ -81,13 +83,22 @@ function dtypeFlag(name: string, raw: string | undefined, fallback: ComputeDType
   return value;
 }
 
+/** The instruction set the CPU engine uses on this machine (undefined when its addon is not built: the note names none). */
+function cpuEngineIsa(): string | undefined {
+  try {
+    return (getEngine('cpu') as CpuEngine).cpuInfo().isa;
+  } catch {
+    return undefined;
+  }
+}
+
 function chooseDevice(values: { gpu?: string; memory?: string; device?: string }): DeviceSpec {
   const given = [values.gpu && '--gpu', values.memory && '--memory', values.device && '--device'].filter(Boolean);
   if (given.length > 1) throw new UsageError(`give one of --gpu, --memory and --device, not ${given.join(' and ')}`);
   if (values.device !== undefined) {
     if (values.device !== 'cpu')
       throw new UsageError(`--device takes only cpu (name a GPU with --gpu), got "${values.device}"`);
-    return cpuDevice();
+    return cpuDevice(undefined, cpuEngineIsa());
   }
   if (values.memory !== undefined) {
     const bytes = parseMemorySize(values.memory);
