@@ -206,7 +206,7 @@ test('models the paged kernels cannot run are planned with how the engine keeps 
   );
 });
 
-test('a CPU plan says what its tokens/s rest on: one machine type, and this machine when its engine differs', async () => {
+test('a CPU plan says what its tokens/s rest on: one machine type, and this one where its kernels differ', async () => {
   const isa = (getEngine('cpu') as CpuEngine).cpuInfo().isa;
   const text = await run(['small', '--device', 'cpu', '--prompt', '64', '--output', '8']);
   const note = text.split('\n').find((line) => line.trim().startsWith('note:'));
