@@ -83,7 +83,7 @@ function dtypeFlag(name: string, raw: string | undefined, fallback: ComputeDType
   return value;
 }
 
-/** The instruction set the CPU engine uses on this machine (undefined when its addon is not built: the note names none). */
+/** The instruction set the CPU engine uses on this machine (undefined without its addon: the note names none). */
 function cpuEngineIsa(): string | undefined {
   try {
     return (getEngine('cpu') as CpuEngine).cpuInfo().isa;
