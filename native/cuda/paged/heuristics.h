@@ -98,7 +98,8 @@ constexpr int64_t kLaunchDecodeWarps = 8;       // warps of a CTA, each walking 
 
 /**
  * Grid of the decode kernel (one query per sequence; x = splits of `chunk` keys, one row block) for `units` =
- * sequences × KV heads. Its CTAs need all of a multiprocessor's registers, so one wave is `sm_count` CTAs: as many
+ * sequences × KV heads. At head dim 128 a CTA takes a multiprocessor's registers (240 a thread; fewer at 32 and
+ * 64, which the rule does not count on), so one wave is `sm_count` CTAs: as many
  * splits as fit one wave (fewer units than multiprocessors: the rest of the wave), but no more than leave each warp
  * a slice on average — a split's time is its warps' slices walked side by side, and a further split only adds its
  * setup and a partial row to combine. Chunks are whole slices; fewer splits where the partial rows would pass
