@@ -377,8 +377,8 @@ export function inferenceThroughput(
 
 /**
  * One layer's paged attention in a decode step on CUDA (seconds) and how it was reckoned: the decode kernel's waves ×
- * (setup + slices per warp × a slice) plus the combine where it splits (GPU_EFFICIENCY.decodeKernel), or, where that
- * kernel does not run, the general kernel's waves × sub-tiles per split × a sub-tile.
+ * (setup + slices per warp × a slice), the setup term holding its merge and the combine (GPU_EFFICIENCY.decodeKernel),
+ * or, where that kernel does not run, the general kernel's waves × sub-tiles per split × a sub-tile.
  */
 function gpuDecodeAttention(
   c: AndromedaConfig,
@@ -387,7 +387,6 @@ function gpuDecodeAttention(
   meanContext: number,
 ): { seconds: number; basis: string } {
   const units = w.batch * c.kvHeads;
-  const rowsPerKvHead = (c.heads / c.kvHeads) * c.headDim;
   if (decodeKernelRuns(c, w.kvDtype, device)) {
     const g = decodeKernelGrid(units, meanContext, device.sms, w.batch, c.heads, c.headDim);
     const k = GPU_EFFICIENCY.decodeKernel;
@@ -400,6 +399,7 @@ function gpuDecodeAttention(
     };
   }
   const { waves, tiles } = attentionWavesAndTiles(units, meanContext, device.sms);
+  const rowsPerKvHead = (c.heads / c.kvHeads) * c.headDim;
   return {
     seconds: waves * tiles * GPU_EFFICIENCY.decodeSecondsPerSubTile * (rowsPerKvHead / 3072),
     basis:

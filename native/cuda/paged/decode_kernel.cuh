@@ -91,7 +91,6 @@ struct PendingKey {
 
 template <int D>
 __global__ void __launch_bounds__(kDecodeThreads, 1) paged_decode_kernel(const __grid_constant__ AttentionParams p) {
-  using bf16 = __nv_bfloat16;
   constexpr int kChunks = D / 8;           // 16-byte chunks of a K or V row
   constexpr int kNTiles = D / 8;           // n8 tiles of a row of O
   constexpr int kLaneChunks = kChunks / 2;  // a slice's copies: lanes 2·jl and 2·jl + 1 share key jl's rows

@@ -64,6 +64,12 @@ inline int64_t wave_cost_splits(int64_t units, int64_t subtiles, int64_t most, i
   return best;
 }
 
+/** `splits` lowered where the float32 partial rows and statistics of all splits would pass kPartialBytesLimit. */
+inline int64_t cap_partial_rows(int64_t splits, int64_t total_queries, int64_t heads, int64_t head_dim) {
+  const double bytes_per_split = double(total_queries) * heads * (head_dim + 2) * sizeof(float);
+  return std::max<int64_t>(1, std::min<int64_t>(splits, int64_t(kPartialBytesLimit / bytes_per_split)));
+}
+
 /**
  * The grid from the host bounds alone (a captured graph replays for any lengths within them) over (sequences ×
  * KV heads × row blocks × splits): each split at least min_keys_per_split keys, in whole sub-tiles, as many as the
@@ -85,8 +91,7 @@ inline PagedLaunch paged_launch_shape(int64_t num_seqs, int64_t kv_heads, int64_
                        ? wave_cost_splits(units, (keys + kLaunchKeysPerTile - 1) / kLaunchKeysPerTile, most, target,
                                           policy.setup_subtiles)
                        : std::clamp<int64_t>((target + units - 1) / units, 1, most);
-  const double bytes_per_split = double(total_queries) * heads * (head_dim + 2) * sizeof(float);
-  splits = std::max<int64_t>(1, std::min<int64_t>(splits, int64_t(kPartialBytesLimit / bytes_per_split)));
+  splits = cap_partial_rows(splits, total_queries, heads, head_dim);
   l.chunk = ((keys + splits - 1) / splits + kLaunchKeysPerTile - 1) / kLaunchKeysPerTile * kLaunchKeysPerTile;
   l.splits = (keys + l.chunk - 1) / l.chunk;
   return l;
@@ -113,8 +118,7 @@ inline PagedLaunch decode_launch_shape(int64_t units, int64_t max_context_len, i
   const int64_t slices = (keys + kLaunchDecodeSliceKeys - 1) / kLaunchDecodeSliceKeys;
   const int64_t most = (slices + kLaunchDecodeWarps - 1) / kLaunchDecodeWarps;
   int64_t splits = std::clamp<int64_t>(int64_t(sm_count) / std::max<int64_t>(units, 1), 1, most);
-  const double bytes_per_split = double(total_queries) * heads * (head_dim + 2) * sizeof(float);
-  splits = std::max<int64_t>(1, std::min<int64_t>(splits, int64_t(kPartialBytesLimit / bytes_per_split)));
+  splits = cap_partial_rows(splits, total_queries, heads, head_dim);
   l.chunk = (slices + splits - 1) / splits * kLaunchDecodeSliceKeys;
   l.splits = (keys + l.chunk - 1) / l.chunk;
   return l;
