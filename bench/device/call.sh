@@ -7,6 +7,8 @@
 #            then the compiled Hugging Face anchor (bench/gpu-decode-anchor.py compile)
 #   sweep    tests, bench/cuda/decode-splits.cu (built here: nvcc ... -o .device/decode-splits), `new` vs `new2`
 #            decode, the planner check (bench/gpu-plan.sh), Nsight Compute over two replayed decode steps
+#   prefetch tests of `new4`, bench/cuda/l2-prefetch.cu (built into .device/ for sm_90a and, as PTX, for sm_80's
+#            line prefetches), `new2` vs `new3` vs `new4` decode, the decode kernel's split sweep
 set -uo pipefail
 W=/tmp/w; mkdir -p $W
 T0=$(date +%s); BUDGET=${BUDGET:-560}
@@ -56,6 +58,20 @@ case ${1:?usage: call.sh CASE} in
       --metrics gpu__time_duration.sum,dram__bytes_read.sum node dist/bench/gpu-decode.js single:2048 --profile-at 64
     python3 bench/ncu-step-summary.py $W/ncu-2k.log > $W/ncu-2k.summary.txt 2>&1
     head -22 $W/ncu-2k.summary.txt; xz -T4 $W/ncu-2k.log 2>/dev/null
+    ;;
+  prefetch)
+    use new4
+    step test-gpu 150 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/prefetch.test.js \
+      dist/tests/gpu/head-norm.test.js dist/tests/gpu/paged-forward.test.js dist/tests/gpu/graph.test.js \
+      dist/tests/gpu/speculative-graphs.test.js dist/tests/gpu/paged-attention.test.js
+    for bin in l2-prefetch l2-prefetch-lines; do step $bin 40 .device/$bin; grep -E "^\|" $W/$bin.log; done
+    for r in 1 2; do
+      for tag in new2 new3 new4; do use $tag; step decode-$tag-$r 60 node dist/bench/gpu-decode.js; done
+      (( $(left) < 300 )) && break
+    done
+    use new4
+    step decode-splits 120 .device/decode-splits
+    grep -E "rule|best|PASS|FAIL" $W/decode-splits.log | head -40
     ;;
   *) echo "call.sh: unknown case $1"; exit 2;;
 esac

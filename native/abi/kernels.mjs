@@ -682,6 +682,22 @@ export const KERNELS = [
     ],
   },
   {
+    // Warms the device's cache with bytes a later kernel will read (a decode step's next weights, while its
+    // attention leaves memory idle): a hint, no value changes. Regions in order, as many bytes as the engine's
+    // budget (native/cuda/prefetch.cu); the CPU engine has nothing to warm (src/engine/cpu.ts).
+    name: 'prefetchToCache',
+    engines: CUDA,
+    cxx: 'prefetch_to_cache',
+    params: [
+      {
+        name: 'regions',
+        kind: 'list',
+        struct: 'PrefetchRegion',
+        fields: [dtype(), input('x', 'dtype', 'count'), int('count')],
+      },
+    ],
+  },
+  {
     name: 'maskedSoftmax',
     engines: BOTH,
     cxx: 'masked_softmax',
@@ -840,6 +856,32 @@ export const KERNELS = [
       input('weight', 'dtype', 'heads * dim', optional),
       output('out', 'dtype', 'batch * n * heads * dim'),
       output('rstd', 'stats:dtype', 'batch * n * heads'),
+    ],
+  },
+  {
+    // A paged step's attention inputs in one launch (native/fused/head_norm/head_norm.h: head_norm_rows).
+    name: 'headNormRows',
+    engines: BOTH,
+    cxx: 'head_norm_rows',
+    params: [
+      {
+        name: 'items',
+        kind: 'list',
+        struct: 'HeadNormRowsItem',
+        fields: [
+          dtype(),
+          int('count'),
+          int('heads'),
+          int('dim'),
+          int('rows'),
+          flag('normalize'),
+          input('x', 'dtype', 'count * heads * dim', { disjoint: true }),
+          input('weight', 'dtype', 'heads * dim', optional),
+          input('index', 'int32', 'count', { ctype: 'int32_t*', optional: true, disjoint: true }),
+          output('y', 'dtype', '(has(index) ? rows : count) * heads * dim'),
+        ],
+      },
+      float('eps'),
     ],
   },
   {

@@ -105,6 +105,19 @@ export interface MatmulArgs {
   readonly beta: number;
 }
 
+/** One tensor of Engine.headNormRows. */
+export interface HeadNormRowsItem {
+  x: Dense;
+  y: Dense;
+  weight: Dense | null;
+  index: Dense | null;
+  count: number;
+  heads: number;
+  dim: number;
+  rows: number;
+  normalize: boolean;
+}
+
 /** One product of Engine.matmulSharedInput: b [n, k] (the weight) and c [m, n] (the result). */
 export interface SharedInputPart {
   readonly b: Dense;
@@ -356,6 +369,12 @@ export interface Engine {
   adamw(param: Dense, grad: Dense, m: Dense, v: Dense, count: number, args: AdamWArgs): void;
   /** Sum of squares of a float buffer, accumulated in float64, returned to the host. */
   sumOfSquares(x: Dense, count: number): number;
+  /**
+   * A hint that later kernels will read these buffers soon (a decode step's next weights, launched while its
+   * attention leaves memory idle): the CUDA engine warms L2 with them, in order, up to a share of its size, and
+   * nothing waits; the CPU engine does nothing. No value changes either way.
+   */
+  prefetchToCache(items: readonly { x: Dense; count: number }[]): void;
   /** Σx² over several buffers (float64, fixed chunk order: independent of threads and blocks) with one wait:
    *  the global gradient norm. */
   sumOfSquaresMany(items: readonly { x: Dense; count: number }[]): number;
@@ -438,6 +457,13 @@ export interface Engine {
    * weight [heads, dim] or null. Head dims up to HEAD_NORM_MAX_DIM.
    */
   headNorm(args: HeadNormArgs, x: Dense, weight: Dense | null, out: Dense, rstd: Dense): void;
+  /**
+   * headNorm's forward for a paged step's attention inputs (no permute, no statistics), several tensors in one
+   * launch: each item's x [count, heads, dim] goes to y — row index[r] of y [rows, heads, dim], or row r when index
+   * is null — normed like headNorm (same bits, weight [heads, dim] or null) when `normalize`, else copied. Index
+   * values outside [0, rows) skip their row. One dtype for all items; head dims up to HEAD_NORM_MAX_DIM.
+   */
+  headNormRows(items: readonly HeadNormRowsItem[], eps: number): void;
   /** Backward of headNorm: gradIn in x's layout; gradWeight (when given) overwritten with the sum over positions. */
   headNormGrad(
     args: HeadNormArgs,

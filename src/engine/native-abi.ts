@@ -97,6 +97,23 @@ export interface RotaryConfig {
   transpose: boolean;
 }
 
+export interface HeadNormRowsItemsItem {
+  dtype: number;
+  count: number;
+  heads: number;
+  dim: number;
+  rows: number;
+  normalize: boolean;
+  x: number;
+  xOffset: number;
+  weight: number;
+  weightOffset: number;
+  index: number;
+  indexOffset: number;
+  y: number;
+  yOffset: number;
+}
+
 export interface PagedAttentionConfig {
   dtype: number;
   totalQueries: number;
@@ -175,6 +192,13 @@ export interface CpuAttentionConfig extends AttentionConfig {
   keyScaleDtype: number;
   keyCacheBytes: number | null;
   dqAccumulatorBytes: number | null;
+}
+
+export interface CudaPrefetchToCacheRegionsItem {
+  dtype: number;
+  x: number;
+  xOffset: number;
+  count: number;
 }
 
 export interface CudaAttentionConfig extends AttentionConfig {
@@ -611,6 +635,7 @@ export interface SharedKernels {
     rstd: number,
     rstdOffset: number,
   ): void;
+  headNormRows(items: readonly HeadNormRowsItemsItem[], eps: number): void;
   headNormGrad(
     dtype: number,
     batch: number,
@@ -773,6 +798,7 @@ export interface CpuKernels extends SharedKernels {
 
 /** The CUDA addon's kernels. */
 export interface CudaKernels extends SharedKernels {
+  prefetchToCache(regions: readonly CudaPrefetchToCacheRegionsItem[]): void;
   attentionForward(
     config: CudaAttentionConfig,
     q: number,
@@ -841,6 +867,7 @@ export const KERNEL_METHODS = [
   "adamw8bitMany",
   "sumOfSquares",
   "sumOfSquaresMany",
+  "prefetchToCache",
   "maskedSoftmax",
   "rotary",
   "addNorm",
@@ -849,6 +876,7 @@ export const KERNEL_METHODS = [
   "matmulBiasGelu",
   "biasGeluGrad",
   "headNorm",
+  "headNormRows",
   "headNormGrad",
   "tokenShift",
   "attentionForward",

@@ -21,6 +21,7 @@ import {
   type AttentionArgs,
   type FusedAttentionShape,
   type HeadNormArgs,
+  type HeadNormRowsItem,
   type Engine,
   type BinaryOp,
   type Dense,
@@ -151,6 +152,9 @@ export abstract class NativeEngine implements Engine {
     gradKeyScale: Dense | null,
     args: AttentionArgs,
   ): void;
+
+  /** Engine.prefetchToCache: a cache hint, each engine's own (the CPU has none to give). */
+  abstract prefetchToCache(items: readonly { x: Dense; count: number }[]): void;
 
   alloc(bytes: number): Handle {
     return this.#addon.alloc(bytes);
@@ -723,6 +727,40 @@ export abstract class NativeEngine implements Engine {
       offsetOrNone(gradBias),
       rows,
       cols,
+    );
+  }
+  headNormRows(items: readonly HeadNormRowsItem[], eps: number): void {
+    if (items.length === 0) return;
+    const dtype = items[0]!.x.dtype;
+    this.#addon.headNormRows(
+      items.map((i, n) => {
+        for (const [name, d] of [
+          ['x', i.x],
+          ['y', i.y],
+          ['weight', i.weight],
+        ] as const)
+          if (d && d.dtype !== dtype)
+            throw new TypeError(`headNormRows: item ${n}'s ${name} is ${d.dtype}, not ${dtype}`);
+        if (i.index && i.index.dtype !== 'int32')
+          throw new TypeError(`headNormRows: item ${n}'s index is ${i.index.dtype}, not int32`);
+        return {
+          dtype: DTYPE_CODE[dtype],
+          count: i.count,
+          heads: i.heads,
+          dim: i.dim,
+          rows: i.rows,
+          normalize: i.normalize,
+          x: i.x.handle,
+          xOffset: i.x.offset,
+          weight: handleOrNone(i.weight),
+          weightOffset: offsetOrNone(i.weight),
+          index: handleOrNone(i.index),
+          indexOffset: offsetOrNone(i.index),
+          y: i.y.handle,
+          yOffset: i.y.offset,
+        };
+      }),
+      eps,
     );
   }
   headNorm(a: HeadNormArgs, x: Dense, weight: Dense | null, out: Dense, rstd: Dense): void {

@@ -3,12 +3,13 @@ import { attention } from '../ops/attention.js';
 import { permute, reshape } from '../ops/layout.js';
 import { linearSharedInput } from '../ops/matmul.js';
 import { headNorm } from '../ops/fused/head-norm.js';
+import { prefetchToCache } from '../ops/prefetch.js';
 import { Module } from '../nn/module.js';
 import { Linear } from '../nn/linear.js';
 import { RMSNorm } from '../nn/rms-norm.js';
 import { constantTensor, type ParameterOptions } from '../nn/parameter.js';
 import type { AndromedaConfig } from './config.js';
-import type { FusedAttentionShape } from '../engine/engine.js';
+import { HEAD_NORM_MAX_DIM, type FusedAttentionShape } from '../engine/engine.js';
 import { rotaryForKeys, type RotarySettings } from './rotary.js';
 import type { LayerState } from './context.js';
 import type { PagedAttentionFeatures, PagedLayer } from './paged-forward.js';
@@ -158,9 +159,11 @@ export class SelfAttention extends Module {
 
   /**
    * x [T, dim], the rows of a paged step → [T, dim]: this step's keys and values go to the layer's pools at
-   * their slots, then the queries attend over the pools (src/model/paged-forward.ts).
+   * their slots, then the queries attend over the pools (src/model/paged-forward.ts). `upcoming`: weights the
+   * layer reads after this attention (the feed-forward's first), warmed in the device's cache with the output
+   * projection's while the attention runs.
    */
-  forwardPaged(x: Tensor, layer: PagedLayer): Tensor {
+  forwardPaged(x: Tensor, layer: PagedLayer, upcoming: readonly Tensor[] = []): Tensor {
     if (this.pagedUnsupported) throw new Error(`forwardPaged: the paged attention has no ${this.pagedUnsupported}`);
     const rows = x.shape[0]!;
     // headNorm's [batch, n, heads, dim] → [batch, heads, n, dim] with n = 1 keeps the rows' [T, heads, dim] layout.
@@ -171,11 +174,17 @@ export class SelfAttention extends Module {
       return rmsNorm ? rmsNorm.forward(split) : split;
     };
     const [qRows, kRows, vRows] = this.projectQueryKeyValue(x);
-    const q = headRows(qRows!, this.heads, this.dimScale ? this.param('queryScale') : null, this.queryNorm);
-    const k = headRows(kRows!, this.kvHeads, null, this.keyNorm);
-    const v = reshape(vRows!, [rows, this.kvHeads, this.headDim]);
-    layer.writeKeysValues(k, v);
-    const out = layer.attend(q, this.pagedFeatures());
+    // From here to the output projection the kernels are latency-bound (head norms, the K/V scatter, the paged
+    // attention) and memory would idle: the products that follow read their weights from L2 instead.
+    prefetchToCache([this.output.weight, ...upcoming]);
+    const queryWeight = this.dimScale ? this.param('queryScale') : null;
+    // qk-norm rides on the step's K/V write (one launch) where the head dim allows; otherwise it runs first.
+    const fused = this.qkNorm && this.headDim <= HEAD_NORM_MAX_DIM;
+    const split = (t: Tensor, count: number) => reshape(t, [rows, count, this.headDim]);
+    const q = fused ? split(qRows!, this.heads) : headRows(qRows!, this.heads, queryWeight, this.queryNorm);
+    const k = fused ? split(kRows!, this.kvHeads) : headRows(kRows!, this.kvHeads, null, this.keyNorm);
+    const attended = layer.writeStepInputs(q, k, split(vRows!, this.kvHeads), fused ? { queryWeight } : null);
+    const out = layer.attend(attended, this.pagedFeatures());
     return this.output.forward(reshape(out, [rows, this.heads * this.headDim]));
   }
 

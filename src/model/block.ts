@@ -81,7 +81,7 @@ export abstract class Block extends Module {
   /** x [T, dim], the rows of a paged step → [T, dim] (no autograd: the pools are written in place). */
   forwardPaged(x: Tensor, layer: PagedLayer): Tensor {
     return this.combine(x, {
-      attend: (h) => this.attention.forwardPaged(layer.shift(h, 'attention'), layer),
+      attend: (h) => this.attention.forwardPaged(layer.shift(h, 'attention'), layer, [this.feedForward.input.weight]),
       feed: (h) => this.feedForward.forward(layer.shift(h, 'feedForward')),
     });
   }

@@ -15,7 +15,14 @@ import { Tensor } from '../tensor/tensor.js';
 import { attention } from '../ops/attention.js';
 import { narrow, permute, reshape } from '../ops/layout.js';
 import { emptyLike } from '../ops/util.js';
-import { pagedAttention, pagedTokenShiftAndTailWrite, scatterRows, type PagedBatch } from '../ops/paged.js';
+import {
+  pagedAttention,
+  pagedTokenShiftAndTailWrite,
+  scatterRows,
+  writeHeadRows,
+  type PagedBatch,
+} from '../ops/paged.js';
+import { HEAD_NORM_MAX_DIM } from '../engine/engine.js';
 import type { RotarySettings } from './rotary.js';
 import type { ShiftSlot } from './kv-cache.js';
 import type { PagedKVCache, PagedLayerPools } from './paged-kv-cache.js';
@@ -262,10 +269,27 @@ export class PagedLayer {
     return pagedTokenShiftAndTailWrite(h, tails, this.step.batch, this.step.cache.shifts);
   }
 
-  /** Writes this step's keys and values, each [T, kvHeads, headDim], to the pool rows of their positions. */
-  writeKeysValues(k: Tensor, v: Tensor): void {
-    scatterRows(k, this.step.step.slots, this.pools.keys);
-    scatterRows(v, this.step.step.slots, this.pools.values);
+  /**
+   * This step's attention inputs: k and v [T, kvHeads, headDim] to the pool rows of their positions, and q
+   * [T, heads, headDim] back for `attend` — with `qkNorm`, q and k head-normed on the way (q scaled by its weight),
+   * all in one launch (writeHeadRows); head dims past HEAD_NORM_MAX_DIM, which writeHeadRows does not take, come
+   * without qkNorm (the caller norms them) and are scattered apart.
+   */
+  writeStepInputs(q: Tensor, k: Tensor, v: Tensor, qkNorm: { queryWeight: Tensor | null } | null): Tensor {
+    const slots = this.step.step.slots;
+    if (q.shape[2]! > HEAD_NORM_MAX_DIM) {
+      if (qkNorm) throw new RangeError(`writeStepInputs: qk-norm of head dim ${q.shape[2]} is the caller's`);
+      scatterRows(k, slots, this.pools.keys);
+      scatterRows(v, slots, this.pools.values);
+      return q;
+    }
+    const normed = qkNorm ? emptyLike(q) : q;
+    writeHeadRows([
+      ...(qkNorm ? [{ x: q, into: normed, at: null, norm: { weight: qkNorm.queryWeight } }] : []),
+      { x: k, into: this.pools.keys, at: slots, norm: qkNorm ? { weight: null } : null },
+      { x: v, into: this.pools.values, at: slots, norm: null },
+    ]);
+    return normed;
   }
 
   /** Attention of q [T, heads, headDim] over this layer's pools → [T, heads, headDim]. */

@@ -7,7 +7,7 @@
 // They run without autograd: a call whose float inputs require gradients while gradients are enabled is refused.
 import { Tensor } from '../tensor/tensor.js';
 import { formatShape } from '../tensor/shape.js';
-import type { Dense, PagedBatchArgs } from '../engine/engine.js';
+import { HEAD_NORM_MAX_DIM, type Dense, type PagedBatchArgs } from '../engine/engine.js';
 import { isGradEnabled } from '../autograd/grad-mode.js';
 import type { AttentionRotary } from './attention.js';
 import { assertFloat, assertSameDType, assertSameDevice, emptyLike } from './util.js';
@@ -234,6 +234,91 @@ function rowAxes(shape: readonly number[], width: number): number {
     if (axis > 0) product *= shape[axis - 1]!;
   }
   return -1;
+}
+
+/** One tensor of writeHeadRows. */
+export interface HeadRowsWrite {
+  /** [count, heads, dim]: the rows to write. */
+  readonly x: Tensor;
+  /** Rows of heads × dim in its trailing axes (a pool [blocks, blockSize, heads, dim], or [count, heads, dim]). */
+  readonly into: Tensor;
+  /** int32 [count]: the row of `into` each row of x goes to (values outside its rows skip the row); null: row r. */
+  readonly at: Tensor | null;
+  /** Head-norm the rows as headNorm does (same bits), scaled by `weight` [heads, dim] when given; null: copy. */
+  readonly norm: { readonly weight: Tensor | null } | null;
+}
+
+/**
+ * A paged step's attention inputs in one launch: each write puts x's rows into `into`, head-normed or copied —
+ * a decode step's query norm, key norm with the scatter into the key pool and the value scatter, together
+ * (Engine.headNormRows). In place, without autograd; head dims up to HEAD_NORM_MAX_DIM (beyond, the caller
+ * composes headNorm and scatterRows).
+ */
+export function writeHeadRows(writes: readonly HeadRowsWrite[], eps = 1e-12): void {
+  const op = 'writeHeadRows';
+  if (writes.length === 0) return;
+  const tensors: Record<string, Tensor> = {};
+  writes.forEach((w, i) => {
+    tensors[`writes[${i}].x`] = w.x;
+    tensors[`writes[${i}].into`] = w.into;
+    if (w.at) tensors[`writes[${i}].at`] = w.at;
+    if (w.norm?.weight) tensors[`writes[${i}].norm.weight`] = w.norm.weight;
+  });
+  assertSameDevice(op, tensors);
+  refuseGrad(op, tensors);
+  if (!Number.isFinite(eps) || eps < 0) throw new RangeError(`${op}: eps must be finite and ≥ 0, got ${eps}`);
+  const dtype = writes[0]!.x.dtype;
+  const items = writes.map((w, i) => {
+    const what = `${op}: writes[${i}]`;
+    for (const [name, t] of [
+      ['x', w.x],
+      ['into', w.into],
+      ['norm.weight', w.norm?.weight ?? null],
+    ] as const)
+      if (t && t.dtype !== dtype) throw new TypeError(`${what}.${name} is ${t.dtype}; every tensor must be ${dtype}`);
+    assertFloat(op, `writes[${i}].x`, w.x);
+    if (w.x.rank !== 3) throw new RangeError(`${what}.x must be [count, heads, dim], got ${formatShape(w.x.shape)}`);
+    const [count, heads, dim] = w.x.shape as [number, number, number];
+    if (dim > HEAD_NORM_MAX_DIM) throw new RangeError(`${what}: head dim ${dim} is above ${HEAD_NORM_MAX_DIM}`);
+    const axes = rowAxes(w.into.shape, heads * dim);
+    if (axes < 0 || heads * dim === 0)
+      throw new RangeError(`${what}: into ${formatShape(w.into.shape)} does not end in rows of [${heads}, ${dim}]`);
+    if (!w.into.isContiguous()) throw new Error(`${what}.into must be contiguous (it is written in place)`);
+    const rows = w.into.shape.slice(0, axes).reduce((a, b) => a * b, 1);
+    if (w.at) {
+      if (w.at.dtype !== 'int32' || w.at.rank !== 1 || w.at.size !== count)
+        throw new RangeError(`${what}.at must be int32 [${count}], got ${w.at.dtype} ${formatShape(w.at.shape)}`);
+      if (!w.at.isContiguous()) throw new Error(`${what}.at must be contiguous`);
+    } else if (rows < count) {
+      throw new RangeError(`${what}: into has ${rows} rows for the ${count} rows of x`);
+    }
+    const weight = w.norm?.weight ?? null;
+    if (weight && (weight.rank !== 2 || weight.shape[0] !== heads || weight.shape[1] !== dim))
+      throw new RangeError(`${what}.norm.weight ${formatShape(weight.shape)} must be [${heads}, ${dim}]`);
+    if (weight && !weight.isContiguous()) throw new Error(`${what}.norm.weight must be contiguous`);
+    return { w, count, heads, dim, rows };
+  });
+  const temps: Tensor[] = [];
+  try {
+    const engineItems = items.map(({ w, count, heads, dim, rows }) => {
+      const x = contiguousDense(op, w.x);
+      if (x.temp) temps.push(x.temp);
+      return {
+        x: x.dense,
+        y: w.into.dense(op),
+        weight: w.norm?.weight?.dense(op) ?? null,
+        index: w.at?.dense(op) ?? null,
+        count,
+        heads,
+        dim,
+        rows,
+        normalize: w.norm !== null,
+      };
+    });
+    writes[0]!.x.engine.headNormRows(engineItems, eps);
+  } finally {
+    for (const t of temps) t.dispose();
+  }
 }
 
 /**

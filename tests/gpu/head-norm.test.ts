@@ -8,6 +8,7 @@ import { sum } from '../../src/ops/reduce.js';
 import { Generator } from '../../src/tensor/random.js';
 import type { DType } from '../../src/tensor/dtype.js';
 import { gpu, gpuTest, relativeError } from './harness.js';
+import { HEAD_ROWS_CASES, runHeadRowsCase } from '../helpers/head-rows-cases.js';
 
 interface Result {
   y: ArrayLike<number>;
@@ -70,4 +71,24 @@ gpuTest('headNorm: fused permute + L2 norm + per-head scale, forward and gradien
       }
     }
   }
+});
+
+gpuTest('writeHeadRows on CUDA: the bits of headNorm + scatterRows on CUDA, and the CPU engine’s values', () => {
+  for (const [i, c] of HEAD_ROWS_CASES.entries())
+    for (const [dtype, tol] of [
+      ['float64', 1e-12],
+      ['float32', 1e-5],
+      ['bfloat16', 1e-2],
+    ] as const) {
+      const what = `case ${i} (${JSON.stringify(c)}) in ${dtype}`;
+      const { fused, composed } = runHeadRowsCase(c, dtype, 'cuda', 11 + i);
+      assert.deepEqual(fused.q, composed.q, `${what}: queries`);
+      assert.deepEqual(fused.keys, composed.keys, `${what}: key pool`);
+      assert.deepEqual(fused.values, composed.values, `${what}: value pool`);
+      const reference = runHeadRowsCase(c, dtype, 'cpu', 11 + i).fused;
+      for (const part of ['q', 'keys', 'values'] as const) {
+        const error = relativeError(reference[part], fused[part]);
+        assert.ok(error <= tol, `${what}: ${part} differs from the CPU engine's by ${error}`);
+      }
+    }
 });

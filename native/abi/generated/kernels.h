@@ -72,6 +72,10 @@ void adamw8bit_many(const AdamW8bitTensorArgs* tensors, size_t n, const float* s
 double sum_of_squares(int dtype, const char* x, int64_t count);
 // sumOfSquaresMany
 double sum_of_squares_many(const SquaresInput* inputs, size_t n);
+#if ANDROMEDA_ENGINE_CUDA
+// prefetchToCache
+void prefetch_to_cache(const PrefetchRegion* regions, size_t n);
+#endif
 // maskedSoftmax
 void masked_softmax(const MaskedSoftmaxArgs& args, const char* scores, char* out);
 // rotary
@@ -88,6 +92,8 @@ void gemm_bias_gelu(int dtype, int64_t m, int64_t n, int64_t k, const char* a, c
 void bias_gelu_grad(int dtype, const char* x, const char* bias, const char* grad_out, char* grad_in, char* grad_bias, int64_t rows, int64_t cols);
 // headNorm
 void head_norm(const HeadNormArgs& args, const char* x, const char* weight, char* out, char* rstd);
+// headNormRows
+void head_norm_rows(const HeadNormRowsItem* items, size_t n, double eps);
 // headNormGrad
 void head_norm_grad(const HeadNormArgs& args, const char* x, const char* weight, const char* rstd, const char* grad_out, char* grad_in, char* grad_weight);
 // tokenShift

@@ -2,6 +2,7 @@
 // summed in float64 by one thread; the forward computes in float64 from r rounded to the statistics dtype, so the
 // backward, which reads r back, sees the same r. grad_g is summed per fixed block of positions and then over the
 // blocks in order: the same bits for any thread count. Any head dim.
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <type_traits>
@@ -92,6 +93,30 @@ void backward(const HeadNormArgs& a, const T* x, const T* g, const Stat<T>* rstd
   if (grad_g) sum_block_partials(partial.data(), blocks, size_t(width), width, grad_g);
 }
 
+/** Item `it`'s row r, head h: normed as `forward` norms a row (same arithmetic, same bits), or copied. */
+template <typename T>
+void head_rows(const HeadNormRowsItem& it, double eps2, int64_t r, int64_t h) {
+  const int64_t target = it.index ? int64_t(it.index[r]) : r;
+  if (target < 0 || target >= (it.index ? it.rows : it.count)) return;
+  const T* xr = reinterpret_cast<const T*>(it.x) + (r * it.heads + h) * it.dim;
+  T* yr = reinterpret_cast<T*>(it.y) + (target * it.heads + h) * it.dim;
+  if (!it.normalize) {
+    for (int64_t j = 0; j < it.dim; j++) yr[j] = xr[j];
+    return;
+  }
+  const T* g = reinterpret_cast<const T*>(it.weight);
+  double ss = 0;
+  for (int64_t j = 0; j < it.dim; j++) {
+    const double v = double(load(xr + j));
+    ss += v * v;
+  }
+  const double inv = double(Stat<T>(1.0 / std::sqrt(ss + eps2)));
+  for (int64_t j = 0; j < it.dim; j++) {
+    const double scale = g ? double(load(g + h * it.dim + j)) : 1.0;
+    store(yr + j, double(load(xr + j)) * inv * scale);
+  }
+}
+
 }  // namespace
 
 void head_norm(const HeadNormArgs& a, const char* x, const char* g, char* y, char* rstd) {
@@ -106,6 +131,30 @@ void head_norm_grad(const HeadNormArgs& a, const char* x, const char* g, const c
   ANDROMEDA_DISPATCH_FLOAT(a.dtype, {
     backward<T>(a, reinterpret_cast<const T*>(x), reinterpret_cast<const T*>(g), reinterpret_cast<const Stat<T>*>(rstd),
                 reinterpret_cast<const T*>(gy), reinterpret_cast<T*>(gx), reinterpret_cast<T*>(grad_g));
+  });
+}
+
+void head_norm_rows(const HeadNormRowsItem* items, size_t n, double eps) {
+  if (n == 0) return;
+  for (size_t i = 0; i < n; i++)
+    if (items[i].dtype != items[0].dtype) throw std::invalid_argument("headNormRows: every item must have one dtype");
+  // Rows of all items laid end to end: (item, row, head) from one flat index, a fixed amount of work each.
+  std::vector<int64_t> ends(n);
+  int64_t total = 0;
+  for (size_t i = 0; i < n; i++) ends[i] = total += items[i].count * items[i].heads;
+  int64_t widest = 1;
+  for (size_t i = 0; i < n; i++) widest = std::max(widest, items[i].dim);
+  const double eps2 = eps * eps;
+  ANDROMEDA_DISPATCH_FLOAT(items[0].dtype, {
+    parallel_for(total, fused_row_grain(widest), [&](int64_t begin, int64_t end) {
+      size_t i = 0;
+      for (int64_t f = begin; f < end; f++) {
+        while (f >= ends[i]) i++;
+        const HeadNormRowsItem& it = items[i];
+        const int64_t local = f - (ends[i] - it.count * it.heads);
+        head_rows<T>(it, eps2, local / it.heads, local % it.heads);
+      }
+    });
   });
 }
 

@@ -7,8 +7,8 @@
 // a run of positions, so dg is summed per block in registers and shared memory, then over blocks in a
 // fixed order (deterministic, no atomics).
 #include <algorithm>
-#include <initializer_list>
 #include <type_traits>
+#include <vector>
 
 #include "head_norm.h"
 #include "../../cuda/common.cuh"
@@ -95,6 +95,46 @@ __global__ void head_norm_kernel(Layout l, const T* x, const T* g, T* y, stat_t<
   }
 }
 
+// head_norm_rows: up to kRowItems items a launch; warp f of the grid takes head row f of the items laid end to end.
+constexpr int kRowItems = 4;
+struct RowItems {
+  HeadNormRowsItem item[kRowItems];
+  int64_t end[kRowItems];  // head rows of items 0..i
+  int count;
+};
+
+template <typename T, int V>
+__global__ void head_norm_rows_kernel(const __grid_constant__ RowItems items, compute_t<T> eps2) {
+  using C = compute_t<T>;
+  const int lane = threadIdx.x & 31;
+  const int64_t f = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  int i = 0;
+  while (i < items.count && f >= items.end[i]) i++;
+  if (i == items.count) return;
+  const HeadNormRowsItem& it = items.item[i];
+  const int64_t local = f - (i > 0 ? items.end[i - 1] : 0);
+  const int64_t r = local / it.heads, h = local - r * it.heads;
+  const int64_t target = it.index ? int64_t(__ldg(it.index + r)) : r;
+  if (target < 0 || target >= (it.index ? it.rows : it.count)) return;  // the whole warp: one row
+  const LaneRow<V> lr{lane, it.dim};
+  C v[kMaxPerLane];
+  lr.load_row(reinterpret_cast<const T*>(it.x) + (r * it.heads + h) * it.dim, v);
+  if (it.normalize) {  // head_norm_kernel's arithmetic: the same bits
+    C gv[kMaxPerLane];
+    if (it.weight) lr.load_row(reinterpret_cast<const T*>(it.weight) + h * it.dim, gv);
+#pragma unroll
+    for (int e = 0; e < kMaxPerLane; e++)
+      if (!it.weight) gv[e] = C(1);
+    C ss = 0;
+#pragma unroll
+    for (int e = 0; e < kMaxPerLane; e++) ss += v[e] * v[e];
+    const C rstd = C(1) / sqrt(warp_sum(ss) + C(eps2));
+#pragma unroll
+    for (int e = 0; e < kMaxPerLane; e++) v[e] = v[e] * rstd * gv[e];
+  }
+  lr.store_row(reinterpret_cast<T*>(it.y) + (target * it.heads + h) * it.dim, v);
+}
+
 template <typename T, int V>
 __global__ void head_norm_grad_kernel(Layout l, const T* x, const T* g, const stat_t<T>* rstd, const T* gy, T* gx,
                                       compute_t<T>* partial) {
@@ -158,8 +198,8 @@ dim3 grid_of(const HeadNormArgs& a, int64_t positions_per_block) {
  * V-element boundary and V·sizeof(T) ≤ 16, else 0 (the strided layout).
  */
 template <typename T, typename Launch>
-void with_lane_layout(const HeadNormArgs& a, std::initializer_list<const void*> ptrs, Launch launch) {
-  const int64_t v = a.dim % 32 == 0 ? a.dim / 32 : 0;
+void with_lane_layout(int64_t dim, const std::vector<const void*>& ptrs, Launch launch) {
+  const int64_t v = dim % 32 == 0 ? dim / 32 : 0;
   bool aligned = v > 0 && v * int64_t(sizeof(T)) <= 16;
   for (const void* p : ptrs) aligned = aligned && (p == nullptr || reinterpret_cast<uintptr_t>(p) % (size_t(v) * sizeof(T)) == 0);
   if constexpr (8 * sizeof(T) <= 16) {
@@ -179,7 +219,7 @@ void head_norm(const HeadNormArgs& a, const char* x, const char* g, char* y, cha
   if (a.batch * a.n == 0) return;
   const Layout l = layout_of(a);
   ANDROMEDA_CUDA_DISPATCH_FLOAT(a.dtype, {
-    with_lane_layout<T>(a, {x, g, y}, [&](auto v) {
+    with_lane_layout<T>(a.dim, {x, g, y}, [&](auto v) {
       head_norm_kernel<T, decltype(v)::value><<<grid_of(a, kForwardPositionsPerBlock), kWarps * 32, 0, stream()>>>(
           l, reinterpret_cast<const T*>(x), reinterpret_cast<const T*>(g), reinterpret_cast<T*>(y),
           reinterpret_cast<stat_t<T>*>(rstd), compute_t<T>(a.eps * a.eps));
@@ -201,7 +241,7 @@ void head_norm_grad(const HeadNormArgs& a, const char* x, const char* g, const c
   ANDROMEDA_CUDA_DISPATCH_FLOAT(a.dtype, {
     using C = compute_t<T>;
     Scratch partial(grad_g ? size_t(grid.x) * size_t(a.heads * a.dim) * sizeof(C) : 1);
-    with_lane_layout<T>(a, {x, g, gy, gx}, [&](auto v) {
+    with_lane_layout<T>(a.dim, {x, g, gy, gx}, [&](auto v) {
       head_norm_grad_kernel<T, decltype(v)::value><<<grid, kWarps * 32, 0, stream()>>>(
           l, reinterpret_cast<const T*>(x), reinterpret_cast<const T*>(g), reinterpret_cast<const stat_t<T>*>(rstd),
           reinterpret_cast<const T*>(gy), reinterpret_cast<T*>(gx), grad_g ? partial.as<C>() : nullptr);
@@ -211,6 +251,40 @@ void head_norm_grad(const HeadNormArgs& a, const char* x, const char* g, const c
       sum_partial_rows<T>(partial.as<C>(), grid.x, a.heads * a.dim, a.heads * a.dim, reinterpret_cast<T*>(grad_g), "headNormGrad");
     }
   });
+}
+
+void head_norm_rows(const HeadNormRowsItem* items, size_t n, double eps) {
+  for (size_t i = 0; i < n; i++) {
+    if (items[i].dtype != items[0].dtype) throw std::invalid_argument("headNormRows: every item must have one dtype");
+    if (items[i].dim > 32 * kMaxPerLane) throw std::invalid_argument("headNormRows: head dim must be at most 256");
+  }
+  for (size_t first = 0; first < n; first += kRowItems) {
+    RowItems launch{};
+    int64_t total = 0, dim = -1;
+    bool one_dim = true;
+    for (size_t i = first; i < std::min(n, first + kRowItems); i++) {
+      if (items[i].count * items[i].heads * items[i].dim == 0) continue;
+      launch.item[launch.count] = items[i];
+      launch.end[launch.count++] = total += items[i].count * items[i].heads;
+      one_dim = one_dim && (dim < 0 || dim == items[i].dim);
+      dim = items[i].dim;
+    }
+    if (launch.count == 0) continue;
+    const int64_t blocks = (total + kWarps - 1) / kWarps;
+    if (blocks > 0x7fffffff) throw std::invalid_argument("headNormRows: too many rows");
+    ANDROMEDA_CUDA_DISPATCH_FLOAT(items[0].dtype, {
+      auto run = [&](auto v) {
+        head_norm_rows_kernel<T, decltype(v)::value><<<unsigned(blocks), kWarps * 32, 0, stream()>>>(
+            launch, compute_t<T>(eps * eps));
+      };
+      // The packed lane layout when every item has one head dim and every row starts on its boundary.
+      std::vector<const void*> starts;
+      for (int i = 0; i < launch.count; i++) starts.insert(starts.end(), {launch.item[i].x, launch.item[i].weight, launch.item[i].y});
+      if (one_dim) with_lane_layout<T>(dim, starts, run);
+      else run(std::integral_constant<int, 0>{});
+    });
+    check_launch("headNormRows");
+  }
 }
 
 }  // namespace andromeda::cuda
