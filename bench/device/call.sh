@@ -5,22 +5,25 @@
 # Everything comes back as one file, $OUT/logs.tar.xz (the device tool returns at most 8 files). Cases:
 #   decode   GPU paged tests of `new`, then base vs new: the paged-attention bench and the decode bench alternated,
 #            then the compiled Hugging Face anchor (bench/gpu-decode-anchor.py compile)
-#   sweep    tests, bench/cuda/decode-splits.cu (built here: nvcc ... -o .device/decode-splits), `new` vs `new2`
-#            decode, the planner check (bench/gpu-plan.sh), Nsight Compute over two replayed decode steps
-#   prefetch tests of `new4`, bench/cuda/l2-prefetch.cu (built into .device/ for sm_90a and, as PTX, for sm_80's
-#            line prefetches), `new2` vs `new3` vs `new4` decode, the decode kernel's split sweep
+#   sweep    tests, bench/cuda/decode-splits.cu, `new` vs `new2` decode, the planner check (bench/gpu-plan.sh),
+#            Nsight Compute over two replayed decode steps
+#   prefetch tests of `new4`, bench/cuda/l2-prefetch.cu (for sm_90a, and as PTX for sm_80: line prefetches),
+#            `new2` vs `new3` vs `new4` decode, the decode kernel's split sweep
+# The bench/cuda programs travel built, in .device/bins.tar.xz: nvcc -O3 -std=c++17 -arch=sm_90a -I native
+# bench/cuda/NAME.cu -o /tmp/bins/NAME for each, then tar cJf .device/bins.tar.xz -C /tmp/bins .
 set -uo pipefail
 W=/tmp/w; mkdir -p $W
 T0=$(date +%s); BUDGET=${BUDGET:-560}
 left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 tar xJf .device/node.tar.xz -C /opt && export PATH=/opt/node/bin:$PATH
 tar xJf .device/node_modules.tar.xz
+mkdir -p $W/bin; [[ -f .device/bins.tar.xz ]] && tar xJf .device/bins.tar.xz -C $W/bin  # bench/cuda builds
 use() {  # a packed build's dist and addons
   rm -rf dist build/Release; mkdir -p build/Release; tar xJf .device/$1/dist.tar.xz
-  cp .device/$1/andromeda_cpu.node build/Release/; xz -dc .device/$1/andromeda_cuda.node.xz > build/Release/andromeda_cuda.node
-  echo "== using pack $1"; }
+  xz -dc .device/$1/andromeda_cpu.node.xz > build/Release/andromeda_cpu.node
+  xz -dc .device/$1/andromeda_cuda.node.xz > build/Release/andromeda_cuda.node; echo "== using pack $1"; }
 addon() {  # only a packed build's addons (the same dist on both)
-  mkdir -p build/Release; cp .device/$1/andromeda_cpu.node build/Release/
+  mkdir -p build/Release; xz -dc .device/$1/andromeda_cpu.node.xz > build/Release/andromeda_cpu.node
   xz -dc .device/$1/andromeda_cuda.node.xz > build/Release/andromeda_cuda.node; echo "== addon $1"; }
 step() {  # step NAME SECONDS COMMAND...
   local name=$1 lim=$2; shift 2; local l; l=$(left)
@@ -52,7 +55,7 @@ case ${1:?usage: call.sh CASE} in
     use new2
     step plan 45 bash bench/gpu-plan.sh $W/plan
     cat $W/plan/table.md 2>/dev/null
-    step decode-splits 150 .device/decode-splits
+    step decode-splits 150 $W/bin/decode-splits
     grep -E "rule|best|PASS|FAIL" $W/decode-splits.log | head -60
     step ncu-2k 100 ncu --csv --profile-from-start off --cache-control none --graph-profiling node \
       --metrics gpu__time_duration.sum,dram__bytes_read.sum node dist/bench/gpu-decode.js single:2048 --profile-at 64
@@ -64,13 +67,13 @@ case ${1:?usage: call.sh CASE} in
     step test-gpu 150 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/prefetch.test.js \
       dist/tests/gpu/head-norm.test.js dist/tests/gpu/paged-forward.test.js dist/tests/gpu/graph.test.js \
       dist/tests/gpu/speculative-graphs.test.js dist/tests/gpu/paged-attention.test.js
-    for bin in l2-prefetch l2-prefetch-lines; do step $bin 40 .device/$bin; grep -E "^\|" $W/$bin.log; done
+    for bin in l2-prefetch l2-prefetch-lines; do step $bin 40 $W/bin/$bin; grep -E "^\|" $W/$bin.log; done
     for r in 1 2; do
       for tag in new2 new3 new4; do use $tag; step decode-$tag-$r 60 node dist/bench/gpu-decode.js; done
       (( $(left) < 300 )) && break
     done
     use new4
-    step decode-splits 120 .device/decode-splits
+    step decode-splits 120 $W/bin/decode-splits
     grep -E "rule|best|PASS|FAIL" $W/decode-splits.log | head -40
     ;;
   *) echo "call.sh: unknown case $1"; exit 2;;

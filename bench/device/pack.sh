@@ -10,7 +10,7 @@ cd "$(git rev-parse --show-toplevel)"
 mkdir -p ".device/$name"
 tar cJf ".device/$name/dist.tar.xz" --exclude='*.map' --exclude='*.d.ts' \
   dist/src dist/bench dist/tests/gpu dist/tests/helpers dist/tests/model dist/tests/plan
-cp build/Release/andromeda_cpu.node ".device/$name/andromeda_cpu.node"
+xz -T4 -6 -c build/Release/andromeda_cpu.node > ".device/$name/andromeda_cpu.node.xz"
 strip -o "/tmp/andromeda-cuda-$name.node" build/Release/andromeda_cuda.node 2>/dev/null ||
   cp build/Release/andromeda_cuda.node "/tmp/andromeda-cuda-$name.node"
 xz -T4 -6 -c "/tmp/andromeda-cuda-$name.node" > ".device/$name/andromeda_cuda.node.xz"
