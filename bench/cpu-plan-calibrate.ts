@@ -1,4 +1,4 @@
-// Calibrates the CPU terms of the planner's throughput model (src/plan/throughput.ts, CPU_EFFICIENCY) in CPU
+// Calibrates the CPU terms of the planner's throughput model (src/plan/throughput.ts, CpuTerms) in CPU
 // seconds of one engine thread, which another process on the same cores does not stretch the way it stretches
 // wall time:
 //  - decode: the InferenceEngine decoding `small`-shaped models (4 heads of 64, one KV head) of several widths,
@@ -37,7 +37,7 @@ import { measureInference, measureTraining } from '../src/plan/measure.js';
 import { fitLeastSquares } from '../src/plan/least-squares.js';
 import { readJsonlLogs } from './jsonl-logs.js';
 import { cpuDevice } from '../src/plan/cpu-device.js';
-import { CPU_EFFICIENCY, trainingThroughput } from '../src/plan/throughput.js';
+import { cpuTerms, trainingThroughput } from '../src/plan/throughput.js';
 import type { InferenceWorkload, TrainingWorkload } from '../src/plan/workload.js';
 
 const args = process.argv.slice(2);
@@ -223,7 +223,7 @@ if (part === 'all' || part === 'optimizer') {
 
 if (part === 'training') {
   const threads = engine.threads();
-  const device = cpuDevice(threads);
+  const device = cpuDevice(threads, engine.cpuInfo().isa);
   const fractions: number[] = [];
   for (const dim of [192, 384])
     for (const activationCheckpointing of [false, true]) {
@@ -244,7 +244,7 @@ if (part === 'training') {
       const tokens = workload.batch * workload.seqLen;
       const flops = trainingThroughput(config, workload, device).flopsPerToken * tokens;
       const optimizerSeconds =
-        (CPU_EFFICIENCY.optimizerSecondsPerParameter[workload.optimizer] * countParameters(config)) / threads;
+        (cpuTerms(device).optimizerSecondsPerParameter[workload.optimizer] * countParameters(config)) / threads;
       const stepSeconds = median(m.stepSeconds);
       const fraction = flops / (device.flops * (stepSeconds - optimizerSeconds));
       fractions.push(fraction);

@@ -55,7 +55,7 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 const rows: number[][] = [];
 const residuals: number[] = [];
 const walls: number[] = [];
-const device = cpuDevice(threads);
+const device = cpuDevice(threads, engine.cpuInfo().isa);
 /** One case into the fit: its measured wall seconds a step less what the other terms model for it. */
 const addCase = (dim: number, depth: number, batch: number, wall: number): number => {
   const config = presetConfig('small', { dim, depth, maxSeqLen: 1024 });

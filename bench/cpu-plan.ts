@@ -105,7 +105,7 @@ async function measureAll(): Promise<void> {
   console.log(`# CPU engine, ${threads} thread${threads === 1 ? '' : 's'} (${engine.cpuInfo().isa})`);
   for (const { preset, workload } of configs) {
     const config = presetConfig(preset, { maxSeqLen: 4096 });
-    const plan = planRun({ name: preset, config }, workload, cpuDevice(threads));
+    const plan = planRun({ name: preset, config }, workload, cpuDevice(threads, engine.cpuInfo().isa));
     const loadAverageBefore = loadavg()[0]!;
     const cpuBefore = process.cpuUsage();
     const wallBefore = performance.now();

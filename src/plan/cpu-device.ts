@@ -1,49 +1,85 @@
 import { totalmem } from 'node:os';
 import type { DeviceSpec } from './devices.js';
-
-/** The machine type the CPU figures were measured on has two cores; the float32 peak is per core times this. */
-const MEASURED_CORES = 2;
-const PEAK_FLOPS_MEASURED = 236.4e9;
+import { CPU_EFFICIENCY, CPU_EFFICIENCY_ZEN3_AVX2, type CpuTerms } from './throughput.js';
 
 /**
- * What the CPU tokens/s rest on, for a plan's reader: every CPU term was measured on one machine type, and on
- * another the engine runs at that CPU's speed — stop 21's Zen 3 VM with AVX2 ran every check 1.5–2.1× below them
- * (bench/results/plan.md). `isa`: the instruction set the engine uses on this machine, when known.
+ * A machine type the CPU terms were measured on (bench/results/plan.md, cpu-kernels.md): its cores, the float32 peak
+ * of all of them at the clock the cores were measured running, its memory copy bandwidth, and the planner's terms
+ * fitted there (src/plan/throughput.ts). A CPU is matched to one by the instruction set the engine runs on it.
+ */
+interface CpuProfile {
+  machine: string;
+  cores: number;
+  peakFlops: number;
+  bandwidth: number;
+  terms: CpuTerms;
+}
+
+/** AMD EPYC Zen 4, AVX-512 (stops 17–20): 236.4 GFLOP/s at 3.69 GHz; memory copy 35.7 GB/s on 64 MiB buffers. */
+const ZEN4_AVX512: CpuProfile = {
+  machine: 'an AMD EPYC Zen 4 with AVX-512 (2 cores, 3.7 GHz)',
+  cores: 2,
+  peakFlops: 236.4e9,
+  bandwidth: 35.7e9,
+  terms: CPU_EFFICIENCY,
+};
+
+/**
+ * AMD EPYC Zen 3, AVX2 only (stops 21–22): 192.1 GFLOP/s at 3.00 GHz (bench/results/logs/plan/cpu-kernels-zen3-
+ * stop21.md); the bandwidth is not measured there and kept at the Zen 4's (it is read only for a decode step's
+ * keys and values, a small part of it).
+ */
+const ZEN3_AVX2: CpuProfile = {
+  machine: 'an AMD EPYC Zen 3 with AVX2 (2 cores, 3.0 GHz)',
+  cores: 2,
+  peakFlops: 192.1e9,
+  bandwidth: 35.7e9,
+  terms: CPU_EFFICIENCY_ZEN3_AVX2,
+};
+
+/** The measured machine type for a CPU whose engine runs `isa` (unknown: the first one measured). */
+function profileFor(isa?: string): CpuProfile {
+  return isa === undefined || isa === 'avx512' ? ZEN4_AVX512 : ZEN3_AVX2;
+}
+
+/**
+ * What the CPU tokens/s rest on, for a plan's reader: the terms of the machine type matched to this CPU by the
+ * engine's instruction set (`isa`); another CPU of that set runs at its own speed.
  */
 export function cpuSpeedNote(isa?: string): string {
-  const base =
-    'CPU tokens/s are from measurements on an AMD EPYC Zen 4 with AVX-512 (2 cores, 3.7 GHz); ' +
-    'another CPU runs at its own speed';
-  if (isa === undefined || isa === 'avx512') return base;
+  const profile = profileFor(isa);
+  const base = `CPU tokens/s are from measurements on ${profile.machine}`;
+  if (isa === undefined) return `${base}; another CPU runs at its own speed`;
+  const kind = isa === 'avx512' ? 'AVX-512' : 'AVX2';
   return (
-    `${base} — this machine's engine runs its ${isa} kernels: on a Zen 3 with AVX2 every figure ran 1.5–2.1× ` +
-    'below these (bench/results/plan.md, stop 21)'
+    `${base}, the measured type nearest this CPU (the engine runs ${isa} kernels here, ${kind} there); ` +
+    'another CPU runs at its own speed'
   );
 }
 
 /**
- * The CPU engine on this machine running `threads` threads (default: the two of the machine type measured): its
- * RAM, and the float32 peak and memory bandwidth measured on this machine type (bench/results/cpu-kernels.md: AMD
- * EPYC Zen 4, 2 threads — 236.4 GFLOP/s peak at the measured 3.69 GHz, i.e. 118.2 per core; memory copy 35.7 GB/s
- * on 64 MiB buffers). The peak scales with the threads; the bandwidth is the machine's and is kept whole (the CPU
- * model reads it only for the KV cache, a small part of a decode step). `isa` (the engine's instruction set here)
- * words the speed note (cpuSpeedNote).
+ * The CPU engine on this machine running `threads` threads (default: the measured machine type's cores): its RAM,
+ * and the float32 peak, bandwidth and terms of the machine type matched by `isa`, the instruction set the engine
+ * runs here (cpuSpeedNote). The peak scales with the threads; the bandwidth is the machine's and is kept whole.
  */
-export function cpuDevice(threads = MEASURED_CORES, isa?: string): DeviceSpec {
-  if (!Number.isInteger(threads) || threads < 1)
+export function cpuDevice(threads?: number, isa?: string): DeviceSpec {
+  const profile = profileFor(isa);
+  const count = threads ?? profile.cores;
+  if (!Number.isInteger(count) || count < 1)
     throw new Error(`cpuDevice: threads must be a positive integer, got ${threads}`);
   return {
     name:
-      threads === MEASURED_CORES
+      count === profile.cores
         ? "this machine's CPU (RAM)"
-        : `this machine's CPU (RAM), ${threads} thread${threads === 1 ? '' : 's'}`,
+        : `this machine's CPU (RAM), ${count} thread${count === 1 ? '' : 's'}`,
     memoryBytes: totalmem(),
-    bandwidth: 35.7e9,
-    flops: (PEAK_FLOPS_MEASURED / MEASURED_CORES) * threads,
+    bandwidth: profile.bandwidth,
+    flops: (profile.peakFlops / profile.cores) * count,
     engine: 'cpu',
     sms: 0,
-    threads,
+    threads: count,
     aliases: ['cpu'],
     speedNote: cpuSpeedNote(isa),
+    cpuTerms: profile.terms,
   };
 }

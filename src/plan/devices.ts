@@ -1,3 +1,4 @@
+import type { CpuTerms } from './throughput.js';
 /**
  * Accelerators a plan can be made for: memory, memory bandwidth and dense bfloat16 tensor throughput (without
  * sparsity), from the vendors' data sheets. `--memory` makes an unnamed device of a given size; `--device cpu`
@@ -25,6 +26,8 @@ export interface DeviceSpec {
   aliases: string[];
   /** What the tokens/s figures for this device rest on, where a reader should know (the CPU's: one machine type). */
   speedNote?: string;
+  /** The CPU engine's terms (CPU only): those of the measured machine type this CPU was matched to. */
+  cpuTerms?: CpuTerms;
 }
 
 const GB = 1e9;

@@ -196,7 +196,7 @@ export function decodeKernelGrid(
  * width left out again. Each layer's fewer ops cost less to hand over than at stop 17 (69 µs a layer, +0.020 ns a
  * byte).
  */
-export const CPU_EFFICIENCY = {
+export const CPU_EFFICIENCY: CpuTerms = {
   training: 0.651,
   prefill: 0.53,
   optimizerSecondsPerParameter: { adamw: 0.786e-9, adamw8bit: 7.89e-9 },
@@ -212,6 +212,48 @@ export const CPU_EFFICIENCY = {
   decodeThreadHandoffSeconds: { perLayer: 41.4e-6, perWeightByte: -0.884e-12 },
 };
 
+/**
+ * The same terms measured on an AMD EPYC Zen 3 with AVX2 only (stop 22; src/plan/cpu-device.ts matches a CPU whose
+ * engine runs avx2 to it) by the same scripts on that machine, idle (bench/results/logs/plan/*-zen3-stop22.*):
+ * training 0.40 of its 192.1 GFLOP/s peak (cases 0.33–0.46); prefill not measured, scaled from the Zen 4's by the
+ * training ratio (0.33); clip + AdamW 7.56 ns a parameter and 8-bit 42.2 ns (42M parameters; the AVX2 8-bit form has
+ * no gathers); decode over two runs of the 18 cases fitted together — 112 µs a step, 277 µs a layer, 21.8 µs a layer
+ * and request, the weights at 4.8 GB/s and 0.014 ns a weight byte for each further row (the two runs' own fits
+ * differ by up to 50% a term; worst case 46% off); the two-thread handoff fitted on top, −67 µs a layer and
+ * +0.031 ns a weight byte (the one-thread per-layer term holds small kernels that two threads split).
+ */
+export const CPU_EFFICIENCY_ZEN3_AVX2: CpuTerms = {
+  training: 0.4,
+  prefill: 0.33,
+  optimizerSecondsPerParameter: { adamw: 7.56e-9, adamw8bit: 42.2e-9 },
+  decodeHostSeconds: { perStep: 112e-6, perLayer: 277e-6, perRequest: 0, perLayerRequest: 21.8e-6 },
+  decodeWeightBytesPerSecond: 4.82e9,
+  decodeRowSecondsPerWeightByte: 1.42e-11,
+  decodeThreadHandoffSeconds: { perLayer: -67.2e-6, perWeightByte: 3.09e-11 },
+};
+
+/** The CPU terms of one machine type (CPU_EFFICIENCY: the Zen 4 the planner was first calibrated on). */
+export interface CpuTerms {
+  /** Training's forward + backward, as a fraction of the threads' float32 peak. */
+  training: number;
+  prefill: number;
+  /** Clipping plus one optimizer step, CPU seconds of one thread a parameter. */
+  optimizerSecondsPerParameter: { adamw: number; adamw8bit: number };
+  /** A decode step's host work, CPU seconds of the JavaScript thread. */
+  decodeHostSeconds: { perStep: number; perLayer: number; perRequest: number; perLayerRequest: number };
+  /** One thread's rate streaming the weights through a decode step's products. */
+  decodeWeightBytesPerSecond: number;
+  /** Each request's row beyond the first: seconds a weight byte, one thread (the products' arithmetic). */
+  decodeRowSecondsPerWeightByte: number;
+  /** Wall seconds of handing a step's kernels to the other threads, beyond one thread. */
+  decodeThreadHandoffSeconds: { perLayer: number; perWeightByte: number };
+}
+
+/** The CPU terms of `device`: those of the machine type it was matched to (src/plan/cpu-device.ts). */
+export function cpuTerms(device: DeviceSpec): CpuTerms {
+  return device.cpuTerms ?? CPU_EFFICIENCY;
+}
+
 /** Threads the CPU engine runs on `device` (1 for a GPU: the CPU terms do not apply there). */
 const cpuThreads = (device: DeviceSpec): number => device.threads ?? 1;
 
@@ -219,8 +261,8 @@ const cpuThreads = (device: DeviceSpec): number => device.threads ?? 1;
  * CPU seconds of one decode step's host work on the CPU engine (one thread: the JavaScript side of the step),
  * for `batch` running requests of a `depth`-layer model.
  */
-export function cpuDecodeHostSeconds(depth: number, batch: number): number {
-  const h = CPU_EFFICIENCY.decodeHostSeconds;
+export function cpuDecodeHostSeconds(depth: number, batch: number, terms: CpuTerms = CPU_EFFICIENCY): number {
+  const h = terms.decodeHostSeconds;
   return h.perStep + h.perLayer * depth + h.perRequest * batch + h.perLayerRequest * depth * batch;
 }
 
@@ -228,8 +270,8 @@ export function cpuDecodeHostSeconds(depth: number, batch: number): number {
  * Wall seconds a decode step of a `depth`-layer model spends handing its ops' kernels to the other engine threads
  * and waiting for them, when there are more than one (bench/cpu-plan-threads.ts fits it on top of the other terms).
  */
-export function cpuDecodeHandoffSeconds(depth: number, weightBytes: number): number {
-  const h = CPU_EFFICIENCY.decodeThreadHandoffSeconds;
+export function cpuDecodeHandoffSeconds(depth: number, weightBytes: number, terms: CpuTerms = CPU_EFFICIENCY): number {
+  const h = terms.decodeThreadHandoffSeconds;
   return h.perLayer * depth + h.perWeightByte * weightBytes;
 }
 
@@ -257,7 +299,7 @@ function attentionFlops(c: AndromedaConfig, n: number): number {
 }
 
 function trainingFraction(c: AndromedaConfig, device: DeviceSpec): number {
-  if (device.engine === 'cpu') return CPU_EFFICIENCY.training;
+  if (device.engine === 'cpu') return cpuTerms(device).training;
   const { trainingNarrow: a, trainingWide: b } = GPU_EFFICIENCY;
   const t = Math.min(1, Math.max(0, Math.log(c.dim / a.dim) / Math.log(b.dim / a.dim)));
   return a.fraction + t * (b.fraction - a.fraction);
@@ -289,7 +331,7 @@ export function trainingThroughput(c: AndromedaConfig, w: TrainingWorkload, devi
     w.optimizer === 'adamw8bit' ? GPU_EFFICIENCY.optimizer8bitBandwidth : GPU_EFFICIENCY.optimizerBandwidth;
   const optimizerSeconds =
     (cpu
-      ? (CPU_EFFICIENCY.optimizerSecondsPerParameter[w.optimizer] * n) / cpuThreads(device)
+      ? (cpuTerms(device).optimizerSecondsPerParameter[w.optimizer] * n) / cpuThreads(device)
       : optimizerBytes / (device.bandwidth * efficiency)) / w.gradAccum;
   const seconds = computeSeconds + optimizerSeconds;
   const optimizerPercent = Math.round(efficiency * 100);
@@ -303,7 +345,7 @@ export function trainingThroughput(c: AndromedaConfig, w: TrainingWorkload, devi
       ? `forward + backward at ${(trainingFraction(c, device) * 100).toFixed(0)}% of the float32 peak of ` +
         `${cpuThreads(device)} CPU thread${cpuThreads(device) === 1 ? '' : 's'} (steady-state steps, ` +
         'bench/cpu-plan-calibrate.ts --part training) and the optimizer at ' +
-        `${(CPU_EFFICIENCY.optimizerSecondsPerParameter[w.optimizer] * 1e9).toPrecision(2)} ns of CPU time a ` +
+        `${(cpuTerms(device).optimizerSecondsPerParameter[w.optimizer] * 1e9).toPrecision(2)} ns of CPU time a ` +
         'parameter (bench/results/plan.md)'
       : `forward + backward at ${(trainingFraction(c, device) * 100).toFixed(0)}% of the GPU's bf16 peak and the ` +
         `optimizer at ${optimizerPercent}% of its bandwidth, as measured on an H100 ` +
@@ -320,9 +362,10 @@ export function inferenceThroughput(
   const n = countParameters(c);
   const bytes = DTYPE_BYTES[w.kvDtype];
   const cpu = device.engine === 'cpu';
+  const terms = cpuTerms(device);
   // Prefill: compute-bound, 2N per token plus causal attention over the prompt.
   const prefillFlops = 2 * n * w.promptTokens + attentionFlops(c, w.promptTokens);
-  const prefillFraction = cpu ? CPU_EFFICIENCY.prefill : GPU_EFFICIENCY.prefill;
+  const prefillFraction = cpu ? terms.prefill : GPU_EFFICIENCY.prefill;
   const prefillSeconds = (prefillFlops * w.batch) / (device.flops * prefillFraction);
   // Decode: every step reads the weights once for the batch and each request's keys and values so far (at the
   // paged attention's own rate), plus the host's time for the step.
@@ -337,17 +380,17 @@ export function inferenceThroughput(
   const attention = gpuDecodeAttention(c, w, device, meanContext);
   const attentionSeconds = c.depth * attention.seconds;
   const memorySeconds = cpu
-    ? (weightBytes / CPU_EFFICIENCY.decodeWeightBytesPerSecond +
-        CPU_EFFICIENCY.decodeRowSecondsPerWeightByte * weightBytes * (w.batch - 1) +
+    ? (weightBytes / terms.decodeWeightBytesPerSecond +
+        terms.decodeRowSecondsPerWeightByte * weightBytes * (w.batch - 1) +
         kvBytes / device.bandwidth) /
       threads
     : weightBytes / (device.bandwidth * decodeWeightReadFraction(w.batch)) + attentionSeconds;
   const computeSeconds = stepFlops / (device.flops * prefillFraction);
   const hostSeconds = cpu
-    ? cpuDecodeHostSeconds(c.depth, w.batch)
+    ? cpuDecodeHostSeconds(c.depth, w.batch, terms)
     : GPU_EFFICIENCY.decodeSecondsPerLayer * c.depth + GPU_EFFICIENCY.decodeSecondsPerRequest * w.batch;
   const handoffSeconds =
-    cpu && threads > 1 && (o.threadHandoff ?? true) ? cpuDecodeHandoffSeconds(c.depth, weightBytes) : 0;
+    cpu && threads > 1 && (o.threadHandoff ?? true) ? cpuDecodeHandoffSeconds(c.depth, weightBytes, terms) : 0;
   const stepSeconds = Math.max(memorySeconds, computeSeconds) + hostSeconds + handoffSeconds;
   const bound =
     hostSeconds > Math.max(memorySeconds, computeSeconds)
@@ -362,7 +405,7 @@ export function inferenceThroughput(
     flopsPerToken: stepFlops / w.batch,
     bytesPerToken: (weightBytes + kvBytes) / w.batch,
     basis: cpu
-      ? `decode steps: the weights at ${(CPU_EFFICIENCY.decodeWeightBytesPerSecond / 1e9).toFixed(1)} GB/s a ` +
+      ? `decode steps: the weights at ${(terms.decodeWeightBytesPerSecond / 1e9).toFixed(1)} GB/s a ` +
         `thread over ${threads} thread${threads === 1 ? '' : 's'} plus ` +
         `${(hostSeconds * 1e3).toFixed(2)} ms of host work a step on one` +
         (handoffSeconds > 0 ? ` and ${(handoffSeconds * 1e3).toFixed(2)} ms handing ops to the other threads ` : ' ') +
