@@ -36,12 +36,14 @@ __host__ __device__ inline int64_t region_requests(int64_t bytes, int64_t reques
   return (bytes + request_bytes - 1) / request_bytes;
 }
 
+/** One request: `bytes` from p (a generic pointer into global memory; the instructions take a global address). */
 __device__ __forceinline__ void prefetch_request(const char* p, int64_t bytes) {
+  const uint64_t global = uint64_t(__cvta_generic_to_global(p));
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(uint32_t(bytes)) : "memory");
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(global), "r"(uint32_t(bytes)) : "memory");
 #else
   (void)bytes;
-  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(global));
 #endif
 }
 
