@@ -7,6 +7,7 @@
 #            then the compiled Hugging Face anchor (bench/gpu-decode-anchor.py compile)
 #   sweep    tests, bench/cuda/decode-splits.cu, `new` vs `new2` decode, the planner check (bench/gpu-plan.sh),
 #            Nsight Compute over two replayed decode steps
+#   verify   the GPU tests of the prefetch and the fused rows (`new4`), then its decode bench if time is left
 #   prefetch tests of `new4`, bench/cuda/l2-prefetch.cu (for sm_90a, and as PTX for sm_80: line prefetches),
 #            `new2` vs `new3` vs `new4` decode, the decode kernel's split sweep
 # The bench/cuda programs travel built, in .device/bins.tar.xz: nvcc -O3 -std=c++17 -arch=sm_90a -I native
@@ -61,6 +62,12 @@ case ${1:?usage: call.sh CASE} in
       --metrics gpu__time_duration.sum,dram__bytes_read.sum node dist/bench/gpu-decode.js single:2048 --profile-at 64
     python3 bench/ncu-step-summary.py $W/ncu-2k.log > $W/ncu-2k.summary.txt 2>&1
     head -22 $W/ncu-2k.summary.txt; xz -T4 $W/ncu-2k.log 2>/dev/null
+    ;;
+  verify)
+    use new4
+    step test-gpu 170 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/prefetch.test.js \
+      dist/tests/gpu/head-norm.test.js dist/tests/gpu/paged-forward.test.js dist/tests/gpu/graph.test.js
+    use new4; step decode-new4 60 node dist/bench/gpu-decode.js
     ;;
   prefetch)
     use new4
