@@ -11,6 +11,7 @@ import { planRun } from '../../src/plan/plan.js';
 import { cpuDevice } from '../../src/plan/cpu-device.js';
 import {
   CPU_EFFICIENCY,
+  CPU_EFFICIENCY_ZEN3_AVX2,
   cpuDecodeHandoffSeconds,
   cpuDecodeHostSeconds,
   inferenceThroughput,
@@ -217,4 +218,19 @@ test('cpuDevice scales the peak with its threads and refuses a thread count that
   assert.equal(cpuDevice().threads, 2);
   assert.throws(() => cpuDevice(0), /threads must be a positive integer, got 0/);
   assert.throws(() => cpuDevice(1.5), /threads must be a positive integer, got 1.5/);
+});
+
+test('the CPU device carries the terms of the machine type its instruction set matches', () => {
+  const zen4 = cpuDevice(2, 'avx512'),
+    zen3 = cpuDevice(2, 'avx2');
+  assert.equal(zen4.cpuTerms, CPU_EFFICIENCY);
+  assert.equal(zen3.cpuTerms, CPU_EFFICIENCY_ZEN3_AVX2);
+  assert.ok(zen3.flops < zen4.flops, 'the Zen 3 peak (3.0 GHz, AVX2) is below the Zen 4 one');
+  assert.equal(cpuDevice(1, 'avx2').flops * 2, zen3.flops);
+  const config = presetConfig('small');
+  assert.ok(
+    inferenceThroughput(config, decode(1), zen3).tokensPerSecond <
+      inferenceThroughput(config, decode(1), zen4).tokensPerSecond,
+    'the slower machine type predicts fewer tokens/s',
+  );
 });

@@ -36,6 +36,26 @@ Layout layout_of(const HeadNormArgs& a) {
 
 constexpr int64_t kPositionsPerBlock = 64;
 
+/**
+ * yr = xr · r · g (g: the head's scale row, or null: ones) over `dim` elements, r = 1 / sqrt(‖xr‖² + eps²) summed and
+ * applied in float64 after rounding to the statistics dtype (what the backward reads back); returns that r.
+ */
+template <typename T>
+Stat<T> norm_row(const T* xr, const T* g, T* yr, int64_t dim, double eps2) {
+  double ss = 0;
+  for (int64_t j = 0; j < dim; j++) {
+    const double v = double(load(xr + j));
+    ss += v * v;
+  }
+  const Stat<T> stored = Stat<T>(1.0 / std::sqrt(ss + eps2));
+  const double inv = double(stored);
+  for (int64_t j = 0; j < dim; j++) {
+    const double scale = g ? double(load(g + j)) : 1.0;
+    store(yr + j, double(load(xr + j)) * inv * scale);
+  }
+  return stored;
+}
+
 template <typename T>
 void forward(const HeadNormArgs& a, const T* x, const T* g, T* y, Stat<T>* rstd) {
   const Layout l = layout_of(a);
@@ -43,20 +63,7 @@ void forward(const HeadNormArgs& a, const T* x, const T* g, T* y, Stat<T>* rstd)
   parallel_for(l.batch * l.n * l.heads, fused_row_grain(l.dim), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; r++) {
       const int64_t p = r / l.heads, h = r - p * l.heads;
-      const T* xr = x + l.in_row(p, h);
-      T* yr = y + l.out_row(p, h);
-      double ss = 0;
-      for (int64_t j = 0; j < l.dim; j++) {
-        const double v = double(load(xr + j));
-        ss += v * v;
-      }
-      const Stat<T> stored = Stat<T>(1.0 / std::sqrt(ss + eps2));
-      rstd[r] = stored;
-      const double inv = double(stored);
-      for (int64_t j = 0; j < l.dim; j++) {
-        const double scale = g ? double(load(g + h * l.dim + j)) : 1.0;
-        store(yr + j, double(load(xr + j)) * inv * scale);
-      }
+      rstd[r] = norm_row(x + l.in_row(p, h), g ? g + h * l.dim : nullptr, y + l.out_row(p, h), l.dim, eps2);
     }
   });
 }
@@ -93,7 +100,7 @@ void backward(const HeadNormArgs& a, const T* x, const T* g, const Stat<T>* rstd
   if (grad_g) sum_block_partials(partial.data(), blocks, size_t(width), width, grad_g);
 }
 
-/** Item `it`'s row r, head h: normed as `forward` norms a row (same arithmetic, same bits), or copied. */
+/** Item `it`'s row r, head h: normed as `forward` norms a row (norm_row: the same bits), or copied. */
 template <typename T>
 void head_rows(const HeadNormRowsItem& it, double eps2, int64_t r, int64_t h) {
   const int64_t target = it.index ? int64_t(it.index[r]) : r;
@@ -105,16 +112,7 @@ void head_rows(const HeadNormRowsItem& it, double eps2, int64_t r, int64_t h) {
     return;
   }
   const T* g = reinterpret_cast<const T*>(it.weight);
-  double ss = 0;
-  for (int64_t j = 0; j < it.dim; j++) {
-    const double v = double(load(xr + j));
-    ss += v * v;
-  }
-  const double inv = double(Stat<T>(1.0 / std::sqrt(ss + eps2)));
-  for (int64_t j = 0; j < it.dim; j++) {
-    const double scale = g ? double(load(g + h * it.dim + j)) : 1.0;
-    store(yr + j, double(load(xr + j)) * inv * scale);
-  }
+  norm_row(xr, g ? g + h * it.dim : nullptr, yr, it.dim, eps2);
 }
 
 }  // namespace

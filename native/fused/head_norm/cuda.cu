@@ -69,6 +69,27 @@ struct LaneRow {
   }
 };
 
+/** The per-head scale row g (null: ones) in this lane's layout. */
+template <typename T, int V, typename C>
+__device__ __forceinline__ void load_scale(const LaneRow<V>& lr, const T* g, C (&gv)[kMaxPerLane]) {
+  if (g) lr.load_row(g, gv);
+#pragma unroll
+  for (int e = 0; e < kMaxPerLane; e++)
+    if (!g) gv[e] = C(1);
+}
+
+/** v ← v · r · gv with r = 1 / sqrt(‖v‖² + eps²) over the warp's row (every lane of the warp calls it); returns r. */
+template <typename C>
+__device__ __forceinline__ C norm_row(C (&v)[kMaxPerLane], const C (&gv)[kMaxPerLane], C eps2) {
+  C ss = 0;
+#pragma unroll
+  for (int e = 0; e < kMaxPerLane; e++) ss += v[e] * v[e];
+  const C r = C(1) / sqrt(warp_sum(ss) + eps2);
+#pragma unroll
+  for (int e = 0; e < kMaxPerLane; e++) v[e] = v[e] * r * gv[e];
+  return r;
+}
+
 template <typename T, int V>
 __global__ void head_norm_kernel(Layout l, const T* x, const T* g, T* y, stat_t<T>* rstd, compute_t<T> eps2) {
   using C = compute_t<T>;
@@ -77,19 +98,11 @@ __global__ void head_norm_kernel(Layout l, const T* x, const T* g, T* y, stat_t<
   const int64_t p0 = int64_t(blockIdx.x) * kForwardPositionsPerBlock;
   const LaneRow<V> lr{lane, l.dim};
   C gv[kMaxPerLane];
-  if (g) lr.load_row(g + head * l.dim, gv);
-#pragma unroll
-  for (int e = 0; e < kMaxPerLane; e++)
-    if (!g) gv[e] = C(1);
+  load_scale(lr, g ? g + head * l.dim : nullptr, gv);
   for (int64_t p = p0 + warp; p < min(positions, p0 + kForwardPositionsPerBlock); p += kWarps) {
     C v[kMaxPerLane];
     lr.load_row(x + l.in_row(p, head), v);
-    C ss = 0;
-#pragma unroll
-    for (int e = 0; e < kMaxPerLane; e++) ss += v[e] * v[e];
-    const C r = C(1) / sqrt(warp_sum(ss) + C(eps2));
-#pragma unroll
-    for (int e = 0; e < kMaxPerLane; e++) v[e] = v[e] * r * gv[e];
+    const C r = norm_row(v, gv, eps2);
     lr.store_row(y + l.out_row(p, head), v);
     if (lane == 0) rstd[p * l.heads + head] = stat_t<T>(r);
   }
@@ -121,16 +134,8 @@ __global__ void head_norm_rows_kernel(const __grid_constant__ RowItems items, co
   lr.load_row(reinterpret_cast<const T*>(it.x) + (r * it.heads + h) * it.dim, v);
   if (it.normalize) {  // head_norm_kernel's arithmetic: the same bits
     C gv[kMaxPerLane];
-    if (it.weight) lr.load_row(reinterpret_cast<const T*>(it.weight) + h * it.dim, gv);
-#pragma unroll
-    for (int e = 0; e < kMaxPerLane; e++)
-      if (!it.weight) gv[e] = C(1);
-    C ss = 0;
-#pragma unroll
-    for (int e = 0; e < kMaxPerLane; e++) ss += v[e] * v[e];
-    const C rstd = C(1) / sqrt(warp_sum(ss) + C(eps2));
-#pragma unroll
-    for (int e = 0; e < kMaxPerLane; e++) v[e] = v[e] * rstd * gv[e];
+    load_scale(lr, it.weight ? reinterpret_cast<const T*>(it.weight) + h * it.dim : nullptr, gv);
+    norm_row(v, gv, eps2);
   }
   lr.store_row(reinterpret_cast<T*>(it.y) + (target * it.heads + h) * it.dim, v);
 }
