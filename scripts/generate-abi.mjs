@@ -140,7 +140,9 @@ function cxxParameters(k, engine) {
     if (p.into) {
       if (!groups.has(p.into)) {
         groups.add(p.into);
-        out.push({ type: `const ${p.into}&`, name: 'args', arg: `s_${p.into}` });
+        // Named `args`, or after its struct where a kernel takes two (AddNormArgs and PagedBatch).
+        const name = groups.size === 1 ? 'args' : snake(p.into.replace(/Args$/, '')) + '_args';
+        out.push({ type: `const ${p.into}&`, name, arg: `s_${p.into}` });
       }
       return;
     }

@@ -1,7 +1,7 @@
 // Does warming L2 during a decode step's latency-bound stretch make its weight products faster? Times andromeda-3b's
 // batch-1 layer of products — query/key/value (3,328 × 2,560), then a stand-in for the head norms, scatter and
 // paged attention (a kernel holding every SM for W µs while memory idles), then the output (2,560 × 3,072),
-// feed-forward up (10,240 × 2,560) and down (2,560 × 10,240) — with and without a prefetch (prefetch_kernel.cuh)
+// feed-forward up (10,240 × 2,560) and down (2,560 × 10,240) — with and without a prefetch (l2_prefetch_kernel.cuh)
 // of the output weight and the first bytes of the up weight launched before the stand-in. Each layer reads its
 // own weights, eight layers (1.1 GB) replayed as one graph, so nothing stays in L2 from one replay to the next.
 // Prints µs a layer for each prefetch budget; also checks that the products' results do not change.
@@ -15,7 +15,7 @@
 
 #include "bench_common.h"
 #include "cuda/gemv_kernel.cuh"
-#include "cuda/prefetch_kernel.cuh"
+#include "l2_prefetch_kernel.cuh"
 
 using namespace andromeda::cuda;
 using namespace andromeda::cuda::gemv_kernels;

@@ -7,9 +7,12 @@
 #            then the compiled Hugging Face anchor (bench/gpu-decode-anchor.py compile)
 #   sweep    tests, bench/cuda/decode-splits.cu, `new` vs `new2` decode, the planner check (bench/gpu-plan.sh),
 #            Nsight Compute over two replayed decode steps
-#   verify   the GPU tests of the prefetch and the fused rows (`new4`), then its decode bench if time is left
-#   prefetch tests of `new4`, bench/cuda/l2-prefetch.cu (for sm_90a, and as PTX for sm_80: line prefetches),
-#            `new2` vs `new3` vs `new4` decode, the decode kernel's split sweep
+#   prefetch bench/cuda/l2-prefetch.cu (for sm_90a, and as PTX for sm_80: line prefetches) and the decode kernel's
+#            split sweep (stop 23: the prefetch lost and left the engine; kept to re-run the experiment)
+#   shift    the GPU tests of `new5` (the norm + token shift in one launch), `new3` vs `new5` decode alternated,
+#            then the compiled Hugging Face anchor and the planner's GPU check on `new5`
+#   bars     issue 14's and 18's figures on `new5`: its decode bench twice, the compiled Hugging Face anchor, then the
+#            planner's GPU check (bench/gpu-plan.sh) — name an H100 for the bars
 # The bench/cuda programs travel built, in .device/bins.tar.xz: nvcc -O3 -std=c++17 -arch=sm_90a -I native
 # bench/cuda/NAME.cu -o /tmp/bins/NAME for each, then tar cJf .device/bins.tar.xz -C /tmp/bins .
 set -uo pipefail
@@ -63,25 +66,28 @@ case ${1:?usage: call.sh CASE} in
     python3 bench/ncu-step-summary.py $W/ncu-2k.log > $W/ncu-2k.summary.txt 2>&1
     head -22 $W/ncu-2k.summary.txt; xz -T4 $W/ncu-2k.log 2>/dev/null
     ;;
-  verify)
-    use new4
-    step test-gpu 170 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/prefetch.test.js \
-      dist/tests/gpu/head-norm.test.js dist/tests/gpu/paged-forward.test.js dist/tests/gpu/graph.test.js
-    use new4; step decode-new4 60 node dist/bench/gpu-decode.js
-    ;;
   prefetch)
-    use new4
-    step test-gpu 150 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/prefetch.test.js \
-      dist/tests/gpu/head-norm.test.js dist/tests/gpu/paged-forward.test.js dist/tests/gpu/graph.test.js \
-      dist/tests/gpu/speculative-graphs.test.js dist/tests/gpu/paged-attention.test.js
     for bin in l2-prefetch l2-prefetch-lines; do step $bin 40 $W/bin/$bin; grep -E "^\|" $W/$bin.log; done
-    for r in 1 2; do
-      for tag in new2 new3 new4; do use $tag; step decode-$tag-$r 60 node dist/bench/gpu-decode.js; done
-      (( $(left) < 300 )) && break
-    done
-    use new4
     step decode-splits 120 $W/bin/decode-splits
     grep -E "rule|best|PASS|FAIL" $W/decode-splits.log | head -40
+    ;;
+  shift)
+    use new5
+    step test-gpu 150 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/add-norm-shift.test.js \
+      dist/tests/gpu/head-norm.test.js dist/tests/gpu/paged-forward.test.js dist/tests/gpu/graph.test.js \
+      dist/tests/gpu/speculative-graphs.test.js dist/tests/gpu/paged-attention.test.js
+    for r in 1 2; do for tag in new3 new5; do use $tag; step decode-$tag-$r 60 node dist/bench/gpu-decode.js; done; done
+    use new5
+    step anchor-compile 280 python3 bench/gpu-decode-anchor.py compile
+    step plan 150 bash bench/gpu-plan.sh $W/plan
+    cat $W/plan/table.md 2>/dev/null
+    ;;
+  bars)
+    use new5
+    for r in 1 2; do step decode-new5-$r 60 node dist/bench/gpu-decode.js; done
+    step anchor-compile 280 python3 bench/gpu-decode-anchor.py compile
+    step plan 150 bash bench/gpu-plan.sh $W/plan
+    cat $W/plan/table.md 2>/dev/null
     ;;
   *) echo "call.sh: unknown case $1"; exit 2;;
 esac

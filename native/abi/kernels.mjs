@@ -682,22 +682,6 @@ export const KERNELS = [
     ],
   },
   {
-    // Warms the device's cache with bytes a later kernel will read (a decode step's next weights, while its
-    // attention leaves memory idle): a hint, no value changes. Regions in order, as many bytes as the engine's
-    // budget (native/cuda/prefetch.cu); the CPU engine has nothing to warm (src/engine/cpu.ts).
-    name: 'prefetchToCache',
-    engines: CUDA,
-    cxx: 'prefetch_to_cache',
-    params: [
-      {
-        name: 'regions',
-        kind: 'list',
-        struct: 'PrefetchRegion',
-        fields: [dtype(), input('x', 'dtype', 'count'), int('count')],
-      },
-    ],
-  },
-  {
     name: 'maskedSoftmax',
     engines: BOTH,
     cxx: 'masked_softmax',
@@ -1025,6 +1009,35 @@ export const KERNELS = [
       pagedBatch,
     ],
     requires: [['ring >= shifts && ring > 0', 'ring must be positive and at least shifts'], positiveBlockSize],
+  },
+  {
+    // addNorm whose output is also a decode step's token-shifted sub-layer input: out = norm(a + b·scale·c) as
+    // addNorm's, then shifted = pagedTokenShift(out) through the tails and out stored as its position's tail
+    // (pagedTokenShiftAndTailWrite of out), in one pass (native/fused/add_norm/). Steps of at most one row
+    // per sequence: a row's earlier positions are all in the tails, none in the step.
+    name: 'addNormShift',
+    engines: BOTH,
+    cxx: 'add_norm_shift',
+    params: [
+      ...addNormHead(true),
+      output('out', 'dtype', 'rows * cols'),
+      output('sum', 'dtype', 'rows * cols', optional),
+      output('stats', 'stats:dtype', 'rows * 2'),
+      int('rows', { into: 'AddNormArgs' }),
+      int('cols', { into: 'AddNormArgs' }),
+      float('eps', { into: 'AddNormArgs' }),
+      output('tails', 'dtype', 'numBlocks * ring * cols'),
+      output('shifted', 'dtype', 'rows * cols'),
+      int32('shifts'),
+      int('ring'),
+      pagedBatch,
+    ],
+    requires: [
+      ['ring >= shifts && ring > 0', 'ring must be positive and at least shifts'],
+      ['rows == totalQueries', "rows must be the step's totalQueries"],
+      ['maxQueryLen <= 1', 'the fused shift takes steps of at most one row per sequence (maxQueryLen ≤ 1)'],
+      positiveBlockSize,
+    ],
   },
   {
     // The step's rows written into the tail pool.

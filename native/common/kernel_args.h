@@ -34,13 +34,6 @@ struct SharedInputPart {
   char* c;
 };
 
-// One region of Engine.prefetchToCache: `count` elements of `dtype` from x.
-struct PrefetchRegion {
-  int dtype;
-  const char* x;
-  int64_t count;
-};
-
 struct AdamWArgs {
   double lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2, grad_scale;
 };

@@ -13,7 +13,6 @@ int g_device = -1;
 cudaStream_t g_stream = nullptr;
 int g_sm_count = 0;
 int g_shared_memory_optin = 0;
-int g_l2_bytes = 0;
 std::mutex g_init_mutex;
 
 }  // namespace
@@ -21,7 +20,6 @@ std::mutex g_init_mutex;
 cudaStream_t stream() { return g_stream; }
 int sm_count() { return g_sm_count; }
 int shared_memory_optin() { return g_shared_memory_optin; }
-int l2_cache_bytes() { return g_l2_bytes; }
 
 int device_count() {
   int count = 0;
@@ -48,7 +46,6 @@ void init(int device) {
   check(cudaDeviceGetAttribute(&g_sm_count, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
   check(cudaDeviceGetAttribute(&g_shared_memory_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
         "cudaDeviceGetAttribute");
-  check(cudaDeviceGetAttribute(&g_l2_bytes, cudaDevAttrL2CacheSize, device), "cudaDeviceGetAttribute");
   check(cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking), "cudaStreamCreate");
   g_device = device;
 }

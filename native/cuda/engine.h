@@ -30,8 +30,6 @@ std::string device_description();
 int sm_count();
 /** The most shared memory a block may opt in to on the device (bytes). */
 int shared_memory_optin();
-/** The device's L2 cache (bytes). */
-int l2_cache_bytes();
 void synchronize();
 void upload(char* dst, const void* src, size_t bytes);
 void download(void* dst, const char* src, size_t bytes);

@@ -135,9 +135,6 @@ export class CpuEngine extends NativeEngine {
     this.refuseInGraph('synchronize (a wait for the device)');
   }
 
-  /** Nothing to warm: the CPU's own prefetchers follow the kernels' streaming reads. */
-  prefetchToCache(): void {}
-
   /**
    * The CPU has nothing to record: the capture runs the function's JavaScript with every kernel skipped (as a CUDA
    * capture runs none), and each replay runs the function again, kernels included.

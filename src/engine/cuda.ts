@@ -3,7 +3,6 @@ import { installProfiler } from './cuda-profile.js';
 import { cudaFusedAttentionUnsupported } from './cuda-shapes.js';
 import type { AttentionArgs, Dense, DeviceGraph, FusedAttentionShape, MemoryStats } from './engine.js';
 import { RecordedGraph } from './device-graph.js';
-import { DTYPE_CODE } from '../tensor/dtype.js';
 import { NativeEngine, requireAddon, type NativeKernels } from './native-engine.js';
 import type { CudaKernels } from './native-abi.js';
 import {
@@ -124,13 +123,6 @@ export class CudaEngine extends NativeEngine {
   synchronize(): void {
     this.refuseInGraph('synchronize (a wait for the device)');
     this.#addon.synchronize();
-  }
-
-  prefetchToCache(items: readonly { x: Dense; count: number }[]): void {
-    if (items.length === 0) return;
-    this.#addon.prefetchToCache(
-      items.map((i) => ({ dtype: DTYPE_CODE[i.x.dtype], x: i.x.handle, xOffset: i.x.offset, count: i.count })),
-    );
   }
 
   /**

@@ -369,12 +369,6 @@ export interface Engine {
   adamw(param: Dense, grad: Dense, m: Dense, v: Dense, count: number, args: AdamWArgs): void;
   /** Sum of squares of a float buffer, accumulated in float64, returned to the host. */
   sumOfSquares(x: Dense, count: number): number;
-  /**
-   * A hint that later kernels will read these buffers soon (a decode step's next weights, launched while its
-   * attention leaves memory idle): the CUDA engine warms L2 with them, in order, up to a share of its size, and
-   * nothing waits; the CPU engine does nothing. No value changes either way.
-   */
-  prefetchToCache(items: readonly { x: Dense; count: number }[]): void;
   /** Σx² over several buffers (float64, fixed chunk order: independent of threads and blocks) with one wait:
    *  the global gradient norm. */
   sumOfSquaresMany(items: readonly { x: Dense; count: number }[]): number;
@@ -551,6 +545,23 @@ export interface Engine {
     shifts: number,
     ring: number,
     args: PagedBatchArgs,
+  ): void;
+  /**
+   * addNorm(args, out, sum, stats) whose output is also a decode step's token-shifted sub-layer input: then
+   * pagedTokenShiftAndTailWrite(out, tails, shifted, args.rows, args.cols, shifts, ring, batch) — the same values
+   * and pool as the two calls, in one pass where the engine can (CUDA, rows of at most 2,048 16-byte packs). Steps
+   * of at most one row per sequence (batch.maxQueryLen ≤ 1), args.rows rows (the step's totalQueries).
+   */
+  addNormShift(
+    args: AddNormArgs,
+    out: Dense,
+    sum: Dense | null,
+    stats: Dense,
+    tails: Dense,
+    shifted: Dense,
+    shifts: number,
+    ring: number,
+    batch: PagedBatchArgs,
   ): void;
   /**
    * Stores a step's rows in the tail pool: tails[blockTables[s][p / blockSize], p % ring] = x row t for every row

@@ -194,13 +194,6 @@ export interface CpuAttentionConfig extends AttentionConfig {
   dqAccumulatorBytes: number | null;
 }
 
-export interface CudaPrefetchToCacheRegionsItem {
-  dtype: number;
-  x: number;
-  xOffset: number;
-  count: number;
-}
-
 export interface CudaAttentionConfig extends AttentionConfig {
   positionMin: number | null;
   positionMax: number | null;
@@ -720,6 +713,37 @@ export interface SharedKernels {
     ring: number,
     batch: PagedBatchConfig,
   ): void;
+  addNormShift(
+    rms: boolean,
+    dtype: number,
+    a: number,
+    aOffset: number,
+    b: number,
+    bOffset: number,
+    scale: number,
+    scaleOffset: number,
+    c: number,
+    weight: number,
+    weightOffset: number,
+    bias: number,
+    biasOffset: number,
+    out: number,
+    outOffset: number,
+    sum: number,
+    sumOffset: number,
+    stats: number,
+    statsOffset: number,
+    rows: number,
+    cols: number,
+    eps: number,
+    tails: number,
+    tailsOffset: number,
+    shifted: number,
+    shiftedOffset: number,
+    shifts: number,
+    ring: number,
+    batch: PagedBatchConfig,
+  ): void;
   pagedTailWrite(
     dtype: number,
     x: number,
@@ -798,7 +822,6 @@ export interface CpuKernels extends SharedKernels {
 
 /** The CUDA addon's kernels. */
 export interface CudaKernels extends SharedKernels {
-  prefetchToCache(regions: readonly CudaPrefetchToCacheRegionsItem[]): void;
   attentionForward(
     config: CudaAttentionConfig,
     q: number,
@@ -867,7 +890,6 @@ export const KERNEL_METHODS = [
   "adamw8bitMany",
   "sumOfSquares",
   "sumOfSquaresMany",
-  "prefetchToCache",
   "maskedSoftmax",
   "rotary",
   "addNorm",
@@ -885,6 +907,7 @@ export const KERNEL_METHODS = [
   "scatterRows",
   "pagedTokenShift",
   "pagedTokenShiftAndTailWrite",
+  "addNormShift",
   "pagedTailWrite",
   "sampleTokens",
 ] as const;

@@ -153,9 +153,6 @@ export abstract class NativeEngine implements Engine {
     args: AttentionArgs,
   ): void;
 
-  /** Engine.prefetchToCache: a cache hint, each engine's own (the CPU has none to give). */
-  abstract prefetchToCache(items: readonly { x: Dense; count: number }[]): void;
-
   alloc(bytes: number): Handle {
     return this.#addon.alloc(bytes);
   }
@@ -613,29 +610,33 @@ export abstract class NativeEngine implements Engine {
   }
   // Fused ops (native/fused/<op>/: cpu.cc and cuda.cu side by side).
   addNorm(a: AddNormArgs, out: Dense, sum: Dense | null, stats: Dense): void {
-    this.#addon.addNorm(
-      a.rms,
-      DTYPE_CODE[a.a.dtype],
-      a.a.handle,
-      a.a.offset,
-      handleOrNone(a.b),
-      offsetOrNone(a.b),
-      handleOrNone(a.scale),
-      offsetOrNone(a.scale),
-      a.c,
-      handleOrNone(a.weight),
-      offsetOrNone(a.weight),
-      handleOrNone(a.bias),
-      offsetOrNone(a.bias),
-      out.handle,
-      out.offset,
-      handleOrNone(sum),
-      offsetOrNone(sum),
-      stats.handle,
-      stats.offset,
-      a.rows,
-      a.cols,
-      a.eps,
+    this.#addon.addNorm(...addNormArguments(a, out, sum, stats));
+  }
+  addNormShift(
+    a: AddNormArgs,
+    out: Dense,
+    sum: Dense | null,
+    stats: Dense,
+    tails: Dense,
+    shifted: Dense,
+    shifts: number,
+    ring: number,
+    batch: PagedBatchArgs,
+  ): void {
+    for (const [name, d] of [
+      ['tails', tails],
+      ['shifted', shifted],
+    ] as const)
+      if (d.dtype !== a.a.dtype) throw new Error(`addNormShift: ${name} is ${d.dtype}, the rows ${a.a.dtype}`);
+    this.#addon.addNormShift(
+      ...addNormArguments(a, out, sum, stats),
+      tails.handle,
+      tails.offset,
+      shifted.handle,
+      shifted.offset,
+      shifts,
+      ring,
+      pagedBatchConfig('addNormShift', a.rows, batch),
     );
   }
   addNormGrad(a: AddNormArgs, stats: Dense, gradOut: Dense, g: AddNormGrads): void {
@@ -1050,6 +1051,33 @@ export abstract class NativeEngine implements Engine {
   }
 }
 
+/** addNorm's arguments in the addon's order (addNormShift's first ones too). */
+function addNormArguments(a: AddNormArgs, out: Dense, sum: Dense | null, stats: Dense) {
+  return [
+    a.rms,
+    DTYPE_CODE[a.a.dtype],
+    a.a.handle,
+    a.a.offset,
+    handleOrNone(a.b),
+    offsetOrNone(a.b),
+    handleOrNone(a.scale),
+    offsetOrNone(a.scale),
+    a.c,
+    handleOrNone(a.weight),
+    offsetOrNone(a.weight),
+    handleOrNone(a.bias),
+    offsetOrNone(a.bias),
+    out.handle,
+    out.offset,
+    handleOrNone(sum),
+    offsetOrNone(sum),
+    stats.handle,
+    stats.offset,
+    a.rows,
+    a.cols,
+    a.eps,
+  ] as const;
+}
 /** The binding's form of a paged batch; its metadata buffers must be int32. */
 function pagedBatchConfig(kernel: string, totalQueries: number, a: PagedBatchArgs): PagedBatchConfig {
   for (const [name, d] of [

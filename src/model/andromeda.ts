@@ -268,9 +268,11 @@ export class Andromeda extends Module {
         const forward = new PagedForward(step, cache, o);
         try {
           let x = this.scaleEmbeddings(gatherRows(this.embedding.weight, step.tokens));
+          const layers = Array.from({ length: this.blocks.length }, (_, layer) => forward.layer(cache.layer(layer)));
           for (let layer = 0; layer < this.blocks.length; layer++) {
             const input = x;
-            x = tidy(() => this.blocks.at(layer).forwardPaged(input, forward.layer(cache.layer(layer))));
+            const next = layers[layer + 1] ?? null;
+            x = tidy(() => this.blocks.at(layer).forwardPaged(input, layers[layer]!, next));
             if (x !== input) input.dispose();
           }
           let hidden = gatherRows(x, step.logitRows);

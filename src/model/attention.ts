@@ -3,7 +3,6 @@ import { attention } from '../ops/attention.js';
 import { permute, reshape } from '../ops/layout.js';
 import { linearSharedInput } from '../ops/matmul.js';
 import { headNorm } from '../ops/fused/head-norm.js';
-import { prefetchToCache } from '../ops/prefetch.js';
 import { Module } from '../nn/module.js';
 import { Linear } from '../nn/linear.js';
 import { RMSNorm } from '../nn/rms-norm.js';
@@ -159,11 +158,9 @@ export class SelfAttention extends Module {
 
   /**
    * x [T, dim], the rows of a paged step → [T, dim]: this step's keys and values go to the layer's pools at
-   * their slots, then the queries attend over the pools (src/model/paged-forward.ts). `upcoming`: weights the
-   * layer reads after this attention (the feed-forward's first), warmed in the device's cache with the output
-   * projection's while the attention runs.
+   * their slots, then the queries attend over the pools (src/model/paged-forward.ts).
    */
-  forwardPaged(x: Tensor, layer: PagedLayer, upcoming: readonly Tensor[] = []): Tensor {
+  forwardPaged(x: Tensor, layer: PagedLayer): Tensor {
     if (this.pagedUnsupported) throw new Error(`forwardPaged: the paged attention has no ${this.pagedUnsupported}`);
     const rows = x.shape[0]!;
     // headNorm's [batch, n, heads, dim] → [batch, heads, n, dim] with n = 1 keeps the rows' [T, heads, dim] layout.
@@ -174,9 +171,6 @@ export class SelfAttention extends Module {
       return rmsNorm ? rmsNorm.forward(split) : split;
     };
     const [qRows, kRows, vRows] = this.projectQueryKeyValue(x);
-    // From here to the output projection the kernels are latency-bound (head norms, the K/V scatter, the paged
-    // attention) and memory would idle: the products that follow read their weights from L2 instead.
-    prefetchToCache([this.output.weight, ...upcoming]);
     const queryWeight = this.dimScale ? this.param('queryScale') : null;
     // qk-norm rides on the step's K/V write (one launch) where the head dim allows; otherwise it runs first.
     const fused = this.qkNorm && this.headDim <= HEAD_NORM_MAX_DIM;

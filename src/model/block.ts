@@ -23,7 +23,7 @@ import { SelfAttention } from './attention.js';
 import { FeedForward } from './feed-forward.js';
 import { makeNorm, type Norm } from './norm.js';
 import type { ResidualInput } from '../nn/layer-norm.js';
-import { addResidual, addResidualNorm, addResidualThenNorm } from './residual.js';
+import { addResidual, addResidualNorm, addResidualThenNorm, type AddNormRunner } from './residual.js';
 import { shiftTokens } from '../ops/fused/token-shift.js';
 import { shiftTokensWithHistory } from './token-shift.js';
 import type { RotarySettings } from './rotary.js';
@@ -51,6 +51,11 @@ export function makeBlock(
 export interface Branches {
   attend(h: Tensor): Tensor;
   feed(h: Tensor): Tensor;
+  /**
+   * How an add + norm whose output is the input of `next` (this block's feed-forward, or the next block's
+   * attention) runs: a paged decode step token-shifts that output in the norm's pass. Undefined: the fused op.
+   */
+  addNormInto?(next: 'feedForward' | 'nextAttention'): AddNormRunner | undefined;
 }
 
 /** What every form shares: the two sub-layers, their token shift and the residual scales. */
@@ -78,11 +83,15 @@ export abstract class Block extends Module {
     });
   }
 
-  /** x [T, dim], the rows of a paged step → [T, dim] (no autograd: the pools are written in place). */
-  forwardPaged(x: Tensor, layer: PagedLayer): Tensor {
+  /**
+   * x [T, dim], the rows of a paged step → [T, dim] (no autograd: the pools are written in place). `next`: the
+   * next block's layer of the step, whose attention input this block's last norm may shift in its pass.
+   */
+  forwardPaged(x: Tensor, layer: PagedLayer, next: PagedLayer | null = null): Tensor {
     return this.combine(x, {
-      attend: (h) => this.attention.forwardPaged(layer.shift(h, 'attention'), layer, [this.feedForward.input.weight]),
+      attend: (h) => this.attention.forwardPaged(layer.shift(h, 'attention'), layer),
       feed: (h) => this.feedForward.forward(layer.shift(h, 'feedForward')),
+      addNormInto: (into) => (into === 'feedForward' ? layer.addNormFor('feedForward') : next?.addNormFor('attention')),
     });
   }
 
@@ -143,6 +152,7 @@ export class PreNormBlock extends SequentialBlock {
       attended,
       this.residual('attentionResidualScale'),
       this.feedForwardNorm,
+      branches.addNormInto?.('feedForward'),
     );
     return addResidual(stream, branches.feed(normed), this.residual('feedForwardResidualScale'));
   }
@@ -153,8 +163,22 @@ export class PreNormBlock extends SequentialBlock {
  */
 export class PostNormBlock extends SequentialBlock {
   protected combine(x: Tensor, branches: Branches): Tensor {
-    x = addResidualNorm(x, branches.attend(x), this.residual('attentionResidualScale'), this.attentionNorm);
-    return addResidualNorm(x, branches.feed(x), this.residual('feedForwardResidualScale'), this.feedForwardNorm);
+    const intoFeedForward = branches.addNormInto?.('feedForward');
+    x = addResidualNorm(
+      x,
+      branches.attend(x),
+      this.residual('attentionResidualScale'),
+      this.attentionNorm,
+      intoFeedForward,
+    );
+    const intoNext = branches.addNormInto?.('nextAttention');
+    return addResidualNorm(
+      x,
+      branches.feed(x),
+      this.residual('feedForwardResidualScale'),
+      this.feedForwardNorm,
+      intoNext,
+    );
   }
 }
 
@@ -180,6 +204,7 @@ export class SandwichNormBlock extends SequentialBlock {
       attended,
       this.residual('attentionResidualScale'),
       this.feedForwardNorm,
+      branches.addNormInto?.('feedForward'),
     );
     const fed = this.feedForwardOutputNorm.forward(branches.feed(normed));
     return addResidual(stream, fed, this.residual('feedForwardResidualScale'));

@@ -1,7 +1,7 @@
 import type { Tensor } from '../tensor/tensor.js';
 import { add } from '../ops/elementwise.js';
 import { rmsNorm } from '../ops/nn.js';
-import { addNorm, addThenNorm } from '../ops/fused/add-norm.js';
+import type { AddNormOptions } from '../ops/fused/add-norm.js';
 import { LayerNorm, type ResidualInput } from '../nn/layer-norm.js';
 import { RMSNorm, type RMSNormOptions } from '../nn/rms-norm.js';
 import { assignValues, type ParameterOptions } from '../nn/parameter.js';
@@ -42,23 +42,7 @@ export class OffsetRMSNorm extends RMSNorm {
     return rmsNorm(x, this.scale(), this.eps);
   }
 
-  override forwardResidual(branch: Tensor, residual: Tensor, r: ResidualInput): Tensor {
-    return addNorm(branch, residual, {
-      rms: true,
-      weight: this.scale(),
-      eps: this.eps,
-      residualScale: r.scale,
-      residualConstant: r.constant,
-    });
-  }
-
-  override forwardResidualWithSum(branch: Tensor, residual: Tensor, r: ResidualInput): { sum: Tensor; out: Tensor } {
-    return addThenNorm(branch, residual, {
-      rms: true,
-      weight: this.scale(),
-      eps: this.eps,
-      residualScale: r.scale,
-      residualConstant: r.constant,
-    });
+  override residualOptions(r: ResidualInput): AddNormOptions {
+    return { ...super.residualOptions(r), weight: this.scale() };
   }
 }

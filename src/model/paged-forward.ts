@@ -16,6 +16,7 @@ import { attention } from '../ops/attention.js';
 import { narrow, permute, reshape } from '../ops/layout.js';
 import { emptyLike } from '../ops/util.js';
 import {
+  addNormShift,
   pagedAttention,
   pagedTokenShiftAndTailWrite,
   scatterRows,
@@ -23,6 +24,8 @@ import {
   type PagedBatch,
 } from '../ops/paged.js';
 import { HEAD_NORM_MAX_DIM } from '../engine/engine.js';
+import { keep, trackTensor } from '../tensor/scope.js';
+import type { AddNormRunner } from './residual.js';
 import type { RotarySettings } from './rotary.js';
 import type { ShiftSlot } from './kv-cache.js';
 import type { PagedKVCache, PagedLayerPools } from './paged-kv-cache.js';
@@ -130,6 +133,26 @@ export class PagedForward {
   dispose(): void {
     for (const t of this.owned) t.dispose();
     this.owned.length = 0;
+    for (const { shifted } of this.preShifted.values()) shifted.dispose();
+    this.preShifted.clear();
+  }
+
+  /** Sub-layer inputs token-shifted in a norm's pass (addNormShift), by their tail pool: what `shift` hands back. */
+  private readonly preShifted = new Map<Tensor, { from: Tensor; shifted: Tensor }>();
+
+  /** Holds `shifted`, the token shift of `from` through `tails`, outside every scope until `takeShifted`. */
+  holdShifted(tails: Tensor, from: Tensor, shifted: Tensor): void {
+    this.preShifted.get(tails)?.shifted.dispose();
+    this.preShifted.set(tails, { from, shifted: keep(shifted) });
+  }
+
+  /** The held shift of `h` through `tails`, moved into the current scope; null when `h` has none. */
+  takeShifted(tails: Tensor, h: Tensor): Tensor | null {
+    const held = this.preShifted.get(tails);
+    if (!held || held.from !== h) return null;
+    this.preShifted.delete(tails);
+    trackTensor(held.shifted);
+    return held.shifted;
   }
 
   /**
@@ -266,7 +289,25 @@ export class PagedLayer {
   shift(h: Tensor, slot: ShiftSlot): Tensor {
     const tails = this.pools.tails?.[slot];
     if (!tails) return h;
-    return pagedTokenShiftAndTailWrite(h, tails, this.step.batch, this.step.cache.shifts);
+    return (
+      this.step.takeShifted(tails, h) ?? pagedTokenShiftAndTailWrite(h, tails, this.step.batch, this.step.cache.shifts)
+    );
+  }
+
+  /**
+   * How the add + norm whose output is sub-layer `slot`'s input runs: in a decode step (one row per sequence) with a
+   * tail pool for the slot, the output's token shift and tail write ride in the norm's pass (addNormShift: one
+   * launch instead of two) and `shift` of that output hands the result back; otherwise undefined (the fused op).
+   */
+  addNormFor(slot: ShiftSlot): AddNormRunner | undefined {
+    const tails = this.pools.tails?.[slot];
+    const batch = this.step.batch;
+    if (!tails || batch.maxQueryLen > 1) return undefined;
+    return (branch, x, options, keepSum) => {
+      const r = addNormShift(branch, x, options, keepSum, tails, batch, this.step.cache.shifts);
+      this.step.holdShifted(tails, r.out, r.shifted);
+      return r;
+    };
   }
 
   /**

@@ -12,6 +12,7 @@ import { isGradEnabled } from '../autograd/grad-mode.js';
 import type { AttentionRotary } from './attention.js';
 import { assertFloat, assertSameDType, assertSameDevice, emptyLike } from './util.js';
 import { contiguousRaw } from './raw.js';
+import { addNormCall, type AddNormOptions } from './fused/add-norm.js';
 
 const INT32_MAX = 2 ** 31 - 1;
 
@@ -414,6 +415,66 @@ function shiftThroughTails(
     xIn.temp?.dispose();
   }
   return out;
+}
+
+/**
+ * addNorm of a decode step's rows (branch and residual [T, dim]; addThenNorm's sum too with `keepSum`) whose output
+ * is the next sub-layer's input: { out, sum, shifted } with shifted = pagedTokenShiftAndTailWrite(out, tails, batch,
+ * shifts) — the values and tails of the calls in order, in one pass on CUDA (Engine.addNormShift). Steps of at most
+ * one row per sequence (batch.maxQueryLen ≤ 1: every earlier position is in the tails). No autograd.
+ */
+export function addNormShift(
+  branch: Tensor,
+  residual: Tensor,
+  norm: AddNormOptions,
+  keepSum: boolean,
+  tails: Tensor,
+  batch: PagedBatch,
+  shifts: number,
+): { out: Tensor; sum: Tensor | null; shifted: Tensor } {
+  const op = 'addNormShift';
+  const [totalQueries, , ring, numBlocks] = checkRows(op, branch, tails);
+  refuseGrad(op, {
+    residual,
+    ...(norm.weight ? { weight: norm.weight } : {}),
+    ...(norm.bias ? { bias: norm.bias } : {}),
+  });
+  checkCount(op, 'shifts', shifts);
+  if (ring < Math.max(shifts, 1))
+    throw new RangeError(`${op}: the tails keep ${ring} rows per block; they need at least max(shifts ${shifts}, 1)`);
+  if (batch.maxQueryLen > 1)
+    throw new RangeError(
+      `${op}: takes steps of at most one row per sequence, got batch.maxQueryLen ${batch.maxQueryLen}`,
+    );
+  const args = batchArgs(op, batch, branch.device, numBlocks);
+  const call = addNormCall(op, branch, residual, norm);
+  const out = emptyLike(branch, branch.shape, branch.dtype, op);
+  const sum = keepSum ? emptyLike(branch, branch.shape, branch.dtype, op) : null;
+  const shifted = emptyLike(branch, branch.shape, branch.dtype, op);
+  const stats = emptyLike(branch, [totalQueries, 2], call.statsDType, op);
+  try {
+    if (out.size > 0) {
+      const dense = (t: Tensor) => t.dense(op);
+      branch.engine.addNormShift(
+        call.args,
+        dense(out),
+        sum ? dense(sum) : null,
+        dense(stats),
+        tails.dense(op),
+        dense(shifted),
+        shifts,
+        ring,
+        args,
+      );
+    }
+  } catch (e) {
+    for (const t of [out, sum, shifted]) t?.dispose();
+    throw e;
+  } finally {
+    stats.dispose();
+    call.release();
+  }
+  return { out, sum, shifted };
 }
 
 /**

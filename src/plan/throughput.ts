@@ -122,8 +122,8 @@ export function decodeKernelRuns(c: AndromedaConfig, kvDtype: string, device: De
 
 /**
  * The decode kernel's grid for `units` (sequences × KV heads) over `keys` keys: native/cuda/paged/heuristics.h's
- * decode_launch_shape — one CTA per multiprocessor, as many splits as fill one wave, no more than leave each warp a
- * 16-key slice, chunks of whole slices, fewer splits where the float32 partial rows of `rows` query rows × `heads`
+ * decode_launch_shape — one CTA per multiprocessor, as many splits as fill one wave, no more than leave half the
+ * warps a 16-key slice, chunks of whole slices, fewer splits where the float32 partial rows of `rows` query rows × `heads`
  * would pass 256 MiB — and what the planner times by: waves of CTAs and slices per warp.
  */
 export function decodeKernelGrid(
@@ -136,7 +136,7 @@ export function decodeKernelGrid(
 ): { splits: number; chunk: number; slicesPerWarp: number; waves: number } {
   const total = Math.max(keys, 1);
   const slices = Math.ceil(total / DECODE_SLICE_KEYS);
-  const most = Math.ceil(slices / DECODE_WARPS);
+  const most = Math.ceil(slices / (DECODE_WARPS / 2));
   let splits = Math.min(Math.max(Math.floor(sms / Math.max(units, 1)), 1), most);
   const bytesPerSplit = rows * heads * (headDim + 2) * 4;
   splits = Math.max(1, Math.min(splits, Math.floor((256 * 2 ** 20) / bytesPerSplit)));

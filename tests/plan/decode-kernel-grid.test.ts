@@ -9,10 +9,10 @@ import { presetConfig } from '../../src/model/presets.js';
 
 const H100_SMS = 132;
 
-test('decodeKernelGrid: one wave of one CTA per multiprocessor, at most a slice per warp on average', () => {
+test('decodeKernelGrid: one wave of one CTA per multiprocessor, at least a slice for half the warps', () => {
   const grid = (units: number, keys: number) => decodeKernelGrid(units, keys, H100_SMS, units, 24, 128);
-  // 2,048 keys: 128 slices, at most 16 splits (a slice for each of 8 warps); 132 multiprocessors would take more.
-  assert.deepEqual(grid(1, 2048), { splits: 16, chunk: 128, slicesPerWarp: 1, waves: 1 });
+  // 2,048 keys: 128 slices, at most 32 splits (a slice for each of 4 warps); 132 multiprocessors would take more.
+  assert.deepEqual(grid(1, 2048), { splits: 32, chunk: 64, slicesPerWarp: 1, waves: 1 });
   // 32,768 keys: 2,048 slices over 132 splits → chunks of 16 slices (256 keys), 128 splits used, 2 slices a warp.
   assert.deepEqual(grid(1, 32768), { splits: 128, chunk: 256, slicesPerWarp: 2, waves: 1 });
   // 100,000 keys: 6,250 slices over 132 → 48 slices (768 keys) a split, 131 used, 6 slices a warp.

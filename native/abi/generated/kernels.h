@@ -72,10 +72,6 @@ void adamw8bit_many(const AdamW8bitTensorArgs* tensors, size_t n, const float* s
 double sum_of_squares(int dtype, const char* x, int64_t count);
 // sumOfSquaresMany
 double sum_of_squares_many(const SquaresInput* inputs, size_t n);
-#if ANDROMEDA_ENGINE_CUDA
-// prefetchToCache
-void prefetch_to_cache(const PrefetchRegion* regions, size_t n);
-#endif
 // maskedSoftmax
 void masked_softmax(const MaskedSoftmaxArgs& args, const char* scores, char* out);
 // rotary
@@ -112,6 +108,8 @@ void scatter_rows(int dtype, const char* src, const int32_t* index, char* dst, i
 void paged_token_shift(int dtype, const char* x, const char* tails, char* out, int64_t dim, int shifts, int64_t ring, const PagedBatch& args);
 // pagedTokenShiftAndTailWrite
 void paged_token_shift_and_tail_write(int dtype, const char* x, char* tails, char* out, int64_t dim, int shifts, int64_t ring, const PagedBatch& args);
+// addNormShift
+void add_norm_shift(const AddNormArgs& args, char* out, char* sum, char* stats, char* tails, char* shifted, int shifts, int64_t ring, const PagedBatch& paged_batch_args);
 // pagedTailWrite
 void paged_tail_write(int dtype, const char* x, char* tails, int64_t dim, int64_t ring, const PagedBatch& args);
 // sampleTokens

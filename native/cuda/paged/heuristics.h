@@ -105,10 +105,12 @@ constexpr int64_t kLaunchDecodeWarps = 8;       // warps of a CTA, each walking 
  * Grid of the decode kernel (one query per sequence; x = splits of `chunk` keys, one row block) for `units` =
  * sequences × KV heads. At head dim 128 a CTA takes a multiprocessor's registers (240 a thread; fewer at 32 and
  * 64, which the rule does not count on), so one wave is `sm_count` CTAs: as many
- * splits as fit one wave (fewer units than multiprocessors: the rest of the wave), but no more than leave each warp
- * a slice on average — a split's time is its warps' slices walked side by side, and a further split only adds its
- * setup and a partial row to combine. Chunks are whole slices; fewer splits where the partial rows would pass
- * kPartialBytesLimit.
+ * splits as fit one wave (fewer units than multiprocessors: the rest of the wave), but no more than leave half the
+ * warps a slice on average — a split's time is its warps' slices walked side by side plus its setup and the merge of
+ * its warps, and a further split adds a partial row to combine. Half, not all: at 2,048 keys and one unit, 32
+ * splits of 4 slices ran 13.6 µs (kernel + combine) against 14.6 for 16 splits of 8 on an H100, and 128 splits of
+ * one slice 15.5 (bench/cuda/decode-splits.cu; bench/results/gpu-decode.md, stop 23). Chunks are whole slices;
+ * fewer splits where the partial rows would pass kPartialBytesLimit.
  */
 inline PagedLaunch decode_launch_shape(int64_t units, int64_t max_context_len, int64_t total_queries, int64_t heads,
                                        int64_t head_dim, int sm_count) {
@@ -116,7 +118,7 @@ inline PagedLaunch decode_launch_shape(int64_t units, int64_t max_context_len, i
   l.row_blocks = 1;
   const int64_t keys = std::max<int64_t>(max_context_len, 1);
   const int64_t slices = (keys + kLaunchDecodeSliceKeys - 1) / kLaunchDecodeSliceKeys;
-  const int64_t most = (slices + kLaunchDecodeWarps - 1) / kLaunchDecodeWarps;
+  const int64_t most = (slices + kLaunchDecodeWarps / 2 - 1) / (kLaunchDecodeWarps / 2);
   int64_t splits = std::clamp<int64_t>(int64_t(sm_count) / std::max<int64_t>(units, 1), 1, most);
   splits = cap_partial_rows(splits, total_queries, heads, head_dim);
   l.chunk = (slices + splits - 1) / splits * kLaunchDecodeSliceKeys;

@@ -205,5 +205,11 @@ void add_norm_grad(const AddNormArgs& a, const char* stats_raw, const char* grad
   });
 }
 
+// The CPU gains nothing from one pass (no launches to save): the two ops in order, which is the semantics.
+void add_norm_shift(const AddNormArgs& a, char* out, char* sum, char* stats, char* tails, char* shifted, int shifts,
+                    int64_t ring, const PagedBatch& batch) {
+  add_norm(a, out, sum, stats);
+  paged_token_shift_and_tail_write(a.dtype, out, tails, shifted, a.cols, shifts, ring, batch);
+}
 
 }  // namespace andromeda::cpu

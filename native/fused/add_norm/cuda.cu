@@ -7,13 +7,18 @@
 // without atomics (in shared memory when they fit, else in the block's partial row), and are summed over
 // blocks in a fixed order. Rows up to 1,024 packs keep their values in registers between passes (the
 // `_cached` kernels); wider rows re-read them.
+// add_norm_shift: the cached forward kernel also token-shifts its output through a decode step's tail pool and
+// stores the output as its position's tail (paged_token_shift_and_tail_write's decode pass, native/cuda/paged/
+// tails.cu): a decode step's norm and the next sub-layer's token shift in one launch instead of two.
 #include <algorithm>
+#include <climits>
 
 #include "add_norm.h"
 #include "../../cuda/engine.h"
 #include "../../cuda/common.cuh"
 #include "../../cuda/partial_sums.cuh"
 #include "../../cuda/vec.cuh"
+#include "../../cuda/paged/batch.cuh"
 
 namespace andromeda::cuda {
 namespace {
@@ -109,13 +114,90 @@ __global__ void add_norm_kernel(bool rms, Residual<T> r, const T* w, const T* bi
 // The register-cached kernels run up to 512 threads with up to two packs each (rows up to 1,024 packs).
 constexpr int kCachedThreads = 512;
 
-/** The forward pass for rows of at most P packs per thread: s stays in registers across the three passes. */
-template <typename T, int W, int P>
+/** add_norm_shift's token shift of the output: tails [num_blocks, ring, cols], shifted [rows, cols]. */
+template <typename T>
+struct ShiftTarget {
+  T* tails;
+  T* shifted;
+  int64_t chunk;  // features a shift moves: cols / (shifts + 1)
+  int shifts;
+  int64_t ring;
+  paged::BatchView batch;
+};
+
+/**
+ * The tails row a step's row reads for its feature chunk k ≥ 1 (its position − k) and the one it writes (its
+ * position), for the sequence that owns row `row` when that sequence is usable and has this one row. A decode
+ * step (max_query_len ≤ 1) has no other row of the sequence, so every earlier position is in the tails.
+ */
+struct ShiftRow {
+  bool owned;
+  int64_t position;
+  int64_t write_block;  // −1: the block id is out of range (nothing stored)
+  paged::Sequence seq;
+};
+
+/**
+ * Finds the sequence owning `row` (the first whose query range holds it: a corrupted batch may name it twice) with
+ * one round of loads over the threads, then reads what the shift needs of it.
+ */
+__device__ ShiftRow find_shift_row(const paged::BatchView& b, int64_t row) {
+  __shared__ unsigned long long owner;
+  if (threadIdx.x == 0) owner = ULLONG_MAX;
+  __syncthreads();
+  for (int64_t s = threadIdx.x; s < b.num_seqs; s += blockDim.x) {
+    const int64_t q0 = __ldg(b.query_start + s), q1 = __ldg(b.query_start + s + 1);
+    if (q0 <= row && row < q1) atomicMin(&owner, (unsigned long long)s);
+  }
+  __syncthreads();
+  ShiftRow r{};
+  if (owner == ULLONG_MAX) return r;
+  r.seq = paged::read_sequence(b, int64_t(owner));
+  r.owned = r.seq.valid && r.seq.query_len == 1 && r.seq.first_row == row;
+  if (!r.owned) return r;
+  r.position = r.seq.context_len - 1;
+  r.write_block = paged::block_of(b, r.seq, r.position);
+  return r;
+}
+
+/** Pack p's shifted value: chunk 0 (and the unshifted rest) is the row's own `own`, chunk k the tail of position − k. */
+template <typename T, int W>
+__device__ __forceinline__ Pack<T, W> shifted_pack(const ShiftTarget<T>& sh, const ShiftRow& r, int64_t f, int64_t cols,
+                                                   const Pack<T, W>& own) {
+  const int64_t k = f < int64_t(sh.shifts + 1) * sh.chunk ? f / sh.chunk : 0;
+  if (k == 0) return own;
+  Pack<T, W> v;
+#pragma unroll
+  for (int e = 0; e < W; e++) store(&v.v[e], 0.f);
+  const int64_t source = r.position - k;
+  if (source < 0) return v;
+  const int64_t block = paged::block_of(sh.batch, r.seq, source);
+  if (block >= 0) v = load_pack<T, W>(sh.tails + (block * sh.ring + source % sh.ring) * cols + f);
+  return v;
+}
+
+/**
+ * The forward pass for rows of at most P packs per thread: s stays in registers across the three passes. With
+ * kShift, each owned row's shifted value is read before its norm (the tails' loads overlap the reductions) and
+ * its output stored as its position's tail afterwards, by the thread that read the same features of the slot
+ * it may overwrite (ring = shifts): no other thread touches them.
+ */
+template <typename T, int W, int P, bool kShift>
 __global__ void __launch_bounds__(kCachedThreads) add_norm_cached(bool rms, Residual<T> r, const T* w, const T* bias, T* out, T* sum_out,
-                                stat_t<T>* stats, double eps) {
+                                stat_t<T>* stats, double eps, ShiftTarget<T> sh) {
   using C = compute_t<T>;
   const int64_t cols = r.cols, row = int64_t(blockIdx.x) * cols, packs = cols / W;
   const bool round = sum_out != nullptr;
+  ShiftRow shift_row{};
+  Pack<T, W> earlier[kShift ? P : 1];
+  if constexpr (kShift) {
+    shift_row = find_shift_row(sh.batch, int64_t(blockIdx.x));
+#pragma unroll
+    for (int t = 0; t < P; t++) {
+      const int64_t p = threadIdx.x + int64_t(t) * blockDim.x;
+      if (shift_row.owned && p < packs) earlier[t] = shifted_pack<T, W>(sh, shift_row, p * W, cols, Pack<T, W>{});
+    }
+  }
   C s[P][W];
   C acc = 0;
 #pragma unroll
@@ -164,6 +246,15 @@ __global__ void __launch_bounds__(kCachedThreads) add_norm_cached(bool rms, Resi
       store(&o.v[k], v);
     }
     store_pack<T, W>(out + row + p * W, o);
+    if constexpr (kShift) {
+      if (shift_row.owned) {
+        const int64_t f = p * W;
+        const bool own = !(f < int64_t(sh.shifts + 1) * sh.chunk) || f / sh.chunk == 0;
+        store_pack<T, W>(sh.shifted + row + f, own ? o : earlier[t]);
+        if (shift_row.write_block >= 0)
+          store_pack<T, W>(sh.tails + (shift_row.write_block * sh.ring + shift_row.position % sh.ring) * cols + f, o);
+      }
+    }
   }
 }
 
@@ -391,17 +482,55 @@ void add_norm(const AddNormArgs& a, char* out, char* sum, char* stats) {
     ANDROMEDA_CUDA_PACK_WIDTH(T, vec, {
       const int64_t packs = a.cols / W;
       const int threads = threads_for(packs <= kCachedThreads ? packs : (packs + 1) / 2);
-      auto launch = [&](auto kernel, int block) {
-        kernel<<<unsigned(a.rows), block, 0, stream()>>>(
-            a.rms, residual_of<T>(a), reinterpret_cast<const T*>(a.weight), reinterpret_cast<const T*>(a.bias),
-            reinterpret_cast<T*>(out), reinterpret_cast<T*>(sum), reinterpret_cast<stat_t<T>*>(stats), a.eps);
+      const T* w = reinterpret_cast<const T*>(a.weight);
+      const T* bias = reinterpret_cast<const T*>(a.bias);
+      T* o = reinterpret_cast<T*>(out);
+      T* s = reinterpret_cast<T*>(sum);
+      stat_t<T>* st = reinterpret_cast<stat_t<T>*>(stats);
+      const auto cached = [&](auto kernel) {
+        kernel<<<unsigned(a.rows), threads, 0, stream()>>>(a.rms, residual_of<T>(a), w, bias, o, s, st, a.eps,
+                                                           ShiftTarget<T>{});
       };
-      if (packs <= kCachedThreads) launch(add_norm_cached<T, W, 1>, threads);
-      else if (packs <= 2 * kCachedThreads) launch(add_norm_cached<T, W, 2>, threads);
-      else launch(add_norm_kernel<T, W>, threads_for(packs));
+      if (packs <= kCachedThreads) cached(add_norm_cached<T, W, 1, false>);
+      else if (packs <= 2 * kCachedThreads) cached(add_norm_cached<T, W, 2, false>);
+      else add_norm_kernel<T, W><<<unsigned(a.rows), threads_for(packs), 0, stream()>>>(a.rms, residual_of<T>(a), w, bias, o, s, st, a.eps);
     });
   });
   check_launch("addNorm");
+}
+
+void add_norm_shift(const AddNormArgs& a, char* out, char* sum, char* stats, char* tails, char* shifted, int shifts,
+                    int64_t ring, const PagedBatch& batch) {
+  if (a.rows == 0 || a.cols == 0) return;
+  if (a.rows > 0x7fffffff) throw std::invalid_argument("addNormShift: more than 2^31 rows");
+  if (shifts < 0 || ring < shifts || ring < 1) throw std::invalid_argument("addNormShift: needs ring ≥ max(shifts, 1)");
+  if (batch.max_query_len > 1 || batch.block_size <= 0)
+    throw std::invalid_argument("addNormShift: needs maxQueryLen ≤ 1 and a positive blockSize");
+  const int64_t chunk = a.cols / (shifts + 1);
+  bool fused = false;
+  ANDROMEDA_CUDA_DISPATCH_FLOAT(a.dtype, {
+    constexpr int64_t kPack = 16 / sizeof(T);
+    constexpr int W = int(kPack);
+    const int64_t packs = a.cols / W;
+    // One pass where a row's packs fit the cached kernel and a pack never straddles two shift chunks.
+    fused = a.cols % kPack == 0 && chunk % kPack == 0 && packs <= 2 * kCachedThreads &&
+            all_aligned16({a.a, a.b, a.scale, a.weight, a.bias, out, sum, tails, shifted});
+    if (fused) {
+      const ShiftTarget<T> target{reinterpret_cast<T*>(tails), reinterpret_cast<T*>(shifted), chunk, shifts, ring,
+                                  paged::batch_view(batch)};
+      const int threads = threads_for(packs <= kCachedThreads ? packs : (packs + 1) / 2);
+      const auto kernel = packs <= kCachedThreads ? add_norm_cached<T, W, 1, true> : add_norm_cached<T, W, 2, true>;
+      kernel<<<unsigned(a.rows), threads, 0, stream()>>>(
+          a.rms, residual_of<T>(a), reinterpret_cast<const T*>(a.weight), reinterpret_cast<const T*>(a.bias),
+          reinterpret_cast<T*>(out), reinterpret_cast<T*>(sum), reinterpret_cast<stat_t<T>*>(stats), a.eps, target);
+    }
+  });
+  if (!fused) {
+    add_norm(a, out, sum, stats);
+    paged_token_shift_and_tail_write(a.dtype, out, tails, shifted, a.cols, shifts, ring, batch);
+    return;
+  }
+  check_launch("addNormShift");
 }
 
 void add_norm_grad(const AddNormArgs& a, const char* stats, const char* grad_out, char* grad_a, char* grad_b,

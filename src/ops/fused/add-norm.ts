@@ -84,6 +84,30 @@ function kernelArgs(p: Prepared, ac: Tensor, bc: Tensor): AddNormArgs {
   };
 }
 
+/**
+ * The checked engine arguments of an add + norm of a (the branch) and b (the residual), for ops that call the
+ * addNorm kernel inside a larger pass (src/ops/paged.ts, addNormShift); `release` frees contiguous copies.
+ */
+export function addNormCall(
+  op: string,
+  a: Tensor,
+  b: Tensor,
+  o: AddNormOptions,
+): { args: AddNormArgs; rows: number; statsDType: 'float32' | 'float64'; release(): void } {
+  const p = prepare(op, a, b, o);
+  const ac = asContiguous(a),
+    bc = asContiguous(b);
+  return {
+    args: kernelArgs(p, ac, bc),
+    rows: p.rows,
+    statsDType: statsDType(a),
+    release: () => {
+      freeIfCopy(ac, a);
+      freeIfCopy(bc, b);
+    },
+  };
+}
+
 /** b·scale·c with the elementwise ops. */
 function scaledResidual(b: Tensor, p: Prepared): Tensor {
   let r = b;

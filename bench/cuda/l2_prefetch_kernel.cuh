@@ -1,9 +1,10 @@
-// Warming L2 with bytes a later kernel will read. A batch-1 decode step reads each layer's weights once, and its
-// few-row products (gemv_kernel.cuh) run at ~2.3 TB/s of the chip's ~3.3: each starts cold, ramps up and drains.
-// Between the query/key/value product and the output projection the step runs only latency-bound kernels (head
-// norms, the K/V scatter, the paged attention), which leave memory idle for ~20 µs; a prefetch issued there
-// brings the next products' weights into L2 so that they read them at L2's rate. The kernel is apart from its
-// launch (prefetch.cu) so that bench/cuda/l2-prefetch.cu times the same kernel.
+// Warming L2 with bytes a later kernel will read (an experiment: bench/cuda/l2-prefetch.cu; not in the engine). A
+// batch-1 decode step reads each layer's weights once, and its few-row products (gemv_kernel.cuh) run at ~2.3 TB/s
+// of the chip's ~3.3: each starts cold, ramps up and drains. Between the query/key/value product and the output
+// projection the step runs only latency-bound kernels (head norms, the K/V scatter, the paged attention), which
+// leave memory idle for ~20 µs; the idea was that a prefetch issued there brings the next products' weights into
+// L2 so that they read them at L2's rate. Measured on an H100 it made the products slower, not faster (results and
+// logs in bench/results/gpu-decode.md), so the engine does not ship it.
 //
 // Nothing waits for a prefetch: the kernel issues its requests and exits, and the memory system fills L2 behind
 // it. On sm_90 each request is one bulk prefetch (cp.async.bulk.prefetch.L2, the TMA unit, 16-byte aligned
