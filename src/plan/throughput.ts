@@ -123,8 +123,8 @@ export function decodeKernelRuns(c: AndromedaConfig, kvDtype: string, device: De
 /**
  * The decode kernel's grid for `units` (sequences × KV heads) over `keys` keys: native/cuda/paged/heuristics.h's
  * decode_launch_shape — one CTA per multiprocessor, as many splits as fill one wave, no more than leave half the
- * warps a 16-key slice, chunks of whole slices, fewer splits where the float32 partial rows of `rows` query rows × `heads`
- * would pass 256 MiB — and what the planner times by: waves of CTAs and slices per warp.
+ * warps a 16-key slice, chunks of whole slices, fewer splits where the float32 partial rows of `rows` query rows ×
+ * `heads` would pass 256 MiB — and what the planner times by: waves of CTAs and slices per warp.
  */
 export function decodeKernelGrid(
   units: number,

@@ -84,7 +84,7 @@ test('addNormShift refuses bad arguments by name', () => {
   for (const [what, run, message] of cases) assert.throws(run, message, what);
 });
 
-test('a decode step of a token-shift model norms through addNormShift: post-norm 2·depth − 1 times, pre-norm depth', () => {
+test('a decode step norms through addNormShift: post-norm 2·depth − 1 times, pre-norm depth times', () => {
   const engine = getEngine('cpu');
   const original = engine.addNormShift.bind(engine);
   for (const [form, config, expected] of [
