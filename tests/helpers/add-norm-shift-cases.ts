@@ -22,10 +22,10 @@ export interface AddNormShiftCase {
 
 export const ADD_NORM_SHIFT_CASES: readonly AddNormShiftCase[] = [
   { dim: 2560, shifts: 1, ring: 1, rms: false, keepSum: false, scaled: true }, // andromeda-3b (DeepNorm)
-  { dim: 64, shifts: 2, ring: 2, rms: true, keepSum: true, scaled: false },
+  { dim: 64, shifts: 2, ring: 2, rms: true, keepSum: true, scaled: false }, // chunks of 21: CUDA composes
   { dim: 6144, shifts: 1, ring: 3, rms: false, keepSum: true, scaled: false }, // two packs a thread on CUDA
-  { dim: 72, shifts: 2, ring: 4, rms: false, keepSum: false, scaled: true }, // chunk 24: a bf16 pack would straddle
-  { dim: 30, shifts: 1, ring: 1, rms: true, keepSum: false, scaled: true }, // unvectorised
+  { dim: 72, shifts: 2, ring: 4, rms: false, keepSum: false, scaled: true }, // three chunks of 24
+  { dim: 30, shifts: 1, ring: 1, rms: true, keepSum: false, scaled: true }, // unvectorised: CUDA composes
   { dim: 16, shifts: 0, ring: 1, rms: false, keepSum: true, scaled: false }, // no shift: the tail write alone
 ];
 
