@@ -11,6 +11,7 @@
 #            split sweep (stop 23: the prefetch lost and left the engine; kept to re-run the experiment)
 #   shift    the GPU tests of `new5` (the norm + token shift in one launch), `new3` vs `new5` decode alternated,
 #            then the compiled Hugging Face anchor and the planner's GPU check on `new5`
+#   check    the planner's GPU check (bench/gpu-plan.sh) and the decode bench twice, on `new6`
 #   bars     issue 14's and 18's figures on `new5`: its decode bench twice, the compiled Hugging Face anchor, then the
 #            planner's GPU check (bench/gpu-plan.sh) — name an H100 for the bars
 # The bench/cuda programs travel built, in .device/bins.tar.xz: nvcc -O3 -std=c++17 -arch=sm_90a -I native
@@ -81,6 +82,12 @@ case ${1:?usage: call.sh CASE} in
     step anchor-compile 280 python3 bench/gpu-decode-anchor.py compile
     step plan 150 bash bench/gpu-plan.sh $W/plan
     cat $W/plan/table.md 2>/dev/null
+    ;;
+  check)
+    use new6
+    step plan 150 bash bench/gpu-plan.sh $W/plan
+    cat $W/plan/table.md 2>/dev/null
+    for r in 1 2; do step decode-new6-$r 60 node dist/bench/gpu-decode.js; done
     ;;
   bars)
     use new5

@@ -4,7 +4,7 @@
  * measurements (bench/results/*.md, cited at each factor). The factors are ratios, so they carry over to other
  * GPUs only as far as the kernels behave alike there.
  */
-import type { AndromedaConfig } from '../model/config.js';
+import { feedForwardInnerDim, type AndromedaConfig } from '../model/config.js';
 import { countParameters } from '../model/parameter-shapes.js';
 import { DTYPE_BYTES } from '../tensor/dtype.js';
 import { lossIsChunked } from '../ops/chunked-cross-entropy.js';
@@ -40,9 +40,17 @@ import type { InferenceWorkload, TrainingWorkload } from './workload.js';
  * a layer, 11.2 µs a sub-tile, 14.9 µs a request, each case within 13% (bench/results/plan.md). Since stop 21 a
  * bf16 decode step's attention runs the decode kernel (native/cuda/paged/decode_kernel.cuh) where it fits
  * (decodeKernelRuns): one wave of CTAs per sequence × KV head whose 8 warps walk 16-key slices side by side, so its
- * time is the waves × (a setup, merge and combine + the slices a warp walks × a slice): 10.0 µs and 6.05 µs, a
- * straight-line fit to its four timings in bench/results/gpu-decode.md (stop 21: 14.6, 23.7, 46.7 and 57.9 µs at
- * 1, 2, 6 and 8 slices a warp, within 10%), the per-layer and per-request terms kept.
+ * time is the waves × (a setup, merge and combine + the slices a warp walks × a slice).
+ * Stop 23 (fewer small kernels a layer: the q/k/v rows and the token shifts fused; bench/results/plan.md): the
+ * decode kernel's terms a straight-line fit to its timings at its rule's shapes in stop 23's split sweep (13.6, 26.2,
+ * 48.0 and 58.0 µs at 1, 2, 6 and 8 slices a warp: 10.7 µs and 6.05 µs); then, the weights read product by product
+ * — each product at least a floor (a launch and its ramp: orca's products are far below a bandwidth-bound time), the
+ * vocabulary head once, the gathered embedding not at all — a per-layer and a per-layer-and-request term fitted over
+ * the seven decode runs of stop 23's call 2 (bench/results/logs/stop23/call-2-shift: andromeda-3b after 2,048 and
+ * 32,768 tokens, 8 × 4,096 and 64 × 256; orca 1 × 2,176 and 16 × 640): floor 4.5 µs, 13.5 µs a layer, 0.77 µs a layer
+ * and request, every case within 9.4%. (Stop 18's form — all weights at the fraction, 36.3 µs a layer, 14.9 µs a
+ * request — put orca off by 22–31% on the same runs: its per-request term stood in for orca's latency-bound
+ * products.)
  * Prefill through the engine (same file): 32,768 prompt tokens in 1,085 ms = 372 TFLOP (weights and causal
  * attention) at 0.35 of peak.
  */
@@ -54,16 +62,46 @@ export const GPU_EFFICIENCY = {
   prefill: 0.35,
   /** The decode weight read's fraction of the bandwidth: one row, eight rows (interpolated between), more. */
   weightReadBandwidth: { oneRow: 0.67, eightRows: 0.35, moreRows: 0.51 },
-  decodeSecondsPerLayer: 36.3e-6,
+  /** A decode step's matrix product takes at least this long, however few its weights (a launch and its ramp). */
+  decodeProductFloorSeconds: 4.5e-6,
+  decodeSecondsPerLayer: 13.5e-6,
   /**
    * The general paged kernel (float32 pools, groups over 32, too little shared memory): per sub-tile of 32 keys a CTA
    * walks, for 3,072 rows per KV head (query heads per KV head × head dim).
    */
   decodeSecondsPerSubTile: 11.2e-6,
   /** The decode kernel (bf16): a wave's setup, merge and combine, and each 16-key slice its warps walk. */
-  decodeKernel: { setupSeconds: 10.0e-6, secondsPerSlice: 6.05e-6 },
-  decodeSecondsPerRequest: 14.9e-6,
+  decodeKernel: { setupSeconds: 10.7e-6, secondsPerSlice: 6.05e-6 },
+  /** Each running request's share of a layer's small kernels (its rows, its attention's metadata). */
+  decodeSecondsPerLayerRequest: 0.77e-6,
 };
+
+/**
+ * The weights a decode step's matrix products stream (elements): a layer's query/key/value, output, and
+ * feed-forward products (a gated unit's up product twice as wide), and the vocabulary head once. The embedding
+ * table is gathered, not streamed.
+ */
+export function decodeProductWeights(c: AndromedaConfig): { layer: number[]; head: number } {
+  const ff = feedForwardInnerDim(c);
+  const gated = c.ffActivation === 'swiglu' || c.ffActivation === 'geglu';
+  return {
+    layer: [
+      c.dim * (c.heads + 2 * c.kvHeads) * c.headDim,
+      c.heads * c.headDim * c.dim,
+      c.dim * ff * (gated ? 2 : 1),
+      ff * c.dim,
+    ],
+    head: c.vocabSize * c.dim,
+  };
+}
+
+/** Seconds of a decode step's matrix products on CUDA: each at least the floor, else its weights at `bandwidth`. */
+function gpuDecodeProductSeconds(c: AndromedaConfig, bytes: number, bandwidth: number): number {
+  const floor = GPU_EFFICIENCY.decodeProductFloorSeconds;
+  const product = (elements: number) => Math.max(floor, (elements * bytes) / bandwidth);
+  const { layer, head } = decodeProductWeights(c);
+  return c.depth * layer.reduce((sum, e) => sum + product(e), 0) + product(head);
+}
 
 /** The weight read's fraction of the bandwidth when a decode step's products have `rows` rows. */
 export function decodeWeightReadFraction(rows: number): number {
@@ -384,11 +422,11 @@ export function inferenceThroughput(
         terms.decodeRowSecondsPerWeightByte * weightBytes * (w.batch - 1) +
         kvBytes / device.bandwidth) /
       threads
-    : weightBytes / (device.bandwidth * decodeWeightReadFraction(w.batch)) + attentionSeconds;
+    : gpuDecodeProductSeconds(c, bytes, device.bandwidth * decodeWeightReadFraction(w.batch)) + attentionSeconds;
   const computeSeconds = stepFlops / (device.flops * prefillFraction);
   const hostSeconds = cpu
     ? cpuDecodeHostSeconds(c.depth, w.batch, terms)
-    : GPU_EFFICIENCY.decodeSecondsPerLayer * c.depth + GPU_EFFICIENCY.decodeSecondsPerRequest * w.batch;
+    : (GPU_EFFICIENCY.decodeSecondsPerLayer + GPU_EFFICIENCY.decodeSecondsPerLayerRequest * w.batch) * c.depth;
   const handoffSeconds =
     cpu && threads > 1 && (o.threadHandoff ?? true) ? cpuDecodeHandoffSeconds(c.depth, weightBytes, terms) : 0;
   const stepSeconds = Math.max(memorySeconds, computeSeconds) + hostSeconds + handoffSeconds;
@@ -412,8 +450,9 @@ export function inferenceThroughput(
         '(bench/results/plan.md, measured in CPU time by bench/cpu-plan-calibrate.ts)'
       : `decode steps: weights at ${(decodeWeightReadFraction(w.batch) * 100).toFixed(0)}% of the bandwidth ` +
         `(${w.batch} row${w.batch === 1 ? '' : 's'}), the paged attention as ${attention.basis}, ` +
-        `${(GPU_EFFICIENCY.decodeSecondsPerLayer * 1e6).toFixed(0)} µs a layer and ` +
-        `${(GPU_EFFICIENCY.decodeSecondsPerRequest * 1e6).toFixed(0)} µs a request; prefill at ` +
+        `each product at least ${(GPU_EFFICIENCY.decodeProductFloorSeconds * 1e6).toFixed(1)} µs, ` +
+        `${(GPU_EFFICIENCY.decodeSecondsPerLayer * 1e6).toFixed(1)} µs a layer and ` +
+        `${(GPU_EFFICIENCY.decodeSecondsPerLayerRequest * 1e6).toFixed(2)} µs a layer and request; prefill at ` +
         `${GPU_EFFICIENCY.prefill * 100}% of peak — as measured on an H100 (bench/results/gpu-decode.md)`,
   };
 }
