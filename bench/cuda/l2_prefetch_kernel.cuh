@@ -50,8 +50,8 @@ __device__ __forceinline__ void prefetch_request(const char* p, int64_t bytes) {
 
 /**
  * Thread i of the grid (grid-stride) takes request i of the regions laid end to end. On sm_90 a request is a
- * chunk (the region's last one shorter, still a multiple of 16 bytes: prefetch.cu trims every region to 16-byte
- * bounds); before sm_90, a line.
+ * chunk (the region's last one shorter, still a multiple of 16 bytes: the caller gives 16-byte aligned regions
+ * of whole 16-byte units); before sm_90, a line.
  */
 __global__ void __launch_bounds__(kPrefetchThreads) prefetch_kernel(const __grid_constant__ PrefetchRegions regions) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
