@@ -12,6 +12,7 @@
 #   shift    the GPU tests of `new5` (the norm + token shift in one launch), `new3` vs `new5` decode alternated,
 #            then the compiled Hugging Face anchor and the planner's GPU check on `new5`
 #   check    the planner's GPU check (bench/gpu-plan.sh) and the decode bench twice, on `new6`
+#   profile  Nsight Compute over two replayed decode steps after 2,048 tokens on `new6`, summarised per kernel
 #   bars     issue 14's and 18's figures on `new5`: its decode bench twice, the compiled Hugging Face anchor, then the
 #            planner's GPU check (bench/gpu-plan.sh) — name an H100 for the bars
 # The bench/cuda programs travel built, in .device/bins.tar.xz: nvcc -O3 -std=c++17 -arch=sm_90a -I native
@@ -88,6 +89,13 @@ case ${1:?usage: call.sh CASE} in
     step plan 150 bash bench/gpu-plan.sh $W/plan
     cat $W/plan/table.md 2>/dev/null
     for r in 1 2; do step decode-new6-$r 60 node dist/bench/gpu-decode.js; done
+    ;;
+  profile)
+    use new6
+    step ncu-2k 200 ncu --csv --profile-from-start off --cache-control none --graph-profiling node \
+      --metrics gpu__time_duration.sum,dram__bytes_read.sum node dist/bench/gpu-decode.js single:2048 --profile-at 64
+    python3 bench/ncu-step-summary.py $W/ncu-2k.log > $W/ncu-2k.summary.txt 2>&1
+    head -40 $W/ncu-2k.summary.txt; xz -T4 $W/ncu-2k.log 2>/dev/null
     ;;
   bars)
     use new5
