@@ -13,7 +13,7 @@
 #            then the compiled Hugging Face anchor and the planner's GPU check on `new5`
 #   check    the planner's GPU check (bench/gpu-plan.sh) and the decode bench twice, on `new6`
 #   profile  Nsight Compute over two replayed decode steps after 2,048 tokens on `new6`, summarised per kernel
-#   bars     issue 14's and 18's figures on `new5`: its decode bench twice, the compiled Hugging Face anchor, then the
+#   bars     issue 14's and 18's figures on `new6`: its decode bench twice, the compiled Hugging Face anchor, then the
 #            planner's GPU check (bench/gpu-plan.sh) — name an H100 for the bars
 # The bench/cuda programs travel built, in .device/bins.tar.xz: nvcc -O3 -std=c++17 -arch=sm_90a -I native
 # bench/cuda/NAME.cu -o /tmp/bins/NAME for each, then tar cJf .device/bins.tar.xz -C /tmp/bins .
@@ -98,8 +98,8 @@ case ${1:?usage: call.sh CASE} in
     head -40 $W/ncu-2k.summary.txt; xz -T4 $W/ncu-2k.log 2>/dev/null
     ;;
   bars)
-    use new5
-    for r in 1 2; do step decode-new5-$r 60 node dist/bench/gpu-decode.js; done
+    use new6
+    for r in 1 2; do step decode-new6-$r 60 node dist/bench/gpu-decode.js; done
     step anchor-compile 280 python3 bench/gpu-decode-anchor.py compile
     step plan 150 bash bench/gpu-plan.sh $W/plan
     cat $W/plan/table.md 2>/dev/null
