@@ -1,6 +1,6 @@
 import type { Tensor } from '../tensor/tensor.js';
 import { layerNorm } from '../ops/nn.js';
-import { addNorm, addThenNorm, type AddNormOptions } from '../ops/fused/add-norm.js';
+import type { AddNormOptions } from '../ops/fused/add-norm.js';
 import { Module } from './module.js';
 import { constantTensor, type ParameterOptions } from './parameter.js';
 
@@ -33,19 +33,12 @@ export class LayerNorm extends Module {
     return layerNorm(x, this.param('weight'), this.param('bias'), this.eps);
   }
 
-  /** The fused add + norm ops' options for this norm after the residual connection `r`. */
+  /**
+   * The fused add + norm ops' options (addNorm / addThenNorm, src/model/residual.ts) for this norm after the
+   * residual connection `r`.
+   */
   residualOptions(r: ResidualInput): AddNormOptions {
     const [weight, bias] = [this.param('weight'), this.param('bias')];
     return { weight, bias, eps: this.eps, residualScale: r.scale, residualConstant: r.constant };
-  }
-
-  /** norm(branch + residual·scale·c) in one fused op (post-norm blocks). */
-  forwardResidual(branch: Tensor, residual: Tensor, r: ResidualInput): Tensor {
-    return addNorm(branch, residual, this.residualOptions(r));
-  }
-
-  /** { sum: branch + residual·scale·c, out: norm(sum) } in one fused op (pre-norm blocks). */
-  forwardResidualWithSum(branch: Tensor, residual: Tensor, r: ResidualInput): { sum: Tensor; out: Tensor } {
-    return addThenNorm(branch, residual, this.residualOptions(r));
   }
 }

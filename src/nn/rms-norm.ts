@@ -1,6 +1,6 @@
 import type { Tensor } from '../tensor/tensor.js';
 import { rmsNorm } from '../ops/nn.js';
-import { addNorm, addThenNorm, type AddNormOptions } from '../ops/fused/add-norm.js';
+import type { AddNormOptions } from '../ops/fused/add-norm.js';
 import type { ResidualInput } from './layer-norm.js';
 import { Module } from './module.js';
 import { constantTensor, type ParameterOptions } from './parameter.js';
@@ -26,7 +26,10 @@ export class RMSNorm extends Module {
     return rmsNorm(x, this.param('weight'), this.eps);
   }
 
-  /** The fused add + norm ops' options for this norm after the residual connection `r`. */
+  /**
+   * The fused add + norm ops' options (addNorm / addThenNorm, src/model/residual.ts) for this norm after the
+   * residual connection `r`.
+   */
   residualOptions(r: ResidualInput): AddNormOptions {
     return {
       rms: true,
@@ -35,15 +38,5 @@ export class RMSNorm extends Module {
       residualScale: r.scale,
       residualConstant: r.constant,
     };
-  }
-
-  /** norm(branch + residual·scale·c) in one fused op (post-norm blocks). */
-  forwardResidual(branch: Tensor, residual: Tensor, r: ResidualInput): Tensor {
-    return addNorm(branch, residual, this.residualOptions(r));
-  }
-
-  /** { sum: branch + residual·scale·c, out: norm(sum) } in one fused op (pre-norm blocks). */
-  forwardResidualWithSum(branch: Tensor, residual: Tensor, r: ResidualInput): { sum: Tensor; out: Tensor } {
-    return addThenNorm(branch, residual, this.residualOptions(r));
   }
 }
