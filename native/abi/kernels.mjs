@@ -153,6 +153,16 @@ const addNormHead = (withBias) => [
   input('weight', 'dtype', 'cols', { into: 'AddNormArgs', ...optional }),
   ...(withBias ? [input('bias', 'dtype', 'cols', { into: 'AddNormArgs', ...optional })] : []),
 ];
+// addNorm's parameters, which addNormShift extends with the token shift's.
+const addNormForward = [
+  ...addNormHead(true),
+  output('out', 'dtype', 'rows * cols'),
+  output('sum', 'dtype', 'rows * cols', optional),
+  output('stats', 'stats:dtype', 'rows * 2'),
+  int('rows', { into: 'AddNormArgs' }),
+  int('cols', { into: 'AddNormArgs' }),
+  float('eps', { into: 'AddNormArgs' }),
+];
 const rowsCols = (extra = {}) => [int('rows', { ...extra }), int('cols', { ...extra })];
 
 const headNormSizes = [
@@ -758,15 +768,7 @@ export const KERNELS = [
     name: 'addNorm',
     engines: BOTH,
     cxx: 'add_norm',
-    params: [
-      ...addNormHead(true),
-      output('out', 'dtype', 'rows * cols'),
-      output('sum', 'dtype', 'rows * cols', optional),
-      output('stats', 'stats:dtype', 'rows * 2'),
-      int('rows', { into: 'AddNormArgs' }),
-      int('cols', { into: 'AddNormArgs' }),
-      float('eps', { into: 'AddNormArgs' }),
-    ],
+    params: [...addNormForward],
   },
   {
     name: 'addNormGrad',
@@ -1019,13 +1021,7 @@ export const KERNELS = [
     engines: BOTH,
     cxx: 'add_norm_shift',
     params: [
-      ...addNormHead(true),
-      output('out', 'dtype', 'rows * cols'),
-      output('sum', 'dtype', 'rows * cols', optional),
-      output('stats', 'stats:dtype', 'rows * 2'),
-      int('rows', { into: 'AddNormArgs' }),
-      int('cols', { into: 'AddNormArgs' }),
-      float('eps', { into: 'AddNormArgs' }),
+      ...addNormForward,
       output('tails', 'dtype', 'numBlocks * ring * cols'),
       output('shifted', 'dtype', 'rows * cols'),
       int32('shifts'),
