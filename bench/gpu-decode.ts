@@ -7,7 +7,8 @@
 // is not counted; the aggregate counts every generated token over the time from the first request's first token
 // to the last request's last. Random ids in, ids out: the tokenizer is a stand-in that spans the model's vocabulary
 // (its text is not read), so sampling covers every logit as a real tokenizer of that size would.
-//   node dist/bench/gpu-decode.js [case ...] [--no-graphs] [--device cuda] [--profile-at N]
+//   node dist/bench/gpu-decode.js [case ...] [--no-graphs] [--no-overlap] [--device cuda] [--profile-at N]
+// --no-overlap: each decode step launched only after the host read the one before (InferenceEngine overlapSteps).
 // --profile-at N: for a kernel-by-kernel profile of decode steps, opens the outside profiler's range at the N-th
 // token of the measured run and closes it two tokens later (`ncu --profile-from-start off ...`).
 import { getEngine } from '../src/engine/index.js';
@@ -20,6 +21,7 @@ import type { CudaEngine } from '../src/engine/cuda.js';
 const args = process.argv.slice(2);
 const device = args.includes('--device') ? args[args.indexOf('--device') + 1]! : 'cuda';
 const graphs = !args.includes('--no-graphs');
+const overlapSteps = !args.includes('--no-overlap');
 const preset = args.includes('--preset') ? args[args.indexOf('--preset') + 1]! : 'andromeda-3b';
 const profileAt = args.includes('--profile-at') ? Number(args[args.indexOf('--profile-at') + 1]) : null;
 const cases = args.filter((a) => /^(single|batch):\d+$/.test(a));
@@ -97,6 +99,7 @@ for (const c of cases) {
     maxBatch: Math.max(8, prompts.length),
     tokenBudget: 2048,
     cudaGraphs: graphs,
+    overlapSteps,
   });
   try {
     // Warm-up: the same requests' shapes, so kernels are loaded and every decode graph the timed run replays (one
@@ -119,6 +122,7 @@ for (const c of cases) {
         preset,
         case: c,
         graphs,
+        overlap: overlapSteps,
         device,
         new: maxTokens,
         decode_tok_s: kind === 'single' ? Math.round(perRequest[0]!) : undefined,

@@ -13,6 +13,8 @@
 #            then the compiled Hugging Face anchor and the planner's GPU check on `new5`
 #   check    the planner's GPU check (bench/gpu-plan.sh) and the decode bench twice, on `new6`
 #   profile  Nsight Compute over two replayed decode steps after 2,048 tokens on `new6`, summarised per kernel
+#   overlap  the GPU tests of `new7` (decode steps launched before the previous step's ids are read), then `new6`,
+#            `new7` and `new7 --no-overlap` decode alternated, the compiled Hugging Face anchor, the planner's GPU check
 #   bars     issue 14's and 18's figures on `new6`: its decode bench twice, the compiled Hugging Face anchor, then the
 #            planner's GPU check (bench/gpu-plan.sh) — name an H100 for the bars
 # The bench/cuda programs travel built, in .device/bins.tar.xz: nvcc -O3 -std=c++17 -arch=sm_90a -I native
@@ -96,6 +98,19 @@ case ${1:?usage: call.sh CASE} in
       --metrics gpu__time_duration.sum,dram__bytes_read.sum node dist/bench/gpu-decode.js single:2048 --profile-at 64
     python3 bench/ncu-step-summary.py $W/ncu-2k.log > $W/ncu-2k.summary.txt 2>&1
     head -40 $W/ncu-2k.summary.txt; xz -T4 $W/ncu-2k.log 2>/dev/null
+    ;;
+  overlap)
+    use new7
+    step test-gpu 180 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/download-later.test.js \
+      dist/tests/gpu/graph.test.js dist/tests/gpu/paged-forward.test.js dist/tests/gpu/speculative-graphs.test.js
+    for r in 1 2; do
+      use new6; step decode-new6-$r 60 node dist/bench/gpu-decode.js
+      use new7; step decode-new7-$r 60 node dist/bench/gpu-decode.js
+      step decode-new7-no-overlap-$r 60 node dist/bench/gpu-decode.js --no-overlap
+    done
+    step anchor-compile 280 python3 bench/gpu-decode-anchor.py compile
+    step plan 150 bash bench/gpu-plan.sh $W/plan
+    cat $W/plan/table.md 2>/dev/null
     ;;
   bars)
     use new6

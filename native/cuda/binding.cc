@@ -151,6 +151,25 @@ Napi::Value Download(const Napi::CallbackInfo& info) {
   });
 }
 
+// downloadStart(handle, byteOffset, bytes) -> ticket; downloadWait(ticket) -> ArrayBuffer (pending_reads.cc).
+Napi::Value DownloadStart(const Napi::CallbackInfo& info) {
+  return guarded(info, kEngine, [&] {
+    abi::expect_arguments(info, "downloadStart", 3);
+    const uint64_t bytes = uint64_t(abi::count(info[2], "downloadStart", "bytes", double(cu::kMaxPendingReadBytes)));
+    const char* src = byte_range("downloadStart", info[0], info[1], bytes);
+    return Napi::Number::New(info.Env(), double(cu::download_start(src, size_t(bytes))));
+  });
+}
+Napi::Value DownloadWait(const Napi::CallbackInfo& info) {
+  return guarded(info, kEngine, [&] {
+    abi::expect_arguments(info, "downloadWait", 1);
+    const uint64_t ticket = uint64_t(abi::count(info[0], "downloadWait", "ticket"));
+    Napi::ArrayBuffer out = Napi::ArrayBuffer::New(info.Env(), cu::download_bytes(ticket));
+    cu::download_finish(ticket, out.Data());
+    return out;
+  });
+}
+
 // CUDA graphs (graph.cc): graphBegin(), graphEnd() -> id, graphAbort(), graphReplay(id), graphDispose(id).
 uint32_t graph_id(const Napi::CallbackInfo& info, const char* what) {
   abi::expect_arguments(info, what, 1);
@@ -174,6 +193,7 @@ Napi::Object Register(Napi::Env env, Napi::Object exports) {
       {"alloc", Alloc}, {"free", Free}, {"synchronize", Synchronize}, {"memoryStats", MemoryStats},
       {"resetPeakMemory", ResetPeak}, {"emptyCache", EmptyCache}, {"setMemoryLimit", SetMemoryLimit},
       {"timingMark", TimingMark}, {"timingRead", TimingRead}, {"profilerRange", ProfilerRange}, {"upload", Upload}, {"download", Download},
+      {"downloadStart", DownloadStart}, {"downloadWait", DownloadWait},
       {"graphBegin", GraphBegin}, {"graphEnd", GraphEnd}, {"graphAbort", GraphAbort},
       {"graphReplay", GraphReplay}, {"graphDispose", GraphDispose},
   };

@@ -34,6 +34,17 @@ void synchronize();
 void upload(char* dst, const void* src, size_t bytes);
 void download(void* dst, const char* src, size_t bytes);
 
+// ---- Reads collected later (pending_reads.cc) ----
+/** Most reads in flight at once, and the most bytes one may take. */
+constexpr int kMaxPendingReads = 16;
+constexpr size_t kMaxPendingReadBytes = size_t(64) << 20;
+/** Enqueues a copy of `bytes` bytes at `src` into pinned memory behind the stream's work; returns its ticket. */
+uint64_t download_start(const char* src, size_t bytes);
+/** The size of the pending read `ticket` (throws when it is not pending). */
+size_t download_bytes(uint64_t ticket);
+/** Waits for the read `ticket` and copies its bytes to `dst`; the ticket is spent, whatever happens. */
+void download_finish(uint64_t ticket, void* dst);
+
 // ---- CUDA graphs (graph.cc) ----
 /** True while a graph capture is open on the engine's stream. */
 bool capturing();

@@ -1,7 +1,15 @@
 import { existsSync } from 'node:fs';
 import { installProfiler } from './cuda-profile.js';
 import { cudaFusedAttentionUnsupported } from './cuda-shapes.js';
-import type { AttentionArgs, Dense, DeviceGraph, FusedAttentionShape, MemoryStats } from './engine.js';
+import type {
+  AttentionArgs,
+  Dense,
+  DeviceGraph,
+  FusedAttentionShape,
+  Handle,
+  MemoryStats,
+  PendingDownload,
+} from './engine.js';
 import { RecordedGraph } from './device-graph.js';
 import { NativeEngine, requireAddon, type NativeKernels } from './native-engine.js';
 import type { CudaKernels } from './native-abi.js';
@@ -38,6 +46,8 @@ interface CudaAddon extends NativeKernels, CudaKernels, CudaAttentionAddon {
   timingMark(): number;
   timingRead(): Float64Array;
   profilerRange(on: boolean): void;
+  downloadStart(src: number, byteOffset: number, bytes: number): number;
+  downloadWait(ticket: number): ArrayBuffer;
   graphBegin(): void;
   graphEnd(): number;
   graphAbort(): void;
@@ -123,6 +133,13 @@ export class CudaEngine extends NativeEngine {
   synchronize(): void {
     this.refuseInGraph('synchronize (a wait for the device)');
     this.#addon.synchronize();
+  }
+
+  /** A copy into pinned memory and an event behind the stream's work (native/cuda/pending_reads.cc). */
+  override downloadLater(src: Handle, byteOffset: number, bytes: number): PendingDownload {
+    this.refuseInGraph('downloadLater (a device→host read)');
+    const ticket = this.#addon.downloadStart(src, byteOffset, bytes);
+    return { wait: () => this.#addon.downloadWait(ticket) };
   }
 
   /**

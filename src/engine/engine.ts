@@ -278,6 +278,13 @@ export interface Engine {
   upload(dst: Handle, byteOffset: number, data: ArrayBufferView): void;
   /** Waits for pending work, then copies `bytes` bytes out. */
   download(src: Handle, byteOffset: number, bytes: number): ArrayBuffer;
+  /**
+   * Enqueues a copy of `bytes` bytes out behind the work enqueued so far and returns at once, so the host can
+   * enqueue more (the next decode step) before it waits for the bytes; `wait()` then waits for this read alone, not
+   * for the work enqueued after it. Synchronous engines read at once. Every read must be collected: an engine keeps
+   * a few in flight (CUDA: 16 of up to 64 MiB each) and refuses more.
+   */
+  downloadLater(src: Handle, byteOffset: number, bytes: number): PendingDownload;
   synchronize(): void;
   memoryStats(): MemoryStats;
   resetPeakMemory(): void;
@@ -604,6 +611,12 @@ export interface SamplingBuffers {
   /** int32 and float32 [rows, topN]: the topN most likely tokens and their log-probabilities, best first. */
   readonly topIds: Dense | null;
   readonly topLogprobs: Dense | null;
+}
+
+/** A read enqueued by Engine.downloadLater. */
+export interface PendingDownload {
+  /** Waits for the bytes and returns them; once only (a second call throws). */
+  wait(): ArrayBuffer;
 }
 
 /** Work recorded by Engine.captureGraph. */

@@ -39,6 +39,7 @@ import {
   type PagedBatchArgs,
   type RotaryArgs,
   type DeviceGraph,
+  type PendingDownload,
   type SamplingBuffers,
 } from './engine.js';
 
@@ -166,6 +167,19 @@ export abstract class NativeEngine implements Engine {
   download(src: Handle, byteOffset: number, bytes: number): ArrayBuffer {
     this.refuseInGraph('download (a device→host read)');
     return this.#addon.download(src, byteOffset, bytes);
+  }
+  /** Reads at once (an engine whose kernels have finished when they return); CUDA overrides it. */
+  downloadLater(src: Handle, byteOffset: number, bytes: number): PendingDownload {
+    this.refuseInGraph('downloadLater (a device→host read)');
+    const data = this.#addon.download(src, byteOffset, bytes);
+    let collected = false;
+    return {
+      wait: () => {
+        if (collected) throw new Error(`${this.device} downloadLater: this read was collected already`);
+        collected = true;
+        return data;
+      },
+    };
   }
   memoryStats(): MemoryStats {
     return this.#addon.memoryStats();

@@ -14,7 +14,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { tidy } from '../tensor/scope.js';
 import { zeros } from '../ops/creation.js';
 import { narrow, reshape } from '../ops/layout.js';
-import type { DeviceGraph, Engine } from '../engine/engine.js';
+import type { DeviceGraph, Engine, PendingDownload, Strided } from '../engine/engine.js';
 import { SAMPLING_PARAM_COUNT, sampleTokens, type SampleTokensOptions } from '../ops/sampling.js';
 import type { Andromeda } from '../model/andromeda.js';
 import type { PagedKVCache } from '../model/paged-kv-cache.js';
@@ -161,24 +161,36 @@ export function batchBucket(n: number, maxBatch: number): number {
 const PADDING_PARAMS = [0, 0, 1, 0, 1, 0, 0];
 
 /**
- * Where a replayed decode step's time goes, seen from the host: `waitMs` from the replay's launch to its ids on
- * the host (the device's step and the read-back), `hostGapMs` from one replay's ids to the next replay's launch
- * (scheduling, streaming the tokens, uploading the inputs), summed over the `gaps` replays that followed another.
+ * Where replayed decode steps' time goes, seen from the host: `waitMs` the host spent blocked on a replay's ids;
+ * `hostGapMs` from one replay's ids to the next replay's launch, summed over the `gaps` replays launched with the
+ * device idle (the host's scheduling, streaming and uploads, which the device waits for); `overlapped` the replays
+ * launched while the one before was still running (./engine.ts runs ahead), which leave the device no gap.
  */
 export interface DecodeReplayTiming {
   replays: number;
   waitMs: number;
   gaps: number;
   hostGapMs: number;
+  overlapped: number;
 }
 
 /** A host gap longer than this is idleness between requests, not a step's overhead. */
 const MAX_STEP_GAP_MS = 50;
 
+/** A decode step replayed on the device whose sampled ids the host has not read yet (DecodeGraphs.launch). */
+export interface LaunchedDecode {
+  readonly numSeqs: number;
+  /** The graph's ids buffer: the next step's tokens when that step is launched before these are read. */
+  readonly ids: Tensor;
+  readonly read: PendingDownload;
+}
+
 export class DecodeGraphs {
   private readonly captured = new Map<string, CapturedStep>();
-  private readonly time: DecodeReplayTiming = { replays: 0, waitMs: 0, gaps: 0, hostGapMs: 0 };
+  private readonly time: DecodeReplayTiming = { replays: 0, waitMs: 0, gaps: 0, hostGapMs: 0, overlapped: 0 };
   private lastIdsAt: number | null = null;
+  /** Replays launched and not collected yet. */
+  private inFlight = 0;
   /** Set when a capture failed: the device refuses an op of the step, so every step runs eagerly from then on. */
   private refused = false;
 
@@ -202,26 +214,51 @@ export class DecodeGraphs {
    * refused a capture (the caller runs the step eagerly).
    */
   run(step: StepLayout, rows: readonly RequestSampling[]): SampledToken[] | null {
+    const launched = this.launch(step, rows, null);
+    return launched && this.collect(launched);
+  }
+
+  /**
+   * Replays a decode-only step and returns without reading its ids (null when the device refused a capture).
+   * With `after` — a step launched before and not collected yet, whose sequences are this step's in the same
+   * order — each row's token is the id the device drew for the same row of `after` (the host's `step.tokens`
+   * are not read), and each row draws with its counter one past `rows[r]`'s, which has not yet counted `after`'s
+   * draw: so a step can be launched before the host knows its tokens.
+   */
+  launch(step: StepLayout, rows: readonly RequestSampling[], after: LaunchedDecode | null): LaunchedDecode | null {
     if (this.refused) return null;
     const n = step.numSeqs;
+    if (after && after.numSeqs !== n)
+      throw new RangeError(`decode graphs: a step of ${n} sequences after one of ${after.numSeqs}`);
     const batch = batchBucket(n, this.o.maxBatch);
     let width = 1;
     while (width < step.maxBlocksPerSeq) width *= 2;
     const captured = this.graphFor(batch, width);
     if (!captured) return null;
     const began = performance.now();
-    if (this.lastIdsAt !== null && began - this.lastIdsAt < MAX_STEP_GAP_MS) {
+    if (this.inFlight > 0) this.time.overlapped++;
+    else if (this.lastIdsAt !== null && began - this.lastIdsAt < MAX_STEP_GAP_MS) {
       this.time.gaps++;
       this.time.hostGapMs += began - this.lastIdsAt;
     }
-    this.uploadInputs(captured, step, rows);
-    const launched = performance.now();
+    this.uploadInputs(captured, step, rows, after ? 1 : 0);
+    const engine = captured.ids.engine;
+    if (after) engine.copy(firstElements(after.ids, n), firstElements(captured.views.tokens, n), [n]);
     captured.graph.replay();
-    const ids = captured.ids.toArray();
-    this.lastIdsAt = performance.now();
+    const read = engine.downloadLater(captured.ids.storage.handle, captured.ids.offset * 4, n * 4);
+    this.inFlight++;
     this.time.replays++;
-    this.time.waitMs += this.lastIdsAt - launched;
-    return Array.from({ length: n }, (_, i) => ({ tokenId: ids[i]! }));
+    return { numSeqs: n, ids: captured.ids, read };
+  }
+
+  /** Waits for a launched step's ids: the tokens of its sequences, in order. */
+  collect(launched: LaunchedDecode): SampledToken[] {
+    const waitFrom = performance.now();
+    this.inFlight--;
+    const ids = new Int32Array(launched.read.wait());
+    this.lastIdsAt = performance.now();
+    this.time.waitMs += this.lastIdsAt - waitFrom;
+    return Array.from({ length: launched.numSeqs }, (_, i) => ({ tokenId: ids[i]! }));
   }
 
   dispose(): void {
@@ -282,10 +319,16 @@ export class DecodeGraphs {
   }
 
   /**
-   * Writes a step into the graph's buffers (null: no step, every row padding). Rows past the step's
-   * sequences are padding: one position (0) in the scratch block, sampled greedily, their ids dropped.
+   * Writes a step into the graph's buffers (null: no step, every row padding), each row's draw counter
+   * `drawsAhead` past its request's. Rows past the step's sequences are padding: one position (0) in the scratch
+   * block, sampled greedily, their ids dropped.
    */
-  private uploadInputs(captured: CapturedStep, step: StepLayout | null, rows: readonly RequestSampling[]): void {
+  private uploadInputs(
+    captured: CapturedStep,
+    step: StepLayout | null,
+    rows: readonly RequestSampling[],
+    drawsAhead = 0,
+  ): void {
     const { batch, width, at, ints } = captured;
     const n = step?.numSeqs ?? 0;
     const scratch = this.o.scratchBlock;
@@ -305,7 +348,7 @@ export class DecodeGraphs {
       host.set(step.slots, at.slots);
       host.set(step.logitRows, at.logitRows);
       host.set(seedWords(inputs.seeds), at.seeds);
-      host.set(inputs.steps, at.steps);
+      for (let s = 0; s < n; s++) host[at.steps + s] = inputs.steps[s]! + drawsAhead;
       params.set(inputs.params);
     }
     for (let i = n; i < batch; i++) {
@@ -323,6 +366,12 @@ export class DecodeGraphs {
       captured.lastParams = params;
     }
   }
+}
+
+/** The first `n` elements of a one-dimensional tensor of at least `n`, as a strided operand. */
+function firstElements(t: Tensor, n: number): Strided {
+  if (t.shape.length !== 1 || t.shape[0]! < n) throw new RangeError(`decode graphs: ${n} elements of a [${t.shape}]`);
+  return t.strided('decode graphs');
 }
 
 function disposeBuffers(captured: CapturedStep): void {

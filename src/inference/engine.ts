@@ -25,7 +25,7 @@ import type { Tokenizer } from '../data/tokenizer/tokenizer.js';
 import type { LanguageModel } from '../train/model.js';
 import type { Andromeda } from '../model/andromeda.js';
 import { BlockManager, type BlockUsage } from './block-manager.js';
-import { Scheduler, type SampledToken } from './scheduler.js';
+import { Scheduler, type SampledToken, type StepLayout } from './scheduler.js';
 import { Sequence, type SequenceLimits } from './sequence.js';
 import { StopTextFilter } from './stop-text.js';
 import { validateSamplingParams, type SamplingParams } from './sampling-params.js';
@@ -36,7 +36,7 @@ import { PagedRunner } from './paged-runner.js';
 import { SpeculativeDecoder, type SpeculativeStats } from './speculative-decoder.js';
 import type { KVCacheKind, StepRunner } from './step-runner.js';
 import { ThroughputMeter } from './throughput.js';
-import type { DecodeReplayTiming } from './decode-graphs.js';
+import type { DecodeReplayTiming, LaunchedDecode } from './decode-graphs.js';
 
 export { GenerationStream };
 export { QueueFullError } from './scheduler.js';
@@ -88,6 +88,12 @@ export interface InferenceEngineOptions {
    */
   graphsOnCpu?: boolean;
   /**
+   * Launch each replayed decode step before reading the tokens of the step it follows (the device feeds them
+   * over), so the host's work between steps overlaps the device's. A sequence that stops then computes one
+   * position for nothing. Default true.
+   */
+  overlapSteps?: boolean;
+  /**
    * Speculative decoding: a smaller model over the same tokenizer proposes `tokens` tokens (1 to 15) per
    * step for every request it can serve (no logprobs, penalties or min-p: those sample as usual), which the
    * model verifies in one forward. Its cache shares the block tables: each block holds both models' K/V,
@@ -132,11 +138,12 @@ export interface EngineStats {
    */
   graphs: number;
   /**
-   * Replayed decode steps, per step in milliseconds: `waitMs` from the launch to the sampled ids on the host (the
-   * device's work and the read-back), `hostGapMs` from one step's ids to the next step's launch (the host's
-   * scheduling and uploads, during which the device idles). Null before any replay or without graphs.
+   * Replayed decode steps, per step in milliseconds: `waitMs` the host spent blocked on the step's sampled ids;
+   * `hostGapMs` from one step's ids to the launch of the next when that launch left the device idle (the host's
+   * scheduling and uploads), null when none did; `overlapped` the share of steps launched while the one before
+   * still ran (overlapSteps), which leave the device no gap. Null before any replay or without graphs.
    */
-  decodeReplays: { steps: number; waitMs: number; hostGapMs: number | null } | null;
+  decodeReplays: { steps: number; waitMs: number; hostGapMs: number | null; overlapped: number } | null;
   /** Speculative decoding's counters, when the engine has a draft model (else null). */
   speculative: SpeculativeStats | null;
 }
@@ -171,6 +178,9 @@ export class InferenceEngine {
   private firstTokens = { count: 0, totalMs: 0, lastMs: null as number | null };
   private loop: Promise<void> | null = null;
   private closed = false;
+  private readonly overlapSteps: boolean;
+  /** The decode step launched before the host read the tokens of the step it follows (runStep). */
+  private ahead: { layout: StepLayout; launched: LaunchedDecode } | null = null;
 
   /**
    * The engine puts the model in eval mode and owns the cache it allocates (freed by `close`); the
@@ -211,6 +221,7 @@ export class InferenceEngine {
       );
     this.tokenizer = tokenizer;
     this.modelVocab = model.vocabSize;
+    this.overlapSteps = options.overlapSteps ?? true;
     model.eval();
     this.runner = createStepRunner(model, {
       blockSize: o.blockSize,
@@ -408,25 +419,32 @@ export class InferenceEngine {
   private async runLoop(): Promise<void> {
     // Start after the current task, so that requests submitted together share the first step.
     await yieldToEventLoop();
-    while (!this.closed && this.scheduler.hasWork) {
-      this.step();
-      await yieldToEventLoop();
+    try {
+      while (!this.closed && this.scheduler.hasWork) {
+        this.step();
+        await yieldToEventLoop();
+      }
+    } finally {
+      // The sequences the step ahead ran for ended (or the engine closed): its work is done for nothing.
+      this.dropAhead();
     }
   }
 
-  /** One step: schedule, run the model, sample, hand the tokens to the scheduler. */
+  /** One step: schedule (or take the step launched ahead), run the model, sample, hand the tokens on. */
   private step(): void {
-    const layout = this.scheduler.schedule();
+    const ahead = this.ahead;
+    this.ahead = null;
+    const layout = ahead?.layout ?? this.scheduler.schedule();
     if (!layout) return;
+    // Undefined for a sequence that ended while a step launched ahead ran for it: its tokens are dropped.
+    const rows = layout.sampling.map((sequence) => this.samplers.get(sequence));
     let runs: SampledToken[][];
     try {
-      const rows = layout.sampling.map((sequence) => this.samplers.get(sequence)!);
-      runs = this.speculative
-        ? this.speculative.run(layout, (sequence) => this.samplers.get(sequence)!)
-        : this.runner.run(layout, rows).map((token) => [token]);
-      runs.forEach((run, r) => run.forEach((token) => rows[r]!.accept(token.tokenId)));
+      runs = this.runStep(layout, rows, ahead?.launched ?? null);
+      runs.forEach((run, r) => run.forEach((token) => rows[r]?.accept(token.tokenId)));
     } catch (e) {
       const error = e instanceof Error ? e : new Error(String(e));
+      this.dropAhead();
       this.scheduler.fail(
         layout.entries.map((entry) => entry.sequence),
         error,
@@ -439,6 +457,46 @@ export class InferenceEngine {
     const generated = layout.sampling.reduce((n, sequence) => n + sequence.generated, 0) - before;
     this.generatedTokens += generated;
     this.throughput.add(generated);
+  }
+
+  /**
+   * Runs a step (or collects the one launched ahead for it). A decode step the runner can launch without waiting
+   * has the step after it launched before its own tokens are read (Scheduler.scheduleAhead), so the host's work
+   * between the two — reading, streaming, scheduling — overlaps the device's instead of idling it.
+   */
+  private runStep(
+    layout: StepLayout,
+    rows: readonly (RequestSampling | undefined)[],
+    launchedAhead: LaunchedDecode | null,
+  ): SampledToken[][] {
+    if (this.speculative) return this.speculative.run(layout, (sequence) => this.samplers.get(sequence)!);
+    const launched = launchedAhead ?? this.runner.launch?.(layout, everyRow(rows), null) ?? null;
+    if (!launched) return this.runner.run(layout, everyRow(rows)).map((token) => [token]);
+    let aheadError: unknown = null;
+    try {
+      // scheduleAhead refuses a step with a sequence that has ended, so every row has its state here.
+      const next = this.overlapSteps ? this.scheduler.scheduleAhead(layout) : null;
+      const following = next && this.runner.launch!(next, everyRow(rows), launched);
+      if (next && following) this.ahead = { layout: next, launched: following };
+    } catch (e) {
+      aheadError = e;
+    }
+    // Collected whatever happened above: a read left pending would hold one of the device's few slots.
+    const tokens = this.runner.collect!(launched);
+    if (aheadError) throw aheadError;
+    return tokens.map((token) => [token]);
+  }
+
+  /** Waits out the step launched ahead, if any, and forgets it. */
+  private dropAhead(): void {
+    const ahead = this.ahead;
+    this.ahead = null;
+    if (!ahead) return;
+    try {
+      this.runner.collect!(ahead.launched);
+    } catch {
+      // Its sequences have ended or failed already; a device error shows again on the next step.
+    }
   }
 
   private recordFirstToken(stream: GenerationStream): void {
@@ -482,6 +540,13 @@ function checkDraft(
   return { model: paged, tokens };
 }
 
+/** The rows of a step whose sequences are all running (each has its sampling state). */
+function everyRow(rows: readonly (RequestSampling | undefined)[]): RequestSampling[] {
+  const missing = rows.indexOf(undefined);
+  if (missing >= 0) throw new Error(`InferenceEngine: row ${missing} of the step has no running request`);
+  return rows as RequestSampling[];
+}
+
 function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
@@ -489,5 +554,10 @@ function yieldToEventLoop(): Promise<void> {
 /** Per-step means of the decode replays' timing (EngineStats.decodeReplays). */
 function replayStats(t: DecodeReplayTiming | null): EngineStats['decodeReplays'] {
   if (!t || t.replays === 0) return null;
-  return { steps: t.replays, waitMs: t.waitMs / t.replays, hostGapMs: t.gaps === 0 ? null : t.hostGapMs / t.gaps };
+  return {
+    steps: t.replays,
+    waitMs: t.waitMs / t.replays,
+    hostGapMs: t.gaps === 0 ? null : t.hostGapMs / t.gaps,
+    overlapped: t.overlapped / t.replays,
+  };
 }

@@ -16,7 +16,7 @@ import type { SampledToken, StepLayout } from './scheduler.js';
 import type { ForwardLayout } from './step-layout.js';
 import type { StepRunner } from './step-runner.js';
 import { idsOnly, sampleRows, type RequestSampling } from './device-sampling.js';
-import { DecodeGraphs, type DecodeReplayTiming } from './decode-graphs.js';
+import { DecodeGraphs, type DecodeReplayTiming, type LaunchedDecode } from './decode-graphs.js';
 import { SpeculativeGraphs } from './speculative-graphs.js';
 
 export interface PagedRunnerOptions {
@@ -73,6 +73,16 @@ export class PagedRunner implements StepRunner {
       if (tokens) return tokens;
     }
     return tidy(() => sampleRows(this.logits(step), rows, this.o.vocab));
+  }
+
+  launch(step: StepLayout, rows: readonly RequestSampling[], after: LaunchedDecode | null): LaunchedDecode | null {
+    if (!this.graphs || !step.decodeOnly || !idsOnly(rows)) return null;
+    return this.graphs.launch(step, rows, after);
+  }
+
+  collect(launched: LaunchedDecode): SampledToken[] {
+    if (!this.graphs) throw new Error('paged runner: collect without decode graphs');
+    return this.graphs.collect(launched);
   }
 
   /**

@@ -78,6 +78,9 @@ export interface SampledToken extends Partial<TokenLogprobs> {
 
 export { QueueFullError };
 
+/** The token a step scheduled ahead holds for the one the device draws (any id of the vocabulary would do). */
+const AHEAD_PLACEHOLDER = [0];
+
 export interface SchedulerCounters {
   preemptions: number;
   /** Full context blocks looked up in the pool when sequences were admitted, and the hits. */
@@ -218,6 +221,38 @@ export class Scheduler {
   }
 
   /**
+   * The decode step that follows `step` while `step` is still on the device and its tokens are unknown: every
+   * sequence of `step` decodes its next position, fed the token the device drew for it (the runner copies it; the
+   * layout's tokens there are placeholders). Null unless that is surely the step `schedule` would make — `step`
+   * decodes every running sequence, nobody waits to join, no sequence reaches its token limit or deadline with
+   * `step`'s token — and the pool has the blocks without preempting anyone. A sequence that `step`'s token ends
+   * (a stop) computed one position for nothing: `completeRuns` skips it, and the position it wrote lies past its
+   * end, in a block that is not full and so never shared.
+   */
+  scheduleAhead(step: StepLayout): StepLayout | null {
+    if (!step.decodeOnly || this.waiting.length > 0 || step.entries.length !== this.running.length) return null;
+    const now = this.now();
+    for (const { sequence } of step.entries) {
+      const { maxTokens, deadline } = sequence.limits;
+      if (sequence.status !== 'running' || sequence.generated + 1 >= maxTokens) return null;
+      if ((deadline !== null && now >= deadline) || (this.options.lookahead?.(sequence) ?? 0) > 0) return null;
+    }
+    // Blocks a sequence takes here and keeps if another is refused are the ones its next step needs anyway.
+    for (const { sequence, start } of step.entries)
+      if (!this.blocks.ensureCapacity(sequence.id, start + 2)) return null;
+    return this.layout(
+      step.entries.map(({ sequence, start }) => ({
+        sequence,
+        start: start + 1,
+        count: 1,
+        samples: true,
+        proposals: 0,
+      })),
+      true,
+    );
+  }
+
+  /**
    * The rows a sequence with `computed` positions cached runs within `budget`, and the proposals scored
    * after them when they reach its last token; null when not even one row fits (with its proposals, when
    * that row samples).
@@ -345,9 +380,16 @@ export class Scheduler {
     if (at >= 0) list.splice(at, 1);
   }
 
-  private layout(entries: StepEntry[]): StepLayout {
+  /** The step of `entries`; `ahead`: each runs one position past its tokens, fed a placeholder (scheduleAhead). */
+  private layout(entries: StepEntry[], ahead = false): StepLayout {
     const forward = buildForwardLayout(
-      entries.map((e) => ({ sequence: e.sequence, start: e.start, count: e.count, logits: e.samples ? 1 : 0 })),
+      entries.map((e) => ({
+        sequence: e.sequence,
+        start: e.start,
+        count: e.count,
+        logits: e.samples ? 1 : 0,
+        beyond: ahead ? AHEAD_PLACEHOLDER : undefined,
+      })),
       (sequence) => this.blocks.blockTable(sequence.id),
       this.blocks.blockSize,
     );

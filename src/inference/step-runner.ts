@@ -5,7 +5,7 @@
 import type { RequestSampling } from './device-sampling.js';
 import type { SampledToken, StepLayout } from './scheduler.js';
 import type { Sequence } from './sequence.js';
-import type { DecodeReplayTiming } from './decode-graphs.js';
+import type { DecodeReplayTiming, LaunchedDecode } from './decode-graphs.js';
 
 /**
  * How a runner keeps the model's keys and values: in the paged pool the block manager accounts (so prefix sharing
@@ -27,6 +27,14 @@ export interface StepRunner {
    * every logit row, `rows[r]` being the sampling state of `step.sampling[r]`.
    */
   run(step: StepLayout, rows: readonly RequestSampling[]): SampledToken[];
+  /**
+   * Starts a decode-only step on the device and returns before its tokens are read (runners that replay graphs);
+   * null when this step cannot be (the caller runs it with `run`). `after`: a launched, uncollected step whose
+   * sampled ids are this one's tokens (./decode-graphs.ts DecodeGraphs.launch). Every launch is collected.
+   */
+  launch?(step: StepLayout, rows: readonly RequestSampling[], after: LaunchedDecode | null): LaunchedDecode | null;
+  /** Waits for a launched step's tokens. */
+  collect?(launched: LaunchedDecode): SampledToken[];
   /**
    * The scheduler let the sequence go (finished, or preempted to be computed again from its first position):
    * state the runner keeps for it outside the pool can go.

@@ -31,6 +31,20 @@ test('download past the end of a buffer is a RangeError, not a crash', () => {
   });
 });
 
+test('downloadLater reads what download reads, once, and refuses the same bad ranges', () => {
+  withBuffer(16, (h) => {
+    cpu.upload(h, 0, new Float32Array([1, 2, 3, 4]));
+    const read = cpu.downloadLater(h, 4, 8);
+    // The CPU engine reads at once: later writes do not reach a pending read.
+    cpu.upload(h, 0, new Float32Array([5, 6, 7, 8]));
+    assert.deepEqual(Array.from(new Float32Array(read.wait())), [2, 3]);
+    assert.throws(() => read.wait(), /collected already/);
+    assert.throws(() => cpu.downloadLater(h, 12, 8), { name: 'RangeError', message: /download: bytes \[12, 20\)/ });
+    assert.throws(() => cpu.downloadLater(h, -4, 4), RangeError);
+    assert.equal(cpu.downloadLater(h, 16, 0).wait().byteLength, 0);
+  });
+});
+
 test('upload past the end of a buffer is refused and writes nothing', () => {
   const before = cpu.alloc(16),
     h = cpu.alloc(16),

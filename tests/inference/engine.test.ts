@@ -239,6 +239,71 @@ test('decode steps replayed as graphs (CPU replay) give the same greedy and the 
   }
 });
 
+test('decode steps launched ahead of their tokens (overlapSteps) give the tokens of steps run one by one', async () => {
+  const model = featureModel(9);
+  const prompts = ['alpha', 'beta beta', 'gamma gamma gamma', 'delta', 'epsilon epsilon', 'zeta'];
+  const run = async (overlapSteps: boolean, params: GenerationParams[], cancelAfter = Infinity) => {
+    const engine = new InferenceEngine(model, tokenizer, {
+      blockSize: 4,
+      numBlocks: 96,
+      maxBatch: 8,
+      tokenBudget: 32,
+      graphsOnCpu: true,
+      overlapSteps,
+    });
+    try {
+      const results = await Promise.all(
+        prompts.map(async (p, i) => {
+          const stream = engine.submit(p, params[i]!);
+          let seen = 0;
+          // The last request is cancelled by its reader mid-stream, while steps ahead run for it.
+          if (i === prompts.length - 1) for await (const _ of stream) if (++seen === cancelAfter) stream.cancel();
+          return stream.result;
+        }),
+      );
+      const stats = engine.stats();
+      assert.equal(stats.blocks.used, 0, 'every block released');
+      return {
+        results: results.map((r) => ({ ids: r.tokenIds, reason: r.finishReason })),
+        replays: stats.decodeReplays!,
+      };
+    } finally {
+      await engine.close();
+    }
+  };
+  try {
+    // Different lengths, a stop string and a stop token: sequences leave the batch while steps ahead run for them.
+    const greedyParams: GenerationParams[] = prompts.map((_, i) => greedy(6 + 4 * i));
+    const plain = await run(false, greedyParams);
+    const stopString = tokenizer.decode(plain.results[3]!.ids.slice(4, 6));
+    greedyParams[3] = { ...greedy(18), stop: [stopString] };
+    greedyParams[4] = { ...greedy(22), stopTokenIds: [plain.results[4]!.ids[7]!] };
+    const oneAtATime = await run(false, greedyParams, 5);
+    const overlapped = await run(true, greedyParams, 5);
+    assert.deepEqual(overlapped.results, oneAtATime.results);
+    assert.deepEqual(
+      oneAtATime.results.map((r) => r.reason),
+      ['length', 'length', 'length', 'stop', 'stop', 'cancelled'],
+    );
+    assert.equal(oneAtATime.replays.overlapped, 0);
+    assert.ok(overlapped.replays.overlapped > 0.5, `share of steps launched ahead: ${overlapped.replays.overlapped}`);
+    oneAtATime.results
+      .slice(0, 3)
+      .forEach((r, i) => assert.deepEqual(r.ids, referenceGreedy(model, prompts[i]!, 6 + 4 * i)));
+    // Seeded sampling: the steps ahead draw with the counters the host had not yet advanced.
+    const sampled = prompts.map((_, i) => ({
+      temperature: 0.8,
+      topP: 0.9,
+      seed: 7 + i,
+      maxTokens: 9 + i,
+      ignoreEos: true,
+    }));
+    assert.deepEqual((await run(true, sampled)).results, (await run(false, sampled)).results);
+  } finally {
+    model.dispose();
+  }
+});
+
 test('penalties and min-p apply per request; a model without a paged forward runs by recomputation', async () => {
   const model = featureModel(8);
   const engine = new InferenceEngine(model, tokenizer, { blockSize: 8, numBlocks: 64, maxBatch: 4, tokenBudget: 32 });

@@ -318,3 +318,118 @@ test('a lookahead reserves and budgets proposals; runs advance the cache and sto
   assert.equal(a.out.reason, 'length');
   assert.equal(a.seq.generated, 6);
 });
+
+/**
+ * Runs the scheduler as the engine does with overlapSteps: each decode step has the step after it scheduled ahead
+ * before its tokens are applied, and that step's rows take the tokens this one drew (as the device feeds them).
+ * The ahead step runs when it is collected, after the step before it completed (the device's order). Returns how
+ * many steps were scheduled ahead.
+ */
+function runAheadToEnd(scheduler: Scheduler, model: PoolModel, limit = 10_000): number {
+  let ahead: StepLayout | null = null;
+  let aheadSteps = 0;
+  let fed: number[] = [];
+  for (let i = 0; i < limit && scheduler.hasWork; i++) {
+    const step: StepLayout | null = ahead ?? scheduler.schedule();
+    ahead = null;
+    if (!step) break;
+    // A step scheduled ahead holds placeholders where the tokens the device feeds go.
+    fed.forEach((token, r) => (step.tokens[r] = token));
+    const tokens = model.run(step);
+    ahead = scheduler.scheduleAhead(step);
+    if (ahead) aheadSteps++;
+    fed = ahead ? tokens : [];
+    scheduler.complete(
+      step,
+      tokens.map((tokenId) => ({ tokenId })),
+    );
+  }
+  assert.equal(scheduler.hasWork, false, 'all requests finished');
+  return aheadSteps;
+}
+
+test('steps scheduled ahead give the same tokens, skip sequences that stopped meanwhile and free every block', () => {
+  const contexts = [prompt(5, 1), prompt(9, 2), prompt(2, 3), prompt(14, 4)];
+  const limits = [
+    { maxTokens: 17, stopIds: [104] },
+    { maxTokens: 6 },
+    { maxTokens: 30, stops: ['zb'] },
+    { maxTokens: 11 },
+  ];
+  const run = (ahead: boolean) => {
+    const blocks = new BlockManager(64, 4);
+    const scheduler = new Scheduler(blocks, { maxBatch: 4, tokenBudget: 16, maxQueue: 8 });
+    const model = new PoolModel(blocks);
+    const seqs = contexts.map((c, i) => sequence(i + 1, c, limits[i]));
+    seqs.forEach((s) => scheduler.add(s.seq));
+    const aheadSteps = ahead ? runAheadToEnd(scheduler, model) : (runToEnd(scheduler, model), 0);
+    assert.equal(blocks.usage().used, 0, 'finished sequences hold no blocks');
+    return { aheadSteps, out: seqs.map((s) => ({ ids: s.out.events.map((e) => e.tokenId), reason: s.out.reason })) };
+  };
+  const plain = run(false);
+  const ahead = run(true);
+  assert.deepEqual(ahead.out, plain.out);
+  assert.ok(ahead.aheadSteps >= 5, `steps scheduled ahead: ${ahead.aheadSteps}`);
+  // Two sequences stop while others run on (a stop token, a stop string): their steps ahead are dropped.
+  assert.deepEqual(
+    plain.out.map((o) => o.reason),
+    ['stop', 'length', 'stop', 'length'],
+  );
+});
+
+test('scheduleAhead refuses when the next step is not surely every sequence decoding one more token', () => {
+  let now = 0;
+  const blocks = new BlockManager(16, 4);
+  const scheduler = new Scheduler(blocks, { maxBatch: 4, tokenBudget: 16, maxQueue: 8, now: () => now });
+  const model = new PoolModel(blocks);
+  const a = sequence(1, prompt(3, 1), { maxTokens: 3 });
+  scheduler.add(a.seq);
+  const prefill = stepOnce(scheduler, model);
+  assert.equal(scheduler.scheduleAhead(prefill), null, 'a prefill step');
+  const decode = scheduler.schedule()!;
+  assert.ok(decode.decodeOnly);
+  const ahead = scheduler.scheduleAhead(decode)!;
+  assert.ok(ahead, 'a decode step of the only running sequence');
+  assert.deepEqual([ahead.entries[0]!.start, ahead.contextLens[0], ahead.numSeqs], [4, 5, 1]);
+  assert.equal(ahead.entries[0]!.sequence, a.seq);
+  assert.equal(ahead.slots[0], ahead.blockTables[1]! * 4, 'position 4 opens a second block, taken ahead');
+  scheduler.complete(decode, [{ tokenId: 100 }]);
+  assert.equal(scheduler.scheduleAhead(ahead), null, "the token limit: the ahead step draws a's last token");
+  scheduler.complete(ahead, [{ tokenId: 101 }]);
+  assert.deepEqual([a.out.events.length, a.out.reason], [3, 'length']);
+
+  const b = sequence(2, prompt(3, 2), { maxTokens: 20, deadline: 100 });
+  const c = sequence(3, prompt(3, 3), { maxTokens: 20 });
+  scheduler.add(b.seq);
+  stepOnce(scheduler, model);
+  scheduler.add(c.seq);
+  const withC = scheduler.schedule()!;
+  assert.equal(scheduler.scheduleAhead(withC), null, 'c prefills in it');
+  scheduler.complete(withC, [{ tokenId: 102 }, { tokenId: 103 }]);
+  const both = scheduler.schedule()!;
+  assert.ok(both.decodeOnly && both.numSeqs === 2);
+  scheduler.add(sequence(4, prompt(3, 4), { maxTokens: 20 }).seq);
+  assert.equal(scheduler.scheduleAhead(both), null, 'a request waits to join');
+  scheduler.complete(both, [{ tokenId: 104 }, { tokenId: 105 }]);
+  const three = scheduler.schedule()!;
+  scheduler.complete(three, [{ tokenId: 106 }, { tokenId: 107 }, { tokenId: 108 }]);
+  const decodes = scheduler.schedule()!;
+  assert.ok(decodes.decodeOnly && decodes.numSeqs === 3);
+  assert.ok(scheduler.scheduleAhead(decodes), 'three decodes, blocks to spare');
+  now = 100;
+  assert.equal(scheduler.scheduleAhead(decodes), null, "b's deadline has passed");
+  now = 0;
+  scheduler.cancel(c.seq);
+  assert.equal(scheduler.scheduleAhead(decodes), null, 'a sequence that has ended');
+
+  // A pool of two blocks, one per sequence: their next positions need blocks nobody has.
+  const tight = new BlockManager(2, 4);
+  const small = new Scheduler(tight, { maxBatch: 2, tokenBudget: 8, maxQueue: 2 });
+  const pair = [sequence(1, prompt(3, 5), { maxTokens: 4 }), sequence(2, prompt(3, 6), { maxTokens: 4 })];
+  pair.forEach((p) => small.add(p.seq));
+  stepOnce(small, new PoolModel(tight));
+  const last = small.schedule()!;
+  assert.ok(last.decodeOnly && last.numSeqs === 2);
+  assert.equal(small.scheduleAhead(last), null, 'no blocks for the next positions');
+  assert.deepEqual([small.stats().preemptions, small.runningCount], [0, 2], 'nobody was preempted for it');
+});
