@@ -13,9 +13,8 @@
 #            then the compiled Hugging Face anchor and the planner's GPU check on `new5`
 #   check    the planner's GPU check (bench/gpu-plan.sh) and the decode bench twice, on `new6`
 #   profile  Nsight Compute over two replayed decode steps after 2,048 tokens on `new6`, summarised per kernel
-#   overlap  the GPU tests of `new8`, then decode alternated over `new6` (stop 23), `new7` (+ decode steps launched
-#            before the previous step's ids are read), `new8` (+ the few-row products as dependent launches that
-#            prefetch their weights into L2) and `new8 --no-overlap`; the compiled Hugging Face anchor; the planner check
+#   overlap  the GPU tests of `new7` (decode steps launched before the previous step's ids are read), then `new6`,
+#            `new7` and `new7 --no-overlap` decode alternated, the compiled Hugging Face anchor, the planner's GPU check
 #   bars     issue 14's and 18's figures on `new6`: its decode bench twice, the compiled Hugging Face anchor, then the
 #            planner's GPU check (bench/gpu-plan.sh) — name an H100 for the bars
 # The bench/cuda programs travel built, in .device/bins.tar.xz: nvcc -O3 -std=c++17 -arch=sm_90a -I native
@@ -101,13 +100,13 @@ case ${1:?usage: call.sh CASE} in
     head -40 $W/ncu-2k.summary.txt; xz -T4 $W/ncu-2k.log 2>/dev/null
     ;;
   overlap)
-    use new8
+    use new7
     step test-gpu 180 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/download-later.test.js \
-      dist/tests/gpu/dependent-launch.test.js dist/tests/gpu/matmul.test.js dist/tests/gpu/fused.test.js dist/tests/gpu/graph.test.js \
-      dist/tests/gpu/paged-forward.test.js dist/tests/gpu/speculative-graphs.test.js dist/tests/gpu/add-norm-shift.test.js
+      dist/tests/gpu/graph.test.js dist/tests/gpu/paged-forward.test.js dist/tests/gpu/speculative-graphs.test.js
     for r in 1 2; do
-      for tag in new6 new7 new8; do use $tag; step decode-$tag-$r 60 node dist/bench/gpu-decode.js; done
-      step decode-new8-no-overlap-$r 60 node dist/bench/gpu-decode.js --no-overlap
+      use new6; step decode-new6-$r 60 node dist/bench/gpu-decode.js
+      use new7; step decode-new7-$r 60 node dist/bench/gpu-decode.js
+      step decode-new7-no-overlap-$r 60 node dist/bench/gpu-decode.js --no-overlap
     done
     step anchor-compile 280 python3 bench/gpu-decode-anchor.py compile
     step plan 150 bash bench/gpu-plan.sh $W/plan

@@ -12,7 +12,6 @@ namespace {
 int g_device = -1;
 cudaStream_t g_stream = nullptr;
 int g_sm_count = 0;
-int g_compute_major = 0;
 int g_shared_memory_optin = 0;
 std::mutex g_init_mutex;
 
@@ -20,7 +19,6 @@ std::mutex g_init_mutex;
 
 cudaStream_t stream() { return g_stream; }
 int sm_count() { return g_sm_count; }
-int compute_major() { return g_compute_major; }
 int shared_memory_optin() { return g_shared_memory_optin; }
 
 int device_count() {
@@ -46,7 +44,6 @@ void init(int device) {
   }
   check(cudaSetDevice(device), "cudaSetDevice");
   check(cudaDeviceGetAttribute(&g_sm_count, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
-  check(cudaDeviceGetAttribute(&g_compute_major, cudaDevAttrComputeCapabilityMajor, device), "cudaDeviceGetAttribute");
   check(cudaDeviceGetAttribute(&g_shared_memory_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
         "cudaDeviceGetAttribute");
   check(cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking), "cudaStreamCreate");

@@ -28,8 +28,6 @@ void init(int device);
 /** "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 79.1 GiB)". */
 std::string device_description();
 int sm_count();
-/** The device's compute capability, major part (9 on Hopper). */
-int compute_major();
 /** The most shared memory a block may opt in to on the device (bytes). */
 int shared_memory_optin();
 void synchronize();

@@ -9,16 +9,12 @@
 // Two inference entry points use the same kernel: gemm_shared_input (Engine.matmulSharedInput: up to three weights
 // that share A — a decode step's query, key and value projections — in one launch, their rows numbered one after
 // another) and gemm_bias_gelu (Engine.matmulBiasGelu: the bias and the exact GELU in the epilogue).
-// Each launch is a dependent one (dependent_launch.cuh): its CTAs start during the kernel before it — in a decode
-// step the add-norm, the attention's combine or the previous product, which let them in early — and fetch their
-// slices of B into L2 while that kernel ends, so the product's first loads do not wait a full trip to memory.
 #include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 
 #include "common.cuh"
-#include "dependent_launch.cuh"
 #include "engine.h"
 #include "gemv_kernel.cuh"
 
@@ -32,8 +28,7 @@ void launch_split(const T* a, int64_t lda, const GemvParts<T>& parts, float alph
   const unsigned blocks = unsigned(gemv_blocks(parts.rows(), kSplit));
 #define ANDROMEDA_GEMV_CASE(M)                                                                               \
   case M:                                                                                                    \
-    launch_dependent("matmul (few rows)", gemv_kernel<T, M, kSplit>, dim3(blocks), dim3(kGemvThreads), 0, a, lda, \
-                     parts, alpha, k);                                                                       \
+    gemv_kernel<T, M, kSplit><<<blocks, kGemvThreads, 0, stream()>>>(a, lda, parts, alpha, k);               \
     break;
   switch (int(m)) {
     ANDROMEDA_GEMV_CASE(1)

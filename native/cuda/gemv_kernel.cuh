@@ -8,7 +8,6 @@
 
 #include "activation.cuh"
 #include "common.cuh"
-#include "dependent_launch.cuh"
 
 namespace andromeda::cuda::gemv_kernels {
 
@@ -90,13 +89,6 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(const T* __restrict_
   const int64_t loads = k / kElementsPerLoad;
   const int64_t per_slice = (loads + kSplit - 1) / kSplit;
   const int64_t first = slice * per_slice, last = min(loads, first + per_slice);
-
-  // The warp's slice of B goes to L2 while the kernels before this one may still run (a dependent launch, gemv.cu):
-  // L2 is where their writes land, so it is never stale. A, B and C are read and written only after them.
-  if (row < n && lane == 0 && last > first)
-    prefetch_l2(reinterpret_cast<const uint4*>(b + row * ldb) + first, uint32_t(last - first) * 16u);
-  wait_for_prior_grids();
-  launch_dependents();
 
   float acc[kRowsA];
 #pragma unroll

@@ -30,7 +30,6 @@
 
 #include "../attention/mma.cuh"
 #include "../common.cuh"
-#include "../dependent_launch.cuh"
 #include "batch.cuh"
 
 namespace andromeda::cuda::paged {
@@ -577,7 +576,6 @@ constexpr int kCombineThreads = 256;
  */
 template <typename T, int D>
 __global__ void __launch_bounds__(kCombineThreads) paged_attention_combine_kernel(const __grid_constant__ AttentionParams p) {
-  launch_dependents();  // the output projection after it is a dependent launch (gemv.cu)
   constexpr int kFeatureGroups = D / 4, kSplitGroups = kCombineThreads / kFeatureGroups;
   __shared__ float4 partial[kSplitGroups][kFeatureGroups];
   const Sequence seq = read_sequence(p.batch, blockIdx.y);

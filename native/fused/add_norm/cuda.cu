@@ -16,7 +16,6 @@
 #include "add_norm.h"
 #include "../../cuda/engine.h"
 #include "../../cuda/common.cuh"
-#include "../../cuda/dependent_launch.cuh"
 #include "../../cuda/partial_sums.cuh"
 #include "../../cuda/vec.cuh"
 #include "../../cuda/paged/batch.cuh"
@@ -63,7 +62,6 @@ __device__ __forceinline__ void residual_pack(const Residual<T>& r, int64_t row,
 template <typename T, int W>
 __global__ void add_norm_kernel(bool rms, Residual<T> r, const T* w, const T* bias, T* out, T* sum_out,
                                 stat_t<T>* stats, double eps) {
-  launch_dependents();  // the product after a decode step's norm is a dependent launch (gemv.cu)
   using C = compute_t<T>;
   const int64_t cols = r.cols, row = int64_t(blockIdx.x) * cols, packs = cols / W;
   const bool round = sum_out != nullptr;
@@ -187,7 +185,6 @@ __device__ __forceinline__ Pack<T, W> shifted_pack(const ShiftTarget<T>& sh, con
 template <typename T, int W, int P, bool kShift>
 __global__ void __launch_bounds__(kCachedThreads) add_norm_cached(bool rms, Residual<T> r, const T* w, const T* bias, T* out, T* sum_out,
                                 stat_t<T>* stats, double eps, ShiftTarget<T> sh) {
-  launch_dependents();  // the product after a decode step's norm is a dependent launch (gemv.cu)
   using C = compute_t<T>;
   const int64_t cols = r.cols, row = int64_t(blockIdx.x) * cols, packs = cols / W;
   const bool round = sum_out != nullptr;
