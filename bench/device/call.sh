@@ -12,9 +12,14 @@
 #   shift    the GPU tests of `new5` (the norm + token shift in one launch), `new3` vs `new5` decode alternated,
 #            then the compiled Hugging Face anchor and the planner's GPU check on `new5`
 #   check    the planner's GPU check (bench/gpu-plan.sh) and the decode bench twice, on `new6`
-#   profile  Nsight Compute over two replayed decode steps after 2,048 tokens on `new6`, summarised per kernel
-#   overlap  the GPU tests of `new7` (decode steps launched before the previous step's ids are read), then `new6`,
-#            `new7` and `new7 --no-overlap` decode alternated, the compiled Hugging Face anchor, the planner's GPU check
+#   profile  Nsight Compute over two replayed decode steps after 2,048 and 32,768 tokens on `new8`, summarised per
+#            kernel, then the decode attention kernel's stall reasons and memory throughput after 32,768
+#   overlap  the GPU tests of `new8`, then decode alternated over `new6` (stop 23), `new7` (+ decode steps launched
+#            before the previous step's ids are read), `new8` (+ the few-row products as dependent launches that
+#            prefetch their weights into L2) and `new8 --no-overlap`; the compiled Hugging Face anchor; the planner check
+#   combine  the GPU tests of `new9` (`new7` + the attention combine loading a round of partial rows with the
+#            statistics), the paged-attention bench and the decode bench alternated over `new7` and `new9`, the
+#            compiled Hugging Face anchor, the planner's GPU check on `new9`
 #   bars     issue 14's and 18's figures on `new6`: its decode bench twice, the compiled Hugging Face anchor, then the
 #            planner's GPU check (bench/gpu-plan.sh) — name an H100 for the bars
 # The bench/cuda programs travel built, in .device/bins.tar.xz: nvcc -O3 -std=c++17 -arch=sm_90a -I native
@@ -93,21 +98,40 @@ case ${1:?usage: call.sh CASE} in
     for r in 1 2; do step decode-new6-$r 60 node dist/bench/gpu-decode.js; done
     ;;
   profile)
-    use new6
-    step ncu-2k 200 ncu --csv --profile-from-start off --cache-control none --graph-profiling node \
-      --metrics gpu__time_duration.sum,dram__bytes_read.sum node dist/bench/gpu-decode.js single:2048 --profile-at 64
-    python3 bench/ncu-step-summary.py $W/ncu-2k.log > $W/ncu-2k.summary.txt 2>&1
-    head -40 $W/ncu-2k.summary.txt; xz -T4 $W/ncu-2k.log 2>/dev/null
+    use new8
+    for ctx in 2048 32768; do
+      step ncu-$ctx 150 ncu --csv --profile-from-start off --cache-control none --graph-profiling node \
+        --metrics gpu__time_duration.sum,dram__bytes_read.sum node dist/bench/gpu-decode.js single:$ctx --profile-at 64
+      python3 bench/ncu-step-summary.py $W/ncu-$ctx.log > $W/ncu-$ctx.summary.txt 2>&1
+      head -24 $W/ncu-$ctx.summary.txt; xz -T4 $W/ncu-$ctx.log 2>/dev/null
+    done
+    step ncu-decode-kernel-32k 150 ncu --profile-from-start off --graph-profiling node -k regex:paged_decode -c 1 \
+      --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section SchedulerStats \
+      --section Occupancy --section LaunchStats node dist/bench/gpu-decode.js single:32768 --profile-at 64
+    grep -E "Duration|Throughput|Stall|Warp Cycles|Issued|Eligible|Active Warps|Bandwidth|Hit Rate" \
+      $W/ncu-decode-kernel-32k.log | head -60
     ;;
   overlap)
-    use new7
+    use new8
     step test-gpu 180 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/download-later.test.js \
-      dist/tests/gpu/graph.test.js dist/tests/gpu/paged-forward.test.js dist/tests/gpu/speculative-graphs.test.js
+      dist/tests/gpu/dependent-launch.test.js dist/tests/gpu/matmul.test.js dist/tests/gpu/fused.test.js dist/tests/gpu/graph.test.js \
+      dist/tests/gpu/paged-forward.test.js dist/tests/gpu/speculative-graphs.test.js dist/tests/gpu/add-norm-shift.test.js
     for r in 1 2; do
-      use new6; step decode-new6-$r 60 node dist/bench/gpu-decode.js
-      use new7; step decode-new7-$r 60 node dist/bench/gpu-decode.js
-      step decode-new7-no-overlap-$r 60 node dist/bench/gpu-decode.js --no-overlap
+      for tag in new6 new7 new8; do use $tag; step decode-$tag-$r 60 node dist/bench/gpu-decode.js; done
+      step decode-new8-no-overlap-$r 60 node dist/bench/gpu-decode.js --no-overlap
     done
+    step anchor-compile 280 python3 bench/gpu-decode-anchor.py compile
+    step plan 150 bash bench/gpu-plan.sh $W/plan
+    cat $W/plan/table.md 2>/dev/null
+    ;;
+  combine)
+    use new9
+    step test-gpu 180 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/paged-attention.test.js \
+      dist/tests/gpu/paged-forward.test.js dist/tests/gpu/graph.test.js dist/tests/gpu/speculative-graphs.test.js \
+      dist/tests/gpu/download-later.test.js dist/tests/gpu/add-norm-shift.test.js
+    for tag in new7 new9; do addon $tag; step paged-$tag 70 node dist/bench/gpu-paged-attention.js; done
+    for r in 1 2; do for tag in new7 new9; do use $tag; step decode-$tag-$r 60 node dist/bench/gpu-decode.js; done; done
+    use new9
     step anchor-compile 280 python3 bench/gpu-decode-anchor.py compile
     step plan 150 bash bench/gpu-plan.sh $W/plan
     cat $W/plan/table.md 2>/dev/null

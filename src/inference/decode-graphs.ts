@@ -251,6 +251,14 @@ export class DecodeGraphs {
     return { numSeqs: n, ids: captured.ids, read };
   }
 
+  /**
+   * The runner ran a step of another kind (a prefill, eagerly): the next replay's wait for the host is not a decode
+   * step's gap.
+   */
+  interrupt(): void {
+    this.lastIdsAt = null;
+  }
+
   /** Waits for a launched step's ids: the tokens of its sequences, in order. */
   collect(launched: LaunchedDecode): SampledToken[] {
     const waitFrom = performance.now();

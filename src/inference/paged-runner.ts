@@ -72,6 +72,7 @@ export class PagedRunner implements StepRunner {
       const tokens = this.graphs.run(step, rows);
       if (tokens) return tokens;
     }
+    this.graphs?.interrupt();
     return tidy(() => sampleRows(this.logits(step), rows, this.o.vocab));
   }
 

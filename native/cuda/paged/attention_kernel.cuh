@@ -569,48 +569,82 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
 }
 
 constexpr int kCombineThreads = 256;
+constexpr int kCombineRound = 16;  // partial rows a thread has in flight at once
 
 /**
  * One block per (query, head) row slot of a sequence (grid: max_query_len · heads, num_seqs): merges the row's
- * partial results over the splits that start inside its context, in a fixed order (deterministic).
+ * partial results over the splits that start inside its context, in a fixed order (deterministic). Its time is
+ * latency, not bandwidth (a row's partials are 64 KB at 128 splits, in L2): the first round of a thread's partial
+ * rows is loaded with the statistics, before the reductions that turn those into weights, so the block waits for
+ * memory once at up to kCombineRound rows a thread (128 splits at head dim 128); each split's weight is worked out
+ * once, by its own thread, when the splits are no more than the threads.
  */
 template <typename T, int D>
 __global__ void __launch_bounds__(kCombineThreads) paged_attention_combine_kernel(const __grid_constant__ AttentionParams p) {
   constexpr int kFeatureGroups = D / 4, kSplitGroups = kCombineThreads / kFeatureGroups;
   __shared__ float4 partial[kSplitGroups][kFeatureGroups];
+  __shared__ float weights[kCombineThreads];
   const Sequence seq = read_sequence(p.batch, blockIdx.y);
   const int i = int(blockIdx.x / unsigned(p.heads)), head = int(blockIdx.x % unsigned(p.heads));
   if (!seq.valid || i >= seq.query_len) return;
   const int used = int((seq.context_len + p.chunk - 1) / p.chunk);
   const int64_t out_row = (seq.first_row + i) * p.heads + head;
   const float2* stats = p.part_stats + out_row * p.splits;
-  float m = -INFINITY;
-  for (int s = threadIdx.x; s < used; s += kCombineThreads) m = fmaxf(m, stats[s].x);
+  const int fg = threadIdx.x % kFeatureGroups, sg = threadIdx.x / kFeatureGroups;
+  // Split s's features of this thread: rows[s · kFeatureGroups].
+  const float4* rows = reinterpret_cast<const float4*>(p.part_out + out_row * p.splits * D) + fg;
+  float4 v[kCombineRound];
+#pragma unroll
+  for (int r = 0; r < kCombineRound; r++) {
+    const int s = sg + r * kSplitGroups;
+    if (s < used) v[r] = rows[int64_t(s) * kFeatureGroups];
+  }
+  const bool few = used <= kCombineThreads;  // a statistic a thread, its weight shared
+  float2 own = make_float2(-INFINITY, 0.f);
+  if (few && int(threadIdx.x) < used) own = stats[threadIdx.x];
+  float m = own.x;
+  if (!few)
+    for (int s = threadIdx.x; s < used; s += kCombineThreads) m = fmaxf(m, stats[s].x);
   m = block_max(m);
   const float base = m == -INFINITY ? 0.f : m;
   float sum = 0.f;
-  for (int s = threadIdx.x; s < used; s += kCombineThreads) sum += stats[s].y * exp2f(stats[s].x - base);
-  sum = block_sum(sum);
-  const int fg = threadIdx.x % kFeatureGroups, sg = threadIdx.x / kFeatureGroups;
+  if (few) {
+    const float w = int(threadIdx.x) < used ? exp2f(own.x - base) : 0.f;
+    weights[threadIdx.x] = w;
+    sum = own.y * w;
+  } else {
+    for (int s = threadIdx.x; s < used; s += kCombineThreads) sum += stats[s].y * exp2f(stats[s].x - base);
+  }
+  sum = block_sum(sum);  // its barriers also publish `weights`
   float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll 4
-  for (int s = sg; s < used; s += kSplitGroups) {
-    const float w = exp2f(stats[s].x - base);
-    const float4 v = *reinterpret_cast<const float4*>(p.part_out + (out_row * p.splits + s) * D + fg * 4);
-    acc.x += w * v.x;
-    acc.y += w * v.y;
-    acc.z += w * v.z;
-    acc.w += w * v.w;
+  for (int first = 0; first < used; first += kCombineRound * kSplitGroups) {
+    if (first > 0) {
+#pragma unroll
+      for (int r = 0; r < kCombineRound; r++) {
+        const int s = first + sg + r * kSplitGroups;
+        if (s < used) v[r] = rows[int64_t(s) * kFeatureGroups];
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < kCombineRound; r++) {
+      const int s = first + sg + r * kSplitGroups;
+      if (s >= used) break;
+      const float w = few ? weights[s] : exp2f(stats[s].x - base);
+      acc.x += w * v[r].x;
+      acc.y += w * v[r].y;
+      acc.z += w * v[r].z;
+      acc.w += w * v[r].w;
+    }
   }
   partial[sg][fg] = acc;
   __syncthreads();
   if (sg == 0) {
     for (int g = 1; g < kSplitGroups; g++) {
-      const float4 v = partial[g][fg];
-      acc.x += v.x;
-      acc.y += v.y;
-      acc.z += v.z;
-      acc.w += v.w;
+      const float4 u = partial[g][fg];
+      acc.x += u.x;
+      acc.y += u.y;
+      acc.z += u.z;
+      acc.w += u.w;
     }
     const float inv = sum > 0.f ? 1.f / sum : 0.f;
     T* dst = static_cast<T*>(p.out) + out_row * D + fg * 4;
