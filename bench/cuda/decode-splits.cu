@@ -65,7 +65,7 @@ void launch_decode(const AttentionParams& p, cudaStream_t stream) {
 /** The combine of attention.cu's launch (several splits only). */
 void launch_combine(const AttentionParams& p, cudaStream_t stream) {
   const dim3 combine_grid(unsigned(p.batch.max_query_len * p.heads), unsigned(p.batch.num_seqs));
-  paged_attention_combine_kernel<T, kHeadDim><<<combine_grid, kCombineThreads, 0, stream>>>(p);
+  paged_attention_combine_kernel<T, kHeadDim, 16><<<combine_grid, kCombineThreads, 0, stream>>>(p);
 }
 
 /** One engine call: the decode kernel, then with several splits the combine. */

@@ -46,7 +46,7 @@ void launch(const AttentionParams& p, const PagedLaunch& l, cudaStream_t stream)
   paged_attention_kernel<T, kHeadDim><<<grid, kAttentionThreads, Smem::bytes(p.operand_ld), stream>>>(p);
   if (l.splits > 1) {
     const dim3 combine_grid(unsigned(p.batch.max_query_len * p.heads), unsigned(p.batch.num_seqs));
-    paged_attention_combine_kernel<T, kHeadDim><<<combine_grid, kCombineThreads, 0, stream>>>(p);
+    paged_attention_combine_kernel<T, kHeadDim, 16><<<combine_grid, kCombineThreads, 0, stream>>>(p);
   }
 }
 

@@ -20,6 +20,9 @@
 #   combine  the GPU tests of `new9` (`new7` + the attention combine loading a round of partial rows with the
 #            statistics), the paged-attention bench and the decode bench alternated over `new7` and `new9`, the
 #            compiled Hugging Face anchor, the planner's GPU check on `new9`
+#   copies   the GPU tests of `new10` (`new9` + the decode kernel's K/V copies laid out by whole rows, and the combine's
+#            round sized to the splits), the paged-attention bench and the decode bench alternated over `new9` and
+#            `new10`, the compiled Hugging Face anchor, the planner's GPU check on `new10`
 #   bars     issue 14's and 18's figures on `new6`: its decode bench twice, the compiled Hugging Face anchor, then the
 #            planner's GPU check (bench/gpu-plan.sh) — name an H100 for the bars
 # The bench/cuda programs travel built, in .device/bins.tar.xz: nvcc -O3 -std=c++17 -arch=sm_90a -I native
@@ -132,6 +135,17 @@ case ${1:?usage: call.sh CASE} in
     for tag in new7 new9; do addon $tag; step paged-$tag 70 node dist/bench/gpu-paged-attention.js; done
     for r in 1 2; do for tag in new7 new9; do use $tag; step decode-$tag-$r 60 node dist/bench/gpu-decode.js; done; done
     use new9
+    step anchor-compile 280 python3 bench/gpu-decode-anchor.py compile
+    step plan 150 bash bench/gpu-plan.sh $W/plan
+    cat $W/plan/table.md 2>/dev/null
+    ;;
+  copies)
+    use new10
+    step test-gpu 180 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/paged-attention.test.js \
+      dist/tests/gpu/paged-forward.test.js dist/tests/gpu/graph.test.js dist/tests/gpu/speculative-graphs.test.js
+    for tag in new9 new10; do addon $tag; step paged-$tag 70 node dist/bench/gpu-paged-attention.js; done
+    for r in 1 2; do for tag in new9 new10; do use $tag; step decode-$tag-$r 60 node dist/bench/gpu-decode.js; done; done
+    use new10
     step anchor-compile 280 python3 bench/gpu-decode-anchor.py compile
     step plan 150 bash bench/gpu-plan.sh $W/plan
     cat $W/plan/table.md 2>/dev/null

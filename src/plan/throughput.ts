@@ -71,7 +71,7 @@ export const GPU_EFFICIENCY = {
    */
   decodeSecondsPerSubTile: 11.2e-6,
   /** The decode kernel (bf16): a wave's setup, merge and combine, and each 16-key slice its warps walk. */
-  decodeKernel: { setupSeconds: 10.7e-6, secondsPerSlice: 6.05e-6 },
+  decodeKernel: { setupSeconds: 11.2e-6, secondsPerSlice: 5.8e-6 },
   /** Each running request's share of a layer's small kernels (its rows, its attention's metadata). */
   decodeSecondsPerLayerRequest: 0.77e-6,
 };

@@ -569,17 +569,17 @@ __global__ void __launch_bounds__(kAttentionThreads, 2) paged_attention_kernel(c
 }
 
 constexpr int kCombineThreads = 256;
-constexpr int kCombineRound = 16;  // partial rows a thread has in flight at once
 
 /**
  * One block per (query, head) row slot of a sequence (grid: max_query_len · heads, num_seqs): merges the row's
  * partial results over the splits that start inside its context, in a fixed order (deterministic). Its time is
  * latency, not bandwidth (a row's partials are 64 KB at 128 splits, in L2): the first round of a thread's partial
  * rows is loaded with the statistics, before the reductions that turn those into weights, so the block waits for
- * memory once at up to kCombineRound rows a thread (128 splits at head dim 128); each split's weight is worked out
- * once, by its own thread, when the splits are no more than the threads.
+ * memory once at up to kRound rows a thread (combine_round: 16 covers 128 splits at head dim 128, and fewer splits
+ * take a smaller round, whose registers let more blocks in); each split's weight is worked out once, by its own
+ * thread, when the splits are no more than the threads.
  */
-template <typename T, int D>
+template <typename T, int D, int kRound>
 __global__ void __launch_bounds__(kCombineThreads) paged_attention_combine_kernel(const __grid_constant__ AttentionParams p) {
   constexpr int kFeatureGroups = D / 4, kSplitGroups = kCombineThreads / kFeatureGroups;
   __shared__ float4 partial[kSplitGroups][kFeatureGroups];
@@ -593,9 +593,9 @@ __global__ void __launch_bounds__(kCombineThreads) paged_attention_combine_kerne
   const int fg = threadIdx.x % kFeatureGroups, sg = threadIdx.x / kFeatureGroups;
   // Split s's features of this thread: rows[s · kFeatureGroups].
   const float4* rows = reinterpret_cast<const float4*>(p.part_out + out_row * p.splits * D) + fg;
-  float4 v[kCombineRound];
+  float4 v[kRound];
 #pragma unroll
-  for (int r = 0; r < kCombineRound; r++) {
+  for (int r = 0; r < kRound; r++) {
     const int s = sg + r * kSplitGroups;
     if (s < used) v[r] = rows[int64_t(s) * kFeatureGroups];
   }
@@ -617,16 +617,16 @@ __global__ void __launch_bounds__(kCombineThreads) paged_attention_combine_kerne
   }
   sum = block_sum(sum);  // its barriers also publish `weights`
   float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-  for (int first = 0; first < used; first += kCombineRound * kSplitGroups) {
+  for (int first = 0; first < used; first += kRound * kSplitGroups) {
     if (first > 0) {
 #pragma unroll
-      for (int r = 0; r < kCombineRound; r++) {
+      for (int r = 0; r < kRound; r++) {
         const int s = first + sg + r * kSplitGroups;
         if (s < used) v[r] = rows[int64_t(s) * kFeatureGroups];
       }
     }
 #pragma unroll
-    for (int r = 0; r < kCombineRound; r++) {
+    for (int r = 0; r < kRound; r++) {
       const int s = first + sg + r * kSplitGroups;
       if (s >= used) break;
       const float w = few ? weights[s] : exp2f(stats[s].x - base);
@@ -653,6 +653,12 @@ __global__ void __launch_bounds__(kCombineThreads) paged_attention_combine_kerne
     store_as(dst + 2, acc.z * inv);
     store_as(dst + 3, acc.w * inv);
   }
+}
+
+/** The combine's round (partial rows a thread loads at once) for `splits` splits at head dim `head_dim`: 1, 4 or 16. */
+inline int combine_round(int64_t splits, int head_dim) {
+  const int64_t per_thread = (splits + kCombineThreads / (head_dim / 4) - 1) / (kCombineThreads / (head_dim / 4));
+  return per_thread <= 1 ? 1 : per_thread <= 4 ? 4 : 16;
 }
 
 }  // namespace andromeda::cuda::paged

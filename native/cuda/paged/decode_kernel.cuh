@@ -93,9 +93,10 @@ template <int D>
 __global__ void __launch_bounds__(kDecodeThreads, 1) paged_decode_kernel(const __grid_constant__ AttentionParams p) {
   constexpr int kChunks = D / 8;           // 16-byte chunks of a K or V row
   constexpr int kNTiles = D / 8;           // n8 tiles of a row of O
-  constexpr int kLaneChunks = kChunks / 2;  // a slice's copies: lanes 2·jl and 2·jl + 1 share key jl's rows
+  constexpr int kRowsPerCopy = 32 / kChunks;  // raw rows one copy instruction of the warp takes
   constexpr int kSwizzleMask = (kNTiles < 8 ? kNTiles : 8) - 1;  // O tiles swizzled by row in the merge
-  static_assert(kSliceKeys * 2 == 32, "two lanes per key copy a slice");
+  static_assert(kSliceKeys * 2 == 32, "two lanes per key locate a slice");
+  static_assert(32 % kChunks == 0 && kSliceKeys % (32 / kChunks) == 0, "copies of whole rows");
 
   extern __shared__ __align__(16) unsigned char smem[];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -160,18 +161,24 @@ __global__ void __launch_bounds__(kDecodeThreads, 1) paged_decode_kernel(const _
     }
     return k;
   };
+  // Lane pair (2·jl, 2·jl + 1) located key jl; the copies are laid out by whole rows instead — 32 lanes over
+  // kRowsPerCopy rows of kChunks chunks a copy instruction, each lane taking its row's offset from the pair that
+  // located it — so the two lanes of a 32-byte sector share an instruction: half the sector requests of one lane
+  // per 16 bytes of two rows.
   auto issue = [&](const PendingKey& k, int stage) {
     const bool ok = k.in_range && k.id >= 0 && int64_t(k.id) < p.batch.num_blocks;
-    const int64_t offset = ok ? (int64_t(k.id) * p.batch.block_size + k.slot) * row_stride : 0;
+    const long long offset = ok ? (int64_t(k.id) * p.batch.block_size + k.slot) * row_stride : 0;
     bf16* k_dst = stage_keys(stage);
     bf16* v_dst = k_dst + kSliceKeys * D;
-    const int jl = lane >> 1;
+    const int c = lane % kChunks;
 #pragma unroll
-    for (int i = 0; i < kLaneChunks; i++) {
-      const int c = (lane & 1) * kLaneChunks + i;
+    for (int i = 0; i < kSliceKeys / kRowsPerCopy; i++) {
+      const int jl = i * kRowsPerCopy + lane / kChunks;
+      const long long row = __shfl_sync(0xffffffffu, offset, 2 * jl);
+      const bool read = __shfl_sync(0xffffffffu, int(ok), 2 * jl) != 0;
       const int at = jl * D + swizzled_chunk<D>(jl, c) * 8;
-      attention::cp_async_16(k_dst + at, key_base + offset + c * 8, ok);
-      attention::cp_async_16(v_dst + at, value_base + offset + c * 8, ok);
+      attention::cp_async_16(k_dst + at, key_base + row + c * 8, read);
+      attention::cp_async_16(v_dst + at, value_base + row + c * 8, read);
     }
     attention::cp_async_commit();
     return __ballot_sync(0xffffffffu, ok);
