@@ -51,6 +51,14 @@ import type { InferenceWorkload, TrainingWorkload } from './workload.js';
  * and request, every case within 9.4%. (Stop 18's form — all weights at the fraction, 36.3 µs a layer, 14.9 µs a
  * request — put orca off by 22–31% on the same runs: its per-request term stood in for orca's latency-bound
  * products.)
+ * Stop 24 (decode steps launched before the previous step's tokens are read, so the host's time between steps no
+ * longer adds to a step; bench/results/plan.md): the decode kernel's slices counted as a split's average over its
+ * warps (at 2,048 keys half of them walk one), then the per-layer, per-layer-and-request and both decode-kernel terms
+ * fitted together (bench/plan-fit-gpu-decode.ts) over the seven decode runs of stop 24's call 2
+ * (bench/results/logs/stop24/call-2-combine: the planner check's four inference rows, the decode bench's three):
+ * 10.5 µs a layer, 0.98 µs a layer and request, a wave's setup 0.5 µs (one wave a layer in every run, so the
+ * setup goes into the layer's term) and 12.6 µs a slice — a slice of the full step, against 5.8 µs in the attention
+ * bench's repeated calls — every run within 5.5%.
  * Prefill through the engine (same file): 32,768 prompt tokens in 1,085 ms = 372 TFLOP (weights and causal
  * attention) at 0.35 of peak.
  */
@@ -64,16 +72,16 @@ export const GPU_EFFICIENCY = {
   weightReadBandwidth: { oneRow: 0.67, eightRows: 0.35, moreRows: 0.51 },
   /** A decode step's matrix product takes at least this long, however few its weights (a launch and its ramp). */
   decodeProductFloorSeconds: 4.5e-6,
-  decodeSecondsPerLayer: 13.5e-6,
+  decodeSecondsPerLayer: 10.5e-6,
   /**
    * The general paged kernel (float32 pools, groups over 32, too little shared memory): per sub-tile of 32 keys a CTA
    * walks, for 3,072 rows per KV head (query heads per KV head × head dim).
    */
   decodeSecondsPerSubTile: 11.2e-6,
   /** The decode kernel (bf16): a wave's setup, merge and combine, and each 16-key slice its warps walk. */
-  decodeKernel: { setupSeconds: 11.2e-6, secondsPerSlice: 5.8e-6 },
+  decodeKernel: { setupSeconds: 0.5e-6, secondsPerSlice: 12.6e-6 },
   /** Each running request's share of a layer's small kernels (its rows, its attention's metadata). */
-  decodeSecondsPerLayerRequest: 0.77e-6,
+  decodeSecondsPerLayerRequest: 0.98e-6,
 };
 
 /**
@@ -472,12 +480,14 @@ function gpuDecodeAttention(
   if (decodeKernelRuns(c, w.kvDtype, device)) {
     const g = decodeKernelGrid(units, meanContext, device.sms, w.batch, c.heads, c.headDim);
     const k = GPU_EFFICIENCY.decodeKernel;
-    const seconds = g.waves * (k.setupSeconds + g.slicesPerWarp * k.secondsPerSlice);
+    // A split's slices over its warps on average: at 2,048 keys four of the eight walk one (stop 24's timings).
+    const perWarp = g.chunk / DECODE_SLICE_KEYS / DECODE_WARPS;
+    const seconds = g.waves * (k.setupSeconds + perWarp * k.secondsPerSlice);
     return {
       seconds,
       basis:
         `the decode kernel's ${g.waves} wave${g.waves === 1 ? '' : 's'} of CTAs whose warps walk ` +
-        `${g.slicesPerWarp} slice${g.slicesPerWarp === 1 ? '' : 's'} of 16 keys`,
+        `${perWarp} slice${perWarp === 1 ? '' : 's'} of 16 keys on average`,
     };
   }
   const { waves, tiles } = attentionWavesAndTiles(units, meanContext, device.sms);
