@@ -2,7 +2,8 @@
  * Fits four of the planner's GPU decode terms (src/plan/throughput.ts GPU_EFFICIENCY) — decodeSecondsPerLayer,
  * decodeSecondsPerLayerRequest and the decode kernel's setupSeconds and secondsPerSlice — to measured decode runs,
  * the rest of the model held: a step is linear in the four, so each run is planned with them at zero and with each
- * alone, and a grid over the four minimises the largest |predicted / measured − 1|; then each run's prediction. Runs: the inference rows of bench/gpu-plan.sh's results.jsonl, and the RESULT lines of bench/gpu-decode.ts logs
+ * alone, and a grid over the four minimises the largest |predicted / measured − 1|; then each run's prediction.
+ * Runs: the inference rows of bench/gpu-plan.sh's results.jsonl, and the RESULT lines of bench/gpu-decode.ts logs
  * (single:N as 1 × (N + new), batch:B as B × (128 + new); the runs of one case averaged over the logs given).
  * --hold-kernel keeps the decode kernel's two terms as they are (e.g. set from bench/gpu-paged-attention.ts's own
  * timings of the kernel) and fits the other two.
