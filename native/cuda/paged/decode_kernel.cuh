@@ -7,8 +7,8 @@
 // the query's own position, so a key's factor ζ^((p_q − p_k)/B) is at most 1. Then each warp walks 16-key slices of
 // the split alone, FlashAttention-2 style, with no CTA barrier:
 //   - the raw K/V rows arrive by cp.async into the warp's two-stage buffer (the next slice's while this one is
-//     worked on; its block-table entries are read one slice earlier still), 16-byte chunks XOR-swizzled by row so
-//     that ldmatrix reads them without bank conflicts;
+//     worked on; its block-table entries are read one slice earlier still), each copy instruction taking whole
+//     rows, 16-byte chunks XOR-swizzled by row so that ldmatrix reads them without bank conflicts;
 //   - the warp builds the part of K̃ that differs from K (the rotary features, and the B half of the key-scale split:
 //     attention_kernel.cuh's header has the algebra) in its own tile; the features past them are read from the raw
 //     rows as stored;
