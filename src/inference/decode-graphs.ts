@@ -210,15 +210,6 @@ export class DecodeGraphs {
   }
 
   /**
-   * Runs a decode-only step (one query row per sequence, every one sampling, ids only); null when the device
-   * refused a capture (the caller runs the step eagerly).
-   */
-  run(step: StepLayout, rows: readonly RequestSampling[]): SampledToken[] | null {
-    const launched = this.launch(step, rows, null);
-    return launched && this.collect(launched);
-  }
-
-  /**
    * Replays a decode-only step and returns without reading its ids (null when the device refused a capture).
    * With `after` — a step launched before and not collected yet, whose sequences are this step's in the same
    * order — each row's token is the id the device drew for the same row of `after` (the host's `step.tokens`

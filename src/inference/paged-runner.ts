@@ -68,10 +68,8 @@ export class PagedRunner implements StepRunner {
   }
 
   run(step: StepLayout, rows: readonly RequestSampling[]): SampledToken[] {
-    if (this.graphs && step.decodeOnly && idsOnly(rows)) {
-      const tokens = this.graphs.run(step, rows);
-      if (tokens) return tokens;
-    }
+    const launched = this.launch(step, rows, null);
+    if (launched) return this.collect(launched);
     this.graphs?.interrupt();
     return tidy(() => sampleRows(this.logits(step), rows, this.o.vocab));
   }
