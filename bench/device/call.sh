@@ -11,19 +11,20 @@
 #            split sweep (stop 23: the prefetch lost and left the engine; kept to re-run the experiment)
 #   shift    the GPU tests of `new5` (the norm + token shift in one launch), `new3` vs `new5` decode alternated,
 #            then the compiled Hugging Face anchor and the planner's GPU check on `new5`
-#   check    the planner's GPU check (bench/gpu-plan.sh) and the decode bench twice, on `new6`
-#   profile  Nsight Compute over two replayed decode steps after 2,048 and 32,768 tokens on `new8`, summarised per
+#   check    the planner's GPU check (bench/gpu-plan.sh) and the decode bench twice, on `new10` (main's native code)
+#   profile  Nsight Compute over two replayed decode steps after 2,048 and 32,768 tokens on `new10`, summarised per
 #            kernel, then the decode attention kernel's stall reasons and memory throughput after 32,768
 #   overlap  the GPU tests of `new8`, then decode alternated over `new6` (stop 23), `new7` (+ decode steps launched
 #            before the previous step's ids are read), `new8` (+ the few-row products as dependent launches that
-#            prefetch their weights into L2) and `new8 --no-overlap`; the compiled Hugging Face anchor; the planner check
+#            prefetch their weights into L2: slower, reverted in a441fe7, so `new8` is not main) and
+#            `new8 --no-overlap`; the compiled Hugging Face anchor; the planner check
 #   combine  the GPU tests of `new9` (`new7` + the attention combine loading a round of partial rows with the
 #            statistics), the paged-attention bench and the decode bench alternated over `new7` and `new9`, the
 #            compiled Hugging Face anchor, the planner's GPU check on `new9`
 #   copies   the GPU tests of `new10` (`new9` + the decode kernel's K/V copies laid out by whole rows, and the combine's
 #            round sized to the splits), the paged-attention bench and the decode bench alternated over `new9` and
 #            `new10`, the compiled Hugging Face anchor, the planner's GPU check on `new10`
-#   bars     issue 14's and 18's figures on `new6`: its decode bench twice, the compiled Hugging Face anchor, then the
+#   bars     issue 14's and 18's figures on `new10`: its decode bench twice, the compiled Hugging Face anchor, then the
 #            planner's GPU check (bench/gpu-plan.sh) — name an H100 for the bars
 # The bench/cuda programs travel built, in .device/bins.tar.xz: nvcc -O3 -std=c++17 -arch=sm_90a -I native
 # bench/cuda/NAME.cu -o /tmp/bins/NAME for each, then tar cJf .device/bins.tar.xz -C /tmp/bins .
@@ -48,6 +49,19 @@ step() {  # step NAME SECONDS COMMAND...
   timeout $lim "$@" > $W/$name.log 2>&1; local rc=$?
   echo "== $name rc=$rc t=$(( $(date +%s) - t ))s"
   grep -E "^(ℹ|#) (tests|pass|fail|skipped)|^not ok|RESULT|✖" $W/$name.log | head -30 | cut -c1-300; }
+compare_builds() {  # compare_builds BASE NEW [more GPU tests]: NEW's GPU tests (the paged ones and those named),
+  # the paged-attention bench and the decode bench alternated over BASE and NEW, the compiled Hugging Face anchor and
+  # the planner's GPU check on NEW
+  local base=$1 new=$2; shift 2
+  use $new
+  step test-gpu 180 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/paged-attention.test.js \
+    dist/tests/gpu/paged-forward.test.js dist/tests/gpu/graph.test.js dist/tests/gpu/speculative-graphs.test.js "$@"
+  for tag in $base $new; do addon $tag; step paged-$tag 70 node dist/bench/gpu-paged-attention.js; done
+  for r in 1 2; do for tag in $base $new; do use $tag; step decode-$tag-$r 60 node dist/bench/gpu-decode.js; done; done
+  use $new
+  step anchor-compile 280 python3 bench/gpu-decode-anchor.py compile
+  step plan 150 bash bench/gpu-plan.sh $W/plan
+  cat $W/plan/table.md 2>/dev/null; }
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee $W/env.txt
 case ${1:?usage: call.sh CASE} in
   decode)
@@ -95,13 +109,13 @@ case ${1:?usage: call.sh CASE} in
     cat $W/plan/table.md 2>/dev/null
     ;;
   check)
-    use new6
+    use new10
     step plan 150 bash bench/gpu-plan.sh $W/plan
     cat $W/plan/table.md 2>/dev/null
-    for r in 1 2; do step decode-new6-$r 60 node dist/bench/gpu-decode.js; done
+    for r in 1 2; do step decode-new10-$r 60 node dist/bench/gpu-decode.js; done
     ;;
   profile)
-    use new8
+    use new10
     for ctx in 2048 32768; do
       step ncu-$ctx 150 ncu --csv --profile-from-start off --cache-control none --graph-profiling node \
         --metrics gpu__time_duration.sum,dram__bytes_read.sum node dist/bench/gpu-decode.js single:$ctx --profile-at 64
@@ -127,32 +141,11 @@ case ${1:?usage: call.sh CASE} in
     step plan 150 bash bench/gpu-plan.sh $W/plan
     cat $W/plan/table.md 2>/dev/null
     ;;
-  combine)
-    use new9
-    step test-gpu 180 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/paged-attention.test.js \
-      dist/tests/gpu/paged-forward.test.js dist/tests/gpu/graph.test.js dist/tests/gpu/speculative-graphs.test.js \
-      dist/tests/gpu/download-later.test.js dist/tests/gpu/add-norm-shift.test.js
-    for tag in new7 new9; do addon $tag; step paged-$tag 70 node dist/bench/gpu-paged-attention.js; done
-    for r in 1 2; do for tag in new7 new9; do use $tag; step decode-$tag-$r 60 node dist/bench/gpu-decode.js; done; done
-    use new9
-    step anchor-compile 280 python3 bench/gpu-decode-anchor.py compile
-    step plan 150 bash bench/gpu-plan.sh $W/plan
-    cat $W/plan/table.md 2>/dev/null
-    ;;
-  copies)
-    use new10
-    step test-gpu 180 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/paged-attention.test.js \
-      dist/tests/gpu/paged-forward.test.js dist/tests/gpu/graph.test.js dist/tests/gpu/speculative-graphs.test.js
-    for tag in new9 new10; do addon $tag; step paged-$tag 70 node dist/bench/gpu-paged-attention.js; done
-    for r in 1 2; do for tag in new9 new10; do use $tag; step decode-$tag-$r 60 node dist/bench/gpu-decode.js; done; done
-    use new10
-    step anchor-compile 280 python3 bench/gpu-decode-anchor.py compile
-    step plan 150 bash bench/gpu-plan.sh $W/plan
-    cat $W/plan/table.md 2>/dev/null
-    ;;
+  combine) compare_builds new7 new9 dist/tests/gpu/download-later.test.js dist/tests/gpu/add-norm-shift.test.js ;;
+  copies) compare_builds new9 new10 ;;
   bars)
-    use new6
-    for r in 1 2; do step decode-new6-$r 60 node dist/bench/gpu-decode.js; done
+    use new10
+    for r in 1 2; do step decode-new10-$r 60 node dist/bench/gpu-decode.js; done
     step anchor-compile 280 python3 bench/gpu-decode-anchor.py compile
     step plan 150 bash bench/gpu-plan.sh $W/plan
     cat $W/plan/table.md 2>/dev/null

@@ -90,11 +90,11 @@ void launch(const AttentionParams& base, const Launch& l) {
   }
   if (l.splits > 1) {
     const dim3 combine_grid(unsigned(p.batch.max_query_len * p.heads), unsigned(p.batch.num_seqs));
-    switch (paged::combine_round(l.splits, D)) {
-      case 1: paged::paged_attention_combine_kernel<T, D, 1><<<combine_grid, paged::kCombineThreads, 0, stream()>>>(p); break;
-      case 4: paged::paged_attention_combine_kernel<T, D, 4><<<combine_grid, paged::kCombineThreads, 0, stream()>>>(p); break;
-      default: paged::paged_attention_combine_kernel<T, D, 16><<<combine_grid, paged::kCombineThreads, 0, stream()>>>(p);
-    }
+    const int round = paged::combine_round(l.splits, D);
+    const auto combine = round == 1   ? paged::paged_attention_combine_kernel<T, D, 1>
+                         : round == 4 ? paged::paged_attention_combine_kernel<T, D, 4>
+                                      : paged::paged_attention_combine_kernel<T, D, 16>;
+    combine<<<combine_grid, paged::kCombineThreads, 0, stream()>>>(p);
     check_launch("pagedAttention combine kernel");
   }
 }
