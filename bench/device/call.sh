@@ -24,6 +24,8 @@
 #   copies   the GPU tests of `new10` (`new9` + the decode kernel's K/V copies laid out by whole rows, and the combine's
 #            round sized to the splits), the paged-attention bench and the decode bench alternated over `new9` and
 #            `new10`, the compiled Hugging Face anchor, the planner's GPU check on `new10`
+#   adamw-grid  the GPU optimizer tests of `new12` (the many-tensor AdamW at two blocks a multiprocessor), the
+#            optimizer bench and the 3B training step (1 × 2,048) alternated over `new11` (main before) and `new12`
 #   bars     issue 14's and 18's figures on `new10`: its decode bench twice, the compiled Hugging Face anchor, then the
 #            planner's GPU check (bench/gpu-plan.sh) — name an H100 for the bars
 # The bench/cuda programs travel built, in .device/bins.tar.xz: nvcc -O3 -std=c++17 -arch=sm_90a -I native
@@ -149,6 +151,15 @@ case ${1:?usage: call.sh CASE} in
     step anchor-compile 280 python3 bench/gpu-decode-anchor.py compile
     step plan 150 bash bench/gpu-plan.sh $W/plan
     cat $W/plan/table.md 2>/dev/null
+    ;;
+  adamw-grid)
+    use new12
+    step test-gpu 150 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/fused.test.js \
+      dist/tests/gpu/adamw8bit.test.js
+    for tag in new11 new12; do addon $tag; step adamw-$tag 60 node dist/bench/gpu-adamw8bit.js; grep "| AdamW" $W/adamw-$tag.log; done
+    for r in 1 2; do for tag in new11 new12; do
+      addon $tag; step train-$tag-$r 90 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 12; grep "^| andromeda" $W/train-$tag-$r.log
+    done; done
     ;;
   *) echo "call.sh: unknown case $1"; exit 2;;
 esac
