@@ -26,6 +26,13 @@
 #            `new10`, the compiled Hugging Face anchor, the planner's GPU check on `new10`
 #   adamw-grid  the GPU optimizer tests of `new12` (the many-tensor AdamW at two blocks a multiprocessor), the
 #            optimizer bench and the 3B training step (1 × 2,048) alternated over `new11` (main before) and `new12`
+#   optimizers  the optimizer bench over `new12` and two 8-bit grids (`new8bit2`, `new8bit4`: at most 2 or 4 blocks
+#            a multiprocessor), the 3B step with float32 AdamW and with each 8-bit grid, then an events profile of
+#            the 3B float32 step
+#   embedding  the GPU nn/fused tests of `new13` (`new12` + the embedding gradient loading a run's rows 8 at a time),
+#            the 3B step alternated over `new12` and `new13`, the 8-bit step on `new13`, an events profile
+#   embedding-check  `new14` (`new13` with the CPU embedding gradient summing each id's rows in float32, as the CUDA
+#            one does): the GPU nn, fused, 8-bit and training-repeatability tests
 #   bars     issue 14's and 18's figures on `new10`: its decode bench twice, the compiled Hugging Face anchor, then the
 #            planner's GPU check (bench/gpu-plan.sh) — name an H100 for the bars
 # The bench/cuda programs travel built, in .device/bins.tar.xz: nvcc -O3 -std=c++17 -arch=sm_90a -I native
@@ -160,6 +167,35 @@ case ${1:?usage: call.sh CASE} in
     for r in 1 2; do for tag in new11 new12; do
       addon $tag; step train-$tag-$r 90 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 12; grep "^| andromeda" $W/train-$tag-$r.log
     done; done
+    ;;
+  optimizers)
+    use new12
+    for tag in new12 new8bit2 new8bit4; do addon $tag; step adamw-$tag 60 node dist/bench/gpu-adamw8bit.js; grep "| AdamW" $W/adamw-$tag.log; done
+    addon new12; step train-new12-fp32 90 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 12
+    grep "^| andromeda" $W/train-new12-fp32.log
+    for tag in new12 new8bit2 new8bit4; do
+      addon $tag; step train-$tag-8bit 90 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 12 --optimizer adamw8bit
+      grep "^| andromeda" $W/train-$tag-8bit.log
+    done
+    addon new12
+    step profile-3b 120 env ANDROMEDA_CUDA_PROFILE=events ANDROMEDA_CUDA_PROFILE_ROWS=70 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 6
+    tail -75 $W/profile-3b.log | cut -c1-220
+    ;;
+  embedding)
+    use new13
+    step test-gpu 150 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/nn.test.js dist/tests/gpu/fused.test.js
+    for r in 1 2; do for tag in new12 new13; do
+      addon $tag; step train-$tag-$r 90 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 12; grep "^| andromeda" $W/train-$tag-$r.log
+    done; done
+    addon new13; step train-new13-8bit 90 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 12 --optimizer adamw8bit
+    grep "^| andromeda" $W/train-new13-8bit.log
+    step profile-3b 120 env ANDROMEDA_CUDA_PROFILE=events ANDROMEDA_CUDA_PROFILE_ROWS=30 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 6
+    grep -E "idle|embeddingGrad|adamwMany|sumOfSquares" $W/profile-3b.log | cut -c1-160
+    ;;
+  embedding-check)
+    use new14
+    step test-gpu 200 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/nn.test.js \
+      dist/tests/gpu/fused.test.js dist/tests/gpu/adamw8bit.test.js dist/tests/gpu/train-repeatability.test.js
     ;;
   *) echo "call.sh: unknown case $1"; exit 2;;
 esac

@@ -312,17 +312,32 @@ int64_t embedding(int dtype, const char* table, const int32_t* ids, char* out, i
 
 void embedding_grad(int dtype, const int32_t* ids, const char* grad_out, char* grad_table, int64_t count, int64_t dim,
                     int64_t rows) {
+  // The CUDA engine's order (native/cuda/embedding.cu): positions grouped by id, each group in position order, its
+  // rows summed in the compute type onto the table's value and rounded to the table's dtype once. A frequent id's
+  // hundreds of rows would otherwise lose to a bfloat16 rounding at every add.
+  std::vector<int64_t> order;
+  order.reserve(size_t(count));
+  for (int64_t i = 0; i < count; i++)
+    if (ids[i] >= 0 && ids[i] < rows) order.push_back(i);  // others name no row (the binding refuses such ids first)
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return ids[a] < ids[b]; });
   ANDROMEDA_DISPATCH_FLOAT(dtype, {
     using C = typename Compute<T>::type;
     const T* G = reinterpret_cast<const T*>(grad_out);
     T* GT = reinterpret_cast<T*>(grad_table);
     // Parallel over feature columns so that no two threads add into the same element.
     parallel_for(dim, 16, [&](int64_t begin, int64_t end) {
-      for (int64_t i = 0; i < count; i++) {
-        if (ids[i] < 0 || ids[i] >= rows) continue;  // names no row (the binding refuses such ids first)
-        T* row = GT + int64_t(ids[i]) * dim;
-        const T* g = G + i * dim;
-        for (int64_t j = begin; j < end; j++) store(row + j, C(load(row + j)) + C(load(g + j)));
+      std::vector<C> acc(size_t(end - begin));
+      for (size_t run = 0; run < order.size();) {
+        size_t run_end = run + 1;
+        while (run_end < order.size() && ids[order[run_end]] == ids[order[run]]) run_end++;
+        T* row = GT + int64_t(ids[order[run]]) * dim;
+        for (int64_t j = begin; j < end; j++) acc[size_t(j - begin)] = C(load(row + j));
+        for (size_t q = run; q < run_end; q++) {
+          const T* g = G + order[q] * dim;
+          for (int64_t j = begin; j < end; j++) acc[size_t(j - begin)] += C(load(g + j));
+        }
+        for (int64_t j = begin; j < end; j++) store(row + j, acc[size_t(j - begin)]);
+        run = run_end;
       }
     });
   });
