@@ -33,6 +33,9 @@
 #            the 3B step alternated over `new12` and `new13`, the 8-bit step on `new13`, an events profile
 #   embedding-check  `new14` (`new13` with the CPU embedding gradient summing each id's rows in float32, as the CUDA
 #            one does): the GPU nn, fused, 8-bit and training-repeatability tests
+#   reductions  the GPU nn/fused tests of `new15` (`new14` + the embedding gradient's runs spread over column slices),
+#            then an events profile of the 3B step on `new14`, `new15` and `new15s2`/`new15s4` (+ the gradient norm's
+#            sum of squares at 2 or 4 blocks a multiprocessor instead of 8)
 #   bars     issue 14's and 18's figures on `new10`: its decode bench twice, the compiled Hugging Face anchor, then the
 #            planner's GPU check (bench/gpu-plan.sh) — name an H100 for the bars
 # The bench/cuda programs travel built, in .device/bins.tar.xz: nvcc -O3 -std=c++17 -arch=sm_90a -I native
@@ -196,6 +199,16 @@ case ${1:?usage: call.sh CASE} in
     use new14
     step test-gpu 200 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/nn.test.js \
       dist/tests/gpu/fused.test.js dist/tests/gpu/adamw8bit.test.js dist/tests/gpu/train-repeatability.test.js
+    ;;
+  reductions)
+    use new15
+    step test-gpu 150 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/nn.test.js dist/tests/gpu/fused.test.js
+    for tag in new14 new15 new15s2 new15s4; do
+      addon $tag
+      step profile-$tag 60 env ANDROMEDA_CUDA_PROFILE=events ANDROMEDA_CUDA_PROFILE_ROWS=60 node dist/bench/gpu-train-step.js \
+        andromeda-3b 1 2048 6
+      grep -E "idle|embeddingGrad|sumOfSquaresMany|^\| andromeda" $W/profile-$tag.log | cut -c1-160
+    done
     ;;
   *) echo "call.sh: unknown case $1"; exit 2;;
 esac

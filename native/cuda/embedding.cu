@@ -1,6 +1,7 @@
 // Embedding lookup and its gradient. The backward pass is deterministic: ids are sorted (stable
 // radix sort, positions as values), then each run of equal ids sums its gradient rows in order in
 // float and adds the sum to its table row once, so no atomics touch the table.
+#include <algorithm>
 #include <climits>
 #include <cub/device/device_radix_sort.cuh>
 
@@ -28,11 +29,13 @@ __global__ void iota(int32_t* out, int64_t count) {
   ANDROMEDA_GRID_STRIDE(i, count) out[i] = int32_t(i);
 }
 
-// One block per sorted position; the block at the start of a run of equal ids reduces the run. Ids outside
-// [0, rows) name no row of the table and are skipped (the host cannot check ids that live on the device).
-// A run's rows are added in order, but loaded kRunLoads at a time first: a frequent id (a space in byte-level text
-// is hundreds of positions of a 2,048-token row) would otherwise wait for one load at a time.
+// Blocks (sorted position, slice of kRunColumns columns); the blocks at the start of a run of equal ids reduce the
+// run, one column a thread. Ids outside [0, rows) name no row of the table and are skipped (the host cannot check
+// ids that live on the device). A run's rows are added in order, but loaded kRunLoads at a time first: a frequent id
+// (a space in byte-level text is hundreds of positions of a 2,048-token row) would otherwise wait for one load at a
+// time, and its columns are spread over blocks so that one block does not walk the whole run for every column.
 constexpr int kRunLoads = 8;
+constexpr int kRunColumns = 256;
 template <typename T>
 __global__ void accumulate_runs(const int32_t* sorted_ids, const int32_t* positions, const T* grad_out, T* grad_table,
                                 int64_t count, int64_t dim, int64_t rows) {
@@ -44,18 +47,21 @@ __global__ void accumulate_runs(const int32_t* sorted_ids, const int32_t* positi
   int64_t end = p + 1;
   while (end < count && sorted_ids[end] == id) end++;
   T* row = grad_table + int64_t(id) * dim;
-  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
-    C acc = C(load(row + j));
-    int64_t q = p;
-    for (; q + kRunLoads <= end; q += kRunLoads) {
-      C rows_j[kRunLoads];
+  for (int64_t slice = int64_t(blockIdx.y) * kRunColumns; slice < dim; slice += int64_t(gridDim.y) * kRunColumns) {
+    const int64_t slice_end = min(dim, slice + kRunColumns);
+    for (int64_t j = slice + threadIdx.x; j < slice_end; j += blockDim.x) {
+      C acc = C(load(row + j));
+      int64_t q = p;
+      for (; q + kRunLoads <= end; q += kRunLoads) {
+        C rows_j[kRunLoads];
 #pragma unroll
-      for (int r = 0; r < kRunLoads; r++) rows_j[r] = C(load(grad_out + int64_t(positions[q + r]) * dim + j));
+        for (int r = 0; r < kRunLoads; r++) rows_j[r] = C(load(grad_out + int64_t(positions[q + r]) * dim + j));
 #pragma unroll
-      for (int r = 0; r < kRunLoads; r++) acc += rows_j[r];
+        for (int r = 0; r < kRunLoads; r++) acc += rows_j[r];
+      }
+      for (; q < end; q++) acc += C(load(grad_out + int64_t(positions[q]) * dim + j));
+      store(row + j, acc);
     }
-    for (; q < end; q++) acc += C(load(grad_out + int64_t(positions[q]) * dim + j));
-    store(row + j, acc);
   }
 }
 
@@ -110,7 +116,8 @@ void embedding_grad(int dtype, const int32_t* ids, const char* grad_out, char* g
                                         stream()),
         "embedding_grad (sort)");
   ANDROMEDA_CUDA_DISPATCH_FLOAT(dtype, {
-    accumulate_runs<T><<<unsigned(count), row_threads(dim, 1) > 256 ? 256 : row_threads(dim, 1), 0, stream()>>>(
+    const dim3 grid(unsigned(count), unsigned(std::min<int64_t>((dim + kRunColumns - 1) / kRunColumns, 65535)));
+    accumulate_runs<T><<<grid, row_threads(std::min<int64_t>(dim, kRunColumns), 1), 0, stream()>>>(
         sorted_ids, sorted_positions, reinterpret_cast<const T*>(grad_out), reinterpret_cast<T*>(grad_table), count, dim, rows);
   });
   check_launch("embedding_grad");
