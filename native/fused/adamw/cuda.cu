@@ -212,7 +212,7 @@ void launch_many(int grad_dtype, const std::vector<const AdamWTensorArgs*>& item
   const DeviceChunkTable<TensorChunks> device(table, "adamwMany (chunk table)");
   ANDROMEDA_CUDA_DISPATCH_FLOAT(grad_dtype, {
     adamw_many_kernel<T, S><<<many_grid(table.chunks()), kThreads, 0, stream()>>>(device.entries(), device.chunk_entry(),
-                                                                                         table.chunks(), k);
+                                                                                  table.chunks(), k);
   });
   check_launch("adamwMany");
 }
