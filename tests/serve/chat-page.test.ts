@@ -68,10 +68,10 @@ test('the chat page streams a reply to a typed message; a screenshot is taken', 
   await page.waitForSelector('.message.assistant .meta', { timeout: 20_000 });
   const seen = (await page.evaluate(() => (window as unknown as { seen: string[] }).seen)).filter((t) => t !== '');
   const distinct = [...new Set(seen)];
-  assert.ok(
-    distinct.length >= 5,
-    `the reply grew in ${distinct.length} steps: ${JSON.stringify(distinct.slice(0, 8))}`,
-  );
+  // Streamed: the page showed part of the reply before all of it. How many parts it shows depends on how the
+  // server's events meet the page's reads — a loaded machine delivers several tokens in one read, and one task's
+  // mutations reach the observer as one — so the test asks for a partial reply, not a count of them.
+  assert.ok(distinct.length >= 2, `the reply appeared whole, not streamed: ${JSON.stringify(distinct.slice(0, 8))}`);
   for (let i = 1; i < distinct.length; i++)
     assert.ok(distinct[i]!.startsWith(distinct[i - 1]!), 'each step extends the last');
   const meta = await page.$eval('.message.assistant .meta', (el) => el.textContent!);
