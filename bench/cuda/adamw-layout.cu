@@ -18,20 +18,10 @@
 #include <vector>
 
 #include "bench_common.h"
+#include "fused/adamw/element.cuh"
 
-struct K {
-  float b1, b2, eps, decay, step, inv_sqrt_bc2, grad_scale;
-};
-
-__device__ __forceinline__ float adamw_element(float param, float grad, float& m, float& v, const K& k) {
-  const float g = __fmul_rn(grad, k.grad_scale);
-  const float mi = __fadd_rn(__fmul_rn(k.b1, m), __fmul_rn(__fsub_rn(1.0f, k.b1), g));
-  const float vi = __fadd_rn(__fmul_rn(k.b2, v), __fmul_rn(__fmul_rn(__fsub_rn(1.0f, k.b2), g), g));
-  m = mi;
-  v = vi;
-  const float denominator = __fadd_rn(__fmul_rn(__fsqrt_rn(vi), k.inv_sqrt_bc2), k.eps);
-  return __fsub_rn(__fmul_rn(param, k.decay), __fdiv_rn(__fmul_rn(k.step, mi), denominator));
-}
+using andromeda::cuda::adamw_element;
+using K = andromeda::cuda::AdamWConstants;  // the engine's element step and its constants (element.cuh)
 
 template <bool CS, typename V>
 __device__ __forceinline__ V ld(const V* p) {
@@ -50,37 +40,42 @@ __device__ __forceinline__ uint32_t bf_bits(float x) {
   return *reinterpret_cast<unsigned short*>(&h);
 }
 
+/** 8 elements at i, as the engine's kernel takes them: two 16-byte accesses a float32 array, one a bf16 one. */
+template <bool CS>
+__device__ __forceinline__ void eight(float* p, const unsigned short* g, float* m, float* v, unsigned short* w, int64_t i,
+                                      const K& k) {
+  float4 p0 = ld<CS>(reinterpret_cast<const float4*>(p + i)), p1 = ld<CS>(reinterpret_cast<const float4*>(p + i + 4));
+  float4 m0 = ld<CS>(reinterpret_cast<const float4*>(m + i)), m1 = ld<CS>(reinterpret_cast<const float4*>(m + i + 4));
+  float4 v0 = ld<CS>(reinterpret_cast<const float4*>(v + i)), v1 = ld<CS>(reinterpret_cast<const float4*>(v + i + 4));
+  const uint4 graw = ld<CS>(reinterpret_cast<const uint4*>(g + i));
+  float pp[8] = {p0.x, p0.y, p0.z, p0.w, p1.x, p1.y, p1.z, p1.w};
+  float mm[8] = {m0.x, m0.y, m0.z, m0.w, m1.x, m1.y, m1.z, m1.w};
+  float vv[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
+  const uint32_t gw[4] = {graw.x, graw.y, graw.z, graw.w};
+  uint32_t out[4];
+#pragma unroll
+  for (int e = 0; e < 8; e++) {
+    const float ge = bf(static_cast<unsigned short>(e % 2 ? gw[e / 2] >> 16 : gw[e / 2] & 0xffff));
+    pp[e] = adamw_element(pp[e], ge, mm[e], vv[e], k);
+  }
+#pragma unroll
+  for (int e = 0; e < 8; e += 2) out[e / 2] = bf_bits(pp[e]) | (bf_bits(pp[e + 1]) << 16);
+  st<CS>(reinterpret_cast<float4*>(m + i), make_float4(mm[0], mm[1], mm[2], mm[3]));
+  st<CS>(reinterpret_cast<float4*>(m + i + 4), make_float4(mm[4], mm[5], mm[6], mm[7]));
+  st<CS>(reinterpret_cast<float4*>(v + i), make_float4(vv[0], vv[1], vv[2], vv[3]));
+  st<CS>(reinterpret_cast<float4*>(v + i + 4), make_float4(vv[4], vv[5], vv[6], vv[7]));
+  st<CS>(reinterpret_cast<float4*>(p + i), make_float4(pp[0], pp[1], pp[2], pp[3]));
+  st<CS>(reinterpret_cast<float4*>(p + i + 4), make_float4(pp[4], pp[5], pp[6], pp[7]));
+  st<CS>(reinterpret_cast<uint4*>(w + i), make_uint4(out[0], out[1], out[2], out[3]));
+}
+
 /** The engine's layout: thread t of the grid-wide sweep takes elements [8t, 8t + 8). */
 template <bool CS>
 __global__ void __launch_bounds__(256) thread8(float* p, const unsigned short* g, float* m, float* v, unsigned short* w,
                                                int64_t n, K k) {
   const int64_t packs = n / 8;
-  for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < packs; q += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t i = q * 8;
-    float4 p0 = ld<CS>(reinterpret_cast<const float4*>(p + i)), p1 = ld<CS>(reinterpret_cast<const float4*>(p + i + 4));
-    float4 m0 = ld<CS>(reinterpret_cast<const float4*>(m + i)), m1 = ld<CS>(reinterpret_cast<const float4*>(m + i + 4));
-    float4 v0 = ld<CS>(reinterpret_cast<const float4*>(v + i)), v1 = ld<CS>(reinterpret_cast<const float4*>(v + i + 4));
-    const uint4 graw = ld<CS>(reinterpret_cast<const uint4*>(g + i));
-    float pp[8] = {p0.x, p0.y, p0.z, p0.w, p1.x, p1.y, p1.z, p1.w};
-    float mm[8] = {m0.x, m0.y, m0.z, m0.w, m1.x, m1.y, m1.z, m1.w};
-    float vv[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
-    const uint32_t gw[4] = {graw.x, graw.y, graw.z, graw.w};
-    uint32_t out[4];
-#pragma unroll
-    for (int e = 0; e < 8; e++) {
-      const float ge = bf(static_cast<unsigned short>(e % 2 ? gw[e / 2] >> 16 : gw[e / 2] & 0xffff));
-      pp[e] = adamw_element(pp[e], ge, mm[e], vv[e], k);
-    }
-#pragma unroll
-    for (int e = 0; e < 8; e += 2) out[e / 2] = bf_bits(pp[e]) | (bf_bits(pp[e + 1]) << 16);
-    st<CS>(reinterpret_cast<float4*>(m + i), make_float4(mm[0], mm[1], mm[2], mm[3]));
-    st<CS>(reinterpret_cast<float4*>(m + i + 4), make_float4(mm[4], mm[5], mm[6], mm[7]));
-    st<CS>(reinterpret_cast<float4*>(v + i), make_float4(vv[0], vv[1], vv[2], vv[3]));
-    st<CS>(reinterpret_cast<float4*>(v + i + 4), make_float4(vv[4], vv[5], vv[6], vv[7]));
-    st<CS>(reinterpret_cast<float4*>(p + i), make_float4(pp[0], pp[1], pp[2], pp[3]));
-    st<CS>(reinterpret_cast<float4*>(p + i + 4), make_float4(pp[4], pp[5], pp[6], pp[7]));
-    st<CS>(reinterpret_cast<uint4*>(w + i), make_uint4(out[0], out[1], out[2], out[3]));
-  }
+  for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < packs; q += int64_t(gridDim.x) * blockDim.x)
+    eight<CS>(p, g, m, v, w, q * 8, k);
 }
 
 /** Warp-contiguous: a block's tile of 4·KP·blockDim elements; thread t's pack j starts at 4t + 4·blockDim·j. */
@@ -119,35 +114,6 @@ __global__ void __launch_bounds__(256) warp4(float* p, const unsigned short* g, 
              make_uint2(bf_bits(pe[0]) | (bf_bits(pe[1]) << 16), bf_bits(pe[2]) | (bf_bits(pe[3]) << 16)));
     }
   }
-}
-
-/** 8 elements at i (thread8's arithmetic and accesses). */
-template <bool CS>
-__device__ __forceinline__ void eight(float* p, const unsigned short* g, float* m, float* v, unsigned short* w, int64_t i,
-                                      const K& k) {
-  float4 p0 = ld<CS>(reinterpret_cast<const float4*>(p + i)), p1 = ld<CS>(reinterpret_cast<const float4*>(p + i + 4));
-  float4 m0 = ld<CS>(reinterpret_cast<const float4*>(m + i)), m1 = ld<CS>(reinterpret_cast<const float4*>(m + i + 4));
-  float4 v0 = ld<CS>(reinterpret_cast<const float4*>(v + i)), v1 = ld<CS>(reinterpret_cast<const float4*>(v + i + 4));
-  const uint4 graw = ld<CS>(reinterpret_cast<const uint4*>(g + i));
-  float pp[8] = {p0.x, p0.y, p0.z, p0.w, p1.x, p1.y, p1.z, p1.w};
-  float mm[8] = {m0.x, m0.y, m0.z, m0.w, m1.x, m1.y, m1.z, m1.w};
-  float vv[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
-  const uint32_t gw[4] = {graw.x, graw.y, graw.z, graw.w};
-  uint32_t out[4];
-#pragma unroll
-  for (int e = 0; e < 8; e++) {
-    const float ge = bf(static_cast<unsigned short>(e % 2 ? gw[e / 2] >> 16 : gw[e / 2] & 0xffff));
-    pp[e] = adamw_element(pp[e], ge, mm[e], vv[e], k);
-  }
-#pragma unroll
-  for (int e = 0; e < 8; e += 2) out[e / 2] = bf_bits(pp[e]) | (bf_bits(pp[e + 1]) << 16);
-  st<CS>(reinterpret_cast<float4*>(m + i), make_float4(mm[0], mm[1], mm[2], mm[3]));
-  st<CS>(reinterpret_cast<float4*>(m + i + 4), make_float4(mm[4], mm[5], mm[6], mm[7]));
-  st<CS>(reinterpret_cast<float4*>(v + i), make_float4(vv[0], vv[1], vv[2], vv[3]));
-  st<CS>(reinterpret_cast<float4*>(v + i + 4), make_float4(vv[4], vv[5], vv[6], vv[7]));
-  st<CS>(reinterpret_cast<float4*>(p + i), make_float4(pp[0], pp[1], pp[2], pp[3]));
-  st<CS>(reinterpret_cast<float4*>(p + i + 4), make_float4(pp[4], pp[5], pp[6], pp[7]));
-  st<CS>(reinterpret_cast<uint4*>(w + i), make_uint4(out[0], out[1], out[2], out[3]));
 }
 
 constexpr int64_t kChunk = 1 << 16;

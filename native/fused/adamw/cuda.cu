@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "adamw.h"
+#include "element.cuh"
 #include "../../cuda/engine.h"
 #include "../../cuda/chunk_table.h"
 #include "../../cuda/common.cuh"
@@ -21,34 +22,10 @@
 namespace andromeda::cuda {
 namespace {
 
-struct AdamWConstants {
-  float b1, b2, eps, decay, step, inv_sqrt_bc2, grad_scale;
-};
-
-AdamWConstants constants_of(const AdamWArgs& a) {
-  return {float(a.beta1), float(a.beta2), float(a.eps), float(1.0 - a.lr * a.weight_decay),
-          float(a.lr / a.bias_correction1), float(1.0 / std::sqrt(a.bias_correction2)), float(a.grad_scale)};
-}
-
 struct NoShadow {};
 template <typename S>
 __device__ __forceinline__ void write_shadow(S* shadow, int64_t i, float p) { store(shadow + i, p); }
 __device__ __forceinline__ void write_shadow(NoShadow*, int64_t, float) {}
-
-/**
- * One element's update: returns the new weight, updates the moments in place. Every operation is an explicitly
- * rounded intrinsic, so nvcc cannot fuse multiply-adds differently in the one-tensor and many-tensor kernels:
- * both give the same bits (and the CPU engine's order of operations).
- */
-__device__ __forceinline__ float adamw_element(float param, float grad, float& m, float& v, const AdamWConstants& k) {
-  const float g = __fmul_rn(grad, k.grad_scale);
-  const float mi = __fadd_rn(__fmul_rn(k.b1, m), __fmul_rn(__fsub_rn(1.0f, k.b1), g));
-  const float vi = __fadd_rn(__fmul_rn(k.b2, v), __fmul_rn(__fmul_rn(__fsub_rn(1.0f, k.b2), g), g));
-  m = mi;
-  v = vi;
-  const float denominator = __fadd_rn(__fmul_rn(__fsqrt_rn(vi), k.inv_sqrt_bc2), k.eps);
-  return __fsub_rn(__fmul_rn(param, k.decay), __fdiv_rn(__fmul_rn(k.step, mi), denominator));
-}
 
 template <typename T, typename S>
 __global__ void adamw_kernel(float* param, const T* grad, float* m, float* v, int64_t n, AdamWConstants k, S* shadow) {
@@ -222,7 +199,7 @@ void launch_many(int grad_dtype, const std::vector<const AdamWTensorArgs*>& item
 void adamw(float* param, int grad_dtype, const char* grad, float* m, float* v, int64_t count, const AdamWArgs& a,
            int shadow_dtype, char* shadow) {
   if (count == 0) return;
-  const AdamWConstants k = constants_of(a);
+  const AdamWConstants k = adamw_constants(a);
   ANDROMEDA_CUDA_DISPATCH_FLOAT(grad_dtype, {
     using G = T;
     if (!shadow) {
@@ -252,7 +229,7 @@ void adamw_many(const AdamWTensorArgs* tensors, size_t n, const AdamWArgs& a) {
     }
     groups[{t.grad_dtype, copy}].push_back(&t);
   }
-  const AdamWConstants k = constants_of(a);
+  const AdamWConstants k = adamw_constants(a);
   for (const auto& [key, items] : groups) {
     if (key.second == -1) launch_many<NoShadow>(key.first, items, k);
     else if (key.second == int(DType::BF16)) launch_many<bf16>(key.first, items, k);

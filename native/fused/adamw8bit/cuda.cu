@@ -14,16 +14,13 @@
 #include <vector>
 
 #include "adamw8bit.h"
+#include "../adamw/element.cuh"
 #include "../../cuda/engine.h"
 #include "../../cuda/chunk_table.h"
 #include "../../cuda/common.cuh"
 
 namespace andromeda::cuda {
 namespace {
-
-struct Constants {
-  float b1, b2, eps, decay, step, inv_sqrt_bc2, grad_scale;
-};
 
 /** Both maps and their search indexes, passed by value as a kernel parameter (6 KiB). */
 struct Maps {
@@ -86,19 +83,6 @@ __device__ __forceinline__ float warp_max(float x) {
   return x;
 }
 
-/**
- * One element's step from its dequantized moments, in the CPU form's order of rounded operations: the new moments
- * (returned through m and v) and the new weight (returned). Both block forms below call it, so they give the same bits.
- */
-__device__ __forceinline__ float adam_element(float grad, float m_old, float v_old, float param, const Constants& k,
-                                              float& m, float& v) {
-  const float g = __fmul_rn(grad, k.grad_scale);
-  m = __fadd_rn(__fmul_rn(k.b1, m_old), __fmul_rn(__fsub_rn(1.0f, k.b1), g));
-  v = __fadd_rn(__fmul_rn(k.b2, v_old), __fmul_rn(__fmul_rn(__fsub_rn(1.0f, k.b2), g), g));
-  const float denominator = __fadd_rn(__fmul_rn(__fsqrt_rn(v), k.inv_sqrt_bc2), k.eps);
-  return __fsub_rn(__fmul_rn(param, k.decay), __fdiv_rn(__fmul_rn(k.step, m), denominator));
-}
-
 /** Eight consecutive gradients as float32 (16-byte loads for the 2-byte types). */
 template <typename G>
 __device__ __forceinline__ void load8(const G* p, float* out) {
@@ -139,7 +123,7 @@ __device__ __forceinline__ void store8_half(H* p, const float* x) {
  */
 template <typename G>
 __device__ __forceinline__ void update_full_block(const TensorBlocks& t, int64_t block, const SharedMaps& maps,
-                                                  const Constants& k, int lane) {
+                                                  const AdamWConstants& k, int lane) {
   const int64_t i0 = block * kAdamW8bitBlock + int64_t(lane) * 8;
   const float m_scale = t.m_absmax[block], v_scale = t.v_absmax[block];
   float g[8], m[8], v[8], p[8];
@@ -154,7 +138,9 @@ __device__ __forceinline__ void update_full_block(const TensorBlocks& t, int64_t
   for (int j = 0; j < 8; j++) {
     const float m_old = __fmul_rn(maps.signed_map[BankPaddedMap::at(mc[j])], m_scale);
     const float v_old = __fmul_rn(maps.unsigned_map[BankPaddedMap::at(vc[j])], v_scale);
-    p[j] = adam_element(g[j], m_old, v_old, p[j], k, m[j], v[j]);
+    m[j] = m_old;
+    v[j] = v_old;
+    p[j] = adamw_element(p[j], g[j], m[j], v[j], k);
     m_max = fmaxf(m_max, fabsf(m[j]));
     v_max = fmaxf(v_max, fabsf(v[j]));
   }
@@ -182,7 +168,7 @@ __device__ __forceinline__ void update_full_block(const TensorBlocks& t, int64_t
 
 template <typename G>
 __device__ __forceinline__ void update_block(const TensorBlocks& t, int64_t block, const SharedMaps& maps,
-                                             const Constants& k, int lane) {
+                                             const AdamWConstants& k, int lane) {
   const int64_t begin = block * kAdamW8bitBlock;
   const int n = int(t.count - begin < kAdamW8bitBlock ? t.count - begin : kAdamW8bitBlock);
   if (t.vectors && n == kAdamW8bitBlock) {
@@ -200,7 +186,9 @@ __device__ __forceinline__ void update_block(const TensorBlocks& t, int64_t bloc
     const int64_t i = begin + e;
     const float m_old = __fmul_rn(maps.signed_map[BankPaddedMap::at(__ldcs(t.m + i))], m_scale);
     const float v_old = __fmul_rn(maps.unsigned_map[BankPaddedMap::at(__ldcs(t.v + i))], v_scale);
-    const float p = adam_element(float(load(grad + i)), m_old, v_old, t.param[i], k, m[j], v[j]);
+    m[j] = m_old;
+    v[j] = v_old;
+    const float p = adamw_element(t.param[i], float(load(grad + i)), m[j], v[j], k);
     m_max = fmaxf(m_max, fabsf(m[j]));
     v_max = fmaxf(v_max, fabsf(v[j]));
     t.param[i] = p;
@@ -224,7 +212,7 @@ __device__ __forceinline__ void update_block(const TensorBlocks& t, int64_t bloc
 
 template <typename G>
 __global__ void __launch_bounds__(kThreads) adamw8bit_many_kernel(const TensorBlocks* tensors, const int32_t* chunk_tensor,
-                                                                   int64_t chunks, Maps maps, Constants k) {
+                                                                   int64_t chunks, Maps maps, AdamWConstants k) {
   __shared__ float signed_map[kPaddedMapSize], unsigned_map[kPaddedMapSize];
   __shared__ uint8_t signed_start[AdamW8bitCodeIndex::kBuckets], unsigned_start[AdamW8bitCodeIndex::kBuckets];
   signed_map[BankPaddedMap::at(threadIdx.x)] = maps.signed_map[threadIdx.x];
@@ -256,7 +244,7 @@ unsigned many_grid(int64_t chunks) {
 }
 
 void launch_many(int grad_dtype, const std::vector<const AdamW8bitTensorArgs*>& items, const Maps& maps,
-                 const Constants& k) {
+                 const AdamWConstants& k) {
   ChunkTable<TensorBlocks> table;
   for (const AdamW8bitTensorArgs* a : items) {
     if (a->count == 0) continue;
@@ -304,8 +292,7 @@ void adamw8bit_many(const AdamW8bitTensorArgs* tensors, size_t n, const float* s
     }
     groups[t.grad_dtype].push_back(&t);
   }
-  const Constants k{float(a.beta1), float(a.beta2), float(a.eps), float(1.0 - a.lr * a.weight_decay),
-                    float(a.lr / a.bias_correction1), float(1.0 / std::sqrt(a.bias_correction2)), float(a.grad_scale)};
+  const AdamWConstants k = adamw_constants(a);
   for (const auto& [grad_dtype, items] : groups) launch_many(grad_dtype, items, maps, k);
 }
 

@@ -1,0 +1,35 @@
+// One AdamW element on the GPU — the float32-moment kernels (cuda.cu), the 8-bit ones after dequantizing
+// (../adamw8bit/cuda.cu) and bench/cuda/adamw-layout.cu all call it, so every form takes the same step.
+#pragma once
+#include <cmath>
+
+#include "../../common/kernel_args.h"
+
+namespace andromeda::cuda {
+
+/** A step's hyperparameters as the kernels read them: decay = 1 − lr·wd, step = lr / bias correction 1. */
+struct AdamWConstants {
+  float b1, b2, eps, decay, step, inv_sqrt_bc2, grad_scale;
+};
+
+inline AdamWConstants adamw_constants(const AdamWArgs& a) {
+  return {float(a.beta1), float(a.beta2), float(a.eps), float(1.0 - a.lr * a.weight_decay),
+          float(a.lr / a.bias_correction1), float(1.0 / std::sqrt(a.bias_correction2)), float(a.grad_scale)};
+}
+
+/**
+ * One element's update: returns the new weight, updates the moments in place. Every operation is an explicitly
+ * rounded intrinsic, so nvcc cannot fuse multiply-adds differently from one kernel to another: all give the same
+ * bits (and the CPU engine's order of operations).
+ */
+__device__ __forceinline__ float adamw_element(float param, float grad, float& m, float& v, const AdamWConstants& k) {
+  const float g = __fmul_rn(grad, k.grad_scale);
+  const float mi = __fadd_rn(__fmul_rn(k.b1, m), __fmul_rn(__fsub_rn(1.0f, k.b1), g));
+  const float vi = __fadd_rn(__fmul_rn(k.b2, v), __fmul_rn(__fmul_rn(__fsub_rn(1.0f, k.b2), g), g));
+  m = mi;
+  v = vi;
+  const float denominator = __fadd_rn(__fmul_rn(__fsqrt_rn(vi), k.inv_sqrt_bc2), k.eps);
+  return __fsub_rn(__fmul_rn(param, k.decay), __fdiv_rn(__fmul_rn(k.step, mi), denominator));
+}
+
+}  // namespace andromeda::cuda
