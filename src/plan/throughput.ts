@@ -170,7 +170,8 @@ export function decodeKernelRuns(c: AndromedaConfig, kvDtype: string, device: De
  * The decode kernel's grid for `units` (sequences × KV heads) over `keys` keys: native/cuda/paged/heuristics.h's
  * decode_launch_shape — one CTA per multiprocessor, as many splits as fill one wave, no more than leave half the
  * warps a 16-key slice, chunks of whole slices, fewer splits where the float32 partial rows of `rows` query rows ×
- * `heads` would pass 256 MiB — and what the planner times by: waves of CTAs and slices per warp.
+ * `heads` would pass 256 MiB — and what the planner times by: waves of CTAs and the 16-key slices a warp walks on
+ * average (a split's slices over its eight warps: at 2,048 keys four of them walk one and four none).
  */
 export function decodeKernelGrid(
   units: number,
@@ -179,7 +180,7 @@ export function decodeKernelGrid(
   rows: number,
   heads: number,
   headDim: number,
-): { splits: number; chunk: number; slicesPerWarp: number; waves: number } {
+): { splits: number; chunk: number; averageSlicesPerWarp: number; waves: number } {
   const total = Math.max(keys, 1);
   const slices = Math.ceil(total / DECODE_SLICE_KEYS);
   const most = Math.ceil(slices / (DECODE_WARPS / 2));
@@ -191,7 +192,7 @@ export function decodeKernelGrid(
   return {
     splits,
     chunk,
-    slicesPerWarp: Math.ceil(chunk / DECODE_SLICE_KEYS / DECODE_WARPS),
+    averageSlicesPerWarp: chunk / DECODE_SLICE_KEYS / DECODE_WARPS,
     waves: Math.ceil((units * splits) / sms),
   };
 }
@@ -480,8 +481,7 @@ function gpuDecodeAttention(
   if (decodeKernelRuns(c, w.kvDtype, device)) {
     const g = decodeKernelGrid(units, meanContext, device.sms, w.batch, c.heads, c.headDim);
     const k = GPU_EFFICIENCY.decodeKernel;
-    // A split's slices over its warps on average: at 2,048 keys four of the eight walk one (stop 24's timings).
-    const perWarp = g.chunk / DECODE_SLICE_KEYS / DECODE_WARPS;
+    const perWarp = g.averageSlicesPerWarp;
     const seconds = g.waves * (k.setupSeconds + perWarp * k.secondsPerSlice);
     return {
       seconds,

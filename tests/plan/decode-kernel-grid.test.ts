@@ -11,19 +11,19 @@ const H100_SMS = 132;
 
 test('decodeKernelGrid: one wave of one CTA per multiprocessor, at least a slice for half the warps', () => {
   const grid = (units: number, keys: number) => decodeKernelGrid(units, keys, H100_SMS, units, 24, 128);
-  // 2,048 keys: 128 slices, at most 32 splits (a slice for each of 4 warps); 132 multiprocessors would take more.
-  assert.deepEqual(grid(1, 2048), { splits: 32, chunk: 64, slicesPerWarp: 1, waves: 1 });
+  // 2,048 keys: 128 slices, at most 32 splits (a slice for each of 4 warps of 8); 132 multiprocessors would take more.
+  assert.deepEqual(grid(1, 2048), { splits: 32, chunk: 64, averageSlicesPerWarp: 0.5, waves: 1 });
   // 32,768 keys: 2,048 slices over 132 splits → chunks of 16 slices (256 keys), 128 splits used, 2 slices a warp.
-  assert.deepEqual(grid(1, 32768), { splits: 128, chunk: 256, slicesPerWarp: 2, waves: 1 });
+  assert.deepEqual(grid(1, 32768), { splits: 128, chunk: 256, averageSlicesPerWarp: 2, waves: 1 });
   // 100,000 keys: 6,250 slices over 132 → 48 slices (768 keys) a split, 131 used, 6 slices a warp.
-  assert.deepEqual(grid(1, 100_000), { splits: 131, chunk: 768, slicesPerWarp: 6, waves: 1 });
+  assert.deepEqual(grid(1, 100_000), { splits: 131, chunk: 768, averageSlicesPerWarp: 6, waves: 1 });
   // 64 sequences × 2,048 keys: 132 / 64 → 2 splits of 1,024 keys, 8 slices a warp, 128 CTAs in one wave.
-  assert.deepEqual(grid(64, 2048), { splits: 2, chunk: 1024, slicesPerWarp: 8, waves: 1 });
+  assert.deepEqual(grid(64, 2048), { splits: 2, chunk: 1024, averageSlicesPerWarp: 8, waves: 1 });
   // More units than multiprocessors: one split each, in waves.
-  assert.deepEqual(grid(200, 2048), { splits: 1, chunk: 2048, slicesPerWarp: 16, waves: 2 });
+  assert.deepEqual(grid(200, 2048), { splits: 1, chunk: 2048, averageSlicesPerWarp: 16, waves: 2 });
   // Short contexts: one split, a partial slice.
-  assert.deepEqual(grid(1, 5), { splits: 1, chunk: 16, slicesPerWarp: 1, waves: 1 });
-  assert.deepEqual(grid(1, 0), { splits: 1, chunk: 16, slicesPerWarp: 1, waves: 1 });
+  assert.deepEqual(grid(1, 5), { splits: 1, chunk: 16, averageSlicesPerWarp: 0.125, waves: 1 });
+  assert.deepEqual(grid(1, 0), { splits: 1, chunk: 16, averageSlicesPerWarp: 0.125, waves: 1 });
 });
 
 test('decodeKernelGrid: fewer splits where the partial rows would pass 256 MiB', () => {
