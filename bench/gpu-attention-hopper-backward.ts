@@ -4,7 +4,8 @@
 // backward), ALiBi causal 24×128, and andromeda-3b's training shape (2,048 tokens, 24 heads × 128, one KV head)
 // plain and with all of its features (rotary 64 + xPos, key scale, ALiBi on 12 heads: the pre-pass path).
 //   node dist/bench/gpu-attention-hopper-backward.js [n] [--kernel mma|hopper ...] [--once]
-// --once: one forward and one backward of plain causal 24×128 at n per kernel, nothing printed (for Nsight Compute).
+// --once: one forward and one backward of plain causal 24×128 at n per kernel, nothing printed (for Nsight Compute);
+// --once andromeda: the same for andromeda-3b's training shape with all of its features (what a 3B step runs).
 // Without --kernel every kernel runs in this process (a kernel that crashes the context then hides the rest:
 // bench/gpu-attention-hopper-backward.sh runs one process per kernel). The forward always runs on the automatic
 // choice. TFLOP/s count the backward as 2.5× the forward's 4·n²·d·h (halved when causal).
@@ -144,7 +145,7 @@ const timed: Shape[] = [
 
 const chosen = kernels.length ? (kernels as CudaAttentionKernel[]) : ALL;
 if (argv.includes('--once')) {
-  const s = timed[0]!,
+  const s = argv[argv.indexOf('--once') + 1] === 'andromeda' ? timed.find((t) => t.andromeda)! : timed[0]!,
     b = buffers(s);
   forward(s, b);
   for (const kernel of chosen) backward(kernel, s, b);

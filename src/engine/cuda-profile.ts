@@ -65,7 +65,8 @@ function signature(args: unknown[]): string {
     .join(' ');
 }
 
-export function installProfiler(engine: Engine & TimingEngine, mode: 'waits' | 'events'): void {
+/** Wraps the engine's kernel methods; the report (also printed at exit) lists the totals so far. */
+export function installProfiler(engine: Engine & TimingEngine, mode: 'waits' | 'events'): { report(): string[] } {
   const totals = new Map<string, { ms: number; calls: number }>();
   const add = (key: string, ms: number) => {
     const entry = totals.get(key) ?? { ms: 0, calls: 0 };
@@ -75,13 +76,22 @@ export function installProfiler(engine: Engine & TimingEngine, mode: 'waits' | '
   };
   const target = engine as unknown as Record<string, (...args: unknown[]) => unknown>;
   let idle = 0;
+  // Idle time by the call that ended it: what the device waited for (the host issuing it, or a copy before it).
+  const idleBefore = new Map<string, { ms: number; calls: number }>();
   let pending: string[] = [];
   // Marks come in pairs around each call; the gap from one call's end to the next call's start is idle time.
   const collect = () => {
     const gaps = engine.timingRead();
     pending.forEach((key, i) => {
       add(key, gaps[2 * i]!);
-      if (2 * i + 1 < gaps.length) idle += gaps[2 * i + 1]!;
+      if (2 * i + 1 < gaps.length && i + 1 < pending.length) {
+        const gap = gaps[2 * i + 1]!;
+        idle += gap;
+        const entry = idleBefore.get(pending[i + 1]!) ?? { ms: 0, calls: 0 };
+        entry.ms += gap;
+        entry.calls++;
+        idleBefore.set(pending[i + 1]!, entry);
+      }
     });
     pending = [];
   };
@@ -89,6 +99,7 @@ export function installProfiler(engine: Engine & TimingEngine, mode: 'waits' | '
   (engine as Profiled).profileReset = () => {
     if (pending.length) collect();
     totals.clear();
+    idleBefore.clear();
     idle = 0;
   };
   if (mode === 'events') {
@@ -148,16 +159,24 @@ export function installProfiler(engine: Engine & TimingEngine, mode: 'waits' | '
     };
   }
   const shown = reportRows();
-  process.on('exit', () => {
+  const report = (): string[] => {
     if (pending.length) collect();
     const rows = [...totals.entries()].sort((a, b) => b[1].ms - a[1].ms);
     const all = rows.reduce((s, [, e]) => s + e.ms, 0);
-    console.log(
+    const lines = [
       `\n# ${engine.device} kernel ` +
         `profile: ${all.toFixed(1)} ms in ${rows.reduce((s, [, e]) => s + e.calls, 0)} calls; costliest:`,
-    );
-    if (mode === 'events') console.log(`# device idle between profiled calls: ${idle.toFixed(1)} ms`);
+    ];
+    if (mode === 'events') lines.push(`# device idle between profiled calls: ${idle.toFixed(1)} ms`);
     for (const [key, e] of rows.slice(0, shown))
-      console.log(`${e.ms.toFixed(1).padStart(10)} ms ${String(e.calls).padStart(6)}×  ${key}`);
-  });
+      lines.push(`${e.ms.toFixed(1).padStart(10)} ms ${String(e.calls).padStart(6)}×  ${key}`);
+    if (mode !== 'events' || idleBefore.size === 0) return lines;
+    lines.push('# device idle before each kind of call (the gap each such call ended), largest first:');
+    const waits = [...idleBefore.entries()].sort((a, b) => b[1].ms - a[1].ms);
+    for (const [key, e] of waits.slice(0, Math.min(shown, 15)))
+      lines.push(`${e.ms.toFixed(1).padStart(10)} ms ${String(e.calls).padStart(6)}×  idle before ${key}`);
+    return lines;
+  };
+  process.on('exit', () => console.log(report().join('\n')));
+  return { report };
 }

@@ -58,3 +58,31 @@ for (const mode of ['events', 'waits'] as const) {
     assert.deepEqual(log, mode === 'events' ? ['mark', 'replay', 'mark', 'read'] : ['sync', 'replay', 'sync']);
   });
 }
+
+test('profiler (events): each idle gap is charged to the call that ended it', () => {
+  // Marks pair up around each call: [call 0, gap 0→1, call 1, gap 1→2, call 2, …] as the device would read them.
+  const reads = [Float64Array.from([1, 0.5, 2, 3, 1, 0.25, 4])];
+  const engine = {
+    device: 'cuda:0',
+    timingMark: () => 0,
+    timingRead: () => reads.shift() ?? new Float64Array(0),
+    synchronize() {},
+    matmul() {},
+    copy() {},
+    captureGraph: (): DeviceGraph => {
+      throw new Error('not captured here');
+    },
+  };
+  const profiler = installProfiler(engine as unknown as Engine & typeof engine, 'events');
+  engine.matmul();
+  engine.copy();
+  engine.copy();
+  engine.matmul();
+  engine.synchronize();
+  const lines = profiler.report().join('\n');
+  assert.match(lines, /device idle between profiled calls: 3\.8 ms/);
+  assert.match(lines, /3\.5 ms +2× +idle before copy/);
+  assert.match(lines, /0\.3 ms +1× +idle before matmul/);
+  assert.match(lines, /5\.0 ms +2× +matmul/);
+  assert.match(lines, /3\.0 ms +2× +copy/);
+});

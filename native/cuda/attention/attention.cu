@@ -408,7 +408,12 @@ void backward_prepass(const AttentionProblem& pr, const Params& p, const Transfo
     return buf;
   };
   std::unique_ptr<Scratch> dq, dk, dv, db, cd;
-  if (pr.rotary_dim > 0) {
+  // With rotary, dQ' goes back through the transform: inside the Hopper backward's dQ conversion, or from a float32
+  // dQ' after the mma.sync kernels.
+  const attention::DqRotary rotary{&p, plan.anchor};
+  const bool rotary_in_conversion =
+      pr.rotary_dim > 0 && attention::backward_kernel(pp, D, false, kernel) == attention::Kernel::Hopper;
+  if (pr.rotary_dim > 0 && !rotary_in_conversion) {
     dq = std::make_unique<Scratch>(size_t(std::max<int64_t>(pr.q_elements(), 8)) * sizeof(float));
     pp.grad_q_f32 = dq->as<float>();
   }
@@ -435,7 +440,7 @@ void backward_prepass(const AttentionProblem& pr, const Params& p, const Transfo
     dv = zeroed(kv_elements, "attention backward: clearing the dV accumulator");
     pp.grad_v_accum = dv->as<float>();
   }
-  attention::launch_backward(pp, D, false, kernel);
+  attention::launch_backward(pp, D, false, kernel, rotary_in_conversion ? &rotary : nullptr);
   if (dq) attention::launch_untransform_q(p, D, plan.anchor, dq->as<float>(), reinterpret_cast<attention::bf16*>(grad_q));
   if (plan.split) {
     attention::launch_untransform_k_split(p, D, plan.anchor, dk->as<float>(), db ? db->as<float>() : nullptr,

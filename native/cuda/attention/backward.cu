@@ -71,13 +71,19 @@ void launch_backward_dkdv(const Params& p, int head_dim, bool transform) {
   }
 }
 
-void launch_backward(const Params& p, int head_dim, bool transform, KernelRequest request) {
+Kernel backward_kernel(const Params& p, int head_dim, bool transform, KernelRequest request) {
   const KernelChoice choice = choose_backward(kernel_problem(p, head_dim, transform), request);
   if (!choice.error.empty()) throw std::invalid_argument("attention: " + choice.error);
+  return choice.kernel;
+}
+
+void launch_backward(const Params& p, int head_dim, bool transform, KernelRequest request, const DqRotary* rotary) {
+  const Kernel kernel = backward_kernel(p, head_dim, transform, request);
   // The split key scale's K'_h is built only by the Hopper kernel; the transform plan asks for it only there.
-  if (p.key_split && choice.kernel != Kernel::Hopper)
+  if (p.key_split && kernel != Kernel::Hopper)
     throw std::logic_error("attention: the split key scale reached the mma.sync backward");
-  if (choice.kernel == Kernel::Hopper) return launch_backward_hopper(p, head_dim);
+  if (kernel == Kernel::Hopper) return launch_backward_hopper(p, head_dim, rotary);
+  if (rotary) throw std::logic_error("attention: the dQ rotary conversion reached the mma.sync backward");
   if (p.q_len > 0) launch_backward_dq(p, head_dim, transform);
   launch_backward_dkdv(p, head_dim, transform);
 }

@@ -1,6 +1,7 @@
 // Launches the Hopper backward (backward_hopper_kernel.cuh). dQ is accumulated in float32 scratch (zeroed here, in
 // the kernel's block order) and converted to grad_q (bf16, scaled) or grad_q_f32 (the pre-pass path's dQ') by
-// dq_from_accum_kernel.
+// dq_from_accum_kernel, or on the pre-pass path with rotary straight through the transform into grad_q by
+// dq_rotary_from_accum_kernel.
 #include <algorithm>
 #include <cstdint>
 #include <memory>
@@ -49,9 +50,21 @@ void launch_layout(const Params& p, float* dq_accum) {
   p.q_seg ? launch_features<D, true>(p, dq_accum) : launch_features<D, false>(p, dq_accum);
 }
 
-void launch_dq_conversion(const Params& p, int head_dim, const float* dq_accum, int64_t elements) {
-  const int64_t count4 = elements / 4;
+void launch_dq_conversion(const Params& p, int head_dim, const float* dq_accum, int64_t elements, const DqRotary* rotary) {
   const int threads = 256;
+  if (rotary) {
+    const int64_t work = int64_t(p.batch) * p.heads * p.q_len * (head_dim / 4);
+    const unsigned blocks = unsigned(std::min<int64_t>((work + threads - 1) / threads, 132 * 16));
+    if (work == 0) return;
+    if (head_dim == 64) {
+      hopper::dq_rotary_from_accum_kernel<64><<<blocks, threads, 0, stream()>>>(dq_accum, *rotary->transform, rotary->anchor);
+    } else {
+      hopper::dq_rotary_from_accum_kernel<128><<<blocks, threads, 0, stream()>>>(dq_accum, *rotary->transform, rotary->anchor);
+    }
+    check_launch("attention backward: dQ' through the rotary transform (Hopper)");
+    return;
+  }
+  const int64_t count4 = elements / 4;
   const unsigned blocks = unsigned(std::min<int64_t>((count4 + threads - 1) / threads, 132 * 16));
   const float4* src = reinterpret_cast<const float4*>(dq_accum);
   if (head_dim == 64) {
@@ -64,7 +77,7 @@ void launch_dq_conversion(const Params& p, int head_dim, const float* dq_accum, 
 
 }  // namespace
 
-void launch_backward_hopper(const Params& given, int head_dim) {
+void launch_backward_hopper(const Params& given, int head_dim, const DqRotary* rotary) {
   Params p = given;
   const std::unique_ptr<Scratch> segment_summary = summarise_segments(p);  // packed documents: tile ranges and masks
   if (head_dim != 64 && head_dim != 128)
@@ -74,7 +87,7 @@ void launch_backward_hopper(const Params& given, int head_dim) {
   check(cudaMemsetAsync(dq_accum.as<float>(), 0, size_t(elements) * sizeof(float), stream()),
         "attention backward (Hopper): clearing the dQ accumulator");
   head_dim == 64 ? launch_layout<64>(p, dq_accum.as<float>()) : launch_layout<128>(p, dq_accum.as<float>());
-  launch_dq_conversion(p, head_dim, dq_accum.as<float>(), elements);
+  launch_dq_conversion(p, head_dim, dq_accum.as<float>(), elements, rotary);
 }
 
 }  // namespace andromeda::cuda::attention

@@ -26,6 +26,7 @@
 #include "forward_hopper_kernel.cuh"
 #include "mma.cuh"
 #include "params.cuh"
+#include "rotary_pairs.cuh"
 #include "segments.cuh"
 #include "split_key.cuh"
 
@@ -496,6 +497,46 @@ __global__ void dq_from_accum_kernel(const float4* __restrict__ accum, int64_t c
       if (grad_q_f32) *reinterpret_cast<float2*>(grad_q_f32 + at) = make_float2(a, b);
       else *reinterpret_cast<__nv_bfloat162*>(grad_q + at) = __floats2bfloat162_rn(a, b);
     }
+  }
+}
+
+/**
+ * The pair of columns (c, c + 1), c even, of row r of one 64-row block of the accumulator above (its D / 64 column
+ * blocks of 4,096 floats one after another): float4 ((i·4 + warp)·32 + lane) with i = (c % 64) / 8, warp = r / 16,
+ * lane = (r % 8)·4 + (c % 8) / 2, its first half for rows r % 16 < 8 and its second for the others.
+ */
+__device__ __forceinline__ float2 dq_accum_pair(const float* row_block, int r, int c) {
+  const int cc = c % 64;
+  const int float4_index = ((cc / 8) * 4 + r / 16) * 32 + (r % 8) * 4 + (cc % 8) / 2;
+  return *reinterpret_cast<const float2*>(row_block + (c / 64) * 4096 + float4_index * 4 + ((r % 16) / 8) * 2);
+}
+
+/**
+ * The pre-pass path with rotary: grad_q (bf16) = Rᵀ(z ⊙ scale · dQ') straight from the accumulator, which holds dQ'
+ * (the gradient wrt the transformed rows q'); `p` carries the call's transform (rotary tables, xPos rates) and
+ * grad_q, `anchor` its xPos anchor. One quad of one row a thread (rotary_pairs.cuh), as the pre-pass's own
+ * untransform_q_kernel, without the float32 dQ' between them.
+ */
+template <int D>
+__global__ void dq_rotary_from_accum_kernel(const float* __restrict__ accum, const __grid_constant__ Params p,
+                                            int anchor) {
+  constexpr int kQuads = D / 4;
+  const int row_blocks = dq_accum_rows(p.q_len) / 64;
+  const int64_t work = int64_t(p.batch) * p.heads * p.q_len * kQuads;
+  for (int64_t x = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; x < work; x += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t row = x / kQuads;
+    const int t = int(x % kQuads), i = int(row % p.q_len);
+    const int64_t bh = row / p.q_len;
+    const int b = int(bh / p.heads);
+    const float* block = accum + (bh * row_blocks + i / 64) * (D / 64) * 4096;
+    const QuadOffsets o = quad_offsets(t, p.rotary_dim);
+    float2 lo = dq_accum_pair(block, i % 64, o.lo), hi = dq_accum_pair(block, i % 64, o.hi);
+    lo = make_float2(lo.x * p.scale, lo.y * p.scale);
+    hi = make_float2(hi.x * p.scale, hi.y * p.scale);
+    if (o.rotary) rotate_back(lo, hi, rotary_factors(p, false, b, i, o.lo, float(query_position(p, b, i) - anchor)));
+    bf16* dst = p.grad_q + row * D;
+    *reinterpret_cast<__nv_bfloat162*>(dst + o.lo) = __floats2bfloat162_rn(lo.x, lo.y);
+    *reinterpret_cast<__nv_bfloat162*>(dst + o.hi) = __floats2bfloat162_rn(hi.x, hi.y);
   }
 }
 

@@ -8,6 +8,8 @@
 
 namespace andromeda::cuda::attention {
 
+struct DqRotary;  // backward_hopper.h
+
 /** What the kernel choice (heuristics.h) sees of a launch, with this engine's device. `transform`: in-kernel. */
 KernelProblem kernel_problem(const Params& p, int head_dim, bool transform);
 
@@ -25,11 +27,14 @@ void launch_delta(const Params& p, const bf16* out, float* delta, int head_dim);
 
 void launch_backward_dq(const Params& p, int head_dim, bool transform);
 void launch_backward_dkdv(const Params& p, int head_dim, bool transform);
+/** The backward kernel heuristics.h chooses for `request` (an error naming the reason where it cannot run). */
+Kernel backward_kernel(const Params& p, int head_dim, bool transform, KernelRequest request);
 /**
- * dQ, dK and dV on the kernels heuristics.h chooses for `request`: the Hopper kernel (backward_hopper.h), or
- * launch_backward_dq (when there are queries) and launch_backward_dkdv.
+ * dQ, dK and dV on the kernels heuristics.h chooses for `request`: the Hopper kernel (backward_hopper.h; `rotary`
+ * only there), or launch_backward_dq (when there are queries) and launch_backward_dkdv.
  */
-void launch_backward(const Params& p, int head_dim, bool transform, KernelRequest request);
+void launch_backward(const Params& p, int head_dim, bool transform, KernelRequest request,
+                     const DqRotary* rotary = nullptr);
 
 /** What launch_pretransform writes (pretransform.cu). */
 enum class PretransformMode {
