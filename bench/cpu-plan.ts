@@ -1,9 +1,12 @@
 // The planner against the CPU engine on this machine: three configurations (decoding through the InferenceEngine,
 // training with activation checkpointing, training with 8-bit AdamW), each predicted and then run, with the
 // allocator's measured peak (native/cpu/binding.cc counts every tensor) and the measured tokens/s beside the plan.
-//   node dist/bench/cpu-plan.js [--threads 2,1] [--jsonl FILE]
+//   node dist/bench/cpu-plan.js [--threads 2,1] [--rounds N] [--jsonl FILE]
 // Each thread count runs in its own process (ANDROMEDA_THREADS=N) and the table of all of them is printed at the
-// end. Two measures of speed:
+// end. `--rounds N` runs each thread count's process N times, the three configurations one after another in each,
+// so that all of them meet the same slow and fast spells of a shared machine (this VM's speed moves by ±10% over
+// 20-second windows and more between minutes: bench/results/plan.md, stop 25); a second table then gives each
+// configuration's median over the rounds against the prediction, with the rounds' spread. Two measures of speed:
 //  - wall time: the planner's tokens/s for N threads against tokens over wall seconds. This is the bar's figure,
 //    but only on an idle machine: another process on the cores stretches it (the CPU share column says how much
 //    of its threads' time the run got, and the load average before each run is recorded).
@@ -209,6 +212,33 @@ function printTable(results: Result[]): void {
   }
 }
 
+/** Each (threads, configuration)'s median tokens/s over the rounds against its prediction, with their spread. */
+function printMedians(results: Result[]): void {
+  const groups = new Map<string, Result[]>();
+  for (const r of results) {
+    const key = `${r.threads} ${r.preset} ${describe(r.workload)}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  const pct = (ratio: number): string => `${ratio >= 1 ? '+' : ''}${((ratio - 1) * 100).toFixed(1)}%`;
+  console.log(
+    '\n| threads | model | workload | rounds | predicted tok/s | median measured tok/s (wall) | error | ' +
+      "rounds' range | rounds within 15% |",
+  );
+  console.log('|---|---|---|---|---|---|---|---|---|');
+  for (const rows of groups.values()) {
+    const r = rows[0]!;
+    const measured = rows.map((x) => x.measured.tokensPerSecond);
+    const mid = median(measured);
+    const within = rows.filter((x) => Math.abs(x.speedRatio - 1) <= 0.15).length;
+    console.log(
+      `| ${r.threads} | ${r.preset} | ${describe(r.workload)} | ${rows.length} | ` +
+        `${r.predicted.tokensPerSecond.toLocaleString('en')} | ${mid.toLocaleString('en')} | ` +
+        `${pct(r.predicted.tokensPerSecond / mid)} | ${Math.min(...measured).toLocaleString('en')}–` +
+        `${Math.max(...measured).toLocaleString('en')} | ${within} of ${rows.length} |`,
+    );
+  }
+}
+
 const args = process.argv.slice(2);
 if (args.includes('--worker')) {
   await measureAll();
@@ -229,23 +259,29 @@ if (args.includes('--worker')) {
   });
   const format = (l: number[]): string => l.map((x) => x.toFixed(2)).join(', ');
   console.log(`# load average before: ${format(loadavg())}`);
+  const rounds = Number(option('--rounds') ?? 1);
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 100)
+    throw new Error(`--rounds takes an integer from 1 to 100, got "${option('--rounds')}"`);
   const results: Result[] = [];
-  for (const threads of threadCounts) {
-    const child = spawnSync(process.execPath, [process.argv[1]!, '--worker'], {
-      env: { ...process.env, ANDROMEDA_THREADS: String(threads) },
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'inherit'],
-      maxBuffer: 64 * 2 ** 20,
-    });
-    process.stdout.write(child.stdout);
-    if (child.status !== 0) throw new Error(`the ${threads}-thread run failed (exit ${child.status ?? child.signal})`);
-    for (const line of child.stdout.split('\n'))
-      if (line.startsWith('RESULT ')) {
-        const result = JSON.parse(line.slice('RESULT '.length)) as Result;
-        results.push(result);
-        if (jsonl) appendFileSync(jsonl, `${JSON.stringify(result)}\n`);
-      }
-  }
+  for (let round = 0; round < rounds; round++)
+    for (const threads of threadCounts) {
+      const child = spawnSync(process.execPath, [process.argv[1]!, '--worker'], {
+        env: { ...process.env, ANDROMEDA_THREADS: String(threads) },
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'inherit'],
+        maxBuffer: 64 * 2 ** 20,
+      });
+      process.stdout.write(child.stdout);
+      if (child.status !== 0)
+        throw new Error(`the ${threads}-thread run failed (exit ${child.status ?? child.signal})`);
+      for (const line of child.stdout.split('\n'))
+        if (line.startsWith('RESULT ')) {
+          const result = JSON.parse(line.slice('RESULT '.length)) as Result;
+          results.push(result);
+          if (jsonl) appendFileSync(jsonl, `${JSON.stringify(result)}\n`);
+        }
+    }
   console.log(`# load average after: ${format(loadavg())}\n`);
   printTable(results);
+  if (rounds > 1) printMedians(results);
 }

@@ -121,13 +121,19 @@ Prepared prepare(const AttentionProblem& pr, const char* q, const char* k, const
     attention::InvFreq inv{};
     for (int f = 0; f < pairs; f++) inv.value[f] = pr.rotary_inv_freq[f];
     const int q_items = pr.q_positions ? pr.batch : 1, k_items = pr.k_positions ? pr.batch : 1;
-    prep.q_rot = std::make_unique<Scratch>(std::max<size_t>(1, size_t(q_items) * pr.q_len * pairs) * sizeof(float2));
     prep.k_rot = std::make_unique<Scratch>(std::max<size_t>(1, size_t(k_items) * pr.k_len * pairs) * sizeof(float2));
-    attention::launch_rotary_table(prep.q_rot->as<float2>(), pr.q_positions, pr.query_offset, q_items, int(pr.q_len),
-                                   pairs, inv);
     attention::launch_rotary_table(prep.k_rot->as<float2>(), pr.k_positions, 0, k_items, int(pr.k_len), pairs, inv);
-    p.q_rot = prep.q_rot->as<float2>();
     p.k_rot = prep.k_rot->as<float2>();
+    // Default positions whose queries sit among the keys (training; a prefill after its cache) read the queries'
+    // rows of the keys' table: each row depends on its position only.
+    if (!pr.q_positions && !pr.k_positions && pr.query_offset >= 0 && pr.query_offset + pr.q_len <= pr.k_len) {
+      p.q_rot = p.k_rot + pr.query_offset * pairs;
+    } else {
+      prep.q_rot = std::make_unique<Scratch>(std::max<size_t>(1, size_t(q_items) * pr.q_len * pairs) * sizeof(float2));
+      attention::launch_rotary_table(prep.q_rot->as<float2>(), pr.q_positions, pr.query_offset, q_items,
+                                     int(pr.q_len), pairs, inv);
+      p.q_rot = prep.q_rot->as<float2>();
+    }
     p.q_rot_batch_stride = pr.q_positions ? int64_t(pr.q_len) * pairs : 0;
     p.k_rot_batch_stride = pr.k_positions ? int64_t(pr.k_len) * pairs : 0;
     if (pr.xpos_scale_base != 0) {
@@ -402,12 +408,7 @@ void backward_prepass(const AttentionProblem& pr, const Params& p, const Transfo
   const int D = pr.head_dim;
   Pretransformed pt = pretransform(pr, p, plan, Pass::Backward);
   Params& pp = pt.params;
-  auto zeroed = [](int64_t count, const char* what) {
-    auto buf = std::make_unique<Scratch>(size_t(std::max<int64_t>(count, 8)) * sizeof(float));
-    check(cudaMemsetAsync(buf->as<float>(), 0, size_t(std::max<int64_t>(count, 8)) * sizeof(float), stream()), what);
-    return buf;
-  };
-  std::unique_ptr<Scratch> dq, dk, dv, db, cd;
+  std::unique_ptr<Scratch> dq, dk;
   // With rotary, dQ' goes back through the transform: inside the Hopper backward's dQ conversion, or from a float32
   // dQ' after the mma.sync kernels.
   const attention::DqRotary rotary{&p, plan.anchor};
@@ -419,38 +420,44 @@ void backward_prepass(const AttentionProblem& pr, const Params& p, const Transfo
   }
   const int64_t kv_elements = pr.kv_elements();
   const bool shared = pr.heads != pr.kv_heads;
-  int64_t cd_chunks = 0;
+  const int64_t cd_chunks =
+      plan.split ? int64_t(pr.batch) * ((pr.k_len + attention::kHopperBackwardKeyTile - 1) / attention::kHopperBackwardKeyTile)
+                 : 0;
+  // The float32 buffers the kernel adds into, in one allocation cleared by one memset (each a multiple of 4 floats:
+  // kv_elements counts whole rows of D ≥ 32): dA or dK' (grouped heads), dB, the key-scale column sums, dV.
+  const int64_t a_count = plan.split || shared ? kv_elements : 0;
+  const int64_t b_count = plan.split && pr.rotary_dim > 0 ? kv_elements : 0;
+  const int64_t cd_count = cd_chunks * pr.heads * 2 * D;
+  const int64_t v_count = shared ? kv_elements : 0;
+  const int64_t zeroed_count = std::max<int64_t>(a_count + b_count + cd_count + v_count, 8);
+  Scratch zeroed(size_t(zeroed_count) * sizeof(float));
+  check(cudaMemsetAsync(zeroed.as<float>(), 0, size_t(zeroed_count) * sizeof(float), stream()),
+        "attention backward: clearing the float32 gradient accumulators");
+  float* const a_buf = zeroed.as<float>();
+  float* const b_buf = a_buf + a_count;
+  float* const cd_buf = b_buf + b_count;
+  float* const v_buf = cd_buf + cd_count;
   if (plan.split) {
-    dk = zeroed(kv_elements, "attention backward: clearing dA");
-    pp.split_grad_a = dk->as<float>();
-    if (pr.rotary_dim > 0) {
-      db = zeroed(kv_elements, "attention backward: clearing dB");
-      pp.split_grad_b = db->as<float>();
-    }
-    cd_chunks = int64_t(pr.batch) * ((pr.k_len + attention::kHopperBackwardKeyTile - 1) / attention::kHopperBackwardKeyTile);
-    cd = zeroed(cd_chunks * pr.heads * 2 * D, "attention backward: clearing the key-scale column sums");
-    pp.split_grad_cd = cd->as<float>();
+    pp.split_grad_a = a_buf;
+    if (b_count) pp.split_grad_b = b_buf;
+    pp.split_grad_cd = cd_buf;
+  } else if (shared) {
+    pp.grad_k_accum = a_buf;
   } else {
-    dk = shared ? zeroed(kv_elements, "attention backward: clearing the dK' accumulator")
-                : std::make_unique<Scratch>(size_t(std::max<int64_t>(kv_elements, 8)) * sizeof(float));
+    dk = std::make_unique<Scratch>(size_t(std::max<int64_t>(kv_elements, 8)) * sizeof(float));  // stored, not added
     pp.grad_k_accum = dk->as<float>();
   }
-  pp.grad_v_accum = nullptr;
-  if (shared) {
-    dv = zeroed(kv_elements, "attention backward: clearing the dV accumulator");
-    pp.grad_v_accum = dv->as<float>();
-  }
+  pp.grad_v_accum = shared ? v_buf : nullptr;
   attention::launch_backward(pp, D, false, kernel, rotary_in_conversion ? &rotary : nullptr);
   if (dq) attention::launch_untransform_q(p, D, plan.anchor, dq->as<float>(), reinterpret_cast<attention::bf16*>(grad_q));
   if (plan.split) {
-    attention::launch_untransform_k_split(p, D, plan.anchor, dk->as<float>(), db ? db->as<float>() : nullptr,
-                                          reinterpret_cast<attention::bf16*>(grad_k), cd->as<float>(), cd_chunks,
-                                          grad_key_scale);
+    attention::launch_untransform_k_split(p, D, plan.anchor, a_buf, b_count ? b_buf : nullptr,
+                                          reinterpret_cast<attention::bf16*>(grad_k), cd_buf, cd_chunks, grad_key_scale);
   } else {
-    attention::launch_untransform_k(p, D, pr.kv_heads, plan.anchor, dk->as<float>(),
+    attention::launch_untransform_k(p, D, pr.kv_heads, plan.anchor, pp.grad_k_accum,
                                     reinterpret_cast<attention::bf16*>(grad_k), pr.key_scale ? grad_key_scale : nullptr);
   }
-  if (dv) attention::launch_to_bf16(dv->as<float>(), reinterpret_cast<attention::bf16*>(grad_v), kv_elements);
+  if (shared) attention::launch_to_bf16(v_buf, reinterpret_cast<attention::bf16*>(grad_v), kv_elements);
 }
 
 }  // namespace
@@ -545,14 +552,17 @@ void attention_backward(const AttentionProblem& problem, const char* q, const ch
   p.grad_k = reinterpret_cast<attention::bf16*>(grad_k);
   p.grad_v = reinterpret_cast<attention::bf16*>(grad_v);
   const int D = problem.head_dim;
-  if (problem.key_scale) {
-    p.grad_key_scale = grad_key_scale;
-    check(cudaMemsetAsync(grad_key_scale, 0, size_t(problem.heads) * D * sizeof(float), stream()),
-          "attention backward: clearing grad_key_scale");
-  }
+  // The pre-pass path's post-passes overwrite grad_key_scale; elsewhere the kernels add into it.
+  const auto clear_grad_key_scale = [&] {
+    if (problem.key_scale)
+      check(cudaMemsetAsync(grad_key_scale, 0, size_t(problem.heads) * D * sizeof(float), stream()),
+            "attention backward: clearing grad_key_scale");
+  };
+  if (problem.key_scale) p.grad_key_scale = grad_key_scale;
   const int64_t kv_elements = int64_t(problem.batch) * problem.kv_heads * problem.k_len * D;
   if (kv_elements == 0) {
-    // No keys: every query saw nothing, so dQ is zero.
+    // No keys: every query saw nothing, so dQ (and the key scale's gradient) is zero.
+    clear_grad_key_scale();
     const int64_t q_elements = int64_t(problem.batch) * problem.heads * problem.q_len * D;
     check(cudaMemsetAsync(grad_q, 0, size_t(q_elements) * 2, stream()), "attention backward: clearing grad_q");
     return;
@@ -564,6 +574,7 @@ void attention_backward(const AttentionProblem& problem, const char* q, const ch
     const TransformPlan plan = plan_transform(problem, Pass::Backward, choices);
     if (plan.prepass) return backward_prepass(problem, p, plan, grad_q, grad_k, grad_v, grad_key_scale, choices.backward);
   }
+  clear_grad_key_scale();
 
   const bool grouped = problem.heads != problem.kv_heads;
   std::unique_ptr<Scratch> accum;
