@@ -429,10 +429,11 @@ void backward_prepass(const AttentionProblem& pr, const Params& p, const Transfo
   const int64_t b_count = plan.split && pr.rotary_dim > 0 ? kv_elements : 0;
   const int64_t cd_count = cd_chunks * pr.heads * 2 * D;
   const int64_t v_count = shared ? kv_elements : 0;
-  const int64_t zeroed_count = std::max<int64_t>(a_count + b_count + cd_count + v_count, 8);
-  Scratch zeroed(size_t(zeroed_count) * sizeof(float));
-  check(cudaMemsetAsync(zeroed.as<float>(), 0, size_t(zeroed_count) * sizeof(float), stream()),
-        "attention backward: clearing the float32 gradient accumulators");
+  const int64_t zeroed_count = a_count + b_count + cd_count + v_count;
+  Scratch zeroed(size_t(std::max<int64_t>(zeroed_count, 8)) * sizeof(float));
+  if (zeroed_count > 0)
+    check(cudaMemsetAsync(zeroed.as<float>(), 0, size_t(zeroed_count) * sizeof(float), stream()),
+          "attention backward: clearing the float32 gradient accumulators");
   float* const a_buf = zeroed.as<float>();
   float* const b_buf = a_buf + a_count;
   float* const cd_buf = b_buf + b_count;
