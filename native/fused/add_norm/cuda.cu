@@ -18,6 +18,7 @@
 #include "../../cuda/common.cuh"
 #include "../../cuda/partial_sums.cuh"
 #include "../../cuda/vec.cuh"
+#include "../../cuda/attention/mma.cuh"
 #include "../../cuda/paged/batch.cuh"
 
 namespace andromeda::cuda {
@@ -32,20 +33,16 @@ struct Residual {
   int64_t cols;
 };
 
-/** s for elements j .. j+W−1 of the row starting at `row`; rounded to T when `round` (stored sums). */
+/** s = a + b · (scale · c) for one pack from its loaded packs (b, scale unread when null); rounded to T when `round`. */
 template <typename T, int W>
-__device__ __forceinline__ void residual_pack(const Residual<T>& r, int64_t row, int64_t j, bool round,
-                                              compute_t<T> (&s)[W]) {
+__device__ __forceinline__ void residual_of_packs(const Residual<T>& r, const Pack<T, W>& pa, const Pack<T, W>& pb,
+                                                  const Pack<T, W>& ps, bool round, compute_t<T> (&s)[W]) {
   using C = compute_t<T>;
-  const Pack<T, W> pa = load_pack<T, W>(r.a + row + j);
   if (!r.b) {
 #pragma unroll
     for (int k = 0; k < W; k++) s[k] = C(load(&pa.v[k]));
     return;
   }
-  const Pack<T, W> pb = load_pack<T, W>(r.b + row + j);
-  Pack<T, W> ps;
-  if (r.scale) ps = load_pack<T, W>(r.scale + j);
 #pragma unroll
   for (int k = 0; k < W; k++) {
     const C f = r.scale ? C(load(&ps.v[k])) * r.c : r.c;
@@ -57,6 +54,16 @@ __device__ __forceinline__ void residual_pack(const Residual<T>& r, int64_t row,
     }
     s[k] = v;
   }
+}
+
+/** s for elements j .. j+W−1 of the row starting at `row`; rounded to T when `round` (stored sums). */
+template <typename T, int W>
+__device__ __forceinline__ void residual_pack(const Residual<T>& r, int64_t row, int64_t j, bool round,
+                                              compute_t<T> (&s)[W]) {
+  Pack<T, W> pa = load_pack<T, W>(r.a + row + j), pb = pa, ps = pa;
+  if (r.b) pb = load_pack<T, W>(r.b + row + j);
+  if (r.b && r.scale) ps = load_pack<T, W>(r.scale + j);
+  residual_of_packs<T, W>(r, pa, pb, ps, round, s);
 }
 
 template <typename T, int W>
@@ -363,6 +370,11 @@ __device__ __forceinline__ void block_sum2(C& x, C& y) {
   y = sy;
 }
 
+/** Bytes of add_norm_grad_cached's staging slots past its column sums (kStage): a, b and the output gradient. */
+constexpr size_t stage_bytes(int threads, int packs_per_thread, size_t pack_bytes) {
+  return size_t(3) * size_t(packs_per_thread) * size_t(threads) * pack_bytes;
+}
+
 /**
  * The backward pass for rows of at most P packs per thread: each thread keeps its packs of x̂ and of the
  * gradient in registers between the two passes over a row. Its columns' sums (the same columns in every
@@ -370,37 +382,71 @@ __device__ __forceinline__ void block_sum2(C& x, C& y) {
  * would hold them too, but at ~120 registers a block, one block per multiprocessor is all that fits.
  * Small blocks of rows keep several blocks resident; the per-block sums go to `partial` and are summed in
  * a fixed order by add_norm_grad_params.
+ * kStage (16-byte packs): a row's a, b and output gradient travel by cp.async into the thread's own
+ * shared-memory slots (past the sums) while the row before it is reduced and written, so their latency hides
+ * behind that work instead of starting after each row's barriers; registers would hold them too, but that
+ * costs the second block a multiprocessor. The same arithmetic on the same values either way.
  */
-template <typename T, int W, int P>
+template <typename T, int W, int P, bool kStage>
 __global__ void __launch_bounds__(kCachedThreads) add_norm_grad_cached(bool rms, Residual<T> r, const T* w, const stat_t<T>* stats, const T* gy,
                                      GradOut<T> o, Slots slots, int64_t rows, int64_t rows_per_block) {
   using C = compute_t<T>;
+  static_assert(!kStage || sizeof(Pack<T, W>) == 16, "staged rows move 16-byte packs");
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   C* acc = reinterpret_cast<C*>(shared_bytes);
   const int64_t cols = r.cols, packs = cols / W;
   // Element k of pack p of slot q.
   auto at = [&](int q, int64_t p, int k) -> C& { return acc[(int64_t(q) * W + k) * packs + p]; };
+  auto pack_of = [&](int t) { return threadIdx.x + int64_t(t) * blockDim.x; };
+  // Staging slot of input `which` (0 a, 1 b, 2 the output gradient) for the thread's pack t: consecutive threads,
+  // consecutive 16 bytes. The sums take slots.count · cols values, a multiple of 4 bytes · W = 16 bytes.
+  Pack<T, W>* stage = reinterpret_cast<Pack<T, W>*>(acc + int64_t(slots.count) * cols);
+  auto slot = [&](int which, int t) { return stage + (which * P + t) * int64_t(blockDim.x) + threadIdx.x; };
+  auto stage_row = [&](int64_t i) {
+#pragma unroll
+    for (int t = 0; t < P; t++) {
+      const int64_t p = pack_of(t);
+      if (p >= packs) continue;
+      attention::cp_async_16(slot(0, t), r.a + i * cols + p * W, true);
+      if (r.b) attention::cp_async_16(slot(1, t), r.b + i * cols + p * W, true);
+      attention::cp_async_16(slot(2, t), gy + i * cols + p * W, true);
+    }
+    attention::cp_async_commit();
+  };
 #pragma unroll
   for (int t = 0; t < P; t++) {
-    const int64_t p = threadIdx.x + int64_t(t) * blockDim.x;
+    const int64_t p = pack_of(t);
     if (p < packs)
       for (int q = 0; q < slots.count; q++)
 #pragma unroll
         for (int k = 0; k < W; k++) at(q, p, k) = C(0);
   }
   const int64_t r0 = int64_t(blockIdx.x) * rows_per_block, r1 = min(rows, r0 + rows_per_block);
+  if constexpr (kStage) {
+    if (r0 < r1) stage_row(r0);
+  }
   for (int64_t i = r0; i < r1; i++) {
     const int64_t row = i * cols;
     const C mean = C(stats[2 * i]), rstd = C(stats[2 * i + 1]);
+    if constexpr (kStage) attention::cp_async_wait<0>();
     C xhat[P][W], g[P][W];
     C sum_g = 0, sum_gx = 0;
 #pragma unroll
     for (int t = 0; t < P; t++) {
-      const int64_t p = threadIdx.x + int64_t(t) * blockDim.x;
+      const int64_t p = pack_of(t);
       if (p >= packs) continue;
       C s[W];
-      residual_pack<T, W>(r, row, p * W, false, s);
-      const Pack<T, W> pg = load_pack<T, W>(gy + row + p * W);
+      Pack<T, W> pg;
+      if constexpr (kStage) {
+        const Pack<T, W> pa = *slot(0, t), pb = r.b ? *slot(1, t) : pa;
+        Pack<T, W> ps = pa;
+        if (r.b && r.scale) ps = load_pack<T, W>(r.scale + p * W);
+        residual_of_packs<T, W>(r, pa, pb, ps, false, s);
+        pg = *slot(2, t);
+      } else {
+        residual_pack<T, W>(r, row, p * W, false, s);
+        pg = load_pack<T, W>(gy + row + p * W);
+      }
       Pack<T, W> pw;
       if (w) pw = load_pack<T, W>(w + p * W);
 #pragma unroll
@@ -414,12 +460,17 @@ __global__ void __launch_bounds__(kCachedThreads) add_norm_grad_cached(bool rms,
         if (slots.bias >= 0) at(slots.bias, p, k) += g0;
       }
     }
+    if constexpr (kStage) {
+      // The slots were read into registers above (and used): the next row may overwrite them.
+      asm volatile("" ::: "memory");
+      if (i + 1 < r1) stage_row(i + 1);
+    }
     block_sum2(sum_g, sum_gx);
     sum_g /= C(cols);
     sum_gx /= C(cols);
 #pragma unroll
     for (int t = 0; t < P; t++) {
-      const int64_t p = threadIdx.x + int64_t(t) * blockDim.x;
+      const int64_t p = pack_of(t);
       if (p >= packs) continue;
       const int64_t j = p * W;
       Pack<T, W> pb, ps, out_a, out_b;
@@ -439,7 +490,7 @@ __global__ void __launch_bounds__(kCachedThreads) add_norm_grad_cached(bool rms,
   C* dst = o.partial + int64_t(blockIdx.x) * slots.count * cols;
 #pragma unroll
   for (int t = 0; t < P; t++) {
-    const int64_t p = threadIdx.x + int64_t(t) * blockDim.x;
+    const int64_t p = pack_of(t);
     if (p >= packs) continue;
     for (int q = 0; q < slots.count; q++)
 #pragma unroll
@@ -471,6 +522,7 @@ void finish_params(const Scratch& partial, int64_t blocks, const Slots& slots, i
 
 // Below the 48 KiB a block may use without opting in, leaving room for block_sum's static arrays.
 constexpr size_t kSharedAccumulatorBytes = 44 * 1024;
+constexpr size_t kDefaultSharedBytes = 47 * 1024;
 
 }  // namespace
 
@@ -558,13 +610,21 @@ void add_norm_grad(const AddNormArgs& a, const char* stats, const char* grad_out
         const int64_t blocks = std::max<int64_t>(1, (a.rows + rows_per_block - 1) / rows_per_block);
         Scratch partial(std::max<size_t>(1, size_t(blocks) * acc_bytes));
         GradOut<T> o{reinterpret_cast<T*>(grad_a), reinterpret_cast<T*>(grad_b), partial.as<C>()};
-        auto launch = [&](auto kernel) {
-          kernel<<<unsigned(blocks), threads, acc_bytes, stream()>>>(a.rms, residual_of<T>(a), reinterpret_cast<const T*>(a.weight),
-                                                            reinterpret_cast<const stat_t<T>*>(stats),
-                                                            reinterpret_cast<const T*>(grad_out), o, slots, a.rows, rows_per_block);
+        auto launch = [&](auto kernel, size_t smem) {
+          kernel<<<unsigned(blocks), threads, smem, stream()>>>(a.rms, residual_of<T>(a), reinterpret_cast<const T*>(a.weight),
+                                                       reinterpret_cast<const stat_t<T>*>(stats),
+                                                       reinterpret_cast<const T*>(grad_out), o, slots, a.rows, rows_per_block);
         };
-        if (packs <= kCachedThreads) launch(add_norm_grad_cached<T, W, 1>);
-        else launch(add_norm_grad_cached<T, W, 2>);
+        // Rows staged by cp.async where the packs are 16 bytes and the slots fit beside the sums in the 48 KiB a
+        // block may use without opting in.
+        constexpr bool kSixteen = sizeof(T) * W == 16;
+        const size_t staged = acc_bytes + stage_bytes(threads, 1, 16);
+        if (packs <= kCachedThreads) {
+          if (kSixteen && staged <= kDefaultSharedBytes) launch(add_norm_grad_cached<T, W, 1, kSixteen>, staged);
+          else launch(add_norm_grad_cached<T, W, 1, false>, acc_bytes);
+        } else {
+          launch(add_norm_grad_cached<T, W, 2, false>, acc_bytes);
+        }
         check_launch("addNormGrad");
         finish_params<T>(partial, blocks, slots, a.cols, grad_weight, grad_bias, grad_scale);
         return;
