@@ -38,7 +38,7 @@
 #            sum of squares at 2 or 4 blocks a multiprocessor instead of 8)
 #   kernels  `new16` (main at stop 26's start), `new17` (+ the Hopper backward's dQ conversion taking dQ' through the
 #            rotary transform), `new18` (+ one rotary table a call, the backward's float32 accumulators under one
-#            memset), `new19` (+ addNormGrad's next row staged by cp.async): the GPU fused, 8-bit and attention tests
+#            memset), `new19` (+ addNormGrad's next row staged by cp.async, headNormGrad's next row loaded ahead): the GPU fused, 8-bit and attention tests
 #            on `new19`, the fused-kernel bench on `new18` and `new19`, the 3B step alternated over `new16`, `new18`,
 #            `new19`, Nsight Compute's time of every kernel in one andromeda-3b attention forward + backward on
 #            `new16` and `new19` (bench/ncu-kernel-summary.py), then an events profile of the 3B step on `new19`
