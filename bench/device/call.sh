@@ -38,10 +38,12 @@
 #            sum of squares at 2 or 4 blocks a multiprocessor instead of 8)
 #   kernels  `new16` (main at stop 26's start), `new17` (+ the Hopper backward's dQ conversion taking dQ' through the
 #            rotary transform), `new18` (+ one rotary table a call, the backward's float32 accumulators under one
-#            memset), `new19` (+ addNormGrad's next row staged by cp.async, headNormGrad's next row loaded ahead): the GPU fused, 8-bit and attention tests
-#            on `new19`, the fused-kernel bench on `new18` and `new19`, the 3B step alternated over `new16`, `new18`,
-#            `new19`, Nsight Compute's time of every kernel in one andromeda-3b attention forward + backward on
-#            `new16` and `new19` (bench/ncu-kernel-summary.py), then an events profile of the 3B step on `new19`
+#            memset), `new19` (+ addNormGrad's next row staged by cp.async, headNormGrad's next row loaded ahead),
+#            `new20` (+ the Hopper attention kernels' CTAs longest tiles first over sections of heads): the GPU fused,
+#            8-bit and attention tests on `new20`, the fused-kernel bench on `new18` and `new19`, the 3B step
+#            alternated over `new16`, `new19`, `new20`, Nsight Compute's time of every kernel in one andromeda-3b
+#            attention forward + backward on `new16` and `new20` (bench/ncu-kernel-summary.py), then an events
+#            profile of the 3B step on `new20`
 #   bars     issue 14's and 18's figures on `new10`: its decode bench twice, the compiled Hugging Face anchor, then the
 #            planner's GPU check (bench/gpu-plan.sh) — name an H100 for the bars
 # The bench/cuda programs travel built, in .device/bins.tar.xz: nvcc -O3 -std=c++17 -arch=sm_90a -I native
@@ -217,22 +219,23 @@ case ${1:?usage: call.sh CASE} in
     done
     ;;
   kernels)
-    use new19
+    use new20
     step test-gpu 200 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/fused.test.js \
-      dist/tests/gpu/adamw8bit.test.js dist/tests/gpu/attention-hopper-backward.test.js dist/tests/gpu/attention.test.js
-    for tag in new18 new19; do addon $tag; step fused-$tag 40 node dist/bench/gpu-fused-kernels.js; grep -i "norm" $W/fused-$tag.log | head -4; done
-    for r in 1 2; do for tag in new16 new18 new19; do
-      addon $tag; step train-$tag-$r 42 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 9
+      dist/tests/gpu/adamw8bit.test.js dist/tests/gpu/attention-hopper-backward.test.js dist/tests/gpu/attention-hopper.test.js \
+      dist/tests/gpu/attention.test.js
+    for tag in new18 new19; do addon $tag; step fused-$tag 35 node dist/bench/gpu-fused-kernels.js; grep -i "norm" $W/fused-$tag.log | head -5; done
+    for r in 1 2; do for tag in new16 new19 new20; do
+      addon $tag; step train-$tag-$r 40 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 9
       grep -E "^\| andromeda" $W/train-$tag-$r.log
     done; done
-    for tag in new16 new19; do
-      addon $tag; step ncu-attention-$tag 45 ncu --clock-control none --cache-control none --csv --metrics gpu__time_duration.sum \
+    for tag in new16 new20; do
+      addon $tag; step ncu-attention-$tag 40 ncu --clock-control none --cache-control none --csv --metrics gpu__time_duration.sum \
         node dist/bench/gpu-attention-hopper-backward.js 2048 --once andromeda --kernel hopper
-      python3 bench/ncu-kernel-summary.py $W/ncu-attention-$tag.log | tee $W/ncu-attention-$tag.summary.txt | head -24
+      python3 bench/ncu-kernel-summary.py $W/ncu-attention-$tag.log | tee $W/ncu-attention-$tag.summary.txt | head -22
     done
-    step profile-new19 50 env ANDROMEDA_CUDA_PROFILE=events ANDROMEDA_CUDA_PROFILE_ROWS=60 node dist/bench/gpu-train-step.js \
+    step profile-new20 45 env ANDROMEDA_CUDA_PROFILE=events ANDROMEDA_CUDA_PROFILE_ROWS=60 node dist/bench/gpu-train-step.js \
       andromeda-3b 1 2048 6
-    grep -E "idle|^\| andromeda|addNorm" $W/profile-new19.log | cut -c1-200
+    grep -E "idle|^\| andromeda|addNorm|attention" $W/profile-new20.log | cut -c1-200
     ;;
   *) echo "call.sh: unknown case $1"; exit 2;;
 esac

@@ -171,7 +171,7 @@ __device__ __forceinline__ void split_key_gradients(const Params& p, const float
     }
   }
   __syncthreads();
-  float* partial = p.split_grad_cd + ((int64_t(b) * gridDim.x + blockIdx.x) * p.heads + h) * 2 * D;
+  float* partial = p.split_grad_cd + ((int64_t(b) * gridDim.x + n0 / kHopperBackwardKeyTile) * p.heads + h) * 2 * D;
   for (int i = tid; i < 2 * D; i += 256) {
     float sum = 0.f;
 #pragma unroll
@@ -221,10 +221,11 @@ __global__ void __launch_bounds__(256, 1)
   auto stat_delta = [&](int s) { return sStat + uint32_t(s * kStats * Cfg::kStatBytes + Cfg::kStatBytes); };
   auto stat_segment = [&](int s) { return sStat + uint32_t(s * kStats * Cfg::kStatBytes + 2 * Cfg::kStatBytes); };
 
-  // Key tiles fastest, first ones first: the CTAs in flight share one head's Q, dO and dQ rows in L2, and when
-  // causal the key tiles that see the most queries start first.
-  const int h = blockIdx.y, b = blockIdx.z;
-  const int n0 = blockIdx.x * kBlockN;
+  // First key tiles first (causal: the ones that see the most queries), over sections of heads whose Q, dO and dQ
+  // rows the CTAs in flight share in L2 (lpt_tile).
+  const LptTile order = lpt_tile(p);
+  const int h = order.head, b = order.batch;
+  const int n0 = order.rank * kBlockN;
   const int bh = b * p.heads + h;
   const int k_item = b * p.k_heads + key_head_of(p, h), v_item = b * p.kv_heads + kv_head_of(p, h);
   const int m_tiles = (p.q_len + kBlockM - 1) / kBlockM;

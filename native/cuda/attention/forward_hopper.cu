@@ -9,6 +9,7 @@
 #include "../runtime.h"
 #include "forward_hopper.h"
 #include "forward_hopper_kernel.cuh"
+#include "heuristics.h"
 #include "hopper_host.h"
 #include "segments.h"
 
@@ -52,7 +53,10 @@ void launch(const Params& p) {
   if (p.key_split) maps.b = tile_map(p.split_b, D, p.k_len, p.batch * p.k_heads, kBlockN, "the split key scale's B");
   const int smem = p.key_split ? Cfg::split_smem_bytes(p.split_rotary_dim) : Cfg::kSmemBytes;
   const dim3 grid(unsigned((p.q_len + Cfg::kBlockM - 1) / Cfg::kBlockM), unsigned(p.heads), unsigned(p.batch));
-  kernel<<<grid, Cfg::kThreads, smem, stream()>>>(p, maps);
+  Params ordered = p;
+  ordered.lpt_section =
+      hopper_lpt_section(hopper_forward_lpt_bytes(p.k_len, D, p.heads, p.kv_heads), int64_t(p.heads) * p.batch);
+  kernel<<<grid, Cfg::kThreads, smem, stream()>>>(ordered, maps);
   check_launch("attention forward kernel (Hopper)");
 }
 

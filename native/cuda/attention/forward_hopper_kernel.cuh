@@ -183,8 +183,9 @@ __global__ void __launch_bounds__(ForwardConfig<D, kBlockN, kStages>::kThreads, 
   const uint32_t sB = base + Cfg::kBOffset;
   auto b_slot = [&](int s) { return sB + uint32_t(s * b_blocks * Cfg::kBBlockBytes); };
 
-  const int q_tile = gridDim.x - 1 - blockIdx.x;  // the longest causal rows first
-  const int h = blockIdx.y, b = blockIdx.z;
+  const LptTile order = lpt_tile(p);
+  const int q_tile = gridDim.x - 1 - order.rank;  // the longest causal rows first
+  const int h = order.head, b = order.batch;
   const int m0 = q_tile * kBlockM;
   const int rows_valid = min(kBlockM, p.q_len - m0);
   int n_begin = 0, n_end = p.k_len;  // keys any row of the tile may see

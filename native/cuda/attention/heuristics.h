@@ -9,7 +9,9 @@
 //   backward  Hopper wgmma kernel (cp.async loads) wherever it applies and its float32 dQ accumulator stays
 //             ≤ 4 GiB, else the two mma.sync kernels;
 //   decode    the split-KV decode kernel for ≤ 16 queries whose (group heads × queries) rows fit one CTA.
+//   order     the Hopper kernels' CTAs longest tiles first over sections of heads (hopper_lpt_section).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -34,6 +36,31 @@ enum class Kernel { MmaSync = 0, Hopper = 1 };
 
 /** What a caller asks for: the heuristic's choice, or one kernel (an error where it cannot run). */
 enum class KernelRequest { Auto = 0, MmaSync = 1, Hopper = 2 };
+
+/**
+ * The Hopper kernels take their (tile, head, batch item) in sections of this many consecutive (batch item, head)
+ * pairs; within a section the longest causal tiles first, its heads fastest (FlashAttention 3's LPT scheduler). Head
+ * by head (a section of 1), each head's short tiles run while the next head's long ones wait: at andromeda-3b's
+ * 2,048 tokens (16 tiles × 24 heads on 132 multiprocessors) a list-scheduling model puts that at 1.27× the
+ * all-heads order. A section holds as many heads as keep what their CTAs read in common within ~32 MB of L2
+ * (`bytes_per_head`: the forward's K and V, the backward's Q, dO and float32 dQ rows), and the sections are
+ * evened out (16 + 8 heads would leave the last section's tail alone; 12 + 12 does not).
+ */
+constexpr int64_t kLptL2Bytes = int64_t(32) << 20;
+inline int hopper_lpt_section(double bytes_per_head, int64_t pairs) {
+  const int64_t most = std::max<int64_t>(1, int64_t(double(kLptL2Bytes) / std::max(1.0, bytes_per_head)));
+  const int64_t sections = (pairs + most - 1) / most;
+  return int(std::max<int64_t>(1, (pairs + sections - 1) / sections));
+}
+
+/** The forward's bytes a head reads in common with its section: K and V (a KV head's share when its item's fit). */
+inline double hopper_forward_lpt_bytes(int64_t k_len, int head_dim, int heads, int kv_heads) {
+  const double kv_head = double(k_len) * head_dim * 2 * 2;  // K and V, bf16
+  return kv_heads * kv_head <= double(kLptL2Bytes) ? kv_heads * kv_head / heads : kv_head;
+}
+
+/** The backward's: a head's Q and dO (bf16) and its float32 dQ accumulator rows. */
+inline double hopper_backward_lpt_bytes(int64_t q_len, int head_dim) { return double(q_len) * head_dim * (2 + 2 + 4); }
 
 /** Queries per tile and keys per CTA of the Hopper backward: smaller problems keep the mma.sync kernels. */
 constexpr int kHopperBackwardMinQueries = 64, kHopperBackwardMinKeys = 128;

@@ -77,7 +77,27 @@ struct Params {
   float* split_grad_a;
   float* split_grad_b;
   float* split_grad_cd;
+  // The Hopper kernels' CTA order (heuristics.h hopper_lpt_section; set by their launchers).
+  int lpt_section;
 };
+
+/** A Hopper CTA's tile, head and batch item: `rank` 0 is its section's longest tile (the launcher maps it). */
+struct LptTile {
+  int rank, head, batch;
+};
+
+/**
+ * The grid (tiles, heads, batch) read in sections of p.lpt_section consecutive (batch item, head) pairs, each
+ * section's tiles by rank with its heads fastest. A section of 1 is the grid's own order, tiles fastest.
+ */
+__device__ __forceinline__ LptTile lpt_tile(const Params& p) {
+  const int64_t tiles = gridDim.x, pairs = int64_t(gridDim.y) * gridDim.z, section = p.lpt_section;
+  const int64_t linear = blockIdx.x + tiles * (blockIdx.y + int64_t(gridDim.y) * blockIdx.z);
+  const int64_t s = linear / (section * tiles), rest = linear - s * section * tiles;
+  const int64_t size = min(section, pairs - s * section);
+  const int64_t pair = s * section + rest % size;
+  return {int(rest / size), int(pair % gridDim.y), int(pair / gridDim.y)};
+}
 
 /** c_h (x) and d_h (y) of feature f under the split key scale: pair constants on rotary features, (g_f, 0) past them. */
 __device__ __forceinline__ float2 split_scale_of(const float* g_row, int f, int rotary_dim) {
