@@ -35,7 +35,7 @@ void launch(const Params& p, float* dq_accum) {
   check(attr, "attention backward (Hopper): raising the shared-memory limit");
   const dim3 grid(unsigned((p.k_len + Cfg::kBlockN - 1) / Cfg::kBlockN), unsigned(p.heads), unsigned(p.batch));
   Params ordered = p;
-  ordered.lpt_section = hopper_lpt_section(hopper_backward_lpt_bytes(p.q_len, D), int64_t(p.heads) * p.batch);
+  ordered.lpt_section = hopper_lpt_section(hopper_backward_lpt_bytes(p.q_len, D), int64_t(p.heads) * p.batch, grid.x);
   kernel<<<grid, 256, Cfg::kSmemBytes, stream()>>>(ordered, dq_accum);
   check_launch("attention backward kernel (Hopper)");
 }

@@ -55,7 +55,7 @@ void launch(const Params& p) {
   const dim3 grid(unsigned((p.q_len + Cfg::kBlockM - 1) / Cfg::kBlockM), unsigned(p.heads), unsigned(p.batch));
   Params ordered = p;
   ordered.lpt_section =
-      hopper_lpt_section(hopper_forward_lpt_bytes(p.k_len, D, p.heads, p.kv_heads), int64_t(p.heads) * p.batch);
+      hopper_lpt_section(hopper_forward_lpt_bytes(p.k_len, D, p.heads, p.kv_heads), int64_t(p.heads) * p.batch, grid.x);
   kernel<<<grid, Cfg::kThreads, smem, stream()>>>(ordered, maps);
   check_launch("attention forward kernel (Hopper)");
 }

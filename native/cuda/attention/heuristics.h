@@ -44,10 +44,12 @@ enum class KernelRequest { Auto = 0, MmaSync = 1, Hopper = 2 };
  * 2,048 tokens (16 tiles × 24 heads on 132 multiprocessors) a list-scheduling model puts that at 1.27× the
  * all-heads order. A section holds as many heads as keep what their CTAs read in common within ~32 MB of L2
  * (`bytes_per_head`: the forward's K and V, the backward's Q, dO and float32 dQ rows), and the sections are
- * evened out (16 + 8 heads would leave the last section's tail alone; 12 + 12 does not).
+ * evened out (16 + 8 heads would leave the last section's tail alone; 12 + 12 does not). Grids of 2^31 CTAs or
+ * more keep the grid's order (a section of 1).
  */
 constexpr int64_t kLptL2Bytes = int64_t(32) << 20;
-inline int hopper_lpt_section(double bytes_per_head, int64_t pairs) {
+inline int hopper_lpt_section(double bytes_per_head, int64_t pairs, int64_t tiles) {
+  if (tiles * pairs >= (int64_t(1) << 31)) return 1;  // lpt_tile counts CTAs in 32 bits
   const int64_t most = std::max<int64_t>(1, int64_t(double(kLptL2Bytes) / std::max(1.0, bytes_per_head)));
   const int64_t sections = (pairs + most - 1) / most;
   return int(std::max<int64_t>(1, (pairs + sections - 1) / sections));

@@ -91,11 +91,13 @@ struct LptTile {
  * section's tiles by rank with its heads fastest. A section of 1 is the grid's own order, tiles fastest.
  */
 __device__ __forceinline__ LptTile lpt_tile(const Params& p) {
-  const int64_t tiles = gridDim.x, pairs = int64_t(gridDim.y) * gridDim.z, section = p.lpt_section;
-  const int64_t linear = blockIdx.x + tiles * (blockIdx.y + int64_t(gridDim.y) * blockIdx.z);
-  const int64_t s = linear / (section * tiles), rest = linear - s * section * tiles;
-  const int64_t size = min(section, pairs - s * section);
-  const int64_t pair = s * section + rest % size;
+  if (p.lpt_section == 1) return {int(blockIdx.x), int(blockIdx.y), int(blockIdx.z)};
+  // 32-bit: the launchers keep tiles × heads × batch below 2^31 (hopper_lpt_section).
+  const unsigned tiles = gridDim.x, pairs = gridDim.y * gridDim.z, section = unsigned(p.lpt_section);
+  const unsigned linear = blockIdx.x + tiles * (blockIdx.y + gridDim.y * blockIdx.z);
+  const unsigned s = linear / (section * tiles), rest = linear - s * section * tiles;
+  const unsigned size = min(section, pairs - s * section);
+  const unsigned pair = s * section + rest % size;
   return {int(rest / size), int(pair % gridDim.y), int(pair / gridDim.y)};
 }
 
