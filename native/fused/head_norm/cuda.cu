@@ -156,22 +156,11 @@ __global__ void head_norm_grad_kernel(Layout l, const T* x, const T* g, const st
     if (!g) gv[e] = C(1);
     acc[e] = C(0);
   }
-  // A warp's next row (x, gy, r) is loaded before its current one is reduced and stored, so the loads' latency
-  // overlaps that work instead of following it.
-  const int64_t p_end = min(positions, p0 + kPositionsPerBlock);
-  C next_v[kMaxPerLane], next_g[kMaxPerLane], next_r = 0;
-  auto load_next = [&](int64_t q) {
-    next_r = C(rstd[q * l.heads + head]);
-    lr.load_row(x + l.in_row(q, head), next_v);
-    lr.load_row(gy + l.out_row(q, head), next_g);
-  };
-  if (p0 + warp < p_end) load_next(p0 + warp);
-  for (int64_t p = p0 + warp; p < p_end; p += kWarps) {
-    const C r = next_r;
+  for (int64_t p = p0 + warp; p < min(positions, p0 + kPositionsPerBlock); p += kWarps) {
+    const C r = C(rstd[p * l.heads + head]);
     C v[kMaxPerLane], g0[kMaxPerLane], gg[kMaxPerLane];
-#pragma unroll
-    for (int e = 0; e < kMaxPerLane; e++) v[e] = next_v[e], g0[e] = next_g[e];
-    if (p + kWarps < p_end) load_next(p + kWarps);
+    lr.load_row(x + l.in_row(p, head), v);
+    lr.load_row(gy + l.out_row(p, head), g0);
     C dot = 0;
 #pragma unroll
     for (int e = 0; e < kMaxPerLane; e++) {
