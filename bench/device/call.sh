@@ -45,8 +45,8 @@
 #            attention forward + backward on `new16` and `new20` (bench/ncu-kernel-summary.py), then an events
 #            profile of the 3B step on `new20`
 #   final    `new21` (`new20` less headNormGrad's next-row loads, + 32-bit index arithmetic in the q pre-pass and the dQ
-#            rotary conversion): its GPU fused and attention tests, the fused-kernel bench, the 3B step alternated
-#            twice over `new16` and `new21`, the 8-bit step, Nsight Compute over one attention forward + backward
+#            rotary conversion): its GPU fused and attention tests, the 3B step on `new16` and `new21`, Nsight
+#            Compute over one attention forward + backward
 #   bars     issue 14's and 18's figures on `new10`: its decode bench twice, the compiled Hugging Face anchor, then the
 #            planner's GPU check (bench/gpu-plan.sh) — name an H100 for the bars
 # The bench/cuda programs travel built, in .device/bins.tar.xz: nvcc -O3 -std=c++17 -arch=sm_90a -I native
@@ -244,16 +244,13 @@ case ${1:?usage: call.sh CASE} in
     use new21
     step test-gpu 170 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/fused.test.js \
       dist/tests/gpu/attention-hopper-backward.test.js dist/tests/gpu/attention-hopper.test.js dist/tests/gpu/attention.test.js
-    step fused-new21 30 node dist/bench/gpu-fused-kernels.js; grep -i "norm" $W/fused-new21.log | head -5
-    for r in 1 2; do for tag in new16 new21; do
-      addon $tag; step train-$tag-$r 40 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 12
-      grep -E "^\| andromeda" $W/train-$tag-$r.log
-    done; done
-    step train-new21-8bit 40 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 12 --optimizer adamw8bit
-    grep -E "^\| andromeda" $W/train-new21-8bit.log
     step ncu-attention-new21 40 ncu --clock-control none --cache-control none --csv --metrics gpu__time_duration.sum \
       node dist/bench/gpu-attention-hopper-backward.js 2048 --once andromeda --kernel hopper
     python3 bench/ncu-kernel-summary.py $W/ncu-attention-new21.log | tee $W/ncu-attention-new21.summary.txt | head -16
+    for r in 1; do for tag in new16 new21; do
+      addon $tag; step train-$tag-$r 40 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 12
+      grep -E "^\| andromeda" $W/train-$tag-$r.log
+    done; done
     ;;
   *) echo "call.sh: unknown case $1"; exit 2;;
 esac
