@@ -58,12 +58,11 @@ void launch_dq_conversion(const Params& p, int head_dim, const float* dq_accum, 
     const int64_t work = int64_t(p.batch) * p.heads * p.q_len * (head_dim / 4);
     const unsigned blocks = unsigned(std::min<int64_t>((work + threads - 1) / threads, 132 * 16));
     if (work == 0) return;
-    const auto launch = [&](auto kernel) { kernel<<<blocks, threads, 0, stream()>>>(dq_accum, *rotary->transform, rotary->anchor); };
-    const bool narrow = work < (int64_t(1) << 31);
-    if (head_dim == 64)
-      narrow ? launch(hopper::dq_rotary_from_accum_kernel<64, uint32_t>) : launch(hopper::dq_rotary_from_accum_kernel<64, uint64_t>);
-    else
-      narrow ? launch(hopper::dq_rotary_from_accum_kernel<128, uint32_t>) : launch(hopper::dq_rotary_from_accum_kernel<128, uint64_t>);
+    if (head_dim == 64) {
+      hopper::dq_rotary_from_accum_kernel<64><<<blocks, threads, 0, stream()>>>(dq_accum, *rotary->transform, rotary->anchor);
+    } else {
+      hopper::dq_rotary_from_accum_kernel<128><<<blocks, threads, 0, stream()>>>(dq_accum, *rotary->transform, rotary->anchor);
+    }
     check_launch("attention backward: dQ' through the rotary transform (Hopper)");
     return;
   }
