@@ -44,9 +44,10 @@
 #            alternated over `new16`, `new19`, `new20`, Nsight Compute's time of every kernel in one andromeda-3b
 #            attention forward + backward on `new16` and `new20` (bench/ncu-kernel-summary.py), then an events
 #            profile of the 3B step on `new20`
-#   final    `new21` (`new20` less headNormGrad's next-row loads, + 32-bit index arithmetic in the q pre-pass and the dQ
-#            rotary conversion): its GPU fused and attention tests, the 3B step on `new16` and `new21`, Nsight
-#            Compute over one attention forward + backward
+#   final    (not run: no device time was left at stop 26) `new21` (`new20` less headNormGrad's next-row loads,
+#            + 32-bit index arithmetic in the q pre-pass and the dQ rotary conversion, commit 91c91a7): its GPU fused
+#            and attention tests, Nsight Compute over one attention forward + backward, the 3B step on `new16` and
+#            `new21`
 #   bars     issue 14's and 18's figures on `new10`: its decode bench twice, the compiled Hugging Face anchor, then the
 #            planner's GPU check (bench/gpu-plan.sh) — name an H100 for the bars
 # The bench/cuda programs travel built, in .device/bins.tar.xz: nvcc -O3 -std=c++17 -arch=sm_90a -I native
