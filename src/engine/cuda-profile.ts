@@ -67,17 +67,19 @@ function signature(args: unknown[]): string {
 
 /** Wraps the engine's kernel methods; the report (also printed at exit) lists the totals so far. */
 export function installProfiler(engine: Engine & TimingEngine, mode: 'waits' | 'events'): { report(): string[] } {
-  const totals = new Map<string, { ms: number; calls: number }>();
-  const add = (key: string, ms: number) => {
-    const entry = totals.get(key) ?? { ms: 0, calls: 0 };
+  type Tally = Map<string, { ms: number; calls: number }>;
+  const tally = (into: Tally, key: string, ms: number) => {
+    const entry = into.get(key) ?? { ms: 0, calls: 0 };
     entry.ms += ms;
     entry.calls++;
-    totals.set(key, entry);
+    into.set(key, entry);
   };
+  const totals: Tally = new Map();
+  const add = (key: string, ms: number) => tally(totals, key, ms);
   const target = engine as unknown as Record<string, (...args: unknown[]) => unknown>;
   let idle = 0;
   // Idle time by the call that ended it: what the device waited for (the host issuing it, or a copy before it).
-  const idleBefore = new Map<string, { ms: number; calls: number }>();
+  const idleBefore: Tally = new Map();
   let pending: string[] = [];
   // Marks come in pairs around each call; the gap from one call's end to the next call's start is idle time.
   const collect = () => {
@@ -85,12 +87,8 @@ export function installProfiler(engine: Engine & TimingEngine, mode: 'waits' | '
     pending.forEach((key, i) => {
       add(key, gaps[2 * i]!);
       if (2 * i + 1 < gaps.length && i + 1 < pending.length) {
-        const gap = gaps[2 * i + 1]!;
-        idle += gap;
-        const entry = idleBefore.get(pending[i + 1]!) ?? { ms: 0, calls: 0 };
-        entry.ms += gap;
-        entry.calls++;
-        idleBefore.set(pending[i + 1]!, entry);
+        idle += gaps[2 * i + 1]!;
+        tally(idleBefore, pending[i + 1]!, gaps[2 * i + 1]!);
       }
     });
     pending = [];
@@ -159,6 +157,8 @@ export function installProfiler(engine: Engine & TimingEngine, mode: 'waits' | '
     };
   }
   const shown = reportRows();
+  const row = (ms: number, calls: number, what: string) =>
+    `${ms.toFixed(1).padStart(10)} ms ${String(calls).padStart(6)}×  ${what}`;
   const report = (): string[] => {
     if (pending.length) collect();
     const rows = [...totals.entries()].sort((a, b) => b[1].ms - a[1].ms);
@@ -168,13 +168,11 @@ export function installProfiler(engine: Engine & TimingEngine, mode: 'waits' | '
         `profile: ${all.toFixed(1)} ms in ${rows.reduce((s, [, e]) => s + e.calls, 0)} calls; costliest:`,
     ];
     if (mode === 'events') lines.push(`# device idle between profiled calls: ${idle.toFixed(1)} ms`);
-    for (const [key, e] of rows.slice(0, shown))
-      lines.push(`${e.ms.toFixed(1).padStart(10)} ms ${String(e.calls).padStart(6)}×  ${key}`);
+    for (const [key, e] of rows.slice(0, shown)) lines.push(row(e.ms, e.calls, key));
     if (mode !== 'events' || idleBefore.size === 0) return lines;
     lines.push('# device idle before each kind of call (the gap each such call ended), largest first:');
     const waits = [...idleBefore.entries()].sort((a, b) => b[1].ms - a[1].ms);
-    for (const [key, e] of waits.slice(0, Math.min(shown, 15)))
-      lines.push(`${e.ms.toFixed(1).padStart(10)} ms ${String(e.calls).padStart(6)}×  idle before ${key}`);
+    for (const [key, e] of waits.slice(0, Math.min(shown, 15))) lines.push(row(e.ms, e.calls, `idle before ${key}`));
     return lines;
   };
   process.on('exit', () => console.log(report().join('\n')));
