@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "../common.cuh"
 #include "../runtime.h"
 #include "backward_hopper.h"
 #include "backward_hopper_kernel.cuh"
@@ -53,26 +54,24 @@ void launch_layout(const Params& p, float* dq_accum) {
 }
 
 void launch_dq_conversion(const Params& p, int head_dim, const float* dq_accum, int64_t elements, const DqRotary* rotary) {
-  const int threads = 256;
   if (rotary) {
     const int64_t work = int64_t(p.batch) * p.heads * p.q_len * (head_dim / 4);
-    const unsigned blocks = unsigned(std::min<int64_t>((work + threads - 1) / threads, 132 * 16));
     if (work == 0) return;
     if (head_dim == 64) {
-      hopper::dq_rotary_from_accum_kernel<64><<<blocks, threads, 0, stream()>>>(dq_accum, *rotary->transform, rotary->anchor);
+      hopper::dq_rotary_from_accum_kernel<64><<<grid_for(work), kThreads, 0, stream()>>>(dq_accum, *rotary->transform, rotary->anchor);
     } else {
-      hopper::dq_rotary_from_accum_kernel<128><<<blocks, threads, 0, stream()>>>(dq_accum, *rotary->transform, rotary->anchor);
+      hopper::dq_rotary_from_accum_kernel<128><<<grid_for(work), kThreads, 0, stream()>>>(dq_accum, *rotary->transform, rotary->anchor);
     }
     check_launch("attention backward: dQ' through the rotary transform (Hopper)");
     return;
   }
   const int64_t count4 = elements / 4;
-  const unsigned blocks = unsigned(std::min<int64_t>((count4 + threads - 1) / threads, 132 * 16));
+  const unsigned blocks = grid_for(count4);
   const float4* src = reinterpret_cast<const float4*>(dq_accum);
   if (head_dim == 64) {
-    hopper::dq_from_accum_kernel<64><<<blocks, threads, 0, stream()>>>(src, count4, p.q_len, p.scale, p.grad_q, p.grad_q_f32);
+    hopper::dq_from_accum_kernel<64><<<blocks, kThreads, 0, stream()>>>(src, count4, p.q_len, p.scale, p.grad_q, p.grad_q_f32);
   } else {
-    hopper::dq_from_accum_kernel<128><<<blocks, threads, 0, stream()>>>(src, count4, p.q_len, p.scale, p.grad_q, p.grad_q_f32);
+    hopper::dq_from_accum_kernel<128><<<blocks, kThreads, 0, stream()>>>(src, count4, p.q_len, p.scale, p.grad_q, p.grad_q_f32);
   }
   check_launch("attention backward: dQ conversion (Hopper)");
 }
