@@ -29,7 +29,7 @@ import {
   DEFAULT_CROSS_ENTROPY_CHUNK_ROWS,
   lossIsChunked,
 } from '../src/ops/chunked-cross-entropy.js';
-import { gradNorm } from '../src/optim/clip.js';
+import { clipAndStep, gradNorm } from '../src/optim/clip.js';
 import { AdamW } from '../src/optim/adamw.js';
 import { AdamW8bit } from '../src/optim/adamw8bit.js';
 import { encodeHost, DTYPE_BYTES } from '../src/tensor/dtype.js';
@@ -72,10 +72,13 @@ const dataKind = flags.data!;
 if (dataKind !== 'corpus' && dataKind !== 'random') refuse(`--data must be corpus or random, got '${dataKind}'`);
 const device = flags.device ?? process.env.ANDROMEDA_BENCH_DEVICE ?? 'cuda';
 const gpu = getEngine(device) as CudaEngine;
-// The optimizer path: gradNorm (one device wait on CUDA) and AdamW with the bf16 weights as shadows
-// (one many-tensor launch writing them in its pass). ANDROMEDA_BENCH_PLAIN=1 loops over the tensors
-// with the one-tensor kernels instead (sumOfSquares per tensor, adamw + cast copy), for comparison.
+// The optimizer path: clipAndStep (the sum of squares left on the device, the many-tensor AdamW launch clipping
+// from it and writing the bf16 weights as shadows in its pass, the norm read after both are enqueued).
+// ANDROMEDA_BENCH_CLIP=host waits for the norm on the host first (gradNorm, then the step with its scale);
+// ANDROMEDA_BENCH_PLAIN=1 loops over the tensors with the one-tensor kernels instead (sumOfSquares per tensor,
+// adamw + cast copy), for comparison.
 const fused = process.env.ANDROMEDA_BENCH_PLAIN !== '1';
+const hostClip = process.env.ANDROMEDA_BENCH_CLIP === 'host';
 if (!fused && optimizerKind === 'adamw8bit') refuse('ANDROMEDA_BENCH_PLAIN=1 compares float32 AdamW paths only');
 // ANDROMEDA_BENCH_ATTENTION=reference forces the reference attention (default: the model's 'auto').
 const attention = (process.env.ANDROMEDA_BENCH_ATTENTION ?? 'auto') as 'auto' | 'fused' | 'reference';
@@ -214,14 +217,16 @@ function trainStep(): { loss: number; fwdBwd: number; issue: number; optim: numb
     masters[i]!.grad = params[i]!.grad;
     params[i]!.grad = null;
   }
-  const norm = fused
-    ? gradNorm(masters)
-    : Math.sqrt(masters.reduce((sum, m) => sum + (m.grad ? gpu.sumOfSquares(m.grad.dense(), m.size) : 0), 0));
-  const scale = Number.isFinite(norm) && norm > 1 ? 1 / (norm + 1e-6) : 1;
   stepCount++;
-  if (fused) {
-    optimizer.step({ gradScale: scale });
+  let norm: number;
+  if (fused && !hostClip) {
+    norm = clipAndStep(optimizer, masters, 1).norm;
+  } else if (fused) {
+    norm = gradNorm(masters);
+    optimizer.step({ gradScale: Number.isFinite(norm) && norm > 1 ? 1 / (norm + 1e-6) : 1 });
   } else {
+    norm = Math.sqrt(masters.reduce((sum, m) => sum + (m.grad ? gpu.sumOfSquares(m.grad.dense(), m.size) : 0), 0));
+    const scale = Number.isFinite(norm) && norm > 1 ? 1 / (norm + 1e-6) : 1;
     const args = {
       ...hyper,
       biasCorrection1: 1 - hyper.beta1 ** stepCount,
@@ -274,7 +279,9 @@ console.log(
     `batch ${batch} × ${seqLen}, setup ${setupSeconds.toFixed(1)} s, optimizer path: ${
       fused
         ? `${optimizerKind === 'adamw8bit' ? 'AdamW8bit (8-bit moments)' : 'AdamW (float32 moments)'} ` +
-          '(gradNorm with one wait, one many-tensor launch writing the bf16 weights)'
+          (hostClip
+            ? '(gradNorm with one wait, one many-tensor launch writing the bf16 weights)'
+            : '(clipAndStep: the norm read after the many-tensor launch that clips from it, writing the bf16 weights)')
         : 'per tensor (sumOfSquares, adamw + cast copy)'
     }, attention ${attention}${
       attention === 'auto' ? ` (${typeof gpu.attentionForward === 'function' ? 'fused kernels' : 'reference'})` : ''

@@ -82,6 +82,7 @@ function expression(text, scope, mode, kernel) {
 function elementBytes(p, known, kernel) {
   const e = p.elem;
   if (e === 'int32' || e === 'float32') return '4';
+  if (e === 'float64') return '8';
   if (e.startsWith('stats:')) return `abi::stats_bytes(${local(e.slice(6))})`;
   if (!known.has(e)) fail(`${kernel}: ${p.name} has element dtype ${e}, which is not a parameter`);
   return `abi::element_bytes(${local(e)})`;

@@ -48,6 +48,17 @@
 #            + 32-bit index arithmetic in the q pre-pass and the dQ rotary conversion, commit 91c91a7): its GPU fused
 #            and attention tests, Nsight Compute over one attention forward + backward, the 3B step on `new16` and
 #            `new21`
+#   eightbit `new23` (main at stop 27's start + 91c91a7's 32-bit index arithmetic + the 8-bit kernel's branch-free
+#            search and per-block inverse + clipping read on the device by the AdamW kernels): its GPU 8-bit, clip,
+#            fused and Hopper attention tests, the optimizer bench on `new21` (= main + 91c91a7) and `new23`, the
+#            8-bit 3B step alternated over both, the float32 3B step on `new20`, `new23` and `new23` clipping on the
+#            host, Nsight Compute over one attention forward + backward on `new23`
+#   records  `new24` (`new23` + the 8-bit kernel's codes from threshold records, one shared-memory load a moment;
+#            tables going up from pinned staging memory, so that a step clipping on the device does not wait for the
+#            norm): its GPU 8-bit, clip, fused, graph and repeatability tests, the optimizer bench, the 8-bit 3B step
+#            alternated over `new23` and `new24`, the float32 step clipping on the device and on the host, the
+#            FlexAttention anchor (../shared/anchors/anchor_flex.py carried unchanged in .device/anchors), an events
+#            profile of the 8-bit step
 #   bars     issue 14's and 18's figures on `new10`: its decode bench twice, the compiled Hugging Face anchor, then the
 #            planner's GPU check (bench/gpu-plan.sh) — name an H100 for the bars
 # The bench/cuda programs travel built, in .device/bins.tar.xz: nvcc -O3 -std=c++17 -arch=sm_90a -I native
@@ -252,6 +263,45 @@ case ${1:?usage: call.sh CASE} in
       addon $tag; step train-$tag-$r 40 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 12
       grep -E "^\| andromeda" $W/train-$tag-$r.log
     done; done
+    ;;
+  eightbit)
+    use new23
+    step test-gpu 150 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/adamw8bit.test.js \
+      dist/tests/gpu/clip-and-step.test.js dist/tests/gpu/fused.test.js dist/tests/gpu/attention-hopper-backward.test.js \
+      dist/tests/gpu/attention-hopper.test.js
+    for tag in new21 new23; do use $tag; step adamw-$tag 40 node dist/bench/gpu-adamw8bit.js; grep -E "ms" $W/adamw-$tag.log | head -6; done
+    for r in 1 2; do for tag in new21 new23; do
+      use $tag; step train8-$tag-$r 40 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 9 --optimizer adamw8bit
+      grep -E "^\| andromeda" $W/train8-$tag-$r.log
+    done; done
+    use new20; step train-new20 40 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 9; grep -E "^\| andromeda" $W/train-new20.log
+    use new23; step train-new23 40 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 9; grep -E "^\| andromeda" $W/train-new23.log
+    step train-new23-hostclip 40 env ANDROMEDA_BENCH_CLIP=host node dist/bench/gpu-train-step.js andromeda-3b 1 2048 9
+    grep -E "^\| andromeda" $W/train-new23-hostclip.log
+    step ncu-attention-new23 40 ncu --clock-control none --cache-control none --csv --metrics gpu__time_duration.sum \
+      node dist/bench/gpu-attention-hopper-backward.js 2048 --once andromeda --kernel hopper
+    python3 bench/ncu-kernel-summary.py $W/ncu-attention-new23.log | tee $W/ncu-attention-new23.summary.txt | head -16
+    ;;
+  records)
+    use new24
+    step test-gpu 100 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/adamw8bit.test.js \
+      dist/tests/gpu/clip-and-step.test.js dist/tests/gpu/fused.test.js dist/tests/gpu/graph.test.js \
+      dist/tests/gpu/train-repeatability.test.js
+    step adamw-new24 40 node dist/bench/gpu-adamw8bit.js; grep -E "\| AdamW" $W/adamw-new24.log
+    for r in 1 2; do for tag in new23 new24; do
+      use $tag; step train8-$tag-$r 40 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 12 --optimizer adamw8bit
+      grep -E "^\| andromeda" $W/train8-$tag-$r.log
+    done; done
+    use new24
+    for r in 1 2; do
+      step train-new24-$r 40 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 12; grep -E "^\| andromeda" $W/train-new24-$r.log
+      step train-new24-hostclip-$r 40 env ANDROMEDA_BENCH_CLIP=host node dist/bench/gpu-train-step.js andromeda-3b 1 2048 12
+      grep -E "^\| andromeda" $W/train-new24-hostclip-$r.log
+    done
+    step flex 150 python3 .device/anchors/anchor_flex.py train:flex:2048x1 train:sdpa:2048x1; grep RESULT $W/flex.log
+    step profile8-new24 45 env ANDROMEDA_CUDA_PROFILE=events ANDROMEDA_CUDA_PROFILE_ROWS=30 node dist/bench/gpu-train-step.js \
+      andromeda-3b 1 2048 6 --optimizer adamw8bit
+    grep -E "idle|^\| andromeda|adamw|sumOfSquares" $W/profile8-new24.log | cut -c1-160 | head -20
     ;;
   *) echo "call.sh: unknown case $1"; exit 2;;
 esac

@@ -124,16 +124,14 @@ const gemmParams = [
   int('batch', { into: 'GemmArgs' }),
 ];
 
-const adamwHyper = [
-  'lr',
-  'beta1',
-  'beta2',
-  'eps',
-  'weightDecay',
-  'biasCorrection1',
-  'biasCorrection2',
-  'gradScale',
-].map((name) => float(name, { into: 'AdamWArgs' }));
+const adamwHyper = ['lr', 'beta1', 'beta2', 'eps', 'weightDecay', 'biasCorrection1', 'biasCorrection2', 'gradScale']
+  .map((name) => float(name, { into: 'AdamWArgs' }))
+  .concat([
+    // Clipping on the device (AdamWArgs in native/common/kernel_args.h): the gradients' sum of squares, read by
+    // the kernel, and the norm it clips to.
+    input('clipSumOfSquares', 'float64', '1', { into: 'AdamWArgs', ctype: 'double*', ...optional }),
+    float('clipMaxNorm', { into: 'AdamWArgs' }),
+  ]);
 const adamwTensors = [
   output('param', 'float32', 'count', { ctype: 'float*' }),
   dtype('gradDtype'),
@@ -689,6 +687,21 @@ export const KERNELS = [
         struct: 'SquaresInput',
         fields: [dtype(), input('x', 'dtype', 'count'), int('count')],
       },
+    ],
+  },
+  {
+    // sumOfSquaresMany's sum written to the engine's memory instead of returned: no wait for the device.
+    name: 'sumOfSquaresManyTo',
+    engines: BOTH,
+    cxx: 'sum_of_squares_many_to',
+    params: [
+      {
+        name: 'inputs',
+        kind: 'list',
+        struct: 'SquaresInput',
+        fields: [dtype(), input('x', 'dtype', 'count'), int('count')],
+      },
+      output('out', 'float64', '1', { ctype: 'double*' }),
     ],
   },
   {

@@ -34,8 +34,13 @@ struct SharedInputPart {
   char* c;
 };
 
+// One AdamW step's hyperparameters (both moment kinds). With clip_sum_of_squares set the step clips on its own
+// (native/fused/adamw/clip.h): it reads the gradients' sum of squares from the engine's memory, where
+// sumOfSquaresManyTo left it, so that the host need not wait for the norm before it enqueues the step.
 struct AdamWArgs {
   double lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2, grad_scale;
+  const double* clip_sum_of_squares;  // null: no clipping here (grad_scale as given)
+  double clip_max_norm;
 };
 
 // One step's ragged batch over a paged KV cache (PagedBatchArgs in src/engine/engine.ts). The int32 buffers

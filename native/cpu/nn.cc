@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../common/dtype.h"
+#include "../fused/adamw/clip.h"
 #include "kernels.h"
 #include "parallel.h"
 #include "simd_kernels.h"
@@ -358,7 +359,9 @@ void dropout(int dtype, const char* x, char* out, int64_t count, double p, uint6
   });
 }
 
-void adamw(float* param, int grad_dtype, const char* grad, float* m, float* v, int64_t count, const AdamWArgs& a) {
+void adamw(float* param, int grad_dtype, const char* grad, float* m, float* v, int64_t count, const AdamWArgs& args) {
+  AdamWArgs a = args;
+  if (!resolve_clip_on_host(a, "adamw")) return;  // a norm that is not finite: the step is skipped
   ANDROMEDA_DISPATCH_FLOAT(grad_dtype, {
     const T* G = reinterpret_cast<const T*>(grad);
     const float lr = float(a.lr), b1 = float(a.beta1), b2 = float(a.beta2), eps = float(a.eps);

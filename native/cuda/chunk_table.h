@@ -29,9 +29,43 @@ struct ChunkTable {
 };
 
 /**
- * A ChunkTable on the device: the entries (8-byte aligned), then the chunk index; freed with this object.
- * Refused inside a graph capture: the table goes up by a copy from host memory freed on return, which every
- * replay of the graph would read again.
+ * Pinned host memory that tables go up from. A copy from pageable memory may first wait for the stream's earlier
+ * work, and so hold the host: a step that clips on the device would then wait for the gradient norm after all.
+ * From pinned memory the copy is enqueued like a kernel. One buffer per kind of table, grown as needed and kept
+ * for the process (never freed: its teardown would race the CUDA context's); before it is rewritten, the host
+ * waits for the copy that last read it — in a training loop that copy is a step old.
+ */
+class PinnedStaging {
+ public:
+  /** At least `bytes` of pinned memory, free to write once the previous copy from it has been read. */
+  char* reserve(size_t bytes, const char* what) {
+    if (!event_) check(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming), what);
+    check(cudaEventSynchronize(event_), what);
+    if (bytes > capacity_) {
+      if (host_) check(cudaFreeHost(host_), what);
+      host_ = nullptr;
+      capacity_ = 0;
+      check(cudaHostAlloc(reinterpret_cast<void**>(&host_), bytes, cudaHostAllocPortable), what);
+      capacity_ = bytes;
+    }
+    return host_;
+  }
+  /** Enqueues the copy of the buffer's first `bytes` to `device` and marks its end. */
+  void copy_to(void* device, size_t bytes, const char* what) {
+    check(cudaMemcpyAsync(device, host_, bytes, cudaMemcpyHostToDevice, stream()), what);
+    check(cudaEventRecord(event_, stream()), what);
+  }
+
+ private:
+  char* host_ = nullptr;
+  size_t capacity_ = 0;
+  cudaEvent_t event_ = nullptr;
+};
+
+/**
+ * A ChunkTable on the device: the entries (8-byte aligned), then the chunk index; freed with this object. It goes
+ * up by an asynchronous copy from pinned staging memory (PinnedStaging). Refused inside a graph capture: every
+ * replay of the graph would read the staging memory again, long since rewritten.
  */
 template <typename Entry>
 class DeviceChunkTable {
@@ -39,10 +73,12 @@ class DeviceChunkTable {
   DeviceChunkTable(const ChunkTable<Entry>& t, const char* what)
       : entry_bytes_(t.entries.size() * sizeof(Entry)),
         memory_(refuse_capture(what, entry_bytes_ + t.chunk_entry.size() * 4)) {
-    std::vector<char> host(entry_bytes_ + t.chunk_entry.size() * 4);
-    std::memcpy(host.data(), t.entries.data(), entry_bytes_);
-    std::memcpy(host.data() + entry_bytes_, t.chunk_entry.data(), t.chunk_entry.size() * 4);
-    check(cudaMemcpyAsync(memory_.as<char>(), host.data(), host.size(), cudaMemcpyHostToDevice, stream()), what);
+    static PinnedStaging staging;  // one per kind of entry
+    const size_t bytes = entry_bytes_ + t.chunk_entry.size() * 4;
+    char* host = staging.reserve(bytes, what);
+    std::memcpy(host, t.entries.data(), entry_bytes_);
+    std::memcpy(host + entry_bytes_, t.chunk_entry.data(), t.chunk_entry.size() * 4);
+    staging.copy_to(memory_.as<char>(), bytes, what);
   }
   const Entry* entries() const { return memory_.as<Entry>(); }
   const int32_t* chunk_entry() const { return reinterpret_cast<const int32_t*>(memory_.as<char>() + entry_bytes_); }

@@ -136,6 +136,14 @@ export interface AdamWArgs {
   readonly biasCorrection2: number;
   /** Multiplies the gradient first (global-norm clipping, loss-scale removal). */
   readonly gradScale: number;
+  /**
+   * Global-norm clipping inside the step (native/fused/adamw/clip.h), so the host need not wait for the norm: the
+   * kernel reads Σg² from `sumOfSquares` (float64, one element, where `sumOfSquaresManyTo` wrote it), and where
+   * √Σg² exceeds `maxNorm` (> 0; Infinity: never) it multiplies gradScale by maxNorm / (norm + 1e-6); where the
+   * norm is not finite it skips the step, leaving weights, moments and copies unchanged. Same bits as clipping
+   * on the host with src/optim/clip.ts's clipGradNorm.
+   */
+  readonly clip?: { readonly sumOfSquares: Dense; readonly maxNorm: number } | null;
 }
 
 /**
@@ -379,6 +387,8 @@ export interface Engine {
   /** Σx² over several buffers (float64, fixed chunk order: independent of threads and blocks) with one wait:
    *  the global gradient norm. */
   sumOfSquaresMany(items: readonly { x: Dense; count: number }[]): number;
+  /** `sumOfSquaresMany`'s sum written to `out` (float64, one element) on the engine: no wait for the device. */
+  sumOfSquaresManyTo(items: readonly { x: Dense; count: number }[], out: Dense): void;
   /**
    * `adamw` on every item with the same hyperparameters, in one or a few launches (same arithmetic, same bits);
    * an item's bfloat16/float16 `shadow` receives its updated weights in the same pass.

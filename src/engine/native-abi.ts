@@ -56,6 +56,13 @@ export interface SumOfSquaresManyInputsItem {
   count: number;
 }
 
+export interface SumOfSquaresManyToInputsItem {
+  dtype: number;
+  x: number;
+  xOffset: number;
+  count: number;
+}
+
 export interface MaskedSoftmaxConfig {
   dtype: number;
   batch: number;
@@ -484,6 +491,9 @@ export interface SharedKernels {
     biasCorrection1: number,
     biasCorrection2: number,
     gradScale: number,
+    clipSumOfSquares: number,
+    clipSumOfSquaresOffset: number,
+    clipMaxNorm: number,
   ): void;
   adamwMany(
     tensors: readonly AdamwManyTensorsItem[],
@@ -495,6 +505,9 @@ export interface SharedKernels {
     biasCorrection1: number,
     biasCorrection2: number,
     gradScale: number,
+    clipSumOfSquares: number,
+    clipSumOfSquaresOffset: number,
+    clipMaxNorm: number,
   ): void;
   adamw8bitMany(
     tensors: readonly Adamw8bitManyTensorsItem[],
@@ -508,9 +521,13 @@ export interface SharedKernels {
     biasCorrection1: number,
     biasCorrection2: number,
     gradScale: number,
+    clipSumOfSquares: number,
+    clipSumOfSquaresOffset: number,
+    clipMaxNorm: number,
   ): void;
   sumOfSquares(dtype: number, x: number, xOffset: number, count: number): number;
   sumOfSquaresMany(inputs: readonly SumOfSquaresManyInputsItem[]): number;
+  sumOfSquaresManyTo(inputs: readonly SumOfSquaresManyToInputsItem[], out: number, outOffset: number): void;
   maskedSoftmax(
     config: MaskedSoftmaxConfig,
     scores: number,
@@ -890,6 +907,7 @@ export const KERNEL_METHODS = [
   "adamw8bitMany",
   "sumOfSquares",
   "sumOfSquaresMany",
+  "sumOfSquaresManyTo",
   "maskedSoftmax",
   "rotary",
   "addNorm",

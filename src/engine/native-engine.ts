@@ -60,6 +60,16 @@ export interface NativeKernels extends SharedKernels {
 export const handleOrNone = (d: Dense | null | undefined): number => (d ? d.handle : 0);
 export const offsetOrNone = (d: Dense | null | undefined): number => (d ? d.offset : 0);
 
+/** The three clipping arguments of the AdamW kernels (clipSumOfSquares, its offset, clipMaxNorm): none by default. */
+function clipArguments(a: AdamWArgs): [number, number, number] {
+  const clip = a.clip;
+  if (!clip) return [0, 0, 0];
+  if (clip.sumOfSquares.dtype !== 'float64')
+    throw new Error(`AdamW clipping: the sum of squares is ${clip.sumOfSquares.dtype}; it must be float64`);
+  if (!(clip.maxNorm > 0)) throw new Error(`AdamW clipping: the norm to clip to must be positive, got ${clip.maxNorm}`);
+  return [clip.sumOfSquares.handle, clip.sumOfSquares.offset, clip.maxNorm];
+}
+
 /** Loads an engine addon of this package (dist/src/engine → the root is three levels up); see `locateAddon`. */
 export function requireAddon<T>(file: string): { path: string; load: () => T } {
   const path = locateAddon(join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..'), file);
@@ -446,6 +456,7 @@ export abstract class NativeEngine implements Engine {
       a.biasCorrection1,
       a.biasCorrection2,
       a.gradScale,
+      ...clipArguments(a),
     );
   }
   sumOfSquares(x: Dense, count: number): number {
@@ -456,6 +467,14 @@ export abstract class NativeEngine implements Engine {
     this.refuseInGraph('sumOfSquaresMany (a device→host read)');
     return this.#addon.sumOfSquaresMany(
       items.map((i) => ({ dtype: DTYPE_CODE[i.x.dtype], x: i.x.handle, xOffset: i.x.offset, count: i.count })),
+    );
+  }
+  sumOfSquaresManyTo(items: readonly { x: Dense; count: number }[], out: Dense): void {
+    if (out.dtype !== 'float64') throw new Error(`sumOfSquaresManyTo: out is ${out.dtype}; it must be float64`);
+    this.#addon.sumOfSquaresManyTo(
+      items.map((i) => ({ dtype: DTYPE_CODE[i.x.dtype], x: i.x.handle, xOffset: i.x.offset, count: i.count })),
+      out.handle,
+      out.offset,
     );
   }
   adamw8bitMany(items: readonly AdamW8bitItem[], maps: AdamW8bitMaps, a: AdamWArgs): void {
@@ -503,6 +522,7 @@ export abstract class NativeEngine implements Engine {
       a.biasCorrection1,
       a.biasCorrection2,
       a.gradScale,
+      ...clipArguments(a),
     );
   }
   adamwMany(items: readonly AdamWItem[], a: AdamWArgs): void {
@@ -538,6 +558,7 @@ export abstract class NativeEngine implements Engine {
       a.biasCorrection1,
       a.biasCorrection2,
       a.gradScale,
+      ...clipArguments(a),
     );
   }
   embeddingUnchecked(table: Dense, ids: Dense, out: Dense, count: number, dim: number, vocab: number): void {

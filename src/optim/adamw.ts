@@ -2,7 +2,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { keep } from '../tensor/scope.js';
 import { formatShape, shapesEqual } from '../tensor/shape.js';
 import type { AdamWArgs, AdamWItem, Engine } from '../engine/engine.js';
-import { Optimizer, type OptimizerState, type ParamGroup } from './optimizer.js';
+import { Optimizer, type OptimizerState, type ParamGroup, type StepOptions } from './optimizer.js';
 
 export interface AdamWHyper {
   lr: number;
@@ -89,7 +89,13 @@ export class AdamW extends Optimizer<AdamWHyper> {
     this.shadows = new Map(shadows);
   }
 
-  step(options: { gradScale?: number } = {}): void {
+  /** The fused step reads a clipping norm on the device (Engine AdamWArgs.clip). */
+  override get clipsOnDevice(): boolean {
+    return true;
+  }
+
+  step(options: StepOptions = {}): void {
+    this.checkStepOptions(options, 'AdamW.step');
     this.stepCount++;
     const t = this.stepCount;
     for (const g of this.groups) {
@@ -103,6 +109,9 @@ export class AdamW extends Optimizer<AdamWHyper> {
         biasCorrection1: 1 - h.beta1 ** t,
         biasCorrection2: 1 - h.beta2 ** t,
         gradScale: options.gradScale ?? 1,
+        clip: options.clip
+          ? { sumOfSquares: options.clip.sumOfSquares.dense('AdamW.step'), maxNorm: options.clip.maxNorm }
+          : null,
       };
       const temporaries: Tensor[] = [];
       const byEngine = new Map<Engine, AdamWItem[]>();

@@ -3,7 +3,7 @@ import { keep } from '../tensor/scope.js';
 import type { AdamW8bitItem, AdamWArgs, Engine } from '../engine/engine.js';
 import { AdamW } from './adamw.js';
 import { QUANT_BLOCK, adamw8bitMaps } from './adamw8bit-map.js';
-import type { OptimizerState } from './optimizer.js';
+import type { OptimizerState, StepOptions } from './optimizer.js';
 
 /** One parameter's quantized moments: codes four to an int32 word, one float32 absmax per block. */
 interface QuantizedSlots {
@@ -59,7 +59,8 @@ export class AdamW8bit extends AdamW {
     return bytes;
   }
 
-  override step(options: { gradScale?: number } = {}): void {
+  override step(options: StepOptions = {}): void {
+    this.checkStepOptions(options, 'AdamW8bit.step');
     this.stepCount++;
     const t = this.stepCount;
     const maps = adamw8bitMaps();
@@ -74,6 +75,9 @@ export class AdamW8bit extends AdamW {
         biasCorrection1: 1 - h.beta1 ** t,
         biasCorrection2: 1 - h.beta2 ** t,
         gradScale: options.gradScale ?? 1,
+        clip: options.clip
+          ? { sumOfSquares: options.clip.sumOfSquares.dense('AdamW8bit.step'), maxNorm: options.clip.maxNorm }
+          : null,
       };
       const temporaries: Tensor[] = [];
       const byEngine = new Map<Engine, AdamW8bitItem[]>();

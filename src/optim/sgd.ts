@@ -1,6 +1,6 @@
 import { Tensor } from '../tensor/tensor.js';
 import { keep } from '../tensor/scope.js';
-import { Optimizer, type OptimizerState, type ParamGroup } from './optimizer.js';
+import { Optimizer, type OptimizerState, type ParamGroup, type StepOptions } from './optimizer.js';
 
 export interface SGDHyper {
   lr: number;
@@ -31,7 +31,8 @@ export class SGD extends Optimizer<SGDHyper> {
     }
   }
 
-  step(options: { gradScale?: number } = {}): void {
+  step(options: StepOptions = {}): void {
+    this.checkStepOptions(options, 'SGD.step');
     this.stepCount++;
     for (const group of this.groups) {
       const h = group.hyper;

@@ -6,8 +6,8 @@
  *   loop      for each optimizer step, inside `tidy` (memory stays flat):
  *               lr ← schedule(step) over the planned steps (step-plan.ts)
  *               gradAccum micro-batches: forward, mean cross-entropy / gradAccum, backward
- *               global gradient norm → clip scale; divergence guard (NaN/inf: skip, K in a row: stop)
- *               AdamW step with the clip scale, zero gradients
+ *               global gradient norm, AdamW step clipped by it (optim/clip.ts: clipAndStep); divergence guard
+ *               (NaN/inf: the update skipped, K in a row: stop); zero gradients
  *               metrics line, progress bar; evaluation every N steps; checkpoint every N steps
  *             then it yields to the event loop, so a stop request (Ctrl-C) is seen after this step
  *   finish    checkpoint, final held-out evaluation (loss, bits per byte) vs the unigram baseline, plot
@@ -21,7 +21,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { tidy } from '../tensor/scope.js';
 import { defaultGenerator } from '../tensor/random.js';
 import { mul } from '../ops/elementwise.js';
-import { clipGradNorm } from '../optim/clip.js';
+import { clipAndStep } from '../optim/clip.js';
 import { setDefaultDevice } from '../engine/registry.js';
 import type { Tokenizer } from '../data/tokenizer/tokenizer.js';
 import { tokensPerStep, type TrainConfig } from './config.js';
@@ -296,11 +296,12 @@ class TrainingSession {
     }
     const loss = lossSum / config.gradAccum;
     run.mixed?.pushGradients();
-    const { norm, scale } = Number.isFinite(loss)
-      ? clipGradNorm(run.params, config.clip > 0 ? config.clip : Infinity)
-      : { norm: NaN, scale: 1 };
+    // A finite loss: clip and step in one go (the step reads the norm on the device, and skips itself where the
+    // norm is not finite); the guard then judges the step from the norm read back.
+    const norm = Number.isFinite(loss)
+      ? clipAndStep(run.optimizer, run.params, config.clip > 0 ? config.clip : Infinity).norm
+      : NaN;
     const verdict = run.guard.check(this.step + 1, loss, norm);
-    if (!verdict.skip) run.optimizer.step({ gradScale: scale });
     run.optimizer.zeroGrad();
     return { loss, gradNorm: norm, skipped: verdict.skip, message: verdict.message };
   }

@@ -44,6 +44,8 @@ function underEveryIsa(body: (isa: string) => void): void {
   }
 }
 const f = Math.fround;
+/** The largest finite float32 (FLT_MAX): where the inverse of a block's absmax is capped. */
+const F32_MAX = f(3.4028234663852886e38);
 
 describe('quantization maps', () => {
   const { signed, unsigned } = adamw8bitMaps();
@@ -124,7 +126,8 @@ function referenceStep(s: HostState, grad: ArrayLike<number>, a: AdamWArgs, maps
     const requantize = (x: number[], map: Float32Array, codes: Uint8Array, absmax: Float32Array) => {
       const top = Math.max(0, ...x.map(Math.abs));
       absmax[block] = top;
-      x.forEach((xi, j) => (codes[begin + j] = nearestCode(map, top > 0 ? f(xi / top) : 0)));
+      const inverse = top > 0 ? Math.min(f(1 / top), F32_MAX) : 0;
+      x.forEach((xi, j) => (codes[begin + j] = nearestCode(map, inverse > 0 ? f(xi * inverse) : 0)));
     };
     requantize(m, signed, s.codes.m, s.absmax.m);
     requantize(v, unsigned, s.codes.v, s.absmax.v);
@@ -278,6 +281,31 @@ describe('adamw8bitMany on the CPU engine', () => {
         }),
       );
     }
+  });
+
+  test("a block of subnormal moments scales by FLT_MAX (its absmax's inverse capped): the reference's bits", () => {
+    underEveryIsa((isa) =>
+      tidy(() => {
+        const gen = new Generator(9);
+        const size = 2 * QUANT_BLOCK;
+        const state = deviceState(size, gen, 'bfloat16');
+        const reference = hostState(state);
+        for (let step = 1; step <= 2; step++) {
+          // Block 0: gradients of 1e-39..3e-39, so m's absmax is near 1e-40 and 1 / absmax overflows float32.
+          const values = randomValues([size], gen, 0.01);
+          for (let i = 0; i < QUANT_BLOCK; i++) values[i] = (i % 2 ? -1 : 1) * (1 + 2 * gen.uniform()) * 1e-39;
+          const grad = Tensor.fromArray(values, [size], 'float32');
+          engine.adamw8bitMany([itemOf(state, grad)], adamw8bitMaps(), args(step));
+          referenceStep(reference, grad.toArray(), args(step));
+        }
+        const got = hostState(state);
+        assert.ok(got.absmax.m[0]! > 0 && 1 / got.absmax.m[0]! > F32_MAX, `${isa}: block 0's absmax is subnormal`);
+        assert.ok(new Set(got.codes.m.slice(0, QUANT_BLOCK)).size > 10, `${isa}: block 0's m codes spread`);
+        assert.deepEqual(got.codes, reference.codes, `${isa}: codes`);
+        assert.deepEqual(got.absmax, reference.absmax, `${isa}: absmax`);
+        assert.deepEqual(got.param, reference.param, `${isa}: weights`);
+      }),
+    );
   });
 
   // The kernel starts each nearest-code search from an index of the map's float32 bits

@@ -72,6 +72,8 @@ void adamw8bit_many(const AdamW8bitTensorArgs* tensors, size_t n, const float* s
 double sum_of_squares(int dtype, const char* x, int64_t count);
 // sumOfSquaresMany
 double sum_of_squares_many(const SquaresInput* inputs, size_t n);
+// sumOfSquaresManyTo
+void sum_of_squares_many_to(const SquaresInput* inputs, size_t n, double* out);
 // maskedSoftmax
 void masked_softmax(const MaskedSoftmaxArgs& args, const char* scores, char* out);
 // rotary

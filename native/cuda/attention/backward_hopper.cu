@@ -57,11 +57,14 @@ void launch_dq_conversion(const Params& p, int head_dim, const float* dq_accum, 
   if (rotary) {
     const int64_t work = int64_t(p.batch) * p.heads * p.q_len * (head_dim / 4);
     if (work == 0) return;
-    if (head_dim == 64) {
-      hopper::dq_rotary_from_accum_kernel<64><<<grid_for(work), kThreads, 0, stream()>>>(dq_accum, *rotary->transform, rotary->anchor);
-    } else {
-      hopper::dq_rotary_from_accum_kernel<128><<<grid_for(work), kThreads, 0, stream()>>>(dq_accum, *rotary->transform, rotary->anchor);
-    }
+    const auto launch = [&](auto kernel) {
+      kernel<<<grid_for(work), kThreads, 0, stream()>>>(dq_accum, *rotary->transform, rotary->anchor);
+    };
+    const bool narrow = work < (int64_t(1) << 31);
+    if (head_dim == 64)
+      narrow ? launch(hopper::dq_rotary_from_accum_kernel<64, uint32_t>) : launch(hopper::dq_rotary_from_accum_kernel<64, uint64_t>);
+    else
+      narrow ? launch(hopper::dq_rotary_from_accum_kernel<128, uint32_t>) : launch(hopper::dq_rotary_from_accum_kernel<128, uint64_t>);
     check_launch("attention backward: dQ' through the rotary transform (Hopper)");
     return;
   }

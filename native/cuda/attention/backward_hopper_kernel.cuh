@@ -518,16 +518,17 @@ __device__ __forceinline__ float2 dq_accum_pair(const float* row_block, int r, i
  * grad_q, `anchor` its xPos anchor. One quad of one row a thread (rotary_pairs.cuh), as the pre-pass's own
  * untransform_q_kernel, without the float32 dQ' between them.
  */
-template <int D>
+template <int D, typename Index>
 __global__ void dq_rotary_from_accum_kernel(const float* __restrict__ accum, const __grid_constant__ Params p,
                                             int anchor) {
   constexpr int kQuads = D / 4;
   const int row_blocks = dq_accum_rows(p.q_len) / 64;
-  const int64_t work = int64_t(p.batch) * p.heads * p.q_len * kQuads;
-  for (int64_t x = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; x < work; x += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t row = x / kQuads;
-    const int t = int(x % kQuads), i = int(row % p.q_len);
-    const int64_t bh = row / p.q_len;
+  // Index: 32-bit where the work fits (the launcher picks), so that the row arithmetic is no 64-bit division.
+  const Index work = Index(p.batch) * Index(p.heads) * Index(p.q_len) * Index(kQuads);
+  for (Index x = Index(blockIdx.x) * blockDim.x + threadIdx.x; x < work; x += Index(gridDim.x) * blockDim.x) {
+    const Index row = x / Index(kQuads);
+    const int t = int(x % Index(kQuads)), i = int(row % Index(p.q_len));
+    const int64_t bh = int64_t(row / Index(p.q_len));
     const int b = int(bh / p.heads);
     const float* block = accum + (bh * row_blocks + i / 64) * (D / 64) * 4096;
     const QuadOffsets o = quad_offsets(t, p.rotary_dim);
@@ -535,7 +536,7 @@ __global__ void dq_rotary_from_accum_kernel(const float* __restrict__ accum, con
     lo = make_float2(lo.x * p.scale, lo.y * p.scale);
     hi = make_float2(hi.x * p.scale, hi.y * p.scale);
     if (o.rotary) rotate_back(lo, hi, rotary_factors(p, false, b, i, o.lo, float(query_position(p, b, i) - anchor)));
-    bf16* dst = p.grad_q + row * D;
+    bf16* dst = p.grad_q + int64_t(row) * D;
     *reinterpret_cast<__nv_bfloat162*>(dst + o.lo) = __floats2bfloat162_rn(lo.x, lo.y);
     *reinterpret_cast<__nv_bfloat162*>(dst + o.hi) = __floats2bfloat162_rn(hi.x, hi.y);
   }

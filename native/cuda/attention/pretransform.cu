@@ -48,15 +48,17 @@ __device__ __forceinline__ void rotate_split_b(float2& lo, float2& hi, const Rot
  *   KeySplit:       A = z_k ⊙ R(p) k into dst and B = z_k ⊙ J R(−p) k into dst_b (its rotary features only),
  *                   per KV head (out_heads = kv_heads); past the rotary features A = k
  */
+template <typename Index>
 __global__ void pretransform_kernel(const __grid_constant__ Params p, bf16* dst, bf16* dst_b, int mode, int out_heads,
                                     int head_dim, int anchor, int first, int count, int dst_len) {
   const bool key_side = mode == int(PretransformMode::Key) || mode == int(PretransformMode::KeySplit);
   const int quads = head_dim / 4, len = key_side ? p.k_len : p.q_len;
-  const int64_t rows = int64_t(p.batch) * out_heads * count;
-  ANDROMEDA_GRID_STRIDE(idx, rows * quads) {
-    const int64_t row = idx / quads;
-    const int t = int(idx % quads), r = int(row % count), head = int((row / count) % out_heads);
-    const int b = int(row / (int64_t(count) * out_heads)), i = first + r;
+  // Index: 32-bit where the work fits (the launcher picks), so that the row arithmetic is no 64-bit division.
+  const Index work = Index(p.batch) * Index(out_heads) * Index(count) * Index(quads);
+  for (Index idx = Index(blockIdx.x) * blockDim.x + threadIdx.x; idx < work; idx += Index(gridDim.x) * blockDim.x) {
+    const Index row = idx / Index(quads);
+    const int t = int(idx % Index(quads)), r = int(row % Index(count)), head = int((row / Index(count)) % Index(out_heads));
+    const int b = int(row / (Index(count) * Index(out_heads))), i = first + r;
     const bf16* src = key_side ? p.k + ((int64_t(b) * p.kv_heads + head % p.kv_heads) * len + i) * head_dim
                                : p.q + ((int64_t(b) * p.heads + head) * len + i) * head_dim;
     const QuadOffsets o = quad_offsets(t, p.rotary_dim);
@@ -302,8 +304,11 @@ void launch_pretransform(const Params& p, int head_dim, PretransformMode mode, i
     throw std::invalid_argument("attention pre-pass: moving the key scale onto q needs the key scale");
   const int64_t work = int64_t(p.batch) * out_heads * count * (head_dim / 4);
   if (work == 0) return;
-  pretransform_kernel<<<grid_for(work), kThreads, 0, stream()>>>(p, dst, dst_b, int(mode), out_heads, head_dim, anchor,
-                                                                 first, count, dst_len);
+  const auto launch = [&](auto kernel) {
+    kernel<<<grid_for(work), kThreads, 0, stream()>>>(p, dst, dst_b, int(mode), out_heads, head_dim, anchor, first, count,
+                                                      dst_len);
+  };
+  work < (int64_t(1) << 31) ? launch(pretransform_kernel<uint32_t>) : launch(pretransform_kernel<uint64_t>);
   check_launch(key_side ? "attention pre-pass: k" : "attention pre-pass: q");
 }
 

@@ -10,6 +10,7 @@
 #include "../../cpu/kernels.h"
 #include "../../cpu/parallel.h"
 #include "adamw.h"
+#include "clip.h"
 
 namespace andromeda::cpu {
 namespace {
@@ -33,7 +34,9 @@ void store_copy(const AdamWTensorArgs& t, int64_t begin, int64_t end) {
 
 }  // namespace
 
-void adamw_many(const AdamWTensorArgs* tensors, size_t n, const AdamWArgs& args) {
+void adamw_many(const AdamWTensorArgs* tensors, size_t n, const AdamWArgs& clip_args) {
+  AdamWArgs args = clip_args;
+  const bool step = resolve_clip_on_host(args, "adamwMany");  // the chunks' adamw calls then clip no more
   std::vector<Chunk> chunks;
   for (size_t i = 0; i < n; i++) {
     const AdamWTensorArgs& t = tensors[i];
@@ -45,6 +48,7 @@ void adamw_many(const AdamWTensorArgs* tensors, size_t n, const AdamWArgs& args)
     }
     for (int64_t begin = 0; begin < t.count; begin += kChunk) chunks.push_back({&t, begin, std::min(t.count, begin + kChunk)});
   }
+  if (!step) return;  // a norm that is not finite: the step is skipped
   parallel_for(int64_t(chunks.size()), 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; c++) {
       const Chunk& k = chunks[size_t(c)];

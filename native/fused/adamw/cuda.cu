@@ -29,6 +29,7 @@ __device__ __forceinline__ void write_shadow(NoShadow*, int64_t, float) {}
 
 template <typename T, typename S>
 __global__ void adamw_kernel(float* param, const T* grad, float* m, float* v, int64_t n, AdamWConstants k, S* shadow) {
+  if (!resolve_clip(k)) return;
   ANDROMEDA_GRID_STRIDE(i, n) {
     float mi = m[i], vi = v[i];
     const float p = adamw_element(param[i], float(load(grad + i)), mi, vi, k);
@@ -148,6 +149,7 @@ __device__ __forceinline__ void adamw_range(const TensorChunks& t, int64_t begin
 template <typename T, typename S>
 __global__ void __launch_bounds__(kThreads)
     adamw_many_kernel(const TensorChunks* tensors, const int32_t* chunk_tensor, int64_t chunks, AdamWConstants k) {
+  if (!resolve_clip(k)) return;
   for (int64_t c = blockIdx.x; c < chunks; c += gridDim.x) {
     const TensorChunks t = tensors[chunk_tensor[c]];
     const int64_t begin = (c - t.first_chunk) * kChunk, end = min(t.count, begin + kChunk);
@@ -198,8 +200,8 @@ void launch_many(int grad_dtype, const std::vector<const AdamWTensorArgs*>& item
 
 void adamw(float* param, int grad_dtype, const char* grad, float* m, float* v, int64_t count, const AdamWArgs& a,
            int shadow_dtype, char* shadow) {
+  const AdamWConstants k = adamw_constants(a, "adamw");
   if (count == 0) return;
-  const AdamWConstants k = adamw_constants(a);
   ANDROMEDA_CUDA_DISPATCH_FLOAT(grad_dtype, {
     using G = T;
     if (!shadow) {
@@ -229,7 +231,7 @@ void adamw_many(const AdamWTensorArgs* tensors, size_t n, const AdamWArgs& a) {
     }
     groups[{t.grad_dtype, copy}].push_back(&t);
   }
-  const AdamWConstants k = adamw_constants(a);
+  const AdamWConstants k = adamw_constants(a, "adamwMany");
   for (const auto& [key, items] : groups) {
     if (key.second == -1) launch_many<NoShadow>(key.first, items, k);
     else if (key.second == int(DType::BF16)) launch_many<bf16>(key.first, items, k);

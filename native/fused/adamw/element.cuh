@@ -4,17 +4,44 @@
 #include <cmath>
 
 #include "../../common/kernel_args.h"
+#include "clip.h"
 
 namespace andromeda::cuda {
 
-/** A step's hyperparameters as the kernels read them: decay = 1 − lr·wd, step = lr / bias correction 1. */
+/**
+ * A step's hyperparameters as the kernels read them: decay = 1 − lr·wd, step = lr / bias correction 1. With
+ * clip_sum_of_squares set, each kernel first resolves grad_scale from the sum in device memory (clip.h).
+ */
 struct AdamWConstants {
   float b1, b2, eps, decay, step, inv_sqrt_bc2, grad_scale;
+  const double* clip_sum_of_squares;
+  double clip_max_norm, unclipped_grad_scale;
 };
 
-inline AdamWConstants adamw_constants(const AdamWArgs& a) {
-  return {float(a.beta1), float(a.beta2), float(a.eps), float(1.0 - a.lr * a.weight_decay),
-          float(a.lr / a.bias_correction1), float(1.0 / std::sqrt(a.bias_correction2)), float(a.grad_scale)};
+inline AdamWConstants adamw_constants(const AdamWArgs& a, const char* kernel) {
+  check_clip(a, kernel);
+  return {float(a.beta1),
+          float(a.beta2),
+          float(a.eps),
+          float(1.0 - a.lr * a.weight_decay),
+          float(a.lr / a.bias_correction1),
+          float(1.0 / std::sqrt(a.bias_correction2)),
+          float(a.grad_scale),
+          a.clip_sum_of_squares,
+          a.clip_max_norm,
+          a.grad_scale};
+}
+
+/**
+ * At a kernel's start: the clipped grad_scale where the step clips on the device (every thread reads the same
+ * float64 and takes the same decision). False where the norm is not finite: the step is skipped.
+ */
+__device__ __forceinline__ bool resolve_clip(AdamWConstants& k) {
+  if (!k.clip_sum_of_squares) return true;
+  const double scale = clipped_grad_scale(*k.clip_sum_of_squares, k.clip_max_norm, k.unclipped_grad_scale);
+  if (scale != scale) return false;
+  k.grad_scale = float(scale);
+  return true;
 }
 
 /**

@@ -6,13 +6,16 @@
 //   dequantize  m = signed_map[m_code] · m_absmax,  v = unsigned_map[v_code] · v_absmax
 //   update      exactly `adamw`'s float32 arithmetic: g = grad · grad_scale, m ← β1·m + (1−β1)·g,
 //               v ← β2·v + (1−β2)·g·g, p ← p·(1 − lr·wd) − (lr/bc1)·m / (√v · (1/√bc2) + eps)
-//   requantize  absmax = max |moment| over the block; code = the nearest map value to moment / absmax (ties to
-//               the lower code; an all-zero block keeps absmax 0 and the code of 0)
+//   requantize  absmax = max |moment| over the block; code = the nearest map value to moment · inverse (ties to
+//               the lower code), inverse = min(1 / absmax, FLT_MAX) rounded once per block (bitsandbytes multiplies
+//               by the block's reciprocal too: one division a block instead of one a moment); an all-zero block
+//               keeps absmax 0 and the code of 0
 // The weight update uses the unquantized new moments; only their storage is 8-bit. When `shadow` is set the
 // updated weights are also stored there rounded to `shadow_dtype` (bfloat16 or float16), in the same pass.
 // Both engines take the same float32 operations in the same order, so they give the same bits.
 // Forms: cpu.cc, cuda.cu.
 #pragma once
+#include <cfloat>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -79,6 +82,8 @@ struct AdamW8bitCodeIndex {
   static constexpr int kBuckets = 2 * kMagnitudes;          // negatives descending, then non-negatives ascending
 
   uint8_t start[kBuckets];
+  /** The most steps any search from this index takes (build's bound): 3 for bitsandbytes' maps. */
+  int max_walk;
 
   /** The magnitude part of |x|'s bucket, from its bits without the sign. */
   ANDROMEDA_ADAMW8BIT_HD static int magnitude(uint32_t abs_bits) {
@@ -120,8 +125,48 @@ struct AdamW8bitCodeIndex {
       while (code + 1 < kAdamW8bitMapSize && map[code + 1] <= lower) code++;
       start[b] = uint8_t(code);
     }
+    max_walk = 0;
+    for (int b = 0; b < kBuckets; b++) max_walk = longest_walk(map, b) > max_walk ? longest_walk(map, b) : max_walk;
+  }
+
+  /**
+   * At least as many steps as the search that starts at bucket b's start can take. Every x of bucket b is at or
+   * below the next bucket's lower bound, and the walk stops before code 255 (x < map[255] on that path), so it
+   * steps at most once per code above the start that is at or below that bound and below 255.
+   */
+  int longest_walk(const float* map, int b) const {
+    const float bound = b + 1 < kBuckets ? lower_bound(b + 1) : float(INFINITY);
+    int steps = 0;
+    for (int code = start[b] + 1; code < kAdamW8bitMapSize - 1 && map[code] <= bound; code++) steps++;
+    return steps;
   }
 };
+
+/** The longest walk the branch-free searches (the AVX-512 and CUDA forms) take; maps that need more take the loop. */
+constexpr int kAdamW8bitMaxWalk = 3;
+
+/**
+ * The factor a block's moments are scaled by before their codes are picked: 1 / absmax rounded to float32, capped at
+ * FLT_MAX so that a block of subnormal moments scales into [-1, 1] instead of to infinity (0 for an all-zero block).
+ */
+ANDROMEDA_ADAMW8BIT_HD inline float adamw8bit_inverse_scale(float absmax) {
+  if (!(absmax > 0.0f)) return 0.0f;
+#if defined(__CUDA_ARCH__)
+  const float inverse = __frcp_rn(absmax);
+#else
+  const float inverse = 1.0f / absmax;
+#endif
+  return inverse < FLT_MAX ? inverse : FLT_MAX;
+}
+
+/** A moment scaled for its code: moment · inverse where the block has a nonzero absmax, else 0. */
+ANDROMEDA_ADAMW8BIT_HD inline float adamw8bit_scaled(float moment, float inverse) {
+#if defined(__CUDA_ARCH__)
+  return inverse > 0.0f ? __fmul_rn(moment, inverse) : 0.0f;
+#else
+  return inverse > 0.0f ? moment * inverse : 0.0f;
+#endif
+}
 
 /**
  * The code whose map value is nearest to x (map sorted ascending; ties to the lower code). Only comparisons and

@@ -24,6 +24,7 @@
 #include "../../cpu/simd.h"
 #include "../../cpu/target_region.h"
 #include "adamw8bit.h"
+#include "../adamw/clip.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -58,8 +59,8 @@ struct IndexedMap {
 float requantize(const float* x, int64_t n, const IndexedMap& map, uint8_t* codes) {
   float absmax = 0.0f;
   for (int64_t i = 0; i < n; i++) absmax = std::max(absmax, std::fabs(x[i]));
-  for (int64_t i = 0; i < n; i++)
-    codes[i] = adamw8bit_nearest_code(map.values, map.index.start, absmax > 0.0f ? x[i] / absmax : 0.0f);
+  const float inverse = adamw8bit_inverse_scale(absmax);
+  for (int64_t i = 0; i < n; i++) codes[i] = adamw8bit_nearest_code(map.values, map.index.start, adamw8bit_scaled(x[i], inverse));
   return absmax;
 }
 
@@ -102,8 +103,7 @@ void update_block_portable(const AdamW8bitTensorArgs& t, int64_t block, const In
  * them).
  */
 struct GatherSearch {
-  /** The longest walk the vector search takes: bitsandbytes' unsigned map has buckets of three values. */
-  static constexpr int kMaxWalk = 3;
+  static constexpr int kMaxWalk = kAdamW8bitMaxWalk;
   static constexpr int kPadding = kMaxWalk + 1;
   int32_t start[AdamW8bitCodeIndex::kBuckets];
   float map[kAdamW8bitMapSize + kPadding];
@@ -113,23 +113,7 @@ struct GatherSearch {
     for (int b = 0; b < AdamW8bitCodeIndex::kBuckets; b++) start[b] = indexed.index.start[b];
     for (int i = 0; i < kAdamW8bitMapSize; i++) map[i] = indexed.values[i];
     for (int i = kAdamW8bitMapSize; i < kAdamW8bitMapSize + kPadding; i++) map[i] = INFINITY;
-    exact = true;
-    for (int b = 0; b < AdamW8bitCodeIndex::kBuckets; b++) {
-      if (longest_walk(indexed.values, b) > kMaxWalk) exact = false;
-    }
-  }
-
-  /**
-   * At least as many steps as the search that starts at bucket b's start can take. Every x of bucket b is at or
-   * below the next bucket's lower bound, and the walk stops before code 255 (x < map[255] on that path), so it
-   * steps at most once per code above the start that is at or below that bound and below 255.
-   */
-  int longest_walk(const float* values, int b) const {
-    const float bound =
-        b + 1 < AdamW8bitCodeIndex::kBuckets ? AdamW8bitCodeIndex::lower_bound(b + 1) : float(INFINITY);
-    int steps = 0;
-    for (int code = start[b] + 1; code < kAdamW8bitMapSize - 1 && values[code] <= bound; code++) steps++;
-    return steps;
+    exact = indexed.index.max_walk <= kMaxWalk;
   }
 };
 
@@ -235,11 +219,12 @@ inline float requantize(const float* x, int64_t n, const GatherSearch& search, u
   for (int64_t i = 0; i < n; i += kLanes)
     running = _mm512_max_ps(_mm512_abs_ps(_mm512_maskz_loadu_ps(lanes_in(n - i), x + i)), running);
   const float absmax = _mm512_reduce_max_ps(running);
-  const __m512 divisor = _mm512_set1_ps(absmax);
+  const float inverse_scale = adamw8bit_inverse_scale(absmax);
+  const __m512 inverse = _mm512_set1_ps(inverse_scale);
   for (int64_t i = 0; i < n; i += kLanes) {
     const __mmask16 lanes = lanes_in(n - i);
     const __m512 scaled =
-        absmax > 0.0f ? _mm512_div_ps(_mm512_maskz_loadu_ps(lanes, x + i), divisor) : _mm512_setzero_ps();
+        inverse_scale > 0.0f ? _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, x + i), inverse) : _mm512_setzero_ps();
     _mm512_mask_cvtepi32_storeu_epi8(codes + i, lanes, nearest_codes(scaled, search));
   }
   return absmax;
@@ -330,8 +315,10 @@ void check_maps(const float* signed_map, const float* unsigned_map) {
 }  // namespace
 
 void adamw8bit_many(const AdamW8bitTensorArgs* tensors, size_t n, const float* signed_map, const float* unsigned_map,
-                    const AdamWArgs& a) {
+                    const AdamWArgs& args) {
   check_maps(signed_map, unsigned_map);
+  AdamWArgs a = args;
+  const bool step = resolve_clip_on_host(a, "adamw8bitMany");
   std::vector<Chunk> chunks;
   for (size_t i = 0; i < n; i++) {
     const AdamW8bitTensorArgs& t = tensors[i];
@@ -344,6 +331,7 @@ void adamw8bit_many(const AdamW8bitTensorArgs* tensors, size_t n, const float* s
     const int64_t blocks = (t.count + kAdamW8bitBlock - 1) / kAdamW8bitBlock;
     for (int64_t b = 0; b < blocks; b += kChunkBlocks) chunks.push_back({&t, b, std::min(blocks, b + kChunkBlocks)});
   }
+  if (!step) return;  // a norm that is not finite: the step is skipped
   IndexedMap signed_indexed{signed_map, {}}, unsigned_indexed{unsigned_map, {}};
   signed_indexed.index.build(signed_map);
   unsigned_indexed.index.build(unsigned_map);

@@ -4,11 +4,14 @@
 // new absmax is a warp max-reduction, so no shared-memory round trip and no __syncthreads per block. Blocks of
 // threads take chunks of kChunkBlocks quantization blocks from a chunk table (chunk_table.h) and walk them
 // grid-stride. The two maps and their search indexes (AdamW8bitCodeIndex) sit in shared memory for the nearest-
-// code searches, the maps padded against bank conflicts (BankPaddedMap). Every operation is an explicitly rounded
-// intrinsic in the CPU form's order, so nvcc cannot fuse multiply-adds and both engines give the same bits.
+// code searches (branch-free where the maps allow: nearest_code_bounded), the maps padded against bank conflicts
+// (BankPaddedMap). Every operation is an explicitly rounded intrinsic in the CPU form's order, so nvcc cannot fuse
+// multiply-adds and both engines give the same bits.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -36,6 +39,8 @@ struct SharedMaps {
   const float* unsigned_map;
   const uint8_t* signed_start;
   const uint8_t* unsigned_start;
+  const float4* signed_records;  // ThresholdRecords, when the kernel searches by them
+  const float4* unsigned_records;
 };
 
 struct TensorBlocks {
@@ -72,9 +77,84 @@ __device__ __forceinline__ void write_shadow(const TensorBlocks& t, int64_t i, f
   else if (t.shadow_dtype == int(DType::F16)) store(static_cast<f16*>(t.shadow) + i, p);
 }
 
-/** The code of a moment in its block of absmax `absmax` (an all-zero block: the code of 0). */
-__device__ __forceinline__ uint8_t nearest_code(const float* map, const uint8_t* start, float moment, float absmax) {
-  return adamw8bit_nearest_code<BankPaddedMap>(map, start, absmax > 0.0f ? __fdiv_rn(moment, absmax) : 0.0f);
+/**
+ * The nearest-code search as one shared-memory load. T[c], for codes c = 1 … 255, is the least float32 x for which
+ * the reference (adamw8bit_nearest_code) picks code c over c − 1: between map[c − 1] and map[c] its comparison of
+ * the two float32 differences turns once, from the lower code to the upper, so bisection over the floats between
+ * them finds it. The reference's code of any x but NaN is then the number of thresholds at or below x. For each
+ * bucket of AdamW8bitCodeIndex's bucketing, a record holds s, the code of the bucket's least value, and the
+ * thresholds T[s + 1 … s + 3] (NaN past code 255: no x is at or above NaN), so that
+ *   code(x) = s + (x ≥ T[s + 1]) + (x ≥ T[s + 2]) + (x ≥ T[s + 3]),   NaN: code 0,
+ * which is the reference's code wherever no bucket spans more than four codes (bitsandbytes' maps span at most
+ * three; build() checks, and the kernel searches with the loop for maps that do not qualify).
+ */
+struct ThresholdRecords {
+  float4 record[AdamW8bitCodeIndex::kBuckets];  // x, y, z: T[s + 1 … s + 3]; w: s, as float bits
+
+  /** The records of a strictly increasing map; false where a bucket spans more than four codes. */
+  bool build(const float* map) {
+    float threshold[kAdamW8bitMapSize + kAdamW8bitMaxWalk];
+    threshold[0] = -INFINITY;
+    for (int c = 1; c < kAdamW8bitMapSize; c++) threshold[c] = least_upper(map, c);
+    for (int c = kAdamW8bitMapSize; c < kAdamW8bitMapSize + kAdamW8bitMaxWalk; c++) threshold[c] = NAN;
+    AdamW8bitCodeIndex index;
+    index.build(map);
+    const auto code_of = [&](float x) { return int(adamw8bit_nearest_code(map, index.start, x)); };
+    for (int b = 0; b < AdamW8bitCodeIndex::kBuckets; b++) {
+      const int first = code_of(AdamW8bitCodeIndex::lower_bound(b));
+      const int last = b + 1 < AdamW8bitCodeIndex::kBuckets ? code_of(AdamW8bitCodeIndex::lower_bound(b + 1))
+                                                              : kAdamW8bitMapSize - 1;
+      if (last - first > kAdamW8bitMaxWalk) return false;
+      uint32_t first_bits = uint32_t(first);
+      float first_as_float;
+      std::memcpy(&first_as_float, &first_bits, sizeof first_as_float);
+      record[b] = make_float4(threshold[first + 1], threshold[first + 2], threshold[first + 3], first_as_float);
+    }
+    return true;
+  }
+
+ private:
+  /** Float32 bits as an unsigned key that orders as the floats do (-0 just below +0). */
+  static uint32_t key(float x) {
+    uint32_t u;
+    std::memcpy(&u, &x, sizeof u);
+    return (u >> 31) ? ~u : (u | 0x80000000u);
+  }
+  static float from_key(uint32_t k) {
+    const uint32_t u = (k >> 31) ? (k & 0x7fffffffu) : ~k;
+    float x;
+    std::memcpy(&x, &u, sizeof x);
+    return x;
+  }
+  /** T[c]: the least x in (map[c − 1], map[c]] with map[c] − x < x − map[c − 1] in float32 (true at map[c]). */
+  static float least_upper(const float* map, int c) {
+    const auto upper = [&](float x) {
+      const volatile float to_upper = map[c] - x, to_lower = x - map[c - 1];  // rounded to float32, as the kernels
+      return to_upper < to_lower;
+    };
+    uint32_t below = key(map[c - 1]), at_or_above = key(map[c]);  // upper() false at map[c − 1], true at map[c]
+    while (at_or_above - below > 1) {
+      const uint32_t mid = below + (at_or_above - below) / 2;
+      (upper(from_key(mid)) ? at_or_above : below) = mid;
+    }
+    return from_key(at_or_above);
+  }
+};
+
+/** The reference's code of x from its bucket's record (ThresholdRecords). */
+__device__ __forceinline__ int record_code(const float4* records, float x) {
+  const float4 r = records[AdamW8bitCodeIndex::bucket(x)];
+  const int code = __float_as_int(r.w) + int(x >= r.x) + int(x >= r.y) + int(x >= r.z);
+  return x == x ? code : 0;
+}
+
+/** The code of a moment scaled by its block's inverse: from the threshold records, or by the loop for other maps. */
+template <bool Records>
+__device__ __forceinline__ uint8_t nearest_code(const float* map, const uint8_t* start, const float4* records,
+                                                float moment, float inverse) {
+  const float x = adamw8bit_scaled(moment, inverse);
+  if constexpr (Records) return uint8_t(record_code(records, x));
+  else return adamw8bit_nearest_code<BankPaddedMap>(map, start, x);
 }
 
 __device__ __forceinline__ float warp_max(float x) {
@@ -121,7 +201,7 @@ __device__ __forceinline__ void store8_half(H* p, const float* x) {
  * the strided form's operations, and the block maximum does not depend on which lane saw which element, so both
  * forms give the same bits.
  */
-template <typename G>
+template <typename G, bool Records>
 __device__ __forceinline__ void update_full_block(const TensorBlocks& t, int64_t block, const SharedMaps& maps,
                                                   const AdamWConstants& k, int lane) {
   const int64_t i0 = block * kAdamW8bitBlock + int64_t(lane) * 8;
@@ -150,13 +230,14 @@ __device__ __forceinline__ void update_full_block(const TensorBlocks& t, int64_t
   else if (t.shadow_dtype == int(DType::F16)) store8_half(static_cast<f16*>(t.shadow) + i0, p);
   m_max = warp_max(m_max);
   v_max = warp_max(v_max);
+  const float m_inverse = adamw8bit_inverse_scale(m_max), v_inverse = adamw8bit_inverse_scale(v_max);
   uint2 m_out, v_out;
   uint8_t* mo = reinterpret_cast<uint8_t*>(&m_out);
   uint8_t* vo = reinterpret_cast<uint8_t*>(&v_out);
 #pragma unroll
   for (int j = 0; j < 8; j++) {
-    mo[j] = nearest_code(maps.signed_map, maps.signed_start, m[j], m_max);
-    vo[j] = nearest_code(maps.unsigned_map, maps.unsigned_start, v[j], v_max);
+    mo[j] = nearest_code<Records>(maps.signed_map, maps.signed_start, maps.signed_records, m[j], m_inverse);
+    vo[j] = nearest_code<Records>(maps.unsigned_map, maps.unsigned_start, maps.unsigned_records, v[j], v_inverse);
   }
   __stcs(reinterpret_cast<uint2*>(t.m + i0), m_out);
   __stcs(reinterpret_cast<uint2*>(t.v + i0), v_out);
@@ -166,13 +247,13 @@ __device__ __forceinline__ void update_full_block(const TensorBlocks& t, int64_t
   }
 }
 
-template <typename G>
+template <typename G, bool Records>
 __device__ __forceinline__ void update_block(const TensorBlocks& t, int64_t block, const SharedMaps& maps,
                                              const AdamWConstants& k, int lane) {
   const int64_t begin = block * kAdamW8bitBlock;
   const int n = int(t.count - begin < kAdamW8bitBlock ? t.count - begin : kAdamW8bitBlock);
   if (t.vectors && n == kAdamW8bitBlock) {
-    update_full_block<G>(t, block, maps, k, lane);
+    update_full_block<G, Records>(t, block, maps, k, lane);
     return;
   }
   const G* grad = static_cast<const G*>(t.grad);
@@ -196,13 +277,14 @@ __device__ __forceinline__ void update_block(const TensorBlocks& t, int64_t bloc
   }
   m_max = warp_max(m_max);
   v_max = warp_max(v_max);
+  const float m_inverse = adamw8bit_inverse_scale(m_max), v_inverse = adamw8bit_inverse_scale(v_max);
 #pragma unroll
   for (int j = 0; j < kPerLane; j++) {
     const int e = lane + 32 * j;
     if (e >= n) continue;
     const int64_t i = begin + e;
-    __stcs(t.m + i, nearest_code(maps.signed_map, maps.signed_start, m[j], m_max));
-    __stcs(t.v + i, nearest_code(maps.unsigned_map, maps.unsigned_start, v[j], v_max));
+    __stcs(t.m + i, nearest_code<Records>(maps.signed_map, maps.signed_start, maps.signed_records, m[j], m_inverse));
+    __stcs(t.v + i, nearest_code<Records>(maps.unsigned_map, maps.unsigned_start, maps.unsigned_records, v[j], v_inverse));
   }
   if (lane == 0) {
     t.m_absmax[block] = m_max;
@@ -210,37 +292,88 @@ __device__ __forceinline__ void update_block(const TensorBlocks& t, int64_t bloc
   }
 }
 
-template <typename G>
+/** Dynamic shared memory of the kernel that searches by threshold records: both maps' records. */
+constexpr size_t kRecordBytes = 2 * sizeof(ThresholdRecords);
+
+/**
+ * Records: the codes come from the threshold records (`records`: the signed map's, then the unsigned map's, in
+ * device memory, copied to dynamic shared memory); otherwise from the searching loop over the maps and indexes.
+ */
+template <typename G, bool Records>
 __global__ void __launch_bounds__(kThreads) adamw8bit_many_kernel(const TensorBlocks* tensors, const int32_t* chunk_tensor,
-                                                                   int64_t chunks, Maps maps, AdamWConstants k) {
+                                                                   int64_t chunks, Maps maps, const float4* records,
+                                                                   AdamWConstants k) {
+  if (!resolve_clip(k)) return;
+  extern __shared__ float4 shared_records[];
   __shared__ float signed_map[kPaddedMapSize], unsigned_map[kPaddedMapSize];
-  __shared__ uint8_t signed_start[AdamW8bitCodeIndex::kBuckets], unsigned_start[AdamW8bitCodeIndex::kBuckets];
+  __shared__ uint8_t signed_start[Records ? 1 : AdamW8bitCodeIndex::kBuckets];
+  __shared__ uint8_t unsigned_start[Records ? 1 : AdamW8bitCodeIndex::kBuckets];
   signed_map[BankPaddedMap::at(threadIdx.x)] = maps.signed_map[threadIdx.x];
   unsigned_map[BankPaddedMap::at(threadIdx.x)] = maps.unsigned_map[threadIdx.x];
-  for (int b = threadIdx.x; b < AdamW8bitCodeIndex::kBuckets; b += kThreads) {
-    signed_start[b] = maps.signed_index.start[b];
-    unsigned_start[b] = maps.unsigned_index.start[b];
+  if constexpr (Records) {
+    for (int r = threadIdx.x; r < 2 * AdamW8bitCodeIndex::kBuckets; r += kThreads) shared_records[r] = records[r];
+  } else {
+    for (int b = threadIdx.x; b < AdamW8bitCodeIndex::kBuckets; b += kThreads) {
+      signed_start[b] = maps.signed_index.start[b];
+      unsigned_start[b] = maps.unsigned_index.start[b];
+    }
   }
   __syncthreads();
-  const SharedMaps shared{signed_map, unsigned_map, signed_start, unsigned_start};
+  const SharedMaps shared{signed_map,     unsigned_map,
+                          signed_start,   unsigned_start,
+                          shared_records, shared_records + AdamW8bitCodeIndex::kBuckets};
   const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
   for (int64_t c = blockIdx.x; c < chunks; c += gridDim.x) {
     const TensorBlocks& t = tensors[chunk_tensor[c]];
     const int64_t first = (c - t.first_chunk) * kChunkBlocks, end = min(t.blocks, first + kChunkBlocks);
-    for (int64_t b = first + warp; b < end; b += kWarps) update_block<G>(t, b, shared, k, lane);
+    for (int64_t b = first + warp; b < end; b += kWarps) update_block<G, Records>(t, b, shared, k, lane);
   }
 }
 
-/** Blocks that are all resident at once (the grid walks the chunks), at most one per chunk. */
-template <typename G>
+/**
+ * Blocks that are all resident at once (the grid walks the chunks), at most one per chunk; also lets the records
+ * kernel have its dynamic shared memory (past the default 48 KiB).
+ */
+template <typename G, bool Records>
 unsigned many_grid(int64_t chunks) {
   static const int per_sm = [] {
+    const size_t dynamic = Records ? kRecordBytes : 0;
+    if (Records)
+      check(cudaFuncSetAttribute(adamw8bit_many_kernel<G, Records>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 int(dynamic)),
+            "adamw8bitMany (shared memory)");
     int blocks = 0;
-    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, adamw8bit_many_kernel<G>, kThreads, 0),
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, adamw8bit_many_kernel<G, Records>, kThreads, dynamic),
           "adamw8bitMany (occupancy)");
     return std::max(blocks, 1);
   }();
   return unsigned(std::min<int64_t>(chunks, int64_t(sm_count()) * per_sm));
+}
+
+template <typename G, bool Records>
+void launch_kernel(const DeviceChunkTable<TensorBlocks>& device, int64_t chunks, const Maps& maps, const float4* records,
+                   const AdamWConstants& k) {
+  adamw8bit_many_kernel<G, Records><<<many_grid<G, Records>(chunks), kThreads, Records ? kRecordBytes : 0, stream()>>>(
+      device.entries(), device.chunk_entry(), chunks, maps, records, k);
+}
+
+/**
+ * Both maps' threshold records, built once for the maps of the last call (the training loop passes the same maps
+ * every step); null where a map does not qualify (the kernel then searches with the loop).
+ */
+const ThresholdRecords* records_for(const Maps& maps) {
+  static float signed_seen[kAdamW8bitMapSize], unsigned_seen[kAdamW8bitMapSize];
+  static std::unique_ptr<ThresholdRecords[]> records;
+  static bool built = false, usable = false;
+  if (!built || std::memcmp(signed_seen, maps.signed_map, sizeof signed_seen) != 0 ||
+      std::memcmp(unsigned_seen, maps.unsigned_map, sizeof unsigned_seen) != 0) {
+    if (!records) records.reset(new ThresholdRecords[2]);
+    usable = records[0].build(maps.signed_map) && records[1].build(maps.unsigned_map);
+    std::memcpy(signed_seen, maps.signed_map, sizeof signed_seen);
+    std::memcpy(unsigned_seen, maps.unsigned_map, sizeof unsigned_seen);
+    built = true;
+  }
+  return usable ? records.get() : nullptr;
 }
 
 void launch_many(int grad_dtype, const std::vector<const AdamW8bitTensorArgs*>& items, const Maps& maps,
@@ -258,10 +391,19 @@ void launch_many(int grad_dtype, const std::vector<const AdamW8bitTensorArgs*>& 
   }
   if (table.entries.empty()) return;
   const DeviceChunkTable<TensorBlocks> device(table, "adamw8bitMany (chunk table)");
-  ANDROMEDA_CUDA_DISPATCH_FLOAT(grad_dtype, {
-    adamw8bit_many_kernel<T><<<many_grid<T>(table.chunks()), kThreads, 0, stream()>>>(device.entries(), device.chunk_entry(),
-                                                                                     table.chunks(), maps, k);
-  });
+  // The threshold records where both maps allow them (bitsandbytes' always do), the searching loop otherwise.
+  const ThresholdRecords* records = records_for(maps);
+  if (records) {
+    static PinnedStaging staging;
+    Scratch on_device(kRecordBytes);
+    std::memcpy(staging.reserve(kRecordBytes, "adamw8bitMany (records)"), records, kRecordBytes);
+    staging.copy_to(on_device.as<char>(), kRecordBytes, "adamw8bitMany (records)");
+    ANDROMEDA_CUDA_DISPATCH_FLOAT(grad_dtype, {
+      launch_kernel<T, true>(device, table.chunks(), maps, on_device.as<float4>(), k);
+    });
+  } else {
+    ANDROMEDA_CUDA_DISPATCH_FLOAT(grad_dtype, { launch_kernel<T, false>(device, table.chunks(), maps, nullptr, k); });
+  }
   check_launch("adamw8bitMany");
 }
 
@@ -292,7 +434,7 @@ void adamw8bit_many(const AdamW8bitTensorArgs* tensors, size_t n, const float* s
     }
     groups[t.grad_dtype].push_back(&t);
   }
-  const AdamWConstants k = adamw_constants(a);
+  const AdamWConstants k = adamw_constants(a, "adamw8bitMany");
   for (const auto& [grad_dtype, items] : groups) launch_many(grad_dtype, items, maps, k);
 }
 

@@ -64,4 +64,6 @@ double sum_of_squares_many(const SquaresInput* inputs, size_t n) {
   return total;
 }
 
+void sum_of_squares_many_to(const SquaresInput* inputs, size_t n, double* out) { *out = sum_of_squares_many(inputs, n); }
+
 }  // namespace andromeda::cpu

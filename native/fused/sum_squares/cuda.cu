@@ -1,7 +1,8 @@
 // Σ x² over one or many float buffers in float64 (the global gradient norm of clipping: 4.9 GB of bf16
-// gradients for andromeda-3b), read at memory speed: one launch over a chunk table (fixed-size chunks of
-// every buffer, each chunk naming its buffer), 16-byte loads with several in flight per thread, one float64
-// partial per chunk, then one fixed-order sum of the partials (deterministic, independent of the grid).
+// gradients for andromeda-3b), returned to the host or left in device memory for a clipping AdamW step, read at
+// memory speed: one launch over a chunk table (fixed-size chunks of every buffer, each chunk naming its buffer),
+// 16-byte loads with several in flight per thread, one float64 partial per chunk, then one fixed-order sum of the
+// partials (deterministic, independent of the grid).
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -85,7 +86,10 @@ double sum_of_squares(int dtype, const char* x, int64_t count) {
   return sum_of_squares_many(&input, 1);
 }
 
-double sum_of_squares_many(const SquaresInput* inputs, size_t n) {
+namespace {
+
+/** Enqueues the sum of squares into `out` (device memory); false where there is nothing to sum. */
+bool enqueue_sum_of_squares(const SquaresInput* inputs, size_t n, double* out) {
   ChunkTable<SquaresBuffer> table;
   for (size_t i = 0; i < n; i++) {
     const SquaresInput& in = inputs[i];
@@ -96,18 +100,31 @@ double sum_of_squares_many(const SquaresInput* inputs, size_t n) {
     if (in.count <= 0) continue;
     table.add({in.x, in.count, table.next_chunk(), in.dtype, aligned16(in.x) ? 1 : 0}, in.count, kChunk);
   }
-  if (table.entries.empty()) return 0;
+  if (table.entries.empty()) return false;
   const int64_t chunks = table.chunks();
   const DeviceChunkTable<SquaresBuffer> device(table, "sumOfSquares (chunk table)");
-  Scratch partials(size_t(chunks + 1) * sizeof(double));
+  Scratch partials(size_t(chunks) * sizeof(double));
   const unsigned grid = unsigned(std::min<int64_t>(chunks, int64_t(sm_count()) * kBlocksPerSm));
   squares_chunks_kernel<<<grid, kThreads, 0, stream()>>>(device.entries(), device.chunk_entry(), chunks, partials.as<double>());
   check_launch("sumOfSquares");
-  sum_partials<<<1, 1024, 0, stream()>>>(partials.as<double>(), chunks, partials.as<double>() + chunks);
+  sum_partials<<<1, 1024, 0, stream()>>>(partials.as<double>(), chunks, out);
   check_launch("sumOfSquares (partials)");
-  double result = 0;
-  download(&result, reinterpret_cast<const char*>(partials.as<double>() + chunks), sizeof(double));
-  return result;
+  return true;
+}
+
+}  // namespace
+
+double sum_of_squares_many(const SquaresInput* inputs, size_t n) {
+  Scratch result(sizeof(double));
+  if (!enqueue_sum_of_squares(inputs, n, result.as<double>())) return 0;
+  double sum = 0;
+  download(&sum, reinterpret_cast<const char*>(result.as<double>()), sizeof(double));
+  return sum;
+}
+
+void sum_of_squares_many_to(const SquaresInput* inputs, size_t n, double* out) {
+  if (!enqueue_sum_of_squares(inputs, n, out))
+    check(cudaMemsetAsync(out, 0, sizeof(double), stream()), "sumOfSquaresManyTo (no elements: 0)");
 }
 
 }  // namespace andromeda::cuda
