@@ -32,7 +32,10 @@ function twins(device: string, seed: number): { a: Tensor[]; b: Tensor[] } {
   return { a: make(), b: make() };
 }
 
-/** Gives both sets the same bf16 gradients, scaled so that their global norm is about `norm` (NaN, ±Infinity: one such element). */
+/**
+ * Gives both sets the same gradients (bf16 unless `dtype` says otherwise), scaled to a global norm of about `norm`
+ * (NaN, ±Infinity: one such element).
+ */
 function setGradients(device: string, sets: Tensor[][], gen: Generator, norm: number, dtype: DType = 'bfloat16'): void {
   const grads = SHAPES.map((shape) => randomValues(shape, gen));
   const total = Math.sqrt(grads.reduce((s, g) => s + g.reduce((t, x) => t + x * x, 0), 0));
