@@ -4,10 +4,11 @@
 // maps too crowded for those (CUDA's searching loop). Both forms take the same float32 operations in the same order
 // and pick the reference's code (adamw8bit.h) for every value, so the codes must agree exactly.
 import assert from 'node:assert/strict';
-import type { AdamW8bitItem, AdamW8bitMaps } from '../../src/engine/engine.js';
+import type { AdamW8bitItem } from '../../src/engine/engine.js';
 import type { DType } from '../../src/tensor/dtype.js';
 import { adamw8bitMaps } from '../../src/optim/adamw8bit-map.js';
 import { adamw8bitSlotSizes } from '../../src/optim/adamw8bit.js';
+import { crowdedQuantMaps } from '../helpers/quant-maps.js';
 import { Twins, assertClose, cpu, gpu, gpuTest, read, type Twin } from './harness.js';
 
 /** The codes of an int32 twin as bytes, per side. */
@@ -17,32 +18,9 @@ function codes(t: Twin, count: number): { cpu: Uint8Array; gpu: Uint8Array } {
   return { cpu: bytes(c), gpu: bytes(g) };
 }
 
-/**
- * Maps whose nearest-code searches walk further than the kernels' branch-free search covers (values crowded below
- * 1, tiny ones, values past ±1): CUDA takes its searching loop for them, as the CPU takes its portable form.
- */
-function crowdedMaps(): AdamW8bitMaps {
-  const sorted = (values: number[]) => Float32Array.from(values).sort();
-  return {
-    signed: sorted([
-      ...Array.from({ length: 100 }, (_, i) => 0.99 + i * 1e-4),
-      ...Array.from({ length: 60 }, (_, i) => -(10 ** (-20 + i / 3))),
-      ...Array.from({ length: 60 }, (_, i) => 10 ** (-20 + i / 3)),
-      ...Array.from({ length: 35 }, (_, i) => (i < 18 ? -8 + i / 3 : 1.5 + (i - 18) / 3)),
-      0,
-    ]),
-    unsigned: sorted([
-      0,
-      ...Array.from({ length: 120 }, (_, i) => 10 ** (-30 + i / 4)),
-      ...Array.from({ length: 100 }, (_, i) => 0.5 + i * 1e-3),
-      ...Array.from({ length: 35 }, (_, i) => 1 + i / 4),
-    ]),
-  };
-}
-
 for (const [mapName, maps] of [
   ['bitsandbytes maps (the branch-free search)', adamw8bitMaps()],
-  ['crowded maps (the searching loop)', crowdedMaps()],
+  ['crowded maps (the searching loop)', crowdedQuantMaps()],
 ] as const) {
   gpuTest(`adamw8bitMany, ${mapName}: the CUDA and CPU forms agree over several steps`, () => {
     const t = new Twins(53);

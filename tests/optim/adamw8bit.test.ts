@@ -23,6 +23,7 @@ import {
   nearestCode,
 } from '../../src/optim/adamw8bit-map.js';
 import { randomValues } from '../helpers/gradcheck.js';
+import { crowdedQuantMaps, linearQuantMaps } from '../helpers/quant-maps.js';
 
 const { tidy } = A;
 const engine = A.getEngine('cpu') as CpuEngine;
@@ -313,33 +314,8 @@ describe('adamw8bitMany on the CPU engine', () => {
   // crowd into one bucket, lie below 2^-32, or reach past ±1. (The AVX-512 form searches the linear maps itself
   // and leaves the crowded ones, whose searches walk too far for it, to the portable form.)
   test('other sorted maps: the codes of the reference (the search index holds for any map)', () => {
-    const sorted = (values: number[]) => {
-      const map = Float32Array.from(values).sort();
-      for (let i = 1; i < map.length; i++) assert.ok(map[i - 1]! < map[i]!, `test map value ${i} repeats`);
-      assert.equal(map.length, QUANT_MAP_SIZE);
-      return map;
-    };
-    const count = QUANT_MAP_SIZE;
-    const linear = {
-      signed: sorted(Array.from({ length: count }, (_, i) => -1 + (2 * i) / (count - 1))),
-      unsigned: sorted(Array.from({ length: count }, (_, i) => i / (count - 1))),
-    };
-    const crowded = {
-      // 100 values within 1% below 1, tiny ones from 1e-20, and values past ±1 up to ±8.
-      signed: sorted([
-        ...Array.from({ length: 100 }, (_, i) => 0.99 + i * 1e-4),
-        ...Array.from({ length: 60 }, (_, i) => -(10 ** (-20 + i / 3))),
-        ...Array.from({ length: 60 }, (_, i) => 10 ** (-20 + i / 3)),
-        ...Array.from({ length: 35 }, (_, i) => (i < 18 ? -8 + i / 3 : 1.5 + (i - 18) / 3)),
-        0,
-      ]),
-      unsigned: sorted([
-        0,
-        ...Array.from({ length: 120 }, (_, i) => 10 ** (-30 + i / 4)),
-        ...Array.from({ length: 100 }, (_, i) => 0.5 + i * 1e-3),
-        ...Array.from({ length: 35 }, (_, i) => 1 + i / 4),
-      ]),
-    };
+    const linear = linearQuantMaps();
+    const crowded = crowdedQuantMaps();
     underEveryIsa((isa) => {
       for (const [name, maps] of Object.entries({ linear, crowded })) {
         tidy(() => {
