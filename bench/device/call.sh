@@ -59,6 +59,9 @@
 #            alternated over `new23` and `new24`, the float32 step clipping on the device and on the host, the
 #            FlexAttention anchor (../shared/anchors/anchor_flex.py carried unchanged in .device/anchors), an events
 #            profile of the 8-bit step
+#   occupancy  `new25` (`new24` with the 8-bit kernel at three blocks a multiprocessor: 80 registers, no spills):
+#            its GPU 8-bit and clip tests, the optimizer bench and the 8-bit 3B step alternated over `new24` and
+#            `new25`, the float32 step on `new25`
 #   bars     issue 14's and 18's figures on `new10`: its decode bench twice, the compiled Hugging Face anchor, then the
 #            planner's GPU check (bench/gpu-plan.sh) — name an H100 for the bars
 # The bench/cuda programs travel built, in .device/bins.tar.xz: nvcc -O3 -std=c++17 -arch=sm_90a -I native
@@ -302,6 +305,17 @@ case ${1:?usage: call.sh CASE} in
     step profile8-new24 45 env ANDROMEDA_CUDA_PROFILE=events ANDROMEDA_CUDA_PROFILE_ROWS=30 node dist/bench/gpu-train-step.js \
       andromeda-3b 1 2048 6 --optimizer adamw8bit
     grep -E "idle|^\| andromeda|adamw|sumOfSquares" $W/profile8-new24.log | cut -c1-160 | head -20
+    ;;
+  occupancy)
+    use new25
+    step test-gpu 60 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/adamw8bit.test.js \
+      dist/tests/gpu/clip-and-step.test.js
+    for tag in new24 new25; do use $tag; step adamw-$tag 40 node dist/bench/gpu-adamw8bit.js; grep -E "\| AdamW" $W/adamw-$tag.log; done
+    for r in 1 2; do for tag in new24 new25; do
+      use $tag; step train8-$tag-$r 40 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 12 --optimizer adamw8bit
+      grep -E "^\| andromeda" $W/train8-$tag-$r.log
+    done; done
+    use new25; step train-new25 40 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 12; grep -E "^\| andromeda" $W/train-new25.log
     ;;
   *) echo "call.sh: unknown case $1"; exit 2;;
 esac
