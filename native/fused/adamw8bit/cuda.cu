@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "adamw8bit.h"
+#include "threshold_records.h"
 #include "../adamw/element.cuh"
 #include "../../cuda/engine.h"
 #include "../../cuda/chunk_table.h"
@@ -39,8 +40,8 @@ struct SharedMaps {
   const float* unsigned_map;
   const uint8_t* signed_start;
   const uint8_t* unsigned_start;
-  const float4* signed_records;  // ThresholdRecords, when the kernel searches by them
-  const float4* unsigned_records;
+  const AdamW8bitCodeRecord* signed_records;  // AdamW8bitThresholdRecords, when the kernel searches by them
+  const AdamW8bitCodeRecord* unsigned_records;
 };
 
 struct TensorBlocks {
@@ -77,83 +78,12 @@ __device__ __forceinline__ void write_shadow(const TensorBlocks& t, int64_t i, f
   else if (t.shadow_dtype == int(DType::F16)) store(static_cast<f16*>(t.shadow) + i, p);
 }
 
-/**
- * The nearest-code search as one shared-memory load. T[c], for codes c = 1 … 255, is the least float32 x for which
- * the reference (adamw8bit_nearest_code) picks code c over c − 1: between map[c − 1] and map[c] its comparison of
- * the two float32 differences turns once, from the lower code to the upper, so bisection over the floats between
- * them finds it. The reference's code of any x but NaN is then the number of thresholds at or below x. For each
- * bucket of AdamW8bitCodeIndex's bucketing, a record holds s, the code of the bucket's least value, and the
- * thresholds T[s + 1 … s + 3] (NaN past code 255: no x is at or above NaN), so that
- *   code(x) = s + (x ≥ T[s + 1]) + (x ≥ T[s + 2]) + (x ≥ T[s + 3]),   NaN: code 0,
- * which is the reference's code wherever no bucket spans more than four codes (bitsandbytes' maps span at most
- * three; build() checks, and the kernel searches with the loop for maps that do not qualify).
- */
-struct ThresholdRecords {
-  float4 record[AdamW8bitCodeIndex::kBuckets];  // x, y, z: T[s + 1 … s + 3]; w: s, as float bits
-
-  /** The records of a strictly increasing map; false where a bucket spans more than four codes. */
-  bool build(const float* map) {
-    float threshold[kAdamW8bitMapSize + kAdamW8bitMaxWalk];
-    threshold[0] = -INFINITY;
-    for (int c = 1; c < kAdamW8bitMapSize; c++) threshold[c] = least_upper(map, c);
-    for (int c = kAdamW8bitMapSize; c < kAdamW8bitMapSize + kAdamW8bitMaxWalk; c++) threshold[c] = NAN;
-    AdamW8bitCodeIndex index;
-    index.build(map);
-    const auto code_of = [&](float x) { return int(adamw8bit_nearest_code(map, index.start, x)); };
-    for (int b = 0; b < AdamW8bitCodeIndex::kBuckets; b++) {
-      const int first = code_of(AdamW8bitCodeIndex::lower_bound(b));
-      const int last = b + 1 < AdamW8bitCodeIndex::kBuckets ? code_of(AdamW8bitCodeIndex::lower_bound(b + 1))
-                                                              : kAdamW8bitMapSize - 1;
-      if (last - first > kAdamW8bitMaxWalk) return false;
-      uint32_t first_bits = uint32_t(first);
-      float first_as_float;
-      std::memcpy(&first_as_float, &first_bits, sizeof first_as_float);
-      record[b] = make_float4(threshold[first + 1], threshold[first + 2], threshold[first + 3], first_as_float);
-    }
-    return true;
-  }
-
- private:
-  /** Float32 bits as an unsigned key that orders as the floats do (-0 just below +0). */
-  static uint32_t key(float x) {
-    uint32_t u;
-    std::memcpy(&u, &x, sizeof u);
-    return (u >> 31) ? ~u : (u | 0x80000000u);
-  }
-  static float from_key(uint32_t k) {
-    const uint32_t u = (k >> 31) ? (k & 0x7fffffffu) : ~k;
-    float x;
-    std::memcpy(&x, &u, sizeof x);
-    return x;
-  }
-  /** T[c]: the least x in (map[c − 1], map[c]] with map[c] − x < x − map[c − 1] in float32 (true at map[c]). */
-  static float least_upper(const float* map, int c) {
-    const auto upper = [&](float x) {
-      const volatile float to_upper = map[c] - x, to_lower = x - map[c - 1];  // rounded to float32, as the kernels
-      return to_upper < to_lower;
-    };
-    uint32_t below = key(map[c - 1]), at_or_above = key(map[c]);  // upper() false at map[c − 1], true at map[c]
-    while (at_or_above - below > 1) {
-      const uint32_t mid = below + (at_or_above - below) / 2;
-      (upper(from_key(mid)) ? at_or_above : below) = mid;
-    }
-    return from_key(at_or_above);
-  }
-};
-
-/** The reference's code of x from its bucket's record (ThresholdRecords). */
-__device__ __forceinline__ int record_code(const float4* records, float x) {
-  const float4 r = records[AdamW8bitCodeIndex::bucket(x)];
-  const int code = __float_as_int(r.w) + int(x >= r.x) + int(x >= r.y) + int(x >= r.z);
-  return x == x ? code : 0;
-}
-
 /** The code of a moment scaled by its block's inverse: from the threshold records, or by the loop for other maps. */
 template <bool Records>
-__device__ __forceinline__ uint8_t nearest_code(const float* map, const uint8_t* start, const float4* records,
+__device__ __forceinline__ uint8_t nearest_code(const float* map, const uint8_t* start, const AdamW8bitCodeRecord* records,
                                                 float moment, float inverse) {
   const float x = adamw8bit_scaled(moment, inverse);
-  if constexpr (Records) return uint8_t(record_code(records, x));
+  if constexpr (Records) return uint8_t(adamw8bit_record_code(records, x));
   else return adamw8bit_nearest_code<BankPaddedMap>(map, start, x);
 }
 
@@ -293,7 +223,7 @@ __device__ __forceinline__ void update_block(const TensorBlocks& t, int64_t bloc
 }
 
 /** Dynamic shared memory of the kernel that searches by threshold records: both maps' records. */
-constexpr size_t kRecordBytes = 2 * sizeof(ThresholdRecords);
+constexpr size_t kRecordBytes = 2 * sizeof(AdamW8bitThresholdRecords);
 
 /**
  * Records: the codes come from the threshold records (`records`: the signed map's, then the unsigned map's, in
@@ -303,10 +233,10 @@ constexpr size_t kRecordBytes = 2 * sizeof(ThresholdRecords);
  */
 template <typename G, bool Records>
 __global__ void __launch_bounds__(kThreads, 3) adamw8bit_many_kernel(const TensorBlocks* tensors, const int32_t* chunk_tensor,
-                                                                   int64_t chunks, Maps maps, const float4* records,
+                                                                   int64_t chunks, Maps maps, const AdamW8bitCodeRecord* records,
                                                                    AdamWConstants k) {
   if (!resolve_clip(k)) return;
-  extern __shared__ float4 shared_records[];
+  extern __shared__ AdamW8bitCodeRecord shared_records[];
   __shared__ float signed_map[kPaddedMapSize], unsigned_map[kPaddedMapSize];
   __shared__ uint8_t signed_start[Records ? 1 : AdamW8bitCodeIndex::kBuckets];
   __shared__ uint8_t unsigned_start[Records ? 1 : AdamW8bitCodeIndex::kBuckets];
@@ -353,7 +283,8 @@ unsigned many_grid(int64_t chunks) {
 }
 
 template <typename G, bool Records>
-void launch_kernel(const DeviceChunkTable<TensorBlocks>& device, int64_t chunks, const Maps& maps, const float4* records,
+void launch_kernel(const DeviceChunkTable<TensorBlocks>& device, int64_t chunks, const Maps& maps,
+                   const AdamW8bitCodeRecord* records,
                    const AdamWConstants& k) {
   adamw8bit_many_kernel<G, Records><<<many_grid<G, Records>(chunks), kThreads, Records ? kRecordBytes : 0, stream()>>>(
       device.entries(), device.chunk_entry(), chunks, maps, records, k);
@@ -363,13 +294,13 @@ void launch_kernel(const DeviceChunkTable<TensorBlocks>& device, int64_t chunks,
  * Both maps' threshold records, built once for the maps of the last call (the training loop passes the same maps
  * every step); null where a map does not qualify (the kernel then searches with the loop).
  */
-const ThresholdRecords* records_for(const Maps& maps) {
+const AdamW8bitThresholdRecords* records_for(const Maps& maps) {
   static float signed_seen[kAdamW8bitMapSize], unsigned_seen[kAdamW8bitMapSize];
-  static std::unique_ptr<ThresholdRecords[]> records;
+  static std::unique_ptr<AdamW8bitThresholdRecords[]> records;
   static bool built = false, usable = false;
   if (!built || std::memcmp(signed_seen, maps.signed_map, sizeof signed_seen) != 0 ||
       std::memcmp(unsigned_seen, maps.unsigned_map, sizeof unsigned_seen) != 0) {
-    if (!records) records.reset(new ThresholdRecords[2]);
+    if (!records) records.reset(new AdamW8bitThresholdRecords[2]);
     usable = records[0].build(maps.signed_map) && records[1].build(maps.unsigned_map);
     std::memcpy(signed_seen, maps.signed_map, sizeof signed_seen);
     std::memcpy(unsigned_seen, maps.unsigned_map, sizeof unsigned_seen);
@@ -394,14 +325,14 @@ void launch_many(int grad_dtype, const std::vector<const AdamW8bitTensorArgs*>& 
   if (table.entries.empty()) return;
   const DeviceChunkTable<TensorBlocks> device(table, "adamw8bitMany (chunk table)");
   // The threshold records where both maps allow them (bitsandbytes' always do), the searching loop otherwise.
-  const ThresholdRecords* records = records_for(maps);
+  const AdamW8bitThresholdRecords* records = records_for(maps);
   if (records) {
     static PinnedStaging staging;
     Scratch on_device(kRecordBytes);
     std::memcpy(staging.reserve(kRecordBytes, "adamw8bitMany (records)"), records, kRecordBytes);
     staging.copy_to(on_device.as<char>(), kRecordBytes, "adamw8bitMany (records)");
     ANDROMEDA_CUDA_DISPATCH_FLOAT(grad_dtype, {
-      launch_kernel<T, true>(device, table.chunks(), maps, on_device.as<float4>(), k);
+      launch_kernel<T, true>(device, table.chunks(), maps, on_device.as<AdamW8bitCodeRecord>(), k);
     });
   } else {
     ANDROMEDA_CUDA_DISPATCH_FLOAT(grad_dtype, { launch_kernel<T, false>(device, table.chunks(), maps, nullptr, k); });
