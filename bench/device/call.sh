@@ -62,6 +62,9 @@
 #   occupancy  `new25` (`new24` with the 8-bit kernel at three blocks a multiprocessor: 80 registers, no spills):
 #            its GPU 8-bit and clip tests, the optimizer bench and the 8-bit 3B step alternated over `new24` and
 #            `new25`, the float32 step on `new25`
+#   final27  `new26` (main at stop 27's end: `new24`'s kernels with the records in threshold_records.h, as `new25`
+#            less its three blocks a multiprocessor): its GPU 8-bit and clip tests, the 8-bit 3B step three times,
+#            the float32 step, the FlexAttention anchor
 #   bars     issue 14's and 18's figures on `new10`: its decode bench twice, the compiled Hugging Face anchor, then the
 #            planner's GPU check (bench/gpu-plan.sh) — name an H100 for the bars
 # The bench/cuda programs travel built, in .device/bins.tar.xz: nvcc -O3 -std=c++17 -arch=sm_90a -I native
@@ -316,6 +319,17 @@ case ${1:?usage: call.sh CASE} in
       grep -E "^\| andromeda" $W/train8-$tag-$r.log
     done; done
     use new25; step train-new25 40 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 12; grep -E "^\| andromeda" $W/train-new25.log
+    ;;
+  final27)
+    use new26
+    step test-gpu 60 env ANDROMEDA_REQUIRE_GPU=1 node --test --test-concurrency=1 dist/tests/gpu/adamw8bit.test.js \
+      dist/tests/gpu/clip-and-step.test.js
+    for r in 1 2 3; do
+      step train8-new26-$r 30 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 12 --optimizer adamw8bit
+      grep -E "^\| andromeda" $W/train8-new26-$r.log
+    done
+    step train-new26 30 node dist/bench/gpu-train-step.js andromeda-3b 1 2048 12; grep -E "^\| andromeda" $W/train-new26.log
+    step flex 100 python3 .device/anchors/anchor_flex.py train:flex:2048x1; grep RESULT $W/flex.log
     ;;
   *) echo "call.sh: unknown case $1"; exit 2;;
 esac

@@ -228,11 +228,9 @@ constexpr size_t kRecordBytes = 2 * sizeof(AdamW8bitThresholdRecords);
 /**
  * Records: the codes come from the threshold records (`records`: the signed map's, then the unsigned map's, in
  * device memory, copied to dynamic shared memory); otherwise from the searching loop over the maps and indexes.
- * Three blocks a multiprocessor (at most 85 registers a thread; the records' 64 KiB of shared memory a block allow
- * three), so that more quantization blocks' loads are in flight at once.
  */
 template <typename G, bool Records>
-__global__ void __launch_bounds__(kThreads, 3) adamw8bit_many_kernel(const TensorBlocks* tensors, const int32_t* chunk_tensor,
+__global__ void __launch_bounds__(kThreads) adamw8bit_many_kernel(const TensorBlocks* tensors, const int32_t* chunk_tensor,
                                                                    int64_t chunks, Maps maps, const AdamW8bitCodeRecord* records,
                                                                    AdamWConstants k) {
   if (!resolve_clip(k)) return;
