@@ -62,7 +62,7 @@
 #   occupancy  `new25` (`new24` with the 8-bit kernel at three blocks a multiprocessor: 80 registers, no spills):
 #            its GPU 8-bit and clip tests, the optimizer bench and the 8-bit 3B step alternated over `new24` and
 #            `new25`, the float32 step on `new25`
-#   final27  `new26` (main at stop 27's end: `new24`'s kernels with the records in threshold_records.h, as `new25`
+#   final27  (not run: no device time was left at stop 27) `new26` (main at stop 27's end: `new24`'s kernels with the records in threshold_records.h, as `new25`
 #            less its three blocks a multiprocessor): its GPU 8-bit and clip tests, the 8-bit 3B step three times,
 #            the float32 step, the FlexAttention anchor
 #   bars     issue 14's and 18's figures on `new10`: its decode bench twice, the compiled Hugging Face anchor, then the
