@@ -126,7 +126,10 @@ struct AdamW8bitCodeIndex {
       start[b] = uint8_t(code);
     }
     max_walk = 0;
-    for (int b = 0; b < kBuckets; b++) max_walk = longest_walk(map, b) > max_walk ? longest_walk(map, b) : max_walk;
+    for (int b = 0; b < kBuckets; b++) {
+      const int walk = longest_walk(map, b);
+      if (walk > max_walk) max_walk = walk;
+    }
   }
 
   /**
@@ -142,7 +145,10 @@ struct AdamW8bitCodeIndex {
   }
 };
 
-/** The longest walk the branch-free searches (the AVX-512 and CUDA forms) take; maps that need more take the loop. */
+/**
+ * The longest walk the CPU's AVX-512 search covers, and the most codes above a bucket's lowest that CUDA's threshold
+ * records hold (threshold_records.h); maps that need more take the searching loop.
+ */
 constexpr int kAdamW8bitMaxWalk = 3;
 
 /**

@@ -3,10 +3,11 @@
 // ones with 8- and 16-byte accesses when the block is full and the buffers aligned, else lane + 32·j); the block's
 // new absmax is a warp max-reduction, so no shared-memory round trip and no __syncthreads per block. Blocks of
 // threads take chunks of kChunkBlocks quantization blocks from a chunk table (chunk_table.h) and walk them
-// grid-stride. The two maps and their search indexes (AdamW8bitCodeIndex) sit in shared memory for the nearest-
-// code searches (branch-free where the maps allow: nearest_code_bounded), the maps padded against bank conflicts
-// (BankPaddedMap). Every operation is an explicitly rounded intrinsic in the CPU form's order, so nvcc cannot fuse
-// multiply-adds and both engines give the same bits.
+// grid-stride. The two maps sit in shared memory for dequantizing, padded against bank conflicts (BankPaddedMap);
+// the nearest codes come from the maps' threshold records (threshold_records.h: one 16-byte load a moment), also in
+// shared memory, or, for maps too crowded for those, from the searching loop over the maps' indexes
+// (AdamW8bitCodeIndex). Every operation is an explicitly rounded intrinsic in the CPU form's order, so nvcc cannot
+// fuse multiply-adds and both engines give the same bits.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
