@@ -9,6 +9,7 @@ import { Tensor, getEngine, CpuEngine, type DType } from '../../src/index.js';
 import { CPU_ISAS, cpuIsasOf, parseCpuIsa } from '../../src/engine/cpu-settings.js';
 import { requireAddon } from '../../src/engine/native-engine.js';
 import { xorshift32 } from '../helpers/xorshift.js';
+import { adamwTestArgs } from '../helpers/adamw-args.js';
 
 const cpu = getEngine('cpu') as CpuEngine;
 /** This architecture's instruction sets up to the best the CPU has, each a separate build of the kernels. */
@@ -594,16 +595,7 @@ for (const isa of ISAS) {
       V2 = f32From(n, 18, 0.01);
     const Vv = V2.v.map((v) => Math.fround(Math.abs(v)));
     const v = f32(Vv);
-    const args = {
-      lr: 1e-3,
-      beta1: 0.9,
-      beta2: 0.95,
-      eps: 1e-8,
-      weightDecay: 0.1,
-      biasCorrection1: 1 - 0.9 ** 3,
-      biasCorrection2: 1 - 0.95 ** 3,
-      gradScale: 0.5,
-    };
+    const args = adamwTestArgs(3, 0.5);
     cpu.adamw(P.t.dense(), Gd.t.dense(), M.t.dense(), v.dense(), n, args);
     const wantP = new Float64Array(n),
       wantM = new Float64Array(n),

@@ -10,6 +10,7 @@ import { adamw8bitMaps } from '../../src/optim/adamw8bit-map.js';
 import { adamw8bitSlotSizes } from '../../src/optim/adamw8bit.js';
 import { crowdedQuantMaps } from '../helpers/quant-maps.js';
 import { Twins, assertClose, cpu, gpu, gpuTest, read, type Twin } from './harness.js';
+import { adamwTestArgs } from '../helpers/adamw-args.js';
 
 /** The codes of an int32 twin as bytes, per side. */
 function codes(t: Twin, count: number): { cpu: Uint8Array; gpu: Uint8Array } {
@@ -45,16 +46,7 @@ for (const [mapName, maps] of [
         });
         for (let step = 1; step <= 3; step++) {
           const grads = tensors.map((x) => t.random(gradDtype, x.count, 0.01 * step));
-          const args = {
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.95,
-            eps: 1e-8,
-            weightDecay: 0.1,
-            biasCorrection1: 1 - 0.9 ** step,
-            biasCorrection2: 1 - 0.95 ** step,
-            gradScale: 0.5,
-          };
+          const args = adamwTestArgs(step, 0.5);
           for (const side of ['cpu', 'gpu'] as const) {
             const items: AdamW8bitItem[] = tensors.map((x, i) => ({
               param: x.param[side],

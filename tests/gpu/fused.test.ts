@@ -8,6 +8,7 @@ import type { AddNormArgs, AdamWItem, Dense } from '../../src/engine/engine.js';
 import type { CudaEngine } from '../../src/engine/cuda.js';
 import type { DType } from '../../src/tensor/dtype.js';
 import { Twins, assertClose, cpu, gpu, gpuTest, linearProductArgs, read, relativeError, type Twin } from './harness.js';
+import { adamwTestArgs } from '../helpers/adamw-args.js';
 
 const statDtype = (dtype: DType): DType => (dtype === 'float64' ? 'float64' : 'float32');
 /** The twin seen `offset` elements in (an unaligned start for the element paths). */
@@ -211,16 +212,7 @@ gpuTest(
             shadow: withShadow ? t.output('bfloat16', o.param.count) : null,
           }));
           for (let step = 1; step <= 2; step++) {
-            const args = {
-              lr: 1e-3,
-              beta1: 0.9,
-              beta2: 0.95,
-              eps: 1e-8,
-              weightDecay: 0.1,
-              biasCorrection1: 1 - 0.9 ** step,
-              biasCorrection2: 1 - 0.95 ** step,
-              gradScale: 0.7,
-            };
+            const args = adamwTestArgs(step, 0.7);
             for (const o of one) {
               // The composed form: the one-tensor step, then a rounding copy into the weight copy.
               g.adamw(o.param.gpu, o.grad.gpu, o.m.gpu, o.v.gpu, o.param.count, args);

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { bf16BitsToFloat, floatToBf16Bits, type DType } from '../../src/tensor/dtype.js';
 import type { CudaEngine } from '../../src/engine/cuda.js';
 import { FLOAT_DTYPES, Twins, assertClose, cpu, gpu, gpuTest, read, relativeError } from './harness.js';
+import { adamwTestArgs } from '../helpers/adamw-args.js';
 
 const statDtype = (dtype: DType): DType => (dtype === 'float64' ? 'float64' : 'float32');
 
@@ -257,16 +258,7 @@ gpuTest('adamw: float32 master weights and state with float32 and bfloat16 gradi
         );
       const grad = t.random(gradDtype, n, 0.1);
       for (let step = 1; step <= 3; step++) {
-        const args = {
-          lr: 1e-3,
-          beta1: 0.9,
-          beta2: 0.95,
-          eps: 1e-8,
-          weightDecay: 0.1,
-          biasCorrection1: 1 - 0.9 ** step,
-          biasCorrection2: 1 - 0.95 ** step,
-          gradScale: 0.5,
-        };
+        const args = adamwTestArgs(step, 0.5);
         cpu().adamw(param.cpu, grad.cpu, m.cpu, v.cpu, n, args);
         gpu().adamw(param.gpu, grad.gpu, m.gpu, v.gpu, n, args);
       }

@@ -10,6 +10,7 @@ import type { DType } from '../../src/tensor/dtype.js';
 import { Generator } from '../../src/tensor/random.js';
 import type { CpuEngine } from '../../src/engine/cpu.js';
 import type { AdamWArgs, AdamWItem } from '../../src/engine/engine.js';
+import { adamwTestArgs } from '../helpers/adamw-args.js';
 import { shiftTokens, shiftTokensComposed } from '../../src/ops/fused/token-shift.js';
 import { headNorm, headNormComposed } from '../../src/ops/fused/head-norm.js';
 import { addNorm, biasGelu } from '../../src/ops/index.js';
@@ -277,16 +278,7 @@ describe('linear with a bias: the matmul bias epilogue on the CPU engine', () =>
 });
 
 describe('adamwMany on the CPU engine', () => {
-  const args = (step: number): AdamWArgs => ({
-    lr: 1e-3,
-    beta1: 0.9,
-    beta2: 0.95,
-    eps: 1e-8,
-    weightDecay: 0.1,
-    biasCorrection1: 1 - 0.9 ** step,
-    biasCorrection2: 1 - 0.95 ** step,
-    gradScale: 0.7,
-  });
+  const args = (step: number): AdamWArgs => adamwTestArgs(step, 0.7);
   const sizes = [1, 7, 16384, 40001];
 
   /** Fresh float32 states and gradients of `gradDtype` for the given sizes, from one seed. */

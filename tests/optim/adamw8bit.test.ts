@@ -24,6 +24,7 @@ import {
 } from '../../src/optim/adamw8bit-map.js';
 import { randomValues } from '../helpers/gradcheck.js';
 import { crowdedQuantMaps, linearQuantMaps } from '../helpers/quant-maps.js';
+import { adamwTestArgs } from '../helpers/adamw-args.js';
 
 const { tidy } = A;
 const engine = A.getEngine('cpu') as CpuEngine;
@@ -135,16 +136,7 @@ function referenceStep(s: HostState, grad: ArrayLike<number>, a: AdamWArgs, maps
   }
 }
 
-const args = (step: number, gradScale = 0.7): AdamWArgs => ({
-  lr: 1e-3,
-  beta1: 0.9,
-  beta2: 0.95,
-  eps: 1e-8,
-  weightDecay: 0.1,
-  biasCorrection1: 1 - 0.9 ** step,
-  biasCorrection2: 1 - 0.95 ** step,
-  gradScale,
-});
+const args = (step: number, gradScale = 0.7): AdamWArgs => adamwTestArgs(step, gradScale);
 
 /** Engine buffers of one tensor's 8-bit state, zero (an absmax of 0: moments 0). */
 function deviceState(size: number, gen: Generator, shadowDtype: DType | null) {
